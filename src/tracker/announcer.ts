@@ -1,0 +1,512 @@
+/**
+ * The announce loop: BEP 12 tiers over HTTP(S) and UDP trackers.
+ *
+ * Rule (see also docs/DESIGN.md):
+ * - Trackers within a tier are shuffled once; a tracker that answers moves to the front of
+ *   its tier. Unsupported schemes (ws:, wss:, anything but http:, https:, udp:) and
+ *   duplicate URLs are skipped.
+ * - Every tier runs its own announce round, all tiers in parallel (at start and for every
+ *   later re-announce). A tier treats its trackers as mirrors: a round asks the tier's first
+ *   tracker; the next one is asked as well when the previous one fails or stays silent for
+ *   `hedgeMs`. The first tracker to answer ends the round and moves to the front; any other
+ *   tracker of the round that still answers contributes its peers too.
+ * - After an answer the tier re-announces after the tracker's interval (never sooner than
+ *   `minReannounceMs`). When every tracker of the tier failed, the tier retries after
+ *   `retryAfterFailureMs`, doubling up to `maxRetryAfterFailureMs`.
+ * - requestMore() brings rounds forward: not before the tracker's `min interval` (or
+ *   `requestMoreDefaultMs` when it gave none, and never under `requestMoreMinMs`) after an
+ *   answer; `requestMoreMinMs` after a failed round.
+ * - A tracker's first successful announce carries event=started; complete() and stop()
+ *   send completed/stopped only to trackers that acknowledged started, bounded in time.
+ *
+ * Nothing a tracker does throws out of the announcer: failures become 'warning' events.
+ */
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import createDebug from 'debug';
+import { TdlError } from '../errors.js';
+import { announceHttp } from './http.js';
+import { announceUdp, type UdpRetryOptions } from './udp.js';
+import type { AnnounceEvent, AnnounceRequest, AnnounceResponse, PeerAddress } from './types.js';
+
+const debug = createDebug('tdl:tracker');
+
+export interface AnnouncerTiming {
+  /** Ask the next tracker of a tier too when the current one has been silent this long. */
+  hedgeMs: number;
+  /** Floor under tracker intervals for regular re-announces. */
+  minReannounceMs: number;
+  /** requestMore(): earliest re-announce after an answer when the tracker gave no min interval. */
+  requestMoreDefaultMs: number;
+  /** requestMore(): absolute floor after an answer, and the retry delay after a failed round. */
+  requestMoreMinMs: number;
+  /** First retry of a tier whose trackers all failed (doubles on each failed round). */
+  retryAfterFailureMs: number;
+  /** Cap of the failure retry delay. */
+  maxRetryAfterFailureMs: number;
+}
+
+export const ANNOUNCER_TIMING: Readonly<AnnouncerTiming> = Object.freeze({
+  hedgeMs: 3_000,
+  minReannounceMs: 60_000,
+  requestMoreDefaultMs: 30_000,
+  requestMoreMinMs: 5_000,
+  retryAfterFailureMs: 10_000,
+  maxRetryAfterFailureMs: 300_000,
+});
+
+/** Default bound on stop() (and on complete()). */
+export const DEFAULT_STOP_TIMEOUT_MS = 1_500;
+/** Peers asked for in each announce when the caller does not say. */
+export const DEFAULT_NUM_WANT = 50;
+
+export interface AnnouncerOptions {
+  announceList: string[][];
+  infoHash: Buffer;
+  peerId: Buffer;
+  port: number;
+  stats: () => { uploaded: number; downloaded: number; left: number };
+  numWant?: number;
+  /** Bound on stop() and complete() (ms). */
+  stopTimeoutMs?: number;
+  /** Overrides of ANNOUNCER_TIMING (tests use short values). */
+  timing?: Partial<AnnouncerTiming>;
+  /** UDP retransmission schedule override. */
+  udpRetry?: UdpRetryOptions;
+  /** Bound on one regular announce (defaults of the HTTP/UDP clients when absent). */
+  announceTimeoutMs?: number;
+}
+
+type Scheme = 'http' | 'udp';
+
+interface TrackerState {
+  url: string;
+  scheme: Scheme;
+  /** Answered at least once. */
+  answered: boolean;
+  /** Acknowledged an announce with event=started (so it gets completed/stopped). */
+  startedAcked: boolean;
+  failedOnce: boolean;
+  lastFailure: string | undefined;
+  inFlight: AbortController | undefined;
+}
+
+interface TierState {
+  index: number;
+  /** Current order: shuffled once, answering trackers moved to the front. */
+  trackers: TrackerState[];
+  running: boolean;
+  timer: NodeJS.Timeout | undefined;
+  /** When the scheduled round will run (ms since epoch), Infinity if none. */
+  nextAt: number;
+  lastSuccessAt: number | undefined;
+  lastRoundEndAt: number;
+  minIntervalMs: number | undefined;
+  failedRounds: number;
+  /** requestMore() was called while a round was running. */
+  moreRequested: boolean;
+}
+
+export interface AnnouncerEvents {
+  peers: [peers: PeerAddress[], url: string];
+  warning: [message: string, url: string];
+  announce: [url: string, response: AnnounceResponse];
+  allFailed: [];
+}
+
+function schemeOf(raw: string): { url: string; scheme: Scheme } | undefined {
+  const url = raw.trim();
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (u.protocol === 'http:' || u.protocol === 'https:') return { url, scheme: 'http' };
+  if (u.protocol === 'udp:') return { url, scheme: 'udp' };
+  return undefined;
+}
+
+function shuffle<T>(a: T[]): T[] {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+  return a;
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class Announcer extends EventEmitter<AnnouncerEvents> {
+  private readonly opts: AnnouncerOptions;
+  private readonly timing: AnnouncerTiming;
+  private readonly tiers: TierState[] = [];
+  private readonly all: TrackerState[] = [];
+  private readonly key = randomBytes(4).readUInt32BE(0);
+  private started = false;
+  private stopped = false;
+  private stopPromise: Promise<void> | undefined;
+  private allFailedEmitted = false;
+
+  constructor(opts: AnnouncerOptions) {
+    super();
+    this.opts = opts;
+    this.timing = { ...ANNOUNCER_TIMING, ...opts.timing };
+    const seen = new Set<string>();
+    for (const tierUrls of opts.announceList) {
+      const trackers: TrackerState[] = [];
+      for (const raw of tierUrls) {
+        const s = typeof raw === 'string' ? schemeOf(raw) : undefined;
+        if (!s) {
+          debug('skipping tracker %s: unsupported or invalid URL', String(raw));
+          continue;
+        }
+        if (seen.has(s.url)) continue;
+        seen.add(s.url);
+        const t: TrackerState = {
+          url: s.url,
+          scheme: s.scheme,
+          answered: false,
+          startedAcked: false,
+          failedOnce: false,
+          lastFailure: undefined,
+          inFlight: undefined,
+        };
+        trackers.push(t);
+        this.all.push(t);
+      }
+      if (trackers.length === 0) continue;
+      this.tiers.push({
+        index: this.tiers.length,
+        trackers: shuffle(trackers),
+        running: false,
+        timer: undefined,
+        nextAt: Infinity,
+        lastSuccessAt: undefined,
+        lastRoundEndAt: 0,
+        minIntervalMs: undefined,
+        failedRounds: 0,
+        moreRequested: false,
+      });
+    }
+    debug(
+      'tiers: %s',
+      this.tiers.map((t) => `[${t.trackers.map((x) => x.url).join(', ')}]`).join(' '),
+    );
+  }
+
+  /** Usable trackers (http, https, udp; duplicates counted once). */
+  get trackerCount(): number {
+    return this.all.length;
+  }
+
+  /** The last failure of each tracker whose most recent announce failed. */
+  get failures(): { url: string; message: string }[] {
+    return this.all
+      .filter((t) => t.lastFailure !== undefined)
+      .map((t) => ({ url: t.url, message: t.lastFailure! }));
+  }
+
+  /**
+   * True when no tracker can be expected to give peers: every usable tracker failed at least
+   * once and none has ever answered (also true when there is no usable tracker at all).
+   */
+  get allFailed(): boolean {
+    return this.all.every((t) => t.failedOnce && !t.answered);
+  }
+
+  /** Starts announcing (event=started) to every tier at once. Idempotent. */
+  start(): void {
+    if (this.started || this.stopped) return;
+    this.started = true;
+    if (this.all.length === 0) {
+      debug('no usable tracker');
+      this.maybeEmitAllFailed();
+      return;
+    }
+    for (const tier of this.tiers) void this.runRound(tier);
+  }
+
+  /** Peers ran out: bring the next announce of every tier forward (see the module comment). */
+  requestMore(): void {
+    if (!this.started || this.stopped) return;
+    for (const tier of this.tiers) {
+      // A round in progress applies the request once it ends (its timing depends on it).
+      if (tier.running) tier.moreRequested = true;
+      else this.bringForward(tier);
+    }
+  }
+
+  private bringForward(tier: TierState): void {
+    const now = Date.now();
+    let at: number;
+    if (tier.failedRounds > 0 || tier.lastSuccessAt === undefined) {
+      at = tier.lastRoundEndAt + this.timing.requestMoreMinMs;
+    } else {
+      const floor = Math.max(
+        tier.minIntervalMs ?? this.timing.requestMoreDefaultMs,
+        this.timing.requestMoreMinMs,
+      );
+      at = tier.lastSuccessAt + floor;
+    }
+    at = Math.max(at, now);
+    if (at < tier.nextAt) {
+      debug(
+        'tier %d (%s): re-announce brought forward to %dms from now',
+        tier.index,
+        tier.trackers[0]?.url,
+        at - now,
+      );
+      this.schedule(tier, at - now);
+    }
+  }
+
+  /** Sends event=completed to trackers that acknowledged started (best effort, bounded). */
+  async complete(): Promise<void> {
+    if (this.stopped) return;
+    const targets = this.all.filter((t) => t.startedAcked);
+    await this.sendFinal(targets, 'completed');
+  }
+
+  /**
+   * Stops announcing: clears timers, aborts announces in flight and sends event=stopped to
+   * trackers that acknowledged started, returning within stopTimeoutMs. Idempotent.
+   */
+  stop(): Promise<void> {
+    if (this.stopPromise) return this.stopPromise;
+    this.stopped = true;
+    for (const tier of this.tiers) {
+      clearTimeout(tier.timer);
+      tier.timer = undefined;
+      tier.nextAt = Infinity;
+    }
+    for (const t of this.all) t.inFlight?.abort();
+    const targets = this.all.filter((t) => t.startedAcked);
+    this.stopPromise = this.sendFinal(targets, 'stopped');
+    return this.stopPromise;
+  }
+
+  private async sendFinal(targets: TrackerState[], event: AnnounceEvent): Promise<void> {
+    if (targets.length === 0) return;
+    const bound = this.opts.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
+    const controller = new AbortController();
+    const started = Date.now();
+    const udpRetry: UdpRetryOptions = {
+      firstWaitMs: Math.max(50, Math.floor(bound / 3)),
+      maxWaitMs: bound,
+      maxTries: 3,
+    };
+    const sends = targets.map(async (t) => {
+      try {
+        const res = await this.request(t, event, {
+          signal: controller.signal,
+          timeoutMs: bound,
+          udpRetry,
+        });
+        this.emit('announce', t.url, res);
+        debug('%s: %s acknowledged', t.url, event);
+      } catch (err) {
+        debug('%s: %s not acknowledged: %s', t.url, event, messageOf(err));
+      }
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, bound);
+      timer.unref();
+    });
+    try {
+      await Promise.race([Promise.all(sends), timeout]);
+    } finally {
+      clearTimeout(timer);
+      controller.abort();
+    }
+    debug('%s sent to %d tracker(s) in %dms', event, targets.length, Date.now() - started);
+  }
+
+  private schedule(tier: TierState, delayMs: number): void {
+    if (this.stopped) return;
+    clearTimeout(tier.timer);
+    const ms = Math.max(0, Math.min(delayMs, 2 ** 31 - 1));
+    tier.nextAt = Date.now() + ms;
+    tier.timer = setTimeout(() => {
+      tier.timer = undefined;
+      tier.nextAt = Infinity;
+      void this.runRound(tier);
+    }, ms);
+    tier.timer.unref();
+  }
+
+  private buildRequest(event: AnnounceEvent | undefined): AnnounceRequest {
+    let s = { uploaded: 0, downloaded: 0, left: 0 };
+    try {
+      s = this.opts.stats();
+    } catch (err) {
+      debug('stats callback failed: %s', messageOf(err));
+    }
+    const req: AnnounceRequest = {
+      infoHash: this.opts.infoHash,
+      peerId: this.opts.peerId,
+      port: this.opts.port,
+      uploaded: s.uploaded,
+      downloaded: s.downloaded,
+      left: s.left,
+      key: this.key,
+      numWant:
+        event === 'stopped' || event === 'completed' ? 0 : (this.opts.numWant ?? DEFAULT_NUM_WANT),
+    };
+    if (event) req.event = event;
+    return req;
+  }
+
+  private request(
+    t: TrackerState,
+    event: AnnounceEvent | undefined,
+    o: { signal: AbortSignal; timeoutMs?: number; udpRetry?: UdpRetryOptions },
+  ): Promise<AnnounceResponse> {
+    const req = this.buildRequest(event);
+    const timeoutMs = o.timeoutMs ?? this.opts.announceTimeoutMs;
+    if (t.scheme === 'http') {
+      return announceHttp(t.url, req, { signal: o.signal, timeoutMs });
+    }
+    return announceUdp(t.url, req, {
+      signal: o.signal,
+      timeoutMs,
+      retry: o.udpRetry ?? this.opts.udpRetry,
+    });
+  }
+
+  /** One regular announce to one tracker; never rejects (false on failure). */
+  private async announceTo(t: TrackerState): Promise<AnnounceResponse | undefined> {
+    if (t.inFlight) return undefined; // already being asked by an earlier round
+    const event: AnnounceEvent | undefined = t.startedAcked ? undefined : 'started';
+    const controller = new AbortController();
+    t.inFlight = controller;
+    try {
+      const res = await this.request(t, event, { signal: controller.signal });
+      if (this.stopped) return undefined;
+      t.answered = true;
+      t.lastFailure = undefined;
+      if (event === 'started') t.startedAcked = true;
+      debug('%s: answered (%s): %d peers', t.url, event ?? 'regular', res.peers.length);
+      this.emit('announce', t.url, res);
+      if (res.warning !== undefined) this.emit('warning', res.warning, t.url);
+      if (res.peers.length > 0) this.emit('peers', res.peers, t.url);
+      return res;
+    } catch (err) {
+      if (this.stopped) return undefined;
+      const message = err instanceof TdlError ? err.message : `tracker ${t.url}: ${messageOf(err)}`;
+      t.failedOnce = true;
+      t.lastFailure = message;
+      debug('%s: failed: %s', t.url, message);
+      this.emit('warning', message, t.url);
+      this.maybeEmitAllFailed();
+      return undefined;
+    } finally {
+      if (t.inFlight === controller) t.inFlight = undefined;
+    }
+  }
+
+  private maybeEmitAllFailed(): void {
+    if (!this.allFailedEmitted && this.allFailed) {
+      this.allFailedEmitted = true;
+      debug('every tracker failed');
+      this.emit('allFailed');
+    }
+  }
+
+  /** One announce round of a tier (see the module comment). */
+  private runRound(tier: TierState): Promise<void> {
+    if (tier.running || this.stopped) return Promise.resolve();
+    tier.running = true;
+    const order = tier.trackers.slice();
+    let next = 0;
+    let pending = 0;
+    let done = false;
+    let hedge: NodeJS.Timeout | undefined;
+
+    return new Promise<void>((resolve) => {
+      const finish = (): void => {
+        clearTimeout(hedge);
+        tier.running = false;
+        tier.lastRoundEndAt = Date.now();
+        resolve();
+      };
+
+      const onSuccess = (t: TrackerState, res: AnnounceResponse): void => {
+        if (done) return;
+        done = true;
+        const i = tier.trackers.indexOf(t);
+        if (i > 0) {
+          tier.trackers.splice(i, 1);
+          tier.trackers.unshift(t);
+        }
+        tier.failedRounds = 0;
+        tier.lastSuccessAt = Date.now();
+        tier.minIntervalMs = res.minInterval !== undefined ? res.minInterval * 1000 : undefined;
+        finish();
+        this.schedule(tier, Math.max(res.interval * 1000, this.timing.minReannounceMs));
+        applyPendingRequest();
+      };
+
+      const onAllFailed = (): void => {
+        done = true;
+        tier.failedRounds++;
+        finish();
+        const delay = Math.min(
+          this.timing.retryAfterFailureMs * 2 ** Math.min(tier.failedRounds - 1, 30),
+          this.timing.maxRetryAfterFailureMs,
+        );
+        debug(
+          'tier %d (%s): every tracker failed, retrying in %dms',
+          tier.index,
+          tier.trackers.map((t) => t.url).join(', '),
+          delay,
+        );
+        this.schedule(tier, delay);
+        applyPendingRequest();
+      };
+
+      const applyPendingRequest = (): void => {
+        if (!tier.moreRequested) return;
+        tier.moreRequested = false;
+        this.bringForward(tier);
+      };
+
+      const launchNext = (): void => {
+        clearTimeout(hedge);
+        hedge = undefined;
+        if (done || this.stopped) {
+          if (!done) {
+            done = true;
+            finish();
+          }
+          return;
+        }
+        const t = order[next++];
+        if (!t) {
+          if (pending === 0) onAllFailed();
+          return;
+        }
+        pending++;
+        if (next < order.length) {
+          hedge = setTimeout(launchNext, this.timing.hedgeMs);
+          hedge.unref();
+        }
+        void this.announceTo(t).then((res) => {
+          pending--;
+          if (done) return;
+          if (res) onSuccess(t, res);
+          else if (this.stopped) {
+            done = true;
+            finish();
+          } else if (next < order.length) launchNext();
+          else if (pending === 0) onAllFailed();
+        });
+      };
+
+      launchNext();
+    });
+  }
+}

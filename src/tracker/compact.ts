@@ -1,0 +1,171 @@
+/**
+ * Peer-list and interval helpers shared by the HTTP and UDP tracker parsers. Pure functions.
+ */
+import { isIP } from 'node:net';
+import type { PeerAddress } from './types.js';
+
+/** At most this many peers are taken from one tracker reply (the rest are ignored). */
+export const MAX_PEERS_PER_REPLY = 500;
+
+/** Interval used when a tracker does not send one (seconds). */
+export const DEFAULT_ANNOUNCE_INTERVAL_S = 1800;
+/**
+ * Tracker intervals are clamped to [MIN_ANNOUNCE_INTERVAL_S, MAX_ANNOUNCE_INTERVAL_S] by the
+ * parsers (the announcer applies its own, larger, floor before re-announcing).
+ */
+export const MIN_ANNOUNCE_INTERVAL_S = 1;
+export const MAX_ANNOUNCE_INTERVAL_S = 24 * 3600;
+
+/** Clamps a tracker-supplied interval (seconds) to the sane range, or the default if unusable. */
+export function clampInterval(v: number | undefined): number {
+  if (v === undefined || !Number.isFinite(v)) return DEFAULT_ANNOUNCE_INTERVAL_S;
+  return Math.min(MAX_ANNOUNCE_INTERVAL_S, Math.max(MIN_ANNOUNCE_INTERVAL_S, Math.trunc(v)));
+}
+
+/** Formats 16 bytes as RFC 5952 IPv6 text; IPv4-mapped addresses become dotted IPv4. */
+export function formatIPv6(b: Uint8Array, offset = 0): string {
+  const groups: number[] = [];
+  for (let i = 0; i < 8; i++) groups.push((b[offset + 2 * i]! << 8) | b[offset + 2 * i + 1]!);
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    return `${b[offset + 12]}.${b[offset + 13]}.${b[offset + 14]}.${b[offset + 15]}`;
+  }
+  // Longest run (length >= 2) of zero groups, first one on ties, becomes "::".
+  let bestStart = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestLen < 2) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+}
+
+function formatIPv4(b: Uint8Array, offset: number): string {
+  return `${b[offset]}.${b[offset + 1]}.${b[offset + 2]}.${b[offset + 3]}`;
+}
+
+/** True for addresses never worth dialling (unspecified address). */
+function isUnusableHost(host: string): boolean {
+  return host === '0.0.0.0' || host === '::';
+}
+
+/**
+ * Collects peers for one reply: drops port 0 and unspecified addresses, removes duplicates,
+ * stops at MAX_PEERS_PER_REPLY (or `max`).
+ */
+export class PeerCollector {
+  readonly peers: PeerAddress[] = [];
+  private readonly seen = new Set<string>();
+  constructor(private readonly max = MAX_PEERS_PER_REPLY) {}
+
+  get full(): boolean {
+    return this.peers.length >= this.max;
+  }
+
+  add(host: string, port: number): void {
+    if (this.full) return;
+    if (!Number.isInteger(port) || port <= 0 || port > 65535) return;
+    if (isUnusableHost(host)) return;
+    const key = `${host}|${port}`;
+    if (this.seen.has(key)) return;
+    this.seen.add(key);
+    this.peers.push({ host, port });
+  }
+
+  /**
+   * Compact IPv4 list: 6 bytes per peer (address, port big-endian). A trailing partial entry
+   * (length not a multiple of 6) is ignored: the complete entries before it are kept.
+   */
+  addCompact4(b: Uint8Array): void {
+    for (let o = 0; o + 6 <= b.length && !this.full; o += 6) {
+      this.add(formatIPv4(b, o), (b[o + 4]! << 8) | b[o + 5]!);
+    }
+  }
+
+  /** Compact IPv6 list: 18 bytes per peer; a trailing partial entry is ignored. */
+  addCompact6(b: Uint8Array): void {
+    for (let o = 0; o + 18 <= b.length && !this.full; o += 18) {
+      this.add(formatIPv6(b, o), (b[o + 16]! << 8) | b[o + 17]!);
+    }
+  }
+
+  /** A textual address from a dictionary-form peer; anything but an IP literal is skipped. */
+  addText(host: string, port: number): void {
+    let h = host.trim();
+    if (h.startsWith('[') && h.endsWith(']')) h = h.slice(1, -1);
+    const family = isIP(h);
+    if (family === 0) return;
+    if (family === 6) {
+      // Normalise through the compact formatter so duplicates compare equal.
+      const bytes = ipv6ToBytes(h);
+      if (!bytes) return;
+      h = formatIPv6(bytes);
+    }
+    this.add(h, port);
+  }
+}
+
+/** Parses IPv6 text (as accepted by net.isIP) to 16 bytes; null if it cannot. */
+export function ipv6ToBytes(text: string): Uint8Array | null {
+  let s = text;
+  const zone = s.indexOf('%');
+  if (zone >= 0) s = s.slice(0, zone);
+  let tail: number[] = [];
+  // Embedded IPv4 in the last 32 bits.
+  const lastColon = s.lastIndexOf(':');
+  const last = s.slice(lastColon + 1);
+  if (last.includes('.')) {
+    const parts = last.split('.').map((p) => Number(p));
+    if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {
+      return null;
+    }
+    tail = [(parts[0]! << 8) | parts[1]!, (parts[2]! << 8) | parts[3]!];
+    s = s.slice(0, lastColon + 1) + '0';
+    // Replace the trailing "0" placeholder group with the two IPv4 groups below.
+  }
+  const halves = s.split('::');
+  if (halves.length > 2) return null;
+  const parse = (part: string): number[] | null => {
+    if (part === '') return [];
+    const out: number[] = [];
+    for (const g of part.split(':')) {
+      if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return null;
+      out.push(parseInt(g, 16));
+    }
+    return out;
+  };
+  const head = parse(halves[0]!);
+  const rest = halves.length === 2 ? parse(halves[1]!) : [];
+  if (!head || !rest) return null;
+  if (tail.length) {
+    // The placeholder "0" group stands for the embedded IPv4: swap it for the two groups.
+    const target = halves.length === 2 ? rest : head;
+    target.pop();
+    target.push(...tail);
+  }
+  let groups: number[];
+  if (halves.length === 2) {
+    const missing = 8 - head.length - rest.length;
+    if (missing < 1) return null;
+    groups = [...head, ...new Array<number>(missing).fill(0), ...rest];
+  } else {
+    groups = head;
+  }
+  if (groups.length !== 8) return null;
+  const out = new Uint8Array(16);
+  groups.forEach((g, i) => {
+    out[2 * i] = g >> 8;
+    out[2 * i + 1] = g & 0xff;
+  });
+  return out;
+}

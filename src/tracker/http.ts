@@ -1,0 +1,328 @@
+/**
+ * HTTP(S) tracker client (BEP 3, BEP 23 compact peers, BEP 7 peers6).
+ *
+ * Trackers are untrusted: the whole announce is bounded by a timeout (connect, headers and a
+ * body that never ends included), the body is read up to MAX_TRACKER_BODY_BYTES and the
+ * stream is aborted as soon as that cap is crossed, redirects are followed by hand (at most
+ * MAX_TRACKER_REDIRECTS, http/https only), and every failure is a TrackerError naming the
+ * tracker URL.
+ */
+import createDebug from 'debug';
+import { Agent, request } from 'undici';
+import { decodeStrict, isDict, isList, type BDict, type BValue } from '../metainfo/bencode.js';
+import { TdlError, TrackerError } from '../errors.js';
+import { PeerCollector, clampInterval } from './compact.js';
+import type { AnnounceOptions, AnnounceRequest, AnnounceResponse } from './types.js';
+
+export { MAX_PEERS_PER_REPLY } from './compact.js';
+
+const debug = createDebug('tdl:http-tracker');
+
+/** Default bound on one whole HTTP announce (connect, redirects, headers and body). */
+export const HTTP_TRACKER_TIMEOUT_MS = 10_000;
+/** Bound on establishing the TCP/TLS connection. */
+export const HTTP_CONNECT_TIMEOUT_MS = 5_000;
+/** Largest tracker reply body read; the stream is aborted once it goes past this. */
+export const MAX_TRACKER_BODY_BYTES = 1024 * 1024;
+/** Redirects followed at most (only to http: and https:). */
+export const MAX_TRACKER_REDIRECTS = 3;
+/** Longest failure reason / warning message kept (characters). */
+export const MAX_TRACKER_MESSAGE_CHARS = 1024;
+
+// Per-request deadlines are set on each request; connections are not kept alive (`reset`).
+const agent = new Agent({ connect: { timeout: HTTP_CONNECT_TIMEOUT_MS }, keepAliveTimeout: 1_000 });
+
+/** Characters left as they are (RFC 3986 unreserved set); every other byte becomes %XX. */
+function isUnreserved(b: number): boolean {
+  return (
+    (b >= 0x30 && b <= 0x39) || // 0-9
+    (b >= 0x41 && b <= 0x5a) || // A-Z
+    (b >= 0x61 && b <= 0x7a) || // a-z
+    b === 0x2d || // -
+    b === 0x2e || // .
+    b === 0x5f || // _
+    b === 0x7e // ~
+  );
+}
+
+/** Binary-safe percent-encoding: every byte outside the unreserved set as %XX (upper case). */
+export function percentEncodeBytes(bytes: Uint8Array): string {
+  let out = '';
+  for (const b of bytes) {
+    out += isUnreserved(b)
+      ? String.fromCharCode(b)
+      : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+function nonNegativeInt(n: number): string {
+  if (!Number.isFinite(n) || n <= 0) return '0';
+  return Math.trunc(n).toString();
+}
+
+/**
+ * Builds the announce URL: the tracker URL (any fragment removed) followed by the query
+ * parameters, appended with `&` when the URL already has a query string.
+ */
+export function buildAnnounceUrl(trackerUrl: string, req: AnnounceRequest): string {
+  let base = trackerUrl;
+  const hash = base.indexOf('#');
+  if (hash >= 0) base = base.slice(0, hash);
+  const params = [
+    `info_hash=${percentEncodeBytes(req.infoHash)}`,
+    `peer_id=${percentEncodeBytes(req.peerId)}`,
+    `port=${nonNegativeInt(req.port)}`,
+    `uploaded=${nonNegativeInt(req.uploaded)}`,
+    `downloaded=${nonNegativeInt(req.downloaded)}`,
+    `left=${nonNegativeInt(req.left)}`,
+    'compact=1',
+  ];
+  if (req.event) params.push(`event=${req.event}`);
+  if (req.numWant !== undefined) params.push(`numwant=${nonNegativeInt(req.numWant)}`);
+  if (req.key !== undefined) {
+    params.push(`key=${(req.key >>> 0).toString(16).toUpperCase().padStart(8, '0')}`);
+  }
+  let sep: string;
+  if (!base.includes('?')) sep = '?';
+  else if (base.endsWith('?') || base.endsWith('&')) sep = '';
+  else sep = '&';
+  return base + sep + params.join('&');
+}
+
+function text(v: BValue | undefined): string | undefined {
+  if (!Buffer.isBuffer(v)) return undefined;
+  const s = v.toString('utf8');
+  return s.length > MAX_TRACKER_MESSAGE_CHARS ? s.slice(0, MAX_TRACKER_MESSAGE_CHARS) : s;
+}
+
+function int(v: BValue | undefined): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+}
+
+function nonNegative(v: BValue | undefined): number | undefined {
+  const n = int(v);
+  return n !== undefined && n >= 0 ? n : undefined;
+}
+
+/**
+ * Parses a tracker reply body. Throws TrackerError on a `failure reason` (its message contains
+ * the raw reason) or on a body that is not a bencoded dictionary.
+ *
+ * Peers: compact IPv4 `peers` (6 bytes each), compact IPv6 `peers6` (18 bytes each) and the
+ * dictionary form (a list of dictionaries with `ip` and `port`; malformed entries and
+ * non-IP hosts are skipped). A compact string whose length is not a multiple of the entry
+ * size is truncated to its complete entries. Port 0 and duplicate entries are dropped, and at
+ * most MAX_PEERS_PER_REPLY peers are kept. `interval` defaults to 1800 s and is clamped to
+ * [1 s, 24 h]; `min interval` is clamped to [0, interval].
+ */
+export function parseHttpResponse(body: Buffer): AnnounceResponse {
+  // Tolerate trailing whitespace after the top-level dictionary (some trackers add a newline).
+  let end = body.length;
+  if (body[0] === 0x64) {
+    while (end > 0 && (body[end - 1] === 0x0a || body[end - 1] === 0x0d || body[end - 1] === 0x20))
+      end--;
+  }
+  let value: BValue;
+  try {
+    value = decodeStrict(body.subarray(0, end)).value;
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new TrackerError(`reply is not valid bencode (${reason})`, { cause: err });
+  }
+  if (!isDict(value)) throw new TrackerError('reply is not a bencoded dictionary');
+  const d: BDict = value;
+
+  const failure = d['failure reason'];
+  if (failure !== undefined) {
+    throw new TrackerError(`tracker failure: ${text(failure) ?? '(unreadable reason)'}`);
+  }
+
+  const collector = new PeerCollector();
+  const peers = d['peers'];
+  if (Buffer.isBuffer(peers)) {
+    collector.addCompact4(peers);
+  } else if (isList(peers)) {
+    for (const entry of peers) {
+      if (collector.full) break;
+      if (!isDict(entry)) continue;
+      const ip = text(entry['ip']);
+      const port = int(entry['port']);
+      if (ip === undefined || port === undefined) continue;
+      collector.addText(ip, port);
+    }
+  }
+  const peers6 = d['peers6'];
+  if (Buffer.isBuffer(peers6)) collector.addCompact6(peers6);
+
+  const interval = clampInterval(int(d['interval']));
+  const res: AnnounceResponse = { interval, peers: collector.peers };
+  const minInterval = int(d['min interval']);
+  if (minInterval !== undefined) res.minInterval = Math.max(0, Math.min(interval, minInterval));
+  const warning = text(d['warning message']);
+  if (warning !== undefined) res.warning = warning;
+  const complete = nonNegative(d['complete']);
+  if (complete !== undefined) res.complete = complete;
+  const incomplete = nonNegative(d['incomplete']);
+  if (incomplete !== undefined) res.incomplete = incomplete;
+  return res;
+}
+
+/** Ends a response body we will not read (undici reports the abort as a stream error). */
+function discard(body: {
+  destroy(err?: Error): unknown;
+  on(ev: 'error', fn: () => void): unknown;
+}): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+
+/** Reads at most `cap` bytes from the body; destroys the stream once it crosses the cap. */
+async function readCapped(
+  body: AsyncIterable<Uint8Array> & {
+    destroy(err?: Error): unknown;
+    on(ev: 'error', fn: () => void): unknown;
+  },
+  cap: number,
+): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    total += chunk.length;
+    if (total > cap) {
+      discard(body);
+      throw new TrackerError(`reply body is larger than ${cap} bytes`);
+    }
+    chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+  }
+  return Buffer.concat(chunks, total);
+}
+
+function parseHttpUrl(raw: string, what: string): URL {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new TrackerError(`${what} is not a valid URL`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new TrackerError(`${what} has unsupported scheme ${u.protocol}`);
+  }
+  return u;
+}
+
+async function announceOnce(
+  trackerUrl: string,
+  req: AnnounceRequest,
+  signal: AbortSignal,
+  timeoutMs: number,
+): Promise<AnnounceResponse> {
+  parseHttpUrl(trackerUrl, 'tracker URL');
+  let target = buildAnnounceUrl(trackerUrl, req);
+  for (let redirects = 0; ; redirects++) {
+    debug('GET %s', target);
+    const res = await request(target, {
+      method: 'GET',
+      dispatcher: agent,
+      signal,
+      reset: true,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      headers: { 'user-agent': 'tdl', accept: '*/*' },
+    });
+    const { statusCode, headers, body } = res;
+    if (REDIRECT_STATUSES.has(statusCode)) {
+      discard(body);
+      const loc = headers['location'];
+      const location = Array.isArray(loc) ? loc[0] : loc;
+      if (!location) throw new TrackerError(`HTTP ${statusCode} redirect without a Location`);
+      if (redirects >= MAX_TRACKER_REDIRECTS) {
+        throw new TrackerError(`more than ${MAX_TRACKER_REDIRECTS} redirects`);
+      }
+      let next: URL;
+      try {
+        next = new URL(location, target);
+      } catch {
+        throw new TrackerError('redirect to an invalid URL');
+      }
+      if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+        throw new TrackerError(`redirect to unsupported scheme ${next.protocol}`);
+      }
+      next.hash = '';
+      target = next.toString();
+      debug('%s: redirected (%d) to %s', trackerUrl, statusCode, target);
+      continue;
+    }
+    if (statusCode !== 200) {
+      discard(body);
+      throw new TrackerError(`HTTP status ${statusCode}`);
+    }
+    const lenHeader = headers['content-length'];
+    const declared = Number(Array.isArray(lenHeader) ? lenHeader[0] : lenHeader);
+    if (Number.isFinite(declared) && declared > MAX_TRACKER_BODY_BYTES) {
+      discard(body);
+      throw new TrackerError(`reply body is larger than ${MAX_TRACKER_BODY_BYTES} bytes`);
+    }
+    const buf = await readCapped(body, MAX_TRACKER_BODY_BYTES);
+    return parseHttpResponse(buf);
+  }
+}
+
+/**
+ * Announces to an http:// or https:// tracker. Resolves with the parsed reply; rejects with a
+ * TrackerError whose message starts with the tracker URL on any failure (network, timeout,
+ * HTTP status, oversized or malformed body, `failure reason`).
+ */
+export async function announceHttp(
+  url: string,
+  req: AnnounceRequest,
+  opts: AnnounceOptions = {},
+): Promise<AnnounceResponse> {
+  const timeoutMs = opts.timeoutMs ?? HTTP_TRACKER_TIMEOUT_MS;
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, timeoutMs);
+  timer.unref();
+  const onAbort = (): void => controller.abort();
+  if (opts.signal?.aborted) controller.abort();
+  else opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const started = Date.now();
+  try {
+    const res = await announceOnce(url, req, controller.signal, timeoutMs);
+    debug(
+      '%s: %d peers, interval %ds (%dms)',
+      url,
+      res.peers.length,
+      res.interval,
+      Date.now() - started,
+    );
+    return res;
+  } catch (err) {
+    let message: string;
+    if (timedOut) message = `timed out after ${timeoutMs} ms`;
+    else if (opts.signal?.aborted) message = 'announce aborted';
+    else if (err instanceof TdlError) message = err.message;
+    else message = describeNetworkError(err);
+    debug('%s: failed: %s', url, message);
+    throw new TrackerError(`tracker ${url}: ${message}`, { cause: err });
+  } finally {
+    clearTimeout(timer);
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+function describeNetworkError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as { code?: unknown }).code;
+  const cause = (err as { cause?: unknown }).cause;
+  const causeCode = cause instanceof Error ? (cause as { code?: unknown }).code : undefined;
+  const parts = [err.message];
+  if (typeof code === 'string' && !err.message.includes(code)) parts.push(code);
+  if (typeof causeCode === 'string' && !err.message.includes(causeCode)) parts.push(causeCode);
+  return parts.join(' ');
+}

@@ -1,0 +1,45 @@
+/** Shared types of the tracker layer (HTTP and UDP trackers, announcer). */
+
+/** A peer as a tracker reports it. `host` is an IPv4 dotted quad or IPv6 text (no brackets). */
+export interface PeerAddress {
+  host: string;
+  port: number;
+}
+
+export type AnnounceEvent = 'started' | 'completed' | 'stopped';
+
+export interface AnnounceRequest {
+  /** 20-byte SHA-1 info hash. */
+  infoHash: Buffer;
+  /** 20-byte peer id. */
+  peerId: Buffer;
+  /** TCP port we listen on (0 when not listening). */
+  port: number;
+  uploaded: number;
+  downloaded: number;
+  left: number;
+  event?: AnnounceEvent;
+  /** Peers wanted; trackers pick their own default when absent. */
+  numWant?: number;
+  /** Random 32-bit key identifying this client across IP changes. */
+  key?: number;
+}
+
+export interface AnnounceResponse {
+  /** Seconds until the next regular announce. */
+  interval: number;
+  /** Seconds the tracker asks us to wait at least between announces, when it says so. */
+  minInterval?: number;
+  peers: PeerAddress[];
+  warning?: string;
+  /** Seeders, when reported. */
+  complete?: number;
+  /** Leechers, when reported. */
+  incomplete?: number;
+}
+
+export interface AnnounceOptions {
+  signal?: AbortSignal;
+  /** Bound on the whole announce (connect, retries, body). */
+  timeoutMs?: number;
+}

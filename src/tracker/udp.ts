@@ -1,0 +1,303 @@
+/**
+ * UDP tracker client (BEP 15) over `dgram`.
+ *
+ * One announce = connect (unless a connection id for this tracker is still fresh) then
+ * announce, on a socket connected to the tracker's address so that only its datagrams are
+ * received. Replies with another transaction id, short packets and unknown actions are
+ * ignored (we keep waiting). Lost requests are retransmitted on a schedule much shorter
+ * than the spec's 15·2^n seconds so that a dead tracker cannot stall a download: waits of
+ * UDP_RETRY.firstWaitMs, doubling up to UDP_RETRY.maxWaitMs, for UDP_RETRY.maxTries tries in
+ * all (2 + 4 + 8 + 8 = 22 s by default), overridable per call. An error reply (action 3)
+ * rejects with a TrackerError carrying the tracker's message.
+ */
+import dgram from 'node:dgram';
+import { lookup } from 'node:dns/promises';
+import createDebug from 'debug';
+import { TdlError, TrackerError } from '../errors.js';
+import {
+  decodeUdpReply,
+  encodeAnnounceRequest,
+  encodeConnectRequest,
+  type UdpReply,
+} from './udp-codec.js';
+import type { AnnounceOptions, AnnounceRequest, AnnounceResponse } from './types.js';
+
+const debug = createDebug('tdl:udp-tracker');
+
+export interface UdpRetryOptions {
+  /** Wait for the first reply before retransmitting. */
+  firstWaitMs?: number;
+  /** Longest single wait (the wait doubles after each retransmission up to this). */
+  maxWaitMs?: number;
+  /** Requests sent in all (first send included) before giving up. */
+  maxTries?: number;
+}
+
+/** Default retransmission schedule (see the module comment). */
+export const UDP_RETRY: Readonly<Required<UdpRetryOptions>> = Object.freeze({
+  firstWaitMs: 2_000,
+  maxWaitMs: 8_000,
+  maxTries: 4,
+});
+
+/** A connection id is reused for this long after it was received (BEP 15: one minute). */
+export const UDP_CONNECTION_ID_TTL_MS = 60_000;
+/** Connection ids cached at most (one per tracker host:port). */
+export const MAX_CACHED_CONNECTION_IDS = 256;
+
+export type UdpAnnounceOptions = AnnounceOptions & { retry?: UdpRetryOptions };
+
+const connectionIds = new Map<string, { id: Buffer; expiresAt: number }>();
+
+/** Forgets every cached connection id. */
+export function clearUdpConnectionCache(): void {
+  connectionIds.clear();
+}
+
+function cachedConnectionId(key: string): Buffer | undefined {
+  const e = connectionIds.get(key);
+  if (!e) return undefined;
+  if (Date.now() >= e.expiresAt) {
+    connectionIds.delete(key);
+    return undefined;
+  }
+  return e.id;
+}
+
+function cacheConnectionId(key: string, id: Buffer, receivedAt: number): void {
+  connectionIds.delete(key);
+  if (connectionIds.size >= MAX_CACHED_CONNECTION_IDS) {
+    const oldest = connectionIds.keys().next();
+    if (!oldest.done) connectionIds.delete(oldest.value);
+  }
+  connectionIds.set(key, { id, expiresAt: receivedAt + UDP_CONNECTION_ID_TTL_MS });
+}
+
+function parseUdpUrl(url: string): { host: string; port: number; key: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new TrackerError('tracker URL is not a valid URL');
+  }
+  if (u.protocol !== 'udp:') throw new TrackerError(`unsupported scheme ${u.protocol}`);
+  let host = u.hostname;
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  const port = Number(u.port);
+  if (!host) throw new TrackerError('tracker URL has no host');
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new TrackerError('tracker URL has no port');
+  }
+  return { host, port, key: `${host.toLowerCase()}:${port}` };
+}
+
+function randomTransactionId(): number {
+  return (Math.random() * 0x100000000) >>> 0;
+}
+
+/** Total worst-case time of a retry schedule (sum of all waits). */
+export function udpRetryBudgetMs(retry: UdpRetryOptions = {}): number {
+  const r = { ...UDP_RETRY, ...retry };
+  let total = 0;
+  for (let n = 0; n < r.maxTries; n++) total += Math.min(r.firstWaitMs * 2 ** n, r.maxWaitMs);
+  return total;
+}
+
+/**
+ * Announces to a udp:// tracker. Resolves with the reply; rejects with a TrackerError whose
+ * message starts with the tracker URL (timeout after the retry schedule, error reply, DNS or
+ * socket failure, abort).
+ */
+export async function announceUdp(
+  url: string,
+  req: AnnounceRequest,
+  opts: UdpAnnounceOptions = {},
+): Promise<AnnounceResponse> {
+  const started = Date.now();
+  try {
+    const res = await announceUdpInner(url, req, opts);
+    debug(
+      '%s: %d peers, interval %ds (%dms)',
+      url,
+      res.peers.length,
+      res.interval,
+      Date.now() - started,
+    );
+    return res;
+  } catch (err) {
+    const message = err instanceof TdlError ? err.message : describe(err);
+    debug('%s: failed: %s', url, message);
+    throw new TrackerError(`tracker ${url}: ${message}`, { cause: err });
+  }
+}
+
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && !err.message.includes(code)
+    ? `${err.message} (${code})`
+    : err.message;
+}
+
+async function announceUdpInner(
+  url: string,
+  req: AnnounceRequest,
+  opts: UdpAnnounceOptions,
+): Promise<AnnounceResponse> {
+  const { host, port, key } = parseUdpUrl(url);
+  const retry = { ...UDP_RETRY, ...opts.retry };
+  const timeoutMs = opts.timeoutMs ?? udpRetryBudgetMs(retry) + 1_000;
+
+  // Every wait below races against `failure`, rejected by the deadline, an abort or a
+  // socket error.
+  let fail!: (err: Error) => void;
+  const failure = new Promise<never>((_, reject) => {
+    fail = reject;
+  });
+  failure.catch(() => undefined);
+  const deadline = setTimeout(
+    () => fail(new TrackerError(`timed out after ${timeoutMs} ms`)),
+    timeoutMs,
+  );
+  const onAbort = (): void => fail(new TrackerError('announce aborted'));
+  if (opts.signal?.aborted) onAbort();
+  else opts.signal?.addEventListener('abort', onAbort, { once: true });
+
+  let socket: dgram.Socket | undefined;
+  let waitTimer: NodeJS.Timeout | undefined;
+  try {
+    const addr = await Promise.race([lookup(host), failure]);
+    const family: 4 | 6 = addr.family === 6 ? 6 : 4;
+    const sock = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
+    socket = sock;
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ECONNREFUSED') fail(new TrackerError('port unreachable (ECONNREFUSED)'));
+      else fail(new TrackerError(`socket error: ${describe(err)}`));
+    });
+    await Promise.race([
+      new Promise<void>((resolve) => sock.connect(port, addr.address, () => resolve())),
+      failure,
+    ]);
+    debug('%s: socket connected to %s:%d', url, addr.address, port);
+
+    // The one reply we are waiting for, if any.
+    let expected: { tid: number; resolve: (r: UdpReply | null) => void } | undefined;
+    sock.on('message', (msg: Buffer) => {
+      let reply: UdpReply | null;
+      try {
+        reply = decodeUdpReply(msg, family);
+      } catch (err) {
+        debug('%s: ignoring packet (%s)', url, (err as Error).message);
+        return;
+      }
+      if (!reply) {
+        debug('%s: ignoring short packet of %d bytes', url, msg.length);
+        return;
+      }
+      if (!expected || reply.transactionId !== expected.tid) {
+        debug('%s: ignoring reply with unexpected transaction id %d', url, reply.transactionId);
+        return;
+      }
+      const w = expected;
+      expected = undefined;
+      w.resolve(reply);
+    });
+
+    const send = (buf: Buffer): Promise<void> =>
+      Promise.race([
+        new Promise<void>((resolve, reject) =>
+          sock.send(buf, (err) =>
+            err ? reject(new TrackerError(`send failed: ${describe(err)}`)) : resolve(),
+          ),
+        ),
+        failure,
+      ]);
+
+    /** Sends `buf` and waits up to `ms` for a reply with `tid`; null on timeout. */
+    const exchange = async (buf: Buffer, tid: number, ms: number): Promise<UdpReply | null> => {
+      const got = new Promise<UdpReply | null>((resolve) => {
+        expected = { tid, resolve };
+        waitTimer = setTimeout(() => {
+          expected = undefined;
+          resolve(null);
+        }, ms);
+      });
+      await send(buf);
+      try {
+        return await Promise.race([got, failure]);
+      } finally {
+        clearTimeout(waitTimer);
+        expected = undefined;
+      }
+    };
+
+    let attempt = 0;
+    let retriedAfterError = false;
+    while (attempt < retry.maxTries) {
+      const wait = Math.min(retry.firstWaitMs * 2 ** attempt, retry.maxWaitMs);
+      let connectionId = cachedConnectionId(key);
+      const usedCached = connectionId !== undefined;
+      if (!connectionId) {
+        const tid = randomTransactionId();
+        debug('%s: connect (try %d, wait %dms)', url, attempt + 1, wait);
+        const reply = await exchange(encodeConnectRequest(tid), tid, wait);
+        if (!reply) {
+          attempt++;
+          continue;
+        }
+        if (reply.action === 'error') throw new TrackerError(reply.message || 'error reply');
+        if (reply.action !== 'connect') {
+          attempt++;
+          continue;
+        }
+        connectionId = reply.connectionId;
+        cacheConnectionId(key, connectionId, Date.now());
+      }
+      const tid = randomTransactionId();
+      debug('%s: announce %s (try %d, wait %dms)', url, req.event ?? '', attempt + 1, wait);
+      const reply = await exchange(encodeAnnounceRequest(connectionId, tid, req), tid, wait);
+      if (!reply) {
+        attempt++;
+        continue;
+      }
+      if (reply.action === 'error') {
+        connectionIds.delete(key);
+        if (usedCached && !retriedAfterError) {
+          // The tracker may have forgotten our connection id: connect again once.
+          retriedAfterError = true;
+          debug('%s: error with a cached connection id (%s), reconnecting', url, reply.message);
+          continue;
+        }
+        throw new TrackerError(reply.message || 'error reply');
+      }
+      if (reply.action !== 'announce') {
+        attempt++;
+        continue;
+      }
+      const res: AnnounceResponse = {
+        interval: reply.interval,
+        peers: reply.peers,
+        complete: reply.seeders,
+        incomplete: reply.leechers,
+      };
+      return res;
+    }
+    throw new TrackerError(
+      `no reply after ${retry.maxTries} tries (${udpRetryBudgetMs(retry)} ms)`,
+    );
+  } finally {
+    clearTimeout(deadline);
+    clearTimeout(waitTimer);
+    opts.signal?.removeEventListener('abort', onAbort);
+    if (socket) {
+      const s = socket;
+      s.removeAllListeners('message');
+      s.on('error', () => undefined);
+      try {
+        s.close();
+      } catch {
+        // already closed
+      }
+    }
+  }
+}

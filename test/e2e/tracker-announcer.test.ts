@@ -1,0 +1,316 @@
+import http from 'node:http';
+import net from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Announcer, type AnnouncerOptions } from '../../src/tracker/announcer.js';
+import { clearUdpConnectionCache } from '../../src/tracker/udp.js';
+import type { PeerAddress } from '../../src/tracker/types.js';
+import {
+  parseHttpAnnounce,
+  startHttpTracker,
+  startUdpTracker,
+  type FakeTracker,
+} from '../helpers/fake-tracker.js';
+import { encode } from '../../src/metainfo/bencode.js';
+
+const infoHash = Buffer.alloc(20, 0x42);
+const peerId = Buffer.from('-TD0001-announcer000', 'latin1');
+
+const cleanups: (() => Promise<void> | void)[] = [];
+beforeEach(() => clearUdpConnectionCache());
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function http_(opts: Parameters<typeof startHttpTracker>[0]): Promise<FakeTracker> {
+  const t = await startHttpTracker(opts);
+  cleanups.push(() => t.close());
+  return t;
+}
+async function udp_(opts: Parameters<typeof startUdpTracker>[0]): Promise<FakeTracker> {
+  const t = await startUdpTracker(opts);
+  cleanups.push(() => t.close());
+  return t;
+}
+
+function announcer(opts: Partial<AnnouncerOptions> & { announceList: string[][] }): Announcer {
+  const a = new Announcer({
+    infoHash,
+    peerId,
+    port: 6881,
+    stats: () => ({ uploaded: 0, downloaded: 0, left: 1000 }),
+    ...opts,
+  });
+  a.on('warning', () => undefined);
+  cleanups.push(() => a.stop());
+  return a;
+}
+
+async function closedTcpPort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+function nextPeers(a: Announcer, ms: number): Promise<{ peers: PeerAddress[]; url: string }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no peers within ${ms} ms`)), ms);
+    a.once('peers', (peers, url) => {
+      clearTimeout(timer);
+      resolve({ peers, url });
+    });
+  });
+}
+
+async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+describe('Announcer', () => {
+  it('a dead first tier does not delay peers from a working second tier', async () => {
+    const closed = await closedTcpPort();
+    const silentUdp = await udp_({ dropFirst: Infinity });
+    const good = await http_({ peers: [{ host: '127.0.0.1', port: 7001 }] });
+    // Default timing and retry schedule: what a user gets.
+    const a = announcer({
+      announceList: [[`http://127.0.0.1:${closed}/announce`, silentUdp.url], [good.url]],
+    });
+    const warnings: string[] = [];
+    a.on('warning', (m) => warnings.push(m));
+    const started = Date.now();
+    const got = nextPeers(a, 3000);
+    a.start();
+    const { peers, url } = await got;
+    const elapsed = Date.now() - started;
+    console.log(`time to first peers with a dead first tier: ${elapsed} ms`);
+    expect(elapsed).toBeLessThan(2000);
+    expect(url).toBe(good.url);
+    expect(peers).toEqual([{ host: '127.0.0.1', port: 7001 }]);
+    expect(good.announces[0]?.event).toBe('started');
+    expect(a.trackerCount).toBe(3);
+    expect(a.allFailed).toBe(false);
+
+    const stopStart = Date.now();
+    await a.stop();
+    expect(Date.now() - stopStart).toBeLessThan(1600);
+    expect(good.announces.map((x) => x.event)).toEqual(['started', 'stopped']);
+    // Whichever tier-1 tracker was asked first (the tier is shuffled) may have failed by now.
+    expect(a.failures.every((f) => f.url !== good.url)).toBe(true);
+    expect(warnings.every((w) => !w.includes(good.url))).toBe(true);
+  });
+
+  it('a silent tracker in a tier does not hold back the next one (hedging)', async () => {
+    const silentUdp = await udp_({ dropFirst: Infinity });
+    const good = await http_({ peers: [{ host: '127.0.0.1', port: 7010 }], warning: 'be nice' });
+    const a = announcer({
+      announceList: [[silentUdp.url, good.url]],
+      timing: { hedgeMs: 300 },
+    });
+    const warnings: [string, string][] = [];
+    a.on('warning', (m, url) => warnings.push([m, url]));
+    const started = Date.now();
+    const got = nextPeers(a, 3000);
+    a.start();
+    expect((await got).url).toBe(good.url);
+    expect(Date.now() - started).toBeLessThan(1500);
+    expect(warnings).toContainEqual(['be nice', good.url]);
+  });
+
+  it('stop() sends stopped and returns within its bound when the tracker does not answer', async () => {
+    const seen: (string | undefined)[] = [];
+    const t = await http_({
+      handler: (req, res) => {
+        const q = parseHttpAnnounce(req.url ?? '');
+        seen.push(q?.event);
+        if (q?.event === 'stopped') return; // never answers
+        const body = encode({ interval: 1800, peers: Buffer.from([127, 0, 0, 1, 0x1b, 0x59]) });
+        res.end(body);
+      },
+    });
+    const a = announcer({ announceList: [[t.url]], stopTimeoutMs: 300 });
+    const got = nextPeers(a, 2000);
+    a.start();
+    await got;
+    const started = Date.now();
+    await a.stop();
+    const elapsed = Date.now() - started;
+    expect(elapsed).toBeLessThan(600);
+    expect(seen).toEqual(['started', 'stopped']);
+    // A second stop() is the same call.
+    await a.stop();
+  });
+
+  it('stop() does not wait for a UDP tracker that stopped answering', async () => {
+    const t = await udp_({ peers: [{ host: '127.0.0.1', port: 7002 }] });
+    const a = announcer({ announceList: [[t.url]], stopTimeoutMs: 400 });
+    const got = nextPeers(a, 2000);
+    a.start();
+    await got;
+    await t.close(); // now silent (ICMP unreachable or nothing)
+    const started = Date.now();
+    await a.stop();
+    expect(Date.now() - started).toBeLessThan(700);
+  });
+
+  it('within a tier, a failing tracker falls back to the next, which moves to the front', async () => {
+    const bad = await http_({ failure: 'go away' });
+    const good = await http_({ peers: [{ host: '127.0.0.2', port: 7003 }], interval: 1 });
+    const a = announcer({
+      announceList: [[bad.url, good.url]],
+      timing: { minReannounceMs: 200 },
+    });
+    const got = nextPeers(a, 2000);
+    a.start();
+    expect((await got).url).toBe(good.url);
+    // The periodic re-announce goes to the tracker that answered, without an event.
+    await until(() => good.announces.length >= 2, 3000, 'a re-announce');
+    expect(good.announces[1]?.event).toBeUndefined();
+    expect(a.failures.every((f) => f.url === bad.url)).toBe(true);
+    if (bad.announces.length > 0) {
+      expect(a.failures[0]?.message).toContain('go away');
+      // After the good one answered, the bad one is not asked again.
+      const badCount = bad.announces.length;
+      await until(() => good.announces.length >= 3, 3000, 'another re-announce');
+      expect(bad.announces.length).toBe(badCount);
+    }
+    expect(a.allFailed).toBe(false);
+  });
+
+  it('every tier gets announced to in parallel; peers from each', async () => {
+    const t1 = await http_({ peers: [{ host: '127.0.0.3', port: 7004 }] });
+    const t2 = await udp_({ peers: [{ host: '127.0.0.4', port: 7005 }] });
+    const a = announcer({ announceList: [[t1.url], [t2.url]] });
+    const from = new Map<string, PeerAddress[]>();
+    a.on('peers', (peers, url) => from.set(url, peers));
+    const announced: string[] = [];
+    a.on('announce', (url) => announced.push(url));
+    a.start();
+    await until(() => from.size === 2, 3000, 'peers from both tiers');
+    expect(from.get(t1.url)).toEqual([{ host: '127.0.0.3', port: 7004 }]);
+    expect(from.get(t2.url)).toEqual([{ host: '127.0.0.4', port: 7005 }]);
+    expect(announced.sort()).toEqual([t1.url, t2.url].sort());
+  });
+
+  it('reports allFailed and the failures when no tracker works, never throwing', async () => {
+    const closed = await closedTcpPort();
+    const bad = await http_({ failure: 'unregistered torrent' });
+    const errUdp = await udp_({ errorMessage: 'udp says no' });
+    const a = announcer({
+      announceList: [
+        [`http://127.0.0.1:${closed}/a`, 'wss://tracker.example/announce'],
+        [bad.url, 'not a url', errUdp.url],
+        ['ws://x.example'],
+      ],
+      timing: { retryAfterFailureMs: 100 },
+    });
+    expect(a.trackerCount).toBe(3);
+    let fired = 0;
+    a.on('allFailed', () => fired++);
+    a.start();
+    await until(() => a.allFailed, 3000, 'allFailed');
+    expect(fired).toBe(1);
+    const byUrl = new Map(a.failures.map((f) => [f.url, f.message]));
+    expect(byUrl.get(bad.url)).toContain('unregistered torrent');
+    expect(byUrl.get(errUdp.url)).toContain('udp says no');
+    expect(byUrl.get(`http://127.0.0.1:${closed}/a`)).toMatch(/ECONNREFUSED/);
+    // Failed tiers are retried (after retryAfterFailureMs).
+    await until(() => bad.announces.length >= 2, 3000, 'a retry');
+    expect(bad.announces.every((x) => x.event === 'started')).toBe(true);
+  });
+
+  it('with no usable tracker, allFailed is true at once', () => {
+    const a = announcer({ announceList: [['wss://a.example'], []] });
+    expect(a.trackerCount).toBe(0);
+    expect(a.allFailed).toBe(true);
+    a.start();
+  });
+
+  it('requestMore re-announces sooner, but not before min interval', async () => {
+    const t = await http_({
+      peers: [{ host: '127.0.0.5', port: 7006 }],
+      interval: 1800,
+      minInterval: 1,
+    });
+    const a = announcer({ announceList: [[t.url]], timing: { requestMoreMinMs: 100 } });
+    const got = nextPeers(a, 2000);
+    a.start();
+    await got;
+    const answeredAt = Date.now();
+    a.requestMore();
+    a.requestMore();
+    await until(() => t.announces.length >= 2, 3000, 'the early re-announce');
+    const waited = Date.now() - answeredAt;
+    expect(waited).toBeGreaterThanOrEqual(900);
+    expect(waited).toBeLessThan(2000);
+    expect(t.announces).toHaveLength(2);
+    expect(t.announces[1]?.event).toBeUndefined();
+  });
+
+  it('requestMore after a failure retries after a short delay', async () => {
+    let answer = false;
+    const t = await http_({
+      handler: (_req, res) => {
+        if (!answer) {
+          res.writeHead(500);
+          res.end();
+          return;
+        }
+        res.end(encode({ interval: 1800, peers: Buffer.from([127, 0, 0, 6, 0x1b, 0x5b]) }));
+      },
+    });
+    const a = announcer({
+      announceList: [[t.url]],
+      timing: { requestMoreMinMs: 200, retryAfterFailureMs: 60_000 },
+    });
+    a.start();
+    await until(() => a.allFailed, 2000, 'the first failure');
+    answer = true;
+    const got = nextPeers(a, 2000);
+    a.requestMore();
+    expect((await got).peers).toEqual([{ host: '127.0.0.6', port: 7003 }]);
+    expect(a.failures).toEqual([]);
+    expect(t.announces.map((x) => x.event)).toEqual(['started', 'started']);
+  });
+
+  it('complete() sends completed with the stats of the moment', async () => {
+    let left = 1000;
+    const t = await http_({ peers: [] });
+    const u = await udp_({ peers: [] });
+    const a = announcer({
+      announceList: [[t.url], [u.url]],
+      stats: () => ({ uploaded: 5, downloaded: 1000 - left, left }),
+    });
+    a.start();
+    await until(() => t.announces.length === 1 && u.announces.length === 1, 2000, 'started');
+    left = 0;
+    await a.complete();
+    for (const tr of [t, u]) {
+      expect(tr.announces[1]).toMatchObject({ event: 'completed', left: 0, downloaded: 1000 });
+    }
+    await a.stop();
+    expect(t.announces.map((x) => x.event)).toEqual(['started', 'completed', 'stopped']);
+    expect(u.announces.map((x) => x.event)).toEqual(['started', 'completed', 'stopped']);
+  });
+
+  it('a hostile tracker (garbage, huge interval, slow) only produces warnings', async () => {
+    const srv = http.createServer((_req, res) => res.end('this is not bencode'));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    cleanups.push(
+      () =>
+        new Promise<void>((r) => {
+          srv.close(() => r());
+          srv.closeAllConnections();
+        }),
+    );
+    const { port } = srv.address() as net.AddressInfo;
+    const a = announcer({ announceList: [[`http://127.0.0.1:${port}/announce`]] });
+    const warning = new Promise<string>((r) => a.once('warning', (m) => r(m)));
+    a.start();
+    expect(await warning).toMatch(/not valid bencode/);
+  });
+});
