@@ -1,0 +1,258 @@
+/**
+ * Peer wire messages (BEP 3): <4-byte big-endian length><1-byte id><payload>; length 0 is a
+ * keep-alive. Pure functions over Buffers.
+ */
+import { WireError } from '../errors.js';
+
+/** Size of the blocks we request (and the largest block we expect in a `piece` message). */
+export const BLOCK_SIZE = 16384;
+
+/**
+ * Allowance added by maxMessageLength on top of the largest message we expect, so that
+ * messages we do not use (e.g. BEP 10 extension messages carrying a 16 KiB metadata block
+ * plus a small bencoded header) still fit and can be skipped rather than treated as attacks.
+ */
+export const MESSAGE_LENGTH_SLACK = 1024;
+
+export const MessageId = {
+  choke: 0,
+  unchoke: 1,
+  interested: 2,
+  notInterested: 3,
+  have: 4,
+  bitfield: 5,
+  request: 6,
+  piece: 7,
+  cancel: 8,
+  port: 9,
+} as const;
+
+export type Message =
+  | { type: 'keep-alive' }
+  | { type: 'choke' }
+  | { type: 'unchoke' }
+  | { type: 'interested' }
+  | { type: 'not-interested' }
+  | { type: 'have'; index: number }
+  | { type: 'bitfield'; bitfield: Buffer }
+  | { type: 'request'; index: number; begin: number; length: number }
+  | { type: 'piece'; index: number; begin: number; block: Buffer }
+  | { type: 'cancel'; index: number; begin: number; length: number }
+  | { type: 'port'; port: number }
+  | { type: 'unknown'; id: number; payloadLength: number };
+
+/**
+ * Largest value accepted in a message's length prefix (the prefix counts the id byte and the
+ * payload, not itself) for a torrent of `pieceCount` pieces: the larger of a `piece` message
+ * carrying one BLOCK_SIZE block and a full `bitfield`, plus MESSAGE_LENGTH_SLACK.
+ */
+export function maxMessageLength(pieceCount: number): number {
+  return Math.max(1 + 8 + BLOCK_SIZE, 1 + Math.ceil(pieceCount / 8)) + MESSAGE_LENGTH_SLACK;
+}
+
+function checkU32(n: number, what: string): void {
+  if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) {
+    throw new RangeError(`${what} must be a 32-bit unsigned integer, got ${n}`);
+  }
+}
+
+function header(length: number, id: number, extra: number): Buffer {
+  const buf = Buffer.allocUnsafe(5 + extra);
+  buf.writeUInt32BE(length, 0);
+  buf[4] = id;
+  return buf;
+}
+
+function threeInts(id: number, index: number, begin: number, length: number): Buffer {
+  checkU32(index, 'index');
+  checkU32(begin, 'begin');
+  checkU32(length, 'length');
+  const buf = header(13, id, 12);
+  buf.writeUInt32BE(index, 5);
+  buf.writeUInt32BE(begin, 9);
+  buf.writeUInt32BE(length, 13);
+  return buf;
+}
+
+export function encodeRequest(index: number, begin: number, length: number): Buffer {
+  return threeInts(MessageId.request, index, begin, length);
+}
+
+export function encodeCancel(index: number, begin: number, length: number): Buffer {
+  return threeInts(MessageId.cancel, index, begin, length);
+}
+
+export function encodeHave(index: number): Buffer {
+  checkU32(index, 'index');
+  const buf = header(5, MessageId.have, 4);
+  buf.writeUInt32BE(index, 5);
+  return buf;
+}
+
+/**
+ * The 13-byte header of a `piece` message carrying `blockLength` bytes; write it followed by
+ * the block itself to avoid copying the block (e.g. with socket.cork()/write()/uncork()).
+ */
+export function encodePieceHeader(index: number, begin: number, blockLength: number): Buffer {
+  checkU32(index, 'index');
+  checkU32(begin, 'begin');
+  if (!Number.isInteger(blockLength) || blockLength < 0 || blockLength > 0xffffffff - 9) {
+    throw new RangeError(`block length ${blockLength} is out of range`);
+  }
+  const buf = header(9 + blockLength, MessageId.piece, 8);
+  buf.writeUInt32BE(index, 5);
+  buf.writeUInt32BE(begin, 9);
+  return buf;
+}
+
+/** A whole `piece` message as one Buffer (header + a copy of the block). */
+export function encodePiece(index: number, begin: number, block: Buffer): Buffer {
+  return Buffer.concat([encodePieceHeader(index, begin, block.length), block]);
+}
+
+/**
+ * Encodes any message. An 'unknown' message is encoded with `payloadLength` zero bytes of
+ * payload (only useful for tests).
+ */
+export function encodeMessage(m: Message): Buffer {
+  switch (m.type) {
+    case 'keep-alive':
+      return Buffer.alloc(4);
+    case 'choke':
+      return header(1, MessageId.choke, 0);
+    case 'unchoke':
+      return header(1, MessageId.unchoke, 0);
+    case 'interested':
+      return header(1, MessageId.interested, 0);
+    case 'not-interested':
+      return header(1, MessageId.notInterested, 0);
+    case 'have':
+      return encodeHave(m.index);
+    case 'bitfield': {
+      const buf = header(1 + m.bitfield.length, MessageId.bitfield, m.bitfield.length);
+      m.bitfield.copy(buf, 5);
+      return buf;
+    }
+    case 'request':
+      return encodeRequest(m.index, m.begin, m.length);
+    case 'piece':
+      return encodePiece(m.index, m.begin, m.block);
+    case 'cancel':
+      return encodeCancel(m.index, m.begin, m.length);
+    case 'port': {
+      if (!Number.isInteger(m.port) || m.port < 0 || m.port > 0xffff) {
+        throw new RangeError(`port ${m.port} is out of range`);
+      }
+      const buf = header(3, MessageId.port, 2);
+      buf.writeUInt16BE(m.port, 5);
+      return buf;
+    }
+    case 'unknown': {
+      if (!Number.isInteger(m.id) || m.id < 0 || m.id > 255) {
+        throw new RangeError(`message id ${m.id} is out of range`);
+      }
+      const buf = Buffer.alloc(5 + m.payloadLength);
+      buf.writeUInt32BE(1 + m.payloadLength, 0);
+      buf[4] = m.id;
+      return buf;
+    }
+  }
+}
+
+const NAMES = [
+  'choke',
+  'unchoke',
+  'interested',
+  'not-interested',
+  'have',
+  'bitfield',
+  'request',
+  'piece',
+  'cancel',
+  'port',
+] as const;
+
+function expectPayload(id: number, payload: number, expected: number): void {
+  if (payload !== expected) {
+    throw new WireError(
+      `${NAMES[id] ?? `message ${id}`}: payload is ${payload} bytes, expected ${expected}`,
+    );
+  }
+}
+
+/**
+ * Reads ONE message at the start of `buf`. Returns null while more bytes are needed, else the
+ * message and the number of bytes it used. The length prefix is checked against `maxLength`
+ * as soon as its 4 bytes are there (WireError), before waiting for the body. Fixed-size
+ * messages with a wrong size throw WireError. Unknown ids come back as 'unknown' (the caller
+ * skips `size` bytes). `piece` blocks and `bitfield` payloads are views into `buf` (no copy).
+ */
+export function decodeMessage(
+  buf: Buffer,
+  maxLength: number,
+): { message: Message; size: number } | null {
+  if (buf.length < 4) return null;
+  const length = buf.readUInt32BE(0);
+  if (length > maxLength) {
+    throw new WireError(`message length ${length} exceeds the limit of ${maxLength}`);
+  }
+  if (length === 0) return { message: { type: 'keep-alive' }, size: 4 };
+  const size = 4 + length;
+  if (buf.length < size) return null;
+  const id = buf[4]!;
+  const payload = length - 1;
+  let message: Message;
+  switch (id) {
+    case MessageId.choke:
+      expectPayload(id, payload, 0);
+      message = { type: 'choke' };
+      break;
+    case MessageId.unchoke:
+      expectPayload(id, payload, 0);
+      message = { type: 'unchoke' };
+      break;
+    case MessageId.interested:
+      expectPayload(id, payload, 0);
+      message = { type: 'interested' };
+      break;
+    case MessageId.notInterested:
+      expectPayload(id, payload, 0);
+      message = { type: 'not-interested' };
+      break;
+    case MessageId.have:
+      expectPayload(id, payload, 4);
+      message = { type: 'have', index: buf.readUInt32BE(5) };
+      break;
+    case MessageId.bitfield:
+      message = { type: 'bitfield', bitfield: buf.subarray(5, size) };
+      break;
+    case MessageId.request:
+    case MessageId.cancel:
+      expectPayload(id, payload, 12);
+      message = {
+        type: id === MessageId.request ? 'request' : 'cancel',
+        index: buf.readUInt32BE(5),
+        begin: buf.readUInt32BE(9),
+        length: buf.readUInt32BE(13),
+      };
+      break;
+    case MessageId.piece:
+      if (payload < 8) {
+        throw new WireError(`piece: payload is ${payload} bytes, expected at least 8`);
+      }
+      message = {
+        type: 'piece',
+        index: buf.readUInt32BE(5),
+        begin: buf.readUInt32BE(9),
+        block: buf.subarray(13, size),
+      };
+      break;
+    case MessageId.port:
+      expectPayload(id, payload, 2);
+      message = { type: 'port', port: buf.readUInt16BE(5) };
+      break;
+    default:
+      message = { type: 'unknown', id, payloadLength: payload };
+  }
+  return { message, size };
+}

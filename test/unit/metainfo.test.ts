@@ -1,0 +1,385 @@
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { BencodeError, MetainfoError, TdlError } from '../../src/errors.js';
+import { encode } from '../../src/metainfo/bencode.js';
+import { checkPathComponent } from '../../src/metainfo/paths.js';
+import {
+  MAX_FILES,
+  MAX_PIECE_LENGTH,
+  parseTorrent,
+  pieceHash,
+  pieceSize,
+} from '../../src/metainfo/torrent.js';
+import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+
+const sha1 = (b: Uint8Array): Buffer => createHash('sha1').update(b).digest();
+
+/** A minimal valid info dict (single-file, 1 piece) to which overrides are applied. */
+function info(over: Record<string, unknown> = {}): Record<string, unknown> {
+  return { name: 'f.bin', 'piece length': 16384, length: 10, pieces: Buffer.alloc(20), ...over };
+}
+
+function multiInfo(
+  files: { path: string[]; length?: number }[],
+  over: Record<string, unknown> = {},
+) {
+  const total = files.reduce((s, f) => s + (f.length ?? 1), 0);
+  return {
+    name: 'top',
+    'piece length': 16384,
+    pieces: 'pieces' in over ? undefined : Buffer.alloc(20 * Math.ceil(total / 16384)),
+    files: files.map((f) => ({ path: f.path, length: f.length ?? 1 })),
+    ...over,
+  };
+}
+
+function rejectsWith(root: unknown, field: string, pattern?: RegExp): MetainfoError {
+  const buf = Buffer.isBuffer(root) ? root : encode(root);
+  let caught: unknown;
+  try {
+    parseTorrent(buf);
+  } catch (err) {
+    caught = err;
+  }
+  expect(caught).toBeInstanceOf(MetainfoError);
+  const err = caught as MetainfoError;
+  expect(err.field).toBe(field);
+  expect(err.message.startsWith(`${field}: `)).toBe(true);
+  if (pattern) expect(err.message).toMatch(pattern);
+  return err;
+}
+
+describe('parseTorrent: valid torrents', () => {
+  it('parses a single-file torrent', () => {
+    const data = randomBytesSeeded(40_000, 1);
+    const t = makeTorrent({
+      name: 'movie.mkv',
+      pieceLength: 16384,
+      files: { data },
+      announce: 'http://tracker.example/announce',
+      extraRoot: { comment: 'hello', 'created by': 'maker 1.0', 'creation date': 1700000000 },
+    });
+    const m = parseTorrent(t.torrent);
+    expect(m.infoHash.equals(t.infoHash)).toBe(true);
+    expect(m.infoHashHex).toBe(t.infoHash.toString('hex'));
+    expect(m.name).toBe('movie.mkv');
+    expect(m.multiFile).toBe(false);
+    expect(m.length).toBe(40_000);
+    expect(m.pieceLength).toBe(16384);
+    expect(m.pieceCount).toBe(3);
+    expect(m.files).toEqual([{ path: ['movie.mkv'], length: 40_000, offset: 0 }]);
+    expect(m.announce).toBe('http://tracker.example/announce');
+    expect(m.announceList).toEqual([['http://tracker.example/announce']]);
+    expect(m.private).toBe(false);
+    expect(m.comment).toBe('hello');
+    expect(m.createdBy).toBe('maker 1.0');
+    expect(m.creationDate).toBe(1700000000);
+    expect(m.urlList).toEqual([]);
+    for (let i = 0; i < 3; i++) {
+      expect(pieceHash(m, i).equals(sha1(t.pieces[i]!))).toBe(true);
+      expect(pieceSize(m, i)).toBe(t.pieces[i]!.length);
+    }
+    expect(pieceSize(m, 2)).toBe(40_000 - 2 * 16384);
+    expect(() => pieceHash(m, 3)).toThrow(RangeError);
+    expect(() => pieceSize(m, -1)).toThrow(RangeError);
+  });
+
+  it('parses a multi-file torrent with offsets and tiers', () => {
+    const a = randomBytesSeeded(1000, 'a');
+    const c = randomBytesSeeded(0, 'c');
+    const d = randomBytesSeeded(70_000, 'd');
+    const t = makeTorrent({
+      name: 'album',
+      pieceLength: 32768,
+      files: [
+        { path: ['cd1', 'a.flac'], data: a },
+        { path: ['empty.txt'], data: c },
+        { path: ['cd2', 'deep', 'd.flac'], data: d },
+      ],
+      announce: 'udp://one.example:80',
+      announceList: [['udp://one.example:80', 'http://two.example/a'], ['http://three.example/a']],
+      extraInfo: { private: 1 },
+      extraRoot: { 'url-list': ['http://web.example/seed/'] },
+    });
+    const m = parseTorrent(t.torrent);
+    expect(m.infoHash.equals(t.infoHash)).toBe(true);
+    expect(m.multiFile).toBe(true);
+    expect(m.name).toBe('album');
+    expect(m.length).toBe(71_000);
+    expect(m.pieceCount).toBe(3);
+    expect(m.files).toEqual([
+      { path: ['cd1', 'a.flac'], length: 1000, offset: 0 },
+      { path: ['empty.txt'], length: 0, offset: 1000 },
+      { path: ['cd2', 'deep', 'd.flac'], length: 70_000, offset: 1000 },
+    ]);
+    expect(m.announceList).toEqual([
+      ['udp://one.example:80', 'http://two.example/a'],
+      ['http://three.example/a'],
+    ]);
+    expect(m.private).toBe(true);
+    expect(m.urlList).toEqual(['http://web.example/seed/']);
+  });
+
+  it('accepts a torrent with no trackers at all', () => {
+    const m = parseTorrent(encode({ info: info() }));
+    expect(m.announce).toBeUndefined();
+    expect(m.announceList).toEqual([]);
+  });
+
+  it('hashes the raw info bytes even when keys are out of order', () => {
+    const pieces = Buffer.alloc(20, 0xab);
+    // "name" before "length" and "pieces" before "piece length": not canonical order.
+    const rawInfo = Buffer.concat([
+      Buffer.from('d4:name5:x.bin6:lengthi100e6:pieces20:'),
+      pieces,
+      Buffer.from('12:piece lengthi16384e7:privatei0ee'),
+    ]);
+    const torrent = Buffer.concat([
+      Buffer.from('d8:announce17:http://t.example/4:info'),
+      rawInfo,
+      Buffer.from('7:comment2:hie'),
+    ]);
+    const expected = createHash('sha1').update(rawInfo).digest('hex');
+    const m = parseTorrent(torrent);
+    expect(m.infoHashHex).toBe(expected);
+    // a re-encoding would sort the keys and give another hash
+    const reencoded = sha1(
+      encode({ name: 'x.bin', length: 100, pieces, 'piece length': 16384, private: 0 }),
+    );
+    expect(m.infoHashHex).not.toBe(reencoded.toString('hex'));
+    expect(m.name).toBe('x.bin');
+    expect(m.comment).toBe('hi');
+  });
+
+  it('ignores malformed optional fields but keeps well-formed ones', () => {
+    const m = parseTorrent(
+      encode({
+        info: info(),
+        announce: 7,
+        'announce-list': [[1, 'http://ok.example/a'], 'junk', []],
+        comment: Buffer.from([0xff, 0xfe]),
+        'created by': ['x'],
+        'creation date': 'yesterday',
+        'url-list': 'http://web.example/f',
+      }),
+    );
+    expect(m.announce).toBeUndefined();
+    expect(m.announceList).toEqual([['http://ok.example/a']]);
+    expect(m.comment).toBeUndefined();
+    expect(m.createdBy).toBeUndefined();
+    expect(m.creationDate).toBeUndefined();
+    expect(m.urlList).toEqual(['http://web.example/f']);
+    const m2 = parseTorrent(
+      encode({ info: info(), announce: 'http://a.example/', 'announce-list': [] }),
+    );
+    expect(m2.announceList).toEqual([['http://a.example/']]);
+  });
+
+  it('NFC-normalises names and paths', () => {
+    const decomposed = 'e\u0301t\u00e9';
+    const m = parseTorrent(
+      encode({ info: multiInfo([{ path: [decomposed, 'x'] }], { name: `caf${'e\u0301'}` }) }),
+    );
+    expect(m.name).toBe('caf\u00e9');
+    expect(m.files[0]!.path).toEqual(['\u00e9t\u00e9', 'x']);
+  });
+});
+
+describe('parseTorrent: field validation', () => {
+  it('requires the top level and info to be dictionaries', () => {
+    rejectsWith(['x'], 'torrent', /dictionary/);
+    rejectsWith({ announce: 'x' }, 'info', /missing/);
+    rejectsWith({ info: 'x' }, 'info', /dictionary/);
+  });
+
+  it('passes bencode errors through', () => {
+    expect(() => parseTorrent(Buffer.from('d4:infoi03ee'))).toThrow(BencodeError);
+  });
+
+  it('validates piece length', () => {
+    rejectsWith({ info: info({ 'piece length': 0 }) }, 'info.piece length', /minimum/);
+    rejectsWith({ info: info({ 'piece length': -5 }) }, 'info.piece length');
+    rejectsWith(
+      { info: info({ 'piece length': MAX_PIECE_LENGTH + 1 }) },
+      'info.piece length',
+      /maximum/,
+    );
+    rejectsWith({ info: info({ 'piece length': 'big' }) }, 'info.piece length', /integer/);
+    rejectsWith({ info: info({ 'piece length': undefined }) }, 'info.piece length', /missing/);
+  });
+
+  it('validates pieces', () => {
+    rejectsWith(
+      { info: info({ pieces: Buffer.alloc(41) }) },
+      'info.pieces',
+      /length 41 is not a multiple of 20/,
+    );
+    rejectsWith(
+      { info: info({ pieces: Buffer.alloc(40) }) },
+      'info.pieces',
+      /does not match 1 pieces/,
+    );
+    rejectsWith({ info: info({ pieces: Buffer.alloc(0) }) }, 'info.pieces', /does not match/);
+    rejectsWith({ info: info({ pieces: 5 }) }, 'info.pieces', /byte string/);
+    rejectsWith({ info: info({ pieces: undefined }) }, 'info.pieces', /missing/);
+  });
+
+  it('validates lengths', () => {
+    rejectsWith({ info: info({ length: -1 }) }, 'info.length', /minimum/);
+    rejectsWith(
+      { info: info({ length: 0, pieces: Buffer.alloc(0) }) },
+      'info.length',
+      /total length is 0/,
+    );
+    rejectsWith({ info: info({ length: '10' }) }, 'info.length', /integer/);
+    rejectsWith({ info: info({ length: undefined }) }, 'info', /neither/);
+    rejectsWith({ info: { ...multiInfo([{ path: ['a'] }]), length: 1 } }, 'info', /both/);
+    rejectsWith({ info: multiInfo([{ path: ['a'], length: -3 }]) }, 'info.files[0].length');
+    rejectsWith(
+      { info: multiInfo([{ path: ['a'], length: 0 }], { pieces: Buffer.alloc(0) }) },
+      'info.files',
+      /total length is 0/,
+    );
+    const huge = Number.MAX_SAFE_INTEGER - 10;
+    rejectsWith(
+      {
+        info: multiInfo(
+          [
+            { path: ['a'], length: huge },
+            { path: ['b'], length: 100 },
+          ],
+          { pieces: Buffer.alloc(20) },
+        ),
+      },
+      'info.files',
+      /too large/,
+    );
+  });
+
+  it('validates files', () => {
+    rejectsWith({ info: multiInfo([]) }, 'info.files', /empty/);
+    rejectsWith({ info: multiInfo([{ path: ['a'] }], { files: 'x' }) }, 'info.files', /list/);
+    rejectsWith(
+      { info: multiInfo([{ path: ['a'] }], { files: [{ path: ['a'], length: 1 }, 5] }) },
+      'info.files[1]',
+      /dictionary/,
+    );
+    rejectsWith(
+      { info: multiInfo([{ path: ['a'] }, { path: [] }]) },
+      'info.files[1].path',
+      /empty/,
+    );
+    rejectsWith(
+      { info: multiInfo([{ path: ['a'] }], { files: [{ length: 1 }] }) },
+      'info.files[0].path',
+      /missing/,
+    );
+    rejectsWith(
+      { info: multiInfo([{ path: ['a'] }], { files: [{ path: 'a', length: 1 }] }) },
+      'info.files[0].path',
+      /list/,
+    );
+    rejectsWith(
+      { info: multiInfo([{ path: ['a', 7 as unknown as string] }]) },
+      'info.files[0].path[1]',
+      /byte string/,
+    );
+    const tooMany = Array.from({ length: MAX_FILES + 1 }, () => ({ path: ['a'], length: 0 }));
+    rejectsWith(
+      { info: multiInfo([{ path: ['a'] }], { files: tooMany }) },
+      'info.files',
+      /more than/,
+    );
+  });
+
+  it('validates name and private', () => {
+    rejectsWith({ info: info({ name: undefined }) }, 'info.name', /missing/);
+    rejectsWith({ info: info({ name: 3 }) }, 'info.name', /byte string/);
+    rejectsWith({ info: info({ name: Buffer.from([0xff]) }) }, 'info.name', /UTF-8/);
+    rejectsWith({ info: info({ private: 2 }) }, 'info.private', /maximum/);
+    rejectsWith({ info: info({ private: 'yes' }) }, 'info.private', /integer/);
+  });
+
+  it('uses name.utf-8 when name is not UTF-8', () => {
+    const m = parseTorrent(
+      encode({ info: info({ name: Buffer.from([0xe9]), 'name.utf-8': 'é.bin' }) }),
+    );
+    expect(m.name).toBe('é.bin');
+  });
+});
+
+describe('parseTorrent: path attacks', () => {
+  const cases: [string, string[], string, RegExp][] = [
+    ['dot-dot', ['..', 'etc', 'passwd'], 'info.files[0].path[0]', /only dots/],
+    ['dot-dot later', ['a', '..', '..', 'x'], 'info.files[0].path[1]', /only dots/],
+    ['dot', ['.', 'x'], 'info.files[0].path[0]', /only dots/],
+    ['three dots', ['...'], 'info.files[0].path[0]', /only dots/],
+    ['absolute', ['/etc/passwd'], 'info.files[0].path[0]', /separator/],
+    ['slash inside', ['a/b'], 'info.files[0].path[0]', /separator/],
+    ['backslash', ['..\\..\\x'], 'info.files[0].path[0]', /separator/],
+    ['drive letter', ['C:', 'x'], 'info.files[0].path[0]', /drive letter/],
+    ['drive letter path', ['c:evil'], 'info.files[0].path[0]', /drive letter/],
+    ['NUL', ['a\0b'], 'info.files[0].path[0]', /NUL/],
+    ['empty', ['a', ''], 'info.files[0].path[1]', /empty/],
+  ];
+  for (const [label, path, field, pattern] of cases) {
+    it(`refuses a path component: ${label}`, () => {
+      rejectsWith({ info: multiInfo([{ path }]) }, field, pattern);
+    });
+  }
+
+  it('applies the same rules to the name', () => {
+    for (const name of ['..', '.', '/etc', 'a/b', 'C:', 'a\\b', '', 'x\0']) {
+      rejectsWith({ info: info({ name }) }, 'info.name');
+      rejectsWith({ info: multiInfo([{ path: ['f'] }], { name }) }, 'info.name');
+    }
+  });
+
+  it('refuses NFC collisions (precomposed vs decomposed é)', () => {
+    rejectsWith(
+      { info: multiInfo([{ path: ['d', '\u00e9'] }, { path: ['d', 'e\u0301'] }]) },
+      'info.files[1].path',
+      /same path as info\.files\[0\]\.path/,
+    );
+  });
+
+  it('refuses exact duplicate paths', () => {
+    rejectsWith(
+      { info: multiInfo([{ path: ['a', 'b'] }, { path: ['c'] }, { path: ['a', 'b'] }]) },
+      'info.files[2].path',
+      /same path/,
+    );
+  });
+
+  it('refuses a file that is also a directory of another file, in either order', () => {
+    rejectsWith(
+      { info: multiInfo([{ path: ['a'] }, { path: ['a', 'b'] }]) },
+      'info.files[1].path',
+      /also a file/,
+    );
+    rejectsWith(
+      { info: multiInfo([{ path: ['x', 'y', 'z'] }, { path: ['x', 'y'] }]) },
+      'info.files[0].path',
+      /also a file/,
+    );
+  });
+
+  it('accepts siblings with similar names', () => {
+    const m = parseTorrent(
+      encode({
+        info: multiInfo([
+          { path: ['a', 'b'] },
+          { path: ['ab'] },
+          { path: ['a', 'bc'] },
+          { path: ['a.', 'b'] },
+        ]),
+      }),
+    );
+    expect(m.files.map((f) => f.path.join('/'))).toEqual(['a/b', 'ab', 'a/bc', 'a./b']);
+  });
+
+  it('exports the component checker', () => {
+    expect(() => checkPathComponent('ok.txt', 'f')).not.toThrow();
+    expect(() => checkPathComponent('..', 'f')).toThrow(TdlError);
+  });
+});
