@@ -1,0 +1,36 @@
+import { TdlError, type ErrorKind } from '../errors.js';
+
+/** Documented exit codes (README.md, "Exit codes"). */
+export const EXIT = {
+  ok: 0,
+  internal: 1,
+  usage: 2,
+  invalidTorrent: 3,
+  noPeers: 4,
+  transfer: 5,
+  disk: 6,
+  sigint: 130,
+  sigterm: 143,
+} as const;
+
+const BY_KIND: Record<ErrorKind, number> = {
+  usage: EXIT.usage,
+  'invalid-torrent': EXIT.invalidTorrent,
+  'no-peers': EXIT.noPeers,
+  transfer: EXIT.transfer,
+  disk: EXIT.disk,
+  interrupted: EXIT.sigint,
+  protocol: EXIT.transfer,
+  timeout: EXIT.transfer,
+};
+
+export function exitCodeFor(e: unknown): number {
+  if (e instanceof TdlError) {
+    if (e.kind === 'interrupted') {
+      const signal = (e as { signal?: string }).signal;
+      return signal === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint;
+    }
+    return BY_KIND[e.kind];
+  }
+  return EXIT.internal;
+}

@@ -1,0 +1,146 @@
+/**
+ * The commander program: parses arguments, runs one command, turns errors into a message on
+ * stderr and an exit code. No protocol logic lives here.
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { TdlError, UsageError } from '../errors.js';
+import { runDownload } from './download-command.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
+import { escapeControl } from './format.js';
+import { runInfo } from './info-command.js';
+import { VERSION } from './version.js';
+
+export interface Out {
+  write(s: string): unknown;
+}
+
+export interface Err extends Out {
+  isTTY?: boolean;
+  columns?: number;
+}
+
+export interface CliIO {
+  stdout: Out;
+  stderr: Err;
+  /** Aborted on SIGINT/SIGTERM; the reason is an InterruptedError. */
+  signal?: AbortSignal;
+}
+
+function positiveInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 10_000) {
+      throw new InvalidArgumentError(`${name} must be a whole number from 1 to 10000`);
+    }
+    return n;
+  };
+}
+
+function seconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0 || n > 86_400 * 7) {
+    throw new InvalidArgumentError('must be a number of seconds greater than 0');
+  }
+  return n;
+}
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
+/** Run the CLI; resolves to the exit code. */
+export async function run(argv: string[], io: CliIO): Promise<number> {
+  let exitCode: number = EXIT.ok;
+  let json = false;
+  const program = new Command('tdl')
+    .description('Download a torrent: a fast, safe, scriptable BitTorrent client.')
+    .version(VERSION, '-V, --version')
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    })
+    .showHelpAfterError('(run with --help for usage)');
+
+  program
+    .command('download')
+    .description('download the torrent described by a .torrent file')
+    .argument('<torrent>', 'path of the .torrent file')
+    .option('-o, --output <path>', 'where to save: an existing folder, or the new file/folder name')
+    .addOption(
+      new Option(
+        '--peer <host:port>',
+        'connect to this peer instead of asking trackers (repeatable)',
+      )
+        .argParser(collect)
+        .default([]),
+    )
+    .option(
+      '--max-peers <n>',
+      'connections at most (1 = one full seeder at a time)',
+      positiveInt('--max-peers'),
+      30,
+    )
+    .option('--timeout <seconds>', 'give up when no data arrives for this long', seconds, 120)
+    .option(
+      '--peer-timeout <seconds>',
+      'how long a peer may take to handshake, show its pieces and unchoke',
+      seconds,
+      15,
+    )
+    .option('-q, --quiet', 'print nothing but errors')
+    .option('--json', 'write newline-delimited JSON events to stdout')
+    .action(async (torrent: string, opts: DownloadCliOptions) => {
+      json = Boolean(opts.json);
+      exitCode = await runDownload(torrent, opts, io);
+    });
+
+  program
+    .command('info')
+    .description('show what a .torrent file contains')
+    .argument('<torrent>', 'path of the .torrent file')
+    .option('--json', 'print the information as JSON')
+    .action(async (torrent: string, opts: { json?: boolean }) => {
+      json = Boolean(opts.json);
+      exitCode = await runInfo(torrent, opts, io);
+    });
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return exitCode;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return EXIT.ok;
+      if (e.code === 'commander.help' || e.code === 'commander.executeSubCommandAsync') {
+        return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+      }
+      return EXIT.usage;
+    }
+    return reportError(e, io, json);
+  }
+}
+
+export interface DownloadCliOptions {
+  output?: string;
+  peer: string[];
+  maxPeers: number;
+  timeout: number;
+  peerTimeout: number;
+  quiet?: boolean;
+  json?: boolean;
+}
+
+/** The one place errors become messages and exit codes. */
+export function reportError(e: unknown, io: CliIO, json: boolean): number {
+  const code = exitCodeFor(e);
+  const message =
+    e instanceof TdlError ? e.message : `internal error: ${(e as Error)?.stack ?? String(e)}`;
+  if (json) {
+    const kind = e instanceof TdlError ? e.kind : 'internal';
+    io.stdout.write(`${JSON.stringify({ event: 'error', kind, exitCode: code, message })}\n`);
+  }
+  io.stderr.write(`tdl: ${escapeControl(message)}\n`);
+  return code;
+}
+
+export { UsageError };

@@ -1,0 +1,304 @@
+/**
+ * One peer connection: a small state machine over a thin socket adapter.
+ *
+ *   connecting --(TCP up)--> handshaking --(valid handshake)--> open --(any failure)--> closed
+ *
+ * Every wait is bounded: connect, handshake and idle timeouts. Any protocol violation closes the
+ * connection with a reason; it never throws out of here. The swarm decides what to request; this
+ * class only keeps the peer's view (choke state, bitfield) and frames messages.
+ */
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import createDebug from 'debug';
+import { TdlError, WireError } from '../errors.js';
+import { Bitfield } from '../wire/bitfield.js';
+import { Framer } from '../wire/framer.js';
+import { encodeHandshake } from '../wire/handshake.js';
+import {
+  encodeCancel,
+  encodeMessage,
+  encodeRequest,
+  maxMessageLength,
+  type Message,
+} from '../wire/messages.js';
+
+const log = createDebug('tdl:peer');
+
+export const CONNECT_TIMEOUT_MS = 5_000;
+export const HANDSHAKE_TIMEOUT_MS = 5_000;
+/** A peer that sends nothing at all (not even a keep-alive) for this long is dropped. */
+export const IDLE_TIMEOUT_MS = 120_000;
+export const KEEPALIVE_INTERVAL_MS = 60_000;
+
+export interface PeerTimeouts {
+  connectMs: number;
+  handshakeMs: number;
+  idleMs: number;
+}
+
+export interface PeerOptions {
+  host: string;
+  port: number;
+  infoHash: Buffer;
+  peerId: Buffer;
+  pieceCount: number;
+  timeouts?: Partial<PeerTimeouts>;
+}
+
+export type PeerState = 'connecting' | 'handshaking' | 'open' | 'closed';
+
+export interface PeerConnectionEvents {
+  /** The peer's availability changed: a bitfield (first message) or a `have`. */
+  bitfield: [];
+  have: [index: number];
+  choke: [];
+  unchoke: [];
+  block: [index: number, begin: number, data: Buffer];
+  close: [reason: string];
+}
+
+export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
+  readonly host: string;
+  readonly port: number;
+  readonly address: string;
+  state: PeerState = 'connecting';
+  peerChoking = true;
+  peerInterested = false;
+  amInterested = false;
+  remotePeerId: Buffer | null = null;
+  bitfield: Bitfield;
+  closeReason: string | null = null;
+  /** Bytes of block payload received. */
+  downloaded = 0;
+  lastMessageAt = Date.now();
+
+  private socket: net.Socket | null = null;
+  private readonly framer: Framer;
+  private readonly timeouts: PeerTimeouts;
+  private timer: NodeJS.Timeout | null = null;
+  private timerReason = '';
+  private keepalive: NodeJS.Timeout | null = null;
+  private messagesSeen = 0;
+  private started = false;
+
+  constructor(private readonly opts: PeerOptions) {
+    super();
+    this.host = opts.host;
+    this.port = opts.port;
+    this.address = opts.host.includes(':')
+      ? `[${opts.host}]:${opts.port}`
+      : `${opts.host}:${opts.port}`;
+    this.bitfield = new Bitfield(opts.pieceCount);
+    this.framer = new Framer({
+      maxLength: maxMessageLength(opts.pieceCount),
+      expectHandshake: true,
+    });
+    this.timeouts = {
+      connectMs: opts.timeouts?.connectMs ?? CONNECT_TIMEOUT_MS,
+      handshakeMs: opts.timeouts?.handshakeMs ?? HANDSHAKE_TIMEOUT_MS,
+      idleMs: opts.timeouts?.idleMs ?? IDLE_TIMEOUT_MS,
+    };
+  }
+
+  /** Connect and exchange handshakes. Resolves when open; rejects (and closes) on any failure. */
+  connect(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const settle = (err?: Error) => {
+        if (settled) return;
+        settled = true;
+        this.off('close', onClose);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onClose = (reason: string) => settle(new WireError(reason));
+      this.on('close', onClose);
+
+      log('%s connecting', this.address);
+      const socket = net.connect({ host: this.host, port: this.port });
+      this.socket = socket;
+      socket.setNoDelay(true);
+      this.arm(this.timeouts.connectMs, 'connect timed out');
+      socket.once('connect', () => {
+        if (this.state === 'closed') return;
+        this.state = 'handshaking';
+        this.arm(this.timeouts.handshakeMs, 'handshake timed out');
+        socket.write(encodeHandshake(this.opts.infoHash, this.opts.peerId));
+      });
+      socket.on('data', (chunk: Buffer) => {
+        this.onData(chunk);
+        if (this.state === 'open') settle();
+      });
+      socket.on('error', (e) => this.close(`socket error: ${e.message}`));
+      socket.on('close', () => this.close('connection closed by peer'));
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'closed') return;
+    this.lastMessageAt = Date.now();
+    try {
+      this.framer.push(chunk);
+      if (this.state === 'handshaking') {
+        const hs = this.framer.nextHandshake();
+        if (!hs) return;
+        if (!hs.infoHash.equals(this.opts.infoHash)) {
+          throw new WireError('handshake for another torrent (info hash differs)');
+        }
+        this.remotePeerId = hs.peerId;
+        this.state = 'open';
+        log('%s handshake ok (%s)', this.address, printableId(hs.peerId));
+        this.arm(this.timeouts.idleMs, 'idle timeout');
+        this.keepalive = setInterval(
+          () => this.send({ type: 'keep-alive' }),
+          KEEPALIVE_INTERVAL_MS,
+        );
+        this.keepalive.unref();
+      }
+      if (this.state === 'open') this.arm(this.timeouts.idleMs, 'idle timeout');
+      this.drain();
+    } catch (e) {
+      this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
+    }
+  }
+
+  /**
+   * Start delivering messages. Until then they wait in the framer, so that the owner can attach
+   * its listeners after `connect()` resolves without missing the bitfield.
+   */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    try {
+      this.drain();
+    } catch (e) {
+      this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
+    }
+  }
+
+  private drain(): void {
+    if (!this.started) return;
+    for (let m = this.framer.next(); m && this.state === 'open'; m = this.framer.next()) {
+      this.onMessage(m);
+    }
+  }
+
+  private onMessage(m: Message): void {
+    const first = this.messagesSeen === 0;
+    if (m.type !== 'keep-alive') this.messagesSeen++;
+    switch (m.type) {
+      case 'keep-alive':
+        return;
+      case 'choke':
+        if (!this.peerChoking) {
+          this.peerChoking = true;
+          this.emit('choke');
+        }
+        return;
+      case 'unchoke':
+        if (this.peerChoking) {
+          this.peerChoking = false;
+          this.emit('unchoke');
+        }
+        return;
+      case 'interested':
+        this.peerInterested = true;
+        return;
+      case 'not-interested':
+        this.peerInterested = false;
+        return;
+      case 'have':
+        if (m.index >= this.opts.pieceCount) {
+          throw new WireError(`have for nonexistent piece ${m.index}`);
+        }
+        if (!this.bitfield.has(m.index)) {
+          this.bitfield.set(m.index);
+          this.emit('have', m.index);
+        }
+        return;
+      case 'bitfield': {
+        if (!first) throw new WireError('bitfield after other messages');
+        const bf = Bitfield.fromWire(m.bitfield, this.opts.pieceCount);
+        this.bitfield = bf;
+        this.emit('bitfield');
+        return;
+      }
+      case 'piece':
+        this.downloaded += m.block.length;
+        this.emit('block', m.index, m.begin, m.block);
+        return;
+      case 'request':
+      case 'cancel':
+      case 'port':
+      case 'unknown':
+        // We do not upload (we never unchoke anyone), and extensions are not negotiated.
+        return;
+    }
+  }
+
+  send(m: Message): void {
+    this.write(encodeMessage(m));
+  }
+
+  interested(): void {
+    if (this.amInterested) return;
+    this.amInterested = true;
+    this.send({ type: 'interested' });
+  }
+
+  notInterested(): void {
+    if (!this.amInterested) return;
+    this.amInterested = false;
+    this.send({ type: 'not-interested' });
+  }
+
+  /** Send many requests in one write. */
+  request(reqs: readonly { index: number; begin: number; length: number }[]): void {
+    if (reqs.length === 0) return;
+    if (reqs.length === 1) {
+      const r = reqs[0]!;
+      this.write(encodeRequest(r.index, r.begin, r.length));
+      return;
+    }
+    this.write(Buffer.concat(reqs.map((r) => encodeRequest(r.index, r.begin, r.length))));
+  }
+
+  cancel(index: number, begin: number, length: number): void {
+    this.write(encodeCancel(index, begin, length));
+  }
+
+  private write(buf: Buffer): void {
+    if (this.state !== 'open' || !this.socket) return;
+    this.socket.write(buf);
+  }
+
+  /** Close the connection (idempotent). Emits 'close' once with the reason. */
+  close(reason: string): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.closeReason = reason;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.keepalive) clearInterval(this.keepalive);
+    this.timer = null;
+    this.keepalive = null;
+    this.socket?.destroy();
+    log('%s closed: %s', this.address, reason);
+    this.emit('close', reason);
+  }
+
+  private arm(ms: number, reason: string): void {
+    // Re-arming on every chunk is hot: refresh the running timer when nothing else changed.
+    if (this.timer && this.timerReason === reason) {
+      this.timer.refresh();
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timerReason = reason;
+    this.timer = setTimeout(() => this.close(reason), ms);
+    this.timer.unref();
+  }
+}
+
+function printableId(id: Buffer): string {
+  return id.toString('latin1').replace(/[^\x20-\x7e]/g, '.');
+}

@@ -1,0 +1,251 @@
+/**
+ * Piece picker: which blocks to ask a peer for.
+ *
+ * Invariants (see docs/DESIGN.md):
+ * - a piece is in exactly one of: missing, in progress (has a buffer), done;
+ * - a block of an in-progress piece is free, requested (by `reqCount` peers), or received;
+ * - only in-progress pieces hold memory, and their total size stays under `maxInflightBytes`
+ *   (one piece may always be started, so a piece larger than the cap still downloads);
+ * - a peer is only asked for pieces its bitfield says it has.
+ *
+ * Order: first the blocks of pieces this peer already works on (piece affinity keeps a piece's
+ * blocks from one peer, which makes hash failures attributable), then a new piece chosen
+ * rarest-first with random tie-breaking, then free blocks of pieces other peers started; once no
+ * free block is left anywhere the peer has (endgame), blocks already requested from others are
+ * requested again, at most `MAX_ENDGAME_REQUESTERS` times each.
+ */
+import { Bitfield } from '../wire/bitfield.js';
+import type { Layout } from '../storage/layout.js';
+import { BLOCK_SIZE } from '../wire/messages.js';
+
+export const MAX_ENDGAME_REQUESTERS = 3;
+/** Blocks per piece are addressed as index * BLOCKS_PER_PIECE_KEY + block in request keys. */
+export const BLOCKS_PER_PIECE_KEY = 1 << 16;
+
+export interface BlockRef {
+  index: number;
+  block: number;
+  begin: number;
+  length: number;
+}
+
+export type PeerKey = string;
+
+export class PieceInProgress {
+  readonly blockCount: number;
+  readonly reqCount: Uint8Array;
+  readonly received: Uint8Array;
+  /** Who delivered each block (for charging hash failures). */
+  readonly deliveredBy: (PeerKey | undefined)[];
+  receivedCount = 0;
+  buffer: Buffer;
+  /** The peer that started the piece. */
+  owner: PeerKey;
+
+  constructor(
+    readonly index: number,
+    readonly size: number,
+    owner: PeerKey,
+  ) {
+    this.blockCount = Math.ceil(size / BLOCK_SIZE);
+    this.reqCount = new Uint8Array(this.blockCount);
+    this.received = new Uint8Array(this.blockCount);
+    this.deliveredBy = new Array<PeerKey | undefined>(this.blockCount);
+    this.buffer = Buffer.allocUnsafe(size);
+    this.owner = owner;
+  }
+
+  get complete(): boolean {
+    return this.receivedCount === this.blockCount;
+  }
+
+  blockLength(block: number): number {
+    return Math.min(BLOCK_SIZE, this.size - block * BLOCK_SIZE);
+  }
+}
+
+export class PiecePicker {
+  readonly availability: Uint32Array;
+  /** Pieces verified (and queued for, or already on, disk). */
+  readonly done: Bitfield;
+  readonly inProgress = new Map<number, PieceInProgress>();
+  private inflightBytes = 0;
+  private remainingPieces: number;
+
+  constructor(
+    private readonly layout: Layout,
+    done: Bitfield,
+    private readonly maxInflightBytes: number,
+    private readonly random: () => number = Math.random,
+  ) {
+    this.done = done;
+    this.availability = new Uint32Array(layout.pieceCount);
+    this.remainingPieces = layout.pieceCount - done.count;
+  }
+
+  get remaining(): number {
+    return this.remainingPieces;
+  }
+
+  get bytesInFlight(): number {
+    return this.inflightBytes;
+  }
+
+  peerHas(bf: Bitfield): void {
+    for (let i = 0; i < bf.size; i++) if (bf.has(i)) this.availability[i]!++;
+  }
+
+  peerGone(bf: Bitfield): void {
+    for (let i = 0; i < bf.size; i++)
+      if (bf.has(i) && this.availability[i]! > 0) this.availability[i]!--;
+  }
+
+  peerHave(index: number): void {
+    this.availability[index]!++;
+  }
+
+  /** Does the peer have any piece we still need? */
+  interesting(bf: Bitfield): boolean {
+    if (this.remainingPieces === 0) return false;
+    for (let i = 0; i < bf.size; i++) if (bf.has(i) && !this.done.has(i)) return true;
+    return false;
+  }
+
+  /**
+   * Up to `n` blocks to request from a peer. `isRequested(key)` tells whether this peer already
+   * has that block in flight (for endgame duplicates).
+   */
+  pick(peer: PeerKey, bf: Bitfield, n: number, isRequested: (key: number) => boolean): BlockRef[] {
+    const out: BlockRef[] = [];
+    if (n <= 0 || this.remainingPieces === 0) return out;
+    // 1. pieces this peer started
+    for (const p of this.inProgress.values()) {
+      if (out.length >= n) return out;
+      if (p.owner === peer) this.takeFree(p, n, out);
+    }
+    // 2. new pieces, rarest first
+    while (out.length < n) {
+      const idx = this.rarestNew(bf);
+      if (idx < 0) break;
+      const p = this.start(idx, peer);
+      this.takeFree(p, n, out);
+    }
+    // 3. free blocks of pieces others started
+    for (const p of this.inProgress.values()) {
+      if (out.length >= n) return out;
+      if (p.owner !== peer && bf.has(p.index)) this.takeFree(p, n, out);
+    }
+    if (out.length > 0 || !this.endgame(bf)) return out;
+    // 4. endgame: duplicate requests of blocks in flight elsewhere
+    for (const p of this.inProgress.values()) {
+      if (!bf.has(p.index)) continue;
+      for (let b = 0; b < p.blockCount && out.length < n; b++) {
+        if (p.received[b] || p.reqCount[b]! >= MAX_ENDGAME_REQUESTERS) continue;
+        if (isRequested(p.index * BLOCKS_PER_PIECE_KEY + b)) continue;
+        p.reqCount[b]!++;
+        out.push({ index: p.index, block: b, begin: b * BLOCK_SIZE, length: p.blockLength(b) });
+      }
+    }
+    return out;
+  }
+
+  /** True when no piece the peer has is left to start and no free block is left in those started. */
+  private endgame(bf: Bitfield): boolean {
+    if (this.rarestNew(bf, true) >= 0) return false;
+    for (const p of this.inProgress.values()) {
+      if (!bf.has(p.index)) continue;
+      for (let b = 0; b < p.blockCount; b++)
+        if (!p.received[b] && p.reqCount[b] === 0) return false;
+    }
+    return true;
+  }
+
+  private takeFree(p: PieceInProgress, n: number, out: BlockRef[]): void {
+    for (let b = 0; b < p.blockCount && out.length < n; b++) {
+      if (p.received[b] || p.reqCount[b]! > 0) continue;
+      p.reqCount[b] = 1;
+      out.push({ index: p.index, block: b, begin: b * BLOCK_SIZE, length: p.blockLength(b) });
+    }
+  }
+
+  /** Rarest missing piece the peer has that is not started, random among equals; -1 if none. */
+  private rarestNew(bf: Bitfield, ignoreMemory = false): number {
+    if (!ignoreMemory && this.inProgress.size > 0) {
+      if (this.inflightBytes + this.layout.pieceLength > this.maxInflightBytes) return -1;
+    }
+    const count = this.layout.pieceCount;
+    const startAt = Math.floor(this.random() * count);
+    let best = -1;
+    let bestAvail = Infinity;
+    for (let k = 0; k < count; k++) {
+      const i = startAt + k < count ? startAt + k : startAt + k - count;
+      if (this.done.has(i) || this.inProgress.has(i) || !bf.has(i)) continue;
+      const a = this.availability[i]!;
+      if (a < bestAvail) {
+        best = i;
+        bestAvail = a;
+        if (ignoreMemory || a <= 1) break;
+      }
+    }
+    return best;
+  }
+
+  private start(index: number, owner: PeerKey): PieceInProgress {
+    const p = new PieceInProgress(index, this.layout.pieceSize(index), owner);
+    this.inProgress.set(index, p);
+    this.inflightBytes += p.size;
+    return p;
+  }
+
+  /** A request was dropped (choke, timeout, disconnect, cancel): the block is free again. */
+  release(index: number, block: number): void {
+    const p = this.inProgress.get(index);
+    if (p && !p.received[block] && p.reqCount[block]! > 0) p.reqCount[block]!--;
+  }
+
+  /**
+   * A block arrived. Returns the piece when this block completed it, 'dup' when the block was
+   * already received (endgame duplicate), 'stale' when the piece is no longer in progress, else null.
+   */
+  receive(
+    index: number,
+    block: number,
+    data: Buffer,
+    from: PeerKey,
+  ): PieceInProgress | 'dup' | 'stale' | null {
+    const p = this.inProgress.get(index);
+    if (!p) return 'stale';
+    if (p.received[block]) return 'dup';
+    data.copy(p.buffer, block * BLOCK_SIZE);
+    p.received[block] = 1;
+    p.reqCount[block] = 0;
+    p.deliveredBy[block] = from;
+    p.receivedCount++;
+    return p.complete ? p : null;
+  }
+
+  /** The piece verified: it no longer needs memory once written. */
+  verified(p: PieceInProgress): void {
+    this.inProgress.delete(p.index);
+    this.done.set(p.index);
+    this.remainingPieces--;
+  }
+
+  /** The written piece's buffer is released from the memory budget. */
+  written(p: PieceInProgress): void {
+    this.inflightBytes -= p.size;
+  }
+
+  /** The piece failed verification: start it over (keeping its memory slot). */
+  failed(p: PieceInProgress): void {
+    p.received.fill(0);
+    p.reqCount.fill(0);
+    p.deliveredBy.fill(undefined);
+    p.receivedCount = 0;
+  }
+
+  /** Does this in-progress piece have any block still outstanding? */
+  isComplete(): boolean {
+    return this.remainingPieces === 0;
+  }
+}

@@ -1,0 +1,283 @@
+/**
+ * End to end, in process: the real CLI against fake trackers and fake seeders on 127.0.0.1.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { runCli, tempDir } from '../helpers/cli.js';
+import {
+  startFakeSeeder,
+  type FakeSeeder,
+  type FakeSeederOptions,
+} from '../helpers/fake-seeder.js';
+import { startHttpTracker, type FakeTracker } from '../helpers/fake-tracker.js';
+import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+
+let dir: string;
+let cleanup: () => Promise<void>;
+const closers: (() => Promise<void>)[] = [];
+
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir());
+});
+
+afterEach(async () => {
+  for (const c of closers.splice(0)) await c().catch(() => {});
+  await cleanup();
+});
+
+async function seeder(t: MadeTorrent, pieceLength: number, o: Partial<FakeSeederOptions> = {}) {
+  const s = await startFakeSeeder({ infoHash: t.infoHash, data: t.data, pieceLength, ...o });
+  closers.push(() => s.close());
+  return s;
+}
+
+async function tracker(peers: FakeSeeder[] | (() => FakeSeeder[])): Promise<FakeTracker> {
+  const tr = await startHttpTracker({
+    peers: () => (typeof peers === 'function' ? peers() : peers).map((p) => p.address),
+    interval: 1,
+  });
+  closers.push(() => tr.close());
+  return tr;
+}
+
+async function writeTorrent(t: MadeTorrent, name = 't.torrent'): Promise<string> {
+  const p = path.join(dir, name);
+  await writeFile(p, t.torrent);
+  return p;
+}
+
+const peerArgs = (...ss: FakeSeeder[]) => ss.flatMap((s) => ['--peer', `127.0.0.1:${s.port}`]);
+
+describe('single-peer core path', () => {
+  it('downloads a single-file torrent through an HTTP tracker, byte for byte', async () => {
+    const data = randomBytesSeeded(1024 * 1024 + 123, 1);
+    // The tracker URL must be known before the torrent is made: start it first, fill peers later.
+    const seeders: FakeSeeder[] = [];
+    const tr = await tracker(() => seeders);
+    const t = makeTorrent({
+      name: 'file.bin',
+      pieceLength: 65536,
+      files: { data },
+      announce: tr.url,
+    });
+    seeders.push(await seeder(t, 65536));
+    const out = path.join(dir, 'out');
+    await mkdir(out);
+    const r = await runCli(['download', await writeTorrent(t), '-o', out, '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect((await readFile(path.join(out, 'file.bin'))).equals(data)).toBe(true);
+    const kinds = r.events.map((e) => e['event']);
+    expect(kinds[0]).toBe('started');
+    expect(kinds.at(-1)).toBe('done');
+    const done = r.events.at(-1)!;
+    expect(done['size']).toBe(data.length);
+    expect(done['peersUsed']).toBe(1);
+    // The tracker heard started and completed (stopped is sent at exit).
+    const events = tr.announces.map((a) => a.event).filter(Boolean);
+    expect(events).toContain('started');
+    expect(events).toContain('completed');
+  });
+
+  it('downloads a multi-file torrent whose pieces cross file boundaries', async () => {
+    const files = [
+      { path: ['a.txt'], data: randomBytesSeeded(40_000, 2) },
+      { path: ['sub', 'b.bin'], data: randomBytesSeeded(1, 3) },
+      { path: ['sub', 'empty'], data: Buffer.alloc(0) },
+      { path: ['sub', 'deep', 'c.bin'], data: randomBytesSeeded(100_001, 4) },
+    ];
+    const t = makeTorrent({ name: 'multi', pieceLength: 32768, files });
+    const s = await seeder(t, 32768);
+    const out = path.join(dir, 'newname');
+    const r = await runCli(['download', await writeTorrent(t), '-o', out, ...peerArgs(s)]);
+    expect(r.code).toBe(0);
+    for (const f of files) {
+      expect((await readFile(path.join(out, ...f.path))).equals(f.data)).toBe(true);
+    }
+  });
+
+  it('handles 32 KiB pieces with a 1-byte last piece', async () => {
+    const data = randomBytesSeeded(32768 * 5 + 1, 5);
+    const t = makeTorrent({ name: 'odd.bin', pieceLength: 32768, files: { data } });
+    const s = await seeder(t, 32768);
+    const out = path.join(dir, 'odd.bin');
+    const r = await runCli(['download', await writeTorrent(t), '-o', out, ...peerArgs(s)]);
+    expect(r.code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+  });
+
+  it('handles a piece length (8 KiB) smaller than a block', async () => {
+    const data = randomBytesSeeded(8192 * 20 + 100, 6);
+    const t = makeTorrent({ name: 'small.bin', pieceLength: 8192, files: { data } });
+    const s = await seeder(t, 8192);
+    const out = path.join(dir, 'small.bin');
+    const r = await runCli(['download', await writeTorrent(t), '-o', out, ...peerArgs(s)]);
+    expect(r.code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+  });
+
+  it('probes peers in turn: skips an incomplete one, one that never unchokes and a wrong info hash', async () => {
+    const data = randomBytesSeeded(300_000, 7);
+    const t = makeTorrent({ name: 'p.bin', pieceLength: 32768, files: { data } });
+    const partial = await seeder(t, 32768, { pieces: (i) => i !== 3 });
+    const choker = await seeder(t, 32768, { neverUnchoke: true });
+    const wrong = await seeder(t, 32768, { wrongInfoHash: true });
+    const good = await seeder(t, 32768, { haveMessages: true });
+    const out = path.join(dir, 'p.bin');
+    const r = await runCli([
+      'download',
+      await writeTorrent(t),
+      '-o',
+      out,
+      '--max-peers',
+      '1',
+      '--peer-timeout',
+      '1',
+      '--json',
+      ...peerArgs(partial, choker, wrong, good),
+    ]);
+    expect(r.code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(partial.served + choker.served + wrong.served).toBe(0);
+    expect(good.served).toBe(data.length);
+    const drops = r.events.filter((e) => e['event'] === 'peer' && e['status'] === 'dropped');
+    const reasons = drops.map((e) => String(e['reason']));
+    expect(reasons.some((x) => x.includes('every piece'))).toBe(true);
+    expect(reasons.some((x) => x.includes('unchoke'))).toBe(true);
+    expect(reasons.some((x) => x.includes('info hash'))).toBe(true);
+  });
+
+  it('fetches a corrupted piece again and still writes the right bytes', async () => {
+    const data = randomBytesSeeded(200_000, 8);
+    const t = makeTorrent({ name: 'c.bin', pieceLength: 32768, files: { data } });
+    const s = await seeder(t, 32768, { corruptPiece: 2 });
+    const out = path.join(dir, 'c.bin');
+    const r = await runCli([
+      'download',
+      await writeTorrent(t),
+      '-o',
+      out,
+      '--max-peers',
+      '1',
+      '--json',
+      ...peerArgs(s),
+    ]);
+    expect(r.code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(r.events.at(-1)!['wasted']).toBe(32768);
+  });
+
+  it('continues with the next peer when one disconnects halfway, keeping verified pieces', async () => {
+    const data = randomBytesSeeded(512 * 1024, 9);
+    const t = makeTorrent({ name: 'h.bin', pieceLength: 32768, files: { data } });
+    const quitter = await seeder(t, 32768, { disconnectAfterBytes: 256 * 1024 });
+    const second = await seeder(t, 32768);
+    const out = path.join(dir, 'h.bin');
+    const r = await runCli([
+      'download',
+      await writeTorrent(t),
+      '-o',
+      out,
+      '--max-peers',
+      '1',
+      ...peerArgs(quitter, second),
+    ]);
+    expect(r.code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(quitter.served).toBeGreaterThan(0);
+    // The second seeder only had to send what was not already verified.
+    expect(second.served).toBeLessThan(data.length);
+  });
+
+  it('exits 4 within the deadline when the tracker knows no peers', async () => {
+    const tr = await tracker([]);
+    const t = makeTorrent({
+      name: 'n.bin',
+      pieceLength: 16384,
+      files: { data: randomBytesSeeded(1000, 10) },
+      announce: tr.url,
+    });
+    const started = Date.now();
+    const r = await runCli([
+      'download',
+      await writeTorrent(t),
+      '-o',
+      path.join(dir, 'n.bin'),
+      '--timeout',
+      '2',
+    ]);
+    expect(r.code).toBe(4);
+    expect(Date.now() - started).toBeLessThan(6000);
+    expect(r.stderr).toMatch(/no usable peer/);
+  });
+
+  it('refuses a path-traversal torrent with exit 3 and writes nothing', async () => {
+    const t = makeTorrent({
+      name: 'evil',
+      pieceLength: 16384,
+      files: [{ path: ['..', 'escaped.txt'], data: Buffer.from('x') }],
+    });
+    const tp = await writeTorrent(t);
+    const out = path.join(dir, 'out');
+    await mkdir(out);
+    const r = await runCli(['download', tp, '-o', out, '--peer', '127.0.0.1:9']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/path/);
+    expect(await readdir(out)).toEqual([]);
+    expect(existsSync(path.join(dir, 'escaped.txt'))).toBe(false);
+  });
+});
+
+describe('output naming follows cp', () => {
+  it('-o naming an existing folder puts the file inside it; no -o means the current folder', async () => {
+    const data = randomBytesSeeded(5000, 11);
+    const t = makeTorrent({ name: 'named.bin', pieceLength: 16384, files: { data } });
+    const s = await seeder(t, 16384);
+    const r = await runCli(['download', await writeTorrent(t), '-o', dir, ...peerArgs(s)]);
+    expect(r.code).toBe(0);
+    expect((await readFile(path.join(dir, 'named.bin'))).equals(data)).toBe(true);
+  });
+});
+
+describe('command line', () => {
+  it('exits 2 on a bad option and on a missing torrent', async () => {
+    expect((await runCli(['download'])).code).toBe(2);
+    expect((await runCli(['download', 'x.torrent', '--max-peers', 'zero'])).code).toBe(2);
+    const r = await runCli(['download', path.join(dir, 'missing.torrent')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/cannot read/);
+  });
+
+  it('exits 3 on a file that is not a torrent', async () => {
+    const p = path.join(dir, 'bad.torrent');
+    await writeFile(p, 'l-3:e');
+    const r = await runCli(['download', p, '--peer', '127.0.0.1:9']);
+    expect(r.code).toBe(3);
+  });
+
+  it('info prints name, size, files, pieces, trackers and info hash; --json too', async () => {
+    const t = makeTorrent({
+      name: 'in\x1bfo',
+      pieceLength: 16384,
+      files: [
+        { path: ['a'], data: Buffer.alloc(20000) },
+        { path: ['b'], data: Buffer.alloc(5) },
+      ],
+      announceList: [['http://a.example/announce'], ['udp://b.example:80']],
+    });
+    const p = await writeTorrent(t);
+    const r = await runCli(['info', p]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('in\\x1bfo');
+    expect(r.stdout).not.toContain('\x1b');
+    expect(r.stdout).toContain(t.infoHash.toString('hex'));
+    expect(r.stdout).toContain('tier 2: udp://b.example:80');
+    const j = await runCli(['info', p, '--json']);
+    const info = JSON.parse(j.stdout) as Record<string, unknown>;
+    expect(info['size']).toBe(20005);
+    expect(info['pieces']).toBe(2);
+    expect(info['infoHash']).toBe(t.infoHash.toString('hex'));
+  });
+});

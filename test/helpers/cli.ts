@@ -1,0 +1,44 @@
+/** Run the real CLI entry point in process, capturing what it writes. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { run } from '../../src/cli/program.js';
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** Parsed --json events (lines of stdout that are JSON objects). */
+  events: Record<string, unknown>[];
+}
+
+export async function runCli(
+  args: string[],
+  opts: { tty?: boolean; signal?: AbortSignal } = {},
+): Promise<CliResult> {
+  let stdout = '';
+  let stderr = '';
+  const code = await run(args, {
+    stdout: { write: (s: string) => (stdout += s) },
+    stderr: { write: (s: string) => (stderr += s), isTTY: opts.tty ?? false, columns: 120 },
+    signal: opts.signal,
+  });
+  const events: Record<string, unknown>[] = [];
+  for (const line of stdout.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      events.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // not an event line
+    }
+  }
+  return { code, stdout, stderr, events };
+}
+
+/** A temp folder removed by the returned cleanup. */
+export async function tempDir(
+  prefix = 'tdl-test-',
+): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}

@@ -1,0 +1,175 @@
+/**
+ * An in-process BitTorrent seeder over a real TCP socket on 127.0.0.1, with switches for the
+ * misbehaviours tests need. It counts what it serves so tests can assert who sent what.
+ */
+import net from 'node:net';
+import { Framer } from '../../src/wire/framer.js';
+import { encodeHandshake } from '../../src/wire/handshake.js';
+import { encodeMessage, encodePiece, type Message } from '../../src/wire/messages.js';
+import { Bitfield } from '../../src/wire/bitfield.js';
+
+export interface FakeSeederOptions {
+  infoHash: Buffer;
+  /** The torrent's whole data. */
+  data: Buffer;
+  pieceLength: number;
+  /** Pieces this seeder has (default: all). */
+  pieces?: (index: number) => boolean;
+  /** Announce pieces by `have` messages instead of a bitfield. */
+  haveMessages?: boolean;
+  /** Answer the handshake with another info hash. */
+  wrongInfoHash?: boolean;
+  /** Never send unchoke. */
+  neverUnchoke?: boolean;
+  /** Corrupt this piece the first `corruptTimes` times it is served (default once). */
+  corruptPiece?: number;
+  corruptTimes?: number;
+  /** Corrupt every piece, always. */
+  corruptAll?: boolean;
+  /** Close the connection after serving this many block bytes. */
+  disconnectAfterBytes?: number;
+  /** Serve at most this many bytes per second. */
+  rateLimit?: number;
+  /** Choke the peer after serving this many bytes (and never unchoke again). */
+  chokeAfterBytes?: number;
+}
+
+export interface FakeSeeder {
+  port: number;
+  address: { host: string; port: number };
+  /** Block bytes sent. */
+  served: number;
+  connections: number;
+  requests: number;
+  cancels: number;
+  /** Blocks served per piece index. */
+  servedBlocks: Map<number, number>;
+  close(): Promise<void>;
+}
+
+export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder> {
+  const pieceCount = Math.ceil(o.data.length / o.pieceLength);
+  const has = o.pieces ?? (() => true);
+  const corruptLeft = new Map<number, number>();
+  if (o.corruptPiece !== undefined) corruptLeft.set(o.corruptPiece, o.corruptTimes ?? 1);
+  const sockets = new Set<net.Socket>();
+  const state: FakeSeeder = {
+    port: 0,
+    address: { host: '127.0.0.1', port: 0 },
+    served: 0,
+    connections: 0,
+    requests: 0,
+    cancels: 0,
+    servedBlocks: new Map(),
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    state.connections++;
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    const framer = new Framer({ maxLength: 1 << 20, expectHandshake: true });
+    let handshaken = false;
+    let choked = true;
+    let ended = false;
+    const queue: { index: number; begin: number; length: number }[] = [];
+    let timer: NodeJS.Timeout | null = null;
+    let tokens = o.rateLimit ?? 0;
+    let last = Date.now();
+
+    const send = (m: Message) => {
+      if (!socket.destroyed) socket.write(encodeMessage(m));
+    };
+
+    const serveOne = (r: { index: number; begin: number; length: number }) => {
+      const start = r.index * o.pieceLength + r.begin;
+      let block = o.data.subarray(start, start + r.length);
+      const left = corruptLeft.get(r.index) ?? 0;
+      if (o.corruptAll || left > 0) {
+        block = Buffer.from(block);
+        block[0] = block[0]! ^ 0xff;
+        const pieceEnd = Math.min(o.pieceLength, o.data.length - r.index * o.pieceLength);
+        if (left > 0 && r.begin + r.length >= pieceEnd) corruptLeft.set(r.index, left - 1);
+      }
+      socket.write(encodePiece(r.index, r.begin, block));
+      state.served += r.length;
+      state.servedBlocks.set(r.index, (state.servedBlocks.get(r.index) ?? 0) + 1);
+      if (o.disconnectAfterBytes !== undefined && state.served >= o.disconnectAfterBytes) {
+        ended = true;
+        socket.destroy();
+      } else if (o.chokeAfterBytes !== undefined && state.served >= o.chokeAfterBytes && !choked) {
+        choked = true;
+        queue.length = 0;
+        send({ type: 'choke' });
+      }
+    };
+
+    const pump = () => {
+      timer = null;
+      while (queue.length > 0 && !ended && !socket.destroyed && !choked) {
+        if (o.rateLimit) {
+          const now = Date.now();
+          tokens = Math.min(o.rateLimit, tokens + ((now - last) / 1000) * o.rateLimit);
+          last = now;
+          if (tokens < queue[0]!.length) {
+            timer = setTimeout(pump, 10);
+            return;
+          }
+          tokens -= queue[0]!.length;
+        }
+        serveOne(queue.shift()!);
+      }
+    };
+
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        framer.push(chunk);
+        if (!handshaken) {
+          const hs = framer.nextHandshake();
+          if (!hs) return;
+          handshaken = true;
+          const ih = o.wrongInfoHash ? Buffer.alloc(20, 0xab) : o.infoHash;
+          socket.write(encodeHandshake(ih, Buffer.from('-FK0001-000000000000')));
+          if (o.haveMessages) {
+            for (let i = 0; i < pieceCount; i++) if (has(i)) send({ type: 'have', index: i });
+          } else {
+            const bf = new Bitfield(pieceCount);
+            for (let i = 0; i < pieceCount; i++) if (has(i)) bf.set(i);
+            send({ type: 'bitfield', bitfield: bf.toBuffer() });
+          }
+        }
+        for (let m = framer.next(); m; m = framer.next()) {
+          if (m.type === 'interested' && choked && !o.neverUnchoke && !ended) {
+            choked = false;
+            send({ type: 'unchoke' });
+          } else if (m.type === 'request') {
+            state.requests++;
+            if (!choked && has(m.index)) queue.push(m);
+          } else if (m.type === 'cancel') {
+            state.cancels++;
+            const i = queue.findIndex(
+              (r) => r.index === m.index && r.begin === m.begin && r.length === m.length,
+            );
+            if (i >= 0) queue.splice(i, 1);
+          }
+        }
+        if (!timer) pump();
+      } catch {
+        socket.destroy();
+      }
+    });
+    socket.on('close', () => {
+      if (timer) clearTimeout(timer);
+    });
+  });
+
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const addr = server.address() as net.AddressInfo;
+  state.port = addr.port;
+  state.address = { host: '127.0.0.1', port: addr.port };
+  return state;
+}
