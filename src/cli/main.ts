@@ -4,9 +4,15 @@
  * SIGINT/SIGTERM abort the run (sockets and files are closed, verified data stays on disk, the
  * trackers are told `stopped`); a second signal exits at once.
  */
+import v8 from 'node:v8';
 import { InterruptedError } from '../errors.js';
 import { EXIT } from './exit-codes.js';
 import { run } from './program.js';
+
+// The only WebAssembly tdl runs is the HTTP parser inside undici, used for a few tracker
+// requests. V8's optimizing WebAssembly tier would spend about 30 MB compiling it for no gain:
+// the baseline compiler is enough (see docs/DESIGN.md, "Memory").
+v8.setFlagsFromString('--liftoff-only');
 
 const controller = new AbortController();
 let signalled = false;

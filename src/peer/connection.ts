@@ -12,7 +12,7 @@ import net from 'node:net';
 import createDebug from 'debug';
 import { TdlError, WireError } from '../errors.js';
 import { Bitfield } from '../wire/bitfield.js';
-import { Framer } from '../wire/framer.js';
+import { Framer, READ_SIZE } from '../wire/framer.js';
 import { encodeHandshake } from '../wire/handshake.js';
 import {
   encodeCancel,
@@ -115,7 +115,20 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       this.on('close', onClose);
 
       log('%s connecting', this.address);
-      const socket = net.connect({ host: this.host, port: this.port });
+      // Reads go straight into the framer's own buffer: no allocation per chunk.
+      const socket = net.connect({
+        host: this.host,
+        port: this.port,
+        onread: {
+          buffer: () => this.framer.writable(READ_SIZE),
+          callback: (n: number) => {
+            this.framer.commit(n);
+            this.onData();
+            if (this.state === 'open') settle();
+            return true;
+          },
+        },
+      });
       this.socket = socket;
       socket.setNoDelay(true);
       this.arm(this.timeouts.connectMs, 'connect timed out');
@@ -125,20 +138,15 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         this.arm(this.timeouts.handshakeMs, 'handshake timed out');
         socket.write(encodeHandshake(this.opts.infoHash, this.opts.peerId));
       });
-      socket.on('data', (chunk: Buffer) => {
-        this.onData(chunk);
-        if (this.state === 'open') settle();
-      });
       socket.on('error', (e) => this.close(`socket error: ${e.message}`));
       socket.on('close', () => this.close('connection closed by peer'));
     });
   }
 
-  private onData(chunk: Buffer): void {
+  private onData(): void {
     if (this.state === 'closed') return;
     this.lastMessageAt = Date.now();
     try {
-      this.framer.push(chunk);
       if (this.state === 'handshaking') {
         const hs = this.framer.nextHandshake();
         if (!hs) return;

@@ -32,7 +32,7 @@ export const DEFAULT_MAX_PEERS = 30;
 /** Connection attempts under way at once. */
 export const CONNECT_CONCURRENCY = 8;
 /** Memory for pieces being downloaded or waiting for the disk. */
-export const MAX_INFLIGHT_BYTES = 32 * 1024 * 1024;
+export const MAX_INFLIGHT_BYTES = 8 * 1024 * 1024;
 /** A peer with requests outstanding that sends no block for this long is snubbed. */
 export const SNUB_TIMEOUT_MS = 10_000;
 /** Bad pieces a peer may send before it is dropped for the rest of the run. */
@@ -505,7 +505,6 @@ export class Download extends EventEmitter<DownloadEvents> {
       () => {
         this.writing--;
         this.picker.written(p);
-        p.buffer = Buffer.alloc(0);
         this.emit('piece', p.index);
         if (this.picker.isComplete() && this.writing === 0) this.finish();
         else this.wakeAll();

@@ -19,6 +19,7 @@ import type { Layout } from '../storage/layout.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
 
 export const MAX_ENDGAME_REQUESTERS = 3;
+const EMPTY = Buffer.alloc(0);
 /** Blocks per piece are addressed as index * BLOCKS_PER_PIECE_KEY + block in request keys. */
 export const BLOCKS_PER_PIECE_KEY = 1 << 16;
 
@@ -46,12 +47,13 @@ export class PieceInProgress {
     readonly index: number,
     readonly size: number,
     owner: PeerKey,
+    buffer: Buffer,
   ) {
     this.blockCount = Math.ceil(size / BLOCK_SIZE);
     this.reqCount = new Uint8Array(this.blockCount);
     this.received = new Uint8Array(this.blockCount);
     this.deliveredBy = new Array<PeerKey | undefined>(this.blockCount);
-    this.buffer = Buffer.allocUnsafe(size);
+    this.buffer = buffer;
     this.owner = owner;
   }
 
@@ -70,6 +72,7 @@ export class PiecePicker {
   readonly done: Bitfield;
   readonly inProgress = new Map<number, PieceInProgress>();
   private inflightBytes = 0;
+  private readonly pool: Buffer[] = [];
   private remainingPieces: number;
 
   constructor(
@@ -191,7 +194,10 @@ export class PiecePicker {
   }
 
   private start(index: number, owner: PeerKey): PieceInProgress {
-    const p = new PieceInProgress(index, this.layout.pieceSize(index), owner);
+    const size = this.layout.pieceSize(index);
+    // Piece buffers are recycled: a steady download allocates no new memory for pieces.
+    const pooled = size === this.layout.pieceLength ? this.pool.pop() : undefined;
+    const p = new PieceInProgress(index, size, owner, pooled ?? Buffer.allocUnsafe(size));
     this.inProgress.set(index, p);
     this.inflightBytes += p.size;
     return p;
@@ -231,9 +237,16 @@ export class PiecePicker {
     this.remainingPieces--;
   }
 
-  /** The written piece's buffer is released from the memory budget. */
+  /** The piece is on disk: its buffer goes back to the pool and out of the memory budget. */
   written(p: PieceInProgress): void {
     this.inflightBytes -= p.size;
+    if (
+      p.buffer.length === this.layout.pieceLength &&
+      (this.pool.length + 1) * this.layout.pieceLength <= this.maxInflightBytes
+    ) {
+      this.pool.push(p.buffer);
+    }
+    p.buffer = EMPTY;
   }
 
   /** The piece failed verification: start it over (keeping its memory slot). */

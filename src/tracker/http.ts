@@ -8,7 +8,7 @@
  * tracker URL.
  */
 import createDebug from 'debug';
-import { Agent, request } from 'undici';
+import type { Dispatcher } from 'undici';
 import { decodeStrict, isDict, isList, type BDict, type BValue } from '../metainfo/bencode.js';
 import { TdlError, TrackerError } from '../errors.js';
 import { PeerCollector, clampInterval } from './compact.js';
@@ -30,7 +30,16 @@ export const MAX_TRACKER_REDIRECTS = 3;
 export const MAX_TRACKER_MESSAGE_CHARS = 1024;
 
 // Per-request deadlines are set on each request; connections are not kept alive (`reset`).
-const agent = new Agent({ connect: { timeout: HTTP_CONNECT_TIMEOUT_MS }, keepAliveTimeout: 1_000 });
+// undici is loaded on the first HTTP announce: a download from UDP trackers or known peers never
+// pays for it (it is the largest module tdl loads).
+let undici: Promise<{ request: typeof import('undici').request; agent: Dispatcher }> | null = null;
+function loadUndici() {
+  undici ??= import('undici').then((u) => ({
+    request: u.request,
+    agent: new u.Agent({ connect: { timeout: HTTP_CONNECT_TIMEOUT_MS }, keepAliveTimeout: 1_000 }),
+  }));
+  return undici;
+}
 
 /** Characters left as they are (RFC 3986 unreserved set); every other byte becomes %XX. */
 function isUnreserved(b: number): boolean {
@@ -221,6 +230,7 @@ async function announceOnce(
 ): Promise<AnnounceResponse> {
   parseHttpUrl(trackerUrl, 'tracker URL');
   let target = buildAnnounceUrl(trackerUrl, req);
+  const { request, agent } = await loadUndici();
   for (let redirects = 0; ; redirects++) {
     debug('GET %s', target);
     const res = await request(target, {

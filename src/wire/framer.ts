@@ -1,30 +1,36 @@
 /**
- * Streaming framer: feed it socket chunks, pull whole messages out.
+ * Streaming framer: feed it socket bytes, pull whole messages out.
  *
- * Chunks are kept in a list and never concatenated as a whole: reading one message joins only
- * the bytes of that message (and when a message sits inside one chunk it is a zero-copy view
- * of it), so the total work is O(bytes received) however the stream is split.
+ * Bytes live in one buffer the framer owns, compacted in place, so a steady stream allocates
+ * nothing: bytes can be pushed (`push`, one copy) or read straight into the framer's free space
+ * (`writable` + `commit`, for a socket's `onread`). Messages are parsed in place: a `piece`
+ * block or `bitfield` payload is a view that stays valid only until the next `push` or
+ * `writable` call, so the caller copies what it keeps. Buffered bytes never exceed the message
+ * length cap plus one read, so a peer cannot make the framer grow without bound.
  */
 import { WireError } from '../errors.js';
 import { HANDSHAKE_LENGTH, type Handshake, decodeHandshake } from './handshake.js';
 import { type Message, decodeMessage } from './messages.js';
 
+/** Default size of one socket read into the framer. */
+export const READ_SIZE = 64 * 1024;
+
 export class Framer {
-  #chunks: Buffer[] = [];
-  #head = 0; // index of the first live chunk in #chunks
-  #headOffset = 0; // bytes already consumed from #chunks[#head]
-  #buffered = 0;
+  #buf: Buffer;
+  #start = 0;
+  #end = 0;
   #maxLength: number;
   #expectHandshake: boolean;
 
   constructor(opts: { maxLength: number; expectHandshake: boolean }) {
     this.#maxLength = opts.maxLength;
     this.#expectHandshake = opts.expectHandshake;
+    this.#buf = Buffer.allocUnsafe(2 * READ_SIZE);
   }
 
   /** Bytes received and not yet consumed. */
   get buffered(): number {
-    return this.#buffered;
+    return this.#end - this.#start;
   }
 
   /** Changes the length cap (e.g. once the piece count is known). */
@@ -32,10 +38,23 @@ export class Framer {
     this.#maxLength = n;
   }
 
+  /** Append bytes (copied). */
   push(chunk: Buffer): void {
     if (chunk.length === 0) return;
-    this.#chunks.push(chunk);
-    this.#buffered += chunk.length;
+    this.#reserve(chunk.length);
+    chunk.copy(this.#buf, this.#end);
+    this.#end += chunk.length;
+  }
+
+  /** Free space of at least `min` bytes to read into; then call `commit(bytesRead)`. */
+  writable(min = READ_SIZE): Buffer {
+    this.#reserve(min);
+    return this.#buf.subarray(this.#end);
+  }
+
+  commit(n: number): void {
+    if (n < 0 || this.#end + n > this.#buf.length) throw new RangeError(`bad commit of ${n} bytes`);
+    this.#end += n;
   }
 
   /**
@@ -44,11 +63,18 @@ export class Framer {
    */
   nextHandshake(): Handshake | null {
     if (!this.#expectHandshake) throw new Error('Framer: no handshake expected');
-    const hs = decodeHandshake(this.#peek(Math.min(this.#buffered, HANDSHAKE_LENGTH)));
+    const n = Math.min(this.buffered, HANDSHAKE_LENGTH);
+    const hs = decodeHandshake(this.#buf.subarray(this.#start, this.#start + n));
     if (hs === null) return null;
-    this.#consume(HANDSHAKE_LENGTH);
+    // The handshake's fields are views: copy them, they outlive the buffer's next compaction.
+    this.#start += HANDSHAKE_LENGTH;
     this.#expectHandshake = false;
-    return hs;
+    return {
+      ...hs,
+      infoHash: Buffer.from(hs.infoHash),
+      peerId: Buffer.from(hs.peerId),
+      reserved: Buffer.from(hs.reserved),
+    };
   }
 
   /**
@@ -58,64 +84,44 @@ export class Framer {
    */
   next(): Message | null {
     if (this.#expectHandshake) throw new Error('Framer: read the handshake first');
-    if (this.#buffered < 4) return null;
-    const prefix = this.#peek(4);
-    const length = prefix.readUInt32BE(0);
+    const avail = this.#end - this.#start;
+    if (avail < 4) return null;
+    const length = this.#buf.readUInt32BE(this.#start);
     if (length > this.#maxLength) {
       throw new WireError(`message length ${length} exceeds the limit of ${this.#maxLength}`);
     }
     const size = 4 + length;
-    if (this.#buffered < size) return null;
-    const bytes = this.#peek(size);
-    const decoded = decodeMessage(bytes, this.#maxLength);
+    if (avail < size) return null;
+    const decoded = decodeMessage(
+      this.#buf.subarray(this.#start, this.#start + size),
+      this.#maxLength,
+    );
     if (decoded === null || decoded.size !== size) {
-      // Cannot happen: `bytes` holds exactly one whole message.
+      // Cannot happen: the view holds exactly one whole message.
       throw new WireError('framing error');
     }
-    this.#consume(size);
+    // Positions only move back in #reserve: a region handed out by `writable` stays where it is.
+    this.#start += size;
     return decoded.message;
   }
 
-  /** The first `n` buffered bytes (n <= buffered): a view if they sit in one chunk, else a copy. */
-  #peek(n: number): Buffer {
-    const first = this.#chunks[this.#head];
-    if (first === undefined || n === 0) return Buffer.alloc(0);
-    if (first.length - this.#headOffset >= n) {
-      return first.subarray(this.#headOffset, this.#headOffset + n);
+  /** Make room for `n` more bytes: compact in place, grow only up to the cap. */
+  #reserve(n: number): void {
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+    if (this.#buf.length - this.#end >= n) return;
+    const live = this.#end - this.#start;
+    const limit = this.#maxLength + 4 + HANDSHAKE_LENGTH + Math.max(n, READ_SIZE);
+    if (live + n > limit) {
+      throw new WireError(`peer sent ${live + n} bytes without a whole message`);
     }
-    const out = Buffer.allocUnsafe(n);
-    let copied = 0;
-    let offset = this.#headOffset;
-    for (let i = this.#head; copied < n; i++) {
-      const chunk = this.#chunks[i]!;
-      const take = Math.min(chunk.length - offset, n - copied);
-      chunk.copy(out, copied, offset, offset + take);
-      copied += take;
-      offset = 0;
+    if (this.#buf.length - live >= n && this.#start > 0) {
+      this.#buf.copyWithin(0, this.#start, this.#end);
+    } else {
+      const grown = Buffer.allocUnsafe(Math.min(limit, Math.max(2 * this.#buf.length, live + n)));
+      this.#buf.copy(grown, 0, this.#start, this.#end);
+      this.#buf = grown;
     }
-    return out;
-  }
-
-  #consume(n: number): void {
-    this.#buffered -= n;
-    while (n > 0) {
-      const chunk = this.#chunks[this.#head]!;
-      const left = chunk.length - this.#headOffset;
-      if (left > n) {
-        this.#headOffset += n;
-        break;
-      }
-      n -= left;
-      this.#head++;
-      this.#headOffset = 0;
-    }
-    // Drop consumed chunk references now and then (amortised O(1)).
-    if (this.#head === this.#chunks.length) {
-      this.#chunks = [];
-      this.#head = 0;
-    } else if (this.#head > 64 && this.#head * 2 > this.#chunks.length) {
-      this.#chunks = this.#chunks.slice(this.#head);
-      this.#head = 0;
-    }
+    this.#start = 0;
+    this.#end = live;
   }
 }

@@ -42,7 +42,12 @@ function runFramer(parts: Buffer[], maxLength: number): Outcome {
   try {
     for (const p of parts) {
       f.push(p);
-      for (let m = f.next(); m !== null; m = f.next()) msgs.push(m);
+      // Messages are views valid until the next push: keep copies.
+      for (let m = f.next(); m !== null; m = f.next()) {
+        if (m.type === 'piece') msgs.push({ ...m, block: Buffer.from(m.block) });
+        else if (m.type === 'bitfield') msgs.push({ ...m, bitfield: Buffer.from(m.bitfield) });
+        else msgs.push(m);
+      }
     }
   } catch (err) {
     if (!(err instanceof WireError)) throw err;

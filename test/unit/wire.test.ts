@@ -57,9 +57,14 @@ function expectSame(actual: Message[], expected: Message[]): void {
   expect(enc(actual).equals(enc(expected))).toBe(true);
 }
 
+/** Messages are views valid until the next push: copy what is kept, as the framer's users do. */
 function drain(f: Framer): Message[] {
   const out: Message[] = [];
-  for (let m = f.next(); m !== null; m = f.next()) out.push(m);
+  for (let m = f.next(); m !== null; m = f.next()) {
+    if (m.type === 'piece') out.push({ ...m, block: Buffer.from(m.block) });
+    else if (m.type === 'bitfield') out.push({ ...m, bitfield: Buffer.from(m.bitfield) });
+    else out.push(m);
+  }
   return out;
 }
 
