@@ -410,7 +410,13 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
     const want = s.pipeline.depth - s.inflight.size;
     if (want <= 0) return;
-    const blocks = this.picker.pick(conn.address, conn.bitfield, want, (k) => s.inflight.has(k));
+    const blocks = this.picker.pick(
+      conn.address,
+      conn.bitfield,
+      want,
+      (k) => s.inflight.has(k),
+      s.inflight.size,
+    );
     if (blocks.length === 0) {
       if (s.inflight.size === 0 && !this.picker.interesting(conn.bitfield)) conn.notInterested();
       return;

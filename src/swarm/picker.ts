@@ -12,13 +12,16 @@
  * blocks from one peer, which makes hash failures attributable), then a new piece chosen
  * rarest-first with random tie-breaking, then free blocks of pieces other peers started; once no
  * free block is left anywhere the peer has (endgame), blocks already requested from others are
- * requested again, at most `MAX_ENDGAME_REQUESTERS` times each.
+ * requested again, at most `MAX_ENDGAME_REQUESTERS` times each, and only while the peer has
+ * fewer than `ENDGAME_DEPTH` requests of its own (a deep queue would double the tail's traffic).
  */
 import { Bitfield } from '../wire/bitfield.js';
 import type { Layout } from '../storage/layout.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
 
-export const MAX_ENDGAME_REQUESTERS = 3;
+export const MAX_ENDGAME_REQUESTERS = 2;
+/** In endgame a peer gets duplicate requests only while it has fewer than this in flight. */
+export const ENDGAME_DEPTH = 4;
 const EMPTY = Buffer.alloc(0);
 /** Blocks per piece are addressed as index * BLOCKS_PER_PIECE_KEY + block in request keys. */
 export const BLOCKS_PER_PIECE_KEY = 1 << 16;
@@ -118,7 +121,13 @@ export class PiecePicker {
    * Up to `n` blocks to request from a peer. `isRequested(key)` tells whether this peer already
    * has that block in flight (for endgame duplicates).
    */
-  pick(peer: PeerKey, bf: Bitfield, n: number, isRequested: (key: number) => boolean): BlockRef[] {
+  pick(
+    peer: PeerKey,
+    bf: Bitfield,
+    n: number,
+    isRequested: (key: number) => boolean,
+    inflight = 0,
+  ): BlockRef[] {
     const out: BlockRef[] = [];
     if (n <= 0 || this.remainingPieces === 0) return out;
     // 1. pieces this peer started
@@ -138,11 +147,12 @@ export class PiecePicker {
       if (out.length >= n) return out;
       if (p.owner !== peer && bf.has(p.index)) this.takeFree(p, n, out);
     }
-    if (out.length > 0 || !this.endgame(bf)) return out;
-    // 4. endgame: duplicate requests of blocks in flight elsewhere
+    if (out.length > 0 || inflight >= ENDGAME_DEPTH || !this.endgame(bf)) return out;
+    // 4. endgame: duplicate requests of blocks in flight elsewhere, a few at a time per peer
+    const room = Math.min(n, ENDGAME_DEPTH - inflight);
     for (const p of this.inProgress.values()) {
       if (!bf.has(p.index)) continue;
-      for (let b = 0; b < p.blockCount && out.length < n; b++) {
+      for (let b = 0; b < p.blockCount && out.length < room; b++) {
         if (p.received[b] || p.reqCount[b]! >= MAX_ENDGAME_REQUESTERS) continue;
         if (isRequested(p.index * BLOCKS_PER_PIECE_KEY + b)) continue;
         p.reqCount[b]!++;

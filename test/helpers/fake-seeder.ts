@@ -78,7 +78,8 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
     let ended = false;
     const queue: { index: number; begin: number; length: number }[] = [];
     let timer: NodeJS.Timeout | null = null;
-    let tokens = o.rateLimit ?? 0;
+    // A bucket of 100 ms worth of data: the rate holds from the first second on.
+    let tokens = (o.rateLimit ?? 0) / 10;
     let last = Date.now();
 
     const send = (m: Message) => {
@@ -113,7 +114,10 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
       while (queue.length > 0 && !ended && !socket.destroyed && !choked) {
         if (o.rateLimit) {
           const now = Date.now();
-          tokens = Math.min(o.rateLimit, tokens + ((now - last) / 1000) * o.rateLimit);
+          tokens = Math.min(
+            Math.max(o.rateLimit / 10, queue[0]!.length),
+            tokens + ((now - last) / 1000) * o.rateLimit,
+          );
           last = now;
           if (tokens < queue[0]!.length) {
             timer = setTimeout(pump, 10);

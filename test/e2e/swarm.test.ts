@@ -1,0 +1,131 @@
+/**
+ * Swarm behaviour, in process: many fake seeders at once on 127.0.0.1, driven through the CLI.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { runCli, tempDir } from '../helpers/cli.js';
+import {
+  startFakeSeeder,
+  type FakeSeeder,
+  type FakeSeederOptions,
+} from '../helpers/fake-seeder.js';
+import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+
+let dir: string;
+let cleanup: () => Promise<void>;
+const closers: (() => Promise<void>)[] = [];
+
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir());
+});
+
+afterEach(async () => {
+  for (const c of closers.splice(0)) await c().catch(() => {});
+  await cleanup();
+});
+
+async function seeder(t: MadeTorrent, pieceLength: number, o: Partial<FakeSeederOptions> = {}) {
+  const s = await startFakeSeeder({ infoHash: t.infoHash, data: t.data, pieceLength, ...o });
+  closers.push(() => s.close());
+  return s;
+}
+
+async function download(
+  t: MadeTorrent,
+  seeders: FakeSeeder[],
+  extra: string[] = [],
+  name = 'out.bin',
+) {
+  const tp = path.join(dir, 't.torrent');
+  await writeFile(tp, t.torrent);
+  const out = path.join(dir, name);
+  const r = await runCli([
+    'download',
+    tp,
+    '-o',
+    out,
+    '--json',
+    ...seeders.flatMap((s) => ['--peer', `127.0.0.1:${s.port}`]),
+    ...extra,
+  ]);
+  return { r, out };
+}
+
+describe('swarm download', () => {
+  it('completes when no peer has every piece but together they have all', async () => {
+    const data = randomBytesSeeded(40 * 32768 + 5, 21);
+    const t = makeTorrent({ name: 's.bin', pieceLength: 32768, files: { data } });
+    // Three partial seeders: piece i is on seeders (i mod 3) and ((i + 1) mod 3).
+    const seeders = await Promise.all(
+      [0, 1, 2].map((k) => seeder(t, 32768, { pieces: (i) => i % 3 === k || (i + 1) % 3 === k })),
+    );
+    const { r, out } = await download(t, seeders);
+    expect(r.code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    for (const s of seeders) expect(s.served).toBeGreaterThan(0);
+    // The same partial peers fail the single-peer probe: nobody has every piece.
+    const single = await download(
+      t,
+      seeders,
+      ['--max-peers', '1', '--peer-timeout', '0.5', '--timeout', '2'],
+      'single.bin',
+    );
+    expect(single.r.code).toBe(4);
+  });
+
+  it('spreads the load over four throttled seeders', async () => {
+    const data = randomBytesSeeded(4 * 1024 * 1024, 22);
+    const t = makeTorrent({ name: 'th.bin', pieceLength: 65536, files: { data } });
+    const seeders = await Promise.all(
+      [0, 1, 2, 3].map(() => seeder(t, 65536, { rateLimit: 2 * 1024 * 1024 })),
+    );
+    const { r, out } = await download(t, seeders);
+    expect(r.code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    // Each seeder, limited to a quarter of the total, served a fair share.
+    for (const s of seeders) expect(s.served).toBeGreaterThan(data.length * 0.15);
+    const done = r.events.at(-1)!;
+    expect(done['peersUsed']).toBe(4);
+  });
+
+  it('drops a corrupting peer among good ones and still writes the right bytes', async () => {
+    const data = randomBytesSeeded(2 * 1024 * 1024, 23);
+    const t = makeTorrent({ name: 'bad.bin', pieceLength: 32768, files: { data } });
+    const bad = await seeder(t, 32768, { corruptAll: true });
+    const good = await Promise.all(
+      [0, 1].map(() => seeder(t, 32768, { rateLimit: 4 * 1024 * 1024 })),
+    );
+    const { r, out } = await download(t, [bad, ...good]);
+    expect(r.code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    const banned = r.events.filter((e) => e['event'] === 'peer' && e['status'] === 'banned');
+    expect(banned.map((e) => e['address'])).toEqual([`127.0.0.1:${bad.port}`]);
+    // Not reconnected after the ban.
+    expect(bad.connections).toBe(1);
+    expect(Number(r.events.at(-1)!['wasted'])).toBeGreaterThan(0);
+  });
+
+  it('survives a peer that disconnects in the middle of a piece', async () => {
+    const data = randomBytesSeeded(1024 * 1024, 24);
+    const t = makeTorrent({ name: 'd.bin', pieceLength: 65536, files: { data } });
+    const quitter = await seeder(t, 65536, { disconnectAfterBytes: 100_000 });
+    const good = await seeder(t, 65536, { rateLimit: 2 * 1024 * 1024 });
+    const { r, out } = await download(t, [quitter, good]);
+    expect(r.code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    const drops = r.events.filter((e) => e['event'] === 'peer' && e['status'] === 'dropped');
+    expect(drops.some((e) => e['address'] === `127.0.0.1:${quitter.port}`)).toBe(true);
+  });
+
+  it('sends cancels in endgame when a duplicated block arrives', async () => {
+    const data = randomBytesSeeded(512 * 1024, 25);
+    const t = makeTorrent({ name: 'e.bin', pieceLength: 32768, files: { data } });
+    const fast = await seeder(t, 32768, { rateLimit: 4 * 1024 * 1024 });
+    const slow = await seeder(t, 32768, { rateLimit: 64 * 1024 });
+    const { r, out } = await download(t, [fast, slow]);
+    expect(r.code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(fast.cancels + slow.cancels).toBeGreaterThan(0);
+  });
+});
