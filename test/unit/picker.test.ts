@@ -1,0 +1,175 @@
+import { describe, expect, it } from 'vitest';
+import { Layout } from '../../src/storage/layout.js';
+import {
+  BLOCKS_PER_PIECE_KEY,
+  ENDGAME_DEPTH,
+  MAX_ENDGAME_REQUESTERS,
+  PiecePicker,
+} from '../../src/swarm/picker.js';
+import { INITIAL_DEPTH, MAX_DEPTH, MIN_DEPTH, Pipeline } from '../../src/swarm/pipeline.js';
+import { Bitfield } from '../../src/wire/bitfield.js';
+import { BLOCK_SIZE } from '../../src/wire/messages.js';
+
+const PL = 4 * BLOCK_SIZE;
+
+function setup(pieces: number, budget = 1 << 30, last = PL) {
+  const total = PL * (pieces - 1) + last;
+  const layout = new Layout([{ offset: 0, length: total }], PL, total);
+  const picker = new PiecePicker(layout, new Bitfield(layout.pieceCount), budget, () => 0);
+  return { layout, picker };
+}
+
+function bf(n: number, has: (i: number) => boolean): Bitfield {
+  const b = new Bitfield(n);
+  for (let i = 0; i < n; i++) if (has(i)) b.set(i);
+  return b;
+}
+
+const none = () => false;
+
+describe('piece picker', () => {
+  it('picks the rarest piece first', () => {
+    const { picker } = setup(4);
+    picker.peerHas(bf(4, () => true));
+    picker.peerHas(bf(4, (i) => i !== 2));
+    picker.peerHas(bf(4, (i) => i !== 2 && i !== 1));
+    const got = picker.pick(
+      'a',
+      bf(4, () => true),
+      4,
+      none,
+    );
+    expect(got.map((b) => b.index)).toEqual([2, 2, 2, 2]);
+    expect(got.map((b) => b.begin)).toEqual([0, BLOCK_SIZE, 2 * BLOCK_SIZE, 3 * BLOCK_SIZE]);
+  });
+
+  it('only asks a peer for pieces it has', () => {
+    const { picker } = setup(6);
+    const peer = bf(6, (i) => i === 4);
+    picker.peerHas(peer);
+    const got = picker.pick('a', peer, 100, none);
+    expect(new Set(got.map((b) => b.index))).toEqual(new Set([4]));
+    expect(got).toHaveLength(4);
+  });
+
+  it('finishes pieces it started before starting others, and shares blocks of others', () => {
+    const { picker } = setup(3);
+    const all = bf(3, () => true);
+    picker.peerHas(all);
+    const a1 = picker.pick('a', all, 2, none);
+    expect(new Set(a1.map((b) => b.index)).size).toBe(1);
+    const first = a1[0]!.index;
+    // b has only the piece a started: it shares that piece's free blocks
+    const onlyFirst = bf(3, (i) => i === first);
+    const b = picker.pick('b', onlyFirst, 4, none);
+    expect(b.map((x) => [x.index, x.block])).toEqual([
+      [first, 2],
+      [first, 3],
+    ]);
+    // a then starts another piece rather than duplicating b's blocks
+    const a2 = picker.pick('a', all, 2, none);
+    expect(a2.every((x) => x.index !== first)).toBe(true);
+  });
+
+  it('keeps memory under the budget, but always allows one piece', () => {
+    const { picker } = setup(10, PL + 1);
+    const all = bf(10, () => true);
+    picker.peerHas(all);
+    const got = picker.pick('a', all, 100, none);
+    expect(new Set(got.map((b) => b.index)).size).toBe(1);
+    expect(picker.bytesInFlight).toBe(PL);
+    const tiny = setup(3, 10).picker;
+    tiny.peerHas(all);
+    expect(
+      tiny.pick(
+        'a',
+        bf(3, () => true),
+        100,
+        none,
+      ).length,
+    ).toBe(4);
+  });
+
+  it('frees released blocks for other peers, and resets a failed piece', () => {
+    const { picker } = setup(1);
+    const all = bf(1, () => true);
+    const got = picker.pick('a', all, 4, none);
+    // (b's queue is full, so no endgame duplicates for it)
+    expect(picker.pick('b', all, 4, none, ENDGAME_DEPTH)).toEqual([]);
+    picker.release(0, 1);
+    expect(picker.pick('b', all, 4, none, ENDGAME_DEPTH).map((b) => b.block)).toEqual([1]);
+    for (const b of got) picker.receive(0, b.block, Buffer.alloc(b.length), 'a');
+    const p = picker.inProgress.get(0)!;
+    expect(p.complete).toBe(true);
+    picker.failed(p);
+    expect(p.receivedCount).toBe(0);
+    expect(picker.pick('c', all, 4, none)).toHaveLength(4);
+  });
+
+  it('enters endgame only when nothing is free, with few duplicates per block and per peer', () => {
+    const { picker } = setup(1);
+    const all = bf(1, () => true);
+    const a = picker.pick('a', all, 4, none);
+    expect(a).toHaveLength(4);
+    const aKeys = new Set(a.map((b) => b.index * BLOCKS_PER_PIECE_KEY + b.block));
+    const b = picker.pick('b', all, 100, none);
+    expect(b).toHaveLength(Math.min(ENDGAME_DEPTH, 4));
+    // a already has them all: nothing for a; b with a full queue gets nothing more
+    expect(picker.pick('a', all, 100, (k) => aKeys.has(k))).toEqual([]);
+    expect(picker.pick('b', all, 100, none, ENDGAME_DEPTH)).toEqual([]);
+    // a third peer: every block already has MAX_ENDGAME_REQUESTERS requesters
+    expect(MAX_ENDGAME_REQUESTERS).toBe(2);
+    expect(picker.pick('c', all, 100, none)).toEqual([]);
+  });
+
+  it('reports duplicates and stale blocks, and completes', () => {
+    const { picker } = setup(2, 1 << 30, 100);
+    const all = bf(2, () => true);
+    const got = picker.pick('a', all, 100, none);
+    expect(got.map((b) => b.length).at(-1)).toBe(100);
+    let done = 0;
+    for (const b of got) {
+      const r = picker.receive(b.index, b.block, Buffer.alloc(b.length, 1), 'a');
+      if (r && typeof r === 'object') {
+        picker.verified(r);
+        picker.written(r);
+        done++;
+      }
+    }
+    expect(done).toBe(2);
+    expect(picker.isComplete()).toBe(true);
+    expect(picker.receive(0, 0, Buffer.alloc(BLOCK_SIZE), 'a')).toBe('stale');
+  });
+});
+
+describe('request pipeline depth', () => {
+  it('grows by one per block in slow start, then follows the rate', () => {
+    const p = new Pipeline(0);
+    expect(p.depth).toBe(INITIAL_DEPTH);
+    for (let i = 0; i < 10; i++) p.onBlock(BLOCK_SIZE);
+    expect(p.depth).toBe(INITIAL_DEPTH + 10);
+    p.tick(1000); // 160 KiB/s
+    for (let i = 0; i < 10; i++) p.onBlock(BLOCK_SIZE);
+    p.tick(2000); // no growth: slow start ends, depth = 160 KiB/s × 0.5 s / 16 KiB
+    expect(p.slowStart).toBe(false);
+    expect(p.depth).toBe(5);
+  });
+
+  it('is capped for a fast peer and floors when snubbed', () => {
+    const p = new Pipeline(0);
+    p.slowStart = false;
+    for (let i = 0; i < 20_000; i++) p.onBlock(BLOCK_SIZE);
+    p.tick(1000);
+    expect(p.depth).toBe(MAX_DEPTH);
+    p.snubbed();
+    expect(p.depth).toBe(MIN_DEPTH);
+  });
+
+  it('sizes the queue to half a second of data', () => {
+    const p = new Pipeline(0);
+    p.slowStart = false;
+    for (let i = 0; i < 256; i++) p.onBlock(BLOCK_SIZE); // 4 MiB/s
+    p.tick(1000);
+    expect(p.depth).toBe(128);
+  });
+});
