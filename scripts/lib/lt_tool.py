@@ -1,0 +1,251 @@
+#!/usr/bin/python3
+"""Small libtorrent driver used by the interop tests and the benchmark.
+
+Run with Debian's /usr/bin/python3 (the python3-libtorrent module belongs to it).
+
+  lt_tool.py create SOURCE OUT PIECE_LENGTH TRACKERS_JSON
+      Make a v1 torrent of SOURCE (a file or a folder) and print {"infoHash": "<40 hex>"}.
+  lt_tool.py seed TORRENT DATA_DIR PORT RATE_LIMIT
+      Check the data in DATA_DIR, seed it on 127.0.0.1:PORT (TCP only), announce, print
+      "READY <port>" once the tracker answered, then seed until killed. RATE_LIMIT is bytes/s,
+      0 for none.
+  lt_tool.py download TORRENT OUT_DIR PORT TIMEOUT_S
+      Download TORRENT into OUT_DIR (TCP only) and exit 0 once every piece is verified;
+      prints "PROGRESS <verified bytes>" about every 100 ms.
+
+Every wait is bounded; errors go to stderr with a non-zero exit code.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+
+import libtorrent as lt
+
+ALERT_WAIT_S = 0.1
+# How long a seeder waits for its data check and first tracker answer.
+SEED_READY_TIMEOUT_S = 120.0
+# How long a client waits for the trackers to answer its event=stopped announce.
+STOP_ANNOUNCE_TIMEOUT_S = 2.0
+# A seeder that has not heard from its tracker this long after its check announces again.
+REANNOUNCE_AFTER_S = 3.0
+# How often the downloader prints its progress.
+PROGRESS_EVERY_S = 0.1
+
+
+def log(msg):
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+def session_settings(port):
+    return {
+        "listen_interfaces": "127.0.0.1:%d" % port,
+        "outgoing_interfaces": "",
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_outgoing_utp": False,
+        "enable_incoming_utp": False,
+        "enable_outgoing_tcp": True,
+        "enable_incoming_tcp": True,
+        "allow_multiple_connections_per_ip": True,
+        "announce_to_all_trackers": True,
+        "announce_to_all_tiers": True,
+        "alert_mask": lt.alert.category_t.error_notification
+        | lt.alert.category_t.status_notification
+        | lt.alert.category_t.tracker_notification,
+    }
+
+
+def create(source, out, piece_length, trackers_json):
+    trackers = json.loads(trackers_json)
+    fs = lt.file_storage()
+    lt.add_files(fs, source)
+    if fs.num_files() == 0:
+        raise SystemExit("no files under " + source)
+    ct = lt.create_torrent(fs, int(piece_length), flags=lt.create_torrent.v1_only)
+    for tier, urls in enumerate(trackers):
+        for url in urls:
+            ct.add_tracker(url, tier)
+    ct.set_creator("tdl test harness")
+    lt.set_piece_hashes(ct, os.path.dirname(os.path.abspath(source)))
+    data = lt.bencode(ct.generate())
+    with open(out, "wb") as f:
+        f.write(data)
+    info = lt.torrent_info(out)
+    print(json.dumps({"infoHash": str(info.info_hashes().v1)}))
+
+
+class Announces:
+    """Counts announces in flight, so a client can leave only after the tracker heard it."""
+
+    def __init__(self):
+        self.in_flight = 0
+        self.completed_sent = 0
+        self.stopped_sent = 0
+
+    def on_alert(self, a):
+        if isinstance(a, lt.tracker_announce_alert):
+            self.in_flight += 1
+            if a.event == lt.event_t.stopped:
+                self.stopped_sent += 1
+            elif a.event == lt.event_t.completed:
+                self.completed_sent += 1
+        elif isinstance(a, (lt.tracker_reply_alert, lt.tracker_error_alert)):
+            self.in_flight = max(0, self.in_flight - 1)
+
+
+def drain(ses, announces, on_alert=None):
+    for a in ses.pop_alerts():
+        if isinstance(a, (lt.torrent_error_alert, lt.file_error_alert, lt.listen_failed_alert)):
+            log("libtorrent: " + a.message())
+        elif isinstance(a, lt.tracker_error_alert):
+            log("libtorrent: " + a.message())
+        elif os.environ.get("LT_TOOL_DEBUG"):
+            log("libtorrent: %s %s" % (a.what(), a.message()))
+        announces.on_alert(a)
+        if on_alert is not None:
+            on_alert(a)
+
+
+def seed(torrent, data_dir, port, rate_limit):
+    port = int(port)
+    rate_limit = int(rate_limit)
+    settings = session_settings(port)
+    if rate_limit > 0:
+        settings["upload_rate_limit"] = rate_limit
+    ses = lt.session(settings)
+    if rate_limit > 0:
+        # Loopback peers fall in the "local" class that ignores rate limits: put every
+        # address in the global class so upload_rate_limit applies on 127.0.0.1 too.
+        f = lt.ip_filter()
+        f.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+        ses.set_peer_class_filter(f)
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(torrent)
+    params.save_path = data_dir
+    params.flags &= ~lt.torrent_flags.auto_managed
+    params.flags &= ~lt.torrent_flags.paused
+    announces = Announces()
+    h = ses.add_torrent(params)
+
+    deadline = time.monotonic() + SEED_READY_TIMEOUT_S
+    state = {"checked": False, "announced": False}
+
+    def on_alert(a):
+        if isinstance(a, lt.torrent_checked_alert):
+            state["checked"] = True
+        elif isinstance(a, lt.tracker_reply_alert) and state["checked"]:
+            # The first announce after the check says left=0: the tracker lists us as a seeder.
+            state["announced"] = True
+
+    next_reannounce = None
+    while True:
+        if time.monotonic() > deadline:
+            raise SystemExit("seeder not ready after %ds: %s" % (SEED_READY_TIMEOUT_S, h.status().state))
+        ses.wait_for_alert(int(ALERT_WAIT_S * 1000))
+        drain(ses, announces, on_alert)
+        st = h.status()
+        if st.errc.value() != 0:
+            raise SystemExit("seeder error: " + st.errc.message())
+        if st.is_seeding and state["announced"]:
+            break
+        if state["checked"] and not st.is_seeding and not st.is_finished:
+            raise SystemExit(
+                "data in %s does not match the torrent (%.1f%% present)" % (data_dir, st.progress * 100)
+            )
+        if st.is_seeding and state["checked"]:
+            now = time.monotonic()
+            if next_reannounce is None:
+                next_reannounce = now + REANNOUNCE_AFTER_S
+            elif now > next_reannounce:
+                h.force_reannounce(0, -1)
+                next_reannounce = now + REANNOUNCE_AFTER_S
+    print("READY %d" % ses.listen_port(), flush=True)
+
+    stop = {"now": False}
+
+    def on_signal(_sig, _frame):
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    # Also stop when the process that started us is gone.
+    while not stop["now"]:
+        ses.wait_for_alert(500)
+        drain(ses, announces)
+        if os.getppid() == 1:
+            break
+    leave(ses, h, announces, downloaded=False)
+
+
+def download(torrent, out_dir, port, timeout_s):
+    port = int(port)
+    ses = lt.session(session_settings(port))
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(torrent)
+    params.save_path = out_dir
+    params.flags &= ~lt.torrent_flags.auto_managed
+    params.flags &= ~lt.torrent_flags.paused
+    announces = Announces()
+    h = ses.add_torrent(params)
+    deadline = time.monotonic() + float(timeout_s)
+    next_report = 0.0
+    while True:
+        ses.wait_for_alert(50)
+        drain(ses, announces)
+        st = h.status()
+        if st.errc.value() != 0:
+            raise SystemExit("download error: " + st.errc.message())
+        now = time.monotonic()
+        if now >= next_report or st.is_seeding:
+            # Verified bytes so far, for progress charts.
+            print("PROGRESS %d" % st.total_wanted_done, flush=True)
+            next_report = now + PROGRESS_EVERY_S
+        if st.is_seeding or st.is_finished:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit("download timed out at %.1f%%" % (st.progress * 100))
+    leave(ses, h, announces, downloaded=True)
+
+
+def leave(ses, h, announces, downloaded):
+    """Pause the torrent so it sends event=stopped, and wait (bounded) until the trackers have
+    answered every announce, that one included."""
+    deadline = time.monotonic() + STOP_ANNOUNCE_TIMEOUT_S
+    trackers = len(h.trackers())
+    # libtorrent skips the stopped announce to a tracker while another announce to it is in
+    # flight: after a download, let the event=completed one be sent and answered first.
+    while time.monotonic() < deadline:
+        if announces.in_flight == 0 and (not downloaded or announces.completed_sent >= trackers):
+            break
+        ses.wait_for_alert(20)
+        drain(ses, announces)
+    h.pause()
+    while time.monotonic() < deadline:
+        if announces.stopped_sent >= trackers and announces.in_flight == 0:
+            break
+        ses.wait_for_alert(20)
+        drain(ses, announces)
+
+
+def main(argv):
+    if len(argv) < 2:
+        raise SystemExit(__doc__)
+    cmd = argv[1]
+    if cmd == "create" and len(argv) == 6:
+        create(*argv[2:])
+    elif cmd == "seed" and len(argv) == 6:
+        seed(*argv[2:])
+    elif cmd == "download" and len(argv) == 6:
+        download(*argv[2:])
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,433 @@
+// Generated from the JSDoc of real-peers.mjs by scripts/lib/gen-types.sh: do not edit.
+/**
+ * Which of the named programs (keys of PROGRAMS) are missing.
+ * @param {string[]} names
+ * @returns {{ name: string, pkg: string }[]}
+ */
+export function missingPrograms(names: string[]): {
+  name: string;
+  pkg: string;
+}[];
+/**
+ * @param {string} name
+ * @returns {string | null} the absolute path of an executable found on PATH
+ */
+export function findExecutable(name: string): string | null;
+/**
+ * A fresh folder under os.tmpdir(), removed by stopAll() (or at exit) unless removed before.
+ * @param {string} [prefix]
+ */
+export function makeTempDir(prefix?: string): Promise<string>;
+/** @param {string} dir */
+export function removeTempDir(dir: string): Promise<void>;
+/**
+ * Start a program in its own process group and keep track of it.
+ * @param {string} name a label for messages
+ * @param {string} cmd
+ * @param {string[]} args
+ * @param {{ cwd?: string, env?: NodeJS.ProcessEnv, guard?: boolean, stopSignal?: NodeJS.Signals,
+ *   onStdoutLine?: (line: string) => void }} [opts]
+ * @returns {Tracked}
+ */
+export function spawnTracked(
+  name: string,
+  cmd: string,
+  args: string[],
+  opts?: {
+    cwd?: string;
+    env?: NodeJS.ProcessEnv;
+    guard?: boolean;
+    stopSignal?: NodeJS.Signals;
+    onStdoutLine?: (line: string) => void;
+  },
+): Tracked;
+/**
+ * End a tracked program: its stop signal (SIGTERM unless told otherwise) to the leader, wait up
+ * to graceMs so it can tell the tracker it leaves, then SIGKILL the whole group.
+ * @param {Tracked} t
+ * @param {number} [graceMs]
+ */
+export function stopTracked(t: Tracked, graceMs?: number): Promise<void>;
+/**
+ * End every process this module started and remove its temp folders. Idempotent.
+ */
+export function stopAll(): Promise<void>;
+/**
+ * A port free for both TCP and UDP on 127.0.0.1 at the time of the call.
+ * @returns {Promise<number>}
+ */
+export function freePort(): Promise<number>;
+/**
+ * @typedef {{ path: string[], size: number }} PayloadFile
+ * @typedef {{ name: string, files: PayloadFile[] } | { name: string, size: number }} PayloadSpec
+ */
+/**
+ * Write random bytes for a payload under `dir`.
+ * @param {string} dir
+ * @param {PayloadSpec} spec `{ name, size }` for a single file, `{ name, files }` for a folder
+ * @returns {Promise<string>} the payload's root: `dir/name` (a file or a folder)
+ */
+export function makePayload(dir: string, spec: PayloadSpec): Promise<string>;
+/**
+ * Make a v1 .torrent of `source` (a file or a folder) with python libtorrent.
+ * @param {{ source: string, out: string, pieceLength: number, trackers: string[][] }} opts
+ * @returns {Promise<{ path: string, infoHashHex: string }>}
+ */
+export function createTorrent({
+  source,
+  out,
+  pieceLength,
+  trackers,
+}: {
+  source: string;
+  out: string;
+  pieceLength: number;
+  trackers: string[][];
+}): Promise<{
+  path: string;
+  infoHashHex: string;
+}>;
+/**
+ * @typedef {object} Tracker
+ * @property {number} port
+ * @property {string} httpUrl
+ * @property {string} udpUrl
+ * @property {(infoHashHex: string) => Promise<void>} addInfoHash whitelist one more info hash
+ * @property {() => Promise<void>} stop
+ */
+/**
+ * Start opentracker on 127.0.0.1 (HTTP and UDP on one port) with the given info hashes
+ * whitelisted (Debian builds it in whitelist mode).
+ * @param {{ infoHashes?: string[], timeoutMs?: number }} [opts]
+ * @returns {Promise<Tracker>}
+ */
+export function startOpentracker({
+  infoHashes,
+  timeoutMs,
+}?: {
+  infoHashes?: string[];
+  timeoutMs?: number;
+}): Promise<Tracker>;
+/**
+ * @typedef {{ failure: string | null, complete: number, incomplete: number, peers: { ip: string, port: number }[] }} AnnounceReply
+ */
+/**
+ * One HTTP announce (compact), as a probe peer.
+ * @param {string} trackerUrl http:// (a udp:// URL of opentracker is mapped to its HTTP side)
+ * @param {string} infoHashHex
+ * @param {{ event?: string, left?: number, port?: number, peerId?: Buffer, numwant?: number }} [opts]
+ * @returns {Promise<AnnounceReply>}
+ */
+export function announce(
+  trackerUrl: string,
+  infoHashHex: string,
+  opts?: {
+    event?: string;
+    left?: number;
+    port?: number;
+    peerId?: Buffer;
+    numwant?: number;
+  },
+): Promise<AnnounceReply>;
+/**
+ * Poll the tracker until it lists at least `count` seeders for the torrent. Each poll announces
+ * as a probe leecher (port 9) and then sends event=stopped so the probe is not handed out.
+ * @param {string} trackerUrl
+ * @param {string} infoHashHex
+ * @param {number} count
+ * @param {number} [timeoutMs]
+ * @returns {Promise<AnnounceReply>} the last reply
+ */
+export function waitForSeeders(
+  trackerUrl: string,
+  infoHashHex: string,
+  count: number,
+  timeoutMs?: number,
+): Promise<AnnounceReply>;
+/**
+ * @typedef {{ port: number, name: string, stop: () => Promise<void> }} Seeder
+ */
+/**
+ * Seed with python libtorrent (TCP only, no DHT/LSD/UPnP). Resolves once the data is checked and
+ * the tracker answered the seeder's announce.
+ * @param {{ torrent: string, dataDir: string, rateLimit?: number, timeoutMs?: number }} opts
+ *   dataDir holds the payload root (the folder makePayload wrote into); rateLimit in bytes/s
+ * @returns {Promise<Seeder>}
+ */
+export function startLibtorrentSeeder({
+  torrent,
+  dataDir,
+  rateLimit,
+  timeoutMs,
+}: {
+  torrent: string;
+  dataDir: string;
+  rateLimit?: number;
+  timeoutMs?: number;
+}): Promise<Seeder>;
+/**
+ * Seed with aria2c. Resolves once it listens (it has checked the data by then); wait for the
+ * tracker to list it with waitForSeeders().
+ * @param {{ torrent: string, dataDir: string, rateLimit?: number, timeoutMs?: number }} opts
+ *   rateLimit in bytes/s (rounded to KiB)
+ * @returns {Promise<Seeder>}
+ */
+export function startAria2Seeder({
+  torrent,
+  dataDir,
+  rateLimit,
+  timeoutMs,
+}: {
+  torrent: string;
+  dataDir: string;
+  rateLimit?: number;
+  timeoutMs?: number;
+}): Promise<Seeder>;
+/**
+ * Seed with transmission-daemon (best effort: it serves slowly on loopback). Resolves once
+ * transmission-remote reports the torrent verified at 100 %.
+ * @param {{ torrent: string, dataDir: string, timeoutMs?: number }} opts
+ * @returns {Promise<Seeder>}
+ */
+export function startTransmissionSeeder({
+  torrent,
+  dataDir,
+  timeoutMs,
+}: {
+  torrent: string;
+  dataDir: string;
+  timeoutMs?: number;
+}): Promise<Seeder>;
+/**
+ * @typedef {object} MeasuredRun
+ * @property {number} wallMs wall time from spawn to exit
+ * @property {number} cpuMs user + system CPU time of the program (and its waited-for children)
+ * @property {number} peakRssKb peak resident set size in KiB
+ * @property {number | null} code exit code
+ * @property {string | null} signal
+ * @property {string} stdout up to MAX_STDOUT_BYTES of it
+ * @property {string} stderrTail
+ * @property {{ t: number, bytes: number }[]} series samples of `sample()` (ms since spawn)
+ */
+/**
+ * Run a program to completion in its own process group, measuring wall time, CPU time and peak
+ * RSS (with GNU time when installed, else measure.py's wait4). Kills the group on timeout and
+ * throws with the stderr tail then; a non-zero exit is returned, not thrown.
+ * @param {string} cmd
+ * @param {string[]} args
+ * @param {{ timeoutMs?: number, cwd?: string, env?: NodeJS.ProcessEnv, name?: string,
+ *   onStdoutLine?: (line: string, tMs: number) => void,
+ *   sample?: () => Promise<number>, sampleMs?: number, measurer?: 'time' | 'python' }} [opts]
+ * @returns {Promise<MeasuredRun>}
+ */
+export function runMeasured(
+  cmd: string,
+  args: string[],
+  opts?: {
+    timeoutMs?: number;
+    cwd?: string;
+    env?: NodeJS.ProcessEnv;
+    name?: string;
+    onStdoutLine?: (line: string, tMs: number) => void;
+    sample?: () => Promise<number>;
+    sampleMs?: number;
+    measurer?: 'time' | 'python';
+  },
+): Promise<MeasuredRun>;
+/**
+ * Bytes written so far under `root` (allocated blocks, capped at each file's size), for
+ * following a downloader that writes sparse files.
+ * @param {string} root
+ * @returns {Promise<number>}
+ */
+export function bytesOnDisk(root: string): Promise<number>;
+/**
+ * @typedef {{ torrent: string, outDir: string, timeoutMs?: number }} DownloadOpts
+ */
+/**
+ * Download with libtorrent's own downloader (TCP only). `series` holds its verified bytes over time.
+ * @param {DownloadOpts} opts
+ * @returns {Promise<MeasuredRun>}
+ */
+export function libtorrentDownload({
+  torrent,
+  outDir,
+  timeoutMs,
+}: DownloadOpts): Promise<MeasuredRun>;
+/**
+ * Download with aria2c (leaves as soon as it is done: --seed-time=0). `series` holds the bytes
+ * written to disk over time.
+ * @param {DownloadOpts} opts
+ * @returns {Promise<MeasuredRun>}
+ */
+export function aria2Download({ torrent, outDir, timeoutMs }: DownloadOpts): Promise<MeasuredRun>;
+/**
+ * @typedef {MeasuredRun & { events: Record<string, unknown>[] }} TdlRun
+ */
+/**
+ * Download with tdl's CLI (`node dist/cli/main.js download … --json`). Resolves whatever the
+ * exit code (check `code`), throws on timeout. `series` holds the verified bytes of its
+ * progress events over time.
+ * @param {{ torrent: string, out: string, timeoutMs?: number, peers?: string[],
+ *   maxPeers?: number, args?: string[] }} opts
+ * @returns {Promise<TdlRun>}
+ */
+export function tdlDownload({
+  torrent,
+  out,
+  timeoutMs,
+  peers,
+  maxPeers,
+  args,
+}: {
+  torrent: string;
+  out: string;
+  timeoutMs?: number;
+  peers?: string[];
+  maxPeers?: number;
+  args?: string[];
+}): Promise<TdlRun>;
+/**
+ * Throw (with tdl's stderr and last events) unless the run exited 0.
+ * @param {TdlRun} run
+ */
+export function assertTdlOk(run: TdlRun): void;
+/**
+ * Compare two files or folders byte for byte.
+ * @param {string} expected
+ * @param {string} actual
+ * @returns {Promise<string[]>} the differences, empty when equal
+ */
+export function compareTrees(expected: string, actual: string): Promise<string[]>;
+/** Debian's Python: the python3-libtorrent module is built for it (not for another python3). */
+export const PYTHON: '/usr/bin/python3';
+/** GNU time (Debian package `time`); when missing, measure.py does the same job. */
+export const GNU_TIME: '/usr/bin/time';
+export const REPO_ROOT: string;
+/** tdl's built CLI (`npm run build`); the TDL_CLI environment variable points elsewhere. */
+export const TDL_CLI: string;
+/** How much of a program's stdout / stderr is kept for error messages. */
+export const STDERR_TAIL_BYTES: number;
+/** The most stdout a measured run keeps (tdl's --json events for a long run fit easily). */
+export const MAX_STDOUT_BYTES: number;
+/** How long stop() waits after SIGTERM (so a client can tell the tracker it left) before SIGKILL. */
+export const STOP_GRACE_MS: 2000;
+/** How long we wait for a program to exit after SIGKILL. */
+export const KILL_WAIT_MS: 3000;
+/** Default bound on a server's start-up (listening, data checked, first announce). */
+export const START_TIMEOUT_MS: 60000;
+/** One HTTP request to the tracker. */
+export const HTTP_TIMEOUT_MS: 5000;
+/** Poll interval of waits and of on-disk progress sampling. */
+export const POLL_MS: 100;
+/** Write chunk of makePayload. */
+export const PAYLOAD_CHUNK_BYTES: number;
+/**
+ * Programs the harness can use, how to find them and which Debian package provides them.
+ * @type {Record<string, { pkg: string, check: () => boolean }>}
+ */
+export const PROGRAMS: Record<
+  string,
+  {
+    pkg: string;
+    check: () => boolean;
+  }
+>;
+export type PayloadFile = {
+  path: string[];
+  size: number;
+};
+export type PayloadSpec =
+  | {
+      name: string;
+      files: PayloadFile[];
+    }
+  | {
+      name: string;
+      size: number;
+    };
+export type Tracker = {
+  port: number;
+  httpUrl: string;
+  udpUrl: string;
+  /**
+   * whitelist one more info hash
+   */
+  addInfoHash: (infoHashHex: string) => Promise<void>;
+  stop: () => Promise<void>;
+};
+export type AnnounceReply = {
+  failure: string | null;
+  complete: number;
+  incomplete: number;
+  peers: {
+    ip: string;
+    port: number;
+  }[];
+};
+export type Seeder = {
+  port: number;
+  name: string;
+  stop: () => Promise<void>;
+};
+export type MeasuredRun = {
+  /**
+   * wall time from spawn to exit
+   */
+  wallMs: number;
+  /**
+   * user + system CPU time of the program (and its waited-for children)
+   */
+  cpuMs: number;
+  /**
+   * peak resident set size in KiB
+   */
+  peakRssKb: number;
+  /**
+   * exit code
+   */
+  code: number | null;
+  signal: string | null;
+  /**
+   * up to MAX_STDOUT_BYTES of it
+   */
+  stdout: string;
+  stderrTail: string;
+  /**
+   * samples of `sample()` (ms since spawn)
+   */
+  series: {
+    t: number;
+    bytes: number;
+  }[];
+};
+export type DownloadOpts = {
+  torrent: string;
+  outDir: string;
+  timeoutMs?: number;
+};
+export type TdlRun = MeasuredRun & {
+  events: Record<string, unknown>[];
+};
+export type Tracked = {
+  name: string;
+  child: import('node:child_process').ChildProcess;
+  /**
+   * the process group id (the child is its group leader)
+   */
+  pid: number;
+  stderrTail: () => string;
+  stdoutTail: () => string;
+  exited: Promise<{
+    code: number | null;
+    signal: NodeJS.Signals | null;
+  }>;
+  exit: {
+    code: number | null;
+    signal: NodeJS.Signals | null;
+  } | null;
+  /**
+   * the signal that asks it to leave gracefully
+   */
+  stopSignal: NodeJS.Signals;
+};
