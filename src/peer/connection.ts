@@ -120,8 +120,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         host: this.host,
         port: this.port,
         onread: {
-          buffer: () => this.framer.writable(READ_SIZE),
+          buffer: () => this.readBuffer(),
           callback: (n: number) => {
+            if (this.state === 'closed') return false;
             this.framer.commit(n);
             this.onData();
             if (this.state === 'open') settle();
@@ -143,6 +144,18 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     });
   }
 
+  /** Where the next socket read goes: the framer's free space, or scratch once closed. */
+  private readBuffer(): Buffer {
+    if (this.state !== 'closed') {
+      try {
+        return this.framer.writable(READ_SIZE);
+      } catch (e) {
+        this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
+      }
+    }
+    return (scratch ??= Buffer.allocUnsafe(READ_SIZE));
+  }
+
   private onData(): void {
     if (this.state === 'closed') return;
     this.lastMessageAt = Date.now();
@@ -152,6 +165,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         if (!hs) return;
         if (!hs.infoHash.equals(this.opts.infoHash)) {
           throw new WireError('handshake for another torrent (info hash differs)');
+        }
+        if (hs.peerId.equals(this.opts.peerId)) {
+          // Our own handshake came back: a connection to ourselves, or a peer echoing our bytes.
+          throw new WireError('handshake carries our own peer id (a connection to ourselves)');
         }
         this.remotePeerId = hs.peerId;
         this.state = 'open';
@@ -306,6 +323,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.timer.unref();
   }
 }
+
+/** Reads that arrive after a connection closed land here and are ignored. */
+let scratch: Buffer | undefined;
 
 function printableId(id: Buffer): string {
   return id.toString('latin1').replace(/[^\x20-\x7e]/g, '.');

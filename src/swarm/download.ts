@@ -31,8 +31,13 @@ const log = createDebug('tdl:swarm');
 export const DEFAULT_MAX_PEERS = 30;
 /** Connection attempts under way at once. */
 export const CONNECT_CONCURRENCY = 8;
-/** Memory for pieces being downloaded or waiting for the disk. */
-export const MAX_INFLIGHT_BYTES = 8 * 1024 * 1024;
+/**
+ * Memory for pieces being downloaded or waiting for the disk: the budget follows what the
+ * peers' pipelines need (twice their queued bytes, plus a piece per peer and a few for the disk),
+ * within these bounds.
+ */
+export const MIN_INFLIGHT_BYTES = 4 * 1024 * 1024;
+export const MAX_INFLIGHT_BYTES = 64 * 1024 * 1024;
 /** A peer with requests outstanding that sends no block for this long is snubbed. */
 export const SNUB_TIMEOUT_MS = 10_000;
 /** Bad pieces a peer may send before it is dropped for the rest of the run. */
@@ -40,6 +45,8 @@ export const MAX_HASH_FAILURES = 2;
 /** A peer address that failed is tried again after this long, at most MAX_CONNECT_ATTEMPTS times. */
 export const RETRY_DELAY_MS = 3_000;
 export const MAX_CONNECT_ATTEMPTS = 3;
+/** Released or cancelled requests remembered per peer, so their late blocks are not errors. */
+export const MAX_CANCELLED_REMEMBERED = 4096;
 /** Most candidate addresses remembered. */
 export const MAX_CANDIDATES = 2_000;
 const TICK_MS = 500;
@@ -166,7 +173,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.storage = opts.storage;
     const have = opts.have ?? new Bitfield(this.layout.pieceCount);
     this.initial = bytesOf(this.layout, have);
-    this.picker = new PiecePicker(this.layout, have, MAX_INFLIGHT_BYTES);
+    this.picker = new PiecePicker(this.layout, have, MIN_INFLIGHT_BYTES);
     this.maxPeers = Math.max(1, opts.maxPeers ?? DEFAULT_MAX_PEERS);
     this.sequential = this.maxPeers === 1;
     this.peerTimeoutMs = opts.peerTimeoutMs ?? 15_000;
@@ -472,7 +479,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (o === from || !o.inflight.delete(key)) continue;
       const index = Math.floor(key / BLOCKS_PER_PIECE_KEY);
       const block = key % BLOCKS_PER_PIECE_KEY;
-      o.cancelled.add(key);
+      this.rememberCancelled(o, key);
       o.conn.cancel(index, block * BLOCK_SIZE, this.layout.blockSize(index, block, BLOCK_SIZE));
       log('%s cancel piece %d block %d (endgame)', o.conn.address, index, block);
       this.request(o);
@@ -541,12 +548,29 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
   }
 
-  private releaseAll(s: Session): void {
+  /**
+   * Free every request in flight to a peer (choke, snub, disconnect). With `cancel`, the peer is
+   * told so; either way a block that still arrives for them is wasted, not a protocol error.
+   */
+  private releaseAll(s: Session, cancel = false): void {
     for (const key of s.inflight.keys()) {
-      this.picker.release(Math.floor(key / BLOCKS_PER_PIECE_KEY), key % BLOCKS_PER_PIECE_KEY);
+      const index = Math.floor(key / BLOCKS_PER_PIECE_KEY);
+      const block = key % BLOCKS_PER_PIECE_KEY;
+      this.picker.release(index, block);
+      this.rememberCancelled(s, key);
+      if (cancel)
+        s.conn.cancel(index, block * BLOCK_SIZE, this.layout.blockSize(index, block, BLOCK_SIZE));
     }
     s.inflight.clear();
     if (!this.finished) queueMicrotask(() => this.wakeAll());
+  }
+
+  private rememberCancelled(s: Session, key: number): void {
+    s.cancelled.add(key);
+    if (s.cancelled.size > MAX_CANCELLED_REMEMBERED) {
+      // Sets iterate in insertion order: forget the oldest.
+      s.cancelled.delete(s.cancelled.values().next().value as number);
+    }
   }
 
   private ban(s: Session, reason: string): void {
@@ -586,12 +610,13 @@ export class Download extends EventEmitter<DownloadEvents> {
         }
         log('%s snubbed: no block for %dms', s.conn.address, now - s.lastBlockAt);
         s.pipeline.snubbed();
-        this.releaseAll(s);
+        this.releaseAll(s, true);
         s.lastBlockAt = now;
       } else if (s.inflight.size < s.pipeline.depth) {
         this.request(s);
       }
     }
+    this.picker.maxInflightBytes = this.memoryBudget();
     this.fill();
     const usable = this.sessions.size + this.connecting;
     if (usable === 0 || (this.sequential && this.sessions.size === 0)) {
@@ -619,6 +644,18 @@ export class Download extends EventEmitter<DownloadEvents> {
         );
       }
     }
+  }
+
+  private memoryBudget(): number {
+    let queued = 0;
+    let peers = 0;
+    for (const s of this.sessions.values()) {
+      if (!s.ready) continue;
+      queued += s.pipeline.depth * BLOCK_SIZE;
+      peers++;
+    }
+    const want = 2 * queued + (peers + 4) * this.layout.pieceLength;
+    return Math.max(MIN_INFLIGHT_BYTES, Math.min(MAX_INFLIGHT_BYTES, want));
   }
 
   private noPeersDetail(): string {

@@ -81,7 +81,8 @@ export class PiecePicker {
   constructor(
     private readonly layout: Layout,
     done: Bitfield,
-    private readonly maxInflightBytes: number,
+    /** The memory budget; the orchestrator adjusts it to what the peers' pipelines need. */
+    public maxInflightBytes: number,
     private readonly random: () => number = Math.random,
   ) {
     this.done = done;

@@ -12,7 +12,7 @@ import { BLOCK_SIZE } from '../wire/messages.js';
 export const INITIAL_DEPTH = 16;
 export const MIN_DEPTH = 4;
 /** Also the cap on outstanding requests per peer. */
-export const MAX_DEPTH = 512;
+export const MAX_DEPTH = 256;
 export const TARGET_QUEUE_SECONDS = 0.5;
 export const SLOW_START_GAIN = 1.1;
 
