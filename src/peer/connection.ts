@@ -13,14 +13,17 @@ import createDebug from 'debug';
 import { TdlError, WireError } from '../errors.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { Framer, READ_SIZE } from '../wire/framer.js';
-import { encodeHandshake } from '../wire/handshake.js';
+import { HANDSHAKE_LENGTH, encodeHandshake } from '../wire/handshake.js';
 import {
   encodeCancel,
   encodeMessage,
-  encodeRequest,
   maxMessageLength,
+  MessageId,
   type Message,
 } from '../wire/messages.js';
+
+/** A request message: length prefix, id, index, begin, length. */
+const REQUEST_BYTES = 17;
 
 const log = createDebug('tdl:peer');
 
@@ -54,6 +57,8 @@ export interface PeerConnectionEvents {
   choke: [];
   unchoke: [];
   block: [index: number, begin: number, data: Buffer];
+  /** Every message of one socket read has been delivered (a good moment to send requests). */
+  drained: [];
   close: [reason: string];
 }
 
@@ -126,7 +131,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
             this.framer.commit(n);
             this.onData();
             if (this.state === 'open') settle();
-            return true;
+            // Once open, read no further until start(): what came with the handshake waits in
+            // the framer, and a flood cannot fill it before the owner is listening.
+            return this.started || this.state !== 'open';
           },
         },
       });
@@ -144,11 +151,17 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     });
   }
 
-  /** Where the next socket read goes: the framer's free space, or scratch once closed. */
+  /**
+   * Where the next socket read goes: the framer's free space, or scratch once closed. Until the
+   * handshake is in, reads take only its remaining bytes, so that what the peer sends after it
+   * stays in the socket until start() (reading pauses in between) rather than filling the framer.
+   */
   private readBuffer(): Buffer {
     if (this.state !== 'closed') {
       try {
-        return this.framer.writable(READ_SIZE);
+        const free = this.framer.writable(READ_SIZE);
+        if (this.state === 'open') return free;
+        return free.subarray(0, Math.max(1, HANDSHAKE_LENGTH - this.framer.buffered));
       } catch (e) {
         this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
       }
@@ -199,13 +212,17 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     } catch (e) {
       this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
     }
+    if (this.state === 'open') this.socket?.resume();
   }
 
   private drain(): void {
     if (!this.started) return;
+    let n = 0;
     for (let m = this.framer.next(); m && this.state === 'open'; m = this.framer.next()) {
       this.onMessage(m);
+      n++;
     }
+    if (n > 0 && this.state === 'open') this.emit('drained');
   }
 
   private onMessage(m: Message): void {
@@ -277,15 +294,20 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.send({ type: 'not-interested' });
   }
 
-  /** Send many requests in one write. */
+  /** Send many requests in one write (one system call for the batch). */
   request(reqs: readonly { index: number; begin: number; length: number }[]): void {
     if (reqs.length === 0) return;
-    if (reqs.length === 1) {
-      const r = reqs[0]!;
-      this.write(encodeRequest(r.index, r.begin, r.length));
-      return;
+    const buf = Buffer.allocUnsafe(REQUEST_BYTES * reqs.length);
+    let at = 0;
+    for (const r of reqs) {
+      buf.writeUInt32BE(13, at);
+      buf[at + 4] = MessageId.request;
+      buf.writeUInt32BE(r.index, at + 5);
+      buf.writeUInt32BE(r.begin, at + 9);
+      buf.writeUInt32BE(r.length, at + 13);
+      at += REQUEST_BYTES;
     }
-    this.write(Buffer.concat(reqs.map((r) => encodeRequest(r.index, r.begin, r.length))));
+    this.write(buf);
   }
 
   cancel(index: number, begin: number, length: number): void {

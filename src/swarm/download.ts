@@ -45,6 +45,8 @@ export const MAX_HASH_FAILURES = 2;
 /** A peer address that failed is tried again after this long, at most MAX_CONNECT_ATTEMPTS times. */
 export const RETRY_DELAY_MS = 3_000;
 export const MAX_CONNECT_ATTEMPTS = 3;
+/** Requests are topped up when at least this many (or a quarter of the depth) are missing. */
+export const REFILL_BATCH = 32;
 /** Released or cancelled requests remembered per peer, so their late blocks are not errors. */
 export const MAX_CANCELLED_REMEMBERED = 4096;
 /** Most candidate addresses remembered. */
@@ -394,6 +396,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (this.sequential) this.drop(s, 'choked us');
     });
     conn.on('block', (index, begin, data) => this.onBlock(s, index, begin, data));
+    conn.on('drained', () => this.request(s));
     conn.on('close', (reason) => this.onClose(s, reason));
     conn.start();
   }
@@ -416,7 +419,13 @@ export class Download extends EventEmitter<DownloadEvents> {
       this.emit('peer', { address: conn.address, status: 'ready' });
     }
     const want = s.pipeline.depth - s.inflight.size;
-    if (want <= 0) return;
+    // Refill in batches: a write per block would cost a system call per 16 KiB.
+    if (
+      want <= 0 ||
+      (s.inflight.size > 0 && want < Math.min(REFILL_BATCH, s.pipeline.depth >> 2))
+    ) {
+      return;
+    }
     const blocks = this.picker.pick(
       conn.address,
       conn.bitfield,
@@ -470,7 +479,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     } else {
       this.cancelBlockElsewhere(key, s);
     }
-    this.request(s);
+    // More requests go out once the whole socket read is handled ('drained'): one write per batch.
   }
 
   /** Endgame: the block arrived from one peer, so the other requesters are told to cancel. */
@@ -492,40 +501,52 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
   }
 
+  /** Every block of a piece is in: verify it (SHA-1, about 0.15 ms per 256 KiB), then write it. */
   private pieceComplete(p: PieceInProgress): void {
     const digest = createHash('sha1').update(p.buffer).digest();
     const want = this.meta.pieceHashes.subarray(p.index * 20, p.index * 20 + 20);
     if (!digest.equals(want)) {
-      this.wasted += p.size;
-      const culprits = new Set(p.deliveredBy.filter((x): x is string => x !== undefined));
-      log('piece %d failed verification (from %s)', p.index, [...culprits].join(', '));
-      this.picker.failed(p);
-      for (const address of culprits) {
-        const s = this.sessions.get(address);
-        if (!s) continue;
-        s.hashFailures++;
-        if (s.hashFailures >= MAX_HASH_FAILURES) this.ban(s, `sent ${s.hashFailures} bad pieces`);
-      }
-      this.emit('warning', `piece ${p.index} failed verification; fetching it again`);
+      this.pieceFailed(p);
       return;
     }
+    this.writing++;
+    const job = this.pieceVerified(p);
+    this.writes.add(job);
+    void job.finally(() => this.writes.delete(job));
+  }
+
+  private pieceFailed(p: PieceInProgress): void {
+    this.wasted += p.size;
+    const culprits = new Set(p.deliveredBy.filter((x): x is string => x !== undefined));
+    log('piece %d failed verification (from %s)', p.index, [...culprits].join(', '));
+    this.picker.failed(p);
+    for (const address of culprits) {
+      const s = this.sessions.get(address);
+      if (!s) continue;
+      s.hashFailures++;
+      if (s.hashFailures >= MAX_HASH_FAILURES) this.ban(s, `sent ${s.hashFailures} bad pieces`);
+    }
+    this.emit('warning', `piece ${p.index} failed verification; fetching it again`);
+    this.wakeAll();
+  }
+
+  private async pieceVerified(p: PieceInProgress): Promise<void> {
     this.picker.verified(p);
     this.downloaded += p.size;
     this.rateSamples.push({ t: Date.now(), bytes: p.size });
     this.lastProgressAt = Date.now();
-    this.writing++;
-    const w = this.storage.writePiece(p.index, p.buffer).then(
-      () => {
-        this.writing--;
-        this.picker.written(p);
-        this.emit('piece', p.index);
-        if (this.picker.isComplete() && this.writing === 0) this.finish();
-        else this.wakeAll();
-      },
-      (e: unknown) => this.fail(e instanceof Error ? e : new Error(String(e))),
-    );
-    this.writes.add(w);
-    void w.finally(() => this.writes.delete(w));
+    try {
+      await this.storage.writePiece(p.index, p.buffer);
+    } catch (e) {
+      this.writing--;
+      this.fail(e instanceof Error ? e : new Error(String(e)));
+      return;
+    }
+    this.writing--;
+    this.picker.written(p);
+    this.emit('piece', p.index);
+    if (this.picker.isComplete() && this.writing === 0) this.finish();
+    else this.wakeAll();
   }
 
   private finish(): void {
