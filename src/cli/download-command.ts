@@ -4,7 +4,7 @@ import type { Download } from '../swarm/download.js';
 import type { PeerAddress } from '../tracker/types.js';
 import { escapeControl } from './format.js';
 import type { CliIO, DownloadCliOptions } from './program.js';
-import { progressLine, summaryLine } from './progress.js';
+import { checkLine, progressLine, summaryLine } from './progress.js';
 import { loadTorrent } from './torrent-file.js';
 
 const REDRAW_MS = 200;
@@ -66,6 +66,14 @@ export async function runDownload(
       peerTimeoutMs: opts.peerTimeout * 1000,
       stallTimeoutMs: opts.timeout * 1000,
       signal: io.signal,
+      onCheck: (checked, total, valid) => {
+        if (tty) {
+          io.stderr.write(
+            `\r\x1b[2K${checkLine(checked, total, valid, meta.name, io.stderr.columns ?? 80)}`,
+          );
+        }
+        if (json) emit({ event: 'checking', checked, total, valid });
+      },
       onStart: (d, plan) => {
         dl = d;
         d.on('warning', warn);
@@ -102,7 +110,9 @@ export async function runDownload(
         downloaded: s.downloaded,
         present: s.initial,
         wasted: s.wasted,
+        replaced: s.piecesReplaced,
         peersUsed: s.peersUsed,
+        checkMs: Math.round(result.check.ms),
         output: result.plan.root,
       });
     }

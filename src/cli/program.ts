@@ -8,6 +8,7 @@ import { runDownload } from './download-command.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { escapeControl } from './format.js';
 import { runInfo } from './info-command.js';
+import { runVerify, type VerifyCliOptions } from './verify-command.js';
 import { VERSION } from './version.js';
 
 export interface Out {
@@ -103,6 +104,21 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .action(async (torrent: string, opts: { json?: boolean }) => {
       json = Boolean(opts.json);
       exitCode = await runInfo(torrent, opts, io);
+    });
+
+  program
+    .command('verify')
+    .description(
+      'check the data on disk against the torrent and report how much is valid ' +
+        '(exit 0: complete, 5: incomplete, 6: cannot read)',
+    )
+    .argument('<torrent>', 'path of the .torrent file')
+    .option('-o, --output <path>', 'where the data was saved (as given to download)')
+    .option('-q, --quiet', 'print nothing: the exit code tells')
+    .option('--json', 'write newline-delimited JSON events to stdout')
+    .action(async (torrent: string, opts: VerifyCliOptions) => {
+      json = Boolean(opts.json);
+      exitCode = await runVerify(torrent, opts, io);
     });
 
   try {

@@ -1,19 +1,32 @@
-/** The live progress line (stderr, TTY only) and the final summary. */
+/** The live progress lines (stderr, TTY only) and the final summaries. */
 import type { DownloadStats } from '../swarm/download.js';
 import { escapeControl, formatBytes, formatDuration, formatRate } from './format.js';
 
 export const BAR_WIDTH = 24;
 
+function bar(frac: number): string {
+  const filled = Math.max(0, Math.min(BAR_WIDTH, Math.floor(frac * BAR_WIDTH)));
+  return '#'.repeat(filled) + '-'.repeat(BAR_WIDTH - filled);
+}
+
+function fit(line: string, columns: number): string {
+  return line.length > columns - 1 ? line.slice(0, Math.max(0, columns - 1)) : line;
+}
+
+function percent(part: number, total: number): string {
+  return ((total > 0 ? part / total : 1) * 100).toFixed(1);
+}
+
 export function progressLine(s: DownloadStats, name: string, columns: number): string {
   const frac = s.total > 0 ? s.completed / s.total : 1;
-  const filled = Math.min(BAR_WIDTH, Math.floor(frac * BAR_WIDTH));
-  const bar = '#'.repeat(filled) + '-'.repeat(BAR_WIDTH - filled);
   const pct = (frac * 100).toFixed(1).padStart(5);
   const eta = s.rate > 0 ? formatDuration(((s.total - s.completed) / s.rate) * 1000) : '--:--';
+  // A resumed download says where it started from.
+  const from = s.initial > 0 ? ` (from ${percent(s.initial, s.total)}%)` : '';
   const line =
-    `[${bar}] ${pct}%  ${formatBytes(s.completed)}/${formatBytes(s.total)}  ` +
+    `[${bar(frac)}] ${pct}%${from}  ${formatBytes(s.completed)}/${formatBytes(s.total)}  ` +
     `${formatRate(s.rate)}  peers ${s.active}/${s.connected}  ETA ${eta}  ${escapeControl(name)}`;
-  return line.length > columns - 1 ? line.slice(0, Math.max(0, columns - 1)) : line;
+  return fit(line, columns);
 }
 
 export function summaryLine(s: DownloadStats, where: string): string {
@@ -24,7 +37,29 @@ export function summaryLine(s: DownloadStats, where: string): string {
     `avg ${formatRate(avg)}`,
     `${s.peersUsed} peer${s.peersUsed === 1 ? '' : 's'} used`,
   ];
-  if (s.initial > 0) parts.push(`${formatBytes(s.initial)} already present`);
+  if (s.initial > 0) {
+    parts.push(`${formatBytes(s.initial)} already present (${percent(s.initial, s.total)}%)`);
+  }
+  if (s.piecesReplaced > 0) {
+    parts.push(
+      `${s.piecesReplaced} piece${s.piecesReplaced === 1 ? '' : 's'} of other data replaced`,
+    );
+  }
   if (s.wasted > 0) parts.push(`${formatBytes(s.wasted)} wasted`);
   return `${parts.join(', ')} -> ${escapeControl(where)}`;
+}
+
+/** The line shown while existing data is re-hashed (`tdl verify`, or a download's start-up). */
+export function checkLine(
+  checked: number,
+  total: number,
+  valid: number,
+  name: string,
+  columns: number,
+): string {
+  const frac = total > 0 ? checked / total : 1;
+  const line =
+    `[${bar(frac)}] ${(frac * 100).toFixed(1).padStart(5)}%  checking ` +
+    `${formatBytes(checked)}/${formatBytes(total)}  valid ${formatBytes(valid)}  ${escapeControl(name)}`;
+  return fit(line, columns);
 }

@@ -1,14 +1,23 @@
 /**
  * Where a torrent's data goes on disk, following cp: `-o PATH` naming an existing directory puts
  * the torrent's file or top folder inside it; any other PATH becomes the file (single-file
- * torrent) or the top folder (multi-file torrent). Every file path is built from components that
+ * torrent) or the top folder (multi-file torrent). One exception keeps a run repeatable: when
+ * PATH is an existing folder that is this multi-file torrent's own top folder from an earlier run
+ * (PATH/<name> does not exist, and PATH.tdl-resume belongs to this torrent or every top-level
+ * entry of the torrent is in PATH under its final or `.part` name), PATH stays the top folder, so
+ * the same command resumes or re-checks instead of starting again one level down.
+ *
+ * Every file path is built from components that
  * the metainfo parser has already checked one by one, and is checked again here to stay inside
  * the output root; a symlink already present where a torrent-derived component would go is
  * refused, because writing through it could land outside the output.
  */
-import { lstat, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DiskError, MetainfoError } from '../errors.js';
+import { PART_SUFFIX, RESUME_SUFFIX, withSuffix } from './names.js';
+import { RESUME_MAGIC } from './resume.js';
 
 export interface OutputFile {
   /** Absolute path of the file on disk. */
@@ -31,6 +40,8 @@ interface TorrentShape {
   name: string;
   multiFile: boolean;
   files: readonly { path: readonly string[]; length: number; offset: number }[];
+  /** Recognises this torrent's resume file (see above). */
+  infoHash?: Buffer;
 }
 
 export async function planOutput(t: TorrentShape, output: string | undefined): Promise<OutputPlan> {
@@ -38,7 +49,11 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
   const st = await statOrNull(target);
   let root: string;
   if (st?.isDirectory()) {
-    root = path.join(target, t.name);
+    const nested = path.join(target, t.name);
+    root =
+      t.multiFile && !(await lstatOrNull(nested)) && (await isOwnFolder(target, t))
+        ? target
+        : nested;
   } else if (st && t.multiFile) {
     throw new DiskError(`output ${target} exists and is not a directory`);
   } else {
@@ -65,18 +80,58 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
   const ordered = [...dirs].sort((a, b) => a.length - b.length);
 
   // Components the torrent named must not already exist as symlinks (or as the wrong kind).
-  const derived = st?.isDirectory() ? [root, ...ordered.filter((d) => d !== root)] : ordered;
+  // (An existing folder the user named, even through a symlink, is the user's choice.)
+  const derived = !st?.isDirectory()
+    ? ordered
+    : root === target
+      ? ordered.filter((d) => d !== root)
+      : [root, ...ordered.filter((d) => d !== root)];
   for (const d of derived) await refuseLink(d, true);
   for (const f of files)
     if (f.path !== target || st?.isDirectory()) await refuseLink(f.path, false);
   return { root, parent, files, dirs: ordered };
 }
 
+/**
+ * Is the existing folder `dir` this multi-file torrent's top folder from an earlier run? Yes when
+ * the resume file beside it names this torrent, or when every file of the torrent is in it, under
+ * its final or `.part` name, at its exact size.
+ */
+async function isOwnFolder(dir: string, t: TorrentShape): Promise<boolean> {
+  if (t.infoHash && (await resumeInfoHash(withSuffix(dir, RESUME_SUFFIX)))?.equals(t.infoHash)) {
+    return true;
+  }
+  for (const f of t.files) {
+    const p = path.join(dir, ...f.path);
+    const st = (await lstatOrNull(p)) ?? (await lstatOrNull(withSuffix(p, PART_SUFFIX)));
+    if (!st?.isFile() || st.size !== f.length) return false;
+  }
+  return true;
+}
+
+/** The info hash recorded in a resume file's header, or null. */
+async function resumeInfoHash(file: string): Promise<Buffer | null> {
+  try {
+    const h = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      const b = Buffer.alloc(32);
+      const { bytesRead } = await h.read(b, 0, 32, 0);
+      if (bytesRead < 32 || !b.subarray(0, 8).equals(RESUME_MAGIC)) return null;
+      return b.subarray(12, 32);
+    } finally {
+      await h.close();
+    }
+  } catch {
+    return null;
+  }
+}
+
 /** Join checked components under root, and make sure the result is still inside root. */
 function inside(root: string, components: readonly string[]): string {
   const p = path.join(root, ...components);
   const rel = path.relative(root, p);
-  if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) {
+  // `..hidden` is a name, not a step up: only `..` itself or `../...` leaves.
+  if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) {
     throw new MetainfoError('info.files', `path ${JSON.stringify(components)} leaves the output`);
   }
   return p;

@@ -1,20 +1,40 @@
 /**
- * One download from parsed metainfo to files on disk: plans the output, opens storage, picks the
- * peer source (the trackers, or the peers given by hand) and runs the orchestrator. The CLI calls
- * this and only renders what it reports.
+ * One download from parsed metainfo to files on disk: plans the output, opens storage, checks
+ * what is already there (resume file, re-hash), picks the peer source (the trackers, or the peers
+ * given by hand), runs the orchestrator while checkpointing the resume file, and finally gives
+ * the files their final names. The CLI calls this and only renders what it reports.
+ *
+ * Safety rules (docs/DESIGN.md, "Resume and crash safety"):
+ * - while the torrent is incomplete its files carry a `.part` suffix and a resume file sits next
+ *   to the output; only a fully verified torrent gets final names, and then the resume file goes;
+ * - a piece is recorded in the resume file only after its data was written and synced;
+ * - existing data that does not match is replaced piece by piece, each only once a verified
+ *   piece is there to replace it, and the count is reported (`piecesReplaced`).
  */
+import { rm } from 'node:fs/promises';
+import createDebug from 'debug';
 import { NoPeersError } from '../errors.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import { makePeerId } from '../peer/peer-id.js';
-import { DiskStorage } from '../storage/disk.js';
+import { startupCheck, type ProgressFn, type StartupCheck } from '../storage/check.js';
+import { ResumeWriter } from '../storage/checkpoint.js';
+import { DiskStorage, OutputChangedError } from '../storage/disk.js';
 import { Layout } from '../storage/layout.js';
+import { resumePath } from '../storage/names.js';
 import { planOutput, type OutputPlan } from '../storage/output.js';
 import { Announcer } from '../tracker/announcer.js';
 import type { PeerAddress } from '../tracker/types.js';
+import { Bitfield } from '../wire/bitfield.js';
 import { Download, type DownloadStats } from './download.js';
+
+const log = createDebug('tdl:resume');
 
 /** The port announced to trackers. tdl does not accept incoming connections. */
 export const ANNOUNCE_PORT = 6881;
+/** A checkpoint of the resume file is written this often while data arrives... */
+export const CHECKPOINT_INTERVAL_MS = 3_000;
+/** ...and as soon as this much new data was written since the last one. */
+export const CHECKPOINT_BYTES = 64 * 1024 * 1024;
 
 export interface ClientOptions {
   meta: Metainfo;
@@ -25,13 +45,17 @@ export interface ClientOptions {
   peerTimeoutMs?: number;
   stallTimeoutMs?: number;
   signal?: AbortSignal;
-  /** Called once the output is planned and the download is about to start. */
+  /** Progress of the start-up check, while existing data is re-hashed. */
+  onCheck?: ProgressFn;
+  /** Called once the output is planned and checked and the download is about to start. */
   onStart?: (download: Download, plan: OutputPlan) => void;
 }
 
 export interface ClientResult {
   stats: DownloadStats;
   plan: OutputPlan;
+  /** What the start-up check found and how long it took. */
+  check: Omit<StartupCheck, 'have' | 'mismatched'>;
 }
 
 export async function download(o: ClientOptions): Promise<ClientResult> {
@@ -44,41 +68,151 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   const layout = new Layout(meta.files, meta.pieceLength, meta.length);
   const plan = await planOutput(meta, o.output);
   const storage = await DiskStorage.open(plan, layout);
+  const resumeFile = resumePath(plan);
+  // Our own signal: the caller's interrupt, or a fault found by a checkpoint, ends the download.
+  const ctl = new AbortController();
+  const forward = () => ctl.abort(o.signal?.reason);
+  if (o.signal?.aborted) forward();
+  else o.signal?.addEventListener('abort', forward, { once: true });
+  let writer: ResumeWriter | null = null;
+  let timer: NodeJS.Timeout | null = null;
   try {
+    const check = await startupCheck({
+      storage,
+      layout,
+      torrent: meta,
+      resumeFile,
+      onProgress: o.onCheck,
+      signal: ctl.signal,
+    });
+    const complete = check.have.isComplete();
+    if (!complete) {
+      writer = new ResumeWriter(resumeFile, meta, storage, check.have);
+      // The first checkpoint saves what the check found; if it cannot be written (folder not
+      // writable, disk full) the download does not start.
+      await writer.checkpoint();
+      const w = writer;
+      storage.setBeforeWrite((index) => w.intent(index));
+    }
+
     const peerId = makePeerId();
     let dl: Download | null = null;
-    const tracker = useTrackers
-      ? new Announcer({
-          announceList: meta.announceList,
-          infoHash: meta.infoHash,
-          peerId,
-          port: ANNOUNCE_PORT,
-          stats: () => {
-            const s = dl?.stats();
-            return {
-              uploaded: 0,
-              downloaded: s?.downloaded ?? 0,
-              left: s ? s.total - s.completed : meta.length,
-            };
-          },
-        })
-      : undefined;
+    const tracker =
+      useTrackers && !complete
+        ? new Announcer({
+            announceList: meta.announceList,
+            infoHash: meta.infoHash,
+            peerId,
+            port: ANNOUNCE_PORT,
+            stats: () => {
+              const s = dl?.stats();
+              return {
+                uploaded: 0,
+                downloaded: s?.downloaded ?? 0,
+                left: s ? s.total - s.completed : meta.length,
+              };
+            },
+          })
+        : undefined;
     dl = new Download({
       meta,
       layout,
       storage,
       peerId,
-      peers,
+      // The orchestrator marks pieces in the bitfield it is given: hand it a copy.
+      have: new Bitfield(layout.pieceCount, check.have.toBuffer()),
+      peers: complete ? [] : peers,
       tracker,
       maxPeers: o.maxPeers,
       peerTimeoutMs: o.peerTimeoutMs,
       stallTimeoutMs: o.stallTimeoutMs,
-      signal: o.signal,
+      signal: ctl.signal,
     });
-    o.onStart?.(dl, plan);
-    const stats = await dl.run();
-    return { stats, plan };
+    const d = dl;
+
+    let replaced = 0;
+    let sinceCheckpoint = 0;
+    let warnedCheckpoint = false;
+    const kick = () => {
+      if (!writer || writer.busy || !writer.stale || ctl.signal.aborted) return;
+      sinceCheckpoint = 0;
+      writer.checkpoint().catch((e: unknown) => {
+        if (e instanceof OutputChangedError) ctl.abort(e);
+        else if (!warnedCheckpoint) {
+          warnedCheckpoint = true;
+          d.emit('warning', `cannot save resume data: ${(e as Error).message}`);
+        }
+      });
+    };
+    d.on('piece', (index) => {
+      writer?.markWritten(index);
+      if (check.mismatched.has(index)) replaced++;
+      sinceCheckpoint += layout.pieceSize(index);
+      if (sinceCheckpoint >= CHECKPOINT_BYTES) kick();
+    });
+
+    o.onStart?.(d, plan);
+    for (const f of storage.files) {
+      if (f.shadowed) {
+        d.emit(
+          'warning',
+          `both ${f.path} and ${f.partPath} exist: resuming ${f.partPath}; ${f.path} will be replaced when the download completes`,
+        );
+      }
+    }
+    if (check.mismatched.count > 0) {
+      d.emit(
+        'warning',
+        `${check.mismatched.count} pieces of the existing data under ${plan.root} do not match this torrent: each is replaced once its verified piece has arrived`,
+      );
+    }
+
+    if (writer) {
+      timer = setInterval(kick, CHECKPOINT_INTERVAL_MS);
+      timer.unref();
+    }
+    const stats = await d.run();
+    if (timer) clearInterval(timer);
+    timer = null;
+    await writer?.idle();
+    // Before declaring success: every file must still be the one written, at its full size.
+    await storage.checkIntact();
+    // A complete checkpoint first, so that a crash while renaming still finds a complete torrent.
+    if (writer) await writer.checkpoint(true);
+    const { cut } = await storage.finalize();
+    for (const p of cut) d.emit('warning', `${p} was longer than the torrent's file: cut to size`);
+    if (writer) await writer.remove();
+    else await removeStale(resumeFile);
+    return {
+      stats: { ...stats, piecesReplaced: replaced },
+      plan,
+      check: {
+        trustedPieces: check.trustedPieces,
+        hashedPieces: check.hashedPieces,
+        hashedBytes: check.hashedBytes,
+        resume: check.resume,
+        reason: check.reason,
+        ms: check.ms,
+      },
+    };
+  } catch (e) {
+    if (timer) clearInterval(timer);
+    if (writer) {
+      // Save what was verified and written before the failure (best effort: the failure may be
+      // the disk itself).
+      await writer.checkpoint(true).catch((err: unknown) => {
+        log('final checkpoint not written: %s', (err as Error).message);
+      });
+    }
+    throw e;
   } finally {
+    o.signal?.removeEventListener('abort', forward);
+    await writer?.close().catch(() => {});
     await storage.close();
   }
+}
+
+async function removeStale(file: string): Promise<void> {
+  await rm(file, { force: true }).catch(() => {});
+  await rm(`${file}.tmp`, { force: true }).catch(() => {});
 }

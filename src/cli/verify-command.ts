@@ -1,0 +1,190 @@
+/**
+ * `tdl verify <torrent> [-o path]`: re-hash what is on disk and say how much of the torrent is
+ * there and valid. Read-only: nothing is created, renamed or written, the resume file included.
+ *
+ * Exit codes: 0 when the output is complete and ready (every piece valid, every file under its
+ * final name at its exact size), 5 when it is not (missing or corrupt pieces, or a finished
+ * download whose files still carry `.part`: running `tdl download` again finishes it without the
+ * network), 6 when the data cannot be read.
+ */
+import path from 'node:path';
+import { hashPieces } from '../storage/check.js';
+import { DiskStorage } from '../storage/disk.js';
+import { Layout } from '../storage/layout.js';
+import { planOutput } from '../storage/output.js';
+import { EXIT } from './exit-codes.js';
+import { escapeControl, formatBytes } from './format.js';
+import type { CliIO } from './program.js';
+import { checkLine } from './progress.js';
+import { loadTorrent } from './torrent-file.js';
+
+const REDRAW_MS = 200;
+const JSON_PROGRESS_MS = 250;
+/** Files listed in the text report before "... and N more". */
+const MAX_FILES_LISTED = 20;
+
+export interface VerifyCliOptions {
+  output?: string;
+  quiet?: boolean;
+  json?: boolean;
+}
+
+export type FileState = 'complete' | 'partial' | 'missing' | 'too-long' | 'not-final';
+
+export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO): Promise<number> {
+  const meta = await loadTorrent(file);
+  const json = Boolean(opts.json);
+  const tty = Boolean(io.stderr.isTTY) && !opts.quiet && !json;
+  const emit = (o: Record<string, unknown>) => io.stdout.write(`${JSON.stringify(o)}\n`);
+  const layout = new Layout(meta.files, meta.pieceLength, meta.length);
+  const plan = await planOutput(meta, opts.output);
+  const storage = await DiskStorage.open(plan, layout, { mode: 'read' });
+  const started = Date.now();
+
+  let progress = { checked: 0, total: 0, valid: 0 };
+  let timer: NodeJS.Timeout | null = null;
+  const redraw = () => {
+    const p = progress;
+    if (tty) {
+      io.stderr.write(
+        `\r\x1b[2K${checkLine(p.checked, p.total, p.valid, meta.name, io.stderr.columns ?? 80)}`,
+      );
+    }
+    if (json) {
+      emit({
+        event: 'progress',
+        checked: p.checked,
+        total: p.total,
+        valid: p.valid,
+        percent: p.total > 0 ? Math.round((p.checked / p.total) * 1000) / 10 : 100,
+      });
+    }
+  };
+
+  try {
+    // Pieces lying wholly in files that are not there are missing: no need to read them.
+    const pieces: number[] = [];
+    for (let p = 0; p < layout.pieceCount; p++) {
+      if (layout.spans(p).some((s) => storage.files[s.fileIndex]!.existed)) pieces.push(p);
+    }
+    let toRead = 0;
+    for (const p of pieces) toRead += layout.pieceSize(p);
+    progress = { checked: 0, total: toRead, valid: 0 };
+    if (tty || json) {
+      redraw();
+      timer = setInterval(redraw, tty ? REDRAW_MS : JSON_PROGRESS_MS);
+      timer.unref();
+    }
+    const r = await hashPieces({
+      storage,
+      layout,
+      pieceHashes: meta.pieceHashes,
+      pieces,
+      signal: io.signal,
+      onProgress: (checked, total, valid) => {
+        progress = { checked, total, valid };
+      },
+    });
+    if (timer) clearInterval(timer);
+    timer = null;
+    if (tty || json) redraw();
+    if (tty) io.stderr.write('\r\x1b[2K');
+
+    // Per file: valid bytes, and whether it is complete and ready under its final name.
+    const validOf = new Array<number>(meta.files.length).fill(0);
+    let validBytes = 0;
+    for (let p = 0; p < layout.pieceCount; p++) {
+      if (!r.valid.has(p)) continue;
+      validBytes += layout.pieceSize(p);
+      for (const s of layout.spans(p)) validOf[s.fileIndex]! += s.length;
+    }
+    const stamps = await storage.stamps();
+    const files = storage.files.map((f, i) => {
+      const size = stamps[i]?.size ?? 0;
+      const state: FileState = !f.existed
+        ? 'missing'
+        : validOf[i]! < f.length
+          ? 'partial'
+          : size > f.length
+            ? 'too-long'
+            : f.current !== f.path
+              ? 'not-final'
+              : 'complete';
+      return {
+        path: path.relative(plan.parent, f.path),
+        onDisk: f.current,
+        length: f.length,
+        valid: validOf[i]!,
+        state,
+      };
+    });
+    const corrupt = r.nonZeroInvalid.count;
+    const missing = layout.pieceCount - r.valid.count - corrupt;
+    const dataComplete = r.valid.isComplete();
+    const ready = dataComplete && files.every((f) => f.state === 'complete');
+    const code = ready ? EXIT.ok : EXIT.transfer;
+
+    if (json) {
+      emit({
+        event: 'verified',
+        name: meta.name,
+        infoHash: meta.infoHashHex,
+        output: plan.root,
+        complete: ready,
+        dataComplete,
+        exitCode: code,
+        size: meta.length,
+        valid: validBytes,
+        percent: meta.length > 0 ? Math.round((validBytes / meta.length) * 1000) / 10 : 100,
+        pieces: layout.pieceCount,
+        piecesValid: r.valid.count,
+        piecesMissing: missing,
+        piecesCorrupt: corrupt,
+        readBytes: r.hashedBytes,
+        elapsedMs: Date.now() - started,
+        files,
+      });
+    } else if (!opts.quiet) {
+      const pct = meta.length > 0 ? ((validBytes / meta.length) * 100).toFixed(1) : '100.0';
+      const lines = [
+        `name:     ${escapeControl(meta.name)}`,
+        `output:   ${escapeControl(plan.root)}`,
+        `valid:    ${formatBytes(validBytes)} of ${formatBytes(meta.length)} (${pct}%), ` +
+          `${r.valid.count} of ${layout.pieceCount} pieces`,
+        `missing:  ${missing} pieces`,
+        `corrupt:  ${corrupt} pieces`,
+      ];
+      const bad = files.filter((f) => f.state !== 'complete');
+      lines.push(`files:    ${files.length - bad.length} of ${files.length} complete`);
+      for (const f of bad.slice(0, MAX_FILES_LISTED)) {
+        const what =
+          f.state === 'partial'
+            ? `partial    ${formatBytes(f.valid)} of ${formatBytes(f.length)}`
+            : f.state === 'missing'
+              ? 'missing   '
+              : f.state === 'too-long'
+                ? 'too long  '
+                : 'complete, still named .part';
+        lines.push(`  ${what}  ${escapeControl(f.path)}`);
+      }
+      if (bad.length > MAX_FILES_LISTED) {
+        lines.push(`  ... and ${bad.length - MAX_FILES_LISTED} more`);
+      }
+      lines.push(
+        ready
+          ? 'result:   complete'
+          : dataComplete
+            ? 'result:   all data valid, not finished: run tdl download again to finish it'
+            : 'result:   incomplete',
+      );
+      io.stdout.write(`${lines.join('\n')}\n`);
+    }
+    return code;
+  } catch (e) {
+    if (timer) clearInterval(timer);
+    if (tty) io.stderr.write('\r\x1b[2K');
+    throw e;
+  } finally {
+    await storage.close();
+  }
+}

@@ -1,0 +1,295 @@
+/**
+ * What is already on disk: the start-up check of a download, and the full re-hash of `verify`.
+ *
+ * The start-up check reads the resume file and decides, file by file, whether to believe it:
+ *
+ * - a file whose size, mtime and inode equal the checkpoint's is unchanged since then: its
+ *   recorded pieces are taken as present without reading them;
+ * - a file with the same size and inode but a newer mtime is trusted only when the journal names
+ *   a piece that touches it (tdl itself wrote there after the checkpoint, the crash case);
+ * - any other file that exists (no resume file, another torrent's, a corrupt one, a file changed
+ *   by someone else) is re-hashed piece by piece.
+ *
+ * Pieces named in the journal are always re-hashed: they may or may not have reached the disk.
+ * A piece is present only if it was recorded by a trusted checkpoint or its bytes hash right.
+ */
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
+import createDebug from 'debug';
+import { Bitfield } from '../wire/bitfield.js';
+import type { DiskStorage, FileStamp } from './disk.js';
+import type { Layout } from './layout.js';
+import { checkpointSize, decodeResume, resumeMismatch, type DecodedResume } from './resume.js';
+
+const log = createDebug('tdl:resume');
+
+/** Bytes read at once when hashing consecutive pieces (at least one piece). */
+export const HASH_BATCH_BYTES = 4 * 1024 * 1024;
+
+export interface CheckTorrent {
+  infoHash: Buffer;
+  pieceLength: number;
+  length: number;
+  pieceCount: number;
+  /** Concatenated 20-byte SHA-1 piece hashes. */
+  pieceHashes: Buffer;
+  files: readonly unknown[];
+}
+
+export interface HashResult {
+  /** Pieces whose bytes match their hash. */
+  valid: Bitfield;
+  /** Pieces that failed and hold at least one non-zero byte (other data, not a hole). */
+  nonZeroInvalid: Bitfield;
+  hashedPieces: number;
+  hashedBytes: number;
+}
+
+export type ProgressFn = (checkedBytes: number, totalBytes: number, validBytes: number) => void;
+
+/**
+ * Hash the given pieces (ascending) from storage, reading runs of consecutive pieces in batches
+ * and reading the next batch while hashing the current one. Memory: two batch buffers.
+ */
+export async function hashPieces(o: {
+  storage: DiskStorage;
+  layout: Layout;
+  pieceHashes: Buffer;
+  pieces: readonly number[];
+  onProgress?: ProgressFn;
+  signal?: AbortSignal;
+}): Promise<HashResult> {
+  const { storage, layout } = o;
+  const valid = new Bitfield(layout.pieceCount);
+  const nonZeroInvalid = new Bitfield(layout.pieceCount);
+  const batches: [number, number][] = [];
+  let total = 0;
+  for (let k = 0; k < o.pieces.length;) {
+    const first = o.pieces[k]!;
+    let last = first;
+    let bytes = layout.pieceSize(first);
+    k++;
+    while (
+      k < o.pieces.length &&
+      o.pieces[k] === last + 1 &&
+      bytes + layout.pieceSize(last + 1) <= HASH_BATCH_BYTES
+    ) {
+      last++;
+      bytes += layout.pieceSize(last);
+      k++;
+    }
+    batches.push([first, last]);
+    total += bytes;
+  }
+  const bufSize = Math.min(Math.max(HASH_BATCH_BYTES, layout.pieceLength), layout.totalLength);
+  const bufs = batches.length > 0 ? [Buffer.allocUnsafe(bufSize), Buffer.allocUnsafe(bufSize)] : [];
+  const read = (b: number) => storage.readPieces(batches[b]![0], batches[b]![1], bufs[b % 2]);
+  let checked = 0;
+  let validBytes = 0;
+  let next: Promise<Buffer> | null = batches.length > 0 ? read(0) : null;
+  try {
+    for (let b = 0; b < batches.length; b++) {
+      const data = await next!;
+      next = b + 1 < batches.length ? read(b + 1) : null;
+      if (o.signal?.aborted) throw abortReason(o.signal);
+      const [first, last] = batches[b]!;
+      let at = 0;
+      for (let p = first; p <= last; p++) {
+        const size = layout.pieceSize(p);
+        const piece = data.subarray(at, at + size);
+        at += size;
+        const digest = createHash('sha1').update(piece).digest();
+        if (digest.equals(o.pieceHashes.subarray(p * 20, p * 20 + 20))) {
+          valid.set(p);
+          validBytes += size;
+        } else if (!isAllZero(piece)) nonZeroInvalid.set(p);
+        checked += size;
+      }
+      o.onProgress?.(checked, total, validBytes);
+    }
+  } finally {
+    // A read still under way when we stop must not surface as an unhandled rejection.
+    void next?.catch(() => {});
+  }
+  return { valid, nonZeroInvalid, hashedPieces: o.pieces.length, hashedBytes: checked };
+}
+
+const ZERO = Buffer.alloc(64 * 1024);
+
+export function isAllZero(buf: Buffer): boolean {
+  for (let off = 0; off < buf.length; off += ZERO.length) {
+    const n = Math.min(ZERO.length, buf.length - off);
+    if (buf.compare(ZERO, 0, n, off, off + n) !== 0) return false;
+  }
+  return true;
+}
+
+/** Read a resume file, at most what a resume file of this torrent can hold. Null if absent. */
+export async function readResumeFile(file: string, t: CheckTorrent): Promise<DecodedResume | null> {
+  const max = checkpointSize(t.pieceCount, t.files.length) + 8 * t.pieceCount + 64;
+  let h;
+  try {
+    h = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    return { ok: false, reason: `cannot read it: ${(e as Error).message}` };
+  }
+  try {
+    const st = await h.stat();
+    if (!st.isFile()) return { ok: false, reason: 'not a regular file' };
+    const buf = Buffer.allocUnsafe(Math.min(st.size, max));
+    let done = 0;
+    while (done < buf.length) {
+      const { bytesRead } = await h.read(buf, done, buf.length - done, done);
+      if (bytesRead <= 0) break;
+      done += bytesRead;
+    }
+    return decodeResume(buf.subarray(0, done));
+  } catch (e) {
+    return { ok: false, reason: `cannot read it: ${(e as Error).message}` };
+  } finally {
+    await h.close().catch(() => {});
+  }
+}
+
+export type FileTrust = 'new' | 'trusted' | 'untrusted';
+
+export interface StartupPlan {
+  /** Pieces believed from the resume file without reading them. */
+  trusted: Bitfield;
+  /** Pieces to re-hash, ascending. */
+  toHash: number[];
+  /** Per file. */
+  fileTrust: FileTrust[];
+  resume: 'none' | 'used' | 'ignored';
+  /** Why the resume file was ignored. */
+  reason?: string;
+}
+
+/** Decide, from the resume file and the files as they are now, what to believe and what to hash. */
+export function planStartup(
+  layout: Layout,
+  files: readonly { existed: boolean }[],
+  stamps: readonly (FileStamp | null)[],
+  decoded: DecodedResume | null,
+  t: CheckTorrent,
+): StartupPlan {
+  let resume: StartupPlan['resume'] = 'none';
+  let reason: string | undefined;
+  let state = null;
+  let journal = new Set<number>();
+  if (decoded && !decoded.ok) {
+    resume = 'ignored';
+    reason = decoded.reason;
+  } else if (decoded?.ok) {
+    const why = resumeMismatch(decoded.state, { ...t, files: t.files.length });
+    if (why) {
+      resume = 'ignored';
+      reason = why;
+    } else {
+      resume = 'used';
+      state = decoded.state;
+      journal = new Set(decoded.journal);
+    }
+  }
+
+  // Which files the journal says tdl wrote to after the checkpoint.
+  const journaled = new Uint8Array(files.length);
+  for (const p of journal) for (const s of layout.spans(p)) journaled[s.fileIndex] = 1;
+
+  const fileTrust: FileTrust[] = files.map((f, i) => {
+    if (!f.existed) return 'new';
+    const r = state?.files[i];
+    const now = stamps[i];
+    if (!r || !now) return 'untrusted';
+    if (r.size !== now.size || r.ino !== now.ino) return 'untrusted';
+    if (r.mtimeNs === now.mtimeNs) return 'trusted';
+    return journaled[i] ? 'trusted' : 'untrusted';
+  });
+
+  const trusted = new Bitfield(layout.pieceCount);
+  const toHash: number[] = [];
+  for (let p = 0; p < layout.pieceCount; p++) {
+    let allNew = true;
+    let allTrusted = true;
+    let someUntrusted = false;
+    for (const s of layout.spans(p)) {
+      const ft = fileTrust[s.fileIndex]!;
+      if (ft !== 'new') allNew = false;
+      if (ft !== 'trusted') allTrusted = false;
+      if (ft === 'untrusted') someUntrusted = true;
+    }
+    if (allNew) continue;
+    if (state?.have.has(p) && allTrusted) trusted.set(p);
+    else if (someUntrusted || journal.has(p)) toHash.push(p);
+  }
+  return { trusted, toHash, fileTrust, resume, reason };
+}
+
+export interface StartupCheck {
+  /** Pieces present on disk. */
+  have: Bitfield;
+  /** Pieces whose existing bytes are not a hole but failed verification. */
+  mismatched: Bitfield;
+  trustedPieces: number;
+  hashedPieces: number;
+  hashedBytes: number;
+  resume: StartupPlan['resume'];
+  reason?: string;
+  ms: number;
+}
+
+/** The start-up check of a download whose storage is open for writing. */
+export async function startupCheck(o: {
+  storage: DiskStorage;
+  layout: Layout;
+  torrent: CheckTorrent;
+  resumeFile: string;
+  onProgress?: ProgressFn;
+  signal?: AbortSignal;
+}): Promise<StartupCheck> {
+  const t0 = Date.now();
+  const decoded = await readResumeFile(o.resumeFile, o.torrent);
+  const stamps = await o.storage.stamps();
+  const plan = planStartup(o.layout, o.storage.files, stamps, decoded, o.torrent);
+  if (plan.resume === 'ignored') log('resume file %s ignored: %s', o.resumeFile, plan.reason);
+  const hashed = await hashPieces({
+    storage: o.storage,
+    layout: o.layout,
+    pieceHashes: o.torrent.pieceHashes,
+    pieces: plan.toHash,
+    onProgress: o.onProgress,
+    signal: o.signal,
+  });
+  const have = new Bitfield(o.layout.pieceCount, plan.trusted.toBuffer());
+  for (const p of plan.toHash) if (hashed.valid.has(p)) have.set(p);
+  const ms = Date.now() - t0;
+  log(
+    'start-up check: %d/%d pieces present (%d from the resume file, %d of %d hashed valid, %d MiB read), resume file %s, %d ms',
+    have.count,
+    o.layout.pieceCount,
+    plan.trusted.count,
+    hashed.valid.count,
+    hashed.hashedPieces,
+    Math.round(hashed.hashedBytes / 1048576),
+    plan.resume,
+    ms,
+  );
+  return {
+    have,
+    mismatched: hashed.nonZeroInvalid,
+    trustedPieces: plan.trusted.count,
+    hashedPieces: hashed.hashedPieces,
+    hashedBytes: hashed.hashedBytes,
+    resume: plan.resume,
+    reason: plan.reason,
+    ms,
+  };
+}
+
+function abortReason(signal: AbortSignal): Error {
+  const r: unknown = signal.reason;
+  return r instanceof Error ? r : new Error('aborted');
+}

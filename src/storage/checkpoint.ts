@@ -1,0 +1,214 @@
+/**
+ * Keeps the resume file of a running download.
+ *
+ * - Before a piece's first byte is written, its index is appended to the journal (`intent`).
+ * - Once the piece's data is written, it is `markWritten`, but it is only *recorded* as present
+ *   by the next `checkpoint`, which first syncs the files written since the previous one, then
+ *   stamps them (size, mtime, inode) and replaces the resume file atomically: temp file, fsync,
+ *   rename, fsync of the folder. Pieces whose write started but is not covered by the checkpoint
+ *   are carried over into the new journal.
+ *
+ * So a crash at any point leaves a resume file that never claims data that is not durably on
+ * disk, and whose journal names every piece that may have been written since.
+ */
+import { constants } from 'node:fs';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import createDebug from 'debug';
+import { Bitfield } from '../wire/bitfield.js';
+import { DiskError } from '../errors.js';
+import { syncDir, toDiskError, type DiskStorage } from './disk.js';
+import { encodeJournalEntry, encodeResume, JOURNAL_ENTRY_BYTES } from './resume.js';
+
+const log = createDebug('tdl:resume');
+
+export interface CheckpointTorrent {
+  infoHash: Buffer;
+  pieceLength: number;
+  length: number;
+  pieceCount: number;
+}
+
+export class ResumeWriter {
+  /** Pieces whose data has been written (whether synced yet or not). */
+  private readonly written: Bitfield;
+  /** Pieces whose write started and that no checkpoint records yet. */
+  private started = new Set<number>();
+  private handle: FileHandle | null = null;
+  private journalPos = 0;
+  private chain: Promise<unknown> = Promise.resolve();
+  private running = 0;
+  private closed = false;
+  /** Something was written or started since the last checkpoint began. */
+  private changed = true;
+  /** Checkpoints written (for logs and tests). */
+  count = 0;
+
+  constructor(
+    readonly file: string,
+    private readonly torrent: CheckpointTorrent,
+    private readonly storage: DiskStorage,
+    present: Bitfield,
+  ) {
+    this.written = new Bitfield(present.size, present.toBuffer());
+  }
+
+  get tempFile(): string {
+    return `${this.file}.tmp`;
+  }
+
+  /** True while a checkpoint is being written. */
+  get busy(): boolean {
+    return this.running > 0;
+  }
+
+  /** True when a checkpoint now would record something new. */
+  get stale(): boolean {
+    return this.changed;
+  }
+
+  /** Log that the piece is about to be written. Never fails: the journal is only a hint. */
+  async intent(index: number): Promise<void> {
+    this.started.add(index);
+    this.changed = true;
+    const h = this.handle;
+    if (!h) return;
+    const pos = this.journalPos;
+    this.journalPos += JOURNAL_ENTRY_BYTES;
+    try {
+      await h.write(encodeJournalEntry(index), 0, JOURNAL_ENTRY_BYTES, pos);
+    } catch (e) {
+      log('journal entry for piece %d not written: %s', index, (e as Error).message);
+    }
+  }
+
+  markWritten(index: number): void {
+    this.written.set(index);
+    this.changed = true;
+  }
+
+  /** Write a checkpoint now (after any already under way). DiskError when it could not be. */
+  checkpoint(clean = false): Promise<void> {
+    const run = this.chain.then(() => this.write(clean));
+    this.chain = run.catch(() => {});
+    return run;
+  }
+
+  private async write(clean: boolean): Promise<void> {
+    if (this.closed) return;
+    this.running++;
+    this.changed = false;
+    const t0 = Date.now();
+    try {
+      const have = new Bitfield(this.written.size, this.written.toBuffer());
+      // The first checkpoint of a run also covers data found on disk at the start, which an
+      // earlier run may have written without syncing.
+      const dirty = this.count === 0 ? this.storage.allFiles() : this.storage.takeDirty();
+      await this.storage.syncFiles(dirty);
+      // A file replaced or truncated by someone else must not be stamped as ours.
+      await this.storage.checkIntact(dirty);
+      const files = await this.storage.stamps(dirty);
+      const carried = [...this.started].filter((i) => !have.has(i));
+      const buf = encodeResume(
+        {
+          infoHash: this.torrent.infoHash,
+          pieceLength: this.torrent.pieceLength,
+          totalLength: this.torrent.length,
+          pieceCount: this.torrent.pieceCount,
+          clean,
+          files: files.map((f) => f ?? { size: 0, mtimeNs: 0n, ino: 0n }),
+          have,
+        },
+        carried,
+      );
+      const h = await this.writeTemp(buf);
+      try {
+        await rename(this.tempFile, this.file);
+      } catch (e) {
+        await h.close().catch(() => {});
+        await rm(this.tempFile, { force: true }).catch(() => {});
+        throw toDiskError(e, `cannot write the resume file ${this.file}`);
+      }
+      await syncDir(path.dirname(this.file));
+      // Switch the journal to the new file. Writes that started while this checkpoint was being
+      // written logged their intent in the old file: carry them over.
+      const old = this.handle;
+      const inBuf = new Set(carried);
+      const late = [...this.started].filter((i) => !have.has(i) && !inBuf.has(i));
+      this.started = new Set([...carried, ...late]);
+      this.handle = h;
+      this.journalPos = buf.length;
+      await Promise.all(late.map((i) => this.intent(i)));
+      await old?.close().catch(() => {});
+      this.count++;
+      log(
+        'checkpoint %d: %d/%d pieces, %d files synced, %d in journal, %s, %d ms',
+        this.count,
+        have.count,
+        have.size,
+        dirty.length,
+        this.started.size,
+        clean ? 'clean' : 'running',
+        Date.now() - t0,
+      );
+    } catch (e) {
+      this.changed = true;
+      throw e;
+    } finally {
+      this.running--;
+    }
+  }
+
+  private async writeTemp(buf: Buffer): Promise<FileHandle> {
+    let h: FileHandle;
+    try {
+      h = await open(
+        this.tempFile,
+        constants.O_RDWR | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW,
+        0o644,
+      );
+    } catch (e) {
+      throw toDiskError(e, `cannot write the resume file ${this.file}`);
+    }
+    try {
+      let done = 0;
+      while (done < buf.length) {
+        const { bytesWritten } = await h.write(buf, done, buf.length - done, done);
+        if (bytesWritten <= 0) throw new DiskError('short write');
+        done += bytesWritten;
+      }
+      await h.sync();
+      return h;
+    } catch (e) {
+      await h.close().catch(() => {});
+      await rm(this.tempFile, { force: true }).catch(() => {});
+      throw toDiskError(e, `cannot write the resume file ${this.file}`);
+    }
+  }
+
+  /** Wait for checkpoints under way. */
+  async idle(): Promise<void> {
+    await this.chain;
+  }
+
+  /** Stop: no more checkpoints. The file stays on disk. */
+  async close(): Promise<void> {
+    await this.idle();
+    this.closed = true;
+    const h = this.handle;
+    this.handle = null;
+    await h?.close().catch(() => {});
+  }
+
+  /** The download is complete and final: the resume file is no longer needed. */
+  async remove(): Promise<void> {
+    await this.close();
+    try {
+      await rm(this.file, { force: true });
+      await rm(this.tempFile, { force: true });
+    } catch (e) {
+      throw toDiskError(e, `cannot remove the resume file ${this.file}`);
+    }
+    await syncDir(path.dirname(this.file));
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * Names tdl gives its own files next to the output.
+ *
+ * While a torrent is incomplete each of its files lives under a working name, the final name plus
+ * `.part`, so that a partial download never passes for a complete one, not even by its names and
+ * sizes. The resume file sits next to the output's root as `<root>.tdl-resume`. Both are derived
+ * from the output plan alone, so every run finds the same names.
+ */
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import type { OutputPlan } from './output.js';
+
+export const PART_SUFFIX = '.part';
+export const RESUME_SUFFIX = '.tdl-resume';
+/** Longest file name most file systems accept, in bytes. */
+const NAME_MAX = 255;
+
+/**
+ * `p` with `suffix` appended to its last component. A name that would grow past NAME_MAX bytes
+ * is cut (on a character boundary) and made unique again with a short hash of the full name.
+ */
+export function withSuffix(p: string, suffix: string): string {
+  const dir = path.dirname(p);
+  const base = path.basename(p);
+  if (Buffer.byteLength(base + suffix) <= NAME_MAX) return p + suffix;
+  const tag = `~${createHash('sha1').update(base).digest('hex').slice(0, 12)}`;
+  const room = NAME_MAX - Buffer.byteLength(tag + suffix);
+  let cut = '';
+  for (const ch of base) {
+    if (Buffer.byteLength(cut + ch) > room) break;
+    cut += ch;
+  }
+  return path.join(dir, cut + tag + suffix);
+}
+
+/**
+ * The working (`.part`) path of each planned file, in plan order. A torrent may itself contain
+ * both `x` and `x.part`: a working name never equals any final name or another working name.
+ */
+export function partPaths(plan: OutputPlan): string[] {
+  const finals = new Set(plan.files.map((f) => f.path));
+  const taken = new Set<string>();
+  return plan.files.map((f) => {
+    let p = withSuffix(f.path, PART_SUFFIX);
+    while (finals.has(p) || taken.has(p)) p = withSuffix(p, PART_SUFFIX);
+    taken.add(p);
+    return p;
+  });
+}
+
+/** Where the resume file of this output lives: beside the root, never inside the torrent's tree. */
+export function resumePath(plan: OutputPlan): string {
+  return withSuffix(plan.root, RESUME_SUFFIX);
+}

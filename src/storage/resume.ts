@@ -1,0 +1,196 @@
+/**
+ * The resume file codec.
+ *
+ * A resume file is a checkpoint followed by a journal:
+ *
+ *   offset  size  field
+ *   0       8     magic "TDLRESUM"
+ *   8       2     format version (1), big-endian like every number here
+ *   10      2     flags: bit 0 = written at an orderly exit
+ *   12      20    info hash
+ *   32      8     piece length
+ *   40      8     total length
+ *   48      4     piece count
+ *   52      4     file count (F)
+ *   56      24*F  per file, in torrent order: size, mtime (ns since the epoch), inode (u64 each)
+ *   ...     ⌈pieces/8⌉  bitfield of the pieces verified, written and synced when the
+ *                       checkpoint was taken (piece 0 = high bit of the first byte)
+ *   ...     20    SHA-1 of every byte above
+ *   ...     4*n   journal: the index (u32) of each piece tdl started to write after the
+ *                 checkpoint, appended before the write
+ *
+ * The checkpoint is only ever replaced whole (temp file, fsync, rename) and is rejected as a
+ * whole when anything in it is off. Journal entries are hints, never trusted: a piece named
+ * there is re-hashed at the next start, so a torn or stray entry costs at most one piece read.
+ */
+import { createHash } from 'node:crypto';
+import { Bitfield } from '../wire/bitfield.js';
+
+export const RESUME_MAGIC = Buffer.from('TDLRESUM', 'latin1');
+export const RESUME_VERSION = 1;
+export const RESUME_HEADER_BYTES = 56;
+export const RESUME_FILE_ENTRY_BYTES = 24;
+export const RESUME_CHECKSUM_BYTES = 20;
+export const JOURNAL_ENTRY_BYTES = 4;
+const FLAG_CLEAN = 1;
+
+export interface ResumeFileEntry {
+  size: number;
+  mtimeNs: bigint;
+  ino: bigint;
+}
+
+export interface ResumeState {
+  infoHash: Buffer;
+  pieceLength: number;
+  totalLength: number;
+  pieceCount: number;
+  /** Written at an orderly exit (nothing was being written). */
+  clean: boolean;
+  files: ResumeFileEntry[];
+  /** Pieces verified, written and synced when the checkpoint was taken. */
+  have: Bitfield;
+}
+
+export type DecodedResume =
+  | { ok: true; state: ResumeState; journal: number[]; checkpointBytes: number }
+  | { ok: false; reason: string };
+
+/** Bytes of the checkpoint part for a torrent of this shape. */
+export function checkpointSize(pieceCount: number, fileCount: number): number {
+  return (
+    RESUME_HEADER_BYTES +
+    RESUME_FILE_ENTRY_BYTES * fileCount +
+    Math.ceil(pieceCount / 8) +
+    RESUME_CHECKSUM_BYTES
+  );
+}
+
+const U64_MAX = (1n << 64n) - 1n;
+
+/** The checkpoint, followed by `journal` entries. */
+export function encodeResume(s: ResumeState, journal: readonly number[] = []): Buffer {
+  if (s.infoHash.length !== 20) throw new RangeError('info hash must be 20 bytes');
+  if (s.have.size !== s.pieceCount) throw new RangeError('bitfield size must equal piece count');
+  const size = checkpointSize(s.pieceCount, s.files.length);
+  const buf = Buffer.alloc(size + JOURNAL_ENTRY_BYTES * journal.length);
+  RESUME_MAGIC.copy(buf, 0);
+  buf.writeUInt16BE(RESUME_VERSION, 8);
+  buf.writeUInt16BE(s.clean ? FLAG_CLEAN : 0, 10);
+  s.infoHash.copy(buf, 12);
+  buf.writeBigUInt64BE(BigInt(s.pieceLength), 32);
+  buf.writeBigUInt64BE(BigInt(s.totalLength), 40);
+  buf.writeUInt32BE(s.pieceCount, 48);
+  buf.writeUInt32BE(s.files.length, 52);
+  let off = RESUME_HEADER_BYTES;
+  for (const f of s.files) {
+    buf.writeBigUInt64BE(BigInt(f.size), off);
+    buf.writeBigUInt64BE(clampU64(f.mtimeNs), off + 8);
+    buf.writeBigUInt64BE(clampU64(f.ino), off + 16);
+    off += RESUME_FILE_ENTRY_BYTES;
+  }
+  s.have.toBuffer().copy(buf, off);
+  off += Math.ceil(s.pieceCount / 8);
+  createHash('sha1').update(buf.subarray(0, off)).digest().copy(buf, off);
+  off += RESUME_CHECKSUM_BYTES;
+  for (const index of journal) {
+    buf.writeUInt32BE(index, off);
+    off += JOURNAL_ENTRY_BYTES;
+  }
+  return buf;
+}
+
+/** One journal entry. */
+export function encodeJournalEntry(index: number): Buffer {
+  const b = Buffer.alloc(JOURNAL_ENTRY_BYTES);
+  b.writeUInt32BE(index);
+  return b;
+}
+
+/** Decode a whole resume file. Never throws: anything malformed gives `{ ok: false, reason }`. */
+export function decodeResume(buf: Buffer): DecodedResume {
+  if (buf.length < RESUME_HEADER_BYTES) return bad(`too short (${buf.length} bytes)`);
+  if (!buf.subarray(0, 8).equals(RESUME_MAGIC)) return bad('not a resume file');
+  const version = buf.readUInt16BE(8);
+  if (version !== RESUME_VERSION) return bad(`format version ${version} is not supported`);
+  const flags = buf.readUInt16BE(10);
+  const infoHash = Buffer.from(buf.subarray(12, 32));
+  const pieceLength = safeNumber(buf.readBigUInt64BE(32));
+  const totalLength = safeNumber(buf.readBigUInt64BE(40));
+  const pieceCount = buf.readUInt32BE(48);
+  const fileCount = buf.readUInt32BE(52);
+  if (pieceLength === null || pieceLength <= 0) return bad('bad piece length');
+  if (totalLength === null) return bad('bad total length');
+  if (pieceCount !== Math.ceil(totalLength / pieceLength)) return bad('piece count does not fit');
+  const size = checkpointSize(pieceCount, fileCount);
+  if (buf.length < size) return bad(`truncated (${buf.length} of ${size} bytes)`);
+  const sumAt = size - RESUME_CHECKSUM_BYTES;
+  const sum = createHash('sha1').update(buf.subarray(0, sumAt)).digest();
+  if (!sum.equals(buf.subarray(sumAt, size))) return bad('checksum mismatch');
+
+  const files: ResumeFileEntry[] = [];
+  let off = RESUME_HEADER_BYTES;
+  for (let i = 0; i < fileCount; i++) {
+    const fsize = safeNumber(buf.readBigUInt64BE(off));
+    if (fsize === null) return bad(`bad size for file ${i}`);
+    files.push({
+      size: fsize,
+      mtimeNs: buf.readBigUInt64BE(off + 8),
+      ino: buf.readBigUInt64BE(off + 16),
+    });
+    off += RESUME_FILE_ENTRY_BYTES;
+  }
+  const bfBytes = buf.subarray(off, off + Math.ceil(pieceCount / 8));
+  const spare = bfBytes.length * 8 - pieceCount;
+  if (spare > 0 && (bfBytes[bfBytes.length - 1]! & ((1 << spare) - 1)) !== 0) {
+    return bad('bitfield has bits set past the last piece');
+  }
+  const have = new Bitfield(pieceCount, bfBytes);
+
+  const journal: number[] = [];
+  const seen = new Set<number>();
+  for (let j = size; j + JOURNAL_ENTRY_BYTES <= buf.length; j += JOURNAL_ENTRY_BYTES) {
+    const index = buf.readUInt32BE(j);
+    if (index < pieceCount && !seen.has(index)) {
+      seen.add(index);
+      journal.push(index);
+    }
+  }
+  return {
+    ok: true,
+    state: {
+      infoHash,
+      pieceLength,
+      totalLength,
+      pieceCount,
+      clean: (flags & FLAG_CLEAN) !== 0,
+      files,
+      have,
+    },
+    journal,
+    checkpointBytes: size,
+  };
+}
+
+/** Why a decoded resume file does not describe this torrent, or null when it does. */
+export function resumeMismatch(
+  s: ResumeState,
+  t: { infoHash: Buffer; pieceLength: number; length: number; pieceCount: number; files: number },
+): string | null {
+  if (!s.infoHash.equals(t.infoHash)) return 'written for another torrent';
+  if (s.pieceLength !== t.pieceLength || s.totalLength !== t.length) return 'torrent shape differs';
+  if (s.pieceCount !== t.pieceCount || s.files.length !== t.files) return 'torrent shape differs';
+  return null;
+}
+
+function bad(reason: string): DecodedResume {
+  return { ok: false, reason };
+}
+
+function safeNumber(v: bigint): number | null {
+  return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : null;
+}
+
+function clampU64(v: bigint): bigint {
+  return v < 0n ? 0n : v > U64_MAX ? U64_MAX : v;
+}

@@ -1,0 +1,303 @@
+/**
+ * Local disk faults, end to end in process: each ends with a message naming the problem and exit
+ * code 6, and whatever verified data was already on disk stays there for the next run.
+ *
+ * Faults are real where a test can make them real (an output file replaced, truncated or removed
+ * during the run; a folder made read-only with chmod when not running as root). Where it cannot
+ * portably (a full disk; a read-only folder when running as root, which ignores permissions),
+ * `node:fs/promises` is wrapped for tdl's own modules: writes under the test folder fail with
+ * ENOSPC once a byte budget is spent (after a short write, as a real full disk does), and
+ * creating, renaming or removing entries of one folder fails with EACCES.
+ */
+import { chmod, readdir, readFile, rename, truncate, unlink, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { InterruptedError } from '../../src/errors.js';
+import { runCli, tempDir, type CliResult } from '../helpers/cli.js';
+import { startFakeSeeder, type FakeSeeder } from '../helpers/fake-seeder.js';
+import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+
+const faults = vi.hoisted(() => ({
+  /** Files under this folder are subject to `spaceLeft`. */
+  root: '',
+  /** Bytes that may still be written under `root` before writes fail with ENOSPC. */
+  spaceLeft: Infinity,
+  /** A folder in which entries cannot be created, renamed or removed (EACCES). */
+  readOnlyDir: '',
+}));
+
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const real = await importOriginal<typeof import('node:fs/promises')>();
+  const { constants } = await import('node:fs');
+  const pathMod = await import('node:path');
+  type Handle = Awaited<ReturnType<typeof real.open>>;
+  const fault = (code: 'ENOSPC' | 'EACCES', syscall: string, p?: unknown) =>
+    Object.assign(new Error(`${code}: simulated ${syscall}${p ? ` '${String(p)}'` : ''}`), {
+      code,
+      syscall,
+      path: p === undefined ? undefined : String(p),
+    });
+  const under = (p: unknown) =>
+    faults.root !== '' && String(p).startsWith(faults.root + pathMod.sep);
+  const inReadOnly = (p: unknown) =>
+    faults.readOnlyDir !== '' && pathMod.dirname(pathMod.resolve(String(p))) === faults.readOnlyDir;
+  const exists = (p: unknown) =>
+    real.lstat(String(p)).then(
+      () => true,
+      () => false,
+    );
+  const wrap = (h: Handle): Handle =>
+    new Proxy(h, {
+      get(target, key) {
+        if (key === 'write') {
+          return async (buf: Buffer, offset: number, length: number, position: number) => {
+            if (faults.spaceLeft <= 0) throw fault('ENOSPC', 'write');
+            // Reserve before waiting: concurrent writes share the budget.
+            const n = Math.min(length, faults.spaceLeft);
+            faults.spaceLeft -= n;
+            const r = await target.write(buf, offset, n, position);
+            faults.spaceLeft += n - r.bytesWritten;
+            return r;
+          };
+        }
+        const v: unknown = Reflect.get(target, key, target);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+  const open = async (
+    p: Parameters<typeof real.open>[0],
+    flags?: string | number,
+    mode?: number,
+  ) => {
+    if (
+      inReadOnly(p) &&
+      typeof flags === 'number' &&
+      flags & constants.O_CREAT &&
+      !(await exists(p))
+    )
+      throw fault('EACCES', 'open', p);
+    const h = await real.open(p, flags, mode);
+    return under(p) ? wrap(h) : h;
+  };
+  const mkdir = async (p: string, o?: Parameters<typeof real.mkdir>[1]) => {
+    if (inReadOnly(p) && !(await exists(p))) throw fault('EACCES', 'mkdir', p);
+    return real.mkdir(p, o);
+  };
+  const renameW = async (a: string, b: string) => {
+    if (inReadOnly(a) || inReadOnly(b)) throw fault('EACCES', 'rename', a);
+    return real.rename(a, b);
+  };
+  const rm = async (p: string, o?: Parameters<typeof real.rm>[1]) => {
+    if (inReadOnly(p) && (await exists(p))) throw fault('EACCES', 'rm', p);
+    return real.rm(p, o);
+  };
+  const mod = { ...real, open, mkdir, rename: renameW, rm };
+  return { ...mod, default: mod };
+});
+
+const PIECE = 32 * 1024;
+const WAIT_MS = 15_000;
+const asRoot = process.getuid?.() === 0;
+
+let dir: string;
+let cleanup: () => Promise<void>;
+const closers: (() => Promise<void>)[] = [];
+
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir('tdl-faults-'));
+  faults.root = dir;
+});
+
+afterEach(async () => {
+  faults.root = '';
+  faults.spaceLeft = Infinity;
+  faults.readOnlyDir = '';
+  for (const c of closers.splice(0)) await c().catch(() => {});
+  await chmodTree(dir).catch(() => {});
+  await cleanup();
+});
+
+async function chmodTree(d: string): Promise<void> {
+  if (!existsSync(d)) return;
+  await chmod(d, 0o755);
+  for (const e of await readdir(d, { withFileTypes: true })) {
+    if (e.isDirectory()) await chmodTree(path.join(d, e.name));
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, cond: () => boolean): Promise<void> {
+  const end = Date.now() + WAIT_MS;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+async function withTimeout<T>(p: Promise<T>, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        t = setTimeout(() => reject(new Error(`timed out: ${what}`)), WAIT_MS);
+      }),
+    ]);
+  } finally {
+    clearTimeout(t);
+  }
+}
+
+/** A folder that tdl cannot write in: chmod 555, or simulated when running as root. */
+async function makeReadOnly(d: string): Promise<void> {
+  if (asRoot) faults.readOnlyDir = d;
+  else await chmod(d, 0o555);
+}
+
+async function makeWritable(d: string): Promise<void> {
+  faults.readOnlyDir = '';
+  if (!asRoot) await chmod(d, 0o755);
+}
+
+const readOnlyHow = asRoot ? 'simulated, running as root' : 'chmod 555';
+
+async function setup(o: { rate?: number; size?: number; seed: number }) {
+  const data = randomBytesSeeded(o.size ?? 2 * 1024 * 1024, o.seed);
+  const t = makeTorrent({ name: 'big.bin', pieceLength: PIECE, files: { data } });
+  const s = await startFakeSeeder({
+    infoHash: t.infoHash,
+    data,
+    pieceLength: PIECE,
+    rateLimit: o.rate,
+  });
+  closers.push(() => s.close());
+  const tp = path.join(dir, 't.torrent');
+  await writeFile(tp, t.torrent);
+  const outDir = path.join(dir, 'out');
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(outDir);
+  const out = path.join(outDir, 'big.bin');
+  const args = (...more: string[]) => [
+    'download',
+    tp,
+    '-o',
+    out,
+    '--peer',
+    `127.0.0.1:${s.port}`,
+    ...more,
+  ];
+  return { t, s, tp, outDir, out, part: `${out}.part`, args };
+}
+
+async function valid(tp: string, out: string): Promise<number> {
+  const r = await runCli(['verify', tp, '-o', out, '--json']);
+  return r.events.find((e) => e['event'] === 'verified')!['valid'] as number;
+}
+
+/** Resume with the fault gone: only what is missing is fetched, and the result is right. */
+async function resumeAndCheck(
+  x: { t: MadeTorrent; s: FakeSeeder; tp: string; out: string; args: (...m: string[]) => string[] },
+  validBefore: number,
+): Promise<void> {
+  const before = x.s.served;
+  const r = await withTimeout(runCli(x.args('--json')), 'resumed download');
+  expect(r.code, r.stderr).toBe(0);
+  expect(r.events.find((e) => e['event'] === 'started')!['present']).toBe(validBefore);
+  expect(x.s.served - before).toBe(x.t.data.length - validBefore);
+  expect((await readFile(x.out)).equals(x.t.data)).toBe(true);
+}
+
+async function interruptAfter(args: string[], s: FakeSeeder, bytes: number): Promise<CliResult> {
+  const ctl = new AbortController();
+  const poll = setInterval(() => {
+    if (s.served >= bytes) ctl.abort(new InterruptedError('SIGINT'));
+  }, 5);
+  try {
+    return await withTimeout(runCli(args, { signal: ctl.signal }), 'interrupted download');
+  } finally {
+    clearInterval(poll);
+  }
+}
+
+describe('output folder not writable', () => {
+  it(`fails with exit 6 before fetching anything (${readOnlyHow})`, async () => {
+    const x = await setup({ seed: 1 });
+    await makeReadOnly(x.outDir);
+    const r = await runCli(x.args());
+    expect(r.code).toBe(6);
+    expect(r.stderr).toMatch(/permission denied/);
+    expect(r.stderr).toContain(x.outDir);
+    expect(x.s.served).toBe(0);
+    await makeWritable(x.outDir);
+    expect(await readdir(x.outDir)).toEqual([]);
+  });
+
+  it(`with a partial download in it: exit 6, the verified data stays for later (${readOnlyHow})`, async () => {
+    const x = await setup({ seed: 2, rate: 2 * 1024 * 1024 });
+    expect((await interruptAfter(x.args(), x.s, 700_000)).code).toBe(130);
+    const before = await valid(x.tp, x.out);
+    expect(before).toBeGreaterThan(0);
+    await makeReadOnly(x.outDir);
+    const served = x.s.served;
+    const r = await runCli(x.args());
+    expect(r.code).toBe(6);
+    expect(r.stderr).toMatch(/resume file .*big\.bin\.tdl-resume.*permission denied/);
+    expect(x.s.served).toBe(served);
+    expect(await valid(x.tp, x.out)).toBe(before);
+    await makeWritable(x.outDir);
+    await resumeAndCheck(x, before);
+  });
+});
+
+describe('disk full', () => {
+  it('fails with exit 6 naming the file; the pieces written stay and the next run resumes (simulated ENOSPC)', async () => {
+    const x = await setup({ seed: 3 });
+    // Room for the resume file and about a third of the data.
+    faults.spaceLeft = 700_000;
+    const r = await withTimeout(runCli(x.args()), 'download on a full disk');
+    expect(r.code).toBe(6);
+    expect(r.stderr).toMatch(/no space left on device/);
+    expect(r.stderr).toContain(x.part);
+    expect(existsSync(x.out)).toBe(false);
+    faults.spaceLeft = Infinity;
+    const before = await valid(x.tp, x.out);
+    expect(before).toBeGreaterThan(0);
+    expect(before).toBeLessThan(700_000);
+    await resumeAndCheck(x, before);
+  });
+});
+
+describe('output changed by someone else during the run', () => {
+  async function duringRun(seed: number, act: (part: string) => Promise<void>) {
+    const x = await setup({ seed, rate: 1024 * 1024, size: 1536 * 1024 });
+    const run = runCli(x.args());
+    await until('some data', () => x.s.served >= 400_000 && existsSync(x.part));
+    await act(x.part);
+    const r = await withTimeout(run, 'download');
+    expect(r.code).toBe(6);
+    expect(r.stderr).toContain(x.part);
+    // Never passed for complete.
+    expect(existsSync(x.out)).toBe(false);
+    return r;
+  }
+
+  it('a replaced output file is detected: exit 6, naming the file', async () => {
+    const r = await duringRun(4, async (part) => {
+      await rename(part, `${part}.moved`);
+      await writeFile(part, Buffer.alloc(1536 * 1024));
+    });
+    expect(r.stderr).toMatch(/was replaced/);
+  });
+
+  it('a truncated output file is detected: exit 6, naming the file', async () => {
+    const r = await duringRun(5, (part) => truncate(part, 1000));
+    expect(r.stderr).toMatch(/was truncated/);
+  });
+
+  it('a removed output file is detected: exit 6, naming the file', async () => {
+    const r = await duringRun(6, (part) => unlink(part));
+    expect(r.stderr).toMatch(/was removed/);
+  });
+});

@@ -1,0 +1,298 @@
+/**
+ * The resume file codec, and the start-up decision built on it: what is believed, what is
+ * re-hashed.
+ */
+import { createHash } from 'node:crypto';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { planStartup } from '../../src/storage/check.js';
+import type { FileStamp } from '../../src/storage/disk.js';
+import { Layout } from '../../src/storage/layout.js';
+import {
+  checkpointSize,
+  decodeResume,
+  encodeJournalEntry,
+  encodeResume,
+  resumeMismatch,
+  RESUME_HEADER_BYTES,
+  type ResumeState,
+} from '../../src/storage/resume.js';
+import { Bitfield } from '../../src/wire/bitfield.js';
+
+function state(o: Partial<ResumeState> = {}): ResumeState {
+  const pieceCount = o.pieceCount ?? 13;
+  const have = o.have ?? new Bitfield(pieceCount);
+  if (!o.have) for (const i of [0, 3, 7, 12]) have.set(i);
+  return {
+    infoHash: createHash('sha1').update('torrent').digest(),
+    pieceLength: 16384,
+    totalLength: 16384 * 12 + 100,
+    pieceCount,
+    clean: false,
+    files: [
+      { size: 100_000, mtimeNs: 1_700_000_000_123_456_789n, ino: 42n },
+      { size: 96_708, mtimeNs: 1n, ino: (1n << 63n) + 5n },
+    ],
+    have,
+    ...o,
+  };
+}
+
+function decodeOk(buf: Buffer) {
+  const d = decodeResume(buf);
+  if (!d.ok) throw new Error(`decode failed: ${d.reason}`);
+  return d;
+}
+
+describe('resume codec', () => {
+  it('round-trips every field', () => {
+    const s = state({ clean: true });
+    const d = decodeOk(encodeResume(s));
+    expect(d.state.infoHash.equals(s.infoHash)).toBe(true);
+    expect(d.state.pieceLength).toBe(s.pieceLength);
+    expect(d.state.totalLength).toBe(s.totalLength);
+    expect(d.state.pieceCount).toBe(13);
+    expect(d.state.clean).toBe(true);
+    expect(d.state.files).toEqual(s.files);
+    expect(d.state.have.toBuffer().equals(s.have.toBuffer())).toBe(true);
+    expect(d.journal).toEqual([]);
+    expect(d.checkpointBytes).toBe(checkpointSize(13, 2));
+  });
+
+  it('reads the journal after the checkpoint: in order, deduplicated, out-of-range dropped', () => {
+    const s = state();
+    const buf = Buffer.concat([
+      encodeResume(s, [5, 2]),
+      encodeJournalEntry(9),
+      encodeJournalEntry(5),
+      encodeJournalEntry(13), // past the last piece
+      encodeJournalEntry(0xffffffff),
+      encodeJournalEntry(1),
+    ]);
+    expect(decodeOk(buf).journal).toEqual([5, 2, 9, 1]);
+  });
+
+  it('ignores a torn last journal entry', () => {
+    const buf = Buffer.concat([encodeResume(state(), [4]), encodeJournalEntry(6).subarray(0, 3)]);
+    expect(decodeOk(buf).journal).toEqual([4]);
+  });
+
+  it('rejects every truncation of the checkpoint', () => {
+    const buf = encodeResume(state());
+    for (let n = 0; n < buf.length; n++) {
+      const d = decodeResume(buf.subarray(0, n));
+      expect(d.ok, `accepted ${n} of ${buf.length} bytes`).toBe(false);
+    }
+  });
+
+  it('rejects any single flipped bit in the checkpoint', () => {
+    const buf = encodeResume(state());
+    for (let i = 0; i < buf.length; i++) {
+      for (const bit of [0x01, 0x80]) {
+        const b = Buffer.from(buf);
+        b[i] = b[i]! ^ bit;
+        expect(decodeResume(b).ok, `byte ${i} bit ${bit}`).toBe(false);
+      }
+    }
+  });
+
+  it('says why: magic, version, checksum, shape', () => {
+    const buf = encodeResume(state());
+    const notOurs = Buffer.from(buf);
+    notOurs.write('XXXX', 0, 'latin1');
+    expect(decodeResume(notOurs)).toEqual({ ok: false, reason: 'not a resume file' });
+    const v2 = Buffer.from(buf);
+    v2.writeUInt16BE(2, 8);
+    expect(decodeResume(v2)).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/version 2/),
+    });
+    const sum = Buffer.from(buf);
+    sum[sum.length - 1] = sum[sum.length - 1]! ^ 1;
+    expect(decodeResume(sum)).toMatchObject({ ok: false, reason: 'checksum mismatch' });
+    expect(decodeResume(Buffer.from('hello'))).toMatchObject({ ok: false });
+    expect(decodeResume(Buffer.alloc(0))).toMatchObject({ ok: false });
+  });
+
+  it('rejects a header whose counts do not fit, even with a valid checksum', () => {
+    const buf = encodeResume(state());
+    const b = Buffer.from(buf.subarray(0, buf.length - 20));
+    b.writeUInt32BE(14, 48); // piece count no longer ceil(total / piece length)
+    const fixed = Buffer.concat([b, createHash('sha1').update(b).digest()]);
+    expect(decodeResume(fixed)).toMatchObject({ ok: false, reason: 'piece count does not fit' });
+  });
+
+  it('rejects spare bitfield bits set past the last piece', () => {
+    const s = state();
+    const buf = encodeResume(s);
+    const at = RESUME_HEADER_BYTES + 24 * s.files.length + 1; // second bitfield byte
+    const b = Buffer.from(buf.subarray(0, buf.length - 20));
+    b[at] = b[at]! | 0x01; // bit 15: past piece 12
+    const fixed = Buffer.concat([b, createHash('sha1').update(b).digest()]);
+    expect(decodeResume(fixed)).toMatchObject({ ok: false, reason: expect.stringMatching(/past/) });
+  });
+
+  it('never throws on arbitrary bytes', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 400 }), (bytes) => {
+        const d = decodeResume(Buffer.from(bytes));
+        expect(typeof d.ok).toBe('boolean');
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('round-trips random states', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 70 }),
+        fc.integer({ min: 1, max: 1 << 20 }),
+        fc.array(
+          fc.record({
+            size: fc.nat({ max: Number.MAX_SAFE_INTEGER }),
+            mtimeNs: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+            ino: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+          }),
+          { maxLength: 5 },
+        ),
+        fc.boolean(),
+        fc.array(fc.nat(), { maxLength: 10 }),
+        (pieceCount, pieceLength, files, clean, bits) => {
+          const have = new Bitfield(pieceCount);
+          for (const b of bits) have.set(b % pieceCount);
+          const s: ResumeState = {
+            infoHash: Buffer.alloc(20, 7),
+            pieceLength,
+            totalLength: pieceLength * (pieceCount - 1) + 1,
+            pieceCount,
+            clean,
+            files,
+            have,
+          };
+          const d = decodeOk(encodeResume(s));
+          expect(d.state.files).toEqual(files);
+          expect(d.state.clean).toBe(clean);
+          expect(d.state.have.toBuffer().equals(have.toBuffer())).toBe(true);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('names a mismatch with the torrent', () => {
+    const s = state();
+    const t = {
+      infoHash: s.infoHash,
+      pieceLength: s.pieceLength,
+      length: s.totalLength,
+      pieceCount: s.pieceCount,
+      files: 2,
+    };
+    expect(resumeMismatch(s, t)).toBeNull();
+    expect(resumeMismatch(s, { ...t, infoHash: Buffer.alloc(20) })).toMatch(/another torrent/);
+    expect(resumeMismatch(s, { ...t, files: 3 })).toMatch(/shape/);
+  });
+});
+
+describe('start-up plan', () => {
+  // Two files of 40 000 and 60 000 bytes, pieces of 16 KiB: piece 2 crosses the boundary.
+  const layout = new Layout(
+    [
+      { offset: 0, length: 40_000 },
+      { offset: 40_000, length: 60_000 },
+    ],
+    16384,
+    100_000,
+  );
+  const torrent = {
+    infoHash: Buffer.alloc(20, 1),
+    pieceLength: 16384,
+    length: 100_000,
+    pieceCount: layout.pieceCount,
+    pieceHashes: Buffer.alloc(20 * layout.pieceCount),
+    files: [{}, {}],
+  };
+  const stamps: FileStamp[] = [
+    { size: 40_000, mtimeNs: 1000n, ino: 11n },
+    { size: 60_000, mtimeNs: 2000n, ino: 12n },
+  ];
+  const existed = [{ existed: true }, { existed: true }];
+  function resume(have: number[], journal: number[] = [], files = stamps) {
+    const bf = new Bitfield(layout.pieceCount);
+    for (const i of have) bf.set(i);
+    return decodeResume(
+      encodeResume(
+        {
+          infoHash: torrent.infoHash,
+          pieceLength: 16384,
+          totalLength: 100_000,
+          pieceCount: layout.pieceCount,
+          clean: journal.length === 0,
+          files,
+          have: bf,
+        },
+        journal,
+      ),
+    );
+  }
+  const list = (bf: Bitfield) => [...Array(bf.size).keys()].filter((i) => bf.has(i));
+
+  it('believes an unchanged checkpoint without reading anything', () => {
+    const p = planStartup(layout, existed, stamps, resume([0, 1, 2, 5]), torrent);
+    expect(p.resume).toBe('used');
+    expect(list(p.trusted)).toEqual([0, 1, 2, 5]);
+    expect(p.toHash).toEqual([]);
+  });
+
+  it('re-hashes the journal pieces; a newer mtime explained by the journal is still trusted', () => {
+    const now = [stamps[0]!, { ...stamps[1]!, mtimeNs: 9999n }];
+    const p = planStartup(layout, existed, now, resume([0, 1, 2], [4]), torrent);
+    expect(list(p.trusted)).toEqual([0, 1, 2]);
+    expect(p.toHash).toEqual([4]);
+  });
+
+  it('re-hashes every piece of a file changed with no journal entry to explain it', () => {
+    const now = [stamps[0]!, { ...stamps[1]!, mtimeNs: 9999n }];
+    const p = planStartup(layout, existed, now, resume([0, 1, 2, 5]), torrent);
+    expect(p.fileTrust).toEqual(['trusted', 'untrusted']);
+    expect(list(p.trusted)).toEqual([0, 1]);
+    expect(p.toHash).toEqual([2, 3, 4, 5, 6]);
+  });
+
+  it('re-hashes a file with another inode or size', () => {
+    for (const change of [{ ino: 99n }, { size: 39_999 }]) {
+      const now = [{ ...stamps[0]!, ...change }, stamps[1]!];
+      const p = planStartup(layout, existed, now, resume([0, 1, 2, 5]), torrent);
+      expect(list(p.trusted)).toEqual([5]);
+      expect(p.toHash).toEqual([0, 1, 2]);
+    }
+  });
+
+  it('does not read pieces of files that did not exist; forgets recorded pieces there', () => {
+    const p = planStartup(
+      layout,
+      [{ existed: true }, { existed: false }],
+      stamps,
+      resume([0, 1, 2, 5]),
+      torrent,
+    );
+    expect(list(p.trusted)).toEqual([0, 1]);
+    expect(p.toHash).toEqual([]);
+  });
+
+  it('without a usable resume file, re-hashes everything that exists', () => {
+    const all = [0, 1, 2, 3, 4, 5, 6];
+    for (const d of [null, { ok: false as const, reason: 'x' }]) {
+      const p = planStartup(layout, existed, stamps, d, torrent);
+      expect(p.trusted.count).toBe(0);
+      expect(p.toHash).toEqual(all);
+    }
+    const other = planStartup(layout, existed, stamps, resume([0, 1, 2, 3, 4, 5, 6]), {
+      ...torrent,
+      infoHash: Buffer.alloc(20, 2),
+    });
+    expect(other.resume).toBe('ignored');
+    expect(other.reason).toMatch(/another torrent/);
+    expect(other.toHash).toEqual(all);
+  });
+});

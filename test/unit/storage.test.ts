@@ -1,0 +1,258 @@
+/**
+ * Storage below the CLI: working names, opening in write and read mode, the move to `.part`
+ * before the first write, finalize, the checks for files changed under us, the output plan's
+ * recognition of a torrent's own folder, and the checkpoint writer's file and journal.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, stat, truncate, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { hashPieces, isAllZero } from '../../src/storage/check.js';
+import { ResumeWriter } from '../../src/storage/checkpoint.js';
+import { DiskStorage, OutputChangedError } from '../../src/storage/disk.js';
+import { Layout } from '../../src/storage/layout.js';
+import { partPaths, resumePath, withSuffix } from '../../src/storage/names.js';
+import { planOutput, type OutputPlan } from '../../src/storage/output.js';
+import { decodeResume } from '../../src/storage/resume.js';
+import { Bitfield } from '../../src/wire/bitfield.js';
+import { tempDir } from '../helpers/cli.js';
+import { randomBytesSeeded } from '../helpers/torrent.js';
+
+let dir: string;
+let cleanup: () => Promise<void>;
+
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir('tdl-storage-'));
+});
+afterEach(async () => {
+  await cleanup();
+});
+
+const PL = 16;
+
+/** Two files, 20 and 30 bytes, 16-byte pieces: piece 1 crosses the boundary. */
+function twoFiles(root: string): { plan: OutputPlan; layout: Layout; data: Buffer } {
+  const plan: OutputPlan = {
+    root,
+    parent: path.dirname(root),
+    files: [
+      { path: path.join(root, 'a'), length: 20, offset: 0 },
+      { path: path.join(root, 'b'), length: 30, offset: 20 },
+    ],
+    dirs: [root],
+  };
+  const layout = new Layout(plan.files, PL, 50);
+  return { plan, layout, data: randomBytesSeeded(50, 'two') };
+}
+
+const piece = (data: Buffer, i: number) =>
+  data.subarray(i * PL, Math.min(data.length, (i + 1) * PL));
+
+describe('working names', () => {
+  it('appends .part, stepping around names the torrent itself uses', () => {
+    const plan: OutputPlan = {
+      root: '/o',
+      parent: '/',
+      files: ['/o/x', '/o/x.part', '/o/y'].map((p) => ({ path: p, length: 1, offset: 0 })),
+      dirs: ['/o'],
+    };
+    const parts = partPaths(plan);
+    expect(parts[2]).toBe('/o/y.part');
+    expect(new Set([...parts, ...plan.files.map((f) => f.path)]).size).toBe(6);
+    expect(resumePath(plan)).toBe('/o.tdl-resume');
+  });
+
+  it('keeps a long name under 255 bytes, and unique', () => {
+    const long = `/d/${'é'.repeat(127)}`; // 254 bytes
+    const a = withSuffix(long, '.part');
+    const b = withSuffix(`/d/${'é'.repeat(126)}x`, '.part');
+    expect(Buffer.byteLength(path.basename(a))).toBeLessThanOrEqual(255);
+    expect(a.endsWith('.part')).toBe(true);
+    expect(a).not.toBe(b);
+    expect(withSuffix('/d/short', '.part')).toBe('/d/short.part');
+  });
+});
+
+describe('DiskStorage', () => {
+  it('creates files under their working names, at full size, and finalizes them', async () => {
+    const { plan, layout, data } = twoFiles(path.join(dir, 't'));
+    const s = await DiskStorage.open(plan, layout);
+    expect(s.files.map((f) => path.basename(f.current!))).toEqual(['a.part', 'b.part']);
+    expect(s.files.every((f) => !f.existed)).toBe(true);
+    expect((await stat(path.join(dir, 't', 'b.part'))).size).toBe(30);
+    for (let i = 0; i < layout.pieceCount; i++) await s.writePiece(i, piece(data, i));
+    await s.checkIntact();
+    await s.finalize();
+    await s.close();
+    expect(
+      Buffer.concat([
+        await readFile(plan.files[0]!.path),
+        await readFile(plan.files[1]!.path),
+      ]).equals(data),
+    ).toBe(true);
+    expect(existsSync(path.join(dir, 't', 'a.part'))).toBe(false);
+  });
+
+  it('uses a file found under its final name in place, moving it to .part only when written', async () => {
+    const { plan, layout, data } = twoFiles(path.join(dir, 't'));
+    await mkdir(plan.root);
+    await writeFile(plan.files[0]!.path, data.subarray(0, 20));
+    const s = await DiskStorage.open(plan, layout);
+    expect(s.files[0]!.current).toBe(plan.files[0]!.path);
+    expect(s.files[0]!.existed).toBe(true);
+    expect((await s.readPiece(0)).equals(piece(data, 0))).toBe(true);
+    // Piece 2 lies in b only: a keeps its name.
+    await s.writePiece(2, piece(data, 2));
+    expect(existsSync(plan.files[0]!.path)).toBe(true);
+    // Piece 1 touches a: it moves first.
+    await s.writePiece(1, piece(data, 1));
+    expect(existsSync(plan.files[0]!.path)).toBe(false);
+    expect(s.files[0]!.current).toBe(`${plan.files[0]!.path}.part`);
+    await s.close();
+  });
+
+  it('prefers the working file when both names exist, and says so', async () => {
+    const { plan, layout } = twoFiles(path.join(dir, 't'));
+    await mkdir(plan.root);
+    await writeFile(plan.files[0]!.path, 'old');
+    await writeFile(`${plan.files[0]!.path}.part`, Buffer.alloc(20));
+    const s = await DiskStorage.open(plan, layout);
+    expect(s.files[0]!.current).toBe(`${plan.files[0]!.path}.part`);
+    expect(s.files[0]!.shadowed).toBe(true);
+    await s.close();
+  });
+
+  it('never shrinks a longer existing file before the end; finalize cuts it and reports it', async () => {
+    const { plan, layout, data } = twoFiles(path.join(dir, 't'));
+    await mkdir(plan.root);
+    await writeFile(plan.files[1]!.path, Buffer.concat([data.subarray(20), Buffer.from('tail')]));
+    const s = await DiskStorage.open(plan, layout);
+    expect((await stat(plan.files[1]!.path)).size).toBe(34);
+    for (let i = 0; i < layout.pieceCount; i++) await s.writePiece(i, piece(data, i));
+    const { cut } = await s.finalize();
+    await s.close();
+    expect(cut).toEqual([plan.files[1]!.path]);
+    expect((await readFile(plan.files[1]!.path)).equals(data.subarray(20))).toBe(true);
+  });
+
+  it('read mode opens what exists, reads missing files as zeros and creates nothing', async () => {
+    const { plan, layout, data } = twoFiles(path.join(dir, 't'));
+    await mkdir(plan.root);
+    await writeFile(`${plan.files[0]!.path}.part`, data.subarray(0, 20));
+    const s = await DiskStorage.open(plan, layout, { mode: 'read' });
+    expect(s.files.map((f) => f.existed)).toEqual([true, false]);
+    const all = await s.readPieces(0, 3);
+    expect(all.subarray(0, 20).equals(data.subarray(0, 20))).toBe(true);
+    expect(isAllZero(all.subarray(20))).toBe(true);
+    await expect(s.writePiece(0, piece(data, 0))).rejects.toThrow(/read-only/);
+    await s.close();
+    expect(existsSync(plan.files[1]!.path)).toBe(false);
+    expect(existsSync(`${plan.files[1]!.path}.part`)).toBe(false);
+  });
+
+  it('hashPieces tells valid pieces, holes and other data apart', async () => {
+    const { plan, layout, data } = twoFiles(path.join(dir, 't'));
+    const hashes = Buffer.concat(
+      [0, 1, 2, 3].map((i) => createHash('sha1').update(piece(data, i)).digest()),
+    );
+    const s = await DiskStorage.open(plan, layout);
+    await s.writePiece(0, piece(data, 0));
+    const junk = Buffer.from(piece(data, 2));
+    junk[0] = junk[0]! ^ 1;
+    await s.writePiece(2, junk);
+    const r = await hashPieces({ storage: s, layout, pieceHashes: hashes, pieces: [0, 1, 2, 3] });
+    await s.close();
+    expect([0, 1, 2, 3].map((i) => r.valid.has(i))).toEqual([true, false, false, false]);
+    expect([0, 1, 2, 3].map((i) => r.nonZeroInvalid.has(i))).toEqual([false, false, true, false]);
+    expect(r.hashedBytes).toBe(50);
+  });
+
+  it('checkIntact names a file that was replaced, removed or truncated', async () => {
+    const { plan, layout, data } = twoFiles(path.join(dir, 't'));
+    const s = await DiskStorage.open(plan, layout);
+    await s.writePiece(3, piece(data, 3));
+    const b = `${plan.files[1]!.path}.part`;
+    await truncate(b, 10);
+    await expect(s.checkIntact()).rejects.toThrow(/b\.part was truncated/);
+    // A write after the truncation refuses to regrow the file over the hole.
+    await expect(s.writePiece(2, piece(data, 2))).rejects.toBeInstanceOf(OutputChangedError);
+    await rename(b, `${b}.x`);
+    await expect(s.checkIntact()).rejects.toThrow(/b\.part was removed/);
+    await writeFile(b, Buffer.alloc(30));
+    await expect(s.checkIntact()).rejects.toThrow(/b\.part was replaced/);
+    await s.close();
+  });
+});
+
+describe('output plan', () => {
+  const t = {
+    name: 'multi',
+    multiFile: true,
+    infoHash: Buffer.alloc(20, 3),
+    files: [
+      { path: ['a'], length: 3, offset: 0 },
+      { path: ['s', 'b'], length: 2, offset: 3 },
+    ],
+  };
+
+  it('an existing folder that is not the torrent holds it (cp)', async () => {
+    const p = await planOutput(t, dir);
+    expect(p.root).toBe(path.join(dir, 'multi'));
+  });
+
+  it('-o naming the torrent folder of an earlier complete run stays that folder', async () => {
+    const root = path.join(dir, 'mine');
+    await mkdir(path.join(root, 's'), { recursive: true });
+    await writeFile(path.join(root, 'a'), 'xyz');
+    await writeFile(path.join(root, 's', 'b.part'), 'xy');
+    expect((await planOutput(t, root)).root).toBe(root);
+    // A file of another size: not this torrent's folder.
+    await writeFile(path.join(root, 'a'), 'xyzw');
+    expect((await planOutput(t, root)).root).toBe(path.join(root, 'multi'));
+  });
+
+  it("-o naming a folder with this torrent's resume file beside it stays that folder", async () => {
+    const root = path.join(dir, 'part');
+    await mkdir(root);
+    const header = Buffer.alloc(32);
+    header.write('TDLRESUM', 0, 'latin1');
+    t.infoHash.copy(header, 12);
+    await writeFile(`${root}.tdl-resume`, header);
+    expect((await planOutput(t, root)).root).toBe(root);
+    await writeFile(`${root}.tdl-resume`, Buffer.alloc(32));
+    expect((await planOutput(t, root)).root).toBe(path.join(root, 'multi'));
+  });
+});
+
+describe('ResumeWriter', () => {
+  it('checkpoints atomically and journals the pieces written since', async () => {
+    const { plan, layout, data } = twoFiles(path.join(dir, 't'));
+    const s = await DiskStorage.open(plan, layout);
+    const file = resumePath(plan);
+    const torrent = { infoHash: Buffer.alloc(20, 9), pieceLength: PL, length: 50, pieceCount: 4 };
+    const w = new ResumeWriter(file, torrent, s, new Bitfield(4));
+    s.setBeforeWrite((i) => w.intent(i));
+    await w.checkpoint();
+    await s.writePiece(1, piece(data, 1));
+    w.markWritten(1);
+    await s.writePiece(3, piece(data, 3));
+    // Not yet recorded: only journaled.
+    let d = decodeResume(await readFile(file));
+    if (!d.ok) throw new Error(d.reason);
+    expect(d.state.have.count).toBe(0);
+    expect(d.journal).toEqual([1, 3]);
+    await w.checkpoint();
+    d = decodeResume(await readFile(file));
+    if (!d.ok) throw new Error(d.reason);
+    expect(d.state.have.has(1)).toBe(true);
+    // Piece 3 was written but never reported done: it stays a hint.
+    expect(d.journal).toEqual([3]);
+    const st = await stat(`${plan.files[1]!.path}.part`, { bigint: true });
+    expect(d.state.files[1]).toEqual({ size: 30, mtimeNs: st.mtimeNs, ino: st.ino });
+    expect(existsSync(`${file}.tmp`)).toBe(false);
+    await w.remove();
+    await s.close();
+    expect(existsSync(file)).toBe(false);
+  });
+});
