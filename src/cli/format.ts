@@ -1,16 +1,23 @@
 /** Text helpers for the terminal. Names from torrents and trackers are untrusted. */
 
-/** Escape control characters (C0, DEL, C1) and lone surrogates so a name cannot drive the terminal. */
+/**
+ * Escape control characters (C0, DEL, C1), line/paragraph separators, bidirectional embedding,
+ * override and isolate controls, and lone surrogates, so that a name cannot drive the terminal
+ * or disguise how the text around it reads.
+ */
 export function escapeControl(s: string): string {
-  return s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]|[\ud800-\udfff]/gu, (c) => {
-    const code = c.codePointAt(0)!;
-    if (code === 0x0a) return '\\n';
-    if (code === 0x0d) return '\\r';
-    if (code === 0x09) return '\\t';
-    return code <= 0xff
-      ? `\\x${code.toString(16).padStart(2, '0')}`
-      : `\\u${code.toString(16).padStart(4, '0')}`;
-  });
+  return s.replace(
+    /[\u0000-\u001f\u007f-\u009f\u2028-\u202e\u2066-\u2069]|[\ud800-\udfff]/gu,
+    (c) => {
+      const code = c.codePointAt(0)!;
+      if (code === 0x0a) return '\\n';
+      if (code === 0x0d) return '\\r';
+      if (code === 0x09) return '\\t';
+      return code <= 0xff
+        ? `\\x${code.toString(16).padStart(2, '0')}`
+        : `\\u${code.toString(16).padStart(4, '0')}`;
+    },
+  );
 }
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];

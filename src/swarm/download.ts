@@ -135,6 +135,10 @@ interface Session {
   readyTimer: NodeJS.Timeout | null;
   lastBlockAt: number;
   hashFailures: number;
+  /** Pieces this peer delivered alone that verified: it may re-fetch pieces that failed. */
+  goodPieces: number;
+  /** Whole blocks received since the peer became ready or was last snubbed. */
+  blocksSinceSnub: number;
   used: boolean;
   unchokeWaitStart: number;
 }
@@ -150,6 +154,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   private readonly stallTimeoutMs: number;
   private readonly candidates = new Map<string, Candidate>();
   private readonly sessions = new Map<string, Session>();
+  private readonly handshaking = new Set<PeerConnection>();
   private readonly limit = pLimit(CONNECT_CONCURRENCY);
   private connecting = 0;
   private readonly startedAt = Date.now();
@@ -319,6 +324,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       } as Partial<PeerTimeouts>,
     });
     this.emit('peer', { address: c.address, status: 'connecting' });
+    this.handshaking.add(conn);
     try {
       await conn.connect();
     } catch (e) {
@@ -329,6 +335,8 @@ export class Download extends EventEmitter<DownloadEvents> {
       this.emit('peer', { address: c.address, status: 'dropped', reason });
       this.fill();
       return;
+    } finally {
+      this.handshaking.delete(conn);
     }
     if (this.finished) {
       conn.close('download finished');
@@ -350,6 +358,8 @@ export class Download extends EventEmitter<DownloadEvents> {
       readyTimer: null,
       lastBlockAt: 0,
       hashFailures: 0,
+      blocksSinceSnub: 0,
+      goodPieces: 0,
       used: false,
       unchokeWaitStart: now,
     };
@@ -432,6 +442,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       want,
       (k) => s.inflight.has(k),
       s.inflight.size,
+      s.goodPieces > 0 || !this.anyTrusted(),
     );
     if (blocks.length === 0) {
       if (s.inflight.size === 0 && !this.picker.interesting(conn.bitfield)) conn.notInterested();
@@ -464,6 +475,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       return;
     }
     s.inflight.delete(key);
+    s.blocksSinceSnub++;
     s.lastBlockAt = Date.now();
     s.pipeline.onBlock(data.length);
     if (!s.used) {
@@ -519,10 +531,13 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.wasted += p.size;
     const culprits = new Set(p.deliveredBy.filter((x): x is string => x !== undefined));
     log('piece %d failed verification (from %s)', p.index, [...culprits].join(', '));
-    this.picker.failed(p);
-    for (const address of culprits) {
-      const s = this.sessions.get(address);
-      if (!s) continue;
+    // Only a piece that came whole from one peer proves that peer wrong. A mixed piece charges
+    // no one (a liar could otherwise get honest peers banned) and is fetched again from a single
+    // peer, so that a second failure has one culprit.
+    this.picker.failed(p, culprits.size > 1);
+    const [only] = culprits;
+    const s = culprits.size === 1 && only !== undefined ? this.sessions.get(only) : undefined;
+    if (s) {
       s.hashFailures++;
       if (s.hashFailures >= MAX_HASH_FAILURES) this.ban(s, `sent ${s.hashFailures} bad pieces`);
     }
@@ -531,6 +546,11 @@ export class Download extends EventEmitter<DownloadEvents> {
   }
 
   private async pieceVerified(p: PieceInProgress): Promise<void> {
+    const from = p.deliveredBy[0];
+    if (from !== undefined && p.deliveredBy.every((x) => x === from)) {
+      const s = this.sessions.get(from);
+      if (s) s.goodPieces++;
+    }
     this.picker.verified(p);
     this.downloaded += p.size;
     this.rateSamples.push({ t: Date.now(), bytes: p.size });
@@ -583,6 +603,7 @@ export class Download extends EventEmitter<DownloadEvents> {
         s.conn.cancel(index, block * BLOCK_SIZE, this.layout.blockSize(index, block, BLOCK_SIZE));
     }
     s.inflight.clear();
+    this.picker.unclaim(s.conn.address);
     if (!this.finished) queueMicrotask(() => this.wakeAll());
   }
 
@@ -625,12 +646,15 @@ export class Download extends EventEmitter<DownloadEvents> {
     for (const s of this.sessions.values()) {
       s.pipeline.tick(now);
       if (s.inflight.size > 0 && now - s.lastBlockAt > SNUB_TIMEOUT_MS) {
-        if (this.sequential) {
+        // A peer that sent not one whole block in that time (a trickle, or nothing) gives its
+        // slot up; one that was useful before is snubbed and measured again.
+        if (this.sequential || s.blocksSinceSnub === 0) {
           this.drop(s, `sent no data for ${SNUB_TIMEOUT_MS / 1000}s`);
           continue;
         }
         log('%s snubbed: no block for %dms', s.conn.address, now - s.lastBlockAt);
         s.pipeline.snubbed();
+        s.blocksSinceSnub = 0;
         this.releaseAll(s, true);
         s.lastBlockAt = now;
       } else if (s.inflight.size < s.pipeline.depth) {
@@ -665,6 +689,12 @@ export class Download extends EventEmitter<DownloadEvents> {
         );
       }
     }
+  }
+
+  /** Is a peer that has delivered good pieces on its own connected? */
+  private anyTrusted(): boolean {
+    for (const s of this.sessions.values()) if (s.goodPieces > 0 && s.ready) return true;
+    return false;
   }
 
   private memoryBudget(): number {
@@ -703,6 +733,8 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (s.readyTimer) clearTimeout(s.readyTimer);
       s.conn.close('download ended');
     }
+    // Connections still connecting or handshaking end now too, not at their timeouts.
+    for (const conn of [...this.handshaking]) conn.close('download ended');
     this.limit.clearQueue();
   }
 }

@@ -43,8 +43,10 @@ export class PieceInProgress {
   readonly deliveredBy: (PeerKey | undefined)[];
   receivedCount = 0;
   buffer: Buffer;
-  /** The peer that started the piece. */
+  /** The peer that started the piece ('' once unclaimed). */
   owner: PeerKey;
+  /** After a failure with several contributors: only its owner may fetch blocks of it. */
+  exclusive = false;
 
   constructor(
     readonly index: number,
@@ -120,7 +122,9 @@ export class PiecePicker {
 
   /**
    * Up to `n` blocks to request from a peer. `isRequested(key)` tells whether this peer already
-   * has that block in flight (for endgame duplicates).
+   * has that block in flight (for endgame duplicates); `inflight` is how many it has in all;
+   * `mayClaim` lets it take a piece that failed with several contributors (given to peers that
+   * have proven themselves, see Download).
    */
   pick(
     peer: PeerKey,
@@ -128,12 +132,14 @@ export class PiecePicker {
     n: number,
     isRequested: (key: number) => boolean,
     inflight = 0,
+    mayClaim = true,
   ): BlockRef[] {
     const out: BlockRef[] = [];
     if (n <= 0 || this.remainingPieces === 0) return out;
-    // 1. pieces this peer started
+    // 1. pieces this peer started, and failed pieces waiting for a single peer to take them
     for (const p of this.inProgress.values()) {
       if (out.length >= n) return out;
+      if (p.exclusive && p.owner === '' && mayClaim && bf.has(p.index)) p.owner = peer;
       if (p.owner === peer) this.takeFree(p, n, out);
     }
     // 2. new pieces, rarest first
@@ -146,13 +152,13 @@ export class PiecePicker {
     // 3. free blocks of pieces others started
     for (const p of this.inProgress.values()) {
       if (out.length >= n) return out;
-      if (p.owner !== peer && bf.has(p.index)) this.takeFree(p, n, out);
+      if (p.owner !== peer && !p.exclusive && bf.has(p.index)) this.takeFree(p, n, out);
     }
     if (out.length > 0 || inflight >= ENDGAME_DEPTH || !this.endgame(bf)) return out;
     // 4. endgame: duplicate requests of blocks in flight elsewhere, a few at a time per peer
     const room = Math.min(n, ENDGAME_DEPTH - inflight);
     for (const p of this.inProgress.values()) {
-      if (!bf.has(p.index)) continue;
+      if (!bf.has(p.index) || (p.exclusive && p.owner !== peer)) continue;
       for (let b = 0; b < p.blockCount && out.length < room; b++) {
         if (p.received[b] || p.reqCount[b]! >= MAX_ENDGAME_REQUESTERS) continue;
         if (isRequested(p.index * BLOCKS_PER_PIECE_KEY + b)) continue;
@@ -260,12 +266,29 @@ export class PiecePicker {
     p.buffer = EMPTY;
   }
 
-  /** The piece failed verification: start it over (keeping its memory slot). */
-  failed(p: PieceInProgress): void {
+  /**
+   * The piece failed verification: start it over (keeping its memory slot). With `exclusive`, the
+   * next peer to take it fetches all of it alone.
+   */
+  failed(p: PieceInProgress, exclusive = false): void {
     p.received.fill(0);
     p.reqCount.fill(0);
     p.deliveredBy.fill(undefined);
     p.receivedCount = 0;
+    if (exclusive) {
+      p.exclusive = true;
+      p.owner = '';
+    }
+  }
+
+  /** A peer's requests were all released: exclusive pieces it held are free for another peer. */
+  unclaim(peer: PeerKey): void {
+    for (const p of this.inProgress.values()) {
+      if (p.exclusive && p.owner === peer) {
+        p.owner = '';
+        p.reqCount.fill(0);
+      }
+    }
   }
 
   /** Does this in-progress piece have any block still outstanding? */

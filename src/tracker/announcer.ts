@@ -18,11 +18,14 @@
  *   answer; `requestMoreMinMs` after a failed round.
  * - A tracker's first successful announce carries event=started; complete() and stop()
  *   send completed/stopped only to trackers that acknowledged started, bounded in time.
+ * - Peers that are this client as the tracker sees it (an address of this host with the port we
+ *   announce) are dropped from every reply: trackers often list the announcing client itself.
  *
  * Nothing a tracker does throws out of the announcer: failures become 'warning' events.
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { networkInterfaces } from 'node:os';
 import createDebug from 'debug';
 import { TdlError } from '../errors.js';
 import { announceHttp } from './http.js';
@@ -127,6 +130,19 @@ function schemeOf(raw: string): { url: string; scheme: Scheme } | undefined {
   return undefined;
 }
 
+/** The addresses of this host's network interfaces, loopback included. */
+function localAddresses(): Set<string> {
+  const out = new Set<string>(['127.0.0.1', '::1']);
+  try {
+    for (const list of Object.values(networkInterfaces())) {
+      for (const a of list ?? []) out.add(a.address.toLowerCase());
+    }
+  } catch {
+    // No interface list: loopback only.
+  }
+  return out;
+}
+
 function shuffle<T>(a: T[]): T[] {
   for (let i = a.length - 1; i > 0; i--) {
     const j = Math.floor(Math.random() * (i + 1));
@@ -145,6 +161,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
   private readonly tiers: TierState[] = [];
   private readonly all: TrackerState[] = [];
   private readonly key = randomBytes(4).readUInt32BE(0);
+  private readonly selfHosts = localAddresses();
   private started = false;
   private stopped = false;
   private stopPromise: Promise<void> | undefined;
@@ -202,11 +219,23 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
     return this.all.length;
   }
 
-  /** The last failure of each tracker whose most recent announce failed. */
+  /**
+   * The last failure of each tracker whose most recent announce failed; `message` does not
+   * repeat the URL.
+   */
   get failures(): { url: string; message: string }[] {
     return this.all
       .filter((t) => t.lastFailure !== undefined)
-      .map((t) => ({ url: t.url, message: t.lastFailure! }));
+      .map((t) => {
+        const prefix = `tracker ${t.url}: `;
+        const m = t.lastFailure!;
+        return { url: t.url, message: m.startsWith(prefix) ? m.slice(prefix.length) : m };
+      });
+  }
+
+  /** Is `p` this client, as a tracker sees it? */
+  private isSelf(p: PeerAddress): boolean {
+    return p.port === this.opts.port && this.selfHosts.has(p.host.toLowerCase());
   }
 
   /**
@@ -392,7 +421,8 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
       debug('%s: answered (%s): %d peers', t.url, event ?? 'regular', res.peers.length);
       this.emit('announce', t.url, res);
       if (res.warning !== undefined) this.emit('warning', res.warning, t.url);
-      if (res.peers.length > 0) this.emit('peers', res.peers, t.url);
+      const peers = res.peers.filter((p) => !this.isSelf(p));
+      if (peers.length > 0) this.emit('peers', peers, t.url);
       return res;
     } catch (err) {
       if (this.stopped) return undefined;

@@ -1,0 +1,500 @@
+/**
+ * Malicious peers, each BESIDE a good (throttled) seeder: the real CLI, in process, over real
+ * sockets on 127.0.0.1. Every download must finish with the right bytes, and the offending peer
+ * must be dropped (or banned) for the reason the check that caught it gives.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { MAX_HASH_FAILURES, SNUB_TIMEOUT_MS } from '../../src/swarm/download.js';
+import { INITIAL_DEPTH, MAX_DEPTH } from '../../src/swarm/pipeline.js';
+import { BLOCK_SIZE, encodeHave, encodePiece, maxMessageLength } from '../../src/wire/messages.js';
+import { runCli, tempDir, type CliResult } from '../helpers/cli.js';
+import { startFakeSeeder, type FakeSeeder } from '../helpers/fake-seeder.js';
+import {
+  HOSTILE_PEER_ID,
+  correctBlock,
+  seederScript,
+  startHostilePeer,
+  type HostileConnection,
+  type HostilePeer,
+  type HostileScript,
+} from '../helpers/hostile-peer.js';
+import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+
+const PIECE = 32768;
+const data = randomBytesSeeded(384 * 1024, 'hostile-peers');
+const t = makeTorrent({ name: 'h.bin', pieceLength: PIECE, files: { data } });
+const pieceCount = t.pieces.length;
+/** The good seeder's pace: 256 KiB/s, about a second and a half for the whole torrent. */
+const GOOD_RATE = 256 * 1024;
+/** Half that, for cases that need the download to last past a one-second peer timeout. */
+const SLOW_GOOD_RATE = 128 * 1024;
+
+interface Outcome extends CliResult {
+  elapsedMs: number;
+  /** The `peer` events about `p`. */
+  eventsOf(p: { hostPort: string }): { status: string; reason: string }[];
+}
+
+/** One test's world: its own folder, seeders and hostile peers, all ended when it ends. */
+interface Scene {
+  dir: string;
+  goodSeeder(rate?: number): Promise<FakeSeeder>;
+  hostile(script: HostileScript): Promise<HostilePeer>;
+  /** Runs `close` when the test ends. */
+  defer(close: () => Promise<void>): void;
+  /** Downloads `t` from the given peers (in that order) to `dir/<out>`, with --json. */
+  download(peers: { hostPort: string }[], extra?: string[], out?: string): Promise<Outcome>;
+  /** The download finished, byte for byte, and the good seeder was never banned. */
+  expectGoodDownload(r: Outcome, good: FakeSeeder, out?: string): Promise<void>;
+}
+
+/** A test run concurrently with the others of this file, in a Scene of its own. */
+function scenario(name: string, fn: (s: Scene) => Promise<void>, timeout = 30_000): void {
+  it.concurrent(name, { timeout }, async () => {
+    const { dir, cleanup } = await tempDir('tdl-hostile-');
+    const closers: (() => Promise<void>)[] = [];
+    const scene: Scene = {
+      dir,
+      goodSeeder: async (rate = GOOD_RATE) => {
+        const g = await startFakeSeeder({
+          infoHash: t.infoHash,
+          data,
+          pieceLength: PIECE,
+          rateLimit: rate,
+        });
+        closers.push(() => g.close());
+        return g;
+      },
+      hostile: async (script) => {
+        const h = await startHostilePeer(script);
+        closers.push(() => h.close());
+        return h;
+      },
+      defer: (close) => closers.push(close),
+      download: async (peers, extra = [], out = 'h.bin') => {
+        await writeFile(path.join(dir, 't.torrent'), t.torrent);
+        const started = Date.now();
+        const r = await runCli([
+          'download',
+          path.join(dir, 't.torrent'),
+          '-o',
+          path.join(dir, out),
+          '--json',
+          '--timeout',
+          '20',
+          ...extra,
+          ...peers.flatMap((p) => ['--peer', p.hostPort]),
+        ]);
+        const elapsedMs = Date.now() - started;
+        return {
+          ...r,
+          elapsedMs,
+          eventsOf: (p) =>
+            r.events
+              .filter((e) => e['event'] === 'peer' && e['address'] === p.hostPort)
+              .map((e) => ({ status: String(e['status']), reason: String(e['reason'] ?? '') })),
+        };
+      },
+      expectGoodDownload: async (r, good, out = 'h.bin') => {
+        expect(r.stderr).toBe('');
+        expect(r.code).toBe(0);
+        expect((await readFile(path.join(dir, out))).equals(data)).toBe(true);
+        expect(r.eventsOf(hostPortOf(good)).filter((e) => e.status === 'banned')).toEqual([]);
+      },
+    };
+    try {
+      await fn(scene);
+    } finally {
+      for (const c of closers.reverse()) await c().catch(() => {});
+      await cleanup();
+    }
+  });
+}
+
+const hostPortOf = (s: FakeSeeder) => ({ hostPort: `127.0.0.1:${s.port}` });
+
+/** The first drop (or ban) of `p` and its reason. */
+function dropOf(r: Outcome, p: { hostPort: string }): { status: string; reason: string } {
+  const e = r.eventsOf(p).find((x) => x.status === 'dropped' || x.status === 'banned');
+  expect(e, `no drop event for ${p.hostPort}`).toBeDefined();
+  return e!;
+}
+
+/** `c` closes within `ms` (or already has). */
+async function closedWithin(c: HostileConnection | undefined, ms: number): Promise<void> {
+  expect(c).toBeDefined();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), ms)));
+  const outcome = await Promise.race([c!.closed.then(() => 'closed' as const), late]);
+  clearTimeout(timer);
+  expect(outcome).toBe('closed');
+}
+
+/** The hostile peer's first connection was ended by tdl, within `ms` of opening. */
+function expectClosedByTdl(c: HostileConnection | undefined, ms: number): void {
+  expect(c).toBeDefined();
+  expect(c!.closedAt).not.toBeNull();
+  expect(c!.closedByUs).toBe(false);
+  expect(c!.lifetimeMs).toBeLessThan(ms);
+}
+
+describe('malicious peers beside a good seeder', () => {
+  scenario(
+    'a 4 GiB length prefix: refused by the framer as soon as its 4 bytes arrive',
+    async (s) => {
+      const good = await s.goodSeeder();
+      const evil = await s.hostile(async (c) => {
+        await c.exchangeHandshakes(t.infoHash);
+        await c.sendFullBitfield(pieceCount);
+        await c.write(Buffer.from([0xff, 0xff, 0xff, 0xff, 7])); // and nothing else
+        await c.closed;
+      });
+      const r = await s.download([evil, hostPortOf(good)]);
+      await s.expectGoodDownload(r, good);
+      const drop = dropOf(r, evil);
+      expect(drop.status).toBe('dropped');
+      expect(drop.reason).toBe(
+        `message length 4294967295 exceeds the limit of ${maxMessageLength(pieceCount)}`,
+      );
+      expectClosedByTdl(evil.conns[0], 1_000);
+    },
+  );
+
+  scenario('a piece message for a block never requested: dropped by the swarm', async (s) => {
+    const good = await s.goodSeeder();
+    const evil = await s.hostile(async (c) => {
+      await c.exchangeHandshakes(t.infoHash);
+      await c.sendFullBitfield(pieceCount);
+      await c.waitForMessage('interested');
+      // Before any unchoke nothing can have been requested: push a block anyway.
+      await c.write(encodePiece(1, BLOCK_SIZE, data.subarray(PIECE + BLOCK_SIZE, 2 * PIECE)));
+      await c.closed;
+    });
+    const r = await s.download([evil, hostPortOf(good)]);
+    await s.expectGoodDownload(r, good);
+    const drop = dropOf(r, evil);
+    expect(drop.reason).toBe(`sent a block we did not request (piece 1, offset ${BLOCK_SIZE})`);
+    expectClosedByTdl(evil.conns[0], 1_000);
+  });
+
+  scenario('a block for a piece index past the end: dropped by the swarm', async (s) => {
+    const good = await s.goodSeeder();
+    const evil = await s.hostile(async (c) => {
+      await c.becomeReadySeeder(t.infoHash, pieceCount);
+      await c.waitForMessage('request');
+      await c.write(encodePiece(0xffffffff, 0, Buffer.alloc(BLOCK_SIZE)));
+      await c.closed;
+    });
+    const r = await s.download([evil, hostPortOf(good)]);
+    await s.expectGoodDownload(r, good);
+    expect(dropOf(r, evil).reason).toBe(
+      'sent a block we did not request (piece 4294967295, offset 0)',
+    );
+  });
+
+  scenario(
+    'a block of the wrong size (one byte short, or 100 bytes too long): dropped',
+    async (s) => {
+      const good = await s.goodSeeder();
+      const short = await s.hostile(
+        seederScript({
+          infoHash: t.infoHash,
+          data,
+          pieceLength: PIECE,
+          answer: (r) => encodePiece(r.index, r.begin, Buffer.alloc(r.length - 1)),
+        }),
+      );
+      const long = await s.hostile(
+        seederScript({
+          infoHash: t.infoHash,
+          data,
+          pieceLength: PIECE,
+          answer: (r) => encodePiece(r.index, r.begin, Buffer.alloc(r.length + 100)),
+        }),
+      );
+      const r = await s.download([short, long, hostPortOf(good)]);
+      await s.expectGoodDownload(r, good);
+      expect(dropOf(r, short).reason).toBe(
+        `sent a block of ${BLOCK_SIZE - 1} bytes, expected ${BLOCK_SIZE}`,
+      );
+      expect(dropOf(r, long).reason).toBe(
+        `sent a block of ${BLOCK_SIZE + 100} bytes, expected ${BLOCK_SIZE}`,
+      );
+      expectClosedByTdl(short.conns[0], 2_000);
+      expectClosedByTdl(long.conns[0], 2_000);
+    },
+  );
+
+  scenario('a flood of `have` for nonexistent pieces: dropped at the first one', async (s) => {
+    const good = await s.goodSeeder();
+    const evil = await s.hostile(async (c) => {
+      await c.exchangeHandshakes(t.infoHash);
+      const flood = Buffer.concat(
+        Array.from({ length: 100_000 }, (_, i) => encodeHave(pieceCount + i)),
+      );
+      await c.write(flood);
+      await c.closed;
+    });
+    const r = await s.download([evil, hostPortOf(good)]);
+    await s.expectGoodDownload(r, good);
+    expect(dropOf(r, evil).reason).toBe(`have for nonexistent piece ${pieceCount}`);
+    expectClosedByTdl(evil.conns[0], 1_000);
+  });
+
+  scenario(
+    'the right handshake then garbage: dropped by the framer or the message decoder',
+    async (s) => {
+      const good = await s.goodSeeder();
+      const http = await s.hostile(async (c) => {
+        await c.exchangeHandshakes(t.infoHash);
+        await c.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+        await c.closed;
+      });
+      const badHave = await s.hostile(async (c) => {
+        await c.exchangeHandshakes(t.infoHash);
+        await c.write(Buffer.from([0, 0, 0, 3, 4, 0xde, 0xad])); // a `have` with 2 payload bytes
+        await c.closed;
+      });
+      const badBitfield = await s.hostile(async (c) => {
+        await c.exchangeHandshakes(t.infoHash);
+        await c.send({ type: 'bitfield', bitfield: Buffer.alloc(Math.ceil(pieceCount / 8) + 1) });
+        await c.closed;
+      });
+      const r = await s.download([http, badHave, badBitfield, hostPortOf(good)]);
+      await s.expectGoodDownload(r, good);
+      expect(dropOf(r, http).reason).toMatch(/^message length \d+ exceeds the limit of \d+$/);
+      expect(dropOf(r, badHave).reason).toBe('have: payload is 2 bytes, expected 4');
+      expect(dropOf(r, badBitfield).reason).toBe(
+        `bitfield is ${Math.ceil(pieceCount / 8) + 1} bytes, expected ${Math.ceil(pieceCount / 8)} for ${pieceCount} pieces`,
+      );
+    },
+  );
+
+  scenario(
+    'a peer that echoes our own handshake (our peer id): dropped at the handshake',
+    async (s) => {
+      const good = await s.goodSeeder();
+      const echo = await s.hostile(async (c) => {
+        const hs = await c.readHandshake();
+        await c.sendHandshake(hs.infoHash, hs.peerId);
+        await c.closed;
+      });
+      const r = await s.download([echo, hostPortOf(good)]);
+      await s.expectGoodDownload(r, good);
+      expect(dropOf(r, echo).reason).toMatch(/our own peer id/);
+      expectClosedByTdl(echo.conns[0], 1_000);
+    },
+  );
+
+  scenario(
+    'a peer that corrupts every piece: banned after MAX_HASH_FAILURES bad pieces',
+    async (s) => {
+      const good = await s.goodSeeder();
+      const liar = await startFakeSeeder({
+        infoHash: t.infoHash,
+        data,
+        pieceLength: PIECE,
+        corruptAll: true,
+      });
+      s.defer(() => liar.close());
+      const r = await s.download([hostPortOf(liar), hostPortOf(good)]);
+      await s.expectGoodDownload(r, good);
+      const ban = dropOf(r, hostPortOf(liar));
+      expect(ban).toEqual({ status: 'banned', reason: `sent ${MAX_HASH_FAILURES} bad pieces` });
+      // Banned means never tried again.
+      expect(liar.connections).toBe(1);
+      expect(r.events.at(-1)!['wasted']).toBeGreaterThanOrEqual(MAX_HASH_FAILURES * PIECE);
+    },
+  );
+
+  scenario(
+    'peers that race endgame duplicates with corrupt blocks do not get the honest seeder banned',
+    async (s) => {
+      const good = await s.goodSeeder(SLOW_GOOD_RATE);
+      // Each of these shows no piece at first; once the good seeder has started every piece
+      // (endgame), it claims them all and answers ONE of the duplicate requests it gets (the k-th,
+      // so that they spoil different pieces) with a corrupted block, then stays silent. Every
+      // piece it spoils mixes its block with blocks the good seeder sent.
+      const poisoner =
+        (k: number): HostileScript =>
+        async (c) => {
+          await c.exchangeHandshakes(t.infoHash);
+          await c.send({ type: 'bitfield', bitfield: Buffer.alloc(Math.ceil(pieceCount / 8)) });
+          await c.sleep(1_200);
+          for (let i = 0; i < pieceCount; i++) await c.send({ type: 'have', index: i });
+          await c.waitForMessage('interested');
+          await c.send({ type: 'unchoke' });
+          for (let n = 0; ; n++) {
+            const r = await c.waitForMessage('request', 30_000);
+            if (n < k) continue;
+            const at = r.index * PIECE + r.begin;
+            const block = Buffer.from(data.subarray(at, at + r.length));
+            block[0] = block[0]! ^ 0xff;
+            await c.write(encodePiece(r.index, r.begin, block));
+            await c.closed;
+          }
+        };
+      const poisoners = [
+        await s.hostile(poisoner(0)),
+        await s.hostile(poisoner(2)),
+        await s.hostile(poisoner(4)),
+      ];
+      const r = await s.download([hostPortOf(good), ...poisoners], ['--timeout', '8']);
+      expect(r.eventsOf(hostPortOf(good)).filter((e) => e.status === 'banned')).toEqual([]);
+      await s.expectGoodDownload(r, good);
+    },
+  );
+});
+
+describe('what tdl asks of one peer is bounded', () => {
+  scenario('outstanding requests to one peer never pass MAX_DEPTH', async (s) => {
+    const big = randomBytesSeeded(16 * 1024 * 1024, 'depth');
+    const bt = makeTorrent({ name: 'big.bin', pieceLength: 256 * 1024, files: { data: big } });
+    let outstanding = 0;
+    let most = 0;
+    // Answers in batches every 20 ms, so that requests pile up as far as tdl lets them.
+    const batcher = await s.hostile(async (c) => {
+      await c.becomeReadySeeder(bt.infoHash, bt.pieces.length);
+      const queue: { index: number; begin: number; length: number }[] = [];
+      void (async () => {
+        while (!c.isClosed) {
+          await c.sleep(20);
+          const batch = queue.splice(0);
+          if (batch.length === 0) continue;
+          outstanding -= batch.length;
+          await c.write(Buffer.concat(batch.map((r) => correctBlock(big, 256 * 1024, r))));
+        }
+      })();
+      for (;;) {
+        const m = await c.nextMessage(30_000);
+        if (m.type === 'request') {
+          queue.push(m);
+          most = Math.max(most, ++outstanding);
+        } else if (m.type === 'cancel') {
+          outstanding--;
+        }
+      }
+    });
+    const tp = path.join(s.dir, 'big.torrent');
+    await writeFile(tp, bt.torrent);
+    const r = await runCli([
+      'download',
+      tp,
+      '-o',
+      path.join(s.dir, 'big.bin'),
+      '--peer',
+      batcher.hostPort,
+    ]);
+    expect(r.code).toBe(0);
+    expect((await readFile(path.join(s.dir, 'big.bin'))).equals(big)).toBe(true);
+    expect(most).toBeGreaterThan(INITIAL_DEPTH);
+    expect(most).toBeLessThanOrEqual(MAX_DEPTH);
+  });
+});
+
+describe('peers that stall', () => {
+  scenario(
+    'a peer that accepts the connection and never handshakes: dropped at --peer-timeout',
+    async (s) => {
+      const good = await s.goodSeeder(SLOW_GOOD_RATE);
+      const mute = await s.hostile(async (c) => {
+        await c.closed;
+      });
+      const r = await s.download([mute, hostPortOf(good)], ['--peer-timeout', '1']);
+      await s.expectGoodDownload(r, good);
+      expect(dropOf(r, mute).reason).toBe('handshake timed out');
+      expectClosedByTdl(mute.conns[0], 1_900);
+    },
+  );
+
+  scenario(
+    'a handshake sent one byte at a time (slowloris): the handshake timer is not reset by data',
+    async (s) => {
+      const good = await s.goodSeeder(SLOW_GOOD_RATE);
+      const drip = await s.hostile(async (c) => {
+        const hs = await c.readHandshake();
+        const ours = Buffer.concat([Buffer.from([19]), Buffer.from('BitTorrent protocol')]);
+        for (const b of Buffer.concat([ours, Buffer.alloc(8), hs.infoHash, HOSTILE_PEER_ID])) {
+          if (c.isClosed) return;
+          await c.write(Buffer.from([b]));
+          await c.sleep(100);
+        }
+      });
+      const r = await s.download([drip, hostPortOf(good)], ['--peer-timeout', '1']);
+      await s.expectGoodDownload(r, good);
+      expect(dropOf(r, drip).reason).toBe('handshake timed out');
+      expectClosedByTdl(drip.conns[0], 1_900);
+    },
+  );
+
+  scenario(
+    'a peer that sends block data a few bytes at a time forever does not delay the download',
+    async (s) => {
+      const good = await s.goodSeeder();
+      const slow = await s.hostile(async (c) => {
+        await c.becomeReadySeeder(t.infoHash, pieceCount);
+        const r = await c.waitForMessage('request');
+        const piece = encodePiece(r.index, r.begin, Buffer.alloc(r.length));
+        for (let i = 0; !c.isClosed; i++) {
+          await c.write(piece.subarray(i % piece.length, (i % piece.length) + 1));
+          await c.sleep(50);
+        }
+      });
+      const alone = await s.download([hostPortOf(good)], [], 'alone.bin');
+      await s.expectGoodDownload(alone, good, 'alone.bin');
+      const r = await s.download([slow, hostPortOf(good)]);
+      await s.expectGoodDownload(r, good);
+      // The good seeder serves the rest; endgame asks it for the blocks the slow peer holds.
+      expect(r.elapsedMs).toBeLessThan(alone.elapsedMs + 2_000);
+      expect(r.elapsedMs).toBeLessThan(SNUB_TIMEOUT_MS);
+      // The trickle keeps the connection's idle timer from firing; tdl closes it at the end.
+      await closedWithin(slow.conns[0], 1_000);
+    },
+  );
+
+  scenario(
+    'a slowloris is dropped after SNUB_TIMEOUT_MS when one connection at a time is allowed',
+    async (s) => {
+      const good = await s.goodSeeder();
+      const slow = await s.hostile(async (c) => {
+        await c.becomeReadySeeder(t.infoHash, pieceCount);
+        const r = await c.waitForMessage('request');
+        const piece = encodePiece(r.index, r.begin, Buffer.alloc(r.length));
+        for (let i = 0; !c.isClosed; i++) {
+          await c.write(piece.subarray(i % piece.length, (i % piece.length) + 1));
+          await c.sleep(50);
+        }
+      });
+      const r = await s.download([slow, hostPortOf(good)], ['--max-peers', '1']);
+      await s.expectGoodDownload(r, good);
+      expect(dropOf(r, slow).reason).toBe(`sent no data for ${SNUB_TIMEOUT_MS / 1000}s`);
+      expect(r.elapsedMs).toBeLessThan(SNUB_TIMEOUT_MS + 5_000);
+    },
+  );
+
+  scenario(
+    'slowloris peers holding every connection slot are dropped so a good seeder gets a turn',
+    async (s) => {
+      const good = await s.goodSeeder();
+      const script: HostileScript = async (c) => {
+        await c.becomeReadySeeder(t.infoHash, pieceCount);
+        const r = await c.waitForMessage('request');
+        const piece = encodePiece(r.index, r.begin, Buffer.alloc(r.length));
+        for (let i = 0; !c.isClosed; i++) {
+          await c.write(piece.subarray(i % piece.length, (i % piece.length) + 1));
+          await c.sleep(50);
+        }
+      };
+      const slow1 = await s.hostile(script);
+      const slow2 = await s.hostile(script);
+      const r = await s.download(
+        [slow1, slow2, hostPortOf(good)],
+        ['--max-peers', '2', '--timeout', '14'],
+      );
+      await s.expectGoodDownload(r, good);
+      expect(dropOf(r, slow1).reason).toBe(`sent no data for ${SNUB_TIMEOUT_MS / 1000}s`);
+    },
+  );
+});

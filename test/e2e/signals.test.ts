@@ -1,0 +1,244 @@
+/**
+ * SIGINT and SIGTERM against the built CLI in a real child process, mid-download: the exit code
+ * is 130 / 143, the tracker hears `stopped` within a short bound, sockets are closed, and the
+ * pieces verified before the signal are on disk.
+ *
+ * Runs `node dist/cli/main.js`: build first (`npm run build`; `npm test` does it).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import type http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { encode } from '../../src/metainfo/bencode.js';
+import type { PeerAddress } from '../../src/tracker/types.js';
+import { tempDir } from '../helpers/cli.js';
+import { startFakeSeeder } from '../helpers/fake-seeder.js';
+import { compactPeers, parseHttpAnnounce, startHttpTracker } from '../helpers/fake-tracker.js';
+import { startHostilePeer } from '../helpers/hostile-peer.js';
+import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+
+const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+const PIECE = 32768;
+/** 4 MiB at 512 KiB/s: about eight seconds, so the signal always lands mid-download. */
+const data = randomBytesSeeded(4 * 1024 * 1024, 'signals');
+const RATE = 512 * 1024;
+/** How soon after the signal the tracker must have heard `stopped`. */
+const STOPPED_WITHIN_MS = 2_000;
+
+let dir: string;
+let cleanup: () => Promise<void>;
+const closers: (() => Promise<void> | void)[] = [];
+
+beforeAll(() => {
+  if (!existsSync(MAIN)) {
+    throw new Error(`${MAIN} is missing: build the CLI first with \`npm run build\``);
+  }
+});
+
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir('tdl-signals-'));
+});
+
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await Promise.resolve(c()).catch(() => {});
+  await cleanup();
+});
+
+/** Spawns the CLI in its own process group; it is killed (group and all) after the test. */
+function spawnCli(args: string[]): {
+  child: ChildProcess;
+  lines: Record<string, unknown>[];
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
+} {
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: Record<string, unknown>[] = [];
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => {
+    stdout += s;
+    let nl: number;
+    while ((nl = stdout.indexOf('\n')) >= 0) {
+      const line = stdout.slice(0, nl);
+      stdout = stdout.slice(nl + 1);
+      if (line.startsWith('{')) lines.push(JSON.parse(line) as Record<string, unknown>);
+    }
+  });
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>(
+    (resolve) => child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })),
+  );
+  closers.push(() => {
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  });
+  return { child, lines, stderr: () => stderr, exited };
+}
+
+async function until<T>(get: () => T | undefined, ms: number, what: string): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = get();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} did not happen within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A tracker answering with `peers()` that records when each event arrived, a throttled seeder,
+ * and the torrent pointing at the tracker.
+ */
+async function setup(o: { extraPeers?: PeerAddress[]; ignoreStopped?: boolean } = {}) {
+  const heard: { event: string; at: number }[] = [];
+  const peers: PeerAddress[] = [];
+  const tr = await startHttpTracker({
+    handler: (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const a = parseHttpAnnounce(req.url ?? '');
+      heard.push({ event: a?.event ?? '', at: Date.now() });
+      if (o.ignoreStopped && a?.event === 'stopped') return; // never answers
+      res.end(encode({ interval: 1800, peers: compactPeers(peers, 4) }));
+    },
+  });
+  closers.push(() => tr.close());
+  const t = makeTorrent({ name: 'sig.bin', pieceLength: PIECE, files: { data }, announce: tr.url });
+  const seeder = await startFakeSeeder({
+    infoHash: t.infoHash,
+    data,
+    pieceLength: PIECE,
+    rateLimit: RATE,
+  });
+  closers.push(() => seeder.close());
+  peers.push(seeder.address, ...(o.extraPeers ?? []));
+  const torrent = path.join(dir, 'sig.torrent');
+  await writeFile(torrent, t.torrent);
+  return { t, heard, torrent, out: path.join(dir, 'sig.bin') };
+}
+
+/** Pieces on disk that hold exactly the torrent's bytes (wherever the output file is). */
+async function verifiedOnDisk(out: string, hashes: Buffer[]): Promise<number[]> {
+  const file = [out, `${out}.part`].find((p) => existsSync(p));
+  if (!file) return [];
+  const bytes = await readFile(file);
+  const good: number[] = [];
+  hashes.forEach((h, i) => {
+    const piece = bytes.subarray(i * PIECE, (i + 1) * PIECE);
+    if (createHash('sha1').update(piece).digest().equals(h)) {
+      // Compare the byte range itself, not just its hash.
+      expect(piece.equals(data.subarray(i * PIECE, (i + 1) * PIECE))).toBe(true);
+      good.push(i);
+    }
+  });
+  return good;
+}
+
+const sha1s = (pieces: Buffer[]) => pieces.map((p) => createHash('sha1').update(p).digest());
+
+async function interruptMidDownload(sig: 'SIGINT' | 'SIGTERM', code: number) {
+  const { t, heard, torrent, out } = await setup();
+  const run = spawnCli(['download', torrent, '-o', out, '--json']);
+  // Wait until a few pieces are verified (progress events come every 250 ms).
+  const progress = await until(
+    () => {
+      const p = run.lines.filter((e) => e['event'] === 'progress').at(-1);
+      return p && Number(p['piecesDone']) >= 4 ? p : undefined;
+    },
+    10_000,
+    'four verified pieces',
+  );
+  expect(Number(progress['piecesDone'])).toBeLessThan(t.pieces.length);
+  expect(heard.some((h) => h.event === 'started')).toBe(true);
+  const killedAt = Date.now();
+  process.kill(run.child.pid!, sig);
+  const exit = await within(run.exited, 5_000, 'exit after the signal');
+
+  expect({ code: exit.code, signal: exit.signal }).toEqual({ code, signal: null });
+  expect(run.stderr()).toContain(`interrupted by ${sig}`);
+  const error = run.lines.find((e) => e['event'] === 'error');
+  expect(error).toMatchObject({ kind: 'interrupted', exitCode: code });
+  // The tracker heard `stopped`, soon.
+  const stopped = heard.find((h) => h.event === 'stopped');
+  expect(stopped, 'the tracker never heard stopped').toBeDefined();
+  expect(stopped!.at - killedAt).toBeLessThan(STOPPED_WITHIN_MS);
+  // Nothing was left open: the process ended on its own, well before its 2 s safety exit.
+  expect(exit.at - killedAt).toBeLessThan(1_500);
+  // Every piece reported verified before the signal is on disk, byte for byte.
+  const onDisk = await verifiedOnDisk(out, sha1s(t.pieces));
+  expect(onDisk.length).toBeGreaterThanOrEqual(Number(progress['piecesDone']));
+  expect(onDisk.length).toBeLessThan(t.pieces.length);
+}
+
+describe('signals, against the built CLI in a child process', () => {
+  it('SIGINT mid-download: exit 130, stopped sent, verified pieces kept', async () => {
+    await interruptMidDownload('SIGINT', 130);
+  });
+
+  it('SIGTERM mid-download: exit 143, stopped sent, verified pieces kept', async () => {
+    await interruptMidDownload('SIGTERM', 143);
+  });
+
+  it('SIGINT also closes a connection still waiting for its handshake', async () => {
+    const mute = await startHostilePeer(async (c) => {
+      await c.closed;
+    });
+    closers.push(() => mute.close());
+    const { torrent, out } = await setup({ extraPeers: [mute.address] });
+    const run = spawnCli(['download', torrent, '-o', out, '--json']);
+    await until(() => mute.conns[0], 10_000, 'a connection to the silent peer');
+    await until(
+      () => run.lines.find((e) => e['event'] === 'progress' && Number(e['piecesDone']) >= 1),
+      10_000,
+      'a verified piece',
+    );
+    const killedAt = Date.now();
+    process.kill(run.child.pid!, 'SIGINT');
+    const exit = await within(run.exited, 5_000, 'exit after the signal');
+    expect(exit.code).toBe(130);
+    await within(mute.conns[0]!.closed, 1_000, 'the close of the half-open connection');
+    // Closed by tdl's shutdown, not by the process dying at its 2 s safety exit.
+    expect(mute.conns[0]!.closedAt! - killedAt).toBeLessThan(1_000);
+    expect(exit.at - killedAt).toBeLessThan(1_500);
+  });
+
+  it('a tracker that never answers `stopped` holds the exit for a bounded time; a second signal ends it at once', async () => {
+    for (const twice of [false, true]) {
+      const { heard, torrent, out } = await setup({ ignoreStopped: true });
+      const run = spawnCli(['download', torrent, '-o', `${out}-${String(twice)}`, '--json']);
+      await until(
+        () => run.lines.find((e) => e['event'] === 'progress' && Number(e['piecesDone']) >= 1),
+        10_000,
+        'a verified piece',
+      );
+      const killedAt = Date.now();
+      process.kill(run.child.pid!, 'SIGTERM');
+      await until(() => heard.find((h) => h.event === 'stopped'), 2_000, 'stopped');
+      if (twice) process.kill(run.child.pid!, 'SIGTERM');
+      const exit = await within(run.exited, 5_000, 'exit after the signal');
+      expect(exit.code).toBe(143);
+      if (twice) expect(exit.at - killedAt).toBeLessThan(1_000);
+      else expect(exit.at - killedAt).toBeLessThan(STOPPED_WITHIN_MS + 1_000);
+    }
+  });
+});
