@@ -23,6 +23,7 @@ import { Layout } from '../storage/layout.js';
 import { resumePath } from '../storage/names.js';
 import { planOutput, type OutputPlan } from '../storage/output.js';
 import { Announcer } from '../tracker/announcer.js';
+import { preloadHttpClient } from '../tracker/http.js';
 import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { Download, type DownloadStats } from './download.js';
@@ -64,6 +65,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   const useTrackers = peers.length === 0;
   if (useTrackers && meta.announceList.length === 0) {
     throw new NoPeersError('the torrent names no tracker: give peers with --peer HOST:PORT');
+  }
+  if (useTrackers && meta.announceList.flat().some((u) => /^https?:/i.test(u))) {
+    preloadHttpClient();
   }
   const layout = new Layout(meta.files, meta.pieceLength, meta.length);
   const plan = await planOutput(meta, o.output);

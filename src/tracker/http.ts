@@ -41,6 +41,16 @@ function loadUndici() {
   return undici;
 }
 
+/**
+ * Start loading the HTTP client now, so that the first announce does not wait for it (about
+ * 70 ms): called when a download that will announce over HTTP starts.
+ */
+export function preloadHttpClient(): void {
+  loadUndici().catch(() => {
+    undici = null;
+  });
+}
+
 /** Characters left as they are (RFC 3986 unreserved set); every other byte becomes %XX. */
 function isUnreserved(b: number): boolean {
   return (
