@@ -45,8 +45,6 @@ export const MAX_HASH_FAILURES = 2;
 /** A peer address that failed is tried again after this long, at most MAX_CONNECT_ATTEMPTS times. */
 export const RETRY_DELAY_MS = 3_000;
 export const MAX_CONNECT_ATTEMPTS = 3;
-/** Requests are topped up when at least this many (or a quarter of the depth) are missing. */
-export const REFILL_BATCH = 32;
 /** Released or cancelled requests remembered per peer, so their late blocks are not errors. */
 export const MAX_CANCELLED_REMEMBERED = 4096;
 /** Most candidate addresses remembered. */
@@ -429,11 +427,9 @@ export class Download extends EventEmitter<DownloadEvents> {
       this.emit('peer', { address: conn.address, status: 'ready' });
     }
     const want = s.pipeline.depth - s.inflight.size;
-    // Refill in batches: a write per block would cost a system call per 16 KiB.
-    if (
-      want <= 0 ||
-      (s.inflight.size > 0 && want < Math.min(REFILL_BATCH, s.pipeline.depth >> 2))
-    ) {
+    // Refill in batches, when half the pipeline is free: a write per block would cost a system
+    // call per 16 KiB.
+    if (want <= 0 || (s.inflight.size > 0 && want < s.pipeline.depth >> 1)) {
       return;
     }
     const blocks = this.picker.pick(
