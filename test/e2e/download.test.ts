@@ -11,7 +11,7 @@ import {
   type FakeSeeder,
   type FakeSeederOptions,
 } from '../helpers/fake-seeder.js';
-import { startHttpTracker, type FakeTracker } from '../helpers/fake-tracker.js';
+import { startHttpTracker, startUdpTracker, type FakeTracker } from '../helpers/fake-tracker.js';
 import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 
 let dir: string;
@@ -189,6 +189,31 @@ describe('single-peer core path', () => {
     expect(quitter.served).toBeGreaterThan(0);
     // The second seeder only had to send what was not already verified.
     expect(second.served).toBeLessThan(data.length);
+  });
+
+  it('starts within seconds when dead trackers come before a working tier', async () => {
+    const silentUdp = await startUdpTracker({ dropFirst: Infinity });
+    closers.push(() => silentUdp.close());
+    const seeders: FakeSeeder[] = [];
+    const tr = await tracker(() => seeders);
+    const data = randomBytesSeeded(300_000, 12);
+    const t = makeTorrent({
+      name: 'tiers.bin',
+      pieceLength: 32768,
+      files: { data },
+      // First tier: a closed TCP port and a UDP tracker that never answers.
+      announceList: [['http://127.0.0.1:1/announce', silentUdp.url], [tr.url]],
+    });
+    seeders.push(await seeder(t, 32768));
+    const out = path.join(dir, 'tiers.bin');
+    const started = Date.now();
+    const r = await runCli(['download', await writeTorrent(t), '-o', out, '--json']);
+    const elapsed = Date.now() - started;
+    expect(r.code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    // The working second tier is asked at once, not after the first tier's retries (~22 s).
+    expect(elapsed).toBeLessThan(5_000);
+    console.log(`dead first tier: download done in ${elapsed} ms`);
   });
 
   it('exits 4 within the deadline when the tracker knows no peers', async () => {
