@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
 import pLimit from 'p-limit';
-import { InterruptedError, NoPeersError, TdlError, TransferError } from '../errors.js';
+import { InterruptedError, NoPeersError, TransferError } from '../errors.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import { PeerConnection, type PeerTimeouts } from '../peer/connection.js';
 import type { DiskStorage } from '../storage/disk.js';
@@ -51,11 +51,14 @@ export const MAX_CANCELLED_REMEMBERED = 4096;
 export const MAX_CANDIDATES = 2_000;
 const TICK_MS = 500;
 
+/** Where peer addresses come from (the tracker announcer): emits 'peers' and 'warning'. */
 export interface PeerSource extends EventEmitter {
   start(): void;
   requestMore(): void;
   complete(): Promise<void>;
   stop(): Promise<void>;
+  /** The last failure of each tracker that is failing, for the final error message. */
+  readonly failures: readonly { url: string; message: string }[];
 }
 
 export interface DownloadOptions {
@@ -138,7 +141,6 @@ interface Session {
   /** Whole blocks received since the peer became ready or was last snubbed. */
   blocksSinceSnub: number;
   used: boolean;
-  unchokeWaitStart: number;
 }
 
 export class Download extends EventEmitter<DownloadEvents> {
@@ -359,7 +361,6 @@ export class Download extends EventEmitter<DownloadEvents> {
       blocksSinceSnub: 0,
       goodPieces: 0,
       used: false,
-      unchokeWaitStart: now,
     };
     this.sessions.set(c.address, s);
     this.emit('peer', { address: c.address, status: 'connected' });
@@ -400,7 +401,6 @@ export class Download extends EventEmitter<DownloadEvents> {
     conn.on('choke', () => {
       log('%s choked us', conn.address);
       this.releaseAll(s);
-      s.unchokeWaitStart = Date.now();
       if (this.sequential) this.drop(s, 'choked us');
     });
     conn.on('block', (index, begin, data) => this.onBlock(s, index, begin, data));
@@ -706,13 +706,11 @@ export class Download extends EventEmitter<DownloadEvents> {
   }
 
   private noPeersDetail(): string {
-    const tracker = this.opts.tracker as unknown as
-      { failures?: { url: string; message: string }[] } | undefined;
     const parts: string[] = [];
     if (this.candidates.size === 0) parts.push('no peer addresses found');
     else parts.push(`${this.candidates.size} peer addresses tried`);
     if (this.lastFailure) parts.push(`last: ${this.lastFailure}`);
-    const tf = tracker?.failures ?? [];
+    const tf = this.opts.tracker?.failures ?? [];
     for (const f of tf.slice(0, 3)) parts.push(`tracker ${f.url}: ${f.message}`);
     return ` (${parts.join('; ')})`;
   }
@@ -739,8 +737,4 @@ function bytesOf(layout: Layout, have: Bitfield): number {
   let n = 0;
   for (let i = 0; i < layout.pieceCount; i++) if (have.has(i)) n += layout.pieceSize(i);
   return n;
-}
-
-export function isTdlError(e: unknown): e is TdlError {
-  return e instanceof TdlError;
 }
