@@ -22,6 +22,9 @@ import { encodeJournalEntry, encodeResume, JOURNAL_ENTRY_BYTES } from './resume.
 
 const log = createDebug('tdl:resume');
 
+/** Journal entries of pieces starting within this window are written together. */
+export const JOURNAL_BATCH_MS = 5;
+
 export interface CheckpointTorrent {
   infoHash: Buffer;
   pieceLength: number;
@@ -36,6 +39,8 @@ export class ResumeWriter {
   private started = new Set<number>();
   private handle: FileHandle | null = null;
   private journalPos = 0;
+  private pendingIntents: number[] = [];
+  private intentFlush: Promise<void> | null = null;
   private chain: Promise<unknown> = Promise.resolve();
   private running = 0;
   private closed = false;
@@ -67,18 +72,37 @@ export class ResumeWriter {
     return this.changed;
   }
 
-  /** Log that the piece is about to be written. Never fails: the journal is only a hint. */
-  async intent(index: number): Promise<void> {
+  /**
+   * Log that the piece is about to be written; resolves once its journal entry is. Never fails:
+   * the journal is only a hint. Entries of pieces that start within JOURNAL_BATCH_MS go out in
+   * one write (a write per piece cost a system call and a thread-pool round trip each).
+   */
+  intent(index: number): Promise<void> {
     this.started.add(index);
     this.changed = true;
+    if (!this.handle) return Promise.resolve();
+    this.pendingIntents.push(index);
+    this.intentFlush ??= new Promise<void>((resolve) => {
+      setTimeout(() => {
+        this.intentFlush = null;
+        void this.flushIntents().then(resolve);
+      }, JOURNAL_BATCH_MS);
+    });
+    return this.intentFlush;
+  }
+
+  private async flushIntents(): Promise<void> {
+    const indexes = this.pendingIntents;
+    this.pendingIntents = [];
     const h = this.handle;
-    if (!h) return;
+    if (!h || indexes.length === 0) return;
+    const buf = Buffer.concat(indexes.map((i) => encodeJournalEntry(i)));
     const pos = this.journalPos;
-    this.journalPos += JOURNAL_ENTRY_BYTES;
+    this.journalPos += buf.length;
     try {
-      await h.write(encodeJournalEntry(index), 0, JOURNAL_ENTRY_BYTES, pos);
+      await h.write(buf, 0, buf.length, pos);
     } catch (e) {
-      log('journal entry for piece %d not written: %s', index, (e as Error).message);
+      log('journal entries for %d pieces not written: %s', indexes.length, (e as Error).message);
     }
   }
 
