@@ -26,7 +26,7 @@ import { Announcer } from '../tracker/announcer.js';
 import { preloadHttpClient } from '../tracker/http.js';
 import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
-import { Download, type DownloadStats } from './download.js';
+import { Download, type DownloadOptions, type DownloadStats } from './download.js';
 
 const log = createDebug('tdl:resume');
 
@@ -45,6 +45,8 @@ export interface ClientOptions {
   maxPeers?: number;
   peerTimeoutMs?: number;
   stallTimeoutMs?: number;
+  /** Finer timeouts, for tests (see DownloadOptions). */
+  timeouts?: DownloadOptions['timeouts'];
   signal?: AbortSignal;
   /** Progress of the start-up check, while existing data is re-hashed. */
   onCheck?: ProgressFn;
@@ -130,6 +132,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       maxPeers: o.maxPeers,
       peerTimeoutMs: o.peerTimeoutMs,
       stallTimeoutMs: o.stallTimeoutMs,
+      timeouts: o.timeouts,
       signal: ctl.signal,
     });
     const d = dl;

@@ -45,6 +45,8 @@ export const MAX_HASH_FAILURES = 2;
 /** A peer address that failed is tried again after this long, at most MAX_CONNECT_ATTEMPTS times. */
 export const RETRY_DELAY_MS = 3_000;
 export const MAX_CONNECT_ATTEMPTS = 3;
+/** A request not answered within this long (while the peer answers others) is given to others. */
+export const REQUEST_TIMEOUT_MS = 30_000;
 /** Released or cancelled requests remembered per peer, so their late blocks are not errors. */
 export const MAX_CANCELLED_REMEMBERED = 4096;
 /** Most candidate addresses remembered. */
@@ -75,8 +77,8 @@ export interface DownloadOptions {
   peerTimeoutMs?: number;
   /** Give up when no verified data arrives for this long. */
   stallTimeoutMs?: number;
-  /** Extra peer connection timeouts (tests). */
-  timeouts?: Partial<PeerTimeouts>;
+  /** Other timeouts (tests): the peer connection's, and `requestMs` (REQUEST_TIMEOUT_MS). */
+  timeouts?: Partial<PeerTimeouts> & { requestMs?: number };
   signal?: AbortSignal;
 }
 
@@ -152,6 +154,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   private readonly sequential: boolean;
   private readonly peerTimeoutMs: number;
   private readonly stallTimeoutMs: number;
+  private readonly requestTimeoutMs: number;
   private readonly candidates = new Map<string, Candidate>();
   private readonly sessions = new Map<string, Session>();
   private readonly handshaking = new Set<PeerConnection>();
@@ -185,6 +188,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.sequential = this.maxPeers === 1;
     this.peerTimeoutMs = opts.peerTimeoutMs ?? 15_000;
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 120_000;
+    this.requestTimeoutMs = opts.timeouts?.requestMs ?? REQUEST_TIMEOUT_MS;
   }
 
   /** Run to completion. Resolves when every piece is verified and on disk. */
@@ -653,9 +657,10 @@ export class Download extends EventEmitter<DownloadEvents> {
         s.blocksSinceSnub = 0;
         this.releaseAll(s, true);
         s.lastBlockAt = now;
-      } else if (s.inflight.size < s.pipeline.depth) {
-        this.request(s);
+        continue;
       }
+      this.expireRequests(s, now);
+      if (s.inflight.size < s.pipeline.depth) this.request(s);
     }
     this.picker.maxInflightBytes = this.memoryBudget();
     this.fill();
@@ -684,6 +689,28 @@ export class Download extends EventEmitter<DownloadEvents> {
           ),
         );
       }
+    }
+  }
+
+  /**
+   * A peer that keeps sending may still never answer some requests (it dropped them): those
+   * older than REQUEST_TIMEOUT_MS are cancelled and go back to the picker for any peer.
+   */
+  private expireRequests(s: Session, now: number): void {
+    let expired = 0;
+    for (const [key, sentAt] of s.inflight) {
+      if (now - sentAt < this.requestTimeoutMs) continue;
+      const index = Math.floor(key / BLOCKS_PER_PIECE_KEY);
+      const block = key % BLOCKS_PER_PIECE_KEY;
+      s.inflight.delete(key);
+      this.picker.release(index, block);
+      this.rememberCancelled(s, key);
+      s.conn.cancel(index, block * BLOCK_SIZE, this.layout.blockSize(index, block, BLOCK_SIZE));
+      expired++;
+    }
+    if (expired > 0) {
+      log('%s: %d requests timed out, given to other peers', s.conn.address, expired);
+      this.wakeAll();
     }
   }
 

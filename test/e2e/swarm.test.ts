@@ -4,6 +4,8 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parseTorrent } from '../../src/metainfo/torrent.js';
+import { download } from '../../src/swarm/client.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import {
   startFakeSeeder,
@@ -31,7 +33,7 @@ async function seeder(t: MadeTorrent, pieceLength: number, o: Partial<FakeSeeder
   return s;
 }
 
-async function download(
+async function downloadCli(
   t: MadeTorrent,
   seeders: FakeSeeder[],
   extra: string[] = [],
@@ -60,12 +62,12 @@ describe('swarm download', () => {
     const seeders = await Promise.all(
       [0, 1, 2].map((k) => seeder(t, 32768, { pieces: (i) => i % 3 === k || (i + 1) % 3 === k })),
     );
-    const { r, out } = await download(t, seeders);
+    const { r, out } = await downloadCli(t, seeders);
     expect(r.code).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
     for (const s of seeders) expect(s.served).toBeGreaterThan(0);
     // The same partial peers fail the single-peer probe: nobody has every piece.
-    const single = await download(
+    const single = await downloadCli(
       t,
       seeders,
       ['--max-peers', '1', '--peer-timeout', '0.5', '--timeout', '2'],
@@ -80,7 +82,7 @@ describe('swarm download', () => {
     const seeders = await Promise.all(
       [0, 1, 2, 3].map(() => seeder(t, 65536, { rateLimit: 2 * 1024 * 1024 })),
     );
-    const { r, out } = await download(t, seeders);
+    const { r, out } = await downloadCli(t, seeders);
     expect(r.code).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
     // Each seeder, limited to a quarter of the total, served a fair share.
@@ -96,7 +98,7 @@ describe('swarm download', () => {
     const good = await Promise.all(
       [0, 1].map(() => seeder(t, 32768, { rateLimit: 4 * 1024 * 1024 })),
     );
-    const { r, out } = await download(t, [bad, ...good]);
+    const { r, out } = await downloadCli(t, [bad, ...good]);
     expect(r.code).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
     const banned = r.events.filter((e) => e['event'] === 'peer' && e['status'] === 'banned');
@@ -111,7 +113,7 @@ describe('swarm download', () => {
     const t = makeTorrent({ name: 'd.bin', pieceLength: 65536, files: { data } });
     const quitter = await seeder(t, 65536, { disconnectAfterBytes: 100_000 });
     const good = await seeder(t, 65536, { rateLimit: 2 * 1024 * 1024 });
-    const { r, out } = await download(t, [quitter, good]);
+    const { r, out } = await downloadCli(t, [quitter, good]);
     expect(r.code).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
     const drops = r.events.filter((e) => e['event'] === 'peer' && e['status'] === 'dropped');
@@ -123,9 +125,33 @@ describe('swarm download', () => {
     const t = makeTorrent({ name: 'e.bin', pieceLength: 32768, files: { data } });
     const fast = await seeder(t, 32768, { rateLimit: 4 * 1024 * 1024 });
     const slow = await seeder(t, 32768, { rateLimit: 64 * 1024 });
-    const { r, out } = await download(t, [fast, slow]);
+    const { r, out } = await downloadCli(t, [fast, slow]);
     expect(r.code).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
     expect(fast.cancels + slow.cancels).toBeGreaterThan(0);
+  });
+});
+
+describe('requests a peer never answers', () => {
+  it('are given back after the request timeout, even with one peer that answers the rest', async () => {
+    const data = randomBytesSeeded(512 * 1024, 26);
+    const t = makeTorrent({ name: 'r.bin', pieceLength: 65536, files: { data } });
+    // The one seeder silently drops its request for piece 3, block 1, once.
+    const s = await seeder(t, 65536, {
+      ignoreRequest: (index, begin) => index === 3 && begin === 16384,
+    });
+    const out = path.join(dir, 'r.bin');
+    const started = Date.now();
+    const result = await download({
+      meta: parseTorrent(t.torrent),
+      output: out,
+      peers: [s.address],
+      maxPeers: 1,
+      timeouts: { requestMs: 500 },
+      stallTimeoutMs: 10_000,
+    });
+    expect(result.stats.downloaded).toBe(data.length);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 });

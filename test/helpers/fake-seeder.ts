@@ -32,6 +32,8 @@ export interface FakeSeederOptions {
   rateLimit?: number;
   /** Choke the peer after serving this many bytes (and never unchoke again). */
   chokeAfterBytes?: number;
+  /** Silently drop the first request for which this returns true (never answered). */
+  ignoreRequest?: (index: number, begin: number) => boolean;
 }
 
 export interface FakeSeeder {
@@ -51,6 +53,7 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
   const pieceCount = Math.ceil(o.data.length / o.pieceLength);
   const has = o.pieces ?? (() => true);
   const corruptLeft = new Map<number, number>();
+  let ignored = false;
   if (o.corruptPiece !== undefined) corruptLeft.set(o.corruptPiece, o.corruptTimes ?? 1);
   const sockets = new Set<net.Socket>();
   const state: FakeSeeder = {
@@ -152,6 +155,10 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
             send({ type: 'unchoke' });
           } else if (m.type === 'request') {
             state.requests++;
+            if (!ignored && o.ignoreRequest?.(m.index, m.begin)) {
+              ignored = true;
+              continue;
+            }
             if (!choked && has(m.index)) queue.push(m);
           } else if (m.type === 'cancel') {
             state.cancels++;
