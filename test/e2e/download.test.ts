@@ -4,49 +4,15 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { runCli, tempDir } from '../helpers/cli.js';
-import {
-  startFakeSeeder,
-  type FakeSeeder,
-  type FakeSeederOptions,
-} from '../helpers/fake-seeder.js';
-import { startHttpTracker, startUdpTracker, type FakeTracker } from '../helpers/fake-tracker.js';
-import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import type { FakeSeeder } from '../helpers/fake-seeder.js';
+import { startUdpTracker } from '../helpers/fake-tracker.js';
+import { useFixture } from '../helpers/fixture.js';
+import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
-let dir: string;
-let cleanup: () => Promise<void>;
-const closers: (() => Promise<void>)[] = [];
-
-beforeEach(async () => {
-  ({ dir, cleanup } = await tempDir());
-});
-
-afterEach(async () => {
-  for (const c of closers.splice(0)) await c().catch(() => {});
-  await cleanup();
-});
-
-async function seeder(t: MadeTorrent, pieceLength: number, o: Partial<FakeSeederOptions> = {}) {
-  const s = await startFakeSeeder({ infoHash: t.infoHash, data: t.data, pieceLength, ...o });
-  closers.push(() => s.close());
-  return s;
-}
-
-async function tracker(peers: FakeSeeder[] | (() => FakeSeeder[])): Promise<FakeTracker> {
-  const tr = await startHttpTracker({
-    peers: () => (typeof peers === 'function' ? peers() : peers).map((p) => p.address),
-    interval: 1,
-  });
-  closers.push(() => tr.close());
-  return tr;
-}
-
-async function writeTorrent(t: MadeTorrent, name = 't.torrent'): Promise<string> {
-  const p = path.join(dir, name);
-  await writeFile(p, t.torrent);
-  return p;
-}
+const fx = useFixture();
+const { seeder, tracker, writeTorrent } = fx;
 
 const peerArgs = (...ss: FakeSeeder[]) => ss.flatMap((s) => ['--peer', `127.0.0.1:${s.port}`]);
 
@@ -63,7 +29,7 @@ describe('single-peer core path', () => {
       announce: tr.url,
     });
     seeders.push(await seeder(t, 65536));
-    const out = path.join(dir, 'out');
+    const out = path.join(fx.dir, 'out');
     await mkdir(out);
     const r = await runCli(['download', await writeTorrent(t), '-o', out, '--json']);
     expect(r.stderr).toBe('');
@@ -90,7 +56,7 @@ describe('single-peer core path', () => {
     ];
     const t = makeTorrent({ name: 'multi', pieceLength: 32768, files });
     const s = await seeder(t, 32768);
-    const out = path.join(dir, 'newname');
+    const out = path.join(fx.dir, 'newname');
     const r = await runCli(['download', await writeTorrent(t), '-o', out, ...peerArgs(s)]);
     expect(r.code).toBe(0);
     for (const f of files) {
@@ -102,7 +68,7 @@ describe('single-peer core path', () => {
     const data = randomBytesSeeded(32768 * 5 + 1, 5);
     const t = makeTorrent({ name: 'odd.bin', pieceLength: 32768, files: { data } });
     const s = await seeder(t, 32768);
-    const out = path.join(dir, 'odd.bin');
+    const out = path.join(fx.dir, 'odd.bin');
     const r = await runCli(['download', await writeTorrent(t), '-o', out, ...peerArgs(s)]);
     expect(r.code).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
@@ -112,7 +78,7 @@ describe('single-peer core path', () => {
     const data = randomBytesSeeded(8192 * 20 + 100, 6);
     const t = makeTorrent({ name: 'small.bin', pieceLength: 8192, files: { data } });
     const s = await seeder(t, 8192);
-    const out = path.join(dir, 'small.bin');
+    const out = path.join(fx.dir, 'small.bin');
     const r = await runCli(['download', await writeTorrent(t), '-o', out, ...peerArgs(s)]);
     expect(r.code).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
@@ -125,7 +91,7 @@ describe('single-peer core path', () => {
     const choker = await seeder(t, 32768, { neverUnchoke: true });
     const wrong = await seeder(t, 32768, { wrongInfoHash: true });
     const good = await seeder(t, 32768, { haveMessages: true });
-    const out = path.join(dir, 'p.bin');
+    const out = path.join(fx.dir, 'p.bin');
     const r = await runCli([
       'download',
       await writeTorrent(t),
@@ -153,7 +119,7 @@ describe('single-peer core path', () => {
     const data = randomBytesSeeded(200_000, 8);
     const t = makeTorrent({ name: 'c.bin', pieceLength: 32768, files: { data } });
     const s = await seeder(t, 32768, { corruptPiece: 2 });
-    const out = path.join(dir, 'c.bin');
+    const out = path.join(fx.dir, 'c.bin');
     const r = await runCli([
       'download',
       await writeTorrent(t),
@@ -174,7 +140,7 @@ describe('single-peer core path', () => {
     const t = makeTorrent({ name: 'h.bin', pieceLength: 32768, files: { data } });
     const quitter = await seeder(t, 32768, { disconnectAfterBytes: 256 * 1024 });
     const second = await seeder(t, 32768);
-    const out = path.join(dir, 'h.bin');
+    const out = path.join(fx.dir, 'h.bin');
     const r = await runCli([
       'download',
       await writeTorrent(t),
@@ -193,7 +159,7 @@ describe('single-peer core path', () => {
 
   it('starts within seconds when dead trackers come before a working tier', async () => {
     const silentUdp = await startUdpTracker({ dropFirst: Infinity });
-    closers.push(() => silentUdp.close());
+    fx.onClose(() => silentUdp.close());
     const seeders: FakeSeeder[] = [];
     const tr = await tracker(() => seeders);
     const data = randomBytesSeeded(300_000, 12);
@@ -205,7 +171,7 @@ describe('single-peer core path', () => {
       announceList: [['http://127.0.0.1:1/announce', silentUdp.url], [tr.url]],
     });
     seeders.push(await seeder(t, 32768));
-    const out = path.join(dir, 'tiers.bin');
+    const out = path.join(fx.dir, 'tiers.bin');
     const started = Date.now();
     const r = await runCli(['download', await writeTorrent(t), '-o', out, '--json']);
     const elapsed = Date.now() - started;
@@ -229,7 +195,7 @@ describe('single-peer core path', () => {
       'download',
       await writeTorrent(t),
       '-o',
-      path.join(dir, 'n.bin'),
+      path.join(fx.dir, 'n.bin'),
       '--timeout',
       '2',
     ]);
@@ -245,13 +211,13 @@ describe('single-peer core path', () => {
       files: [{ path: ['..', 'escaped.txt'], data: Buffer.from('x') }],
     });
     const tp = await writeTorrent(t);
-    const out = path.join(dir, 'out');
+    const out = path.join(fx.dir, 'out');
     await mkdir(out);
     const r = await runCli(['download', tp, '-o', out, '--peer', '127.0.0.1:9']);
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/path/);
     expect(await readdir(out)).toEqual([]);
-    expect(existsSync(path.join(dir, 'escaped.txt'))).toBe(false);
+    expect(existsSync(path.join(fx.dir, 'escaped.txt'))).toBe(false);
   });
 });
 
@@ -260,9 +226,9 @@ describe('output naming follows cp', () => {
     const data = randomBytesSeeded(5000, 11);
     const t = makeTorrent({ name: 'named.bin', pieceLength: 16384, files: { data } });
     const s = await seeder(t, 16384);
-    const r = await runCli(['download', await writeTorrent(t), '-o', dir, ...peerArgs(s)]);
+    const r = await runCli(['download', await writeTorrent(t), '-o', fx.dir, ...peerArgs(s)]);
     expect(r.code).toBe(0);
-    expect((await readFile(path.join(dir, 'named.bin'))).equals(data)).toBe(true);
+    expect((await readFile(path.join(fx.dir, 'named.bin'))).equals(data)).toBe(true);
   });
 });
 
@@ -270,13 +236,13 @@ describe('command line', () => {
   it('exits 2 on a bad option and on a missing torrent', async () => {
     expect((await runCli(['download'])).code).toBe(2);
     expect((await runCli(['download', 'x.torrent', '--max-peers', 'zero'])).code).toBe(2);
-    const r = await runCli(['download', path.join(dir, 'missing.torrent')]);
+    const r = await runCli(['download', path.join(fx.dir, 'missing.torrent')]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/cannot read/);
   });
 
   it('exits 3 on a file that is not a torrent', async () => {
-    const p = path.join(dir, 'bad.torrent');
+    const p = path.join(fx.dir, 'bad.torrent');
     await writeFile(p, 'l-3:e');
     const r = await runCli(['download', p, '--peer', '127.0.0.1:9']);
     expect(r.code).toBe(3);

@@ -1,37 +1,18 @@
 /**
  * Swarm behaviour, in process: many fake seeders at once on 127.0.0.1, driven through the CLI.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
 import { download } from '../../src/swarm/client.js';
-import { runCli, tempDir } from '../helpers/cli.js';
-import {
-  startFakeSeeder,
-  type FakeSeeder,
-  type FakeSeederOptions,
-} from '../helpers/fake-seeder.js';
+import { runCli } from '../helpers/cli.js';
+import type { FakeSeeder } from '../helpers/fake-seeder.js';
+import { useFixture } from '../helpers/fixture.js';
 import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 
-let dir: string;
-let cleanup: () => Promise<void>;
-const closers: (() => Promise<void>)[] = [];
-
-beforeEach(async () => {
-  ({ dir, cleanup } = await tempDir());
-});
-
-afterEach(async () => {
-  for (const c of closers.splice(0)) await c().catch(() => {});
-  await cleanup();
-});
-
-async function seeder(t: MadeTorrent, pieceLength: number, o: Partial<FakeSeederOptions> = {}) {
-  const s = await startFakeSeeder({ infoHash: t.infoHash, data: t.data, pieceLength, ...o });
-  closers.push(() => s.close());
-  return s;
-}
+const fx = useFixture();
+const { seeder } = fx;
 
 async function downloadCli(
   t: MadeTorrent,
@@ -39,9 +20,8 @@ async function downloadCli(
   extra: string[] = [],
   name = 'out.bin',
 ) {
-  const tp = path.join(dir, 't.torrent');
-  await writeFile(tp, t.torrent);
-  const out = path.join(dir, name);
+  const tp = await fx.writeTorrent(t);
+  const out = path.join(fx.dir, name);
   const r = await runCli([
     'download',
     tp,
@@ -140,7 +120,7 @@ describe('requests a peer never answers', () => {
     const s = await seeder(t, 65536, {
       ignoreRequest: (index, begin) => index === 3 && begin === 16384,
     });
-    const out = path.join(dir, 'r.bin');
+    const out = path.join(fx.dir, 'r.bin');
     const started = Date.now();
     const result = await download({
       meta: parseTorrent(t.torrent),
