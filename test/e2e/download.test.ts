@@ -64,21 +64,18 @@ describe('single-peer core path', () => {
     }
   });
 
-  it('handles 32 KiB pieces with a 1-byte last piece', async () => {
-    const data = randomBytesSeeded(32768 * 5 + 1, 5);
-    const t = makeTorrent({ name: 'odd.bin', pieceLength: 32768, files: { data } });
-    const s = await seeder(t, 32768);
+  it.each([
+    { what: '32 KiB pieces with a 1-byte last piece', pieceLength: 32768, size: 32768 * 5 + 1 },
+    {
+      what: 'a piece length (8 KiB) smaller than a block',
+      pieceLength: 8192,
+      size: 8192 * 20 + 100,
+    },
+  ])('handles $what', async ({ pieceLength, size }) => {
+    const data = randomBytesSeeded(size, pieceLength);
+    const t = makeTorrent({ name: 'odd.bin', pieceLength, files: { data } });
+    const s = await seeder(t, pieceLength);
     const out = path.join(fx.dir, 'odd.bin');
-    const r = await runCli(['download', await writeTorrent(t), '-o', out, ...peerArgs(s)]);
-    expect(r.code).toBe(0);
-    expect((await readFile(out)).equals(data)).toBe(true);
-  });
-
-  it('handles a piece length (8 KiB) smaller than a block', async () => {
-    const data = randomBytesSeeded(8192 * 20 + 100, 6);
-    const t = makeTorrent({ name: 'small.bin', pieceLength: 8192, files: { data } });
-    const s = await seeder(t, 8192);
-    const out = path.join(fx.dir, 'small.bin');
     const r = await runCli(['download', await writeTorrent(t), '-o', out, ...peerArgs(s)]);
     expect(r.code).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
