@@ -2,7 +2,7 @@ import { UsageError } from '../errors.js';
 import { download } from '../swarm/client.js';
 import type { Download } from '../swarm/download.js';
 import type { PeerAddress } from '../tracker/types.js';
-import { escapeControl } from './format.js';
+import { escapeControl, redactUrls } from './format.js';
 import type { CliIO, DownloadCliOptions } from './program.js';
 import { checkLine, progressLine, summaryLine } from './progress.js';
 import { loadTorrent } from './torrent-file.js';
@@ -33,7 +33,9 @@ export async function runDownload(
   const warn = (message: string) => {
     if (json) emit({ event: 'warning', message });
     if (!opts.quiet && !json)
-      io.stderr.write(`${tty ? '\r\x1b[2K' : ''}tdl: warning: ${escapeControl(message)}\n`);
+      io.stderr.write(
+        `${tty ? '\r\x1b[2K' : ''}tdl: warning: ${escapeControl(redactUrls(message))}\n`,
+      );
   };
 
   let timer: NodeJS.Timeout | null = null;

@@ -46,3 +46,19 @@ export function formatDuration(ms: number): string {
   const ss = String(s).padStart(2, '0');
   return h > 0 ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
 }
+
+/**
+ * Hide what usually carries a private tracker's passkey in URLs printed to the terminal: the
+ * query string, and long token-like path segments (`/a1b2…/announce`).
+ */
+export function redactUrls(s: string): string {
+  return s.replace(/\b(https?|udp):\/\/[^\s"'<>]+/gi, (match) => {
+    // Punctuation right after a URL ("tracker URL: message") is not part of it.
+    const trail = /[:,.;)\]]+$/.exec(match)?.[0] ?? '';
+    const url = match.slice(0, match.length - trail.length);
+    const q = url.indexOf('?');
+    const base = q >= 0 ? url.slice(0, q) : url;
+    const shown = base.replace(/\/[A-Za-z0-9_-]{16,}(?=\/|$)/g, '/…');
+    return `${q >= 0 ? `${shown}?…` : shown}${trail}`;
+  });
+}

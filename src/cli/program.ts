@@ -6,7 +6,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { TdlError, UsageError } from '../errors.js';
 import { runDownload } from './download-command.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
-import { escapeControl } from './format.js';
+import { escapeControl, redactUrls } from './format.js';
 import { runInfo } from './info-command.js';
 import { runVerify, type VerifyCliOptions } from './verify-command.js';
 import { VERSION } from './version.js';
@@ -155,7 +155,7 @@ export function reportError(e: unknown, io: CliIO, json: boolean): number {
     const kind = e instanceof TdlError ? e.kind : 'internal';
     io.stdout.write(`${JSON.stringify({ event: 'error', kind, exitCode: code, message })}\n`);
   }
-  io.stderr.write(`tdl: ${escapeControl(message)}\n`);
+  io.stderr.write(`tdl: ${escapeControl(redactUrls(message))}\n`);
   return code;
 }
 
