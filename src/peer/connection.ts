@@ -11,6 +11,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import createDebug from 'debug';
 import { TdlError, WireError } from '../errors.js';
+import { formatPeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { Framer, READ_SIZE } from '../wire/framer.js';
 import { HANDSHAKE_LENGTH, encodeHandshake } from '../wire/handshake.js';
@@ -90,9 +91,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     super();
     this.host = opts.host;
     this.port = opts.port;
-    this.address = opts.host.includes(':')
-      ? `[${opts.host}]:${opts.port}`
-      : `${opts.host}:${opts.port}`;
+    this.address = formatPeerAddress(opts);
     this.bitfield = new Bitfield(opts.pieceCount);
     this.framer = new Framer({
       maxLength: maxMessageLength(opts.pieceCount),

@@ -127,6 +127,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       peerId,
       // The orchestrator marks pieces in the bitfield it is given: hand it a copy.
       have: new Bitfield(layout.pieceCount, check.have.toBuffer()),
+      replacing: check.mismatched,
       peers: complete ? [] : peers,
       tracker,
       maxPeers: o.maxPeers,
@@ -137,7 +138,6 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     });
     const d = dl;
 
-    let replaced = 0;
     let sinceCheckpoint = 0;
     let warnedCheckpoint = false;
     const kick = () => {
@@ -153,7 +153,6 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     };
     d.on('piece', (index) => {
       writer?.markWritten(index);
-      if (check.mismatched.has(index)) replaced++;
       sinceCheckpoint += layout.pieceSize(index);
       if (sinceCheckpoint >= CHECKPOINT_BYTES) kick();
     });
@@ -184,14 +183,16 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     await writer?.idle();
     // Before declaring success: every file must still be the one written, at its full size.
     await storage.checkIntact();
-    // A complete checkpoint first, so that a crash while renaming still finds a complete torrent.
+    // A complete checkpoint first (it makes the data durable), so that a crash while renaming
+    // still finds a complete torrent. Without one (complete at the start), sync what is there.
     if (writer) await writer.checkpoint(true);
+    else await storage.sync();
     const { cut } = await storage.finalize();
     for (const p of cut) d.emit('warning', `${p} was longer than the torrent's file: cut to size`);
     if (writer) await writer.remove();
     else await removeStale(resumeFile);
     return {
-      stats: { ...stats, piecesReplaced: replaced },
+      stats,
       plan,
       check: {
         trustedPieces: check.trustedPieces,

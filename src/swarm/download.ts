@@ -20,7 +20,7 @@ import type { Metainfo } from '../metainfo/torrent.js';
 import { PeerConnection, type PeerTimeouts } from '../peer/connection.js';
 import type { DiskStorage } from '../storage/disk.js';
 import type { Layout } from '../storage/layout.js';
-import type { PeerAddress } from '../tracker/types.js';
+import { formatPeerAddress, type PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
 import { BLOCKS_PER_PIECE_KEY, PiecePicker, type PieceInProgress } from './picker.js';
@@ -70,6 +70,8 @@ export interface DownloadOptions {
   peerId: Buffer;
   /** Pieces already verified on disk. */
   have?: Bitfield;
+  /** Pieces whose bytes on disk are other data: counted in `piecesReplaced` once rewritten. */
+  replacing?: Bitfield;
   peers?: PeerAddress[];
   tracker?: PeerSource;
   maxPeers?: number;
@@ -142,7 +144,6 @@ interface Session {
   goodPieces: number;
   /** Whole blocks received since the peer became ready or was last snubbed. */
   blocksSinceSnub: number;
-  used: boolean;
 }
 
 export class Download extends EventEmitter<DownloadEvents> {
@@ -164,6 +165,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   private lastProgressAt = Date.now();
   private downloaded = 0;
   private wasted = 0;
+  private replaced = 0;
   private readonly initial: number;
   private readonly usedPeers = new Set<string>();
   private readonly rateSamples: { t: number; bytes: number }[] = [];
@@ -219,7 +221,6 @@ export class Download extends EventEmitter<DownloadEvents> {
       }
       await done;
       await this.flushWrites();
-      await this.storage.sync();
       if (tracker) await tracker.complete().catch(() => {});
       return this.stats();
     } catch (e) {
@@ -261,7 +262,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       connected,
       active,
       peersUsed: this.usedPeers.size,
-      piecesReplaced: 0,
+      piecesReplaced: this.replaced,
       elapsedMs: now - this.startedAt,
     };
   }
@@ -271,7 +272,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     let added = 0;
     for (const p of peers) {
       if (this.candidates.size >= MAX_CANDIDATES) break;
-      const address = p.host.includes(':') ? `[${p.host}]:${p.port}` : `${p.host}:${p.port}`;
+      const address = formatPeerAddress(p);
       const known = this.candidates.get(address);
       if (known) {
         // A fresh tracker reply gives a failed peer another chance.
@@ -325,7 +326,7 @@ export class Download extends EventEmitter<DownloadEvents> {
         connectMs: this.opts.timeouts?.connectMs,
         handshakeMs: this.opts.timeouts?.handshakeMs ?? this.peerTimeoutMs,
         idleMs: this.opts.timeouts?.idleMs,
-      } as Partial<PeerTimeouts>,
+      },
     });
     this.emit('peer', { address: c.address, status: 'connecting' });
     this.handshaking.add(conn);
@@ -364,7 +365,6 @@ export class Download extends EventEmitter<DownloadEvents> {
       hashFailures: 0,
       blocksSinceSnub: 0,
       goodPieces: 0,
-      used: false,
     };
     this.sessions.set(c.address, s);
     this.emit('peer', { address: c.address, status: 'connected' });
@@ -391,12 +391,10 @@ export class Download extends EventEmitter<DownloadEvents> {
     });
     conn.on('have', (index) => {
       this.picker.peerHave(index);
-      if (!this.picker.done.has(index)) {
-        if (this.peerUseful(s)) {
-          conn.interested();
-          this.request(s);
-        }
-      }
+      // A piece we lack makes the peer useful (in single-peer mode, once it has them all).
+      if (this.picker.done.has(index) || (this.sequential && !conn.bitfield.isComplete())) return;
+      conn.interested();
+      this.request(s);
     });
     conn.on('unchoke', () => {
       log('%s unchoked us', conn.address);
@@ -478,38 +476,45 @@ export class Download extends EventEmitter<DownloadEvents> {
     s.blocksSinceSnub++;
     s.lastBlockAt = Date.now();
     s.pipeline.onBlock(data.length);
-    if (!s.used) {
-      s.used = true;
-      this.usedPeers.add(conn.address);
-    }
+    this.usedPeers.add(conn.address);
+    const duplicated = this.picker.requestedTwice(index, block);
     const r = this.picker.receive(index, block, data, conn.address);
     if (r === 'dup' || r === 'stale') {
       this.wasted += data.length;
-    } else if (r) {
-      this.cancelOthers(r, s);
-      this.pieceComplete(r);
-    } else {
-      this.cancelBlockElsewhere(key, s);
+      return;
     }
+    if (duplicated) this.cancelBlockElsewhere(key, s);
+    if (r) this.pieceComplete(r);
     // More requests go out once the whole socket read is handled ('drained'): one write per batch.
   }
 
   /** Endgame: the block arrived from one peer, so the other requesters are told to cancel. */
   private cancelBlockElsewhere(key: number, from: Session): void {
     for (const o of this.sessions.values()) {
-      if (o === from || !o.inflight.delete(key)) continue;
-      const index = Math.floor(key / BLOCKS_PER_PIECE_KEY);
-      const block = key % BLOCKS_PER_PIECE_KEY;
-      this.rememberCancelled(o, key);
-      o.conn.cancel(index, block * BLOCK_SIZE, this.layout.blockSize(index, block, BLOCK_SIZE));
-      log('%s cancel piece %d block %d (endgame)', o.conn.address, index, block);
+      if (o === from || !o.inflight.has(key)) continue;
+      this.withdraw(o, key, true);
+      log('%s cancel piece %d (endgame)', o.conn.address, Math.floor(key / BLOCKS_PER_PIECE_KEY));
       this.request(o);
     }
   }
 
-  private cancelOthers(p: PieceInProgress, from: Session): void {
-    for (let b = 0; b < p.blockCount; b++) {
-      this.cancelBlockElsewhere(p.index * BLOCKS_PER_PIECE_KEY + b, from);
+  /**
+   * Take a request back from a peer: the block is free for the picker again (unless it arrived
+   * meanwhile), and a block that still comes for it is waste, not a protocol error. With
+   * `cancel`, the peer is told.
+   */
+  private withdraw(s: Session, key: number, cancel: boolean): void {
+    const index = Math.floor(key / BLOCKS_PER_PIECE_KEY);
+    const block = key % BLOCKS_PER_PIECE_KEY;
+    s.inflight.delete(key);
+    this.picker.release(index, block);
+    s.cancelled.add(key);
+    if (s.cancelled.size > MAX_CANCELLED_REMEMBERED) {
+      // Sets iterate in insertion order: forget the oldest.
+      s.cancelled.delete(s.cancelled.values().next().value as number);
+    }
+    if (cancel) {
+      s.conn.cancel(index, block * BLOCK_SIZE, this.layout.blockSize(index, block, BLOCK_SIZE));
     }
   }
 
@@ -564,6 +569,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
     this.writing--;
     this.picker.written(p);
+    if (this.opts.replacing?.has(p.index)) this.replaced++;
     this.emit('piece', p.index);
     if (this.picker.isComplete() && this.writing === 0) this.finish();
     else this.wakeAll();
@@ -594,25 +600,9 @@ export class Download extends EventEmitter<DownloadEvents> {
    * told so; either way a block that still arrives for them is wasted, not a protocol error.
    */
   private releaseAll(s: Session, cancel = false): void {
-    for (const key of s.inflight.keys()) {
-      const index = Math.floor(key / BLOCKS_PER_PIECE_KEY);
-      const block = key % BLOCKS_PER_PIECE_KEY;
-      this.picker.release(index, block);
-      this.rememberCancelled(s, key);
-      if (cancel)
-        s.conn.cancel(index, block * BLOCK_SIZE, this.layout.blockSize(index, block, BLOCK_SIZE));
-    }
-    s.inflight.clear();
+    for (const key of [...s.inflight.keys()]) this.withdraw(s, key, cancel);
     this.picker.unclaim(s.conn.address);
     if (!this.finished) queueMicrotask(() => this.wakeAll());
-  }
-
-  private rememberCancelled(s: Session, key: number): void {
-    s.cancelled.add(key);
-    if (s.cancelled.size > MAX_CANCELLED_REMEMBERED) {
-      // Sets iterate in insertion order: forget the oldest.
-      s.cancelled.delete(s.cancelled.values().next().value as number);
-    }
   }
 
   private ban(s: Session, reason: string): void {
@@ -698,14 +688,9 @@ export class Download extends EventEmitter<DownloadEvents> {
    */
   private expireRequests(s: Session, now: number): void {
     let expired = 0;
-    for (const [key, sentAt] of s.inflight) {
+    for (const [key, sentAt] of [...s.inflight]) {
       if (now - sentAt < this.requestTimeoutMs) continue;
-      const index = Math.floor(key / BLOCKS_PER_PIECE_KEY);
-      const block = key % BLOCKS_PER_PIECE_KEY;
-      s.inflight.delete(key);
-      this.picker.release(index, block);
-      this.rememberCancelled(s, key);
-      s.conn.cancel(index, block * BLOCK_SIZE, this.layout.blockSize(index, block, BLOCK_SIZE));
+      this.withdraw(s, key, true);
       expired++;
     }
     if (expired > 0) {

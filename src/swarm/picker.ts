@@ -220,6 +220,12 @@ export class PiecePicker {
     return p;
   }
 
+  /** Is this block requested from more than one peer (an endgame duplicate)? */
+  requestedTwice(index: number, block: number): boolean {
+    const p = this.inProgress.get(index);
+    return p !== undefined && p.reqCount[block]! > 1;
+  }
+
   /** A request was dropped (choke, timeout, disconnect, cancel): the block is free again. */
   release(index: number, block: number): void {
     const p = this.inProgress.get(index);

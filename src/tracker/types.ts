@@ -43,3 +43,8 @@ export interface AnnounceOptions {
   /** Bound on the whole announce (connect, retries, body). */
   timeoutMs?: number;
 }
+
+/** `host:port`, with IPv6 hosts in brackets (`[::1]:6881`): how tdl names a peer everywhere. */
+export function formatPeerAddress(p: PeerAddress): string {
+  return p.host.includes(':') ? `[${p.host}]:${p.port}` : `${p.host}:${p.port}`;
+}
