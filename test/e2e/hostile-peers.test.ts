@@ -113,6 +113,17 @@ function scenario(name: string, fn: (s: Scene) => Promise<void>, timeout = 30_00
   });
 }
 
+/** A ready seeder that answers its first request one byte every 50 ms, forever (slowloris). */
+const trickle: HostileScript = async (c) => {
+  await c.becomeReadySeeder(t.infoHash, pieceCount);
+  const r = await c.waitForMessage('request');
+  const piece = encodePiece(r.index, r.begin, Buffer.alloc(r.length));
+  for (let i = 0; !c.isClosed; i++) {
+    await c.write(piece.subarray(i % piece.length, (i % piece.length) + 1));
+    await c.sleep(50);
+  }
+};
+
 const hostPortOf = (s: FakeSeeder) => ({ hostPort: `127.0.0.1:${s.port}` });
 
 /** The first drop (or ban) of `p` and its reason. */
@@ -433,15 +444,7 @@ describe('peers that stall', () => {
     'a peer that sends block data a few bytes at a time forever does not delay the download',
     async (s) => {
       const good = await s.goodSeeder();
-      const slow = await s.hostile(async (c) => {
-        await c.becomeReadySeeder(t.infoHash, pieceCount);
-        const r = await c.waitForMessage('request');
-        const piece = encodePiece(r.index, r.begin, Buffer.alloc(r.length));
-        for (let i = 0; !c.isClosed; i++) {
-          await c.write(piece.subarray(i % piece.length, (i % piece.length) + 1));
-          await c.sleep(50);
-        }
-      });
+      const slow = await s.hostile(trickle);
       const alone = await s.download([hostPortOf(good)], [], 'alone.bin');
       await s.expectGoodDownload(alone, good, 'alone.bin');
       const r = await s.download([slow, hostPortOf(good)]);
@@ -458,15 +461,7 @@ describe('peers that stall', () => {
     'a slowloris is dropped after SNUB_TIMEOUT_MS when one connection at a time is allowed',
     async (s) => {
       const good = await s.goodSeeder();
-      const slow = await s.hostile(async (c) => {
-        await c.becomeReadySeeder(t.infoHash, pieceCount);
-        const r = await c.waitForMessage('request');
-        const piece = encodePiece(r.index, r.begin, Buffer.alloc(r.length));
-        for (let i = 0; !c.isClosed; i++) {
-          await c.write(piece.subarray(i % piece.length, (i % piece.length) + 1));
-          await c.sleep(50);
-        }
-      });
+      const slow = await s.hostile(trickle);
       const r = await s.download([slow, hostPortOf(good)], ['--max-peers', '1']);
       await s.expectGoodDownload(r, good);
       expect(dropOf(r, slow).reason).toBe(`sent no data for ${SNUB_TIMEOUT_MS / 1000}s`);
@@ -478,17 +473,8 @@ describe('peers that stall', () => {
     'slowloris peers holding every connection slot are dropped so a good seeder gets a turn',
     async (s) => {
       const good = await s.goodSeeder();
-      const script: HostileScript = async (c) => {
-        await c.becomeReadySeeder(t.infoHash, pieceCount);
-        const r = await c.waitForMessage('request');
-        const piece = encodePiece(r.index, r.begin, Buffer.alloc(r.length));
-        for (let i = 0; !c.isClosed; i++) {
-          await c.write(piece.subarray(i % piece.length, (i % piece.length) + 1));
-          await c.sleep(50);
-        }
-      };
-      const slow1 = await s.hostile(script);
-      const slow2 = await s.hostile(script);
+      const slow1 = await s.hostile(trickle);
+      const slow2 = await s.hostile(trickle);
       const r = await s.download(
         [slow1, slow2, hostPortOf(good)],
         ['--max-peers', '2', '--timeout', '14'],

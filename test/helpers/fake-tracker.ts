@@ -11,15 +11,11 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isIP } from 'node:net';
 import { encode } from '../../src/metainfo/bencode.js';
-import type { PeerAddress } from '../../src/tracker/types.js';
+import type { AnnounceRequest, PeerAddress } from '../../src/tracker/types.js';
 
-export interface ParsedAnnounce {
-  infoHash: Buffer;
-  peerId: Buffer;
-  port: number;
-  uploaded: number;
-  downloaded: number;
-  left: number;
+/** What a fake tracker decoded from an announce: the request's fields, as they arrived. */
+export interface ParsedAnnounce extends Omit<AnnounceRequest, 'event' | 'numWant' | 'key'> {
+  /** Any text the client sent, not only the events tdl knows. */
   event?: string;
   /** `numwant` as sent (HTTP) or as a signed 32-bit number (UDP, -1 = default). */
   numWant?: number;
