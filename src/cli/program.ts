@@ -3,7 +3,7 @@
  * stderr and an exit code. No protocol logic lives here.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { TdlError, UsageError } from '../errors.js';
+import { TdlError } from '../errors.js';
 import { runDownload } from './download-command.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { escapeControl, redactUrls } from './format.js';
@@ -158,5 +158,3 @@ export function reportError(e: unknown, io: CliIO, json: boolean): number {
   io.stderr.write(`tdl: ${escapeControl(redactUrls(message))}\n`);
   return code;
 }
-
-export { UsageError };

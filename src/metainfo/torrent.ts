@@ -246,12 +246,3 @@ export function pieceHash(m: Metainfo, index: number): Buffer {
   }
   return m.pieceHashes.subarray(index * HASH_LENGTH, (index + 1) * HASH_LENGTH);
 }
-
-/** Size in bytes of piece `index`; the last piece may be shorter. */
-export function pieceSize(m: Metainfo, index: number): number {
-  if (!Number.isInteger(index) || index < 0 || index >= m.pieceCount) {
-    throw new RangeError(`piece index ${index} out of range 0..${m.pieceCount - 1}`);
-  }
-  if (index < m.pieceCount - 1) return m.pieceLength;
-  return m.length - m.pieceLength * (m.pieceCount - 1);
-}

@@ -74,9 +74,6 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   remotePeerId: Buffer | null = null;
   bitfield: Bitfield;
   closeReason: string | null = null;
-  /** Bytes of block payload received. */
-  downloaded = 0;
-  lastMessageAt = Date.now();
 
   private socket: net.Socket | null = null;
   private readonly framer: Framer;
@@ -170,7 +167,6 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   private onData(): void {
     if (this.state === 'closed') return;
-    this.lastMessageAt = Date.now();
     try {
       if (this.state === 'handshaking') {
         const hs = this.framer.nextHandshake();
@@ -265,7 +261,6 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         return;
       }
       case 'piece':
-        this.downloaded += m.block.length;
         this.emit('block', m.index, m.begin, m.block);
         return;
       case 'request':

@@ -16,7 +16,7 @@ import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
 import pLimit from 'p-limit';
 import { InterruptedError, NoPeersError, TransferError } from '../errors.js';
-import type { Metainfo } from '../metainfo/torrent.js';
+import { pieceHash, type Metainfo } from '../metainfo/torrent.js';
 import { PeerConnection, type PeerTimeouts } from '../peer/connection.js';
 import type { DiskStorage } from '../storage/disk.js';
 import type { Layout } from '../storage/layout.js';
@@ -521,8 +521,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   /** Every block of a piece is in: verify it (SHA-1, about 0.15 ms per 256 KiB), then write it. */
   private pieceComplete(p: PieceInProgress): void {
     const digest = createHash('sha1').update(p.buffer).digest();
-    const want = this.meta.pieceHashes.subarray(p.index * 20, p.index * 20 + 20);
-    if (!digest.equals(want)) {
+    if (!digest.equals(pieceHash(this.meta, p.index))) {
       this.pieceFailed(p);
       return;
     }

@@ -8,8 +8,8 @@ import {
   MAX_PIECE_LENGTH,
   parseTorrent,
   pieceHash,
-  pieceSize,
 } from '../../src/metainfo/torrent.js';
+import { Layout } from '../../src/storage/layout.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
 const sha1 = (b: Uint8Array): Buffer => createHash('sha1').update(b).digest();
@@ -75,13 +75,16 @@ describe('parseTorrent: valid torrents', () => {
     expect(m.createdBy).toBe('maker 1.0');
     expect(m.creationDate).toBe(1700000000);
     expect(m.urlList).toEqual([]);
+    // Piece sizes come from the layout built from the parsed fields.
+    const layout = new Layout(m.files, m.pieceLength, m.length);
+    expect(layout.pieceCount).toBe(m.pieceCount);
     for (let i = 0; i < 3; i++) {
       expect(pieceHash(m, i).equals(sha1(t.pieces[i]!))).toBe(true);
-      expect(pieceSize(m, i)).toBe(t.pieces[i]!.length);
+      expect(layout.pieceSize(i)).toBe(t.pieces[i]!.length);
     }
-    expect(pieceSize(m, 2)).toBe(40_000 - 2 * 16384);
+    expect(layout.pieceSize(2)).toBe(40_000 - 2 * 16384);
     expect(() => pieceHash(m, 3)).toThrow(RangeError);
-    expect(() => pieceSize(m, -1)).toThrow(RangeError);
+    expect(() => layout.pieceSize(-1)).toThrow(RangeError);
   });
 
   it('parses a multi-file torrent with offsets and tiers', () => {
