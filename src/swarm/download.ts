@@ -38,6 +38,13 @@ export const CONNECT_CONCURRENCY = 8;
  */
 export const MIN_INFLIGHT_BYTES = 4 * 1024 * 1024;
 export const MAX_INFLIGHT_BYTES = 64 * 1024 * 1024;
+
+/** The in-flight memory budget for ready peers with these pipeline depths (in blocks). */
+export function inflightBudget(depths: readonly number[], pieceLength: number): number {
+  const queued = depths.reduce((sum, d) => sum + d * BLOCK_SIZE, 0);
+  const want = 2 * queued + (depths.length + 4) * pieceLength;
+  return Math.max(MIN_INFLIGHT_BYTES, Math.min(MAX_INFLIGHT_BYTES, want));
+}
 /** A peer with requests outstanding that sends no block for this long is snubbed. */
 export const SNUB_TIMEOUT_MS = 10_000;
 /** Bad pieces a peer may send before it is dropped for the rest of the run. */
@@ -705,15 +712,9 @@ export class Download extends EventEmitter<DownloadEvents> {
   }
 
   private memoryBudget(): number {
-    let queued = 0;
-    let peers = 0;
-    for (const s of this.sessions.values()) {
-      if (!s.ready) continue;
-      queued += s.pipeline.depth * BLOCK_SIZE;
-      peers++;
-    }
-    const want = 2 * queued + (peers + 4) * this.layout.pieceLength;
-    return Math.max(MIN_INFLIGHT_BYTES, Math.min(MAX_INFLIGHT_BYTES, want));
+    const depths: number[] = [];
+    for (const s of this.sessions.values()) if (s.ready) depths.push(s.pipeline.depth);
+    return inflightBudget(depths, this.layout.pieceLength);
   }
 
   private noPeersDetail(): string {

@@ -6,6 +6,11 @@ import {
   MAX_ENDGAME_REQUESTERS,
   PiecePicker,
 } from '../../src/swarm/picker.js';
+import {
+  inflightBudget,
+  MAX_INFLIGHT_BYTES,
+  MIN_INFLIGHT_BYTES,
+} from '../../src/swarm/download.js';
 import { INITIAL_DEPTH, MAX_DEPTH, MIN_DEPTH, Pipeline } from '../../src/swarm/pipeline.js';
 import { Bitfield } from '../../src/wire/bitfield.js';
 import { BLOCK_SIZE } from '../../src/wire/messages.js';
@@ -171,5 +176,20 @@ describe('request pipeline depth', () => {
     for (let i = 0; i < 256; i++) p.onBlock(BLOCK_SIZE); // 4 MiB/s
     p.tick(1000);
     expect(p.depth).toBe(128);
+  });
+});
+
+describe('in-flight memory budget', () => {
+  it('is twice the queued bytes plus a piece per peer and four for the disk', () => {
+    // four peers at 128 blocks: 2 × 8 MiB + 8 × 256 KiB
+    expect(inflightBudget([128, 128, 128, 128], 256 * 1024)).toBe(
+      16 * 1024 * 1024 + 2 * 1024 * 1024,
+    );
+  });
+
+  it('never drops below MIN_INFLIGHT_BYTES nor passes MAX_INFLIGHT_BYTES', () => {
+    expect(inflightBudget([], 16 * 1024)).toBe(MIN_INFLIGHT_BYTES);
+    const many = Array.from({ length: 200 }, () => MAX_DEPTH);
+    expect(inflightBudget(many, 16 * 1024 * 1024)).toBe(MAX_INFLIGHT_BYTES);
   });
 });
