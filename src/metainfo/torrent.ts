@@ -39,6 +39,8 @@ export interface TorrentFile {
   length: number;
   /** Byte offset of this file in the torrent's concatenated data. */
   offset: number;
+  /** BEP 47 padding (`attr` has `p`, or an old `_____padding_file_` name): known zeros, never created on disk. */
+  padding?: boolean;
 }
 
 export interface Metainfo {
