@@ -1,0 +1,138 @@
+/**
+ * A token bucket for `--max-upload-rate` and `--max-download-rate`, pure over an injected clock.
+ *
+ * Tokens (bytes) accrue at `rate` bytes per second up to `burst`. The bucket starts EMPTY, so
+ * over any span starting at its creation (or at a change from unlimited to limited) no more
+ * than `rate × elapsed` bytes are granted by `take`; over any other span at most
+ * `rate × elapsed + burst`. Tokens are kept as a fraction, never rounded away, so the rate is
+ * exact over time however small or irregular the takes are.
+ *
+ * Two ways to use it:
+ * - before sending (upload): `waitMs(n)` says when `n` bytes will be there, `take(n)` grants
+ *   them (or fewer, never more);
+ * - after receiving (download, where a read cannot be made exactly `n` bytes long):
+ *   `consume(n)` records bytes that already arrived, which may leave the bucket in debt; while
+ *   `waitMs(1) > 0` the reader stays paused. The overshoot is at most one read.
+ *
+ * See docs/choker.md ("Rate limits").
+ */
+import { BLOCK_SIZE } from '../wire/messages.js';
+
+/** Default burst: this many seconds of the rate ... */
+export const DEFAULT_BURST_SECONDS = 0.25;
+/** ... but never less than this (four blocks, so a late timer loses no tokens at low rates). */
+export const MIN_BURST_BYTES = 4 * BLOCK_SIZE;
+/** Tolerance for the floating-point sums of accrued tokens (far below one byte). */
+const EPSILON = 1e-6;
+
+export interface TokenBucketOptions {
+  /** Largest number of tokens kept; default max(MIN_BURST_BYTES, rate × DEFAULT_BURST_SECONDS). */
+  burstBytes?: number;
+  /** Clock in milliseconds; default performance.now (monotonic). */
+  now?: () => number;
+}
+
+function checkRate(rate: number): void {
+  if (Number.isNaN(rate) || rate < 0) throw new RangeError(`bad rate ${rate}`);
+}
+
+export class TokenBucket {
+  #rate = 0;
+  #burst = 0;
+  readonly #fixedBurst: number | undefined;
+  #tokens = 0;
+  #last: number;
+  readonly #now: () => number;
+
+  /** `rateBytesPerSec` 0 or Infinity means unlimited. */
+  constructor(rateBytesPerSec: number, opts: TokenBucketOptions = {}) {
+    if (opts.burstBytes !== undefined && !(opts.burstBytes >= 1)) {
+      throw new RangeError(`bad burst ${opts.burstBytes}`);
+    }
+    this.#fixedBurst = opts.burstBytes;
+    this.#now = opts.now ?? (() => performance.now());
+    this.#last = this.#now();
+    this.setRate(rateBytesPerSec);
+  }
+
+  /** Bytes per second; 0 when unlimited. */
+  get rate(): number {
+    return this.#rate;
+  }
+
+  get unlimited(): boolean {
+    return this.#rate === 0;
+  }
+
+  get burst(): number {
+    return this.#burst;
+  }
+
+  /** Whole tokens available now (negative while in debt after `consume`). */
+  available(): number {
+    if (this.unlimited) return Infinity;
+    this.#refill();
+    return Math.floor(this.#tokens + EPSILON);
+  }
+
+  /** Take up to `want` bytes now; returns how many were granted (0..want). */
+  take(want: number): number {
+    if (!(want > 0)) return 0;
+    want = Math.floor(want);
+    if (this.unlimited) return want;
+    this.#refill();
+    const grant = Math.max(0, Math.min(want, Math.floor(this.#tokens + EPSILON)));
+    this.#tokens -= grant;
+    return grant;
+  }
+
+  /**
+   * Records `n` bytes already transferred, whatever the bucket holds: the bucket may go into
+   * debt, which is repaid before anything else is granted.
+   */
+  consume(n: number): void {
+    if (!(n > 0) || this.unlimited) return;
+    this.#refill();
+    this.#tokens -= n;
+  }
+
+  /**
+   * Milliseconds until at least `n` bytes (at most one burst: `n` is capped at `burst`, so a
+   * caller taking what it is granted always progresses) can be taken; 0 if now.
+   */
+  waitMs(n: number): number {
+    if (this.unlimited || !(n > 0)) return 0;
+    this.#refill();
+    const need = Math.min(n, this.#burst) - this.#tokens;
+    if (need <= EPSILON) return 0;
+    return Math.max(1, Math.ceil(((need - EPSILON) * 1000) / this.#rate));
+  }
+
+  /** Changes the rate from now on (0 or Infinity = unlimited); tokens accrued so far are kept. */
+  setRate(rateBytesPerSec: number): void {
+    checkRate(rateBytesPerSec);
+    const rate = rateBytesPerSec === Infinity ? 0 : rateBytesPerSec;
+    const wasUnlimited = this.unlimited;
+    this.#refill();
+    this.#rate = rate;
+    if (rate === 0) {
+      this.#burst = Infinity;
+      this.#tokens = 0;
+      return;
+    }
+    this.#burst = this.#fixedBurst ?? Math.max(MIN_BURST_BYTES, rate * DEFAULT_BURST_SECONDS);
+    // Becoming limited starts empty, like a new bucket; otherwise keep what has accrued.
+    this.#tokens = wasUnlimited ? 0 : Math.min(this.#tokens, this.#burst);
+  }
+
+  #refill(): void {
+    const t = this.#now();
+    // A clock that goes backwards (it should not) is treated as standing still.
+    if (t > this.#last) {
+      if (this.#rate > 0) {
+        this.#tokens = Math.min(this.#burst, this.#tokens + ((t - this.#last) * this.#rate) / 1000);
+      }
+      this.#last = t;
+    }
+  }
+}

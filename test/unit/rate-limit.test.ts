@@ -1,0 +1,178 @@
+import { describe, expect, it } from 'vitest';
+import { MIN_BURST_BYTES, TokenBucket } from '../../src/swarm/rate-limit.js';
+
+/** Small seeded PRNG (mulberry32): the same numbers on every run. */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function clock(start = 1000) {
+  const c = { t: start, now: () => c.t };
+  return c;
+}
+
+describe('token bucket', () => {
+  it('starts empty and accrues at the rate', () => {
+    const c = clock();
+    const b = new TokenBucket(1000, { now: c.now, burstBytes: 5000 });
+    expect(b.take(10)).toBe(0);
+    c.t += 500;
+    expect(b.take(10_000)).toBe(500);
+    expect(b.take(1)).toBe(0);
+    c.t += 1;
+    expect(b.take(10)).toBe(1);
+  });
+
+  it('caps accrued tokens at the burst', () => {
+    const c = clock();
+    const b = new TokenBucket(1000, { now: c.now, burstBytes: 3000 });
+    c.t += 60_000;
+    expect(b.available()).toBe(3000);
+    expect(b.take(10_000)).toBe(3000);
+  });
+
+  it('default burst is a quarter second of the rate, at least MIN_BURST_BYTES', () => {
+    expect(new TokenBucket(1000).burst).toBe(MIN_BURST_BYTES);
+    expect(new TokenBucket(10 * 1024 * 1024).burst).toBe(2.5 * 1024 * 1024);
+  });
+
+  it('is unlimited at rate 0 or Infinity', () => {
+    for (const r of [0, Infinity]) {
+      const b = new TokenBucket(r, { now: () => 0 });
+      expect(b.unlimited).toBe(true);
+      expect(b.take(1e9)).toBe(1e9);
+      expect(b.waitMs(1e9)).toBe(0);
+      b.consume(1e9);
+      expect(b.waitMs(1)).toBe(0);
+    }
+  });
+
+  it('rejects bad rates and bursts', () => {
+    expect(() => new TokenBucket(-1)).toThrow(RangeError);
+    expect(() => new TokenBucket(NaN)).toThrow(RangeError);
+    expect(() => new TokenBucket(100, { burstBytes: 0 })).toThrow(RangeError);
+  });
+
+  it('ignores non-positive takes and a clock going backwards', () => {
+    const c = clock();
+    const b = new TokenBucket(1000, { now: c.now, burstBytes: 5000 });
+    c.t += 1000;
+    expect(b.take(0)).toBe(0);
+    expect(b.take(-5)).toBe(0);
+    expect(b.take(NaN)).toBe(0);
+    expect(b.available()).toBe(1000);
+    c.t -= 500;
+    expect(b.available()).toBe(1000);
+    c.t += 500; // back to where it was: nothing new accrued
+    expect(b.available()).toBe(1000);
+  });
+
+  it('waitMs is exactly long enough, and capped at the burst', () => {
+    const c = clock();
+    const b = new TokenBucket(3000, { now: c.now, burstBytes: 4000 });
+    const w = b.waitMs(1000);
+    expect(w).toBe(334); // 1000 / 3 bytes per ms, rounded up
+    c.t += w - 1;
+    expect(b.take(1000)).toBeLessThan(1000);
+    c.t += 1;
+    expect(b.waitMs(1000)).toBeGreaterThanOrEqual(0);
+    c.t += b.waitMs(1000);
+    expect(b.waitMs(1000)).toBe(0);
+    expect(b.take(1000)).toBe(1000);
+    // More than a burst: waits for one burst only.
+    const w2 = b.waitMs(1e9);
+    c.t += w2;
+    expect(b.take(1e9)).toBe(4000);
+  });
+
+  it('consume goes into debt, which is repaid first', () => {
+    const c = clock();
+    const b = new TokenBucket(1000, { now: c.now, burstBytes: 2000 });
+    b.consume(5000);
+    expect(b.available()).toBe(-5000);
+    expect(b.waitMs(1)).toBe(5001);
+    c.t += 5000;
+    expect(b.take(10)).toBe(0);
+    c.t += 10;
+    expect(b.take(10)).toBe(10);
+  });
+
+  it('setRate keeps what accrued at the old rate', () => {
+    const c = clock();
+    const b = new TokenBucket(1000, { now: c.now, burstBytes: 100_000 });
+    c.t += 1000;
+    b.setRate(10_000);
+    c.t += 1000;
+    expect(b.take(1e9)).toBe(11_000);
+    b.setRate(0);
+    expect(b.take(123_456)).toBe(123_456);
+    b.setRate(1000); // limited again: starts empty
+    expect(b.take(1)).toBe(0);
+  });
+
+  it('the default burst follows the rate', () => {
+    const b = new TokenBucket(1_000_000);
+    expect(b.burst).toBe(250_000);
+    b.setRate(4_000_000);
+    expect(b.burst).toBe(1_000_000);
+  });
+
+  // The property --max-download-rate relies on: a greedy consumer polling at irregular times
+  // gets exactly the rate over time, never more, and less only by what is still in flight.
+  for (const [rate, seed] of [
+    [512_000, 1],
+    [2 * 1024 * 1024, 2],
+    [1536, 3],
+    [1_572_864, 4],
+  ] as const) {
+    it(`is exact over 10 s at ${rate} B/s with irregular takes (seed ${seed})`, () => {
+      const rnd = mulberry32(seed);
+      const c = clock(0);
+      const b = new TokenBucket(rate, { now: c.now });
+      // Wants up to twice what accrues between polls: the consumer keeps the bucket low.
+      const most = Math.ceil((2 * rate * 40) / 1000);
+      let granted = 0;
+      while (c.t < 10_000) {
+        granted += b.take(1 + Math.floor(rnd() * most));
+        const accrued = (rate * c.t) / 1000;
+        expect(granted).toBeLessThanOrEqual(accrued);
+        // Nothing is lost: what was not granted is still in the bucket.
+        expect(granted + b.available()).toBeGreaterThanOrEqual(Math.floor(accrued) - 1);
+        c.t = Math.min(10_000, c.t + rnd() * 40);
+      }
+      granted += b.take(1e12);
+      expect(granted).toBe(rate * 10);
+    });
+
+    it(`consume + waitMs (a paused reader) hold ${rate} B/s within one read (seed ${seed})`, () => {
+      const rnd = mulberry32(seed + 100);
+      const c = clock(0);
+      const b = new TokenBucket(rate, { now: c.now });
+      let received = 0;
+      const READ = 65_536;
+      while (c.t < 10_000) {
+        const w = b.waitMs(1);
+        if (w > 0) {
+          // The timer fires late by up to 30 ms on a busy machine.
+          c.t += w + rnd() * 30;
+          continue;
+        }
+        const n = 1 + Math.floor(rnd() * READ);
+        b.consume(n);
+        received += n;
+        expect(received).toBeLessThanOrEqual((rate * c.t) / 1000 + READ);
+        c.t += rnd() * 5;
+      }
+      const expected = rate * (c.t / 1000);
+      expect(received).toBeLessThanOrEqual(expected + READ);
+      expect(received).toBeGreaterThanOrEqual(expected * 0.99 - READ);
+    });
+  }
+});
