@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   CHOKE_INTERVAL_MS,
@@ -350,5 +351,94 @@ describe('choker, seeding', () => {
     c.decide(T0, peers, true);
     expect([...c.regular].sort()).toEqual(['fast', 'mid']);
     expect(c.optimistic).toBe('slow'); // the only one left
+  });
+});
+
+describe('choker, properties (seeded)', () => {
+  const seed = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : 42;
+  const numRuns = process.env.FUZZ_RUNS !== undefined ? Number(process.env.FUZZ_RUNS) : 300;
+
+  const peerArb = fc.record({
+    interested: fc.boolean(),
+    connectedAgo: fc.nat({ max: 600_000 }),
+    downloadedRecent: fc.nat({ max: 1e7 }),
+    receivedAgo: fc.option(fc.nat({ max: 600_000 }), { nil: undefined }),
+    uploadedRecent: fc.nat({ max: 1e7 }),
+    uploadedSinceUnchoke: fc.nat({ max: 1e8 }),
+    unchoked: fc.boolean(),
+  });
+  const stepArb = fc.record({
+    dt: fc.oneof(fc.constant(CHOKE_INTERVAL_MS), fc.nat({ max: 40_000 })),
+    peers: fc.array(fc.tuple(fc.nat({ max: 15 }), peerArb), { maxLength: 16 }),
+    seeding: fc.boolean(),
+  });
+
+  it('unchokes only interested peers, at most slots + 1, optimistic included', () => {
+    fc.assert(
+      fc.property(
+        fc.nat({ max: 6 }),
+        fc.array(stepArb, { minLength: 1, maxLength: 12 }),
+        fc.integer(),
+        (slots, steps, rseed) => {
+          const c = new Choker({ slots, random: mulberry32(rseed) });
+          let now = T0;
+          for (const step of steps) {
+            now += step.dt;
+            const byId = new Map<string, ChokerPeer>();
+            for (const [n, p] of step.peers) {
+              byId.set(`p${n}`, {
+                id: `p${n}`,
+                interested: p.interested,
+                connectedAt: now - p.connectedAgo,
+                downloadedRecent: p.downloadedRecent,
+                lastReceivedAt: p.receivedAgo === undefined ? 0 : now - p.receivedAgo,
+                uploadedRecent: p.uploadedRecent,
+                uploadedSinceUnchoke: p.uploadedSinceUnchoke,
+                unchoked: p.unchoked,
+              });
+            }
+            const peers = [...byId.values()];
+            const out = c.decide(now, peers, step.seeding);
+            const interested = new Set(peers.filter((p) => p.interested).map((p) => p.id));
+            for (const id of out) expect(interested.has(id)).toBe(true);
+            expect(c.regular.size).toBeLessThanOrEqual(slots);
+            expect(out.size).toBeLessThanOrEqual(slots === 0 ? 0 : slots + 1);
+            // Every slot is used while interested peers are left out.
+            expect(out.size).toBe(Math.min(interested.size, slots === 0 ? 0 : slots + 1));
+            if (c.optimistic !== null) {
+              expect(out.has(c.optimistic)).toBe(true);
+              expect(c.regular.has(c.optimistic)).toBe(false);
+            }
+            for (const id of c.regular) expect(out.has(id)).toBe(true);
+          }
+        },
+      ),
+      { seed, numRuns },
+    );
+  });
+
+  it('is deterministic for the same inputs and random numbers', () => {
+    fc.assert(
+      fc.property(fc.array(stepArb, { minLength: 1, maxLength: 6 }), (steps) => {
+        const run = () => {
+          const c = new Choker({ slots: 2, random: mulberry32(5) });
+          let now = T0;
+          return steps.map((s) => {
+            now += s.dt;
+            const peers = s.peers.map(([n, p]) =>
+              peer(`p${n}`, {
+                interested: p.interested,
+                downloadedRecent: p.downloadedRecent,
+                unchoked: p.unchoked,
+              }),
+            );
+            const unique = [...new Map(peers.map((p) => [p.id, p])).values()];
+            return [...c.decide(now, unique, s.seeding)].sort();
+          });
+        };
+        expect(run()).toEqual(run());
+      }),
+      { seed, numRuns: Math.ceil(numRuns / 3) },
+    );
   });
 });

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from 'commander';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MAX_RATE, parseRate } from '../../src/cli/rate.js';
 
@@ -77,5 +78,54 @@ describe('parseRate', () => {
 
   it('quotes the offending text in the message', () => {
     expect(() => parseRate('fast')).toThrow('"fast"');
+  });
+});
+
+describe('parseRate, properties (seeded)', () => {
+  const seed = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : 42;
+  const numRuns = process.env.FUZZ_RUNS !== undefined ? Number(process.env.FUZZ_RUNS) : 3000;
+
+  it('returns a whole rate in [0, 1 TiB/s] or throws InvalidArgumentError, nothing else', () => {
+    const alphabet = fc.constantFrom(...'0123456789.kKmMgGtTiIbB/s -+eExX '.split(''));
+    const text = fc.oneof(
+      fc.string(),
+      fc.array(alphabet, { maxLength: 20 }).map((a) => a.join('')),
+    );
+    fc.assert(
+      fc.property(text, (s) => {
+        let n: number;
+        try {
+          n = parseRate(s);
+        } catch (e) {
+          expect(e).toBeInstanceOf(InvalidArgumentError);
+          return;
+        }
+        expect(Number.isInteger(n)).toBe(true);
+        expect(n).toBeGreaterThanOrEqual(0);
+        expect(n).toBeLessThanOrEqual(MAX_RATE);
+      }),
+      { seed, numRuns },
+    );
+  });
+
+  it('reads back what it is given in any unit', () => {
+    const unit = fc.constantFrom(
+      ['', 1],
+      ['K', 1024],
+      ['M', 1024 ** 2],
+      ['G', 1024 ** 3],
+    ) as fc.Arbitrary<[string, number]>;
+    fc.assert(
+      fc.property(
+        fc.nat({ max: 1023 }),
+        unit,
+        fc.constantFrom('', 'B', 'iB', '/s', 'B/s'),
+        (n, [u, f], tail) => {
+          const t = u === '' && tail.startsWith('i') ? 'B' : tail;
+          expect(parseRate(`${n}${u}${t}`)).toBe(n * f);
+        },
+      ),
+      { seed, numRuns },
+    );
   });
 });

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   CLOSE_REQUEST_LENGTH,
@@ -89,5 +90,40 @@ describe('checkRequest', () => {
     expect(checkRequest(req(2, 0, 16384), ctx({ choking: true }))).toMatchObject({
       reason: expect.stringMatching(/do not have/),
     });
+  });
+});
+
+describe('checkRequest, properties (seeded)', () => {
+  const seed = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : 42;
+  const numRuns = process.env.FUZZ_RUNS !== undefined ? Number(process.env.FUZZ_RUNS) : 3000;
+  const u32 = fc.oneof(fc.nat({ max: 300_000 }), fc.integer({ min: 0, max: 0xffffffff }));
+
+  it('accepts exactly the blocks that are safe to serve', () => {
+    fc.assert(
+      fc.property(
+        u32,
+        u32,
+        u32,
+        fc.boolean(),
+        fc.nat({ max: 300 }),
+        fc.func(fc.boolean()),
+        fc.func(fc.boolean()),
+        (index, begin, length, choking, queued, have, fast) => {
+          const c = ctx({ choking, queued, have: (i) => have(i), allowedFast: (i) => fast(i) });
+          const v = checkRequest({ index, begin, length }, c);
+          const safe =
+            length > 0 &&
+            length <= MAX_REQUEST_LENGTH &&
+            index < c.pieceCount &&
+            begin + length <= c.pieceSize(index) &&
+            c.have(index) &&
+            (!choking || c.allowedFast(index)) &&
+            queued < c.maxQueue;
+          expect(v.ok).toBe(safe);
+          if (!v.ok) expect(v.action).toBe(length > CLOSE_REQUEST_LENGTH ? 'close' : 'reject');
+        },
+      ),
+      { seed, numRuns },
+    );
   });
 });
