@@ -140,7 +140,7 @@ export function decodeUtMetadata(payload: Buffer): UtMetadataMessage {
   if (msgType > UtMetadataType.reject) return { type: 'unknown', msgType };
   const piece = d['piece'];
   if (!isInt(piece) || piece < 0 || piece >= MAX_METADATA_PIECES) {
-    throw new WireError(`ut_metadata: bad or missing piece (${String(piece)})`);
+    throw new WireError(`ut_metadata: bad or missing piece${isInt(piece) ? ` (${piece})` : ''}`);
   }
   if (msgType === UtMetadataType.data) {
     const totalSize = d['total_size'];

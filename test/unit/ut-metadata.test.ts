@@ -68,6 +68,8 @@ describe('ut_metadata codec', () => {
     ['negative msg_type', encode({ msg_type: -1, piece: 0 })],
     ['string msg_type', encode({ msg_type: '0', piece: 0 })],
     ['no piece', encode({ msg_type: 0 })],
+    ['piece as a dictionary', encode({ msg_type: 0, piece: {} })],
+    ['piece as a list', encode({ msg_type: 2, piece: [1] })],
     ['negative piece', encode({ msg_type: 0, piece: -1 })],
     ['huge piece', encode({ msg_type: 0, piece: MAX_METADATA_PIECES })],
     ['data without total_size', encode({ msg_type: 1, piece: 0 })],
