@@ -27,7 +27,8 @@ import { MAX_PEX_PEERS, type PexMessage, decodePex, encodePex } from '../../src/
 const seed = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : 42;
 const numRuns = process.env.FUZZ_RUNS !== undefined ? Number(process.env.FUZZ_RUNS) : 3000;
 const params = { seed, numRuns };
-const SLOW_MS = 100;
+// Generous: catches a parser gone quadratic or hung, not a GC pause on a busy machine.
+const SLOW_MS = 2000;
 
 /** fn's value, or undefined when it threw a WireError (anything else fails the test). */
 function orWireError<T>(fn: () => T): T | undefined {

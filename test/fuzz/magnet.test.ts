@@ -15,7 +15,8 @@ import {
 const seed = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : 42;
 const numRuns = process.env.FUZZ_RUNS !== undefined ? Number(process.env.FUZZ_RUNS) : 3000;
 const params = { seed, numRuns };
-const SLOW_MS = 100;
+// Generous: catches a parser gone quadratic or hung, not a GC pause on a busy machine.
+const SLOW_MS = 2000;
 
 /** parseMagnet's result, or undefined when it threw a MetainfoError (anything else fails). */
 function parse(uri: string): Magnet | undefined {
