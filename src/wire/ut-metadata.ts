@@ -177,3 +177,25 @@ export function answerMetadataRequest(info: Buffer | null, piece: number): UtMet
     data: info.subarray(start, start + metadataPieceLength(info.length, piece)),
   };
 }
+
+/** Times one peer connection is sent the same metadata piece; later requests are rejected. */
+export const MAX_SERVES_PER_PIECE = 2;
+
+/**
+ * Serving metadata to one peer connection: `answerMetadataRequest`, but each piece is sent
+ * at most MAX_SERVES_PER_PIECE times, so a peer repeating requests cannot make us send more
+ * than twice the metadata (each 50-byte request would otherwise cost 16 KiB of output).
+ */
+export class MetadataServer {
+  readonly #served = new Map<number, number>();
+
+  /** The answer to a `request` for `piece`, given the info bytes once known (else null). */
+  answer(info: Buffer | null, piece: number): UtMetadataMessage {
+    const m = answerMetadataRequest(info, piece);
+    if (m.type !== 'data') return m;
+    const n = this.#served.get(piece) ?? 0;
+    if (n >= MAX_SERVES_PER_PIECE) return { type: 'reject', piece };
+    this.#served.set(piece, n + 1);
+    return m;
+  }
+}

@@ -3,7 +3,9 @@ import { WireError } from '../../src/errors.js';
 import { encode } from '../../src/metainfo/bencode.js';
 import {
   MAX_METADATA_PIECES,
+  MAX_SERVES_PER_PIECE,
   METADATA_PIECE_SIZE,
+  MetadataServer,
   type UtMetadataMessage,
   answerMetadataRequest,
   decodeUtMetadata,
@@ -157,5 +159,16 @@ describe('serving metadata', () => {
     expect(answerMetadataRequest(null, 0)).toEqual({ type: 'reject', piece: 0 });
     // and the answer encodes and decodes to the same thing
     expect(decodeUtMetadata(encodeUtMetadata(last))).toEqual(last);
+  });
+
+  it(`MetadataServer sends a piece at most ${MAX_SERVES_PER_PIECE} times per connection`, () => {
+    const server = new MetadataServer();
+    expect(server.answer(null, 0)).toEqual({ type: 'reject', piece: 0 });
+    for (let i = 0; i < MAX_SERVES_PER_PIECE; i++) {
+      expect(server.answer(info, 1).type).toBe('data');
+    }
+    expect(server.answer(info, 1)).toEqual({ type: 'reject', piece: 1 });
+    expect(server.answer(info, 0).type).toBe('data');
+    expect(server.answer(info, 9)).toEqual({ type: 'reject', piece: 9 });
   });
 });
