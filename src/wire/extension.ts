@@ -65,6 +65,7 @@ export function encodeExtendedHandshake(h: ExtendedHandshake): Buffer {
   const m: Record<string, number> = Object.create(null) as Record<string, number>;
   for (const [name, id] of h.m) {
     checkExtId(id, `extension id of ${name}`);
+    if (name === '__proto__') throw new RangeError('extension name __proto__ is not allowed');
     m[name] = id;
   }
   const d: Record<string, unknown> = Object.create(null) as Record<string, unknown>;

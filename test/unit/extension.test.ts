@@ -133,6 +133,7 @@ describe('extended handshake', () => {
     expect(() => encodeExtendedHandshake({ m: new Map([['a', 256]]) })).toThrow(RangeError);
     expect(() => encodeExtendedHandshake({ m: new Map(), p: 70000 })).toThrow(RangeError);
     expect(() => encodeExtendedMessage(-1, Buffer.alloc(0))).toThrow(RangeError);
+    expect(() => encodeExtendedHandshake({ m: new Map([['__proto__', 1]]) })).toThrow(RangeError);
   });
 });
 

@@ -1,0 +1,343 @@
+/**
+ * Fetching a torrent's info dictionary from peers (ut_metadata, BEP 9), as a pure state
+ * machine: the caller feeds it extended handshakes and decoded messages, and sends the
+ * requests it hands out. No sockets, no timers; time comes from `opts.now`.
+ *
+ * - Pieces of 16 KiB are asked from several peers at once, at most `maxPerPeer` (2) in flight
+ *   per peer; free pieces go to whichever peer asks first, so they spread across peers.
+ * - One attempt at a time, for one `metadata_size`: the size most peers announce. Pieces
+ *   are kept (copied) as they arrive, so memory follows what was received, at most
+ *   MAX_METADATA_SIZE plus the piece being received per peer.
+ * - When every piece is there, SHA-1(info) must equal the info hash. On a mismatch, if one
+ *   peer sent every piece it is dropped; otherwise no one can be blamed, and from then on an
+ *   attempt takes every piece from one peer (exclusive mode), so the next mismatch has a
+ *   single culprit. Each mismatch drops a peer, so this ends.
+ * - A `data` message with another `total_size` than the peer announced, a piece index out of
+ *   range, a piece never asked of that peer, or a piece of the wrong length drops the peer.
+ * - A `reject` frees the piece and rests the peer (5 s, doubling to 60 s); a request left
+ *   unanswered for METADATA_REQUEST_TIMEOUT_MS is given to another peer, and a peer that lets
+ *   MAX_TIMEOUTS requests time out is not asked again (it may still serve the data later).
+ */
+import { createHash } from 'node:crypto';
+import { encode } from '../metainfo/bencode.js';
+import {
+  MAX_METADATA_SIZE,
+  type UtMetadataMessage,
+  metadataPieceCount,
+  metadataPieceLength,
+} from '../wire/ut-metadata.js';
+
+/** Requests in flight per peer by default (as libtorrent). */
+export const METADATA_REQUESTS_PER_PEER = 2;
+/** A metadata request unanswered this long is given to another peer. */
+export const METADATA_REQUEST_TIMEOUT_MS = 15_000;
+/** Requests a peer may let time out before it is asked no more. */
+export const MAX_TIMEOUTS = 2;
+/** Rest after a peer's first reject; doubles with each further reject, up to the max. */
+export const REJECT_BACKOFF_MS = 5_000;
+export const MAX_REJECT_BACKOFF_MS = 60_000;
+
+export type FetchResult = 'ok' | 'done' | { drop: string };
+
+interface PeerState {
+  size: number;
+  /** Pieces counted against this peer's cap, with the time asked. */
+  inflight: Map<number, number>;
+  /** Pieces asked of this peer and not answered yet (including timed out ones). */
+  asked: Set<number>;
+  rejects: number;
+  restUntil: number;
+  timeouts: number;
+}
+
+interface Attempt {
+  size: number;
+  pieces: (Buffer | null)[];
+  /** Peer that supplied each piece. */
+  from: (string | null)[];
+  /** Piece -> the peer currently asked for it. */
+  inflight: Map<number, string>;
+  received: number;
+  /** In exclusive mode: the one peer this attempt takes pieces from. */
+  exclusive: string | null;
+}
+
+export class MetadataFetch {
+  readonly #infoHash: Buffer;
+  readonly #maxPerPeer: number;
+  readonly #now: () => number;
+  readonly #timeoutMs: number;
+  readonly #peers = new Map<string, PeerState>();
+  readonly #banned = new Set<string>();
+  #attempt: Attempt | null = null;
+  #exclusiveMode = false;
+  #info: Buffer | null = null;
+
+  constructor(
+    infoHash: Buffer,
+    opts: { maxPerPeer?: number; now?: () => number; requestTimeoutMs?: number } = {},
+  ) {
+    if (infoHash.length !== 20) throw new RangeError('info hash must be 20 bytes');
+    this.#infoHash = Buffer.from(infoHash);
+    this.#maxPerPeer = Math.max(1, opts.maxPerPeer ?? METADATA_REQUESTS_PER_PEER);
+    this.#now = opts.now ?? Date.now;
+    this.#timeoutMs = opts.requestTimeoutMs ?? METADATA_REQUEST_TIMEOUT_MS;
+  }
+
+  /** When done: the exact info dictionary bytes, whose SHA-1 is the info hash. */
+  get info(): Buffer | null {
+    return this.#info;
+  }
+
+  /** True once every piece of one attempt was received at some point and hashed wrong. */
+  get exclusiveMode(): boolean {
+    return this.#exclusiveMode;
+  }
+
+  /**
+   * A peer's `metadata_size` from its extended handshake (again when it sends a new one).
+   * Returns false, and forgets the peer, for a size of 0 or above MAX_METADATA_SIZE, or a
+   * peer dropped earlier for bad metadata.
+   */
+  addPeer(id: string, metadataSize: number): boolean {
+    if (this.#banned.has(id)) return false;
+    const valid =
+      Number.isInteger(metadataSize) && metadataSize > 0 && metadataSize <= MAX_METADATA_SIZE;
+    const old = this.#peers.get(id);
+    if (old && old.size === metadataSize) return true;
+    if (old) this.removePeer(id);
+    if (!valid) return false;
+    this.#peers.set(id, {
+      size: metadataSize,
+      inflight: new Map(),
+      asked: new Set(),
+      rejects: 0,
+      restUntil: 0,
+      timeouts: 0,
+    });
+    return true;
+  }
+
+  /** The peer disconnected (or its connection is dropped): its requests are freed. */
+  removePeer(id: string): void {
+    const p = this.#peers.get(id);
+    if (!p) return;
+    this.#freeRequests(id, p);
+    this.#peers.delete(id);
+    this.#afterPeerLoss(id);
+  }
+
+  /** Peers that announced a usable metadata size and may still be asked. */
+  peersWithMetadata(): number {
+    let n = 0;
+    for (const p of this.#peers.values()) if (this.#usable(p)) n++;
+    return n;
+  }
+
+  /**
+   * Piece numbers to request from this peer now (send a ut_metadata `request` for each).
+   * Call after addPeer, after each message from the peer, and on a periodic tick (about a
+   * second) for every peer, so that timed-out requests and rested peers are picked up.
+   */
+  requestsFor(id: string): number[] {
+    const p = this.#peers.get(id);
+    if (this.#info || !p || !this.#usable(p)) return [];
+    const now = this.#now();
+    if (now < p.restUntil) return [];
+    this.#expire(now);
+    const a = this.#ensureAttempt();
+    if (!a || a.size !== p.size) return [];
+    if (this.#exclusiveMode) {
+      if (a.exclusive === null) a.exclusive = id;
+      if (a.exclusive !== id) return [];
+    }
+    const out: number[] = [];
+    for (let i = 0; i < a.pieces.length && p.inflight.size < this.#maxPerPeer; i++) {
+      if (a.pieces[i] !== null || a.inflight.has(i)) continue;
+      a.inflight.set(i, id);
+      p.inflight.set(i, now);
+      p.asked.add(i);
+      out.push(i);
+    }
+    return out;
+  }
+
+  /** A decoded ut_metadata message from this peer. */
+  onMessage(id: string, m: UtMetadataMessage): FetchResult {
+    if (m.type === 'request' || m.type === 'unknown') return 'ok';
+    const p = this.#peers.get(id);
+    if (!p) {
+      if (m.type === 'reject' || this.#info) return 'ok';
+      return this.#banned.has(id) ? 'ok' : { drop: 'metadata piece without metadata_size' };
+    }
+    if (m.type === 'reject') {
+      if (!p.asked.delete(m.piece)) return 'ok';
+      this.#release(id, p, m.piece);
+      p.rejects++;
+      const rest = REJECT_BACKOFF_MS * 2 ** Math.min(p.rejects - 1, 8);
+      p.restUntil = this.#now() + Math.min(MAX_REJECT_BACKOFF_MS, rest);
+      // An exclusive attempt cannot wait for a peer that refuses: start over with another.
+      if (this.#attempt?.exclusive === id) {
+        this.#freeRequests(id, p);
+        this.#attempt = null;
+      }
+      return 'ok';
+    }
+    // data
+    if (m.totalSize !== p.size) {
+      return this.#drop(id, `metadata total_size ${m.totalSize} differs from ${p.size}`);
+    }
+    const count = metadataPieceCount(p.size);
+    if (m.piece >= count) {
+      return this.#drop(id, `metadata piece ${m.piece} out of range (${count} pieces)`);
+    }
+    if (!p.asked.delete(m.piece)) {
+      if (this.#info) return 'ok';
+      return this.#drop(id, `metadata piece ${m.piece} was not requested`);
+    }
+    const expected = metadataPieceLength(p.size, m.piece);
+    if (m.data.length !== expected) {
+      return this.#drop(
+        id,
+        `metadata piece ${m.piece} is ${m.data.length} bytes, expected ${expected}`,
+      );
+    }
+    this.#release(id, p, m.piece);
+    const a = this.#attempt;
+    if (this.#info || !a || a.size !== p.size || a.pieces[m.piece] !== null) return 'ok';
+    if (this.#exclusiveMode && a.exclusive !== id) return 'ok';
+    // Another peer asked for the same piece (after a timeout) no longer holds a slot for it.
+    const holder = a.inflight.get(m.piece);
+    if (holder !== undefined) {
+      a.inflight.delete(m.piece);
+      this.#peers.get(holder)?.inflight.delete(m.piece);
+    }
+    a.pieces[m.piece] = Buffer.from(m.data);
+    a.from[m.piece] = id;
+    a.received++;
+    if (a.received < a.pieces.length) return 'ok';
+    return this.#verify(a);
+  }
+
+  #verify(a: Attempt): FetchResult {
+    const info = Buffer.concat(a.pieces as Buffer[], a.size);
+    if (createHash('sha1').update(info).digest().equals(this.#infoHash)) {
+      this.#info = info;
+      this.#attempt = null;
+      for (const p of this.#peers.values()) {
+        p.inflight.clear();
+        p.asked.clear();
+      }
+      return 'done';
+    }
+    const culprits = new Set(a.from);
+    this.#attempt = null;
+    for (const p of this.#peers.values()) p.inflight.clear();
+    if (culprits.size === 1) {
+      const id = a.from[0]!;
+      return this.#drop(id, 'metadata does not match the info hash');
+    }
+    // Several peers contributed: no one can be blamed. From now on each attempt takes all its
+    // pieces from a single peer, so that a failure has one culprit.
+    this.#exclusiveMode = true;
+    return 'ok';
+  }
+
+  #usable(p: PeerState): boolean {
+    return p.timeouts < MAX_TIMEOUTS;
+  }
+
+  /** Drops a peer for bad metadata: it is forgotten and never added again. */
+  #drop(id: string, reason: string): FetchResult {
+    this.#banned.add(id);
+    this.removePeer(id);
+    return { drop: reason };
+  }
+
+  /** Frees the slot and the attempt's claim of `piece` held by peer `id`. */
+  #release(id: string, p: PeerState, piece: number): void {
+    p.inflight.delete(piece);
+    const a = this.#attempt;
+    if (a && a.inflight.get(piece) === id) a.inflight.delete(piece);
+  }
+
+  #freeRequests(id: string, p: PeerState): void {
+    for (const piece of p.inflight.keys()) this.#release(id, p, piece);
+    p.inflight.clear();
+  }
+
+  /** After a peer left: restart an exclusive attempt it fed, or the attempt of a lost size. */
+  #afterPeerLoss(id: string): void {
+    const a = this.#attempt;
+    if (!a) return;
+    if (a.exclusive === id) {
+      this.#attempt = null;
+      return;
+    }
+    for (const p of this.#peers.values()) if (p.size === a.size && this.#usable(p)) return;
+    this.#attempt = null;
+  }
+
+  /** Requests unanswered for the timeout free their piece for another peer. */
+  #expire(now: number): void {
+    const a = this.#attempt;
+    if (!a) return;
+    for (const [piece, holder] of a.inflight) {
+      const p = this.#peers.get(holder);
+      const at = p?.inflight.get(piece);
+      if (p === undefined || at === undefined || now - at < this.#timeoutMs) continue;
+      this.#release(holder, p, piece);
+      p.timeouts++;
+      if (!this.#usable(p)) {
+        this.#freeRequests(holder, p);
+        this.#afterPeerLoss(holder);
+        if (this.#attempt !== a) return;
+      }
+    }
+  }
+
+  /** The current attempt, starting one for the size most usable peers announce. */
+  #ensureAttempt(): Attempt | null {
+    if (this.#attempt) return this.#attempt;
+    const votes = new Map<number, number>();
+    for (const p of this.#peers.values()) {
+      if (this.#usable(p)) votes.set(p.size, (votes.get(p.size) ?? 0) + 1);
+    }
+    let size = 0;
+    let best = 0;
+    for (const [s, n] of votes) {
+      if (n > best) {
+        size = s;
+        best = n;
+      }
+    }
+    if (best === 0) return null;
+    const count = metadataPieceCount(size);
+    this.#attempt = {
+      size,
+      pieces: new Array<Buffer | null>(count).fill(null),
+      from: new Array<string | null>(count).fill(null),
+      inflight: new Map(),
+      received: 0,
+      exclusive: null,
+    };
+    return this.#attempt;
+  }
+}
+
+/**
+ * The bytes of a .torrent file around the exact info dictionary bytes `info` (so that its
+ * info hash is unchanged): `d[8:announce…][13:announce-list…]4:info<info>e`, with `announce`
+ * the first tracker and `announce-list` the tiers. Parse it with parseTorrent for the same
+ * validation and path checks as any .torrent.
+ */
+export function torrentFromInfo(info: Buffer, trackers: string[][]): Buffer {
+  const tiers = trackers.map((t) => t.filter((u) => u !== '')).filter((t) => t.length > 0);
+  const parts: Buffer[] = [Buffer.from('d')];
+  if (tiers.length > 0) {
+    parts.push(encode('announce'), encode(tiers[0]![0]!));
+    parts.push(encode('announce-list'), encode(tiers));
+  }
+  parts.push(encode('info'), info, Buffer.from('e'));
+  return Buffer.concat(parts);
+}

@@ -1,0 +1,360 @@
+import { describe, expect, it } from 'vitest';
+import { decodeStrict } from '../../src/metainfo/bencode.js';
+import { parseTorrent } from '../../src/metainfo/torrent.js';
+import {
+  MAX_TIMEOUTS,
+  METADATA_REQUEST_TIMEOUT_MS,
+  MetadataFetch,
+  REJECT_BACKOFF_MS,
+  torrentFromInfo,
+  type FetchResult,
+} from '../../src/swarm/metadata-fetch.js';
+import {
+  MAX_METADATA_SIZE,
+  METADATA_PIECE_SIZE,
+  type UtMetadataMessage,
+  answerMetadataRequest,
+  decodeUtMetadata,
+  encodeUtMetadata,
+} from '../../src/wire/ut-metadata.js';
+import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+
+// 2500 pieces of 16 bytes: the info dictionary is about 50 KB, 4 metadata pieces.
+const made = makeTorrent({
+  name: 'meta.bin',
+  pieceLength: 16,
+  files: { data: randomBytesSeeded(2500 * 16, 'metadata-fetch') },
+});
+const { span } = decodeStrict(made.torrent, { spanOf: 'info' });
+const INFO = made.torrent.subarray(span![0], span![1]);
+const HASH = made.infoHash;
+const SIZE = INFO.length;
+const PIECES = Math.ceil(SIZE / METADATA_PIECE_SIZE);
+
+/** A peer's answer to a request, through the real codec. */
+type Responder = (piece: number) => UtMetadataMessage | null;
+
+const honest: Responder = (piece) =>
+  decodeUtMetadata(encodeUtMetadata(answerMetadataRequest(INFO, piece)));
+
+/** Answers with piece `bad` corrupted (one byte flipped). */
+function liar(bad: number): Responder {
+  return (piece) => {
+    const m = honest(piece)!;
+    if (m.type === 'data' && piece === bad) {
+      const data = Buffer.from(m.data);
+      data[0] = data[0]! ^ 0xff;
+      return { ...m, data };
+    }
+    return m;
+  };
+}
+
+/**
+ * Runs a fetch over fake peers until it is done or nothing moves: each round asks each peer
+ * for its requests and feeds back its answers. Returns the results per peer.
+ */
+function drive(
+  fetch: MetadataFetch,
+  peers: Record<string, Responder>,
+  log: { id: string; piece: number; result: FetchResult }[] = [],
+): typeof log {
+  for (let round = 0; round < 500 && fetch.info === null; round++) {
+    let moved = false;
+    for (const [id, respond] of Object.entries(peers)) {
+      for (const piece of fetch.requestsFor(id)) {
+        moved = true;
+        const answer = respond(piece);
+        if (answer === null) continue;
+        const result = fetch.onMessage(id, answer);
+        log.push({ id, piece, result });
+        if (result === 'done') return log;
+      }
+    }
+    if (!moved) break;
+  }
+  return log;
+}
+
+function dataMsg(piece: number, totalSize = SIZE, data?: Buffer): UtMetadataMessage {
+  const m = answerMetadataRequest(INFO, piece);
+  if (m.type !== 'data') throw new Error('no such piece');
+  return { type: 'data', piece, totalSize, data: data ?? m.data };
+}
+
+describe('MetadataFetch', () => {
+  it('fetches from several peers, at most 2 requests each, and checks the hash', () => {
+    expect(PIECES).toBe(4);
+    const f = new MetadataFetch(HASH);
+    expect(f.addPeer('a', SIZE)).toBe(true);
+    expect(f.addPeer('b', SIZE)).toBe(true);
+    expect(f.peersWithMetadata()).toBe(2);
+    const a = f.requestsFor('a');
+    const b = f.requestsFor('b');
+    expect(a).toEqual([0, 1]);
+    expect(b).toEqual([2, 3]);
+    expect(f.requestsFor('a')).toEqual([]);
+    expect(f.onMessage('a', dataMsg(0))).toBe('ok');
+    expect(f.onMessage('b', dataMsg(3))).toBe('ok');
+    expect(f.onMessage('b', dataMsg(2))).toBe('ok');
+    expect(f.onMessage('a', dataMsg(1))).toBe('done');
+    expect(f.info!.equals(INFO)).toBe(true);
+    expect(f.requestsFor('a')).toEqual([]);
+    // late or repeated data after the end is harmless
+    expect(f.onMessage('b', dataMsg(1))).toBe('ok');
+  });
+
+  it('keeps a copy of each piece (messages are views of the framer buffer)', () => {
+    const f = new MetadataFetch(HASH, { maxPerPeer: 4 });
+    f.addPeer('a', SIZE);
+    for (const piece of f.requestsFor('a')) {
+      const m = dataMsg(piece);
+      const view = Buffer.from(m.type === 'data' ? m.data : Buffer.alloc(0));
+      f.onMessage('a', { ...(m as Extract<UtMetadataMessage, { type: 'data' }>), data: view });
+      view.fill(0);
+    }
+    expect(f.info!.equals(INFO)).toBe(true);
+  });
+
+  it('the .torrent built around the info bytes parses with the same info hash', () => {
+    const f = new MetadataFetch(HASH);
+    f.addPeer('a', SIZE);
+    drive(f, { a: honest });
+    const trackers = [['http://t1/announce', 'http://t1b/announce'], ['udp://t2:80']];
+    const meta = parseTorrent(torrentFromInfo(f.info!, trackers));
+    expect(meta.infoHash.equals(HASH)).toBe(true);
+    expect(meta.announce).toBe('http://t1/announce');
+    expect(meta.announceList).toEqual(trackers);
+    expect(meta.name).toBe('meta.bin');
+    const bare = parseTorrent(torrentFromInfo(f.info!, []));
+    expect(bare.infoHash.equals(HASH)).toBe(true);
+    expect(bare.announceList).toEqual([]);
+  });
+
+  it.each([
+    ['0', 0],
+    ['over the cap', MAX_METADATA_SIZE + 1],
+    ['negative', -1],
+    ['fractional', 1.5],
+  ])('ignores a peer announcing a size %s', (_name, size) => {
+    const f = new MetadataFetch(HASH);
+    expect(f.addPeer('a', size)).toBe(false);
+    expect(f.peersWithMetadata()).toBe(0);
+    expect(f.requestsFor('a')).toEqual([]);
+    // and data from it is unsolicited
+    expect(f.onMessage('a', dataMsg(0))).toEqual({ drop: expect.any(String) });
+  });
+
+  it('accepts a size at the cap', () => {
+    const f = new MetadataFetch(HASH);
+    expect(f.addPeer('a', MAX_METADATA_SIZE)).toBe(true);
+    expect(f.requestsFor('a')).toEqual([0, 1]);
+  });
+
+  it('drops a peer whose total_size differs from its metadata_size; others take its pieces', () => {
+    const f = new MetadataFetch(HASH);
+    f.addPeer('a', SIZE);
+    f.addPeer('b', SIZE);
+    expect(f.requestsFor('a')).toEqual([0, 1]);
+    const r = f.onMessage('a', dataMsg(0, SIZE + 1));
+    expect(r).toEqual({ drop: expect.stringMatching(/total_size/) });
+    expect(f.addPeer('a', SIZE)).toBe(false); // not taken back
+    expect(f.requestsFor('b')).toEqual([0, 1]);
+    f.onMessage('b', dataMsg(0));
+    f.onMessage('b', dataMsg(1));
+    drive(f, { b: honest });
+    expect(f.info!.equals(INFO)).toBe(true);
+  });
+
+  it('drops a peer for a piece index out of range', () => {
+    const f = new MetadataFetch(HASH);
+    f.addPeer('a', SIZE);
+    f.requestsFor('a');
+    const r = f.onMessage('a', {
+      type: 'data',
+      piece: PIECES,
+      totalSize: SIZE,
+      data: Buffer.alloc(1),
+    });
+    expect(r).toEqual({ drop: expect.stringMatching(/out of range/) });
+  });
+
+  it('drops a peer for a piece of the wrong length', () => {
+    for (const len of [0, 100, METADATA_PIECE_SIZE - 1]) {
+      const f = new MetadataFetch(HASH);
+      f.addPeer('a', SIZE);
+      f.requestsFor('a');
+      const r = f.onMessage('a', dataMsg(0, SIZE, Buffer.alloc(len)));
+      expect(r).toEqual({ drop: expect.stringMatching(/bytes, expected 16384/) });
+    }
+    // the last piece is shorter, and must be exactly that long
+    const f = new MetadataFetch(HASH, { maxPerPeer: 8 });
+    f.addPeer('a', SIZE);
+    f.requestsFor('a');
+    const last = SIZE - (PIECES - 1) * METADATA_PIECE_SIZE;
+    const r = f.onMessage('a', dataMsg(PIECES - 1, SIZE, Buffer.alloc(last + 1)));
+    expect(r).toEqual({ drop: expect.stringMatching(`expected ${last}`) });
+  });
+
+  it('drops a peer that sends a piece it was not asked for', () => {
+    const f = new MetadataFetch(HASH);
+    f.addPeer('a', SIZE);
+    expect(f.onMessage('a', dataMsg(0))).toEqual({ drop: expect.stringMatching(/not requested/) });
+  });
+
+  it('a reject frees the piece for others and rests the peer, longer each time', () => {
+    let now = 0;
+    const f = new MetadataFetch(HASH, { now: () => now, requestTimeoutMs: 1e9 });
+    f.addPeer('a', SIZE);
+    f.addPeer('b', SIZE);
+    expect(f.requestsFor('a')).toEqual([0, 1]);
+    expect(f.onMessage('a', { type: 'reject', piece: 0 })).toBe('ok');
+    // a reject of something never asked is ignored
+    expect(f.onMessage('a', { type: 'reject', piece: 3 })).toBe('ok');
+    expect(f.requestsFor('a')).toEqual([]);
+    expect(f.requestsFor('b')).toEqual([0, 2]);
+    now += REJECT_BACKOFF_MS;
+    expect(f.requestsFor('a')).toEqual([3]);
+    expect(f.onMessage('a', { type: 'reject', piece: 3 })).toBe('ok');
+    now += REJECT_BACKOFF_MS;
+    expect(f.requestsFor('a')).toEqual([]);
+    now += REJECT_BACKOFF_MS;
+    expect(f.requestsFor('a')).toEqual([3]);
+    expect(f.peersWithMetadata()).toBe(2);
+  });
+
+  it('a peer that sent every piece of a bad copy is dropped; the fetch goes on from another', () => {
+    const f = new MetadataFetch(HASH, { maxPerPeer: 8 });
+    f.addPeer('liar', SIZE);
+    const log = drive(f, { liar: liar(2) });
+    expect(log.at(-1)!.result).toEqual({ drop: expect.stringMatching(/info hash/) });
+    expect(f.info).toBeNull();
+    expect(f.exclusiveMode).toBe(false);
+    expect(f.addPeer('liar', SIZE)).toBe(false);
+    f.addPeer('good', SIZE);
+    drive(f, { good: honest });
+    expect(f.info!.equals(INFO)).toBe(true);
+  });
+
+  it('a bad copy from several peers blames no one, then each attempt uses one peer', () => {
+    const f = new MetadataFetch(HASH);
+    f.addPeer('liar', SIZE);
+    f.addPeer('good', SIZE);
+    const log = drive(f, { liar: liar(0), good: honest });
+    // Round 1 mixes both peers and fails without blame; the liar then gets an attempt of its
+    // own, fails alone and is dropped; the honest peer's own attempt succeeds.
+    const firstFailure = log.findIndex((e) => e.id === 'good' && e.piece === 3);
+    expect(log[firstFailure]!.result).toBe('ok');
+    expect(new Set(log.slice(0, firstFailure + 1).map((e) => e.id))).toEqual(
+      new Set(['liar', 'good']),
+    );
+    const drops = log.filter((e) => typeof e.result === 'object');
+    expect(drops.map((e) => e.id)).toEqual(['liar']);
+    const after = log.slice(log.indexOf(drops[0]!) + 1);
+    expect(after.every((e) => e.id === 'good')).toBe(true);
+    expect(after.length).toBe(PIECES);
+    expect(f.exclusiveMode).toBe(true);
+    expect(f.info!.equals(INFO)).toBe(true);
+  });
+
+  it('in exclusive mode, a peer that rejects hands the attempt to another', () => {
+    const f = new MetadataFetch(HASH);
+    f.addPeer('liar', SIZE);
+    f.addPeer('good', SIZE);
+    // one mixed failure to enter exclusive mode
+    expect(f.requestsFor('liar')).toEqual([0, 1]);
+    expect(f.requestsFor('good')).toEqual([2, 3]);
+    for (const piece of [0, 1]) f.onMessage('liar', liar(0)(piece)!);
+    for (const piece of [2, 3]) expect(f.onMessage('good', dataMsg(piece))).toBe('ok');
+    expect(f.exclusiveMode).toBe(true);
+    expect(f.requestsFor('liar')).toEqual([0, 1]);
+    expect(f.requestsFor('good')).toEqual([]);
+    expect(f.onMessage('liar', { type: 'reject', piece: 0 })).toBe('ok');
+    expect(f.requestsFor('good')).toEqual([0, 1]);
+    // a late answer from the former exclusive peer is not mixed into this attempt
+    expect(f.onMessage('liar', dataMsg(1))).toBe('ok');
+    for (const piece of [0, 1]) expect(f.onMessage('good', dataMsg(piece))).toBe('ok');
+    drive(f, { good: honest });
+    expect(f.info!.equals(INFO)).toBe(true);
+  });
+
+  it('with honest peers to spare, a liar costs one retry and no honest peer', () => {
+    const f = new MetadataFetch(HASH);
+    for (const id of ['liar', 'good1', 'good2']) f.addPeer(id, SIZE);
+    const log = drive(f, { liar: liar(0), good1: honest, good2: honest });
+    expect(f.info!.equals(INFO)).toBe(true);
+    const drops = log.filter((e) => typeof e.result === 'object').map((e) => e.id);
+    expect(drops.every((id) => id === 'liar')).toBe(true);
+    expect(f.addPeer('good1', SIZE)).toBe(true);
+    expect(f.addPeer('good2', SIZE)).toBe(true);
+  });
+
+  it('picks the size most peers announce, and finds the true one when liars outnumber', () => {
+    const f = new MetadataFetch(HASH);
+    const fakeSize = SIZE + 5000;
+    const fake = (piece: number): UtMetadataMessage => {
+      const len = Math.min(METADATA_PIECE_SIZE, fakeSize - piece * METADATA_PIECE_SIZE);
+      return { type: 'data', piece, totalSize: fakeSize, data: Buffer.alloc(len, 1) };
+    };
+    f.addPeer('l1', fakeSize);
+    f.addPeer('l2', fakeSize);
+    f.addPeer('good', SIZE);
+    expect(f.requestsFor('good')).toEqual([]); // the attempt is for the majority's size
+    const log = drive(f, { l1: fake, l2: fake, good: honest });
+    expect(f.info!.equals(INFO)).toBe(true);
+    const dropped = log.filter((e) => typeof e.result === 'object').map((e) => e.id);
+    expect(dropped.sort()).toEqual(['l1', 'l2']);
+  });
+
+  it('gives a request unanswered for the timeout to another peer; stops asking a peer after 2 timeouts', () => {
+    let now = 0;
+    const f = new MetadataFetch(HASH, { now: () => now });
+    f.addPeer('slow', SIZE);
+    f.addPeer('b', SIZE);
+    expect(f.requestsFor('slow')).toEqual([0, 1]);
+    expect(f.requestsFor('b')).toEqual([2, 3]);
+    f.onMessage('b', dataMsg(2));
+    f.onMessage('b', dataMsg(3));
+    expect(f.requestsFor('b')).toEqual([]);
+    now += METADATA_REQUEST_TIMEOUT_MS;
+    expect(f.requestsFor('b')).toEqual([0, 1]);
+    expect(MAX_TIMEOUTS).toBe(2);
+    expect(f.peersWithMetadata()).toBe(1);
+    expect(f.requestsFor('slow')).toEqual([]);
+    // a late answer from the slow peer still counts
+    expect(f.onMessage('slow', dataMsg(0))).toBe('ok');
+    expect(f.onMessage('b', dataMsg(0))).toBe('ok');
+    expect(f.onMessage('b', dataMsg(1))).toBe('done');
+    expect(f.info!.equals(INFO)).toBe(true);
+  });
+
+  it('a peer that leaves frees its requests; a new handshake with another size replaces the old', () => {
+    const f = new MetadataFetch(HASH);
+    f.addPeer('a', SIZE);
+    f.addPeer('b', SIZE);
+    expect(f.requestsFor('a')).toEqual([0, 1]);
+    f.removePeer('a');
+    expect(f.peersWithMetadata()).toBe(1);
+    expect(f.requestsFor('b')).toEqual([0, 1]);
+    // b announces another size: its requests are dropped, the attempt restarts for that size
+    expect(f.addPeer('b', SIZE - 1)).toBe(true);
+    expect(f.requestsFor('b')).toEqual([0, 1]);
+    expect(f.onMessage('b', dataMsg(0))).toEqual({ drop: expect.stringMatching(/total_size/) });
+    // a peer that sends metadata_size 0 later is forgotten
+    f.addPeer('c', SIZE);
+    expect(f.addPeer('c', 0)).toBe(false);
+    expect(f.peersWithMetadata()).toBe(0);
+  });
+
+  it('ignores requests and unknown messages', () => {
+    const f = new MetadataFetch(HASH);
+    f.addPeer('a', SIZE);
+    expect(f.onMessage('a', { type: 'request', piece: 0 })).toBe('ok');
+    expect(f.onMessage('a', { type: 'unknown', msgType: 7 })).toBe('ok');
+    expect(f.onMessage('nobody', { type: 'reject', piece: 0 })).toBe('ok');
+  });
+
+  it('refuses a bad info hash', () => {
+    expect(() => new MetadataFetch(Buffer.alloc(19))).toThrow(RangeError);
+  });
+});
