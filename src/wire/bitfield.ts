@@ -87,6 +87,14 @@ export class Bitfield {
     }
   }
 
+  /** Sets every bit (a peer's `have all`). */
+  setAll(): void {
+    this.#bytes.fill(0xff);
+    const spare = this.#bytes.length * 8 - this.#size;
+    if (spare > 0) this.#bytes[this.#bytes.length - 1]! &= (0xff << spare) & 0xff;
+    this.#count = this.#size;
+  }
+
   isComplete(): boolean {
     return this.#count === this.#size;
   }

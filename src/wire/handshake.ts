@@ -55,3 +55,19 @@ export function decodeHandshake(buf: Buffer): Handshake | null {
     peerId: Buffer.from(buf.subarray(PEER_ID_OFFSET, HANDSHAKE_LENGTH)),
   };
 }
+
+/** Reserved bits we use: BEP 10 (extension protocol) is byte 5 bit 0x10, BEP 6 (fast) byte 7 bit 0x04. */
+export const RESERVED_EXTENDED = { byte: 5, bit: 0x10 } as const;
+export const RESERVED_FAST = { byte: 7, bit: 0x04 } as const;
+
+/** The reserved bytes tdl sends: the extension protocol and the fast extension. */
+export function ourReserved(): Buffer {
+  const r = Buffer.alloc(8);
+  r[RESERVED_EXTENDED.byte]! |= RESERVED_EXTENDED.bit;
+  r[RESERVED_FAST.byte]! |= RESERVED_FAST.bit;
+  return r;
+}
+
+export function supports(reserved: Buffer, flag: { byte: number; bit: number }): boolean {
+  return reserved.length === 8 && (reserved[flag.byte]! & flag.bit) !== 0;
+}

@@ -25,6 +25,14 @@ export const MessageId = {
   piece: 7,
   cancel: 8,
   port: 9,
+  // BEP 6, the fast extension
+  suggest: 13,
+  haveAll: 14,
+  haveNone: 15,
+  reject: 16,
+  allowedFast: 17,
+  // BEP 10, the extension protocol
+  extended: 20,
 } as const;
 
 export type Message =
@@ -39,6 +47,13 @@ export type Message =
   | { type: 'piece'; index: number; begin: number; block: Buffer }
   | { type: 'cancel'; index: number; begin: number; length: number }
   | { type: 'port'; port: number }
+  | { type: 'suggest'; index: number }
+  | { type: 'have-all' }
+  | { type: 'have-none' }
+  | { type: 'reject'; index: number; begin: number; length: number }
+  | { type: 'allowed-fast'; index: number }
+  /** BEP 10: `payload` is a view of the bytes after the extended id. */
+  | { type: 'extended'; extId: number; payload: Buffer }
   | { type: 'unknown'; id: number; payloadLength: number };
 
 /**
@@ -64,18 +79,45 @@ function header(length: number, id: number, extra: number): Buffer {
 }
 
 function threeInts(id: number, index: number, begin: number, length: number): Buffer {
-  checkU32(index, 'index');
-  checkU32(begin, 'begin');
-  checkU32(length, 'length');
-  const buf = header(13, id, 12);
-  buf.writeUInt32BE(index, 5);
-  buf.writeUInt32BE(begin, 9);
-  buf.writeUInt32BE(length, 13);
+  const buf = Buffer.allocUnsafe(REQUEST_MESSAGE_BYTES);
+  writeThreeInts(buf, 0, id, index, begin, length);
   return buf;
 }
 
+function writeThreeInts(
+  buf: Buffer,
+  at: number,
+  id: number,
+  index: number,
+  begin: number,
+  length: number,
+): void {
+  checkU32(index, 'index');
+  checkU32(begin, 'begin');
+  checkU32(length, 'length');
+  buf.writeUInt32BE(13, at);
+  buf[at + 4] = id;
+  buf.writeUInt32BE(index, at + 5);
+  buf.writeUInt32BE(begin, at + 9);
+  buf.writeUInt32BE(length, at + 13);
+}
+
+/** Bytes of a `request`, `cancel` or `reject` message. */
+export const REQUEST_MESSAGE_BYTES = 17;
+
 export function encodeRequest(index: number, begin: number, length: number): Buffer {
   return threeInts(MessageId.request, index, begin, length);
+}
+
+/** Writes a `request` at `at` in `buf` (REQUEST_MESSAGE_BYTES bytes), to batch many in one buffer. */
+export function writeRequest(
+  buf: Buffer,
+  at: number,
+  index: number,
+  begin: number,
+  length: number,
+): void {
+  writeThreeInts(buf, at, MessageId.request, index, begin, length);
 }
 
 export function encodeCancel(index: number, begin: number, length: number): Buffer {
@@ -83,9 +125,28 @@ export function encodeCancel(index: number, begin: number, length: number): Buff
 }
 
 export function encodeHave(index: number): Buffer {
+  return oneInt(MessageId.have, index);
+}
+
+function oneInt(id: number, index: number): Buffer {
   checkU32(index, 'index');
-  const buf = header(5, MessageId.have, 4);
+  const buf = header(5, id, 4);
   buf.writeUInt32BE(index, 5);
+  return buf;
+}
+
+export function encodeReject(index: number, begin: number, length: number): Buffer {
+  return threeInts(MessageId.reject, index, begin, length);
+}
+
+/** A BEP 10 message: <len><20><extId><payload>. */
+export function encodeExtended(extId: number, payload: Buffer): Buffer {
+  if (!Number.isInteger(extId) || extId < 0 || extId > 255) {
+    throw new RangeError(`extended message id ${extId} is out of range`);
+  }
+  const buf = header(2 + payload.length, MessageId.extended, 1 + payload.length);
+  buf[5] = extId;
+  payload.copy(buf, 6);
   return buf;
 }
 
@@ -147,6 +208,18 @@ export function encodeMessage(m: Message): Buffer {
       buf.writeUInt16BE(m.port, 5);
       return buf;
     }
+    case 'suggest':
+      return oneInt(MessageId.suggest, m.index);
+    case 'have-all':
+      return header(1, MessageId.haveAll, 0);
+    case 'have-none':
+      return header(1, MessageId.haveNone, 0);
+    case 'reject':
+      return encodeReject(m.index, m.begin, m.length);
+    case 'allowed-fast':
+      return oneInt(MessageId.allowedFast, m.index);
+    case 'extended':
+      return encodeExtended(m.extId, m.payload);
     case 'unknown': {
       if (!Number.isInteger(m.id) || m.id < 0 || m.id > 255) {
         throw new RangeError(`message id ${m.id} is out of range`);
@@ -159,18 +232,24 @@ export function encodeMessage(m: Message): Buffer {
   }
 }
 
-const NAMES = [
-  'choke',
-  'unchoke',
-  'interested',
-  'not-interested',
-  'have',
-  'bitfield',
-  'request',
-  'piece',
-  'cancel',
-  'port',
-] as const;
+const NAMES: Record<number, string> = {
+  0: 'choke',
+  1: 'unchoke',
+  2: 'interested',
+  3: 'not-interested',
+  4: 'have',
+  5: 'bitfield',
+  6: 'request',
+  7: 'piece',
+  8: 'cancel',
+  9: 'port',
+  13: 'suggest',
+  14: 'have-all',
+  15: 'have-none',
+  16: 'reject',
+  17: 'allowed-fast',
+  20: 'extended',
+};
 
 function expectPayload(id: number, payload: number, expected: number): void {
   if (payload !== expected) {
@@ -250,6 +329,32 @@ export function decodeMessage(
     case MessageId.port:
       expectPayload(id, payload, 2);
       message = { type: 'port', port: buf.readUInt16BE(5) };
+      break;
+    case MessageId.suggest:
+    case MessageId.allowedFast:
+      expectPayload(id, payload, 4);
+      message = {
+        type: id === MessageId.suggest ? 'suggest' : 'allowed-fast',
+        index: buf.readUInt32BE(5),
+      };
+      break;
+    case MessageId.haveAll:
+    case MessageId.haveNone:
+      expectPayload(id, payload, 0);
+      message = { type: id === MessageId.haveAll ? 'have-all' : 'have-none' };
+      break;
+    case MessageId.reject:
+      expectPayload(id, payload, 12);
+      message = {
+        type: 'reject',
+        index: buf.readUInt32BE(5),
+        begin: buf.readUInt32BE(9),
+        length: buf.readUInt32BE(13),
+      };
+      break;
+    case MessageId.extended:
+      if (payload < 1) throw new WireError('extended: payload is empty, expected an id');
+      message = { type: 'extended', extId: buf[5]!, payload: buf.subarray(6, size) };
       break;
     default:
       message = { type: 'unknown', id, payloadLength: payload };

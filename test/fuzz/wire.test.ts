@@ -46,6 +46,7 @@ function runFramer(parts: Buffer[], maxLength: number): Outcome {
       for (let m = f.next(); m !== null; m = f.next()) {
         if (m.type === 'piece') msgs.push({ ...m, block: Buffer.from(m.block) });
         else if (m.type === 'bitfield') msgs.push({ ...m, bitfield: Buffer.from(m.bitfield) });
+        else if (m.type === 'extended') msgs.push({ ...m, payload: Buffer.from(m.payload) });
         else msgs.push(m);
       }
     }
@@ -100,7 +101,17 @@ const message: fc.Arbitrary<Message> = fc.oneof(
     .map(([index, begin, b]): Message => ({ type: 'piece', index, begin, block: Buffer.from(b) })),
   fc.integer({ min: 0, max: 0xffff }).map((port): Message => ({ type: 'port', port })),
   fc
-    .tuple(fc.integer({ min: 10, max: 255 }), fc.nat({ max: 50 }))
+    .tuple(fc.constantFrom(13, 17), u32)
+    .map(([id, index]): Message => ({ type: id === 13 ? 'suggest' : 'allowed-fast', index })),
+  fc.constantFrom<Message>({ type: 'have-all' }, { type: 'have-none' }),
+  fc
+    .tuple(u32, u32, u32)
+    .map(([index, begin, length]): Message => ({ type: 'reject', index, begin, length })),
+  fc
+    .tuple(fc.integer({ min: 0, max: 255 }), fc.uint8Array({ maxLength: 60 }))
+    .map(([extId, p]): Message => ({ type: 'extended', extId, payload: Buffer.from(p) })),
+  fc
+    .tuple(fc.integer({ min: 21, max: 255 }), fc.nat({ max: 50 }))
     .map(([id, payloadLength]): Message => ({ type: 'unknown', id, payloadLength })),
 );
 

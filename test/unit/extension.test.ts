@@ -142,9 +142,9 @@ describe('extended messages', () => {
     const msg = encodeExtendedMessage(3, Buffer.from('hello'));
     expect(msg.readUInt32BE(0)).toBe(7);
     expect(msg[4]).toBe(EXTENDED_MESSAGE_ID);
-    // The generic decoder sees id 20 with a 6-byte body.
+    // The wire decoder splits id 20 into the extended id and the payload.
     expect(decodeMessage(msg, 100)).toEqual({
-      message: { type: 'unknown', id: 20, payloadLength: 6 },
+      message: { type: 'extended', extId: 3, payload: Buffer.from('hello') },
       size: 11,
     });
     expect(decodeExtendedMessage(msg.subarray(5))).toEqual({

@@ -43,7 +43,14 @@ const ALL: Message[] = [
   { type: 'piece', index: 1, begin: 0, block: Buffer.alloc(0) },
   { type: 'cancel', index: 0xfffffffe, begin: 1, length: 2 },
   { type: 'port', port: 6881 },
-  { type: 'unknown', id: 20, payloadLength: 30 },
+  { type: 'suggest', index: 9 },
+  { type: 'have-all' },
+  { type: 'have-none' },
+  { type: 'reject', index: 7, begin: 16384, length: 16384 },
+  { type: 'allowed-fast', index: 0xfffffffe },
+  { type: 'extended', extId: 0, payload: Buffer.from('d1:md11:ut_metadatai1eee') },
+  { type: 'extended', extId: 3, payload: Buffer.alloc(0) },
+  { type: 'unknown', id: 21, payloadLength: 30 },
   { type: 'unknown', id: 255, payloadLength: 0 },
 ];
 
@@ -63,6 +70,7 @@ function drain(f: Framer): Message[] {
   for (let m = f.next(); m !== null; m = f.next()) {
     if (m.type === 'piece') out.push({ ...m, block: Buffer.from(m.block) });
     else if (m.type === 'bitfield') out.push({ ...m, bitfield: Buffer.from(m.bitfield) });
+    else if (m.type === 'extended') out.push({ ...m, payload: Buffer.from(m.payload) });
     else out.push(m);
   }
   return out;

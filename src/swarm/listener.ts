@@ -1,0 +1,131 @@
+/**
+ * The TCP listener for incoming peers.
+ *
+ * Port choice: `--port N` binds N (failing if it is taken); without it the first free port of
+ * 6881–6889 is used, else an ephemeral one; `--port 0` asks for an ephemeral one. `--bind`
+ * restricts it to one address. The port actually bound is what trackers are told.
+ *
+ * Caps before a connection reaches the swarm: connections still handshaking (in all and per
+ * address) are bounded, and every accepted socket must complete a valid handshake for our
+ * torrent within the handshake timeout, or it is closed.
+ */
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import createDebug from 'debug';
+import { UsageError } from '../errors.js';
+import { PeerConnection } from '../peer/connection.js';
+
+const log = createDebug('tdl:listen');
+
+export const DEFAULT_PORTS = [6881, 6882, 6883, 6884, 6885, 6886, 6887, 6888, 6889];
+/** Incoming connections that have not finished their handshake, in all and from one address. */
+export const MAX_HANDSHAKING = 64;
+export const MAX_HANDSHAKING_PER_ADDRESS = 8;
+
+export interface ListenOptions {
+  /** undefined: 6881–6889, else ephemeral; 0: ephemeral. */
+  port?: number;
+  /** Address to listen on (default: all). */
+  bind?: string;
+}
+
+export interface ListenerEvents {
+  /** A handshaken incoming connection: the owner takes it (calls start) or closes it. */
+  peer: [conn: PeerConnection];
+}
+
+export class Listener extends EventEmitter<ListenerEvents> {
+  private server: net.Server | null = null;
+  private readonly handshaking = new Set<PeerConnection>();
+  private readonly perAddress = new Map<string, number>();
+  port = 0;
+  host = '';
+
+  constructor(
+    private readonly conn: {
+      infoHash: Buffer;
+      peerId: Buffer;
+      pieceCount: number;
+      handshakeMs: number;
+    },
+  ) {
+    super();
+  }
+
+  async listen(o: ListenOptions): Promise<void> {
+    const ports = o.port === undefined ? [...DEFAULT_PORTS, 0] : [o.port];
+    let lastError: Error | null = null;
+    for (const port of ports) {
+      try {
+        await this.tryListen(port, o.bind);
+        log('listening on %s:%d', this.host, this.port);
+        return;
+      } catch (e) {
+        lastError = e as Error;
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'EADDRINUSE' && code !== 'EACCES') break;
+      }
+    }
+    const where = o.bind ? `${o.bind}:${o.port ?? '6881-6889'}` : `port ${o.port ?? '6881-6889'}`;
+    throw new UsageError(`cannot listen on ${where}: ${lastError?.message ?? 'unknown error'}`);
+  }
+
+  private tryListen(port: number, bind?: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const server = net.createServer({ pauseOnConnect: false }, (s) => this.onSocket(s));
+      const onError = (e: Error) => {
+        server.close();
+        reject(e);
+      };
+      server.once('error', onError);
+      server.listen({ port, host: bind, exclusive: true }, () => {
+        server.off('error', onError);
+        server.on('error', (e) => log('listener error: %s', e.message));
+        const a = server.address() as net.AddressInfo;
+        this.server = server;
+        this.port = a.port;
+        this.host = a.address;
+        resolve();
+      });
+    });
+  }
+
+  private onSocket(socket: net.Socket): void {
+    const host = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    const port = socket.remotePort ?? 0;
+    const n = this.perAddress.get(host) ?? 0;
+    if (this.handshaking.size >= MAX_HANDSHAKING || n >= MAX_HANDSHAKING_PER_ADDRESS || !port) {
+      log('%s:%d refused: too many handshakes in progress', host, port);
+      socket.destroy();
+      return;
+    }
+    this.perAddress.set(host, n + 1);
+    const conn = new PeerConnection({ ...this.conn, host, port, socket });
+    this.handshaking.add(conn);
+    const done = () => {
+      this.handshaking.delete(conn);
+      const left = (this.perAddress.get(host) ?? 1) - 1;
+      if (left <= 0) this.perAddress.delete(host);
+      else this.perAddress.set(host, left);
+    };
+    conn.accept().then(
+      () => {
+        done();
+        if (this.server) this.emit('peer', conn);
+        else conn.close('not accepting connections');
+      },
+      (e: unknown) => {
+        done();
+        log('%s:%d incoming handshake failed: %s', host, port, (e as Error).message);
+      },
+    );
+  }
+
+  close(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    for (const c of [...this.handshaking]) c.close('shutting down');
+    if (!server) return Promise.resolve();
+    return new Promise((resolve) => server.close(() => resolve()));
+  }
+}

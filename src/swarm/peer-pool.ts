@@ -1,0 +1,230 @@
+/**
+ * The peer pool: candidate addresses and the connection attempts made to them.
+ *
+ * In public swarms most listed addresses cannot be reached, and a connection attempt to them
+ * hangs until its timeout. So attempts do not queue behind dead addresses:
+ * - many attempts are in flight at once (MAX_CONNECTING), independent of the peer limit;
+ * - the first attempt has a short connect timeout, doubled on each retry;
+ * - untried addresses always go before retries, and a retry waits RETRY_DELAY_MS × attempts.
+ *
+ * A handshaken connection is handed to the orchestrator, which takes it or closes it (no free
+ * slot). The pool never decides on its own to drop a connected peer.
+ */
+import { EventEmitter } from 'node:events';
+import createDebug from 'debug';
+import { PeerConnection, type PeerTimeouts } from '../peer/connection.js';
+import { formatPeerAddress, type PeerAddress } from '../tracker/types.js';
+
+const log = createDebug('tdl:pool');
+
+export type PeerOrigin = 'tracker' | 'dht' | 'pex' | 'magnet' | 'cli' | 'incoming';
+
+/** Connection attempts in flight at once (sequential mode: one). */
+export const MAX_CONNECTING = 48;
+/** Connect timeout of a first attempt; each retry doubles it, up to MAX_CONNECT_TIMEOUT_MS. */
+export const FIRST_CONNECT_TIMEOUT_MS = 3_000;
+export const MAX_CONNECT_TIMEOUT_MS = 20_000;
+/** A failed address is tried again after this long times its attempts, at most MAX_ATTEMPTS times. */
+export const RETRY_DELAY_MS = 3_000;
+export const MAX_ATTEMPTS = 3;
+/** Most candidate addresses remembered. */
+export const MAX_CANDIDATES = 2_000;
+
+export interface Candidate {
+  host: string;
+  port: number;
+  address: string;
+  origin: PeerOrigin;
+  attempts: number;
+  notBefore: number;
+  banned: boolean;
+  /** Connecting, or connected. */
+  busy: boolean;
+}
+
+export interface PoolOptions {
+  infoHash: Buffer;
+  peerId: Buffer;
+  pieceCount: number;
+  sequential: boolean;
+  timeouts?: Partial<PeerTimeouts>;
+  /** Handshake timeout (also the probe's). */
+  handshakeMs: number;
+  /** Our own listening address, never dialled. */
+  self?: () => PeerAddress | null;
+}
+
+export interface PoolEvents {
+  connecting: [address: string];
+  /** Connected and handshaken: the owner must take the connection or close it. */
+  connected: [conn: PeerConnection, cand: Candidate];
+  failed: [address: string, reason: string];
+}
+
+export class PeerPool extends EventEmitter<PoolEvents> {
+  readonly candidates = new Map<string, Candidate>();
+  private readonly attempts = new Set<PeerConnection>();
+  private closed = false;
+
+  constructor(private readonly opts: PoolOptions) {
+    super();
+  }
+
+  get connecting(): number {
+    return this.attempts.size;
+  }
+
+  /** Add addresses (duplicates, banned ones and port 0 ignored); returns how many are new. */
+  add(peers: readonly PeerAddress[], origin: PeerOrigin): number {
+    let added = 0;
+    const self = this.opts.self?.();
+    for (const p of peers) {
+      if (this.candidates.size >= MAX_CANDIDATES) break;
+      if (!Number.isInteger(p.port) || p.port < 1 || p.port > 65535) continue;
+      const address = formatPeerAddress(p);
+      if (self && isSelf(p, self)) continue;
+      const known = this.candidates.get(address);
+      if (known) {
+        // A fresh report gives a failed address another chance.
+        if (!known.banned && !known.busy && known.attempts >= MAX_ATTEMPTS) {
+          known.attempts = MAX_ATTEMPTS - 1;
+        }
+        continue;
+      }
+      this.candidates.set(address, {
+        host: p.host,
+        port: p.port,
+        address,
+        origin,
+        attempts: 0,
+        notBefore: 0,
+        banned: false,
+        busy: false,
+      });
+      added++;
+    }
+    if (added > 0) log('%d new %s addresses (%d known)', added, origin, this.candidates.size);
+    return added;
+  }
+
+  /** Untried candidates (a reason to make room for them). */
+  untried(): number {
+    let n = 0;
+    for (const c of this.candidates.values()) if (!c.busy && !c.banned && c.attempts === 0) n++;
+    return n;
+  }
+
+  /** Candidates that may still be tried now or later. */
+  hopeful(): number {
+    let n = 0;
+    for (const c of this.candidates.values())
+      if (!c.banned && (c.busy || c.attempts < MAX_ATTEMPTS)) n++;
+    return n;
+  }
+
+  /** Start attempts while fewer than `room` peers are connected or connecting. */
+  fill(connected: number, maxPeers: number): void {
+    if (this.closed) return;
+    const limit = this.opts.sequential ? 1 : MAX_CONNECTING;
+    // Attempts may exceed the free slots (most fail), but not without bound.
+    const want = Math.min(limit, this.opts.sequential ? maxPeers - connected : 2 * maxPeers);
+    if (this.attempts.size >= want || connected >= maxPeers) return;
+    const now = Date.now();
+    const ready: Candidate[] = [];
+    for (const c of this.candidates.values()) {
+      if (c.busy || c.banned || c.attempts >= MAX_ATTEMPTS || c.notBefore > now) continue;
+      ready.push(c);
+    }
+    // Untried first, then the fewest attempts.
+    ready.sort((a, b) => a.attempts - b.attempts);
+    for (const c of ready) {
+      if (this.attempts.size >= want) break;
+      this.attempt(c);
+    }
+  }
+
+  private attempt(c: Candidate): void {
+    c.busy = true;
+    c.attempts++;
+    const connectMs = Math.min(
+      MAX_CONNECT_TIMEOUT_MS,
+      (this.opts.timeouts?.connectMs ?? FIRST_CONNECT_TIMEOUT_MS) * 2 ** (c.attempts - 1),
+    );
+    const conn = new PeerConnection({
+      host: c.host,
+      port: c.port,
+      infoHash: this.opts.infoHash,
+      peerId: this.opts.peerId,
+      pieceCount: this.opts.pieceCount,
+      timeouts: { ...this.opts.timeouts, connectMs, handshakeMs: this.opts.handshakeMs },
+    });
+    this.attempts.add(conn);
+    this.emit('connecting', c.address);
+    conn.connect().then(
+      () => {
+        this.attempts.delete(conn);
+        if (this.closed) {
+          conn.close('download ended');
+          c.busy = false;
+          return;
+        }
+        this.emit('connected', conn, c);
+      },
+      (e: unknown) => {
+        this.attempts.delete(conn);
+        this.released(c);
+        if (!this.closed) this.emit('failed', c.address, (e as Error).message);
+      },
+    );
+  }
+
+  /** The connection to this candidate ended (or failed): it may be tried again later. */
+  released(c: Candidate, useful = true): void {
+    c.busy = false;
+    c.notBefore = Date.now() + RETRY_DELAY_MS * Math.max(1, c.attempts);
+    // One that never became useful has had its chance.
+    if (!useful) c.attempts = Math.max(c.attempts, MAX_ATTEMPTS - 1);
+  }
+
+  /** The attempt does not count: the peer answered but there was no room for it. */
+  untry(c: Candidate): void {
+    c.attempts = Math.max(0, c.attempts - 1);
+    c.notBefore = 0;
+  }
+
+  /** Everything failed and no new address is coming: give each a last try. */
+  retryAll(): void {
+    for (const c of this.candidates.values()) if (!c.banned) c.attempts = MAX_ATTEMPTS - 1;
+  }
+
+  /** The remembered entry for an incoming peer (created on first sight). */
+  incoming(host: string, port: number): Candidate {
+    const address = formatPeerAddress({ host, port });
+    let c = this.candidates.get(address);
+    if (!c) {
+      c = {
+        host,
+        port,
+        address,
+        origin: 'incoming',
+        attempts: MAX_ATTEMPTS,
+        notBefore: 0,
+        banned: false,
+        busy: false,
+      };
+      if (this.candidates.size < MAX_CANDIDATES) this.candidates.set(address, c);
+    }
+    return c;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const conn of [...this.attempts]) conn.close('download ended');
+    this.attempts.clear();
+  }
+}
+
+function isSelf(p: PeerAddress, self: PeerAddress): boolean {
+  if (p.port !== self.port) return false;
+  return p.host === self.host || (self.host === '0.0.0.0' && p.host === '127.0.0.1');
+}

@@ -1,0 +1,279 @@
+/**
+ * Request scheduling: which blocks each peer is asked for, and what happens to those requests.
+ *
+ * Per peer: a pipeline depth (src/swarm/pipeline.ts, never above the peer's `reqq`), the requests
+ * in flight, and those taken back (a block that still comes for one is waste, not a fault).
+ * Requests are taken back on choke, snub, timeout and disconnect, and in endgame when a block
+ * arrived from another peer (with `cancel`).
+ *
+ * Progress is judged by bytes, not whole blocks: a peer that keeps sending at 1 KiB/s is slow,
+ * not stalled. A peer with requests out that sends no byte for SNUB_MS is snubbed (its requests go
+ * to others, its depth to the floor); one that sends nothing for STALL_MS is dropped. A request
+ * times out after REQUEST_TIMEOUT_MS or three times the time the peer's queue should take at its
+ * measured rate, whichever is longer.
+ */
+import createDebug from 'debug';
+import type { PeerConnection } from '../peer/connection.js';
+import type { Layout } from '../storage/layout.js';
+import { BLOCK_SIZE } from '../wire/messages.js';
+import { BLOCKS_PER_PIECE_KEY, type PieceInProgress, type PiecePicker } from './picker.js';
+import { MAX_DEPTH, Pipeline } from './pipeline.js';
+
+const log = createDebug('tdl:requests');
+
+/** A peer with requests out that sends no byte for this long is snubbed... */
+export const SNUB_MS = 15_000;
+/** ...and dropped after this long. */
+export const STALL_MS = 60_000;
+/** Shortest time a request may stay unanswered while the peer answers others. */
+export const REQUEST_TIMEOUT_MS = 30_000;
+/** Released or cancelled requests remembered per peer, so their late blocks are not errors. */
+export const MAX_CANCELLED_REMEMBERED = 4096;
+
+/** What a peer's requests look like, per connection. */
+export class PeerRequests {
+  readonly pipeline: Pipeline;
+  /** Request key -> time sent. */
+  readonly inflight = new Map<number, number>();
+  /** Keys taken back recently: a late block for them is waste, not a protocol error. */
+  readonly cancelled = new Set<number>();
+  /** When bytes last arrived while requests were out (or requests were first sent). */
+  lastProgressAt = 0;
+  bytesAtProgress = 0;
+  /** When the last whole block came (or requests were first sent, or the peer unchoked). */
+  lastBlockAt = 0;
+  /** Most requests the peer accepts (its `reqq`), and pieces it lets us fetch while choked. */
+  maxOut = MAX_DEPTH;
+  readonly allowedFast = new Set<number>();
+  hashFailures = 0;
+  /** Pieces this peer delivered alone that verified: it may re-fetch pieces that failed. */
+  goodPieces = 0;
+  /** Payload bytes received, and samples for the choker's 20 s window. */
+  received = 0;
+  readonly samples: { t: number; bytes: number }[] = [];
+
+  constructor(
+    readonly conn: PeerConnection,
+    now: number,
+  ) {
+    this.pipeline = new Pipeline(now);
+  }
+
+  get depth(): number {
+    return Math.min(this.pipeline.depth, this.maxOut);
+  }
+
+  /** Bytes received in the last `windowMs`. */
+  recent(now: number, windowMs = 20_000): number {
+    let n = 0;
+    for (const s of this.samples) if (s.t >= now - windowMs) n += s.bytes;
+    return n;
+  }
+}
+
+export interface Waste {
+  /** Pieces that failed their hash check. */
+  hashFailed: number;
+  /** Blocks that came twice in endgame. */
+  duplicate: number;
+  /** Blocks that came after their request was taken back (choke, snub, timeout, cancel). */
+  afterCancel: number;
+}
+
+export type BlockResult =
+  /** `duplicated`: the block was also requested from others (endgame): they should cancel. */
+  | { kind: 'ok'; piece: PieceInProgress | null; duplicated: boolean }
+  | { kind: 'waste' }
+  | { kind: 'fault'; reason: string };
+
+export class RequestScheduler {
+  readonly waste: Waste = { hashFailed: 0, duplicate: 0, afterCancel: 0 };
+
+  constructor(
+    private readonly layout: Layout,
+    private readonly picker: PiecePicker,
+    private readonly requestTimeoutMs = REQUEST_TIMEOUT_MS,
+  ) {}
+
+  /**
+   * Top up a peer's requests. Refills in batches, when half the pipeline is free: a write per
+   * block would cost a system call per 16 KiB. Returns false when the peer has nothing we need.
+   */
+  fill(r: PeerRequests, trusted: boolean): boolean {
+    const conn = r.conn;
+    const choked = conn.peerChoking;
+    if (choked && r.allowedFast.size === 0) return true;
+    const depth = r.depth;
+    const want = depth - r.inflight.size;
+    if (want <= 0 || (r.inflight.size > 0 && want < depth >> 1)) return true;
+    const bf = choked ? allowedOnly(conn, r.allowedFast) : conn.bitfield;
+    const blocks = this.picker.pick(
+      conn.address,
+      bf,
+      want,
+      (k) => r.inflight.has(k),
+      r.inflight.size,
+      trusted,
+    );
+    if (blocks.length === 0) return r.inflight.size > 0 || choked;
+    const now = Date.now();
+    if (r.inflight.size === 0) {
+      r.lastProgressAt = now;
+      r.bytesAtProgress = conn.bytesIn;
+      r.lastBlockAt = now;
+    }
+    for (const b of blocks) r.inflight.set(b.index * BLOCKS_PER_PIECE_KEY + b.block, now);
+    conn.request(blocks);
+    return true;
+  }
+
+  /** A block arrived from a peer. */
+  onBlock(r: PeerRequests, index: number, begin: number, data: Buffer): BlockResult {
+    const block = begin / BLOCK_SIZE;
+    const key = index * BLOCKS_PER_PIECE_KEY + block;
+    if (!Number.isInteger(block) || !r.inflight.has(key)) {
+      if (Number.isInteger(block) && r.cancelled.delete(key)) {
+        this.waste.afterCancel += data.length;
+        return { kind: 'waste' };
+      }
+      return {
+        kind: 'fault',
+        reason: `sent a block we did not request (piece ${index}, offset ${begin})`,
+      };
+    }
+    const expected =
+      index < this.layout.pieceCount && begin < this.layout.pieceSize(index)
+        ? Math.min(BLOCK_SIZE, this.layout.pieceSize(index) - begin)
+        : -1;
+    if (data.length !== expected) {
+      return { kind: 'fault', reason: `sent a block of ${data.length} bytes, expected ${expected}` };
+    }
+    const now = Date.now();
+    r.inflight.delete(key);
+    r.lastBlockAt = now;
+    r.pipeline.onBlock(data.length);
+    r.received += data.length;
+    const last = r.samples[r.samples.length - 1];
+    if (last && now - last.t < 100) last.bytes += data.length;
+    else r.samples.push({ t: now, bytes: data.length });
+    while (r.samples.length > 0 && r.samples[0]!.t < now - 20_000) r.samples.shift();
+    const duplicated = this.picker.requestedTwice(index, block);
+    const got = this.picker.receive(index, block, data, r.conn.address);
+    if (got === 'dup' || got === 'stale') {
+      this.waste.duplicate += data.length;
+      return { kind: 'waste' };
+    }
+    return { kind: 'ok', piece: got, duplicated };
+  }
+
+  /** The peer rejected one of our requests (BEP 6). */
+  onReject(r: PeerRequests, index: number, begin: number): void {
+    const key = index * BLOCKS_PER_PIECE_KEY + begin / BLOCK_SIZE;
+    if (!r.inflight.has(key)) return;
+    r.inflight.delete(key);
+    this.picker.release(index, begin / BLOCK_SIZE);
+  }
+
+  /** Endgame: the block arrived from one peer, so the other requesters cancel theirs. */
+  cancelElsewhere(index: number, block: number, from: PeerRequests, all: Iterable<PeerRequests>): PeerRequests[] {
+    const key = index * BLOCKS_PER_PIECE_KEY + block;
+    const touched: PeerRequests[] = [];
+    for (const o of all) {
+      if (o === from || !o.inflight.has(key)) continue;
+      this.withdraw(o, key, true);
+      log('%s cancel piece %d (endgame)', o.conn.address, index);
+      touched.push(o);
+    }
+    return touched;
+  }
+
+  /**
+   * Take a request back: the block is free for the picker again (unless it arrived meanwhile),
+   * and a block that still comes for it is waste, not a protocol error. With `cancel`, the peer
+   * is told.
+   */
+  withdraw(r: PeerRequests, key: number, cancel: boolean): void {
+    const index = Math.floor(key / BLOCKS_PER_PIECE_KEY);
+    const block = key % BLOCKS_PER_PIECE_KEY;
+    r.inflight.delete(key);
+    this.picker.release(index, block);
+    r.cancelled.add(key);
+    if (r.cancelled.size > MAX_CANCELLED_REMEMBERED) {
+      // Sets iterate in insertion order: forget the oldest.
+      r.cancelled.delete(r.cancelled.values().next().value as number);
+    }
+    if (cancel) {
+      r.conn.cancel(index, block * BLOCK_SIZE, this.layout.blockSize(index, block, BLOCK_SIZE));
+    }
+  }
+
+  /** Free every request in flight to a peer (choke, snub, disconnect). */
+  releaseAll(r: PeerRequests, cancel = false): void {
+    for (const key of [...r.inflight.keys()]) this.withdraw(r, key, cancel);
+    this.picker.unclaim(r.conn.address);
+  }
+
+  /** The peer unchoked us: its silence so far was not a stall. */
+  unchoked(r: PeerRequests): void {
+    r.lastProgressAt = r.lastBlockAt = Date.now();
+    r.bytesAtProgress = r.conn.bytesIn;
+  }
+
+  /**
+   * Once a tick: snub or stall checks and request timeouts. Returns 'drop' with a reason when the
+   * peer truly stopped, 'snubbed' when its requests went back to the picker.
+   */
+  check(
+    r: PeerRequests,
+    now: number,
+    strict = false,
+  ): { drop: string } | 'snubbed' | 'expired' | null {
+    r.pipeline.tick(now);
+    if (r.inflight.size === 0) return null;
+    // Single-peer mode with other addresses to try: a peer that delivers no whole block in
+    // SNUB_MS (a trickle) gives its only slot up.
+    if (strict && now - r.lastBlockAt > SNUB_MS) {
+      return { drop: `sent no whole block for ${SNUB_MS / 1000}s` };
+    }
+    if (r.conn.bytesIn !== r.bytesAtProgress) {
+      r.bytesAtProgress = r.conn.bytesIn;
+      r.lastProgressAt = now;
+    }
+    const silent = now - r.lastProgressAt;
+    if (silent > STALL_MS) return { drop: `sent no data for ${Math.round(silent / 1000)}s` };
+    if (silent > SNUB_MS) {
+      log('%s snubbed: no data for %dms', r.conn.address, silent);
+      r.pipeline.snubbed();
+      this.releaseAll(r, true);
+      // Measured again from now: its next requests get a full SNUB_MS.
+      r.lastProgressAt = now;
+      return 'snubbed';
+    }
+    // A request older than its deadline (scaled to the peer's queue at its rate) goes to others.
+    const rate = Math.max(r.pipeline.rate, 1);
+    const deadline = Math.max(
+      this.requestTimeoutMs,
+      (3 * 1000 * r.inflight.size * BLOCK_SIZE) / rate,
+    );
+    let expired = 0;
+    for (const [key, sentAt] of [...r.inflight]) {
+      if (now - sentAt < deadline) continue;
+      this.withdraw(r, key, true);
+      expired++;
+    }
+    if (expired > 0) {
+      log('%s: %d requests timed out, given to other peers', r.conn.address, expired);
+      return 'expired';
+    }
+    return null;
+  }
+}
+
+/** The peer's pieces limited to those it allows us while choked. */
+function allowedOnly(conn: PeerConnection, allowed: Set<number>) {
+  const bf = conn.bitfield;
+  return {
+    size: bf.size,
+    has: (i: number) => allowed.has(i) && bf.has(i),
+  } as unknown as typeof bf;
+}

@@ -1,0 +1,285 @@
+/**
+ * The upload service: answers other peers' `request`s from verified, written pieces.
+ *
+ * Each peer has a bounded queue of requests (MAX_QUEUE, advertised as `reqq`). A request is
+ * checked (src/swarm/request-check.ts) and refused with a BEP 6 `reject` where the peer speaks the
+ * fast extension, else the peer is dropped; a `cancel` removes it from the queue. Blocks are read
+ * from disk with positional reads through a small bounded cache, and only while the peer's socket
+ * takes them: a peer whose write buffer holds HIGH_WATER bytes gets nothing more until it drains,
+ * and is dropped when it has not drained for STUCK_MS. The upload rate limit is one token bucket
+ * shared by all peers.
+ */
+import createDebug from 'debug';
+import type { PeerConnection } from '../peer/connection.js';
+import type { Layout } from '../storage/layout.js';
+import type { Bitfield } from '../wire/bitfield.js';
+import { TokenBucket } from './rate-limit.js';
+import { checkRequest } from './request-check.js';
+
+const log = createDebug('tdl:upload');
+
+/** Requests queued per peer at most (our `reqq`). */
+export const MAX_QUEUE = 250;
+/** Stop reading blocks for a peer while this much waits in its socket. */
+export const HIGH_WATER = 256 * 1024;
+/** A peer whose socket has not drained for this long is dropped. */
+export const STUCK_MS = 60_000;
+/** Bytes of blocks kept in the read cache. */
+export const CACHE_BYTES = 4 * 1024 * 1024;
+/** Requests that arrive this soon after our choke crossed it on the wire: ignored, not a fault. */
+export const CHOKE_GRACE_MS = 5_000;
+
+/** Where blocks are read from (DiskStorage). */
+export interface BlockSource {
+  readBlock(index: number, begin: number, length: number): Promise<Buffer>;
+}
+
+interface Req {
+  index: number;
+  begin: number;
+  length: number;
+}
+
+interface Upload {
+  conn: PeerConnection;
+  queue: Req[];
+  /** A read for this peer is under way. */
+  reading: boolean;
+  /** Pieces it may request while choked (BEP 6 allowed fast, sent by us). */
+  allowedFast: Set<number>;
+  /** When we last choked it; bytes sent when we last unchoked it. */
+  chokedAt: number;
+  sentAtUnchoke: number;
+  /** Since when its socket is over HIGH_WATER (0 = it is not). */
+  fullSince: number;
+  /** Payload bytes sent: in all, and samples for the recent rate. */
+  sent: number;
+  samples: { t: number; bytes: number }[];
+}
+
+export class UploadService {
+  private readonly peers = new Map<PeerConnection, Upload>();
+  private readonly cache = new Map<string, Buffer>();
+  private cacheBytes = 0;
+  private readonly bucket: TokenBucket;
+  private waitTimer: NodeJS.Timeout | null = null;
+  /** Payload bytes sent to all peers. */
+  uploaded = 0;
+  private readonly samples: { t: number; bytes: number }[] = [];
+  private closed = false;
+
+  constructor(
+    private readonly layout: Layout,
+    private readonly have: Bitfield,
+    private readonly source: BlockSource,
+    maxRate = 0,
+  ) {
+    this.bucket = new TokenBucket(maxRate > 0 ? maxRate : Infinity);
+  }
+
+  add(conn: PeerConnection): void {
+    const u: Upload = {
+      conn,
+      queue: [],
+      reading: false,
+      allowedFast: new Set(),
+      chokedAt: Date.now(),
+      sentAtUnchoke: 0,
+      fullSince: 0,
+      sent: 0,
+      samples: [],
+    };
+    this.peers.set(conn, u);
+    conn.on('request', (index, begin, length) => this.onRequest(u, index, begin, length));
+    conn.on('cancel', (index, begin, length) => {
+      const i = u.queue.findIndex((r) => r.index === index && r.begin === begin && r.length === length);
+      if (i >= 0) u.queue.splice(i, 1);
+    });
+    conn.on('writable', () => {
+      u.fullSince = 0;
+      this.pump(u);
+    });
+  }
+
+  remove(conn: PeerConnection): void {
+    this.peers.delete(conn);
+  }
+
+  /** We choked the peer: without the fast extension its queue is dropped; with it, rejected. */
+  choked(conn: PeerConnection): void {
+    const u = this.peers.get(conn);
+    if (!u) return;
+    u.chokedAt = Date.now();
+    const keep: Req[] = [];
+    for (const r of u.queue) {
+      if (u.allowedFast.has(r.index)) keep.push(r);
+      else conn.reject(r.index, r.begin, r.length);
+    }
+    u.queue = keep;
+  }
+
+  /** We unchoked the peer: its seeding quota starts again. */
+  unchoked(conn: PeerConnection): void {
+    const u = this.peers.get(conn);
+    if (u) u.sentAtUnchoke = u.sent;
+  }
+
+  /** Bytes sent to the peer since we last unchoked it. */
+  sinceUnchoke(conn: PeerConnection): number {
+    const u = this.peers.get(conn);
+    return u ? u.sent - u.sentAtUnchoke : 0;
+  }
+
+  /** Bytes sent to this peer in the last `windowMs`. */
+  recent(conn: PeerConnection, now: number, windowMs = 20_000): number {
+    const u = this.peers.get(conn);
+    if (!u) return 0;
+    return sumSince(u.samples, now - windowMs);
+  }
+
+  /** Upload rate over the last few seconds, in bytes per second. */
+  rate(now = Date.now()): number {
+    return sumSince(this.samples, now - 3_000) / 3;
+  }
+
+  setRate(bytesPerSecond: number): void {
+    this.bucket.setRate(bytesPerSecond > 0 ? bytesPerSecond : Infinity);
+  }
+
+  private onRequest(u: Upload, index: number, begin: number, length: number): void {
+    const conn = u.conn;
+    if (conn.amChoking && !u.allowedFast.has(index) && !conn.fast) {
+      // A request that crossed our choke is normal; one long after it is a fault.
+      if (Date.now() - u.chokedAt < CHOKE_GRACE_MS) return;
+      conn.close('requested while choked');
+      return;
+    }
+    const verdict = checkRequest(
+      { index, begin, length },
+      {
+        pieceCount: this.layout.pieceCount,
+        pieceSize: (i) => this.layout.pieceSize(i),
+        have: (i) => this.have.has(i),
+        choking: conn.amChoking,
+        allowedFast: (i) => u.allowedFast.has(i),
+        queued: u.queue.length,
+        maxQueue: MAX_QUEUE,
+      },
+    );
+    if (!verdict.ok) {
+      if (verdict.action === 'close' || !conn.fast) {
+        conn.close(`bad request: ${verdict.reason}`);
+        return;
+      }
+      log('%s reject piece %d+%d: %s', conn.address, index, begin, verdict.reason);
+      conn.reject(index, begin, length);
+      return;
+    }
+    u.queue.push({ index, begin, length });
+    this.pump(u);
+  }
+
+  /** Serve the next queued request of a peer, if its socket and the rate limit allow. */
+  private pump(u: Upload): void {
+    if (this.closed || u.reading || u.queue.length === 0 || u.conn.state !== 'open') return;
+    if (u.conn.writeQueued >= HIGH_WATER) {
+      const now = Date.now();
+      if (u.fullSince === 0) u.fullSince = now;
+      else if (now - u.fullSince > STUCK_MS) u.conn.close('does not read what we send');
+      return;
+    }
+    const r = u.queue[0]!;
+    if (this.bucket.take(r.length) < r.length) {
+      this.waitForTokens(r.length);
+      return;
+    }
+    u.queue.shift();
+    u.reading = true;
+    this.read(r).then(
+      (data) => {
+        u.reading = false;
+        if (u.conn.state !== 'open' || !this.peers.has(u.conn)) return;
+        if (u.conn.amChoking && !u.allowedFast.has(r.index)) return;
+        u.conn.sendPiece(r.index, r.begin, data);
+        const now = Date.now();
+        u.sent += data.length;
+        this.uploaded += data.length;
+        pushSample(u.samples, now, data.length, 20_000);
+        pushSample(this.samples, now, data.length, 3_000);
+        this.pump(u);
+      },
+      (e: unknown) => {
+        u.reading = false;
+        log('%s read of piece %d failed: %s', u.conn.address, r.index, (e as Error).message);
+        u.conn.reject(r.index, r.begin, r.length);
+        this.pump(u);
+      },
+    );
+  }
+
+  private waitForTokens(n: number): void {
+    if (this.waitTimer) return;
+    const ms = Math.max(1, Math.min(1_000, this.bucket.waitMs(n)));
+    this.waitTimer = setTimeout(() => {
+      this.waitTimer = null;
+      for (const u of this.peers.values()) this.pump(u);
+    }, ms);
+    this.waitTimer.unref();
+  }
+
+  /** Check for stuck sockets (called by the orchestrator's tick). */
+  tick(now: number): void {
+    for (const u of this.peers.values()) {
+      if (u.fullSince > 0 && now - u.fullSince > STUCK_MS && u.conn.writeQueued >= HIGH_WATER) {
+        u.conn.close('does not read what we send');
+      } else this.pump(u);
+    }
+  }
+
+  private async read(r: Req): Promise<Buffer> {
+    const key = `${r.index}:${r.begin}:${r.length}`;
+    const hit = this.cache.get(key);
+    if (hit) {
+      // Refresh its place: the map's order is the eviction order.
+      this.cache.delete(key);
+      this.cache.set(key, hit);
+      return hit;
+    }
+    const data = await this.source.readBlock(r.index, r.begin, r.length);
+    this.cache.set(key, data);
+    this.cacheBytes += data.length;
+    while (this.cacheBytes > CACHE_BYTES) {
+      const [k, v] = this.cache.entries().next().value as [string, Buffer];
+      this.cache.delete(k);
+      this.cacheBytes -= v.length;
+    }
+    return data;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.waitTimer) clearTimeout(this.waitTimer);
+    this.waitTimer = null;
+    this.peers.clear();
+    this.cache.clear();
+  }
+}
+
+function pushSample(
+  samples: { t: number; bytes: number }[],
+  t: number,
+  bytes: number,
+  keepMs: number,
+): void {
+  const last = samples[samples.length - 1];
+  // One sample per 100 ms keeps the arrays short at high rates.
+  if (last && t - last.t < 100) last.bytes += bytes;
+  else samples.push({ t, bytes });
+  while (samples.length > 0 && samples[0]!.t < t - keepMs) samples.shift();
+}
+
+function sumSince(samples: { t: number; bytes: number }[], since: number): number {
+  let n = 0;
+  for (const s of samples) if (s.t >= since) n += s.bytes;
+  return n;
+}
