@@ -1,11 +1,18 @@
 /**
- * One peer connection: a small state machine over a thin socket adapter.
+ * One peer connection, both directions: a small state machine over a socket.
  *
- *   connecting --(TCP up)--> handshaking --(valid handshake)--> open --(any failure)--> closed
+ *   outgoing: connecting --(TCP up, our handshake sent)--> handshaking
+ *   incoming: handshaking (their handshake first; ours goes back once it names our torrent)
+ *   handshaking --(valid handshake)--> open --(any failure or close())--> closed
+ *
+ * Once open, `start(have)` sends what we have (a bitfield, or `have all` / `have none` where both
+ * sides speak the fast extension, BEP 6) and our extension handshake (BEP 10), then delivers the
+ * peer's messages as events. This class keeps both views of the link (who chokes whom, who is
+ * interested, the peer's bitfield) and frames messages; the swarm decides what to request, what
+ * to serve and whom to unchoke.
  *
  * Every wait is bounded: connect, handshake and idle timeouts. Any protocol violation closes the
- * connection with a reason; it never throws out of here. The swarm decides what to request; this
- * class only keeps the peer's view (choke state, bitfield) and frames messages.
+ * connection with a reason; it never throws out of here.
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
@@ -14,17 +21,27 @@ import { TdlError, WireError } from '../errors.js';
 import { formatPeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { Framer, READ_SIZE } from '../wire/framer.js';
-import { HANDSHAKE_LENGTH, encodeHandshake } from '../wire/handshake.js';
 import {
+  HANDSHAKE_LENGTH,
+  RESERVED_EXTENDED,
+  RESERVED_FAST,
+  encodeHandshake,
+  ourReserved,
+  supports,
+  type Handshake,
+} from '../wire/handshake.js';
+import {
+  REQUEST_MESSAGE_BYTES,
   encodeCancel,
+  encodeExtended,
+  encodeHave,
   encodeMessage,
+  encodePieceHeader,
+  encodeReject,
   maxMessageLength,
-  MessageId,
+  writeRequest,
   type Message,
 } from '../wire/messages.js';
-
-/** A request message: length prefix, id, index, begin, length. */
-const REQUEST_BYTES = 17;
 
 const log = createDebug('tdl:peer');
 
@@ -47,19 +64,36 @@ export interface PeerOptions {
   peerId: Buffer;
   pieceCount: number;
   timeouts?: Partial<PeerTimeouts>;
+  /** An accepted socket: the peer sends its handshake first. */
+  socket?: net.Socket;
 }
 
 export type PeerState = 'connecting' | 'handshaking' | 'open' | 'closed';
+export type Direction = 'out' | 'in';
 
 export interface PeerConnectionEvents {
-  /** The peer's availability changed: a bitfield (first message) or a `have`. */
+  /** The handshake is done. */
+  open: [];
+  /** The peer's availability changed wholesale: a bitfield, `have all` or `have none`. */
   bitfield: [];
   have: [index: number];
   choke: [];
   unchoke: [];
+  /** The peer became interested or not interested in us. */
+  interest: [interested: boolean];
   block: [index: number, begin: number, data: Buffer];
+  /** The peer asks for a block, or takes a request back. */
+  request: [index: number, begin: number, length: number];
+  cancel: [index: number, begin: number, length: number];
+  /** BEP 6: the peer will not serve one of our requests; it may serve this piece while choking. */
+  reject: [index: number, begin: number, length: number];
+  allowedFast: [index: number];
+  /** BEP 10 message (`payload` is a view: copy what you keep). Id 0 is the handshake. */
+  extended: [extId: number, payload: Buffer];
   /** Every message of one socket read has been delivered (a good moment to send requests). */
   drained: [];
+  /** The socket's write buffer emptied (after `writeQueued` was high). */
+  writable: [];
   close: [reason: string];
 }
 
@@ -67,13 +101,25 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   readonly host: string;
   readonly port: number;
   readonly address: string;
-  state: PeerState = 'connecting';
+  readonly direction: Direction;
+  state: PeerState;
+  /** The peer chokes us / is interested in us. */
   peerChoking = true;
   peerInterested = false;
+  /** We choke the peer / are interested in it. */
+  amChoking = true;
   amInterested = false;
   remotePeerId: Buffer | null = null;
+  /** Both sides speak BEP 6 / BEP 10. */
+  fast = false;
+  extended = false;
   bitfield: Bitfield;
   closeReason: string | null = null;
+  /** Bytes read from the socket, and when the last read came (progress even below a block). */
+  bytesIn = 0;
+  lastReadAt = 0;
+  /** Payload bytes of blocks sent to the peer. */
+  bytesOut = 0;
 
   private socket: net.Socket | null = null;
   private readonly framer: Framer;
@@ -86,6 +132,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   constructor(private readonly opts: PeerOptions) {
     super();
+    this.direction = opts.socket ? 'in' : 'out';
+    this.state = opts.socket ? 'handshaking' : 'connecting';
     this.host = opts.host;
     this.port = opts.port;
     this.address = formatPeerAddress(opts);
@@ -101,49 +149,85 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     };
   }
 
-  /** Connect and exchange handshakes. Resolves when open; rejects (and closes) on any failure. */
-  connect(): Promise<void> {
+  /** Resolves once the handshake is done; rejects (and closes) on any failure. */
+  private opened(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      let settled = false;
-      const settle = (err?: Error) => {
-        if (settled) return;
-        settled = true;
+      if (this.state === 'open') return resolve();
+      if (this.state === 'closed') return reject(new WireError(this.closeReason ?? 'closed'));
+      const onOpen = () => {
         this.off('close', onClose);
-        if (err) reject(err);
-        else resolve();
+        resolve();
       };
-      const onClose = (reason: string) => settle(new WireError(reason));
-      this.on('close', onClose);
+      const onClose = (reason: string) => {
+        this.off('open', onOpen);
+        reject(new WireError(reason));
+      };
+      this.once('open', onOpen);
+      this.once('close', onClose);
+    });
+  }
 
-      log('%s connecting', this.address);
-      // Reads go straight into the framer's own buffer: no allocation per chunk.
-      const socket = net.connect({
-        host: this.host,
-        port: this.port,
-        onread: {
-          buffer: () => this.readBuffer(),
-          callback: (n: number) => {
-            if (this.state === 'closed') return false;
-            this.framer.commit(n);
-            this.onData();
-            if (this.state === 'open') settle();
-            // Once open, read no further until start(): what came with the handshake waits in
-            // the framer, and a flood cannot fill it before the owner is listening.
-            return this.started || this.state !== 'open';
-          },
+  /** Outgoing: connect and exchange handshakes. */
+  connect(): Promise<void> {
+    const done = this.opened();
+    log('%s connecting', this.address);
+    // Reads go straight into the framer's own buffer: no allocation per chunk.
+    const socket = net.connect({
+      host: this.host,
+      port: this.port,
+      onread: {
+        buffer: () => this.readBuffer(),
+        callback: (n: number) => {
+          if (this.state === 'closed') return false;
+          this.framer.commit(n);
+          this.onData(n);
+          // Once open, read no further until start(): what came with the handshake waits in
+          // the framer, and a flood cannot fill it before the owner is listening.
+          return this.started || this.state !== 'open';
         },
-      });
-      this.socket = socket;
-      socket.setNoDelay(true);
-      this.arm(this.timeouts.connectMs, 'connect timed out');
-      socket.once('connect', () => {
-        if (this.state === 'closed') return;
-        this.state = 'handshaking';
-        this.arm(this.timeouts.handshakeMs, 'handshake timed out');
-        socket.write(encodeHandshake(this.opts.infoHash, this.opts.peerId));
-      });
-      socket.on('error', (e) => this.close(`socket error: ${e.message}`));
-      socket.on('close', () => this.close('connection closed by peer'));
+      },
+    });
+    this.socket = socket;
+    socket.setNoDelay(true);
+    this.arm(this.timeouts.connectMs, 'connect timed out');
+    socket.once('connect', () => {
+      if (this.state === 'closed') return;
+      this.state = 'handshaking';
+      this.arm(this.timeouts.handshakeMs, 'handshake timed out');
+      socket.write(encodeHandshake(this.opts.infoHash, this.opts.peerId, ourReserved()));
+    });
+    this.watch(socket);
+    return done;
+  }
+
+  /** Incoming: read the peer's handshake from the accepted socket and answer it. */
+  accept(): Promise<void> {
+    const socket = this.opts.socket;
+    if (!socket) throw new Error('PeerConnection.accept: no socket');
+    const done = this.opened();
+    this.socket = socket;
+    socket.setNoDelay(true);
+    this.arm(this.timeouts.handshakeMs, 'handshake timed out');
+    socket.on('data', (chunk: Buffer) => {
+      if (this.state === 'closed') return;
+      try {
+        this.framer.push(chunk);
+      } catch (e) {
+        this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
+        return;
+      }
+      this.onData(chunk.length);
+      if (this.state === 'open' && !this.started) socket.pause();
+    });
+    this.watch(socket);
+    return done;
+  }
+
+  private watch(socket: net.Socket): void {
+    socket.on('error', (e) => this.close(`socket error: ${e.message}`));
+    socket.on('close', () => this.close('connection closed by peer'));
+    socket.on('drain', () => {
+      if (this.state === 'open') this.emit('writable');
     });
   }
 
@@ -165,28 +249,15 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     return (scratch ??= Buffer.allocUnsafe(READ_SIZE));
   }
 
-  private onData(): void {
+  private onData(n: number): void {
     if (this.state === 'closed') return;
+    this.bytesIn += n;
+    this.lastReadAt = Date.now();
     try {
       if (this.state === 'handshaking') {
         const hs = this.framer.nextHandshake();
         if (!hs) return;
-        if (!hs.infoHash.equals(this.opts.infoHash)) {
-          throw new WireError('handshake for another torrent (info hash differs)');
-        }
-        if (hs.peerId.equals(this.opts.peerId)) {
-          // Our own handshake came back: a connection to ourselves, or a peer echoing our bytes.
-          throw new WireError('handshake carries our own peer id (a connection to ourselves)');
-        }
-        this.remotePeerId = hs.peerId;
-        this.state = 'open';
-        log('%s handshake ok (%s)', this.address, printableId(hs.peerId));
-        this.arm(this.timeouts.idleMs, 'idle timeout');
-        this.keepalive = setInterval(
-          () => this.send({ type: 'keep-alive' }),
-          KEEPALIVE_INTERVAL_MS,
-        );
-        this.keepalive.unref();
+        this.onHandshake(hs);
       }
       if (this.state === 'open') this.arm(this.timeouts.idleMs, 'idle timeout');
       this.drain();
@@ -195,13 +266,47 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     }
   }
 
+  private onHandshake(hs: Handshake): void {
+    if (!hs.infoHash.equals(this.opts.infoHash)) {
+      throw new WireError('handshake for another torrent (info hash differs)');
+    }
+    if (hs.peerId.equals(this.opts.peerId)) {
+      // Our own handshake came back: a connection to ourselves, or a peer echoing our bytes.
+      throw new WireError('handshake carries our own peer id (a connection to ourselves)');
+    }
+    if (this.direction === 'in') {
+      this.socket?.write(encodeHandshake(this.opts.infoHash, this.opts.peerId, ourReserved()));
+    }
+    this.remotePeerId = hs.peerId;
+    this.fast = supports(hs.reserved, RESERVED_FAST);
+    this.extended = supports(hs.reserved, RESERVED_EXTENDED);
+    this.state = 'open';
+    log(
+      '%s handshake ok (%s%s%s, %s)',
+      this.address,
+      printableId(hs.peerId),
+      this.fast ? ', fast' : '',
+      this.extended ? ', extensions' : '',
+      this.direction === 'in' ? 'incoming' : 'outgoing',
+    );
+    this.arm(this.timeouts.idleMs, 'idle timeout');
+    this.keepalive = setInterval(() => this.send({ type: 'keep-alive' }), KEEPALIVE_INTERVAL_MS);
+    this.keepalive.unref();
+    this.emit('open');
+  }
+
   /**
-   * Start delivering messages. Until then they wait in the framer, so that the owner can attach
-   * its listeners after `connect()` resolves without missing the bitfield.
+   * Send what we have (and our extension handshake, a ready BEP 10 payload, when both sides speak
+   * BEP 10), then start delivering the peer's messages. Until then they wait in the framer, so
+   * that the owner can attach its listeners without missing the peer's bitfield.
    */
-  start(): void {
-    if (this.started) return;
+  start(have: Bitfield, extensionHandshake?: Buffer): void {
+    if (this.started || this.state !== 'open') return;
     this.started = true;
+    if (this.fast && have.count === 0) this.send({ type: 'have-none' });
+    else if (this.fast && have.isComplete()) this.send({ type: 'have-all' });
+    else if (have.count > 0) this.send({ type: 'bitfield', bitfield: have.toBuffer() });
+    if (this.extended && extensionHandshake) this.write(encodeExtended(0, extensionHandshake));
     try {
       this.drain();
     } catch (e) {
@@ -239,15 +344,16 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         }
         return;
       case 'interested':
-        this.peerInterested = true;
-        return;
-      case 'not-interested':
-        this.peerInterested = false;
-        return;
-      case 'have':
-        if (m.index >= this.opts.pieceCount) {
-          throw new WireError(`have for nonexistent piece ${m.index}`);
+      case 'not-interested': {
+        const interested = m.type === 'interested';
+        if (this.peerInterested !== interested) {
+          this.peerInterested = interested;
+          this.emit('interest', interested);
         }
+        return;
+      }
+      case 'have':
+        this.checkIndex(m.index, 'have');
         if (!this.bitfield.has(m.index)) {
           this.bitfield.set(m.index);
           this.emit('have', m.index);
@@ -255,7 +361,16 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         return;
       case 'bitfield': {
         if (!first) throw new WireError('bitfield after other messages');
-        const bf = Bitfield.fromWire(m.bitfield, this.opts.pieceCount);
+        this.bitfield = Bitfield.fromWire(m.bitfield, this.opts.pieceCount);
+        this.emit('bitfield');
+        return;
+      }
+      case 'have-all':
+      case 'have-none': {
+        if (!this.fast) throw new WireError(`${m.type} without the fast extension`);
+        if (!first) throw new WireError(`${m.type} after other messages`);
+        const bf = new Bitfield(this.opts.pieceCount);
+        if (m.type === 'have-all') bf.setAll();
         this.bitfield = bf;
         this.emit('bitfield');
         return;
@@ -264,12 +379,34 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         this.emit('block', m.index, m.begin, m.block);
         return;
       case 'request':
+        this.emit('request', m.index, m.begin, m.length);
+        return;
       case 'cancel':
+        this.emit('cancel', m.index, m.begin, m.length);
+        return;
+      case 'reject':
+        if (!this.fast) throw new WireError('reject without the fast extension');
+        this.emit('reject', m.index, m.begin, m.length);
+        return;
+      case 'allowed-fast':
+        if (!this.fast) throw new WireError('allowed fast without the fast extension');
+        // An index out of range is ignored: BEP 6 lets a peer send these before it knows much.
+        if (m.index < this.opts.pieceCount) this.emit('allowedFast', m.index);
+        return;
+      case 'extended':
+        if (!this.extended) throw new WireError('extension message without the extension protocol');
+        this.emit('extended', m.extId, m.payload);
+        return;
+      case 'suggest':
       case 'port':
       case 'unknown':
-        // We do not upload (we never unchoke anyone), and extensions are not negotiated.
         return;
     }
+  }
+
+  private checkIndex(index: number, what: string): void {
+    if (index >= this.opts.pieceCount)
+      throw new WireError(`${what} for nonexistent piece ${index}`);
   }
 
   send(m: Message): void {
@@ -288,24 +425,64 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.send({ type: 'not-interested' });
   }
 
+  choke(): void {
+    if (this.amChoking) return;
+    this.amChoking = true;
+    this.send({ type: 'choke' });
+  }
+
+  unchoke(): void {
+    if (!this.amChoking) return;
+    this.amChoking = false;
+    this.send({ type: 'unchoke' });
+  }
+
+  have(index: number): void {
+    this.write(encodeHave(index));
+  }
+
   /** Send many requests in one write (one system call for the batch). */
   request(reqs: readonly { index: number; begin: number; length: number }[]): void {
     if (reqs.length === 0) return;
-    const buf = Buffer.allocUnsafe(REQUEST_BYTES * reqs.length);
+    const buf = Buffer.allocUnsafe(REQUEST_MESSAGE_BYTES * reqs.length);
     let at = 0;
     for (const r of reqs) {
-      buf.writeUInt32BE(13, at);
-      buf[at + 4] = MessageId.request;
-      buf.writeUInt32BE(r.index, at + 5);
-      buf.writeUInt32BE(r.begin, at + 9);
-      buf.writeUInt32BE(r.length, at + 13);
-      at += REQUEST_BYTES;
+      writeRequest(buf, at, r.index, r.begin, r.length);
+      at += REQUEST_MESSAGE_BYTES;
     }
     this.write(buf);
   }
 
   cancel(index: number, begin: number, length: number): void {
     this.write(encodeCancel(index, begin, length));
+  }
+
+  /** BEP 6 `reject`; only sent where the peer speaks the fast extension. */
+  reject(index: number, begin: number, length: number): void {
+    if (this.fast) this.write(encodeReject(index, begin, length));
+  }
+
+  allowedFast(index: number): void {
+    if (this.fast) this.send({ type: 'allowed-fast', index });
+  }
+
+  sendExtended(extId: number, payload: Buffer): void {
+    if (this.extended) this.write(encodeExtended(extId, payload));
+  }
+
+  /** A block of a piece, without copying it: header and data go out in one corked write. */
+  sendPiece(index: number, begin: number, data: Buffer): void {
+    if (this.state !== 'open' || !this.socket) return;
+    this.socket.cork();
+    this.socket.write(encodePieceHeader(index, begin, data.length));
+    this.socket.write(data);
+    this.socket.uncork();
+    this.bytesOut += data.length;
+  }
+
+  /** Bytes waiting in the socket's write buffer (a peer that does not read makes this grow). */
+  get writeQueued(): number {
+    return this.socket?.writableLength ?? 0;
   }
 
   private write(buf: Buffer): void {

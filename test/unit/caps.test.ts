@@ -136,7 +136,7 @@ describe('peer wire caps', () => {
     });
     const closed = new Promise<string>((r) => conn.once('close', r));
     await conn.connect();
-    conn.start();
+    conn.start(new Bitfield(4));
     const t0 = Date.now();
     expect(await closed).toBe('idle timeout');
     expect(Date.now() - t0).toBeLessThan(1_500);
