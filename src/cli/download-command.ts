@@ -4,7 +4,7 @@ import type { Download } from '../swarm/download.js';
 import type { PeerAddress } from '../tracker/types.js';
 import { escapeControl, redactUrls } from './format.js';
 import type { CliIO, DownloadCliOptions } from './program.js';
-import { checkLine, progressLine, summaryLine } from './progress.js';
+import { checkLine, progressLine, seedLine, summaryLine } from './progress.js';
 import { loadTorrent } from './torrent-file.js';
 
 const REDRAW_MS = 200;
@@ -20,10 +20,24 @@ export function parsePeer(s: string): PeerAddress {
   return { host: m[1]!, port };
 }
 
+/** The listening and upload options shared by `download` and `seed`. */
+export interface PeerCliOptions {
+  port?: number;
+  bind?: string;
+  /** commander's `--no-listen`: false when given. */
+  listen: boolean;
+  uploadSlots: number;
+  maxUploadRate?: number;
+  maxDownloadRate?: number;
+  seedTime?: number;
+  seedRatio?: number;
+}
+
 export async function runDownload(
   file: string,
-  opts: DownloadCliOptions,
+  opts: DownloadCliOptions & PeerCliOptions & { seed?: boolean },
   io: CliIO,
+  mode: 'download' | 'seed' = 'download',
 ): Promise<number> {
   const peers = opts.peer.map(parsePeer);
   const meta = await loadTorrent(file);
@@ -40,10 +54,15 @@ export async function runDownload(
 
   let timer: NodeJS.Timeout | null = null;
   let dl: Download | null = null;
+  let seeding = false;
   const redraw = () => {
     if (!dl) return;
     const s = dl.stats();
-    if (tty) io.stderr.write(`\r\x1b[2K${progressLine(s, meta.name, io.stderr.columns ?? 80)}`);
+    const cols = io.stderr.columns ?? 80;
+    if (tty) {
+      const line = seeding ? seedLine(s, meta.name, cols) : progressLine(s, meta.name, cols);
+      io.stderr.write(`\r\x1b[2K${line}`);
+    }
     if (json) {
       emit({
         event: 'progress',
@@ -51,13 +70,23 @@ export async function runDownload(
         total: s.total,
         percent: s.total > 0 ? Math.round((s.completed / s.total) * 1000) / 10 : 100,
         rate: Math.round(s.rate),
+        uploaded: s.uploaded,
+        uploadRate: Math.round(s.uploadRate),
         peers: s.connected,
         activePeers: s.active,
+        servedPeers: s.served,
         piecesDone: s.piecesDone,
         time: s.elapsedMs,
       });
     }
   };
+  const seedLimits =
+    mode === 'seed' || opts.seed
+      ? {
+          timeMs: opts.seedTime !== undefined ? opts.seedTime * 60_000 : undefined,
+          ratio: opts.seedRatio,
+        }
+      : undefined;
 
   try {
     const result = await download({
@@ -68,6 +97,22 @@ export async function runDownload(
       peerTimeoutMs: opts.peerTimeout * 1000,
       stallTimeoutMs: opts.timeout * 1000,
       signal: io.signal,
+      listen: opts.listen === false ? false : { port: opts.port, bind: opts.bind },
+      uploadSlots: opts.uploadSlots,
+      maxUploadRate: opts.maxUploadRate,
+      maxDownloadRate: opts.maxDownloadRate,
+      seed: seedLimits,
+      seedOnly: mode === 'seed',
+      onSeeding: (d) => {
+        seeding = true;
+        if (json) {
+          const s = d.stats();
+          emit({ event: 'seeding', uploaded: s.uploaded, time: s.elapsedMs });
+        }
+        if (!tty && !json && !opts.quiet) {
+          io.stderr.write(`tdl: seeding ${escapeControl(meta.name)} (Ctrl-C to stop)\n`);
+        }
+      },
       onCheck: (checked, total, valid) => {
         if (tty) {
           io.stderr.write(
@@ -76,13 +121,15 @@ export async function runDownload(
         }
         if (json) emit({ event: 'checking', checked, total, valid });
       },
-      onStart: (d, plan) => {
+      onStart: (d, plan, info) => {
         dl = d;
         d.on('warning', warn);
         if (json) {
           const s = d.stats();
           emit({
             event: 'started',
+            mode,
+            port: info.port,
             name: meta.name,
             infoHash: meta.infoHashHex,
             size: meta.length,
@@ -112,6 +159,9 @@ export async function runDownload(
         downloaded: s.downloaded,
         present: s.initial,
         wasted: s.wasted,
+        wastedBy: s.wastedBy,
+        uploaded: s.uploaded,
+        uploadRate: Math.round(s.uploadRate),
         replaced: s.piecesReplaced,
         peersUsed: s.peersUsed,
         checkMs: Math.round(result.check.ms),

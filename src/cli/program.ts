@@ -4,10 +4,11 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { TdlError } from '../errors.js';
-import { runDownload } from './download-command.js';
+import { runDownload, type PeerCliOptions } from './download-command.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { escapeControl, redactUrls } from './format.js';
 import { runInfo } from './info-command.js';
+import { parseRate } from './rate.js';
 import { runVerify, type VerifyCliOptions } from './verify-command.js';
 import { VERSION } from './version.js';
 
@@ -49,6 +50,60 @@ function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
 }
 
+function portNumber(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+    throw new InvalidArgumentError('must be a port number from 0 to 65535 (0: any free port)');
+  }
+  return n;
+}
+
+function minutes(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0 || n > 525_600) {
+    throw new InvalidArgumentError('must be a number of minutes (0 or more)');
+  }
+  return n;
+}
+
+function ratio(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0 || n > 1_000_000) {
+    throw new InvalidArgumentError('must be a number (uploaded / size), 0 or more');
+  }
+  return n;
+}
+
+/** Options of every command that joins a swarm: listening, uploading, seeding. */
+function peerOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      '--port <n>',
+      'TCP port for incoming peers (default: first free of 6881-6889, else any; 0: any)',
+      portNumber,
+    )
+    .option('--bind <address>', 'listen on this address only (default: all)')
+    .option('--no-listen', 'accept no incoming connection')
+    .option(
+      '--upload-slots <n>',
+      'peers uploaded to at once (plus one optimistic)',
+      positiveInt('--upload-slots'),
+      4,
+    )
+    .option(
+      '--max-upload-rate <rate>',
+      'upload limit, like 500K or 2M (bytes per second)',
+      parseRate,
+    )
+    .option(
+      '--max-download-rate <rate>',
+      'download limit, like 500K or 1.5M (bytes per second)',
+      parseRate,
+    )
+    .option('--seed-time <minutes>', 'stop seeding after this long', minutes)
+    .option('--seed-ratio <r>', 'stop seeding once uploaded / size reaches this', ratio);
+}
+
 /** Run the CLI; resolves to the exit code. */
 export async function run(argv: string[], io: CliIO): Promise<number> {
   let exitCode: number = EXIT.ok;
@@ -63,7 +118,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     })
     .showHelpAfterError('(run with --help for usage)');
 
-  program
+  const downloadCmd = program
     .command('download')
     .description('download the torrent described by a .torrent file')
     .argument('<torrent>', 'path of the .torrent file')
@@ -91,10 +146,43 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     )
     .option('-q, --quiet', 'print nothing but errors')
     .option('--json', 'write newline-delimited JSON events to stdout')
-    .action(async (torrent: string, opts: DownloadCliOptions) => {
+    .option(
+      '--seed',
+      'go on seeding once the download is complete (see --seed-time, --seed-ratio)',
+    );
+  peerOptions(downloadCmd).action(
+    async (torrent: string, opts: DownloadCliOptions & PeerCliOptions & { seed?: boolean }) => {
       json = Boolean(opts.json);
       exitCode = await runDownload(torrent, opts, io);
-    });
+    },
+  );
+
+  const seedCmd = program
+    .command('seed')
+    .description(
+      'serve data already on disk to other peers (checked first), until Ctrl-C or a limit',
+    )
+    .argument('<torrent>', 'path of the .torrent file')
+    .option('-o, --output <path>', 'where the data is (as given to download)')
+    .addOption(
+      new Option(
+        '--peer <host:port>',
+        'connect to this peer instead of asking trackers (repeatable)',
+      )
+        .argParser(collect)
+        .default([]),
+    )
+    .option('--max-peers <n>', 'connections at most', positiveInt('--max-peers'), 30)
+    .option('--timeout <seconds>', 'unused while seeding', seconds, 120)
+    .option('--peer-timeout <seconds>', 'how long a peer may take to handshake', seconds, 15)
+    .option('-q, --quiet', 'print nothing but errors')
+    .option('--json', 'write newline-delimited JSON events to stdout');
+  peerOptions(seedCmd).action(
+    async (torrent: string, opts: DownloadCliOptions & PeerCliOptions) => {
+      json = Boolean(opts.json);
+      exitCode = await runDownload(torrent, opts, io, 'seed');
+    },
+  );
 
   program
     .command('info')

@@ -25,7 +25,20 @@ export function progressLine(s: DownloadStats, name: string, columns: number): s
   const from = s.initial > 0 ? ` (from ${percent(s.initial, s.total)}%)` : '';
   const line =
     `[${bar(frac)}] ${pct}%${from}  ${formatBytes(s.completed)}/${formatBytes(s.total)}  ` +
-    `${formatRate(s.rate)}  peers ${s.active}/${s.connected}  ETA ${eta}  ${escapeControl(name)}`;
+    `${formatRate(s.rate)}  up ${formatRate(s.uploadRate)} ratio ${ratio(s)}  ` +
+    `peers ${s.active}/${s.connected} serving ${s.served}  ETA ${eta}  ${escapeControl(name)}`;
+  return fit(line, columns);
+}
+
+function ratio(s: DownloadStats): string {
+  return (s.total > 0 ? s.uploaded / s.total : 0).toFixed(2);
+}
+
+/** The live line while seeding. */
+export function seedLine(s: DownloadStats, name: string, columns: number): string {
+  const line =
+    `seeding  up ${formatRate(s.uploadRate)}  ${formatBytes(s.uploaded)} sent  ratio ${ratio(s)}  ` +
+    `peers ${s.connected} serving ${s.served}  ${escapeControl(name)}`;
   return fit(line, columns);
 }
 
@@ -45,7 +58,16 @@ export function summaryLine(s: DownloadStats, where: string): string {
       `${s.piecesReplaced} piece${s.piecesReplaced === 1 ? '' : 's'} of other data replaced`,
     );
   }
-  if (s.wasted > 0) parts.push(`${formatBytes(s.wasted)} wasted`);
+  if (s.wasted > 0) {
+    const w = s.wastedBy;
+    const why = [
+      w.hashFailed > 0 ? `${formatBytes(w.hashFailed)} failed hash` : '',
+      w.duplicate > 0 ? `${formatBytes(w.duplicate)} endgame duplicates` : '',
+      w.afterCancel > 0 ? `${formatBytes(w.afterCancel)} after cancel` : '',
+    ].filter(Boolean);
+    parts.push(`${formatBytes(s.wasted)} wasted (${why.join(', ')})`);
+  }
+  if (s.uploaded > 0) parts.push(`${formatBytes(s.uploaded)} uploaded`);
   return `${parts.join(', ')} -> ${escapeControl(where)}`;
 }
 

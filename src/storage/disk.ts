@@ -238,6 +238,12 @@ export class DiskStorage {
     return r;
   }
 
+  /** A block of a verified piece, to serve to a peer. */
+  async readBlock(index: number, begin: number, length: number): Promise<Buffer> {
+    const piece = await this.readPiece(index);
+    return Buffer.from(piece.subarray(begin, begin + length));
+  }
+
   /** Read a piece back from disk. Bytes past the end of a file, or of a missing file, read as 0. */
   readPiece(index: number, into?: Buffer): Promise<Buffer> {
     return this.readPieces(index, index, into);

@@ -13,7 +13,7 @@
  */
 import { rm } from 'node:fs/promises';
 import createDebug from 'debug';
-import { NoPeersError } from '../errors.js';
+import { NoPeersError, TransferError } from '../errors.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import { makePeerId } from '../peer/peer-id.js';
 import { startupCheck, type ProgressFn, type StartupCheck } from '../storage/check.js';
@@ -27,15 +27,21 @@ import { preloadHttpClient } from '../tracker/http.js';
 import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { Download, type DownloadOptions, type DownloadStats } from './download.js';
+import { Listener, type ListenOptions } from './listener.js';
 
 const log = createDebug('tdl:resume');
 
-/** The port announced to trackers. tdl does not accept incoming connections. */
-export const ANNOUNCE_PORT = 6881;
 /** A checkpoint of the resume file is written this often while data arrives... */
 export const CHECKPOINT_INTERVAL_MS = 3_000;
 /** ...and as soon as this much new data was written since the last one. */
 export const CHECKPOINT_BYTES = 64 * 1024 * 1024;
+
+export interface SeedLimits {
+  /** Stop seeding after this long (ms); undefined = until interrupted. */
+  timeMs?: number;
+  /** Stop once uploaded / size reaches this. */
+  ratio?: number;
+}
 
 export interface ClientOptions {
   meta: Metainfo;
@@ -48,10 +54,21 @@ export interface ClientOptions {
   /** Finer timeouts, for tests (see DownloadOptions). */
   timeouts?: DownloadOptions['timeouts'];
   signal?: AbortSignal;
+  /** Where to listen for incoming peers; false: nowhere. */
+  listen?: ListenOptions | false;
+  uploadSlots?: number;
+  maxUploadRate?: number;
+  maxDownloadRate?: number;
+  /** Go on seeding once complete, within these limits (`download --seed`, `seed`). */
+  seed?: SeedLimits;
+  /** `tdl seed`: the data must already be complete. */
+  seedOnly?: boolean;
   /** Progress of the start-up check, while existing data is re-hashed. */
   onCheck?: ProgressFn;
   /** Called once the output is planned and checked and the download is about to start. */
-  onStart?: (download: Download, plan: OutputPlan) => void;
+  onStart?: (download: Download, plan: OutputPlan, info: { port: number }) => void;
+  /** Called when seeding starts (the data is complete and has its final names). */
+  onSeeding?: (download: Download) => void;
 }
 
 export interface ClientResult {
@@ -59,6 +76,8 @@ export interface ClientResult {
   plan: OutputPlan;
   /** What the start-up check found and how long it took. */
   check: Omit<StartupCheck, 'have' | 'mismatched'>;
+  /** The data was complete before this run. */
+  wasComplete: boolean;
 }
 
 export async function download(o: ClientOptions): Promise<ClientResult> {
@@ -82,6 +101,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   else o.signal?.addEventListener('abort', forward, { once: true });
   let writer: ResumeWriter | null = null;
   let timer: NodeJS.Timeout | null = null;
+  let listener: Listener | null = null;
+  let tracker: Announcer | undefined;
+  let dl: Download | null = null;
   try {
     const check = await startupCheck({
       storage,
@@ -92,6 +114,28 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       signal: ctl.signal,
     });
     const complete = check.have.isComplete();
+    const checkInfo = {
+      trustedPieces: check.trustedPieces,
+      hashedPieces: check.hashedPieces,
+      hashedBytes: check.hashedBytes,
+      resume: check.resume,
+      reason: check.reason,
+      ms: check.ms,
+    };
+    if (o.seedOnly && !complete) {
+      throw new TransferError(
+        `the data under ${plan.root} is incomplete (${check.have.count} of ${layout.pieceCount} pieces valid): finish it with tdl download first`,
+      );
+    }
+    const seeding = o.seed !== undefined || o.seedOnly === true;
+    if (complete && !seeding) {
+      // Nothing to fetch and nothing to serve: give the files their final names and stop.
+      await storage.sync();
+      await storage.finalize();
+      await removeStale(resumeFile);
+      const stats = idleStats(layout);
+      return { stats, plan, check: checkInfo, wasComplete: true };
+    }
     if (!complete) {
       writer = new ResumeWriter(resumeFile, meta, storage, check.have);
       // The first checkpoint saves what the check found; if it cannot be written (folder not
@@ -102,24 +146,33 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     }
 
     const peerId = makePeerId();
-    let dl: Download | null = null;
-    const tracker =
-      useTrackers && !complete
-        ? new Announcer({
-            announceList: meta.announceList,
-            infoHash: meta.infoHash,
-            peerId,
-            port: ANNOUNCE_PORT,
-            stats: () => {
-              const s = dl?.stats();
-              return {
-                uploaded: 0,
-                downloaded: s?.downloaded ?? 0,
-                left: s ? s.total - s.completed : meta.length,
-              };
-            },
-          })
-        : undefined;
+    const handshakeMs = o.timeouts?.handshakeMs ?? o.peerTimeoutMs ?? 15_000;
+    if (o.listen !== false) {
+      listener = new Listener({
+        infoHash: meta.infoHash,
+        peerId,
+        pieceCount: layout.pieceCount,
+        handshakeMs: Math.min(handshakeMs, 15_000),
+      });
+      await listener.listen(o.listen ?? {});
+    }
+    const port = listener?.port ?? 0;
+    if (useTrackers) {
+      tracker = new Announcer({
+        announceList: meta.announceList,
+        infoHash: meta.infoHash,
+        peerId,
+        port,
+        stats: () => {
+          const s = dl?.stats();
+          return {
+            uploaded: s?.uploaded ?? 0,
+            downloaded: s?.downloaded ?? 0,
+            left: s ? s.total - s.completed : meta.length - (complete ? meta.length : 0),
+          };
+        },
+      });
+    }
     dl = new Download({
       meta,
       layout,
@@ -128,12 +181,16 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // The orchestrator marks pieces in the bitfield it is given: hand it a copy.
       have: new Bitfield(layout.pieceCount, check.have.toBuffer()),
       replacing: check.mismatched,
-      peers: complete ? [] : peers,
+      peers,
       tracker,
+      listener,
       maxPeers: o.maxPeers,
       peerTimeoutMs: o.peerTimeoutMs,
       stallTimeoutMs: o.stallTimeoutMs,
       timeouts: o.timeouts,
+      uploadSlots: o.uploadSlots,
+      maxUploadRate: o.maxUploadRate,
+      maxDownloadRate: o.maxDownloadRate,
       signal: ctl.signal,
     });
     const d = dl;
@@ -157,7 +214,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       if (sinceCheckpoint >= CHECKPOINT_BYTES) kick();
     });
 
-    o.onStart?.(d, plan);
+    o.onStart?.(d, plan, { port });
     for (const f of storage.files) {
       if (f.shadowed) {
         d.emit(
@@ -180,32 +237,33 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     const stats = await d.run();
     if (timer) clearInterval(timer);
     timer = null;
-    await writer?.idle();
-    // Before declaring success: every file must still be the one written, at its full size.
-    await storage.checkIntact();
-    // A complete checkpoint first (it makes the data durable), so that a crash while renaming
-    // still finds a complete torrent. Without one (complete at the start), sync what is there.
-    if (writer) await writer.checkpoint(true);
-    else await storage.sync();
-    const { cut } = await storage.finalize();
-    for (const p of cut) d.emit('warning', `${p} was longer than the torrent's file: cut to size`);
-    if (writer) await writer.remove();
-    else await removeStale(resumeFile);
-    return {
-      stats,
-      plan,
-      check: {
-        trustedPieces: check.trustedPieces,
-        hashedPieces: check.hashedPieces,
-        hashedBytes: check.hashedBytes,
-        resume: check.resume,
-        reason: check.reason,
-        ms: check.ms,
-      },
-    };
+    if (!complete) {
+      await writer?.idle();
+      // Before declaring success: every file must still be the one written, at its full size.
+      await storage.checkIntact();
+      // A complete checkpoint first (it makes the data durable), so that a crash while renaming
+      // still finds a complete torrent.
+      if (writer) await writer.checkpoint(true);
+      const { cut } = await storage.finalize();
+      for (const p of cut)
+        d.emit('warning', `${p} was longer than the torrent's file: cut to size`);
+      if (writer) await writer.remove();
+      // Only now, with the data checked and named, do trackers hear that we completed.
+      if (tracker) await tracker.complete().catch(() => {});
+    } else {
+      await storage.finalize();
+      await removeStale(resumeFile);
+    }
+    let final = stats;
+    if (seeding) {
+      o.onSeeding?.(d);
+      await seedUntil(d, meta.length, o.seed ?? {}, ctl.signal);
+      final = d.stats();
+    }
+    return { stats: final, plan, check: checkInfo, wasComplete: complete };
   } catch (e) {
     if (timer) clearInterval(timer);
-    if (writer) {
+    if (writer && !dl?.isComplete) {
       // Save what was verified and written before the failure (best effort: the failure may be
       // the disk itself).
       await writer.checkpoint(true).catch((err: unknown) => {
@@ -215,9 +273,61 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     throw e;
   } finally {
     o.signal?.removeEventListener('abort', forward);
+    dl?.close();
+    await listener?.close();
+    if (tracker) await tracker.stop().catch(() => {});
     await writer?.close().catch(() => {});
     await storage.close();
   }
+}
+
+/** Seed until interrupted, `timeMs` passed or `ratio` reached; an interrupt ends it cleanly. */
+function seedUntil(
+  d: Download,
+  size: number,
+  limits: SeedLimits,
+  signal: AbortSignal,
+): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const started = Date.now();
+    const check = () => {
+      const s = d.stats();
+      const timeUp = limits.timeMs !== undefined && Date.now() - started >= limits.timeMs;
+      const ratioMet = limits.ratio !== undefined && size > 0 && s.uploaded / size >= limits.ratio;
+      if (timeUp || ratioMet || signal.aborted) done();
+    };
+    const timer = setInterval(check, 250);
+    const done = () => {
+      clearInterval(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    signal.addEventListener('abort', done, { once: true });
+    check();
+  });
+}
+
+function idleStats(layout: Layout): DownloadStats {
+  return {
+    total: layout.totalLength,
+    completed: layout.totalLength,
+    initial: layout.totalLength,
+    downloaded: 0,
+    wasted: 0,
+    wastedBy: { hashFailed: 0, duplicate: 0, afterCancel: 0 },
+    piecesDone: layout.pieceCount,
+    pieceCount: layout.pieceCount,
+    rate: 0,
+    uploaded: 0,
+    uploadRate: 0,
+    served: 0,
+    connected: 0,
+    active: 0,
+    peersUsed: 0,
+    piecesReplaced: 0,
+    elapsedMs: 0,
+    firstUnchokeMs: -1,
+  };
 }
 
 async function removeStale(file: string): Promise<void> {

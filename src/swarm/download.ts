@@ -1,36 +1,54 @@
 /**
- * The download orchestrator: peers in, verified pieces out.
+ * The swarm orchestrator: one torrent, many peers, both directions.
  *
- * It keeps a list of candidate peer addresses (from trackers or the command line), keeps up to
- * `maxPeers` connections open, asks each unchoked peer for blocks chosen by the piece picker with
- * a per-peer pipeline depth, verifies every completed piece with SHA-1 and hands good pieces to
- * storage. With `maxPeers: 1` it is the sequential probe of the core design: a peer must complete
- * the handshake, show every piece and unchoke within `peerTimeoutMs`, or the next one is tried.
+ * It wires the parts together and owns each peer's session:
+ * - the peer pool (src/swarm/peer-pool.ts) dials candidate addresses; the listener
+ *   (src/swarm/listener.ts) brings incoming peers; both count against `maxPeers`;
+ * - request scheduling (src/swarm/requests.ts) with the piece picker decides what to ask for;
+ * - the piece store (src/swarm/piece-store.ts) verifies and writes pieces, which are then
+ *   announced with `have` to every peer;
+ * - the upload service (src/swarm/upload.ts) answers requests, and the choker
+ *   (src/swarm/choker.ts) decides every 10 s whom we unchoke.
  *
- * Nothing a peer does is fatal: bad data, protocol errors, stalls and disconnects cost that peer
- * its connection (and, after repeated bad pieces, its place in this run). The download fails only
- * when no verified data arrives for `stallTimeoutMs`.
+ * With `maxPeers: 1` it is the sequential probe of the core design: a peer must complete the
+ * handshake, show every piece and unchoke within `peerTimeoutMs`, or the next one is tried. With
+ * more peers a peer that chokes us is kept, interested, until it unchokes (swarms rotate their
+ * unchokes every 10 and 30 s): a peer is dropped only for a protocol fault, when it has nothing we
+ * need and wants nothing from us, when it truly stops sending, or to make room for a fresh
+ * candidate.
+ *
+ * `run()` resolves once every piece is verified and on disk; the swarm goes on (serving, when
+ * seeding) until `close()`. Nothing a peer does is fatal; the download fails only when no data
+ * arrives for `stallTimeoutMs`.
  */
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
-import pLimit from 'p-limit';
 import { InterruptedError, NoPeersError, TransferError } from '../errors.js';
-import { pieceHash, type Metainfo } from '../metainfo/torrent.js';
-import { PeerConnection, type PeerTimeouts } from '../peer/connection.js';
-import type { DiskStorage } from '../storage/disk.js';
+import type { Metainfo } from '../metainfo/torrent.js';
+import type { PeerConnection, PeerTimeouts } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
-import { formatPeerAddress, type PeerAddress } from '../tracker/types.js';
+import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
+import {
+  decodeExtendedHandshake,
+  encodeExtendedHandshake,
+  localExtendedHandshake,
+  type ExtendedHandshake,
+} from '../wire/extension.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
-import { BLOCKS_PER_PIECE_KEY, PiecePicker, type PieceInProgress } from './picker.js';
-import { Pipeline } from './pipeline.js';
+import { Choker, CHOKE_INTERVAL_MS, type ChokerPeer } from './choker.js';
+import type { Listener } from './listener.js';
+import { PeerPool, type Candidate, type PeerOrigin } from './peer-pool.js';
+import { PiecePicker, type PieceInProgress } from './picker.js';
+import { PieceStore } from './piece-store.js';
+import { TokenBucket } from './rate-limit.js';
+import { PeerRequests, RequestScheduler, type Waste } from './requests.js';
+import { MAX_QUEUE, UploadService } from './upload.js';
 
 const log = createDebug('tdl:swarm');
 
 export const DEFAULT_MAX_PEERS = 30;
-/** Connection attempts under way at once. */
-export const CONNECT_CONCURRENCY = 8;
+export const DEFAULT_UPLOAD_SLOTS = 4;
 /**
  * Memory for pieces being downloaded or waiting for the disk: the budget follows what the
  * peers' pipelines need (twice their queued bytes, plus a piece per peer and a few for the disk),
@@ -45,56 +63,71 @@ export function inflightBudget(depths: readonly number[], pieceLength: number): 
   const want = 2 * queued + (depths.length + 4) * pieceLength;
   return Math.max(MIN_INFLIGHT_BYTES, Math.min(MAX_INFLIGHT_BYTES, want));
 }
-/** A peer with requests outstanding that sends no block for this long is snubbed. */
-export const SNUB_TIMEOUT_MS = 10_000;
 /** Bad pieces a peer may send before it is dropped for the rest of the run. */
 export const MAX_HASH_FAILURES = 2;
-/** A peer address that failed is tried again after this long, at most MAX_CONNECT_ATTEMPTS times. */
-export const RETRY_DELAY_MS = 3_000;
-export const MAX_CONNECT_ATTEMPTS = 3;
-/** A request not answered within this long (while the peer answers others) is given to others. */
-export const REQUEST_TIMEOUT_MS = 30_000;
-/** Released or cancelled requests remembered per peer, so their late blocks are not errors. */
-export const MAX_CANCELLED_REMEMBERED = 4096;
-/** Most candidate addresses remembered. */
-export const MAX_CANDIDATES = 2_000;
+/** With every slot taken and untried addresses waiting, a peer choking us this long makes room. */
+export const REPLACE_AFTER_MS = 60_000;
+/** ...and so does one that sent less than a block in the last 20 s, once connected this long. */
+export const REPLACE_SLOW_AFTER_MS = 15_000;
+/** At most one peer is replaced per this interval. */
+const ROOM_INTERVAL_MS = 5_000;
 const TICK_MS = 500;
+export const CLIENT_VERSION = 'tdl 0.2.0';
 
-/** Where peer addresses come from (the tracker announcer): emits 'peers' and 'warning'. */
+/** Where peer addresses come from (trackers, DHT): emits 'peers' and 'warning'. */
 export interface PeerSource extends EventEmitter {
   start(): void;
   requestMore(): void;
   complete(): Promise<void>;
   stop(): Promise<void>;
-  /** The last failure of each tracker that is failing, for the final error message. */
+  /** The last failure of each source that is failing, for the final error message. */
   readonly failures: readonly { url: string; message: string }[];
+}
+
+/** What the swarm reads from and writes to (DiskStorage). */
+export interface SwarmStorage {
+  writePiece(index: number, data: Buffer): Promise<void>;
+  readBlock(index: number, begin: number, length: number): Promise<Buffer>;
 }
 
 export interface DownloadOptions {
   meta: Metainfo;
   layout: Layout;
-  storage: DiskStorage;
+  storage: SwarmStorage;
   peerId: Buffer;
   /** Pieces already verified on disk. */
   have?: Bitfield;
   /** Pieces whose bytes on disk are other data: counted in `piecesReplaced` once rewritten. */
   replacing?: Bitfield;
   peers?: PeerAddress[];
+  /** Where `peers` came from (for `peer` events). */
+  peersOrigin?: PeerOrigin;
   tracker?: PeerSource;
+  /** More peer sources (the DHT), each with its origin name. */
+  sources?: { source: PeerSource; origin: PeerOrigin }[];
+  /** Incoming connections; none when absent. */
+  listener?: Listener | null;
   maxPeers?: number;
-  /** Handshake, bitfield and unchoke must each come within this. */
+  /** Handshake, bitfield and unchoke must each come within this (single-peer mode). */
   peerTimeoutMs?: number;
-  /** Give up when no verified data arrives for this long. */
+  /** Give up when no data arrives for this long. */
   stallTimeoutMs?: number;
   /** Other timeouts (tests): the peer connection's, and `requestMs` (REQUEST_TIMEOUT_MS). */
   timeouts?: Partial<PeerTimeouts> & { requestMs?: number };
+  uploadSlots?: number;
+  /** Bytes per second; 0 or absent = unlimited. */
+  maxUploadRate?: number;
+  maxDownloadRate?: number;
   signal?: AbortSignal;
+  random?: () => number;
 }
 
 export interface PeerEvent {
   address: string;
   status: 'connecting' | 'connected' | 'ready' | 'dropped' | 'banned';
   reason?: string;
+  /** Where the address came from. */
+  source?: PeerOrigin;
 }
 
 export interface DownloadStats {
@@ -105,141 +138,197 @@ export interface DownloadStats {
   initial: number;
   /** Verified bytes fetched in this run. */
   downloaded: number;
-  /** Bytes received that were thrown away (bad pieces, duplicates). */
+  /** Bytes received that were thrown away, in all and by cause. */
   wasted: number;
+  wastedBy: Waste;
   piecesDone: number;
   pieceCount: number;
   /** Bytes per second over the last few seconds. */
   rate: number;
+  /** Payload bytes sent to peers, and the rate over the last few seconds. */
+  uploaded: number;
+  uploadRate: number;
+  /** Peers we unchoke that are interested (being served). */
+  served: number;
   connected: number;
   /** Peers that sent data in the last few seconds. */
   active: number;
   peersUsed: number;
   piecesReplaced: number;
   elapsedMs: number;
+  /** Milliseconds from the start to the first unchoke by a peer (-1: none yet). */
+  firstUnchokeMs: number;
 }
 
 export interface DownloadEvents {
   peer: [PeerEvent];
   piece: [index: number];
   warning: [message: string];
-}
-
-interface Candidate {
-  host: string;
-  port: number;
-  address: string;
-  attempts: number;
-  notBefore: number;
-  banned: boolean;
-  busy: boolean;
+  /** Every piece is verified and on disk. */
+  complete: [];
 }
 
 interface Session {
   conn: PeerConnection;
   cand: Candidate;
-  pipeline: Pipeline;
-  /** Request key -> time sent. */
-  inflight: Map<number, number>;
-  /** Keys cancelled recently: a late block for them is not a protocol error. */
-  cancelled: Set<number>;
+  req: PeerRequests;
+  /** Single-peer mode: the probe passed. Swarm mode: the peer unchoked us once. */
   ready: boolean;
   readyTimer: NodeJS.Timeout | null;
-  lastBlockAt: number;
-  hashFailures: number;
-  /** Pieces this peer delivered alone that verified: it may re-fetch pieces that failed. */
-  goodPieces: number;
-  /** Whole blocks received since the peer became ready or was last snubbed. */
-  blocksSinceSnub: number;
+  /** Pieces the peer has that we still need (kept up to date, no scans). */
+  wanted: number;
+  connectedAt: number;
+  /** Since when the peer chokes us (0: it does not). */
+  chokedSince: number;
+  ext: ExtendedHandshake | null;
 }
 
 export class Download extends EventEmitter<DownloadEvents> {
   private readonly meta: Metainfo;
   private readonly layout: Layout;
-  private readonly storage: DiskStorage;
   private readonly picker: PiecePicker;
+  private readonly have: Bitfield;
   private readonly maxPeers: number;
   private readonly sequential: boolean;
   private readonly peerTimeoutMs: number;
   private readonly stallTimeoutMs: number;
-  private readonly requestTimeoutMs: number;
-  private readonly candidates = new Map<string, Candidate>();
-  private readonly sessions = new Map<string, Session>();
-  private readonly handshaking = new Set<PeerConnection>();
-  private readonly limit = pLimit(CONNECT_CONCURRENCY);
-  private connecting = 0;
+  private readonly pool: PeerPool;
+  private readonly scheduler: RequestScheduler;
+  private readonly store: PieceStore;
+  private readonly upload: UploadService;
+  private readonly choker: Choker;
+  private readonly downloadBucket: TokenBucket | null;
+  private readonly sessions = new Map<PeerConnection, Session>();
   private readonly startedAt = Date.now();
   private lastProgressAt = Date.now();
+  private firstUnchokeAt = 0;
+  private lastRoomMadeAt = 0;
   private downloaded = 0;
-  private wasted = 0;
   private replaced = 0;
   private readonly initial: number;
   private readonly usedPeers = new Set<string>();
   private readonly rateSamples: { t: number; bytes: number }[] = [];
   private ticker: NodeJS.Timeout | null = null;
-  private finished = false;
+  private chokeTimer: NodeJS.Timeout | null = null;
+  private complete = false;
+  private closed = false;
   private everReady = false;
   private lastFailure = '';
   private resolveRun!: () => void;
   private rejectRun!: (e: Error) => void;
-  private readonly writes = new Set<Promise<void>>();
-  private writing = 0;
+  private readonly done: Promise<void>;
+  private detach: (() => void)[] = [];
 
   constructor(private readonly opts: DownloadOptions) {
     super();
     this.meta = opts.meta;
     this.layout = opts.layout;
-    this.storage = opts.storage;
-    const have = opts.have ?? new Bitfield(this.layout.pieceCount);
-    this.initial = bytesOf(this.layout, have);
-    this.picker = new PiecePicker(this.layout, have, MIN_INFLIGHT_BYTES);
+    this.have = opts.have ?? new Bitfield(this.layout.pieceCount);
+    this.initial = bytesOf(this.layout, this.have);
+    this.picker = new PiecePicker(this.layout, this.have, MIN_INFLIGHT_BYTES, opts.random);
     this.maxPeers = Math.max(1, opts.maxPeers ?? DEFAULT_MAX_PEERS);
     this.sequential = this.maxPeers === 1;
     this.peerTimeoutMs = opts.peerTimeoutMs ?? 15_000;
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 120_000;
-    this.requestTimeoutMs = opts.timeouts?.requestMs ?? REQUEST_TIMEOUT_MS;
-  }
-
-  /** Run to completion. Resolves when every piece is verified and on disk. */
-  async run(): Promise<DownloadStats> {
-    const done = new Promise<void>((resolve, reject) => {
+    this.scheduler = new RequestScheduler(this.layout, this.picker, opts.timeouts?.requestMs);
+    this.store = new PieceStore(this.meta, opts.storage);
+    // The upload service reads the same bitfield the picker marks: a piece is served once written.
+    this.served = new Bitfield(this.layout.pieceCount, this.have.toBuffer());
+    this.upload = new UploadService(this.layout, this.served, opts.storage, opts.maxUploadRate);
+    this.choker = new Choker({
+      slots: opts.uploadSlots ?? DEFAULT_UPLOAD_SLOTS,
+      random: opts.random ?? Math.random,
+    });
+    this.downloadBucket =
+      opts.maxDownloadRate && opts.maxDownloadRate > 0
+        ? new TokenBucket(opts.maxDownloadRate)
+        : null;
+    this.pool = new PeerPool({
+      infoHash: this.meta.infoHash,
+      peerId: opts.peerId,
+      pieceCount: this.layout.pieceCount,
+      sequential: this.sequential,
+      timeouts: opts.timeouts,
+      handshakeMs: opts.timeouts?.handshakeMs ?? this.peerTimeoutMs,
+    });
+    this.pool.on('connecting', (address) => {
+      const c = this.pool.candidates.get(address);
+      this.emit('peer', { address, status: 'connecting', source: c?.origin });
+    });
+    this.pool.on('failed', (address, reason) => {
+      this.lastFailure = `${address}: ${reason}`;
+      this.emit('peer', { address, status: 'dropped', reason });
+      this.fill();
+    });
+    this.pool.on('connected', (conn, cand) => this.admit(conn, cand));
+    this.store.on('failed', (p) => this.pieceFailed(p));
+    this.store.on('verified', (p) => this.pieceVerified(p));
+    this.store.on('written', (p) => this.pieceWritten(p));
+    this.store.on('error', (e) => this.fail(e));
+    this.done = new Promise<void>((resolve, reject) => {
       this.resolveRun = resolve;
       this.rejectRun = reject;
     });
+    // A failure with nobody awaiting yet must not become an unhandled rejection.
+    this.done.catch(() => {});
+  }
+
+  /** Pieces on disk and servable (a copy of the picker's, set once written). */
+  private readonly served: Bitfield;
+
+  /** Run until every piece is verified and on disk. The swarm keeps running until close(). */
+  async run(): Promise<DownloadStats> {
     const onAbort = () => {
       const reason = this.opts.signal?.reason;
       this.fail(reason instanceof Error ? reason : new InterruptedError('SIGINT'));
     };
     if (this.opts.signal?.aborted) onAbort();
     this.opts.signal?.addEventListener('abort', onAbort, { once: true });
-    const tracker = this.opts.tracker;
-    const onPeers = (peers: PeerAddress[]) => this.addPeers(peers);
-    const onWarning = (message: string) => this.emit('warning', message);
-    tracker?.on('peers', onPeers);
-    tracker?.on('warning', onWarning);
+    this.detach.push(() => this.opts.signal?.removeEventListener('abort', onAbort));
+    this.startSources();
+    if (this.picker.isComplete()) this.finish();
     try {
-      if (this.picker.isComplete()) {
-        this.finished = true;
-        this.resolveRun();
-      } else {
-        this.ticker = setInterval(() => this.tick(), TICK_MS);
-        if (this.opts.peers) this.addPeers(this.opts.peers);
-        tracker?.start();
-      }
-      await done;
-      await this.flushWrites();
-      if (tracker) await tracker.complete().catch(() => {});
+      await this.done;
+      await this.store.flush();
       return this.stats();
     } catch (e) {
-      await this.flushWrites().catch(() => {});
+      await this.store.flush().catch(() => {});
       throw e;
-    } finally {
-      this.opts.signal?.removeEventListener('abort', onAbort);
-      this.shutdown();
-      tracker?.off('peers', onPeers);
-      tracker?.off('warning', onWarning);
-      if (tracker) await tracker.stop().catch(() => {});
     }
+  }
+
+  private startSources(): void {
+    this.ticker = setInterval(() => this.tick(), TICK_MS);
+    this.chokeTimer = setInterval(() => this.rechoke(), CHOKE_INTERVAL_MS);
+    const listener = this.opts.listener;
+    if (listener) {
+      const onPeer = (conn: PeerConnection) => this.incoming(conn);
+      listener.on('peer', onPeer);
+      this.detach.push(() => listener.off('peer', onPeer));
+    }
+    const sources = [...(this.opts.sources ?? [])];
+    if (this.opts.tracker) sources.unshift({ source: this.opts.tracker, origin: 'tracker' });
+    for (const { source, origin } of sources) {
+      const onPeers = (peers: PeerAddress[]) => this.addPeers(peers, origin);
+      const onWarning = (message: string) => this.emit('warning', message);
+      source.on('peers', onPeers);
+      source.on('warning', onWarning);
+      this.detach.push(() => {
+        source.off('peers', onPeers);
+        source.off('warning', onWarning);
+      });
+    }
+    if (this.opts.peers) this.addPeers(this.opts.peers, this.opts.peersOrigin ?? 'cli');
+    for (const { source } of sources) source.start();
+  }
+
+  /** The download is complete: wait for it (resolves at once when it already is). */
+  whenComplete(): Promise<void> {
+    return this.done;
+  }
+
+  get isComplete(): boolean {
+    return this.complete;
   }
 
   stats(): DownloadStats {
@@ -252,294 +341,260 @@ export class Download extends EventEmitter<DownloadEvents> {
     const span = Math.max(1, Math.min(3_000, now - this.startedAt)) / 1000;
     let active = 0;
     let connected = 0;
+    let served = 0;
     for (const s of this.sessions.values()) {
-      if (s.ready) connected++;
-      if (now - s.lastBlockAt < 3_000) active++;
+      if (s.ready || !this.sequential) connected++;
+      if (s.req.samples.length > 0 && now - s.req.samples[s.req.samples.length - 1]!.t < 3_000)
+        active++;
+      if (!s.conn.amChoking && s.conn.peerInterested) served++;
     }
-    const piecesDone = this.picker.done.count;
+    const w = this.scheduler.waste;
     return {
       total: this.layout.totalLength,
       completed: this.initial + this.downloaded,
       initial: this.initial,
       downloaded: this.downloaded,
-      wasted: this.wasted,
-      piecesDone,
+      wasted: w.hashFailed + w.duplicate + w.afterCancel,
+      wastedBy: { ...w },
+      piecesDone: this.picker.done.count,
       pieceCount: this.layout.pieceCount,
       rate: bytes / span,
+      uploaded: this.upload.uploaded,
+      uploadRate: this.upload.rate(now),
+      served,
       connected,
       active,
       peersUsed: this.usedPeers.size,
       piecesReplaced: this.replaced,
       elapsedMs: now - this.startedAt,
+      firstUnchokeMs: this.firstUnchokeAt > 0 ? this.firstUnchokeAt - this.startedAt : -1,
     };
   }
 
   /** Add peer addresses (duplicates and banned ones are ignored). */
-  addPeers(peers: readonly PeerAddress[]): void {
-    let added = 0;
-    for (const p of peers) {
-      if (this.candidates.size >= MAX_CANDIDATES) break;
-      const address = formatPeerAddress(p);
-      const known = this.candidates.get(address);
-      if (known) {
-        // A fresh tracker reply gives a failed peer another chance.
-        if (!known.banned && !known.busy && known.attempts >= MAX_CONNECT_ATTEMPTS) {
-          known.attempts = MAX_CONNECT_ATTEMPTS - 1;
-        }
-        continue;
-      }
-      this.candidates.set(address, {
-        host: p.host,
-        port: p.port,
-        address,
-        attempts: 0,
-        notBefore: 0,
-        banned: false,
-        busy: false,
-      });
-      added++;
-    }
-    if (added > 0) log('%d new peer addresses (%d known)', added, this.candidates.size);
+  addPeers(peers: readonly PeerAddress[], origin: PeerOrigin = 'tracker'): void {
+    this.pool.add(peers, origin);
     this.fill();
   }
 
   private fill(): void {
-    if (this.finished) return;
-    const now = Date.now();
-    for (const c of this.candidates.values()) {
-      if (this.sessions.size + this.connecting >= this.maxPeers) return;
-      if (c.busy || c.banned || c.attempts >= MAX_CONNECT_ATTEMPTS || c.notBefore > now) continue;
-      c.busy = true;
-      c.attempts++;
-      this.connecting++;
-      void this.limit(() => this.connect(c)).finally(() => {
-        this.connecting--;
-      });
-    }
+    if (this.closed) return;
+    // Once complete, only peers that still need pieces are worth dialling (they find us too).
+    if (this.complete) return;
+    this.pool.fill(this.sessions.size, this.maxPeers);
   }
 
-  private async connect(c: Candidate): Promise<void> {
-    if (this.finished) {
-      c.busy = false;
+  private incoming(conn: PeerConnection): void {
+    if (this.closed || this.sessions.size >= this.maxPeers) {
+      conn.close(this.closed ? 'shutting down' : 'no free peer slot');
       return;
     }
-    const conn = new PeerConnection({
-      host: c.host,
-      port: c.port,
-      infoHash: this.meta.infoHash,
-      peerId: this.opts.peerId,
-      pieceCount: this.layout.pieceCount,
-      timeouts: {
-        connectMs: this.opts.timeouts?.connectMs,
-        handshakeMs: this.opts.timeouts?.handshakeMs ?? this.peerTimeoutMs,
-        idleMs: this.opts.timeouts?.idleMs,
-      },
-    });
-    this.emit('peer', { address: c.address, status: 'connecting' });
-    this.handshaking.add(conn);
-    try {
-      await conn.connect();
-    } catch (e) {
-      c.busy = false;
-      c.notBefore = Date.now() + RETRY_DELAY_MS;
-      const reason = e instanceof Error ? e.message : String(e);
-      this.lastFailure = `${c.address}: ${reason}`;
-      this.emit('peer', { address: c.address, status: 'dropped', reason });
-      this.fill();
-      return;
-    } finally {
-      this.handshaking.delete(conn);
-    }
-    if (this.finished) {
-      conn.close('download finished');
-      c.busy = false;
+    const cand = this.pool.incoming(conn.host, conn.port);
+    if (cand.banned) {
+      conn.close('banned');
       return;
     }
-    this.attach(c, conn);
+    cand.busy = true;
+    this.admit(conn, cand);
   }
 
-  private attach(c: Candidate, conn: PeerConnection): void {
+  /** A handshaken connection, ours or theirs: take it, or close it when there is no room. */
+  private admit(conn: PeerConnection, cand: Candidate): void {
+    const refused = this.closed
+      ? 'download ended'
+      : this.sessions.size >= this.maxPeers
+        ? 'no free peer slot'
+        : this.duplicate(conn)
+          ? 'already connected to this peer'
+          : null;
+    if (refused) {
+      conn.close(refused);
+      this.pool.released(cand);
+      // Turned away for lack of room, it has not had its chance yet.
+      if (refused === 'no free peer slot' && cand.origin !== 'incoming') this.pool.untry(cand);
+      return;
+    }
     const now = Date.now();
     const s: Session = {
       conn,
-      cand: c,
-      pipeline: new Pipeline(now),
-      inflight: new Map(),
-      cancelled: new Set(),
+      cand,
+      req: new PeerRequests(conn, now),
       ready: false,
       readyTimer: null,
-      lastBlockAt: 0,
-      hashFailures: 0,
-      blocksSinceSnub: 0,
-      goodPieces: 0,
+      wanted: 0,
+      connectedAt: now,
+      chokedSince: now,
+      ext: null,
     };
-    this.sessions.set(c.address, s);
-    this.emit('peer', { address: c.address, status: 'connected' });
+    this.sessions.set(conn, s);
+    this.emit('peer', { address: conn.address, status: 'connected', source: cand.origin });
+    this.upload.add(conn);
 
-    // The probe: every piece (sequential mode) or anything we need, then an unchoke, in time.
-    s.readyTimer = setTimeout(() => {
-      const why = !this.peerUseful(s)
-        ? this.sequential
-          ? 'does not have every piece'
-          : 'has no piece we need'
-        : 'did not unchoke';
-      this.drop(s, `${why} within ${Math.round(this.peerTimeoutMs / 1000)}s`);
-    }, this.peerTimeoutMs);
-    s.readyTimer.unref();
+    if (this.sequential) {
+      // The probe: every piece, then an unchoke, in time.
+      s.readyTimer = setTimeout(() => {
+        const why = !conn.bitfield.isComplete() ? 'does not have every piece' : 'did not unchoke';
+        this.drop(s, `${why} within ${Math.round(this.peerTimeoutMs / 1000)}s`);
+      }, this.peerTimeoutMs);
+      s.readyTimer.unref();
+    }
 
-    const availability = () => {
-      if (!this.peerUseful(s)) return;
-      if (this.picker.interesting(conn.bitfield)) conn.interested();
-      this.request(s);
-    };
     conn.on('bitfield', () => {
       this.picker.peerHas(conn.bitfield);
-      availability();
+      s.wanted = 0;
+      for (let i = 0; i < conn.bitfield.size; i++)
+        if (conn.bitfield.has(i) && !this.have.has(i)) s.wanted++;
+      this.interest(s);
     });
     conn.on('have', (index) => {
       this.picker.peerHave(index);
-      // A piece we lack makes the peer useful (in single-peer mode, once it has them all).
-      if (this.picker.done.has(index) || (this.sequential && !conn.bitfield.isComplete())) return;
-      conn.interested();
-      this.request(s);
+      if (!this.have.has(index)) s.wanted++;
+      this.interest(s);
     });
     conn.on('unchoke', () => {
       log('%s unchoked us', conn.address);
+      s.chokedSince = 0;
+      if (this.firstUnchokeAt === 0) this.firstUnchokeAt = Date.now();
+      this.scheduler.unchoked(s.req);
       this.request(s);
     });
     conn.on('choke', () => {
       log('%s choked us', conn.address);
-      this.releaseAll(s);
+      s.chokedSince = Date.now();
+      // With the fast extension the peer rejects what it will not serve; without it, a choke
+      // drops every request.
+      if (!conn.fast) this.scheduler.releaseAll(s.req);
       if (this.sequential) this.drop(s, 'choked us');
+      else queueMicrotask(() => this.wakeAll());
+    });
+    conn.on('interest', () => {
+      // A peer that wants something while a slot is free need not wait for the next round.
+      if (
+        conn.peerInterested &&
+        this.unchokedCount() < (this.opts.uploadSlots ?? DEFAULT_UPLOAD_SLOTS) + 1
+      )
+        this.rechoke();
+      this.checkUseless(s);
+    });
+    conn.on('reject', (index, begin) => {
+      this.scheduler.onReject(s.req, index, begin);
+      queueMicrotask(() => this.wakeAll());
+    });
+    conn.on('allowedFast', (index) => {
+      if (s.req.allowedFast.size < 64) s.req.allowedFast.add(index);
+      this.request(s);
+    });
+    conn.on('extended', (extId, payload) => {
+      if (extId !== 0) return;
+      try {
+        s.ext = decodeExtendedHandshake(payload);
+      } catch (e) {
+        this.drop(s, (e as Error).message);
+        return;
+      }
+      if (s.ext.reqq !== undefined) s.req.maxOut = Math.max(1, s.ext.reqq);
     });
     conn.on('block', (index, begin, data) => this.onBlock(s, index, begin, data));
     conn.on('drained', () => this.request(s));
     conn.on('close', (reason) => this.onClose(s, reason));
-    conn.start();
+    const ext = encodeExtendedHandshake(
+      localExtendedHandshake({
+        privateTorrent: this.meta.private,
+        port: this.opts.listener?.port || undefined,
+        version: CLIENT_VERSION,
+        reqq: MAX_QUEUE,
+      }),
+    );
+    conn.start(this.served, ext);
   }
 
-  /** In sequential mode a peer must have everything; otherwise anything we still need. */
-  private peerUseful(s: Session): boolean {
-    const bf = s.conn.bitfield;
-    if (this.sequential) return bf.isComplete();
-    return this.picker.interesting(bf);
+  /** Is this peer (same address and peer id) connected already, in the other direction? */
+  private duplicate(conn: PeerConnection): boolean {
+    const id = conn.remotePeerId;
+    if (!id) return false;
+    for (const s of this.sessions.values()) {
+      const c = s.conn;
+      if (c.direction !== conn.direction && c.host === conn.host && c.remotePeerId?.equals(id)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private interest(s: Session): void {
+    const conn = s.conn;
+    const useful = this.sequential ? conn.bitfield.isComplete() : s.wanted > 0;
+    if (useful && !this.complete) {
+      conn.interested();
+      this.request(s);
+    } else if (!useful && s.req.inflight.size === 0) {
+      conn.notInterested();
+    }
+    this.checkUseless(s);
+  }
+
+  /** Neither side wants anything from the other: the slot is better used by someone else. */
+  private checkUseless(s: Session): void {
+    if (this.sequential) return;
+    const conn = s.conn;
+    if (s.wanted > 0 || conn.peerInterested || s.req.inflight.size > 0) return;
+    // A peer that has shown nothing yet may still send its bitfield.
+    if (conn.bitfield.count === 0 && Date.now() - s.connectedAt < 10_000 && !this.complete) return;
+    const weAreSeed = this.served.isComplete();
+    const theyAreSeed = conn.bitfield.isComplete();
+    if (theyAreSeed && weAreSeed) this.drop(s, 'both complete');
+    else if (this.complete && theyAreSeed) this.drop(s, 'both complete');
   }
 
   private request(s: Session): void {
     const conn = s.conn;
-    if (this.finished || conn.state !== 'open' || conn.peerChoking || !conn.amInterested) return;
-    if (!s.ready) {
+    if (this.closed || this.complete || conn.state !== 'open' || !conn.amInterested) return;
+    if (this.sequential && !s.ready) {
+      if (conn.peerChoking || !conn.bitfield.isComplete()) return;
+    }
+    if (!conn.peerChoking && !s.ready) {
       s.ready = true;
       this.everReady = true;
       if (s.readyTimer) clearTimeout(s.readyTimer);
       s.readyTimer = null;
       this.emit('peer', { address: conn.address, status: 'ready' });
     }
-    const want = s.pipeline.depth - s.inflight.size;
-    // Refill in batches, when half the pipeline is free: a write per block would cost a system
-    // call per 16 KiB.
-    if (want <= 0 || (s.inflight.size > 0 && want < s.pipeline.depth >> 1)) {
-      return;
+    if (this.downloadBucket && this.downloadBucket.waitMs(BLOCK_SIZE) > 0) return;
+    const before = s.req.inflight.size;
+    this.scheduler.fill(s.req, s.req.goodPieces > 0 || !this.anyTrusted());
+    if (this.downloadBucket) {
+      const added = s.req.inflight.size - before;
+      if (added > 0) this.downloadBucket.take(added * BLOCK_SIZE);
     }
-    const blocks = this.picker.pick(
-      conn.address,
-      conn.bitfield,
-      want,
-      (k) => s.inflight.has(k),
-      s.inflight.size,
-      s.goodPieces > 0 || !this.anyTrusted(),
-    );
-    if (blocks.length === 0) {
-      if (s.inflight.size === 0 && !this.picker.interesting(conn.bitfield)) conn.notInterested();
-      return;
-    }
-    const now = Date.now();
-    for (const b of blocks) s.inflight.set(b.index * BLOCKS_PER_PIECE_KEY + b.block, now);
-    if (s.lastBlockAt === 0) s.lastBlockAt = now;
-    conn.request(blocks);
+    if (s.req.inflight.size === 0 && s.wanted === 0) conn.notInterested();
   }
 
   private onBlock(s: Session, index: number, begin: number, data: Buffer): void {
-    const conn = s.conn;
-    const block = begin / BLOCK_SIZE;
-    const key = index * BLOCKS_PER_PIECE_KEY + block;
-    if (!Number.isInteger(block) || !s.inflight.has(key)) {
-      if (Number.isInteger(block) && s.cancelled.delete(key)) {
-        this.wasted += data.length;
-        return;
+    const r = this.scheduler.onBlock(s.req, index, begin, data);
+    if (r.kind === 'fault') {
+      this.drop(s, r.reason);
+      return;
+    }
+    if (r.kind === 'waste') return;
+    this.usedPeers.add(s.conn.address);
+    this.lastProgressAt = Date.now();
+    if (r.duplicated) {
+      const block = begin / BLOCK_SIZE;
+      for (const o of this.scheduler.cancelElsewhere(index, block, s.req, this.reqs())) {
+        const os = this.sessions.get(o.conn);
+        if (os) this.request(os);
       }
-      this.drop(s, `sent a block we did not request (piece ${index}, offset ${begin})`);
-      return;
     }
-    const expected =
-      index < this.layout.pieceCount && begin < this.layout.pieceSize(index)
-        ? Math.min(BLOCK_SIZE, this.layout.pieceSize(index) - begin)
-        : -1;
-    if (data.length !== expected) {
-      this.drop(s, `sent a block of ${data.length} bytes, expected ${expected}`);
-      return;
-    }
-    s.inflight.delete(key);
-    s.blocksSinceSnub++;
-    s.lastBlockAt = Date.now();
-    s.pipeline.onBlock(data.length);
-    this.usedPeers.add(conn.address);
-    const duplicated = this.picker.requestedTwice(index, block);
-    const r = this.picker.receive(index, block, data, conn.address);
-    if (r === 'dup' || r === 'stale') {
-      this.wasted += data.length;
-      return;
-    }
-    if (duplicated) this.cancelBlockElsewhere(key, s);
-    if (r) this.pieceComplete(r);
+    if (r.piece) this.store.complete(r.piece);
     // More requests go out once the whole socket read is handled ('drained'): one write per batch.
   }
 
-  /** Endgame: the block arrived from one peer, so the other requesters are told to cancel. */
-  private cancelBlockElsewhere(key: number, from: Session): void {
-    for (const o of this.sessions.values()) {
-      if (o === from || !o.inflight.has(key)) continue;
-      this.withdraw(o, key, true);
-      log('%s cancel piece %d (endgame)', o.conn.address, Math.floor(key / BLOCKS_PER_PIECE_KEY));
-      this.request(o);
-    }
-  }
-
-  /**
-   * Take a request back from a peer: the block is free for the picker again (unless it arrived
-   * meanwhile), and a block that still comes for it is waste, not a protocol error. With
-   * `cancel`, the peer is told.
-   */
-  private withdraw(s: Session, key: number, cancel: boolean): void {
-    const index = Math.floor(key / BLOCKS_PER_PIECE_KEY);
-    const block = key % BLOCKS_PER_PIECE_KEY;
-    s.inflight.delete(key);
-    this.picker.release(index, block);
-    s.cancelled.add(key);
-    if (s.cancelled.size > MAX_CANCELLED_REMEMBERED) {
-      // Sets iterate in insertion order: forget the oldest.
-      s.cancelled.delete(s.cancelled.values().next().value as number);
-    }
-    if (cancel) {
-      s.conn.cancel(index, block * BLOCK_SIZE, this.layout.blockSize(index, block, BLOCK_SIZE));
-    }
-  }
-
-  /** Every block of a piece is in: verify it (SHA-1, about 0.15 ms per 256 KiB), then write it. */
-  private pieceComplete(p: PieceInProgress): void {
-    const digest = createHash('sha1').update(p.buffer).digest();
-    if (!digest.equals(pieceHash(this.meta, p.index))) {
-      this.pieceFailed(p);
-      return;
-    }
-    this.writing++;
-    const job = this.pieceVerified(p);
-    this.writes.add(job);
-    void job.finally(() => this.writes.delete(job));
+  private *reqs(): Iterable<PeerRequests> {
+    for (const s of this.sessions.values()) yield s.req;
   }
 
   private pieceFailed(p: PieceInProgress): void {
-    this.wasted += p.size;
+    this.scheduler.waste.hashFailed += p.size;
     const culprits = new Set(p.deliveredBy.filter((x): x is string => x !== undefined));
     log('piece %d failed verification (from %s)', p.index, [...culprits].join(', '));
     // Only a piece that came whole from one peer proves that peer wrong. A mixed piece charges
@@ -547,68 +602,75 @@ export class Download extends EventEmitter<DownloadEvents> {
     // peer, so that a second failure has one culprit.
     this.picker.failed(p, culprits.size > 1);
     const [only] = culprits;
-    const s = culprits.size === 1 && only !== undefined ? this.sessions.get(only) : undefined;
+    const s = culprits.size === 1 && only !== undefined ? this.byAddress(only) : undefined;
     if (s) {
-      s.hashFailures++;
-      if (s.hashFailures >= MAX_HASH_FAILURES) this.ban(s, `sent ${s.hashFailures} bad pieces`);
+      s.req.hashFailures++;
+      if (s.req.hashFailures >= MAX_HASH_FAILURES)
+        this.ban(s, `sent ${s.req.hashFailures} bad pieces`);
     }
     this.emit('warning', `piece ${p.index} failed verification; fetching it again`);
     this.wakeAll();
   }
 
-  private async pieceVerified(p: PieceInProgress): Promise<void> {
+  private pieceVerified(p: PieceInProgress): void {
     const from = p.deliveredBy[0];
     if (from !== undefined && p.deliveredBy.every((x) => x === from)) {
-      const s = this.sessions.get(from);
-      if (s) s.goodPieces++;
+      const s = this.byAddress(from);
+      if (s) s.req.goodPieces++;
     }
     this.picker.verified(p);
     this.downloaded += p.size;
     this.rateSamples.push({ t: Date.now(), bytes: p.size });
     this.lastProgressAt = Date.now();
-    try {
-      await this.storage.writePiece(p.index, p.buffer);
-    } catch (e) {
-      this.writing--;
-      this.fail(e instanceof Error ? e : new Error(String(e)));
-      return;
+    for (const s of this.sessions.values()) {
+      if (s.conn.bitfield.has(p.index) && s.wanted > 0) {
+        s.wanted--;
+        if (s.wanted === 0) this.interest(s);
+      }
     }
-    this.writing--;
+  }
+
+  private pieceWritten(p: PieceInProgress): void {
     this.picker.written(p);
+    this.served.set(p.index);
     if (this.opts.replacing?.has(p.index)) this.replaced++;
+    for (const s of this.sessions.values()) {
+      // Peers that have the piece need no `have` for it (libtorrent's "lazy" haves).
+      if (!s.conn.bitfield.has(p.index)) s.conn.have(p.index);
+    }
     this.emit('piece', p.index);
-    if (this.picker.isComplete() && this.writing === 0) this.finish();
-    else this.wakeAll();
+    if (this.picker.isComplete() && this.store.unwritten === 0) {
+      this.finish();
+    } else this.wakeAll();
   }
 
   private finish(): void {
-    if (this.finished) return;
-    this.finished = true;
-    log('all %d pieces verified', this.layout.pieceCount);
+    if (this.complete) return;
+    this.complete = true;
+    log('all %d pieces verified and written', this.layout.pieceCount);
+    for (const s of [...this.sessions.values()]) {
+      s.conn.notInterested();
+      this.scheduler.releaseAll(s.req, true);
+      this.checkUseless(s);
+    }
+    this.emit('complete');
     this.resolveRun();
+    this.rechoke();
   }
 
   private fail(e: Error): void {
-    if (this.finished) return;
-    this.finished = true;
+    if (this.complete && !(e instanceof InterruptedError)) {
+      this.emit('warning', e.message);
+      return;
+    }
     this.rejectRun(e);
   }
 
   /** Requests freed (memory released, choke): give every idle peer a chance. */
   private wakeAll(): void {
     for (const s of this.sessions.values()) {
-      if (s.inflight.size < s.pipeline.depth) this.request(s);
+      if (s.req.inflight.size < s.req.depth) this.request(s);
     }
-  }
-
-  /**
-   * Free every request in flight to a peer (choke, snub, disconnect). With `cancel`, the peer is
-   * told so; either way a block that still arrives for them is wasted, not a protocol error.
-   */
-  private releaseAll(s: Session, cancel = false): void {
-    for (const key of [...s.inflight.keys()]) this.withdraw(s, key, cancel);
-    this.picker.unclaim(s.conn.address);
-    if (!this.finished) queueMicrotask(() => this.wakeAll());
   }
 
   private ban(s: Session, reason: string): void {
@@ -621,63 +683,93 @@ export class Download extends EventEmitter<DownloadEvents> {
     s.conn.close(reason);
   }
 
+  private byAddress(address: string): Session | undefined {
+    for (const s of this.sessions.values()) if (s.conn.address === address) return s;
+    return undefined;
+  }
+
   private onClose(s: Session, reason: string): void {
-    if (this.sessions.get(s.cand.address) !== s) return;
-    this.sessions.delete(s.cand.address);
+    if (this.sessions.get(s.conn) !== s) return;
+    this.sessions.delete(s.conn);
+    this.upload.remove(s.conn);
     if (s.readyTimer) clearTimeout(s.readyTimer);
-    this.releaseAll(s);
+    this.scheduler.releaseAll(s.req);
     this.picker.peerGone(s.conn.bitfield);
-    s.cand.busy = false;
-    s.cand.notBefore = Date.now() + RETRY_DELAY_MS;
-    // A peer that was useful may come back; one that never got ready has had its chance.
-    if (!s.ready) s.cand.attempts = Math.max(s.cand.attempts, MAX_CONNECT_ATTEMPTS - 1);
+    this.pool.released(s.cand, s.ready || !this.sequential);
     this.lastFailure = `${s.conn.address}: ${reason}`;
     if (!s.cand.banned) this.emit('peer', { address: s.conn.address, status: 'dropped', reason });
-    if (!this.finished) this.fill();
+    if (!this.closed) {
+      queueMicrotask(() => this.wakeAll());
+      this.fill();
+      if (!s.conn.amChoking) this.rechoke();
+    }
+  }
+
+  private unchokedCount(): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (!s.conn.amChoking) n++;
+    return n;
+  }
+
+  /** Every CHOKE_INTERVAL_MS (and when a slot frees): whom we upload to. */
+  private rechoke(): void {
+    if (this.closed) return;
+    const now = Date.now();
+    const peers: ChokerPeer[] = [];
+    for (const s of this.sessions.values()) {
+      if (s.conn.state !== 'open') continue;
+      peers.push({
+        id: s.conn.address,
+        interested: s.conn.peerInterested,
+        connectedAt: s.connectedAt,
+        downloadedRecent: s.req.recent(now),
+        lastReceivedAt: s.req.samples.length > 0 ? s.req.samples[s.req.samples.length - 1]!.t : 0,
+        uploadedRecent: this.upload.recent(s.conn, now),
+        uploadedSinceUnchoke: this.upload.sinceUnchoke(s.conn),
+        unchoked: !s.conn.amChoking,
+      });
+    }
+    const unchoke = this.choker.decide(now, peers, this.complete);
+    for (const s of this.sessions.values()) {
+      if (unchoke.has(s.conn.address)) {
+        if (s.conn.amChoking) {
+          s.conn.unchoke();
+          this.upload.unchoked(s.conn);
+        }
+      } else if (!s.conn.amChoking) {
+        s.conn.choke();
+        this.upload.choked(s.conn);
+      }
+    }
   }
 
   private tick(): void {
-    if (this.finished) return;
+    if (this.closed) return;
     const now = Date.now();
-    for (const s of this.sessions.values()) {
-      s.pipeline.tick(now);
-      if (s.inflight.size > 0 && now - s.lastBlockAt > SNUB_TIMEOUT_MS) {
-        // A peer that sent not one whole block in that time (a trickle, or nothing) gives its
-        // slot up; one that was useful before is snubbed and measured again.
-        if (this.sequential || s.blocksSinceSnub === 0) {
-          this.drop(s, `sent no data for ${SNUB_TIMEOUT_MS / 1000}s`);
-          continue;
-        }
-        log('%s snubbed: no block for %dms', s.conn.address, now - s.lastBlockAt);
-        s.pipeline.snubbed();
-        s.blocksSinceSnub = 0;
-        this.releaseAll(s, true);
-        s.lastBlockAt = now;
+    this.upload.tick(now);
+    if (this.complete) return;
+    for (const s of [...this.sessions.values()]) {
+      const verdict = this.scheduler.check(s.req, now, this.sequential && this.pool.hopeful() > 0);
+      if (verdict && typeof verdict === 'object') {
+        this.drop(s, verdict.drop);
         continue;
       }
-      this.expireRequests(s, now);
-      if (s.inflight.size < s.pipeline.depth) this.request(s);
+      if (verdict === 'snubbed' || verdict === 'expired') this.wakeAll();
+      if (s.req.inflight.size < s.req.depth) this.request(s);
     }
     this.picker.maxInflightBytes = this.memoryBudget();
+    this.makeRoom(now);
     this.fill();
-    const usable = this.sessions.size + this.connecting;
-    if (usable === 0 || (this.sequential && this.sessions.size === 0)) {
+    if (this.sessions.size + this.pool.connecting === 0) {
       this.opts.tracker?.requestMore();
+      for (const { source } of this.opts.sources ?? []) source.requestMore();
       // Give failed addresses another try once everything else is exhausted.
-      let waiting = false;
-      for (const c of this.candidates.values()) {
-        if (!c.banned && c.attempts < MAX_CONNECT_ATTEMPTS) waiting = true;
-      }
-      if (!waiting && !this.opts.tracker) {
-        for (const c of this.candidates.values())
-          if (!c.banned) c.attempts = MAX_CONNECT_ATTEMPTS - 1;
-      }
+      if (this.pool.hopeful() === 0 && !this.opts.tracker) this.pool.retryAll();
     }
     if (now - this.lastProgressAt > this.stallTimeoutMs) {
       const secs = Math.round(this.stallTimeoutMs / 1000);
       if (!this.everReady && this.downloaded === 0) {
-        const detail = this.noPeersDetail();
-        this.fail(new NoPeersError(`no usable peer within ${secs}s${detail}`));
+        this.fail(new NoPeersError(`no usable peer within ${secs}s${this.noPeersDetail()}`));
       } else {
         this.fail(
           new TransferError(
@@ -689,59 +781,76 @@ export class Download extends EventEmitter<DownloadEvents> {
   }
 
   /**
-   * A peer that keeps sending may still never answer some requests (it dropped them): those
-   * older than REQUEST_TIMEOUT_MS are cancelled and go back to the picker for any peer.
+   * All slots taken while untried addresses wait: the peer that has choked us longest (over
+   * REPLACE_AFTER_MS) and that we do not upload to makes room, one per tick.
    */
-  private expireRequests(s: Session, now: number): void {
-    let expired = 0;
-    for (const [key, sentAt] of [...s.inflight]) {
-      if (now - sentAt < this.requestTimeoutMs) continue;
-      this.withdraw(s, key, true);
-      expired++;
+  private makeRoom(now: number): void {
+    if (this.sequential || this.sessions.size < this.maxPeers || this.pool.untried() === 0) return;
+    if (now - this.lastRoomMadeAt < ROOM_INTERVAL_MS) return;
+    let worst: Session | null = null;
+    let worstScore = Infinity;
+    for (const s of this.sessions.values()) {
+      if (now - s.connectedAt < REPLACE_SLOW_AFTER_MS) continue;
+      if (!s.conn.amChoking && s.conn.peerInterested) continue;
+      // Choking us for long, or delivering less than a block per 20 s: a fresh address may do better.
+      const choking = s.chokedSince > 0 && now - s.chokedSince >= REPLACE_AFTER_MS;
+      const recent = s.req.recent(now);
+      const slow = s.chokedSince === 0 && recent < BLOCK_SIZE;
+      if (!choking && !slow) continue;
+      const score = choking ? -1 / (now - s.chokedSince) : recent;
+      if (score < worstScore) {
+        worst = s;
+        worstScore = score;
+      }
     }
-    if (expired > 0) {
-      log('%s: %d requests timed out, given to other peers', s.conn.address, expired);
-      this.wakeAll();
+    if (worst) {
+      this.lastRoomMadeAt = now;
+      this.drop(worst, 'making room for a new peer');
     }
   }
 
   /** Is a peer that has delivered good pieces on its own connected? */
   private anyTrusted(): boolean {
-    for (const s of this.sessions.values()) if (s.goodPieces > 0 && s.ready) return true;
+    for (const s of this.sessions.values()) if (s.req.goodPieces > 0 && s.ready) return true;
     return false;
   }
 
   private memoryBudget(): number {
     const depths: number[] = [];
-    for (const s of this.sessions.values()) if (s.ready) depths.push(s.pipeline.depth);
+    for (const s of this.sessions.values()) if (s.ready) depths.push(s.req.depth);
     return inflightBudget(depths, this.layout.pieceLength);
   }
 
   private noPeersDetail(): string {
     const parts: string[] = [];
-    if (this.candidates.size === 0) parts.push('no peer addresses found');
-    else parts.push(`${this.candidates.size} peer addresses tried`);
+    if (this.pool.candidates.size === 0) parts.push('no peer addresses found');
+    else parts.push(`${this.pool.candidates.size} peer addresses tried`);
     if (this.lastFailure) parts.push(`last: ${this.lastFailure}`);
-    const tf = this.opts.tracker?.failures ?? [];
+    const tf = [
+      ...(this.opts.tracker?.failures ?? []),
+      ...(this.opts.sources ?? []).flatMap((x) => x.source.failures),
+    ];
     for (const f of tf.slice(0, 3)) parts.push(`tracker ${f.url}: ${f.message}`);
     return ` (${parts.join('; ')})`;
   }
 
-  private async flushWrites(): Promise<void> {
-    while (this.writes.size > 0) await Promise.allSettled([...this.writes]);
-  }
-
-  private shutdown(): void {
-    this.finished = true;
+  /** End every connection and timer (idempotent). Trackers are the caller's. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
     if (this.ticker) clearInterval(this.ticker);
+    if (this.chokeTimer) clearInterval(this.chokeTimer);
     this.ticker = null;
+    this.chokeTimer = null;
+    for (const d of this.detach) d();
+    this.detach = [];
     for (const s of [...this.sessions.values()]) {
       if (s.readyTimer) clearTimeout(s.readyTimer);
       s.conn.close('download ended');
     }
-    // Connections still connecting or handshaking end now too, not at their timeouts.
-    for (const conn of [...this.handshaking]) conn.close('download ended');
-    this.limit.clearQueue();
+    this.pool.close();
+    this.upload.close();
+    if (!this.complete) this.rejectRun(new InterruptedError('SIGINT'));
   }
 }
 

@@ -92,10 +92,6 @@ export class PiecePicker {
     this.remainingPieces = layout.pieceCount - done.count;
   }
 
-  get remaining(): number {
-    return this.remainingPieces;
-  }
-
   get bytesInFlight(): number {
     return this.inflightBytes;
   }
@@ -190,7 +186,9 @@ export class PiecePicker {
 
   /** Rarest missing piece the peer has that is not started, random among equals; -1 if none. */
   private rarestNew(bf: Bitfield, ignoreMemory = false): number {
-    if (!ignoreMemory && this.inProgress.size > 0) {
+    // Pieces verified but not yet written hold memory too: one piece may always start, but only
+    // when nothing at all is held (a disk that does not keep up slows the download down).
+    if (!ignoreMemory && this.inflightBytes > 0) {
       if (this.inflightBytes + this.layout.pieceLength > this.maxInflightBytes) return -1;
     }
     const count = this.layout.pieceCount;

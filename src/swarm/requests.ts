@@ -146,7 +146,10 @@ export class RequestScheduler {
         ? Math.min(BLOCK_SIZE, this.layout.pieceSize(index) - begin)
         : -1;
     if (data.length !== expected) {
-      return { kind: 'fault', reason: `sent a block of ${data.length} bytes, expected ${expected}` };
+      return {
+        kind: 'fault',
+        reason: `sent a block of ${data.length} bytes, expected ${expected}`,
+      };
     }
     const now = Date.now();
     r.inflight.delete(key);
@@ -175,7 +178,12 @@ export class RequestScheduler {
   }
 
   /** Endgame: the block arrived from one peer, so the other requesters cancel theirs. */
-  cancelElsewhere(index: number, block: number, from: PeerRequests, all: Iterable<PeerRequests>): PeerRequests[] {
+  cancelElsewhere(
+    index: number,
+    block: number,
+    from: PeerRequests,
+    all: Iterable<PeerRequests>,
+  ): PeerRequests[] {
     const key = index * BLOCKS_PER_PIECE_KEY + block;
     const touched: PeerRequests[] = [];
     for (const o of all) {

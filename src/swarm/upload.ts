@@ -92,7 +92,9 @@ export class UploadService {
     this.peers.set(conn, u);
     conn.on('request', (index, begin, length) => this.onRequest(u, index, begin, length));
     conn.on('cancel', (index, begin, length) => {
-      const i = u.queue.findIndex((r) => r.index === index && r.begin === begin && r.length === length);
+      const i = u.queue.findIndex(
+        (r) => r.index === index && r.begin === begin && r.length === length,
+      );
       if (i >= 0) u.queue.splice(i, 1);
     });
     conn.on('writable', () => {

@@ -49,7 +49,11 @@ export interface FakeSeeder {
   close(): Promise<void>;
 }
 
+/** Each fake seeder has its own peer id, as real peers do (tdl skips a second connection to one). */
+let seeders = 0;
+
 export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder> {
+  const peerId = Buffer.from(`-FK0001-${String(++seeders).padStart(12, '0')}`);
   const pieceCount = Math.ceil(o.data.length / o.pieceLength);
   const has = o.pieces ?? (() => true);
   const corruptLeft = new Map<number, number>();
@@ -140,7 +144,7 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
           if (!hs) return;
           handshaken = true;
           const ih = o.wrongInfoHash ? Buffer.alloc(20, 0xab) : o.infoHash;
-          socket.write(encodeHandshake(ih, Buffer.from('-FK0001-000000000000')));
+          socket.write(encodeHandshake(ih, peerId));
           if (o.haveMessages) {
             for (let i = 0; i < pieceCount; i++) if (has(i)) send({ type: 'have', index: i });
           } else {

@@ -193,14 +193,13 @@ export class HostileConnection {
   /** Resolves after `ms`, or as soon as the connection closes. */
   sleep(ms: number): Promise<void> {
     if (this.isClosed) return Promise.resolve();
+    // Only the timer or the close ends it: messages from tdl (a `have`, say) do not.
     return new Promise<void>((resolve) => {
-      const done = () => {
+      const timer = setTimeout(resolve, ms);
+      void this.closed.then(() => {
         clearTimeout(timer);
-        this.#wakers.delete(done);
         resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.#wakers.add(done);
+      });
     });
   }
 
