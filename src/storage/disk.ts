@@ -240,8 +240,18 @@ export class DiskStorage {
 
   /** A block of a verified piece, to serve to a peer. */
   async readBlock(index: number, begin: number, length: number): Promise<Buffer> {
-    const piece = await this.readPiece(index);
-    return Buffer.from(piece.subarray(begin, begin + length));
+    const buf = Buffer.allocUnsafe(length);
+    for (const s of this.layout.spans(index, begin, length)) {
+      const h = this.handles[s.fileIndex];
+      const at = s.pieceOffset - begin;
+      if (!h) {
+        buf.fill(0, at, at + s.length);
+        continue;
+      }
+      const { bytesRead } = await h.read(buf, at, s.length, s.fileOffset);
+      if (bytesRead < s.length) buf.fill(0, at + bytesRead, at + s.length);
+    }
+    return buf;
   }
 
   /** Read a piece back from disk. Bytes past the end of a file, or of a missing file, read as 0. */

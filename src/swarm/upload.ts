@@ -25,7 +25,11 @@ export const HIGH_WATER = 256 * 1024;
 /** A peer whose socket has not drained for this long is dropped. */
 export const STUCK_MS = 60_000;
 /** Bytes of blocks kept in the read cache. */
-export const CACHE_BYTES = 4 * 1024 * 1024;
+export const CACHE_BYTES = 8 * 1024 * 1024;
+/** Pieces up to this size are read whole and served from the cache. */
+export const WHOLE_PIECE_READ = 1024 * 1024;
+/** Disk reads in flight for one peer. */
+export const MAX_READS_PER_PEER = 8;
 /** Requests that arrive this soon after our choke crossed it on the wire: ignored, not a fault. */
 export const CHOKE_GRACE_MS = 5_000;
 
@@ -43,8 +47,9 @@ interface Req {
 interface Upload {
   conn: PeerConnection;
   queue: Req[];
-  /** A read for this peer is under way. */
-  reading: boolean;
+  /** Reads for this peer under way, and their bytes. */
+  reads: number;
+  readBytes: number;
   /** Pieces it may request while choked (BEP 6 allowed fast, sent by us). */
   allowedFast: Set<number>;
   /** When we last choked it; bytes sent when we last unchoked it. */
@@ -59,7 +64,7 @@ interface Upload {
 
 export class UploadService {
   private readonly peers = new Map<PeerConnection, Upload>();
-  private readonly cache = new Map<string, Buffer>();
+  private readonly cache = new Map<number, Promise<Buffer>>();
   private cacheBytes = 0;
   private readonly bucket: TokenBucket;
   private waitTimer: NodeJS.Timeout | null = null;
@@ -81,7 +86,8 @@ export class UploadService {
     const u: Upload = {
       conn,
       queue: [],
-      reading: false,
+      reads: 0,
+      readBytes: 0,
       allowedFast: new Set(),
       chokedAt: Date.now(),
       sentAtUnchoke: 0,
@@ -181,25 +187,35 @@ export class UploadService {
     this.pump(u);
   }
 
-  /** Serve the next queued request of a peer, if its socket and the rate limit allow. */
+  /** Serve queued requests of a peer while its socket, the read limit and the rate limit allow. */
   private pump(u: Upload): void {
-    if (this.closed || u.reading || u.queue.length === 0 || u.conn.state !== 'open') return;
-    if (u.conn.writeQueued >= HIGH_WATER) {
-      const now = Date.now();
-      if (u.fullSince === 0) u.fullSince = now;
-      else if (now - u.fullSince > STUCK_MS) u.conn.close('does not read what we send');
-      return;
+    while (!this.closed && u.queue.length > 0 && u.conn.state === 'open') {
+      if (u.reads >= MAX_READS_PER_PEER) return;
+      if (u.conn.writeQueued + u.readBytes >= HIGH_WATER) {
+        if (u.conn.writeQueued >= HIGH_WATER) {
+          const now = Date.now();
+          if (u.fullSince === 0) u.fullSince = now;
+          else if (now - u.fullSince > STUCK_MS) u.conn.close('does not read what we send');
+        }
+        return;
+      }
+      const r = u.queue[0]!;
+      if (this.bucket.take(r.length) < r.length) {
+        this.waitForTokens(r.length);
+        return;
+      }
+      u.queue.shift();
+      this.serve(u, r);
     }
-    const r = u.queue[0]!;
-    if (this.bucket.take(r.length) < r.length) {
-      this.waitForTokens(r.length);
-      return;
-    }
-    u.queue.shift();
-    u.reading = true;
+  }
+
+  private serve(u: Upload, r: Req): void {
+    u.reads++;
+    u.readBytes += r.length;
     this.read(r).then(
       (data) => {
-        u.reading = false;
+        u.reads--;
+        u.readBytes -= r.length;
         if (u.conn.state !== 'open' || !this.peers.has(u.conn)) return;
         if (u.conn.amChoking && !u.allowedFast.has(r.index)) return;
         u.conn.sendPiece(r.index, r.begin, data);
@@ -211,7 +227,8 @@ export class UploadService {
         this.pump(u);
       },
       (e: unknown) => {
-        u.reading = false;
+        u.reads--;
+        u.readBytes -= r.length;
         log('%s read of piece %d failed: %s', u.conn.address, r.index, (e as Error).message);
         u.conn.reject(r.index, r.begin, r.length);
         this.pump(u);
@@ -238,24 +255,36 @@ export class UploadService {
     }
   }
 
+  /**
+   * A block's bytes. Peers ask for a piece's blocks one after another, so a piece of up to
+   * WHOLE_PIECE_READ bytes is read once, whole, and its blocks are cut from the cache.
+   */
   private async read(r: Req): Promise<Buffer> {
-    const key = `${r.index}:${r.begin}:${r.length}`;
-    const hit = this.cache.get(key);
-    if (hit) {
+    const size = this.layout.pieceSize(r.index);
+    if (size > WHOLE_PIECE_READ) return this.source.readBlock(r.index, r.begin, r.length);
+    let piece = this.cache.get(r.index);
+    if (piece) {
       // Refresh its place: the map's order is the eviction order.
-      this.cache.delete(key);
-      this.cache.set(key, hit);
-      return hit;
+      this.cache.delete(r.index);
+      this.cache.set(r.index, piece);
+    } else {
+      piece = this.source.readBlock(r.index, 0, size);
+      this.cache.set(r.index, piece);
+      this.cacheBytes += size;
+      piece.catch(() => {
+        if (this.cache.get(r.index) === piece) {
+          this.cache.delete(r.index);
+          this.cacheBytes -= size;
+        }
+      });
+      while (this.cacheBytes > CACHE_BYTES && this.cache.size > 1) {
+        const [k] = this.cache.entries().next().value as [number, Promise<Buffer>];
+        this.cache.delete(k);
+        this.cacheBytes -= this.layout.pieceSize(k);
+      }
     }
-    const data = await this.source.readBlock(r.index, r.begin, r.length);
-    this.cache.set(key, data);
-    this.cacheBytes += data.length;
-    while (this.cacheBytes > CACHE_BYTES) {
-      const [k, v] = this.cache.entries().next().value as [string, Buffer];
-      this.cache.delete(k);
-      this.cacheBytes -= v.length;
-    }
-    return data;
+    const data = await piece;
+    return data.subarray(r.begin, r.begin + r.length);
   }
 
   close(): void {
