@@ -1,22 +1,24 @@
 /**
  * Strict bencode front end.
  *
- * The `bencode` package decodes well-formed input correctly but trusts its input: a negative
- * string length makes it loop forever, deep nesting overflows the stack, big integers lose
- * precision, a `__proto__` key changes what a decoded dictionary appears to contain, and keys
- * that are not valid UTF-8 are turned into hex strings (so two distinct keys can collide).
+ * Decoding is our own: the `bencode` package decodes well-formed input correctly but trusts
+ * its input (a negative string length makes it loop forever, deep nesting overflows the stack,
+ * big integers lose precision, a `__proto__` key changes what a decoded dictionary appears to
+ * contain), and building values in the same pass that checks them halves the objects created
+ * for a large .torrent. `bencode` is still used to encode.
  *
- * `decodeStrict` therefore first runs an iterative scanner over the bytes that checks every
- * rule below in one linear pass, and only hands the bytes to `bencode.decode` once they are
- * known to be well formed:
+ * `decodeStrict` runs one iterative pass over the bytes that checks every rule below and
+ * builds the value:
  *
  * - string lengths: decimal, canonical (no leading zeros except "0"), within the buffer;
  * - integers: `i<digits>e`, canonical (`i0e`, no `-0`, no leading zeros, no `+` or `.`),
  *   magnitude at most Number.MAX_SAFE_INTEGER;
  * - nesting depth at most `maxDepth` (MAX_BENCODE_DEPTH by default);
- * - dictionary keys are byte strings, unique once converted to JS strings the way `bencode`
- *   converts them, and never `__proto__`; out-of-order keys are tolerated (old tools wrote them);
- * - exactly one top-level value, nothing after it; empty input is rejected.
+ * - dictionary keys are byte strings, unique once converted to JS strings (UTF-8, or hex when
+ *   not valid UTF-8, as `bencode` does), and never `__proto__`; out-of-order keys are
+ *   tolerated (old tools wrote them);
+ * - exactly one top-level value; nothing after it unless the caller allows trailing bytes
+ *   (they are then counted, never parsed); empty input is rejected.
  *
  * The result uses null-prototype objects for dictionaries and Buffers for byte strings.
  */
@@ -47,7 +49,7 @@ const CH_L = 0x6c;
 // stripped), falling back to hex when the result contains U+FFFD.
 const keyDecoder = new TextDecoder();
 
-/** Converts raw key bytes to the JS string `bencode.decode` will use for that key. */
+/** Converts raw key bytes to the JS string used for that key (as `bencode` does). */
 export function bencodeKeyString(bytes: Uint8Array): string {
   const text = keyDecoder.decode(bytes);
   if (text.includes('\uFFFD')) {
@@ -57,17 +59,32 @@ export function bencodeKeyString(bytes: Uint8Array): string {
 }
 
 interface Frame {
-  dict: boolean;
-  /** Only for dictionaries: keys seen so far (as JS strings). */
-  keys: Set<string> | undefined;
-  /** Only for dictionaries: true when the next item must be a key. */
-  expectKey: boolean;
+  /** The container being filled: a list, or a dictionary. */
+  list: BValue[] | undefined;
+  dict: BDict | undefined;
+  /** Only for dictionaries: the key whose value comes next; undefined when a key is due. */
+  key: string | undefined;
 }
 
 function describeByte(b: number): string {
   return b >= 0x20 && b < 0x7f
     ? `'${String.fromCharCode(b)}'`
     : `0x${b.toString(16).padStart(2, '0')}`;
+}
+
+/** Key bytes to string, with a fast path for short ASCII keys (nearly all keys in practice). */
+function keyString(buf: Uint8Array, start: number, end: number): string {
+  if (end - start <= 32) {
+    let ascii = true;
+    for (let i = start; i < end; i++) {
+      if (buf[i]! >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) return String.fromCharCode(...buf.subarray(start, end));
+  }
+  return bencodeKeyString(buf.subarray(start, end));
 }
 
 /**
@@ -109,7 +126,13 @@ function scanStringHeader(buf: Uint8Array, pos: number): { start: number; length
   throw new BencodeError('input truncated inside a string length', pos);
 }
 
-/** Validates an integer starting at `pos` (which holds 'i'); returns the position after 'e'. */
+/** The value of the integer scanInteger read last (saves an allocation per integer). */
+let lastInteger = 0;
+
+/**
+ * Validates an integer starting at `pos` (which holds 'i'); returns the position after 'e' and
+ * leaves the value in `lastInteger`.
+ */
 function scanInteger(buf: Uint8Array, pos: number): number {
   const begin = pos;
   const len = buf.length;
@@ -138,6 +161,7 @@ function scanInteger(buf: Uint8Array, pos: number): number {
     if (c === CH_E) {
       if (digits === 0) throw new BencodeError('integer has no digits', begin);
       if (negative && value === 0) throw new BencodeError('integer is negative zero', begin);
+      lastInteger = negative ? -value : value;
       return pos + 1;
     }
     throw new BencodeError(`unexpected byte ${describeByte(c)} in integer`, pos);
@@ -146,23 +170,26 @@ function scanInteger(buf: Uint8Array, pos: number): number {
 }
 
 /**
- * Validates `buf` as exactly one strict bencode value (see the module comment) in linear
- * time without recursion. Returns the span of the value of top-level dictionary key `spanOf`
- * when asked for and present.
+ * Validates `buf` as one strict bencode value (see the module comment) and builds it, in
+ * linear time without recursion. Returns the span of the value of top-level dictionary key
+ * `spanOf` when asked for and present, and how many bytes follow the value (only non-zero
+ * with `allowTrailing`; otherwise trailing bytes are an error).
  */
-export function validateBencode(
+function decodeScan(
   buf: Uint8Array,
-  opts: { spanOf?: string; maxDepth?: number } = {},
-): { span?: [number, number] } {
-  const maxDepth = opts.maxDepth ?? MAX_BENCODE_DEPTH;
+  opts: { spanOf?: string; maxDepth: number; allowTrailing?: boolean },
+): { value: BValue; span?: [number, number]; trailing: number } {
+  const maxDepth = opts.maxDepth;
   const len = buf.length;
   if (len === 0) throw new BencodeError('empty input', 0);
+  const whole = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, len);
 
   const stack: Frame[] = [];
   let pos = 0;
   let spanPending = false;
   let spanStart = -1;
   let span: [number, number] | undefined;
+  let result: BValue | undefined;
 
   for (;;) {
     const top = stack[stack.length - 1];
@@ -173,23 +200,23 @@ export function validateBencode(
       );
     }
     const c = buf[pos]!;
+    let value: BValue;
 
-    if (top && top.dict && top.expectKey) {
+    if (top !== undefined && top.dict !== undefined && top.key === undefined) {
       if (c === CH_E) {
         stack.pop();
         pos++;
+        value = top.dict;
       } else if (c >= CH_0 && c <= CH_9) {
         const { start, length } = scanStringHeader(buf, pos);
-        const key = bencodeKeyString(buf.subarray(start, start + length));
+        const key = keyString(buf, start, start + length);
         if (key === '__proto__') {
           throw new BencodeError('dictionary key "__proto__" is not allowed', pos);
         }
-        const keys = top.keys!;
-        if (keys.has(key)) {
+        if (top.dict[key] !== undefined) {
           throw new BencodeError(`duplicate dictionary key ${JSON.stringify(key)}`, pos);
         }
-        keys.add(key);
-        top.expectKey = false;
+        top.key = key;
         if (stack.length === 1 && opts.spanOf !== undefined && key === opts.spanOf) {
           spanPending = true;
         }
@@ -201,89 +228,82 @@ export function validateBencode(
           pos,
         );
       }
+    } else if (top !== undefined && c === CH_E) {
+      // A value is expected here, or the end of a list.
+      if (top.dict !== undefined) throw new BencodeError('dictionary key has no value', pos);
+      stack.pop();
+      pos++;
+      value = top.list!;
     } else {
-      // A value is expected here (or the end of a list).
-      if (top && c === CH_E) {
-        if (top.dict) throw new BencodeError('dictionary key has no value', pos);
-        stack.pop();
-        pos++;
-      } else {
-        if (spanPending && stack.length === 1) {
-          spanStart = pos;
-          spanPending = false;
+      if (spanPending && stack.length === 1) {
+        spanStart = pos;
+        spanPending = false;
+      }
+      if (c === CH_I) {
+        pos = scanInteger(buf, pos);
+        value = lastInteger;
+      } else if (c >= CH_0 && c <= CH_9) {
+        const { start, length } = scanStringHeader(buf, pos);
+        pos = start + length;
+        value = whole.subarray(start, pos);
+      } else if (c === CH_L || c === CH_D) {
+        if (stack.length >= maxDepth) {
+          throw new BencodeError(`nesting deeper than ${maxDepth} levels`, pos);
         }
-        if (c === CH_I) {
-          pos = scanInteger(buf, pos);
-        } else if (c >= CH_0 && c <= CH_9) {
-          const { start, length } = scanStringHeader(buf, pos);
-          pos = start + length;
-        } else if (c === CH_L || c === CH_D) {
-          if (stack.length >= maxDepth) {
-            throw new BencodeError(`nesting deeper than ${maxDepth} levels`, pos);
-          }
-          const dict = c === CH_D;
-          stack.push({ dict, keys: dict ? new Set() : undefined, expectKey: dict });
-          pos++;
-          continue;
+        if (c === CH_D) {
+          stack.push({ list: undefined, dict: Object.create(null) as BDict, key: undefined });
         } else {
-          throw new BencodeError(`unexpected byte ${describeByte(c)}`, pos);
+          stack.push({ list: [], dict: undefined, key: undefined });
         }
+        pos++;
+        continue;
+      } else {
+        throw new BencodeError(`unexpected byte ${describeByte(c)}`, pos);
       }
     }
 
     // A value (scalar, or a container just closed) has ended at `pos`.
     const parent = stack[stack.length - 1];
-    if (!parent) break;
-    if (parent.dict) parent.expectKey = true;
+    if (parent === undefined) {
+      result = value;
+      break;
+    }
+    if (parent.dict !== undefined) {
+      parent.dict[parent.key!] = value;
+      parent.key = undefined;
+    } else {
+      parent.list!.push(value);
+    }
     if (stack.length === 1 && spanStart >= 0 && span === undefined) {
       span = [spanStart, pos];
     }
   }
 
-  if (pos !== len) {
+  if (pos !== len && !opts.allowTrailing) {
     throw new BencodeError(`${len - pos} unexpected trailing byte(s) after the value`, pos);
   }
-  return span ? { span } : {};
-}
-
-function convert(v: unknown): BValue {
-  if (typeof v === 'number') return v;
-  if (ArrayBuffer.isView(v)) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-  if (Array.isArray(v)) return v.map(convert);
-  if (v !== null && typeof v === 'object') {
-    const out: BDict = Object.create(null) as BDict;
-    for (const key of Object.keys(v)) {
-      out[key] = convert((v as Record<string, unknown>)[key]);
-    }
-    return out;
-  }
-  // Unreachable for input that passed validateBencode.
-  throw new BencodeError('unexpected value from decoder', 0);
+  return span
+    ? { value: result, span, trailing: len - pos }
+    : { value: result, trailing: len - pos };
 }
 
 /**
  * Validates then decodes one bencoded value. Throws BencodeError (with the byte offset) on
- * anything malformed; never hangs (linear time in the input size).
+ * anything malformed; never hangs (linear time in the input size). Byte strings in the result
+ * are views into `buf` (no copy): keep `buf` unchanged while the value is in use.
  *
  * `opts.spanOf`: a top-level dictionary key whose value's raw byte span [start, end) is
  * returned (e.g. 'info', whose raw bytes give the info hash).
  * `opts.maxDepth`: nesting limit, MAX_BENCODE_DEPTH by default, at most MAX_BENCODE_DEPTH_LIMIT.
+ * `opts.allowTrailing`: accept bytes after the value and report their count as `trailing`
+ * (the value itself is still checked strictly).
  */
 export function decodeStrict(
   buf: Uint8Array,
-  opts: { spanOf?: string; maxDepth?: number } = {},
-): { value: BValue; span?: [number, number] } {
+  opts: { spanOf?: string; maxDepth?: number; allowTrailing?: boolean } = {},
+): { value: BValue; span?: [number, number]; trailing: number } {
   const maxDepth = Math.min(opts.maxDepth ?? MAX_BENCODE_DEPTH, MAX_BENCODE_DEPTH_LIMIT);
-  const { span } = validateBencode(buf, { ...opts, maxDepth });
-  let raw: unknown;
-  try {
-    raw = bencode.decode(buf);
-  } catch (err) {
-    // Not expected after validation; keep the typed error contract anyway.
-    throw new BencodeError(`decoder failed: ${(err as Error).message}`, 0);
-  }
-  const value = convert(raw);
-  return span ? { value, span } : { value };
+  return decodeScan(buf, { ...opts, maxDepth });
 }
 
 /** Thin wrapper over `bencode.encode` that returns a Buffer. */
@@ -310,14 +330,6 @@ export function isInt(v: BValue | undefined): v is number {
 
 // Typed accessors for parsers. `field` is the full path used in error messages
 // (e.g. "info.piece length"); they throw MetainfoError naming it.
-
-/** Required dictionary. */
-export function getDict(d: BDict, key: string, field: string): BDict {
-  const v = d[key];
-  if (v === undefined) throw new MetainfoError(field, 'missing');
-  if (!isDict(v)) throw new MetainfoError(field, 'must be a dictionary');
-  return v;
-}
 
 /** Required list. */
 export function getList(d: BDict, key: string, field: string): BValue[] {
@@ -361,11 +373,6 @@ export function checkInt(
     throw new MetainfoError(field, `${v} is above the maximum ${bounds.max}`);
   }
   return v;
-}
-
-/** Required UTF-8 text (a byte string that is valid UTF-8). */
-export function getText(d: BDict, key: string, field: string): string {
-  return bytesToText(getBytes(d, key, field), field);
 }
 
 const fatalDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
