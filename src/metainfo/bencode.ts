@@ -20,13 +20,18 @@
  * - exactly one top-level value; nothing after it unless the caller allows trailing bytes
  *   (they are then counted, never parsed); empty input is rejected.
  *
- * The result uses null-prototype objects for dictionaries and Buffers for byte strings.
+ * The result uses objects that inherit nothing for dictionaries (see BDict) and Buffers for
+ * byte strings.
  */
 import bencode from 'bencode';
 import { BencodeError, MetainfoError } from '../errors.js';
 
 export type BValue = number | Buffer | BValue[] | BDict;
-/** A decoded dictionary. Always a null-prototype object. */
+/**
+ * A decoded dictionary: an object that inherits no property (its prototype is an empty,
+ * frozen object whose own prototype is null), so `d['toString']` or `d['constructor']` is
+ * undefined unless the key was in the input.
+ */
 export interface BDict {
   [key: string]: BValue;
 }
@@ -58,6 +63,18 @@ export function bencodeKeyString(bytes: Uint8Array): string {
   return text;
 }
 
+// Dictionaries are made with `new Dict()`: like Object.create(null), nothing is inherited, but
+// V8 keeps them in its fast object layout (48 instead of 192 bytes for a two-key dictionary,
+// which matters for a 100,000-file torrent).
+function Dict(this: BDict): void {}
+Dict.prototype = Object.freeze(Object.create(null) as object);
+const DictCtor = Dict as unknown as new () => BDict;
+
+/** A new empty dictionary that inherits no property. */
+export function newDict(): BDict {
+  return new DictCtor();
+}
+
 interface Frame {
   /** The container being filled: a list, or a dictionary. */
   list: BValue[] | undefined;
@@ -82,7 +99,7 @@ function keyString(buf: Uint8Array, start: number, end: number): string {
         break;
       }
     }
-    if (ascii) return String.fromCharCode(...buf.subarray(start, end));
+    if (ascii) return Buffer.prototype.latin1Slice.call(buf, start, end);
   }
   return bencodeKeyString(buf.subarray(start, end));
 }
@@ -251,7 +268,7 @@ function decodeScan(
           throw new BencodeError(`nesting deeper than ${maxDepth} levels`, pos);
         }
         if (c === CH_D) {
-          stack.push({ list: undefined, dict: Object.create(null) as BDict, key: undefined });
+          stack.push({ list: undefined, dict: new DictCtor(), key: undefined });
         } else {
           stack.push({ list: [], dict: undefined, key: undefined });
         }
