@@ -90,7 +90,7 @@ export function autoPieceLength(total: number): number {
 
 /** Parses `262144`, `256K`, `256k`, `256KiB`, `4M`, `4MiB`... Throws UsageError. */
 export function parseSize(text: string): number {
-  const m = /^(\d+)\s*(?:([kKmMgG])(?:i?B)?|B)?$/.exec(text.trim());
+  const m = /^(\d+)\s*(?:([kmg])(?:i?b)?|b)?$/i.exec(text.trim());
   if (!m) throw new UsageError(`${JSON.stringify(text)} is not a size (e.g. 262144, 256K, 4M)`);
   const unit = (m[2] ?? '').toLowerCase();
   const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
