@@ -74,11 +74,18 @@ export async function runInfo(file: string, opts: { json?: boolean }, io: CliIO)
   }
   const count = m.files.length - padding;
   lines.push(`files:        ${count}${padding > 0 ? ` (and ${padding} padding)` : ''}`);
+  // Human-readable output goes to stdout: it is the command's data. Written in batches, so a
+  // 100,000-file torrent never builds its whole listing as one string.
+  io.stdout.write(`${lines.join('\n')}\n`);
+  let batch = '';
   for (const f of m.files) {
     const p = m.multiFile ? `${m.name}/${f.path.join('/')}` : m.name;
-    lines.push(`  ${formatBytes(f.length).padStart(10)}  ${escapeControl(p)}${flags(f)}`);
+    batch += `  ${formatBytes(f.length).padStart(10)}  ${escapeControl(p)}${flags(f)}\n`;
+    if (batch.length >= 64 * 1024) {
+      io.stdout.write(batch);
+      batch = '';
+    }
   }
-  // Human-readable output goes to stdout: it is the command's data.
-  io.stdout.write(`${lines.join('\n')}\n`);
+  if (batch !== '') io.stdout.write(batch);
   return 0;
 }

@@ -81,6 +81,27 @@ interface Frame {
   dict: BDict | undefined;
   /** Only for dictionaries: the key whose value comes next; undefined when a key is due. */
   key: string | undefined;
+  /** Only for a streamed list (see DecodeOptions.streamList): receives each item. */
+  onItem: ((item: BValue, index: number) => void) | undefined;
+  count: number;
+}
+
+export interface DecodeOptions {
+  /**
+   * A top-level dictionary key whose value's raw byte span [start, end) is returned (e.g.
+   * 'info', whose raw bytes give the info hash).
+   */
+  spanOf?: string;
+  /** Nesting limit, MAX_BENCODE_DEPTH by default, at most MAX_BENCODE_DEPTH_LIMIT. */
+  maxDepth?: number;
+  /** Accept bytes after the value and report their count as `trailing` (never parsed). */
+  allowTrailing?: boolean;
+  /**
+   * The list at `root[path[0]][path[1]]` is not kept: each item is handed to `onItem` as soon
+   * as it is complete, and the list in the result stays empty. A 100,000-file torrent then
+   * never holds its whole decoded file list (see docs/DESIGN.md). `onItem` may throw.
+   */
+  streamList?: { path: [string, string]; onItem: (item: BValue, index: number) => void };
 }
 
 function describeByte(b: number): string {
@@ -89,9 +110,28 @@ function describeByte(b: number): string {
     : `0x${b.toString(16).padStart(2, '0')}`;
 }
 
+// The last key string made for each (length, first byte) pair: a torrent repeats the same few
+// keys ("length", "path") for every file, and reusing the string spares an allocation each.
+const keyCache = new Map<number, string>();
+
 /** Key bytes to string, with a fast path for short ASCII keys (nearly all keys in practice). */
 function keyString(buf: Uint8Array, start: number, end: number): string {
-  if (end - start <= 32) {
+  const len = end - start;
+  if (len > 0 && len <= 32) {
+    const slot = len * 256 + buf[start]!;
+    const cached = keyCache.get(slot);
+    if (cached !== undefined) {
+      let same = true;
+      for (let i = 1; i < len; i++) {
+        if (cached.charCodeAt(i) !== buf[start + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return cached;
+    }
+  }
+  if (len <= 32) {
     let ascii = true;
     for (let i = start; i < end; i++) {
       if (buf[i]! >= 0x80) {
@@ -99,7 +139,12 @@ function keyString(buf: Uint8Array, start: number, end: number): string {
         break;
       }
     }
-    if (ascii) return Buffer.prototype.latin1Slice.call(buf, start, end);
+    if (ascii) {
+      const text = Buffer.prototype.latin1Slice.call(buf, start, end);
+      // At most 32 * 256 slots: the cache stays small whatever the input.
+      if (len > 0) keyCache.set(len * 256 + buf[start]!, text);
+      return text;
+    }
   }
   return bencodeKeyString(buf.subarray(start, end));
 }
@@ -194,7 +239,7 @@ function scanInteger(buf: Uint8Array, pos: number): number {
  */
 function decodeScan(
   buf: Uint8Array,
-  opts: { spanOf?: string; maxDepth: number; allowTrailing?: boolean },
+  opts: DecodeOptions & { maxDepth: number },
 ): { value: BValue; span?: [number, number]; trailing: number } {
   const maxDepth = opts.maxDepth;
   const len = buf.length;
@@ -268,9 +313,27 @@ function decodeScan(
           throw new BencodeError(`nesting deeper than ${maxDepth} levels`, pos);
         }
         if (c === CH_D) {
-          stack.push({ list: undefined, dict: new DictCtor(), key: undefined });
+          stack.push({
+            list: undefined,
+            dict: new DictCtor(),
+            key: undefined,
+            onItem: undefined,
+            count: 0,
+          });
         } else {
-          stack.push({ list: [], dict: undefined, key: undefined });
+          const stream = opts.streamList;
+          const streamed =
+            stream !== undefined &&
+            stack.length === 2 &&
+            stack[0]!.key === stream.path[0] &&
+            stack[1]!.key === stream.path[1];
+          stack.push({
+            list: [],
+            dict: undefined,
+            key: undefined,
+            onItem: streamed ? stream.onItem : undefined,
+            count: 0,
+          });
         }
         pos++;
         continue;
@@ -289,7 +352,8 @@ function decodeScan(
       parent.dict[parent.key!] = value;
       parent.key = undefined;
     } else {
-      parent.list!.push(value);
+      if (parent.onItem !== undefined) parent.onItem(value, parent.count++);
+      else parent.list!.push(value);
     }
     if (stack.length === 1 && spanStart >= 0 && span === undefined) {
       span = [spanStart, pos];
@@ -309,15 +373,11 @@ function decodeScan(
  * anything malformed; never hangs (linear time in the input size). Byte strings in the result
  * are views into `buf` (no copy): keep `buf` unchanged while the value is in use.
  *
- * `opts.spanOf`: a top-level dictionary key whose value's raw byte span [start, end) is
- * returned (e.g. 'info', whose raw bytes give the info hash).
- * `opts.maxDepth`: nesting limit, MAX_BENCODE_DEPTH by default, at most MAX_BENCODE_DEPTH_LIMIT.
- * `opts.allowTrailing`: accept bytes after the value and report their count as `trailing`
- * (the value itself is still checked strictly).
+ * Options: see DecodeOptions.
  */
 export function decodeStrict(
   buf: Uint8Array,
-  opts: { spanOf?: string; maxDepth?: number; allowTrailing?: boolean } = {},
+  opts: DecodeOptions = {},
 ): { value: BValue; span?: [number, number]; trailing: number } {
   const maxDepth = Math.min(opts.maxDepth ?? MAX_BENCODE_DEPTH, MAX_BENCODE_DEPTH_LIMIT);
   return decodeScan(buf, { ...opts, maxDepth });

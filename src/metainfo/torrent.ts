@@ -266,6 +266,36 @@ function checkHybrid(tree: BValue, files: TorrentFile[], name: string, multiFile
   }
 }
 
+/** One entry of `info.files` (index `i`, starting at byte `offset` of the torrent's data). */
+function parseFileEntry(entry: BValue, i: number, offset: number, warnings: Warnings): TorrentFile {
+  const field = `info.files[${i}]`;
+  if (!isDict(entry)) throw new MetainfoError(field, 'must be a dictionary');
+  const length = getInt(entry, 'length', `${field}.length`, { min: 0 });
+  const rawPath = getList(entry, 'path', `${field}.path`);
+  if (rawPath.length === 0) throw new MetainfoError(`${field}.path`, 'is empty');
+  const alt = entry['path.utf-8'];
+  const altPath = isList(alt) && alt.length === rawPath.length ? alt : undefined;
+  const path = rawPath.map((c, k) =>
+    componentText(c, altPath?.[k], `${field}.path[${k}]`, warnings),
+  );
+  checkRelativePath(path, `${field}.path`);
+  const file: TorrentFile = { path, length, offset };
+  const attr = fileAttributes(entry, field);
+  if (attr.padding || path[path.length - 1]!.startsWith(PADDING_NAME_PREFIX)) {
+    file.padding = true;
+  } else {
+    if (attr.symlink) {
+      if (length !== 0) {
+        throw new MetainfoError(`${field}.length`, `is ${length}, but a symbolic link has no data`);
+      }
+      file.symlink = symlinkTarget(entry, field, warnings);
+    }
+    if (attr.executable) file.executable = true;
+    if (attr.hidden) file.hidden = true;
+  }
+  return file;
+}
+
 /** Parses and validates a .torrent. Throws BencodeError or MetainfoError. */
 export function parseTorrent(buf: Uint8Array): Metainfo {
   if (buf.length > MAX_TORRENT_FILE_BYTES) {
@@ -277,11 +307,30 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
   const warnings = new Warnings();
   // Bytes after the top-level dictionary are ignored (libtorrent loads such files): the info
   // dictionary and its hash do not depend on them. Inside the value everything stays strict.
+  // The file list is turned into TorrentFile entries as it is decoded, so a 100,000-file
+  // torrent never holds both (see docs/DESIGN.md, "Large torrents").
+  const files: TorrentFile[] = [];
+  let total = 0;
+  const onFile = (entry: BValue, i: number): void => {
+    if (i >= MAX_FILES) {
+      throw new MetainfoError('info.files', `has more than ${MAX_FILES} entries`);
+    }
+    const file = parseFileEntry(entry, i, total, warnings);
+    files.push(file);
+    total += file.length;
+    if (total > Number.MAX_SAFE_INTEGER) {
+      throw new MetainfoError('info.files', 'total length is too large');
+    }
+  };
   const {
     value: root,
     span,
     trailing,
-  } = decodeStrict(buf, { spanOf: 'info', allowTrailing: true });
+  } = decodeStrict(buf, {
+    spanOf: 'info',
+    allowTrailing: true,
+    streamList: { path: ['info', 'files'], onItem: onFile },
+  });
   if (!isDict(root)) throw new MetainfoError('torrent', 'top level must be a dictionary');
   const info = root['info'];
   if (info === undefined || span === undefined) throw new MetainfoError('info', 'missing');
@@ -330,8 +379,6 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     throw new MetainfoError('info', 'has neither "length" nor "files"');
   }
 
-  const files: TorrentFile[] = [];
-  let total = 0;
   if (hasLength) {
     const length = getInt(info, 'length', 'info.length', { min: 0 });
     const file: TorrentFile = { path: [name], length, offset: 0 };
@@ -345,47 +392,9 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     files.push(file);
     total = length;
   } else {
-    const list = getList(info, 'files', 'info.files');
-    if (list.length === 0) throw new MetainfoError('info.files', 'is empty');
-    if (list.length > MAX_FILES) {
-      throw new MetainfoError('info.files', `has ${list.length} entries, more than ${MAX_FILES}`);
-    }
-    for (let i = 0; i < list.length; i++) {
-      const entry = list[i]!;
-      const field = `info.files[${i}]`;
-      if (!isDict(entry)) throw new MetainfoError(field, 'must be a dictionary');
-      const length = getInt(entry, 'length', `${field}.length`, { min: 0 });
-      const rawPath = getList(entry, 'path', `${field}.path`);
-      if (rawPath.length === 0) throw new MetainfoError(`${field}.path`, 'is empty');
-      const alt = entry['path.utf-8'];
-      const altPath = isList(alt) && alt.length === rawPath.length ? alt : undefined;
-      const path = rawPath.map((c, k) =>
-        componentText(c, altPath?.[k], `${field}.path[${k}]`, warnings),
-      );
-      checkRelativePath(path, `${field}.path`);
-      const file: TorrentFile = { path, length, offset: total };
-      const attr = fileAttributes(entry, field);
-      if (attr.padding || path[path.length - 1]!.startsWith(PADDING_NAME_PREFIX)) {
-        file.padding = true;
-      } else {
-        if (attr.symlink) {
-          if (length !== 0) {
-            throw new MetainfoError(
-              `${field}.length`,
-              `is ${length}, but a symbolic link has no data`,
-            );
-          }
-          file.symlink = symlinkTarget(entry, field, warnings);
-        }
-        if (attr.executable) file.executable = true;
-        if (attr.hidden) file.hidden = true;
-      }
-      files.push(file);
-      total += length;
-      if (total > Number.MAX_SAFE_INTEGER) {
-        throw new MetainfoError('info.files', 'total length is too large');
-      }
-    }
+    // Its entries were parsed while decoding (onFile): what is left is an empty list.
+    getList(info, 'files', 'info.files');
+    if (files.length === 0) throw new MetainfoError('info.files', 'is empty');
     // Padding files are never created (BEP 47), so they cannot collide with anything; some
     // creators give all of them the same name.
     const real: string[][] = [];
