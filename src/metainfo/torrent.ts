@@ -267,7 +267,13 @@ function checkHybrid(tree: BValue, files: TorrentFile[], name: string, multiFile
 }
 
 /** One entry of `info.files` (index `i`, starting at byte `offset` of the torrent's data). */
-function parseFileEntry(entry: BValue, i: number, offset: number, warnings: Warnings): TorrentFile {
+function parseFileEntry(
+  entry: BValue,
+  i: number,
+  offset: number,
+  warnings: Warnings,
+  folders: Map<string, string>,
+): TorrentFile {
   const field = `info.files[${i}]`;
   if (!isDict(entry)) throw new MetainfoError(field, 'must be a dictionary');
   const length = getInt(entry, 'length', `${field}.length`, { min: 0 });
@@ -275,9 +281,16 @@ function parseFileEntry(entry: BValue, i: number, offset: number, warnings: Warn
   if (rawPath.length === 0) throw new MetainfoError(`${field}.path`, 'is empty');
   const alt = entry['path.utf-8'];
   const altPath = isList(alt) && alt.length === rawPath.length ? alt : undefined;
-  const path = rawPath.map((c, k) =>
-    componentText(c, altPath?.[k], `${field}.path[${k}]`, warnings),
-  );
+  const last = rawPath.length - 1;
+  const path = rawPath.map((c, k) => {
+    const text = componentText(c, altPath?.[k], `${field}.path[${k}]`, warnings);
+    if (k === last) return text;
+    // Folder names repeat from file to file: keep one copy of each.
+    const seen = folders.get(text);
+    if (seen !== undefined) return seen;
+    folders.set(text, text);
+    return text;
+  });
   checkRelativePath(path, `${field}.path`);
   const file: TorrentFile = { path, length, offset };
   const attr = fileAttributes(entry, field);
@@ -310,12 +323,13 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
   // The file list is turned into TorrentFile entries as it is decoded, so a 100,000-file
   // torrent never holds both (see docs/DESIGN.md, "Large torrents").
   const files: TorrentFile[] = [];
+  const folders = new Map<string, string>();
   let total = 0;
   const onFile = (entry: BValue, i: number): void => {
     if (i >= MAX_FILES) {
       throw new MetainfoError('info.files', `has more than ${MAX_FILES} entries`);
     }
-    const file = parseFileEntry(entry, i, total, warnings);
+    const file = parseFileEntry(entry, i, total, warnings, folders);
     files.push(file);
     total += file.length;
     if (total > Number.MAX_SAFE_INTEGER) {
