@@ -37,6 +37,12 @@ import {
   tdlDownload,
   waitForSeeders,
 } from './lib/real-peers.mjs';
+import {
+  METADATA_SCENARIOS,
+  readMetadataBlock,
+  runMetadataBench,
+  writeMetadataDoc,
+} from './lib/bench-metadata.mjs';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
@@ -137,6 +143,9 @@ function usage() {
   return `usage: node scripts/bench.mjs [--runs N] [--scenario N]... [--only tdl,aria2,libtorrent]
                           [--seeders2 libtorrent|mixed] [--timeout SECONDS] [--write-doc] [--no-svg]
 
+  --scenario create-1g | create-3000 | info-100k
+                         tdl create on 1 GiB / on 3,000 small files (against mktorrent and
+                         libtorrent), tdl info on a 100,000-file torrent: no swarm needed
   --seeders2 libtorrent  scenario 2 with four capped libtorrent seeders (default)
   --seeders2 mixed       two capped libtorrent and two capped aria2c seeders (aria2c's cap lets
                          bursts far above it through, so results vary more)`;
@@ -179,19 +188,29 @@ async function main() {
       : [...CLIENTS]
   );
   const all = scenarios(values.seeders2);
+  // Metadata scenarios (tdl create, tdl info) need no swarm: see scripts/lib/bench-metadata.mjs.
+  const metaPicked = values.scenario
+    ? values.scenario.filter((s) => METADATA_SCENARIOS.includes(s))
+    : METADATA_SCENARIOS;
   const picked = values.scenario
-    ? values.scenario.map((s) => {
-        const sc = all.find((x) => x.id === Number(s));
-        if (!sc) throw new Error(`--scenario: no scenario ${s} (1, 2 or 3)`);
-        return sc;
-      })
+    ? values.scenario
+        .filter((s) => !METADATA_SCENARIOS.includes(s))
+        .map((s) => {
+          const sc = all.find((x) => x.id === Number(s));
+          if (!sc) {
+            throw new Error(
+              `--scenario: no scenario ${s} (1, 2, 3, ${METADATA_SCENARIOS.join(', ')})`,
+            );
+          }
+          return sc;
+        })
     : all;
 
   const needed = ['opentracker', 'libtorrent'];
   if (clients.includes('aria2') || picked.some((s) => s.seeders.some((x) => x.kind === 'aria2'))) {
     needed.push('aria2c');
   }
-  const missing = missingPrograms(needed);
+  const missing = picked.length > 0 ? missingPrograms(needed) : [];
   if (missing.length > 0) {
     throw new Error(
       `missing ${missing.map((m) => m.name).join(', ')}: apt-get install -y ` +
@@ -218,6 +237,13 @@ async function main() {
   }
 
   const checks = targetChecks(results);
+  let metaMarkdown = '';
+  if (metaPicked.length > 0) {
+    const meta = await runMetadataBench(metaPicked, runs);
+    metaMarkdown = meta.markdown;
+    console.log(`\n${metaMarkdown}\n`);
+    checks.push(...meta.checks);
+  }
   if (checks.length > 0) {
     console.log('## Targets\n');
     for (const c of checks) console.log(`- ${c.pass ? 'PASS' : 'FAIL'}: ${c.text}`);
@@ -233,7 +259,9 @@ async function main() {
   }
   if (values['write-doc']) {
     const docPath = path.join(REPO_ROOT, 'docs', 'BENCHMARKS.md');
+    const keptMeta = await readMetadataBlock(docPath);
     await writeDoc(docPath, results, checks, machine, runs);
+    if (metaMarkdown || keptMeta) await writeMetadataDoc(docPath, metaMarkdown || keptMeta);
     console.log(`wrote ${path.relative(REPO_ROOT, docPath)}`);
   }
 }

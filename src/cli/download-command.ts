@@ -51,6 +51,8 @@ export async function runDownload(
         `${tty ? '\r\x1b[2K' : ''}tdl: warning: ${escapeControl(redactUrls(message))}\n`,
       );
   };
+  // Warnings about the .torrent itself (ignored trailing bytes, remapped names, bad seeds).
+  for (const w of meta.warnings) warn(w);
 
   let timer: NodeJS.Timeout | null = null;
   let dl: Download | null = null;

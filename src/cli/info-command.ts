@@ -1,32 +1,57 @@
 import type { CliIO } from './program.js';
-import { escapeControl, formatBytes } from './format.js';
-import { loadTorrent } from './torrent-file.js';
+import { escapeControl, formatBytes, redactUrls } from './format.js';
+import { loadTorrent, printMetainfoWarnings } from './torrent-file.js';
+import { contentLength, type TorrentFile } from '../metainfo/torrent.js';
+
+/** Flags shown after a file in the text output. */
+function flags(f: TorrentFile): string {
+  const out: string[] = [];
+  if (f.padding) out.push('padding');
+  if (f.executable) out.push('executable');
+  if (f.hidden) out.push('hidden');
+  if (f.symlink) out.push(`symlink -> ${f.symlink.join('/')}`);
+  return out.length > 0 ? `  [${out.join(', ')}]` : '';
+}
 
 export async function runInfo(file: string, opts: { json?: boolean }, io: CliIO): Promise<number> {
   const m = await loadTorrent(file);
+  printMetainfoWarnings(m, io);
+  const size = contentLength(m);
+  const padding = m.files.reduce((n, f) => n + (f.padding ? 1 : 0), 0);
   if (opts.json) {
     io.stdout.write(
       `${JSON.stringify({
         name: m.name,
         infoHash: m.infoHashHex,
-        size: m.length,
+        size,
         pieceLength: m.pieceLength,
         pieces: m.pieceCount,
         multiFile: m.multiFile,
+        hybrid: m.hybrid,
         private: m.private,
-        files: m.files.map((f) => ({ path: f.path, length: f.length })),
+        files: m.files.map((f) => ({
+          path: f.path,
+          length: f.length,
+          ...(f.padding ? { padding: true } : {}),
+          ...(f.executable ? { executable: true } : {}),
+          ...(f.hidden ? { hidden: true } : {}),
+          ...(f.symlink ? { symlink: f.symlink } : {}),
+        })),
         trackers: m.announceList,
+        webSeeds: m.urlList,
+        httpSeeds: m.httpSeeds,
         comment: m.comment,
         createdBy: m.createdBy,
         creationDate: m.creationDate,
+        warnings: m.warnings,
       })}\n`,
     );
     return 0;
   }
   const lines = [
     `name:         ${escapeControl(m.name)}`,
-    `info hash:    ${m.infoHashHex}`,
-    `size:         ${formatBytes(m.length)} (${m.length} bytes)`,
+    `info hash:    ${m.infoHashHex}${m.hybrid ? ' (v1; hybrid v1+v2 torrent)' : ''}`,
+    `size:         ${formatBytes(size)} (${size} bytes)`,
     `pieces:       ${m.pieceCount} × ${formatBytes(m.pieceLength)}`,
     `private:      ${m.private ? 'yes' : 'no'}`,
   ];
@@ -39,12 +64,28 @@ export async function runInfo(file: string, opts: { json?: boolean }, io: CliIO)
   m.announceList.forEach((tier, i) => {
     for (const url of tier) lines.push(`  tier ${i + 1}: ${escapeControl(url)}`);
   });
-  lines.push(`files:        ${m.files.length}`);
-  for (const f of m.files) {
-    const p = m.multiFile ? [m.name, ...f.path].join('/') : m.name;
-    lines.push(`  ${formatBytes(f.length).padStart(10)}  ${escapeControl(p)}`);
+  if (m.urlList.length > 0) {
+    lines.push('web seeds:');
+    for (const url of m.urlList) lines.push(`  ${escapeControl(redactUrls(url))}`);
   }
-  // Human-readable output goes to stdout: it is the command's data.
+  if (m.httpSeeds.length > 0) {
+    lines.push('http seeds:');
+    for (const url of m.httpSeeds) lines.push(`  ${escapeControl(redactUrls(url))}`);
+  }
+  const count = m.files.length - padding;
+  lines.push(`files:        ${count}${padding > 0 ? ` (and ${padding} padding)` : ''}`);
+  // Human-readable output goes to stdout: it is the command's data. Written in batches, so a
+  // 100,000-file torrent never builds its whole listing as one string.
   io.stdout.write(`${lines.join('\n')}\n`);
+  let batch = '';
+  for (const f of m.files) {
+    const p = m.multiFile ? `${m.name}/${f.path.join('/')}` : m.name;
+    batch += `  ${formatBytes(f.length).padStart(10)}  ${escapeControl(p)}${flags(f)}\n`;
+    if (batch.length >= 64 * 1024) {
+      io.stdout.write(batch);
+      batch = '';
+    }
+  }
+  if (batch !== '') io.stdout.write(batch);
   return 0;
 }

@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { TdlError } from '../errors.js';
+import { runCreate, type CreateCliOptions } from './create-command.js';
 import { runDownload, type PeerCliOptions } from './download-command.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { escapeControl, redactUrls } from './format.js';
@@ -207,6 +208,32 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .action(async (torrent: string, opts: VerifyCliOptions) => {
       json = Boolean(opts.json);
       exitCode = await runVerify(torrent, opts, io);
+    });
+
+  program
+    .command('create')
+    .description('make a .torrent from a file or a folder; prints its info hash and magnet link')
+    .argument('<file-or-folder>', 'what the torrent holds')
+    .requiredOption('-o, --output <file.torrent>', 'where to write the torrent (- for stdout)')
+    .addOption(
+      new Option('--tracker <url>', "tracker URL, one tier each (repeatable; 'A,B' = one tier)")
+        .argParser(collect)
+        .default([]),
+    )
+    .addOption(
+      new Option('--web-seed <url>', 'web seed URL (BEP 19; repeatable)')
+        .argParser(collect)
+        .default([]),
+    )
+    .option('--piece-length <size>', 'auto, or a power of two: bytes, or like 256K, 4M', 'auto')
+    .option('--private', 'mark the torrent private (no DHT or peer exchange)')
+    .option('--comment <text>', 'a comment stored in the torrent')
+    .option('--source <text>', 'info.source (changes the info hash; some trackers ask for it)')
+    .option('--created-by <text>', 'the "created by" field (default: tdl/VERSION)')
+    .option('--no-date', 'write no creation date (same input, byte-identical torrent)')
+    .option('-q, --quiet', 'print nothing but errors')
+    .action(async (input: string, opts: CreateCliOptions) => {
+      exitCode = await runCreate(input, opts, io);
     });
 
   try {

@@ -1,5 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { MetainfoError, UsageError } from '../errors.js';
+import { escapeControl, redactUrls } from './format.js';
+import type { CliIO } from './program.js';
 import { MAX_TORRENT_FILE_BYTES, parseTorrent, type Metainfo } from '../metainfo/torrent.js';
 
 /** Read and parse a .torrent file, refusing oversized files before reading them. */
@@ -26,4 +28,9 @@ export async function loadTorrent(file: string): Promise<Metainfo> {
     throw new UsageError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
   }
   return parseTorrent(buf);
+}
+
+/** Writes the torrent's warnings to stderr as `tdl: warning: ...` lines. */
+export function printMetainfoWarnings(m: Metainfo, io: CliIO): void {
+  for (const w of m.warnings) io.stderr.write(`tdl: warning: ${escapeControl(redactUrls(w))}\n`);
 }

@@ -1,5 +1,6 @@
 /**
- * Path rules for file names coming from a .torrent. Unsafe names are REJECTED, never rewritten:
+ * Path rules for file names coming from a .torrent. Unsafe names are REJECTED, never rewritten
+ * (only names that are not UTF-8 are mapped to text, reversibly: see componentFromBytes):
  * a torrent that would write outside its folder, or two of whose files would land on the same
  * path, is refused as a whole.
  */
@@ -90,4 +91,80 @@ export function checkPathCollisions(
       }
     }
   });
+}
+
+/**
+ * A path component's text from its raw bytes. Valid UTF-8 is used as is (`remapped` false).
+ * Otherwise every byte that is not part of a valid UTF-8 sequence, and every '%', becomes
+ * `%XX` (upper-case hex), and valid sequences stay as they are: deterministic, and reversible
+ * (decode each `%XX` to its byte, everything else to its UTF-8 bytes).
+ */
+export function componentFromBytes(b: Uint8Array): { text: string; remapped: boolean } {
+  const ascii = asciiText(b);
+  if (ascii !== undefined) return { text: ascii, remapped: false };
+  try {
+    return { text: fatalUtf8.decode(b), remapped: false };
+  } catch {
+    return { text: percentEncodeInvalidUtf8(b), remapped: true };
+  }
+}
+
+const fatalUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** The text of `b` when it is all ASCII (the common case, decoded without TextDecoder). */
+function asciiText(b: Uint8Array): string | undefined {
+  for (let i = 0; i < b.length; i++) if (b[i]! >= 0x80) return undefined;
+  return Buffer.prototype.latin1Slice.call(b, 0, b.length);
+}
+
+/** Length of the valid UTF-8 sequence starting at `i`, or 0 when the byte there starts none. */
+function utf8SequenceLength(b: Uint8Array, i: number): number {
+  const c = b[i]!;
+  if (c < 0x80) return 1;
+  const cont = (k: number, lo = 0x80, hi = 0xbf): boolean =>
+    i + k < b.length && b[i + k]! >= lo && b[i + k]! <= hi;
+  if (c >= 0xc2 && c <= 0xdf) return cont(1) ? 2 : 0;
+  if (c === 0xe0) return cont(1, 0xa0) && cont(2) ? 3 : 0;
+  if (c === 0xed) return cont(1, 0x80, 0x9f) && cont(2) ? 3 : 0;
+  if (c >= 0xe1 && c <= 0xef) return cont(1) && cont(2) ? 3 : 0;
+  if (c === 0xf0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
+  if (c >= 0xf1 && c <= 0xf3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
+  if (c === 0xf4) return cont(1, 0x80, 0x8f) && cont(2) && cont(3) ? 4 : 0;
+  return 0;
+}
+
+/** See componentFromBytes. */
+export function percentEncodeInvalidUtf8(b: Uint8Array): string {
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  let out = '';
+  let run = 0; // start of the current run of valid bytes
+  let i = 0;
+  while (i < buf.length) {
+    const n = buf[i] === 0x25 ? 0 : utf8SequenceLength(buf, i);
+    if (n > 0) {
+      i += n;
+      continue;
+    }
+    out += buf.toString('utf8', run, i);
+    out += `%${buf[i]!.toString(16).toUpperCase().padStart(2, '0')}`;
+    i++;
+    run = i;
+  }
+  return out + buf.toString('utf8', run, i);
+}
+
+/** Inverse of percentEncodeInvalidUtf8 (for tests and tools). */
+export function percentDecodeComponent(text: string): Buffer {
+  const parts: Buffer[] = [];
+  let run = 0;
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] === '%') {
+      parts.push(Buffer.from(text.slice(run, i), 'utf8'));
+      parts.push(Buffer.from([parseInt(text.slice(i + 1, i + 3), 16)]));
+      i += 2;
+      run = i + 1;
+    }
+  }
+  parts.push(Buffer.from(text.slice(run), 'utf8'));
+  return Buffer.concat(parts);
 }

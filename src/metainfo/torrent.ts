@@ -5,7 +5,6 @@ import { createHash } from 'node:crypto';
 import { MetainfoError } from '../errors.js';
 import {
   type BValue,
-  bytesToText,
   checkInt,
   decodeStrict,
   getBytes,
@@ -22,6 +21,7 @@ import {
   checkPathCollisions,
   checkPathComponent,
   checkRelativePath,
+  componentFromBytes,
   normalizeComponent,
 } from './paths.js';
 
@@ -41,6 +41,15 @@ export interface TorrentFile {
   offset: number;
   /** BEP 47 padding (`attr` has `p`, or an old `_____padding_file_` name): known zeros, never created on disk. */
   padding?: boolean;
+  /** BEP 47 `attr` has `x`: made executable once complete. */
+  executable?: boolean;
+  /** BEP 47 `attr` has `h`: nothing to do on Linux; shown by `tdl info`. */
+  hidden?: boolean;
+  /**
+   * BEP 47 `attr` has `l`: a symbolic link (length 0, never written) whose target is this path,
+   * relative to the torrent's top folder. Checked like a file path, so it stays inside it.
+   */
+  symlink?: string[];
 }
 
 export interface Metainfo {
@@ -53,7 +62,7 @@ export interface Metainfo {
   pieceCount: number;
   /** Concatenated 20-byte SHA-1 hashes. */
   pieceHashes: Buffer;
-  /** Total bytes. */
+  /** Total bytes, padding files included (the byte space pieces are cut from). */
   length: number;
   multiFile: boolean;
   /** Single-file: [{ path: [name], length, offset: 0 }]; multi-file: paths without the top folder. */
@@ -65,22 +74,59 @@ export interface Metainfo {
   comment?: string;
   createdBy?: string;
   creationDate?: number;
+  /** BEP 19 web seeds (`url-list`): http(s) URLs only. */
   urlList: string[];
+  /** BEP 17 HTTP seeds (`httpseeds`): http(s) URLs only. */
+  httpSeeds: string[];
+  /** BEP 52 hybrid torrent (v1 and v2 metadata): tdl uses the v1 part and the v1 info hash. */
+  hybrid: boolean;
+  /** Things accepted but worth telling the user (trailing bytes, remapped names, bad seeds). */
+  warnings: string[];
+}
+
+/** At most this many warnings about names or URLs are kept; the rest are counted. */
+const MAX_ITEM_WARNINGS = 20;
+const PADDING_NAME_PREFIX = '_____padding_file_';
+
+class Warnings {
+  readonly list: string[] = [];
+  private dropped = 0;
+  add(message: string): void {
+    if (this.list.length < MAX_ITEM_WARNINGS) this.list.push(message);
+    else this.dropped++;
+  }
+  /** Always kept (not subject to the cap). */
+  addGeneral(message: string): void {
+    this.list.unshift(message);
+  }
+  done(): string[] {
+    if (this.dropped > 0) this.list.push(`${this.dropped} more warning(s) like the above`);
+    return this.list;
+  }
 }
 
 /**
- * Reads a path component: `name`/`path` as UTF-8, falling back to the `.utf-8` variant some
- * tools add when the plain field is not valid UTF-8.
+ * Reads a path component. The `.utf-8` variant some tools add is used when present and valid
+ * UTF-8; otherwise the plain field, mapped reversibly when it is not UTF-8 (see
+ * componentFromBytes, with a warning). Then NFC-normalised and checked.
  */
-function componentText(raw: BValue | undefined, alt: BValue | undefined, field: string): string {
+function componentText(
+  raw: BValue | undefined,
+  alt: BValue | undefined,
+  field: string,
+  warnings: Warnings,
+): string {
   if (raw === undefined) throw new MetainfoError(field, 'missing');
   if (!isBytes(raw)) throw new MetainfoError(field, 'must be a byte string');
-  let text: string;
-  try {
-    text = bytesToText(raw, field);
-  } catch (err) {
-    if (!isBytes(alt)) throw err;
-    text = bytesToText(alt, field);
+  let text: string | undefined;
+  if (isBytes(alt)) {
+    const a = componentFromBytes(alt);
+    if (!a.remapped) text = a.text;
+  }
+  if (text === undefined) {
+    const r = componentFromBytes(raw);
+    text = r.text;
+    if (r.remapped) warnings.add(`${field}: not valid UTF-8, named ${JSON.stringify(text)}`);
   }
   const normalized = normalizeComponent(text);
   checkPathComponent(normalized, field);
@@ -108,18 +154,159 @@ function parseAnnounceList(v: BValue | undefined): string[][] {
   return tiers;
 }
 
-function parseUrlList(v: BValue | undefined): string[] {
-  if (isBytes(v)) {
-    const u = parseTrackerUrl(v);
-    return u === undefined ? [] : [u];
+/** True for an absolute http: or https: URL with a host. */
+export function isHttpUrl(text: string): boolean {
+  try {
+    const u = new URL(text);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+  } catch {
+    return false;
   }
-  if (!isList(v)) return [];
+}
+
+/**
+ * Web seed lists (BEP 19 `url-list`, BEP 17 `httpseeds`): one URL or a list of them. Entries
+ * that are not http(s) URLs are dropped with a warning; duplicates are dropped.
+ */
+function parseWebSeeds(v: BValue | undefined, field: string, warnings: Warnings): string[] {
+  if (v === undefined) return [];
+  const items = isBytes(v) ? [v] : isList(v) ? v : undefined;
+  if (items === undefined) {
+    warnings.add(`${field}: ignored (must be a URL or a list of URLs)`);
+    return [];
+  }
   const out: string[] = [];
-  for (const item of v) {
-    const u = parseTrackerUrl(item);
-    if (u !== undefined) out.push(u);
-  }
+  items.forEach((item, i) => {
+    const text = isBytes(item) ? tryText(item)?.trim() : undefined;
+    // An empty string is how some tools write "no web seed".
+    if (text === '') return;
+    if (text === undefined || !isHttpUrl(text)) {
+      const shown = text === undefined ? '' : ` ${JSON.stringify(text)}`;
+      warnings.add(`${field}[${i}]:${shown} ignored (not an http or https URL)`);
+      return;
+    }
+    if (!out.includes(text)) out.push(text);
+  });
   return out;
+}
+
+/** The BEP 47 attributes of a file entry (or of a single-file info dictionary). */
+function fileAttributes(
+  d: { [key: string]: BValue },
+  field: string,
+): { padding: boolean; executable: boolean; hidden: boolean; symlink: boolean } {
+  const attr = d['attr'];
+  if (attr === undefined)
+    return { padding: false, executable: false, hidden: false, symlink: false };
+  if (!isBytes(attr)) throw new MetainfoError(`${field}.attr`, 'must be a byte string');
+  // Unknown letters are ignored (BEP 47 leaves room for more).
+  return {
+    padding: attr.includes(0x70), // p
+    executable: attr.includes(0x78), // x
+    hidden: attr.includes(0x68), // h
+    symlink: attr.includes(0x6c), // l
+  };
+}
+
+/** `symlink path`: the link target's components, relative to the torrent's top folder. */
+function symlinkTarget(d: { [key: string]: BValue }, field: string, warnings: Warnings): string[] {
+  const f = `${field}.symlink path`;
+  const raw = getList(d, 'symlink path', f);
+  if (raw.length === 0) throw new MetainfoError(f, 'is empty');
+  const target = raw.map((c, k) => componentText(c, undefined, `${f}[${k}]`, warnings));
+  checkRelativePath(target, f);
+  return target;
+}
+
+/**
+ * BEP 52 `file tree` flattened in its canonical order (keys sorted by their bytes). A file is
+ * a dictionary whose only key is the empty string.
+ */
+function v2Files(tree: BValue, field: string): { path: string[]; length: number }[] {
+  const out: { path: string[]; length: number }[] = [];
+  const walk = (node: BValue, prefix: string[], f: string): void => {
+    if (!isDict(node)) throw new MetainfoError(f, 'must be a dictionary');
+    const keys = Object.keys(node).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    for (const key of keys) {
+      const child = node[key]!;
+      if (key === '') {
+        if (prefix.length === 0) throw new MetainfoError(f, 'a file has no name');
+        if (!isDict(child)) throw new MetainfoError(`${f}[""]`, 'must be a dictionary');
+        const length = getInt(child, 'length', `${f}[""].length`, { min: 0 });
+        out.push({ path: prefix, length });
+      } else {
+        if (out.length > MAX_FILES)
+          throw new MetainfoError(field, `has more than ${MAX_FILES} files`);
+        walk(child, [...prefix, normalizeComponent(key)], `${f}[${JSON.stringify(key)}]`);
+      }
+    }
+  };
+  walk(tree, [], field);
+  return out;
+}
+
+/** Refuses a hybrid torrent whose v2 file tree does not describe the v1 files. */
+function checkHybrid(tree: BValue, files: TorrentFile[], name: string, multiFile: boolean): void {
+  const field = 'info.file tree';
+  const v2 = v2Files(tree, field);
+  const v1 = files
+    .filter((f) => !f.padding)
+    .map((f) => ({ path: multiFile ? f.path : [name], length: f.length }));
+  const show = (f: { path: string[]; length: number } | undefined): string =>
+    f === undefined ? 'nothing' : `${JSON.stringify(f.path.join('/'))} (${f.length} bytes)`;
+  const n = Math.max(v1.length, v2.length);
+  for (let i = 0; i < n; i++) {
+    const a = v1[i];
+    const b = v2[i];
+    if (a && b && a.length === b.length && a.path.join('/') === b.path.join('/')) continue;
+    throw new MetainfoError(
+      field,
+      `does not match the v1 file list: file ${i + 1} is ${show(a)} in v1 but ${show(b)} in v2`,
+    );
+  }
+}
+
+/** One entry of `info.files` (index `i`, starting at byte `offset` of the torrent's data). */
+function parseFileEntry(
+  entry: BValue,
+  i: number,
+  offset: number,
+  warnings: Warnings,
+  folders: Map<string, string>,
+): TorrentFile {
+  const field = `info.files[${i}]`;
+  if (!isDict(entry)) throw new MetainfoError(field, 'must be a dictionary');
+  const length = getInt(entry, 'length', `${field}.length`, { min: 0 });
+  const rawPath = getList(entry, 'path', `${field}.path`);
+  if (rawPath.length === 0) throw new MetainfoError(`${field}.path`, 'is empty');
+  const alt = entry['path.utf-8'];
+  const altPath = isList(alt) && alt.length === rawPath.length ? alt : undefined;
+  const last = rawPath.length - 1;
+  const path = rawPath.map((c, k) => {
+    const text = componentText(c, altPath?.[k], `${field}.path[${k}]`, warnings);
+    if (k === last) return text;
+    // Folder names repeat from file to file: keep one copy of each.
+    const seen = folders.get(text);
+    if (seen !== undefined) return seen;
+    folders.set(text, text);
+    return text;
+  });
+  checkRelativePath(path, `${field}.path`);
+  const file: TorrentFile = { path, length, offset };
+  const attr = fileAttributes(entry, field);
+  if (attr.padding || path[path.length - 1]!.startsWith(PADDING_NAME_PREFIX)) {
+    file.padding = true;
+  } else {
+    if (attr.symlink) {
+      if (length !== 0) {
+        throw new MetainfoError(`${field}.length`, `is ${length}, but a symbolic link has no data`);
+      }
+      file.symlink = symlinkTarget(entry, field, warnings);
+    }
+    if (attr.executable) file.executable = true;
+    if (attr.hidden) file.hidden = true;
+  }
+  return file;
 }
 
 /** Parses and validates a .torrent. Throws BencodeError or MetainfoError. */
@@ -130,11 +317,50 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
       `file is ${buf.length} bytes, more than the ${MAX_TORRENT_FILE_BYTES} allowed`,
     );
   }
-  const { value: root, span } = decodeStrict(buf, { spanOf: 'info' });
+  const warnings = new Warnings();
+  // Bytes after the top-level dictionary are ignored (libtorrent loads such files): the info
+  // dictionary and its hash do not depend on them. Inside the value everything stays strict.
+  // The file list is turned into TorrentFile entries as it is decoded, so a 100,000-file
+  // torrent never holds both (see docs/DESIGN.md, "Large torrents").
+  const files: TorrentFile[] = [];
+  const folders = new Map<string, string>();
+  let total = 0;
+  const onFile = (entry: BValue, i: number): void => {
+    if (i >= MAX_FILES) {
+      throw new MetainfoError('info.files', `has more than ${MAX_FILES} entries`);
+    }
+    const file = parseFileEntry(entry, i, total, warnings, folders);
+    files.push(file);
+    total += file.length;
+    if (total > Number.MAX_SAFE_INTEGER) {
+      throw new MetainfoError('info.files', 'total length is too large');
+    }
+  };
+  const {
+    value: root,
+    span,
+    trailing,
+  } = decodeStrict(buf, {
+    spanOf: 'info',
+    allowTrailing: true,
+    streamList: { path: ['info', 'files'], onItem: onFile },
+  });
   if (!isDict(root)) throw new MetainfoError('torrent', 'top level must be a dictionary');
   const info = root['info'];
   if (info === undefined || span === undefined) throw new MetainfoError('info', 'missing');
   if (!isDict(info)) throw new MetainfoError('info', 'must be a dictionary');
+
+  let metaVersion = 1;
+  if (info['meta version'] !== undefined) {
+    metaVersion = checkInt(info['meta version'], 'info.meta version', { min: 1 });
+  }
+  if (info['pieces'] === undefined && (metaVersion >= 2 || info['file tree'] !== undefined)) {
+    throw new MetainfoError('info', 'BitTorrent v2-only torrents are not supported yet');
+  }
+  const hybrid = metaVersion >= 2;
+  if (hybrid && metaVersion !== 2) {
+    throw new MetainfoError('info.meta version', `${metaVersion} is not supported`);
+  }
 
   const infoHash = createHash('sha1').update(buf.subarray(span[0], span[1])).digest();
 
@@ -150,7 +376,7 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     );
   }
 
-  const name = componentText(info['name'], info['name.utf-8'], 'info.name');
+  const name = componentText(info['name'], info['name.utf-8'], 'info.name', warnings);
 
   let priv = false;
   if (info['private'] !== undefined) {
@@ -167,38 +393,32 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     throw new MetainfoError('info', 'has neither "length" nor "files"');
   }
 
-  const files: TorrentFile[] = [];
-  let total = 0;
   if (hasLength) {
     const length = getInt(info, 'length', 'info.length', { min: 0 });
-    files.push({ path: [name], length, offset: 0 });
+    const file: TorrentFile = { path: [name], length, offset: 0 };
+    const attr = fileAttributes(info, 'info');
+    if (attr.symlink) {
+      throw new MetainfoError('info.attr', 'a single-file torrent cannot be a symbolic link');
+    }
+    if (attr.padding) warnings.add('info.attr: padding ignored on a single-file torrent');
+    if (attr.executable) file.executable = true;
+    if (attr.hidden) file.hidden = true;
+    files.push(file);
     total = length;
   } else {
-    const list = getList(info, 'files', 'info.files');
-    if (list.length === 0) throw new MetainfoError('info.files', 'is empty');
-    if (list.length > MAX_FILES) {
-      throw new MetainfoError('info.files', `has ${list.length} entries, more than ${MAX_FILES}`);
-    }
-    list.forEach((entry, i) => {
-      const field = `info.files[${i}]`;
-      if (!isDict(entry)) throw new MetainfoError(field, 'must be a dictionary');
-      const length = getInt(entry, 'length', `${field}.length`, { min: 0 });
-      const rawPath = getList(entry, 'path', `${field}.path`);
-      if (rawPath.length === 0) throw new MetainfoError(`${field}.path`, 'is empty');
-      const alt = entry['path.utf-8'];
-      const altPath = isList(alt) && alt.length === rawPath.length ? alt : undefined;
-      const path = rawPath.map((c, k) => componentText(c, altPath?.[k], `${field}.path[${k}]`));
-      checkRelativePath(path, `${field}.path`);
-      files.push({ path, length, offset: total });
-      total += length;
-      if (total > Number.MAX_SAFE_INTEGER) {
-        throw new MetainfoError('info.files', 'total length is too large');
-      }
+    // Its entries were parsed while decoding (onFile): what is left is an empty list.
+    getList(info, 'files', 'info.files');
+    if (files.length === 0) throw new MetainfoError('info.files', 'is empty');
+    // Padding files are never created (BEP 47), so they cannot collide with anything; some
+    // creators give all of them the same name.
+    const real: string[][] = [];
+    const index: number[] = [];
+    files.forEach((f, i) => {
+      if (f.padding) return;
+      real.push(f.path);
+      index.push(i);
     });
-    checkPathCollisions(
-      files.map((f) => f.path),
-      (i) => `info.files[${i}].path`,
-    );
+    checkPathCollisions(real, (k) => `info.files[${index[k]!}].path`);
   }
   if (total <= 0) {
     throw new MetainfoError(hasLength ? 'info.length' : 'info.files', 'total length is 0');
@@ -211,6 +431,13 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
       `length ${pieceHashes.length} does not match ${pieceCount} pieces ` +
         `(${pieceCount * HASH_LENGTH} bytes expected for ${total} bytes in pieces of ${pieceLength})`,
     );
+  }
+
+  if (hybrid) {
+    const tree = info['file tree'];
+    if (tree === undefined) throw new MetainfoError('info.file tree', 'missing');
+    const v2Name = tryText(isBytes(info['name']) ? info['name'] : undefined);
+    checkHybrid(tree, files, v2Name === undefined ? name : normalizeComponent(v2Name), hasFiles);
   }
 
   const announce = parseTrackerUrl(root['announce']);
@@ -230,7 +457,10 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     announce,
     announceList,
     private: priv,
-    urlList: parseUrlList(root['url-list']),
+    urlList: parseWebSeeds(root['url-list'], 'url-list', warnings),
+    httpSeeds: parseWebSeeds(root['httpseeds'], 'httpseeds', warnings),
+    hybrid,
+    warnings: [],
   };
   const comment = optText(root, 'comment');
   if (comment !== undefined) m.comment = comment;
@@ -238,7 +468,20 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
   if (createdBy !== undefined) m.createdBy = createdBy;
   const creationDate = optInt(root, 'creation date');
   if (creationDate !== undefined) m.creationDate = creationDate;
+  if (trailing > 0) {
+    warnings.addGeneral(
+      `${trailing} byte(s) after the end of the torrent's top-level dictionary were ignored`,
+    );
+  }
+  m.warnings = warnings.done();
   return m;
+}
+
+/** Bytes of the real files: the total without padding files. */
+export function contentLength(m: Metainfo): number {
+  let n = 0;
+  for (const f of m.files) if (!f.padding) n += f.length;
+  return n;
 }
 
 /** The 20-byte SHA-1 of piece `index` (a view into `m.pieceHashes`). */

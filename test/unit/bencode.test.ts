@@ -26,19 +26,29 @@ function rejects(input: string | Buffer, pattern?: RegExp): BencodeError {
   return caught as BencodeError;
 }
 
+/** True when the prototype chain of `o` holds no property at all. */
+function inheritsNothing(o: object): boolean {
+  for (let p = Object.getPrototypeOf(o) as object | null; p; p = Object.getPrototypeOf(p)) {
+    if (Reflect.ownKeys(p).length > 0) return false;
+  }
+  return true;
+}
+
 describe('decodeStrict: well-formed input', () => {
-  it('decodes every type with null-prototype dicts and Buffer strings', () => {
+  it('decodes every type with dicts that inherit nothing and Buffer strings', () => {
     const { value } = decodeStrict(b('d1:ai-42e1:bl3:xyzi0ee1:cd0:0:ee'));
     expect(isDict(value)).toBe(true);
     const d = value as BDict;
-    expect(Object.getPrototypeOf(d)).toBeNull();
+    expect(inheritsNothing(d)).toBe(true);
+    expect(d['toString']).toBeUndefined();
+    expect(d['constructor']).toBeUndefined();
     expect(d['a']).toBe(-42);
     const list = d['b'] as unknown[];
     expect(Buffer.isBuffer(list[0])).toBe(true);
     expect((list[0] as Buffer).toString()).toBe('xyz');
     expect(list[1]).toBe(0);
     const inner = d['c'] as BDict;
-    expect(Object.getPrototypeOf(inner)).toBeNull();
+    expect(inheritsNothing(inner)).toBe(true);
     expect((inner[''] as Buffer).length).toBe(0);
   });
 

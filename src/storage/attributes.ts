@@ -1,0 +1,172 @@
+/**
+ * BEP 47 file attributes applied once a download is complete (called by the finalize step):
+ *
+ * - `x`: the file is made executable (an `x` bit for each `r` bit it has, like `chmod +x`
+ *   under the usual umask). Opened with O_NOFOLLOW, so a symlink put there is never followed.
+ * - `l`: a relative symbolic link is created at the file's path, pointing at its target inside
+ *   the torrent's top folder. The parser has already refused targets that leave it; this is
+ *   checked again here, and no folder on the way to the link may be a symlink. A zero-length
+ *   regular file already at the link's path (a placeholder) is replaced; anything else there
+ *   that is not the same link is an error. Nothing is ever written through a link.
+ * - `h` (hidden) and `p` (padding) need nothing here: padding files are never created.
+ */
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, readlink, symlink, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import debug from 'debug';
+import { DiskError, MetainfoError } from '../errors.js';
+
+const log = debug('tdl:storage');
+
+export interface AttributeFile {
+  path: readonly string[];
+  padding?: boolean;
+  executable?: boolean;
+  symlink?: readonly string[];
+}
+
+export interface AttributeMeta {
+  multiFile: boolean;
+  files: readonly AttributeFile[];
+}
+
+/** Join checked components under root; refuse anything that would leave it. */
+function inside(root: string, components: readonly string[], field: string): string {
+  const p = path.join(root, ...components);
+  const rel = path.relative(root, p);
+  if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) {
+    throw new MetainfoError(
+      field,
+      `path ${JSON.stringify(components.join('/'))} leaves the torrent's folder`,
+    );
+  }
+  return p;
+}
+
+async function lstatOrNull(p: string) {
+  try {
+    return await lstat(p);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new DiskError(`cannot read ${p}: ${(e as NodeJS.ErrnoException).code ?? e}`, {
+      cause: e,
+    });
+  }
+}
+
+function diskError(what: string, p: string, e: unknown): DiskError {
+  return new DiskError(`cannot ${what} ${p}: ${(e as NodeJS.ErrnoException).code ?? e}`, {
+    cause: e,
+  });
+}
+
+async function makeExecutable(p: string): Promise<void> {
+  let h;
+  try {
+    h = await open(p, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ELOOP') {
+      throw new DiskError(`refusing to change ${p}: it is a symbolic link`);
+    }
+    throw diskError('open', p, e);
+  }
+  try {
+    const st = await h.stat();
+    if (!st.isFile()) throw new DiskError(`cannot make ${p} executable: not a regular file`);
+    const mode = st.mode & 0o7777;
+    const want = mode | ((mode & 0o444) >> 2);
+    if (want !== mode) await h.chmod(want);
+  } catch (e) {
+    if (e instanceof DiskError) throw e;
+    throw diskError('chmod', p, e);
+  } finally {
+    await h.close();
+  }
+}
+
+/** Makes sure every folder from root down to `dir` is a real folder (creating missing ones). */
+async function realFolders(root: string, dir: string): Promise<void> {
+  const rel = path.relative(root, dir);
+  let cur = root;
+  for (const c of rel === '' ? [] : rel.split(path.sep)) {
+    cur = path.join(cur, c);
+    const st = await lstatOrNull(cur);
+    if (st === null) {
+      try {
+        await mkdir(cur);
+      } catch (e) {
+        throw diskError('create', cur, e);
+      }
+    } else if (st.isSymbolicLink()) {
+      throw new DiskError(`refusing to create a link through the symbolic link ${cur}`);
+    } else if (!st.isDirectory()) {
+      throw new DiskError(`${cur} exists and is not a directory`);
+    }
+  }
+}
+
+async function makeLink(root: string, linkPath: string, target: string): Promise<void> {
+  const dir = path.dirname(linkPath);
+  await realFolders(root, dir);
+  const rel = path.relative(dir, target);
+  if (path.resolve(dir, rel) !== target) {
+    throw new MetainfoError('info.files', `symbolic link ${linkPath} would not reach ${target}`);
+  }
+  const st = await lstatOrNull(linkPath);
+  if (st?.isSymbolicLink()) {
+    const now = await readlink(linkPath).catch((e: unknown) => {
+      throw diskError('read', linkPath, e);
+    });
+    if (now === rel) return;
+    throw new DiskError(`${linkPath} is already a symbolic link, to ${now}`);
+  }
+  if (st?.isFile() && st.size === 0) {
+    await unlink(linkPath).catch((e: unknown) => {
+      throw diskError('replace', linkPath, e);
+    });
+  } else if (st !== null) {
+    throw new DiskError(`${linkPath} exists: cannot put the torrent's symbolic link there`);
+  }
+  try {
+    await symlink(rel, linkPath);
+  } catch (e) {
+    throw diskError('create the symbolic link', linkPath, e);
+  }
+  log('link %s -> %s', linkPath, rel);
+}
+
+/**
+ * Applies the `x` and `l` attributes of a completed torrent whose top folder (multi-file) or
+ * file (single-file) is `plan.root`. Returns how many files were made executable and how many
+ * links were created or found in place. Throws MetainfoError (exit 3) for a link that would
+ * leave the folder, DiskError for anything the file system refuses.
+ */
+export async function applyFileAttributes(
+  plan: { root: string },
+  meta: AttributeMeta,
+): Promise<{ executables: number; symlinks: number }> {
+  const root = path.resolve(plan.root);
+  let executables = 0;
+  let symlinks = 0;
+  for (let i = 0; i < meta.files.length; i++) {
+    const f = meta.files[i]!;
+    if (f.padding || f.symlink || !f.executable) continue;
+    await makeExecutable(meta.multiFile ? inside(root, f.path, `info.files[${i}].path`) : root);
+    executables++;
+  }
+  for (let i = 0; i < meta.files.length; i++) {
+    const f = meta.files[i]!;
+    if (f.padding || !f.symlink) continue;
+    if (!meta.multiFile) {
+      throw new MetainfoError('info.attr', 'a single-file torrent cannot be a symbolic link');
+    }
+    const linkPath = inside(root, f.path, `info.files[${i}].path`);
+    const target = inside(root, f.symlink, `info.files[${i}].symlink path`);
+    if (target === linkPath) {
+      throw new MetainfoError(`info.files[${i}].symlink path`, 'a link cannot point at itself');
+    }
+    await makeLink(root, linkPath, target);
+    symlinks++;
+  }
+  return { executables, symlinks };
+}

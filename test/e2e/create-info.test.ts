@@ -1,0 +1,215 @@
+/**
+ * End to end, in process: `tdl create` and `tdl info` on the torrents real clients make.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { encode } from '../../src/metainfo/bencode.js';
+import { parseTorrent } from '../../src/metainfo/torrent.js';
+import { runCli, tempDir } from '../helpers/cli.js';
+import { randomBytesSeeded } from '../helpers/torrent.js';
+
+let dir: string;
+let cleanup: () => Promise<void>;
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir('tdl-e2e-create-'));
+});
+afterEach(async () => {
+  await cleanup();
+});
+
+const PL = 16384;
+
+describe('tdl info', () => {
+  it('marks padding, leaves it out of totals, shows attributes, seeds and warnings', async () => {
+    const t = path.join(dir, 'x.torrent');
+    const body = encode({
+      info: {
+        name: 'top',
+        'piece length': PL,
+        pieces: Buffer.alloc(40),
+        files: [
+          { path: ['a.bin'], length: 1000 },
+          { path: ['.pad', '15384'], length: 15384, attr: 'p' },
+          { path: [Buffer.from([0x62, 0xff])], length: 10, attr: 'x' },
+          { path: ['l'], length: 0, attr: 'l', 'symlink path': ['a.bin'] },
+        ],
+      },
+      'url-list': ['http://w.example/', 'gopher://x'],
+      httpseeds: 'https://h.example/seed',
+    });
+    await writeFile(t, Buffer.concat([body, Buffer.from('\n')]));
+    const text = await runCli(['info', t]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain('size:         1010 B (1010 bytes)');
+    expect(text.stdout).toContain('files:        3 (and 1 padding)');
+    expect(text.stdout).toMatch(/top\/\.pad\/15384 {2}\[padding\]/);
+    expect(text.stdout).toMatch(/top\/b%FF {2}\[executable\]/);
+    expect(text.stdout).toMatch(/top\/l {2}\[symlink -> a\.bin\]/);
+    expect(text.stdout).toContain('web seeds:\n  http://w.example/\n');
+    expect(text.stdout).toContain('http seeds:\n  https://h.example/seed\n');
+    expect(text.stderr).toBe(
+      "tdl: warning: 1 byte(s) after the end of the torrent's top-level dictionary were ignored\n" +
+        'tdl: warning: info.files[2].path[0]: not valid UTF-8, named "b%FF"\n' +
+        'tdl: warning: url-list[1]: "gopher://x" ignored (not an http or https URL)\n',
+    );
+
+    const json = await runCli(['info', t, '--json']);
+    expect(json.code).toBe(0);
+    const o = JSON.parse(json.stdout) as Record<string, unknown>;
+    expect(o['size']).toBe(1010);
+    expect(o['files']).toEqual([
+      { path: ['a.bin'], length: 1000 },
+      { path: ['.pad', '15384'], length: 15384, padding: true },
+      { path: ['b%FF'], length: 10, executable: true },
+      { path: ['l'], length: 0, symlink: ['a.bin'] },
+    ]);
+    expect(o['webSeeds']).toEqual(['http://w.example/']);
+    expect(o['httpSeeds']).toEqual(['https://h.example/seed']);
+    expect((o['warnings'] as string[]).length).toBe(3);
+  });
+
+  it('exits 3 with a clear reason for v2-only torrents and bad hybrids', async () => {
+    const v2 = path.join(dir, 'v2.torrent');
+    await writeFile(
+      v2,
+      encode({
+        info: {
+          name: 'x',
+          'piece length': PL,
+          'meta version': 2,
+          'file tree': { x: { '': { length: 1 } } },
+        },
+      }),
+    );
+    const r = await runCli(['info', v2]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toBe('tdl: info: BitTorrent v2-only torrents are not supported yet\n');
+
+    const bad = path.join(dir, 'hy.torrent');
+    await writeFile(
+      bad,
+      encode({
+        info: {
+          name: 'x',
+          'piece length': PL,
+          length: 5,
+          pieces: Buffer.alloc(20),
+          'meta version': 2,
+          'file tree': { y: { '': { length: 5 } } },
+        },
+      }),
+    );
+    const h = await runCli(['info', bad]);
+    expect(h.code).toBe(3);
+    expect(h.stderr).toMatch(/info\.file tree: does not match the v1 file list/);
+
+    const link = path.join(dir, 'link.torrent');
+    await writeFile(
+      link,
+      encode({
+        info: {
+          name: 'x',
+          'piece length': PL,
+          pieces: Buffer.alloc(20),
+          files: [
+            { path: ['a'], length: 1 },
+            { path: ['l'], length: 0, attr: 'l', 'symlink path': ['..', '..', 'etc'] },
+          ],
+        },
+      }),
+    );
+    const l = await runCli(['info', link]);
+    expect(l.code).toBe(3);
+    expect(l.stderr).toMatch(/symlink path\[0\]: path component "\.\." is only dots/);
+  });
+});
+
+describe('tdl create', () => {
+  it('writes the torrent, prints the info hash and magnet; --no-date is byte-identical', async () => {
+    const src = path.join(dir, 'src');
+    await mkdir(path.join(src, 'sub'), { recursive: true });
+    await writeFile(path.join(src, 'a.bin'), randomBytesSeeded(100_000, 1));
+    await writeFile(path.join(src, 'sub', 'b.bin'), randomBytesSeeded(3, 2));
+    await mkdir(path.join(src, 'nothing'));
+    const args = (out: string) => [
+      'create',
+      src,
+      '-o',
+      out,
+      '--tracker',
+      'http://a.example/ann,http://b.example/ann',
+      '--tracker',
+      'udp://c.example:6969',
+      '--web-seed',
+      'https://w.example/',
+      '--piece-length',
+      '16K',
+      '--private',
+      '--comment',
+      'hi',
+      '--source',
+      'SRC',
+      '--created-by',
+      'me',
+      '--no-date',
+    ];
+    const r1 = await runCli(args(path.join(dir, '1.torrent')));
+    expect(r1.code).toBe(0);
+    expect(r1.stderr).toBe(
+      'tdl: warning: skipped nothing: empty folder (a torrent holds files only)\n',
+    );
+    const r2 = await runCli(args(path.join(dir, '2.torrent')));
+    const t1 = await readFile(path.join(dir, '1.torrent'));
+    expect(await readFile(path.join(dir, '2.torrent'))).toEqual(t1);
+    const m = parseTorrent(t1);
+    expect(r1.stdout).toBe(
+      'files:     2 (97.7 KiB), 7 pieces of 16.0 KiB\n' +
+        `info hash: ${m.infoHashHex}\n` +
+        `magnet:    magnet:?xt=urn:btih:${m.infoHashHex}&dn=src` +
+        '&tr=http%3A%2F%2Fa.example%2Fann&tr=http%3A%2F%2Fb.example%2Fann&tr=udp%3A%2F%2Fc.example%3A6969\n',
+    );
+    expect(r2.stdout).toBe(r1.stdout);
+    expect(m.announceList).toEqual([
+      ['http://a.example/ann', 'http://b.example/ann'],
+      ['udp://c.example:6969'],
+    ]);
+    expect(m.private).toBe(true);
+    expect(m.comment).toBe('hi');
+    expect(m.createdBy).toBe('me');
+    expect(m.creationDate).toBeUndefined();
+    expect(m.urlList).toEqual(['https://w.example/']);
+  });
+
+  it('-o - writes the torrent to stdout and the rest to stderr', async () => {
+    const f = path.join(dir, 'f.txt');
+    await writeFile(f, 'hello');
+    const chunks: Buffer[] = [];
+    let stderr = '';
+    const { run } = await import('../../src/cli/program.js');
+    const code = await run(['create', f, '-o', '-'], {
+      stdout: { write: (s: string | Uint8Array) => chunks.push(Buffer.from(s)) },
+      stderr: { write: (s: string) => (stderr += s), isTTY: false },
+    });
+    expect(code).toBe(0);
+    const m = parseTorrent(Buffer.concat(chunks));
+    expect(m.name).toBe('f.txt');
+    expect(m.creationDate).toBeGreaterThan(1_700_000_000);
+    expect(stderr).toContain(`info hash: ${m.infoHashHex}`);
+  });
+
+  it('usage errors exit 2, unreadable input exits 6', async () => {
+    const f = path.join(dir, 'f');
+    await writeFile(f, 'x');
+    expect((await runCli(['create', f])).code).toBe(2);
+    expect(
+      (await runCli(['create', f, '-o', path.join(dir, 'o'), '--piece-length', '3K'])).code,
+    ).toBe(2);
+    expect(
+      (await runCli(['create', f, '-o', path.join(dir, 'o'), '--tracker', 'ftp://x'])).code,
+    ).toBe(2);
+    expect(
+      (await runCli(['create', path.join(dir, 'missing'), '-o', path.join(dir, 'o')])).code,
+    ).toBe(6);
+  });
+});

@@ -1,0 +1,251 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import crypto from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { UsageError } from '../../src/errors.js';
+import {
+  autoPieceLength,
+  checkPieceLength,
+  createTorrent,
+  parseSize,
+} from '../../src/metainfo/create.js';
+import { hashJob } from '../../src/metainfo/hash-worker.js';
+import { parseTorrent, pieceHash } from '../../src/metainfo/torrent.js';
+import { tempDir } from '../helpers/cli.js';
+import { randomBytesSeeded } from '../helpers/torrent.js';
+
+let dir: string;
+let cleanup: () => Promise<void>;
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir('tdl-create-'));
+});
+afterEach(async () => {
+  await cleanup();
+});
+
+const sha1 = (b: Uint8Array) => createHash('sha1').update(b).digest();
+
+describe('piece length', () => {
+  it('auto gives 1,000–2,000 pieces within 16 KiB–16 MiB', () => {
+    expect(autoPieceLength(1)).toBe(16384);
+    expect(autoPieceLength(2 ** 30)).toBe(2 ** 20);
+    for (const total of [40e6, 2 ** 30, 5e9, 30_000_000_000]) {
+      const p = autoPieceLength(total);
+      const n = Math.ceil(total / p);
+      expect(n).toBeGreaterThan(1000);
+      expect(n).toBeLessThanOrEqual(2000);
+    }
+    expect(autoPieceLength(2 ** 50)).toBe(16 * 2 ** 20);
+  });
+
+  it('parses sizes and checks explicit ones', () => {
+    expect(parseSize('262144')).toBe(262144);
+    expect(parseSize('256K')).toBe(262144);
+    expect(parseSize('256kib')).toBe(262144);
+    expect(parseSize('4M')).toBe(4 * 2 ** 20);
+    expect(parseSize('1G')).toBe(2 ** 30);
+    for (const bad of ['', 'abc', '1.5M', '-1', '4T'])
+      expect(() => parseSize(bad)).toThrow(UsageError);
+    expect(checkPieceLength(16384)).toBe(16384);
+    for (const bad of [8192, 20000, 2 ** 27])
+      expect(() => checkPieceLength(bad)).toThrow(UsageError);
+  });
+});
+
+describe('hashJob', () => {
+  it('hashes pieces that span files, through a small buffer', async () => {
+    const a = randomBytesSeeded(50_000, 'a');
+    const b = randomBytesSeeded(30_001, 'b');
+    await writeFile(path.join(dir, 'a'), a);
+    await writeFile(path.join(dir, 'b'), b);
+    const all = Buffer.concat([a, b]);
+    const PL = 16384;
+    let reported = 0;
+    const out = hashJob(
+      {
+        id: 0,
+        firstPiece: 0,
+        pieceLength: PL,
+        segments: [
+          { path: path.join(dir, 'a'), offset: 0, length: a.length, fileSize: a.length },
+          { path: path.join(dir, 'b'), offset: 0, length: b.length, fileSize: b.length },
+        ],
+      },
+      fs,
+      crypto,
+      Buffer.alloc(1000),
+      (n) => (reported += n),
+    );
+    expect(reported).toBe(all.length);
+    const n = Math.ceil(all.length / PL);
+    expect(out.length).toBe(n * 20);
+    for (let i = 0; i < n; i++) {
+      expect(Buffer.from(out.subarray(i * 20, i * 20 + 20))).toEqual(
+        sha1(all.subarray(i * PL, (i + 1) * PL)),
+      );
+    }
+    expect(() =>
+      hashJob(
+        {
+          id: 0,
+          firstPiece: 0,
+          pieceLength: PL,
+          segments: [{ path: path.join(dir, 'a'), offset: 0, length: 10, fileSize: 11 }],
+        },
+        fs,
+        crypto,
+        Buffer.alloc(1000),
+        () => {},
+      ),
+    ).toThrow(/changed/);
+  });
+});
+
+describe('createTorrent', () => {
+  async function tree(root: string, files: Record<string, Buffer | string>) {
+    for (const [rel, data] of Object.entries(files)) {
+      await mkdir(path.dirname(path.join(root, rel)), { recursive: true });
+      await writeFile(path.join(root, rel), data);
+    }
+  }
+
+  it('makes a multi-file torrent, sorted by path bytes, with correct hashes', async () => {
+    const root = path.join(dir, 'album');
+    const data: Record<string, Buffer> = {
+      'b.bin': randomBytesSeeded(40_000, 1),
+      'a/z.bin': randomBytesSeeded(70_000, 2),
+      'a-b': randomBytesSeeded(1, 3),
+      'A.txt': randomBytesSeeded(5, 4),
+      'é.txt': randomBytesSeeded(17, 5),
+      empty: Buffer.alloc(0),
+    };
+    await tree(root, data);
+    const made = await createTorrent(root, {
+      pieceLength: 16384,
+      trackers: [['http://t.example/a'], ['udp://u.example:1', 'http://v.example/b']],
+      webSeeds: ['https://w.example/'],
+      comment: 'c',
+      source: 'SRC',
+      private: true,
+      threads: 2,
+    });
+    const m = parseTorrent(made.torrent);
+    expect(m.infoHashHex).toBe(made.infoHashHex);
+    expect(m.files.map((f) => f.path.join('/'))).toEqual([
+      'A.txt',
+      'a/z.bin',
+      'a-b',
+      'b.bin',
+      'empty',
+      'é.txt',
+    ]);
+    const all = Buffer.concat(m.files.map((f) => data[f.path.join('/')]!));
+    expect(m.length).toBe(all.length);
+    for (let i = 0; i < m.pieceCount; i++) {
+      expect(pieceHash(m, i)).toEqual(sha1(all.subarray(i * 16384, (i + 1) * 16384)));
+    }
+    expect(m.announceList).toEqual([
+      ['http://t.example/a'],
+      ['udp://u.example:1', 'http://v.example/b'],
+    ]);
+    expect(m.urlList).toEqual(['https://w.example/']);
+    expect(m.private).toBe(true);
+    expect(m.comment).toBe('c');
+    expect(made.magnet).toBe(
+      `magnet:?xt=urn:btih:${m.infoHashHex}&dn=album&tr=http%3A%2F%2Ft.example%2Fa` +
+        '&tr=udp%3A%2F%2Fu.example%3A1&tr=http%3A%2F%2Fv.example%2Fb',
+    );
+  });
+
+  it('is deterministic: same input, same bytes, whatever the thread count', async () => {
+    const root = path.join(dir, 'd');
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < 60; i++) files[`f${(i * 7919) % 60}/x${i}`] = randomBytesSeeded(i * 997, i);
+    await tree(root, files);
+    const one = await createTorrent(root, { threads: 1, pieceLength: 16384 });
+    const two = await createTorrent(root, { threads: 2, pieceLength: 16384 });
+    const three = await createTorrent(root, { threads: 3, pieceLength: 16384 });
+    expect(two.torrent).toEqual(one.torrent);
+    expect(three.torrent).toEqual(one.torrent);
+  });
+
+  it('makes a single-file torrent', async () => {
+    const data = randomBytesSeeded(100_000, 'single');
+    const f = path.join(dir, 'movie.mkv');
+    await writeFile(f, data);
+    const made = await createTorrent(f, { creationDate: 1700000000, createdBy: 'me' });
+    const m = parseTorrent(made.torrent);
+    expect(m.multiFile).toBe(false);
+    expect(m.name).toBe('movie.mkv');
+    expect(m.pieceLength).toBe(16384);
+    expect(m.creationDate).toBe(1700000000);
+    expect(m.createdBy).toBe('me');
+    expect(pieceHash(m, 6)).toEqual(sha1(data.subarray(6 * 16384)));
+  });
+
+  it('says what it skips, follows links inside, refuses links outside', async () => {
+    const root = path.join(dir, 'in');
+    await tree(root, { 'real.txt': 'abc', 'sub/x': 'x' });
+    await mkdir(path.join(root, 'empty-dir'));
+    await symlink('real.txt', path.join(root, 'link-in'));
+    await symlink('sub', path.join(root, 'link-dir'));
+    await symlink('nowhere', path.join(root, 'broken'));
+    execFileSync('mkfifo', [path.join(root, 'fifo')]);
+    await writeFile(path.join(root, Buffer.from('bad\xff', 'latin1').toString('latin1')), 'q');
+    const skipped: string[] = [];
+    const made = await createTorrent(root, {
+      onSkip: (rel, reason) => skipped.push(`${rel}: ${reason}`),
+      exclude: path.join(root, 'real.txt.torrent'),
+    });
+    const m = parseTorrent(made.torrent);
+    expect(m.files.map((f) => f.path.join('/'))).toContain('link-in');
+    expect(m.files.map((f) => f.path.join('/'))).toContain('badÿ');
+    expect(skipped.sort()).toEqual(
+      expect.arrayContaining([
+        'broken: broken symbolic link',
+        'empty-dir: empty folder (a torrent holds files only)',
+        'link-dir: symbolic link to a folder (its files are already in the torrent)',
+        'fifo: not a regular file',
+      ]),
+    );
+
+    const outside = path.join(dir, 'secret');
+    await writeFile(outside, 's');
+    await symlink(outside, path.join(root, 'leak'));
+    await expect(createTorrent(root)).rejects.toThrow(/outside/);
+  });
+
+  it('skips names that are not UTF-8 and the output file', async () => {
+    const root = path.join(dir, 'in2');
+    await mkdir(root);
+    await writeFile(path.join(root, 'ok'), 'data');
+    const bad = Buffer.concat([Buffer.from(root + '/'), Buffer.from([0x62, 0xff])]);
+    fs.writeFileSync(bad, 'x');
+    await writeFile(path.join(root, 'out.torrent'), 'old');
+    const skipped: string[] = [];
+    const made = await createTorrent(root, {
+      onSkip: (rel, reason) => skipped.push(`${rel}: ${reason}`),
+      exclude: path.join(root, 'out.torrent'),
+    });
+    expect(parseTorrent(made.torrent).files.map((f) => f.path)).toEqual([['ok']]);
+    expect(skipped).toEqual([
+      'b\ufffd: name is not valid UTF-8',
+      'out.torrent: the output file itself',
+    ]);
+  });
+
+  it('refuses empty input and bad URLs', async () => {
+    await mkdir(path.join(dir, 'e'));
+    await expect(createTorrent(path.join(dir, 'e'))).rejects.toThrow(UsageError);
+    await writeFile(path.join(dir, 'f'), 'x');
+    await expect(createTorrent(path.join(dir, 'f'), { trackers: [['ftp://x']] })).rejects.toThrow(
+      UsageError,
+    );
+    await expect(createTorrent(path.join(dir, 'f'), { webSeeds: ['udp://x:1'] })).rejects.toThrow(
+      UsageError,
+    );
+  });
+});
