@@ -55,6 +55,8 @@ export interface TorrentFile {
 export interface Metainfo {
   /** SHA-1 of the raw `info` bytes exactly as they appear in the file. */
   infoHash: Buffer;
+  /** Those raw `info` bytes (served to peers that fetch the metadata, BEP 9). */
+  info: Buffer;
   infoHashHex: string;
   /** NFC-normalised. */
   name: string;
@@ -362,7 +364,8 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     throw new MetainfoError('info.meta version', `${metaVersion} is not supported`);
   }
 
-  const infoHash = createHash('sha1').update(buf.subarray(span[0], span[1])).digest();
+  const infoBytes = Buffer.from(buf.subarray(span[0], span[1]));
+  const infoHash = createHash('sha1').update(infoBytes).digest();
 
   const pieceLength = getInt(info, 'piece length', 'info.piece length', {
     min: 1,
@@ -446,6 +449,7 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
 
   const m: Metainfo = {
     infoHash,
+    info: infoBytes,
     infoHashHex: infoHash.toString('hex'),
     name,
     pieceLength,
