@@ -87,6 +87,19 @@ export class TokenBucket {
   }
 
   /**
+   * All or nothing: takes `n` bytes and returns true if they are there now, else takes nothing.
+   * For whole blocks to send; `n` must not exceed `burst`, or it would never succeed.
+   */
+  tryTake(n: number): boolean {
+    if (!(n > 0)) return true;
+    if (this.unlimited) return true;
+    this.#refill();
+    if (this.#tokens + EPSILON < n) return false;
+    this.#tokens -= n;
+    return true;
+  }
+
+  /**
    * Records `n` bytes already transferred, whatever the bucket holds: the bucket may go into
    * debt, which is repaid before anything else is granted.
    */
@@ -133,6 +146,101 @@ export class TokenBucket {
         this.#tokens = Math.min(this.#burst, this.#tokens + ((t - this.#last) * this.#rate) / 1000);
       }
       this.#last = t;
+    }
+  }
+}
+
+/** Something that can stop and restart reading, like a net.Socket. */
+export interface Pausable {
+  pause(): void;
+  resume(): void;
+}
+
+/** Timer functions, injectable for tests (vi.useFakeTimers works with the defaults too). */
+export interface Timers {
+  set(fn: () => void, ms: number): unknown;
+  clear(handle: unknown): void;
+}
+
+const defaultTimers: Timers = {
+  set: (fn, ms) => setTimeout(fn, ms),
+  clear: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+/**
+ * `--max-download-rate` over many connections sharing one bucket. Each connection registers its
+ * socket (`add`) and reports every read (`onRead(bytes)`). When the bucket goes into debt every
+ * registered reader is paused at once, and one timer resumes them all when the debt is repaid.
+ * Over [0, t] from the bucket's creation the bytes reported are at most `rate × t` plus the
+ * reads in flight when the pause happened (one per reader at most, usually one).
+ */
+export class ReadLimiter {
+  readonly bucket: TokenBucket;
+  readonly #timers: Timers;
+  readonly #readers = new Set<Pausable>();
+  #paused = false;
+  #timer: unknown = null;
+
+  constructor(bucket: TokenBucket, timers: Timers = defaultTimers) {
+    this.bucket = bucket;
+    this.#timers = timers;
+  }
+
+  /** True while readers are held paused. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /** Registers a reader (paused at once if the limiter is); returns its removal. */
+  add(r: Pausable): () => void {
+    this.#readers.add(r);
+    if (this.#paused) r.pause();
+    return () => {
+      this.#readers.delete(r);
+    };
+  }
+
+  /** Call after every read with the bytes read. */
+  onRead(bytes: number): void {
+    if (this.bucket.unlimited) return;
+    this.bucket.consume(bytes);
+    this.#check();
+  }
+
+  /** Changes the rate (0 = unlimited) and resumes readers if they may now read. */
+  setRate(rateBytesPerSec: number): void {
+    this.bucket.setRate(rateBytesPerSec);
+    if (this.#timer !== null) this.#timers.clear(this.#timer);
+    this.#timer = null;
+    this.#check();
+  }
+
+  /** Stops the timer; readers are left as they are (call when the download ends). */
+  close(): void {
+    if (this.#timer !== null) this.#timers.clear(this.#timer);
+    this.#timer = null;
+    this.#readers.clear();
+    this.#paused = false;
+  }
+
+  #check(): void {
+    const wait = this.bucket.waitMs(1);
+    if (wait === 0) {
+      if (this.#paused) {
+        this.#paused = false;
+        for (const r of [...this.#readers]) r.resume();
+      }
+      return;
+    }
+    if (!this.#paused) {
+      this.#paused = true;
+      for (const r of [...this.#readers]) r.pause();
+    }
+    if (this.#timer === null) {
+      this.#timer = this.#timers.set(() => {
+        this.#timer = null;
+        this.#check();
+      }, wait);
     }
   }
 }

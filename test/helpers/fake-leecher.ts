@@ -21,6 +21,7 @@
  * `close()` always ends the socket; call it in `afterEach`/`finally`.
  */
 import net from 'node:net';
+import { type BDict, decodeStrict, encode, isDict } from '../../src/metainfo/bencode.js';
 import { decodeHandshake, encodeHandshake, type Handshake } from '../../src/wire/handshake.js';
 import { decodeMessage, encodeMessage, type Message } from '../../src/wire/messages.js';
 
@@ -253,6 +254,34 @@ export class FakeLeecher {
   /** BEP 10 extended message: <ext id><payload>, e.g. (0, bencoded handshake). */
   extendedMessage(extId: number, payload: Buffer): void {
     this.sendFrame(ExtraId.extended, Buffer.concat([Buffer.from([extId]), payload]));
+  }
+
+  /** Our BEP 10 handshake (extended message 0), e.g. `{ m: { ut_metadata: 1 }, reqq: 250 }`. */
+  sendExtendedHandshake(dict: Record<string, unknown>): void {
+    this.extendedMessage(0, encode(dict));
+  }
+
+  /** Requests a whole piece of `pieceSize` bytes, in 16 KiB blocks (the last one shorter). */
+  requestPiece(index: number, pieceSize: number, blockSize = 16384): number {
+    let n = 0;
+    for (let begin = 0; begin < pieceSize; begin += blockSize, n++) {
+      this.request(index, begin, Math.min(blockSize, pieceSize - begin));
+    }
+    return n;
+  }
+
+  /**
+   * The other side's BEP 10 handshake (the first extended message with id 0), decoded by our
+   * strict bencode guard; waits for it. Its `reqq` is the request queue it advertises.
+   */
+  waitExtendedHandshake(timeoutMs = DEFAULT_WAIT_MS): Promise<BDict> {
+    return this.waitFor((f) => f.id === ExtraId.extended && f.payload[0] === 0, {
+      timeoutMs,
+    }).then((f) => {
+      const { value } = decodeStrict(f.payload.subarray(1));
+      if (!isDict(value)) throw new Error('fake leecher: extended handshake is not a dictionary');
+      return value;
+    });
   }
 
   /** `n` seeded pseudo-random bytes (not a PRNG for security; the same bytes every run). */

@@ -178,6 +178,32 @@ describe('fake leecher', () => {
     expect(l.bytesSent).toBe(68 + expected.length + 7);
   });
 
+  it('reads the BEP 10 handshake and sends its own; requests whole pieces', async () => {
+    const srv = await startServer();
+    const l = await connect(srv.port, { extended: true });
+    const conn = await srv.next();
+    conn.socket.write(
+      Buffer.concat([
+        encodeHandshake(INFO_HASH, SERVER_ID, reservedBits({ extended: true })),
+        encodeFrame(
+          ExtraId.extended,
+          Buffer.from('\x00d1:md11:ut_metadatai3ee4:reqqi250ee', 'latin1'),
+        ),
+      ]),
+    );
+    const ext = await l.waitExtendedHandshake();
+    expect(ext['reqq']).toBe(250);
+    l.sendExtendedHandshake({ m: { ut_metadata: 1 }, reqq: 10 });
+    expect(l.requestPiece(4, 40_000)).toBe(3);
+    const ours = Buffer.concat([
+      encodeFrame(20, Buffer.from('\x00d1:md11:ut_metadatai1ee4:reqqi10ee', 'latin1')),
+      encodeMessage({ type: 'request', index: 4, begin: 0, length: 16384 }),
+      encodeMessage({ type: 'request', index: 4, begin: 16384, length: 16384 }),
+      encodeMessage({ type: 'request', index: 4, begin: 32768, length: 40_000 - 32768 }),
+    ]);
+    expect((await conn.bytes(68 + ours.length)).subarray(68).equals(ours)).toBe(true);
+  });
+
   it('can stop reading, so the other side backs up, and catch up later', async () => {
     const srv = await startServer();
     const l = await connect(srv.port, { keepBlocks: false });

@@ -1,5 +1,10 @@
-import { describe, expect, it } from 'vitest';
-import { MIN_BURST_BYTES, TokenBucket } from '../../src/swarm/rate-limit.js';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import {
+  MIN_BURST_BYTES,
+  type Pausable,
+  ReadLimiter,
+  TokenBucket,
+} from '../../src/swarm/rate-limit.js';
 
 /** Small seeded PRNG (mulberry32): the same numbers on every run. */
 function mulberry32(seed: number): () => number {
@@ -175,4 +180,117 @@ describe('token bucket', () => {
       expect(received).toBeGreaterThanOrEqual(expected * 0.99 - READ);
     });
   }
+});
+
+describe('token bucket, tryTake', () => {
+  it('takes all or nothing', () => {
+    const c = clock();
+    const b = new TokenBucket(1000, { now: c.now, burstBytes: 20_000 });
+    c.t += 16_383;
+    expect(b.tryTake(16_384)).toBe(false);
+    expect(b.available()).toBe(16_383);
+    c.t += 1;
+    expect(b.tryTake(16_384)).toBe(true);
+    expect(b.available()).toBe(0);
+    expect(b.tryTake(0)).toBe(true);
+    expect(new TokenBucket(0).tryTake(1e12)).toBe(true);
+  });
+});
+
+describe('read limiter', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  class Reader implements Pausable {
+    paused = false;
+    pauses = 0;
+    pause(): void {
+      this.paused = true;
+      this.pauses++;
+    }
+    resume(): void {
+      this.paused = false;
+    }
+  }
+
+  it('pauses every reader while in debt and resumes them when repaid', () => {
+    const b = new TokenBucket(1000, { now: () => Date.now() });
+    const l = new ReadLimiter(b);
+    const r1 = new Reader();
+    const r2 = new Reader();
+    l.add(r1);
+    const remove2 = l.add(r2);
+    l.onRead(500);
+    expect(l.paused).toBe(true);
+    expect(r1.paused && r2.paused).toBe(true);
+    vi.advanceTimersByTime(499);
+    expect(r1.paused).toBe(true);
+    vi.advanceTimersByTime(2);
+    expect(l.paused).toBe(false);
+    expect(r1.paused || r2.paused).toBe(false);
+    // A reader added while paused starts paused; a removed one is left alone.
+    l.onRead(100);
+    const r3 = new Reader();
+    l.add(r3);
+    expect(r3.paused).toBe(true);
+    remove2();
+    vi.advanceTimersByTime(200);
+    expect(r1.paused || r3.paused).toBe(false);
+    expect(r2.paused).toBe(true);
+    l.close();
+  });
+
+  it('does nothing when unlimited, and resumes at once when the limit is lifted', () => {
+    const b = new TokenBucket(0, { now: () => Date.now() });
+    const l = new ReadLimiter(b);
+    const r = new Reader();
+    l.add(r);
+    l.onRead(1e9);
+    expect(r.pauses).toBe(0);
+    l.setRate(10);
+    l.onRead(1000);
+    expect(r.paused).toBe(true);
+    l.setRate(0);
+    expect(r.paused).toBe(false);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('close stops the timer', () => {
+    const l = new ReadLimiter(new TokenBucket(10, { now: () => Date.now() }));
+    l.add(new Reader());
+    l.onRead(1000);
+    expect(vi.getTimerCount()).toBe(1);
+    l.close();
+    expect(vi.getTimerCount()).toBe(0);
+    expect(l.paused).toBe(false);
+  });
+
+  // Three fast senders against a shared 100 KB/s limit, for 10 s of fake time.
+  it('holds the rate over 10 s across readers, within one read per reader', () => {
+    const rate = 100_000;
+    const b = new TokenBucket(rate, { now: () => Date.now() });
+    const l = new ReadLimiter(b);
+    const readers = [new Reader(), new Reader(), new Reader()];
+    for (const r of readers) l.add(r);
+    const rnd = mulberry32(9);
+    let total = 0;
+    for (let ms = 0; ms < 10_000; ms++) {
+      for (const r of readers) {
+        if (r.paused) continue;
+        const n = 1 + Math.floor(rnd() * 1400);
+        total += n;
+        l.onRead(n);
+        const bound = (rate * (ms + 1)) / 1000;
+        expect(total).toBeLessThanOrEqual(bound + 3 * 1400);
+      }
+      vi.advanceTimersByTime(1);
+    }
+    expect(total).toBeGreaterThanOrEqual(rate * 10 * 0.99);
+    expect(total).toBeLessThanOrEqual(rate * 10 * 1.01);
+    l.close();
+  });
 });
