@@ -69,6 +69,12 @@ export interface PeerOptions {
 }
 
 export type PeerState = 'connecting' | 'handshaking' | 'open' | 'closed';
+
+/** A shared download rate limit (src/swarm/rate-limit.ts ReadLimiter). */
+export interface ReadLimit {
+  add(reader: { pause(): void; resume(): void }): () => void;
+  onRead(bytes: number): void;
+}
 export type Direction = 'out' | 'in';
 
 export interface PeerConnectionEvents {
@@ -129,6 +135,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private keepalive: NodeJS.Timeout | null = null;
   private messagesSeen = 0;
   private started = false;
+  private readLimit: ReadLimit | null = null;
+  private unlimit: (() => void) | null = null;
 
   constructor(private readonly opts: PeerOptions) {
     super();
@@ -249,8 +257,22 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     return (scratch ??= Buffer.allocUnsafe(READ_SIZE));
   }
 
+  /** Count this connection's reads against a shared limit, which pauses it while in debt. */
+  limitReads(limit: ReadLimit): void {
+    const socket = this.socket;
+    if (!socket || this.readLimit) return;
+    this.readLimit = limit;
+    this.unlimit = limit.add({
+      pause: () => socket.pause(),
+      resume: () => {
+        if (this.started && this.state === 'open') socket.resume();
+      },
+    });
+  }
+
   private onData(n: number): void {
     if (this.state === 'closed') return;
+    this.readLimit?.onRead(n);
     this.bytesIn += n;
     this.lastReadAt = Date.now();
     try {
@@ -499,6 +521,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     if (this.keepalive) clearInterval(this.keepalive);
     this.timer = null;
     this.keepalive = null;
+    this.unlimit?.();
+    this.unlimit = null;
     this.socket?.destroy();
     log('%s closed: %s', this.address, reason);
     this.emit('close', reason);

@@ -41,7 +41,7 @@ import type { Listener } from './listener.js';
 import { PeerPool, type Candidate, type PeerOrigin } from './peer-pool.js';
 import { PiecePicker, type PieceInProgress } from './picker.js';
 import { PieceStore } from './piece-store.js';
-import { TokenBucket } from './rate-limit.js';
+import { ReadLimiter, TokenBucket } from './rate-limit.js';
 import { PeerRequests, RequestScheduler, type Waste } from './requests.js';
 import { MAX_QUEUE, UploadService } from './upload.js';
 
@@ -197,7 +197,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   private readonly store: PieceStore;
   private readonly upload: UploadService;
   private readonly choker: Choker;
-  private readonly downloadBucket: TokenBucket | null;
+  private readonly readLimiter: ReadLimiter | null;
   private readonly sessions = new Map<PeerConnection, Session>();
   private readonly startedAt = Date.now();
   private lastProgressAt = Date.now();
@@ -239,9 +239,10 @@ export class Download extends EventEmitter<DownloadEvents> {
       slots: opts.uploadSlots ?? DEFAULT_UPLOAD_SLOTS,
       random: opts.random ?? Math.random,
     });
-    this.downloadBucket =
+    // The download limit counts every byte read from every peer; sockets pause while in debt.
+    this.readLimiter =
       opts.maxDownloadRate && opts.maxDownloadRate > 0
-        ? new TokenBucket(opts.maxDownloadRate)
+        ? new ReadLimiter(new TokenBucket(opts.maxDownloadRate))
         : null;
     this.pool = new PeerPool({
       infoHash: this.meta.infoHash,
@@ -427,6 +428,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       ext: null,
     };
     this.sessions.set(conn, s);
+    if (this.readLimiter) conn.limitReads(this.readLimiter);
     this.emit('peer', { address: conn.address, status: 'connected', source: cand.origin });
     this.upload.add(conn);
 
@@ -559,13 +561,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       s.readyTimer = null;
       this.emit('peer', { address: conn.address, status: 'ready' });
     }
-    if (this.downloadBucket && this.downloadBucket.waitMs(BLOCK_SIZE) > 0) return;
-    const before = s.req.inflight.size;
     this.scheduler.fill(s.req, s.req.goodPieces > 0 || !this.anyTrusted());
-    if (this.downloadBucket) {
-      const added = s.req.inflight.size - before;
-      if (added > 0) this.downloadBucket.take(added * BLOCK_SIZE);
-    }
     if (s.req.inflight.size === 0 && s.wanted === 0) conn.notInterested();
   }
 
@@ -850,6 +846,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
     this.pool.close();
     this.upload.close();
+    this.readLimiter?.close();
     if (!this.complete) this.rejectRun(new InterruptedError('SIGINT'));
   }
 }

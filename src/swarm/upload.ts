@@ -200,7 +200,7 @@ export class UploadService {
         return;
       }
       const r = u.queue[0]!;
-      if (this.bucket.take(r.length) < r.length) {
+      if (!this.bucket.tryTake(r.length)) {
         this.waitForTokens(r.length);
         return;
       }
