@@ -66,7 +66,15 @@ export interface PeerOptions {
   timeouts?: Partial<PeerTimeouts>;
   /** An accepted socket: the peer sends its handshake first. */
   socket?: net.Socket;
+  /**
+   * The torrent's pieces are not known yet (a magnet link): availability messages are read and
+   * ignored, and only the extension protocol is used.
+   */
+  metadataOnly?: boolean;
 }
+
+/** Longest message accepted before the piece count is known (a bitfield of 8 M pieces). */
+const METADATA_ONLY_MAX_MESSAGE = 1024 * 1024 + 1024;
 
 export type PeerState = 'connecting' | 'handshaking' | 'open' | 'closed';
 
@@ -147,7 +155,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.address = formatPeerAddress(opts);
     this.bitfield = new Bitfield(opts.pieceCount);
     this.framer = new Framer({
-      maxLength: maxMessageLength(opts.pieceCount),
+      maxLength: opts.metadataOnly ? METADATA_ONLY_MAX_MESSAGE : maxMessageLength(opts.pieceCount),
       expectHandshake: true,
     });
     this.timeouts = {
@@ -350,6 +358,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private onMessage(m: Message): void {
     const first = this.messagesSeen === 0;
     if (m.type !== 'keep-alive') this.messagesSeen++;
+    if (this.opts.metadataOnly && m.type !== 'extended') {
+      // Pieces mean nothing before the metadata is known; only a block we never asked for is wrong.
+      if (m.type === 'piece') throw new WireError('sent a block we did not request');
+      if (m.type === 'unchoke' || m.type === 'choke') this.peerChoking = m.type === 'choke';
+      return;
+    }
     switch (m.type) {
       case 'keep-alive':
         return;

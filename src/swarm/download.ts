@@ -29,15 +29,11 @@ import type { PeerConnection, PeerTimeouts } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
 import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
-import {
-  decodeExtendedHandshake,
-  encodeExtendedHandshake,
-  localExtendedHandshake,
-  type ExtendedHandshake,
-} from '../wire/extension.js';
+import { encodeExtendedHandshake, localExtendedHandshake } from '../wire/extension.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
 import { Choker, CHOKE_INTERVAL_MS, type ChokerPeer } from './choker.js';
 import type { Listener } from './listener.js';
+import { PeerExtensions } from './extensions.js';
 import { PeerPool, type Candidate, type PeerOrigin } from './peer-pool.js';
 import { PiecePicker, type PieceInProgress } from './picker.js';
 import { PieceStore } from './piece-store.js';
@@ -180,7 +176,7 @@ interface Session {
   connectedAt: number;
   /** Since when the peer chokes us (0: it does not). */
   chokedSince: number;
-  ext: ExtendedHandshake | null;
+  ext: PeerExtensions;
 }
 
 export class Download extends EventEmitter<DownloadEvents> {
@@ -425,7 +421,12 @@ export class Download extends EventEmitter<DownloadEvents> {
       wanted: 0,
       connectedAt: now,
       chokedSince: now,
-      ext: null,
+      ext: new PeerExtensions(conn, {
+        info: this.meta.info,
+        privateTorrent: this.meta.private,
+        onPeers: (peers) => this.addPeers(peers, 'pex'),
+        own: () => this.ownAddresses(),
+      }),
     };
     this.sessions.set(conn, s);
     if (this.readLimiter) conn.limitReads(this.readLimiter);
@@ -487,14 +488,14 @@ export class Download extends EventEmitter<DownloadEvents> {
       this.request(s);
     });
     conn.on('extended', (extId, payload) => {
-      if (extId !== 0) return;
       try {
-        s.ext = decodeExtendedHandshake(payload);
+        s.ext.onMessage(extId, payload);
       } catch (e) {
         this.drop(s, (e as Error).message);
         return;
       }
-      if (s.ext.reqq !== undefined) s.req.maxOut = Math.max(1, s.ext.reqq);
+      const reqq = extId === 0 ? s.ext.handshake?.reqq : undefined;
+      if (reqq !== undefined) s.req.maxOut = Math.max(1, reqq);
     });
     conn.on('block', (index, begin, data) => this.onBlock(s, index, begin, data));
     conn.on('drained', () => this.request(s));
@@ -505,6 +506,7 @@ export class Download extends EventEmitter<DownloadEvents> {
         port: this.opts.listener?.port || undefined,
         version: CLIENT_VERSION,
         reqq: MAX_QUEUE,
+        metadataSize: this.meta.info.length,
       }),
     );
     conn.start(this.served, ext);
@@ -739,10 +741,28 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
   }
 
+  /** Our listening address as peers may list it (never taken from PEX). */
+  private ownAddresses(): PeerAddress[] {
+    const port = this.opts.listener?.port;
+    return port ? [{ host: '127.0.0.1', port }] : [];
+  }
+
+  /** PEX: every peer hears about the others we are connected to (at most once a minute each). */
+  private sharePeers(now: number): void {
+    if (this.meta.private) return;
+    const connected: PeerAddress[] = [];
+    for (const s of this.sessions.values()) {
+      const a = s.ext.listenAddress;
+      if (a) connected.push(a);
+    }
+    for (const s of this.sessions.values()) s.ext.sharePeers(now, connected);
+  }
+
   private tick(): void {
     if (this.closed) return;
     const now = Date.now();
     this.upload.tick(now);
+    this.sharePeers(now);
     if (this.complete) return;
     for (const s of [...this.sessions.values()]) {
       const verdict = this.scheduler.check(s.req, now, this.sequential && this.pool.hopeful() > 0);

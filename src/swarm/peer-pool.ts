@@ -50,6 +50,8 @@ export interface PoolOptions {
   timeouts?: Partial<PeerTimeouts>;
   /** Handshake timeout (also the probe's). */
   handshakeMs: number;
+  /** Connections that only fetch metadata (a magnet link: the pieces are unknown). */
+  metadataOnly?: boolean;
   /** Our own listening address, never dialled. */
   self?: () => PeerAddress | null;
 }
@@ -157,6 +159,7 @@ export class PeerPool extends EventEmitter<PoolEvents> {
       peerId: this.opts.peerId,
       pieceCount: this.opts.pieceCount,
       timeouts: { ...this.opts.timeouts, connectMs, handshakeMs: this.opts.handshakeMs },
+      metadataOnly: this.opts.metadataOnly,
     });
     this.attempts.add(conn);
     this.emit('connecting', c.address);

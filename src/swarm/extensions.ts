@@ -1,0 +1,91 @@
+/**
+ * The BEP 10 extensions of one peer connection once the torrent's metadata is known:
+ * - ut_metadata (BEP 9): answer requests for the info dictionary (`data` or `reject`), each
+ *   piece at most twice per connection;
+ * - ut_pex (BEP 11): take the peers it lists (at most 50 per list, one message a minute) and
+ *   tell it ours the same way. Private torrents (BEP 27) never exchange peers.
+ *
+ * Messages arrive with the ids we gave in our handshake (LOCAL_EXTENSION_IDS) and leave with the
+ * ids the peer gave in its own.
+ */
+import createDebug from 'debug';
+import type { PeerConnection } from '../peer/connection.js';
+import type { PeerAddress } from '../tracker/types.js';
+import {
+  LOCAL_EXTENSION_IDS,
+  UT_METADATA,
+  UT_PEX,
+  decodeExtendedHandshake,
+  peerExtensionId,
+  type ExtendedHandshake,
+} from '../wire/extension.js';
+import { MetadataServer, decodeUtMetadata, encodeUtMetadata } from '../wire/ut-metadata.js';
+import { PexPeer, encodePex, type PexMessage } from '../wire/ut-pex.js';
+
+const log = createDebug('tdl:extensions');
+
+export interface ExtensionOptions {
+  /** The raw info dictionary, served to peers (null: not known yet). */
+  info: Buffer | null;
+  privateTorrent: boolean;
+  /** Peers learnt by PEX. */
+  onPeers: (peers: PeerAddress[]) => void;
+  /** Our own addresses, never taken from PEX. */
+  own: () => PeerAddress[];
+}
+
+export class PeerExtensions {
+  /** The peer's extension handshake, once received. */
+  handshake: ExtendedHandshake | null = null;
+  private readonly metadata = new MetadataServer();
+  private pex: PexPeer | null = null;
+
+  constructor(
+    private readonly conn: PeerConnection,
+    private readonly opts: ExtensionOptions,
+  ) {}
+
+  /** Where the peer listens: its address when we dialled it, else the port it announced. */
+  get listenAddress(): PeerAddress | null {
+    if (this.conn.direction === 'out') return { host: this.conn.host, port: this.conn.port };
+    const p = this.handshake?.p;
+    return p ? { host: this.conn.host, port: p } : null;
+  }
+
+  /** An extension message (id 0 is the handshake). Throws WireError on a malformed one. */
+  onMessage(extId: number, payload: Buffer): void {
+    if (extId === 0) {
+      this.handshake = decodeExtendedHandshake(payload);
+      if (!this.opts.privateTorrent && peerExtensionId(this.handshake, UT_PEX) !== undefined) {
+        const self = this.listenAddress ?? { host: this.conn.host, port: this.conn.port };
+        this.pex = new PexPeer(self);
+      }
+      return;
+    }
+    if (extId === LOCAL_EXTENSION_IDS[UT_METADATA]) {
+      const m = decodeUtMetadata(payload);
+      if (m.type !== 'request') return;
+      const id = this.handshake ? peerExtensionId(this.handshake, UT_METADATA) : undefined;
+      if (id === undefined) return;
+      this.conn.sendExtended(id, encodeUtMetadata(this.metadata.answer(this.opts.info, m.piece)));
+      return;
+    }
+    if (extId === LOCAL_EXTENSION_IDS[UT_PEX]) {
+      if (!this.pex) return;
+      const m: PexMessage | null = this.pex.receive(Date.now(), payload, this.opts.own());
+      if (m && m.added.length > 0) {
+        log('%s: %d peers by PEX', this.conn.address, m.added.length);
+        this.opts.onPeers(m.added);
+      }
+    }
+  }
+
+  /** Tell the peer about our connected peers, when a minute has passed and something changed. */
+  sharePeers(now: number, connected: readonly PeerAddress[]): void {
+    if (!this.pex || !this.handshake) return;
+    const id = peerExtensionId(this.handshake, UT_PEX);
+    if (id === undefined) return;
+    const m = this.pex.next(now, connected);
+    if (m) this.conn.sendExtended(id, encodePex(m));
+  }
+}
