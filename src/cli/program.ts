@@ -23,7 +23,7 @@ export interface Err extends Out {
 export interface CliIO {
   stdout: Out;
   stderr: Err;
-  /** Aborted on SIGINT/SIGTERM; the reason is an InterruptedError. */
+  /** Aborted on SIGINT/SIGTERM or a closed stdout; the reason is a TdlError of kind 'interrupted'. */
   signal?: AbortSignal;
 }
 

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { encode } from '../../src/metainfo/bencode.js';
+import { decodeResume } from '../../src/storage/resume.js';
 import type { PeerAddress } from '../../src/tracker/types.js';
 import { tempDir } from '../helpers/cli.js';
 import { startFakeSeeder } from '../helpers/fake-seeder.js';
@@ -240,5 +241,49 @@ describe('signals, against the built CLI in a child process', () => {
       if (twice) expect(exit.at - killedAt).toBeLessThan(1_000);
       else expect(exit.at - killedAt).toBeLessThan(STOPPED_WITHIN_MS + 1_000);
     }
+  });
+
+  it('a closed stdout (`--json | head -1`) ends the run like Ctrl-C: exit 141, resume file saved, stopped sent', async () => {
+    const { t, heard, torrent, out } = await setup();
+    // `head -1` takes the first event and exits; the pipe stays open for the `sleep` (so the
+    // download gets going), then the next event written meets a closed pipe.
+    const script =
+      `"$0" "$1" download "$2" -o "$3" --json | { head -1; sleep 2; }; ` +
+      'echo "exit=${PIPESTATUS[0]}" >&2';
+    const child = spawn('bash', ['-c', script, process.execPath, MAIN, torrent, out], {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    closers.push(() => {
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    await within(
+      new Promise((resolve) => child.once('exit', resolve)),
+      20_000,
+      'the end of the pipeline',
+    );
+    expect(stderr).toContain('exit=141');
+    expect(stderr).toContain('standard output was closed');
+    expect(JSON.parse(stdout.split('\n')[0]!)).toMatchObject({ event: 'started' });
+    // The run stopped mid-way: partial data, an intact resume file recording what is on disk.
+    const d = decodeResume(await readFile(`${out}.tdl-resume`));
+    if (!d.ok) throw new Error(d.reason);
+    expect(d.state.clean).toBe(true);
+    const onDisk = await verifiedOnDisk(out, sha1s(t.pieces));
+    expect(onDisk.length).toBeLessThan(t.pieces.length);
+    for (let i = 0; i < t.pieces.length; i++) {
+      if (d.state.have.has(i)) expect(onDisk).toContain(i);
+    }
+    expect(heard.some((h) => h.event === 'stopped')).toBe(true);
   });
 });
