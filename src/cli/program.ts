@@ -153,7 +153,8 @@ export function reportError(e: unknown, io: CliIO, json: boolean): number {
     e instanceof TdlError ? e.message : `internal error: ${(e as Error)?.stack ?? String(e)}`;
   if (json) {
     const kind = e instanceof TdlError ? e.kind : 'internal';
-    io.stdout.write(`${JSON.stringify({ event: 'error', kind, exitCode: code, message })}\n`);
+    const event = { event: 'error', kind, exitCode: code, message: redactUrls(message) };
+    io.stdout.write(`${JSON.stringify(event)}\n`);
   }
   io.stderr.write(`tdl: ${escapeControl(redactUrls(message))}\n`);
   return code;

@@ -27,7 +27,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { networkInterfaces } from 'node:os';
 import createDebug from 'debug';
-import { TdlError } from '../errors.js';
+import { NoPeersError, TdlError } from '../errors.js';
 import { announceHttp } from './http.js';
 import { announceUdp, type UdpRetryOptions } from './udp.js';
 import type { AnnounceEvent, AnnounceRequest, AnnounceResponse, PeerAddress } from './types.js';
@@ -115,6 +115,37 @@ export interface AnnouncerEvents {
   warning: [message: string, url: string];
   announce: [url: string, response: AnnounceResponse];
   allFailed: [];
+}
+
+/** Why tdl cannot announce to this tracker URL; undefined when it can. */
+export function unsupportedTracker(raw: unknown): string | undefined {
+  if (typeof raw !== 'string') return 'not a URL';
+  let u: URL;
+  try {
+    u = new URL(raw.trim());
+  } catch {
+    return 'not a valid URL';
+  }
+  if (u.protocol === 'http:' || u.protocol === 'https:' || u.protocol === 'udp:') return undefined;
+  if (u.protocol === 'ws:' || u.protocol === 'wss:') {
+    return 'WebSocket (WebTorrent) trackers are not supported';
+  }
+  return `unsupported scheme ${u.protocol}`;
+}
+
+/**
+ * Throws NoPeersError (exit 4), saying why, when the torrent names trackers but tdl can use
+ * none of them: waiting for `--timeout` could not help.
+ */
+export function requireUsableTracker(announceList: readonly (readonly unknown[])[]): void {
+  const urls = announceList.flat();
+  const reasons = urls.map(unsupportedTracker);
+  if (urls.length === 0 || reasons.some((r) => r === undefined)) return;
+  const shown = urls.slice(0, 3).map((u, i) => `${String(u)} (${reasons[i]})`);
+  if (urls.length > 3) shown.push(`and ${urls.length - 3} more`);
+  throw new NoPeersError(
+    `no tracker tdl can use: ${shown.join('; ')}; give peers with --peer HOST:PORT`,
+  );
 }
 
 function schemeOf(raw: string): { url: string; scheme: Scheme } | undefined {
@@ -443,6 +474,15 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
       this.allFailedEmitted = true;
       debug('every tracker failed');
       this.emit('allFailed');
+      // Said at once, not only in the final error: the tiers keep retrying meanwhile.
+      const n = this.all.length;
+      this.emit(
+        'warning',
+        n === 0
+          ? 'no usable tracker'
+          : `${n === 1 ? 'the only tracker' : `every tracker (${n})`} failed; still retrying`,
+        '',
+      );
     }
   }
 
