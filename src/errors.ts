@@ -95,3 +95,19 @@ export class StdoutClosedError extends TdlError {
     super('interrupted', `stopped: standard output was closed${code ? ` (${code})` : ''}`);
   }
 }
+
+/**
+ * A one-line description of any thrown value for warnings and logs: the message, plus the
+ * error code (`ECONNREFUSED`, …) of the error and of its cause when the message lacks them.
+ */
+export function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const codes: string[] = [];
+  for (const e of [err, (err as { cause?: unknown }).cause]) {
+    const code = e instanceof Error ? (e as { code?: unknown }).code : undefined;
+    if (typeof code === 'string' && !err.message.includes(code) && !codes.includes(code)) {
+      codes.push(code);
+    }
+  }
+  return codes.length > 0 ? `${err.message} (${codes.join(', ')})` : err.message;
+}

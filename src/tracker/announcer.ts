@@ -27,7 +27,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { networkInterfaces } from 'node:os';
 import createDebug from 'debug';
-import { NoPeersError, TdlError } from '../errors.js';
+import { describeError, NoPeersError, TdlError } from '../errors.js';
 import { announceHttp } from './http.js';
 import { announceUdp, type UdpRetryOptions } from './udp.js';
 import type { AnnounceEvent, AnnounceRequest, AnnounceResponse, PeerAddress } from './types.js';
@@ -180,10 +180,6 @@ function shuffle<T>(a: T[]): T[] {
     [a[i], a[j]] = [a[j]!, a[i]!];
   }
   return a;
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 export class Announcer extends EventEmitter<AnnouncerEvents> {
@@ -368,7 +364,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
         this.emit('announce', t.url, res);
         debug('%s: %s acknowledged', t.url, event);
       } catch (err) {
-        debug('%s: %s not acknowledged: %s', t.url, event, messageOf(err));
+        debug('%s: %s not acknowledged: %s', t.url, event, describeError(err));
       }
     });
     let timer: NodeJS.Timeout | undefined;
@@ -403,7 +399,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
     try {
       s = this.opts.stats();
     } catch (err) {
-      debug('stats callback failed: %s', messageOf(err));
+      debug('stats callback failed: %s', describeError(err));
     }
     const req: AnnounceRequest = {
       infoHash: this.opts.infoHash,
@@ -457,7 +453,8 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
       return res;
     } catch (err) {
       if (this.stopped) return undefined;
-      const message = err instanceof TdlError ? err.message : `tracker ${t.url}: ${messageOf(err)}`;
+      const message =
+        err instanceof TdlError ? err.message : `tracker ${t.url}: ${describeError(err)}`;
       t.failedOnce = true;
       t.lastFailure = message;
       debug('%s: failed: %s', t.url, message);
