@@ -26,7 +26,7 @@ export async function runDownload(
   io: CliIO,
 ): Promise<number> {
   const peers = opts.peer.map(parsePeer);
-  const meta = await loadTorrent(file);
+  const meta = await loadTorrent(file, { stdin: io.stdin, signal: io.signal });
   const json = Boolean(opts.json);
   const tty = Boolean(io.stderr.isTTY) && !opts.quiet && !json;
   const emit = (o: Record<string, unknown>) => io.stdout.write(`${JSON.stringify(o)}\n`);

@@ -3,7 +3,7 @@ import { escapeControl, formatBytes } from './format.js';
 import { loadTorrent } from './torrent-file.js';
 
 export async function runInfo(file: string, opts: { json?: boolean }, io: CliIO): Promise<number> {
-  const m = await loadTorrent(file);
+  const m = await loadTorrent(file, { stdin: io.stdin, signal: io.signal });
   if (opts.json) {
     io.stdout.write(
       `${JSON.stringify({

@@ -8,6 +8,7 @@ import { runDownload } from './download-command.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { escapeControl, redactUrls } from './format.js';
 import { runInfo } from './info-command.js';
+import type { ByteStream } from './torrent-file.js';
 import { runVerify, type VerifyCliOptions } from './verify-command.js';
 import { VERSION } from './version.js';
 
@@ -23,9 +24,13 @@ export interface Err extends Out {
 export interface CliIO {
   stdout: Out;
   stderr: Err;
+  /** What `tdl download -` and `tdl info -` read the .torrent from (process.stdin if absent). */
+  stdin?: ByteStream;
   /** Aborted on SIGINT/SIGTERM or a closed stdout; the reason is a TdlError of kind 'interrupted'. */
   signal?: AbortSignal;
 }
+
+const TORRENT_ARG = 'a .torrent file, - to read it from stdin, or an http(s) URL to fetch it from';
 
 function positiveInt(name: string) {
   return (v: string): number => {
@@ -65,8 +70,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
 
   program
     .command('download')
-    .description('download the torrent described by a .torrent file')
-    .argument('<torrent>', 'path of the .torrent file')
+    .description('download the torrent described by a .torrent file (or stdin, or a URL)')
+    .argument('<torrent>', TORRENT_ARG)
     .option('-o, --output <path>', 'where to save: an existing folder, or the new file/folder name')
     .addOption(
       new Option(
@@ -99,7 +104,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   program
     .command('info')
     .description('show what a .torrent file contains')
-    .argument('<torrent>', 'path of the .torrent file')
+    .argument('<torrent>', TORRENT_ARG)
     .option('--json', 'print the information as JSON')
     .action(async (torrent: string, opts: { json?: boolean }) => {
       json = Boolean(opts.json);
@@ -112,7 +117,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       'check the data on disk against the torrent and report how much is valid ' +
         '(exit 0: complete, 5: incomplete, 6: cannot read)',
     )
-    .argument('<torrent>', 'path of the .torrent file')
+    .argument('<torrent>', TORRENT_ARG)
     .option('-o, --output <path>', 'where the data was saved (as given to download)')
     .option('-q, --quiet', 'print nothing: the exit code tells')
     .option('--json', 'write newline-delimited JSON events to stdout')
