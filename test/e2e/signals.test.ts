@@ -27,8 +27,14 @@ const PIECE = 32768;
 /** 4 MiB at 512 KiB/s: about eight seconds, so the signal always lands mid-download. */
 const data = randomBytesSeeded(4 * 1024 * 1024, 'signals');
 const RATE = 512 * 1024;
-/** How soon after the signal the tracker must have heard `stopped`. */
-const STOPPED_WITHIN_MS = 2_000;
+/** How soon after the signal the tracker must have heard `stopped` (generous: a busy machine). */
+const STOPPED_WITHIN_MS = 5_000;
+/**
+ * tdl's safety exit (for handles left open) is pushed out to a minute in these tests, so that a
+ * process that exits well before it provably closed everything itself.
+ */
+const EXIT_GRACE_MS = 60_000;
+const ENDS_ON_ITS_OWN_MS = 15_000;
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -58,6 +64,7 @@ function spawnCli(args: string[]): {
 } {
   const child = spawn(process.execPath, [MAIN, ...args], {
     detached: true,
+    env: { ...process.env, TDL_EXIT_GRACE_MS: String(EXIT_GRACE_MS) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: Record<string, unknown>[] = [];
@@ -173,7 +180,8 @@ async function interruptMidDownload(sig: 'SIGINT' | 'SIGTERM', code: number) {
   expect(heard.some((h) => h.event === 'started')).toBe(true);
   const killedAt = Date.now();
   process.kill(run.child.pid!, sig);
-  const exit = await within(run.exited, 5_000, 'exit after the signal');
+  // Nothing was left open: the process ended on its own, long before its safety exit.
+  const exit = await within(run.exited, ENDS_ON_ITS_OWN_MS, 'exit after the signal');
 
   expect({ code: exit.code, signal: exit.signal }).toEqual({ code, signal: null });
   expect(run.stderr()).toContain(`interrupted by ${sig}`);
@@ -183,8 +191,6 @@ async function interruptMidDownload(sig: 'SIGINT' | 'SIGTERM', code: number) {
   const stopped = heard.find((h) => h.event === 'stopped');
   expect(stopped, 'the tracker never heard stopped').toBeDefined();
   expect(stopped!.at - killedAt).toBeLessThan(STOPPED_WITHIN_MS);
-  // Nothing was left open: the process ended on its own, well before its 2 s safety exit.
-  expect(exit.at - killedAt).toBeLessThan(1_500);
   // Every piece reported verified before the signal is on disk, byte for byte.
   const onDisk = await verifiedOnDisk(out, sha1s(t.pieces));
   expect(onDisk.length).toBeGreaterThanOrEqual(Number(progress['piecesDone']));
@@ -215,12 +221,12 @@ describe('signals, against the built CLI in a child process', () => {
     );
     const killedAt = Date.now();
     process.kill(run.child.pid!, 'SIGINT');
-    const exit = await within(run.exited, 5_000, 'exit after the signal');
+    // The half-open connection was closed by tdl's shutdown: left open, it would have kept the
+    // process alive until its safety exit, a minute away.
+    const exit = await within(run.exited, ENDS_ON_ITS_OWN_MS, 'exit after the signal');
     expect(exit.code).toBe(130);
-    await within(mute.conns[0]!.closed, 1_000, 'the close of the half-open connection');
-    // Closed by tdl's shutdown, not by the process dying at its 2 s safety exit.
-    expect(mute.conns[0]!.closedAt! - killedAt).toBeLessThan(1_000);
-    expect(exit.at - killedAt).toBeLessThan(1_500);
+    await within(mute.conns[0]!.closed, 5_000, 'the close of the half-open connection');
+    expect(mute.conns[0]!.closedAt! - killedAt).toBeLessThan(ENDS_ON_ITS_OWN_MS);
   });
 
   it('a tracker that never answers `stopped` holds the exit for a bounded time; a second signal ends it at once', async () => {
@@ -236,10 +242,10 @@ describe('signals, against the built CLI in a child process', () => {
       process.kill(run.child.pid!, 'SIGTERM');
       await until(() => heard.find((h) => h.event === 'stopped'), 2_000, 'stopped');
       if (twice) process.kill(run.child.pid!, 'SIGTERM');
-      const exit = await within(run.exited, 5_000, 'exit after the signal');
+      const exit = await within(run.exited, ENDS_ON_ITS_OWN_MS, 'exit after the signal');
       expect(exit.code).toBe(143);
-      if (twice) expect(exit.at - killedAt).toBeLessThan(1_000);
-      else expect(exit.at - killedAt).toBeLessThan(STOPPED_WITHIN_MS + 1_000);
+      // The second signal does not wait for the 1.5 s bound on `stopped`.
+      if (twice) expect(exit.at - killedAt).toBeLessThan(1_500);
     }
   });
 
