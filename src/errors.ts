@@ -9,9 +9,8 @@ export type ErrorKind =
   | 'no-peers' // tracker failure or no usable peer before the deadline
   | 'transfer' // download could not complete
   | 'disk' // file system error
-  | 'interrupted' // SIGINT / SIGTERM
-  | 'protocol' // a peer or tracker broke the protocol (never fatal for a download)
-  | 'timeout'; // a bounded wait ran out
+  | 'interrupted' // SIGINT / SIGTERM, or stdout closed under us (as SIGPIPE would)
+  | 'protocol'; // a peer or tracker broke the protocol (never fatal for a download)
 
 export class TdlError extends Error {
   readonly kind: ErrorKind;
@@ -78,16 +77,37 @@ export class DiskError extends TdlError {
   }
 }
 
-export class TimeoutError extends TdlError {
-  constructor(message: string) {
-    super('timeout', message);
-  }
-}
-
 export class InterruptedError extends TdlError {
   readonly signal: NodeJS.Signals;
   constructor(signal: NodeJS.Signals) {
     super('interrupted', `interrupted by ${signal}`);
     this.signal = signal;
   }
+}
+
+/**
+ * stdout was closed by its reader (`tdl download --json … | head -1`): the run ends as on
+ * Ctrl-C, with exit code 141 like a process ended by SIGPIPE.
+ */
+export class StdoutClosedError extends TdlError {
+  readonly signal = 'SIGPIPE';
+  constructor(code?: string) {
+    super('interrupted', `stopped: standard output was closed${code ? ` (${code})` : ''}`);
+  }
+}
+
+/**
+ * A one-line description of any thrown value for warnings and logs: the message, plus the
+ * error code (`ECONNREFUSED`, …) of the error and of its cause when the message lacks them.
+ */
+export function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const codes: string[] = [];
+  for (const e of [err, (err as { cause?: unknown }).cause]) {
+    const code = e instanceof Error ? (e as { code?: unknown }).code : undefined;
+    if (typeof code === 'string' && !err.message.includes(code) && !codes.includes(code)) {
+      codes.push(code);
+    }
+  }
+  return codes.length > 0 ? `${err.message} (${codes.join(', ')})` : err.message;
 }

@@ -40,12 +40,13 @@ export async function runDownload(
   mode: 'download' | 'seed' = 'download',
 ): Promise<number> {
   const peers = opts.peer.map(parsePeer);
-  const meta = await loadTorrent(file);
+  const meta = await loadTorrent(file, { stdin: io.stdin, signal: io.signal });
   const json = Boolean(opts.json);
   const tty = Boolean(io.stderr.isTTY) && !opts.quiet && !json;
   const emit = (o: Record<string, unknown>) => io.stdout.write(`${JSON.stringify(o)}\n`);
   const warn = (message: string) => {
-    if (json) emit({ event: 'warning', message });
+    // Passkeys stay out of --json too (they end up in logs); DEBUG logs keep them whole.
+    if (json) emit({ event: 'warning', message: redactUrls(message) });
     if (!opts.quiet && !json)
       io.stderr.write(
         `${tty ? '\r\x1b[2K' : ''}tdl: warning: ${escapeControl(redactUrls(message))}\n`,

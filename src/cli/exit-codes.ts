@@ -10,6 +10,8 @@ export const EXIT = {
   transfer: 5,
   disk: 6,
   sigint: 130,
+  /** stdout closed by its reader: what a shell reports for a process ended by SIGPIPE. */
+  stdoutClosed: 141,
   sigterm: 143,
 } as const;
 
@@ -21,13 +23,13 @@ const BY_KIND: Record<ErrorKind, number> = {
   disk: EXIT.disk,
   interrupted: EXIT.sigint,
   protocol: EXIT.transfer,
-  timeout: EXIT.transfer,
 };
 
 export function exitCodeFor(e: unknown): number {
   if (e instanceof TdlError) {
     if (e.kind === 'interrupted') {
       const signal = (e as { signal?: string }).signal;
+      if (signal === 'SIGPIPE') return EXIT.stdoutClosed;
       return signal === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint;
     }
     return BY_KIND[e.kind];

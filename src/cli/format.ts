@@ -62,3 +62,101 @@ export function redactUrls(s: string): string {
     return `${q >= 0 ? `${shown}?…` : shown}${trail}`;
   });
 }
+
+/**
+ * East Asian Wide and Fullwidth code points (Unicode 15, UAX #11), as [first, last] ranges,
+ * emoji excepted (they are found by their properties). A terminal gives each two columns.
+ */
+const WIDE: readonly (readonly [number, number])[] = [
+  [0x1100, 0x115f], // Hangul Jamo initials
+  [0x2329, 0x232a],
+  [0x2e80, 0x303e], // CJK radicals, Kangxi, ideographic description, CJK symbols and punctuation
+  [0x3041, 0x33ff], // Hiragana, Katakana, Bopomofo, Hangul compatibility Jamo, Kanbun, CJK compatibility
+  [0x3400, 0x4dbf], // CJK Extension A
+  [0x4e00, 0x9fff], // CJK Unified Ideographs
+  [0xa000, 0xa4cf], // Yi
+  [0xa960, 0xa97f], // Hangul Jamo Extended-A
+  [0xac00, 0xd7a3], // Hangul syllables
+  [0xf900, 0xfaff], // CJK compatibility ideographs
+  [0xfe10, 0xfe19], // vertical forms
+  [0xfe30, 0xfe6f], // CJK compatibility forms, small form variants
+  [0xff00, 0xff60], // fullwidth forms
+  [0xffe0, 0xffe6],
+  [0x16fe0, 0x16fe4],
+  [0x17000, 0x18cff], // Tangut
+  [0x1b000, 0x1b2ff], // Kana supplement, Nushu
+  [0x1f200, 0x1f2ff], // enclosed ideographic supplement
+  [0x20000, 0x2fffd], // CJK Extensions B to F
+  [0x30000, 0x3fffd], // CJK Extension G and after
+];
+
+function isWide(cp: number): boolean {
+  let lo = 0;
+  let hi = WIDE.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const [a, b] = WIDE[mid]!;
+    if (cp < a) hi = mid - 1;
+    else if (cp > b) lo = mid + 1;
+    else return true;
+  }
+  return false;
+}
+
+const segmenter = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
+const EMOJI_PRESENTATION = /\p{Emoji_Presentation}|\p{Extended_Pictographic}\uFE0F|\uFE0F\u20E3/u;
+/** Combining marks, zero-width spaces and joiners, variation selectors, other format marks. */
+const ZERO_WIDTH = /^[\p{M}\p{Cf}\u200b\u3164\uffa0]$/u;
+
+/** Columns a terminal gives one grapheme cluster (no control characters in it). */
+function graphemeWidth(g: string): number {
+  if (EMOJI_PRESENTATION.test(g)) return 2;
+  const cp = g.codePointAt(0)!;
+  if (ZERO_WIDTH.test(String.fromCodePoint(cp))) return 0;
+  return isWide(cp) ? 2 : 1;
+}
+
+/**
+ * The grapheme clusters of `s` as printed, each with its width. Control characters are always
+ * clusters of their own, so one that is escaped is replaced whole by its ASCII escape.
+ */
+function* cells(s: string): Generator<[text: string, width: number]> {
+  for (const { segment } of segmenter.segment(s)) {
+    const c = segment.charCodeAt(0);
+    if (segment.length === 1 && c >= 0x20 && c < 0x7f) {
+      yield [segment, 1]; // printable ASCII, most of any line
+      continue;
+    }
+    const escaped = escapeControl(segment);
+    yield escaped === segment ? [segment, graphemeWidth(segment)] : [escaped, escaped.length];
+  }
+}
+
+/**
+ * Columns `s` takes on a terminal once printed with its control characters escaped (see
+ * escapeControl): East Asian wide and fullwidth characters and emoji count 2, combining marks
+ * and other zero-width characters 0, everything else 1.
+ */
+export function displayWidth(s: string): number {
+  if (/^[\x20-\x7e]*$/.test(s)) return s.length;
+  let w = 0;
+  for (const [, cw] of cells(s)) w += cw;
+  return w;
+}
+
+/**
+ * `s` with its control characters escaped, cut to at most `columns` terminal columns. Never cuts
+ * inside a grapheme cluster (an emoji sequence, a letter and its accents) or an escape; a wide
+ * character that would straddle the edge is left out.
+ */
+export function truncateToWidth(s: string, columns: number): string {
+  if (/^[\x20-\x7e]*$/.test(s)) return s.slice(0, Math.max(0, columns));
+  let w = 0;
+  let out = '';
+  for (const [text, cw] of cells(s)) {
+    if (w + cw > columns) break;
+    w += cw;
+    out += text;
+  }
+  return out;
+}

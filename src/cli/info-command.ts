@@ -14,7 +14,7 @@ function flags(f: TorrentFile): string {
 }
 
 export async function runInfo(file: string, opts: { json?: boolean }, io: CliIO): Promise<number> {
-  const m = await loadTorrent(file);
+  const m = await loadTorrent(file, { stdin: io.stdin, signal: io.signal });
   printMetainfoWarnings(m, io);
   const size = contentLength(m);
   const padding = m.files.reduce((n, f) => n + (f.padding ? 1 : 0), 0);

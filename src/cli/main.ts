@@ -2,10 +2,11 @@
 /**
  * The `tdl` executable: wires process streams and signals to the CLI and exits with its code.
  * SIGINT/SIGTERM abort the run (sockets and files are closed, verified data stays on disk, the
- * trackers are told `stopped`); a second signal exits at once.
+ * trackers are told `stopped`); a second signal exits at once. A closed stdout (`tdl download
+ * --json … | head -1`) ends the run the same way, with exit code 141 as SIGPIPE would.
  */
 import v8 from 'node:v8';
-import { InterruptedError } from '../errors.js';
+import { InterruptedError, StdoutClosedError } from '../errors.js';
 import { EXIT } from './exit-codes.js';
 import { run } from './program.js';
 
@@ -23,9 +24,16 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     controller.abort(new InterruptedError(sig));
   });
 }
+let stdoutClosed = false;
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-  // A closed pipe on stdout (`tdl ... --json | head`) is not worth a stack trace.
-  if (e.code === 'EPIPE') process.exit(EXIT.ok);
+  // Nothing more can be written (EPIPE: the reader is gone). Node ignores SIGPIPE, so do what
+  // it would have done, gracefully: stop the run (final checkpoint, `stopped` announce) and
+  // exit 141, never 0, which would mean "done".
+  if (stdoutClosed) return;
+  stdoutClosed = true;
+  signalled = true; // a Ctrl-C from now on exits at once
+  if (!process.exitCode) process.exitCode = EXIT.stdoutClosed;
+  controller.abort(new StdoutClosedError(e.code));
 });
 
 const code = await run(process.argv.slice(2), {
@@ -33,6 +41,10 @@ const code = await run(process.argv.slice(2), {
   stderr: process.stderr,
   signal: controller.signal,
 });
-process.exitCode = code;
-// Open handles (a tracker that does not answer `stopped`) must not keep us alive.
-setTimeout(() => process.exit(code), 2_000).unref();
+// A run that succeeded while its last lines went unread still reports the closed pipe (the
+// handler above does it if the error only comes later).
+process.exitCode = stdoutClosed && code === EXIT.ok ? EXIT.stdoutClosed : code;
+// Open handles (a tracker that does not answer `stopped`) must not keep us alive. Tests set a
+// long grace (TDL_EXIT_GRACE_MS) to tell a clean exit from this safety net.
+const grace = Number(process.env['TDL_EXIT_GRACE_MS'] ?? '') || 2_000;
+setTimeout(() => process.exit(Number(process.exitCode ?? 0)), grace).unref();

@@ -10,6 +10,7 @@ import { EXIT, exitCodeFor } from './exit-codes.js';
 import { escapeControl, redactUrls } from './format.js';
 import { runInfo } from './info-command.js';
 import { parseRate } from './rate.js';
+import type { ByteStream } from './torrent-file.js';
 import { runVerify, type VerifyCliOptions } from './verify-command.js';
 import { VERSION } from './version.js';
 
@@ -25,9 +26,13 @@ export interface Err extends Out {
 export interface CliIO {
   stdout: Out;
   stderr: Err;
-  /** Aborted on SIGINT/SIGTERM; the reason is an InterruptedError. */
+  /** What `tdl download -` and `tdl info -` read the .torrent from (process.stdin if absent). */
+  stdin?: ByteStream;
+  /** Aborted on SIGINT/SIGTERM or a closed stdout; the reason is a TdlError of kind 'interrupted'. */
   signal?: AbortSignal;
 }
+
+const TORRENT_ARG = 'a .torrent file, - to read it from stdin, or an http(s) URL to fetch it from';
 
 function positiveInt(name: string) {
   return (v: string): number => {
@@ -121,8 +126,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
 
   const downloadCmd = program
     .command('download')
-    .description('download the torrent described by a .torrent file')
-    .argument('<torrent>', 'path of the .torrent file')
+    .description('download the torrent described by a .torrent file (or stdin, or a URL)')
+    .argument('<torrent>', TORRENT_ARG)
     .option('-o, --output <path>', 'where to save: an existing folder, or the new file/folder name')
     .addOption(
       new Option(
@@ -188,7 +193,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   program
     .command('info')
     .description('show what a .torrent file contains')
-    .argument('<torrent>', 'path of the .torrent file')
+    .argument('<torrent>', TORRENT_ARG)
     .option('--json', 'print the information as JSON')
     .action(async (torrent: string, opts: { json?: boolean }) => {
       json = Boolean(opts.json);
@@ -201,7 +206,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       'check the data on disk against the torrent and report how much is valid ' +
         '(exit 0: complete, 5: incomplete, 6: cannot read)',
     )
-    .argument('<torrent>', 'path of the .torrent file')
+    .argument('<torrent>', TORRENT_ARG)
     .option('-o, --output <path>', 'where the data was saved (as given to download)')
     .option('-q, --quiet', 'print nothing: the exit code tells')
     .option('--json', 'write newline-delimited JSON events to stdout')
@@ -268,7 +273,8 @@ export function reportError(e: unknown, io: CliIO, json: boolean): number {
     e instanceof TdlError ? e.message : `internal error: ${(e as Error)?.stack ?? String(e)}`;
   if (json) {
     const kind = e instanceof TdlError ? e.kind : 'internal';
-    io.stdout.write(`${JSON.stringify({ event: 'error', kind, exitCode: code, message })}\n`);
+    const event = { event: 'error', kind, exitCode: code, message: redactUrls(message) };
+    io.stdout.write(`${JSON.stringify(event)}\n`);
   }
   io.stderr.write(`tdl: ${escapeControl(redactUrls(message))}\n`);
   return code;

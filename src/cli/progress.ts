@@ -1,6 +1,12 @@
 /** The live progress lines (stderr, TTY only) and the final summaries. */
 import type { DownloadStats } from '../swarm/download.js';
-import { escapeControl, formatBytes, formatDuration, formatRate } from './format.js';
+import {
+  escapeControl,
+  formatBytes,
+  formatDuration,
+  formatRate,
+  truncateToWidth,
+} from './format.js';
 
 export const BAR_WIDTH = 24;
 
@@ -9,8 +15,9 @@ function bar(frac: number): string {
   return '#'.repeat(filled) + '-'.repeat(BAR_WIDTH - filled);
 }
 
+/** Cut to the terminal's width by columns, not UTF-16 units: wider lines wrap and break `\r`. */
 function fit(line: string, columns: number): string {
-  return line.length > columns - 1 ? line.slice(0, Math.max(0, columns - 1)) : line;
+  return truncateToWidth(line, Math.max(0, columns - 1));
 }
 
 function percent(part: number, total: number): string {

@@ -1,11 +1,63 @@
+/**
+ * Where a .torrent comes from: a file, stdin (`-`) or an http(s) URL. Every source is capped at
+ * MAX_TORRENT_FILE_BYTES before it is held in memory and parsed by the same strict parser; a URL
+ * is fetched within TORRENT_FETCH_TIMEOUT_MS (connection, redirects, headers and body included),
+ * following at most MAX_TORRENT_REDIRECTS redirects, to http: and https: only.
+ */
 import { readFile, stat } from 'node:fs/promises';
-import { MetainfoError, UsageError } from '../errors.js';
+import createDebug from 'debug';
+import { describeError, MetainfoError, TdlError, UsageError } from '../errors.js';
 import { escapeControl, redactUrls } from './format.js';
 import type { CliIO } from './program.js';
 import { MAX_TORRENT_FILE_BYTES, parseTorrent, type Metainfo } from '../metainfo/torrent.js';
 
-/** Read and parse a .torrent file, refusing oversized files before reading them. */
-export async function loadTorrent(file: string): Promise<Metainfo> {
+const debug = createDebug('tdl:torrent');
+
+/** Bound on fetching a .torrent from a URL, everything included. */
+export const TORRENT_FETCH_TIMEOUT_MS = 30_000;
+/** Redirects followed at most (only to http: and https:). */
+export const MAX_TORRENT_REDIRECTS = 5;
+
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+
+/** A readable stream of bytes, as process.stdin is. */
+export type ByteStream = AsyncIterable<Buffer | string> & {
+  isTTY?: boolean;
+  destroy?(err?: Error): unknown;
+};
+
+export interface LoadOptions {
+  /** What `-` reads (process.stdin by default). */
+  stdin?: ByteStream;
+  /** Ends a read from stdin or a URL early (Ctrl-C). */
+  signal?: AbortSignal;
+  /** Bound on fetching a URL (TORRENT_FETCH_TIMEOUT_MS by default). */
+  timeoutMs?: number;
+}
+
+function tooLarge(size?: number): MetainfoError {
+  const what = size === undefined ? `more than ${MAX_TORRENT_FILE_BYTES} bytes` : `${size} bytes`;
+  return new MetainfoError('file', `${what} is larger than the ${MAX_TORRENT_FILE_BYTES} allowed`);
+}
+
+/**
+ * Read and parse a .torrent: `-` reads stdin, `http://` and `https://` fetch the URL, anything
+ * else is a file path (`./-` for a file named `-`). Oversized sources are refused before they
+ * are read whole.
+ */
+export async function loadTorrent(source: string, o: LoadOptions = {}): Promise<Metainfo> {
+  if (source === '-') return parseTorrent(await readStdin(o.stdin ?? process.stdin, o.signal));
+  if (/^https?:\/\//i.test(source)) return parseTorrent(await fetchTorrent(source, o));
+  if (/^magnet:/i.test(source)) {
+    throw new UsageError('magnet links are not supported: give a .torrent file or URL');
+  }
+  const scheme = /^([a-z][a-z0-9+.-]+):\/\//i.exec(source)?.[1];
+  if (scheme)
+    throw new UsageError(`${source}: unsupported scheme ${scheme}: (http: and https: only)`);
+  return parseTorrent(await readTorrentFile(source));
+}
+
+async function readTorrentFile(file: string): Promise<Buffer> {
   let size: number;
   try {
     const st = await stat(file);
@@ -15,19 +67,121 @@ export async function loadTorrent(file: string): Promise<Metainfo> {
     if (e instanceof UsageError) throw e;
     throw new UsageError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
   }
-  if (size > MAX_TORRENT_FILE_BYTES) {
-    throw new MetainfoError(
-      'file',
-      `${size} bytes is larger than the ${MAX_TORRENT_FILE_BYTES} allowed`,
-    );
-  }
-  let buf: Buffer;
+  if (size > MAX_TORRENT_FILE_BYTES) throw tooLarge(size);
   try {
-    buf = await readFile(file);
+    return await readFile(file);
   } catch (e) {
     throw new UsageError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
   }
-  return parseTorrent(buf);
+}
+
+/** Reads a stream to its end, refusing it as soon as it goes past the cap. */
+async function readCapped(stream: AsyncIterable<Buffer | string | Uint8Array>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of stream) {
+    const b = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk);
+    total += b.length;
+    // Leaving the loop ends (destroys) the stream: nothing more is read.
+    if (total > MAX_TORRENT_FILE_BYTES) throw tooLarge();
+    chunks.push(b);
+  }
+  return Buffer.concat(chunks, total);
+}
+
+async function readStdin(stdin: ByteStream, signal?: AbortSignal): Promise<Buffer> {
+  if (stdin.isTTY) {
+    throw new UsageError('`-` reads the .torrent from stdin, which is a terminal: pipe it in');
+  }
+  const onAbort = () => stdin.destroy?.(signal?.reason as Error);
+  if (signal?.aborted) throw signal.reason;
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await readCapped(stdin);
+  } catch (e) {
+    if (signal?.aborted) throw signal.reason;
+    if (e instanceof TdlError) throw e;
+    throw new UsageError(`cannot read the .torrent from stdin: ${describeError(e)}`);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+async function fetchTorrent(url: string, o: LoadOptions): Promise<Buffer> {
+  const timeoutMs = o.timeoutMs ?? TORRENT_FETCH_TIMEOUT_MS;
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, timeoutMs);
+  const onAbort = () => controller.abort();
+  if (o.signal?.aborted) throw o.signal.reason;
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await fetchOnce(url, controller.signal, timeoutMs);
+  } catch (e) {
+    if (o.signal?.aborted) throw o.signal.reason;
+    if (e instanceof MetainfoError) throw e;
+    let why: string;
+    if (timedOut) why = `no complete answer within ${timeoutMs} ms`;
+    else if (e instanceof TdlError) why = e.message;
+    else why = describeError(e);
+    debug('%s: %s', url, why);
+    throw new UsageError(`cannot fetch ${url}: ${why}`, { cause: e });
+  } finally {
+    clearTimeout(timer);
+    o.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+async function fetchOnce(url: string, signal: AbortSignal, timeoutMs: number): Promise<Buffer> {
+  const { request } = await import('undici');
+  let target = url;
+  for (let redirects = 0; ; redirects++) {
+    debug('GET %s', target);
+    const { statusCode, headers, body } = await request(target, {
+      method: 'GET',
+      signal,
+      reset: true,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      headers: { 'user-agent': 'tdl', accept: 'application/x-bittorrent, */*' },
+    });
+    try {
+      if (REDIRECT_STATUSES.has(statusCode)) {
+        const loc = headers['location'];
+        const location = Array.isArray(loc) ? loc[0] : loc;
+        if (!location) throw new UsageError(`HTTP ${statusCode} redirect without a Location`);
+        if (redirects >= MAX_TORRENT_REDIRECTS) {
+          throw new UsageError(`more than ${MAX_TORRENT_REDIRECTS} redirects`);
+        }
+        let next: URL;
+        try {
+          next = new URL(location, target);
+        } catch {
+          throw new UsageError('redirect to an invalid URL');
+        }
+        if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+          throw new UsageError(`redirect to unsupported scheme ${next.protocol}`);
+        }
+        next.hash = '';
+        target = next.toString();
+        continue;
+      }
+      if (statusCode !== 200) throw new UsageError(`HTTP status ${statusCode}`);
+      const lenHeader = headers['content-length'];
+      const declared = Number(Array.isArray(lenHeader) ? lenHeader[0] : lenHeader);
+      if (Number.isFinite(declared) && declared > MAX_TORRENT_FILE_BYTES) throw tooLarge(declared);
+      return await readCapped(body);
+    } finally {
+      // A body not read to its end is dropped, not left to hold the connection.
+      if (!body.readableEnded) {
+        body.on('error', () => undefined);
+        body.destroy();
+      }
+    }
+  }
 }
 
 /** Writes the torrent's warnings to stderr as `tdl: warning: ...` lines. */

@@ -22,7 +22,7 @@ import { DiskStorage, OutputChangedError } from '../storage/disk.js';
 import { Layout } from '../storage/layout.js';
 import { resumePath } from '../storage/names.js';
 import { planOutput, type OutputPlan } from '../storage/output.js';
-import { Announcer } from '../tracker/announcer.js';
+import { Announcer, requireUsableTracker } from '../tracker/announcer.js';
 import { preloadHttpClient } from '../tracker/http.js';
 import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
@@ -87,6 +87,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   if (useTrackers && meta.announceList.length === 0) {
     throw new NoPeersError('the torrent names no tracker: give peers with --peer HOST:PORT');
   }
+  if (useTrackers) requireUsableTracker(meta.announceList);
   if (useTrackers && meta.announceList.flat().some((u) => /^https?:/i.test(u))) {
     preloadHttpClient();
   }

@@ -27,7 +27,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { networkInterfaces } from 'node:os';
 import createDebug from 'debug';
-import { TdlError } from '../errors.js';
+import { describeError, NoPeersError, TdlError } from '../errors.js';
 import { announceHttp } from './http.js';
 import { announceUdp, type UdpRetryOptions } from './udp.js';
 import type { AnnounceEvent, AnnounceRequest, AnnounceResponse, PeerAddress } from './types.js';
@@ -117,6 +117,37 @@ export interface AnnouncerEvents {
   allFailed: [];
 }
 
+/** Why tdl cannot announce to this tracker URL; undefined when it can. */
+export function unsupportedTracker(raw: unknown): string | undefined {
+  if (typeof raw !== 'string') return 'not a URL';
+  let u: URL;
+  try {
+    u = new URL(raw.trim());
+  } catch {
+    return 'not a valid URL';
+  }
+  if (u.protocol === 'http:' || u.protocol === 'https:' || u.protocol === 'udp:') return undefined;
+  if (u.protocol === 'ws:' || u.protocol === 'wss:') {
+    return 'WebSocket (WebTorrent) trackers are not supported';
+  }
+  return `unsupported scheme ${u.protocol}`;
+}
+
+/**
+ * Throws NoPeersError (exit 4), saying why, when the torrent names trackers but tdl can use
+ * none of them: waiting for `--timeout` could not help.
+ */
+export function requireUsableTracker(announceList: readonly (readonly unknown[])[]): void {
+  const urls = announceList.flat();
+  const reasons = urls.map(unsupportedTracker);
+  if (urls.length === 0 || reasons.some((r) => r === undefined)) return;
+  const shown = urls.slice(0, 3).map((u, i) => `${String(u)} (${reasons[i]})`);
+  if (urls.length > 3) shown.push(`and ${urls.length - 3} more`);
+  throw new NoPeersError(
+    `no tracker tdl can use: ${shown.join('; ')}; give peers with --peer HOST:PORT`,
+  );
+}
+
 function schemeOf(raw: string): { url: string; scheme: Scheme } | undefined {
   const url = raw.trim();
   let u: URL;
@@ -149,10 +180,6 @@ function shuffle<T>(a: T[]): T[] {
     [a[i], a[j]] = [a[j]!, a[i]!];
   }
   return a;
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 export class Announcer extends EventEmitter<AnnouncerEvents> {
@@ -337,7 +364,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
         this.emit('announce', t.url, res);
         debug('%s: %s acknowledged', t.url, event);
       } catch (err) {
-        debug('%s: %s not acknowledged: %s', t.url, event, messageOf(err));
+        debug('%s: %s not acknowledged: %s', t.url, event, describeError(err));
       }
     });
     let timer: NodeJS.Timeout | undefined;
@@ -372,7 +399,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
     try {
       s = this.opts.stats();
     } catch (err) {
-      debug('stats callback failed: %s', messageOf(err));
+      debug('stats callback failed: %s', describeError(err));
     }
     const req: AnnounceRequest = {
       infoHash: this.opts.infoHash,
@@ -426,7 +453,8 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
       return res;
     } catch (err) {
       if (this.stopped) return undefined;
-      const message = err instanceof TdlError ? err.message : `tracker ${t.url}: ${messageOf(err)}`;
+      const message =
+        err instanceof TdlError ? err.message : `tracker ${t.url}: ${describeError(err)}`;
       t.failedOnce = true;
       t.lastFailure = message;
       debug('%s: failed: %s', t.url, message);
@@ -443,6 +471,15 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
       this.allFailedEmitted = true;
       debug('every tracker failed');
       this.emit('allFailed');
+      // Said at once, not only in the final error: the tiers keep retrying meanwhile.
+      const n = this.all.length;
+      this.emit(
+        'warning',
+        n === 0
+          ? 'no usable tracker'
+          : `${n === 1 ? 'the only tracker' : `every tracker (${n})`} failed; still retrying`,
+        '',
+      );
     }
   }
 

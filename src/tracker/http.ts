@@ -10,7 +10,7 @@
 import createDebug from 'debug';
 import type { Dispatcher } from 'undici';
 import { decodeStrict, isDict, isList, type BDict, type BValue } from '../metainfo/bencode.js';
-import { TdlError, TrackerError } from '../errors.js';
+import { describeError, TdlError, TrackerError } from '../errors.js';
 import { PeerCollector, clampInterval } from './compact.js';
 import type { AnnounceOptions, AnnounceRequest, AnnounceResponse } from './types.js';
 
@@ -327,22 +327,11 @@ export async function announceHttp(
     if (timedOut) message = `timed out after ${timeoutMs} ms`;
     else if (opts.signal?.aborted) message = 'announce aborted';
     else if (err instanceof TdlError) message = err.message;
-    else message = describeNetworkError(err);
+    else message = describeError(err);
     debug('%s: failed: %s', url, message);
     throw new TrackerError(`tracker ${url}: ${message}`, { cause: err });
   } finally {
     clearTimeout(timer);
     opts.signal?.removeEventListener('abort', onAbort);
   }
-}
-
-function describeNetworkError(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const code = (err as { code?: unknown }).code;
-  const cause = (err as { cause?: unknown }).cause;
-  const causeCode = cause instanceof Error ? (cause as { code?: unknown }).code : undefined;
-  const parts = [err.message];
-  if (typeof code === 'string' && !err.message.includes(code)) parts.push(code);
-  if (typeof causeCode === 'string' && !err.message.includes(causeCode)) parts.push(causeCode);
-  return parts.join(' ');
 }

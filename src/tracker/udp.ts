@@ -13,7 +13,7 @@
 import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import createDebug from 'debug';
-import { TdlError, TrackerError } from '../errors.js';
+import { describeError, TdlError, TrackerError } from '../errors.js';
 import {
   decodeUdpReply,
   encodeAnnounceRequest,
@@ -125,18 +125,10 @@ export async function announceUdp(
     );
     return res;
   } catch (err) {
-    const message = err instanceof TdlError ? err.message : describe(err);
+    const message = err instanceof TdlError ? err.message : describeError(err);
     debug('%s: failed: %s', url, message);
     throw new TrackerError(`tracker ${url}: ${message}`, { cause: err });
   }
-}
-
-function describe(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && !err.message.includes(code)
-    ? `${err.message} (${code})`
-    : err.message;
 }
 
 async function announceUdpInner(
@@ -172,7 +164,7 @@ async function announceUdpInner(
     socket = sock;
     sock.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ECONNREFUSED') fail(new TrackerError('port unreachable (ECONNREFUSED)'));
-      else fail(new TrackerError(`socket error: ${describe(err)}`));
+      else fail(new TrackerError(`socket error: ${describeError(err)}`));
     });
     await Promise.race([
       new Promise<void>((resolve) => sock.connect(port, addr.address, () => resolve())),
@@ -207,7 +199,7 @@ async function announceUdpInner(
       Promise.race([
         new Promise<void>((resolve, reject) =>
           sock.send(buf, (err) =>
-            err ? reject(new TrackerError(`send failed: ${describe(err)}`)) : resolve(),
+            err ? reject(new TrackerError(`send failed: ${describeError(err)}`)) : resolve(),
           ),
         ),
         failure,

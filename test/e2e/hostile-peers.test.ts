@@ -31,6 +31,12 @@ const pieceCount = t.pieces.length;
 const GOOD_RATE = 256 * 1024;
 /** Half that, for cases that need the download to last past a one-second peer timeout. */
 const SLOW_GOOD_RATE = 128 * 1024;
+/**
+ * "Promptly" for a connection tdl must close: well under every timer that would otherwise close
+ * it (peer timeout 15 s, snub 10 s, idle 120 s, a 1 s --peer-timeout against a handshake that
+ * trickles in over 7 s), and generous for a busy 2-core machine running these tests at once.
+ */
+const PROMPTLY_MS = 5_000;
 
 interface Outcome extends CliResult {
   elapsedMs: number;
@@ -170,7 +176,7 @@ describe('malicious peers beside a good seeder', () => {
       expect(drop.reason).toBe(
         `message length 4294967295 exceeds the limit of ${maxMessageLength(pieceCount)}`,
       );
-      expectClosedByTdl(evil.conns[0], 1_000);
+      expectClosedByTdl(evil.conns[0], PROMPTLY_MS);
     },
   );
 
@@ -188,7 +194,7 @@ describe('malicious peers beside a good seeder', () => {
     await s.expectGoodDownload(r, good);
     const drop = dropOf(r, evil);
     expect(drop.reason).toBe(`sent a block we did not request (piece 1, offset ${BLOCK_SIZE})`);
-    expectClosedByTdl(evil.conns[0], 1_000);
+    expectClosedByTdl(evil.conns[0], PROMPTLY_MS);
   });
 
   scenario('a block for a piece index past the end: dropped by the swarm', async (s) => {
@@ -234,8 +240,8 @@ describe('malicious peers beside a good seeder', () => {
       expect(dropOf(r, long).reason).toBe(
         `sent a block of ${BLOCK_SIZE + 100} bytes, expected ${BLOCK_SIZE}`,
       );
-      expectClosedByTdl(short.conns[0], 2_000);
-      expectClosedByTdl(long.conns[0], 2_000);
+      expectClosedByTdl(short.conns[0], PROMPTLY_MS);
+      expectClosedByTdl(long.conns[0], PROMPTLY_MS);
     },
   );
 
@@ -252,7 +258,7 @@ describe('malicious peers beside a good seeder', () => {
     const r = await s.download([evil, hostPortOf(good)]);
     await s.expectGoodDownload(r, good);
     expect(dropOf(r, evil).reason).toBe(`have for nonexistent piece ${pieceCount}`);
-    expectClosedByTdl(evil.conns[0], 1_000);
+    expectClosedByTdl(evil.conns[0], PROMPTLY_MS);
   });
 
   scenario(
@@ -296,7 +302,7 @@ describe('malicious peers beside a good seeder', () => {
       const r = await s.download([echo, hostPortOf(good)]);
       await s.expectGoodDownload(r, good);
       expect(dropOf(r, echo).reason).toMatch(/our own peer id/);
-      expectClosedByTdl(echo.conns[0], 1_000);
+      expectClosedByTdl(echo.conns[0], PROMPTLY_MS);
     },
   );
 
@@ -417,7 +423,7 @@ describe('peers that stall', () => {
       const r = await s.download([mute, hostPortOf(good)], ['--peer-timeout', '1']);
       await s.expectGoodDownload(r, good);
       expect(dropOf(r, mute).reason).toBe('handshake timed out');
-      expectClosedByTdl(mute.conns[0], 1_900);
+      expectClosedByTdl(mute.conns[0], PROMPTLY_MS);
     },
   );
 
@@ -437,7 +443,7 @@ describe('peers that stall', () => {
       const r = await s.download([drip, hostPortOf(good)], ['--peer-timeout', '1']);
       await s.expectGoodDownload(r, good);
       expect(dropOf(r, drip).reason).toBe('handshake timed out');
-      expectClosedByTdl(drip.conns[0], 1_900);
+      expectClosedByTdl(drip.conns[0], PROMPTLY_MS);
     },
   );
 
@@ -446,15 +452,13 @@ describe('peers that stall', () => {
     async (s) => {
       const good = await s.goodSeeder();
       const slow = await s.hostile(trickle);
-      const alone = await s.download([hostPortOf(good)], [], 'alone.bin');
-      await s.expectGoodDownload(alone, good, 'alone.bin');
       const r = await s.download([slow, hostPortOf(good)]);
       await s.expectGoodDownload(r, good);
       // The good seeder serves the rest; endgame asks it for the blocks the slow peer holds.
-      expect(r.elapsedMs).toBeLessThan(alone.elapsedMs + 2_000);
+      // Not held up until the slow peer is snubbed (how fast it is belongs in `npm run bench`).
       expect(r.elapsedMs).toBeLessThan(SNUB_MS);
       // The trickle keeps the connection's idle timer from firing; tdl closes it at the end.
-      await closedWithin(slow.conns[0], 1_000);
+      await closedWithin(slow.conns[0], PROMPTLY_MS);
     },
   );
 

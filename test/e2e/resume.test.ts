@@ -229,6 +229,18 @@ async function resumeToEnd(tp: string, out: string, s: FakeSeeder, total: number
   return { validBefore, served: s.served - before };
 }
 
+/** A small seeded PRNG (mulberry32): numbers in [0, 1). */
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 describe('crash safety', () => {
   it('survives SIGKILL at random points, again and again, and fetches only what is missing', async () => {
     const t = multiFile(1);
@@ -238,6 +250,10 @@ describe('crash safety', () => {
     const out = path.join(dir, 'multi');
     const log: string[] = [];
     let finished = false;
+    // Seeded kill points (FUZZ_SEED replays another run): a failure can be reproduced.
+    const next = mulberry32(
+      process.env['FUZZ_SEED'] !== undefined ? Number(process.env['FUZZ_SEED']) : 1,
+    );
     for (let round = 0; round < 5 && !finished; round++) {
       const valid = await validOnDisk(tp, out);
       const before = s.served;
@@ -246,7 +262,7 @@ describe('crash safety', () => {
       const started = c.events.find((e) => e['event'] === 'started')!;
       // Nothing verified on disk was lost to the previous kill.
       expect(started['present'], log.join('; ')).toBe(valid);
-      const delay = 100 + Math.floor(Math.random() * 700);
+      const delay = 100 + Math.floor(next() * 700);
       log.push(`round ${round}: ${valid} valid, kill after ${delay} ms`);
       await sleep(delay);
       if (c.proc.exitCode === null) killGroup(c.proc);

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { encode } from '../../src/metainfo/bencode.js';
+import { decodeResume } from '../../src/storage/resume.js';
 import type { PeerAddress } from '../../src/tracker/types.js';
 import { tempDir } from '../helpers/cli.js';
 import { startFakeSeeder } from '../helpers/fake-seeder.js';
@@ -26,8 +27,14 @@ const PIECE = 32768;
 /** 4 MiB at 512 KiB/s: about eight seconds, so the signal always lands mid-download. */
 const data = randomBytesSeeded(4 * 1024 * 1024, 'signals');
 const RATE = 512 * 1024;
-/** How soon after the signal the tracker must have heard `stopped`. */
-const STOPPED_WITHIN_MS = 2_000;
+/** How soon after the signal the tracker must have heard `stopped` (generous: a busy machine). */
+const STOPPED_WITHIN_MS = 5_000;
+/**
+ * tdl's safety exit (for handles left open) is pushed out to a minute in these tests, so that a
+ * process that exits well before it provably closed everything itself.
+ */
+const EXIT_GRACE_MS = 60_000;
+const ENDS_ON_ITS_OWN_MS = 15_000;
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -57,6 +64,7 @@ function spawnCli(args: string[]): {
 } {
   const child = spawn(process.execPath, [MAIN, ...args], {
     detached: true,
+    env: { ...process.env, TDL_EXIT_GRACE_MS: String(EXIT_GRACE_MS) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: Record<string, unknown>[] = [];
@@ -172,7 +180,8 @@ async function interruptMidDownload(sig: 'SIGINT' | 'SIGTERM', code: number) {
   expect(heard.some((h) => h.event === 'started')).toBe(true);
   const killedAt = Date.now();
   process.kill(run.child.pid!, sig);
-  const exit = await within(run.exited, 5_000, 'exit after the signal');
+  // Nothing was left open: the process ended on its own, long before its safety exit.
+  const exit = await within(run.exited, ENDS_ON_ITS_OWN_MS, 'exit after the signal');
 
   expect({ code: exit.code, signal: exit.signal }).toEqual({ code, signal: null });
   expect(run.stderr()).toContain(`interrupted by ${sig}`);
@@ -182,8 +191,6 @@ async function interruptMidDownload(sig: 'SIGINT' | 'SIGTERM', code: number) {
   const stopped = heard.find((h) => h.event === 'stopped');
   expect(stopped, 'the tracker never heard stopped').toBeDefined();
   expect(stopped!.at - killedAt).toBeLessThan(STOPPED_WITHIN_MS);
-  // Nothing was left open: the process ended on its own, well before its 2 s safety exit.
-  expect(exit.at - killedAt).toBeLessThan(1_500);
   // Every piece reported verified before the signal is on disk, byte for byte.
   const onDisk = await verifiedOnDisk(out, sha1s(t.pieces));
   expect(onDisk.length).toBeGreaterThanOrEqual(Number(progress['piecesDone']));
@@ -214,12 +221,12 @@ describe('signals, against the built CLI in a child process', () => {
     );
     const killedAt = Date.now();
     process.kill(run.child.pid!, 'SIGINT');
-    const exit = await within(run.exited, 5_000, 'exit after the signal');
+    // The half-open connection was closed by tdl's shutdown: left open, it would have kept the
+    // process alive until its safety exit, a minute away.
+    const exit = await within(run.exited, ENDS_ON_ITS_OWN_MS, 'exit after the signal');
     expect(exit.code).toBe(130);
-    await within(mute.conns[0]!.closed, 1_000, 'the close of the half-open connection');
-    // Closed by tdl's shutdown, not by the process dying at its 2 s safety exit.
-    expect(mute.conns[0]!.closedAt! - killedAt).toBeLessThan(1_000);
-    expect(exit.at - killedAt).toBeLessThan(1_500);
+    await within(mute.conns[0]!.closed, 5_000, 'the close of the half-open connection');
+    expect(mute.conns[0]!.closedAt! - killedAt).toBeLessThan(ENDS_ON_ITS_OWN_MS);
   });
 
   it('a tracker that never answers `stopped` holds the exit for a bounded time; a second signal ends it at once', async () => {
@@ -235,10 +242,54 @@ describe('signals, against the built CLI in a child process', () => {
       process.kill(run.child.pid!, 'SIGTERM');
       await until(() => heard.find((h) => h.event === 'stopped'), 2_000, 'stopped');
       if (twice) process.kill(run.child.pid!, 'SIGTERM');
-      const exit = await within(run.exited, 5_000, 'exit after the signal');
+      const exit = await within(run.exited, ENDS_ON_ITS_OWN_MS, 'exit after the signal');
       expect(exit.code).toBe(143);
-      if (twice) expect(exit.at - killedAt).toBeLessThan(1_000);
-      else expect(exit.at - killedAt).toBeLessThan(STOPPED_WITHIN_MS + 1_000);
+      // The second signal does not wait for the 1.5 s bound on `stopped`.
+      if (twice) expect(exit.at - killedAt).toBeLessThan(1_500);
     }
+  });
+
+  it('a closed stdout (`--json | head -1`) ends the run like Ctrl-C: exit 141, resume file saved, stopped sent', async () => {
+    const { t, heard, torrent, out } = await setup();
+    // `head -1` takes the first event and exits; the pipe stays open for the `sleep` (so the
+    // download gets going), then the next event written meets a closed pipe.
+    const script =
+      `"$0" "$1" download "$2" -o "$3" --json | { head -1; sleep 2; }; ` +
+      'echo "exit=${PIPESTATUS[0]}" >&2';
+    const child = spawn('bash', ['-c', script, process.execPath, MAIN, torrent, out], {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    closers.push(() => {
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    await within(
+      new Promise((resolve) => child.once('exit', resolve)),
+      20_000,
+      'the end of the pipeline',
+    );
+    expect(stderr).toContain('exit=141');
+    expect(stderr).toContain('standard output was closed');
+    expect(JSON.parse(stdout.split('\n')[0]!)).toMatchObject({ event: 'started' });
+    // The run stopped mid-way: partial data, an intact resume file recording what is on disk.
+    const d = decodeResume(await readFile(`${out}.tdl-resume`));
+    if (!d.ok) throw new Error(d.reason);
+    expect(d.state.clean).toBe(true);
+    const onDisk = await verifiedOnDisk(out, sha1s(t.pieces));
+    expect(onDisk.length).toBeLessThan(t.pieces.length);
+    for (let i = 0; i < t.pieces.length; i++) {
+      if (d.state.have.has(i)) expect(onDisk).toContain(i);
+    }
+    expect(heard.some((h) => h.event === 'stopped')).toBe(true);
   });
 });

@@ -13,6 +13,13 @@ import {
 import { encode } from '../../src/metainfo/bencode.js';
 
 const infoHash = Buffer.alloc(20, 0x42);
+/**
+ * Bounds on what should take well under a second but must hold on a busy 2-core machine: far
+ * below what the behaviour under test prevents (10 s request timeouts, 22 s of UDP retries, a
+ * 30 min interval), far above the few hundred ms it takes. Speed belongs in `npm run bench`.
+ */
+const BOUNDED_MS = 8_000;
+const DEAD_TIER_MS = 10_000;
 const peerId = Buffer.from('-TD0001-announcer000', 'latin1');
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -82,22 +89,23 @@ describe('Announcer', () => {
     });
     const warnings: string[] = [];
     a.on('warning', (m) => warnings.push(m));
+    // Tiers run in parallel: waiting for the dead tier would take its UDP retries (2 + 4 + 8 + 8
+    // s) or the 3 s hedge first. How fast peers come is measured by `npm run bench`.
     const started = Date.now();
-    const got = nextPeers(a, 3000);
+    const got = nextPeers(a, 15_000);
     a.start();
     const { peers, url } = await got;
-    const elapsed = Date.now() - started;
-    console.log(`time to first peers with a dead first tier: ${elapsed} ms`);
-    expect(elapsed).toBeLessThan(2000);
+    expect(Date.now() - started).toBeLessThan(DEAD_TIER_MS);
     expect(url).toBe(good.url);
     expect(peers).toEqual([{ host: '127.0.0.1', port: 7001 }]);
     expect(good.announces[0]?.event).toBe('started');
     expect(a.trackerCount).toBe(3);
     expect(a.allFailed).toBe(false);
 
+    // stop() is bounded (1.5 s by default) even with a silent tracker in flight.
     const stopStart = Date.now();
     await a.stop();
-    expect(Date.now() - stopStart).toBeLessThan(1600);
+    expect(Date.now() - stopStart).toBeLessThan(BOUNDED_MS);
     expect(good.announces.map((x) => x.event)).toEqual(['started', 'stopped']);
     // Whichever tier-1 tracker was asked first (the tier is shuffled) may have failed by now.
     expect(a.failures.every((f) => f.url !== good.url)).toBe(true);
@@ -113,11 +121,12 @@ describe('Announcer', () => {
     });
     const warnings: [string, string][] = [];
     a.on('warning', (m, url) => warnings.push([m, url]));
+    // Without hedging the good tracker would only be asked after the silent one's UDP retries.
     const started = Date.now();
-    const got = nextPeers(a, 3000);
+    const got = nextPeers(a, 15_000);
     a.start();
     expect((await got).url).toBe(good.url);
-    expect(Date.now() - started).toBeLessThan(1500);
+    expect(Date.now() - started).toBeLessThan(DEAD_TIER_MS);
     expect(warnings).toContainEqual(['be nice', good.url]);
   });
 
@@ -133,13 +142,13 @@ describe('Announcer', () => {
       },
     });
     const a = announcer({ announceList: [[t.url]], stopTimeoutMs: 300 });
-    const got = nextPeers(a, 2000);
+    const got = nextPeers(a, 15_000);
     a.start();
     await got;
     const started = Date.now();
     await a.stop();
-    const elapsed = Date.now() - started;
-    expect(elapsed).toBeLessThan(600);
+    // Bounded: without the bound it would wait for the 10 s request timeout.
+    expect(Date.now() - started).toBeLessThan(BOUNDED_MS);
     expect(seen).toEqual(['started', 'stopped']);
     // A second stop() is the same call.
     await a.stop();
@@ -148,13 +157,14 @@ describe('Announcer', () => {
   it('stop() does not wait for a UDP tracker that stopped answering', async () => {
     const t = await udp_({ peers: [{ host: '127.0.0.1', port: 7002 }] });
     const a = announcer({ announceList: [[t.url]], stopTimeoutMs: 400 });
-    const got = nextPeers(a, 2000);
+    const got = nextPeers(a, 15_000);
     a.start();
     await got;
     await t.close(); // now silent (ICMP unreachable or nothing)
     const started = Date.now();
     await a.stop();
-    expect(Date.now() - started).toBeLessThan(700);
+    // Bounded: UDP retries alone would take 2 + 4 + 8 + 8 s.
+    expect(Date.now() - started).toBeLessThan(BOUNDED_MS);
   });
 
   it('within a tier, a failing tracker falls back to the next, which moves to the front', async () => {
@@ -164,18 +174,18 @@ describe('Announcer', () => {
       announceList: [[bad.url, good.url]],
       timing: { minReannounceMs: 200 },
     });
-    const got = nextPeers(a, 2000);
+    const got = nextPeers(a, 15_000);
     a.start();
     expect((await got).url).toBe(good.url);
     // The periodic re-announce goes to the tracker that answered, without an event.
-    await until(() => good.announces.length >= 2, 3000, 'a re-announce');
+    await until(() => good.announces.length >= 2, 15_000, 'a re-announce');
     expect(good.announces[1]?.event).toBeUndefined();
     expect(a.failures.every((f) => f.url === bad.url)).toBe(true);
     if (bad.announces.length > 0) {
       expect(a.failures[0]?.message).toContain('go away');
       // After the good one answered, the bad one is not asked again.
       const badCount = bad.announces.length;
-      await until(() => good.announces.length >= 3, 3000, 'another re-announce');
+      await until(() => good.announces.length >= 3, 15_000, 'another re-announce');
       expect(bad.announces.length).toBe(badCount);
     }
     expect(a.allFailed).toBe(false);
@@ -190,7 +200,7 @@ describe('Announcer', () => {
     const announced: string[] = [];
     a.on('announce', (url) => announced.push(url));
     a.start();
-    await until(() => from.size === 2, 3000, 'peers from both tiers');
+    await until(() => from.size === 2, 15_000, 'peers from both tiers');
     expect(from.get(t1.url)).toEqual([{ host: '127.0.0.3', port: 7004 }]);
     expect(from.get(t2.url)).toEqual([{ host: '127.0.0.4', port: 7005 }]);
     expect(announced.sort()).toEqual([t1.url, t2.url].sort());
@@ -212,14 +222,14 @@ describe('Announcer', () => {
     let fired = 0;
     a.on('allFailed', () => fired++);
     a.start();
-    await until(() => a.allFailed, 3000, 'allFailed');
+    await until(() => a.allFailed, 15_000, 'allFailed');
     expect(fired).toBe(1);
     const byUrl = new Map(a.failures.map((f) => [f.url, f.message]));
     expect(byUrl.get(bad.url)).toContain('unregistered torrent');
     expect(byUrl.get(errUdp.url)).toContain('udp says no');
     expect(byUrl.get(`http://127.0.0.1:${closed}/a`)).toMatch(/ECONNREFUSED/);
     // Failed tiers are retried (after retryAfterFailureMs).
-    await until(() => bad.announces.length >= 2, 3000, 'a retry');
+    await until(() => bad.announces.length >= 2, 15_000, 'a retry');
     expect(bad.announces.every((x) => x.event === 'started')).toBe(true);
   });
 
@@ -237,16 +247,17 @@ describe('Announcer', () => {
       minInterval: 1,
     });
     const a = announcer({ announceList: [[t.url]], timing: { requestMoreMinMs: 100 } });
-    const got = nextPeers(a, 2000);
+    const got = nextPeers(a, 15_000);
     a.start();
     await got;
     const answeredAt = Date.now();
     a.requestMore();
     a.requestMore();
-    await until(() => t.announces.length >= 2, 3000, 'the early re-announce');
+    await until(() => t.announces.length >= 2, 15_000, 'the early re-announce');
     const waited = Date.now() - answeredAt;
+    // Not before min interval (1 s; timers never fire early), long before the interval (30 min).
     expect(waited).toBeGreaterThanOrEqual(900);
-    expect(waited).toBeLessThan(2000);
+    expect(waited).toBeLessThan(BOUNDED_MS);
     expect(t.announces).toHaveLength(2);
     expect(t.announces[1]?.event).toBeUndefined();
   });
@@ -268,9 +279,9 @@ describe('Announcer', () => {
       timing: { requestMoreMinMs: 200, retryAfterFailureMs: 60_000 },
     });
     a.start();
-    await until(() => a.allFailed, 2000, 'the first failure');
+    await until(() => a.allFailed, 15_000, 'the first failure');
     answer = true;
-    const got = nextPeers(a, 2000);
+    const got = nextPeers(a, 15_000);
     a.requestMore();
     expect((await got).peers).toEqual([{ host: '127.0.0.6', port: 7003 }]);
     expect(a.failures).toEqual([]);
@@ -285,8 +296,12 @@ describe('Announcer', () => {
       announceList: [[t.url], [u.url]],
       stats: () => ({ uploaded: 5, downloaded: 1000 - left, left }),
     });
+    // Wait for tdl to have the answers (not just for the trackers to have the requests): only
+    // trackers that acknowledged `started` are sent `completed`.
+    const acked = new Set<string>();
+    a.on('announce', (url) => acked.add(url));
     a.start();
-    await until(() => t.announces.length === 1 && u.announces.length === 1, 2000, 'started');
+    await until(() => acked.size === 2, 15_000, 'started acknowledged');
     left = 0;
     await a.complete();
     for (const tr of [t, u]) {

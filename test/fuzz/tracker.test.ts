@@ -13,8 +13,11 @@ import { decodeUdpReply } from '../../src/tracker/udp-codec.js';
 const seed = Number(process.env['FUZZ_SEED'] ?? 42);
 const numRuns = Number(process.env['FUZZ_RUNS'] ?? 3000);
 const params = { seed, numRuns };
-/** A single parse of a small input must never take longer than this. */
-const SLOW_MS = 100;
+/**
+ * A single parse of a small input must never take longer than this: catches a blow-up, with
+ * room for GC pauses on a busy machine (speed belongs in `npm run bench`).
+ */
+const SLOW_MS = 5_000;
 
 function timed<T>(fn: () => T): T {
   const t0 = performance.now();
@@ -182,7 +185,8 @@ describe(`tracker parsers under fuzzing (seed ${seed}, ${numRuns} runs)`, () => 
     const body = encode({ interval: 60, peers, peers6: peers.subarray(0, 180_000) });
     const t0 = performance.now();
     const r = parseHttpResponse(body);
-    expect(performance.now() - t0).toBeLessThan(500);
+    // Linear work: a quadratic parse of 1 MiB would take hours, not seconds.
+    expect(performance.now() - t0).toBeLessThan(10_000);
     expect(r.peers).toHaveLength(MAX_PEERS_PER_REPLY);
   });
 });

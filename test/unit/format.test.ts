@@ -1,5 +1,15 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { escapeControl, formatBytes, formatDuration, redactUrls } from '../../src/cli/format.js';
+import {
+  displayWidth,
+  escapeControl,
+  formatBytes,
+  formatDuration,
+  redactUrls,
+  truncateToWidth,
+} from '../../src/cli/format.js';
+import { progressLine } from '../../src/cli/progress.js';
+import type { DownloadStats } from '../../src/swarm/download.js';
 
 describe('terminal text', () => {
   it('escapes control characters from torrents and trackers', () => {
@@ -27,5 +37,110 @@ describe('terminal text', () => {
     expect(formatDuration(61_000)).toBe('01:01');
     expect(formatDuration(3_725_000)).toBe('1:02:05');
     expect(formatDuration(Infinity)).toBe('--:--');
+  });
+});
+
+describe('display width', () => {
+  it('counts terminal columns, not UTF-16 units', () => {
+    expect(displayWidth('abc')).toBe(3);
+    expect(displayWidth('名前')).toBe(4); // CJK: 2 each
+    expect(displayWidth('한국어')).toBe(6); // Hangul syllables
+    expect(displayWidth('ｆｕｌｌ')).toBe(8); // fullwidth forms
+    expect(displayWidth('😀')).toBe(2); // one code point, two UTF-16 units
+    expect(displayWidth('👩‍👩‍👧‍👦')).toBe(2); // ZWJ sequence: one glyph
+    expect(displayWidth('🇯🇵')).toBe(2); // flag: two regional indicators
+    expect(displayWidth('❤️')).toBe(2); // text-default symbol with VS16
+    expect(displayWidth('❤')).toBe(1); // ...and without
+    expect(displayWidth('1️⃣')).toBe(2); // keycap
+    expect(displayWidth('e\u0301')).toBe(1); // combining accent: 0
+    expect(displayWidth('a\u200bb')).toBe(2); // zero-width space
+    expect(displayWidth('')).toBe(0);
+  });
+
+  it('counts control characters as the escapes that are printed for them', () => {
+    expect(displayWidth('a\x1bb')).toBe(6); // a\x1bb
+    expect(displayWidth('\n')).toBe(2);
+    expect(displayWidth('\u202e')).toBe(6);
+    expect(displayWidth('\r\n')).toBe(4); // one grapheme cluster, two escapes
+  });
+
+  it('cuts by columns, never inside a wide character, a cluster or an escape', () => {
+    expect(truncateToWidth('abcdef', 4)).toBe('abcd');
+    expect(truncateToWidth('名前名前', 5)).toBe('名前'); // the third would straddle the edge
+    expect(truncateToWidth('ab😀cd', 3)).toBe('ab');
+    expect(truncateToWidth('ab😀cd', 4)).toBe('ab😀');
+    expect(truncateToWidth('e\u0301e\u0301e\u0301', 2)).toBe('e\u0301e\u0301');
+    expect(truncateToWidth('👩‍👩‍👧‍👦x', 1)).toBe('');
+    expect(truncateToWidth('a\x1bb', 3)).toBe('a'); // not a cut-off "\x"
+    expect(truncateToWidth('a\x1bb', 5)).toBe('a\\x1b');
+    expect(truncateToWidth('short', 80)).toBe('short');
+    expect(truncateToWidth('abc', 0)).toBe('');
+  });
+
+  it('properties: the cut fits, is a prefix of the escaped text, and is the longest that fits', () => {
+    const seed = process.env['FUZZ_SEED'] !== undefined ? Number(process.env['FUZZ_SEED']) : 7;
+    const text = fc.string({
+      unit: fc.oneof(
+        fc.constantFrom(
+          'a',
+          'é',
+          'e\u0301',
+          '名',
+          '한',
+          '😀',
+          '👩‍👧',
+          '🇯🇵',
+          '❤️',
+          '\x1b',
+          '\n',
+          '\u202e',
+        ),
+        fc.string({ unit: 'binary', maxLength: 2 }),
+      ),
+      maxLength: 40,
+    });
+    fc.assert(
+      fc.property(text, fc.nat(100), (s, n) => {
+        const cut = truncateToWidth(s, n);
+        const full = truncateToWidth(s, Infinity);
+        expect(full).toBe(escapeControl(s));
+        expect(full.startsWith(cut)).toBe(true);
+        expect(displayWidth(cut)).toBeLessThanOrEqual(n);
+        if (cut.length < full.length) {
+          // The next cluster (at most 6 columns: an escape) would not have fitted.
+          let k = n + 1;
+          while (truncateToWidth(s, k) === cut) k++;
+          expect(k - n).toBeLessThanOrEqual(6);
+          expect(displayWidth(truncateToWidth(s, k))).toBeGreaterThan(n);
+        }
+        expect(displayWidth(s)).toBe(displayWidth(full));
+      }),
+      { seed, numRuns: 300 },
+    );
+  });
+
+  it('the progress line fits the terminal with a CJK or emoji name', () => {
+    const s: DownloadStats = {
+      total: 1000,
+      completed: 500,
+      initial: 0,
+      downloaded: 500,
+      wasted: 0,
+      piecesDone: 1,
+      pieceCount: 2,
+      rate: 100,
+      connected: 1,
+      active: 1,
+      peersUsed: 1,
+      piecesReplaced: 0,
+      elapsedMs: 1000,
+    };
+    for (const name of ['名前'.repeat(40), '😀'.repeat(40), 'e\u0301'.repeat(80), 'x'.repeat(90)]) {
+      for (const columns of [40, 80, 81, 120]) {
+        const line = progressLine(s, name, columns);
+        expect(displayWidth(line)).toBeLessThanOrEqual(columns - 1);
+        expect(displayWidth(line)).toBeGreaterThanOrEqual(columns - 2);
+      }
+    }
   });
 });

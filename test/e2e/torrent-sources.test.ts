@@ -1,0 +1,219 @@
+/**
+ * Where the .torrent comes from: stdin (`-`) and http(s) URLs, for `download` and `info`, with
+ * the same refusals as files for hostile input: a huge body (declared or not), a body that never
+ * ends, redirects to other schemes or in a loop, a bad torrent.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { run } from '../../src/cli/program.js';
+import { loadTorrent, MAX_TORRENT_REDIRECTS } from '../../src/cli/torrent-file.js';
+import { TdlError, UsageError } from '../../src/errors.js';
+import { MAX_TORRENT_FILE_BYTES } from '../../src/metainfo/torrent.js';
+import { tempDir } from '../helpers/cli.js';
+import { startFakeSeeder } from '../helpers/fake-seeder.js';
+import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+
+const PIECE = 16384;
+const data = randomBytesSeeded(100 * 1024, 'torrent-sources');
+const t = makeTorrent({
+  name: 'src.bin',
+  pieceLength: PIECE,
+  files: { data },
+  announce: 'http://127.0.0.1:1/announce',
+});
+
+let dir: string;
+let cleanup: () => Promise<void>;
+const closers: (() => Promise<void> | void)[] = [];
+
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir('tdl-sources-'));
+});
+
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await Promise.resolve(c()).catch(() => {});
+  await cleanup();
+});
+
+/** The CLI in process, with `stdin` as its standard input. */
+async function cli(args: string[], stdin?: Readable) {
+  let stdout = '';
+  let stderr = '';
+  const code = await run(args, {
+    stdout: { write: (s: string) => (stdout += s) },
+    stderr: { write: (s: string) => (stderr += s), isTTY: false },
+    stdin,
+  });
+  return { code, stdout, stderr };
+}
+
+/** A local HTTP server; `handler` answers every request. Returns its base URL. */
+async function server(handler: http.RequestListener): Promise<string> {
+  const srv = http.createServer(handler);
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  closers.push(
+    () =>
+      new Promise<void>((r) => {
+        srv.closeAllConnections();
+        srv.close(() => r());
+      }),
+  );
+  return `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+}
+
+/** Streams `total` bytes of a bencoded string as fast as the client reads. */
+function streaming(total: number, declare: boolean): http.RequestListener {
+  return (_req, res) => {
+    res.writeHead(200, declare ? { 'content-length': String(total) } : {});
+    const chunk = Buffer.alloc(64 * 1024, 0x31);
+    let written = 0;
+    const pump = (): void => {
+      while (!res.destroyed && written < total) {
+        written += chunk.length;
+        if (!res.write(chunk)) return void res.once('drain', pump);
+      }
+      if (!res.destroyed) res.end();
+    };
+    pump();
+  };
+}
+
+async function seeder() {
+  const s = await startFakeSeeder({ infoHash: t.infoHash, data, pieceLength: PIECE });
+  closers.push(() => s.close());
+  return s;
+}
+
+describe('stdin and URL sources', () => {
+  it('info - reads the .torrent from stdin', async () => {
+    const r = await cli(['info', '-', '--json'], Readable.from([t.torrent]));
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ name: 'src.bin', size: data.length });
+  });
+
+  it('download - downloads the torrent read from stdin (in small chunks)', async () => {
+    const s = await seeder();
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < t.torrent.length; i += 7) chunks.push(t.torrent.subarray(i, i + 7));
+    const out = path.join(dir, 'out.bin');
+    const peer = `127.0.0.1:${s.port}`;
+    const r = await cli(['download', '-', '-o', out, '--peer', peer], Readable.from(chunks));
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+  });
+
+  it('info and download fetch an http:// URL, following a redirect', async () => {
+    const base = await server((req, res) => {
+      if (req.url === '/old') {
+        res.writeHead(302, { location: '/x.torrent?passkey=abc' });
+        return void res.end();
+      }
+      res.writeHead(200, { 'content-type': 'application/x-bittorrent' });
+      res.end(t.torrent);
+    });
+    const info = await cli(['info', `${base}/old`, '--json']);
+    expect(info.code, info.stderr).toBe(0);
+    expect(JSON.parse(info.stdout)).toMatchObject({ name: 'src.bin' });
+    const s = await seeder();
+    const out = path.join(dir, 'out.bin');
+    const r = await cli([
+      'download',
+      `${base}/x.torrent`,
+      '-o',
+      out,
+      '--peer',
+      `127.0.0.1:${s.port}`,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+  });
+});
+
+describe('hostile sources get the same refusals as files', () => {
+  it('a body larger than the cap, declared: exit 3 before reading it', async () => {
+    const base = await server(streaming(100 * 1024 * 1024, true));
+    const r = await cli(['info', `${base}/big.torrent`]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`larger than the ${MAX_TORRENT_FILE_BYTES} allowed`);
+  });
+
+  it('a body larger than the cap, undeclared: exit 3 once past the cap', async () => {
+    const base = await server(streaming(MAX_TORRENT_FILE_BYTES + 1024 * 1024, false));
+    const r = await cli(['info', `${base}/big.torrent`]);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`more than ${MAX_TORRENT_FILE_BYTES} bytes`);
+  });
+
+  it('stdin larger than the cap: exit 3 without reading it all', async () => {
+    let given = 0;
+    const chunk = Buffer.alloc(1024 * 1024, 0x31);
+    const endless = new Readable({
+      read() {
+        given += chunk.length;
+        this.push(chunk);
+      },
+    });
+    const r = await cli(['info', '-'], endless);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`more than ${MAX_TORRENT_FILE_BYTES} bytes`);
+    expect(given).toBeLessThan(MAX_TORRENT_FILE_BYTES + 8 * chunk.length);
+  });
+
+  it('a body that never ends: refused at the fetch timeout', async () => {
+    const base = await server((_req, res) => {
+      res.writeHead(200);
+      res.write('d8:announce');
+      const tick = setInterval(() => res.write('1'), 50);
+      res.on('close', () => clearInterval(tick));
+      closers.push(() => clearInterval(tick));
+    });
+    const err = await loadTorrent(`${base}/slow.torrent`, { timeoutMs: 500 }).catch((e) => e);
+    expect(err).toBeInstanceOf(UsageError);
+    expect((err as Error).message).toContain('no complete answer within 500 ms');
+  });
+
+  it('redirects to file: or in a loop: exit 2', async () => {
+    const base = await server((req, res) => {
+      res.writeHead(302, { location: req.url === '/file' ? 'file:///etc/passwd' : '/loop' });
+      res.end();
+    });
+    const file = await cli(['info', `${base}/file`]);
+    expect(file.code).toBe(2);
+    expect(file.stderr).toContain('redirect to unsupported scheme file:');
+    const loop = await cli(['download', `${base}/loop`, '-o', path.join(dir, 'o')]);
+    expect(loop.code).toBe(2);
+    expect(loop.stderr).toContain(`more than ${MAX_TORRENT_REDIRECTS} redirects`);
+  });
+
+  it('an HTTP error or an unreachable server: exit 2', async () => {
+    const base = await server((_req, res) => {
+      res.writeHead(404);
+      res.end('not here');
+    });
+    const r = await cli(['info', `${base}/x.torrent`]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('HTTP status 404');
+    const gone = await cli(['info', 'http://127.0.0.1:1/x.torrent']);
+    expect(gone.code).toBe(2);
+    expect(gone.stderr).toMatch(/cannot fetch .*ECONNREFUSED/);
+  });
+
+  it('a bad torrent from a URL or stdin: exit 3, like a file', async () => {
+    const base = await server((_req, res) => res.end('<html>not a torrent</html>'));
+    expect((await cli(['info', `${base}/x.torrent`])).code).toBe(3);
+    expect((await cli(['info', '-'], Readable.from([Buffer.from('d4:infoi1ee')]))).code).toBe(3);
+    expect((await cli(['info', '-'], Readable.from([]))).code).toBe(3);
+  });
+
+  it('other schemes and magnet links are usage errors', async () => {
+    for (const src of ['ftp://example.com/x.torrent', 'magnet:?xt=urn:btih:abc']) {
+      const err = await loadTorrent(src).catch((e) => e);
+      expect(err).toBeInstanceOf(TdlError);
+      expect((err as TdlError).kind).toBe('usage');
+    }
+  });
+});
