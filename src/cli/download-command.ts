@@ -5,7 +5,7 @@ import type { PeerAddress } from '../tracker/types.js';
 import { escapeControl, redactUrls } from './format.js';
 import type { CliIO, DownloadCliOptions } from './program.js';
 import { checkLine, progressLine, seedLine, summaryLine } from './progress.js';
-import { loadTorrent } from './torrent-file.js';
+import { openTorrent } from './source.js';
 
 const REDRAW_MS = 200;
 const JSON_PROGRESS_MS = 250;
@@ -35,12 +35,11 @@ export interface PeerCliOptions {
 
 export async function runDownload(
   file: string,
-  opts: DownloadCliOptions & PeerCliOptions & { seed?: boolean },
+  opts: DownloadCliOptions & PeerCliOptions & { seed?: boolean; saveTorrent?: string },
   io: CliIO,
   mode: 'download' | 'seed' = 'download',
 ): Promise<number> {
-  const peers = opts.peer.map(parsePeer);
-  const meta = await loadTorrent(file, { stdin: io.stdin, signal: io.signal });
+  const cliPeers = opts.peer.map(parsePeer);
   const json = Boolean(opts.json);
   const tty = Boolean(io.stderr.isTTY) && !opts.quiet && !json;
   const emit = (o: Record<string, unknown>) => io.stdout.write(`${JSON.stringify(o)}\n`);
@@ -52,6 +51,22 @@ export async function runDownload(
         `${tty ? '\r\x1b[2K' : ''}tdl: warning: ${escapeControl(redactUrls(message))}\n`,
       );
   };
+  const opened = await openTorrent(
+    file,
+    {
+      peers: cliPeers,
+      output: opts.output,
+      timeoutMs: opts.timeout * 1000,
+      handshakeMs: opts.peerTimeout * 1000,
+      saveTorrent: opts.saveTorrent,
+      tty,
+      emit: json ? emit : undefined,
+      warn,
+    },
+    io,
+  );
+  const meta = opened.meta;
+  const peers = [...cliPeers, ...opened.peers];
   // Warnings about the .torrent itself (ignored trailing bytes, remapped names, bad seeds).
   for (const w of meta.warnings) warn(w);
 
@@ -96,6 +111,8 @@ export async function runDownload(
       meta,
       output: opts.output,
       peers,
+      trackersToo: opened.magnet,
+      torrentBytes: opened.torrentBytes,
       maxPeers: opts.maxPeers,
       peerTimeoutMs: opts.peerTimeout * 1000,
       stallTimeoutMs: opts.timeout * 1000,

@@ -1,6 +1,8 @@
 import type { CliIO } from './program.js';
 import { escapeControl, formatBytes, redactUrls } from './format.js';
-import { loadTorrent, printMetainfoWarnings } from './torrent-file.js';
+import { parsePeer } from './download-command.js';
+import { openTorrent } from './source.js';
+import { printMetainfoWarnings } from './torrent-file.js';
 import { contentLength, type TorrentFile } from '../metainfo/torrent.js';
 
 /** Flags shown after a file in the text output. */
@@ -13,8 +15,27 @@ function flags(f: TorrentFile): string {
   return out.length > 0 ? `  [${out.join(', ')}]` : '';
 }
 
-export async function runInfo(file: string, opts: { json?: boolean }, io: CliIO): Promise<number> {
-  const m = await loadTorrent(file, { stdin: io.stdin, signal: io.signal });
+export interface InfoCliOptions {
+  json?: boolean;
+  /** For magnet links: extra peers, the wait for metadata, where to save it. */
+  peer?: string[];
+  timeout?: number;
+  saveTorrent?: string;
+}
+
+export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Promise<number> {
+  const { meta: m } = await openTorrent(
+    file,
+    {
+      peers: (opts.peer ?? []).map(parsePeer),
+      timeoutMs: (opts.timeout ?? 120) * 1000,
+      handshakeMs: 15_000,
+      saveTorrent: opts.saveTorrent,
+      tty: Boolean(io.stderr.isTTY) && !opts.json,
+      warn: (message) => io.stderr.write(`tdl: warning: ${escapeControl(redactUrls(message))}\n`),
+    },
+    io,
+  );
   printMetainfoWarnings(m, io);
   const size = contentLength(m);
   const padding = m.files.reduce((n, f) => n + (f.padding ? 1 : 0), 0);

@@ -8,7 +8,7 @@ import { runCreate, type CreateCliOptions } from './create-command.js';
 import { runDownload, type PeerCliOptions } from './download-command.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { escapeControl, redactUrls } from './format.js';
-import { runInfo } from './info-command.js';
+import { runInfo, type InfoCliOptions } from './info-command.js';
 import { parseRate } from './rate.js';
 import type { ByteStream } from './torrent-file.js';
 import { runVerify, type VerifyCliOptions } from './verify-command.js';
@@ -152,12 +152,16 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     )
     .option('-q, --quiet', 'print nothing but errors')
     .option('--json', 'write newline-delimited JSON events to stdout')
+    .option('--seed', 'go on seeding once the download is complete (see --seed-time, --seed-ratio)')
     .option(
-      '--seed',
-      'go on seeding once the download is complete (see --seed-time, --seed-ratio)',
+      '--save-torrent <file>',
+      'also write the torrent (for a magnet link, its fetched metadata) to FILE',
     );
   peerOptions(downloadCmd).action(
-    async (torrent: string, opts: DownloadCliOptions & PeerCliOptions & { seed?: boolean }) => {
+    async (
+      torrent: string,
+      opts: DownloadCliOptions & PeerCliOptions & { seed?: boolean; saveTorrent?: string },
+    ) => {
       json = Boolean(opts.json);
       exitCode = await runDownload(torrent, opts, io);
     },
@@ -192,10 +196,30 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
 
   program
     .command('info')
-    .description('show what a .torrent file contains')
+    .description(
+      'show what a .torrent file (or a magnet link, once its metadata is fetched) contains',
+    )
     .argument('<torrent>', TORRENT_ARG)
     .option('--json', 'print the information as JSON')
-    .action(async (torrent: string, opts: { json?: boolean }) => {
+    .addOption(
+      new Option(
+        '--peer <host:port>',
+        'magnet links: also ask this peer for the metadata (repeatable)',
+      )
+        .argParser(collect)
+        .default([]),
+    )
+    .option(
+      '--timeout <seconds>',
+      'magnet links: give up when no metadata arrives for this long',
+      seconds,
+      120,
+    )
+    .option(
+      '--save-torrent <file>',
+      'also write the torrent (for a magnet link, its fetched metadata) to FILE',
+    )
+    .action(async (torrent: string, opts: InfoCliOptions) => {
       json = Boolean(opts.json);
       exitCode = await runInfo(torrent, opts, io);
     });

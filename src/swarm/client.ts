@@ -11,7 +11,7 @@
  * - existing data that does not match is replaced piece by piece, each only once a verified
  *   piece is there to replace it, and the count is reported (`piecesReplaced`).
  */
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import createDebug from 'debug';
 import { NoPeersError, TransferError } from '../errors.js';
 import type { Metainfo } from '../metainfo/torrent.js';
@@ -20,7 +20,7 @@ import { startupCheck, type ProgressFn, type StartupCheck } from '../storage/che
 import { ResumeWriter } from '../storage/checkpoint.js';
 import { DiskStorage, OutputChangedError } from '../storage/disk.js';
 import { Layout } from '../storage/layout.js';
-import { resumePath } from '../storage/names.js';
+import { resumePath, withSuffix } from '../storage/names.js';
 import { planOutput, type OutputPlan } from '../storage/output.js';
 import { Announcer, requireUsableTracker } from '../tracker/announcer.js';
 import { preloadHttpClient } from '../tracker/http.js';
@@ -28,6 +28,7 @@ import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { Download, type DownloadOptions, type DownloadStats } from './download.js';
 import { Listener, type ListenOptions } from './listener.js';
+import { METADATA_SUFFIX } from './magnet.js';
 
 const log = createDebug('tdl:resume');
 
@@ -46,8 +47,11 @@ export interface SeedLimits {
 export interface ClientOptions {
   meta: Metainfo;
   output?: string;
-  /** Known peers: when given, trackers are not asked. */
+  /** Known peers: when given, trackers are not asked (unless `trackersToo`). */
   peers?: PeerAddress[];
+  trackersToo?: boolean;
+  /** The .torrent bytes of metadata fetched from peers: kept beside the resume file. */
+  torrentBytes?: Buffer;
   maxPeers?: number;
   peerTimeoutMs?: number;
   stallTimeoutMs?: number;
@@ -83,7 +87,8 @@ export interface ClientResult {
 export async function download(o: ClientOptions): Promise<ClientResult> {
   const { meta } = o;
   const peers = o.peers ?? [];
-  const useTrackers = peers.length === 0;
+  // Peers given by hand replace the trackers, except for a magnet link's own peers.
+  const useTrackers = o.trackersToo ? meta.announceList.length > 0 : peers.length === 0;
   if (useTrackers && meta.announceList.length === 0) {
     throw new NoPeersError('the torrent names no tracker: give peers with --peer HOST:PORT');
   }
@@ -95,6 +100,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   const plan = await planOutput(meta, o.output);
   const storage = await DiskStorage.open(plan, layout);
   const resumeFile = resumePath(plan);
+  const metadataFile = withSuffix(plan.root, METADATA_SUFFIX);
   // Our own signal: the caller's interrupt, or a fault found by a checkpoint, ends the download.
   const ctl = new AbortController();
   const forward = () => ctl.abort(o.signal?.reason);
@@ -134,6 +140,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       await storage.sync();
       await storage.finalize();
       await removeStale(resumeFile);
+      await rm(metadataFile, { force: true }).catch(() => {});
       const stats = idleStats(layout);
       return { stats, plan, check: checkInfo, wasComplete: true };
     }
@@ -142,6 +149,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // The first checkpoint saves what the check found; if it cannot be written (folder not
       // writable, disk full) the download does not start.
       await writer.checkpoint();
+      if (o.torrentBytes) await writeFile(metadataFile, o.torrentBytes).catch(() => {});
       const w = writer;
       storage.setBeforeWrite((index) => w.intent(index));
     }
@@ -249,6 +257,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       for (const p of cut)
         d.emit('warning', `${p} was longer than the torrent's file: cut to size`);
       if (writer) await writer.remove();
+      await rm(metadataFile, { force: true }).catch(() => {});
       // Only now, with the data checked and named, do trackers hear that we completed.
       if (tracker) await tracker.complete().catch(() => {});
     } else {

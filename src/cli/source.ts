@@ -1,0 +1,87 @@
+/**
+ * The torrent a command works on: a .torrent (file, stdin, URL) or a magnet link, whose metadata
+ * is fetched from peers while a line says so ("fetching metadata from N peers").
+ */
+import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
+import type { Metainfo } from '../metainfo/torrent.js';
+import { makePeerId } from '../peer/peer-id.js';
+import { resolveMagnet, saveTorrent } from '../swarm/magnet.js';
+import { torrentFromInfo } from '../swarm/metadata-fetch.js';
+import type { PeerAddress } from '../tracker/types.js';
+import type { CliIO } from './program.js';
+import { loadTorrent } from './torrent-file.js';
+
+export interface OpenedTorrent {
+  meta: Metainfo;
+  /** For a magnet link: the .torrent built around the fetched info bytes. */
+  torrentBytes?: Buffer;
+  /** For a magnet link: its own peers and those that answered. */
+  peers: PeerAddress[];
+  magnet: boolean;
+}
+
+export interface OpenOptions {
+  peers: PeerAddress[];
+  output?: string;
+  timeoutMs: number;
+  handshakeMs: number;
+  saveTorrent?: string;
+  /** Where progress goes: a redrawn line on a TTY, `metadata` JSON events, or nothing. */
+  tty: boolean;
+  emit?: (o: Record<string, unknown>) => void;
+  warn: (message: string) => void;
+}
+
+export async function openTorrent(
+  source: string,
+  o: OpenOptions,
+  io: CliIO,
+): Promise<OpenedTorrent> {
+  if (!isMagnet(source)) {
+    const meta = await loadTorrent(source, { stdin: io.stdin, signal: io.signal });
+    if (o.saveTorrent) {
+      await saveTorrent(o.saveTorrent, torrentFromInfo(meta.info, meta.announceList));
+    }
+    return { meta, peers: [], magnet: false };
+  }
+  const magnet = parseMagnet(source);
+  let last = '';
+  const r = await resolveMagnet({
+    magnet,
+    output: o.output,
+    peers: o.peers,
+    peerId: makePeerId(),
+    timeoutMs: o.timeoutMs,
+    handshakeMs: o.handshakeMs,
+    signal: io.signal,
+    onWarning: o.warn,
+    onProgress: (p) => {
+      if (o.tty) {
+        const line = `fetching metadata from ${p.withMetadata} of ${p.connected} peers (${p.known} known)`;
+        if (line !== last) io.stderr.write(`\r\x1b[2K${line}`);
+        last = line;
+      }
+      o.emit?.({
+        event: 'metadata',
+        state: 'fetching',
+        peers: p.connected,
+        withMetadata: p.withMetadata,
+        known: p.known,
+      });
+    },
+  });
+  if (o.tty && last) io.stderr.write('\r\x1b[2K');
+  o.emit?.({
+    event: 'metadata',
+    state: r.fromCache ? 'kept' : 'done',
+    infoHash: r.meta.infoHashHex,
+    size: r.torrent.length,
+  });
+  if (o.saveTorrent) await saveTorrent(o.saveTorrent, r.torrent);
+  return {
+    meta: r.meta,
+    torrentBytes: r.torrent,
+    peers: [...magnet.peers, ...r.peers],
+    magnet: true,
+  };
+}
