@@ -1,0 +1,91 @@
+/**
+ * Our DHT against a loopback network of 24 independent nodes (npm `bittorrent-dht`), no
+ * tracker anywhere: we find a peer that announced itself only to the DHT, and a third-party
+ * lookup finds the port we announced.
+ */
+import { createHash } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Dht, DhtPeerSource } from '../../src/dht/dht.js';
+import type { PeerAddress } from '../../src/tracker/types.js';
+import { startDhtNetwork } from '../helpers/dht-network.js';
+import type { DhtNetwork } from '../helpers/dht-network.js';
+
+const NODES = 24;
+let net: DhtNetwork;
+
+beforeAll(async () => {
+  net = await startDhtNetwork(NODES, 7);
+}, 60_000);
+
+afterAll(async () => {
+  await net?.close();
+});
+
+function hash(s: string): Buffer {
+  return createHash('sha1').update(s).digest();
+}
+
+describe('DHT on a loopback network of independent nodes', () => {
+  it('finds a seeder that announced only to the DHT, and announces itself', async () => {
+    const infoHash = hash('dht e2e torrent');
+    await net.announce(5, infoHash, 51413);
+
+    const dht = new Dht({
+      port: 0,
+      bind: '127.0.0.1',
+      bootstrap: [net.addresses()[NODES - 1]!],
+      cacheFile: null,
+      rpc: { queryTimeoutMs: 2000 },
+    });
+    const source = new DhtPeerSource(dht, infoHash, { announcePort: 40001 });
+    try {
+      await dht.start();
+      expect(dht.port).toBeGreaterThan(0);
+      const found = new Promise<PeerAddress[]>((resolve) => source.once('peers', resolve));
+      source.start();
+      const peers = await found;
+      expect(peers).toContainEqual({ host: '127.0.0.1', port: 51413 });
+      expect(source.peersFound()).toBeGreaterThanOrEqual(1);
+      expect(dht.nodeCount()).toBeGreaterThanOrEqual(8);
+
+      // Wait for the lookup and its announce to finish, then look it up from another client.
+      await expect.poll(() => source.failures.length === 0 && source.lookups === 1).toBe(true);
+      let seen: PeerAddress[] = [];
+      await expect
+        .poll(
+          async () => {
+            seen = await net.lookup(12, infoHash);
+            return seen.some((p) => p.port === 40001);
+          },
+          { timeout: 20_000, interval: 500 },
+        )
+        .toBe(true);
+      expect(seen).toContainEqual({ host: '127.0.0.1', port: 40001 });
+    } finally {
+      await source.stop();
+      await dht.stop();
+    }
+  }, 60_000);
+
+  it('reports a failure when no bootstrap node answers', async () => {
+    const dht = new Dht({
+      port: 0,
+      bind: '127.0.0.1',
+      bootstrap: [{ host: '127.0.0.1', port: 9 }],
+      cacheFile: null,
+      rpc: { queryTimeoutMs: 200 },
+    });
+    const source = new DhtPeerSource(dht, hash('nobody'), {});
+    try {
+      await dht.start();
+      const warned = new Promise<string>((resolve) => source.once('warning', resolve));
+      source.start();
+      expect(await warned).toMatch(/no node answered/);
+      expect(source.failures).toEqual([{ url: 'dht', message: 'no DHT node answered' }]);
+      expect(source.peersFound()).toBe(0);
+    } finally {
+      await source.stop();
+      await dht.stop();
+    }
+  }, 30_000);
+});
