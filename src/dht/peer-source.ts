@@ -42,8 +42,9 @@ export class DhtPeerSource extends EventEmitter<{
   private readonly random: () => number;
   /** Settles when the running lookup (and its announce) ends. */
   private current: Promise<void> = Promise.resolve();
-  /** Lookups run so far (tests, diagnostics). */
+  /** Lookups started and finished (with their announce) so far (tests, diagnostics). */
   lookups = 0;
+  lookupsDone = 0;
 
   constructor(
     private readonly dht: Dht,
@@ -112,6 +113,7 @@ export class DhtPeerSource extends EventEmitter<{
     this.lookups++;
     this.current = this.lookupAndAnnounce().finally(() => {
       this.running = false;
+      this.lookupsDone++;
       this.schedule(REFRESH_MIN_MS + this.random() * (REFRESH_MAX_MS - REFRESH_MIN_MS));
     });
   }

@@ -49,7 +49,8 @@ describe('DHT on a loopback network of independent nodes', () => {
       expect(dht.nodeCount()).toBeGreaterThanOrEqual(8);
 
       // Wait for the lookup and its announce to finish, then look it up from another client.
-      await expect.poll(() => source.failures.length === 0 && source.lookups === 1).toBe(true);
+      await expect.poll(() => source.lookupsDone, { timeout: 20_000 }).toBe(1);
+      expect(source.failures).toEqual([]);
       let seen: PeerAddress[] = [];
       await expect
         .poll(
