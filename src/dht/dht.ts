@@ -69,6 +69,10 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
   private readonly ctrl = new AbortController();
   private timers: NodeJS.Timeout[] = [];
   private bootstrapDone: Promise<void> = Promise.resolve();
+  /** Settles when the bootstrap and extra contacts are resolved (DNS) into `seeds`. */
+  private seedsReady: Promise<void> = Promise.resolve();
+  /** Nodes from the cache file (not in the table until they answer). */
+  private cachedSeeds: Seed[] = [];
   private lastBootstrap = 0;
   private started = false;
   private stopped = false;
@@ -118,8 +122,12 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
       await this.rpc.bind(0, this.bindHost);
     }
     debug('listening on udp %s:%d, id %s', this.bindHost, this.port, this.id.toString('hex'));
-    const cachedSeeds: Seed[] = cached ? cached.nodes : [];
-    this.bootstrapDone = this.bootstrap(cachedSeeds);
+    this.cachedSeeds = cached ? cached.nodes : [];
+    const base = this.opts.bootstrap ?? DEFAULT_BOOTSTRAP;
+    this.seedsReady = this.resolveAll([...base, ...(this.opts.nodes ?? [])]).then((s) => {
+      this.seeds = s;
+    });
+    this.bootstrapDone = this.bootstrap(this.cachedSeeds);
     const maint = setInterval(() => void this.maintain(), MAINTENANCE_MS);
     const save = setInterval(() => void this.save(), SAVE_EVERY_MS);
     maint.unref();
@@ -134,6 +142,7 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     this.ctrl.abort();
+    await this.bootstrapDone.catch(() => undefined);
     if (this.started) await this.save();
     await this.rpc.close();
   }
@@ -185,10 +194,7 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
 
   private async bootstrap(cached: readonly Seed[]): Promise<void> {
     this.lastBootstrap = Date.now();
-    if (this.seeds.length === 0) {
-      const base = this.opts.bootstrap ?? DEFAULT_BOOTSTRAP;
-      this.seeds = await this.resolveAll([...base, ...(this.opts.nodes ?? [])]);
-    }
+    await this.seedsReady;
     if (this.stopped) return;
     const seeds: Seed[] = [
       ...this.table.closest(this.id, K),
@@ -257,9 +263,12 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
    */
   async getPeers(infoHash: Buffer, o: GetPeersOptions = {}): Promise<LookupResult> {
     if (!this.started || this.stopped) throw new TdlError('no-peers', 'the DHT is not running');
-    if (this.nodeCount() < K) await this.bootstrapDone;
+    // No need to wait for the bootstrap lookup: while the table is small, this lookup starts
+    // from the same contacts the bootstrap does.
     const seeds: Seed[] = this.table.closest(infoHash, K * 2);
     if (seeds.length < K) {
+      await this.seedsReady;
+      seeds.push(...this.cachedSeeds);
       for (const e of this.seeds) seeds.push({ id: null, host: e.host, port: e.port });
     }
     return this.runLookup(infoHash, 'get_peers', seeds, o);

@@ -3,7 +3,10 @@
  *
  * Candidates are kept sorted by XOR distance to the target (at most MAX_CANDIDATES; the
  * farthest are dropped). Up to `alpha` queries are in flight, always to the closest candidates
- * not yet asked among the K closest that have not failed. The lookup ends when those K closest
+ * not yet asked among the K closest that have not failed. A query unanswered after `slowMs`
+ * stops counting against `alpha` and no longer holds a place among those K (it may still
+ * answer until its own timeout), so dead nodes delay a lookup's progress by `slowMs`, not by
+ * the full query timeout; at most MAX_OUTSTANDING queries of one lookup are outstanding. The lookup ends when those K closest
  * have all answered, when nobody is left to ask, after `maxQueries` queries, or after
  * `timeoutMs` — whichever comes first. Late answers after the end are ignored.
  *
@@ -19,6 +22,10 @@ export const LOOKUP_K = 8;
 export const MAX_CANDIDATES = 200;
 export const MAX_LOOKUP_QUERIES = 300;
 export const LOOKUP_TIMEOUT_MS = 30_000;
+/** After this long without an answer a query no longer holds one of the `alpha` slots. */
+export const SLOW_QUERY_MS = 1000;
+/** Outstanding queries of one lookup, slow ones included. */
+export const MAX_OUTSTANDING = 12;
 /** Distinct peers one lookup remembers (the rest are not reported). */
 export const MAX_LOOKUP_PEERS = 2000;
 
@@ -38,6 +45,7 @@ export interface LookupOptions {
   k?: number;
   maxQueries?: number;
   timeoutMs?: number;
+  slowMs?: number;
   /** Contacts never to ask (ourselves). */
   skip?: (n: NodeInfo) => boolean;
   onPeers?: (peers: PeerAddress[]) => void;
@@ -63,6 +71,8 @@ interface Cand {
   port: number;
   state: CandState;
   token?: Buffer;
+  /** Unanswered for longer than slowMs: no longer counted against alpha. */
+  slow?: boolean;
 }
 
 export function lookup(opts: LookupOptions): Promise<LookupResult> {
@@ -75,7 +85,12 @@ export function lookup(opts: LookupOptions): Promise<LookupResult> {
   const peerSeen = new Set<string>();
   let queried = 0;
   let responded = 0;
+  /** Outstanding queries, slow ones included. */
   let inFlight = 0;
+  /** Outstanding queries that are not slow (these count against alpha). */
+  let active = 0;
+  const slowMs = opts.slowMs ?? SLOW_QUERY_MS;
+  const slowTimers = new Set<NodeJS.Timeout>();
   let ended = false;
 
   const order = (a: Cand, b: Cand): number => {
@@ -117,6 +132,8 @@ export function lookup(opts: LookupOptions): Promise<LookupResult> {
       if (ended) return;
       ended = true;
       if (timer) clearTimeout(timer);
+      for (const t of slowTimers) clearTimeout(t);
+      slowTimers.clear();
       opts.signal?.removeEventListener('abort', onAbort);
       const closest = cands
         .filter((c) => c.state === 'done' && c.id)
@@ -136,10 +153,15 @@ export function lookup(opts: LookupOptions): Promise<LookupResult> {
       for (const c of cands) {
         if (considered >= k) break;
         if (c.state === 'failed') continue;
+        if (c.slow && c.state === 'pending') {
+          // Still awaited, but it no longer keeps a farther node out of the window.
+          allDone = false;
+          continue;
+        }
         considered++;
         if (c.state === 'done') continue;
         allDone = false;
-        if (c.state === 'new' && inFlight < alpha) {
+        if (c.state === 'new' && active < alpha && inFlight < MAX_OUTSTANDING) {
           if (queried >= maxQueries) break;
           ask(c);
         }
@@ -154,10 +176,25 @@ export function lookup(opts: LookupOptions): Promise<LookupResult> {
     function ask(c: Cand): void {
       c.state = 'pending';
       inFlight++;
+      active++;
       queried++;
+      const slowTimer = setTimeout(() => {
+        slowTimers.delete(slowTimer);
+        if (ended || c.state !== 'pending') return;
+        c.slow = true;
+        active--;
+        pump();
+      }, slowMs);
+      slowTimers.add(slowTimer);
+      const settle = (): void => {
+        clearTimeout(slowTimer);
+        slowTimers.delete(slowTimer);
+        inFlight--;
+        if (!c.slow) active--;
+      };
       opts.query({ id: c.id, host: c.host, port: c.port }).then(
         (r) => {
-          inFlight--;
+          settle();
           if (ended) return;
           // The id is taken from the answer (a seed's id may be unknown or stale).
           c.id = Buffer.from(r.id);
@@ -184,7 +221,7 @@ export function lookup(opts: LookupOptions): Promise<LookupResult> {
           pump();
         },
         () => {
-          inFlight--;
+          settle();
           if (ended) return;
           c.state = 'failed';
           opts.onFailure?.({ id: c.id, host: c.host, port: c.port });

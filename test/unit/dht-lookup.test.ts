@@ -130,6 +130,37 @@ describe('iterative lookup', () => {
     expect(MAX_CANDIDATES).toBeLessThan(n);
   });
 
+  it('a node that does not answer holds an alpha slot only for slowMs', async () => {
+    const nodes = network(6);
+    const target = Buffer.alloc(20);
+    const sorted = [...nodes].sort((a, b) => compareDistance(target, a.id, b.id));
+    const dead = new Set(sorted.slice(0, 3).map((n) => n.port));
+    let answered = 0;
+    const ctrl = new AbortController();
+    const p = lookup({
+      signal: ctrl.signal,
+      target,
+      seeds: nodes,
+      alpha: 3,
+      k: 3,
+      slowMs: 50,
+      timeoutMs: 60_000,
+      query: (s) =>
+        dead.has(s.port)
+          ? new Promise<KrpcResponse>(() => undefined) // never answers, never times out
+          : Promise.resolve(reply(nodes.find((n) => n.port === s.port)!.id, [])).then((r) => {
+              answered++;
+              return r;
+            }),
+    });
+    // The three closest hang; after slowMs the others are asked anyway.
+    await expect.poll(() => answered, { timeout: 10_000 }).toBe(3);
+    ctrl.abort();
+    const r = await p;
+    expect(r.end).toBe('aborted');
+    expect(r.queried).toBe(6);
+  });
+
   it('ends at the time limit and on abort', async () => {
     const never = () => new Promise<KrpcResponse>(() => undefined);
     const r = await lookup({
