@@ -4,6 +4,10 @@
  * lookup finds the port we announced.
  */
 import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadCache } from '../../src/dht/cache.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Dht, DhtPeerSource } from '../../src/dht/dht.js';
 import type { PeerAddress } from '../../src/tracker/types.js';
@@ -89,4 +93,50 @@ describe('DHT on a loopback network of independent nodes', () => {
       await dht.stop();
     }
   }, 30_000);
+
+  it('saves the table on stop and starts warm from it, with the same node id', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tdl-dht-warm-'));
+    const cacheFile = join(dir, 'tdl', 'dht.dat');
+    try {
+      const first = new Dht({
+        port: 0,
+        bind: '127.0.0.1',
+        bootstrap: [net.addresses()[3]!],
+        cacheFile,
+      });
+      await first.start();
+      await expect.poll(() => first.nodeCount(), { timeout: 20_000 }).toBeGreaterThanOrEqual(8);
+      const id = Buffer.from(first.nodeId);
+      await first.stop();
+      const saved = await loadCache(cacheFile);
+      expect(saved?.id).toEqual(id);
+      expect(saved!.nodes.length).toBeGreaterThanOrEqual(8);
+
+      // No bootstrap node at all: only the cache can make this one work.
+      const second = new Dht({ port: 0, bind: '127.0.0.1', bootstrap: [], cacheFile });
+      try {
+        await second.start();
+        expect(second.nodeId).toEqual(id);
+        await expect.poll(() => second.nodeCount(), { timeout: 20_000 }).toBeGreaterThanOrEqual(8);
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('falls back to an ephemeral UDP port when the wanted one is taken', async () => {
+    const a = new Dht({ port: 0, bind: '127.0.0.1', bootstrap: [], cacheFile: null });
+    await a.start();
+    const b = new Dht({ port: a.port, bind: '127.0.0.1', bootstrap: [], cacheFile: null });
+    try {
+      await b.start();
+      expect(b.port).toBeGreaterThan(0);
+      expect(b.port).not.toBe(a.port);
+    } finally {
+      await b.stop();
+      await a.stop();
+    }
+  });
 });
