@@ -36,6 +36,7 @@ export const SAVE_EVERY_MS = 5 * 60_000;
 const PINGS_PER_ROUND = 8;
 const REFRESHES_PER_ROUND = 2;
 const DNS_TIMEOUT_MS = 5000;
+export const MAX_EXTRA_CONTACTS = 64;
 
 export interface DhtOptions {
   /** UDP port; 0 = ephemeral. When the port is taken, an ephemeral one is used instead. */
@@ -124,7 +125,8 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     debug('listening on udp %s:%d, id %s', this.bindHost, this.port, this.id.toString('hex'));
     this.cachedSeeds = cached ? cached.nodes : [];
     const base = this.opts.bootstrap ?? DEFAULT_BOOTSTRAP;
-    this.seedsReady = this.resolveAll([...base, ...(this.opts.nodes ?? [])]).then((s) => {
+    const extra = (this.opts.nodes ?? []).slice(0, MAX_EXTRA_CONTACTS);
+    this.seedsReady = this.resolveAll([...base, ...extra]).then((s) => {
       this.seeds = s;
     });
     this.bootstrapDone = this.bootstrap(this.cachedSeeds);
@@ -210,6 +212,26 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     );
   }
 
+  /**
+   * Extra contacts after start (e.g. a torrent's `nodes`): resolved, then pinged; those that
+   * answer join the table. At most MAX_EXTRA_CONTACTS per call.
+   */
+  addContacts(list: readonly Endpoint[]): void {
+    if (!this.started || this.stopped) return;
+    void this.resolveAll(list.slice(0, MAX_EXTRA_CONTACTS)).then((resolved) => {
+      for (const e of resolved) {
+        if (this.stopped) return;
+        this.rpc.query(e, 'ping', this.id).then(
+          (r) => {
+            const n = { id: r.id, host: e.host, port: e.port };
+            if (!this.isSelf(n)) this.table.responded(n);
+          },
+          () => undefined,
+        );
+      }
+    });
+  }
+
   /** Periodic upkeep: ping questionable nodes, refresh stale buckets, re-bootstrap if empty. */
   private async maintain(): Promise<void> {
     if (this.stopped) return;
@@ -266,12 +288,31 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     // No need to wait for the bootstrap lookup: while the table is small, this lookup starts
     // from the same contacts the bootstrap does.
     const seeds: Seed[] = this.table.closest(infoHash, K * 2);
-    if (seeds.length < K) {
+    const cold = seeds.length < K;
+    if (cold) {
       await this.seedsReady;
       seeds.push(...this.cachedSeeds);
       for (const e of this.seeds) seeds.push({ id: null, host: e.host, port: e.port });
     }
-    return this.runLookup(infoHash, 'get_peers', seeds, o);
+    const first = await this.runLookup(infoHash, 'get_peers', seeds, o);
+    if (!cold || first.closest.length >= K || first.end === 'aborted') return first;
+    // Started cold and met fewer than K nodes (a node that has peers answers with them instead
+    // of with nodes, which can end a lookup early): once the bootstrap has filled the table,
+    // look again from it, so announces reach the nodes that are really the closest.
+    await this.bootstrapDone;
+    if (this.stopped || o.signal?.aborted || this.nodeCount() <= first.responded) return first;
+    const again: Seed[] = [
+      ...first.closest.map((c) => c.node),
+      ...this.table.closest(infoHash, K * 2),
+    ];
+    const second = await this.runLookup(infoHash, 'get_peers', again, o);
+    return {
+      closest: second.closest.length >= first.closest.length ? second.closest : first.closest,
+      queried: first.queried + second.queried,
+      responded: first.responded + second.responded,
+      peers: first.peers + second.peers,
+      end: second.end,
+    };
   }
 
   /**

@@ -59,6 +59,7 @@ export interface LookupResult {
   closest: { node: NodeInfo; token?: Buffer }[];
   queried: number;
   responded: number;
+  /** Distinct peers this lookup reported (getPeers may sum two passes). */
   peers: number;
   /** Why it ended. */
   end: 'converged' | 'exhausted' | 'max-queries' | 'timeout' | 'aborted';

@@ -139,4 +139,15 @@ describe('DHT on a loopback network of independent nodes', () => {
       await a.stop();
     }
   });
+
+  it('addContacts pings extra contacts (a torrent’s nodes); those that answer join the table', async () => {
+    const dht = new Dht({ port: 0, bind: '127.0.0.1', bootstrap: [], cacheFile: null });
+    try {
+      await dht.start();
+      dht.addContacts([...net.addresses().slice(0, 3), { host: '127.0.0.1', port: 9 }]);
+      await expect.poll(() => dht.nodeCount(), { timeout: 20_000 }).toBe(3);
+    } finally {
+      await dht.stop();
+    }
+  });
 });
