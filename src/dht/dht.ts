@@ -7,7 +7,7 @@ import { lookup as dnsLookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 import createDebug from 'debug';
-import { TdlError } from '../errors.js';
+import { DhtError, TdlError } from '../errors.js';
 import { defaultCacheFile, loadCache, saveCache } from './cache.js';
 import { encodeError, encodeResponse, ERR_METHOD_UNKNOWN, ERR_PROTOCOL } from './krpc.js';
 import type { KrpcQuery, KrpcResponse, NodeInfo } from './krpc.js';
@@ -104,7 +104,10 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     return this.table.liveCount();
   }
 
-  /** Binds, loads the cache, and bootstraps in the background. */
+  /**
+   * Binds, loads the cache, and bootstraps in the background. Throws DhtError when no UDP port
+   * can be bound (the caller may go on without the DHT).
+   */
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
@@ -118,9 +121,13 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     try {
       await this.rpc.bind(want, this.bindHost);
     } catch (err) {
-      if (want === 0) throw err;
       debug('UDP port %d unavailable (%s); using an ephemeral port', want, (err as Error).message);
-      await this.rpc.bind(0, this.bindHost);
+      try {
+        if (want === 0) throw err;
+        await this.rpc.bind(0, this.bindHost);
+      } catch (err2) {
+        throw new DhtError(`cannot listen on UDP ${this.bindHost}: ${(err2 as Error).message}`);
+      }
     }
     debug('listening on udp %s:%d, id %s', this.bindHost, this.port, this.id.toString('hex'));
     this.cachedSeeds = cached ? cached.nodes : [];
