@@ -74,6 +74,7 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
   private seedsReady: Promise<void> = Promise.resolve();
   /** Nodes from the cache file (not in the table until they answer). */
   private cachedSeeds: Seed[] = [];
+  private saving: Promise<void> = Promise.resolve();
   private lastBootstrap = 0;
   private started = false;
   private stopped = false;
@@ -150,8 +151,7 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
-    this.ctrl.abort();
-    await this.bootstrapDone.catch(() => undefined);
+    this.ctrl.abort(); // running lookups end now; the bootstrap stops after its DNS step
     if (this.started) await this.save();
     await this.rpc.close();
   }
@@ -166,7 +166,13 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     }
   }
 
-  private async save(): Promise<void> {
+  /** Saves one after the other (the periodic save and the one at stop share a temp file). */
+  private save(): Promise<void> {
+    this.saving = this.saving.then(() => this.saveNow());
+    return this.saving;
+  }
+
+  private async saveNow(): Promise<void> {
     if (!this.cacheFile) return;
     const nodes = this.table.all().filter((n) => this.table.state(n) !== 'bad');
     if (nodes.length === 0) return; // keep an older, useful cache
@@ -181,6 +187,7 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     const out: Endpoint[] = [];
     await Promise.all(
       list.map(async (e) => {
+        if (!Number.isInteger(e.port) || e.port <= 0 || e.port > 65535) return;
         if (isIP(e.host) === 4) {
           out.push(e);
           return;
@@ -297,7 +304,7 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     const seeds: Seed[] = this.table.closest(infoHash, K * 2);
     const cold = seeds.length < K;
     if (cold) {
-      await this.seedsReady;
+      await this.untilAborted(this.seedsReady, o.signal);
       seeds.push(...this.cachedSeeds);
       for (const e of this.seeds) seeds.push({ id: null, host: e.host, port: e.port });
     }
@@ -306,7 +313,7 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     // Started cold and met fewer than K nodes (a node that has peers answers with them instead
     // of with nodes, which can end a lookup early): once the bootstrap has filled the table,
     // look again from it, so announces reach the nodes that are really the closest.
-    await this.bootstrapDone;
+    await this.untilAborted(this.bootstrapDone, o.signal);
     if (this.stopped || o.signal?.aborted || this.nodeCount() <= first.responded) return first;
     const again: Seed[] = [
       ...first.closest.map((c) => c.node),
@@ -320,6 +327,20 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
       peers: first.peers + second.peers,
       end: second.end,
     };
+  }
+
+  /** Waits for `p`, or less when `signal` or stop() aborts first. */
+  private untilAborted(p: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+    const signals = signal ? [signal, this.ctrl.signal] : [this.ctrl.signal];
+    if (signals.some((s) => s.aborted)) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        for (const s of signals) s.removeEventListener('abort', done);
+        resolve();
+      };
+      for (const s of signals) s.addEventListener('abort', done, { once: true });
+      p.then(done, done);
+    });
   }
 
   /**

@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeResponse } from '../../src/dht/krpc.js';
 import { KrpcSocket, MAX_QUEUED } from '../../src/dht/rpc.js';
-import { Dht } from '../../src/dht/dht.js';
+import { Dht, DhtPeerSource } from '../../src/dht/dht.js';
 import { DhtError, TimeoutError } from '../../src/errors.js';
 import { ScriptedNode } from '../helpers/dht-hostile.js';
 
@@ -99,4 +99,25 @@ describe('KRPC socket', () => {
     const r = await s.query({ host: '127.0.0.1', port: dht.port }, 'ping', me);
     expect(r.id).toEqual(dht.nodeId);
   });
+
+  it('stopping a peer source, then the Dht, does not wait for lookups or query timeouts', async () => {
+    const silent = await node();
+    const dht = new Dht({
+      port: 0,
+      bind: '127.0.0.1',
+      bootstrap: [{ host: '127.0.0.1', port: silent.port }],
+      cacheFile: null,
+      rpc: { queryTimeoutMs: 60_000 },
+      lookupTimeoutMs: 60_000,
+    });
+    await dht.start();
+    const source = new DhtPeerSource(dht, Buffer.alloc(20, 3), { announcePort: 1 });
+    source.start();
+    await expect.poll(() => silent.received.length).toBeGreaterThanOrEqual(2);
+    // Both would hang for a minute if they waited for the silent node.
+    await source.stop();
+    expect(source.lookupsDone).toBe(1);
+    expect(source.failures).toEqual([]);
+    await dht.stop();
+  }, 20_000);
 });
