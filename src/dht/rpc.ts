@@ -182,9 +182,10 @@ export class KrpcSocket extends EventEmitter<{ query: [KrpcQuery, Endpoint] }> {
     try {
       m = decodeKrpc(msg);
     } catch (err) {
-      if (!(err instanceof TdlError)) throw err;
+      // Only DhtError is expected; anything else is still a bad datagram, never a crash.
       this.stats.dropped++;
-      debug('dropped datagram from %s:%d: %s', rinfo.address, rinfo.port, err.message);
+      const why = err instanceof TdlError ? err.message : `unexpected ${String(err)}`;
+      debug('dropped datagram from %s:%d: %s', rinfo.address, rinfo.port, why);
       return;
     }
     const from = { host: rinfo.address, port: rinfo.port };
@@ -193,7 +194,11 @@ export class KrpcSocket extends EventEmitter<{ query: [KrpcQuery, Endpoint] }> {
         this.stats.rateLimited++;
         return;
       }
-      this.emit('query', m, from);
+      try {
+        this.emit('query', m, from);
+      } catch (err) {
+        debug('query from %s:%d not answered: %s', from.host, from.port, String(err));
+      }
       return;
     }
     const key = m.t.toString('hex');
