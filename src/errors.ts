@@ -59,6 +59,13 @@ export class TrackerError extends TdlError {
   }
 }
 
+/** A DHT node sent a malformed KRPC message: the datagram is dropped, the node may be marked bad. */
+export class DhtError extends TdlError {
+  constructor(message: string) {
+    super('protocol', message);
+  }
+}
+
 export class NoPeersError extends TdlError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('no-peers', message, options);

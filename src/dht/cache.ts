@@ -1,0 +1,97 @@
+/**
+ * The routing-table cache: our node id and the nodes of the table, so the next run starts warm.
+ *
+ * File: `$XDG_CACHE_HOME/tdl/dht.dat`, else `~/.cache/tdl/dht.dat`. Content: one bencoded
+ * dictionary `{ id: <20 bytes>, nodes: <compact node info, 26 bytes each> }`. Written
+ * atomically (a temporary file in the same directory, then rename). Read with the strict
+ * bencode guard and size caps; anything wrong makes `loadCache` throw a DhtError, which the
+ * service turns into a warning.
+ */
+import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { DhtError, TdlError } from '../errors.js';
+import { decodeStrict, encode, isBytes, isDict } from '../metainfo/bencode.js';
+import { decodeNodes, encodeNodes, NODE4_BYTES } from './krpc.js';
+import type { NodeInfo } from './krpc.js';
+import { ID_LENGTH } from './node-id.js';
+import { MAX_TABLE_NODES } from './routing-table.js';
+
+export const MAX_CACHE_BYTES = 64 * 1024;
+
+export interface CachedTable {
+  id: Buffer;
+  nodes: NodeInfo[];
+}
+
+export function defaultCacheFile(env: NodeJS.ProcessEnv = process.env): string {
+  const xdg = env['XDG_CACHE_HOME'];
+  const base = xdg && xdg.startsWith('/') ? xdg : join(homedir(), '.cache');
+  return join(base, 'tdl', 'dht.dat');
+}
+
+export function encodeCache(t: CachedTable): Buffer {
+  return encode({ id: t.id, nodes: encodeNodes(t.nodes.slice(0, MAX_TABLE_NODES), 4) });
+}
+
+/** Parses a cache file's bytes; throws DhtError when it is not a valid cache. */
+export function decodeCache(buf: Uint8Array): CachedTable {
+  if (buf.length > MAX_CACHE_BYTES)
+    throw new DhtError(`cache is larger than ${MAX_CACHE_BYTES} bytes`);
+  let value;
+  try {
+    value = decodeStrict(buf, { maxDepth: 2 }).value;
+  } catch (err) {
+    if (err instanceof TdlError) throw new DhtError(`cache is not valid bencode: ${err.message}`);
+    throw err;
+  }
+  if (!isDict(value)) throw new DhtError('cache is not a dictionary');
+  const id = value['id'];
+  const nodes = value['nodes'];
+  if (!isBytes(id) || id.length !== ID_LENGTH) throw new DhtError('cache id must be 20 bytes');
+  if (!isBytes(nodes) || nodes.length % NODE4_BYTES !== 0) {
+    throw new DhtError('cache nodes must be a multiple of 26 bytes');
+  }
+  return { id: Buffer.from(id), nodes: decodeNodes(nodes, 4, MAX_TABLE_NODES) };
+}
+
+/** Reads the cache; null when the file does not exist; throws DhtError when it is bad. */
+export async function loadCache(file: string): Promise<CachedTable | null> {
+  let buf: Buffer;
+  try {
+    const fh = await open(file, 'r');
+    try {
+      const st = await fh.stat();
+      if (!st.isFile()) throw new DhtError('cache is not a regular file');
+      if (st.size > MAX_CACHE_BYTES)
+        throw new DhtError(`cache is larger than ${MAX_CACHE_BYTES} bytes`);
+      buf = await readFile(fh);
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    if (err instanceof DhtError) throw err;
+    throw new DhtError(`cannot read cache: ${(err as Error).message}`);
+  }
+  return decodeCache(buf);
+}
+
+/** Writes the cache atomically (temporary file, fsync, rename). Throws DhtError on failure. */
+export async function saveCache(file: string, t: CachedTable): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    await mkdir(dirname(file), { recursive: true });
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(encodeCache(t));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, file);
+  } catch (err) {
+    await unlink(tmp).catch(() => undefined);
+    throw new DhtError(`cannot write cache ${file}: ${(err as Error).message}`);
+  }
+}

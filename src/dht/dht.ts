@@ -1,0 +1,436 @@
+/**
+ * The DHT service (BEP 5, IPv4): one UDP socket, one routing table, one node id per run (kept
+ * in the cache), answers to other nodes' queries, and the lookups the download asks for.
+ * See docs/DESIGN.md, "DHT", for the state machine and the caps.
+ */
+import { lookup as dnsLookup } from 'node:dns/promises';
+import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
+import createDebug from 'debug';
+import { DhtError, TdlError } from '../errors.js';
+import { defaultCacheFile, loadCache, saveCache } from './cache.js';
+import { encodeError, encodeResponse, ERR_METHOD_UNKNOWN, ERR_PROTOCOL } from './krpc.js';
+import type { KrpcQuery, KrpcResponse, NodeInfo } from './krpc.js';
+import { lookup } from './lookup.js';
+import type { LookupResult, Seed } from './lookup.js';
+import { commonPrefixBits, randomId, randomIdInBucket } from './node-id.js';
+import { K, RoutingTable } from './routing-table.js';
+import { KrpcSocket } from './rpc.js';
+import type { Endpoint, RpcOptions } from './rpc.js';
+import { PeerStore } from './store.js';
+import { TokenIssuer } from './tokens.js';
+import type { PeerAddress } from '../tracker/types.js';
+
+const debug = createDebug('tdl:dht');
+
+export const DEFAULT_BOOTSTRAP: readonly Endpoint[] = [
+  { host: 'router.bittorrent.com', port: 6881 },
+  { host: 'dht.transmissionbt.com', port: 6881 },
+  { host: 'router.utorrent.com', port: 6881 },
+  { host: 'dht.libtorrent.org', port: 25401 },
+];
+
+/** Table maintenance (pings, bucket refreshes, re-bootstrap when nearly empty). */
+export const MAINTENANCE_MS = 60_000;
+export const SAVE_EVERY_MS = 5 * 60_000;
+const PINGS_PER_ROUND = 8;
+const REFRESHES_PER_ROUND = 2;
+const DNS_TIMEOUT_MS = 5000;
+export const MAX_EXTRA_CONTACTS = 64;
+
+export interface DhtOptions {
+  /** UDP port; 0 = ephemeral. When the port is taken, an ephemeral one is used instead. */
+  port?: number;
+  /** Address to bind, default '0.0.0.0'. */
+  bind?: string;
+  /** When given, only these are used (no router defaults). */
+  bootstrap?: Endpoint[];
+  /** null = no cache (tests); default: $XDG_CACHE_HOME/tdl/dht.dat or ~/.cache/tdl/dht.dat. */
+  cacheFile?: string | null;
+  /** Extra contacts, e.g. the torrent's `nodes`. */
+  nodes?: Endpoint[];
+  /** Tests: per-query timeout, in-flight cap, rate limit, clock. */
+  rpc?: RpcOptions;
+  /** Tests: per-lookup time limit (ms). */
+  lookupTimeoutMs?: number;
+}
+
+export interface GetPeersOptions {
+  onPeers?: (peers: PeerAddress[]) => void;
+  signal?: AbortSignal;
+}
+
+export class Dht extends EventEmitter<{ warning: [string] }> {
+  private readonly rpc: KrpcSocket;
+  private table: RoutingTable;
+  private readonly tokens = new TokenIssuer();
+  private readonly store = new PeerStore();
+  private readonly cacheFile: string | null;
+  private readonly bindHost: string;
+  private readonly ctrl = new AbortController();
+  private timers: NodeJS.Timeout[] = [];
+  private bootstrapDone: Promise<void> = Promise.resolve();
+  /** Settles when the bootstrap and extra contacts are resolved (DNS) into `seeds`. */
+  private seedsReady: Promise<void> = Promise.resolve();
+  /** Nodes from the cache file (not in the table until they answer). */
+  private cachedSeeds: Seed[] = [];
+  private saving: Promise<void> = Promise.resolve();
+  private lastBootstrap = 0;
+  private started = false;
+  private stopped = false;
+  private id: Buffer;
+  /** Bootstrap and extra contacts, resolved to IPv4 addresses. */
+  private seeds: Endpoint[] = [];
+
+  constructor(private readonly opts: DhtOptions = {}) {
+    super();
+    this.rpc = new KrpcSocket(opts.rpc);
+    this.id = randomId();
+    this.table = new RoutingTable(this.id);
+    this.cacheFile = opts.cacheFile === undefined ? defaultCacheFile() : opts.cacheFile;
+    this.bindHost = opts.bind ?? '0.0.0.0';
+    this.rpc.on('query', (q, from) => this.onQuery(q, from));
+  }
+
+  get port(): number {
+    return this.rpc.port;
+  }
+
+  get nodeId(): Buffer {
+    return this.id;
+  }
+
+  /** Good and questionable nodes in the table. */
+  nodeCount(): number {
+    return this.table.liveCount();
+  }
+
+  /**
+   * Binds, loads the cache, and bootstraps in the background. Throws DhtError when no UDP port
+   * can be bound (the caller may go on without the DHT).
+   */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    const cached = await this.loadCached();
+    if (cached) {
+      this.id = cached.id;
+      this.table = new RoutingTable(this.id);
+    }
+    this.rpc.selfId = this.id;
+    const want = this.opts.port ?? 0;
+    try {
+      await this.rpc.bind(want, this.bindHost);
+    } catch (err) {
+      debug('UDP port %d unavailable (%s); using an ephemeral port', want, (err as Error).message);
+      try {
+        if (want === 0) throw err;
+        await this.rpc.bind(0, this.bindHost);
+      } catch (err2) {
+        throw new DhtError(`cannot listen on UDP ${this.bindHost}: ${(err2 as Error).message}`);
+      }
+    }
+    debug('listening on udp %s:%d, id %s', this.bindHost, this.port, this.id.toString('hex'));
+    this.cachedSeeds = cached ? cached.nodes : [];
+    const base = this.opts.bootstrap ?? DEFAULT_BOOTSTRAP;
+    const extra = (this.opts.nodes ?? []).slice(0, MAX_EXTRA_CONTACTS);
+    this.seedsReady = this.resolveAll([...base, ...extra]).then((s) => {
+      this.seeds = s;
+    });
+    this.bootstrapDone = this.bootstrap(this.cachedSeeds);
+    const maint = setInterval(() => void this.maintain(), MAINTENANCE_MS);
+    const save = setInterval(() => void this.save(), SAVE_EVERY_MS);
+    maint.unref();
+    save.unref();
+    this.timers.push(maint, save);
+  }
+
+  /** Saves the cache, closes the socket, clears every timer, ends running lookups. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    this.ctrl.abort(); // running lookups end now; the bootstrap stops after its DNS step
+    if (this.started) await this.save();
+    await this.rpc.close();
+  }
+
+  private async loadCached(): Promise<{ id: Buffer; nodes: NodeInfo[] } | null> {
+    if (!this.cacheFile) return null;
+    try {
+      return await loadCache(this.cacheFile);
+    } catch (err) {
+      this.emit('warning', `ignoring the DHT cache ${this.cacheFile}: ${(err as Error).message}`);
+      return null;
+    }
+  }
+
+  /** Saves one after the other (the periodic save and the one at stop share a temp file). */
+  private save(): Promise<void> {
+    this.saving = this.saving.then(() => this.saveNow());
+    return this.saving;
+  }
+
+  private async saveNow(): Promise<void> {
+    if (!this.cacheFile) return;
+    const nodes = this.table.all().filter((n) => this.table.state(n) !== 'bad');
+    if (nodes.length === 0) return; // keep an older, useful cache
+    try {
+      await saveCache(this.cacheFile, { id: this.id, nodes });
+    } catch (err) {
+      this.emit('warning', (err as Error).message);
+    }
+  }
+
+  private async resolveAll(list: readonly Endpoint[]): Promise<Endpoint[]> {
+    const out: Endpoint[] = [];
+    await Promise.all(
+      list.map(async (e) => {
+        if (!Number.isInteger(e.port) || e.port <= 0 || e.port > 65535) return;
+        if (isIP(e.host) === 4) {
+          out.push(e);
+          return;
+        }
+        if (isIP(e.host) === 6) return; // IPv4 only for now
+        try {
+          const timeout = new Promise<never>((_, reject) => {
+            const t = setTimeout(() => reject(new Error('DNS timeout')), DNS_TIMEOUT_MS);
+            t.unref();
+          });
+          const r = await Promise.race([dnsLookup(e.host, { family: 4 }), timeout]);
+          out.push({ host: r.address, port: e.port });
+        } catch (err) {
+          debug('cannot resolve %s: %s', e.host, (err as Error).message);
+        }
+      }),
+    );
+    return out;
+  }
+
+  private async bootstrap(cached: readonly Seed[]): Promise<void> {
+    this.lastBootstrap = Date.now();
+    await this.seedsReady;
+    if (this.stopped) return;
+    const seeds: Seed[] = [
+      ...this.table.closest(this.id, K),
+      ...cached,
+      ...this.seeds.map((e) => ({ id: null, host: e.host, port: e.port })),
+    ];
+    const r = await this.runLookup(this.id, 'find_node', seeds, {});
+    debug(
+      'bootstrap: %d answered, %d nodes in the table (%s)',
+      r.responded,
+      this.nodeCount(),
+      r.end,
+    );
+  }
+
+  /**
+   * Extra contacts after start (e.g. a torrent's `nodes`): resolved, then pinged; those that
+   * answer join the table. At most MAX_EXTRA_CONTACTS per call.
+   */
+  addContacts(list: readonly Endpoint[]): void {
+    if (!this.started || this.stopped) return;
+    void this.resolveAll(list.slice(0, MAX_EXTRA_CONTACTS)).then((resolved) => {
+      for (const e of resolved) {
+        if (this.stopped) return;
+        this.rpc.query(e, 'ping', this.id).then(
+          (r) => {
+            const n = { id: r.id, host: e.host, port: e.port };
+            if (!this.isSelf(n)) this.table.responded(n);
+          },
+          () => undefined,
+        );
+      }
+    });
+  }
+
+  /** Periodic upkeep: ping questionable nodes, refresh stale buckets, re-bootstrap if empty. */
+  private async maintain(): Promise<void> {
+    if (this.stopped) return;
+    for (const n of this.table.toPing(PINGS_PER_ROUND)) {
+      this.rpc.query(n, 'ping', this.id).then(
+        (r) => this.table.responded({ id: r.id, host: n.host, port: n.port }),
+        () => this.table.failed(n.host, n.port),
+      );
+    }
+    if (this.nodeCount() < K && Date.now() - this.lastBootstrap >= MAINTENANCE_MS) {
+      this.bootstrapDone = this.bootstrap([]);
+      return;
+    }
+    for (const b of this.table.staleBuckets().slice(0, REFRESHES_PER_ROUND)) {
+      this.table.markRefreshed(b);
+      const target = randomIdInBucket(this.id, b);
+      void this.runLookup(target, 'find_node', this.table.closest(target, K), {});
+    }
+  }
+
+  private isSelf(n: NodeInfo): boolean {
+    if (n.id.equals(this.id)) return true;
+    if (n.port !== this.port) return false;
+    return n.host === this.bindHost || n.host.startsWith('127.') || n.host === '0.0.0.0';
+  }
+
+  private runLookup(
+    target: Buffer,
+    method: 'find_node' | 'get_peers',
+    seeds: Seed[],
+    o: GetPeersOptions,
+  ): Promise<LookupResult> {
+    const signal = o.signal ? AbortSignal.any([o.signal, this.ctrl.signal]) : this.ctrl.signal;
+    const args = method === 'find_node' ? { target } : { infoHash: target };
+    return lookup({
+      target,
+      seeds,
+      signal,
+      ...(this.opts.lookupTimeoutMs !== undefined ? { timeoutMs: this.opts.lookupTimeoutMs } : {}),
+      query: (n) => this.rpc.query(n, method, this.id, args),
+      skip: (n) => this.isSelf(n),
+      onResponse: (n) => this.table.responded(n),
+      onFailure: (n) => this.table.failed(n.host, n.port),
+      ...(o.onPeers ? { onPeers: o.onPeers } : {}),
+    });
+  }
+
+  /**
+   * Iterative get_peers for an info hash. Peers are reported through `onPeers` as they come;
+   * the result names the closest nodes that answered, with their tokens (for `announce`).
+   */
+  async getPeers(infoHash: Buffer, o: GetPeersOptions = {}): Promise<LookupResult> {
+    if (!this.started || this.stopped) throw new TdlError('no-peers', 'the DHT is not running');
+    // No need to wait for the bootstrap lookup: while the table is small, this lookup starts
+    // from the same contacts the bootstrap does.
+    const seeds: Seed[] = this.table.closest(infoHash, K * 2);
+    const cold = seeds.length < K;
+    if (cold) {
+      await this.untilAborted(this.seedsReady, o.signal);
+      seeds.push(...this.cachedSeeds);
+      for (const e of this.seeds) seeds.push({ id: null, host: e.host, port: e.port });
+    }
+    const first = await this.runLookup(infoHash, 'get_peers', seeds, o);
+    if (!cold || first.closest.length >= K || first.end === 'aborted') return first;
+    // Started cold and met fewer than K nodes (a node that has peers answers with them instead
+    // of with nodes, which can end a lookup early): once the bootstrap has filled the table,
+    // look again from it, so announces reach the nodes that are really the closest.
+    await this.untilAborted(this.bootstrapDone, o.signal);
+    if (this.stopped || o.signal?.aborted || this.nodeCount() <= first.responded) return first;
+    const again: Seed[] = [
+      ...first.closest.map((c) => c.node),
+      ...this.table.closest(infoHash, K * 2),
+    ];
+    const second = await this.runLookup(infoHash, 'get_peers', again, o);
+    return {
+      closest: second.closest.length >= first.closest.length ? second.closest : first.closest,
+      queried: first.queried + second.queried,
+      responded: first.responded + second.responded,
+      peers: first.peers + second.peers,
+      end: second.end,
+    };
+  }
+
+  /** Waits for `p`, or less when `signal` or stop() aborts first. */
+  private untilAborted(p: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+    const signals = signal ? [signal, this.ctrl.signal] : [this.ctrl.signal];
+    if (signals.some((s) => s.aborted)) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        for (const s of signals) s.removeEventListener('abort', done);
+        resolve();
+      };
+      for (const s of signals) s.addEventListener('abort', done, { once: true });
+      p.then(done, done);
+    });
+  }
+
+  /**
+   * announce_peer to each node with its token. `port` undefined = implied port (our UDP
+   * source port). Resolves with how many nodes accepted.
+   */
+  async announce(
+    infoHash: Buffer,
+    port: number | undefined,
+    nodes: readonly { node: NodeInfo; token?: Buffer }[],
+  ): Promise<number> {
+    const tasks = nodes
+      .filter((n) => n.token)
+      .map((n) =>
+        this.rpc
+          .query(n.node, 'announce_peer', this.id, {
+            infoHash,
+            token: n.token!,
+            port: port ?? this.port,
+            impliedPort: port === undefined,
+          })
+          .then(
+            () => 1,
+            () => 0,
+          ),
+      );
+    const ok = await Promise.all(tasks);
+    return ok.reduce<number>((a, b) => a + b, 0);
+  }
+
+  private onQuery(q: KrpcQuery, from: Endpoint): void {
+    if (this.stopped) return;
+    const sender: NodeInfo = { id: q.id, host: from.host, port: from.port };
+    if (q.id.equals(this.id)) return; // our own id: a reflection or a spoof
+    this.table.queried(sender);
+    const t = q.t;
+    switch (q.q) {
+      case 'ping':
+        return this.rpc.reply(from, encodeResponse(t, this.id));
+      case 'find_node': {
+        if (!q.args.target) return this.rpc.reply(from, encodeError(t, ERR_PROTOCOL, 'no target'));
+        const nodes = this.table.closest(q.args.target, K);
+        return this.rpc.reply(from, encodeResponse(t, this.id, { nodes }));
+      }
+      case 'get_peers': {
+        const ih = q.args.infoHash;
+        if (!ih) return this.rpc.reply(from, encodeError(t, ERR_PROTOCOL, 'no info_hash'));
+        const token = this.tokens.issue(from.host);
+        const values = this.store.get(ih);
+        const body =
+          values.length > 0 ? { token, values } : { token, nodes: this.table.closest(ih, K) };
+        return this.rpc.reply(from, encodeResponse(t, this.id, body));
+      }
+      case 'announce_peer': {
+        const ih = q.args.infoHash;
+        if (!ih) return this.rpc.reply(from, encodeError(t, ERR_PROTOCOL, 'no info_hash'));
+        if (!this.tokens.check(from.host, q.args.token)) {
+          return this.rpc.reply(from, encodeError(t, ERR_PROTOCOL, 'bad token'));
+        }
+        const port = q.args.impliedPort ? from.port : q.args.port;
+        if (port === undefined || port <= 0) {
+          return this.rpc.reply(from, encodeError(t, ERR_PROTOCOL, 'bad port'));
+        }
+        this.store.add(ih, { host: from.host, port });
+        return this.rpc.reply(from, encodeResponse(t, this.id));
+      }
+      default:
+        return this.rpc.reply(from, encodeError(t, ERR_METHOD_UNKNOWN, 'method unknown'));
+    }
+  }
+
+  /** Diagnostics for tests and --verbose. */
+  stats(): {
+    nodes: number;
+    tableSize: number;
+    storedInfoHashes: number;
+    rpc: KrpcSocket['stats'];
+  } {
+    return {
+      nodes: this.nodeCount(),
+      tableSize: this.table.size(),
+      storedInfoHashes: this.store.infoHashCount(),
+      rpc: this.rpc.stats,
+    };
+  }
+
+  /** Tests: the bucket a node id would go in. */
+  bucketOf(id: Buffer): number {
+    return commonPrefixBits(this.id, id);
+  }
+}
+export { DhtPeerSource } from './peer-source.js';
+export type { DhtPeerSourceOptions } from './peer-source.js';

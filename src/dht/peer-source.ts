@@ -1,0 +1,151 @@
+/**
+ * The DHT as a peer source for one torrent, with the same interface as the tracker announcer
+ * (src/swarm/download.ts PeerSource): emits 'peers' and 'warning'.
+ *
+ * get_peers runs at start, then again after a random 5–15 minutes; after each lookup we
+ * announce our TCP port to the closest nodes that gave us a token (when `announcePort` is
+ * set). `requestMore` starts a lookup early, at most one per REQUEST_MORE_MIN_MS.
+ */
+import { EventEmitter } from 'node:events';
+import createDebug from 'debug';
+import type { Dht } from './dht.js';
+import type { PeerAddress } from '../tracker/types.js';
+
+const debug = createDebug('tdl:dht');
+
+export const REFRESH_MIN_MS = 5 * 60_000;
+export const REFRESH_MAX_MS = 15 * 60_000;
+export const REQUEST_MORE_MIN_MS = 60_000;
+/** Distinct peer addresses one torrent's DHT source remembers and reports. */
+export const MAX_DHT_PEERS = 5000;
+
+export interface DhtPeerSourceOptions {
+  /** Our TCP port; undefined = don't announce. */
+  announcePort?: number;
+  /** Tests: the clock and the random source for the 5–15 minute schedule. */
+  now?: () => number;
+  random?: () => number;
+}
+
+export class DhtPeerSource extends EventEmitter<{
+  peers: [PeerAddress[]];
+  warning: [string];
+}> {
+  failures: { url: string; message: string }[] = [];
+  private readonly found = new Set<string>();
+  private running = false;
+  private stopped = false;
+  private lastStart = -Infinity;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly ctrl = new AbortController();
+  private readonly now: () => number;
+  private readonly random: () => number;
+  /** Settles when the running lookup (and its announce) ends. */
+  private current: Promise<void> = Promise.resolve();
+  /** Lookups started and finished (with their announce) so far (tests, diagnostics). */
+  lookups = 0;
+  lookupsDone = 0;
+
+  constructor(
+    private readonly dht: Dht,
+    private readonly infoHash: Buffer,
+    private readonly opts: DhtPeerSourceOptions = {},
+  ) {
+    super();
+    this.now = opts.now ?? Date.now;
+    this.random = opts.random ?? Math.random;
+  }
+
+  start(): void {
+    this.run();
+  }
+
+  requestMore(): void {
+    if (this.stopped || this.running) return;
+    const wait = this.lastStart + REQUEST_MORE_MIN_MS - this.now();
+    if (wait <= 0) return this.run();
+    this.schedule(wait);
+  }
+
+  complete(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.ctrl.abort();
+    await this.current;
+  }
+
+  peersFound(): number {
+    return this.found.size;
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.run();
+    }, ms);
+    this.timer.unref();
+  }
+
+  private onPeers(peers: PeerAddress[]): void {
+    const fresh: PeerAddress[] = [];
+    for (const p of peers) {
+      const key = `${p.host}|${p.port}`;
+      if (this.found.has(key) || this.found.size >= MAX_DHT_PEERS) continue;
+      this.found.add(key);
+      fresh.push(p);
+    }
+    if (fresh.length > 0 && !this.stopped) this.emit('peers', fresh);
+  }
+
+  private run(): void {
+    if (this.stopped || this.running) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.running = true;
+    this.lastStart = this.now();
+    this.lookups++;
+    this.current = this.lookupAndAnnounce().finally(() => {
+      this.running = false;
+      this.lookupsDone++;
+      this.schedule(REFRESH_MIN_MS + this.random() * (REFRESH_MAX_MS - REFRESH_MIN_MS));
+    });
+  }
+
+  private async lookupAndAnnounce(): Promise<void> {
+    try {
+      const r = await this.dht.getPeers(this.infoHash, {
+        onPeers: (p) => this.onPeers(p),
+        signal: this.ctrl.signal,
+      });
+      debug(
+        'get_peers %s: %d answered, %d peers, %s',
+        this.infoHash.toString('hex'),
+        r.responded,
+        r.peers,
+        r.end,
+      );
+      if (this.stopped) return;
+      if (r.responded === 0) {
+        this.failures = [{ url: 'dht', message: 'no DHT node answered' }];
+        this.emit('warning', 'DHT: no node answered');
+        return;
+      }
+      this.failures = [];
+      if (this.opts.announcePort !== undefined) {
+        const n = await this.dht.announce(this.infoHash, this.opts.announcePort, r.closest);
+        debug('announced port %d to %d nodes', this.opts.announcePort, n);
+      }
+    } catch (err) {
+      if (this.stopped) return;
+      this.failures = [{ url: 'dht', message: (err as Error).message }];
+      this.emit('warning', `DHT: ${(err as Error).message}`);
+    }
+  }
+}

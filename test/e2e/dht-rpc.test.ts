@@ -1,0 +1,123 @@
+/** The KRPC socket: transactions, timeouts, in-flight cap, replies from the wrong address. */
+import { afterEach, describe, expect, it } from 'vitest';
+import { encodeResponse } from '../../src/dht/krpc.js';
+import { KrpcSocket, MAX_QUEUED } from '../../src/dht/rpc.js';
+import { Dht, DhtPeerSource } from '../../src/dht/dht.js';
+import { DhtError, TimeoutError } from '../../src/errors.js';
+import { ScriptedNode } from '../helpers/dht-hostile.js';
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function socket(opts: ConstructorParameters<typeof KrpcSocket>[0]): Promise<KrpcSocket> {
+  const s = new KrpcSocket(opts);
+  await s.bind(0, '127.0.0.1');
+  cleanups.push(() => s.close());
+  return s;
+}
+
+async function node(): Promise<ScriptedNode> {
+  const n = await ScriptedNode.start();
+  cleanups.push(() => n.close());
+  return n;
+}
+
+const me = Buffer.alloc(20, 1);
+
+describe('KRPC socket', () => {
+  it('matches the reply by transaction id and address; a silent node times out', async () => {
+    const s = await socket({ queryTimeoutMs: 100 });
+    const good = await node();
+    const impostor = await node();
+    good.handler = (m) => {
+      if (m.y !== 'q') return;
+      // First a forged reply from another port, with the right transaction id.
+      impostor.send(encodeResponse(m.t, Buffer.alloc(20, 0x66)), s.port);
+      return [
+        encodeResponse(Buffer.from('no'), Buffer.alloc(20, 0x77)),
+        encodeResponse(m.t, Buffer.alloc(20, 0x42)),
+      ];
+    };
+    const r = await s.query({ host: '127.0.0.1', port: good.port }, 'ping', me);
+    expect(r.id).toEqual(Buffer.alloc(20, 0x42));
+    await expect.poll(() => s.stats.dropped).toBe(2);
+    const silent = await node();
+    await expect(s.query({ host: '127.0.0.1', port: silent.port }, 'ping', me)).rejects.toThrow(
+      TimeoutError,
+    );
+    expect(s.inFlightCount()).toBe(0);
+  });
+
+  it('caps queries in flight, bounds the queue, and rejects everything on close', async () => {
+    const s = new KrpcSocket({ queryTimeoutMs: 60_000, maxInFlight: 4 });
+    await s.bind(0, '127.0.0.1');
+    const silent = await node();
+    const to = { host: '127.0.0.1', port: silent.port };
+    const all = Array.from({ length: 4 + MAX_QUEUED + 10 }, () =>
+      s.query(to, 'ping', me).then(
+        () => 'ok',
+        (e: unknown) => e,
+      ),
+    );
+    expect(s.inFlightCount()).toBe(4);
+    await expect.poll(() => silent.received.length).toBe(4);
+    await s.close();
+    const results = await Promise.all(all);
+    expect(results.every((e) => e instanceof DhtError)).toBe(true);
+    const refused = results.filter((e) => (e as Error).message.includes('queued'));
+    expect(refused).toHaveLength(10);
+    expect(silent.received).toHaveLength(4);
+  });
+
+  it('an error reply rejects the query with a DhtError', async () => {
+    const s = await socket({});
+    const n = await node();
+    n.handler = (m) => {
+      if (m.y !== 'q') return;
+      return [
+        Buffer.from(
+          `d1:eli201e5:Oops!e1:t${m.t.length}:${m.t.toString('latin1')}1:y1:ee`,
+          'latin1',
+        ),
+      ];
+    };
+    await expect(s.query({ host: '127.0.0.1', port: n.port }, 'ping', me)).rejects.toThrow(
+      /201: Oops!/,
+    );
+  });
+
+  it('our own Dht never answers itself: a query carrying its own id is ignored', async () => {
+    const dht = new Dht({ port: 0, bind: '127.0.0.1', bootstrap: [], cacheFile: null });
+    cleanups.push(() => dht.stop());
+    await dht.start();
+    const s = await socket({ queryTimeoutMs: 200 });
+    await expect(
+      s.query({ host: '127.0.0.1', port: dht.port }, 'ping', dht.nodeId),
+    ).rejects.toThrow(TimeoutError);
+    const r = await s.query({ host: '127.0.0.1', port: dht.port }, 'ping', me);
+    expect(r.id).toEqual(dht.nodeId);
+  });
+
+  it('stopping a peer source, then the Dht, does not wait for lookups or query timeouts', async () => {
+    const silent = await node();
+    const dht = new Dht({
+      port: 0,
+      bind: '127.0.0.1',
+      bootstrap: [{ host: '127.0.0.1', port: silent.port }],
+      cacheFile: null,
+      rpc: { queryTimeoutMs: 60_000 },
+      lookupTimeoutMs: 60_000,
+    });
+    await dht.start();
+    const source = new DhtPeerSource(dht, Buffer.alloc(20, 3), { announcePort: 1 });
+    source.start();
+    await expect.poll(() => silent.received.length).toBeGreaterThanOrEqual(2);
+    // Both would hang for a minute if they waited for the silent node.
+    await source.stop();
+    expect(source.lookupsDone).toBe(1);
+    expect(source.failures).toEqual([]);
+    await dht.stop();
+  }, 20_000);
+});

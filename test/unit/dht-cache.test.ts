@@ -1,0 +1,81 @@
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  decodeCache,
+  defaultCacheFile,
+  encodeCache,
+  loadCache,
+  MAX_CACHE_BYTES,
+  saveCache,
+} from '../../src/dht/cache.js';
+import { Dht } from '../../src/dht/dht.js';
+import { DhtError } from '../../src/errors.js';
+import { encode } from '../../src/metainfo/bencode.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'tdl-dht-cache-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const nodes = [
+  { id: Buffer.alloc(20, 1), host: '10.0.0.1', port: 6881 },
+  { id: Buffer.alloc(20, 2), host: '10.0.0.2', port: 6882 },
+];
+
+describe('DHT cache file', () => {
+  it('default location follows XDG_CACHE_HOME, else ~/.cache', () => {
+    expect(defaultCacheFile({ XDG_CACHE_HOME: '/x/cache' })).toBe('/x/cache/tdl/dht.dat');
+    expect(defaultCacheFile({ XDG_CACHE_HOME: 'relative' })).toMatch(/\.cache\/tdl\/dht\.dat$/);
+    expect(defaultCacheFile({})).toMatch(/\.cache\/tdl\/dht\.dat$/);
+  });
+
+  it('round-trips atomically and leaves no temporary file', async () => {
+    const file = join(dir, 'sub', 'dht.dat');
+    await saveCache(file, { id: Buffer.alloc(20, 9), nodes });
+    expect(await loadCache(file)).toEqual({ id: Buffer.alloc(20, 9), nodes });
+    expect(await readdir(join(dir, 'sub'))).toEqual(['dht.dat']);
+    expect(await loadCache(join(dir, 'missing.dat'))).toBeNull();
+  });
+
+  it('refuses corrupt or hostile files with a DhtError', async () => {
+    const bad = [
+      Buffer.from('garbage'),
+      encode({ id: Buffer.alloc(19), nodes: Buffer.alloc(0) }),
+      encode({ id: Buffer.alloc(20), nodes: Buffer.alloc(27) }),
+      encode([1, 2]),
+      Buffer.concat([encodeCache({ id: Buffer.alloc(20), nodes }), Buffer.from('x')]),
+      Buffer.from('d2:id20:' + 'a'.repeat(20) + '5:nodesd'.repeat(100)),
+    ];
+    for (const b of bad) expect(() => decodeCache(b)).toThrow(DhtError);
+    const big = join(dir, 'big.dat');
+    await writeFile(big, Buffer.alloc(MAX_CACHE_BYTES + 1));
+    await expect(loadCache(big)).rejects.toThrow(DhtError);
+    await expect(loadCache(dir)).rejects.toThrow(DhtError);
+    // Port 0 entries are dropped, not fatal.
+    const p0 = encode({
+      id: Buffer.alloc(20),
+      nodes: Buffer.concat([Buffer.alloc(20, 1), Buffer.from([10, 0, 0, 1, 0, 0])]),
+    });
+    expect(decodeCache(p0).nodes).toEqual([]);
+  });
+
+  it('the service warns about a corrupt cache and carries on', async () => {
+    const file = join(dir, 'corrupt.dat');
+    await writeFile(file, 'not a cache');
+    const dht = new Dht({ port: 0, bind: '127.0.0.1', bootstrap: [], cacheFile: file });
+    const warnings: string[] = [];
+    dht.on('warning', (w) => warnings.push(w));
+    try {
+      await dht.start();
+      expect(warnings.join('\n')).toMatch(/ignoring the DHT cache/);
+      expect(dht.port).toBeGreaterThan(0);
+    } finally {
+      await dht.stop();
+    }
+  });
+});

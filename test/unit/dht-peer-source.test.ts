@@ -1,0 +1,115 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { Dht, GetPeersOptions } from '../../src/dht/dht.js';
+import type { LookupResult } from '../../src/dht/lookup.js';
+import {
+  DhtPeerSource,
+  MAX_DHT_PEERS,
+  REFRESH_MAX_MS,
+  REFRESH_MIN_MS,
+  REQUEST_MORE_MIN_MS,
+} from '../../src/dht/peer-source.js';
+import type { PeerAddress } from '../../src/tracker/types.js';
+
+const ih = Buffer.alloc(20, 7);
+const node = { id: Buffer.alloc(20, 1), host: '10.0.0.1', port: 1 };
+
+/** A stand-in Dht: each lookup reports `peers` and answers with `responded` nodes. */
+function fakeDht(peers: () => PeerAddress[], responded = 1) {
+  const calls = { getPeers: 0, announce: [] as (number | undefined)[] };
+  const dht = {
+    getPeers: async (_ih: Buffer, o: GetPeersOptions): Promise<LookupResult> => {
+      calls.getPeers++;
+      o.onPeers?.(peers());
+      return {
+        closest: responded ? [{ node, token: Buffer.from('t') }] : [],
+        queried: 3,
+        responded,
+        peers: 0,
+        end: responded ? 'converged' : 'exhausted',
+      };
+    },
+    announce: async (_ih: Buffer, port: number | undefined) => {
+      calls.announce.push(port);
+      return 1;
+    },
+  };
+  return { dht: dht as unknown as Dht, calls };
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('DHT peer source', () => {
+  it('looks up at start, announces, then again after 5–15 minutes (fake timers)', async () => {
+    vi.useFakeTimers();
+    let n = 0;
+    const { dht, calls } = fakeDht(() => [{ host: '1.1.1.1', port: ++n }]);
+    const src = new DhtPeerSource(dht, ih, { announcePort: 6881, random: () => 0.5 });
+    const got: PeerAddress[] = [];
+    src.on('peers', (p) => got.push(...p));
+    src.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls.getPeers).toBe(1);
+    expect(calls.announce).toEqual([6881]);
+    expect(src.failures).toEqual([]);
+    const mid = REFRESH_MIN_MS + 0.5 * (REFRESH_MAX_MS - REFRESH_MIN_MS);
+    await vi.advanceTimersByTimeAsync(mid - 1);
+    expect(calls.getPeers).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(calls.getPeers).toBe(2);
+    expect(got).toHaveLength(2);
+    expect(src.peersFound()).toBe(2);
+    await src.stop();
+    await vi.advanceTimersByTimeAsync(REFRESH_MAX_MS * 2);
+    expect(calls.getPeers).toBe(2);
+  });
+
+  it('requestMore runs a lookup at most once per minute', async () => {
+    vi.useFakeTimers();
+    const { dht, calls } = fakeDht(() => []);
+    const src = new DhtPeerSource(dht, ih, {});
+    src.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls.announce).toEqual([]); // no announcePort: no announce
+    src.requestMore();
+    src.requestMore();
+    await vi.advanceTimersByTimeAsync(REQUEST_MORE_MIN_MS - 1);
+    expect(calls.getPeers).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(calls.getPeers).toBe(2);
+    src.requestMore();
+    await vi.advanceTimersByTimeAsync(REQUEST_MORE_MIN_MS);
+    expect(calls.getPeers).toBe(3);
+    await src.stop();
+  });
+
+  it('reports no duplicates and caps the peers it remembers', async () => {
+    const many = Array.from({ length: MAX_DHT_PEERS + 100 }, (_, i) => ({
+      host: '10.0.0.1',
+      port: 1 + (i % 65535),
+    }));
+    const { dht } = fakeDht(() => [...many, ...many]);
+    const src = new DhtPeerSource(dht, ih, {});
+    let count = 0;
+    src.on('peers', (p) => (count += p.length));
+    src.start();
+    await vi.waitFor(() => expect(src.lookupsDone).toBe(1));
+    expect(count).toBe(MAX_DHT_PEERS);
+    expect(src.peersFound()).toBe(MAX_DHT_PEERS);
+    await src.stop();
+  });
+
+  it('a lookup nobody answered is a failure and a warning', async () => {
+    const { dht } = fakeDht(() => [], 0);
+    const src = new DhtPeerSource(dht, ih, { announcePort: 1 });
+    const warnings: string[] = [];
+    src.on('warning', (w) => warnings.push(w));
+    src.start();
+    await vi.waitFor(() => expect(src.lookupsDone).toBe(1));
+    expect(src.failures).toEqual([{ url: 'dht', message: 'no DHT node answered' }]);
+    expect(warnings).toEqual(['DHT: no node answered']);
+    await src.complete();
+    await src.stop();
+  });
+});
