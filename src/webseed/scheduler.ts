@@ -1,0 +1,269 @@
+/**
+ * Web seeds for one download: keeps every usable web seed busy with pieces the orchestrator
+ * hands out, alongside the peers.
+ *
+ * The orchestrator owns piece selection, verification and storage; this module only asks
+ * `pick()` for a piece it reserved, fetches it from a seed that is neither banned nor backed
+ * off, and hands the bytes to `onPiece()` (which verifies and writes them). Every index
+ * returned by `pick()` ends in exactly one call: `onPiece()` (whatever it returns) or
+ * `onRelease()` (the fetch failed or was aborted: the piece goes back to the picker).
+ *
+ * Bounded: at most MAX_WEB_SEEDS seeds, `maxConcurrentPerSeed` requests per seed and
+ * `maxInFlight` pieces in all, each held in one buffer of at most one piece length.
+ */
+import createDebug from 'debug';
+import type { Metainfo } from '../metainfo/torrent.js';
+import type { Layout } from '../storage/layout.js';
+import { WebSeed, WebSeedError, type WebSeedOptions } from './client.js';
+
+const debug = createDebug('tdl:webseeds');
+
+/** Web seeds used at most per torrent (the rest of `url-list` is ignored with a warning). */
+export const MAX_WEB_SEEDS = 10;
+/** Pieces requested at once from one web seed (default). */
+export const WEB_SEED_CONCURRENCY = 2;
+/** Pieces in flight from all web seeds together (default). */
+export const WEB_SEEDS_MAX_IN_FLIGHT = 8;
+
+export interface WebSeedsOptions {
+  /** Pieces requested at once from one seed (default WEB_SEED_CONCURRENCY). */
+  maxConcurrentPerSeed?: number;
+  /** Pieces in flight from all seeds together (default WEB_SEEDS_MAX_IN_FLIGHT). */
+  maxInFlight?: number;
+  /** Reserves the next piece to fetch and returns its index, or null when there is none. */
+  pick: () => number | null;
+  /** Verifies and stores a fetched piece; returns true when its hash matched. */
+  onPiece: (index: number, data: Buffer, seedUrl: string) => boolean;
+  /** The fetch of a picked piece failed or was aborted: the piece is free again. */
+  onRelease: (index: number) => void;
+  /** A seed failed, sent a bad piece, was banned, or a url-list entry was skipped. */
+  onWarning: (msg: string) => void;
+  /** `onPiece` threw (say, a disk error): default, the error is passed to `onWarning`. */
+  onError?: (err: unknown) => void;
+  /** Options for every WebSeed (timeouts, redirects, dispatcher, clock, back-off). */
+  seed?: WebSeedOptions;
+}
+
+export interface WebSeedStats {
+  url: string;
+  bytesFetched: number;
+  piecesFetched: number;
+  failures: number;
+  badPieces: number;
+  banned: boolean;
+  backoffUntil: number;
+  inFlight: number;
+  lastError: string | undefined;
+}
+
+export class WebSeeds {
+  readonly seeds: readonly WebSeed[];
+  private readonly perSeed: number;
+  private readonly maxInFlight: number;
+  private readonly now: () => number;
+  private readonly inFlight = new Map<WebSeed, number>();
+  private readonly controllers = new Set<AbortController>();
+  private readonly tasks = new Set<Promise<void>>();
+  private total = 0;
+  private running = false;
+  private filling = false;
+  private refill = false;
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
+
+  constructor(
+    urls: readonly string[],
+    meta: Metainfo,
+    layout: Layout,
+    private readonly opts: WebSeedsOptions,
+  ) {
+    this.perSeed = Math.max(1, opts.maxConcurrentPerSeed ?? WEB_SEED_CONCURRENCY);
+    this.maxInFlight = Math.max(1, opts.maxInFlight ?? WEB_SEEDS_MAX_IN_FLIGHT);
+    this.now = opts.seed?.now ?? Date.now;
+    const seeds: WebSeed[] = [];
+    const seen = new Set<string>();
+    for (const url of urls) {
+      if (seen.has(url)) continue;
+      seen.add(url);
+      if (seeds.length >= MAX_WEB_SEEDS) {
+        opts.onWarning(`more than ${MAX_WEB_SEEDS} web seeds: ignoring ${url}`);
+        continue;
+      }
+      try {
+        seeds.push(new WebSeed(url, meta, layout, opts.seed));
+      } catch (err) {
+        if (!(err instanceof WebSeedError)) throw err;
+        opts.onWarning(`${err.message}: skipped`);
+      }
+    }
+    this.seeds = seeds;
+    for (const s of seeds) this.inFlight.set(s, 0);
+  }
+
+  /** Whether any seed can still be used (none, or all banned: the peers are on their own). */
+  usable(): boolean {
+    return this.seeds.some((s) => !s.banned);
+  }
+
+  /** Pieces being fetched right now. */
+  get active(): number {
+    return this.total;
+  }
+
+  /** Bytes received from all seeds (including bad pieces). */
+  get bytesFetched(): number {
+    return this.seeds.reduce((n, s) => n + s.bytesFetched, 0);
+  }
+
+  stats(): WebSeedStats[] {
+    return this.seeds.map((s) => ({
+      url: s.url,
+      bytesFetched: s.bytesFetched,
+      piecesFetched: s.piecesFetched,
+      failures: s.failures,
+      badPieces: s.badPieces,
+      banned: s.banned,
+      backoffUntil: s.backoffUntil,
+      inFlight: this.inFlight.get(s) ?? 0,
+      lastError: s.lastError?.message,
+    }));
+  }
+
+  /** Starts fetching: as many pieces as `pick()` gives and the bounds allow. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.fill();
+  }
+
+  /** New work may be available (a piece was released, a peer went away, …). */
+  wake(): void {
+    this.fill();
+  }
+
+  /** Aborts every request in flight and resolves when all have released their pieces. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.clearTimer();
+    for (const c of this.controllers) c.abort();
+    await Promise.allSettled([...this.tasks]);
+  }
+
+  private fill(): void {
+    if (!this.running) return;
+    // pick(), onPiece() and onRelease() may call wake(): never run two fills at once.
+    if (this.filling) {
+      this.refill = true;
+      return;
+    }
+    this.filling = true;
+    try {
+      do {
+        this.refill = false;
+        this.fillOnce();
+      } while (this.refill && this.running);
+    } finally {
+      this.filling = false;
+    }
+  }
+
+  private fillOnce(): void {
+    const now = this.now();
+    let nextWake = Infinity;
+    // Least busy seeds first, so that a second seed gets work before the first gets its second.
+    const order = this.seeds
+      .filter((s) => !s.banned)
+      .sort((a, b) => this.inFlight.get(a)! - this.inFlight.get(b)!);
+    for (let round = 0; round < this.perSeed; round++) {
+      for (const seed of order) {
+        if (!this.running || this.total >= this.maxInFlight) return;
+        if (!seed.available(now)) {
+          nextWake = Math.min(nextWake, seed.backoffUntil);
+          continue;
+        }
+        if (this.inFlight.get(seed)! > round) continue;
+        const index = this.opts.pick();
+        if (index === null) return;
+        this.launch(seed, index);
+      }
+    }
+    if (nextWake !== Infinity) this.wakeAt(nextWake);
+  }
+
+  private wakeAt(at: number): void {
+    if (this.timer !== undefined && this.timerAt <= at) return;
+    this.clearTimer();
+    this.timerAt = at;
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.timerAt = Infinity;
+        this.fill();
+      },
+      Math.max(0, at - this.now()),
+    );
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
+  }
+
+  private launch(seed: WebSeed, index: number): void {
+    this.inFlight.set(seed, this.inFlight.get(seed)! + 1);
+    this.total++;
+    const controller = new AbortController();
+    this.controllers.add(controller);
+    const task = this.run(seed, index, controller.signal).finally(() => {
+      this.inFlight.set(seed, this.inFlight.get(seed)! - 1);
+      this.total--;
+      this.controllers.delete(controller);
+      this.tasks.delete(task);
+      this.fill();
+    });
+    this.tasks.add(task);
+  }
+
+  private async run(seed: WebSeed, index: number, signal: AbortSignal): Promise<void> {
+    let data: Buffer;
+    try {
+      data = await seed.fetchPiece(index, signal);
+    } catch (err) {
+      this.opts.onRelease(index);
+      if (err instanceof WebSeedError && err.fault === 'aborted') return;
+      const message = err instanceof Error ? err.message : String(err);
+      this.opts.onWarning(`${message}; ${this.retryText(seed)}`);
+      return;
+    }
+    if (!this.running) {
+      // Stopped while the last bytes arrived: hand the piece back rather than store it late.
+      this.opts.onRelease(index);
+      return;
+    }
+    let ok: boolean;
+    try {
+      ok = this.opts.onPiece(index, data, seed.url);
+    } catch (err) {
+      if (this.opts.onError) this.opts.onError(err);
+      else this.opts.onWarning(err instanceof Error ? err.message : String(err));
+      return;
+    }
+    if (ok) {
+      debug('%s: piece %d verified', seed.url, index);
+      return;
+    }
+    const banned = seed.reportBadPiece();
+    this.opts.onWarning(
+      banned
+        ? `web seed ${seed.url}: piece ${index} failed verification; banned after ${seed.badPieces} bad pieces`
+        : `web seed ${seed.url}: piece ${index} failed verification; ${this.retryText(seed)}`,
+    );
+  }
+
+  private retryText(seed: WebSeed): string {
+    if (seed.banned) return 'banned';
+    const s = Math.max(0, Math.ceil((seed.backoffUntil - this.now()) / 1000));
+    return `next try in ${s} s`;
+  }
+}
