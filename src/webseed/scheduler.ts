@@ -62,7 +62,7 @@ export class WebSeeds {
   private readonly maxInFlight: number;
   private readonly now: () => number;
   private readonly inFlight = new Map<WebSeed, number>();
-  private readonly controllers = new Set<AbortController>();
+  private readonly controllers = new Map<AbortController, WebSeed>();
   private readonly tasks = new Set<Promise<void>>();
   private total = 0;
   private running = false;
@@ -145,7 +145,7 @@ export class WebSeeds {
   async stop(): Promise<void> {
     this.running = false;
     this.clearTimer();
-    for (const c of this.controllers) c.abort();
+    for (const c of this.controllers.keys()) c.abort();
     await Promise.allSettled([...this.tasks]);
   }
 
@@ -214,7 +214,7 @@ export class WebSeeds {
     this.inFlight.set(seed, this.inFlight.get(seed)! + 1);
     this.total++;
     const controller = new AbortController();
-    this.controllers.add(controller);
+    this.controllers.set(controller, seed);
     const task = this.run(seed, index, controller.signal).finally(() => {
       this.inFlight.set(seed, this.inFlight.get(seed)! - 1);
       this.total--;
@@ -236,8 +236,8 @@ export class WebSeeds {
       this.opts.onWarning(`${message}; ${this.retryText(seed)}`);
       return;
     }
-    if (!this.running) {
-      // Stopped while the last bytes arrived: hand the piece back rather than store it late.
+    if (!this.running || seed.banned) {
+      // Stopped, or the seed was banned, while the last bytes arrived: hand the piece back.
       this.opts.onRelease(index);
       return;
     }
@@ -254,6 +254,10 @@ export class WebSeeds {
       return;
     }
     const banned = seed.reportBadPiece();
+    if (banned) {
+      // Its other requests are for pieces we would not trust either.
+      for (const [c, s] of this.controllers) if (s === seed) c.abort();
+    }
     this.opts.onWarning(
       banned
         ? `web seed ${seed.url}: piece ${index} failed verification; banned after ${seed.badPieces} bad pieces`
