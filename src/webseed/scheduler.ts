@@ -9,7 +9,8 @@
  * `onRelease()` (the fetch failed or was aborted: the piece goes back to the picker).
  *
  * Bounded: at most MAX_WEB_SEEDS seeds, `maxConcurrentPerSeed` requests per seed and
- * `maxInFlight` pieces in all, each held in one buffer of at most one piece length.
+ * `maxInFlight` pieces in all (fewer when `maxInFlightBytes` / piece length is smaller, never
+ * fewer than one), each held in one buffer of exactly one piece.
  */
 import createDebug from 'debug';
 import type { Metainfo } from '../metainfo/torrent.js';
@@ -24,12 +25,19 @@ export const MAX_WEB_SEEDS = 10;
 export const WEB_SEED_CONCURRENCY = 2;
 /** Pieces in flight from all web seeds together (default). */
 export const WEB_SEEDS_MAX_IN_FLIGHT = 8;
+/** Piece buffers held by web seed requests together (default); at least one piece is allowed. */
+export const WEB_SEEDS_MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024;
 
 export interface WebSeedsOptions {
   /** Pieces requested at once from one seed (default WEB_SEED_CONCURRENCY). */
   maxConcurrentPerSeed?: number;
   /** Pieces in flight from all seeds together (default WEB_SEEDS_MAX_IN_FLIGHT). */
   maxInFlight?: number;
+  /**
+   * Bytes of piece buffers in flight from all seeds together (default
+   * WEB_SEEDS_MAX_IN_FLIGHT_BYTES): caps `maxInFlight` to this many pieces, but never below one.
+   */
+  maxInFlightBytes?: number;
   /** Reserves the next piece to fetch and returns its index, or null when there is none. */
   pick: () => number | null;
   /** Verifies and stores a fetched piece; returns true when its hash matched. */
@@ -78,7 +86,10 @@ export class WebSeeds {
     private readonly opts: WebSeedsOptions,
   ) {
     this.perSeed = Math.max(1, opts.maxConcurrentPerSeed ?? WEB_SEED_CONCURRENCY);
-    this.maxInFlight = Math.max(1, opts.maxInFlight ?? WEB_SEEDS_MAX_IN_FLIGHT);
+    const byBytes = Math.floor(
+      (opts.maxInFlightBytes ?? WEB_SEEDS_MAX_IN_FLIGHT_BYTES) / layout.pieceLength,
+    );
+    this.maxInFlight = Math.max(1, Math.min(opts.maxInFlight ?? WEB_SEEDS_MAX_IN_FLIGHT, byBytes));
     this.now = opts.seed?.now ?? Date.now;
     const seeds: WebSeed[] = [];
     const seen = new Set<string>();

@@ -151,6 +151,16 @@ describe('WebSeeds', () => {
     expect(swarm.seeds.stats().every((st) => st.failures === 0 && st.inFlight === 0)).toBe(true);
   });
 
+  it('the memory bound caps pieces in flight (never below one)', async () => {
+    const s1 = await server(singleFiles);
+    const s2 = await server(singleFiles);
+    const swarm = setup(single, [`${s1.origin}/`, `${s2.origin}/`], {}, { maxInFlightBytes: 1 });
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(single.data)).toBe(true);
+    expect(swarm.maxActive).toBe(1);
+  });
+
   it('a bad-bytes seed is banned after 3 bad pieces while a good seed finishes', async () => {
     let open!: () => void;
     const gate = new Promise<void>((r) => (open = r));
