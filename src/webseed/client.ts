@@ -114,10 +114,12 @@ function isHttp(u: URL): boolean {
 }
 
 /** Parses `bytes a-b/total` (total may be `*`); null when malformed. */
-function parseContentRange(v: string): { first: number; last: number } | null {
+export function parseContentRange(v: string): { first: number; last: number } | null {
   const m = /^\s*bytes\s+(\d{1,16})-(\d{1,16})\s*\/\s*(\d{1,16}|\*)\s*$/i.exec(v);
   if (!m) return null;
-  return { first: Number(m[1]), last: Number(m[2]) };
+  const first = Number(m[1]);
+  const last = Number(m[2]);
+  return Number.isSafeInteger(first) && Number.isSafeInteger(last) ? { first, last } : null;
 }
 
 function errorCode(err: unknown): string | undefined {
