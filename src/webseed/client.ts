@@ -154,6 +154,8 @@ export class WebSeed {
   /** The last failure, for messages. */
   lastError: WebSeedError | undefined;
 
+  /** Files (multi-file torrents) this seed will not be asked for again: 404, or stale data. */
+  private readonly lacking = new Set<number>();
   private consecutiveFailures = 0;
   private readonly timeoutMs: number;
   private readonly pieceTimeoutMs: number;
@@ -184,6 +186,24 @@ export class WebSeed {
     this.backoffBaseMs = opts.backoffBaseMs ?? WEB_SEED_BACKOFF_BASE_MS;
     this.backoffMaxMs = opts.backoffMaxMs ?? WEB_SEED_BACKOFF_MAX_MS;
     this.now = opts.now ?? Date.now;
+  }
+
+  /** Files this seed lacks (404) or holds another version of (a bad piece inside one file). */
+  get lackingFiles(): ReadonlySet<number> {
+    return this.lacking;
+  }
+
+  /**
+   * Whether this seed should be asked for piece `index`: false when the piece touches a file
+   * the seed lacks. Always true for a single-file torrent (a 404 or bad data there only backs
+   * the seed off or bans it).
+   */
+  has(index: number): boolean {
+    if (this.lacking.size === 0) return true;
+    for (const s of this.layout.spans(index)) {
+      if (this.lacking.has(s.fileIndex) && !this.meta.files[s.fileIndex]?.padding) return false;
+    }
+    return true;
   }
 
   /** Whether a request may be sent now: not banned and not backed off. */
@@ -242,11 +262,27 @@ export class WebSeed {
   }
 
   /**
-   * The piece last fetched from this seed failed verification: counts as a failure (back-off)
-   * and bans the seed at MAX_BAD_PIECES. Returns whether the seed is now banned.
+   * Piece `index` fetched from this seed failed verification: counts as a failure (back-off)
+   * and bans the seed at MAX_BAD_PIECES. In a multi-file torrent, when the piece lies inside
+   * one file, the seed is not asked for that file again (it likely holds another version of
+   * it, as web servers whose files changed after the torrent was made do). Returns whether the
+   * seed is now banned.
    */
-  reportBadPiece(): boolean {
+  reportBadPiece(index?: number): boolean {
     this.badPieces++;
+    if (index !== undefined && this.meta.multiFile) {
+      const files = new Set(
+        this.layout
+          .spans(index)
+          .map((s) => s.fileIndex)
+          .filter((f) => !this.meta.files[f]?.padding),
+      );
+      if (files.size === 1) {
+        const [file] = files;
+        this.lacking.add(file!);
+        debug('%s: not asked for file %d again (bad piece %d)', this.url, file, index);
+      }
+    }
     this.recordFailure(
       new WebSeedError(this.url, 'bad-piece', 'sent a piece that failed verification'),
     );
@@ -320,6 +356,8 @@ export class WebSeed {
       }
       if (statusCode === 404 || statusCode === 410) {
         discard(body);
+        // In a multi-file torrent the server may hold some files and not others.
+        if (this.meta.multiFile) this.lacking.add(r.fileIndex);
         throw new WebSeedError(this.url, 'not-found', `HTTP ${statusCode} for ${target}`);
       }
       if (statusCode !== 206 && statusCode !== 200) {

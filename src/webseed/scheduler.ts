@@ -38,8 +38,13 @@ export interface WebSeedsOptions {
    * WEB_SEEDS_MAX_IN_FLIGHT_BYTES): caps `maxInFlight` to this many pieces, but never below one.
    */
   maxInFlightBytes?: number;
-  /** Reserves the next piece to fetch and returns its index, or null when there is none. */
-  pick: () => number | null;
+  /**
+   * Reserves the next piece to fetch for one seed and returns its index, or null when there is
+   * none. `has(index)` is false for pieces that seed should not be asked for (files it lacks):
+   * the picker should skip them. A piece the seed lacks is released at once and that seed is
+   * left alone until the next completed fetch, timer or external `wake()`.
+   */
+  pick: (has: (index: number) => boolean) => number | null;
   /** Verifies and stores a fetched piece; returns true when its hash matched. */
   onPiece: (index: number, data: Buffer, seedUrl: string) => boolean;
   /** The fetch of a picked piece failed or was aborted: the piece is free again. */
@@ -64,6 +69,8 @@ export interface WebSeedStats {
   lastError: string | undefined;
 }
 
+const MIN_TIMER_MS = 25;
+
 export class WebSeeds {
   readonly seeds: readonly WebSeed[];
   private readonly perSeed: number;
@@ -75,6 +82,8 @@ export class WebSeeds {
   private total = 0;
   private running = false;
   private filling = false;
+  /** Seeds that were handed a piece they lack: skipped until something else happens. */
+  private readonly starved = new Set<WebSeed>();
   private refill = false;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
@@ -149,6 +158,7 @@ export class WebSeeds {
 
   /** New work may be available (a piece was released, a peer went away, …). */
   wake(): void {
+    if (!this.filling) this.starved.clear();
     this.fill();
   }
 
@@ -185,20 +195,29 @@ export class WebSeeds {
     const order = this.seeds
       .filter((s) => !s.banned)
       .sort((a, b) => this.inFlight.get(a)! - this.inFlight.get(b)!);
+    const noWork = new Set<WebSeed>();
+    for (const seed of order) {
+      if (!seed.available(now)) nextWake = Math.min(nextWake, seed.backoffUntil);
+    }
+    if (nextWake !== Infinity) this.wakeAt(nextWake);
     for (let round = 0; round < this.perSeed; round++) {
       for (const seed of order) {
         if (!this.running || this.total >= this.maxInFlight) return;
-        if (!seed.available(now)) {
-          nextWake = Math.min(nextWake, seed.backoffUntil);
+        if (!seed.available(now) || noWork.has(seed) || this.starved.has(seed)) continue;
+        if (this.inFlight.get(seed)! > round) continue;
+        const index = this.opts.pick((i) => seed.has(i));
+        if (index === null) {
+          noWork.add(seed);
           continue;
         }
-        if (this.inFlight.get(seed)! > round) continue;
-        const index = this.opts.pick();
-        if (index === null) return;
+        if (!seed.has(index)) {
+          this.starved.add(seed);
+          this.opts.onRelease(index);
+          continue;
+        }
         this.launch(seed, index);
       }
     }
-    if (nextWake !== Infinity) this.wakeAt(nextWake);
   }
 
   private wakeAt(at: number): void {
@@ -209,9 +228,11 @@ export class WebSeeds {
       () => {
         this.timer = undefined;
         this.timerAt = Infinity;
+        this.starved.clear();
         this.fill();
       },
-      Math.max(0, at - this.now()),
+      // Never a tight loop, even with a clock that setTimeout does not follow.
+      Math.max(MIN_TIMER_MS, at - this.now()),
     );
   }
 
@@ -227,6 +248,7 @@ export class WebSeeds {
     const controller = new AbortController();
     this.controllers.set(controller, seed);
     const task = this.run(seed, index, controller.signal).finally(() => {
+      this.starved.clear();
       this.inFlight.set(seed, this.inFlight.get(seed)! - 1);
       this.total--;
       this.controllers.delete(controller);
@@ -264,7 +286,7 @@ export class WebSeeds {
       debug('%s: piece %d verified', seed.url, index);
       return;
     }
-    const banned = seed.reportBadPiece();
+    const banned = seed.reportBadPiece(index);
     if (banned) {
       // Its other requests are for pieces we would not trust either.
       for (const [c, s] of this.controllers) if (s === seed) c.abort();

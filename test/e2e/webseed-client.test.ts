@@ -251,6 +251,36 @@ describe('WebSeed faults', () => {
     expect(seed.backoffUntil - c.t).toBe(5_000);
   });
 
+  it('multi-file: a file that 404s is not asked for again (has() is false for its pieces)', async () => {
+    const { '/seed/multi%20dir/c%25.bin': _missing, ...others } = multiFiles;
+    const s = await server(others);
+    const t = torrent(multi);
+    const seed = seedFor(`${s.origin}/seed`, t);
+    expect(await faultOf(seed.fetchPiece(3))).toBe('not-found');
+    expect([...seed.lackingFiles]).toEqual([1]);
+    // c%.bin is bytes 3000..3999: pieces 2 and 3.
+    expect([0, 1, 2, 3, 4].map((i) => seed.has(i))).toEqual([true, true, false, false, true]);
+  });
+
+  it('multi-file: a bad piece inside one file marks that file; across files it does not', () => {
+    const t = torrent(multi);
+    const seed = seedFor('http://127.0.0.1:1/seed', t);
+    seed.reportBadPiece(2); // crosses x#1.bin and c%.bin
+    expect(seed.lackingFiles.size).toBe(0);
+    seed.reportBadPiece(0); // inside x#1.bin
+    expect([...seed.lackingFiles]).toEqual([0]);
+    expect([0, 1, 2, 3, 4].map((i) => seed.has(i))).toEqual([false, false, false, true, true]);
+  });
+
+  it('single-file: neither a 404 nor a bad piece marks the file', async () => {
+    const s = await server({});
+    const seed = seedFor(`${s.origin}/`, torrent(single));
+    expect(await faultOf(seed.fetchPiece(0))).toBe('not-found');
+    seed.reportBadPiece(1);
+    expect(seed.lackingFiles.size).toBe(0);
+    expect(seed.has(0)).toBe(true);
+  });
+
   it('wrong bytes pass the fetch; after MAX_BAD_PIECES reports the seed is banned', async () => {
     const s = await server(multiFiles, 'wrong-bytes');
     const c = clock();

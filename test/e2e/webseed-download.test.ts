@@ -45,6 +45,9 @@ class FakeSwarm {
   readonly warnings: string[] = [];
   readonly from = new Map<string, number>();
   maxActive = 0;
+  picks = 0;
+  /** Like a careless orchestrator: hand out pieces whether the seed has them or not. */
+  ignoreHas = false;
   seeds!: WebSeeds;
   private resolveDone!: () => void;
   readonly done = new Promise<void>((r) => (this.resolveDone = r));
@@ -59,10 +62,11 @@ class FakeSwarm {
 
   options(extra: Partial<WebSeedsOptions> = {}): WebSeedsOptions {
     return {
-      pick: () => {
+      pick: (has) => {
+        this.picks++;
         this.maxActive = Math.max(this.maxActive, this.seeds.active + 1);
         for (let i = 0; i < this.meta.pieceCount; i++) {
-          if (!this.have.has(i) && !this.reserved.has(i)) {
+          if (!this.have.has(i) && !this.reserved.has(i) && (this.ignoreHas || has(i))) {
             this.reserved.add(i);
             return i;
           }
@@ -240,6 +244,64 @@ describe('WebSeeds', () => {
     await swarm.done;
     expect(swarm.store.equals(single.data)).toBe(true);
     expect(swarm.seeds.stats()[0]!.failures).toBe(2);
+  });
+
+  // A stale first file (pieces 0 and 1 inside it, piece 2 across it and the next file).
+  const stale = [randomBytesSeeded(40_000, 'stale-0'), randomBytesSeeded(33_333, 'stale-1')];
+  const staleTorrent = makeTorrent({
+    name: 'item',
+    pieceLength: PL,
+    files: stale.map((data, i) => ({ path: [`f${i}`], data })),
+  });
+  const staleFiles = { '/item/f0': stale[0]!, '/item/f1': stale[1]! };
+
+  it('a seed with one changed file is not asked for that file again, and not banned', async () => {
+    const changed = Buffer.from(stale[0]!);
+    changed[100] = changed[100]! ^ 1;
+    const a = await server({ ...staleFiles, '/item/f0': changed });
+    const b = await server(staleFiles);
+    const swarm = setup(staleTorrent, [`${a.origin}/`, `${b.origin}/`], { backoffBaseMs: 1 });
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(staleTorrent.data)).toBe(true);
+    const seedA = swarm.seeds.seeds[0]!;
+    expect(seedA.banned).toBe(false);
+    expect([...seedA.lackingFiles]).toEqual([0]);
+    expect(seedA.badPieces).toBeLessThanOrEqual(2);
+    // After the bad piece, A only served pieces wholly in f1.
+    expect(swarm.from.get(`${a.origin}/`) ?? 0).toBeGreaterThan(0);
+  });
+
+  it('a seed without one file serves the others', async () => {
+    const a = await server({ '/item/f1': stale[1]! });
+    const b = await server(staleFiles, undefined);
+    const swarm = setup(staleTorrent, [`${a.origin}/`, `${b.origin}/`], { backoffBaseMs: 1 });
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(staleTorrent.data)).toBe(true);
+    const seedA = swarm.seeds.seeds[0]!;
+    expect([...seedA.lackingFiles]).toEqual([0]);
+    expect(seedA.failures).toBeLessThanOrEqual(2);
+    expect(a.requests.filter((r) => r.path === '/item/f0').length).toBe(seedA.failures);
+  });
+
+  it('a picker that ignores has() gets the piece back, without looping', async () => {
+    const a = await server({ '/item/f1': stale[1]! });
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const b = await server(staleFiles, undefined, gate);
+    const swarm = setup(staleTorrent, [`${a.origin}/`, `${b.origin}/`], { backoffBaseMs: 1 });
+    swarm.ignoreHas = true;
+    swarm.seeds.start();
+    // A learns it lacks f0; then pieces 0..2 keep coming back to it and are released at once.
+    while (!swarm.seeds.seeds[0]!.lackingFiles.has(0)) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 100));
+    open();
+    await swarm.done;
+    expect(swarm.store.equals(staleTorrent.data)).toBe(true);
+    expect(a.requests.filter((r) => r.path === '/item/f0').length).toBeLessThanOrEqual(2);
+    // Each pick is answered by a fetch, a release or the end: a few per piece, not a spin.
+    expect(swarm.picks).toBeLessThan(20 * staleTorrent.pieces.length);
   });
 
   it('stop() aborts requests in flight and releases their pieces', async () => {
