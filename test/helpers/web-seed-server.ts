@@ -38,6 +38,11 @@ export interface WebSeedServerOptions {
   faultCount?: number;
   /** Every response waits for this promise (to hold a seed back in a test). */
   gate?: Promise<void>;
+  /**
+   * Look files up by the percent-decoded path, so that any valid encoding finds them (for other
+   * clients, which may encode differently); default: by the raw path.
+   */
+  decodePaths?: boolean;
 }
 
 export interface RecordedRequest {
@@ -121,7 +126,15 @@ export async function startWebSeedServer(opts: WebSeedServerOptions): Promise<We
       default:
         break;
     }
-    const file = opts.files[path];
+    let key = path;
+    if (opts.decodePaths) {
+      try {
+        key = decodeURIComponent(path);
+      } catch {
+        key = '';
+      }
+    }
+    const file = Object.hasOwn(opts.files, key) ? opts.files[key] : undefined;
     if (!file) {
       res.writeHead(404, { 'content-length': '0' }).end();
       return;
