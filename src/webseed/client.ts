@@ -122,6 +122,28 @@ export function parseContentRange(v: string): { first: number; last: number } | 
   return Number.isSafeInteger(first) && Number.isSafeInteger(last) ? { first, last } : null;
 }
 
+/**
+ * Where a redirect from `from` to `location` (relative or absolute) leads, without its
+ * fragment; refused unless it is http: or https:, and never from https: down to http:.
+ */
+export function resolveRedirect(
+  from: string,
+  location: string,
+): { url: string } | { refused: string } {
+  let next: URL;
+  try {
+    next = new URL(location, from);
+  } catch {
+    return { refused: 'redirect to an invalid URL' };
+  }
+  if (!isHttp(next)) return { refused: `redirect to unsupported scheme ${next.protocol}` };
+  if (next.protocol === 'http:' && new URL(from).protocol === 'https:') {
+    return { refused: 'redirect from https: down to http:' };
+  }
+  next.hash = '';
+  return { url: next.href };
+}
+
 function errorCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : undefined;
@@ -413,25 +435,10 @@ export class WebSeed {
     if (redirects >= this.maxRedirects) {
       throw new WebSeedError(this.url, 'redirect', `more than ${this.maxRedirects} redirects`);
     }
-    let next: URL;
-    try {
-      next = new URL(location, from);
-    } catch {
-      throw new WebSeedError(this.url, 'redirect', 'redirect to an invalid URL');
-    }
-    if (!isHttp(next)) {
-      throw new WebSeedError(
-        this.url,
-        'redirect',
-        `redirect to unsupported scheme ${next.protocol}`,
-      );
-    }
-    if (next.protocol === 'http:' && new URL(from).protocol === 'https:') {
-      throw new WebSeedError(this.url, 'redirect', 'redirect from https: down to http:');
-    }
-    next.hash = '';
-    debug('%s: redirected (%d) to %s', from, statusCode, next.href);
-    return next.href;
+    const next = resolveRedirect(from, location);
+    if ('refused' in next) throw new WebSeedError(this.url, 'redirect', next.refused);
+    debug('%s: redirected (%d) to %s', from, statusCode, next.url);
+    return next.url;
   }
 
   /** Copies exactly `expected` body bytes into `piece` at `offset`; any other length is a fault. */
