@@ -15,7 +15,7 @@ import type { Dispatcher } from 'undici';
 import { TdlError } from '../errors.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { Layout } from '../storage/layout.js';
-import { type FileRange, pieceRanges } from './url.js';
+import { type FileRange, runRanges } from './url.js';
 
 const debug = createDebug('tdl:webseed');
 
@@ -239,10 +239,33 @@ export class WebSeed {
    * A failure, other than the caller's abort, backs the seed off.
    */
   async fetchPiece(index: number, signal?: AbortSignal): Promise<Buffer> {
+    let piece: Buffer | undefined;
+    await this.fetchRun(index, 1, (_i, data) => (piece = data), signal);
+    return piece!;
+  }
+
+  /**
+   * Fetches the `count` consecutive pieces from `first` with as few requests as the files
+   * allow (one per file the run touches), handing each piece to `onPiece` as soon as its last
+   * byte has arrived (not verified). At most one piece buffer is held at a time. Rejects with a
+   * WebSeedError; the pieces handed over before the failure stay handed over, the rest are not
+   * delivered. Each piece must arrive within `pieceTimeoutMs` of the previous one (or of the
+   * start). A failure, other than the caller's abort, backs the seed off.
+   */
+  async fetchRun(
+    first: number,
+    count: number,
+    onPiece: (index: number, data: Buffer) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
     if (this.banned) throw new WebSeedError(this.url, 'banned', 'banned for sending bad pieces');
-    const size = this.layout.pieceSize(index);
-    const ranges = pieceRanges(this.url, this.meta, this.layout, index);
-    const piece = Buffer.alloc(size);
+    const layout = this.layout;
+    const last = first + count - 1;
+    if (!Number.isInteger(count) || count < 1) throw new RangeError(`bad piece count ${count}`);
+    layout.pieceSize(first); // range checks
+    const runLength = layout.pieceOffset(last) + layout.pieceSize(last) - layout.pieceOffset(first);
+    const ranges = runRanges(this.url, this.meta, layout, first, count);
+    const pl = layout.pieceLength;
 
     const controller = new AbortController();
     let timedOut = false;
@@ -253,12 +276,44 @@ export class WebSeed {
     const onAbort = (): void => controller.abort();
     if (signal?.aborted) controller.abort();
     else signal?.addEventListener('abort', onAbort, { once: true });
+
+    // The piece being filled; every run position before `cur`'s start has been handed over.
+    let cur = first;
+    let buf = Buffer.alloc(layout.pieceSize(first));
+    /** Hands over every piece that ends at or before run position `pos` (all its bytes are in). */
+    const complete = (pos: number): void => {
+      while (cur <= last && (cur - first) * pl + layout.pieceSize(cur) <= pos) {
+        const data = buf;
+        const index = cur++;
+        buf = cur <= last ? Buffer.alloc(layout.pieceSize(cur)) : Buffer.alloc(0);
+        this.piecesFetched++;
+        this.consecutiveFailures = 0;
+        this.backoffUntil = 0;
+        timer.refresh();
+        onPiece(index, data);
+      }
+    };
+    /** Body bytes for run position `pos`, in increasing order; gaps (padding) stay zeros. */
+    const write = (pos: number, chunk: Uint8Array): void => {
+      let off = 0;
+      while (off < chunk.length) {
+        complete(pos + off);
+        const inPiece = pos + off - (cur - first) * pl;
+        const n = Math.min(chunk.length - off, buf.length - inPiece);
+        buf.set(chunk.subarray(off, off + n), inPiece);
+        off += n;
+      }
+    };
+
     try {
       const { request, agent } = await loadUndici();
       const dispatcher = this.opts.dispatcher ?? agent;
       for (const r of ranges) {
-        await this.fetchRange(request, dispatcher, r, piece, controller.signal);
+        complete(r.pieceOffset);
+        await this.fetchRange(request, dispatcher, r, write, controller.signal);
+        complete(r.pieceOffset + (r.end - r.start));
       }
+      complete(runLength);
     } catch (err) {
       let e: WebSeedError;
       if (signal?.aborted) e = new WebSeedError(this.url, 'aborted', 'aborted', { cause: err });
@@ -266,21 +321,18 @@ export class WebSeed {
         e = new WebSeedError(
           this.url,
           'timeout',
-          `piece ${index} took more than ${this.pieceTimeoutMs} ms`,
+          `piece ${cur} took more than ${this.pieceTimeoutMs} ms`,
         );
       } else if (err instanceof WebSeedError) e = err;
+      else if (err instanceof TdlError || err instanceof RangeError) throw err;
       else e = this.classify(err);
       if (e.fault !== 'aborted') this.recordFailure(e);
-      debug('%s: piece %d failed: %s', this.url, index, e.message);
+      debug('%s: pieces %d..%d failed at %d: %s', this.url, first, last, cur, e.message);
       throw e;
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
     }
-    this.consecutiveFailures = 0;
-    this.backoffUntil = 0;
-    this.piecesFetched++;
-    return piece;
   }
 
   /**
@@ -348,7 +400,7 @@ export class WebSeed {
     request: Undici['request'],
     dispatcher: Dispatcher,
     r: FileRange,
-    piece: Buffer,
+    write: (pos: number, chunk: Uint8Array) => void,
     signal: AbortSignal,
   ): Promise<void> {
     const expected = r.end - r.start;
@@ -414,7 +466,7 @@ export class WebSeed {
           `Content-Length ${JSON.stringify(cl)} for a range of ${expected} bytes`,
         );
       }
-      await this.readInto(body, piece, r.pieceOffset, expected);
+      await this.readInto(body, write, r.pieceOffset, expected);
       return;
     }
   }
@@ -441,10 +493,10 @@ export class WebSeed {
     return next.url;
   }
 
-  /** Copies exactly `expected` body bytes into `piece` at `offset`; any other length is a fault. */
+  /** Passes exactly `expected` body bytes to `write`; any other length is a fault. */
   private async readInto(
     body: Body,
-    piece: Buffer,
+    write: (pos: number, chunk: Uint8Array) => void,
     offset: number,
     expected: number,
   ): Promise<void> {
@@ -458,7 +510,7 @@ export class WebSeed {
           `body longer than the ${expected} bytes asked for`,
         );
       }
-      piece.set(chunk, offset + got);
+      write(offset + got, chunk);
       got += chunk.length;
       this.bytesFetched += chunk.length;
     }

@@ -100,3 +100,31 @@ export function pieceRanges(
   }
   return out;
 }
+
+/**
+ * The HTTP ranges for the run of `count` consecutive whole pieces starting at `first`: the
+ * ranges of each piece, with ranges of the same file that follow each other merged into one,
+ * so that a run inside one file is a single request. `pieceOffset` is the position inside the
+ * run (piece `first` starts at 0).
+ */
+export function runRanges(
+  base: string,
+  meta: WebSeedMeta,
+  layout: Layout,
+  first: number,
+  count: number,
+): FileRange[] {
+  const out: FileRange[] = [];
+  for (let p = first; p < first + count; p++) {
+    const shift = (p - first) * layout.pieceLength;
+    for (const r of pieceRanges(base, meta, layout, p)) {
+      const prev = out[out.length - 1];
+      if (prev && prev.fileIndex === r.fileIndex && prev.end === r.start) {
+        prev.end = r.end;
+        continue;
+      }
+      out.push({ ...r, pieceOffset: r.pieceOffset + shift });
+    }
+  }
+  return out;
+}

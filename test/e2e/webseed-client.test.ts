@@ -184,6 +184,67 @@ describe('WebSeed.fetchPiece', () => {
   });
 });
 
+describe('WebSeed.fetchRun', () => {
+  it('single-file: one request for a run of pieces, each handed over in order', async () => {
+    const s = await server({ '/single%20file.bin': S });
+    const seed = seedFor(`${s.origin}/`, torrent(single));
+    const got: [number, Buffer][] = [];
+    await seed.fetchRun(0, 5, (i, d) => got.push([i, d]));
+    expect(got.map(([i]) => i)).toEqual([0, 1, 2, 3, 4]);
+    got.forEach(([i, d]) => expect(d.equals(single.pieces[i]!)).toBe(true));
+    expect(s.requests.map((r) => r.range)).toEqual(['bytes=0-4999']);
+    expect(seed.piecesFetched).toBe(5);
+  });
+
+  it('multi-file: one request per file the run touches', async () => {
+    const s = await server(multiFiles);
+    const seed = seedFor(`${s.origin}/seed`, torrent(multi));
+    const got: Buffer[] = [];
+    await seed.fetchRun(1, 4, (_i, d) => got.push(d));
+    expect(Buffer.concat(got).equals(multi.data.subarray(1024))).toBe(true);
+    expect(s.requests).toEqual([
+      { path: '/seed/multi%20dir/a%20b/x%231.bin', range: 'bytes=1024-2999' },
+      { path: '/seed/multi%20dir/c%25.bin', range: 'bytes=0-999' },
+      { path: '/seed/multi%20dir/%C3%BC%3F.txt', range: 'bytes=0-499' },
+    ]);
+  });
+
+  it('padding inside and at the end of a run stays zeros, unrequested', async () => {
+    const a = randomBytesSeeded(1000, 'run-pad-a');
+    const b = randomBytesSeeded(1000, 'run-pad-b');
+    const padded = makeTorrent({
+      name: 'padded',
+      pieceLength: 1024,
+      files: [
+        { path: ['a'], data: a },
+        { path: ['.pad', '24'], data: Buffer.alloc(24) },
+        { path: ['b'], data: b },
+        { path: ['.pad', '1048'], data: Buffer.alloc(1048) },
+      ],
+    });
+    const t = torrent(padded);
+    t.meta.files[1]!.padding = true;
+    t.meta.files[3]!.padding = true;
+    const s = await server({ '/padded/a': a, '/padded/b': b });
+    const seed = seedFor(`${s.origin}/`, t);
+    const got: number[] = [];
+    const data: Buffer[] = [];
+    await seed.fetchRun(0, 3, (i, d) => (got.push(i), data.push(d)));
+    expect(got).toEqual([0, 1, 2]);
+    expect(Buffer.concat(data).equals(padded.data)).toBe(true);
+    expect(s.requests.map((r) => r.path)).toEqual(['/padded/a', '/padded/b']);
+  });
+
+  it('a failure mid-run keeps the pieces already handed over and backs off', async () => {
+    const s = await server({ '/single%20file.bin': S }, 'short-body');
+    const seed = seedFor(`${s.origin}/`, torrent(single));
+    const got: number[] = [];
+    expect(await faultOf(seed.fetchRun(0, 5, (i) => got.push(i)))).toBe('length');
+    expect(got).toEqual([0, 1, 2, 3]);
+    expect(seed.available()).toBe(false);
+  });
+});
+
 describe('WebSeed faults', () => {
   const cases: [ServerFault, WebSeedFault][] = [
     ['not-found', 'not-found'],

@@ -1,7 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Layout } from '../../src/storage/layout.js';
-import { encodeComponent, fileUrl, pieceRanges, type WebSeedMeta } from '../../src/webseed/url.js';
+import {
+  encodeComponent,
+  fileUrl,
+  pieceRanges,
+  runRanges,
+  type WebSeedMeta,
+} from '../../src/webseed/url.js';
 
 const params = { seed: Number(process.env['FUZZ_SEED'] ?? 42), numRuns: 500 };
 
@@ -149,6 +155,64 @@ describe('pieceRanges', () => {
             }
           }
           expect(problems).toEqual([]);
+        },
+      ),
+      params,
+    );
+  });
+});
+
+describe('runRanges', () => {
+  it('merges the ranges of consecutive pieces in the same file', () => {
+    const l = layoutOf([250, 100, 30], 100);
+    const m = metaOf([250, 100, 30]);
+    expect(runRanges('http://h', m, l, 0, 4)).toEqual([
+      { fileIndex: 0, url: 'http://h/top%20dir/d/f0.bin', start: 0, end: 250, pieceOffset: 0 },
+      { fileIndex: 1, url: 'http://h/top%20dir/d/f1.bin', start: 0, end: 100, pieceOffset: 250 },
+      { fileIndex: 2, url: 'http://h/top%20dir/d/f2.bin', start: 0, end: 30, pieceOffset: 350 },
+    ]);
+    expect(runRanges('http://h', m, l, 1, 2)).toEqual([
+      { fileIndex: 0, url: 'http://h/top%20dir/d/f0.bin', start: 100, end: 250, pieceOffset: 0 },
+      { fileIndex: 1, url: 'http://h/top%20dir/d/f1.bin', start: 0, end: 50, pieceOffset: 150 },
+    ]);
+  });
+
+  it('is the concatenation of the pieces, shifted, for any layout', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.nat({ max: 300 }), { minLength: 1, maxLength: 6 }),
+        fc.integer({ min: 1, max: 120 }),
+        fc.array(fc.nat({ max: 5 }), { maxLength: 2 }),
+        fc.nat(),
+        fc.nat(),
+        (lengths, pl, padding, a, b) => {
+          if (lengths.reduce((x, y) => x + y, 0) === 0) lengths[0] = 1;
+          const l = layoutOf(lengths, pl);
+          const m = metaOf(lengths, padding);
+          const first = a % l.pieceCount;
+          const count = 1 + (b % (l.pieceCount - first));
+          // Byte map of the run: stream position -> (file, offset), from each piece alone.
+          const want = new Map<number, string>();
+          for (let p = first; p < first + count; p++) {
+            for (const r of pieceRanges('http://h', m, l, p)) {
+              for (let i = 0; i < r.end - r.start; i++) {
+                want.set((p - first) * pl + r.pieceOffset + i, `${r.fileIndex}:${r.start + i}`);
+              }
+            }
+          }
+          const got = new Map<number, string>();
+          const runs = runRanges('http://h', m, l, first, count);
+          for (const r of runs) {
+            for (let i = 0; i < r.end - r.start; i++) {
+              got.set(r.pieceOffset + i, `${r.fileIndex}:${r.start + i}`);
+            }
+          }
+          expect(got).toEqual(want);
+          // Merged: no two neighbours continue each other.
+          for (let i = 1; i < runs.length; i++) {
+            const [p, q] = [runs[i - 1]!, runs[i]!];
+            expect(p.fileIndex === q.fileIndex && p.end === q.start).toBe(false);
+          }
         },
       ),
       params,
