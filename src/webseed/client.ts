@@ -283,6 +283,8 @@ export class WebSeed {
     /** Hands over every piece that ends at or before run position `pos` (all its bytes are in). */
     const complete = (pos: number): void => {
       while (cur <= last && (cur - first) * pl + layout.pieceSize(cur) <= pos) {
+        // onPiece may abort the run (say, after a bad piece): hand nothing more over.
+        if (controller.signal.aborted) return;
         const data = buf;
         const index = cur++;
         buf = cur <= last ? Buffer.alloc(layout.pieceSize(cur)) : Buffer.alloc(0);
@@ -298,6 +300,7 @@ export class WebSeed {
       let off = 0;
       while (off < chunk.length) {
         complete(pos + off);
+        if (controller.signal.aborted) return;
         const inPiece = pos + off - (cur - first) * pl;
         const n = Math.min(chunk.length - off, buf.length - inPiece);
         buf.set(chunk.subarray(off, off + n), inPiece);
@@ -314,6 +317,7 @@ export class WebSeed {
         complete(r.pieceOffset + (r.end - r.start));
       }
       complete(runLength);
+      if (controller.signal.aborted) throw new Error('aborted');
     } catch (err) {
       let e: WebSeedError;
       if (signal?.aborted) e = new WebSeedError(this.url, 'aborted', 'aborted', { cause: err });

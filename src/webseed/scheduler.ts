@@ -25,6 +25,8 @@ export const MAX_WEB_SEEDS = 10;
 export const WEB_SEED_CONCURRENCY = 2;
 /** Pieces in flight from all web seeds together (default). */
 export const WEB_SEEDS_MAX_IN_FLIGHT = 8;
+/** Largest run of consecutive pieces asked for in one go (default), when `pickNext` is given. */
+export const WEB_SEED_MAX_RUN_BYTES = 1024 * 1024;
 /** Piece buffers held by web seed requests together (default); at least one piece is allowed. */
 export const WEB_SEEDS_MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024;
 
@@ -45,6 +47,15 @@ export interface WebSeedsOptions {
    * left alone until the next completed fetch, timer or external `wake()`.
    */
   pick: (has: (index: number) => boolean) => number | null;
+  /**
+   * Optional: reserves piece `index` too if it is still needed and not reserved, and returns
+   * whether it did. With it, a seed asks for runs of consecutive pieces (`index` is always the
+   * piece after the last one reserved for the run, and one the seed `has`); without it, one
+   * piece per request.
+   */
+  pickNext?: (index: number) => boolean;
+  /** Bytes of consecutive pieces asked for in one run (default WEB_SEED_MAX_RUN_BYTES). */
+  maxRunBytes?: number;
   /** Verifies and stores a fetched piece; returns true when its hash matched. */
   onPiece: (index: number, data: Buffer, seedUrl: string) => boolean;
   /** The fetch of a picked piece failed or was aborted: the piece is free again. */
@@ -74,6 +85,8 @@ const MIN_TIMER_MS = 25;
 export class WebSeeds {
   readonly seeds: readonly WebSeed[];
   private readonly perSeed: number;
+  private readonly maxRunPieces: number;
+  private readonly pieceCount: number;
   private readonly maxInFlight: number;
   private readonly now: () => number;
   private readonly inFlight = new Map<WebSeed, number>();
@@ -100,6 +113,11 @@ export class WebSeeds {
     );
     this.maxInFlight = Math.max(1, Math.min(opts.maxInFlight ?? WEB_SEEDS_MAX_IN_FLIGHT, byBytes));
     this.now = opts.seed?.now ?? Date.now;
+    this.pieceCount = layout.pieceCount;
+    this.maxRunPieces = Math.max(
+      1,
+      Math.floor((opts.maxRunBytes ?? WEB_SEED_MAX_RUN_BYTES) / layout.pieceLength),
+    );
     const seeds: WebSeed[] = [];
     const seen = new Set<string>();
     for (const url of urls) {
@@ -242,12 +260,25 @@ export class WebSeeds {
     this.timerAt = Infinity;
   }
 
-  private launch(seed: WebSeed, index: number): void {
+  private launch(seed: WebSeed, first: number): void {
+    // Extend the run with the following pieces while the picker hands them over.
+    let count = 1;
+    const next = this.opts.pickNext;
+    if (next) {
+      while (
+        count < this.maxRunPieces &&
+        first + count < this.pieceCount &&
+        seed.has(first + count) &&
+        next(first + count)
+      ) {
+        count++;
+      }
+    }
     this.inFlight.set(seed, this.inFlight.get(seed)! + 1);
     this.total++;
     const controller = new AbortController();
     this.controllers.set(controller, seed);
-    const task = this.run(seed, index, controller.signal).finally(() => {
+    const task = this.run(seed, first, count, controller).finally(() => {
       this.starved.clear();
       this.inFlight.set(seed, this.inFlight.get(seed)! - 1);
       this.total--;
@@ -258,21 +289,33 @@ export class WebSeeds {
     this.tasks.add(task);
   }
 
-  private async run(seed: WebSeed, index: number, signal: AbortSignal): Promise<void> {
-    let data: Buffer;
+  private async run(seed: WebSeed, first: number, count: number, controller: AbortController) {
+    let pending = first; // the first piece of the run not handed over yet
     try {
-      data = await seed.fetchPiece(index, signal);
+      await seed.fetchRun(
+        first,
+        count,
+        (index, data) => {
+          pending = index + 1;
+          // After a bad piece the rest of the run is not trusted: it goes back to the picker.
+          if (!this.deliver(seed, index, data)) controller.abort();
+        },
+        controller.signal,
+      );
     } catch (err) {
-      this.opts.onRelease(index);
+      for (let i = pending; i < first + count; i++) this.opts.onRelease(i);
       if (err instanceof WebSeedError && err.fault === 'aborted') return;
       const message = err instanceof Error ? err.message : String(err);
       this.opts.onWarning(`${message}; ${this.retryText(seed)}`);
-      return;
     }
+  }
+
+  /** Hands a fetched piece to the orchestrator; false when the rest of the run should stop. */
+  private deliver(seed: WebSeed, index: number, data: Buffer): boolean {
     if (!this.running || seed.banned) {
-      // Stopped, or the seed was banned, while the last bytes arrived: hand the piece back.
+      // Stopped, or the seed was banned, while the bytes arrived: hand the piece back.
       this.opts.onRelease(index);
-      return;
+      return false;
     }
     let ok: boolean;
     try {
@@ -280,11 +323,11 @@ export class WebSeeds {
     } catch (err) {
       if (this.opts.onError) this.opts.onError(err);
       else this.opts.onWarning(err instanceof Error ? err.message : String(err));
-      return;
+      return false;
     }
     if (ok) {
       debug('%s: piece %d verified', seed.url, index);
-      return;
+      return true;
     }
     const banned = seed.reportBadPiece(index);
     if (banned) {
@@ -296,6 +339,7 @@ export class WebSeeds {
         ? `web seed ${seed.url}: piece ${index} failed verification; banned after ${seed.badPieces} bad pieces`
         : `web seed ${seed.url}: piece ${index} failed verification; ${this.retryText(seed)}`,
     );
+    return false;
   }
 
   private retryText(seed: WebSeed): string {

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Agent } from 'undici';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseTorrent, pieceHash, type Metainfo } from '../../src/metainfo/torrent.js';
 import { Layout } from '../../src/storage/layout.js';
 import type { WebSeedOptions } from '../../src/webseed/client.js';
@@ -36,6 +36,9 @@ async function server(
   cleanups.push(() => s.close());
   return s;
 }
+
+/** Whether the fake orchestrator offers pickNext (runs of consecutive pieces). */
+let useRuns = false;
 
 /** The orchestrator's side, reduced to what web seeds need. */
 class FakeSwarm {
@@ -89,6 +92,16 @@ class FakeSwarm {
         expect(this.reserved.delete(index)).toBe(true);
       },
       onWarning: (msg) => this.warnings.push(msg),
+      ...(useRuns
+        ? {
+            pickNext: (index: number) => {
+              if (this.have.has(index) || this.reserved.has(index)) return false;
+              this.reserved.add(index);
+              return true;
+            },
+            maxRunBytes: 2 * this.meta.pieceLength,
+          }
+        : {}),
       ...extra,
     };
   }
@@ -129,7 +142,11 @@ const multiFiles = Object.fromEntries(
   parts.map((d, i) => [`/ia/album/disc%201/track%20${i}.flac`, d]),
 );
 
-describe('WebSeeds', () => {
+describe.each([false, true])('WebSeeds (runs of pieces: %s)', (runs) => {
+  beforeEach(() => {
+    useRuns = runs;
+  });
+
   it('downloads a single-file torrent from one web seed alone, byte for byte', async () => {
     const s = await server(singleFiles);
     const swarm = setup(single, [`${s.origin}/`]);
@@ -309,7 +326,7 @@ describe('WebSeeds', () => {
     const swarm = setup(single, [`${s.origin}/`]);
     swarm.seeds.start();
     while (s.requests.length < 2) await new Promise((r) => setTimeout(r, 5));
-    expect(swarm.reserved.size).toBe(2);
+    expect(swarm.reserved.size).toBe(runs ? 4 : 2);
     await swarm.seeds.stop();
     expect(swarm.reserved.size).toBe(0);
     expect(swarm.seeds.active).toBe(0);
@@ -342,5 +359,36 @@ describe('WebSeeds', () => {
       ...Array.from({ length: MAX_WEB_SEEDS - 1 }, (_, i) => `http://127.0.0.1:1/m${i}`),
     ]);
     expect(swarm.warnings).toHaveLength(2 + 3);
+  });
+});
+
+describe('WebSeeds runs', () => {
+  beforeEach(() => {
+    useRuns = true;
+  });
+
+  it('with pickNext, a whole single file comes in one request', async () => {
+    const s = await server(singleFiles);
+    const swarm = setup(single, [`${s.origin}/`], {}, { maxRunBytes: 64 * PL });
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(single.data)).toBe(true);
+    expect(s.requests.map((r) => r.range)).toEqual([`bytes=0-${single.data.length - 1}`]);
+  });
+
+  it('a run stops at a piece the seed lacks, and a bad piece ends its run', async () => {
+    const changed = Buffer.from(parts[2]!);
+    changed[20_000] = changed[20_000]! ^ 1; // inside piece 1, which lies wholly in track 2
+    const a = await server({ ...multiFiles, '/ia/album/disc%201/track%202.flac': changed });
+    const swarm = setup(multi, [`${a.origin}/ia`], { backoffBaseMs: 1 }, { maxRunBytes: 64 * PL });
+    swarm.seeds.start();
+    while (swarm.warnings.length === 0) await new Promise((r) => setTimeout(r, 5));
+    await swarm.seeds.stop();
+    const seed = swarm.seeds.seeds[0]!;
+    expect(seed.badPieces).toBe(1);
+    expect([...seed.lackingFiles]).toEqual([2]);
+    expect(swarm.have.has(0)).toBe(true);
+    expect(swarm.have.has(1)).toBe(false);
+    expect(swarm.reserved.size).toBe(0);
   });
 });
