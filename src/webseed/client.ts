@@ -1,11 +1,13 @@
 /**
- * One web seed (BEP 19): fetches whole pieces from an HTTP(S) server with range requests.
+ * One web seed (BEP 19): fetches whole pieces, or runs of consecutive pieces, from an HTTP(S)
+ * server with range requests (one per file the pieces touch).
  *
  * The server is untrusted. Each range is one GET with `Range: bytes=a-b`; the reply must be a
  * 206 whose Content-Range and length are exactly the range asked for (a 200 is accepted only
- * when the range is the whole file), the body is copied straight into the piece buffer and
- * the stream is destroyed as soon as it goes past the expected length. Headers and every gap in
- * the body are bounded by `timeoutMs`, the whole piece by `pieceTimeoutMs`. Redirects are
+ * when the range is the whole file), the body is copied straight into piece buffers, handed
+ * over one by one as they fill, and the stream is destroyed as soon as it goes past the
+ * expected length. Headers and every gap in the body are bounded by `timeoutMs`, each piece by
+ * `pieceTimeoutMs`. Redirects are
  * followed by hand, at most `maxRedirects`, only to http: or https: (never from https: down
  * to http:). Every failure backs the seed off (exponentially); the caller verifies the SHA-1 and
  * calls `reportBadPiece()` on a mismatch, and the seed is banned after MAX_BAD_PIECES.
@@ -21,7 +23,7 @@ const debug = createDebug('tdl:webseed');
 
 /** Bound on the response headers and on every gap between body chunks. */
 export const WEB_SEED_TIMEOUT_MS = 20_000;
-/** Bound on fetching one whole piece (all its ranges, redirects included). */
+/** Bound on each piece (all its ranges and redirects), from the start or the previous piece. */
 export const WEB_SEED_PIECE_TIMEOUT_MS = 300_000;
 /** Bound on establishing the TCP/TLS connection (default dispatcher). */
 export const WEB_SEED_CONNECT_TIMEOUT_MS = 10_000;

@@ -3,15 +3,16 @@
  * hands out, alongside the peers.
  *
  * The orchestrator owns piece selection, verification and storage; this module only asks
- * `pick()` for a piece it reserved, fetches it from a seed that is neither banned nor backed
- * off, and hands the bytes to `onPiece()` (which verifies and writes them). Every index
- * returned by `pick()` ends in exactly one call: `onPiece()` (whatever it returns) or
- * `onRelease()` (the fetch failed or was aborted: the piece goes back to the picker).
+ * `pick()` (and, if given, `pickNext()` for the following pieces of a run) for pieces it
+ * reserved, fetches them from a seed that is neither banned nor backed off, and hands each
+ * piece to `onPiece()` (which verifies and writes it) as soon as its last byte is in. Every
+ * index reserved through `pick()` or `pickNext()` ends in exactly one call: `onPiece()`
+ * (whatever it returns) or `onRelease()` (the fetch failed or was aborted, or the run stopped
+ * after a bad piece: the piece goes back to the picker).
  *
  * Bounded: at most MAX_WEB_SEEDS seeds, `maxConcurrentPerSeed` requests per seed and
- * `maxInFlight` pieces in all (fewer when `maxInFlightBytes` / piece length is smaller, never
- * fewer than one), each held in one buffer of exactly one piece.
- */
+ * `maxInFlight` requests in all (fewer when `maxInFlightBytes` / piece length is smaller, never
+ * fewer than one); a request holds one piece buffer at a time. */
 import createDebug from 'debug';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { Layout } from '../storage/layout.js';
@@ -21,9 +22,9 @@ const debug = createDebug('tdl:webseeds');
 
 /** Web seeds used at most per torrent (the rest of `url-list` is ignored with a warning). */
 export const MAX_WEB_SEEDS = 10;
-/** Pieces requested at once from one web seed (default). */
+/** Requests (a piece or a run of pieces each) at once to one web seed (default). */
 export const WEB_SEED_CONCURRENCY = 2;
-/** Pieces in flight from all web seeds together (default). */
+/** Requests in flight to all web seeds together (default). */
 export const WEB_SEEDS_MAX_IN_FLIGHT = 8;
 /** Largest run of consecutive pieces asked for in one go (default), when `pickNext` is given. */
 export const WEB_SEED_MAX_RUN_BYTES = 1024 * 1024;
@@ -31,13 +32,13 @@ export const WEB_SEED_MAX_RUN_BYTES = 1024 * 1024;
 export const WEB_SEEDS_MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024;
 
 export interface WebSeedsOptions {
-  /** Pieces requested at once from one seed (default WEB_SEED_CONCURRENCY). */
+  /** Requests at once to one seed (default WEB_SEED_CONCURRENCY). */
   maxConcurrentPerSeed?: number;
-  /** Pieces in flight from all seeds together (default WEB_SEEDS_MAX_IN_FLIGHT). */
+  /** Requests in flight to all seeds together (default WEB_SEEDS_MAX_IN_FLIGHT). */
   maxInFlight?: number;
   /**
    * Bytes of piece buffers in flight from all seeds together (default
-   * WEB_SEEDS_MAX_IN_FLIGHT_BYTES): caps `maxInFlight` to this many pieces, but never below one.
+   * WEB_SEEDS_MAX_IN_FLIGHT_BYTES): caps `maxInFlight` to this / piece length, never below one.
    */
   maxInFlightBytes?: number;
   /**
@@ -143,7 +144,7 @@ export class WebSeeds {
     return this.seeds.some((s) => !s.banned);
   }
 
-  /** Pieces being fetched right now. */
+  /** Requests in flight right now. */
   get active(): number {
     return this.total;
   }
