@@ -367,6 +367,36 @@ describe('WebSeeds runs', () => {
     useRuns = true;
   });
 
+  it('onPiece throwing (a disk error) goes to onError and the rest of the run is released', async () => {
+    const s = await server(singleFiles);
+    const errors: unknown[] = [];
+    let calls = 0;
+    const swarm = setup(
+      single,
+      [`${s.origin}/`],
+      {},
+      {
+        maxRunBytes: 4 * PL,
+        maxConcurrentPerSeed: 1,
+        onPiece: () => {
+          calls++;
+          throw new Error('disk full');
+        },
+        onError: (err) => {
+          errors.push(err);
+          void swarm.seeds.stop();
+        },
+      },
+    );
+    swarm.seeds.start();
+    while (errors.length === 0) await new Promise((r) => setTimeout(r, 5));
+    await swarm.seeds.stop();
+    expect(calls).toBe(1);
+    expect((errors[0] as Error).message).toBe('disk full');
+    // Piece 0 went to onPiece (which owns it now); pieces 1..3 of the run were released.
+    expect([...swarm.reserved]).toEqual([0]);
+  });
+
   it('with pickNext, a whole single file comes in one request', async () => {
     const s = await server(singleFiles);
     const swarm = setup(single, [`${s.origin}/`], {}, { maxRunBytes: 64 * PL });
