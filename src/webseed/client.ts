@@ -1,0 +1,527 @@
+/**
+ * One web seed (BEP 19): fetches whole pieces, or runs of consecutive pieces, from an HTTP(S)
+ * server with range requests (one per file the pieces touch).
+ *
+ * The server is untrusted. Each range is one GET with `Range: bytes=a-b`; the reply must be a
+ * 206 whose Content-Range and length are exactly the range asked for (a 200 is accepted only
+ * when the range is the whole file), the body is copied straight into piece buffers, handed
+ * over one by one as they fill, and the stream is destroyed as soon as it goes past the
+ * expected length. Headers and every gap in the body are bounded by `timeoutMs`, each piece by
+ * `pieceTimeoutMs`. Redirects are
+ * followed by hand, at most `maxRedirects`, only to http: or https: (never from https: down
+ * to http:). Every failure backs the seed off (exponentially); the caller verifies the SHA-1 and
+ * calls `reportBadPiece()` on a mismatch, and the seed is banned after MAX_BAD_PIECES.
+ */
+import createDebug from 'debug';
+import type { Dispatcher } from 'undici';
+import { TdlError } from '../errors.js';
+import type { Metainfo } from '../metainfo/torrent.js';
+import type { Layout } from '../storage/layout.js';
+import { type FileRange, runRanges } from './url.js';
+
+const debug = createDebug('tdl:webseed');
+
+/** Bound on the response headers and on every gap between body chunks. */
+export const WEB_SEED_TIMEOUT_MS = 20_000;
+/** Bound on each piece (all its ranges and redirects), from the start or the previous piece. */
+export const WEB_SEED_PIECE_TIMEOUT_MS = 300_000;
+/** Bound on establishing the TCP/TLS connection (default dispatcher). */
+export const WEB_SEED_CONNECT_TIMEOUT_MS = 10_000;
+/** Redirects followed at most per range. */
+export const MAX_WEB_SEED_REDIRECTS = 3;
+/** First back-off after a failure; it doubles with each further failure in a row. */
+export const WEB_SEED_BACKOFF_BASE_MS = 5_000;
+/** Longest back-off. */
+export const WEB_SEED_BACKOFF_MAX_MS = 300_000;
+/** Pieces failing verification before the seed is banned for the rest of the run. */
+export const MAX_BAD_PIECES = 3;
+
+/** Why a fetch failed. */
+export type WebSeedFault =
+  | 'url' // the web seed URL is not a usable http(s) URL
+  | 'not-found' // 404 / 410
+  | 'status' // any other unexpected HTTP status
+  | 'redirect' // too many redirects, no Location, or to a refused scheme
+  | 'range' // the server ignored or answered another range
+  | 'length' // a body (or Content-Length) longer or shorter than the range
+  | 'timeout' // headers, body or the whole piece took too long
+  | 'network' // connection refused, reset, DNS, TLS, …
+  | 'bad-piece' // the caller found a piece that failed verification
+  | 'banned' // fetchPiece on a banned seed
+  | 'aborted'; // the caller's signal fired (not counted as a failure)
+
+/** A web seed misbehaved or could not be reached: never fatal for a download. */
+export class WebSeedError extends TdlError {
+  readonly fault: WebSeedFault;
+  readonly url: string;
+  constructor(url: string, fault: WebSeedFault, message: string, options?: { cause?: unknown }) {
+    super('protocol', `web seed ${url}: ${message}`, options);
+    this.fault = fault;
+    this.url = url;
+  }
+}
+
+export interface WebSeedOptions {
+  /** Headers and body-gap timeout (default WEB_SEED_TIMEOUT_MS). */
+  timeoutMs?: number;
+  /** Whole-piece timeout (default WEB_SEED_PIECE_TIMEOUT_MS). */
+  pieceTimeoutMs?: number;
+  /** Redirects followed per range (default MAX_WEB_SEED_REDIRECTS). */
+  maxRedirects?: number;
+  /** undici dispatcher (default: a shared Agent with a connect timeout). */
+  dispatcher?: Dispatcher;
+  /** Clock for back-off (default Date.now). */
+  now?: () => number;
+  /** First back-off (default WEB_SEED_BACKOFF_BASE_MS). */
+  backoffBaseMs?: number;
+  /** Longest back-off (default WEB_SEED_BACKOFF_MAX_MS). */
+  backoffMaxMs?: number;
+}
+
+type Undici = typeof import('undici');
+// undici is loaded on the first web seed request, as for HTTP trackers: a download without web
+// seeds never pays for it.
+let undici: Promise<{ request: Undici['request']; agent: Dispatcher }> | null = null;
+function loadUndici() {
+  undici ??= import('undici').then((u) => ({
+    request: u.request,
+    agent: new u.Agent({
+      connect: { timeout: WEB_SEED_CONNECT_TIMEOUT_MS },
+      keepAliveTimeout: 4_000,
+    }),
+  }));
+  undici.catch(() => {
+    undici = null;
+  });
+  return undici;
+}
+
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+
+type Body = Dispatcher.ResponseData['body'];
+
+/** Ends a response body we will not read (undici reports the abort as a stream error). */
+function discard(body: Body): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
+function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+  const v = headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function isHttp(u: URL): boolean {
+  return u.protocol === 'http:' || u.protocol === 'https:';
+}
+
+/** Parses `bytes a-b/total` (total may be `*`); null when malformed. */
+export function parseContentRange(v: string): { first: number; last: number } | null {
+  const m = /^\s*bytes\s+(\d{1,16})-(\d{1,16})\s*\/\s*(\d{1,16}|\*)\s*$/i.exec(v);
+  if (!m) return null;
+  const first = Number(m[1]);
+  const last = Number(m[2]);
+  return Number.isSafeInteger(first) && Number.isSafeInteger(last) ? { first, last } : null;
+}
+
+/**
+ * Where a redirect from `from` to `location` (relative or absolute) leads, without its
+ * fragment; refused unless it is http: or https:, and never from https: down to http:.
+ */
+export function resolveRedirect(
+  from: string,
+  location: string,
+): { url: string } | { refused: string } {
+  let next: URL;
+  try {
+    next = new URL(location, from);
+  } catch {
+    return { refused: 'redirect to an invalid URL' };
+  }
+  if (!isHttp(next)) return { refused: `redirect to unsupported scheme ${next.protocol}` };
+  if (next.protocol === 'http:' && new URL(from).protocol === 'https:') {
+    return { refused: 'redirect from https: down to http:' };
+  }
+  next.hash = '';
+  return { url: next.href };
+}
+
+function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const code = errorCode(err);
+  const causeCode = errorCode((err as { cause?: unknown }).cause);
+  const parts = [err.message];
+  if (code && !err.message.includes(code)) parts.push(code);
+  if (causeCode && !err.message.includes(causeCode)) parts.push(causeCode);
+  return parts.join(' ');
+}
+
+export class WebSeed {
+  readonly url: string;
+  /** Bytes of piece data received (including pieces that later failed verification). */
+  bytesFetched = 0;
+  /** Pieces fetched in full (before verification). */
+  piecesFetched = 0;
+  /** Failed fetches and bad pieces, in total. */
+  failures = 0;
+  /** Pieces that failed verification. */
+  badPieces = 0;
+  /** Set after MAX_BAD_PIECES bad pieces: the seed is never used again. */
+  banned = false;
+  /** No request before this time (ms, same clock as `now`). */
+  backoffUntil = 0;
+  /** The last failure, for messages. */
+  lastError: WebSeedError | undefined;
+
+  /** Files (multi-file torrents) this seed will not be asked for again: 404, or stale data. */
+  private readonly lacking = new Set<number>();
+  private consecutiveFailures = 0;
+  private readonly timeoutMs: number;
+  private readonly pieceTimeoutMs: number;
+  private readonly maxRedirects: number;
+  private readonly backoffBaseMs: number;
+  private readonly backoffMaxMs: number;
+  private readonly now: () => number;
+
+  constructor(
+    url: string,
+    private readonly meta: Metainfo,
+    private readonly layout: Layout,
+    private readonly opts: WebSeedOptions = {},
+  ) {
+    this.url = url;
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new WebSeedError(url, 'url', 'not a valid URL');
+    }
+    if (!isHttp(parsed)) {
+      throw new WebSeedError(url, 'url', `unsupported scheme ${parsed.protocol}`);
+    }
+    this.timeoutMs = opts.timeoutMs ?? WEB_SEED_TIMEOUT_MS;
+    this.pieceTimeoutMs = opts.pieceTimeoutMs ?? WEB_SEED_PIECE_TIMEOUT_MS;
+    this.maxRedirects = opts.maxRedirects ?? MAX_WEB_SEED_REDIRECTS;
+    this.backoffBaseMs = opts.backoffBaseMs ?? WEB_SEED_BACKOFF_BASE_MS;
+    this.backoffMaxMs = opts.backoffMaxMs ?? WEB_SEED_BACKOFF_MAX_MS;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Files this seed lacks (404) or holds another version of (a bad piece inside one file). */
+  get lackingFiles(): ReadonlySet<number> {
+    return this.lacking;
+  }
+
+  /**
+   * Whether this seed should be asked for piece `index`: false when the piece touches a file
+   * the seed lacks. Always true for a single-file torrent (a 404 or bad data there only backs
+   * the seed off or bans it).
+   */
+  has(index: number): boolean {
+    if (this.lacking.size === 0) return true;
+    for (const s of this.layout.spans(index)) {
+      if (this.lacking.has(s.fileIndex) && !this.meta.files[s.fileIndex]?.padding) return false;
+    }
+    return true;
+  }
+
+  /** Whether a request may be sent now: not banned and not backed off. */
+  available(now = this.now()): boolean {
+    return !this.banned && now >= this.backoffUntil;
+  }
+
+  /**
+   * Fetches piece `index` (not verified: the caller checks its SHA-1). Resolves with a buffer
+   * of exactly the piece's size (padding-file bytes are zeros); rejects with a WebSeedError.
+   * A failure, other than the caller's abort, backs the seed off.
+   */
+  async fetchPiece(index: number, signal?: AbortSignal): Promise<Buffer> {
+    let piece: Buffer | undefined;
+    await this.fetchRun(index, 1, (_i, data) => (piece = data), signal);
+    return piece!;
+  }
+
+  /**
+   * Fetches the `count` consecutive pieces from `first` with as few requests as the files
+   * allow (one per file the run touches), handing each piece to `onPiece` as soon as its last
+   * byte has arrived (not verified). At most one piece buffer is held at a time. Rejects with a
+   * WebSeedError; the pieces handed over before the failure stay handed over, the rest are not
+   * delivered. Each piece must arrive within `pieceTimeoutMs` of the previous one (or of the
+   * start). A failure, other than the caller's abort, backs the seed off.
+   */
+  async fetchRun(
+    first: number,
+    count: number,
+    onPiece: (index: number, data: Buffer) => void,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    if (this.banned) throw new WebSeedError(this.url, 'banned', 'banned for sending bad pieces');
+    const layout = this.layout;
+    const last = first + count - 1;
+    if (!Number.isInteger(count) || count < 1) throw new RangeError(`bad piece count ${count}`);
+    layout.pieceSize(first); // range checks
+    const runLength = layout.pieceOffset(last) + layout.pieceSize(last) - layout.pieceOffset(first);
+    const ranges = runRanges(this.url, this.meta, layout, first, count);
+    const pl = layout.pieceLength;
+
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, this.pieceTimeoutMs);
+    const onAbort = (): void => controller.abort();
+    if (signal?.aborted) controller.abort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+
+    // The piece being filled; every run position before `cur`'s start has been handed over.
+    let cur = first;
+    let buf = Buffer.alloc(layout.pieceSize(first));
+    /** Hands over every piece that ends at or before run position `pos` (all its bytes are in). */
+    const complete = (pos: number): void => {
+      while (cur <= last && (cur - first) * pl + layout.pieceSize(cur) <= pos) {
+        // onPiece may abort the run (say, after a bad piece): hand nothing more over.
+        if (controller.signal.aborted) return;
+        const data = buf;
+        const index = cur++;
+        buf = cur <= last ? Buffer.alloc(layout.pieceSize(cur)) : Buffer.alloc(0);
+        this.piecesFetched++;
+        this.consecutiveFailures = 0;
+        this.backoffUntil = 0;
+        timer.refresh();
+        onPiece(index, data);
+      }
+    };
+    /** Body bytes for run position `pos`, in increasing order; gaps (padding) stay zeros. */
+    const write = (pos: number, chunk: Uint8Array): void => {
+      let off = 0;
+      while (off < chunk.length) {
+        complete(pos + off);
+        if (controller.signal.aborted) return;
+        const inPiece = pos + off - (cur - first) * pl;
+        const n = Math.min(chunk.length - off, buf.length - inPiece);
+        buf.set(chunk.subarray(off, off + n), inPiece);
+        off += n;
+      }
+    };
+
+    try {
+      const { request, agent } = await loadUndici();
+      const dispatcher = this.opts.dispatcher ?? agent;
+      for (const r of ranges) {
+        complete(r.pieceOffset);
+        await this.fetchRange(request, dispatcher, r, write, controller.signal);
+        complete(r.pieceOffset + (r.end - r.start));
+      }
+      complete(runLength);
+      if (controller.signal.aborted) throw new Error('aborted');
+    } catch (err) {
+      let e: WebSeedError;
+      if (signal?.aborted) e = new WebSeedError(this.url, 'aborted', 'aborted', { cause: err });
+      else if (timedOut) {
+        e = new WebSeedError(
+          this.url,
+          'timeout',
+          `piece ${cur} took more than ${this.pieceTimeoutMs} ms`,
+        );
+      } else if (err instanceof WebSeedError) e = err;
+      else if (err instanceof TdlError || err instanceof RangeError) throw err;
+      else e = this.classify(err);
+      if (e.fault !== 'aborted') this.recordFailure(e);
+      debug('%s: pieces %d..%d failed at %d: %s', this.url, first, last, cur, e.message);
+      throw e;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /**
+   * Piece `index` fetched from this seed failed verification: counts as a failure (back-off)
+   * and bans the seed at MAX_BAD_PIECES. In a multi-file torrent, when the piece lies inside
+   * one file, the seed is not asked for that file again (it likely holds another version of
+   * it, as web servers whose files changed after the torrent was made do). Returns whether the
+   * seed is now banned.
+   */
+  reportBadPiece(index?: number): boolean {
+    this.badPieces++;
+    if (index !== undefined && this.meta.multiFile) {
+      const files = new Set(
+        this.layout
+          .spans(index)
+          .map((s) => s.fileIndex)
+          .filter((f) => !this.meta.files[f]?.padding),
+      );
+      if (files.size === 1) {
+        const [file] = files;
+        this.lacking.add(file!);
+        debug('%s: not asked for file %d again (bad piece %d)', this.url, file, index);
+      }
+    }
+    this.recordFailure(
+      new WebSeedError(this.url, 'bad-piece', 'sent a piece that failed verification'),
+    );
+    if (this.badPieces >= MAX_BAD_PIECES && !this.banned) {
+      this.banned = true;
+      debug('%s: banned after %d bad pieces', this.url, this.badPieces);
+    }
+    return this.banned;
+  }
+
+  private recordFailure(err: WebSeedError): void {
+    this.failures++;
+    this.consecutiveFailures++;
+    this.lastError = err;
+    const delay = Math.min(
+      this.backoffMaxMs,
+      this.backoffBaseMs * 2 ** Math.min(this.consecutiveFailures - 1, 30),
+    );
+    this.backoffUntil = this.now() + delay;
+  }
+
+  private classify(err: unknown): WebSeedError {
+    const code = errorCode(err);
+    if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+      return new WebSeedError(this.url, 'timeout', `no data for ${this.timeoutMs} ms`, {
+        cause: err,
+      });
+    }
+    if (code === 'UND_ERR_CONNECT_TIMEOUT') {
+      return new WebSeedError(this.url, 'timeout', 'connect timed out', { cause: err });
+    }
+    if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
+      return new WebSeedError(this.url, 'length', 'body does not match its Content-Length', {
+        cause: err,
+      });
+    }
+    return new WebSeedError(this.url, 'network', describe(err), { cause: err });
+  }
+
+  private async fetchRange(
+    request: Undici['request'],
+    dispatcher: Dispatcher,
+    r: FileRange,
+    write: (pos: number, chunk: Uint8Array) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const expected = r.end - r.start;
+    const fileLength = this.layout.files[r.fileIndex]!.length;
+    let target = r.url;
+    for (let redirects = 0; ; redirects++) {
+      debug('GET %s bytes=%d-%d', target, r.start, r.end - 1);
+      const res = await request(target, {
+        method: 'GET',
+        dispatcher,
+        signal,
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+        headers: {
+          'user-agent': 'tdl',
+          accept: '*/*',
+          'accept-encoding': 'identity',
+          range: `bytes=${r.start}-${r.end - 1}`,
+        },
+      });
+      const { statusCode, headers, body } = res;
+
+      if (REDIRECT_STATUSES.has(statusCode)) {
+        discard(body);
+        target = this.redirectTarget(target, header(headers, 'location'), redirects, statusCode);
+        continue;
+      }
+      if (statusCode === 404 || statusCode === 410) {
+        discard(body);
+        // In a multi-file torrent the server may hold some files and not others.
+        if (this.meta.multiFile) this.lacking.add(r.fileIndex);
+        throw new WebSeedError(this.url, 'not-found', `HTTP ${statusCode} for ${target}`);
+      }
+      if (statusCode !== 206 && statusCode !== 200) {
+        discard(body);
+        throw new WebSeedError(this.url, 'status', `HTTP status ${statusCode} for ${target}`);
+      }
+      if (statusCode === 200) {
+        // The server ignored the Range header and sends the whole file: usable only when the
+        // whole file is what we asked for.
+        if (r.start !== 0 || r.end !== fileLength) {
+          discard(body);
+          throw new WebSeedError(this.url, 'range', 'server ignored the Range header (HTTP 200)');
+        }
+      } else {
+        const cr = header(headers, 'content-range');
+        const range = cr === undefined ? null : parseContentRange(cr);
+        if (!range || range.first !== r.start || range.last !== r.end - 1) {
+          discard(body);
+          throw new WebSeedError(
+            this.url,
+            'range',
+            `asked for bytes ${r.start}-${r.end - 1}, got Content-Range ${JSON.stringify(cr ?? null)}`,
+          );
+        }
+      }
+      const cl = header(headers, 'content-length');
+      if (cl !== undefined && Number(cl) !== expected) {
+        discard(body);
+        throw new WebSeedError(
+          this.url,
+          'length',
+          `Content-Length ${JSON.stringify(cl)} for a range of ${expected} bytes`,
+        );
+      }
+      await this.readInto(body, write, r.pieceOffset, expected);
+      return;
+    }
+  }
+
+  private redirectTarget(
+    from: string,
+    location: string | undefined,
+    redirects: number,
+    statusCode: number,
+  ): string {
+    if (!location) {
+      throw new WebSeedError(
+        this.url,
+        'redirect',
+        `HTTP ${statusCode} redirect without a Location`,
+      );
+    }
+    if (redirects >= this.maxRedirects) {
+      throw new WebSeedError(this.url, 'redirect', `more than ${this.maxRedirects} redirects`);
+    }
+    const next = resolveRedirect(from, location);
+    if ('refused' in next) throw new WebSeedError(this.url, 'redirect', next.refused);
+    debug('%s: redirected (%d) to %s', from, statusCode, next.url);
+    return next.url;
+  }
+
+  /** Passes exactly `expected` body bytes to `write`; any other length is a fault. */
+  private async readInto(
+    body: Body,
+    write: (pos: number, chunk: Uint8Array) => void,
+    offset: number,
+    expected: number,
+  ): Promise<void> {
+    let got = 0;
+    for await (const chunk of body as AsyncIterable<Uint8Array>) {
+      if (got + chunk.length > expected) {
+        discard(body);
+        throw new WebSeedError(
+          this.url,
+          'length',
+          `body longer than the ${expected} bytes asked for`,
+        );
+      }
+      write(offset + got, chunk);
+      got += chunk.length;
+      this.bytesFetched += chunk.length;
+    }
+    if (got !== expected) {
+      throw new WebSeedError(this.url, 'length', `body of ${got} bytes, ${expected} expected`);
+    }
+  }
+}

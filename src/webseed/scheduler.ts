@@ -1,0 +1,351 @@
+/**
+ * Web seeds for one download: keeps every usable web seed busy with pieces the orchestrator
+ * hands out, alongside the peers.
+ *
+ * The orchestrator owns piece selection, verification and storage; this module only asks
+ * `pick()` (and, if given, `pickNext()` for the following pieces of a run) for pieces it
+ * reserved, fetches them from a seed that is neither banned nor backed off, and hands each
+ * piece to `onPiece()` (which verifies and writes it) as soon as its last byte is in. Every
+ * index reserved through `pick()` or `pickNext()` ends in exactly one call: `onPiece()`
+ * (whatever it returns) or `onRelease()` (the fetch failed or was aborted, or the run stopped
+ * after a bad piece: the piece goes back to the picker).
+ *
+ * Bounded: at most MAX_WEB_SEEDS seeds, `maxConcurrentPerSeed` requests per seed and
+ * `maxInFlight` requests in all (fewer when `maxInFlightBytes` / piece length is smaller, never
+ * fewer than one); a request holds one piece buffer at a time. */
+import createDebug from 'debug';
+import type { Metainfo } from '../metainfo/torrent.js';
+import type { Layout } from '../storage/layout.js';
+import { WebSeed, WebSeedError, type WebSeedOptions } from './client.js';
+
+const debug = createDebug('tdl:webseeds');
+
+/** Web seeds used at most per torrent (the rest of `url-list` is ignored with a warning). */
+export const MAX_WEB_SEEDS = 10;
+/** Requests (a piece or a run of pieces each) at once to one web seed (default). */
+export const WEB_SEED_CONCURRENCY = 2;
+/** Requests in flight to all web seeds together (default). */
+export const WEB_SEEDS_MAX_IN_FLIGHT = 8;
+/** Largest run of consecutive pieces asked for in one go (default), when `pickNext` is given. */
+export const WEB_SEED_MAX_RUN_BYTES = 1024 * 1024;
+/** Piece buffers held by web seed requests together (default); at least one piece is allowed. */
+export const WEB_SEEDS_MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024;
+
+export interface WebSeedsOptions {
+  /** Requests at once to one seed (default WEB_SEED_CONCURRENCY). */
+  maxConcurrentPerSeed?: number;
+  /** Requests in flight to all seeds together (default WEB_SEEDS_MAX_IN_FLIGHT). */
+  maxInFlight?: number;
+  /**
+   * Bytes of piece buffers in flight from all seeds together (default
+   * WEB_SEEDS_MAX_IN_FLIGHT_BYTES): caps `maxInFlight` to this / piece length, never below one.
+   */
+  maxInFlightBytes?: number;
+  /**
+   * Reserves the next piece to fetch for one seed and returns its index, or null when there is
+   * none. `has(index)` is false for pieces that seed should not be asked for (files it lacks):
+   * the picker should skip them. A piece the seed lacks is released at once and that seed is
+   * left alone until the next completed fetch, timer or external `wake()`.
+   */
+  pick: (has: (index: number) => boolean) => number | null;
+  /**
+   * Optional: reserves piece `index` too if it is still needed and not reserved, and returns
+   * whether it did. With it, a seed asks for runs of consecutive pieces (`index` is always the
+   * piece after the last one reserved for the run, and one the seed `has`); without it, one
+   * piece per request.
+   */
+  pickNext?: (index: number) => boolean;
+  /** Bytes of consecutive pieces asked for in one run (default WEB_SEED_MAX_RUN_BYTES). */
+  maxRunBytes?: number;
+  /** Verifies and stores a fetched piece; returns true when its hash matched. */
+  onPiece: (index: number, data: Buffer, seedUrl: string) => boolean;
+  /** The fetch of a picked piece failed or was aborted: the piece is free again. */
+  onRelease: (index: number) => void;
+  /** A seed failed, sent a bad piece, was banned, or a url-list entry was skipped. */
+  onWarning: (msg: string) => void;
+  /** `onPiece` threw (say, a disk error): default, the error is passed to `onWarning`. */
+  onError?: (err: unknown) => void;
+  /** Options for every WebSeed (timeouts, redirects, dispatcher, clock, back-off). */
+  seed?: WebSeedOptions;
+}
+
+export interface WebSeedStats {
+  url: string;
+  bytesFetched: number;
+  piecesFetched: number;
+  failures: number;
+  badPieces: number;
+  banned: boolean;
+  backoffUntil: number;
+  inFlight: number;
+  lastError: string | undefined;
+}
+
+const MIN_TIMER_MS = 25;
+
+export class WebSeeds {
+  readonly seeds: readonly WebSeed[];
+  private readonly perSeed: number;
+  private readonly maxRunPieces: number;
+  private readonly pieceCount: number;
+  private readonly maxInFlight: number;
+  private readonly now: () => number;
+  private readonly inFlight = new Map<WebSeed, number>();
+  private readonly controllers = new Map<AbortController, WebSeed>();
+  private readonly tasks = new Set<Promise<void>>();
+  private total = 0;
+  private running = false;
+  private filling = false;
+  /** Seeds that were handed a piece they lack: skipped until something else happens. */
+  private readonly starved = new Set<WebSeed>();
+  private refill = false;
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
+
+  constructor(
+    urls: readonly string[],
+    meta: Metainfo,
+    layout: Layout,
+    private readonly opts: WebSeedsOptions,
+  ) {
+    this.perSeed = Math.max(1, opts.maxConcurrentPerSeed ?? WEB_SEED_CONCURRENCY);
+    const byBytes = Math.floor(
+      (opts.maxInFlightBytes ?? WEB_SEEDS_MAX_IN_FLIGHT_BYTES) / layout.pieceLength,
+    );
+    this.maxInFlight = Math.max(1, Math.min(opts.maxInFlight ?? WEB_SEEDS_MAX_IN_FLIGHT, byBytes));
+    this.now = opts.seed?.now ?? Date.now;
+    this.pieceCount = layout.pieceCount;
+    this.maxRunPieces = Math.max(
+      1,
+      Math.floor((opts.maxRunBytes ?? WEB_SEED_MAX_RUN_BYTES) / layout.pieceLength),
+    );
+    const seeds: WebSeed[] = [];
+    const seen = new Set<string>();
+    for (const url of urls) {
+      if (seen.has(url)) continue;
+      seen.add(url);
+      if (seeds.length >= MAX_WEB_SEEDS) {
+        opts.onWarning(`more than ${MAX_WEB_SEEDS} web seeds: ignoring ${url}`);
+        continue;
+      }
+      try {
+        seeds.push(new WebSeed(url, meta, layout, opts.seed));
+      } catch (err) {
+        if (!(err instanceof WebSeedError)) throw err;
+        opts.onWarning(`${err.message}: skipped`);
+      }
+    }
+    this.seeds = seeds;
+    for (const s of seeds) this.inFlight.set(s, 0);
+  }
+
+  /** Whether any seed can still be used (none, or all banned: the peers are on their own). */
+  usable(): boolean {
+    return this.seeds.some((s) => !s.banned);
+  }
+
+  /** Requests in flight right now. */
+  get active(): number {
+    return this.total;
+  }
+
+  /** Bytes received from all seeds (including bad pieces). */
+  get bytesFetched(): number {
+    return this.seeds.reduce((n, s) => n + s.bytesFetched, 0);
+  }
+
+  stats(): WebSeedStats[] {
+    return this.seeds.map((s) => ({
+      url: s.url,
+      bytesFetched: s.bytesFetched,
+      piecesFetched: s.piecesFetched,
+      failures: s.failures,
+      badPieces: s.badPieces,
+      banned: s.banned,
+      backoffUntil: s.backoffUntil,
+      inFlight: this.inFlight.get(s) ?? 0,
+      lastError: s.lastError?.message,
+    }));
+  }
+
+  /** Starts fetching: as many pieces as `pick()` gives and the bounds allow. */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.fill();
+  }
+
+  /** New work may be available (a piece was released, a peer went away, …). */
+  wake(): void {
+    if (!this.filling) this.starved.clear();
+    this.fill();
+  }
+
+  /** Aborts every request in flight and resolves when all have released their pieces. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.clearTimer();
+    for (const c of this.controllers.keys()) c.abort();
+    await Promise.allSettled([...this.tasks]);
+  }
+
+  private fill(): void {
+    if (!this.running) return;
+    // pick(), onPiece() and onRelease() may call wake(): never run two fills at once.
+    if (this.filling) {
+      this.refill = true;
+      return;
+    }
+    this.filling = true;
+    try {
+      do {
+        this.refill = false;
+        this.fillOnce();
+      } while (this.refill && this.running);
+    } finally {
+      this.filling = false;
+    }
+  }
+
+  private fillOnce(): void {
+    const now = this.now();
+    let nextWake = Infinity;
+    // Least busy seeds first, so that a second seed gets work before the first gets its second.
+    const order = this.seeds
+      .filter((s) => !s.banned)
+      .sort((a, b) => this.inFlight.get(a)! - this.inFlight.get(b)!);
+    const noWork = new Set<WebSeed>();
+    for (const seed of order) {
+      if (!seed.available(now)) nextWake = Math.min(nextWake, seed.backoffUntil);
+    }
+    if (nextWake !== Infinity) this.wakeAt(nextWake);
+    for (let round = 0; round < this.perSeed; round++) {
+      for (const seed of order) {
+        if (!this.running || this.total >= this.maxInFlight) return;
+        if (!seed.available(now) || noWork.has(seed) || this.starved.has(seed)) continue;
+        if (this.inFlight.get(seed)! > round) continue;
+        const index = this.opts.pick((i) => seed.has(i));
+        if (index === null) {
+          noWork.add(seed);
+          continue;
+        }
+        if (!seed.has(index)) {
+          this.starved.add(seed);
+          this.opts.onRelease(index);
+          continue;
+        }
+        this.launch(seed, index);
+      }
+    }
+  }
+
+  private wakeAt(at: number): void {
+    if (this.timer !== undefined && this.timerAt <= at) return;
+    this.clearTimer();
+    this.timerAt = at;
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.timerAt = Infinity;
+        this.starved.clear();
+        this.fill();
+      },
+      // Never a tight loop, even with a clock that setTimeout does not follow.
+      Math.max(MIN_TIMER_MS, at - this.now()),
+    );
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = Infinity;
+  }
+
+  private launch(seed: WebSeed, first: number): void {
+    // Extend the run with the following pieces while the picker hands them over.
+    let count = 1;
+    const next = this.opts.pickNext;
+    if (next) {
+      while (
+        count < this.maxRunPieces &&
+        first + count < this.pieceCount &&
+        seed.has(first + count) &&
+        next(first + count)
+      ) {
+        count++;
+      }
+    }
+    this.inFlight.set(seed, this.inFlight.get(seed)! + 1);
+    this.total++;
+    const controller = new AbortController();
+    this.controllers.set(controller, seed);
+    const task = this.run(seed, first, count, controller).finally(() => {
+      this.starved.clear();
+      this.inFlight.set(seed, this.inFlight.get(seed)! - 1);
+      this.total--;
+      this.controllers.delete(controller);
+      this.tasks.delete(task);
+      this.fill();
+    });
+    this.tasks.add(task);
+  }
+
+  private async run(seed: WebSeed, first: number, count: number, controller: AbortController) {
+    let pending = first; // the first piece of the run not handed over yet
+    try {
+      await seed.fetchRun(
+        first,
+        count,
+        (index, data) => {
+          pending = index + 1;
+          // After a bad piece the rest of the run is not trusted: it goes back to the picker.
+          if (!this.deliver(seed, index, data)) controller.abort();
+        },
+        controller.signal,
+      );
+    } catch (err) {
+      for (let i = pending; i < first + count; i++) this.opts.onRelease(i);
+      if (err instanceof WebSeedError && err.fault === 'aborted') return;
+      const message = err instanceof Error ? err.message : String(err);
+      this.opts.onWarning(`${message}; ${this.retryText(seed)}`);
+    }
+  }
+
+  /** Hands a fetched piece to the orchestrator; false when the rest of the run should stop. */
+  private deliver(seed: WebSeed, index: number, data: Buffer): boolean {
+    if (!this.running || seed.banned) {
+      // Stopped, or the seed was banned, while the bytes arrived: hand the piece back.
+      this.opts.onRelease(index);
+      return false;
+    }
+    let ok: boolean;
+    try {
+      ok = this.opts.onPiece(index, data, seed.url);
+    } catch (err) {
+      if (this.opts.onError) this.opts.onError(err);
+      else this.opts.onWarning(err instanceof Error ? err.message : String(err));
+      return false;
+    }
+    if (ok) {
+      debug('%s: piece %d verified', seed.url, index);
+      return true;
+    }
+    const banned = seed.reportBadPiece(index);
+    if (banned) {
+      // Its other requests are for pieces we would not trust either.
+      for (const [c, s] of this.controllers) if (s === seed) c.abort();
+    }
+    this.opts.onWarning(
+      banned
+        ? `web seed ${seed.url}: piece ${index} failed verification; banned after ${seed.badPieces} bad pieces`
+        : `web seed ${seed.url}: piece ${index} failed verification; ${this.retryText(seed)}`,
+    );
+    return false;
+  }
+
+  private retryText(seed: WebSeed): string {
+    if (seed.banned) return 'banned';
+    const s = Math.max(0, Math.ceil((seed.backoffUntil - this.now()) / 1000));
+    return `next try in ${s} s`;
+  }
+}

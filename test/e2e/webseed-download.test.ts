@@ -1,0 +1,424 @@
+/**
+ * WebSeeds with a tiny fake orchestrator (bitfield, SHA-1 check, in-memory store): downloads
+ * from web seeds alone, with faulty seeds next to good ones, and stops cleanly.
+ */
+import { createHash } from 'node:crypto';
+import { Agent } from 'undici';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parseTorrent, pieceHash, type Metainfo } from '../../src/metainfo/torrent.js';
+import { Layout } from '../../src/storage/layout.js';
+import type { WebSeedOptions } from '../../src/webseed/client.js';
+import { MAX_WEB_SEEDS, WebSeeds, type WebSeedsOptions } from '../../src/webseed/scheduler.js';
+import { Bitfield } from '../../src/wire/bitfield.js';
+import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+import {
+  startWebSeedServer,
+  type ServerFault,
+  type WebSeedServer,
+} from '../helpers/web-seed-server.js';
+
+const dispatcher = new Agent({ keepAliveTimeout: 1_000 });
+afterAll(async () => {
+  await dispatcher.destroy();
+});
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  await Promise.all(cleanups.splice(0).map((f) => f()));
+});
+
+async function server(
+  files: Record<string, Buffer>,
+  fault?: ServerFault,
+  gate?: Promise<void>,
+): Promise<WebSeedServer> {
+  const s = await startWebSeedServer({ files, fault, gate });
+  cleanups.push(() => s.close());
+  return s;
+}
+
+/** Whether the fake orchestrator offers pickNext (runs of consecutive pieces). */
+let useRuns = false;
+
+/** The orchestrator's side, reduced to what web seeds need. */
+class FakeSwarm {
+  readonly have: Bitfield;
+  readonly reserved = new Set<number>();
+  readonly store: Buffer;
+  readonly warnings: string[] = [];
+  readonly from = new Map<string, number>();
+  maxActive = 0;
+  picks = 0;
+  /** Like a careless orchestrator: hand out pieces whether the seed has them or not. */
+  ignoreHas = false;
+  seeds!: WebSeeds;
+  private resolveDone!: () => void;
+  readonly done = new Promise<void>((r) => (this.resolveDone = r));
+
+  constructor(
+    readonly meta: Metainfo,
+    readonly layout: Layout,
+  ) {
+    this.have = new Bitfield(meta.pieceCount);
+    this.store = Buffer.alloc(meta.length);
+  }
+
+  options(extra: Partial<WebSeedsOptions> = {}): WebSeedsOptions {
+    return {
+      pick: (has) => {
+        this.picks++;
+        this.maxActive = Math.max(this.maxActive, this.seeds.active + 1);
+        for (let i = 0; i < this.meta.pieceCount; i++) {
+          if (!this.have.has(i) && !this.reserved.has(i) && (this.ignoreHas || has(i))) {
+            this.reserved.add(i);
+            return i;
+          }
+        }
+        return null;
+      },
+      onPiece: (index, data, url) => {
+        expect(this.reserved.delete(index)).toBe(true);
+        expect(data.length).toBe(this.layout.pieceSize(index));
+        const ok = createHash('sha1').update(data).digest().equals(pieceHash(this.meta, index));
+        if (ok) {
+          data.copy(this.store, this.layout.pieceOffset(index));
+          this.have.set(index);
+          this.from.set(url, (this.from.get(url) ?? 0) + 1);
+          if (this.have.isComplete()) this.resolveDone();
+        }
+        return ok;
+      },
+      onRelease: (index) => {
+        expect(this.reserved.delete(index)).toBe(true);
+      },
+      onWarning: (msg) => this.warnings.push(msg),
+      ...(useRuns
+        ? {
+            pickNext: (index: number) => {
+              if (this.have.has(index) || this.reserved.has(index)) return false;
+              this.reserved.add(index);
+              return true;
+            },
+            maxRunBytes: 2 * this.meta.pieceLength,
+          }
+        : {}),
+      ...extra,
+    };
+  }
+}
+
+function setup(
+  t: MadeTorrent,
+  urls: string[],
+  seed: WebSeedOptions = {},
+  extra: Partial<WebSeedsOptions> = {},
+): FakeSwarm {
+  const meta = parseTorrent(t.torrent);
+  const layout = new Layout(meta.files, meta.pieceLength, meta.length);
+  const swarm = new FakeSwarm(meta, layout);
+  swarm.seeds = new WebSeeds(urls, meta, layout, {
+    ...swarm.options(extra),
+    seed: { dispatcher, ...seed },
+  });
+  cleanups.push(() => swarm.seeds.stop());
+  return swarm;
+}
+
+const PL = 16 * 1024;
+const single = makeTorrent({
+  name: 'big file.bin',
+  pieceLength: PL,
+  files: { data: randomBytesSeeded(20 * PL + 123, 'dl-single') },
+});
+const singleFiles = { '/big%20file.bin': single.data };
+
+const parts = [7000, 0, 40_000, 1, 33_333].map((n, i) => randomBytesSeeded(n, `dl-multi-${i}`));
+const multi = makeTorrent({
+  name: 'album',
+  pieceLength: PL,
+  files: parts.map((data, i) => ({ path: ['disc 1', `track ${i}.flac`], data })),
+});
+const multiFiles = Object.fromEntries(
+  parts.map((d, i) => [`/ia/album/disc%201/track%20${i}.flac`, d]),
+);
+
+describe.each([false, true])('WebSeeds (runs of pieces: %s)', (runs) => {
+  beforeEach(() => {
+    useRuns = runs;
+  });
+
+  it('downloads a single-file torrent from one web seed alone, byte for byte', async () => {
+    const s = await server(singleFiles);
+    const swarm = setup(single, [`${s.origin}/`]);
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(single.data)).toBe(true);
+    expect(swarm.maxActive).toBeLessThanOrEqual(2);
+    expect(swarm.warnings).toEqual([]);
+    expect(swarm.seeds.bytesFetched).toBe(single.data.length);
+  });
+
+  it('downloads a multi-file torrent (empty and one-byte files) from two seeds', async () => {
+    const s1 = await server(multiFiles);
+    const s2 = await server(multiFiles);
+    const swarm = setup(multi, [`${s1.origin}/ia`, `${s2.origin}/ia/`], {}, { maxInFlight: 3 });
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(multi.data)).toBe(true);
+    expect(swarm.maxActive).toBeLessThanOrEqual(3);
+    expect(s1.requests.length).toBeGreaterThan(0);
+    expect(s2.requests.length).toBeGreaterThan(0);
+    await swarm.seeds.stop();
+    expect(swarm.seeds.stats().every((st) => st.failures === 0 && st.inFlight === 0)).toBe(true);
+  });
+
+  it('the memory bound caps pieces in flight (never below one)', async () => {
+    const s1 = await server(singleFiles);
+    const s2 = await server(singleFiles);
+    const swarm = setup(single, [`${s1.origin}/`, `${s2.origin}/`], {}, { maxInFlightBytes: 1 });
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(single.data)).toBe(true);
+    expect(swarm.maxActive).toBe(1);
+  });
+
+  it('a bad-bytes seed is banned after 3 bad pieces while a good seed finishes', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const bad = await server(singleFiles, 'wrong-bytes');
+    // The good seed answers nothing until the bad one is banned, so the ban is deterministic.
+    const good = await server(singleFiles, undefined, gate);
+    const swarm = setup(single, [`${bad.origin}/`, `${good.origin}/`], { backoffBaseMs: 1 });
+    const onWarning = swarm.options().onWarning;
+    swarm.seeds = new WebSeeds([`${bad.origin}/`, `${good.origin}/`], swarm.meta, swarm.layout, {
+      ...swarm.options(),
+      onWarning: (msg) => {
+        onWarning(msg);
+        if (msg.includes('banned')) open();
+      },
+      seed: { dispatcher, backoffBaseMs: 1 },
+    });
+    cleanups.push(() => swarm.seeds.stop());
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(single.data)).toBe(true);
+    const [b, g] = swarm.seeds.stats();
+    expect(b!.banned).toBe(true);
+    expect(b!.badPieces).toBe(3);
+    expect(g!.banned).toBe(false);
+    expect(swarm.from.get(`${good.origin}/`)).toBe(single.pieces.length);
+    expect(swarm.warnings.filter((w) => w.includes('failed verification'))).toHaveLength(3);
+    expect(swarm.warnings.at(-1)).toMatch(/banned after 3 bad pieces/);
+    // Banned means never asked again.
+    const asked = bad.requests.length;
+    swarm.seeds.wake();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(bad.requests.length).toBe(asked);
+    expect(swarm.seeds.usable()).toBe(true);
+  });
+
+  const faults: ServerFault[] = [
+    'not-found',
+    'server-error',
+    'stall-headers',
+    'stall-body',
+    'redirect-file',
+    'redirect-ftp',
+    'redirect-loop',
+    'short-body',
+    'long-body',
+    'wrong-content-length',
+    'wrong-range',
+    'full-200',
+  ];
+  for (const fault of faults) {
+    it(`a seed with '${fault}' is backed off and the good seed finishes`, async () => {
+      const bad = await server(multiFiles, fault);
+      const good = await server(multiFiles);
+      const swarm = setup(multi, [`${bad.origin}/ia`, `${good.origin}/ia`], { timeoutMs: 300 });
+      swarm.seeds.start();
+      await swarm.done;
+      expect(swarm.store.equals(multi.data)).toBe(true);
+      const [b, g] = swarm.seeds.stats();
+      // It was tried (both seeds get work at the start), failed, and was not asked again
+      // during its 5 s back-off: no more failures than requests it had in flight.
+      expect(b!.failures).toBeGreaterThanOrEqual(1);
+      expect(b!.failures).toBeLessThanOrEqual(2);
+      expect(b!.backoffUntil).toBeGreaterThan(Date.now());
+      expect(b!.banned).toBe(false);
+      expect(g!.failures).toBe(0);
+      expect(
+        swarm.warnings.some((w) => w.includes(bad.origin) && /next try in \d+ s/.test(w)),
+      ).toBe(true);
+    });
+  }
+
+  it('a seed that failed is used again once its back-off is over', async () => {
+    const s = await server(singleFiles);
+    s.setFault('not-found', 2);
+    const swarm = setup(single, [`${s.origin}/`], { backoffBaseMs: 20 });
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(single.data)).toBe(true);
+    expect(swarm.seeds.stats()[0]!.failures).toBe(2);
+  });
+
+  // A stale first file (pieces 0 and 1 inside it, piece 2 across it and the next file).
+  const stale = [randomBytesSeeded(40_000, 'stale-0'), randomBytesSeeded(33_333, 'stale-1')];
+  const staleTorrent = makeTorrent({
+    name: 'item',
+    pieceLength: PL,
+    files: stale.map((data, i) => ({ path: [`f${i}`], data })),
+  });
+  const staleFiles = { '/item/f0': stale[0]!, '/item/f1': stale[1]! };
+
+  it('a seed with one changed file is not asked for that file again, and not banned', async () => {
+    const changed = Buffer.from(stale[0]!);
+    changed[100] = changed[100]! ^ 1;
+    const a = await server({ ...staleFiles, '/item/f0': changed });
+    const b = await server(staleFiles);
+    const swarm = setup(staleTorrent, [`${a.origin}/`, `${b.origin}/`], { backoffBaseMs: 1 });
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(staleTorrent.data)).toBe(true);
+    const seedA = swarm.seeds.seeds[0]!;
+    expect(seedA.banned).toBe(false);
+    expect([...seedA.lackingFiles]).toEqual([0]);
+    expect(seedA.badPieces).toBeLessThanOrEqual(2);
+    // After the bad piece, A only served pieces wholly in f1.
+    expect(swarm.from.get(`${a.origin}/`) ?? 0).toBeGreaterThan(0);
+  });
+
+  it('a seed without one file serves the others', async () => {
+    const a = await server({ '/item/f1': stale[1]! });
+    const b = await server(staleFiles, undefined);
+    const swarm = setup(staleTorrent, [`${a.origin}/`, `${b.origin}/`], { backoffBaseMs: 1 });
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(staleTorrent.data)).toBe(true);
+    const seedA = swarm.seeds.seeds[0]!;
+    expect([...seedA.lackingFiles]).toEqual([0]);
+    expect(seedA.failures).toBeLessThanOrEqual(2);
+    expect(a.requests.filter((r) => r.path === '/item/f0').length).toBe(seedA.failures);
+  });
+
+  it('a picker that ignores has() gets the piece back, without looping', async () => {
+    const a = await server({ '/item/f1': stale[1]! });
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const b = await server(staleFiles, undefined, gate);
+    const swarm = setup(staleTorrent, [`${a.origin}/`, `${b.origin}/`], { backoffBaseMs: 1 });
+    swarm.ignoreHas = true;
+    swarm.seeds.start();
+    // A learns it lacks f0; then pieces 0..2 keep coming back to it and are released at once.
+    while (!swarm.seeds.seeds[0]!.lackingFiles.has(0)) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 100));
+    open();
+    await swarm.done;
+    expect(swarm.store.equals(staleTorrent.data)).toBe(true);
+    expect(a.requests.filter((r) => r.path === '/item/f0').length).toBeLessThanOrEqual(2);
+    // Each pick is answered by a fetch, a release or the end: a few per piece, not a spin.
+    expect(swarm.picks).toBeLessThan(20 * staleTorrent.pieces.length);
+  });
+
+  it('stop() aborts requests in flight and releases their pieces', async () => {
+    const s = await server(singleFiles, 'stall-headers');
+    const swarm = setup(single, [`${s.origin}/`]);
+    swarm.seeds.start();
+    while (s.requests.length < 2) await new Promise((r) => setTimeout(r, 5));
+    expect(swarm.reserved.size).toBe(runs ? 4 : 2);
+    await swarm.seeds.stop();
+    expect(swarm.reserved.size).toBe(0);
+    expect(swarm.seeds.active).toBe(0);
+    expect(swarm.warnings).toEqual([]);
+    expect(swarm.seeds.stats()[0]!.failures).toBe(0);
+  });
+
+  it('when every seed is banned, usable() says so and nothing is requested', async () => {
+    const bad = await server(singleFiles, 'wrong-bytes');
+    const swarm = setup(single, [`${bad.origin}/`], { backoffBaseMs: 1 });
+    swarm.seeds.start();
+    while (swarm.seeds.usable()) await new Promise((r) => setTimeout(r, 5));
+    await swarm.seeds.stop();
+    expect(swarm.reserved.size).toBe(0);
+    expect(swarm.have.count).toBe(0);
+    expect(swarm.seeds.stats()[0]!.badPieces).toBe(3);
+  });
+
+  it('skips bad and duplicate url-list entries and keeps at most MAX_WEB_SEEDS', () => {
+    const urls = [
+      'ftp://example.org/x',
+      'not a url',
+      'http://127.0.0.1:1/a',
+      'http://127.0.0.1:1/a',
+      ...Array.from({ length: MAX_WEB_SEEDS + 2 }, (_, i) => `http://127.0.0.1:1/m${i}`),
+    ];
+    const swarm = setup(single, urls);
+    expect(swarm.seeds.seeds.map((s) => s.url)).toEqual([
+      'http://127.0.0.1:1/a',
+      ...Array.from({ length: MAX_WEB_SEEDS - 1 }, (_, i) => `http://127.0.0.1:1/m${i}`),
+    ]);
+    expect(swarm.warnings).toHaveLength(2 + 3);
+  });
+});
+
+describe('WebSeeds runs', () => {
+  beforeEach(() => {
+    useRuns = true;
+  });
+
+  it('onPiece throwing (a disk error) goes to onError and the rest of the run is released', async () => {
+    const s = await server(singleFiles);
+    const errors: unknown[] = [];
+    let calls = 0;
+    const swarm = setup(
+      single,
+      [`${s.origin}/`],
+      {},
+      {
+        maxRunBytes: 4 * PL,
+        maxConcurrentPerSeed: 1,
+        onPiece: () => {
+          calls++;
+          throw new Error('disk full');
+        },
+        onError: (err) => {
+          errors.push(err);
+          void swarm.seeds.stop();
+        },
+      },
+    );
+    swarm.seeds.start();
+    while (errors.length === 0) await new Promise((r) => setTimeout(r, 5));
+    await swarm.seeds.stop();
+    expect(calls).toBe(1);
+    expect((errors[0] as Error).message).toBe('disk full');
+    // Piece 0 went to onPiece (which owns it now); pieces 1..3 of the run were released.
+    expect([...swarm.reserved]).toEqual([0]);
+  });
+
+  it('with pickNext, a whole single file comes in one request', async () => {
+    const s = await server(singleFiles);
+    const swarm = setup(single, [`${s.origin}/`], {}, { maxRunBytes: 64 * PL });
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(single.data)).toBe(true);
+    expect(s.requests.map((r) => r.range)).toEqual([`bytes=0-${single.data.length - 1}`]);
+  });
+
+  it('a run stops at a piece the seed lacks, and a bad piece ends its run', async () => {
+    const changed = Buffer.from(parts[2]!);
+    changed[20_000] = changed[20_000]! ^ 1; // inside piece 1, which lies wholly in track 2
+    const a = await server({ ...multiFiles, '/ia/album/disc%201/track%202.flac': changed });
+    const swarm = setup(multi, [`${a.origin}/ia`], { backoffBaseMs: 1 }, { maxRunBytes: 64 * PL });
+    swarm.seeds.start();
+    while (swarm.warnings.length === 0) await new Promise((r) => setTimeout(r, 5));
+    await swarm.seeds.stop();
+    const seed = swarm.seeds.seeds[0]!;
+    expect(seed.badPieces).toBe(1);
+    expect([...seed.lackingFiles]).toEqual([2]);
+    expect(swarm.have.has(0)).toBe(true);
+    expect(swarm.have.has(1)).toBe(false);
+    expect(swarm.reserved.size).toBe(0);
+  });
+});

@@ -1,0 +1,48 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { parseContentRange } from '../../src/webseed/client.js';
+
+const params = { seed: Number(process.env['FUZZ_SEED'] ?? 42), numRuns: 2000 };
+
+describe('parseContentRange', () => {
+  it('reads first and last byte positions', () => {
+    expect(parseContentRange('bytes 0-1023/5000')).toEqual({ first: 0, last: 1023 });
+    expect(parseContentRange('bytes 100-199/*')).toEqual({ first: 100, last: 199 });
+    expect(parseContentRange('Bytes  7-7 / 8')).toEqual({ first: 7, last: 7 });
+  });
+
+  it('refuses anything else', () => {
+    for (const v of [
+      '',
+      'bytes */5000',
+      'bytes 0-/5000',
+      'bytes -5/5000',
+      'bytes 1-2',
+      'items 0-1/2',
+      'bytes 0-1/2, bytes 3-4/5',
+      'bytes 99999999999999999-1/2',
+      'bytes 0-9999999999999999/2',
+    ]) {
+      expect(parseContentRange(v)).toBeNull();
+    }
+  });
+
+  it('never throws and returns safe integers for any header value', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string(), fc.string({ unit: 'binary' })), (v) => {
+        const r = parseContentRange(v);
+        if (r !== null) {
+          expect(Number.isSafeInteger(r.first)).toBe(true);
+          expect(Number.isSafeInteger(r.last)).toBe(true);
+        }
+      }),
+      params,
+    );
+    fc.assert(
+      fc.property(fc.nat(), fc.nat(), fc.nat(), (a, b, t) => {
+        expect(parseContentRange(`bytes ${a}-${b}/${t}`)).toEqual({ first: a, last: b });
+      }),
+      params,
+    );
+  });
+});
