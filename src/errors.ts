@@ -66,6 +66,9 @@ export class DhtError extends TdlError {
   }
 }
 
+/** A DHT query that got no answer in time. */
+export class DhtTimeoutError extends DhtError {}
+
 export class NoPeersError extends TdlError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('no-peers', message, options);

@@ -12,7 +12,7 @@ import { createSocket } from 'node:dgram';
 import type { Socket, RemoteInfo } from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
-import { DhtError, TdlError, TimeoutError } from '../errors.js';
+import { DhtError, DhtTimeoutError, TdlError } from '../errors.js';
 import { decodeKrpc, encodeQuery, MAX_DATAGRAM_BYTES } from './krpc.js';
 import type { KrpcQuery, KrpcResponse, QueryArgs, QueryMethod } from './krpc.js';
 import { RateLimiter } from './rate-limit.js';
@@ -99,7 +99,7 @@ export class KrpcSocket extends EventEmitter<{ query: [KrpcQuery, Endpoint] }> {
     return this.inFlight;
   }
 
-  /** Sends a query; resolves with the reply, rejects with DhtError or TimeoutError. */
+  /** Sends a query; resolves with the reply, rejects with DhtError or DhtTimeoutError. */
   query(
     to: Endpoint,
     method: QueryMethod,
@@ -139,7 +139,7 @@ export class KrpcSocket extends EventEmitter<{ query: [KrpcQuery, Endpoint] }> {
       const timer = setTimeout(() => {
         this.stats.timeouts++;
         this.finish(key)?.reject(
-          new TimeoutError(`DHT ${method} to ${to.host}:${to.port} timed out`),
+          new DhtTimeoutError(`DHT ${method} to ${to.host}:${to.port} timed out`),
         );
       }, this.timeoutMs);
       this.pending.set(key, { host: to.host, port: to.port, resolve, reject, timer });

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { encodeResponse } from '../../src/dht/krpc.js';
 import { KrpcSocket, MAX_QUEUED } from '../../src/dht/rpc.js';
 import { Dht, DhtPeerSource } from '../../src/dht/dht.js';
-import { DhtError, TimeoutError } from '../../src/errors.js';
+import { DhtError, DhtTimeoutError } from '../../src/errors.js';
 import { ScriptedNode } from '../helpers/dht-hostile.js';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -45,7 +45,7 @@ describe('KRPC socket', () => {
     await expect.poll(() => s.stats.dropped).toBe(2);
     const silent = await node();
     await expect(s.query({ host: '127.0.0.1', port: silent.port }, 'ping', me)).rejects.toThrow(
-      TimeoutError,
+      DhtTimeoutError,
     );
     expect(s.inFlightCount()).toBe(0);
   });
@@ -95,7 +95,7 @@ describe('KRPC socket', () => {
     const s = await socket({ queryTimeoutMs: 200 });
     await expect(
       s.query({ host: '127.0.0.1', port: dht.port }, 'ping', dht.nodeId),
-    ).rejects.toThrow(TimeoutError);
+    ).rejects.toThrow(DhtTimeoutError);
     const r = await s.query({ host: '127.0.0.1', port: dht.port }, 'ping', me);
     expect(r.id).toEqual(dht.nodeId);
   });
