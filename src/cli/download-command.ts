@@ -1,4 +1,6 @@
+import { Dht } from '../dht/dht.js';
 import { UsageError } from '../errors.js';
+import { isMagnet } from '../metainfo/magnet.js';
 import { download } from '../swarm/client.js';
 import type { Download } from '../swarm/download.js';
 import type { PeerAddress } from '../tracker/types.js';
@@ -31,7 +33,13 @@ export interface PeerCliOptions {
   maxDownloadRate?: number;
   seedTime?: number;
   seedRatio?: number;
+  /** commander's `--no-dht`: false when given. */
+  dht: boolean;
+  dhtBootstrap: string[];
 }
+
+/** The DHT's UDP port unless --port names one (it falls back to any free port). */
+const DHT_DEFAULT_PORT = 6881;
 
 export async function runDownload(
   file: string,
@@ -51,148 +59,170 @@ export async function runDownload(
         `${tty ? '\r\x1b[2K' : ''}tdl: warning: ${escapeControl(redactUrls(message))}\n`,
       );
   };
-  const opened = await openTorrent(
-    file,
-    {
-      peers: cliPeers,
-      output: opts.output,
-      timeoutMs: opts.timeout * 1000,
-      handshakeMs: opts.peerTimeout * 1000,
-      saveTorrent: opts.saveTorrent,
-      tty,
-      emit: json ? emit : undefined,
-      warn,
-    },
-    io,
-  );
-  const meta = opened.meta;
-  const peers = [...cliPeers, ...opened.peers];
-  // Warnings about the .torrent itself (ignored trailing bytes, remapped names, bad seeds).
-  for (const w of meta.warnings) warn(w);
-
-  let timer: NodeJS.Timeout | null = null;
-  let dl: Download | null = null;
-  let seeding = false;
-  const redraw = () => {
-    if (!dl) return;
-    const s = dl.stats();
-    const cols = io.stderr.columns ?? 80;
-    if (tty) {
-      const line = seeding ? seedLine(s, meta.name, cols) : progressLine(s, meta.name, cols);
-      io.stderr.write(`\r\x1b[2K${line}`);
-    }
-    if (json) {
-      emit({
-        event: 'progress',
-        downloaded: s.completed,
-        total: s.total,
-        percent: s.total > 0 ? Math.round((s.completed / s.total) * 1000) / 10 : 100,
-        rate: Math.round(s.rate),
-        uploaded: s.uploaded,
-        uploadRate: Math.round(s.uploadRate),
-        peers: s.connected,
-        activePeers: s.active,
-        servedPeers: s.served,
-        piecesDone: s.piecesDone,
-        time: s.elapsedMs,
-      });
-    }
-  };
-  const seedLimits =
-    mode === 'seed' || opts.seed
-      ? {
-          timeMs: opts.seedTime !== undefined ? opts.seedTime * 60_000 : undefined,
-          ratio: opts.seedRatio,
-        }
-      : undefined;
-
-  try {
-    const result = await download({
-      meta,
-      output: opts.output,
-      peers,
-      trackersToo: opened.magnet,
-      torrentBytes: opened.torrentBytes,
-      maxPeers: opts.maxPeers,
-      peerTimeoutMs: opts.peerTimeout * 1000,
-      stallTimeoutMs: opts.timeout * 1000,
-      signal: io.signal,
-      listen: opts.listen === false ? false : { port: opts.port, bind: opts.bind },
-      uploadSlots: opts.uploadSlots,
-      maxUploadRate: opts.maxUploadRate,
-      maxDownloadRate: opts.maxDownloadRate,
-      seed: seedLimits,
-      seedOnly: mode === 'seed',
-      onSeeding: (d) => {
-        seeding = true;
-        if (json) {
-          const s = d.stats();
-          emit({ event: 'seeding', uploaded: s.uploaded, time: s.elapsedMs });
-        }
-        if (!tty && !json && !opts.quiet) {
-          io.stderr.write(`tdl: seeding ${escapeControl(meta.name)} (Ctrl-C to stop)\n`);
-        }
-      },
-      onCheck: (checked, total, valid) => {
-        if (tty) {
-          io.stderr.write(
-            `\r\x1b[2K${checkLine(checked, total, valid, meta.name, io.stderr.columns ?? 80)}`,
-          );
-        }
-        if (json) emit({ event: 'checking', checked, total, valid });
-      },
-      onStart: (d, plan, info) => {
-        dl = d;
-        d.on('warning', warn);
-        if (json) {
-          const s = d.stats();
-          emit({
-            event: 'started',
-            mode,
-            port: info.port,
-            name: meta.name,
-            infoHash: meta.infoHashHex,
-            size: meta.length,
-            pieces: meta.pieceCount,
-            pieceLength: meta.pieceLength,
-            files: meta.files.length,
-            output: plan.root,
-            present: s.initial,
-          });
-          d.on('peer', (p) => emit({ event: 'peer', ...p }));
-        }
-        if (tty || json) {
-          timer = setInterval(redraw, tty ? REDRAW_MS : JSON_PROGRESS_MS);
-          timer.unref();
-        }
-      },
+  const magnet = isMagnet(file);
+  const wantDht = opts.dht !== false && (magnet || cliPeers.length === 0);
+  let dht: Dht | null = null;
+  const startDht = async () => {
+    dht = new Dht({
+      port: opts.port ?? DHT_DEFAULT_PORT,
+      bind: opts.bind,
+      bootstrap: opts.dhtBootstrap.length > 0 ? opts.dhtBootstrap.map(parsePeer) : undefined,
     });
-    if (timer) clearInterval(timer);
-    redraw();
-    const s = result.stats;
-    if (json) {
-      emit({
-        event: 'done',
-        size: s.total,
-        elapsedMs: s.elapsedMs,
-        averageRate: s.elapsedMs > 0 ? Math.round(s.downloaded / (s.elapsedMs / 1000)) : 0,
-        downloaded: s.downloaded,
-        present: s.initial,
-        wasted: s.wasted,
-        wastedBy: s.wastedBy,
-        uploaded: s.uploaded,
-        uploadRate: Math.round(s.uploadRate),
-        replaced: s.piecesReplaced,
-        peersUsed: s.peersUsed,
-        checkMs: Math.round(result.check.ms),
-        output: result.plan.root,
+    dht.on('warning', warn);
+    await dht.start();
+    return dht;
+  };
+  try {
+    if (wantDht && magnet) await startDht();
+    const opened = await openTorrent(
+      file,
+      {
+        peers: cliPeers,
+        output: opts.output,
+        timeoutMs: opts.timeout * 1000,
+        handshakeMs: opts.peerTimeout * 1000,
+        saveTorrent: opts.saveTorrent,
+        tty,
+        emit: json ? emit : undefined,
+        warn,
+        dht,
+      },
+      io,
+    );
+    // Private torrents (BEP 27) never touch the DHT: it starts once the torrent says it may.
+    if (wantDht && !magnet && !opened.meta.private) await startDht();
+    const meta = opened.meta;
+    const peers = [...cliPeers, ...opened.peers];
+    // Warnings about the .torrent itself (ignored trailing bytes, remapped names, bad seeds).
+    for (const w of meta.warnings) warn(w);
+
+    let timer: NodeJS.Timeout | null = null;
+    let dl: Download | null = null;
+    let seeding = false;
+    const redraw = () => {
+      if (!dl) return;
+      const s = dl.stats();
+      const cols = io.stderr.columns ?? 80;
+      if (tty) {
+        const line = seeding ? seedLine(s, meta.name, cols) : progressLine(s, meta.name, cols);
+        io.stderr.write(`\r\x1b[2K${line}`);
+      }
+      if (json) {
+        emit({
+          event: 'progress',
+          downloaded: s.completed,
+          total: s.total,
+          percent: s.total > 0 ? Math.round((s.completed / s.total) * 1000) / 10 : 100,
+          rate: Math.round(s.rate),
+          uploaded: s.uploaded,
+          uploadRate: Math.round(s.uploadRate),
+          peers: s.connected,
+          activePeers: s.active,
+          servedPeers: s.served,
+          piecesDone: s.piecesDone,
+          time: s.elapsedMs,
+        });
+      }
+    };
+    const seedLimits =
+      mode === 'seed' || opts.seed
+        ? {
+            timeMs: opts.seedTime !== undefined ? opts.seedTime * 60_000 : undefined,
+            ratio: opts.seedRatio,
+          }
+        : undefined;
+
+    try {
+      const result = await download({
+        meta,
+        output: opts.output,
+        peers,
+        trackersToo: opened.magnet,
+        dht,
+        torrentBytes: opened.torrentBytes,
+        maxPeers: opts.maxPeers,
+        peerTimeoutMs: opts.peerTimeout * 1000,
+        stallTimeoutMs: opts.timeout * 1000,
+        signal: io.signal,
+        listen: opts.listen === false ? false : { port: opts.port, bind: opts.bind },
+        uploadSlots: opts.uploadSlots,
+        maxUploadRate: opts.maxUploadRate,
+        maxDownloadRate: opts.maxDownloadRate,
+        seed: seedLimits,
+        seedOnly: mode === 'seed',
+        onSeeding: (d) => {
+          seeding = true;
+          if (json) {
+            const s = d.stats();
+            emit({ event: 'seeding', uploaded: s.uploaded, time: s.elapsedMs });
+          }
+          if (!tty && !json && !opts.quiet) {
+            io.stderr.write(`tdl: seeding ${escapeControl(meta.name)} (Ctrl-C to stop)\n`);
+          }
+        },
+        onCheck: (checked, total, valid) => {
+          if (tty) {
+            io.stderr.write(
+              `\r\x1b[2K${checkLine(checked, total, valid, meta.name, io.stderr.columns ?? 80)}`,
+            );
+          }
+          if (json) emit({ event: 'checking', checked, total, valid });
+        },
+        onStart: (d, plan, info) => {
+          dl = d;
+          d.on('warning', warn);
+          if (json) {
+            const s = d.stats();
+            emit({
+              event: 'started',
+              mode,
+              port: info.port,
+              name: meta.name,
+              infoHash: meta.infoHashHex,
+              size: meta.length,
+              pieces: meta.pieceCount,
+              pieceLength: meta.pieceLength,
+              files: meta.files.length,
+              output: plan.root,
+              present: s.initial,
+            });
+            d.on('peer', (p) => emit({ event: 'peer', ...p }));
+          }
+          if (tty || json) {
+            timer = setInterval(redraw, tty ? REDRAW_MS : JSON_PROGRESS_MS);
+            timer.unref();
+          }
+        },
       });
+      if (timer) clearInterval(timer);
+      redraw();
+      const s = result.stats;
+      if (json) {
+        emit({
+          event: 'done',
+          size: s.total,
+          elapsedMs: s.elapsedMs,
+          averageRate: s.elapsedMs > 0 ? Math.round(s.downloaded / (s.elapsedMs / 1000)) : 0,
+          downloaded: s.downloaded,
+          present: s.initial,
+          wasted: s.wasted,
+          wastedBy: s.wastedBy,
+          uploaded: s.uploaded,
+          uploadRate: Math.round(s.uploadRate),
+          replaced: s.piecesReplaced,
+          peersUsed: s.peersUsed,
+          checkMs: Math.round(result.check.ms),
+          output: result.plan.root,
+        });
+      }
+      if (tty) io.stderr.write(`\r\x1b[2K${summaryLine(s, result.plan.root)}\n`);
+      return 0;
+    } catch (e) {
+      if (timer) clearInterval(timer);
+      if (tty) io.stderr.write('\r\x1b[2K');
+      throw e;
     }
-    if (tty) io.stderr.write(`\r\x1b[2K${summaryLine(s, result.plan.root)}\n`);
-    return 0;
-  } catch (e) {
-    if (timer) clearInterval(timer);
-    if (tty) io.stderr.write('\r\x1b[2K');
-    throw e;
+  } finally {
+    await (dht as Dht | null)?.stop().catch(() => {});
   }
 }

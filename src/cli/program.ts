@@ -106,6 +106,12 @@ function peerOptions(cmd: Command): Command {
       'download limit, like 500K or 1.5M (bytes per second)',
       parseRate,
     )
+    .option('--no-dht', 'find no peers through the DHT (it is never used for private torrents)')
+    .addOption(
+      new Option('--dht-bootstrap <host:port>', 'join the DHT through this node only (repeatable)')
+        .argParser(collect)
+        .default([]),
+    )
     .option('--seed-time <minutes>', 'stop seeding after this long', minutes)
     .option('--seed-ratio <r>', 'stop seeding once uploaded / size reaches this', ratio);
 }

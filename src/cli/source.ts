@@ -2,6 +2,7 @@
  * The torrent a command works on: a .torrent (file, stdin, URL) or a magnet link, whose metadata
  * is fetched from peers while a line says so ("fetching metadata from N peers").
  */
+import type { Dht } from '../dht/dht.js';
 import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import { makePeerId } from '../peer/peer-id.js';
@@ -30,6 +31,7 @@ export interface OpenOptions {
   tty: boolean;
   emit?: (o: Record<string, unknown>) => void;
   warn: (message: string) => void;
+  dht?: Dht | null;
 }
 
 export async function openTorrent(
@@ -55,6 +57,7 @@ export async function openTorrent(
     handshakeMs: o.handshakeMs,
     signal: io.signal,
     onWarning: o.warn,
+    dht: o.dht,
     onProgress: (p) => {
       if (o.tty) {
         const line = `fetching metadata from ${p.withMetadata} of ${p.connected} peers (${p.known} known)`;

@@ -80,6 +80,8 @@ export interface Metainfo {
   urlList: string[];
   /** BEP 17 HTTP seeds (`httpseeds`): http(s) URLs only. */
   httpSeeds: string[];
+  /** DHT contacts for trackerless torrents (BEP 5 `nodes`), at most MAX_NODES. */
+  nodes: { host: string; port: number }[];
   /** BEP 52 hybrid torrent (v1 and v2 metadata): tdl uses the v1 part and the v1 info hash. */
   hybrid: boolean;
   /** Things accepted but worth telling the user (trailing bytes, remapped names, bad seeds). */
@@ -157,6 +159,25 @@ function parseAnnounceList(v: BValue | undefined): string[][] {
 }
 
 /** True for an absolute http: or https: URL with a host. */
+/** DHT contacts kept from a torrent's `nodes` at most. */
+export const MAX_NODES = 100;
+
+/** `nodes`: a list of [host, port] pairs; anything malformed is skipped, never fatal. */
+function parseNodes(v: BValue | undefined): { host: string; port: number }[] {
+  if (!isList(v)) return [];
+  const out: { host: string; port: number }[] = [];
+  for (const item of v) {
+    if (out.length >= MAX_NODES) break;
+    if (!isList(item) || item.length !== 2) continue;
+    const [h, p] = item;
+    const host = isBytes(h) ? tryText(h) : undefined;
+    if (!host || host.length > 253 || !/^[A-Za-z0-9.:-]+$/.test(host)) continue;
+    if (typeof p !== 'number' || !Number.isInteger(p) || p < 1 || p > 65535) continue;
+    out.push({ host, port: p });
+  }
+  return out;
+}
+
 export function isHttpUrl(text: string): boolean {
   try {
     const u = new URL(text);
@@ -462,6 +483,7 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     announceList,
     private: priv,
     urlList: parseWebSeeds(root['url-list'], 'url-list', warnings),
+    nodes: parseNodes(root['nodes']),
     httpSeeds: parseWebSeeds(root['httpseeds'], 'httpseeds', warnings),
     hybrid,
     warnings: [],

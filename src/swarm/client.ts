@@ -13,6 +13,8 @@
  */
 import { rm, writeFile } from 'node:fs/promises';
 import createDebug from 'debug';
+import type { Dht } from '../dht/dht.js';
+import { DhtPeerSource } from '../dht/peer-source.js';
 import { NoPeersError, TransferError } from '../errors.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import { makePeerId } from '../peer/peer-id.js';
@@ -52,6 +54,8 @@ export interface ClientOptions {
   trackersToo?: boolean;
   /** The .torrent bytes of metadata fetched from peers: kept beside the resume file. */
   torrentBytes?: Buffer;
+  /** The DHT, for peers of torrents that are not private (null or absent: none). */
+  dht?: Dht | null;
   maxPeers?: number;
   peerTimeoutMs?: number;
   stallTimeoutMs?: number;
@@ -87,10 +91,17 @@ export interface ClientResult {
 export async function download(o: ClientOptions): Promise<ClientResult> {
   const { meta } = o;
   const peers = o.peers ?? [];
-  // Peers given by hand replace the trackers, except for a magnet link's own peers.
-  const useTrackers = o.trackersToo ? meta.announceList.length > 0 : peers.length === 0;
-  if (useTrackers && meta.announceList.length === 0) {
-    throw new NoPeersError('the torrent names no tracker: give peers with --peer HOST:PORT');
+  // Peers given by hand replace the trackers and the DHT, except for a magnet link's own peers.
+  const bySources = o.trackersToo || peers.length === 0;
+  const useTrackers = bySources && meta.announceList.length > 0;
+  // Private torrents (BEP 27) get peers from their trackers only.
+  const dht = bySources && !meta.private ? (o.dht ?? null) : null;
+  if (peers.length === 0 && !useTrackers && !dht) {
+    throw new NoPeersError(
+      meta.private || !o.dht
+        ? 'the torrent names no tracker: give peers with --peer HOST:PORT'
+        : 'the torrent names no tracker and the DHT is off: give peers with --peer HOST:PORT',
+    );
   }
   if (useTrackers) requireUsableTracker(meta.announceList);
   if (useTrackers && meta.announceList.flat().some((u) => /^https?:/i.test(u))) {
@@ -111,6 +122,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   let listener: Listener | null = null;
   let tracker: Announcer | undefined;
   let dl: Download | null = null;
+  let dhtSource: DhtPeerSource | null = null;
   try {
     const check = await startupCheck({
       storage,
@@ -182,6 +194,10 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         },
       });
     }
+    if (dht) {
+      if (meta.nodes.length > 0) dht.addContacts(meta.nodes);
+      dhtSource = new DhtPeerSource(dht, meta.infoHash, { announcePort: port || undefined });
+    }
     dl = new Download({
       meta,
       layout,
@@ -192,6 +208,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       replacing: check.mismatched,
       peers,
       tracker,
+      sources: dhtSource ? [{ source: dhtSource, origin: 'dht' }] : [],
       listener,
       maxPeers: o.maxPeers,
       peerTimeoutMs: o.peerTimeoutMs,
@@ -286,6 +303,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     dl?.close();
     await listener?.close();
     if (tracker) await tracker.stop().catch(() => {});
+    await dhtSource?.stop().catch(() => {});
     await writer?.close().catch(() => {});
     await storage.close();
   }

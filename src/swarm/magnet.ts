@@ -7,13 +7,17 @@
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import createDebug from 'debug';
+import type { Dht } from '../dht/dht.js';
+import { DhtPeerSource } from '../dht/peer-source.js';
 import { UsageError } from '../errors.js';
 import type { Magnet } from '../metainfo/magnet.js';
 import { MAX_TORRENT_FILE_BYTES, parseTorrent, type Metainfo } from '../metainfo/torrent.js';
 import { Announcer } from '../tracker/announcer.js';
 import type { PeerAddress } from '../tracker/types.js';
 import { torrentFromInfo } from './metadata-fetch.js';
+import type { PeerSource } from './download.js';
 import { MetadataSwarm } from './metadata-swarm.js';
+import type { PeerOrigin } from './peer-pool.js';
 
 const log = createDebug('tdl:metadata');
 
@@ -34,6 +38,8 @@ export interface MagnetOptions {
   /** Called about once a second while fetching, with the peers connected and those with metadata. */
   onProgress?: (p: { connected: number; withMetadata: number; known: number }) => void;
   onWarning?: (message: string) => void;
+  /** The DHT, to find peers of magnets without trackers too. */
+  dht?: Dht | null;
 }
 
 export interface ResolvedMagnet {
@@ -65,16 +71,20 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
         })
       : null;
   const peers = [...o.magnet.peers, ...o.peers];
-  if (!announcer && peers.length === 0) {
+  if (!announcer && peers.length === 0 && !o.dht) {
     throw new UsageError(
-      'the magnet link names no tracker and no peer: give peers with --peer HOST:PORT',
+      'the magnet link names no tracker and no peer, and the DHT is off: give peers with --peer HOST:PORT',
     );
   }
+  const dhtSource = o.dht ? new DhtPeerSource(o.dht, o.magnet.infoHash) : null;
+  const sources: { source: PeerSource; origin: PeerOrigin }[] = [];
+  if (announcer) sources.push({ source: announcer, origin: 'tracker' });
+  if (dhtSource) sources.push({ source: dhtSource, origin: 'dht' });
   const swarm = new MetadataSwarm({
     infoHash: o.magnet.infoHash,
     peerId: o.peerId,
     peers,
-    sources: announcer ? [{ source: announcer, origin: 'tracker' }] : [],
+    sources,
     timeoutMs: o.timeoutMs,
     handshakeMs: o.handshakeMs,
     signal: o.signal,
@@ -89,6 +99,7 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
     return { meta, torrent, peers: r.peers, fromCache: false };
   } finally {
     if (announcer) await announcer.stop().catch(() => {});
+    await dhtSource?.stop().catch(() => {});
   }
 }
 
