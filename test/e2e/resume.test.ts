@@ -281,7 +281,6 @@ describe('crash safety', () => {
     const raw = await readFile(`${out}.tdl-resume`);
     const d = decodeResume(raw);
     if (!d.ok) throw new Error(d.reason);
-    expect(d.state.clean).toBe(true);
     expect(d.journal).toEqual([]);
     const valid = await validOnDisk(tp, out);
     expect(valid).toBeGreaterThan(0);
@@ -336,10 +335,7 @@ describe('resume file that cannot be believed', () => {
     // another info hash.
     const all = new Bitfield(t.pieces.length);
     for (let i = 0; i < t.pieces.length; i++) all.set(i);
-    await writeFile(
-      rf,
-      encodeResume({ ...d.state, infoHash: Buffer.alloc(20, 0x5a), have: all, clean: true }),
-    );
+    await writeFile(rf, encodeResume({ ...d.state, infoHash: Buffer.alloc(20, 0x5a), have: all }));
     await resumeToEnd(tp, out, s, t.data.length);
     await expectFinal(t, out);
   });
