@@ -30,7 +30,7 @@ import createDebug from 'debug';
 import { DiskError } from '../errors.js';
 import { FilePool, fdLimit, poolCapacity } from './file-pool.js';
 import { lstatOrNull, toDiskError } from './fs-util.js';
-import type { Layout } from './layout.js';
+import type { Layout, Span } from './layout.js';
 import { partPaths } from './names.js';
 import type { OutputPlan } from './output.js';
 
@@ -39,6 +39,12 @@ export { toDiskError } from './fs-util.js';
 const log = createDebug('tdl:storage');
 
 export type StorageMode = 'write' | 'read';
+
+/**
+ * Background syncs of complete files at once: libuv runs four file operations at a time for the
+ * whole process, and an fdatasync holds one for milliseconds; the others stay for the writes.
+ */
+export const EARLY_SYNCS = 1;
 
 export interface StorageOptions {
   mode?: StorageMode;
@@ -102,8 +108,17 @@ export class DiskStorage {
   private dirty = new Set<number>();
   /** Not known to be durable yet. */
   private unsynced = new Set<number>();
-  /** Sync failures met while closing a handle, for the next sync to report. */
+  /** Sync failures met in the background or while closing a handle, for the next sync to report. */
   private readonly syncErrors = new Map<number, DiskError>();
+  /** Writes completed per file: a sync covers the writes before it started, no later ones. */
+  private readonly writeGen: Uint32Array;
+  /** Bytes written per file this run: once a file has all its bytes, it is synced early. */
+  private readonly bytesDone: number[];
+  private readonly syncing = new Map<number, Promise<void>>();
+  private readonly early: number[] = [];
+  private earlyRunning = 0;
+  private earlyIdle: Promise<void> = Promise.resolve();
+  private earlyDone: (() => void) | null = null;
   private pending = new Set<Promise<void>>();
   private beforeWrite: ((index: number) => Promise<void>) | null = null;
   private closed = false;
@@ -133,6 +148,8 @@ export class DiskStorage {
     this.renames = new Array<null>(n).fill(null);
     this.stampCache = new Array<null>(n).fill(null);
     this.stampFresh = new Uint8Array(n);
+    this.writeGen = new Uint32Array(n);
+    this.bytesDone = new Array<number>(n).fill(0);
   }
 
   /**
@@ -282,12 +299,69 @@ export class DiskStorage {
    * that checkpoint to report (the kernel reports a write-back error once, to this handle).
    */
   private async syncOnClose(i: number, h: FileHandle): Promise<void> {
+    // A sync of this file through the pool is under way or waiting for a slot: it does the work.
+    if (!this.unsynced.has(i) || this.syncing.has(i)) return;
+    await this.syncNow(i, h).catch(() => {});
+  }
+
+  /**
+   * fdatasync file `i` (through the pool, or on the handle given), one sync at a time per file.
+   * It is marked synced only if no write completed while it ran. A failure is thrown and kept
+   * for the next checkpoint.
+   */
+  private async syncNow(i: number, h?: FileHandle): Promise<void> {
+    for (let r = this.syncing.get(i); r; r = this.syncing.get(i)) await r.catch(() => {});
+    const failed = this.syncErrors.get(i);
+    if (failed) throw failed;
     if (!this.unsynced.has(i)) return;
+    const gen = this.writeGen[i];
+    const run = (async () => {
+      try {
+        if (h) await h.datasync();
+        else await this.withFile(i, (x) => x.datasync());
+      } catch (e) {
+        const err = toDiskError(e, `cannot sync ${this.files[i]!.current}`);
+        this.syncErrors.set(i, err);
+        throw err;
+      }
+      if (this.writeGen[i] === gen) this.unsynced.delete(i);
+    })();
+    this.syncing.set(i, run);
     try {
-      await h.datasync();
-      this.unsynced.delete(i);
-    } catch (e) {
-      this.syncErrors.set(i, toDiskError(e, `cannot sync ${this.files[i]!.current}`));
+      await run;
+    } finally {
+      this.syncing.delete(i);
+    }
+  }
+
+  /**
+   * A file that has all its bytes will not be written again: sync it now, in the background
+   * (EARLY_SYNCS at a time, leaving the other I/O threads to the writes), so that its data goes to
+   * disk while the download goes on and the next checkpoint finds it done.
+   */
+  private syncEarly(i: number): void {
+    this.early.push(i);
+    this.pumpEarly();
+  }
+
+  private pumpEarly(): void {
+    if (!this.earlyDone && this.early.length > 0) {
+      this.earlyIdle = new Promise<void>((r) => (this.earlyDone = r));
+    }
+    while (this.earlyRunning < EARLY_SYNCS && this.early.length > 0 && !this.closed) {
+      const i = this.early.shift()!;
+      this.earlyRunning++;
+      void this.syncNow(i)
+        .catch(() => {})
+        .finally(() => {
+          this.earlyRunning--;
+          this.pumpEarly();
+        });
+    }
+    if (this.earlyRunning === 0 && (this.early.length === 0 || this.closed)) {
+      this.early.length = 0;
+      this.earlyDone?.();
+      this.earlyDone = null;
     }
   }
 
@@ -315,11 +389,19 @@ export class DiskStorage {
 
   private async doWrite(index: number, data: Buffer): Promise<void> {
     if (this.beforeWrite) await this.beforeWrite(index);
-    for (const s of this.layout.spans(index)) {
+    // The runs of a piece lie in distinct files: they are written side by side.
+    const results = await Promise.allSettled(
+      this.layout.spans(index).map((s) => this.writeSpan(index, data, s)),
+    );
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+  }
+
+  private async writeSpan(index: number, data: Buffer, s: Span): Promise<void> {
+    {
       const fi = s.fileIndex;
       const f = this.files[fi]!;
       // Padding is zeros by definition (the piece's hash checked them): nothing to store.
-      if (f.padding) continue;
+      if (f.padding) return;
       await this.ensureWorkingName(fi);
       try {
         await this.withFile(fi, async (h) => {
@@ -352,8 +434,12 @@ export class DiskStorage {
       }
       this.knownSize[fi] = Math.max(this.knownSize[fi]!, s.fileOffset + s.length);
       this.stampFresh[fi] = 0;
+      this.writeGen[fi]!++;
       this.dirty.add(fi);
       this.unsynced.add(fi);
+      const before = this.bytesDone[fi]!;
+      this.bytesDone[fi] = before + s.length;
+      if (before < f.length && before + s.length >= f.length) this.syncEarly(fi);
     }
   }
 
@@ -499,21 +585,14 @@ export class DiskStorage {
   }
 
   private async syncSome(indexes: readonly number[]): Promise<void> {
-    try {
-      await Promise.all(
-        indexes.map(async (i) => {
-          const failed = this.syncErrors.get(i);
-          if (failed) {
-            this.syncErrors.delete(i);
-            throw failed;
-          }
-          if (!this.unsynced.has(i)) return;
-          await this.withFile(i, (h) => h.datasync());
-          this.unsynced.delete(i);
-        }),
-      );
-    } catch (e) {
-      throw toDiskError(e, 'cannot sync output');
+    const results = await Promise.allSettled(
+      indexes.map(async (i) => {
+        await this.syncNow(i);
+        this.syncErrors.delete(i);
+      }),
+    );
+    for (const r of results) {
+      if (r.status === 'rejected') throw toDiskError(r.reason, 'cannot sync output');
     }
   }
 
@@ -616,7 +695,13 @@ export class DiskStorage {
       f.current = f.path;
       dirs.add(path.dirname(f.path));
     }
-    for (const d of dirs) await syncDir(d);
+    // Folders are synced a few at a time: each is a journal commit, and commits overlap.
+    const list = [...dirs];
+    await Promise.all(
+      Array.from({ length: Math.min(4, list.length) }, async () => {
+        for (let d = list.pop(); d !== undefined; d = list.pop()) await syncDir(d);
+      }),
+    );
     log('finalized %d files under %s', this.files.length, this.plan.root);
     return { cut };
   }
@@ -654,6 +739,8 @@ export class DiskStorage {
     if (this.closed) return;
     this.closed = true;
     await this.flush();
+    this.pumpEarly();
+    await this.earlyIdle;
     await this.pool.close();
   }
 

@@ -100,9 +100,14 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
     : root === target
       ? ordered.filter((d) => d !== root)
       : [root, ...ordered.filter((d) => d !== root)];
-  for (const d of derived) await refuseLink(d, true);
+  // Nothing can be inside a folder that is not there: no need to look (a fresh download of many
+  // files would otherwise lstat each of them in vain).
+  const absent = new Set<string>();
+  for (const d of derived) {
+    if (absent.has(path.dirname(d)) || !(await refuseLink(d, true))) absent.add(d);
+  }
   for (const f of files) {
-    if (f.padding) continue;
+    if (f.padding || absent.has(path.dirname(f.path))) continue;
     if (f.path !== target || st?.isDirectory()) await refuseLink(f.path, false);
   }
   return { root, parent, files, dirs: ordered };
@@ -165,14 +170,16 @@ function inside(root: string, components: readonly string[]): string {
   return p;
 }
 
-async function refuseLink(p: string, wantDir: boolean): Promise<void> {
+/** Refuse a symlink or the wrong kind of entry at `p`; false when nothing is there. */
+async function refuseLink(p: string, wantDir: boolean): Promise<boolean> {
   const st = await lstatOrNull(p);
-  if (!st) return;
+  if (!st) return false;
   if (st.isSymbolicLink()) {
     throw new MetainfoError('info.files', `refusing to write through the symlink ${p}`);
   }
   if (wantDir && !st.isDirectory()) throw new DiskError(`${p} exists and is not a directory`);
   if (!wantDir && st.isDirectory()) throw new DiskError(`${p} exists and is a directory`);
+  return true;
 }
 
 async function statOrNull(p: string) {
