@@ -164,6 +164,48 @@ describe('many files through a small pool', () => {
   });
 });
 
+describe('a pool of two handles under concurrent use', () => {
+  it('keeps every write and read right while handles are evicted (seeded)', async () => {
+    const t = torrent('churn', 2048, manyFiles(60, 300));
+    const plan = await planOutput(t.meta, dir);
+    const s = await DiskStorage.open(plan, t.layout, { maxOpenFiles: 2 });
+    // A seeded shuffle of the pieces, written all at once, with block reads of pieces already
+    // written going on at the same time.
+    let seed = 12345;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    const order = t.pieces.map((_, i) => i);
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = rand(i + 1);
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    const done: number[] = [];
+    const reads: Promise<void>[] = [];
+    await Promise.all(
+      order.map(async (p) => {
+        await s.writePiece(p, t.pieces[p]!);
+        done.push(p);
+        const q = done[rand(done.length)]!;
+        const size = t.pieces[q]!.length;
+        const begin = rand(size);
+        const length = 1 + rand(size - begin);
+        reads.push(
+          s.readBlock(q, begin, length).then((b) => {
+            expect(b.equals(t.pieces[q]!.subarray(begin, begin + length))).toBe(true);
+          }),
+        );
+      }),
+    );
+    await Promise.all(reads);
+    expect(s.openFiles.peak).toBeLessThanOrEqual(2);
+    const all = await s.readPieces(0, t.layout.pieceCount - 1);
+    expect(all.equals(t.data)).toBe(true);
+    await s.close();
+  });
+});
+
 describe('BEP 47 padding files', () => {
   const spec: HandFile[] = [
     { path: ['a'], length: 1000 },
