@@ -68,7 +68,8 @@ const CLIENT_COLOR = { tdl: '#d62728', aria2: '#1f77b4', libtorrent: '#2ca02c' }
 /**
  * @typedef {{ kind: 'libtorrent' | 'aria2', rateLimit?: number }} SeederSpec
  * @typedef {{ id: number, title: string, payload: import('./lib/real-peers.mjs').PayloadSpec,
- *   size: number, pieceLength: number, seeders: SeederSpec[], cap?: number, chart: boolean }} Scenario
+ *   size: number, pieceLength: number, seeders: SeederSpec[], cap?: number, chart: boolean,
+ *   optIn?: boolean }} Scenario
  */
 
 /** About 100 MiB in 7 files of odd sizes (none a multiple of the piece length). */
@@ -81,6 +82,15 @@ const MULTI_FILES = [
   { path: ['notes.txt'], size: 4_321 },
   { path: ['video.mkv'], size: 12_121_213 },
 ];
+
+/**
+ * About 100 MiB in 3,000 small files (20 to 48 KiB, odd sizes) in nested folders: the cost of
+ * many files (opens, syncs, renames) rather than of bytes.
+ */
+const MANY_FILES = Array.from({ length: 3000 }, (_, i) => ({
+  path: [`dir${i % 10}`, `sub${Math.floor(i / 10) % 15}`, `file${String(i).padStart(4, '0')}.dat`],
+  size: 20_000 + ((i * 7919) % 29_000),
+}));
 
 /**
  * @param {string} seederKinds2 'mixed' (two libtorrent + two aria2c) or 'libtorrent' (four)
@@ -130,6 +140,18 @@ function scenarios(seederKinds2) {
       pieceLength: 256 * KiB,
       seeders: [{ kind: 'libtorrent' }, { kind: 'aria2' }],
       chart: false,
+    },
+    {
+      id: 4,
+      title:
+        'Many small files: about 100 MiB in 3,000 files in nested folders, ' +
+        'two unthrottled libtorrent seeders (only run when named: --scenario 4)',
+      payload: { name: 'bench-many', files: MANY_FILES },
+      size: MANY_FILES.reduce((sum, f) => sum + f.size, 0),
+      pieceLength: 256 * KiB,
+      seeders: [{ kind: 'libtorrent' }, { kind: 'libtorrent' }],
+      chart: false,
+      optIn: true,
     },
   ];
 }
@@ -199,12 +221,12 @@ async function main() {
           const sc = all.find((x) => x.id === Number(s));
           if (!sc) {
             throw new Error(
-              `--scenario: no scenario ${s} (1, 2, 3, ${METADATA_SCENARIOS.join(', ')})`,
+              `--scenario: no scenario ${s} (1, 2, 3, 4, ${METADATA_SCENARIOS.join(', ')})`,
             );
           }
           return sc;
         })
-    : all;
+    : all.filter((sc) => !sc.optIn);
 
   const needed = ['opentracker', 'libtorrent'];
   if (clients.includes('aria2') || picked.some((s) => s.seeders.some((x) => x.kind === 'aria2'))) {
@@ -745,7 +767,7 @@ npm run bench -- --write-doc                  # also rewrite this file
   client's wall time, the client had every byte and was still shutting down.
 - Targets: in scenario 1 tdl's wall time at most libtorrent's and at most 0.7 × aria2c's; tdl's peak
   RSS under 100 MB; in scenario 2 tdl's rate (size ÷ wall time) at least 90 % of the 16 MiB/s the
-  seeders allow together.
+  seeders allow together. Scenario 4 (3,000 small files) runs only when named (\`--scenario 4\`).
 
 ## Machine of the latest run
 
@@ -760,6 +782,8 @@ ${block(1)}
 ${block(2)}
 
 ${block(3)}
+
+${block(4)}
 `;
   await fs.mkdir(path.dirname(docPath), { recursive: true });
   await fs.writeFile(docPath, await formatMarkdown(text, docPath));

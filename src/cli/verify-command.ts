@@ -99,7 +99,9 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
       for (const s of layout.spans(p)) validOf[s.fileIndex]! += s.length;
     }
     const stamps = await storage.stamps();
-    const files = storage.files.map((f, i) => {
+    // BEP 47 padding files are never on disk: they are not reported.
+    const files = storage.files.flatMap((f, i) => {
+      if (f.padding) return [];
       const size = stamps[i]?.size ?? 0;
       const state: FileState = !f.existed
         ? 'missing'
@@ -110,13 +112,15 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
             : f.current !== f.path
               ? 'not-final'
               : 'complete';
-      return {
-        path: path.relative(plan.parent, f.path),
-        onDisk: f.current,
-        length: f.length,
-        valid: validOf[i]!,
-        state,
-      };
+      return [
+        {
+          path: path.relative(plan.parent, f.path),
+          onDisk: f.current,
+          length: f.length,
+          valid: validOf[i]!,
+          state,
+        },
+      ];
     });
     const corrupt = r.nonZeroInvalid.count;
     const missing = layout.pieceCount - r.valid.count - corrupt;

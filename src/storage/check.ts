@@ -171,7 +171,7 @@ export interface StartupPlan {
 /** Decide, from the resume file and the files as they are now, what to believe and what to hash. */
 export function planStartup(
   layout: Layout,
-  files: readonly { existed: boolean }[],
+  files: readonly { existed: boolean; padding?: boolean }[],
   stamps: readonly (FileStamp | null)[],
   decoded: DecodedResume | null,
   t: CheckTorrent,
@@ -200,7 +200,7 @@ export function planStartup(
   for (const p of journal) for (const s of layout.spans(p)) journaled[s.fileIndex] = 1;
 
   const fileTrust: FileTrust[] = files.map((f, i) => {
-    if (!f.existed) return 'new';
+    if (!f.existed || f.padding) return 'new';
     const r = state?.files[i];
     const now = stamps[i];
     if (!r || !now) return 'untrusted';
@@ -216,6 +216,8 @@ export function planStartup(
     let allTrusted = true;
     let someUntrusted = false;
     for (const s of layout.spans(p)) {
+      // Padding is zeros by definition: it neither makes a piece present nor calls for a hash.
+      if (files[s.fileIndex]!.padding) continue;
       const ft = fileTrust[s.fileIndex]!;
       if (ft !== 'new') allNew = false;
       if (ft !== 'trusted') allTrusted = false;
@@ -265,6 +267,13 @@ export async function startupCheck(o: {
   });
   const have = new Bitfield(o.layout.pieceCount, plan.trusted.toBuffer());
   for (const p of plan.toHash) if (hashed.valid.has(p)) have.set(p);
+  // Pieces found valid by hashing may sit in the page cache only (an earlier run crashed before
+  // syncing them): their files are synced and stamped by the first checkpoint.
+  const touched = new Set<number>();
+  for (const p of plan.toHash) {
+    if (hashed.valid.has(p)) for (const s of o.layout.spans(p)) touched.add(s.fileIndex);
+  }
+  o.storage.markDirty(touched);
   const ms = Date.now() - t0;
   log(
     'start-up check: %d/%d pieces present (%d from the resume file, %d of %d hashed valid, %d MiB read), resume file %s, %d ms',

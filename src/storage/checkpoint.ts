@@ -17,7 +17,8 @@ import path from 'node:path';
 import createDebug from 'debug';
 import { Bitfield } from '../wire/bitfield.js';
 import { DiskError } from '../errors.js';
-import { syncDir, toDiskError, type DiskStorage } from './disk.js';
+import { syncDir, type DiskStorage } from './disk.js';
+import { toDiskError } from './fs-util.js';
 import { encodeJournalEntry, encodeResume, JOURNAL_ENTRY_BYTES } from './resume.js';
 
 const log = createDebug('tdl:resume');
@@ -111,23 +112,26 @@ export class ResumeWriter {
     this.changed = true;
   }
 
-  /** Write a checkpoint now (after any already under way). DiskError when it could not be. */
-  checkpoint(clean = false): Promise<void> {
-    const run = this.chain.then(() => this.write(clean));
+  /**
+   * Write a checkpoint now (after any already under way). DiskError when it could not be.
+   * `last` only labels the log line (the final checkpoint of a run).
+   */
+  checkpoint(last = false): Promise<void> {
+    const run = this.chain.then(() => this.write(last));
     this.chain = run.catch(() => {});
     return run;
   }
 
-  private async write(clean: boolean): Promise<void> {
+  private async write(last: boolean): Promise<void> {
     if (this.closed) return;
     this.running++;
     this.changed = false;
     const t0 = Date.now();
     try {
       const have = new Bitfield(this.written.size, this.written.toBuffer());
-      // The first checkpoint of a run also covers data found on disk at the start, which an
-      // earlier run may have written without syncing.
-      const dirty = this.count === 0 ? this.storage.allFiles() : this.storage.takeDirty();
+      // Files written since the last checkpoint; the first one also covers files whose data the
+      // start-up check found by hashing (an earlier run may have written it without syncing).
+      const dirty = this.storage.takeDirty();
       await this.storage.syncFiles(dirty);
       // A file replaced or truncated by someone else must not be stamped as ours.
       await this.storage.checkIntact(dirty);
@@ -139,7 +143,6 @@ export class ResumeWriter {
           pieceLength: this.torrent.pieceLength,
           totalLength: this.torrent.length,
           pieceCount: this.torrent.pieceCount,
-          clean,
           files: files.map((f) => f ?? { size: 0, mtimeNs: 0n, ino: 0n }),
           have,
         },
@@ -172,7 +175,7 @@ export class ResumeWriter {
         have.size,
         dirty.length,
         this.started.size,
-        clean ? 'clean' : 'running',
+        last ? 'last' : 'running',
         Date.now() - t0,
       );
     } catch (e) {

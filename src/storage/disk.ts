@@ -1,29 +1,58 @@
 /**
  * File I/O for verified pieces.
  *
- * In `write` mode every file of the torrent is opened (or created, sparse, at its final size)
- * under its working name `<name>.part`; a file already present under its final name is used in
- * place and moved to its working name just before the first byte is written to it. A verified
- * piece is written straight to its place, split across files where it crosses a boundary.
- * Nothing but whole verified pieces is ever written, and nothing is ever shrunk or deleted before
- * the whole torrent is verified: `finalize()` then gives every file its exact size and its final
- * name.
+ * In `write` mode every file of the torrent lives under its working name `<name>.part` until the
+ * torrent is complete; a file already present under its final name is used in place and moved to
+ * its working name just before the first byte is written to it. A file that is not there is
+ * created (empty, under its working name) when its first piece is written. A verified piece is
+ * written straight to its place, split across files where it crosses a boundary. Nothing but
+ * whole verified pieces is ever written, and nothing is ever shrunk or deleted before the whole
+ * torrent is verified: `finalize()` then gives every file its exact size and its final name.
  *
- * In `read` mode (`tdl verify`) files are opened read-only under either name and nothing is
- * created or changed; a missing file reads as zeros.
+ * In `read` mode (`tdl verify`, seeding) files are opened read-only under either name and nothing
+ * is created or changed; a missing file reads as zeros.
+ *
+ * What is on disk is learnt once at open: folders are created (`mkdir` once each; a folder that
+ * was just created holds nothing to look for), existing folders are listed once, and only names
+ * that exist are `lstat`ed. No name is probed by a failing `open`. Files are then opened on demand
+ * through a bounded pool (see file-pool.ts), so any number of files works under a small
+ * RLIMIT_NOFILE. BEP 47 padding files are never created, opened or written: they read as zeros.
+ *
+ * System calls per file of a fresh download: one `open` (+ `fstat` to learn its identity) while
+ * it stays in the pool, its `pwrite`s (with an `fstat` before those that extend what tdl wrote,
+ * to catch a truncation the write would hide), one `fdatasync` and one `lstat` per checkpoint
+ * that follows a write to it, and one `rename` at the end.
  */
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, rename, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, opendir, rename, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import createDebug from 'debug';
 import { DiskError } from '../errors.js';
-import type { Layout } from './layout.js';
+import { FilePool, fdLimit, poolCapacity } from './file-pool.js';
+import { lstatOrNull, toDiskError } from './fs-util.js';
+import type { Layout, Span } from './layout.js';
 import { partPaths } from './names.js';
 import type { OutputPlan } from './output.js';
+
+export { toDiskError } from './fs-util.js';
 
 const log = createDebug('tdl:storage');
 
 export type StorageMode = 'write' | 'read';
+
+/**
+ * Background syncs of complete files at once: libuv runs four file operations at a time for the
+ * whole process, and an fdatasync holds one for milliseconds; the others stay for the writes.
+ */
+export const EARLY_SYNCS = 1;
+
+export interface StorageOptions {
+  mode?: StorageMode;
+  /** Most files held open at once (default: from the open-file limit, see poolCapacity). */
+  maxOpenFiles?: number;
+  /** Peer sockets the process may hold, kept out of the file pool's share of descriptors. */
+  peerSockets?: number;
+}
 
 export interface StoredFile {
   /** Final path. */
@@ -32,7 +61,12 @@ export interface StoredFile {
   readonly partPath: string;
   readonly length: number;
   readonly offset: number;
-  /** Where the file is on disk now; null when it is not (read mode only). */
+  /** BEP 47 padding: never on disk, reads as zeros. */
+  readonly padding: boolean;
+  /**
+   * Where the file is (or, in write mode, will be created) on disk now; null when it is not
+   * there (read mode, padding).
+   */
   current: string | null;
   /** The file was on disk before this run, under either name. */
   existed: boolean;
@@ -50,14 +84,41 @@ export interface FileStamp {
 /** An output file was removed, replaced or truncated by someone else while tdl used it. */
 export class OutputChangedError extends DiskError {}
 
+interface Run {
+  fileIndex: number;
+  fileOffset: number;
+  at: number;
+  length: number;
+}
+
 export class DiskStorage {
   readonly files: StoredFile[];
-  private handles: (FileHandle | null)[];
-  /** Smallest size each file must have: its size when opened, grown by our writes. */
+  private readonly pool: FilePool;
+  /** The file is on disk (found at open, or created by us). */
+  private readonly exists: Uint8Array;
+  /** Device and inode of the file tdl uses, once known. */
+  private readonly ident: ({ dev: bigint; ino: bigint } | null)[];
+  /** Smallest size each file must have: its size when found, grown by our writes. */
   private readonly knownSize: number[];
   private readonly renames: (Promise<void> | null)[];
   private readonly stampCache: (FileStamp | null)[];
+  /** The cached stamp was taken after the file's last write. */
+  private readonly stampFresh: Uint8Array;
+  /** Written (or found unsynced) since the last checkpoint took them: to sync and stamp. */
   private dirty = new Set<number>();
+  /** Not known to be durable yet. */
+  private unsynced = new Set<number>();
+  /** Sync failures met in the background or while closing a handle, for the next sync to report. */
+  private readonly syncErrors = new Map<number, DiskError>();
+  /** Writes completed per file: a sync covers the writes before it started, no later ones. */
+  private readonly writeGen: Uint32Array;
+  /** Bytes written per file this run: once a file has all its bytes, it is synced early. */
+  private readonly bytesDone: number[];
+  private readonly syncing = new Map<number, Promise<void>>();
+  private readonly early: number[] = [];
+  private earlyRunning = 0;
+  private earlyIdle: Promise<void> = Promise.resolve();
+  private earlyDone: (() => void) | null = null;
   private pending = new Set<Promise<void>>();
   private beforeWrite: ((index: number) => Promise<void>) | null = null;
   private closed = false;
@@ -66,6 +127,7 @@ export class DiskStorage {
     private readonly plan: OutputPlan,
     private readonly layout: Layout,
     readonly mode: StorageMode,
+    capacity: number,
   ) {
     const parts = partPaths(plan);
     this.files = plan.files.map((f, i) => ({
@@ -73,91 +135,238 @@ export class DiskStorage {
       partPath: parts[i]!,
       length: f.length,
       offset: f.offset,
+      padding: f.padding === true,
       current: null,
       existed: false,
       shadowed: false,
     }));
-    this.handles = plan.files.map(() => null);
-    this.knownSize = plan.files.map(() => 0);
-    this.renames = plan.files.map(() => null);
-    this.stampCache = plan.files.map(() => null);
+    const n = plan.files.length;
+    this.pool = new FilePool(capacity, (i, h) => this.syncOnClose(i, h));
+    this.exists = new Uint8Array(n);
+    this.ident = new Array<null>(n).fill(null);
+    this.knownSize = new Array<number>(n).fill(0);
+    this.renames = new Array<null>(n).fill(null);
+    this.stampCache = new Array<null>(n).fill(null);
+    this.stampFresh = new Uint8Array(n);
+    this.writeGen = new Uint32Array(n);
+    this.bytesDone = new Array<number>(n).fill(0);
   }
 
   /**
-   * Open the output. `write`: create folders, and open each file under its working name, else
-   * under its final name, else create it under its working name. `read`: open what exists.
+   * Open the output. `write`: create the folders, and find each file under its working name,
+   * else under its final name (else it is created when first written). `read`: find what exists.
    */
   static async open(
     plan: OutputPlan,
     layout: Layout,
-    opts: { mode?: StorageMode } = {},
+    opts: StorageOptions = {},
   ): Promise<DiskStorage> {
-    const s = new DiskStorage(plan, layout, opts.mode ?? 'write');
+    const capacity = opts.maxOpenFiles ?? poolCapacity(fdLimit(), opts.peerSockets);
+    const s = new DiskStorage(plan, layout, opts.mode ?? 'write', capacity);
     try {
-      if (s.mode === 'write') await s.openForWrite();
-      else await s.openForRead();
+      await s.scan();
     } catch (e) {
       await s.close().catch(() => {});
       throw toDiskError(e, 'cannot open output');
     }
-    log('opened %d files under %s (%s)', plan.files.length, plan.root, s.mode);
+    log(
+      'opened %d files under %s (%s), %d open at most',
+      plan.files.length,
+      plan.root,
+      s.mode,
+      capacity,
+    );
     return s;
   }
 
-  private async openForWrite(): Promise<void> {
-    await mkdirOrFail(this.plan.parent);
-    for (const d of this.plan.dirs) await mkdirOrFail(d);
-    const RW = constants.O_RDWR | constants.O_NOFOLLOW;
-    for (let i = 0; i < this.files.length; i++) {
-      const f = this.files[i]!;
-      let h = await openIfExists(f.partPath, RW);
-      if (h) {
-        f.current = f.partPath;
-        f.existed = true;
-        f.shadowed = (await lstatOrNull(f.path)) !== null;
+  /** Learn which files exist, under which name, with one listing per existing folder. */
+  private async scan(): Promise<void> {
+    const write = this.mode === 'write';
+    // Folders that are not there (just created, or missing in read mode): nothing to look for.
+    const empty = new Set<string>();
+    if (write) {
+      await mkdirOrFail(this.plan.parent, true);
+      for (const d of this.plan.dirs) {
+        if (empty.has(path.dirname(d))) {
+          await mkdirOrFail(d, false);
+          empty.add(d);
+        } else if (await mkdirOrFail(d, false)) empty.add(d);
+      }
+    }
+    const listable = new Set(this.plan.dirs);
+    const byDir = new Map<string, number[]>();
+    this.files.forEach((f, i) => {
+      if (f.padding) return;
+      const d = path.dirname(f.path);
+      let list = byDir.get(d);
+      if (!list) byDir.set(d, (list = []));
+      list.push(i);
+    });
+    for (const [d, list] of byDir) {
+      if (empty.has(d)) continue;
+      let present: (name: string) => Promise<boolean>;
+      if (listable.has(d)) {
+        const want = new Set<string>();
+        for (const i of list) {
+          want.add(path.basename(this.files[i]!.path));
+          want.add(path.basename(this.files[i]!.partPath));
+        }
+        const found = await listNames(d, want);
+        present = (name) => Promise.resolve(found.has(name));
       } else {
-        h = await openIfExists(f.path, RW);
-        if (h) {
+        present = async (name) => (await lstatOrNull(path.join(d, name))) !== null;
+      }
+      for (const i of list) {
+        const f = this.files[i]!;
+        const hasPart = await present(path.basename(f.partPath));
+        const hasFinal = await present(path.basename(f.path));
+        if (hasPart) {
+          f.current = f.partPath;
+          f.shadowed = hasFinal;
+        } else if (hasFinal) {
           f.current = f.path;
-          f.existed = true;
+        } else {
+          continue;
         }
-      }
-      if (!h) {
-        try {
-          h = await open(f.partPath, RW | constants.O_CREAT | constants.O_EXCL, 0o644);
-        } catch (e) {
-          throw toDiskError(e, `cannot create ${f.partPath}`);
+        const st = await lstatOrNull(f.current, true);
+        if (!st) {
+          // Gone between the listing and now: treat as never there.
+          f.current = null;
+          f.shadowed = false;
+          continue;
         }
-        f.current = f.partPath;
-        this.handles[i] = h;
-        await h.truncate(f.length);
-      } else {
-        this.handles[i] = h;
+        if (st.isSymbolicLink()) {
+          throw new DiskError(`cannot open ${f.current}: refusing to follow a symlink`);
+        }
+        if (!st.isFile()) throw new DiskError(`${f.current} is not a regular file`);
+        f.existed = true;
+        this.exists[i] = 1;
+        this.ident[i] = { dev: st.dev, ino: st.ino };
+        this.knownSize[i] = Number(st.size);
+        this.stampCache[i] = { size: Number(st.size), mtimeNs: st.mtimeNs, ino: st.ino };
+        this.stampFresh[i] = 1;
       }
-      const st = await h.stat();
-      if (!st.isFile()) throw new DiskError(`${f.current} is not a regular file`);
-      this.knownSize[i] = st.size;
+    }
+    if (write) {
+      for (const f of this.files) if (!f.padding && !f.current) f.current = f.partPath;
     }
   }
 
-  private async openForRead(): Promise<void> {
-    const RO = constants.O_RDONLY | constants.O_NOFOLLOW;
-    for (let i = 0; i < this.files.length; i++) {
-      const f = this.files[i]!;
-      let h = await openIfExists(f.partPath, RO);
-      if (h) {
-        f.current = f.partPath;
-      } else {
-        h = await openIfExists(f.path, RO);
-        if (h) f.current = f.path;
+  /** Open file `i` for the pool: read-only in read mode; created (exclusively) on first use. */
+  private async openHandle(i: number): Promise<FileHandle> {
+    const f = this.files[i]!;
+    const write = this.mode === 'write';
+    for (let attempt = 0; ; attempt++) {
+      const where = f.current!;
+      const create = write && !this.exists[i];
+      const flags =
+        (write ? constants.O_RDWR : constants.O_RDONLY) |
+        constants.O_NOFOLLOW |
+        (create ? constants.O_CREAT | constants.O_EXCL : 0);
+      let h: FileHandle;
+      try {
+        h = await open(where, flags, 0o644);
+      } catch (e) {
+        // Moved to its working name (or its final one) while we were opening it: once more.
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT' && f.current !== where && attempt < 2) {
+          continue;
+        }
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !create) {
+          throw new OutputChangedError(`${where} was removed during the download`);
+        }
+        throw toDiskError(e, `cannot ${create ? 'create' : 'open'} ${where}`);
       }
-      if (!h) continue;
-      this.handles[i] = h;
-      f.existed = true;
-      const st = await h.stat();
-      if (!st.isFile()) throw new DiskError(`${f.current} is not a regular file`);
-      this.knownSize[i] = st.size;
+      try {
+        const st = await h.stat({ bigint: true });
+        const id = this.ident[i];
+        if (id && (id.ino !== st.ino || id.dev !== st.dev)) {
+          throw new OutputChangedError(`${where} was replaced by another file during the download`);
+        }
+        if (!st.isFile()) throw new DiskError(`${where} is not a regular file`);
+        this.ident[i] = { dev: st.dev, ino: st.ino };
+      } catch (e) {
+        await h.close().catch(() => {});
+        throw toDiskError(e, `cannot open ${where}`);
+      }
+      if (create) this.exists[i] = 1;
+      return h;
     }
+  }
+
+  /**
+   * A file leaving the pool with unsynced writes is synced first: the checkpoint then has
+   * nothing left to do for it but stamp it, and need not open it again. A failure is kept for
+   * that checkpoint to report (the kernel reports a write-back error once, to this handle).
+   */
+  private async syncOnClose(i: number, h: FileHandle): Promise<void> {
+    // A sync of this file through the pool is under way or waiting for a slot: it does the work.
+    if (!this.unsynced.has(i) || this.syncing.has(i)) return;
+    await this.syncNow(i, h).catch(() => {});
+  }
+
+  /**
+   * fdatasync file `i` (through the pool, or on the handle given), one sync at a time per file.
+   * It is marked synced only if no write completed while it ran. A failure is thrown and kept
+   * for the next checkpoint.
+   */
+  private async syncNow(i: number, h?: FileHandle): Promise<void> {
+    for (let r = this.syncing.get(i); r; r = this.syncing.get(i)) await r.catch(() => {});
+    const failed = this.syncErrors.get(i);
+    if (failed) throw failed;
+    if (!this.unsynced.has(i)) return;
+    const gen = this.writeGen[i];
+    const run = (async () => {
+      try {
+        if (h) await h.datasync();
+        else await this.withFile(i, (x) => x.datasync());
+      } catch (e) {
+        const err = toDiskError(e, `cannot sync ${this.files[i]!.current}`);
+        this.syncErrors.set(i, err);
+        throw err;
+      }
+      if (this.writeGen[i] === gen) this.unsynced.delete(i);
+    })();
+    this.syncing.set(i, run);
+    try {
+      await run;
+    } finally {
+      this.syncing.delete(i);
+    }
+  }
+
+  /**
+   * A file that has all its bytes will not be written again: sync it now, in the background
+   * (EARLY_SYNCS at a time, leaving the other I/O threads to the writes), so that its data goes to
+   * disk while the download goes on and the next checkpoint finds it done.
+   */
+  private syncEarly(i: number): void {
+    this.early.push(i);
+    this.pumpEarly();
+  }
+
+  private pumpEarly(): void {
+    if (!this.earlyDone && this.early.length > 0) {
+      this.earlyIdle = new Promise<void>((r) => (this.earlyDone = r));
+    }
+    while (this.earlyRunning < EARLY_SYNCS && this.early.length > 0 && !this.closed) {
+      const i = this.early.shift()!;
+      this.earlyRunning++;
+      void this.syncNow(i)
+        .catch(() => {})
+        .finally(() => {
+          this.earlyRunning--;
+          this.pumpEarly();
+        });
+    }
+    if (this.earlyRunning === 0 && (this.early.length === 0 || this.closed)) {
+      this.early.length = 0;
+      this.earlyDone?.();
+      this.earlyDone = null;
+    }
+  }
+
+  private withFile<T>(i: number, fn: (h: FileHandle) => Promise<T>): Promise<T> {
+    return this.pool.use(i, () => this.openHandle(i), fn);
   }
 
   /** Called (and awaited) before each piece's first byte is written: the resume journal's hook. */
@@ -180,37 +389,57 @@ export class DiskStorage {
 
   private async doWrite(index: number, data: Buffer): Promise<void> {
     if (this.beforeWrite) await this.beforeWrite(index);
-    for (const s of this.layout.spans(index)) {
+    // The runs of a piece lie in distinct files: they are written side by side.
+    const results = await Promise.allSettled(
+      this.layout.spans(index).map((s) => this.writeSpan(index, data, s)),
+    );
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+  }
+
+  private async writeSpan(index: number, data: Buffer, s: Span): Promise<void> {
+    {
       const fi = s.fileIndex;
-      await this.ensureWorkingName(fi);
       const f = this.files[fi]!;
-      const h = this.handles[fi];
-      if (!h) throw new DiskError(`cannot write piece ${index}: ${f.current} is closed`);
+      // Padding is zeros by definition (the piece's hash checked them): nothing to store.
+      if (f.padding) return;
+      await this.ensureWorkingName(fi);
       try {
-        // A file that shrank under us was truncated by someone else: writing on would regrow it
-        // and hide the hole.
-        const st = await h.stat();
-        if (st.size < this.knownSize[fi]!) {
-          throw new OutputChangedError(
-            `${f.current} was truncated during the download (${st.size} bytes, expected ${this.knownSize[fi]})`,
-          );
-        }
-        let done = 0;
-        while (done < s.length) {
-          const { bytesWritten } = await h.write(
-            data,
-            s.pieceOffset + done,
-            s.length - done,
-            s.fileOffset + done,
-          );
-          if (bytesWritten <= 0) throw new Error('short write');
-          done += bytesWritten;
-        }
+        await this.withFile(fi, async (h) => {
+          // Only a write that reaches the end of what tdl has written could regrow a file that
+          // someone else truncated, and hide the hole: only then is its size checked. (A
+          // truncation that no write hides is found by the next checkIntact.)
+          const known = this.knownSize[fi]!;
+          if (known > 0 && s.fileOffset + s.length >= known) {
+            const st = await h.stat();
+            if (st.size < known) {
+              throw new OutputChangedError(
+                `${f.current} was truncated during the download (${st.size} bytes, expected ${known})`,
+              );
+            }
+          }
+          let done = 0;
+          while (done < s.length) {
+            const { bytesWritten } = await h.write(
+              data,
+              s.pieceOffset + done,
+              s.length - done,
+              s.fileOffset + done,
+            );
+            if (bytesWritten <= 0) throw new Error('short write');
+            done += bytesWritten;
+          }
+        });
       } catch (e) {
         throw toDiskError(e, `cannot write piece ${index} to ${f.current}`);
       }
       this.knownSize[fi] = Math.max(this.knownSize[fi]!, s.fileOffset + s.length);
+      this.stampFresh[fi] = 0;
+      this.writeGen[fi]!++;
       this.dirty.add(fi);
+      this.unsynced.add(fi);
+      const before = this.bytesDone[fi]!;
+      this.bytesDone[fi] = before + s.length;
+      if (before < f.length && before + s.length >= f.length) this.syncEarly(fi);
     }
   }
 
@@ -238,22 +467,6 @@ export class DiskStorage {
     return r;
   }
 
-  /** A block of a verified piece, to serve to a peer. */
-  async readBlock(index: number, begin: number, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length);
-    for (const s of this.layout.spans(index, begin, length)) {
-      const h = this.handles[s.fileIndex];
-      const at = s.pieceOffset - begin;
-      if (!h) {
-        buf.fill(0, at, at + s.length);
-        continue;
-      }
-      const { bytesRead } = await h.read(buf, at, s.length, s.fileOffset);
-      if (bytesRead < s.length) buf.fill(0, at + bytesRead, at + s.length);
-    }
-    return buf;
-  }
-
   /** Read a piece back from disk. Bytes past the end of a file, or of a missing file, read as 0. */
   readPiece(index: number, into?: Buffer): Promise<Buffer> {
     return this.readPieces(index, index, into);
@@ -261,49 +474,71 @@ export class DiskStorage {
 
   /**
    * Read the consecutive pieces `first..last` into one buffer, one read per file run. Bytes past
-   * the end of a file, or of a missing file, read as 0.
+   * the end of a file, of a missing file or of padding read as 0.
    */
   async readPieces(first: number, last: number, into?: Buffer): Promise<Buffer> {
+    if (this.closed) throw new DiskError('storage is closed');
     const start = this.layout.pieceOffset(first);
     const size = this.layout.pieceOffset(last) + this.layout.pieceSize(last) - start;
     const buf = into && into.length >= size ? into.subarray(0, size) : Buffer.allocUnsafe(size);
-    const runs: { fileIndex: number; fileOffset: number; at: number; length: number }[] = [];
+    const runs: Run[] = [];
     for (let p = first; p <= last; p++) {
       const base = this.layout.pieceOffset(p) - start;
-      for (const s of this.layout.spans(p)) {
-        const at = base + s.pieceOffset;
-        const r = runs[runs.length - 1];
-        if (r && r.fileIndex === s.fileIndex && r.at + r.length === at) r.length += s.length;
-        else runs.push({ fileIndex: s.fileIndex, fileOffset: s.fileOffset, at, length: s.length });
-      }
+      addRuns(runs, this.layout.spans(p), base);
     }
+    await this.readRuns(runs, buf);
+    return buf;
+  }
+
+  /**
+   * Read `length` bytes at `begin` of piece `index` (a block to serve to a peer), from wherever
+   * its files are now: working or final names, before or after `finalize()`, in either mode.
+   * Missing bytes read as zeros; the caller serves only pieces it has verified. DiskError on a
+   * bad range or a failed read.
+   */
+  async readBlock(index: number, begin: number, length: number): Promise<Buffer> {
+    if (this.closed) throw new DiskError('storage is closed');
+    let spans;
+    try {
+      spans = this.layout.spans(index, begin, length);
+    } catch (e) {
+      throw new DiskError(`cannot read block ${index}+${begin}/${length}: ${(e as Error).message}`);
+    }
+    const buf = Buffer.allocUnsafe(length);
+    const runs: Run[] = [];
+    addRuns(runs, spans, -begin);
+    await this.readRuns(runs, buf);
+    return buf;
+  }
+
+  private async readRuns(runs: readonly Run[], buf: Buffer): Promise<void> {
     for (const r of runs) {
-      const h = this.handles[r.fileIndex];
-      if (!h) {
+      const f = this.files[r.fileIndex]!;
+      if (f.padding || !this.exists[r.fileIndex]) {
         buf.fill(0, r.at, r.at + r.length);
         continue;
       }
       try {
-        let done = 0;
-        while (done < r.length) {
-          const { bytesRead } = await h.read(
-            buf,
-            r.at + done,
-            r.length - done,
-            r.fileOffset + done,
-          );
-          if (bytesRead <= 0) {
-            buf.fill(0, r.at + done, r.at + r.length);
-            break;
+        await this.withFile(r.fileIndex, async (h) => {
+          let done = 0;
+          while (done < r.length) {
+            const { bytesRead } = await h.read(
+              buf,
+              r.at + done,
+              r.length - done,
+              r.fileOffset + done,
+            );
+            if (bytesRead <= 0) {
+              buf.fill(0, r.at + done, r.at + r.length);
+              break;
+            }
+            done += bytesRead;
           }
-          done += bytesRead;
-        }
+        });
       } catch (e) {
-        const where = this.files[r.fileIndex]!.current;
-        throw toDiskError(e, `cannot read ${where}`);
+        throw toDiskError(e, `cannot read ${f.current}`);
       }
     }
-    return buf;
   }
 
   /** Wait for every write in flight. */
@@ -311,10 +546,10 @@ export class DiskStorage {
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
   }
 
-  /** Every file index (and clears the written-since marks). */
+  /** Every file on disk (and clears the written-since marks). */
   allFiles(): number[] {
     this.dirty.clear();
-    return this.files.map((_, i) => i);
+    return this.files.flatMap((_, i) => (this.exists[i] ? [i] : []));
   }
 
   /** Files written since the last call (their data may not be durable yet). */
@@ -324,13 +559,40 @@ export class DiskStorage {
     return d;
   }
 
-  /** Make the data already written to these files durable. */
+  /**
+   * Files whose contents were relied on without being known durable (the start-up check hashed
+   * them): the next checkpoint syncs and stamps them as if written.
+   */
+  markDirty(indexes: Iterable<number>): void {
+    for (const i of indexes) {
+      if (this.files[i]?.padding || !this.exists[i]) continue;
+      this.dirty.add(i);
+      this.unsynced.add(i);
+    }
+  }
+
+  /**
+   * Make the data already written to these files durable: one fdatasync each for those not
+   * synced since their last write (a file synced when it left the pool is not opened again).
+   */
   async syncFiles(indexes: readonly number[]): Promise<void> {
     try {
-      await Promise.all(indexes.map((i) => this.handles[i]?.datasync()));
+      await this.syncSome(indexes);
     } catch (e) {
       for (const i of indexes) this.dirty.add(i);
-      throw toDiskError(e, 'cannot sync output');
+      throw e;
+    }
+  }
+
+  private async syncSome(indexes: readonly number[]): Promise<void> {
+    const results = await Promise.allSettled(
+      indexes.map(async (i) => {
+        await this.syncNow(i);
+        this.syncErrors.delete(i);
+      }),
+    );
+    for (const r of results) {
+      if (r.status === 'rejected') throw toDiskError(r.reason, 'cannot sync output');
     }
   }
 
@@ -340,113 +602,187 @@ export class DiskStorage {
    */
   async sync(): Promise<void> {
     await this.flush();
-    await this.syncFiles(this.handles.map((_, i) => i));
+    await this.syncSome([...this.unsynced, ...this.syncErrors.keys()]);
   }
 
   /**
-   * Each file's stamp as seen through its open handle. Only files named in `fresh` (or never
-   * stamped) are asked again: a file tdl has not written keeps the stamp it had, so that a change
+   * Each file's stamp. Only files named in `fresh` are looked at again, and only when written
+   * since their last stamp: a file tdl has not written keeps the stamp it had, so that a change
    * made by someone else shows as a mismatch on the next start.
    */
   async stamps(fresh: readonly number[] = []): Promise<(FileStamp | null)[]> {
-    const again = new Set(fresh);
-    await Promise.all(
-      this.handles.map(async (h, i) => {
-        if (!h) {
-          this.stampCache[i] = null;
-          return;
-        }
-        if (this.stampCache[i] && !again.has(i)) return;
-        try {
-          const st = await h.stat({ bigint: true });
-          this.stampCache[i] = { size: Number(st.size), mtimeNs: st.mtimeNs, ino: st.ino };
-        } catch (e) {
-          throw toDiskError(e, `cannot read ${this.files[i]!.current}`);
-        }
-      }),
-    );
+    for (const i of fresh) {
+      if (this.files[i]!.padding || !this.exists[i] || this.stampFresh[i]) continue;
+      await this.look(i);
+    }
     return [...this.stampCache];
   }
 
+  /** lstat file `i` where tdl expects it, check it is still tdl's, and cache its stamp. */
+  private async look(i: number): Promise<void> {
+    const f = this.files[i]!;
+    const there = await lstatOrNull(f.current!, true);
+    if (!there) throw new OutputChangedError(`${f.current} was removed during the download`);
+    const id = this.ident[i];
+    if (!there.isFile() || (id && (there.ino !== id.ino || there.dev !== id.dev))) {
+      throw new OutputChangedError(`${f.current} was replaced by another file during the download`);
+    }
+    const size = Number(there.size);
+    if (size < this.knownSize[i]!) {
+      throw new OutputChangedError(
+        `${f.current} was truncated during the download (${size} bytes, expected ${this.knownSize[i]})`,
+      );
+    }
+    this.stampCache[i] = { size, mtimeNs: there.mtimeNs, ino: there.ino };
+    this.stampFresh[i] = 1;
+  }
+
   /**
-   * Check that each file (all when `indexes` is omitted) is still the one tdl has open, under the
+   * Check that each file (all when `indexes` is omitted) is still the one tdl uses, under the
    * name tdl expects, and no shorter than tdl made it. OutputChangedError names the first that
-   * is not.
+   * is not. One lstat per file; the stamp it gives is kept for the next checkpoint.
    */
   async checkIntact(indexes?: readonly number[]): Promise<void> {
     const list = indexes ?? this.files.map((_, i) => i);
     for (const i of list) {
-      const h = this.handles[i];
-      const f = this.files[i]!;
-      if (!h || !f.current) continue;
-      const ours = await h.stat({ bigint: true }).catch((e: unknown) => {
-        throw toDiskError(e, `cannot read ${f.current}`);
-      });
-      const there = await lstatOrNull(f.current, true);
-      if (!there) throw new OutputChangedError(`${f.current} was removed during the download`);
-      if (there.ino !== ours.ino || there.dev !== ours.dev) {
-        throw new OutputChangedError(
-          `${f.current} was replaced by another file during the download`,
-        );
-      }
-      if (Number(ours.size) < this.knownSize[i]!) {
-        throw new OutputChangedError(
-          `${f.current} was truncated during the download (${ours.size} bytes, expected ${this.knownSize[i]})`,
-        );
-      }
+      if (this.files[i]!.padding || !this.exists[i]) continue;
+      await this.look(i);
     }
   }
 
   /**
    * The torrent is complete and verified: give every file its exact size (a file that was
-   * longer is cut, and reported) and its final name, then make the names durable.
+   * longer is cut, and reported) and its final name, then make the names durable. Files never
+   * written (empty ones, or all zeros) are created here. Renames go in one pass, after sizes.
    */
   async finalize(): Promise<{ cut: string[] }> {
+    await this.flush();
     const cut: string[] = [];
+    const dirs = new Set<string>();
     for (let i = 0; i < this.files.length; i++) {
       const f = this.files[i]!;
-      const h = this.handles[i];
-      if (!h || !f.current) continue;
+      if (f.padding) continue;
+      if (!this.exists[i]) {
+        await this.createFinal(i);
+        dirs.add(path.dirname(f.path));
+        continue;
+      }
       try {
-        const st = await h.stat();
-        if (st.size !== f.length) {
-          if (st.size > f.length) cut.push(f.path);
-          await h.truncate(f.length);
-          await h.datasync();
+        let size = this.stampFresh[i] ? this.stampCache[i]!.size : -1;
+        if (size < 0) {
+          await this.look(i);
+          size = this.stampCache[i]!.size;
+        }
+        if (size !== f.length) {
+          if (size > f.length) cut.push(f.path);
+          await this.withFile(i, async (h) => {
+            await h.truncate(f.length);
+            await h.datasync();
+          });
+          this.stampFresh[i] = 0;
         }
       } catch (e) {
         throw toDiskError(e, `cannot set the size of ${f.current}`);
       }
     }
-    const dirs = new Set<string>();
     for (const f of this.files) {
-      if (f.current && f.current !== f.path) {
-        try {
-          await rename(f.current, f.path);
-        } catch (e) {
-          throw toDiskError(e, `cannot rename ${f.current} to ${f.path}`);
-        }
-        f.current = f.path;
-        dirs.add(path.dirname(f.path));
+      if (f.padding || !f.current || f.current === f.path) continue;
+      try {
+        await rename(f.current, f.path);
+      } catch (e) {
+        throw toDiskError(e, `cannot rename ${f.current} to ${f.path}`);
       }
+      f.current = f.path;
+      dirs.add(path.dirname(f.path));
     }
-    for (const d of dirs) await syncDir(d);
+    // Folders are synced a few at a time: each is a journal commit, and commits overlap.
+    const list = [...dirs];
+    await Promise.all(
+      Array.from({ length: Math.min(4, list.length) }, async () => {
+        for (let d = list.pop(); d !== undefined; d = list.pop()) await syncDir(d);
+      }),
+    );
     log('finalized %d files under %s', this.files.length, this.plan.root);
     return { cut };
+  }
+
+  /** Create a file that was never written (all zeros) under its final name, at its size. */
+  private async createFinal(i: number): Promise<void> {
+    const f = this.files[i]!;
+    let h: FileHandle | null = null;
+    try {
+      h = await open(
+        f.path,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+        0o644,
+      );
+      if (f.length > 0) {
+        await h.truncate(f.length);
+        await h.datasync();
+      }
+    } catch (e) {
+      throw toDiskError(e, `cannot create ${f.path}`);
+    } finally {
+      await h?.close().catch(() => {});
+    }
+    f.current = f.path;
+    this.exists[i] = 1;
+  }
+
+  /** Pool figures: capacity, handles open now, most ever open, opens in total. */
+  get openFiles(): { capacity: number; open: number; peak: number; opens: number } {
+    const p = this.pool;
+    return { capacity: p.capacity, open: p.size, peak: p.peak, opens: p.opens };
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.flush();
-    const hs = this.handles;
-    this.handles = hs.map(() => null);
-    await Promise.allSettled(hs.map((h) => h?.close()));
+    this.pumpEarly();
+    await this.earlyIdle;
+    await this.pool.close();
   }
 
   get root(): string {
     return this.plan.root;
   }
+}
+
+/** Append the spans of a piece, at `base` in the buffer, to runs, merging what is contiguous. */
+function addRuns(
+  runs: Run[],
+  spans: readonly { fileIndex: number; fileOffset: number; pieceOffset: number; length: number }[],
+  base: number,
+): void {
+  for (const s of spans) {
+    const at = base + s.pieceOffset;
+    const r = runs[runs.length - 1];
+    if (r && r.fileIndex === s.fileIndex && r.at + r.length === at) r.length += s.length;
+    else runs.push({ fileIndex: s.fileIndex, fileOffset: s.fileOffset, at, length: s.length });
+  }
+}
+
+/**
+ * The names of `want` present in folder `dir`, from one listing. A folder that is not there
+ * holds nothing.
+ */
+async function listNames(dir: string, want: ReadonlySet<string>): Promise<Set<string>> {
+  const found = new Set<string>();
+  let d;
+  try {
+    d = await opendir(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return found;
+    throw toDiskError(e, `cannot list ${dir}`);
+  }
+  try {
+    for await (const ent of d) if (want.has(ent.name)) found.add(ent.name);
+  } catch (e) {
+    throw toDiskError(e, `cannot list ${dir}`);
+  }
+  return found;
 }
 
 /** fsync a folder so that names created or renamed in it survive a crash (best effort). */
@@ -462,52 +798,14 @@ export async function syncDir(dir: string): Promise<void> {
   }
 }
 
-async function mkdirOrFail(dir: string): Promise<void> {
+/** mkdir; true when it created the folder, false when one was there. */
+async function mkdirOrFail(dir: string, recursive: boolean): Promise<boolean> {
   try {
-    await mkdir(dir, { recursive: true });
+    if (recursive) return (await mkdir(dir, { recursive: true })) !== undefined;
+    await mkdir(dir);
+    return true;
   } catch (e) {
+    if (!recursive && (e as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw toDiskError(e, `cannot create folder ${dir}`);
   }
-}
-
-async function openIfExists(p: string, flags: number): Promise<FileHandle | null> {
-  try {
-    return await open(p, flags);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
-    throw toDiskError(e, `cannot open ${p}`);
-  }
-}
-
-async function lstatOrNull(p: string, bigint: true): Promise<import('node:fs').BigIntStats | null>;
-async function lstatOrNull(p: string): Promise<import('node:fs').Stats | null>;
-async function lstatOrNull(p: string, bigint?: boolean) {
-  try {
-    return bigint ? await lstat(p, { bigint: true }) : await lstat(p);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
-    throw toDiskError(e, `cannot read ${p}`);
-  }
-}
-
-export function toDiskError(e: unknown, what: string): DiskError {
-  if (e instanceof DiskError) return e;
-  const err = e as NodeJS.ErrnoException;
-  const detail =
-    err.code === 'ENOSPC'
-      ? 'no space left on device'
-      : err.code === 'EDQUOT'
-        ? 'disk quota exceeded'
-        : err.code === 'EROFS'
-          ? 'read-only file system'
-          : err.code === 'EACCES' || err.code === 'EPERM'
-            ? `permission denied${err.path ? ` (${err.path})` : ''}`
-            : err.code === 'ELOOP'
-              ? `refusing to follow a symlink${err.path ? ` (${err.path})` : ''}`
-              : err.code === 'EISDIR'
-                ? 'is a folder'
-                : (err.message ?? String(e));
-  return new DiskError(`${what}: ${detail}`, { cause: e });
 }

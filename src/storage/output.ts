@@ -3,8 +3,8 @@
  * the torrent's file or top folder inside it; any other PATH becomes the file (single-file
  * torrent) or the top folder (multi-file torrent). One exception keeps a run repeatable: when
  * PATH is an existing folder that is this multi-file torrent's own top folder from an earlier run
- * (PATH/<name> does not exist, and PATH.tdl-resume belongs to this torrent or every top-level
- * entry of the torrent is in PATH under its final or `.part` name), PATH stays the top folder, so
+ * (PATH/<name> does not exist, and PATH.tdl-resume belongs to this torrent, or the torrent's files
+ * in PATH all fit it and are all there or include a `.part` working file), PATH stays the top folder, so
  * the same command resumes or re-checks instead of starting again one level down.
  *
  * Every file path is built from components that
@@ -13,9 +13,10 @@
  * refused, because writing through it could land outside the output.
  */
 import { constants } from 'node:fs';
-import { lstat, open, stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DiskError, MetainfoError } from '../errors.js';
+import { lstatOrNull } from './fs-util.js';
 import { PART_SUFFIX, RESUME_SUFFIX, withSuffix } from './names.js';
 import { RESUME_MAGIC } from './resume.js';
 
@@ -24,6 +25,8 @@ export interface OutputFile {
   path: string;
   length: number;
   offset: number;
+  /** BEP 47 padding: zeros by definition, never created, opened or written. */
+  padding?: boolean;
 }
 
 export interface OutputPlan {
@@ -39,7 +42,12 @@ export interface OutputPlan {
 interface TorrentShape {
   name: string;
   multiFile: boolean;
-  files: readonly { path: readonly string[]; length: number; offset: number }[];
+  files: readonly {
+    path: readonly string[];
+    length: number;
+    offset: number;
+    padding?: boolean;
+  }[];
   /** Recognises this torrent's resume file (see above). */
   infoHash?: Buffer;
 }
@@ -61,13 +69,19 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
   }
   const parent = path.dirname(root);
   const files: OutputFile[] = t.multiFile
-    ? t.files.map((f) => ({ path: inside(root, f.path), length: f.length, offset: f.offset }))
+    ? t.files.map((f) => ({
+        path: inside(root, f.path),
+        length: f.length,
+        offset: f.offset,
+        ...(f.padding ? { padding: true } : {}),
+      }))
     : [{ path: root, length: t.files[0]!.length, offset: 0 }];
 
   const dirs = new Set<string>();
   if (t.multiFile) {
     dirs.add(root);
     for (const f of files) {
+      if (f.padding) continue;
       for (
         let d = path.dirname(f.path);
         d !== root && d.startsWith(root + path.sep);
@@ -86,27 +100,46 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
     : root === target
       ? ordered.filter((d) => d !== root)
       : [root, ...ordered.filter((d) => d !== root)];
-  for (const d of derived) await refuseLink(d, true);
-  for (const f of files)
+  // Nothing can be inside a folder that is not there: no need to look (a fresh download of many
+  // files would otherwise lstat each of them in vain).
+  const absent = new Set<string>();
+  for (const d of derived) {
+    if (absent.has(path.dirname(d)) || !(await refuseLink(d, true))) absent.add(d);
+  }
+  for (const f of files) {
+    if (f.padding || absent.has(path.dirname(f.path))) continue;
     if (f.path !== target || st?.isDirectory()) await refuseLink(f.path, false);
+  }
   return { root, parent, files, dirs: ordered };
 }
 
 /**
  * Is the existing folder `dir` this multi-file torrent's top folder from an earlier run? Yes when
- * the resume file beside it names this torrent, or when every file of the torrent is in it, under
- * its final or `.part` name, at its exact size.
+ * the resume file beside it names this torrent; or when every file of the torrent that is in it
+ * fits (under its final name at its exact size, under its `.part` name no longer than the file)
+ * and either all of them are there or at least one is there under its `.part` name (tdl creates
+ * a working file when it first writes to it, so an interrupted run leaves some missing).
  */
 async function isOwnFolder(dir: string, t: TorrentShape): Promise<boolean> {
   if (t.infoHash && (await resumeInfoHash(withSuffix(dir, RESUME_SUFFIX)))?.equals(t.infoHash)) {
     return true;
   }
+  let missing = false;
+  let parts = false;
   for (const f of t.files) {
+    if (f.padding) continue;
     const p = path.join(dir, ...f.path);
-    const st = (await lstatOrNull(p)) ?? (await lstatOrNull(withSuffix(p, PART_SUFFIX)));
-    if (!st?.isFile() || st.size !== f.length) return false;
+    const fin = await lstatOrNull(p);
+    if (fin) {
+      if (!fin.isFile() || fin.size !== f.length) return false;
+      continue;
+    }
+    const part = await lstatOrNull(withSuffix(p, PART_SUFFIX));
+    if (!part) missing = true;
+    else if (!part.isFile() || part.size > f.length) return false;
+    else parts = true;
   }
-  return true;
+  return !missing || parts;
 }
 
 /** The info hash recorded in a resume file's header, or null. */
@@ -137,14 +170,16 @@ function inside(root: string, components: readonly string[]): string {
   return p;
 }
 
-async function refuseLink(p: string, wantDir: boolean): Promise<void> {
+/** Refuse a symlink or the wrong kind of entry at `p`; false when nothing is there. */
+async function refuseLink(p: string, wantDir: boolean): Promise<boolean> {
   const st = await lstatOrNull(p);
-  if (!st) return;
+  if (!st) return false;
   if (st.isSymbolicLink()) {
     throw new MetainfoError('info.files', `refusing to write through the symlink ${p}`);
   }
   if (wantDir && !st.isDirectory()) throw new DiskError(`${p} exists and is not a directory`);
   if (!wantDir && st.isDirectory()) throw new DiskError(`${p} exists and is a directory`);
+  return true;
 }
 
 async function statOrNull(p: string) {
@@ -152,16 +187,6 @@ async function statOrNull(p: string) {
     return await stat(p);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new DiskError(`cannot read ${p}: ${(e as Error).message}`, { cause: e });
-  }
-}
-
-async function lstatOrNull(p: string) {
-  try {
-    return await lstat(p);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
     throw new DiskError(`cannot read ${p}: ${(e as Error).message}`, { cause: e });
   }
 }

@@ -6,7 +6,8 @@
  *   offset  size  field
  *   0       8     magic "TDLRESUM"
  *   8       2     format version (1), big-endian like every number here
- *   10      2     flags: bit 0 = written at an orderly exit
+ *   10      2     flags: none defined; written as 0 and ignored when read (an older tdl set
+ *                 bit 0 at an orderly exit, which nothing used)
  *   12      20    info hash
  *   32      8     piece length
  *   40      8     total length
@@ -32,7 +33,6 @@ export const RESUME_HEADER_BYTES = 56;
 export const RESUME_FILE_ENTRY_BYTES = 24;
 export const RESUME_CHECKSUM_BYTES = 20;
 export const JOURNAL_ENTRY_BYTES = 4;
-const FLAG_CLEAN = 1;
 
 export interface ResumeFileEntry {
   size: number;
@@ -45,8 +45,6 @@ export interface ResumeState {
   pieceLength: number;
   totalLength: number;
   pieceCount: number;
-  /** Written at an orderly exit (nothing was being written). */
-  clean: boolean;
   files: ResumeFileEntry[];
   /** Pieces verified, written and synced when the checkpoint was taken. */
   have: Bitfield;
@@ -76,7 +74,7 @@ export function encodeResume(s: ResumeState, journal: readonly number[] = []): B
   const buf = Buffer.alloc(size + JOURNAL_ENTRY_BYTES * journal.length);
   RESUME_MAGIC.copy(buf, 0);
   buf.writeUInt16BE(RESUME_VERSION, 8);
-  buf.writeUInt16BE(s.clean ? FLAG_CLEAN : 0, 10);
+  buf.writeUInt16BE(0, 10);
   s.infoHash.copy(buf, 12);
   buf.writeBigUInt64BE(BigInt(s.pieceLength), 32);
   buf.writeBigUInt64BE(BigInt(s.totalLength), 40);
@@ -113,7 +111,6 @@ export function decodeResume(buf: Buffer): DecodedResume {
   if (!buf.subarray(0, 8).equals(RESUME_MAGIC)) return bad('not a resume file');
   const version = buf.readUInt16BE(8);
   if (version !== RESUME_VERSION) return bad(`format version ${version} is not supported`);
-  const flags = buf.readUInt16BE(10);
   const infoHash = Buffer.from(buf.subarray(12, 32));
   const pieceLength = safeNumber(buf.readBigUInt64BE(32));
   const totalLength = safeNumber(buf.readBigUInt64BE(40));
@@ -163,7 +160,6 @@ export function decodeResume(buf: Buffer): DecodedResume {
       pieceLength,
       totalLength,
       pieceCount,
-      clean: (flags & FLAG_CLEAN) !== 0,
       files,
       have,
     },

@@ -279,7 +279,14 @@ describe('crash safety', () => {
       if (finalNames.length > 0) {
         expect((await verifyJson(tp, out)).v['dataComplete'], log.join('; ')).toBe(true);
       }
-      expect(existsSync(`${out}.tdl-resume`)).toBe(true);
+      // The kill may also land after the resume file of a complete download was removed, just
+      // before the exit: then every file has its final name.
+      const done = finalNames.length === t.files.filter((f) => f.length > 0).length;
+      expect(existsSync(`${out}.tdl-resume`) || done).toBe(true);
+      if (done && !existsSync(`${out}.tdl-resume`)) {
+        finished = true;
+        break;
+      }
     }
     if (!finished) await resumeToEnd(tp, out, s, total);
     await expectFinal(t, out);
@@ -297,7 +304,6 @@ describe('crash safety', () => {
     const raw = await readFile(`${out}.tdl-resume`);
     const d = decodeResume(raw);
     if (!d.ok) throw new Error(d.reason);
-    expect(d.state.clean).toBe(true);
     expect(d.journal).toEqual([]);
     const valid = await validOnDisk(tp, out);
     expect(valid).toBeGreaterThan(0);
@@ -352,10 +358,7 @@ describe('resume file that cannot be believed', () => {
     // another info hash.
     const all = new Bitfield(t.pieces.length);
     for (let i = 0; i < t.pieces.length; i++) all.set(i);
-    await writeFile(
-      rf,
-      encodeResume({ ...d.state, infoHash: Buffer.alloc(20, 0x5a), have: all, clean: true }),
-    );
+    await writeFile(rf, encodeResume({ ...d.state, infoHash: Buffer.alloc(20, 0x5a), have: all }));
     await resumeToEnd(tp, out, s, t.data.length);
     await expectFinal(t, out);
   });

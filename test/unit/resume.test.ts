@@ -28,7 +28,6 @@ function state(o: Partial<ResumeState> = {}): ResumeState {
     pieceLength: 16384,
     totalLength: 16384 * 12 + 100,
     pieceCount,
-    clean: false,
     files: [
       { size: 100_000, mtimeNs: 1_700_000_000_123_456_789n, ino: 42n },
       { size: 96_708, mtimeNs: 1n, ino: (1n << 63n) + 5n },
@@ -46,17 +45,28 @@ function decodeOk(buf: Buffer) {
 
 describe('resume codec', () => {
   it('round-trips every field', () => {
-    const s = state({ clean: true });
+    const s = state();
     const d = decodeOk(encodeResume(s));
     expect(d.state.infoHash.equals(s.infoHash)).toBe(true);
     expect(d.state.pieceLength).toBe(s.pieceLength);
     expect(d.state.totalLength).toBe(s.totalLength);
     expect(d.state.pieceCount).toBe(13);
-    expect(d.state.clean).toBe(true);
     expect(d.state.files).toEqual(s.files);
     expect(d.state.have.toBuffer().equals(s.have.toBuffer())).toBe(true);
     expect(d.journal).toEqual([]);
     expect(d.checkpointBytes).toBe(checkpointSize(13, 2));
+  });
+
+  it('writes no flags, and still loads a file from an older tdl that set the orderly-exit flag', () => {
+    const s = state();
+    const buf = encodeResume(s);
+    expect(buf.readUInt16BE(10)).toBe(0);
+    // The old flag sat inside the checksummed header: rebuild the checksum as an old tdl did.
+    buf.writeUInt16BE(1, 10);
+    const sumAt = checkpointSize(13, 2) - 20;
+    createHash('sha1').update(buf.subarray(0, sumAt)).digest().copy(buf, sumAt);
+    const d = decodeOk(buf);
+    expect(d.state.have.toBuffer().equals(s.have.toBuffer())).toBe(true);
   });
 
   it('reads the journal after the checkpoint: in order, deduplicated, out-of-range dropped', () => {
@@ -155,9 +165,8 @@ describe('resume codec', () => {
           }),
           { maxLength: 5 },
         ),
-        fc.boolean(),
         fc.array(fc.nat(), { maxLength: 10 }),
-        (pieceCount, pieceLength, files, clean, bits) => {
+        (pieceCount, pieceLength, files, bits) => {
           const have = new Bitfield(pieceCount);
           for (const b of bits) have.set(b % pieceCount);
           const s: ResumeState = {
@@ -165,13 +174,11 @@ describe('resume codec', () => {
             pieceLength,
             totalLength: pieceLength * (pieceCount - 1) + 1,
             pieceCount,
-            clean,
             files,
             have,
           };
           const d = decodeOk(encodeResume(s));
           expect(d.state.files).toEqual(files);
-          expect(d.state.clean).toBe(clean);
           expect(d.state.have.toBuffer().equals(have.toBuffer())).toBe(true);
         },
       ),
@@ -227,7 +234,6 @@ describe('start-up plan', () => {
           pieceLength: 16384,
           totalLength: 100_000,
           pieceCount: layout.pieceCount,
-          clean: journal.length === 0,
           files,
           have: bf,
         },

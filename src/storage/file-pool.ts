@@ -1,0 +1,206 @@
+/**
+ * A bounded pool of open file handles, least recently used first out.
+ *
+ * A torrent may hold up to 100,000 files; a process may hold far fewer descriptors (1,024 on
+ * most desktops, 256 under some shells). Storage keeps at most `capacity` files open: opening one
+ * more closes the least recently used idle handle first. A handle in use (a read, write or sync
+ * under way) is never closed: `use()` counts its users, and when every handle is busy the next
+ * caller waits for one to be released. So an eviction can never pull a handle from under an
+ * operation, and at most `capacity` descriptors are held at any time.
+ *
+ * Size: the soft RLIMIT_NOFILE (from /proc/self/limits on Linux, else 1,024), minus what peer
+ * sockets and the rest of the process need; see `poolCapacity`.
+ */
+import { readFileSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import createDebug from 'debug';
+
+const log = createDebug('tdl:storage');
+
+/** Largest pool: more open files do not make a download faster. */
+export const MAX_POOL = 512;
+/** Smallest pool, even under a tiny limit. */
+export const MIN_POOL = 4;
+/** Descriptors kept for everything but files and peer sockets (stdio, trackers, resume file, DNS, libuv). */
+export const FD_RESERVE = 64;
+/** Peer sockets assumed when the caller does not say. */
+export const DEFAULT_PEER_SOCKETS = 64;
+/** Assumed when the limit cannot be read. */
+export const FALLBACK_FD_LIMIT = 1024;
+
+/**
+ * Files to keep open for a process allowed `limit` descriptors with up to `sockets` peer
+ * sockets: a quarter of the limit, no more than what is left after the sockets and a reserve,
+ * and within [MIN_POOL, MAX_POOL].
+ */
+export function poolCapacity(limit: number, sockets = DEFAULT_PEER_SOCKETS): number {
+  const left = limit - sockets - FD_RESERVE;
+  return Math.max(MIN_POOL, Math.min(MAX_POOL, Math.floor(limit / 4), left));
+}
+
+/** Parse the soft "Max open files" limit out of /proc/self/limits text; null if absent. */
+export function parseFdLimit(text: string): number | null {
+  const m = /^Max open files\s+(\S+)/m.exec(text);
+  if (!m) return null;
+  if (m[1] === 'unlimited') return 1_048_576;
+  const n = Number(m[1]);
+  return Number.isSafeInteger(n) && n > 0 ? n : null;
+}
+
+let cachedLimit: number | null = null;
+
+/** The process's soft open-file limit (read once). */
+export function fdLimit(): number {
+  if (cachedLimit !== null) return cachedLimit;
+  let limit: number | null = null;
+  try {
+    limit = parseFdLimit(readFileSync('/proc/self/limits', 'latin1'));
+  } catch {
+    // Not Linux, or no /proc: assume the usual desktop limit.
+  }
+  cachedLimit = limit ?? FALLBACK_FD_LIMIT;
+  log('open-file limit %d', cachedLimit);
+  return cachedLimit;
+}
+
+interface Entry {
+  handle: Promise<FileHandle>;
+  users: number;
+}
+
+export class FilePool {
+  /** Open (or opening) handles; Map order is the LRU order, oldest first. */
+  private readonly entries = new Map<number, Entry>();
+  /** Handles being closed: they still count against the capacity. */
+  private readonly closing = new Set<Promise<void>>();
+  /** Callers waiting for a slot. */
+  private waiters: (() => void)[] = [];
+  private closed = false;
+  /** Files opened, in total (for tests and logs). */
+  opens = 0;
+  /** Most handles ever held at once. */
+  peak = 0;
+
+  /**
+   * `beforeClose` runs (and is awaited) before a handle is closed, by eviction or at the end:
+   * storage syncs a file it wrote there, so that the file need not be opened again to be synced.
+   */
+  constructor(
+    readonly capacity: number,
+    private readonly beforeClose?: (key: number, h: FileHandle) => Promise<void>,
+  ) {
+    if (!Number.isSafeInteger(capacity) || capacity < 1) {
+      throw new RangeError(`pool capacity must be a positive integer, got ${capacity}`);
+    }
+  }
+
+  /** Handles held now (open, opening or closing). */
+  get size(): number {
+    return this.entries.size + this.closing.size;
+  }
+
+  has(key: number): boolean {
+    return this.entries.has(key);
+  }
+
+  /**
+   * Run `fn` with the handle of file `key`, opening it with `open` when it is not open. The handle
+   * stays open at least until `fn` settles. A failed open is not cached.
+   */
+  async use<T>(
+    key: number,
+    open: () => Promise<FileHandle>,
+    fn: (h: FileHandle) => Promise<T>,
+  ): Promise<T> {
+    const e = await this.acquire(key, open);
+    try {
+      return await fn(await e.handle);
+    } finally {
+      e.users--;
+      if (e.users === 0) this.wakeOne();
+    }
+  }
+
+  private async acquire(key: number, open: () => Promise<FileHandle>): Promise<Entry> {
+    for (;;) {
+      if (this.closed) throw new Error('file pool is closed');
+      const e = this.entries.get(key);
+      if (e) {
+        // Most recently used goes last.
+        this.entries.delete(key);
+        this.entries.set(key, e);
+        e.users++;
+        try {
+          await e.handle;
+        } catch (err) {
+          e.users--;
+          throw err;
+        }
+        return e;
+      }
+      if (this.size >= this.capacity) {
+        const closing = this.evictOne();
+        if (closing) await closing;
+        else await new Promise<void>((resolve) => this.waiters.push(resolve));
+        continue;
+      }
+      const entry: Entry = { handle: open(), users: 1 };
+      this.entries.set(key, entry);
+      this.opens++;
+      this.peak = Math.max(this.peak, this.size);
+      try {
+        await entry.handle;
+      } catch (err) {
+        if (this.entries.get(key) === entry) this.entries.delete(key);
+        entry.users--;
+        this.wakeOne();
+        throw err;
+      }
+      return entry;
+    }
+  }
+
+  /** Start closing the least recently used idle handle; null when every handle is in use. */
+  private evictOne(): Promise<void> | null {
+    for (const [key, e] of this.entries) {
+      if (e.users > 0) continue;
+      this.entries.delete(key);
+      return this.closeEntry(key, e);
+    }
+    return null;
+  }
+
+  private closeEntry(key: number, e: Entry): Promise<void> {
+    const p = e.handle
+      .then(async (h) => {
+        try {
+          await this.beforeClose?.(key, h);
+        } finally {
+          await h.close();
+        }
+      })
+      .catch((err: unknown) => log('closing file %d: %s', key, (err as Error).message))
+      .finally(() => {
+        this.closing.delete(p);
+        this.wakeOne();
+      });
+    this.closing.add(p);
+    return p;
+  }
+
+  private wakeOne(): void {
+    const w = this.waiters.shift();
+    w?.();
+  }
+
+  /** Close every handle (callers must have stopped using the pool). */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const [key, e] of this.entries) void this.closeEntry(key, e);
+    this.entries.clear();
+    const w = this.waiters;
+    this.waiters = [];
+    for (const r of w) r();
+    while (this.closing.size > 0) await Promise.all([...this.closing]);
+  }
+}

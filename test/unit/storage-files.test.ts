@@ -1,0 +1,306 @@
+/**
+ * Storage with many files and a small pool of open files, BEP 47 padding files, and the
+ * positional block reads that serve other peers. Metainfo-shaped objects are built by hand.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DiskError } from '../../src/errors.js';
+import { hashPieces, startupCheck } from '../../src/storage/check.js';
+import { ResumeWriter } from '../../src/storage/checkpoint.js';
+import { DiskStorage } from '../../src/storage/disk.js';
+import { Layout } from '../../src/storage/layout.js';
+import { resumePath } from '../../src/storage/names.js';
+import { planOutput } from '../../src/storage/output.js';
+import { Bitfield } from '../../src/wire/bitfield.js';
+import { tempDir } from '../helpers/cli.js';
+import { randomBytesSeeded } from '../helpers/torrent.js';
+
+let dir: string;
+let cleanup: () => Promise<void>;
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir('tdl-files-'));
+});
+afterEach(async () => {
+  await cleanup();
+});
+
+interface HandFile {
+  path: string[];
+  length: number;
+  padding?: boolean;
+}
+
+/** A metainfo-shaped torrent over these files; padding files hold zeros, others seeded bytes. */
+function torrent(name: string, pieceLength: number, spec: HandFile[]) {
+  let offset = 0;
+  const files = spec.map((f) => {
+    const o = { ...f, offset };
+    offset += f.length;
+    return o;
+  });
+  const data = Buffer.concat(
+    files.map((f, i) => (f.padding ? Buffer.alloc(f.length) : randomBytesSeeded(f.length, i))),
+  );
+  const layout = new Layout(files, pieceLength, data.length);
+  const pieces = Array.from({ length: layout.pieceCount }, (_, i) =>
+    data.subarray(i * pieceLength, Math.min(data.length, (i + 1) * pieceLength)),
+  );
+  const pieceHashes = Buffer.concat(pieces.map((p) => createHash('sha1').update(p).digest()));
+  const meta = {
+    name,
+    multiFile: true,
+    infoHash: createHash('sha1').update(name).digest(),
+    files,
+    pieceLength,
+    length: data.length,
+    pieceCount: layout.pieceCount,
+    pieceHashes,
+  };
+  return { meta, layout, data, pieces };
+}
+
+/** n small files of `size` bytes in nested folders. */
+function manyFiles(n: number, size: number): HandFile[] {
+  return Array.from({ length: n }, (_, i) => ({
+    path: [`d${i % 7}`, `e${i % 3}`, `f${i}.bin`],
+    length: size + (i % 5),
+  }));
+}
+
+describe('many files through a small pool', () => {
+  it('downloads, checkpoints, finalizes and re-checks 300 files with at most 8 open', async () => {
+    const t = torrent('many', 4096, manyFiles(300, 700));
+    const plan = await planOutput(t.meta, dir);
+    const s = await DiskStorage.open(plan, t.layout, { maxOpenFiles: 8 });
+    const w = new ResumeWriter(resumePath(plan), t.meta, s, new Bitfield(t.layout.pieceCount));
+    s.setBeforeWrite((i) => w.intent(i));
+    await w.checkpoint();
+    // Out of order, concurrently: the pool must keep every write correct.
+    const order = t.pieces.map((_, i) => i).reverse();
+    await Promise.all(
+      order.map(async (i) => {
+        await s.writePiece(i, t.pieces[i]!);
+        w.markWritten(i);
+      }),
+    );
+    await w.checkpoint();
+    expect(s.openFiles.peak).toBeLessThanOrEqual(8);
+    const r = await hashPieces({
+      storage: s,
+      layout: t.layout,
+      pieceHashes: t.meta.pieceHashes,
+      pieces: order.slice().reverse(),
+    });
+    expect(r.valid.count).toBe(t.layout.pieceCount);
+    await s.checkIntact();
+    await s.finalize();
+    await w.remove();
+    // Blocks are still served after the files got their final names.
+    const b = await s.readBlock(5, 100, 1000);
+    expect(b.equals(t.pieces[5]!.subarray(100, 1100))).toBe(true);
+    expect(s.openFiles.peak).toBeLessThanOrEqual(8);
+    await s.close();
+    let off = 0;
+    for (const f of t.meta.files) {
+      const got = await readFile(path.join(plan.root, ...f.path));
+      expect(got.equals(t.data.subarray(off, off + f.length))).toBe(true);
+      off += f.length;
+    }
+  });
+
+  it('a resumed start-up check trusts the checkpoint without opening a file', async () => {
+    const t = torrent('resume', 4096, manyFiles(200, 500));
+    const plan = await planOutput(t.meta, dir);
+    let s = await DiskStorage.open(plan, t.layout, { maxOpenFiles: 16 });
+    const w = new ResumeWriter(resumePath(plan), t.meta, s, new Bitfield(t.layout.pieceCount));
+    s.setBeforeWrite((i) => w.intent(i));
+    await w.checkpoint();
+    const half = Math.floor(t.layout.pieceCount / 2);
+    for (let i = 0; i < half; i++) {
+      await s.writePiece(i, t.pieces[i]!);
+      w.markWritten(i);
+    }
+    await w.checkpoint();
+    // Each file written was opened once, and synced once, whatever the number of pieces.
+    const written = new Set<number>();
+    for (let i = 0; i < half; i++) for (const sp of t.layout.spans(i)) written.add(sp.fileIndex);
+    expect(s.openFiles.opens).toBe(written.size);
+    await w.close();
+    await s.close();
+
+    s = await DiskStorage.open(plan, t.layout, { maxOpenFiles: 16 });
+    const c = await startupCheck({
+      storage: s,
+      layout: t.layout,
+      torrent: t.meta,
+      resumeFile: resumePath(plan),
+    });
+    expect(c.resume).toBe('used');
+    expect(c.have.count).toBe(half);
+    expect(c.hashedPieces).toBe(0);
+    expect(s.openFiles.opens).toBe(0);
+    await s.close();
+  });
+
+  it('read mode over final names opens only files that exist, and never creates one', async () => {
+    const t = torrent('ro', 4096, manyFiles(40, 300));
+    const plan = await planOutput(t.meta, dir);
+    const w = await DiskStorage.open(plan, t.layout, { maxOpenFiles: 4 });
+    for (let i = 0; i < 2; i++) await w.writePiece(i, t.pieces[i]!);
+    await w.close();
+    const r = await DiskStorage.open(plan, t.layout, { mode: 'read', maxOpenFiles: 4 });
+    const existing = r.files.filter((f) => f.existed).length;
+    const all = await r.readPieces(0, t.layout.pieceCount - 1);
+    expect(all.subarray(0, 8192).equals(t.data.subarray(0, 8192))).toBe(true);
+    expect(r.openFiles.opens).toBe(existing);
+    await r.close();
+    const names = (await readdir(plan.root, { recursive: true })).filter((n) =>
+      n.endsWith('.bin.part'),
+    );
+    expect(names.length).toBe(existing);
+  });
+});
+
+describe('a pool of two handles under concurrent use', () => {
+  it('keeps every write and read right while handles are evicted (seeded)', async () => {
+    const t = torrent('churn', 2048, manyFiles(60, 300));
+    const plan = await planOutput(t.meta, dir);
+    const s = await DiskStorage.open(plan, t.layout, { maxOpenFiles: 2 });
+    // A seeded shuffle of the pieces, written all at once, with block reads of pieces already
+    // written going on at the same time.
+    let seed = 12345;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    const order = t.pieces.map((_, i) => i);
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = rand(i + 1);
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    const done: number[] = [];
+    const reads: Promise<void>[] = [];
+    await Promise.all(
+      order.map(async (p) => {
+        await s.writePiece(p, t.pieces[p]!);
+        done.push(p);
+        const q = done[rand(done.length)]!;
+        const size = t.pieces[q]!.length;
+        const begin = rand(size);
+        const length = 1 + rand(size - begin);
+        reads.push(
+          s.readBlock(q, begin, length).then((b) => {
+            expect(b.equals(t.pieces[q]!.subarray(begin, begin + length))).toBe(true);
+          }),
+        );
+      }),
+    );
+    await Promise.all(reads);
+    expect(s.openFiles.peak).toBeLessThanOrEqual(2);
+    const all = await s.readPieces(0, t.layout.pieceCount - 1);
+    expect(all.equals(t.data)).toBe(true);
+    await s.close();
+  });
+});
+
+describe('BEP 47 padding files', () => {
+  const spec: HandFile[] = [
+    { path: ['a'], length: 1000 },
+    { path: ['.pad', '3096'], length: 3096, padding: true },
+    { path: ['b'], length: 5000 },
+    { path: ['.pad', '3192'], length: 3192, padding: true },
+    { path: ['c'], length: 10 },
+  ];
+
+  it('are never created, read as zeros, and their pieces verify', async () => {
+    const t = torrent('pad', 4096, spec);
+    const plan = await planOutput(t.meta, dir);
+    expect(plan.dirs.some((d) => d.endsWith('.pad'))).toBe(false);
+    const s = await DiskStorage.open(plan, t.layout, { maxOpenFiles: 4 });
+    expect(s.files.filter((f) => f.padding).map((f) => f.current)).toEqual([null, null]);
+    for (let i = 0; i < t.layout.pieceCount; i++) await s.writePiece(i, t.pieces[i]!);
+    const r = await hashPieces({
+      storage: s,
+      layout: t.layout,
+      pieceHashes: t.meta.pieceHashes,
+      pieces: [0, 1, 2, 3],
+    });
+    expect(r.valid.count).toBe(4);
+    // A block lying across a/padding reads zeros for the padding.
+    const b = await s.readBlock(0, 900, 300);
+    expect(b.equals(t.data.subarray(900, 1200))).toBe(true);
+    expect(b.subarray(100).every((x) => x === 0)).toBe(true);
+    await s.checkIntact();
+    await s.finalize();
+    await s.close();
+    expect(existsSync(path.join(plan.root, '.pad'))).toBe(false);
+    expect((await readdir(plan.root)).sort()).toEqual(['a', 'b', 'c']);
+    expect((await stat(path.join(plan.root, 'b'))).size).toBe(5000);
+  });
+
+  it('are neither trusted nor hashed on their own at start-up', async () => {
+    const t = torrent('pad2', 4096, spec);
+    const plan = await planOutput(t.meta, dir);
+    let s = await DiskStorage.open(plan, t.layout);
+    const w = new ResumeWriter(resumePath(plan), t.meta, s, new Bitfield(t.layout.pieceCount));
+    s.setBeforeWrite((i) => w.intent(i));
+    await w.checkpoint();
+    for (const i of [0, 2]) {
+      await s.writePiece(i, t.pieces[i]!);
+      w.markWritten(i);
+    }
+    await w.checkpoint();
+    await w.close();
+    await s.close();
+    s = await DiskStorage.open(plan, t.layout);
+    const c = await startupCheck({
+      storage: s,
+      layout: t.layout,
+      torrent: t.meta,
+      resumeFile: resumePath(plan),
+    });
+    await s.close();
+    // Pieces 0 (a + padding) and 2 (b + padding) are trusted from the checkpoint.
+    expect([0, 1, 2, 3].map((i) => c.have.has(i))).toEqual([true, false, true, false]);
+    expect(c.hashedPieces).toBe(0);
+  });
+});
+
+describe('readBlock', () => {
+  it('reads a block across files and refuses a range outside the piece with a DiskError', async () => {
+    const t = torrent('blk', 4096, [
+      { path: ['x'], length: 3000 },
+      { path: ['y'], length: 3000 },
+    ]);
+    const plan = await planOutput(t.meta, dir);
+    const s = await DiskStorage.open(plan, t.layout);
+    await s.writePiece(0, t.pieces[0]!);
+    await s.writePiece(1, t.pieces[1]!);
+    expect((await s.readBlock(0, 2900, 200)).equals(t.data.subarray(2900, 3100))).toBe(true);
+    expect((await s.readBlock(1, 0, 1904)).equals(t.pieces[1]!)).toBe(true);
+    await expect(s.readBlock(1, 1000, 1000)).rejects.toBeInstanceOf(DiskError);
+    await expect(s.readBlock(9, 0, 1)).rejects.toBeInstanceOf(DiskError);
+    await s.close();
+    await expect(s.readBlock(0, 0, 1)).rejects.toBeInstanceOf(DiskError);
+  });
+
+  it('serves existing complete data in read mode, under final names', async () => {
+    const t = torrent('seed', 4096, [
+      { path: ['x'], length: 3000 },
+      { path: ['y'], length: 3000 },
+    ]);
+    const plan = await planOutput(t.meta, dir);
+    const w = await DiskStorage.open(plan, t.layout);
+    await w.writePiece(0, t.pieces[0]!);
+    await w.writePiece(1, t.pieces[1]!);
+    await w.finalize();
+    await w.close();
+    const r = await DiskStorage.open(plan, t.layout, { mode: 'read' });
+    expect(r.files.map((f) => f.current)).toEqual(plan.files.map((f) => f.path));
+    expect((await r.readBlock(0, 0, 4096)).equals(t.pieces[0]!)).toBe(true);
+    await r.close();
+  });
+});
