@@ -154,8 +154,10 @@ function parseAnnounceList(v: BValue | undefined): string[][] {
   return tiers;
 }
 
-/** True for an absolute http: or https: URL with a host. */
+/** True for an absolute http: or https: URL with a host, written out with its `//`. */
 export function isHttpUrl(text: string): boolean {
+  // The URL parser forgives much (`http:host/x`, `http:\\host`); a seed list should not need it.
+  if (!/^https?:\/\/[^/]/i.test(text)) return false;
   try {
     const u = new URL(text);
     return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
