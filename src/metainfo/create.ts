@@ -11,8 +11,8 @@
  *   refuses the whole run. Anything else left out (special files, bad names, empty folders,
  *   broken or folder links, the output file itself) is reported through `onSkip`.
  */
-import type { Stats } from 'node:fs';
-import { lstat, readdir, realpath, stat } from 'node:fs/promises';
+import { lstatSync, readdirSync, type Stats } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -120,8 +120,6 @@ function compareKeys(a: SourceFile, b: SourceFile): number {
 }
 
 const fatalUtf8 = new TextDecoder('utf-8', { fatal: true });
-/** Directory entries examined at once while listing. */
-const LSTAT_BATCH = 64;
 
 /** A directory entry's name as a checked torrent path component, or the reason it is not one. */
 function entryName(raw: Buffer): { name: string } | { reason: string } {
@@ -165,24 +163,12 @@ async function listFolder(
     const d = stack.pop()!;
     let entries: Buffer[];
     try {
-      entries = await readdir(d.abs, { encoding: 'buffer' });
+      entries = readdirSync(d.abs, { encoding: 'buffer' });
     } catch (e) {
       throw ioError(d.abs, e);
     }
     if (entries.length === 0 && d.path.length > 0) {
       skip(d.path.join('/'), 'empty folder (a torrent holds files only)');
-    }
-    // lstat in batches: one at a time, 3,000 files cost a visible fraction of a second.
-    const infos: (Stats | Error)[] = [];
-    for (let b = 0; b < entries.length; b += LSTAT_BATCH) {
-      const batch = entries.slice(b, b + LSTAT_BATCH);
-      infos.push(
-        ...(await Promise.all(
-          batch.map((raw) =>
-            lstat(path.join(d.abs, raw.toString('utf8'))).catch((e: unknown) => e as Error),
-          ),
-        )),
-      );
     }
     for (let k = 0; k < entries.length; k++) {
       const raw = entries[k]!;
@@ -198,9 +184,14 @@ async function listFolder(
         skip(shown, 'the output file itself');
         continue;
       }
-      const info = infos[k]!;
-      if (info instanceof Error) throw ioError(abs, info);
-      let st = info;
+      // Synchronous on purpose: nothing else runs on this thread while listing (the workers
+      // boot on theirs), and a promise per file cost several times the system call itself.
+      let st: Stats;
+      try {
+        st = lstatSync(abs);
+      } catch (e) {
+        throw ioError(abs, e);
+      }
       let source = abs;
       if (st.isSymbolicLink()) {
         let target: string;
