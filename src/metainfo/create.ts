@@ -3,23 +3,30 @@
  *
  * - Deterministic: files are sorted by the bytes of their path, component by component; without
  *   a creation date the same input gives byte-identical output.
- * - Streaming: files are read through small buffers by worker threads (see hash-worker.ts),
- *   several pieces' worth at a time, never whole.
+ * - Streaming: files are read through 1 MiB buffers, never whole, by this thread and
+ *   `threads - 1` worker threads (see hash-worker.ts), each taking jobs of whole pieces.
  * - Path rules: the torrent only holds regular files with names that are valid UTF-8 and pass
  *   the parser's path checks. A symbolic link is followed only when its target is inside the
  *   folder (a link to a file there is stored as a copy of it); a link that leads outside
  *   refuses the whole run. Anything else left out (special files, bad names, empty folders,
  *   broken or folder links, the output file itself) is reported through `onSkip`.
  */
-import type { Stats } from 'node:fs';
-import { lstat, readdir, realpath, stat } from 'node:fs/promises';
+import crypto from 'node:crypto';
+import fs, { lstatSync, readdirSync, type Stats } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import debug from 'debug';
 import { DiskError, UsageError } from '../errors.js';
 import { encode } from './bencode.js';
-import { HASH_WORKER_SOURCE, type HashJob, type HashSegment } from './hash-worker.js';
+import {
+  HASH_WORKER_SOURCE,
+  READ_BUFFER_BYTES,
+  hashJob,
+  type HashJob,
+  type HashSegment,
+} from './hash-worker.js';
 import { checkPathComponent, normalizeComponent } from './paths.js';
 import { MAX_FILES, MAX_PIECE_LENGTH, parseTorrent } from './torrent.js';
 
@@ -45,7 +52,7 @@ export interface CreateOptions {
   createdBy?: string;
   /** Seconds since the epoch; undefined writes no date. */
   creationDate?: number;
-  /** Worker threads; default: the available parallelism, at most 8. */
+  /** Hashing threads, this one included; default: the available parallelism, at most 8. */
   threads?: number;
   /** A path never to include (the output file, when it lies inside the input folder). */
   exclude?: string;
@@ -120,8 +127,6 @@ function compareKeys(a: SourceFile, b: SourceFile): number {
 }
 
 const fatalUtf8 = new TextDecoder('utf-8', { fatal: true });
-/** Directory entries examined at once while listing. */
-const LSTAT_BATCH = 64;
 
 /** A directory entry's name as a checked torrent path component, or the reason it is not one. */
 function entryName(raw: Buffer): { name: string } | { reason: string } {
@@ -165,24 +170,12 @@ async function listFolder(
     const d = stack.pop()!;
     let entries: Buffer[];
     try {
-      entries = await readdir(d.abs, { encoding: 'buffer' });
+      entries = readdirSync(d.abs, { encoding: 'buffer' });
     } catch (e) {
       throw ioError(d.abs, e);
     }
     if (entries.length === 0 && d.path.length > 0) {
       skip(d.path.join('/'), 'empty folder (a torrent holds files only)');
-    }
-    // lstat in batches: one at a time, 3,000 files cost a visible fraction of a second.
-    const infos: (Stats | Error)[] = [];
-    for (let b = 0; b < entries.length; b += LSTAT_BATCH) {
-      const batch = entries.slice(b, b + LSTAT_BATCH);
-      infos.push(
-        ...(await Promise.all(
-          batch.map((raw) =>
-            lstat(path.join(d.abs, raw.toString('utf8'))).catch((e: unknown) => e as Error),
-          ),
-        )),
-      );
     }
     for (let k = 0; k < entries.length; k++) {
       const raw = entries[k]!;
@@ -198,9 +191,14 @@ async function listFolder(
         skip(shown, 'the output file itself');
         continue;
       }
-      const info = infos[k]!;
-      if (info instanceof Error) throw ioError(abs, info);
-      let st = info;
+      // Synchronous on purpose: nothing else runs on this thread while listing (the workers
+      // boot on theirs), and a promise per file cost several times the system call itself.
+      let st: Stats;
+      try {
+        st = lstatSync(abs);
+      } catch (e) {
+        throw ioError(abs, e);
+      }
       let source = abs;
       if (st.isSymbolicLink()) {
         let target: string;
@@ -292,9 +290,26 @@ async function hashAll(
   let done = 0;
   let next = 0;
   let finished = 0;
+  let stopped = false;
+  const failure = (message: string, code: string | undefined): Error =>
+    code === 'ECHANGED'
+      ? new UsageError(message)
+      : new DiskError(`cannot read a file: ${code ?? message}`);
   try {
     await new Promise<void>((resolve, reject) => {
-      const fail = (e: Error) => reject(e);
+      const fail = (e: Error) => {
+        stopped = true;
+        reject(e);
+      };
+      const complete = (id: number, out: Uint8Array): void => {
+        hashes.set(out, jobs[id]!.firstPiece * 20);
+        finished++;
+        if (finished === jobs.length) {
+          stopped = true;
+          opts.signal?.removeEventListener('abort', onAbort);
+          resolve();
+        }
+      };
       const onAbort = () => fail(opts.signal!.reason as Error);
       if (opts.signal?.aborted) return onAbort();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
@@ -320,23 +335,36 @@ async function hashAll(
               return;
             }
             if (m.error !== undefined) {
-              fail(
-                m.code === 'ECHANGED'
-                  ? new UsageError(m.error)
-                  : new DiskError(`cannot read a file: ${m.code ?? m.error}`),
-              );
+              fail(failure(m.error, m.code));
               return;
             }
-            hashes.set(m.hashes!, jobs[m.id]!.firstPiece * 20);
-            finished++;
-            if (finished === jobs.length) {
-              opts.signal?.removeEventListener('abort', onAbort);
-              resolve();
-            } else give(w);
+            complete(m.id, m.hashes!);
+            give(w);
           },
         );
         give(w);
       }
+      // This thread hashes too (it has nothing else to do), one job at a time, letting the
+      // workers' messages and the abort signal through between jobs.
+      const buf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+      const local = async (): Promise<void> => {
+        while (!stopped && next < jobs.length) {
+          const job = jobs[next++]!;
+          let out: Uint8Array;
+          try {
+            out = hashJob(job, fs, crypto, buf, (n) => {
+              done += n;
+              opts.onProgress?.(done, total);
+            });
+          } catch (e) {
+            const err = e as NodeJS.ErrnoException;
+            return fail(failure(err.message, err.code));
+          }
+          complete(job.id, out);
+          await new Promise((r) => setImmediate(r));
+        }
+      };
+      void local();
     });
   } finally {
     for (const w of workers) {
@@ -396,19 +424,9 @@ export async function createTorrent(
   const name = named.name;
 
   const threads = Math.max(1, Math.min(opts.threads ?? os.availableParallelism(), 8));
-  // Workers boot (tens of milliseconds each) while the folder is listed.
   const workers: Worker[] = [];
-  for (let i = 0; i < threads; i++) {
-    const w = new Worker(HASH_WORKER_SOURCE, { eval: true });
-    // A worker that fails before it is given work is reported when hashing starts.
-    w.on('error', (e) => workerFailures.set(w, e));
-    w.on('exit', () => {
-      if (!workerFailures.has(w)) workerFailures.set(w, new Error('a hashing thread stopped'));
-    });
-    workers.push(w);
-  }
   try {
-    return await createWith(input, abs, st, name, workers, trackers, webSeeds, skip, opts);
+    return await createWith(input, abs, st, name, threads, workers, trackers, webSeeds, skip, opts);
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
   }
@@ -419,13 +437,14 @@ async function createWith(
   abs: string,
   st: Stats,
   name: string,
+  threads: number,
+  /** Filled with the workers started, which the caller terminates. */
   workers: Worker[],
   trackers: string[][],
   webSeeds: string[],
   skip: (rel: string, reason: string) => void,
   opts: CreateOptions,
 ): Promise<CreatedTorrent> {
-  const threads = workers.length;
   let files: SourceFile[];
   let multiFile: boolean;
   if (st.isDirectory()) {
@@ -464,6 +483,16 @@ async function createWith(
     threads,
   );
   opts.onProgress?.(0, total);
+  // This thread hashes as well: threads - 1 workers, and none for a single job.
+  for (let i = 0; i < Math.min(threads - 1, jobs.length - 1); i++) {
+    const w = new Worker(HASH_WORKER_SOURCE, { eval: true });
+    // A worker that fails before it is given work is reported when hashing starts.
+    w.on('error', (e) => workerFailures.set(w, e));
+    w.on('exit', () => {
+      if (!workerFailures.has(w)) workerFailures.set(w, new Error('a hashing thread stopped'));
+    });
+    workers.push(w);
+  }
   const pieces = await hashAll(jobs, pieceCount, workers, total, opts);
 
   const info: Record<string, unknown> = { name, 'piece length': pieceLength, pieces };

@@ -158,7 +158,6 @@ function parseAnnounceList(v: BValue | undefined): string[][] {
   return tiers;
 }
 
-/** True for an absolute http: or https: URL with a host. */
 /** DHT contacts kept from a torrent's `nodes` at most. */
 export const MAX_NODES = 100;
 
@@ -178,7 +177,10 @@ function parseNodes(v: BValue | undefined): { host: string; port: number }[] {
   return out;
 }
 
+/** True for an absolute http: or https: URL with a host, written out with its `//`. */
 export function isHttpUrl(text: string): boolean {
+  // The URL parser forgives much (`http:host/x`, `http:\\host`); a seed list should not need it.
+  if (!/^https?:\/\/[^/]/i.test(text)) return false;
   try {
     const u = new URL(text);
     return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
