@@ -208,7 +208,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       replacing: check.mismatched,
       peers,
       tracker,
-      sources: dhtSource ? [{ source: dhtSource, origin: 'dht' }] : [],
+      sources: dhtSource
+        ? [{ source: dhtSource, origin: 'dht', quiet: useTrackers || peers.length > 0 }]
+        : [],
       listener,
       maxPeers: o.maxPeers,
       peerTimeoutMs: o.peerTimeoutMs,

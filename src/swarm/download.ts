@@ -100,7 +100,7 @@ export interface DownloadOptions {
   peersOrigin?: PeerOrigin;
   tracker?: PeerSource;
   /** More peer sources (the DHT), each with its origin name. */
-  sources?: { source: PeerSource; origin: PeerOrigin }[];
+  sources?: { source: PeerSource; origin: PeerOrigin; quiet?: boolean }[];
   /** Incoming connections; none when absent. */
   listener?: Listener | null;
   maxPeers?: number;
@@ -303,11 +303,15 @@ export class Download extends EventEmitter<DownloadEvents> {
       listener.on('peer', onPeer);
       this.detach.push(() => listener.off('peer', onPeer));
     }
-    const sources = [...(this.opts.sources ?? [])];
+    const sources: { source: PeerSource; origin: PeerOrigin; quiet?: boolean }[] = [
+      ...(this.opts.sources ?? []),
+    ];
     if (this.opts.tracker) sources.unshift({ source: this.opts.tracker, origin: 'tracker' });
-    for (const { source, origin } of sources) {
+    for (const { source, origin, quiet } of sources) {
       const onPeers = (peers: PeerAddress[]) => this.addPeers(peers, origin);
-      const onWarning = (message: string) => this.emit('warning', message);
+      // A helper source (the DHT beside trackers) that fails is not worth a warning.
+      const onWarning = (message: string) =>
+        quiet ? log('%s: %s', origin, message) : this.emit('warning', message);
       source.on('peers', onPeers);
       source.on('warning', onWarning);
       this.detach.push(() => {
@@ -842,11 +846,11 @@ export class Download extends EventEmitter<DownloadEvents> {
     if (this.pool.candidates.size === 0) parts.push('no peer addresses found');
     else parts.push(`${this.pool.candidates.size} peer addresses tried`);
     if (this.lastFailure) parts.push(`last: ${this.lastFailure}`);
-    const tf = [
-      ...(this.opts.tracker?.failures ?? []),
-      ...(this.opts.sources ?? []).flatMap((x) => x.source.failures),
-    ];
-    for (const f of tf.slice(0, 3)) parts.push(`tracker ${f.url}: ${f.message}`);
+    const tf = (this.opts.tracker?.failures ?? []).map((f) => `tracker ${f.url}: ${f.message}`);
+    for (const x of this.opts.sources ?? []) {
+      for (const f of x.source.failures) tf.push(`${x.origin}: ${f.message}`);
+    }
+    parts.push(...tf.slice(0, 3));
     return ` (${parts.join('; ')})`;
   }
 
