@@ -36,6 +36,8 @@ export interface PeerCliOptions {
   /** commander's `--no-dht`: false when given. */
   dht: boolean;
   dhtBootstrap: string[];
+  /** commander's `--no-web-seeds`. */
+  webSeeds: boolean;
 }
 
 /** The DHT's UDP port unless --port names one (it falls back to any free port). */
@@ -139,6 +141,7 @@ export async function runDownload(
         peers,
         trackersToo: opened.magnet,
         dht,
+        webSeeds: opts.webSeeds,
         torrentBytes: opened.torrentBytes,
         maxPeers: opts.maxPeers,
         peerTimeoutMs: opts.peerTimeout * 1000,

@@ -107,6 +107,7 @@ function peerOptions(cmd: Command): Command {
       parseRate,
     )
     .option('--no-dht', 'find no peers through the DHT (it is never used for private torrents)')
+    .option('--no-web-seeds', "don't download from the torrent's web seeds (url-list)")
     .addOption(
       new Option('--dht-bootstrap <host:port>', 'join the DHT through this node only (repeatable)')
         .argParser(collect)

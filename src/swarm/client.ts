@@ -54,6 +54,8 @@ export interface ClientOptions {
   trackersToo?: boolean;
   /** The .torrent bytes of metadata fetched from peers: kept beside the resume file. */
   torrentBytes?: Buffer;
+  /** Download from the torrent's web seeds (`url-list`, BEP 19); default true. */
+  webSeeds?: boolean;
   /** The DHT, for peers of torrents that are not private (null or absent: none). */
   dht?: Dht | null;
   maxPeers?: number;
@@ -96,7 +98,8 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   const useTrackers = bySources && meta.announceList.length > 0;
   // Private torrents (BEP 27) get peers from their trackers only.
   const dht = bySources && !meta.private ? (o.dht ?? null) : null;
-  if (peers.length === 0 && !useTrackers && !dht) {
+  const webSeeds = o.webSeeds === false ? [] : meta.urlList;
+  if (peers.length === 0 && !useTrackers && !dht && webSeeds.length === 0) {
     throw new NoPeersError(
       meta.private || !o.dht
         ? 'the torrent names no tracker: give peers with --peer HOST:PORT'
@@ -212,6 +215,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         ? [{ source: dhtSource, origin: 'dht', quiet: useTrackers || peers.length > 0 }]
         : [],
       listener,
+      webSeeds,
       maxPeers: o.maxPeers,
       peerTimeoutMs: o.peerTimeoutMs,
       stallTimeoutMs: o.stallTimeoutMs,

@@ -33,6 +33,7 @@ import { encodeExtendedHandshake, localExtendedHandshake } from '../wire/extensi
 import { BLOCK_SIZE } from '../wire/messages.js';
 import { Choker, CHOKE_INTERVAL_MS, type ChokerPeer } from './choker.js';
 import type { Listener } from './listener.js';
+import { WebSeeds } from '../webseed/scheduler.js';
 import { PeerExtensions } from './extensions.js';
 import { PeerPool, type Candidate, type PeerOrigin } from './peer-pool.js';
 import { PiecePicker, type PieceInProgress } from './picker.js';
@@ -101,6 +102,8 @@ export interface DownloadOptions {
   tracker?: PeerSource;
   /** More peer sources (the DHT), each with its origin name. */
   sources?: { source: PeerSource; origin: PeerOrigin; quiet?: boolean }[];
+  /** Web seed URLs (BEP 19): pieces over HTTP beside the peers. */
+  webSeeds?: string[];
   /** Incoming connections; none when absent. */
   listener?: Listener | null;
   maxPeers?: number;
@@ -214,6 +217,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   private rejectRun!: (e: Error) => void;
   private readonly done: Promise<void>;
   private detach: (() => void)[] = [];
+  private webSeeds: WebSeeds | null = null;
 
   constructor(private readonly opts: DownloadOptions) {
     super();
@@ -320,7 +324,38 @@ export class Download extends EventEmitter<DownloadEvents> {
       });
     }
     if (this.opts.peers) this.addPeers(this.opts.peers, this.opts.peersOrigin ?? 'cli');
+    if (this.opts.webSeeds && this.opts.webSeeds.length > 0 && !this.picker.isComplete()) {
+      this.startWebSeeds(this.opts.webSeeds);
+    }
     for (const { source } of sources) source.start();
+  }
+
+  /** Web seeds fetch whole pieces the picker reserves for them, verified like peers' pieces. */
+  private startWebSeeds(urls: string[]): void {
+    const owner = 'web seeds';
+    const ws = new WebSeeds(urls, this.meta, this.layout, {
+      pick: (has) => this.picker.reserveWhole(owner, has)?.index ?? null,
+      pickNext: (index) => this.picker.tryReserveWhole(owner, index) !== null,
+      onPiece: (index, data, url) => {
+        const p = this.picker.inProgress.get(index);
+        // Peers finished it first (endgame): nothing to do.
+        if (!p || p.complete) return true;
+        this.picker.fillWhole(p, data, `web seed ${url}`);
+        this.everReady = true;
+        this.lastProgressAt = Date.now();
+        const ok = this.store.complete(p);
+        if (!ok) this.picker.abandon(index);
+        return ok;
+      },
+      onRelease: (index) => {
+        this.picker.abandon(index);
+        queueMicrotask(() => this.wakeAll());
+      },
+      onWarning: (m) => this.emit('warning', m),
+      onError: (e) => this.fail(e instanceof Error ? e : new Error(String(e))),
+    });
+    this.webSeeds = ws;
+    ws.start();
   }
 
   /** The download is complete: wait for it (resolves at once when it already is). */
@@ -649,6 +684,8 @@ export class Download extends EventEmitter<DownloadEvents> {
   private finish(): void {
     if (this.complete) return;
     this.complete = true;
+    void this.webSeeds?.stop();
+    this.webSeeds = null;
     log('all %d pieces verified and written', this.layout.pieceCount);
     for (const s of [...this.sessions.values()]) {
       s.conn.notInterested();
@@ -670,6 +707,7 @@ export class Download extends EventEmitter<DownloadEvents> {
 
   /** Requests freed (memory released, choke): give every idle peer a chance. */
   private wakeAll(): void {
+    this.webSeeds?.wake();
     for (const s of this.sessions.values()) {
       if (s.req.inflight.size < s.req.depth) this.request(s);
     }
@@ -869,6 +907,8 @@ export class Download extends EventEmitter<DownloadEvents> {
       s.conn.close('download ended');
     }
     this.pool.close();
+    void this.webSeeds?.stop();
+    this.webSeeds = null;
     this.upload.close();
     this.readLimiter?.close();
     if (!this.complete) this.rejectRun(new InterruptedError('SIGINT'));

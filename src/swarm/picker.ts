@@ -218,6 +218,56 @@ export class PiecePicker {
     return p;
   }
 
+  /**
+   * A whole piece for a web seed: the rarest missing piece that `has` allows and no peer has
+   * started, within the memory budget, with every block marked requested. Null if none.
+   */
+  reserveWhole(owner: PeerKey, has: (index: number) => boolean): PieceInProgress | null {
+    if (this.remainingPieces === 0) return null;
+    const idx = this.rarestNew({ has } as unknown as Bitfield);
+    return idx < 0 ? null : this.startWhole(idx, owner);
+  }
+
+  /** Piece `index` as well, if it is still missing and not started (within the budget). */
+  tryReserveWhole(owner: PeerKey, index: number): PieceInProgress | null {
+    if (index < 0 || index >= this.layout.pieceCount) return null;
+    if (this.done.has(index) || this.inProgress.has(index)) return null;
+    if (this.inflightBytes + this.layout.pieceSize(index) > this.maxInflightBytes) return null;
+    return this.startWhole(index, owner);
+  }
+
+  private startWhole(index: number, owner: PeerKey): PieceInProgress {
+    const p = this.start(index, owner);
+    p.reqCount.fill(1);
+    return p;
+  }
+
+  /** A web seed delivered the whole piece: it is complete (verify it next). */
+  fillWhole(p: PieceInProgress, data: Buffer, from: PeerKey): void {
+    data.copy(p.buffer, 0, 0, p.size);
+    p.received.fill(1);
+    p.reqCount.fill(0);
+    p.deliveredBy.fill(from);
+    p.receivedCount = p.blockCount;
+  }
+
+  /** A web seed gave a piece up: its unreceived blocks are free for peers. */
+  abandon(index: number): void {
+    const p = this.inProgress.get(index);
+    if (!p) return;
+    const busy = p.receivedCount > 0;
+    for (let b = 0; b < p.blockCount; b++) {
+      if (!p.received[b]) p.reqCount[b] = 0;
+    }
+    p.owner = '';
+    p.exclusive = false;
+    // Nothing of it is held: it goes back to "missing", for a web seed or a peer to start again.
+    if (!busy) {
+      this.inProgress.delete(index);
+      this.written(p);
+    }
+  }
+
   /** Is this block requested from more than one peer (an endgame duplicate)? */
   requestedTwice(index: number, block: number): boolean {
     const p = this.inProgress.get(index);

@@ -43,12 +43,15 @@ export class PieceStore extends EventEmitter<PieceStoreEvents> {
     return this.writes.size;
   }
 
-  /** Every block of a piece is in: verify it (about 0.15 ms per 256 KiB), then write it. */
-  complete(p: PieceInProgress): void {
+  /**
+   * Every block of a piece is in: verify it (about 0.15 ms per 256 KiB), then write it. Returns
+   * whether it verified.
+   */
+  complete(p: PieceInProgress): boolean {
     const digest = createHash('sha1').update(p.buffer).digest();
     if (!digest.equals(pieceHash(this.meta, p.index))) {
       this.emit('failed', p);
-      return;
+      return false;
     }
     this.unwritten += p.size;
     this.emit('verified', p);
@@ -64,6 +67,7 @@ export class PieceStore extends EventEmitter<PieceStoreEvents> {
     );
     this.writes.add(job);
     void job.finally(() => this.writes.delete(job));
+    return true;
   }
 
   /** Wait for every write under way. */

@@ -1,0 +1,86 @@
+/**
+ * Web seeds through the real CLI: a torrent whose only source is its `url-list` downloads, a
+ * seed that sends wrong bytes is banned while a good one finishes, and --no-web-seeds turns
+ * them off.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { useFixture } from '../helpers/fixture.js';
+import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+import { startWebSeedServer, type WebSeedServer } from '../helpers/web-seed-server.js';
+
+const fx = useFixture();
+const servers: WebSeedServer[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.close();
+});
+
+async function server(files: Record<string, Buffer>, fault?: 'wrong-bytes') {
+  const s = await startWebSeedServer({ files, fault });
+  servers.push(s);
+  return s;
+}
+
+describe('web seeds from the CLI', () => {
+  it('downloads a multi-file torrent from its web seed alone, byte for byte', async () => {
+    const a = randomBytesSeeded(300_000, 'ws-a');
+    const b = randomBytesSeeded(200_000, 'ws-b');
+    const s = await server({ '/base/pack/dir/a.bin': a, '/base/pack/b%20c.bin': b });
+    const t = makeTorrent({
+      name: 'pack',
+      pieceLength: 32768,
+      files: [
+        { path: ['dir', 'a.bin'], data: a },
+        { path: ['b c.bin'], data: b },
+      ],
+      extraRoot: { 'url-list': [`${s.origin}/base/`] },
+    });
+    const tp = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'pack');
+    const r = await runCli(['download', tp, '-o', out, '--json', '--no-dht', '--port', '0']);
+    expect(r.code).toBe(0);
+    expect((await readFile(path.join(out, 'dir', 'a.bin'))).equals(a)).toBe(true);
+    expect((await readFile(path.join(out, 'b c.bin'))).equals(b)).toBe(true);
+  });
+
+  it('bans a web seed that sends wrong bytes; a good one finishes', async () => {
+    const data = randomBytesSeeded(400_000, 'ws-bad');
+    const bad = await server({ '/f.bin': data }, 'wrong-bytes');
+    const good = await server({ '/f.bin': data });
+    const t = makeTorrent({
+      name: 'f.bin',
+      pieceLength: 16384,
+      files: { data },
+      extraRoot: { 'url-list': [`${bad.origin}/f.bin`, `${good.origin}/f.bin`] },
+    });
+    const tp = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'f.bin');
+    const r = await runCli(['download', tp, '-o', out, '--json', '--no-dht', '--port', '0']);
+    expect(r.code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+  });
+
+  it('--no-web-seeds: with no other source, exit 4 at once', async () => {
+    const data = randomBytesSeeded(50_000, 'ws-off');
+    const s = await server({ '/f.bin': data });
+    const t = makeTorrent({
+      name: 'f.bin',
+      pieceLength: 16384,
+      files: { data },
+      extraRoot: { 'url-list': [`${s.origin}/f.bin`] },
+    });
+    const tp = await fx.writeTorrent(t);
+    const r = await runCli([
+      'download',
+      tp,
+      '-o',
+      path.join(fx.dir, 'x'),
+      '--no-web-seeds',
+      '--no-dht',
+    ]);
+    expect(r.code).toBe(4);
+    expect(s.requests).toEqual([]);
+  });
+});
