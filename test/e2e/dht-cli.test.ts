@@ -1,0 +1,97 @@
+/**
+ * The DHT through the real CLI, on a loopback network of independent nodes (the npm
+ * `bittorrent-dht` package) and no tracker anywhere:
+ * - a trackerless .torrent downloads from a seeder that announced itself only to the DHT;
+ * - `tdl seed` announces itself, another client's lookup finds it, and a magnet link without
+ *   `tr` downloads from it (metadata included).
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { startDhtNetwork, type DhtNetwork } from '../helpers/dht-network.js';
+import { useFixture } from '../helpers/fixture.js';
+import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+
+const fx = useFixture();
+let network: DhtNetwork;
+
+beforeAll(async () => {
+  network = await startDhtNetwork(20, 7);
+}, 60_000);
+afterAll(async () => {
+  await network?.close();
+});
+
+function bootstrap(): string[] {
+  const a = network.addresses()[0]!;
+  return ['--dht-bootstrap', `${a.host}:${a.port}`];
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+describe('DHT from the CLI (loopback network, no tracker)', () => {
+  it('downloads a trackerless torrent from a seeder found only through the DHT', async () => {
+    const data = randomBytesSeeded(600_000, 'dht-cli');
+    const t = makeTorrent({ name: 'd.bin', pieceLength: 32768, files: { data } });
+    const seeder = await fx.seeder(t, 32768);
+    await network.announce(3, t.infoHash, seeder.port);
+    const tp = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'd.bin');
+    const r = await runCli(['download', tp, '-o', out, '--json', '--port', '0', ...bootstrap()]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    const peers = r.events.filter((e) => e['event'] === 'peer' && e['status'] === 'connecting');
+    expect(peers.some((e) => e['source'] === 'dht')).toBe(true);
+  });
+
+  it('tdl seed announces itself; a lookup finds it; a magnet without tr downloads from it', async () => {
+    const data = randomBytesSeeded(500_000, 'dht-magnet');
+    const t = makeTorrent({ name: 'm.bin', pieceLength: 16384, files: { data } });
+    const src = path.join(fx.dir, 'src.bin');
+    await writeFile(src, data);
+    const tp = await fx.writeTorrent(t);
+    const port = await freePort();
+    const stop = new AbortController();
+    const seeding = runCli(
+      ['seed', tp, '-o', src, '--port', String(port), '--json', ...bootstrap()],
+      { signal: stop.signal },
+    );
+    try {
+      // Another DHT client finds the announce of tdl's seeder.
+      let found: { host: string; port: number }[] = [];
+      for (let i = 0; i < 60 && !found.some((p) => p.port === port); i++) {
+        await new Promise((r) => setTimeout(r, 500));
+        found = await network.lookup(5, t.infoHash);
+      }
+      expect(found.map((p) => p.port)).toContain(port);
+      const out = path.join(fx.dir, 'm-out.bin');
+      const magnet = `magnet:?xt=urn:btih:${t.infoHash.toString('hex')}&dn=m.bin`;
+      const r = await runCli([
+        'download',
+        magnet,
+        '-o',
+        out,
+        '--json',
+        '--port',
+        '0',
+        ...bootstrap(),
+      ]);
+      expect(r.code).toBe(0);
+      expect((await readFile(out)).equals(data)).toBe(true);
+      expect(r.events.some((e) => e['event'] === 'metadata' && e['state'] === 'done')).toBe(true);
+    } finally {
+      stop.abort();
+      const s = await seeding;
+      expect(s.code).toBe(0);
+    }
+  }, 60_000);
+});
