@@ -361,6 +361,8 @@ function idleStats(layout: Layout): DownloadStats {
     piecesReplaced: 0,
     elapsedMs: 0,
     firstUnchokeMs: -1,
+    heldBytes: 0,
+    budgetBytes: 0,
   };
 }
 

@@ -157,6 +157,9 @@ export interface DownloadStats {
   elapsedMs: number;
   /** Milliseconds from the start to the first unchoke by a peer (-1: none yet). */
   firstUnchokeMs: number;
+  /** Memory held by pieces in progress or waiting for the disk, and its budget. */
+  heldBytes: number;
+  budgetBytes: number;
 }
 
 export interface DownloadEvents {
@@ -404,6 +407,8 @@ export class Download extends EventEmitter<DownloadEvents> {
       piecesReplaced: this.replaced,
       elapsedMs: now - this.startedAt,
       firstUnchokeMs: this.firstUnchokeAt > 0 ? this.firstUnchokeAt - this.startedAt : -1,
+      heldBytes: this.picker.bytesInFlight,
+      budgetBytes: this.picker.maxInflightBytes,
     };
   }
 

@@ -42,6 +42,8 @@ export class PeerRequests {
   bytesAtProgress = 0;
   /** When the last whole block came (or requests were first sent, or the peer unchoked). */
   lastBlockAt = 0;
+  /** When the last byte came (or the peer unchoked us): a snub does not move it. */
+  lastByteAt = 0;
   /** Most requests the peer accepts (its `reqq`), and pieces it lets us fetch while choked. */
   maxOut = MAX_DEPTH;
   readonly allowedFast = new Set<number>();
@@ -121,6 +123,7 @@ export class RequestScheduler {
       r.lastProgressAt = now;
       r.bytesAtProgress = conn.bytesIn;
       r.lastBlockAt = now;
+      if (r.lastByteAt === 0) r.lastByteAt = now;
     }
     for (const b of blocks) r.inflight.set(b.index * BLOCKS_PER_PIECE_KEY + b.block, now);
     conn.request(blocks);
@@ -223,7 +226,7 @@ export class RequestScheduler {
 
   /** The peer unchoked us: its silence so far was not a stall. */
   unchoked(r: PeerRequests): void {
-    r.lastProgressAt = r.lastBlockAt = Date.now();
+    r.lastProgressAt = r.lastBlockAt = r.lastByteAt = Date.now();
     r.bytesAtProgress = r.conn.bytesIn;
   }
 
@@ -245,10 +248,11 @@ export class RequestScheduler {
     }
     if (r.conn.bytesIn !== r.bytesAtProgress) {
       r.bytesAtProgress = r.conn.bytesIn;
-      r.lastProgressAt = now;
+      r.lastProgressAt = r.lastByteAt = now;
     }
+    const stalled = now - r.lastByteAt;
+    if (stalled > STALL_MS) return { drop: `sent no data for ${Math.round(stalled / 1000)}s` };
     const silent = now - r.lastProgressAt;
-    if (silent > STALL_MS) return { drop: `sent no data for ${Math.round(silent / 1000)}s` };
     if (silent > SNUB_MS) {
       log('%s snubbed: no data for %dms', r.conn.address, silent);
       r.pipeline.snubbed();

@@ -32,6 +32,8 @@ export interface FakeSeederOptions {
   rateLimit?: number;
   /** Choke the peer after serving this many bytes (and never unchoke again). */
   chokeAfterBytes?: number;
+  /** With chokeAfterBytes: unchoke again after this long (once). */
+  unchokeAfterMs?: number;
   /** Silently drop the first request for which this returns true (never answered). */
   ignoreRequest?: (index: number, begin: number) => boolean;
 }
@@ -113,6 +115,15 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
         choked = true;
         queue.length = 0;
         send({ type: 'choke' });
+        if (o.unchokeAfterMs !== undefined) {
+          const t = setTimeout(() => {
+            if (ended || socket.destroyed) return;
+            choked = false;
+            o = { ...o, chokeAfterBytes: undefined };
+            send({ type: 'unchoke' });
+          }, o.unchokeAfterMs);
+          socket.once('close', () => clearTimeout(t));
+        }
       }
     };
 

@@ -134,6 +134,8 @@ describe('display width', () => {
       uploadRate: 0,
       served: 0,
       firstUnchokeMs: -1,
+      heldBytes: 0,
+      budgetBytes: 0,
       connected: 1,
       active: 1,
       peersUsed: 1,

@@ -1,0 +1,94 @@
+/**
+ * Request scheduling's judgement of a peer, on a fake clock: bytes received count as progress
+ * (a slow honest peer is never snubbed nor dropped), silence is snubbed then dropped, and an
+ * unchoke restarts the clock (no false snub after a long choke).
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { PeerConnection } from '../../src/peer/connection.js';
+import { Layout } from '../../src/storage/layout.js';
+import { PiecePicker } from '../../src/swarm/picker.js';
+import { PeerRequests, RequestScheduler, SNUB_MS, STALL_MS } from '../../src/swarm/requests.js';
+import { Bitfield } from '../../src/wire/bitfield.js';
+
+const PIECE = 256 * 1024;
+
+function setup() {
+  const layout = new Layout([{ length: 8 * PIECE, offset: 0 }], PIECE, 8 * PIECE);
+  const picker = new PiecePicker(layout, new Bitfield(8), 64 * 1024 * 1024, () => 0.5);
+  const bitfield = new Bitfield(8);
+  bitfield.setAll();
+  const conn = {
+    address: '10.0.0.1:6881',
+    bitfield,
+    peerChoking: false,
+    bytesIn: 0,
+    requested: 0,
+    request(blocks: unknown[]) {
+      this.requested += blocks.length;
+    },
+    cancel() {},
+  };
+  const r = new PeerRequests(conn as unknown as PeerConnection, 0);
+  const s = new RequestScheduler(layout, picker);
+  return { conn, r, s };
+}
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: 0, toFake: ['Date'] });
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('RequestScheduler.check', () => {
+  it('a peer sending 1 KiB/s (a block every 16 s) is never snubbed nor dropped', () => {
+    const { conn, r, s } = setup();
+    s.fill(r, true);
+    expect(r.inflight.size).toBeGreaterThan(0);
+    r.lastProgressAt = 0;
+    for (let t = 500; t <= 10 * 60_000; t += 500) {
+      conn.bytesIn += 512; // 1 KiB/s, steadily
+      expect(s.check(r, t)).toBeNull();
+    }
+  });
+
+  it('a silent peer is snubbed after SNUB_MS and dropped after STALL_MS', () => {
+    const { r, s } = setup();
+    s.fill(r, true);
+    r.lastProgressAt = 0;
+    let snubbedAt = -1;
+    let dropped: unknown = null;
+    r.lastByteAt = 0;
+    for (let t = 500; t <= STALL_MS * 3 && !dropped; t += 500) {
+      vi.setSystemTime(t);
+      const v = s.check(r, t);
+      if (v === 'snubbed' && snubbedAt < 0) snubbedAt = t;
+      if (v && typeof v === 'object') dropped = v;
+      // The peer is asked again after a snub (as the orchestrator does).
+      if (v === 'snubbed') s.fill(r, true);
+    }
+    expect(snubbedAt).toBeGreaterThan(SNUB_MS - 1);
+    expect(snubbedAt).toBeLessThanOrEqual(SNUB_MS + 500);
+    // Snubbed and asked again, it stays silent: gone once no byte came for STALL_MS.
+    expect(dropped).toEqual({ drop: expect.stringContaining('sent no data') });
+  });
+
+  it('an unchoke after a long choke restarts the clock: no snub at the next tick', () => {
+    const { conn, r, s } = setup();
+    s.fill(r, true);
+    r.lastProgressAt = 0;
+    // Choked for 11 s: requests released (no fast extension), nothing in flight.
+    s.releaseAll(r);
+    expect(s.check(r, 11_000)).toBeNull();
+    // Unchoked at 11 s: new requests go out; the next tick must not snub it.
+    Date.now = (
+      (orig) => () =>
+        11_000 + (orig() - orig())
+    )(Date.now);
+    s.unchoked(r);
+    s.fill(r, true);
+    expect(r.inflight.size).toBeGreaterThan(0);
+    expect(s.check(r, 11_500)).toBeNull();
+    expect(s.check(r, 11_000 + SNUB_MS - 500)).toBeNull();
+  });
+});
