@@ -10,7 +10,7 @@
  * - Plus one optimistic unchoke, rotated every OPTIMISTIC_INTERVAL_MS, new peers three times as
  *   likely to be picked.
  *
- * The rules and their maths are in docs/choker.md.
+ * The rules and their maths are in docs/DESIGN.md ("Choker").
  */
 
 export const CHOKE_INTERVAL_MS = 10_000;

@@ -14,7 +14,7 @@
  *   `consume(n)` records bytes that already arrived, which may leave the bucket in debt; while
  *   `waitMs(1) > 0` the reader stays paused. The overshoot is at most one read.
  *
- * See docs/choker.md ("Rate limits").
+ * See docs/DESIGN.md ("Rate limits").
  */
 import { BLOCK_SIZE } from '../wire/messages.js';
 
