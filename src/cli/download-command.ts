@@ -1,26 +1,17 @@
 import { Dht } from '../dht/dht.js';
-import { UsageError } from '../errors.js';
 import { isMagnet } from '../metainfo/magnet.js';
 import { download } from '../swarm/client.js';
 import type { Download } from '../swarm/download.js';
-import type { PeerAddress } from '../tracker/types.js';
 import { escapeControl, redactUrls } from './format.js';
 import type { CliIO, DownloadCliOptions } from './program.js';
-import { checkLine, progressLine, seedLine, summaryLine } from './progress.js';
+import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from './progress.js';
+import { parsePeer } from './peer-arg.js';
 import { openTorrent } from './source.js';
+
+export { parsePeer };
 
 const REDRAW_MS = 200;
 const JSON_PROGRESS_MS = 250;
-
-/** Parse `host:port`, `[v6]:port`. */
-export function parsePeer(s: string): PeerAddress {
-  const m = /^\[([0-9a-fA-F:.]+)\]:(\d+)$/.exec(s) ?? /^([^:[\]]+):(\d+)$/.exec(s);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new UsageError(`--peer ${s}: expected HOST:PORT with a port from 1 to 65535`);
-  }
-  return { host: m[1]!, port };
-}
 
 /** The listening and upload options shared by `download` and `seed`. */
 export interface PeerCliOptions {
@@ -218,7 +209,14 @@ export async function runDownload(
           output: result.plan.root,
         });
       }
-      if (tty) io.stderr.write(`\r\x1b[2K${summaryLine(s, result.plan.root)}\n`);
+      if (tty) {
+        const line =
+          mode === 'seed' ? seedSummaryLine(s, result.plan.root) : summaryLine(s, result.plan.root);
+        io.stderr.write(`\r\x1b[2K${line}\n`);
+        if (mode === 'download' && seeding) {
+          io.stderr.write(`${seedSummaryLine(s, result.plan.root)}\n`);
+        }
+      }
       return 0;
     } catch (e) {
       if (timer) clearInterval(timer);

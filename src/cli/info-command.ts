@@ -1,6 +1,6 @@
 import type { CliIO } from './program.js';
 import { escapeControl, formatBytes, redactUrls } from './format.js';
-import { parsePeer } from './download-command.js';
+import { parsePeer } from './peer-arg.js';
 import { openTorrent } from './source.js';
 import { printMetainfoWarnings } from './torrent-file.js';
 import { contentLength, type TorrentFile } from '../metainfo/torrent.js';

@@ -4,14 +4,14 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { TdlError } from '../errors.js';
-import { runCreate, type CreateCliOptions } from './create-command.js';
-import { runDownload, type PeerCliOptions } from './download-command.js';
+import type { CreateCliOptions } from './create-command.js';
+import type { PeerCliOptions } from './download-command.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { escapeControl, redactUrls } from './format.js';
-import { runInfo, type InfoCliOptions } from './info-command.js';
+import type { InfoCliOptions } from './info-command.js';
 import { parseRate } from './rate.js';
 import type { ByteStream } from './torrent-file.js';
-import { runVerify, type VerifyCliOptions } from './verify-command.js';
+import type { VerifyCliOptions } from './verify-command.js';
 import { VERSION } from './version.js';
 
 export interface Out {
@@ -170,7 +170,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       opts: DownloadCliOptions & PeerCliOptions & { seed?: boolean; saveTorrent?: string },
     ) => {
       json = Boolean(opts.json);
-      exitCode = await runDownload(torrent, opts, io);
+      exitCode = await (await import('./download-command.js')).runDownload(torrent, opts, io);
     },
   );
 
@@ -197,7 +197,9 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   peerOptions(seedCmd).action(
     async (torrent: string, opts: DownloadCliOptions & PeerCliOptions) => {
       json = Boolean(opts.json);
-      exitCode = await runDownload(torrent, opts, io, 'seed');
+      exitCode = await (
+        await import('./download-command.js')
+      ).runDownload(torrent, opts, io, 'seed');
     },
   );
 
@@ -228,7 +230,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     )
     .action(async (torrent: string, opts: InfoCliOptions) => {
       json = Boolean(opts.json);
-      exitCode = await runInfo(torrent, opts, io);
+      exitCode = await (await import('./info-command.js')).runInfo(torrent, opts, io);
     });
 
   program
@@ -243,7 +245,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .option('--json', 'write newline-delimited JSON events to stdout')
     .action(async (torrent: string, opts: VerifyCliOptions) => {
       json = Boolean(opts.json);
-      exitCode = await runVerify(torrent, opts, io);
+      exitCode = await (await import('./verify-command.js')).runVerify(torrent, opts, io);
     });
 
   program
@@ -269,7 +271,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .option('--no-date', 'write no creation date (same input, byte-identical torrent)')
     .option('-q, --quiet', 'print nothing but errors')
     .action(async (input: string, opts: CreateCliOptions) => {
-      exitCode = await runCreate(input, opts, io);
+      exitCode = await (await import('./create-command.js')).runCreate(input, opts, io);
     });
 
   try {

@@ -41,6 +41,11 @@ function ratio(s: DownloadStats): string {
   return (s.total > 0 ? s.uploaded / s.total : 0).toFixed(2);
 }
 
+/** The summary of a seeding run. */
+export function seedSummaryLine(s: DownloadStats, where: string): string {
+  return `seeded: ${formatBytes(s.uploaded)} uploaded (ratio ${ratio(s)}) in ${formatDuration(s.elapsedMs)} from ${escapeControl(where)}`;
+}
+
 /** The live line while seeding. */
 export function seedLine(s: DownloadStats, name: string, columns: number): string {
   const line =

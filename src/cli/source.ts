@@ -5,9 +5,7 @@
 import type { Dht } from '../dht/dht.js';
 import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
 import type { Metainfo } from '../metainfo/torrent.js';
-import { makePeerId } from '../peer/peer-id.js';
-import { resolveMagnet, saveTorrent } from '../swarm/magnet.js';
-import { torrentFromInfo } from '../swarm/metadata-fetch.js';
+import { writeFile } from 'node:fs/promises';
 import type { PeerAddress } from '../tracker/types.js';
 import type { CliIO } from './program.js';
 import { loadTorrent } from './torrent-file.js';
@@ -42,11 +40,15 @@ export async function openTorrent(
   if (!isMagnet(source)) {
     const meta = await loadTorrent(source, { stdin: io.stdin, signal: io.signal });
     if (o.saveTorrent) {
-      await saveTorrent(o.saveTorrent, torrentFromInfo(meta.info, meta.announceList));
+      const { torrentFromInfo } = await import('../swarm/metadata-fetch.js');
+      await writeFile(o.saveTorrent, torrentFromInfo(meta.info, meta.announceList));
     }
     return { meta, peers: [], magnet: false };
   }
   const magnet = parseMagnet(source);
+  // The peer machinery is loaded only for magnet links: `tdl info x.torrent` stays light.
+  const { resolveMagnet } = await import('../swarm/magnet.js');
+  const { makePeerId } = await import('../peer/peer-id.js');
   let last = '';
   const r = await resolveMagnet({
     magnet,
@@ -80,7 +82,7 @@ export async function openTorrent(
     infoHash: r.meta.infoHashHex,
     size: r.torrent.length,
   });
-  if (o.saveTorrent) await saveTorrent(o.saveTorrent, r.torrent);
+  if (o.saveTorrent) await writeFile(o.saveTorrent, r.torrent);
   return {
     meta: r.meta,
     torrentBytes: r.torrent,

@@ -152,6 +152,11 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     const seeding = o.seed !== undefined || o.seedOnly === true;
     if (complete && !seeding) {
       // Nothing to fetch and nothing to serve: give the files their final names and stop.
+      o.onStart?.(
+        new Download({ meta, layout, storage, peerId: makePeerId(), have: check.have }),
+        plan,
+        { port: 0 },
+      );
       await storage.sync();
       await storage.finalize();
       await removeStale(resumeFile);
