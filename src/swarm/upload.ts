@@ -200,10 +200,12 @@ export class UploadService {
         return;
       }
       const r = u.queue[0]!;
-      if (this.bucket.take(r.length) < r.length) {
+      // Ask first, then take: a partial grant would be thrown away (and the rate halved).
+      if (this.bucket.waitMs(r.length) > 0) {
         this.waitForTokens(r.length);
         return;
       }
+      this.bucket.take(r.length);
       u.queue.shift();
       this.serve(u, r);
     }
