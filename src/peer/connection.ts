@@ -97,6 +97,12 @@ export interface PeerConnectionEvents {
   close: [reason: string];
 }
 
+/** What a connection's reads are charged to (a TokenBucket). */
+export interface ReadLimit {
+  consume(n: number): void;
+  waitMs(n: number): number;
+}
+
 export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   readonly host: string;
   readonly port: number;
@@ -121,6 +127,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   /** Payload bytes of blocks sent to the peer. */
   bytesOut = 0;
 
+  /**
+   * A shared limit on bytes read (`--max-download-rate`): each read is charged to it, and the
+   * socket stops reading while it is in debt (docs/choker.md, "Rate limits").
+   */
+  readLimit: ReadLimit | null = null;
+  private readTimer: NodeJS.Timeout | null = null;
   private socket: net.Socket | null = null;
   private readonly framer: Framer;
   private readonly timeouts: PeerTimeouts;
@@ -253,6 +265,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     if (this.state === 'closed') return;
     this.bytesIn += n;
     this.lastReadAt = Date.now();
+    if (this.readLimit && this.started) {
+      this.readLimit.consume(n);
+      this.throttle();
+    }
     try {
       if (this.state === 'handshaking') {
         const hs = this.framer.nextHandshake();
@@ -264,6 +280,22 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     } catch (e) {
       this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
     }
+  }
+
+  /** Pause reading while the read limit is in debt; resume when it is not. */
+  private throttle(): void {
+    const limit = this.readLimit;
+    if (!limit || this.readTimer || this.state !== 'open') return;
+    const ms = limit.waitMs(1);
+    if (ms <= 0) return;
+    this.socket?.pause();
+    this.readTimer = setTimeout(() => {
+      this.readTimer = null;
+      if (this.state !== 'open') return;
+      this.socket?.resume();
+      // Another connection may have drawn on the shared limit meanwhile.
+      this.throttle();
+    }, ms);
   }
 
   private onHandshake(hs: Handshake): void {
@@ -497,6 +529,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.closeReason = reason;
     if (this.timer) clearTimeout(this.timer);
     if (this.keepalive) clearInterval(this.keepalive);
+    if (this.readTimer) clearTimeout(this.readTimer);
+    this.readTimer = null;
     this.timer = null;
     this.keepalive = null;
     this.socket?.destroy();

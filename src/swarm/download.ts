@@ -429,6 +429,8 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.sessions.set(conn, s);
     this.emit('peer', { address: conn.address, status: 'connected', source: cand.origin });
     this.upload.add(conn);
+    // --max-download-rate: reads are charged to one shared bucket and pause while it is empty.
+    conn.readLimit = this.downloadBucket;
 
     if (this.sequential) {
       // The probe: every piece, then an unchoke, in time.
@@ -559,13 +561,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       s.readyTimer = null;
       this.emit('peer', { address: conn.address, status: 'ready' });
     }
-    if (this.downloadBucket && this.downloadBucket.waitMs(BLOCK_SIZE) > 0) return;
-    const before = s.req.inflight.size;
     this.scheduler.fill(s.req, s.req.goodPieces > 0 || !this.anyTrusted());
-    if (this.downloadBucket) {
-      const added = s.req.inflight.size - before;
-      if (added > 0) this.downloadBucket.take(added * BLOCK_SIZE);
-    }
     if (s.req.inflight.size === 0 && s.wanted === 0) conn.notInterested();
   }
 
