@@ -12,6 +12,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { MAX_INCOMING_PER_ADDRESS } from '../../src/swarm/download.js';
 import { encodeHandshake } from '../../src/wire/handshake.js';
 import { FakeLeecher } from '../helpers/fake-leecher.js';
 import { useFixture } from '../helpers/fixture.js';
@@ -256,6 +257,15 @@ describe('hostile connections', () => {
     );
     expect(opened.filter(Boolean).length).toBeGreaterThan(0);
     await new Promise((r) => setTimeout(r, 1_000));
+    const admitted = tdl.events.filter(
+      (e) =>
+        e.event === 'peer' &&
+        e['status'] === 'connected' &&
+        String(e['address']).startsWith(`${HOSTILE}:`),
+    ).length;
+    // One address keeps a few connections at most, so it cannot fill --max-peers (30).
+    expect(admitted).toBeGreaterThan(0);
+    expect(admitted).toBeLessThanOrEqual(MAX_INCOMING_PER_ADDRESS);
     await honestGetsAll(t, port, true);
     await honestGetsAll(t, port, false);
     expect(tdl.child.exitCode).toBeNull();
