@@ -359,7 +359,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   private onMessage(m: Message): void {
     const first = this.messagesSeen === 0;
-    if (m.type !== 'keep-alive') this.messagesSeen++;
+    // libtorrent and aria2 send their extension handshake (and DHT port) before the bitfield or
+    // have-all: those do not make a later bitfield "after other messages".
+    if (m.type !== 'keep-alive' && m.type !== 'extended' && m.type !== 'port') this.messagesSeen++;
     switch (m.type) {
       case 'keep-alive':
         return;

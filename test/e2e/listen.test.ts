@@ -175,6 +175,26 @@ describe('listening', () => {
     expect(honest.isClosed).toBe(false);
   });
 
+  it('a peer that sends its extension handshake before have-none is kept (as libtorrent does)', async () => {
+    const { t, torrent, file } = await prepare();
+    const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', '0', '--json'], fx.onClose);
+    const port = await tdl.port();
+    const l = await FakeLeecher.connect({
+      port,
+      infoHash: t.infoHash,
+      peerId: peerId(),
+      fast: true,
+      extended: true,
+    });
+    fx.onClose(() => l.close());
+    await l.waitHandshake();
+    l.extendedMessage(0, Buffer.from('d1:md11:ut_metadatai1eee'));
+    l.haveNone();
+    l.interested();
+    await l.waitFor((f) => f.id === 1, { timeoutMs: 10_000 });
+    expect(l.isClosed).toBe(false);
+  });
+
   it('incoming peers count against --max-peers', async () => {
     const { t, torrent, file } = await prepare();
     const tdl = spawnTdl(
