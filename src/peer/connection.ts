@@ -359,7 +359,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     // The availability message must come first; the extension handshake may precede it
     // (BEP 10 sends it right after the handshake, and libtorrent does).
     const first = this.messagesSeen === 0;
-    if (m.type !== 'keep-alive' && m.type !== 'extended') this.messagesSeen++;
+    if (m.type !== 'keep-alive' && m.type !== 'extended' && m.type !== 'port') this.messagesSeen++;
     if (this.opts.metadataOnly && m.type !== 'extended') {
       // Pieces mean nothing before the metadata is known; only a block we never asked for is wrong.
       if (m.type === 'piece') throw new WireError('sent a block we did not request');

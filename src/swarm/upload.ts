@@ -204,6 +204,7 @@ export class UploadService {
         this.waitForTokens(r.length);
         return;
       }
+      this.bucket.take(r.length);
       u.queue.shift();
       this.serve(u, r);
     }

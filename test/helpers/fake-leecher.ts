@@ -61,6 +61,13 @@ export interface FakeLeecherOptions {
    * (`blocksReceived`, `blockBytes`): for long transfers, so memory stays flat.
    */
   keepBlocks?: boolean;
+  /** Local address to connect from (e.g. 127.0.0.7), so per-address caps see distinct peers. */
+  localAddress?: string;
+  /**
+   * Check every received block against the torrent's data on arrival (works with
+   * `keepBlocks: false`): mismatches are counted in `badBlocks`.
+   */
+  checkAgainst?: { data: Buffer; pieceLength: number };
 }
 
 /** One frame as received: `id` null for a keep-alive. */
@@ -119,6 +126,8 @@ export class FakeLeecher {
   /** `piece` messages received, and their block bytes (counted even when not kept). */
   blocksReceived = 0;
   blockBytes = 0;
+  /** Blocks that did not match `checkAgainst`. */
+  badBlocks = 0;
   /** BEP 6 rejects received. */
   readonly rejects: Block[] = [];
   /** BEP 6 allowed-fast pieces received. */
@@ -156,7 +165,11 @@ export class FakeLeecher {
 
   /** Connects and (unless `noHandshake`) sends our handshake. Rejects if TCP fails. */
   static async connect(opts: FakeLeecherOptions): Promise<FakeLeecher> {
-    const socket = net.connect({ host: opts.host ?? '127.0.0.1', port: opts.port });
+    const socket = net.connect({
+      host: opts.host ?? '127.0.0.1',
+      port: opts.port,
+      ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+    });
     const timeoutMs = opts.connectTimeoutMs ?? DEFAULT_WAIT_MS;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -376,6 +389,74 @@ export class FakeLeecher {
     return n;
   }
 
+  /**
+   * Plays an honest downloader: sends `interested` and requests every block of the torrent
+   * (`pipeline` in flight), asking again for blocks rejected or dropped by a choke, until every
+   * block has arrived once. Resolves with the blocks' bytes received; rejects on close or after
+   * `timeoutMs` without completing. Use `checkAgainst` (or `verifyPieces`) to check the bytes.
+   */
+  async downloadAll(
+    size: number,
+    pieceLength: number,
+    o: { pipeline?: number; timeoutMs?: number; blockSize?: number } = {},
+  ): Promise<number> {
+    const blockSize = o.blockSize ?? 16384;
+    const pipeline = o.pipeline ?? 32;
+    const pending: Block[] = [];
+    for (let index = 0; index * pieceLength < size; index++) {
+      const plen = Math.min(pieceLength, size - index * pieceLength);
+      for (let begin = 0; begin < plen; begin += blockSize) {
+        pending.push({ index, begin, length: Math.min(blockSize, plen - begin) });
+      }
+    }
+    pending.reverse(); // pop() takes the first block
+    const total = pending.length;
+    const key = (i: number, b: number) => i * 0x1_0000_0000 + b;
+    const lengthOf = new Map<number, number>();
+    for (const b of pending) lengthOf.set(key(b.index, b.begin), b.length);
+    const inflight = new Map<number, Block>();
+    const done = new Set<number>();
+    let bytes = 0;
+    let next = this.frames.length;
+    this.interested();
+    const step = (): number | undefined => {
+      for (; next < this.frames.length; next++) {
+        const f = this.frames[next]!;
+        if (f.id === 0) {
+          // A choke drops every request (without the fast extension; with it, rejects follow).
+          for (const b of inflight.values()) pending.push(b);
+          inflight.clear();
+        } else if (f.id === 7 || f.id === ExtraId.reject) {
+          if (f.payload.length < 8) continue;
+          const k = key(f.payload.readUInt32BE(0), f.payload.readUInt32BE(4));
+          const b = inflight.get(k);
+          if (f.id === 7) {
+            if (!done.has(k) && lengthOf.has(k)) {
+              done.add(k);
+              bytes += lengthOf.get(k)!;
+            }
+            inflight.delete(k);
+          } else if (b) {
+            inflight.delete(k);
+            pending.push(b);
+          }
+        }
+      }
+      if (done.size >= total) return bytes;
+      if (!this.choked) {
+        while (inflight.size < pipeline && pending.length > 0) {
+          const b = pending.pop()!;
+          const k = key(b.index, b.begin);
+          if (done.has(k) || inflight.has(k)) continue;
+          inflight.set(k, b);
+          this.request(b.index, b.begin, b.length);
+        }
+      }
+      return undefined;
+    };
+    return this.#waitFor(step, o.timeoutMs ?? 60_000, `all ${total} blocks`);
+  }
+
   /** Ends the connection (both ways) and waits for it to close. */
   async close(): Promise<void> {
     this.socket.destroy();
@@ -425,6 +506,13 @@ export class FakeLeecher {
     if (id === 7 && length >= 9) {
       this.blocksReceived++;
       this.blockBytes += length - 9;
+      const c = this.#opts.checkAgainst;
+      if (c) {
+        const start = bytes.readUInt32BE(5) * c.pieceLength + bytes.readUInt32BE(9);
+        const block = bytes.subarray(13);
+        const want = c.data.subarray(start, start + block.length);
+        if (want.length !== block.length || !want.equals(block)) this.badBlocks++;
+      }
       if (this.#opts.keepBlocks === false) {
         this.frames.push({ id, payload: Buffer.from(bytes.subarray(5, 13)) });
         return;

@@ -1,0 +1,251 @@
+/**
+ * Listening, against the built CLI: `--port N` is bound and announced, a taken port is a usage
+ * error, `--bind` restricts the address, `--no-listen` accepts nothing and announces port 0,
+ * handshakes for another torrent or with our own peer id are closed at once, and incoming peers
+ * count against `--max-peers`.
+ *
+ * Runs `node dist/cli/main.js`: build first (`npm run build`; `npm test` does it).
+ */
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { FakeLeecher } from '../helpers/fake-leecher.js';
+import { startHttpTracker, type FakeTracker } from '../helpers/fake-tracker.js';
+import { useFixture } from '../helpers/fixture.js';
+import { assertBuilt, spawnTdl, until } from '../helpers/tdl-process.js';
+import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+
+const PIECE = 32768;
+const data = randomBytesSeeded(256 * 1024, 'listen');
+
+const fx = useFixture();
+
+beforeAll(() => assertBuilt());
+
+let seq = 0;
+function peerId(): Buffer {
+  return Buffer.from(`-LS0001-${String(++seq).padStart(12, '0')}`);
+}
+
+async function prepare(): Promise<{
+  t: MadeTorrent;
+  torrent: string;
+  file: string;
+  tr: FakeTracker;
+}> {
+  const tr = await startHttpTracker({ peers: [], interval: 1 });
+  fx.onClose(() => tr.close());
+  const t = makeTorrent({
+    name: 'data.bin',
+    pieceLength: PIECE,
+    files: { data },
+    announce: tr.url,
+  });
+  const torrent = await fx.writeTorrent(t);
+  const out = path.join(fx.dir, 'out');
+  await mkdir(out, { recursive: true });
+  const file = path.join(out, 'data.bin');
+  await writeFile(file, data);
+  return { t, torrent, file, tr };
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+function canConnect(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** TCP sockets in LISTEN state held by a process (from /proc; Linux only). */
+function listeningSockets(pid: number): number {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  let n = 0;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length > 9 && f[3] === '0A' && inodes.has(f[9]!)) n++;
+    }
+  }
+  return n;
+}
+
+describe('listening', () => {
+  it('--port N is bound, reported in started and announced to the tracker', async () => {
+    const { t, torrent, file, tr } = await prepare();
+    const port = await freePort();
+    const tdl = spawnTdl(
+      ['seed', torrent, '-o', file, '--port', String(port), '--json'],
+      fx.onClose,
+    );
+    expect(await tdl.port()).toBe(port);
+    await until(() => tr.announces.length > 0, 15_000, 'an announce');
+    expect(tr.announces[0]!.port).toBe(port);
+    expect(listeningSockets(tdl.child.pid!)).toBe(1);
+    const l = await FakeLeecher.connect({ port, infoHash: t.infoHash, peerId: peerId() });
+    fx.onClose(() => l.close());
+    const hs = await l.waitHandshake();
+    expect(hs.infoHash.equals(t.infoHash)).toBe(true);
+  });
+
+  it('a taken --port is a usage error (exit 2) with a clear message', async () => {
+    const { torrent, file } = await prepare();
+    const busy = net.createServer();
+    await new Promise<void>((r) => busy.listen(0, r));
+    fx.onClose(() => new Promise<void>((r) => busy.close(() => r())));
+    const { port } = busy.address() as net.AddressInfo;
+    const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', String(port)], fx.onClose);
+    const { code } = await tdl.exited;
+    expect(code).toBe(2);
+    expect(tdl.stderr()).toContain(`cannot listen on port ${port}`);
+  });
+
+  it('--bind 127.0.0.1 listens there only', async () => {
+    const { t, torrent, file } = await prepare();
+    const tdl = spawnTdl(
+      ['seed', torrent, '-o', file, '--port', '0', '--bind', '127.0.0.1', '--json'],
+      fx.onClose,
+    );
+    const port = await tdl.port();
+    expect(await canConnect('127.0.0.2', port)).toBe(false);
+    const l = await FakeLeecher.connect({ port, infoHash: t.infoHash, peerId: peerId() });
+    fx.onClose(() => l.close());
+    await l.waitHandshake();
+  });
+
+  it('--no-listen accepts nothing and announces port 0', async () => {
+    const { torrent, file, tr } = await prepare();
+    const tdl = spawnTdl(['seed', torrent, '-o', file, '--no-listen', '--json'], fx.onClose);
+    expect(await tdl.port()).toBe(0);
+    await until(() => tr.announces.length > 0, 15_000, 'an announce');
+    expect(tr.announces[0]!.port).toBe(0);
+    expect(listeningSockets(tdl.child.pid!)).toBe(0);
+  });
+
+  it('an incoming handshake for another info hash, or with our own peer id, is closed at once', async () => {
+    const { t, torrent, file } = await prepare();
+    const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', '0', '--json'], fx.onClose);
+    const port = await tdl.port();
+    const other = Buffer.from(t.infoHash);
+    other[19]! ^= 1;
+    const a = await FakeLeecher.connect({ port, infoHash: other, peerId: peerId() });
+    fx.onClose(() => a.close());
+    await a.waitClosed(5_000);
+    expect(a.frames.length).toBe(0);
+    // tdl's own peer id, learnt from an honest connection.
+    const honest = await FakeLeecher.connect({ port, infoHash: t.infoHash, peerId: peerId() });
+    fx.onClose(() => honest.close());
+    const own = (await honest.waitHandshake()).peerId;
+    const b = await FakeLeecher.connect({
+      port,
+      infoHash: t.infoHash,
+      peerId: own,
+      localAddress: '127.0.0.2',
+    });
+    fx.onClose(() => b.close());
+    await b.waitClosed(5_000);
+    expect(b.frames.filter((f) => f.id !== null && f.id !== 5 && f.id !== 14).length).toBe(0);
+    expect(honest.isClosed).toBe(false);
+  });
+
+  it('a peer that sends its extension handshake before have-none is kept (as libtorrent does)', async () => {
+    const { t, torrent, file } = await prepare();
+    const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', '0', '--json'], fx.onClose);
+    const port = await tdl.port();
+    const l = await FakeLeecher.connect({
+      port,
+      infoHash: t.infoHash,
+      peerId: peerId(),
+      fast: true,
+      extended: true,
+    });
+    fx.onClose(() => l.close());
+    await l.waitHandshake();
+    l.extendedMessage(0, Buffer.from('d1:md11:ut_metadatai1eee'));
+    l.haveNone();
+    l.interested();
+    await l.waitFor((f) => f.id === 1, { timeoutMs: 10_000 });
+    expect(l.isClosed).toBe(false);
+  });
+
+  it('incoming peers count against --max-peers', async () => {
+    const { t, torrent, file } = await prepare();
+    const tdl = spawnTdl(
+      ['seed', torrent, '-o', file, '--port', '0', '--json', '--max-peers', '2'],
+      fx.onClose,
+    );
+    const port = await tdl.port();
+    const ls: FakeLeecher[] = [];
+    for (let i = 0; i < 3; i++) {
+      const l = await FakeLeecher.connect({
+        port,
+        infoHash: t.infoHash,
+        peerId: peerId(),
+        localAddress: `127.0.4.${10 + i}`,
+      });
+      fx.onClose(() => l.close());
+      ls.push(l);
+      if (i < 2) {
+        await l.waitHandshake();
+        await tdl.waitEvent(
+          'peer',
+          10_000,
+          (e) =>
+            e['status'] === 'connected' && String(e['address']).startsWith(`127.0.4.${10 + i}:`),
+        );
+      }
+    }
+    await ls[2]!.waitClosed(10_000);
+    expect(ls[0]!.isClosed).toBe(false);
+    expect(ls[1]!.isClosed).toBe(false);
+    // A place frees: the next one is taken.
+    await ls[0]!.close();
+    const again = await FakeLeecher.connect({
+      port,
+      infoHash: t.infoHash,
+      peerId: peerId(),
+      localAddress: '127.0.4.20',
+    });
+    fx.onClose(() => again.close());
+    await again.waitHandshake();
+    await until(
+      () =>
+        tdl.events.some(
+          (e) =>
+            e.event === 'peer' &&
+            e['status'] === 'connected' &&
+            String(e['address']).startsWith('127.0.4.20:'),
+        ),
+      10_000,
+      'the next peer admitted',
+    );
+    expect(again.isClosed).toBe(false);
+  });
+});

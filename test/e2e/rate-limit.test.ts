@@ -1,0 +1,122 @@
+/**
+ * Rate limits end to end, against the built CLI: `download --max-download-rate 1M` from a fast
+ * loopback seeder, and `seed --max-upload-rate 1M` measured at a fake leecher. Each holds the
+ * long-run average within 5 % over 10 s, excluding the first second (the token bucket's burst).
+ *
+ * The bound is on the average, which a token bucket keeps even on a loaded machine (a late timer
+ * sends less, never more); the timeouts are generous for the same reason.
+ *
+ * Runs `node dist/cli/main.js`: build first (`npm run build`; `npm test` does it).
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { FakeLeecher } from '../helpers/fake-leecher.js';
+import { useFixture } from '../helpers/fixture.js';
+import { assertBuilt, spawnTdl, until } from '../helpers/tdl-process.js';
+import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+
+const RATE = 1024 * 1024; // "1M"
+const PIECE = 32768;
+/** 16 MiB: more than 10 s at the limit. */
+const SIZE = 16 * 1024 * 1024;
+const data = randomBytesSeeded(SIZE, 'rate-limit');
+
+const fx = useFixture();
+
+beforeAll(() => assertBuilt());
+
+describe('rate limits (long-run averages; tolerant of a loaded machine)', () => {
+  it('--max-download-rate 1M holds the download rate within 5 % over 10 s', async () => {
+    const tr = await fx.tracker([]);
+    const t = makeTorrent({
+      name: 'data.bin',
+      pieceLength: PIECE,
+      files: { data },
+      announce: tr.url,
+    });
+    const torrent = await fx.writeTorrent(t);
+    const seeder = await fx.seeder(t, PIECE);
+    const file = path.join(fx.dir, 'data.bin');
+    const tdl = spawnTdl(
+      [
+        'download',
+        torrent,
+        '-o',
+        file,
+        '--json',
+        '--no-listen',
+        '--peer',
+        `127.0.0.1:${seeder.port}`,
+        '--max-download-rate',
+        '1M',
+      ],
+      fx.onClose,
+    );
+    const progress = () => tdl.events.filter((e) => e.event === 'progress');
+    // The first progress event after 1 s, and the first after 11 s.
+    const from = await until(
+      () => progress().find((e) => (e['time'] as number) >= 1_000),
+      30_000,
+      'progress after 1 s',
+    );
+    const to = await until(
+      () => progress().find((e) => (e['time'] as number) >= 11_000),
+      60_000,
+      'progress after 11 s',
+    );
+    expect(to['downloaded'] as number).toBeLessThan(SIZE);
+    const bytes = (to['downloaded'] as number) - (from['downloaded'] as number);
+    const seconds = ((to['time'] as number) - (from['time'] as number)) / 1000;
+    const rate = bytes / seconds;
+    // Verified bytes move by whole pieces: one piece either way is within the error.
+    expect(Math.abs(rate - RATE) / RATE).toBeLessThan(0.05 + (2 * PIECE) / bytes);
+    expect(seeder.served).toBeLessThan(SIZE);
+  }, 90_000);
+
+  it('tdl seed --max-upload-rate 1M holds the upload rate within 5 % over 10 s', async () => {
+    const tr = await fx.tracker([]);
+    const t = makeTorrent({
+      name: 'data.bin',
+      pieceLength: PIECE,
+      files: { data },
+      announce: tr.url,
+    });
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    await mkdir(out);
+    const file = path.join(out, 'data.bin');
+    await writeFile(file, data);
+    const tdl = spawnTdl(
+      ['seed', torrent, '-o', file, '--port', '0', '--json', '--max-upload-rate', '1M'],
+      fx.onClose,
+    );
+    const port = await tdl.port();
+    const l = await FakeLeecher.connect({
+      port,
+      infoHash: t.infoHash,
+      fast: true,
+      keepBlocks: false,
+      checkAgainst: { data, pieceLength: PIECE },
+    });
+    fx.onClose(() => l.close());
+    await l.waitHandshake();
+    const all = l.downloadAll(SIZE, PIECE, { timeoutMs: 120_000 });
+    all.catch(() => {});
+    await l.waitPieces(1, 30_000);
+    const t0 = Date.now();
+    // Skip the first second (the bucket's burst), then measure 10 s.
+    await new Promise((r) => setTimeout(r, 1_000));
+    const b1 = l.blockBytes;
+    const t1 = Date.now();
+    await new Promise((r) => setTimeout(r, 10_000));
+    const b2 = l.blockBytes;
+    const t2 = Date.now();
+    expect(t1 - t0).toBeGreaterThanOrEqual(1_000);
+    const rate = (b2 - b1) / ((t2 - t1) / 1000);
+    // Blocks arrive whole: two blocks either way are within the error.
+    expect(Math.abs(rate - RATE) / RATE).toBeLessThan(0.05 + (2 * 16384) / (b2 - b1));
+    expect(l.badBlocks).toBe(0);
+    expect(l.blockBytes).toBeLessThan(SIZE);
+  }, 90_000);
+});

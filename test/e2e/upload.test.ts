@@ -1,0 +1,412 @@
+/**
+ * Uploading end to end, against the built CLI in child processes: 50 fake leechers at once from
+ * one `tdl seed` (memory bounded), the seeding lifecycle (`seed`, `--seed-time`, `--seed-ratio`,
+ * `download --seed`), two tdl processes that each start with half the pieces and finish from
+ * each other, and the choker seen from the leechers (`--upload-slots`, tit for tat).
+ *
+ * Runs `node dist/cli/main.js`: build first (`npm run build`; `npm test` does it).
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { Bitfield } from '../../src/wire/bitfield.js';
+import { FakeLeecher } from '../helpers/fake-leecher.js';
+import { useFixture } from '../helpers/fixture.js';
+import { assertBuilt, spawnTdl, until } from '../helpers/tdl-process.js';
+import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+
+const fx = useFixture();
+
+beforeAll(() => assertBuilt());
+
+let seq = 0;
+function peerId(): Buffer {
+  return Buffer.from(`-UP0001-${String(++seq).padStart(12, '0')}`);
+}
+
+/** A torrent announcing to a tracker that knows no peer, its file, and where its data goes. */
+async function prepare(
+  size: number,
+  pieceLength: number,
+  seed: string,
+  onDisk: 'all' | 'none' | ((index: number) => boolean) = 'all',
+): Promise<{ t: MadeTorrent; data: Buffer; torrent: string; file: string }> {
+  const data = randomBytesSeeded(size, seed);
+  const tr = await fx.tracker([]);
+  const t = makeTorrent({ name: 'data.bin', pieceLength, files: { data }, announce: tr.url });
+  const torrent = await fx.writeTorrent(t);
+  const out = path.join(fx.dir, 'out');
+  await mkdir(out, { recursive: true });
+  const file = path.join(out, 'data.bin');
+  if (onDisk === 'all') await writeFile(file, data);
+  else if (onDisk !== 'none') await writeFile(`${file}.part`, partial(data, pieceLength, onDisk));
+  return { t, data, torrent, file };
+}
+
+/** The data with the pieces `keep` rejects zeroed. */
+function partial(data: Buffer, pieceLength: number, keep: (index: number) => boolean): Buffer {
+  const out = Buffer.alloc(data.length);
+  for (let i = 0; i * pieceLength < data.length; i++) {
+    if (keep(i)) data.copy(out, i * pieceLength, i * pieceLength, (i + 1) * pieceLength);
+  }
+  return out;
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+async function leecher(
+  t: MadeTorrent,
+  port: number,
+  from: string,
+  check?: { data: Buffer; pieceLength: number },
+): Promise<FakeLeecher> {
+  const l = await FakeLeecher.connect({
+    port,
+    infoHash: t.infoHash,
+    peerId: peerId(),
+    fast: true,
+    localAddress: from,
+    keepBlocks: false,
+    checkAgainst: check,
+    connectTimeoutMs: 20_000,
+  });
+  fx.onClose(() => l.close());
+  return l;
+}
+
+describe('memory', () => {
+  it('50 leechers at once from one tdl seed: all get every byte, peak RSS under 150 MB', async () => {
+    const SIZE = 4 * 1024 * 1024;
+    const PIECE = 65536;
+    const { t, data, torrent, file } = await prepare(SIZE, PIECE, 'fifty');
+    const tdl = spawnTdl(
+      ['seed', torrent, '-o', file, '--port', '0', '--json', '--max-peers', '60'],
+      fx.onClose,
+    );
+    const port = await tdl.port();
+    const leechers = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        leecher(t, port, `127.0.1.${10 + i}`, { data, pieceLength: PIECE }),
+      ),
+    );
+    const got = await Promise.all(
+      leechers.map(async (l) => {
+        await l.waitHandshake(20_000);
+        const n = await l.downloadAll(SIZE, PIECE, { timeoutMs: 150_000 });
+        // Done: leave, so the slot goes to the next.
+        await l.close();
+        return n;
+      }),
+    );
+    expect(got.every((n) => n === SIZE)).toBe(true);
+    expect(leechers.map((l) => l.badBlocks).reduce((a, b) => a + b, 0)).toBe(0);
+    const rss = tdl.peakRss();
+    expect(rss).not.toBeNull();
+    expect(rss!).toBeLessThan(150 * 1024 * 1024);
+    const progress = tdl.events.filter((e) => e.event === 'progress');
+    await until(
+      () => tdl.events.filter((e) => e.event === 'progress').length > progress.length,
+      5_000,
+      'a progress event',
+    );
+    const last = tdl.events.filter((e) => e.event === 'progress').at(-1)!;
+    expect(last['uploaded'] as number).toBeGreaterThanOrEqual(50 * SIZE);
+  }, 200_000);
+});
+
+describe('seeding lifecycle', () => {
+  it('tdl seed refuses incomplete data: exit 5 and a clear message', async () => {
+    const { torrent, file } = await prepare(256 * 1024, 32768, 'incomplete', (i) => i < 4);
+    const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', '0'], fx.onClose);
+    const { code } = await tdl.exited;
+    expect(code).toBe(5);
+    expect(tdl.stderr()).toMatch(/incomplete \(4 of 8 pieces valid\).*tdl download/);
+  });
+
+  it('tdl seed --seed-time 0.05 exits 0 after about 3 s, with seeding and done events', async () => {
+    const { torrent, file } = await prepare(256 * 1024, 32768, 'seed-time');
+    const t0 = Date.now();
+    const tdl = spawnTdl(
+      ['seed', torrent, '-o', file, '--port', '0', '--json', '--seed-time', '0.05'],
+      fx.onClose,
+    );
+    const { code } = await tdl.exited;
+    const ms = Date.now() - t0;
+    expect(code).toBe(0);
+    expect(ms).toBeGreaterThanOrEqual(2_900);
+    expect(ms).toBeLessThan(25_000);
+    expect(tdl.events.find((e) => e.event === 'seeding')).toBeDefined();
+    const done = tdl.events.find((e) => e.event === 'done')!;
+    expect(done['uploaded']).toBe(0);
+  }, 40_000);
+
+  it('tdl seed --seed-ratio 1 exits once a leecher took the whole torrent', async () => {
+    const SIZE = 512 * 1024 + 100;
+    const PIECE = 32768;
+    const { t, data, torrent, file } = await prepare(SIZE, PIECE, 'ratio');
+    const tdl = spawnTdl(
+      ['seed', torrent, '-o', file, '--port', '0', '--json', '--seed-ratio', '1'],
+      fx.onClose,
+    );
+    const port = await tdl.port();
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(tdl.child.exitCode).toBeNull();
+    const l = await leecher(t, port, '127.0.0.2', { data, pieceLength: PIECE });
+    await l.waitHandshake();
+    expect(await l.downloadAll(SIZE, PIECE)).toBe(SIZE);
+    expect(l.badBlocks).toBe(0);
+    const { code } = await tdl.exited;
+    expect(code).toBe(0);
+    const done = tdl.events.find((e) => e.event === 'done')!;
+    expect(done['uploaded'] as number).toBeGreaterThanOrEqual(SIZE);
+  }, 40_000);
+
+  it('tdl download --seed --seed-ratio 1 seeds after completing, then exits', async () => {
+    const SIZE = 512 * 1024 + 100;
+    const PIECE = 32768;
+    const { t, data, torrent, file } = await prepare(SIZE, PIECE, 'download-seed', 'none');
+    const seeder = await fx.seeder(t, PIECE);
+    const tdl = spawnTdl(
+      [
+        'download',
+        torrent,
+        '-o',
+        file,
+        '--port',
+        '0',
+        '--json',
+        '--peer',
+        `127.0.0.1:${seeder.port}`,
+        '--seed',
+        '--seed-ratio',
+        '1',
+      ],
+      fx.onClose,
+    );
+    const port = await tdl.port();
+    await tdl.waitEvent('seeding', 30_000);
+    expect((await readFile(file)).equals(data)).toBe(true);
+    expect(tdl.child.exitCode).toBeNull();
+    const l = await leecher(t, port, '127.0.0.2', { data, pieceLength: PIECE });
+    await l.waitHandshake();
+    expect(await l.downloadAll(SIZE, PIECE)).toBe(SIZE);
+    const { code } = await tdl.exited;
+    expect(code).toBe(0);
+    const done = tdl.events.find((e) => e.event === 'done')!;
+    expect(done['uploaded'] as number).toBeGreaterThanOrEqual(SIZE);
+    expect(done['downloaded']).toBe(SIZE);
+  }, 60_000);
+
+  it('tdl download without --seed exits as soon as it is complete', async () => {
+    const SIZE = 256 * 1024;
+    const PIECE = 32768;
+    const { t, data, torrent, file } = await prepare(SIZE, PIECE, 'no-seed', 'none');
+    const seeder = await fx.seeder(t, PIECE);
+    const tdl = spawnTdl(
+      [
+        'download',
+        torrent,
+        '-o',
+        file,
+        '--port',
+        '0',
+        '--json',
+        '--peer',
+        `127.0.0.1:${seeder.port}`,
+      ],
+      fx.onClose,
+    );
+    const { code } = await tdl.exited;
+    expect(code).toBe(0);
+    expect(tdl.events.find((e) => e.event === 'seeding')).toBeUndefined();
+    expect(tdl.events.find((e) => e.event === 'done')!['uploaded']).toBe(0);
+    expect((await readFile(file)).equals(data)).toBe(true);
+  }, 60_000);
+});
+
+describe('two tdl processes, no seeder anywhere', () => {
+  it('each starts with half the pieces and both finish byte for byte', async () => {
+    const SIZE = 2 * 1024 * 1024 + 777;
+    const PIECE = 32768;
+    const data = randomBytesSeeded(SIZE, 'halves');
+    const tr = await fx.tracker([]);
+    const t = makeTorrent({
+      name: 'data.bin',
+      pieceLength: PIECE,
+      files: { data },
+      announce: tr.url,
+    });
+    const torrent = await fx.writeTorrent(t);
+    const pieces = Math.ceil(SIZE / PIECE);
+    const a = path.join(fx.dir, 'a.bin');
+    const b = path.join(fx.dir, 'b.bin');
+    // No resume file: the start-up check finds each half by hashing.
+    await writeFile(
+      `${a}.part`,
+      partial(data, PIECE, (i) => i < pieces / 2),
+    );
+    await writeFile(
+      `${b}.part`,
+      partial(data, PIECE, (i) => i >= pieces / 2),
+    );
+    const [pa, pb] = [await freePort(), await freePort()];
+    const args = (out: string, port: number, other: number) => [
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--json',
+      '--bind',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--peer',
+      `127.0.0.1:${other}`,
+      // Stay a little after completing, so the other can finish too.
+      '--seed',
+      '--seed-ratio',
+      '0.4',
+      '--seed-time',
+      '0.5',
+    ];
+    const ta = spawnTdl(args(a, pa, pb), fx.onClose);
+    const tb = spawnTdl(args(b, pb, pa), fx.onClose);
+    const [sa, sb] = await Promise.all([ta.waitEvent('started'), tb.waitEvent('started')]);
+    expect(sa['port']).toBe(pa);
+    expect(sb['port']).toBe(pb);
+    expect(sa['present'] as number).toBeGreaterThan(0);
+    expect(sb['present'] as number).toBeGreaterThan(0);
+    const [ea, eb] = await Promise.all([ta.exited, tb.exited]);
+    expect(ea.code).toBe(0);
+    expect(eb.code).toBe(0);
+    expect((await readFile(a)).equals(data)).toBe(true);
+    expect((await readFile(b)).equals(data)).toBe(true);
+    const da = ta.events.find((e) => e.event === 'done')!;
+    const db = tb.events.find((e) => e.event === 'done')!;
+    expect((da['downloaded'] as number) + (db['downloaded'] as number)).toBe(SIZE);
+    expect(da['uploaded'] as number).toBeGreaterThan(0);
+    expect(db['uploaded'] as number).toBeGreaterThan(0);
+  }, 90_000);
+});
+
+describe('choking', () => {
+  it('--upload-slots 2 with 5 interested leechers: at most 3 unchoked at once', async () => {
+    const { t, torrent, file } = await prepare(1024 * 1024, 32768, 'slots');
+    const tdl = spawnTdl(
+      ['seed', torrent, '-o', file, '--port', '0', '--json', '--upload-slots', '2'],
+      fx.onClose,
+    );
+    const port = await tdl.port();
+    const ls = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => leecher(t, port, `127.0.2.${10 + i}`)),
+    );
+    for (const l of ls) {
+      await l.waitHandshake();
+      l.interested();
+    }
+    let most = 0;
+    let least = Infinity;
+    const end = Date.now() + 13_000; // across one choker round (10 s)
+    await until(
+      () => {
+        const n = ls.filter((l) => !l.choked).length;
+        most = Math.max(most, n);
+        if (Date.now() > end - 10_000) least = Math.min(least, n);
+        return Date.now() > end;
+      },
+      20_000,
+      'the observation',
+    );
+    expect(most).toBeLessThanOrEqual(3);
+    expect(most).toBeGreaterThanOrEqual(2);
+    expect(least).toBeGreaterThanOrEqual(1);
+    expect(ls.every((l) => !l.isClosed)).toBe(true);
+  }, 40_000);
+
+  it('while downloading, a leecher that uploads to tdl gets a regular slot', async () => {
+    // 2 MiB to fetch at 64 KiB/s: tdl is still downloading after two choker rounds.
+    const SIZE = 4 * 1024 * 1024;
+    const PIECE = 32768;
+    const pieces = SIZE / PIECE;
+    // tdl has the first half; everyone wants from it; one peer also has the second half.
+    const { t, data, torrent, file } = await prepare(
+      SIZE,
+      PIECE,
+      'tit-for-tat',
+      (i) => i < pieces / 2,
+    );
+    const tdl = spawnTdl(
+      [
+        'download',
+        torrent,
+        '-o',
+        file,
+        '--port',
+        '0',
+        '--json',
+        '--upload-slots',
+        '1',
+        '--seed',
+        '--seed-time',
+        '0.05',
+      ],
+      fx.onClose,
+    );
+    const port = await tdl.port();
+    const takers = await Promise.all(
+      Array.from({ length: 4 }, (_, i) => leecher(t, port, `127.0.3.${10 + i}`)),
+    );
+    for (const l of takers) {
+      await l.waitHandshake();
+      l.interested();
+    }
+    await new Promise((r) => setTimeout(r, 1_000));
+    // The uploader: it shows the second half, unchokes tdl and serves it slowly (about 64 KiB/s, so tdl is still downloading at the next round).
+    const up = await leecher(t, port, '127.0.3.50');
+    await up.waitHandshake();
+    const bits = new Bitfield(pieces);
+    for (let i = pieces / 2; i < pieces; i++) bits.set(i);
+    up.bitfield(bits.toBuffer());
+    up.sendMessage({ type: 'unchoke' });
+    up.interested();
+    let served = 0;
+    let next = 0;
+    const serve = setInterval(() => {
+      for (let k = 0; k < 1; next++) {
+        const f = up.frames[next];
+        if (!f) break;
+        if (f.id !== 6 || f.payload.length !== 12) continue;
+        const index = f.payload.readUInt32BE(0);
+        const begin = f.payload.readUInt32BE(4);
+        const length = f.payload.readUInt32BE(8);
+        const start = index * PIECE + begin;
+        up.sendMessage({
+          type: 'piece',
+          index,
+          begin,
+          block: data.subarray(start, start + length),
+        });
+        served += length;
+        k++;
+      }
+    }, 250);
+    fx.onClose(async () => clearInterval(serve));
+    const arrived = Date.now();
+    await up.waitFor((f) => f.id === 1, { timeoutMs: 30_000 });
+    clearInterval(serve);
+    expect(served).toBeGreaterThan(0);
+    // It got its slot at a full choker round, not when it arrived (the slot was taken). A
+    // round is due every 10 s, but one forced by an early interest can push the next full round
+    // to almost 20 s after it, hence 30 s.
+    expect(Date.now() - arrived).toBeGreaterThan(3_000);
+    expect(Date.now() - arrived).toBeLessThan(30_000);
+    expect(takers.filter((l) => !l.choked).length).toBeLessThanOrEqual(1);
+  }, 60_000);
+});
