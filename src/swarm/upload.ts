@@ -204,7 +204,6 @@ export class UploadService {
         this.waitForTokens(r.length);
         return;
       }
-      this.bucket.take(r.length);
       u.queue.shift();
       this.serve(u, r);
     }
