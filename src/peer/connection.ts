@@ -327,7 +327,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   private onMessage(m: Message): void {
     const first = this.messagesSeen === 0;
-    if (m.type !== 'keep-alive') this.messagesSeen++;
+    // BEP 10's handshake may come before the bitfield (libtorrent sends it first): extension
+    // messages do not make a later bitfield / have-all / have-none out of order.
+    if (m.type !== 'keep-alive' && m.type !== 'extended') this.messagesSeen++;
     switch (m.type) {
       case 'keep-alive':
         return;
