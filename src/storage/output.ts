@@ -85,7 +85,9 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
     ? ordered
     : root === target
       ? ordered.filter((d) => d !== root)
-      : [root, ...ordered.filter((d) => d !== root)];
+      : t.multiFile
+        ? [root, ...ordered.filter((d) => d !== root)]
+        : ordered; // a single file's root is the file itself: checked with the files below
   for (const d of derived) await refuseLink(d, true);
   for (const f of files)
     if (f.path !== target || st?.isDirectory()) await refuseLink(f.path, false);
