@@ -127,6 +127,18 @@ describe('piece picker', () => {
     expect(picker.pick('c', all, 100, none)).toEqual([]);
   });
 
+  it('endgame duplicates the newest pieces and last blocks first (the back of the queues)', () => {
+    const { picker } = setup(2);
+    const all = bf(2, () => true);
+    // a takes every block: piece 0 first, then piece 1 (the back of its queue)
+    expect(picker.pick('a', all, 8, none)).toHaveLength(8);
+    const dup = picker.pick('b', all, 2, none);
+    expect(dup.map((b) => [b.index, b.block])).toEqual([
+      [1, 3],
+      [1, 2],
+    ]);
+  });
+
   it('reports duplicates and stale blocks, and completes', () => {
     const { picker } = setup(2, 1 << 30, 100);
     const all = bf(2, () => true);
