@@ -1201,6 +1201,12 @@ async function writeDoc(docPath, results, checks, machine, runs, customResults =
     if (i >= 0 && j > i) return old.slice(i, j + end.length);
     return `${start}\n\n### Scenario ${id}\n\nNot measured yet.\n\n${end}`;
   };
+  // Hand-written findings about the latest run stay from one rewrite to the next.
+  const keptNotes = () => {
+    const i = old.indexOf('<!-- notes start -->');
+    const j = old.indexOf('<!-- notes end -->');
+    return i >= 0 && j > i ? `\n${old.slice(i, j + '<!-- notes end -->'.length)}\n` : '';
+  };
   const text = `# Benchmarks
 
 \`npm run bench\` builds tdl and runs \`scripts/bench.mjs\`: it sets up a swarm of real programs on
@@ -1289,7 +1295,7 @@ ${block(7)}
 ${block(8)}
 
 ${block(9)}
-`;
+${keptNotes()}`;
   await fs.mkdir(path.dirname(docPath), { recursive: true });
   await fs.writeFile(docPath, await formatMarkdown(text, docPath));
 }
