@@ -12,6 +12,14 @@ Run with Debian's /usr/bin/python3 (the python3-libtorrent module belongs to it)
   lt_tool.py download TORRENT OUT_DIR PORT TIMEOUT_S
       Download TORRENT into OUT_DIR (TCP only) and exit 0 once every piece is verified;
       prints "PROGRESS <verified bytes>" about every 100 ms.
+  lt_tool.py leech TORRENT OUT_DIR PORT TIMEOUT_S OPTIONS_JSON
+      Like download, with session settings from OPTIONS_JSON: "upload_rate_limit" (bytes/s,
+      applied on loopback too through the peer-class filter), "unchoke_slots_limit", and
+      "seed_s" (seconds to go on seeding once complete, 0 to leave at once).
+  lt_tool.py hang COUNT
+      Open COUNT listening TCP sockets on 127.0.0.1 whose connects hang: backlog 0, never
+      accepted, their accept queues filled by a few connections of our own, so that further
+      SYNs are dropped (not refused). Prints "PORTS p1,p2,..." and waits until killed.
 
 Every wait is bounded; errors go to stderr with a non-zero exit code.
 """
@@ -213,6 +221,86 @@ def download(torrent, out_dir, port, timeout_s):
     leave(ses, h, announces, downloaded=True)
 
 
+def leech(torrent, out_dir, port, timeout_s, options_json):
+    opts = json.loads(options_json)
+    port = int(port)
+    settings = session_settings(port)
+    rate = int(opts.get("upload_rate_limit", 0))
+    if rate > 0:
+        settings["upload_rate_limit"] = rate
+    if "unchoke_slots_limit" in opts:
+        settings["unchoke_slots_limit"] = int(opts["unchoke_slots_limit"])
+    ses = lt.session(settings)
+    if rate > 0:
+        f = lt.ip_filter()
+        f.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+        ses.set_peer_class_filter(f)
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(torrent)
+    params.save_path = out_dir
+    params.flags &= ~lt.torrent_flags.auto_managed
+    params.flags &= ~lt.torrent_flags.paused
+    announces = Announces()
+    h = ses.add_torrent(params)
+    deadline = time.monotonic() + float(timeout_s)
+    next_report = 0.0
+    while True:
+        ses.wait_for_alert(50)
+        drain(ses, announces)
+        st = h.status()
+        if st.errc.value() != 0:
+            raise SystemExit("download error: " + st.errc.message())
+        now = time.monotonic()
+        if now >= next_report or st.is_seeding:
+            print("PROGRESS %d" % st.total_wanted_done, flush=True)
+            next_report = now + PROGRESS_EVERY_S
+        if st.is_seeding or st.is_finished:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit("download timed out at %.1f%%" % (st.progress * 100))
+    print("DONE", flush=True)
+    seed_until = time.monotonic() + float(opts.get("seed_s", 0))
+    while time.monotonic() < seed_until and os.getppid() != 1:
+        ses.wait_for_alert(200)
+        drain(ses, announces)
+    leave(ses, h, announces, downloaded=True)
+
+
+def hang(count):
+    import socket
+
+    listeners = []
+    fillers = []
+    ports = []
+    for _ in range(int(count)):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        s.listen(0)
+        listeners.append(s)
+        port = s.getsockname()[1]
+        ports.append(port)
+        # Fill the accept queue (backlog 0 holds one connection); later SYNs are dropped.
+        for _ in range(3):
+            c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.setblocking(False)
+            try:
+                c.connect(("127.0.0.1", port))
+            except (BlockingIOError, InterruptedError):
+                pass
+            fillers.append(c)
+    time.sleep(0.2)
+    print("PORTS " + ",".join(str(p) for p in ports), flush=True)
+    stop = {"now": False}
+
+    def on_signal(_sig, _frame):
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stop["now"] and os.getppid() != 1:
+        time.sleep(0.5)
+
+
 def leave(ses, h, announces, downloaded):
     """Pause the torrent so it sends event=stopped, and wait (bounded) until the trackers have
     answered every announce, that one included."""
@@ -243,6 +331,10 @@ def main(argv):
         seed(*argv[2:])
     elif cmd == "download" and len(argv) == 6:
         download(*argv[2:])
+    elif cmd == "leech" and len(argv) == 7:
+        leech(*argv[2:])
+    elif cmd == "hang" and len(argv) == 3:
+        hang(argv[2])
     else:
         raise SystemExit(__doc__)
 

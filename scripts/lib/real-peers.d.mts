@@ -299,6 +299,77 @@ export function assertTdlOk(run: TdlRun): void;
  * @returns {Promise<string[]>} the differences, empty when equal
  */
 export function compareTrees(expected: string, actual: string): Promise<string[]>;
+/**
+ * @typedef {object} TdlPeer
+ * @property {number} port the port tdl listens on (from its `started` event)
+ * @property {string} name
+ * @property {Record<string, unknown>[]} events its --json events so far
+ * @property {(event: string, timeoutMs?: number) => Promise<Record<string, unknown>>} waitForEvent
+ *   the first event of that name (already seen or still to come); throws when tdl exits first
+ * @property {Promise<{ code: number | null, signal: NodeJS.Signals | null }>} exited
+ * @property {() => Promise<{ code: number | null, signal: NodeJS.Signals | null } | null>} stop
+ *   SIGINT (tdl leaves cleanly, telling its trackers), SIGKILL after STOP_GRACE_MS; its exit
+ */
+/**
+ * Start tdl's CLI as a peer that stays up: `tdl seed` (data already complete) or
+ * `tdl download` (with `--seed` in `args` it keeps serving once complete). Resolves once tdl
+ * listens (its `started` event), rejects when it exits first or the time runs out.
+ * @param {{ command: 'seed' | 'download', torrent: string, out: string, port?: number,
+ *   peers?: string[], args?: string[], timeoutMs?: number }} opts
+ * @returns {Promise<TdlPeer>}
+ */
+export function startTdlPeer({
+  command,
+  torrent,
+  out,
+  port,
+  peers,
+  args,
+  timeoutMs,
+}: {
+  command: 'seed' | 'download';
+  torrent: string;
+  out: string;
+  port?: number;
+  peers?: string[];
+  args?: string[];
+  timeoutMs?: number;
+}): Promise<TdlPeer>;
+/**
+ * Download with libtorrent's downloader set up as a tit-for-tat leecher (`lt_tool.py leech`).
+ * `series` holds its verified bytes over time; `doneMs` when it had every piece (before its
+ * seeding time and leaving).
+ * @param {DownloadOpts & { uploadRateLimit?: number, unchokeSlots?: number, seedS?: number }} opts
+ *   uploadRateLimit in bytes/s (0: none), applied on loopback too
+ * @returns {Promise<MeasuredRun & { doneMs: number }>}
+ */
+export function libtorrentLeech({
+  torrent,
+  outDir,
+  timeoutMs,
+  uploadRateLimit,
+  unchokeSlots,
+  seedS,
+}: DownloadOpts & {
+  uploadRateLimit?: number;
+  unchokeSlots?: number;
+  seedS?: number;
+}): Promise<
+  MeasuredRun & {
+    doneMs: number;
+  }
+>;
+/**
+ * @typedef {{ ports: number[], stop: () => Promise<void> }} HangingPeers
+ */
+/**
+ * `count` addresses on 127.0.0.1 whose TCP connects hang (SYNs dropped: a listener with a full
+ * accept queue that never accepts), like peers behind a firewall that drops packets.
+ * @param {number} count
+ * @param {number} [timeoutMs]
+ * @returns {Promise<HangingPeers>}
+ */
+export function startHangingPeers(count: number, timeoutMs?: number): Promise<HangingPeers>;
 /** Debian's Python: the python3-libtorrent module is built for it (not for another python3). */
 export const PYTHON: '/usr/bin/python3';
 /** GNU time (Debian package `time`); when missing, measure.py does the same job. */
@@ -408,6 +479,36 @@ export type DownloadOpts = {
 };
 export type TdlRun = MeasuredRun & {
   events: Record<string, unknown>[];
+};
+export type TdlPeer = {
+  /**
+   * the port tdl listens on (from its `started` event)
+   */
+  port: number;
+  name: string;
+  /**
+   * its --json events so far
+   */
+  events: Record<string, unknown>[];
+  /**
+   *   the first event of that name (already seen or still to come); throws when tdl exits first
+   */
+  waitForEvent: (event: string, timeoutMs?: number) => Promise<Record<string, unknown>>;
+  exited: Promise<{
+    code: number | null;
+    signal: NodeJS.Signals | null;
+  }>;
+  /**
+   *   SIGINT (tdl leaves cleanly, telling its trackers), SIGKILL after STOP_GRACE_MS; its exit
+   */
+  stop: () => Promise<{
+    code: number | null;
+    signal: NodeJS.Signals | null;
+  } | null>;
+};
+export type HangingPeers = {
+  ports: number[];
+  stop: () => Promise<void>;
 };
 export type Tracked = {
   name: string;

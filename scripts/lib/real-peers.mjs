@@ -1200,3 +1200,171 @@ export async function compareTrees(expected, actual) {
   }
   return diffs;
 }
+
+// ---------------------------------------------------------------------------------------------
+// tdl as a long-running peer, libtorrent leechers with settings, hanging addresses
+
+/**
+ * @typedef {object} TdlPeer
+ * @property {number} port the port tdl listens on (from its `started` event)
+ * @property {string} name
+ * @property {Record<string, unknown>[]} events its --json events so far
+ * @property {(event: string, timeoutMs?: number) => Promise<Record<string, unknown>>} waitForEvent
+ *   the first event of that name (already seen or still to come); throws when tdl exits first
+ * @property {Promise<{ code: number | null, signal: NodeJS.Signals | null }>} exited
+ * @property {() => Promise<{ code: number | null, signal: NodeJS.Signals | null } | null>} stop
+ *   SIGINT (tdl leaves cleanly, telling its trackers), SIGKILL after STOP_GRACE_MS; its exit
+ */
+
+/**
+ * Start tdl's CLI as a peer that stays up: `tdl seed` (data already complete) or
+ * `tdl download` (with `--seed` in `args` it keeps serving once complete). Resolves once tdl
+ * listens (its `started` event), rejects when it exits first or the time runs out.
+ * @param {{ command: 'seed' | 'download', torrent: string, out: string, port?: number,
+ *   peers?: string[], args?: string[], timeoutMs?: number }} opts
+ * @returns {Promise<TdlPeer>}
+ */
+export async function startTdlPeer({
+  command,
+  torrent,
+  out,
+  port,
+  peers = [],
+  args = [],
+  timeoutMs = START_TIMEOUT_MS,
+}) {
+  if (!existsSync(TDL_CLI)) throw new Error(`${TDL_CLI} is missing: run npm run build`);
+  const listenPort = port ?? (await freePort());
+  const argv = [TDL_CLI, command, torrent, '-o', out, '--json', '--port', String(listenPort)];
+  argv.push('--bind', '127.0.0.1');
+  for (const p of peers) argv.push('--peer', p);
+  argv.push(...args);
+  /** @type {Record<string, unknown>[]} */
+  const events = [];
+  /** @type {Set<() => void>} */
+  const waiters = new Set();
+  const t = spawnTracked(`tdl ${command} :${listenPort}`, process.execPath, argv, {
+    stopSignal: 'SIGINT',
+    onStdoutLine: (line) => {
+      if (!line.startsWith('{')) return;
+      try {
+        // Progress events are many and of no use here: keep the others.
+        const ev = JSON.parse(line);
+        if (ev.event !== 'progress') events.push(ev);
+      } catch {
+        return;
+      }
+      for (const w of waiters) w();
+    },
+  });
+  /** @type {(event: string, ms?: number) => Promise<Record<string, unknown>>} */
+  const waitForEvent = async (event, ms = timeoutMs) => {
+    /** @type {Record<string, unknown> | undefined} */
+    let found;
+    await waitUntil(
+      t,
+      () => {
+        found = events.find((e) => e.event === event);
+        return found !== undefined;
+      },
+      ms,
+      `tdl's ${event} event`,
+    );
+    return /** @type {Record<string, unknown>} */ (found);
+  };
+  try {
+    await waitForEvent('started');
+  } catch (e) {
+    await stopTracked(t, 0);
+    throw e;
+  }
+  return {
+    port: listenPort,
+    name: 'tdl',
+    events,
+    waitForEvent,
+    exited: t.exited,
+    stop: async () => {
+      await stopTracked(t);
+      return t.exit;
+    },
+  };
+}
+
+/**
+ * Download with libtorrent's downloader set up as a tit-for-tat leecher (`lt_tool.py leech`).
+ * `series` holds its verified bytes over time; `doneMs` when it had every piece (before its
+ * seeding time and leaving).
+ * @param {DownloadOpts & { uploadRateLimit?: number, unchokeSlots?: number, seedS?: number }} opts
+ *   uploadRateLimit in bytes/s (0: none), applied on loopback too
+ * @returns {Promise<MeasuredRun & { doneMs: number }>}
+ */
+export async function libtorrentLeech({
+  torrent,
+  outDir,
+  timeoutMs = 10 * 60_000,
+  uploadRateLimit = 0,
+  unchokeSlots,
+  seedS = 0,
+}) {
+  const port = await freePort();
+  /** @type {{ t: number, bytes: number }[]} */
+  const progress = [];
+  let doneMs = -1;
+  /** @type {Record<string, number>} */
+  const options = { upload_rate_limit: uploadRateLimit, seed_s: seedS };
+  if (unchokeSlots !== undefined) options.unchoke_slots_limit = unchokeSlots;
+  const run = await runMeasured(
+    PYTHON,
+    [
+      LT_TOOL,
+      'leech',
+      torrent,
+      outDir,
+      String(port),
+      String(Math.ceil(timeoutMs / 1000)),
+      JSON.stringify(options),
+    ],
+    {
+      name: 'libtorrent leech',
+      timeoutMs: timeoutMs + seedS * 1000 + 5_000,
+      onStdoutLine: (line, tMs) => {
+        const m = /^PROGRESS (\d+)$/.exec(line);
+        if (m) progress.push({ t: tMs, bytes: Number(m[1]) });
+        else if (line === 'DONE') doneMs = tMs;
+      },
+    },
+  );
+  checkExit('libtorrent leech', run);
+  return { ...run, series: progress, doneMs: doneMs >= 0 ? doneMs : run.wallMs };
+}
+
+/**
+ * @typedef {{ ports: number[], stop: () => Promise<void> }} HangingPeers
+ */
+
+/**
+ * `count` addresses on 127.0.0.1 whose TCP connects hang (SYNs dropped: a listener with a full
+ * accept queue that never accepts), like peers behind a firewall that drops packets.
+ * @param {number} count
+ * @param {number} [timeoutMs]
+ * @returns {Promise<HangingPeers>}
+ */
+export async function startHangingPeers(count, timeoutMs = START_TIMEOUT_MS) {
+  /** @type {number[]} */
+  let ports = [];
+  const t = spawnTracked('hanging listeners', PYTHON, [LT_TOOL, 'hang', String(count)], {
+    guard: true,
+    onStdoutLine: (line) => {
+      const m = /^PORTS ([\d,]+)$/.exec(line);
+      if (m?.[1]) ports = m[1].split(',').map(Number);
+    },
+  });
+  try {
+    await waitUntil(t, () => ports.length === count, timeoutMs, 'the hanging listeners');
+  } catch (e) {
+    await stopTracked(t, 0);
+    throw e;
+  }
+  return { ports, stop: () => stopTracked(t, 0) };
+}

@@ -355,6 +355,16 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     if (n > 0 && this.state === 'open') this.emit('drained');
   }
 
+  /** A bitfield / have-all / have-none after other messages: its new pieces as `have`s. */
+  private lateHaves(bf: Bitfield): void {
+    for (let i = 0; i < this.opts.pieceCount; i++) {
+      if (bf.has(i) && !this.bitfield.has(i)) {
+        this.bitfield.set(i);
+        this.emit('have', i);
+      }
+    }
+  }
+
   private onMessage(m: Message): void {
     // The availability message must come first; the extension handshake may precede it
     // (BEP 10 sends it right after the handshake, and libtorrent does).
@@ -398,7 +408,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         }
         return;
       case 'bitfield': {
-        if (!first) throw new WireError('bitfield after other messages');
+        if (!first) {
+          // aria2c sends have-none, then a bitfield: take a late one as a list of haves (it
+          // never takes a piece away, so piece availability stays consistent).
+          this.lateHaves(Bitfield.fromWire(m.bitfield, this.opts.pieceCount));
+          return;
+        }
         this.bitfield = Bitfield.fromWire(m.bitfield, this.opts.pieceCount);
         this.emit('bitfield');
         return;
@@ -406,9 +421,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       case 'have-all':
       case 'have-none': {
         if (!this.fast) throw new WireError(`${m.type} without the fast extension`);
-        if (!first) throw new WireError(`${m.type} after other messages`);
         const bf = new Bitfield(this.opts.pieceCount);
         if (m.type === 'have-all') bf.setAll();
+        if (!first) {
+          this.lateHaves(bf);
+          return;
+        }
         this.bitfield = bf;
         this.emit('bitfield');
         return;

@@ -99,7 +99,9 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
     ? ordered
     : root === target
       ? ordered.filter((d) => d !== root)
-      : [root, ...ordered.filter((d) => d !== root)];
+      : t.multiFile
+        ? [root, ...ordered.filter((d) => d !== root)]
+        : ordered; // a single file's root is the file itself: checked with the files below
   // Nothing can be inside a folder that is not there: no need to look (a fresh download of many
   // files would otherwise lstat each of them in vain).
   const absent = new Set<string>();

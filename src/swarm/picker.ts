@@ -151,11 +151,15 @@ export class PiecePicker {
       if (p.owner !== peer && !p.exclusive && bf.has(p.index)) this.takeFree(p, n, out);
     }
     if (out.length > 0 || inflight >= ENDGAME_DEPTH || !this.endgame(bf)) return out;
-    // 4. endgame: duplicate requests of blocks in flight elsewhere, a few at a time per peer
+    // 4. endgame: duplicate requests of blocks in flight elsewhere, a few at a time per peer.
+    // Newest pieces and last blocks first: those sit at the back of the other peers' queues,
+    // so the cancel reaches them before they are sent (the oldest are on the wire already,
+    // and a duplicate of them comes twice: wasted).
     const room = Math.min(n, ENDGAME_DEPTH - inflight);
-    for (const p of this.inProgress.values()) {
+    for (const p of [...this.inProgress.values()].reverse()) {
+      if (out.length >= room) break;
       if (!bf.has(p.index) || (p.exclusive && p.owner !== peer)) continue;
-      for (let b = 0; b < p.blockCount && out.length < room; b++) {
+      for (let b = p.blockCount - 1; b >= 0 && out.length < room; b--) {
         if (p.received[b] || p.reqCount[b]! >= MAX_ENDGAME_REQUESTERS) continue;
         if (isRequested(p.index * BLOCKS_PER_PIECE_KEY + b)) continue;
         p.reqCount[b]!++;

@@ -6,6 +6,8 @@
  * peer's rate is unknown, so the depth starts at INITIAL_DEPTH and grows by one for every block
  * received (doubling per round trip, like TCP slow start) until a one-second sample shows the rate
  * no longer growing by SLOW_START_GAIN; from then on the depth follows the measured rate.
+ * TARGET_QUEUE_SECONDS must exceed the round trip of peers that answer in bursts (transmission's
+ * bandwidth ticks), or their depth and measured rate shrink each other down to MIN_DEPTH.
  */
 import { BLOCK_SIZE } from '../wire/messages.js';
 
@@ -13,7 +15,7 @@ export const INITIAL_DEPTH = 16;
 export const MIN_DEPTH = 4;
 /** Also the cap on outstanding requests per peer. */
 export const MAX_DEPTH = 256;
-export const TARGET_QUEUE_SECONDS = 0.5;
+export const TARGET_QUEUE_SECONDS = 2;
 export const SLOW_START_GAIN = 1.1;
 
 export class Pipeline {

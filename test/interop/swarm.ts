@@ -117,14 +117,14 @@ export async function preparePayload(
 export async function downloadAndCheck(
   payload: Payload,
   torrent: string,
-  opts: { maxPeers?: number } = {},
+  opts: { maxPeers?: number; timeoutMs?: number } = {},
 ): Promise<TdlRun> {
   const out = await makeTempDir('tdl-interop-out-');
   try {
     const run = await tdlDownload({
       torrent,
       out,
-      timeoutMs: DOWNLOAD_TIMEOUT_MS,
+      timeoutMs: opts.timeoutMs ?? DOWNLOAD_TIMEOUT_MS,
       ...(opts.maxPeers !== undefined ? { maxPeers: opts.maxPeers } : {}),
     });
     assertTdlOk(run);

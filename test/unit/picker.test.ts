@@ -127,6 +127,18 @@ describe('piece picker', () => {
     expect(picker.pick('c', all, 100, none)).toEqual([]);
   });
 
+  it('endgame duplicates the newest pieces and last blocks first (the back of the queues)', () => {
+    const { picker } = setup(2);
+    const all = bf(2, () => true);
+    // a takes every block: piece 0 first, then piece 1 (the back of its queue)
+    expect(picker.pick('a', all, 8, none)).toHaveLength(8);
+    const dup = picker.pick('b', all, 2, none);
+    expect(dup.map((b) => [b.index, b.block])).toEqual([
+      [1, 3],
+      [1, 2],
+    ]);
+  });
+
   it('reports duplicates and stale blocks, and completes', () => {
     const { picker } = setup(2, 1 << 30, 100);
     const all = bf(2, () => true);
@@ -155,9 +167,9 @@ describe('request pipeline depth', () => {
     expect(p.depth).toBe(INITIAL_DEPTH + 10);
     p.tick(1000); // 160 KiB/s
     for (let i = 0; i < 10; i++) p.onBlock(BLOCK_SIZE);
-    p.tick(2000); // no growth: slow start ends, depth = 160 KiB/s × 0.5 s / 16 KiB
+    p.tick(2000); // no growth: slow start ends, depth = 160 KiB/s × 2 s / 16 KiB
     expect(p.slowStart).toBe(false);
-    expect(p.depth).toBe(5);
+    expect(p.depth).toBe(20);
   });
 
   it('is capped for a fast peer and floors when snubbed', () => {
@@ -170,12 +182,25 @@ describe('request pipeline depth', () => {
     expect(p.depth).toBe(MIN_DEPTH);
   });
 
-  it('sizes the queue to half a second of data', () => {
+  it('sizes the queue to two seconds of data', () => {
     const p = new Pipeline(0);
     p.slowStart = false;
-    for (let i = 0; i < 256; i++) p.onBlock(BLOCK_SIZE); // 4 MiB/s
+    for (let i = 0; i < 64; i++) p.onBlock(BLOCK_SIZE); // 1 MiB/s
     p.tick(1000);
     expect(p.depth).toBe(128);
+  });
+
+  it('holds its depth for a peer that answers in bursts a second apart', () => {
+    // A peer serving the whole queue once a second (bandwidth ticks): the depth must not
+    // shrink sample after sample (it did with half a second of queue).
+    const p = new Pipeline(0);
+    p.slowStart = false;
+    p.depth = 64;
+    for (let s = 1; s <= 10; s++) {
+      for (let i = 0; i < p.depth; i++) p.onBlock(BLOCK_SIZE);
+      p.tick(s * 1000);
+    }
+    expect(p.depth).toBeGreaterThanOrEqual(64);
   });
 });
 

@@ -229,6 +229,22 @@ describe('output plan', () => {
   });
 });
 
+describe('output plan, single file', () => {
+  it('an existing folder holding the complete file puts the file inside it (resume / seed)', async () => {
+    const t = {
+      name: 'one.bin',
+      multiFile: false,
+      files: [{ path: ['one.bin'], length: 3, offset: 0 }],
+    };
+    const root = path.join(dir, 'holder');
+    await mkdir(root);
+    await writeFile(path.join(root, 'one.bin'), 'xyz');
+    const p = await planOutput(t, root);
+    expect(p.root).toBe(path.join(root, 'one.bin'));
+    expect(p.files.map((f) => f.path)).toEqual([path.join(root, 'one.bin')]);
+  });
+});
+
 describe('ResumeWriter', () => {
   it('checkpoints atomically and journals the pieces written since', async () => {
     const { plan, layout, data } = twoFiles(path.join(dir, 't'));

@@ -1,0 +1,78 @@
+/**
+ * Real clients' message orders that BEP 6 frowns on but that must not cost the connection:
+ * libtorrent sends its BEP 10 handshake before its bitfield, aria2c sends have-none and later a
+ * bitfield.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { PeerConnection } from '../../src/peer/connection.js';
+import { Bitfield } from '../../src/wire/bitfield.js';
+import { encodeHandshake, ourReserved } from '../../src/wire/handshake.js';
+import { encodeMessage } from '../../src/wire/messages.js';
+import { HOSTILE_PEER_ID, startHostilePeer } from '../helpers/hostile-peer.js';
+
+const infoHash = Buffer.alloc(20, 5);
+const closers: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of closers.splice(0)) await c();
+});
+
+async function connectTo(port: number): Promise<PeerConnection> {
+  const conn = new PeerConnection({
+    host: '127.0.0.1',
+    port,
+    infoHash,
+    peerId: Buffer.alloc(20, 1),
+    pieceCount: 8,
+  });
+  closers.push(() => conn.close('test over'));
+  await conn.connect();
+  conn.start(new Bitfield(8));
+  return conn;
+}
+
+describe('late availability messages', () => {
+  it('a bitfield after the extension handshake is the first availability message', async () => {
+    const p = await startHostilePeer(async (c) => {
+      await c.readHandshake();
+      await c.write(encodeHandshake(infoHash, HOSTILE_PEER_ID, ourReserved()));
+      await c.send({ type: 'extended', extId: 0, payload: Buffer.from('de') });
+      const bf = new Bitfield(8);
+      bf.set(3);
+      await c.send({ type: 'bitfield', bitfield: bf.toBuffer() });
+      await c.sleep(2_000);
+    });
+    closers.push(() => p.close());
+    const conn = await connectTo(p.port);
+    await new Promise<void>((resolve, reject) => {
+      conn.once('bitfield', () => resolve());
+      conn.once('close', (why: string) => reject(new Error(`closed: ${why}`)));
+    });
+    expect(conn.bitfield.has(3)).toBe(true);
+  });
+
+  it('have-none, then a bitfield: its pieces arrive as haves, the peer is kept', async () => {
+    const p = await startHostilePeer(async (c) => {
+      await c.readHandshake();
+      await c.write(encodeHandshake(infoHash, HOSTILE_PEER_ID, ourReserved()));
+      await c.send({ type: 'have-none' });
+      await c.send({ type: 'interested' });
+      const bf = new Bitfield(8);
+      bf.set(1);
+      bf.set(6);
+      await c.write(encodeMessage({ type: 'bitfield', bitfield: bf.toBuffer() }));
+      await c.sleep(2_000);
+    });
+    closers.push(() => p.close());
+    const conn = await connectTo(p.port);
+    const haves: number[] = [];
+    await new Promise<void>((resolve, reject) => {
+      conn.on('have', (i: number) => {
+        haves.push(i);
+        if (haves.length === 2) resolve();
+      });
+      conn.once('close', (why: string) => reject(new Error(`closed: ${why}`)));
+    });
+    expect(haves).toEqual([1, 6]);
+    expect(conn.bitfield.count).toBe(2);
+  });
+});
