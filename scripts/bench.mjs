@@ -169,9 +169,10 @@ function usage() {
   --scenario create-1g | create-3000 | info-100k
                          tdl create on 1 GiB / on 3,000 small files (against mktorrent and
                          libtorrent), tdl info on a 100,000-file torrent: no swarm needed
-  --scenario big-8g | big-1g
-                         tdl alone downloads 8 GiB (1 GiB) in 256 KiB pieces from an in-process
-                         seeder of generated data: wall, CPU, peak RSS (target < 120 MB)
+  --scenario big-8g | big-1g | small-pieces
+                         tdl alone downloads 8 GiB (1 GiB) in 256 KiB pieces, or 256 MiB in
+                         16 KiB pieces, from an in-process seeder of generated data: wall, CPU,
+                         peak RSS (target < 120 MB)
   --seeders2 libtorrent  scenario 2 with four capped libtorrent seeders (default)
   --seeders2 mixed       two capped libtorrent and two capped aria2c seeders (aria2c's cap lets
                          bursts far above it through, so results vary more)`;
