@@ -249,6 +249,24 @@ describe('piece picker cost', () => {
     expect(Math.max(...first) - Math.min(...first)).toBeGreaterThan(n / 2);
   });
 
+  it('does not rescan a full budget of started pieces on every pick', () => {
+    const n = 32_768;
+    const total = BLOCK_SIZE * n;
+    const layout = new Layout([{ offset: 0, length: total }], BLOCK_SIZE, total);
+    // room for 4,096 pieces in flight, all requested from one peer
+    const picker = new PiecePicker(layout, new Bitfield(n), 4096 * BLOCK_SIZE, seeded(3));
+    const seeder = bf(n, () => true);
+    picker.peerHas(seeder);
+    expect(picker.pick('a', seeder, 4096, none)).toHaveLength(4096);
+    const before = picker.steps;
+    for (let k = 0; k < 1000; k++) {
+      expect(picker.pick('a', seeder, 16, none, ENDGAME_DEPTH)).toEqual([]);
+      expect(picker.pick('b', seeder, 16, none, ENDGAME_DEPTH)).toEqual([]);
+    }
+    // nothing free and no room: each pick looks at (next to) nothing, not at 4,096 pieces
+    expect(picker.steps - before).toBeLessThan(2000);
+  });
+
   it('still picks rarest first with partial peers, at a cost bounded by the rarer pieces', () => {
     const n = 4096;
     // a has the first half, b everything: the first half is commoner (2) than the second (1)
