@@ -216,7 +216,7 @@ export class PiecePicker {
       for (let b = 0; b < p.blockCount && out.length < room; b++) {
         if (p.received[b] || p.reqCount[b]! >= MAX_ENDGAME_REQUESTERS) continue;
         if (isRequested(p.index * BLOCKS_PER_PIECE_KEY + b)) continue;
-        p.reqCount[b]!++;
+        if (p.reqCount[b]!++ === 0 && --p.free === 0) this.withFree.delete(p);
         out.push({ index: p.index, block: b, begin: b * BLOCK_SIZE, length: p.blockLength(b) });
       }
     }
