@@ -68,6 +68,8 @@ export function generatedTorrent(data, name) {
   };
 }
 
+let seeders = 0;
+
 /**
  * Seeds generated data to whoever connects: bitfield of every piece, unchoke on interest, each
  * request answered in order (with backpressure), pieces generated per request.
@@ -76,7 +78,8 @@ export function generatedTorrent(data, name) {
  * @returns {Promise<{ port: number, served: () => number, close: () => Promise<void> }>}
  */
 export async function startGeneratedSeeder(data, infoHash) {
-  const peerId = Buffer.from('-GS0001-000000000001');
+  // each seeder its own peer id, as real peers have (tdl skips a second connection to one)
+  const peerId = Buffer.from(`-GS0001-${String(++seeders).padStart(12, '0')}`);
   let served = 0;
   const sockets = new Set();
   // the last piece generated, as requests come in piece order from one peer most of the time
