@@ -49,6 +49,7 @@ import {
   runMetadataBench,
   writeMetadataDoc,
 } from './lib/bench-metadata.mjs';
+import { BIG_SCENARIOS, runBigBench } from './lib/bench-big.mjs';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
@@ -174,6 +175,10 @@ function usage() {
   --scenario create-1g | create-3000 | info-100k
                          tdl create on 1 GiB / on 3,000 small files (against mktorrent and
                          libtorrent), tdl info on a 100,000-file torrent: no swarm needed
+  --scenario big-8g | big-1g | small-pieces
+                         tdl alone downloads 8 GiB (1 GiB) in 256 KiB pieces, or 256 MiB in
+                         16 KiB pieces, from an in-process seeder of generated data: wall, CPU,
+                         peak RSS (target < 120 MB)
   --seeders2 libtorrent  scenario 2 with four capped libtorrent seeders (default)
   --seeders2 mixed       two capped libtorrent and two capped aria2c seeders (aria2c's cap lets
                          bursts far above it through, so results vary more)`;
@@ -224,15 +229,17 @@ async function main() {
   const customPicked = (values.scenario ?? [])
     .map((s) => CUSTOM.find((x) => x.id === Number(s)))
     .filter((x) => x !== undefined);
+  // Very large generated torrents (tdl alone): see scripts/lib/bench-big.mjs. Only when named.
+  const bigPicked = (values.scenario ?? []).filter((s) => BIG_SCENARIOS.includes(s));
   const picked = values.scenario
     ? values.scenario
-        .filter((s) => !METADATA_SCENARIOS.includes(s))
+        .filter((s) => !METADATA_SCENARIOS.includes(s) && !BIG_SCENARIOS.includes(s))
         .filter((s) => !CUSTOM.some((x) => x.id === Number(s)))
         .map((s) => {
           const sc = all.find((x) => x.id === Number(s));
           if (!sc) {
             throw new Error(
-              `--scenario: no scenario ${s} (1 to 10, ${METADATA_SCENARIOS.join(', ')})`,
+              `--scenario: no scenario ${s} (1 to 10, ${[...METADATA_SCENARIOS, ...BIG_SCENARIOS].join(', ')})`,
             );
           }
           return sc;
@@ -286,6 +293,11 @@ async function main() {
     metaMarkdown = meta.markdown;
     console.log(`\n${metaMarkdown}\n`);
     checks.push(...meta.checks);
+  }
+  if (bigPicked.length > 0) {
+    const big = await runBigBench(bigPicked, runs, timeoutMs);
+    console.log(`\n${big.markdown}\n`);
+    checks.push(...big.checks);
   }
   if (checks.length > 0) {
     console.log('## Targets\n');

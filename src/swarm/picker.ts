@@ -42,6 +42,8 @@ export class PieceInProgress {
   /** Who delivered each block (for charging hash failures). */
   readonly deliveredBy: (PeerKey | undefined)[];
   receivedCount = 0;
+  /** Blocks neither received nor requested (kept by the picker). */
+  free: number;
   buffer: Buffer;
   /** The peer that started the piece ('' once unclaimed). */
   owner: PeerKey;
@@ -58,6 +60,7 @@ export class PieceInProgress {
     this.reqCount = new Uint8Array(this.blockCount);
     this.received = new Uint8Array(this.blockCount);
     this.deliveredBy = new Array<PeerKey | undefined>(this.blockCount);
+    this.free = this.blockCount;
     this.buffer = buffer;
     this.owner = owner;
   }
@@ -79,6 +82,17 @@ export class PiecePicker {
   private inflightBytes = 0;
   private readonly pool: Buffer[] = [];
   private remainingPieces: number;
+  /**
+   * Missing pieces not started, bucketed by availability: `buckets[a]` lists them in any order,
+   * `slot[i]` is piece i's place in its bucket (-1 when it is in none). Finding the rarest piece
+   * a seeder has is O(1); moving a piece between buckets is O(1).
+   */
+  private readonly buckets: number[][] = [[]];
+  private readonly slot: Int32Array;
+  /** In-progress pieces with at least one free block (the only ones steps 1 and 3 look at). */
+  private readonly withFree = new Set<PieceInProgress>();
+  /** Pieces and blocks looked at while picking: tests pin the cost per piece with it. */
+  steps = 0;
 
   constructor(
     private readonly layout: Layout,
@@ -90,6 +104,49 @@ export class PiecePicker {
     this.done = done;
     this.availability = new Uint32Array(layout.pieceCount);
     this.remainingPieces = layout.pieceCount - done.count;
+    this.slot = new Int32Array(layout.pieceCount).fill(-1);
+    for (let i = 0; i < layout.pieceCount; i++) if (!done.has(i)) this.bucketAdd(i);
+  }
+
+  private bucketAdd(i: number): void {
+    const a = this.availability[i]!;
+    while (this.buckets.length <= a) this.buckets.push([]);
+    const b = this.buckets[a]!;
+    this.slot[i] = b.length;
+    b.push(i);
+  }
+
+  private bucketRemove(i: number, a = this.availability[i]!): void {
+    const at = this.slot[i]!;
+    if (at < 0) return;
+    const b = this.buckets[a]!;
+    const last = b.pop()!;
+    if (last !== i) {
+      b[at] = last;
+      this.slot[last] = at;
+    }
+    this.slot[i] = -1;
+  }
+
+  /** Availability of piece i moves by `delta` (±1), and the piece with it between buckets. */
+  private shift(i: number, delta: number): void {
+    const bucketed = this.slot[i]! >= 0;
+    if (bucketed) this.bucketRemove(i);
+    this.availability[i]! += delta;
+    if (bucketed) this.bucketAdd(i);
+  }
+
+  /** Keeps `free` and the `withFree` set in step after the block counts of `p` changed. */
+  private recount(p: PieceInProgress): void {
+    let free = 0;
+    for (let b = 0; b < p.blockCount; b++) if (!p.received[b] && p.reqCount[b] === 0) free++;
+    p.free = free;
+    this.track(p);
+  }
+
+  private track(p: PieceInProgress): void {
+    if (p.free > 0 && this.inProgress.get(p.index) === p) this.withFree.add(p);
+    else this.withFree.delete(p);
   }
 
   get bytesInFlight(): number {
@@ -97,16 +154,15 @@ export class PiecePicker {
   }
 
   peerHas(bf: Bitfield): void {
-    for (let i = 0; i < bf.size; i++) if (bf.has(i)) this.availability[i]!++;
+    for (let i = 0; i < bf.size; i++) if (bf.has(i)) this.shift(i, 1);
   }
 
   peerGone(bf: Bitfield): void {
-    for (let i = 0; i < bf.size; i++)
-      if (bf.has(i) && this.availability[i]! > 0) this.availability[i]!--;
+    for (let i = 0; i < bf.size; i++) if (bf.has(i) && this.availability[i]! > 0) this.shift(i, -1);
   }
 
   peerHave(index: number): void {
-    this.availability[index]!++;
+    this.shift(index, 1);
   }
 
   /** Does the peer have any piece we still need? */
@@ -133,8 +189,9 @@ export class PiecePicker {
     const out: BlockRef[] = [];
     if (n <= 0 || this.remainingPieces === 0) return out;
     // 1. pieces this peer started, and failed pieces waiting for a single peer to take them
-    for (const p of this.inProgress.values()) {
+    for (const p of this.withFree) {
       if (out.length >= n) return out;
+      this.steps++;
       if (p.exclusive && p.owner === '' && mayClaim && bf.has(p.index)) p.owner = peer;
       if (p.owner === peer) this.takeFree(p, n, out);
     }
@@ -146,8 +203,9 @@ export class PiecePicker {
       this.takeFree(p, n, out);
     }
     // 3. free blocks of pieces others started
-    for (const p of this.inProgress.values()) {
+    for (const p of this.withFree) {
       if (out.length >= n) return out;
+      this.steps++;
       if (p.owner !== peer && !p.exclusive && bf.has(p.index)) this.takeFree(p, n, out);
     }
     if (out.length > 0 || inflight >= ENDGAME_DEPTH || !this.endgame(bf)) return out;
@@ -162,7 +220,7 @@ export class PiecePicker {
       for (let b = p.blockCount - 1; b >= 0 && out.length < room; b--) {
         if (p.received[b] || p.reqCount[b]! >= MAX_ENDGAME_REQUESTERS) continue;
         if (isRequested(p.index * BLOCKS_PER_PIECE_KEY + b)) continue;
-        p.reqCount[b]!++;
+        if (p.reqCount[b]!++ === 0 && --p.free === 0) this.withFree.delete(p);
         out.push({ index: p.index, block: b, begin: b * BLOCK_SIZE, length: p.blockLength(b) });
       }
     }
@@ -172,44 +230,44 @@ export class PiecePicker {
   /** True when no piece the peer has is left to start and no free block is left in those started. */
   private endgame(bf: Bitfield): boolean {
     if (this.rarestNew(bf, true) >= 0) return false;
-    for (const p of this.inProgress.values()) {
-      if (!bf.has(p.index)) continue;
-      for (let b = 0; b < p.blockCount; b++)
-        if (!p.received[b] && p.reqCount[b] === 0) return false;
-    }
+    for (const p of this.withFree) if (bf.has(p.index)) return false;
     return true;
   }
 
   private takeFree(p: PieceInProgress, n: number, out: BlockRef[]): void {
-    for (let b = 0; b < p.blockCount && out.length < n; b++) {
+    for (let b = 0; b < p.blockCount && out.length < n && p.free > 0; b++) {
+      this.steps++;
       if (p.received[b] || p.reqCount[b]! > 0) continue;
       p.reqCount[b] = 1;
+      p.free--;
       out.push({ index: p.index, block: b, begin: b * BLOCK_SIZE, length: p.blockLength(b) });
     }
+    if (p.free === 0) this.withFree.delete(p);
   }
 
-  /** Rarest missing piece the peer has that is not started, random among equals; -1 if none. */
+  /**
+   * Rarest missing piece the peer has that is not started, random among equals; -1 if none.
+   * The lowest non-empty bucket is searched from a random place; a peer that has a piece of it
+   * is found at the first look, so a seeder costs O(1). Pieces the peer lacks are skipped: a
+   * partial peer may cost up to the missing pieces rarer than its rarest.
+   */
   private rarestNew(bf: Bitfield, ignoreMemory = false): number {
     // Pieces verified but not yet written hold memory too: one piece may always start, but only
     // when nothing at all is held (a disk that does not keep up slows the download down).
     if (!ignoreMemory && this.inflightBytes > 0) {
       if (this.inflightBytes + this.layout.pieceLength > this.maxInflightBytes) return -1;
     }
-    const count = this.layout.pieceCount;
-    const startAt = Math.floor(this.random() * count);
-    let best = -1;
-    let bestAvail = Infinity;
-    for (let k = 0; k < count; k++) {
-      const i = startAt + k < count ? startAt + k : startAt + k - count;
-      if (this.done.has(i) || this.inProgress.has(i) || !bf.has(i)) continue;
-      const a = this.availability[i]!;
-      if (a < bestAvail) {
-        best = i;
-        bestAvail = a;
-        if (ignoreMemory || a <= 1) break;
+    for (const bucket of this.buckets) {
+      const len = bucket.length;
+      if (len === 0) continue;
+      const startAt = Math.floor(this.random() * len);
+      for (let k = 0; k < len; k++) {
+        this.steps++;
+        const i = bucket[startAt + k < len ? startAt + k : startAt + k - len]!;
+        if (bf.has(i)) return i;
       }
     }
-    return best;
+    return -1;
   }
 
   private start(index: number, owner: PeerKey): PieceInProgress {
@@ -217,7 +275,9 @@ export class PiecePicker {
     // Piece buffers are recycled: a steady download allocates no new memory for pieces.
     const pooled = size === this.layout.pieceLength ? this.pool.pop() : undefined;
     const p = new PieceInProgress(index, size, owner, pooled ?? Buffer.allocUnsafe(size));
+    this.bucketRemove(index);
     this.inProgress.set(index, p);
+    this.track(p);
     this.inflightBytes += p.size;
     return p;
   }
@@ -243,6 +303,7 @@ export class PiecePicker {
   private startWhole(index: number, owner: PeerKey): PieceInProgress {
     const p = this.start(index, owner);
     p.reqCount.fill(1);
+    this.recount(p);
     return p;
   }
 
@@ -253,6 +314,7 @@ export class PiecePicker {
     p.reqCount.fill(0);
     p.deliveredBy.fill(from);
     p.receivedCount = p.blockCount;
+    this.recount(p);
   }
 
   /** A web seed gave a piece up: its unreceived blocks are free for peers. */
@@ -268,8 +330,10 @@ export class PiecePicker {
     // Nothing of it is held: it goes back to "missing", for a web seed or a peer to start again.
     if (!busy) {
       this.inProgress.delete(index);
+      this.withFree.delete(p);
+      this.bucketAdd(index);
       this.written(p);
-    }
+    } else this.recount(p);
   }
 
   /** Is this block requested from more than one peer (an endgame duplicate)? */
@@ -281,7 +345,12 @@ export class PiecePicker {
   /** A request was dropped (choke, timeout, disconnect, cancel): the block is free again. */
   release(index: number, block: number): void {
     const p = this.inProgress.get(index);
-    if (p && !p.received[block] && p.reqCount[block]! > 0) p.reqCount[block]!--;
+    if (p && !p.received[block] && p.reqCount[block]! > 0) {
+      if (--p.reqCount[block]! === 0) {
+        p.free++;
+        this.withFree.add(p);
+      }
+    }
   }
 
   /**
@@ -298,6 +367,7 @@ export class PiecePicker {
     if (!p) return 'stale';
     if (p.received[block]) return 'dup';
     data.copy(p.buffer, block * BLOCK_SIZE);
+    if (p.reqCount[block] === 0 && --p.free === 0) this.withFree.delete(p);
     p.received[block] = 1;
     p.reqCount[block] = 0;
     p.deliveredBy[block] = from;
@@ -308,6 +378,7 @@ export class PiecePicker {
   /** The piece verified: it no longer needs memory once written. */
   verified(p: PieceInProgress): void {
     this.inProgress.delete(p.index);
+    this.withFree.delete(p);
     this.done.set(p.index);
     this.remainingPieces--;
   }
@@ -333,6 +404,8 @@ export class PiecePicker {
     p.reqCount.fill(0);
     p.deliveredBy.fill(undefined);
     p.receivedCount = 0;
+    p.free = p.blockCount;
+    this.track(p);
     if (exclusive) {
       p.exclusive = true;
       p.owner = '';
@@ -345,6 +418,7 @@ export class PiecePicker {
       if (p.exclusive && p.owner === peer) {
         p.owner = '';
         p.reqCount.fill(0);
+        this.recount(p);
       }
     }
   }

@@ -218,3 +218,92 @@ describe('in-flight memory budget', () => {
     expect(inflightBudget(many, 16 * 1024 * 1024)).toBe(MAX_INFLIGHT_BYTES);
   });
 });
+
+describe('piece picker cost', () => {
+  /** xorshift32: seeded, so the cost below is the same on every run. */
+  function seeded(seed: number): () => number {
+    let x = seed >>> 0 || 1;
+    return () => {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      return (x >>> 0) / 2 ** 32;
+    };
+  }
+
+  /** Downloads every piece through `pick`, one peer after another; returns the picker. */
+  function drain(pieces: number, peers: Bitfield[], budgetPieces: number) {
+    const total = BLOCK_SIZE * pieces;
+    const layout = new Layout([{ offset: 0, length: total }], BLOCK_SIZE, total);
+    const picker = new PiecePicker(
+      layout,
+      new Bitfield(pieces),
+      budgetPieces * BLOCK_SIZE,
+      seeded(7),
+    );
+    for (const p of peers) picker.peerHas(p);
+    const block = Buffer.alloc(BLOCK_SIZE);
+    const order: number[] = [];
+    for (let round = 0; !picker.isComplete(); round++) {
+      expect(round).toBeLessThan(pieces * 2);
+      for (let k = 0; k < peers.length; k++) {
+        for (const b of picker.pick(`p${k}`, peers[k]!, 16, none)) {
+          const r = picker.receive(b.index, b.block, block, `p${k}`);
+          if (r && typeof r === 'object') {
+            order.push(r.index);
+            picker.verified(r);
+            picker.written(r);
+          }
+        }
+      }
+    }
+    return { picker, order };
+  }
+
+  it('picks each of 32,768 pieces from seeders in O(1) steps, not O(pieces)', () => {
+    const n = 32_768;
+    const seeder = bf(n, () => true);
+    const { picker, order } = drain(n, [seeder, seeder, seeder], 64);
+    expect(order).toHaveLength(n);
+    expect(new Set(order).size).toBe(n);
+    // one look at the bucket and one at the block per piece, plus a little per pick call; a scan
+    // of all pieces per new piece would be n * n / 2 = 5e8 steps
+    expect(picker.steps).toBeLessThan(4 * n);
+    // random among equals: the first pieces are spread over the torrent, not 0, 1, 2...
+    const first = order.slice(0, 64);
+    expect(Math.max(...first) - Math.min(...first)).toBeGreaterThan(n / 2);
+  });
+
+  it('does not rescan a full budget of started pieces on every pick', () => {
+    const n = 32_768;
+    const total = BLOCK_SIZE * n;
+    const layout = new Layout([{ offset: 0, length: total }], BLOCK_SIZE, total);
+    // room for 4,096 pieces in flight, all requested from one peer
+    const picker = new PiecePicker(layout, new Bitfield(n), 4096 * BLOCK_SIZE, seeded(3));
+    const seeder = bf(n, () => true);
+    picker.peerHas(seeder);
+    expect(picker.pick('a', seeder, 4096, none)).toHaveLength(4096);
+    const before = picker.steps;
+    for (let k = 0; k < 1000; k++) {
+      expect(picker.pick('a', seeder, 16, none, ENDGAME_DEPTH)).toEqual([]);
+      expect(picker.pick('b', seeder, 16, none, ENDGAME_DEPTH)).toEqual([]);
+    }
+    // nothing free and no room: each pick looks at (next to) nothing, not at 4,096 pieces
+    expect(picker.steps - before).toBeLessThan(2000);
+  });
+
+  it('still picks rarest first with partial peers, at a cost bounded by the rarer pieces', () => {
+    const n = 4096;
+    // a has the first half, b everything: the first half is commoner (2) than the second (1)
+    const a = bf(n, (i) => i < n / 2);
+    const b = bf(n, () => true);
+    const { picker, order } = drain(n, [a, b], 8);
+    expect(new Set(order).size).toBe(n);
+    // b alone picks the second half (its rarest), a the first half
+    const bFirst = order.slice(0, 16).filter((i) => i >= n / 2);
+    expect(bFirst.length).toBeGreaterThanOrEqual(8);
+    // a looks past the rare half it lacks on each pick (about n*n/8 steps here): a partial peer
+    // costs the missing pieces rarer than its rarest, a seeder O(1)
+    expect(picker.steps).toBeLessThan((n * n) / 4);
+  });
+});
