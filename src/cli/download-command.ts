@@ -2,6 +2,7 @@ import { Dht } from '../dht/dht.js';
 import { isMagnet } from '../metainfo/magnet.js';
 import { download } from '../swarm/client.js';
 import type { Download } from '../swarm/download.js';
+import { jsonLine } from './events.js';
 import { escapeControl, redactUrls } from './format.js';
 import type { CliIO, DownloadCliOptions } from './program.js';
 import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from './progress.js';
@@ -43,7 +44,7 @@ export async function runDownload(
   const cliPeers = opts.peer.map(parsePeer);
   const json = Boolean(opts.json);
   const tty = Boolean(io.stderr.isTTY) && !opts.quiet && !json;
-  const emit = (o: Record<string, unknown>) => io.stdout.write(`${JSON.stringify(o)}\n`);
+  const emit = (o: Record<string, unknown>) => io.stdout.write(jsonLine(o));
   const warn = (message: string) => {
     // Passkeys stay out of --json too (they end up in logs); DEBUG logs keep them whole.
     if (json) emit({ event: 'warning', message: redactUrls(message) });

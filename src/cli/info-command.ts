@@ -1,9 +1,16 @@
 import type { CliIO } from './program.js';
+import { jsonLine } from './events.js';
 import { escapeControl, formatBytes, redactUrls } from './format.js';
 import { parsePeer } from './peer-arg.js';
 import { openTorrent } from './source.js';
 import { printMetainfoWarnings } from './torrent-file.js';
 import { contentLength, type TorrentFile } from '../metainfo/torrent.js';
+
+/**
+ * File indices, as `--select` takes them, count from 1 in the torrent's own file order, padding
+ * files included (they are listed too), so an index never shifts with what is shown.
+ */
+export const FIRST_INDEX = 1;
 
 /** Flags shown after a file in the text output. */
 function flags(f: TorrentFile): string {
@@ -41,7 +48,7 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
   const padding = m.files.reduce((n, f) => n + (f.padding ? 1 : 0), 0);
   if (opts.json) {
     io.stdout.write(
-      `${JSON.stringify({
+      jsonLine({
         name: m.name,
         infoHash: m.infoHashHex,
         size,
@@ -50,7 +57,8 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
         multiFile: m.multiFile,
         hybrid: m.hybrid,
         private: m.private,
-        files: m.files.map((f) => ({
+        files: m.files.map((f, i) => ({
+          index: i + FIRST_INDEX,
           path: f.path,
           length: f.length,
           ...(f.padding ? { padding: true } : {}),
@@ -65,7 +73,7 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
         createdBy: m.createdBy,
         creationDate: m.creationDate,
         warnings: m.warnings,
-      })}\n`,
+      }),
     );
     return 0;
   }
@@ -99,9 +107,11 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
   // 100,000-file torrent never builds its whole listing as one string.
   io.stdout.write(`${lines.join('\n')}\n`);
   let batch = '';
-  for (const f of m.files) {
+  const width = String(m.files.length - 1 + FIRST_INDEX).length;
+  for (const [i, f] of m.files.entries()) {
     const p = m.multiFile ? `${m.name}/${f.path.join('/')}` : m.name;
-    batch += `  ${formatBytes(f.length).padStart(10)}  ${escapeControl(p)}${flags(f)}\n`;
+    const n = String(i + FIRST_INDEX).padStart(width);
+    batch += `  ${n}  ${formatBytes(f.length).padStart(10)}  ${escapeControl(p)}${flags(f)}\n`;
     if (batch.length >= 64 * 1024) {
       io.stdout.write(batch);
       batch = '';

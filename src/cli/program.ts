@@ -6,6 +6,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { TdlError } from '../errors.js';
 import type { CreateCliOptions } from './create-command.js';
 import type { PeerCliOptions } from './download-command.js';
+import { jsonLine } from './events.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { escapeControl, redactUrls } from './format.js';
 import type { InfoCliOptions } from './info-command.js';
@@ -307,7 +308,7 @@ export function reportError(e: unknown, io: CliIO, json: boolean): number {
   if (json) {
     const kind = e instanceof TdlError ? e.kind : 'internal';
     const event = { event: 'error', kind, exitCode: code, message: redactUrls(message) };
-    io.stdout.write(`${JSON.stringify(event)}\n`);
+    io.stdout.write(jsonLine(event));
   }
   io.stderr.write(`tdl: ${escapeControl(redactUrls(message))}\n`);
   return code;

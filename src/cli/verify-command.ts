@@ -13,6 +13,7 @@ import { DiskStorage } from '../storage/disk.js';
 import { Layout } from '../storage/layout.js';
 import { planOutput } from '../storage/output.js';
 import { EXIT } from './exit-codes.js';
+import { jsonLine } from './events.js';
 import { escapeControl, formatBytes } from './format.js';
 import type { CliIO } from './program.js';
 import { checkLine } from './progress.js';
@@ -35,7 +36,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
   const meta = await loadTorrent(file);
   const json = Boolean(opts.json);
   const tty = Boolean(io.stderr.isTTY) && !opts.quiet && !json;
-  const emit = (o: Record<string, unknown>) => io.stdout.write(`${JSON.stringify(o)}\n`);
+  const emit = (o: Record<string, unknown>) => io.stdout.write(jsonLine(o));
   const layout = new Layout(meta.files, meta.pieceLength, meta.length);
   const plan = await planOutput(meta, opts.output);
   const storage = await DiskStorage.open(plan, layout, { mode: 'read' });

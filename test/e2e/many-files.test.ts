@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/cli.js';
+import { checkEvent } from '../helpers/events-schema.js';
 import { startFakeSeeder, type FakeSeeder } from '../helpers/fake-seeder.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
@@ -71,7 +72,7 @@ function limitedCli(args: string[]): Run {
     while ((nl = out.indexOf('\n')) >= 0) {
       const line = out.slice(0, nl);
       out = out.slice(nl + 1);
-      if (line.startsWith('{')) lines.push(JSON.parse(line) as Record<string, unknown>);
+      if (line.startsWith('{')) lines.push(checkEvent(JSON.parse(line) as Record<string, unknown>));
     }
   });
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));

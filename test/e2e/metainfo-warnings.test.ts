@@ -39,6 +39,7 @@ describe('metainfo warnings in tdl download', () => {
     ]);
     expect(j.code).toBe(0);
     expect(j.events).toContainEqual({
+      v: 1,
       event: 'warning',
       message: "2 byte(s) after the end of the torrent's top-level dictionary were ignored",
     });

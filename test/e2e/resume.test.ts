@@ -16,6 +16,7 @@ import { InterruptedError } from '../../src/errors.js';
 import { encodeResume, decodeResume } from '../../src/storage/resume.js';
 import { Bitfield } from '../../src/wire/bitfield.js';
 import { runCli, tempDir, type CliResult } from '../helpers/cli.js';
+import { checkEvent } from '../helpers/events-schema.js';
 import { startFakeSeeder, type FakeSeeder } from '../helpers/fake-seeder.js';
 import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 
@@ -107,7 +108,8 @@ function spawnCli(args: string[]): Child {
     while ((nl = out.indexOf('\n')) >= 0) {
       const line = out.slice(0, nl);
       out = out.slice(nl + 1);
-      if (line.startsWith('{')) events.push(JSON.parse(line) as Record<string, unknown>);
+      if (line.startsWith('{'))
+        events.push(checkEvent(JSON.parse(line) as Record<string, unknown>));
     }
   });
   proc.stderr!.on('data', (b: Buffer) => (err += b.toString()));

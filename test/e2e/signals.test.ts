@@ -17,6 +17,7 @@ import { encode } from '../../src/metainfo/bencode.js';
 import { decodeResume } from '../../src/storage/resume.js';
 import type { PeerAddress } from '../../src/tracker/types.js';
 import { tempDir } from '../helpers/cli.js';
+import { checkEvent } from '../helpers/events-schema.js';
 import { startFakeSeeder } from '../helpers/fake-seeder.js';
 import { compactPeers, parseHttpAnnounce, startHttpTracker } from '../helpers/fake-tracker.js';
 import { startHostilePeer } from '../helpers/hostile-peer.js';
@@ -76,7 +77,7 @@ function spawnCli(args: string[]): {
     while ((nl = stdout.indexOf('\n')) >= 0) {
       const line = stdout.slice(0, nl);
       stdout = stdout.slice(nl + 1);
-      if (line.startsWith('{')) lines.push(JSON.parse(line) as Record<string, unknown>);
+      if (line.startsWith('{')) lines.push(checkEvent(JSON.parse(line) as Record<string, unknown>));
     }
   });
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
@@ -280,7 +281,7 @@ describe('signals, against the built CLI in a child process', () => {
     );
     expect(stderr).toContain('exit=141');
     expect(stderr).toContain('standard output was closed');
-    expect(JSON.parse(stdout.split('\n')[0]!)).toMatchObject({ event: 'started' });
+    expect(checkEvent(JSON.parse(stdout.split('\n')[0]!))).toMatchObject({ event: 'started' });
     // The run stopped mid-way: partial data, an intact resume file recording what is on disk.
     const d = decodeResume(await readFile(`${out}.tdl-resume`));
     if (!d.ok) throw new Error(d.reason);

@@ -3,12 +3,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { run } from '../../src/cli/program.js';
+import { checkEvent } from './events-schema.js';
 
 export interface CliResult {
   code: number;
   stdout: string;
   stderr: string;
-  /** Parsed --json events (lines of stdout that are JSON objects). */
+  /**
+   * Parsed --json events (lines of stdout that are JSON objects), each checked against
+   * docs/events.schema.json: runCli throws on one that does not follow it.
+   */
   events: Record<string, unknown>[];
 }
 
@@ -26,11 +30,13 @@ export async function runCli(
   const events: Record<string, unknown>[] = [];
   for (const line of stdout.split('\n')) {
     if (!line.startsWith('{')) continue;
+    let o: Record<string, unknown>;
     try {
-      events.push(JSON.parse(line) as Record<string, unknown>);
+      o = JSON.parse(line) as Record<string, unknown>;
     } catch {
-      // not an event line
+      continue; // not an event line
     }
+    events.push(checkEvent(o));
   }
   return { code, stdout, stderr, events };
 }

@@ -1,0 +1,13 @@
+/**
+ * The one way tdl writes JSON to stdout: `--json` events and `tdl info --json`. Every object
+ * carries `v`, the version of docs/events.schema.json it follows; fields are only ever added
+ * within a version, and a change that could break a reader bumps it.
+ */
+
+/** The schema version every JSON object tdl writes carries as `v`. */
+export const EVENTS_VERSION = 1;
+
+/** One object as one line of JSON, `v` first. */
+export function jsonLine(o: Record<string, unknown>): string {
+  return `${JSON.stringify({ v: EVENTS_VERSION, ...o })}\n`;
+}
