@@ -4,10 +4,11 @@ import { isMagnet } from '../metainfo/magnet.js';
 import { download } from '../swarm/client.js';
 import type { Download } from '../swarm/download.js';
 import type { PeerAddress } from '../tracker/types.js';
-import { escapeControl, redactUrls } from './format.js';
+import { escapeControl, formatBytes, redactUrls } from './format.js';
 import type { CliIO, DownloadCliOptions } from './program.js';
 import { checkLine, progressLine, seedLine, summaryLine } from './progress.js';
 import { openTorrent } from './source.js';
+import { resolveSelection, selectedBytes } from '../storage/selection.js';
 
 const REDRAW_MS = 200;
 const JSON_PROGRESS_MS = 250;
@@ -95,6 +96,18 @@ export async function runDownload(
     if (wantDht && !magnet && !opened.meta.private) await startDht();
     const meta = opened.meta;
     const peers = [...cliPeers, ...opened.peers];
+    const selected = resolveSelection(meta.files, meta.name, meta.multiFile, {
+      select: opts.select,
+      include: opts.include,
+      exclude: opts.exclude,
+    });
+    const realFiles = meta.files.filter((f) => !f.padding).length;
+    const selection = selected
+      ? {
+          selectedFiles: selected.reduce((n, v) => n + v, 0),
+          selectedSize: selectedBytes(meta.files, selected),
+        }
+      : null;
     // Warnings about the .torrent itself (ignored trailing bytes, remapped names, bad seeds).
     for (const w of meta.warnings) warn(w);
 
@@ -139,6 +152,7 @@ export async function runDownload(
         meta,
         output: opts.output,
         peers,
+        selected,
         trackersToo: opened.magnet,
         dht,
         webSeeds: opts.webSeeds,
@@ -188,6 +202,7 @@ export async function runDownload(
               files: meta.files.length,
               output: plan.root,
               present: s.initial,
+              ...(selection ?? {}),
             });
             d.on('peer', (p) => emit({ event: 'peer', ...p }));
           }
@@ -216,9 +231,15 @@ export async function runDownload(
           peersUsed: s.peersUsed,
           checkMs: Math.round(result.check.ms),
           output: result.plan.root,
+          ...(selection ?? {}),
         });
       }
-      if (tty) io.stderr.write(`\r\x1b[2K${summaryLine(s, result.plan.root)}\n`);
+      if (tty) {
+        const sel = selection
+          ? `, ${selection.selectedFiles} of ${realFiles} files selected (${formatBytes(selection.selectedSize)})`
+          : '';
+        io.stderr.write(`\r\x1b[2K${summaryLine(s, result.plan.root)}${sel}\n`);
+      }
       return 0;
     } catch (e) {
       if (timer) clearInterval(timer);

@@ -99,9 +99,13 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
   // 100,000-file torrent never builds its whole listing as one string.
   io.stdout.write(`${lines.join('\n')}\n`);
   let batch = '';
+  // Files are numbered from 1, padding left out: the numbers `--select` takes.
+  const width = String(m.files.length - padding).length;
+  let n = 0;
   for (const f of m.files) {
     const p = m.multiFile ? `${m.name}/${f.path.join('/')}` : m.name;
-    batch += `  ${formatBytes(f.length).padStart(10)}  ${escapeControl(p)}${flags(f)}\n`;
+    const num = f.padding ? ''.padStart(width) : String(++n).padStart(width);
+    batch += `  ${num}  ${formatBytes(f.length).padStart(10)}  ${escapeControl(p)}${flags(f)}\n`;
     if (batch.length >= 64 * 1024) {
       io.stdout.write(batch);
       batch = '';

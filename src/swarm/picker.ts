@@ -86,10 +86,19 @@ export class PiecePicker {
     /** The memory budget; the orchestrator adjusts it to what the peers' pipelines need. */
     public maxInflightBytes: number,
     private readonly random: () => number = Math.random,
+    /** The pieces to fetch (a file selection); null: all of them. */
+    private readonly wanted: Bitfield | null = null,
   ) {
     this.done = done;
     this.availability = new Uint32Array(layout.pieceCount);
-    this.remainingPieces = layout.pieceCount - done.count;
+    let remaining = 0;
+    for (let i = 0; i < layout.pieceCount; i++) if (this.needs(i)) remaining++;
+    this.remainingPieces = remaining;
+  }
+
+  /** Is piece `i` still to fetch: wanted and not done? */
+  needs(i: number): boolean {
+    return !this.done.has(i) && (this.wanted === null || this.wanted.has(i));
   }
 
   get bytesInFlight(): number {
@@ -112,7 +121,7 @@ export class PiecePicker {
   /** Does the peer have any piece we still need? */
   interesting(bf: Bitfield): boolean {
     if (this.remainingPieces === 0) return false;
-    for (let i = 0; i < bf.size; i++) if (bf.has(i) && !this.done.has(i)) return true;
+    for (let i = 0; i < bf.size; i++) if (bf.has(i) && this.needs(i)) return true;
     return false;
   }
 
@@ -197,7 +206,7 @@ export class PiecePicker {
     let bestAvail = Infinity;
     for (let k = 0; k < count; k++) {
       const i = startAt + k < count ? startAt + k : startAt + k - count;
-      if (this.done.has(i) || this.inProgress.has(i) || !bf.has(i)) continue;
+      if (!this.needs(i) || this.inProgress.has(i) || !bf.has(i)) continue;
       const a = this.availability[i]!;
       if (a < bestAvail) {
         best = i;
@@ -231,7 +240,7 @@ export class PiecePicker {
   /** Piece `index` as well, if it is still missing and not started (within the budget). */
   tryReserveWhole(owner: PeerKey, index: number): PieceInProgress | null {
     if (index < 0 || index >= this.layout.pieceCount) return null;
-    if (this.done.has(index) || this.inProgress.has(index)) return null;
+    if (!this.needs(index) || this.inProgress.has(index)) return null;
     if (this.inflightBytes + this.layout.pieceSize(index) > this.maxInflightBytes) return null;
     return this.startWhole(index, owner);
   }
@@ -304,8 +313,8 @@ export class PiecePicker {
   /** The piece verified: it no longer needs memory once written. */
   verified(p: PieceInProgress): void {
     this.inProgress.delete(p.index);
+    if (this.needs(p.index)) this.remainingPieces--;
     this.done.set(p.index);
-    this.remainingPieces--;
   }
 
   /** The piece is on disk: its buffer goes back to the pool and out of the memory budget. */

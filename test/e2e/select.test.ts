@@ -1,0 +1,163 @@
+/**
+ * `--select`, `--include`, `--exclude` through the real CLI with fake seeders: only the pieces of
+ * the selected files are fetched, files not selected are never created (their bytes in boundary
+ * pieces go to `<root>.tdl-parts`), `tdl verify` reports the selection, and a wider selection
+ * later fetches only what is missing.
+ */
+import { existsSync } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import type { FakeSeeder } from '../helpers/fake-seeder.js';
+import { useFixture } from '../helpers/fixture.js';
+import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+
+const fx = useFixture();
+const PIECE = 32 * 1024;
+const peerArgs = (s: FakeSeeder) => ['--peer', `127.0.0.1:${s.port}`, '--no-listen'];
+
+/** Five files whose boundaries fall inside pieces. */
+function fiveFiles() {
+  const sizes = [50_000, 70_000, 100_000, 40_000, 90_000];
+  const files = sizes.map((n, i) => ({
+    path: i === 4 ? ['sub', `f${i + 1}.bin`] : [`f${i + 1}.bin`],
+    data: randomBytesSeeded(n, `sel-${i}`),
+  }));
+  return { files, t: makeTorrent({ name: 'five', pieceLength: PIECE, files }) };
+}
+
+/** Pieces that hold bytes of file `i`. */
+function piecesOf(files: { data: Buffer }[], i: number): number[] {
+  let off = 0;
+  for (let k = 0; k < i; k++) off += files[k]!.data.length;
+  const first = Math.floor(off / PIECE);
+  const last = Math.floor((off + files[i]!.data.length - 1) / PIECE);
+  return Array.from({ length: last - first + 1 }, (_, k) => first + k);
+}
+
+describe('--select', () => {
+  it('fetches one file in the middle, creates only it, and widens later without refetching', async () => {
+    const { files, t } = fiveFiles();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    const s1 = await fx.seeder(t, PIECE);
+    const r = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--select',
+      '3',
+      '--json',
+      ...peerArgs(s1),
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(await readdir(out)).toEqual(['f3.bin']);
+    expect((await readFile(path.join(out, 'f3.bin'))).equals(files[2]!.data)).toBe(true);
+    // Received at most the file plus two pieces, and only the pieces that touch it.
+    expect(s1.served).toBeLessThanOrEqual(files[2]!.data.length + 2 * PIECE);
+    expect([...s1.servedBlocks.keys()].sort((a, b) => a - b)).toEqual(piecesOf(files, 2));
+    const started = r.events.find((e) => e['event'] === 'started')!;
+    expect(started['selectedFiles']).toBe(1);
+    expect(started['selectedSize']).toBe(100_000);
+    // The boundary bytes of files 2 and 4 are beside the output, not in files of theirs.
+    expect((await readdir(fx.dir)).sort()).toEqual(['out', 'out.tdl-parts', 't.torrent']);
+
+    const v = await runCli(['verify', torrent, '-o', out, '--select', '3', '--json']);
+    expect(v.code).toBe(0);
+    const ev = v.events.find((e) => e['event'] === 'verified')!;
+    expect(ev['complete']).toBe(true);
+    expect(ev['selectedFiles']).toBe(1);
+    expect(ev['size']).toBe(100_000);
+    const text = await runCli(['verify', torrent, '-o', out, '--select', '3']);
+    expect(text.stdout).toContain('selected: 1 of 5 files');
+    expect((await runCli(['verify', torrent, '-o', out])).code).toBe(5);
+
+    // Wider: files 2 to 4. The pieces already held (those of file 3) are not fetched again.
+    const s2 = await fx.seeder(t, PIECE);
+    const r2 = await runCli(['download', torrent, '-o', out, '--select', '2-4', ...peerArgs(s2)]);
+    expect(r2.stderr).toBe('');
+    expect(r2.code).toBe(0);
+    expect((await readdir(out)).sort()).toEqual(['f2.bin', 'f3.bin', 'f4.bin']);
+    for (const i of [1, 2, 3]) {
+      expect((await readFile(path.join(out, `f${i + 1}.bin`))).equals(files[i]!.data)).toBe(true);
+    }
+    const had = new Set(piecesOf(files, 2));
+    for (const p of s2.servedBlocks.keys()) expect(had.has(p)).toBe(false);
+
+    // Everything: the rest arrives, and the side file goes once every file is complete.
+    const s3 = await fx.seeder(t, PIECE);
+    const r3 = await runCli(['download', torrent, '-o', out, ...peerArgs(s3)]);
+    expect(r3.code).toBe(0);
+    for (const [i, f] of files.entries()) {
+      expect((await readFile(path.join(out, ...f.path))).equals(files[i]!.data)).toBe(true);
+    }
+    expect((await readdir(fx.dir)).sort()).toEqual(['out', 't.torrent']);
+    expect((await runCli(['verify', torrent, '-o', out])).code).toBe(0);
+  });
+
+  it('--include and --exclude match paths inside the torrent', async () => {
+    const { files, t } = fiveFiles();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    const s = await fx.seeder(t, PIECE);
+    const r = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--include',
+      '*.bin',
+      '--exclude',
+      'f[1].bin',
+      '--exclude',
+      'f2*',
+      '--exclude',
+      'sub/**',
+      ...peerArgs(s),
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    // `[1]` is literal text in these globs: f1.bin stays selected.
+    expect((await readdir(out)).sort()).toEqual(['f1.bin', 'f3.bin', 'f4.bin']);
+    expect(existsSync(path.join(out, 'sub'))).toBe(false);
+    for (const i of [0, 2, 3]) {
+      expect((await readFile(path.join(out, `f${i + 1}.bin`))).equals(files[i]!.data)).toBe(true);
+    }
+  });
+
+  it('refuses a selection that names no file or a file that does not exist', async () => {
+    const { t } = fiveFiles();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    const bad = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--select',
+      '6',
+      '--peer',
+      '127.0.0.1:1',
+    ]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('file 6 does not exist');
+    const none = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--exclude',
+      '*',
+      '--peer',
+      '127.0.0.1:1',
+    ]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('leaves no file');
+    const syntax = await runCli(['verify', torrent, '-o', out, '--select', '1,x']);
+    expect(syntax.code).toBe(2);
+    expect(existsSync(out)).toBe(false);
+  });
+});
