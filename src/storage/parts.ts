@@ -86,8 +86,11 @@ export class PartsFile {
       if (!st.isFile()) throw new DiskError(`${file} is not a regular file`);
       const top = Buffer.alloc(FILE_HEADER);
       const n = await readAt(h, top, 0);
-      if (n < FILE_HEADER || !top.subarray(0, MAGIC.length).equals(MAGIC)) {
-        if (st.size > 0 && n >= MAGIC.length && writable) {
+      const ours = top.subarray(0, Math.min(n, MAGIC.length)).equals(MAGIC.subarray(0, n));
+      if (n < FILE_HEADER || !ours) {
+        // Ours, torn while its header was written (or empty), is started afresh; anything else
+        // is someone's file, never written over.
+        if (!ours && writable) {
           throw new DiskError(`${file} is not a tdl parts file: move it away`);
         }
         pf.fresh = true;

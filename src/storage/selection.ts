@@ -117,9 +117,9 @@ export function compileGlob(glob: string): (p: string) => boolean {
       } else {
         re += '.*';
         i += 1;
+        // Collapse runs of stars: they mean nothing more and would slow the match down.
+        while (glob[i + 1] === '*') i++;
       }
-      // Collapse runs of stars: they mean nothing more and would slow the match down.
-      while (glob[i + 1] === '*') i++;
     } else if (c === '*') {
       re += '[^/]*';
       while (glob[i + 1] === '*') i++;

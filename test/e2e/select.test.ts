@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { InterruptedError } from '../../src/errors.js';
 import { runCli } from '../helpers/cli.js';
 import type { FakeSeeder } from '../helpers/fake-seeder.js';
 import { useFixture } from '../helpers/fixture.js';
@@ -96,6 +97,36 @@ describe('--select', () => {
     }
     expect((await readdir(fx.dir)).sort()).toEqual(['out', 't.torrent']);
     expect((await runCli(['verify', torrent, '-o', out])).code).toBe(0);
+  });
+
+  it('resumes a selection after Ctrl-C, boundary pieces included', async () => {
+    const { files, t } = fiveFiles();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    const slow = await fx.seeder(t, PIECE, { rateLimit: 100 * 1024 });
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(new InterruptedError('SIGINT')), 700);
+    const r1 = await runCli(
+      ['download', torrent, '-o', out, '--select', '2,4', ...peerArgs(slow)],
+      {
+        signal: ctl.signal,
+      },
+    );
+    clearTimeout(timer);
+    expect(r1.code).toBe(130);
+    expect(existsSync(path.join(fx.dir, 'out.tdl-resume'))).toBe(true);
+    const s = await fx.seeder(t, PIECE);
+    const r2 = await runCli(['download', torrent, '-o', out, '--select', '2,4', ...peerArgs(s)]);
+    expect(r2.code).toBe(0);
+    expect((await readdir(out)).sort()).toEqual(['f2.bin', 'f4.bin']);
+    for (const i of [1, 3]) {
+      expect((await readFile(path.join(out, `f${i + 1}.bin`))).equals(files[i]!.data)).toBe(true);
+    }
+    // Nothing was fetched twice but what was in flight at the interrupt.
+    const wanted = new Set([...piecesOf(files, 1), ...piecesOf(files, 3)]);
+    for (const p of s.servedBlocks.keys()) expect(wanted.has(p)).toBe(true);
+    expect(slow.served + s.served).toBeLessThanOrEqual(wanted.size * PIECE + 2 * PIECE);
+    expect((await runCli(['verify', torrent, '-o', out, '--select', '2,4'])).code).toBe(0);
   });
 
   it('--include and --exclude match paths inside the torrent', async () => {
