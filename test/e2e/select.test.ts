@@ -6,6 +6,7 @@
  */
 import { existsSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { InterruptedError } from '../../src/errors.js';
@@ -17,6 +18,14 @@ import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 const fx = useFixture();
 const PIECE = 32 * 1024;
 const peerArgs = (s: FakeSeeder) => ['--peer', `127.0.0.1:${s.port}`, '--no-listen'];
+
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
 
 /** Five files whose boundaries fall inside pieces. */
 function fiveFiles() {
@@ -128,6 +137,93 @@ describe('--select', () => {
     expect(slow.served + s.served).toBeLessThanOrEqual(wanted.size * PIECE + 2 * PIECE);
     expect((await runCli(['verify', torrent, '-o', out, '--select', '2,4'])).code).toBe(0);
   });
+
+  it('files wholly inside held boundary pieces are filled from the parts file, offline', async () => {
+    const files = [10_000, 100, 60_000].map((n, i) => ({
+      path: [`g${i + 1}.bin`],
+      data: randomBytesSeeded(n, `inner-${i}`),
+    }));
+    const t = makeTorrent({ name: 'inner', pieceLength: PIECE, files });
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    const s = await fx.seeder(t, PIECE);
+    const r = await runCli(['download', torrent, '-o', out, '--select', '3', ...peerArgs(s)]);
+    expect(r.code).toBe(0);
+    expect(await readdir(out)).toEqual(['g3.bin']);
+    await s.close();
+    // Files 1 and 2 lie in piece 0, which is held: nothing to fetch, no peer needed.
+    const r2 = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--peer',
+      '127.0.0.1:1',
+      '--no-listen',
+    ]);
+    expect(r2.stderr).toBe('');
+    expect(r2.code).toBe(0);
+    for (const [i, f] of files.entries()) {
+      expect((await readFile(path.join(out, `g${i + 1}.bin`))).equals(f.data)).toBe(true);
+    }
+    expect((await readdir(fx.dir)).sort()).toEqual(['out', 't.torrent']);
+    expect((await runCli(['verify', torrent, '-o', out])).code).toBe(0);
+  });
+
+  it('tdl seed --select serves the selected files, boundary pieces whole from the parts file', async () => {
+    const { files, t } = fiveFiles();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    const s = await fx.seeder(t, PIECE);
+    expect(
+      (await runCli(['download', torrent, '-o', out, '--select', '3', ...peerArgs(s)])).code,
+    ).toBe(0);
+    await s.close();
+    const port = await freePort();
+    const stop = new AbortController();
+    const seeding = runCli(
+      [
+        'seed',
+        torrent,
+        '-o',
+        out,
+        '--select',
+        '3',
+        '--port',
+        String(port),
+        '--peer',
+        '127.0.0.1:1',
+      ],
+      { signal: stop.signal },
+    );
+    try {
+      const out2 = path.join(fx.dir, 'out2');
+      let r: Awaited<ReturnType<typeof runCli>> | null = null;
+      // The seeder may not listen yet: try again a few times.
+      for (let i = 0; i < 20; i++) {
+        r = await runCli([
+          'download',
+          torrent,
+          '-o',
+          out2,
+          '--select',
+          '3',
+          '--peer',
+          `127.0.0.1:${port}`,
+          '--no-listen',
+          '--timeout',
+          '10',
+        ]);
+        if (r.code !== 4) break;
+      }
+      expect(r!.stderr).toBe('');
+      expect(r!.code).toBe(0);
+      expect((await readFile(path.join(out2, 'f3.bin'))).equals(files[2]!.data)).toBe(true);
+    } finally {
+      stop.abort(new InterruptedError('SIGINT'));
+      expect((await seeding).code).toBe(0);
+    }
+  }, 60_000);
 
   it('--include and --exclude match paths inside the torrent', async () => {
     const { files, t } = fiveFiles();
