@@ -312,8 +312,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       if (writer) await writer.remove();
       await dropParts();
       await rm(metadataFile, { force: true }).catch(() => {});
-      // Only now, with the data checked and named, do trackers hear that we completed.
-      if (tracker) await tracker.complete().catch(() => {});
+      // Only now, with the data checked and named, do trackers hear that we completed (not after
+      // a partial selection: we are no seeder).
+      if (tracker && !selected) await tracker.complete().catch(() => {});
     } else {
       await storage.finalize();
       await dropParts();
