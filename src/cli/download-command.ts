@@ -3,11 +3,12 @@ import { isMagnet } from '../metainfo/magnet.js';
 import { download } from '../swarm/client.js';
 import type { Download } from '../swarm/download.js';
 import { jsonLine } from './events.js';
-import { escapeControl, redactUrls } from './format.js';
+import { escapeControl, formatBytes, redactUrls } from './format.js';
 import type { CliIO, DownloadCliOptions } from './program.js';
 import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from './progress.js';
 import { parsePeer } from './peer-arg.js';
 import { openTorrent } from './source.js';
+import { resolveSelection, selectedBytes } from '../storage/selection.js';
 
 export { parsePeer };
 
@@ -87,6 +88,18 @@ export async function runDownload(
     if (wantDht && !magnet && !opened.meta.private) await startDht();
     const meta = opened.meta;
     const peers = [...cliPeers, ...opened.peers];
+    const selected = resolveSelection(meta.files, meta.name, meta.multiFile, {
+      select: opts.select,
+      include: opts.include,
+      exclude: opts.exclude,
+    });
+    const realFiles = meta.files.filter((f) => !f.padding).length;
+    const selection = selected
+      ? {
+          selectedFiles: selected.reduce((n, v) => n + v, 0),
+          selectedSize: selectedBytes(meta.files, selected),
+        }
+      : null;
     // Warnings about the .torrent itself (ignored trailing bytes, remapped names, bad seeds).
     for (const w of meta.warnings) warn(w);
 
@@ -131,6 +144,7 @@ export async function runDownload(
         meta,
         output: opts.output,
         peers,
+        selected,
         trackersToo: opened.magnet,
         dht,
         webSeeds: opts.webSeeds,
@@ -180,6 +194,7 @@ export async function runDownload(
               files: meta.files.length,
               output: plan.root,
               present: s.initial,
+              ...(selection ?? {}),
             });
             d.on('peer', (p) => emit({ event: 'peer', ...p }));
           }
@@ -208,12 +223,16 @@ export async function runDownload(
           peersUsed: s.peersUsed,
           checkMs: Math.round(result.check.ms),
           output: result.plan.root,
+          ...(selection ?? {}),
         });
       }
       if (tty) {
+        const sel = selection
+          ? `, ${selection.selectedFiles} of ${realFiles} files selected (${formatBytes(selection.selectedSize)})`
+          : '';
         const line =
           mode === 'seed' ? seedSummaryLine(s, result.plan.root) : summaryLine(s, result.plan.root);
-        io.stderr.write(`\r\x1b[2K${line}\n`);
+        io.stderr.write(`\r\x1b[2K${line}${sel}\n`);
         if (mode === 'download' && seeding) {
           io.stderr.write(`${seedSummaryLine(s, result.plan.root)}\n`);
         }

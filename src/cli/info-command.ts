@@ -8,7 +8,7 @@ import { contentLength, type TorrentFile } from '../metainfo/torrent.js';
 
 /**
  * File indices, as `--select` takes them, count from 1 in the torrent's own file order, padding
- * files included (they are listed too), so an index never shifts with what is shown.
+ * files left out (they are never on disk and cannot be selected; they are listed unnumbered).
  */
 export const FIRST_INDEX = 1;
 
@@ -20,6 +20,12 @@ function flags(f: TorrentFile): string {
   if (f.hidden) out.push('hidden');
   if (f.symlink) out.push(`symlink -> ${f.symlink.join('/')}`);
   return out.length > 0 ? `  [${out.join(', ')}]` : '';
+}
+
+/** Each file with its number as `--select` takes it (none for a padding file). */
+function numbered(files: readonly TorrentFile[]): [TorrentFile, number | undefined][] {
+  let n = FIRST_INDEX - 1;
+  return files.map((f) => [f, f.padding ? undefined : ++n]);
 }
 
 export interface InfoCliOptions {
@@ -57,8 +63,8 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
         multiFile: m.multiFile,
         hybrid: m.hybrid,
         private: m.private,
-        files: m.files.map((f, i) => ({
-          index: i + FIRST_INDEX,
+        files: numbered(m.files).map(([f, index]) => ({
+          ...(index !== undefined ? { index } : {}),
           path: f.path,
           length: f.length,
           ...(f.padding ? { padding: true } : {}),
@@ -107,11 +113,13 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
   // 100,000-file torrent never builds its whole listing as one string.
   io.stdout.write(`${lines.join('\n')}\n`);
   let batch = '';
-  const width = String(m.files.length - 1 + FIRST_INDEX).length;
-  for (const [i, f] of m.files.entries()) {
+  // Files are numbered from 1, padding left out: the numbers `--select` takes.
+  const width = String(m.files.length - padding).length;
+  let n = 0;
+  for (const f of m.files) {
     const p = m.multiFile ? `${m.name}/${f.path.join('/')}` : m.name;
-    const n = String(i + FIRST_INDEX).padStart(width);
-    batch += `  ${n}  ${formatBytes(f.length).padStart(10)}  ${escapeControl(p)}${flags(f)}\n`;
+    const num = f.padding ? ''.padStart(width) : String(++n).padStart(width);
+    batch += `  ${num}  ${formatBytes(f.length).padStart(10)}  ${escapeControl(p)}${flags(f)}\n`;
     if (batch.length >= 64 * 1024) {
       io.stdout.write(batch);
       batch = '';

@@ -165,7 +165,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       '--save-torrent <file>',
       'also write the torrent (for a magnet link, its fetched metadata) to FILE',
     );
-  peerOptions(downloadCmd).action(
+  peerOptions(selectionOptions(downloadCmd)).action(
     async (
       torrent: string,
       opts: DownloadCliOptions & PeerCliOptions & { seed?: boolean; saveTorrent?: string },
@@ -195,7 +195,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .option('--peer-timeout <seconds>', 'how long a peer may take to handshake', seconds, 15)
     .option('-q, --quiet', 'print nothing but errors')
     .option('--json', 'write newline-delimited JSON events to stdout');
-  peerOptions(seedCmd).action(
+  peerOptions(selectionOptions(seedCmd)).action(
     async (torrent: string, opts: DownloadCliOptions & PeerCliOptions) => {
       json = Boolean(opts.json);
       exitCode = await (
@@ -234,7 +234,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       exitCode = await (await import('./info-command.js')).runInfo(torrent, opts, io);
     });
 
-  program
+  const verifyCmd = program
     .command('verify')
     .description(
       'check the data on disk against the torrent and report how much is valid ' +
@@ -243,11 +243,11 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .argument('<torrent>', TORRENT_ARG)
     .option('-o, --output <path>', 'where the data was saved (as given to download)')
     .option('-q, --quiet', 'print nothing: the exit code tells')
-    .option('--json', 'write newline-delimited JSON events to stdout')
-    .action(async (torrent: string, opts: VerifyCliOptions) => {
-      json = Boolean(opts.json);
-      exitCode = await (await import('./verify-command.js')).runVerify(torrent, opts, io);
-    });
+    .option('--json', 'write newline-delimited JSON events to stdout');
+  selectionOptions(verifyCmd).action(async (torrent: string, opts: VerifyCliOptions) => {
+    json = Boolean(opts.json);
+    exitCode = await (await import('./verify-command.js')).runVerify(torrent, opts, io);
+  });
 
   program
     .command('create')
@@ -290,7 +290,29 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   }
 }
 
-export interface DownloadCliOptions {
+/** `--select`, `--include`, `--exclude` (see storage/selection.ts). */
+function selectionOptions(cmd: Command): Command {
+  return cmd
+    .option('--select <list>', 'only these files, by number as tdl info lists them: 1,3-5')
+    .addOption(
+      new Option('--include <glob>', 'only files whose path matches (repeatable)')
+        .argParser(collect)
+        .default([]),
+    )
+    .addOption(
+      new Option('--exclude <glob>', 'leave out files whose path matches (repeatable)')
+        .argParser(collect)
+        .default([]),
+    );
+}
+
+export interface SelectCliOptions {
+  select?: string;
+  include: string[];
+  exclude: string[];
+}
+
+export interface DownloadCliOptions extends Partial<SelectCliOptions> {
   output?: string;
   peer: string[];
   maxPeers: number;

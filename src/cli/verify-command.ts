@@ -12,6 +12,13 @@ import { hashPieces } from '../storage/check.js';
 import { DiskStorage } from '../storage/disk.js';
 import { Layout } from '../storage/layout.js';
 import { planOutput } from '../storage/output.js';
+import { partsPath } from '../storage/parts.js';
+import {
+  resolveSelection,
+  selectedBytes,
+  wantedPieces,
+  type SelectOptions,
+} from '../storage/selection.js';
 import { EXIT } from './exit-codes.js';
 import { jsonLine } from './events.js';
 import { escapeControl, formatBytes } from './format.js';
@@ -24,7 +31,7 @@ const JSON_PROGRESS_MS = 250;
 /** Files listed in the text report before "... and N more". */
 const MAX_FILES_LISTED = 20;
 
-export interface VerifyCliOptions {
+export interface VerifyCliOptions extends SelectOptions {
   output?: string;
   quiet?: boolean;
   json?: boolean;
@@ -39,7 +46,13 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
   const emit = (o: Record<string, unknown>) => io.stdout.write(jsonLine(o));
   const layout = new Layout(meta.files, meta.pieceLength, meta.length);
   const plan = await planOutput(meta, opts.output);
-  const storage = await DiskStorage.open(plan, layout, { mode: 'read' });
+  const selected = resolveSelection(meta.files, meta.name, meta.multiFile, opts);
+  const wanted = wantedPieces(layout, selected);
+  const storage = await DiskStorage.open(plan, layout, {
+    mode: 'read',
+    selected,
+    partsFile: { path: partsPath(plan), infoHash: meta.infoHash },
+  });
   const started = Date.now();
 
   let progress = { checked: 0, total: 0, valid: 0 };
@@ -65,8 +78,16 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
   try {
     // Pieces lying wholly in files that are not there are missing: no need to read them.
     const pieces: number[] = [];
+    // With a selection, only the pieces of the selected files; boundary pieces are read with the
+    // bytes of unselected files from the parts file.
     for (let p = 0; p < layout.pieceCount; p++) {
-      if (layout.spans(p).some((s) => storage.files[s.fileIndex]!.existed)) pieces.push(p);
+      if (!wanted.has(p)) continue;
+      if (
+        storage.parts?.has(p) ||
+        layout.spans(p).some((s) => storage.files[s.fileIndex]!.existed)
+      ) {
+        pieces.push(p);
+      }
     }
     let toRead = 0;
     for (const p of pieces) toRead += layout.pieceSize(p);
@@ -102,7 +123,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
     const stamps = await storage.stamps();
     // BEP 47 padding files are never on disk: they are not reported.
     const files = storage.files.flatMap((f, i) => {
-      if (f.padding) return [];
+      if (f.padding || !f.selected) return [];
       const size = stamps[i]?.size ?? 0;
       const state: FileState = !f.existed
         ? 'missing'
@@ -124,8 +145,18 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
       ];
     });
     const corrupt = r.nonZeroInvalid.count;
-    const missing = layout.pieceCount - r.valid.count - corrupt;
-    const dataComplete = r.valid.isComplete();
+    const missing = wanted.count - r.valid.count - corrupt;
+    const dataComplete = r.valid.count === wanted.count;
+    // With a selection: the selected files' bytes, not the torrent's.
+    const size = selected ? selectedBytes(meta.files, selected) : meta.length;
+    if (selected) validBytes = files.reduce((n, f) => n + f.valid, 0);
+    const selection = selected
+      ? {
+          selectedFiles: files.length,
+          selectedSize: size,
+          files: meta.files.filter((f) => !f.padding).length,
+        }
+      : null;
     const ready = dataComplete && files.every((f) => f.state === 'complete');
     const code = ready ? EXIT.ok : EXIT.transfer;
 
@@ -138,10 +169,11 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
         complete: ready,
         dataComplete,
         exitCode: code,
-        size: meta.length,
+        size,
         valid: validBytes,
-        percent: meta.length > 0 ? Math.round((validBytes / meta.length) * 1000) / 10 : 100,
-        pieces: layout.pieceCount,
+        percent: size > 0 ? Math.round((validBytes / size) * 1000) / 10 : 100,
+        ...(selection ? { selectedFiles: selection.selectedFiles } : {}),
+        pieces: wanted.count,
         piecesValid: r.valid.count,
         piecesMissing: missing,
         piecesCorrupt: corrupt,
@@ -150,12 +182,17 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
         files,
       });
     } else if (!opts.quiet) {
-      const pct = meta.length > 0 ? ((validBytes / meta.length) * 100).toFixed(1) : '100.0';
+      const pct = size > 0 ? ((validBytes / size) * 100).toFixed(1) : '100.0';
       const lines = [
         `name:     ${escapeControl(meta.name)}`,
         `output:   ${escapeControl(plan.root)}`,
-        `valid:    ${formatBytes(validBytes)} of ${formatBytes(meta.length)} (${pct}%), ` +
-          `${r.valid.count} of ${layout.pieceCount} pieces`,
+        ...(selection
+          ? [
+              `selected: ${selection.selectedFiles} of ${selection.files} files (${formatBytes(size)})`,
+            ]
+          : []),
+        `valid:    ${formatBytes(validBytes)} of ${formatBytes(size)} (${pct}%), ` +
+          `${r.valid.count} of ${wanted.count} pieces`,
         `missing:  ${missing} pieces`,
         `corrupt:  ${corrupt} pieces`,
       ];

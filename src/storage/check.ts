@@ -171,7 +171,7 @@ export interface StartupPlan {
 /** Decide, from the resume file and the files as they are now, what to believe and what to hash. */
 export function planStartup(
   layout: Layout,
-  files: readonly { existed: boolean; padding?: boolean }[],
+  files: readonly { existed: boolean; padding?: boolean; selected?: boolean }[],
   stamps: readonly (FileStamp | null)[],
   decoded: DecodedResume | null,
   t: CheckTorrent,
@@ -217,7 +217,8 @@ export function planStartup(
     let someUntrusted = false;
     for (const s of layout.spans(p)) {
       // Padding is zeros by definition: it neither makes a piece present nor calls for a hash.
-      if (files[s.fileIndex]!.padding) continue;
+      // Files not selected are never on disk: their bytes come from the parts file (below).
+      if (files[s.fileIndex]!.padding || files[s.fileIndex]!.selected === false) continue;
       const ft = fileTrust[s.fileIndex]!;
       if (ft !== 'new') allNew = false;
       if (ft !== 'trusted') allTrusted = false;
@@ -257,6 +258,7 @@ export async function startupCheck(o: {
   const stamps = await o.storage.stamps();
   const plan = planStartup(o.layout, o.storage.files, stamps, decoded, o.torrent);
   if (plan.resume === 'ignored') log('resume file %s ignored: %s', o.resumeFile, plan.reason);
+  selectionPlan(o.layout, o.storage, plan);
   const hashed = await hashPieces({
     storage: o.storage,
     layout: o.layout,
@@ -296,6 +298,36 @@ export async function startupCheck(o: {
     reason: plan.reason,
     ms,
   };
+}
+
+/**
+ * With the parts file of a selection: a piece that has bytes in a file not selected is present
+ * only through its copy there, so it is never believed without one; and every piece with a copy
+ * is hashed (a few pieces: two per run of selected files), since its copy may be all that holds
+ * some of its bytes (a file newly selected).
+ */
+export function selectionPlan(
+  layout: Layout,
+  storage: Pick<DiskStorage, 'files' | 'parts'>,
+  plan: StartupPlan,
+): void {
+  const parts = storage.parts;
+  const files = storage.files;
+  if (!parts && files.every((f) => f.selected)) return;
+  for (let p = 0; p < layout.pieceCount; p++) {
+    if (!plan.trusted.has(p)) continue;
+    const outside = layout
+      .spans(p)
+      .some((s) => !files[s.fileIndex]!.selected && !files[s.fileIndex]!.padding);
+    if (outside && !parts?.has(p)) plan.trusted.clear(p);
+  }
+  if (!parts || parts.size === 0) return;
+  const toHash = new Set(plan.toHash);
+  for (const p of parts.pieces) {
+    plan.trusted.clear(p);
+    toHash.add(p);
+  }
+  plan.toHash = [...toHash].sort((a, b) => a - b);
 }
 
 function abortReason(signal: AbortSignal): Error {

@@ -33,6 +33,7 @@ import { lstatOrNull, toDiskError } from './fs-util.js';
 import type { Layout, Span } from './layout.js';
 import { partPaths } from './names.js';
 import type { OutputPlan } from './output.js';
+import { PartsFile } from './parts.js';
 
 export { toDiskError } from './fs-util.js';
 
@@ -52,6 +53,13 @@ export interface StorageOptions {
   maxOpenFiles?: number;
   /** Peer sockets the process may hold, kept out of the file pool's share of descriptors. */
   peerSockets?: number;
+  /**
+   * Files selected (one flag per torrent file; null or absent: all). Files not selected are never
+   * created, opened or written: their bytes in boundary pieces go to the parts file.
+   */
+  selected?: Uint8Array | null;
+  /** The side file of boundary pieces (see parts.ts) and the torrent's info hash; absent: none. */
+  partsFile?: { path: string; infoHash: Buffer };
 }
 
 export interface StoredFile {
@@ -63,6 +71,8 @@ export interface StoredFile {
   readonly offset: number;
   /** BEP 47 padding: never on disk, reads as zeros. */
   readonly padding: boolean;
+  /** Part of the selection (always true without one): only these are ever on disk. */
+  readonly selected: boolean;
   /**
    * Where the file is (or, in write mode, will be created) on disk now; null when it is not
    * there (read mode, padding).
@@ -85,10 +95,12 @@ export interface FileStamp {
 export class OutputChangedError extends DiskError {}
 
 interface Run {
+  /** -1: from the parts file (piece `piece`, at `fileOffset` in it). */
   fileIndex: number;
   fileOffset: number;
   at: number;
   length: number;
+  piece?: number;
 }
 
 export class DiskStorage {
@@ -122,12 +134,15 @@ export class DiskStorage {
   private pending = new Set<Promise<void>>();
   private beforeWrite: ((index: number) => Promise<void>) | null = null;
   private closed = false;
+  /** Copies of boundary pieces (null: no parts file). */
+  parts: PartsFile | null = null;
 
   private constructor(
     private readonly plan: OutputPlan,
     private readonly layout: Layout,
     readonly mode: StorageMode,
     capacity: number,
+    selected: Uint8Array | null,
   ) {
     const parts = partPaths(plan);
     this.files = plan.files.map((f, i) => ({
@@ -136,6 +151,7 @@ export class DiskStorage {
       length: f.length,
       offset: f.offset,
       padding: f.padding === true,
+      selected: !selected || selected[i] === 1,
       current: null,
       existed: false,
       shadowed: false,
@@ -162,8 +178,16 @@ export class DiskStorage {
     opts: StorageOptions = {},
   ): Promise<DiskStorage> {
     const capacity = opts.maxOpenFiles ?? poolCapacity(fdLimit(), opts.peerSockets);
-    const s = new DiskStorage(plan, layout, opts.mode ?? 'write', capacity);
+    const s = new DiskStorage(plan, layout, opts.mode ?? 'write', capacity, opts.selected ?? null);
     try {
+      if (opts.partsFile) {
+        const { path: file, infoHash } = opts.partsFile;
+        s.parts = await PartsFile.open(file, layout, infoHash, s.mode === 'write');
+        // A partial selection marks its output with the file, records or not (output.ts).
+        if (s.mode === 'write' && s.files.some((f) => !f.selected && !f.padding)) {
+          await s.parts.create();
+        }
+      }
       await s.scan();
     } catch (e) {
       await s.close().catch(() => {});
@@ -184,19 +208,31 @@ export class DiskStorage {
     const write = this.mode === 'write';
     // Folders that are not there (just created, or missing in read mode): nothing to look for.
     const empty = new Set<string>();
+    // Only folders that hold a selected file: nothing is created for files not selected.
+    const needed = new Set<string>();
+    for (const f of this.files) {
+      if (f.padding || !f.selected) continue;
+      for (let d = path.dirname(f.path); !needed.has(d) && d !== this.plan.parent;) {
+        needed.add(d);
+        const up = path.dirname(d);
+        if (up === d) break;
+        d = up;
+      }
+    }
+    const dirs = this.plan.dirs.filter((d) => needed.has(d));
     if (write) {
       await mkdirOrFail(this.plan.parent, true);
-      for (const d of this.plan.dirs) {
+      for (const d of dirs) {
         if (empty.has(path.dirname(d))) {
           await mkdirOrFail(d, false);
           empty.add(d);
         } else if (await mkdirOrFail(d, false)) empty.add(d);
       }
     }
-    const listable = new Set(this.plan.dirs);
+    const listable = new Set(dirs);
     const byDir = new Map<string, number[]>();
     this.files.forEach((f, i) => {
-      if (f.padding) return;
+      if (f.padding || !f.selected) return;
       const d = path.dirname(f.path);
       let list = byDir.get(d);
       if (!list) byDir.set(d, (list = []));
@@ -248,7 +284,8 @@ export class DiskStorage {
       }
     }
     if (write) {
-      for (const f of this.files) if (!f.padding && !f.current) f.current = f.partPath;
+      for (const f of this.files)
+        if (!f.padding && f.selected && !f.current) f.current = f.partPath;
     }
   }
 
@@ -389,10 +426,18 @@ export class DiskStorage {
 
   private async doWrite(index: number, data: Buffer): Promise<void> {
     if (this.beforeWrite) await this.beforeWrite(index);
+    const spans = this.layout.spans(index);
+    // A boundary piece: a copy goes to the parts file, never into the files not selected.
+    const jobs: Promise<void>[] = [];
+    if (
+      spans.some((s) => !this.files[s.fileIndex]!.selected && !this.files[s.fileIndex]!.padding)
+    ) {
+      if (!this.parts) throw new DiskError(`piece ${index} touches a file not selected`);
+      jobs.push(this.parts.write(index, data));
+    }
     // The runs of a piece lie in distinct files: they are written side by side.
-    const results = await Promise.allSettled(
-      this.layout.spans(index).map((s) => this.writeSpan(index, data, s)),
-    );
+    for (const s of spans) jobs.push(this.writeSpan(index, data, s));
+    const results = await Promise.allSettled(jobs);
     for (const r of results) if (r.status === 'rejected') throw r.reason;
   }
 
@@ -401,7 +446,8 @@ export class DiskStorage {
       const fi = s.fileIndex;
       const f = this.files[fi]!;
       // Padding is zeros by definition (the piece's hash checked them): nothing to store.
-      if (f.padding) return;
+      // A file not selected is never touched (its bytes went to the parts file).
+      if (f.padding || !f.selected) return;
       await this.ensureWorkingName(fi);
       try {
         await this.withFile(fi, async (h) => {
@@ -484,7 +530,7 @@ export class DiskStorage {
     const runs: Run[] = [];
     for (let p = first; p <= last; p++) {
       const base = this.layout.pieceOffset(p) - start;
-      addRuns(runs, this.layout.spans(p), base);
+      this.addPieceRuns(runs, p, this.layout.spans(p), base);
     }
     await this.readRuns(runs, buf);
     return buf;
@@ -506,13 +552,65 @@ export class DiskStorage {
     }
     const buf = Buffer.allocUnsafe(length);
     const runs: Run[] = [];
-    addRuns(runs, spans, -begin);
+    this.addPieceRuns(runs, index, spans, -begin);
     await this.readRuns(runs, buf);
     return buf;
   }
 
+  /**
+   * The runs to read for these spans of piece `index`. A piece with a copy in the parts file is
+   * read from its files where they hold its bytes (selected, there, long enough) and from the
+   * copy elsewhere; other pieces only from their files (files not selected read as zeros).
+   */
+  private addPieceRuns(runs: Run[], index: number, spans: readonly Span[], base: number): void {
+    if (!this.parts?.has(index)) {
+      addRuns(runs, spans, base);
+      return;
+    }
+    for (const s of spans) {
+      if (this.fileHolds(s)) addRuns(runs, [s], base);
+      else {
+        runs.push({
+          fileIndex: -1,
+          fileOffset: s.pieceOffset,
+          at: base + s.pieceOffset,
+          length: s.length,
+          piece: index,
+        });
+      }
+    }
+  }
+
+  /** Does the file of this span hold its bytes (or is it padding, zeros by definition)? */
+  private fileHolds(s: Span): boolean {
+    const f = this.files[s.fileIndex]!;
+    if (f.padding) return true;
+    return (
+      f.selected &&
+      this.exists[s.fileIndex] === 1 &&
+      this.knownSize[s.fileIndex]! >= s.fileOffset + s.length
+    );
+  }
+
+  /**
+   * Pieces of `have` whose bytes for selected files are only in the parts file (the selection
+   * grew since they were written): rewrite each (readPiece, then writePiece) to put them in place.
+   */
+  piecesToCopy(have: { has(i: number): boolean }): number[] {
+    if (!this.parts) return [];
+    return this.parts.pieces.filter(
+      (p) =>
+        have.has(p) &&
+        this.layout.spans(p).some((s) => this.files[s.fileIndex]!.selected && !this.fileHolds(s)),
+    );
+  }
+
   private async readRuns(runs: readonly Run[], buf: Buffer): Promise<void> {
     for (const r of runs) {
+      if (r.piece !== undefined) {
+        await this.parts!.read(r.piece, r.fileOffset, r.length, buf, r.at);
+        continue;
+      }
       const f = this.files[r.fileIndex]!;
       if (f.padding || !this.exists[r.fileIndex]) {
         buf.fill(0, r.at, r.at + r.length);
@@ -661,7 +759,7 @@ export class DiskStorage {
     const dirs = new Set<string>();
     for (let i = 0; i < this.files.length; i++) {
       const f = this.files[i]!;
-      if (f.padding) continue;
+      if (f.padding || !f.selected) continue;
       if (!this.exists[i]) {
         await this.createFinal(i);
         dirs.add(path.dirname(f.path));
@@ -686,7 +784,7 @@ export class DiskStorage {
       }
     }
     for (const f of this.files) {
-      if (f.padding || !f.current || f.current === f.path) continue;
+      if (f.padding || !f.selected || !f.current || f.current === f.path) continue;
       try {
         await rename(f.current, f.path);
       } catch (e) {
@@ -742,6 +840,7 @@ export class DiskStorage {
     this.pumpEarly();
     await this.earlyIdle;
     await this.pool.close();
+    await this.parts?.close();
   }
 
   get root(): string {

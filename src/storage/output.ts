@@ -18,6 +18,7 @@ import path from 'node:path';
 import { DiskError, MetainfoError } from '../errors.js';
 import { lstatOrNull } from './fs-util.js';
 import { PART_SUFFIX, RESUME_SUFFIX, withSuffix } from './names.js';
+import { PARTS_SUFFIX, partsInfoHash } from './parts.js';
 import { RESUME_MAGIC } from './resume.js';
 
 export interface OutputFile {
@@ -124,6 +125,10 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
  */
 async function isOwnFolder(dir: string, t: TorrentShape): Promise<boolean> {
   if (t.infoHash && (await resumeInfoHash(withSuffix(dir, RESUME_SUFFIX)))?.equals(t.infoHash)) {
+    return true;
+  }
+  // A download of some of its files leaves its parts file (see parts.ts) beside the folder.
+  if (t.infoHash && (await partsInfoHash(withSuffix(dir, PARTS_SUFFIX)))?.equals(t.infoHash)) {
     return true;
   }
   let missing = false;

@@ -24,6 +24,8 @@ import { DiskStorage, OutputChangedError } from '../storage/disk.js';
 import { Layout } from '../storage/layout.js';
 import { resumePath, withSuffix } from '../storage/names.js';
 import { planOutput, type OutputPlan } from '../storage/output.js';
+import { partsPath } from '../storage/parts.js';
+import { wantedPieces } from '../storage/selection.js';
 import { Announcer, requireUsableTracker } from '../tracker/announcer.js';
 import { preloadHttpClient } from '../tracker/http.js';
 import type { PeerAddress } from '../tracker/types.js';
@@ -52,6 +54,11 @@ export interface ClientOptions {
   /** Known peers: when given, trackers are not asked (unless `trackersToo`). */
   peers?: PeerAddress[];
   trackersToo?: boolean;
+  /**
+   * The files to download, one flag per torrent file (see storage/selection.ts); null or absent:
+   * all. Files not selected are never created; pieces outside the selection are not fetched.
+   */
+  selected?: Uint8Array | null;
   /** The .torrent bytes of metadata fetched from peers: kept beside the resume file. */
   torrentBytes?: Buffer;
   /** Download from the torrent's web seeds (`url-list`, BEP 19); default true. */
@@ -112,7 +119,23 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   }
   const layout = new Layout(meta.files, meta.pieceLength, meta.length);
   const plan = await planOutput(meta, o.output);
-  const storage = await DiskStorage.open(plan, layout);
+  const selected = o.selected ?? null;
+  const storage = await DiskStorage.open(plan, layout, {
+    selected,
+    partsFile: { path: partsPath(plan), infoHash: meta.infoHash },
+  });
+  const wanted = wantedPieces(layout, selected);
+  // Bytes of boundary pieces that belong to files now selected but sit only in the parts file
+  // (the selection grew): put in place before anything relies on those files.
+  const copyFromParts = async (have: Bitfield) => {
+    for (const p of storage.piecesToCopy(have)) {
+      await storage.writePiece(p, await storage.readPiece(p));
+    }
+  };
+  // Without a selection the parts file has served its purpose once everything is complete.
+  const dropParts = async () => {
+    if (!selected) await storage.parts?.remove();
+  };
   const resumeFile = resumePath(plan);
   const metadataFile = withSuffix(plan.root, METADATA_SUFFIX);
   // Our own signal: the caller's interrupt, or a fault found by a checkpoint, ends the download.
@@ -135,7 +158,10 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       onProgress: o.onCheck,
       signal: ctl.signal,
     });
-    const complete = check.have.isComplete();
+    let complete = true;
+    for (let p = 0; p < layout.pieceCount && complete; p++) {
+      if (wanted.has(p) && !check.have.has(p)) complete = false;
+    }
     const checkInfo = {
       trustedPieces: check.trustedPieces,
       hashedPieces: check.hashedPieces,
@@ -146,19 +172,28 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     };
     if (o.seedOnly && !complete) {
       throw new TransferError(
-        `the data under ${plan.root} is incomplete (${check.have.count} of ${layout.pieceCount} pieces valid): finish it with tdl download first`,
+        `the data under ${plan.root} is incomplete (${check.have.count} of ${wanted.count} pieces valid): finish it with tdl download first`,
       );
     }
     const seeding = o.seed !== undefined || o.seedOnly === true;
     if (complete && !seeding) {
       // Nothing to fetch and nothing to serve: give the files their final names and stop.
       o.onStart?.(
-        new Download({ meta, layout, storage, peerId: makePeerId(), have: check.have }),
+        new Download({
+          meta,
+          layout,
+          storage,
+          peerId: makePeerId(),
+          have: check.have,
+          wanted: selected ? wanted : undefined,
+        }),
         plan,
         { port: 0 },
       );
+      await copyFromParts(check.have);
       await storage.sync();
       await storage.finalize();
+      await dropParts();
       await removeStale(resumeFile);
       await rm(metadataFile, { force: true }).catch(() => {});
       const stats = idleStats(layout);
@@ -173,6 +208,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       const w = writer;
       storage.setBeforeWrite((index) => w.intent(index));
     }
+    await copyFromParts(check.have);
 
     const peerId = makePeerId();
     const handshakeMs = o.timeouts?.handshakeMs ?? o.peerTimeoutMs ?? 15_000;
@@ -213,6 +249,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       peerId,
       // The orchestrator marks pieces in the bitfield it is given: hand it a copy.
       have: new Bitfield(layout.pieceCount, check.have.toBuffer()),
+      wanted: selected ? wanted : undefined,
       replacing: check.mismatched,
       peers,
       tracker,
@@ -285,11 +322,14 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       for (const p of cut)
         d.emit('warning', `${p} was longer than the torrent's file: cut to size`);
       if (writer) await writer.remove();
+      await dropParts();
       await rm(metadataFile, { force: true }).catch(() => {});
-      // Only now, with the data checked and named, do trackers hear that we completed.
-      if (tracker) await tracker.complete().catch(() => {});
+      // Only now, with the data checked and named, do trackers hear that we completed (not after
+      // a partial selection: we are no seeder).
+      if (tracker && !selected) await tracker.complete().catch(() => {});
     } else {
       await storage.finalize();
+      await dropParts();
       await removeStale(resumeFile);
     }
     let final = stats;

@@ -96,6 +96,8 @@ export interface DownloadOptions {
   peerId: Buffer;
   /** Pieces already verified on disk. */
   have?: Bitfield;
+  /** The pieces to fetch (a file selection); absent: every piece. */
+  wanted?: Bitfield;
   /** Pieces whose bytes on disk are other data: counted in `piecesReplaced` once rewritten. */
   replacing?: Bitfield;
   peers?: PeerAddress[];
@@ -210,6 +212,8 @@ export class Download extends EventEmitter<DownloadEvents> {
   private downloaded = 0;
   private replaced = 0;
   private readonly initial: number;
+  /** Bytes of the pieces to fetch (all of them without a selection). */
+  private readonly total: number;
   private readonly usedPeers = new Set<string>();
   private readonly rateSamples: { t: number; bytes: number }[] = [];
   private ticker: NodeJS.Timeout | null = null;
@@ -229,8 +233,15 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.meta = opts.meta;
     this.layout = opts.layout;
     this.have = opts.have ?? new Bitfield(this.layout.pieceCount);
-    this.initial = bytesOf(this.layout, this.have);
-    this.picker = new PiecePicker(this.layout, this.have, MIN_INFLIGHT_BYTES, opts.random);
+    this.total = bytesOf(this.layout, opts.wanted ?? null);
+    this.initial = bytesOf(this.layout, this.have, opts.wanted);
+    this.picker = new PiecePicker(
+      this.layout,
+      this.have,
+      MIN_INFLIGHT_BYTES,
+      opts.random,
+      opts.wanted ?? null,
+    );
     this.maxPeers = Math.max(1, opts.maxPeers ?? DEFAULT_MAX_PEERS);
     this.sequential = this.maxPeers === 1;
     this.peerTimeoutMs = opts.peerTimeoutMs ?? 15_000;
@@ -391,7 +402,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
     const w = this.scheduler.waste;
     return {
-      total: this.layout.totalLength,
+      total: this.total,
       completed: this.initial + this.downloaded,
       initial: this.initial,
       downloaded: this.downloaded,
@@ -499,12 +510,12 @@ export class Download extends EventEmitter<DownloadEvents> {
       this.picker.peerHas(conn.bitfield);
       s.wanted = 0;
       for (let i = 0; i < conn.bitfield.size; i++)
-        if (conn.bitfield.has(i) && !this.have.has(i)) s.wanted++;
+        if (conn.bitfield.has(i) && this.picker.needs(i)) s.wanted++;
       this.interest(s);
     });
     conn.on('have', (index) => {
       this.picker.peerHave(index);
-      if (!this.have.has(index)) s.wanted++;
+      if (this.picker.needs(index)) s.wanted++;
       this.interest(s);
     });
     conn.on('unchoke', () => {
@@ -929,8 +940,11 @@ export class Download extends EventEmitter<DownloadEvents> {
   }
 }
 
-function bytesOf(layout: Layout, have: Bitfield): number {
+/** Bytes of the pieces in `have` (all pieces when null) that are also in `wanted` (if given). */
+function bytesOf(layout: Layout, have: Bitfield | null, wanted?: Bitfield): number {
   let n = 0;
-  for (let i = 0; i < layout.pieceCount; i++) if (have.has(i)) n += layout.pieceSize(i);
+  for (let i = 0; i < layout.pieceCount; i++) {
+    if ((!have || have.has(i)) && (!wanted || wanted.has(i))) n += layout.pieceSize(i);
+  }
   return n;
 }

@@ -100,12 +100,24 @@ export class PiecePicker {
     /** The memory budget; the orchestrator adjusts it to what the peers' pipelines need. */
     public maxInflightBytes: number,
     private readonly random: () => number = Math.random,
+    /** The pieces to fetch (a file selection); null: all of them. */
+    private readonly wanted: Bitfield | null = null,
   ) {
     this.done = done;
     this.availability = new Uint32Array(layout.pieceCount);
-    this.remainingPieces = layout.pieceCount - done.count;
     this.slot = new Int32Array(layout.pieceCount).fill(-1);
-    for (let i = 0; i < layout.pieceCount; i++) if (!done.has(i)) this.bucketAdd(i);
+    let remaining = 0;
+    for (let i = 0; i < layout.pieceCount; i++) {
+      if (!this.needs(i)) continue;
+      remaining++;
+      this.bucketAdd(i);
+    }
+    this.remainingPieces = remaining;
+  }
+
+  /** Is piece `i` still to fetch: wanted and not done? */
+  needs(i: number): boolean {
+    return !this.done.has(i) && (this.wanted === null || this.wanted.has(i));
   }
 
   private bucketAdd(i: number): void {
@@ -168,7 +180,7 @@ export class PiecePicker {
   /** Does the peer have any piece we still need? */
   interesting(bf: Bitfield): boolean {
     if (this.remainingPieces === 0) return false;
-    for (let i = 0; i < bf.size; i++) if (bf.has(i) && !this.done.has(i)) return true;
+    for (let i = 0; i < bf.size; i++) if (bf.has(i) && this.needs(i)) return true;
     return false;
   }
 
@@ -295,7 +307,7 @@ export class PiecePicker {
   /** Piece `index` as well, if it is still missing and not started (within the budget). */
   tryReserveWhole(owner: PeerKey, index: number): PieceInProgress | null {
     if (index < 0 || index >= this.layout.pieceCount) return null;
-    if (this.done.has(index) || this.inProgress.has(index)) return null;
+    if (!this.needs(index) || this.inProgress.has(index)) return null;
     if (this.inflightBytes + this.layout.pieceSize(index) > this.maxInflightBytes) return null;
     return this.startWhole(index, owner);
   }
@@ -379,8 +391,8 @@ export class PiecePicker {
   verified(p: PieceInProgress): void {
     this.inProgress.delete(p.index);
     this.withFree.delete(p);
+    if (this.needs(p.index)) this.remainingPieces--;
     this.done.set(p.index);
-    this.remainingPieces--;
   }
 
   /** The piece is on disk: its buffer goes back to the pool and out of the memory budget. */

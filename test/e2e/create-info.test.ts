@@ -46,9 +46,9 @@ describe('tdl info', () => {
     expect(text.stdout).toMatch(/top\/\.pad\/15384 {2}\[padding\]/);
     expect(text.stdout).toMatch(/top\/b%FF {2}\[executable\]/);
     expect(text.stdout).toMatch(/top\/l {2}\[symlink -> a\.bin\]/);
-    // Every file with its index as --select takes it: from 1, padding counted.
-    expect(text.stdout).toContain('  1      1000 B  top/a.bin\n  2    15.0 KiB  top/.pad/15384');
-    expect(text.stdout).toMatch(/\n {2}4 {9}0 B {2}top\/l /);
+    // Every file with its number as --select takes it: from 1, padding unnumbered.
+    expect(text.stdout).toContain('  1      1000 B  top/a.bin\n       15.0 KiB  top/.pad/15384');
+    expect(text.stdout).toMatch(/\n {2}3 {9}0 B {2}top\/l /);
     expect(text.stdout).toContain('web seeds:\n  http://w.example/\n');
     expect(text.stdout).toContain('http seeds:\n  https://h.example/seed\n');
     expect(text.stderr).toBe(
@@ -65,9 +65,9 @@ describe('tdl info', () => {
     expect(o['size']).toBe(1010);
     expect(o['files']).toEqual([
       { index: 1, path: ['a.bin'], length: 1000 },
-      { index: 2, path: ['.pad', '15384'], length: 15384, padding: true },
-      { index: 3, path: ['b%FF'], length: 10, executable: true },
-      { index: 4, path: ['l'], length: 0, symlink: ['a.bin'] },
+      { path: ['.pad', '15384'], length: 15384, padding: true },
+      { index: 2, path: ['b%FF'], length: 10, executable: true },
+      { index: 3, path: ['l'], length: 0, symlink: ['a.bin'] },
     ]);
     expect(o['webSeeds']).toEqual(['http://w.example/']);
     expect(o['httpSeeds']).toEqual(['https://h.example/seed']);

@@ -90,8 +90,8 @@ const SAMPLES: Record<string, Record<string, unknown>> = {
     private: false,
     files: [
       { index: 1, path: ['a.bin'], length: 1000 },
-      { index: 2, path: ['.pad', '15384'], length: 15384, padding: true },
-      { index: 3, path: ['l'], length: 0, symlink: ['a.bin'] },
+      { path: ['.pad', '15384'], length: 15384, padding: true },
+      { index: 2, path: ['l'], length: 0, symlink: ['a.bin'] },
     ],
     trackers: [['http://t/announce'], ['udp://u:1']],
     webSeeds: [],
@@ -138,6 +138,10 @@ describe('docs/events.schema.json', () => {
     ['an unknown error kind', { ...SAMPLES['error']!, kind: 'oops' }],
     ['an upper-case info hash', { ...SAMPLES['started']!, infoHash: HASH.toUpperCase() }],
     ['info without file indices', { ...SAMPLES['info']!, files: [{ path: ['a'], length: 1 }] }],
+    [
+      'info with an index on a padding file',
+      { ...SAMPLES['info']!, files: [{ index: 1, path: ['p'], length: 1, padding: true }] },
+    ],
     [
       'info with a 0 file index',
       { ...SAMPLES['info']!, files: [{ index: 0, path: [], length: 1 }] },

@@ -1,0 +1,160 @@
+/**
+ * Which of a torrent's files to download (`--select`, `--include`, `--exclude`), and the pieces
+ * that follows. Pure.
+ *
+ * Files are numbered from 1 as `tdl info` lists them, padding files left out (they are never on
+ * disk). `--select 1,3-5` takes files by number; `--include GLOB` takes the files whose path
+ * inside the torrent matches; with neither, every file is taken. `--exclude GLOB` then removes
+ * the files it matches. A glob without `/` matches a file's last component, one with `/` its whole
+ * path inside the torrent (for a single-file torrent: its name); `*` and `?` stay within a
+ * component, `**` crosses `/`.
+ */
+import { UsageError } from '../errors.js';
+import { Bitfield } from '../wire/bitfield.js';
+import type { Layout } from './layout.js';
+
+export interface SelectOptions {
+  /** Like `1,3-5`: file numbers as `tdl info` prints them. */
+  select?: string;
+  include?: readonly string[];
+  exclude?: readonly string[];
+}
+
+export interface SelectableFile {
+  path: readonly string[];
+  padding?: boolean;
+}
+
+/** Longest `--select` list and glob accepted, in characters. */
+export const MAX_SELECT_CHARS = 100_000;
+export const MAX_GLOB_CHARS = 4096;
+
+/** Is any selection option given? */
+export function hasSelection(o: SelectOptions): boolean {
+  return o.select !== undefined || (o.include?.length ?? 0) > 0 || (o.exclude?.length ?? 0) > 0;
+}
+
+/**
+ * The selected files, one flag per torrent file (padding files are never selected), or null when
+ * no option is given (every file). UsageError on a malformed list, a number beyond the files, or
+ * a selection that leaves no file.
+ */
+export function resolveSelection(
+  files: readonly SelectableFile[],
+  name: string,
+  multiFile: boolean,
+  o: SelectOptions,
+): Uint8Array | null {
+  if (!hasSelection(o)) return null;
+  // Real (non-padding) files, in torrent order: number k is real[k - 1].
+  const real: number[] = [];
+  files.forEach((f, i) => {
+    if (!f.padding) real.push(i);
+  });
+  const pathOf = (i: number) => (multiFile ? files[i]!.path.join('/') : name);
+  const sel = new Uint8Array(files.length);
+  const include = (o.include ?? []).map(compileGlob);
+  const exclude = (o.exclude ?? []).map(compileGlob);
+  if (o.select === undefined && include.length === 0) {
+    for (const i of real) sel[i] = 1;
+  }
+  if (o.select !== undefined) {
+    for (const [a, b] of parseRanges(o.select, real.length)) {
+      for (let k = a; k <= b; k++) sel[real[k - 1]!] = 1;
+    }
+  }
+  for (const i of real) {
+    if (!sel[i] && include.some((g) => g(pathOf(i)))) sel[i] = 1;
+    if (sel[i] && exclude.some((g) => g(pathOf(i)))) sel[i] = 0;
+  }
+  if (!sel.includes(1))
+    throw new UsageError('the selection (--select, --include, --exclude) leaves no file');
+  return sel;
+}
+
+/** `1,3-5` → [[1,1],[3,5]]; numbers from 1 to `count`. */
+export function parseRanges(spec: string, count: number): [number, number][] {
+  if (spec.length > MAX_SELECT_CHARS) {
+    throw new UsageError(`--select: longer than ${MAX_SELECT_CHARS} characters`);
+  }
+  const out: [number, number][] = [];
+  for (const part of spec.split(',')) {
+    const m = /^\s*(\d{1,9})\s*(?:-\s*(\d{1,9})\s*)?$/.exec(part);
+    if (!m) {
+      throw new UsageError(
+        `--select ${JSON.stringify(spec)}: expected file numbers like 1,3-5 (as tdl info lists them)`,
+      );
+    }
+    const a = Number(m[1]);
+    const b = m[2] !== undefined ? Number(m[2]) : a;
+    if (a < 1 || b < a) throw new UsageError(`--select: bad range ${part.trim()}`);
+    if (b > count) {
+      throw new UsageError(
+        `--select: file ${b} does not exist (the torrent has ${count} file${count === 1 ? '' : 's'})`,
+      );
+    }
+    out.push([a, b]);
+  }
+  return out;
+}
+
+/** A glob as a predicate on a path inside the torrent (see the module comment). */
+export function compileGlob(glob: string): (p: string) => boolean {
+  if (glob.length === 0) throw new UsageError('a glob of --include/--exclude is empty');
+  if (glob.length > MAX_GLOB_CHARS) {
+    throw new UsageError(
+      `a glob of --include/--exclude is longer than ${MAX_GLOB_CHARS} characters`,
+    );
+  }
+  let re = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!;
+    if (c === '*' && glob[i + 1] === '*') {
+      // `**/` matches zero or more folders; `**` elsewhere anything.
+      if (glob[i + 2] === '/') {
+        re += '(?:.*/)?';
+        i += 2;
+      } else {
+        re += '.*';
+        i += 1;
+        // Collapse runs of stars: they mean nothing more and would slow the match down.
+        while (glob[i + 1] === '*') i++;
+      }
+    } else if (c === '*') {
+      re += '[^/]*';
+      while (glob[i + 1] === '*') i++;
+    } else if (c === '?') re += '[^/]';
+    else re += c.replace(/[\\^$.|+()[\]{}]/g, '\\$&');
+  }
+  const rx = new RegExp(`^${re}$`, 's');
+  const whole = glob.includes('/');
+  return (p) => rx.test(whole ? p : p.slice(p.lastIndexOf('/') + 1));
+}
+
+/** Pieces holding at least one byte of a selected file: the pieces to fetch. */
+export function wantedPieces(layout: Layout, selected: Uint8Array | null): Bitfield {
+  const want = new Bitfield(layout.pieceCount);
+  if (!selected) {
+    for (let p = 0; p < layout.pieceCount; p++) want.set(p);
+    return want;
+  }
+  for (let fi = 0; fi < layout.files.length; fi++) {
+    if (!selected[fi]) continue;
+    const r = layout.piecesOfFile(fi);
+    if (!r) continue;
+    for (let p = r.first; p <= r.last; p++) want.set(p);
+  }
+  return want;
+}
+
+/** Bytes of the selected files (all files when `selected` is null), padding excluded. */
+export function selectedBytes(
+  files: readonly { length: number; padding?: boolean }[],
+  selected: Uint8Array | null,
+): number {
+  let n = 0;
+  files.forEach((f, i) => {
+    if (!f.padding && (!selected || selected[i])) n += f.length;
+  });
+  return n;
+}

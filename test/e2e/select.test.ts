@@ -1,0 +1,290 @@
+/**
+ * `--select`, `--include`, `--exclude` through the real CLI with fake seeders: only the pieces of
+ * the selected files are fetched, files not selected are never created (their bytes in boundary
+ * pieces go to `<root>.tdl-parts`), `tdl verify` reports the selection, and a wider selection
+ * later fetches only what is missing.
+ */
+import { existsSync } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { InterruptedError } from '../../src/errors.js';
+import { runCli } from '../helpers/cli.js';
+import type { FakeSeeder } from '../helpers/fake-seeder.js';
+import { useFixture } from '../helpers/fixture.js';
+import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+
+const fx = useFixture();
+const PIECE = 32 * 1024;
+const peerArgs = (s: FakeSeeder) => ['--peer', `127.0.0.1:${s.port}`, '--no-listen'];
+
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+/** Five files whose boundaries fall inside pieces. */
+function fiveFiles() {
+  const sizes = [50_000, 70_000, 100_000, 40_000, 90_000];
+  const files = sizes.map((n, i) => ({
+    path: i === 4 ? ['sub', `f${i + 1}.bin`] : [`f${i + 1}.bin`],
+    data: randomBytesSeeded(n, `sel-${i}`),
+  }));
+  return { files, t: makeTorrent({ name: 'five', pieceLength: PIECE, files }) };
+}
+
+/** Pieces that hold bytes of file `i`. */
+function piecesOf(files: { data: Buffer }[], i: number): number[] {
+  let off = 0;
+  for (let k = 0; k < i; k++) off += files[k]!.data.length;
+  const first = Math.floor(off / PIECE);
+  const last = Math.floor((off + files[i]!.data.length - 1) / PIECE);
+  return Array.from({ length: last - first + 1 }, (_, k) => first + k);
+}
+
+describe('--select', () => {
+  it('fetches one file in the middle, creates only it, and widens later without refetching', async () => {
+    const { files, t } = fiveFiles();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    const s1 = await fx.seeder(t, PIECE);
+    const r = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--select',
+      '3',
+      '--json',
+      ...peerArgs(s1),
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(await readdir(out)).toEqual(['f3.bin']);
+    expect((await readFile(path.join(out, 'f3.bin'))).equals(files[2]!.data)).toBe(true);
+    // Received at most the file plus two pieces, and only the pieces that touch it.
+    expect(s1.served).toBeLessThanOrEqual(files[2]!.data.length + 2 * PIECE);
+    expect([...s1.servedBlocks.keys()].sort((a, b) => a - b)).toEqual(piecesOf(files, 2));
+    const started = r.events.find((e) => e['event'] === 'started')!;
+    expect(started['selectedFiles']).toBe(1);
+    expect(started['selectedSize']).toBe(100_000);
+    // The boundary bytes of files 2 and 4 are beside the output, not in files of theirs.
+    expect((await readdir(fx.dir)).sort()).toEqual(['out', 'out.tdl-parts', 't.torrent']);
+
+    const v = await runCli(['verify', torrent, '-o', out, '--select', '3', '--json']);
+    expect(v.code).toBe(0);
+    const ev = v.events.find((e) => e['event'] === 'verified')!;
+    expect(ev['complete']).toBe(true);
+    expect(ev['selectedFiles']).toBe(1);
+    expect(ev['size']).toBe(100_000);
+    const text = await runCli(['verify', torrent, '-o', out, '--select', '3']);
+    expect(text.stdout).toContain('selected: 1 of 5 files');
+    expect((await runCli(['verify', torrent, '-o', out])).code).toBe(5);
+
+    // Wider: files 2 to 4. The pieces already held (those of file 3) are not fetched again.
+    const s2 = await fx.seeder(t, PIECE);
+    const r2 = await runCli(['download', torrent, '-o', out, '--select', '2-4', ...peerArgs(s2)]);
+    expect(r2.stderr).toBe('');
+    expect(r2.code).toBe(0);
+    expect((await readdir(out)).sort()).toEqual(['f2.bin', 'f3.bin', 'f4.bin']);
+    for (const i of [1, 2, 3]) {
+      expect((await readFile(path.join(out, `f${i + 1}.bin`))).equals(files[i]!.data)).toBe(true);
+    }
+    const had = new Set(piecesOf(files, 2));
+    for (const p of s2.servedBlocks.keys()) expect(had.has(p)).toBe(false);
+
+    // Everything: the rest arrives, and the side file goes once every file is complete.
+    const s3 = await fx.seeder(t, PIECE);
+    const r3 = await runCli(['download', torrent, '-o', out, ...peerArgs(s3)]);
+    expect(r3.code).toBe(0);
+    for (const [i, f] of files.entries()) {
+      expect((await readFile(path.join(out, ...f.path))).equals(files[i]!.data)).toBe(true);
+    }
+    expect((await readdir(fx.dir)).sort()).toEqual(['out', 't.torrent']);
+    expect((await runCli(['verify', torrent, '-o', out])).code).toBe(0);
+  });
+
+  it('resumes a selection after Ctrl-C, boundary pieces included', async () => {
+    const { files, t } = fiveFiles();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    const slow = await fx.seeder(t, PIECE, { rateLimit: 100 * 1024 });
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(new InterruptedError('SIGINT')), 700);
+    const r1 = await runCli(
+      ['download', torrent, '-o', out, '--select', '2,4', ...peerArgs(slow)],
+      {
+        signal: ctl.signal,
+      },
+    );
+    clearTimeout(timer);
+    expect(r1.code).toBe(130);
+    expect(existsSync(path.join(fx.dir, 'out.tdl-resume'))).toBe(true);
+    const s = await fx.seeder(t, PIECE);
+    const r2 = await runCli(['download', torrent, '-o', out, '--select', '2,4', ...peerArgs(s)]);
+    expect(r2.code).toBe(0);
+    expect((await readdir(out)).sort()).toEqual(['f2.bin', 'f4.bin']);
+    for (const i of [1, 3]) {
+      expect((await readFile(path.join(out, `f${i + 1}.bin`))).equals(files[i]!.data)).toBe(true);
+    }
+    // Nothing was fetched twice but what was in flight at the interrupt.
+    const wanted = new Set([...piecesOf(files, 1), ...piecesOf(files, 3)]);
+    for (const p of s.servedBlocks.keys()) expect(wanted.has(p)).toBe(true);
+    expect(slow.served + s.served).toBeLessThanOrEqual(wanted.size * PIECE + 2 * PIECE);
+    expect((await runCli(['verify', torrent, '-o', out, '--select', '2,4'])).code).toBe(0);
+  });
+
+  it('files wholly inside held boundary pieces are filled from the parts file, offline', async () => {
+    const files = [10_000, 100, 60_000].map((n, i) => ({
+      path: [`g${i + 1}.bin`],
+      data: randomBytesSeeded(n, `inner-${i}`),
+    }));
+    const t = makeTorrent({ name: 'inner', pieceLength: PIECE, files });
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    const s = await fx.seeder(t, PIECE);
+    const r = await runCli(['download', torrent, '-o', out, '--select', '3', ...peerArgs(s)]);
+    expect(r.code).toBe(0);
+    expect(await readdir(out)).toEqual(['g3.bin']);
+    await s.close();
+    // Files 1 and 2 lie in piece 0, which is held: nothing to fetch, no peer needed.
+    const r2 = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--peer',
+      '127.0.0.1:1',
+      '--no-listen',
+    ]);
+    expect(r2.stderr).toBe('');
+    expect(r2.code).toBe(0);
+    for (const [i, f] of files.entries()) {
+      expect((await readFile(path.join(out, `g${i + 1}.bin`))).equals(f.data)).toBe(true);
+    }
+    expect((await readdir(fx.dir)).sort()).toEqual(['out', 't.torrent']);
+    expect((await runCli(['verify', torrent, '-o', out])).code).toBe(0);
+  });
+
+  it('tdl seed --select serves the selected files, boundary pieces whole from the parts file', async () => {
+    const { files, t } = fiveFiles();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    const s = await fx.seeder(t, PIECE);
+    expect(
+      (await runCli(['download', torrent, '-o', out, '--select', '3', ...peerArgs(s)])).code,
+    ).toBe(0);
+    await s.close();
+    const port = await freePort();
+    const stop = new AbortController();
+    const seeding = runCli(
+      [
+        'seed',
+        torrent,
+        '-o',
+        out,
+        '--select',
+        '3',
+        '--port',
+        String(port),
+        '--peer',
+        '127.0.0.1:1',
+      ],
+      { signal: stop.signal },
+    );
+    try {
+      const out2 = path.join(fx.dir, 'out2');
+      let r: Awaited<ReturnType<typeof runCli>> | null = null;
+      // The seeder may not listen yet: try again a few times.
+      for (let i = 0; i < 20; i++) {
+        r = await runCli([
+          'download',
+          torrent,
+          '-o',
+          out2,
+          '--select',
+          '3',
+          '--peer',
+          `127.0.0.1:${port}`,
+          '--no-listen',
+          '--timeout',
+          '10',
+        ]);
+        if (r.code !== 4) break;
+      }
+      expect(r!.stderr).toBe('');
+      expect(r!.code).toBe(0);
+      expect((await readFile(path.join(out2, 'f3.bin'))).equals(files[2]!.data)).toBe(true);
+    } finally {
+      stop.abort(new InterruptedError('SIGINT'));
+      expect((await seeding).code).toBe(0);
+    }
+  }, 60_000);
+
+  it('--include and --exclude match paths inside the torrent', async () => {
+    const { files, t } = fiveFiles();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    const s = await fx.seeder(t, PIECE);
+    const r = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--include',
+      '*.bin',
+      '--exclude',
+      'f[1].bin',
+      '--exclude',
+      'f2*',
+      '--exclude',
+      'sub/**',
+      ...peerArgs(s),
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    // `[1]` is literal text in these globs: f1.bin stays selected.
+    expect((await readdir(out)).sort()).toEqual(['f1.bin', 'f3.bin', 'f4.bin']);
+    expect(existsSync(path.join(out, 'sub'))).toBe(false);
+    for (const i of [0, 2, 3]) {
+      expect((await readFile(path.join(out, `f${i + 1}.bin`))).equals(files[i]!.data)).toBe(true);
+    }
+  });
+
+  it('refuses a selection that names no file or a file that does not exist', async () => {
+    const { t } = fiveFiles();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    const bad = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--select',
+      '6',
+      '--peer',
+      '127.0.0.1:1',
+    ]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('file 6 does not exist');
+    const none = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--exclude',
+      '*',
+      '--peer',
+      '127.0.0.1:1',
+    ]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('leaves no file');
+    const syntax = await runCli(['verify', torrent, '-o', out, '--select', '1,x']);
+    expect(syntax.code).toBe(2);
+    expect(existsSync(out)).toBe(false);
+  });
+});

@@ -1,0 +1,211 @@
+import { open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import fc from 'fast-check';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { UsageError } from '../../src/errors.js';
+import { Layout } from '../../src/storage/layout.js';
+import { PartsFile, partsInfoHash } from '../../src/storage/parts.js';
+import {
+  compileGlob,
+  parseRanges,
+  resolveSelection,
+  selectedBytes,
+  wantedPieces,
+} from '../../src/storage/selection.js';
+import { tempDir } from '../helpers/cli.js';
+
+const seed = Number(process.env['FUZZ_SEED'] ?? 42);
+const numRuns = Number(process.env['FUZZ_RUNS'] ?? 1000);
+
+const files = [
+  { path: ['a.txt'] },
+  { path: ['.pad', '100'], padding: true },
+  { path: ['docs', 'b.md'] },
+  { path: ['docs', 'deep', 'c.txt'] },
+  { path: ['skip.txt'] },
+];
+
+describe('parseRanges', () => {
+  it('reads numbers and ranges', () => {
+    expect(parseRanges('1,3-5', 5)).toEqual([
+      [1, 1],
+      [3, 5],
+    ]);
+    expect(parseRanges(' 2 - 2 ', 2)).toEqual([[2, 2]]);
+  });
+
+  it('refuses malformed lists and numbers beyond the files', () => {
+    for (const bad of ['', ',', '0', '3-1', '1,,2', 'a', '1-', '-1', '1.5', '99999999999']) {
+      expect(() => parseRanges(bad, 5), bad).toThrow(UsageError);
+    }
+    expect(() => parseRanges('6', 5)).toThrow(/file 6 does not exist/);
+  });
+
+  it('never throws anything but a UsageError, and stays in range', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 40 }), fc.integer({ min: 0, max: 50 }), (s, n) => {
+        try {
+          for (const [a, b] of parseRanges(s, n)) {
+            expect(a).toBeGreaterThanOrEqual(1);
+            expect(b).toBeLessThanOrEqual(n);
+            expect(a).toBeLessThanOrEqual(b);
+          }
+        } catch (e) {
+          expect(e).toBeInstanceOf(UsageError);
+        }
+      }),
+      { seed, numRuns },
+    );
+  });
+});
+
+describe('compileGlob', () => {
+  it('matches a last component without /, a whole path with /', () => {
+    expect(compileGlob('*.txt')('docs/deep/c.txt')).toBe(true);
+    expect(compileGlob('docs/*.txt')('docs/deep/c.txt')).toBe(false);
+    expect(compileGlob('docs/**/*.txt')('docs/deep/c.txt')).toBe(true);
+    expect(compileGlob('docs/**/*.md')('docs/b.md')).toBe(true);
+    expect(compileGlob('docs/**')('docs/deep/c.txt')).toBe(true);
+    expect(compileGlob('?.txt')('a.txt')).toBe(true);
+    expect(compileGlob('?.txt')('ab.txt')).toBe(false);
+    // Everything else is literal, regex syntax included.
+    expect(compileGlob('a.(t)+')('a.(t)+')).toBe(true);
+    expect(compileGlob('a.txt')('abtxt')).toBe(false);
+    expect(() => compileGlob('')).toThrow(UsageError);
+  });
+});
+
+describe('resolveSelection', () => {
+  it('is null without options, and numbers files without padding', () => {
+    expect(resolveSelection(files, 'top', true, {})).toBeNull();
+    expect([...resolveSelection(files, 'top', true, { select: '2' })!]).toEqual([0, 0, 1, 0, 0]);
+    expect([...resolveSelection(files, 'top', true, { select: '1,3-4' })!]).toEqual([
+      1, 0, 0, 1, 1,
+    ]);
+  });
+
+  it('unites --select and --include, then removes --exclude', () => {
+    const sel = resolveSelection(files, 'top', true, {
+      select: '1',
+      include: ['docs/**'],
+      exclude: ['c.txt'],
+    });
+    expect([...sel!]).toEqual([1, 0, 1, 0, 0]);
+    expect([...resolveSelection(files, 'top', true, { exclude: ['skip*'] })!]).toEqual([
+      1, 0, 1, 1, 0,
+    ]);
+    expect(() => resolveSelection(files, 'top', true, { exclude: ['*'] })).toThrow(/no file/);
+  });
+
+  it('matches a single-file torrent by its name', () => {
+    const one = [{ path: ['x.iso'] }];
+    expect([...resolveSelection(one, 'x.iso', false, { include: ['*.iso'] })!]).toEqual([1]);
+    expect(() => resolveSelection(one, 'x.iso', false, { exclude: ['x.*'] })).toThrow(UsageError);
+  });
+});
+
+describe('wantedPieces', () => {
+  it('takes every piece touching a selected file, boundary pieces included', () => {
+    // Files of 10, 0, 25, 5 bytes; pieces of 8: file 2 spans bytes 10..34 -> pieces 1..4.
+    const lay = new Layout(
+      [
+        { offset: 0, length: 10 },
+        { offset: 10, length: 0 },
+        { offset: 10, length: 25 },
+        { offset: 35, length: 5 },
+      ],
+      8,
+      40,
+    );
+    const w = wantedPieces(lay, Uint8Array.from([0, 1, 1, 0]));
+    expect([0, 1, 2, 3, 4].map((p) => w.has(p))).toEqual([false, true, true, true, true]);
+    expect(wantedPieces(lay, null).isComplete()).toBe(true);
+    expect(selectedBytes([{ length: 10 }, { length: 5, padding: true }], null)).toBe(10);
+  });
+});
+
+describe('PartsFile', () => {
+  let dir = '';
+  let cleanup = async () => {};
+  beforeEach(async () => {
+    ({ dir, cleanup } = await tempDir('tdl-parts-'));
+  });
+  afterEach(() => cleanup());
+
+  const layout = new Layout([{ offset: 0, length: 100 }], 16, 100);
+  const hash = Buffer.alloc(20, 7);
+  const piece = (i: number) => Buffer.alloc(layout.pieceSize(i), i + 1);
+
+  it('stores pieces once, reads them back after a reopen, and marks its torrent', async () => {
+    const file = path.join(dir, 'x.tdl-parts');
+    const pf = await PartsFile.open(file, layout, hash, true);
+    await pf.write(3, piece(3));
+    await pf.write(6, piece(6));
+    await pf.write(3, piece(3));
+    await pf.close();
+    expect(await partsInfoHash(file)).toEqual(hash);
+    const again = await PartsFile.open(file, layout, hash, false);
+    expect(again.pieces).toEqual([3, 6]);
+    const buf = Buffer.alloc(10);
+    await again.read(6, 1, 3, buf, 2);
+    expect([...buf.subarray(2, 5)]).toEqual([7, 7, 7]);
+    await again.close();
+    // Another torrent's file is started afresh.
+    const other = await PartsFile.open(file, layout, Buffer.alloc(20, 1), true);
+    expect(other.size).toBe(0);
+    await other.write(1, piece(1));
+    await other.close();
+    expect((await PartsFile.open(file, layout, Buffer.alloc(20, 1), false)).pieces).toEqual([1]);
+  });
+
+  it('cut at every byte: keeps the whole records before the cut, and appends after them', async () => {
+    const file = path.join(dir, 'x.tdl-parts');
+    const pf = await PartsFile.open(file, layout, hash, true);
+    for (const i of [0, 6, 2]) await pf.write(i, piece(i));
+    await pf.close();
+    const full = await readFile(file);
+    // Records: piece 0 (16 bytes), piece 6 (the last: 4 bytes), piece 2 (16), after 28 bytes.
+    const ends = [28, 28 + 24, 28 + 24 + 12, 28 + 24 + 12 + 24];
+    for (let cut = 0; cut <= full.length; cut++) {
+      await writeFile(file, full.subarray(0, cut));
+      const p = await PartsFile.open(file, layout, hash, true);
+      const whole = ends.filter((e) => e <= cut).length - 1;
+      expect(p.size, `cut ${cut}`).toBe(Math.max(0, whole));
+      await p.write(5, piece(5));
+      await p.close();
+      const back = await PartsFile.open(file, layout, hash, false);
+      expect(back.has(5)).toBe(true);
+      const b = Buffer.alloc(16);
+      await back.read(5, 0, 16, b, 0);
+      expect(b.equals(piece(5))).toBe(true);
+      await back.close();
+    }
+  });
+
+  it('random bytes never make it throw in read mode, nor index a bad record', async () => {
+    const file = path.join(dir, 'x.tdl-parts');
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ maxLength: 200 }), async (junk) => {
+        const head = Buffer.concat([Buffer.from('TDLPART1'), hash, Buffer.from(junk)]);
+        await writeFile(file, head);
+        const p = await PartsFile.open(file, layout, hash, false);
+        for (const i of p.pieces) expect(i).toBeLessThan(layout.pieceCount);
+        await p.close();
+      }),
+      { seed, numRuns: Math.min(numRuns, 300) },
+    );
+  });
+
+  it('refuses to write over a file that is not one', async () => {
+    const file = path.join(dir, 'x.tdl-parts');
+    await writeFile(file, 'precious data, not ours');
+    await expect(PartsFile.open(file, layout, hash, true)).rejects.toThrow(/not a tdl parts file/);
+    await rm(file);
+    const h = await open(file, 'w');
+    await h.close();
+    await truncate(file, 0);
+    const empty = await PartsFile.open(file, layout, hash, true);
+    expect(empty.size).toBe(0);
+    await empty.close();
+  });
+});
