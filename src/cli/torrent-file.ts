@@ -7,6 +7,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import createDebug from 'debug';
 import { describeError, MetainfoError, TdlError, UsageError } from '../errors.js';
+import { followRedirect, REDIRECT_STATUSES } from '../http.js';
 import { escapeControl, redactUrls } from './format.js';
 import type { CliIO } from './program.js';
 import { MAX_TORRENT_FILE_BYTES, parseTorrent, type Metainfo } from '../metainfo/torrent.js';
@@ -17,8 +18,6 @@ const debug = createDebug('tdl:torrent');
 export const TORRENT_FETCH_TIMEOUT_MS = 30_000;
 /** Redirects followed at most (only to http: and https:). */
 export const MAX_TORRENT_REDIRECTS = 5;
-
-const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
 /** A readable stream of bytes, as process.stdin is. */
 export type ByteStream = AsyncIterable<Buffer | string> & {
@@ -151,22 +150,12 @@ async function fetchOnce(url: string, signal: AbortSignal, timeoutMs: number): P
     try {
       if (REDIRECT_STATUSES.has(statusCode)) {
         const loc = headers['location'];
-        const location = Array.isArray(loc) ? loc[0] : loc;
-        if (!location) throw new UsageError(`HTTP ${statusCode} redirect without a Location`);
-        if (redirects >= MAX_TORRENT_REDIRECTS) {
-          throw new UsageError(`more than ${MAX_TORRENT_REDIRECTS} redirects`);
-        }
-        let next: URL;
-        try {
-          next = new URL(location, target);
-        } catch {
-          throw new UsageError('redirect to an invalid URL');
-        }
-        if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-          throw new UsageError(`redirect to unsupported scheme ${next.protocol}`);
-        }
-        next.hash = '';
-        target = next.toString();
+        const next = followRedirect(target, Array.isArray(loc) ? loc[0] : loc, statusCode, {
+          redirects,
+          max: MAX_TORRENT_REDIRECTS,
+        });
+        if ('refused' in next) throw new UsageError(next.refused);
+        target = next.url;
         continue;
       }
       if (statusCode !== 200) throw new UsageError(`HTTP status ${statusCode}`);

@@ -11,6 +11,7 @@ import createDebug from 'debug';
 import type { Dispatcher } from 'undici';
 import { decodeStrict, isDict, isList, type BDict, type BValue } from '../metainfo/bencode.js';
 import { describeError, TdlError, TrackerError } from '../errors.js';
+import { followRedirect, percentEncodeBytes, REDIRECT_STATUSES } from '../http.js';
 import { PeerCollector, clampInterval } from './compact.js';
 import type { AnnounceOptions, AnnounceRequest, AnnounceResponse } from './types.js';
 
@@ -49,30 +50,6 @@ export function preloadHttpClient(): void {
   loadUndici().catch(() => {
     undici = null;
   });
-}
-
-/** Characters left as they are (RFC 3986 unreserved set); every other byte becomes %XX. */
-function isUnreserved(b: number): boolean {
-  return (
-    (b >= 0x30 && b <= 0x39) || // 0-9
-    (b >= 0x41 && b <= 0x5a) || // A-Z
-    (b >= 0x61 && b <= 0x7a) || // a-z
-    b === 0x2d || // -
-    b === 0x2e || // .
-    b === 0x5f || // _
-    b === 0x7e // ~
-  );
-}
-
-/** Binary-safe percent-encoding: every byte outside the unreserved set as %XX (upper case). */
-export function percentEncodeBytes(bytes: Uint8Array): string {
-  let out = '';
-  for (const b of bytes) {
-    out += isUnreserved(b)
-      ? String.fromCharCode(b)
-      : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
-  }
-  return out;
 }
 
 function nonNegativeInt(n: number): string {
@@ -196,8 +173,6 @@ function discard(body: {
   body.destroy();
 }
 
-const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
-
 /** Reads at most `cap` bytes from the body; destroys the stream once it crosses the cap. */
 async function readCapped(
   body: AsyncIterable<Uint8Array> & {
@@ -256,22 +231,12 @@ async function announceOnce(
     if (REDIRECT_STATUSES.has(statusCode)) {
       discard(body);
       const loc = headers['location'];
-      const location = Array.isArray(loc) ? loc[0] : loc;
-      if (!location) throw new TrackerError(`HTTP ${statusCode} redirect without a Location`);
-      if (redirects >= MAX_TRACKER_REDIRECTS) {
-        throw new TrackerError(`more than ${MAX_TRACKER_REDIRECTS} redirects`);
-      }
-      let next: URL;
-      try {
-        next = new URL(location, target);
-      } catch {
-        throw new TrackerError('redirect to an invalid URL');
-      }
-      if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-        throw new TrackerError(`redirect to unsupported scheme ${next.protocol}`);
-      }
-      next.hash = '';
-      target = next.toString();
+      const next = followRedirect(target, Array.isArray(loc) ? loc[0] : loc, statusCode, {
+        redirects,
+        max: MAX_TRACKER_REDIRECTS,
+      });
+      if ('refused' in next) throw new TrackerError(next.refused);
+      target = next.url;
       debug('%s: redirected (%d) to %s', trackerUrl, statusCode, target);
       continue;
     }

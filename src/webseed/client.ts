@@ -15,6 +15,7 @@
 import createDebug from 'debug';
 import type { Dispatcher } from 'undici';
 import { TdlError } from '../errors.js';
+import { followRedirect, REDIRECT_STATUSES } from '../http.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { Layout } from '../storage/layout.js';
 import { type FileRange, runRanges } from './url.js';
@@ -96,8 +97,6 @@ function loadUndici() {
   return undici;
 }
 
-const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
-
 type Body = Dispatcher.ResponseData['body'];
 
 /** Ends a response body we will not read (undici reports the abort as a stream error). */
@@ -122,28 +121,6 @@ export function parseContentRange(v: string): { first: number; last: number } | 
   const first = Number(m[1]);
   const last = Number(m[2]);
   return Number.isSafeInteger(first) && Number.isSafeInteger(last) ? { first, last } : null;
-}
-
-/**
- * Where a redirect from `from` to `location` (relative or absolute) leads, without its
- * fragment; refused unless it is http: or https:, and never from https: down to http:.
- */
-export function resolveRedirect(
-  from: string,
-  location: string,
-): { url: string } | { refused: string } {
-  let next: URL;
-  try {
-    next = new URL(location, from);
-  } catch {
-    return { refused: 'redirect to an invalid URL' };
-  }
-  if (!isHttp(next)) return { refused: `redirect to unsupported scheme ${next.protocol}` };
-  if (next.protocol === 'http:' && new URL(from).protocol === 'https:') {
-    return { refused: 'redirect from https: down to http:' };
-  }
-  next.hash = '';
-  return { url: next.href };
 }
 
 function errorCode(err: unknown): string | undefined {
@@ -483,17 +460,11 @@ export class WebSeed {
     redirects: number,
     statusCode: number,
   ): string {
-    if (!location) {
-      throw new WebSeedError(
-        this.url,
-        'redirect',
-        `HTTP ${statusCode} redirect without a Location`,
-      );
-    }
-    if (redirects >= this.maxRedirects) {
-      throw new WebSeedError(this.url, 'redirect', `more than ${this.maxRedirects} redirects`);
-    }
-    const next = resolveRedirect(from, location);
+    const next = followRedirect(from, location, statusCode, {
+      redirects,
+      max: this.maxRedirects,
+      noDowngrade: true,
+    });
     if ('refused' in next) throw new WebSeedError(this.url, 'redirect', next.refused);
     debug('%s: redirected (%d) to %s', from, statusCode, next.url);
     return next.url;

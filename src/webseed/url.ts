@@ -5,6 +5,7 @@
  * The base URL comes from the torrent's `url-list` and is used as written (it is already a
  * URL); only the names we append are percent-encoded, component by component.
  */
+import { percentEncodeBytes } from '../http.js';
 import type { Layout } from '../storage/layout.js';
 import type { TorrentFile } from '../metainfo/torrent.js';
 
@@ -27,27 +28,9 @@ export interface FileRange {
   pieceOffset: number;
 }
 
-function isUnreserved(b: number): boolean {
-  return (
-    (b >= 0x30 && b <= 0x39) || // 0-9
-    (b >= 0x41 && b <= 0x5a) || // A-Z
-    (b >= 0x61 && b <= 0x7a) || // a-z
-    b === 0x2d || // -
-    b === 0x2e || // .
-    b === 0x5f || // _
-    b === 0x7e // ~
-  );
-}
-
 /** UTF-8 bytes of one path component; every byte outside RFC 3986 "unreserved" becomes %XX. */
 export function encodeComponent(component: string): string {
-  let out = '';
-  for (const b of Buffer.from(component, 'utf8')) {
-    out += isUnreserved(b)
-      ? String.fromCharCode(b)
-      : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
-  }
-  return out;
+  return percentEncodeBytes(Buffer.from(component, 'utf8'));
 }
 
 /**

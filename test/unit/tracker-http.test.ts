@@ -6,8 +6,8 @@ import {
   MAX_PEERS_PER_REPLY,
   buildAnnounceUrl,
   parseHttpResponse,
-  percentEncodeBytes,
 } from '../../src/tracker/http.js';
+import { percentEncodeBytes } from '../../src/http.js';
 import type { AnnounceRequest } from '../../src/tracker/types.js';
 import { compactPeers, parseHttpAnnounce } from '../helpers/fake-tracker.js';
 
