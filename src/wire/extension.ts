@@ -15,7 +15,6 @@
 import { BencodeError, WireError } from '../errors.js';
 import { type BDict, decodeStrict, encode, isBytes, isDict, isInt } from '../metainfo/bencode.js';
 
-export const EXTENDED_MESSAGE_ID = 20;
 export const EXTENDED_HANDSHAKE_ID = 0;
 
 /** Extension names tdl implements. */
@@ -169,41 +168,4 @@ export function localExtendedHandshake(opts: {
   if (opts.metadataSize !== undefined) h.metadataSize = opts.metadataSize;
   if (opts.yourip !== undefined) h.yourip = opts.yourip;
   return h;
-}
-
-/** The whole wire message: <len><20><extId><payload>. */
-export function encodeExtendedMessage(extId: number, payload: Buffer): Buffer {
-  checkExtId(extId, 'extended message id');
-  const out = Buffer.allocUnsafe(6 + payload.length);
-  out.writeUInt32BE(2 + payload.length, 0);
-  out[4] = EXTENDED_MESSAGE_ID;
-  out[5] = extId;
-  payload.copy(out, 6);
-  return out;
-}
-
-/**
- * Splits the body of a message with id 20 (the bytes after the id) into its extended id and
- * payload (a view, no copy). WireError if the body is empty.
- */
-export function decodeExtendedMessage(body: Buffer): { extId: number; payload: Buffer } {
-  if (body.length < 1) throw new WireError('extended message: no extended id');
-  return { extId: body[0]!, payload: body.subarray(1) };
-}
-
-/** BEP 10 support is bit 0x10 of reserved byte 5. */
-const RESERVED_BYTE = 5;
-const RESERVED_BIT = 0x10;
-
-/** True when a peer's 8 reserved handshake bytes announce BEP 10 support. */
-export function supportsExtensions(reserved: Buffer): boolean {
-  return reserved.length === 8 && (reserved[RESERVED_BYTE]! & RESERVED_BIT) !== 0;
-}
-
-/** 8 reserved bytes announcing BEP 10 support (or sets the bit in a copy of `reserved`). */
-export function reservedWithExtensions(reserved?: Buffer): Buffer {
-  const out = reserved ? Buffer.from(reserved) : Buffer.alloc(8);
-  if (out.length !== 8) throw new RangeError('reserved must be 8 bytes');
-  out[RESERVED_BYTE] = out[RESERVED_BYTE]! | RESERVED_BIT;
-  return out;
 }

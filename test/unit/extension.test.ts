@@ -2,21 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { WireError } from '../../src/errors.js';
 import { encode } from '../../src/metainfo/bencode.js';
 import {
-  EXTENDED_MESSAGE_ID,
   LOCAL_EXTENSION_IDS,
   MAX_CLIENT_NAME_CHARS,
   MAX_EXTENSIONS,
   MAX_REQQ,
   decodeExtendedHandshake,
-  decodeExtendedMessage,
   encodeExtendedHandshake,
-  encodeExtendedMessage,
   localExtendedHandshake,
   peerExtensionId,
-  reservedWithExtensions,
-  supportsExtensions,
 } from '../../src/wire/extension.js';
-import { decodeMessage } from '../../src/wire/messages.js';
+import { decodeMessage, encodeExtended } from '../../src/wire/messages.js';
 
 function dict(o: Record<string, unknown>): Buffer {
   return encode(o);
@@ -132,35 +127,19 @@ describe('extended handshake', () => {
   it('refuses to encode ids or ports out of range', () => {
     expect(() => encodeExtendedHandshake({ m: new Map([['a', 256]]) })).toThrow(RangeError);
     expect(() => encodeExtendedHandshake({ m: new Map(), p: 70000 })).toThrow(RangeError);
-    expect(() => encodeExtendedMessage(-1, Buffer.alloc(0))).toThrow(RangeError);
+    expect(() => encodeExtended(-1, Buffer.alloc(0))).toThrow(RangeError);
     expect(() => encodeExtendedHandshake({ m: new Map([['__proto__', 1]]) })).toThrow(RangeError);
   });
 });
 
 describe('extended messages', () => {
-  it('frames <len><20><extId><payload> and splits it back', () => {
-    const msg = encodeExtendedMessage(3, Buffer.from('hello'));
+  it('frames <len><20><extId><payload> and the wire decoder splits it back', () => {
+    const msg = encodeExtended(3, Buffer.from('hello'));
     expect(msg.readUInt32BE(0)).toBe(7);
-    expect(msg[4]).toBe(EXTENDED_MESSAGE_ID);
-    // The wire decoder splits id 20 into the extended id and the payload.
+    expect(msg[4]).toBe(20);
     expect(decodeMessage(msg, 100)).toEqual({
       message: { type: 'extended', extId: 3, payload: Buffer.from('hello') },
       size: 11,
     });
-    expect(decodeExtendedMessage(msg.subarray(5))).toEqual({
-      extId: 3,
-      payload: Buffer.from('hello'),
-    });
-    expect(() => decodeExtendedMessage(Buffer.alloc(0))).toThrow(WireError);
-  });
-
-  it('reserved bit 0x10 of byte 5 announces BEP 10', () => {
-    expect(supportsExtensions(Buffer.alloc(8))).toBe(false);
-    const r = reservedWithExtensions();
-    expect(r).toEqual(Buffer.from([0, 0, 0, 0, 0, 0x10, 0, 0]));
-    expect(supportsExtensions(r)).toBe(true);
-    const other = Buffer.from([0, 0, 0, 0, 0, 0, 0, 1]);
-    expect(reservedWithExtensions(other)).toEqual(Buffer.from([0, 0, 0, 0, 0, 0x10, 0, 1]));
-    expect(other[5]).toBe(0);
   });
 });
