@@ -50,6 +50,7 @@ import {
   writeMetadataDoc,
 } from './lib/bench-metadata.mjs';
 import { BIG_SCENARIOS, runBigBench } from './lib/bench-big.mjs';
+import { PIPELINE_SCENARIOS, runPipelineBench } from './lib/bench-pipeline.mjs';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
@@ -179,6 +180,10 @@ function usage() {
                          tdl alone downloads 8 GiB (1 GiB) in 256 KiB pieces, or 256 MiB in
                          16 KiB pieces, from an in-process seeder of generated data: wall, CPU,
                          peak RSS (target < 120 MB)
+  --scenario stdout-256m | select-one
+                         tdl alone: 256 MiB -o - | sha1sum against -o FILE (throughput >= 0.9x,
+                         RSS < 100 MB); --select of one file of six (bytes received <= the
+                         file + two pieces)
   --seeders2 libtorrent  scenario 2 with four capped libtorrent seeders (default)
   --seeders2 mixed       two capped libtorrent and two capped aria2c seeders (aria2c's cap lets
                          bursts far above it through, so results vary more)`;
@@ -231,16 +236,16 @@ async function main() {
     .filter((x) => x !== undefined);
   // Very large generated torrents (tdl alone): see scripts/lib/bench-big.mjs. Only when named.
   const bigPicked = (values.scenario ?? []).filter((s) => BIG_SCENARIOS.includes(s));
+  const pipePicked = (values.scenario ?? []).filter((s) => PIPELINE_SCENARIOS.includes(s));
+  const own = [...METADATA_SCENARIOS, ...BIG_SCENARIOS, ...PIPELINE_SCENARIOS];
   const picked = values.scenario
     ? values.scenario
-        .filter((s) => !METADATA_SCENARIOS.includes(s) && !BIG_SCENARIOS.includes(s))
+        .filter((s) => !own.includes(s))
         .filter((s) => !CUSTOM.some((x) => x.id === Number(s)))
         .map((s) => {
           const sc = all.find((x) => x.id === Number(s));
           if (!sc) {
-            throw new Error(
-              `--scenario: no scenario ${s} (1 to 10, ${[...METADATA_SCENARIOS, ...BIG_SCENARIOS].join(', ')})`,
-            );
+            throw new Error(`--scenario: no scenario ${s} (1 to 10, ${own.join(', ')})`);
           }
           return sc;
         })
@@ -298,6 +303,11 @@ async function main() {
     const big = await runBigBench(bigPicked, runs, timeoutMs);
     console.log(`\n${big.markdown}\n`);
     checks.push(...big.checks);
+  }
+  if (pipePicked.length > 0) {
+    const pipe = await runPipelineBench(pipePicked, runs, timeoutMs);
+    console.log(`\n${pipe.markdown}\n`);
+    checks.push(...pipe.checks);
   }
   if (checks.length > 0) {
     console.log('## Targets\n');

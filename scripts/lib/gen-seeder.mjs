@@ -48,11 +48,13 @@ function bencode(v) {
 }
 
 /**
- * The .torrent of generated data (one file): hashes every piece once.
+ * The .torrent of generated data: hashes every piece once. One file, or with `files` (lengths
+ * that add up to the size) a folder `name` of files `f1.bin`, `f2.bin`, …
  * @param {ReturnType<typeof generatedData>} data
  * @param {string} name
+ * @param {number[]} [files]
  */
-export function generatedTorrent(data, name) {
+export function generatedTorrent(data, name, files) {
   const hashes = Buffer.allocUnsafe(20 * data.pieceCount);
   for (let i = 0; i < data.pieceCount; i++) {
     createHash('sha1')
@@ -60,7 +62,12 @@ export function generatedTorrent(data, name) {
       .digest()
       .copy(hashes, 20 * i);
   }
-  const info = { length: data.size, name, 'piece length': data.pieceLength, pieces: hashes };
+  /** @type {Record<string, unknown>} */
+  const info = { name, 'piece length': data.pieceLength, pieces: hashes };
+  if (files) {
+    if (files.reduce((a, b) => a + b, 0) !== data.size) throw new Error('file lengths != size');
+    info.files = files.map((length, i) => ({ length, path: [`f${i + 1}.bin`] }));
+  } else info.length = data.size;
   const infoBytes = bencode(info);
   return {
     torrent: bencode({ info }),
