@@ -11,10 +11,11 @@
  * - `h` (hidden) and `p` (padding) need nothing here: padding files are never created.
  */
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, readlink, symlink, unlink } from 'node:fs/promises';
+import { mkdir, open, readlink, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import debug from 'debug';
 import { DiskError, MetainfoError } from '../errors.js';
+import { lstatOrNull } from './fs-util.js';
 
 const log = debug('tdl:storage');
 
@@ -41,17 +42,6 @@ function inside(root: string, components: readonly string[], field: string): str
     );
   }
   return p;
-}
-
-async function lstatOrNull(p: string) {
-  try {
-    return await lstat(p);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new DiskError(`cannot read ${p}: ${(e as NodeJS.ErrnoException).code ?? e}`, {
-      cause: e,
-    });
-  }
 }
 
 function diskError(what: string, p: string, e: unknown): DiskError {
