@@ -627,7 +627,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       s.readyTimer = null;
       this.emit('peer', { address: conn.address, status: 'ready' });
     }
-    this.scheduler.fill(s.req, s.req.goodPieces > 0 || !this.anyTrusted());
+    this.scheduler.fill(s.req, s.req.goodPieces > 0 || !this.anyTrusted(), () => this.reqs());
     if (s.req.inflight.size === 0 && s.wanted === 0) conn.notInterested();
   }
 

@@ -188,7 +188,8 @@ export class PiecePicker {
    * Up to `n` blocks to request from a peer. `isRequested(key)` tells whether this peer already
    * has that block in flight (for endgame duplicates); `inflight` is how many it has in all;
    * `mayClaim` lets it take a piece that failed with several contributors (given to peers that
-   * have proven themselves, see Download).
+   * have proven themselves, see Download); `mayDuplicate(key)` whether an endgame duplicate of
+   * that block (in flight elsewhere) is worth asking for.
    */
   pick(
     peer: PeerKey,
@@ -197,6 +198,7 @@ export class PiecePicker {
     isRequested: (key: number) => boolean,
     inflight = 0,
     mayClaim = true,
+    mayDuplicate: (key: number) => boolean = () => true,
   ): BlockRef[] {
     const out: BlockRef[] = [];
     if (n <= 0 || this.remainingPieces === 0) return out;
@@ -231,7 +233,8 @@ export class PiecePicker {
       if (!bf.has(p.index) || (p.exclusive && p.owner !== peer)) continue;
       for (let b = p.blockCount - 1; b >= 0 && out.length < room; b--) {
         if (p.received[b] || p.reqCount[b]! >= MAX_ENDGAME_REQUESTERS) continue;
-        if (isRequested(p.index * BLOCKS_PER_PIECE_KEY + b)) continue;
+        const key = p.index * BLOCKS_PER_PIECE_KEY + b;
+        if (isRequested(key) || !mayDuplicate(key)) continue;
         if (p.reqCount[b]!++ === 0 && --p.free === 0) this.withFree.delete(p);
         out.push({ index: p.index, block: b, begin: b * BLOCK_SIZE, length: p.blockLength(b) });
       }

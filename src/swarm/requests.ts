@@ -29,12 +29,21 @@ export const STALL_MS = 60_000;
 export const REQUEST_TIMEOUT_MS = 30_000;
 /** Released or cancelled requests remembered per peer, so their late blocks are not errors. */
 export const MAX_CANCELLED_REMEMBERED = 4096;
+/**
+ * Endgame: a block in flight elsewhere is requested again only if its current holder should
+ * take longer than this to send it (by its place in that peer's queue and its rate)...
+ */
+export const ENDGAME_MIN_WAIT_MS = 750;
+/** ...or is this late with it. Blocks due sooner are likely in the peer's send buffer already. */
+export const ENDGAME_OVERDUE_MS = 1_000;
 
 /** What a peer's requests look like, per connection. */
 export class PeerRequests {
   readonly pipeline: Pipeline;
   /** Request key -> time sent. */
   readonly inflight = new Map<number, number>();
+  /** Request key -> when the block should arrive: its place in the queue at the measured rate. */
+  readonly due = new Map<number, number>();
   /** Keys taken back recently: a late block for them is waste, not a protocol error. */
   readonly cancelled = new Set<number>();
   /** When bytes last arrived while requests were out (or requests were first sent). */
@@ -101,7 +110,7 @@ export class RequestScheduler {
    * Top up a peer's requests. Refills in batches, when half the pipeline is free: a write per
    * block would cost a system call per 16 KiB. Returns false when the peer has nothing we need.
    */
-  fill(r: PeerRequests, trusted: boolean): boolean {
+  fill(r: PeerRequests, trusted: boolean, all: () => Iterable<PeerRequests> = () => []): boolean {
     const conn = r.conn;
     const choked = conn.peerChoking;
     if (choked && r.allowedFast.size === 0) return true;
@@ -116,6 +125,7 @@ export class RequestScheduler {
       (k) => r.inflight.has(k),
       r.inflight.size,
       trusted,
+      (k) => this.worthDuplicating(k, r, all()),
     );
     if (blocks.length === 0) return r.inflight.size > 0 || choked;
     const now = Date.now();
@@ -125,8 +135,33 @@ export class RequestScheduler {
       r.lastBlockAt = now;
       if (r.lastByteAt === 0) r.lastByteAt = now;
     }
-    for (const b of blocks) r.inflight.set(b.index * BLOCKS_PER_PIECE_KEY + b.block, now);
+    // Requests are served in order: a block is due once those before it have come at the rate.
+    const perBlock = r.pipeline.rate > 0 ? (1000 * BLOCK_SIZE) / r.pipeline.rate : 0;
+    let ahead = r.inflight.size;
+    for (const b of blocks) {
+      const key = b.index * BLOCKS_PER_PIECE_KEY + b.block;
+      r.inflight.set(key, now);
+      r.due.set(key, now + ++ahead * perBlock);
+    }
     conn.request(blocks);
+    return true;
+  }
+
+  /**
+   * Endgame: is a duplicate request of block `key` (in flight to other peers) worth its risk of
+   * coming twice? Yes when every other holder should take more than ENDGAME_MIN_WAIT_MS for it,
+   * or is more than ENDGAME_OVERDUE_MS late with it (a peer without a measured rate counts as
+   * slow). A block due sooner is probably in that peer's send buffer: a cancel would not stop it.
+   */
+  worthDuplicating(key: number, self: PeerRequests, all: Iterable<PeerRequests>): boolean {
+    const now = Date.now();
+    for (const o of all) {
+      if (o === self) continue;
+      const due = o.due.get(key);
+      if (due === undefined) continue;
+      if (o.pipeline.rate === 0) continue;
+      if (due - now <= ENDGAME_MIN_WAIT_MS && now - due <= ENDGAME_OVERDUE_MS) return false;
+    }
     return true;
   }
 
@@ -156,6 +191,7 @@ export class RequestScheduler {
     }
     const now = Date.now();
     r.inflight.delete(key);
+    r.due.delete(key);
     r.lastBlockAt = now;
     r.pipeline.onBlock(data.length);
     r.received += data.length;
@@ -177,6 +213,7 @@ export class RequestScheduler {
     const key = index * BLOCKS_PER_PIECE_KEY + begin / BLOCK_SIZE;
     if (!r.inflight.has(key)) return;
     r.inflight.delete(key);
+    r.due.delete(key);
     this.picker.release(index, begin / BLOCK_SIZE);
   }
 
@@ -207,6 +244,7 @@ export class RequestScheduler {
     const index = Math.floor(key / BLOCKS_PER_PIECE_KEY);
     const block = key % BLOCKS_PER_PIECE_KEY;
     r.inflight.delete(key);
+    r.due.delete(key);
     this.picker.release(index, block);
     r.cancelled.add(key);
     if (r.cancelled.size > MAX_CANCELLED_REMEMBERED) {

@@ -92,3 +92,55 @@ describe('RequestScheduler.check', () => {
     expect(s.check(r, 11_000 + SNUB_MS - 500)).toBeNull();
   });
 });
+
+describe('RequestScheduler endgame duplicates', () => {
+  /** Two peers on one 2-piece torrent; `a` holds every block, at `rate` bytes/s. */
+  function twoPeers(rate: number) {
+    const layout = new Layout([{ length: 2 * PIECE, offset: 0 }], PIECE, 2 * PIECE);
+    const picker = new PiecePicker(layout, new Bitfield(2), 64 * 1024 * 1024, () => 0.5);
+    const s = new RequestScheduler(layout, picker);
+    const peer = (address: string) => {
+      const bitfield = new Bitfield(2);
+      bitfield.setAll();
+      const conn = {
+        address,
+        bitfield,
+        peerChoking: false,
+        bytesIn: 0,
+        request() {},
+        cancel() {},
+      };
+      return new PeerRequests(conn as unknown as PeerConnection, 0);
+    };
+    const a = peer('10.0.0.1:6881');
+    const b = peer('10.0.0.2:6881');
+    a.pipeline.rate = rate;
+    a.maxOut = 64;
+    a.pipeline.depth = 64;
+    s.fill(a, true, () => [a, b]);
+    expect(a.inflight.size).toBe(32); // every block of both pieces
+    return { s, a, b };
+  }
+
+  it('asks again only for blocks the holder will not send soon (the back of its queue)', () => {
+    // 1 MiB/s: 64 blocks a second, so the last of its 32 blocks is due within 0.5 s: no duplicate
+    const { s, a, b } = twoPeers(1024 * 1024);
+    s.fill(b, true, () => [a, b]);
+    expect(b.inflight.size).toBe(0);
+
+    // at 64 KiB/s, 4 blocks a second: all but the first three are due later than 750 ms
+    const slow = twoPeers(64 * 1024);
+    slow.s.fill(slow.b, true, () => [slow.a, slow.b]);
+    expect(slow.b.inflight.size).toBeGreaterThan(0);
+    for (const key of slow.b.inflight.keys()) {
+      expect(slow.a.due.get(key)! - Date.now()).toBeGreaterThan(750);
+    }
+  });
+
+  it('a holder more than a second late with a block loses it to a duplicate', () => {
+    const { s, a, b } = twoPeers(1024 * 1024);
+    vi.setSystemTime(3_000); // every block was due within 0.5 s of the start
+    s.fill(b, true, () => [a, b]);
+    expect(b.inflight.size).toBeGreaterThan(0);
+  });
+});
