@@ -154,7 +154,10 @@ function keyString(buf: Uint8Array, start: number, end: number): string {
  * position of the first content byte and the length; throws on anything non-canonical or on
  * a length that runs past the end of the buffer.
  */
-function scanStringHeader(buf: Uint8Array, pos: number): { start: number; length: number } {
+/** The length scanStringHeader read last (saves an allocation per string). */
+let lastStringLength = 0;
+
+function scanStringHeader(buf: Uint8Array, pos: number): number {
   const begin = pos;
   const len = buf.length;
   let value = 0;
@@ -181,7 +184,8 @@ function scanStringHeader(buf: Uint8Array, pos: number): { start: number; length
       if (value > len - start) {
         throw new BencodeError(`string length ${value} runs past the end of the input`, begin);
       }
-      return { start, length: value };
+      lastStringLength = value;
+      return start;
     }
     throw new BencodeError(`unexpected byte ${describeByte(c)} in string length`, pos);
   }
@@ -270,7 +274,8 @@ function decodeScan(
         pos++;
         value = top.dict;
       } else if (c >= CH_0 && c <= CH_9) {
-        const { start, length } = scanStringHeader(buf, pos);
+        const start = scanStringHeader(buf, pos);
+        const length = lastStringLength;
         const key = keyString(buf, start, start + length);
         if (key === '__proto__') {
           throw new BencodeError('dictionary key "__proto__" is not allowed', pos);
@@ -305,8 +310,8 @@ function decodeScan(
         pos = scanInteger(buf, pos);
         value = lastInteger;
       } else if (c >= CH_0 && c <= CH_9) {
-        const { start, length } = scanStringHeader(buf, pos);
-        pos = start + length;
+        const start = scanStringHeader(buf, pos);
+        pos = start + lastStringLength;
         value = whole.subarray(start, pos);
       } else if (c === CH_L || c === CH_D) {
         if (stack.length >= maxDepth) {

@@ -17,12 +17,22 @@ export function normalizeComponent(component: string): string {
   return component.normalize('NFC');
 }
 
+/** A component checkPathComponent accepts (one test, for the common case). */
+const SAFE_COMPONENT = /^(?!\.+$)(?![A-Za-z]:)[^/\\\0]+$/;
+
+/** A field name, or a function that builds it (only called when there is an error to report). */
+export type Field = string | (() => string);
+
+const fieldName = (f: Field): string => (typeof f === 'string' ? f : f());
+
 /**
  * Checks one (already NFC-normalised) path component; throws MetainfoError naming `field`.
  * Refused: empty, only dots (".", "..", "..."), '/', '\', NUL, and the Windows drive-letter
  * form ("C:", "c:foo").
  */
-export function checkPathComponent(component: string, field: string): void {
+export function checkPathComponent(component: string, f: Field): void {
+  if (SAFE_COMPONENT.test(component)) return;
+  const field = fieldName(f);
   if (component.length === 0) throw new MetainfoError(field, 'empty path component');
   if (ONLY_DOTS.test(component)) {
     throw new MetainfoError(field, `path component ${JSON.stringify(component)} is only dots`);
@@ -48,15 +58,16 @@ export function checkPathComponent(component: string, field: string): void {
  * Checks a whole relative path (list of normalised components): non-empty, not too deep,
  * every component valid, and the joined path not absolute.
  */
-export function checkRelativePath(components: readonly string[], field: string): void {
-  if (components.length === 0) throw new MetainfoError(field, 'empty path');
+export function checkRelativePath(components: readonly string[], field: Field): void {
+  if (components.length === 0) throw new MetainfoError(fieldName(field), 'empty path');
   if (components.length > MAX_PATH_DEPTH) {
-    throw new MetainfoError(field, `path has more than ${MAX_PATH_DEPTH} components`);
+    throw new MetainfoError(fieldName(field), `path has more than ${MAX_PATH_DEPTH} components`);
   }
-  components.forEach((c, i) => checkPathComponent(c, `${field}[${i}]`));
-  const joined = components.join('/');
-  if (joined.startsWith('/') || joined.startsWith('\\') || DRIVE_LETTER.test(joined)) {
-    throw new MetainfoError(field, 'path is absolute');
+  components.forEach((c, i) => checkPathComponent(c, () => `${fieldName(field)}[${i}]`));
+  // With every component valid the path cannot be absolute; checked anyway, on the first one.
+  const first = components[0]!;
+  if (first.startsWith('/') || first.startsWith('\\') || DRIVE_LETTER.test(first)) {
+    throw new MetainfoError(fieldName(field), 'path is absolute');
   }
 }
 

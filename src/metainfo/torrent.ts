@@ -21,6 +21,7 @@ import {
   checkPathCollisions,
   checkPathComponent,
   checkRelativePath,
+  type Field,
   componentFromBytes,
   normalizeComponent,
 } from './paths.js';
@@ -117,11 +118,12 @@ class Warnings {
 function componentText(
   raw: BValue | undefined,
   alt: BValue | undefined,
-  field: string,
+  f: Field,
   warnings: Warnings,
 ): string {
-  if (raw === undefined) throw new MetainfoError(field, 'missing');
-  if (!isBytes(raw)) throw new MetainfoError(field, 'must be a byte string');
+  const field = (): string => (typeof f === 'string' ? f : f());
+  if (raw === undefined) throw new MetainfoError(field(), 'missing');
+  if (!isBytes(raw)) throw new MetainfoError(field(), 'must be a byte string');
   let text: string | undefined;
   if (isBytes(alt)) {
     const a = componentFromBytes(alt);
@@ -130,10 +132,10 @@ function componentText(
   if (text === undefined) {
     const r = componentFromBytes(raw);
     text = r.text;
-    if (r.remapped) warnings.add(`${field}: not valid UTF-8, named ${JSON.stringify(text)}`);
+    if (r.remapped) warnings.add(`${field()}: not valid UTF-8, named ${JSON.stringify(text)}`);
   }
   const normalized = normalizeComponent(text);
-  checkPathComponent(normalized, field);
+  checkPathComponent(normalized, f);
   return normalized;
 }
 
@@ -299,16 +301,22 @@ function parseFileEntry(
   warnings: Warnings,
   folders: Map<string, string>,
 ): TorrentFile {
+  // Field names are built only for a message: a 100,000-file torrent would build 700,000.
   const field = `info.files[${i}]`;
   if (!isDict(entry)) throw new MetainfoError(field, 'must be a dictionary');
-  const length = getInt(entry, 'length', `${field}.length`, { min: 0 });
-  const rawPath = getList(entry, 'path', `${field}.path`);
+  const len = entry['length'];
+  const length =
+    typeof len === 'number' && len >= 0
+      ? len
+      : getInt(entry, 'length', `${field}.length`, { min: 0 });
+  const p = entry['path'];
+  const rawPath = isList(p) ? p : getList(entry, 'path', `${field}.path`);
   if (rawPath.length === 0) throw new MetainfoError(`${field}.path`, 'is empty');
   const alt = entry['path.utf-8'];
   const altPath = isList(alt) && alt.length === rawPath.length ? alt : undefined;
   const last = rawPath.length - 1;
   const path = rawPath.map((c, k) => {
-    const text = componentText(c, altPath?.[k], `${field}.path[${k}]`, warnings);
+    const text = componentText(c, altPath?.[k], () => `${field}.path[${k}]`, warnings);
     if (k === last) return text;
     // Folder names repeat from file to file: keep one copy of each.
     const seen = folders.get(text);
@@ -316,7 +324,7 @@ function parseFileEntry(
     folders.set(text, text);
     return text;
   });
-  checkRelativePath(path, `${field}.path`);
+  checkRelativePath(path, () => `${field}.path`);
   const file: TorrentFile = { path, length, offset };
   const attr = fileAttributes(entry, field);
   if (attr.padding || path[path.length - 1]!.startsWith(PADDING_NAME_PREFIX)) {
