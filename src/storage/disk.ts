@@ -29,7 +29,7 @@ import path from 'node:path';
 import createDebug from 'debug';
 import { DiskError } from '../errors.js';
 import { FilePool, fdLimit, poolCapacity } from './file-pool.js';
-import { lstatOrNull, toDiskError } from './fs-util.js';
+import { eachLimited, FS_PARALLEL, lstatOrNull, toDiskError } from './fs-util.js';
 import type { Layout, Span } from './layout.js';
 import { partPaths } from './names.js';
 import type { OutputPlan } from './output.js';
@@ -737,15 +737,13 @@ export class DiskStorage {
 
   /**
    * Check that each file (all when `indexes` is omitted) is still the one tdl uses, under the
-   * name tdl expects, and no shorter than tdl made it. OutputChangedError names the first that
-   * is not. One lstat per file; the stamp it gives is kept for the next checkpoint.
+   * name tdl expects, and no shorter than tdl made it. OutputChangedError names one that is
+   * not. One lstat per file; the stamp it gives is kept for the next checkpoint.
    */
   async checkIntact(indexes?: readonly number[]): Promise<void> {
-    const list = indexes ?? this.files.map((_, i) => i);
-    for (const i of list) {
-      if (this.files[i]!.padding || !this.exists[i]) continue;
-      await this.look(i);
-    }
+    const all = indexes ?? this.files.map((_, i) => i);
+    const list = all.filter((i) => !this.files[i]!.padding && this.exists[i]);
+    await eachLimited(list, FS_PARALLEL, (i) => this.look(i));
   }
 
   /**
@@ -783,23 +781,20 @@ export class DiskStorage {
         throw toDiskError(e, `cannot set the size of ${f.current}`);
       }
     }
-    for (const f of this.files) {
-      if (f.padding || !f.selected || !f.current || f.current === f.path) continue;
+    const moving = this.files.filter(
+      (f) => !f.padding && f.selected && f.current && f.current !== f.path,
+    );
+    await eachLimited(moving, FS_PARALLEL, async (f) => {
       try {
-        await rename(f.current, f.path);
+        await rename(f.current!, f.path);
       } catch (e) {
         throw toDiskError(e, `cannot rename ${f.current} to ${f.path}`);
       }
       f.current = f.path;
       dirs.add(path.dirname(f.path));
-    }
+    });
     // Folders are synced a few at a time: each is a journal commit, and commits overlap.
-    const list = [...dirs];
-    await Promise.all(
-      Array.from({ length: Math.min(4, list.length) }, async () => {
-        for (let d = list.pop(); d !== undefined; d = list.pop()) await syncDir(d);
-      }),
-    );
+    await eachLimited([...dirs], 4, syncDir);
     log('finalized %d files under %s', this.files.length, this.plan.root);
     return { cut };
   }

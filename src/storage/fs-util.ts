@@ -37,3 +37,32 @@ export function toDiskError(e: unknown, what: string): DiskError {
                   : (err.message ?? String(e));
   return new DiskError(`${what}: ${detail}`, { cause: e });
 }
+
+/** How many file-system calls of one kind tdl keeps in flight at once (libuv has four threads). */
+export const FS_PARALLEL = 8;
+
+/**
+ * Runs `fn` on every item, at most `limit` at once (a file-system call waits on a thread of the
+ * pool: one after another, thousands of them cost a round trip each). After a failure no new
+ * item is started; the first failure is thrown once those running have ended.
+ */
+export async function eachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | null = null;
+  const worker = async (): Promise<void> => {
+    while (failure === null && next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure !== null) throw (failure as { error: unknown }).error;
+}
