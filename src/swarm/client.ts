@@ -341,6 +341,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     return { stats: final, plan, check: checkInfo, wasComplete: complete };
   } catch (e) {
     if (timer) clearInterval(timer);
+    // No more blocks from here on: a piece that completed while the last checkpoint was being
+    // written would be on disk but only in its journal (sound, yet hashed again next time).
+    dl?.close();
     if (writer && !dl?.isComplete) {
       // Save what was verified and written before the failure (best effort: the failure may be
       // the disk itself).
