@@ -374,6 +374,14 @@ export class Download extends EventEmitter<DownloadEvents> {
     ws.start();
   }
 
+  /**
+   * Start the pieces in [cursor, cursor + size) before any other, lowest index first (a stream
+   * to stdout moves the cursor as it writes; see PiecePicker.setWindow).
+   */
+  setPriorityWindow(cursor: number, size: number): void {
+    this.picker.setWindow(cursor, size);
+  }
+
   /** The download is complete: wait for it (resolves at once when it already is). */
   whenComplete(): Promise<void> {
     return this.done;

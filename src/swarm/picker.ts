@@ -14,6 +14,9 @@
  * free block is left anywhere the peer has (endgame), blocks already requested from others are
  * requested again, at most `MAX_ENDGAME_REQUESTERS` times each, and only while the peer has
  * fewer than `ENDGAME_DEPTH` requests of its own (a deep queue would double the tail's traffic).
+ *
+ * A priority window (`setWindow`, for `tdl download -o -`) puts the pieces in
+ * [cursor, cursor + size) before the rarest: a new piece is taken there first, lowest index first.
  */
 import { Bitfield } from '../wire/bitfield.js';
 import type { Layout } from '../storage/layout.js';
@@ -25,6 +28,11 @@ export const ENDGAME_DEPTH = 4;
 const EMPTY = Buffer.alloc(0);
 /** Blocks per piece are addressed as index * BLOCKS_PER_PIECE_KEY + block in request keys. */
 export const BLOCKS_PER_PIECE_KEY = 1 << 16;
+/**
+ * Most pieces a priority window may span: a partial peer may skip that many pieces it lacks in
+ * one pick, so the window bounds the cost per pick as much as the bytes ahead of the stream.
+ */
+export const MAX_WINDOW_PIECES = 1024;
 
 export interface BlockRef {
   index: number;
@@ -93,6 +101,14 @@ export class PiecePicker {
   private readonly withFree = new Set<PieceInProgress>();
   /** Pieces and blocks looked at while picking: tests pin the cost per piece with it. */
   steps = 0;
+  /**
+   * The priority window [winStart, winEnd): empty unless `setWindow` was called. Every piece in
+   * [winStart, winNext) is out of the buckets (started, done or not wanted); a piece that goes
+   * back in (`bucketAdd`) pulls `winNext` down, so a seeder's pick there is O(1) amortized.
+   */
+  private winStart = 0;
+  private winEnd = 0;
+  private winNext = 0;
 
   constructor(
     private readonly layout: Layout,
@@ -126,6 +142,7 @@ export class PiecePicker {
     const b = this.buckets[a]!;
     this.slot[i] = b.length;
     b.push(i);
+    if (i >= this.winStart && i < this.winNext) this.winNext = i;
   }
 
   private bucketRemove(i: number, a = this.availability[i]!): void {
@@ -159,6 +176,27 @@ export class PiecePicker {
   private track(p: PieceInProgress): void {
     if (p.free > 0 && this.inProgress.get(p.index) === p) this.withFree.add(p);
     else this.withFree.delete(p);
+  }
+
+  /**
+   * Pieces [cursor, cursor + size) are started before any other, lowest index first (size is
+   * capped at MAX_WINDOW_PIECES; 0 turns the window off). Moving the cursor forward costs
+   * nothing; moving it back rescans the window once.
+   */
+  setWindow(cursor: number, size: number): void {
+    const start = Math.max(0, Math.min(cursor, this.layout.pieceCount));
+    const end = Math.min(
+      this.layout.pieceCount,
+      start + Math.max(0, Math.min(size, MAX_WINDOW_PIECES)),
+    );
+    this.winNext = start < this.winStart ? start : Math.max(this.winNext, start);
+    this.winStart = start;
+    this.winEnd = end;
+  }
+
+  /** The priority window as [start, end) (start === end: none). */
+  get window(): { start: number; end: number } {
+    return { start: this.winStart, end: this.winEnd };
   }
 
   get bytesInFlight(): number {
@@ -207,7 +245,13 @@ export class PiecePicker {
       if (p.exclusive && p.owner === '' && mayClaim && bf.has(p.index)) p.owner = peer;
       if (p.owner === peer) this.takeFree(p, n, out);
     }
-    // 2. new pieces, rarest first
+    // 2. new pieces: in the priority window in order, then rarest first
+    while (out.length < n) {
+      const idx = this.windowNew(bf);
+      if (idx < 0) break;
+      const p = this.start(idx, peer);
+      this.takeFree(p, n, out);
+    }
     while (out.length < n) {
       const idx = this.rarestNew(bf);
       if (idx < 0) break;
@@ -282,6 +326,34 @@ export class PiecePicker {
     return -1;
   }
 
+  /** Is there room in the memory budget for one more piece? */
+  private hasRoom(): boolean {
+    // Pieces verified but not yet written hold memory too: one piece may always start, but only
+    // when nothing at all is held (a disk that does not keep up slows the download down).
+    return (
+      this.inflightBytes === 0 ||
+      this.inflightBytes + this.layout.pieceLength <= this.maxInflightBytes
+    );
+  }
+
+  /**
+   * The first piece of the priority window that is missing, not started and that the peer has;
+   * -1 if none (or no window, or no memory). Costs O(1) amortized for a seeder, at most the
+   * window for a partial peer.
+   */
+  private windowNew(bf: Bitfield): number {
+    if (this.winNext >= this.winEnd || !this.hasRoom()) return -1;
+    while (this.winNext < this.winEnd && this.slot[this.winNext]! < 0) {
+      this.steps++;
+      this.winNext++;
+    }
+    for (let i = this.winNext; i < this.winEnd; i++) {
+      this.steps++;
+      if (this.slot[i]! >= 0 && bf.has(i)) return i;
+    }
+    return -1;
+  }
+
   private start(index: number, owner: PeerKey): PieceInProgress {
     const size = this.layout.pieceSize(index);
     // Piece buffers are recycled: a steady download allocates no new memory for pieces.
@@ -300,7 +372,9 @@ export class PiecePicker {
    */
   reserveWhole(owner: PeerKey, has: (index: number) => boolean): PieceInProgress | null {
     if (this.remainingPieces === 0) return null;
-    const idx = this.rarestNew({ has } as unknown as Bitfield);
+    const bf = { has } as unknown as Bitfield;
+    const first = this.windowNew(bf);
+    const idx = first >= 0 ? first : this.rarestNew(bf);
     return idx < 0 ? null : this.startWhole(idx, owner);
   }
 
