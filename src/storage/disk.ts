@@ -540,9 +540,9 @@ export class DiskStorage {
    * Read `length` bytes at `begin` of piece `index` (a block to serve to a peer), from wherever
    * its files are now: working or final names, before or after `finalize()`, in either mode.
    * Missing bytes read as zeros; the caller serves only pieces it has verified. DiskError on a
-   * bad range or a failed read.
+   * bad range or a failed read. With `into` (at least `length` bytes), the bytes go there.
    */
-  async readBlock(index: number, begin: number, length: number): Promise<Buffer> {
+  async readBlock(index: number, begin: number, length: number, into?: Buffer): Promise<Buffer> {
     if (this.closed) throw new DiskError('storage is closed');
     let spans;
     try {
@@ -550,7 +550,8 @@ export class DiskStorage {
     } catch (e) {
       throw new DiskError(`cannot read block ${index}+${begin}/${length}: ${(e as Error).message}`);
     }
-    const buf = Buffer.allocUnsafe(length);
+    const buf =
+      into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     const runs: Run[] = [];
     this.addPieceRuns(runs, index, spans, -begin);
     await this.readRuns(runs, buf);

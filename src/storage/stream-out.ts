@@ -25,6 +25,11 @@ export const STREAM_WINDOW_BYTES = 64 * 1024 * 1024;
 export const MIN_WINDOW_PIECES = 4;
 /** Largest read from disk at once, and so the largest chunk handed to the sink. */
 export const READ_CHUNK = 1024 * 1024;
+/**
+ * Chunk buffers, reused once the sink has taken their bytes (its write callback): one being
+ * read into while the other is written. Fresh buffers per chunk cost tens of MB of garbage.
+ */
+export const CHUNK_BUFFERS = 2;
 
 /** Pieces in the priority window for this piece length. */
 export function windowPieces(pieceLength: number): number {
@@ -52,8 +57,11 @@ export interface StreamOutOptions {
   layout: Layout;
   /** The file to write: its place in the torrent's byte space. */
   file: { offset: number; length: number };
-  /** Read `length` bytes at `begin` of a piece that is verified and on disk. */
-  read: (index: number, begin: number, length: number) => Promise<Buffer>;
+  /**
+   * Read `length` bytes at `begin` of a piece that is verified and on disk, into `into` (whose
+   * length is at least `length`); returns the bytes.
+   */
+  read: (index: number, begin: number, length: number, into: Buffer) => Promise<Buffer>;
   out: ByteSink;
   /** The next piece to write changed (also called once by `start`). */
   onCursor?: (piece: number) => void;
@@ -71,6 +79,9 @@ export class StreamOut {
   private stopped = false;
   private failure: Error | null = null;
   private wake: (() => void) | null = null;
+  /** Chunk buffers not held by the sink, and how many exist (at most CHUNK_BUFFERS). */
+  private readonly free: Buffer[] = [];
+  private buffers = 0;
   private resolveDone!: () => void;
   private rejectDone!: (e: Error) => void;
   /** Resolves once the last byte was written and flushed; rejects if the sink or a read fails. */
@@ -154,7 +165,9 @@ export class StreamOut {
         const to = Math.min(fileEnd, pieceStart + layout.pieceSize(this.cursor));
         for (let at = from; at < to && !this.stopped;) {
           const n = Math.min(READ_CHUNK, to - at);
-          const chunk = await this.o.read(this.cursor, at - pieceStart, n);
+          const buf = await this.buffer(Math.min(READ_CHUNK, file.length));
+          if (!buf) return;
+          const chunk = await this.o.read(this.cursor, at - pieceStart, n, buf);
           if (this.stopped) return;
           at += n;
           this.written += n;
@@ -168,7 +181,8 @@ export class StreamOut {
             });
             return;
           }
-          if (!this.o.out.write(chunk)) await this.drained();
+          const room = this.o.out.write(chunk, () => this.release(buf));
+          if (!room) await this.drained();
         }
         if (this.stopped) return;
         this.cursor++;
@@ -187,6 +201,31 @@ export class StreamOut {
     log('all %d bytes written and flushed', this.written);
     this.stop();
     this.resolveDone();
+  }
+
+  /** A chunk buffer of `size` bytes: a free one, a new one, or the next one the sink gives back. */
+  private async buffer(size: number): Promise<Buffer | null> {
+    while (!this.stopped) {
+      const b = this.free.pop();
+      if (b) return b;
+      if (this.buffers < CHUNK_BUFFERS) {
+        this.buffers++;
+        return Buffer.allocUnsafe(size);
+      }
+      await new Promise<void>((resolve) => {
+        this.wake = () => {
+          this.wake = null;
+          resolve();
+        };
+      });
+    }
+    return null;
+  }
+
+  /** The sink is done with this buffer's bytes. */
+  private release(buf: Buffer): void {
+    this.free.push(buf);
+    this.wake?.();
   }
 
   /** Wait for the sink's `drain` (or the end of the stream). */

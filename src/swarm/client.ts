@@ -161,7 +161,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     ? new StreamOut({
         layout,
         file: layout.files[o.stream.fileIndex]!,
-        read: (index, begin, length) => storage.readBlock(index, begin, length),
+        read: (index, begin, length, into) => storage.readBlock(index, begin, length, into),
         out: o.stream.out,
         onCursor: (piece) => dl?.setPriorityWindow(piece, win),
       })

@@ -183,11 +183,12 @@ function streamOf(
   const s = new StreamOut({
     layout,
     file,
-    read: async (index, begin, length) => {
+    read: async (index, begin, length, into) => {
       reads.push({ index, begin, length });
       await new Promise((r) => setImmediate(r));
       const at = index * pieceLength + begin;
-      return Buffer.from(data.subarray(at, at + length));
+      data.copy(into, 0, at, at + length);
+      return into.subarray(0, length);
     },
     out: sink,
     onCursor: (c) => cursors.push(c),
