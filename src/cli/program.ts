@@ -140,7 +140,10 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .command('download')
     .description('download the torrent described by a .torrent file (or stdin, or a URL)')
     .argument('<torrent>', TORRENT_ARG)
-    .option('-o, --output <path>', 'where to save: an existing folder, or the new file/folder name')
+    .option(
+      '-o, --output <path>',
+      'where to save: an existing folder, or the new file/folder name; - streams the file to stdout',
+    )
     .addOption(
       new Option(
         '--peer <host:port>',
