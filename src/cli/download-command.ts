@@ -1,4 +1,4 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { Dht } from '../dht/dht.js';
 import { UsageError } from '../errors.js';
 import { toDiskError } from '../storage/fs-util.js';
@@ -120,6 +120,8 @@ export async function runDownload(
         !f.padding && (!selected || selected[i]) ? [i] : [],
       );
       if (picked.length !== 1) {
+        // A magnet's working folder was made for its metadata: nothing is in it yet.
+        if (workDir) await rmdir(workDir).catch(() => {});
         throw new UsageError(
           selected
             ? `-o - needs a single file: the selection has ${picked.length} of ${realFiles}; pick one with --select`

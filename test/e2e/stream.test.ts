@@ -19,7 +19,7 @@ import {
 } from '../../scripts/lib/gen-seeder.mjs';
 import { decodeResume } from '../../src/storage/resume.js';
 import { useFixture } from '../helpers/fixture.js';
-import { assertBuilt, MAIN, until } from '../helpers/tdl-process.js';
+import { assertBuilt, MAIN, spawnTdl, until } from '../helpers/tdl-process.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
 const fx = useFixture();
@@ -158,6 +158,31 @@ describe('tdl download -o -', () => {
       .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(events.find((e) => e['event'] === 'started')).toBeDefined();
     expect(events.find((e) => e['event'] === 'done')).toMatchObject({ output: '-' });
+    expect(existsSync(workDir(cache, t.infoHash))).toBe(false);
+  });
+
+  it('streams from a magnet link: metadata from tdl seeding the torrent, then the file', async () => {
+    const data = randomBytesSeeded(1024 * 1024 + 77, 'stream-magnet');
+    const tracker = await fx.tracker([]);
+    const t = makeTorrent({
+      name: 'm.bin',
+      pieceLength: PIECE,
+      files: { data },
+      announce: tracker.url,
+    });
+    const src = path.join(fx.dir, 'm.bin');
+    await writeFile(src, data);
+    const torrent = await fx.writeTorrent(t);
+    const seed = spawnTdl(
+      ['seed', torrent, '-o', src, '--port', '0', '--json', '--no-dht'],
+      fx.onClose,
+    );
+    const port = await seed.port();
+    const cache = path.join(fx.dir, 'cache');
+    const magnet = `magnet:?xt=urn:btih:${t.infoHash.toString('hex')}&x.pe=127.0.0.1:${port}`;
+    const r = await runStream(['download', magnet, '-o', '-', '--no-dht', '--no-listen'], cache);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.equals(data)).toBe(true);
     expect(existsSync(workDir(cache, t.infoHash))).toBe(false);
   });
 
