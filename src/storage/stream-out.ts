@@ -30,6 +30,8 @@ export const READ_CHUNK = 1024 * 1024;
  * read into while the other is written. Fresh buffers per chunk cost tens of MB of garbage.
  */
 export const CHUNK_BUFFERS = 2;
+/** The piece at the cursor is reported (`onStall`) once the stream has waited on it this long. */
+export const STALL_MS = 2_000;
 
 /** Pieces in the priority window for this piece length. */
 export function windowPieces(pieceLength: number): number {
@@ -65,6 +67,12 @@ export interface StreamOutOptions {
   out: ByteSink;
   /** The next piece to write changed (also called once by `start`). */
   onCursor?: (piece: number) => void;
+  /**
+   * The stream has waited `stallMs` (default STALL_MS) for the piece at the cursor to reach the
+   * disk; called again every `stallMs` while it still waits.
+   */
+  onStall?: (piece: number) => void;
+  stallMs?: number;
 }
 
 export class StreamOut {
@@ -82,6 +90,9 @@ export class StreamOut {
   /** Chunk buffers not held by the sink, and how many exist (at most CHUNK_BUFFERS). */
   private readonly free: Buffer[] = [];
   private buffers = 0;
+  /** When the cursor last moved (or the stream started), for `onStall`. */
+  private movedAt = 0;
+  private stallTimer: NodeJS.Timeout | null = null;
   private resolveDone!: () => void;
   private rejectDone!: (e: Error) => void;
   /** Resolves once the last byte was written and flushed; rejects if the sink or a read fails. */
@@ -119,7 +130,21 @@ export class StreamOut {
     this.o.out.on('close', this.onClose);
     for (let p = this.first; p <= this.last; p++) if (has.has(p)) this.onDisk[p - this.first] = 1;
     this.o.onCursor?.(this.cursor);
+    this.movedAt = Date.now();
+    if (this.o.onStall) {
+      const stallMs = this.o.stallMs ?? STALL_MS;
+      this.stallTimer = setInterval(() => this.checkStall(stallMs), Math.max(1, stallMs / 2));
+      this.stallTimer.unref();
+    }
     void this.pump();
+  }
+
+  private checkStall(stallMs: number): void {
+    const c = this.cursor;
+    if (this.stopped || c > this.last || this.onDisk[c - this.first]) return;
+    if (Date.now() - this.movedAt < stallMs) return;
+    this.movedAt = Date.now();
+    this.o.onStall?.(c);
   }
 
   /** Piece `index` is verified and on disk. */
@@ -138,6 +163,8 @@ export class StreamOut {
   }
 
   private detach(): void {
+    if (this.stallTimer) clearInterval(this.stallTimer);
+    this.stallTimer = null;
     this.o.out.off('error', this.onError);
     this.o.out.off('close', this.onClose);
     this.o.out.off('drain', this.onDrain);
@@ -186,6 +213,7 @@ export class StreamOut {
         }
         if (this.stopped) return;
         this.cursor++;
+        this.movedAt = Date.now();
         this.o.onCursor?.(this.cursor);
       }
       if (this.cursor > this.last && this.last < this.first) this.finish();

@@ -164,6 +164,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         read: (index, begin, length, into) => storage.readBlock(index, begin, length, into),
         out: o.stream.out,
         onCursor: (piece) => dl?.setPriorityWindow(piece, win),
+        onStall: (piece) => dl?.hurry(piece),
       })
     : null;
   // A stream that cannot go on (its reader went away) ends the download.

@@ -17,6 +17,9 @@
  *
  * A priority window (`setWindow`, for `tdl download -o -`) puts the pieces in
  * [cursor, cursor + size) before the rarest: a new piece is taken there first, lowest index first.
+ * Peers too slow for the window (`setWindowSkip`) start pieces beyond it. A piece the stream has
+ * waited on too long can be hurried (`hurry`): its outstanding blocks, and those of the window
+ * pieces its owner holds after it, are requested from other peers too, as in endgame.
  */
 import { Bitfield } from '../wire/bitfield.js';
 import type { Layout } from '../storage/layout.js';
@@ -33,6 +36,8 @@ export const BLOCKS_PER_PIECE_KEY = 1 << 16;
  * one pick, so the window bounds the cost per pick as much as the bytes ahead of the stream.
  */
 export const MAX_WINDOW_PIECES = 1024;
+/** Most pieces hurried at once (see `hurry`). */
+export const MAX_HURRIED = 8;
 
 export interface BlockRef {
   index: number;
@@ -109,6 +114,10 @@ export class PiecePicker {
   private winStart = 0;
   private winEnd = 0;
   private winNext = 0;
+  /** Pieces in progress whose outstanding blocks any peer may duplicate (see `hurry`). */
+  private readonly urgent = new Set<PieceInProgress>();
+  /** Peers that start no piece of the window (too slow for it: see `setWindowSkip`). */
+  private windowSkip: ReadonlySet<PeerKey> = new Set();
 
   constructor(
     private readonly layout: Layout,
@@ -194,6 +203,33 @@ export class PiecePicker {
     this.winEnd = end;
   }
 
+  /**
+   * Piece `index` holds the stream up: until it completes, every peer that has it may be asked
+   * for its outstanding blocks too (at most MAX_ENDGAME_REQUESTERS requests per block; the
+   * first to arrive cancels the others). One piece at a time; false when it is not in progress.
+   */
+  hurry(index: number): boolean {
+    const p = this.inProgress.get(index);
+    if (!p || p.complete || p.exclusive) return false;
+    this.urgent.clear();
+    this.urgent.add(p);
+    // The owner's next pieces of the window would hold the stream up next, one after another.
+    const end = Math.min(this.winEnd, index + MAX_WINDOW_PIECES);
+    for (let i = index + 1; i < end && this.urgent.size < MAX_HURRIED; i++) {
+      const q = this.inProgress.get(i);
+      if (q && q.owner === p.owner && !q.complete && !q.exclusive) this.urgent.add(q);
+    }
+    return true;
+  }
+
+  /**
+   * Peers that start no new piece of the priority window: the stream would wait on them. They
+   * still fetch pieces beyond it, and blocks of window pieces others started.
+   */
+  setWindowSkip(peers: ReadonlySet<PeerKey>): void {
+    this.windowSkip = peers;
+  }
+
   /** The priority window as [start, end) (start === end: none). */
   get window(): { start: number; end: number } {
     return { start: this.winStart, end: this.winEnd };
@@ -238,6 +274,18 @@ export class PiecePicker {
   ): BlockRef[] {
     const out: BlockRef[] = [];
     if (n <= 0 || this.remainingPieces === 0) return out;
+    // 0. hurried pieces: their blocks in flight elsewhere, requested again (at most twice in all)
+    for (const u of this.urgent) {
+      if (out.length >= n) break;
+      if (!bf.has(u.index) || u.exclusive) continue;
+      for (let b = 0; b < u.blockCount && out.length < n; b++) {
+        this.steps++;
+        if (u.received[b] || u.reqCount[b]! >= MAX_ENDGAME_REQUESTERS) continue;
+        if (isRequested(u.index * BLOCKS_PER_PIECE_KEY + b)) continue;
+        if (u.reqCount[b]!++ === 0 && --u.free === 0) this.withFree.delete(u);
+        out.push({ index: u.index, block: b, begin: b * BLOCK_SIZE, length: u.blockLength(b) });
+      }
+    }
     // 1. pieces this peer started, and failed pieces waiting for a single peer to take them
     for (const p of this.withFree) {
       if (out.length >= n) return out;
@@ -246,7 +294,7 @@ export class PiecePicker {
       if (p.owner === peer) this.takeFree(p, n, out);
     }
     // 2. new pieces: in the priority window in order, then rarest first
-    while (out.length < n) {
+    while (out.length < n && !this.windowSkip.has(peer)) {
       const idx = this.windowNew(bf);
       if (idx < 0) break;
       const p = this.start(idx, peer);
@@ -415,6 +463,7 @@ export class PiecePicker {
     p.exclusive = false;
     // Nothing of it is held: it goes back to "missing", for a web seed or a peer to start again.
     if (!busy) {
+      this.urgent.delete(p);
       this.inProgress.delete(index);
       this.withFree.delete(p);
       this.bucketAdd(index);
@@ -463,6 +512,7 @@ export class PiecePicker {
 
   /** The piece verified: it no longer needs memory once written. */
   verified(p: PieceInProgress): void {
+    this.urgent.delete(p);
     this.inProgress.delete(p.index);
     this.withFree.delete(p);
     if (this.needs(p.index)) this.remainingPieces--;

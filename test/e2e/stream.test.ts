@@ -262,6 +262,28 @@ describe('tdl download -o -', () => {
     expect(existsSync(dir)).toBe(false);
   }, 60_000);
 
+  it('a slow peer does not hold the stream up until the end: its pieces are fetched from others too', async () => {
+    const piece = 64 * 1024;
+    const size = 16 * 1024 * 1024;
+    const data = randomBytesSeeded(size, 'stream-slow-peer');
+    const t = makeTorrent({ name: 's.bin', pieceLength: piece, files: { data } });
+    const slow = await fx.seeder(t, piece, { rateLimit: 4 * 1024 });
+    const fast = await fx.seeder(t, piece, { rateLimit: 1024 * 1024 });
+    const torrent = await fx.writeTorrent(t);
+    const cache = path.join(fx.dir, 'cache');
+    const peers = [slow, fast].flatMap((s) => ['--peer', `127.0.0.1:${s.port}`]);
+    const s = spawnStream(['download', torrent, '-o', '-', ...peers, '--no-listen'], cache);
+    // The slow peer takes some of the first pieces; without help the stream would wait for it
+    // until the fast one had fetched everything else (endgame).
+    await until(() => s.received() >= 2 * 1024 * 1024, 60_000, '2 MiB on stdout');
+    const servedThen = fast.served;
+    const { code } = await s.exited;
+    expect(code, s.stderr()).toBe(0);
+    await until(() => s.child.stdout!.readableEnded, 10_000, 'stdout');
+    expect(s.bytes().equals(data)).toBe(true);
+    expect(servedThen).toBeLessThan(size - 2 * 1024 * 1024);
+  }, 90_000);
+
   it('a slow reader: the download goes on to disk while tdl holds no more than a few chunks', async () => {
     const size = 64 * 1024 * 1024;
     const gen = generatedData(size, 256 * 1024);

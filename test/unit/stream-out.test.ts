@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { StdoutClosedError } from '../../src/errors.js';
 import { Layout } from '../../src/storage/layout.js';
 import {
@@ -10,7 +10,7 @@ import {
   streamWorkDir,
   windowPieces,
 } from '../../src/storage/stream-out.js';
-import { MAX_WINDOW_PIECES, PiecePicker } from '../../src/swarm/picker.js';
+import { BLOCKS_PER_PIECE_KEY, MAX_WINDOW_PIECES, PiecePicker } from '../../src/swarm/picker.js';
 import { Bitfield } from '../../src/wire/bitfield.js';
 import { BLOCK_SIZE } from '../../src/wire/messages.js';
 import { randomBytesSeeded } from '../helpers/torrent.js';
@@ -95,6 +95,63 @@ describe('picker priority window', () => {
     p.peerHas(all);
     p.setWindow(0, 8);
     expect(newPieces(p, all, 4)).toEqual([0, 1]);
+  });
+
+  it('hurry: another peer gets the outstanding blocks of a piece, at most twice each, until it is done', () => {
+    const p = picker(8);
+    const all = bf(8, () => true);
+    p.peerHas(all);
+    p.peerHas(all);
+    p.setWindow(0, 4);
+    const slow = p.pick('slow', all, 4, none);
+    expect(slow.map((b) => b.index)).toEqual([0, 0, 0, 0]);
+    const key = (b: { index: number; block: number }) => b.index * BLOCKS_PER_PIECE_KEY + b.block;
+    const slowKeys = new Set(slow.map(key));
+    // Piece 0 is not hurried: the fast peer takes the next pieces.
+    expect(p.pick('fast', all, 4, none).map((b) => b.index)).toEqual([1, 1, 1, 1]);
+    expect(p.hurry(0)).toBe(true);
+    const dup = p.pick('fast', all, 6, none);
+    expect(dup.slice(0, 4).map((b) => [b.index, b.block])).toEqual([
+      [0, 0],
+      [0, 1],
+      [0, 2],
+      [0, 3],
+    ]);
+    expect(p.requestedTwice(0, 2)).toBe(true);
+    // Neither a third requester nor the slow peer itself gets them again.
+    expect(p.pick('third', all, 4, none).some((b) => b.index === 0)).toBe(false);
+    expect(p.pick('slow', all, 4, (k) => slowKeys.has(k)).some((b) => b.index === 0)).toBe(false);
+    // Done: no more duplicates of it.
+    for (let b = 0; b < 4; b++) p.receive(0, b, Buffer.alloc(BLOCK_SIZE), 'fast');
+    p.verified(p.inProgress.get(0)!);
+    expect(p.hurry(0)).toBe(false);
+  });
+
+  it('hurry also covers the window pieces the same owner holds after the piece', () => {
+    const p = picker(16);
+    const all = bf(16, () => true);
+    p.peerHas(all);
+    p.peerHas(all);
+    p.setWindow(0, 8);
+    // The slow peer takes pieces 0 and 1, the fast one 2.
+    expect(new Set(p.pick('slow', all, 8, none).map((b) => b.index))).toEqual(new Set([0, 1]));
+    expect(p.pick('fast', all, 4, none).map((b) => b.index)).toEqual([2, 2, 2, 2]);
+    expect(p.hurry(0)).toBe(true);
+    const dup = p.pick('fast', all, 8, none);
+    expect(dup.map((b) => b.index)).toEqual([0, 0, 0, 0, 1, 1, 1, 1]);
+  });
+
+  it('peers too slow for the window start pieces beyond it', () => {
+    const p = picker(16);
+    const all = bf(16, () => true);
+    p.peerHas(all);
+    p.peerHas(bf(16, (i) => i !== 9)); // 9 is the rarest
+    p.setWindow(0, 4);
+    p.setWindowSkip(new Set(['slow']));
+    expect(p.pick('slow', all, 4, none).map((b) => b.index)).toEqual([9, 9, 9, 9]);
+    expect(p.pick('fast', all, 4, none).map((b) => b.index)).toEqual([0, 0, 0, 0]);
+    p.setWindowSkip(new Set());
+    expect(p.pick('slow', all, 4, none).map((b) => b.index)).toEqual([1, 1, 1, 1]);
   });
 
   it('caps the window at MAX_WINDOW_PIECES', () => {
@@ -273,6 +330,37 @@ describe('StreamOut', () => {
     });
     s.start(bf(2, () => true));
     await expect(s.done).rejects.toThrow('disk on fire');
+  });
+
+  it('reports the piece it waits on (onStall) every stallMs, never while the sink is slow', () => {
+    vi.useFakeTimers();
+    try {
+      const layout = new Layout([{ offset: 0, length: 4000 }], 1000, 4000);
+      const stalls: number[] = [];
+      const sink = new Sink();
+      const s = new StreamOut({
+        layout,
+        file: { offset: 0, length: 4000 },
+        read: () => new Promise<Buffer>(() => {}), // a read that never ends: not a stall
+        out: sink,
+        onStall: (piece) => stalls.push(piece),
+        stallMs: 2000,
+      });
+      s.start(bf(4, (i) => i === 1));
+      vi.advanceTimersByTime(1500);
+      expect(stalls).toEqual([]);
+      vi.advanceTimersByTime(1000);
+      expect(stalls).toEqual([0]);
+      vi.advanceTimersByTime(2000);
+      expect(stalls).toEqual([0, 0]);
+      // Piece 0 on disk: the stream is busy with it, not waiting for the swarm.
+      s.have(0);
+      vi.advanceTimersByTime(10_000);
+      expect(stalls).toEqual([0, 0]);
+      s.stop();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('stop() ends it quietly, even while it waits for drain', async () => {
