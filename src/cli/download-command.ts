@@ -49,6 +49,11 @@ export async function runDownload(
   // `-o -`: the file's bytes go to stdout, and nothing else does (--json events go to stderr).
   const streaming = opts.output === '-';
   const sink = streaming ? checkStreamArgs(opts, io, mode) : null;
+  if (opts.resume === false && !streaming) {
+    throw new UsageError(
+      '--no-resume applies to -o - only: a download to a file always keeps its resume file',
+    );
+  }
   const cliPeers = opts.peer.map(parsePeer);
   const json = Boolean(opts.json);
   const tty = Boolean(io.stderr.isTTY) && !opts.quiet && !json;
@@ -282,6 +287,10 @@ export async function runDownload(
     }
   } finally {
     await (dht as Dht | null)?.stop().catch(() => {});
+    // --no-resume: nothing is kept for a later run, however this one ended.
+    if (streaming && opts.resume === false && workDir) {
+      await rm(workDir, { recursive: true, force: true }).catch(() => {});
+    }
   }
 }
 

@@ -171,7 +171,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .option(
       '--save-torrent <file>',
       'also write the torrent (for a magnet link, its fetched metadata) to FILE',
-    );
+    )
+    .option('--no-resume', 'with -o -: keep no working copy for a later run, however it ends');
   peerOptions(selectionOptions(downloadCmd)).action(
     async (
       torrent: string,
@@ -330,6 +331,8 @@ export interface DownloadCliOptions extends Partial<SelectCliOptions> {
   peerTimeout: number;
   quiet?: boolean;
   json?: boolean;
+  /** commander's `--no-resume` (download -o - only): false when given. */
+  resume?: boolean;
 }
 
 /** The one place errors become messages and exit codes. */

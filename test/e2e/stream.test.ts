@@ -262,6 +262,28 @@ describe('tdl download -o -', () => {
     expect(existsSync(dir)).toBe(false);
   }, 60_000);
 
+  it('--no-resume: a reader that goes away leaves no working copy; without -o - it is refused', async () => {
+    const data = randomBytesSeeded(2 * 1024 * 1024, 'stream-no-resume');
+    const t = makeTorrent({ name: 'nr.bin', pieceLength: PIECE, files: { data } });
+    const slow = await fx.seeder(t, PIECE, { rateLimit: 512 * 1024 });
+    const torrent = await fx.writeTorrent(t);
+    const cache = path.join(fx.dir, 'cache');
+    const peer = ['--peer', `127.0.0.1:${slow.port}`, '--no-listen'];
+    const s = spawnStream(['download', torrent, '-o', '-', '--no-resume', ...peer], cache);
+    await until(() => s.received() >= 100_000, 20_000, '100,000 bytes');
+    expect(existsSync(workDir(cache, t.infoHash))).toBe(true);
+    s.child.stdout!.destroy();
+    const { code } = await s.exited;
+    expect(code, s.stderr()).toBe(141);
+    expect(existsSync(workDir(cache, t.infoHash))).toBe(false);
+    const toFile = await runStream(
+      ['download', torrent, '-o', path.join(fx.dir, 'out.bin'), '--no-resume', ...peer],
+      cache,
+    );
+    expect(toFile.code).toBe(2);
+    expect(toFile.stderr).toContain('--no-resume applies to -o - only');
+  });
+
   it('a slow peer does not hold the stream up until the end: its pieces are fetched from others too', async () => {
     const piece = 64 * 1024;
     const size = 16 * 1024 * 1024;
