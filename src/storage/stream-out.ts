@@ -5,11 +5,12 @@
  * The download itself goes to a working copy on disk (`streamWorkDir`), laid out like any `-o`
  * download, so verification, resume and serving work unchanged. This module reads the file's
  * bytes back from verified, written pieces, in order, with positional reads of at most
- * `READ_CHUNK` bytes, and writes them to the sink. It waits for `drain` whenever `write()` says
- * the sink is full, so memory stays at one chunk plus the sink's own buffer, whatever the file
- * size and however slow the reader. As the cursor (the next piece to write) moves, `onCursor`
- * tells the picker, which fetches the pieces just ahead of it first (see docs/DESIGN.md,
- * "Streaming to stdout").
+ * `READ_CHUNK` bytes into one of `CHUNK_BUFFERS` reused buffers, and writes them to the sink. A
+ * buffer is reused once the sink's write callback has fired, and the stream waits for `drain`
+ * whenever `write()` says the sink is full, so it holds at most two chunks whatever the file size
+ * and however slow the reader. As the cursor (the next piece to write) moves, `onCursor` tells
+ * the picker, which fetches the pieces just ahead of it first; `onStall` says when the stream has
+ * waited too long on one piece (see docs/DESIGN.md, "Streaming to stdout").
  */
 import { dirname, join } from 'node:path';
 import createDebug from 'debug';
