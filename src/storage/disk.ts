@@ -720,6 +720,9 @@ export class DiskStorage {
   /** lstat file `i` where tdl expects it, check it is still tdl's, and cache its stamp. */
   private async look(i: number): Promise<void> {
     const f = this.files[i]!;
+    // What tdl had written before looking: a write that ends while lstat runs raises knownSize
+    // past what lstat may have seen (a file written in order, as a stream does, grows at each).
+    const known = this.knownSize[i]!;
     const there = await lstatOrNull(f.current!, true);
     if (!there) throw new OutputChangedError(`${f.current} was removed during the download`);
     const id = this.ident[i];
@@ -727,9 +730,9 @@ export class DiskStorage {
       throw new OutputChangedError(`${f.current} was replaced by another file during the download`);
     }
     const size = Number(there.size);
-    if (size < this.knownSize[i]!) {
+    if (size < known) {
       throw new OutputChangedError(
-        `${f.current} was truncated during the download (${size} bytes, expected ${this.knownSize[i]})`,
+        `${f.current} was truncated during the download (${size} bytes, expected ${known})`,
       );
     }
     this.stampCache[i] = { size, mtimeNs: there.mtimeNs, ino: there.ino };
