@@ -1,5 +1,8 @@
+import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { Dht } from '../dht/dht.js';
-import { isMagnet } from '../metainfo/magnet.js';
+import { UsageError } from '../errors.js';
+import { toDiskError } from '../storage/fs-util.js';
+import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
 import { download } from '../swarm/client.js';
 import type { Download } from '../swarm/download.js';
 import { jsonLine } from './events.js';
@@ -9,6 +12,7 @@ import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from 
 import { parsePeer } from './peer-arg.js';
 import { openTorrent } from './source.js';
 import { resolveSelection, selectedBytes } from '../storage/selection.js';
+import { streamWorkDir, type ByteSink } from '../storage/stream-out.js';
 
 export { parsePeer };
 
@@ -42,10 +46,19 @@ export async function runDownload(
   io: CliIO,
   mode: 'download' | 'seed' = 'download',
 ): Promise<number> {
+  // `-o -`: the file's bytes go to stdout, and nothing else does (--json events go to stderr).
+  const streaming = opts.output === '-';
+  const sink = streaming ? checkStreamArgs(opts, io, mode) : null;
+  if (opts.resume === false && !streaming) {
+    throw new UsageError(
+      '--no-resume applies to -o - only: a download to a file always keeps its resume file',
+    );
+  }
   const cliPeers = opts.peer.map(parsePeer);
   const json = Boolean(opts.json);
   const tty = Boolean(io.stderr.isTTY) && !opts.quiet && !json;
-  const emit = (o: Record<string, unknown>) => io.stdout.write(jsonLine(o));
+  const events = streaming ? io.stderr : io.stdout;
+  const emit = (o: Record<string, unknown>) => events.write(jsonLine(o));
   const warn = (message: string) => {
     // Passkeys stay out of --json too (they end up in logs); DEBUG logs keep them whole.
     if (json) emit({ event: 'warning', message: redactUrls(message) });
@@ -67,13 +80,17 @@ export async function runDownload(
     await dht.start();
     return dht;
   };
+  // The working copy of a stream: a magnet's metadata is kept there too.
+  let workDir =
+    streaming && magnet ? streamWorkDir(parseMagnet(file).infoHash.toString('hex')) : '';
   try {
+    if (workDir) await mkdirOrFail(workDir);
     if (wantDht && magnet) await startDht();
     const opened = await openTorrent(
       file,
       {
         peers: cliPeers,
-        output: opts.output,
+        output: streaming ? workDir || undefined : opts.output,
         timeoutMs: opts.timeout * 1000,
         handshakeMs: opts.peerTimeout * 1000,
         saveTorrent: opts.saveTorrent,
@@ -102,6 +119,25 @@ export async function runDownload(
       : null;
     // Warnings about the .torrent itself (ignored trailing bytes, remapped names, bad seeds).
     for (const w of meta.warnings) warn(w);
+    let stream: { fileIndex: number; out: ByteSink } | undefined;
+    if (sink) {
+      const picked = meta.files.flatMap((f, i) =>
+        !f.padding && (!selected || selected[i]) ? [i] : [],
+      );
+      if (picked.length !== 1) {
+        // A magnet's working folder was made for its metadata: nothing is in it yet.
+        if (workDir) await rmdir(workDir).catch(() => {});
+        throw new UsageError(
+          selected
+            ? `-o - needs a single file: the selection has ${picked.length} of ${realFiles}; pick one with --select`
+            : `-o - needs a single file: this torrent has ${realFiles}; pick one with --select`,
+        );
+      }
+      stream = { fileIndex: picked[0]!, out: sink };
+      workDir = streamWorkDir(meta.infoHashHex);
+      await mkdirOrFail(workDir);
+    }
+    const output = streaming ? workDir : opts.output;
 
     let timer: NodeJS.Timeout | null = null;
     let dl: Download | null = null;
@@ -142,7 +178,8 @@ export async function runDownload(
     try {
       const result = await download({
         meta,
-        output: opts.output,
+        output,
+        stream,
         peers,
         selected,
         trackersToo: opened.magnet,
@@ -205,6 +242,9 @@ export async function runDownload(
         },
       });
       if (timer) clearInterval(timer);
+      // The reader has every byte: the working copy goes.
+      if (streaming) await rm(workDir, { recursive: true, force: true }).catch(() => {});
+      const where = streaming ? '-' : result.plan.root;
       redraw();
       const s = result.stats;
       if (json) {
@@ -222,7 +262,7 @@ export async function runDownload(
           replaced: s.piecesReplaced,
           peersUsed: s.peersUsed,
           checkMs: Math.round(result.check.ms),
-          output: result.plan.root,
+          output: where,
           ...(selection ?? {}),
         });
       }
@@ -231,7 +271,9 @@ export async function runDownload(
           ? `, ${selection.selectedFiles} of ${realFiles} files selected (${formatBytes(selection.selectedSize)})`
           : '';
         const line =
-          mode === 'seed' ? seedSummaryLine(s, result.plan.root) : summaryLine(s, result.plan.root);
+          mode === 'seed'
+            ? seedSummaryLine(s, result.plan.root)
+            : summaryLine(s, streaming ? 'stdout' : where);
         io.stderr.write(`\r\x1b[2K${line}${sel}\n`);
         if (mode === 'download' && seeding) {
           io.stderr.write(`${seedSummaryLine(s, result.plan.root)}\n`);
@@ -245,5 +287,42 @@ export async function runDownload(
     }
   } finally {
     await (dht as Dht | null)?.stop().catch(() => {});
+    // --no-resume: nothing is kept for a later run, however this one ended.
+    if (streaming && opts.resume === false && workDir) {
+      await rm(workDir, { recursive: true, force: true }).catch(() => {});
+    }
+  }
+}
+
+/**
+ * `-o -` streams one file to stdout: refused (exit 2) for `seed`, with `--seed`, and onto a
+ * terminal. Returns stdout as the byte sink.
+ */
+function checkStreamArgs(opts: { seed?: boolean }, io: CliIO, mode: 'download' | 'seed'): ByteSink {
+  if (mode === 'seed') {
+    throw new UsageError(
+      '-o - streams a download to stdout; tdl seed needs -o to name where the data is on disk',
+    );
+  }
+  if (opts.seed) {
+    throw new UsageError(
+      '--seed cannot be used with -o -: the streamed copy is removed once written; download with -o FILE to seed it',
+    );
+  }
+  const out = io.stdout as unknown as Partial<ByteSink> & { isTTY?: boolean };
+  if (out.isTTY) {
+    throw new UsageError('-o - would write binary data to the terminal: pipe or redirect stdout');
+  }
+  if (typeof out.on !== 'function' || typeof out.off !== 'function') {
+    throw new UsageError('-o - needs stdout to be a byte stream');
+  }
+  return out as ByteSink;
+}
+
+async function mkdirOrFail(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw toDiskError(e, `cannot create the working folder ${dir}`);
   }
 }

@@ -3,7 +3,7 @@
  * stderr and an exit code. No protocol logic lives here.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { TdlError } from '../errors.js';
+import { StdoutClosedError, TdlError } from '../errors.js';
 import type { CreateCliOptions } from './create-command.js';
 import type { PeerCliOptions } from './download-command.js';
 import { jsonLine } from './events.js';
@@ -122,6 +122,10 @@ function peerOptions(cmd: Command): Command {
 export async function run(argv: string[], io: CliIO): Promise<number> {
   let exitCode: number = EXIT.ok;
   let json = false;
+  // `download -o -`: stdout carries the file, so --json events (errors too) go to stderr.
+  let eventsOnStderr = false;
+  // `-o - -q` whose reader went away: exit 141 without a word, as a shell's SIGPIPE would.
+  let quietPipe = false;
   const program = new Command('tdl')
     .description('Download a torrent: a fast, safe, scriptable BitTorrent client.')
     .version(VERSION, '-V, --version')
@@ -136,7 +140,10 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .command('download')
     .description('download the torrent described by a .torrent file (or stdin, or a URL)')
     .argument('<torrent>', TORRENT_ARG)
-    .option('-o, --output <path>', 'where to save: an existing folder, or the new file/folder name')
+    .option(
+      '-o, --output <path>',
+      'where to save: an existing folder, or the new file/folder name; - streams the file to stdout',
+    )
     .addOption(
       new Option(
         '--peer <host:port>',
@@ -164,13 +171,16 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .option(
       '--save-torrent <file>',
       'also write the torrent (for a magnet link, its fetched metadata) to FILE',
-    );
+    )
+    .option('--no-resume', 'with -o -: keep no working copy for a later run, however it ends');
   peerOptions(selectionOptions(downloadCmd)).action(
     async (
       torrent: string,
       opts: DownloadCliOptions & PeerCliOptions & { seed?: boolean; saveTorrent?: string },
     ) => {
       json = Boolean(opts.json);
+      eventsOnStderr = opts.output === '-';
+      quietPipe = eventsOnStderr && Boolean(opts.quiet) && !json;
       exitCode = await (await import('./download-command.js')).runDownload(torrent, opts, io);
     },
   );
@@ -286,7 +296,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       }
       return EXIT.usage;
     }
-    return reportError(e, io, json);
+    if (quietPipe && e instanceof StdoutClosedError) return exitCodeFor(e);
+    return reportError(e, io, json, eventsOnStderr);
   }
 }
 
@@ -320,16 +331,23 @@ export interface DownloadCliOptions extends Partial<SelectCliOptions> {
   peerTimeout: number;
   quiet?: boolean;
   json?: boolean;
+  /** commander's `--no-resume` (download -o - only): false when given. */
+  resume?: boolean;
 }
 
 /** The one place errors become messages and exit codes. */
-export function reportError(e: unknown, io: CliIO, json: boolean): number {
+export function reportError(e: unknown, io: CliIO, json: boolean, eventsOnStderr = false): number {
   const code = exitCodeFor(e);
   const message =
     e instanceof TdlError ? e.message : `internal error: ${(e as Error)?.stack ?? String(e)}`;
   if (json) {
     const kind = e instanceof TdlError ? e.kind : 'internal';
     const event = { event: 'error', kind, exitCode: code, message: redactUrls(message) };
+    // With the events on stderr, the event is the message: one JSON object per line there.
+    if (eventsOnStderr) {
+      io.stderr.write(jsonLine(event));
+      return code;
+    }
     io.stdout.write(jsonLine(event));
   }
   io.stderr.write(`tdl: ${escapeControl(redactUrls(message))}\n`);

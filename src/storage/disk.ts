@@ -540,9 +540,9 @@ export class DiskStorage {
    * Read `length` bytes at `begin` of piece `index` (a block to serve to a peer), from wherever
    * its files are now: working or final names, before or after `finalize()`, in either mode.
    * Missing bytes read as zeros; the caller serves only pieces it has verified. DiskError on a
-   * bad range or a failed read.
+   * bad range or a failed read. With `into` (at least `length` bytes), the bytes go there.
    */
-  async readBlock(index: number, begin: number, length: number): Promise<Buffer> {
+  async readBlock(index: number, begin: number, length: number, into?: Buffer): Promise<Buffer> {
     if (this.closed) throw new DiskError('storage is closed');
     let spans;
     try {
@@ -550,7 +550,8 @@ export class DiskStorage {
     } catch (e) {
       throw new DiskError(`cannot read block ${index}+${begin}/${length}: ${(e as Error).message}`);
     }
-    const buf = Buffer.allocUnsafe(length);
+    const buf =
+      into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     const runs: Run[] = [];
     this.addPieceRuns(runs, index, spans, -begin);
     await this.readRuns(runs, buf);
@@ -719,6 +720,9 @@ export class DiskStorage {
   /** lstat file `i` where tdl expects it, check it is still tdl's, and cache its stamp. */
   private async look(i: number): Promise<void> {
     const f = this.files[i]!;
+    // What tdl had written before looking: a write that ends while lstat runs raises knownSize
+    // past what lstat may have seen (a file written in order, as a stream does, grows at each).
+    const known = this.knownSize[i]!;
     const there = await lstatOrNull(f.current!, true);
     if (!there) throw new OutputChangedError(`${f.current} was removed during the download`);
     const id = this.ident[i];
@@ -726,9 +730,9 @@ export class DiskStorage {
       throw new OutputChangedError(`${f.current} was replaced by another file during the download`);
     }
     const size = Number(there.size);
-    if (size < this.knownSize[i]!) {
+    if (size < known) {
       throw new OutputChangedError(
-        `${f.current} was truncated during the download (${size} bytes, expected ${this.knownSize[i]})`,
+        `${f.current} was truncated during the download (${size} bytes, expected ${known})`,
       );
     }
     this.stampCache[i] = { size, mtimeNs: there.mtimeNs, ino: there.ino };

@@ -26,6 +26,7 @@ import { resumePath, withSuffix } from '../storage/names.js';
 import { planOutput, type OutputPlan } from '../storage/output.js';
 import { partsPath } from '../storage/parts.js';
 import { wantedPieces } from '../storage/selection.js';
+import { StreamOut, windowPieces, type ByteSink } from '../storage/stream-out.js';
 import { Announcer, requireUsableTracker } from '../tracker/announcer.js';
 import { preloadHttpClient } from '../tracker/http.js';
 import type { PeerAddress } from '../tracker/types.js';
@@ -86,6 +87,12 @@ export interface ClientOptions {
   onStart?: (download: Download, plan: OutputPlan, info: { port: number }) => void;
   /** Called when seeding starts (the data is complete and has its final names). */
   onSeeding?: (download: Download) => void;
+  /**
+   * `tdl download -o -`: write file `fileIndex` to `out`, in order, as its pieces reach the disk
+   * (pieces just ahead of it are fetched first). The download completes only once its last
+   * byte is flushed; a failed write (EPIPE) ends it like an interrupt.
+   */
+  stream?: { fileIndex: number; out: ByteSink };
 }
 
 export interface ClientResult {
@@ -149,6 +156,19 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   let tracker: Announcer | undefined;
   let dl: Download | null = null;
   let dhtSource: DhtPeerSource | null = null;
+  const win = windowPieces(meta.pieceLength);
+  const streamOut = o.stream
+    ? new StreamOut({
+        layout,
+        file: layout.files[o.stream.fileIndex]!,
+        read: (index, begin, length, into) => storage.readBlock(index, begin, length, into),
+        out: o.stream.out,
+        onCursor: (piece) => dl?.setPriorityWindow(piece, win),
+        onStall: (piece) => dl?.hurry(piece),
+      })
+    : null;
+  // A stream that cannot go on (its reader went away) ends the download.
+  void streamOut?.done.catch((e: unknown) => ctl.abort(e));
   try {
     const check = await startupCheck({
       storage,
@@ -191,6 +211,10 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         { port: 0 },
       );
       await copyFromParts(check.have);
+      if (streamOut) {
+        streamOut.start(check.have);
+        await untilAborted(streamOut.done, ctl.signal);
+      }
       await storage.sync();
       await storage.finalize();
       await dropParts();
@@ -283,6 +307,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       });
     };
     d.on('piece', (index) => {
+      streamOut?.have(index);
       writer?.markWritten(index);
       sinceCheckpoint += layout.pieceSize(index);
       if (sinceCheckpoint >= CHECKPOINT_BYTES) kick();
@@ -308,6 +333,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       timer = setInterval(kick, CHECKPOINT_INTERVAL_MS);
       timer.unref();
     }
+    streamOut?.start(check.have);
     const stats = await d.run();
     if (timer) clearInterval(timer);
     timer = null;
@@ -318,6 +344,8 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // A complete checkpoint first (it makes the data durable), so that a crash while renaming
       // still finds a complete torrent.
       if (writer) await writer.checkpoint(true);
+      // A stream behind the download (a slow reader) reads the pieces back before the rename.
+      if (streamOut) await untilAborted(streamOut.done, ctl.signal);
       const { cut } = await storage.finalize();
       for (const p of cut)
         d.emit('warning', `${p} was longer than the torrent's file: cut to size`);
@@ -354,6 +382,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     throw e;
   } finally {
     o.signal?.removeEventListener('abort', forward);
+    streamOut?.stop();
     dl?.close();
     await listener?.close();
     if (tracker) await tracker.stop().catch(() => {});
@@ -361,6 +390,16 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     await writer?.close().catch(() => {});
     await storage.close();
   }
+}
+
+/** `p`, or the signal's reason as soon as it is aborted. */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** Seed until interrupted, `timeMs` passed or `ratio` reached; an interrupt ends it cleanly. */

@@ -71,6 +71,9 @@ export const REPLACE_SLOW_AFTER_MS = 15_000;
 /** At most one peer is replaced per this interval. */
 const ROOM_INTERVAL_MS = 5_000;
 const TICK_MS = 500;
+/** With a priority window: a peer under 1/4 of the best rate, connected 3 s, starts none of it. */
+const WINDOW_SLOW_FACTOR = 4;
+const WINDOW_GRACE_MS = 3_000;
 export const CLIENT_VERSION = 'tdl 0.2.0';
 
 /** Where peer addresses come from (trackers, DHT): emits 'peers' and 'warning'. */
@@ -372,6 +375,43 @@ export class Download extends EventEmitter<DownloadEvents> {
     });
     this.webSeeds = ws;
     ws.start();
+  }
+
+  /**
+   * Start the pieces in [cursor, cursor + size) before any other, lowest index first (a stream
+   * to stdout moves the cursor as it writes; see PiecePicker.setWindow).
+   */
+  setPriorityWindow(cursor: number, size: number): void {
+    this.picker.setWindow(cursor, size);
+    this.windowed = true;
+  }
+
+  /** A priority window is set (a stream): slow peers are kept out of it at each tick. */
+  private windowed = false;
+
+  /**
+   * Peers that have been connected a while and fetch at under 1/WINDOW_SLOW_FACTOR of the best
+   * rate start no piece of the priority window: the stream would wait on them.
+   */
+  private skipSlowForWindow(now: number): void {
+    let best = 0;
+    for (const s of this.sessions.values()) if (s.ready) best = Math.max(best, s.req.pipeline.rate);
+    const skip = new Set<string>();
+    for (const s of this.sessions.values()) {
+      if (!s.ready || now - s.connectedAt < WINDOW_GRACE_MS) continue;
+      if (s.req.pipeline.rate * WINDOW_SLOW_FACTOR < best) skip.add(s.conn.address);
+    }
+    this.picker.setWindowSkip(skip);
+  }
+
+  /**
+   * The stream waits on piece `index`: other peers may fetch its outstanding blocks too (see
+   * PiecePicker.hurry). Nothing happens when the piece is not in progress.
+   */
+  hurry(index: number): void {
+    if (this.complete || !this.picker.hurry(index)) return;
+    log('piece %d holds the stream up: asking other peers too', index);
+    this.wakeAll();
   }
 
   /** The download is complete: wait for it (resolves at once when it already is). */
@@ -841,6 +881,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (s.req.inflight.size < s.req.depth) this.request(s);
     }
     this.picker.maxInflightBytes = this.memoryBudget();
+    if (this.windowed) this.skipSlowForWindow(now);
     this.makeRoom(now);
     this.fill();
     if (this.sessions.size + this.pool.connecting === 0) {

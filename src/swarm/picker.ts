@@ -14,6 +14,12 @@
  * free block is left anywhere the peer has (endgame), blocks already requested from others are
  * requested again, at most `MAX_ENDGAME_REQUESTERS` times each, and only while the peer has
  * fewer than `ENDGAME_DEPTH` requests of its own (a deep queue would double the tail's traffic).
+ *
+ * A priority window (`setWindow`, for `tdl download -o -`) puts the pieces in
+ * [cursor, cursor + size) before the rarest: a new piece is taken there first, lowest index first.
+ * Peers too slow for the window (`setWindowSkip`) start pieces beyond it. A piece the stream has
+ * waited on too long can be hurried (`hurry`): its outstanding blocks, and those of the window
+ * pieces its owner holds after it, are requested from other peers too, as in endgame.
  */
 import { Bitfield } from '../wire/bitfield.js';
 import type { Layout } from '../storage/layout.js';
@@ -25,6 +31,13 @@ export const ENDGAME_DEPTH = 4;
 const EMPTY = Buffer.alloc(0);
 /** Blocks per piece are addressed as index * BLOCKS_PER_PIECE_KEY + block in request keys. */
 export const BLOCKS_PER_PIECE_KEY = 1 << 16;
+/**
+ * Most pieces a priority window may span: a partial peer may skip that many pieces it lacks in
+ * one pick, so the window bounds the cost per pick as much as the bytes ahead of the stream.
+ */
+export const MAX_WINDOW_PIECES = 1024;
+/** Most pieces hurried at once (see `hurry`). */
+export const MAX_HURRIED = 8;
 
 export interface BlockRef {
   index: number;
@@ -93,6 +106,18 @@ export class PiecePicker {
   private readonly withFree = new Set<PieceInProgress>();
   /** Pieces and blocks looked at while picking: tests pin the cost per piece with it. */
   steps = 0;
+  /**
+   * The priority window [winStart, winEnd): empty unless `setWindow` was called. Every piece in
+   * [winStart, winNext) is out of the buckets (started, done or not wanted); a piece that goes
+   * back in (`bucketAdd`) pulls `winNext` down, so a seeder's pick there is O(1) amortized.
+   */
+  private winStart = 0;
+  private winEnd = 0;
+  private winNext = 0;
+  /** Pieces in progress whose outstanding blocks any peer may duplicate (see `hurry`). */
+  private readonly urgent = new Set<PieceInProgress>();
+  /** Peers that start no piece of the window (too slow for it: see `setWindowSkip`). */
+  private windowSkip: ReadonlySet<PeerKey> = new Set();
 
   constructor(
     private readonly layout: Layout,
@@ -126,6 +151,7 @@ export class PiecePicker {
     const b = this.buckets[a]!;
     this.slot[i] = b.length;
     b.push(i);
+    if (i >= this.winStart && i < this.winNext) this.winNext = i;
   }
 
   private bucketRemove(i: number, a = this.availability[i]!): void {
@@ -159,6 +185,54 @@ export class PiecePicker {
   private track(p: PieceInProgress): void {
     if (p.free > 0 && this.inProgress.get(p.index) === p) this.withFree.add(p);
     else this.withFree.delete(p);
+  }
+
+  /**
+   * Pieces [cursor, cursor + size) are started before any other, lowest index first (size is
+   * capped at MAX_WINDOW_PIECES; 0 turns the window off). Moving the cursor forward costs
+   * nothing; moving it back rescans the window once.
+   */
+  setWindow(cursor: number, size: number): void {
+    const start = Math.max(0, Math.min(cursor, this.layout.pieceCount));
+    const end = Math.min(
+      this.layout.pieceCount,
+      start + Math.max(0, Math.min(size, MAX_WINDOW_PIECES)),
+    );
+    this.winNext = start < this.winStart ? start : Math.max(this.winNext, start);
+    this.winStart = start;
+    this.winEnd = end;
+  }
+
+  /**
+   * Piece `index` holds the stream up: until it completes, every peer that has it may be asked
+   * for its outstanding blocks too (at most MAX_ENDGAME_REQUESTERS requests per block; the
+   * first to arrive cancels the others). One piece at a time; false when it is not in progress.
+   */
+  hurry(index: number): boolean {
+    const p = this.inProgress.get(index);
+    if (!p || p.complete || p.exclusive) return false;
+    this.urgent.clear();
+    this.urgent.add(p);
+    // The owner's next pieces of the window would hold the stream up next, one after another.
+    const end = Math.min(this.winEnd, index + MAX_WINDOW_PIECES);
+    for (let i = index + 1; i < end && this.urgent.size < MAX_HURRIED; i++) {
+      const q = this.inProgress.get(i);
+      if (q && q.owner === p.owner && !q.complete && !q.exclusive) this.urgent.add(q);
+    }
+    return true;
+  }
+
+  /**
+   * Peers that start no new piece of the priority window: the stream would wait on them. They
+   * still fetch pieces beyond it, and blocks of window pieces others started.
+   */
+  setWindowSkip(peers: ReadonlySet<PeerKey>): void {
+    this.windowSkip = peers;
+  }
+
+  /** The priority window as [start, end) (start === end: none). */
+  get window(): { start: number; end: number } {
+    return { start: this.winStart, end: this.winEnd };
   }
 
   get bytesInFlight(): number {
@@ -202,6 +276,18 @@ export class PiecePicker {
   ): BlockRef[] {
     const out: BlockRef[] = [];
     if (n <= 0 || this.remainingPieces === 0) return out;
+    // 0. hurried pieces: their blocks in flight elsewhere, requested again (at most twice in all)
+    for (const u of this.urgent) {
+      if (out.length >= n) break;
+      if (!bf.has(u.index) || u.exclusive) continue;
+      for (let b = 0; b < u.blockCount && out.length < n; b++) {
+        this.steps++;
+        if (u.received[b] || u.reqCount[b]! >= MAX_ENDGAME_REQUESTERS) continue;
+        if (isRequested(u.index * BLOCKS_PER_PIECE_KEY + b)) continue;
+        if (u.reqCount[b]!++ === 0 && --u.free === 0) this.withFree.delete(u);
+        out.push({ index: u.index, block: b, begin: b * BLOCK_SIZE, length: u.blockLength(b) });
+      }
+    }
     // 1. pieces this peer started, and failed pieces waiting for a single peer to take them
     for (const p of this.withFree) {
       if (out.length >= n) return out;
@@ -209,7 +295,13 @@ export class PiecePicker {
       if (p.exclusive && p.owner === '' && mayClaim && bf.has(p.index)) p.owner = peer;
       if (p.owner === peer) this.takeFree(p, n, out);
     }
-    // 2. new pieces, rarest first
+    // 2. new pieces: in the priority window in order, then rarest first
+    while (out.length < n && !this.windowSkip.has(peer)) {
+      const idx = this.windowNew(bf);
+      if (idx < 0) break;
+      const p = this.start(idx, peer);
+      this.takeFree(p, n, out);
+    }
     while (out.length < n) {
       const idx = this.rarestNew(bf);
       if (idx < 0) break;
@@ -285,6 +377,34 @@ export class PiecePicker {
     return -1;
   }
 
+  /** Is there room in the memory budget for one more piece? */
+  private hasRoom(): boolean {
+    // Pieces verified but not yet written hold memory too: one piece may always start, but only
+    // when nothing at all is held (a disk that does not keep up slows the download down).
+    return (
+      this.inflightBytes === 0 ||
+      this.inflightBytes + this.layout.pieceLength <= this.maxInflightBytes
+    );
+  }
+
+  /**
+   * The first piece of the priority window that is missing, not started and that the peer has;
+   * -1 if none (or no window, or no memory). Costs O(1) amortized for a seeder, at most the
+   * window for a partial peer.
+   */
+  private windowNew(bf: Bitfield): number {
+    if (this.winNext >= this.winEnd || !this.hasRoom()) return -1;
+    while (this.winNext < this.winEnd && this.slot[this.winNext]! < 0) {
+      this.steps++;
+      this.winNext++;
+    }
+    for (let i = this.winNext; i < this.winEnd; i++) {
+      this.steps++;
+      if (this.slot[i]! >= 0 && bf.has(i)) return i;
+    }
+    return -1;
+  }
+
   private start(index: number, owner: PeerKey): PieceInProgress {
     const size = this.layout.pieceSize(index);
     // Piece buffers are recycled: a steady download allocates no new memory for pieces.
@@ -303,7 +423,9 @@ export class PiecePicker {
    */
   reserveWhole(owner: PeerKey, has: (index: number) => boolean): PieceInProgress | null {
     if (this.remainingPieces === 0) return null;
-    const idx = this.rarestNew({ has } as unknown as Bitfield);
+    const bf = { has } as unknown as Bitfield;
+    const first = this.windowNew(bf);
+    const idx = first >= 0 ? first : this.rarestNew(bf);
     return idx < 0 ? null : this.startWhole(idx, owner);
   }
 
@@ -344,6 +466,7 @@ export class PiecePicker {
     p.exclusive = false;
     // Nothing of it is held: it goes back to "missing", for a web seed or a peer to start again.
     if (!busy) {
+      this.urgent.delete(p);
       this.inProgress.delete(index);
       this.withFree.delete(p);
       this.bucketAdd(index);
@@ -392,6 +515,7 @@ export class PiecePicker {
 
   /** The piece verified: it no longer needs memory once written. */
   verified(p: PieceInProgress): void {
+    this.urgent.delete(p);
     this.inProgress.delete(p.index);
     this.withFree.delete(p);
     if (this.needs(p.index)) this.remainingPieces--;

@@ -1,0 +1,277 @@
+/**
+ * `tdl download <torrent> -o -`: one file of the torrent written in order to a byte sink (stdout)
+ * while the download runs.
+ *
+ * The download itself goes to a working copy on disk (`streamWorkDir`), laid out like any `-o`
+ * download, so verification, resume and serving work unchanged. This module reads the file's
+ * bytes back from verified, written pieces, in order, with positional reads of at most
+ * `READ_CHUNK` bytes into one of `CHUNK_BUFFERS` reused buffers, and writes them to the sink. A
+ * buffer is reused once the sink's write callback has fired, and the stream waits for `drain`
+ * whenever `write()` says the sink is full, so it holds at most two chunks whatever the file size
+ * and however slow the reader. As the cursor (the next piece to write) moves, `onCursor` tells
+ * the picker, which fetches the pieces just ahead of it first; `onStall` says when the stream has
+ * waited too long on one piece (see docs/DESIGN.md, "Streaming to stdout").
+ */
+import { dirname, join } from 'node:path';
+import createDebug from 'debug';
+import { defaultCacheFile } from '../dht/cache.js';
+import { StdoutClosedError } from '../errors.js';
+import type { Layout } from './layout.js';
+
+const log = createDebug('tdl:stream');
+
+/** The picker fetches this many bytes ahead of the stream's write position in order... */
+export const STREAM_WINDOW_BYTES = 64 * 1024 * 1024;
+/** ...and at least this many pieces, whatever their size. */
+export const MIN_WINDOW_PIECES = 4;
+/** Largest read from disk at once, and so the largest chunk handed to the sink. */
+export const READ_CHUNK = 1024 * 1024;
+/**
+ * Chunk buffers, reused once the sink has taken their bytes (its write callback): one being
+ * read into while the other is written. Fresh buffers per chunk cost tens of MB of garbage.
+ */
+export const CHUNK_BUFFERS = 2;
+/** The piece at the cursor is reported (`onStall`) once the stream has waited on it this long. */
+export const STALL_MS = 2_000;
+
+/** Pieces in the priority window for this piece length. */
+export function windowPieces(pieceLength: number): number {
+  return Math.max(MIN_WINDOW_PIECES, Math.ceil(STREAM_WINDOW_BYTES / pieceLength));
+}
+
+/**
+ * The working copy of a streamed torrent: `$XDG_CACHE_HOME/tdl/stream/<info hash hex>/`, else
+ * `~/.cache/tdl/stream/…` (the folder of the DHT cache file).
+ */
+export function streamWorkDir(infoHashHex: string, env: NodeJS.ProcessEnv = process.env): string {
+  return join(dirname(defaultCacheFile(env)), 'stream', infoHashHex.toLowerCase());
+}
+
+/** What the stream writes to: process.stdout, or any Writable. */
+export interface ByteSink {
+  write(chunk: Uint8Array, cb?: (err?: Error | null) => void): boolean;
+  on(event: 'drain' | 'close', fn: () => void): unknown;
+  on(event: 'error', fn: (err: Error) => void): unknown;
+  off(event: 'drain' | 'close', fn: () => void): unknown;
+  off(event: 'error', fn: (err: Error) => void): unknown;
+}
+
+export interface StreamOutOptions {
+  layout: Layout;
+  /** The file to write: its place in the torrent's byte space. */
+  file: { offset: number; length: number };
+  /**
+   * Read `length` bytes at `begin` of a piece that is verified and on disk, into `into` (whose
+   * length is at least `length`); returns the bytes.
+   */
+  read: (index: number, begin: number, length: number, into: Buffer) => Promise<Buffer>;
+  out: ByteSink;
+  /** The next piece to write changed (also called once by `start`). */
+  onCursor?: (piece: number) => void;
+  /**
+   * The stream has waited `stallMs` (default STALL_MS) for the piece at the cursor to reach the
+   * disk; called again every `stallMs` while it still waits.
+   */
+  onStall?: (piece: number) => void;
+  stallMs?: number;
+}
+
+export class StreamOut {
+  /** The first and last piece holding bytes of the file (last < first: an empty file). */
+  readonly first: number;
+  readonly last: number;
+  /** Bytes of the file written to the sink so far. */
+  written = 0;
+  private cursor: number;
+  private readonly onDisk: Uint8Array;
+  private pumping = false;
+  private stopped = false;
+  private failure: Error | null = null;
+  private wake: (() => void) | null = null;
+  /** Chunk buffers not held by the sink, and how many exist (at most CHUNK_BUFFERS). */
+  private readonly free: Buffer[] = [];
+  private buffers = 0;
+  /** When the cursor last moved (or the stream started), for `onStall`. */
+  private movedAt = 0;
+  private stallTimer: NodeJS.Timeout | null = null;
+  private resolveDone!: () => void;
+  private rejectDone!: (e: Error) => void;
+  /** Resolves once the last byte was written and flushed; rejects if the sink or a read fails. */
+  readonly done: Promise<void>;
+  private readonly onError = (e: Error) => this.fail(sinkError(e));
+  private readonly onClose = () => this.fail(new StdoutClosedError('closed'));
+
+  constructor(private readonly o: StreamOutOptions) {
+    const { layout, file } = o;
+    if (file.length > 0) {
+      this.first = Math.floor(file.offset / layout.pieceLength);
+      this.last = Math.floor((file.offset + file.length - 1) / layout.pieceLength);
+    } else {
+      this.first = 0;
+      this.last = -1;
+    }
+    this.cursor = this.first;
+    this.onDisk = new Uint8Array(Math.max(0, this.last - this.first + 1));
+    this.done = new Promise<void>((resolve, reject) => {
+      this.resolveDone = resolve;
+      this.rejectDone = reject;
+    });
+    // Nobody may be awaiting yet when it fails: not an unhandled rejection.
+    this.done.catch(() => {});
+  }
+
+  /** The next piece to write (past `last` once everything was handed to the sink). */
+  get position(): number {
+    return this.cursor;
+  }
+
+  /** Start with the pieces already on disk (`has`), and write what can be written. */
+  start(has: { has(i: number): boolean }): void {
+    this.o.out.on('error', this.onError);
+    this.o.out.on('close', this.onClose);
+    for (let p = this.first; p <= this.last; p++) if (has.has(p)) this.onDisk[p - this.first] = 1;
+    this.o.onCursor?.(this.cursor);
+    this.movedAt = Date.now();
+    if (this.o.onStall) {
+      const stallMs = this.o.stallMs ?? STALL_MS;
+      this.stallTimer = setInterval(() => this.checkStall(stallMs), Math.max(1, stallMs / 2));
+      this.stallTimer.unref();
+    }
+    void this.pump();
+  }
+
+  private checkStall(stallMs: number): void {
+    const c = this.cursor;
+    if (this.stopped || c > this.last || this.onDisk[c - this.first]) return;
+    if (Date.now() - this.movedAt < stallMs) return;
+    this.movedAt = Date.now();
+    this.o.onStall?.(c);
+  }
+
+  /** Piece `index` is verified and on disk. */
+  have(index: number): void {
+    if (index < this.first || index > this.last) return;
+    this.onDisk[index - this.first] = 1;
+    if (index === this.cursor) void this.pump();
+  }
+
+  /** Stop writing (the download ended some other way); `done` settles no more. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.detach();
+    this.wake?.();
+  }
+
+  private detach(): void {
+    if (this.stallTimer) clearInterval(this.stallTimer);
+    this.stallTimer = null;
+    this.o.out.off('error', this.onError);
+    this.o.out.off('close', this.onClose);
+    this.o.out.off('drain', this.onDrain);
+  }
+
+  private readonly onDrain = () => this.wake?.();
+
+  private fail(e: Error): void {
+    if (this.stopped || this.failure) return;
+    this.failure = e;
+    log('stream stopped: %s', e.message);
+    this.stop();
+    this.rejectDone(e);
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping || this.stopped) return;
+    this.pumping = true;
+    try {
+      const { layout, file } = this.o;
+      const fileEnd = file.offset + file.length;
+      while (!this.stopped && this.cursor <= this.last && this.onDisk[this.cursor - this.first]) {
+        const pieceStart = this.cursor * layout.pieceLength;
+        const from = Math.max(file.offset, pieceStart);
+        const to = Math.min(fileEnd, pieceStart + layout.pieceSize(this.cursor));
+        for (let at = from; at < to && !this.stopped;) {
+          const n = Math.min(READ_CHUNK, to - at);
+          const buf = await this.buffer(Math.min(READ_CHUNK, file.length));
+          if (!buf) return;
+          const chunk = await this.o.read(this.cursor, at - pieceStart, n, buf);
+          if (this.stopped) return;
+          at += n;
+          this.written += n;
+          const last = this.cursor === this.last && at === to;
+          if (last) {
+            // The run is done only once the last byte is flushed: the write's own callback.
+            this.cursor = this.last + 1;
+            this.o.out.write(chunk, (err) => {
+              if (err) this.fail(sinkError(err));
+              else this.finish();
+            });
+            return;
+          }
+          const room = this.o.out.write(chunk, () => this.release(buf));
+          if (!room) await this.drained();
+        }
+        if (this.stopped) return;
+        this.cursor++;
+        this.movedAt = Date.now();
+        this.o.onCursor?.(this.cursor);
+      }
+      if (this.cursor > this.last && this.last < this.first) this.finish();
+    } catch (e) {
+      this.fail(e instanceof Error ? e : new Error(String(e)));
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private finish(): void {
+    if (this.stopped) return;
+    log('all %d bytes written and flushed', this.written);
+    this.stop();
+    this.resolveDone();
+  }
+
+  /** A chunk buffer of `size` bytes: a free one, a new one, or the next one the sink gives back. */
+  private async buffer(size: number): Promise<Buffer | null> {
+    while (!this.stopped) {
+      const b = this.free.pop();
+      if (b) return b;
+      if (this.buffers < CHUNK_BUFFERS) {
+        this.buffers++;
+        return Buffer.allocUnsafe(size);
+      }
+      await new Promise<void>((resolve) => {
+        this.wake = () => {
+          this.wake = null;
+          resolve();
+        };
+      });
+    }
+    return null;
+  }
+
+  /** The sink is done with this buffer's bytes. */
+  private release(buf: Buffer): void {
+    this.free.push(buf);
+    this.wake?.();
+  }
+
+  /** Wait for the sink's `drain` (or the end of the stream). */
+  private drained(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.wake = () => {
+        this.wake = null;
+        this.o.out.off('drain', this.onDrain);
+        resolve();
+      };
+      this.o.out.on('drain', this.onDrain);
+    });
+  }
+}
+
+/** A failed write to the sink: the reader went away (EPIPE) or the sink broke. */
+function sinkError(e: Error): Error {
+  const code = (e as NodeJS.ErrnoException).code;
+  return new StdoutClosedError(code ?? e.message);
+}

@@ -1,0 +1,347 @@
+/**
+ * `tdl download <torrent> -o -` through the built CLI in a child process: the file's bytes, and
+ * nothing else, come out of stdout in order; the working copy under $XDG_CACHE_HOME/tdl/stream/
+ * goes once every byte is flushed; a reader that goes away ends the run with exit 141, a resume
+ * file and `stopped` sent; a slow reader does not make tdl buffer the file in memory.
+ *
+ * Runs `node dist/cli/main.js`: build first (`npm run build`; `npm test` does it).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  generatedData,
+  generatedTorrent,
+  startGeneratedSeeder,
+} from '../../scripts/lib/gen-seeder.mjs';
+import { decodeResume } from '../../src/storage/resume.js';
+import { useFixture } from '../helpers/fixture.js';
+import { assertBuilt, MAIN, spawnTdl, until } from '../helpers/tdl-process.js';
+import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+
+const fx = useFixture();
+const PIECE = 32 * 1024;
+
+beforeAll(() => assertBuilt());
+
+interface Streamed {
+  child: ChildProcess;
+  /** Bytes read from stdout so far. */
+  bytes(): Buffer;
+  received(): number;
+  stderr(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  peakRss(): number | null;
+}
+
+/**
+ * The CLI with its stdout read into the test as bytes, XDG_CACHE_HOME pointing to this test's
+ * own cache folder. `keep: false` counts the bytes and hashes them without keeping them.
+ */
+function spawnStream(args: string[], cache: string, o: { keep?: boolean } = {}): Streamed {
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, DEBUG: '', XDG_CACHE_HOME: cache },
+  });
+  const chunks: Buffer[] = [];
+  let received = 0;
+  let stderr = '';
+  child.stdout!.on('data', (b: Buffer) => {
+    received += b.length;
+    if (o.keep !== false) chunks.push(b);
+  });
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => {
+    if (stderr.length < 1 << 20) stderr += s;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  fx.onClose(async () => {
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      await exited;
+    }
+  });
+  return {
+    child,
+    bytes: () => Buffer.concat(chunks),
+    received: () => received,
+    stderr: () => stderr,
+    exited,
+    peakRss() {
+      try {
+        const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        return m ? Number(m[1]) * 1024 : null;
+      } catch {
+        return null;
+      }
+    },
+  };
+}
+
+/** The CLI run to its end: exit code, stdout bytes, stderr. */
+async function runStream(args: string[], cache: string) {
+  const s = spawnStream(args, cache);
+  const { code } = await s.exited;
+  // The pipes may still hold the last bytes when the process is gone.
+  await until(() => s.child.stdout!.readableEnded || s.child.stdout!.destroyed, 10_000, 'stdout');
+  return { code, stdout: s.bytes(), stderr: s.stderr() };
+}
+
+function workDir(cache: string, infoHash: Buffer): string {
+  return path.join(cache, 'tdl', 'stream', infoHash.toString('hex'));
+}
+
+function fiveFiles() {
+  const sizes = [50_000, 70_000, 100_000, 40_000, 90_000];
+  const files = sizes.map((n, i) => ({
+    path: [`f${i + 1}.bin`],
+    data: randomBytesSeeded(n, `stream-${i}`),
+  }));
+  return { files, t: makeTorrent({ name: 'five', pieceLength: PIECE, files }) };
+}
+
+describe('tdl download -o -', () => {
+  it('streams a single-file torrent to stdout, byte for byte, then removes the working copy', async () => {
+    const data = randomBytesSeeded(3 * 1024 * 1024 + 1234, 'stream-single');
+    const t = makeTorrent({ name: 'one.bin', pieceLength: PIECE, files: { data } });
+    const seeder = await fx.seeder(t, PIECE);
+    const torrent = await fx.writeTorrent(t);
+    const cache = path.join(fx.dir, 'cache');
+    const r = await runStream(
+      ['download', torrent, '-o', '-', '--peer', `127.0.0.1:${seeder.port}`, '--no-listen'],
+      cache,
+    );
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.length).toBe(data.length);
+    expect(r.stdout.equals(data)).toBe(true);
+    expect(existsSync(workDir(cache, t.infoHash))).toBe(false);
+    // Nothing was written beside the torrent either (no file named `-`).
+    expect(existsSync(path.join(fx.dir, '-'))).toBe(false);
+  });
+
+  it('streams only the selected file of a multi-file torrent (--select 2)', async () => {
+    const { files, t } = fiveFiles();
+    const seeder = await fx.seeder(t, PIECE);
+    const torrent = await fx.writeTorrent(t);
+    const cache = path.join(fx.dir, 'cache');
+    const r = await runStream(
+      [
+        'download',
+        torrent,
+        '-o',
+        '-',
+        '--select',
+        '2',
+        '--peer',
+        `127.0.0.1:${seeder.port}`,
+        '--no-listen',
+        '--json',
+      ],
+      cache,
+    );
+    expect(r.code).toBe(0);
+    expect(r.stdout.equals(files[1]!.data)).toBe(true);
+    // --json events went to stderr, one per line.
+    const events = r.stderr
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(events.find((e) => e['event'] === 'started')).toBeDefined();
+    expect(events.find((e) => e['event'] === 'done')).toMatchObject({ output: '-' });
+    expect(existsSync(workDir(cache, t.infoHash))).toBe(false);
+  });
+
+  it('streams from a magnet link: metadata from tdl seeding the torrent, then the file', async () => {
+    const data = randomBytesSeeded(1024 * 1024 + 77, 'stream-magnet');
+    const tracker = await fx.tracker([]);
+    const t = makeTorrent({
+      name: 'm.bin',
+      pieceLength: PIECE,
+      files: { data },
+      announce: tracker.url,
+    });
+    const src = path.join(fx.dir, 'm.bin');
+    await writeFile(src, data);
+    const torrent = await fx.writeTorrent(t);
+    const seed = spawnTdl(
+      ['seed', torrent, '-o', src, '--port', '0', '--json', '--no-dht'],
+      fx.onClose,
+    );
+    const port = await seed.port();
+    const cache = path.join(fx.dir, 'cache');
+    const magnet = `magnet:?xt=urn:btih:${t.infoHash.toString('hex')}&x.pe=127.0.0.1:${port}`;
+    const r = await runStream(['download', magnet, '-o', '-', '--no-dht', '--no-listen'], cache);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.equals(data)).toBe(true);
+    expect(existsSync(workDir(cache, t.infoHash))).toBe(false);
+  });
+
+  it('refuses, with exit 2: several files, --seed, tdl seed', async () => {
+    const { t } = fiveFiles();
+    const torrent = await fx.writeTorrent(t);
+    const cache = path.join(fx.dir, 'cache');
+    const peer = ['--peer', '127.0.0.1:1', '--no-listen', '--no-dht'];
+    const many = await runStream(['download', torrent, '-o', '-', ...peer], cache);
+    expect(many.code).toBe(2);
+    expect(many.stderr).toContain('-o - needs a single file: this torrent has 5');
+    expect(many.stderr).toContain('--select');
+    expect(many.stdout.length).toBe(0);
+    const two = await runStream(
+      ['download', torrent, '-o', '-', '--select', '1,3', ...peer],
+      cache,
+    );
+    expect(two.code).toBe(2);
+    expect(two.stderr).toContain('the selection has 2 of 5');
+    const seed = await runStream(
+      ['download', torrent, '-o', '-', '--select', '1', '--seed', ...peer],
+      cache,
+    );
+    expect(seed.code).toBe(2);
+    expect(seed.stderr).toMatch(/--seed cannot be used with -o -/);
+    const seedCmd = await runStream(['seed', torrent, '-o', '-', ...peer], cache);
+    expect(seedCmd.code).toBe(2);
+    expect(seedCmd.stderr).toContain('tdl seed needs -o to name where the data is');
+    // Nothing was created for these runs.
+    expect(existsSync(path.join(cache, 'tdl', 'stream'))).toBe(false);
+  });
+
+  it('a reader that goes away: exit 141, resume file kept, stopped sent; the next run streams it all', async () => {
+    const data = randomBytesSeeded(4 * 1024 * 1024, 'stream-epipe');
+    const tracker = await fx.tracker(() => seeders);
+    const t = makeTorrent({
+      name: 'cut.bin',
+      pieceLength: PIECE,
+      files: { data },
+      announce: tracker.url,
+    });
+    // A slow seeder first, so the reader's exit lands mid-download.
+    const slow = await fx.seeder(t, PIECE, { rateLimit: 512 * 1024 });
+    let seeders = [slow];
+    const torrent = await fx.writeTorrent(t);
+    const cache = path.join(fx.dir, 'cache');
+    const args = ['download', torrent, '-o', '-', '--no-dht', '--no-listen'];
+    const first = spawnStream(args, cache);
+    await until(() => first.received() >= 300_000, 20_000, '300,000 bytes');
+    const got = first.bytes();
+    first.child.stdout!.destroy();
+    const { code } = await first.exited;
+    expect(code, first.stderr()).toBe(141);
+    // What came out before is the start of the file.
+    expect(got.equals(data.subarray(0, got.length))).toBe(true);
+    expect(first.stderr()).toContain('standard output was closed');
+    expect(first.stderr().trim().split('\n')).toHaveLength(1);
+    const dir = workDir(cache, t.infoHash);
+    const resume = decodeResume(readFileSync(path.join(dir, 'cut.bin.tdl-resume')));
+    if (!resume.ok) throw new Error(resume.reason);
+    const kept = resume.state.have.count;
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThan(t.pieces.length);
+    await until(
+      () => tracker.announces.some((a) => a.event === 'stopped'),
+      5_000,
+      'a stopped announce',
+    );
+
+    // Again, from a fast seeder: what is on disk streams at once, only the rest is fetched.
+    const fast = await fx.seeder(t, PIECE);
+    seeders = [fast];
+    const second = await runStream(args, cache);
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stdout.equals(data)).toBe(true);
+    expect(fast.served).toBeLessThanOrEqual(data.length - kept * PIECE);
+    expect(existsSync(dir)).toBe(false);
+  }, 60_000);
+
+  it('--no-resume: a reader that goes away leaves no working copy; without -o - it is refused', async () => {
+    const data = randomBytesSeeded(2 * 1024 * 1024, 'stream-no-resume');
+    const t = makeTorrent({ name: 'nr.bin', pieceLength: PIECE, files: { data } });
+    const slow = await fx.seeder(t, PIECE, { rateLimit: 512 * 1024 });
+    const torrent = await fx.writeTorrent(t);
+    const cache = path.join(fx.dir, 'cache');
+    const peer = ['--peer', `127.0.0.1:${slow.port}`, '--no-listen'];
+    const s = spawnStream(['download', torrent, '-o', '-', '--no-resume', ...peer], cache);
+    await until(() => s.received() >= 100_000, 20_000, '100,000 bytes');
+    expect(existsSync(workDir(cache, t.infoHash))).toBe(true);
+    s.child.stdout!.destroy();
+    const { code } = await s.exited;
+    expect(code, s.stderr()).toBe(141);
+    expect(existsSync(workDir(cache, t.infoHash))).toBe(false);
+    const toFile = await runStream(
+      ['download', torrent, '-o', path.join(fx.dir, 'out.bin'), '--no-resume', ...peer],
+      cache,
+    );
+    expect(toFile.code).toBe(2);
+    expect(toFile.stderr).toContain('--no-resume applies to -o - only');
+  });
+
+  it('a slow peer does not hold the stream up until the end: its pieces are fetched from others too', async () => {
+    const piece = 64 * 1024;
+    const size = 16 * 1024 * 1024;
+    const data = randomBytesSeeded(size, 'stream-slow-peer');
+    const t = makeTorrent({ name: 's.bin', pieceLength: piece, files: { data } });
+    const slow = await fx.seeder(t, piece, { rateLimit: 4 * 1024 });
+    const fast = await fx.seeder(t, piece, { rateLimit: 1024 * 1024 });
+    const torrent = await fx.writeTorrent(t);
+    const cache = path.join(fx.dir, 'cache');
+    const peers = [slow, fast].flatMap((s) => ['--peer', `127.0.0.1:${s.port}`]);
+    const s = spawnStream(['download', torrent, '-o', '-', ...peers, '--no-listen'], cache);
+    // The slow peer takes some of the first pieces; without help the stream would wait for it
+    // until the fast one had fetched everything else (endgame).
+    await until(() => s.received() >= 2 * 1024 * 1024, 60_000, '2 MiB on stdout');
+    const servedThen = fast.served;
+    const { code } = await s.exited;
+    expect(code, s.stderr()).toBe(0);
+    await until(() => s.child.stdout!.readableEnded, 10_000, 'stdout');
+    expect(s.bytes().equals(data)).toBe(true);
+    expect(servedThen).toBeLessThan(size - 2 * 1024 * 1024);
+  }, 90_000);
+
+  it('a slow reader: the download goes on to disk while tdl holds no more than a few chunks', async () => {
+    const size = 64 * 1024 * 1024;
+    const gen = generatedData(size, 256 * 1024);
+    const { torrent, infoHash } = generatedTorrent(gen, 'gen.bin');
+    const seeder = await startGeneratedSeeder(gen, infoHash);
+    fx.onClose(() => seeder.close());
+    const file = path.join(fx.dir, 'gen.torrent');
+    await writeFile(file, torrent);
+    const cache = path.join(fx.dir, 'cache');
+    await mkdir(cache, { recursive: true });
+    const s = spawnStream(
+      ['download', file, '-o', '-', '--peer', `127.0.0.1:${seeder.port}`, '--no-listen', '-q'],
+      cache,
+      { keep: false },
+    );
+    const hash = createHash('sha1');
+    s.child.stdout!.on('data', (b: Buffer) => hash.update(b));
+    // Read a little, then stop reading until the whole torrent was served to tdl.
+    await until(() => s.received() > 0, 20_000, 'the first bytes');
+    s.child.stdout!.pause();
+    await until(() => seeder.served() >= size, 60_000, 'the whole torrent served');
+    const dir = workDir(cache, infoHash);
+    expect((await readdir(dir)).some((f) => f.startsWith('gen.bin'))).toBe(true);
+    await new Promise((r) => setTimeout(r, 500));
+    const peak = s.peakRss();
+    const stalled = s.received();
+    expect(stalled).toBeLessThan(size / 2);
+    s.child.stdout!.resume();
+    const { code } = await s.exited;
+    expect(code, s.stderr()).toBe(0);
+    await until(() => s.child.stdout!.readableEnded, 10_000, 'stdout');
+    expect(s.received()).toBe(size);
+    const want = createHash('sha1');
+    for (let i = 0; i < gen.pieceCount; i++) want.update(gen.piece(i));
+    expect(hash.digest('hex')).toBe(want.digest('hex'));
+    // A download to a file peaks at about 70 MB here; holding the file too would add 64 MiB.
+    if (peak !== null) expect(peak).toBeLessThan(120 * 1024 * 1024);
+  }, 120_000);
+});
