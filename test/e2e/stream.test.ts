@@ -215,6 +215,49 @@ describe('tdl download -o -', () => {
     expect(existsSync(path.join(cache, 'tdl', 'stream'))).toBe(false);
   });
 
+  it('in a shell pipeline: `| sha1sum` sees the whole file, `| head -c` ends tdl with 141', async () => {
+    const data = randomBytesSeeded(2 * 1024 * 1024 + 99, 'stream-shell');
+    const t = makeTorrent({ name: 'sh.bin', pieceLength: PIECE, files: { data } });
+    const seeder = await fx.seeder(t, PIECE);
+    const torrent = await fx.writeTorrent(t);
+    const cache = path.join(fx.dir, 'cache');
+    const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
+    const tdl = [process.execPath, MAIN, 'download', torrent, '-o', '-']
+      .concat(['--peer', `127.0.0.1:${seeder.port}`, '--no-listen', '--no-dht'])
+      .map(q)
+      .join(' ');
+    const shell = async (pipeline: string) => {
+      const child = spawn('bash', ['-c', pipeline], {
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, DEBUG: '', XDG_CACHE_HOME: cache },
+      });
+      let out = '';
+      let err = '';
+      child.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
+      child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
+      fx.onClose(async () => {
+        try {
+          if (child.exitCode === null && child.pid !== undefined)
+            process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      });
+      const code = await new Promise<number | null>((r) => child.once('close', (c) => r(c)));
+      return { code, out, err };
+    };
+    const sum = await shell(`set -o pipefail; ${tdl} | sha1sum`);
+    expect(sum.code, sum.err).toBe(0);
+    expect(sum.out.split(' ')[0]).toBe(createHash('sha1').update(data).digest('hex'));
+    expect(sum.err).toBe('');
+    // head exits after 1,000 bytes; tdl finds its stdout closed and exits 141 like a
+    // SIGPIPE'd program, with one line on stderr.
+    const head = await shell(`${tdl} | head -c 1000 | wc -c; echo "tdl=\${PIPESTATUS[0]}"`);
+    expect(head.code, head.err).toBe(0);
+    expect(head.out).toMatch(/^\s*1000\s*\ntdl=141\n$/);
+  }, 60_000);
+
   it('a reader that goes away: exit 141, resume file kept, stopped sent; the next run streams it all', async () => {
     const data = randomBytesSeeded(4 * 1024 * 1024, 'stream-epipe');
     const tracker = await fx.tracker(() => seeders);
