@@ -269,8 +269,10 @@ export function aria2Download({ torrent, outDir, timeoutMs }: DownloadOpts): Pro
  * exit code (check `code`), throws on timeout. `series` holds the verified bytes of its
  * progress events over time.
  * @param {{ torrent: string, out: string, timeoutMs?: number, peers?: string[],
- *   maxPeers?: number, args?: string[], env?: NodeJS.ProcessEnv }} opts
- *   env: tdl's environment (default: ours), e.g. an XDG_CACHE_HOME of its own for the DHT cache
+ *   maxPeers?: number, args?: string[], env?: NodeJS.ProcessEnv,
+ *   onEvent?: (event: Record<string, unknown>, tMs: number) => void }} opts
+ *   env: tdl's environment (default: ours), e.g. an XDG_CACHE_HOME of its own for the DHT cache;
+ *   onEvent: each event as it arrives, with its time of receipt (ms since spawn)
  * @returns {Promise<TdlRun>}
  */
 export function tdlDownload({
@@ -281,6 +283,7 @@ export function tdlDownload({
   maxPeers,
   args,
   env,
+  onEvent,
 }: {
   torrent: string;
   out: string;
@@ -289,6 +292,7 @@ export function tdlDownload({
   maxPeers?: number;
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  onEvent?: (event: Record<string, unknown>, tMs: number) => void;
 }): Promise<TdlRun>;
 /**
  * Throw (with tdl's stderr and last events) unless the run exited 0.

@@ -1077,8 +1077,10 @@ export async function aria2Download({ torrent, outDir, timeoutMs = 10 * 60_000 }
  * exit code (check `code`), throws on timeout. `series` holds the verified bytes of its
  * progress events over time.
  * @param {{ torrent: string, out: string, timeoutMs?: number, peers?: string[],
- *   maxPeers?: number, args?: string[], env?: NodeJS.ProcessEnv }} opts
- *   env: tdl's environment (default: ours), e.g. an XDG_CACHE_HOME of its own for the DHT cache
+ *   maxPeers?: number, args?: string[], env?: NodeJS.ProcessEnv,
+ *   onEvent?: (event: Record<string, unknown>, tMs: number) => void }} opts
+ *   env: tdl's environment (default: ours), e.g. an XDG_CACHE_HOME of its own for the DHT cache;
+ *   onEvent: each event as it arrives, with its time of receipt (ms since spawn)
  * @returns {Promise<TdlRun>}
  */
 export async function tdlDownload({
@@ -1089,6 +1091,7 @@ export async function tdlDownload({
   maxPeers,
   args = [],
   env,
+  onEvent,
 }) {
   if (!existsSync(TDL_CLI)) throw new Error(`${TDL_CLI} is missing: run npm run build`);
   const argv = [TDL_CLI, 'download', torrent, '-o', out, '--json'];
@@ -1109,6 +1112,7 @@ export async function tdlDownload({
       try {
         const ev = JSON.parse(line);
         events.push(ev);
+        onEvent?.(ev, tMs);
         if (ev.event === 'progress' && typeof ev.downloaded === 'number') {
           // Time of receipt since spawn, like the other clients' series (not tdl's own clock).
           series.push({ t: tMs, bytes: ev.downloaded });

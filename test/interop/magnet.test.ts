@@ -140,6 +140,7 @@ describe.skipIf(gate.skip)('magnet links between tdl and real clients', () => {
     async () => {
       const out = await makeTempDir('tdl-magnet-aria2-');
       try {
+        // aria2c 1.36 ignores x.pe (without tr it finds nobody): the tracker leads it to tdl.
         const magnet = magnetLink(fromTdl.infoHashHex, {
           trackers: [tracker.httpUrl],
           peers: [`127.0.0.1:${tdlSeeder.port}`],
