@@ -8,6 +8,7 @@
  * the magnet's `tr` (and `x.pe`) are the only sources.
  */
 import { readFile } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
@@ -60,6 +61,7 @@ describe.skipIf(gate.skip)('magnet links between tdl and real clients', () => {
   /** served by `tdl seed` only */
   let fromTdl: Payload;
   let tdlSeeder: TdlPeer;
+  let ltSeederPort: number;
 
   beforeAll(async () => {
     gate.assertPresent();
@@ -68,11 +70,12 @@ describe.skipIf(gate.skip)('magnet links between tdl and real clients', () => {
     fromLt = await preparePayload(work, LT_PAYLOAD, tracker);
     fromAria2 = await preparePayload(work, MULTI_FILE, tracker);
     fromTdl = await preparePayload(work, TDL_PAYLOAD, tracker);
-    await startLibtorrentSeeder({
+    const ltSeeder = await startLibtorrentSeeder({
       torrent: fromLt.httpTorrent,
       dataDir: fromLt.dataDir,
       timeoutMs: START_TIMEOUT_MS,
     });
+    ltSeederPort = ltSeeder.port;
     await startAria2Seeder({
       torrent: fromAria2.httpTorrent,
       dataDir: fromAria2.dataDir,
@@ -178,6 +181,52 @@ describe.skipIf(gate.skip)('magnet links between tdl and real clients', () => {
         expect(run.metadataMs).toBeGreaterThanOrEqual(0);
         expect(await compareTrees(fromTdl.root, path.join(out, fromTdl.name))).toEqual([]);
       } finally {
+        await removeTempDir(out);
+      }
+    },
+    MAGNET_TEST_TIMEOUT_MS,
+  );
+
+  // Skipped until fixed: MetadataSwarm.run() closes every connection once the metadata is
+  // complete (src/swarm/metadata-swarm.ts, 'metadata complete') and the download dials the same
+  // peers again: a second handshake per peer (about 1 s more from an aria2c seeder).
+  it.skip(
+    'keeps the metadata connection to a peer for the data (one TCP connection)',
+    async () => {
+      // A counting TCP relay in front of the libtorrent seeder, the magnet's only peer (x.pe).
+      let connections = 0;
+      const sockets = new Set<net.Socket>();
+      const relay = net.createServer((client) => {
+        connections++;
+        const upstream = net.connect({ host: '127.0.0.1', port: ltSeederPort });
+        for (const s of [client, upstream]) {
+          sockets.add(s);
+          s.on('error', () => {
+            client.destroy();
+            upstream.destroy();
+          });
+          s.on('close', () => sockets.delete(s));
+        }
+        client.pipe(upstream);
+        upstream.pipe(client);
+      });
+      await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+      const relayPort = (relay.address() as net.AddressInfo).port;
+      const out = await makeTempDir('tdl-magnet-relay-');
+      try {
+        const magnet = magnetLink(fromLt.infoHashHex, { peers: [`127.0.0.1:${relayPort}`] });
+        const run = await tdlDownload({
+          torrent: magnet,
+          out,
+          timeoutMs: MAGNET_TIMEOUT_MS,
+          args: ['--no-dht', '--no-listen'],
+        });
+        assertTdlOk(run);
+        expect(await compareTrees(fromLt.root, path.join(out, fromLt.name))).toEqual([]);
+        expect(connections).toBe(1);
+      } finally {
+        for (const sock of sockets) sock.destroy();
+        await new Promise((resolve) => relay.close(resolve));
         await removeTempDir(out);
       }
     },
