@@ -31,6 +31,7 @@ import {
   magnetLink,
   makePayload,
   makeTempDir,
+  missingPrograms,
   removeTempDir,
   startOpentracker,
   startTdlPeer,
@@ -165,6 +166,9 @@ const ROWS = [
  */
 export async function runDhtBench(names, runs, timeoutMs) {
   if (!names.includes('dht')) return { markdown: '', checks: [] };
+  if (missingPrograms(['opentracker']).length > 0) {
+    throw new Error('missing opentracker: apt-get install -y opentracker');
+  }
   log(`scenario dht: 32 MiB from a tdl seeder found through ${NODES} loopback DHT nodes`);
   const work = await makeTempDir('tdl-bench-dht-');
   /** @type {Record<string, Sample[]>} */

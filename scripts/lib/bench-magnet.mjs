@@ -22,6 +22,7 @@ import {
   magnetLink,
   makePayload,
   makeTempDir,
+  missingPrograms,
   removeTempDir,
   startAria2Seeder,
   startLibtorrentSeeder,
@@ -125,6 +126,13 @@ const log = (msg) => console.error(msg);
  */
 export async function runMagnetBench(names, runs, timeoutMs) {
   if (!names.includes('magnet')) return { markdown: '', checks: [] };
+  const missing = missingPrograms(['opentracker', 'libtorrent', 'aria2c']);
+  if (missing.length > 0) {
+    throw new Error(
+      `missing ${missing.map((m) => m.name).join(', ')}: apt-get install -y ` +
+        missing.map((m) => m.pkg).join(' '),
+    );
+  }
   log(
     'scenario magnet: 32 MiB from a libtorrent and an aria2c seeder, magnet link against .torrent',
   );
