@@ -51,6 +51,8 @@ import {
 } from './lib/bench-metadata.mjs';
 import { BIG_SCENARIOS, runBigBench } from './lib/bench-big.mjs';
 import { PIPELINE_SCENARIOS, runPipelineBench } from './lib/bench-pipeline.mjs';
+import { MAGNET_SCENARIOS, runMagnetBench } from './lib/bench-magnet.mjs';
+import { DHT_SCENARIOS, runDhtBench } from './lib/bench-dht.mjs';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
@@ -184,6 +186,12 @@ function usage() {
                          tdl alone: 256 MiB -o - | sha1sum against -o FILE (throughput >= 0.9x,
                          RSS < 100 MB); --select of one file of six (bytes received <= the
                          file + two pieces)
+  --scenario magnet      32 MiB from a libtorrent and an aria2c seeder: tdl and libtorrent from a
+                         magnet link and from the .torrent, aria2c from the magnet (targets: tdl
+                         magnet <= 1.1x tdl .torrent, <= libtorrent magnet)
+  --scenario dht         tdl finds a tdl seeder through a loopback network of 24 bittorrent-dht
+                         nodes (trackerless .torrent, magnet without tr) against a tracker:
+                         time to first DHT peer (target <= 2 s), total (<= tracker + 1 s)
   --seeders2 libtorrent  scenario 2 with four capped libtorrent seeders (default)
   --seeders2 mixed       two capped libtorrent and two capped aria2c seeders (aria2c's cap lets
                          bursts far above it through, so results vary more)`;
@@ -237,7 +245,15 @@ async function main() {
   // Very large generated torrents (tdl alone): see scripts/lib/bench-big.mjs. Only when named.
   const bigPicked = (values.scenario ?? []).filter((s) => BIG_SCENARIOS.includes(s));
   const pipePicked = (values.scenario ?? []).filter((s) => PIPELINE_SCENARIOS.includes(s));
-  const own = [...METADATA_SCENARIOS, ...BIG_SCENARIOS, ...PIPELINE_SCENARIOS];
+  const magnetPicked = (values.scenario ?? []).filter((s) => MAGNET_SCENARIOS.includes(s));
+  const dhtPicked = (values.scenario ?? []).filter((s) => DHT_SCENARIOS.includes(s));
+  const own = [
+    ...METADATA_SCENARIOS,
+    ...BIG_SCENARIOS,
+    ...PIPELINE_SCENARIOS,
+    ...MAGNET_SCENARIOS,
+    ...DHT_SCENARIOS,
+  ];
   const picked = values.scenario
     ? values.scenario
         .filter((s) => !own.includes(s))
@@ -308,6 +324,16 @@ async function main() {
     const pipe = await runPipelineBench(pipePicked, runs, timeoutMs);
     console.log(`\n${pipe.markdown}\n`);
     checks.push(...pipe.checks);
+  }
+  if (magnetPicked.length > 0) {
+    const mag = await runMagnetBench(magnetPicked, runs, timeoutMs);
+    console.log(`\n${mag.markdown}\n`);
+    checks.push(...mag.checks);
+  }
+  if (dhtPicked.length > 0) {
+    const dht = await runDhtBench(dhtPicked, runs, timeoutMs);
+    console.log(`\n${dht.markdown}\n`);
+    checks.push(...dht.checks);
   }
   if (checks.length > 0) {
     console.log('## Targets\n');

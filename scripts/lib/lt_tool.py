@@ -12,6 +12,9 @@ Run with Debian's /usr/bin/python3 (the python3-libtorrent module belongs to it)
   lt_tool.py download TORRENT OUT_DIR PORT TIMEOUT_S
       Download TORRENT into OUT_DIR (TCP only) and exit 0 once every piece is verified;
       prints "PROGRESS <verified bytes>" about every 100 ms.
+  lt_tool.py download-magnet URI OUT_DIR PORT TIMEOUT_S
+      Like download, from a magnet link (its tr= trackers and x.pe= peers): prints
+      "METADATA <ms since start>" once the metadata arrived, then progress as download does.
   lt_tool.py leech TORRENT OUT_DIR PORT TIMEOUT_S OPTIONS_JSON
       Like download, with session settings from OPTIONS_JSON: "upload_rate_limit" (bytes/s,
       applied on loopback too through the peer-class filter), "unchoke_slots_limit", and
@@ -221,6 +224,40 @@ def download(torrent, out_dir, port, timeout_s):
     leave(ses, h, announces, downloaded=True)
 
 
+def download_magnet(uri, out_dir, port, timeout_s):
+    start = time.monotonic()
+    port = int(port)
+    ses = lt.session(session_settings(port))
+    params = lt.parse_magnet_uri(uri)
+    params.save_path = out_dir
+    params.flags &= ~lt.torrent_flags.auto_managed
+    params.flags &= ~lt.torrent_flags.paused
+    announces = Announces()
+    h = ses.add_torrent(params)
+    deadline = start + float(timeout_s)
+    next_report = 0.0
+    have_metadata = False
+    while True:
+        ses.wait_for_alert(50)
+        drain(ses, announces)
+        st = h.status()
+        if st.errc.value() != 0:
+            raise SystemExit("download error: " + st.errc.message())
+        now = time.monotonic()
+        if not have_metadata and st.has_metadata:
+            have_metadata = True
+            print("METADATA %d" % int((now - start) * 1000), flush=True)
+        if have_metadata and (now >= next_report or st.is_seeding):
+            print("PROGRESS %d" % st.total_wanted_done, flush=True)
+            next_report = now + PROGRESS_EVERY_S
+        if have_metadata and (st.is_seeding or st.is_finished):
+            break
+        if now > deadline:
+            what = "%.1f%%" % (st.progress * 100) if have_metadata else "no metadata"
+            raise SystemExit("download timed out (%s)" % what)
+    leave(ses, h, announces, downloaded=True)
+
+
 def leech(torrent, out_dir, port, timeout_s, options_json):
     opts = json.loads(options_json)
     port = int(port)
@@ -331,6 +368,8 @@ def main(argv):
         seed(*argv[2:])
     elif cmd == "download" and len(argv) == 6:
         download(*argv[2:])
+    elif cmd == "download-magnet" and len(argv) == 6:
+        download_magnet(*argv[2:])
     elif cmd == "leech" and len(argv) == 7:
         leech(*argv[2:])
     elif cmd == "hang" and len(argv) == 3:

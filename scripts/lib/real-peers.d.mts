@@ -269,7 +269,10 @@ export function aria2Download({ torrent, outDir, timeoutMs }: DownloadOpts): Pro
  * exit code (check `code`), throws on timeout. `series` holds the verified bytes of its
  * progress events over time.
  * @param {{ torrent: string, out: string, timeoutMs?: number, peers?: string[],
- *   maxPeers?: number, args?: string[] }} opts
+ *   maxPeers?: number, args?: string[], env?: NodeJS.ProcessEnv,
+ *   onEvent?: (event: Record<string, unknown>, tMs: number) => void }} opts
+ *   env: tdl's environment (default: ours), e.g. an XDG_CACHE_HOME of its own for the DHT cache;
+ *   onEvent: each event as it arrives, with its time of receipt (ms since spawn)
  * @returns {Promise<TdlRun>}
  */
 export function tdlDownload({
@@ -279,6 +282,8 @@ export function tdlDownload({
   peers,
   maxPeers,
   args,
+  env,
+  onEvent,
 }: {
   torrent: string;
   out: string;
@@ -286,12 +291,72 @@ export function tdlDownload({
   peers?: string[];
   maxPeers?: number;
   args?: string[];
+  env?: NodeJS.ProcessEnv;
+  onEvent?: (event: Record<string, unknown>, tMs: number) => void;
 }): Promise<TdlRun>;
 /**
  * Throw (with tdl's stderr and last events) unless the run exited 0.
  * @param {TdlRun} run
  */
 export function assertTdlOk(run: TdlRun): void;
+/**
+ * A magnet link for an info hash: `xt=urn:btih:`, then `dn`, one `tr` per tracker and one
+ * `x.pe` per peer (`host:port`), each value percent-encoded.
+ * @param {string} infoHashHex
+ * @param {{ name?: string, trackers?: string[], peers?: string[] }} [opts]
+ * @returns {string}
+ */
+export function magnetLink(
+  infoHashHex: string,
+  {
+    name,
+    trackers,
+    peers,
+  }?: {
+    name?: string;
+    trackers?: string[];
+    peers?: string[];
+  },
+): string;
+/**
+ * Download a magnet link with libtorrent's own downloader (`lt_tool.py download-magnet`, TCP
+ * only, no DHT: the magnet's `tr` and `x.pe` are its only sources). `series` holds its verified
+ * bytes over time, `metadataMs` when it had the metadata (ms since spawn).
+ * @param {{ magnet: string, outDir: string, timeoutMs?: number }} opts
+ * @returns {Promise<MeasuredRun & { metadataMs: number }>}
+ */
+export function libtorrentMagnetDownload({
+  magnet,
+  outDir,
+  timeoutMs,
+}: {
+  magnet: string;
+  outDir: string;
+  timeoutMs?: number;
+}): Promise<
+  MeasuredRun & {
+    metadataMs: number;
+  }
+>;
+/**
+ * Fetch only the metadata of a magnet link with aria2c (`--bt-metadata-only=true
+ * --bt-save-metadata=true`): it saves `<info hash>.torrent` in outDir and exits.
+ * @param {{ magnet: string, outDir: string, timeoutMs?: number }} opts
+ * @returns {Promise<MeasuredRun & { torrentPath: string }>}
+ */
+export function aria2FetchMetadata({
+  magnet,
+  outDir,
+  timeoutMs,
+}: {
+  magnet: string;
+  outDir: string;
+  timeoutMs?: number;
+}): Promise<
+  MeasuredRun & {
+    torrentPath: string;
+  }
+>;
 /**
  * Compare two files or folders byte for byte.
  * @param {string} expected
@@ -315,7 +380,8 @@ export function compareTrees(expected: string, actual: string): Promise<string[]
  * `tdl download` (with `--seed` in `args` it keeps serving once complete). Resolves once tdl
  * listens (its `started` event), rejects when it exits first or the time runs out.
  * @param {{ command: 'seed' | 'download', torrent: string, out: string, port?: number,
- *   peers?: string[], args?: string[], timeoutMs?: number }} opts
+ *   peers?: string[], args?: string[], timeoutMs?: number, env?: NodeJS.ProcessEnv }} opts
+ *   env: tdl's environment (default: ours)
  * @returns {Promise<TdlPeer>}
  */
 export function startTdlPeer({
@@ -326,6 +392,7 @@ export function startTdlPeer({
   peers,
   args,
   timeoutMs,
+  env,
 }: {
   command: 'seed' | 'download';
   torrent: string;
@@ -334,6 +401,7 @@ export function startTdlPeer({
   peers?: string[];
   args?: string[];
   timeoutMs?: number;
+  env?: NodeJS.ProcessEnv;
 }): Promise<TdlPeer>;
 /**
  * Download with libtorrent's downloader set up as a tit-for-tat leecher (`lt_tool.py leech`).

@@ -1077,7 +1077,10 @@ export async function aria2Download({ torrent, outDir, timeoutMs = 10 * 60_000 }
  * exit code (check `code`), throws on timeout. `series` holds the verified bytes of its
  * progress events over time.
  * @param {{ torrent: string, out: string, timeoutMs?: number, peers?: string[],
- *   maxPeers?: number, args?: string[] }} opts
+ *   maxPeers?: number, args?: string[], env?: NodeJS.ProcessEnv,
+ *   onEvent?: (event: Record<string, unknown>, tMs: number) => void }} opts
+ *   env: tdl's environment (default: ours), e.g. an XDG_CACHE_HOME of its own for the DHT cache;
+ *   onEvent: each event as it arrives, with its time of receipt (ms since spawn)
  * @returns {Promise<TdlRun>}
  */
 export async function tdlDownload({
@@ -1087,6 +1090,8 @@ export async function tdlDownload({
   peers = [],
   maxPeers,
   args = [],
+  env,
+  onEvent,
 }) {
   if (!existsSync(TDL_CLI)) throw new Error(`${TDL_CLI} is missing: run npm run build`);
   const argv = [TDL_CLI, 'download', torrent, '-o', out, '--json'];
@@ -1101,11 +1106,13 @@ export async function tdlDownload({
   const run = await runMeasured(process.execPath, argv, {
     name: 'tdl download',
     timeoutMs: timeoutMs + 5_000,
+    env,
     onStdoutLine: (line, tMs) => {
       if (!line.startsWith('{')) return;
       try {
         const ev = JSON.parse(line);
         events.push(ev);
+        onEvent?.(ev, tMs);
         if (ev.event === 'progress' && typeof ev.downloaded === 'number') {
           // Time of receipt since spawn, like the other clients' series (not tdl's own clock).
           series.push({ t: tMs, bytes: ev.downloaded });
@@ -1139,6 +1146,93 @@ export function assertTdlOk(run) {
       `\n--- tdl stderr (tail) ---\n${run.stderrTail || '(empty)'}` +
       `\n--- tdl events (last non-progress) ---\n${lastEvents || '(none)'}`,
   );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Magnet links
+
+/**
+ * A magnet link for an info hash: `xt=urn:btih:`, then `dn`, one `tr` per tracker and one
+ * `x.pe` per peer (`host:port`), each value percent-encoded.
+ * @param {string} infoHashHex
+ * @param {{ name?: string, trackers?: string[], peers?: string[] }} [opts]
+ * @returns {string}
+ */
+export function magnetLink(infoHashHex, { name, trackers = [], peers = [] } = {}) {
+  const parts = [`xt=urn:btih:${infoHashHex.toLowerCase()}`];
+  if (name !== undefined) parts.push(`dn=${encodeURIComponent(name)}`);
+  for (const tr of trackers) parts.push(`tr=${encodeURIComponent(tr)}`);
+  for (const pe of peers) parts.push(`x.pe=${encodeURIComponent(pe)}`);
+  return `magnet:?${parts.join('&')}`;
+}
+
+/**
+ * Download a magnet link with libtorrent's own downloader (`lt_tool.py download-magnet`, TCP
+ * only, no DHT: the magnet's `tr` and `x.pe` are its only sources). `series` holds its verified
+ * bytes over time, `metadataMs` when it had the metadata (ms since spawn).
+ * @param {{ magnet: string, outDir: string, timeoutMs?: number }} opts
+ * @returns {Promise<MeasuredRun & { metadataMs: number }>}
+ */
+export async function libtorrentMagnetDownload({ magnet, outDir, timeoutMs = 10 * 60_000 }) {
+  const port = await freePort();
+  /** @type {{ t: number, bytes: number }[]} */
+  const progress = [];
+  let metadataMs = -1;
+  const run = await runMeasured(
+    PYTHON,
+    [LT_TOOL, 'download-magnet', magnet, outDir, String(port), String(Math.ceil(timeoutMs / 1000))],
+    {
+      name: 'libtorrent magnet download',
+      timeoutMs: timeoutMs + 5_000,
+      onStdoutLine: (line, tMs) => {
+        const m = /^PROGRESS (\d+)$/.exec(line);
+        if (m) progress.push({ t: tMs, bytes: Number(m[1]) });
+        else if (line.startsWith('METADATA ')) metadataMs = tMs;
+      },
+    },
+  );
+  checkExit('libtorrent magnet download', run);
+  return { ...run, series: progress, metadataMs };
+}
+
+/**
+ * Fetch only the metadata of a magnet link with aria2c (`--bt-metadata-only=true
+ * --bt-save-metadata=true`): it saves `<info hash>.torrent` in outDir and exits.
+ * @param {{ magnet: string, outDir: string, timeoutMs?: number }} opts
+ * @returns {Promise<MeasuredRun & { torrentPath: string }>}
+ */
+export async function aria2FetchMetadata({ magnet, outDir, timeoutMs = 10 * 60_000 }) {
+  const exe = findExecutable('aria2c');
+  if (!exe) throw new Error('aria2c is not installed (Debian package: aria2)');
+  const port = await freePort();
+  const run = await runMeasured(
+    exe,
+    [
+      ...ARIA2_COMMON.filter((a) => !a.startsWith('--bt-save-metadata')),
+      '--bt-metadata-only=true',
+      '--bt-save-metadata=true',
+      '--seed-time=0',
+      '--dir',
+      outDir,
+      `--listen-port=${port}`,
+      `--stop-with-process=${process.pid}`,
+      `--stop=${Math.ceil(timeoutMs / 1000)}`,
+      magnet,
+    ],
+    { name: 'aria2c metadata', timeoutMs: timeoutMs + 5_000 },
+  );
+  checkExit('aria2c metadata', run);
+  const m = /btih:([0-9a-fA-F]{40})/.exec(magnet);
+  const saved = (await fs.readdir(outDir)).filter((f) => f.endsWith('.torrent'));
+  const want = m?.[1] ? `${m[1].toLowerCase()}.torrent` : undefined;
+  const name = saved.find((f) => f === want) ?? saved[0];
+  if (!name) {
+    throw new Error(
+      `aria2c exited 0 but saved no .torrent in ${outDir}` +
+        `\n--- aria2c stderr (tail) ---\n${run.stderrTail || '(empty)'}`,
+    );
+  }
+  return { ...run, torrentPath: path.join(outDir, name) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1221,7 +1315,8 @@ export async function compareTrees(expected, actual) {
  * `tdl download` (with `--seed` in `args` it keeps serving once complete). Resolves once tdl
  * listens (its `started` event), rejects when it exits first or the time runs out.
  * @param {{ command: 'seed' | 'download', torrent: string, out: string, port?: number,
- *   peers?: string[], args?: string[], timeoutMs?: number }} opts
+ *   peers?: string[], args?: string[], timeoutMs?: number, env?: NodeJS.ProcessEnv }} opts
+ *   env: tdl's environment (default: ours)
  * @returns {Promise<TdlPeer>}
  */
 export async function startTdlPeer({
@@ -1232,6 +1327,7 @@ export async function startTdlPeer({
   peers = [],
   args = [],
   timeoutMs = START_TIMEOUT_MS,
+  env,
 }) {
   if (!existsSync(TDL_CLI)) throw new Error(`${TDL_CLI} is missing: run npm run build`);
   const listenPort = port ?? (await freePort());
@@ -1244,6 +1340,7 @@ export async function startTdlPeer({
   /** @type {Set<() => void>} */
   const waiters = new Set();
   const t = spawnTracked(`tdl ${command} :${listenPort}`, process.execPath, argv, {
+    env,
     stopSignal: 'SIGINT',
     onStdoutLine: (line) => {
       if (!line.startsWith('{')) return;
