@@ -1299,12 +1299,16 @@ async function writeDoc(docPath, results, checks, machine, runs, customResults =
     if (i >= 0 && j > i) return old.slice(i, j + end.length);
     return `${start}\n\n### Scenario ${id}\n\nNot measured yet.\n\n${end}`;
   };
-  // Hand-written findings about the latest run stay from one rewrite to the next.
-  const keptNotes = () => {
-    const i = old.indexOf('<!-- notes start -->');
-    const j = old.indexOf('<!-- notes end -->');
-    return i >= 0 && j > i ? `\n${old.slice(i, j + '<!-- notes end -->'.length)}\n` : '';
-  };
+  // Sections other scenarios write (magnet-dht, metadata) and the hand-written findings about
+  // the latest run stay from one rewrite to the next.
+  const keptNotes = () =>
+    ['magnet-dht', 'notes', 'metadata']
+      .map((name) => {
+        const i = old.indexOf(`<!-- ${name} start -->`);
+        const j = old.indexOf(`<!-- ${name} end -->`);
+        return i >= 0 && j > i ? `\n${old.slice(i, j + `<!-- ${name} end -->`.length)}\n` : '';
+      })
+      .join('');
   const text = `# Benchmarks
 
 \`npm run bench\` builds tdl and runs \`scripts/bench.mjs\`: it sets up a swarm of real programs on
