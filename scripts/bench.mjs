@@ -1299,10 +1299,10 @@ async function writeDoc(docPath, results, checks, machine, runs, customResults =
     if (i >= 0 && j > i) return old.slice(i, j + end.length);
     return `${start}\n\n### Scenario ${id}\n\nNot measured yet.\n\n${end}`;
   };
-  // Sections other scenarios write (magnet-dht, pipeline, metadata) and the hand-written findings about
+  // Sections other scenarios write (magnet-dht, pipeline, scale, metadata) and the hand-written findings about
   // the latest run stay from one rewrite to the next.
   const keptNotes = () =>
-    ['magnet-dht', 'pipeline', 'notes', 'metadata']
+    ['magnet-dht', 'pipeline', 'scale', 'notes', 'metadata']
       .map((name) => {
         const i = old.indexOf(`<!-- ${name} start -->`);
         const j = old.indexOf(`<!-- ${name} end -->`);
