@@ -87,7 +87,9 @@ export class StreamOut {
   private pumping = false;
   private stopped = false;
   private failure: Error | null = null;
-  private wake: (() => void) | null = null;
+  /** The pump waiting for a chunk buffer back from the sink, or for the sink's `drain`. */
+  private wakeBuffer: (() => void) | null = null;
+  private wakeDrain: (() => void) | null = null;
   /** Chunk buffers not held by the sink, and how many exist (at most CHUNK_BUFFERS). */
   private readonly free: Buffer[] = [];
   private buffers = 0;
@@ -160,7 +162,8 @@ export class StreamOut {
     if (this.stopped) return;
     this.stopped = true;
     this.detach();
-    this.wake?.();
+    this.wakeBuffer?.();
+    this.wakeDrain?.();
   }
 
   private detach(): void {
@@ -171,7 +174,7 @@ export class StreamOut {
     this.o.out.off('drain', this.onDrain);
   }
 
-  private readonly onDrain = () => this.wake?.();
+  private readonly onDrain = () => this.wakeDrain?.();
 
   private fail(e: Error): void {
     if (this.stopped || this.failure) return;
@@ -217,7 +220,8 @@ export class StreamOut {
         this.movedAt = Date.now();
         this.o.onCursor?.(this.cursor);
       }
-      if (this.cursor > this.last && this.last < this.first) this.finish();
+      // An empty file: nothing to write.
+      if (this.last < this.first) this.finish();
     } catch (e) {
       this.fail(e instanceof Error ? e : new Error(String(e)));
     } finally {
@@ -242,8 +246,8 @@ export class StreamOut {
         return Buffer.allocUnsafe(size);
       }
       await new Promise<void>((resolve) => {
-        this.wake = () => {
-          this.wake = null;
+        this.wakeBuffer = () => {
+          this.wakeBuffer = null;
           resolve();
         };
       });
@@ -254,14 +258,14 @@ export class StreamOut {
   /** The sink is done with this buffer's bytes. */
   private release(buf: Buffer): void {
     this.free.push(buf);
-    this.wake?.();
+    this.wakeBuffer?.();
   }
 
-  /** Wait for the sink's `drain` (or the end of the stream). */
+  /** Wait for the sink's `drain` (or the end of the stream); a buffer given back does not count. */
   private drained(): Promise<void> {
     return new Promise<void>((resolve) => {
-      this.wake = () => {
-        this.wake = null;
+      this.wakeDrain = () => {
+        this.wakeDrain = null;
         this.o.out.off('drain', this.onDrain);
         resolve();
       };
