@@ -23,7 +23,7 @@
  */
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
-import { InterruptedError, NoPeersError, TransferError } from '../errors.js';
+import { InterruptedError, NoPeersError, TdlError, TransferError } from '../errors.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { PeerConnection, PeerTimeouts } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
@@ -763,7 +763,9 @@ export class Download extends EventEmitter<DownloadEvents> {
   }
 
   private fail(e: Error): void {
-    if (this.complete && !(e instanceof InterruptedError)) {
+    // An interrupt (a signal, or stdout closed by its reader) ends the run even once complete;
+    // any other failure then is only a warning.
+    if (this.complete && !(e instanceof TdlError && e.kind === 'interrupted')) {
       this.emit('warning', e.message);
       return;
     }

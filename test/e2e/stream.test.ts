@@ -42,7 +42,17 @@ interface Streamed {
  * own cache folder. `keep: false` counts the bytes and hashes them without keeping them.
  */
 function spawnStream(args: string[], cache: string, o: { keep?: boolean } = {}): Streamed {
-  const child = spawn(process.execPath, [MAIN, ...args], {
+  return spawnChild(process.execPath, [MAIN, ...args], cache, o);
+}
+
+/** A program (the CLI, or a shell running it in a pipeline), killed with its group at the end. */
+function spawnChild(
+  command: string,
+  argv: string[],
+  cache: string,
+  o: { keep?: boolean } = {},
+): Streamed {
+  const child = spawn(command, argv, {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, DEBUG: '', XDG_CACHE_HOME: cache },
@@ -88,8 +98,16 @@ function spawnStream(args: string[], cache: string, o: { keep?: boolean } = {}):
 }
 
 /** The CLI run to its end: exit code, stdout bytes, stderr. */
-async function runStream(args: string[], cache: string) {
-  const s = spawnStream(args, cache);
+function runStream(args: string[], cache: string) {
+  return runChild(spawnStream(args, cache));
+}
+
+/** `bash -c pipeline` run to its end (the CLI in it sees this test's cache folder). */
+function runShell(pipeline: string, cache: string) {
+  return runChild(spawnChild('bash', ['-c', pipeline], cache));
+}
+
+async function runChild(s: Streamed) {
   const { code } = await s.exited;
   // The pipes may still hold the last bytes when the process is gone.
   await until(() => s.child.stdout!.readableEnded || s.child.stdout!.destroyed, 10_000, 'stdout');
@@ -226,36 +244,24 @@ describe('tdl download -o -', () => {
       .concat(['--peer', `127.0.0.1:${seeder.port}`, '--no-listen', '--no-dht'])
       .map(q)
       .join(' ');
-    const shell = async (pipeline: string) => {
-      const child = spawn('bash', ['-c', pipeline], {
-        detached: true,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, DEBUG: '', XDG_CACHE_HOME: cache },
-      });
-      let out = '';
-      let err = '';
-      child.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
-      child.stderr!.setEncoding('utf8').on('data', (s: string) => (err += s));
-      fx.onClose(async () => {
-        try {
-          if (child.exitCode === null && child.pid !== undefined)
-            process.kill(-child.pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      });
-      const code = await new Promise<number | null>((r) => child.once('close', (c) => r(c)));
-      return { code, out, err };
-    };
-    const sum = await shell(`set -o pipefail; ${tdl} | sha1sum`);
-    expect(sum.code, sum.err).toBe(0);
-    expect(sum.out.split(' ')[0]).toBe(createHash('sha1').update(data).digest('hex'));
-    expect(sum.err).toBe('');
+    const sum = await runShell(`set -o pipefail; ${tdl} | sha1sum`, cache);
+    expect(sum.code, sum.stderr).toBe(0);
+    expect(sum.stdout.toString().split(' ')[0]).toBe(createHash('sha1').update(data).digest('hex'));
+    expect(sum.stderr).toBe('');
     // head exits after 1,000 bytes; tdl finds its stdout closed and exits 141 like a
     // SIGPIPE'd program, with one line on stderr.
-    const head = await shell(`${tdl} | head -c 1000 | wc -c; echo "tdl=\${PIPESTATUS[0]}"`);
-    expect(head.code, head.err).toBe(0);
-    expect(head.out).toMatch(/^\s*1000\s*\ntdl=141\n$/);
+    const head = await runShell(
+      `${tdl} | head -c 1000 | wc -c; echo "tdl=\${PIPESTATUS[0]}"`,
+      cache,
+    );
+    expect(head.code, head.stderr).toBe(0);
+    expect(head.stdout.toString()).toMatch(/^\s*1000\s*\ntdl=141\n$/);
+    expect(head.stderr.trim()).toMatch(/^tdl: stopped: standard output was closed[^\n]*$/);
+    // The working copy's resume file is kept, and readable.
+    const resume = decodeResume(
+      readFileSync(path.join(workDir(cache, t.infoHash), 'sh.bin.tdl-resume')),
+    );
+    expect(resume.ok).toBe(true);
   }, 60_000);
 
   it('a reader that goes away: exit 141, resume file kept, stopped sent; the next run streams it all', async () => {
