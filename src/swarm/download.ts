@@ -383,11 +383,7 @@ export class Download extends EventEmitter<DownloadEvents> {
    */
   setPriorityWindow(cursor: number, size: number): void {
     this.picker.setWindow(cursor, size);
-    this.windowed = true;
   }
-
-  /** A priority window is set (a stream): slow peers are kept out of it at each tick. */
-  private windowed = false;
 
   /**
    * Peers that have been connected a while and fetch at under 1/WINDOW_SLOW_FACTOR of the best
@@ -883,7 +879,9 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (s.req.inflight.size < s.req.depth) this.request(s);
     }
     this.picker.maxInflightBytes = this.memoryBudget();
-    if (this.windowed) this.skipSlowForWindow(now);
+    // A priority window (a stream): slow peers are kept out of it at each tick.
+    const w = this.picker.window;
+    if (w.start < w.end) this.skipSlowForWindow(now);
     this.makeRoom(now);
     this.fill();
     if (this.sessions.size + this.pool.connecting === 0) {
