@@ -1,7 +1,6 @@
-import { mkdir, rm, rmdir } from 'node:fs/promises';
+import { rmdir } from 'node:fs/promises';
 import { Dht } from '../dht/dht.js';
 import { UsageError } from '../errors.js';
-import { toDiskError } from '../storage/fs-util.js';
 import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
 import { download } from '../swarm/client.js';
 import type { Download } from '../swarm/download.js';
@@ -12,7 +11,7 @@ import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from 
 import { parsePeer } from './peer-arg.js';
 import { openTorrent } from './source.js';
 import { resolveSelection, selectedBytes } from '../storage/selection.js';
-import { streamWorkDir, type ByteSink } from '../storage/stream-out.js';
+import { makeWorkDir, removeWorkDir, streamWorkDir, type ByteSink } from '../storage/stream-out.js';
 
 export { parsePeer };
 
@@ -84,7 +83,7 @@ export async function runDownload(
   let workDir =
     streaming && magnet ? streamWorkDir(parseMagnet(file).infoHash.toString('hex')) : '';
   try {
-    if (workDir) await mkdirOrFail(workDir);
+    if (workDir) await makeWorkDir(workDir);
     if (wantDht && magnet) await startDht();
     const opened = await openTorrent(
       file,
@@ -135,7 +134,7 @@ export async function runDownload(
       }
       stream = { fileIndex: picked[0]!, out: sink };
       workDir = streamWorkDir(meta.infoHashHex);
-      await mkdirOrFail(workDir);
+      await makeWorkDir(workDir);
     }
     const output = streaming ? workDir : opts.output;
 
@@ -243,7 +242,7 @@ export async function runDownload(
       });
       if (timer) clearInterval(timer);
       // The reader has every byte: the working copy goes.
-      if (streaming) await rm(workDir, { recursive: true, force: true }).catch(() => {});
+      if (streaming) await removeWorkDir(workDir);
       const where = streaming ? '-' : result.plan.root;
       redraw();
       const s = result.stats;
@@ -288,9 +287,7 @@ export async function runDownload(
   } finally {
     await (dht as Dht | null)?.stop().catch(() => {});
     // --no-resume: nothing is kept for a later run, however this one ended.
-    if (streaming && opts.resume === false && workDir) {
-      await rm(workDir, { recursive: true, force: true }).catch(() => {});
-    }
+    if (streaming && opts.resume === false && workDir) await removeWorkDir(workDir);
   }
 }
 
@@ -317,12 +314,4 @@ function checkStreamArgs(opts: { seed?: boolean }, io: CliIO, mode: 'download' |
     throw new UsageError('-o - needs stdout to be a byte stream');
   }
   return out as ByteSink;
-}
-
-async function mkdirOrFail(dir: string): Promise<void> {
-  try {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-  } catch (e) {
-    throw toDiskError(e, `cannot create the working folder ${dir}`);
-  }
 }

@@ -12,10 +12,12 @@
  * the picker, which fetches the pieces just ahead of it first; `onStall` says when the stream has
  * waited too long on one piece (see docs/DESIGN.md, "Streaming to stdout").
  */
+import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import createDebug from 'debug';
 import { defaultCacheFile } from '../dht/cache.js';
 import { StdoutClosedError } from '../errors.js';
+import { toDiskError } from './fs-util.js';
 import type { Layout } from './layout.js';
 
 const log = createDebug('tdl:stream');
@@ -45,6 +47,20 @@ export function windowPieces(pieceLength: number): number {
  */
 export function streamWorkDir(infoHashHex: string, env: NodeJS.ProcessEnv = process.env): string {
   return join(dirname(defaultCacheFile(env)), 'stream', infoHashHex.toLowerCase());
+}
+
+/** Create a working folder (owner only); DiskError when it cannot be. */
+export async function makeWorkDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw toDiskError(e, `cannot create the working folder ${dir}`);
+  }
+}
+
+/** Remove a working folder and all it holds (best effort: what is left is only cache). */
+export async function removeWorkDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true }).catch(() => {});
 }
 
 /** What the stream writes to: process.stdout, or any Writable. */
