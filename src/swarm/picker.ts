@@ -359,11 +359,7 @@ export class PiecePicker {
    * partial peer may cost up to the missing pieces rarer than its rarest.
    */
   private rarestNew(bf: Bitfield, ignoreMemory = false): number {
-    // Pieces verified but not yet written hold memory too: one piece may always start, but only
-    // when nothing at all is held (a disk that does not keep up slows the download down).
-    if (!ignoreMemory && this.inflightBytes > 0) {
-      if (this.inflightBytes + this.layout.pieceLength > this.maxInflightBytes) return -1;
-    }
+    if (!ignoreMemory && !this.hasRoom()) return -1;
     for (const bucket of this.buckets) {
       const len = bucket.length;
       if (len === 0) continue;
