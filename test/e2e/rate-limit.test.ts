@@ -112,7 +112,8 @@ describe('rate limits (long-run averages; tolerant of a loaded machine)', () => 
     await new Promise((r) => setTimeout(r, 10_000));
     const b2 = l.blockBytes;
     const t2 = Date.now();
-    expect(t1 - t0).toBeGreaterThanOrEqual(1_000);
+    // The burst was skipped (a timer may fire a millisecond early by the wall clock: 999 seen).
+    expect(t1 - t0).toBeGreaterThanOrEqual(990);
     const rate = (b2 - b1) / ((t2 - t1) / 1000);
     // Blocks arrive whole: two blocks either way are within the error.
     expect(Math.abs(rate - RATE) / RATE).toBeLessThan(0.05 + (2 * 16384) / (b2 - b1));
