@@ -10,9 +10,9 @@ import { InterruptedError, StdoutClosedError } from '../errors.js';
 import { EXIT } from './exit-codes.js';
 import { run } from './program.js';
 
-// The only WebAssembly tdl runs is the HTTP parser inside undici, used for a few tracker
-// requests. V8's optimizing WebAssembly tier would spend about 30 MB compiling it for no gain:
-// the baseline compiler is enough (see docs/DESIGN.md, "Memory").
+// The only WebAssembly tdl runs is the HTTP parser inside undici (web seeds, `.torrent` URLs).
+// V8's optimizing WebAssembly tier would spend about 30 MB compiling it for no gain: the
+// baseline compiler is enough (see docs/DESIGN.md, "Memory").
 v8.setFlagsFromString('--liftoff-only');
 
 const controller = new AbortController();

@@ -6,9 +6,14 @@
  * stream is aborted as soon as that cap is crossed, redirects are followed by hand (at most
  * MAX_TRACKER_REDIRECTS, http/https only), and every failure is a TrackerError naming the
  * tracker URL.
+ *
+ * The transport is Node's own `node:http`/`node:https` (one connection per request, closed after
+ * it; headers capped at Node's 16 KiB): an announce is a single GET, and undici would cost a
+ * download about 0.1 s of CPU to load before its first announce (docs/DESIGN.md, "Start-up").
  */
 import createDebug from 'debug';
-import type { Dispatcher } from 'undici';
+import type { ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
+import type { Socket } from 'node:net';
 import { decodeStrict, isDict, isList, type BDict, type BValue } from '../metainfo/bencode.js';
 import { describeError, TdlError, TrackerError } from '../errors.js';
 import { followRedirect, percentEncodeBytes, REDIRECT_STATUSES } from '../http.js';
@@ -30,25 +35,23 @@ export const MAX_TRACKER_REDIRECTS = 3;
 /** Longest failure reason / warning message kept (characters). */
 export const MAX_TRACKER_MESSAGE_CHARS = 1024;
 
-// Per-request deadlines are set on each request; connections are not kept alive (`reset`).
-// undici is loaded on the first HTTP announce: a download from UDP trackers or known peers never
-// pays for it (it is the largest module tdl loads).
-let undici: Promise<{ request: typeof import('undici').request; agent: Dispatcher }> | null = null;
-function loadUndici() {
-  undici ??= import('undici').then((u) => ({
-    request: u.request,
-    agent: new u.Agent({ connect: { timeout: HTTP_CONNECT_TIMEOUT_MS }, keepAliveTimeout: 1_000 }),
-  }));
-  return undici;
+type Get = (url: URL, opts: RequestOptions, cb: (res: IncomingMessage) => void) => ClientRequest;
+// node:http and node:https are loaded on the first announce that needs them: a download from
+// UDP trackers or known peers never pays for them.
+let httpGet: Promise<Get> | null = null;
+let httpsGet: Promise<Get> | null = null;
+function loadGet(protocol: string): Promise<Get> {
+  if (protocol === 'https:') return (httpsGet ??= import('node:https').then((m) => m.get));
+  return (httpGet ??= import('node:http').then((m) => m.get));
 }
 
 /**
- * Start loading the HTTP client now, so that the first announce does not wait for it (about
- * 70 ms): called when a download that will announce over HTTP starts.
+ * Start loading the HTTP client now, so that the first announce does not wait for it: called
+ * when a download that will announce over HTTP starts.
  */
 export function preloadHttpClient(): void {
-  loadUndici().catch(() => {
-    undici = null;
+  loadGet('http:').catch(() => {
+    httpGet = null;
   });
 }
 
@@ -164,23 +167,14 @@ export function parseHttpResponse(body: Buffer): AnnounceResponse {
   return res;
 }
 
-/** Ends a response body we will not read (undici reports the abort as a stream error). */
-function discard(body: {
-  destroy(err?: Error): unknown;
-  on(ev: 'error', fn: () => void): unknown;
-}): void {
+/** Ends a response body we will not read (and its connection). */
+function discard(body: IncomingMessage): void {
   body.on('error', () => undefined);
   body.destroy();
 }
 
 /** Reads at most `cap` bytes from the body; destroys the stream once it crosses the cap. */
-async function readCapped(
-  body: AsyncIterable<Uint8Array> & {
-    destroy(err?: Error): unknown;
-    on(ev: 'error', fn: () => void): unknown;
-  },
-  cap: number,
-): Promise<Buffer> {
+async function readCapped(body: IncomingMessage, cap: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of body) {
@@ -189,7 +183,7 @@ async function readCapped(
       discard(body);
       throw new TrackerError(`reply body is larger than ${cap} bytes`);
     }
-    chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks, total);
 }
@@ -207,31 +201,52 @@ function parseHttpUrl(raw: string, what: string): URL {
   return u;
 }
 
+/**
+ * One GET: resolves with the response (its body unread) once the headers are in. The connection
+ * must be made within HTTP_CONNECT_TIMEOUT_MS (TLS included); `signal` bounds everything else.
+ */
+async function get(url: URL, signal: AbortSignal): Promise<IncomingMessage> {
+  const fetch = await loadGet(url.protocol);
+  signal.throwIfAborted();
+  return new Promise<IncomingMessage>((resolve, reject) => {
+    const req = fetch(
+      url,
+      {
+        agent: false, // no pooling: `Connection: close`, the socket goes with the request
+        signal,
+        headers: { 'user-agent': 'tdl', accept: '*/*' },
+      },
+      resolve,
+    );
+    req.on('error', reject);
+    req.once('socket', (sock: Socket) => {
+      if (!sock.connecting) return;
+      const timer = setTimeout(() => {
+        req.destroy(new TrackerError(`no connection within ${HTTP_CONNECT_TIMEOUT_MS} ms`));
+      }, HTTP_CONNECT_TIMEOUT_MS);
+      timer.unref();
+      const done = () => clearTimeout(timer);
+      sock.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', done);
+      sock.once('close', done);
+    });
+  });
+}
+
 async function announceOnce(
   trackerUrl: string,
   req: AnnounceRequest,
   signal: AbortSignal,
-  timeoutMs: number,
 ): Promise<AnnounceResponse> {
   parseHttpUrl(trackerUrl, 'tracker URL');
   let target = buildAnnounceUrl(trackerUrl, req);
-  const { request, agent } = await loadUndici();
   for (let redirects = 0; ; redirects++) {
     debug('GET %s', target);
-    const res = await request(target, {
-      method: 'GET',
-      dispatcher: agent,
-      signal,
-      reset: true,
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-      headers: { 'user-agent': 'tdl', accept: '*/*' },
-    });
-    const { statusCode, headers, body } = res;
+    const res = await get(parseHttpUrl(target, 'announce URL'), signal);
+    const statusCode = res.statusCode ?? 0;
+    const { headers } = res;
     if (REDIRECT_STATUSES.has(statusCode)) {
-      discard(body);
-      const loc = headers['location'];
-      const next = followRedirect(target, Array.isArray(loc) ? loc[0] : loc, statusCode, {
+      discard(res);
+      const next = followRedirect(target, headers.location, statusCode, {
         redirects,
         max: MAX_TRACKER_REDIRECTS,
       });
@@ -241,16 +256,15 @@ async function announceOnce(
       continue;
     }
     if (statusCode !== 200) {
-      discard(body);
+      discard(res);
       throw new TrackerError(`HTTP status ${statusCode}`);
     }
-    const lenHeader = headers['content-length'];
-    const declared = Number(Array.isArray(lenHeader) ? lenHeader[0] : lenHeader);
+    const declared = Number(headers['content-length']);
     if (Number.isFinite(declared) && declared > MAX_TRACKER_BODY_BYTES) {
-      discard(body);
+      discard(res);
       throw new TrackerError(`reply body is larger than ${MAX_TRACKER_BODY_BYTES} bytes`);
     }
-    const buf = await readCapped(body, MAX_TRACKER_BODY_BYTES);
+    const buf = await readCapped(res, MAX_TRACKER_BODY_BYTES);
     return parseHttpResponse(buf);
   }
 }
@@ -278,7 +292,7 @@ export async function announceHttp(
   else opts.signal?.addEventListener('abort', onAbort, { once: true });
   const started = Date.now();
   try {
-    const res = await announceOnce(url, req, controller.signal, timeoutMs);
+    const res = await announceOnce(url, req, controller.signal);
     debug(
       '%s: %d peers, interval %ds (%dms)',
       url,
