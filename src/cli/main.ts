@@ -15,6 +15,9 @@ import { run } from './program.js';
 // baseline compiler is enough (see docs/DESIGN.md, "Memory").
 v8.setFlagsFromString('--liftoff-only');
 
+/** Longest wait for stdout and stderr to take our last lines before exiting anyway. */
+const EXIT_FLUSH_MS = 2_000;
+
 const controller = new AbortController();
 let signalled = false;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
@@ -44,7 +47,27 @@ const code = await run(process.argv.slice(2), {
 // A run that succeeded while its last lines went unread still reports the closed pipe (the
 // handler above does it if the error only comes later).
 process.exitCode = stdoutClosed && code === EXIT.ok ? EXIT.stdoutClosed : code;
-// Open handles (a tracker that does not answer `stopped`) must not keep us alive. Tests set a
-// long grace (TDL_EXIT_GRACE_MS) to tell a clean exit from this safety net.
-const grace = Number(process.env['TDL_EXIT_GRACE_MS'] ?? '') || 2_000;
-setTimeout(() => process.exit(Number(process.exitCode ?? 0)), grace).unref();
+// Everything the run started has ended by now (the `stopped` announces were sent, files closed).
+// Exit as soon as our own output is written: letting Node tear down by itself costs tens of
+// milliseconds more, and a straggling handle (a tracker that does not answer `stopped`) must
+// not keep us alive. Tests set TDL_EXIT_GRACE_MS to wait instead for the loop to empty (up to
+// that long), to tell a clean end from this exit.
+const exit = () => process.exit(Number(process.exitCode ?? 0));
+const grace = Number(process.env['TDL_EXIT_GRACE_MS'] ?? '');
+if (grace > 0) {
+  setTimeout(exit, grace).unref();
+} else {
+  setTimeout(exit, EXIT_FLUSH_MS).unref();
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  exit();
+}
+
+/** Resolves once `s` holds no unwritten data (at once where stdio writes are synchronous). */
+function flushed(s: NodeJS.WriteStream): Promise<void> {
+  if (s.writableLength === 0 || s.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    s.once('drain', resolve);
+    s.once('close', resolve);
+    s.once('error', resolve);
+  });
+}
