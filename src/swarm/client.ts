@@ -17,6 +17,7 @@ import type { Dht } from '../dht/dht.js';
 import { DhtPeerSource } from '../dht/peer-source.js';
 import { NoPeersError, TransferError } from '../errors.js';
 import type { Metainfo } from '../metainfo/torrent.js';
+import type { PeerConnection } from '../peer/connection.js';
 import { makePeerId } from '../peer/peer-id.js';
 import { startupCheck, type ProgressFn, type StartupCheck } from '../storage/check.js';
 import { ResumeWriter } from '../storage/checkpoint.js';
@@ -154,6 +155,8 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   let timer: NodeJS.Timeout | null = null;
   let listener: Listener | null = null;
   let tracker: Announcer | undefined;
+  /** The first announce's peers and warnings, held until the download starts. */
+  let early: EarlySource | null = null;
   let dl: Download | null = null;
   let dhtSource: DhtPeerSource | null = null;
   const win = windowPieces(meta.pieceLength);
@@ -223,17 +226,8 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       const stats = idleStats(layout);
       return { stats, plan, check: checkInfo, wasComplete: true };
     }
-    if (!complete) {
-      writer = new ResumeWriter(resumeFile, meta, storage, check.have);
-      // The first checkpoint saves what the check found; if it cannot be written (folder not
-      // writable, disk full) the download does not start.
-      await writer.checkpoint();
-      if (o.torrentBytes) await writeFile(metadataFile, o.torrentBytes).catch(() => {});
-      const w = writer;
-      storage.setBeforeWrite((index) => w.intent(index));
-    }
-    await copyFromParts(check.have);
-
+    // Listening and the first announce start before the first checkpoint is written: the
+    // tracker's answer is on its way while the resume file is synced (docs/DESIGN.md, "Start-up").
     const peerId = makePeerId();
     const handshakeMs = o.timeouts?.handshakeMs ?? o.peerTimeoutMs ?? 15_000;
     if (o.listen !== false) {
@@ -247,6 +241,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     }
     const port = listener?.port ?? 0;
     if (useTrackers) {
+      const leftAtStart = missingBytes(layout, wanted, check.have);
       tracker = new Announcer({
         announceList: meta.announceList,
         infoHash: meta.infoHash,
@@ -257,11 +252,24 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
           return {
             uploaded: s?.uploaded ?? 0,
             downloaded: s?.downloaded ?? 0,
-            left: s ? s.total - s.completed : meta.length - (complete ? meta.length : 0),
+            left: s ? s.total - s.completed : leftAtStart,
           };
         },
       });
+      early = holdEarly(tracker, listener);
+      tracker.start();
     }
+    if (!complete) {
+      writer = new ResumeWriter(resumeFile, meta, storage, check.have);
+      // The first checkpoint saves what the check found; if it cannot be written (folder not
+      // writable, disk full) the download does not start.
+      await writer.checkpoint();
+      if (o.torrentBytes) await writeFile(metadataFile, o.torrentBytes).catch(() => {});
+      const w = writer;
+      storage.setBeforeWrite((index) => w.intent(index));
+    }
+    await copyFromParts(check.have);
+
     if (dht) {
       if (meta.nodes.length > 0) dht.addContacts(meta.nodes);
       dhtSource = new DhtPeerSource(dht, meta.infoHash, { announcePort: port || undefined });
@@ -334,7 +342,10 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       timer.unref();
     }
     streamOut?.start(check.have);
-    const stats = await d.run();
+    const running = d.run();
+    // What the first announce brought while the download was being set up.
+    early?.release(d);
+    const stats = await running;
     if (timer) clearInterval(timer);
     timer = null;
     if (!complete) {
@@ -382,13 +393,19 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     throw e;
   } finally {
     o.signal?.removeEventListener('abort', forward);
+    early?.release(null);
     streamOut?.stop();
     dl?.close();
-    await listener?.close();
-    if (tracker) await tracker.stop().catch(() => {});
-    await dhtSource?.stop().catch(() => {});
-    await writer?.close().catch(() => {});
-    await storage.close();
+    // The trackers hear `stopped` while the rest is closed.
+    const stopping = tracker?.stop().catch(() => {});
+    try {
+      await listener?.close();
+      await dhtSource?.stop().catch(() => {});
+      await writer?.close().catch(() => {});
+      await storage.close();
+    } finally {
+      await stopping;
+    }
   }
 }
 
@@ -456,4 +473,54 @@ function idleStats(layout: Layout): DownloadStats {
 async function removeStale(file: string): Promise<void> {
   await rm(file, { force: true }).catch(() => {});
   await rm(`${file}.tmp`, { force: true }).catch(() => {});
+}
+
+/** Bytes of wanted pieces not in `have`: what is left before the download starts. */
+function missingBytes(layout: Layout, wanted: Bitfield, have: Bitfield): number {
+  let left = 0;
+  for (let p = 0; p < layout.pieceCount; p++) {
+    if (wanted.has(p) && !have.has(p)) left += layout.pieceSize(p);
+  }
+  return left;
+}
+
+/** Most peer addresses and warnings held from announces made before the download starts. */
+const MAX_EARLY_PEERS = 2_000;
+const MAX_EARLY_WARNINGS = 16;
+
+interface EarlySource {
+  /** Hands what was held to `d` (null: drops it) and stops holding. */
+  release(d: Download | null): void;
+}
+
+/**
+ * Holds the tracker's peers and warnings until the download is there to take them, and closes
+ * incoming connections meanwhile (they come again; nothing could serve them yet).
+ */
+function holdEarly(tracker: Announcer, listener: Listener | null): EarlySource {
+  const peers: PeerAddress[] = [];
+  const warnings: string[] = [];
+  const onPeers = (list: PeerAddress[]) => {
+    for (const p of list) if (peers.length < MAX_EARLY_PEERS) peers.push(p);
+  };
+  const onWarning = (message: string) => {
+    if (warnings.length < MAX_EARLY_WARNINGS) warnings.push(message);
+  };
+  const onIncoming = (conn: PeerConnection) => conn.close('not started yet');
+  tracker.on('peers', onPeers);
+  tracker.on('warning', onWarning);
+  listener?.on('peer', onIncoming);
+  let released = false;
+  return {
+    release(d) {
+      if (released) return;
+      released = true;
+      tracker.off('peers', onPeers);
+      tracker.off('warning', onWarning);
+      listener?.off('peer', onIncoming);
+      if (!d) return;
+      for (const w of warnings) d.emit('warning', w);
+      if (peers.length > 0) d.addPeers(peers, 'tracker');
+    },
+  };
 }
