@@ -69,6 +69,8 @@ export async function runDownload(
   const magnet = isMagnet(file);
   const wantDht = opts.dht !== false && (magnet || cliPeers.length === 0);
   let dht: Dht | null = null;
+  /** The DHT of a .torrent download, while it starts (see below). */
+  let dhtStarting: Promise<Dht> | null = null;
   const startDht = async () => {
     dht = new Dht({
       port: opts.port ?? DHT_DEFAULT_PORT,
@@ -100,8 +102,12 @@ export async function runDownload(
       },
       io,
     );
-    // Private torrents (BEP 27) never touch the DHT: it starts once the torrent says it may.
-    if (wantDht && !magnet && !opened.meta.private) await startDht();
+    // Private torrents (BEP 27) never touch the DHT: it starts once the torrent says it may,
+    // while the download sets up its output and asks the trackers (the download awaits it).
+    if (wantDht && !magnet && !opened.meta.private) {
+      dhtStarting = startDht();
+      dhtStarting.catch(() => {}); // a failure is the download's, when it awaits it
+    }
     const meta = opened.meta;
     const peers = [...cliPeers, ...opened.peers];
     const selected = resolveSelection(meta.files, meta.name, meta.multiFile, {
@@ -182,7 +188,7 @@ export async function runDownload(
         peers,
         selected,
         trackersToo: opened.magnet,
-        dht,
+        dht: dhtStarting ?? dht,
         webSeeds: opts.webSeeds,
         torrentBytes: opened.torrentBytes,
         maxPeers: opts.maxPeers,
@@ -285,6 +291,8 @@ export async function runDownload(
       throw e;
     }
   } finally {
+    // A DHT still starting is stopped once it has (it would bind after a stop).
+    await dhtStarting?.catch(() => {});
     await (dht as Dht | null)?.stop().catch(() => {});
     // --no-resume: nothing is kept for a later run, however this one ended.
     if (streaming && opts.resume === false && workDir) await removeWorkDir(workDir);

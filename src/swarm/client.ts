@@ -65,8 +65,11 @@ export interface ClientOptions {
   torrentBytes?: Buffer;
   /** Download from the torrent's web seeds (`url-list`, BEP 19); default true. */
   webSeeds?: boolean;
-  /** The DHT, for peers of torrents that are not private (null or absent: none). */
-  dht?: Dht | null;
+  /**
+   * The DHT, for peers of torrents that are not private (null or absent: none); it may still be
+   * starting: it is awaited only once the output is set up and the first announce sent.
+   */
+  dht?: Dht | Promise<Dht> | null;
   maxPeers?: number;
   peerTimeoutMs?: number;
   stallTimeoutMs?: number;
@@ -271,8 +274,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     await copyFromParts(check.have);
 
     if (dht) {
-      if (meta.nodes.length > 0) dht.addContacts(meta.nodes);
-      dhtSource = new DhtPeerSource(dht, meta.infoHash, { announcePort: port || undefined });
+      const node = await dht;
+      if (meta.nodes.length > 0) node.addContacts(meta.nodes);
+      dhtSource = new DhtPeerSource(node, meta.infoHash, { announcePort: port || undefined });
     }
     dl = new Download({
       meta,
