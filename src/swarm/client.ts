@@ -398,10 +398,10 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   } finally {
     o.signal?.removeEventListener('abort', forward);
     early?.release(null);
-    streamOut?.stop();
-    dl?.close();
     // The trackers hear `stopped` while the rest is closed.
     const stopping = tracker?.stop().catch(() => {});
+    streamOut?.stop();
+    dl?.close();
     try {
       await listener?.close();
       await dhtSource?.stop().catch(() => {});
