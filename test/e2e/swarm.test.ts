@@ -4,10 +4,14 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { Dht } from '../../src/dht/dht.js';
+import { encode } from '../../src/metainfo/bencode.js';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
 import { download } from '../../src/swarm/client.js';
+import type { PeerAddress } from '../../src/tracker/types.js';
 import { runCli } from '../helpers/cli.js';
 import type { FakeSeeder } from '../helpers/fake-seeder.js';
+import { compactPeers, parseHttpAnnounce, startHttpTracker } from '../helpers/fake-tracker.js';
 import { useFixture } from '../helpers/fixture.js';
 import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 
@@ -133,5 +137,55 @@ describe('requests a peer never answers', () => {
     expect(result.stats.downloaded).toBe(data.length);
     expect((await readFile(out)).equals(data)).toBe(true);
     expect(Date.now() - started).toBeLessThan(5_000);
+  });
+});
+
+describe('the first announce, sent before the download starts', () => {
+  it('hands its peers and warning to the download, which ends with stopped to the tracker', async () => {
+    const data = randomBytesSeeded(256 * 1024, 27);
+    const events: string[] = [];
+    const peers: PeerAddress[] = [];
+    const tracker = await startHttpTracker({
+      handler: (req, res) => {
+        events.push(parseHttpAnnounce(req.url ?? '')?.event ?? '');
+        const reply = { interval: 1800, 'warning message': 'hello from the tracker' };
+        res.end(encode({ ...reply, peers: compactPeers(peers, 4) }));
+      },
+    });
+    const dht = new Dht({ port: 0, bind: '127.0.0.1', bootstrap: [], cacheFile: null });
+    try {
+      const t = makeTorrent({
+        name: 'early.bin',
+        pieceLength: 32768,
+        files: { data },
+        announce: tracker.url,
+      });
+      peers.push((await seeder(t, 32768)).address);
+      // The DHT is handed over still starting and is ready only once the tracker has answered:
+      // the download cannot start before that answer is in, so it must take the held peers.
+      const ready = (async () => {
+        while (events.length === 0) await new Promise((r) => setTimeout(r, 5));
+        await new Promise((r) => setTimeout(r, 50));
+        await dht.start();
+        return dht;
+      })();
+      const warnings: string[] = [];
+      const out = path.join(fx.dir, 'early.bin');
+      const result = await download({
+        meta: parseTorrent(t.torrent),
+        output: out,
+        dht: ready,
+        listen: { port: 0, bind: '127.0.0.1' },
+        stallTimeoutMs: 10_000,
+        onStart: (d) => d.on('warning', (w) => warnings.push(w)),
+      });
+      expect(result.stats.downloaded).toBe(data.length);
+      expect((await readFile(out)).equals(data)).toBe(true);
+      expect(warnings.some((w) => w.includes('hello from the tracker'))).toBe(true);
+      expect(events).toEqual(['started', 'completed', 'stopped']);
+    } finally {
+      await dht.stop();
+      await tracker.close();
+    }
   });
 });
