@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encode } from '../../src/metainfo/bencode.js';
-import { encodeCanonical } from '../../src/metainfo/bencode-encode.js';
+import { Bencoded, encodeCanonical } from '../../src/metainfo/bencode-encode.js';
 
 // `FUZZ_SEED` / `FUZZ_RUNS` as in test/fuzz/.
 const seed = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : 42;
@@ -52,5 +52,12 @@ describe('encodeCanonical', () => {
       }),
       { seed, numRuns },
     );
+  });
+});
+
+describe('Bencoded', () => {
+  it('is written as it is', () => {
+    const raw = new Bencoded(Buffer.from('li1ee'));
+    expect(encodeCanonical({ b: raw, a: [raw] })).toEqual(Buffer.from('d1:alli1eee1:bli1eee'));
   });
 });
