@@ -13,8 +13,14 @@
  *   broken or folder links, the output file itself) is reported through `onSkip`.
  */
 import crypto from 'node:crypto';
-import fs, { lstatSync, readdirSync, type Dirent, type Stats } from 'node:fs';
-import { realpath, stat } from 'node:fs/promises';
+import fs, {
+  lstatSync,
+  readdirSync,
+  realpathSync,
+  statSync,
+  type Dirent,
+  type Stats,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -188,18 +194,22 @@ function shown(d: Frame, text: string): string {
  * the UTF-8 bytes of their names and folders are entered where they sort (depth first,
  * iteratively), which is the order of whole paths compared component by component.
  */
-async function listFolder(
+function listFolder(
   dir: string,
   opts: CreateOptions,
   skip: (rel: string, reason: string) => void,
-): Promise<SourceFile[]> {
-  const realRoot = await realpath(dir).catch((e: unknown) => {
+): SourceFile[] {
+  let realRoot: string;
+  try {
+    realRoot = realpathSync.native(dir);
+  } catch (e) {
     throw ioError(dir, e);
-  });
+  }
   const exclude = opts.exclude === undefined ? undefined : path.resolve(opts.exclude);
   const out: SourceFile[] = [];
   // Synchronous on purpose: nothing else runs on this thread while listing (the workers boot
-  // on theirs), and a promise per file cost several times the system call itself.
+  // on theirs), and a promise per file cost several times the system call itself (and the
+  // first one starts libuv's thread pool).
   const open = (abs: string, rel: string[]): Frame => {
     let dirents: Dirent<Buffer>[];
     try {
@@ -270,7 +280,7 @@ async function listFolder(
     if (st === undefined || st.isSymbolicLink()) {
       let target: string;
       try {
-        target = await realpath(abs);
+        target = realpathSync.native(abs);
       } catch {
         skip(shown(d, text), 'broken symbolic link');
         continue;
@@ -282,7 +292,7 @@ async function listFolder(
         );
       }
       try {
-        st = await stat(abs);
+        st = statSync(abs);
       } catch (e) {
         throw ioError(abs, e);
       }
@@ -487,7 +497,7 @@ export async function createTorrent(
   const abs = path.resolve(input);
   let st;
   try {
-    st = await stat(abs);
+    st = statSync(abs);
   } catch (e) {
     throw ioError(input, e);
   }
@@ -527,7 +537,7 @@ async function createWith(
   let files: SourceFile[];
   let multiFile: boolean;
   if (st.isDirectory()) {
-    files = await listFolder(abs, opts, skip);
+    files = listFolder(abs, opts, skip);
     multiFile = true;
   } else if (st.isFile()) {
     files = [{ abs, path: [name], length: st.size }];
