@@ -155,6 +155,7 @@ export function hashJobs(
   const report = (n: number) => {
     Atomics.add(progress, slot, BigInt(n));
   };
+  // 0, 1, 2: CTL_NEXT, CTL_DONE, CTL_STOP (this body runs in workers too: no outside names).
   while (Atomics.load(control, 2) === 0) {
     const job = Atomics.add(control, 0, 1);
     if (job >= plan.jobCount) return false;

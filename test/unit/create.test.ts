@@ -12,7 +12,15 @@ import {
   createTorrent,
   parseSize,
 } from '../../src/metainfo/create.js';
-import { fileStarts, hashJob, hashJobs, type HashPlan } from '../../src/metainfo/hash-worker.js';
+import {
+  CTL_DONE,
+  CTL_NEXT,
+  CTL_STOP,
+  fileStarts,
+  hashJob,
+  hashJobs,
+  type HashPlan,
+} from '../../src/metainfo/hash-worker.js';
 import { parseTorrent, pieceHash } from '../../src/metainfo/torrent.js';
 import { tempDir } from '../helpers/cli.js';
 import { randomBytesSeeded } from '../helpers/torrent.js';
@@ -118,6 +126,8 @@ describe('hashJob', () => {
   });
 
   it('hashJobs shares the jobs through the counter and says who finished the last', async () => {
+    // hashJobs runs in workers from its source text, so it spells these out.
+    expect([CTL_NEXT, CTL_DONE, CTL_STOP]).toEqual([0, 1, 2]);
     const data = randomBytesSeeded(200_000, 'j');
     await writeFile(path.join(dir, 'j'), data);
     const { plan, starts, hashes } = planFor(
@@ -272,6 +282,31 @@ describe('createTorrent', () => {
       'b\ufffd: name is not valid UTF-8',
       'out.torrent: the output file itself',
     ]);
+  });
+
+  it('stops on abort, before or while hashing, with the reason of the signal', async () => {
+    const root = path.join(dir, 'big');
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < 8; i++) files[`f${i}`] = randomBytesSeeded(2_000_000, i);
+    await tree(root, files);
+    const before = new AbortController();
+    before.abort(new Error('stop now'));
+    await expect(createTorrent(root, { signal: before.signal, threads: 2 })).rejects.toThrow(
+      'stop now',
+    );
+    const during = new AbortController();
+    let calls = 0;
+    await expect(
+      createTorrent(root, {
+        signal: during.signal,
+        threads: 2,
+        pieceLength: 16384,
+        onProgress: () => {
+          // The first report comes once the workers have their jobs.
+          if (++calls === 1) during.abort(new Error('stopped while hashing'));
+        },
+      }),
+    ).rejects.toThrow('stopped while hashing');
   });
 
   it('refuses empty input and bad URLs', async () => {
