@@ -99,7 +99,7 @@ export function hashJob(
     let off = pos - starts[fi]!;
     let left = Math.min(fileEnd, end) - pos;
     const toEof = pos + left === fileEnd;
-    const fd = fs.openSync(path, 'r');
+    const fd = fs.openSync(path, fs.constants.O_RDONLY);
     try {
       while (left > 0) {
         // The last read of a file asks for one byte more than is left: getting it means the
