@@ -1,4 +1,4 @@
-import { writeFile, rename, rm } from 'node:fs/promises';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DiskError, UsageError } from '../errors.js';
 import { checkPieceLength, createTorrent, parseSize } from '../metainfo/create.js';
@@ -82,10 +82,10 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
     // Write beside the target, then rename: a failed run never leaves half a .torrent.
     const tmp = `${outPath}.tdl-tmp-${process.pid}`;
     try {
-      await writeFile(tmp, made.torrent);
-      await rename(tmp, outPath);
+      writeFileSync(tmp, made.torrent);
+      renameSync(tmp, outPath);
     } catch (e) {
-      await rm(tmp, { force: true });
+      rmSync(tmp, { force: true });
       const code = (e as NodeJS.ErrnoException).code ?? String(e);
       if (code === 'ENOENT') throw new UsageError(`cannot write ${opts.output}: ${code}`);
       throw new DiskError(`cannot write ${opts.output}: ${code}`, { cause: e });

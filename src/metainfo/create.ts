@@ -4,7 +4,8 @@
  * - Deterministic: files are sorted by the bytes of their path, component by component; without
  *   a creation date the same input gives byte-identical output.
  * - Streaming: files are read through 1 MiB buffers, never whole, by this thread and
- *   `threads - 1` worker threads (see hash-worker.ts), each taking jobs of whole pieces.
+ *   `threads - 1` worker threads (see hash-worker.ts), each taking jobs of whole pieces from a
+ *   shared counter. The workers are started first, so they boot while the folder is listed.
  * - Path rules: the torrent only holds regular files with names that are valid UTF-8 and pass
  *   the parser's path checks. A symbolic link is followed only when its target is inside the
  *   folder (a link to a file there is stored as a copy of it); a link that leads outside
@@ -12,31 +13,46 @@
  *   broken or folder links, the output file itself) is reported through `onSkip`.
  */
 import crypto from 'node:crypto';
-import fs, { lstatSync, readdirSync, type Stats } from 'node:fs';
-import { realpath, stat } from 'node:fs/promises';
+import fs, {
+  lstatSync,
+  readdirSync,
+  realpathSync,
+  statSync,
+  type Dirent,
+  type Stats,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import debug from 'debug';
 import { DiskError, UsageError } from '../errors.js';
-import { encode } from './bencode.js';
+import { Bencoded, encodeCanonical } from './bencode-encode.js';
 import {
+  CTL_NEXT,
+  CTL_STOP,
   HASH_WORKER_SOURCE,
   READ_BUFFER_BYTES,
+  fileStarts,
   hashJob,
-  type HashJob,
-  type HashSegment,
+  hashJobs,
+  type HashPlan,
 } from './hash-worker.js';
 import { checkPathComponent, normalizeComponent } from './paths.js';
 import { MAX_FILES, MAX_PIECE_LENGTH, parseTorrent } from './torrent.js';
 
-const log = debug('tdl:create');
+// `debug` is loaded only when DEBUG is set: importing it costs about 20 ms of CPU, a tenth of
+// `tdl create` on a folder of small files.
+const log: (format: string, ...args: unknown[]) => void =
+  process.env['DEBUG'] === undefined ? () => {} : (await import('debug')).default('tdl:create');
 
 export const MIN_PIECE_LENGTH = 16 * 1024;
 /** Largest piece length `auto` picks. */
 export const MAX_AUTO_PIECE_LENGTH = 16 * 1024 * 1024;
 /** `auto` aims at no more than this many pieces (and more than half as many). */
 export const AUTO_MAX_PIECES = 2000;
+/** A single file up to this size is hashed by the main thread alone (no worker to boot). */
+const WORKER_MIN_BYTES = 32 * 1024 * 1024;
+/** Largest hashing job: the last one ends at most this much after the others. */
+const JOB_MAX_BYTES = 4 * 1024 * 1024;
 
 export interface CreateOptions {
   /** Tracker tiers, first URL of the first tier is `announce`. */
@@ -81,8 +97,6 @@ interface SourceFile {
   abs: string;
   /** Path components inside the torrent. */
   path: string[];
-  /** UTF-8 bytes of each component, for sorting. */
-  keys: Buffer[];
   length: number;
 }
 
@@ -117,32 +131,29 @@ export function checkPieceLength(n: number): number {
   return n;
 }
 
-function compareKeys(a: SourceFile, b: SourceFile): number {
-  const n = Math.min(a.keys.length, b.keys.length);
-  for (let i = 0; i < n; i++) {
-    const c = Buffer.compare(a.keys[i]!, b.keys[i]!);
-    if (c !== 0) return c;
-  }
-  return a.keys.length - b.keys.length;
-}
-
 const fatalUtf8 = new TextDecoder('utf-8', { fatal: true });
+const ASCII = /^[\x00-\x7f]*$/;
 
 /** A directory entry's name as a checked torrent path component, or the reason it is not one. */
-function entryName(raw: Buffer): { name: string } | { reason: string } {
-  let text: string;
-  try {
-    text = fatalUtf8.decode(raw);
-  } catch {
-    return { reason: 'name is not valid UTF-8' };
+function entryName(raw: Buffer): { name: string; ascii: boolean } | { reason: string } {
+  let name = raw.toString('latin1');
+  // ASCII (most names) is its own UTF-8 and NFC form.
+  const ascii = ASCII.test(name);
+  if (!ascii) {
+    let text: string;
+    try {
+      text = fatalUtf8.decode(raw);
+    } catch {
+      return { reason: 'name is not valid UTF-8' };
+    }
+    name = normalizeComponent(text);
   }
-  const name = normalizeComponent(text);
   try {
     checkPathComponent(name, 'name');
   } catch (e) {
     return { reason: (e as Error).message.replace(/^name: /, '') };
   }
-  return { name };
+  return { name, ascii };
 }
 
 function isInside(root: string, p: string): boolean {
@@ -154,216 +165,271 @@ function ioError(what: string, e: unknown): DiskError {
   return new DiskError(`cannot read ${what}: ${code}`, { cause: e });
 }
 
-/** Lists the regular files under `dir` (depth first, iteratively), in no particular order. */
-async function listFolder(
+/** A folder entry with a usable name, and the UTF-8 bytes of that name (its sort key). */
+interface Entry {
+  dirent: Dirent<Buffer>;
+  /** The name in the torrent (NFC). */
+  name: string;
+  /** The name on disk, as text. */
+  text: string;
+  key: Buffer;
+}
+
+/** A folder being listed: its entries in torrent order, and the next one to look at. */
+interface Frame {
+  /** The folder's absolute path, ending with a separator. */
+  prefix: string;
+  path: string[];
+  entries: Entry[];
+  next: number;
+}
+
+/** An entry's path as shown in a warning. */
+function shown(d: Frame, text: string): string {
+  return [...d.path, text].join('/');
+}
+
+/**
+ * Lists the regular files under `dir`, in torrent order: each folder's entries are sorted by
+ * the UTF-8 bytes of their names and folders are entered where they sort (depth first,
+ * iteratively), which is the order of whole paths compared component by component.
+ */
+function listFolder(
   dir: string,
   opts: CreateOptions,
   skip: (rel: string, reason: string) => void,
-): Promise<SourceFile[]> {
-  const realRoot = await realpath(dir).catch((e: unknown) => {
+): SourceFile[] {
+  let realRoot: string;
+  try {
+    realRoot = realpathSync.native(dir);
+  } catch (e) {
     throw ioError(dir, e);
-  });
+  }
   const exclude = opts.exclude === undefined ? undefined : path.resolve(opts.exclude);
   const out: SourceFile[] = [];
-  const stack: { abs: string; path: string[] }[] = [{ abs: dir, path: [] }];
-  while (stack.length > 0) {
-    const d = stack.pop()!;
-    let entries: Buffer[];
+  // Synchronous on purpose: nothing else runs on this thread while listing (the workers boot
+  // on theirs), and a promise per file cost several times the system call itself (and the
+  // first one starts libuv's thread pool).
+  const open = (abs: string, rel: string[]): Frame => {
+    let dirents: Dirent<Buffer>[];
     try {
-      entries = readdirSync(d.abs, { encoding: 'buffer' });
+      dirents = readdirSync(abs, { encoding: 'buffer', withFileTypes: true });
     } catch (e) {
-      throw ioError(d.abs, e);
+      throw ioError(abs, e);
     }
-    if (entries.length === 0 && d.path.length > 0) {
-      skip(d.path.join('/'), 'empty folder (a torrent holds files only)');
+    if (dirents.length === 0 && rel.length > 0) {
+      skip(rel.join('/'), 'empty folder (a torrent holds files only)');
     }
-    for (let k = 0; k < entries.length; k++) {
-      const raw = entries[k]!;
-      const shown = [...d.path, raw.toString('utf8')].join('/');
-      const named = entryName(raw);
+    const entries: Entry[] = [];
+    for (const dirent of dirents) {
+      const named = entryName(dirent.name);
       if ('reason' in named) {
-        skip(shown, named.reason);
+        skip([...rel, dirent.name.toString('utf8')].join('/'), named.reason);
         continue;
       }
-      const rel = [...d.path, named.name];
-      const abs = path.join(d.abs, raw.toString('utf8'));
-      if (exclude !== undefined && path.resolve(abs) === exclude) {
-        skip(shown, 'the output file itself');
-        continue;
-      }
-      // Synchronous on purpose: nothing else runs on this thread while listing (the workers
-      // boot on theirs), and a promise per file cost several times the system call itself.
-      let st: Stats;
+      entries.push(
+        named.ascii
+          ? { dirent, name: named.name, text: named.name, key: dirent.name }
+          : {
+              dirent,
+              name: named.name,
+              text: dirent.name.toString('utf8'),
+              key: Buffer.from(named.name),
+            },
+      );
+    }
+    entries.sort((a, b) => Buffer.compare(a.key, b.key));
+    return { prefix: abs.endsWith(path.sep) ? abs : abs + path.sep, path: rel, entries, next: 0 };
+  };
+  const stack: Frame[] = [open(dir, [])];
+  while (stack.length > 0) {
+    const d = stack[stack.length - 1]!;
+    if (d.next === d.entries.length) {
+      stack.pop();
+      continue;
+    }
+    const { dirent, name, text } = d.entries[d.next++]!;
+    const rel = [...d.path, name];
+    // Names were checked (no separator, not only dots): joining needs no normalising.
+    const abs = d.prefix + text;
+    if (exclude !== undefined && abs === exclude) {
+      skip(shown(d, text), 'the output file itself');
+      continue;
+    }
+    if (dirent.isDirectory()) {
+      stack.push(open(abs, rel));
+      continue;
+    }
+    if (
+      !dirent.isFile() &&
+      (dirent.isFIFO() || dirent.isSocket() || dirent.isBlockDevice() || dirent.isCharacterDevice())
+    ) {
+      skip(shown(d, text), 'not a regular file');
+      continue;
+    }
+    // A file needs its size; an entry whose type the file system did not tell needs it too.
+    let st: Stats | undefined;
+    if (!dirent.isSymbolicLink()) {
       try {
         st = lstatSync(abs);
       } catch (e) {
         throw ioError(abs, e);
       }
-      let source = abs;
-      if (st.isSymbolicLink()) {
-        let target: string;
-        try {
-          target = await realpath(abs);
-        } catch {
-          skip(shown, 'broken symbolic link');
-          continue;
-        }
-        if (!isInside(realRoot, target)) {
-          throw new UsageError(
-            `${abs} is a symbolic link to ${target}, outside ${dir}: ` +
-              'refusing to put it in the torrent (copy the target in, or remove the link)',
-          );
-        }
-        try {
-          st = await stat(abs);
-        } catch (e) {
-          throw ioError(abs, e);
-        }
-        if (st.isDirectory()) {
-          skip(shown, 'symbolic link to a folder (its files are already in the torrent)');
-          continue;
-        }
-        source = target;
+    }
+    let source = abs;
+    if (st === undefined || st.isSymbolicLink()) {
+      let target: string;
+      try {
+        target = realpathSync.native(abs);
+      } catch {
+        skip(shown(d, text), 'broken symbolic link');
+        continue;
+      }
+      if (!isInside(realRoot, target)) {
+        throw new UsageError(
+          `${abs} is a symbolic link to ${target}, outside ${dir}: ` +
+            'refusing to put it in the torrent (copy the target in, or remove the link)',
+        );
+      }
+      try {
+        st = statSync(abs);
+      } catch (e) {
+        throw ioError(abs, e);
       }
       if (st.isDirectory()) {
-        stack.push({ abs, path: rel });
-      } else if (st.isFile()) {
-        out.push({
-          abs: source,
-          path: rel,
-          keys: rel.map((c) => Buffer.from(c)),
-          length: st.size,
-        });
-        if (out.length > MAX_FILES) {
-          throw new UsageError(`more than ${MAX_FILES} files: too many for one torrent`);
-        }
-      } else {
-        skip(shown, 'not a regular file');
+        skip(shown(d, text), 'symbolic link to a folder (its files are already in the torrent)');
+        continue;
       }
+      source = target;
+    }
+    if (st?.isDirectory()) {
+      stack.push(open(abs, rel));
+    } else if (st?.isFile()) {
+      out.push({ abs: source, path: rel, length: st.size });
+      if (out.length > MAX_FILES) {
+        throw new UsageError(`more than ${MAX_FILES} files: too many for one torrent`);
+      }
+    } else {
+      skip(shown(d, text), 'not a regular file');
     }
   }
   return out;
 }
 
-/** Cuts the pieces into jobs of whole pieces, each a list of file segments. */
-function makeJobs(files: SourceFile[], pieceLength: number, total: number, jobBytes: number) {
-  const piecesPerJob = Math.max(1, Math.floor(jobBytes / pieceLength));
-  const jobs: HashJob[] = [];
-  let fi = 0;
-  let fileOff = 0;
-  const pieceCount = Math.ceil(total / pieceLength);
-  for (let first = 0; first < pieceCount; first += piecesPerJob) {
-    const bytes = Math.min(piecesPerJob * pieceLength, total - first * pieceLength);
-    const segments: HashSegment[] = [];
-    let left = bytes;
-    while (left > 0) {
-      const f = files[fi]!;
-      const take = Math.min(left, f.length - fileOff);
-      if (take > 0) {
-        segments.push({ path: f.abs, offset: fileOff, length: take, fileSize: f.length });
-      }
-      left -= take;
-      fileOff += take;
-      if (fileOff === f.length) {
-        fi++;
-        fileOff = 0;
-      }
-    }
-    jobs.push({ id: jobs.length, firstPiece: first, pieceLength, segments });
-  }
-  return jobs;
-}
-
-/** Runs the jobs on `threads` workers; fills and returns the concatenated piece hashes. */
 /** Why each worker that stopped did so (kept until the worker is terminated). */
 const workerFailures = new WeakMap<Worker, Error>();
 
+/** Starts `n` hashing workers; they boot while this thread lists the files. */
+function startWorkers(n: number): Worker[] {
+  const workers: Worker[] = [];
+  for (let i = 0; i < n; i++) {
+    const w = new Worker(HASH_WORKER_SOURCE, { eval: true });
+    // A worker that fails before it is given work is reported when hashing starts.
+    w.on('error', (e) => workerFailures.set(w, e));
+    w.on('exit', () => {
+      if (!workerFailures.has(w)) workerFailures.set(w, new Error('a hashing thread stopped'));
+    });
+    workers.push(w);
+  }
+  return workers;
+}
+
+/** How long this thread hashes before it lets its event loop run (messages, Ctrl-C). */
+const YIELD_MS = 20;
+
+/**
+ * Hashes every piece of `files` on this thread and the workers, each taking the next job from
+ * a shared counter; returns the concatenated piece hashes.
+ */
 async function hashAll(
-  jobs: HashJob[],
+  files: SourceFile[],
+  pieceLength: number,
   pieceCount: number,
+  jobPieces: number,
   workers: Worker[],
   total: number,
   opts: CreateOptions,
 ): Promise<Buffer> {
-  const hashes = Buffer.alloc(pieceCount * 20);
-  if (jobs.length === 0) return hashes;
-  let done = 0;
-  let next = 0;
-  let finished = 0;
-  let stopped = false;
+  const jobCount = Math.ceil(pieceCount / jobPieces);
+  const plan: HashPlan = {
+    paths: files.map((f) => f.abs),
+    sizes: files.map((f) => f.length),
+    pieceLength,
+    pieceCount,
+    jobPieces,
+    jobCount,
+    control: new SharedArrayBuffer(3 * 4),
+    progress: new SharedArrayBuffer((workers.length + 1) * 8),
+    hashes: new SharedArrayBuffer(pieceCount * 20),
+  };
+  const control = new Int32Array(plan.control);
+  const progress = new BigInt64Array(plan.progress);
+  const done = () => {
+    let n = 0;
+    for (let i = 0; i < progress.length; i++) n += Number(Atomics.load(progress, i));
+    return n;
+  };
   const failure = (message: string, code: string | undefined): Error =>
     code === 'ECHANGED'
       ? new UsageError(message)
       : new DiskError(`cannot read a file: ${code ?? message}`);
+  let settled = false;
   try {
     await new Promise<void>((resolve, reject) => {
-      const fail = (e: Error) => {
-        stopped = true;
-        reject(e);
+      const finish = (e?: Error) => {
+        if (settled) return;
+        settled = true;
+        // Hashers still running stop after their current job.
+        Atomics.store(control, CTL_STOP, 1);
+        opts.signal?.removeEventListener('abort', onAbort);
+        if (e !== undefined) return reject(e);
+        opts.onProgress?.(total, total);
+        resolve();
       };
-      const complete = (id: number, out: Uint8Array): void => {
-        hashes.set(out, jobs[id]!.firstPiece * 20);
-        finished++;
-        if (finished === jobs.length) {
-          stopped = true;
-          opts.signal?.removeEventListener('abort', onAbort);
-          resolve();
-        }
-      };
-      const onAbort = () => fail(opts.signal!.reason as Error);
+      const onAbort = () => finish(opts.signal!.reason as Error);
       if (opts.signal?.aborted) return onAbort();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
-      const give = (w: Worker) => {
-        if (next < jobs.length) w.postMessage(jobs[next++]);
-      };
-      for (const w of workers) {
+      for (const [i, w] of workers.entries()) {
         const failed = workerFailures.get(w);
-        if (failed !== undefined) return fail(failed);
-        w.on('exit', () => fail(workerFailures.get(w) ?? new Error('a hashing thread stopped')));
-        w.on(
-          'message',
-          (m: {
-            id: number;
-            progress?: number;
-            hashes?: Uint8Array;
-            error?: string;
-            code?: string;
-          }) => {
-            if (m.progress !== undefined) {
-              done += m.progress;
-              opts.onProgress?.(done, total);
-              return;
-            }
-            if (m.error !== undefined) {
-              fail(failure(m.error, m.code));
-              return;
-            }
-            complete(m.id, m.hashes!);
-            give(w);
-          },
-        );
-        give(w);
+        if (failed !== undefined) return finish(failed);
+        w.on('exit', () => finish(workerFailures.get(w) ?? new Error('a hashing thread stopped')));
+        w.on('message', (m: { last?: boolean; error?: string; code?: string }) => {
+          if (m.error !== undefined) finish(failure(m.error, m.code));
+          else if (m.last) finish();
+        });
+        w.postMessage({ plan, slot: i + 1 });
       }
-      // This thread hashes too (it has nothing else to do), one job at a time, letting the
-      // workers' messages and the abort signal through between jobs.
-      const buf = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+      // This thread hashes too (it has nothing else to do), letting the workers' messages and
+      // the abort signal through every YIELD_MS. Whoever finishes the last job says so.
+      const buf = Buffer.allocUnsafe(READ_BUFFER_BYTES + 1);
+      const starts = fileStarts(plan.sizes);
       const local = async (): Promise<void> => {
-        while (!stopped && next < jobs.length) {
-          const job = jobs[next++]!;
-          let out: Uint8Array;
+        while (!settled) {
+          const since = performance.now();
+          let last: boolean;
           try {
-            out = hashJob(job, fs, crypto, buf, (n) => {
-              done += n;
-              opts.onProgress?.(done, total);
-            });
+            last = hashJobs(
+              plan,
+              0,
+              fs,
+              crypto,
+              buf,
+              starts,
+              () => performance.now() - since < YIELD_MS,
+              hashJob,
+            );
           } catch (e) {
             const err = e as NodeJS.ErrnoException;
-            return fail(failure(err.message, err.code));
+            return finish(failure(err.message, err.code));
           }
-          complete(job.id, out);
+          if (last) return finish();
+          // No job left to take: the workers finish theirs and the last one says so.
+          if (Atomics.load(control, CTL_NEXT) >= jobCount) return;
+          opts.onProgress?.(done(), total);
           await new Promise((r) => setImmediate(r));
         }
       };
+      opts.onProgress?.(0, total);
       void local();
     });
   } finally {
@@ -372,7 +438,24 @@ async function hashAll(
       w.removeAllListeners('exit');
     }
   }
-  return hashes;
+  // A copy the size of the hashes, in memory of its own (not shared with the workers).
+  return Buffer.from(new Uint8Array(plan.hashes));
+}
+
+/**
+ * The bencoded `files` list, built as one string and converted once: through the generic
+ * encoder, thousands of small dictionaries cost more than the rest of the torrent (the code
+ * runs once, before the JIT has warmed up).
+ */
+function encodeFiles(files: SourceFile[]): Bencoded {
+  const parts: string[] = ['l'];
+  for (const f of files) {
+    let p = '';
+    for (const c of f.path) p += `${Buffer.byteLength(c)}:${c}`;
+    parts.push(`d6:lengthi${f.length}e4:pathl${p}ee`);
+  }
+  parts.push('e');
+  return new Bencoded(Buffer.from(parts.join('')));
 }
 
 function checkUrl(url: string, what: string, schemes: string[]): string {
@@ -414,7 +497,7 @@ export async function createTorrent(
   const abs = path.resolve(input);
   let st;
   try {
-    st = await stat(abs);
+    st = statSync(abs);
   } catch (e) {
     throw ioError(input, e);
   }
@@ -426,6 +509,12 @@ export async function createTorrent(
   const threads = Math.max(1, Math.min(opts.threads ?? os.availableParallelism(), 8));
   const workers: Worker[] = [];
   try {
+    // Started first: a worker takes tens of milliseconds to boot, during which this thread
+    // lists the folder and starts hashing. A file this thread hashes alone in about that
+    // time gets none.
+    if (st.isDirectory() || (st.isFile() && st.size > WORKER_MIN_BYTES)) {
+      workers.push(...startWorkers(threads - 1));
+    }
     return await createWith(input, abs, st, name, threads, workers, trackers, webSeeds, skip, opts);
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
@@ -448,11 +537,10 @@ async function createWith(
   let files: SourceFile[];
   let multiFile: boolean;
   if (st.isDirectory()) {
-    files = await listFolder(abs, opts, skip);
-    files.sort(compareKeys);
+    files = listFolder(abs, opts, skip);
     multiFile = true;
   } else if (st.isFile()) {
-    files = [{ abs, path: [name], keys: [], length: st.size }];
+    files = [{ abs, path: [name], length: st.size }];
     multiFile = false;
   } else {
     throw new UsageError(`${input} is neither a file nor a folder`);
@@ -467,36 +555,25 @@ async function createWith(
       ? autoPieceLength(total)
       : checkPieceLength(opts.pieceLength);
   const pieceCount = Math.ceil(total / pieceLength);
-  // Several jobs per thread balance the load; each at most 64 MiB so progress moves.
-  const jobBytes = Math.min(
-    64 * 1024 * 1024,
-    Math.max(pieceLength, Math.ceil(total / (threads * 8))),
-  );
-  const jobs = makeJobs(files, pieceLength, total, jobBytes);
+  // Small jobs keep the threads balanced to the end (taking one costs an atomic add), about
+  // 16 per thread, at most JOB_MAX_BYTES.
+  const jobBytes = Math.min(JOB_MAX_BYTES, Math.ceil(total / (threads * 16)));
+  const jobPieces = Math.max(1, Math.floor(jobBytes / pieceLength));
   log(
     '%d files, %d bytes, %d pieces of %d, %d jobs on %d threads',
     files.length,
     total,
     pieceCount,
     pieceLength,
-    jobs.length,
-    threads,
+    Math.ceil(pieceCount / jobPieces),
+    workers.length + 1,
   );
-  opts.onProgress?.(0, total);
-  // This thread hashes as well: threads - 1 workers, and none for a single job.
-  for (let i = 0; i < Math.min(threads - 1, jobs.length - 1); i++) {
-    const w = new Worker(HASH_WORKER_SOURCE, { eval: true });
-    // A worker that fails before it is given work is reported when hashing starts.
-    w.on('error', (e) => workerFailures.set(w, e));
-    w.on('exit', () => {
-      if (!workerFailures.has(w)) workerFailures.set(w, new Error('a hashing thread stopped'));
-    });
-    workers.push(w);
-  }
-  const pieces = await hashAll(jobs, pieceCount, workers, total, opts);
+  const pieces = await hashAll(files, pieceLength, pieceCount, jobPieces, workers, total, opts);
+  // Their exit overlaps the encoding (the caller waits for it).
+  for (const w of workers) void w.terminate();
 
   const info: Record<string, unknown> = { name, 'piece length': pieceLength, pieces };
-  if (multiFile) info['files'] = files.map((f) => ({ length: f.length, path: f.path }));
+  if (multiFile) info['files'] = encodeFiles(files);
   else info['length'] = total;
   if (opts.private) info['private'] = 1;
   if (opts.source !== undefined && opts.source !== '') info['source'] = opts.source;
@@ -509,8 +586,8 @@ async function createWith(
   if (opts.createdBy !== undefined && opts.createdBy !== '') root['created by'] = opts.createdBy;
   if (opts.creationDate !== undefined) root['creation date'] = opts.creationDate;
 
-  // bencode.encode writes keys in sorted order: canonical, so the info hash is that of encode(info).
-  const torrent = encode(root);
+  // Keys are written in sorted order: canonical, so the info hash is that of encode(info).
+  const torrent = encodeCanonical(root);
   // Loading it back checks it against every rule tdl applies to other people's torrents.
   const m = parseTorrent(torrent);
   return {
@@ -526,6 +603,3 @@ async function createWith(
     pieceCount,
   };
 }
-
-// Exposed for tests.
-export const _internal = { makeJobs };

@@ -12,7 +12,15 @@ import {
   createTorrent,
   parseSize,
 } from '../../src/metainfo/create.js';
-import { hashJob } from '../../src/metainfo/hash-worker.js';
+import {
+  CTL_DONE,
+  CTL_NEXT,
+  CTL_STOP,
+  fileStarts,
+  hashJob,
+  hashJobs,
+  type HashPlan,
+} from '../../src/metainfo/hash-worker.js';
 import { parseTorrent, pieceHash } from '../../src/metainfo/torrent.js';
 import { tempDir } from '../helpers/cli.js';
 import { randomBytesSeeded } from '../helpers/torrent.js';
@@ -55,52 +63,91 @@ describe('piece length', () => {
   });
 });
 
+/** A HashPlan over `files` (path and size), with its shared arrays. */
+function planFor(files: { path: string; size: number }[], pieceLength: number, jobPieces: number) {
+  const total = files.reduce((s, f) => s + f.size, 0);
+  const pieceCount = Math.ceil(total / pieceLength);
+  const plan: HashPlan = {
+    paths: files.map((f) => f.path),
+    sizes: files.map((f) => f.size),
+    pieceLength,
+    pieceCount,
+    jobPieces,
+    jobCount: Math.ceil(pieceCount / jobPieces),
+    control: new SharedArrayBuffer(12),
+    progress: new SharedArrayBuffer(16),
+    hashes: new SharedArrayBuffer(pieceCount * 20),
+  };
+  return { plan, starts: fileStarts(plan.sizes), hashes: new Uint8Array(plan.hashes) };
+}
+
 describe('hashJob', () => {
-  it('hashes pieces that span files, through a small buffer', async () => {
+  it('hashes pieces that span files and empty files, job by job, through a small buffer', async () => {
     const a = randomBytesSeeded(50_000, 'a');
     const b = randomBytesSeeded(30_001, 'b');
     await writeFile(path.join(dir, 'a'), a);
+    await writeFile(path.join(dir, 'e'), '');
     await writeFile(path.join(dir, 'b'), b);
     const all = Buffer.concat([a, b]);
     const PL = 16384;
-    let reported = 0;
-    const out = hashJob(
-      {
-        id: 0,
-        firstPiece: 0,
-        pieceLength: PL,
-        segments: [
-          { path: path.join(dir, 'a'), offset: 0, length: a.length, fileSize: a.length },
-          { path: path.join(dir, 'b'), offset: 0, length: b.length, fileSize: b.length },
-        ],
-      },
-      fs,
-      crypto,
-      Buffer.alloc(1000),
-      (n) => (reported += n),
-    );
-    expect(reported).toBe(all.length);
     const n = Math.ceil(all.length / PL);
-    expect(out.length).toBe(n * 20);
-    for (let i = 0; i < n; i++) {
-      expect(Buffer.from(out.subarray(i * 20, i * 20 + 20))).toEqual(
-        sha1(all.subarray(i * PL, (i + 1) * PL)),
+    const files = [
+      { path: path.join(dir, 'a'), size: a.length },
+      { path: path.join(dir, 'e'), size: 0 },
+      { path: path.join(dir, 'b'), size: b.length },
+    ];
+    for (const jobPieces of [1, 2, 3, n]) {
+      const { plan, starts, hashes } = planFor(files, PL, jobPieces);
+      let reported = 0;
+      // Jobs in any order (threads take them as they come).
+      for (let job = plan.jobCount - 1; job >= 0; job--) {
+        hashJob(plan, starts, job, hashes, fs, crypto, Buffer.alloc(1001), (k) => (reported += k));
+      }
+      expect(reported).toBe(all.length);
+      for (let i = 0; i < n; i++) {
+        expect(Buffer.from(hashes.subarray(i * 20, i * 20 + 20))).toEqual(
+          sha1(all.subarray(i * PL, (i + 1) * PL)),
+        );
+      }
+    }
+  });
+
+  it('stops on a file that is shorter or longer than listed', async () => {
+    const f = path.join(dir, 'a');
+    await writeFile(f, randomBytesSeeded(5000, 'x'));
+    for (const size of [4999, 5001, 1000, 9000]) {
+      for (const bufSize of [100, 4999, 5000, 5001, 5002, 20_000]) {
+        const { plan, starts, hashes } = planFor([{ path: f, size }], 16384, 1);
+        expect(() =>
+          hashJob(plan, starts, 0, hashes, fs, crypto, Buffer.alloc(bufSize), () => {}),
+        ).toThrow(/changed/);
+      }
+    }
+  });
+
+  it('hashJobs shares the jobs through the counter and says who finished the last', async () => {
+    // hashJobs runs in workers from its source text, so it spells these out.
+    expect([CTL_NEXT, CTL_DONE, CTL_STOP]).toEqual([0, 1, 2]);
+    const data = randomBytesSeeded(200_000, 'j');
+    await writeFile(path.join(dir, 'j'), data);
+    const { plan, starts, hashes } = planFor(
+      [{ path: path.join(dir, 'j'), size: data.length }],
+      16384,
+      2,
+    );
+    const buf = Buffer.alloc(5000);
+    // The first hasher yields after each job; a second one takes the rest and finishes.
+    expect(hashJobs(plan, 0, fs, crypto, buf, starts, () => false, hashJob)).toBe(false);
+    expect(hashJobs(plan, 1, fs, crypto, buf, starts, () => true, hashJob)).toBe(true);
+    expect(hashJobs(plan, 0, fs, crypto, buf, starts, () => true, hashJob)).toBe(false);
+    const progress = new BigInt64Array(plan.progress);
+    expect(progress[0]).toBe(32768n);
+    expect(progress[1]).toBe(BigInt(data.length - 32768));
+    for (let i = 0; i < plan.pieceCount; i++) {
+      expect(Buffer.from(hashes.subarray(i * 20, i * 20 + 20))).toEqual(
+        sha1(data.subarray(i * 16384, (i + 1) * 16384)),
       );
     }
-    expect(() =>
-      hashJob(
-        {
-          id: 0,
-          firstPiece: 0,
-          pieceLength: PL,
-          segments: [{ path: path.join(dir, 'a'), offset: 0, length: 10, fileSize: 11 }],
-        },
-        fs,
-        crypto,
-        Buffer.alloc(1000),
-        () => {},
-      ),
-    ).toThrow(/changed/);
   });
 });
 
@@ -235,6 +282,31 @@ describe('createTorrent', () => {
       'b\ufffd: name is not valid UTF-8',
       'out.torrent: the output file itself',
     ]);
+  });
+
+  it('stops on abort, before or while hashing, with the reason of the signal', async () => {
+    const root = path.join(dir, 'big');
+    const files: Record<string, Buffer> = {};
+    for (let i = 0; i < 8; i++) files[`f${i}`] = randomBytesSeeded(2_000_000, i);
+    await tree(root, files);
+    const before = new AbortController();
+    before.abort(new Error('stop now'));
+    await expect(createTorrent(root, { signal: before.signal, threads: 2 })).rejects.toThrow(
+      'stop now',
+    );
+    const during = new AbortController();
+    let calls = 0;
+    await expect(
+      createTorrent(root, {
+        signal: during.signal,
+        threads: 2,
+        pieceLength: 16384,
+        onProgress: () => {
+          // The first report comes once the workers have their jobs.
+          if (++calls === 1) during.abort(new Error('stopped while hashing'));
+        },
+      }),
+    ).rejects.toThrow('stopped while hashing');
   });
 
   it('refuses empty input and bad URLs', async () => {
