@@ -101,7 +101,37 @@ export interface DecodeOptions {
    * as it is complete, and the list in the result stays empty. A 100,000-file torrent then
    * never holds its whole decoded file list (see docs/DESIGN.md). `onItem` may throw.
    */
-  streamList?: { path: [string, string]; onItem: (item: BValue, index: number) => void };
+  streamList?: {
+    path: [string, string];
+    onItem: (item: BValue, index: number) => void;
+    /**
+     * Optional fast route for the streamed list's items: an item that is a dictionary of the
+     * usual file-entry shape (see scanFileEntry) is checked in place and handed here as
+     * positions into the input, never built; any other item is built and goes to `onItem`.
+     * Both count towards the same `index`.
+     */
+    onFileEntry?: (entry: RawFileEntry, index: number) => void;
+  };
+}
+
+/**
+ * A file entry of a streamed list, checked but not built: positions into the input. One object
+ * is reused from entry to entry, so read it inside the callback only.
+ */
+export interface RawFileEntry {
+  /** The whole entry's bytes: [start, end). */
+  start: number;
+  end: number;
+  /** `length` (any integer), when present. */
+  hasLength: boolean;
+  length: number;
+  /** `path`: [start, end) of each component, one pair after the other; null when absent. */
+  path: number[] | null;
+  /** `path.utf-8`, the same way. */
+  altPath: number[] | null;
+  /** `attr`: [start, end) of its bytes; attrStart is -1 when absent. */
+  attrStart: number;
+  attrEnd: number;
 }
 
 function describeByte(b: number): string {
@@ -235,6 +265,126 @@ function scanInteger(buf: Uint8Array, pos: number): number {
   throw new BencodeError('input truncated inside an integer', pos);
 }
 
+const KEY_LENGTH = Buffer.from('length');
+const KEY_PATH = Buffer.from('path');
+const KEY_PATH_UTF8 = Buffer.from('path.utf-8');
+const KEY_ATTR = Buffer.from('attr');
+const KEY_PROTO = Buffer.from('__proto__');
+/** Other keys a fast-routed file entry may have (`md5sum`, `sha1`, …) before it is built instead. */
+const MAX_OTHER_KEYS = 8;
+
+/** What scanFileEntry fills, made once per decode: the entry, its span lists, other keys seen. */
+interface EntryScratch {
+  entry: RawFileEntry;
+  path: number[];
+  altPath: number[];
+  others: number[];
+}
+
+function bytesEqual(buf: Uint8Array, start: number, end: number, key: Uint8Array): boolean {
+  if (end - start !== key.length) return false;
+  for (let i = 0; i < key.length; i++) if (buf[start + i] !== key[i]) return false;
+  return true;
+}
+
+/** A list of byte strings starting at `pos` ('l'): their spans go to `spans`. -1: another shape. */
+function scanStringList(buf: Uint8Array, pos: number, spans: number[]): number {
+  const len = buf.length;
+  pos++; // 'l'
+  for (;;) {
+    if (pos >= len) return -1;
+    const c = buf[pos]!;
+    if (c === CH_E) return pos + 1;
+    if (c < CH_0 || c > CH_9) return -1;
+    const start = scanStringHeader(buf, pos);
+    pos = start + lastStringLength;
+    spans.push(start, pos);
+  }
+}
+
+/**
+ * Checks the dictionary at `pos` as a file entry without building it, filling `e`. Returns the
+ * position after it, or -1 when it is not of the plain shape handled here: keys all ASCII, each
+ * once, never `__proto__`; `length` an integer, `path` and `path.utf-8` lists of byte strings,
+ * `attr` a byte string, at most MAX_OTHER_KEYS other keys whose values are integers or byte
+ * strings. Such a dictionary is exactly one the full decoder accepts with the same content. On
+ * -1 (or a malformed token, thrown) the caller decodes the entry the full way, which reports
+ * any error where it is.
+ */
+function scanFileEntry(buf: Uint8Array, pos: number, s: EntryScratch): number {
+  const len = buf.length;
+  const e = s.entry;
+  const others = s.others;
+  e.start = pos;
+  e.hasLength = false;
+  e.path = null;
+  e.altPath = null;
+  e.attrStart = -1;
+  others.length = 0;
+  pos++; // 'd'
+  for (;;) {
+    if (pos >= len) return -1;
+    let c = buf[pos]!;
+    if (c === CH_E) {
+      e.end = pos + 1;
+      return pos + 1;
+    }
+    if (c < CH_0 || c > CH_9) return -1;
+    const ks = scanStringHeader(buf, pos);
+    const ke = ks + lastStringLength;
+    pos = ke;
+    if (pos >= len) return -1;
+    c = buf[pos]!;
+    if (bytesEqual(buf, ks, ke, KEY_LENGTH)) {
+      if (e.hasLength || c !== CH_I) return -1;
+      pos = scanInteger(buf, pos);
+      e.hasLength = true;
+      e.length = lastInteger;
+    } else if (bytesEqual(buf, ks, ke, KEY_PATH)) {
+      if (e.path !== null || c !== CH_L) return -1;
+      e.path = s.path;
+      e.path.length = 0;
+      pos = scanStringList(buf, pos, e.path);
+    } else if (bytesEqual(buf, ks, ke, KEY_PATH_UTF8)) {
+      if (e.altPath !== null || c !== CH_L) return -1;
+      e.altPath = s.altPath;
+      e.altPath.length = 0;
+      pos = scanStringList(buf, pos, e.altPath);
+    } else if (bytesEqual(buf, ks, ke, KEY_ATTR)) {
+      if (e.attrStart >= 0 || c < CH_0 || c > CH_9) return -1;
+      e.attrStart = scanStringHeader(buf, pos);
+      e.attrEnd = e.attrStart + lastStringLength;
+      pos = e.attrEnd;
+    } else {
+      if (others.length >= 2 * MAX_OTHER_KEYS || bytesEqual(buf, ks, ke, KEY_PROTO)) return -1;
+      for (let i = ks; i < ke; i++) if (buf[i]! >= 0x80) return -1;
+      for (let i = 0; i < others.length; i += 2) {
+        if (ke - ks !== others[i + 1]! - others[i]!) continue;
+        let same = true;
+        for (let k = 0; same && k < ke - ks; k++) same = buf[ks + k] === buf[others[i]! + k];
+        if (same) return -1;
+      }
+      others.push(ks, ke);
+      if (c === CH_I) pos = scanInteger(buf, pos);
+      else if (c >= CH_0 && c <= CH_9) {
+        const start = scanStringHeader(buf, pos);
+        pos = start + lastStringLength;
+      } else return -1;
+    }
+    if (pos < 0) return -1;
+  }
+}
+
+/** scanFileEntry, with any malformed token turned into -1 (the full decoder reports it). */
+function tryFileEntry(buf: Uint8Array, pos: number, s: EntryScratch): number {
+  try {
+    return scanFileEntry(buf, pos, s);
+  } catch (err) {
+    if (err instanceof BencodeError) return -1;
+    throw err;
+  }
+}
+
 /**
  * Validates `buf` as one strict bencode value (see the module comment) and builds it, in
  * linear time without recursion. Returns the span of the value of top-level dictionary key
@@ -256,6 +406,22 @@ function decodeScan(
   let spanStart = -1;
   let span: [number, number] | undefined;
   let result: BValue | undefined;
+  const onFileEntry = opts.streamList?.onFileEntry;
+  const scratch: EntryScratch = {
+    entry: {
+      start: 0,
+      end: 0,
+      hasLength: false,
+      length: 0,
+      path: null,
+      altPath: null,
+      attrStart: -1,
+      attrEnd: -1,
+    },
+    path: [],
+    altPath: [],
+    others: [],
+  };
 
   for (;;) {
     const top = stack[stack.length - 1];
@@ -314,6 +480,21 @@ function decodeScan(
         pos = start + lastStringLength;
         value = whole.subarray(start, pos);
       } else if (c === CH_L || c === CH_D) {
+        if (
+          c === CH_D &&
+          onFileEntry !== undefined &&
+          top !== undefined &&
+          top.onItem !== undefined &&
+          stack.length + 2 <= maxDepth
+        ) {
+          // The entry dictionary and its path lists stay within maxDepth.
+          const end = tryFileEntry(buf, pos, scratch);
+          if (end > 0) {
+            onFileEntry(scratch.entry, top.count++);
+            pos = end;
+            continue;
+          }
+        }
         if (stack.length >= maxDepth) {
           throw new BencodeError(`nesting deeper than ${maxDepth} levels`, pos);
         }

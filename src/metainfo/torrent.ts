@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { MetainfoError } from '../errors.js';
 import {
   type BValue,
+  type RawFileEntry,
   checkInt,
   decodeStrict,
   getBytes,
@@ -23,7 +24,10 @@ import {
   checkRelativePath,
   type Field,
   componentFromBytes,
+  isSafeComponent,
+  MAX_PATH_DEPTH,
   normalizeComponent,
+  safeAsciiComponent,
 } from './paths.js';
 
 /** Largest .torrent file accepted (the CLI checks the size before reading). */
@@ -342,6 +346,112 @@ function parseFileEntry(
   return file;
 }
 
+/**
+ * Reads file entries that the decoder checked in place (RawFileEntry) straight from the
+ * torrent's bytes: no dictionary, no Buffer per name. It handles the usual entry (a length, a
+ * path whose names are valid UTF-8 and safe, maybe `path.utf-8` and `attr`, no symbolic link)
+ * and returns undefined for anything else, which is then built and read by parseFileEntry:
+ * its result, warnings and errors are the reference.
+ */
+class FastEntries {
+  /** The folder names of the last entry read here, and where their bytes were. */
+  private prevPath: string[] = [];
+  private prevSpans: number[] = [];
+
+  constructor(
+    private readonly buf: Buffer,
+    private readonly folders: Map<string, string>,
+  ) {}
+
+  /** The checked, NFC-normalised text of the name at [start, end); undefined: not handled. */
+  private name(start: number, end: number): string | undefined {
+    const ascii = safeAsciiComponent(this.buf, start, end);
+    if (ascii !== undefined) return ascii;
+    const r = componentFromBytes(this.buf.subarray(start, end));
+    if (r.remapped) return undefined;
+    const text = normalizeComponent(r.text);
+    return isSafeComponent(text) ? text : undefined;
+  }
+
+  /** Like name(), for the `path.utf-8` variant: null when it is not valid UTF-8 (then unused). */
+  private altName(start: number, end: number): string | null | undefined {
+    const ascii = safeAsciiComponent(this.buf, start, end);
+    if (ascii !== undefined) return ascii;
+    const r = componentFromBytes(this.buf.subarray(start, end));
+    if (r.remapped) return null;
+    const text = normalizeComponent(r.text);
+    return isSafeComponent(text) ? text : undefined;
+  }
+
+  /** True when bytes [start, end) equal those of folder `k` of the previous entry. */
+  private sameAsPrevious(k: number, start: number, end: number): boolean {
+    const ps = this.prevSpans[2 * k];
+    const pe = this.prevSpans[2 * k + 1];
+    // -1: that name came from `path.utf-8`, not from bytes compared here.
+    if (ps === undefined || pe === undefined || ps < 0 || pe - ps !== end - start) return false;
+    const b = this.buf;
+    for (let i = 0; i < end - start; i++) if (b[ps + i] !== b[start + i]) return false;
+    return true;
+  }
+
+  read(e: RawFileEntry, offset: number): TorrentFile | undefined {
+    const raw = e.path;
+    if (!e.hasLength || e.length < 0 || raw === null) return undefined;
+    const n = raw.length >> 1;
+    if (n === 0 || n > MAX_PATH_DEPTH) return undefined;
+    const alt = e.altPath !== null && e.altPath.length === raw.length ? e.altPath : null;
+    const path = new Array<string>(n);
+    const spans = this.prevSpans;
+    for (let k = 0; k < n; k++) {
+      let start = raw[2 * k]!;
+      let end = raw[2 * k + 1]!;
+      let text: string | undefined;
+      if (alt !== null) {
+        const a = this.altName(alt[2 * k]!, alt[2 * k + 1]!);
+        if (a === undefined) return undefined;
+        if (a !== null) {
+          text = a;
+          start = alt[2 * k]!;
+          end = alt[2 * k + 1]!;
+        }
+      }
+      if (k < n - 1) {
+        // Folder names repeat from file to file: keep one copy of each.
+        if (text === undefined && this.sameAsPrevious(k, start, end)) {
+          text = this.prevPath[k]!;
+        } else {
+          text ??= this.name(start, end);
+          if (text === undefined) return undefined;
+          const seen = this.folders.get(text);
+          if (seen !== undefined) text = seen;
+          else this.folders.set(text, text);
+        }
+        this.prevPath[k] = text;
+        spans[2 * k] = alt !== null ? -1 : start;
+        spans[2 * k + 1] = alt !== null ? -1 : end;
+      } else {
+        text ??= this.name(start, end);
+        if (text === undefined) return undefined;
+      }
+      path[k] = text;
+    }
+    if (spans.length > 2 * (n - 1)) spans.length = 2 * (n - 1);
+    const file: TorrentFile = { path, length: e.length, offset };
+    let padding = path[n - 1]!.startsWith(PADDING_NAME_PREFIX);
+    if (e.attrStart >= 0) {
+      const attr = this.buf.subarray(e.attrStart, e.attrEnd);
+      padding ||= attr.includes(0x70); // p
+      if (!padding) {
+        if (attr.includes(0x6c)) return undefined; // l: a symbolic link, read the full way
+        if (attr.includes(0x78)) file.executable = true; // x
+        if (attr.includes(0x68)) file.hidden = true; // h
+      }
+    }
+    if (padding) file.padding = true;
+    return file;
+  }
+}
+
 /** Parses and validates a .torrent. Throws BencodeError or MetainfoError. */
 export function parseTorrent(buf: Uint8Array): Metainfo {
   if (buf.length > MAX_TORRENT_FILE_BYTES) {
@@ -358,11 +468,32 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
   const files: TorrentFile[] = [];
   const folders = new Map<string, string>();
   let total = 0;
+  const whole = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.length);
+  const fast = new FastEntries(whole, folders);
   const onFile = (entry: BValue, i: number): void => {
     if (i >= MAX_FILES) {
       throw new MetainfoError('info.files', `has more than ${MAX_FILES} entries`);
     }
-    const file = parseFileEntry(entry, i, total, warnings, folders);
+    addFile(parseFileEntry(entry, i, total, warnings, folders));
+  };
+  const onFileEntry = (e: RawFileEntry, i: number): void => {
+    if (i >= MAX_FILES) {
+      throw new MetainfoError('info.files', `has more than ${MAX_FILES} entries`);
+    }
+    // Not the usual shape: built and read the full way, which gives the same result, the
+    // warnings and the errors.
+    const file =
+      fast.read(e, total) ??
+      parseFileEntry(
+        decodeStrict(whole.subarray(e.start, e.end)).value,
+        i,
+        total,
+        warnings,
+        folders,
+      );
+    addFile(file);
+  };
+  const addFile = (file: TorrentFile): void => {
     files.push(file);
     total += file.length;
     if (total > Number.MAX_SAFE_INTEGER) {
@@ -376,7 +507,7 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
   } = decodeStrict(buf, {
     spanOf: 'info',
     allowTrailing: true,
-    streamList: { path: ['info', 'files'], onItem: onFile },
+    streamList: { path: ['info', 'files'], onItem: onFile, onFileEntry },
   });
   if (!isDict(root)) throw new MetainfoError('torrent', 'top level must be a dictionary');
   const info = root['info'];
@@ -395,7 +526,8 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     throw new MetainfoError('info.meta version', `${metaVersion} is not supported`);
   }
 
-  const infoBytes = Buffer.from(buf.subarray(span[0], span[1]));
+  // A view, not a copy: pieceHashes is one too, so the input is kept whatever happens.
+  const infoBytes = whole.subarray(span[0], span[1]);
   const infoHash = createHash('sha1').update(infoBytes).digest();
 
   const pieceLength = getInt(info, 'piece length', 'info.piece length', {
