@@ -103,7 +103,8 @@ function isWide(cp: number): boolean {
   return false;
 }
 
-const segmenter = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
+// Made on first use: building it loads ICU's break rules, which `tdl info` never needs.
+let segmenter: Intl.Segmenter | undefined;
 const EMOJI_PRESENTATION = /\p{Emoji_Presentation}|\p{Extended_Pictographic}\uFE0F|\uFE0F\u20E3/u;
 /** Combining marks, zero-width spaces and joiners, variation selectors, other format marks. */
 const ZERO_WIDTH = /^[\p{M}\p{Cf}\u200b\u3164\uffa0]$/u;
@@ -121,6 +122,7 @@ function graphemeWidth(g: string): number {
  * clusters of their own, so one that is escaped is replaced whole by its ASCII escape.
  */
 function* cells(s: string): Generator<[text: string, width: number]> {
+  segmenter ??= new Intl.Segmenter(undefined, { granularity: 'grapheme' });
   for (const { segment } of segmenter.segment(s)) {
     const c = segment.charCodeAt(0);
     if (segment.length === 1 && c >= 0x20 && c < 0x7f) {

@@ -4,7 +4,14 @@ import { escapeControl, formatBytes, redactUrls } from './format.js';
 import { parsePeer } from './peer-arg.js';
 import { openTorrent } from './source.js';
 import { printMetainfoWarnings } from './torrent-file.js';
-import { contentLength, type TorrentFile } from '../metainfo/torrent.js';
+import {
+  contentLength,
+  fileAt,
+  fileCount,
+  isPaddingFile,
+  type Metainfo,
+  type TorrentFile,
+} from '../metainfo/torrent.js';
 
 /**
  * File indices, as `--select` takes them, count from 1 in the torrent's own file order, padding
@@ -71,7 +78,7 @@ class FolderText {
  * JSON.stringify of one object per file ({index?, path, length, padding?, executable?,
  * hidden?, symlink?}), never held whole.
  */
-async function writeJsonFiles(files: readonly TorrentFile[], io: CliIO): Promise<boolean> {
+async function writeJsonFiles(m: Metainfo, io: CliIO): Promise<boolean> {
   // `["a","b",` for a file in a/b/.
   const folders = new FolderText((path, n) => {
     let t = '[';
@@ -80,8 +87,9 @@ async function writeJsonFiles(files: readonly TorrentFile[], io: CliIO): Promise
   });
   let batch = '';
   let n = FIRST_INDEX - 1;
-  for (let i = 0; i < files.length; i++) {
-    const f = files[i]!;
+  const count = fileCount(m);
+  for (let i = 0; i < count; i++) {
+    const f = fileAt(m, i);
     batch += i === 0 ? '{' : ',{';
     if (!f.padding) batch += `"index":${++n},`;
     batch += `"path":${folders.of(f.path)}${JSON.stringify(f.path[f.path.length - 1])}],`;
@@ -122,7 +130,10 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
   );
   printMetainfoWarnings(m, io);
   const size = contentLength(m);
-  const padding = m.files.reduce((n, f) => n + (f.padding ? 1 : 0), 0);
+  // Files are read one at a time (fileAt): the list of a large torrent is never held whole.
+  const files = fileCount(m);
+  let padding = 0;
+  for (let i = 0; i < files; i++) if (isPaddingFile(m, i)) padding++;
   if (opts.json) {
     // One JSON line, as jsonLine would make it with `files` between `private` and `trackers`,
     // written in pieces: a 100,000-file torrent never builds it as one string.
@@ -146,7 +157,7 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
       warnings: m.warnings,
     });
     if (!(await writeChunk(io, `${head.slice(0, -2)},"files":[`))) return 0;
-    if (!(await writeJsonFiles(m.files, io))) return 0;
+    if (!(await writeJsonFiles(m, io))) return 0;
     await writeChunk(io, `],${tail.slice(1)}\n`);
     return 0;
   }
@@ -174,14 +185,14 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
     lines.push('http seeds:');
     for (const url of m.httpSeeds) lines.push(`  ${escapeControl(redactUrls(url))}`);
   }
-  const count = m.files.length - padding;
+  const count = files - padding;
   lines.push(`files:        ${count}${padding > 0 ? ` (and ${padding} padding)` : ''}`);
   // Human-readable output goes to stdout: it is the command's data. Written in batches, so a
   // 100,000-file torrent never builds its whole listing as one string.
   if (!(await writeChunk(io, `${lines.join('\n')}\n`))) return 0;
   let batch = '';
   // Files are numbered from 1, padding left out: the numbers `--select` takes.
-  const width = String(m.files.length - padding).length;
+  const width = String(count).length;
   const blank = ''.padStart(width);
   // `top/a/b/` for a file in a/b/, escaped (names never hold half a character, so escaping
   // name by name gives the text escaping the whole path would).
@@ -192,7 +203,8 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
     return t;
   });
   let n = FIRST_INDEX - 1;
-  for (const f of m.files) {
+  for (let i = 0; i < files; i++) {
+    const f = fileAt(m, i);
     const p = m.multiFile
       ? folders.of(f.path) + escapeControl(f.path[f.path.length - 1]!)
       : escapeControl(m.name);

@@ -385,6 +385,35 @@ function tryFileEntry(buf: Uint8Array, pos: number, s: EntryScratch): number {
   }
 }
 
+function newEntryScratch(): EntryScratch {
+  return {
+    entry: {
+      start: 0,
+      end: 0,
+      hasLength: false,
+      length: 0,
+      path: null,
+      altPath: null,
+      attrStart: -1,
+      attrEnd: -1,
+    },
+    path: [],
+    altPath: [],
+    others: [],
+  };
+}
+
+/**
+ * A reader of file entries already handed to `onFileEntry` by decodeStrict: given the same
+ * input and the entry's `start`, it fills the same RawFileEntry again (the reader reuses one
+ * object, as decodeStrict does). Undefined if `start` holds no such entry.
+ */
+export function fileEntryReader(): (buf: Uint8Array, start: number) => RawFileEntry | undefined {
+  const scratch = newEntryScratch();
+  return (buf, start) =>
+    buf[start] === CH_D && tryFileEntry(buf, start, scratch) > 0 ? scratch.entry : undefined;
+}
+
 /**
  * Validates `buf` as one strict bencode value (see the module comment) and builds it, in
  * linear time without recursion. Returns the span of the value of top-level dictionary key
@@ -407,21 +436,7 @@ function decodeScan(
   let span: [number, number] | undefined;
   let result: BValue | undefined;
   const onFileEntry = opts.streamList?.onFileEntry;
-  const scratch: EntryScratch = {
-    entry: {
-      start: 0,
-      end: 0,
-      hasLength: false,
-      length: 0,
-      path: null,
-      altPath: null,
-      attrStart: -1,
-      attrEnd: -1,
-    },
-    path: [],
-    altPath: [],
-    others: [],
-  };
+  const scratch = newEntryScratch();
 
   for (;;) {
     const top = stack[stack.length - 1];

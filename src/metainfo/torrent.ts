@@ -8,6 +8,7 @@ import {
   type RawFileEntry,
   checkInt,
   decodeStrict,
+  fileEntryReader,
   getBytes,
   getInt,
   getList,
@@ -19,6 +20,7 @@ import {
   tryText,
 } from './bencode.js';
 import {
+  asciiNameKind,
   checkPathCollisions,
   checkPathComponent,
   checkRelativePath,
@@ -27,6 +29,7 @@ import {
   isSafeComponent,
   MAX_PATH_DEPTH,
   normalizeComponent,
+  PathHashes,
   safeAsciiComponent,
 } from './paths.js';
 
@@ -96,6 +99,8 @@ export interface Metainfo {
 /** At most this many warnings about names or URLs are kept; the rest are counted. */
 const MAX_ITEM_WARNINGS = 20;
 const PADDING_NAME_PREFIX = '_____padding_file_';
+/** Size of FastEntries' table of folder names (a power of 2). */
+const FOLDER_SLOTS = 4096;
 
 class Warnings {
   readonly list: string[] = [];
@@ -354,9 +359,14 @@ function parseFileEntry(
  * its result, warnings and errors are the reference.
  */
 class FastEntries {
-  /** The folder names of the last entry read here, and where their bytes were. */
-  private prevPath: string[] = [];
-  private prevSpans: number[] = [];
+  /**
+   * Folder names already read, by where their bytes are: a small table indexed by a hash of
+   * the bytes (a slot holds the last name that landed there), so a name seen before costs a
+   * byte comparison and no new string.
+   */
+  private readonly slotStart = new Int32Array(FOLDER_SLOTS).fill(-1);
+  private readonly slotEnd = new Int32Array(FOLDER_SLOTS);
+  private readonly slotText: (string | undefined)[] = new Array<string | undefined>(FOLDER_SLOTS);
 
   constructor(
     private readonly buf: Buffer,
@@ -383,15 +393,94 @@ class FastEntries {
     return isSafeComponent(text) ? text : undefined;
   }
 
-  /** True when bytes [start, end) equal those of folder `k` of the previous entry. */
-  private sameAsPrevious(k: number, start: number, end: number): boolean {
-    const ps = this.prevSpans[2 * k];
-    const pe = this.prevSpans[2 * k + 1];
-    // -1: that name came from `path.utf-8`, not from bytes compared here.
-    if (ps === undefined || pe === undefined || ps < 0 || pe - ps !== end - start) return false;
+  /** One copy of each folder name (shared with parseFileEntry's). */
+  private shared(text: string): string {
+    const seen = this.folders.get(text);
+    if (seen !== undefined) return seen;
+    this.folders.set(text, text);
+    return text;
+  }
+
+  /** name() for a folder, through the table of names already read. */
+  private folderName(start: number, end: number): string | undefined {
     const b = this.buf;
-    for (let i = 0; i < end - start; i++) if (b[ps + i] !== b[start + i]) return false;
-    return true;
+    let h = 0x811c9dc5;
+    for (let i = start; i < end; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
+    const slot = (h ^ (h >>> 15)) & (FOLDER_SLOTS - 1);
+    const ps = this.slotStart[slot]!;
+    if (ps >= 0 && this.slotEnd[slot]! - ps === end - start) {
+      let same = true;
+      for (let i = 0; same && i < end - start; i++) same = b[ps + i] === b[start + i];
+      if (same) return this.slotText[slot];
+    }
+    const text = this.name(start, end);
+    if (text === undefined) return undefined;
+    const kept = this.shared(text);
+    this.slotStart[slot] = start;
+    this.slotEnd[slot] = end;
+    this.slotText[slot] = kept;
+    return kept;
+  }
+
+  /**
+   * Checks entry `e` as read() would read it, without making its names (ASCII ones are hashed
+   * from their bytes), and adds its path to `hashes` unless it is a padding file. Returns -1
+   * when read() would not handle it, else 1 for a padding file and 0 for another.
+   */
+  check(e: RawFileEntry, hashes: PathHashes): number {
+    const raw = e.path;
+    if (!e.hasLength || e.length < 0 || raw === null) return -1;
+    const n = raw.length >> 1;
+    if (n === 0 || n > MAX_PATH_DEPTH) return -1;
+    const alt = e.altPath !== null && e.altPath.length === raw.length ? e.altPath : null;
+    const b = this.buf;
+    let padding = false;
+    hashes.begin();
+    for (let k = 0; k < n; k++) {
+      let start = raw[2 * k]!;
+      let end = raw[2 * k + 1]!;
+      let text: string | undefined;
+      let kind: number = -1;
+      if (alt !== null) {
+        const as = alt[2 * k]!;
+        const ae = alt[2 * k + 1]!;
+        kind = asciiNameKind(b, as, ae);
+        if (kind === 1) {
+          start = as;
+          end = ae;
+        } else {
+          const a = this.altName(as, ae);
+          if (a === undefined) return abandon(hashes);
+          if (a !== null) text = a;
+          kind = -1;
+        }
+      }
+      if (text === undefined && kind !== 1) {
+        kind = asciiNameKind(b, start, end);
+        if (kind === 0) return abandon(hashes);
+        if (kind === 2) {
+          text = this.name(start, end);
+          if (text === undefined) return abandon(hashes);
+        }
+      }
+      if (text === undefined) {
+        hashes.ascii(b, start, end);
+        if (k === n - 1) padding = bytesStartWith(b, start, end, PADDING_PREFIX_BYTES);
+      } else {
+        hashes.text(text);
+        if (k === n - 1) padding = text.startsWith(PADDING_NAME_PREFIX);
+      }
+    }
+    if (e.attrStart >= 0) {
+      const attr = b.subarray(e.attrStart, e.attrEnd);
+      padding ||= attr.includes(0x70); // p
+      if (!padding && attr.includes(0x6c)) return abandon(hashes); // l: read the full way
+    }
+    // Padding files are never created (BEP 47), so they cannot collide with anything; some
+    // creators give all of them the same name.
+    if (padding) hashes.abandon();
+    else hashes.end();
+    return padding ? 1 : 0;
   }
 
   read(e: RawFileEntry, offset: number): TorrentFile | undefined {
@@ -400,42 +489,22 @@ class FastEntries {
     const n = raw.length >> 1;
     if (n === 0 || n > MAX_PATH_DEPTH) return undefined;
     const alt = e.altPath !== null && e.altPath.length === raw.length ? e.altPath : null;
+    // Made at its size (a pushed-to array reserves room for 17 names).
     const path = new Array<string>(n);
-    const spans = this.prevSpans;
     for (let k = 0; k < n; k++) {
-      let start = raw[2 * k]!;
-      let end = raw[2 * k + 1]!;
+      const start = raw[2 * k]!;
+      const end = raw[2 * k + 1]!;
       let text: string | undefined;
       if (alt !== null) {
         const a = this.altName(alt[2 * k]!, alt[2 * k + 1]!);
         if (a === undefined) return undefined;
-        if (a !== null) {
-          text = a;
-          start = alt[2 * k]!;
-          end = alt[2 * k + 1]!;
-        }
+        if (a !== null) text = k < n - 1 ? this.shared(a) : a;
       }
-      if (k < n - 1) {
-        // Folder names repeat from file to file: keep one copy of each.
-        if (text === undefined && this.sameAsPrevious(k, start, end)) {
-          text = this.prevPath[k]!;
-        } else {
-          text ??= this.name(start, end);
-          if (text === undefined) return undefined;
-          const seen = this.folders.get(text);
-          if (seen !== undefined) text = seen;
-          else this.folders.set(text, text);
-        }
-        this.prevPath[k] = text;
-        spans[2 * k] = alt !== null ? -1 : start;
-        spans[2 * k + 1] = alt !== null ? -1 : end;
-      } else {
-        text ??= this.name(start, end);
-        if (text === undefined) return undefined;
-      }
+      // Folder names repeat from file to file: keep one copy of each.
+      text ??= k < n - 1 ? this.folderName(start, end) : this.name(start, end);
+      if (text === undefined) return undefined;
       path[k] = text;
     }
-    if (spans.length > 2 * (n - 1)) spans.length = 2 * (n - 1);
     const file: TorrentFile = { path, length: e.length, offset };
     let padding = path[n - 1]!.startsWith(PADDING_NAME_PREFIX);
     if (e.attrStart >= 0) {
@@ -452,6 +521,110 @@ class FastEntries {
   }
 }
 
+function abandon(hashes: PathHashes): number {
+  hashes.abandon();
+  return -1;
+}
+
+const PADDING_PREFIX_BYTES = Buffer.from(PADDING_NAME_PREFIX);
+
+function bytesStartWith(buf: Uint8Array, start: number, end: number, prefix: Uint8Array): boolean {
+  if (end - start < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (buf[start + i] !== prefix[i]) return false;
+  return true;
+}
+
+/**
+ * The file list of a multi-file torrent, kept as positions until asked for (see
+ * docs/DESIGN.md, "Parsing large torrents"): where each entry is in the input, its offset and
+ * whether it is padding, in typed arrays; a TorrentFile is made from the entry's bytes when
+ * one is needed. Entries of an unusual shape are built at once and kept (`built`).
+ */
+class FileTable {
+  count = 0;
+  starts = new Int32Array(256);
+  offsets = new Float64Array(256);
+  padding = new Uint8Array(256);
+  readonly built = new Map<number, TorrentFile>();
+  /** Once `files` was read: the array handed out (kept and used from then on). */
+  list: TorrentFile[] | undefined;
+  private readonly reread = fileEntryReader();
+
+  constructor(
+    private readonly buf: Buffer,
+    private readonly fast: FastEntries,
+    public total = 0,
+  ) {}
+
+  /** Adds file `count`: its entry's start (-1 when it is in `built`), offset, padding. */
+  add(start: number, offset: number, padding: boolean): void {
+    const i = this.count++;
+    if (i === this.starts.length) {
+      const n = 2 * i;
+      const starts = new Int32Array(n);
+      starts.set(this.starts);
+      this.starts = starts;
+      const offsets = new Float64Array(n);
+      offsets.set(this.offsets);
+      this.offsets = offsets;
+      const pad = new Uint8Array(n);
+      pad.set(this.padding);
+      this.padding = pad;
+    }
+    this.starts[i] = start;
+    this.offsets[i] = offset;
+    this.padding[i] = padding ? 1 : 0;
+  }
+
+  /** File `i`, made anew (kept by nobody) unless it was built at once. */
+  make(i: number): TorrentFile {
+    const built = this.built.get(i);
+    if (built !== undefined) return built;
+    const e = this.reread(this.buf, this.starts[i]!);
+    const file = e === undefined ? undefined : this.fast.read(e, this.offsets[i]!);
+    // check() accepted this entry, so read() does too.
+    if (file === undefined) throw new Error(`info.files[${i}] cannot be read again`);
+    return file;
+  }
+
+  all(): TorrentFile[] {
+    if (this.list === undefined) {
+      const list = new Array<TorrentFile>(this.count);
+      for (let i = 0; i < this.count; i++) list[i] = this.make(i);
+      this.list = list;
+    }
+    return this.list;
+  }
+}
+
+const tables = new WeakMap<Metainfo, FileTable>();
+
+/** How many files `m` has (padding files included), without making its file list. */
+export function fileCount(m: Metainfo): number {
+  const t = tables.get(m);
+  return t !== undefined && t.list === undefined ? t.count : m.files.length;
+}
+
+/**
+ * File `i` of `m` (as `m.files[i]`). Until `m.files` is read, each call makes a new object
+ * that nobody else keeps: listing a 100,000-file torrent this way never holds its whole list.
+ */
+export function fileAt(m: Metainfo, i: number): TorrentFile {
+  const t = tables.get(m);
+  if (t === undefined || t.list !== undefined) return m.files[i]!;
+  if (!Number.isInteger(i) || i < 0 || i >= t.count) {
+    throw new RangeError(`file index ${i} out of range 0..${t.count - 1}`);
+  }
+  return t.make(i);
+}
+
+/** Whether file `i` of `m` is a padding file, without making it. */
+export function isPaddingFile(m: Metainfo, i: number): boolean {
+  const t = tables.get(m);
+  if (t === undefined || t.list !== undefined) return m.files[i]!.padding === true;
+  return t.padding[i] === 1;
+}
+
 /** Parses and validates a .torrent. Throws BencodeError or MetainfoError. */
 export function parseTorrent(buf: Uint8Array): Metainfo {
   if (buf.length > MAX_TORRENT_FILE_BYTES) {
@@ -465,37 +638,45 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
   // dictionary and its hash do not depend on them. Inside the value everything stays strict.
   // The file list is turned into TorrentFile entries as it is decoded, so a 100,000-file
   // torrent never holds both (see docs/DESIGN.md, "Large torrents").
-  const files: TorrentFile[] = [];
   const folders = new Map<string, string>();
   let total = 0;
   const whole = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.length);
   const fast = new FastEntries(whole, folders);
+  const table = new FileTable(whole, fast);
+  const hashes = new PathHashes();
+  // An entry built the full way: kept, and its path hashed unless it is padding.
+  const addBuilt = (file: TorrentFile): void => {
+    table.built.set(table.count, file);
+    if (!file.padding) {
+      hashes.begin();
+      for (const c of file.path) hashes.text(c);
+      hashes.end();
+    }
+    addFile(-1, file.length, file.padding === true);
+  };
   const onFile = (entry: BValue, i: number): void => {
     if (i >= MAX_FILES) {
       throw new MetainfoError('info.files', `has more than ${MAX_FILES} entries`);
     }
-    addFile(parseFileEntry(entry, i, total, warnings, folders));
+    addBuilt(parseFileEntry(entry, i, total, warnings, folders));
   };
   const onFileEntry = (e: RawFileEntry, i: number): void => {
     if (i >= MAX_FILES) {
       throw new MetainfoError('info.files', `has more than ${MAX_FILES} entries`);
     }
+    const kind = fast.check(e, hashes);
+    if (kind >= 0) {
+      addFile(e.start, e.length, kind === 1);
+      return;
+    }
     // Not the usual shape: built and read the full way, which gives the same result, the
     // warnings and the errors.
-    const file =
-      fast.read(e, total) ??
-      parseFileEntry(
-        decodeStrict(whole.subarray(e.start, e.end)).value,
-        i,
-        total,
-        warnings,
-        folders,
-      );
-    addFile(file);
+    const entry = decodeStrict(whole.subarray(e.start, e.end)).value;
+    addBuilt(parseFileEntry(entry, i, total, warnings, folders));
   };
-  const addFile = (file: TorrentFile): void => {
-    files.push(file);
-    total += file.length;
+  const addFile = (start: number, length: number, padding: boolean): void => {
+    table.add(start, total, padding);
+    total += length;
     if (total > Number.MAX_SAFE_INTEGER) {
       throw new MetainfoError('info.files', 'total length is too large');
     }
@@ -559,6 +740,7 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     throw new MetainfoError('info', 'has neither "length" nor "files"');
   }
 
+  let files: TorrentFile[] | undefined;
   if (hasLength) {
     const length = getInt(info, 'length', 'info.length', { min: 0 });
     const file: TorrentFile = { path: [name], length, offset: 0 };
@@ -569,22 +751,27 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     if (attr.padding) warnings.add('info.attr: padding ignored on a single-file torrent');
     if (attr.executable) file.executable = true;
     if (attr.hidden) file.hidden = true;
-    files.push(file);
+    files = [file];
     total = length;
   } else {
-    // Its entries were parsed while decoding (onFile): what is left is an empty list.
+    // Its entries were checked while decoding (onFile, onFileEntry): what is left is an empty
+    // list.
     getList(info, 'files', 'info.files');
-    if (files.length === 0) throw new MetainfoError('info.files', 'is empty');
+    if (table.count === 0) throw new MetainfoError('info.files', 'is empty');
+    table.total = total;
     // Padding files are never created (BEP 47), so they cannot collide with anything; some
-    // creators give all of them the same name.
-    const real: string[][] = [];
-    const index: number[] = [];
-    files.forEach((f, i) => {
-      if (f.padding) return;
-      real.push(f.path);
-      index.push(i);
-    });
-    checkPathCollisions(real, (k) => `info.files[${index[k]!}].path`);
+    // creators give all of them the same name. The hashes clear nearly every torrent; a
+    // "maybe" is settled by the names themselves, which also make the message.
+    if (hashes.maybeCollide()) {
+      const real: string[][] = [];
+      const index: number[] = [];
+      table.all().forEach((f, i) => {
+        if (f.padding) return;
+        real.push(f.path);
+        index.push(i);
+      });
+      checkPathCollisions(real, (k) => `info.files[${index[k]!}].path`);
+    }
   }
   if (total <= 0) {
     throw new MetainfoError(hasLength ? 'info.length' : 'info.files', 'total length is 0');
@@ -603,7 +790,12 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     const tree = info['file tree'];
     if (tree === undefined) throw new MetainfoError('info.file tree', 'missing');
     const v2Name = tryText(isBytes(info['name']) ? info['name'] : undefined);
-    checkHybrid(tree, files, v2Name === undefined ? name : normalizeComponent(v2Name), hasFiles);
+    checkHybrid(
+      tree,
+      files ?? table.all(),
+      v2Name === undefined ? name : normalizeComponent(v2Name),
+      hasFiles,
+    );
   }
 
   const announce = parseTrackerUrl(root['announce']);
@@ -620,7 +812,7 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     pieceHashes,
     length: total,
     multiFile: hasFiles,
-    files,
+    files: files ?? [],
     announce,
     announceList,
     private: priv,
@@ -642,11 +834,32 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     );
   }
   m.warnings = warnings.done();
+  if (files === undefined) {
+    // The list is made when first read (see FileTable), then kept.
+    Object.defineProperty(m, 'files', {
+      enumerable: true,
+      configurable: true,
+      get: () => table.all(),
+      set: (list: TorrentFile[]) => {
+        table.list = list;
+      },
+    });
+    tables.set(m, table);
+  }
   return m;
 }
 
 /** Bytes of the real files: the total without padding files. */
 export function contentLength(m: Metainfo): number {
+  const t = tables.get(m);
+  if (t !== undefined && t.list === undefined) {
+    let real = 0;
+    for (let i = 0; i < t.count; i++) {
+      const end = i + 1 < t.count ? t.offsets[i + 1]! : t.total;
+      if (t.padding[i] === 0) real += end - t.offsets[i]!;
+    }
+    return real;
+  }
   let n = 0;
   for (const f of m.files) if (!f.padding) n += f.length;
   return n;
