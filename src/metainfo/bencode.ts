@@ -125,10 +125,13 @@ export interface RawFileEntry {
   /** `length` (any integer), when present. */
   hasLength: boolean;
   length: number;
-  /** `path`: [start, end) of each component, one pair after the other; null when absent. */
-  path: number[] | null;
+  /** `path`: [start, end) of each name, one pair after the other, `pathNames` pairs. */
+  path: Int32Array;
+  /** How many names `path` has; -1 when there is no `path`. */
+  pathNames: number;
   /** `path.utf-8`, the same way. */
-  altPath: number[] | null;
+  altPath: Int32Array;
+  altNames: number;
   /** `attr`: [start, end) of its bytes; attrStart is -1 when absent. */
   attrStart: number;
   attrEnd: number;
@@ -273,12 +276,10 @@ const KEY_PROTO = Buffer.from('__proto__');
 /** Other keys a fast-routed file entry may have (`md5sum`, `sha1`, …) before it is built instead. */
 const MAX_OTHER_KEYS = 8;
 
-/** What scanFileEntry fills, made once per decode: the entry, its span lists, other keys seen. */
+/** What scanFileEntry fills, made once per decode: the entry, and the other keys seen. */
 interface EntryScratch {
   entry: RawFileEntry;
-  path: number[];
-  altPath: number[];
-  others: number[];
+  others: Int32Array;
 }
 
 function bytesEqual(buf: Uint8Array, start: number, end: number, key: Uint8Array): boolean {
@@ -287,18 +288,32 @@ function bytesEqual(buf: Uint8Array, start: number, end: number, key: Uint8Array
   return true;
 }
 
-/** A list of byte strings starting at `pos` ('l'): their spans go to `spans`. -1: another shape. */
-function scanStringList(buf: Uint8Array, pos: number, spans: number[]): number {
+/** Names a fast-routed path may have (more: the entry is built, and refused, the full way). */
+const MAX_ENTRY_NAMES = 128;
+/** How many names scanStringList read last. */
+let lastListNames = 0;
+
+/**
+ * A list of at most MAX_ENTRY_NAMES byte strings starting at `pos` ('l'): their spans go to
+ * `spans`, their count to lastListNames. -1: another shape.
+ */
+function scanStringList(buf: Uint8Array, pos: number, spans: Int32Array): number {
   const len = buf.length;
+  let n = 0;
   pos++; // 'l'
   for (;;) {
     if (pos >= len) return -1;
     const c = buf[pos]!;
-    if (c === CH_E) return pos + 1;
-    if (c < CH_0 || c > CH_9) return -1;
+    if (c === CH_E) {
+      lastListNames = n;
+      return pos + 1;
+    }
+    if (c < CH_0 || c > CH_9 || n === MAX_ENTRY_NAMES) return -1;
     const start = scanStringHeader(buf, pos);
     pos = start + lastStringLength;
-    spans.push(start, pos);
+    spans[2 * n] = start;
+    spans[2 * n + 1] = pos;
+    n++;
   }
 }
 
@@ -317,10 +332,10 @@ function scanFileEntry(buf: Uint8Array, pos: number, s: EntryScratch): number {
   const others = s.others;
   e.start = pos;
   e.hasLength = false;
-  e.path = null;
-  e.altPath = null;
+  e.pathNames = -1;
+  e.altNames = -1;
   e.attrStart = -1;
-  others.length = 0;
+  let nOthers = 0;
   pos++; // 'd'
   for (;;) {
     if (pos >= len) return -1;
@@ -341,30 +356,31 @@ function scanFileEntry(buf: Uint8Array, pos: number, s: EntryScratch): number {
       e.hasLength = true;
       e.length = lastInteger;
     } else if (bytesEqual(buf, ks, ke, KEY_PATH)) {
-      if (e.path !== null || c !== CH_L) return -1;
-      e.path = s.path;
-      e.path.length = 0;
+      if (e.pathNames >= 0 || c !== CH_L) return -1;
       pos = scanStringList(buf, pos, e.path);
+      e.pathNames = lastListNames;
     } else if (bytesEqual(buf, ks, ke, KEY_PATH_UTF8)) {
-      if (e.altPath !== null || c !== CH_L) return -1;
-      e.altPath = s.altPath;
-      e.altPath.length = 0;
+      if (e.altNames >= 0 || c !== CH_L) return -1;
       pos = scanStringList(buf, pos, e.altPath);
+      e.altNames = lastListNames;
     } else if (bytesEqual(buf, ks, ke, KEY_ATTR)) {
       if (e.attrStart >= 0 || c < CH_0 || c > CH_9) return -1;
       e.attrStart = scanStringHeader(buf, pos);
       e.attrEnd = e.attrStart + lastStringLength;
       pos = e.attrEnd;
     } else {
-      if (others.length >= 2 * MAX_OTHER_KEYS || bytesEqual(buf, ks, ke, KEY_PROTO)) return -1;
+      if (nOthers === MAX_OTHER_KEYS || bytesEqual(buf, ks, ke, KEY_PROTO)) return -1;
       for (let i = ks; i < ke; i++) if (buf[i]! >= 0x80) return -1;
-      for (let i = 0; i < others.length; i += 2) {
-        if (ke - ks !== others[i + 1]! - others[i]!) continue;
+      for (let i = 0; i < nOthers; i++) {
+        const os = others[2 * i]!;
+        if (ke - ks !== others[2 * i + 1]! - os) continue;
         let same = true;
-        for (let k = 0; same && k < ke - ks; k++) same = buf[ks + k] === buf[others[i]! + k];
+        for (let k = 0; same && k < ke - ks; k++) same = buf[ks + k] === buf[os + k];
         if (same) return -1;
       }
-      others.push(ks, ke);
+      others[2 * nOthers] = ks;
+      others[2 * nOthers + 1] = ke;
+      nOthers++;
       if (c === CH_I) pos = scanInteger(buf, pos);
       else if (c >= CH_0 && c <= CH_9) {
         const start = scanStringHeader(buf, pos);
@@ -392,14 +408,14 @@ function newEntryScratch(): EntryScratch {
       end: 0,
       hasLength: false,
       length: 0,
-      path: null,
-      altPath: null,
+      path: new Int32Array(2 * MAX_ENTRY_NAMES),
+      pathNames: -1,
+      altPath: new Int32Array(2 * MAX_ENTRY_NAMES),
+      altNames: -1,
       attrStart: -1,
       attrEnd: -1,
     },
-    path: [],
-    altPath: [],
-    others: [],
+    others: new Int32Array(2 * MAX_OTHER_KEYS),
   };
 }
 

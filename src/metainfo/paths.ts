@@ -140,6 +140,14 @@ class Doubles {
 export class PathHashes {
   private readonly files = new Doubles();
   private readonly folders = new Doubles();
+  /**
+   * The folder hashes added last, by a few bits of their value: files of one folder add the
+   * same hashes again and again, and one copy is enough.
+   */
+  private readonly recent = new Float64Array(4096).fill(-1);
+  /** The slots of `recent` set since begin(), undone by abandon(). */
+  private readonly touched = new Int32Array(MAX_PATH_DEPTH + 1);
+  private nTouched = 0;
   private a = 0;
   private b = 0;
   private names = 0;
@@ -150,46 +158,65 @@ export class PathHashes {
     this.a = 0x811c9dc5;
     this.b = 0x9747b28c;
     this.names = 0;
+    this.nTouched = 0;
     this.foldersAtStart = this.folders.length;
   }
 
   /** Forgets the path begun last (it was not added after all). */
   abandon(): void {
     this.folders.length = this.foldersAtStart;
+    for (let i = 0; i < this.nTouched; i++) this.recent[this.touched[i]!] = -1;
   }
 
-  private unit(u: number): void {
-    this.a = Math.imul(this.a ^ u, 0x01000193);
-    const b = Math.imul(this.b ^ u, 0x5bd1e995);
-    this.b = b ^ (b >>> 13);
-  }
-
-  private get value(): number {
-    return (this.a >>> 0) * 0x200000 + ((this.b >>> 0) & 0x1fffff);
-  }
-
+  /** Before each name but the first: the folder so far is recorded, then a '/' is fed. */
   private separate(): void {
-    if (this.names++ > 0) {
-      this.folders.push(this.value);
-      this.unit(0x2f);
+    if (this.names++ === 0) return;
+    const h = (this.a >>> 0) * 0x200000 + ((this.b >>> 0) & 0x1fffff);
+    const slot = this.a & 4095;
+    if (this.recent[slot] !== h) {
+      this.recent[slot] = h;
+      if (this.nTouched < this.touched.length) this.touched[this.nTouched++] = slot;
+      else this.recent.fill(-1); // a path deeper than any checked one: forget them all
+      this.folders.push(h);
     }
+    this.a = Math.imul(this.a ^ 0x2f, 0x01000193);
+    const b = Math.imul(this.b ^ 0x2f, 0x5bd1e995);
+    this.b = b ^ (b >>> 13);
   }
 
   /** The next name of the path, as text. */
   text(name: string): void {
     this.separate();
-    for (let i = 0; i < name.length; i++) this.unit(name.charCodeAt(i));
+    let a = this.a;
+    let b = this.b;
+    for (let i = 0; i < name.length; i++) {
+      const u = name.charCodeAt(i);
+      a = Math.imul(a ^ u, 0x01000193);
+      b = Math.imul(b ^ u, 0x5bd1e995);
+      b ^= b >>> 13;
+    }
+    this.a = a;
+    this.b = b;
   }
 
   /** The next name of the path, as ASCII bytes (the same units as its text). */
   ascii(buf: Uint8Array, start: number, end: number): void {
     this.separate();
-    for (let i = start; i < end; i++) this.unit(buf[i]!);
+    let a = this.a;
+    let b = this.b;
+    for (let i = start; i < end; i++) {
+      const u = buf[i]!;
+      a = Math.imul(a ^ u, 0x01000193);
+      b = Math.imul(b ^ u, 0x5bd1e995);
+      b ^= b >>> 13;
+    }
+    this.a = a;
+    this.b = b;
   }
 
   /** Ends the path begun last. */
   end(): void {
-    this.files.push(this.value);
+    this.files.push((this.a >>> 0) * 0x200000 + ((this.b >>> 0) & 0x1fffff));
   }
 
   /** False when no two of the paths added can collide. */

@@ -429,10 +429,9 @@ class FastEntries {
    */
   check(e: RawFileEntry, hashes: PathHashes): number {
     const raw = e.path;
-    if (!e.hasLength || e.length < 0 || raw === null) return -1;
-    const n = raw.length >> 1;
-    if (n === 0 || n > MAX_PATH_DEPTH) return -1;
-    const alt = e.altPath !== null && e.altPath.length === raw.length ? e.altPath : null;
+    const n = e.pathNames;
+    if (!e.hasLength || e.length < 0 || n <= 0 || n > MAX_PATH_DEPTH) return -1;
+    const alt = e.altNames === n ? e.altPath : null;
     const b = this.buf;
     let padding = false;
     hashes.begin();
@@ -485,10 +484,9 @@ class FastEntries {
 
   read(e: RawFileEntry, offset: number): TorrentFile | undefined {
     const raw = e.path;
-    if (!e.hasLength || e.length < 0 || raw === null) return undefined;
-    const n = raw.length >> 1;
-    if (n === 0 || n > MAX_PATH_DEPTH) return undefined;
-    const alt = e.altPath !== null && e.altPath.length === raw.length ? e.altPath : null;
+    const n = e.pathNames;
+    if (!e.hasLength || e.length < 0 || n <= 0 || n > MAX_PATH_DEPTH) return undefined;
+    const alt = e.altNames === n ? e.altPath : null;
     // Made at its size (a pushed-to array reserves room for 17 names).
     const path = new Array<string>(n);
     for (let k = 0; k < n; k++) {
