@@ -623,8 +623,20 @@ export function isPaddingFile(m: Metainfo, i: number): boolean {
   return t.padding[i] === 1;
 }
 
-/** Parses and validates a .torrent. Throws BencodeError or MetainfoError. */
-export function parseTorrent(buf: Uint8Array): Metainfo {
+export interface ParseOptions {
+  /**
+   * Read every file entry the full way (decoded, then parseFileEntry) and build the file list
+   * at once, as before FileTable: the reference the fast route is tested against.
+   */
+  fullRoute?: boolean;
+}
+
+/**
+ * Parses and validates a .torrent. Throws BencodeError or MetainfoError. The result's byte
+ * fields (`info`, `pieceHashes`) are views into `buf`, and the file list is read from it when
+ * first asked for: keep `buf` unchanged while the result is in use.
+ */
+export function parseTorrent(buf: Uint8Array, opts: ParseOptions = {}): Metainfo {
   if (buf.length > MAX_TORRENT_FILE_BYTES) {
     throw new MetainfoError(
       'torrent',
@@ -686,7 +698,11 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
   } = decodeStrict(buf, {
     spanOf: 'info',
     allowTrailing: true,
-    streamList: { path: ['info', 'files'], onItem: onFile, onFileEntry },
+    streamList: {
+      path: ['info', 'files'],
+      onItem: onFile,
+      ...(opts.fullRoute ? {} : { onFileEntry }),
+    },
   });
   if (!isDict(root)) throw new MetainfoError('torrent', 'top level must be a dictionary');
   const info = root['info'];
@@ -832,7 +848,9 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     );
   }
   m.warnings = warnings.done();
-  if (files === undefined) {
+  if (files === undefined && opts.fullRoute) {
+    m.files = table.all();
+  } else if (files === undefined) {
     // The list is made when first read (see FileTable), then kept.
     Object.defineProperty(m, 'files', {
       enumerable: true,
