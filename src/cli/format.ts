@@ -34,7 +34,8 @@ export function formatBytes(n: number): string {
     v /= 1024;
     u++;
   }
-  return u === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${UNITS[u]}`;
+  // `+` rather than a template literal: faster in V8, and `tdl info` calls this per file.
+  return u === 0 ? v + ' B' : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2) + ' ' + UNITS[u]!;
 }
 
 export function formatRate(bytesPerSecond: number): string {

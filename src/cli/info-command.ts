@@ -90,10 +90,12 @@ async function writeJsonFiles(m: Metainfo, io: CliIO): Promise<boolean> {
   const count = fileCount(m);
   for (let i = 0; i < count; i++) {
     const f = fileAt(m, i);
-    batch += i === 0 ? '{' : ',{';
-    if (!f.padding) batch += `"index":${++n},`;
-    batch += `"path":${folders.of(f.path)}${JSON.stringify(f.path[f.path.length - 1])}],`;
-    batch += `"length":${f.length}`;
+    // Joined with `+`, not template literals: V8 builds these much faster (100,000 lines).
+    let line = i === 0 ? '{' : ',{';
+    if (!f.padding) line += '"index":' + ++n + ',';
+    line += '"path":' + folders.of(f.path) + JSON.stringify(f.path[f.path.length - 1]) + '],';
+    line += '"length":' + f.length;
+    batch += line;
     if (f.padding) batch += ',"padding":true';
     if (f.executable) batch += ',"executable":true';
     if (f.hidden) batch += ',"hidden":true';
@@ -209,7 +211,8 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
       ? folders.of(f.path) + escapeControl(f.path[f.path.length - 1]!)
       : escapeControl(m.name);
     const num = f.padding ? blank : String(++n).padStart(width);
-    batch += `  ${num}  ${formatBytes(f.length).padStart(10)}  ${p}${flags(f)}\n`;
+    // Joined with `+`, not a template literal: V8 builds it much faster (100,000 lines).
+    batch += '  ' + num + '  ' + formatBytes(f.length).padStart(10) + '  ' + p + flags(f) + '\n';
     if (batch.length >= CHUNK) {
       if (!(await writeChunk(io, batch))) return 0;
       batch = '';
