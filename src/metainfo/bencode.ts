@@ -101,7 +101,40 @@ export interface DecodeOptions {
    * as it is complete, and the list in the result stays empty. A 100,000-file torrent then
    * never holds its whole decoded file list (see docs/DESIGN.md). `onItem` may throw.
    */
-  streamList?: { path: [string, string]; onItem: (item: BValue, index: number) => void };
+  streamList?: {
+    path: [string, string];
+    onItem: (item: BValue, index: number) => void;
+    /**
+     * Optional fast route for the streamed list's items: an item that is a dictionary of the
+     * usual file-entry shape (see scanFileEntry) is checked in place and handed here as
+     * positions into the input, never built; any other item is built and goes to `onItem`.
+     * Both count towards the same `index`.
+     */
+    onFileEntry?: (entry: RawFileEntry, index: number) => void;
+  };
+}
+
+/**
+ * A file entry of a streamed list, checked but not built: positions into the input. One object
+ * is reused from entry to entry, so read it inside the callback only.
+ */
+export interface RawFileEntry {
+  /** The whole entry's bytes: [start, end). */
+  start: number;
+  end: number;
+  /** `length` (any integer), when present. */
+  hasLength: boolean;
+  length: number;
+  /** `path`: [start, end) of each name, one pair after the other, `pathNames` pairs. */
+  path: Int32Array;
+  /** How many names `path` has; -1 when there is no `path`. */
+  pathNames: number;
+  /** `path.utf-8`, the same way. */
+  altPath: Int32Array;
+  altNames: number;
+  /** `attr`: [start, end) of its bytes; attrStart is -1 when absent. */
+  attrStart: number;
+  attrEnd: number;
 }
 
 function describeByte(b: number): string {
@@ -235,6 +268,168 @@ function scanInteger(buf: Uint8Array, pos: number): number {
   throw new BencodeError('input truncated inside an integer', pos);
 }
 
+const KEY_LENGTH = Buffer.from('length');
+const KEY_PATH = Buffer.from('path');
+const KEY_PATH_UTF8 = Buffer.from('path.utf-8');
+const KEY_ATTR = Buffer.from('attr');
+const KEY_PROTO = Buffer.from('__proto__');
+/** Other keys a fast-routed file entry may have (`md5sum`, `sha1`, …) before it is built instead. */
+const MAX_OTHER_KEYS = 8;
+
+/** What scanFileEntry fills, made once per decode: the entry, and the other keys seen. */
+interface EntryScratch {
+  entry: RawFileEntry;
+  others: Int32Array;
+}
+
+function bytesEqual(buf: Uint8Array, start: number, end: number, key: Uint8Array): boolean {
+  if (end - start !== key.length) return false;
+  for (let i = 0; i < key.length; i++) if (buf[start + i] !== key[i]) return false;
+  return true;
+}
+
+/** Names a fast-routed path may have (more: the entry is built, and refused, the full way). */
+const MAX_ENTRY_NAMES = 128;
+/** How many names scanStringList read last. */
+let lastListNames = 0;
+
+/**
+ * A list of at most MAX_ENTRY_NAMES byte strings starting at `pos` ('l'): their spans go to
+ * `spans`, their count to lastListNames. -1: another shape.
+ */
+function scanStringList(buf: Uint8Array, pos: number, spans: Int32Array): number {
+  const len = buf.length;
+  let n = 0;
+  pos++; // 'l'
+  for (;;) {
+    if (pos >= len) return -1;
+    const c = buf[pos]!;
+    if (c === CH_E) {
+      lastListNames = n;
+      return pos + 1;
+    }
+    if (c < CH_0 || c > CH_9 || n === MAX_ENTRY_NAMES) return -1;
+    const start = scanStringHeader(buf, pos);
+    pos = start + lastStringLength;
+    spans[2 * n] = start;
+    spans[2 * n + 1] = pos;
+    n++;
+  }
+}
+
+/**
+ * Checks the dictionary at `pos` as a file entry without building it, filling `e`. Returns the
+ * position after it, or -1 when it is not of the plain shape handled here: keys all ASCII, each
+ * once, never `__proto__`; `length` an integer, `path` and `path.utf-8` lists of byte strings,
+ * `attr` a byte string, at most MAX_OTHER_KEYS other keys whose values are integers or byte
+ * strings. Such a dictionary is exactly one the full decoder accepts with the same content. On
+ * -1 (or a malformed token, thrown) the caller decodes the entry the full way, which reports
+ * any error where it is.
+ */
+function scanFileEntry(buf: Uint8Array, pos: number, s: EntryScratch): number {
+  const len = buf.length;
+  const e = s.entry;
+  const others = s.others;
+  e.start = pos;
+  e.hasLength = false;
+  e.pathNames = -1;
+  e.altNames = -1;
+  e.attrStart = -1;
+  let nOthers = 0;
+  pos++; // 'd'
+  for (;;) {
+    if (pos >= len) return -1;
+    let c = buf[pos]!;
+    if (c === CH_E) {
+      e.end = pos + 1;
+      return pos + 1;
+    }
+    if (c < CH_0 || c > CH_9) return -1;
+    const ks = scanStringHeader(buf, pos);
+    const ke = ks + lastStringLength;
+    pos = ke;
+    if (pos >= len) return -1;
+    c = buf[pos]!;
+    if (bytesEqual(buf, ks, ke, KEY_LENGTH)) {
+      if (e.hasLength || c !== CH_I) return -1;
+      pos = scanInteger(buf, pos);
+      e.hasLength = true;
+      e.length = lastInteger;
+    } else if (bytesEqual(buf, ks, ke, KEY_PATH)) {
+      if (e.pathNames >= 0 || c !== CH_L) return -1;
+      pos = scanStringList(buf, pos, e.path);
+      e.pathNames = lastListNames;
+    } else if (bytesEqual(buf, ks, ke, KEY_PATH_UTF8)) {
+      if (e.altNames >= 0 || c !== CH_L) return -1;
+      pos = scanStringList(buf, pos, e.altPath);
+      e.altNames = lastListNames;
+    } else if (bytesEqual(buf, ks, ke, KEY_ATTR)) {
+      if (e.attrStart >= 0 || c < CH_0 || c > CH_9) return -1;
+      e.attrStart = scanStringHeader(buf, pos);
+      e.attrEnd = e.attrStart + lastStringLength;
+      pos = e.attrEnd;
+    } else {
+      if (nOthers === MAX_OTHER_KEYS || bytesEqual(buf, ks, ke, KEY_PROTO)) return -1;
+      for (let i = ks; i < ke; i++) if (buf[i]! >= 0x80) return -1;
+      for (let i = 0; i < nOthers; i++) {
+        const os = others[2 * i]!;
+        if (ke - ks !== others[2 * i + 1]! - os) continue;
+        let same = true;
+        for (let k = 0; same && k < ke - ks; k++) same = buf[ks + k] === buf[os + k];
+        if (same) return -1;
+      }
+      others[2 * nOthers] = ks;
+      others[2 * nOthers + 1] = ke;
+      nOthers++;
+      if (c === CH_I) pos = scanInteger(buf, pos);
+      else if (c >= CH_0 && c <= CH_9) {
+        const start = scanStringHeader(buf, pos);
+        pos = start + lastStringLength;
+      } else return -1;
+    }
+    if (pos < 0) return -1;
+  }
+}
+
+/** scanFileEntry, with any malformed token turned into -1 (the full decoder reports it). */
+function tryFileEntry(buf: Uint8Array, pos: number, s: EntryScratch): number {
+  try {
+    return scanFileEntry(buf, pos, s);
+  } catch (err) {
+    if (err instanceof BencodeError) return -1;
+    throw err;
+  }
+}
+
+function newEntryScratch(): EntryScratch {
+  return {
+    entry: {
+      start: 0,
+      end: 0,
+      hasLength: false,
+      length: 0,
+      path: new Int32Array(2 * MAX_ENTRY_NAMES),
+      pathNames: -1,
+      altPath: new Int32Array(2 * MAX_ENTRY_NAMES),
+      altNames: -1,
+      attrStart: -1,
+      attrEnd: -1,
+    },
+    others: new Int32Array(2 * MAX_OTHER_KEYS),
+  };
+}
+
+/**
+ * A reader of file entries already handed to `onFileEntry` by decodeStrict: given the same
+ * input and the entry's `start`, it fills the same RawFileEntry again (the reader reuses one
+ * object, as decodeStrict does). Undefined if `start` holds no such entry.
+ */
+export function fileEntryReader(): (buf: Uint8Array, start: number) => RawFileEntry | undefined {
+  const scratch = newEntryScratch();
+  return (buf, start) =>
+    buf[start] === CH_D && tryFileEntry(buf, start, scratch) > 0 ? scratch.entry : undefined;
+}
+
 /**
  * Validates `buf` as one strict bencode value (see the module comment) and builds it, in
  * linear time without recursion. Returns the span of the value of top-level dictionary key
@@ -256,6 +451,8 @@ function decodeScan(
   let spanStart = -1;
   let span: [number, number] | undefined;
   let result: BValue | undefined;
+  const onFileEntry = opts.streamList?.onFileEntry;
+  const scratch = newEntryScratch();
 
   for (;;) {
     const top = stack[stack.length - 1];
@@ -314,6 +511,21 @@ function decodeScan(
         pos = start + lastStringLength;
         value = whole.subarray(start, pos);
       } else if (c === CH_L || c === CH_D) {
+        if (
+          c === CH_D &&
+          onFileEntry !== undefined &&
+          top !== undefined &&
+          top.onItem !== undefined &&
+          stack.length + 2 <= maxDepth
+        ) {
+          // The entry dictionary and its path lists stay within maxDepth.
+          const end = tryFileEntry(buf, pos, scratch);
+          if (end > 0) {
+            onFileEntry(scratch.entry, top.count++);
+            pos = end;
+            continue;
+          }
+        }
         if (stack.length >= maxDepth) {
           throw new BencodeError(`nesting deeper than ${maxDepth} levels`, pos);
         }

@@ -25,6 +25,47 @@ export type Field = string | (() => string);
 
 const fieldName = (f: Field): string => (typeof f === 'string' ? f : f());
 
+/** True when checkPathComponent accepts `component` (already NFC-normalised). */
+export function isSafeComponent(component: string): boolean {
+  return SAFE_COMPONENT.test(component);
+}
+
+/**
+ * What the name held in `buf[start, end)` is: 1, ASCII that checkPathComponent accepts (ASCII
+ * is its own NFC form: the text is the bytes); 0, ASCII that it refuses; 2, not all ASCII.
+ */
+export function asciiNameKind(buf: Uint8Array, start: number, end: number): 0 | 1 | 2 {
+  let dotsOnly = true;
+  let unsafe = end <= start;
+  for (let i = start; i < end; i++) {
+    const c = buf[i]!;
+    if (c >= 0x80) return 2;
+    if (c === 0x2f || c === 0x5c || c === 0) unsafe = true; // / \ NUL
+    if (c !== 0x2e) dotsOnly = false;
+  }
+  if (unsafe || dotsOnly) return 0;
+  const first = buf[start]! | 0x20;
+  if (end - start >= 2 && buf[start + 1] === 0x3a && first >= 0x61 && first <= 0x7a) {
+    return 0; // a drive letter
+  }
+  return 1;
+}
+
+/**
+ * The path component held in `buf[start, end)` when it is ASCII that checkPathComponent
+ * accepts (ASCII is its own NFC form): the common case, read without a decoder or a regex.
+ * Undefined for anything else, which then takes the full route (componentFromBytes,
+ * normalizeComponent, checkPathComponent).
+ */
+export function safeAsciiComponent(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+): string | undefined {
+  if (asciiNameKind(buf, start, end) !== 1) return undefined;
+  return Buffer.prototype.latin1Slice.call(buf, start, end);
+}
+
 /**
  * Checks one (already NFC-normalised) path component; throws MetainfoError naming `field`.
  * Refused: empty, only dots (".", "..", "..."), '/', '\', NUL, and the Windows drive-letter
@@ -71,6 +112,141 @@ export function checkRelativePath(components: readonly string[], field: Field): 
   }
 }
 
+/** A growable array of doubles, off the JS heap's young generation. */
+class Doubles {
+  data = new Float64Array(1024);
+  length = 0;
+  push(v: number): void {
+    if (this.length === this.data.length) {
+      const grown = new Float64Array(this.data.length * 2);
+      grown.set(this.data);
+      this.data = grown;
+    }
+    this.data[this.length++] = v;
+  }
+  sorted(): Float64Array {
+    return this.data.subarray(0, this.length).sort();
+  }
+}
+
+/**
+ * The cheap half of the collision check (see checkPathCollisions): a 53-bit hash of each
+ * path, '/'-joined, and of each folder along it (a proper prefix), fed name by name, never
+ * joined. No two equal path hashes and no folder hash equal to a path hash: no collision.
+ * Equal hashes only say "maybe" (the names themselves are then searched), so a hash that
+ * happens to be equal costs time, never a wrong answer: for 100,000 paths a false "maybe"
+ * comes about once in two million torrents.
+ */
+export class PathHashes {
+  private readonly files = new Doubles();
+  private readonly folders = new Doubles();
+  /**
+   * The folder hashes added last, by a few bits of their value: files of one folder add the
+   * same hashes again and again, and one copy is enough.
+   */
+  private readonly recent = new Float64Array(4096).fill(-1);
+  /** The slots of `recent` set since begin(), undone by abandon(). */
+  private readonly touched = new Int32Array(MAX_PATH_DEPTH + 1);
+  private nTouched = 0;
+  private a = 0;
+  private b = 0;
+  private names = 0;
+  private foldersAtStart = 0;
+
+  /** Starts a path. */
+  begin(): void {
+    this.a = 0x811c9dc5;
+    this.b = 0x9747b28c;
+    this.names = 0;
+    this.nTouched = 0;
+    this.foldersAtStart = this.folders.length;
+  }
+
+  /** Forgets the path begun last (it was not added after all). */
+  abandon(): void {
+    this.folders.length = this.foldersAtStart;
+    for (let i = 0; i < this.nTouched; i++) this.recent[this.touched[i]!] = -1;
+  }
+
+  /** Before each name but the first: the folder so far is recorded, then a '/' is fed. */
+  private separate(): void {
+    if (this.names++ === 0) return;
+    const h = (this.a >>> 0) * 0x200000 + ((this.b >>> 0) & 0x1fffff);
+    const slot = this.a & 4095;
+    if (this.recent[slot] !== h) {
+      this.recent[slot] = h;
+      if (this.nTouched < this.touched.length) this.touched[this.nTouched++] = slot;
+      else this.recent.fill(-1); // a path deeper than any checked one: forget them all
+      this.folders.push(h);
+    }
+    this.a = Math.imul(this.a ^ 0x2f, 0x01000193);
+    const b = Math.imul(this.b ^ 0x2f, 0x5bd1e995);
+    this.b = b ^ (b >>> 13);
+  }
+
+  /** The next name of the path, as text. */
+  text(name: string): void {
+    this.separate();
+    let a = this.a;
+    let b = this.b;
+    for (let i = 0; i < name.length; i++) {
+      const u = name.charCodeAt(i);
+      a = Math.imul(a ^ u, 0x01000193);
+      b = Math.imul(b ^ u, 0x5bd1e995);
+      b ^= b >>> 13;
+    }
+    this.a = a;
+    this.b = b;
+  }
+
+  /** The next name of the path, as ASCII bytes (the same units as its text). */
+  ascii(buf: Uint8Array, start: number, end: number): void {
+    this.separate();
+    let a = this.a;
+    let b = this.b;
+    for (let i = start; i < end; i++) {
+      const u = buf[i]!;
+      a = Math.imul(a ^ u, 0x01000193);
+      b = Math.imul(b ^ u, 0x5bd1e995);
+      b ^= b >>> 13;
+    }
+    this.a = a;
+    this.b = b;
+  }
+
+  /** Ends the path begun last. */
+  end(): void {
+    this.files.push((this.a >>> 0) * 0x200000 + ((this.b >>> 0) & 0x1fffff));
+  }
+
+  /** False when no two of the paths added can collide. */
+  maybeCollide(): boolean {
+    const files = this.files.sorted();
+    for (let i = 1; i < files.length; i++) if (files[i] === files[i - 1]) return true;
+    const folders = this.folders.sorted();
+    // Both lists sorted: is any folder also a file?
+    let i = 0;
+    for (let k = 0; k < folders.length; k++) {
+      const h = folders[k]!;
+      while (i < files.length && files[i]! < h) i++;
+      if (i < files.length && files[i] === h) return true;
+    }
+    return false;
+  }
+}
+
+/** True when no two paths collide (see checkPathCollisions), by their hashes (PathHashes). */
+function collisionFree(paths: readonly (readonly string[])[]): boolean {
+  const hashes = new PathHashes();
+  for (const p of paths) {
+    if (p.length === 0) return false;
+    hashes.begin();
+    for (const name of p) hashes.text(name);
+    hashes.end();
+  }
+  return !hashes.maybeCollide();
+}
+
 /**
  * Refuses two files that would collide on disk: equal normalised paths, or one file's path
  * being a directory (proper prefix) of another's. `fieldOf(i)` names file i in messages.
@@ -80,6 +256,9 @@ export function checkPathCollisions(
   paths: readonly (readonly string[])[],
   fieldOf: (i: number) => string,
 ): void {
+  // The common case, cheaply; the message for a collision comes from the search below (it
+  // reports the same paths as always: an equal pair first, else the first file inside another).
+  if (collisionFree(paths)) return;
   const files = new Map<string, number>();
   paths.forEach((p, i) => {
     const key = p.join('/');

@@ -5,8 +5,10 @@ import { createHash } from 'node:crypto';
 import { MetainfoError } from '../errors.js';
 import {
   type BValue,
+  type RawFileEntry,
   checkInt,
   decodeStrict,
+  fileEntryReader,
   getBytes,
   getInt,
   getList,
@@ -18,12 +20,17 @@ import {
   tryText,
 } from './bencode.js';
 import {
+  asciiNameKind,
   checkPathCollisions,
   checkPathComponent,
   checkRelativePath,
   type Field,
   componentFromBytes,
+  isSafeComponent,
+  MAX_PATH_DEPTH,
   normalizeComponent,
+  PathHashes,
+  safeAsciiComponent,
 } from './paths.js';
 
 /** Largest .torrent file accepted (the CLI checks the size before reading). */
@@ -92,6 +99,8 @@ export interface Metainfo {
 /** At most this many warnings about names or URLs are kept; the rest are counted. */
 const MAX_ITEM_WARNINGS = 20;
 const PADDING_NAME_PREFIX = '_____padding_file_';
+/** Size of FastEntries' table of folder names (a power of 2). */
+const FOLDER_SLOTS = 4096;
 
 class Warnings {
   readonly list: string[] = [];
@@ -342,8 +351,292 @@ function parseFileEntry(
   return file;
 }
 
-/** Parses and validates a .torrent. Throws BencodeError or MetainfoError. */
-export function parseTorrent(buf: Uint8Array): Metainfo {
+/**
+ * Reads file entries that the decoder checked in place (RawFileEntry) straight from the
+ * torrent's bytes: no dictionary, no Buffer per name. It handles the usual entry (a length, a
+ * path whose names are valid UTF-8 and safe, maybe `path.utf-8` and `attr`, no symbolic link)
+ * and returns undefined for anything else, which is then built and read by parseFileEntry:
+ * its result, warnings and errors are the reference.
+ */
+class FastEntries {
+  /**
+   * Folder names already read, by where their bytes are: a small table indexed by a hash of
+   * the bytes (a slot holds the last name that landed there), so a name seen before costs a
+   * byte comparison and no new string.
+   */
+  private readonly slotStart = new Int32Array(FOLDER_SLOTS).fill(-1);
+  private readonly slotEnd = new Int32Array(FOLDER_SLOTS);
+  private readonly slotText: (string | undefined)[] = new Array<string | undefined>(FOLDER_SLOTS);
+
+  constructor(
+    private readonly buf: Buffer,
+    private readonly folders: Map<string, string>,
+  ) {}
+
+  /** The checked, NFC-normalised text of the name at [start, end); undefined: not handled. */
+  private name(start: number, end: number): string | undefined {
+    const ascii = safeAsciiComponent(this.buf, start, end);
+    if (ascii !== undefined) return ascii;
+    const r = componentFromBytes(this.buf.subarray(start, end));
+    if (r.remapped) return undefined;
+    const text = normalizeComponent(r.text);
+    return isSafeComponent(text) ? text : undefined;
+  }
+
+  /** Like name(), for the `path.utf-8` variant: null when it is not valid UTF-8 (then unused). */
+  private altName(start: number, end: number): string | null | undefined {
+    const ascii = safeAsciiComponent(this.buf, start, end);
+    if (ascii !== undefined) return ascii;
+    const r = componentFromBytes(this.buf.subarray(start, end));
+    if (r.remapped) return null;
+    const text = normalizeComponent(r.text);
+    return isSafeComponent(text) ? text : undefined;
+  }
+
+  /** One copy of each folder name (shared with parseFileEntry's). */
+  private shared(text: string): string {
+    const seen = this.folders.get(text);
+    if (seen !== undefined) return seen;
+    this.folders.set(text, text);
+    return text;
+  }
+
+  /** name() for a folder, through the table of names already read. */
+  private folderName(start: number, end: number): string | undefined {
+    const b = this.buf;
+    let h = 0x811c9dc5;
+    for (let i = start; i < end; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
+    const slot = (h ^ (h >>> 15)) & (FOLDER_SLOTS - 1);
+    const ps = this.slotStart[slot]!;
+    if (ps >= 0 && this.slotEnd[slot]! - ps === end - start) {
+      let same = true;
+      for (let i = 0; same && i < end - start; i++) same = b[ps + i] === b[start + i];
+      if (same) return this.slotText[slot];
+    }
+    const text = this.name(start, end);
+    if (text === undefined) return undefined;
+    const kept = this.shared(text);
+    this.slotStart[slot] = start;
+    this.slotEnd[slot] = end;
+    this.slotText[slot] = kept;
+    return kept;
+  }
+
+  /**
+   * Checks entry `e` as read() would read it, without making its names (ASCII ones are hashed
+   * from their bytes), and adds its path to `hashes` unless it is a padding file. Returns -1
+   * when read() would not handle it, else 1 for a padding file and 0 for another.
+   */
+  check(e: RawFileEntry, hashes: PathHashes): number {
+    const raw = e.path;
+    const n = e.pathNames;
+    if (!e.hasLength || e.length < 0 || n <= 0 || n > MAX_PATH_DEPTH) return -1;
+    const alt = e.altNames === n ? e.altPath : null;
+    const b = this.buf;
+    let padding = false;
+    hashes.begin();
+    for (let k = 0; k < n; k++) {
+      let start = raw[2 * k]!;
+      let end = raw[2 * k + 1]!;
+      let text: string | undefined;
+      let kind: number = -1;
+      if (alt !== null) {
+        const as = alt[2 * k]!;
+        const ae = alt[2 * k + 1]!;
+        kind = asciiNameKind(b, as, ae);
+        if (kind === 1) {
+          start = as;
+          end = ae;
+        } else {
+          const a = this.altName(as, ae);
+          if (a === undefined) return abandon(hashes);
+          if (a !== null) text = a;
+          kind = -1;
+        }
+      }
+      if (text === undefined && kind !== 1) {
+        kind = asciiNameKind(b, start, end);
+        if (kind === 0) return abandon(hashes);
+        if (kind === 2) {
+          text = this.name(start, end);
+          if (text === undefined) return abandon(hashes);
+        }
+      }
+      if (text === undefined) {
+        hashes.ascii(b, start, end);
+        if (k === n - 1) padding = bytesStartWith(b, start, end, PADDING_PREFIX_BYTES);
+      } else {
+        hashes.text(text);
+        if (k === n - 1) padding = text.startsWith(PADDING_NAME_PREFIX);
+      }
+    }
+    if (e.attrStart >= 0) {
+      const attr = b.subarray(e.attrStart, e.attrEnd);
+      padding ||= attr.includes(0x70); // p
+      if (!padding && attr.includes(0x6c)) return abandon(hashes); // l: read the full way
+    }
+    // Padding files are never created (BEP 47), so they cannot collide with anything; some
+    // creators give all of them the same name.
+    if (padding) hashes.abandon();
+    else hashes.end();
+    return padding ? 1 : 0;
+  }
+
+  read(e: RawFileEntry, offset: number): TorrentFile | undefined {
+    const raw = e.path;
+    const n = e.pathNames;
+    if (!e.hasLength || e.length < 0 || n <= 0 || n > MAX_PATH_DEPTH) return undefined;
+    const alt = e.altNames === n ? e.altPath : null;
+    // Made at its size (a pushed-to array reserves room for 17 names).
+    const path = new Array<string>(n);
+    for (let k = 0; k < n; k++) {
+      const start = raw[2 * k]!;
+      const end = raw[2 * k + 1]!;
+      let text: string | undefined;
+      if (alt !== null) {
+        const a = this.altName(alt[2 * k]!, alt[2 * k + 1]!);
+        if (a === undefined) return undefined;
+        if (a !== null) text = k < n - 1 ? this.shared(a) : a;
+      }
+      // Folder names repeat from file to file: keep one copy of each.
+      text ??= k < n - 1 ? this.folderName(start, end) : this.name(start, end);
+      if (text === undefined) return undefined;
+      path[k] = text;
+    }
+    const file: TorrentFile = { path, length: e.length, offset };
+    let padding = path[n - 1]!.startsWith(PADDING_NAME_PREFIX);
+    if (e.attrStart >= 0) {
+      const attr = this.buf.subarray(e.attrStart, e.attrEnd);
+      padding ||= attr.includes(0x70); // p
+      if (!padding) {
+        if (attr.includes(0x6c)) return undefined; // l: a symbolic link, read the full way
+        if (attr.includes(0x78)) file.executable = true; // x
+        if (attr.includes(0x68)) file.hidden = true; // h
+      }
+    }
+    if (padding) file.padding = true;
+    return file;
+  }
+}
+
+function abandon(hashes: PathHashes): number {
+  hashes.abandon();
+  return -1;
+}
+
+const PADDING_PREFIX_BYTES = Buffer.from(PADDING_NAME_PREFIX);
+
+function bytesStartWith(buf: Uint8Array, start: number, end: number, prefix: Uint8Array): boolean {
+  if (end - start < prefix.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (buf[start + i] !== prefix[i]) return false;
+  return true;
+}
+
+/**
+ * The file list of a multi-file torrent, kept as positions until asked for (see
+ * docs/DESIGN.md, "Parsing large torrents"): where each entry is in the input, its offset and
+ * whether it is padding, in typed arrays; a TorrentFile is made from the entry's bytes when
+ * one is needed. Entries of an unusual shape are built at once and kept (`built`).
+ */
+class FileTable {
+  count = 0;
+  starts = new Int32Array(256);
+  offsets = new Float64Array(256);
+  padding = new Uint8Array(256);
+  readonly built = new Map<number, TorrentFile>();
+  /** Once `files` was read: the array handed out (kept and used from then on). */
+  list: TorrentFile[] | undefined;
+  private readonly reread = fileEntryReader();
+
+  constructor(
+    private readonly buf: Buffer,
+    private readonly fast: FastEntries,
+    public total = 0,
+  ) {}
+
+  /** Adds file `count`: its entry's start (-1 when it is in `built`), offset, padding. */
+  add(start: number, offset: number, padding: boolean): void {
+    const i = this.count++;
+    if (i === this.starts.length) {
+      const n = 2 * i;
+      const starts = new Int32Array(n);
+      starts.set(this.starts);
+      this.starts = starts;
+      const offsets = new Float64Array(n);
+      offsets.set(this.offsets);
+      this.offsets = offsets;
+      const pad = new Uint8Array(n);
+      pad.set(this.padding);
+      this.padding = pad;
+    }
+    this.starts[i] = start;
+    this.offsets[i] = offset;
+    this.padding[i] = padding ? 1 : 0;
+  }
+
+  /** File `i`, made anew (kept by nobody) unless it was built at once. */
+  make(i: number): TorrentFile {
+    const built = this.built.get(i);
+    if (built !== undefined) return built;
+    const e = this.reread(this.buf, this.starts[i]!);
+    const file = e === undefined ? undefined : this.fast.read(e, this.offsets[i]!);
+    // check() accepted this entry, so read() does too.
+    if (file === undefined) throw new Error(`info.files[${i}] cannot be read again`);
+    return file;
+  }
+
+  all(): TorrentFile[] {
+    if (this.list === undefined) {
+      const list = new Array<TorrentFile>(this.count);
+      for (let i = 0; i < this.count; i++) list[i] = this.make(i);
+      this.list = list;
+    }
+    return this.list;
+  }
+}
+
+const tables = new WeakMap<Metainfo, FileTable>();
+
+/** How many files `m` has (padding files included), without making its file list. */
+export function fileCount(m: Metainfo): number {
+  const t = tables.get(m);
+  return t !== undefined && t.list === undefined ? t.count : m.files.length;
+}
+
+/**
+ * File `i` of `m` (as `m.files[i]`). Until `m.files` is read, each call makes a new object
+ * that nobody else keeps: listing a 100,000-file torrent this way never holds its whole list.
+ */
+export function fileAt(m: Metainfo, i: number): TorrentFile {
+  const t = tables.get(m);
+  if (t === undefined || t.list !== undefined) return m.files[i]!;
+  if (!Number.isInteger(i) || i < 0 || i >= t.count) {
+    throw new RangeError(`file index ${i} out of range 0..${t.count - 1}`);
+  }
+  return t.make(i);
+}
+
+/** Whether file `i` of `m` is a padding file, without making it. */
+export function isPaddingFile(m: Metainfo, i: number): boolean {
+  const t = tables.get(m);
+  if (t === undefined || t.list !== undefined) return m.files[i]!.padding === true;
+  return t.padding[i] === 1;
+}
+
+export interface ParseOptions {
+  /**
+   * Read every file entry the full way (decoded, then parseFileEntry) and build the file list
+   * at once, as before FileTable: the reference the fast route is tested against.
+   */
+  fullRoute?: boolean;
+}
+
+/**
+ * Parses and validates a .torrent. Throws BencodeError or MetainfoError. The result's byte
+ * fields (`info`, `pieceHashes`) are views into `buf`, and the file list is read from it when
+ * first asked for: keep `buf` unchanged while the result is in use.
+ */
+export function parseTorrent(buf: Uint8Array, opts: ParseOptions = {}): Metainfo {
   if (buf.length > MAX_TORRENT_FILE_BYTES) {
     throw new MetainfoError(
       'torrent',
@@ -355,16 +648,45 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
   // dictionary and its hash do not depend on them. Inside the value everything stays strict.
   // The file list is turned into TorrentFile entries as it is decoded, so a 100,000-file
   // torrent never holds both (see docs/DESIGN.md, "Large torrents").
-  const files: TorrentFile[] = [];
   const folders = new Map<string, string>();
   let total = 0;
+  const whole = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.length);
+  const fast = new FastEntries(whole, folders);
+  const table = new FileTable(whole, fast);
+  const hashes = new PathHashes();
+  // An entry built the full way: kept, and its path hashed unless it is padding.
+  const addBuilt = (file: TorrentFile): void => {
+    table.built.set(table.count, file);
+    if (!file.padding) {
+      hashes.begin();
+      for (const c of file.path) hashes.text(c);
+      hashes.end();
+    }
+    addFile(-1, file.length, file.padding === true);
+  };
   const onFile = (entry: BValue, i: number): void => {
     if (i >= MAX_FILES) {
       throw new MetainfoError('info.files', `has more than ${MAX_FILES} entries`);
     }
-    const file = parseFileEntry(entry, i, total, warnings, folders);
-    files.push(file);
-    total += file.length;
+    addBuilt(parseFileEntry(entry, i, total, warnings, folders));
+  };
+  const onFileEntry = (e: RawFileEntry, i: number): void => {
+    if (i >= MAX_FILES) {
+      throw new MetainfoError('info.files', `has more than ${MAX_FILES} entries`);
+    }
+    const kind = fast.check(e, hashes);
+    if (kind >= 0) {
+      addFile(e.start, e.length, kind === 1);
+      return;
+    }
+    // Not the usual shape: built and read the full way, which gives the same result, the
+    // warnings and the errors.
+    const entry = decodeStrict(whole.subarray(e.start, e.end)).value;
+    addBuilt(parseFileEntry(entry, i, total, warnings, folders));
+  };
+  const addFile = (start: number, length: number, padding: boolean): void => {
+    table.add(start, total, padding);
+    total += length;
     if (total > Number.MAX_SAFE_INTEGER) {
       throw new MetainfoError('info.files', 'total length is too large');
     }
@@ -376,7 +698,11 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
   } = decodeStrict(buf, {
     spanOf: 'info',
     allowTrailing: true,
-    streamList: { path: ['info', 'files'], onItem: onFile },
+    streamList: {
+      path: ['info', 'files'],
+      onItem: onFile,
+      ...(opts.fullRoute ? {} : { onFileEntry }),
+    },
   });
   if (!isDict(root)) throw new MetainfoError('torrent', 'top level must be a dictionary');
   const info = root['info'];
@@ -395,7 +721,8 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     throw new MetainfoError('info.meta version', `${metaVersion} is not supported`);
   }
 
-  const infoBytes = Buffer.from(buf.subarray(span[0], span[1]));
+  // A view, not a copy: pieceHashes is one too, so the input is kept whatever happens.
+  const infoBytes = whole.subarray(span[0], span[1]);
   const infoHash = createHash('sha1').update(infoBytes).digest();
 
   const pieceLength = getInt(info, 'piece length', 'info.piece length', {
@@ -427,6 +754,7 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     throw new MetainfoError('info', 'has neither "length" nor "files"');
   }
 
+  let files: TorrentFile[] | undefined;
   if (hasLength) {
     const length = getInt(info, 'length', 'info.length', { min: 0 });
     const file: TorrentFile = { path: [name], length, offset: 0 };
@@ -437,22 +765,27 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     if (attr.padding) warnings.add('info.attr: padding ignored on a single-file torrent');
     if (attr.executable) file.executable = true;
     if (attr.hidden) file.hidden = true;
-    files.push(file);
+    files = [file];
     total = length;
   } else {
-    // Its entries were parsed while decoding (onFile): what is left is an empty list.
+    // Its entries were checked while decoding (onFile, onFileEntry): what is left is an empty
+    // list.
     getList(info, 'files', 'info.files');
-    if (files.length === 0) throw new MetainfoError('info.files', 'is empty');
+    if (table.count === 0) throw new MetainfoError('info.files', 'is empty');
+    table.total = total;
     // Padding files are never created (BEP 47), so they cannot collide with anything; some
-    // creators give all of them the same name.
-    const real: string[][] = [];
-    const index: number[] = [];
-    files.forEach((f, i) => {
-      if (f.padding) return;
-      real.push(f.path);
-      index.push(i);
-    });
-    checkPathCollisions(real, (k) => `info.files[${index[k]!}].path`);
+    // creators give all of them the same name. The hashes clear nearly every torrent; a
+    // "maybe" is settled by the names themselves, which also make the message.
+    if (hashes.maybeCollide()) {
+      const real: string[][] = [];
+      const index: number[] = [];
+      table.all().forEach((f, i) => {
+        if (f.padding) return;
+        real.push(f.path);
+        index.push(i);
+      });
+      checkPathCollisions(real, (k) => `info.files[${index[k]!}].path`);
+    }
   }
   if (total <= 0) {
     throw new MetainfoError(hasLength ? 'info.length' : 'info.files', 'total length is 0');
@@ -471,7 +804,12 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     const tree = info['file tree'];
     if (tree === undefined) throw new MetainfoError('info.file tree', 'missing');
     const v2Name = tryText(isBytes(info['name']) ? info['name'] : undefined);
-    checkHybrid(tree, files, v2Name === undefined ? name : normalizeComponent(v2Name), hasFiles);
+    checkHybrid(
+      tree,
+      files ?? table.all(),
+      v2Name === undefined ? name : normalizeComponent(v2Name),
+      hasFiles,
+    );
   }
 
   const announce = parseTrackerUrl(root['announce']);
@@ -488,7 +826,7 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     pieceHashes,
     length: total,
     multiFile: hasFiles,
-    files,
+    files: files ?? [],
     announce,
     announceList,
     private: priv,
@@ -510,11 +848,34 @@ export function parseTorrent(buf: Uint8Array): Metainfo {
     );
   }
   m.warnings = warnings.done();
+  if (files === undefined && opts.fullRoute) {
+    m.files = table.all();
+  } else if (files === undefined) {
+    // The list is made when first read (see FileTable), then kept.
+    Object.defineProperty(m, 'files', {
+      enumerable: true,
+      configurable: true,
+      get: () => table.all(),
+      set: (list: TorrentFile[]) => {
+        table.list = list;
+      },
+    });
+    tables.set(m, table);
+  }
   return m;
 }
 
 /** Bytes of the real files: the total without padding files. */
 export function contentLength(m: Metainfo): number {
+  const t = tables.get(m);
+  if (t !== undefined && t.list === undefined) {
+    let real = 0;
+    for (let i = 0; i < t.count; i++) {
+      const end = i + 1 < t.count ? t.offsets[i + 1]! : t.total;
+      if (t.padding[i] === 0) real += end - t.offsets[i]!;
+    }
+    return real;
+  }
   let n = 0;
   for (const f of m.files) if (!f.padding) n += f.length;
   return n;
