@@ -128,6 +128,28 @@ describe('tdl info', () => {
     expect(l.code).toBe(3);
     expect(l.stderr).toMatch(/symlink path\[0\]: path component "\.\." is only dots/);
   });
+
+  it('escapes control characters in a symlink target, as in names', async () => {
+    const t = path.join(dir, 'esc.torrent');
+    await writeFile(
+      t,
+      encode({
+        info: {
+          name: 'x',
+          'piece length': PL,
+          pieces: Buffer.alloc(20),
+          files: [
+            { path: ['a\x1b[2Jb'], length: 1 },
+            { path: ['l'], length: 0, attr: 'l', 'symlink path': ['a\x1b[2Jb'] },
+          ],
+        },
+      }),
+    );
+    const r = await runCli(['info', t]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).not.toContain('\x1b');
+    expect(r.stdout).toMatch(/x\/l {2}\[symlink -> a\\x1b\[2Jb\]/);
+  });
 });
 
 describe('tdl create', () => {

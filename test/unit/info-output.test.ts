@@ -66,7 +66,7 @@ function flags(f: TorrentFile): string {
   if (f.padding) out.push('padding');
   if (f.executable) out.push('executable');
   if (f.hidden) out.push('hidden');
-  if (f.symlink) out.push(`symlink -> ${f.symlink.join('/')}`);
+  if (f.symlink) out.push(`symlink -> ${escapeControl(f.symlink.join('/'))}`);
   return out.length > 0 ? `  [${out.join(', ')}]` : '';
 }
 
