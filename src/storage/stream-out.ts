@@ -9,9 +9,9 @@
  * of it (at most `HOLD_BYTES`) are kept until their turn; the piece buffer goes back to the
  * download once the sink's write callback has fired. Pieces it declined (early, or the stream
  * was busy) are read back from the working copy once on disk: positional reads of at most
- * `READ_CHUNK` bytes into one of `CHUNK_BUFFERS` reused buffers. The stream waits for `drain`
- * whenever `write()` says the sink is full, so memory stays bounded whatever the file size and
- * however slow the reader. As the cursor (the next piece to write) moves, `onCursor` tells the
+ * `READ_CHUNK` bytes into one of `CHUNK_BUFFERS` reused buffers, the next chunk read while the
+ * sink writes the one before; a chunk is written once `drain` said the sink has room again, so
+ * memory stays bounded whatever the file size and however slow the reader. As the cursor (the next piece to write) moves, `onCursor` tells the
  * picker, which fetches the pieces just ahead of it first; `onStall` says when the stream has
  * waited too long on one piece (see docs/DESIGN.md, "Streaming to stdout" and "Piece buffers
  * from the socket to the stream").
@@ -126,6 +126,8 @@ export class StreamOut {
   /** The pump waiting for a chunk buffer back from the sink, or for the sink's `drain`. */
   private wakeBuffer: (() => void) | null = null;
   private wakeDrain: (() => void) | null = null;
+  /** The sink's last `write()` returned false and no `drain` came since. */
+  private full = false;
   /** Chunk buffers not held by the sink, and how many exist (at most CHUNK_BUFFERS). */
   private readonly free: Buffer[] = [];
   private buffers = 0;
@@ -166,6 +168,7 @@ export class StreamOut {
   /** Start with the pieces already on disk (`has`), and write what can be written. */
   start(has: { has(i: number): boolean }): void {
     this.started = true;
+    this.o.out.on('drain', this.onDrain);
     this.o.out.on('error', this.onError);
     this.o.out.on('close', this.onClose);
     for (let p = this.first; p <= this.last; p++) if (has.has(p)) this.onDisk[p - this.first] = 1;
@@ -242,7 +245,10 @@ export class StreamOut {
     this.o.out.off('drain', this.onDrain);
   }
 
-  private readonly onDrain = () => this.wakeDrain?.();
+  private readonly onDrain = () => {
+    this.full = false;
+    this.wakeDrain?.();
+  };
 
   private fail(e: Error): void {
     if (this.stopped || this.failure) return;
@@ -279,10 +285,9 @@ export class StreamOut {
             });
             return;
           }
-          const room = this.o.out.write(chunk, () => held.release());
-          // The next piece in memory too goes to the sink at once (what it queues is bounded by
-          // `take`'s room): the reader never waits for a refill.
-          if (!room && !this.held.has(this.cursor + 1)) await this.drained();
+          // The pieces in memory go to the sink at once, full or not (what they queue is
+          // bounded by `take`'s room): the reader never waits for a refill.
+          this.full = !this.o.out.write(chunk, () => held.release());
         }
         if (!held) this.readBack++;
         for (let at = held ? to : from; at < to && !this.stopped;) {
@@ -290,6 +295,9 @@ export class StreamOut {
           const buf = await this.buffer(Math.min(READ_CHUNK, file.length));
           if (!buf) return;
           const chunk = await this.o.read(this.cursor, at - pieceStart, n, buf);
+          if (this.stopped) return;
+          // The chunk was read while the sink wrote the one before: write it once there is room.
+          await this.drained();
           if (this.stopped) return;
           at += n;
           this.written += n;
@@ -303,8 +311,7 @@ export class StreamOut {
             });
             return;
           }
-          const room = this.o.out.write(chunk, () => this.release(buf));
-          if (!room) await this.drained();
+          this.full = !this.o.out.write(chunk, () => this.release(buf));
         }
         if (this.stopped) return;
         this.cursor++;
@@ -358,15 +365,17 @@ export class StreamOut {
     this.wakeBuffer?.();
   }
 
-  /** Wait for the sink's `drain` (or the end of the stream); a buffer given back does not count. */
+  /**
+   * Wait until the sink has room: at once unless its last `write()` returned false and no
+   * `drain` came since (or until the stream stops); a buffer given back does not count.
+   */
   private drained(): Promise<void> {
+    if (!this.full || this.stopped) return Promise.resolve();
     return new Promise<void>((resolve) => {
       this.wakeDrain = () => {
         this.wakeDrain = null;
-        this.o.out.off('drain', this.onDrain);
         resolve();
       };
-      this.o.out.on('drain', this.onDrain);
     });
   }
 }
