@@ -202,14 +202,15 @@ export class StreamOut {
    * not take it (it reads the piece back from disk once `have` says it is there); else a promise
    * that resolves once the stream is done with `data` (the sink's write callback fired, or the
    * stream stopped), until when `data` must stay as it is. Taken: the piece at the cursor when
-   * the stream is idle (written at once, in one write), and pieces ahead of the cursor, or at it
-   * while the sink is busy, as long as they hold at most `room` (and HOLD_BYTES) together.
+   * the stream holds nothing (written at once, in one write), and others of its pieces from the
+   * cursor on while all it holds or has handed to the sink fits in `room` (and HOLD_BYTES).
    */
   take(index: number, data: Buffer, room = HOLD_BYTES): Promise<void> | null {
     if (!this.started || this.stopped || index < this.cursor || index > this.last) return null;
     if (this.held.has(index)) return null;
-    if (this.heldBytes > 0 && this.heldBytes + data.length > Math.min(room, HOLD_BYTES))
-      return null;
+    // The piece at the cursor when the stream holds nothing, whatever its size; else within room.
+    const first = index === this.cursor && this.heldBytes === 0;
+    if (!first && this.heldBytes + data.length > Math.min(room, HOLD_BYTES)) return null;
     return new Promise<void>((resolve) => {
       let given = false;
       const release = () => {

@@ -484,6 +484,18 @@ describe('StreamOut from memory (take)', () => {
     expect(sink.chunks).toHaveLength(0);
   });
 
+  it('takes the piece at the cursor whatever the room, others only within it', async () => {
+    const sink = new Sink();
+    const { s, piece } = setup(4, sink);
+    s.start(bf(4, none));
+    expect(s.take(2, piece(2), pl / 2)).toBeNull();
+    const t0 = s.take(0, piece(0), pl / 2);
+    expect(t0).not.toBeNull();
+    await t0;
+    expect(sink.chunks).toHaveLength(1);
+    s.stop();
+  });
+
   it('takes nothing before start', () => {
     const { s, piece } = setup(2, new Sink());
     expect(s.take(0, piece(0), 1e9)).toBeNull();
