@@ -20,7 +20,7 @@ import createDebug from 'debug';
 import { TdlError, WireError } from '../errors.js';
 import { formatPeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
-import { Framer, READ_SIZE } from '../wire/framer.js';
+import { Framer, MAX_READ_SIZE, READ_SIZE } from '../wire/framer.js';
 import {
   HANDSHAKE_LENGTH,
   RESERVED_EXTENDED,
@@ -144,6 +144,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private messagesSeen = 0;
   private started = false;
   private readLimit: ReadLimit | null = null;
+  /** The size of the next socket read (see MAX_READ_SIZE), and the size of the last offered. */
+  private readSize = READ_SIZE;
+  private offered = 0;
   private unlimit: (() => void) | null = null;
 
   constructor(private readonly opts: PeerOptions) {
@@ -195,6 +198,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         buffer: () => this.readBuffer(),
         callback: (n: number) => {
           if (this.state === 'closed') return false;
+          // A read that filled what was offered: the peer sends fast, read more at once.
+          if (n === this.offered && this.state === 'open' && this.readSize < MAX_READ_SIZE) {
+            this.readSize *= 2;
+          }
           this.framer.commit(n);
           this.onData(n);
           // Once open, read no further until start(): what came with the handshake waits in
@@ -255,9 +262,13 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private readBuffer(): Buffer {
     if (this.state !== 'closed') {
       try {
-        const free = this.framer.writable(READ_SIZE);
-        if (this.state === 'open') return free;
-        return free.subarray(0, Math.max(1, HANDSHAKE_LENGTH - this.framer.buffered));
+        const free = this.framer.writable(this.readSize);
+        const b =
+          this.state === 'open'
+            ? free
+            : free.subarray(0, Math.max(1, HANDSHAKE_LENGTH - this.framer.buffered));
+        this.offered = b.length;
+        return b;
       } catch (e) {
         this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
       }

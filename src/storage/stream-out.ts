@@ -3,14 +3,18 @@
  * while the download runs.
  *
  * The download itself goes to a working copy on disk (`streamWorkDir`), laid out like any `-o`
- * download, so verification, resume and serving work unchanged. This module reads the file's
- * bytes back from verified, written pieces, in order, with positional reads of at most
- * `READ_CHUNK` bytes into one of `CHUNK_BUFFERS` reused buffers, and writes them to the sink. A
- * buffer is reused once the sink's write callback has fired, and the stream waits for `drain`
- * whenever `write()` says the sink is full, so it holds at most two chunks whatever the file size
- * and however slow the reader. As the cursor (the next piece to write) moves, `onCursor` tells
- * the picker, which fetches the pieces just ahead of it first; `onStall` says when the stream has
- * waited too long on one piece (see docs/DESIGN.md, "Streaming to stdout").
+ * download, so verification, resume and serving work unchanged. A verified piece is offered to
+ * the stream (`take`) in the memory it was hashed in: the piece at the cursor is written to the
+ * sink from that memory, in one write, when the stream is not busy, and a few pieces just ahead
+ * of it (at most `HOLD_BYTES`) are kept until their turn; the piece buffer goes back to the
+ * download once the sink's write callback has fired. Pieces it declined (early, or the stream
+ * was busy) are read back from the working copy once on disk: positional reads of at most
+ * `READ_CHUNK` bytes into one of `CHUNK_BUFFERS` reused buffers, the next chunk read while the
+ * sink writes the one before; a chunk is written once `drain` said the sink has room again, so
+ * memory stays bounded whatever the file size and however slow the reader. As the cursor (the next piece to write) moves, `onCursor` tells the
+ * picker, which fetches the pieces just ahead of it first; `onStall` says when the stream has
+ * waited too long on one piece (see docs/DESIGN.md, "Streaming to stdout" and "Piece buffers
+ * from the socket to the stream").
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -33,6 +37,13 @@ export const READ_CHUNK = 1024 * 1024;
  * read into while the other is written. Fresh buffers per chunk cost tens of MB of garbage.
  */
 export const CHUNK_BUFFERS = 2;
+/**
+ * Verified pieces ahead of the cursor kept in memory until their turn: at most this many bytes,
+ * and at most the `room` the download gives (half its memory budget, in which they count until
+ * released). The piece at the cursor, taken when the stream is idle, is written at once and
+ * does not count.
+ */
+export const HOLD_BYTES = 32 * 1024 * 1024;
 /** The piece at the cursor is reported (`onStall`) once the stream has waited on it this long. */
 export const STALL_MS = 2_000;
 
@@ -98,14 +109,25 @@ export class StreamOut {
   readonly last: number;
   /** Bytes of the file written to the sink so far. */
   written = 0;
+  /** Pieces written from the memory they were verified in, and read back from disk. */
+  fromMemory = 0;
+  readBack = 0;
   private cursor: number;
   private readonly onDisk: Uint8Array;
   private pumping = false;
+  private started = false;
   private stopped = false;
+  /** Verified pieces taken from the download (`take`), not yet handed to the sink. */
+  private readonly held = new Map<number, { data: Buffer; release: () => void }>();
+  /** Bytes of the pieces taken and not given back: held, or handed to the sink. */
+  private heldBytes = 0;
+  private heldPeak = 0;
   private failure: Error | null = null;
   /** The pump waiting for a chunk buffer back from the sink, or for the sink's `drain`. */
   private wakeBuffer: (() => void) | null = null;
   private wakeDrain: (() => void) | null = null;
+  /** The sink's last `write()` returned false and no `drain` came since. */
+  private full = false;
   /** Chunk buffers not held by the sink, and how many exist (at most CHUNK_BUFFERS). */
   private readonly free: Buffer[] = [];
   private buffers = 0;
@@ -145,6 +167,8 @@ export class StreamOut {
 
   /** Start with the pieces already on disk (`has`), and write what can be written. */
   start(has: { has(i: number): boolean }): void {
+    this.started = true;
+    this.o.out.on('drain', this.onDrain);
     this.o.out.on('error', this.onError);
     this.o.out.on('close', this.onClose);
     for (let p = this.first; p <= this.last; p++) if (has.has(p)) this.onDisk[p - this.first] = 1;
@@ -160,7 +184,7 @@ export class StreamOut {
 
   private checkStall(stallMs: number): void {
     const c = this.cursor;
-    if (this.stopped || c > this.last || this.onDisk[c - this.first]) return;
+    if (this.stopped || c > this.last || this.onDisk[c - this.first] || this.held.has(c)) return;
     if (Date.now() - this.movedAt < stallMs) return;
     this.movedAt = Date.now();
     this.o.onStall?.(c);
@@ -173,10 +197,42 @@ export class StreamOut {
     if (index === this.cursor) void this.pump();
   }
 
+  /**
+   * A verified piece, whole, in the memory it was hashed in. Returns null when the stream does
+   * not take it (it reads the piece back from disk once `have` says it is there); else a promise
+   * that resolves once the stream is done with `data` (the sink's write callback fired, or the
+   * stream stopped), until when `data` must stay as it is. Taken: the piece at the cursor when
+   * the stream holds nothing (written at once, in one write), and others of its pieces from the
+   * cursor on while all it holds or has handed to the sink fits in `room` (and HOLD_BYTES).
+   */
+  take(index: number, data: Buffer, room = HOLD_BYTES): Promise<void> | null {
+    if (!this.started || this.stopped || index < this.cursor || index > this.last) return null;
+    if (this.held.has(index)) return null;
+    // The piece at the cursor when the stream holds nothing, whatever its size; else within room.
+    const first = index === this.cursor && this.heldBytes === 0;
+    if (!first && this.heldBytes + data.length > Math.min(room, HOLD_BYTES)) return null;
+    return new Promise<void>((resolve) => {
+      let given = false;
+      const release = () => {
+        if (given) return;
+        given = true;
+        this.heldBytes -= data.length;
+        resolve();
+      };
+      this.held.set(index, { data, release });
+      this.heldBytes += data.length;
+      this.heldPeak = Math.max(this.heldPeak, this.heldBytes);
+      if (index === this.cursor) void this.pump();
+    });
+  }
+
   /** Stop writing (the download ended some other way); `done` settles no more. */
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
+    // Pieces not handed to the sink go back now; one the sink holds, once its callback fires.
+    for (const h of this.held.values()) h.release();
+    this.held.clear();
     this.detach();
     this.wakeBuffer?.();
     this.wakeDrain?.();
@@ -190,7 +246,10 @@ export class StreamOut {
     this.o.out.off('drain', this.onDrain);
   }
 
-  private readonly onDrain = () => this.wakeDrain?.();
+  private readonly onDrain = () => {
+    this.full = false;
+    this.wakeDrain?.();
+  };
 
   private fail(e: Error): void {
     if (this.stopped || this.failure) return;
@@ -206,15 +265,40 @@ export class StreamOut {
     try {
       const { layout, file } = this.o;
       const fileEnd = file.offset + file.length;
-      while (!this.stopped && this.cursor <= this.last && this.onDisk[this.cursor - this.first]) {
+      while (!this.stopped && this.cursor <= this.last) {
+        const held = this.held.get(this.cursor);
+        if (!held && !this.onDisk[this.cursor - this.first]) break;
         const pieceStart = this.cursor * layout.pieceLength;
         const from = Math.max(file.offset, pieceStart);
         const to = Math.min(fileEnd, pieceStart + layout.pieceSize(this.cursor));
-        for (let at = from; at < to && !this.stopped;) {
+        if (held) {
+          // Straight from the piece's memory: the file's part of it, one write, no copy.
+          this.held.delete(this.cursor);
+          this.fromMemory++;
+          const chunk = held.data.subarray(from - pieceStart, to - pieceStart);
+          this.written += to - from;
+          if (this.cursor === this.last) {
+            this.cursor = this.last + 1;
+            this.o.out.write(chunk, (err) => {
+              held.release();
+              if (err) this.fail(sinkError(err));
+              else this.finish();
+            });
+            return;
+          }
+          // The pieces in memory go to the sink at once, full or not (what they queue is
+          // bounded by `take`'s room): the reader never waits for a refill.
+          this.full = !this.o.out.write(chunk, () => held.release());
+        }
+        if (!held) this.readBack++;
+        for (let at = held ? to : from; at < to && !this.stopped;) {
           const n = Math.min(READ_CHUNK, to - at);
           const buf = await this.buffer(Math.min(READ_CHUNK, file.length));
           if (!buf) return;
           const chunk = await this.o.read(this.cursor, at - pieceStart, n, buf);
+          if (this.stopped) return;
+          // The chunk was read while the sink wrote the one before: write it once there is room.
+          await this.drained();
           if (this.stopped) return;
           at += n;
           this.written += n;
@@ -228,8 +312,7 @@ export class StreamOut {
             });
             return;
           }
-          const room = this.o.out.write(chunk, () => this.release(buf));
-          if (!room) await this.drained();
+          this.full = !this.o.out.write(chunk, () => this.release(buf));
         }
         if (this.stopped) return;
         this.cursor++;
@@ -247,7 +330,13 @@ export class StreamOut {
 
   private finish(): void {
     if (this.stopped) return;
-    log('all %d bytes written and flushed', this.written);
+    log(
+      'all %d bytes written and flushed: %d pieces from memory (at most %d bytes held), %d read back from disk',
+      this.written,
+      this.fromMemory,
+      this.heldPeak,
+      this.readBack,
+    );
     this.stop();
     this.resolveDone();
   }
@@ -277,15 +366,17 @@ export class StreamOut {
     this.wakeBuffer?.();
   }
 
-  /** Wait for the sink's `drain` (or the end of the stream); a buffer given back does not count. */
+  /**
+   * Wait until the sink has room: at once unless its last `write()` returned false and no
+   * `drain` came since (or until the stream stops); a buffer given back does not count.
+   */
   private drained(): Promise<void> {
+    if (!this.full || this.stopped) return Promise.resolve();
     return new Promise<void>((resolve) => {
       this.wakeDrain = () => {
         this.wakeDrain = null;
-        this.o.out.off('drain', this.onDrain);
         resolve();
       };
-      this.o.out.on('drain', this.onDrain);
     });
   }
 }

@@ -302,6 +302,8 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       maxUploadRate: o.maxUploadRate,
       maxDownloadRate: o.maxDownloadRate,
       signal: ctl.signal,
+      // The stream writes verified pieces from memory when it can (else reads them back).
+      tap: streamOut ? (index, data, room) => streamOut.take(index, data, room) : undefined,
     });
     const d = dl;
 

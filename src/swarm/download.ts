@@ -37,7 +37,7 @@ import { WebSeeds } from '../webseed/scheduler.js';
 import { PeerExtensions } from './extensions.js';
 import { PeerPool, type Candidate, type PeerOrigin } from './peer-pool.js';
 import { PiecePicker, type PieceInProgress } from './picker.js';
-import { PieceStore } from './piece-store.js';
+import { PieceStore, type PieceTap } from './piece-store.js';
 import { ReadLimiter, TokenBucket } from './rate-limit.js';
 import { PeerRequests, RequestScheduler, type Waste } from './requests.js';
 import { MAX_QUEUE, UploadService } from './upload.js';
@@ -126,6 +126,8 @@ export interface DownloadOptions {
   maxDownloadRate?: number;
   signal?: AbortSignal;
   random?: () => number;
+  /** Reads each verified piece from memory while it goes to disk (the `-o -` stream). */
+  tap?: PieceTap;
 }
 
 export interface PeerEvent {
@@ -250,7 +252,11 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.peerTimeoutMs = opts.peerTimeoutMs ?? 15_000;
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 120_000;
     this.scheduler = new RequestScheduler(this.layout, this.picker, opts.timeouts?.requestMs);
-    this.store = new PieceStore(this.meta, opts.storage);
+    // Pieces the tap keeps stay in the memory budget: half of it at most, so that the download
+    // goes on (to disk) however slow the tap's reader.
+    this.store = new PieceStore(this.meta, opts.storage, opts.tap, () =>
+      Math.floor(this.picker.maxInflightBytes / 2),
+    );
     // The upload service reads the same bitfield the picker marks: a piece is served once written.
     this.served = new Bitfield(this.layout.pieceCount, this.have.toBuffer());
     this.upload = new UploadService(this.layout, this.served, opts.storage, opts.maxUploadRate);
@@ -284,6 +290,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.store.on('failed', (p) => this.pieceFailed(p));
     this.store.on('verified', (p) => this.pieceVerified(p));
     this.store.on('written', (p) => this.pieceWritten(p));
+    this.store.on('released', (p, late) => this.pieceReleased(p, late));
     this.store.on('error', (e) => this.fail(e));
     this.done = new Promise<void>((resolve, reject) => {
       this.resolveRun = resolve;
@@ -728,8 +735,14 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
   }
 
-  private pieceWritten(p: PieceInProgress): void {
+  /** The piece's buffer is free: back to the pool, and out of the memory budget. */
+  private pieceReleased(p: PieceInProgress, late: boolean): void {
     this.picker.written(p);
+    // Released just before `written`, whose handler asks for more; a late one asks itself.
+    if (late && !this.complete && !this.closed) this.wakeAll();
+  }
+
+  private pieceWritten(p: PieceInProgress): void {
     this.served.set(p.index);
     if (this.opts.replacing?.has(p.index)) this.replaced++;
     for (const s of this.sessions.values()) {

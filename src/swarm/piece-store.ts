@@ -5,11 +5,22 @@
  * Pieces verified but not yet written still hold their memory: `unwritten` counts their bytes,
  * and the picker counts them against its budget, so a slow disk slows the download down instead
  * of letting memory grow.
+ *
+ * A `tap` (the stream of `-o -`) may read a verified piece from the same buffer while it is
+ * written: the buffer is `released` (back to the picker's pool) once both the disk write and the
+ * tap are done with it (docs/DESIGN.md, "Piece buffers from the socket to the stream").
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { pieceHash, type Metainfo } from '../metainfo/torrent.js';
 import type { PieceInProgress } from './picker.js';
+
+/**
+ * Gets each verified piece's buffer (whole piece) while it goes to disk. Returns null when it
+ * does not keep it, else a promise that settles once it is done with the bytes; until then they
+ * stay unchanged. `room`: how many bytes of pieces it may keep waiting, all told.
+ */
+export type PieceTap = (index: number, data: Buffer, room: number) => Promise<void> | null;
 
 /** Where verified pieces go (DiskStorage in production, doubles in tests). */
 export interface PieceSink {
@@ -23,6 +34,12 @@ export interface PieceStoreEvents {
   verified: [p: PieceInProgress];
   /** The piece is on disk. */
   written: [p: PieceInProgress];
+  /**
+   * Nothing reads the piece's buffer any more (disk write and tap done): it may be reused.
+   * Emitted just before `written` (`late` false), or after it when the tap was last (`late`).
+   * Not emitted for a piece whose write failed.
+   */
+  released: [p: PieceInProgress, late: boolean];
   /** Writing failed: the download cannot go on. */
   error: [e: Error];
 }
@@ -35,6 +52,9 @@ export class PieceStore extends EventEmitter<PieceStoreEvents> {
   constructor(
     private readonly meta: Metainfo,
     private readonly sink: PieceSink,
+    private readonly tap?: PieceTap,
+    /** The `room` given to the tap. */
+    private readonly tapRoom: () => number = () => Infinity,
   ) {
     super();
   }
@@ -48,16 +68,25 @@ export class PieceStore extends EventEmitter<PieceStoreEvents> {
    * whether it verified.
    */
   complete(p: PieceInProgress): boolean {
-    const digest = createHash('sha1').update(p.buffer).digest();
+    // One-shot: no Hash object per piece (cheaper than createHash, most with small pieces).
+    const digest = hash('sha1', p.buffer, 'buffer');
     if (!digest.equals(pieceHash(this.meta, p.index))) {
       this.emit('failed', p);
       return false;
     }
     this.unwritten += p.size;
     this.emit('verified', p);
+    // Readers of the buffer: the disk write, and the tap if it keeps it.
+    let readers = 1;
+    let onDisk = false;
+    const done = () => {
+      if (--readers === 0) this.emit('released', p, onDisk);
+    };
     const job = this.sink.writePiece(p.index, p.buffer).then(
       () => {
         this.unwritten -= p.size;
+        done();
+        onDisk = true;
         this.emit('written', p);
       },
       (e: unknown) => {
@@ -65,6 +94,11 @@ export class PieceStore extends EventEmitter<PieceStoreEvents> {
         this.emit('error', e instanceof Error ? e : new Error(String(e)));
       },
     );
+    const tapped = this.tap?.(p.index, p.buffer, this.tapRoom()) ?? null;
+    if (tapped) {
+      readers++;
+      void tapped.then(done, done);
+    }
     this.writes.add(job);
     void job.finally(() => this.writes.delete(job));
     return true;

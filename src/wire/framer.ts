@@ -14,6 +14,11 @@ import { type Message, decodeMessage } from './messages.js';
 
 /** Default size of one socket read into the framer. */
 export const READ_SIZE = 64 * 1024;
+/**
+ * Largest read a busy connection asks for (`PeerConnection` doubles its read size from
+ * READ_SIZE while reads fill what it offers): fewer system calls and callbacks per byte.
+ */
+export const MAX_READ_SIZE = 256 * 1024;
 
 export class Framer {
   #buf: Buffer;

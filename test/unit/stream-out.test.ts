@@ -276,7 +276,7 @@ describe('StreamOut', () => {
     expect(s.position).toBe(8);
   });
 
-  it('reads one chunk at a time and waits for drain: a stuck reader holds it at a chunk', async () => {
+  it('reads the next chunk while one is written, then waits: a stuck reader holds it at two chunks', async () => {
     const pieceLength = 4 * READ_CHUNK;
     const data = randomBytesSeeded(8 * pieceLength, 2);
     const sink = new Sink(64 * 1024);
@@ -284,9 +284,11 @@ describe('StreamOut', () => {
     const { s, reads } = streamOf(data, pieceLength, { offset: 0, length: data.length }, sink);
     s.start(bf(8, () => true));
     for (let k = 0; k < 20; k++) await new Promise((r) => setImmediate(r));
-    // Every piece is on disk, but the sink takes nothing: one chunk went out, nothing more read.
-    expect(reads).toHaveLength(1);
+    // Every piece is on disk, but the sink takes nothing: one chunk went out and the next one
+    // was read, nothing more.
+    expect(reads).toHaveLength(2);
     expect(reads[0]!.length).toBe(READ_CHUNK);
+    expect(sink.chunks).toHaveLength(1);
     sink.resume();
     await s.done;
     expect(sink.data.equals(data)).toBe(true);
@@ -387,6 +389,116 @@ describe('StreamOut', () => {
     expect(reads.length).toBeLessThanOrEqual(2);
     expect(sink.listenerCount('drain')).toBe(0);
     expect(sink.listenerCount('error')).toBe(0);
+  });
+});
+
+describe('StreamOut from memory (take)', () => {
+  const pl = 1000;
+  const setup = (pieces: number, sink: Sink, file = { offset: 0, length: pieces * pl }) => {
+    const data = randomBytesSeeded(pieces * pl, 'take');
+    const r = streamOf(data, pl, file, sink);
+    const piece = (i: number) => Buffer.from(data.subarray(i * pl, (i + 1) * pl));
+    return { ...r, data, piece };
+  };
+  const tick = () => new Promise((r) => setImmediate(r));
+
+  it('writes the piece at the cursor from its buffer, one write, and releases it after', async () => {
+    const sink = new Sink();
+    sink.paused = true;
+    const { s, reads, data, piece } = setup(3, sink);
+    s.start(bf(3, none));
+    const p0 = piece(0);
+    let released = false;
+    void s.take(0, p0, pl)!.then(() => (released = true));
+    // Piece 0 is with the sink: piece 1 does not fit in the room left.
+    expect(s.take(1, piece(1), pl)).toBeNull();
+    await tick();
+    expect(sink.chunks).toHaveLength(1);
+    expect(sink.chunks[0]!.equals(p0)).toBe(true);
+    expect(released).toBe(false); // the sink has not called back
+    sink.resume();
+    await tick();
+    expect(released).toBe(true);
+    // Piece 1 was declined: read back from disk once there; piece 2 from memory.
+    s.have(1);
+    const t2 = s.take(2, piece(2));
+    expect(t2).not.toBeNull();
+    await s.done;
+    await t2;
+    expect(sink.data.equals(data)).toBe(true);
+    expect(reads.map((r) => r.index)).toEqual([1]);
+    expect(s.fromMemory).toBe(2);
+    expect(s.readBack).toBe(1);
+  });
+
+  it('keeps pieces ahead of the cursor within room, and writes only the file s bytes', async () => {
+    const sink = new Sink();
+    // The file: bytes 500..4200 of 5 pieces of 1000.
+    const { s, reads, data, piece } = setup(5, sink, { offset: 500, length: 3700 });
+    s.start(bf(5, none));
+    const held = [3, 2, 1].map((i) => s.take(i, piece(i), 2 * pl));
+    // 3 and 2 fit in 2000 bytes of room; 1 does not (read back from disk).
+    expect(held.map((h) => h !== null)).toEqual([true, true, false]);
+    expect(s.take(3, piece(3), 1e9)).toBeNull(); // already held
+    expect(s.take(5, piece(4), 1e9)).toBeNull(); // past the file
+    await tick();
+    expect(sink.chunks).toHaveLength(0);
+    expect(s.take(0, piece(0), 2 * pl)).toBeNull(); // room is full
+    s.have(0);
+    s.have(1);
+    expect(s.take(4, piece(4), 1e9)).not.toBeNull();
+    await s.done;
+    await Promise.all(held);
+    expect(sink.data.equals(data.subarray(500, 4200))).toBe(true);
+    expect(reads.map((r) => r.index)).toEqual([0, 1]);
+    expect(s.fromMemory).toBe(3);
+  });
+
+  it('hands every piece in memory to the sink without waiting for drain between them', async () => {
+    const sink = new Sink(1);
+    sink.paused = true;
+    const { s, piece } = setup(4, sink);
+    s.start(bf(4, none));
+    const taken = [3, 2, 1].map((i) => s.take(i, piece(i), 1e9));
+    void s.take(0, piece(0), 1e9);
+    await tick();
+    // One write each, all queued in the sink at once (its own _write sees one at a time).
+    expect(sink.writableLength).toBe(4 * pl);
+    let released = 0;
+    for (const t of taken) void t!.then(() => released++);
+    await tick();
+    expect(released).toBe(0);
+    sink.resume();
+    await s.done;
+    expect(released).toBe(3);
+  });
+
+  it('stop() gives back the pieces it holds', async () => {
+    const sink = new Sink();
+    const { s, piece } = setup(4, sink);
+    s.start(bf(4, none));
+    const t = s.take(2, piece(2), 1e9)!;
+    s.stop();
+    await t;
+    expect(s.take(0, piece(0), 1e9)).toBeNull();
+    expect(sink.chunks).toHaveLength(0);
+  });
+
+  it('takes the piece at the cursor whatever the room, others only within it', async () => {
+    const sink = new Sink();
+    const { s, piece } = setup(4, sink);
+    s.start(bf(4, none));
+    expect(s.take(2, piece(2), pl / 2)).toBeNull();
+    const t0 = s.take(0, piece(0), pl / 2);
+    expect(t0).not.toBeNull();
+    await t0;
+    expect(sink.chunks).toHaveLength(1);
+    s.stop();
+  });
+
+  it('takes nothing before start', () => {
+    const { s, piece } = setup(2, new Sink());
+    expect(s.take(0, piece(0), 1e9)).toBeNull();
   });
 });
 
