@@ -33,7 +33,7 @@ import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { Download, type DownloadOptions, type DownloadStats } from './download.js';
 import { Listener, type ListenOptions } from './listener.js';
-import { METADATA_SUFFIX } from './magnet.js';
+import { METADATA_SUFFIX, type MagnetHandoff } from './magnet.js';
 
 const log = createDebug('tdl:resume');
 
@@ -62,6 +62,11 @@ export interface ClientOptions {
   selected?: Uint8Array | null;
   /** The .torrent bytes of metadata fetched from peers: kept beside the resume file. */
   torrentBytes?: Buffer;
+  /**
+   * A magnet link's metadata phase: its peer id, listener, announce session and connections are
+   * taken over (not dialled and announced again). Closed here however the download ends.
+   */
+  handoff?: MagnetHandoff | null;
   /** Download from the torrent's web seeds (`url-list`, BEP 19); default true. */
   webSeeds?: boolean;
   /** The DHT, for peers of torrents that are not private (null or absent: none). */
@@ -234,9 +239,12 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     }
     await copyFromParts(check.have);
 
-    const peerId = makePeerId();
+    const peerId = o.handoff?.peerId ?? makePeerId();
     const handshakeMs = o.timeouts?.handshakeMs ?? o.peerTimeoutMs ?? 15_000;
-    if (o.listen !== false) {
+    if (o.handoff) {
+      // Listening since the metadata phase (null with --no-listen).
+      listener = o.handoff.takeListener();
+    } else if (o.listen !== false) {
       listener = new Listener({
         infoHash: meta.infoHash,
         peerId,
@@ -246,21 +254,26 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       await listener.listen(o.listen ?? {});
     }
     const port = listener?.port ?? 0;
+    const announceStats = () => {
+      const s = dl?.stats();
+      return {
+        uploaded: s?.uploaded ?? 0,
+        downloaded: s?.downloaded ?? 0,
+        left: s ? s.total - s.completed : meta.length - (complete ? meta.length : 0),
+      };
+    };
     if (useTrackers) {
-      tracker = new Announcer({
-        announceList: meta.announceList,
-        infoHash: meta.infoHash,
-        peerId,
-        port,
-        stats: () => {
-          const s = dl?.stats();
-          return {
-            uploaded: s?.uploaded ?? 0,
-            downloaded: s?.downloaded ?? 0,
-            left: s ? s.total - s.completed : meta.length - (complete ? meta.length : 0),
-          };
-        },
-      });
+      // A magnet's announce session goes on: `started` was sent once, with this peer id and port.
+      o.handoff?.setAnnounceStats(announceStats);
+      tracker =
+        o.handoff?.takeAnnouncer() ??
+        new Announcer({
+          announceList: meta.announceList,
+          infoHash: meta.infoHash,
+          peerId,
+          port,
+          stats: announceStats,
+        });
     }
     if (dht) {
       if (meta.nodes.length > 0) dht.addContacts(meta.nodes);
@@ -281,6 +294,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         ? [{ source: dhtSource, origin: 'dht', quiet: useTrackers || peers.length > 0 }]
         : [],
       listener,
+      handoff: o.handoff ?? undefined,
       webSeeds,
       maxPeers: o.maxPeers,
       peerTimeoutMs: o.peerTimeoutMs,
@@ -384,6 +398,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     o.signal?.removeEventListener('abort', forward);
     streamOut?.stop();
     dl?.close();
+    await o.handoff?.close();
     await listener?.close();
     if (tracker) await tracker.stop().catch(() => {});
     await dhtSource?.stop().catch(() => {});
