@@ -540,7 +540,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     }
     for (let i = 0; i < pieceCount; i++) if (have.has(i)) this.have(i);
     if (this.extended && extensionHandshake) this.write(encodeExtended(0, extensionHandshake));
-    if (early.seen) this.emit('bitfield');
+    // `have`s alone (no bitfield first) count too: the owner reads the whole bitfield.
+    if (early.seen || this.bitfield.count > 0) this.emit('bitfield');
     if (this.state === 'open' && !this.peerChoking) this.emit('unchoke');
     if (this.state === 'open' && this.peerInterested) this.emit('interest', true);
     for (const index of early.allowedFast) {
