@@ -6,15 +6,18 @@
  * messages would have met (wrong bitfield length, spare bits, a piece that does not exist: a
  * WireError), so a connection kept from the metadata phase loses none of it.
  *
- * Memory is bounded: later pieces go into one bit array of at most MAX_EARLY_PIECES bits
- * (1 MiB, the largest bitfield the metadata-phase framer admits); a `have` beyond it is
- * remembered as "out of range" and refused at `resolve`.
+ * Memory is bounded: no torrent tdl accepts has more than MAX_EARLY_PIECES pieces (a 20-byte
+ * hash each within MAX_METADATA_SIZE), so a first bitfield longer than that is refused at once,
+ * and later pieces go into one bit array of at most that many bits (about 100 KiB); a `have`
+ * beyond it is remembered as "out of range" and refused at `resolve`.
  */
 import { WireError } from '../errors.js';
 import { Bitfield } from '../wire/bitfield.js';
+import { MAX_METADATA_SIZE } from '../wire/ut-metadata.js';
 
-/** Pieces a `have` may name before the piece count is known (8 Mi, a 1 MiB bitfield). */
-export const MAX_EARLY_PIECES = 8 * 1024 * 1024;
+/** The most pieces a torrent tdl accepts can have: one 20-byte hash each in the metadata. */
+export const MAX_EARLY_PIECES = Math.ceil(MAX_METADATA_SIZE / 20);
+const MAX_EARLY_BYTES = Math.ceil(MAX_EARLY_PIECES / 8);
 /** `allowed fast` pieces kept (the swarm keeps as many). */
 export const MAX_EARLY_ALLOWED_FAST = 64;
 
@@ -24,8 +27,8 @@ export class EarlyAvailability {
   /** Pieces from later `have`s and bitfields, in wire bit order, grown on demand. */
   #later: Buffer = Buffer.alloc(0);
   #outOfRange = -1;
-  /** Lengths of late bitfields (each must fit the piece count; a few kept, more is a fault). */
-  readonly #lateLengths = new Set<number>();
+  /** The length of every bitfield so far (they must agree, and fit the piece count). */
+  #bitfieldBytes = -1;
   readonly allowedFast: number[] = [];
 
   /** An availability message arrived (the base, or a later one). */
@@ -35,6 +38,13 @@ export class EarlyAvailability {
 
   /** `bitfield` (its payload is a view: copied here). */
   bitfield(bytes: Buffer): void {
+    if (bytes.length > MAX_EARLY_BYTES) {
+      throw new WireError(`bitfield of ${bytes.length} bytes is longer than any torrent's`);
+    }
+    if (this.#bitfieldBytes >= 0 && bytes.length !== this.#bitfieldBytes) {
+      throw new WireError(`bitfields of ${this.#bitfieldBytes} and ${bytes.length} bytes`);
+    }
+    this.#bitfieldBytes = bytes.length;
     if (this.#base === null) this.#base = Buffer.from(bytes);
     else this.#orLater(bytes);
   }
@@ -74,12 +84,11 @@ export class EarlyAvailability {
       throw new WireError(`have for nonexistent piece ${this.#outOfRange}`);
     }
     const byteLength = Math.ceil(pieceCount / 8);
-    for (const n of this.#lateLengths) {
-      if (n !== byteLength) {
-        throw new WireError(
-          `bitfield is ${n} bytes, expected ${byteLength} for ${pieceCount} pieces`,
-        );
-      }
+    if (this.#bitfieldBytes >= 0 && this.#bitfieldBytes !== byteLength) {
+      const n = this.#bitfieldBytes;
+      throw new WireError(
+        `bitfield is ${n} bytes, expected ${byteLength} for ${pieceCount} pieces`,
+      );
     }
     const bf =
       Buffer.isBuffer(this.#base) || this.#base === null
@@ -105,9 +114,7 @@ export class EarlyAvailability {
   #orLater(bytes: Buffer): void {
     // A late bitfield only adds pieces, as the connection takes it once the count is known.
     // Its length is checked at resolve, and a bit past the last piece is refused there too.
-    if (this.#lateLengths.size < 4) this.#lateLengths.add(bytes.length);
-    else if (!this.#lateLengths.has(bytes.length)) this.#outOfRange = MAX_EARLY_PIECES;
-    const n = Math.min(bytes.length, MAX_EARLY_PIECES / 8);
+    const n = bytes.length;
     this.#grow(n);
     for (let i = 0; i < n; i++) this.#later[i]! |= bytes[i]!;
   }
@@ -115,7 +122,7 @@ export class EarlyAvailability {
   #grow(bytes: number): void {
     if (this.#later.length >= bytes) return;
     const next = Buffer.alloc(
-      Math.min(MAX_EARLY_PIECES / 8, Math.max(bytes, this.#later.length * 2, 16)),
+      Math.min(MAX_EARLY_BYTES, Math.max(bytes, this.#later.length * 2, 16)),
     );
     this.#later.copy(next);
     this.#later = next;

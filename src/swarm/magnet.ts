@@ -134,20 +134,20 @@ export interface ResolvedMagnet {
 }
 
 export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
+  const trackers = o.magnet.trackers;
+  // The first HTTP announce should not wait for the HTTP client to load: start now.
+  if (trackers.flat().some((u) => /^https?:/i.test(u))) preloadHttpClient();
   const kept = await findKept(o.magnet.infoHash, o.output);
   if (kept) {
     log('metadata kept by an earlier run: %s', kept.file);
     return { meta: kept.meta, torrent: kept.torrent, peers: [], fromCache: true, handoff: null };
   }
-  const trackers = o.magnet.trackers;
   const peers = [...o.magnet.peers, ...o.peers];
   if (trackers.length === 0 && peers.length === 0 && !o.dht) {
     throw new UsageError(
       'the magnet link names no tracker and no peer, and the DHT is off: give peers with --peer HOST:PORT',
     );
   }
-  // The first HTTP announce should not wait for the HTTP client to load.
-  if (trackers.flat().some((u) => /^https?:/i.test(u))) preloadHttpClient();
   let listener: Listener | null = null;
   if (o.handoff && o.handoff.listen !== false) {
     listener = new Listener({

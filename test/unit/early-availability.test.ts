@@ -70,6 +70,12 @@ describe('EarlyAvailability', () => {
     late.haveNone();
     late.bitfield(Buffer.alloc(5));
     expect(() => late.resolve(20)).toThrow(/bitfield is 5 bytes/);
+    const two = new EarlyAvailability();
+    two.bitfield(Buffer.alloc(3));
+    expect(() => two.bitfield(Buffer.alloc(4))).toThrow(/bitfields of 3 and 4 bytes/);
+    expect(() => new EarlyAvailability().bitfield(Buffer.alloc(MAX_EARLY_PIECES))).toThrow(
+      /longer than any torrent/,
+    );
   });
 
   it('keeps at most 64 allowed-fast pieces, each once', () => {
