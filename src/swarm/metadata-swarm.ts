@@ -270,7 +270,8 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
       },
     };
     this.conns.set(conn, state);
-    this.emit('progress');
+    // Once complete, the `metadata` `done` event has been written: no `fetching` after it.
+    if (!this.complete) this.emit('progress');
     const onClose = (reason: string) => {
       this.conns.delete(conn);
       this.fetch.removePeer(conn.address);
@@ -305,6 +306,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
         if (extId !== LOCAL_EXTENSION_IDS[UT_METADATA]) return;
         const r = this.fetch.onMessage(conn.address, decodeUtMetadata(payload));
         if (r === 'done' && this.fetch.info) {
+          this.complete = true;
           log('metadata complete: %d bytes', this.fetch.info.length);
           done({ info: this.fetch.info, peers: [...this.answered.values()] });
           return;
@@ -313,6 +315,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
           conn.close(r.drop);
           return;
         }
+        if (this.complete) return;
         this.lastProgressAt = Date.now();
         this.emit('progress');
         this.ask(conn);

@@ -69,6 +69,10 @@ describe('magnet links: the download takes over the metadata phase', () => {
     }
     const peers = r.events.filter((e) => e.event === 'peer' && e.status === 'connecting');
     expect(peers).toEqual([]);
+    // The metadata phase reports nothing once its `done` is out.
+    const states = r.events.filter((e) => e.event === 'metadata').map((e) => e.state);
+    expect(states.at(-1)).toBe('done');
+    expect(states.filter((x) => x === 'done')).toHaveLength(1);
   });
 
   it('keeps what a seeder sent during the metadata phase: its haves and an unchoke it never repeats', async () => {
