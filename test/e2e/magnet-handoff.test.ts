@@ -4,12 +4,14 @@
  * fake HTTP tracker that records every announce:
  * - one TCP connection per seeder, one `started` and no `stopped` before `completed`, one peer id
  *   and one (real, non-zero) port for the whole run;
+ * - a peer that connects to tdl while the metadata is fetched is kept for the data;
  * - what a seeder sent while the metadata was fetched (its pieces as `have`s, an unchoke it never
  *   repeats) is not lost;
  * - `--max-peers 1` admits one of the kept connections and downloads from it;
  * - a run that stopped keeps the metadata, and the next run resumes from it without the swarm's.
  */
 import { existsSync } from 'node:fs';
+import net from 'node:net';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -25,6 +27,15 @@ function torrent(seed: string): { t: MadeTorrent; info: Buffer } {
   const data = randomBytesSeeded(24 * PIECE + 1234, seed);
   const t = makeTorrent({ name: 'm.bin', pieceLength: PIECE, files: { data } });
   return { t, info: parseTorrent(t.torrent).info };
+}
+
+/** A port free a moment ago (tdl is told it with --port, so the seeder knows where to dial). */
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
 }
 
 function magnet(t: MadeTorrent, o: { tracker?: string; peers?: number[] } = {}): string {
@@ -73,6 +84,44 @@ describe('magnet links: the download takes over the metadata phase', () => {
     const states = r.events.filter((e) => e.event === 'metadata').map((e) => e.state);
     expect(states.at(-1)).toBe('done');
     expect(states.filter((x) => x === 'done')).toHaveLength(1);
+  });
+
+  it('a peer that connects to tdl during the metadata phase serves the metadata and then the data', async () => {
+    const { t, info } = torrent('handoff-incoming');
+    const s = await fx.seeder(t, PIECE, { metadata: info });
+    const port = await freePort();
+    const out = path.join(fx.dir, 'out.bin');
+    // The only address the magnet names answers nothing: the seeder comes to us.
+    const run = runCli([
+      'download',
+      `${magnet(t)}&x.pe=127.0.0.1:1`,
+      '-o',
+      out,
+      '--json',
+      '--no-dht',
+      '--port',
+      String(port),
+      '--timeout',
+      '30',
+    ]);
+    for (let i = 0; ; i++) {
+      try {
+        await s.dial(port);
+        break;
+      } catch (e) {
+        if (i > 300) throw e;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    const r = await run;
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(t.data)).toBe(true);
+    expect(s.metadataServed).toBeGreaterThan(0);
+    expect(s.dialled).toBe(1);
+    expect(s.connections).toBe(0);
+    expect(s.served).toBe(t.data.length);
+    const incoming = r.events.filter((e) => e.event === 'peer' && e.source === 'incoming');
+    expect(incoming.map((e) => e.status)).toContain('connected');
   });
 
   it('keeps what a seeder sent during the metadata phase: its haves and an unchoke it never repeats', async () => {

@@ -73,6 +73,13 @@ export interface FakeSeeder {
   servedBlocks: Map<number, number>;
   /** ut_metadata pieces served. */
   metadataServed: number;
+  /** Connections this seeder opened itself (`dial`), and that connected. */
+  dialled: number;
+  /**
+   * Connect to a peer listening on 127.0.0.1:`port` and serve it like an incoming one (our
+   * handshake goes first). Rejects when the connection cannot be made.
+   */
+  dial(port: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -99,15 +106,37 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
     cancels: 0,
     servedBlocks: new Map(),
     metadataServed: 0,
+    dialled: 0,
+    dial: (port) =>
+      new Promise<void>((resolve, reject) => {
+        const socket = net.connect({ host: '127.0.0.1', port });
+        socket.once('error', reject);
+        socket.once('connect', () => {
+          state.dialled++;
+          socket.write(encodeHandshake(o.infoHash, peerId, handshakeReserved()));
+          onSocket(socket, true);
+          resolve();
+        });
+      }),
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
 
+  const handshakeReserved = () => {
+    const reserved = Buffer.alloc(8);
+    if (o.metadata) reserved[RESERVED_EXTENDED.byte]! |= RESERVED_EXTENDED.bit;
+    return reserved;
+  };
   const server = net.createServer((socket) => {
-    sockets.add(socket);
     state.connections++;
+    onSocket(socket, false);
+  });
+
+  /** One peer's session; `dialled`: we opened it and sent our handshake already. */
+  function onSocket(socket: net.Socket, dialled: boolean): void {
+    sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {});
     const framer = new Framer({ maxLength: 1 << 20, expectHandshake: true });
@@ -185,9 +214,7 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
           if (!hs) return;
           handshaken = true;
           const ih = o.wrongInfoHash ? Buffer.alloc(20, 0xab) : o.infoHash;
-          const reserved = Buffer.alloc(8);
-          if (o.metadata) reserved[RESERVED_EXTENDED.byte]! |= RESERVED_EXTENDED.bit;
-          socket.write(encodeHandshake(ih, peerId, reserved));
+          if (!dialled) socket.write(encodeHandshake(ih, peerId, handshakeReserved()));
           if (o.metadata) {
             const m = new Map([[UT_METADATA, FAKE_UT_METADATA_ID]]);
             const ext = encodeExtendedHandshake({ m, metadataSize: o.metadata.length });
@@ -243,7 +270,7 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
     socket.on('close', () => {
       if (timer) clearTimeout(timer);
     });
-  });
+  }
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const addr = server.address() as net.AddressInfo;
