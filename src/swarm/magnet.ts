@@ -125,7 +125,7 @@ export interface ResolvedMagnet {
   meta: Metainfo;
   /** A .torrent around the exact info bytes, with the magnet's trackers. */
   torrent: Buffer;
-  /** Peers that answered while fetching (dialled again for the data). */
+  /** Peers that answered while fetching (with a handoff, its connections and candidates). */
   peers: PeerAddress[];
   /** The metadata came from an earlier run's kept copy. */
   fromCache: boolean;
