@@ -84,10 +84,12 @@ export async function runDownload(
   // The working copy of a stream: a magnet's metadata is kept there too.
   let workDir =
     streaming && magnet ? streamWorkDir(parseMagnet(file).infoHash.toString('hex')) : '';
+  const listen = opts.listen === false ? false : { port: opts.port, bind: opts.bind };
+  let opened: Awaited<ReturnType<typeof openTorrent>> | null = null;
   try {
     if (workDir) await makeWorkDir(workDir);
     if (wantDht && magnet) await startDht();
-    const opened = await openTorrent(
+    opened = await openTorrent(
       file,
       {
         peers: cliPeers,
@@ -99,6 +101,8 @@ export async function runDownload(
         emit: json ? emit : undefined,
         warn,
         dht,
+        // The metadata phase listens and keeps its peers for the download.
+        handoff: { listen },
       },
       io,
     );
@@ -191,11 +195,12 @@ export async function runDownload(
         dht: dhtStarting ?? dht,
         webSeeds: opts.webSeeds,
         torrentBytes: opened.torrentBytes,
+        handoff: opened.handoff,
         maxPeers: opts.maxPeers,
         peerTimeoutMs: opts.peerTimeout * 1000,
         stallTimeoutMs: opts.timeout * 1000,
         signal: io.signal,
-        listen: opts.listen === false ? false : { port: opts.port, bind: opts.bind },
+        listen,
         uploadSlots: opts.uploadSlots,
         maxUploadRate: opts.maxUploadRate,
         maxDownloadRate: opts.maxDownloadRate,
@@ -291,6 +296,8 @@ export async function runDownload(
       throw e;
     }
   } finally {
+    // Kept connections the download did not take (it failed to start, or never ran).
+    await (opened as Awaited<ReturnType<typeof openTorrent>> | null)?.handoff?.close();
     // A DHT still starting is stopped once it has (it would bind after a stop).
     await dhtStarting?.catch(() => {});
     await (dht as Dht | null)?.stop().catch(() => {});

@@ -7,6 +7,8 @@ import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import { writeFile } from 'node:fs/promises';
 import type { PeerAddress } from '../tracker/types.js';
+import type { ListenOptions } from '../swarm/listener.js';
+import type { MagnetHandoff } from '../swarm/magnet.js';
 import type { CliIO } from './program.js';
 import { loadTorrent } from './torrent-file.js';
 
@@ -17,6 +19,8 @@ export interface OpenedTorrent {
   /** For a magnet link: its own peers and those that answered. */
   peers: PeerAddress[];
   magnet: boolean;
+  /** With `OpenOptions.handoff`, for fetched metadata: give it to the download, or close it. */
+  handoff?: MagnetHandoff | null;
 }
 
 export interface OpenOptions {
@@ -30,6 +34,8 @@ export interface OpenOptions {
   emit?: (o: Record<string, unknown>) => void;
   warn: (message: string) => void;
   dht?: Dht | null;
+  /** A download follows: keep the metadata phase's connections for it (see swarm/magnet.ts). */
+  handoff?: { listen: ListenOptions | false };
 }
 
 export async function openTorrent(
@@ -60,6 +66,7 @@ export async function openTorrent(
     signal: io.signal,
     onWarning: o.warn,
     dht: o.dht,
+    handoff: o.handoff,
     onProgress: (p) => {
       if (o.tty) {
         const line = `fetching metadata from ${p.withMetadata} of ${p.connected} peers (${p.known} known)`;
@@ -82,11 +89,19 @@ export async function openTorrent(
     infoHash: r.meta.infoHashHex,
     size: r.torrent.length,
   });
-  if (o.saveTorrent) await writeFile(o.saveTorrent, r.torrent);
+  if (o.saveTorrent) {
+    try {
+      await writeFile(o.saveTorrent, r.torrent);
+    } catch (e) {
+      await r.handoff?.close();
+      throw e;
+    }
+  }
   return {
     meta: r.meta,
     torrentBytes: r.torrent,
     peers: [...magnet.peers, ...r.peers],
     magnet: true,
+    handoff: r.handoff,
   };
 }

@@ -20,6 +20,7 @@ import createDebug from 'debug';
 import { TdlError, WireError } from '../errors.js';
 import { formatPeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
+import { EarlyAvailability } from './early-availability.js';
 import { Framer, MAX_READ_SIZE, READ_SIZE } from '../wire/framer.js';
 import {
   HANDSHAKE_LENGTH,
@@ -148,6 +149,11 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private readSize = READ_SIZE;
   private offered = 0;
   private unlimit: (() => void) | null = null;
+  /** The torrent's pieces; 0 and metadataOnly until a magnet's metadata is known (adopt). */
+  private pieceCount: number;
+  private metadataOnlyMode: boolean;
+  /** What the peer said about its pieces while metadataOnly, for adopt(). */
+  private early: EarlyAvailability | null = null;
 
   constructor(private readonly opts: PeerOptions) {
     super();
@@ -156,6 +162,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.host = opts.host;
     this.port = opts.port;
     this.address = formatPeerAddress(opts);
+    this.pieceCount = opts.pieceCount;
+    this.metadataOnlyMode = opts.metadataOnly === true;
+    if (this.metadataOnlyMode) this.early = new EarlyAvailability();
     this.bitfield = new Bitfield(opts.pieceCount);
     this.framer = new Framer({
       maxLength: opts.metadataOnly ? METADATA_ONLY_MAX_MESSAGE : maxMessageLength(opts.pieceCount),
@@ -368,7 +377,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   /** A bitfield / have-all / have-none after other messages: its new pieces as `have`s. */
   private lateHaves(bf: Bitfield): void {
-    for (let i = 0; i < this.opts.pieceCount; i++) {
+    for (let i = 0; i < this.pieceCount; i++) {
       if (bf.has(i) && !this.bitfield.has(i)) {
         this.bitfield.set(i);
         this.emit('have', i);
@@ -381,10 +390,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     // (BEP 10 sends it right after the handshake, and libtorrent does).
     const first = this.messagesSeen === 0;
     if (m.type !== 'keep-alive' && m.type !== 'extended' && m.type !== 'port') this.messagesSeen++;
-    if (this.opts.metadataOnly && m.type !== 'extended') {
-      // Pieces mean nothing before the metadata is known; only a block we never asked for is wrong.
-      if (m.type === 'piece') throw new WireError('sent a block we did not request');
-      if (m.type === 'unchoke' || m.type === 'choke') this.peerChoking = m.type === 'choke';
+    if (this.metadataOnlyMode && m.type !== 'extended') {
+      this.onEarlyMessage(m);
       return;
     }
     switch (m.type) {
@@ -422,17 +429,17 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         if (!first) {
           // aria2c sends have-none, then a bitfield: take a late one as a list of haves (it
           // never takes a piece away, so piece availability stays consistent).
-          this.lateHaves(Bitfield.fromWire(m.bitfield, this.opts.pieceCount));
+          this.lateHaves(Bitfield.fromWire(m.bitfield, this.pieceCount));
           return;
         }
-        this.bitfield = Bitfield.fromWire(m.bitfield, this.opts.pieceCount);
+        this.bitfield = Bitfield.fromWire(m.bitfield, this.pieceCount);
         this.emit('bitfield');
         return;
       }
       case 'have-all':
       case 'have-none': {
         if (!this.fast) throw new WireError(`${m.type} without the fast extension`);
-        const bf = new Bitfield(this.opts.pieceCount);
+        const bf = new Bitfield(this.pieceCount);
         if (m.type === 'have-all') bf.setAll();
         if (!first) {
           this.lateHaves(bf);
@@ -458,7 +465,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       case 'allowed-fast':
         if (!this.fast) throw new WireError('allowed fast without the fast extension');
         // An index out of range is ignored: BEP 6 lets a peer send these before it knows much.
-        if (m.index < this.opts.pieceCount) this.emit('allowedFast', m.index);
+        if (m.index < this.pieceCount) this.emit('allowedFast', m.index);
         return;
       case 'extended':
         if (!this.extended) throw new WireError('extension message without the extension protocol');
@@ -471,9 +478,90 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     }
   }
 
+  /**
+   * Before the metadata is known, pieces mean nothing yet: availability, interest, choking and
+   * `allowed fast` are recorded for adopt(); only a block we never asked for is wrong.
+   */
+  private onEarlyMessage(m: Message): void {
+    const early = this.early!;
+    switch (m.type) {
+      case 'piece':
+        throw new WireError('sent a block we did not request');
+      case 'choke':
+      case 'unchoke':
+        this.peerChoking = m.type === 'choke';
+        return;
+      case 'interested':
+      case 'not-interested':
+        this.peerInterested = m.type === 'interested';
+        return;
+      case 'bitfield':
+        early.bitfield(m.bitfield);
+        return;
+      case 'have':
+        early.have(m.index);
+        return;
+      case 'have-all':
+      case 'have-none':
+        if (!this.fast) throw new WireError(`${m.type} without the fast extension`);
+        if (m.type === 'have-all') early.haveAll();
+        else early.haveNone();
+        return;
+      case 'allowed-fast':
+        if (!this.fast) throw new WireError('allowed fast without the fast extension');
+        early.allowed(m.index);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Opened for a magnet link's metadata only, and not adopted yet. */
+  get metadataOnly(): boolean {
+    return this.metadataOnlyMode;
+  }
+
+  /**
+   * The metadata is known: a metadata-only connection becomes an ordinary one for a torrent of
+   * `pieceCount` pieces, and nothing the peer said is lost (docs/DESIGN.md, "Magnet hand-over").
+   * Not started yet: it is started as usual with `have` and `extensionHandshake`. Started (it
+   * served the metadata): what it sent meanwhile becomes its bitfield, we tell it our pieces
+   * with `have`s (it was told none) and send our new extension handshake, then the recorded
+   * state is replayed as events — `bitfield` (when it sent availability), `unchoke`, `interest`,
+   * `allowedFast` — so attach listeners first. Availability that does not fit the piece count
+   * closes the connection.
+   */
+  adopt(pieceCount: number, have: Bitfield, extensionHandshake?: Buffer): void {
+    if (!this.metadataOnlyMode || this.state !== 'open') return;
+    const early = this.early!;
+    this.metadataOnlyMode = false;
+    this.early = null;
+    this.pieceCount = pieceCount;
+    this.framer.setMaxLength(maxMessageLength(pieceCount));
+    this.bitfield = new Bitfield(pieceCount);
+    if (!this.started) {
+      this.start(have, extensionHandshake);
+      return;
+    }
+    try {
+      this.bitfield = early.resolve(pieceCount);
+    } catch (e) {
+      this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
+      return;
+    }
+    for (let i = 0; i < pieceCount; i++) if (have.has(i)) this.have(i);
+    if (this.extended && extensionHandshake) this.write(encodeExtended(0, extensionHandshake));
+    // `have`s alone (no bitfield first) count too: the owner reads the whole bitfield.
+    if (early.seen || this.bitfield.count > 0) this.emit('bitfield');
+    if (this.state === 'open' && !this.peerChoking) this.emit('unchoke');
+    if (this.state === 'open' && this.peerInterested) this.emit('interest', true);
+    for (const index of early.allowedFast) {
+      if (this.state === 'open' && index < pieceCount) this.emit('allowedFast', index);
+    }
+  }
+
   private checkIndex(index: number, what: string): void {
-    if (index >= this.opts.pieceCount)
-      throw new WireError(`${what} for nonexistent piece ${index}`);
+    if (index >= this.pieceCount) throw new WireError(`${what} for nonexistent piece ${index}`);
   }
 
   send(m: Message): void {

@@ -34,7 +34,7 @@ import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { Download, type DownloadOptions, type DownloadStats } from './download.js';
 import { Listener, type ListenOptions } from './listener.js';
-import { METADATA_SUFFIX } from './magnet.js';
+import { METADATA_SUFFIX, type MagnetHandoff } from './magnet.js';
 
 const log = createDebug('tdl:resume');
 
@@ -63,6 +63,11 @@ export interface ClientOptions {
   selected?: Uint8Array | null;
   /** The .torrent bytes of metadata fetched from peers: kept beside the resume file. */
   torrentBytes?: Buffer;
+  /**
+   * A magnet link's metadata phase: its peer id, listener, announce session and connections are
+   * taken over (not dialled and announced again). Closed here however the download ends.
+   */
+  handoff?: MagnetHandoff | null;
   /** Download from the torrent's web seeds (`url-list`, BEP 19); default true. */
   webSeeds?: boolean;
   /**
@@ -231,9 +236,12 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     }
     // Listening and the first announce start before the first checkpoint is written: the
     // tracker's answer is on its way while the resume file is synced (docs/DESIGN.md, "Start-up").
-    const peerId = makePeerId();
+    const peerId = o.handoff?.peerId ?? makePeerId();
     const handshakeMs = o.timeouts?.handshakeMs ?? o.peerTimeoutMs ?? 15_000;
-    if (o.listen !== false) {
+    if (o.handoff) {
+      // Listening since the metadata phase (null with --no-listen).
+      listener = o.handoff.takeListener();
+    } else if (o.listen !== false) {
       listener = new Listener({
         infoHash: meta.infoHash,
         peerId,
@@ -245,22 +253,32 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     const port = listener?.port ?? 0;
     if (useTrackers) {
       const leftAtStart = missingBytes(layout, wanted, check.have);
-      tracker = new Announcer({
-        announceList: meta.announceList,
-        infoHash: meta.infoHash,
-        peerId,
-        port,
-        stats: () => {
-          const s = dl?.stats();
-          return {
-            uploaded: s?.uploaded ?? 0,
-            downloaded: s?.downloaded ?? 0,
-            left: s ? s.total - s.completed : leftAtStart,
-          };
-        },
-      });
-      early = holdEarly(tracker, listener);
-      tracker.start();
+      const announceStats = () => {
+        const s = dl?.stats();
+        return {
+          uploaded: s?.uploaded ?? 0,
+          downloaded: s?.downloaded ?? 0,
+          left: s ? s.total - s.completed : leftAtStart,
+        };
+      };
+      // A magnet's announce session goes on: `started` was sent once, with this peer id and port,
+      // and its peers and incoming connections go to the metadata phase until the download takes
+      // them over.
+      o.handoff?.setAnnounceStats(announceStats);
+      const handed = o.handoff?.takeAnnouncer() ?? null;
+      tracker =
+        handed ??
+        new Announcer({
+          announceList: meta.announceList,
+          infoHash: meta.infoHash,
+          peerId,
+          port,
+          stats: announceStats,
+        });
+      if (!handed) {
+        early = holdEarly(tracker, o.handoff ? null : listener);
+        tracker.start();
+      }
     }
     if (!complete) {
       writer = new ResumeWriter(resumeFile, meta, storage, check.have);
@@ -293,6 +311,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         ? [{ source: dhtSource, origin: 'dht', quiet: useTrackers || peers.length > 0 }]
         : [],
       listener,
+      handoff: o.handoff ?? undefined,
       webSeeds,
       maxPeers: o.maxPeers,
       peerTimeoutMs: o.peerTimeoutMs,
@@ -405,6 +424,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     streamOut?.stop();
     dl?.close();
     try {
+      await o.handoff?.close();
       await listener?.close();
       await dhtSource?.stop().catch(() => {});
       await writer?.close().catch(() => {});

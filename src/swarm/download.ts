@@ -86,6 +86,26 @@ export interface PeerSource extends EventEmitter {
   readonly failures: readonly { url: string; message: string }[];
 }
 
+/**
+ * Live connections from a magnet link's metadata phase (swarm/magnet.ts MagnetHandoff): the
+ * download takes them rather than dialling the same peers again.
+ */
+export interface PeerHandoff {
+  /** Known addresses; `busy`: connected, or still being dialled by the metadata phase. */
+  candidates(): { peer: PeerAddress; origin: PeerOrigin; busy: boolean }[];
+  /**
+   * Hands over each live connection now through `sink.peer` (metadata-only: adopt it), and
+   * each attempt still in flight once it opens (`sink.peer`) or fails (`sink.gone`).
+   */
+  take(
+    pieceCount: number,
+    sink: {
+      peer(conn: PeerConnection, origin: PeerOrigin, extHandshake: Buffer | null): void;
+      gone(address: string): void;
+    },
+  ): void;
+}
+
 /** What the swarm reads from and writes to (DiskStorage). */
 export interface SwarmStorage {
   writePiece(index: number, data: Buffer): Promise<void>;
@@ -113,6 +133,8 @@ export interface DownloadOptions {
   webSeeds?: string[];
   /** Incoming connections; none when absent. */
   listener?: Listener | null;
+  /** Connections kept from a magnet link's metadata phase (taken when run() starts). */
+  handoff?: PeerHandoff;
   maxPeers?: number;
   /** Handshake, bitfield and unchoke must each come within this (single-peer mode). */
   peerTimeoutMs?: number;
@@ -349,11 +371,42 @@ export class Download extends EventEmitter<DownloadEvents> {
         source.off('warning', onWarning);
       });
     }
+    // Before any address is dialled, and with our listeners on the sources and the listener
+    // already (the metadata phase's come off now): the connections we already have.
+    if (this.opts.handoff) this.takeHandoff(this.opts.handoff);
     if (this.opts.peers) this.addPeers(this.opts.peers, this.opts.peersOrigin ?? 'cli');
     if (this.opts.webSeeds && this.opts.webSeeds.length > 0 && !this.picker.isComplete()) {
       this.startWebSeeds(this.opts.webSeeds);
     }
     for (const { source } of sources) source.start();
+  }
+
+  /**
+   * A magnet link's metadata phase hands its connections over (docs/DESIGN.md, "Magnet
+   * hand-over"): every known address joins the pool (those connected or being dialled marked
+   * busy, so that none is dialled twice), then each connection is admitted like a new one,
+   * within `maxPeers`, and adopted: what it said before is replayed to our listeners.
+   */
+  private takeHandoff(h: PeerHandoff): void {
+    for (const c of h.candidates()) {
+      if (c.busy) this.pool.reserve(c.peer, c.origin);
+      else this.pool.add([c.peer], c.origin);
+    }
+    h.take(this.layout.pieceCount, {
+      peer: (conn, origin, extHandshake) => {
+        const cand =
+          origin === 'incoming'
+            ? this.pool.incoming(conn.host, conn.port)
+            : this.pool.reserve({ host: conn.host, port: conn.port }, origin);
+        cand.busy = true;
+        this.admit(conn, cand, extHandshake);
+      },
+      gone: (address) => {
+        const c = this.pool.candidates.get(address);
+        if (c) this.pool.released(c);
+        this.fill();
+      },
+    });
   }
 
   /** Web seeds fetch whole pieces the picker reserves for them, verified like peers' pieces. */
@@ -502,15 +555,22 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.admit(conn, cand);
   }
 
-  /** A handshaken connection, ours or theirs: take it, or close it when there is no room. */
-  private admit(conn: PeerConnection, cand: Candidate): void {
-    const refused = this.closed
-      ? 'download ended'
-      : this.sessions.size >= this.maxPeers
-        ? 'no free peer slot'
-        : this.duplicate(conn)
-          ? 'already connected to this peer'
-          : null;
+  /**
+   * A handshaken connection, ours or theirs: take it, or close it when there is no room. A
+   * metadata-only one (kept from a magnet's metadata phase) is adopted, its peer's extension
+   * handshake (`extHandshake`, received before) read first.
+   */
+  private admit(conn: PeerConnection, cand: Candidate, extHandshake: Buffer | null = null): void {
+    const refused =
+      conn.state !== 'open'
+        ? 'connection closed'
+        : this.closed
+          ? 'download ended'
+          : this.sessions.size >= this.maxPeers
+            ? 'no free peer slot'
+            : this.duplicate(conn)
+              ? 'already connected to this peer'
+              : null;
     if (refused) {
       conn.close(refused);
       this.pool.released(cand);
@@ -607,6 +667,16 @@ export class Download extends EventEmitter<DownloadEvents> {
     conn.on('block', (index, begin, data) => this.onBlock(s, index, begin, data));
     conn.on('drained', () => this.request(s));
     conn.on('close', (reason) => this.onClose(s, reason));
+    if (extHandshake) {
+      try {
+        s.ext.onMessage(0, extHandshake);
+      } catch (e) {
+        this.drop(s, (e as Error).message);
+        return;
+      }
+      const reqq = s.ext.handshake?.reqq;
+      if (reqq !== undefined) s.req.maxOut = Math.max(1, reqq);
+    }
     const ext = encodeExtendedHandshake(
       localExtendedHandshake({
         privateTorrent: this.meta.private,
@@ -616,7 +686,8 @@ export class Download extends EventEmitter<DownloadEvents> {
         metadataSize: this.meta.info.length,
       }),
     );
-    conn.start(this.served, ext);
+    if (conn.metadataOnly) conn.adopt(this.layout.pieceCount, this.served, ext);
+    else conn.start(this.served, ext);
   }
 
   /** Is this peer (same address and peer id) connected already, in the other direction? */

@@ -47,9 +47,20 @@ export class Listener extends EventEmitter<ListenerEvents> {
       peerId: Buffer;
       pieceCount: number;
       handshakeMs: number;
+      /** A magnet link before its metadata: connections are metadata-only (see setPieceCount). */
+      metadataOnly?: boolean;
     },
   ) {
     super();
+  }
+
+  /**
+   * The metadata of a magnet link is known: connections accepted from now on are ordinary
+   * ones for `pieceCount` pieces (those already handshaking stay metadata-only: adopt them).
+   */
+  setPieceCount(pieceCount: number): void {
+    this.conn.pieceCount = pieceCount;
+    this.conn.metadataOnly = false;
   }
 
   async listen(o: ListenOptions): Promise<void> {

@@ -3,6 +3,11 @@
  * beside the resume file), else fetched from peers (src/swarm/metadata-swarm.ts). Either way it
  * goes through the same strict parser and path checks as a .torrent file, so a hostile info
  * dictionary that hashes right is refused (exit 3) before anything is created.
+ *
+ * For a download (`handoff` option), the metadata phase already listens and announces the real
+ * port, and what it built is handed to the download rather than torn down (MagnetHandoff): the
+ * live connections, the announce session (one `started`, no `stopped` in between) and the peer
+ * id. See docs/DESIGN.md, "Magnet hand-over".
  */
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -13,10 +18,12 @@ import { UsageError } from '../errors.js';
 import type { Magnet } from '../metainfo/magnet.js';
 import { MAX_TORRENT_FILE_BYTES, parseTorrent, type Metainfo } from '../metainfo/torrent.js';
 import { Announcer } from '../tracker/announcer.js';
+import { preloadHttpClient } from '../tracker/http.js';
 import type { PeerAddress } from '../tracker/types.js';
 import { torrentFromInfo } from './metadata-fetch.js';
-import type { PeerSource } from './download.js';
-import { MetadataSwarm } from './metadata-swarm.js';
+import type { PeerHandoff, PeerSource } from './download.js';
+import { Listener, type ListenOptions } from './listener.js';
+import { MetadataSwarm, type TakeOverSink } from './metadata-swarm.js';
 import type { PeerOrigin } from './peer-pool.js';
 
 const log = createDebug('tdl:metadata');
@@ -40,42 +47,130 @@ export interface MagnetOptions {
   onWarning?: (message: string) => void;
   /** The DHT, to find peers of magnets without trackers too. */
   dht?: Dht | null;
+  /**
+   * A download follows (`tdl download`): listen (unless false) and announce our real port from
+   * the start, and keep the connections and the announce session for it (`handoff`).
+   */
+  handoff?: { listen: ListenOptions | false };
+}
+
+type AnnounceStats = { uploaded: number; downloaded: number; left: number };
+
+/**
+ * What the metadata phase hands to the download: its peer id, listener, announce session and
+ * live connections. Whoever gets it must pass it to the download (`ClientOptions.handoff`) or
+ * call `close()`; `close()` ends whatever was not taken and may always be called again.
+ */
+export class MagnetHandoff implements PeerHandoff {
+  private listenerTaken = false;
+  private announcerTaken = false;
+  private statsFn: () => AnnounceStats = () => ({ uploaded: 0, downloaded: 0, left: 1 });
+  private closed = false;
+
+  constructor(
+    readonly peerId: Buffer,
+    private readonly swarm: MetadataSwarm,
+    private readonly listenerRef: Listener | null,
+    private readonly announcerRef: Announcer | null,
+    private readonly dhtSource: DhtPeerSource | null,
+  ) {}
+
+  /** What the announce session reports (the download's counts, once it runs). */
+  announceStats(): AnnounceStats {
+    return this.statsFn();
+  }
+
+  setAnnounceStats(fn: () => AnnounceStats): void {
+    this.statsFn = fn;
+  }
+
+  /** The listener, already listening; the caller closes it from now on. */
+  takeListener(): Listener | null {
+    this.listenerTaken = true;
+    return this.listenerRef;
+  }
+
+  /** The announce session, `started` already sent; the caller completes and stops it. */
+  takeAnnouncer(): Announcer | null {
+    this.announcerTaken = true;
+    return this.announcerRef;
+  }
+
+  candidates(): { peer: PeerAddress; origin: PeerOrigin; busy: boolean }[] {
+    return this.swarm.candidates();
+  }
+
+  /**
+   * The download takes the connections (see MetadataSwarm.takeOver); connections accepted from
+   * now on are for `pieceCount` pieces. The metadata phase's DHT lookup ends here (the download
+   * runs its own, which announces our port).
+   */
+  take(pieceCount: number, sink: TakeOverSink): void {
+    this.listenerRef?.setPieceCount(pieceCount);
+    this.swarm.takeOver(sink);
+    void this.dhtSource?.stop().catch(() => {});
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.swarm.close();
+    await this.dhtSource?.stop().catch(() => {});
+    if (!this.announcerTaken) await this.announcerRef?.stop().catch(() => {});
+    if (!this.listenerTaken) await this.listenerRef?.close();
+  }
 }
 
 export interface ResolvedMagnet {
   meta: Metainfo;
   /** A .torrent around the exact info bytes, with the magnet's trackers. */
   torrent: Buffer;
-  /** Peers that answered while fetching (dialled again for the data). */
+  /** Peers that answered while fetching (with a handoff, its connections and candidates). */
   peers: PeerAddress[];
   /** The metadata came from an earlier run's kept copy. */
   fromCache: boolean;
+  /** With the `handoff` option and fetched metadata: what the download takes over. */
+  handoff: MagnetHandoff | null;
 }
 
 export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
+  const trackers = o.magnet.trackers;
+  // The first HTTP announce should not wait for the HTTP client to load: start now.
+  if (trackers.flat().some((u) => /^https?:/i.test(u))) preloadHttpClient();
   const kept = await findKept(o.magnet.infoHash, o.output);
   if (kept) {
     log('metadata kept by an earlier run: %s', kept.file);
-    return { meta: kept.meta, torrent: kept.torrent, peers: [], fromCache: true };
+    return { meta: kept.meta, torrent: kept.torrent, peers: [], fromCache: true, handoff: null };
   }
-  const trackers = o.magnet.trackers;
+  const peers = [...o.magnet.peers, ...o.peers];
+  if (trackers.length === 0 && peers.length === 0 && !o.dht) {
+    throw new UsageError(
+      'the magnet link names no tracker and no peer, and the DHT is off: give peers with --peer HOST:PORT',
+    );
+  }
+  let listener: Listener | null = null;
+  if (o.handoff && o.handoff.listen !== false) {
+    listener = new Listener({
+      infoHash: o.magnet.infoHash,
+      peerId: o.peerId,
+      pieceCount: 0,
+      metadataOnly: true,
+      handshakeMs: Math.min(o.handshakeMs, 15_000),
+    });
+    await listener.listen(o.handoff.listen);
+  }
+  let handoff: MagnetHandoff | null = null;
   const announcer =
     trackers.length > 0
       ? new Announcer({
           announceList: trackers,
           infoHash: o.magnet.infoHash,
           peerId: o.peerId,
-          // Not listening yet: the download announces its real port once it does.
-          port: 0,
-          stats: () => ({ uploaded: 0, downloaded: 0, left: 1 }),
+          // Without a download to follow we do not listen (`tdl info`): port 0.
+          port: listener?.port ?? 0,
+          stats: () => handoff?.announceStats() ?? { uploaded: 0, downloaded: 0, left: 1 },
         })
       : null;
-  const peers = [...o.magnet.peers, ...o.peers];
-  if (!announcer && peers.length === 0 && !o.dht) {
-    throw new UsageError(
-      'the magnet link names no tracker and no peer, and the DHT is off: give peers with --peer HOST:PORT',
-    );
-  }
   const dhtSource = o.dht ? new DhtPeerSource(o.dht, o.magnet.infoHash) : null;
   const sources: { source: PeerSource; origin: PeerOrigin }[] = [];
   if (announcer) sources.push({ source: announcer, origin: 'tracker' });
@@ -88,18 +183,28 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
     timeoutMs: o.timeoutMs,
     handshakeMs: o.handshakeMs,
     signal: o.signal,
+    listener,
+    port: listener?.port,
   });
   if (o.onWarning) swarm.on('warning', o.onWarning);
   swarm.on('progress', () => o.onProgress?.(swarm.counts()));
+  handoff = new MagnetHandoff(o.peerId, swarm, listener, announcer, dhtSource);
+  let handedOver = false;
   try {
     const r = await swarm.run();
     const torrent = torrentFromInfo(r.info, trackers);
     // The same checks as a .torrent file: a hostile info dictionary is refused here.
     const meta = parseTorrent(torrent);
-    return { meta, torrent, peers: r.peers, fromCache: false };
+    handedOver = o.handoff !== undefined;
+    return {
+      meta,
+      torrent,
+      peers: r.peers,
+      fromCache: false,
+      handoff: handedOver ? handoff : null,
+    };
   } finally {
-    if (announcer) await announcer.stop().catch(() => {});
-    await dhtSource?.stop().catch(() => {});
+    if (!handedOver) await handoff.close();
   }
 }
 

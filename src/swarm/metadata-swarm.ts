@@ -7,12 +7,18 @@
  * The peers come from the magnet's trackers, `x.pe` and `--peer`, and from PEX. A peer that
  * lies (a wrong size, pieces that hash wrong, out-of-range pieces) is dropped and the fetch goes on
  * from others. `run()` resolves with the exact info bytes and the addresses of the peers that
- * answered, which the download then dials again; it fails only at `timeoutMs` without progress.
+ * answered; it fails only at `timeoutMs` without progress.
+ *
+ * Once the metadata is complete the connections stay open (no new ones are dialled) until
+ * `takeOver()` hands them to the download, or `close()` ends them: see docs/DESIGN.md, "Magnet
+ * hand-over". Until then this swarm keeps every listener it had (connections, pool, listener,
+ * peer sources), so nothing that arrives in between goes unheard.
  */
 import { EventEmitter } from 'node:events';
 import createDebug from 'debug';
 import { InterruptedError, NoPeersError } from '../errors.js';
 import type { PeerConnection } from '../peer/connection.js';
+import type { Listener } from './listener.js';
 import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import {
@@ -27,7 +33,7 @@ import {
 } from '../wire/extension.js';
 import { decodeUtMetadata, encodeUtMetadata } from '../wire/ut-metadata.js';
 import { PexPeer } from '../wire/ut-pex.js';
-import { CLIENT_VERSION, type PeerSource } from './download.js';
+import { CLIENT_VERSION, MAX_INCOMING_PER_ADDRESS, type PeerSource } from './download.js';
 import { MetadataFetch } from './metadata-fetch.js';
 import { PeerPool, type Candidate, type PeerOrigin } from './peer-pool.js';
 
@@ -46,7 +52,32 @@ export interface MetadataSwarmOptions {
   timeoutMs: number;
   handshakeMs: number;
   signal?: AbortSignal;
+  /** Incoming peers (listening for the download that follows): they may serve the metadata too. */
+  listener?: Listener | null;
+  /** Our listening port, told to peers in our extension handshake. */
+  port?: number;
 }
+
+/** Where `takeOver` sends the connections. */
+export interface TakeOverSink {
+  /** A live connection (metadata-only: adopt it), its origin, the peer's BEP 10 handshake. */
+  peer(conn: PeerConnection, origin: PeerOrigin, extHandshake: Buffer | null): void;
+  /** A connection attempt still in flight at `takeOver` failed. */
+  gone(address: string): void;
+}
+
+interface ConnState {
+  ext: ExtendedHandshake | null;
+  /** The peer's last extension handshake payload (a copy), for the download. */
+  rawExt: Buffer | null;
+  pex: PexPeer | null;
+  origin: PeerOrigin;
+  /** Removes this swarm's listeners from the connection. */
+  off: () => void;
+}
+
+/** The most bytes of a peer's extension handshake kept for the download. */
+const MAX_KEPT_EXT_HANDSHAKE = 64 * 1024;
 
 export interface MetadataResult {
   info: Buffer;
@@ -57,12 +88,15 @@ export interface MetadataResult {
 export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [] }> {
   private readonly fetch: MetadataFetch;
   private readonly pool: PeerPool;
-  private readonly conns = new Map<
-    PeerConnection,
-    { ext: ExtendedHandshake | null; pex: PexPeer | null }
-  >();
+  private readonly conns = new Map<PeerConnection, ConnState>();
   private readonly answered = new Map<string, PeerAddress>();
   private lastProgressAt = Date.now();
+  /** The metadata is complete: dial no one new. */
+  private complete = false;
+  private closed = false;
+  private sink: TakeOverSink | null = null;
+  /** Listeners on the pool, the sources, the listener and the signal, removed at the end. */
+  private detach: (() => void)[] = [];
 
   constructor(private readonly opts: MetadataSwarmOptions) {
     super();
@@ -88,23 +122,33 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
 
   async run(): Promise<MetadataResult> {
     let ticker: NodeJS.Timeout | null = null;
-    const detach: (() => void)[] = [];
+    let ok = false;
+    let offSignal = () => {};
     try {
-      return await new Promise<MetadataResult>((resolve, reject) => {
+      const r = await new Promise<MetadataResult>((resolve, reject) => {
         const onAbort = () => {
           const r = this.opts.signal?.reason;
           reject(r instanceof Error ? r : new InterruptedError('SIGINT'));
         };
         if (this.opts.signal?.aborted) return onAbort();
         this.opts.signal?.addEventListener('abort', onAbort, { once: true });
-        detach.push(() => this.opts.signal?.removeEventListener('abort', onAbort));
-        this.pool.on('connected', (conn, cand) => this.attach(conn, cand, resolve));
+        offSignal = () => this.opts.signal?.removeEventListener('abort', onAbort);
+        const onConnected = (conn: PeerConnection, cand: Candidate) =>
+          this.attach(conn, cand, resolve);
+        this.pool.on('connected', onConnected);
+        this.detach.push(() => this.pool.off('connected', onConnected));
+        const listener = this.opts.listener;
+        if (listener) {
+          const onPeer = (conn: PeerConnection) => this.incoming(conn, resolve);
+          listener.on('peer', onPeer);
+          this.detach.push(() => listener.off('peer', onPeer));
+        }
         for (const { source, origin } of this.opts.sources) {
           const onPeers = (peers: PeerAddress[]) => this.add(peers, origin);
           const onWarning = (m: string) => this.emit('warning', m);
           source.on('peers', onPeers);
           source.on('warning', onWarning);
-          detach.push(() => {
+          this.detach.push(() => {
             source.off('peers', onPeers);
             source.off('warning', onWarning);
           });
@@ -129,39 +173,117 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
           }
         }, TICK_MS);
       });
+      ok = true;
+      return r;
     } finally {
+      this.complete = true;
       if (ticker) clearInterval(ticker);
-      for (const d of detach) d();
-      this.pool.close();
-      for (const c of [...this.conns.keys()]) c.close('metadata complete');
+      offSignal();
+      // Kept for the download (takeOver) on success; ended at once on failure.
+      if (!ok) this.close();
     }
+  }
+
+  /**
+   * Known addresses, for the download's pool; `busy`: connected, or still being dialled by this
+   * swarm (such an attempt ends in `sink.peer` or `sink.gone` after takeOver).
+   */
+  candidates(): { peer: PeerAddress; origin: PeerOrigin; busy: boolean }[] {
+    const out: { peer: PeerAddress; origin: PeerOrigin; busy: boolean }[] = [];
+    for (const c of this.pool.candidates.values()) {
+      if (c.banned) continue;
+      out.push({ peer: { host: c.host, port: c.port }, origin: c.origin, busy: c.busy });
+    }
+    return out;
+  }
+
+  /**
+   * Hand every live connection to `sink` (now, synchronously), and those still connecting as
+   * they open (or `gone` when they fail). This swarm's listeners come off each connection, the
+   * peer sources and the listener first, so attach the download's own listeners to the sources
+   * and the listener before calling this (the same tick: nothing is missed in between).
+   */
+  takeOver(sink: TakeOverSink): void {
+    if (this.closed || this.sink) return;
+    this.sink = sink;
+    for (const d of this.detach) d();
+    this.detach = [];
+    this.pool.on('connected', (conn, cand) => {
+      if (this.closed) conn.close('download ended');
+      else sink.peer(conn, cand.origin, null);
+    });
+    this.pool.on('failed', (address) => sink.gone(address));
+    const live = [...this.conns];
+    this.conns.clear();
+    for (const [conn, st] of live) {
+      st.off();
+      if (conn.state === 'open') sink.peer(conn, st.origin, st.rawExt);
+    }
+  }
+
+  /** End what was not handed over: connection attempts and connections (idempotent). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const d of this.detach) d();
+    this.detach = [];
+    this.pool.close();
+    for (const c of [...this.conns.keys()]) c.close('metadata complete');
   }
 
   private add(peers: PeerAddress[], origin: PeerOrigin): void {
     this.pool.add(peers, origin);
-    this.pool.fill(this.conns.size, METADATA_MAX_PEERS);
+    if (!this.complete) this.pool.fill(this.conns.size, METADATA_MAX_PEERS);
+  }
+
+  /** An incoming peer (it found us through the tracker or the DHT). */
+  private incoming(conn: PeerConnection, done: (r: MetadataResult) => void): void {
+    let fromHost = 0;
+    for (const c of this.conns.keys()) if (c.direction === 'in' && c.host === conn.host) fromHost++;
+    if (fromHost >= MAX_INCOMING_PER_ADDRESS) {
+      conn.close('too many connections from this address');
+      return;
+    }
+    const cand = this.pool.incoming(conn.host, conn.port);
+    if (cand.banned) {
+      conn.close('banned');
+      return;
+    }
+    cand.busy = true;
+    this.attach(conn, cand, done);
   }
 
   private attach(conn: PeerConnection, cand: Candidate, done: (r: MetadataResult) => void): void {
-    if (this.conns.size >= METADATA_MAX_PEERS) {
-      conn.close('no free peer slot');
+    if (this.closed || this.conns.size >= METADATA_MAX_PEERS) {
+      conn.close(this.closed ? 'download ended' : 'no free peer slot');
       this.pool.released(cand);
       return;
     }
-    const state: { ext: ExtendedHandshake | null; pex: PexPeer | null } = { ext: null, pex: null };
+    const state: ConnState = {
+      ext: null,
+      rawExt: null,
+      pex: null,
+      origin: cand.origin,
+      off: () => {
+        conn.off('close', onClose);
+        conn.off('extended', onExtended);
+      },
+    };
     this.conns.set(conn, state);
-    this.emit('progress');
-    conn.on('close', (reason) => {
+    // Once complete, the `metadata` `done` event has been written: no `fetching` after it.
+    if (!this.complete) this.emit('progress');
+    const onClose = (reason: string) => {
       this.conns.delete(conn);
       this.fetch.removePeer(conn.address);
       this.pool.released(cand);
       log('%s closed: %s', conn.address, reason);
-      this.pool.fill(this.conns.size, METADATA_MAX_PEERS);
-    });
-    conn.on('extended', (extId, payload) => {
+      if (!this.complete) this.pool.fill(this.conns.size, METADATA_MAX_PEERS);
+    };
+    const onExtended = (extId: number, payload: Buffer) => {
       try {
         if (extId === 0) {
           state.ext = decodeExtendedHandshake(payload);
+          state.rawExt = payload.length <= MAX_KEPT_EXT_HANDSHAKE ? Buffer.from(payload) : null;
           this.answered.set(conn.address, { host: conn.host, port: conn.port });
           if (peerExtensionId(state.ext, UT_PEX) !== undefined) {
             state.pex = new PexPeer({ host: conn.host, port: conn.port });
@@ -184,6 +306,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
         if (extId !== LOCAL_EXTENSION_IDS[UT_METADATA]) return;
         const r = this.fetch.onMessage(conn.address, decodeUtMetadata(payload));
         if (r === 'done' && this.fetch.info) {
+          this.complete = true;
           log('metadata complete: %d bytes', this.fetch.info.length);
           done({ info: this.fetch.info, peers: [...this.answered.values()] });
           return;
@@ -192,15 +315,22 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
           conn.close(r.drop);
           return;
         }
+        if (this.complete) return;
         this.lastProgressAt = Date.now();
         this.emit('progress');
         this.ask(conn);
       } catch (e) {
         conn.close((e as Error).message);
       }
-    });
+    };
+    conn.on('close', onClose);
+    conn.on('extended', onExtended);
     const ext = encodeExtendedHandshake(
-      localExtendedHandshake({ privateTorrent: false, version: CLIENT_VERSION }),
+      localExtendedHandshake({
+        privateTorrent: false,
+        version: CLIENT_VERSION,
+        port: this.opts.port,
+      }),
     );
     conn.start(new Bitfield(0), ext);
   }

@@ -200,6 +200,32 @@ export class PeerPool extends EventEmitter<PoolEvents> {
     for (const c of this.candidates.values()) if (!c.banned) c.attempts = MAX_ATTEMPTS - 1;
   }
 
+  /**
+   * An address we are connected to already, or that another owner is dialling (a magnet's
+   * metadata phase hands its connections over): remembered as tried once, and busy so that
+   * fill() does not dial it too. `released()` frees it like any attempt.
+   */
+  reserve(peer: PeerAddress, origin: PeerOrigin): Candidate {
+    const address = formatPeerAddress(peer);
+    let c = this.candidates.get(address);
+    if (!c) {
+      c = {
+        host: peer.host,
+        port: peer.port,
+        address,
+        origin,
+        attempts: 0,
+        notBefore: 0,
+        banned: false,
+        busy: false,
+      };
+      if (this.candidates.size < MAX_CANDIDATES) this.candidates.set(address, c);
+    }
+    c.busy = true;
+    c.attempts = Math.max(1, c.attempts);
+    return c;
+  }
+
   /** The remembered entry for an incoming peer (created on first sight). */
   incoming(host: string, port: number): Candidate {
     const address = formatPeerAddress({ host, port });

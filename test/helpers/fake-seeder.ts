@@ -4,9 +4,25 @@
  */
 import net from 'node:net';
 import { Framer } from '../../src/wire/framer.js';
-import { encodeHandshake } from '../../src/wire/handshake.js';
-import { encodeMessage, encodePiece, type Message } from '../../src/wire/messages.js';
+import { RESERVED_EXTENDED, encodeHandshake } from '../../src/wire/handshake.js';
+import {
+  encodeExtended,
+  encodeMessage,
+  encodePiece,
+  type Message,
+} from '../../src/wire/messages.js';
 import { Bitfield } from '../../src/wire/bitfield.js';
+import {
+  UT_METADATA,
+  decodeExtendedHandshake,
+  encodeExtendedHandshake,
+  peerExtensionId,
+} from '../../src/wire/extension.js';
+import {
+  answerMetadataRequest,
+  decodeUtMetadata,
+  encodeUtMetadata,
+} from '../../src/wire/ut-metadata.js';
 
 export interface FakeSeederOptions {
   infoHash: Buffer;
@@ -36,6 +52,13 @@ export interface FakeSeederOptions {
   unchokeAfterMs?: number;
   /** Silently drop the first request for which this returns true (never answered). */
   ignoreRequest?: (index: number, begin: number) => boolean;
+  /**
+   * The torrent's info dictionary: the seeder speaks BEP 10 (its extension handshake goes first,
+   * as libtorrent's does) and serves it by ut_metadata (BEP 9), for magnet links.
+   */
+  metadata?: Buffer;
+  /** Send unchoke right after the availability, without waiting for `interested`. */
+  unchokeAtOnce?: boolean;
 }
 
 export interface FakeSeeder {
@@ -48,8 +71,20 @@ export interface FakeSeeder {
   cancels: number;
   /** Blocks served per piece index. */
   servedBlocks: Map<number, number>;
+  /** ut_metadata pieces served. */
+  metadataServed: number;
+  /** Connections this seeder opened itself (`dial`), and that connected. */
+  dialled: number;
+  /**
+   * Connect to a peer listening on 127.0.0.1:`port` and serve it like an incoming one (our
+   * handshake goes first). Rejects when the connection cannot be made.
+   */
+  dial(port: number): Promise<void>;
   close(): Promise<void>;
 }
+
+/** The ut_metadata id the fake seeder gives in its extension handshake. */
+const FAKE_UT_METADATA_ID = 3;
 
 /** Each fake seeder has its own peer id, as real peers do (tdl skips a second connection to one). */
 let seeders = 0;
@@ -70,19 +105,43 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
     requests: 0,
     cancels: 0,
     servedBlocks: new Map(),
+    metadataServed: 0,
+    dialled: 0,
+    dial: (port) =>
+      new Promise<void>((resolve, reject) => {
+        const socket = net.connect({ host: '127.0.0.1', port });
+        socket.once('error', reject);
+        socket.once('connect', () => {
+          state.dialled++;
+          socket.write(encodeHandshake(o.infoHash, peerId, handshakeReserved()));
+          onSocket(socket, true);
+          resolve();
+        });
+      }),
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
 
+  const handshakeReserved = () => {
+    const reserved = Buffer.alloc(8);
+    if (o.metadata) reserved[RESERVED_EXTENDED.byte]! |= RESERVED_EXTENDED.bit;
+    return reserved;
+  };
   const server = net.createServer((socket) => {
-    sockets.add(socket);
     state.connections++;
+    onSocket(socket, false);
+  });
+
+  /** One peer's session; `dialled`: we opened it and sent our handshake already. */
+  function onSocket(socket: net.Socket, dialled: boolean): void {
+    sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {});
     const framer = new Framer({ maxLength: 1 << 20, expectHandshake: true });
     let handshaken = false;
+    let peerMetadataId: number | undefined;
     let choked = true;
     let ended = false;
     const queue: { index: number; begin: number; length: number }[] = [];
@@ -155,13 +214,22 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
           if (!hs) return;
           handshaken = true;
           const ih = o.wrongInfoHash ? Buffer.alloc(20, 0xab) : o.infoHash;
-          socket.write(encodeHandshake(ih, peerId));
+          if (!dialled) socket.write(encodeHandshake(ih, peerId, handshakeReserved()));
+          if (o.metadata) {
+            const m = new Map([[UT_METADATA, FAKE_UT_METADATA_ID]]);
+            const ext = encodeExtendedHandshake({ m, metadataSize: o.metadata.length });
+            socket.write(encodeExtended(0, ext));
+          }
           if (o.haveMessages) {
             for (let i = 0; i < pieceCount; i++) if (has(i)) send({ type: 'have', index: i });
           } else {
             const bf = new Bitfield(pieceCount);
             for (let i = 0; i < pieceCount; i++) if (has(i)) bf.set(i);
             send({ type: 'bitfield', bitfield: bf.toBuffer() });
+          }
+          if (o.unchokeAtOnce && !o.neverUnchoke) {
+            choked = false;
+            send({ type: 'unchoke' });
           }
         }
         for (let m = framer.next(); m; m = framer.next()) {
@@ -175,6 +243,17 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
               continue;
             }
             if (!choked && has(m.index)) queue.push(m);
+          } else if (m.type === 'extended' && o.metadata) {
+            if (m.extId === 0) {
+              peerMetadataId = peerExtensionId(decodeExtendedHandshake(m.payload), UT_METADATA);
+            } else if (m.extId === FAKE_UT_METADATA_ID && peerMetadataId !== undefined) {
+              const req = decodeUtMetadata(m.payload);
+              if (req.type === 'request') {
+                const answer = answerMetadataRequest(o.metadata, req.piece);
+                if (answer.type === 'data') state.metadataServed++;
+                socket.write(encodeExtended(peerMetadataId, encodeUtMetadata(answer)));
+              }
+            }
           } else if (m.type === 'cancel') {
             state.cancels++;
             const i = queue.findIndex(
@@ -191,7 +270,7 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
     socket.on('close', () => {
       if (timer) clearTimeout(timer);
     });
-  });
+  }
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const addr = server.address() as net.AddressInfo;

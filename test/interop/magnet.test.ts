@@ -187,10 +187,9 @@ describe.skipIf(gate.skip)('magnet links between tdl and real clients', () => {
     MAGNET_TEST_TIMEOUT_MS,
   );
 
-  // Skipped until fixed: MetadataSwarm.run() closes every connection once the metadata is
-  // complete (src/swarm/metadata-swarm.ts, 'metadata complete') and the download dials the same
-  // peers again: a second handshake per peer (about 1 s more from an aria2c seeder).
-  it.skip(
+  // The metadata phase's connection is handed to the download (docs/DESIGN.md, "Magnet
+  // hand-over"): no second TCP connect, handshake and extension handshake per peer.
+  it(
     'keeps the metadata connection to a peer for the data (one TCP connection)',
     async () => {
       // A counting TCP relay in front of the libtorrent seeder, the magnet's only peer (x.pe).

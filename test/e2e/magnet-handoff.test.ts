@@ -1,0 +1,202 @@
+/**
+ * A magnet download keeps the metadata phase's connections and announce session (docs/DESIGN.md,
+ * "Magnet hand-over"), in process against fake seeders that serve the metadata (BEP 9) and a
+ * fake HTTP tracker that records every announce:
+ * - one TCP connection per seeder, one `started` and no `stopped` before `completed`, one peer id
+ *   and one (real, non-zero) port for the whole run;
+ * - a peer that connects to tdl while the metadata is fetched is kept for the data;
+ * - what a seeder sent while the metadata was fetched (its pieces as `have`s, an unchoke it never
+ *   repeats) is not lost;
+ * - `--max-peers 1` admits one of the kept connections and downloads from it;
+ * - a run that stopped keeps the metadata, and the next run resumes from it without the swarm's.
+ */
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseTorrent } from '../../src/metainfo/torrent.js';
+import { runCli } from '../helpers/cli.js';
+import { useFixture } from '../helpers/fixture.js';
+import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+
+const fx = useFixture();
+const PIECE = 32 * 1024;
+
+function torrent(seed: string): { t: MadeTorrent; info: Buffer } {
+  const data = randomBytesSeeded(24 * PIECE + 1234, seed);
+  const t = makeTorrent({ name: 'm.bin', pieceLength: PIECE, files: { data } });
+  return { t, info: parseTorrent(t.torrent).info };
+}
+
+/** A port free a moment ago (tdl is told it with --port, so the seeder knows where to dial). */
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+function magnet(t: MadeTorrent, o: { tracker?: string; peers?: number[] } = {}): string {
+  let m = `magnet:?xt=urn:btih:${t.infoHash.toString('hex')}`;
+  if (o.tracker) m += `&tr=${encodeURIComponent(o.tracker)}`;
+  for (const p of o.peers ?? []) m += `&x.pe=127.0.0.1:${p}`;
+  return m;
+}
+
+describe('magnet links: the download takes over the metadata phase', () => {
+  it('one connection to the seeder, one started and no stopped before completed', async () => {
+    const { t, info } = torrent('handoff-one');
+    const s = await fx.seeder(t, PIECE, { metadata: info });
+    const tracker = await fx.tracker([s]);
+    const out = path.join(fx.dir, 'out.bin');
+    const r = await runCli([
+      'download',
+      magnet(t, { tracker: tracker.url }),
+      '-o',
+      out,
+      '--json',
+      '--no-dht',
+      '--port',
+      '0',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(t.data)).toBe(true);
+    expect(s.metadataServed).toBeGreaterThan(0);
+    expect(s.connections).toBe(1);
+    const events = tracker.announces.map((a) => a.event ?? '');
+    expect(events.filter((e) => e === 'started')).toEqual(['started']);
+    expect(events[0]).toBe('started');
+    const completed = events.indexOf('completed');
+    expect(completed).toBeGreaterThan(0);
+    expect(events.slice(0, completed)).not.toContain('stopped');
+    // One session: the same peer id and the port really listened on, from the first announce.
+    const started = r.events.find((e) => e.event === 'started');
+    expect(started?.port).toBeGreaterThan(0);
+    for (const a of tracker.announces) {
+      expect(a.peerId.equals(tracker.announces[0]!.peerId)).toBe(true);
+      expect(a.port).toBe(started?.port);
+    }
+    const peers = r.events.filter((e) => e.event === 'peer' && e.status === 'connecting');
+    expect(peers).toEqual([]);
+    // The metadata phase reports nothing once its `done` is out.
+    const states = r.events.filter((e) => e.event === 'metadata').map((e) => e.state);
+    expect(states.at(-1)).toBe('done');
+    expect(states.filter((x) => x === 'done')).toHaveLength(1);
+  });
+
+  it('a peer that connects to tdl during the metadata phase serves the metadata and then the data', async () => {
+    const { t, info } = torrent('handoff-incoming');
+    const s = await fx.seeder(t, PIECE, { metadata: info });
+    const port = await freePort();
+    const out = path.join(fx.dir, 'out.bin');
+    // The only address the magnet names answers nothing: the seeder comes to us.
+    const run = runCli([
+      'download',
+      `${magnet(t)}&x.pe=127.0.0.1:1`,
+      '-o',
+      out,
+      '--json',
+      '--no-dht',
+      '--port',
+      String(port),
+      '--timeout',
+      '30',
+    ]);
+    for (let i = 0; ; i++) {
+      try {
+        await s.dial(port);
+        break;
+      } catch (e) {
+        if (i > 300) throw e;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    const r = await run;
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(t.data)).toBe(true);
+    expect(s.metadataServed).toBeGreaterThan(0);
+    expect(s.dialled).toBe(1);
+    expect(s.connections).toBe(0);
+    expect(s.served).toBe(t.data.length);
+    const incoming = r.events.filter((e) => e.event === 'peer' && e.source === 'incoming');
+    expect(incoming.map((e) => e.status)).toContain('connected');
+  });
+
+  it('keeps what a seeder sent during the metadata phase: its haves and an unchoke it never repeats', async () => {
+    const { t, info } = torrent('handoff-early');
+    const s = await fx.seeder(t, PIECE, {
+      metadata: info,
+      haveMessages: true,
+      unchokeAtOnce: true,
+    });
+    const out = path.join(fx.dir, 'out.bin');
+    const r = await runCli([
+      'download',
+      magnet(t, { peers: [s.port] }),
+      '-o',
+      out,
+      '--no-dht',
+      '--no-listen',
+      // Were the unchoke lost, the seeder would never send another: fail fast, not hang.
+      '--timeout',
+      '20',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(t.data)).toBe(true);
+    expect(s.connections).toBe(1);
+  });
+
+  it('--max-peers 1 downloads from one of the kept connections, dialling no one again', async () => {
+    const { t, info } = torrent('handoff-single');
+    const a = await fx.seeder(t, PIECE, { metadata: info });
+    const b = await fx.seeder(t, PIECE, { metadata: info });
+    const out = path.join(fx.dir, 'out.bin');
+    const r = await runCli([
+      'download',
+      magnet(t, { peers: [a.port, b.port] }),
+      '-o',
+      out,
+      '--json',
+      '--no-dht',
+      '--no-listen',
+      '--max-peers',
+      '1',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(t.data)).toBe(true);
+    // One seeder served it all; neither was dialled twice.
+    expect([a.served, b.served].sort((x, y) => x - y)).toEqual([0, t.data.length]);
+    expect(a.connections + b.connections).toBeLessThanOrEqual(2);
+    expect(a.connections).toBeLessThanOrEqual(1);
+    expect(b.connections).toBeLessThanOrEqual(1);
+  });
+
+  it('a run that stopped keeps the metadata; the next run resumes from it', async () => {
+    const { t, info } = torrent('handoff-resume');
+    // Half of the pieces, then nothing: the first run gives up (exit 5), keeping what it has.
+    const half = await fx.seeder(t, PIECE, { metadata: info, pieces: (i) => i < 12 });
+    const out = path.join(fx.dir, 'out.bin');
+    const args = ['-o', out, '--json', '--no-dht', '--no-listen'];
+    const first = await runCli([
+      'download',
+      magnet(t, { peers: [half.port] }),
+      ...args,
+      '--timeout',
+      '3',
+    ]);
+    expect(first.code, first.stderr).toBe(5);
+    expect(existsSync(`${out}.tdl-torrent`)).toBe(true);
+    await half.close();
+    // No peer serves the metadata now: it must come from the kept copy.
+    const full = await fx.seeder(t, PIECE);
+    const second = await runCli(['download', magnet(t, { peers: [full.port] }), ...args]);
+    expect(second.code, second.stderr).toBe(0);
+    const meta = second.events.find((e) => e.event === 'metadata');
+    expect(meta?.state).toBe('kept');
+    expect((await readFile(out)).equals(t.data)).toBe(true);
+    expect(full.served).toBeLessThan(t.data.length);
+    expect(existsSync(`${out}.tdl-torrent`)).toBe(false);
+  });
+});
