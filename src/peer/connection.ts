@@ -154,6 +154,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private metadataOnlyMode: boolean;
   /** What the peer said about its pieces while metadataOnly, for adopt(). */
   private early: EarlyAvailability | null = null;
+  /** sendPiece corked the socket; it uncorks at the end of the tick. */
+  private corked = false;
 
   constructor(private readonly opts: PeerOptions) {
     super();
@@ -625,13 +627,24 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     if (this.extended) this.write(encodeExtended(extId, payload));
   }
 
-  /** A block of a piece, without copying it: header and data go out in one corked write. */
+  /**
+   * A block of a piece, without copying it. The socket stays corked until the end of this tick,
+   * so that the blocks sent in one tick (a whole piece whose read just finished) leave in one
+   * system call rather than one per block.
+   */
   sendPiece(index: number, begin: number, data: Buffer): void {
-    if (this.state !== 'open' || !this.socket) return;
-    this.socket.cork();
-    this.socket.write(encodePieceHeader(index, begin, data.length));
-    this.socket.write(data);
-    this.socket.uncork();
+    const socket = this.socket;
+    if (this.state !== 'open' || !socket) return;
+    if (!this.corked) {
+      this.corked = true;
+      socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        socket.uncork();
+      });
+    }
+    socket.write(encodePieceHeader(index, begin, data.length));
+    socket.write(data);
     this.bytesOut += data.length;
   }
 

@@ -8,12 +8,18 @@
  * Caps before a connection reaches the swarm: connections still handshaking (in all and per
  * address) are bounded, and every accepted socket must complete a valid handshake for our
  * torrent within the handshake timeout, or it is closed.
+ *
+ * A connection that opens with message stream encryption (src/wire/mse.ts) instead of the plain
+ * handshake is answered with a plaintext stream: aria2c starts every connection that way and, if
+ * refused, waits about a second before it tries the plain handshake. The MSE exchange has a
+ * handshake timeout of its own.
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import createDebug from 'debug';
 import { UsageError } from '../errors.js';
 import { PeerConnection } from '../peer/connection.js';
+import { MseResponder, sniffHandshake } from '../wire/mse.js';
 
 const log = createDebug('tdl:listen');
 
@@ -37,6 +43,8 @@ export interface ListenerEvents {
 export class Listener extends EventEmitter<ListenerEvents> {
   private server: net.Server | null = null;
   private readonly handshaking = new Set<PeerConnection>();
+  /** Accepted sockets still in the MSE exchange (or before their first bytes). */
+  private readonly opening = new Set<net.Socket>();
   private readonly perAddress = new Map<string, number>();
   port = 0;
   host = '';
@@ -105,19 +113,104 @@ export class Listener extends EventEmitter<ListenerEvents> {
     const host = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
     const port = socket.remotePort ?? 0;
     const n = this.perAddress.get(host) ?? 0;
-    if (this.handshaking.size >= MAX_HANDSHAKING || n >= MAX_HANDSHAKING_PER_ADDRESS || !port) {
+    const busy = this.handshaking.size + this.opening.size;
+    if (busy >= MAX_HANDSHAKING || n >= MAX_HANDSHAKING_PER_ADDRESS || !port) {
       log('%s:%d refused: too many handshakes in progress', host, port);
       socket.destroy();
       return;
     }
     this.perAddress.set(host, n + 1);
+    const release = () => {
+      const left = (this.perAddress.get(host) ?? 1) - 1;
+      if (left <= 0) this.perAddress.delete(host);
+      else this.perAddress.set(host, left);
+    };
+    // Errors between the two stages are not fatal; each stage closes the socket on its own.
+    socket.on('error', () => {});
+    this.opening.add(socket);
+    this.open(socket).then(
+      () => {
+        this.opening.delete(socket);
+        if (socket.destroyed || !this.server) {
+          socket.destroy();
+          release();
+          return;
+        }
+        this.handshake(socket, host, port, release);
+      },
+      (e: unknown) => {
+        this.opening.delete(socket);
+        socket.destroy();
+        release();
+        log('%s:%d incoming encryption handshake failed: %s', host, port, (e as Error).message);
+      },
+    );
+  }
+
+  /**
+   * Resolves once the socket is ready for the plain BitTorrent handshake: at once when its first
+   * bytes are that handshake (they are put back), after answering MSE otherwise (the decrypted
+   * initial payload and what followed it are put back). Rejects on a bad MSE exchange, a close
+   * or the handshake timeout.
+   */
+  private open(socket: net.Socket): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let head: Buffer = Buffer.alloc(0);
+      let mse: MseResponder | null = null;
+      const finish = (e?: Error) => {
+        clearTimeout(timer);
+        socket.off('data', onData);
+        socket.off('close', onClose);
+        socket.off('error', onClose);
+        socket.pause();
+        if (e) reject(e);
+        else resolve();
+      };
+      const onClose = () => finish(new Error('closed during the handshake'));
+      const onData = (chunk: Buffer) => {
+        try {
+          if (!mse) {
+            head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+            const kind = sniffHandshake(head);
+            if (kind === null) return;
+            if (kind === 'plain') {
+              // Put back once our listener is off and the socket paused, or it reads them again.
+              finish();
+              socket.unshift(head);
+              return;
+            }
+            mse = new MseResponder(this.conn.infoHash);
+            chunk = head;
+          }
+          const { send, result } = mse.push(chunk);
+          if (send.length > 0) socket.write(send);
+          if (result) {
+            socket.write(result.reply);
+            const rest = Buffer.concat([result.ia, result.rest]);
+            finish();
+            if (rest.length > 0) socket.unshift(rest);
+          }
+        } catch (e) {
+          finish(e as Error);
+        }
+      };
+      const timer = setTimeout(
+        () => finish(new Error('handshake timed out')),
+        this.conn.handshakeMs,
+      );
+      timer.unref();
+      socket.on('data', onData);
+      socket.on('close', onClose);
+      socket.on('error', onClose);
+    });
+  }
+
+  private handshake(socket: net.Socket, host: string, port: number, release: () => void): void {
     const conn = new PeerConnection({ ...this.conn, host, port, socket });
     this.handshaking.add(conn);
     const done = () => {
       this.handshaking.delete(conn);
-      const left = (this.perAddress.get(host) ?? 1) - 1;
-      if (left <= 0) this.perAddress.delete(host);
-      else this.perAddress.set(host, left);
+      release();
     };
     conn.accept().then(
       () => {
@@ -130,12 +223,15 @@ export class Listener extends EventEmitter<ListenerEvents> {
         log('%s:%d incoming handshake failed: %s', host, port, (e as Error).message);
       },
     );
+    // open() paused the socket: reading goes on now that the connection listens.
+    socket.resume();
   }
 
   close(): Promise<void> {
     const server = this.server;
     this.server = null;
     for (const c of [...this.handshaking]) c.close('shutting down');
+    for (const s of [...this.opening]) s.destroy();
     if (!server) return Promise.resolve();
     return new Promise((resolve) => server.close(() => resolve()));
   }

@@ -1,8 +1,9 @@
 /**
  * Listening, against the built CLI: `--port N` is bound and announced, a taken port is a usage
  * error, `--bind` restricts the address, `--no-listen` accepts nothing and announces port 0,
- * handshakes for another torrent or with our own peer id are closed at once, and incoming peers
- * count against `--max-peers`.
+ * handshakes for another torrent or with our own peer id are closed at once, incoming peers
+ * count against `--max-peers`, and a peer that opens with message stream encryption (as aria2c
+ * does) gets a plaintext stream.
  *
  * Runs `node dist/cli/main.js`: build first (`npm run build`; `npm test` does it).
  */
@@ -16,6 +17,8 @@ import { startHttpTracker, type FakeTracker } from '../helpers/fake-tracker.js';
 import { useFixture } from '../helpers/fixture.js';
 import { assertBuilt, spawnTdl, until } from '../helpers/tdl-process.js';
 import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+import { encodeHandshake, ourReserved } from '../../src/wire/handshake.js';
+import { CRYPTO_PLAINTEXT, MseInitiator } from '../../src/wire/mse.js';
 
 const PIECE = 32768;
 const data = randomBytesSeeded(256 * 1024, 'listen');
@@ -173,6 +176,51 @@ describe('listening', () => {
     await b.waitClosed(5_000);
     expect(b.frames.filter((f) => f.id !== null && f.id !== 5 && f.id !== 14).length).toBe(0);
     expect(honest.isClosed).toBe(false);
+  });
+
+  it('a peer opening with MSE gets plaintext: our handshake, then what we have', async () => {
+    const { t, torrent, file } = await prepare();
+    const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', '0', '--json'], fx.onClose);
+    const port = await tdl.port();
+    const talk = async (infoHash: Buffer) => {
+      const hs = encodeHandshake(infoHash, peerId(), ourReserved());
+      const a = new MseInitiator(infoHash, { ia: hs, padA: Buffer.alloc(40, 1) });
+      const s = net.connect({ host: '127.0.0.1', port });
+      fx.onClose(async () => {
+        s.destroy();
+      });
+      let select: number | null = null;
+      let plain: Buffer = Buffer.alloc(0);
+      let closed = false;
+      s.on('error', () => {});
+      s.on('close', () => (closed = true));
+      s.on('data', (chunk: Buffer) => {
+        if (select !== null) {
+          plain = Buffer.concat([plain, chunk]);
+          return;
+        }
+        const r = a.push(chunk);
+        if (r.send.length > 0) s.write(r.send);
+        if (r.select !== null) {
+          select = r.select;
+          plain = r.rest;
+        }
+      });
+      s.write(a.start());
+      await until(() => closed || plain.length >= 68 + 5, 10_000, 'the handshake or a close');
+      return { select, plain, closed };
+    };
+    const ok = await talk(t.infoHash);
+    expect(ok.select).toBe(CRYPTO_PLAINTEXT);
+    expect(ok.plain.subarray(0, 20).toString('latin1')).toBe('\x13BitTorrent protocol');
+    expect(ok.plain.subarray(28, 48)).toEqual(t.infoHash);
+    // have all (14) or a bitfield (5) follows the handshake.
+    expect([5, 14]).toContain(ok.plain[68 + 4]);
+    const other = Buffer.from(t.infoHash);
+    other[0]! ^= 1;
+    const bad = await talk(other);
+    expect(bad.closed).toBe(true);
+    expect(bad.select).toBeNull();
   });
 
   it('a peer that sends its extension handshake before have-none is kept (as libtorrent does)', async () => {

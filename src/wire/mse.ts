@@ -1,0 +1,318 @@
+/**
+ * Message stream encryption (MSE, also "protocol encryption"), the receiving side only, and only
+ * to agree on a plaintext stream. aria2c (and others) open every connection with this handshake
+ * and, when the peer closes it, wait about a second before they try a plain BitTorrent handshake:
+ * answering it saves that second on every incoming connection.
+ *
+ *   1 A→B  Ya (96 bytes), PadA (0–512 bytes)
+ *   2 B→A  Yb (96 bytes), PadB (0–512 bytes)
+ *   3 A→B  HASH('req1', S), HASH('req2', SKEY) xor HASH('req3', S),
+ *          ENCRYPT(VC, crypto_provide, len(PadC), PadC, len(IA)), ENCRYPT(IA)
+ *   4 B→A  ENCRYPT(VC, crypto_select, len(PadD), PadD), then the stream
+ *
+ * Y = 2^X mod P (the 768-bit prime below), S the shared secret (96 bytes), SKEY the info hash,
+ * HASH SHA-1, VC eight zero bytes, ENCRYPT RC4 keyed with HASH('keyA', S, SKEY) (A's bytes) or
+ * HASH('keyB', S, SKEY) (B's), its first 1024 bytes of key stream discarded. We select plaintext
+ * (crypto_select 1): after step 4 both sides send in the clear, and IA (the initiator's first
+ * bytes, usually its BitTorrent handshake, sent before it knew our choice) is the only part of
+ * its stream that is decrypted. A peer that offers RC4 only is refused.
+ *
+ * Pure: `MseResponder.push` takes the bytes received and returns what to send and, at the end,
+ * the decrypted IA and the bytes after it; it throws WireError on anything malformed.
+ */
+import { createDiffieHellman, createHash, randomBytes } from 'node:crypto';
+import { WireError } from '../errors.js';
+
+/** The MSE prime (768 bits) and generator. */
+export const MSE_PRIME = Buffer.from(
+  'FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DDEF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A63A36210000000000090563',
+  'hex',
+);
+export const MSE_GENERATOR = Buffer.from([2]);
+/** Public keys and the secret are this long. */
+export const MSE_KEY_BYTES = 96;
+/** Longest padding in steps 1–4. */
+export const MSE_MAX_PAD = 512;
+/** crypto_provide / crypto_select bits. */
+export const CRYPTO_PLAINTEXT = 0x01;
+export const CRYPTO_RC4 = 0x02;
+/** Longest IA accepted (a BitTorrent handshake and a few messages). */
+export const MSE_MAX_IA = 4096;
+
+/** The first bytes of a plain BitTorrent handshake: an MSE stream starts with anything else. */
+const PLAIN_PREFIX = Buffer.concat([Buffer.from([19]), Buffer.from('BitTorrent protocol')]);
+
+/**
+ * Does a connection that began with these bytes speak the plain BitTorrent handshake ('plain'),
+ * MSE ('mse'), or is it too early to tell (null)?
+ */
+export function sniffHandshake(first: Buffer): 'plain' | 'mse' | null {
+  const n = Math.min(first.length, PLAIN_PREFIX.length);
+  if (!first.subarray(0, n).equals(PLAIN_PREFIX.subarray(0, n))) return 'mse';
+  return n === PLAIN_PREFIX.length ? 'plain' : null;
+}
+
+const sha1 = (...parts: (string | Buffer)[]): Buffer => {
+  const h = createHash('sha1');
+  for (const p of parts) h.update(p);
+  return h.digest();
+};
+
+/** A big-endian number as exactly `n` bytes (Node drops leading zeros). */
+function pad(b: Buffer, n: number): Buffer {
+  if (b.length === n) return b;
+  if (b.length > n) throw new WireError('MSE key longer than the prime');
+  return Buffer.concat([Buffer.alloc(n - b.length), b]);
+}
+
+/** RC4; MSE discards the first 1024 bytes of its key stream. */
+export class Rc4 {
+  readonly #s = new Uint8Array(256);
+  #i = 0;
+  #j = 0;
+
+  constructor(key: Buffer, discard = 1024) {
+    const s = this.#s;
+    for (let i = 0; i < 256; i++) s[i] = i;
+    for (let i = 0, j = 0; i < 256; i++) {
+      j = (j + s[i]! + key[i % key.length]!) & 0xff;
+      const t = s[i]!;
+      s[i] = s[j]!;
+      s[j] = t;
+    }
+    this.update(Buffer.alloc(discard));
+  }
+
+  /** XORs the key stream into a copy of `data` (encrypts or decrypts). */
+  update(data: Buffer): Buffer {
+    const s = this.#s;
+    const out = Buffer.allocUnsafe(data.length);
+    let i = this.#i;
+    let j = this.#j;
+    for (let k = 0; k < data.length; k++) {
+      i = (i + 1) & 0xff;
+      j = (j + s[i]!) & 0xff;
+      const t = s[i]!;
+      s[i] = s[j]!;
+      s[j] = t;
+      out[k] = data[k]! ^ s[(s[i]! + s[j]!) & 0xff]!;
+    }
+    this.#i = i;
+    this.#j = j;
+    return out;
+  }
+}
+
+export interface MseResult {
+  /** Send this (step 4). */
+  reply: Buffer;
+  /** The initiator's payload: its first stream bytes, decrypted. */
+  ia: Buffer;
+  /** Plaintext bytes received after IA. */
+  rest: Buffer;
+}
+
+export interface MseOptions {
+  /** Our private key (tests); random otherwise. */
+  privateKey?: Buffer;
+  /** Length of PadB (tests); random in [0, 64) otherwise. */
+  padLength?: number;
+}
+
+type Phase = 'ya' | 'sync' | 'header' | 'padc' | 'ia' | 'done';
+
+/** The receiving side of one MSE handshake (SKEY: the info hash of our torrent). */
+export class MseResponder {
+  #phase: Phase = 'ya';
+  #buf: Buffer = Buffer.alloc(0);
+  readonly #dh = createDiffieHellman(MSE_PRIME, MSE_GENERATOR);
+  readonly #skey: Buffer;
+  readonly #padLength: number;
+  #secret: Buffer | null = null;
+  #req1: Buffer | null = null;
+  #decrypt: Rc4 | null = null;
+  #provide = 0;
+  #padC = 0;
+  #iaLength = 0;
+
+  constructor(skey: Buffer, opts: MseOptions = {}) {
+    this.#skey = skey;
+    if (opts.privateKey) this.#dh.setPrivateKey(opts.privateKey);
+    this.#dh.generateKeys();
+    this.#padLength = opts.padLength ?? randomBytes(1)[0]! % 64;
+  }
+
+  /** Our public key, as sent in step 2. */
+  get publicKey(): Buffer {
+    return pad(this.#dh.getPublicKey(), MSE_KEY_BYTES);
+  }
+
+  /**
+   * Takes received bytes. Returns bytes to send now (step 2, then step 4) and, once the
+   * handshake is complete, the result; `send` may be empty. Throws WireError.
+   */
+  push(data: Buffer): { send: Buffer; result: MseResult | null } {
+    if (this.#phase === 'done') throw new WireError('MSE handshake already complete');
+    this.#buf = this.#buf.length === 0 ? data : Buffer.concat([this.#buf, data]);
+    const sends: Buffer[] = [];
+    for (;;) {
+      const step = this.#step();
+      if (step === null) break;
+      if (step.send) sends.push(step.send);
+      if (step.result) return { send: Buffer.concat(sends), result: step.result };
+    }
+    return { send: Buffer.concat(sends), result: null };
+  }
+
+  /** One phase forward, or null when more bytes are needed. */
+  #step(): { send?: Buffer; result?: MseResult } | null {
+    const b = this.#buf;
+    switch (this.#phase) {
+      case 'ya': {
+        if (b.length < MSE_KEY_BYTES) return null;
+        let s: Buffer;
+        try {
+          s = pad(this.#dh.computeSecret(b.subarray(0, MSE_KEY_BYTES)), MSE_KEY_BYTES);
+        } catch (e) {
+          throw e instanceof WireError ? e : new WireError('MSE: bad public key');
+        }
+        this.#secret = s;
+        this.#req1 = sha1('req1', s);
+        this.#buf = b.subarray(MSE_KEY_BYTES);
+        this.#phase = 'sync';
+        return { send: Buffer.concat([this.publicKey, randomBytes(this.#padLength)]) };
+      }
+      case 'sync': {
+        // PadA (0–512 bytes) comes before HASH('req1', S): find the hash.
+        const at = b.indexOf(this.#req1!);
+        if (at < 0) {
+          if (b.length >= MSE_MAX_PAD + 20) throw new WireError('MSE: no req1 hash after PadA');
+          return null;
+        }
+        if (at > MSE_MAX_PAD) throw new WireError('MSE: PadA longer than 512 bytes');
+        if (b.length < at + 40) return null;
+        const got = b.subarray(at + 20, at + 40);
+        const want = xor(sha1('req2', this.#skey), sha1('req3', this.#secret!));
+        if (!got.equals(want)) throw new WireError('MSE: handshake for another torrent');
+        this.#decrypt = new Rc4(sha1('keyA', this.#secret!, this.#skey));
+        this.#buf = b.subarray(at + 40);
+        this.#phase = 'header';
+        return {};
+      }
+      case 'header': {
+        if (b.length < 14) return null;
+        const h = this.#decrypt!.update(b.subarray(0, 14));
+        if (!h.subarray(0, 8).equals(Buffer.alloc(8))) throw new WireError('MSE: bad VC');
+        this.#provide = h.readUInt32BE(8);
+        this.#padC = h.readUInt16BE(12);
+        if (this.#padC > MSE_MAX_PAD) throw new WireError('MSE: PadC longer than 512 bytes');
+        if ((this.#provide & CRYPTO_PLAINTEXT) === 0) {
+          throw new WireError('MSE: the peer offers only encrypted streams');
+        }
+        this.#buf = b.subarray(14);
+        this.#phase = 'padc';
+        return {};
+      }
+      case 'padc': {
+        if (b.length < this.#padC + 2) return null;
+        const p = this.#decrypt!.update(b.subarray(0, this.#padC + 2));
+        this.#iaLength = p.readUInt16BE(this.#padC);
+        if (this.#iaLength > MSE_MAX_IA) throw new WireError('MSE: initial payload too long');
+        this.#buf = b.subarray(this.#padC + 2);
+        this.#phase = 'ia';
+        return {};
+      }
+      case 'ia': {
+        if (b.length < this.#iaLength) return null;
+        const ia = this.#decrypt!.update(b.subarray(0, this.#iaLength));
+        const rest = Buffer.from(b.subarray(this.#iaLength));
+        this.#buf = Buffer.alloc(0);
+        this.#phase = 'done';
+        const step4 = Buffer.alloc(14);
+        step4.writeUInt32BE(CRYPTO_PLAINTEXT, 8);
+        const reply = new Rc4(sha1('keyB', this.#secret!, this.#skey)).update(step4);
+        return { result: { reply, ia, rest } };
+      }
+      case 'done':
+        return null;
+    }
+  }
+}
+
+function xor(a: Buffer, b: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = a[i]! ^ b[i]!;
+  return out;
+}
+
+/**
+ * The initiating side, for tests and tools: step 1, then step 3 once step 2 is in. Offers
+ * `provide` and sends `ia` as initial payload.
+ */
+export class MseInitiator {
+  readonly #dh = createDiffieHellman(MSE_PRIME, MSE_GENERATOR);
+  #buf: Buffer = Buffer.alloc(0);
+  #secret: Buffer | null = null;
+  #encrypt: Rc4 | null = null;
+  #sent3 = false;
+
+  constructor(
+    private readonly skey: Buffer,
+    private readonly o: { provide?: number; ia?: Buffer; padA?: Buffer; padC?: Buffer } = {},
+  ) {
+    this.#dh.generateKeys();
+  }
+
+  /** Step 1. */
+  start(): Buffer {
+    return Buffer.concat([
+      pad(this.#dh.getPublicKey(), MSE_KEY_BYTES),
+      this.o.padA ?? Buffer.alloc(0),
+    ]);
+  }
+
+  /**
+   * Takes B's bytes; returns step 3 once Yb is in, and `select` once step 4 is in (the bytes
+   * after it in `rest`). PadB is found by the VC it precedes, as the spec describes.
+   */
+  push(data: Buffer): { send: Buffer; select: number | null; rest: Buffer } {
+    this.#buf = Buffer.concat([this.#buf, data]);
+    let send = Buffer.alloc(0);
+    if (!this.#sent3) {
+      if (this.#buf.length < MSE_KEY_BYTES) return { send, select: null, rest: Buffer.alloc(0) };
+      const s = pad(this.#dh.computeSecret(this.#buf.subarray(0, MSE_KEY_BYTES)), MSE_KEY_BYTES);
+      this.#secret = s;
+      this.#buf = this.#buf.subarray(MSE_KEY_BYTES);
+      this.#encrypt = new Rc4(sha1('keyA', s, this.skey));
+      const padC = this.o.padC ?? Buffer.alloc(0);
+      const ia = this.o.ia ?? Buffer.alloc(0);
+      const head = Buffer.alloc(14 + padC.length + 2);
+      head.writeUInt32BE(this.o.provide ?? CRYPTO_PLAINTEXT | CRYPTO_RC4, 8);
+      head.writeUInt16BE(padC.length, 12);
+      padC.copy(head, 14);
+      head.writeUInt16BE(ia.length, 14 + padC.length);
+      send = Buffer.concat([
+        sha1('req1', s),
+        xor(sha1('req2', this.skey), sha1('req3', s)),
+        this.#encrypt.update(head),
+        this.#encrypt.update(ia),
+      ]);
+      this.#sent3 = true;
+    }
+    // Step 4 starts with VC encrypted: look for it after PadB (decrypted afresh on each call).
+    const keyB = sha1('keyB', this.#secret!, this.skey);
+    const at = this.#buf.indexOf(new Rc4(keyB).update(Buffer.alloc(8)));
+    const none = { send, select: null, rest: Buffer.alloc(0) };
+    if (at < 0 || this.#buf.length < at + 14) return none;
+    const d = new Rc4(keyB);
+    d.update(this.#buf.subarray(at, at + 8));
+    const tail = d.update(this.#buf.subarray(at + 8, at + 14));
+    const padD = tail.readUInt16BE(4);
+    if (this.#buf.length < at + 14 + padD) return none;
+    return {
+      send,
+      select: tail.readUInt32BE(0),
+      rest: Buffer.from(this.#buf.subarray(at + 14 + padD)),
+    };
+  }
+}

@@ -1,0 +1,155 @@
+import { EventEmitter } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import type { PeerConnection } from '../../src/peer/connection.js';
+import { Layout } from '../../src/storage/layout.js';
+import {
+  MAX_READ_BYTES,
+  READ_AHEAD_BYTES,
+  UploadService,
+  type BlockSource,
+} from '../../src/swarm/upload.js';
+import { Bitfield } from '../../src/wire/bitfield.js';
+
+const BLOCK = 16384;
+const PIECE = 256 * 1024;
+const PIECES = 200;
+
+/** The parts of a connection the upload service uses; records what it sends. */
+class FakeConn extends EventEmitter {
+  address: string;
+  state = 'open';
+  amChoking = false;
+  fast = true;
+  writeQueued = 0;
+  sent: { index: number; begin: number; length: number }[] = [];
+  rejected: { index: number; begin: number }[] = [];
+  constructor(address = '127.0.0.1:1') {
+    super();
+    this.address = address;
+  }
+  sendPiece(index: number, begin: number, data: Buffer): void {
+    this.sent.push({ index, begin, length: data.length });
+  }
+  reject(index: number, begin: number): void {
+    this.rejected.push({ index, begin });
+  }
+  close(): void {
+    this.state = 'closed';
+  }
+}
+
+/** A block source whose reads finish when the test says so. */
+class SlowSource implements BlockSource {
+  pending: { index: number; length: number; resolve: () => void }[] = [];
+  reads = 0;
+  readBlock(index: number, begin: number, length: number): Promise<Buffer> {
+    this.reads++;
+    return new Promise((resolve) => {
+      this.pending.push({ index, length, resolve: () => resolve(Buffer.alloc(length, index)) });
+    });
+  }
+  /** Finish every read under way. */
+  async finishAll(): Promise<void> {
+    const p = this.pending;
+    this.pending = [];
+    for (const r of p) r.resolve();
+    await new Promise((r) => setImmediate(r));
+  }
+  get inFlightBytes(): number {
+    return this.pending.reduce((n, r) => n + r.length, 0);
+  }
+}
+
+function setup(pieceLength = PIECE, pieces = PIECES) {
+  const layout = new Layout(
+    [{ offset: 0, length: pieceLength * pieces }],
+    pieceLength,
+    pieceLength * pieces,
+  );
+  const have = new Bitfield(layout.pieceCount);
+  have.setAll();
+  const source = new SlowSource();
+  const upload = new UploadService(layout, have, source);
+  const add = (address?: string) => {
+    const c = new FakeConn(address);
+    upload.add(c as unknown as PeerConnection);
+    return c;
+  };
+  return { upload, source, add };
+}
+
+/** Requests every block of these pieces, in order. */
+function requestPieces(c: FakeConn, pieces: number[], pieceLength = PIECE): void {
+  for (const p of pieces)
+    for (let b = 0; b < pieceLength; b += BLOCK) c.emit('request', p, b, BLOCK);
+}
+
+describe('UploadService read-ahead', () => {
+  it('starts the reads of several queued pieces at once, not one after another', async () => {
+    const { source, add } = setup();
+    const c = add();
+    requestPieces(c, [5, 9, 2, 40]);
+    // One whole-piece read per piece, all four under way before any finished.
+    expect(source.pending.map((r) => r.index)).toEqual([5, 9, 2, 40]);
+    await source.finishAll();
+    expect(c.sent.length).toBe(4 * (PIECE / BLOCK));
+    expect(source.reads).toBe(4);
+  });
+
+  it("keeps one peer's reads under READ_AHEAD_BYTES, and goes on as they finish", async () => {
+    const { source, add } = setup();
+    const c = add();
+    // One small request per piece: each needs a whole-piece read of its own.
+    const n = (2 * READ_AHEAD_BYTES) / PIECE;
+    for (let i = 0; i < n; i++) c.emit('request', i, 0, 100);
+    expect(source.inFlightBytes).toBe(READ_AHEAD_BYTES);
+    await source.finishAll();
+    expect(source.inFlightBytes).toBe(READ_AHEAD_BYTES);
+    await source.finishAll();
+    expect(c.sent.length).toBe(n);
+  });
+
+  it('keeps all peers together under MAX_READ_BYTES', async () => {
+    const { source, add } = setup();
+    const peers = Math.ceil(MAX_READ_BYTES / READ_AHEAD_BYTES) + 2;
+    const per = READ_AHEAD_BYTES / PIECE;
+    const conns = Array.from({ length: peers }, (_, i) => add(`127.0.0.1:${i + 1}`));
+    // Each asks for pieces of its own (the queue holds 250 requests: 15 pieces).
+    conns.forEach((c, i) =>
+      requestPieces(
+        c,
+        Array.from({ length: Math.min(per, 15) }, (_, k) => (i * per + k) % PIECES),
+      ),
+    );
+    // A peer with no read under way may always start one, so the bound is one piece more each.
+    expect(source.inFlightBytes).toBeLessThanOrEqual(MAX_READ_BYTES + peers * PIECE);
+    expect(source.inFlightBytes).toBeGreaterThan(MAX_READ_BYTES - READ_AHEAD_BYTES);
+    for (let i = 0; i < 20 && source.pending.length > 0; i++) await source.finishAll();
+    expect(source.pending.length).toBe(0);
+    for (const c of conns) expect(c.sent.length).toBe(Math.min(per, 15) * (PIECE / BLOCK));
+  });
+
+  it('a peer whose socket is full gets nothing more until it drains', async () => {
+    const { source, add } = setup();
+    const c = add();
+    c.writeQueued = 10 * 1024 * 1024;
+    requestPieces(c, [1]);
+    expect(source.pending.length).toBe(0);
+    c.writeQueued = 0;
+    c.emit('writable');
+    expect(source.pending.length).toBe(1);
+    await source.finishAll();
+    expect(c.sent.length).toBe(PIECE / BLOCK);
+  });
+
+  it('blocks whose read finishes after we choked a fast peer are rejected, not dropped', async () => {
+    const { upload, source, add } = setup();
+    const c = add();
+    requestPieces(c, [3]);
+    c.amChoking = true;
+    upload.choked(c as unknown as PeerConnection);
+    await source.finishAll();
+    expect(c.sent.length).toBe(0);
+    expect(c.rejected.length).toBe(PIECE / BLOCK);
+  });
+});
