@@ -18,10 +18,12 @@
  * through a bounded pool (see file-pool.ts), so any number of files works under a small
  * RLIMIT_NOFILE. BEP 47 padding files are never created, opened or written: they read as zeros.
  *
- * System calls per file of a fresh download: one `open` (+ `fstat` to learn its identity) while
- * it stays in the pool, its `pwrite`s (with an `fstat` before those that extend what tdl wrote,
- * to catch a truncation the write would hide), one `fdatasync` and one `lstat` per checkpoint
- * that follows a write to it, and one `rename` at the end.
+ * System calls per file of a fresh download: one `open` (a file tdl creates needs no `fstat`)
+ * and one `fstat` (its stamp) + `close` per time in the pool, its `pwrite`s (with an `fstat`
+ * before those that extend what tdl wrote, to catch a truncation the write would hide), one
+ * `lstat` in the check before completion and one `rename` at the end. Syncs are not per file:
+ * each checkpoint syncs what was written since the last one in one batch, by syncfs where it can
+ * (see syncFiles).
  */
 import { constants } from 'node:fs';
 import { mkdir, open, opendir, rename, type FileHandle } from 'node:fs/promises';
@@ -29,7 +31,14 @@ import path from 'node:path';
 import createDebug from 'debug';
 import { DiskError } from '../errors.js';
 import { FilePool, fdLimit, poolCapacity } from './file-pool.js';
-import { eachLimited, FS_PARALLEL, lstatOrNull, toDiskError } from './fs-util.js';
+import {
+  eachLimited,
+  FS_PARALLEL,
+  lstatOrNull,
+  syncfsSupported,
+  syncFileSystems,
+  toDiskError,
+} from './fs-util.js';
 import type { Layout, Span } from './layout.js';
 import { partPaths } from './names.js';
 import type { OutputPlan } from './output.js';
@@ -42,10 +51,12 @@ const log = createDebug('tdl:storage');
 export type StorageMode = 'write' | 'read';
 
 /**
- * Background syncs of complete files at once: libuv runs four file operations at a time for the
- * whole process, and an fdatasync holds one for milliseconds; the others stay for the writes.
+ * Dirty files from which a sync goes through syncfs (one call for the whole file system) rather
+ * than one fdatasync each: an fdatasync costs a journal commit, and a closed file an open too.
  */
-export const EARLY_SYNCS = 1;
+export const SYNCFS_MIN_FILES = 8;
+/** Most folders named to one `sync -f` (files of unknown device are named by their folder). */
+const SYNCFS_MAX_PATHS = 64;
 
 export interface StorageOptions {
   mode?: StorageMode;
@@ -124,13 +135,9 @@ export class DiskStorage {
   private readonly syncErrors = new Map<number, DiskError>();
   /** Writes completed per file: a sync covers the writes before it started, no later ones. */
   private readonly writeGen: Uint32Array;
-  /** Bytes written per file this run: once a file has all its bytes, it is synced early. */
-  private readonly bytesDone: number[];
   private readonly syncing = new Map<number, Promise<void>>();
-  private readonly early: number[] = [];
-  private earlyRunning = 0;
-  private earlyIdle: Promise<void> = Promise.resolve();
-  private earlyDone: (() => void) | null = null;
+  /** Syncs go through syncfs when there are many (see syncSome); else a file is synced on close. */
+  private readonly syncfs = syncfsSupported();
   private pending = new Set<Promise<void>>();
   private beforeWrite: ((index: number) => Promise<void>) | null = null;
   private closed = false;
@@ -157,7 +164,7 @@ export class DiskStorage {
       shadowed: false,
     }));
     const n = plan.files.length;
-    this.pool = new FilePool(capacity, (i, h) => this.syncOnClose(i, h));
+    this.pool = new FilePool(capacity, (i, h) => this.beforeClose(i, h));
     this.exists = new Uint8Array(n);
     this.ident = new Array<null>(n).fill(null);
     this.knownSize = new Array<number>(n).fill(0);
@@ -165,7 +172,6 @@ export class DiskStorage {
     this.stampCache = new Array<null>(n).fill(null);
     this.stampFresh = new Uint8Array(n);
     this.writeGen = new Uint32Array(n);
-    this.bytesDone = new Array<number>(n).fill(0);
   }
 
   /**
@@ -313,6 +319,12 @@ export class DiskStorage {
         }
         throw toDiskError(e, `cannot ${create ? 'create' : 'open'} ${where}`);
       }
+      if (create) {
+        // Made just now, exclusively, without following links: a regular file, ours. Its
+        // identity is learnt by the fstat that stamps it (see beforeClose) or by a later open.
+        this.exists[i] = 1;
+        return h;
+      }
       try {
         const st = await h.stat({ bigint: true });
         const id = this.ident[i];
@@ -325,20 +337,41 @@ export class DiskStorage {
         await h.close().catch(() => {});
         throw toDiskError(e, `cannot open ${where}`);
       }
-      if (create) this.exists[i] = 1;
       return h;
     }
   }
 
   /**
-   * A file leaving the pool with unsynced writes is synced first: the checkpoint then has
-   * nothing left to do for it but stamp it, and need not open it again. A failure is kept for
-   * that checkpoint to report (the kernel reports a write-back error once, to this handle).
+   * A file leaving the pool after writes is stamped on its handle first (one fstat: identity,
+   * size, mtime), so that the next checkpoint need not look it up by name. Without syncfs it is
+   * also synced, so that the checkpoint need not open it again; a failure is kept for that
+   * checkpoint to report (the kernel reports a write-back error once, to this handle).
    */
-  private async syncOnClose(i: number, h: FileHandle): Promise<void> {
+  private async beforeClose(i: number, h: FileHandle): Promise<void> {
+    if (this.mode !== 'write') return;
+    if (!this.stampFresh[i]) await this.stampHandle(i, h).catch(() => {});
     // A sync of this file through the pool is under way or waiting for a slot: it does the work.
-    if (!this.unsynced.has(i) || this.syncing.has(i)) return;
+    if (this.syncfs || !this.unsynced.has(i) || this.syncing.has(i)) return;
     await this.syncNow(i, h).catch(() => {});
+  }
+
+  /**
+   * Stamp file `i` from its open handle. Anything odd (another inode, shorter than written) is
+   * left for `look` to find and report by name: the stamp then stays stale.
+   */
+  private async stampHandle(i: number, h: FileHandle): Promise<void> {
+    const gen = this.writeGen[i];
+    const known = this.knownSize[i]!;
+    const st = await h.stat({ bigint: true });
+    const id = this.ident[i];
+    if (id && (id.ino !== st.ino || id.dev !== st.dev)) return;
+    // The handle is tdl's own: what it names is the file tdl writes.
+    this.ident[i] = id ?? { dev: st.dev, ino: st.ino };
+    const size = Number(st.size);
+    // A write ended while fstat ran: the stamp may be older than the file.
+    if (size < known || this.writeGen[i] !== gen) return;
+    this.stampCache[i] = { size, mtimeNs: st.mtimeNs, ino: st.ino };
+    this.stampFresh[i] = 1;
   }
 
   /**
@@ -368,37 +401,6 @@ export class DiskStorage {
       await run;
     } finally {
       this.syncing.delete(i);
-    }
-  }
-
-  /**
-   * A file that has all its bytes will not be written again: sync it now, in the background
-   * (EARLY_SYNCS at a time, leaving the other I/O threads to the writes), so that its data goes to
-   * disk while the download goes on and the next checkpoint finds it done.
-   */
-  private syncEarly(i: number): void {
-    this.early.push(i);
-    this.pumpEarly();
-  }
-
-  private pumpEarly(): void {
-    if (!this.earlyDone && this.early.length > 0) {
-      this.earlyIdle = new Promise<void>((r) => (this.earlyDone = r));
-    }
-    while (this.earlyRunning < EARLY_SYNCS && this.early.length > 0 && !this.closed) {
-      const i = this.early.shift()!;
-      this.earlyRunning++;
-      void this.syncNow(i)
-        .catch(() => {})
-        .finally(() => {
-          this.earlyRunning--;
-          this.pumpEarly();
-        });
-    }
-    if (this.earlyRunning === 0 && (this.early.length === 0 || this.closed)) {
-      this.early.length = 0;
-      this.earlyDone?.();
-      this.earlyDone = null;
     }
   }
 
@@ -483,9 +485,6 @@ export class DiskStorage {
       this.writeGen[fi]!++;
       this.dirty.add(fi);
       this.unsynced.add(fi);
-      const before = this.bytesDone[fi]!;
-      this.bytesDone[fi] = before + s.length;
-      if (before < f.length && before + s.length >= f.length) this.syncEarly(fi);
     }
   }
 
@@ -671,8 +670,9 @@ export class DiskStorage {
   }
 
   /**
-   * Make the data already written to these files durable: one fdatasync each for those not
-   * synced since their last write (a file synced when it left the pool is not opened again).
+   * Make the data already written to these files durable: one syncfs per file system when
+   * SYNCFS_MIN_FILES or more need it (and syncfs works here), else one fdatasync each for those
+   * not synced since their last write (a file synced when it left the pool is not opened again).
    */
   async syncFiles(indexes: readonly number[]): Promise<void> {
     try {
@@ -684,6 +684,12 @@ export class DiskStorage {
   }
 
   private async syncSome(indexes: readonly number[]): Promise<void> {
+    if (this.syncfs) {
+      const todo = indexes.filter((i) => this.unsynced.has(i) && !this.syncErrors.has(i));
+      if (todo.length >= SYNCFS_MIN_FILES && (await this.syncByFileSystem(todo))) {
+        indexes = indexes.filter((i) => this.unsynced.has(i) || this.syncErrors.has(i));
+      }
+    }
     const results = await Promise.allSettled(
       indexes.map(async (i) => {
         await this.syncNow(i);
@@ -693,6 +699,38 @@ export class DiskStorage {
     for (const r of results) {
       if (r.status === 'rejected') throw toDiskError(r.reason, 'cannot sync output');
     }
+  }
+
+  /**
+   * Sync these files with one syncfs per file system that holds them. Each is marked synced if
+   * no write to it completed while the call ran (a write in flight may have missed it). False
+   * when syncfs could not be used or failed: the caller syncs file by file.
+   */
+  private async syncByFileSystem(indexes: readonly number[]): Promise<boolean> {
+    const gens = indexes.map((i) => this.writeGen[i]!);
+    // One folder per device; a file whose device is not known yet is looked up by its folder.
+    const byDev = new Map<bigint, string>();
+    const dirs = new Set<string>();
+    for (const i of indexes) {
+      const dir = path.dirname(this.files[i]!.current!);
+      const id = this.ident[i];
+      if (!id) dirs.add(dir);
+      else if (!byDev.has(id.dev)) byDev.set(id.dev, dir);
+    }
+    for (const d of byDev.values()) dirs.add(d);
+    if (dirs.size > SYNCFS_MAX_PATHS) return false;
+    const t0 = Date.now();
+    if (!(await syncFileSystems([...dirs]))) return false;
+    indexes.forEach((i, k) => {
+      if (this.writeGen[i] === gens[k]) this.unsynced.delete(i);
+    });
+    log(
+      'synced %d files with syncfs on %d folders in %d ms',
+      indexes.length,
+      dirs.size,
+      Date.now() - t0,
+    );
+    return true;
   }
 
   /**
@@ -710,10 +748,16 @@ export class DiskStorage {
    * made by someone else shows as a mismatch on the next start.
    */
   async stamps(fresh: readonly number[] = []): Promise<(FileStamp | null)[]> {
-    for (const i of fresh) {
-      if (this.files[i]!.padding || !this.exists[i] || this.stampFresh[i]) continue;
-      await this.look(i);
-    }
+    const stale = fresh.filter(
+      (i) => !this.files[i]!.padding && this.exists[i] && !this.stampFresh[i],
+    );
+    await eachLimited(stale, FS_PARALLEL, async (i) => {
+      // Open: its handle tells (and names the inode tdl wrote, if not known yet).
+      if (this.pool.has(i)) {
+        await this.withFile(i, (h) => this.stampHandle(i, h)).catch(() => {});
+      }
+      if (!this.stampFresh[i]) await this.look(i);
+    });
     return [...this.stampCache];
   }
 
@@ -723,6 +767,12 @@ export class DiskStorage {
     // What tdl had written before looking: a write that ends while lstat runs raises knownSize
     // past what lstat may have seen (a file written in order, as a stream does, grows at each).
     const known = this.knownSize[i]!;
+    const gen = this.writeGen[i];
+    if (!this.ident[i] && this.pool.has(i)) {
+      // Created by tdl and still open: its handle names the inode that is tdl's.
+      const st = await this.withFile(i, (h) => h.stat({ bigint: true }));
+      this.ident[i] ??= { dev: st.dev, ino: st.ino };
+    }
     const there = await lstatOrNull(f.current!, true);
     if (!there) throw new OutputChangedError(`${f.current} was removed during the download`);
     const id = this.ident[i];
@@ -735,8 +785,10 @@ export class DiskStorage {
         `${f.current} was truncated during the download (${size} bytes, expected ${known})`,
       );
     }
+    this.ident[i] ??= { dev: there.dev, ino: there.ino };
     this.stampCache[i] = { size, mtimeNs: there.mtimeNs, ino: there.ino };
-    this.stampFresh[i] = 1;
+    // A write that ended while lstat ran may have changed the file since.
+    this.stampFresh[i] = this.writeGen[i] === gen ? 1 : 0;
   }
 
   /**
@@ -836,8 +888,6 @@ export class DiskStorage {
     if (this.closed) return;
     this.closed = true;
     await this.flush();
-    this.pumpEarly();
-    await this.earlyIdle;
     await this.pool.close();
     await this.parts?.close();
   }
