@@ -55,6 +55,8 @@ export type StorageMode = 'write' | 'read';
  * than one fdatasync each: an fdatasync costs a journal commit, and a closed file an open too.
  */
 export const SYNCFS_MIN_FILES = 8;
+/** Runs of pieces written at once, over all pieces (libuv runs four file operations at a time). */
+export const WRITE_PARALLEL = 8;
 /** Most folders named to one `sync -f` (files of unknown device are named by their folder). */
 const SYNCFS_MAX_PATHS = 64;
 
@@ -105,6 +107,20 @@ export interface FileStamp {
 /** An output file was removed, replaced or truncated by someone else while tdl used it. */
 export class OutputChangedError extends DiskError {}
 
+/** A piece being written: its runs in its files, started in order. */
+interface PieceWrite {
+  index: number;
+  data: Buffer;
+  spans: Span[];
+  /** Next run to start. */
+  next: number;
+  /** Runs not finished. */
+  left: number;
+  error: unknown;
+  done: () => void;
+  fail: (e: unknown) => void;
+}
+
 interface Run {
   /** -1: from the parts file (piece `piece`, at `fileOffset` in it). */
   fileIndex: number;
@@ -139,6 +155,9 @@ export class DiskStorage {
   /** Syncs go through syncfs when there are many (see syncSome); else a file is synced on close. */
   private readonly syncfs = syncfsSupported();
   private pending = new Set<Promise<void>>();
+  /** Pieces whose runs wait to be written (see pumpWrites), and runs being written. */
+  private readonly queue: PieceWrite[] = [];
+  private writesRunning = 0;
   private beforeWrite: ((index: number) => Promise<void>) | null = null;
   private closed = false;
   /** Copies of boundary pieces (null: no parts file). */
@@ -437,19 +456,65 @@ export class DiskStorage {
       if (!this.parts) throw new DiskError(`piece ${index} touches a file not selected`);
       jobs.push(this.parts.write(index, data));
     }
-    // The runs of a piece lie in distinct files: they are written side by side.
-    for (const s of spans) jobs.push(this.writeSpan(index, data, s));
+    // Padding is zeros by definition (the piece's hash checked them): nothing to store. A file
+    // not selected is never touched (its bytes went to the parts file).
+    const own = spans.filter(
+      (s) => this.files[s.fileIndex]!.selected && !this.files[s.fileIndex]!.padding,
+    );
+    if (own.length > 0) {
+      jobs.push(
+        new Promise<void>((done, fail) => {
+          this.queue.push({
+            index,
+            data,
+            spans: own,
+            next: 0,
+            left: own.length,
+            error: null,
+            done,
+            fail,
+          });
+          this.pumpWrites();
+        }),
+      );
+    }
     const results = await Promise.allSettled(jobs);
     for (const r of results) if (r.status === 'rejected') throw r.reason;
+  }
+
+  /**
+   * Start queued runs, WRITE_PARALLEL at a time over all pieces, oldest piece first. A piece of
+   * many small files has hundreds of runs: started all at once, pieces in flight would queue
+   * thousands of file operations (and the objects that wait on each) in libuv's four threads.
+   */
+  private pumpWrites(): void {
+    while (this.writesRunning < WRITE_PARALLEL && this.queue.length > 0) {
+      const w = this.queue[0]!;
+      const s = w.spans[w.next++]!;
+      if (w.next === w.spans.length) this.queue.shift();
+      this.writesRunning++;
+      this.writeSpan(w.index, w.data, s).then(
+        () => this.spanDone(w, null),
+        (e: unknown) => this.spanDone(w, e ?? new Error('write failed')),
+      );
+    }
+  }
+
+  /** A run of piece write `w` ended: the piece settles (first error, if any) with its last run. */
+  private spanDone(w: PieceWrite, error: unknown): void {
+    this.writesRunning--;
+    w.error ??= error;
+    if (--w.left === 0) {
+      if (w.error === null) w.done();
+      else w.fail(w.error);
+    }
+    this.pumpWrites();
   }
 
   private async writeSpan(index: number, data: Buffer, s: Span): Promise<void> {
     {
       const fi = s.fileIndex;
       const f = this.files[fi]!;
-      // Padding is zeros by definition (the piece's hash checked them): nothing to store.
-      // A file not selected is never touched (its bytes went to the parts file).
-      if (f.padding || !f.selected) return;
       await this.ensureWorkingName(fi);
       try {
         await this.withFile(fi, async (h) => {
