@@ -138,7 +138,7 @@ export class ResumeWriter {
         // a known device for syncfs. A file stamped on its handle when it left the pool is not
         // looked up again; any other is lstat'ed by name, and one replaced or truncated by
         // someone else is not stamped as ours.
-        files = await this.storage.stamps(dirty);
+        files = await this.storage.stampTable(dirty);
         await this.storage.syncFiles(dirty);
       } catch (e) {
         // The next checkpoint must still stamp and sync them.
@@ -152,7 +152,7 @@ export class ResumeWriter {
           pieceLength: this.torrent.pieceLength,
           totalLength: this.torrent.length,
           pieceCount: this.torrent.pieceCount,
-          files: files.map((f) => f ?? { size: 0, mtimeNs: 0n, ino: 0n }),
+          files,
           have,
         },
         carried,

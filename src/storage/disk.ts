@@ -43,6 +43,7 @@ import type { Layout, Span } from './layout.js';
 import { partPaths } from './names.js';
 import type { OutputPlan } from './output.js';
 import { PartsFile } from './parts.js';
+import { StampTable } from './resume.js';
 
 export { toDiskError } from './fs-util.js';
 
@@ -136,11 +137,11 @@ export class DiskStorage {
   /** The file is on disk (found at open, or created by us). */
   private readonly exists: Uint8Array;
   /** Device and inode of the file tdl uses, once known. */
-  private readonly ident: ({ dev: bigint; ino: bigint } | null)[];
+  private readonly ident: Identities;
   /** Smallest size each file must have: its size when found, grown by our writes. */
   private readonly knownSize: number[];
   private readonly renames: (Promise<void> | null)[];
-  private readonly stampCache: (FileStamp | null)[];
+  private readonly stampCache: StampTable;
   /** The cached stamp was taken after the file's last write. */
   private readonly stampFresh: Uint8Array;
   /** Written (or found unsynced) since the last checkpoint took them: to sync and stamp. */
@@ -185,10 +186,10 @@ export class DiskStorage {
     const n = plan.files.length;
     this.pool = new FilePool(capacity, (i, h) => this.beforeClose(i, h));
     this.exists = new Uint8Array(n);
-    this.ident = new Array<null>(n).fill(null);
+    this.ident = new Identities(n);
     this.knownSize = new Array<number>(n).fill(0);
     this.renames = new Array<null>(n).fill(null);
-    this.stampCache = new Array<null>(n).fill(null);
+    this.stampCache = new StampTable(n);
     this.stampFresh = new Uint8Array(n);
     this.writeGen = new Uint32Array(n);
   }
@@ -302,9 +303,9 @@ export class DiskStorage {
         if (!st.isFile()) throw new DiskError(`${f.current} is not a regular file`);
         f.existed = true;
         this.exists[i] = 1;
-        this.ident[i] = { dev: st.dev, ino: st.ino };
+        this.ident.set(i, st);
         this.knownSize[i] = Number(st.size);
-        this.stampCache[i] = { size: Number(st.size), mtimeNs: st.mtimeNs, ino: st.ino };
+        this.stampCache.set(i, Number(st.size), st.mtimeNs, st.ino);
         this.stampFresh[i] = 1;
       }
     }
@@ -346,12 +347,11 @@ export class DiskStorage {
       }
       try {
         const st = await h.stat({ bigint: true });
-        const id = this.ident[i];
-        if (id && (id.ino !== st.ino || id.dev !== st.dev)) {
+        if (!this.ident.same(i, st)) {
           throw new OutputChangedError(`${where} was replaced by another file during the download`);
         }
         if (!st.isFile()) throw new DiskError(`${where} is not a regular file`);
-        this.ident[i] = { dev: st.dev, ino: st.ino };
+        this.ident.set(i, st);
       } catch (e) {
         await h.close().catch(() => {});
         throw toDiskError(e, `cannot open ${where}`);
@@ -382,14 +382,13 @@ export class DiskStorage {
     const gen = this.writeGen[i];
     const known = this.knownSize[i]!;
     const st = await h.stat({ bigint: true });
-    const id = this.ident[i];
-    if (id && (id.ino !== st.ino || id.dev !== st.dev)) return;
+    if (!this.ident.same(i, st)) return;
     // The handle is tdl's own: what it names is the file tdl writes.
-    this.ident[i] = id ?? { dev: st.dev, ino: st.ino };
+    this.ident.set(i, st);
     const size = Number(st.size);
     // A write ended while fstat ran: the stamp may be older than the file.
     if (size < known || this.writeGen[i] !== gen) return;
-    this.stampCache[i] = { size, mtimeNs: st.mtimeNs, ino: st.ino };
+    this.stampCache.set(i, size, st.mtimeNs, st.ino);
     this.stampFresh[i] = 1;
   }
 
@@ -777,10 +776,9 @@ export class DiskStorage {
     const byDev = new Map<bigint, string>();
     const dirs = new Set<string>();
     for (const i of indexes) {
-      const dir = path.dirname(this.files[i]!.current!);
-      const id = this.ident[i];
-      if (!id) dirs.add(dir);
-      else if (!byDev.has(id.dev)) byDev.set(id.dev, dir);
+      const dev = this.ident.dev(i);
+      if (dev === null) dirs.add(path.dirname(this.files[i]!.current!));
+      else if (!byDev.has(dev)) byDev.set(dev, path.dirname(this.files[i]!.current!));
     }
     for (const d of byDev.values()) dirs.add(d);
     if (dirs.size > SYNCFS_MAX_PATHS) return false;
@@ -813,6 +811,12 @@ export class DiskStorage {
    * made by someone else shows as a mismatch on the next start.
    */
   async stamps(fresh: readonly number[] = []): Promise<(FileStamp | null)[]> {
+    await this.refreshStamps(fresh);
+    return this.files.map((_, i) => this.stampCache.get(i));
+  }
+
+  /** Stamp again the files of `fresh` written since their last stamp. */
+  private async refreshStamps(fresh: readonly number[]): Promise<void> {
     const stale = fresh.filter(
       (i) => !this.files[i]!.padding && this.exists[i] && !this.stampFresh[i],
     );
@@ -823,7 +827,15 @@ export class DiskStorage {
       }
       if (!this.stampFresh[i]) await this.look(i);
     });
-    return [...this.stampCache];
+  }
+
+  /**
+   * Like `stamps`, but the stamps as the resume file stores them (see StampTable): a checkpoint
+   * of 100,000 files then builds no object per file. The table is storage's own: read it at once.
+   */
+  async stampTable(fresh: readonly number[] = []): Promise<StampTable> {
+    await this.refreshStamps(fresh);
+    return this.stampCache;
   }
 
   /** lstat file `i` where tdl expects it, check it is still tdl's, and cache its stamp. */
@@ -833,15 +845,14 @@ export class DiskStorage {
     // past what lstat may have seen (a file written in order, as a stream does, grows at each).
     const known = this.knownSize[i]!;
     const gen = this.writeGen[i];
-    if (!this.ident[i] && this.pool.has(i)) {
+    if (!this.ident.has(i) && this.pool.has(i)) {
       // Created by tdl and still open: its handle names the inode that is tdl's.
       const st = await this.withFile(i, (h) => h.stat({ bigint: true }));
-      this.ident[i] ??= { dev: st.dev, ino: st.ino };
+      if (!this.ident.has(i)) this.ident.set(i, st);
     }
     const there = await lstatOrNull(f.current!, true);
     if (!there) throw new OutputChangedError(`${f.current} was removed during the download`);
-    const id = this.ident[i];
-    if (!there.isFile() || (id && (there.ino !== id.ino || there.dev !== id.dev))) {
+    if (!there.isFile() || !this.ident.same(i, there)) {
       throw new OutputChangedError(`${f.current} was replaced by another file during the download`);
     }
     const size = Number(there.size);
@@ -850,8 +861,8 @@ export class DiskStorage {
         `${f.current} was truncated during the download (${size} bytes, expected ${known})`,
       );
     }
-    this.ident[i] ??= { dev: there.dev, ino: there.ino };
-    this.stampCache[i] = { size, mtimeNs: there.mtimeNs, ino: there.ino };
+    if (!this.ident.has(i)) this.ident.set(i, there);
+    this.stampCache.set(i, size, there.mtimeNs, there.ino);
     // A write that ended while lstat ran may have changed the file since.
     this.stampFresh[i] = this.writeGen[i] === gen ? 1 : 0;
   }
@@ -885,10 +896,10 @@ export class DiskStorage {
         continue;
       }
       try {
-        let size = this.stampFresh[i] ? this.stampCache[i]!.size : -1;
+        let size = this.stampFresh[i] ? this.stampCache.size(i) : -1;
         if (size < 0) {
           await this.look(i);
-          size = this.stampCache[i]!.size;
+          size = this.stampCache.size(i);
         }
         if (size !== f.length) {
           if (size > f.length) cut.push(f.path);
@@ -959,6 +970,38 @@ export class DiskStorage {
 
   get root(): string {
     return this.plan.root;
+  }
+}
+
+/** Device and inode of each file, once known: three typed arrays, not two objects a file. */
+class Identities {
+  private readonly devs: BigUint64Array;
+  private readonly inos: BigUint64Array;
+  private readonly known: Uint8Array;
+
+  constructor(n: number) {
+    this.devs = new BigUint64Array(n);
+    this.inos = new BigUint64Array(n);
+    this.known = new Uint8Array(n);
+  }
+
+  has(i: number): boolean {
+    return this.known[i] === 1;
+  }
+
+  dev(i: number): bigint | null {
+    return this.known[i] ? this.devs[i]! : null;
+  }
+
+  /** Is `st` the file known as `i` (true while it is not known)? */
+  same(i: number, st: { dev: bigint; ino: bigint }): boolean {
+    return !this.known[i] || (this.devs[i] === st.dev && this.inos[i] === st.ino);
+  }
+
+  set(i: number, st: { dev: bigint; ino: bigint }): void {
+    this.devs[i] = st.dev;
+    this.inos[i] = st.ino;
+    this.known[i] = 1;
   }
 }
 
