@@ -132,10 +132,19 @@ export class ResumeWriter {
       // Files written since the last checkpoint; the first one also covers files whose data the
       // start-up check found by hashing (an earlier run may have written it without syncing).
       const dirty = this.storage.takeDirty();
-      await this.storage.syncFiles(dirty);
-      // A file replaced or truncated by someone else must not be stamped as ours.
-      await this.storage.checkIntact(dirty);
-      const files = await this.storage.stamps(dirty);
+      let files;
+      try {
+        // Stamps first (size, mtime, inode: a sync changes none of them), so that every file has
+        // a known device for syncfs. A file stamped on its handle when it left the pool is not
+        // looked up again; any other is lstat'ed by name, and one replaced or truncated by
+        // someone else is not stamped as ours.
+        files = await this.storage.stampTable(dirty);
+        await this.storage.syncFiles(dirty);
+      } catch (e) {
+        // The next checkpoint must still stamp and sync them.
+        this.storage.markDirty(dirty);
+        throw e;
+      }
       const carried = [...this.started].filter((i) => !have.has(i));
       const buf = encodeResume(
         {
@@ -143,7 +152,7 @@ export class ResumeWriter {
           pieceLength: this.torrent.pieceLength,
           totalLength: this.torrent.length,
           pieceCount: this.torrent.pieceCount,
-          files: files.map((f) => f ?? { size: 0, mtimeNs: 0n, ino: 0n }),
+          files,
           have,
         },
         carried,

@@ -18,10 +18,12 @@
  * through a bounded pool (see file-pool.ts), so any number of files works under a small
  * RLIMIT_NOFILE. BEP 47 padding files are never created, opened or written: they read as zeros.
  *
- * System calls per file of a fresh download: one `open` (+ `fstat` to learn its identity) while
- * it stays in the pool, its `pwrite`s (with an `fstat` before those that extend what tdl wrote,
- * to catch a truncation the write would hide), one `fdatasync` and one `lstat` per checkpoint
- * that follows a write to it, and one `rename` at the end.
+ * System calls per file of a fresh download: one `open` (a file tdl creates needs no `fstat`)
+ * and one `fstat` (its stamp) + `close` per time in the pool, its `pwrite`s (with an `fstat`
+ * before those that extend what tdl wrote, to catch a truncation the write would hide), one
+ * `lstat` in the check before completion and one `rename` at the end. Syncs are not per file:
+ * each checkpoint syncs what was written since the last one in one batch, by syncfs where it can
+ * (see syncFiles).
  */
 import { constants } from 'node:fs';
 import { mkdir, open, opendir, rename, type FileHandle } from 'node:fs/promises';
@@ -29,11 +31,19 @@ import path from 'node:path';
 import createDebug from 'debug';
 import { DiskError } from '../errors.js';
 import { FilePool, fdLimit, poolCapacity } from './file-pool.js';
-import { eachLimited, FS_PARALLEL, lstatOrNull, toDiskError } from './fs-util.js';
+import {
+  eachLimited,
+  FS_PARALLEL,
+  lstatOrNull,
+  syncfsSupported,
+  syncFileSystems,
+  toDiskError,
+} from './fs-util.js';
 import type { Layout, Span } from './layout.js';
 import { partPaths } from './names.js';
 import type { OutputPlan } from './output.js';
 import { PartsFile } from './parts.js';
+import { StampTable } from './resume.js';
 
 export { toDiskError } from './fs-util.js';
 
@@ -42,10 +52,14 @@ const log = createDebug('tdl:storage');
 export type StorageMode = 'write' | 'read';
 
 /**
- * Background syncs of complete files at once: libuv runs four file operations at a time for the
- * whole process, and an fdatasync holds one for milliseconds; the others stay for the writes.
+ * Dirty files from which a sync goes through syncfs (one call for the whole file system) rather
+ * than one fdatasync each: an fdatasync costs a journal commit, and a closed file an open too.
  */
-export const EARLY_SYNCS = 1;
+export const SYNCFS_MIN_FILES = 8;
+/** Runs of pieces written at once, over all pieces (libuv runs four file operations at a time). */
+export const WRITE_PARALLEL = 8;
+/** Most folders named to one `sync -f` (files of unknown device are named by their folder). */
+const SYNCFS_MAX_PATHS = 64;
 
 export interface StorageOptions {
   mode?: StorageMode;
@@ -94,6 +108,20 @@ export interface FileStamp {
 /** An output file was removed, replaced or truncated by someone else while tdl used it. */
 export class OutputChangedError extends DiskError {}
 
+/** A piece being written: its runs in its files, started in order. */
+interface PieceWrite {
+  index: number;
+  data: Buffer;
+  spans: Span[];
+  /** Next run to start. */
+  next: number;
+  /** Runs not finished. */
+  left: number;
+  error: unknown;
+  done: () => void;
+  fail: (e: unknown) => void;
+}
+
 interface Run {
   /** -1: from the parts file (piece `piece`, at `fileOffset` in it). */
   fileIndex: number;
@@ -109,11 +137,11 @@ export class DiskStorage {
   /** The file is on disk (found at open, or created by us). */
   private readonly exists: Uint8Array;
   /** Device and inode of the file tdl uses, once known. */
-  private readonly ident: ({ dev: bigint; ino: bigint } | null)[];
+  private readonly ident: Identities;
   /** Smallest size each file must have: its size when found, grown by our writes. */
   private readonly knownSize: number[];
   private readonly renames: (Promise<void> | null)[];
-  private readonly stampCache: (FileStamp | null)[];
+  private readonly stampCache: StampTable;
   /** The cached stamp was taken after the file's last write. */
   private readonly stampFresh: Uint8Array;
   /** Written (or found unsynced) since the last checkpoint took them: to sync and stamp. */
@@ -124,14 +152,13 @@ export class DiskStorage {
   private readonly syncErrors = new Map<number, DiskError>();
   /** Writes completed per file: a sync covers the writes before it started, no later ones. */
   private readonly writeGen: Uint32Array;
-  /** Bytes written per file this run: once a file has all its bytes, it is synced early. */
-  private readonly bytesDone: number[];
   private readonly syncing = new Map<number, Promise<void>>();
-  private readonly early: number[] = [];
-  private earlyRunning = 0;
-  private earlyIdle: Promise<void> = Promise.resolve();
-  private earlyDone: (() => void) | null = null;
+  /** Syncs go through syncfs when there are many (see syncSome); else a file is synced on close. */
+  private readonly syncfs = syncfsSupported();
   private pending = new Set<Promise<void>>();
+  /** Pieces whose runs wait to be written (see pumpWrites), and runs being written. */
+  private readonly queue: PieceWrite[] = [];
+  private writesRunning = 0;
   private beforeWrite: ((index: number) => Promise<void>) | null = null;
   private closed = false;
   /** Copies of boundary pieces (null: no parts file). */
@@ -157,15 +184,14 @@ export class DiskStorage {
       shadowed: false,
     }));
     const n = plan.files.length;
-    this.pool = new FilePool(capacity, (i, h) => this.syncOnClose(i, h));
+    this.pool = new FilePool(capacity, (i, h) => this.beforeClose(i, h));
     this.exists = new Uint8Array(n);
-    this.ident = new Array<null>(n).fill(null);
+    this.ident = new Identities(n);
     this.knownSize = new Array<number>(n).fill(0);
     this.renames = new Array<null>(n).fill(null);
-    this.stampCache = new Array<null>(n).fill(null);
+    this.stampCache = new StampTable(n);
     this.stampFresh = new Uint8Array(n);
     this.writeGen = new Uint32Array(n);
-    this.bytesDone = new Array<number>(n).fill(0);
   }
 
   /**
@@ -277,9 +303,9 @@ export class DiskStorage {
         if (!st.isFile()) throw new DiskError(`${f.current} is not a regular file`);
         f.existed = true;
         this.exists[i] = 1;
-        this.ident[i] = { dev: st.dev, ino: st.ino };
+        this.ident.set(i, st);
         this.knownSize[i] = Number(st.size);
-        this.stampCache[i] = { size: Number(st.size), mtimeNs: st.mtimeNs, ino: st.ino };
+        this.stampCache.set(i, Number(st.size), st.mtimeNs, st.ino);
         this.stampFresh[i] = 1;
       }
     }
@@ -313,32 +339,57 @@ export class DiskStorage {
         }
         throw toDiskError(e, `cannot ${create ? 'create' : 'open'} ${where}`);
       }
+      if (create) {
+        // Made just now, exclusively, without following links: a regular file, ours. Its
+        // identity is learnt by the fstat that stamps it (see beforeClose) or by a later open.
+        this.exists[i] = 1;
+        return h;
+      }
       try {
         const st = await h.stat({ bigint: true });
-        const id = this.ident[i];
-        if (id && (id.ino !== st.ino || id.dev !== st.dev)) {
+        if (!this.ident.same(i, st)) {
           throw new OutputChangedError(`${where} was replaced by another file during the download`);
         }
         if (!st.isFile()) throw new DiskError(`${where} is not a regular file`);
-        this.ident[i] = { dev: st.dev, ino: st.ino };
+        this.ident.set(i, st);
       } catch (e) {
         await h.close().catch(() => {});
         throw toDiskError(e, `cannot open ${where}`);
       }
-      if (create) this.exists[i] = 1;
       return h;
     }
   }
 
   /**
-   * A file leaving the pool with unsynced writes is synced first: the checkpoint then has
-   * nothing left to do for it but stamp it, and need not open it again. A failure is kept for
-   * that checkpoint to report (the kernel reports a write-back error once, to this handle).
+   * A file leaving the pool after writes is stamped on its handle first (one fstat: identity,
+   * size, mtime), so that the next checkpoint need not look it up by name. Without syncfs it is
+   * also synced, so that the checkpoint need not open it again; a failure is kept for that
+   * checkpoint to report (the kernel reports a write-back error once, to this handle).
    */
-  private async syncOnClose(i: number, h: FileHandle): Promise<void> {
+  private async beforeClose(i: number, h: FileHandle): Promise<void> {
+    if (this.mode !== 'write') return;
+    if (!this.stampFresh[i]) await this.stampHandle(i, h).catch(() => {});
     // A sync of this file through the pool is under way or waiting for a slot: it does the work.
-    if (!this.unsynced.has(i) || this.syncing.has(i)) return;
+    if (this.syncfs || !this.unsynced.has(i) || this.syncing.has(i)) return;
     await this.syncNow(i, h).catch(() => {});
+  }
+
+  /**
+   * Stamp file `i` from its open handle. Anything odd (another inode, shorter than written) is
+   * left for `look` to find and report by name: the stamp then stays stale.
+   */
+  private async stampHandle(i: number, h: FileHandle): Promise<void> {
+    const gen = this.writeGen[i];
+    const known = this.knownSize[i]!;
+    const st = await h.stat({ bigint: true });
+    if (!this.ident.same(i, st)) return;
+    // The handle is tdl's own: what it names is the file tdl writes.
+    this.ident.set(i, st);
+    const size = Number(st.size);
+    // A write ended while fstat ran: the stamp may be older than the file.
+    if (size < known || this.writeGen[i] !== gen) return;
+    this.stampCache.set(i, size, st.mtimeNs, st.ino);
+    this.stampFresh[i] = 1;
   }
 
   /**
@@ -368,37 +419,6 @@ export class DiskStorage {
       await run;
     } finally {
       this.syncing.delete(i);
-    }
-  }
-
-  /**
-   * A file that has all its bytes will not be written again: sync it now, in the background
-   * (EARLY_SYNCS at a time, leaving the other I/O threads to the writes), so that its data goes to
-   * disk while the download goes on and the next checkpoint finds it done.
-   */
-  private syncEarly(i: number): void {
-    this.early.push(i);
-    this.pumpEarly();
-  }
-
-  private pumpEarly(): void {
-    if (!this.earlyDone && this.early.length > 0) {
-      this.earlyIdle = new Promise<void>((r) => (this.earlyDone = r));
-    }
-    while (this.earlyRunning < EARLY_SYNCS && this.early.length > 0 && !this.closed) {
-      const i = this.early.shift()!;
-      this.earlyRunning++;
-      void this.syncNow(i)
-        .catch(() => {})
-        .finally(() => {
-          this.earlyRunning--;
-          this.pumpEarly();
-        });
-    }
-    if (this.earlyRunning === 0 && (this.early.length === 0 || this.closed)) {
-      this.early.length = 0;
-      this.earlyDone?.();
-      this.earlyDone = null;
     }
   }
 
@@ -435,19 +455,65 @@ export class DiskStorage {
       if (!this.parts) throw new DiskError(`piece ${index} touches a file not selected`);
       jobs.push(this.parts.write(index, data));
     }
-    // The runs of a piece lie in distinct files: they are written side by side.
-    for (const s of spans) jobs.push(this.writeSpan(index, data, s));
+    // Padding is zeros by definition (the piece's hash checked them): nothing to store. A file
+    // not selected is never touched (its bytes went to the parts file).
+    const own = spans.filter(
+      (s) => this.files[s.fileIndex]!.selected && !this.files[s.fileIndex]!.padding,
+    );
+    if (own.length > 0) {
+      jobs.push(
+        new Promise<void>((done, fail) => {
+          this.queue.push({
+            index,
+            data,
+            spans: own,
+            next: 0,
+            left: own.length,
+            error: null,
+            done,
+            fail,
+          });
+          this.pumpWrites();
+        }),
+      );
+    }
     const results = await Promise.allSettled(jobs);
     for (const r of results) if (r.status === 'rejected') throw r.reason;
+  }
+
+  /**
+   * Start queued runs, WRITE_PARALLEL at a time over all pieces, oldest piece first. A piece of
+   * many small files has hundreds of runs: started all at once, pieces in flight would queue
+   * thousands of file operations (and the objects that wait on each) in libuv's four threads.
+   */
+  private pumpWrites(): void {
+    while (this.writesRunning < WRITE_PARALLEL && this.queue.length > 0) {
+      const w = this.queue[0]!;
+      const s = w.spans[w.next++]!;
+      if (w.next === w.spans.length) this.queue.shift();
+      this.writesRunning++;
+      this.writeSpan(w.index, w.data, s).then(
+        () => this.spanDone(w, null),
+        (e: unknown) => this.spanDone(w, e ?? new Error('write failed')),
+      );
+    }
+  }
+
+  /** A run of piece write `w` ended: the piece settles (first error, if any) with its last run. */
+  private spanDone(w: PieceWrite, error: unknown): void {
+    this.writesRunning--;
+    w.error ??= error;
+    if (--w.left === 0) {
+      if (w.error === null) w.done();
+      else w.fail(w.error);
+    }
+    this.pumpWrites();
   }
 
   private async writeSpan(index: number, data: Buffer, s: Span): Promise<void> {
     {
       const fi = s.fileIndex;
       const f = this.files[fi]!;
-      // Padding is zeros by definition (the piece's hash checked them): nothing to store.
-      // A file not selected is never touched (its bytes went to the parts file).
-      if (f.padding || !f.selected) return;
       await this.ensureWorkingName(fi);
       try {
         await this.withFile(fi, async (h) => {
@@ -483,9 +549,6 @@ export class DiskStorage {
       this.writeGen[fi]!++;
       this.dirty.add(fi);
       this.unsynced.add(fi);
-      const before = this.bytesDone[fi]!;
-      this.bytesDone[fi] = before + s.length;
-      if (before < f.length && before + s.length >= f.length) this.syncEarly(fi);
     }
   }
 
@@ -671,8 +734,9 @@ export class DiskStorage {
   }
 
   /**
-   * Make the data already written to these files durable: one fdatasync each for those not
-   * synced since their last write (a file synced when it left the pool is not opened again).
+   * Make the data already written to these files durable: one syncfs per file system when
+   * SYNCFS_MIN_FILES or more need it (and syncfs works here), else one fdatasync each for those
+   * not synced since their last write (a file synced when it left the pool is not opened again).
    */
   async syncFiles(indexes: readonly number[]): Promise<void> {
     try {
@@ -684,6 +748,12 @@ export class DiskStorage {
   }
 
   private async syncSome(indexes: readonly number[]): Promise<void> {
+    if (this.syncfs) {
+      const todo = indexes.filter((i) => this.unsynced.has(i) && !this.syncErrors.has(i));
+      if (todo.length >= SYNCFS_MIN_FILES && (await this.syncByFileSystem(todo))) {
+        indexes = indexes.filter((i) => this.unsynced.has(i) || this.syncErrors.has(i));
+      }
+    }
     const results = await Promise.allSettled(
       indexes.map(async (i) => {
         await this.syncNow(i);
@@ -693,6 +763,37 @@ export class DiskStorage {
     for (const r of results) {
       if (r.status === 'rejected') throw toDiskError(r.reason, 'cannot sync output');
     }
+  }
+
+  /**
+   * Sync these files with one syncfs per file system that holds them. Each is marked synced if
+   * no write to it completed while the call ran (a write in flight may have missed it). False
+   * when syncfs could not be used or failed: the caller syncs file by file.
+   */
+  private async syncByFileSystem(indexes: readonly number[]): Promise<boolean> {
+    const gens = indexes.map((i) => this.writeGen[i]!);
+    // One folder per device; a file whose device is not known yet is looked up by its folder.
+    const byDev = new Map<bigint, string>();
+    const dirs = new Set<string>();
+    for (const i of indexes) {
+      const dev = this.ident.dev(i);
+      if (dev === null) dirs.add(path.dirname(this.files[i]!.current!));
+      else if (!byDev.has(dev)) byDev.set(dev, path.dirname(this.files[i]!.current!));
+    }
+    for (const d of byDev.values()) dirs.add(d);
+    if (dirs.size > SYNCFS_MAX_PATHS) return false;
+    const t0 = Date.now();
+    if (!(await syncFileSystems([...dirs]))) return false;
+    indexes.forEach((i, k) => {
+      if (this.writeGen[i] === gens[k]) this.unsynced.delete(i);
+    });
+    log(
+      'synced %d files with syncfs on %d folders in %d ms',
+      indexes.length,
+      dirs.size,
+      Date.now() - t0,
+    );
+    return true;
   }
 
   /**
@@ -710,11 +811,31 @@ export class DiskStorage {
    * made by someone else shows as a mismatch on the next start.
    */
   async stamps(fresh: readonly number[] = []): Promise<(FileStamp | null)[]> {
-    for (const i of fresh) {
-      if (this.files[i]!.padding || !this.exists[i] || this.stampFresh[i]) continue;
-      await this.look(i);
-    }
-    return [...this.stampCache];
+    await this.refreshStamps(fresh);
+    return this.files.map((_, i) => this.stampCache.get(i));
+  }
+
+  /** Stamp again the files of `fresh` written since their last stamp. */
+  private async refreshStamps(fresh: readonly number[]): Promise<void> {
+    const stale = fresh.filter(
+      (i) => !this.files[i]!.padding && this.exists[i] && !this.stampFresh[i],
+    );
+    await eachLimited(stale, FS_PARALLEL, async (i) => {
+      // Open: its handle tells (and names the inode tdl wrote, if not known yet).
+      if (this.pool.has(i)) {
+        await this.withFile(i, (h) => this.stampHandle(i, h)).catch(() => {});
+      }
+      if (!this.stampFresh[i]) await this.look(i);
+    });
+  }
+
+  /**
+   * Like `stamps`, but the stamps as the resume file stores them (see StampTable): a checkpoint
+   * of 100,000 files then builds no object per file. The table is storage's own: read it at once.
+   */
+  async stampTable(fresh: readonly number[] = []): Promise<StampTable> {
+    await this.refreshStamps(fresh);
+    return this.stampCache;
   }
 
   /** lstat file `i` where tdl expects it, check it is still tdl's, and cache its stamp. */
@@ -723,10 +844,15 @@ export class DiskStorage {
     // What tdl had written before looking: a write that ends while lstat runs raises knownSize
     // past what lstat may have seen (a file written in order, as a stream does, grows at each).
     const known = this.knownSize[i]!;
+    const gen = this.writeGen[i];
+    if (!this.ident.has(i) && this.pool.has(i)) {
+      // Created by tdl and still open: its handle names the inode that is tdl's.
+      const st = await this.withFile(i, (h) => h.stat({ bigint: true }));
+      if (!this.ident.has(i)) this.ident.set(i, st);
+    }
     const there = await lstatOrNull(f.current!, true);
     if (!there) throw new OutputChangedError(`${f.current} was removed during the download`);
-    const id = this.ident[i];
-    if (!there.isFile() || (id && (there.ino !== id.ino || there.dev !== id.dev))) {
+    if (!there.isFile() || !this.ident.same(i, there)) {
       throw new OutputChangedError(`${f.current} was replaced by another file during the download`);
     }
     const size = Number(there.size);
@@ -735,8 +861,10 @@ export class DiskStorage {
         `${f.current} was truncated during the download (${size} bytes, expected ${known})`,
       );
     }
-    this.stampCache[i] = { size, mtimeNs: there.mtimeNs, ino: there.ino };
-    this.stampFresh[i] = 1;
+    if (!this.ident.has(i)) this.ident.set(i, there);
+    this.stampCache.set(i, size, there.mtimeNs, there.ino);
+    // A write that ended while lstat ran may have changed the file since.
+    this.stampFresh[i] = this.writeGen[i] === gen ? 1 : 0;
   }
 
   /**
@@ -768,10 +896,10 @@ export class DiskStorage {
         continue;
       }
       try {
-        let size = this.stampFresh[i] ? this.stampCache[i]!.size : -1;
+        let size = this.stampFresh[i] ? this.stampCache.size(i) : -1;
         if (size < 0) {
           await this.look(i);
-          size = this.stampCache[i]!.size;
+          size = this.stampCache.size(i);
         }
         if (size !== f.length) {
           if (size > f.length) cut.push(f.path);
@@ -836,14 +964,44 @@ export class DiskStorage {
     if (this.closed) return;
     this.closed = true;
     await this.flush();
-    this.pumpEarly();
-    await this.earlyIdle;
     await this.pool.close();
     await this.parts?.close();
   }
 
   get root(): string {
     return this.plan.root;
+  }
+}
+
+/** Device and inode of each file, once known: three typed arrays, not two objects a file. */
+class Identities {
+  private readonly devs: BigUint64Array;
+  private readonly inos: BigUint64Array;
+  private readonly known: Uint8Array;
+
+  constructor(n: number) {
+    this.devs = new BigUint64Array(n);
+    this.inos = new BigUint64Array(n);
+    this.known = new Uint8Array(n);
+  }
+
+  has(i: number): boolean {
+    return this.known[i] === 1;
+  }
+
+  dev(i: number): bigint | null {
+    return this.known[i] ? this.devs[i]! : null;
+  }
+
+  /** Is `st` the file known as `i` (true while it is not known)? */
+  same(i: number, st: { dev: bigint; ino: bigint }): boolean {
+    return !this.known[i] || (this.devs[i] === st.dev && this.inos[i] === st.ino);
+  }
+
+  set(i: number, st: { dev: bigint; ino: bigint }): void {
+    this.devs[i] = st.dev;
+    this.inos[i] = st.ino;
+    this.known[i] = 1;
   }
 }
 

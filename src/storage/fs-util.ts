@@ -1,7 +1,13 @@
 /** Small file-system helpers shared by the storage modules. */
+import { execFile } from 'node:child_process';
 import type { BigIntStats, Stats } from 'node:fs';
 import { lstat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import createDebug from 'debug';
 import { DiskError } from '../errors.js';
+
+const log = createDebug('tdl:storage');
 
 /** lstat, or null when nothing is there (or a parent is not a folder). Other failures: DiskError. */
 export async function lstatOrNull(p: string, bigint: true): Promise<BigIntStats | null>;
@@ -65,4 +71,52 @@ export async function eachLimited<T>(
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   if (failure !== null) throw (failure as { error: unknown }).error;
+}
+
+/** Longest wait for one `syncfs` before the caller falls back to a sync per file. */
+export const SYNCFS_TIMEOUT_MS = 5 * 60_000;
+
+/**
+ * Can `syncFileSystems` work here? Linux only, and from 5.8 on: older kernels' syncfs does not
+ * report write-back errors, and a sync that cannot fail must not vouch for data.
+ */
+export function syncfsSupported(platform = process.platform, release = os.release()): boolean {
+  if (platform !== 'linux') return false;
+  const m = /^(\d+)\.(\d+)/.exec(release);
+  if (!m) return false;
+  const major = Number(m[1]);
+  return major > 5 || (major === 5 && Number(m[2]) >= 8);
+}
+
+let syncfsBroken = false;
+
+/**
+ * syncfs(2) on the file system of each path: every write made to those file systems before the
+ * call is durable when it resolves true (one call for any number of files, where fdatasync costs
+ * a journal commit per file). Node.js has no binding for it; `sync -f` (coreutils, busybox)
+ * makes the call. False when it cannot be used or did not succeed (no `sync -f`, an I/O error,
+ * a time-out): the caller then syncs file by file, which also names the file of a failed write.
+ */
+export function syncFileSystems(paths: readonly string[]): Promise<boolean> {
+  if (syncfsBroken || paths.length === 0 || !syncfsSupported()) {
+    return Promise.resolve(paths.length === 0);
+  }
+  const args = ['-f', ...paths.map((p) => path.resolve(p))];
+  return new Promise((resolve) => {
+    execFile(
+      'sync',
+      args,
+      { timeout: SYNCFS_TIMEOUT_MS, windowsHide: true },
+      (err, _stdout, stderr) => {
+        if (!err) return resolve(true);
+        const code = (err as NodeJS.ErrnoException).code;
+        // No such program, or one without -f: never ask again.
+        if (code === 'ENOENT' || /invalid option|unrecognized option/.test(String(stderr))) {
+          syncfsBroken = true;
+        }
+        log('sync -f failed (%s): %s', code ?? err.message, String(stderr).trim());
+        resolve(false);
+      },
+    );
+  });
 }

@@ -11,6 +11,7 @@ import { DiskError } from '../../src/errors.js';
 import { hashPieces, startupCheck } from '../../src/storage/check.js';
 import { ResumeWriter } from '../../src/storage/checkpoint.js';
 import { DiskStorage } from '../../src/storage/disk.js';
+import { syncFileSystems, syncfsSupported } from '../../src/storage/fs-util.js';
 import { Layout } from '../../src/storage/layout.js';
 import { resumePath } from '../../src/storage/names.js';
 import { planOutput } from '../../src/storage/output.js';
@@ -302,5 +303,47 @@ describe('readBlock', () => {
     expect(r.files.map((f) => f.current)).toEqual(plan.files.map((f) => f.path));
     expect((await r.readBlock(0, 0, 4096)).equals(t.pieces[0]!)).toBe(true);
     await r.close();
+  });
+});
+
+describe('syncs in batches', () => {
+  it('syncfs is used only on Linux 5.8 or later', () => {
+    expect(syncfsSupported('linux', '5.8.0')).toBe(true);
+    expect(syncfsSupported('linux', '6.1.0-18-amd64')).toBe(true);
+    expect(syncfsSupported('linux', '5.7.19')).toBe(false);
+    expect(syncfsSupported('linux', '4.19.0')).toBe(false);
+    expect(syncfsSupported('linux', 'weird')).toBe(false);
+    expect(syncfsSupported('darwin', '23.1.0')).toBe(false);
+    expect(syncfsSupported('win32', '10.0.19045')).toBe(false);
+  });
+
+  it('syncFileSystems says whether it synced (nothing to do counts as done)', async () => {
+    expect(await syncFileSystems([])).toBe(true);
+    expect(await syncFileSystems([dir])).toBe(syncfsSupported());
+  });
+
+  it('a checkpoint after many files syncs them in one batch and stamps them without a lookup', async () => {
+    const t = torrent('batch', 4096, manyFiles(60, 300));
+    const plan = await planOutput(t.meta, dir);
+    const s = await DiskStorage.open(plan, t.layout, { maxOpenFiles: 4 });
+    const w = new ResumeWriter(resumePath(plan), t.meta, s, new Bitfield(t.layout.pieceCount));
+    s.setBeforeWrite((i) => w.intent(i));
+    await w.checkpoint();
+    for (let i = 0; i < t.layout.pieceCount; i++) {
+      await s.writePiece(i, t.pieces[i]!);
+      w.markWritten(i);
+    }
+    const opens = s.openFiles.opens;
+    await w.checkpoint();
+    // Stamps came from the handles as files left the pool, and the sync from one syncfs: the
+    // checkpoint opened nothing again.
+    expect(s.openFiles.opens).toBe(opens);
+    const stamps = await s.stamps();
+    for (let i = 0; i < 60; i++) {
+      const st = await stat(s.files[i]!.partPath, { bigint: true });
+      expect(stamps[i]).toEqual({ size: Number(st.size), mtimeNs: st.mtimeNs, ino: st.ino });
+    }
+    await w.close();
+    await s.close();
   });
 });

@@ -1,0 +1,95 @@
+/**
+ * When syncfs cannot be used or fails (`sync -f` missing, an I/O error), a checkpoint falls back
+ * to one fdatasync per file, reopening files that left the pool, and still records every piece.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { startupCheck } from '../../src/storage/check.js';
+import { ResumeWriter } from '../../src/storage/checkpoint.js';
+import { DiskStorage } from '../../src/storage/disk.js';
+import { Layout } from '../../src/storage/layout.js';
+import { resumePath } from '../../src/storage/names.js';
+import { planOutput } from '../../src/storage/output.js';
+import { Bitfield } from '../../src/wire/bitfield.js';
+import { tempDir } from '../helpers/cli.js';
+import { randomBytesSeeded } from '../helpers/torrent.js';
+
+const calls = vi.hoisted(() => ({ syncfs: 0 }));
+vi.mock('../../src/storage/fs-util.js', async (importOriginal) => {
+  const real = await importOriginal<typeof import('../../src/storage/fs-util.js')>();
+  return {
+    ...real,
+    syncFileSystems: () => {
+      calls.syncfs++;
+      return Promise.resolve(false);
+    },
+  };
+});
+
+let dir: string;
+let cleanup: () => Promise<void>;
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir('tdl-sync-'));
+});
+afterEach(async () => {
+  await cleanup();
+});
+
+describe('syncs without syncfs', () => {
+  it('a checkpoint falls back to a sync per file and records every piece', async () => {
+    const n = 40;
+    let offset = 0;
+    const files = Array.from({ length: n }, (_, i) => {
+      const f = { path: [`d${i % 3}`, `f${i}`], length: 500 + i, offset };
+      offset += f.length;
+      return f;
+    });
+    const data = randomBytesSeeded(offset, 7);
+    const pieceLength = 2048;
+    const layout = new Layout(files, pieceLength, data.length);
+    const pieces = Array.from({ length: layout.pieceCount }, (_, i) =>
+      data.subarray(i * pieceLength, Math.min(data.length, (i + 1) * pieceLength)),
+    );
+    const meta = {
+      name: 'fallback',
+      multiFile: true,
+      infoHash: createHash('sha1').update('fallback').digest(),
+      files,
+      pieceLength,
+      length: data.length,
+      pieceCount: layout.pieceCount,
+      pieceHashes: Buffer.concat(pieces.map((p) => createHash('sha1').update(p).digest())),
+    };
+    const plan = await planOutput(meta, dir);
+    let s = await DiskStorage.open(plan, layout, { maxOpenFiles: 4 });
+    const w = new ResumeWriter(resumePath(plan), meta, s, new Bitfield(layout.pieceCount));
+    s.setBeforeWrite((i) => w.intent(i));
+    await w.checkpoint();
+    for (let i = 0; i < layout.pieceCount; i++) {
+      await s.writePiece(i, pieces[i]!);
+      w.markWritten(i);
+    }
+    await w.checkpoint();
+    expect(calls.syncfs).toBeGreaterThan(0);
+    await w.close();
+    await s.close();
+
+    s = await DiskStorage.open(plan, layout, { maxOpenFiles: 4 });
+    const c = await startupCheck({
+      storage: s,
+      layout,
+      torrent: meta,
+      resumeFile: resumePath(plan),
+    });
+    expect(c.resume).toBe('used');
+    expect(c.have.count).toBe(layout.pieceCount);
+    expect(c.hashedPieces).toBe(0);
+    await s.close();
+    const got = await readFile(path.join(plan.root, 'd1', 'f1.part'));
+    expect(got.equals(data.subarray(files[1]!.offset, files[1]!.offset + files[1]!.length))).toBe(
+      true,
+    );
+  });
+});
