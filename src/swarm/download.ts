@@ -46,8 +46,6 @@ const log = createDebug('tdl:swarm');
 
 export const DEFAULT_MAX_PEERS = 30;
 export const DEFAULT_UPLOAD_SLOTS = 4;
-/** Incoming connections kept from one address: hundreds from one host cannot fill `maxPeers`. */
-export const MAX_INCOMING_PER_ADDRESS = 8;
 /**
  * Memory for pieces being downloaded or waiting for the disk: the budget follows what the
  * peers' pipelines need (twice their queued bytes, plus a piece per peer and a few for the disk),
@@ -539,20 +537,8 @@ export class Download extends EventEmitter<DownloadEvents> {
       conn.close(this.closed ? 'shutting down' : 'no free peer slot');
       return;
     }
-    let fromHost = 0;
-    for (const c of this.sessions.keys())
-      if (c.direction === 'in' && c.host === conn.host) fromHost++;
-    if (fromHost >= MAX_INCOMING_PER_ADDRESS) {
-      conn.close('too many connections from this address');
-      return;
-    }
-    const cand = this.pool.incoming(conn.host, conn.port);
-    if (cand.banned) {
-      conn.close('banned');
-      return;
-    }
-    cand.busy = true;
-    this.admit(conn, cand);
+    const cand = this.pool.acceptIncoming(conn, this.sessions.keys());
+    if (cand) this.admit(conn, cand);
   }
 
   /**

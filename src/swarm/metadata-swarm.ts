@@ -33,7 +33,7 @@ import {
 } from '../wire/extension.js';
 import { decodeUtMetadata, encodeUtMetadata } from '../wire/ut-metadata.js';
 import { PexPeer } from '../wire/ut-pex.js';
-import { CLIENT_VERSION, MAX_INCOMING_PER_ADDRESS, type PeerSource } from './download.js';
+import { CLIENT_VERSION, type PeerSource } from './download.js';
 import { MetadataFetch } from './metadata-fetch.js';
 import { PeerPool, type Candidate, type PeerOrigin } from './peer-pool.js';
 
@@ -238,19 +238,8 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
 
   /** An incoming peer (it found us through the tracker or the DHT). */
   private incoming(conn: PeerConnection, done: (r: MetadataResult) => void): void {
-    let fromHost = 0;
-    for (const c of this.conns.keys()) if (c.direction === 'in' && c.host === conn.host) fromHost++;
-    if (fromHost >= MAX_INCOMING_PER_ADDRESS) {
-      conn.close('too many connections from this address');
-      return;
-    }
-    const cand = this.pool.incoming(conn.host, conn.port);
-    if (cand.banned) {
-      conn.close('banned');
-      return;
-    }
-    cand.busy = true;
-    this.attach(conn, cand, done);
+    const cand = this.pool.acceptIncoming(conn, this.conns.keys());
+    if (cand) this.attach(conn, cand, done);
   }
 
   private attach(conn: PeerConnection, cand: Candidate, done: (r: MetadataResult) => void): void {

@@ -30,6 +30,9 @@ export const MAX_ATTEMPTS = 3;
 /** Most candidate addresses remembered. */
 export const MAX_CANDIDATES = 2_000;
 
+/** Incoming connections kept from one address: hundreds from one host cannot fill `maxPeers`. */
+export const MAX_INCOMING_PER_ADDRESS = 8;
+
 export interface Candidate {
   host: string;
   port: number;
@@ -93,16 +96,7 @@ export class PeerPool extends EventEmitter<PoolEvents> {
         }
         continue;
       }
-      this.candidates.set(address, {
-        host: p.host,
-        port: p.port,
-        address,
-        origin,
-        attempts: 0,
-        notBefore: 0,
-        banned: false,
-        busy: false,
-      });
+      this.candidates.set(address, newCandidate(p.host, p.port, address, origin, 0));
       added++;
     }
     if (added > 0) log('%d new %s addresses (%d known)', added, origin, this.candidates.size);
@@ -209,16 +203,7 @@ export class PeerPool extends EventEmitter<PoolEvents> {
     const address = formatPeerAddress(peer);
     let c = this.candidates.get(address);
     if (!c) {
-      c = {
-        host: peer.host,
-        port: peer.port,
-        address,
-        origin,
-        attempts: 0,
-        notBefore: 0,
-        banned: false,
-        busy: false,
-      };
+      c = newCandidate(peer.host, peer.port, address, origin, 0);
       if (this.candidates.size < MAX_CANDIDATES) this.candidates.set(address, c);
     }
     c.busy = true;
@@ -231,19 +216,30 @@ export class PeerPool extends EventEmitter<PoolEvents> {
     const address = formatPeerAddress({ host, port });
     let c = this.candidates.get(address);
     if (!c) {
-      c = {
-        host,
-        port,
-        address,
-        origin: 'incoming',
-        attempts: MAX_ATTEMPTS,
-        notBefore: 0,
-        banned: false,
-        busy: false,
-      };
+      c = newCandidate(host, port, address, 'incoming', MAX_ATTEMPTS);
       if (this.candidates.size < MAX_CANDIDATES) this.candidates.set(address, c);
     }
     return c;
+  }
+
+  /**
+   * The candidate of an incoming connection, marked busy; or null once the connection is closed:
+   * MAX_INCOMING_PER_ADDRESS already connected from its address (among `live`), or banned.
+   */
+  acceptIncoming(conn: PeerConnection, live: Iterable<PeerConnection>): Candidate | null {
+    let fromHost = 0;
+    for (const c of live) if (c.direction === 'in' && c.host === conn.host) fromHost++;
+    if (fromHost >= MAX_INCOMING_PER_ADDRESS) {
+      conn.close('too many connections from this address');
+      return null;
+    }
+    const cand = this.incoming(conn.host, conn.port);
+    if (cand.banned) {
+      conn.close('banned');
+      return null;
+    }
+    cand.busy = true;
+    return cand;
   }
 
   close(): void {
@@ -256,4 +252,14 @@ export class PeerPool extends EventEmitter<PoolEvents> {
 function isSelf(p: PeerAddress, self: PeerAddress): boolean {
   if (p.port !== self.port) return false;
   return p.host === self.host || (self.host === '0.0.0.0' && p.host === '127.0.0.1');
+}
+
+function newCandidate(
+  host: string,
+  port: number,
+  address: string,
+  origin: PeerOrigin,
+  attempts: number,
+): Candidate {
+  return { host, port, address, origin, attempts, notBefore: 0, banned: false, busy: false };
 }

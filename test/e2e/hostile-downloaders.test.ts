@@ -12,7 +12,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { MAX_INCOMING_PER_ADDRESS } from '../../src/swarm/download.js';
+import { MAX_INCOMING_PER_ADDRESS } from '../../src/swarm/peer-pool.js';
 import { encodeHandshake } from '../../src/wire/handshake.js';
 import { FakeLeecher } from '../helpers/fake-leecher.js';
 import { useFixture } from '../helpers/fixture.js';
