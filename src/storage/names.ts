@@ -12,6 +12,8 @@ import type { OutputPlan } from './output.js';
 
 export const PART_SUFFIX = '.part';
 export const RESUME_SUFFIX = '.tdl-resume';
+/** The metadata of an incomplete download from a magnet link, kept beside its resume file. */
+export const METADATA_SUFFIX = '.tdl-torrent';
 /** Longest file name most file systems accept, in bytes. */
 const NAME_MAX = 255;
 

@@ -23,7 +23,7 @@ import { startupCheck, type ProgressFn, type StartupCheck } from '../storage/che
 import { ResumeWriter } from '../storage/checkpoint.js';
 import { DiskStorage, OutputChangedError } from '../storage/disk.js';
 import { Layout } from '../storage/layout.js';
-import { resumePath, withSuffix } from '../storage/names.js';
+import { METADATA_SUFFIX, resumePath, withSuffix } from '../storage/names.js';
 import { planOutput, type OutputPlan } from '../storage/output.js';
 import { partsPath } from '../storage/parts.js';
 import { wantedPieces } from '../storage/selection.js';
@@ -34,7 +34,7 @@ import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { Download, type DownloadOptions, type DownloadStats } from './download.js';
 import { Listener, type ListenOptions } from './listener.js';
-import { METADATA_SUFFIX, type MagnetHandoff } from './magnet.js';
+import type { MagnetHandoff } from './magnet.js';
 
 const log = createDebug('tdl:resume');
 

@@ -12,6 +12,7 @@
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import createDebug from 'debug';
+import { METADATA_SUFFIX } from '../storage/names.js';
 import type { Dht } from '../dht/dht.js';
 import { DhtPeerSource } from '../dht/peer-source.js';
 import { UsageError } from '../errors.js';
@@ -28,8 +29,7 @@ import type { PeerOrigin } from './peer-pool.js';
 
 const log = createDebug('tdl:metadata');
 
-/** The metadata of an incomplete download from a magnet link, kept beside its resume file. */
-export const METADATA_SUFFIX = '.tdl-torrent';
+export { METADATA_SUFFIX };
 /** Files looked at when searching for kept metadata. */
 const MAX_CANDIDATES = 64;
 
