@@ -66,6 +66,11 @@ const TARGETS = {
   maxRssBytes: 100 * 1000 * 1000,
   /** scenario 2: tdl's rate at least this fraction of what the seeders allow together */
   capFraction: 0.9,
+  /** scenario 10 (many small files): tdl's wall and CPU at most these multiples of libtorrent's */
+  manyWallVsLt: 1.5,
+  manyCpuVsLt: 2,
+  /** scenario 10: tdl's peak RSS below this many bytes (120 MB) */
+  manyMaxRssBytes: 120 * 1000 * 1000,
 };
 
 const CLIENTS = /** @type {const} */ (['tdl', 'aria2', 'libtorrent']);
@@ -598,6 +603,14 @@ const CUSTOM = [
           text: `scenario 4: libtorrent's downloader from tdl seed ${fmtS(median(tdlLt))} s <= from a libtorrent seeder ${fmtS(median(ltLt))} s`,
         });
       }
+      const tdlA2 = walls['tdl→aria2'];
+      const ltA2 = walls['libtorrent→aria2'];
+      if (tdlA2 && ltA2) {
+        checks.push({
+          pass: median(tdlA2) <= median(ltA2),
+          text: `scenario 4: aria2c's downloader from tdl seed ${fmtS(median(tdlA2))} s <= from a libtorrent seeder ${fmtS(median(ltA2))} s`,
+        });
+      }
       return {
         id: 4,
         checks,
@@ -1072,6 +1085,10 @@ function targetChecks(results) {
           pass: tdl.wallMs <= lt.wallMs,
           text: `scenario 1: tdl wall time ${fmtS(tdl.wallMs)} s <= libtorrent's ${fmtS(lt.wallMs)} s`,
         });
+        checks.push({
+          pass: tdl.cpuMs <= lt.cpuMs,
+          text: `scenario 1: tdl CPU time ${fmtS(tdl.cpuMs)} s <= libtorrent's ${fmtS(lt.cpuMs)} s`,
+        });
       }
       if (a2) {
         checks.push({
@@ -1092,11 +1109,29 @@ function targetChecks(results) {
           `${fmtMiB(r.scenario.cap)} MiB/s = ${fmtMiB(want)} MiB/s`,
       });
     }
+    if (id === 10) {
+      const lt = r.runs.libtorrent?.length ? summary(r.runs.libtorrent) : null;
+      if (lt) {
+        checks.push({
+          pass: tdl.wallMs <= TARGETS.manyWallVsLt * lt.wallMs,
+          text:
+            `scenario 10: tdl wall time ${fmtS(tdl.wallMs)} s <= ${TARGETS.manyWallVsLt} × ` +
+            `libtorrent's ${fmtS(lt.wallMs)} s = ${fmtS(TARGETS.manyWallVsLt * lt.wallMs)} s`,
+        });
+        checks.push({
+          pass: tdl.cpuMs <= TARGETS.manyCpuVsLt * lt.cpuMs,
+          text:
+            `scenario 10: tdl CPU time ${fmtS(tdl.cpuMs)} s <= ${TARGETS.manyCpuVsLt} × ` +
+            `libtorrent's ${fmtS(lt.cpuMs)} s = ${fmtS(TARGETS.manyCpuVsLt * lt.cpuMs)} s`,
+        });
+      }
+    }
+    const maxRss = id === 10 ? TARGETS.manyMaxRssBytes : TARGETS.maxRssBytes;
     checks.push({
-      pass: tdl.maxRssKb * KiB < TARGETS.maxRssBytes,
+      pass: tdl.maxRssKb * KiB < maxRss,
       text:
         `scenario ${id}: tdl peak RSS ${((tdl.maxRssKb * KiB) / 1e6).toFixed(1)} MB ` +
-        `(highest of its runs) < ${TARGETS.maxRssBytes / 1e6} MB`,
+        `(highest of its runs) < ${maxRss / 1e6} MB`,
     });
   }
   return checks;
