@@ -5,14 +5,14 @@
  * following at most MAX_TORRENT_REDIRECTS redirects, to http: and https: only.
  */
 import { readFile, stat } from 'node:fs/promises';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import { describeError, MetainfoError, TdlError, UsageError } from '../errors.js';
 import { followRedirect, REDIRECT_STATUSES } from '../http.js';
 import { escapeControl, redactUrls } from './format.js';
 import type { CliIO } from './program.js';
 import { MAX_TORRENT_FILE_BYTES, parseTorrent, type Metainfo } from '../metainfo/torrent.js';
 
-const debug = createDebug('tdl:torrent');
+const debug = logger('tdl:torrent');
 
 /** Bound on fetching a .torrent from a URL, everything included. */
 export const TORRENT_FETCH_TIMEOUT_MS = 30_000;

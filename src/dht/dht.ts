@@ -6,7 +6,7 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import { DhtError, TdlError } from '../errors.js';
 import { defaultCacheFile, loadCache, saveCache } from './cache.js';
 import { encodeError, encodeResponse, ERR_METHOD_UNKNOWN, ERR_PROTOCOL } from './krpc.js';
@@ -21,7 +21,7 @@ import { PeerStore } from './store.js';
 import { TokenIssuer } from './tokens.js';
 import type { PeerAddress } from '../tracker/types.js';
 
-const debug = createDebug('tdl:dht');
+const debug = logger('tdl:dht');
 
 export const DEFAULT_BOOTSTRAP: readonly Endpoint[] = [
   { host: 'router.bittorrent.com', port: 6881 },

@@ -7,11 +7,11 @@
  * set). `requestMore` starts a lookup early, at most one per REQUEST_MORE_MIN_MS.
  */
 import { EventEmitter } from 'node:events';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import type { Dht } from './dht.js';
 import type { PeerAddress } from '../tracker/types.js';
 
-const debug = createDebug('tdl:dht');
+const debug = logger('tdl:dht');
 
 export const REFRESH_MIN_MS = 5 * 60_000;
 export const REFRESH_MAX_MS = 15 * 60_000;

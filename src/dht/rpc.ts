@@ -11,14 +11,14 @@
 import { createSocket } from 'node:dgram';
 import type { Socket, RemoteInfo } from 'node:dgram';
 import { EventEmitter } from 'node:events';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import { DhtError, DhtTimeoutError, TdlError } from '../errors.js';
 import { decodeKrpc, encodeQuery, MAX_DATAGRAM_BYTES } from './krpc.js';
 import type { KrpcQuery, KrpcResponse, QueryArgs, QueryMethod } from './krpc.js';
 import { RateLimiter } from './rate-limit.js';
 import type { RateLimitOptions } from './rate-limit.js';
 
-const debug = createDebug('tdl:dht');
+const debug = logger('tdl:dht');
 
 export const DEFAULT_QUERY_TIMEOUT_MS = 4000;
 export const DEFAULT_MAX_IN_FLIGHT = 64;

@@ -16,7 +16,7 @@
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import { TdlError, WireError } from '../errors.js';
 import { formatPeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
@@ -44,7 +44,7 @@ import {
   type Message,
 } from '../wire/messages.js';
 
-const log = createDebug('tdl:peer');
+const log = logger('tdl:peer');
 
 export const CONNECT_TIMEOUT_MS = 5_000;
 export const HANDSHAKE_TIMEOUT_MS = 5_000;

@@ -13,11 +13,11 @@
 import { constants } from 'node:fs';
 import { mkdir, open, readlink, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import debug from 'debug';
+import { logger } from '../log.js';
 import { DiskError, MetainfoError } from '../errors.js';
 import { lstatOrNull } from './fs-util.js';
 
-const log = debug('tdl:storage');
+const log = logger('tdl:storage');
 
 export interface AttributeFile {
   path: readonly string[];

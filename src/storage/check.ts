@@ -16,13 +16,13 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import { Bitfield } from '../wire/bitfield.js';
 import type { DiskStorage, FileStamp } from './disk.js';
 import type { Layout } from './layout.js';
 import { checkpointSize, decodeResume, resumeMismatch, type DecodedResume } from './resume.js';
 
-const log = createDebug('tdl:resume');
+const log = logger('tdl:resume');
 
 /** Bytes read at once when hashing consecutive pieces (at least one piece). */
 export const HASH_BATCH_BYTES = 4 * 1024 * 1024;

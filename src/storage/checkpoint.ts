@@ -14,14 +14,14 @@
 import { constants } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { DiskError } from '../errors.js';
 import { syncDir, type DiskStorage } from './disk.js';
 import { toDiskError } from './fs-util.js';
 import { encodeJournalEntry, encodeResume, JOURNAL_ENTRY_BYTES } from './resume.js';
 
-const log = createDebug('tdl:resume');
+const log = logger('tdl:resume');
 
 /** Journal entries of pieces starting within this window are written together. */
 export const JOURNAL_BATCH_MS = 5;

@@ -28,7 +28,7 @@
 import { constants } from 'node:fs';
 import { mkdir, open, opendir, rename, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import { DiskError } from '../errors.js';
 import { FilePool, fdLimit, poolCapacity } from './file-pool.js';
 import {
@@ -47,7 +47,7 @@ import { StampTable } from './resume.js';
 
 export { toDiskError } from './fs-util.js';
 
-const log = createDebug('tdl:storage');
+const log = logger('tdl:storage');
 
 export type StorageMode = 'write' | 'read';
 

@@ -13,9 +13,9 @@
  */
 import { readFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 
-const log = createDebug('tdl:storage');
+const log = logger('tdl:storage');
 
 /** Largest pool: more open files do not make a download faster. */
 export const MAX_POOL = 512;

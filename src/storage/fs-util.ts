@@ -4,10 +4,10 @@ import type { BigIntStats, Stats } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import { DiskError } from '../errors.js';
 
-const log = createDebug('tdl:storage');
+const log = logger('tdl:storage');
 
 /** lstat, or null when nothing is there (or a parent is not a folder). Other failures: DiskError. */
 export async function lstatOrNull(p: string, bigint: true): Promise<BigIntStats | null>;

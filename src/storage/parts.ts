@@ -20,14 +20,14 @@
  */
 import { constants } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import { DiskError } from '../errors.js';
 import { toDiskError } from './fs-util.js';
 import type { Layout } from './layout.js';
 import type { OutputPlan } from './output.js';
 import { withSuffix } from './names.js';
 
-const log = createDebug('tdl:storage');
+const log = logger('tdl:storage');
 
 export const PARTS_SUFFIX = '.tdl-parts';
 const MAGIC = Buffer.from('TDLPART1', 'latin1');

@@ -18,13 +18,13 @@
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import { defaultCacheFile } from '../dht/cache.js';
 import { StdoutClosedError } from '../errors.js';
 import { toDiskError } from './fs-util.js';
 import type { Layout } from './layout.js';
 
-const log = createDebug('tdl:stream');
+const log = logger('tdl:stream');
 
 /** The picker fetches this many bytes ahead of the stream's write position in order... */
 export const STREAM_WINDOW_BYTES = 64 * 1024 * 1024;

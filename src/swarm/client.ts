@@ -12,7 +12,7 @@
  *   piece is there to replace it, and the count is reported (`piecesReplaced`).
  */
 import { rm, writeFile } from 'node:fs/promises';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import type { Dht } from '../dht/dht.js';
 import { DhtPeerSource } from '../dht/peer-source.js';
 import { NoPeersError, TransferError } from '../errors.js';
@@ -36,7 +36,7 @@ import { Download, type DownloadOptions, type DownloadStats } from './download.j
 import { Listener, type ListenOptions } from './listener.js';
 import type { MagnetHandoff } from './magnet.js';
 
-const log = createDebug('tdl:resume');
+const log = logger('tdl:resume');
 
 /** A checkpoint of the resume file is written this often while data arrives... */
 export const CHECKPOINT_INTERVAL_MS = 3_000;

@@ -22,7 +22,7 @@
  * arrives for `stallTimeoutMs`.
  */
 import { EventEmitter } from 'node:events';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import { InterruptedError, NoPeersError, TdlError, TransferError } from '../errors.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { PeerConnection, PeerTimeouts } from '../peer/connection.js';
@@ -42,7 +42,7 @@ import { ReadLimiter, TokenBucket } from './rate-limit.js';
 import { PeerRequests, RequestScheduler, type Waste } from './requests.js';
 import { MAX_QUEUE, UploadService } from './upload.js';
 
-const log = createDebug('tdl:swarm');
+const log = logger('tdl:swarm');
 
 export const DEFAULT_MAX_PEERS = 30;
 export const DEFAULT_UPLOAD_SLOTS = 4;

@@ -8,7 +8,7 @@
  * Messages arrive with the ids we gave in our handshake (LOCAL_EXTENSION_IDS) and leave with the
  * ids the peer gave in its own.
  */
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import type { PeerConnection } from '../peer/connection.js';
 import type { PeerAddress } from '../tracker/types.js';
 import {
@@ -22,7 +22,7 @@ import {
 import { MetadataServer, decodeUtMetadata, encodeUtMetadata } from '../wire/ut-metadata.js';
 import { PexPeer, encodePex, type PexMessage } from '../wire/ut-pex.js';
 
-const log = createDebug('tdl:extensions');
+const log = logger('tdl:extensions');
 
 export interface ExtensionOptions {
   /** The raw info dictionary, served to peers (null: not known yet). */

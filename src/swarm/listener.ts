@@ -16,12 +16,12 @@
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import { UsageError } from '../errors.js';
 import { PeerConnection } from '../peer/connection.js';
 import { MseResponder, sniffHandshake } from '../wire/mse.js';
 
-const log = createDebug('tdl:listen');
+const log = logger('tdl:listen');
 
 export const DEFAULT_PORTS = [6881, 6882, 6883, 6884, 6885, 6886, 6887, 6888, 6889];
 /** Incoming connections that have not finished their handshake, in all and from one address. */

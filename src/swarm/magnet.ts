@@ -11,7 +11,7 @@
  */
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import { METADATA_SUFFIX } from '../storage/names.js';
 import type { Dht } from '../dht/dht.js';
 import { DhtPeerSource } from '../dht/peer-source.js';
@@ -27,7 +27,7 @@ import { Listener, type ListenOptions } from './listener.js';
 import { MetadataSwarm, type TakeOverSink } from './metadata-swarm.js';
 import type { PeerOrigin } from './peer-pool.js';
 
-const log = createDebug('tdl:metadata');
+const log = logger('tdl:metadata');
 
 export { METADATA_SUFFIX };
 /** Files looked at when searching for kept metadata. */

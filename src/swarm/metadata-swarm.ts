@@ -15,7 +15,7 @@
  * peer sources), so nothing that arrives in between goes unheard.
  */
 import { EventEmitter } from 'node:events';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import { InterruptedError, NoPeersError } from '../errors.js';
 import type { PeerConnection } from '../peer/connection.js';
 import type { Listener } from './listener.js';
@@ -37,7 +37,7 @@ import { CLIENT_VERSION, type PeerSource } from './download.js';
 import { MetadataFetch } from './metadata-fetch.js';
 import { PeerPool, type Candidate, type PeerOrigin } from './peer-pool.js';
 
-const log = createDebug('tdl:metadata');
+const log = logger('tdl:metadata');
 
 /** Peers connected at once while fetching metadata. */
 export const METADATA_MAX_PEERS = 30;

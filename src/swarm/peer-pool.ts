@@ -11,11 +11,11 @@
  * slot). The pool never decides on its own to drop a connected peer.
  */
 import { EventEmitter } from 'node:events';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import { PeerConnection, type PeerTimeouts } from '../peer/connection.js';
 import { formatPeerAddress, type PeerAddress } from '../tracker/types.js';
 
-const log = createDebug('tdl:pool');
+const log = logger('tdl:pool');
 
 export type PeerOrigin = 'tracker' | 'dht' | 'pex' | 'magnet' | 'cli' | 'incoming';
 

@@ -12,14 +12,14 @@
  * times out after REQUEST_TIMEOUT_MS or three times the time the peer's queue should take at its
  * measured rate, whichever is longer.
  */
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import type { PeerConnection } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
 import { BLOCKS_PER_PIECE_KEY, type PieceInProgress, type PiecePicker } from './picker.js';
 import { MAX_DEPTH, Pipeline } from './pipeline.js';
 
-const log = createDebug('tdl:requests');
+const log = logger('tdl:requests');
 
 /** A peer with requests out that sends no byte for this long is snubbed... */
 export const SNUB_MS = 15_000;

@@ -15,14 +15,14 @@
  * copy, is what a read costs. One read at a time left a peer with a full queue idle most of the
  * time (aria2c keeps 256 requests out and picks pieces at random).
  */
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import type { PeerConnection } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
 import type { Bitfield } from '../wire/bitfield.js';
 import { TokenBucket } from './rate-limit.js';
 import { checkRequest } from './request-check.js';
 
-const log = createDebug('tdl:upload');
+const log = logger('tdl:upload');
 
 /** Requests queued per peer at most (our `reqq`). */
 export const MAX_QUEUE = 250;

@@ -26,13 +26,13 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { networkInterfaces } from 'node:os';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import { describeError, NoPeersError, TdlError } from '../errors.js';
 import { announceHttp } from './http.js';
 import { announceUdp, type UdpRetryOptions } from './udp.js';
 import type { AnnounceEvent, AnnounceRequest, AnnounceResponse, PeerAddress } from './types.js';
 
-const debug = createDebug('tdl:tracker');
+const debug = logger('tdl:tracker');
 
 export interface AnnouncerTiming {
   /** Ask the next tracker of a tier too when the current one has been silent this long. */

@@ -11,7 +11,7 @@
  * it; headers capped at Node's 16 KiB): an announce is a single GET, and undici would cost a
  * download about 0.1 s of CPU to load before its first announce (docs/DESIGN.md, "Start-up").
  */
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import type { ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
 import type { Socket } from 'node:net';
 import { decodeStrict, isDict, isList, type BDict, type BValue } from '../metainfo/bencode.js';
@@ -22,7 +22,7 @@ import type { AnnounceOptions, AnnounceRequest, AnnounceResponse } from './types
 
 export { MAX_PEERS_PER_REPLY } from './compact.js';
 
-const debug = createDebug('tdl:http-tracker');
+const debug = logger('tdl:http-tracker');
 
 /** Default bound on one whole HTTP announce (connect, redirects, headers and body). */
 export const HTTP_TRACKER_TIMEOUT_MS = 10_000;

@@ -12,7 +12,7 @@
  */
 import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import { describeError, TdlError, TrackerError } from '../errors.js';
 import {
   decodeUdpReply,
@@ -22,7 +22,7 @@ import {
 } from './udp-codec.js';
 import type { AnnounceOptions, AnnounceRequest, AnnounceResponse } from './types.js';
 
-const debug = createDebug('tdl:udp-tracker');
+const debug = logger('tdl:udp-tracker');
 
 export interface UdpRetryOptions {
   /** Wait for the first reply before retransmitting. */

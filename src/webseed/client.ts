@@ -12,7 +12,7 @@
  * to http:). Every failure backs the seed off (exponentially); the caller verifies the SHA-1 and
  * calls `reportBadPiece()` on a mismatch, and the seed is banned after MAX_BAD_PIECES.
  */
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import type { Dispatcher } from 'undici';
 import { TdlError } from '../errors.js';
 import { followRedirect, REDIRECT_STATUSES } from '../http.js';
@@ -20,7 +20,7 @@ import type { Metainfo } from '../metainfo/torrent.js';
 import type { Layout } from '../storage/layout.js';
 import { type FileRange, runRanges } from './url.js';
 
-const debug = createDebug('tdl:webseed');
+const debug = logger('tdl:webseed');
 
 /** Bound on the response headers and on every gap between body chunks. */
 export const WEB_SEED_TIMEOUT_MS = 20_000;

@@ -13,12 +13,12 @@
  * Bounded: at most MAX_WEB_SEEDS seeds, `maxConcurrentPerSeed` requests per seed and
  * `maxInFlight` requests in all (fewer when `maxInFlightBytes` / piece length is smaller, never
  * fewer than one); a request holds one piece buffer at a time. */
-import createDebug from 'debug';
+import { logger } from '../log.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { Layout } from '../storage/layout.js';
 import { WebSeed, WebSeedError, type WebSeedOptions } from './client.js';
 
-const debug = createDebug('tdl:webseeds');
+const debug = logger('tdl:webseeds');
 
 /** Web seeds used at most per torrent (the rest of `url-list` is ignored with a warning). */
 export const MAX_WEB_SEEDS = 10;
