@@ -133,6 +133,22 @@ afterEach(async () => {
   for (const c of closers.splice(0)) await c();
 });
 
+/** A started connection to `port` that does not know the torrent's piece count yet. */
+async function metadataOnlyConnection(port: number): Promise<PeerConnection> {
+  const conn = new PeerConnection({
+    host: '127.0.0.1',
+    port,
+    infoHash,
+    peerId: Buffer.alloc(20, 1),
+    pieceCount: 0,
+    metadataOnly: true,
+  });
+  closers.push(() => conn.close('test over'));
+  await conn.connect();
+  conn.start(new Bitfield(0));
+  return conn;
+}
+
 describe('PeerConnection.adopt', () => {
   it('replays what a peer sent before the piece count was known, then carries on', async () => {
     const p = await startHostilePeer(async (c) => {
@@ -149,17 +165,7 @@ describe('PeerConnection.adopt', () => {
       await c.sleep(2_000);
     });
     closers.push(() => p.close());
-    const conn = new PeerConnection({
-      host: '127.0.0.1',
-      port: p.port,
-      infoHash,
-      peerId: Buffer.alloc(20, 1),
-      pieceCount: 0,
-      metadataOnly: true,
-    });
-    closers.push(() => conn.close('test over'));
-    await conn.connect();
-    conn.start(new Bitfield(0));
+    const conn = await metadataOnlyConnection(p.port);
     // The handshake and five messages (33 bytes) are in.
     await bytesIn(conn, 68 + 33);
     expect(conn.metadataOnly).toBe(true);
@@ -189,17 +195,7 @@ describe('PeerConnection.adopt', () => {
       await c.sleep(2_000);
     });
     closers.push(() => p.close());
-    const conn = new PeerConnection({
-      host: '127.0.0.1',
-      port: p.port,
-      infoHash,
-      peerId: Buffer.alloc(20, 1),
-      pieceCount: 0,
-      metadataOnly: true,
-    });
-    closers.push(() => conn.close('test over'));
-    await conn.connect();
-    conn.start(new Bitfield(0));
+    const conn = await metadataOnlyConnection(p.port);
     await bytesIn(conn, 68 + 9);
     conn.adopt(8, new Bitfield(8));
     expect(conn.state).toBe('closed');
