@@ -62,12 +62,15 @@ if (grace > 0) {
   exit();
 }
 
-/** Resolves once `s` holds no unwritten data (at once where stdio writes are synchronous). */
+/**
+ * Resolves once `s` holds no unwritten data (at once where stdio writes are synchronous). An
+ * empty write's callback runs after every write before it: 'drain' would only come after a
+ * write that went over the high-water mark.
+ */
 function flushed(s: NodeJS.WriteStream): Promise<void> {
-  if (s.writableLength === 0 || s.destroyed) return Promise.resolve();
+  if (s.writableLength === 0 || s.destroyed || s.writableEnded) return Promise.resolve();
   return new Promise((resolve) => {
-    s.once('drain', resolve);
+    s.write('', () => resolve());
     s.once('close', resolve);
-    s.once('error', resolve);
   });
 }
