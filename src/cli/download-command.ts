@@ -9,7 +9,7 @@ import { escapeControl, formatBytes, redactUrls } from './format.js';
 import type { CliIO, DownloadCliOptions } from './program.js';
 import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from './progress.js';
 import { parsePeer } from './peer-arg.js';
-import { openTorrent } from './source.js';
+import { openTorrent, type OpenedTorrent } from './source.js';
 import { resolveSelection, selectedBytes } from '../storage/selection.js';
 import { makeWorkDir, removeWorkDir, streamWorkDir, type ByteSink } from '../storage/stream-out.js';
 
@@ -85,7 +85,7 @@ export async function runDownload(
   let workDir =
     streaming && magnet ? streamWorkDir(parseMagnet(file).infoHash.toString('hex')) : '';
   const listen = opts.listen === false ? false : { port: opts.port, bind: opts.bind };
-  let opened: Awaited<ReturnType<typeof openTorrent>> | null = null;
+  let opened: OpenedTorrent | null = null;
   try {
     if (workDir) await makeWorkDir(workDir);
     if (wantDht && magnet) await startDht();
@@ -297,7 +297,7 @@ export async function runDownload(
     }
   } finally {
     // Kept connections the download did not take (it failed to start, or never ran).
-    await (opened as Awaited<ReturnType<typeof openTorrent>> | null)?.handoff?.close();
+    await opened?.handoff?.close();
     // A DHT still starting is stopped once it has (it would bind after a stop).
     await dhtStarting?.catch(() => {});
     await (dht as Dht | null)?.stop().catch(() => {});

@@ -22,6 +22,11 @@ export interface Span {
   length: number;
 }
 
+/** A set of piece indices (a Bitfield). */
+export interface PieceSet {
+  has(index: number): boolean;
+}
+
 export class Layout {
   readonly pieceCount: number;
 
@@ -34,6 +39,15 @@ export class Layout {
       throw new RangeError(`piece length must be a positive integer, got ${pieceLength}`);
     }
     this.pieceCount = Math.ceil(totalLength / pieceLength);
+  }
+
+  /** Bytes of the pieces in `have` (all pieces when null) that are also in `wanted` (if given). */
+  bytesOf(have: PieceSet | null, wanted?: PieceSet): number {
+    let n = 0;
+    for (let i = 0; i < this.pieceCount; i++) {
+      if ((!have || have.has(i)) && (!wanted || wanted.has(i))) n += this.pieceSize(i);
+    }
+    return n;
   }
 
   pieceSize(index: number): number {

@@ -252,7 +252,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     }
     const port = listener?.port ?? 0;
     if (useTrackers) {
-      const leftAtStart = missingBytes(layout, wanted, check.have);
+      const leftAtStart = layout.bytesOf(wanted) - layout.bytesOf(check.have, wanted);
       const announceStats = () => {
         const s = dl?.stats();
         return {
@@ -499,15 +499,6 @@ function idleStats(layout: Layout): DownloadStats {
 async function removeStale(file: string): Promise<void> {
   await rm(file, { force: true }).catch(() => {});
   await rm(`${file}.tmp`, { force: true }).catch(() => {});
-}
-
-/** Bytes of wanted pieces not in `have`: what is left before the download starts. */
-function missingBytes(layout: Layout, wanted: Bitfield, have: Bitfield): number {
-  let left = 0;
-  for (let p = 0; p < layout.pieceCount; p++) {
-    if (wanted.has(p) && !have.has(p)) left += layout.pieceSize(p);
-  }
-  return left;
 }
 
 /** Most peer addresses and warnings held from announces made before the download starts. */

@@ -258,8 +258,8 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.meta = opts.meta;
     this.layout = opts.layout;
     this.have = opts.have ?? new Bitfield(this.layout.pieceCount);
-    this.total = bytesOf(this.layout, opts.wanted ?? null);
-    this.initial = bytesOf(this.layout, this.have, opts.wanted);
+    this.total = this.layout.bytesOf(opts.wanted ?? null);
+    this.initial = this.layout.bytesOf(this.have, opts.wanted);
     this.picker = new PiecePicker(
       this.layout,
       this.have,
@@ -1049,13 +1049,4 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.readLimiter?.close();
     if (!this.complete) this.rejectRun(new InterruptedError('SIGINT'));
   }
-}
-
-/** Bytes of the pieces in `have` (all pieces when null) that are also in `wanted` (if given). */
-function bytesOf(layout: Layout, have: Bitfield | null, wanted?: Bitfield): number {
-  let n = 0;
-  for (let i = 0; i < layout.pieceCount; i++) {
-    if ((!have || have.has(i)) && (!wanted || wanted.has(i))) n += layout.pieceSize(i);
-  }
-  return n;
 }
