@@ -20,7 +20,7 @@
  * Pure: `MseResponder.push` takes the bytes received and returns what to send and, at the end,
  * the decrypted IA and the bytes after it; it throws WireError on anything malformed.
  */
-import { createDiffieHellman, createHash, randomBytes } from 'node:crypto';
+import { createDiffieHellman, createHash, randomBytes, type DiffieHellman } from 'node:crypto';
 import { WireError } from '../errors.js';
 
 /** The MSE prime (768 bits) and generator. */
@@ -121,11 +121,26 @@ export interface MseOptions {
 
 type Phase = 'ya' | 'sync' | 'header' | 'padc' | 'ia' | 'done';
 
+let shared: DiffieHellman | null = null;
+
+/**
+ * One key pair for every responder. Setting up a group from our own prime checks the prime,
+ * about 16 ms of blocked event loop, which any stranger could make us pay per connection; a
+ * shared key pair gives nothing away, since tdl only ever selects the plaintext stream.
+ */
+function sharedGroup(): DiffieHellman {
+  if (!shared) {
+    shared = createDiffieHellman(MSE_PRIME, MSE_GENERATOR);
+    shared.generateKeys();
+  }
+  return shared;
+}
+
 /** The receiving side of one MSE handshake (SKEY: the info hash of our torrent). */
 export class MseResponder {
   #phase: Phase = 'ya';
   #buf: Buffer = Buffer.alloc(0);
-  readonly #dh = createDiffieHellman(MSE_PRIME, MSE_GENERATOR);
+  readonly #dh: DiffieHellman;
   readonly #skey: Buffer;
   readonly #padLength: number;
   #secret: Buffer | null = null;
@@ -137,8 +152,13 @@ export class MseResponder {
 
   constructor(skey: Buffer, opts: MseOptions = {}) {
     this.#skey = skey;
-    if (opts.privateKey) this.#dh.setPrivateKey(opts.privateKey);
-    this.#dh.generateKeys();
+    if (opts.privateKey) {
+      this.#dh = createDiffieHellman(MSE_PRIME, MSE_GENERATOR);
+      this.#dh.setPrivateKey(opts.privateKey);
+      this.#dh.generateKeys();
+    } else {
+      this.#dh = sharedGroup();
+    }
     this.#padLength = opts.padLength ?? randomBytes(1)[0]! % 64;
   }
 
