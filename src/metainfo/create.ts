@@ -387,11 +387,17 @@ async function hashAll(
       const onAbort = () => finish(opts.signal!.reason as Error);
       if (opts.signal?.aborted) return onAbort();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
+      // A worker that has answered is done and may exit; only an exit before its answer fails.
+      const answered = new Set<Worker>();
       for (const [i, w] of workers.entries()) {
         const failed = workerFailures.get(w);
         if (failed !== undefined) return finish(failed);
-        w.on('exit', () => finish(workerFailures.get(w) ?? new Error('a hashing thread stopped')));
+        w.on('exit', () => {
+          if (!answered.has(w))
+            finish(workerFailures.get(w) ?? new Error('a hashing thread stopped'));
+        });
         w.on('message', (m: { last?: boolean; error?: string; code?: string }) => {
+          answered.add(w);
           if (m.error !== undefined) finish(failure(m.error, m.code));
           else if (m.last) finish();
         });
