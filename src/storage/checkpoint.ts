@@ -132,31 +132,32 @@ export class ResumeWriter {
       // Files written since the last checkpoint; the first one also covers files whose data the
       // start-up check found by hashing (an earlier run may have written it without syncing).
       const dirty = this.storage.takeDirty();
-      let files;
+      const carried = [...this.started].filter((i) => !have.has(i));
+      let buf: Buffer;
       try {
         // Stamps first (size, mtime, inode: a sync changes none of them), so that every file has
         // a known device for syncfs. A file stamped on its handle when it left the pool is not
         // looked up again; any other is lstat'ed by name, and one replaced or truncated by
-        // someone else is not stamped as ours.
-        files = await this.storage.stampTable(dirty);
+        // someone else is not stamped as ours. The table is live: it is encoded at once, before
+        // the sync, during which later writes may stamp files again.
+        const files = await this.storage.stampTable(dirty);
+        buf = encodeResume(
+          {
+            infoHash: this.torrent.infoHash,
+            pieceLength: this.torrent.pieceLength,
+            totalLength: this.torrent.length,
+            pieceCount: this.torrent.pieceCount,
+            files,
+            have,
+          },
+          carried,
+        );
         await this.storage.syncFiles(dirty);
       } catch (e) {
         // The next checkpoint must still stamp and sync them.
         this.storage.markDirty(dirty);
         throw e;
       }
-      const carried = [...this.started].filter((i) => !have.has(i));
-      const buf = encodeResume(
-        {
-          infoHash: this.torrent.infoHash,
-          pieceLength: this.torrent.pieceLength,
-          totalLength: this.torrent.length,
-          pieceCount: this.torrent.pieceCount,
-          files,
-          have,
-        },
-        carried,
-      );
       const h = await this.writeTemp(buf);
       try {
         await rename(this.tempFile, this.file);

@@ -35,7 +35,7 @@ import {
   eachLimited,
   FS_PARALLEL,
   lstatOrNull,
-  syncfsSupported,
+  syncfsUsable,
   syncFileSystems,
   toDiskError,
 } from './fs-util.js';
@@ -153,8 +153,13 @@ export class DiskStorage {
   /** Writes completed per file: a sync covers the writes before it started, no later ones. */
   private readonly writeGen: Uint32Array;
   private readonly syncing = new Map<number, Promise<void>>();
-  /** Syncs go through syncfs when there are many (see syncSome); else a file is synced on close. */
-  private readonly syncfs = syncfsSupported();
+  /**
+   * Syncs go through syncfs when there are many (see syncFiles); else a file is synced on close.
+   * Asked each time: syncfs stops being usable once `sync -f` turns out to be missing.
+   */
+  private get syncfs(): boolean {
+    return syncfsUsable();
+  }
   private pending = new Set<Promise<void>>();
   /** Pieces whose runs wait to be written (see pumpWrites), and runs being written. */
   private readonly queue: PieceWrite[] = [];
@@ -739,15 +744,6 @@ export class DiskStorage {
    * not synced since their last write (a file synced when it left the pool is not opened again).
    */
   async syncFiles(indexes: readonly number[]): Promise<void> {
-    try {
-      await this.syncSome(indexes);
-    } catch (e) {
-      for (const i of indexes) this.dirty.add(i);
-      throw e;
-    }
-  }
-
-  private async syncSome(indexes: readonly number[]): Promise<void> {
     if (this.syncfs) {
       const todo = indexes.filter((i) => this.unsynced.has(i) && !this.syncErrors.has(i));
       if (todo.length >= SYNCFS_MIN_FILES && (await this.syncByFileSystem(todo))) {
@@ -802,7 +798,7 @@ export class DiskStorage {
    */
   async sync(): Promise<void> {
     await this.flush();
-    await this.syncSome([...this.unsynced, ...this.syncErrors.keys()]);
+    await this.syncFiles([...this.unsynced, ...this.syncErrors.keys()]);
   }
 
   /**

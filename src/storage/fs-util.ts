@@ -90,6 +90,11 @@ export function syncfsSupported(platform = process.platform, release = os.releas
 
 let syncfsBroken = false;
 
+/** Can syncFileSystems be used now: supported here, and `sync -f` not found missing. */
+export function syncfsUsable(): boolean {
+  return !syncfsBroken && syncfsSupported();
+}
+
 /**
  * syncfs(2) on the file system of each path: every write made to those file systems before the
  * call is durable when it resolves true (one call for any number of files, where fdatasync costs
@@ -98,16 +103,24 @@ let syncfsBroken = false;
  * a time-out): the caller then syncs file by file, which also names the file of a failed write.
  */
 export function syncFileSystems(paths: readonly string[]): Promise<boolean> {
-  if (syncfsBroken || paths.length === 0 || !syncfsSupported()) {
+  if (paths.length === 0 || !syncfsUsable()) {
     return Promise.resolve(paths.length === 0);
   }
   const args = ['-f', ...paths.map((p) => path.resolve(p))];
   return new Promise((resolve) => {
-    execFile(
+    // A `sync` blocked in the kernel does not die of the kill that execFile's timeout sends
+    // until the call returns: the wait itself is bounded here, and the child left to end.
+    const timer = setTimeout(() => {
+      log('sync -f still running after %d ms: syncing file by file', SYNCFS_TIMEOUT_MS);
+      child.unref();
+      resolve(false);
+    }, SYNCFS_TIMEOUT_MS);
+    const child = execFile(
       'sync',
       args,
       { timeout: SYNCFS_TIMEOUT_MS, windowsHide: true },
       (err, _stdout, stderr) => {
+        clearTimeout(timer);
         if (!err) return resolve(true);
         const code = (err as NodeJS.ErrnoException).code;
         // No such program, or one without -f: never ask again.
