@@ -3,7 +3,7 @@
  * to one fdatasync per file, reopening files that left the pool, and still records every piece.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { startupCheck } from '../../src/storage/check.js';
@@ -21,6 +21,8 @@ vi.mock('../../src/storage/fs-util.js', async (importOriginal) => {
   const real = await importOriginal<typeof import('../../src/storage/fs-util.js')>();
   return {
     ...real,
+    // As on a kernel with syncfs, whose `sync -f` then fails.
+    syncfsUsable: () => true,
     syncFileSystems: () => {
       calls.syncfs++;
       return Promise.resolve(false);
@@ -67,12 +69,22 @@ describe('syncs without syncfs', () => {
     const w = new ResumeWriter(resumePath(plan), meta, s, new Bitfield(layout.pieceCount));
     s.setBeforeWrite((i) => w.intent(i));
     await w.checkpoint();
+    const probe = await open(resumePath(plan), 'r');
+    const datasync = vi.spyOn(
+      Object.getPrototypeOf(probe) as { datasync(): Promise<void> },
+      'datasync',
+    );
+    await probe.close();
     for (let i = 0; i < layout.pieceCount; i++) {
       await s.writePiece(i, pieces[i]!);
       w.markWritten(i);
     }
     await w.checkpoint();
     expect(calls.syncfs).toBeGreaterThan(0);
+    // Every file written was synced on its own (on close, or reopened by the checkpoint); the
+    // resume file's own syncs come on top.
+    expect(datasync.mock.calls.length).toBeGreaterThanOrEqual(n);
+    datasync.mockRestore();
     await w.close();
     await s.close();
 
