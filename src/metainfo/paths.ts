@@ -235,30 +235,17 @@ export class PathHashes {
   }
 }
 
-/** True when no two paths collide (see checkPathCollisions), by their hashes (PathHashes). */
-function collisionFree(paths: readonly (readonly string[])[]): boolean {
-  const hashes = new PathHashes();
-  for (const p of paths) {
-    if (p.length === 0) return false;
-    hashes.begin();
-    for (const name of p) hashes.text(name);
-    hashes.end();
-  }
-  return !hashes.maybeCollide();
-}
-
 /**
  * Refuses two files that would collide on disk: equal normalised paths, or one file's path
  * being a directory (proper prefix) of another's. `fieldOf(i)` names file i in messages.
- * Components never contain '/', so '/'-joined strings identify paths unambiguously.
+ * Components never contain '/', so '/'-joined strings identify paths unambiguously. The caller
+ * runs it only when PathHashes says a collision is possible: it finds the pair and the message
+ * (an equal pair first, else the first file inside another).
  */
 export function checkPathCollisions(
   paths: readonly (readonly string[])[],
   fieldOf: (i: number) => string,
 ): void {
-  // The common case, cheaply; the message for a collision comes from the search below (it
-  // reports the same paths as always: an equal pair first, else the first file inside another).
-  if (collisionFree(paths)) return;
   const files = new Map<string, number>();
   paths.forEach((p, i) => {
     const key = p.join('/');
