@@ -551,7 +551,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
       return;
     }
-    for (let i = 0; i < pieceCount; i++) if (have.has(i)) this.have(i);
+    // We sent `have none` or an empty bitfield at start: what we have now, in one write.
+    const haves: Buffer[] = [];
+    for (let i = 0; i < pieceCount; i++) if (have.has(i)) haves.push(encodeHave(i));
+    if (haves.length > 0) this.write(Buffer.concat(haves));
     if (this.extended && extensionHandshake) this.write(encodeExtended(0, extensionHandshake));
     // `have`s alone (no bitfield first) count too: the owner reads the whole bitfield.
     if (early.seen || this.bitfield.count > 0) this.emit('bitfield');

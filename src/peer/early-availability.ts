@@ -90,12 +90,9 @@ export class EarlyAvailability {
         `bitfield is ${n} bytes, expected ${byteLength} for ${pieceCount} pieces`,
       );
     }
-    const bf =
-      Buffer.isBuffer(this.#base) || this.#base === null
-        ? this.#base === null
-          ? new Bitfield(pieceCount)
-          : Bitfield.fromWire(this.#base, pieceCount)
-        : new Bitfield(pieceCount);
+    const bf = Buffer.isBuffer(this.#base)
+      ? Bitfield.fromWire(this.#base, pieceCount)
+      : new Bitfield(pieceCount);
     if (this.#base === 'all') bf.setAll();
     const later = this.#later;
     for (let byte = 0; byte < later.length; byte++) {

@@ -35,7 +35,7 @@ import { Choker, CHOKE_INTERVAL_MS, type ChokerPeer } from './choker.js';
 import type { Listener } from './listener.js';
 import { WebSeeds } from '../webseed/scheduler.js';
 import { PeerExtensions } from './extensions.js';
-import { PeerPool, type Candidate, type PeerOrigin } from './peer-pool.js';
+import { PeerPool, type Candidate, type HandoffCandidate, type PeerOrigin } from './peer-pool.js';
 import { PiecePicker, type PieceInProgress } from './picker.js';
 import { PieceStore, type PieceTap } from './piece-store.js';
 import { ReadLimiter, TokenBucket } from './rate-limit.js';
@@ -90,7 +90,7 @@ export interface PeerSource extends EventEmitter {
  */
 export interface PeerHandoff {
   /** Known addresses; `busy`: connected, or still being dialled by the metadata phase. */
-  candidates(): { peer: PeerAddress; origin: PeerOrigin; busy: boolean }[];
+  candidates(): HandoffCandidate[];
   /**
    * Hands over each live connection now through `sink.peer` (metadata-only: adopt it), and
    * each attempt still in flight once it opens (`sink.peer`) or fails (`sink.gone`).

@@ -25,7 +25,7 @@ import { torrentFromInfo } from './metadata-fetch.js';
 import type { PeerHandoff, PeerSource } from './download.js';
 import { Listener, type ListenOptions } from './listener.js';
 import { MetadataSwarm, type TakeOverSink } from './metadata-swarm.js';
-import type { PeerOrigin } from './peer-pool.js';
+import type { HandoffCandidate, PeerOrigin } from './peer-pool.js';
 
 const log = logger('tdl:metadata');
 
@@ -96,7 +96,7 @@ export class MagnetHandoff implements PeerHandoff {
     return this.announcerRef;
   }
 
-  candidates(): { peer: PeerAddress; origin: PeerOrigin; busy: boolean }[] {
+  candidates(): HandoffCandidate[] {
     return this.swarm.candidates();
   }
 

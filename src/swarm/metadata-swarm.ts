@@ -35,7 +35,7 @@ import { decodeUtMetadata, encodeUtMetadata } from '../wire/ut-metadata.js';
 import { PexPeer } from '../wire/ut-pex.js';
 import { CLIENT_VERSION, type PeerSource } from './download.js';
 import { MetadataFetch } from './metadata-fetch.js';
-import { PeerPool, type Candidate, type PeerOrigin } from './peer-pool.js';
+import { PeerPool, type Candidate, type HandoffCandidate, type PeerOrigin } from './peer-pool.js';
 
 const log = logger('tdl:metadata');
 
@@ -188,8 +188,8 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
    * Known addresses, for the download's pool; `busy`: connected, or still being dialled by this
    * swarm (such an attempt ends in `sink.peer` or `sink.gone` after takeOver).
    */
-  candidates(): { peer: PeerAddress; origin: PeerOrigin; busy: boolean }[] {
-    const out: { peer: PeerAddress; origin: PeerOrigin; busy: boolean }[] = [];
+  candidates(): HandoffCandidate[] {
+    const out: HandoffCandidate[] = [];
     for (const c of this.pool.candidates.values()) {
       if (c.banned) continue;
       out.push({ peer: { host: c.host, port: c.port }, origin: c.origin, busy: c.busy });

@@ -33,6 +33,13 @@ export const MAX_CANDIDATES = 2_000;
 /** Incoming connections kept from one address: hundreds from one host cannot fill `maxPeers`. */
 export const MAX_INCOMING_PER_ADDRESS = 8;
 
+/** A peer the magnet's metadata phase knows of, handed to the download (busy: connected). */
+export interface HandoffCandidate {
+  peer: PeerAddress;
+  origin: PeerOrigin;
+  busy: boolean;
+}
+
 export interface Candidate {
   host: string;
   port: number;
