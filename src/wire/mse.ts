@@ -52,14 +52,15 @@ export function sniffHandshake(first: Buffer): 'plain' | 'mse' | null {
   return n === PLAIN_PREFIX.length ? 'plain' : null;
 }
 
-const sha1 = (...parts: (string | Buffer)[]): Buffer => {
+/** HASH of the spec: SHA-1 of the parts in order. */
+export const sha1 = (...parts: (string | Buffer)[]): Buffer => {
   const h = createHash('sha1');
   for (const p of parts) h.update(p);
   return h.digest();
 };
 
 /** A big-endian number as exactly `n` bytes (Node drops leading zeros). */
-function pad(b: Buffer, n: number): Buffer {
+export function pad(b: Buffer, n: number): Buffer {
   if (b.length === n) return b;
   if (b.length > n) throw new WireError('MSE key longer than the prime');
   return Buffer.concat([Buffer.alloc(n - b.length), b]);
@@ -259,80 +260,8 @@ export class MseResponder {
   }
 }
 
-function xor(a: Buffer, b: Buffer): Buffer {
+export function xor(a: Buffer, b: Buffer): Buffer {
   const out = Buffer.allocUnsafe(a.length);
   for (let i = 0; i < a.length; i++) out[i] = a[i]! ^ b[i]!;
   return out;
-}
-
-/**
- * The initiating side, for tests and tools: step 1, then step 3 once step 2 is in. Offers
- * `provide` and sends `ia` as initial payload.
- */
-export class MseInitiator {
-  readonly #dh = createDiffieHellman(MSE_PRIME, MSE_GENERATOR);
-  #buf: Buffer = Buffer.alloc(0);
-  #secret: Buffer | null = null;
-  #encrypt: Rc4 | null = null;
-  #sent3 = false;
-
-  constructor(
-    private readonly skey: Buffer,
-    private readonly o: { provide?: number; ia?: Buffer; padA?: Buffer; padC?: Buffer } = {},
-  ) {
-    this.#dh.generateKeys();
-  }
-
-  /** Step 1. */
-  start(): Buffer {
-    return Buffer.concat([
-      pad(this.#dh.getPublicKey(), MSE_KEY_BYTES),
-      this.o.padA ?? Buffer.alloc(0),
-    ]);
-  }
-
-  /**
-   * Takes B's bytes; returns step 3 once Yb is in, and `select` once step 4 is in (the bytes
-   * after it in `rest`). PadB is found by the VC it precedes, as the spec describes.
-   */
-  push(data: Buffer): { send: Buffer; select: number | null; rest: Buffer } {
-    this.#buf = Buffer.concat([this.#buf, data]);
-    let send = Buffer.alloc(0);
-    if (!this.#sent3) {
-      if (this.#buf.length < MSE_KEY_BYTES) return { send, select: null, rest: Buffer.alloc(0) };
-      const s = pad(this.#dh.computeSecret(this.#buf.subarray(0, MSE_KEY_BYTES)), MSE_KEY_BYTES);
-      this.#secret = s;
-      this.#buf = this.#buf.subarray(MSE_KEY_BYTES);
-      this.#encrypt = new Rc4(sha1('keyA', s, this.skey));
-      const padC = this.o.padC ?? Buffer.alloc(0);
-      const ia = this.o.ia ?? Buffer.alloc(0);
-      const head = Buffer.alloc(14 + padC.length + 2);
-      head.writeUInt32BE(this.o.provide ?? CRYPTO_PLAINTEXT | CRYPTO_RC4, 8);
-      head.writeUInt16BE(padC.length, 12);
-      padC.copy(head, 14);
-      head.writeUInt16BE(ia.length, 14 + padC.length);
-      send = Buffer.concat([
-        sha1('req1', s),
-        xor(sha1('req2', this.skey), sha1('req3', s)),
-        this.#encrypt.update(head),
-        this.#encrypt.update(ia),
-      ]);
-      this.#sent3 = true;
-    }
-    // Step 4 starts with VC encrypted: look for it after PadB (decrypted afresh on each call).
-    const keyB = sha1('keyB', this.#secret!, this.skey);
-    const at = this.#buf.indexOf(new Rc4(keyB).update(Buffer.alloc(8)));
-    const none = { send, select: null, rest: Buffer.alloc(0) };
-    if (at < 0 || this.#buf.length < at + 14) return none;
-    const d = new Rc4(keyB);
-    d.update(this.#buf.subarray(at, at + 8));
-    const tail = d.update(this.#buf.subarray(at + 8, at + 14));
-    const padD = tail.readUInt16BE(4);
-    if (this.#buf.length < at + 14 + padD) return none;
-    return {
-      send,
-      select: tail.readUInt32BE(0),
-      rest: Buffer.from(this.#buf.subarray(at + 14 + padD)),
-    };
-  }
 }

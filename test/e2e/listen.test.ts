@@ -18,7 +18,8 @@ import { useFixture } from '../helpers/fixture.js';
 import { assertBuilt, spawnTdl, until } from '../helpers/tdl-process.js';
 import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 import { encodeHandshake, ourReserved } from '../../src/wire/handshake.js';
-import { CRYPTO_PLAINTEXT, MseInitiator } from '../../src/wire/mse.js';
+import { CRYPTO_PLAINTEXT } from '../../src/wire/mse.js';
+import { MseInitiator } from '../helpers/mse-initiator.js';
 
 const PIECE = 32768;
 const data = randomBytesSeeded(256 * 1024, 'listen');

@@ -5,12 +5,12 @@ import {
   CRYPTO_PLAINTEXT,
   CRYPTO_RC4,
   MSE_KEY_BYTES,
-  MseInitiator,
   MseResponder,
   Rc4,
   sniffHandshake,
   type MseResult,
 } from '../../src/wire/mse.js';
+import { MseInitiator } from '../helpers/mse-initiator.js';
 import { encodeHandshake, ourReserved } from '../../src/wire/handshake.js';
 
 const infoHash = Buffer.alloc(20, 7);

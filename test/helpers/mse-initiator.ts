@@ -1,0 +1,88 @@
+/**
+ * The initiating side of an MSE handshake, as aria2c opens its connections: tdl only answers
+ * MSE (src/wire/mse.ts), so this side lives with the tests.
+ */
+import { createDiffieHellman } from 'node:crypto';
+import {
+  CRYPTO_PLAINTEXT,
+  CRYPTO_RC4,
+  MSE_GENERATOR,
+  MSE_KEY_BYTES,
+  MSE_PRIME,
+  Rc4,
+  pad,
+  sha1,
+  xor,
+} from '../../src/wire/mse.js';
+
+/**
+ * The initiating side: step 1, then step 3 once step 2 is in. Offers
+ * `provide` and sends `ia` as initial payload.
+ */
+export class MseInitiator {
+  readonly #dh = createDiffieHellman(MSE_PRIME, MSE_GENERATOR);
+  #buf: Buffer = Buffer.alloc(0);
+  #secret: Buffer | null = null;
+  #encrypt: Rc4 | null = null;
+  #sent3 = false;
+
+  constructor(
+    private readonly skey: Buffer,
+    private readonly o: { provide?: number; ia?: Buffer; padA?: Buffer; padC?: Buffer } = {},
+  ) {
+    this.#dh.generateKeys();
+  }
+
+  /** Step 1. */
+  start(): Buffer {
+    return Buffer.concat([
+      pad(this.#dh.getPublicKey(), MSE_KEY_BYTES),
+      this.o.padA ?? Buffer.alloc(0),
+    ]);
+  }
+
+  /**
+   * Takes B's bytes; returns step 3 once Yb is in, and `select` once step 4 is in (the bytes
+   * after it in `rest`). PadB is found by the VC it precedes, as the spec describes.
+   */
+  push(data: Buffer): { send: Buffer; select: number | null; rest: Buffer } {
+    this.#buf = Buffer.concat([this.#buf, data]);
+    let send = Buffer.alloc(0);
+    if (!this.#sent3) {
+      if (this.#buf.length < MSE_KEY_BYTES) return { send, select: null, rest: Buffer.alloc(0) };
+      const s = pad(this.#dh.computeSecret(this.#buf.subarray(0, MSE_KEY_BYTES)), MSE_KEY_BYTES);
+      this.#secret = s;
+      this.#buf = this.#buf.subarray(MSE_KEY_BYTES);
+      this.#encrypt = new Rc4(sha1('keyA', s, this.skey));
+      const padC = this.o.padC ?? Buffer.alloc(0);
+      const ia = this.o.ia ?? Buffer.alloc(0);
+      const head = Buffer.alloc(14 + padC.length + 2);
+      head.writeUInt32BE(this.o.provide ?? CRYPTO_PLAINTEXT | CRYPTO_RC4, 8);
+      head.writeUInt16BE(padC.length, 12);
+      padC.copy(head, 14);
+      head.writeUInt16BE(ia.length, 14 + padC.length);
+      send = Buffer.concat([
+        sha1('req1', s),
+        xor(sha1('req2', this.skey), sha1('req3', s)),
+        this.#encrypt.update(head),
+        this.#encrypt.update(ia),
+      ]);
+      this.#sent3 = true;
+    }
+    // Step 4 starts with VC encrypted: look for it after PadB (decrypted afresh on each call).
+    const keyB = sha1('keyB', this.#secret!, this.skey);
+    const at = this.#buf.indexOf(new Rc4(keyB).update(Buffer.alloc(8)));
+    const none = { send, select: null, rest: Buffer.alloc(0) };
+    if (at < 0 || this.#buf.length < at + 14) return none;
+    const d = new Rc4(keyB);
+    d.update(this.#buf.subarray(at, at + 8));
+    const tail = d.update(this.#buf.subarray(at + 8, at + 14));
+    const padD = tail.readUInt16BE(4);
+    if (this.#buf.length < at + 14 + padD) return none;
+    return {
+      send,
+      select: tail.readUInt32BE(0),
+      rest: Buffer.from(this.#buf.subarray(at + 14 + padD)),
+    };
+  }
+}
