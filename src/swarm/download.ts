@@ -640,29 +640,11 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (s.req.allowedFast.size < 64) s.req.allowedFast.add(index);
       this.request(s);
     });
-    conn.on('extended', (extId, payload) => {
-      try {
-        s.ext.onMessage(extId, payload);
-      } catch (e) {
-        this.drop(s, (e as Error).message);
-        return;
-      }
-      const reqq = extId === 0 ? s.ext.handshake?.reqq : undefined;
-      if (reqq !== undefined) s.req.maxOut = Math.max(1, reqq);
-    });
+    conn.on('extended', (extId, payload) => this.onExtended(s, extId, payload));
     conn.on('block', (index, begin, data) => this.onBlock(s, index, begin, data));
     conn.on('drained', () => this.request(s));
     conn.on('close', (reason) => this.onClose(s, reason));
-    if (extHandshake) {
-      try {
-        s.ext.onMessage(0, extHandshake);
-      } catch (e) {
-        this.drop(s, (e as Error).message);
-        return;
-      }
-      const reqq = s.ext.handshake?.reqq;
-      if (reqq !== undefined) s.req.maxOut = Math.max(1, reqq);
-    }
+    if (extHandshake && !this.onExtended(s, 0, extHandshake)) return;
     const ext = encodeExtendedHandshake(
       localExtendedHandshake({
         privateTorrent: this.meta.private,
@@ -729,6 +711,22 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
     this.scheduler.fill(s.req, s.req.goodPieces > 0 || !this.anyTrusted(), () => this.reqs());
     if (s.req.inflight.size === 0 && s.wanted === 0) conn.notInterested();
+  }
+
+  /**
+   * An extension message (id 0: the extension handshake, whose `reqq` caps our requests to the
+   * peer). False when the message was bad and the peer dropped.
+   */
+  private onExtended(s: Session, extId: number, payload: Buffer): boolean {
+    try {
+      s.ext.onMessage(extId, payload);
+    } catch (e) {
+      this.drop(s, (e as Error).message);
+      return false;
+    }
+    const reqq = extId === 0 ? s.ext.handshake?.reqq : undefined;
+    if (reqq !== undefined) s.req.maxOut = Math.max(1, reqq);
+    return true;
   }
 
   private onBlock(s: Session, index: number, begin: number, data: Buffer): void {
