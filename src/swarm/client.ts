@@ -130,9 +130,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     );
   }
   if (useTrackers) requireUsableTracker(meta.announceList);
-  if (useTrackers && meta.announceList.flat().some((u) => /^https?:/i.test(u))) {
-    preloadHttpClient();
-  }
+  if (useTrackers) preloadHttpClient(meta.announceList.flat());
   const layout = new Layout(meta.files, meta.pieceLength, meta.length);
   const plan = await planOutput(meta, o.output);
   const selected = o.selected ?? null;

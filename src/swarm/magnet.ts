@@ -136,7 +136,7 @@ export interface ResolvedMagnet {
 export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
   const trackers = o.magnet.trackers;
   // The first HTTP announce should not wait for the HTTP client to load: start now.
-  if (trackers.flat().some((u) => /^https?:/i.test(u))) preloadHttpClient();
+  preloadHttpClient(trackers.flat());
   const kept = await findKept(o.magnet.infoHash, o.output);
   if (kept) {
     log('metadata kept by an earlier run: %s', kept.file);

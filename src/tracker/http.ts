@@ -46,13 +46,17 @@ function loadGet(protocol: string): Promise<Get> {
 }
 
 /**
- * Start loading the HTTP client now, so that the first announce does not wait for it: called
- * when a download that will announce over HTTP starts.
+ * Start loading the HTTP client(s) these tracker URLs need (node:http, node:https) now, so
+ * that the first announce does not wait for them: called when a download starts.
  */
-export function preloadHttpClient(): void {
-  loadGet('http:').catch(() => {
-    httpGet = null;
-  });
+export function preloadHttpClient(urls: readonly string[]): void {
+  for (const protocol of ['http:', 'https:']) {
+    if (!urls.some((u) => u.slice(0, protocol.length).toLowerCase() === protocol)) continue;
+    loadGet(protocol).catch(() => {
+      if (protocol === 'https:') httpsGet = null;
+      else httpGet = null;
+    });
+  }
 }
 
 function nonNegativeInt(n: number): string {
