@@ -62,10 +62,6 @@ export class StampTable {
     this.known[i] = 1;
   }
 
-  has(i: number): boolean {
-    return this.known[i] === 1;
-  }
-
   /** Size in the stamp of file `i` (0 without one). */
   size(i: number): number {
     return Number(this.bytes.readBigUInt64BE(i * RESUME_FILE_ENTRY_BYTES));
