@@ -6,8 +6,12 @@
  * on 3,000 files).
  *
  * Accepted values: safe integers, strings (written as UTF-8), Uint8Arrays (Buffers), arrays,
- * plain objects and `Bencoded` (bytes encoded already); `undefined` and `null` entries of objects and arrays are left out (as the
- * `bencode` package does). Anything else is a programming error (TypeError).
+ * dictionaries (plain objects, objects without a prototype, decoded BDicts) and `Bencoded`
+ * (bytes encoded already); `undefined` and `null` entries of objects and arrays are left out
+ * (as the `bencode` package does). Anything else is a programming error (TypeError).
+ *
+ * This is tdl's only encoder (`encode` in bencode.ts is this function): the `bencode` package
+ * is not loaded at run time.
  */
 
 type Encodable = unknown;
@@ -54,6 +58,16 @@ function utf8Length(s: string): number {
   return s.length;
 }
 
+/**
+ * A dictionary: a plain object, one without a prototype (`Object.create(null)`), or one whose
+ * prototype has none itself (the decoder's BDict). Instances of classes (Map, Date...) are not.
+ */
+function isDictionary(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null) return false;
+  const proto = Object.getPrototypeOf(v) as object | null;
+  return proto === null || Object.getPrototypeOf(proto) === null;
+}
+
 function checkInt(n: number): void {
   if (!Number.isSafeInteger(n)) throw new TypeError(`cannot bencode the number ${n}`);
 }
@@ -79,7 +93,7 @@ export function encodeCanonical(value: Encodable): Buffer {
       for (const x of v) if (x !== undefined && x !== null) n += measure(x);
       return n;
     }
-    if (typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype) {
+    if (isDictionary(v)) {
       const d = v as Record<string, unknown>;
       const keys = sortedKeys(d);
       dictKeys.push(keys);
