@@ -85,7 +85,11 @@ export function hashJob(
   }
   let fi = lo;
   const room = buf.length - 1;
-  let hash = crypto.createHash('sha1');
+  // A piece read whole into `buf` is hashed in one call (crypto.hash, Node 20.12+): no Hash
+  // object to make, feed and finish. Only a piece cut by the end of a read or of a file is fed
+  // to a streaming hash.
+  const oneShot = typeof crypto.hash === 'function';
+  let hash: ReturnType<typeof crypto.createHash> | null = null;
   let inPiece = 0;
   let piece = firstPiece;
   while (pos < end) {
@@ -112,14 +116,21 @@ export function hashJob(
         pos += n;
         let used = 0;
         while (used < n) {
+          if (inPiece === 0 && oneShot && n - used >= pl) {
+            hashes.set(crypto.hash('sha1', buf.subarray(used, used + pl), 'buffer'), piece * 20);
+            piece++;
+            used += pl;
+            continue;
+          }
           const take = Math.min(n - used, pl - inPiece);
+          hash ??= crypto.createHash('sha1');
           hash.update(buf.subarray(used, used + take));
           used += take;
           inPiece += take;
           if (inPiece === pl) {
             hashes.set(hash.digest(), piece * 20);
             piece++;
-            hash = crypto.createHash('sha1');
+            hash = null;
             inPiece = 0;
           }
         }
@@ -130,7 +141,7 @@ export function hashJob(
     }
     fi++;
   }
-  if (inPiece > 0) hashes.set(hash.digest(), piece * 20);
+  if (inPiece > 0) hashes.set(hash!.digest(), piece * 20);
 }
 
 /**

@@ -82,7 +82,7 @@ function planFor(files: { path: string; size: number }[], pieceLength: number, j
 }
 
 describe('hashJob', () => {
-  it('hashes pieces that span files and empty files, job by job, through a small buffer', async () => {
+  it('hashes pieces that span files and empty files, job by job, through any buffer', async () => {
     const a = randomBytesSeeded(50_000, 'a');
     const b = randomBytesSeeded(30_001, 'b');
     await writeFile(path.join(dir, 'a'), a);
@@ -96,12 +96,25 @@ describe('hashJob', () => {
       { path: path.join(dir, 'e'), size: 0 },
       { path: path.join(dir, 'b'), size: b.length },
     ];
-    for (const jobPieces of [1, 2, 3, n]) {
+    // Smaller than a piece (every piece streamed), a few pieces and a cut (whole pieces in one
+    // call, the others streamed), larger than everything.
+    for (const [jobPieces, bufSize] of [1, 2, 3, n].flatMap((j) =>
+      [1001, 2 * PL + 5001, 100_001].map((b) => [j, b] as const),
+    )) {
       const { plan, starts, hashes } = planFor(files, PL, jobPieces);
       let reported = 0;
       // Jobs in any order (threads take them as they come).
       for (let job = plan.jobCount - 1; job >= 0; job--) {
-        hashJob(plan, starts, job, hashes, fs, crypto, Buffer.alloc(1001), (k) => (reported += k));
+        hashJob(
+          plan,
+          starts,
+          job,
+          hashes,
+          fs,
+          crypto,
+          Buffer.alloc(bufSize),
+          (k) => (reported += k),
+        );
       }
       expect(reported).toBe(all.length);
       for (let i = 0; i < n; i++) {
