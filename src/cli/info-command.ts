@@ -21,6 +21,8 @@ export const FIRST_INDEX = 1;
 
 /** Flags shown after a file in the text output. */
 function flags(f: TorrentFile): string {
+  // Most files have none: no array to make.
+  if (!f.padding && !f.executable && !f.hidden && !f.symlink) return '';
   const out: string[] = [];
   if (f.padding) out.push('padding');
   if (f.executable) out.push('executable');
