@@ -337,7 +337,8 @@ const YIELD_MS = 20;
 
 /**
  * Hashes every piece of `files` on this thread and the workers, each taking the next job from
- * a shared counter; returns the concatenated piece hashes.
+ * a shared counter; returns the concatenated piece hashes. `first` runs on this thread once the
+ * workers have their jobs, before it hashes any itself (whatever it throws stops the run).
  */
 async function hashAll(
   files: SourceFile[],
@@ -347,6 +348,7 @@ async function hashAll(
   workers: Worker[],
   total: number,
   opts: CreateOptions,
+  first: () => void,
 ): Promise<Buffer> {
   const jobCount = Math.ceil(pieceCount / jobPieces);
   const plan: HashPlan = {
@@ -408,6 +410,12 @@ async function hashAll(
       const buf = Buffer.allocUnsafe(READ_BUFFER_BYTES + 1);
       const starts = fileStarts(plan.sizes);
       const local = async (): Promise<void> => {
+        if (settled) return;
+        try {
+          first();
+        } catch (e) {
+          return finish(e as Error);
+        }
         while (!settled) {
           const since = performance.now();
           let last: boolean;
@@ -460,6 +468,10 @@ function encodeFiles(files: SourceFile[]): Bencoded {
   }
   parts.push('e');
   return new Bencoded(Buffer.from(parts.join('')));
+}
+
+function sha1(b: Uint8Array): Buffer {
+  return crypto.createHash('sha1').update(b).digest();
 }
 
 function checkUrl(url: string, what: string, schemes: string[]): string {
@@ -572,11 +584,8 @@ async function createWith(
     Math.ceil(pieceCount / jobPieces),
     workers.length + 1,
   );
-  const pieces = await hashAll(files, pieceLength, pieceCount, jobPieces, workers, total, opts);
-  // Their exit overlaps the encoding (the caller waits for it).
-  for (const w of workers) void w.terminate();
 
-  const info: Record<string, unknown> = { name, 'piece length': pieceLength, pieces };
+  const info: Record<string, unknown> = { name, 'piece length': pieceLength };
   if (multiFile) info['files'] = encodeFiles(files);
   else info['length'] = total;
   if (opts.private) info['private'] = 1;
@@ -591,14 +600,51 @@ async function createWith(
   if (opts.creationDate !== undefined) root['creation date'] = opts.creationDate;
 
   // Keys are written in sorted order: canonical, so the info hash is that of encode(info).
-  const torrent = encodeCanonical(root);
-  // Loading it back checks it against every rule tdl applies to other people's torrents.
-  const m = parseTorrent(torrent);
+  const encodeWith = (pieces: Buffer): Buffer => {
+    info['pieces'] = pieces;
+    return encodeCanonical(root);
+  };
+  // The torrent with its piece hashes all zero is loaded back, which checks it against every
+  // rule tdl applies to other people's torrents (and finds where `info` lies in it). This
+  // thread does it while the workers start hashing (the jobs it leaves are theirs), so a
+  // torrent tdl would refuse is refused before the data is read, and a large file list is
+  // checked in time that was not on the way to the end. The real torrent differs only in the
+  // bytes of the hashes.
+  let draftLength = 0;
+  let infoStart = 0;
+  let infoEnd = 0;
+  const check = (): void => {
+    const draft = encodeWith(Buffer.alloc(pieceCount * 20));
+    const m = parseTorrent(draft);
+    draftLength = draft.length;
+    infoStart = m.info.byteOffset - draft.byteOffset;
+    infoEnd = infoStart + m.info.length;
+    if (!sha1(draft.subarray(infoStart, infoEnd)).equals(m.infoHash)) {
+      throw new Error('the info dictionary was not found in the torrent');
+    }
+  };
+  const pieces = await hashAll(
+    files,
+    pieceLength,
+    pieceCount,
+    jobPieces,
+    workers,
+    total,
+    opts,
+    check,
+  );
+  // Their exit overlaps the encoding (the caller waits for it).
+  for (const w of workers) void w.terminate();
+
+  const torrent = encodeWith(pieces);
+  if (torrent.length !== draftLength) throw new Error('the torrent changed size once hashed');
+  const infoHash = sha1(torrent.subarray(infoStart, infoEnd));
+  const infoHashHex = infoHash.toString('hex');
   return {
     torrent,
-    infoHash: m.infoHash,
-    infoHashHex: m.infoHashHex,
-    magnet: magnetLink(m.infoHashHex, name, trackers),
+    infoHash,
+    infoHashHex,
+    magnet: magnetLink(infoHashHex, name, trackers),
     name,
     fileCount: files.length,
     multiFile,

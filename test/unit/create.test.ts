@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { UsageError } from '../../src/errors.js';
+import { MetainfoError, UsageError } from '../../src/errors.js';
 import {
   autoPieceLength,
   checkPieceLength,
@@ -295,6 +295,30 @@ describe('createTorrent', () => {
       'b\ufffd: name is not valid UTF-8',
       'out.torrent: the output file itself',
     ]);
+  });
+
+  it('refuses a torrent it would not load, before reading the data', async () => {
+    // Two names on disk, one name in the torrent once NFC-normalised: the same path twice.
+    const root = path.join(dir, 'nfc');
+    await tree(root, { 'e\u0301': Buffer.from('one'), '\u00e9': Buffer.from('two') });
+    const progress: number[] = [];
+    await expect(
+      createTorrent(root, { threads: 1, onProgress: (done) => progress.push(done) }),
+    ).rejects.toThrow(MetainfoError);
+    expect(progress).toEqual([0]);
+    await expect(createTorrent(root, { threads: 2 })).rejects.toThrow(/same path/);
+  });
+
+  it('gives the info hash parseTorrent finds, from the real hashes', async () => {
+    const root = path.join(dir, 'ih');
+    await tree(root, { a: randomBytesSeeded(70_000, 'ih-a'), 'b/c': randomBytesSeeded(9, 'ih-c') });
+    for (const threads of [1, 2]) {
+      const made = await createTorrent(root, { threads, pieceLength: 16384, comment: 'x' });
+      const m = parseTorrent(made.torrent);
+      expect(made.infoHash).toEqual(m.infoHash);
+      expect(made.infoHashHex).toBe(m.infoHashHex);
+      expect(pieceHash(m, 0)).toEqual(sha1(randomBytesSeeded(70_000, 'ih-a').subarray(0, 16384)));
+    }
   });
 
   it('stops on abort, before or while hashing, with the reason of the signal', async () => {
