@@ -26,7 +26,7 @@
  * (see syncFiles).
  */
 import { constants } from 'node:fs';
-import { mkdir, open, opendir, rename, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { logger } from '../log.js';
 import { DiskError } from '../errors.js';
@@ -34,6 +34,7 @@ import { FilePool, fdLimit, poolCapacity } from './file-pool.js';
 import {
   eachLimited,
   FS_PARALLEL,
+  listNames,
   lstatOrNull,
   syncfsUsable,
   syncFileSystems,
@@ -1013,28 +1014,6 @@ function addRuns(
     if (r && r.fileIndex === s.fileIndex && r.at + r.length === at) r.length += s.length;
     else runs.push({ fileIndex: s.fileIndex, fileOffset: s.fileOffset, at, length: s.length });
   }
-}
-
-/**
- * The names of `want` present in folder `dir`, from one listing. A folder that is not there
- * holds nothing.
- */
-async function listNames(dir: string, want: ReadonlySet<string>): Promise<Set<string>> {
-  const found = new Set<string>();
-  let d;
-  try {
-    d = await opendir(dir);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return found;
-    throw toDiskError(e, `cannot list ${dir}`);
-  }
-  try {
-    for await (const ent of d) if (want.has(ent.name)) found.add(ent.name);
-  } catch (e) {
-    throw toDiskError(e, `cannot list ${dir}`);
-  }
-  return found;
 }
 
 /** fsync a folder so that names created or renamed in it survive a crash (best effort). */

@@ -1,7 +1,7 @@
 /** Small file-system helpers shared by the storage modules. */
 import { execFile } from 'node:child_process';
 import type { BigIntStats, Stats } from 'node:fs';
-import { lstat } from 'node:fs/promises';
+import { lstat, opendir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { logger } from '../log.js';
@@ -20,6 +20,28 @@ export async function lstatOrNull(p: string, bigint?: boolean) {
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;
     throw toDiskError(e, `cannot read ${p}`);
   }
+}
+
+/**
+ * The names of `want` present in folder `dir`, from one listing (only those are kept, however
+ * big the folder). A folder that is not there, or is not a folder, holds nothing.
+ */
+export async function listNames(dir: string, want: ReadonlySet<string>): Promise<Set<string>> {
+  const found = new Set<string>();
+  let d;
+  try {
+    d = await opendir(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return found;
+    throw toDiskError(e, `cannot list ${dir}`);
+  }
+  try {
+    for await (const ent of d) if (want.has(ent.name)) found.add(ent.name);
+  } catch (e) {
+    throw toDiskError(e, `cannot list ${dir}`);
+  }
+  return found;
 }
 
 export function toDiskError(e: unknown, what: string): DiskError {
