@@ -25,7 +25,15 @@
  * each checkpoint syncs what was written since the last one in one batch, by syncfs where it can
  * (see syncFiles).
  */
-import { constants, fstatSync, lstatSync, renameSync, writeSync, type BigIntStats } from 'node:fs';
+import {
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  renameSync,
+  writeSync,
+  type BigIntStats,
+} from 'node:fs';
 import { mkdir, open, rename, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { logger } from '../log.js';
@@ -271,9 +279,9 @@ export class DiskStorage {
       await mkdirOrFail(this.plan.parent, true);
       for (const d of dirs) {
         if (empty.has(path.dirname(d))) {
-          await mkdirOrFail(d, false);
+          await this.mkdirNow(d);
           empty.add(d);
-        } else if (await mkdirOrFail(d, false)) empty.add(d);
+        } else if (await this.mkdirNow(d)) empty.add(d);
       }
     }
     const listable = new Set(dirs);
@@ -445,6 +453,20 @@ export class DiskStorage {
 
   private withFile<T>(i: number, fn: (h: FileHandle) => Promise<T>): Promise<T> {
     return this.pool.use(i, () => this.openHandle(i), fn);
+  }
+
+  /** mkdir (not recursive), inline while that is fast; true when it created the folder. */
+  private async mkdirNow(dir: string): Promise<boolean> {
+    if (!this.inline.on) return mkdirOrFail(dir, false);
+    try {
+      this.inline.run(() => mkdirSync(dir));
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw toDiskError(e, `cannot create folder ${dir}`);
+    } finally {
+      await this.inline.pace();
+    }
   }
 
   /** fstat an open handle: inline while that is fast, else through the thread pool. */

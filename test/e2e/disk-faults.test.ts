@@ -8,7 +8,7 @@
  * `node:fs/promises` is wrapped for tdl's own modules: writes under the test folder fail with
  * ENOSPC once a byte budget is spent (after a short write, as a real full disk does), and
  * creating, renaming or removing entries of one folder fails with EACCES. Storage also makes
- * small calls synchronously (see Inline in fs-util.ts): `writeSync` and `renameSync` of
+ * small calls synchronously (see Inline in fs-util.ts): `writeSync`, `renameSync` and `mkdirSync` of
  * `node:fs` are wrapped the same way.
  */
 import { chmod, readdir, readFile, rename, truncate, unlink, writeFile } from 'node:fs/promises';
@@ -62,7 +62,11 @@ vi.mock('node:fs', async (importOriginal) => {
     if (inReadOnly(a) || inReadOnly(b)) throw simulated('EACCES', 'rename', a);
     return real.renameSync(a, b);
   };
-  const mod = { ...real, writeSync, renameSync };
+  const mkdirSync = ((p: string, o?: Parameters<typeof real.mkdirSync>[1]) => {
+    if (inReadOnly(p) && !real.existsSync(p)) throw simulated('EACCES', 'mkdir', p);
+    return real.mkdirSync(p, o);
+  }) as typeof real.mkdirSync;
+  const mod = { ...real, writeSync, renameSync, mkdirSync };
   return { ...mod, default: mod };
 });
 
