@@ -929,7 +929,9 @@ export class DiskStorage {
   async checkIntact(indexes?: readonly number[]): Promise<void> {
     const all = indexes ?? this.files.map((_, i) => i);
     const list = all.filter((i) => !this.files[i]!.padding && this.exists[i]);
+    const t0 = Date.now();
     await eachLimited(list, FS_PARALLEL, (i) => this.look(i));
+    log('checked %d files in %d ms', list.length, Date.now() - t0);
   }
 
   /**
@@ -970,6 +972,7 @@ export class DiskStorage {
     const moving = this.files.filter(
       (f) => !f.padding && f.selected && f.current && f.current !== f.path,
     );
+    const t0 = Date.now();
     await eachLimited(moving, FS_PARALLEL, async (f) => {
       try {
         const from = f.current!;
@@ -985,6 +988,7 @@ export class DiskStorage {
       f.current = f.path;
       dirs.add(path.dirname(f.path));
     });
+    log('renamed %d files in %d ms', moving.length, Date.now() - t0);
     await this.syncFolders([...dirs]);
     log('finalized %d files under %s', this.files.length, this.plan.root);
     return { cut };

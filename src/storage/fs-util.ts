@@ -67,7 +67,7 @@ export function toDiskError(e: unknown, what: string): DiskError {
 }
 
 /** A synchronous call slower than this turns inline calls off for INLINE_PAUSE_MS. */
-export const INLINE_SLOW_MS = 20;
+export const INLINE_SLOW_MS = 50;
 export const INLINE_PAUSE_MS = 5_000;
 /** Inline calls run back to back for at most this long before the event loop gets a turn. */
 export const INLINE_SLICE_MS = 10;
