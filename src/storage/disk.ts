@@ -827,6 +827,16 @@ export class DiskStorage {
    */
   private async syncByFileSystem(indexes: readonly number[]): Promise<boolean> {
     const gens = indexes.map((i) => this.writeGen[i]!);
+    // A file created by tdl and never stamped: its handle tells its device (else its folder is
+    // named, and thousands of folders would exceed SYNCFS_MAX_PATHS).
+    await eachLimited(
+      indexes.filter((i) => !this.ident.has(i) && this.pool.has(i)),
+      FS_PARALLEL,
+      async (i) => {
+        const st = await this.withFile(i, (h) => this.statHandle(h)).catch(() => null);
+        if (st && !this.ident.has(i)) this.ident.set(i, st);
+      },
+    );
     // One folder per device; a file whose device is not known yet is looked up by its folder.
     const byDev = new Map<bigint, string>();
     const dirs = new Set<string>();
