@@ -23,10 +23,19 @@
  * before those that extend what tdl wrote, to catch a truncation the write would hide), one
  * `lstat` in the check before completion and one `rename` at the end. Syncs are not per file:
  * each checkpoint syncs what was written since the last one in one batch, by syncfs where it can
- * (see syncFiles).
+ * (see syncFiles). All but the opens, closes and large writes are made inline (synchronously)
+ * while the disk answers fast: see Inline in fs-util.ts.
  */
-import { constants } from 'node:fs';
-import { mkdir, open, opendir, rename, type FileHandle } from 'node:fs/promises';
+import {
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  renameSync,
+  writeSync,
+  type BigIntStats,
+} from 'node:fs';
+import { mkdir, open, rename, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { logger } from '../log.js';
 import { DiskError } from '../errors.js';
@@ -34,6 +43,9 @@ import { FilePool, fdLimit, poolCapacity } from './file-pool.js';
 import {
   eachLimited,
   FS_PARALLEL,
+  Inline,
+  INLINE_MAX_WRITE,
+  listNames,
   lstatOrNull,
   syncfsUsable,
   syncFileSystems,
@@ -74,6 +86,8 @@ export interface StorageOptions {
   selected?: Uint8Array | null;
   /** The side file of boundary pieces (see parts.ts) and the torrent's info hash; absent: none. */
   partsFile?: { path: string; infoHash: Buffer };
+  /** Make small calls synchronously while the disk is fast (see Inline; default true). */
+  inline?: boolean;
 }
 
 export interface StoredFile {
@@ -168,6 +182,8 @@ export class DiskStorage {
   private closed = false;
   /** Copies of boundary pieces (null: no parts file). */
   parts: PartsFile | null = null;
+  /** Small calls (fstat, lstat, rename, small writes) made synchronously while they are fast. */
+  readonly inline: Inline;
 
   private constructor(
     private readonly plan: OutputPlan,
@@ -175,7 +191,9 @@ export class DiskStorage {
     readonly mode: StorageMode,
     capacity: number,
     selected: Uint8Array | null,
+    inline: boolean,
   ) {
+    this.inline = new Inline(inline);
     const parts = partPaths(plan);
     this.files = plan.files.map((f, i) => ({
       path: f.path,
@@ -209,7 +227,14 @@ export class DiskStorage {
     opts: StorageOptions = {},
   ): Promise<DiskStorage> {
     const capacity = opts.maxOpenFiles ?? poolCapacity(fdLimit(), opts.peerSockets);
-    const s = new DiskStorage(plan, layout, opts.mode ?? 'write', capacity, opts.selected ?? null);
+    const s = new DiskStorage(
+      plan,
+      layout,
+      opts.mode ?? 'write',
+      capacity,
+      opts.selected ?? null,
+      opts.inline ?? true,
+    );
     try {
       if (opts.partsFile) {
         const { path: file, infoHash } = opts.partsFile;
@@ -255,9 +280,9 @@ export class DiskStorage {
       await mkdirOrFail(this.plan.parent, true);
       for (const d of dirs) {
         if (empty.has(path.dirname(d))) {
-          await mkdirOrFail(d, false);
+          await this.mkdirNow(d);
           empty.add(d);
-        } else if (await mkdirOrFail(d, false)) empty.add(d);
+        } else if (await this.mkdirNow(d)) empty.add(d);
       }
     }
     const listable = new Set(dirs);
@@ -386,7 +411,7 @@ export class DiskStorage {
   private async stampHandle(i: number, h: FileHandle): Promise<void> {
     const gen = this.writeGen[i];
     const known = this.knownSize[i]!;
-    const st = await h.stat({ bigint: true });
+    const st = await this.statHandle(h);
     if (!this.ident.same(i, st)) return;
     // The handle is tdl's own: what it names is the file tdl writes.
     this.ident.set(i, st);
@@ -429,6 +454,39 @@ export class DiskStorage {
 
   private withFile<T>(i: number, fn: (h: FileHandle) => Promise<T>): Promise<T> {
     return this.pool.use(i, () => this.openHandle(i), fn);
+  }
+
+  /** mkdir (not recursive), inline while that is fast; true when it created the folder. */
+  private async mkdirNow(dir: string): Promise<boolean> {
+    if (!this.inline.on) return mkdirOrFail(dir, false);
+    try {
+      this.inline.run(() => mkdirSync(dir));
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw toDiskError(e, `cannot create folder ${dir}`);
+    } finally {
+      await this.inline.pace();
+    }
+  }
+
+  /** fstat an open handle: inline while that is fast, else through the thread pool. */
+  private async statHandle(h: FileHandle): Promise<BigIntStats> {
+    if (!this.inline.on) return h.stat({ bigint: true });
+    return this.inline.run(() => fstatSync(h.fd, { bigint: true }));
+  }
+
+  /** lstatOrNull, inline while that is fast (the caller may be looking at thousands). */
+  private async lstatNow(p: string): Promise<BigIntStats | null> {
+    if (!this.inline.on) return lstatOrNull(p, true);
+    try {
+      return this.inline.run(() => lstatSync(p, { bigint: true, throwIfNoEntry: false })) ?? null;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
+      throw toDiskError(e, `cannot read ${p}`);
+    } finally {
+      await this.inline.pace();
+    }
   }
 
   /** Called (and awaited) before each piece's first byte is written: the resume journal's hook. */
@@ -516,6 +574,7 @@ export class DiskStorage {
   }
 
   private async writeSpan(index: number, data: Buffer, s: Span): Promise<void> {
+    await this.inline.pace();
     {
       const fi = s.fileIndex;
       const f = this.files[fi]!;
@@ -527,21 +586,21 @@ export class DiskStorage {
           // truncation that no write hides is found by the next checkIntact.)
           const known = this.knownSize[fi]!;
           if (known > 0 && s.fileOffset + s.length >= known) {
-            const st = await h.stat();
+            const st = await this.statHandle(h);
             if (st.size < known) {
               throw new OutputChangedError(
                 `${f.current} was truncated during the download (${st.size} bytes, expected ${known})`,
               );
             }
           }
+          const inline = this.inline.on && s.length <= INLINE_MAX_WRITE;
           let done = 0;
           while (done < s.length) {
-            const { bytesWritten } = await h.write(
-              data,
-              s.pieceOffset + done,
-              s.length - done,
-              s.fileOffset + done,
-            );
+            const at = s.pieceOffset + done;
+            const n = s.length - done;
+            const bytesWritten = inline
+              ? this.inline.run(() => writeSync(h.fd, data, at, n, s.fileOffset + done))
+              : (await h.write(data, at, n, s.fileOffset + done)).bytesWritten;
             if (bytesWritten <= 0) throw new Error('short write');
             done += bytesWritten;
           }
@@ -768,6 +827,16 @@ export class DiskStorage {
    */
   private async syncByFileSystem(indexes: readonly number[]): Promise<boolean> {
     const gens = indexes.map((i) => this.writeGen[i]!);
+    // A file created by tdl and never stamped: its handle tells its device (else its folder is
+    // named, and thousands of folders would exceed SYNCFS_MAX_PATHS).
+    await eachLimited(
+      indexes.filter((i) => !this.ident.has(i) && this.pool.has(i)),
+      FS_PARALLEL,
+      async (i) => {
+        const st = await this.withFile(i, (h) => this.statHandle(h)).catch(() => null);
+        if (st && !this.ident.has(i)) this.ident.set(i, st);
+      },
+    );
     // One folder per device; a file whose device is not known yet is looked up by its folder.
     const byDev = new Map<bigint, string>();
     const dirs = new Set<string>();
@@ -843,10 +912,10 @@ export class DiskStorage {
     const gen = this.writeGen[i];
     if (!this.ident.has(i) && this.pool.has(i)) {
       // Created by tdl and still open: its handle names the inode that is tdl's.
-      const st = await this.withFile(i, (h) => h.stat({ bigint: true }));
+      const st = await this.withFile(i, (h) => this.statHandle(h));
       if (!this.ident.has(i)) this.ident.set(i, st);
     }
-    const there = await lstatOrNull(f.current!, true);
+    const there = await this.lstatNow(f.current!);
     if (!there) throw new OutputChangedError(`${f.current} was removed during the download`);
     if (!there.isFile() || !this.ident.same(i, there)) {
       throw new OutputChangedError(`${f.current} was replaced by another file during the download`);
@@ -871,7 +940,9 @@ export class DiskStorage {
   async checkIntact(indexes?: readonly number[]): Promise<void> {
     const all = indexes ?? this.files.map((_, i) => i);
     const list = all.filter((i) => !this.files[i]!.padding && this.exists[i]);
+    const t0 = Date.now();
     await eachLimited(list, FS_PARALLEL, (i) => this.look(i));
+    log('checked %d files in %d ms', list.length, Date.now() - t0);
   }
 
   /**
@@ -912,19 +983,57 @@ export class DiskStorage {
     const moving = this.files.filter(
       (f) => !f.padding && f.selected && f.current && f.current !== f.path,
     );
+    const t0 = Date.now();
     await eachLimited(moving, FS_PARALLEL, async (f) => {
       try {
-        await rename(f.current!, f.path);
+        const from = f.current!;
+        if (this.inline.on) {
+          this.inline.run(() => renameSync(from, f.path));
+          await this.inline.pace();
+        } else {
+          await rename(from, f.path);
+        }
       } catch (e) {
         throw toDiskError(e, `cannot rename ${f.current} to ${f.path}`);
       }
       f.current = f.path;
       dirs.add(path.dirname(f.path));
     });
-    // Folders are synced a few at a time: each is a journal commit, and commits overlap.
-    await eachLimited([...dirs], 4, syncDir);
+    log('renamed %d files in %d ms', moving.length, Date.now() - t0);
+    await this.syncFolders([...dirs]);
     log('finalized %d files under %s', this.files.length, this.plan.root);
     return { cut };
+  }
+
+  /**
+   * Make the names in these folders durable: one syncfs per file system when there are
+   * SYNCFS_MIN_FILES folders or more (it commits the renames with everything else), else, or when
+   * syncfs fails, an fsync per folder, a few at a time (each is a journal commit).
+   */
+  private async syncFolders(dirs: readonly string[]): Promise<void> {
+    if (dirs.length >= SYNCFS_MIN_FILES && this.syncfs) {
+      // One folder per device (the device of a file tdl has open there); the others by name.
+      const known = new Map<string, bigint>();
+      this.files.forEach((f, i) => {
+        const dev = this.ident.dev(i);
+        if (dev !== null && f.current) known.set(path.dirname(f.current), dev);
+      });
+      const byDev = new Map<bigint, string>();
+      const names: string[] = [];
+      for (const d of dirs) {
+        const dev = known.get(d);
+        if (dev === undefined) names.push(d);
+        else if (!byDev.has(dev)) byDev.set(dev, d);
+      }
+      names.push(...byDev.values());
+      const t0 = Date.now();
+      if (names.length <= SYNCFS_MAX_PATHS && (await syncFileSystems(names))) {
+        log('synced %d folders with syncfs in %d ms', dirs.length, Date.now() - t0);
+        return;
+      }
+    }
+    // Folders are synced a few at a time: each is a journal commit, and commits overlap.
+    await eachLimited(dirs, 4, syncDir);
   }
 
   /** Create a file that was never written (all zeros) under its final name, at its size. */
@@ -1013,28 +1122,6 @@ function addRuns(
     if (r && r.fileIndex === s.fileIndex && r.at + r.length === at) r.length += s.length;
     else runs.push({ fileIndex: s.fileIndex, fileOffset: s.fileOffset, at, length: s.length });
   }
-}
-
-/**
- * The names of `want` present in folder `dir`, from one listing. A folder that is not there
- * holds nothing.
- */
-async function listNames(dir: string, want: ReadonlySet<string>): Promise<Set<string>> {
-  const found = new Set<string>();
-  let d;
-  try {
-    d = await opendir(dir);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return found;
-    throw toDiskError(e, `cannot list ${dir}`);
-  }
-  try {
-    for await (const ent of d) if (want.has(ent.name)) found.add(ent.name);
-  } catch (e) {
-    throw toDiskError(e, `cannot list ${dir}`);
-  }
-  return found;
 }
 
 /** fsync a folder so that names created or renamed in it survive a crash (best effort). */

@@ -1,7 +1,7 @@
 /** Small file-system helpers shared by the storage modules. */
 import { execFile } from 'node:child_process';
 import type { BigIntStats, Stats } from 'node:fs';
-import { lstat } from 'node:fs/promises';
+import { lstat, opendir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { logger } from '../log.js';
@@ -20,6 +20,28 @@ export async function lstatOrNull(p: string, bigint?: boolean) {
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;
     throw toDiskError(e, `cannot read ${p}`);
   }
+}
+
+/**
+ * The names of `want` present in folder `dir`, from one listing (only those are kept, however
+ * big the folder). A folder that is not there, or is not a folder, holds nothing.
+ */
+export async function listNames(dir: string, want: ReadonlySet<string>): Promise<Set<string>> {
+  const found = new Set<string>();
+  let d;
+  try {
+    d = await opendir(dir);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return found;
+    throw toDiskError(e, `cannot list ${dir}`);
+  }
+  try {
+    for await (const ent of d) if (want.has(ent.name)) found.add(ent.name);
+  } catch (e) {
+    throw toDiskError(e, `cannot list ${dir}`);
+  }
+  return found;
 }
 
 export function toDiskError(e: unknown, what: string): DiskError {
@@ -42,6 +64,65 @@ export function toDiskError(e: unknown, what: string): DiskError {
                   ? 'too many open files'
                   : (err.message ?? String(e));
   return new DiskError(`${what}: ${detail}`, { cause: e });
+}
+
+/** A synchronous call slower than this turns inline calls off for INLINE_PAUSE_MS. */
+export const INLINE_SLOW_MS = 50;
+export const INLINE_PAUSE_MS = 5_000;
+/** Inline calls run back to back for at most this long before the event loop gets a turn. */
+export const INLINE_SLICE_MS = 10;
+/** Largest write made inline: a bigger one is mostly copying, which a thread of the pool does. */
+export const INLINE_MAX_WRITE = 64 * 1024;
+
+/**
+ * Small file-system calls made synchronously on the main thread while the disk answers fast.
+ *
+ * Each call through libuv's thread pool costs a hand-off to a thread and back (a futex wake, a
+ * context switch, a promise): for an `lstat`, an `fstat` or a 30 KB `pwrite` to the page cache
+ * that is several times the call itself, and a download of 3,000 small files makes about 15,000
+ * of them. Inline, such a call takes microseconds. But a disk that stalls (write-back throttling,
+ * a network file system) would stall the whole process with it: a call that took longer than
+ * INLINE_SLOW_MS turns inline calls off for INLINE_PAUSE_MS, and callers then use the pool. A
+ * caller making many calls in a row awaits `pace()` between them, which yields to the event loop
+ * once INLINE_SLICE_MS were spent inline since the last turn.
+ */
+export class Inline {
+  private offUntil = 0;
+  private spent = 0;
+  /** Calls made inline, and times a slow one turned them off (for tests and logs). */
+  calls = 0;
+  pauses = 0;
+
+  constructor(private readonly enabled = true) {}
+
+  /** May the next call be made inline? */
+  get on(): boolean {
+    return this.enabled && (this.offUntil === 0 || performance.now() >= this.offUntil);
+  }
+
+  /** Make one synchronous call, timing it. */
+  run<T>(fn: () => T): T {
+    const t0 = performance.now();
+    try {
+      return fn();
+    } finally {
+      const t = performance.now() - t0;
+      this.calls++;
+      this.spent += t;
+      if (t > INLINE_SLOW_MS) {
+        this.offUntil = performance.now() + INLINE_PAUSE_MS;
+        this.pauses++;
+        log('a file-system call took %d ms: through the thread pool for a while', Math.round(t));
+      }
+    }
+  }
+
+  /** Give the event loop a turn if the calls since the last one took INLINE_SLICE_MS. */
+  async pace(): Promise<void> {
+    if (this.spent < INLINE_SLICE_MS) return;
+    this.spent = 0;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
 }
 
 /** How many file-system calls of one kind tdl keeps in flight at once (libuv has four threads). */

@@ -16,7 +16,7 @@ import { constants } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DiskError, MetainfoError } from '../errors.js';
-import { lstatOrNull } from './fs-util.js';
+import { listNames, lstatOrNull } from './fs-util.js';
 import { PART_SUFFIX, RESUME_SUFFIX, withSuffix } from './names.js';
 import { PARTS_SUFFIX, partsInfoHash } from './parts.js';
 import { RESUME_MAGIC } from './resume.js';
@@ -131,17 +131,38 @@ async function isOwnFolder(dir: string, t: TorrentShape): Promise<boolean> {
   if (t.infoHash && (await partsInfoHash(withSuffix(dir, PARTS_SUFFIX)))?.equals(t.infoHash)) {
     return true;
   }
+  // What is there, from one listing per folder of the torrent that exists (parents first): a
+  // fresh download into an existing folder looks up none of its files by name.
+  const want = new Map<string, Set<string>>();
+  const wanted = (folder: string, name: string): void => {
+    let names = want.get(folder);
+    if (!names) want.set(folder, (names = new Set()));
+    names.add(name);
+  };
+  const files = t.files.filter((f) => !f.padding).map((f) => ({ p: path.join(dir, ...f.path), f }));
+  for (const { p } of files) {
+    wanted(path.dirname(p), path.basename(p));
+    wanted(path.dirname(p), path.basename(withSuffix(p, PART_SUFFIX)));
+    for (let d = path.dirname(p); d !== dir && d.startsWith(dir + path.sep); d = path.dirname(d)) {
+      wanted(path.dirname(d), path.basename(d));
+    }
+  }
+  const found = new Map<string, Set<string>>();
+  for (const d of [...want.keys()].sort((a, b) => a.length - b.length)) {
+    const there = d === dir || found.get(path.dirname(d))?.has(path.basename(d)) === true;
+    found.set(d, there ? await listNames(d, want.get(d)!) : new Set());
+  }
+  const present = (p: string) => found.get(path.dirname(p))?.has(path.basename(p)) === true;
   let missing = false;
   let parts = false;
-  for (const f of t.files) {
-    if (f.padding) continue;
-    const p = path.join(dir, ...f.path);
-    const fin = await lstatOrNull(p);
+  for (const { p, f } of files) {
+    const fin = present(p) ? await lstatOrNull(p) : null;
     if (fin) {
       if (!fin.isFile() || fin.size !== f.length) return false;
       continue;
     }
-    const part = await lstatOrNull(withSuffix(p, PART_SUFFIX));
+    const partPath = withSuffix(p, PART_SUFFIX);
+    const part = present(partPath) ? await lstatOrNull(partPath) : null;
     if (!part) missing = true;
     else if (!part.isFile() || part.size > f.length) return false;
     else parts = true;

@@ -374,7 +374,8 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     if (!complete) {
       await writer?.idle();
       // Before declaring success: every file must still be the one written, at its full size.
-      await storage.checkIntact();
+      // The data is synced meanwhile, so that the complete checkpoint has nothing left to sync.
+      await Promise.all([storage.checkIntact(), storage.sync()]);
       // A complete checkpoint first (it makes the data durable), so that a crash while renaming
       // still finds a complete torrent.
       if (writer) await writer.checkpoint(true);

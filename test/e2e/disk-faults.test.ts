@@ -7,7 +7,9 @@
  * portably (a full disk; a read-only folder when running as root, which ignores permissions),
  * `node:fs/promises` is wrapped for tdl's own modules: writes under the test folder fail with
  * ENOSPC once a byte budget is spent (after a short write, as a real full disk does), and
- * creating, renaming or removing entries of one folder fails with EACCES.
+ * creating, renaming or removing entries of one folder fails with EACCES. Storage also makes
+ * small calls synchronously (see Inline in fs-util.ts): `writeSync`, `renameSync` and `mkdirSync` of
+ * `node:fs` are wrapped the same way.
  */
 import { chmod, readdir, readFile, rename, truncate, unlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -25,19 +27,55 @@ const faults = vi.hoisted(() => ({
   spaceLeft: Infinity,
   /** A folder in which entries cannot be created, renamed or removed (EACCES). */
   readOnlyDir: '',
+  /** Descriptors of files opened under `root` (for the synchronous writes). */
+  fds: new Set<number>(),
 }));
+const { simulated } = vi.hoisted(() => ({
+  simulated: (code: 'ENOSPC' | 'EACCES', syscall: string, p?: unknown) =>
+    Object.assign(new Error(`${code}: simulated ${syscall}${p ? ` '${String(p)}'` : ''}`), {
+      code,
+      syscall,
+      path: p === undefined ? undefined : String(p),
+    }),
+}));
+
+vi.mock('node:fs', async (importOriginal) => {
+  const real = await importOriginal<typeof import('node:fs')>();
+  const pathMod = await import('node:path');
+  const inReadOnly = (p: unknown) =>
+    faults.readOnlyDir !== '' && pathMod.dirname(pathMod.resolve(String(p))) === faults.readOnlyDir;
+  const writeSync = ((
+    fd: number,
+    buf: Buffer,
+    offset: number,
+    length: number,
+    position: number,
+  ) => {
+    if (!faults.fds.has(fd)) return real.writeSync(fd, buf, offset, length, position);
+    if (faults.spaceLeft <= 0) throw simulated('ENOSPC', 'write');
+    const n = Math.min(length, faults.spaceLeft);
+    const written = real.writeSync(fd, buf, offset, n, position);
+    faults.spaceLeft -= written;
+    return written;
+  }) as typeof real.writeSync;
+  const renameSync = (a: string, b: string) => {
+    if (inReadOnly(a) || inReadOnly(b)) throw simulated('EACCES', 'rename', a);
+    return real.renameSync(a, b);
+  };
+  const mkdirSync = ((p: string, o?: Parameters<typeof real.mkdirSync>[1]) => {
+    if (inReadOnly(p) && !real.existsSync(p)) throw simulated('EACCES', 'mkdir', p);
+    return real.mkdirSync(p, o);
+  }) as typeof real.mkdirSync;
+  const mod = { ...real, writeSync, renameSync, mkdirSync };
+  return { ...mod, default: mod };
+});
 
 vi.mock('node:fs/promises', async (importOriginal) => {
   const real = await importOriginal<typeof import('node:fs/promises')>();
   const { constants } = await import('node:fs');
   const pathMod = await import('node:path');
   type Handle = Awaited<ReturnType<typeof real.open>>;
-  const fault = (code: 'ENOSPC' | 'EACCES', syscall: string, p?: unknown) =>
-    Object.assign(new Error(`${code}: simulated ${syscall}${p ? ` '${String(p)}'` : ''}`), {
-      code,
-      syscall,
-      path: p === undefined ? undefined : String(p),
-    });
+  const fault = simulated;
   const under = (p: unknown) =>
     faults.root !== '' && String(p).startsWith(faults.root + pathMod.sep);
   const inReadOnly = (p: unknown) =>
@@ -61,6 +99,13 @@ vi.mock('node:fs/promises', async (importOriginal) => {
             return r;
           };
         }
+        if (key === 'close') {
+          const fd = target.fd;
+          return () => {
+            faults.fds.delete(fd);
+            return target.close();
+          };
+        }
         const v: unknown = Reflect.get(target, key, target);
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       },
@@ -78,7 +123,9 @@ vi.mock('node:fs/promises', async (importOriginal) => {
     )
       throw fault('EACCES', 'open', p);
     const h = await real.open(p, flags, mode);
-    return under(p) ? wrap(h) : h;
+    if (!under(p)) return h;
+    faults.fds.add(h.fd);
+    return wrap(h);
   };
   const mkdir = async (p: string, o?: Parameters<typeof real.mkdir>[1]) => {
     if (inReadOnly(p) && !(await exists(p))) throw fault('EACCES', 'mkdir', p);

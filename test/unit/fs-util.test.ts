@@ -1,5 +1,11 @@
-import { describe, expect, it } from 'vitest';
-import { eachLimited } from '../../src/storage/fs-util.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  eachLimited,
+  Inline,
+  INLINE_PAUSE_MS,
+  INLINE_SLICE_MS,
+  INLINE_SLOW_MS,
+} from '../../src/storage/fs-util.js';
 
 const tick = () => new Promise((r) => setImmediate(r));
 
@@ -33,5 +39,50 @@ describe('eachLimited', () => {
 
   it('does nothing for no items', async () => {
     await eachLimited([], 4, () => Promise.reject(new Error('never')));
+  });
+});
+
+describe('Inline', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('a slow call turns inline calls off for a while; disabled, they never run inline', () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
+    const inline = new Inline();
+    expect(inline.on).toBe(true);
+    expect(inline.run(() => 7)).toBe(7);
+    expect(inline.on).toBe(true);
+    inline.run(() => vi.advanceTimersByTime(INLINE_SLOW_MS + 1));
+    expect(inline.on).toBe(false);
+    expect(inline.pauses).toBe(1);
+    vi.advanceTimersByTime(INLINE_PAUSE_MS - 1);
+    expect(inline.on).toBe(false);
+    vi.advanceTimersByTime(2);
+    expect(inline.on).toBe(true);
+    expect(inline.calls).toBe(2);
+    expect(new Inline(false).on).toBe(false);
+  });
+
+  it('a failing call throws, and still counts', () => {
+    const inline = new Inline();
+    expect(() =>
+      inline.run(() => {
+        throw new Error('EIO');
+      }),
+    ).toThrow('EIO');
+    expect(inline.calls).toBe(1);
+  });
+
+  it('pace yields to the event loop once a slice was spent inline', async () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
+    const inline = new Inline();
+    let turned = false;
+    setImmediate(() => (turned = true));
+    await inline.pace();
+    expect(turned).toBe(false);
+    inline.run(() => vi.advanceTimersByTime(INLINE_SLICE_MS));
+    await inline.pace();
+    expect(turned).toBe(true);
   });
 });

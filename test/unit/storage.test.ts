@@ -216,6 +216,23 @@ describe('output plan', () => {
     expect((await planOutput(t, root)).root).toBe(path.join(root, 'multi'));
   });
 
+  it('-o naming a folder where a file stands for a folder of the torrent is not its folder', async () => {
+    const root = path.join(dir, 'other');
+    await mkdir(root);
+    await writeFile(path.join(root, 'a'), 'xyz');
+    await writeFile(path.join(root, 's'), 'not a folder');
+    expect((await planOutput(t, root)).root).toBe(path.join(root, 'multi'));
+    // Deeper: every file of the torrent there, found through the listing of each folder.
+    const deep = { ...t, files: [...t.files, { path: ['s', 't', 'c'], length: 1, offset: 5 }] };
+    const root2 = path.join(dir, 'deep');
+    await mkdir(path.join(root2, 's', 't'), { recursive: true });
+    await writeFile(path.join(root2, 'a'), 'xyz');
+    await writeFile(path.join(root2, 's', 'b'), 'xy');
+    expect((await planOutput(deep, root2)).root).toBe(path.join(root2, 'multi'));
+    await writeFile(path.join(root2, 's', 't', 'c'), 'x');
+    expect((await planOutput(deep, root2)).root).toBe(root2);
+  });
+
   it("-o naming a folder with this torrent's resume file beside it stays that folder", async () => {
     const root = path.join(dir, 'part');
     await mkdir(root);
