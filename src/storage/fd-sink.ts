@@ -1,6 +1,9 @@
 /**
  * A byte sink that writes to a file descriptor (stdout with `-o -`) from libuv's thread pool
- * (`fs.writev`), one write in flight at a time, in batches of what is queued.
+ * (`fs.writev`), one write in flight at a time, out of a ring of its own (`FD_SINK_RING`
+ * bytes) into which each chunk is copied: the caller's buffer is free again at once (a piece
+ * goes back to the download without waiting for the reader), and the pool thread finds
+ * everything written since its last write waiting for it.
  *
  * Why: a Linux pipe holds 64 KiB, and a `net.Socket` on it (what `process.stdout` is for a
  * pipe) refills it only when the event loop polls, once per turn, so a fast reader (`sha1sum`)
@@ -21,12 +24,8 @@ import { logger } from '../log.js';
 
 const log = logger('tdl:stream');
 
-/** `write()` returns false once this many bytes are queued or being written. */
-export const FD_SINK_HIGH_WATER = 4 * 1024 * 1024;
-/** Most bytes handed to one `writev` (the queue's chunks are joined up to this). */
-export const FD_SINK_MAX_BATCH = 8 * 1024 * 1024;
-/** Most buffers in one `writev` (IOV_MAX is 1,024 on Linux). */
-const MAX_IOV = 1024;
+/** The sink's own memory: chunks are copied in, and written out from there. */
+export const FD_SINK_RING = 8 * 1024 * 1024;
 /** The exit listener's drain: stop after this long without a byte, or this long in all. */
 const EXIT_DRAIN_QUIET_MS = 50;
 const EXIT_DRAIN_MAX_MS = 1_000;
@@ -52,21 +51,33 @@ export interface FdSinkOptions {
   pipe?: boolean;
   /** Where a pipe is reopened to be drained (tests); default `/proc/self/fd/<fd>`. */
   drainPath?: string;
+  /** The ring's size (tests); default FD_SINK_RING. */
+  ringBytes?: number;
 }
 
+/**
+ * `write(chunk, cb)`: `cb` once the chunk is copied into the ring (its buffer may be reused);
+ * returns false when the ring is full, and `drain` comes once it has room again. `flush(cb)`:
+ * `cb` once every byte written before was handed to the kernel.
+ */
 export class FdSink extends EventEmitter {
-  /** Bytes queued and not yet written (in flight included). */
-  pending = 0;
-  /** Batches written, and the bytes dropped at exit. */
+  /** Writes to the descriptor, bytes copied in, and bytes dropped at exit. */
   batches = 0;
+  copied = 0;
   dropped = 0;
+  private readonly size: number;
+  private ring: Buffer | null = null;
+  /** Bytes ever copied into the ring, and ever written out of it. */
+  private head = 0;
+  private tail = 0;
+  /** Chunks waiting for room in the ring, in order. */
   private readonly queue: Queued[] = [];
-  private inflight: Queued[] | null = null;
-  private inflightBytes = 0;
+  private queued = 0;
+  private inflight = 0;
   private failed: Error | null = null;
   private wantDrain = false;
   private closed = false;
-  private idleWaiters: (() => void)[] = [];
+  private flushWaiters: { at: number; cb: Callback }[] = [];
   private readonly onExit = () => this.drainSync();
 
   constructor(
@@ -74,7 +85,18 @@ export class FdSink extends EventEmitter {
     private readonly o: FdSinkOptions = {},
   ) {
     super();
+    this.size = o.ringBytes ?? FD_SINK_RING;
     if (o.pipe) process.on('exit', this.onExit);
+  }
+
+  /** Bytes taken and not yet written to the descriptor (in the ring or waiting for it). */
+  get pending(): number {
+    return this.head - this.tail + this.queued;
+  }
+
+  /** Nothing to write and nothing being written. */
+  get idle(): boolean {
+    return this.pending === 0 && this.inflight === 0;
   }
 
   write(chunk: Uint8Array, cb?: Callback): boolean {
@@ -83,34 +105,32 @@ export class FdSink extends EventEmitter {
       if (cb) process.nextTick(cb, err);
       return false;
     }
-    if (chunk.length === 0) {
-      // Ordered after what is queued, like a stream's empty write.
-      this.queue.push({ chunk, cb });
-    } else {
-      this.queue.push({ chunk, cb });
-      this.pending += chunk.length;
-    }
+    this.queue.push({ chunk, cb });
+    this.queued += chunk.length;
+    this.fill();
     this.kick();
-    const room = this.pending < FD_SINK_HIGH_WATER;
+    const room = this.queue.length === 0 && this.head - this.tail < this.size;
     if (!room) this.wantDrain = true;
     return room;
   }
 
-  /** Nothing queued and nothing being written. */
-  get idle(): boolean {
-    return this.inflight === null && this.queue.length === 0;
+  /** `cb` once every byte written so far is out of the ring (or the sink failed). */
+  flush(cb: Callback): void {
+    if (this.failed) return void process.nextTick(cb, this.failed);
+    if (this.idle) return void process.nextTick(cb, null);
+    this.flushWaiters.push({ at: this.head + this.queued, cb });
   }
 
   /**
-   * Wait, at most `graceMs`, for what is queued to be written; then drop the rest (what is
+   * Wait, at most `graceMs`, for what is taken to be written; then drop the rest (what is
    * queued, and, for a pipe, the unread bytes of the write in flight) and stop writing.
    * Resolves once no write is in flight, so the process can exit.
    */
   async settle(graceMs: number): Promise<void> {
-    if (!this.idle) {
+    if (!this.idle && !this.failed) {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
-        this.untilIdle(),
+        new Promise<void>((r) => this.flush(() => r())),
         new Promise<void>((r) => {
           timer = setTimeout(r, graceMs);
         }),
@@ -118,15 +138,16 @@ export class FdSink extends EventEmitter {
       clearTimeout(timer);
     }
     this.closed = true;
-    const left = this.queue.splice(0);
-    for (const q of left) {
-      this.dropped += q.chunk.length;
-      this.pending -= q.chunk.length;
-    }
     const err = new Error('the stream was stopped before these bytes were written');
+    this.dropped += this.pending - this.inflight;
+    const left = this.queue.splice(0);
+    this.queued = 0;
+    // What is in the ring and not being written goes; what is being written is let go below.
+    this.head = this.tail + this.inflight;
     for (const q of left) q.cb?.(err);
-    if (this.inflight && this.o.pipe) {
-      log('the reader took nothing for %d ms: dropping %d bytes', graceMs, this.inflightBytes);
+    for (const w of this.flushWaiters.splice(0)) w.cb(err);
+    if (this.inflight > 0 && this.o.pipe) {
+      log('the reader took nothing for %d ms: dropping %d bytes', graceMs, this.inflight);
       await this.drainPipe();
     }
     this.dispose();
@@ -134,113 +155,114 @@ export class FdSink extends EventEmitter {
 
   /** Stop listening for the process's exit (once nothing is in flight). */
   dispose(): void {
-    if (this.inflight) return;
+    if (this.inflight > 0) return;
     process.off('exit', this.onExit);
   }
 
-  private untilIdle(): Promise<void> {
-    if (this.idle) return Promise.resolve();
-    return new Promise((r) => this.idleWaiters.push(r));
+  /** Copy waiting chunks into the ring while they fit. */
+  private fill(): void {
+    while (this.queue.length > 0) {
+      const q = this.queue[0]!;
+      const free = this.size - (this.head - this.tail);
+      if (q.chunk.length > free) {
+        // A chunk larger than the ring goes in part by part.
+        if (q.chunk.length <= this.size || free === 0) return;
+        this.copyIn(q.chunk.subarray(0, free));
+        q.chunk = q.chunk.subarray(free);
+        this.queued -= free;
+        continue;
+      }
+      this.queue.shift();
+      this.queued -= q.chunk.length;
+      this.copyIn(q.chunk);
+      q.cb?.(null);
+    }
+  }
+
+  private copyIn(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    const ring = (this.ring ??= Buffer.allocUnsafe(this.size));
+    const at = this.head % this.size;
+    const first = Math.min(chunk.length, this.size - at);
+    ring.set(chunk.subarray(0, first), at);
+    if (first < chunk.length) ring.set(chunk.subarray(first), 0);
+    this.head += chunk.length;
+    this.copied += chunk.length;
   }
 
   private kick(): void {
-    if (this.inflight || this.failed || this.queue.length === 0) return;
-    const batch: Queued[] = [];
-    let bytes = 0;
-    while (this.queue.length > 0 && batch.length < MAX_IOV) {
-      const next = this.queue[0]!;
-      if (batch.length > 0 && bytes + next.chunk.length > FD_SINK_MAX_BATCH) break;
-      batch.push(this.queue.shift()!);
-      bytes += next.chunk.length;
-    }
-    this.inflight = batch;
-    this.inflightBytes = bytes;
-    const bufs = batch.filter((q) => q.chunk.length > 0).map((q) => q.chunk);
-    if (bufs.length === 0) {
-      process.nextTick(() => this.written(null, 0));
-      return;
-    }
-    fs.writev(this.fd, bufs as NodeJS.ArrayBufferView[], null, (err, n) => this.written(err, n));
+    if (this.inflight > 0 || this.failed || this.head === this.tail) return;
+    const ring = this.ring!;
+    const at = this.tail % this.size;
+    const used = this.head - this.tail;
+    const first = Math.min(used, this.size - at);
+    const bufs = [ring.subarray(at, at + first)];
+    if (first < used) bufs.push(ring.subarray(0, used - first));
+    this.inflight = used;
+    fs.writev(this.fd, bufs, null, (err, n) => this.written(err, n, bufs));
   }
 
-  private written(err: NodeJS.ErrnoException | null, n: number): void {
-    const batch = this.inflight!;
-    this.inflight = null;
-    this.inflightBytes = 0;
+  private written(err: NodeJS.ErrnoException | null, n: number, bufs: Buffer[]): void {
+    this.inflight = 0;
     this.batches++;
-    if (err && err.code !== 'EAGAIN') {
-      this.fail(err, batch);
+    if (this.closed) {
+      this.tail = this.head;
+      this.dispose();
       return;
     }
-    // The chunks written whole are done; a chunk written in part goes back to the queue's head.
-    let done = err ? 0 : n;
-    let i = 0;
-    for (; i < batch.length; i++) {
-      const q = batch[i]!;
-      if (q.chunk.length > done) break;
-      done -= q.chunk.length;
-      this.pending -= q.chunk.length;
-      q.cb?.(null);
+    if (err && err.code === 'EAGAIN') {
+      this.viaFallback(bufs[0]!);
+      return;
     }
-    if (i < batch.length) {
-      const rest = batch.slice(i);
-      const head = rest[0]!;
-      this.pending -= done;
-      rest[0] = { chunk: head.chunk.subarray(done), cb: head.cb };
-      this.queue.unshift(...rest);
-      if (err) {
-        this.waitWritable();
-        return;
-      }
+    if (err) {
+      this.fail(err);
+      return;
     }
-    this.afterWrite();
+    this.advance(n);
   }
 
-  private afterWrite(): void {
-    if (this.wantDrain && this.pending < FD_SINK_HIGH_WATER && !this.failed) {
+  /** `n` more bytes left the ring. */
+  private advance(n: number): void {
+    this.tail += n;
+    this.fill();
+    if (this.wantDrain && this.queue.length === 0 && this.head - this.tail < this.size) {
       this.wantDrain = false;
       this.emit('drain');
     }
-    if (this.idle) {
-      for (const w of this.idleWaiters.splice(0)) w();
-      return;
+    if (this.flushWaiters.length > 0) {
+      const ready = this.flushWaiters.filter((w) => w.at <= this.tail);
+      this.flushWaiters = this.flushWaiters.filter((w) => w.at > this.tail);
+      for (const w of ready) w.cb(null);
     }
     this.kick();
   }
 
-  /** EAGAIN: the descriptor is non-blocking and full. The next chunk goes through the fallback. */
-  private waitWritable(): void {
+  /** EAGAIN: the descriptor is non-blocking and full; this part goes through the fallback. */
+  private viaFallback(part: Buffer): void {
     const fallback = this.o.fallback;
+    this.inflight = part.length;
     if (!fallback) {
-      this.inflight = [];
       setTimeout(() => {
-        this.inflight = null;
-        this.afterWrite();
+        this.inflight = 0;
+        this.kick();
       }, 1);
       return;
     }
-    const q = this.queue.shift()!;
-    this.inflight = [q];
-    this.inflightBytes = q.chunk.length;
-    fallback.write(q.chunk, (err) => {
-      this.inflight = null;
-      this.inflightBytes = 0;
-      if (err) {
-        this.fail(err, [q]);
-        return;
-      }
-      this.pending -= q.chunk.length;
-      q.cb?.(null);
-      this.afterWrite();
+    fallback.write(part, (err) => {
+      this.inflight = 0;
+      if (this.closed) return this.dispose();
+      if (err) return this.fail(err);
+      this.advance(part.length);
     });
   }
 
-  private fail(err: Error, batch: Queued[]): void {
+  private fail(err: Error): void {
     this.failed = err;
-    const all = [...batch, ...this.queue.splice(0)];
-    this.pending = 0;
-    for (const q of all) q.cb?.(err);
-    for (const w of this.idleWaiters.splice(0)) w();
+    const left = this.queue.splice(0);
+    this.queued = 0;
+    this.tail = this.head;
+    for (const q of left) q.cb?.(err);
+    for (const w of this.flushWaiters.splice(0)) w.cb(err);
     this.dispose();
     this.emit('error', err);
   }
@@ -252,7 +274,7 @@ export class FdSink extends EventEmitter {
     const buf = Buffer.allocUnsafe(64 * 1024);
     try {
       const until = Date.now() + EXIT_DRAIN_MAX_MS;
-      while (this.inflight && Date.now() < until) {
+      while (this.inflight > 0 && Date.now() < until) {
         this.dropped += readAvailable(fd, buf);
         await new Promise((r) => setTimeout(r, 1));
       }
@@ -267,7 +289,7 @@ export class FdSink extends EventEmitter {
    * at most EXIT_DRAIN_MAX_MS. Synchronous: nothing else runs any more.
    */
   private drainSync(): void {
-    if (!this.inflight) return;
+    if (this.inflight === 0) return;
     const fd = this.openDrain();
     if (fd === null) return;
     const buf = Buffer.allocUnsafe(64 * 1024);
@@ -281,7 +303,7 @@ export class FdSink extends EventEmitter {
         got += n;
         const now = Date.now();
         if (n > 0) quietSince = now;
-        else if (got >= this.inflightBytes || now - quietSince >= EXIT_DRAIN_QUIET_MS) break;
+        else if (got >= this.inflight || now - quietSince >= EXIT_DRAIN_QUIET_MS) break;
         Atomics.wait(nap, 0, 0, 1);
       }
     } finally {

@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FD_SINK_HIGH_WATER, FdSink } from '../../src/storage/fd-sink.js';
+import { FdSink } from '../../src/storage/fd-sink.js';
 import { randomBytesSeeded } from '../helpers/torrent.js';
 
 let dir = '';
@@ -83,32 +83,46 @@ function chunks(total: number, seed: number): Buffer[] {
 }
 
 describe('FdSink', () => {
-  it('writes every chunk whole and in order, each callback once its bytes are written', async () => {
+  it('writes every chunk whole and in order through a ring smaller than some chunks', async () => {
     const { r, w } = openPipe();
-    const s = sink(w, { pipe: true, drainPath: fifo });
+    const s = sink(w, { pipe: true, drainPath: fifo, ringBytes: 256 * 1024 });
     const parts = chunks(6 * 1024 * 1024 + 123, 7);
     const calls: number[] = [];
-    let last = false;
     parts.forEach((c, i) =>
       s.write(c, (err) => {
         expect(err).toBeNull();
         calls.push(i);
-        if (i === parts.length - 1) last = true;
       }),
     );
-    const got = await reader(r, () => last);
+    let flushed = false;
+    s.flush((err) => {
+      expect(err).toBeNull();
+      flushed = true;
+    });
+    const got = await reader(r, () => flushed);
     expect(got.equals(Buffer.concat(parts))).toBe(true);
+    // Each callback once its chunk was copied in, in order; flush once all was written.
     expect(calls).toEqual(parts.map((_, i) => i));
     expect(s.idle).toBe(true);
-    expect(s.pending).toBe(0);
-    // Several chunks went out per write.
-    expect(s.batches).toBeLessThan(parts.length);
+    expect(s.copied).toBe(got.length);
+  });
+
+  it('a chunk is free as soon as it is copied, before the reader reads it', async () => {
+    const { w } = openPipe();
+    const s = sink(w, { pipe: true, drainPath: fifo, ringBytes: 1024 * 1024 });
+    let called = false;
+    // Nobody reads: the pipe holds 64 KiB, the ring the rest.
+    s.write(Buffer.alloc(512 * 1024, 1), () => (called = true));
+    await new Promise((r) => setImmediate(r));
+    expect(called).toBe(true);
+    expect(s.pending).toBeGreaterThan(0);
   });
 
   it('says when it is full, and drains once the reader took the bytes', async () => {
     const { r, w } = openPipe();
-    const s = sink(w, { pipe: true, drainPath: fifo });
-    const big = randomBytesSeeded(FD_SINK_HIGH_WATER, 3);
+    const ring = 1024 * 1024;
+    const s = sink(w, { pipe: true, drainPath: fifo, ringBytes: ring });
+    const big = randomBytesSeeded(2 * ring, 3);
     expect(s.write(big.subarray(0, 1000))).toBe(true);
     expect(s.write(big.subarray(1000))).toBe(false);
     let drained = false;
@@ -117,22 +131,17 @@ describe('FdSink', () => {
     expect(got.equals(big)).toBe(true);
   });
 
-  it('a reader that went away: EPIPE, the error to every callback and once as an event', async () => {
+  it('a reader that went away: EPIPE, as an event and to flush; later writes fail', async () => {
     const { r, w } = openPipe();
     fs.closeSync(r);
     fds.splice(fds.indexOf(r), 1);
     const s = sink(w, { pipe: true, drainPath: fifo });
-    const errors: (Error | null | undefined)[] = [];
     const event = new Promise<Error>((resolve) => s.once('error', resolve));
-    s.write(Buffer.alloc(10), (e) => errors.push(e));
-    s.write(Buffer.alloc(10), (e) => errors.push(e));
+    s.write(Buffer.alloc(10));
+    const flushed = new Promise<Error | null | undefined>((res) => s.flush(res));
     const e = await event;
     expect((e as NodeJS.ErrnoException).code).toBe('EPIPE');
-    expect(errors.map((x) => (x as NodeJS.ErrnoException | undefined)?.code)).toEqual([
-      'EPIPE',
-      'EPIPE',
-    ]);
-    // Later writes fail at once.
+    expect(((await flushed) as NodeJS.ErrnoException).code).toBe('EPIPE');
     const late = await new Promise<Error | null | undefined>((res) =>
       s.write(Buffer.alloc(1), res),
     );
@@ -142,16 +151,16 @@ describe('FdSink', () => {
   it('settle: a reader that reads nothing gets the grace, then the write in flight is let go', async () => {
     const { w } = openPipe();
     const s = sink(w, { pipe: true, drainPath: fifo });
-    const results: (Error | null | undefined)[] = [];
-    // 1 MiB blocks the pool thread once the pipe's 64 KiB are full; the second chunk waits.
-    s.write(Buffer.alloc(1024 * 1024, 1), (e) => results.push(e));
-    s.write(Buffer.alloc(1000, 2), (e) => results.push(e));
+    // 1 MiB blocks the pool thread once the pipe's 64 KiB are full; the next chunk waits in
+    // the ring.
+    s.write(Buffer.alloc(1024 * 1024, 1));
+    await new Promise((r) => setTimeout(r, 5));
+    s.write(Buffer.alloc(1000, 2));
+    const flushed = new Promise<Error | null | undefined>((res) => s.flush(res));
     await s.settle(20);
     expect(s.idle).toBe(true);
-    // The queued chunk was dropped (an error to its callback); the one in flight was written
-    // into the pipe and drained out of it.
-    expect(results).toHaveLength(2);
-    expect(results.filter((e) => e instanceof Error)).toHaveLength(1);
+    expect(await flushed).toBeInstanceOf(Error);
+    // What waited was dropped, and the write in flight was drained out of the pipe.
     expect(s.dropped).toBeGreaterThanOrEqual(1000 + 1024 * 1024 - 64 * 1024);
     const late = await new Promise<Error | null | undefined>((res) =>
       s.write(Buffer.alloc(1), res),
@@ -164,6 +173,7 @@ describe('FdSink', () => {
     const s = sink(w, { pipe: true, drainPath: fifo });
     const data = randomBytesSeeded(3 * 1024 * 1024, 11);
     s.write(data);
+    expect(s.pending).toBe(data.length);
     let settled = false;
     const got = reader(r, () => settled);
     await s.settle(60_000);
@@ -193,10 +203,11 @@ describe('FdSink', () => {
         return true;
       },
     };
-    const s = sink(w, { fallback });
+    const s = sink(w, { fallback, ringBytes: 512 * 1024 });
     const parts = chunks(2 * 1024 * 1024, 5);
     let done = false;
-    parts.forEach((c, i) => s.write(c, () => i === parts.length - 1 && (done = true)));
+    for (const c of parts) s.write(c);
+    s.flush(() => (done = true));
     const got = await reader(r, () => done);
     expect(got.equals(Buffer.concat(parts))).toBe(true);
     expect(viaFallback).toBeGreaterThan(0);
