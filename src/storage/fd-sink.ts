@@ -264,7 +264,9 @@ export class FdSink extends EventEmitter {
     for (const q of left) q.cb?.(err);
     for (const w of this.flushWaiters.splice(0)) w.cb(err);
     this.dispose();
-    this.emit('error', err);
+    // Nobody may listen any more (the stream stopped, and this is its last bytes at exit).
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else log('stdout: %s', err.message);
   }
 
   /** Read what the reader left in the pipe until the write in flight has returned. */

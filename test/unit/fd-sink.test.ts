@@ -148,6 +148,16 @@ describe('FdSink', () => {
     expect((late as NodeJS.ErrnoException).code).toBe('EPIPE');
   });
 
+  it('EPIPE with nobody listening (the stream already stopped) is not thrown', async () => {
+    const { r, w } = openPipe();
+    fs.closeSync(r);
+    fds.splice(fds.indexOf(r), 1);
+    const s = sink(w, { pipe: true, drainPath: fifo });
+    s.write(Buffer.alloc(10));
+    const e = await new Promise<Error | null | undefined>((res) => s.flush(res));
+    expect((e as NodeJS.ErrnoException).code).toBe('EPIPE');
+  });
+
   it('settle: a reader that reads nothing gets the grace, then the write in flight is let go', async () => {
     const { w } = openPipe();
     const s = sink(w, { pipe: true, drainPath: fifo });
