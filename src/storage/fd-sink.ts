@@ -24,8 +24,13 @@ import { logger } from '../log.js';
 
 const log = logger('tdl:stream');
 
-/** The sink's own memory: chunks are copied in, and written out from there. */
-export const FD_SINK_RING = 8 * 1024 * 1024;
+/**
+ * The sink's own memory: chunks are copied in, and written out from there. What the stream
+ * can run ahead of its reader before pieces are declined and read back from disk: through
+ * `sha1sum` on a loaded 2-core machine 8 MiB kept 15-80 % of the pieces in memory, 12 MiB
+ * 40-100 %, 16 MiB 65-100 % but a peak RSS of 97 MB (the target is 100 MB).
+ */
+export const FD_SINK_RING = 12 * 1024 * 1024;
 /** The exit listener's drain: stop after this long without a byte, or this long in all. */
 const EXIT_DRAIN_QUIET_MS = 50;
 const EXIT_DRAIN_MAX_MS = 1_000;
@@ -234,6 +239,9 @@ export class FdSink extends EventEmitter {
       this.flushWaiters = this.flushWaiters.filter((w) => w.at > this.tail);
       for (const w of ready) w.cb(null);
     }
+    // Empty: start again at the ring's start, so a reader that keeps up only ever uses (and
+    // makes resident) its first pages.
+    if (this.head === this.tail && this.queue.length === 0) this.head = this.tail = 0;
     this.kick();
   }
 
