@@ -344,8 +344,9 @@ function checkStreamArgs(opts: { seed?: boolean }, io: CliIO, mode: 'download' |
 /**
  * stdout as a descriptor written from the thread pool (`FdSink`) when it is a pipe; null for
  * anything else, which is written as a stream (a file or /dev/null: Node writes those
- * synchronously, at once, which a pool thread would only delay; a socket). A pipe is made blocking again (Node's pipe handle made it non-blocking), so a
- * pool thread's `write()` waits for the reader rather than failing with EAGAIN.
+ * synchronously, at once, which a pool thread would only delay; a socket). The pipe is made
+ * blocking again (Node's pipe handle made it non-blocking), so a pool thread's `write()` waits
+ * for the reader rather than failing with EAGAIN.
  */
 function fdSink(out: ByteSink & { fd?: unknown; _handle?: unknown }): FdSink | null {
   const fd = out.fd;
@@ -356,10 +357,22 @@ function fdSink(out: ByteSink & { fd?: unknown; _handle?: unknown }): FdSink | n
   } catch {
     return null;
   }
-  if (st.isFIFO()) {
+  // stderr into the same pipe (`2>&1`): making the pipe blocking would make tdl's messages block
+  // the main thread on a reader that does not read.
+  if (st.isFIFO() && !samePipe(st, 2)) {
     const handle = out._handle as { setBlocking?: (on: boolean) => number } | null | undefined;
     handle?.setBlocking?.(true);
     return new FdSink(fd, { pipe: true, fallback: out });
   }
   return null;
+}
+
+/** Whether descriptor `fd` is the pipe `st` describes. */
+function samePipe(st: { dev: number; ino: number }, fd: number): boolean {
+  try {
+    const other = fstatSync(fd);
+    return other.dev === st.dev && other.ino === st.ino;
+  } catch {
+    return false;
+  }
 }
