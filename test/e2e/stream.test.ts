@@ -248,6 +248,12 @@ describe('tdl download -o -', () => {
     expect(sum.code, sum.stderr).toBe(0);
     expect(sum.stdout.toString().split(' ')[0]).toBe(createHash('sha1').update(data).digest('hex'));
     expect(sum.stderr).toBe('');
+    // stderr into the same pipe: written through process.stdout as before (nothing on stderr).
+    const both = await runShell(`set -o pipefail; ${tdl} -q 2>&1 | sha1sum`, cache);
+    expect(both.code, both.stderr).toBe(0);
+    expect(both.stdout.toString().split(' ')[0]).toBe(
+      createHash('sha1').update(data).digest('hex'),
+    );
     // head exits after 1,000 bytes; tdl finds its stdout closed and exits 141 like a
     // SIGPIPE'd program, with one line on stderr.
     const head = await runShell(
