@@ -1,3 +1,4 @@
+import { fstatSync } from 'node:fs';
 import { rmdir } from 'node:fs/promises';
 import { Dht } from '../dht/dht.js';
 import { UsageError } from '../errors.js';
@@ -12,11 +13,18 @@ import { parsePeer } from './peer-arg.js';
 import { openTorrent, type OpenedTorrent } from './source.js';
 import { resolveSelection, selectedBytes } from '../storage/selection.js';
 import { makeWorkDir, removeWorkDir, streamWorkDir, type ByteSink } from '../storage/stream-out.js';
+import { FdSink } from '../storage/fd-sink.js';
 
 export { parsePeer };
 
 const REDRAW_MS = 200;
 const JSON_PROGRESS_MS = 250;
+/**
+ * How long `-o -` gives the reader, once the run has ended some other way than done, to take
+ * what tdl already wrote into the pipe; then the rest is dropped and tdl exits (README: the
+ * same 2 s as the last lines to stdout).
+ */
+const STDOUT_SETTLE_MS = 2_000;
 
 /** The listening and upload options shared by `download` and `seed`. */
 export interface PeerCliOptions {
@@ -301,6 +309,8 @@ export async function runDownload(
     // A DHT still starting is stopped once it has (it would bind after a stop).
     await dhtStarting?.catch(() => {});
     await (dht as Dht | null)?.stop().catch(() => {});
+    // A write to a pipe nobody reads would keep the process from exiting.
+    if (sink instanceof FdSink) await sink.settle(STDOUT_SETTLE_MS);
     // --no-resume: nothing is kept for a later run, however this one ended.
     if (streaming && opts.resume === false && workDir) await removeWorkDir(workDir);
   }
@@ -328,5 +338,41 @@ function checkStreamArgs(opts: { seed?: boolean }, io: CliIO, mode: 'download' |
   if (typeof out.on !== 'function' || typeof out.off !== 'function') {
     throw new UsageError('-o - needs stdout to be a byte stream');
   }
-  return out as ByteSink;
+  return fdSink(out as ByteSink & { fd?: unknown; _handle?: unknown }) ?? (out as ByteSink);
+}
+
+/**
+ * stdout as a descriptor written from the thread pool (`FdSink`) when it is a pipe; null for
+ * anything else, which is written as a stream (a file or /dev/null: Node writes those
+ * synchronously, at once, which a pool thread would only delay; a socket). The pipe is made
+ * blocking again (Node's pipe handle made it non-blocking), so a pool thread's `write()` waits
+ * for the reader rather than failing with EAGAIN.
+ */
+function fdSink(out: ByteSink & { fd?: unknown; _handle?: unknown }): FdSink | null {
+  const fd = out.fd;
+  if (typeof fd !== 'number') return null;
+  let st;
+  try {
+    st = fstatSync(fd);
+  } catch {
+    return null;
+  }
+  // stderr into the same pipe (`2>&1`): making the pipe blocking would make tdl's messages block
+  // the main thread on a reader that does not read.
+  if (st.isFIFO() && !samePipe(st, 2)) {
+    const handle = out._handle as { setBlocking?: (on: boolean) => number } | null | undefined;
+    handle?.setBlocking?.(true);
+    return new FdSink(fd, { pipe: true, fallback: out });
+  }
+  return null;
+}
+
+/** Whether descriptor `fd` is the pipe `st` describes. */
+function samePipe(st: { dev: number; ino: number }, fd: number): boolean {
+  try {
+    const other = fstatSync(fd);
+    return other.dev === st.dev && other.ino === st.ino;
+  } catch {
+    return false;
+  }
 }

@@ -74,9 +74,14 @@ export async function removeWorkDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true }).catch(() => {});
 }
 
-/** What the stream writes to: process.stdout, or any Writable. */
+/**
+ * What the stream writes to: process.stdout, or any Writable, or an `FdSink`. A sink that
+ * copies what it is given (its write callback says the chunk's memory is free, not that the
+ * bytes were written) has `flush`, whose callback says everything before it was written.
+ */
 export interface ByteSink {
   write(chunk: Uint8Array, cb?: (err?: Error | null) => void): boolean;
+  flush?(cb: (err?: Error | null) => void): void;
   on(event: 'drain' | 'close', fn: () => void): unknown;
   on(event: 'error', fn: (err: Error) => void): unknown;
   off(event: 'drain' | 'close', fn: () => void): unknown;
@@ -281,8 +286,7 @@ export class StreamOut {
             this.cursor = this.last + 1;
             this.o.out.write(chunk, (err) => {
               held.release();
-              if (err) this.fail(sinkError(err));
-              else this.finish();
+              this.flushed(err);
             });
             return;
           }
@@ -306,10 +310,7 @@ export class StreamOut {
           if (last) {
             // The run is done only once the last byte is flushed: the write's own callback.
             this.cursor = this.last + 1;
-            this.o.out.write(chunk, (err) => {
-              if (err) this.fail(sinkError(err));
-              else this.finish();
-            });
+            this.o.out.write(chunk, (err) => this.flushed(err));
             return;
           }
           this.full = !this.o.out.write(chunk, () => this.release(buf));
@@ -326,6 +327,14 @@ export class StreamOut {
     } finally {
       this.pumping = false;
     }
+  }
+
+  /** The last chunk was given to the sink: done once the sink has written it out. */
+  private flushed(err: Error | null | undefined): void {
+    if (err) return this.fail(sinkError(err));
+    const { out } = this.o;
+    if (!out.flush) return this.finish();
+    out.flush((e) => (e ? this.fail(sinkError(e)) : this.finish()));
   }
 
   private finish(): void {

@@ -248,6 +248,12 @@ describe('tdl download -o -', () => {
     expect(sum.code, sum.stderr).toBe(0);
     expect(sum.stdout.toString().split(' ')[0]).toBe(createHash('sha1').update(data).digest('hex'));
     expect(sum.stderr).toBe('');
+    // stderr into the same pipe: written through process.stdout as before (nothing on stderr).
+    const both = await runShell(`set -o pipefail; ${tdl} -q 2>&1 | sha1sum`, cache);
+    expect(both.code, both.stderr).toBe(0);
+    expect(both.stdout.toString().split(' ')[0]).toBe(
+      createHash('sha1').update(data).digest('hex'),
+    );
     // head exits after 1,000 bytes; tdl finds its stdout closed and exits 141 like a
     // SIGPIPE'd program, with one line on stderr.
     const head = await runShell(
@@ -263,6 +269,51 @@ describe('tdl download -o -', () => {
     );
     expect(resume.ok).toBe(true);
   }, 60_000);
+
+  it.each(['once', 'twice'] as const)(
+    'a reader that reads nothing: Ctrl-C (%s) still ends tdl (130) within the exit bound',
+    async (times) => {
+      // stdout is a pipe to `sleep`, which never reads: the stream's write to the pipe blocks
+      // once its 64 KiB are full, while the download completes to the working copy.
+      const data = randomBytesSeeded(4 * 1024 * 1024, 'stream-stuck');
+      const t = makeTorrent({ name: 'stuck.bin', pieceLength: PIECE, files: { data } });
+      const seeder = await fx.seeder(t, PIECE);
+      const torrent = await fx.writeTorrent(t);
+      const cache = path.join(fx.dir, 'cache');
+      const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
+      const tdl = [process.execPath, MAIN, 'download', torrent, '-o', '-', '--json']
+        .concat(['--peer', `127.0.0.1:${seeder.port}`, '--no-listen', '--no-dht'])
+        .map(q)
+        .join(' ');
+      const s = spawnChild(
+        'bash',
+        ['-c', `${tdl} > >(sleep 120) & echo "pid=$!"; wait $!; echo "tdl=$?"`],
+        cache,
+      );
+      await until(() => /pid=\d+/.test(s.bytes().toString()), 20_000, 'the pid');
+      const pid = Number(/pid=(\d+)/.exec(s.bytes().toString())![1]);
+      // Every piece is on disk (the progress event says 100 %): only the stream is left, stuck.
+      await until(
+        () => /"event":"progress"[^\n]*"percent":100\b/.test(s.stderr()),
+        30_000,
+        '100 %',
+      );
+      const before = Date.now();
+      process.kill(pid, 'SIGINT');
+      // A second Ctrl-C exits at once (process.exit), past the sink's own 2 s grace.
+      if (times === 'twice') {
+        await new Promise((r) => setTimeout(r, 200));
+        process.kill(pid, 'SIGINT');
+      }
+      await until(() => /tdl=\d+/.test(s.bytes().toString()), 60_000, 'tdl to exit');
+      const took = Date.now() - before;
+      expect(s.bytes().toString()).toContain('tdl=130');
+      // README: 2 s for the reader to take what was written, then tdl drops it and exits. Far
+      // below the reader's 120 s, which a thread blocked in write() would have waited for.
+      expect(took).toBeLessThan(45_000);
+    },
+    120_000,
+  );
 
   it('a reader that goes away: exit 141, resume file kept, stopped sent; the next run streams it all', async () => {
     const data = randomBytesSeeded(4 * 1024 * 1024, 'stream-epipe');

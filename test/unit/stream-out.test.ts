@@ -310,6 +310,41 @@ describe('StreamOut', () => {
     expect(sink.data.equals(data)).toBe(true);
   });
 
+  it('with a sink that copies (flush), resolves only once flush says all was written', async () => {
+    class CopyingSink extends Sink {
+      flushes: ((err?: Error | null) => void)[] = [];
+      flush(cb: (err?: Error | null) => void): void {
+        this.flushes.push(cb);
+      }
+    }
+    const data = randomBytesSeeded(3000, 3);
+    for (const outcome of ['written', 'EPIPE'] as const) {
+      const sink = new CopyingSink();
+      const { s } = streamOf(data, 1000, { offset: 0, length: 3000 }, sink);
+      let settled = false;
+      void s.done.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
+      s.start(bf(3, () => true));
+      for (let k = 0; k < 1000 && sink.flushes.length === 0; k++) {
+        await new Promise((r) => setImmediate(r));
+      }
+      expect(sink.flushes).toHaveLength(1);
+      // Every byte was taken by the sink, none is known to be written yet.
+      expect(sink.data.equals(data)).toBe(true);
+      for (let k = 0; k < 5; k++) await new Promise((r) => setImmediate(r));
+      expect(settled).toBe(false);
+      if (outcome === 'written') {
+        sink.flushes[0]!(null);
+        await s.done;
+      } else {
+        sink.flushes[0]!(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
+        await expect(s.done).rejects.toBeInstanceOf(StdoutClosedError);
+      }
+    }
+  });
+
   it('stops with StdoutClosedError when the sink fails (EPIPE), and reads no more', async () => {
     const data = randomBytesSeeded(8000, 4);
     const sink = new Sink(1);

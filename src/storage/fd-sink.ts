@@ -1,0 +1,349 @@
+/**
+ * A byte sink that writes to a file descriptor (stdout with `-o -`) from libuv's thread pool
+ * (`fs.writev`), one write in flight at a time, out of a ring of its own (`FD_SINK_RING`
+ * bytes) into which each chunk is copied: the caller's buffer is free again at once (a piece
+ * goes back to the download without waiting for the reader), and the pool thread finds
+ * everything written since its last write waiting for it.
+ *
+ * Why: a Linux pipe holds 64 KiB, and a `net.Socket` on it (what `process.stdout` is for a
+ * pipe) refills it only when the event loop polls, once per turn, so a fast reader (`sha1sum`)
+ * waits while tdl handles its sockets and hashes pieces. A blocking `write()` on a pool thread
+ * refills the pipe as soon as the reader has taken bytes, whatever the main thread does.
+ *
+ * The price: a thread blocked in `write()` to a pipe whose reader does not read cannot be
+ * interrupted, and Node joins its pool threads when the process exits. So the sink gives
+ * in-flight data a bounded time at exit (`settle`), and then, like the 2 s flush of stdout
+ * anyway, drops what the reader did not take: it reads the pipe's unread bytes back out of
+ * it (`/proc/self/fd/N` opened for reading), which lets the blocked write return. A process
+ * `exit` listener does the same synchronously for exits that do not go through `settle` (a
+ * second Ctrl-C). See docs/DESIGN.md, "Writing the stream from the thread pool".
+ */
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import { logger } from '../log.js';
+
+const log = logger('tdl:stream');
+
+/**
+ * The sink's own memory: chunks are copied in, and written out from there. What the stream
+ * can run ahead of its reader before pieces are declined and read back from disk: through
+ * `sha1sum` on a loaded 2-core machine 8 MiB kept 15-80 % of the pieces in memory, 12 MiB
+ * 40-100 %, 16 MiB 65-100 % but a peak RSS of 97 MB (the target is 100 MB).
+ */
+export const FD_SINK_RING = 12 * 1024 * 1024;
+/** The exit listener's drain: stop after this long without a byte, or this long in all. */
+const EXIT_DRAIN_QUIET_MS = 50;
+const EXIT_DRAIN_MAX_MS = 1_000;
+
+type Callback = (err?: Error | null) => void;
+
+interface Queued {
+  chunk: Uint8Array;
+  cb?: Callback;
+}
+
+export interface FdSinkOptions {
+  /**
+   * Where the sink writes when the descriptor says EAGAIN (someone made it non-blocking): a
+   * stream that waits for the descriptor to be writable (process.stdout). Without one the
+   * sink retries after a millisecond.
+   */
+  fallback?: { write(chunk: Uint8Array, cb: Callback): boolean };
+  /**
+   * The descriptor is a pipe: at exit, what a reader that does not read leaves unwritten is
+   * dropped by reading it back out of the pipe (see the module comment).
+   */
+  pipe?: boolean;
+  /** Where a pipe is reopened to be drained (tests); default `/proc/self/fd/<fd>`. */
+  drainPath?: string;
+  /** The ring's size (tests); default FD_SINK_RING. */
+  ringBytes?: number;
+}
+
+/**
+ * `write(chunk, cb)`: `cb` once the chunk is copied into the ring (its buffer may be reused);
+ * returns false when the ring is full, and `drain` comes once it has room again. `flush(cb)`:
+ * `cb` once every byte written before was handed to the kernel.
+ */
+export class FdSink extends EventEmitter {
+  /** Writes to the descriptor, bytes copied in, and bytes dropped at exit. */
+  batches = 0;
+  copied = 0;
+  dropped = 0;
+  private readonly size: number;
+  private ring: Buffer | null = null;
+  /** Bytes ever copied into the ring, and ever written out of it. */
+  private head = 0;
+  private tail = 0;
+  /** Chunks waiting for room in the ring, in order. */
+  private readonly queue: Queued[] = [];
+  private queued = 0;
+  private inflight = 0;
+  private failed: Error | null = null;
+  private wantDrain = false;
+  private closed = false;
+  private flushWaiters: { at: number; cb: Callback }[] = [];
+  private readonly onExit = () => this.drainSync();
+
+  constructor(
+    readonly fd: number,
+    private readonly o: FdSinkOptions = {},
+  ) {
+    super();
+    this.size = o.ringBytes ?? FD_SINK_RING;
+    if (o.pipe) process.on('exit', this.onExit);
+  }
+
+  /** Bytes taken and not yet written to the descriptor (in the ring or waiting for it). */
+  get pending(): number {
+    return this.head - this.tail + this.queued;
+  }
+
+  /** Nothing to write and nothing being written. */
+  get idle(): boolean {
+    return this.pending === 0 && this.inflight === 0;
+  }
+
+  write(chunk: Uint8Array, cb?: Callback): boolean {
+    if (this.failed || this.closed) {
+      const err = this.failed ?? new Error('write after the sink was closed');
+      if (cb) process.nextTick(cb, err);
+      return false;
+    }
+    this.queue.push({ chunk, cb });
+    this.queued += chunk.length;
+    this.fill();
+    this.kick();
+    const room = this.queue.length === 0 && this.head - this.tail < this.size;
+    if (!room) this.wantDrain = true;
+    return room;
+  }
+
+  /** `cb` once every byte written so far is out of the ring (or the sink failed). */
+  flush(cb: Callback): void {
+    if (this.failed) return void process.nextTick(cb, this.failed);
+    if (this.idle) return void process.nextTick(cb, null);
+    this.flushWaiters.push({ at: this.head + this.queued, cb });
+  }
+
+  /**
+   * Wait, at most `graceMs`, for what is taken to be written; then drop the rest (what is
+   * queued, and, for a pipe, the unread bytes of the write in flight) and stop writing.
+   * Resolves once no write is in flight, so the process can exit.
+   */
+  async settle(graceMs: number): Promise<void> {
+    if (!this.idle && !this.failed) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((r) => this.flush(() => r())),
+        new Promise<void>((r) => {
+          timer = setTimeout(r, graceMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    this.closed = true;
+    const err = new Error('the stream was stopped before these bytes were written');
+    this.dropped += this.pending - this.inflight;
+    const left = this.queue.splice(0);
+    this.queued = 0;
+    // What is in the ring and not being written goes; what is being written is let go below.
+    this.head = this.tail + this.inflight;
+    for (const q of left) q.cb?.(err);
+    for (const w of this.flushWaiters.splice(0)) w.cb(err);
+    if (this.inflight > 0 && this.o.pipe) {
+      log('the reader took nothing for %d ms: dropping %d bytes', graceMs, this.inflight);
+      await this.drainPipe();
+    }
+    this.dispose();
+  }
+
+  /** Stop listening for the process's exit (once nothing is in flight). */
+  dispose(): void {
+    if (this.inflight > 0) return;
+    process.off('exit', this.onExit);
+  }
+
+  /** Copy waiting chunks into the ring while they fit. */
+  private fill(): void {
+    while (this.queue.length > 0) {
+      const q = this.queue[0]!;
+      const free = this.size - (this.head - this.tail);
+      if (q.chunk.length > free) {
+        // A chunk larger than the ring goes in part by part.
+        if (q.chunk.length <= this.size || free === 0) return;
+        this.copyIn(q.chunk.subarray(0, free));
+        q.chunk = q.chunk.subarray(free);
+        this.queued -= free;
+        continue;
+      }
+      this.queue.shift();
+      this.queued -= q.chunk.length;
+      this.copyIn(q.chunk);
+      q.cb?.(null);
+    }
+  }
+
+  private copyIn(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    const ring = (this.ring ??= Buffer.allocUnsafe(this.size));
+    const at = this.head % this.size;
+    const first = Math.min(chunk.length, this.size - at);
+    ring.set(chunk.subarray(0, first), at);
+    if (first < chunk.length) ring.set(chunk.subarray(first), 0);
+    this.head += chunk.length;
+    this.copied += chunk.length;
+  }
+
+  private kick(): void {
+    if (this.inflight > 0 || this.failed || this.head === this.tail) return;
+    const ring = this.ring!;
+    const at = this.tail % this.size;
+    const used = this.head - this.tail;
+    const first = Math.min(used, this.size - at);
+    const bufs = [ring.subarray(at, at + first)];
+    if (first < used) bufs.push(ring.subarray(0, used - first));
+    this.inflight = used;
+    fs.writev(this.fd, bufs, null, (err, n) => this.written(err, n, bufs));
+  }
+
+  private written(err: NodeJS.ErrnoException | null, n: number, bufs: Buffer[]): void {
+    this.inflight = 0;
+    this.batches++;
+    if (this.closed) {
+      this.tail = this.head;
+      this.dispose();
+      return;
+    }
+    if (err && err.code === 'EAGAIN') {
+      this.viaFallback(bufs[0]!);
+      return;
+    }
+    if (err) {
+      this.fail(err);
+      return;
+    }
+    this.advance(n);
+  }
+
+  /** `n` more bytes left the ring. */
+  private advance(n: number): void {
+    this.tail += n;
+    this.fill();
+    if (this.wantDrain && this.queue.length === 0 && this.head - this.tail < this.size) {
+      this.wantDrain = false;
+      this.emit('drain');
+    }
+    if (this.flushWaiters.length > 0) {
+      const ready = this.flushWaiters.filter((w) => w.at <= this.tail);
+      this.flushWaiters = this.flushWaiters.filter((w) => w.at > this.tail);
+      for (const w of ready) w.cb(null);
+    }
+    // Empty: start again at the ring's start, so a reader that keeps up only ever uses (and
+    // makes resident) its first pages.
+    if (this.head === this.tail && this.queue.length === 0) this.head = this.tail = 0;
+    this.kick();
+  }
+
+  /** EAGAIN: the descriptor is non-blocking and full; this part goes through the fallback. */
+  private viaFallback(part: Buffer): void {
+    const fallback = this.o.fallback;
+    this.inflight = part.length;
+    if (!fallback) {
+      setTimeout(() => {
+        this.inflight = 0;
+        this.kick();
+      }, 1);
+      return;
+    }
+    fallback.write(part, (err) => {
+      this.inflight = 0;
+      if (this.closed) return this.dispose();
+      if (err) return this.fail(err);
+      this.advance(part.length);
+    });
+  }
+
+  private fail(err: Error): void {
+    this.failed = err;
+    const left = this.queue.splice(0);
+    this.queued = 0;
+    this.tail = this.head;
+    for (const q of left) q.cb?.(err);
+    for (const w of this.flushWaiters.splice(0)) w.cb(err);
+    this.dispose();
+    // Nobody may listen any more (the stream stopped, and this is its last bytes at exit).
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else log('stdout: %s', err.message);
+  }
+
+  /** Read what the reader left in the pipe until the write in flight has returned. */
+  private async drainPipe(): Promise<void> {
+    const fd = this.openDrain();
+    if (fd === null) return;
+    const buf = Buffer.allocUnsafe(64 * 1024);
+    try {
+      const until = Date.now() + EXIT_DRAIN_MAX_MS;
+      while (this.inflight > 0 && Date.now() < until) {
+        this.dropped += readAvailable(fd, buf);
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /**
+   * The process is exiting (`process.exit`) while a write may be blocked on a pipe nobody
+   * reads: empty the pipe until no byte came for EXIT_DRAIN_QUIET_MS (the write has returned),
+   * at most EXIT_DRAIN_MAX_MS. Synchronous: nothing else runs any more.
+   */
+  private drainSync(): void {
+    if (this.inflight === 0) return;
+    const fd = this.openDrain();
+    if (fd === null) return;
+    const buf = Buffer.allocUnsafe(64 * 1024);
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    const start = Date.now();
+    let quietSince = start;
+    let got = 0;
+    try {
+      while (Date.now() - start < EXIT_DRAIN_MAX_MS) {
+        const n = readAvailable(fd, buf);
+        got += n;
+        const now = Date.now();
+        if (n > 0) quietSince = now;
+        else if (got >= this.inflight || now - quietSince >= EXIT_DRAIN_QUIET_MS) break;
+        Atomics.wait(nap, 0, 0, 1);
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  private openDrain(): number | null {
+    const path = this.o.drainPath ?? `/proc/self/fd/${this.fd}`;
+    try {
+      return fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    } catch (e) {
+      log('cannot reopen %s to drain it: %s', path, (e as Error).message);
+      return null;
+    }
+  }
+}
+
+/** Read and discard what can be read now (non-blocking descriptor); returns the bytes. */
+function readAvailable(fd: number, buf: Buffer): number {
+  let total = 0;
+  for (;;) {
+    let n: number;
+    try {
+      n = fs.readSync(fd, buf, 0, buf.length, null);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EAGAIN') return total;
+      throw e;
+    }
+    if (n === 0) return total;
+    total += n;
+  }
+}
