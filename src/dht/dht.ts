@@ -5,7 +5,6 @@
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
-import { isIP } from 'node:net';
 import { logger } from '../log.js';
 import { DhtError, TdlError } from '../errors.js';
 import { defaultCacheFile, loadCache, saveCache } from './cache.js';
@@ -19,6 +18,7 @@ import { KrpcSocket } from './rpc.js';
 import type { Endpoint, RpcOptions } from './rpc.js';
 import { PeerStore } from './store.js';
 import { TokenIssuer } from './tokens.js';
+import { ipFamily } from '../tracker/compact.js';
 import type { PeerAddress } from '../tracker/types.js';
 
 const debug = logger('tdl:dht');
@@ -188,11 +188,12 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     await Promise.all(
       list.map(async (e) => {
         if (!Number.isInteger(e.port) || e.port <= 0 || e.port > 65535) return;
-        if (isIP(e.host) === 4) {
+        const family = ipFamily(e.host);
+        if (family === 4) {
           out.push(e);
           return;
         }
-        if (isIP(e.host) === 6) return; // IPv4 only for now
+        if (family === 6) return; // IPv4 only for now
         try {
           const timeout = new Promise<never>((_, reject) => {
             const t = setTimeout(() => reject(new Error('DNS timeout')), DNS_TIMEOUT_MS);
