@@ -3,7 +3,7 @@
  * in the cache), answers to other nodes' queries, and the lookups the download asks for.
  * See docs/DESIGN.md, "DHT", for the state machine and the caps.
  */
-import { lookup as dnsLookup } from 'node:dns/promises';
+import { lookup as dnsLookup, Resolver } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { logger } from '../log.js';
 import { DhtError, TdlError } from '../errors.js';
@@ -183,8 +183,22 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     }
   }
 
+  /**
+   * Resolves host names to IPv4. Names with a dot go to the DNS servers directly (`resolve4`):
+   * `dns.lookup` would first test the name with `net.isIP`, whose IPv6 pattern costs 20-40 ms of
+   * CPU to compile on first use, at start-up, on the download's critical path (docs/DESIGN.md,
+   * "Start-up"); it would also hold a thread-pool thread that file operations wait for. Single
+   * labels (`localhost`, a LAN host) still go through `lookup`: /etc/hosts and search domains.
+   */
   private async resolveAll(list: readonly Endpoint[]): Promise<Endpoint[]> {
     const out: Endpoint[] = [];
+    const resolver = new Resolver({ timeout: DNS_TIMEOUT_MS, tries: 2 });
+    const resolveName = async (host: string): Promise<string> => {
+      if (!host.includes('.')) return (await dnsLookup(host, { family: 4 })).address;
+      const a = (await resolver.resolve4(host))[0];
+      if (!a) throw new Error('no IPv4 address');
+      return a;
+    };
     await Promise.all(
       list.map(async (e) => {
         if (!Number.isInteger(e.port) || e.port <= 0 || e.port > 65535) return;
@@ -199,13 +213,14 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
             const t = setTimeout(() => reject(new Error('DNS timeout')), DNS_TIMEOUT_MS);
             t.unref();
           });
-          const r = await Promise.race([dnsLookup(e.host, { family: 4 }), timeout]);
-          out.push({ host: r.address, port: e.port });
+          const address = await Promise.race([resolveName(e.host), timeout]);
+          out.push({ host: address, port: e.port });
         } catch (err) {
           debug('cannot resolve %s: %s', e.host, (err as Error).message);
         }
       }),
     );
+    resolver.cancel(); // queries still out after their timeout
     return out;
   }
 
