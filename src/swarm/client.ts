@@ -284,6 +284,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     // with its error having fetched nothing.
     if (!complete) writer = new ResumeWriter(resumeFile, meta, storage, check.have);
     const w = writer;
+    // Boundary pieces to copy from the parts file (the selection grew) are served from the files
+    // once copied: then peers wait for it all, as before.
+    const copying = storage.piecesToCopy(check.have).length > 0;
     const ready = (async () => {
       if (w) {
         await w.checkpoint();
@@ -292,8 +295,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       }
       await copyFromParts(check.have);
     })();
-    // Its failure is the download's (run() rejects with it); an early one is awaited below.
+    // Its failure is the download's (run() rejects with it).
     ready.catch(() => {});
+    if (copying) await ready;
 
     if (dht) {
       const node = await dht;
