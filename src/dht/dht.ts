@@ -3,9 +3,8 @@
  * in the cache), answers to other nodes' queries, and the lookups the download asks for.
  * See docs/DESIGN.md, "DHT", for the state machine and the caps.
  */
-import { lookup as dnsLookup } from 'node:dns/promises';
+import { lookup as dnsLookup, Resolver } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
-import { isIP } from 'node:net';
 import { logger } from '../log.js';
 import { DhtError, TdlError } from '../errors.js';
 import { defaultCacheFile, loadCache, saveCache } from './cache.js';
@@ -19,6 +18,7 @@ import { KrpcSocket } from './rpc.js';
 import type { Endpoint, RpcOptions } from './rpc.js';
 import { PeerStore } from './store.js';
 import { TokenIssuer } from './tokens.js';
+import { ipFamily } from '../tracker/compact.js';
 import type { PeerAddress } from '../tracker/types.js';
 
 const debug = logger('tdl:dht');
@@ -183,28 +183,44 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     }
   }
 
+  /**
+   * Resolves host names to IPv4. Names with a dot go to the DNS servers directly (`resolve4`):
+   * `dns.lookup` would first test the name with `net.isIP`, whose IPv6 pattern costs 20-40 ms of
+   * CPU to compile on first use, at start-up, on the download's critical path (docs/DESIGN.md,
+   * "Start-up"); it would also hold a thread-pool thread that file operations wait for. Single
+   * labels (`localhost`, a LAN host) still go through `lookup`: /etc/hosts and search domains.
+   */
   private async resolveAll(list: readonly Endpoint[]): Promise<Endpoint[]> {
     const out: Endpoint[] = [];
+    const resolver = new Resolver({ timeout: DNS_TIMEOUT_MS, tries: 2 });
+    const resolveName = async (host: string): Promise<string> => {
+      if (!host.includes('.')) return (await dnsLookup(host, { family: 4 })).address;
+      const a = (await resolver.resolve4(host))[0];
+      if (!a) throw new Error('no IPv4 address');
+      return a;
+    };
     await Promise.all(
       list.map(async (e) => {
         if (!Number.isInteger(e.port) || e.port <= 0 || e.port > 65535) return;
-        if (isIP(e.host) === 4) {
+        const family = ipFamily(e.host);
+        if (family === 4) {
           out.push(e);
           return;
         }
-        if (isIP(e.host) === 6) return; // IPv4 only for now
+        if (family === 6) return; // IPv4 only for now
         try {
           const timeout = new Promise<never>((_, reject) => {
             const t = setTimeout(() => reject(new Error('DNS timeout')), DNS_TIMEOUT_MS);
             t.unref();
           });
-          const r = await Promise.race([dnsLookup(e.host, { family: 4 }), timeout]);
-          out.push({ host: r.address, port: e.port });
+          const address = await Promise.race([resolveName(e.host), timeout]);
+          out.push({ host: address, port: e.port });
         } catch (err) {
           debug('cannot resolve %s: %s', e.host, (err as Error).message);
         }
       }),
     );
+    resolver.cancel(); // queries still out after their timeout
     return out;
   }
 

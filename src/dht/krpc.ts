@@ -6,11 +6,10 @@
  * MAX_TID_BYTES, compact node lists are cut to whole entries and capped, peer values are capped
  * at MAX_VALUES_PER_REPLY. Unknown keys are ignored (BEP 5 allows extensions).
  */
-import { isIP } from 'node:net';
 import { DhtError, TdlError } from '../errors.js';
 import { decodeStrict, encode, isBytes, isDict, isInt, isList } from '../metainfo/bencode.js';
 import type { BDict, BValue } from '../metainfo/bencode.js';
-import { formatIPv6, ipv6ToBytes } from '../tracker/compact.js';
+import { formatIPv6, ipFamily, ipv6ToBytes } from '../tracker/compact.js';
 import type { PeerAddress } from '../tracker/types.js';
 import { ID_LENGTH } from './node-id.js';
 
@@ -137,7 +136,7 @@ export function encodeNodes(nodes: readonly NodeInfo[], family: 4 | 6): Buffer {
 /** 6 bytes (IPv4) or 18 bytes (IPv6) for an address and port; null for anything else. */
 export function compactAddress(host: string, port: number): Buffer | null {
   if (!validPort(port)) return null;
-  const family = isIP(host);
+  const family = ipFamily(host);
   let addr: Buffer;
   if (family === 4) {
     addr = Buffer.from(host.split('.').map((x) => Number(x)));

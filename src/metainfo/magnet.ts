@@ -7,8 +7,8 @@
  * percent-decoded exactly once; unknown parameters are ignored; every list is capped. Any
  * problem is a MetainfoError (exit 3) saying what is wrong.
  */
-import { isIP } from 'node:net';
 import { MetainfoError } from '../errors.js';
+import { ipFamily } from '../tracker/compact.js';
 import type { PeerAddress } from '../tracker/types.js';
 
 export interface Magnet {
@@ -91,8 +91,8 @@ function parsePeer(s: string): PeerAddress {
   const host = m?.[1] ?? '';
   const bracketed = s.startsWith('[');
   const hostOk = bracketed
-    ? isIP(host) === 6
-    : isIP(host) === 4 ||
+    ? ipFamily(host) === 6
+    : ipFamily(host) === 4 ||
       (host.length <= 253 &&
         /^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(
           host,

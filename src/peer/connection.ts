@@ -524,6 +524,19 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   }
 
   /**
+   * Metadata-only: the peer has shown pieces (`have all`, a bitfield, `have`s) that fit a torrent
+   * of `pieceCount` pieces, so that telling it we are interested before adopt() is right.
+   */
+  showsPieces(pieceCount: number): boolean {
+    if (!this.metadataOnlyMode || !this.early || this.state !== 'open') return false;
+    try {
+      return this.early.resolve(pieceCount).count > 0;
+    } catch {
+      return false; // adopt() closes it
+    }
+  }
+
+  /**
    * The metadata is known: a metadata-only connection becomes an ordinary one for a torrent of
    * `pieceCount` pieces, and nothing the peer said is lost (docs/DESIGN.md, "Magnet hand-over").
    * Not started yet: it is started as usual with `have` and `extensionHandshake`. Started (it

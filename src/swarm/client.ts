@@ -278,16 +278,26 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         tracker.start();
       }
     }
-    if (!complete) {
-      writer = new ResumeWriter(resumeFile, meta, storage, check.have);
-      // The first checkpoint saves what the check found; if it cannot be written (folder not
-      // writable, disk full) the download does not start.
-      await writer.checkpoint();
-      if (o.torrentBytes) await writeFile(metadataFile, o.torrentBytes).catch(() => {});
-      const w = writer;
-      storage.setBeforeWrite((index) => w.intent(index));
-    }
-    await copyFromParts(check.have);
+    // The first checkpoint saves what the check found. The download starts beside it: peers
+    // are dialled and unchoke us while it is written, but no block is asked for before it is
+    // (`ready`); if it cannot be written (folder not writable, disk full), the download stops
+    // with its error having fetched nothing.
+    if (!complete) writer = new ResumeWriter(resumeFile, meta, storage, check.have);
+    const w = writer;
+    // Boundary pieces to copy from the parts file (the selection grew) are served from the files
+    // once copied: then peers wait for it all, as before.
+    const copying = storage.piecesToCopy(check.have).length > 0;
+    const ready = (async () => {
+      if (w) {
+        await w.checkpoint();
+        if (o.torrentBytes) await writeFile(metadataFile, o.torrentBytes).catch(() => {});
+        storage.setBeforeWrite((index) => w.intent(index));
+      }
+      await copyFromParts(check.have);
+    })();
+    // Its failure is the download's (run() rejects with it).
+    ready.catch(() => {});
+    if (copying) await ready;
 
     if (dht) {
       const node = await dht;
@@ -321,6 +331,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       signal: ctl.signal,
       // The stream writes verified pieces from memory when it can (else reads them back).
       tap: streamOut ? (index, data, room) => streamOut.take(index, data, room) : undefined,
+      ready,
     });
     const d = dl;
 
@@ -364,7 +375,12 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       timer = setInterval(kick, CHECKPOINT_INTERVAL_MS);
       timer.unref();
     }
-    streamOut?.start(check.have);
+    // The pieces present stream once the boundary pieces are copied from the parts file.
+    if (streamOut)
+      void ready.then(
+        () => streamOut.start(check.have),
+        () => {},
+      );
     const running = d.run();
     // What the first announce brought while the download was being set up.
     early?.release(d);

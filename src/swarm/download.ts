@@ -148,6 +148,12 @@ export interface DownloadOptions {
   random?: () => number;
   /** Reads each verified piece from memory while it goes to disk (the `-o -` stream). */
   tap?: PieceTap;
+  /**
+   * Settles once blocks may be asked for (the resume file's first checkpoint is written, see
+   * docs/DESIGN.md "Start-up"); a rejection fails the download with its error. Meanwhile peers
+   * are dialled, handshaken and told we are interested, so their unchokes are on the way.
+   */
+  ready?: Promise<void>;
 }
 
 export interface PeerEvent {
@@ -252,6 +258,8 @@ export class Download extends EventEmitter<DownloadEvents> {
   private readonly done: Promise<void>;
   private detach: (() => void)[] = [];
   private webSeeds: WebSeeds | null = null;
+  /** No block is asked for until `ready` settles. */
+  private gated = false;
 
   constructor(private readonly opts: DownloadOptions) {
     super();
@@ -332,6 +340,18 @@ export class Download extends EventEmitter<DownloadEvents> {
     if (this.opts.signal?.aborted) onAbort();
     this.opts.signal?.addEventListener('abort', onAbort, { once: true });
     this.detach.push(() => this.opts.signal?.removeEventListener('abort', onAbort));
+    if (this.opts.ready) {
+      this.gated = true;
+      this.opts.ready.then(
+        () => {
+          this.gated = false;
+          if (this.closed) return;
+          this.startWebSeeds();
+          this.wakeAll();
+        },
+        (e: unknown) => this.fail(e instanceof Error ? e : new Error(String(e))),
+      );
+    }
     this.startSources();
     if (this.picker.isComplete()) this.finish();
     try {
@@ -373,9 +393,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     // already (the metadata phase's come off now): the connections we already have.
     if (this.opts.handoff) this.takeHandoff(this.opts.handoff);
     if (this.opts.peers) this.addPeers(this.opts.peers, this.opts.peersOrigin ?? 'cli');
-    if (this.opts.webSeeds && this.opts.webSeeds.length > 0 && !this.picker.isComplete()) {
-      this.startWebSeeds(this.opts.webSeeds);
-    }
+    if (!this.gated) this.startWebSeeds();
     for (const { source } of sources) source.start();
   }
 
@@ -408,7 +426,9 @@ export class Download extends EventEmitter<DownloadEvents> {
   }
 
   /** Web seeds fetch whole pieces the picker reserves for them, verified like peers' pieces. */
-  private startWebSeeds(urls: string[]): void {
+  private startWebSeeds(): void {
+    const urls = this.opts.webSeeds ?? [];
+    if (urls.length === 0 || this.webSeeds || this.picker.isComplete()) return;
     const owner = 'web seeds';
     const ws = new WebSeeds(urls, this.meta, this.layout, {
       pick: (has) => this.picker.reserveWhole(owner, has)?.index ?? null,
@@ -699,6 +719,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   private request(s: Session): void {
     const conn = s.conn;
     if (this.closed || this.complete || conn.state !== 'open' || !conn.amInterested) return;
+    if (this.gated) return;
     if (this.sequential && !s.ready) {
       if (conn.peerChoking || !conn.bitfield.isComplete()) return;
     }

@@ -196,6 +196,8 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
     // The same checks as a .torrent file: a hostile info dictionary is refused here.
     const meta = parseTorrent(torrent);
     handedOver = o.handoff !== undefined;
+    // The download follows: the seeders may unchoke us while it sets up.
+    if (handedOver) swarm.interested(meta.pieceCount);
     return {
       meta,
       torrent,

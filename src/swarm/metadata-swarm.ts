@@ -221,6 +221,19 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
     }
   }
 
+  /**
+   * The metadata is known and valid (`pieceCount` pieces): each connected peer that has shown
+   * pieces hears `interested` now, so that its unchoke is on its way while the download sets up
+   * (output, start-up check, first checkpoint) instead of one round trip after it. The download
+   * adopts the connection in that state (and says `not interested` if it wants none of them).
+   */
+  interested(pieceCount: number): void {
+    if (this.closed || this.sink) return;
+    for (const conn of this.conns.keys()) {
+      if (conn.showsPieces(pieceCount)) conn.interested();
+    }
+  }
+
   /** End what was not handed over: connection attempts and connections (idempotent). */
   close(): void {
     if (this.closed) return;

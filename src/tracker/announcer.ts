@@ -188,7 +188,8 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
   private readonly tiers: TierState[] = [];
   private readonly all: TrackerState[] = [];
   private readonly key = randomBytes(4).readUInt32BE(0);
-  private readonly selfHosts = localAddresses();
+  /** Our interface addresses, listed on first need (not before the first announce). */
+  private selfHosts: Set<string> | null = null;
   private started = false;
   private stopped = false;
   private stopPromise: Promise<void> | undefined;
@@ -262,7 +263,9 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
 
   /** Is `p` this client, as a tracker sees it? */
   private isSelf(p: PeerAddress): boolean {
-    return p.port === this.opts.port && this.selfHosts.has(p.host.toLowerCase());
+    if (p.port !== this.opts.port) return false;
+    this.selfHosts ??= localAddresses();
+    return this.selfHosts.has(p.host.toLowerCase());
   }
 
   /**

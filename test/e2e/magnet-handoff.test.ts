@@ -148,6 +148,32 @@ describe('magnet links: the download takes over the metadata phase', () => {
     expect(s.connections).toBe(1);
   });
 
+  it('tells a seeder it is interested as soon as the metadata is valid, before the download adopts the connection', async () => {
+    const { t, info } = torrent('handoff-interest');
+    const s = await fx.seeder(t, PIECE, { metadata: info });
+    const out = path.join(fx.dir, 'out.bin');
+    const r = await runCli([
+      'download',
+      magnet(t, { peers: [s.port] }),
+      '-o',
+      out,
+      '--no-dht',
+      '--no-listen',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(t.data)).toBe(true);
+    expect(s.connections).toBe(1);
+    // Our extension handshakes: the metadata phase's, then the download's (sent on adoption,
+    // once its output is set up). `interested` goes out between them, once, not after.
+    const handshakes = s.received.flatMap((m, i) => (m === 'extended:0' ? [i] : []));
+    expect(handshakes).toHaveLength(2);
+    const interested = s.received.indexOf('interested');
+    expect(interested).toBeGreaterThan(handshakes[0]!);
+    expect(interested).toBeLessThan(handshakes[1]!);
+    expect(s.received.filter((m) => m === 'interested')).toHaveLength(1);
+    expect(s.received.indexOf('request')).toBeGreaterThan(handshakes[1]!);
+  });
+
   it('--max-peers 1 downloads from one of the kept connections, dialling no one again', async () => {
     const { t, info } = torrent('handoff-single');
     const a = await fx.seeder(t, PIECE, { metadata: info });

@@ -112,6 +112,23 @@ describe('Announcer', () => {
     expect(warnings.every((w) => !w.includes(good.url))).toBe(true);
   });
 
+  it('leaves our own address (one of our interfaces, our port) out of the peers', async () => {
+    const t = await http_({
+      peers: [
+        { host: '127.0.0.1', port: 6881 },
+        { host: '127.0.0.1', port: 7011 },
+        { host: '192.0.2.1', port: 6881 },
+      ],
+    });
+    const a = announcer({ announceList: [[t.url]] });
+    const got = nextPeers(a, 15_000);
+    a.start();
+    expect((await got).peers).toEqual([
+      { host: '127.0.0.1', port: 7011 },
+      { host: '192.0.2.1', port: 6881 },
+    ]);
+  });
+
   it('a silent tracker in a tier does not hold back the next one (hedging)', async () => {
     const silentUdp = await udp_({ dropFirst: Infinity });
     const good = await http_({ peers: [{ host: '127.0.0.1', port: 7010 }], warning: 'be nice' });

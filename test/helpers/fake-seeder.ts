@@ -76,6 +76,11 @@ export interface FakeSeeder {
   /** Connections this seeder opened itself (`dial`), and that connected. */
   dialled: number;
   /**
+   * The kinds of message received, in order, all connections together (the first 200):
+   * `interested`, `request`, `extended:<id>`, ...
+   */
+  received: string[];
+  /**
    * Connect to a peer listening on 127.0.0.1:`port` and serve it like an incoming one (our
    * handshake goes first). Rejects when the connection cannot be made.
    */
@@ -107,6 +112,7 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
     servedBlocks: new Map(),
     metadataServed: 0,
     dialled: 0,
+    received: [],
     dial: (port) =>
       new Promise<void>((resolve, reject) => {
         const socket = net.connect({ host: '127.0.0.1', port });
@@ -233,6 +239,9 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
           }
         }
         for (let m = framer.next(); m; m = framer.next()) {
+          if (state.received.length < 200) {
+            state.received.push(m.type === 'extended' ? `extended:${m.extId}` : m.type);
+          }
           if (m.type === 'interested' && choked && !o.neverUnchoke && !ended) {
             choked = false;
             send({ type: 'unchoke' });
