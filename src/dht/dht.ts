@@ -188,16 +188,18 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
    * `dns.lookup` would first test the name with `net.isIP`, whose IPv6 pattern costs 20-40 ms of
    * CPU to compile on first use, at start-up, on the download's critical path (docs/DESIGN.md,
    * "Start-up"); it would also hold a thread-pool thread that file operations wait for. Single
-   * labels (`localhost`, a LAN host) still go through `lookup`: /etc/hosts and search domains.
+   * labels (`localhost`, a LAN host), and names the DNS servers do not answer, still go through
+   * `lookup`: /etc/hosts, search domains and the rest of the system's resolver.
    */
   private async resolveAll(list: readonly Endpoint[]): Promise<Endpoint[]> {
     const out: Endpoint[] = [];
     const resolver = new Resolver({ timeout: DNS_TIMEOUT_MS, tries: 2 });
     const resolveName = async (host: string): Promise<string> => {
       if (!host.includes('.')) return (await dnsLookup(host, { family: 4 })).address;
-      const a = (await resolver.resolve4(host))[0];
-      if (!a) throw new Error('no IPv4 address');
-      return a;
+      // A name the DNS servers do not know (one in /etc/hosts only, or no server configured)
+      // still goes through the system resolver.
+      const a = (await resolver.resolve4(host).catch(() => []))[0];
+      return a ?? (await dnsLookup(host, { family: 4 })).address;
     };
     await Promise.all(
       list.map(async (e) => {

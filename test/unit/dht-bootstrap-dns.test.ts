@@ -1,7 +1,8 @@
 /**
  * How the DHT resolves its bootstrap names: dotted names through the DNS servers (resolve4),
  * never `dns.lookup`, which tests every name with net.isIP (20-40 ms of CPU at start-up to
- * compile its IPv6 pattern); single labels (`localhost`, a LAN host) through `lookup`.
+ * compile its IPv6 pattern); single labels (`localhost`, a LAN host), and dotted names the DNS
+ * servers do not answer, through `lookup`.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ScriptedNode } from '../helpers/dht-hostile.js';
@@ -25,7 +26,9 @@ vi.mock('node:dns/promises', async (importOriginal) => {
     Resolver: FakeResolver,
     lookup: (host: string) => {
       calls.lookup.push(host);
-      return Promise.resolve({ address: '127.0.0.1', family: 4 });
+      return host === 'nowhere.example'
+        ? Promise.reject(new Error('getaddrinfo ENOTFOUND nowhere.example'))
+        : Promise.resolve({ address: '127.0.0.1', family: 4 });
     },
   };
 });
@@ -38,7 +41,7 @@ afterEach(async () => {
 });
 
 describe('DHT bootstrap names', () => {
-  it('resolves dotted names with resolve4 and single labels with lookup', async () => {
+  it('resolves dotted names with resolve4, single labels and unanswered names with lookup', async () => {
     const dotted = await ScriptedNode.start();
     const single = await ScriptedNode.start();
     cleanups.push(
@@ -66,7 +69,8 @@ describe('DHT bootstrap names', () => {
       .toBe(true);
     expect(dotted.received[0]!.msg).toMatchObject({ y: 'q', q: 'find_node' });
     expect(calls.resolve4.sort()).toEqual(['nowhere.example', 'router.example.org']);
-    expect(calls.lookup).toEqual(['lan-node']);
+    // A name the DNS servers do not answer still gets the system resolver's word (/etc/hosts).
+    expect(calls.lookup.sort()).toEqual(['lan-node', 'nowhere.example']);
     await expect.poll(() => calls.cancel, { timeout: 5000 }).toBe(1);
   });
 });
