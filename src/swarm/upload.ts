@@ -151,6 +151,11 @@ export class UploadService {
     return u ? u.sent - u.sentAtUnchoke : 0;
   }
 
+  /** Payload bytes sent to the peer in all. */
+  sent(conn: PeerConnection): number {
+    return this.peers.get(conn)?.sent ?? 0;
+  }
+
   /** Bytes sent to this peer in the last `windowMs`. */
   recent(conn: PeerConnection, now: number, windowMs = 20_000): number {
     const u = this.peers.get(conn);
