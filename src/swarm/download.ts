@@ -5,8 +5,8 @@
  * - the peer pool (src/swarm/peer-pool.ts) dials candidate addresses; the listener
  *   (src/swarm/listener.ts) brings incoming peers; both count against `maxPeers`;
  * - request scheduling (src/swarm/requests.ts) with the piece picker decides what to ask for;
- * - the piece store (src/swarm/piece-store.ts) verifies and writes pieces, which are then
- *   announced with `have` to every peer;
+ * - the piece store (src/swarm/piece-store.ts) verifies and writes pieces; a piece is announced
+ *   with `have` to every peer once verified (served from memory until written);
  * - the upload service (src/swarm/upload.ts) answers requests, and the choker
  *   (src/swarm/choker.ts) decides every 10 s whom we unchoke.
  *
@@ -291,9 +291,16 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.store = new PieceStore(this.meta, opts.storage, opts.tap, () =>
       Math.floor(this.picker.maxInflightBytes / 2),
     );
-    // The upload service reads the same bitfield the picker marks: a piece is served once written.
+    // A piece is served once verified: from its buffer until that is released, then from disk.
     this.served = new Bitfield(this.layout.pieceCount, this.have.toBuffer());
-    this.upload = new UploadService(this.layout, this.served, opts.storage, opts.maxUploadRate);
+    const storage = opts.storage;
+    const source = {
+      readBlock: (index: number, begin: number, length: number) => {
+        const mem = this.store.readVerified(index, begin, length);
+        return mem ? Promise.resolve(mem) : storage.readBlock(index, begin, length);
+      },
+    };
+    this.upload = new UploadService(this.layout, this.served, source, opts.maxUploadRate);
     this.choker = new Choker({
       slots: opts.uploadSlots ?? DEFAULT_UPLOAD_SLOTS,
       random: opts.random ?? Math.random,
@@ -337,7 +344,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   /** Our peer id's key for the seeds' rendezvous (see `sparing`). */
   private readonly ownKey: number;
 
-  /** Pieces on disk and servable (a copy of the picker's, set once written). */
+  /** Pieces verified and servable (a copy of the picker's, set once verified). */
   private readonly served: Bitfield;
 
   /** Run until every piece is verified and on disk. The swarm keeps running until close(). */
@@ -808,6 +815,11 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (s) s.req.goodPieces++;
     }
     this.picker.verified(p);
+    this.served.set(p.index);
+    for (const s of this.sessions.values()) {
+      // Peers that have the piece need no `have` for it (libtorrent's "lazy" haves).
+      if (!s.conn.bitfield.has(p.index)) s.conn.have(p.index);
+    }
     this.downloaded += p.size;
     this.rateSamples.push({ t: Date.now(), bytes: p.size });
     this.lastProgressAt = Date.now();
@@ -827,12 +839,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   }
 
   private pieceWritten(p: PieceInProgress): void {
-    this.served.set(p.index);
     if (this.opts.replacing?.has(p.index)) this.replaced++;
-    for (const s of this.sessions.values()) {
-      // Peers that have the piece need no `have` for it (libtorrent's "lazy" haves).
-      if (!s.conn.bitfield.has(p.index)) s.conn.have(p.index);
-    }
     this.emit('piece', p.index);
     if (this.picker.isComplete() && this.store.unwritten === 0) {
       this.finish();
