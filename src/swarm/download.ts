@@ -915,9 +915,10 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
   }
 
+  /** Peers we unchoke that are interested (those that hold a slot). */
   private unchokedCount(): number {
     let n = 0;
-    for (const s of this.sessions.values()) if (!s.conn.amChoking) n++;
+    for (const s of this.sessions.values()) if (!s.conn.amChoking && s.conn.peerInterested) n++;
     return n;
   }
 
@@ -946,7 +947,11 @@ export class Download extends EventEmitter<DownloadEvents> {
           s.conn.unchoke();
           this.upload.unchoked(s.conn);
         }
-      } else if (!s.conn.amChoking) {
+      } else if (!s.conn.amChoking && s.conn.peerInterested) {
+        // A peer that lost interest stays unchoked (choking it saves nothing): when it wants a
+        // piece again, it asks at once instead of waiting for our unchoke (a round trip each
+        // time among peers that trade pieces as they get them). It is choked here once it is
+        // interested and not chosen.
         s.conn.choke();
         this.upload.choked(s.conn);
       }

@@ -331,6 +331,33 @@ describe('choking', () => {
     expect(ls.every((l) => !l.isClosed)).toBe(true);
   }, 40_000);
 
+  it('a leecher that loses interest stays unchoked, and asks again at once', async () => {
+    const { t, torrent, file } = await prepare(1024 * 1024, 32768, 'lazy');
+    const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', '0', '--json'], fx.onClose);
+    const port = await tdl.port();
+    const l = await leecher(t, port, '127.0.2.40');
+    await l.waitHandshake();
+    l.interested();
+    await until(() => !l.choked, 10_000, 'the unchoke');
+    l.notInterested();
+    // Another peer comes and goes interested: each time tdl decides again whom it unchokes.
+    const other = await leecher(t, port, '127.0.2.41');
+    await other.waitHandshake();
+    other.interested();
+    await until(() => !other.choked, 10_000, "the other's unchoke");
+    other.notInterested();
+    other.interested();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(l.choked).toBe(false);
+    // Interested again, it is served without a new unchoke.
+    const frames = l.frames.length;
+    l.interested();
+    l.request(3, 0, 16384);
+    const piece = await l.waitFor((f) => f.id === 7);
+    expect(piece.payload.readUInt32BE(0)).toBe(3);
+    expect(l.frames.slice(frames).some((f) => f.id === 0)).toBe(false); // no choke came
+  }, 40_000);
+
   it('while downloading, a leecher that uploads to tdl gets a regular slot', async () => {
     // 2 MiB to fetch at 64 KiB/s: tdl is still downloading after two choker rounds.
     const SIZE = 4 * 1024 * 1024;
