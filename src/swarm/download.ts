@@ -5,8 +5,8 @@
  * - the peer pool (src/swarm/peer-pool.ts) dials candidate addresses; the listener
  *   (src/swarm/listener.ts) brings incoming peers; both count against `maxPeers`;
  * - request scheduling (src/swarm/requests.ts) with the piece picker decides what to ask for;
- * - the piece store (src/swarm/piece-store.ts) verifies and writes pieces, which are then
- *   announced with `have` to every peer;
+ * - the piece store (src/swarm/piece-store.ts) verifies and writes pieces; a piece is announced
+ *   with `have` to every peer once verified (served from memory until written);
  * - the upload service (src/swarm/upload.ts) answers requests, and the choker
  *   (src/swarm/choker.ts) decides every 10 s whom we unchoke.
  *
@@ -28,6 +28,7 @@ import type { Metainfo } from '../metainfo/torrent.js';
 import type { PeerConnection, PeerTimeouts } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
 import type { PeerAddress } from '../tracker/types.js';
+import { PEER_ID_PREFIX } from '../peer/peer-id.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { encodeExtendedHandshake, localExtendedHandshake } from '../wire/extension.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
@@ -36,7 +37,13 @@ import type { Listener } from './listener.js';
 import { WebSeeds } from '../webseed/scheduler.js';
 import { PeerExtensions } from './extensions.js';
 import { PeerPool, type Candidate, type HandoffCandidate, type PeerOrigin } from './peer-pool.js';
-import { PiecePicker, type PieceInProgress } from './picker.js';
+import {
+  peerIdKey,
+  PiecePicker,
+  rendezvous,
+  type PickHints,
+  type PieceInProgress,
+} from './picker.js';
 import { PieceStore, type PieceTap } from './piece-store.js';
 import { ReadLimiter, TokenBucket } from './rate-limit.js';
 import { PeerRequests, RequestScheduler, type Waste } from './requests.js';
@@ -73,6 +80,10 @@ const TICK_MS = 500;
 const WINDOW_SLOW_FACTOR = 4;
 const WINDOW_GRACE_MS = 3_000;
 export const CLIENT_VERSION = 'tdl 0.2.0';
+/** The start of tdl's peer ids (PEER_ID_PREFIX without the version): peers that share seeds. */
+const CLIENT_TAG = Buffer.from(PEER_ID_PREFIX.slice(0, 3), 'latin1');
+/** Such a peer that announced no piece for this long no longer gets a share of the seeds. */
+export const PARTNER_IDLE_MS = 5_000;
 
 /** Where peer addresses come from (trackers, DHT): emits 'peers' and 'warning'. */
 export interface PeerSource extends EventEmitter {
@@ -217,6 +228,8 @@ interface Session {
   connectedAt: number;
   /** Since when the peer chokes us (0: it does not). */
   chokedSince: number;
+  /** When it last announced a piece (`have`), or connected. */
+  lastHaveAt: number;
   ext: PeerExtensions;
 }
 
@@ -275,6 +288,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       opts.random,
       opts.wanted ?? null,
     );
+    this.ownKey = peerIdKey(opts.peerId);
     this.maxPeers = Math.max(1, opts.maxPeers ?? DEFAULT_MAX_PEERS);
     this.sequential = this.maxPeers === 1;
     this.peerTimeoutMs = opts.peerTimeoutMs ?? 15_000;
@@ -285,9 +299,16 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.store = new PieceStore(this.meta, opts.storage, opts.tap, () =>
       Math.floor(this.picker.maxInflightBytes / 2),
     );
-    // The upload service reads the same bitfield the picker marks: a piece is served once written.
+    // A piece is served once verified: from its buffer until that is released, then from disk.
     this.served = new Bitfield(this.layout.pieceCount, this.have.toBuffer());
-    this.upload = new UploadService(this.layout, this.served, opts.storage, opts.maxUploadRate);
+    const storage = opts.storage;
+    const source = {
+      readBlock: (index: number, begin: number, length: number) => {
+        const mem = this.store.readVerified(index, begin, length);
+        return mem ? Promise.resolve(mem) : storage.readBlock(index, begin, length);
+      },
+    };
+    this.upload = new UploadService(this.layout, this.served, source, opts.maxUploadRate);
     this.choker = new Choker({
       slots: opts.uploadSlots ?? DEFAULT_UPLOAD_SLOTS,
       random: opts.random ?? Math.random,
@@ -328,7 +349,10 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.done.catch(() => {});
   }
 
-  /** Pieces on disk and servable (a copy of the picker's, set once written). */
+  /** Our peer id's key for the seeds' rendezvous (see `sparing`). */
+  private readonly ownKey: number;
+
+  /** Pieces verified and servable (a copy of the picker's, set once verified). */
   private readonly served: Bitfield;
 
   /** Run until every piece is verified and on disk. The swarm keeps running until close(). */
@@ -594,6 +618,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       wanted: 0,
       connectedAt: now,
       chokedSince: now,
+      lastHaveAt: now,
       ext: new PeerExtensions(conn, {
         info: this.meta.info,
         privateTorrent: this.meta.private,
@@ -623,9 +648,15 @@ export class Download extends EventEmitter<DownloadEvents> {
       this.interest(s);
     });
     conn.on('have', (index) => {
+      s.lastHaveAt = Date.now();
       this.picker.peerHave(index);
       if (this.picker.needs(index)) s.wanted++;
+      const touched = this.handOver(s, index);
       this.interest(s);
+      for (const o of touched) {
+        const os = this.sessions.get(o.conn);
+        if (os) this.request(os);
+      }
     });
     conn.on('unchoke', () => {
       log('%s unchoked us', conn.address);
@@ -730,7 +761,12 @@ export class Download extends EventEmitter<DownloadEvents> {
       s.readyTimer = null;
       this.emit('peer', { address: conn.address, status: 'ready' });
     }
-    this.scheduler.fill(s.req, s.req.goodPieces > 0 || !this.anyTrusted(), () => this.reqs());
+    this.scheduler.fill(
+      s.req,
+      s.req.goodPieces > 0 || !this.anyTrusted(),
+      () => this.reqs(),
+      this.sparing(s),
+    );
     if (s.req.inflight.size === 0 && s.wanted === 0) conn.notInterested();
   }
 
@@ -800,6 +836,11 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (s) s.req.goodPieces++;
     }
     this.picker.verified(p);
+    this.served.set(p.index);
+    for (const s of this.sessions.values()) {
+      // Peers that have the piece need no `have` for it (libtorrent's "lazy" haves).
+      if (!s.conn.bitfield.has(p.index)) s.conn.have(p.index);
+    }
     this.downloaded += p.size;
     this.rateSamples.push({ t: Date.now(), bytes: p.size });
     this.lastProgressAt = Date.now();
@@ -819,12 +860,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   }
 
   private pieceWritten(p: PieceInProgress): void {
-    this.served.set(p.index);
     if (this.opts.replacing?.has(p.index)) this.replaced++;
-    for (const s of this.sessions.values()) {
-      // Peers that have the piece need no `have` for it (libtorrent's "lazy" haves).
-      if (!s.conn.bitfield.has(p.index)) s.conn.have(p.index);
-    }
     this.emit('piece', p.index);
     if (this.picker.isComplete() && this.store.unwritten === 0) {
       this.finish();
@@ -837,6 +873,9 @@ export class Download extends EventEmitter<DownloadEvents> {
     void this.webSeeds?.stop();
     this.webSeeds = null;
     log('all %d pieces verified and written', this.layout.pieceCount);
+    for (const s of this.sessions.values()) {
+      log('%s: received %d, sent %d', s.conn.address, s.req.received, this.upload.sent(s.conn));
+    }
     for (const s of [...this.sessions.values()]) {
       s.conn.notInterested();
       this.scheduler.releaseAll(s.req, true);
@@ -897,9 +936,10 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
   }
 
+  /** Peers we unchoke that are interested (those that hold a slot). */
   private unchokedCount(): number {
     let n = 0;
-    for (const s of this.sessions.values()) if (!s.conn.amChoking) n++;
+    for (const s of this.sessions.values()) if (!s.conn.amChoking && s.conn.peerInterested) n++;
     return n;
   }
 
@@ -928,7 +968,11 @@ export class Download extends EventEmitter<DownloadEvents> {
           s.conn.unchoke();
           this.upload.unchoked(s.conn);
         }
-      } else if (!s.conn.amChoking) {
+      } else if (!s.conn.amChoking && s.conn.peerInterested) {
+        // A peer that lost interest stays unchoked (choking it saves nothing): when it wants a
+        // piece again, it asks at once instead of waiting for our unchoke (a round trip each
+        // time among peers that trade pieces as they get them). It is choked here once it is
+        // interested and not chosen.
         s.conn.choke();
         this.upload.choked(s.conn);
       }
@@ -1020,6 +1064,64 @@ export class Download extends EventEmitter<DownloadEvents> {
       this.lastRoomMadeAt = now;
       this.drop(worst, 'making room for a new peer');
     }
+  }
+
+  /**
+   * Can partial peer `q` stand in for seed `s` (docs/DESIGN.md, "Sparing the seeds")? It unchokes
+   * us and fetches at least half the seed's rate.
+   */
+  private standsIn(q: Session, s: Session): boolean {
+    return (
+      q !== s &&
+      q.ready &&
+      !q.conn.peerChoking &&
+      q.conn.state === 'open' &&
+      !q.conn.bitfield.isComplete() &&
+      2 * q.req.pipeline.rate >= s.req.pipeline.rate
+    );
+  }
+
+  /**
+   * For a seed (docs/DESIGN.md, "Sparing the seeds"): the pieces to leave to the partial peers
+   * that have them too and can stand in for it, and the share of the pieces to start from it
+   * when other tdl peers download from it too. No hints for any other peer.
+   */
+  private sparing(s: Session): PickHints {
+    if (this.sequential || !s.conn.bitfield.isComplete()) return {};
+    const hints: PickHints = {};
+    const others = [...this.sessions.values()].filter((q) => this.standsIn(q, s));
+    if (others.length > 0) {
+      hints.avoid = (index) => others.some((q) => q.conn.bitfield.has(index));
+    }
+    // We and the partial peers that follow the same rule (tdl) and make progress: each starts
+    // from seeds the pieces it owns, and the others come from their owners.
+    const keys = [this.ownKey];
+    const now = Date.now();
+    for (const q of this.sessions.values()) {
+      const id = q.conn.remotePeerId;
+      if (q === s || !id || q.conn.state !== 'open' || q.conn.bitfield.isComplete()) continue;
+      if (now - q.lastHaveAt > PARTNER_IDLE_MS) continue;
+      if (id.subarray(0, CLIENT_TAG.length).equals(CLIENT_TAG)) keys.push(peerIdKey(id));
+    }
+    if (keys.length > 1) {
+      hints.prefer = (index) => rendezvous(keys, index) === 0;
+      hints.strict = s.req.inflight.size > 0;
+    }
+    return hints;
+  }
+
+  /**
+   * Peer `q` announced piece `index`: if we are fetching it from seeds it can stand in for, the
+   * rest of the piece comes from `q` and the seeds' requests are cancelled. Returns the peers
+   * whose requests were taken back (to be given other work).
+   */
+  private handOver(q: Session, index: number): PeerRequests[] {
+    if (this.sequential || this.complete || !this.picker.inProgress.has(index)) return [];
+    if (!q.ready || q.conn.peerChoking || q.conn.bitfield.isComplete()) return [];
+    return this.scheduler.handOver(index, q.req, this.reqs(), (o) => {
+      const os = this.sessions.get(o.conn);
+      return os !== undefined && os.conn.bitfield.isComplete() && this.standsIn(q, os);
+    });
   }
 
   /** Is a peer that has delivered good pieces on its own connected? */

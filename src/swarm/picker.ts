@@ -15,6 +15,12 @@
  * requested again, at most `MAX_ENDGAME_REQUESTERS` times each, and only while the peer has
  * fewer than `ENDGAME_DEPTH` requests of its own (a deep queue would double the tail's traffic).
  *
+ * A peer may be told to leave some pieces to others (`avoid`, used for a seed when a partial peer
+ * about as fast has the piece: the seed's bandwidth is for what no one else can give). It then
+ * starts none of them, and takes no free block of them that another peer started; only pieces
+ * that another peer has too (availability 2 and up) are asked about, at most MAX_AVOIDED a pick.
+ * `handOver` gives an in-progress piece to another peer (one that announced it with `have`).
+ *
  * A priority window (`setWindow`, for `tdl download -o -`) puts the pieces in
  * [cursor, cursor + size) before the rarest: a new piece is taken there first, lowest index first.
  * Peers too slow for the window (`setWindowSkip`) start pieces beyond it. A piece the stream has
@@ -38,6 +44,57 @@ export const BLOCKS_PER_PIECE_KEY = 1 << 16;
 export const MAX_WINDOW_PIECES = 1024;
 /** Most pieces hurried at once (see `hurry`). */
 export const MAX_HURRIED = 8;
+/** Pieces a pick leaves to others (see `avoid` in `pick`) before it gives up starting one. */
+export const MAX_AVOIDED = 64;
+
+/** What a pick from one peer should leave to others or prefer (both for seeds: see Download). */
+export interface PickHints {
+  /** Leave this piece, which other peers have too, to them: start none, help with none. */
+  avoid?: (index: number) => boolean;
+  /**
+   * Among the rarest pieces, start this one before the others (the peers that download from the
+   * same seed agree on who starts what: see `rendezvous`). At most MAX_PREFER_SCAN pieces are
+   * passed over for it; then the first one found is taken.
+   */
+  prefer?: (index: number) => boolean;
+  /**
+   * Start no piece `prefer` rejects (others will bring it), except one per pick when `strict` is
+   * false: the peer is never left with nothing to send while it has what we need.
+   */
+  strict?: boolean;
+}
+
+/** Pieces a pick passes over looking for a preferred one (see PickHints.prefer). */
+export const MAX_PREFER_SCAN = 64;
+
+/** A 32-bit key for a peer id, for `rendezvous`. */
+export function peerIdKey(id: Uint8Array): number {
+  let h = 0x811c9dc5;
+  for (const b of id) h = Math.imul(h ^ b, 0x01000193);
+  return h >>> 0;
+}
+
+/**
+ * Rendezvous hashing: which of `keys` (peerIdKey of each peer) owns piece `index`. Every peer
+ * that knows the same keys computes the same owner, with no message exchanged; when a key goes,
+ * only its pieces move. Returns the position in `keys` (-1 when empty).
+ */
+export function rendezvous(keys: readonly number[], index: number): number {
+  let best = -1;
+  let bestScore = -1;
+  for (let k = 0; k < keys.length; k++) {
+    // A 32-bit mix (murmur3's finalizer) of key and index.
+    let h = (keys[k]! ^ Math.imul(index + 1, 0x9e3779b1)) >>> 0;
+    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+    h = (h ^ (h >>> 16)) >>> 0;
+    if (h > bestScore || (h === bestScore && keys[k]! < keys[best]!)) {
+      best = k;
+      bestScore = h;
+    }
+  }
+  return best;
+}
 
 export interface BlockRef {
   index: number;
@@ -263,7 +320,8 @@ export class PiecePicker {
    * has that block in flight (for endgame duplicates); `inflight` is how many it has in all;
    * `mayClaim` lets it take a piece that failed with several contributors (given to peers that
    * have proven themselves, see Download); `mayDuplicate(key)` whether an endgame duplicate of
-   * that block (in flight elsewhere) is worth asking for.
+   * that block (in flight elsewhere) is worth asking for; `hints` which pieces to leave to others
+   * or to start first (see PickHints).
    */
   pick(
     peer: PeerKey,
@@ -273,7 +331,10 @@ export class PiecePicker {
     inflight = 0,
     mayClaim = true,
     mayDuplicate: (key: number) => boolean = () => true,
+    hints: PickHints = {},
   ): BlockRef[] {
+    const { avoid, prefer } = hints;
+    let strict = hints.strict === true && prefer !== undefined;
     const out: BlockRef[] = [];
     if (n <= 0 || this.remainingPieces === 0) return out;
     // 0. hurried pieces: their blocks in flight elsewhere, requested again (at most twice in all)
@@ -303,8 +364,9 @@ export class PiecePicker {
       this.takeFree(p, n, out);
     }
     while (out.length < n) {
-      const idx = this.rarestNew(bf);
+      const idx = this.rarestNew(bf, false, avoid, prefer, strict);
       if (idx < 0) break;
+      if (prefer && !prefer(idx)) strict = true;
       const p = this.start(idx, peer);
       this.takeFree(p, n, out);
     }
@@ -312,7 +374,9 @@ export class PiecePicker {
     for (const p of this.withFree) {
       if (out.length >= n) return out;
       this.steps++;
-      if (p.owner !== peer && !p.exclusive && bf.has(p.index)) this.takeFree(p, n, out);
+      if (p.owner === peer || p.exclusive || !bf.has(p.index)) continue;
+      if (avoid && this.availability[p.index]! >= 2 && avoid(p.index)) continue;
+      this.takeFree(p, n, out);
     }
     if (out.length > 0 || inflight >= ENDGAME_DEPTH || !this.endgame(bf)) return out;
     // 4. endgame: duplicate requests of blocks in flight elsewhere, a few at a time per peer.
@@ -356,19 +420,39 @@ export class PiecePicker {
    * Rarest missing piece the peer has that is not started, random among equals; -1 if none.
    * The lowest non-empty bucket is searched from a random place; a peer that has a piece of it
    * is found at the first look, so a seeder costs O(1). Pieces the peer lacks are skipped: a
-   * partial peer may cost up to the missing pieces rarer than its rarest.
+   * partial peer may cost up to the missing pieces rarer than its rarest. Pieces `avoid` names
+   * (asked only from availability 2 up) are skipped, MAX_AVOIDED at most: then -1.
    */
-  private rarestNew(bf: Bitfield, ignoreMemory = false): number {
+  private rarestNew(
+    bf: Bitfield,
+    ignoreMemory = false,
+    avoid?: (index: number) => boolean,
+    prefer?: (index: number) => boolean,
+    strict = false,
+  ): number {
     if (!ignoreMemory && !this.hasRoom()) return -1;
-    for (const bucket of this.buckets) {
+    let avoided = 0;
+    for (let a = 0; a < this.buckets.length; a++) {
+      const bucket = this.buckets[a]!;
       const len = bucket.length;
       if (len === 0) continue;
       const startAt = Math.floor(this.random() * len);
+      let first = -1;
+      let passed = 0;
       for (let k = 0; k < len; k++) {
         this.steps++;
         const i = bucket[startAt + k < len ? startAt + k : startAt + k - len]!;
-        if (bf.has(i)) return i;
+        if (!bf.has(i)) continue;
+        if (avoid && a >= 2 && avoid(i)) {
+          if (++avoided >= MAX_AVOIDED) return first;
+          continue;
+        }
+        if (!prefer || prefer(i)) return i;
+        if (strict) continue;
+        if (first < 0) first = i;
+        if (++passed >= MAX_PREFER_SCAN) return first;
       }
+      if (first >= 0) return first;
     }
     return -1;
   }
@@ -468,6 +552,19 @@ export class PiecePicker {
       this.bucketAdd(index);
       this.written(p);
     } else this.recount(p);
+  }
+
+  /**
+   * Piece `index` is to come from `peer` from now on (it announced the piece while another peer
+   * was sending it to us): its owner becomes `peer`, so that its free blocks go to that peer
+   * first. False when the piece is not in progress, complete, or exclusive (a failed piece keeps
+   * its single source).
+   */
+  handOver(index: number, peer: PeerKey): boolean {
+    const p = this.inProgress.get(index);
+    if (!p || p.complete || p.exclusive || p.owner === peer) return false;
+    p.owner = peer;
+    return true;
   }
 
   /** Is this block requested from more than one peer (an endgame duplicate)? */

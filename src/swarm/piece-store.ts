@@ -1,6 +1,7 @@
 /**
  * The piece store: a piece whose blocks are all in is verified (SHA-1 against the torrent) and,
- * if good, written to disk. Only then is it "have": announced to peers and served to them.
+ * if good, written to disk. It is "have" as soon as it verified: announced to peers and served
+ * to them, from its buffer (`readVerified`, a copy) until that is released, then from disk.
  *
  * Pieces verified but not yet written still hold their memory: `unwritten` counts their bytes,
  * and the picker counts them against its budget, so a slow disk slows the download down instead
@@ -46,6 +47,8 @@ export interface PieceStoreEvents {
 
 export class PieceStore extends EventEmitter<PieceStoreEvents> {
   private readonly writes = new Set<Promise<void>>();
+  /** Buffers of verified pieces not yet released: what `readVerified` reads. */
+  private readonly verifiedBuffers = new Map<number, Buffer>();
   /** Bytes of pieces verified and not yet on disk. */
   unwritten = 0;
 
@@ -75,14 +78,18 @@ export class PieceStore extends EventEmitter<PieceStoreEvents> {
       return false;
     }
     this.unwritten += p.size;
+    const buffer = p.buffer;
+    this.verifiedBuffers.set(p.index, buffer);
     this.emit('verified', p);
     // Readers of the buffer: the disk write, and the tap if it keeps it.
     let readers = 1;
     let onDisk = false;
     const done = () => {
-      if (--readers === 0) this.emit('released', p, onDisk);
+      if (--readers > 0) return;
+      this.verifiedBuffers.delete(p.index);
+      this.emit('released', p, onDisk);
     };
-    const job = this.sink.writePiece(p.index, p.buffer).then(
+    const job = this.sink.writePiece(p.index, buffer).then(
       () => {
         this.unwritten -= p.size;
         done();
@@ -91,10 +98,11 @@ export class PieceStore extends EventEmitter<PieceStoreEvents> {
       },
       (e: unknown) => {
         this.unwritten -= p.size;
+        this.verifiedBuffers.delete(p.index);
         this.emit('error', e instanceof Error ? e : new Error(String(e)));
       },
     );
-    const tapped = this.tap?.(p.index, p.buffer, this.tapRoom()) ?? null;
+    const tapped = this.tap?.(p.index, buffer, this.tapRoom()) ?? null;
     if (tapped) {
       readers++;
       void tapped.then(done, done);
@@ -102,6 +110,18 @@ export class PieceStore extends EventEmitter<PieceStoreEvents> {
     this.writes.add(job);
     void job.finally(() => this.writes.delete(job));
     return true;
+  }
+
+  /**
+   * A copy of bytes [begin, begin + length) of verified piece `index` while its buffer is still
+   * held (on its way to disk); null once it is released (read it from disk then) or when the
+   * piece is not verified. A copy: the buffer goes back to the picker's pool once released, while
+   * a socket may still hold what we hand it.
+   */
+  readVerified(index: number, begin: number, length: number): Buffer | null {
+    const b = this.verifiedBuffers.get(index);
+    if (!b || begin < 0 || length < 0 || begin + length > b.length) return null;
+    return Buffer.from(b.subarray(begin, begin + length));
   }
 
   /** Wait for every write under way. */

@@ -16,7 +16,12 @@ import { logger } from '../log.js';
 import type { PeerConnection } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
-import { BLOCKS_PER_PIECE_KEY, type PieceInProgress, type PiecePicker } from './picker.js';
+import {
+  BLOCKS_PER_PIECE_KEY,
+  type PickHints,
+  type PieceInProgress,
+  type PiecePicker,
+} from './picker.js';
 import { MAX_DEPTH, Pipeline } from './pipeline.js';
 
 const log = logger('tdl:requests');
@@ -109,8 +114,14 @@ export class RequestScheduler {
   /**
    * Top up a peer's requests. Refills in batches, when half the pipeline is free: a write per
    * block would cost a system call per 16 KiB. Returns false when the peer has nothing we need.
+   * `hints`: pieces to leave to other peers or to start first (see PiecePicker.pick).
    */
-  fill(r: PeerRequests, trusted: boolean, all: () => Iterable<PeerRequests> = () => []): boolean {
+  fill(
+    r: PeerRequests,
+    trusted: boolean,
+    all: () => Iterable<PeerRequests> = () => [],
+    hints: PickHints = {},
+  ): boolean {
     const conn = r.conn;
     const choked = conn.peerChoking;
     if (choked && r.allowedFast.size === 0) return true;
@@ -126,6 +137,7 @@ export class RequestScheduler {
       r.inflight.size,
       trusted,
       (k) => this.worthDuplicating(k, r, all()),
+      hints,
     );
     if (blocks.length === 0) return r.inflight.size > 0 || choked;
     const now = Date.now();
@@ -215,6 +227,41 @@ export class RequestScheduler {
     r.inflight.delete(key);
     r.due.delete(key);
     this.picker.release(index, begin / BLOCK_SIZE);
+  }
+
+  /**
+   * Peer `to` announced piece `index` (`have`) while we fetch it from others: the piece is handed
+   * over to `to` (PiecePicker.handOver), and the blocks not yet received are taken back, with
+   * `cancel`, from every other peer that `from` accepts. Nothing happens unless such a peer has
+   * requests of the piece out. Returns the peers whose requests were taken back.
+   */
+  handOver(
+    index: number,
+    to: PeerRequests,
+    all: Iterable<PeerRequests>,
+    from: (r: PeerRequests) => boolean,
+  ): PeerRequests[] {
+    const p = this.picker.inProgress.get(index);
+    if (!p || p.complete || p.exclusive) return [];
+    const base = index * BLOCKS_PER_PIECE_KEY;
+    const holders: PeerRequests[] = [];
+    for (const o of all) {
+      if (o === to) continue;
+      let holds = false;
+      for (let b = 0; b < p.blockCount && !holds; b++) holds = o.inflight.has(base + b);
+      if (holds) {
+        if (!from(o)) return [];
+        holders.push(o);
+      }
+    }
+    if (holders.length === 0 || !this.picker.handOver(index, to.conn.address)) return [];
+    for (const o of holders) {
+      for (let b = 0; b < p.blockCount; b++) {
+        if (o.inflight.has(base + b)) this.withdraw(o, base + b, true);
+      }
+    }
+    log('piece %d handed over to %s', index, to.conn.address);
+    return holders;
   }
 
   /** Endgame: the block arrived from one peer, so the other requesters cancel theirs. */

@@ -1,5 +1,6 @@
 /**
- * The upload service: answers other peers' `request`s from verified, written pieces.
+ * The upload service: answers other peers' `request`s from verified pieces (its BlockSource reads
+ * a piece from memory until it is written, then from disk).
  *
  * Each peer has a bounded queue of requests (MAX_QUEUE, advertised as `reqq`). A request is
  * checked (src/swarm/request-check.ts) and refused with a BEP 6 `reject` where the peer speaks the
@@ -149,6 +150,11 @@ export class UploadService {
   sinceUnchoke(conn: PeerConnection): number {
     const u = this.peers.get(conn);
     return u ? u.sent - u.sentAtUnchoke : 0;
+  }
+
+  /** Payload bytes sent to the peer in all. */
+  sent(conn: PeerConnection): number {
+    return this.peers.get(conn)?.sent ?? 0;
   }
 
   /** Bytes sent to this peer in the last `windowMs`. */

@@ -3,8 +3,12 @@ import { Layout } from '../../src/storage/layout.js';
 import {
   BLOCKS_PER_PIECE_KEY,
   ENDGAME_DEPTH,
+  MAX_AVOIDED,
   MAX_ENDGAME_REQUESTERS,
+  MAX_PREFER_SCAN,
+  peerIdKey,
   PiecePicker,
+  rendezvous,
 } from '../../src/swarm/picker.js';
 import {
   inflightBudget,
@@ -305,5 +309,120 @@ describe('piece picker cost', () => {
     // a looks past the rare half it lacks on each pick (about n*n/8 steps here): a partial peer
     // costs the missing pieces rarer than its rarest, a seeder O(1)
     expect(picker.steps).toBeLessThan((n * n) / 4);
+  });
+});
+
+describe('piece picker: sharing a seed', () => {
+  const all = (n: number) => bf(n, () => true);
+
+  it('starts the preferred pieces of the rarest first, and may take one other when not strict', () => {
+    const { picker } = setup(16);
+    picker.peerHas(all(16));
+    const prefer = (i: number) => i % 4 === 1;
+    const got = picker.pick('seed', all(16), 8, none, 0, true, undefined, { prefer });
+    expect(new Set(got.map((b) => b.index))).toEqual(new Set([1, 5]));
+    // Strict: only preferred pieces, however many blocks are wanted.
+    const more = picker.pick('seed', all(16), 100, none, 8, true, undefined, {
+      prefer,
+      strict: true,
+    });
+    expect(new Set(more.map((b) => b.index))).toEqual(new Set([9, 13]));
+    // Its share used up: not strict, it takes one piece of another's share, and only one.
+    const other = picker.pick('seed', all(16), 100, none, 0, true, undefined, { prefer });
+    expect(new Set(other.map((b) => b.index)).size).toBe(1);
+    expect(prefer(other[0]!.index)).toBe(false);
+    expect(
+      picker.pick('seed', all(16), 100, none, 4, true, undefined, { prefer, strict: true }),
+    ).toEqual([]);
+  });
+
+  it('passes over at most MAX_PREFER_SCAN pieces looking for a preferred one', () => {
+    const n = 4 * MAX_PREFER_SCAN;
+    const { picker } = setup(n);
+    picker.peerHas(all(n));
+    const before = picker.steps;
+    const got = picker.pick('seed', all(n), 4, none, 0, true, undefined, { prefer: () => false });
+    expect(got).toHaveLength(4);
+    expect(picker.steps - before).toBeLessThan(MAX_PREFER_SCAN + 16);
+  });
+
+  it('leaves pieces a partial peer has too to it, never those only the seed has', () => {
+    const { picker } = setup(8);
+    picker.peerHas(all(8)); // the seed
+    const partial = bf(8, (i) => i < 6);
+    picker.peerHas(partial); // a partial peer has 0-5
+    const avoid = (i: number) => partial.has(i);
+    const got = picker.pick('seed', all(8), 100, none, 0, true, undefined, { avoid });
+    expect(new Set(got.map((b) => b.index))).toEqual(new Set([6, 7]));
+    // Nothing else for the seed: the rest is the partial peer's, free blocks included.
+    picker.pick('partial', partial, 2, none);
+    expect(picker.pick('seed', all(8), 100, none, 8, true, undefined, { avoid })).toEqual([]);
+    // Without the rule the seed helps.
+    expect(picker.pick('seed', all(8), 100, none, 8).length).toBeGreaterThan(0);
+  });
+
+  it('gives up after MAX_AVOIDED avoided pieces', () => {
+    const n = 4 * MAX_AVOIDED;
+    const { picker } = setup(n);
+    picker.peerHas(all(n));
+    picker.peerHas(all(n));
+    const before = picker.steps;
+    expect(picker.pick('seed', all(n), 4, none, 0, true, undefined, { avoid: () => true })).toEqual(
+      [],
+    );
+    expect(picker.steps - before).toBeLessThanOrEqual(MAX_AVOIDED + 8);
+  });
+
+  it('hands a piece in progress over to another peer', () => {
+    const { picker } = setup(4);
+    picker.peerHas(all(4));
+    const got = picker.pick(
+      'seed',
+      bf(4, (i) => i === 2),
+      2,
+      none,
+    );
+    expect(got).toHaveLength(2);
+    expect(picker.handOver(2, 'partial')).toBe(true);
+    expect(picker.inProgress.get(2)!.owner).toBe('partial');
+    // Its free blocks go to the new owner first; not a piece that is not in progress.
+    const next = picker.pick(
+      'partial',
+      bf(4, (i) => i === 2),
+      4,
+      none,
+    );
+    expect(next.map((b) => b.block)).toEqual([2, 3]);
+    expect(picker.handOver(3, 'partial')).toBe(false);
+    expect(picker.handOver(2, 'partial')).toBe(false);
+  });
+});
+
+describe('rendezvous', () => {
+  it('agrees whatever the order of the keys, and splits pieces about evenly', () => {
+    const keys = [
+      peerIdKey(Buffer.from('-TD0100-aaaaaaaaaaaa')),
+      peerIdKey(Buffer.from('-TD0100-bbbbbbbbbbbb')),
+      peerIdKey(Buffer.from('-TD0100-cccccccccccc')),
+      peerIdKey(Buffer.from('-TD0100-dddddddddddd')),
+    ];
+    const reversed = [...keys].reverse();
+    const counts = [0, 0, 0, 0];
+    for (let i = 0; i < 4000; i++) {
+      const k = rendezvous(keys, i);
+      counts[k]!++;
+      expect(reversed[rendezvous(reversed, i)]).toBe(keys[k]);
+    }
+    for (const c of counts) expect(c).toBeGreaterThan(800);
+    expect(rendezvous([], 3)).toBe(-1);
+  });
+
+  it('moves only the pieces of a key that goes', () => {
+    const keys = [11, 22, 33, 44].map((x) => peerIdKey(Buffer.from([x])));
+    const without = keys.slice(0, 3);
+    for (let i = 0; i < 1000; i++) {
+      const k = rendezvous(keys, i);
+      if (k < 3) expect(rendezvous(without, i)).toBe(k);
+    }
   });
 });

@@ -134,4 +134,44 @@ describe('PieceStore', () => {
     expect(released).toBe(0);
     expect(store.unwritten).toBe(0);
   });
+  it('serves a verified piece from memory, as a copy, until its buffer is released', async () => {
+    const { meta, piece } = setup();
+    const { sink, pending } = slowSink();
+    let endTap!: () => void;
+    const store = new PieceStore(meta, sink, () => new Promise<void>((r) => (endTap = r)));
+    const bad = piece(0, true);
+    expect(store.complete(bad)).toBe(false);
+    expect(store.readVerified(0, 0, 16)).toBeNull(); // never a piece that failed
+    const p = piece(1);
+    const expected = Buffer.from(p.buffer);
+    let atVerified: Buffer | null = null;
+    store.on('verified', () => (atVerified = store.readVerified(1, 100, 16)));
+    expect(store.complete(p)).toBe(true);
+    expect(atVerified).toEqual(expected.subarray(100, 116));
+    const got = store.readVerified(1, 0, PL)!;
+    expect(got).toEqual(expected);
+    p.buffer.fill(0); // the pool reusing the buffer does not change what was handed out
+    expect(got).toEqual(expected);
+    expect(store.readVerified(1, PL - 8, 16)).toBeNull(); // out of range
+    expect(store.readVerified(2, 0, 16)).toBeNull(); // not verified
+    // Written, but the tap still reads it: still held, still served from memory.
+    pending[0]!.done();
+    await tick();
+    expect(store.readVerified(1, 0, 4)).not.toBeNull();
+    endTap();
+    await tick();
+    expect(store.readVerified(1, 0, 4)).toBeNull(); // released: from disk now
+  });
+
+  it('forgets the buffer of a piece whose write failed', async () => {
+    const { meta, piece } = setup();
+    const { sink, pending } = slowSink();
+    const store = new PieceStore(meta, sink);
+    store.on('error', () => {});
+    store.complete(piece(2));
+    expect(store.readVerified(2, 0, 4)).not.toBeNull();
+    pending[0]!.fail(new Error('disk full'));
+    await store.flush();
+    expect(store.readVerified(2, 0, 4)).toBeNull();
+  });
 });

@@ -144,3 +144,67 @@ describe('RequestScheduler endgame duplicates', () => {
     expect(b.inflight.size).toBeGreaterThan(0);
   });
 });
+
+describe('RequestScheduler.handOver', () => {
+  function swarm() {
+    const layout = new Layout([{ length: 4 * PIECE, offset: 0 }], PIECE, 4 * PIECE);
+    const picker = new PiecePicker(layout, new Bitfield(4), 64 * 1024 * 1024, () => 0);
+    const s = new RequestScheduler(layout, picker);
+    const cancelled: string[] = [];
+    const peer = (address: string, has: number[]) => {
+      const bitfield = new Bitfield(4);
+      for (const i of has) bitfield.set(i);
+      picker.peerHas(bitfield);
+      const conn = {
+        address,
+        bitfield,
+        peerChoking: false,
+        bytesIn: 0,
+        request() {},
+        cancel(index: number, begin: number) {
+          cancelled.push(`${address} ${index}+${begin}`);
+        },
+      };
+      return new PeerRequests(conn as unknown as PeerConnection, 0);
+    };
+    const seed = peer('10.0.0.1:6881', [0, 1, 2, 3]);
+    const partial = peer('10.0.0.2:6881', []);
+    seed.pipeline.depth = seed.maxOut = 20; // all of piece 0 and 4 blocks of piece 1
+    s.fill(seed, true, () => [seed, partial]);
+    // The seed holds every block of one piece (`whole`) and 4 of another (`part`).
+    const [whole, part] = [...picker.inProgress.keys()];
+    const unstarted = [0, 1, 2, 3].find((i) => !picker.inProgress.has(i))!;
+    return { picker, s, seed, partial, cancelled, whole: whole!, part: part!, unstarted };
+  }
+
+  it('takes the rest of a piece back from the seed, with cancels, for the peer that has it', () => {
+    const { picker, s, seed, partial, cancelled, whole, part } = swarm();
+    expect(seed.inflight.size).toBe(20);
+    // Two blocks of `part` came from the seed; then the partial peer announces it.
+    s.onBlock(seed, part, 0, Buffer.alloc(16 * 1024));
+    s.onBlock(seed, part, 16 * 1024, Buffer.alloc(16 * 1024));
+    partial.conn.bitfield.set(part);
+    picker.peerHave(part);
+    const touched = s.handOver(part, partial, [seed, partial], () => true);
+    expect(touched).toEqual([seed]);
+    expect(cancelled).toEqual([`10.0.0.1:6881 ${part}+32768`, `10.0.0.1:6881 ${part}+49152`]);
+    expect(picker.inProgress.get(part)!.owner).toBe(partial.conn.address);
+    // The other piece's requests stay; the partial peer gets the 14 blocks still missing.
+    expect(seed.inflight.size).toBe(16);
+    expect([...seed.inflight.keys()].every((k) => k >> 16 === whole)).toBe(true);
+    s.fill(partial, true, () => [seed, partial]);
+    const keys = [...partial.inflight.keys()];
+    expect(keys).toHaveLength(14);
+    expect(keys.every((k) => k >> 16 === part)).toBe(true);
+    // A late block from the seed is waste, not a fault.
+    expect(s.onBlock(seed, part, 32 * 1024, Buffer.alloc(16 * 1024)).kind).toBe('waste');
+  });
+
+  it('does nothing when a holder may not give the piece up, or nobody holds it', () => {
+    const { picker, s, seed, partial, cancelled, part, unstarted } = swarm();
+    expect(s.handOver(part, partial, [seed, partial], () => false)).toEqual([]);
+    expect(s.handOver(unstarted, partial, [seed, partial], () => true)).toEqual([]);
+    expect(cancelled).toEqual([]);
+    expect(picker.inProgress.get(part)!.owner).toBe(seed.conn.address);
+  });
+});
