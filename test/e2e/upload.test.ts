@@ -4,7 +4,7 @@
  * `download --seed`), two tdl processes that each start with half the pieces and finish from
  * each other, and the choker seen from the leechers (`--upload-slots`, tit for tat).
  *
- * Runs `node dist/cli/main.js`: build first (`npm run build`; `npm test` does it).
+ * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
