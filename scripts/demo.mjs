@@ -4,7 +4,7 @@
  *
  * Makes a 32 MiB multi-file payload (reproducible), a .torrent for it announcing to an HTTP
  * tracker on 127.0.0.1, and two seeders on 127.0.0.1 that serve it at 6 MiB/s each; then runs
- * the real CLI (`dist/cli/main.js`) with its progress bar, checks the bytes and cleans up.
+ * the real CLI (`dist/bundle/main.js`) with its progress bar, checks the bytes and cleans up.
  */
 import { spawn } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
@@ -21,7 +21,7 @@ import { encodeHandshake } from '../dist/wire/handshake.js';
 import { encodeMessage, encodePiece } from '../dist/wire/messages.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
+const CLI = path.join(ROOT, 'dist', 'bundle', 'main.js');
 const PIECE = 256 * 1024;
 const RATE = 6 * 1024 * 1024;
 const FILES = [

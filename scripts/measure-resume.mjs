@@ -30,7 +30,7 @@ import bencode from 'bencode';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DIST = path.join(ROOT, 'dist');
-const CLI = path.join(DIST, 'cli', 'main.js');
+const CLI = path.join(DIST, 'bundle', 'main.js');
 const WAIT_MS = 120_000;
 
 const { values: args } = parseArgs({

@@ -265,7 +265,7 @@ export function aria2Download({ torrent, outDir, timeoutMs }: DownloadOpts): Pro
  * @typedef {MeasuredRun & { events: Record<string, unknown>[] }} TdlRun
  */
 /**
- * Download with tdl's CLI (`node dist/cli/main.js download … --json`). Resolves whatever the
+ * Download with tdl's CLI (`node dist/bundle/main.js download … --json`). Resolves whatever the
  * exit code (check `code`), throws on timeout. `series` holds the verified bytes of its
  * progress events over time.
  * @param {{ torrent: string, out: string, timeoutMs?: number, peers?: string[],

@@ -35,7 +35,7 @@ export const PYTHON = '/usr/bin/python3';
 export const GNU_TIME = '/usr/bin/time';
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** tdl's built CLI (`npm run build`); the TDL_CLI environment variable points elsewhere. */
-export const TDL_CLI = process.env.TDL_CLI || path.join(REPO_ROOT, 'dist', 'cli', 'main.js');
+export const TDL_CLI = process.env.TDL_CLI || path.join(REPO_ROOT, 'dist', 'bundle', 'main.js');
 
 const LIB_DIR = fileURLToPath(new URL('.', import.meta.url));
 const LT_TOOL = path.join(LIB_DIR, 'lt_tool.py');
@@ -1073,7 +1073,7 @@ export async function aria2Download({ torrent, outDir, timeoutMs = 10 * 60_000 }
  */
 
 /**
- * Download with tdl's CLI (`node dist/cli/main.js download … --json`). Resolves whatever the
+ * Download with tdl's CLI (`node dist/bundle/main.js download … --json`). Resolves whatever the
  * exit code (check `code`), throws on timeout. `series` holds the verified bytes of its
  * progress events over time.
  * @param {{ torrent: string, out: string, timeoutMs?: number, peers?: string[],

@@ -6,7 +6,7 @@
  * address), byte for byte, and keeps its own download going. Each runs with and without the
  * fast extension (BEP 6): tdl rejects what it will not serve, or drops the peer.
  *
- * Runs `node dist/cli/main.js`: build first (`npm run build`; `npm test` does it).
+ * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';

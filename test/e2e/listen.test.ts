@@ -5,7 +5,7 @@
  * count against `--max-peers`, and a peer that opens with message stream encryption (as aria2c
  * does) gets a plaintext stream.
  *
- * Runs `node dist/cli/main.js`: build first (`npm run build`; `npm test` does it).
+ * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';

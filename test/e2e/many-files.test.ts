@@ -3,7 +3,7 @@
  * (`ulimit -n 256`): it downloads, verifies, and resumes after Ctrl-C, with every byte right.
  * Before the bounded pool of open files this failed with EMFILE (exit 6).
  *
- * Runs `node dist/cli/main.js`: build first (`npm run build`; `npm test` does it).
+ * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -16,7 +16,7 @@ import { checkEvent } from '../helpers/events-schema.js';
 import { startFakeSeeder, type FakeSeeder } from '../helpers/fake-seeder.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
-const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+const MAIN = fileURLToPath(new URL('../../dist/bundle/main.js', import.meta.url));
 const FILES = 2000;
 const LIMIT = 256;
 const PIECE = 16 * 1024;

@@ -6,7 +6,7 @@
  * The bound is on the average, which a token bucket keeps even on a loaded machine (a late timer
  * sends less, never more); the timeouts are generous for the same reason.
  *
- * Runs `node dist/cli/main.js`: build first (`npm run build`; `npm test` does it).
+ * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';

@@ -21,7 +21,7 @@ import { startFakeSeeder, type FakeSeeder } from '../helpers/fake-seeder.js';
 import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
+const CLI = path.join(ROOT, 'dist', 'bundle', 'main.js');
 const PIECE = 32 * 1024;
 /** Bytes per second the seeder serves: a full download of the test torrent takes about 2 s. */
 const RATE = 1536 * 1024;

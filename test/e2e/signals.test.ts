@@ -3,7 +3,7 @@
  * is 130 / 143, the tracker hears `stopped` within a short bound, sockets are closed, and the
  * pieces verified before the signal are on disk.
  *
- * Runs `node dist/cli/main.js`: build first (`npm run build`; `npm test` does it).
+ * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -23,7 +23,7 @@ import { compactPeers, parseHttpAnnounce, startHttpTracker } from '../helpers/fa
 import { startHostilePeer } from '../helpers/hostile-peer.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
-const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+const MAIN = fileURLToPath(new URL('../../dist/bundle/main.js', import.meta.url));
 const PIECE = 32768;
 /** 4 MiB at 512 KiB/s: about eight seconds, so the signal always lands mid-download. */
 const data = randomBytesSeeded(4 * 1024 * 1024, 'signals');

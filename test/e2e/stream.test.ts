@@ -4,7 +4,7 @@
  * goes once every byte is flushed; a reader that goes away ends the run with exit 141, a resume
  * file and `stopped` sent; a slow reader does not make tdl buffer the file in memory.
  *
- * Runs `node dist/cli/main.js`: build first (`npm run build`; `npm test` does it).
+ * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';

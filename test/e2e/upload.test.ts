@@ -5,7 +5,7 @@
  * each other, the choker seen from the leechers (`--upload-slots`, tit for tat), and three tdl
  * processes sharing one throttled seeder (each piece leaves it about once).
  *
- * Runs `node dist/cli/main.js`: build first (`npm run build`; `npm test` does it).
+ * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';

@@ -1,5 +1,5 @@
 /**
- * The built CLI (`node dist/cli/main.js`) as a child process, for end-to-end tests that need a
+ * The built CLI (`node dist/bundle/main.js`) as a child process, for end-to-end tests that need a
  * real process: its own memory (VmHWM), its own event loop, signals.
  *
  *   const tdl = spawnTdl(['seed', torrent, '-o', out, '--port', '0', '--json'], fx.onClose);
@@ -14,7 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-export const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+export const MAIN = fileURLToPath(new URL('../../dist/bundle/main.js', import.meta.url));
 
 export type TdlEvent = Record<string, unknown> & { event?: string };
 

@@ -1,0 +1,115 @@
+/**
+ * The shipped bundle (dist/bundle/, made by scripts/bundle.mjs after tsc) keeps what the
+ * separate modules of dist/ did: it needs nothing outside itself, prints the package's version,
+ * loads undici with its named exports (a .torrent URL), logs with DEBUG set, and runs the
+ * hashing worker of `tdl create` (started from source text built with Function#toString).
+ *
+ * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readdir, readFile, truncate, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { builtinModules } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseTorrent } from '../../src/metainfo/torrent.js';
+import { useFixture } from '../helpers/fixture.js';
+import { assertBuilt, MAIN } from '../helpers/tdl-process.js';
+import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+
+const fx = useFixture();
+const BUNDLE = path.dirname(MAIN);
+/** Required inside a try by a bundled package, which does without it (debug's colours). */
+const OPTIONAL = new Set(['supports-color']);
+
+beforeAll(() => assertBuilt());
+
+function tdl(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [MAIN, ...args],
+      { env: { ...process.env, DEBUG: '', ...env }, timeout: 60_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+describe('the shipped bundle', () => {
+  it('imports nothing but its own files and Node built-ins', async () => {
+    const builtins = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
+    const files = [
+      ...(await readdir(BUNDLE)).filter((f) => f.endsWith('.js')),
+      ...(await readdir(path.join(BUNDLE, 'chunks')))
+        .filter((f) => f.endsWith('.js'))
+        .map((f) => `chunks/${f}`),
+    ];
+    expect(files.length).toBeGreaterThan(1);
+    const outside: string[] = [];
+    for (const f of files) {
+      const text = await readFile(path.join(BUNDLE, f), 'utf8');
+      // Static imports, dynamic imports and the require() of bundled CommonJS packages.
+      const specs = [
+        ...text.matchAll(/^(?:import|export)\s[^;]*?from\s*["']([^"']+)["']/gm),
+        ...text.matchAll(/\bimport\(\s*["']([^"']+)["']\s*\)/g),
+        ...text.matchAll(/\b__require\(\s*["']([^"']+)["']\s*\)/g),
+      ].map((m) => m[1]!);
+      for (const s of specs) {
+        if (s.startsWith('./') || s.startsWith('../') || s.startsWith('node:')) continue;
+        if (builtins.has(s) || OPTIONAL.has(s)) continue;
+        outside.push(`${f}: ${s}`);
+      }
+    }
+    expect(outside).toEqual([]);
+  });
+
+  it('--version prints the version of package.json', async () => {
+    const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8'));
+    const r = await tdl(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(pkg.version);
+  });
+
+  it('fetches a .torrent URL (undici, by its named exports) and logs with DEBUG set', async () => {
+    const t = makeTorrent({
+      name: 'data.bin',
+      pieceLength: 16384,
+      files: { data: randomBytesSeeded(40_000, 'bundle-url') },
+      announce: 'http://127.0.0.1:1/announce',
+    });
+    const server = createServer((_req, res) => res.end(t.torrent));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    fx.onClose(() => new Promise((resolve) => server.close(() => resolve())));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/data.torrent`;
+    const r = await tdl(['info', url, '--json'], { DEBUG: 'tdl:*' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).infoHash).toBe(t.infoHash.toString('hex'));
+    expect(r.stderr).toMatch(/tdl:torrent/);
+  }, 60_000);
+
+  it('create hashes with its worker threads (a file over the worker threshold)', async () => {
+    // Sparse: 48 MiB of zeros, above create's 32 MiB threshold for starting workers.
+    const file = path.join(fx.dir, 'zeros.bin');
+    await writeFile(file, '');
+    await truncate(file, 48 * 1024 * 1024);
+    const out = path.join(fx.dir, 'zeros.torrent');
+    const r = await tdl(['create', file, '-o', out, '--piece-length', '1M']);
+    expect(r.code, r.stderr).toBe(0);
+    const meta = parseTorrent(await readFile(out));
+    const zero = createHash('sha1')
+      .update(Buffer.alloc(1024 * 1024))
+      .digest();
+    expect(meta.pieceCount).toBe(48);
+    for (let i = 0; i < 48; i++) {
+      expect(Buffer.from(meta.pieceHashes.subarray(i * 20, i * 20 + 20)).equals(zero)).toBe(true);
+    }
+  }, 60_000);
+});
