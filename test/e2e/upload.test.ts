@@ -258,7 +258,14 @@ describe('two tdl processes, no seeder anywhere', () => {
       partial(data, PIECE, (i) => i >= pieces / 2),
     );
     const [pa, pb] = [await freePort(), await freePort()];
-    const args = (out: string, port: number, other: number) => [
+    // Each stays after completing until it has uploaded what the other lacks (its own half,
+    // rounded down to 0.0001 of the size: its last block is then sent), or 30 s at most. One
+    // ratio for both would let the first to finish leave before the other had all of its half.
+    const half = (from: number, to: number): number =>
+      Math.min(to * PIECE, SIZE) - Math.min(from * PIECE, SIZE);
+    const firstHalf = Math.ceil(pieces / 2);
+    const ratioOf = (bytes: number): string => String(Math.floor((bytes / SIZE) * 1e4) / 1e4);
+    const args = (out: string, port: number, other: number, ratio: string) => [
       'download',
       torrent,
       '-o',
@@ -270,15 +277,14 @@ describe('two tdl processes, no seeder anywhere', () => {
       String(port),
       '--peer',
       `127.0.0.1:${other}`,
-      // Stay a little after completing, so the other can finish too.
       '--seed',
       '--seed-ratio',
-      '0.4',
+      ratio,
       '--seed-time',
       '0.5',
     ];
-    const ta = spawnTdl(args(a, pa, pb), fx.onClose);
-    const tb = spawnTdl(args(b, pb, pa), fx.onClose);
+    const ta = spawnTdl(args(a, pa, pb, ratioOf(half(0, firstHalf))), fx.onClose);
+    const tb = spawnTdl(args(b, pb, pa, ratioOf(half(firstHalf, pieces))), fx.onClose);
     const [sa, sb] = await Promise.all([ta.waitEvent('started'), tb.waitEvent('started')]);
     expect(sa['port']).toBe(pa);
     expect(sb['port']).toBe(pb);
