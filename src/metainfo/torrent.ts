@@ -623,6 +623,45 @@ export function isPaddingFile(m: Metainfo, i: number): boolean {
   return t.padding[i] === 1;
 }
 
+/**
+ * The files of a torrent as a read-only list: `length` and `at(i)` (an array is one too). For a
+ * parsed multi-file torrent whose `files` was never read (see FileTable), each `at(i)` makes the
+ * entry anew and nobody keeps it, so walking a 100,000-file torrent never holds its whole list.
+ */
+export interface FileList<T = TorrentFile> {
+  readonly length: number;
+  at(index: number): T | undefined;
+}
+
+/** The files of `m` as a FileList, without making its file list (see fileAt). */
+export function fileList(m: Metainfo): FileList {
+  const t = tables.get(m);
+  if (t === undefined || t.list !== undefined) return m.files;
+  return {
+    length: t.count,
+    at: (i) => (Number.isInteger(i) && i >= 0 && i < t.count ? t.make(i) : undefined),
+  };
+}
+
+/**
+ * Where each file of `m` starts in the torrent's data, in a new array of fileCount(m) + 1
+ * entries (the last is the total length), without making its file list.
+ */
+export function fileOffsets(m: Metainfo): Float64Array {
+  const t = tables.get(m);
+  if (t !== undefined && t.list === undefined) {
+    const out = new Float64Array(t.count + 1);
+    out.set(t.offsets.subarray(0, t.count));
+    out[t.count] = t.total;
+    return out;
+  }
+  const files = m.files;
+  const out = new Float64Array(files.length + 1);
+  for (let i = 0; i < files.length; i++) out[i] = files[i]!.offset;
+  out[files.length] = m.length;
+  return out;
+}
+
 export interface ParseOptions {
   /**
    * Read every file entry the full way (decoded, then parseFileEntry) and build the file list

@@ -34,7 +34,6 @@ export interface CheckTorrent {
   pieceCount: number;
   /** Concatenated 20-byte SHA-1 piece hashes. */
   pieceHashes: Buffer;
-  files: readonly unknown[];
 }
 
 export interface HashResult {
@@ -125,9 +124,16 @@ export function isAllZero(buf: Buffer): boolean {
   return true;
 }
 
-/** Read a resume file, at most what a resume file of this torrent can hold. Null if absent. */
-export async function readResumeFile(file: string, t: CheckTorrent): Promise<DecodedResume | null> {
-  const max = checkpointSize(t.pieceCount, t.files.length) + 8 * t.pieceCount + 64;
+/**
+ * Read a resume file, at most what a resume file of this torrent (of `fileCount` files) can
+ * hold. Null if absent.
+ */
+export async function readResumeFile(
+  file: string,
+  t: CheckTorrent,
+  fileCount: number,
+): Promise<DecodedResume | null> {
+  const max = checkpointSize(t.pieceCount, fileCount) + 8 * t.pieceCount + 64;
   let h;
   try {
     h = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
@@ -184,7 +190,14 @@ export function planStartup(
     resume = 'ignored';
     reason = decoded.reason;
   } else if (decoded?.ok) {
-    const why = resumeMismatch(decoded.state, { ...t, files: t.files.length });
+    // The torrent's fields one by one: a Metainfo's `files` is made whole when read.
+    const why = resumeMismatch(decoded.state, {
+      infoHash: t.infoHash,
+      pieceLength: t.pieceLength,
+      length: t.length,
+      pieceCount: t.pieceCount,
+      files: files.length,
+    });
     if (why) {
       resume = 'ignored';
       reason = why;
@@ -254,7 +267,7 @@ export async function startupCheck(o: {
   signal?: AbortSignal;
 }): Promise<StartupCheck> {
   const t0 = Date.now();
-  const decoded = await readResumeFile(o.resumeFile, o.torrent);
+  const decoded = await readResumeFile(o.resumeFile, o.torrent, o.layout.fileCount);
   const stamps = await o.storage.stamps();
   const plan = planStartup(o.layout, o.storage.files, stamps, decoded, o.torrent);
   if (plan.resume === 'ignored') log('resume file %s ignored: %s', o.resumeFile, plan.reason);
