@@ -20,7 +20,14 @@ import { logger } from '../log.js';
 import { Bitfield } from '../wire/bitfield.js';
 import type { DiskStorage, FileStamp } from './disk.js';
 import type { Layout } from './layout.js';
-import { checkpointSize, decodeResume, resumeMismatch, type DecodedResume } from './resume.js';
+import {
+  checkpointSize,
+  decodeResume,
+  resumeMismatch,
+  stampAt,
+  type DecodedResume,
+  type StampTable,
+} from './resume.js';
 
 const log = logger('tdl:resume');
 
@@ -178,7 +185,7 @@ export interface StartupPlan {
 export function planStartup(
   layout: Layout,
   files: readonly { existed: boolean; padding?: boolean; selected?: boolean }[],
-  stamps: readonly (FileStamp | null)[],
+  stamps: readonly (FileStamp | null)[] | StampTable,
   decoded: DecodedResume | null,
   t: CheckTorrent,
 ): StartupPlan {
@@ -214,8 +221,8 @@ export function planStartup(
 
   const fileTrust: FileTrust[] = files.map((f, i) => {
     if (!f.existed || f.padding) return 'new';
-    const r = state?.files[i];
-    const now = stamps[i];
+    const r = state ? stampAt(state.files, i) : null;
+    const now = stampAt(stamps, i);
     if (!r || !now) return 'untrusted';
     if (r.size !== now.size || r.ino !== now.ino) return 'untrusted';
     if (r.mtimeNs === now.mtimeNs) return 'trusted';
@@ -268,7 +275,8 @@ export async function startupCheck(o: {
 }): Promise<StartupCheck> {
   const t0 = Date.now();
   const decoded = await readResumeFile(o.resumeFile, o.torrent, o.layout.fileCount);
-  const stamps = await o.storage.stamps();
+  // The storage's own table (read at once, below): no object per file.
+  const stamps = await o.storage.stampTable();
   const plan = planStartup(o.layout, o.storage.files, stamps, decoded, o.torrent);
   if (plan.resume === 'ignored') log('resume file %s ignored: %s', o.resumeFile, plan.reason);
   selectionPlan(o.layout, o.storage, plan);
