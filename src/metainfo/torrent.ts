@@ -579,7 +579,11 @@ class FileTable {
     const built = this.built.get(i);
     if (built !== undefined) return built;
     const e = this.reread(this.buf, this.starts[i]!);
-    const file = e === undefined ? undefined : this.fast.read(e, this.offsets[i]!);
+    // A whole number read from a Float64Array may come as a boxed double, and every object that
+    // copies it (an output plan's file, storage's) then boxes its own: a small integer stays one.
+    const at = this.offsets[i]!;
+    const offset = at < 2 ** 31 ? at | 0 : at;
+    const file = e === undefined ? undefined : this.fast.read(e, offset);
     // check() accepted this entry, so read() does too.
     if (file === undefined) throw new Error(`info.files[${i}] cannot be read again`);
     return file;
