@@ -12,6 +12,7 @@ import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from 
 import { parsePeer } from './peer-arg.js';
 import { openTorrent, type OpenedTorrent } from './source.js';
 import { resolveSelection, selectedBytes } from '../storage/selection.js';
+import { fileList, isPaddingFile } from '../metainfo/torrent.js';
 import { makeWorkDir, removeWorkDir, streamWorkDir, type ByteSink } from '../storage/stream-out.js';
 import { FdSink } from '../storage/fd-sink.js';
 
@@ -122,25 +123,29 @@ export async function runDownload(
     }
     const meta = opened.meta;
     const peers = [...cliPeers, ...opened.peers];
-    const selected = resolveSelection(meta.files, meta.name, meta.multiFile, {
+    // The file list is walked entry by entry, never made whole (see fileList).
+    const files = fileList(meta);
+    const selected = resolveSelection(files, meta.name, meta.multiFile, {
       select: opts.select,
       include: opts.include,
       exclude: opts.exclude,
     });
-    const realFiles = meta.files.filter((f) => !f.padding).length;
+    let realFiles = 0;
+    for (let i = 0; i < files.length; i++) if (!isPaddingFile(meta, i)) realFiles++;
     const selection = selected
       ? {
           selectedFiles: selected.reduce((n, v) => n + v, 0),
-          selectedSize: selectedBytes(meta.files, selected),
+          selectedSize: selectedBytes(files, selected),
         }
       : null;
     // Warnings about the .torrent itself (ignored trailing bytes, remapped names, bad seeds).
     for (const w of meta.warnings) warn(w);
     let stream: { fileIndex: number; out: ByteSink } | undefined;
     if (sink) {
-      const picked = meta.files.flatMap((f, i) =>
-        !f.padding && (!selected || selected[i]) ? [i] : [],
-      );
+      const picked: number[] = [];
+      for (let i = 0; i < files.length; i++) {
+        if (!isPaddingFile(meta, i) && (!selected || selected[i])) picked.push(i);
+      }
       if (picked.length !== 1) {
         // A magnet's working folder was made for its metadata: nothing is in it yet.
         if (workDir) await rmdir(workDir).catch(() => {});
@@ -246,7 +251,7 @@ export async function runDownload(
               size: meta.length,
               pieces: meta.pieceCount,
               pieceLength: meta.pieceLength,
-              files: meta.files.length,
+              files: files.length,
               output: plan.root,
               present: s.initial,
               ...(selection ?? {}),

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { hashPieces } from '../storage/check.js';
 import { DiskStorage } from '../storage/disk.js';
 import { Layout } from '../storage/layout.js';
+import { fileCount, fileList, fileOffsets, isPaddingFile } from '../metainfo/torrent.js';
 import { planOutput } from '../storage/output.js';
 import { partsPath } from '../storage/parts.js';
 import {
@@ -44,9 +45,14 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
   const json = Boolean(opts.json);
   const tty = Boolean(io.stderr.isTTY) && !opts.quiet && !json;
   const emit = (o: Record<string, unknown>) => io.stdout.write(jsonLine(o));
-  const layout = new Layout(meta.files, meta.pieceLength, meta.length);
-  const plan = await planOutput(meta, opts.output);
-  const selected = resolveSelection(meta.files, meta.name, meta.multiFile, opts);
+  // meta.files is never read: it would make an object per file and keep them all.
+  const list = fileList(meta);
+  const layout = new Layout({ starts: fileOffsets(meta) }, meta.pieceLength, meta.length);
+  const plan = await planOutput(
+    { name: meta.name, multiFile: meta.multiFile, infoHash: meta.infoHash, files: list },
+    opts.output,
+  );
+  const selected = resolveSelection(list, meta.name, meta.multiFile, opts);
   const wanted = wantedPieces(layout, selected);
   const storage = await DiskStorage.open(plan, layout, {
     mode: 'read',
@@ -113,7 +119,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
     if (tty) io.stderr.write('\r\x1b[2K');
 
     // Per file: valid bytes, and whether it is complete and ready under its final name.
-    const validOf = new Array<number>(meta.files.length).fill(0);
+    const validOf = new Float64Array(list.length);
     let validBytes = 0;
     for (let p = 0; p < layout.pieceCount; p++) {
       if (!r.valid.has(p)) continue;
@@ -148,13 +154,13 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
     const missing = wanted.count - r.valid.count - corrupt;
     const dataComplete = r.valid.count === wanted.count;
     // With a selection: the selected files' bytes, not the torrent's.
-    const size = selected ? selectedBytes(meta.files, selected) : meta.length;
+    const size = selected ? selectedBytes(list, selected) : meta.length;
     if (selected) validBytes = files.reduce((n, f) => n + f.valid, 0);
     const selection = selected
       ? {
           selectedFiles: files.length,
           selectedSize: size,
-          files: meta.files.filter((f) => !f.padding).length,
+          files: list.length - paddingCount(meta),
         }
       : null;
     const ready = dataComplete && files.every((f) => f.state === 'complete');
@@ -229,4 +235,12 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
   } finally {
     await storage.close();
   }
+}
+
+/** How many of the torrent's files are BEP 47 padding. */
+function paddingCount(meta: Parameters<typeof isPaddingFile>[0]): number {
+  let n = 0;
+  const count = fileCount(meta);
+  for (let i = 0; i < count; i++) if (isPaddingFile(meta, i)) n++;
+  return n;
 }

@@ -579,7 +579,11 @@ class FileTable {
     const built = this.built.get(i);
     if (built !== undefined) return built;
     const e = this.reread(this.buf, this.starts[i]!);
-    const file = e === undefined ? undefined : this.fast.read(e, this.offsets[i]!);
+    // A whole number read from a Float64Array may come as a boxed double, and every object that
+    // copies it (an output plan's file, storage's) then boxes its own: a small integer stays one.
+    const at = this.offsets[i]!;
+    const offset = at < 2 ** 31 ? at | 0 : at;
+    const file = e === undefined ? undefined : this.fast.read(e, offset);
     // check() accepted this entry, so read() does too.
     if (file === undefined) throw new Error(`info.files[${i}] cannot be read again`);
     return file;
@@ -621,6 +625,45 @@ export function isPaddingFile(m: Metainfo, i: number): boolean {
   const t = tables.get(m);
   if (t === undefined || t.list !== undefined) return m.files[i]!.padding === true;
   return t.padding[i] === 1;
+}
+
+/**
+ * The files of a torrent as a read-only list: `length` and `at(i)` (an array is one too). For a
+ * parsed multi-file torrent whose `files` was never read (see FileTable), each `at(i)` makes the
+ * entry anew and nobody keeps it, so walking a 100,000-file torrent never holds its whole list.
+ */
+export interface FileList<T = TorrentFile> {
+  readonly length: number;
+  at(index: number): T | undefined;
+}
+
+/** The files of `m` as a FileList, without making its file list (see fileAt). */
+export function fileList(m: Metainfo): FileList {
+  const t = tables.get(m);
+  if (t === undefined || t.list !== undefined) return m.files;
+  return {
+    length: t.count,
+    at: (i) => (Number.isInteger(i) && i >= 0 && i < t.count ? t.make(i) : undefined),
+  };
+}
+
+/**
+ * Where each file of `m` starts in the torrent's data, in a new array of fileCount(m) + 1
+ * entries (the last is the total length), without making its file list.
+ */
+export function fileOffsets(m: Metainfo): Float64Array {
+  const t = tables.get(m);
+  if (t !== undefined && t.list === undefined) {
+    const out = new Float64Array(t.count + 1);
+    out.set(t.offsets.subarray(0, t.count));
+    out[t.count] = t.total;
+    return out;
+  }
+  const files = m.files;
+  const out = new Float64Array(files.length + 1);
+  for (let i = 0; i < files.length; i++) out[i] = files[i]!.offset;
+  out[files.length] = m.length;
+  return out;
 }
 
 export interface ParseOptions {

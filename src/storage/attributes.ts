@@ -15,6 +15,7 @@ import { mkdir, open, readlink, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { logger } from '../log.js';
 import { DiskError, MetainfoError } from '../errors.js';
+import type { FileList } from '../metainfo/torrent.js';
 import { lstatOrNull } from './fs-util.js';
 
 const log = logger('tdl:storage');
@@ -28,7 +29,8 @@ export interface AttributeFile {
 
 export interface AttributeMeta {
   multiFile: boolean;
-  files: readonly AttributeFile[];
+  /** An array, or fileList(meta), which makes each entry when asked and keeps none. */
+  files: FileList<AttributeFile>;
 }
 
 /** Join checked components under root; refuse anything that would leave it. */
@@ -139,13 +141,13 @@ export async function applyFileAttributes(
   let executables = 0;
   let symlinks = 0;
   for (let i = 0; i < meta.files.length; i++) {
-    const f = meta.files[i]!;
+    const f = meta.files.at(i)!;
     if (f.padding || f.symlink || !f.executable) continue;
     await makeExecutable(meta.multiFile ? inside(root, f.path, `info.files[${i}].path`) : root);
     executables++;
   }
   for (let i = 0; i < meta.files.length; i++) {
-    const f = meta.files[i]!;
+    const f = meta.files.at(i)!;
     if (f.padding || !f.symlink) continue;
     if (!meta.multiFile) {
       throw new MetainfoError('info.attr', 'a single-file torrent cannot be a symbolic link');

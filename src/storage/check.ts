@@ -20,7 +20,14 @@ import { logger } from '../log.js';
 import { Bitfield } from '../wire/bitfield.js';
 import type { DiskStorage, FileStamp } from './disk.js';
 import type { Layout } from './layout.js';
-import { checkpointSize, decodeResume, resumeMismatch, type DecodedResume } from './resume.js';
+import {
+  checkpointSize,
+  decodeResume,
+  resumeMismatch,
+  stampAt,
+  type DecodedResume,
+  type StampTable,
+} from './resume.js';
 
 const log = logger('tdl:resume');
 
@@ -34,7 +41,6 @@ export interface CheckTorrent {
   pieceCount: number;
   /** Concatenated 20-byte SHA-1 piece hashes. */
   pieceHashes: Buffer;
-  files: readonly unknown[];
 }
 
 export interface HashResult {
@@ -125,9 +131,16 @@ export function isAllZero(buf: Buffer): boolean {
   return true;
 }
 
-/** Read a resume file, at most what a resume file of this torrent can hold. Null if absent. */
-export async function readResumeFile(file: string, t: CheckTorrent): Promise<DecodedResume | null> {
-  const max = checkpointSize(t.pieceCount, t.files.length) + 8 * t.pieceCount + 64;
+/**
+ * Read a resume file, at most what a resume file of this torrent (of `fileCount` files) can
+ * hold. Null if absent.
+ */
+export async function readResumeFile(
+  file: string,
+  t: CheckTorrent,
+  fileCount: number,
+): Promise<DecodedResume | null> {
+  const max = checkpointSize(t.pieceCount, fileCount) + 8 * t.pieceCount + 64;
   let h;
   try {
     h = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
@@ -172,7 +185,7 @@ export interface StartupPlan {
 export function planStartup(
   layout: Layout,
   files: readonly { existed: boolean; padding?: boolean; selected?: boolean }[],
-  stamps: readonly (FileStamp | null)[],
+  stamps: readonly (FileStamp | null)[] | StampTable,
   decoded: DecodedResume | null,
   t: CheckTorrent,
 ): StartupPlan {
@@ -184,7 +197,14 @@ export function planStartup(
     resume = 'ignored';
     reason = decoded.reason;
   } else if (decoded?.ok) {
-    const why = resumeMismatch(decoded.state, { ...t, files: t.files.length });
+    // The torrent's fields one by one: a Metainfo's `files` is made whole when read.
+    const why = resumeMismatch(decoded.state, {
+      infoHash: t.infoHash,
+      pieceLength: t.pieceLength,
+      length: t.length,
+      pieceCount: t.pieceCount,
+      files: files.length,
+    });
     if (why) {
       resume = 'ignored';
       reason = why;
@@ -201,8 +221,8 @@ export function planStartup(
 
   const fileTrust: FileTrust[] = files.map((f, i) => {
     if (!f.existed || f.padding) return 'new';
-    const r = state?.files[i];
-    const now = stamps[i];
+    const r = state ? stampAt(state.files, i) : null;
+    const now = stampAt(stamps, i);
     if (!r || !now) return 'untrusted';
     if (r.size !== now.size || r.ino !== now.ino) return 'untrusted';
     if (r.mtimeNs === now.mtimeNs) return 'trusted';
@@ -254,8 +274,9 @@ export async function startupCheck(o: {
   signal?: AbortSignal;
 }): Promise<StartupCheck> {
   const t0 = Date.now();
-  const decoded = await readResumeFile(o.resumeFile, o.torrent);
-  const stamps = await o.storage.stamps();
+  const decoded = await readResumeFile(o.resumeFile, o.torrent, o.layout.fileCount);
+  // The storage's own table (read at once, below): no object per file.
+  const stamps = await o.storage.stampTable();
   const plan = planStartup(o.layout, o.storage.files, stamps, decoded, o.torrent);
   if (plan.resume === 'ignored') log('resume file %s ignored: %s', o.resumeFile, plan.reason);
   selectionPlan(o.layout, o.storage, plan);

@@ -27,11 +27,25 @@ export interface PieceSet {
   has(index: number): boolean;
 }
 
+/**
+ * The file table is two typed arrays (where each file starts, how long it is), whatever the
+ * number of files: a Layout holds no object per file (see `files` for the one exception).
+ */
 export class Layout {
   readonly pieceCount: number;
+  /** Number of files, empty and padding files included. */
+  readonly fileCount: number;
+  private readonly offsets: Float64Array;
+  private readonly lengths: Float64Array;
+  private list: readonly LayoutFile[] | undefined;
 
+  /**
+   * From file objects, or (`{ starts }`) from files laid end to end: file i is bytes
+   * [starts[i], starts[i + 1]) of the stream, and `starts` has one entry more than there are
+   * files, the last being the total length (as fileOffsets in metainfo/torrent.ts gives it).
+   */
   constructor(
-    readonly files: readonly LayoutFile[],
+    files: readonly LayoutFile[] | { readonly starts: Float64Array },
     readonly pieceLength: number,
     readonly totalLength: number,
   ) {
@@ -39,6 +53,55 @@ export class Layout {
       throw new RangeError(`piece length must be a positive integer, got ${pieceLength}`);
     }
     this.pieceCount = Math.ceil(totalLength / pieceLength);
+    if ('starts' in files) {
+      const starts = files.starts;
+      const n = starts.length - 1;
+      if (n < 0 || starts[n] !== totalLength) {
+        throw new RangeError('starts must end with the total length');
+      }
+      this.fileCount = n;
+      this.offsets = starts.subarray(0, n);
+      this.lengths = new Float64Array(n);
+      for (let i = 0; i < n; i++) {
+        const len = starts[i + 1]! - starts[i]!;
+        if (!(len >= 0)) throw new RangeError(`file ${i} ends before it starts`);
+        this.lengths[i] = len;
+      }
+      return;
+    }
+    this.fileCount = files.length;
+    this.offsets = new Float64Array(files.length);
+    this.lengths = new Float64Array(files.length);
+    files.forEach((f, i) => {
+      this.offsets[i] = f.offset;
+      this.lengths[i] = f.length;
+    });
+  }
+
+  /** Where file `i` starts in the stream. */
+  fileOffset(i: number): number {
+    this.checkFile(i);
+    return this.offsets[i]!;
+  }
+
+  fileLength(i: number): number {
+    this.checkFile(i);
+    return this.lengths[i]!;
+  }
+
+  /** File `i` as an object (made anew on each call). */
+  file(i: number): LayoutFile {
+    this.checkFile(i);
+    return { offset: this.offsets[i]!, length: this.lengths[i]! };
+  }
+
+  /**
+   * Every file as an object, made on first use and then kept: one object per file, which a
+   * torrent of 100,000 files should not pay for. Prefer fileCount, fileOffset and fileLength.
+   */
+  get files(): readonly LayoutFile[] {
+    this.list ??= Array.from({ length: this.fileCount }, (_, i) => this.file(i));
+    return this.list;
   }
 
   /** Bytes of the pieces in `have` (all pieces when null) that are also in `wanted` (if given). */
@@ -83,14 +146,16 @@ export class Layout {
     let pos = index * this.pieceLength + begin;
     const end = pos + length;
     let fi = this.fileAt(pos);
-    while (pos < end && fi < this.files.length) {
-      const f = this.files[fi]!;
-      const fileEnd = f.offset + f.length;
-      if (f.length > 0 && pos < fileEnd) {
+    const offsets = this.offsets;
+    const lengths = this.lengths;
+    while (pos < end && fi < this.fileCount) {
+      const length = lengths[fi]!;
+      const fileEnd = offsets[fi]! + length;
+      if (length > 0 && pos < fileEnd) {
         const n = Math.min(end, fileEnd) - pos;
         out.push({
           fileIndex: fi,
-          fileOffset: pos - f.offset,
+          fileOffset: pos - offsets[fi]!,
           pieceOffset: pos - index * this.pieceLength,
           length: n,
         });
@@ -103,27 +168,35 @@ export class Layout {
 
   /** Pieces that hold at least one byte of file `fileIndex` (an empty range for empty files). */
   piecesOfFile(fileIndex: number): { first: number; last: number } | null {
-    const f = this.files[fileIndex];
-    if (!f) throw new RangeError(`no file ${fileIndex}`);
-    if (f.length === 0) return null;
+    this.checkFile(fileIndex);
+    const offset = this.offsets[fileIndex]!;
+    const length = this.lengths[fileIndex]!;
+    if (length === 0) return null;
     return {
-      first: Math.floor(f.offset / this.pieceLength),
-      last: Math.floor((f.offset + f.length - 1) / this.pieceLength),
+      first: Math.floor(offset / this.pieceLength),
+      last: Math.floor((offset + length - 1) / this.pieceLength),
     };
   }
 
   /** Index of the first non-empty file containing stream position `pos` (binary search). */
   private fileAt(pos: number): number {
     let lo = 0;
-    let hi = this.files.length - 1;
+    let hi = this.fileCount - 1;
+    const offsets = this.offsets;
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
-      if (this.files[mid]!.offset <= pos) lo = mid;
+      if (offsets[mid]! <= pos) lo = mid;
       else hi = mid - 1;
     }
     // Several files may start at `pos` when some are empty: step back to the first of them.
-    while (lo > 0 && this.files[lo - 1]!.offset === this.files[lo]!.offset) lo--;
+    while (lo > 0 && offsets[lo - 1]! === offsets[lo]!) lo--;
     return lo;
+  }
+
+  private checkFile(i: number): void {
+    if (!Number.isInteger(i) || i < 0 || i >= this.fileCount) {
+      throw new RangeError(`no file ${i}`);
+    }
   }
 
   private checkPiece(index: number): void {

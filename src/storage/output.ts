@@ -16,6 +16,7 @@ import { constants } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DiskError, MetainfoError } from '../errors.js';
+import type { FileList } from '../metainfo/torrent.js';
 import { listNames, lstatOrNull } from './fs-util.js';
 import { PART_SUFFIX, RESUME_SUFFIX, withSuffix } from './names.js';
 import { PARTS_SUFFIX, partsInfoHash } from './parts.js';
@@ -43,12 +44,13 @@ export interface OutputPlan {
 interface TorrentShape {
   name: string;
   multiFile: boolean;
-  files: readonly {
+  /** An array, or a FileList that makes each entry when asked (see metainfo/torrent.ts). */
+  files: FileList<{
     path: readonly string[];
     length: number;
     offset: number;
     padding?: boolean;
-  }[];
+  }>;
   /** Recognises this torrent's resume file (see above). */
   infoHash?: Buffer;
 }
@@ -70,13 +72,16 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
   }
   const parent = path.dirname(root);
   const files: OutputFile[] = t.multiFile
-    ? t.files.map((f) => ({
-        path: inside(root, f.path),
-        length: f.length,
-        offset: f.offset,
-        ...(f.padding ? { padding: true } : {}),
-      }))
-    : [{ path: root, length: t.files[0]!.length, offset: 0 }];
+    ? Array.from({ length: t.files.length }, (_, i) => {
+        const f = t.files.at(i)!;
+        return {
+          path: inside(root, f.path),
+          length: f.length,
+          offset: f.offset,
+          ...(f.padding ? { padding: true } : {}),
+        };
+      })
+    : [{ path: root, length: t.files.at(0)!.length, offset: 0 }];
 
   const dirs = new Set<string>();
   if (t.multiFile) {
@@ -139,7 +144,11 @@ async function isOwnFolder(dir: string, t: TorrentShape): Promise<boolean> {
     if (!names) want.set(folder, (names = new Set()));
     names.add(name);
   };
-  const files = t.files.filter((f) => !f.padding).map((f) => ({ p: path.join(dir, ...f.path), f }));
+  const files: { p: string; f: { length: number; path: readonly string[] } }[] = [];
+  for (let i = 0; i < t.files.length; i++) {
+    const f = t.files.at(i)!;
+    if (!f.padding) files.push({ p: path.join(dir, ...f.path), f });
+  }
   for (const { p } of files) {
     wanted(path.dirname(p), path.basename(p));
     wanted(path.dirname(p), path.basename(withSuffix(p, PART_SUFFIX)));

@@ -54,6 +54,22 @@ export class StampTable {
     this.known = new Uint8Array(length);
   }
 
+  /** The stamps of a resume file (`bytes`: its 24-byte entries, copied): every one is known. */
+  static fromBytes(bytes: Uint8Array, length: number): StampTable {
+    if (bytes.length !== RESUME_FILE_ENTRY_BYTES * length) {
+      throw new RangeError(`${bytes.length} bytes do not hold ${length} stamps`);
+    }
+    const t = new StampTable(length);
+    t.bytes.set(bytes);
+    t.known.fill(1);
+    return t;
+  }
+
+  /** Whether file `i` has a stamp. */
+  has(i: number): boolean {
+    return this.known[i] === 1;
+  }
+
   set(i: number, size: number, mtimeNs: bigint, ino: bigint): void {
     const off = i * RESUME_FILE_ENTRY_BYTES;
     this.bytes.writeBigUInt64BE(BigInt(size), off);
@@ -83,7 +99,8 @@ export interface ResumeState {
   pieceLength: number;
   totalLength: number;
   pieceCount: number;
-  files: ResumeFileEntry[];
+  /** A decoded resume file's are a StampTable: one buffer, whatever the number of files. */
+  files: readonly ResumeFileEntry[] | StampTable;
   /** Pieces verified, written and synced when the checkpoint was taken. */
   have: Bitfield;
 }
@@ -170,18 +187,14 @@ export function decodeResume(buf: Buffer): DecodedResume {
   const sum = createHash('sha1').update(buf.subarray(0, sumAt)).digest();
   if (!sum.equals(buf.subarray(sumAt, size))) return bad('checksum mismatch');
 
-  const files: ResumeFileEntry[] = [];
+  // Kept as they are stored, in one buffer: no object per file.
   let off = RESUME_HEADER_BYTES;
   for (let i = 0; i < fileCount; i++) {
-    const fsize = safeNumber(buf.readBigUInt64BE(off));
-    if (fsize === null) return bad(`bad size for file ${i}`);
-    files.push({
-      size: fsize,
-      mtimeNs: buf.readBigUInt64BE(off + 8),
-      ino: buf.readBigUInt64BE(off + 16),
-    });
+    // A size is at most 2^53 - 1: its top 11 bits are zero.
+    if (buf.readUInt32BE(off) > 0x1fffff) return bad(`bad size for file ${i}`);
     off += RESUME_FILE_ENTRY_BYTES;
   }
+  const files = StampTable.fromBytes(buf.subarray(RESUME_HEADER_BYTES, off), fileCount);
   const bfBytes = buf.subarray(off, off + Math.ceil(pieceCount / 8));
   const spare = bfBytes.length * 8 - pieceCount;
   if (spare > 0 && (bfBytes[bfBytes.length - 1]! & ((1 << spare) - 1)) !== 0) {
@@ -214,6 +227,14 @@ export function decodeResume(buf: Buffer): DecodedResume {
 }
 
 /** Why a decoded resume file does not describe this torrent, or null when it does. */
+/** The stamp of file `i` in a list or a StampTable (null: none). */
+export function stampAt(
+  list: readonly (ResumeFileEntry | null | undefined)[] | StampTable,
+  i: number,
+): ResumeFileEntry | null {
+  return list instanceof StampTable ? list.get(i) : (list[i] ?? null);
+}
+
 export function resumeMismatch(
   s: ResumeState,
   t: { infoHash: Buffer; pieceLength: number; length: number; pieceCount: number; files: number },

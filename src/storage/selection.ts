@@ -11,6 +11,7 @@
  */
 import { UsageError } from '../errors.js';
 import { Bitfield } from '../wire/bitfield.js';
+import type { FileList } from '../metainfo/torrent.js';
 import type { Layout } from './layout.js';
 
 export interface SelectOptions {
@@ -40,7 +41,7 @@ export function hasSelection(o: SelectOptions): boolean {
  * a selection that leaves no file.
  */
 export function resolveSelection(
-  files: readonly SelectableFile[],
+  files: FileList<SelectableFile>,
   name: string,
   multiFile: boolean,
   o: SelectOptions,
@@ -48,10 +49,8 @@ export function resolveSelection(
   if (!hasSelection(o)) return null;
   // Real (non-padding) files, in torrent order: number k is real[k - 1].
   const real: number[] = [];
-  files.forEach((f, i) => {
-    if (!f.padding) real.push(i);
-  });
-  const pathOf = (i: number) => (multiFile ? files[i]!.path.join('/') : name);
+  for (let i = 0; i < files.length; i++) if (!files.at(i)!.padding) real.push(i);
+  const pathOf = (i: number) => (multiFile ? files.at(i)!.path.join('/') : name);
   const sel = new Uint8Array(files.length);
   const include = (o.include ?? []).map(compileGlob);
   const exclude = (o.exclude ?? []).map(compileGlob);
@@ -138,7 +137,7 @@ export function wantedPieces(layout: Layout, selected: Uint8Array | null): Bitfi
     for (let p = 0; p < layout.pieceCount; p++) want.set(p);
     return want;
   }
-  for (let fi = 0; fi < layout.files.length; fi++) {
+  for (let fi = 0; fi < layout.fileCount; fi++) {
     if (!selected[fi]) continue;
     const r = layout.piecesOfFile(fi);
     if (!r) continue;
@@ -149,12 +148,14 @@ export function wantedPieces(layout: Layout, selected: Uint8Array | null): Bitfi
 
 /** Bytes of the selected files (all files when `selected` is null), padding excluded. */
 export function selectedBytes(
-  files: readonly { length: number; padding?: boolean }[],
+  files: FileList<{ length: number; padding?: boolean }>,
   selected: Uint8Array | null,
 ): number {
   let n = 0;
-  files.forEach((f, i) => {
-    if (!f.padding && (!selected || selected[i])) n += f.length;
-  });
+  for (let i = 0; i < files.length; i++) {
+    if (selected && !selected[i]) continue;
+    const f = files.at(i)!;
+    if (!f.padding) n += f.length;
+  }
   return n;
 }

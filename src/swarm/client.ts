@@ -16,7 +16,7 @@ import { logger } from '../log.js';
 import type { Dht } from '../dht/dht.js';
 import { DhtPeerSource } from '../dht/peer-source.js';
 import { NoPeersError, TransferError } from '../errors.js';
-import type { Metainfo } from '../metainfo/torrent.js';
+import { fileList, fileOffsets, type Metainfo } from '../metainfo/torrent.js';
 import type { PeerConnection } from '../peer/connection.js';
 import { makePeerId } from '../peer/peer-id.js';
 import { startupCheck, type ProgressFn, type StartupCheck } from '../storage/check.js';
@@ -131,8 +131,12 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   }
   if (useTrackers) requireUsableTracker(meta.announceList);
   if (useTrackers) preloadHttpClient(meta.announceList.flat());
-  const layout = new Layout(meta.files, meta.pieceLength, meta.length);
-  const plan = await planOutput(meta, o.output);
+  // Neither reads meta.files, which would make an object per file and keep them all.
+  const layout = new Layout({ starts: fileOffsets(meta) }, meta.pieceLength, meta.length);
+  const plan = await planOutput(
+    { name: meta.name, multiFile: meta.multiFile, infoHash: meta.infoHash, files: fileList(meta) },
+    o.output,
+  );
   const selected = o.selected ?? null;
   const storage = await DiskStorage.open(plan, layout, {
     selected,
@@ -169,7 +173,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   const streamOut = o.stream
     ? new StreamOut({
         layout,
-        file: layout.files[o.stream.fileIndex]!,
+        file: layout.file(o.stream.fileIndex),
         read: (index, begin, length, into) => storage.readBlock(index, begin, length, into),
         out: o.stream.out,
         onCursor: (piece) => dl?.setPriorityWindow(piece, win),

@@ -83,3 +83,30 @@ describe('piece <-> file layout', () => {
     expect(() => l.spans(1)).toThrow(RangeError);
   });
 });
+
+describe('a layout from file starts (files laid end to end)', () => {
+  it('maps pieces exactly as one built from file objects', () => {
+    const lengths = [0, 7, 0, 0, 13, 1, 0, 40, 3, 0];
+    const list = files(...lengths);
+    const total = lengths.reduce((a, b) => a + b, 0);
+    const starts = Float64Array.from([...list.map((f) => f.offset), total]);
+    for (const pl of [1, 2, 5, 8, 64]) {
+      const a = new Layout(list, pl, total);
+      const b = new Layout({ starts }, pl, total);
+      expect(b.fileCount).toBe(list.length);
+      for (let p = 0; p < a.pieceCount; p++) expect(b.spans(p)).toEqual(a.spans(p));
+      for (let i = 0; i < list.length; i++) {
+        expect(b.piecesOfFile(i)).toEqual(a.piecesOfFile(i));
+        expect(b.file(i)).toEqual(list[i]);
+        expect([b.fileOffset(i), b.fileLength(i)]).toEqual([list[i]!.offset, list[i]!.length]);
+      }
+      expect(b.files).toEqual(list);
+    }
+  });
+
+  it('refuses starts that do not end with the total or go backwards', () => {
+    expect(() => new Layout({ starts: Float64Array.from([0, 5]) }, 4, 6)).toThrow(RangeError);
+    expect(() => new Layout({ starts: Float64Array.from([0, 5, 3, 6]) }, 4, 6)).toThrow(RangeError);
+    expect(() => new Layout(files(1, 2), 4, 3).fileLength(2)).toThrow(RangeError);
+  });
+});

@@ -15,8 +15,15 @@ import {
   encodeResume,
   resumeMismatch,
   RESUME_HEADER_BYTES,
+  stampAt,
+  StampTable,
   type ResumeState,
 } from '../../src/storage/resume.js';
+
+/** Every stamp of a list or table, as objects. */
+function allStamps(list: ResumeState['files']) {
+  return Array.from({ length: list.length }, (_, i) => stampAt(list, i));
+}
 import { Bitfield } from '../../src/wire/bitfield.js';
 
 function state(o: Partial<ResumeState> = {}): ResumeState {
@@ -51,7 +58,8 @@ describe('resume codec', () => {
     expect(d.state.pieceLength).toBe(s.pieceLength);
     expect(d.state.totalLength).toBe(s.totalLength);
     expect(d.state.pieceCount).toBe(13);
-    expect(d.state.files).toEqual(s.files);
+    expect(d.state.files).toBeInstanceOf(StampTable);
+    expect(allStamps(d.state.files)).toEqual(s.files);
     expect(d.state.have.toBuffer().equals(s.have.toBuffer())).toBe(true);
     expect(d.journal).toEqual([]);
     expect(d.checkpointBytes).toBe(checkpointSize(13, 2));
@@ -178,7 +186,7 @@ describe('resume codec', () => {
             have,
           };
           const d = decodeOk(encodeResume(s));
-          expect(d.state.files).toEqual(files);
+          expect(allStamps(d.state.files)).toEqual(files);
           expect(d.state.have.toBuffer().equals(have.toBuffer())).toBe(true);
         },
       ),
@@ -248,6 +256,17 @@ describe('start-up plan', () => {
     expect(p.resume).toBe('used');
     expect(list(p.trusted)).toEqual([0, 1, 2, 5]);
     expect(p.toHash).toEqual([]);
+  });
+
+  it('takes the files as they are now from a StampTable, as storage keeps them', () => {
+    const table = new StampTable(2);
+    table.set(0, 40_000, 1000n, 11n);
+    table.set(1, 60_000, 2222n, 12n);
+    const p = planStartup(layout, existed, table, resume([0, 1, 2, 5]), torrent);
+    // File 1 changed (its mtime) and no journal explains it: its pieces are hashed again.
+    expect(list(p.trusted)).toEqual([0, 1]);
+    expect(p.toHash).toEqual([2, 3, 4, 5, 6]);
+    expect(table.has(1) && !new StampTable(2).has(1)).toBe(true);
   });
 
   it('re-hashes the journal pieces; a newer mtime explained by the journal is still trusted', () => {
