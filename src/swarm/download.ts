@@ -28,7 +28,6 @@ import type { Metainfo } from '../metainfo/torrent.js';
 import type { PeerConnection, PeerTimeouts } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
 import type { PeerAddress } from '../tracker/types.js';
-import { PEER_ID_PREFIX } from '../peer/peer-id.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { encodeExtendedHandshake, localExtendedHandshake } from '../wire/extension.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
@@ -37,14 +36,9 @@ import type { Listener } from './listener.js';
 import { WebSeeds } from '../webseed/scheduler.js';
 import { PeerExtensions } from './extensions.js';
 import { PeerPool, type Candidate, type HandoffCandidate, type PeerOrigin } from './peer-pool.js';
-import {
-  peerIdKey,
-  PiecePicker,
-  rendezvous,
-  type PickHints,
-  type PieceInProgress,
-} from './picker.js';
+import { peerIdKey, PiecePicker, type PieceInProgress } from './picker.js';
 import { PieceStore, type PieceTap } from './piece-store.js';
+import { sparingHints, standsIn } from './seed-sparing.js';
 import { ReadLimiter, TokenBucket } from './rate-limit.js';
 import { PeerRequests, RequestScheduler, type Waste } from './requests.js';
 import { MAX_QUEUE, UploadService } from './upload.js';
@@ -80,10 +74,6 @@ const TICK_MS = 500;
 const WINDOW_SLOW_FACTOR = 4;
 const WINDOW_GRACE_MS = 3_000;
 export const CLIENT_VERSION = 'tdl 0.2.0';
-/** The start of tdl's peer ids (PEER_ID_PREFIX without the version): peers that share seeds. */
-const CLIENT_TAG = Buffer.from(PEER_ID_PREFIX.slice(0, 3), 'latin1');
-/** Such a peer that announced no piece for this long no longer gets a share of the seeds. */
-export const PARTNER_IDLE_MS = 5_000;
 
 /** Where peer addresses come from (trackers, DHT): emits 'peers' and 'warning'. */
 export interface PeerSource extends EventEmitter {
@@ -349,7 +339,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.done.catch(() => {});
   }
 
-  /** Our peer id's key for the seeds' rendezvous (see `sparing`). */
+  /** Our peer id's key for the seeds' rendezvous (see seed-sparing.ts). */
   private readonly ownKey: number;
 
   /** Pieces verified and servable (a copy of the picker's, set once verified). */
@@ -765,7 +755,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       s.req,
       s.req.goodPieces > 0 || !this.anyTrusted(),
       () => this.reqs(),
-      this.sparing(s),
+      this.sequential ? {} : sparingHints(s, this.sessions.values(), this.ownKey, Date.now()),
     );
     if (s.req.inflight.size === 0 && s.wanted === 0) conn.notInterested();
   }
@@ -1067,50 +1057,6 @@ export class Download extends EventEmitter<DownloadEvents> {
   }
 
   /**
-   * Can partial peer `q` stand in for seed `s` (docs/DESIGN.md, "Sparing the seeds")? It unchokes
-   * us and fetches at least half the seed's rate.
-   */
-  private standsIn(q: Session, s: Session): boolean {
-    return (
-      q !== s &&
-      q.ready &&
-      !q.conn.peerChoking &&
-      q.conn.state === 'open' &&
-      !q.conn.bitfield.isComplete() &&
-      2 * q.req.pipeline.rate >= s.req.pipeline.rate
-    );
-  }
-
-  /**
-   * For a seed (docs/DESIGN.md, "Sparing the seeds"): the pieces to leave to the partial peers
-   * that have them too and can stand in for it, and the share of the pieces to start from it
-   * when other tdl peers download from it too. No hints for any other peer.
-   */
-  private sparing(s: Session): PickHints {
-    if (this.sequential || !s.conn.bitfield.isComplete()) return {};
-    const hints: PickHints = {};
-    const others = [...this.sessions.values()].filter((q) => this.standsIn(q, s));
-    if (others.length > 0) {
-      hints.avoid = (index) => others.some((q) => q.conn.bitfield.has(index));
-    }
-    // We and the partial peers that follow the same rule (tdl) and make progress: each starts
-    // from seeds the pieces it owns, and the others come from their owners.
-    const keys = [this.ownKey];
-    const now = Date.now();
-    for (const q of this.sessions.values()) {
-      const id = q.conn.remotePeerId;
-      if (q === s || !id || q.conn.state !== 'open' || q.conn.bitfield.isComplete()) continue;
-      if (now - q.lastHaveAt > PARTNER_IDLE_MS) continue;
-      if (id.subarray(0, CLIENT_TAG.length).equals(CLIENT_TAG)) keys.push(peerIdKey(id));
-    }
-    if (keys.length > 1) {
-      hints.prefer = (index) => rendezvous(keys, index) === 0;
-      hints.strict = s.req.inflight.size > 0;
-    }
-    return hints;
-  }
-
-  /**
    * Peer `q` announced piece `index`: if we are fetching it from seeds it can stand in for, the
    * rest of the piece comes from `q` and the seeds' requests are cancelled. Returns the peers
    * whose requests were taken back (to be given other work).
@@ -1120,7 +1066,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     if (!q.ready || q.conn.peerChoking || q.conn.bitfield.isComplete()) return [];
     return this.scheduler.handOver(index, q.req, this.reqs(), (o) => {
       const os = this.sessions.get(o.conn);
-      return os !== undefined && os.conn.bitfield.isComplete() && this.standsIn(q, os);
+      return os !== undefined && os.conn.bitfield.isComplete() && standsIn(q, os);
     });
   }
 
