@@ -50,6 +50,26 @@ export function partPaths(plan: OutputPlan): string[] {
   });
 }
 
+/**
+ * Is every working path of this plan's files its final path plus `.part`? Yes when
+ * no final name ends in `.part` and none is long enough to be cut (see withSuffix): then no working
+ * name can meet a final name or another working name, and `partPaths` need not be kept.
+ */
+export function plainPartPaths(plan: OutputPlan): boolean {
+  for (const f of plan.files) {
+    if (f.path.endsWith(PART_SUFFIX)) return false;
+    const base = path.basename(f.path);
+    // Bytes are at most 3 per UTF-16 unit: most names need no count.
+    if (
+      base.length * 3 + PART_SUFFIX.length > NAME_MAX &&
+      Buffer.byteLength(base) + PART_SUFFIX.length > NAME_MAX
+    ) {
+      return false;
+    }
+  }
+  return true;
+}
+
 /** Where the resume file of this output lives: beside the root, never inside the torrent's tree. */
 export function resumePath(plan: OutputPlan): string {
   return withSuffix(plan.root, RESUME_SUFFIX);

@@ -4,6 +4,8 @@
  * `meta.files`, which would make all 100,000 entries and keep them for the whole run.
  */
 import path from 'node:path';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   fileList,
@@ -12,6 +14,7 @@ import {
   parseTorrent,
   type Metainfo,
 } from '../../src/metainfo/torrent.js';
+import { DiskStorage } from '../../src/storage/disk.js';
 import { Layout } from '../../src/storage/layout.js';
 import { planOutput } from '../../src/storage/output.js';
 import { resolveSelection, selectedBytes, wantedPieces } from '../../src/storage/selection.js';
@@ -79,6 +82,54 @@ describe('the set-up of a 100,000-file download', () => {
       // The same layout as the one built from the file list.
       const ref = new Layout(m.files, m.pieceLength, m.length);
       for (let p = 0; p < layout.pieceCount; p += 37) expect(layout.spans(p)).toEqual(ref.spans(p));
+    },
+  );
+});
+
+/** A full collection: `--expose-gc` turned on at run time (the test runner's workers lack it). */
+function collector(): () => void {
+  v8.setFlagsFromString('--expose-gc');
+  return vm.runInNewContext('gc') as () => void;
+}
+
+describe('the storage of a 100,000-file download', () => {
+  it(
+    'keeps its per-file state in typed arrays: opening and writing make no object per file',
+    { timeout: 180_000 },
+    async () => {
+      const m = parseTorrent(torrent);
+      const layout = new Layout({ starts: fileOffsets(m) }, m.pieceLength, m.length);
+      const plan = await planOutput(
+        { name: m.name, multiFile: true, infoHash: m.infoHash, files: fileList(m) },
+        path.join(dir, 'storage'),
+      );
+      const gc = collector();
+      // The snapshot of every file (an object each) is for reports: the download never reads it.
+      const snapshot = vi.spyOn(DiskStorage.prototype, 'files', 'get');
+      gc();
+      const before = process.memoryUsage().heapUsed;
+      const s = await DiskStorage.open(plan, layout, { inline: false });
+      try {
+        await s.writePiece(0, Buffer.alloc(layout.pieceSize(0), 1));
+        await s.writePiece(1, Buffer.alloc(layout.pieceSize(1), 2));
+        await s.flush();
+        const written = s.takeDirty();
+        expect(written.length).toBeGreaterThan(200);
+        await s.syncFiles(written);
+        await s.stampTable(written);
+        await s.checkIntact();
+        gc();
+        const grown = process.memoryUsage().heapUsed - before;
+        // An object per file (path strings aside) would be 100,000 × 50+ bytes: 5 MB and more.
+        expect(grown).toBeLessThan(3_000_000);
+        expect(snapshot).not.toHaveBeenCalled();
+        expect(s.currentPath(5)).toBe(`${plan.files[5]!.path}.part`);
+        expect(s.partPath(5)).toBe(`${plan.files[5]!.path}.part`);
+        expect(s.existed(5)).toBe(false);
+      } finally {
+        await s.close();
+        snapshot.mockRestore();
+      }
     },
   );
 });
