@@ -53,7 +53,13 @@ import {
 } from './fs-util.js';
 import type { Layout, Span } from './layout.js';
 import { PART_SUFFIX, partPaths, plainPartPaths } from './names.js';
-import type { OutputPlan } from './output.js';
+import {
+  planFile,
+  planFileCount,
+  planFilePadding,
+  planFilePath,
+  type OutputPlan,
+} from './output.js';
 import { PartsFile } from './parts.js';
 import { StampTable } from './resume.js';
 
@@ -219,12 +225,12 @@ export class DiskStorage {
     inline: boolean,
   ) {
     this.inline = new Inline(inline);
-    const n = plan.files.length;
+    const n = planFileCount(plan);
     this.fileCount = n;
     this.flags = new Uint8Array(n);
     this.where = new Uint8Array(n);
     for (let i = 0; i < n; i++) {
-      const padding = plan.files[i]!.padding === true;
+      const padding = planFilePadding(plan, i);
       this.flags[i] = (padding ? PADDING : 0) | (!selected || selected[i] === 1 ? SELECTED : 0);
     }
     this.partPathList = plainPartPaths(plan) ? null : partPaths(plan);
@@ -239,12 +245,12 @@ export class DiskStorage {
 
   /** Final path of file `i`. */
   finalPath(i: number): string {
-    return this.plan.files[i]!.path;
+    return planFilePath(this.plan, i);
   }
 
   /** Working path of file `i` while the torrent is incomplete (made on each call). */
   partPath(i: number): string {
-    return this.partPathList ? this.partPathList[i]! : this.plan.files[i]!.path + PART_SUFFIX;
+    return this.partPathList ? this.partPathList[i]! : this.finalPath(i) + PART_SUFFIX;
   }
 
   /**
@@ -288,7 +294,7 @@ export class DiskStorage {
   get files(): StoredFile[] {
     const out: StoredFile[] = [];
     for (let i = 0; i < this.fileCount; i++) {
-      const f = this.plan.files[i]!;
+      const f = planFile(this.plan, i);
       out.push({
         path: f.path,
         partPath: this.partPath(i),
@@ -340,13 +346,7 @@ export class DiskStorage {
       await s.close().catch(() => {});
       throw toDiskError(e, 'cannot open output');
     }
-    log(
-      'opened %d files under %s (%s), %d open at most',
-      plan.files.length,
-      plan.root,
-      s.mode,
-      capacity,
-    );
+    log('opened %d files under %s (%s), %d open at most', s.fileCount, plan.root, s.mode, capacity);
     return s;
   }
 
@@ -1059,7 +1059,7 @@ export class DiskStorage {
         dirs.add(path.dirname(this.finalPath(i)));
         continue;
       }
-      const length = this.plan.files[i]!.length;
+      const length = this.layout.fileLength(i);
       try {
         let size = this.stampFresh[i] ? this.stampCache.size(i) : -1;
         if (size < 0) {
@@ -1139,7 +1139,7 @@ export class DiskStorage {
 
   /** Create a file that was never written (all zeros) under its final name, at its size. */
   private async createFinal(i: number): Promise<void> {
-    const f = this.plan.files[i]!;
+    const f = { path: this.finalPath(i), length: this.layout.fileLength(i) };
     let h: FileHandle | null = null;
     try {
       h = await open(
