@@ -88,10 +88,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
     // bytes of unselected files from the parts file.
     for (let p = 0; p < layout.pieceCount; p++) {
       if (!wanted.has(p)) continue;
-      if (
-        storage.parts?.has(p) ||
-        layout.spans(p).some((s) => storage.files[s.fileIndex]!.existed)
-      ) {
+      if (storage.parts?.has(p) || layout.spans(p).some((s) => storage.existed(s.fileIndex))) {
         pieces.push(p);
       }
     }

@@ -181,14 +181,39 @@ export interface StartupPlan {
   reason?: string;
 }
 
+/**
+ * What the start-up check reads of each file, one file at a time: DiskStorage answers from its
+ * flags, with no object per file.
+ */
+export interface FileFacts {
+  readonly fileCount: number;
+  existed(i: number): boolean;
+  isPadding(i: number): boolean;
+  isSelected(i: number): boolean;
+}
+
+type FileFactList = readonly { existed: boolean; padding?: boolean; selected?: boolean }[];
+
+function factsOf(files: FileFactList | FileFacts): FileFacts {
+  if (!Array.isArray(files)) return files as FileFacts;
+  const list = files as FileFactList;
+  return {
+    fileCount: list.length,
+    existed: (i) => list[i]!.existed,
+    isPadding: (i) => list[i]!.padding === true,
+    isSelected: (i) => list[i]!.selected !== false,
+  };
+}
+
 /** Decide, from the resume file and the files as they are now, what to believe and what to hash. */
 export function planStartup(
   layout: Layout,
-  files: readonly { existed: boolean; padding?: boolean; selected?: boolean }[],
+  fileFacts: FileFactList | FileFacts,
   stamps: readonly (FileStamp | null)[] | StampTable,
   decoded: DecodedResume | null,
   t: CheckTorrent,
 ): StartupPlan {
+  const files = factsOf(fileFacts);
   let resume: StartupPlan['resume'] = 'none';
   let reason: string | undefined;
   let state = null;
@@ -203,7 +228,7 @@ export function planStartup(
       pieceLength: t.pieceLength,
       length: t.length,
       pieceCount: t.pieceCount,
-      files: files.length,
+      files: files.fileCount,
     });
     if (why) {
       resume = 'ignored';
@@ -216,11 +241,11 @@ export function planStartup(
   }
 
   // Which files the journal says tdl wrote to after the checkpoint.
-  const journaled = new Uint8Array(files.length);
+  const journaled = new Uint8Array(files.fileCount);
   for (const p of journal) for (const s of layout.spans(p)) journaled[s.fileIndex] = 1;
 
-  const fileTrust: FileTrust[] = files.map((f, i) => {
-    if (!f.existed || f.padding) return 'new';
+  const fileTrust: FileTrust[] = Array.from({ length: files.fileCount }, (_, i) => {
+    if (!files.existed(i) || files.isPadding(i)) return 'new';
     const r = state ? stampAt(state.files, i) : null;
     const now = stampAt(stamps, i);
     if (!r || !now) return 'untrusted';
@@ -238,7 +263,7 @@ export function planStartup(
     for (const s of layout.spans(p)) {
       // Padding is zeros by definition: it neither makes a piece present nor calls for a hash.
       // Files not selected are never on disk: their bytes come from the parts file (below).
-      if (files[s.fileIndex]!.padding || files[s.fileIndex]!.selected === false) continue;
+      if (files.isPadding(s.fileIndex) || !files.isSelected(s.fileIndex)) continue;
       const ft = fileTrust[s.fileIndex]!;
       if (ft !== 'new') allNew = false;
       if (ft !== 'trusted') allTrusted = false;
@@ -277,7 +302,7 @@ export async function startupCheck(o: {
   const decoded = await readResumeFile(o.resumeFile, o.torrent, o.layout.fileCount);
   // The storage's own table (read at once, below): no object per file.
   const stamps = await o.storage.stampTable();
-  const plan = planStartup(o.layout, o.storage.files, stamps, decoded, o.torrent);
+  const plan = planStartup(o.layout, o.storage, stamps, decoded, o.torrent);
   if (plan.resume === 'ignored') log('resume file %s ignored: %s', o.resumeFile, plan.reason);
   selectionPlan(o.layout, o.storage, plan);
   const hashed = await hashPieces({
@@ -329,17 +354,18 @@ export async function startupCheck(o: {
  */
 export function selectionPlan(
   layout: Layout,
-  storage: Pick<DiskStorage, 'files' | 'parts'>,
+  storage: Pick<DiskStorage, 'fileCount' | 'isSelected' | 'isPadding' | 'parts'>,
   plan: StartupPlan,
 ): void {
   const parts = storage.parts;
-  const files = storage.files;
-  if (!parts && files.every((f) => f.selected)) return;
+  let all = true;
+  for (let i = 0; i < storage.fileCount && all; i++) all = storage.isSelected(i);
+  if (!parts && all) return;
   for (let p = 0; p < layout.pieceCount; p++) {
     if (!plan.trusted.has(p)) continue;
     const outside = layout
       .spans(p)
-      .some((s) => !files[s.fileIndex]!.selected && !files[s.fileIndex]!.padding);
+      .some((s) => !storage.isSelected(s.fileIndex) && !storage.isPadding(s.fileIndex));
     if (outside && !parts?.has(p)) plan.trusted.clear(p);
   }
   if (!parts || parts.size === 0) return;

@@ -52,8 +52,14 @@ import {
   toDiskError,
 } from './fs-util.js';
 import type { Layout, Span } from './layout.js';
-import { partPaths } from './names.js';
-import type { OutputPlan } from './output.js';
+import { PART_SUFFIX, partPaths, plainPartPaths } from './names.js';
+import {
+  planFile,
+  planFileCount,
+  planFilePadding,
+  planFilePath,
+  type OutputPlan,
+} from './output.js';
 import { PartsFile } from './parts.js';
 import { StampTable } from './resume.js';
 
@@ -90,6 +96,10 @@ export interface StorageOptions {
   inline?: boolean;
 }
 
+/**
+ * One file as storage sees it now: a snapshot made by `files` (an object per file, for reports
+ * and tests; the download itself reads the per-file accessors of DiskStorage).
+ */
 export interface StoredFile {
   /** Final path. */
   readonly path: string;
@@ -105,12 +115,22 @@ export interface StoredFile {
    * Where the file is (or, in write mode, will be created) on disk now; null when it is not
    * there (read mode, padding).
    */
-  current: string | null;
+  readonly current: string | null;
   /** The file was on disk before this run, under either name. */
-  existed: boolean;
+  readonly existed: boolean;
   /** Both names existed when opened: the working file is used, the final one is replaced at the end. */
-  shadowed: boolean;
+  readonly shadowed: boolean;
 }
+
+/** Bits of DiskStorage's per-file flags. */
+const PADDING = 1;
+const SELECTED = 2;
+const EXISTED = 4;
+const SHADOWED = 8;
+/** Where a file is now (DiskStorage's `where`): nowhere, under its final name, its working name. */
+const NOWHERE = 0;
+const AT_FINAL = 1;
+const AT_PART = 2;
 
 /** What identifies a file's contents between runs: size, modification time and inode. */
 export interface FileStamp {
@@ -146,15 +166,26 @@ interface Run {
 }
 
 export class DiskStorage {
-  readonly files: StoredFile[];
+  /** Files of the torrent (padding included). */
+  readonly fileCount: number;
+  /** PADDING, SELECTED, EXISTED, SHADOWED bits per file: no object per file (100,000 files). */
+  private readonly flags: Uint8Array;
+  /** NOWHERE, AT_FINAL or AT_PART per file. */
+  private readonly where: Uint8Array;
+  /**
+   * Working paths, only when some could not be `final + .part` (see partPaths); else each is
+   * made when needed.
+   */
+  private readonly partPathList: string[] | null;
   private readonly pool: FilePool;
   /** The file is on disk (found at open, or created by us). */
   private readonly exists: Uint8Array;
   /** Device and inode of the file tdl uses, once known. */
   private readonly ident: Identities;
   /** Smallest size each file must have: its size when found, grown by our writes. */
-  private readonly knownSize: number[];
-  private readonly renames: (Promise<void> | null)[];
+  private readonly knownSize: Float64Array;
+  /** Moves to the working name under way (see ensureWorkingName). */
+  private readonly renames = new Map<number, Promise<void>>();
   private readonly stampCache: StampTable;
   /** The cached stamp was taken after the file's last write. */
   private readonly stampFresh: Uint8Array;
@@ -194,27 +225,89 @@ export class DiskStorage {
     inline: boolean,
   ) {
     this.inline = new Inline(inline);
-    const parts = partPaths(plan);
-    this.files = plan.files.map((f, i) => ({
-      path: f.path,
-      partPath: parts[i]!,
-      length: f.length,
-      offset: f.offset,
-      padding: f.padding === true,
-      selected: !selected || selected[i] === 1,
-      current: null,
-      existed: false,
-      shadowed: false,
-    }));
-    const n = plan.files.length;
+    const n = planFileCount(plan);
+    this.fileCount = n;
+    this.flags = new Uint8Array(n);
+    this.where = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      const padding = planFilePadding(plan, i);
+      this.flags[i] = (padding ? PADDING : 0) | (!selected || selected[i] === 1 ? SELECTED : 0);
+    }
+    this.partPathList = plainPartPaths(plan) ? null : partPaths(plan);
     this.pool = new FilePool(capacity, (i, h) => this.beforeClose(i, h));
     this.exists = new Uint8Array(n);
     this.ident = new Identities(n);
-    this.knownSize = new Array<number>(n).fill(0);
-    this.renames = new Array<null>(n).fill(null);
+    this.knownSize = new Float64Array(n);
     this.stampCache = new StampTable(n);
     this.stampFresh = new Uint8Array(n);
     this.writeGen = new Uint32Array(n);
+  }
+
+  /** Final path of file `i`. */
+  finalPath(i: number): string {
+    return planFilePath(this.plan, i);
+  }
+
+  /** Working path of file `i` while the torrent is incomplete (made on each call). */
+  partPath(i: number): string {
+    return this.partPathList ? this.partPathList[i]! : this.finalPath(i) + PART_SUFFIX;
+  }
+
+  /**
+   * Where file `i` is (or, in write mode, will be created) on disk now; null when it is not
+   * there (read mode, padding).
+   */
+  currentPath(i: number): string | null {
+    const w = this.where[i];
+    return w === AT_PART ? this.partPath(i) : w === AT_FINAL ? this.finalPath(i) : null;
+  }
+
+  /** BEP 47 padding: never on disk, reads as zeros. */
+  isPadding(i: number): boolean {
+    return (this.flags[i]! & PADDING) !== 0;
+  }
+
+  /** Part of the selection (always true without one): only these are ever on disk. */
+  isSelected(i: number): boolean {
+    return (this.flags[i]! & SELECTED) !== 0;
+  }
+
+  /** A selected file that is not padding: one that tdl keeps on disk. */
+  private stored(i: number): boolean {
+    return (this.flags[i]! & (PADDING | SELECTED)) === SELECTED;
+  }
+
+  /** File `i` was on disk before this run, under either name. */
+  existed(i: number): boolean {
+    return (this.flags[i]! & EXISTED) !== 0;
+  }
+
+  /** Both names of file `i` existed when opened: the working file is used, the final one replaced. */
+  shadowed(i: number): boolean {
+    return (this.flags[i]! & SHADOWED) !== 0;
+  }
+
+  /**
+   * A snapshot of every file (an object each: for reports and tests; the download reads the
+   * accessors above, so that 100,000 files cost no object each).
+   */
+  get files(): StoredFile[] {
+    const out: StoredFile[] = [];
+    for (let i = 0; i < this.fileCount; i++) {
+      const f = planFile(this.plan, i);
+      out.push({
+        path: f.path,
+        partPath: this.partPath(i),
+        length: f.length,
+        offset: f.offset,
+        padding: this.isPadding(i),
+        selected: this.isSelected(i),
+        current: this.currentPath(i),
+        existed: this.existed(i),
+        shadowed: this.shadowed(i),
+      });
+    }
+    return out;
   }
 
   /**
@@ -240,7 +333,11 @@ export class DiskStorage {
         const { path: file, infoHash } = opts.partsFile;
         s.parts = await PartsFile.open(file, layout, infoHash, s.mode === 'write');
         // A partial selection marks its output with the file, records or not (output.ts).
-        if (s.mode === 'write' && s.files.some((f) => !f.selected && !f.padding)) {
+        let partial = false;
+        for (let i = 0; i < s.fileCount && !partial; i++) {
+          partial = !s.isSelected(i) && !s.isPadding(i);
+        }
+        if (s.mode === 'write' && partial) {
           await s.parts.create();
         }
       }
@@ -249,13 +346,7 @@ export class DiskStorage {
       await s.close().catch(() => {});
       throw toDiskError(e, 'cannot open output');
     }
-    log(
-      'opened %d files under %s (%s), %d open at most',
-      plan.files.length,
-      plan.root,
-      s.mode,
-      capacity,
-    );
+    log('opened %d files under %s (%s), %d open at most', s.fileCount, plan.root, s.mode, capacity);
     return s;
   }
 
@@ -266,9 +357,9 @@ export class DiskStorage {
     const empty = new Set<string>();
     // Only folders that hold a selected file: nothing is created for files not selected.
     const needed = new Set<string>();
-    for (const f of this.files) {
-      if (f.padding || !f.selected) continue;
-      for (let d = path.dirname(f.path); !needed.has(d) && d !== this.plan.parent;) {
+    for (let i = 0; i < this.fileCount; i++) {
+      if (!this.stored(i)) continue;
+      for (let d = path.dirname(this.finalPath(i)); !needed.has(d) && d !== this.plan.parent;) {
         needed.add(d);
         const up = path.dirname(d);
         if (up === d) break;
@@ -287,21 +378,21 @@ export class DiskStorage {
     }
     const listable = new Set(dirs);
     const byDir = new Map<string, number[]>();
-    this.files.forEach((f, i) => {
-      if (f.padding || !f.selected) return;
-      const d = path.dirname(f.path);
+    for (let i = 0; i < this.fileCount; i++) {
+      if (!this.stored(i)) continue;
+      const d = path.dirname(this.finalPath(i));
       let list = byDir.get(d);
       if (!list) byDir.set(d, (list = []));
       list.push(i);
-    });
+    }
     for (const [d, list] of byDir) {
       if (empty.has(d)) continue;
       let present: (name: string) => Promise<boolean>;
       if (listable.has(d)) {
         const want = new Set<string>();
         for (const i of list) {
-          want.add(path.basename(this.files[i]!.path));
-          want.add(path.basename(this.files[i]!.partPath));
+          want.add(path.basename(this.finalPath(i)));
+          want.add(path.basename(this.partPath(i)));
         }
         const found = await listNames(d, want);
         present = (name) => Promise.resolve(found.has(name));
@@ -309,29 +400,29 @@ export class DiskStorage {
         present = async (name) => (await lstatOrNull(path.join(d, name))) !== null;
       }
       for (const i of list) {
-        const f = this.files[i]!;
-        const hasPart = await present(path.basename(f.partPath));
-        const hasFinal = await present(path.basename(f.path));
+        const hasPart = await present(path.basename(this.partPath(i)));
+        const hasFinal = await present(path.basename(this.finalPath(i)));
         if (hasPart) {
-          f.current = f.partPath;
-          f.shadowed = hasFinal;
+          this.where[i] = AT_PART;
+          if (hasFinal) this.flags[i]! |= SHADOWED;
         } else if (hasFinal) {
-          f.current = f.path;
+          this.where[i] = AT_FINAL;
         } else {
           continue;
         }
-        const st = await lstatOrNull(f.current, true);
+        const current = this.currentPath(i)!;
+        const st = await lstatOrNull(current, true);
         if (!st) {
           // Gone between the listing and now: treat as never there.
-          f.current = null;
-          f.shadowed = false;
+          this.where[i] = NOWHERE;
+          this.flags[i]! &= ~SHADOWED;
           continue;
         }
         if (st.isSymbolicLink()) {
-          throw new DiskError(`cannot open ${f.current}: refusing to follow a symlink`);
+          throw new DiskError(`cannot open ${current}: refusing to follow a symlink`);
         }
-        if (!st.isFile()) throw new DiskError(`${f.current} is not a regular file`);
-        f.existed = true;
+        if (!st.isFile()) throw new DiskError(`${current} is not a regular file`);
+        this.flags[i]! |= EXISTED;
         this.exists[i] = 1;
         this.ident.set(i, st);
         this.knownSize[i] = Number(st.size);
@@ -340,17 +431,18 @@ export class DiskStorage {
       }
     }
     if (write) {
-      for (const f of this.files)
-        if (!f.padding && f.selected && !f.current) f.current = f.partPath;
+      for (let i = 0; i < this.fileCount; i++) {
+        if (this.stored(i) && this.where[i] === NOWHERE) this.where[i] = AT_PART;
+      }
     }
   }
 
   /** Open file `i` for the pool: read-only in read mode; created (exclusively) on first use. */
   private async openHandle(i: number): Promise<FileHandle> {
-    const f = this.files[i]!;
     const write = this.mode === 'write';
     for (let attempt = 0; ; attempt++) {
-      const where = f.current!;
+      const at = this.where[i];
+      const where = this.currentPath(i)!;
       const create = write && !this.exists[i];
       const flags =
         (write ? constants.O_RDWR : constants.O_RDONLY) |
@@ -361,7 +453,7 @@ export class DiskStorage {
         h = await open(where, flags, 0o644);
       } catch (e) {
         // Moved to its working name (or its final one) while we were opening it: once more.
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT' && f.current !== where && attempt < 2) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT' && this.where[i] !== at && attempt < 2) {
           continue;
         }
         if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !create) {
@@ -438,7 +530,7 @@ export class DiskStorage {
         if (h) await h.datasync();
         else await this.withFile(i, (x) => x.datasync());
       } catch (e) {
-        const err = toDiskError(e, `cannot sync ${this.files[i]!.current}`);
+        const err = toDiskError(e, `cannot sync ${this.currentPath(i)}`);
         this.syncErrors.set(i, err);
         throw err;
       }
@@ -512,17 +604,19 @@ export class DiskStorage {
     const spans = this.layout.spans(index);
     // A boundary piece: a copy goes to the parts file, never into the files not selected.
     const jobs: Promise<void>[] = [];
-    if (
-      spans.some((s) => !this.files[s.fileIndex]!.selected && !this.files[s.fileIndex]!.padding)
-    ) {
+    let outside = false;
+    let inside = 0;
+    for (const s of spans) {
+      if (this.stored(s.fileIndex)) inside++;
+      else if (!this.isPadding(s.fileIndex)) outside = true;
+    }
+    if (outside) {
       if (!this.parts) throw new DiskError(`piece ${index} touches a file not selected`);
       jobs.push(this.parts.write(index, data));
     }
     // Padding is zeros by definition (the piece's hash checked them): nothing to store. A file
     // not selected is never touched (its bytes went to the parts file).
-    const own = spans.filter(
-      (s) => this.files[s.fileIndex]!.selected && !this.files[s.fileIndex]!.padding,
-    );
+    const own = inside === spans.length ? spans : spans.filter((s) => this.stored(s.fileIndex));
     if (own.length > 0) {
       jobs.push(
         new Promise<void>((done, fail) => {
@@ -577,7 +671,6 @@ export class DiskStorage {
     await this.inline.pace();
     {
       const fi = s.fileIndex;
-      const f = this.files[fi]!;
       await this.ensureWorkingName(fi);
       try {
         await this.withFile(fi, async (h) => {
@@ -589,7 +682,7 @@ export class DiskStorage {
             const st = await this.statHandle(h);
             if (st.size < known) {
               throw new OutputChangedError(
-                `${f.current} was truncated during the download (${st.size} bytes, expected ${known})`,
+                `${this.currentPath(fi)} was truncated during the download (${st.size} bytes, expected ${known})`,
               );
             }
           }
@@ -606,7 +699,7 @@ export class DiskStorage {
           }
         });
       } catch (e) {
-        throw toDiskError(e, `cannot write piece ${index} to ${f.current}`);
+        throw toDiskError(e, `cannot write piece ${index} to ${this.currentPath(fi)}`);
       }
       this.knownSize[fi] = Math.max(this.knownSize[fi]!, s.fileOffset + s.length);
       this.stampFresh[fi] = 0;
@@ -618,24 +711,26 @@ export class DiskStorage {
 
   /** A file still under its final name is moved to its working name before it is changed. */
   private ensureWorkingName(fi: number): Promise<void> {
-    const f = this.files[fi]!;
-    if (f.current === f.partPath) return Promise.resolve();
-    let r = this.renames[fi];
+    if (this.where[fi] === AT_PART) return Promise.resolve();
+    let r = this.renames.get(fi);
     if (!r) {
       r = (async () => {
+        const from = this.finalPath(fi);
+        const to = this.partPath(fi);
         try {
-          await rename(f.path, f.partPath);
+          await rename(from, to);
         } catch (e) {
-          throw toDiskError(e, `cannot rename ${f.path} to ${f.partPath}`);
+          throw toDiskError(e, `cannot rename ${from} to ${to}`);
         }
-        f.current = f.partPath;
-        log('moved %s to its working name', f.path);
+        this.where[fi] = AT_PART;
+        log('moved %s to its working name', from);
       })();
-      this.renames[fi] = r;
-      // A failed rename is retried by the next write.
-      void r.catch(() => {
-        this.renames[fi] = null;
-      });
+      this.renames.set(fi, r);
+      // Done: nothing to keep. A failed rename is retried by the next write.
+      void r.then(
+        () => this.renames.delete(fi),
+        () => this.renames.delete(fi),
+      );
     }
     return r;
   }
@@ -711,10 +806,9 @@ export class DiskStorage {
 
   /** Does the file of this span hold its bytes (or is it padding, zeros by definition)? */
   private fileHolds(s: Span): boolean {
-    const f = this.files[s.fileIndex]!;
-    if (f.padding) return true;
+    if (this.isPadding(s.fileIndex)) return true;
     return (
-      f.selected &&
+      this.isSelected(s.fileIndex) &&
       this.exists[s.fileIndex] === 1 &&
       this.knownSize[s.fileIndex]! >= s.fileOffset + s.length
     );
@@ -729,7 +823,7 @@ export class DiskStorage {
     return this.parts.pieces.filter(
       (p) =>
         have.has(p) &&
-        this.layout.spans(p).some((s) => this.files[s.fileIndex]!.selected && !this.fileHolds(s)),
+        this.layout.spans(p).some((s) => this.isSelected(s.fileIndex) && !this.fileHolds(s)),
     );
   }
 
@@ -739,8 +833,7 @@ export class DiskStorage {
         await this.parts!.read(r.piece, r.fileOffset, r.length, buf, r.at);
         continue;
       }
-      const f = this.files[r.fileIndex]!;
-      if (f.padding || !this.exists[r.fileIndex]) {
+      if (this.isPadding(r.fileIndex) || !this.exists[r.fileIndex]) {
         buf.fill(0, r.at, r.at + r.length);
         continue;
       }
@@ -762,7 +855,7 @@ export class DiskStorage {
           }
         });
       } catch (e) {
-        throw toDiskError(e, `cannot read ${f.current}`);
+        throw toDiskError(e, `cannot read ${this.currentPath(r.fileIndex)}`);
       }
     }
   }
@@ -775,7 +868,9 @@ export class DiskStorage {
   /** Every file on disk (and clears the written-since marks). */
   allFiles(): number[] {
     this.dirty.clear();
-    return this.files.flatMap((_, i) => (this.exists[i] ? [i] : []));
+    const all: number[] = [];
+    for (let i = 0; i < this.fileCount; i++) if (this.exists[i]) all.push(i);
+    return all;
   }
 
   /** Files written since the last call (their data may not be durable yet). */
@@ -791,7 +886,7 @@ export class DiskStorage {
    */
   markDirty(indexes: Iterable<number>): void {
     for (const i of indexes) {
-      if (this.files[i]?.padding || !this.exists[i]) continue;
+      if (!(i >= 0 && i < this.fileCount) || this.isPadding(i) || !this.exists[i]) continue;
       this.dirty.add(i);
       this.unsynced.add(i);
     }
@@ -842,8 +937,8 @@ export class DiskStorage {
     const dirs = new Set<string>();
     for (const i of indexes) {
       const dev = this.ident.dev(i);
-      if (dev === null) dirs.add(path.dirname(this.files[i]!.current!));
-      else if (!byDev.has(dev)) byDev.set(dev, path.dirname(this.files[i]!.current!));
+      if (dev === null) dirs.add(path.dirname(this.currentPath(i)!));
+      else if (!byDev.has(dev)) byDev.set(dev, path.dirname(this.currentPath(i)!));
     }
     for (const d of byDev.values()) dirs.add(d);
     if (dirs.size > SYNCFS_MAX_PATHS) return false;
@@ -877,14 +972,12 @@ export class DiskStorage {
    */
   async stamps(fresh: readonly number[] = []): Promise<(FileStamp | null)[]> {
     await this.refreshStamps(fresh);
-    return this.files.map((_, i) => this.stampCache.get(i));
+    return Array.from({ length: this.fileCount }, (_, i) => this.stampCache.get(i));
   }
 
   /** Stamp again the files of `fresh` written since their last stamp. */
   private async refreshStamps(fresh: readonly number[]): Promise<void> {
-    const stale = fresh.filter(
-      (i) => !this.files[i]!.padding && this.exists[i] && !this.stampFresh[i],
-    );
+    const stale = fresh.filter((i) => !this.isPadding(i) && this.exists[i] && !this.stampFresh[i]);
     await eachLimited(stale, FS_PARALLEL, async (i) => {
       // Open: its handle tells (and names the inode tdl wrote, if not known yet).
       if (this.pool.has(i)) {
@@ -905,7 +998,6 @@ export class DiskStorage {
 
   /** lstat file `i` where tdl expects it, check it is still tdl's, and cache its stamp. */
   private async look(i: number): Promise<void> {
-    const f = this.files[i]!;
     // What tdl had written before looking: a write that ends while lstat runs raises knownSize
     // past what lstat may have seen (a file written in order, as a stream does, grows at each).
     const known = this.knownSize[i]!;
@@ -915,15 +1007,16 @@ export class DiskStorage {
       const st = await this.withFile(i, (h) => this.statHandle(h));
       if (!this.ident.has(i)) this.ident.set(i, st);
     }
-    const there = await this.lstatNow(f.current!);
-    if (!there) throw new OutputChangedError(`${f.current} was removed during the download`);
+    const current = this.currentPath(i)!;
+    const there = await this.lstatNow(current);
+    if (!there) throw new OutputChangedError(`${current} was removed during the download`);
     if (!there.isFile() || !this.ident.same(i, there)) {
-      throw new OutputChangedError(`${f.current} was replaced by another file during the download`);
+      throw new OutputChangedError(`${current} was replaced by another file during the download`);
     }
     const size = Number(there.size);
     if (size < known) {
       throw new OutputChangedError(
-        `${f.current} was truncated during the download (${size} bytes, expected ${known})`,
+        `${current} was truncated during the download (${size} bytes, expected ${known})`,
       );
     }
     if (!this.ident.has(i)) this.ident.set(i, there);
@@ -938,8 +1031,13 @@ export class DiskStorage {
    * not. One lstat per file; the stamp it gives is kept for the next checkpoint.
    */
   async checkIntact(indexes?: readonly number[]): Promise<void> {
-    const all = indexes ?? this.files.map((_, i) => i);
-    const list = all.filter((i) => !this.files[i]!.padding && this.exists[i]);
+    const list: number[] = [];
+    if (indexes) {
+      for (const i of indexes) if (!this.isPadding(i) && this.exists[i]) list.push(i);
+    } else {
+      for (let i = 0; i < this.fileCount; i++)
+        if (!this.isPadding(i) && this.exists[i]) list.push(i);
+    }
     const t0 = Date.now();
     await eachLimited(list, FS_PARALLEL, (i) => this.look(i));
     log('checked %d files in %d ms', list.length, Date.now() - t0);
@@ -954,54 +1052,56 @@ export class DiskStorage {
     await this.flush();
     const cut: string[] = [];
     const dirs = new Set<string>();
-    for (let i = 0; i < this.files.length; i++) {
-      const f = this.files[i]!;
-      if (f.padding || !f.selected) continue;
+    for (let i = 0; i < this.fileCount; i++) {
+      if (!this.stored(i)) continue;
       if (!this.exists[i]) {
         await this.createFinal(i);
-        dirs.add(path.dirname(f.path));
+        dirs.add(path.dirname(this.finalPath(i)));
         continue;
       }
+      const length = this.layout.fileLength(i);
       try {
         let size = this.stampFresh[i] ? this.stampCache.size(i) : -1;
         if (size < 0) {
           await this.look(i);
           size = this.stampCache.size(i);
         }
-        if (size !== f.length) {
-          if (size > f.length) cut.push(f.path);
+        if (size !== length) {
+          if (size > length) cut.push(this.finalPath(i));
           await this.withFile(i, async (h) => {
-            await h.truncate(f.length);
+            await h.truncate(length);
             await h.datasync();
           });
           this.stampFresh[i] = 0;
         }
       } catch (e) {
-        throw toDiskError(e, `cannot set the size of ${f.current}`);
+        throw toDiskError(e, `cannot set the size of ${this.currentPath(i)}`);
       }
     }
-    const moving = this.files.filter(
-      (f) => !f.padding && f.selected && f.current && f.current !== f.path,
-    );
+    const moving: number[] = [];
+    for (let i = 0; i < this.fileCount; i++) {
+      if (this.stored(i) && this.where[i] === AT_PART) moving.push(i);
+    }
     const t0 = Date.now();
-    await eachLimited(moving, FS_PARALLEL, async (f) => {
+    await eachLimited(moving, FS_PARALLEL, async (i) => {
+      const from = this.partPath(i);
+      const to = this.finalPath(i);
       try {
-        const from = f.current!;
         if (this.inline.on) {
-          this.inline.run(() => renameSync(from, f.path));
+          this.inline.run(() => renameSync(from, to));
           await this.inline.pace();
         } else {
-          await rename(from, f.path);
+          await rename(from, to);
         }
       } catch (e) {
-        throw toDiskError(e, `cannot rename ${f.current} to ${f.path}`);
+        throw toDiskError(e, `cannot rename ${from} to ${to}`);
       }
-      f.current = f.path;
-      dirs.add(path.dirname(f.path));
+      this.where[i] = AT_FINAL;
+      dirs.add(path.dirname(to));
     });
     log('renamed %d files in %d ms', moving.length, Date.now() - t0);
     await this.syncFolders([...dirs]);
-    log('finalized %d files under %s', this.files.length, this.plan.root);
+    log('finalized %d files under %s', this.fileCount, this.plan.root);
     return { cut };
   }
 
@@ -1014,10 +1114,11 @@ export class DiskStorage {
     if (dirs.length >= SYNCFS_MIN_FILES && this.syncfs) {
       // One folder per device (the device of a file tdl has open there); the others by name.
       const known = new Map<string, bigint>();
-      this.files.forEach((f, i) => {
+      for (let i = 0; i < this.fileCount; i++) {
         const dev = this.ident.dev(i);
-        if (dev !== null && f.current) known.set(path.dirname(f.current), dev);
-      });
+        const current = dev === null ? null : this.currentPath(i);
+        if (current) known.set(path.dirname(current), dev!);
+      }
       const byDev = new Map<bigint, string>();
       const names: string[] = [];
       for (const d of dirs) {
@@ -1038,7 +1139,7 @@ export class DiskStorage {
 
   /** Create a file that was never written (all zeros) under its final name, at its size. */
   private async createFinal(i: number): Promise<void> {
-    const f = this.files[i]!;
+    const f = { path: this.finalPath(i), length: this.layout.fileLength(i) };
     let h: FileHandle | null = null;
     try {
       h = await open(
@@ -1055,7 +1156,7 @@ export class DiskStorage {
     } finally {
       await h?.close().catch(() => {});
     }
-    f.current = f.path;
+    this.where[i] = AT_FINAL;
     this.exists[i] = 1;
   }
 

@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import type { OutputPlan } from './output.js';
+import { planFileCount, planFilePath, type OutputPlan } from './output.js';
 
 export const PART_SUFFIX = '.part';
 export const RESUME_SUFFIX = '.tdl-resume';
@@ -40,14 +40,37 @@ export function withSuffix(p: string, suffix: string): string {
  * both `x` and `x.part`: a working name never equals any final name or another working name.
  */
 export function partPaths(plan: OutputPlan): string[] {
-  const finals = new Set(plan.files.map((f) => f.path));
+  const n = planFileCount(plan);
+  const finals = new Set<string>();
+  for (let i = 0; i < n; i++) finals.add(planFilePath(plan, i));
   const taken = new Set<string>();
-  return plan.files.map((f) => {
-    let p = withSuffix(f.path, PART_SUFFIX);
+  return Array.from({ length: n }, (_, i) => {
+    let p = withSuffix(planFilePath(plan, i), PART_SUFFIX);
     while (finals.has(p) || taken.has(p)) p = withSuffix(p, PART_SUFFIX);
     taken.add(p);
     return p;
   });
+}
+
+/**
+ * Is every working path of this plan's files its final path plus `.part`? Yes when
+ * no final name ends in `.part` and none is long enough to be cut (see withSuffix): then no working
+ * name can meet a final name or another working name, and `partPaths` need not be kept.
+ */
+export function plainPartPaths(plan: OutputPlan): boolean {
+  for (let i = 0, n = planFileCount(plan); i < n; i++) {
+    const p = planFilePath(plan, i);
+    if (p.endsWith(PART_SUFFIX)) return false;
+    const base = path.basename(p);
+    // Bytes are at most 3 per UTF-16 unit: most names need no count.
+    if (
+      base.length * 3 + PART_SUFFIX.length > NAME_MAX &&
+      Buffer.byteLength(base) + PART_SUFFIX.length > NAME_MAX
+    ) {
+      return false;
+    }
+  }
+  return true;
 }
 
 /** Where the resume file of this output lives: beside the root, never inside the torrent's tree. */

@@ -36,9 +36,88 @@ export interface OutputPlan {
   root: string;
   /** The folder that holds `root`. */
   parent: string;
+  /**
+   * Every file, an object each. A plan made by planOutput makes them on first read and keeps
+   * them: code that runs a download reads planFileCount / planFilePath / planFile instead.
+   */
   files: OutputFile[];
   /** Folders to create, parents first. */
   dirs: string[];
+}
+
+/** Paths of recent files kept by a plan (a write touches a few files at a time, in order). */
+const RECENT_PATHS = 64;
+
+/**
+ * The plan of a torrent's output, holding no object per file: each file's path is joined from
+ * the root and the torrent's components when asked (the components were checked when the plan
+ * was made), and the last few are kept.
+ */
+class PlannedOutput implements OutputPlan {
+  private list: OutputFile[] | null = null;
+  private readonly recent = new Map<number, string>();
+
+  constructor(
+    readonly root: string,
+    readonly parent: string,
+    readonly dirs: string[],
+    private readonly multiFile: boolean,
+    private readonly source: TorrentShape['files'],
+  ) {}
+
+  get count(): number {
+    return this.multiFile ? this.source.length : 1;
+  }
+
+  pathOf(i: number): string {
+    if (!this.multiFile) return this.root;
+    let p = this.recent.get(i);
+    if (p === undefined) {
+      p = path.join(this.root, ...this.source.at(i)!.path);
+      if (this.recent.size >= RECENT_PATHS) this.recent.delete(this.recent.keys().next().value!);
+      this.recent.set(i, p);
+    }
+    return p;
+  }
+
+  fileOf(i: number): OutputFile {
+    if (!this.multiFile) return { path: this.root, length: this.source.at(0)!.length, offset: 0 };
+    const f = this.source.at(i)!;
+    return {
+      path: this.pathOf(i),
+      length: f.length,
+      offset: f.offset,
+      ...(f.padding ? { padding: true } : {}),
+    };
+  }
+
+  isPadding(i: number): boolean {
+    return this.multiFile && this.source.at(i)!.padding === true;
+  }
+
+  get files(): OutputFile[] {
+    return (this.list ??= Array.from({ length: this.count }, (_, i) => this.fileOf(i)));
+  }
+}
+
+/** How many files a plan has. */
+export function planFileCount(plan: OutputPlan): number {
+  return plan instanceof PlannedOutput ? plan.count : plan.files.length;
+}
+
+/** The path of file `i` of a plan, without making the plan's file list. */
+export function planFilePath(plan: OutputPlan, i: number): string {
+  return plan instanceof PlannedOutput ? plan.pathOf(i) : plan.files[i]!.path;
+}
+
+/** File `i` of a plan (a new object from a planOutput plan), without making its file list. */
+export function planFile(plan: OutputPlan, i: number): OutputFile {
+  return plan instanceof PlannedOutput ? plan.fileOf(i) : plan.files[i]!;
+}
+
+/** Is file `i` of a plan BEP 47 padding? */
+export function planFilePadding(plan: OutputPlan, i: number): boolean {
+  return plan instanceof PlannedOutput ? plan.isPadding(i) : plan.files[i]!.padding === true;
 }
 
 interface TorrentShape {
@@ -71,22 +150,19 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
     root = target;
   }
   const parent = path.dirname(root);
-  const files: OutputFile[] = t.multiFile
-    ? Array.from({ length: t.files.length }, (_, i) => {
-        const f = t.files.at(i)!;
-        return {
-          path: inside(root, f.path),
-          length: f.length,
-          offset: f.offset,
-          ...(f.padding ? { padding: true } : {}),
-        };
-      })
-    : [{ path: root, length: t.files.at(0)!.length, offset: 0 }];
+  // No list of files is kept: each path is made (and checked) here, then again when needed.
+  const count = t.multiFile ? t.files.length : 1;
+  const fileAt = (i: number): { path: string; padding: boolean } => {
+    if (!t.multiFile) return { path: root, padding: false };
+    const f = t.files.at(i)!;
+    return { path: inside(root, f.path), padding: f.padding === true };
+  };
 
   const dirs = new Set<string>();
   if (t.multiFile) {
     dirs.add(root);
-    for (const f of files) {
+    for (let i = 0; i < count; i++) {
+      const f = fileAt(i);
       if (f.padding) continue;
       for (
         let d = path.dirname(f.path);
@@ -114,11 +190,12 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
   for (const d of derived) {
     if (absent.has(path.dirname(d)) || !(await refuseLink(d, true))) absent.add(d);
   }
-  for (const f of files) {
+  for (let i = 0; i < count; i++) {
+    const f = fileAt(i);
     if (f.padding || absent.has(path.dirname(f.path))) continue;
     if (f.path !== target || st?.isDirectory()) await refuseLink(f.path, false);
   }
-  return { root, parent, files, dirs: ordered };
+  return new PlannedOutput(root, parent, ordered, t.multiFile, t.files);
 }
 
 /**

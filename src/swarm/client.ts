@@ -360,11 +360,13 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     });
 
     o.onStart?.(d, plan, { port });
-    for (const f of storage.files) {
-      if (f.shadowed) {
+    for (let i = 0; i < storage.fileCount; i++) {
+      if (storage.shadowed(i)) {
+        const fin = storage.finalPath(i);
+        const part = storage.partPath(i);
         d.emit(
           'warning',
-          `both ${f.path} and ${f.partPath} exist: resuming ${f.partPath}; ${f.path} will be replaced when the download completes`,
+          `both ${fin} and ${part} exist: resuming ${part}; ${fin} will be replaced when the download completes`,
         );
       }
     }
