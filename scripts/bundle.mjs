@@ -80,8 +80,7 @@ const result = await build({
   format: 'esm',
   platform: 'node',
   target: 'node20',
-  // The `import` condition first: bencode and uint8-util are ES modules; commander's ESM
-  // wrapper is thin.
+  // The `import` condition first: commander's ESM wrapper is thin.
   mainFields: ['module', 'main'],
   chunkNames: 'chunks/[name]-[hash]',
   sourcemap: 'linked',
