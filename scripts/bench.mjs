@@ -595,20 +595,16 @@ const CUSTOM = [
         ]);
       }
       const checks = [];
-      const tdlLt = walls['tdl→libtorrent'];
-      const ltLt = walls['libtorrent→libtorrent'];
-      if (tdlLt && ltLt) {
+      for (const [d, label] of [
+        ['libtorrent', "libtorrent's"],
+        ['aria2', "aria2c's"],
+      ]) {
+        const fromTdl = walls[`tdl→${d}`];
+        const fromLt = walls[`libtorrent→${d}`];
+        if (!fromTdl || !fromLt) continue;
         checks.push({
-          pass: median(tdlLt) <= median(ltLt),
-          text: `scenario 4: libtorrent's downloader from tdl seed ${fmtS(median(tdlLt))} s <= from a libtorrent seeder ${fmtS(median(ltLt))} s`,
-        });
-      }
-      const tdlA2 = walls['tdl→aria2'];
-      const ltA2 = walls['libtorrent→aria2'];
-      if (tdlA2 && ltA2) {
-        checks.push({
-          pass: median(tdlA2) <= median(ltA2),
-          text: `scenario 4: aria2c's downloader from tdl seed ${fmtS(median(tdlA2))} s <= from a libtorrent seeder ${fmtS(median(ltA2))} s`,
+          pass: median(fromTdl) <= median(fromLt),
+          text: `scenario 4: ${label} downloader from tdl seed ${fmtS(median(fromTdl))} s <= from a libtorrent seeder ${fmtS(median(fromLt))} s`,
         });
       }
       return {
