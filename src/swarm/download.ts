@@ -38,7 +38,7 @@ import { PeerExtensions } from './extensions.js';
 import { PeerPool, type Candidate, type HandoffCandidate, type PeerOrigin } from './peer-pool.js';
 import { peerIdKey, PiecePicker, type PieceInProgress } from './picker.js';
 import { PieceStore, type PieceTap } from './piece-store.js';
-import { sparingHints, standsIn } from './seed-sparing.js';
+import { sparingHints, standsIn, tdlKey } from './seed-sparing.js';
 import { ReadLimiter, TokenBucket } from './rate-limit.js';
 import { PeerRequests, RequestScheduler, type Waste } from './requests.js';
 import { MAX_QUEUE, UploadService } from './upload.js';
@@ -220,6 +220,8 @@ interface Session {
   chokedSince: number;
   /** When it last announced a piece (`have`), or connected. */
   lastHaveAt: number;
+  /** The rendezvous key of a tdl peer's id (see seed-sparing.ts); null for other clients. */
+  tdlKey: number | null;
   ext: PeerExtensions;
 }
 
@@ -609,6 +611,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       connectedAt: now,
       chokedSince: now,
       lastHaveAt: now,
+      tdlKey: tdlKey(conn.remotePeerId),
       ext: new PeerExtensions(conn, {
         info: this.meta.info,
         privateTorrent: this.meta.private,
@@ -755,7 +758,8 @@ export class Download extends EventEmitter<DownloadEvents> {
       s.req,
       s.req.goodPieces > 0 || !this.anyTrusted(),
       () => this.reqs(),
-      this.sequential ? {} : sparingHints(s, this.sessions.values(), this.ownKey, Date.now()),
+      () =>
+        this.sequential ? {} : sparingHints(s, this.sessions.values(), this.ownKey, Date.now()),
     );
     if (s.req.inflight.size === 0 && s.wanted === 0) conn.notInterested();
   }

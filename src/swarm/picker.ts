@@ -54,7 +54,7 @@ export interface PickHints {
   /**
    * Among the rarest pieces, start this one before the others (the peers that download from the
    * same seed agree on who starts what: see `rendezvous`). At most MAX_PREFER_SCAN pieces are
-   * passed over for it; then the first one found is taken.
+   * passed over for it; then the first one found is taken (with `strict`: none is).
    */
   prefer?: (index: number) => boolean;
   /**
@@ -432,6 +432,7 @@ export class PiecePicker {
   ): number {
     if (!ignoreMemory && !this.hasRoom()) return -1;
     let avoided = 0;
+    let refused = 0;
     for (let a = 0; a < this.buckets.length; a++) {
       const bucket = this.buckets[a]!;
       const len = bucket.length;
@@ -448,7 +449,11 @@ export class PiecePicker {
           continue;
         }
         if (!prefer || prefer(i)) return i;
-        if (strict) continue;
+        if (strict) {
+          // Nothing but preferred pieces: a seed's pieces are mostly others' share.
+          if (++refused >= MAX_PREFER_SCAN) return -1;
+          continue;
+        }
         if (first < 0) first = i;
         if (++passed >= MAX_PREFER_SCAN) return first;
       }

@@ -114,13 +114,14 @@ export class RequestScheduler {
   /**
    * Top up a peer's requests. Refills in batches, when half the pipeline is free: a write per
    * block would cost a system call per 16 KiB. Returns false when the peer has nothing we need.
-   * `hints`: pieces to leave to other peers or to start first (see PiecePicker.pick).
+   * `hints`: pieces to leave to other peers or to start first (see PiecePicker.pick), asked for
+   * only when blocks are picked.
    */
   fill(
     r: PeerRequests,
     trusted: boolean,
     all: () => Iterable<PeerRequests> = () => [],
-    hints: PickHints = {},
+    hints: () => PickHints = () => ({}),
   ): boolean {
     const conn = r.conn;
     const choked = conn.peerChoking;
@@ -137,7 +138,7 @@ export class RequestScheduler {
       r.inflight.size,
       trusted,
       (k) => this.worthDuplicating(k, r, all()),
-      hints,
+      hints(),
     );
     if (blocks.length === 0) return r.inflight.size > 0 || choked;
     const now = Date.now();

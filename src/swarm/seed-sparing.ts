@@ -22,6 +22,15 @@ export interface SparingPeer {
   ready: boolean;
   /** When it last announced a piece (`have`), or connected. */
   lastHaveAt: number;
+  /** `tdlKey` of its peer id, computed once when it connected. */
+  tdlKey: number | null;
+}
+
+/** The rendezvous key of a tdl peer's id (peers of other clients do not share seeds): null. */
+export function tdlKey(id: Uint8Array | null): number | null {
+  if (!id || id.length < CLIENT_TAG.length) return null;
+  for (let i = 0; i < CLIENT_TAG.length; i++) if (id[i] !== CLIENT_TAG[i]) return null;
+  return peerIdKey(id);
 }
 
 /**
@@ -62,10 +71,9 @@ export function sparingHints(
   // from seeds the pieces it owns, and the others come from their owners.
   const keys = [ownKey];
   for (const q of all) {
-    const id = q.conn.remotePeerId;
-    if (q === s || !id || q.conn.state !== 'open' || q.conn.bitfield.isComplete()) continue;
-    if (now - q.lastHaveAt > PARTNER_IDLE_MS) continue;
-    if (id.subarray(0, CLIENT_TAG.length).equals(CLIENT_TAG)) keys.push(peerIdKey(id));
+    if (q === s || q.tdlKey === null || q.conn.state !== 'open') continue;
+    if (q.conn.bitfield.isComplete() || now - q.lastHaveAt > PARTNER_IDLE_MS) continue;
+    keys.push(q.tdlKey);
   }
   if (keys.length > 1) {
     hints.prefer = (index) => rendezvous(keys, index) === 0;

@@ -9,6 +9,7 @@ import {
   PARTNER_IDLE_MS,
   sparingHints,
   standsIn,
+  tdlKey,
   type SparingPeer,
 } from '../../src/swarm/seed-sparing.js';
 
@@ -23,16 +24,18 @@ function peer(o: {
   lastHaveAt?: number;
   inflight?: number;
 }): SparingPeer {
+  const remotePeerId = o.id === undefined ? null : Buffer.from(o.id.padEnd(20, 'x'), 'latin1');
   return {
     conn: {
       bitfield: { isComplete: () => o.complete ?? false, has: o.has },
       state: 'open',
       peerChoking: o.choking ?? false,
-      remotePeerId: o.id === undefined ? null : Buffer.from(o.id.padEnd(20, 'x'), 'latin1'),
+      remotePeerId,
     },
     req: { pipeline: { rate: o.rate ?? 1000 }, inflight: { size: o.inflight ?? 0 } },
     ready: true,
     lastHaveAt: o.lastHaveAt ?? 0,
+    tdlKey: tdlKey(remotePeerId),
   } as unknown as SparingPeer;
 }
 
