@@ -47,6 +47,7 @@ import {
   INLINE_MAX_WRITE,
   listNames,
   lstatOrNull,
+  syncfsFlushes,
   syncfsUsable,
   syncFileSystems,
   toDiskError,
@@ -200,11 +201,15 @@ export class DiskStorage {
   private readonly syncing = new Map<number, Promise<void>>();
   /**
    * Syncs go through syncfs when there are many (see syncFiles); else a file is synced on close.
-   * Asked each time: syncfs stops being usable once `sync -f` turns out to be missing.
+   * Asked each time: syncfs stops being usable once `sync -f` turns out to be missing. Never on
+   * a file system whose syncfs may flush nothing (FUSE, network: see syncfsFlushes).
    */
   private get syncfs(): boolean {
-    return syncfsUsable();
+    if (!syncfsUsable()) return false;
+    this.syncfsHere ??= syncfsFlushes(this.plan.root); // null until the folder is there
+    return this.syncfsHere === true;
   }
+  private syncfsHere: boolean | null = null;
   private pending = new Set<Promise<void>>();
   /** Pieces whose runs wait to be written (see pumpWrites), and runs being written. */
   private readonly queue: PieceWrite[] = [];

@@ -1,6 +1,6 @@
 /** Small file-system helpers shared by the storage modules. */
 import { execFile } from 'node:child_process';
-import type { BigIntStats, Stats } from 'node:fs';
+import { statfsSync, type BigIntStats, type Stats } from 'node:fs';
 import { lstat, opendir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -169,6 +169,29 @@ export function syncfsSupported(platform = process.platform, release = os.releas
   return major > 5 || (major === 5 && Number(m[2]) >= 8);
 }
 
+/**
+ * File systems (statfs `f_type`) whose syncfs flushes their data: ext2/3/4, xfs, btrfs, f2fs, and
+ * tmpfs (nothing to flush). FUSE and network file systems do not all pass a syncfs on to where
+ * the data lives (sshfs, rclone, s3fs: `sync -f` returns at once having flushed nothing), while
+ * they do pass on an fdatasync: there, files are synced one by one.
+ */
+const SYNCFS_FILE_SYSTEMS = new Set([0xef53, 0x58465342, 0x9123683e, 0xf2f52010, 0x01021994]);
+
+/**
+ * Does a syncfs on the file system of `p` flush what was written there (see above)? Null when
+ * `p` cannot be asked (not there yet).
+ */
+export function syncfsFlushes(
+  p: string,
+  statfs: (p: string) => { type: number } = statfsSync,
+): boolean | null {
+  try {
+    return SYNCFS_FILE_SYSTEMS.has(statfs(p).type);
+  } catch {
+    return null;
+  }
+}
+
 let syncfsBroken = false;
 
 /** Can syncFileSystems be used now: supported here, and `sync -f` not found missing. */
@@ -181,11 +204,13 @@ export function syncfsUsable(): boolean {
  * call is durable when it resolves true (one call for any number of files, where fdatasync costs
  * a journal commit per file). Node.js has no binding for it; `sync -f` (coreutils, busybox)
  * makes the call. False when it cannot be used or did not succeed (no `sync -f`, an I/O error,
- * a time-out): the caller then syncs file by file, which also names the file of a failed write.
+ * a time-out, a file system whose syncfs may flush nothing): the caller then syncs file by file,
+ * which also names the file of a failed write.
  */
 export function syncFileSystems(paths: readonly string[]): Promise<boolean> {
-  if (paths.length === 0 || !syncfsUsable()) {
-    return Promise.resolve(paths.length === 0);
+  if (paths.length === 0) return Promise.resolve(true);
+  if (!syncfsUsable() || !paths.every((p) => syncfsFlushes(p) === true)) {
+    return Promise.resolve(false);
   }
   const args = ['-f', ...paths.map((p) => path.resolve(p))];
   return new Promise((resolve) => {

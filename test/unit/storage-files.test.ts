@@ -11,7 +11,7 @@ import { DiskError } from '../../src/errors.js';
 import { hashPieces, startupCheck } from '../../src/storage/check.js';
 import { ResumeWriter } from '../../src/storage/checkpoint.js';
 import { DiskStorage } from '../../src/storage/disk.js';
-import { syncFileSystems, syncfsSupported } from '../../src/storage/fs-util.js';
+import { syncFileSystems, syncfsFlushes, syncfsSupported } from '../../src/storage/fs-util.js';
 import { Layout } from '../../src/storage/layout.js';
 import { resumePath } from '../../src/storage/names.js';
 import { planOutput } from '../../src/storage/output.js';
@@ -315,6 +315,18 @@ describe('syncs in batches', () => {
     expect(syncfsSupported('linux', 'weird')).toBe(false);
     expect(syncfsSupported('darwin', '23.1.0')).toBe(false);
     expect(syncfsSupported('win32', '10.0.19045')).toBe(false);
+  });
+
+  it('syncfs vouches only for local file systems: FUSE and network ones are synced file by file', () => {
+    const fsType = (type: number) => () => ({ type });
+    expect(syncfsFlushes('/x', fsType(0xef53))).toBe(true); // ext4
+    expect(syncfsFlushes('/x', fsType(0x58465342))).toBe(true); // xfs
+    expect(syncfsFlushes('/x', fsType(0x65735546))).toBe(false); // FUSE
+    expect(syncfsFlushes('/x', fsType(0x6969))).toBe(false); // NFS
+    const missing = () => {
+      throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+    };
+    expect(syncfsFlushes('/x', missing)).toBe(null);
   });
 
   it('syncFileSystems says whether it synced (nothing to do counts as done)', async () => {
