@@ -36,6 +36,8 @@ export const SAVE_EVERY_MS = 5 * 60_000;
 const PINGS_PER_ROUND = 8;
 const REFRESHES_PER_ROUND = 2;
 const DNS_TIMEOUT_MS = 5000;
+/** One query to the DNS servers for a bootstrap name (then the system resolver is asked). */
+const DNS_QUERY_TIMEOUT_MS = 1000;
 export const MAX_EXTRA_CONTACTS = 64;
 
 export interface DhtOptions {
@@ -193,7 +195,9 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
    */
   private async resolveAll(list: readonly Endpoint[]): Promise<Endpoint[]> {
     const out: Endpoint[] = [];
-    const resolver = new Resolver({ timeout: DNS_TIMEOUT_MS, tries: 2 });
+    // One short try, so that the system resolver still has time within DNS_TIMEOUT_MS when the
+    // DNS servers do not answer (offline, a LAN named by /etc/hosts).
+    const resolver = new Resolver({ timeout: DNS_QUERY_TIMEOUT_MS, tries: 1 });
     const resolveName = async (host: string): Promise<string> => {
       if (!host.includes('.')) return (await dnsLookup(host, { family: 4 })).address;
       // A name the DNS servers do not know (one in /etc/hosts only, or no server configured)
