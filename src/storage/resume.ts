@@ -65,11 +65,6 @@ export class StampTable {
     return t;
   }
 
-  /** Whether file `i` has a stamp. */
-  has(i: number): boolean {
-    return this.known[i] === 1;
-  }
-
   set(i: number, size: number, mtimeNs: bigint, ino: bigint): void {
     const off = i * RESUME_FILE_ENTRY_BYTES;
     this.bytes.writeBigUInt64BE(BigInt(size), off);
@@ -226,7 +221,6 @@ export function decodeResume(buf: Buffer): DecodedResume {
   };
 }
 
-/** Why a decoded resume file does not describe this torrent, or null when it does. */
 /** The stamp of file `i` in a list or a StampTable (null: none). */
 export function stampAt(
   list: readonly (ResumeFileEntry | null | undefined)[] | StampTable,
@@ -235,6 +229,7 @@ export function stampAt(
   return list instanceof StampTable ? list.get(i) : (list[i] ?? null);
 }
 
+/** Why a decoded resume file does not describe this torrent, or null when it does. */
 export function resumeMismatch(
   s: ResumeState,
   t: { infoHash: Buffer; pieceLength: number; length: number; pieceCount: number; files: number },

@@ -32,12 +32,12 @@ export const MSE_GENERATOR = Buffer.from([2]);
 /** Public keys and the secret are this long. */
 export const MSE_KEY_BYTES = 96;
 /** Longest padding in steps 1–4. */
-export const MSE_MAX_PAD = 512;
+const MSE_MAX_PAD = 512;
 /** crypto_provide / crypto_select bits. */
 export const CRYPTO_PLAINTEXT = 0x01;
 export const CRYPTO_RC4 = 0x02;
 /** Longest IA accepted (a BitTorrent handshake and a few messages). */
-export const MSE_MAX_IA = 4096;
+const MSE_MAX_IA = 4096;
 
 /** The first bytes of a plain BitTorrent handshake: an MSE stream starts with anything else. */
 const PLAIN_PREFIX = Buffer.concat([Buffer.from([19]), Buffer.from('BitTorrent protocol')]);
