@@ -543,10 +543,13 @@ export async function createTorrent(
       skip,
       opts,
     );
-    // Every job is done, so the workers read nothing more: they were told to stop and their
+    // Every job is done, so the workers read nothing more: they are told to stop and their
     // exit is not waited for (tearing a thread down took from 1 to over 100 ms on a busy
     // 2-core machine, all of it on the way out).
-    for (const w of workers) w.unref();
+    for (const w of workers) {
+      void w.terminate();
+      w.unref();
+    }
     workers.length = 0;
     return made;
   } finally {
@@ -651,9 +654,6 @@ async function createWith(
     opts,
     check,
   );
-  // Their exit overlaps the encoding and the rest of the run.
-  for (const w of workers) void w.terminate();
-
   const torrent = encodeWith(pieces);
   if (torrent.length !== draftLength) throw new Error('the torrent changed size once hashed');
   const infoHash = sha1(torrent.subarray(infoStart, infoEnd));
