@@ -125,7 +125,10 @@ export interface ResolvedMagnet {
   meta: Metainfo;
   /** A .torrent around the exact info bytes, with the magnet's trackers. */
   torrent: Buffer;
-  /** Peers that answered while fetching (with a handoff, its connections and candidates). */
+  /**
+   * Peers that answered while fetching; empty with a handoff, whose connections and candidates
+   * the download takes over (see MagnetHandoff.candidates).
+   */
   peers: PeerAddress[];
   /** The metadata came from an earlier run's kept copy. */
   fromCache: boolean;
@@ -201,7 +204,7 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
     return {
       meta,
       torrent,
-      peers: r.peers,
+      peers: handedOver ? [] : r.peers,
       fromCache: false,
       handoff: handedOver ? handoff : null,
     };
