@@ -1084,6 +1084,8 @@ export class DiskStorage {
       }
     }
     const moving: number[] = [];
+    /** The device of each folder a renamed file tdl had open went to. */
+    const devOf = new Map<string, bigint>();
     for (let i = 0; i < this.fileCount; i++) {
       if (this.stored(i) && this.where[i] === AT_PART) moving.push(i);
     }
@@ -1102,10 +1104,13 @@ export class DiskStorage {
         throw toDiskError(e, `cannot rename ${from} to ${to}`);
       }
       this.where[i] = AT_FINAL;
-      dirs.add(path.dirname(to));
+      const dir = path.dirname(to);
+      dirs.add(dir);
+      const dev = this.ident.dev(i);
+      if (dev !== null) devOf.set(dir, dev);
     });
     log('renamed %d files in %d ms', moving.length, Date.now() - t0);
-    await this.syncFolders([...dirs]);
+    await this.syncFolders([...dirs], devOf);
     log('finalized %d files under %s', this.fileCount, this.plan.root);
     return { cut };
   }
@@ -1115,15 +1120,13 @@ export class DiskStorage {
    * SYNCFS_MIN_FILES folders or more (it commits the renames with everything else), else, or when
    * syncfs fails, an fsync per folder, a few at a time (each is a journal commit).
    */
-  private async syncFolders(dirs: readonly string[]): Promise<void> {
+  private async syncFolders(
+    dirs: readonly string[],
+    known: ReadonlyMap<string, bigint>,
+  ): Promise<void> {
     if (dirs.length >= SYNCFS_MIN_FILES && this.syncfs) {
-      // One folder per device (the device of a file tdl has open there); the others by name.
-      const known = new Map<string, bigint>();
-      for (let i = 0; i < this.fileCount; i++) {
-        const dev = this.ident.dev(i);
-        const current = dev === null ? null : this.currentPath(i);
-        if (current) known.set(path.dirname(current), dev!);
-      }
+      // One folder per device (`known`: the device of a file tdl had open there); the others by
+      // name.
       const byDev = new Map<bigint, string>();
       const names: string[] = [];
       for (const d of dirs) {
