@@ -3,7 +3,7 @@
  * - ut_metadata (BEP 9): answer requests for the info dictionary (`data` or `reject`), each
  *   piece at most twice per connection;
  * - ut_pex (BEP 11): take the peers it lists (at most 50 per list, one message a minute) and
- *   tell it ours the same way. Private torrents (BEP 27) never exchange peers.
+ *   tell it ours the same way, the first time a minute after its extension handshake. Private torrents (BEP 27) never exchange peers.
  *
  * Messages arrive with the ids we gave in our handshake (LOCAL_EXTENSION_IDS) and leave with the
  * ids the peer gave in its own.
@@ -58,7 +58,7 @@ export class PeerExtensions {
       this.handshake = decodeExtendedHandshake(payload);
       if (!this.opts.privateTorrent && peerExtensionId(this.handshake, UT_PEX) !== undefined) {
         const self = this.listenAddress ?? { host: this.conn.host, port: this.conn.port };
-        this.pex = new PexPeer(self);
+        this.pex = new PexPeer(self, { connectedAt: Date.now() });
       }
       return;
     }

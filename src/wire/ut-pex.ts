@@ -181,11 +181,22 @@ export class PexPeer {
   readonly #intervalMs: number;
   readonly #acceptIntervalMs: number;
 
-  /** `self`: this peer's own address (never sent to it). */
-  constructor(self: PeerAddress, opts: { intervalMs?: number; acceptIntervalMs?: number } = {}) {
+  /**
+   * `self`: this peer's own address (never sent to it). `connectedAt`: when the peer connected;
+   * the first message goes one interval after it, not at once (default: no wait). In its first
+   * minute a peer has just heard the same tracker or DHT answer we did, and is connected to most
+   * of the peers we would list, often through connections it cannot match to their listening
+   * addresses (the ones they dialled); an early list makes it dial them again, and clients that
+   * settle such duplicates by peer id can lose both connections (docs/DESIGN.md, "PEX").
+   */
+  constructor(
+    self: PeerAddress,
+    opts: { intervalMs?: number; acceptIntervalMs?: number; connectedAt?: number } = {},
+  ) {
     this.#self = key(self);
     this.#intervalMs = opts.intervalMs ?? PEX_INTERVAL_MS;
     this.#acceptIntervalMs = opts.acceptIntervalMs ?? PEX_ACCEPT_INTERVAL_MS;
+    if (opts.connectedAt !== undefined) this.#lastSent = opts.connectedAt;
   }
 
   /**

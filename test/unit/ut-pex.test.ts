@@ -147,6 +147,17 @@ describe('PexPeer', () => {
     });
   });
 
+  it('sends its first message one interval after the peer connected, when told when', () => {
+    const pex = new PexPeer(remote, { connectedAt: 5_000 });
+    expect(pex.next(5_000, [v4(1)])).toBeNull();
+    expect(pex.next(5_000 + PEX_INTERVAL_MS - 1, [v4(1)])).toBeNull();
+    expect(pex.next(5_000 + PEX_INTERVAL_MS, [v4(1)])).toEqual({
+      added: [v4(1)],
+      addedFlags: [0],
+      dropped: [],
+    });
+  });
+
   it(`sends at most ${MAX_PEX_PEERS} per list; the rest goes in the next message`, () => {
     const pex = new PexPeer(remote);
     const many = Array.from({ length: 70 }, (_, i) => v4(i + 1));

@@ -1,0 +1,67 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { PeerConnection } from '../../src/peer/connection.js';
+import { PeerExtensions } from '../../src/swarm/extensions.js';
+import type { PeerAddress } from '../../src/tracker/types.js';
+import { UT_PEX, encodeExtendedHandshake } from '../../src/wire/extension.js';
+import { PEX_INTERVAL_MS, decodePex } from '../../src/wire/ut-pex.js';
+
+/** The parts of a connection PeerExtensions uses, recording what it sends. */
+function fakeConn(): { conn: PeerConnection; sent: { id: number; payload: Buffer }[] } {
+  const sent: { id: number; payload: Buffer }[] = [];
+  const conn = {
+    direction: 'out',
+    host: '10.0.0.9',
+    port: 6881,
+    address: '10.0.0.9:6881',
+    sendExtended: (id: number, payload: Buffer) => sent.push({ id, payload }),
+  } as unknown as PeerConnection;
+  return { conn, sent };
+}
+
+const others: PeerAddress[] = [
+  { host: '10.0.0.1', port: 6881 },
+  { host: '10.0.0.2', port: 51413 },
+];
+
+describe('PeerExtensions: PEX', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+    vi.setSystemTime(1_000_000);
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('tells a peer our other peers a minute after its extension handshake, not at once', () => {
+    const { conn, sent } = fakeConn();
+    const ext = new PeerExtensions(conn, {
+      info: null,
+      privateTorrent: false,
+      onPeers: () => {},
+      own: () => [],
+    });
+    ext.onMessage(0, encodeExtendedHandshake({ m: new Map([[UT_PEX, 7]]) }));
+    // The peer has just heard the same tracker answer: an early list would only make it dial
+    // peers it is already connected to.
+    ext.sharePeers(Date.now(), others);
+    ext.sharePeers(Date.now() + PEX_INTERVAL_MS - 1, others);
+    expect(sent).toHaveLength(0);
+    ext.sharePeers(Date.now() + PEX_INTERVAL_MS, others);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]!.id).toBe(7);
+    expect(decodePex(sent[0]!.payload).added).toEqual(others);
+  });
+
+  it('never exchanges peers on a private torrent', () => {
+    const { conn, sent } = fakeConn();
+    const ext = new PeerExtensions(conn, {
+      info: null,
+      privateTorrent: true,
+      onPeers: () => {},
+      own: () => [],
+    });
+    ext.onMessage(0, encodeExtendedHandshake({ m: new Map([[UT_PEX, 7]]) }));
+    ext.sharePeers(Date.now() + 10 * PEX_INTERVAL_MS, others);
+    expect(sent).toHaveLength(0);
+  });
+});
