@@ -27,7 +27,7 @@ import { InterruptedError, NoPeersError, TdlError, TransferError } from '../erro
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { PeerConnection, PeerTimeouts } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
-import type { PeerAddress } from '../tracker/types.js';
+import { formatPeerAddress, type PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { encodeExtendedHandshake, localExtendedHandshake } from '../wire/extension.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
@@ -223,6 +223,11 @@ interface Session {
   /** The rendezvous key of a tdl peer's id (see seed-sparing.ts); null for other clients. */
   tdlKey: number | null;
   ext: PeerExtensions;
+  /**
+   * An incoming peer's listening address (its extension handshake's `p`), held busy in the pool
+   * while it is connected so that a report of it is not dialled as another peer.
+   */
+  listening: Candidate | null;
 }
 
 export class Download extends EventEmitter<DownloadEvents> {
@@ -612,6 +617,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       chokedSince: now,
       lastHaveAt: now,
       tdlKey: tdlKey(conn.remotePeerId),
+      listening: null,
       ext: new PeerExtensions(conn, {
         info: this.meta.info,
         privateTorrent: this.meta.private,
@@ -775,9 +781,25 @@ export class Download extends EventEmitter<DownloadEvents> {
       this.drop(s, (e as Error).message);
       return false;
     }
-    const reqq = extId === 0 ? s.ext.handshake?.reqq : undefined;
+    if (extId !== 0) return true;
+    const reqq = s.ext.handshake?.reqq;
     if (reqq !== undefined) s.req.maxOut = Math.max(1, reqq);
+    this.holdListening(s);
     return true;
+  }
+
+  /**
+   * An incoming peer that told us where it listens: that address is held busy in the pool while
+   * the peer is connected. Dialled again (a tracker or PEX report of it), it would be one peer
+   * over two connections, and a client settling the pair by peer id may close the one we keep.
+   * An address we are dialling already is left alone (`duplicate()` settles that pair).
+   */
+  private holdListening(s: Session): void {
+    const listen = s.ext.listenAddress;
+    if (s.conn.direction !== 'in' || s.listening || !listen) return;
+    const known = this.pool.candidates.get(formatPeerAddress(listen));
+    if (known?.busy) return;
+    s.listening = this.pool.reserve(listen, 'incoming');
   }
 
   private onBlock(s: Session, index: number, begin: number, data: Buffer): void {
@@ -921,6 +943,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.scheduler.releaseAll(s.req);
     this.picker.peerGone(s.conn.bitfield);
     this.pool.released(s.cand, s.ready || !this.sequential);
+    if (s.listening) this.pool.released(s.listening);
     this.lastFailure = `${s.conn.address}: ${reason}`;
     if (!s.cand.banned) this.emit('peer', { address: s.conn.address, status: 'dropped', reason });
     if (!this.closed) {

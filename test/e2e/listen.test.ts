@@ -2,8 +2,9 @@
  * Listening, against the built CLI: `--port N` is bound and announced, a taken port is a usage
  * error, `--bind` restricts the address, `--no-listen` accepts nothing and announces port 0,
  * handshakes for another torrent or with our own peer id are closed at once, incoming peers
- * count against `--max-peers`, and a peer that opens with message stream encryption (as aria2c
- * does) gets a plaintext stream.
+ * count against `--max-peers`, a peer that opens with message stream encryption (as aria2c
+ * does) gets a plaintext stream, and an incoming peer's listening address (its extension
+ * handshake's `p`) is not dialled again while it is connected.
  *
  * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
@@ -17,6 +18,7 @@ import { startHttpTracker, type FakeTracker } from '../helpers/fake-tracker.js';
 import { useFixture } from '../helpers/fixture.js';
 import { assertBuilt, spawnTdl, until } from '../helpers/tdl-process.js';
 import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+import { encode } from '../../src/metainfo/bencode.js';
 import { encodeHandshake, ourReserved } from '../../src/wire/handshake.js';
 import { CRYPTO_PLAINTEXT } from '../../src/wire/mse.js';
 import { MseInitiator } from '../helpers/mse-initiator.js';
@@ -296,5 +298,64 @@ describe('listening', () => {
       'the next peer admitted',
     );
     expect(again.isClosed).toBe(false);
+  });
+});
+
+describe('an incoming peer that says where it listens', () => {
+  /** A TCP server on 127.0.0.1 that accepts and holds connections, counting them. */
+  async function countingServer(): Promise<{ port: number; accepted: () => number }> {
+    let n = 0;
+    const sockets: net.Socket[] = [];
+    const srv = net.createServer((s) => {
+      n++;
+      sockets.push(s);
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    fx.onClose(
+      () =>
+        new Promise<void>((r) => {
+          for (const s of sockets) s.destroy();
+          srv.close(() => r());
+        }),
+    );
+    return { port: (srv.address() as net.AddressInfo).port, accepted: () => n };
+  }
+
+  it('is not dialled again at that address when PEX names it', async () => {
+    const { t, torrent } = await prepare();
+    const out = path.join(fx.dir, 'empty');
+    await mkdir(out, { recursive: true });
+    const tdl = spawnTdl(
+      ['download', torrent, '-o', out, '--port', '0', '--json', '--no-dht'],
+      fx.onClose,
+    );
+    const port = await tdl.port();
+    // Where the incoming peer listens (it must not be dialled), and another peer (it must be).
+    const itself = await countingServer();
+    const other = await countingServer();
+    const l = await FakeLeecher.connect({
+      port,
+      infoHash: t.infoHash,
+      peerId: peerId(),
+      fast: true,
+      extended: true,
+    });
+    fx.onClose(() => l.close());
+    await l.waitHandshake();
+    l.sendExtendedHandshake({ m: { ut_pex: 1 }, p: itself.port });
+    l.bitfield(Buffer.from([0xff]));
+    const added = Buffer.alloc(12);
+    added.writeUInt32BE(0x7f000001, 0);
+    added.writeUInt16BE(itself.port, 4);
+    added.writeUInt32BE(0x7f000001, 6);
+    added.writeUInt16BE(other.port, 10);
+    // tdl's ut_pex id is 2 (its extension handshake's `m`).
+    l.extendedMessage(2, encode({ added, 'added.f': Buffer.alloc(2), dropped: Buffer.alloc(0) }));
+    await until(() => other.accepted() > 0, 10_000, 'the other PEX peer dialled');
+    // Both addresses came in one message and would be dialled together: give it a moment more.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(itself.accepted()).toBe(0);
+    expect(l.isClosed).toBe(false);
   });
 });
