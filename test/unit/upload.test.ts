@@ -3,6 +3,9 @@ import { describe, expect, it } from 'vitest';
 import type { PeerConnection } from '../../src/peer/connection.js';
 import { Layout } from '../../src/storage/layout.js';
 import {
+  CACHE_BYTES,
+  MAX_PENDING_BYTES,
+  MAX_QUEUE,
   MAX_READ_BYTES,
   READ_AHEAD_BYTES,
   UploadService,
@@ -140,6 +143,33 @@ describe('UploadService read-ahead', () => {
     expect(source.pending.length).toBe(1);
     await source.finishAll();
     expect(c.sent.length).toBe(PIECE / BLOCK);
+  });
+
+  it('takes at most MAX_PENDING_BYTES of blocks from a queue while their reads are under way', async () => {
+    const { source, add } = setup();
+    // Two other peers start the reads of pieces 0-31 (all in the read cache), so that the blocks
+    // a third peer asks of them cost it no read of its own: only the pending cap stops it
+    // taking them all.
+    const per = READ_AHEAD_BYTES / PIECE;
+    expect(2 * READ_AHEAD_BYTES).toBeLessThanOrEqual(CACHE_BYTES);
+    for (let k = 0; k < 2; k++) {
+      const o = add(`127.0.0.1:${k + 10}`);
+      for (let i = 0; i < per; i++) o.emit('request', per * k + i, 0, 100);
+    }
+    const reads = source.reads;
+    const c = add();
+    const blocks: [number, number][] = [];
+    for (let p = 0; p < 2 * per; p++) for (let b = 0; b < PIECE; b += BLOCK) blocks.push([p, b]);
+    // More than the pending bytes and a full queue together: the rest is rejected (queue full).
+    const asked = blocks.length;
+    expect(asked).toBeGreaterThan(MAX_PENDING_BYTES / BLOCK + MAX_QUEUE);
+    for (const [p, b] of blocks) c.emit('request', p, b, BLOCK);
+    expect(source.reads).toBe(reads);
+    const pendingBlocks = MAX_PENDING_BYTES / BLOCK;
+    expect(c.rejected.length).toBe(asked - pendingBlocks - MAX_QUEUE);
+    await source.finishAll();
+    await source.finishAll();
+    expect(c.sent.length + c.rejected.length).toBe(asked);
   });
 
   it('blocks whose read finishes after we choked a fast peer are rejected, not dropped', async () => {
