@@ -103,6 +103,20 @@ function listeningSockets(pid: number): number {
   return n;
 }
 
+/** A fake leecher speaking the fast and extension protocols, handshaken with tdl. */
+async function connectExtended(port: number, infoHash: Buffer): Promise<FakeLeecher> {
+  const l = await FakeLeecher.connect({
+    port,
+    infoHash,
+    peerId: peerId(),
+    fast: true,
+    extended: true,
+  });
+  fx.onClose(() => l.close());
+  await l.waitHandshake();
+  return l;
+}
+
 describe('listening', () => {
   it('--port N is bound, reported in started and announced to the tracker', async () => {
     const { t, torrent, file, tr } = await prepare();
@@ -230,15 +244,7 @@ describe('listening', () => {
     const { t, torrent, file } = await prepare();
     const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', '0', '--json'], fx.onClose);
     const port = await tdl.port();
-    const l = await FakeLeecher.connect({
-      port,
-      infoHash: t.infoHash,
-      peerId: peerId(),
-      fast: true,
-      extended: true,
-    });
-    fx.onClose(() => l.close());
-    await l.waitHandshake();
+    const l = await connectExtended(port, t.infoHash);
     l.extendedMessage(0, Buffer.from('d1:md11:ut_metadatai1eee'));
     l.haveNone();
     l.interested();
@@ -334,15 +340,7 @@ describe('an incoming peer that says where it listens', () => {
     // Where the incoming peer listens (it must not be dialled), and another peer (it must be).
     const itself = await countingServer();
     const other = await countingServer();
-    const l = await FakeLeecher.connect({
-      port,
-      infoHash: t.infoHash,
-      peerId: peerId(),
-      fast: true,
-      extended: true,
-    });
-    fx.onClose(() => l.close());
-    await l.waitHandshake();
+    const l = await connectExtended(port, t.infoHash);
     l.sendExtendedHandshake({ m: { ut_pex: 1 }, p: itself.port });
     l.bitfield(Buffer.from([0xff]));
     const added = Buffer.alloc(12);

@@ -5,8 +5,14 @@ import type { PeerAddress } from '../../src/tracker/types.js';
 import { UT_PEX, encodeExtendedHandshake } from '../../src/wire/extension.js';
 import { PEX_INTERVAL_MS, decodePex } from '../../src/wire/ut-pex.js';
 
-/** The parts of a connection PeerExtensions uses, recording what it sends. */
-function fakeConn(): { conn: PeerConnection; sent: { id: number; payload: Buffer }[] } {
+/**
+ * PeerExtensions over the parts of a connection it uses (recording what it sends), after the
+ * peer's extension handshake offering ut_pex as id 7.
+ */
+function connected(privateTorrent: boolean): {
+  ext: PeerExtensions;
+  sent: { id: number; payload: Buffer }[];
+} {
   const sent: { id: number; payload: Buffer }[] = [];
   const conn = {
     direction: 'out',
@@ -15,7 +21,14 @@ function fakeConn(): { conn: PeerConnection; sent: { id: number; payload: Buffer
     address: '10.0.0.9:6881',
     sendExtended: (id: number, payload: Buffer) => sent.push({ id, payload }),
   } as unknown as PeerConnection;
-  return { conn, sent };
+  const ext = new PeerExtensions(conn, {
+    info: null,
+    privateTorrent,
+    onPeers: () => {},
+    own: () => [],
+  });
+  ext.onMessage(0, encodeExtendedHandshake({ m: new Map([[UT_PEX, 7]]) }));
+  return { ext, sent };
 }
 
 const others: PeerAddress[] = [
@@ -33,14 +46,7 @@ describe('PeerExtensions: PEX', () => {
   });
 
   it('tells a peer our other peers a minute after its extension handshake, not at once', () => {
-    const { conn, sent } = fakeConn();
-    const ext = new PeerExtensions(conn, {
-      info: null,
-      privateTorrent: false,
-      onPeers: () => {},
-      own: () => [],
-    });
-    ext.onMessage(0, encodeExtendedHandshake({ m: new Map([[UT_PEX, 7]]) }));
+    const { ext, sent } = connected(false);
     // The peer has just heard the same tracker answer: an early list would only make it dial
     // peers it is already connected to.
     ext.sharePeers(Date.now(), others);
@@ -53,14 +59,7 @@ describe('PeerExtensions: PEX', () => {
   });
 
   it('never exchanges peers on a private torrent', () => {
-    const { conn, sent } = fakeConn();
-    const ext = new PeerExtensions(conn, {
-      info: null,
-      privateTorrent: true,
-      onPeers: () => {},
-      own: () => [],
-    });
-    ext.onMessage(0, encodeExtendedHandshake({ m: new Map([[UT_PEX, 7]]) }));
+    const { ext, sent } = connected(true);
     ext.sharePeers(Date.now() + 10 * PEX_INTERVAL_MS, others);
     expect(sent).toHaveLength(0);
   });
