@@ -1,6 +1,6 @@
 /** Small file-system helpers shared by the storage modules. */
 import { execFile } from 'node:child_process';
-import { statfsSync, type BigIntStats, type Stats } from 'node:fs';
+import fs, { statfsSync, type BigIntStats, type Stats } from 'node:fs';
 import { lstat, opendir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -124,6 +124,45 @@ export class Inline {
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
 }
+
+/**
+ * Calls on raw file descriptors through libuv's thread pool (the callback API, without the
+ * `FileHandle` of `fs/promises`: storage opens and closes descriptors inline while that is fast,
+ * and only a descriptor can be opened synchronously). Each resolves with what the call returns.
+ */
+export const fdCall = {
+  open(p: string, flags: number, mode: number): Promise<number> {
+    return new Promise((resolve, reject) =>
+      fs.open(p, flags, mode, (e, fd) => (e ? reject(e) : resolve(fd))),
+    );
+  },
+  close(fd: number): Promise<void> {
+    return new Promise((resolve, reject) => fs.close(fd, (e) => (e ? reject(e) : resolve())));
+  },
+  write(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+    return new Promise((resolve, reject) =>
+      fs.write(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))),
+    );
+  },
+  read(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+    return new Promise((resolve, reject) =>
+      fs.read(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))),
+    );
+  },
+  datasync(fd: number): Promise<void> {
+    return new Promise((resolve, reject) => fs.fdatasync(fd, (e) => (e ? reject(e) : resolve())));
+  },
+  truncate(fd: number, len: number): Promise<void> {
+    return new Promise((resolve, reject) =>
+      fs.ftruncate(fd, len, (e) => (e ? reject(e) : resolve())),
+    );
+  },
+  stat(fd: number): Promise<BigIntStats> {
+    return new Promise((resolve, reject) =>
+      fs.fstat(fd, { bigint: true }, (e, st) => (e ? reject(e) : resolve(st))),
+    );
+  },
+};
 
 /** How many file-system calls of one kind tdl keeps in flight at once (libuv has four threads). */
 export const FS_PARALLEL = 8;
