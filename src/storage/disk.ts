@@ -51,6 +51,8 @@ import {
   listNames,
   lstatOrNull,
   syncfsFlushes,
+  startSyncHelper,
+  stopSyncHelper,
   syncfsUsable,
   syncFileSystems,
   toDiskError,
@@ -214,6 +216,8 @@ export class DiskStorage {
     return this.syncfsHere === true;
   }
   private syncfsHere: boolean | null = null;
+  /** This storage started the sync helper (see fs-util.ts) and stops it when closed. */
+  private syncHelper = false;
   private pending = new Set<Promise<void>>();
   /** Pieces whose runs wait to be written (see pumpWrites), and runs being written. */
   private readonly queue: PieceWrite[] = [];
@@ -355,6 +359,11 @@ export class DiskStorage {
         }
       }
       await s.scan();
+      // Syncs go through a small helper process forked now, while tdl is small (see SyncHelper).
+      if (s.mode === 'write' && s.syncfs) {
+        startSyncHelper();
+        s.syncHelper = true;
+      }
     } catch (e) {
       await s.close().catch(() => {});
       throw toDiskError(e, 'cannot open output');
@@ -1202,6 +1211,10 @@ export class DiskStorage {
     await this.flush();
     await this.pool.close();
     await this.parts?.close();
+    if (this.syncHelper) {
+      this.syncHelper = false;
+      stopSyncHelper();
+    }
   }
 
   get root(): string {
