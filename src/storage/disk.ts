@@ -23,8 +23,8 @@
  * before those that extend what tdl wrote, to catch a truncation the write would hide), one
  * `lstat` in the check before completion and one `rename` at the end. Syncs are not per file:
  * each checkpoint syncs what was written since the last one in one batch, by syncfs where it can
- * (see syncFiles). All but the opens, closes and large writes are made inline (synchronously)
- * while the disk answers fast: see Inline in fs-util.ts.
+ * (see syncFiles). All but large writes are made inline (synchronously) while the disk answers
+ * fast, opens and closes included (the pool holds raw descriptors): see Inline in fs-util.ts.
  */
 import {
   closeSync,
