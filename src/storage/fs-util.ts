@@ -263,10 +263,14 @@ class SyncHelper {
   }
 
   constructor() {
+    // Its own process group: a Ctrl-C at the terminal goes to tdl's group, and tdl's last
+    // checkpoint still has the helper to sync through.
     this.child = spawn('/bin/sh', ['-c', SYNC_HELPER_SCRIPT], {
       stdio: ['pipe', 'pipe', 'ignore'],
+      detached: true,
       windowsHide: true,
     });
+    if (!this.child.stdin || !this.child.stdout) throw new Error('no pipes to the sync helper');
     this.child.on('error', (e) => {
       log('sync helper: %s', e.message);
       this.end();
@@ -333,7 +337,13 @@ export function startSyncHelper(): void {
   helperUsers++;
   if (helper && !helper.dead) return;
   if (!syncfsUsable()) return;
-  helper = new SyncHelper();
+  try {
+    helper = new SyncHelper();
+  } catch (e) {
+    // Syncs then spawn `sync -f` each.
+    log('cannot start the sync helper: %s', (e as Error).message);
+    helper = null;
+  }
 }
 
 export function stopSyncHelper(): void {
