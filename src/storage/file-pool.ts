@@ -10,6 +10,10 @@
  *
  * Size: the soft RLIMIT_NOFILE (from /proc/self/limits on Linux, else 1,024), minus what peer
  * sockets and the rest of the process need; see `poolCapacity`.
+ *
+ * The pool holds any kind of handle `H`: storage keeps raw descriptors (numbers), which it can
+ * open and close synchronously (see Inline in fs-util.ts); a `FileHandle` only comes from the
+ * thread pool. The caller says how to close one.
  */
 import { readFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
@@ -63,14 +67,14 @@ export function fdLimit(): number {
   return cachedLimit;
 }
 
-interface Entry {
-  handle: Promise<FileHandle>;
+interface Entry<H> {
+  handle: Promise<H>;
   users: number;
 }
 
-export class FilePool {
+export class FilePool<H = FileHandle> {
   /** Open (or opening) handles; Map order is the LRU order, oldest first. */
-  private readonly entries = new Map<number, Entry>();
+  private readonly entries = new Map<number, Entry<H>>();
   /** Handles being closed: they still count against the capacity. */
   private readonly closing = new Set<Promise<void>>();
   /** Callers waiting for a slot. */
@@ -84,10 +88,13 @@ export class FilePool {
   /**
    * `beforeClose` runs (and is awaited) before a handle is closed, by eviction or at the end:
    * storage syncs a file it wrote there, so that the file need not be opened again to be synced.
+   * `closeHandle` closes one (default: its `close()` method, as a `FileHandle` has).
    */
   constructor(
     readonly capacity: number,
-    private readonly beforeClose?: (key: number, h: FileHandle) => Promise<void>,
+    private readonly beforeClose?: (key: number, h: H) => Promise<void>,
+    private readonly closeHandle: (h: H) => Promise<void> = (h) =>
+      (h as unknown as FileHandle).close(),
   ) {
     if (!Number.isSafeInteger(capacity) || capacity < 1) {
       throw new RangeError(`pool capacity must be a positive integer, got ${capacity}`);
@@ -107,11 +114,7 @@ export class FilePool {
    * Run `fn` with the handle of file `key`, opening it with `open` when it is not open. The handle
    * stays open at least until `fn` settles. A failed open is not cached.
    */
-  async use<T>(
-    key: number,
-    open: () => Promise<FileHandle>,
-    fn: (h: FileHandle) => Promise<T>,
-  ): Promise<T> {
+  async use<T>(key: number, open: () => Promise<H>, fn: (h: H) => Promise<T>): Promise<T> {
     const e = await this.acquire(key, open);
     try {
       return await fn(await e.handle);
@@ -121,7 +124,7 @@ export class FilePool {
     }
   }
 
-  private async acquire(key: number, open: () => Promise<FileHandle>): Promise<Entry> {
+  private async acquire(key: number, open: () => Promise<H>): Promise<Entry<H>> {
     for (;;) {
       if (this.closed) throw new Error('file pool is closed');
       const e = this.entries.get(key);
@@ -144,7 +147,7 @@ export class FilePool {
         else await new Promise<void>((resolve) => this.waiters.push(resolve));
         continue;
       }
-      const entry: Entry = { handle: open(), users: 1 };
+      const entry: Entry<H> = { handle: open(), users: 1 };
       this.entries.set(key, entry);
       this.opens++;
       this.peak = Math.max(this.peak, this.size);
@@ -170,13 +173,13 @@ export class FilePool {
     return null;
   }
 
-  private closeEntry(key: number, e: Entry): Promise<void> {
+  private closeEntry(key: number, e: Entry<H>): Promise<void> {
     const p = e.handle
       .then(async (h) => {
         try {
           await this.beforeClose?.(key, h);
         } finally {
-          await h.close();
+          await this.closeHandle(h);
         }
       })
       .catch((err: unknown) => log('closing file %d: %s', key, (err as Error).message))

@@ -1,6 +1,6 @@
 /** Small file-system helpers shared by the storage modules. */
-import { execFile } from 'node:child_process';
-import { statfsSync, type BigIntStats, type Stats } from 'node:fs';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import fs, { statfsSync, type BigIntStats, type Stats } from 'node:fs';
 import { lstat, opendir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -125,6 +125,45 @@ export class Inline {
   }
 }
 
+/**
+ * Calls on raw file descriptors through libuv's thread pool (the callback API, without the
+ * `FileHandle` of `fs/promises`: storage opens and closes descriptors inline while that is fast,
+ * and only a descriptor can be opened synchronously). Each resolves with what the call returns.
+ */
+export const fdCall = {
+  open(p: string, flags: number, mode: number): Promise<number> {
+    return new Promise((resolve, reject) =>
+      fs.open(p, flags, mode, (e, fd) => (e ? reject(e) : resolve(fd))),
+    );
+  },
+  close(fd: number): Promise<void> {
+    return new Promise((resolve, reject) => fs.close(fd, (e) => (e ? reject(e) : resolve())));
+  },
+  write(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+    return new Promise((resolve, reject) =>
+      fs.write(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))),
+    );
+  },
+  read(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+    return new Promise((resolve, reject) =>
+      fs.read(fd, buf, off, len, pos, (e, n) => (e ? reject(e) : resolve(n))),
+    );
+  },
+  datasync(fd: number): Promise<void> {
+    return new Promise((resolve, reject) => fs.fdatasync(fd, (e) => (e ? reject(e) : resolve())));
+  },
+  truncate(fd: number, len: number): Promise<void> {
+    return new Promise((resolve, reject) =>
+      fs.ftruncate(fd, len, (e) => (e ? reject(e) : resolve())),
+    );
+  },
+  stat(fd: number): Promise<BigIntStats> {
+    return new Promise((resolve, reject) =>
+      fs.fstat(fd, { bigint: true }, (e, st) => (e ? reject(e) : resolve(st))),
+    );
+  },
+};
+
 /** How many file-system calls of one kind tdl keeps in flight at once (libuv has four threads). */
 export const FS_PARALLEL = 8;
 
@@ -199,20 +238,168 @@ export function syncfsUsable(): boolean {
   return !syncfsBroken && syncfsSupported();
 }
 
+/** The shell of SyncHelper: one `sync -f` per line read, its exit status written back. */
+const SYNC_HELPER_SCRIPT = 'while IFS= read -r p; do sync -f -- "$p" 2>/dev/null; echo $?; done';
+
+/**
+ * A small shell, started while tdl is small, that runs `sync -f` for each path written to it.
+ *
+ * Starting a program forks the process: every page of tdl is then write-protected, and the next
+ * write to each one faults (measured on the bench VM: 0.4 s of CPU to touch 100 MB again after
+ * one `sync -f` from a 100 MB process; a 3,000-file download spawned three). A shell forked at
+ * open, before the download has grown the heap, costs that once and small; its own forks are of
+ * a shell. Requests are answered in order, one line each. The helper never keeps tdl running
+ * (its pipes are referenced only while an answer is awaited), and ends when its input closes (at
+ * `stopSyncHelper`, or with tdl).
+ */
+class SyncHelper {
+  private readonly child: ChildProcess;
+  private readonly waiting: ((code: number | null) => void)[] = [];
+  private buf = '';
+  dead = false;
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  constructor() {
+    // Its own process group: a Ctrl-C at the terminal goes to tdl's group, and tdl's last
+    // checkpoint still has the helper to sync through.
+    this.child = spawn('/bin/sh', ['-c', SYNC_HELPER_SCRIPT], {
+      stdio: ['pipe', 'pipe', 'ignore'],
+      detached: true,
+      windowsHide: true,
+    });
+    if (!this.child.stdin || !this.child.stdout) throw new Error('no pipes to the sync helper');
+    this.child.on('error', (e) => {
+      log('sync helper: %s', e.message);
+      this.end();
+    });
+    this.child.on('exit', () => this.end());
+    this.child.stdin!.on('error', () => this.end());
+    this.child.stdout!.setEncoding('latin1');
+    this.child.stdout!.on('data', (chunk: string) => {
+      this.buf += chunk;
+      for (let nl = this.buf.indexOf('\n'); nl >= 0; nl = this.buf.indexOf('\n')) {
+        const line = this.buf.slice(0, nl);
+        this.buf = this.buf.slice(nl + 1);
+        this.waiting.shift()?.(/^\d+$/.test(line) ? Number(line) : null);
+      }
+      this.idle();
+    });
+    this.child.unref();
+    this.idle();
+  }
+
+  /** Run `sync -f` on one path: its exit status (null when the helper ended first). */
+  sync(p: string): Promise<number | null> {
+    if (this.dead) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      this.waiting.push(resolve);
+      this.ref(true);
+      this.child.stdin!.write(`${p}\n`);
+    });
+  }
+
+  /** Stop: the shell ends when its input closes; a request left unanswered gets null. */
+  end(kill = false): void {
+    if (kill) this.child.kill('SIGKILL');
+    if (this.dead) return;
+    this.dead = true;
+    this.child.stdin!.end();
+    for (const w of this.waiting.splice(0)) w(null);
+    this.ref(false);
+  }
+
+  private idle(): void {
+    if (this.waiting.length === 0) this.ref(false);
+  }
+
+  private ref(on: boolean): void {
+    for (const s of [this.child.stdin, this.child.stdout] as ({
+      ref?: () => void;
+      unref?: () => void;
+    } | null)[]) {
+      if (on) s?.ref?.();
+      else s?.unref?.();
+    }
+  }
+}
+
+let helper: SyncHelper | null = null;
+let helperUsers = 0;
+
+/**
+ * Start the sync helper (see SyncHelper) where syncfs can be used, for a caller that will sync
+ * file systems later; each call is paired with a `stopSyncHelper`.
+ */
+export function startSyncHelper(): void {
+  helperUsers++;
+  if (helper && !helper.dead) return;
+  if (!syncfsUsable()) return;
+  try {
+    helper = new SyncHelper();
+  } catch (e) {
+    // Syncs then spawn `sync -f` each.
+    log('cannot start the sync helper: %s', (e as Error).message);
+    helper = null;
+  }
+}
+
+export function stopSyncHelper(): void {
+  if (helperUsers > 0) helperUsers--;
+  if (helperUsers === 0 && helper) {
+    helper.end();
+    helper = null;
+  }
+}
+
+/** The helper's process id while it runs (for tests and logs). */
+export function syncHelperPid(): number | null {
+  return helper && !helper.dead ? (helper.pid ?? null) : null;
+}
+
+/** `sync -f` of each path through the helper; null when it is not running. */
+async function syncThroughHelper(paths: readonly string[]): Promise<boolean | null> {
+  const h = helper;
+  if (!h || h.dead || paths.some((p) => p.includes('\n'))) return null;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), SYNCFS_TIMEOUT_MS);
+    timer.unref();
+  });
+  try {
+    const codes = await Promise.race([Promise.all(paths.map((p) => h.sync(p))), timeout]);
+    if (codes === 'timeout') {
+      log('sync -f still running after %d ms: syncing file by file', SYNCFS_TIMEOUT_MS);
+      h.end(true);
+      return false;
+    }
+    // 127, 126: no `sync` to run. Never ask again.
+    if (codes.some((c) => c === 127 || c === 126)) syncfsBroken = true;
+    if (codes.every((c) => c === 0)) return true;
+    log('sync -f failed (%s)', codes.join(', '));
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * syncfs(2) on the file system of each path: every write made to those file systems before the
  * call is durable when it resolves true (one call for any number of files, where fdatasync costs
  * a journal commit per file). Node.js has no binding for it; `sync -f` (coreutils, busybox)
- * makes the call. False when it cannot be used or did not succeed (no `sync -f`, an I/O error,
- * a time-out, a file system whose syncfs may flush nothing): the caller then syncs file by file,
- * which also names the file of a failed write.
+ * makes the call, through the sync helper when it runs. False when it cannot be used or did not
+ * succeed (no `sync -f`, an I/O error, a time-out, a file system whose syncfs may flush
+ * nothing): the caller then syncs file by file, which also names the file of a failed write.
  */
-export function syncFileSystems(paths: readonly string[]): Promise<boolean> {
-  if (paths.length === 0) return Promise.resolve(true);
-  if (!syncfsUsable() || !paths.every((p) => syncfsFlushes(p) === true)) {
-    return Promise.resolve(false);
-  }
-  const args = ['-f', ...paths.map((p) => path.resolve(p))];
+export async function syncFileSystems(paths: readonly string[]): Promise<boolean> {
+  if (paths.length === 0) return true;
+  if (!syncfsUsable() || !paths.every((p) => syncfsFlushes(p) === true)) return false;
+  const resolved = paths.map((p) => path.resolve(p));
+  const viaHelper = await syncThroughHelper(resolved);
+  if (viaHelper !== null) return viaHelper;
+  const args = ['-f', ...resolved];
   return new Promise((resolve) => {
     // A `sync` blocked in the kernel does not die of the kill that execFile's timeout sends
     // until the call returns: the wait itself is bounded here, and the child left to end.

@@ -159,18 +159,25 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
   };
 
   const dirs = new Set<string>();
+  /** The folder of each file (index in `folders`; padding: -1), so paths are joined once here. */
+  const folderOf = new Int32Array(count).fill(-1);
+  const folderIndex = new Map<string, number>();
+  const folders: string[] = [];
   if (t.multiFile) {
     dirs.add(root);
     for (let i = 0; i < count; i++) {
       const f = fileAt(i);
       if (f.padding) continue;
-      for (
-        let d = path.dirname(f.path);
-        d !== root && d.startsWith(root + path.sep);
-        d = path.dirname(d)
-      ) {
-        dirs.add(d);
+      const dir = path.dirname(f.path);
+      let k = folderIndex.get(dir);
+      if (k === undefined) {
+        folderIndex.set(dir, (k = folders.length));
+        folders.push(dir);
+        for (let d = dir; d !== root && d.startsWith(root + path.sep); d = path.dirname(d)) {
+          dirs.add(d);
+        }
       }
+      folderOf[i] = k;
     }
   }
   const ordered = [...dirs].sort((a, b) => a.length - b.length);
@@ -191,6 +198,8 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
     if (absent.has(path.dirname(d)) || !(await refuseLink(d, true))) absent.add(d);
   }
   for (let i = 0; i < count; i++) {
+    // Only files whose folder is there are looked at (a fresh download: none).
+    if (t.multiFile && (folderOf[i] === -1 || absent.has(folders[folderOf[i]!]!))) continue;
     const f = fileAt(i);
     if (f.padding || absent.has(path.dirname(f.path))) continue;
     if (f.path !== target || st?.isDirectory()) await refuseLink(f.path, false);
@@ -213,6 +222,19 @@ async function isOwnFolder(dir: string, t: TorrentShape): Promise<boolean> {
   if (t.infoHash && (await partsInfoHash(withSuffix(dir, PARTS_SUFFIX)))?.equals(t.infoHash)) {
     return true;
   }
+  // None of the torrent's top-level names there (a fresh download into an existing folder): no
+  // file of the torrent can be, nothing more to look at.
+  const top = new Set<string>();
+  let stored = 0;
+  for (let i = 0; i < t.files.length; i++) {
+    const f = t.files.at(i)!;
+    if (f.padding) continue;
+    stored++;
+    const first = f.path[0]!;
+    top.add(first);
+    if (f.path.length === 1) top.add(path.basename(withSuffix(path.join(dir, first), PART_SUFFIX)));
+  }
+  if (stored > 0 && (await listNames(dir, top)).size === 0) return false;
   // What is there, from one listing per folder of the torrent that exists (parents first): a
   // fresh download into an existing folder looks up none of its files by name.
   const want = new Map<string, Set<string>>();
@@ -276,6 +298,10 @@ async function resumeInfoHash(file: string): Promise<Buffer | null> {
 /** Join checked components under root, and make sure the result is still inside root. */
 function inside(root: string, components: readonly string[]): string {
   const p = path.join(root, ...components);
+  // Both normalised and absolute: strictly under root exactly when it starts with root and a
+  // separator (path.relative, below, costs far more and says the same for these).
+  const prefix = root.endsWith(path.sep) ? root : root + path.sep;
+  if (path.isAbsolute(root) && p.length > prefix.length && p.startsWith(prefix)) return p;
   const rel = path.relative(root, p);
   // `..hidden` is a name, not a step up: only `..` itself or `../...` leaves.
   if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) {

@@ -8,8 +8,9 @@
  * `node:fs/promises` is wrapped for tdl's own modules: writes under the test folder fail with
  * ENOSPC once a byte budget is spent (after a short write, as a real full disk does), and
  * creating, renaming or removing entries of one folder fails with EACCES. Storage also makes
- * small calls synchronously (see Inline in fs-util.ts): `writeSync`, `renameSync` and `mkdirSync` of
- * `node:fs` are wrapped the same way.
+ * small calls synchronously (see Inline in fs-util.ts) and keeps raw descriptors: `openSync`,
+ * `open`, `writeSync`, `write`, `closeSync`, `close`, `renameSync` and `mkdirSync` of `node:fs`
+ * are wrapped the same way.
  */
 import { chmod, readdir, readFile, rename, truncate, unlink, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -66,7 +67,69 @@ vi.mock('node:fs', async (importOriginal) => {
     if (inReadOnly(p) && !real.existsSync(p)) throw simulated('EACCES', 'mkdir', p);
     return real.mkdirSync(p, o);
   }) as typeof real.mkdirSync;
-  const mod = { ...real, writeSync, renameSync, mkdirSync };
+  // Storage opens, writes and closes raw descriptors (inline, or through the callback API).
+  const under = (p: unknown) =>
+    faults.root !== '' && String(p).startsWith(faults.root + pathMod.sep);
+  const refused = (p: unknown, flags: unknown) =>
+    inReadOnly(p) &&
+    typeof flags === 'number' &&
+    (flags & real.constants.O_CREAT) !== 0 &&
+    !real.existsSync(String(p));
+  const openSync = ((p: string, flags: number, mode?: number) => {
+    if (refused(p, flags)) throw simulated('EACCES', 'open', p);
+    const fd = real.openSync(p, flags, mode);
+    if (under(p)) faults.fds.add(fd);
+    return fd;
+  }) as typeof real.openSync;
+  const open = ((
+    p: string,
+    flags: number,
+    mode: number,
+    cb: (e: NodeJS.ErrnoException | null, fd: number) => void,
+  ) => {
+    if (refused(p, flags)) return process.nextTick(cb, simulated('EACCES', 'open', p), -1);
+    real.open(p, flags, mode, (e, fd) => {
+      if (!e && under(p)) faults.fds.add(fd);
+      cb(e, fd);
+    });
+  }) as unknown as typeof real.open;
+  const closeSync = (fd: number) => {
+    faults.fds.delete(fd);
+    real.closeSync(fd);
+  };
+  const close = ((fd: number, cb: (e: NodeJS.ErrnoException | null) => void) => {
+    faults.fds.delete(fd);
+    real.close(fd, cb);
+  }) as typeof real.close;
+  const write = ((
+    fd: number,
+    buf: Buffer,
+    offset: number,
+    length: number,
+    position: number,
+    cb: (e: NodeJS.ErrnoException | null, n: number) => void,
+  ) => {
+    if (!faults.fds.has(fd)) return real.write(fd, buf, offset, length, position, cb);
+    if (faults.spaceLeft <= 0) return process.nextTick(cb, simulated('ENOSPC', 'write'), 0);
+    // Reserve before waiting: concurrent writes share the budget.
+    const n = Math.min(length, faults.spaceLeft);
+    faults.spaceLeft -= n;
+    real.write(fd, buf, offset, n, position, (e, written) => {
+      faults.spaceLeft += n - (e ? 0 : written);
+      cb(e, written);
+    });
+  }) as unknown as typeof real.write;
+  const mod = {
+    ...real,
+    writeSync,
+    renameSync,
+    mkdirSync,
+    openSync,
+    open,
+    closeSync,
+    close,
+    write,
+  };
   return { ...mod, default: mod };
 });
 

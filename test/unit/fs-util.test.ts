@@ -1,3 +1,5 @@
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   eachLimited,
@@ -5,7 +7,14 @@ import {
   INLINE_PAUSE_MS,
   INLINE_SLICE_MS,
   INLINE_SLOW_MS,
+  startSyncHelper,
+  stopSyncHelper,
+  syncfsFlushes,
+  syncfsUsable,
+  syncFileSystems,
+  syncHelperPid,
 } from '../../src/storage/fs-util.js';
+import { tempDir } from '../helpers/cli.js';
 
 const tick = () => new Promise((r) => setImmediate(r));
 
@@ -84,5 +93,50 @@ describe('Inline', () => {
     inline.run(() => vi.advanceTimersByTime(INLINE_SLICE_MS));
     await inline.pace();
     expect(turned).toBe(true);
+  });
+});
+
+describe('the sync helper', () => {
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it('answers requests in order, falls back to a spawn for odd paths, and ends when stopped', async (ctx) => {
+    const { dir, cleanup } = await tempDir('tdl-syncfs-');
+    try {
+      if (!syncfsUsable() || syncfsFlushes(dir) !== true) ctx.skip();
+      startSyncHelper();
+      startSyncHelper(); // a second user: one helper
+      const pid = syncHelperPid();
+      expect(pid).not.toBeNull();
+      const odd = path.join(dir, 'new\nline');
+      await mkdir(odd);
+      const results = await Promise.all([
+        syncFileSystems([dir]),
+        syncFileSystems([dir, dir]),
+        syncFileSystems([odd]),
+        syncFileSystems([dir]),
+      ]);
+      expect(results).toEqual([true, true, true, true]);
+      // A path that is not there: sync -f fails, the caller syncs file by file.
+      expect(await syncFileSystems([path.join(dir, 'gone')])).toBe(false);
+      stopSyncHelper();
+      expect(syncHelperPid()).toBe(pid);
+      stopSyncHelper();
+      expect(syncHelperPid()).toBeNull();
+      // Without the helper, a spawn per call.
+      expect(await syncFileSystems([dir])).toBe(true);
+      const end = Date.now() + 10_000;
+      while (alive(pid!) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+      expect(alive(pid!)).toBe(false);
+    } finally {
+      stopSyncHelper();
+      await cleanup();
+    }
   });
 });

@@ -1,0 +1,98 @@
+/**
+ * A checkpoint's syncfs covers every write made before it began: a file written again while it
+ * ran needs no fdatasync of its own then, and stays dirty and unsynced for the next sync.
+ */
+import { createHash } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { DiskStorage } from '../../src/storage/disk.js';
+import { Layout } from '../../src/storage/layout.js';
+import { planOutput } from '../../src/storage/output.js';
+import { tempDir } from '../helpers/cli.js';
+import { randomBytesSeeded } from '../helpers/torrent.js';
+
+const hooks = vi.hoisted(() => ({
+  syncfs: 0,
+  datasync: 0,
+  /** Run while the next syncfs is "running". */
+  during: null as (() => Promise<void>) | null,
+}));
+vi.mock('../../src/storage/fs-util.js', async (importOriginal) => {
+  const real = await importOriginal<typeof import('../../src/storage/fs-util.js')>();
+  return {
+    ...real,
+    syncfsUsable: () => true,
+    syncfsFlushes: () => true,
+    startSyncHelper: () => {},
+    stopSyncHelper: () => {},
+    syncFileSystems: async () => {
+      hooks.syncfs++;
+      const f = hooks.during;
+      hooks.during = null;
+      await f?.();
+      return true;
+    },
+    fdCall: {
+      ...real.fdCall,
+      datasync: (fd: number) => {
+        hooks.datasync++;
+        return real.fdCall.datasync(fd);
+      },
+    },
+  };
+});
+
+let dir: string;
+let cleanup: () => Promise<void>;
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir('tdl-syncfs-'));
+});
+afterEach(async () => {
+  await cleanup();
+});
+
+describe('a checkpoint sync by syncfs', () => {
+  it('does not fdatasync a file written again while it ran, and leaves it for the next sync', async () => {
+    // Ten files of 3,000 bytes, pieces of 2,048: piece 2 writes the end of file 1 and the start
+    // of file 2, both written before by pieces 1 and 3.
+    const files = Array.from({ length: 10 }, (_, i) => ({
+      path: [`f${i}`],
+      length: 3000,
+      offset: i * 3000,
+    }));
+    const data = randomBytesSeeded(30_000, 11);
+    const pieceLength = 2048;
+    const layout = new Layout(files, pieceLength, data.length);
+    const piece = (i: number) =>
+      data.subarray(i * pieceLength, Math.min(data.length, (i + 1) * pieceLength));
+    const meta = {
+      name: 'syncfs',
+      multiFile: true,
+      infoHash: createHash('sha1').update('syncfs').digest(),
+      files,
+      pieceLength,
+      length: data.length,
+      pieceCount: layout.pieceCount,
+      pieceHashes: Buffer.alloc(20 * layout.pieceCount),
+    };
+    const plan = await planOutput(meta, dir);
+    const s = await DiskStorage.open(plan, layout, { maxOpenFiles: 64 });
+    try {
+      // Pieces 0, 1 and 3.. : every file but the second half of file 1 (piece 2).
+      for (let i = 0; i < layout.pieceCount; i++) if (i !== 2) await s.writePiece(i, piece(i));
+      const dirty = s.takeDirty();
+      expect(dirty.length).toBe(10);
+      hooks.during = () => s.writePiece(2, piece(2));
+      await s.syncFiles(dirty);
+      expect(hooks.syncfs).toBe(1);
+      expect(hooks.datasync).toBe(0);
+      // Written during the sync: dirty again, and synced by the next one.
+      const again = s.takeDirty();
+      expect(again.sort()).toEqual([1, 2]);
+      // Two files: one fdatasync each (fewer than SYNCFS_MIN_FILES).
+      await s.sync();
+      expect(hooks.datasync).toBe(2);
+    } finally {
+      await s.close();
+    }
+  });
+});
