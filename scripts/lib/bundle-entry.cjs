@@ -24,20 +24,33 @@ v8.setFlagsFromString('--liftoff-only');
 
 const file = path.join(__dirname, 'tdl.js');
 const source = readFileSync(file, 'utf8');
-const cacheOut = process.env['TDL_WRITE_CODE_CACHE'];
-let cachedData;
-if (!cacheOut) {
-  try {
-    cachedData = readFileSync(`${file}.cache`);
-  } catch {
-    // no cache: compile from source
+/** tdl.js evaluated: `(function (require, __tdlUrl, __filename, __dirname) { … })`. */
+let tdl;
+if (process.sourceMapsEnabled) {
+  // --enable-source-maps: Node maps stack traces only for code its module loader compiled, not
+  // node:vm's, so compile it as a CommonJS module (no code cache then). `//` keeps the lines
+  // where the map has them.
+  const Module = require('node:module');
+  const m = new Module(file, module);
+  m.filename = file;
+  m._compile(`module.exports = ${source.replace(/^#!/, '//')}`, file);
+  tdl = m.exports;
+} else {
+  const cacheOut = process.env['TDL_WRITE_CODE_CACHE'];
+  let cachedData;
+  if (!cacheOut) {
+    try {
+      cachedData = readFileSync(`${file}.cache`);
+    } catch {
+      // no cache: compile from source
+    }
   }
+  const script = new vm.Script(source, { filename: file, cachedData });
+  if (cacheOut) {
+    process.once('exit', () => writeFileSync(cacheOut, script.createCachedData()));
+  }
+  tdl = script.runInThisContext();
 }
-const script = new vm.Script(source, { filename: file, cachedData });
-if (cacheOut) {
-  process.once('exit', () => writeFileSync(cacheOut, script.createCachedData()));
-}
-// tdl.js is `(function (require, __tdlUrl, __filename, __dirname) { … })`: Node's require
-// from this folder (the built-ins, debug's optional supports-color, undici.cjs) and the URL
-// that stands for import.meta.url.
-script.runInThisContext()(require, pathToFileURL(file).href, file, __dirname);
+// Node's require from this folder (the built-ins, debug's optional supports-color, undici.cjs)
+// and the URL that stands for import.meta.url.
+tdl(require, pathToFileURL(file).href, file, __dirname);
