@@ -229,6 +229,9 @@ async function train() {
     const torrent = path.join(work, 'train.torrent');
     const env = { ...process.env, DEBUG: '', XDG_CACHE_HOME: work };
     delete env['TDL_WRITE_CODE_CACHE'];
+    // A V8 flag in NODE_OPTIONS (--max-old-space-size…) would be part of the cache's flag hash,
+    // and a run without it would reject the cache.
+    delete env['NODE_OPTIONS'];
     const tdl = (args, extraEnv = {}) => {
       const child = spawn(process.execPath, [MAIN, ...args], {
         env: { ...env, ...extraEnv },
