@@ -1,105 +1,164 @@
 #!/usr/bin/env node
 /**
  * Bundles the type-checked output of `tsc` (dist/) into the shipped CLI, dist/bundle/: a start
- * loads a handful of files instead of ~90 modules (see docs/DESIGN.md, "Start-up and the shipped
- * bundle"). Run by `npm run build` after tsc.
+ * reads one script and V8's code cache for it instead of ~90 modules (see docs/DESIGN.md,
+ * "Start-up and the shipped bundle"). Run by `npm run build` after tsc.
  *
- * - Entry dist/bundle/main.js; every dynamic import() of the sources (the commands, magnet, undici,
- *   debug) stays a separate chunk loaded only when reached, so `tdl info` never loads the swarm.
+ * - dist/bundle/tdl.js: the whole CLI as one classic script, `(function (require, __tdlUrl,
+ *   __filename, __dirname) { … })`. Modules reached by a dynamic import() (the commands, magnet,
+ *   debug) are still evaluated only when reached (esbuild's lazy module wrappers), so `tdl info`
+ *   never builds the swarm's classes.
+ * - dist/bundle/main.js (the `bin`, scripts/lib/bundle-entry.cjs): compiles tdl.js with
+ *   tdl.js.cache and runs it. dist/bundle/package.json makes main.js CommonJS.
+ * - dist/bundle/tdl.js.cache: V8's code cache, written by a training run at the end of the
+ *   build (a download of a small torrent from a `tdl seed` through a loopback tracker), so it
+ *   holds every function such a run compiles. Without it (the training failed: a warning) tdl
+ *   works as before, compiling from source.
+ * - dist/bundle/undici.cjs: undici (1 MB), required only by a `.torrent` URL or a web seed.
  * - The dependencies are bundled too (the package needs nothing from node_modules at run time).
- *   commander, undici and debug are CommonJS: their require() of Node's built-ins goes through a
- *   `require` made by createRequire in each output file.
+ *   A classic script has no import(): the sources' dynamic imports of Node built-ins and undici
+ *   become require() calls, and log.js's top-level await of debug a require() (see scriptForm).
  * - dist/cli/version.js reads package.json at start; here it becomes the version as a literal.
- * - The source map beside each file points back to src/*.ts (through tsc's maps); Node uses it
+ * - The source map beside tdl.js points back to src/*.ts (through tsc's maps); Node uses it
  *   with --enable-source-maps.
  * - THIRD-PARTY-NOTICES.txt carries the licence of every bundled package.
  *
- * `node scripts/bundle.mjs --report` also prints which module went into which file.
+ * `node scripts/bundle.mjs --report` also prints which modules went into tdl.js.
  */
 import { build } from 'esbuild';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DIST = path.join(ROOT, 'dist');
 const OUT = path.join(DIST, 'bundle');
+const SCRIPT = path.join(OUT, 'tdl.js');
+const CACHE = `${SCRIPT}.cache`;
+const MAIN = path.join(OUT, 'main.js');
+/** Longest the training run may take before the build goes on without a cache. */
+const TRAIN_TIMEOUT_MS = 60_000;
+/** The training torrent's payload: a few pieces, enough to run the whole piece path. */
+const TRAIN_BYTES = 4 * 1024 * 1024;
 
 const require = createRequire(import.meta.url);
 const pkg = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8'));
 
-/** dist/cli/version.js, which reads package.json at start, becomes a constant. */
-const inlineVersion = {
-  name: 'inline-version',
-  setup(b) {
-    const file = path.join(DIST, 'cli', 'version.js');
-    b.onLoad({ filter: /[\\/]cli[\\/]version\.js$/ }, (args) =>
-      args.path === file
-        ? { contents: `export const VERSION = ${JSON.stringify(pkg.version)};\n`, loader: 'js' }
-        : undefined,
-    );
-  },
-};
+/** The wrapper around tdl.js: what scripts/lib/bundle-entry.cjs passes in. */
+const WRAP_START = "(function (require, __tdlUrl, __filename, __dirname) {\n'use strict';";
+const WRAP_END = '})';
 
 /**
- * A CommonJS package that the sources load with a dynamic import() and use by named exports
- * (`const { request } = await import('undici')`). Node's own loader finds the names of a CJS
- * module's exports; esbuild gives a split chunk of CJS only a default export. So our import of
- * it goes through an ES module written here that names each export of the package.
+ * The sources (tsc's dist/*.js) as parts of one classic script:
+ * - dist/cli/version.js, which reads package.json at start, becomes a constant;
+ * - dist/log.js's `(await import('debug')).default` (top-level await) becomes `require('debug')`
+ *   (bundled, evaluated only when DEBUG is set, as before);
+ * - `import('node:…')` becomes a require() of the built-in, and `import('undici')` a require()
+ *   of dist/bundle/undici.cjs (left external): a script compiled by node:vm cannot import().
  */
-const CJS_NAMED = ['undici'];
-const cjsNamedExports = {
-  name: 'cjs-named-exports',
+const scriptForm = {
+  name: 'script-form',
   setup(b) {
-    const filter = new RegExp(`^(${CJS_NAMED.join('|')})$`);
-    b.onResolve({ filter }, (args) =>
-      args.namespace === 'file' && args.importer.startsWith(DIST + path.sep)
-        ? { path: args.path, namespace: 'cjs-named' }
-        : undefined,
-    );
-    b.onLoad({ filter: /.*/, namespace: 'cjs-named' }, (args) => {
-      const names = Object.keys(require(args.path)).filter(
-        (k) => k !== 'default' && /^[A-Za-z_$][\w$]*$/.test(k),
-      );
-      return {
-        contents: `import m from ${JSON.stringify(args.path)};\nexport default m;\nexport const { ${names.join(', ')} } = m;\n`,
-        resolveDir: ROOT,
-        loader: 'js',
-      };
+    b.onResolve({ filter: /^\.\/undici\.cjs$/ }, () => ({ path: './undici.cjs', external: true }));
+    b.onLoad({ filter: /\.js$/ }, async (args) => {
+      if (!args.path.startsWith(DIST + path.sep)) return undefined;
+      if (args.path === path.join(DIST, 'cli', 'version.js')) {
+        return {
+          contents: `export const VERSION = ${JSON.stringify(pkg.version)};\n`,
+          loader: 'js',
+        };
+      }
+      let text = await readFile(args.path, 'utf8');
+      if (args.path === path.join(DIST, 'log.js')) {
+        text = replaceOnce(text, "(await import('debug')).default", "require('debug')", args.path);
+      }
+      text = text
+        .replace(
+          /\bimport\((['"])(node:[\w/]+)\1\)/g,
+          'Promise.resolve().then(() => require($1$2$1))',
+        )
+        .replace(
+          /\bimport\((['"])undici\1\)/g,
+          "Promise.resolve().then(() => require('./undici.cjs'))",
+        );
+      return { contents: text, loader: 'js', resolveDir: path.dirname(args.path) };
     });
   },
 };
 
+function replaceOnce(text, from, to, file) {
+  if (!text.includes(from)) throw new Error(`${file}: expected ${from} (scripts/bundle.mjs)`);
+  return text.replace(from, to);
+}
+
 await rm(OUT, { recursive: true, force: true });
-const result = await build({
-  entryPoints: { main: path.join(DIST, 'cli', 'main.js') },
-  outdir: OUT,
+await mkdir(OUT, { recursive: true });
+const undici = await build({
+  entryPoints: [require.resolve('undici')],
+  outfile: path.join(OUT, 'undici.cjs'),
   bundle: true,
-  splitting: true,
-  format: 'esm',
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  legalComments: 'none',
+  metafile: true,
+  logLevel: 'warning',
+});
+const result = await build({
+  entryPoints: [path.join(DIST, 'cli', 'main.js')],
+  outfile: SCRIPT,
+  bundle: true,
+  format: 'iife',
   platform: 'node',
   target: 'node20',
   // The `import` condition first: commander's ESM wrapper is thin.
   mainFields: ['module', 'main'],
-  chunkNames: 'chunks/[name]-[hash]',
   sourcemap: 'linked',
   sourcesContent: false,
   // Not minified: stack traces and the hash worker's source (built from Function#toString,
-  // see src/metainfo/hash-worker.ts) stay readable, and minifying saves no measurable load time.
+  // see src/metainfo/hash-worker.ts) stay readable; with the code cache, the source is not
+  // parsed at start anyway.
   minify: false,
   // No keepNames: it would insert __name() calls into the functions the hash worker runs alone.
   keepNames: false,
   legalComments: 'none',
-  banner: {
-    js: "import { createRequire as __tdlCreateRequire } from 'node:module';\nconst require = __tdlCreateRequire(import.meta.url);",
-  },
-  plugins: [inlineVersion, cjsNamedExports],
+  define: { 'import.meta.url': '__tdlUrl' },
+  banner: { js: WRAP_START },
+  footer: { js: WRAP_END },
+  plugins: [scriptForm],
   metafile: true,
   logLevel: 'warning',
 });
+// Only ASCII: Node decodes a file with any other byte much slower (a two-byte string, about
+// 10 ms for tdl.js here). esbuild escapes them in strings and identifiers already; what is left is
+// in comments, where \u{…} reads as well.
+const scriptText = (await readFile(SCRIPT, 'utf8')).replace(
+  /[^\x00-\x7f]/gu,
+  (c) => `\\u{${c.codePointAt(0).toString(16)}}`,
+);
+await writeFile(SCRIPT, scriptText);
+const leftover = /\bimport\(\s*["'][^"']+["']\s*\)/.exec(scriptText);
+if (leftover) throw new Error(`tdl.js still has a dynamic import: ${leftover[0]}`);
+await writeFile(path.join(OUT, 'package.json'), '{ "type": "commonjs" }\n');
+await copyFile(path.join(ROOT, 'scripts', 'lib', 'bundle-entry.cjs'), MAIN);
+await rm(CACHE, { force: true });
+try {
+  await train();
+  const size = (await stat(CACHE)).size;
+  if (process.argv.includes('--report')) console.log(`tdl.js.cache ${size} B`);
+} catch (e) {
+  await rm(CACHE, { force: true });
+  console.warn(`warning: no code cache for dist/bundle/tdl.js (tdl starts slower): ${e.message}`);
+}
 
-await writeFile(path.join(OUT, 'THIRD-PARTY-NOTICES.txt'), await notices(result.metafile));
+await writeFile(
+  path.join(OUT, 'THIRD-PARTY-NOTICES.txt'),
+  await notices({ inputs: { ...result.metafile.inputs, ...undici.metafile.inputs } }),
+);
 if (process.argv.includes('--report')) report(result.metafile);
 
 /** The licence text of every package under node_modules that went into the bundle. */
@@ -129,16 +188,99 @@ function authorOf(p) {
   return typeof p.author === 'string' ? p.author : (p.author?.name ?? 'unnamed');
 }
 
-/** `--report`: each output file, its size, what it imports (~: dynamically) and what it holds. */
+/** `--report`: each output file, its size and what it holds. */
 function report(metafile) {
   const short = (p) => p.replace(/^dist\//, '').replace(/^node_modules\/([^/]+)\/.*/, '[$1]');
   for (const [out, o] of Object.entries(metafile.outputs)) {
     if (out.endsWith('.map')) continue;
-    const imports = o.imports.filter((i) => !i.external);
     console.log(`${path.relative(OUT, out)} ${o.bytes} B`);
-    console.log(
-      `  imports: ${imports.map((i) => (i.kind === 'dynamic-import' ? '~' : '') + path.basename(i.path)).join(' ')}`,
-    );
     console.log(`  holds: ${[...new Set(Object.keys(o.inputs).map(short))].join(' ')}`);
+  }
+}
+
+/**
+ * The training run: `tdl download` of a small torrent (from a `tdl create`) from a `tdl seed`,
+ * found through a tracker served here on 127.0.0.1, with the DHT started against a loopback
+ * address that does not answer, all in a temporary folder. The downloader writes tdl.js.cache at
+ * its exit (TDL_WRITE_CODE_CACHE): V8's compiled code of everything it ran, start-up, tracker,
+ * peer wire, pieces, storage, the end. Throws if anything fails.
+ */
+async function train() {
+  const work = await mkdtemp(path.join(tmpdir(), 'tdl-train-'));
+  /** @type {import('node:child_process').ChildProcess[]} */
+  const children = [];
+  let tracker = null;
+  const timer = setTimeout(() => {
+    for (const c of children) c.kill('SIGKILL');
+  }, TRAIN_TIMEOUT_MS);
+  try {
+    const data = path.join(work, 'data');
+    await mkdir(data);
+    const payload = Buffer.alloc(TRAIN_BYTES);
+    for (let i = 0; i < payload.length; i += 4) payload.writeUInt32LE((i * 2654435761) >>> 0, i);
+    await writeFile(path.join(data, 'train.bin'), payload);
+    let seederPort = 0;
+    tracker = createServer((req, res) => {
+      const peers = Buffer.from([127, 0, 0, 1, seederPort >> 8, seederPort & 0xff]);
+      res.end(Buffer.concat([Buffer.from('d8:intervali1800e5:peers6:'), peers, Buffer.from('e')]));
+    });
+    await new Promise((resolve) => tracker.listen(0, '127.0.0.1', () => resolve(undefined)));
+    const trackerUrl = `http://127.0.0.1:${tracker.address().port}/announce`;
+    const torrent = path.join(work, 'train.torrent');
+    const env = { ...process.env, DEBUG: '', XDG_CACHE_HOME: work };
+    delete env['TDL_WRITE_CODE_CACHE'];
+    // A V8 flag in NODE_OPTIONS (--max-old-space-size…) would be part of the cache's flag hash,
+    // and a run without it would reject the cache.
+    delete env['NODE_OPTIONS'];
+    const tdl = (args, extraEnv = {}) => {
+      const child = spawn(process.execPath, [MAIN, ...args], {
+        env: { ...env, ...extraEnv },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      children.push(child);
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+      const done = new Promise((resolve, reject) => {
+        child.once('error', reject);
+        child.once('exit', (code, signal) =>
+          code === 0 || signal === 'SIGTERM'
+            ? resolve(undefined)
+            : reject(new Error(`tdl ${args[0]} exited with ${code ?? signal}: ${stderr.trim()}`)),
+        );
+      });
+      return { child, done };
+    };
+    const dht = ['--dht-bootstrap', '127.0.0.1:9'];
+    await tdl([
+      'create',
+      path.join(data, 'train.bin'),
+      '-o',
+      torrent,
+      '--tracker',
+      trackerUrl,
+      '--quiet',
+      '--piece-length',
+      '256K',
+    ]).done;
+    const seed = tdl(['seed', torrent, '-o', data, '--port', '0', '--no-dht', '--json']);
+    seederPort = await new Promise((resolve, reject) => {
+      let buf = '';
+      seed.child.stdout.on('data', (d) => {
+        buf += d;
+        const m = /"event":"started"[^\n]*"port":(\d+)/.exec(buf);
+        if (m) resolve(Number(m[1]));
+      });
+      seed.done.then(() => reject(new Error('the seeder ended early')), reject);
+    });
+    const out = path.join(work, 'out');
+    await tdl(['download', torrent, '-o', out, '--quiet', ...dht], { TDL_WRITE_CODE_CACHE: CACHE })
+      .done;
+    seed.child.kill('SIGTERM');
+    await seed.done;
+  } finally {
+    clearTimeout(timer);
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    tracker?.close();
+    await rm(work, { recursive: true, force: true });
   }
 }

@@ -39,27 +39,33 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   controller.abort(new StdoutClosedError(e.code));
 });
 
-const code = await run(process.argv.slice(2), {
-  stdout: process.stdout,
-  stderr: process.stderr,
-  signal: controller.signal,
-});
-// A run that succeeded while its last lines went unread still reports the closed pipe (the
-// handler above does it if the error only comes later).
-process.exitCode = stdoutClosed && code === EXIT.ok ? EXIT.stdoutClosed : code;
-// Everything the run started has ended by now (the `stopped` announces were sent, files closed).
-// Exit as soon as our own output is written: letting Node tear down by itself costs tens of
-// milliseconds more, and a straggling handle (a tracker that does not answer `stopped`) must
-// not keep us alive. Tests set TDL_EXIT_GRACE_MS to wait instead for the loop to empty (up to
-// that long), to tell a clean end from this exit.
-const exit = () => process.exit(Number(process.exitCode ?? 0));
-const grace = Number(process.env['TDL_EXIT_GRACE_MS'] ?? '');
-if (grace > 0) {
-  setTimeout(exit, grace).unref();
-} else {
-  setTimeout(exit, EXIT_FLUSH_MS).unref();
-  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
-  exit();
+// No top-level await: the shipped bundle is one classic script (docs/DESIGN.md, "Start-up and
+// the shipped bundle").
+void main();
+
+async function main(): Promise<void> {
+  const code = await run(process.argv.slice(2), {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    signal: controller.signal,
+  });
+  // A run that succeeded while its last lines went unread still reports the closed pipe (the
+  // handler above does it if the error only comes later).
+  process.exitCode = stdoutClosed && code === EXIT.ok ? EXIT.stdoutClosed : code;
+  // Everything the run started has ended by now (the `stopped` announces were sent, files closed).
+  // Exit as soon as our own output is written: letting Node tear down by itself costs tens of
+  // milliseconds more, and a straggling handle (a tracker that does not answer `stopped`) must
+  // not keep us alive. Tests set TDL_EXIT_GRACE_MS to wait instead for the loop to empty (up to
+  // that long), to tell a clean end from this exit.
+  const exit = () => process.exit(Number(process.exitCode ?? 0));
+  const grace = Number(process.env['TDL_EXIT_GRACE_MS'] ?? '');
+  if (grace > 0) {
+    setTimeout(exit, grace).unref();
+  } else {
+    setTimeout(exit, EXIT_FLUSH_MS).unref();
+    await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+    exit();
+  }
 }
 
 /**

@@ -10,7 +10,7 @@
  */
 import { WireError } from '../errors.js';
 import { HANDSHAKE_LENGTH, type Handshake, decodeHandshake } from './handshake.js';
-import { type Message, decodeMessage } from './messages.js';
+import { type Message, decodeMessage, readU32 } from './messages.js';
 
 /** Default size of one socket read into the framer. */
 export const READ_SIZE = 64 * 1024;
@@ -91,7 +91,7 @@ export class Framer {
     if (this.#expectHandshake) throw new Error('Framer: read the handshake first');
     const avail = this.#end - this.#start;
     if (avail < 4) return null;
-    const length = this.#buf.readUInt32BE(this.#start);
+    const length = readU32(this.#buf, this.#start);
     if (length > this.#maxLength) {
       throw new WireError(`message length ${length} exceeds the limit of ${this.#maxLength}`);
     }

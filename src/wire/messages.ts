@@ -65,6 +65,24 @@ export function maxMessageLength(pieceCount: number): number {
   return Math.max(1 + 8 + BLOCK_SIZE, 1 + Math.ceil(pieceCount / 8)) + MESSAGE_LENGTH_SLACK;
 }
 
+/**
+ * The big-endian uint32 at `at` of `b`; the caller has checked that its 4 bytes are there. Used
+ * on every message instead of Buffer#readUInt32BE, whose argument checks run in Node's own
+ * JavaScript: a short download (a thousand blocks) runs them mostly unoptimized, about four
+ * times slower than these few byte loads.
+ */
+export function readU32(b: Uint8Array, at: number): number {
+  return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
+}
+
+/** Writes `v` (a uint32, checked by the caller) big-endian at `at` of `b` (see readU32). */
+export function writeU32(b: Uint8Array, at: number, v: number): void {
+  b[at] = v >>> 24;
+  b[at + 1] = (v >>> 16) & 0xff;
+  b[at + 2] = (v >>> 8) & 0xff;
+  b[at + 3] = v & 0xff;
+}
+
 function checkU32(n: number, what: string): void {
   if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) {
     throw new RangeError(`${what} must be a 32-bit unsigned integer, got ${n}`);
@@ -73,7 +91,7 @@ function checkU32(n: number, what: string): void {
 
 function header(length: number, id: number, extra: number): Buffer {
   const buf = Buffer.allocUnsafe(5 + extra);
-  buf.writeUInt32BE(length, 0);
+  writeU32(buf, 0, length);
   buf[4] = id;
   return buf;
 }
@@ -95,11 +113,11 @@ function writeThreeInts(
   checkU32(index, 'index');
   checkU32(begin, 'begin');
   checkU32(length, 'length');
-  buf.writeUInt32BE(13, at);
+  writeU32(buf, at, 13);
   buf[at + 4] = id;
-  buf.writeUInt32BE(index, at + 5);
-  buf.writeUInt32BE(begin, at + 9);
-  buf.writeUInt32BE(length, at + 13);
+  writeU32(buf, at + 5, index);
+  writeU32(buf, at + 9, begin);
+  writeU32(buf, at + 13, length);
 }
 
 /** Bytes of a `request`, `cancel` or `reject` message. */
@@ -131,7 +149,7 @@ export function encodeHave(index: number): Buffer {
 function oneInt(id: number, index: number): Buffer {
   checkU32(index, 'index');
   const buf = header(5, id, 4);
-  buf.writeUInt32BE(index, 5);
+  writeU32(buf, 5, index);
   return buf;
 }
 
@@ -161,8 +179,8 @@ export function encodePieceHeader(index: number, begin: number, blockLength: num
     throw new RangeError(`block length ${blockLength} is out of range`);
   }
   const buf = header(9 + blockLength, MessageId.piece, 8);
-  buf.writeUInt32BE(index, 5);
-  buf.writeUInt32BE(begin, 9);
+  writeU32(buf, 5, index);
+  writeU32(buf, 9, begin);
   return buf;
 }
 
@@ -225,7 +243,7 @@ export function encodeMessage(m: Message): Buffer {
         throw new RangeError(`message id ${m.id} is out of range`);
       }
       const buf = Buffer.alloc(5 + m.payloadLength);
-      buf.writeUInt32BE(1 + m.payloadLength, 0);
+      writeU32(buf, 0, 1 + m.payloadLength);
       buf[4] = m.id;
       return buf;
     }
@@ -271,7 +289,7 @@ export function decodeMessage(
   maxLength: number,
 ): { message: Message; size: number } | null {
   if (buf.length < 4) return null;
-  const length = buf.readUInt32BE(0);
+  const length = readU32(buf, 0);
   if (length > maxLength) {
     throw new WireError(`message length ${length} exceeds the limit of ${maxLength}`);
   }
@@ -300,7 +318,7 @@ export function decodeMessage(
       break;
     case MessageId.have:
       expectPayload(id, payload, 4);
-      message = { type: 'have', index: buf.readUInt32BE(5) };
+      message = { type: 'have', index: readU32(buf, 5) };
       break;
     case MessageId.bitfield:
       message = { type: 'bitfield', bitfield: buf.subarray(5, size) };
@@ -310,9 +328,9 @@ export function decodeMessage(
       expectPayload(id, payload, 12);
       message = {
         type: id === MessageId.request ? 'request' : 'cancel',
-        index: buf.readUInt32BE(5),
-        begin: buf.readUInt32BE(9),
-        length: buf.readUInt32BE(13),
+        index: readU32(buf, 5),
+        begin: readU32(buf, 9),
+        length: readU32(buf, 13),
       };
       break;
     case MessageId.piece:
@@ -321,8 +339,8 @@ export function decodeMessage(
       }
       message = {
         type: 'piece',
-        index: buf.readUInt32BE(5),
-        begin: buf.readUInt32BE(9),
+        index: readU32(buf, 5),
+        begin: readU32(buf, 9),
         block: buf.subarray(13, size),
       };
       break;
@@ -335,7 +353,7 @@ export function decodeMessage(
       expectPayload(id, payload, 4);
       message = {
         type: id === MessageId.suggest ? 'suggest' : 'allowed-fast',
-        index: buf.readUInt32BE(5),
+        index: readU32(buf, 5),
       };
       break;
     case MessageId.haveAll:
@@ -347,9 +365,9 @@ export function decodeMessage(
       expectPayload(id, payload, 12);
       message = {
         type: 'reject',
-        index: buf.readUInt32BE(5),
-        begin: buf.readUInt32BE(9),
-        length: buf.readUInt32BE(13),
+        index: readU32(buf, 5),
+        begin: readU32(buf, 9),
+        length: readU32(buf, 13),
       };
       break;
     case MessageId.extended:

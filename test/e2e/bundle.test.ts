@@ -2,7 +2,8 @@
  * The shipped bundle (dist/bundle/, made by scripts/bundle.mjs after tsc) keeps what the
  * separate modules of dist/ did: it needs nothing outside itself, prints the package's version,
  * loads undici with its named exports (a .torrent URL), logs with DEBUG set, and runs the
- * hashing worker of `tdl create` (started from source text built with Function#toString).
+ * hashing worker of `tdl create` (started from source text built with Function#toString). Its
+ * script comes with a code cache that this Node accepts.
  *
  * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
@@ -46,21 +47,16 @@ function tdl(
 describe('the shipped bundle', () => {
   it('imports nothing but its own files and Node built-ins', async () => {
     const builtins = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
-    const files = [
-      ...(await readdir(BUNDLE)).filter((f) => f.endsWith('.js')),
-      ...(await readdir(path.join(BUNDLE, 'chunks')))
-        .filter((f) => f.endsWith('.js'))
-        .map((f) => `chunks/${f}`),
-    ];
-    expect(files.length).toBeGreaterThan(1);
+    const files = (await readdir(BUNDLE)).filter((f) => f.endsWith('.js') || f.endsWith('.cjs'));
+    expect(files).toEqual(expect.arrayContaining(['main.js', 'tdl.js', 'undici.cjs']));
     const outside: string[] = [];
     for (const f of files) {
       const text = await readFile(path.join(BUNDLE, f), 'utf8');
-      // Static imports, dynamic imports and the require() of bundled CommonJS packages.
+      // Static imports, dynamic imports and every require().
       const specs = [
         ...text.matchAll(/^(?:import|export)\s[^;]*?from\s*["']([^"']+)["']/gm),
         ...text.matchAll(/\bimport\(\s*["']([^"']+)["']\s*\)/g),
-        ...text.matchAll(/\b__require\(\s*["']([^"']+)["']\s*\)/g),
+        ...text.matchAll(/\b(?:__)?require\(\s*["']([^"']+)["']\s*\)/g),
       ].map((m) => m[1]!);
       for (const s of specs) {
         if (s.startsWith('./') || s.startsWith('../') || s.startsWith('node:')) continue;
@@ -69,6 +65,26 @@ describe('the shipped bundle', () => {
       }
     }
     expect(outside).toEqual([]);
+  });
+
+  it("ships tdl.js with a code cache that this Node's V8 accepts, in ASCII only", async () => {
+    // As main.js compiles it: under the same V8 flag, set first.
+    const check = [
+      "require('node:v8').setFlagsFromString('--liftoff-only');",
+      "const fs = require('node:fs');",
+      `const file = ${JSON.stringify(path.join(BUNDLE, 'tdl.js'))};`,
+      "const s = new (require('node:vm').Script)(fs.readFileSync(file, 'utf8'),",
+      "  { filename: file, cachedData: fs.readFileSync(file + '.cache') });",
+      'console.log(s.cachedDataRejected);',
+    ].join('\n');
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, ['-e', check], (err, stdout) =>
+        err ? reject(err) : resolve(stdout),
+      ),
+    );
+    expect(out.trim()).toBe('false');
+    const bytes = await readFile(path.join(BUNDLE, 'tdl.js'));
+    expect(bytes.findIndex((b) => b > 0x7f)).toBe(-1);
   });
 
   it('--version prints the version of package.json', async () => {

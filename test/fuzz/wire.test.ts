@@ -9,6 +9,8 @@ import {
   decodeMessage,
   encodeMessage,
   maxMessageLength,
+  readU32,
+  writeU32,
 } from '../../src/wire/messages.js';
 
 // `FUZZ_SEED` / `FUZZ_RUNS` let `npm run fuzz` run longer with another seed.
@@ -133,6 +135,21 @@ const frame = fc
 const cuts = fc.array(fc.nat(), { maxLength: 6 });
 
 describe('fuzz: wire codec', () => {
+  it("readU32/writeU32 agree with Buffer's own big-endian uint32 at any offset", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 4, maxLength: 40 }), u32, fc.nat(), (bytes, v, o) => {
+        const at = o % (bytes.length - 3);
+        const b = Buffer.from(bytes);
+        expect(readU32(b, at)).toBe(b.readUInt32BE(at));
+        const mine = Buffer.from(bytes);
+        writeU32(mine, at, v);
+        b.writeUInt32BE(v, at);
+        expect(mine.equals(b)).toBe(true);
+      }),
+      params,
+    );
+  });
+
   it('random bytes split at random points: messages or WireError, same as one-shot decode', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 400 }), cuts, fc.nat({ max: 300 }), (u, c, cap) => {
