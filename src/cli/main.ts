@@ -7,8 +7,12 @@
  */
 import v8 from 'node:v8';
 import { InterruptedError, StdoutClosedError } from '../errors.js';
+import { prestartHashWorkers } from '../metainfo/hash-prestart.js';
 import { EXIT } from './exit-codes.js';
 import { run } from './program.js';
+
+// `tdl create`: its hashing workers boot while the command loads (see hash-prestart.ts).
+prestartHashWorkers(process.argv.slice(2));
 
 // The only WebAssembly tdl runs is the HTTP parser inside undici (web seeds, `.torrent` URLs).
 // V8's optimizing WebAssembly tier would spend about 30 MB compiling it for no gain: the
