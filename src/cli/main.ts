@@ -11,13 +11,13 @@ import { prestartHashWorkers } from '../metainfo/hash-prestart.js';
 import { EXIT } from './exit-codes.js';
 import { run } from './program.js';
 
-// `tdl create`: its hashing workers boot while the command loads (see hash-prestart.ts).
-prestartHashWorkers(process.argv.slice(2));
-
 // The only WebAssembly tdl runs is the HTTP parser inside undici (web seeds, `.torrent` URLs).
 // V8's optimizing WebAssembly tier would spend about 30 MB compiling it for no gain: the
 // baseline compiler is enough (see docs/DESIGN.md, "Memory").
 v8.setFlagsFromString('--liftoff-only');
+
+// `tdl create`: its hashing workers boot while the command loads (see hash-prestart.ts).
+prestartHashWorkers(process.argv.slice(2));
 
 /** Longest wait for stdout and stderr to take our last lines before exiting anyway. */
 const EXIT_FLUSH_MS = 2_000;
