@@ -7,6 +7,7 @@
  */
 import v8 from 'node:v8';
 import { InterruptedError, StdoutClosedError } from '../errors.js';
+import { prestartHashWorkers } from '../metainfo/hash-prestart.js';
 import { EXIT } from './exit-codes.js';
 import { run } from './program.js';
 
@@ -14,6 +15,9 @@ import { run } from './program.js';
 // V8's optimizing WebAssembly tier would spend about 30 MB compiling it for no gain: the
 // baseline compiler is enough (see docs/DESIGN.md, "Memory").
 v8.setFlagsFromString('--liftoff-only');
+
+// `tdl create`: its hashing workers boot while the command loads (see hash-prestart.ts).
+prestartHashWorkers(process.argv.slice(2));
 
 /** Longest wait for stdout and stderr to take our last lines before exiting anyway. */
 const EXIT_FLUSH_MS = 2_000;

@@ -21,7 +21,6 @@ import fs, {
   type Dirent,
   type Stats,
 } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { DiskError, UsageError } from '../errors.js';
@@ -29,13 +28,20 @@ import { Bencoded, encodeCanonical } from './bencode-encode.js';
 import {
   CTL_NEXT,
   CTL_STOP,
-  HASH_WORKER_SOURCE,
   READ_BUFFER_BYTES,
   fileStarts,
   hashJob,
   hashJobs,
   type HashPlan,
 } from './hash-worker.js';
+import {
+  MAX_HASH_THREADS,
+  defaultHashThreads,
+  dropPrestartedWorkers,
+  startHashWorker,
+  takeHashWorkers,
+  workerFailures,
+} from './hash-prestart.js';
 import { logger } from '../log.js';
 import { checkPathComponent, normalizeComponent } from './paths.js';
 import { MAX_FILES, MAX_PIECE_LENGTH, parseTorrent } from './torrent.js';
@@ -314,21 +320,13 @@ function listFolder(
   return out;
 }
 
-/** Why each worker that stopped did so (kept until the worker is terminated). */
-const workerFailures = new WeakMap<Worker, Error>();
-
-/** Starts `n` hashing workers; they boot while this thread lists the files. */
+/**
+ * `n` hashing workers: those started early (hash-prestart.ts), then new ones; they boot while
+ * this thread lists the files.
+ */
 function startWorkers(n: number): Worker[] {
-  const workers: Worker[] = [];
-  for (let i = 0; i < n; i++) {
-    const w = new Worker(HASH_WORKER_SOURCE, { eval: true });
-    // A worker that fails before it is given work is reported when hashing starts.
-    w.on('error', (e) => workerFailures.set(w, e));
-    w.on('exit', () => {
-      if (!workerFailures.has(w)) workerFailures.set(w, new Error('a hashing thread stopped'));
-    });
-    workers.push(w);
-  }
+  const workers = takeHashWorkers(n);
+  while (workers.length < n) workers.push(startHashWorker());
   return workers;
 }
 
@@ -522,7 +520,7 @@ export async function createTorrent(
     throw new UsageError(`${input}: cannot be a torrent's name: ${named.reason}`);
   const name = named.name;
 
-  const threads = Math.max(1, Math.min(opts.threads ?? os.availableParallelism(), 8));
+  const threads = Math.max(1, Math.min(opts.threads ?? defaultHashThreads(), MAX_HASH_THREADS));
   const workers: Worker[] = [];
   try {
     // Started first: a worker takes tens of milliseconds to boot, during which this thread
@@ -531,6 +529,7 @@ export async function createTorrent(
     if (st.isDirectory() || (st.isFile() && st.size > WORKER_MIN_BYTES)) {
       workers.push(...startWorkers(threads - 1));
     }
+    dropPrestartedWorkers();
     const made = await createWith(
       input,
       abs,
@@ -553,6 +552,7 @@ export async function createTorrent(
     workers.length = 0;
     return made;
   } finally {
+    dropPrestartedWorkers();
     // After a failure a worker may still be reading: wait for it.
     await Promise.all(workers.map((w) => w.terminate()));
   }

@@ -1,9 +1,9 @@
 /**
  * A byte sink that writes to a file descriptor (stdout with `-o -`) from libuv's thread pool
- * (`fs.writev`), one write in flight at a time, out of a ring of its own (`FD_SINK_RING`
- * bytes) into which each chunk is copied: the caller's buffer is free again at once (a piece
- * goes back to the download without waiting for the reader), and the pool thread finds
- * everything written since its last write waiting for it.
+ * (`fs.writev`), one write in flight at a time, straight from the caller's chunks: a chunk's
+ * callback fires once it was written, and until then its memory is the sink's. Each write takes
+ * every chunk that came since the last one (up to IOV_MAX), so the pool thread finds all that is
+ * waiting.
  *
  * Why: a Linux pipe holds 64 KiB, and a `net.Socket` on it (what `process.stdout` is for a
  * pipe) refills it only when the event loop polls, once per turn, so a fast reader (`sha1sum`)
@@ -25,15 +25,16 @@ import { logger } from '../log.js';
 const log = logger('tdl:stream');
 
 /**
- * The sink's own memory: chunks are copied in, and written out from there. What the stream
- * can run ahead of its reader before pieces are declined and read back from disk: through
- * `sha1sum` on a loaded 2-core machine 8 MiB kept 15-80 % of the pieces in memory, 12 MiB
- * 40-100 %, 16 MiB 65-100 % but a peak RSS of 97 MB (the target is 100 MB).
+ * `write()` returns false while this many bytes (or more) wait to be written, and `drain` comes
+ * once fewer do. The stream bounds what it hands over itself (pieces within its room, and its
+ * read-ahead buffers); this is what the sink tells a caller that does not.
  */
-export const FD_SINK_RING = 12 * 1024 * 1024;
+export const FD_SINK_HIGH_WATER = 4 * 1024 * 1024;
 /** The exit listener's drain: stop after this long without a byte, or this long in all. */
 const EXIT_DRAIN_QUIET_MS = 50;
 const EXIT_DRAIN_MAX_MS = 1_000;
+/** Most chunks in one `writev` (Linux's IOV_MAX). */
+const MAX_IOV = 1024;
 
 type Callback = (err?: Error | null) => void;
 
@@ -56,28 +57,25 @@ export interface FdSinkOptions {
   pipe?: boolean;
   /** Where a pipe is reopened to be drained (tests); default `/proc/self/fd/<fd>`. */
   drainPath?: string;
-  /** The ring's size (tests); default FD_SINK_RING. */
-  ringBytes?: number;
+  /** `write()` returns false from this many bytes waiting (tests); default FD_SINK_HIGH_WATER. */
+  highWaterBytes?: number;
 }
 
 /**
- * `write(chunk, cb)`: `cb` once the chunk is copied into the ring (its buffer may be reused);
- * returns false when the ring is full, and `drain` comes once it has room again. `flush(cb)`:
- * `cb` once every byte written before was handed to the kernel.
+ * `write(chunk, cb)`: `cb` once the chunk was written to the descriptor (its memory must stay
+ * as it is until then); returns false while `highWaterBytes` or more wait, and `drain` comes
+ * once fewer do. `flush(cb)`: `cb` once every byte written before was handed to the kernel.
  */
 export class FdSink extends EventEmitter {
-  /** Writes to the descriptor, bytes copied in, and bytes dropped at exit. */
+  /** Writes to the descriptor, and bytes dropped at exit. */
   batches = 0;
-  copied = 0;
   dropped = 0;
-  private readonly size: number;
-  private ring: Buffer | null = null;
-  /** Bytes ever copied into the ring, and ever written out of it. */
+  private readonly highWater: number;
+  /** Bytes ever taken, and ever written out. */
   private head = 0;
   private tail = 0;
-  /** Chunks waiting for room in the ring, in order. */
+  /** The chunks not yet written whole, in order; the first ones are in flight. */
   private readonly queue: Queued[] = [];
-  private queued = 0;
   private inflight = 0;
   private failed: Error | null = null;
   private wantDrain = false;
@@ -90,13 +88,13 @@ export class FdSink extends EventEmitter {
     private readonly o: FdSinkOptions = {},
   ) {
     super();
-    this.size = o.ringBytes ?? FD_SINK_RING;
+    this.highWater = o.highWaterBytes ?? FD_SINK_HIGH_WATER;
     if (o.pipe) process.on('exit', this.onExit);
   }
 
-  /** Bytes taken and not yet written to the descriptor (in the ring or waiting for it). */
+  /** Bytes taken and not yet written to the descriptor. */
   get pending(): number {
-    return this.head - this.tail + this.queued;
+    return this.head - this.tail;
   }
 
   /** Nothing to write and nothing being written. */
@@ -110,20 +108,23 @@ export class FdSink extends EventEmitter {
       if (cb) process.nextTick(cb, err);
       return false;
     }
+    if (chunk.length === 0 && this.queue.length === 0) {
+      if (cb) process.nextTick(cb, null);
+      return this.pending < this.highWater;
+    }
     this.queue.push({ chunk, cb });
-    this.queued += chunk.length;
-    this.fill();
+    this.head += chunk.length;
     this.kick();
-    const room = this.queue.length === 0 && this.head - this.tail < this.size;
+    const room = this.pending < this.highWater;
     if (!room) this.wantDrain = true;
     return room;
   }
 
-  /** `cb` once every byte written so far is out of the ring (or the sink failed). */
+  /** `cb` once every byte written so far is out (or the sink failed). */
   flush(cb: Callback): void {
     if (this.failed) return void process.nextTick(cb, this.failed);
     if (this.idle) return void process.nextTick(cb, null);
-    this.flushWaiters.push({ at: this.head + this.queued, cb });
+    this.flushWaiters.push({ at: this.head, cb });
   }
 
   /**
@@ -145,11 +146,12 @@ export class FdSink extends EventEmitter {
     this.closed = true;
     const err = new Error('the stream was stopped before these bytes were written');
     this.dropped += this.pending - this.inflight;
-    const left = this.queue.splice(0);
-    this.queued = 0;
-    // What is in the ring and not being written goes; what is being written is let go below.
+    // The chunks not being written go back now; those being written once the write returns.
+    let k = 0;
+    for (let bytes = 0; k < this.queue.length && bytes < this.inflight; k++)
+      bytes += this.queue[k]!.chunk.length;
     this.head = this.tail + this.inflight;
-    for (const q of left) q.cb?.(err);
+    for (const q of this.queue.splice(k)) q.cb?.(err);
     for (const w of this.flushWaiters.splice(0)) w.cb(err);
     if (this.inflight > 0 && this.o.pipe) {
       log('the reader took nothing for %d ms: dropping %d bytes', graceMs, this.inflight);
@@ -164,59 +166,26 @@ export class FdSink extends EventEmitter {
     process.off('exit', this.onExit);
   }
 
-  /** Copy waiting chunks into the ring while they fit. */
-  private fill(): void {
-    while (this.queue.length > 0) {
-      const q = this.queue[0]!;
-      const free = this.size - (this.head - this.tail);
-      if (q.chunk.length > free) {
-        // A chunk larger than the ring goes in part by part.
-        if (q.chunk.length <= this.size || free === 0) return;
-        this.copyIn(q.chunk.subarray(0, free));
-        q.chunk = q.chunk.subarray(free);
-        this.queued -= free;
-        continue;
-      }
-      this.queue.shift();
-      this.queued -= q.chunk.length;
-      this.copyIn(q.chunk);
-      q.cb?.(null);
-    }
-  }
-
-  private copyIn(chunk: Uint8Array): void {
-    if (chunk.length === 0) return;
-    const ring = (this.ring ??= Buffer.allocUnsafe(this.size));
-    const at = this.head % this.size;
-    const first = Math.min(chunk.length, this.size - at);
-    ring.set(chunk.subarray(0, first), at);
-    if (first < chunk.length) ring.set(chunk.subarray(first), 0);
-    this.head += chunk.length;
-    this.copied += chunk.length;
-  }
-
   private kick(): void {
-    if (this.inflight > 0 || this.failed || this.head === this.tail) return;
-    const ring = this.ring!;
-    const at = this.tail % this.size;
-    const used = this.head - this.tail;
-    const first = Math.min(used, this.size - at);
-    const bufs = [ring.subarray(at, at + first)];
-    if (first < used) bufs.push(ring.subarray(0, used - first));
-    this.inflight = used;
-    fs.writev(this.fd, bufs, null, (err, n) => this.written(err, n, bufs));
+    if (this.inflight > 0 || this.failed || this.queue.length === 0) return;
+    const bufs = this.queue.slice(0, MAX_IOV).map((q) => q.chunk);
+    this.inflight = bufs.reduce((sum, b) => sum + b.length, 0);
+    fs.writev(this.fd, bufs, null, (err, n) => this.written(err, n, bufs[0]!));
   }
 
-  private written(err: NodeJS.ErrnoException | null, n: number, bufs: Buffer[]): void {
+  private written(err: NodeJS.ErrnoException | null, n: number, first: Uint8Array): void {
     this.inflight = 0;
     this.batches++;
     if (this.closed) {
+      // The chunks of that write are the caller's again.
       this.tail = this.head;
+      const stopped = new Error('the stream was stopped before these bytes were written');
+      for (const q of this.queue.splice(0)) q.cb?.(stopped);
       this.dispose();
       return;
     }
     if (err && err.code === 'EAGAIN') {
-      this.viaFallback(bufs[0]!);
+      this.viaFallback(first);
       return;
     }
     if (err) {
@@ -226,11 +195,21 @@ export class FdSink extends EventEmitter {
     this.advance(n);
   }
 
-  /** `n` more bytes left the ring. */
+  /** `n` more bytes were written: the chunks written whole go back to the caller, in order. */
   private advance(n: number): void {
     this.tail += n;
-    this.fill();
-    if (this.wantDrain && this.queue.length === 0 && this.head - this.tail < this.size) {
+    // Empty chunks go back with the chunk before them.
+    while (this.queue.length > 0 && (n > 0 || this.queue[0]!.chunk.length === 0)) {
+      const q = this.queue[0]!;
+      if (q.chunk.length > n) {
+        q.chunk = q.chunk.subarray(n);
+        break;
+      }
+      n -= q.chunk.length;
+      this.queue.shift();
+      q.cb?.(null);
+    }
+    if (this.wantDrain && this.pending < this.highWater) {
       this.wantDrain = false;
       this.emit('drain');
     }
@@ -239,14 +218,11 @@ export class FdSink extends EventEmitter {
       this.flushWaiters = this.flushWaiters.filter((w) => w.at > this.tail);
       for (const w of ready) w.cb(null);
     }
-    // Empty: start again at the ring's start, so a reader that keeps up only ever uses (and
-    // makes resident) its first pages.
-    if (this.head === this.tail && this.queue.length === 0) this.head = this.tail = 0;
     this.kick();
   }
 
   /** EAGAIN: the descriptor is non-blocking and full; this part goes through the fallback. */
-  private viaFallback(part: Buffer): void {
+  private viaFallback(part: Uint8Array): void {
     const fallback = this.o.fallback;
     this.inflight = part.length;
     if (!fallback) {
@@ -258,7 +234,11 @@ export class FdSink extends EventEmitter {
     }
     fallback.write(part, (err) => {
       this.inflight = 0;
-      if (this.closed) return this.dispose();
+      if (this.closed) {
+        const stopped = new Error('the stream was stopped before these bytes were written');
+        for (const q of this.queue.splice(0)) q.cb?.(stopped);
+        return this.dispose();
+      }
       if (err) return this.fail(err);
       this.advance(part.length);
     });
@@ -267,7 +247,6 @@ export class FdSink extends EventEmitter {
   private fail(err: Error): void {
     this.failed = err;
     const left = this.queue.splice(0);
-    this.queued = 0;
     this.tail = this.head;
     for (const q of left) q.cb?.(err);
     for (const w of this.flushWaiters.splice(0)) w.cb(err);

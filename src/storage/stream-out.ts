@@ -9,9 +9,10 @@
  * of it (at most `HOLD_BYTES`) are kept until their turn; the piece buffer goes back to the
  * download once the sink's write callback has fired. Pieces it declined (early, or the stream
  * was busy) are read back from the working copy once on disk: positional reads of at most
- * `READ_CHUNK` bytes into one of `CHUNK_BUFFERS` reused buffers, the next chunk read while the
- * sink writes the one before; a chunk is written once `drain` said the sink has room again, so
- * memory stays bounded whatever the file size and however slow the reader. As the cursor (the next piece to write) moves, `onCursor` tells the
+ * `READ_CHUNK` bytes (and a piece) into reused buffers, issued ahead in order (at most
+ * `READ_AHEAD_BYTES`) while the sink writes the chunks before; a chunk is written once `drain`
+ * said the sink has room again, so memory stays bounded whatever the file size and however slow
+ * the reader. As the cursor (the next piece to write) moves, `onCursor` tells the
  * picker, which fetches the pieces just ahead of it first; `onStall` says when the stream has
  * waited too long on one piece (see docs/DESIGN.md, "Streaming to stdout" and "Piece buffers
  * from the socket to the stream").
@@ -33,10 +34,13 @@ export const MIN_WINDOW_PIECES = 4;
 /** Largest read from disk at once, and so the largest chunk handed to the sink. */
 export const READ_CHUNK = 1024 * 1024;
 /**
- * Chunk buffers, reused once the sink has taken their bytes (its write callback): one being
- * read into while the other is written. Fresh buffers per chunk cost tens of MB of garbage.
+ * Pieces read back are read ahead, in order, into chunk buffers of at most this many bytes in
+ * all (at least two buffers), reused once the sink has taken their bytes (its write callback):
+ * one read at a time waited a thread-pool round trip per chunk, and a stream that had fallen
+ * behind read back slower than the download went. Fresh buffers per chunk cost tens of MB of
+ * garbage.
  */
-export const CHUNK_BUFFERS = 2;
+export const READ_AHEAD_BYTES = 4 * 1024 * 1024;
 /**
  * Verified pieces ahead of the cursor kept in memory until their turn: at most this many bytes,
  * and at most the `room` the download gives (half its memory budget, in which they count until
@@ -75,9 +79,9 @@ export async function removeWorkDir(dir: string): Promise<void> {
 }
 
 /**
- * What the stream writes to: process.stdout, or any Writable, or an `FdSink`. A sink that
- * copies what it is given (its write callback says the chunk's memory is free, not that the
- * bytes were written) has `flush`, whose callback says everything before it was written.
+ * What the stream writes to: process.stdout, or any Writable, or an `FdSink`. A write callback
+ * says the chunk's memory is free again; a sink for which that does not mean the bytes were
+ * written has `flush`, whose callback says everything before it was written.
  */
 export interface ByteSink {
   write(chunk: Uint8Array, cb?: (err?: Error | null) => void): boolean;
@@ -133,9 +137,12 @@ export class StreamOut {
   private wakeDrain: (() => void) | null = null;
   /** The sink's last `write()` returned false and no `drain` came since. */
   private full = false;
-  /** Chunk buffers not held by the sink, and how many exist (at most CHUNK_BUFFERS). */
+  /** Chunk buffers not held by the sink or a read, and how many exist (see READ_AHEAD_BYTES). */
   private readonly free: Buffer[] = [];
   private buffers = 0;
+  /** Reads under way or done, in the order they are written, and where the next one starts. */
+  private readonly ahead: ReadAhead[] = [];
+  private aheadAt: { index: number; begin: number } | null = null;
   /** When the cursor last moved (or the stream started), for `onStall`. */
   private movedAt = 0;
   private stallTimer: NodeJS.Timeout | null = null;
@@ -296,10 +303,10 @@ export class StreamOut {
         }
         if (!held) this.readBack++;
         for (let at = held ? to : from; at < to && !this.stopped;) {
-          const n = Math.min(READ_CHUNK, to - at);
-          const buf = await this.buffer(Math.min(READ_CHUNK, file.length));
-          if (!buf) return;
-          const chunk = await this.o.read(this.cursor, at - pieceStart, n, buf);
+          const n = Math.min(this.chunkSize, to - at);
+          // Read ahead (in order, up to READ_AHEAD_BYTES) while this piece's chunks go out.
+          const chunk = await this.nextRead(this.cursor, at - pieceStart, n);
+          if (!chunk) return;
           if (this.stopped) return;
           // The chunk was read while the sink wrote the one before: write it once there is room.
           await this.drained();
@@ -310,10 +317,10 @@ export class StreamOut {
           if (last) {
             // The run is done only once the last byte is flushed: the write's own callback.
             this.cursor = this.last + 1;
-            this.o.out.write(chunk, (err) => this.flushed(err));
+            this.o.out.write(chunk.data, (err) => this.flushed(err));
             return;
           }
-          this.full = !this.o.out.write(chunk, () => this.release(buf));
+          this.full = !this.o.out.write(chunk.data, () => this.release(chunk.buf));
         }
         if (this.stopped) return;
         this.cursor++;
@@ -350,29 +357,104 @@ export class StreamOut {
     this.resolveDone();
   }
 
-  /** A chunk buffer of `size` bytes: a free one, a new one, or the next one the sink gives back. */
-  private async buffer(size: number): Promise<Buffer | null> {
-    while (!this.stopped) {
-      const b = this.free.pop();
-      if (b) return b;
-      if (this.buffers < CHUNK_BUFFERS) {
-        this.buffers++;
-        return Buffer.allocUnsafe(size);
-      }
-      await new Promise<void>((resolve) => {
-        this.wakeBuffer = () => {
-          this.wakeBuffer = null;
-          resolve();
-        };
-      });
+  /** Bytes of the file read back at once: at most READ_CHUNK, and never more than a piece. */
+  private get chunkSize(): number {
+    return Math.max(1, Math.min(READ_CHUNK, this.o.layout.pieceLength, this.o.file.length));
+  }
+
+  /**
+   * The chunk of piece `index` at `begin` (of `n` bytes), read back from disk: the first of the
+   * reads ahead, which this issues as well for the chunks after it, in order, while they are on
+   * disk and not held, and buffers are free. Null once the stream stopped.
+   */
+  private async nextRead(index: number, begin: number, n: number): Promise<Chunk | null> {
+    let r = this.ahead[0];
+    if (!r || r.index !== index || r.begin !== begin || r.n !== n) {
+      // Not what was read ahead: start over from here; the buffers come back once read.
+      for (const d of this.ahead.splice(0)) void d.data.finally(() => this.release(d.buf));
+      this.aheadAt = { index, begin };
+      if (!(await this.readAhead(true))) return null;
+      r = this.ahead[0]!;
+    } else {
+      this.readAhead(false);
     }
-    return null;
+    this.ahead.shift();
+    this.readAhead(false);
+    const data = await r.data;
+    return { buf: r.buf, data };
+  }
+
+  /**
+   * Issue reads from `aheadAt` on while buffers are free (with `wait`, waits for one buffer at
+   * least; false if the stream stopped meanwhile).
+   */
+  private readAhead(wait: true): Promise<boolean>;
+  private readAhead(wait: false): void;
+  private readAhead(wait: boolean): Promise<boolean> | void {
+    const issue = (buf: Buffer): void => {
+      const { index, begin } = this.aheadAt!;
+      const { layout, file } = this.o;
+      const pieceStart = index * layout.pieceLength;
+      const to = Math.min(file.offset + file.length, pieceStart + layout.pieceSize(index));
+      const n = Math.min(this.chunkSize, to - pieceStart - begin);
+      const data = this.o.read(index, begin, n, buf);
+      // A failed read surfaces where it is awaited; not an unhandled rejection meanwhile.
+      data.catch(() => {});
+      this.ahead.push({ index, begin, n, buf, data });
+      this.aheadAt = begin + n < to - pieceStart ? { index, begin: begin + n } : nextPiece(index);
+    };
+    const nextPiece = (index: number) => {
+      const next = index + 1;
+      const start = Math.max(this.o.file.offset, next * this.o.layout.pieceLength);
+      return { index: next, begin: start - next * this.o.layout.pieceLength };
+    };
+    // Only pieces that are on disk and that the stream does not hold are read ahead.
+    const readable = () => {
+      const at = this.aheadAt;
+      return (
+        at !== null &&
+        !this.stopped &&
+        at.index <= this.last &&
+        this.onDisk[at.index - this.first] === 1 &&
+        !this.held.has(at.index)
+      );
+    };
+    const more = (): void => {
+      while (readable()) {
+        const b = this.free.pop() ?? this.newBuffer();
+        if (!b) return;
+        issue(b);
+      }
+    };
+    if (!wait) return more();
+    return (async () => {
+      while (!this.stopped) {
+        more();
+        if (this.ahead.length > 0) return true;
+        await new Promise<void>((resolve) => {
+          this.wakeBuffer = () => {
+            this.wakeBuffer = null;
+            resolve();
+          };
+        });
+      }
+      return false;
+    })();
+  }
+
+  /** A new chunk buffer, while fewer than READ_AHEAD_BYTES' worth (at least 2) exist. */
+  private newBuffer(): Buffer | null {
+    const size = this.chunkSize;
+    if (this.buffers >= Math.max(2, Math.floor(READ_AHEAD_BYTES / size))) return null;
+    this.buffers++;
+    return Buffer.allocUnsafe(size);
   }
 
   /** The sink is done with this buffer's bytes. */
   private release(buf: Buffer): void {
     this.free.push(buf);
-    this.wakeBuffer?.();
+    if (this.wakeBuffer) this.wakeBuffer();
+    else if (this.pumping) this.readAhead(false);
   }
 
   /**
@@ -388,6 +470,19 @@ export class StreamOut {
       };
     });
   }
+}
+
+interface ReadAhead {
+  index: number;
+  begin: number;
+  n: number;
+  buf: Buffer;
+  data: Promise<Buffer>;
+}
+
+interface Chunk {
+  buf: Buffer;
+  data: Buffer;
 }
 
 /** A failed write to the sink: the reader went away (EPIPE) or the sink broke. */

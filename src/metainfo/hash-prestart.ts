@@ -1,0 +1,57 @@
+/**
+ * The hashing workers of `tdl create`, started as early as the process can: a worker takes tens
+ * of milliseconds to boot, and the main thread needs about as long again to parse the command
+ * line and load the create command, so the two overlap when `prestartHashWorkers` runs first
+ * thing (src/cli/main.ts imports this module before anything else). `createTorrent` adopts them
+ * (`takeHashWorkers`) and starts what it still needs; one it does not want is terminated
+ * (`dropPrestartedWorkers`). An adopted worker is unreferenced until then, so a run that never
+ * reaches the hashing (a usage error, `--help`) exits as if it had never been started.
+ */
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { HASH_WORKER_SOURCE } from './hash-worker.js';
+
+/** Most hashing threads, the main thread included. */
+export const MAX_HASH_THREADS = 8;
+
+/** Why each worker that stopped did so (kept until the worker is terminated). */
+export const workerFailures = new WeakMap<Worker, Error>();
+
+let early: Worker[] = [];
+
+/** Hashing threads for this machine, the main thread included: at most MAX_HASH_THREADS. */
+export function defaultHashThreads(): number {
+  return Math.max(1, Math.min(os.availableParallelism(), MAX_HASH_THREADS));
+}
+
+/** A hashing worker, booting; a failure before it is given work is kept in workerFailures. */
+export function startHashWorker(): Worker {
+  const w = new Worker(HASH_WORKER_SOURCE, { eval: true });
+  w.on('error', (e) => workerFailures.set(w, e));
+  w.on('exit', () => {
+    if (!workerFailures.has(w)) workerFailures.set(w, new Error('a hashing thread stopped'));
+  });
+  return w;
+}
+
+/** Start the workers `tdl create` will want when `argv` (without node and the script) is one. */
+export function prestartHashWorkers(argv: readonly string[]): void {
+  if (argv[0] !== 'create' || early.length > 0) return;
+  for (let i = 1; i < defaultHashThreads(); i++) {
+    const w = startHashWorker();
+    w.unref();
+    early.push(w);
+  }
+}
+
+/** Up to `n` of the workers started early (referenced again: the caller waits for them). */
+export function takeHashWorkers(n: number): Worker[] {
+  const taken = early.splice(0, Math.max(0, n));
+  for (const w of taken) w.ref();
+  return taken;
+}
+
+/** Terminate the workers started early that nobody took. */
+export function dropPrestartedWorkers(): void {
+  for (const w of early.splice(0)) void w.terminate();
+}
