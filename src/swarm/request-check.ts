@@ -14,9 +14,6 @@
 export const MAX_REQUEST_LENGTH = 16384;
 /** Larger than this, the peer is broken or hostile: close the connection. */
 export const CLOSE_REQUEST_LENGTH = 131072;
-/** Requests queued per peer at most; advertised as `reqq` in the BEP 10 handshake. */
-export const DEFAULT_MAX_QUEUED_REQUESTS = 250;
-
 export type RequestVerdict =
   { ok: true } | { ok: false; action: 'reject' | 'close'; reason: string };
 
@@ -63,82 +60,4 @@ export function checkRequest(
   if (ctx.choking && !ctx.allowedFast(index)) return reject('request while choked');
   if (ctx.queued >= ctx.maxQueue) return reject(`request queue full (${ctx.maxQueue})`);
   return { ok: true };
-}
-
-export interface BlockRequest {
-  index: number;
-  begin: number;
-  length: number;
-}
-
-const key = (r: BlockRequest) => `${r.index}:${r.begin}:${r.length}`;
-
-/**
- * A peer's accepted requests, in arrival order, at most `max` (advertise it as `reqq`). Pure
- * bookkeeping: the connection pushes what `checkRequest` accepted (`queued: size`), serves from
- * the front, and removes on `cancel` or choke. A request already queued is not queued twice.
- */
-export class ServeQueue {
-  readonly max: number;
-  #items: BlockRequest[] = [];
-  #keys = new Set<string>();
-
-  constructor(max = DEFAULT_MAX_QUEUED_REQUESTS) {
-    if (!Number.isInteger(max) || max < 0) throw new RangeError(`bad queue size ${max}`);
-    this.max = max;
-  }
-
-  get size(): number {
-    return this.#items.length;
-  }
-
-  /** 'queued', 'duplicate' (already there: ignored) or 'full' (not queued). */
-  push(r: BlockRequest): 'queued' | 'duplicate' | 'full' {
-    const k = key(r);
-    if (this.#keys.has(k)) return 'duplicate';
-    if (this.#items.length >= this.max) return 'full';
-    this.#keys.add(k);
-    this.#items.push({ index: r.index, begin: r.begin, length: r.length });
-    return 'queued';
-  }
-
-  /** The next request to serve, removed from the queue. */
-  shift(): BlockRequest | undefined {
-    const r = this.#items.shift();
-    if (r !== undefined) this.#keys.delete(key(r));
-    return r;
-  }
-
-  peek(): BlockRequest | undefined {
-    return this.#items[0];
-  }
-
-  /** Honours a `cancel`: removes the matching request; false if it was not queued. */
-  cancel(r: BlockRequest): boolean {
-    const k = key(r);
-    if (!this.#keys.delete(k)) return false;
-    this.#items.splice(
-      this.#items.findIndex((q) => key(q) === k),
-      1,
-    );
-    return true;
-  }
-
-  /**
-   * Removes every request whose piece `keep` does not accept (on choke: keep allowed-fast
-   * pieces for a fast-extension peer, nothing otherwise) and returns them, to be rejected.
-   */
-  removeUnless(keep: (index: number) => boolean): BlockRequest[] {
-    const removed: BlockRequest[] = [];
-    const kept: BlockRequest[] = [];
-    for (const r of this.#items) (keep(r.index) ? kept : removed).push(r);
-    for (const r of removed) this.#keys.delete(key(r));
-    this.#items = kept;
-    return removed;
-  }
-
-  /** Removes and returns everything. */
-  clear(): BlockRequest[] {
-    return this.removeUnless(() => false);
-  }
 }

@@ -2,10 +2,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   CLOSE_REQUEST_LENGTH,
-  DEFAULT_MAX_QUEUED_REQUESTS,
   MAX_REQUEST_LENGTH,
   type RequestContext,
-  ServeQueue,
   checkRequest,
 } from '../../src/swarm/request-check.js';
 
@@ -127,57 +125,5 @@ describe('checkRequest, properties (seeded)', () => {
       ),
       { seed, numRuns },
     );
-  });
-});
-
-describe('ServeQueue', () => {
-  it('serves in order, caps its size and ignores duplicates', () => {
-    const q = new ServeQueue(3);
-    expect(q.push(req(0, 0, 16384))).toBe('queued');
-    expect(q.push(req(0, 16384, 16384))).toBe('queued');
-    expect(q.push(req(0, 0, 16384))).toBe('duplicate');
-    expect(q.push(req(1, 0, 16384))).toBe('queued');
-    expect(q.push(req(2, 0, 16384))).toBe('full');
-    expect(q.size).toBe(3);
-    expect(q.peek()).toEqual(req(0, 0, 16384));
-    expect(q.shift()).toEqual(req(0, 0, 16384));
-    // Served, so it may be asked for again.
-    expect(q.push(req(0, 0, 16384))).toBe('queued');
-    expect([q.shift(), q.shift(), q.shift(), q.shift()]).toEqual([
-      req(0, 16384, 16384),
-      req(1, 0, 16384),
-      req(0, 0, 16384),
-      undefined,
-    ]);
-  });
-
-  it('honours cancel for an exact match only', () => {
-    const q = new ServeQueue();
-    expect(q.max).toBe(DEFAULT_MAX_QUEUED_REQUESTS);
-    q.push(req(0, 0, 16384));
-    q.push(req(1, 0, 16384));
-    q.push(req(2, 0, 16384));
-    expect(q.cancel(req(1, 0, 1000))).toBe(false);
-    expect(q.cancel(req(1, 0, 16384))).toBe(true);
-    expect(q.cancel(req(1, 0, 16384))).toBe(false);
-    expect(q.size).toBe(2);
-    expect(q.shift()).toEqual(req(0, 0, 16384));
-    expect(q.shift()).toEqual(req(2, 0, 16384));
-  });
-
-  it('on choke keeps allowed-fast requests and returns the others to reject', () => {
-    const q = new ServeQueue();
-    for (const i of [0, 1, 2, 1, 3]) q.push(req(i, q.size * 16384, 16384));
-    const removed = q.removeUnless((i) => i === 1);
-    expect(removed.map((r) => r.index)).toEqual([0, 2, 3]);
-    expect(q.size).toBe(2);
-    expect(q.clear().map((r) => r.index)).toEqual([1, 1]);
-    expect(q.size).toBe(0);
-    expect(q.push(req(0, 0, 16384))).toBe('queued');
-  });
-
-  it('rejects a bad size; a queue of 0 takes nothing', () => {
-    expect(() => new ServeQueue(-1)).toThrow(RangeError);
-    expect(new ServeQueue(0).push(req(0, 0, 1))).toBe('full');
   });
 });
