@@ -79,6 +79,8 @@ export class FilePool<H = FileHandle> {
   private readonly closing = new Set<Promise<void>>();
   /** Callers waiting for a slot. */
   private waiters: (() => void)[] = [];
+  /** In use when the pool closed: closed when their last user is done (see close()). */
+  private readonly draining = new Map<Entry<H>, { key: number; done: () => void }>();
   private closed = false;
   /** Files opened, in total (for tests and logs). */
   opens = 0;
@@ -119,9 +121,21 @@ export class FilePool<H = FileHandle> {
     try {
       return await fn(await e.handle);
     } finally {
-      e.users--;
-      if (e.users === 0) this.wakeOne();
+      this.release(e);
     }
+  }
+
+  /** One user of `e` is done: the next waiter may go, or, once the pool closed, it is closed. */
+  private release(e: Entry<H>): void {
+    e.users--;
+    if (e.users > 0) return;
+    const d = this.draining.get(e);
+    if (!d) {
+      this.wakeOne();
+      return;
+    }
+    this.draining.delete(e);
+    void this.closeEntry(d.key, e).then(d.done);
   }
 
   private async acquire(key: number, open: () => Promise<H>): Promise<Entry<H>> {
@@ -136,7 +150,7 @@ export class FilePool<H = FileHandle> {
         try {
           await e.handle;
         } catch (err) {
-          e.users--;
+          this.release(e);
           throw err;
         }
         return e;
@@ -155,8 +169,7 @@ export class FilePool<H = FileHandle> {
         await entry.handle;
       } catch (err) {
         if (this.entries.get(key) === entry) this.entries.delete(key);
-        entry.users--;
-        this.wakeOne();
+        this.release(entry);
         throw err;
       }
       return entry;
@@ -196,14 +209,24 @@ export class FilePool<H = FileHandle> {
     w?.();
   }
 
-  /** Close every handle (callers must have stopped using the pool). */
+  /**
+   * Close every handle; no new use is taken. A handle still in use (a read of a peer's upload or
+   * of the stream's read-ahead may outlive the download) is closed when its last user is done,
+   * and close() waits for that: a raw descriptor, unlike a FileHandle, would otherwise be closed
+   * under the read, and its number reused by the next open.
+   */
   async close(): Promise<void> {
     this.closed = true;
-    for (const [key, e] of this.entries) void this.closeEntry(key, e);
+    const busy: Promise<void>[] = [];
+    for (const [key, e] of this.entries) {
+      if (e.users === 0) void this.closeEntry(key, e);
+      else busy.push(new Promise<void>((done) => this.draining.set(e, { key, done })));
+    }
     this.entries.clear();
     const w = this.waiters;
     this.waiters = [];
     for (const r of w) r();
+    await Promise.all(busy);
     while (this.closing.size > 0) await Promise.all([...this.closing]);
   }
 }

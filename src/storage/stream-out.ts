@@ -371,7 +371,11 @@ export class StreamOut {
     let r = this.ahead[0];
     if (!r || r.index !== index || r.begin !== begin || r.n !== n) {
       // Not what was read ahead: start over from here; the buffers come back once read.
-      for (const d of this.ahead.splice(0)) void d.data.finally(() => this.release(d.buf));
+      for (const d of this.ahead.splice(0))
+        void d.data.then(
+          () => this.release(d.buf),
+          () => this.release(d.buf),
+        );
       this.aheadAt = { index, begin };
       if (!(await this.readAhead(true))) return null;
       r = this.ahead[0]!;

@@ -2,6 +2,7 @@
  * The bounded pool of open files: its size formula, the limit parser, LRU eviction, and that a
  * handle in use is never closed under its user.
  */
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { open, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -119,6 +120,49 @@ describe('FilePool', () => {
     expect(await second).toBe(1);
     expect(pool.peak).toBe(1);
     await pool.close();
+  });
+
+  it('closing while a read is under way closes that descriptor only once the read is done', async () => {
+    const ps = await files(2);
+    const pool = new FilePool<number>(4, undefined, async (fd) => closeSync(fd));
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let entered!: () => void;
+    const inside = new Promise<void>((r) => (entered = r));
+    let fd = -1;
+    const reading = pool.use(
+      0,
+      async () => openSync(ps[0]!, 'r'),
+      async (h) => {
+        fd = h;
+        entered();
+        await held;
+        return readSync(h, Buffer.alloc(6), 0, 6, 0);
+      },
+    );
+    await inside;
+    await pool.use(
+      1,
+      async () => openSync(ps[1]!, 'r'),
+      async () => 0,
+    );
+    let closed = false;
+    const closing = pool.close().then(() => (closed = true));
+    await new Promise((r) => setImmediate(r));
+    // The idle file is closed; the one being read waits for its reader.
+    expect(closed).toBe(false);
+    expect(() => fstatSync(fd)).not.toThrow();
+    release();
+    expect(await reading).toBe(6);
+    await closing;
+    expect(() => fstatSync(fd)).toThrow();
+    await expect(
+      pool.use(
+        0,
+        async () => openSync(ps[0]!, 'r'),
+        async () => 0,
+      ),
+    ).rejects.toThrow(/closed/);
   });
 
   it('shares one open between concurrent users of a file, and does not cache a failed open', async () => {
