@@ -35,7 +35,13 @@ import { Choker, CHOKE_INTERVAL_MS, type ChokerPeer } from './choker.js';
 import type { Listener } from './listener.js';
 import { WebSeeds } from '../webseed/scheduler.js';
 import { PeerExtensions } from './extensions.js';
-import { PeerPool, type Candidate, type HandoffCandidate, type PeerOrigin } from './peer-pool.js';
+import {
+  MAX_ATTEMPTS,
+  PeerPool,
+  type Candidate,
+  type HandoffCandidate,
+  type PeerOrigin,
+} from './peer-pool.js';
 import { peerIdKey, PiecePicker, type PieceInProgress } from './picker.js';
 import { PieceStore, type PieceTap } from './piece-store.js';
 import { sparingHints, standsIn, tdlKey } from './seed-sparing.js';
@@ -600,6 +606,12 @@ export class Download extends EventEmitter<DownloadEvents> {
               : null;
     if (refused) {
       conn.close(refused);
+      const twin = refused === 'already connected to this peer' ? this.duplicate(conn) : null;
+      if (twin && twin.conn.direction === 'in' && !twin.listening && conn.direction === 'out') {
+        // We dialled where an incoming peer listens: the address stays held while it is here.
+        twin.listening = cand;
+        return;
+      }
       this.pool.released(cand);
       // Turned away for lack of room, it has not had its chance yet.
       if (refused === 'no free peer slot' && cand.origin !== 'incoming') this.pool.untry(cand);
@@ -708,17 +720,17 @@ export class Download extends EventEmitter<DownloadEvents> {
     else conn.start(this.served, ext);
   }
 
-  /** Is this peer (same address and peer id) connected already, in the other direction? */
-  private duplicate(conn: PeerConnection): boolean {
+  /** The session of this peer (same address and peer id) in the other direction, if any. */
+  private duplicate(conn: PeerConnection): Session | null {
     const id = conn.remotePeerId;
-    if (!id) return false;
+    if (!id) return null;
     for (const s of this.sessions.values()) {
       const c = s.conn;
       if (c.direction !== conn.direction && c.host === conn.host && c.remotePeerId?.equals(id)) {
-        return true;
+        return s;
       }
     }
-    return false;
+    return null;
   }
 
   private interest(s: Session): void {
@@ -922,6 +934,7 @@ export class Download extends EventEmitter<DownloadEvents> {
 
   private ban(s: Session, reason: string): void {
     s.cand.banned = true;
+    if (s.listening) s.listening.banned = true;
     this.emit('peer', { address: s.conn.address, status: 'banned', reason });
     s.conn.close(reason);
   }
@@ -943,7 +956,12 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.scheduler.releaseAll(s.req);
     this.picker.peerGone(s.conn.bitfield);
     this.pool.released(s.cand, s.ready || !this.sequential);
-    if (s.listening) this.pool.released(s.listening);
+    if (s.listening) {
+      this.pool.released(s.listening, s.ready || !this.sequential);
+      // An address only the peer's own connection told us is not dialled after it leaves (as
+      // before it spoke); a tracker or PEX report of it gives it its chances.
+      if (s.listening.origin === 'incoming') s.listening.attempts = MAX_ATTEMPTS;
+    }
     this.lastFailure = `${s.conn.address}: ${reason}`;
     if (!s.cand.banned) this.emit('peer', { address: s.conn.address, status: 'dropped', reason });
     if (!this.closed) {

@@ -58,7 +58,8 @@ export class PeerExtensions {
       this.handshake = decodeExtendedHandshake(payload);
       if (!this.opts.privateTorrent && peerExtensionId(this.handshake, UT_PEX) !== undefined) {
         const self = this.listenAddress ?? { host: this.conn.host, port: this.conn.port };
-        this.pex = new PexPeer(self, { connectedAt: Date.now() });
+        // A repeated extension handshake (BEP 10 allows updates) keeps the PEX state.
+        this.pex ??= new PexPeer(self, { connectedAt: Date.now() });
       }
       return;
     }

@@ -58,6 +58,19 @@ describe('PeerExtensions: PEX', () => {
     expect(decodePex(sent[0]!.payload).added).toEqual(others);
   });
 
+  it('keeps its PEX state when the peer repeats its extension handshake', () => {
+    const { ext, sent } = connected(false);
+    const start = Date.now();
+    vi.setSystemTime(start + PEX_INTERVAL_MS / 2);
+    ext.onMessage(0, encodeExtendedHandshake({ m: new Map([[UT_PEX, 7]]) }));
+    ext.sharePeers(start + PEX_INTERVAL_MS, others);
+    expect(sent).toHaveLength(1);
+    // What it was told is remembered: the same peers are not listed again.
+    ext.onMessage(0, encodeExtendedHandshake({ m: new Map([[UT_PEX, 7]]) }));
+    ext.sharePeers(start + 3 * PEX_INTERVAL_MS, others);
+    expect(sent).toHaveLength(1);
+  });
+
   it('never exchanges peers on a private torrent', () => {
     const { ext, sent } = connected(true);
     ext.sharePeers(Date.now() + 10 * PEX_INTERVAL_MS, others);
