@@ -233,9 +233,10 @@ async function train() {
     // and a run without it would reject the cache.
     delete env['NODE_OPTIONS'];
     const tdl = (args, extraEnv = {}) => {
+      // Only the seeder's stdout is read (its `started` event); nothing else may fill a pipe.
       const child = spawn(process.execPath, [MAIN, ...args], {
         env: { ...env, ...extraEnv },
-        stdio: ['ignore', 'pipe', 'pipe'],
+        stdio: ['ignore', args[0] === 'seed' ? 'pipe' : 'ignore', 'pipe'],
       });
       children.push(child);
       let stderr = '';
@@ -262,7 +263,19 @@ async function train() {
       '--piece-length',
       '256K',
     ]).done;
-    const seed = tdl(['seed', torrent, '-o', data, '--port', '0', '--no-dht', '--json']);
+    // Loopback only; a seeder orphaned by a killed build still leaves within a minute.
+    const local = ['--port', '0', '--bind', '127.0.0.1'];
+    const seed = tdl([
+      'seed',
+      torrent,
+      '-o',
+      data,
+      ...local,
+      '--seed-time',
+      '1',
+      '--no-dht',
+      '--json',
+    ]);
     seederPort = await new Promise((resolve, reject) => {
       let buf = '';
       seed.child.stdout.on('data', (d) => {
@@ -273,8 +286,9 @@ async function train() {
       seed.done.then(() => reject(new Error('the seeder ended early')), reject);
     });
     const out = path.join(work, 'out');
-    await tdl(['download', torrent, '-o', out, '--quiet', ...dht], { TDL_WRITE_CODE_CACHE: CACHE })
-      .done;
+    await tdl(['download', torrent, '-o', out, '--quiet', ...local, ...dht], {
+      TDL_WRITE_CODE_CACHE: CACHE,
+    }).done;
     seed.child.kill('SIGTERM');
     await seed.done;
   } finally {

@@ -6,13 +6,14 @@
  * (tdl.js.cache): the functions a download runs are read back compiled instead of being parsed
  * and compiled at every start (docs/DESIGN.md, "Start-up and the shipped bundle").
  *
- * A cache V8 rejects (another Node or V8 version, other V8 flags, a changed tdl.js) or a missing
- * one costs nothing but reading it: V8 compiles the source as usual.
+ * A cache V8 rejects (another Node or V8 version, other V8 flags, a tdl.js of another length), a
+ * cache older than tdl.js (V8 would take an edited tdl.js of the same length) or a missing one
+ * costs nothing but reading it: V8 compiles the source as usual.
  *
  * TDL_WRITE_CODE_CACHE=<file>: write the cache of this run to <file> at exit, with every function
  * compiled by then (the build's training run; not for users).
  */
-const { readFileSync, writeFileSync } = require('node:fs');
+const { readFileSync, statSync, writeFileSync } = require('node:fs');
 const path = require('node:path');
 const { pathToFileURL } = require('node:url');
 const v8 = require('node:v8');
@@ -40,7 +41,11 @@ if (process.sourceMapsEnabled) {
   let cachedData;
   if (!cacheOut) {
     try {
-      cachedData = readFileSync(`${file}.cache`);
+      // V8 checks only the source's length: a cache older than tdl.js (an edited bundle) would
+      // run the old functions' code. npm's tarballs give both files one date, which passes.
+      if (statSync(`${file}.cache`).mtimeMs >= statSync(file).mtimeMs) {
+        cachedData = readFileSync(`${file}.cache`);
+      }
     } catch {
       // no cache: compile from source
     }
