@@ -499,6 +499,15 @@ export async function createTorrent(
   input: string,
   opts: CreateOptions = {},
 ): Promise<CreatedTorrent> {
+  try {
+    return await createFrom(input, opts);
+  } finally {
+    // Workers started early for this command and not taken (a bad argument, a small file).
+    dropPrestartedWorkers();
+  }
+}
+
+async function createFrom(input: string, opts: CreateOptions): Promise<CreatedTorrent> {
   const trackers = (opts.trackers ?? [])
     .map((tier) => tier.map((u) => checkUrl(u, 'tracker', ['http:', 'https:', 'udp:'])))
     .filter((tier) => tier.length > 0);
