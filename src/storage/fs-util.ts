@@ -238,8 +238,14 @@ export function syncfsUsable(): boolean {
   return !syncfsBroken && syncfsSupported();
 }
 
-/** The shell of SyncHelper: one `sync -f` per line read, its exit status written back. */
-const SYNC_HELPER_SCRIPT = 'while IFS= read -r p; do sync -f -- "$p" 2>/dev/null; echo $?; done';
+/**
+ * The shell of SyncHelper: one `sync -f` per line read, its exit status written back. A `sync`
+ * without `-f` (an old busybox) ends it at once (syncfs of /dev/null flushes nothing): syncs then
+ * spawn `sync -f`, whose error message marks syncfs as unusable for the rest of the run.
+ */
+const SYNC_HELPER_SCRIPT =
+  'sync -f /dev/null 2>/dev/null || exit 0; ' +
+  'while IFS= read -r p; do sync -f -- "$p" 2>/dev/null; echo $?; done';
 
 /**
  * A small shell, started while tdl is small, that runs `sync -f` for each path written to it.
