@@ -17,7 +17,7 @@ import { encodeHandshake } from '../../src/wire/handshake.js';
 import { FakeLeecher } from '../helpers/fake-leecher.js';
 import { useFixture } from '../helpers/fixture.js';
 import { assertBuilt, spawnTdl, until, type TdlProcess } from '../helpers/tdl-process.js';
-import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+import { randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 
 const PIECE = 32768;
 const SIZE = 1024 * 1024 + 12345;
@@ -36,14 +36,7 @@ function peerId(): Buffer {
 
 /** The torrent (announcing to a tracker that knows no peer) and its complete data on disk. */
 async function prepare(): Promise<{ t: MadeTorrent; torrent: string; out: string }> {
-  const tr = await fx.tracker([]);
-  const t = makeTorrent({
-    name: 'data.bin',
-    pieceLength: PIECE,
-    files: { data },
-    announce: tr.url,
-  });
-  const torrent = await fx.writeTorrent(t);
+  const { t, torrent } = await fx.singleFile(data, PIECE);
   const out = path.join(fx.dir, 'out');
   await mkdir(out);
   await writeFile(path.join(out, 'data.bin'), data);
@@ -272,14 +265,7 @@ describe('hostile connections', () => {
   }, 60_000);
 
   it('while tdl downloads: requests for pieces it lacks are refused, its download completes', async () => {
-    const tr = await fx.tracker([]);
-    const t = makeTorrent({
-      name: 'data.bin',
-      pieceLength: PIECE,
-      files: { data },
-      announce: tr.url,
-    });
-    const torrent = await fx.writeTorrent(t);
+    const { t, torrent } = await fx.singleFile(data, PIECE);
     const pieceCount = Math.ceil(SIZE / PIECE);
     // A slow seeder for the missing half keeps tdl downloading while the hostile peers ask.
     const seeder = await fx.seeder(t, PIECE, { rateLimit: 128 * 1024 });

@@ -14,7 +14,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { FakeLeecher } from '../helpers/fake-leecher.js';
 import { useFixture } from '../helpers/fixture.js';
 import { assertBuilt, spawnTdl, until } from '../helpers/tdl-process.js';
-import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+import { randomBytesSeeded } from '../helpers/torrent.js';
 
 const RATE = 1024 * 1024; // "1M"
 const PIECE = 32768;
@@ -28,14 +28,7 @@ beforeAll(() => assertBuilt());
 
 describe('rate limits (long-run averages; tolerant of a loaded machine)', () => {
   it('--max-download-rate 1M holds the download rate within 5 % over 10 s', async () => {
-    const tr = await fx.tracker([]);
-    const t = makeTorrent({
-      name: 'data.bin',
-      pieceLength: PIECE,
-      files: { data },
-      announce: tr.url,
-    });
-    const torrent = await fx.writeTorrent(t);
+    const { t, torrent } = await fx.singleFile(data, PIECE);
     const seeder = await fx.seeder(t, PIECE);
     const file = path.join(fx.dir, 'data.bin');
     const tdl = spawnTdl(
@@ -75,14 +68,7 @@ describe('rate limits (long-run averages; tolerant of a loaded machine)', () => 
   }, 90_000);
 
   it('tdl seed --max-upload-rate 1M holds the upload rate within 5 % over 10 s', async () => {
-    const tr = await fx.tracker([]);
-    const t = makeTorrent({
-      name: 'data.bin',
-      pieceLength: PIECE,
-      files: { data },
-      announce: tr.url,
-    });
-    const torrent = await fx.writeTorrent(t);
+    const { t, torrent } = await fx.singleFile(data, PIECE);
     const out = path.join(fx.dir, 'out');
     await mkdir(out);
     const file = path.join(out, 'data.bin');

@@ -15,7 +15,7 @@ import { Bitfield } from '../../src/wire/bitfield.js';
 import { FakeLeecher } from '../helpers/fake-leecher.js';
 import { useFixture } from '../helpers/fixture.js';
 import { assertBuilt, spawnTdl, until } from '../helpers/tdl-process.js';
-import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+import { randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 
 const fx = useFixture();
 
@@ -34,9 +34,7 @@ async function prepare(
   onDisk: 'all' | 'none' | ((index: number) => boolean) = 'all',
 ): Promise<{ t: MadeTorrent; data: Buffer; torrent: string; file: string }> {
   const data = randomBytesSeeded(size, seed);
-  const tr = await fx.tracker([]);
-  const t = makeTorrent({ name: 'data.bin', pieceLength, files: { data }, announce: tr.url });
-  const torrent = await fx.writeTorrent(t);
+  const { t, torrent } = await fx.singleFile(data, pieceLength);
   const out = path.join(fx.dir, 'out');
   await mkdir(out, { recursive: true });
   const file = path.join(out, 'data.bin');
@@ -237,14 +235,7 @@ describe('two tdl processes, no seeder anywhere', () => {
     const SIZE = 2 * 1024 * 1024 + 777;
     const PIECE = 32768;
     const data = randomBytesSeeded(SIZE, 'halves');
-    const tr = await fx.tracker([]);
-    const t = makeTorrent({
-      name: 'data.bin',
-      pieceLength: PIECE,
-      files: { data },
-      announce: tr.url,
-    });
-    const torrent = await fx.writeTorrent(t);
+    const { t, torrent } = await fx.singleFile(data, PIECE);
     const pieces = Math.ceil(SIZE / PIECE);
     const a = path.join(fx.dir, 'a.bin');
     const b = path.join(fx.dir, 'b.bin');
@@ -450,14 +441,7 @@ describe('a flock: three tdl processes on one throttled seeder', () => {
     const SIZE = 3 * 1024 * 1024;
     const PIECE = 65536;
     const data = randomBytesSeeded(SIZE, 'flock');
-    const tr = await fx.tracker([]);
-    const t = makeTorrent({
-      name: 'data.bin',
-      pieceLength: PIECE,
-      files: { data },
-      announce: tr.url,
-    });
-    const torrent = await fx.writeTorrent(t);
+    const { t, torrent } = await fx.singleFile(data, PIECE);
     // 512 KiB/s to each downloader: 6 s for one of them alone.
     const seed = await fx.seeder(t, PIECE, { rateLimit: 512 * 1024 });
     const ports = [await freePort(), await freePort(), await freePort()];

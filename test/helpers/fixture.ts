@@ -8,7 +8,7 @@ import { afterEach, beforeEach } from 'vitest';
 import { tempDir } from './cli.js';
 import { startFakeSeeder, type FakeSeeder, type FakeSeederOptions } from './fake-seeder.js';
 import { startHttpTracker, type FakeTracker } from './fake-tracker.js';
-import type { MadeTorrent } from './torrent.js';
+import { makeTorrent, type MadeTorrent } from './torrent.js';
 
 export interface Fixture {
   /** This test's temp folder. */
@@ -19,6 +19,11 @@ export interface Fixture {
   /** An HTTP tracker that lists these seeders (a function: read at each announce). */
   tracker(peers: FakeSeeder[] | (() => FakeSeeder[])): Promise<FakeTracker>;
   writeTorrent(t: MadeTorrent, name?: string): Promise<string>;
+  /**
+   * A one-file torrent of `data` (named data.bin) announcing to a tracker that lists no peer,
+   * written to this test's folder: the torrent and the path of its file.
+   */
+  singleFile(data: Buffer, pieceLength: number): Promise<{ t: MadeTorrent; torrent: string }>;
 }
 
 export function useFixture(): Fixture {
@@ -54,6 +59,11 @@ export function useFixture(): Fixture {
       const p = path.join(dir, name);
       await writeFile(p, t.torrent);
       return p;
+    },
+    async singleFile(data, pieceLength) {
+      const tr = await this.tracker([]);
+      const t = makeTorrent({ name: 'data.bin', pieceLength, files: { data }, announce: tr.url });
+      return { t, torrent: await this.writeTorrent(t) };
     },
   };
 }
