@@ -761,7 +761,6 @@ export class Download extends EventEmitter<DownloadEvents> {
   private request(s: Session): void {
     const conn = s.conn;
     if (this.closed || this.complete || conn.state !== 'open' || !conn.amInterested) return;
-    if (this.gated) return;
     if (this.sequential && !s.ready) {
       if (conn.peerChoking || !conn.bitfield.isComplete()) return;
     }
@@ -772,6 +771,9 @@ export class Download extends EventEmitter<DownloadEvents> {
       s.readyTimer = null;
       this.emit('peer', { address: conn.address, status: 'ready' });
     }
+    // Until the first checkpoint is written no block is asked for; a peer that unchoked us is
+    // ready all the same (its unchoke deadline is met).
+    if (this.gated) return;
     this.scheduler.fill(
       s.req,
       s.req.goodPieces > 0 || !this.anyTrusted(),
