@@ -37,7 +37,6 @@ export class Layout {
   readonly fileCount: number;
   private readonly offsets: Float64Array;
   private readonly lengths: Float64Array;
-  private list: readonly LayoutFile[] | undefined;
 
   /**
    * From file objects, or (`{ starts }`) from files laid end to end: file i is bytes
@@ -93,15 +92,6 @@ export class Layout {
   file(i: number): LayoutFile {
     this.checkFile(i);
     return { offset: this.offsets[i]!, length: this.lengths[i]! };
-  }
-
-  /**
-   * Every file as an object, made on first use and then kept: one object per file, which a
-   * torrent of 100,000 files should not pay for. Prefer fileCount, fileOffset and fileLength.
-   */
-  get files(): readonly LayoutFile[] {
-    this.list ??= Array.from({ length: this.fileCount }, (_, i) => this.file(i));
-    return this.list;
   }
 
   /** Bytes of the pieces in `have` (all pieces when null) that are also in `wanted` (if given). */

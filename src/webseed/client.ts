@@ -387,7 +387,7 @@ export class WebSeed {
     signal: AbortSignal,
   ): Promise<void> {
     const expected = r.end - r.start;
-    const fileLength = this.layout.files[r.fileIndex]!.length;
+    const fileLength = this.layout.fileLength(r.fileIndex);
     let target = r.url;
     for (let redirects = 0; ; redirects++) {
       debug('GET %s bytes=%d-%d', target, r.start, r.end - 1);

@@ -139,7 +139,7 @@ describe('pieceRanges', () => {
               if (m.files[r.fileIndex]!.padding) problems.push(`padding requested in piece ${p}`);
               if (r.end <= r.start || r.end > lengths[r.fileIndex]!) problems.push(`bad range`);
               // The stream position of the range matches the piece position.
-              if (l.files[r.fileIndex]!.offset + r.start !== p * pl + r.pieceOffset) {
+              if (l.fileOffset(r.fileIndex) + r.start !== p * pl + r.pieceOffset) {
                 problems.push(`misplaced range in piece ${p}`);
               }
               for (let i = r.pieceOffset; i < r.pieceOffset + r.end - r.start; i++) {
