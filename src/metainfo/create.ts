@@ -561,7 +561,6 @@ async function createFrom(input: string, opts: CreateOptions): Promise<CreatedTo
     workers.length = 0;
     return made;
   } finally {
-    dropPrestartedWorkers();
     // After a failure a worker may still be reading: wait for it.
     await Promise.all(workers.map((w) => w.terminate()));
   }
@@ -649,7 +648,8 @@ async function createWith(
     draftLength = draft.length;
     infoStart = m.info.byteOffset - draft.byteOffset;
     infoEnd = infoStart + m.info.length;
-    if (!sha1(draft.subarray(infoStart, infoEnd)).equals(m.infoHash)) {
+    // parseTorrent hashed m.info itself: it only has to be a view of this draft.
+    if (m.info.buffer !== draft.buffer) {
       throw new Error('the info dictionary was not found in the torrent');
     }
   };
