@@ -379,8 +379,6 @@ export class StreamOut {
       this.aheadAt = { index, begin };
       if (!(await this.readAhead(true))) return null;
       r = this.ahead[0]!;
-    } else {
-      this.readAhead(false);
     }
     this.ahead.shift();
     this.readAhead(false);
