@@ -140,15 +140,21 @@ export async function applyFileAttributes(
   const root = path.resolve(plan.root);
   let executables = 0;
   let symlinks = 0;
+  // One pass over the list (a 100,000-file torrent makes each entry as it is asked for); the
+  // links are made after every regular file is in its final state.
+  const links: number[] = [];
   for (let i = 0; i < meta.files.length; i++) {
     const f = meta.files.at(i)!;
-    if (f.padding || f.symlink || !f.executable) continue;
-    await makeExecutable(meta.multiFile ? inside(root, f.path, `info.files[${i}].path`) : root);
-    executables++;
+    if (f.padding) continue;
+    if (f.symlink) links.push(i);
+    else if (f.executable) {
+      await makeExecutable(meta.multiFile ? inside(root, f.path, `info.files[${i}].path`) : root);
+      executables++;
+    }
   }
-  for (let i = 0; i < meta.files.length; i++) {
+  for (const i of links) {
     const f = meta.files.at(i)!;
-    if (f.padding || !f.symlink) continue;
+    if (!f.symlink) continue;
     if (!meta.multiFile) {
       throw new MetainfoError('info.attr', 'a single-file torrent cannot be a symbolic link');
     }

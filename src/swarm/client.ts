@@ -19,6 +19,7 @@ import { NoPeersError, TransferError } from '../errors.js';
 import { fileList, fileOffsets, type Metainfo } from '../metainfo/torrent.js';
 import type { PeerConnection } from '../peer/connection.js';
 import { makePeerId } from '../peer/peer-id.js';
+import { applyFileAttributes } from '../storage/attributes.js';
 import { startupCheck, type ProgressFn, type StartupCheck } from '../storage/check.js';
 import { ResumeWriter } from '../storage/checkpoint.js';
 import { DiskStorage, OutputChangedError } from '../storage/disk.js';
@@ -154,6 +155,18 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   const dropParts = async () => {
     if (!selected) await storage.parts?.remove();
   };
+  // BEP 47 `x` and `l` once the whole torrent is in place under its final names: not for a
+  // partial selection (the other files are not there) nor a stream (it leaves no file).
+  const applyAttributes = async () => {
+    if (selected || o.stream) return;
+    const r = await applyFileAttributes(plan, {
+      multiFile: meta.multiFile,
+      files: fileList(meta),
+    });
+    if (r.executables + r.symlinks > 0) {
+      log('%d files made executable, %d links', r.executables, r.symlinks);
+    }
+  };
   const resumeFile = resumePath(plan);
   const metadataFile = withSuffix(plan.root, METADATA_SUFFIX);
   // Our own signal: the caller's interrupt, or a fault found by a checkpoint, ends the download.
@@ -230,6 +243,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       }
       await storage.sync();
       await storage.finalize();
+      await applyAttributes();
       await dropParts();
       await removeStale(resumeFile);
       await rm(metadataFile, { force: true }).catch(() => {});
@@ -406,6 +420,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       const { cut } = await storage.finalize();
       for (const p of cut)
         d.emit('warning', `${p} was longer than the torrent's file: cut to size`);
+      await applyAttributes();
       if (writer) await writer.remove();
       await dropParts();
       await rm(metadataFile, { force: true }).catch(() => {});

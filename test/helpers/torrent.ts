@@ -14,7 +14,7 @@ export interface MakeTorrentOptions {
   name: string;
   pieceLength: number;
   /** An array means a multi-file torrent (paths without the top folder); an object, single-file. */
-  files: { path: string[]; data: Buffer }[] | { data: Buffer };
+  files: { path: string[]; data: Buffer; attr?: string; symlink?: string[] }[] | { data: Buffer };
   announce?: string;
   announceList?: string[][];
   /** Extra keys merged into the info dictionary (they override computed ones, e.g. `pieces`). */
@@ -55,7 +55,12 @@ export function makeTorrent(opts: MakeTorrentOptions): MadeTorrent {
     pieces: Buffer.concat(hashes),
   };
   if (Array.isArray(opts.files)) {
-    info['files'] = opts.files.map((f) => ({ length: f.data.length, path: f.path }));
+    info['files'] = opts.files.map((f) => ({
+      length: f.data.length,
+      path: f.path,
+      ...(f.attr !== undefined ? { attr: f.attr } : {}),
+      ...(f.symlink !== undefined ? { 'symlink path': f.symlink } : {}),
+    }));
   } else {
     info['length'] = data.length;
   }
