@@ -302,8 +302,6 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.store = new PieceStore(this.meta, opts.storage, opts.tap, () =>
       Math.floor(this.picker.maxInflightBytes / 2),
     );
-    // A piece is served once verified: from its buffer until that is released, then from disk.
-    this.served = new Bitfield(this.layout.pieceCount, this.have.toBuffer());
     const storage = opts.storage;
     const source = {
       readBlock: (index: number, begin: number, length: number) => {
@@ -311,7 +309,7 @@ export class Download extends EventEmitter<DownloadEvents> {
         return mem ? Promise.resolve(mem) : storage.readBlock(index, begin, length);
       },
     };
-    this.upload = new UploadService(this.layout, this.served, source, opts.maxUploadRate);
+    this.upload = new UploadService(this.layout, this.have, source, opts.maxUploadRate);
     this.choker = new Choker({
       slots: opts.uploadSlots ?? DEFAULT_UPLOAD_SLOTS,
       random: opts.random ?? Math.random,
@@ -354,9 +352,6 @@ export class Download extends EventEmitter<DownloadEvents> {
 
   /** Our peer id's key for the seeds' rendezvous (see seed-sparing.ts). */
   private readonly ownKey: number;
-
-  /** Pieces verified and servable (a copy of the picker's, set once verified). */
-  private readonly served: Bitfield;
 
   /** Run until every piece is verified and on disk. The swarm keeps running until close(). */
   async run(): Promise<DownloadStats> {
@@ -716,8 +711,8 @@ export class Download extends EventEmitter<DownloadEvents> {
         metadataSize: this.meta.info.length,
       }),
     );
-    if (conn.metadataOnly) conn.adopt(this.layout.pieceCount, this.served, ext);
-    else conn.start(this.served, ext);
+    if (conn.metadataOnly) conn.adopt(this.layout.pieceCount, this.have, ext);
+    else conn.start(this.have, ext);
   }
 
   /** The session of this peer (same address and peer id) in the other direction, if any. */
@@ -752,7 +747,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     if (s.wanted > 0 || conn.peerInterested || s.req.inflight.size > 0) return;
     // A peer that has shown nothing yet may still send its bitfield.
     if (conn.bitfield.count === 0 && Date.now() - s.connectedAt < 10_000 && !this.complete) return;
-    const weAreSeed = this.served.isComplete();
+    const weAreSeed = this.have.isComplete();
     const theyAreSeed = conn.bitfield.isComplete();
     if (theyAreSeed && weAreSeed) this.drop(s, 'both complete');
     else if (this.complete && theyAreSeed) this.drop(s, 'both complete');
@@ -865,8 +860,9 @@ export class Download extends EventEmitter<DownloadEvents> {
       const s = this.byAddress(from);
       if (s) s.req.goodPieces++;
     }
+    // Servable from now on (the picker's `done` is our `have`): from its buffer until that is
+    // released, then from disk.
     this.picker.verified(p);
-    this.served.set(p.index);
     for (const s of this.sessions.values()) {
       // Peers that have the piece need no `have` for it (libtorrent's "lazy" haves).
       if (!s.conn.bitfield.has(p.index)) s.conn.have(p.index);
