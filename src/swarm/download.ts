@@ -27,7 +27,7 @@ import { InterruptedError, NoPeersError, TdlError, TransferError } from '../erro
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { PeerConnection, PeerTimeouts } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
-import { formatPeerAddress, type PeerAddress } from '../tracker/types.js';
+import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { encodeExtendedHandshake, localExtendedHandshake } from '../wire/extension.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
@@ -35,13 +35,7 @@ import { Choker, CHOKE_INTERVAL_MS, type ChokerPeer } from './choker.js';
 import type { Listener } from './listener.js';
 import { WebSeeds } from '../webseed/scheduler.js';
 import { PeerExtensions } from './extensions.js';
-import {
-  MAX_ATTEMPTS,
-  PeerPool,
-  type Candidate,
-  type HandoffCandidate,
-  type PeerOrigin,
-} from './peer-pool.js';
+import { PeerPool, type Candidate, type HandoffCandidate, type PeerOrigin } from './peer-pool.js';
 import { peerIdKey, PiecePicker, type PieceInProgress } from './picker.js';
 import { PieceStore, type PieceTap } from './piece-store.js';
 import { sparingHints, standsIn, tdlKey } from './seed-sparing.js';
@@ -806,9 +800,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   private holdListening(s: Session): void {
     const listen = s.ext.listenAddress;
     if (s.conn.direction !== 'in' || s.listening || !listen) return;
-    const known = this.pool.candidates.get(formatPeerAddress(listen));
-    if (known?.busy) return;
-    s.listening = this.pool.reserve(listen, 'incoming');
+    s.listening = this.pool.holdListening(listen);
   }
 
   private onBlock(s: Session, index: number, begin: number, data: Buffer): void {
@@ -954,12 +946,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.scheduler.releaseAll(s.req);
     this.picker.peerGone(s.conn.bitfield);
     this.pool.released(s.cand, s.ready || !this.sequential);
-    if (s.listening) {
-      this.pool.released(s.listening, s.ready || !this.sequential);
-      // An address only the peer's own connection told us is not dialled after it leaves (as
-      // before it spoke); a tracker or PEX report of it gives it its chances.
-      if (s.listening.origin === 'incoming') s.listening.attempts = MAX_ATTEMPTS;
-    }
+    if (s.listening) this.pool.released(s.listening, s.ready || !this.sequential);
     this.lastFailure = `${s.conn.address}: ${reason}`;
     if (!s.cand.banned) this.emit('peer', { address: s.conn.address, status: 'dropped', reason });
     if (!this.closed) {

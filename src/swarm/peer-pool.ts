@@ -218,6 +218,25 @@ export class PeerPool extends EventEmitter<PoolEvents> {
     return c;
   }
 
+  /**
+   * Where a connected incoming peer listens, held busy while it is here so that a report of it is
+   * not dialled as another peer; null when that address is busy already (we are dialling it).
+   * Released like any attempt. An address only that connection told us gets an incoming
+   * candidate's attempts: it is not dialled after the peer leaves unless a tracker or PEX
+   * reports it (see add()).
+   */
+  holdListening(peer: PeerAddress): Candidate | null {
+    const address = formatPeerAddress(peer);
+    let c = this.candidates.get(address);
+    if (c?.busy) return null;
+    if (!c) {
+      c = newCandidate(peer.host, peer.port, address, 'incoming', MAX_ATTEMPTS);
+      if (this.candidates.size < MAX_CANDIDATES) this.candidates.set(address, c);
+    }
+    c.busy = true;
+    return c;
+  }
+
   /** The remembered entry for an incoming peer (created on first sight). */
   incoming(host: string, port: number): Candidate {
     const address = formatPeerAddress({ host, port });
