@@ -12,7 +12,7 @@ import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from 
 import { parsePeer } from './peer-arg.js';
 import { openTorrent, type OpenedTorrent } from './source.js';
 import { resolveSelection, selectedBytes } from '../storage/selection.js';
-import { fileList, isPaddingFile } from '../metainfo/torrent.js';
+import { fileList, isPaddingFile, paddingFileCount } from '../metainfo/torrent.js';
 import { makeWorkDir, removeWorkDir, streamWorkDir, type ByteSink } from '../storage/stream-out.js';
 import { FdSink } from '../storage/fd-sink.js';
 
@@ -130,8 +130,7 @@ export async function runDownload(
       include: opts.include,
       exclude: opts.exclude,
     });
-    let realFiles = 0;
-    for (let i = 0; i < files.length; i++) if (!isPaddingFile(meta, i)) realFiles++;
+    const realFiles = files.length - paddingFileCount(meta);
     const selection = selected
       ? {
           selectedFiles: selected.reduce((n, v) => n + v, 0),

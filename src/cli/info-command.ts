@@ -8,7 +8,7 @@ import {
   contentLength,
   fileAt,
   fileCount,
-  isPaddingFile,
+  paddingFileCount,
   type Metainfo,
   type TorrentFile,
 } from '../metainfo/torrent.js';
@@ -136,8 +136,7 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
   const size = contentLength(m);
   // Files are read one at a time (fileAt): the list of a large torrent is never held whole.
   const files = fileCount(m);
-  let padding = 0;
-  for (let i = 0; i < files; i++) if (isPaddingFile(m, i)) padding++;
+  const padding = paddingFileCount(m);
   if (opts.json) {
     // One JSON line, as jsonLine would make it with `files` between `private` and `trackers`,
     // written in pieces: a 100,000-file torrent never builds it as one string.

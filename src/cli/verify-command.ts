@@ -11,7 +11,7 @@ import path from 'node:path';
 import { hashPieces } from '../storage/check.js';
 import { DiskStorage } from '../storage/disk.js';
 import { Layout } from '../storage/layout.js';
-import { fileCount, fileList, fileOffsets, isPaddingFile } from '../metainfo/torrent.js';
+import { fileList, fileOffsets, paddingFileCount } from '../metainfo/torrent.js';
 import { planOutput } from '../storage/output.js';
 import { partsPath } from '../storage/parts.js';
 import {
@@ -157,7 +157,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
       ? {
           selectedFiles: files.length,
           selectedSize: size,
-          files: list.length - paddingCount(meta),
+          files: list.length - paddingFileCount(meta),
         }
       : null;
     const ready = dataComplete && files.every((f) => f.state === 'complete');
@@ -232,12 +232,4 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
   } finally {
     await storage.close();
   }
-}
-
-/** How many of the torrent's files are BEP 47 padding. */
-function paddingCount(meta: Parameters<typeof isPaddingFile>[0]): number {
-  let n = 0;
-  const count = fileCount(meta);
-  for (let i = 0; i < count; i++) if (isPaddingFile(meta, i)) n++;
-  return n;
 }

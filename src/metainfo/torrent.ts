@@ -627,6 +627,14 @@ export function isPaddingFile(m: Metainfo, i: number): boolean {
   return t.padding[i] === 1;
 }
 
+/** How many of `m`'s files are BEP 47 padding, without making its file list. */
+export function paddingFileCount(m: Metainfo): number {
+  let n = 0;
+  const count = fileCount(m);
+  for (let i = 0; i < count; i++) if (isPaddingFile(m, i)) n++;
+  return n;
+}
+
 /**
  * The files of a torrent as a read-only list: `length` and `at(i)` (an array is one too). For a
  * parsed multi-file torrent whose `files` was never read (see FileTable), each `at(i)` makes the
