@@ -19,9 +19,10 @@ const { pathToFileURL } = require('node:url');
 const v8 = require('node:v8');
 const vm = require('node:vm');
 
-// V8 accepts a cache only under the flags it was made with: this flag (src/cli/main.ts sets it
-// too, for the unbundled build) must be set before compiling, here and in the training run.
+// V8 accepts a cache only under the flags it was made with: these flags (src/cli/main.ts sets
+// them too, for the unbundled build) must be set before compiling, here and in the training run.
 v8.setFlagsFromString('--liftoff-only');
+v8.setFlagsFromString('--semi-space-growth-factor=1');
 
 const file = path.join(__dirname, 'tdl.js');
 const source = readFileSync(file, 'utf8');
