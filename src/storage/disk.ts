@@ -1205,6 +1205,15 @@ export class DiskStorage {
     return { capacity: p.capacity, open: p.size, peak: p.peak, opens: p.opens };
   }
 
+  /**
+   * The data is about to be removed (a stream's working copy, once streamed): nothing written so
+   * far needs to be durable, and closing syncs nothing.
+   */
+  discardData(): void {
+    this.unsynced.clear();
+    this.dirty.clear();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -355,8 +355,10 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
 
     let sinceCheckpoint = 0;
     let warnedCheckpoint = false;
+    // Once every piece is written the completion path below takes over: it syncs and writes the
+    // complete checkpoint itself, or for a stream none at all.
     const kick = () => {
-      if (!writer || writer.busy || !writer.stale || ctl.signal.aborted) return;
+      if (!writer || writer.busy || !writer.stale || ctl.signal.aborted || d.allWritten) return;
       sinceCheckpoint = 0;
       writer.checkpoint().catch((e: unknown) => {
         if (e instanceof OutputChangedError) ctl.abort(e);
@@ -407,7 +409,21 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     const stats = await running;
     if (timer) clearInterval(timer);
     timer = null;
-    if (!complete) {
+    if (!complete && streamOut) {
+      // A stream's working copy is kept only for a later run of a stream that did not finish.
+      // Once the reader has every byte it is waste (the command removes it): it is neither
+      // synced (not even on close), checked, checkpointed nor renamed: on 256 MiB that was two
+      // fdatasyncs of 40 ms each and the renames before the removal. Until then it stays as the download left it: the
+      // last checkpoint, the pieces since in the journal (sound; an interrupt meanwhile writes
+      // a final checkpoint, below).
+      await writer?.idle();
+      await untilAborted(streamOut.done, ctl.signal);
+      storage.discardData();
+      if (writer) await writer.remove();
+      await dropParts();
+      await rm(metadataFile, { force: true }).catch(() => {});
+      if (tracker && !selected) await tracker.complete().catch(() => {});
+    } else if (!complete) {
       await writer?.idle();
       // Before declaring success: every file must still be the one written, at its full size.
       // The data is synced meanwhile, so that the complete checkpoint has nothing left to sync.
@@ -415,8 +431,6 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // A complete checkpoint first (it makes the data durable), so that a crash while renaming
       // still finds a complete torrent.
       if (writer) await writer.checkpoint(true);
-      // A stream behind the download (a slow reader) reads the pieces back before the rename.
-      if (streamOut) await untilAborted(streamOut.done, ctl.signal);
       const { cut } = await storage.finalize();
       for (const p of cut)
         d.emit('warning', `${p} was longer than the torrent's file: cut to size`);
@@ -444,7 +458,8 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     // No more blocks from here on: a piece that completed while the last checkpoint was being
     // written would be on disk but only in its journal (sound, yet hashed again next time).
     dl?.close();
-    if (writer && !dl?.isComplete) {
+    // A stream whose reader was behind the completed download is saved too (see above).
+    if (writer && (!dl?.isComplete || streamOut)) {
       // Save what was verified and written before the failure (best effort: the failure may be
       // the disk itself).
       await writer.checkpoint(true).catch((err: unknown) => {

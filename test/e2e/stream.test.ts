@@ -311,6 +311,22 @@ describe('tdl download -o -', () => {
       // README: 2 s for the reader to take what was written, then tdl drops it and exits. Far
       // below the reader's 120 s, which a thread blocked in write() would have waited for.
       expect(took).toBeLessThan(45_000);
+      if (times === 'twice') return;
+      // The download had completed, the stream had not: the interrupt saved every piece in the
+      // resume file, so the next run streams the whole file from the working copy, with no peer.
+      const dir = workDir(cache, t.infoHash);
+      const resume = decodeResume(readFileSync(path.join(dir, 'stuck.bin.tdl-resume')));
+      if (!resume.ok) throw new Error(resume.reason);
+      expect(resume.state.have.count).toBe(t.pieces.length);
+      await seeder.close();
+      const gone = `127.0.0.1:${seeder.port}`;
+      const again = await runStream(
+        ['download', torrent, '-o', '-', '--peer', gone, '--no-listen', '--no-dht'],
+        cache,
+      );
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stdout.equals(data)).toBe(true);
+      expect(existsSync(dir)).toBe(false);
     },
     120_000,
   );
