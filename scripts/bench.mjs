@@ -51,6 +51,7 @@ import {
 } from './lib/bench-metadata.mjs';
 import { BIG_SCENARIOS, runBigBench } from './lib/bench-big.mjs';
 import { PIPELINE_SCENARIOS, runPipelineBench } from './lib/bench-pipeline.mjs';
+import { RESUME_SCENARIOS, runResumeBench } from './lib/bench-resume.mjs';
 import { MAGNET_SCENARIOS, runMagnetBench } from './lib/bench-magnet.mjs';
 import { DHT_SCENARIOS, runDhtBench } from './lib/bench-dht.mjs';
 
@@ -187,6 +188,9 @@ function usage() {
                          tdl alone downloads 8 GiB (1 GiB) in 256 KiB pieces, or 256 MiB in
                          16 KiB pieces, from an in-process seeder of generated data: wall, CPU,
                          peak RSS (target < 120 MB)
+  --scenario resume-3000 tdl alone: 3,000 files under ulimit -n 256 from an in-process seeder,
+                         Ctrl-C at half, then again: the start-up check (target < 1 s) and
+                         what is fetched again (what was missing)
   --scenario stdout-256m | select-one
                          tdl alone: 256 MiB -o - | sha1sum against -o FILE (throughput >= 0.9x,
                          RSS < 100 MB); --select of one file of six (bytes received <= the
@@ -250,12 +254,14 @@ async function main() {
   // Very large generated torrents (tdl alone): see scripts/lib/bench-big.mjs. Only when named.
   const bigPicked = (values.scenario ?? []).filter((s) => BIG_SCENARIOS.includes(s));
   const pipePicked = (values.scenario ?? []).filter((s) => PIPELINE_SCENARIOS.includes(s));
+  const resumePicked = (values.scenario ?? []).filter((s) => RESUME_SCENARIOS.includes(s));
   const magnetPicked = (values.scenario ?? []).filter((s) => MAGNET_SCENARIOS.includes(s));
   const dhtPicked = (values.scenario ?? []).filter((s) => DHT_SCENARIOS.includes(s));
   const own = [
     ...METADATA_SCENARIOS,
     ...BIG_SCENARIOS,
     ...PIPELINE_SCENARIOS,
+    ...RESUME_SCENARIOS,
     ...MAGNET_SCENARIOS,
     ...DHT_SCENARIOS,
   ];
@@ -329,6 +335,11 @@ async function main() {
     const pipe = await runPipelineBench(pipePicked, runs, timeoutMs);
     console.log(`\n${pipe.markdown}\n`);
     checks.push(...pipe.checks);
+  }
+  if (resumePicked.length > 0) {
+    const res = await runResumeBench(runs, timeoutMs);
+    console.log(`\n${res.markdown}\n`);
+    checks.push(...res.checks);
   }
   if (magnetPicked.length > 0) {
     const mag = await runMagnetBench(magnetPicked, runs, timeoutMs);
