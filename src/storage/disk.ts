@@ -359,8 +359,10 @@ export class DiskStorage {
         }
       }
       await s.scan();
-      // Syncs go through a small helper process forked now, while tdl is small (see SyncHelper).
-      if (s.mode === 'write' && s.syncfs) {
+      // Syncs go through a small helper process forked now, while tdl is small (see SyncHelper);
+      // not for fewer files than a syncfs is ever used for (spawning it cost the main thread
+      // about 10 ms at every start).
+      if (s.mode === 'write' && s.fileCount >= SYNCFS_MIN_FILES && s.syncfs) {
         startSyncHelper();
         s.syncHelper = true;
       }
