@@ -91,11 +91,15 @@ export async function runResumeBench(runs, timeoutMs) {
           },
         },
       );
+      /** @type {NodeJS.Timeout | undefined} */
+      let timer;
       const reached = await Promise.race([
         halfway.then(() => true),
         first.exited.then(() => false),
-        new Promise((r) => setTimeout(() => r(false), timeoutMs)),
-      ]);
+        new Promise((r) => {
+          timer = setTimeout(() => r(false), timeoutMs);
+        }),
+      ]).finally(() => clearTimeout(timer));
       await stopTracked(first, 30_000);
       if (!reached) throw new Error(`the first run ended before half: ${first.stderrTail()}`);
       if (first.exit?.code !== 130)

@@ -238,12 +238,15 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       );
       await copyFromParts(check.have);
       if (streamOut) {
+        // Streamed from the working copy, which the command removes next: nothing to keep.
         streamOut.start(check.have);
         await untilAborted(streamOut.done, ctl.signal);
+        storage.discardData();
+      } else {
+        await storage.sync();
+        await storage.finalize();
+        await applyAttributes();
       }
-      await storage.sync();
-      await storage.finalize();
-      await applyAttributes();
       await dropParts();
       await removeStale(resumeFile);
       await rm(metadataFile, { force: true }).catch(() => {});

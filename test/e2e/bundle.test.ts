@@ -68,9 +68,12 @@ describe('the shipped bundle', () => {
   });
 
   it("ships tdl.js with a code cache that this Node's V8 accepts, in ASCII only", async () => {
-    // As main.js compiles it: under the same V8 flag, set first.
+    // As main.js compiles it: under the same V8 flags, set first (read from main.js itself).
+    const entry = await readFile(path.join(BUNDLE, 'main.js'), 'utf8');
+    const flags = [...entry.matchAll(/setFlagsFromString\('([^']+)'\)/g)].map((m) => m[1]!);
+    expect(flags).toContain('--liftoff-only');
     const check = [
-      "require('node:v8').setFlagsFromString('--liftoff-only');",
+      ...flags.map((f) => `require('node:v8').setFlagsFromString(${JSON.stringify(f)});`),
       "const fs = require('node:fs');",
       `const file = ${JSON.stringify(path.join(BUNDLE, 'tdl.js'))};`,
       "const s = new (require('node:vm').Script)(fs.readFileSync(file, 'utf8'),",

@@ -298,6 +298,8 @@ describe('tdl download -o -', () => {
         30_000,
         '100 %',
       );
+      // 100 % counts verified pieces: give the last ones the moment they take to be written.
+      await new Promise((r) => setTimeout(r, 300));
       const before = Date.now();
       process.kill(pid, 'SIGINT');
       // A second Ctrl-C exits at once (process.exit), past the sink's own 2 s grace.
