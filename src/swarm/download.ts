@@ -680,10 +680,13 @@ export class Download extends EventEmitter<DownloadEvents> {
       else queueMicrotask(() => this.wakeAll());
     });
     conn.on('interest', () => {
-      // A peer that wants something while a slot is free need not wait for the next round.
+      // A peer that wants something while a slot is free need not wait for the next round; one
+      // we left unchoked when it lost interest, and whose slot went to another meanwhile, is
+      // choked now rather than making one more than the slots until the next round.
       if (
         conn.peerInterested &&
-        this.unchokedCount() < (this.opts.uploadSlots ?? DEFAULT_UPLOAD_SLOTS) + 1
+        (!conn.amChoking ||
+          this.unchokedCount() < (this.opts.uploadSlots ?? DEFAULT_UPLOAD_SLOTS) + 1)
       )
         this.rechoke();
       this.checkUseless(s);

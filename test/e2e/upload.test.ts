@@ -355,6 +355,38 @@ describe('choking', () => {
     expect(l.frames.slice(frames).some((f) => f.id === 0)).toBe(false); // no choke came
   }, 40_000);
 
+  it('one left unchoked that wants again while its slot went to others is choked at once', async () => {
+    // One regular slot and the optimistic unchoke: at most two interested peers unchoked.
+    const { t, torrent, file } = await prepare(1024 * 1024, 32768, 'over');
+    const tdl = spawnTdl(
+      ['seed', torrent, '-o', file, '--port', '0', '--json', '--upload-slots', '1'],
+      fx.onClose,
+    );
+    const port = await tdl.port();
+    const a = await leecher(t, port, '127.0.2.50');
+    await a.waitHandshake();
+    a.interested();
+    await until(() => !a.choked, 10_000, 'the unchoke of the first');
+    a.notInterested();
+    const others = await Promise.all([
+      leecher(t, port, '127.0.2.51'),
+      leecher(t, port, '127.0.2.52'),
+    ]);
+    for (const l of others) {
+      await l.waitHandshake();
+      l.interested();
+    }
+    await until(() => others.every((l) => !l.choked), 10_000, 'the others unchoked');
+    expect(a.choked).toBe(false); // left unchoked while not interested
+    a.interested();
+    // Well before the next round (10 s): back to two interested peers unchoked.
+    await until(
+      () => [a, ...others].filter((l) => !l.choked).length <= 2,
+      3_000,
+      'one of three choked',
+    );
+  }, 40_000);
+
   it('while downloading, a leecher that uploads to tdl gets a regular slot', async () => {
     // 2 MiB to fetch at 64 KiB/s: tdl is still downloading after two choker rounds.
     const SIZE = 4 * 1024 * 1024;
