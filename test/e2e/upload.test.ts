@@ -295,20 +295,26 @@ describe('two tdl processes, no seeder anywhere', () => {
 });
 
 describe('choking', () => {
+  /** `tdl seed` of 1 MiB in pieces of 32 KiB, with these options: the torrent and its port. */
+  async function seeding(name: string, ...options: string[]) {
+    const { t, torrent, file } = await prepare(1024 * 1024, 32768, name);
+    const args = ['seed', torrent, '-o', file, '--port', '0', '--json', ...options];
+    const tdl = spawnTdl(args, fx.onClose);
+    return { t, port: await tdl.port() };
+  }
+  /** A leecher from `host`, handshaken and interested. */
+  async function interestedLeecher(t: MadeTorrent, port: number, host: string) {
+    const l = await leecher(t, port, host);
+    await l.waitHandshake();
+    l.interested();
+    return l;
+  }
+
   it('--upload-slots 2 with 5 interested leechers: at most 3 unchoked at once', async () => {
-    const { t, torrent, file } = await prepare(1024 * 1024, 32768, 'slots');
-    const tdl = spawnTdl(
-      ['seed', torrent, '-o', file, '--port', '0', '--json', '--upload-slots', '2'],
-      fx.onClose,
-    );
-    const port = await tdl.port();
+    const { t, port } = await seeding('slots', '--upload-slots', '2');
     const ls = await Promise.all(
-      Array.from({ length: 5 }, (_, i) => leecher(t, port, `127.0.2.${10 + i}`)),
+      Array.from({ length: 5 }, (_, i) => interestedLeecher(t, port, `127.0.2.${10 + i}`)),
     );
-    for (const l of ls) {
-      await l.waitHandshake();
-      l.interested();
-    }
     let most = 0;
     let least = Infinity;
     const end = Date.now() + 13_000; // across one choker round (10 s)
@@ -329,18 +335,12 @@ describe('choking', () => {
   }, 40_000);
 
   it('a leecher that loses interest stays unchoked, and asks again at once', async () => {
-    const { t, torrent, file } = await prepare(1024 * 1024, 32768, 'lazy');
-    const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', '0', '--json'], fx.onClose);
-    const port = await tdl.port();
-    const l = await leecher(t, port, '127.0.2.40');
-    await l.waitHandshake();
-    l.interested();
+    const { t, port } = await seeding('lazy');
+    const l = await interestedLeecher(t, port, '127.0.2.40');
     await until(() => !l.choked, 10_000, 'the unchoke');
     l.notInterested();
     // Another peer comes and goes interested: each time tdl decides again whom it unchokes.
-    const other = await leecher(t, port, '127.0.2.41');
-    await other.waitHandshake();
-    other.interested();
+    const other = await interestedLeecher(t, port, '127.0.2.41');
     await until(() => !other.choked, 10_000, "the other's unchoke");
     other.notInterested();
     other.interested();
@@ -357,25 +357,14 @@ describe('choking', () => {
 
   it('one left unchoked that wants again while its slot went to others is choked at once', async () => {
     // One regular slot and the optimistic unchoke: at most two interested peers unchoked.
-    const { t, torrent, file } = await prepare(1024 * 1024, 32768, 'over');
-    const tdl = spawnTdl(
-      ['seed', torrent, '-o', file, '--port', '0', '--json', '--upload-slots', '1'],
-      fx.onClose,
-    );
-    const port = await tdl.port();
-    const a = await leecher(t, port, '127.0.2.50');
-    await a.waitHandshake();
-    a.interested();
+    const { t, port } = await seeding('over', '--upload-slots', '1');
+    const a = await interestedLeecher(t, port, '127.0.2.50');
     await until(() => !a.choked, 10_000, 'the unchoke of the first');
     a.notInterested();
     const others = await Promise.all([
-      leecher(t, port, '127.0.2.51'),
-      leecher(t, port, '127.0.2.52'),
+      interestedLeecher(t, port, '127.0.2.51'),
+      interestedLeecher(t, port, '127.0.2.52'),
     ]);
-    for (const l of others) {
-      await l.waitHandshake();
-      l.interested();
-    }
     await until(() => others.every((l) => !l.choked), 10_000, 'the others unchoked');
     expect(a.choked).toBe(false); // left unchoked while not interested
     a.interested();

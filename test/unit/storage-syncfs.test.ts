@@ -3,11 +3,11 @@
  * ran needs no fdatasync of its own then, and stays dirty and unsynced for the next sync.
  */
 import { createHash } from 'node:crypto';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { DiskStorage } from '../../src/storage/disk.js';
 import { Layout } from '../../src/storage/layout.js';
 import { planOutput } from '../../src/storage/output.js';
-import { tempDir } from '../helpers/cli.js';
+import { useFixture } from '../helpers/fixture.js';
 import { randomBytesSeeded } from '../helpers/torrent.js';
 
 const hooks = vi.hoisted(() => ({
@@ -41,14 +41,7 @@ vi.mock('../../src/storage/fs-util.js', async (importOriginal) => {
   };
 });
 
-let dir: string;
-let cleanup: () => Promise<void>;
-beforeEach(async () => {
-  ({ dir, cleanup } = await tempDir('tdl-syncfs-'));
-});
-afterEach(async () => {
-  await cleanup();
-});
+const fx = useFixture();
 
 describe('a checkpoint sync by syncfs', () => {
   it('does not fdatasync a file written again while it ran, and leaves it for the next sync', async () => {
@@ -74,7 +67,7 @@ describe('a checkpoint sync by syncfs', () => {
       pieceCount: layout.pieceCount,
       pieceHashes: Buffer.alloc(20 * layout.pieceCount),
     };
-    const plan = await planOutput(meta, dir);
+    const plan = await planOutput(meta, fx.dir);
     const s = await DiskStorage.open(plan, layout, { maxOpenFiles: 64 });
     try {
       // Pieces 0, 1 and 3.. : every file but the second half of file 1 (piece 2).
