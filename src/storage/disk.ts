@@ -62,6 +62,7 @@ import { PART_SUFFIX, partPaths, plainPartPaths } from './names.js';
 import {
   planFile,
   planFileCount,
+  planFileLink,
   planFilePadding,
   planFilePath,
   type OutputPlan,
@@ -243,7 +244,8 @@ export class DiskStorage {
     this.flags = new Uint8Array(n);
     this.where = new Uint8Array(n);
     for (let i = 0; i < n; i++) {
-      const padding = planFilePadding(plan, i);
+      // A link entry holds no data either: never on disk until storage/attributes.ts makes it.
+      const padding = planFilePadding(plan, i) || planFileLink(plan, i);
       this.flags[i] = (padding ? PADDING : 0) | (!selected || selected[i] === 1 ? SELECTED : 0);
     }
     this.partPathList = plainPartPaths(plan) ? null : partPaths(plan);

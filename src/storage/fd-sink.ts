@@ -144,14 +144,14 @@ export class FdSink extends EventEmitter {
       clearTimeout(timer);
     }
     this.closed = true;
-    const err = new Error('the stream was stopped before these bytes were written');
+    const err = stoppedError();
     this.dropped += this.pending - this.inflight;
     // The chunks not being written go back now; those being written once the write returns.
     let k = 0;
     for (let bytes = 0; k < this.queue.length && bytes < this.inflight; k++)
       bytes += this.queue[k]!.chunk.length;
     this.head = this.tail + this.inflight;
-    for (const q of this.queue.splice(k)) q.cb?.(err);
+    this.dropQueued(k, err);
     for (const w of this.flushWaiters.splice(0)) w.cb(err);
     if (this.inflight > 0 && this.o.pipe) {
       log('the reader took nothing for %d ms: dropping %d bytes', graceMs, this.inflight);
@@ -179,8 +179,7 @@ export class FdSink extends EventEmitter {
     if (this.closed) {
       // The chunks of that write are the caller's again.
       this.tail = this.head;
-      const stopped = new Error('the stream was stopped before these bytes were written');
-      for (const q of this.queue.splice(0)) q.cb?.(stopped);
+      this.dropQueued();
       this.dispose();
       return;
     }
@@ -235,13 +234,17 @@ export class FdSink extends EventEmitter {
     fallback.write(part, (err) => {
       this.inflight = 0;
       if (this.closed) {
-        const stopped = new Error('the stream was stopped before these bytes were written');
-        for (const q of this.queue.splice(0)) q.cb?.(stopped);
+        this.dropQueued();
         return this.dispose();
       }
       if (err) return this.fail(err);
       this.advance(part.length);
     });
+  }
+
+  /** The chunks queued from `from` on go back to the caller, unwritten. */
+  private dropQueued(from = 0, err: Error = stoppedError()): void {
+    for (const q of this.queue.splice(from)) q.cb?.(err);
   }
 
   private fail(err: Error): void {
@@ -325,4 +328,9 @@ function readAvailable(fd: number, buf: Buffer): number {
     if (n === 0) return total;
     total += n;
   }
+}
+
+/** What a chunk's callback gets when the sink was stopped before writing it. */
+function stoppedError(): Error {
+  return new Error('the stream was stopped before these bytes were written');
 }

@@ -95,6 +95,10 @@ class PlannedOutput implements OutputPlan {
     return this.multiFile && this.source.at(i)!.padding === true;
   }
 
+  isLink(i: number): boolean {
+    return this.multiFile && this.source.at(i)!.symlink !== undefined;
+  }
+
   get files(): OutputFile[] {
     return (this.list ??= Array.from({ length: this.count }, (_, i) => this.fileOf(i)));
   }
@@ -120,6 +124,15 @@ export function planFilePadding(plan: OutputPlan, i: number): boolean {
   return plan instanceof PlannedOutput ? plan.isPadding(i) : plan.files[i]!.padding === true;
 }
 
+/**
+ * Is file `i` of a plan a BEP 47 link (`l`, no data)? Storage never creates, opens or writes it:
+ * storage/attributes.ts makes the symbolic link once the torrent is complete, and later runs
+ * find it there.
+ */
+export function planFileLink(plan: OutputPlan, i: number): boolean {
+  return plan instanceof PlannedOutput && plan.isLink(i);
+}
+
 interface TorrentShape {
   name: string;
   multiFile: boolean;
@@ -129,6 +142,8 @@ interface TorrentShape {
     length: number;
     offset: number;
     padding?: boolean;
+    /** BEP 47 `l`: made a symbolic link once the torrent is complete (storage/attributes.ts). */
+    symlink?: readonly string[];
   }>;
   /** Recognises this torrent's resume file (see above). */
   infoHash?: Buffer;
@@ -152,10 +167,10 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
   const parent = path.dirname(root);
   // No list of files is kept: each path is made (and checked) here, then again when needed.
   const count = t.multiFile ? t.files.length : 1;
-  const fileAt = (i: number): { path: string; padding: boolean } => {
-    if (!t.multiFile) return { path: root, padding: false };
+  const fileAt = (i: number): { path: string; padding: boolean; link: boolean } => {
+    if (!t.multiFile) return { path: root, padding: false, link: false };
     const f = t.files.at(i)!;
-    return { path: inside(root, f.path), padding: f.padding === true };
+    return { path: inside(root, f.path), padding: f.padding === true, link: !!f.symlink };
   };
 
   const dirs = new Set<string>();
@@ -201,7 +216,9 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
     // Only files whose folder is there are looked at (a fresh download: none).
     if (t.multiFile && (folderOf[i] === -1 || absent.has(folders[folderOf[i]!]!))) continue;
     const f = fileAt(i);
-    if (f.padding || absent.has(path.dirname(f.path))) continue;
+    // A link entry (BEP 47 `l`, no data) is a symbolic link once a run completed: never
+    // written through, it is made (and its target checked) by storage/attributes.ts.
+    if (f.link && (await lstatOrNull(f.path))?.isSymbolicLink()) continue;
     if (f.path !== target || st?.isDirectory()) await refuseLink(f.path, false);
   }
   return new PlannedOutput(root, parent, ordered, t.multiFile, t.files);
@@ -243,7 +260,10 @@ async function isOwnFolder(dir: string, t: TorrentShape): Promise<boolean> {
     if (!names) want.set(folder, (names = new Set()));
     names.add(name);
   };
-  const files: { p: string; f: { length: number; path: readonly string[] } }[] = [];
+  const files: {
+    p: string;
+    f: { length: number; path: readonly string[]; symlink?: readonly string[] };
+  }[] = [];
   for (let i = 0; i < t.files.length; i++) {
     const f = t.files.at(i)!;
     if (!f.padding) files.push({ p: path.join(dir, ...f.path), f });
@@ -266,6 +286,8 @@ async function isOwnFolder(dir: string, t: TorrentShape): Promise<boolean> {
   for (const { p, f } of files) {
     const fin = present(p) ? await lstatOrNull(p) : null;
     if (fin) {
+      // A link entry is a symbolic link once a run completed (its target is checked then).
+      if (f.symlink && fin.isSymbolicLink()) continue;
       if (!fin.isFile() || fin.size !== f.length) return false;
       continue;
     }

@@ -445,7 +445,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // a partial selection: we are no seeder).
       if (tracker && !selected) await tracker.complete().catch(() => {});
     } else {
+      // Complete before this run, and seeding: final names and attributes as any complete run.
       await storage.finalize();
+      await applyAttributes();
       await dropParts();
       await removeStale(resumeFile);
     }

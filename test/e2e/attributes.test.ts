@@ -1,11 +1,9 @@
 /**
- * BEP 47 attributes at the end of a download, against the built CLI: an `x` file is made
- * executable and an `l` entry becomes a relative symbolic link inside the torrent's folder; a
- * partial `--select` applies neither.
- *
- * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
+ * BEP 47 attributes at the end of a download: an `x` file is made executable and an `l` entry
+ * becomes a relative symbolic link inside the torrent's folder; a partial `--select` applies
+ * neither; `tdl seed` of complete data applies them too. Runs the CLI in process (runCli).
  */
-import { lstat, readFile, readlink, stat } from 'node:fs/promises';
+import { chmod, lstat, readFile, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
@@ -17,7 +15,7 @@ const PIECE = 16384;
 const tool = randomBytesSeeded(40_000, 'attr-tool');
 const doc = randomBytesSeeded(30_000, 'attr-doc');
 
-async function download(extra: string[] = []): Promise<string> {
+async function download(extra: string[] = []): Promise<{ root: string; torrent: string }> {
   const t = makeTorrent({
     name: 'pkg',
     pieceLength: PIECE,
@@ -42,12 +40,12 @@ async function download(extra: string[] = []): Promise<string> {
     ...extra,
   ]);
   expect(r.code, r.stderr).toBe(0);
-  return out;
+  return { root: out, torrent };
 }
 
 describe('BEP 47 attributes', () => {
   it('makes the x file executable and the l entry a relative link, once complete', async () => {
-    const root = await download();
+    const { root } = await download();
     expect((await stat(path.join(root, 'bin', 'tool'))).mode & 0o111).not.toBe(0);
     expect((await stat(path.join(root, 'doc.txt'))).mode & 0o111).toBe(0);
     const link = path.join(root, 'bin', 'latest');
@@ -57,8 +55,23 @@ describe('BEP 47 attributes', () => {
   });
 
   it('applies neither to a partial selection', async () => {
-    const root = await download(['--select', '2']);
-    expect((await readFile(path.join(root, 'doc.txt'))).equals(doc)).toBe(true);
+    // The x file alone: complete, yet not made executable (nor its link made).
+    const { root } = await download(['--select', '1']);
+    const st = await stat(path.join(root, 'bin', 'tool'));
+    expect(st.isFile()).toBe(true);
+    expect(st.mode & 0o111).toBe(0);
     await expect(lstat(path.join(root, 'bin', 'latest'))).rejects.toThrow();
+  });
+
+  it('tdl seed of complete data applies them as well', async () => {
+    const { root, torrent } = await download();
+    const tool = path.join(root, 'bin', 'tool');
+    await chmod(tool, 0o644);
+    const args = ['seed', torrent, '-o', root, '--seed-time', '0.01', '--no-dht', '--port', '0'];
+    // No peer comes (a closed port): it seeds for 0.6 s and exits.
+    const r = await runCli([...args, '--peer', '127.0.0.1:9']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await stat(tool)).mode & 0o111).not.toBe(0);
+    expect(await readlink(path.join(root, 'bin', 'latest'))).toBe('tool');
   });
 });
