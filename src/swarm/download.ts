@@ -588,6 +588,8 @@ export class Download extends EventEmitter<DownloadEvents> {
    * handshake (`extHandshake`, received before) read first.
    */
   private admit(conn: PeerConnection, cand: Candidate, extHandshake: Buffer | null = null): void {
+    const open = conn.state === 'open' && !this.closed && this.sessions.size < this.maxPeers;
+    const twin = open ? this.duplicate(conn) : null;
     const refused =
       conn.state !== 'open'
         ? 'connection closed'
@@ -595,13 +597,13 @@ export class Download extends EventEmitter<DownloadEvents> {
           ? 'download ended'
           : this.sessions.size >= this.maxPeers
             ? 'no free peer slot'
-            : this.duplicate(conn)
+            : twin
               ? 'already connected to this peer'
               : null;
     if (refused) {
       conn.close(refused);
-      const twin = refused === 'already connected to this peer' ? this.duplicate(conn) : null;
-      if (twin && twin.conn.direction === 'in' && !twin.listening && conn.direction === 'out') {
+      // `duplicate` matches the other direction only: an outgoing one's twin came in.
+      if (twin && conn.direction === 'out' && !twin.listening) {
         // We dialled where an incoming peer listens: the address stays held while it is here.
         twin.listening = cand;
         return;
@@ -683,10 +685,10 @@ export class Download extends EventEmitter<DownloadEvents> {
       // A peer that wants something while a slot is free need not wait for the next round; one
       // we left unchoked when it lost interest, and whose slot went to another meanwhile, is
       // choked now rather than making one more than the slots until the next round.
+      const slots = (this.opts.uploadSlots ?? DEFAULT_UPLOAD_SLOTS) + 1;
       if (
         conn.peerInterested &&
-        (!conn.amChoking ||
-          this.unchokedCount() < (this.opts.uploadSlots ?? DEFAULT_UPLOAD_SLOTS) + 1)
+        (conn.amChoking ? this.unchokedCount() < slots : this.unchokedCount() > slots)
       )
         this.rechoke();
       this.checkUseless(s);

@@ -226,13 +226,8 @@ export class PeerPool extends EventEmitter<PoolEvents> {
    * reports it (see add()).
    */
   holdListening(peer: PeerAddress): Candidate | null {
-    const address = formatPeerAddress(peer);
-    let c = this.candidates.get(address);
-    if (c?.busy) return null;
-    if (!c) {
-      c = newCandidate(peer.host, peer.port, address, 'incoming', MAX_ATTEMPTS);
-      if (this.candidates.size < MAX_CANDIDATES) this.candidates.set(address, c);
-    }
+    const c = this.incoming(peer.host, peer.port);
+    if (c.busy) return null;
     c.busy = true;
     return c;
   }
