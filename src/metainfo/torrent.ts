@@ -344,6 +344,9 @@ function parseFileEntry(
         throw new MetainfoError(`${field}.length`, `is ${length}, but a symbolic link has no data`);
       }
       file.symlink = symlinkTarget(entry, field, warnings);
+      if (file.symlink.join('/') === path.join('/')) {
+        throw new MetainfoError(`${field}.symlink path`, 'a link cannot point at itself');
+      }
     }
     if (attr.executable) file.executable = true;
     if (attr.hidden) file.hidden = true;

@@ -126,6 +126,7 @@ describe('BEP 47 pad files and attributes', () => {
     fails(link([]), 'info.files[1].symlink path', /empty/);
     fails(link(undefined), 'info.files[1].symlink path', /missing/);
     fails(link(['a'], 7), 'info.files[1].length', /symbolic link/);
+    fails(link(['l']), 'info.files[1].symlink path', /itself/);
     fails(
       { info: { name: 'x', 'piece length': PL, length: 1, pieces: Buffer.alloc(20), attr: 'l' } },
       'info.attr',
