@@ -34,9 +34,9 @@ export function startHashWorker(): Worker {
   return w;
 }
 
-/** Start the workers `tdl create` will want when `argv` (without node and the script) is one. */
-export function prestartHashWorkers(argv: readonly string[]): void {
-  if (argv[0] !== 'create' || early.length > 0) return;
+/** Start the workers `tdl create` will want (the command line is `create …`: see cli/main.ts). */
+export function prestartHashWorkers(): void {
+  if (early.length > 0) return;
   for (let i = 1; i < defaultHashThreads(); i++) {
     const w = startHashWorker();
     w.unref();
