@@ -8,7 +8,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -298,8 +298,14 @@ describe('tdl download -o -', () => {
         30_000,
         '100 %',
       );
-      // 100 % counts verified pieces: give the last ones the moment they take to be written.
-      await new Promise((r) => setTimeout(r, 300));
+      // 100 % counts verified pieces: wait until the last ones are written too (the working
+      // copy is sparse until then).
+      const part = path.join(workDir(cache, t.infoHash), 'stuck.bin.part');
+      await until(
+        () => existsSync(part) && statSync(part).blocks * 512 >= data.length,
+        10_000,
+        'every piece written',
+      );
       const before = Date.now();
       process.kill(pid, 'SIGINT');
       // A second Ctrl-C exits at once (process.exit), past the sink's own 2 s grace.
