@@ -106,7 +106,7 @@ describe('the sync helper', () => {
     }
   };
 
-  it('answers requests in order, falls back to a spawn for odd paths, and ends when stopped', async (ctx) => {
+  it('answers concurrent requests in order (a path with a newline too), and ends when stopped', async (ctx) => {
     const { dir, cleanup } = await tempDir('tdl-syncfs-');
     try {
       if (!syncfsUsable() || syncfsFlushes(dir) !== true) ctx.skip();
@@ -116,13 +116,15 @@ describe('the sync helper', () => {
       expect(pid).not.toBeNull();
       const odd = path.join(dir, 'new\nline');
       await mkdir(odd);
+      // One that fails among them: each answer goes to its own request.
       const results = await Promise.all([
         syncFileSystems([dir]),
+        syncFileSystems([path.join(dir, 'gone')]),
         syncFileSystems([dir, dir]),
         syncFileSystems([odd]),
         syncFileSystems([dir]),
       ]);
-      expect(results).toEqual([true, true, true, true]);
+      expect(results).toEqual([true, false, true, true, true]);
       // A path that is not there: sync -f fails, the caller syncs file by file.
       expect(await syncFileSystems([path.join(dir, 'gone')])).toBe(false);
       stopSyncHelper();
