@@ -145,7 +145,6 @@ const leftover = /\bimport\(\s*["'][^"']+["']\s*\)/.exec(scriptText);
 if (leftover) throw new Error(`tdl.js still has a dynamic import: ${leftover[0]}`);
 await writeFile(path.join(OUT, 'package.json'), '{ "type": "commonjs" }\n');
 await copyFile(path.join(ROOT, 'scripts', 'lib', 'bundle-entry.cjs'), MAIN);
-await rm(CACHE, { force: true });
 try {
   await train();
   const size = (await stat(CACHE)).size;
@@ -159,7 +158,9 @@ await writeFile(
   path.join(OUT, 'THIRD-PARTY-NOTICES.txt'),
   await notices({ inputs: { ...result.metafile.inputs, ...undici.metafile.inputs } }),
 );
-if (process.argv.includes('--report')) report(result.metafile);
+if (process.argv.includes('--report')) {
+  report({ outputs: { ...undici.metafile.outputs, ...result.metafile.outputs } });
+}
 
 /** The licence text of every package under node_modules that went into the bundle. */
 async function notices(metafile) {

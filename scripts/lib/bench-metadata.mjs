@@ -22,6 +22,7 @@ import {
   makeTempDir,
   removeTempDir,
   runMeasured,
+  shellQuote,
 } from './real-peers.mjs';
 
 export const METADATA_SCENARIOS = ['create-1g', 'create-3000', 'info-100k'];
@@ -230,8 +231,7 @@ export async function runMetadataBench(names, runs) {
       // The listing goes to a file, as `tdl info x.torrent > list.txt` would: through a pipe into
       // this process it waited on this process splitting 100,000 lines on the same two cores.
       const listing = path.join(dir, 'listing.txt');
-      const q = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
-      const command = `exec ${[process.execPath, TDL_CLI, 'info', file].map(q).join(' ')} > ${q(listing)}`;
+      const command = `exec ${[process.execPath, TDL_CLI, 'info', file].map(shellQuote).join(' ')} > ${shellQuote(listing)}`;
       for (let run = 0; run < runs; run++) {
         const r = await runMeasured('bash', ['-c', command], { name: 'tdl' });
         if (r.code !== 0) throw new Error(`tdl info failed: ${r.stderrTail}`);

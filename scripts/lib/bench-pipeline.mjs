@@ -14,15 +14,12 @@ import { spawnSync } from 'node:child_process';
 import { readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { generatedData, generatedTorrent, startGeneratedSeeder } from './gen-seeder.mjs';
-import { TDL_CLI, makeTempDir, removeTempDir, runMeasured } from './real-peers.mjs';
+import { TDL_CLI, shellQuote, makeTempDir, removeTempDir, runMeasured } from './real-peers.mjs';
 
 const MiB = 1024 * 1024;
 const MAX_STDOUT_RSS = 100e6;
 
 export const PIPELINE_SCENARIOS = ['stdout-256m', 'select-one'];
-
-/** @param {string} s */
-const quote = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /**
  * @param {string[]} names
@@ -80,10 +77,10 @@ async function stdoutScenario(work, runs, timeoutMs, env) {
         const out = path.join(work, `out-${run}.bin`);
         const cmd =
           kind === 'file'
-            ? `${[process.execPath, ...base, '-o', out].map(quote).join(' ')}`
+            ? `${[process.execPath, ...base, '-o', out].map(shellQuote).join(' ')}`
             : kind === 'pipe'
-              ? `${[process.execPath, ...base, '-o', '-'].map(quote).join(' ')} | sha1sum`
-              : `${[process.execPath, ...base, '-o', '-'].map(quote).join(' ')} > /dev/null`;
+              ? `${[process.execPath, ...base, '-o', '-'].map(shellQuote).join(' ')} | sha1sum`
+              : `${[process.execPath, ...base, '-o', '-'].map(shellQuote).join(' ')} > /dev/null`;
         const r = await runMeasured('bash', ['-c', `set -o pipefail; ${cmd}`], {
           name: `tdl ${kind}`,
           timeoutMs,

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { generatedData, generatedTorrent, startGeneratedSeeder } from './gen-seeder.mjs';
 import {
   TDL_CLI,
+  shellQuote,
   makeTempDir,
   removeTempDir,
   runMeasured,
@@ -33,9 +34,6 @@ const FIRST_RATE = '20M';
 /** Target: the second run's start-up check. */
 const MAX_CHECK_MS = 1_000;
 
-/** @param {string} s */
-const quote = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
-
 /**
  * `tdl download` of `torrent` into `out` under `ulimit -n NOFILE`, as a bash command line.
  * @param {string} torrent
@@ -46,7 +44,7 @@ const quote = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
 function commandLine(torrent, out, port, extra) {
   const argv = [process.execPath, TDL_CLI, 'download', torrent, '-o', out, '--json', '--quiet'];
   argv.push('--peer', `127.0.0.1:${port}`, '--no-listen', '--no-dht', ...extra);
-  return `ulimit -n ${NOFILE} && exec ${argv.map(quote).join(' ')}`;
+  return `ulimit -n ${NOFILE} && exec ${argv.map(shellQuote).join(' ')}`;
 }
 
 /**

@@ -443,6 +443,7 @@ export const PYTHON: '/usr/bin/python3';
 /** GNU time (Debian package `time`); when missing, measure.py does the same job. */
 export const GNU_TIME: '/usr/bin/time';
 export const REPO_ROOT: string;
+export function shellQuote(s: string): string;
 /** tdl's built CLI (`npm run build`); the TDL_CLI environment variable points elsewhere. */
 export const TDL_CLI: string;
 /** How much of a program's stdout / stderr is kept for error messages. */

@@ -34,6 +34,12 @@ export const PYTHON = '/usr/bin/python3';
 /** GNU time (Debian package `time`); when missing, measure.py does the same job. */
 export const GNU_TIME = '/usr/bin/time';
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+/**
+ * `s` quoted for a POSIX shell command line (`bash -c`).
+ * @param {string} s
+ */
+export const shellQuote = (s) => `'${s.replace(/'/g, `'\\''`)}'`;
+
 /** tdl's built CLI (`npm run build`); the TDL_CLI environment variable points elsewhere. */
 export const TDL_CLI = process.env.TDL_CLI || path.join(REPO_ROOT, 'dist', 'bundle', 'main.js');
 
