@@ -251,8 +251,8 @@ export class DiskStorage {
     this.partPathList = plainPartPaths(plan) ? null : partPaths(plan);
     this.pool = new FilePool<number>(
       capacity,
-      (i, fd) => this.beforeClose(i, fd),
       (fd) => this.closeFd(fd),
+      (i, fd) => this.beforeClose(i, fd),
     );
     this.exists = new Uint8Array(n);
     this.ident = new Identities(n);

@@ -16,7 +16,6 @@
  * thread pool. The caller says how to close one.
  */
 import { readFileSync } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
 import { logger } from '../log.js';
 
 const log = logger('tdl:storage');
@@ -72,7 +71,7 @@ interface Entry<H> {
   users: number;
 }
 
-export class FilePool<H = FileHandle> {
+export class FilePool<H> {
   /** Open (or opening) handles; Map order is the LRU order, oldest first. */
   private readonly entries = new Map<number, Entry<H>>();
   /** Handles being closed: they still count against the capacity. */
@@ -90,13 +89,12 @@ export class FilePool<H = FileHandle> {
   /**
    * `beforeClose` runs (and is awaited) before a handle is closed, by eviction or at the end:
    * storage syncs a file it wrote there, so that the file need not be opened again to be synced.
-   * `closeHandle` closes one (default: its `close()` method, as a `FileHandle` has).
+   * `closeHandle` closes one.
    */
   constructor(
     readonly capacity: number,
+    private readonly closeHandle: (h: H) => Promise<void>,
     private readonly beforeClose?: (key: number, h: H) => Promise<void>,
-    private readonly closeHandle: (h: H) => Promise<void> = (h) =>
-      (h as unknown as FileHandle).close(),
   ) {
     if (!Number.isSafeInteger(capacity) || capacity < 1) {
       throw new RangeError(`pool capacity must be a positive integer, got ${capacity}`);

@@ -59,7 +59,7 @@ describe('FilePool', () => {
 
   it('keeps at most its capacity open, closing the least recently used', async () => {
     const ps = await files(5);
-    const pool = new FilePool(2);
+    const pool = new FilePool<FileHandle>(2, (h) => h.close());
     const opened: FileHandle[] = [];
     const opener = (i: number) => async () => {
       const h = await open(ps[i]!, 'r');
@@ -86,7 +86,7 @@ describe('FilePool', () => {
 
   it('never closes a handle in use: the next opener waits for a release', async () => {
     const ps = await files(3);
-    const pool = new FilePool(1);
+    const pool = new FilePool<FileHandle>(1, (h) => h.close());
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
     let entered!: () => void;
@@ -124,7 +124,7 @@ describe('FilePool', () => {
 
   it('closing while a read is under way closes that descriptor only once the read is done', async () => {
     const ps = await files(2);
-    const pool = new FilePool<number>(4, undefined, async (fd) => closeSync(fd));
+    const pool = new FilePool<number>(4, async (fd) => closeSync(fd));
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
     let entered!: () => void;
@@ -167,7 +167,7 @@ describe('FilePool', () => {
 
   it('shares one open between concurrent users of a file, and does not cache a failed open', async () => {
     const ps = await files(1);
-    const pool = new FilePool(4);
+    const pool = new FilePool<FileHandle>(4, (h) => h.close());
     let opens = 0;
     const opener = async () => {
       opens++;
