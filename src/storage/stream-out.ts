@@ -410,12 +410,14 @@ export class StreamOut {
       const start = Math.max(this.o.file.offset, next * this.o.layout.pieceLength);
       return { index: next, begin: start - next * this.o.layout.pieceLength };
     };
-    // Only pieces that are on disk and that the stream does not hold are read ahead.
+    // Only pieces that are on disk and that the stream does not hold are read ahead, from the
+    // cursor on (one written from memory meanwhile is behind it: not read back for nothing).
     const readable = () => {
       const at = this.aheadAt;
       return (
         at !== null &&
         !this.stopped &&
+        at.index >= this.cursor &&
         at.index <= this.last &&
         this.onDisk[at.index - this.first] === 1 &&
         !this.held.has(at.index)
