@@ -21,16 +21,39 @@ import { runCli, tempDir, type CliResult } from '../helpers/cli.js';
 import { startFakeSeeder, type FakeSeeder } from '../helpers/fake-seeder.js';
 import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 
-const faults = vi.hoisted(() => ({
-  /** Files under this folder are subject to `spaceLeft`. */
-  root: '',
-  /** Bytes that may still be written under `root` before writes fail with ENOSPC. */
-  spaceLeft: Infinity,
-  /** A folder in which entries cannot be created, renamed or removed (EACCES). */
-  readOnlyDir: '',
-  /** Descriptors of files opened under `root` (for the synchronous writes). */
-  fds: new Set<number>(),
-}));
+// The rules both mocks below apply (node:fs for storage's raw descriptors, node:fs/promises for
+// the rest). Paths are absolute and made with path.join, so plain '/' tests are enough.
+const faults = vi.hoisted(() => {
+  const f = {
+    /** Files under this folder are subject to `spaceLeft`. */
+    root: '',
+    /** Bytes that may still be written under `root` before writes fail with ENOSPC. */
+    spaceLeft: Infinity,
+    /** A folder in which entries cannot be created, renamed or removed (EACCES). */
+    readOnlyDir: '',
+    /** Descriptors of files opened under `root` (for the synchronous writes). */
+    fds: new Set<number>(),
+    under: (p: unknown): boolean => f.root !== '' && String(p).startsWith(`${f.root}/`),
+    inReadOnly: (p: unknown): boolean => {
+      const s = String(p);
+      return f.readOnlyDir !== '' && s.slice(0, s.lastIndexOf('/')) === f.readOnlyDir;
+    },
+    /**
+     * Bytes a write of `length` may make, taken from `spaceLeft` before it waits (concurrent
+     * writes share the budget); null when none is left. `giveBack` what it did not write.
+     */
+    reserve: (length: number): number | null => {
+      if (f.spaceLeft <= 0) return null;
+      const n = Math.min(length, f.spaceLeft);
+      f.spaceLeft -= n;
+      return n;
+    },
+    giveBack: (n: number): void => {
+      f.spaceLeft += n;
+    },
+  };
+  return f;
+});
 const { simulated } = vi.hoisted(() => ({
   simulated: (code: 'ENOSPC' | 'EACCES', syscall: string, p?: unknown) =>
     Object.assign(new Error(`${code}: simulated ${syscall}${p ? ` '${String(p)}'` : ''}`), {
@@ -42,9 +65,7 @@ const { simulated } = vi.hoisted(() => ({
 
 vi.mock('node:fs', async (importOriginal) => {
   const real = await importOriginal<typeof import('node:fs')>();
-  const pathMod = await import('node:path');
-  const inReadOnly = (p: unknown) =>
-    faults.readOnlyDir !== '' && pathMod.dirname(pathMod.resolve(String(p))) === faults.readOnlyDir;
+  const { under, inReadOnly } = faults;
   const writeSync = ((
     fd: number,
     buf: Buffer,
@@ -53,10 +74,10 @@ vi.mock('node:fs', async (importOriginal) => {
     position: number,
   ) => {
     if (!faults.fds.has(fd)) return real.writeSync(fd, buf, offset, length, position);
-    if (faults.spaceLeft <= 0) throw simulated('ENOSPC', 'write');
-    const n = Math.min(length, faults.spaceLeft);
+    const n = faults.reserve(length);
+    if (n === null) throw simulated('ENOSPC', 'write');
     const written = real.writeSync(fd, buf, offset, n, position);
-    faults.spaceLeft -= written;
+    faults.giveBack(n - written);
     return written;
   }) as typeof real.writeSync;
   const renameSync = (a: string, b: string) => {
@@ -68,8 +89,6 @@ vi.mock('node:fs', async (importOriginal) => {
     return real.mkdirSync(p, o);
   }) as typeof real.mkdirSync;
   // Storage opens, writes and closes raw descriptors (inline, or through the callback API).
-  const under = (p: unknown) =>
-    faults.root !== '' && String(p).startsWith(faults.root + pathMod.sep);
   const refused = (p: unknown, flags: unknown) =>
     inReadOnly(p) &&
     typeof flags === 'number' &&
@@ -110,12 +129,10 @@ vi.mock('node:fs', async (importOriginal) => {
     cb: (e: NodeJS.ErrnoException | null, n: number) => void,
   ) => {
     if (!faults.fds.has(fd)) return real.write(fd, buf, offset, length, position, cb);
-    if (faults.spaceLeft <= 0) return process.nextTick(cb, simulated('ENOSPC', 'write'), 0);
-    // Reserve before waiting: concurrent writes share the budget.
-    const n = Math.min(length, faults.spaceLeft);
-    faults.spaceLeft -= n;
+    const n = faults.reserve(length);
+    if (n === null) return process.nextTick(cb, simulated('ENOSPC', 'write'), 0);
     real.write(fd, buf, offset, n, position, (e, written) => {
-      faults.spaceLeft += n - (e ? 0 : written);
+      faults.giveBack(n - (e ? 0 : written));
       cb(e, written);
     });
   }) as unknown as typeof real.write;
@@ -136,13 +153,9 @@ vi.mock('node:fs', async (importOriginal) => {
 vi.mock('node:fs/promises', async (importOriginal) => {
   const real = await importOriginal<typeof import('node:fs/promises')>();
   const { constants } = await import('node:fs');
-  const pathMod = await import('node:path');
   type Handle = Awaited<ReturnType<typeof real.open>>;
   const fault = simulated;
-  const under = (p: unknown) =>
-    faults.root !== '' && String(p).startsWith(faults.root + pathMod.sep);
-  const inReadOnly = (p: unknown) =>
-    faults.readOnlyDir !== '' && pathMod.dirname(pathMod.resolve(String(p))) === faults.readOnlyDir;
+  const { under, inReadOnly } = faults;
   const exists = (p: unknown) =>
     real.lstat(String(p)).then(
       () => true,
@@ -153,12 +166,10 @@ vi.mock('node:fs/promises', async (importOriginal) => {
       get(target, key) {
         if (key === 'write') {
           return async (buf: Buffer, offset: number, length: number, position: number) => {
-            if (faults.spaceLeft <= 0) throw fault('ENOSPC', 'write');
-            // Reserve before waiting: concurrent writes share the budget.
-            const n = Math.min(length, faults.spaceLeft);
-            faults.spaceLeft -= n;
+            const n = faults.reserve(length);
+            if (n === null) throw fault('ENOSPC', 'write');
             const r = await target.write(buf, offset, n, position);
-            faults.spaceLeft += n - r.bytesWritten;
+            faults.giveBack(n - r.bytesWritten);
             return r;
           };
         }
@@ -223,6 +234,8 @@ afterEach(async () => {
   faults.root = '';
   faults.spaceLeft = Infinity;
   faults.readOnlyDir = '';
+  // Descriptor numbers are reused by the next test.
+  faults.fds.clear();
   for (const c of closers.splice(0)) await c().catch(() => {});
   await chmodTree(dir).catch(() => {});
   await cleanup();
