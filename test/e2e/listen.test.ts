@@ -14,10 +14,10 @@ import net from 'node:net';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FakeLeecher } from '../helpers/fake-leecher.js';
-import { startHttpTracker, type FakeTracker } from '../helpers/fake-tracker.js';
+import type { FakeTracker } from '../helpers/fake-tracker.js';
 import { useFixture } from '../helpers/fixture.js';
 import { assertBuilt, spawnTdl, until } from '../helpers/tdl-process.js';
-import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+import { randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 import { encode } from '../../src/metainfo/bencode.js';
 import { encodeHandshake, ourReserved } from '../../src/wire/handshake.js';
 import { CRYPTO_PLAINTEXT } from '../../src/wire/mse.js';
@@ -41,15 +41,7 @@ async function prepare(): Promise<{
   file: string;
   tr: FakeTracker;
 }> {
-  const tr = await startHttpTracker({ peers: [], interval: 1 });
-  fx.onClose(() => tr.close());
-  const t = makeTorrent({
-    name: 'data.bin',
-    pieceLength: PIECE,
-    files: { data },
-    announce: tr.url,
-  });
-  const torrent = await fx.writeTorrent(t);
+  const { t, torrent, tr } = await fx.singleFile(data, PIECE);
   const out = path.join(fx.dir, 'out');
   await mkdir(out, { recursive: true });
   const file = path.join(out, 'data.bin');

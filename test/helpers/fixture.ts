@@ -21,9 +21,12 @@ export interface Fixture {
   writeTorrent(t: MadeTorrent, name?: string): Promise<string>;
   /**
    * A one-file torrent of `data` (named data.bin) announcing to a tracker that lists no peer,
-   * written to this test's folder: the torrent and the path of its file.
+   * written to this test's folder: the torrent, the path of the .torrent, and the tracker.
    */
-  singleFile(data: Buffer, pieceLength: number): Promise<{ t: MadeTorrent; torrent: string }>;
+  singleFile(
+    data: Buffer,
+    pieceLength: number,
+  ): Promise<{ t: MadeTorrent; torrent: string; tr: FakeTracker }>;
 }
 
 export function useFixture(): Fixture {
@@ -63,7 +66,7 @@ export function useFixture(): Fixture {
     async singleFile(data, pieceLength) {
       const tr = await this.tracker([]);
       const t = makeTorrent({ name: 'data.bin', pieceLength, files: { data }, announce: tr.url });
-      return { t, torrent: await this.writeTorrent(t) };
+      return { t, torrent: await this.writeTorrent(t), tr };
     },
   };
 }
