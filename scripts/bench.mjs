@@ -180,6 +180,7 @@ function scenarios(seederKinds2) {
 function usage() {
   return `usage: node scripts/bench.mjs [--runs N] [--scenario N]... [--only tdl,aria2,libtorrent]
                           [--seeders2 libtorrent|mixed] [--timeout SECONDS] [--write-doc] [--no-svg]
+                          [--keep-env]
 
   --scenario create-1g | create-3000 | info-100k
                          tdl create on 1 GiB / on 3,000 small files (against mktorrent and
@@ -203,7 +204,9 @@ function usage() {
                          time to first DHT peer (target <= 2 s), total (<= tracker + 1 s)
   --seeders2 libtorrent  scenario 2 with four capped libtorrent seeders (default)
   --seeders2 mixed       two capped libtorrent and two capped aria2c seeders (aria2c's cap lets
-                         bursts far above it through, so results vary more)`;
+                         bursts far above it through, so results vary more)
+  --keep-env             run every program with NODE_EXTRA_CA_CERTS as set (by default it is
+                         removed: Node then parses that file at every start, before any script)`;
 }
 
 async function main() {
@@ -216,6 +219,7 @@ async function main() {
       timeout: { type: 'string', default: '300' },
       'write-doc': { type: 'boolean', default: false },
       'no-svg': { type: 'boolean', default: false },
+      'keep-env': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -294,7 +298,12 @@ async function main() {
     throw new Error(`${TDL_CLI} is missing: run npm run build (or pass --only aria2,libtorrent)`);
   }
 
-  const machine = machineInfo();
+  const extraCa = process.env['NODE_EXTRA_CA_CERTS'];
+  // Node loads NODE_EXTRA_CA_CERTS (and with it every bundled root certificate) at start, before
+  // any script: a machine-wide setting that costs each Node process tens of milliseconds and no
+  // other client anything. The bench measures tdl, not that setting; --keep-env measures both.
+  if (extraCa && !values['keep-env']) delete process.env['NODE_EXTRA_CA_CERTS'];
+  const machine = machineInfo(extraCa, Boolean(values['keep-env']));
   console.log(`# tdl benchmark\n\n${machine.markdown}\n`);
 
   /** @type {ScenarioResult[]} */
@@ -1147,7 +1156,11 @@ function targetChecks(results) {
 // ---------------------------------------------------------------------------------------------
 // Machine
 
-function machineInfo() {
+/**
+ * @param {string | undefined} extraCa NODE_EXTRA_CA_CERTS as the bench found it
+ * @param {boolean} keepEnv
+ */
+function machineInfo(extraCa, keepEnv) {
   const cpus = os.cpus();
   const nproc =
     typeof os.availableParallelism === 'function' ? os.availableParallelism() : cpus.length;
@@ -1173,6 +1186,12 @@ function machineInfo() {
     `- libtorrent (python3-libtorrent): ${ltVersion}`,
     `- aria2c: ${aria2Version}`,
     `- opentracker: ${ot.status === 0 && ot.stdout ? ot.stdout : 'unknown version'}`,
+    ...(extraCa
+      ? [
+          `- NODE_EXTRA_CA_CERTS: set (${extraCa}); ` +
+            (keepEnv ? 'kept (--keep-env)' : 'removed for the programs measured'),
+        ]
+      : []),
   ];
   return {
     markdown: lines.join('\n'),
