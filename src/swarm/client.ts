@@ -43,6 +43,8 @@ const log = logger('tdl:resume');
 export const CHECKPOINT_INTERVAL_MS = 3_000;
 /** ...and as soon as this much new data was written since the last one. */
 export const CHECKPOINT_BYTES = 64 * 1024 * 1024;
+/** Between checkpoints, the data written is synced ahead every this many bytes (not streams). */
+export const SYNC_AHEAD_BYTES = 8 * 1024 * 1024;
 
 export interface SeedLimits {
   /** Stop seeding after this long (ms); undefined = until interrupted. */
@@ -357,12 +359,15 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     const d = dl;
 
     let sinceCheckpoint = 0;
+    // A stream's working copy is synced by the checkpoints only: at its end it is removed.
+    let sinceSync = streamOut ? -Infinity : 0;
     let warnedCheckpoint = false;
     // Once every piece is written the completion path below takes over: it syncs and writes the
     // complete checkpoint itself, or for a stream none at all.
     const kick = () => {
       if (!writer || writer.busy || !writer.stale || ctl.signal.aborted || d.allWritten) return;
       sinceCheckpoint = 0;
+      if (sinceSync > 0) sinceSync = 0;
       writer.checkpoint().catch((e: unknown) => {
         if (e instanceof OutputChangedError) ctl.abort(e);
         else if (!warnedCheckpoint) {
@@ -374,8 +379,14 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     d.on('piece', (index) => {
       streamOut?.have(index);
       writer?.markWritten(index);
-      sinceCheckpoint += layout.pieceSize(index);
+      const size = layout.pieceSize(index);
+      sinceCheckpoint += size;
+      sinceSync += size;
       if (sinceCheckpoint >= CHECKPOINT_BYTES) kick();
+      else if (sinceSync >= SYNC_AHEAD_BYTES && writer && !d.allWritten) {
+        sinceSync = 0;
+        storage.syncAhead();
+      }
     });
 
     o.onStart?.(d, plan, { port });

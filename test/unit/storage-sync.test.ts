@@ -104,4 +104,71 @@ describe('syncs without syncfs', () => {
       true,
     );
   });
+
+  it('syncs ahead of the checkpoint: the few files written, without waiting, each once', async () => {
+    const files = [
+      { path: ['a'], length: 5000, offset: 0 },
+      { path: ['b'], length: 3000, offset: 5000 },
+    ];
+    const data = randomBytesSeeded(8000, 9);
+    const pieceLength = 1024;
+    const layout = new Layout(files, pieceLength, data.length);
+    const meta = {
+      name: 'ahead',
+      multiFile: true,
+      infoHash: createHash('sha1').update('ahead').digest(),
+      files,
+      pieceLength,
+      length: data.length,
+      pieceCount: layout.pieceCount,
+      pieceHashes: Buffer.alloc(20 * layout.pieceCount),
+    };
+    const plan = await planOutput(meta, dir);
+    const s = await DiskStorage.open(plan, layout);
+    const piece = (i: number) => data.subarray(i * pieceLength, (i + 1) * pieceLength);
+    for (let i = 0; i < 6; i++) await s.writePiece(i, piece(i));
+    await s.flush();
+    calls.datasync = 0;
+    s.syncAhead();
+    // Both files are being synced: a second call starts nothing more.
+    s.syncAhead();
+    await s.sync();
+    expect(calls.datasync).toBe(2);
+    // Written again since: the next sync covers that file, and only it.
+    await s.writePiece(7, piece(7));
+    await s.sync();
+    expect(calls.datasync).toBe(3);
+    await s.close();
+    expect(calls.datasync).toBe(3);
+  });
+
+  it('leaves many files to the checkpoint (syncfs)', async () => {
+    const n = 12;
+    const files = Array.from({ length: n }, (_, i) => ({
+      path: [`f${i}`],
+      length: 1024,
+      offset: i * 1024,
+    }));
+    const data = randomBytesSeeded(n * 1024, 10);
+    const layout = new Layout(files, 1024, data.length);
+    const meta = {
+      name: 'many',
+      multiFile: true,
+      infoHash: createHash('sha1').update('many').digest(),
+      files,
+      pieceLength: 1024,
+      length: data.length,
+      pieceCount: n,
+      pieceHashes: Buffer.alloc(20 * n),
+    };
+    const plan = await planOutput(meta, dir);
+    const s = await DiskStorage.open(plan, layout);
+    for (let i = 0; i < n; i++) await s.writePiece(i, data.subarray(i * 1024, (i + 1) * 1024));
+    await s.flush();
+    calls.datasync = 0;
+    s.syncAhead();
+    expect(calls.datasync).toBe(0);
+    s.discardData();
+    await s.close();
+  });
 });
