@@ -43,8 +43,11 @@ const log = logger('tdl:resume');
 export const CHECKPOINT_INTERVAL_MS = 3_000;
 /** ...and as soon as this much new data was written since the last one. */
 export const CHECKPOINT_BYTES = 64 * 1024 * 1024;
-/** Between checkpoints, the data written is synced ahead every this many bytes (not streams). */
-export const SYNC_AHEAD_BYTES = 8 * 1024 * 1024;
+/**
+ * Near the end of a download, what is written is synced ahead (not for streams) each time at
+ * least this much, and at least as much as is still missing, was written since the last sync.
+ */
+export const SYNC_AHEAD_MIN_BYTES = 4 * 1024 * 1024;
 
 export interface SeedLimits {
   /** Stop seeding after this long (ms); undefined = until interrupted. */
@@ -359,8 +362,11 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     const d = dl;
 
     let sinceCheckpoint = 0;
-    // A stream's working copy is synced by the checkpoints only: at its end it is removed.
+    // Bytes verified since the last sync started, and bytes still missing (roughly: boundary
+    // pieces of a selection count whole). A stream's working copy is synced by the checkpoints
+    // only: at its end it is removed.
     let sinceSync = streamOut ? -Infinity : 0;
+    let missing = layout.bytesOf(wanted) - layout.bytesOf(check.have, wanted);
     let warnedCheckpoint = false;
     // Once every piece is written the completion path below takes over: it syncs and writes the
     // complete checkpoint itself, or for a stream none at all.
@@ -382,8 +388,16 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       const size = layout.pieceSize(index);
       sinceCheckpoint += size;
       sinceSync += size;
+      missing = Math.max(0, missing - size);
       if (sinceCheckpoint >= CHECKPOINT_BYTES) kick();
-      else if (sinceSync >= SYNC_AHEAD_BYTES && writer && !d.allWritten) {
+      else if (
+        sinceSync >= SYNC_AHEAD_MIN_BYTES &&
+        sinceSync >= missing &&
+        writer &&
+        !d.allWritten
+      ) {
+        // Half of what is left to sync at the end starts now: the sync before the complete
+        // checkpoint finds the last few megabytes only (docs/DESIGN.md, "Syncing ahead").
         sinceSync = 0;
         storage.syncAhead();
       }
