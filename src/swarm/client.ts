@@ -49,6 +49,15 @@ export const CHECKPOINT_BYTES = 64 * 1024 * 1024;
  */
 export const SYNC_AHEAD_MIN_BYTES = 4 * 1024 * 1024;
 
+/**
+ * Whether to sync ahead now, `sinceSync` bytes having been verified since the last sync and
+ * `missing` still to come: each time the end's sync would otherwise find at least half of what is
+ * left dirty, so 32 MiB from scratch is synced ahead at 16, 24 and 28 MiB.
+ */
+export function syncAheadDue(sinceSync: number, missing: number): boolean {
+  return sinceSync >= SYNC_AHEAD_MIN_BYTES && sinceSync >= missing;
+}
+
 export interface SeedLimits {
   /** Stop seeding after this long (ms); undefined = until interrupted. */
   timeMs?: number;
@@ -390,12 +399,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       sinceSync += size;
       missing = Math.max(0, missing - size);
       if (sinceCheckpoint >= CHECKPOINT_BYTES) kick();
-      else if (
-        sinceSync >= SYNC_AHEAD_MIN_BYTES &&
-        sinceSync >= missing &&
-        writer &&
-        !d.allWritten
-      ) {
+      else if (syncAheadDue(sinceSync, missing) && writer && !d.allWritten) {
         // Half of what is left to sync at the end starts now: the sync before the complete
         // checkpoint finds the last few megabytes only (docs/DESIGN.md, "Syncing ahead").
         sinceSync = 0;
