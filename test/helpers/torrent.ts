@@ -9,6 +9,7 @@
  */
 import { createCipheriv, createHash } from 'node:crypto';
 import bencode from 'bencode';
+import { Layout } from '../../src/storage/layout.js';
 
 export interface MakeTorrentOptions {
   name: string;
@@ -82,4 +83,43 @@ export function randomBytesSeeded(n: number, seed: number | string): Buffer {
   const key = createHash('sha256').update(`tdl-test-seed:${seed}`).digest().subarray(0, 16);
   const cipher = createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
   return Buffer.concat([cipher.update(Buffer.alloc(n)), cipher.final()]);
+}
+
+/** A file of a torrent built by hand for the storage tests (no .torrent is encoded). */
+export interface HandFile {
+  path: string[];
+  length: number;
+  padding?: boolean;
+}
+
+/**
+ * A metainfo-shaped multi-file torrent over these files, with its layout, data and pieces:
+ * padding files hold zeros, the others seeded bytes; the piece hashes are the real ones.
+ */
+export function handTorrent(name: string, pieceLength: number, spec: HandFile[]) {
+  let offset = 0;
+  const files = spec.map((f) => {
+    const o = { ...f, offset };
+    offset += f.length;
+    return o;
+  });
+  const data = Buffer.concat(
+    files.map((f, i) => (f.padding ? Buffer.alloc(f.length) : randomBytesSeeded(f.length, i))),
+  );
+  const layout = new Layout(files, pieceLength, data.length);
+  const pieces = Array.from({ length: layout.pieceCount }, (_, i) =>
+    data.subarray(i * pieceLength, Math.min(data.length, (i + 1) * pieceLength)),
+  );
+  const pieceHashes = Buffer.concat(pieces.map((p) => createHash('sha1').update(p).digest()));
+  const meta = {
+    name,
+    multiFile: true,
+    infoHash: createHash('sha1').update(name).digest(),
+    files,
+    pieceLength,
+    length: data.length,
+    pieceCount: layout.pieceCount,
+    pieceHashes,
+  };
+  return { meta, layout, data, pieces };
 }

@@ -2,7 +2,6 @@
  * Storage with many files and a small pool of open files, BEP 47 padding files, and the
  * positional block reads that serve other peers. Metainfo-shaped objects are built by hand.
  */
-import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -12,12 +11,11 @@ import { hashPieces, startupCheck } from '../../src/storage/check.js';
 import { ResumeWriter } from '../../src/storage/checkpoint.js';
 import { DiskStorage } from '../../src/storage/disk.js';
 import { syncFileSystems, syncfsFlushes, syncfsSupported } from '../../src/storage/fs-util.js';
-import { Layout } from '../../src/storage/layout.js';
 import { resumePath } from '../../src/storage/names.js';
 import { planOutput } from '../../src/storage/output.js';
 import { Bitfield } from '../../src/wire/bitfield.js';
 import { tempDir } from '../helpers/cli.js';
-import { randomBytesSeeded } from '../helpers/torrent.js';
+import { handTorrent as torrent, type HandFile } from '../helpers/torrent.js';
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -27,41 +25,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await cleanup();
 });
-
-interface HandFile {
-  path: string[];
-  length: number;
-  padding?: boolean;
-}
-
-/** A metainfo-shaped torrent over these files; padding files hold zeros, others seeded bytes. */
-function torrent(name: string, pieceLength: number, spec: HandFile[]) {
-  let offset = 0;
-  const files = spec.map((f) => {
-    const o = { ...f, offset };
-    offset += f.length;
-    return o;
-  });
-  const data = Buffer.concat(
-    files.map((f, i) => (f.padding ? Buffer.alloc(f.length) : randomBytesSeeded(f.length, i))),
-  );
-  const layout = new Layout(files, pieceLength, data.length);
-  const pieces = Array.from({ length: layout.pieceCount }, (_, i) =>
-    data.subarray(i * pieceLength, Math.min(data.length, (i + 1) * pieceLength)),
-  );
-  const pieceHashes = Buffer.concat(pieces.map((p) => createHash('sha1').update(p).digest()));
-  const meta = {
-    name,
-    multiFile: true,
-    infoHash: createHash('sha1').update(name).digest(),
-    files,
-    pieceLength,
-    length: data.length,
-    pieceCount: layout.pieceCount,
-    pieceHashes,
-  };
-  return { meta, layout, data, pieces };
-}
 
 /** n small files of `size` bytes in nested folders. */
 function manyFiles(n: number, size: number): HandFile[] {

@@ -2,13 +2,11 @@
  * A checkpoint's syncfs covers every write made before it began: a file written again while it
  * ran needs no fdatasync of its own then, and stays dirty and unsynced for the next sync.
  */
-import { createHash } from 'node:crypto';
 import { describe, expect, it, vi } from 'vitest';
 import { DiskStorage } from '../../src/storage/disk.js';
-import { Layout } from '../../src/storage/layout.js';
 import { planOutput } from '../../src/storage/output.js';
 import { useFixture } from '../helpers/fixture.js';
-import { randomBytesSeeded } from '../helpers/torrent.js';
+import { handTorrent } from '../helpers/torrent.js';
 
 const hooks = vi.hoisted(() => ({
   syncfs: 0,
@@ -47,34 +45,19 @@ describe('a checkpoint sync by syncfs', () => {
   it('does not fdatasync a file written again while it ran, and leaves it for the next sync', async () => {
     // Ten files of 3,000 bytes, pieces of 2,048: piece 2 writes the end of file 1 and the start
     // of file 2, both written before by pieces 1 and 3.
-    const files = Array.from({ length: 10 }, (_, i) => ({
-      path: [`f${i}`],
-      length: 3000,
-      offset: i * 3000,
-    }));
-    const data = randomBytesSeeded(30_000, 11);
-    const pieceLength = 2048;
-    const layout = new Layout(files, pieceLength, data.length);
-    const piece = (i: number) =>
-      data.subarray(i * pieceLength, Math.min(data.length, (i + 1) * pieceLength));
-    const meta = {
-      name: 'syncfs',
-      multiFile: true,
-      infoHash: createHash('sha1').update('syncfs').digest(),
-      files,
-      pieceLength,
-      length: data.length,
-      pieceCount: layout.pieceCount,
-      pieceHashes: Buffer.alloc(20 * layout.pieceCount),
-    };
+    const { meta, layout, pieces } = handTorrent(
+      'syncfs',
+      2048,
+      Array.from({ length: 10 }, (_, i) => ({ path: [`f${i}`], length: 3000 })),
+    );
     const plan = await planOutput(meta, fx.dir);
     const s = await DiskStorage.open(plan, layout, { maxOpenFiles: 64 });
     try {
       // Pieces 0, 1 and 3.. : every file but the second half of file 1 (piece 2).
-      for (let i = 0; i < layout.pieceCount; i++) if (i !== 2) await s.writePiece(i, piece(i));
+      for (let i = 0; i < layout.pieceCount; i++) if (i !== 2) await s.writePiece(i, pieces[i]!);
       const dirty = s.takeDirty();
       expect(dirty.length).toBe(10);
-      hooks.during = () => s.writePiece(2, piece(2));
+      hooks.during = () => s.writePiece(2, pieces[2]!);
       await s.syncFiles(dirty);
       expect(hooks.syncfs).toBe(1);
       expect(hooks.datasync).toBe(0);
