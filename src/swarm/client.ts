@@ -371,18 +371,17 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     const d = dl;
 
     let sinceCheckpoint = 0;
-    // Bytes verified since the last sync started, and bytes still missing (roughly: boundary
-    // pieces of a selection count whole). A stream's working copy is synced by the checkpoints
-    // only: at its end it is removed.
-    let sinceSync = streamOut ? -Infinity : 0;
-    let missing = layout.bytesOf(wanted) - layout.bytesOf(check.have, wanted);
+    // Bytes verified since the last sync started. A stream's working copy is synced by the
+    // checkpoints only: at its end it is removed.
+    let sinceSync = 0;
+    const syncsAhead = writer !== null && !streamOut;
     let warnedCheckpoint = false;
     // Once every piece is written the completion path below takes over: it syncs and writes the
     // complete checkpoint itself, or for a stream none at all.
     const kick = () => {
       if (!writer || writer.busy || !writer.stale || ctl.signal.aborted || d.allWritten) return;
       sinceCheckpoint = 0;
-      if (sinceSync > 0) sinceSync = 0;
+      sinceSync = 0;
       writer.checkpoint().catch((e: unknown) => {
         if (e instanceof OutputChangedError) ctl.abort(e);
         else if (!warnedCheckpoint) {
@@ -397,9 +396,8 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       const size = layout.pieceSize(index);
       sinceCheckpoint += size;
       sinceSync += size;
-      missing = Math.max(0, missing - size);
       if (sinceCheckpoint >= CHECKPOINT_BYTES) kick();
-      else if (syncAheadDue(sinceSync, missing) && writer && !d.allWritten) {
+      else if (syncsAhead && !d.allWritten && syncAheadDue(sinceSync, d.missing)) {
         // Half of what is left to sync at the end starts now: the sync before the complete
         // checkpoint finds the last few megabytes only (docs/DESIGN.md, "Syncing ahead").
         sinceSync = 0;

@@ -509,6 +509,11 @@ export class Download extends EventEmitter<DownloadEvents> {
     return this.done;
   }
 
+  /** Wanted bytes not verified yet. */
+  get missing(): number {
+    return this.total - this.initial - this.downloaded;
+  }
+
   /** Every wanted piece is verified and written (true from the last piece's `piece` event on). */
   get allWritten(): boolean {
     return this.picker.isComplete() && this.store.unwritten === 0;
