@@ -139,10 +139,9 @@ async function stdoutScenario(work, runs, timeoutMs, env) {
     'The CPU column counts the whole command line (sha1sum too). sha1sum alone needs ' +
       `${(median(sums) / 1000).toFixed(2)} s of CPU for these 256 MiB, and ` +
       `\`cat FILE | sha1sum\` takes ${(median(catSums) / 1000).toFixed(2)} s with nothing else ` +
-      'running. A pipe holds 64 KiB, a tenth of a millisecond of sha1sum: its reader and ' +
-      "tdl's writing thread take turns thousands of times, and where the seeder and the " +
-      'download share the same few cores, each turn can wait for a core. The `/dev/null` row ' +
-      'is the cost of the stream itself.',
+      'running. Behind the pipe, the reader is the slowest stage: it shares the cores with the ' +
+      'seeder and the download, and gets about its fair share of them. The `/dev/null` row is ' +
+      'the cost of the stream itself.',
   ].join('\n');
   return {
     markdown,
