@@ -2,8 +2,9 @@
  * Pipeline scenarios, tdl alone against an in-process seeder of generated data
  * (scripts/lib/gen-seeder.mjs):
  *
- * - `stdout-256m`: 256 MiB `-o - | sha1sum` against the same download to a file. Targets: the
- *   pipe's throughput at least 0.9 × the file's; tdl's peak RSS under 100 MB; the digest right.
+ * - `stdout-256m`: 256 MiB `-o - | sha1sum` against the same download to a file, the seeder
+ *   serving from memory; `cat FILE | sha1sum` alone for the pipe's floor. Targets: the pipe's
+ *   throughput at least 0.9 × the file's; tdl's peak RSS under 100 MB; the digest right.
  * - `select-one`: one file from the middle of a six-file torrent (`--select 3`). Target: the
  *   bytes the seeder sent at most that file's size plus two pieces.
  *
