@@ -12,4 +12,5 @@ export function generatedTorrent(
 export function startGeneratedSeeder(
   data: GeneratedData,
   infoHash: Buffer,
+  opts?: { keep?: boolean },
 ): Promise<{ port: number; served: () => number; close: () => Promise<void> }>;

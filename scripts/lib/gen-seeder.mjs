@@ -86,7 +86,7 @@ let seeders = 0;
  * @param {ReturnType<typeof generatedData>} data
  * @param {Buffer} infoHash
  * @param {{ keep?: boolean }} [opts]
- * @returns {Promise<{ port: number, served: () => number, cpuMs: () => number, close: () => Promise<void> }>}
+ * @returns {Promise<{ port: number, served: () => number, close: () => Promise<void> }>}
  */
 export async function startGeneratedSeeder(data, infoHash, opts = {}) {
   // each seeder its own peer id, as real peers have (tdl skips a second connection to one)
@@ -101,7 +101,6 @@ export async function startGeneratedSeeder(data, infoHash, opts = {}) {
     if (cached.index !== index) cached = { index, buf: data.piece(index) };
     return cached.buf;
   };
-  const cpuAtStart = process.cpuUsage();
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -190,11 +189,6 @@ export async function startGeneratedSeeder(data, infoHash, opts = {}) {
   return {
     port,
     served: () => served,
-    /** CPU (user and system) of this process since the seeder started, in ms. */
-    cpuMs: () => {
-      const u = process.cpuUsage(cpuAtStart);
-      return (u.user + u.system) / 1000;
-    },
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise((resolve) => server.close(() => resolve(undefined)));
