@@ -35,28 +35,16 @@ import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { Download, type DownloadOptions, type DownloadStats } from './download.js';
 import { Listener, type ListenOptions } from './listener.js';
+import { SyncSchedule } from './sync-schedule.js';
 import type { MagnetHandoff } from './magnet.js';
 
 const log = logger('tdl:resume');
 
-/** A checkpoint of the resume file is written this often while data arrives... */
+/**
+ * A checkpoint of the resume file is written this often while data arrives, and as soon as
+ * CHECKPOINT_BYTES came since the last one (SyncSchedule).
+ */
 export const CHECKPOINT_INTERVAL_MS = 3_000;
-/** ...and as soon as this much new data was written since the last one. */
-export const CHECKPOINT_BYTES = 64 * 1024 * 1024;
-/**
- * Near the end of a download, what is written is synced ahead (not for streams) each time at
- * least this much, and at least as much as is still missing, was written since the last sync.
- */
-export const SYNC_AHEAD_MIN_BYTES = 4 * 1024 * 1024;
-
-/**
- * Whether to sync ahead now, `sinceSync` bytes having been verified since the last sync and
- * `missing` still to come: each time the end's sync would otherwise find at least half of what is
- * left dirty, so 32 MiB from scratch is synced ahead at 16, 24 and 28 MiB.
- */
-export function syncAheadDue(sinceSync: number, missing: number): boolean {
-  return sinceSync >= SYNC_AHEAD_MIN_BYTES && sinceSync >= missing;
-}
 
 export interface SeedLimits {
   /** Stop seeding after this long (ms); undefined = until interrupted. */
@@ -370,18 +358,14 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     });
     const d = dl;
 
-    let sinceCheckpoint = 0;
-    // Bytes verified since the last sync started. A stream's working copy is synced by the
-    // checkpoints only: at its end it is removed.
-    let sinceSync = 0;
-    const syncsAhead = writer !== null && !streamOut;
+    // A stream's working copy is synced by the checkpoints only: at its end it is removed.
+    const schedule = new SyncSchedule(writer !== null && !streamOut);
     let warnedCheckpoint = false;
     // Once every piece is written the completion path below takes over: it syncs and writes the
     // complete checkpoint itself, or for a stream none at all.
     const kick = () => {
       if (!writer || writer.busy || !writer.stale || ctl.signal.aborted || d.allWritten) return;
-      sinceCheckpoint = 0;
-      sinceSync = 0;
+      schedule.checkpointed();
       writer.checkpoint().catch((e: unknown) => {
         if (e instanceof OutputChangedError) ctl.abort(e);
         else if (!warnedCheckpoint) {
@@ -393,16 +377,11 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     d.on('piece', (index) => {
       streamOut?.have(index);
       writer?.markWritten(index);
-      const size = layout.pieceSize(index);
-      sinceCheckpoint += size;
-      sinceSync += size;
-      if (sinceCheckpoint >= CHECKPOINT_BYTES) kick();
-      else if (syncsAhead && !d.allWritten && syncAheadDue(sinceSync, d.missing)) {
-        // Half of what is left to sync at the end starts now: the sync before the complete
-        // checkpoint finds the last few megabytes only (docs/DESIGN.md, "Syncing ahead").
-        sinceSync = 0;
-        storage.syncAhead();
-      }
+      const step = schedule.written(layout.pieceSize(index), d.missing);
+      if (step === 'checkpoint') kick();
+      // Half of what is left to sync at the end starts now: the sync before the complete
+      // checkpoint finds the last few megabytes only (docs/DESIGN.md, "Syncing ahead").
+      else if (step === 'sync-ahead') storage.syncAhead();
     });
 
     o.onStart?.(d, plan, { port });
