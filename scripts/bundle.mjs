@@ -18,7 +18,7 @@
  * - The dependencies are bundled too (the package needs nothing from node_modules at run time).
  *   A classic script has no import(): the sources' dynamic imports of Node built-ins and undici
  *   become require() calls, and log.js's top-level await of debug a require() (see scriptForm).
- * - dist/cli/version.js reads package.json at start; here it becomes the version as a literal.
+ * - dist/version.js reads package.json at start; here it becomes the version as a literal.
  * - The source map beside tdl.js points back to src/*.ts (through tsc's maps); Node uses it
  *   with --enable-source-maps.
  * - THIRD-PARTY-NOTICES.txt carries the licence of every bundled package.
@@ -54,7 +54,7 @@ const WRAP_END = '})';
 
 /**
  * The sources (tsc's dist/*.js) as parts of one classic script:
- * - dist/cli/version.js, which reads package.json at start, becomes a constant;
+ * - dist/version.js, which reads package.json at start, becomes a constant;
  * - dist/log.js's `(await import('debug')).default` (top-level await) becomes `require('debug')`
  *   (bundled, evaluated only when DEBUG is set, as before);
  * - `import('node:…')` becomes a require() of the built-in, and `import('undici')` a require()
@@ -66,13 +66,16 @@ const scriptForm = {
     b.onResolve({ filter: /^\.\/undici\.cjs$/ }, () => ({ path: './undici.cjs', external: true }));
     b.onLoad({ filter: /\.js$/ }, async (args) => {
       if (!args.path.startsWith(DIST + path.sep)) return undefined;
-      if (args.path === path.join(DIST, 'cli', 'version.js')) {
-        return {
-          contents: `export const VERSION = ${JSON.stringify(pkg.version)};\n`,
-          loader: 'js',
-        };
-      }
       let text = await readFile(args.path, 'utf8');
+      if (args.path === path.join(DIST, 'version.js')) {
+        text = replaceOnce(text, "import { readFileSync } from 'node:fs';\n", '', args.path);
+        text = replaceOnce(
+          text,
+          "JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version",
+          JSON.stringify(pkg.version),
+          args.path,
+        );
+      }
       if (args.path === path.join(DIST, 'log.js')) {
         text = replaceOnce(text, "(await import('debug')).default", "require('debug')", args.path);
       }

@@ -4,7 +4,7 @@ import { DiskError, UsageError } from '../errors.js';
 import { checkPieceLength, createTorrent, parseSize } from '../metainfo/create.js';
 import { escapeControl, formatBytes, formatRate } from './format.js';
 import type { CliIO } from './program.js';
-import { VERSION } from './version.js';
+import { CLIENT_NAME } from '../version.js';
 
 export interface CreateCliOptions {
   output: string;
@@ -57,7 +57,7 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
     private: Boolean(opts.private),
     comment: opts.comment,
     source: opts.source,
-    createdBy: opts.createdBy ?? `tdl/${VERSION}`,
+    createdBy: opts.createdBy ?? CLIENT_NAME,
     creationDate: opts.date ? Math.floor(Date.now() / 1000) : undefined,
     exclude: outPath,
     signal: io.signal,

@@ -13,7 +13,7 @@ import type { InfoCliOptions } from './info-command.js';
 import { parseRate } from './rate.js';
 import type { ByteStream } from './torrent-file.js';
 import type { VerifyCliOptions } from './verify-command.js';
-import { VERSION } from './version.js';
+import { VERSION } from '../version.js';
 
 export interface Out {
   write(s: string): unknown;

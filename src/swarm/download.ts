@@ -23,6 +23,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { logger } from '../log.js';
+import { CLIENT_NAME } from '../version.js';
 import { InterruptedError, NoPeersError, TdlError, TransferError } from '../errors.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { PeerConnection, PeerTimeouts } from '../peer/connection.js';
@@ -73,7 +74,6 @@ const TICK_MS = 500;
 /** With a priority window: a peer under 1/4 of the best rate, connected 3 s, starts none of it. */
 const WINDOW_SLOW_FACTOR = 4;
 const WINDOW_GRACE_MS = 3_000;
-export const CLIENT_VERSION = 'tdl 0.2.0';
 
 /** Where peer addresses come from (trackers, DHT): emits 'peers' and 'warning'. */
 export interface PeerSource extends EventEmitter {
@@ -715,7 +715,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       localExtendedHandshake({
         privateTorrent: this.meta.private,
         port: this.opts.listener?.port || undefined,
-        version: CLIENT_VERSION,
+        version: CLIENT_NAME,
         reqq: MAX_QUEUE,
         metadataSize: this.meta.info.length,
       }),

@@ -33,7 +33,8 @@ import {
 } from '../wire/extension.js';
 import { decodeUtMetadata, encodeUtMetadata } from '../wire/ut-metadata.js';
 import { PexPeer } from '../wire/ut-pex.js';
-import { CLIENT_VERSION, type PeerSource } from './download.js';
+import { CLIENT_NAME } from '../version.js';
+import type { PeerSource } from './download.js';
 import { MetadataFetch } from './metadata-fetch.js';
 import { PeerPool, type Candidate, type HandoffCandidate, type PeerOrigin } from './peer-pool.js';
 
@@ -330,7 +331,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
     const ext = encodeExtendedHandshake(
       localExtendedHandshake({
         privateTorrent: false,
-        version: CLIENT_VERSION,
+        version: CLIENT_NAME,
         port: this.opts.port,
       }),
     );
