@@ -163,6 +163,7 @@ export async function runDownload(
     let timer: NodeJS.Timeout | null = null;
     let dl: Download | null = null;
     let seeding = false;
+    let listenPort = 0;
     const redraw = () => {
       if (!dl) return;
       const s = dl.stats();
@@ -224,8 +225,11 @@ export async function runDownload(
             const s = d.stats();
             emit({ event: 'seeding', uploaded: s.uploaded, time: s.elapsedMs });
           }
-          if (!tty && !json && !opts.quiet) {
-            io.stderr.write(`tdl: seeding ${escapeControl(meta.name)} (Ctrl-C to stop)\n`);
+          if (!json && !opts.quiet) {
+            // Said once, on a terminal too: the port is what another peer needs to reach us.
+            const where = listenPort > 0 ? `on port ${listenPort}` : 'accepting no connection';
+            const line = `tdl: seeding ${escapeControl(meta.name)} ${where} (Ctrl-C to stop)`;
+            io.stderr.write(tty ? `\r\x1b[2K${line}\n` : `${line}\n`);
           }
         },
         onCheck: (checked, total, valid) => {
@@ -238,6 +242,7 @@ export async function runDownload(
         },
         onStart: (d, plan, info) => {
           dl = d;
+          listenPort = info.port;
           d.on('warning', warn);
           if (json) {
             const s = d.stats();

@@ -1,6 +1,7 @@
 /**
- * Listening, against the built CLI: `--port N` is bound and announced, a taken port is a usage
- * error, `--bind` restricts the address, `--no-listen` accepts nothing and announces port 0,
+ * Listening, against the built CLI: `--port N` is bound and announced (and named on stderr when
+ * seeding starts), a taken port is a usage error, `--bind` restricts the address, `--no-listen`
+ * accepts nothing and announces port 0,
  * handshakes for another torrent or with our own peer id are closed at once, incoming peers
  * count against `--max-peers`, a peer that opens with message stream encryption (as aria2c
  * does) gets a plaintext stream, and an incoming peer's listening address (its extension
@@ -125,6 +126,25 @@ describe('listening', () => {
     fx.onClose(() => l.close());
     const hs = await l.waitHandshake();
     expect(hs.infoHash.equals(t.infoHash)).toBe(true);
+  });
+
+  it('without --json, seeding starts with one stderr line naming the port to reach', async () => {
+    const { t, torrent, file } = await prepare();
+    const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', '0'], fx.onClose);
+    await until(() => /on port \d+/.test(tdl.stderr()), 15_000, 'the seeding line');
+    const m = /^tdl: seeding data\.bin on port (\d+) \(Ctrl-C to stop\)$/m.exec(tdl.stderr());
+    expect(m, tdl.stderr()).not.toBeNull();
+    const l = await FakeLeecher.connect({
+      port: Number(m![1]),
+      infoHash: t.infoHash,
+      peerId: peerId(),
+    });
+    fx.onClose(() => l.close());
+    await l.waitHandshake();
+
+    const quiet = spawnTdl(['seed', torrent, '-o', file, '--no-listen'], fx.onClose);
+    await until(() => quiet.stderr().includes('accepting no connection'), 15_000, 'the line');
+    expect(quiet.stderr()).toMatch(/^tdl: seeding data\.bin accepting no connection \(Ctrl-C/m);
   });
 
   it('a taken --port is a usage error (exit 2) with a clear message', async () => {
