@@ -125,11 +125,15 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   // Private torrents (BEP 27) get peers from their trackers only.
   const dht = bySources && !meta.private ? (o.dht ?? null) : null;
   const webSeeds = o.webSeeds === false ? [] : meta.urlList;
-  if (peers.length === 0 && !useTrackers && !dht && webSeeds.length === 0) {
+  // A seed that listens can wait for peers that know its address; a download needs a source.
+  const waitsForPeers = o.seedOnly === true && o.listen !== false;
+  if (peers.length === 0 && !useTrackers && !dht && webSeeds.length === 0 && !waitsForPeers) {
     throw new NoPeersError(
-      meta.private || !o.dht
-        ? 'the torrent names no tracker: give peers with --peer HOST:PORT'
-        : 'the torrent names no tracker and the DHT is off: give peers with --peer HOST:PORT',
+      o.seedOnly
+        ? 'no peer can reach this seed: the torrent names no tracker, no DHT is used and --no-listen accepts none'
+        : meta.private
+          ? 'the private torrent names no tracker: give peers with --peer HOST:PORT'
+          : 'the torrent names no tracker and the DHT is off: give peers with --peer HOST:PORT',
     );
   }
   if (useTrackers) requireUsableTracker(meta.announceList);

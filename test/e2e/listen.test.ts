@@ -1,11 +1,11 @@
 /**
  * Listening, against the built CLI: `--port N` is bound and announced (and named on stderr when
  * seeding starts), a taken port is a usage error, `--bind` restricts the address, `--no-listen`
- * accepts nothing and announces port 0,
- * handshakes for another torrent or with our own peer id are closed at once, incoming peers
- * count against `--max-peers`, a peer that opens with message stream encryption (as aria2c
- * does) gets a plaintext stream, and an incoming peer's listening address (its extension
- * handshake's `p`) is not dialled again while it is connected.
+ * accepts nothing and announces port 0, a torrent with no tracker and no DHT is seeded to peers
+ * that know the port, handshakes for another torrent or with our own peer id are closed at once,
+ * incoming peers count against `--max-peers`, a peer that opens with message stream encryption
+ * (as aria2c does) gets a plaintext stream, and an incoming peer's listening address (its
+ * extension handshake's `p`) is not dialled again while it is connected.
  *
  * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
@@ -18,7 +18,7 @@ import { FakeLeecher } from '../helpers/fake-leecher.js';
 import type { FakeTracker } from '../helpers/fake-tracker.js';
 import { useFixture } from '../helpers/fixture.js';
 import { assertBuilt, spawnTdl, until } from '../helpers/tdl-process.js';
-import { randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 import { encode } from '../../src/metainfo/bencode.js';
 import { encodeHandshake, ourReserved } from '../../src/wire/handshake.js';
 import { CRYPTO_PLAINTEXT } from '../../src/wire/mse.js';
@@ -145,6 +145,26 @@ describe('listening', () => {
     const quiet = spawnTdl(['seed', torrent, '-o', file, '--no-listen'], fx.onClose);
     await until(() => quiet.stderr().includes('accepting no connection'), 15_000, 'the line');
     expect(quiet.stderr()).toMatch(/^tdl: seeding data\.bin accepting no connection \(Ctrl-C/m);
+  });
+
+  it('seeds a torrent with no tracker and no DHT to peers that know its port; refuses with --no-listen', async () => {
+    const t = makeTorrent({ name: 'data.bin', pieceLength: PIECE, files: { data } });
+    const torrent = await fx.writeTorrent(t, 'trackerless.torrent');
+    const file = path.join(fx.dir, 'data.bin');
+    await writeFile(file, data);
+    const tdl = spawnTdl(
+      ['seed', torrent, '-o', file, '--port', '0', '--no-dht', '--json'],
+      fx.onClose,
+    );
+    const port = await tdl.port();
+    const l = await FakeLeecher.connect({ port, infoHash: t.infoHash, peerId: peerId() });
+    fx.onClose(() => l.close());
+    await l.waitHandshake();
+
+    const none = spawnTdl(['seed', torrent, '-o', file, '--no-dht', '--no-listen'], fx.onClose);
+    const { code } = await none.exited;
+    expect(code).toBe(4);
+    expect(none.stderr()).toContain('no peer can reach this seed');
   });
 
   it('a taken --port is a usage error (exit 2) with a clear message', async () => {
