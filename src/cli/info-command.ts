@@ -1,3 +1,5 @@
+import type { Dht } from '../dht/dht.js';
+import { isMagnet } from '../metainfo/magnet.js';
 import type { CliIO } from './program.js';
 import { jsonLine } from './events.js';
 import { escapeControl, formatBytes, redactUrls } from './format.js';
@@ -113,25 +115,49 @@ async function writeJsonFiles(m: Metainfo, io: CliIO): Promise<boolean> {
 
 export interface InfoCliOptions {
   json?: boolean;
-  /** For magnet links: extra peers, the wait for metadata, where to save it. */
+  /** For magnet links: extra peers, the wait for metadata, where to save it, the DHT. */
   peer?: string[];
   timeout?: number;
   saveTorrent?: string;
+  /** commander's `--no-dht`: false when given. */
+  dht?: boolean;
+  dhtBootstrap?: string[];
 }
 
 export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Promise<number> {
-  const { meta: m } = await openTorrent(
-    file,
-    {
-      peers: (opts.peer ?? []).map(parsePeer),
-      timeoutMs: (opts.timeout ?? 120) * 1000,
-      handshakeMs: 15_000,
-      saveTorrent: opts.saveTorrent,
-      tty: Boolean(io.stderr.isTTY) && !opts.json,
-      warn: (message) => io.stderr.write(`tdl: warning: ${escapeControl(redactUrls(message))}\n`),
-    },
-    io,
-  );
+  const peers = (opts.peer ?? []).map(parsePeer);
+  const bootstrap = (opts.dhtBootstrap ?? []).map(parsePeer);
+  const warn = (message: string): void => {
+    io.stderr.write(`tdl: warning: ${escapeControl(redactUrls(message))}\n`);
+  };
+  // A magnet link's peers may come from the DHT too (as for `download`). tdl info does not
+  // listen and announces nothing: the DHT node takes any free UDP port and only looks up.
+  let dht: Dht | null = null;
+  let opened: Awaited<ReturnType<typeof openTorrent>>;
+  try {
+    if (opts.dht !== false && isMagnet(file)) {
+      const { Dht } = await import('../dht/dht.js');
+      dht = new Dht({ port: 0, bootstrap: bootstrap.length > 0 ? bootstrap : undefined });
+      dht.on('warning', warn);
+      await dht.start();
+    }
+    opened = await openTorrent(
+      file,
+      {
+        peers,
+        timeoutMs: (opts.timeout ?? 120) * 1000,
+        handshakeMs: 15_000,
+        saveTorrent: opts.saveTorrent,
+        tty: Boolean(io.stderr.isTTY) && !opts.json,
+        warn,
+        dht,
+      },
+      io,
+    );
+  } finally {
+    await (dht as Dht | null)?.stop().catch(() => {});
+  }
+  const m = opened.meta;
   printMetainfoWarnings(m, io);
   const size = contentLength(m);
   // Files are read one at a time (fileAt): the list of a large torrent is never held whole.

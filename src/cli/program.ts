@@ -239,6 +239,15 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       '--save-torrent <file>',
       'also write the torrent (for a magnet link, its fetched metadata) to FILE',
     )
+    .option('--no-dht', 'magnet links: find no peers through the DHT')
+    .addOption(
+      new Option(
+        '--dht-bootstrap <host:port>',
+        'magnet links: join the DHT through this node only (repeatable)',
+      )
+        .argParser(collect)
+        .default([]),
+    )
     .action(async (torrent: string, opts: InfoCliOptions) => {
       json = Boolean(opts.json);
       exitCode = await (await import('./info-command.js')).runInfo(torrent, opts, io);

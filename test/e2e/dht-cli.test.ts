@@ -2,6 +2,8 @@
  * The DHT through the real CLI, on a loopback network of independent nodes (the npm
  * `bittorrent-dht` package) and no tracker anywhere:
  * - a trackerless .torrent downloads from a seeder that announced itself only to the DHT;
+ * - `tdl info` on a magnet link without `tr` or `x.pe` fetches the metadata from a seeder found
+ *   through the DHT;
  * - `tdl seed` announces itself, another client's lookup finds it, and a magnet link without
  *   `tr` downloads from it (metadata included).
  */
@@ -13,6 +15,7 @@ import { runCli } from '../helpers/cli.js';
 import { startDhtNetwork, type DhtNetwork } from '../helpers/dht-network.js';
 import { useFixture } from '../helpers/fixture.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+import { parseTorrent } from '../../src/metainfo/torrent.js';
 
 const fx = useFixture();
 let network: DhtNetwork;
@@ -51,6 +54,26 @@ describe('DHT from the CLI (loopback network, no tracker)', () => {
     expect((await readFile(out)).equals(data)).toBe(true);
     const peers = r.events.filter((e) => e['event'] === 'peer' && e['status'] === 'connecting');
     expect(peers.some((e) => e['source'] === 'dht')).toBe(true);
+  });
+
+  it('tdl info shows a magnet without tr or x.pe from a seeder found through the DHT', async () => {
+    const data = randomBytesSeeded(300_000, 'dht-info');
+    const t = makeTorrent({ name: 'i.bin', pieceLength: 16384, files: { data } });
+    const seeder = await fx.seeder(t, 16384, { metadata: parseTorrent(t.torrent).info });
+    await network.announce(3, t.infoHash, seeder.port);
+    const magnet = `magnet:?xt=urn:btih:${t.infoHash.toString('hex')}`;
+    const r = await runCli(['info', magnet, '--json', ...bootstrap()]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      name: 'i.bin',
+      infoHash: t.infoHash.toString('hex'),
+      size: data.length,
+    });
+    expect(seeder.metadataServed).toBeGreaterThan(0);
+    // Without the DHT nothing is left to ask: a usage error that says so, at once.
+    const off = await runCli(['info', magnet, '--no-dht']);
+    expect(off.code).toBe(2);
+    expect(off.stderr).toContain('names no tracker and no peer, and the DHT is off');
   });
 
   it('tdl seed announces itself; a lookup finds it; a magnet without tr downloads from it', async () => {
