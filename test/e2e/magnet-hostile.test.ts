@@ -1,0 +1,244 @@
+/**
+ * Hostile metadata peers against the real CLI (in process), one per case of BEP 9 abuse: a
+ * `metadata_size` of 0 or above the cap, a `total_size` that changes between messages, a piece
+ * index out of range, a data piece longer than 16 KiB, only `reject`s, and a copy that does not
+ * hash to the info hash. Alone, none of them gets tdl to show a torrent: it drops the peer (or,
+ * for rejects, rests it) and gives up at `--timeout` with exit 4. All of them together beside one
+ * honest peer: the fetch goes on from the honest one. Metadata that hashes right but names an
+ * unsafe path exits 3 with nothing created.
+ */
+import { createHash } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { encode } from '../../src/metainfo/bencode.js';
+import { Framer } from '../../src/wire/framer.js';
+import { RESERVED_EXTENDED, encodeHandshake } from '../../src/wire/handshake.js';
+import { encodeExtended } from '../../src/wire/messages.js';
+import {
+  UT_METADATA,
+  decodeExtendedHandshake,
+  encodeExtendedHandshake,
+  peerExtensionId,
+} from '../../src/wire/extension.js';
+import {
+  MAX_METADATA_SIZE,
+  METADATA_PIECE_SIZE,
+  decodeUtMetadata,
+  encodeUtMetadata,
+} from '../../src/wire/ut-metadata.js';
+import { runCli } from '../helpers/cli.js';
+import { useFixture } from '../helpers/fixture.js';
+
+const fx = useFixture();
+/** The ut_metadata id these peers give in their extension handshake. */
+const OUR_UT_METADATA = 3;
+
+/** An info dictionary of several metadata pieces (3,000 piece hashes: about 60 KB). */
+function infoDict(name: string, extra: Record<string, unknown> = {}): Buffer {
+  const pieces = Buffer.alloc(3000 * 20);
+  for (let i = 0; i < pieces.length; i++) pieces[i] = (i * 7 + name.length) & 0xff;
+  const d: Record<string, unknown> = { name, 'piece length': 16384, pieces, length: 3000 * 16384 };
+  for (const [k, v] of Object.entries(extra)) {
+    if (v === undefined) delete d[k];
+    else d[k] = v;
+  }
+  return Buffer.from(encode(d));
+}
+
+interface MetadataPeer {
+  port: number;
+  /** Connections tdl closed (the peer never closes one itself). */
+  droppedByTdl: number;
+  requests: number;
+}
+
+/**
+ * A peer that speaks BEP 10 and answers ut_metadata requests with `answer(piece, nth)` (the
+ * payloads to send; nth counts this peer's answers from 0), announcing `size` as metadata_size.
+ */
+async function metadataPeer(
+  infoHash: Buffer,
+  size: number,
+  answer: (piece: number, nth: number) => Buffer[],
+): Promise<MetadataPeer> {
+  const state: MetadataPeer = { port: 0, droppedByTdl: 0, requests: 0 };
+  const sockets = new Set<net.Socket>();
+  let answered = 0;
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      if (sockets.delete(socket)) state.droppedByTdl++;
+    });
+    const framer = new Framer({ maxLength: 1 << 20, expectHandshake: true });
+    let handshaken = false;
+    let theirId: number | undefined;
+    socket.on('data', (chunk: Buffer) => {
+      framer.push(chunk);
+      if (!handshaken) {
+        if (!framer.nextHandshake()) return;
+        handshaken = true;
+        const reserved = Buffer.alloc(8);
+        reserved[RESERVED_EXTENDED.byte]! |= RESERVED_EXTENDED.bit;
+        socket.write(encodeHandshake(infoHash, Buffer.from('-HM0001-metadatapeer'), reserved));
+        const m = new Map([[UT_METADATA, OUR_UT_METADATA]]);
+        socket.write(encodeExtended(0, encodeExtendedHandshake({ m, metadataSize: size })));
+      }
+      for (let msg = framer.next(); msg; msg = framer.next()) {
+        if (msg.type !== 'extended') continue;
+        if (msg.extId === 0) {
+          theirId = peerExtensionId(decodeExtendedHandshake(msg.payload), UT_METADATA);
+        } else if (msg.extId === OUR_UT_METADATA && theirId !== undefined) {
+          const req = decodeUtMetadata(msg.payload);
+          if (req.type !== 'request') continue;
+          state.requests++;
+          for (const p of answer(req.piece, answered++)) socket.write(encodeExtended(theirId, p));
+        }
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  state.port = (server.address() as net.AddressInfo).port;
+  fx.onClose(async () => {
+    for (const s of [...sockets]) {
+      sockets.delete(s);
+      s.destroy();
+    }
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  return state;
+}
+
+/** The `data` answer for `piece` of `info`, as an honest peer sends it. */
+function data(info: Buffer, piece: number, totalSize = info.length): Buffer {
+  const start = piece * METADATA_PIECE_SIZE;
+  const bytes = info.subarray(start, Math.min(start + METADATA_PIECE_SIZE, info.length));
+  return encodeUtMetadata({ type: 'data', piece, totalSize, data: bytes });
+}
+
+const infoHashOf = (info: Buffer) => createHash('sha1').update(info).digest();
+
+function magnetTo(infoHash: Buffer, ports: number[]): string {
+  return (
+    `magnet:?xt=urn:btih:${infoHash.toString('hex')}` +
+    ports.map((p) => `&x.pe=127.0.0.1:${p}`).join('')
+  );
+}
+
+/** The hostile peers of `info`, by name. */
+async function hostilePeers(info: Buffer): Promise<Record<string, MetadataPeer>> {
+  const ih = infoHashOf(info);
+  const honest = (piece: number) => [data(info, piece)];
+  const badCopy = Buffer.from(info);
+  badCopy[badCopy.length - 10]! ^= 0xff;
+  return {
+    'metadata_size 0': await metadataPeer(ih, 0, honest),
+    'metadata_size over the cap': await metadataPeer(ih, MAX_METADATA_SIZE + 1, honest),
+    'total_size that changes': await metadataPeer(ih, info.length, (piece, nth) => [
+      data(info, piece, nth === 0 ? info.length : info.length + 1),
+    ]),
+    'piece index out of range': await metadataPeer(ih, info.length, () => [data(info, 1000)]),
+    'data piece over 16 KiB': await metadataPeer(ih, info.length, (piece) => [
+      Buffer.concat([
+        Buffer.from(encode({ msg_type: 1, piece, total_size: info.length })),
+        Buffer.alloc(METADATA_PIECE_SIZE + 1, 7),
+      ]),
+    ]),
+    'only rejects': await metadataPeer(ih, info.length, (piece) => [
+      encodeUtMetadata({ type: 'reject', piece }),
+    ]),
+    'a copy that hashes wrong': await metadataPeer(ih, info.length, (piece) => [
+      data(badCopy, piece),
+    ]),
+  };
+}
+
+describe('magnet links against hostile metadata peers', () => {
+  it('each hostile peer alone: no torrent shown, the liar dropped, exit 4 at --timeout', async () => {
+    const info = infoDict('h.bin');
+    const ih = infoHashOf(info);
+    const peers = await hostilePeers(info);
+    const runs = await Promise.all(
+      Object.entries(peers).map(async ([name, p]) => {
+        const r = await runCli([
+          'info',
+          magnetTo(ih, [p.port]),
+          '--json',
+          '--no-dht',
+          '--timeout',
+          '2',
+        ]);
+        return { name, p, r };
+      }),
+    );
+    for (const { name, p, r } of runs) {
+      expect(r.code, `${name}: ${r.stderr}`).toBe(4);
+      // Nothing but the error event: no torrent was shown.
+      expect(r.events, name).toHaveLength(1);
+      expect(r.events[0], name).toMatchObject({ event: 'error', kind: 'no-peers' });
+      expect(r.events[0]!['message'], name).toMatch(/no metadata within 2s/);
+      if (name === 'only rejects') {
+        expect(p.requests, name).toBeGreaterThan(0);
+      } else {
+        expect(p.droppedByTdl, name).toBeGreaterThan(0);
+      }
+      if (name.startsWith('metadata_size')) expect(p.requests, name).toBe(0);
+    }
+  }, 30_000);
+
+  it('all of them beside one honest peer: the metadata comes from the honest one', async () => {
+    const info = infoDict('h.bin');
+    const ih = infoHashOf(info);
+    const peers = await hostilePeers(info);
+    const honest = await metadataPeer(ih, info.length, (piece) => [data(info, piece)]);
+    const saved = path.join(fx.dir, 'saved.torrent');
+    const ports = [...Object.values(peers).map((p) => p.port), honest.port];
+    const r = await runCli([
+      'info',
+      magnetTo(ih, ports),
+      '--json',
+      '--no-dht',
+      '--timeout',
+      '20',
+      '--save-torrent',
+      saved,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const shown = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(shown['infoHash']).toBe(ih.toString('hex'));
+    expect(shown['name']).toBe('h.bin');
+    expect(honest.requests).toBeGreaterThan(0);
+    const again = await runCli(['info', saved, '--json']);
+    expect(JSON.parse(again.stdout)).toMatchObject({ infoHash: ih.toString('hex') });
+  }, 30_000);
+
+  it('metadata that hashes right but names an unsafe path: exit 3, nothing created', async () => {
+    const info = infoDict('evil', {
+      length: undefined,
+      files: [{ path: ['..', 'escaped.bin'], length: 3000 * 16384 }],
+    });
+    const ih = infoHashOf(info);
+    const honest = await metadataPeer(ih, info.length, (piece) => [data(info, piece)]);
+    const out = path.join(fx.dir, 'out');
+    const before = readdirSync(fx.dir);
+    const r = await runCli([
+      'download',
+      magnetTo(ih, [honest.port]),
+      '-o',
+      out,
+      '--no-dht',
+      '--no-listen',
+      '--timeout',
+      '20',
+    ]);
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stderr).toMatch(/\.\./);
+    expect(honest.requests).toBeGreaterThan(0);
+    expect(readdirSync(fx.dir)).toEqual(before);
+    const i = await runCli(['info', magnetTo(ih, [honest.port]), '--no-dht', '--timeout', '20']);
+    expect(i.code, i.stderr).toBe(3);
+    expect(i.stdout).toBe('');
+  }, 30_000);
+});
