@@ -94,7 +94,7 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
   if (!opts.quiet) {
     report.write(
       `${made.multiFile ? 'files' : 'file'}:     ${made.fileCount} (${formatBytes(made.length)}), ` +
-        `${made.pieceCount} pieces of ${formatBytes(made.pieceLength)}\n` +
+        `${made.pieceCount} piece${made.pieceCount === 1 ? '' : 's'} of ${formatBytes(made.pieceLength)}\n` +
         `info hash: ${made.infoHashHex}\n` +
         `magnet:    ${made.magnet}\n`,
     );

@@ -223,6 +223,7 @@ describe('tdl create', () => {
     expect(m.name).toBe('f.txt');
     expect(m.creationDate).toBeGreaterThan(1_700_000_000);
     expect(stderr).toContain(`info hash: ${m.infoHashHex}`);
+    expect(stderr).toContain('file:     1 (5 B), 1 piece of 16.0 KiB\n');
   });
 
   it('usage errors exit 2, unreadable input exits 6', async () => {
