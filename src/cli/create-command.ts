@@ -2,7 +2,7 @@ import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DiskError, UsageError } from '../errors.js';
 import { checkPieceLength, createTorrent, parseSize } from '../metainfo/create.js';
-import { escapeControl, formatBytes, formatRate } from './format.js';
+import { escapeControl, formatBytes, formatRate, terminalColumns } from './format.js';
 import type { CliIO } from './program.js';
 import { CLIENT_NAME } from '../version.js';
 
@@ -40,7 +40,7 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
   const started = performance.now();
   let lastDraw = 0;
   const bar = (done: number, total: number): string => {
-    const width = Math.max(10, Math.min(40, (io.stderr.columns ?? 80) - 50));
+    const width = Math.max(10, Math.min(40, terminalColumns(io.stderr) - 50));
     const frac = total > 0 ? done / total : 1;
     const fill = Math.round(frac * width);
     const secs = (performance.now() - started) / 1000;

@@ -6,7 +6,7 @@ import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
 import { download } from '../swarm/client.js';
 import type { Download } from '../swarm/download.js';
 import { jsonLine } from './events.js';
-import { escapeControl, formatBytes, redactUrls } from './format.js';
+import { escapeControl, formatBytes, redactUrls, terminalColumns } from './format.js';
 import type { CliIO, DownloadCliOptions } from './program.js';
 import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from './progress.js';
 import { parsePeer } from './peer-arg.js';
@@ -167,7 +167,7 @@ export async function runDownload(
     const redraw = () => {
       if (!dl) return;
       const s = dl.stats();
-      const cols = io.stderr.columns ?? 80;
+      const cols = terminalColumns(io.stderr);
       if (tty) {
         const line = seeding ? seedLine(s, meta.name, cols) : progressLine(s, meta.name, cols);
         io.stderr.write(`\r\x1b[2K${line}`);
@@ -235,7 +235,7 @@ export async function runDownload(
         onCheck: (checked, total, valid) => {
           if (tty) {
             io.stderr.write(
-              `\r\x1b[2K${checkLine(checked, total, valid, meta.name, io.stderr.columns ?? 80)}`,
+              `\r\x1b[2K${checkLine(checked, total, valid, meta.name, terminalColumns(io.stderr))}`,
             );
           }
           if (json) emit({ event: 'checking', checked, total, valid });

@@ -169,3 +169,12 @@ export function truncateToWidth(s: string, columns: number): string {
   }
   return out;
 }
+
+/** Columns assumed when the terminal tells none, or 0 (a pseudo-terminal nobody sized). */
+export const DEFAULT_COLUMNS = 80;
+
+/** The terminal's width in columns: DEFAULT_COLUMNS when it reports none or 0. */
+export function terminalColumns(out: { columns?: number }): number {
+  const c = out.columns;
+  return c !== undefined && Number.isFinite(c) && c > 0 ? c : DEFAULT_COLUMNS;
+}

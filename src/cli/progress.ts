@@ -1,6 +1,7 @@
 /** The live progress lines (stderr, TTY only) and the final summaries. */
 import type { DownloadStats } from '../swarm/download.js';
 import {
+  displayWidth,
   escapeControl,
   formatBytes,
   formatDuration,
@@ -10,9 +11,14 @@ import {
 
 export const BAR_WIDTH = 24;
 
-function bar(frac: number): string {
-  const filled = Math.max(0, Math.min(BAR_WIDTH, Math.floor(frac * BAR_WIDTH)));
-  return '#'.repeat(filled) + '-'.repeat(BAR_WIDTH - filled);
+function bar(frac: number, width = BAR_WIDTH): string {
+  const filled = Math.max(0, Math.min(width, Math.floor(frac * width)));
+  return '#'.repeat(filled) + '-'.repeat(width - filled);
+}
+
+/** The progress bar's width on a terminal of `columns`: narrower below 120, none below 80. */
+function barWidth(columns: number): number {
+  return columns >= 120 ? BAR_WIDTH : columns >= 80 ? BAR_WIDTH / 2 : 0;
 }
 
 /** Cut to the terminal's width by columns, not UTF-16 units: wider lines wrap and break `\r`. */
@@ -24,17 +30,49 @@ function percent(part: number, total: number): string {
   return ((total > 0 ? part / total : 1) * 100).toFixed(1);
 }
 
+/** Columns of the name that the progress line keeps before it gives up any other field. */
+const NAME_KEEP_COLUMNS = 16;
+
+/**
+ * The fields of a line, in order, each with the rank at which a narrow terminal drops it (0:
+ * never; the highest goes first). The last field, the name, is cut rather than dropped.
+ */
+function layout(fields: readonly (readonly [string, number])[], columns: number): string {
+  const room = Math.max(0, columns - 1);
+  const name = fields[fields.length - 1]![0];
+  const kept = [...fields];
+  const width = (fs: typeof kept) =>
+    fs.slice(0, -1).reduce((w, [t]) => w + displayWidth(t) + 2, 0) +
+    Math.min(displayWidth(name), NAME_KEEP_COLUMNS);
+  for (let rank = Math.max(...fields.map(([, r]) => r)); rank > 0; rank--) {
+    if (width(kept) <= room) break;
+    for (let i = kept.length - 2; i >= 0; i--) if (kept[i]![1] === rank) kept.splice(i, 1);
+  }
+  return fit(kept.map(([t]) => t).join('  '), columns);
+}
+
 export function progressLine(s: DownloadStats, name: string, columns: number): string {
   const frac = s.total > 0 ? s.completed / s.total : 1;
   const pct = (frac * 100).toFixed(1).padStart(5);
   const eta = s.rate > 0 ? formatDuration(((s.total - s.completed) / s.rate) * 1000) : '--:--';
   // A resumed download says where it started from.
   const from = s.initial > 0 ? ` (from ${percent(s.initial, s.total)}%)` : '';
-  const line =
-    `[${bar(frac)}] ${pct}%${from}  ${formatBytes(s.completed)}/${formatBytes(s.total)}  ` +
-    `${formatRate(s.rate)}  up ${formatRate(s.uploadRate)} ratio ${ratio(s)}  ` +
-    `peers ${s.active}/${s.connected} serving ${s.served}  ETA ${eta}  ${escapeControl(name)}`;
-  return fit(line, columns);
+  const bw = barWidth(columns);
+  // On a narrow terminal the upload figures go first, then the peers; the bar, the bytes, the
+  // speed, the ETA and the start of the name stay.
+  return layout(
+    [
+      [`${bw > 0 ? `[${bar(frac, bw)}] ${pct}` : pct.trimStart()}%${from}`, 0],
+      [`${formatBytes(s.completed)}/${formatBytes(s.total)}`, 0],
+      [formatRate(s.rate), 0],
+      [`up ${formatRate(s.uploadRate)} ratio ${ratio(s)}`, 3],
+      [`peers ${s.active}/${s.connected}`, 1],
+      [`serving ${s.served}`, 2],
+      [`ETA ${eta}`, 0],
+      [escapeControl(name), 0],
+    ],
+    columns,
+  );
 }
 
 function ratio(s: DownloadStats): string {

@@ -22,7 +22,7 @@ import {
 } from '../storage/selection.js';
 import { EXIT } from './exit-codes.js';
 import { jsonLine } from './events.js';
-import { escapeControl, formatBytes } from './format.js';
+import { escapeControl, formatBytes, terminalColumns } from './format.js';
 import type { CliIO } from './program.js';
 import { checkLine } from './progress.js';
 import { loadTorrent } from './torrent-file.js';
@@ -67,7 +67,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
     const p = progress;
     if (tty) {
       io.stderr.write(
-        `\r\x1b[2K${checkLine(p.checked, p.total, p.valid, meta.name, io.stderr.columns ?? 80)}`,
+        `\r\x1b[2K${checkLine(p.checked, p.total, p.valid, meta.name, terminalColumns(io.stderr))}`,
       );
     }
     if (json) {

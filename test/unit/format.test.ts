@@ -6,6 +6,7 @@ import {
   formatBytes,
   formatDuration,
   redactUrls,
+  terminalColumns,
   truncateToWidth,
 } from '../../src/cli/format.js';
 import { progressLine } from '../../src/cli/progress.js';
@@ -37,6 +38,15 @@ describe('terminal text', () => {
     expect(formatDuration(61_000)).toBe('01:01');
     expect(formatDuration(3_725_000)).toBe('1:02:05');
     expect(formatDuration(Infinity)).toBe('--:--');
+  });
+});
+
+describe('terminal width', () => {
+  it('is 80 columns when the terminal reports none or 0 (an unsized pseudo-terminal)', () => {
+    expect(terminalColumns({ columns: 132 })).toBe(132);
+    expect(terminalColumns({})).toBe(80);
+    expect(terminalColumns({ columns: 0 })).toBe(80);
+    expect(terminalColumns({ columns: Number.NaN })).toBe(80);
   });
 });
 
@@ -116,6 +126,34 @@ describe('display width', () => {
         expect(displayWidth(s)).toBe(displayWidth(full));
       }),
       { seed, numRuns: 300 },
+    );
+  });
+
+  it('a narrow terminal drops the upload figures and peers before the ETA and the name', () => {
+    const s = {
+      total: 8_000_000,
+      completed: 3_000_000,
+      initial: 0,
+      rate: 3 * 1048576,
+      uploaded: 0,
+      uploadRate: 0,
+      served: 1,
+      connected: 3,
+      active: 2,
+    } as DownloadStats;
+    const name = 'ubuntu-24.04.1-desktop-amd64.iso';
+    const wide = progressLine(s, name, 200);
+    expect(wide).toBe(
+      '[#########---------------]  37.5%  2.86 MiB/7.63 MiB  3.00 MiB/s  up 0 B/s ratio 0.00  ' +
+        `peers 2/3  serving 1  ETA 00:02  ${name}`,
+    );
+    const normal = progressLine(s, name, 80);
+    expect(normal).toBe(
+      '[####--------]  37.5%  2.86 MiB/7.63 MiB  3.00 MiB/s  ETA 00:02  ubuntu-24.04.1',
+    );
+    expect(progressLine(s, name, 100)).toContain('peers 2/3  ETA 00:02  ubuntu-24.04.1-desktop');
+    expect(progressLine(s, name, 60)).toMatch(
+      /^37\.5%  2\.86 MiB\/7\.63 MiB  3\.00 MiB\/s  ETA 00:02  ubuntu/,
     );
   });
 
