@@ -130,8 +130,9 @@ export function checkLine(
   columns: number,
 ): string {
   const frac = total > 0 ? checked / total : 1;
+  const bw = barWidth(columns);
   const line =
-    `[${bar(frac)}] ${(frac * 100).toFixed(1).padStart(5)}%  checking ` +
+    `${bw > 0 ? `[${bar(frac, bw)}] ` : ''}${(frac * 100).toFixed(1).padStart(5)}%  checking ` +
     `${formatBytes(checked)}/${formatBytes(total)}  valid ${formatBytes(valid)}  ${escapeControl(name)}`;
   return fit(line, columns);
 }
