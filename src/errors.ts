@@ -106,6 +106,21 @@ export class StdoutClosedError extends TdlError {
   }
 }
 
+/** Codes of a failed write to stdout that mean its file system failed, not that a reader left. */
+const OUTPUT_FAULTS = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EIO', 'EROFS']);
+
+/**
+ * What a failed write to stdout means: a full or failing file system behind a redirection
+ * (`-o - > file`: a DiskError, exit 6), or else a reader that went away (EPIPE: exit 141).
+ */
+export function stdoutWriteError(e: Error): TdlError {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code !== undefined && OUTPUT_FAULTS.has(code)) {
+    return new DiskError(`cannot write to standard output: ${code}`, { cause: e });
+  }
+  return new StdoutClosedError(code ?? e.message);
+}
+
 /**
  * A one-line description of any thrown value for warnings and logs: the message, plus the
  * error code (`ECONNREFUSED`, …) of the error and of its cause when the message lacks them.

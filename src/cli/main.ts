@@ -3,12 +3,13 @@
  * The `tdl` executable: wires process streams and signals to the CLI and exits with its code.
  * SIGINT/SIGTERM abort the run (sockets and files are closed, verified data stays on disk, the
  * trackers are told `stopped`); a second signal exits at once. A closed stdout (`tdl download
- * --json … | head -1`) ends the run the same way, with exit code 141 as SIGPIPE would.
+ * --json … | head -1`) ends the run the same way, with exit code 141 as SIGPIPE would; a stdout
+ * on a full disk too, as a disk error (exit 6).
  */
 import v8 from 'node:v8';
-import { InterruptedError, StdoutClosedError } from '../errors.js';
+import { InterruptedError, stdoutWriteError } from '../errors.js';
 import { prestartHashWorkers } from '../metainfo/hash-prestart.js';
-import { EXIT } from './exit-codes.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
 import { run } from './program.js';
 
 // The only WebAssembly tdl runs is the HTTP parser inside undici (web seeds, `.torrent` URLs).
@@ -38,16 +39,21 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     controller.abort(new InterruptedError(sig));
   });
 }
-let stdoutClosed = false;
+/** Why stdout failed, once it has: the run's exit code when the run itself succeeded. */
+let stdoutFailed: number | null = null;
+let stdoutError: Error | null = null;
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   // Nothing more can be written (EPIPE: the reader is gone). Node ignores SIGPIPE, so do what
   // it would have done, gracefully: stop the run (final checkpoint, `stopped` announce) and
-  // exit 141, never 0, which would mean "done".
-  if (stdoutClosed) return;
-  stdoutClosed = true;
+  // exit 141, never 0, which would mean "done". A full disk behind a redirection stops it the
+  // same way, as a disk error (exit 6).
+  if (stdoutFailed !== null) return;
+  const err = stdoutWriteError(e);
+  stdoutFailed = exitCodeFor(err);
+  stdoutError = err;
   signalled = true; // a Ctrl-C from now on exits at once
-  if (!process.exitCode) process.exitCode = EXIT.stdoutClosed;
-  controller.abort(new StdoutClosedError(e.code));
+  if (!process.exitCode) process.exitCode = stdoutFailed;
+  controller.abort(err);
 });
 
 // No top-level await: the shipped bundle is one classic script (docs/DESIGN.md, "Start-up and
@@ -62,7 +68,12 @@ async function main(): Promise<void> {
   });
   // A run that succeeded while its last lines went unread still reports the closed pipe (the
   // handler above does it if the error only comes later).
-  process.exitCode = stdoutClosed && code === EXIT.ok ? EXIT.stdoutClosed : code;
+  process.exitCode = stdoutFailed !== null && code === EXIT.ok ? stdoutFailed : code;
+  // The run ended before the failure reached it (`tdl info > /dev/full`): a full disk is said;
+  // a reader that left (EPIPE) is not, as a shell says nothing of SIGPIPE.
+  if (code === EXIT.ok && stdoutFailed === EXIT.disk) {
+    process.stderr.write(`tdl: ${stdoutError!.message}\n`);
+  }
   // Everything the run started has ended by now (the `stopped` announces were sent, files closed).
   // Exit as soon as our own output is written: letting Node tear down by itself costs tens of
   // milliseconds more, and a straggling handle (a tracker that does not answer `stopped`) must

@@ -21,7 +21,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { logger } from '../log.js';
 import { defaultCacheFile } from '../dht/cache.js';
-import { StdoutClosedError } from '../errors.js';
+import { StdoutClosedError, stdoutWriteError } from '../errors.js';
 import { toDiskError } from './fs-util.js';
 import type { Layout } from './layout.js';
 
@@ -150,7 +150,7 @@ export class StreamOut {
   private rejectDone!: (e: Error) => void;
   /** Resolves once the last byte was written and flushed; rejects if the sink or a read fails. */
   readonly done: Promise<void>;
-  private readonly onError = (e: Error) => this.fail(sinkError(e));
+  private readonly onError = (e: Error) => this.fail(stdoutWriteError(e));
   private readonly onClose = () => this.fail(new StdoutClosedError('closed'));
 
   constructor(private readonly o: StreamOutOptions) {
@@ -338,10 +338,10 @@ export class StreamOut {
 
   /** The last chunk was given to the sink: done once the sink has written it out. */
   private flushed(err: Error | null | undefined): void {
-    if (err) return this.fail(sinkError(err));
+    if (err) return this.fail(stdoutWriteError(err));
     const { out } = this.o;
     if (!out.flush) return this.finish();
-    out.flush((e) => (e ? this.fail(sinkError(e)) : this.finish()));
+    out.flush((e) => (e ? this.fail(stdoutWriteError(e)) : this.finish()));
   }
 
   private finish(): void {
@@ -487,10 +487,4 @@ interface ReadAhead {
 interface Chunk {
   buf: Buffer;
   data: Buffer;
-}
-
-/** A failed write to the sink: the reader went away (EPIPE) or the sink broke. */
-function sinkError(e: Error): Error {
-  const code = (e as NodeJS.ErrnoException).code;
-  return new StdoutClosedError(code ?? e.message);
 }

@@ -270,6 +270,34 @@ describe('tdl download -o -', () => {
     expect(resume.ok).toBe(true);
   }, 60_000);
 
+  it('stdout on a full disk (/dev/full): a disk error, exit 6, resume file kept; --json too', async () => {
+    const data = randomBytesSeeded(1024 * 1024, 'stream-full');
+    const t = makeTorrent({ name: 'full.bin', pieceLength: PIECE, files: { data } });
+    const seeder = await fx.seeder(t, PIECE);
+    const torrent = await fx.writeTorrent(t);
+    const cache = path.join(fx.dir, 'cache');
+    const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
+    const tdl = [process.execPath, MAIN, 'download', torrent, '-o', '-']
+      .concat(['--peer', `127.0.0.1:${seeder.port}`, '--no-listen', '--no-dht'])
+      .map(q)
+      .join(' ');
+    const full = await runShell(`${tdl} > /dev/full`, cache);
+    expect(full.code, full.stderr).toBe(6);
+    expect(full.stderr.trim()).toBe('tdl: cannot write to standard output: ENOSPC');
+    const resume = decodeResume(
+      readFileSync(path.join(workDir(cache, t.infoHash), 'full.bin.tdl-resume')),
+    );
+    expect(resume.ok).toBe(true);
+    // `tdl info --json` has finished its run when the write fails: the exit code and the
+    // message still say so.
+    const info = await runShell(
+      `${q(process.execPath)} ${q(MAIN)} info ${q(torrent)} --json > /dev/full`,
+      cache,
+    );
+    expect(info.code).toBe(6);
+    expect(info.stderr.trim()).toBe('tdl: cannot write to standard output: ENOSPC');
+  }, 60_000);
+
   it.each(['once', 'twice'] as const)(
     'a reader that reads nothing: Ctrl-C (%s) still ends tdl (130) within the exit bound',
     async (times) => {
