@@ -107,6 +107,17 @@ function runShell(pipeline: string, cache: string) {
   return runChild(spawnChild('bash', ['-c', pipeline], cache));
 }
 
+/** A shell word for `s`, quoted. */
+const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
+
+/** The shell command that streams `torrent` from `port` to stdout (`-o -`), and `extra`. */
+function streamCommand(torrent: string, port: number, extra: string[] = []): string {
+  return [process.execPath, MAIN, 'download', torrent, '-o', '-', ...extra]
+    .concat(['--peer', `127.0.0.1:${port}`, '--no-listen', '--no-dht'])
+    .map(q)
+    .join(' ');
+}
+
 async function runChild(s: Streamed) {
   const { code } = await s.exited;
   // The pipes may still hold the last bytes when the process is gone.
@@ -239,11 +250,7 @@ describe('tdl download -o -', () => {
     const seeder = await fx.seeder(t, PIECE);
     const torrent = await fx.writeTorrent(t);
     const cache = path.join(fx.dir, 'cache');
-    const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
-    const tdl = [process.execPath, MAIN, 'download', torrent, '-o', '-']
-      .concat(['--peer', `127.0.0.1:${seeder.port}`, '--no-listen', '--no-dht'])
-      .map(q)
-      .join(' ');
+    const tdl = streamCommand(torrent, seeder.port);
     const sum = await runShell(`set -o pipefail; ${tdl} | sha1sum`, cache);
     expect(sum.code, sum.stderr).toBe(0);
     expect(sum.stdout.toString().split(' ')[0]).toBe(createHash('sha1').update(data).digest('hex'));
@@ -276,11 +283,7 @@ describe('tdl download -o -', () => {
     const seeder = await fx.seeder(t, PIECE);
     const torrent = await fx.writeTorrent(t);
     const cache = path.join(fx.dir, 'cache');
-    const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
-    const tdl = [process.execPath, MAIN, 'download', torrent, '-o', '-']
-      .concat(['--peer', `127.0.0.1:${seeder.port}`, '--no-listen', '--no-dht'])
-      .map(q)
-      .join(' ');
+    const tdl = streamCommand(torrent, seeder.port);
     const full = await runShell(`${tdl} > /dev/full`, cache);
     expect(full.code, full.stderr).toBe(6);
     expect(full.stderr.trim()).toBe('tdl: cannot write to standard output: ENOSPC');
@@ -308,11 +311,7 @@ describe('tdl download -o -', () => {
       const seeder = await fx.seeder(t, PIECE);
       const torrent = await fx.writeTorrent(t);
       const cache = path.join(fx.dir, 'cache');
-      const q = (s: string) => `'${s.replaceAll("'", "'\\''")}'`;
-      const tdl = [process.execPath, MAIN, 'download', torrent, '-o', '-', '--json']
-        .concat(['--peer', `127.0.0.1:${seeder.port}`, '--no-listen', '--no-dht'])
-        .map(q)
-        .join(' ');
+      const tdl = streamCommand(torrent, seeder.port, ['--json']);
       const s = spawnChild(
         'bash',
         ['-c', `${tdl} > >(sleep 120) & echo "pid=$!"; wait $!; echo "tdl=$?"`],
