@@ -33,7 +33,11 @@ export interface CliIO {
   signal?: AbortSignal;
 }
 
-const TORRENT_ARG = 'a .torrent file, - to read it from stdin, or an http(s) URL to fetch it from';
+/** `verify` takes a .torrent only (it has no peers to fetch a magnet link's metadata from). */
+const TORRENT_FILE_ARG =
+  'a .torrent file, - to read it from stdin, or an http(s) URL to fetch it from';
+const TORRENT_ARG =
+  'a .torrent file, - to read it from stdin, an http(s) URL to fetch it from, or a magnet link';
 
 function positiveInt(name: string) {
   return (v: string): number => {
@@ -138,7 +142,9 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
 
   const downloadCmd = program
     .command('download')
-    .description('download the torrent described by a .torrent file (or stdin, or a URL)')
+    .description(
+      'download the torrent described by a .torrent file (or stdin, a URL, a magnet link)',
+    )
     .argument('<torrent>', TORRENT_ARG)
     .option(
       '-o, --output <path>',
@@ -190,7 +196,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .description(
       'serve data already on disk to other peers (checked first), until Ctrl-C or a limit',
     )
-    .argument('<torrent>', 'path of the .torrent file')
+    .argument('<torrent>', TORRENT_ARG)
     .option('-o, --output <path>', 'where the data is (as given to download)')
     .addOption(
       new Option(
@@ -259,7 +265,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       'check the data on disk against the torrent and report how much is valid ' +
         '(exit 0: complete, 5: incomplete, 6: cannot read)',
     )
-    .argument('<torrent>', TORRENT_ARG)
+    .argument('<torrent>', TORRENT_FILE_ARG)
     .option('-o, --output <path>', 'where the data was saved (as given to download)')
     .option('-q, --quiet', 'print nothing: the exit code tells')
     .option('--json', 'write newline-delimited JSON events to stdout');
