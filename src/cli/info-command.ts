@@ -4,7 +4,7 @@ import type { CliIO } from './program.js';
 import { jsonLine } from './events.js';
 import { escapeControl, formatBytes, redactUrls } from './format.js';
 import { parsePeer } from './peer-arg.js';
-import { openTorrent } from './source.js';
+import { openTorrent, type OpenedTorrent } from './source.js';
 import { printMetainfoWarnings } from './torrent-file.js';
 import {
   contentLength,
@@ -133,7 +133,7 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
   // A magnet link's peers may come from the DHT too (as for `download`). tdl info does not
   // listen and announces nothing: the DHT node takes any free UDP port and only looks up.
   let dht: Dht | null = null;
-  let opened: Awaited<ReturnType<typeof openTorrent>>;
+  let opened: OpenedTorrent;
   try {
     if (opts.dht !== false && isMagnet(file)) {
       const { Dht } = await import('../dht/dht.js');
