@@ -11,7 +11,7 @@ import type { CliIO, DownloadCliOptions } from './program.js';
 import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from './progress.js';
 import { parsePeer } from './peer-arg.js';
 import { openTorrent, type OpenedTorrent } from './source.js';
-import { resolveSelection, selectedBytes } from '../storage/selection.js';
+import { resolveSelection, selectedBytes, selectionFromIndexes } from '../storage/selection.js';
 import { fileList, isPaddingFile, paddingFileCount } from '../metainfo/torrent.js';
 import { makeWorkDir, removeWorkDir, streamWorkDir, type ByteSink } from '../storage/stream-out.js';
 import { FdSink } from '../storage/fd-sink.js';
@@ -125,11 +125,24 @@ export async function runDownload(
     const peers = [...cliPeers, ...opened.peers];
     // The file list is walked entry by entry, never made whole (see fileList).
     const files = fileList(meta);
-    const selected = resolveSelection(files, meta.name, meta.multiFile, {
+    let selected = resolveSelection(files, meta.name, meta.multiFile, {
       select: opts.select,
       include: opts.include,
       exclude: opts.exclude,
     });
+    // A magnet's `so` (BEP 53) selects when no option does.
+    const selectOnly = magnet ? parseMagnet(file).selectOnly : undefined;
+    if (!selected && selectOnly) {
+      const fromLink = selectionFromIndexes(files, selectOnly);
+      selected = fromLink.selected;
+      if (fromLink.beyond.length > 0) {
+        warn(
+          `magnet so=: ${fromLink.beyond.length === 1 ? 'index' : 'indexes'} ` +
+            `${fromLink.beyond.slice(0, 10).join(', ')}${fromLink.beyond.length > 10 ? ', …' : ''} ` +
+            `beyond the torrent's ${files.length} files (counted from 0): ignored`,
+        );
+      }
+    }
     const realFiles = files.length - paddingFileCount(meta);
     const selection = selected
       ? {

@@ -47,7 +47,7 @@ export async function openTorrent(
     const meta = await loadTorrent(source, { stdin: io.stdin, signal: io.signal });
     if (o.saveTorrent) {
       const { torrentFromInfo } = await import('../swarm/metadata-fetch.js');
-      await writeFile(o.saveTorrent, torrentFromInfo(meta.info, meta.announceList));
+      await writeFile(o.saveTorrent, torrentFromInfo(meta.info, meta.announceList, meta.urlList));
     }
     return { meta, peers: [], magnet: false };
   }

@@ -7,7 +7,8 @@
  * inside the torrent matches; with neither, every file is taken. `--exclude GLOB` then removes
  * the files it matches. A glob without `/` matches a file's last component, one with `/` its whole
  * path inside the torrent (for a single-file torrent: its name); `*` and `?` stay within a
- * component, `**` crosses `/`.
+ * component, `**` crosses `/`. A magnet link's `so` (BEP 53, indexes from 0) selects when none of
+ * them is given.
  */
 import { UsageError } from '../errors.js';
 import { Bitfield } from '../wire/bitfield.js';
@@ -69,6 +70,31 @@ export function resolveSelection(
   if (!sel.includes(1))
     throw new UsageError('the selection (--select, --include, --exclude) leaves no file');
   return sel;
+}
+
+/**
+ * A magnet link's `so` (BEP 53) as a selection: `indexes` count from 0 over the torrent's whole
+ * file list, padding files included (they are entries of that list), but a padding file is never
+ * selected. Indexes past the list are returned in `beyond` (for a warning). UsageError when
+ * nothing is left to download.
+ */
+export function selectionFromIndexes(
+  files: FileList<SelectableFile>,
+  indexes: readonly number[],
+): { selected: Uint8Array; beyond: number[] } {
+  const selected = new Uint8Array(files.length);
+  const beyond: number[] = [];
+  for (const i of indexes) {
+    if (i >= files.length) beyond.push(i);
+    else if (!files.at(i)!.padding) selected[i] = 1;
+  }
+  if (!selected.includes(1)) {
+    throw new UsageError(
+      `the magnet link's so= selects no file of the torrent's ${files.length}` +
+        ' (it counts from 0; --select, --include or --exclude replace it)',
+    );
+  }
+  return { selected, beyond };
 }
 
 /** `1,3-5` → [[1,1],[3,5]]; numbers from 1 to `count`. */

@@ -195,7 +195,8 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
   let handedOver = false;
   try {
     const r = await swarm.run();
-    const torrent = torrentFromInfo(r.info, trackers);
+    // The magnet's `ws` become the torrent's web seeds, as its `tr` become its trackers.
+    const torrent = torrentFromInfo(r.info, trackers, o.magnet.webSeeds);
     // The same checks as a .torrent file: a hostile info dictionary is refused here.
     const meta = parseTorrent(torrent);
     handedOver = o.handoff !== undefined;

@@ -327,17 +327,25 @@ export class MetadataFetch {
 
 /**
  * The bytes of a .torrent file around the exact info dictionary bytes `info` (so that its
- * info hash is unchanged): `d[8:announce…][13:announce-list…]4:info<info>e`, with `announce`
- * the first tracker and `announce-list` the tiers. Parse it with parseTorrent for the same
- * validation and path checks as any .torrent.
+ * info hash is unchanged): `d[8:announce…][13:announce-list…]4:info<info>[8:url-list…]e`, with
+ * `announce` the first tracker, `announce-list` the tiers and `url-list` the web seeds (a
+ * magnet's `ws`). Parse it with parseTorrent for the same validation and path checks as any
+ * .torrent (a web seed that is not an http(s) URL is then a warning, and left out).
  */
-export function torrentFromInfo(info: Buffer, trackers: string[][]): Buffer {
+export function torrentFromInfo(
+  info: Buffer,
+  trackers: string[][],
+  webSeeds: readonly string[] = [],
+): Buffer {
   const tiers = trackers.map((t) => t.filter((u) => u !== '')).filter((t) => t.length > 0);
   const parts: Buffer[] = [Buffer.from('d')];
   if (tiers.length > 0) {
     parts.push(encode('announce'), encode(tiers[0]![0]!));
     parts.push(encode('announce-list'), encode(tiers));
   }
-  parts.push(encode('info'), info, Buffer.from('e'));
+  parts.push(encode('info'), info);
+  const seeds = webSeeds.filter((u) => u !== '');
+  if (seeds.length > 0) parts.push(encode('url-list'), encode(seeds));
+  parts.push(Buffer.from('e'));
   return Buffer.concat(parts);
 }

@@ -1,14 +1,16 @@
 /**
  * Web seeds through the real CLI: a torrent whose only source is its `url-list` downloads, a
- * seed that sends wrong bytes is banned while a good one finishes, and --no-web-seeds turns
- * them off.
+ * seed that sends wrong bytes is banned while a good one finishes, --no-web-seeds turns them
+ * off, and a magnet link's `ws` and `so` are used (the web seed, the selection).
  */
+import { readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { useFixture } from '../helpers/fixture.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+import { parseTorrent } from '../../src/metainfo/torrent.js';
 import { startWebSeedServer, type WebSeedServer } from '../helpers/web-seed-server.js';
 
 const fx = useFixture();
@@ -43,6 +45,46 @@ describe('web seeds from the CLI', () => {
     expect(r.code).toBe(0);
     expect((await readFile(path.join(out, 'dir', 'a.bin'))).equals(a)).toBe(true);
     expect((await readFile(path.join(out, 'b c.bin'))).equals(b)).toBe(true);
+  });
+
+  it("a magnet link's ws and so: the selected file alone, from the web seed, kept in --save-torrent", async () => {
+    const files = ['a', 'b', 'c'].map((n, i) => ({
+      path: [`${n}.bin`],
+      data: randomBytesSeeded(100_000 + i * 7_777, `ws-magnet-${n}`),
+    }));
+    const s = await server(Object.fromEntries(files.map((f) => [`/m/${f.path[0]}`, f.data])));
+    const t = makeTorrent({ name: 'm', pieceLength: 16384, files });
+    // The only peer serves the metadata and has no piece: the data comes from the web seed.
+    const peer = await fx.seeder(t, 16384, {
+      metadata: parseTorrent(t.torrent).info,
+      pieces: () => false,
+    });
+    const link =
+      `magnet:?xt=urn:btih:${t.infoHash.toString('hex')}&x.pe=127.0.0.1:${peer.port}` +
+      `&ws=${encodeURIComponent(`${s.origin}/`)}&so=1,7`;
+    const out = path.join(fx.dir, 'm');
+    const saved = path.join(fx.dir, 'saved.torrent');
+    const r = await runCli([
+      'download',
+      link,
+      '-o',
+      out,
+      '--json',
+      '--no-dht',
+      '--no-listen',
+      '--save-torrent',
+      saved,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readdirSync(out)).toEqual(['b.bin']);
+    expect((await readFile(path.join(out, 'b.bin'))).equals(files[1]!.data)).toBe(true);
+    expect(r.events.find((e) => e['event'] === 'done')).toMatchObject({ selectedFiles: 1 });
+    // so=7 names no file of the three: a warning, not a failure.
+    expect(
+      r.events.some((e) => e['event'] === 'warning' && /so=: index 7/.test(String(e['message']))),
+    ).toBe(true);
+    expect(s.requests.length).toBeGreaterThan(0);
+    expect(parseTorrent(await readFile(saved)).urlList).toEqual([`${s.origin}/`]);
   });
 
   it('bans a web seed that sends wrong bytes; a good one finishes', async () => {

@@ -129,6 +129,13 @@ describe('MetadataFetch', () => {
     const bare = parseTorrent(torrentFromInfo(f.info!, []));
     expect(bare.infoHash.equals(HASH)).toBe(true);
     expect(bare.announceList).toEqual([]);
+    // A magnet's ws: the web seeds, after the info (keys in order); a bad one is a warning.
+    const seeded = parseTorrent(
+      torrentFromInfo(f.info!, trackers, ['http://w.example/a/', 'ftp://w.example/b', '']),
+    );
+    expect(seeded.infoHash.equals(HASH)).toBe(true);
+    expect(seeded.urlList).toEqual(['http://w.example/a/']);
+    expect(seeded.warnings.join('\n')).toMatch(/url-list\[1\]: "ftp:\/\/w\.example\/b" ignored/);
   });
 
   it.each([

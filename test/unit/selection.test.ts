@@ -10,6 +10,7 @@ import {
   parseRanges,
   resolveSelection,
   selectedBytes,
+  selectionFromIndexes,
   wantedPieces,
 } from '../../src/storage/selection.js';
 import { tempDir } from '../helpers/cli.js';
@@ -101,6 +102,22 @@ describe('resolveSelection', () => {
     const one = [{ path: ['x.iso'] }];
     expect([...resolveSelection(one, 'x.iso', false, { include: ['*.iso'] })!]).toEqual([1]);
     expect(() => resolveSelection(one, 'x.iso', false, { exclude: ['x.*'] })).toThrow(UsageError);
+  });
+});
+
+describe("selectionFromIndexes (a magnet link's so=)", () => {
+  it('counts from 0 over the whole list, padding included, and never selects padding', () => {
+    expect([...selectionFromIndexes(files, [0, 2]).selected]).toEqual([1, 0, 1, 0, 0]);
+    // Index 1 is the padding file: counted, not selected.
+    expect([...selectionFromIndexes(files, [1, 3]).selected]).toEqual([0, 0, 0, 1, 0]);
+  });
+
+  it('reports indexes past the list, and refuses a selection of nothing', () => {
+    const r = selectionFromIndexes(files, [4, 5, 99]);
+    expect([...r.selected]).toEqual([0, 0, 0, 0, 1]);
+    expect(r.beyond).toEqual([5, 99]);
+    expect(() => selectionFromIndexes(files, [1])).toThrow(UsageError);
+    expect(() => selectionFromIndexes(files, [7])).toThrow(/selects no file/);
   });
 });
 
