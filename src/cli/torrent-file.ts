@@ -48,7 +48,11 @@ export async function loadTorrent(source: string, o: LoadOptions = {}): Promise<
   if (source === '-') return parseTorrent(await readStdin(o.stdin ?? process.stdin, o.signal));
   if (/^https?:\/\//i.test(source)) return parseTorrent(await fetchTorrent(source, o));
   if (/^magnet:/i.test(source)) {
-    throw new UsageError('magnet links are not supported: give a .torrent file or URL');
+    // Only `verify` gets here with one (the other commands open magnet links themselves).
+    throw new UsageError(
+      'this command needs the .torrent, not a magnet link ' +
+        "(tdl download --save-torrent FILE keeps a magnet link's metadata as one)",
+    );
   }
   const scheme = /^([a-z][a-z0-9+.-]+):\/\//i.exec(source)?.[1];
   if (scheme)

@@ -215,5 +215,10 @@ describe('hostile sources get the same refusals as files', () => {
       expect(err).toBeInstanceOf(TdlError);
       expect((err as TdlError).kind).toBe('usage');
     }
+    // verify asks no peer: a magnet link is refused with the way to get its .torrent.
+    const v = await cli(['verify', `magnet:?xt=urn:btih:${'ab'.repeat(20)}`, '-o', 'x']);
+    expect(v.code).toBe(2);
+    expect(v.stderr).toContain('needs the .torrent, not a magnet link');
+    expect(v.stderr).toContain('--save-torrent');
   });
 });
