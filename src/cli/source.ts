@@ -9,6 +9,7 @@ import { writeFile } from 'node:fs/promises';
 import type { PeerAddress } from '../tracker/types.js';
 import type { ListenOptions } from '../swarm/listener.js';
 import type { MagnetHandoff } from '../swarm/magnet.js';
+import { terminalColumns, truncateToWidth } from './format.js';
 import type { CliIO } from './program.js';
 import { loadTorrent } from './torrent-file.js';
 
@@ -69,7 +70,11 @@ export async function openTorrent(
     handoff: o.handoff,
     onProgress: (p) => {
       if (o.tty) {
-        const line = `fetching metadata from ${p.withMetadata} of ${p.connected} peers (${p.known} known)`;
+        // Cut to the terminal's width like the progress line: a wrapped line breaks the `\r`.
+        const line = truncateToWidth(
+          `fetching metadata from ${p.withMetadata} of ${p.connected} peers (${p.known} known)`,
+          terminalColumns(io.stderr) - 1,
+        );
         if (line !== last) io.stderr.write(`\r\x1b[2K${line}`);
         last = line;
       }
