@@ -25,7 +25,7 @@ v8.setFlagsFromString('--liftoff-only');
 v8.setFlagsFromString('--semi-space-growth-factor=1');
 
 // `tdl create`: its hashing workers boot while the command loads (see hash-prestart.ts).
-if (process.argv[2] === 'create') prestartHashWorkers();
+if (process.argv[2] === 'create') prestartHashWorkers(process.argv.slice(3));
 
 /** Longest wait for stdout and stderr to take our last lines before exiting anyway. */
 const EXIT_FLUSH_MS = 2_000;

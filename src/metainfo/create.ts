@@ -40,6 +40,7 @@ import {
   dropPrestartedWorkers,
   startHashWorker,
   takeHashWorkers,
+  WORKER_MIN_BYTES,
   workerFailures,
 } from './hash-prestart.js';
 import { logger } from '../log.js';
@@ -53,8 +54,6 @@ export const MIN_PIECE_LENGTH = 16 * 1024;
 export const MAX_AUTO_PIECE_LENGTH = 16 * 1024 * 1024;
 /** `auto` aims at no more than this many pieces (and more than half as many). */
 export const AUTO_MAX_PIECES = 2000;
-/** A single file up to this size is hashed by the main thread alone (no worker to boot). */
-const WORKER_MIN_BYTES = 32 * 1024 * 1024;
 /** Largest hashing job: the last one ends at most this much after the others. */
 const JOB_MAX_BYTES = 4 * 1024 * 1024;
 

@@ -21,6 +21,7 @@ import {
   hashJobs,
   type HashPlan,
 } from '../../src/metainfo/hash-worker.js';
+import { mayUseWorkers, WORKER_MIN_BYTES } from '../../src/metainfo/hash-prestart.js';
 import { parseTorrent, pieceHash } from '../../src/metainfo/torrent.js';
 import { tempDir } from '../helpers/cli.js';
 import { randomBytesSeeded } from '../helpers/torrent.js';
@@ -161,6 +162,25 @@ describe('hashJob', () => {
         sha1(data.subarray(i * 16384, (i + 1) * 16384)),
       );
     }
+  });
+});
+
+describe('mayUseWorkers (are hashing workers started before the command loads?)', () => {
+  it('not for a file createTorrent hashes alone; for anything else or unclear', async () => {
+    const small = path.join(dir, 'small.bin');
+    await writeFile(small, Buffer.alloc(1000));
+    const big = path.join(dir, 'big.bin');
+    fs.closeSync(fs.openSync(big, 'w'));
+    fs.truncateSync(big, WORKER_MIN_BYTES + 1);
+    expect(mayUseWorkers([small, '-o', 'x.torrent'])).toBe(false);
+    // The word after an option that takes a value is not the input.
+    expect(mayUseWorkers(['-o', big, '--tracker', 'http://t/a', small, '-q'])).toBe(false);
+    expect(mayUseWorkers(['--output=x.torrent', '--private', small])).toBe(false);
+    expect(mayUseWorkers(['--', small])).toBe(false);
+    expect(mayUseWorkers([big, '-o', 'x.torrent'])).toBe(true);
+    expect(mayUseWorkers([dir, '-o', 'x.torrent'])).toBe(true);
+    expect(mayUseWorkers([path.join(dir, 'missing'), '-o', 'x.torrent'])).toBe(true);
+    expect(mayUseWorkers(['-o', small])).toBe(true);
   });
 });
 
