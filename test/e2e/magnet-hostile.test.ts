@@ -131,13 +131,15 @@ function magnetTo(infoHash: Buffer, ports: number[]): string {
 async function hostilePeers(info: Buffer): Promise<Record<string, MetadataPeer>> {
   const ih = infoHashOf(info);
   const honest = (piece: number) => [data(info, piece)];
+  // No hostile peer sends a single right piece: the honest peer's pieces are the only good ones,
+  // so the test knows where the metadata came from.
   const badCopy = Buffer.from(info);
-  badCopy[badCopy.length - 10]! ^= 0xff;
+  for (let at = 100; at < badCopy.length; at += METADATA_PIECE_SIZE) badCopy[at]! ^= 0xff;
   return {
     'metadata_size 0': await metadataPeer(ih, 0, honest),
     'metadata_size over the cap': await metadataPeer(ih, MAX_METADATA_SIZE + 1, honest),
     'total_size that changes': await metadataPeer(ih, info.length, (piece, nth) => [
-      data(info, piece, nth === 0 ? info.length : info.length + 1),
+      nth === 0 ? data(badCopy, piece) : data(info, piece, info.length + 1),
     ]),
     'piece index out of range': await metadataPeer(ih, info.length, () => [data(info, 1000)]),
     'data piece over 16 KiB': await metadataPeer(ih, info.length, (piece) => [
