@@ -130,6 +130,9 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   let eventsOnStderr = false;
   // `-o - -q` whose reader went away: exit 141 without a word, as a shell's SIGPIPE would.
   let quietPipe = false;
+  // A refused command line whose --json events go to stderr gets its `error` event there and
+  // no text (as any error of a stream: see reportError).
+  const usageEvents = usageJson(argv);
   const program = new Command('tdl')
     .description('Download a torrent: a fast, safe, scriptable BitTorrent client.')
     .version(VERSION, '-V, --version')
@@ -137,8 +140,12 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .configureOutput({
       writeOut: (s) => io.stdout.write(s),
       writeErr: (s) => io.stderr.write(s),
+      // Every message of tdl's starts with `tdl: `, the parser's too.
+      outputError: (s, write) => {
+        if (usageEvents !== 'stderr') write(s.replace(/^error: /, 'tdl: '));
+      },
     })
-    .showHelpAfterError('(run with --help for usage)');
+    .showHelpAfterError(usageEvents === 'stderr' ? false : '(run with --help for usage)');
 
   const downloadCmd = program
     .command('download')
@@ -309,11 +316,35 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       if (e.code === 'commander.help' || e.code === 'commander.executeSubCommandAsync') {
         return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
       }
+      // The parser said it on stderr; a script reading --json gets its `error` event too.
+      if (usageEvents) {
+        const message = e.message.replace(/^error: /, '');
+        const event = jsonLine({ event: 'error', kind: 'usage', exitCode: EXIT.usage, message });
+        (usageEvents === 'stderr' ? io.stderr : io.stdout).write(event);
+      }
       return EXIT.usage;
     }
     if (quietPipe && e instanceof StdoutClosedError) return exitCodeFor(e);
     return reportError(e, io, json, eventsOnStderr);
   }
+}
+
+/**
+ * Where a command line that the parser refused would have written its --json events: null
+ * without `--json`; stderr when stdout carries the data (`-o -`, `--output -`, `--output=-`).
+ * Words after `--` are arguments, not options.
+ */
+export function usageJson(argv: readonly string[]): 'stdout' | 'stderr' | null {
+  const end = argv.indexOf('--');
+  const words = end < 0 ? argv : argv.slice(0, end);
+  if (!words.includes('--json')) return null;
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i]!;
+    if (w === '--output=-' || ((w === '-o' || w === '--output') && words[i + 1] === '-')) {
+      return 'stderr';
+    }
+  }
+  return 'stdout';
 }
 
 /** `--select`, `--include`, `--exclude` (see storage/selection.ts). */

@@ -1,0 +1,66 @@
+/**
+ * Command lines the parser refuses: exit 2, a `tdl: …` line and the hint on stderr, and with
+ * --json an `error` event where the events go (stdout, or stderr alone for `-o -`).
+ */
+import { describe, expect, it } from 'vitest';
+import { run, usageJson } from '../../src/cli/program.js';
+import { checkEvent } from '../helpers/events-schema.js';
+
+async function cli(args: string[]) {
+  let stdout = '';
+  let stderr = '';
+  const code = await run(args, {
+    stdout: { write: (s: string) => (stdout += s) },
+    stderr: { write: (s: string) => (stderr += s), isTTY: false },
+  });
+  return { code, stdout, stderr };
+}
+
+describe('a refused command line', () => {
+  it('says so as tdl does everything else: tdl: …, then the hint', async () => {
+    const r = await cli(['download', 'x.torrent', '--max-peers', '0']);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(
+      "tdl: option '--max-peers <n>' argument '0' is invalid. --max-peers must be a whole number from 1 to 10000\n" +
+        '(run with --help for usage)\n',
+    );
+    expect((await cli(['download'])).stderr).toMatch(/^tdl: missing required argument 'torrent'\n/);
+    expect((await cli(['dl'])).stderr).toMatch(/^tdl: unknown command 'dl'\n/);
+  });
+
+  it('with --json, an error event on stdout as well', async () => {
+    const r = await cli(['info', '--json', '--bogus', 'x.torrent']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^tdl: unknown option '--bogus'\n/);
+    const event = checkEvent(JSON.parse(r.stdout) as Record<string, unknown>);
+    expect(event).toEqual({
+      v: 1,
+      event: 'error',
+      kind: 'usage',
+      exitCode: 2,
+      message: "unknown option '--bogus'",
+    });
+  });
+
+  it('with -o - and --json, the event alone on stderr (stdout is for the data)', async () => {
+    const r = await cli(['download', 'x.torrent', '-o', '-', '--json', '--bogus']);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(checkEvent(JSON.parse(lines[0]!) as Record<string, unknown>)).toMatchObject({
+      event: 'error',
+      kind: 'usage',
+    });
+  });
+
+  it('usageJson reads --json and where stdout goes, up to --', () => {
+    expect(usageJson(['download', 'x'])).toBeNull();
+    expect(usageJson(['download', 'x', '--json'])).toBe('stdout');
+    expect(usageJson(['download', 'x', '--json', '-o', '-'])).toBe('stderr');
+    expect(usageJson(['download', 'x', '--output=-', '--json'])).toBe('stderr');
+    expect(usageJson(['download', 'x', '--output', 'out', '--json'])).toBe('stdout');
+    expect(usageJson(['download', '--', '--json'])).toBeNull();
+  });
+});
