@@ -9,7 +9,7 @@ import { writeFile } from 'node:fs/promises';
 import type { PeerAddress } from '../tracker/types.js';
 import type { ListenOptions } from '../swarm/listener.js';
 import type { MagnetHandoff } from '../swarm/magnet.js';
-import { terminalColumns, truncateToWidth } from './format.js';
+import { escapeControl, terminalColumns, truncateToWidth } from './format.js';
 import type { CliIO } from './program.js';
 import { loadTorrent } from './torrent-file.js';
 
@@ -71,8 +71,10 @@ export async function openTorrent(
     onProgress: (p) => {
       if (o.tty) {
         // Cut to the terminal's width like the progress line: a wrapped line breaks the `\r`.
+        // The link's `dn` names the torrent until the metadata does.
+        const name = magnet.displayName ? `  ${escapeControl(magnet.displayName)}` : '';
         const line = truncateToWidth(
-          `fetching metadata from ${p.withMetadata} of ${p.connected} peers (${p.known} known)`,
+          `fetching metadata from ${p.withMetadata} of ${p.connected} peers (${p.known} known)${name}`,
           terminalColumns(io.stderr) - 1,
         );
         if (line !== last) io.stderr.write(`\r\x1b[2K${line}`);
@@ -84,6 +86,7 @@ export async function openTorrent(
         peers: p.connected,
         withMetadata: p.withMetadata,
         known: p.known,
+        ...(magnet.displayName !== undefined ? { name: magnet.displayName } : {}),
       });
     },
   });

@@ -61,7 +61,7 @@ describe('web seeds from the CLI', () => {
     });
     const link =
       `magnet:?xt=urn:btih:${t.infoHash.toString('hex')}&x.pe=127.0.0.1:${peer.port}` +
-      `&ws=${encodeURIComponent(`${s.origin}/`)}&so=1,7`;
+      `&ws=${encodeURIComponent(`${s.origin}/`)}&so=1,7&dn=My+Pack`;
     const out = path.join(fx.dir, 'm');
     const saved = path.join(fx.dir, 'saved.torrent');
     const r = await runCli([
@@ -79,6 +79,10 @@ describe('web seeds from the CLI', () => {
     expect(readdirSync(out)).toEqual(['b.bin']);
     expect((await readFile(path.join(out, 'b.bin'))).equals(files[1]!.data)).toBe(true);
     expect(r.events.find((e) => e['event'] === 'done')).toMatchObject({ selectedFiles: 1 });
+    // dn names the torrent while its metadata is fetched.
+    expect(
+      r.events.find((e) => e['event'] === 'metadata' && e['state'] === 'fetching'),
+    ).toMatchObject({ name: 'My Pack' });
     // so=7 names no file of the three: a warning, not a failure.
     expect(
       r.events.some((e) => e['event'] === 'warning' && /so=: index 7/.test(String(e['message']))),
