@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { describeError, StdoutClosedError, TrackerError } from '../../src/errors.js';
+import {
+  describeError,
+  DiskError,
+  StdoutClosedError,
+  stdoutWriteError,
+  TrackerError,
+} from '../../src/errors.js';
 import { EXIT, exitCodeFor } from '../../src/cli/exit-codes.js';
 
 describe('describeError', () => {
@@ -27,5 +33,21 @@ describe('exit codes', () => {
     expect(EXIT.stdoutClosed).toBe(141);
     expect(exitCodeFor(new TrackerError('x'))).toBe(4);
     expect(exitCodeFor(new Error('bug'))).toBe(1);
+  });
+
+  it('a failed write to stdout: a reader gone is 141, a full or failing disk is 6', () => {
+    const failed = (code?: string) =>
+      stdoutWriteError(Object.assign(new Error(`write ${code ?? ''}`), code ? { code } : {}));
+    for (const code of ['EPIPE', 'ECONNRESET', 'EBADF', undefined]) {
+      const e = failed(code);
+      expect(e, code).toBeInstanceOf(StdoutClosedError);
+      expect(exitCodeFor(e)).toBe(EXIT.stdoutClosed);
+    }
+    for (const code of ['ENOSPC', 'EDQUOT', 'EFBIG', 'EIO', 'EROFS']) {
+      const e = failed(code);
+      expect(e, code).toBeInstanceOf(DiskError);
+      expect(e.message).toBe(`cannot write to standard output: ${code}`);
+      expect(exitCodeFor(e)).toBe(EXIT.disk);
+    }
   });
 });
