@@ -20,7 +20,10 @@ export const MAX_HASH_THREADS = 8;
 /** A single file up to this size is hashed by the main thread alone (no worker to boot). */
 export const WORKER_MIN_BYTES = 32 * 1024 * 1024;
 
-/** Options of `tdl create` whose value is the next word. */
+/**
+ * Options of `tdl create` whose value is the next word (as cli/program.ts defines them). A guess
+ * gone wrong costs only time: createTorrent starts any worker it needs and was not given.
+ */
 const VALUE_OPTIONS = new Set([
   '-o',
   '--output',
