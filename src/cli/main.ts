@@ -7,7 +7,7 @@
  * on a full disk too, as a disk error (exit 6).
  */
 import v8 from 'node:v8';
-import { InterruptedError, stdoutWriteError } from '../errors.js';
+import { DiskError, InterruptedError, stdoutWriteError, type TdlError } from '../errors.js';
 import { prestartHashWorkers } from '../metainfo/hash-prestart.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { run } from './program.js';
@@ -39,21 +39,18 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     controller.abort(new InterruptedError(sig));
   });
 }
-/** Why stdout failed, once it has: the run's exit code when the run itself succeeded. */
-let stdoutFailed: number | null = null;
-let stdoutError: Error | null = null;
+/** Why stdout failed, once it has (its exit code is the run's when the run itself succeeded). */
+let stdoutError: TdlError | null = null;
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   // Nothing more can be written (EPIPE: the reader is gone). Node ignores SIGPIPE, so do what
   // it would have done, gracefully: stop the run (final checkpoint, `stopped` announce) and
   // exit 141, never 0, which would mean "done". A full disk behind a redirection stops it the
   // same way, as a disk error (exit 6).
-  if (stdoutFailed !== null) return;
-  const err = stdoutWriteError(e);
-  stdoutFailed = exitCodeFor(err);
-  stdoutError = err;
+  if (stdoutError) return;
+  stdoutError = stdoutWriteError(e);
   signalled = true; // a Ctrl-C from now on exits at once
-  if (!process.exitCode) process.exitCode = stdoutFailed;
-  controller.abort(err);
+  if (!process.exitCode) process.exitCode = exitCodeFor(stdoutError);
+  controller.abort(stdoutError);
 });
 
 // No top-level await: the shipped bundle is one classic script (docs/DESIGN.md, "Start-up and
@@ -68,11 +65,11 @@ async function main(): Promise<void> {
   });
   // A run that succeeded while its last lines went unread still reports the closed pipe (the
   // handler above does it if the error only comes later).
-  process.exitCode = stdoutFailed !== null && code === EXIT.ok ? stdoutFailed : code;
+  process.exitCode = stdoutError && code === EXIT.ok ? exitCodeFor(stdoutError) : code;
   // The run ended before the failure reached it (`tdl info > /dev/full`): a full disk is said;
   // a reader that left (EPIPE) is not, as a shell says nothing of SIGPIPE.
-  if (code === EXIT.ok && stdoutFailed === EXIT.disk) {
-    process.stderr.write(`tdl: ${stdoutError!.message}\n`);
+  if (code === EXIT.ok && stdoutError instanceof DiskError) {
+    process.stderr.write(`tdl: ${stdoutError.message}\n`);
   }
   // Everything the run started has ended by now (the `stopped` announces were sent, files closed).
   // Exit as soon as our own output is written: letting Node tear down by itself costs tens of
