@@ -1,6 +1,6 @@
 import { fstatSync } from 'node:fs';
 import { rmdir } from 'node:fs/promises';
-import { Dht } from '../dht/dht.js';
+import type { Dht } from '../dht/dht.js';
 import { UsageError } from '../errors.js';
 import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
 import { download } from '../swarm/client.js';
@@ -10,6 +10,7 @@ import { escapeControl, formatBytes, redactUrls, terminalColumns } from './forma
 import type { CliIO, DownloadCliOptions } from './program.js';
 import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from './progress.js';
 import { parsePeer } from './peer-arg.js';
+import { DHT_DEFAULT_PORT, startDhtNode } from './dht-node.js';
 import { openTorrent, type OpenedTorrent } from './source.js';
 import { resolveSelection, selectedBytes, selectionFromIndexes } from '../storage/selection.js';
 import { fileList, isPaddingFile, paddingFileCount } from '../metainfo/torrent.js';
@@ -46,7 +47,6 @@ export interface PeerCliOptions {
 }
 
 /** The DHT's UDP port unless --port names one (it falls back to any free port). */
-const DHT_DEFAULT_PORT = 6881;
 
 export async function runDownload(
   file: string,
@@ -81,13 +81,8 @@ export async function runDownload(
   /** The DHT of a .torrent download, while it starts (see below). */
   let dhtStarting: Promise<Dht> | null = null;
   const startDht = async () => {
-    dht = new Dht({
-      port: opts.port ?? DHT_DEFAULT_PORT,
-      bind: opts.bind,
-      bootstrap: opts.dhtBootstrap.length > 0 ? opts.dhtBootstrap.map(parsePeer) : undefined,
-    });
-    dht.on('warning', warn);
-    await dht.start();
+    const port = opts.port ?? DHT_DEFAULT_PORT;
+    dht = await startDhtNode({ port, bind: opts.bind, bootstrap: opts.dhtBootstrap, warn });
     return dht;
   };
   // The working copy of a stream: a magnet's metadata is kept there too.

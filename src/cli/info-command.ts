@@ -126,7 +126,6 @@ export interface InfoCliOptions {
 
 export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Promise<number> {
   const peers = (opts.peer ?? []).map(parsePeer);
-  const bootstrap = (opts.dhtBootstrap ?? []).map(parsePeer);
   const warn = (message: string): void => {
     io.stderr.write(`tdl: warning: ${escapeControl(redactUrls(message))}\n`);
   };
@@ -136,10 +135,8 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
   let opened: OpenedTorrent;
   try {
     if (opts.dht !== false && isMagnet(file)) {
-      const { Dht } = await import('../dht/dht.js');
-      dht = new Dht({ port: 0, bootstrap: bootstrap.length > 0 ? bootstrap : undefined });
-      dht.on('warning', warn);
-      await dht.start();
+      const { startDhtNode } = await import('./dht-node.js');
+      dht = await startDhtNode({ port: 0, bootstrap: opts.dhtBootstrap ?? [], warn });
     }
     opened = await openTorrent(
       file,
