@@ -126,9 +126,8 @@ export async function runDownload(
       exclude: opts.exclude,
     });
     // A magnet's `so` (BEP 53) selects when no option does.
-    const selectOnly = magnet ? parseMagnet(file).selectOnly : undefined;
-    if (!selected && selectOnly) {
-      const fromLink = selectionFromIndexes(files, selectOnly);
+    if (!selected && opened.selectOnly) {
+      const fromLink = selectionFromIndexes(files, opened.selectOnly);
       selected = fromLink.selected;
       if (fromLink.beyond.length > 0) {
         warn(

@@ -22,6 +22,8 @@ export interface OpenedTorrent {
   magnet: boolean;
   /** With `OpenOptions.handoff`, for fetched metadata: give it to the download, or close it. */
   handoff?: MagnetHandoff | null;
+  /** A magnet link's `so` (BEP 53): file indexes from 0 (see selectionFromIndexes). */
+  selectOnly?: readonly number[];
 }
 
 export interface OpenOptions {
@@ -111,5 +113,6 @@ export async function openTorrent(
     peers: [...magnet.peers, ...r.peers],
     magnet: true,
     handoff: r.handoff,
+    selectOnly: magnet.selectOnly,
   };
 }
