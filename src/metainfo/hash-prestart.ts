@@ -24,7 +24,7 @@ export const WORKER_MIN_BYTES = 32 * 1024 * 1024;
  * Options of `tdl create` whose value is the next word (as cli/program.ts defines them). A guess
  * gone wrong costs only time: createTorrent starts any worker it needs and was not given.
  */
-const VALUE_OPTIONS = new Set([
+export const CREATE_VALUE_OPTIONS: ReadonlySet<string> = new Set([
   '-o',
   '--output',
   '--tracker',
@@ -45,7 +45,7 @@ export function mayUseWorkers(args: readonly string[]): boolean {
   for (let i = 0; i < args.length && input === undefined; i++) {
     const a = args[i]!;
     if (a === '--') input = args[i + 1];
-    else if (VALUE_OPTIONS.has(a)) i++;
+    else if (CREATE_VALUE_OPTIONS.has(a)) i++;
     else if (!a.startsWith('-')) input = a;
   }
   if (input === undefined) return true;

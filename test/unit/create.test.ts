@@ -21,7 +21,12 @@ import {
   hashJobs,
   type HashPlan,
 } from '../../src/metainfo/hash-worker.js';
-import { mayUseWorkers, WORKER_MIN_BYTES } from '../../src/metainfo/hash-prestart.js';
+import {
+  CREATE_VALUE_OPTIONS,
+  mayUseWorkers,
+  WORKER_MIN_BYTES,
+} from '../../src/metainfo/hash-prestart.js';
+import { run } from '../../src/cli/program.js';
 import { parseTorrent, pieceHash } from '../../src/metainfo/torrent.js';
 import { tempDir } from '../helpers/cli.js';
 import { randomBytesSeeded } from '../helpers/torrent.js';
@@ -181,6 +186,22 @@ describe('mayUseWorkers (are hashing workers started before the command loads?)'
     expect(mayUseWorkers([dir, '-o', 'x.torrent'])).toBe(true);
     expect(mayUseWorkers([path.join(dir, 'missing'), '-o', 'x.torrent'])).toBe(true);
     expect(mayUseWorkers(['-o', small])).toBe(true);
+  });
+
+  it('knows every option of tdl create that takes a value, as its --help lists them', async () => {
+    let help = '';
+    const code = await run(['create', '--help'], {
+      stdout: { write: (s: string) => (help += s) },
+      stderr: { write: () => {} },
+    });
+    expect(code).toBe(0);
+    const taking = new Set<string>();
+    for (const m of help.matchAll(/^ {2}(?:(-\w), )?(--[\w-]+) <[^>]+>/gm)) {
+      if (m[1]) taking.add(m[1]);
+      taking.add(m[2]!);
+    }
+    expect(taking.size).toBeGreaterThan(0);
+    expect([...CREATE_VALUE_OPTIONS].sort()).toEqual([...taking].sort());
   });
 });
 
