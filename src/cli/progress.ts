@@ -1,5 +1,5 @@
 /** The live progress lines (stderr, TTY only) and the final summaries. */
-import type { DownloadStats } from '../swarm/download.js';
+import type { DownloadStats } from '../swarm/download-api.js';
 import {
   displayWidth,
   escapeControl,

@@ -9,7 +9,7 @@ import { logger } from '../log.js';
 import { DhtError, TdlError } from '../errors.js';
 import { defaultCacheFile, loadCache, saveCache } from './cache.js';
 import { encodeError, encodeResponse, ERR_METHOD_UNKNOWN, ERR_PROTOCOL } from './krpc.js';
-import type { KrpcQuery, KrpcResponse, NodeInfo } from './krpc.js';
+import type { KrpcQuery, NodeInfo } from './krpc.js';
 import { lookup } from './lookup.js';
 import type { LookupResult, Seed } from './lookup.js';
 import { commonPrefixBits, randomId, randomIdInBucket } from './node-id.js';

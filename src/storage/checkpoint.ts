@@ -19,7 +19,7 @@ import { Bitfield } from '../wire/bitfield.js';
 import { DiskError } from '../errors.js';
 import { syncDir, type DiskStorage } from './disk.js';
 import { toDiskError } from './fs-util.js';
-import { encodeJournalEntry, encodeResume, JOURNAL_ENTRY_BYTES } from './resume.js';
+import { encodeJournalEntry, encodeResume } from './resume.js';
 
 const log = logger('tdl:resume');
 

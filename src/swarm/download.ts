@@ -8,7 +8,10 @@
  * - the piece store (src/swarm/piece-store.ts) verifies and writes pieces; a piece is announced
  *   with `have` to every peer once verified (served from memory until written);
  * - the upload service (src/swarm/upload.ts) answers requests, and the choker
- *   (src/swarm/choker.ts) decides every 10 s whom we unchoke.
+ *   (src/swarm/choker.ts) decides every 10 s whom we unchoke;
+ * - the rules over the set of sessions (which peer makes room, which is too slow for a stream's
+ *   window, which connection is useless, the memory budget) are in src/swarm/session.ts, and
+ *   what the download takes and reports (options, sources, stats, events) in download-api.ts.
  *
  * With `maxPeers: 1` it is the sequential probe of the core design: a peer must complete the
  * handshake, show every piece and unchoke within `peerTimeoutMs`, or the next one is tried. With
@@ -26,209 +29,49 @@ import { logger } from '../log.js';
 import { CLIENT_NAME } from '../version.js';
 import { InterruptedError, NoPeersError, TdlError, TransferError } from '../errors.js';
 import type { Metainfo } from '../metainfo/torrent.js';
-import type { PeerConnection, PeerTimeouts } from '../peer/connection.js';
+import type { PeerConnection } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
 import type { PeerAddress } from '../tracker/types.js';
+import { WebSeeds } from '../webseed/scheduler.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { encodeExtendedHandshake, localExtendedHandshake } from '../wire/extension.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
-import { Choker, CHOKE_INTERVAL_MS, type ChokerPeer } from './choker.js';
-import type { Listener } from './listener.js';
-import { WebSeeds } from '../webseed/scheduler.js';
+import { Choker, CHOKE_INTERVAL_MS, DEFAULT_UPLOAD_SLOTS } from './choker.js';
+import type {
+  DownloadEvents,
+  DownloadOptions,
+  DownloadStats,
+  PeerHandoff,
+  PeerSource,
+} from './download-api.js';
 import { PeerExtensions } from './extensions.js';
-import { PeerPool, type Candidate, type HandoffCandidate, type PeerOrigin } from './peer-pool.js';
+import { PeerPool, type Candidate, type PeerOrigin } from './peer-pool.js';
 import { peerIdKey, PiecePicker, type PieceInProgress } from './picker.js';
-import { PieceStore, type PieceTap } from './piece-store.js';
+import { PieceStore } from './piece-store.js';
 import { sparingHints, standsIn, tdlKey } from './seed-sparing.js';
 import { ReadLimiter, TokenBucket } from './rate-limit.js';
-import { PeerRequests, RequestScheduler, type Waste } from './requests.js';
+import { PeerRequests, RequestScheduler } from './requests.js';
+import { RateWindow } from './rate-window.js';
+import {
+  chokerView,
+  memoryBudget,
+  MIN_INFLIGHT_BYTES,
+  replacement,
+  slowForWindow,
+  unchokedCount,
+  uselessReason,
+  type Session,
+} from './session.js';
 import { MAX_QUEUE, UploadService } from './upload.js';
 
 const log = logger('tdl:swarm');
 
 export const DEFAULT_MAX_PEERS = 30;
-export const DEFAULT_UPLOAD_SLOTS = 4;
-/**
- * Memory for pieces being downloaded or waiting for the disk: the budget follows what the
- * peers' pipelines need (twice their queued bytes, plus a piece per peer and a few for the disk),
- * within these bounds.
- */
-export const MIN_INFLIGHT_BYTES = 4 * 1024 * 1024;
-export const MAX_INFLIGHT_BYTES = 64 * 1024 * 1024;
-
-/** The in-flight memory budget for ready peers with these pipeline depths (in blocks). */
-export function inflightBudget(depths: readonly number[], pieceLength: number): number {
-  const queued = depths.reduce((sum, d) => sum + d * BLOCK_SIZE, 0);
-  const want = 2 * queued + (depths.length + 4) * pieceLength;
-  return Math.max(MIN_INFLIGHT_BYTES, Math.min(MAX_INFLIGHT_BYTES, want));
-}
 /** Bad pieces a peer may send before it is dropped for the rest of the run. */
 export const MAX_HASH_FAILURES = 2;
-/** With every slot taken and untried addresses waiting, a peer choking us this long makes room. */
-export const REPLACE_AFTER_MS = 60_000;
-/** ...and so does one that sent less than a block in the last 20 s, once connected this long. */
-export const REPLACE_SLOW_AFTER_MS = 15_000;
 /** At most one peer is replaced per this interval. */
 const ROOM_INTERVAL_MS = 5_000;
 const TICK_MS = 500;
-/** With a priority window: a peer under 1/4 of the best rate, connected 3 s, starts none of it. */
-const WINDOW_SLOW_FACTOR = 4;
-const WINDOW_GRACE_MS = 3_000;
-
-/** Where peer addresses come from (trackers, DHT): emits 'peers' and 'warning'. */
-export interface PeerSource extends EventEmitter {
-  start(): void;
-  requestMore(): void;
-  complete(): Promise<void>;
-  stop(): Promise<void>;
-  /** The last failure of each source that is failing, for the final error message. */
-  readonly failures: readonly { url: string; message: string }[];
-}
-
-/**
- * Live connections from a magnet link's metadata phase (swarm/magnet.ts MagnetHandoff): the
- * download takes them rather than dialling the same peers again.
- */
-export interface PeerHandoff {
-  /** Known addresses; `busy`: connected, or still being dialled by the metadata phase. */
-  candidates(): HandoffCandidate[];
-  /**
-   * Hands over each live connection now through `sink.peer` (metadata-only: adopt it), and
-   * each attempt still in flight once it opens (`sink.peer`) or fails (`sink.gone`).
-   */
-  take(
-    pieceCount: number,
-    sink: {
-      peer(conn: PeerConnection, origin: PeerOrigin, extHandshake: Buffer | null): void;
-      gone(address: string): void;
-    },
-  ): void;
-}
-
-/** What the swarm reads from and writes to (DiskStorage). */
-export interface SwarmStorage {
-  writePiece(index: number, data: Buffer): Promise<void>;
-  readBlock(index: number, begin: number, length: number): Promise<Buffer>;
-}
-
-export interface DownloadOptions {
-  meta: Metainfo;
-  layout: Layout;
-  storage: SwarmStorage;
-  peerId: Buffer;
-  /** Pieces already verified on disk. */
-  have?: Bitfield;
-  /** The pieces to fetch (a file selection); absent: every piece. */
-  wanted?: Bitfield;
-  /** Pieces whose bytes on disk are other data: counted in `piecesReplaced` once rewritten. */
-  replacing?: Bitfield;
-  peers?: PeerAddress[];
-  /** Where `peers` came from (for `peer` events). */
-  peersOrigin?: PeerOrigin;
-  tracker?: PeerSource;
-  /** More peer sources (the DHT), each with its origin name. */
-  sources?: { source: PeerSource; origin: PeerOrigin; quiet?: boolean }[];
-  /** Web seed URLs (BEP 19): pieces over HTTP beside the peers. */
-  webSeeds?: string[];
-  /** Incoming connections; none when absent. */
-  listener?: Listener | null;
-  /** Connections kept from a magnet link's metadata phase (taken when run() starts). */
-  handoff?: PeerHandoff;
-  maxPeers?: number;
-  /** Handshake, bitfield and unchoke must each come within this (single-peer mode). */
-  peerTimeoutMs?: number;
-  /** Give up when no data arrives for this long. */
-  stallTimeoutMs?: number;
-  /** Other timeouts (tests): the peer connection's, and `requestMs` (REQUEST_TIMEOUT_MS). */
-  timeouts?: Partial<PeerTimeouts> & { requestMs?: number };
-  uploadSlots?: number;
-  /** Bytes per second; 0 or absent = unlimited. */
-  maxUploadRate?: number;
-  maxDownloadRate?: number;
-  signal?: AbortSignal;
-  random?: () => number;
-  /** Reads each verified piece from memory while it goes to disk (the `-o -` stream). */
-  tap?: PieceTap;
-  /**
-   * Settles once blocks may be asked for (the resume file's first checkpoint is written, see
-   * docs/DESIGN.md "Start-up"); a rejection fails the download with its error. Meanwhile peers
-   * are dialled, handshaken and told we are interested, so their unchokes are on the way.
-   */
-  ready?: Promise<void>;
-}
-
-export interface PeerEvent {
-  address: string;
-  status: 'connecting' | 'connected' | 'ready' | 'dropped' | 'banned';
-  reason?: string;
-  /** Where the address came from. */
-  source?: PeerOrigin;
-}
-
-export interface DownloadStats {
-  total: number;
-  /** Verified bytes, including what was on disk at the start. */
-  completed: number;
-  /** Bytes present at the start. */
-  initial: number;
-  /** Verified bytes fetched in this run. */
-  downloaded: number;
-  /** Bytes received that were thrown away, in all and by cause. */
-  wasted: number;
-  wastedBy: Waste;
-  piecesDone: number;
-  pieceCount: number;
-  /** Bytes per second over the last few seconds. */
-  rate: number;
-  /** Payload bytes sent to peers, and the rate over the last few seconds. */
-  uploaded: number;
-  uploadRate: number;
-  /** Peers we unchoke that are interested (being served). */
-  served: number;
-  connected: number;
-  /** Peers that sent data in the last few seconds. */
-  active: number;
-  peersUsed: number;
-  piecesReplaced: number;
-  elapsedMs: number;
-  /** Milliseconds from the start to the first unchoke by a peer (-1: none yet). */
-  firstUnchokeMs: number;
-  /** Memory held by pieces in progress or waiting for the disk, and its budget. */
-  heldBytes: number;
-  budgetBytes: number;
-}
-
-export interface DownloadEvents {
-  peer: [PeerEvent];
-  piece: [index: number];
-  warning: [message: string];
-  /** Every piece is verified and on disk. */
-  complete: [];
-}
-
-interface Session {
-  conn: PeerConnection;
-  cand: Candidate;
-  req: PeerRequests;
-  /** Single-peer mode: the probe passed. Swarm mode: the peer unchoked us once. */
-  ready: boolean;
-  readyTimer: NodeJS.Timeout | null;
-  /** Pieces the peer has that we still need (kept up to date, no scans). */
-  wanted: number;
-  connectedAt: number;
-  /** Since when the peer chokes us (0: it does not). */
-  chokedSince: number;
-  /** When it last announced a piece (`have`), or connected. */
-  lastHaveAt: number;
-  /** The rendezvous key of a tdl peer's id (see seed-sparing.ts); null for other clients. */
-  tdlKey: number | null;
-  ext: PeerExtensions;
-  /**
-   * An incoming peer's listening address (its extension handshake's `p`), held busy in the pool
-   * while it is connected so that a report of it is not dialled as another peer.
-   */
-  listening: Candidate | null;
-}
 
 export class Download extends EventEmitter<DownloadEvents> {
   private readonly meta: Metainfo;
@@ -256,7 +99,8 @@ export class Download extends EventEmitter<DownloadEvents> {
   /** Bytes of the pieces to fetch (all of them without a selection). */
   private readonly total: number;
   private readonly usedPeers = new Set<string>();
-  private readonly rateSamples: { t: number; bytes: number }[] = [];
+  /** Verified bytes over the last 3 s (the rate). */
+  private readonly lastSeconds = new RateWindow(3_000);
   private ticker: NodeJS.Timeout | null = null;
   private chokeTimer: NodeJS.Timeout | null = null;
   private complete = false;
@@ -480,21 +324,6 @@ export class Download extends EventEmitter<DownloadEvents> {
   }
 
   /**
-   * Peers that have been connected a while and fetch at under 1/WINDOW_SLOW_FACTOR of the best
-   * rate start no piece of the priority window: the stream would wait on them.
-   */
-  private skipSlowForWindow(now: number): void {
-    let best = 0;
-    for (const s of this.sessions.values()) if (s.ready) best = Math.max(best, s.req.pipeline.rate);
-    const skip = new Set<string>();
-    for (const s of this.sessions.values()) {
-      if (!s.ready || now - s.connectedAt < WINDOW_GRACE_MS) continue;
-      if (s.req.pipeline.rate * WINDOW_SLOW_FACTOR < best) skip.add(s.conn.address);
-    }
-    this.picker.setWindowSkip(skip);
-  }
-
-  /**
    * The stream waits on piece `index`: other peers may fetch its outstanding blocks too (see
    * PiecePicker.hurry). Nothing happens when the piece is not in progress.
    */
@@ -525,19 +354,14 @@ export class Download extends EventEmitter<DownloadEvents> {
 
   stats(): DownloadStats {
     const now = Date.now();
-    const horizon = now - 3_000;
-    while (this.rateSamples.length > 0 && this.rateSamples[0]!.t < horizon)
-      this.rateSamples.shift();
-    let bytes = 0;
-    for (const s of this.rateSamples) bytes += s.bytes;
+    const bytes = this.lastSeconds.sum(now);
     const span = Math.max(1, Math.min(3_000, now - this.startedAt)) / 1000;
     let active = 0;
     let connected = 0;
     let served = 0;
     for (const s of this.sessions.values()) {
       if (s.ready || !this.sequential) connected++;
-      if (s.req.samples.length > 0 && now - s.req.samples[s.req.samples.length - 1]!.t < 3_000)
-        active++;
+      if (now - s.req.recentBytes.lastAt < 3_000) active++;
       if (!s.conn.amChoking && s.conn.peerInterested) served++;
     }
     const w = this.scheduler.waste;
@@ -693,7 +517,9 @@ export class Download extends EventEmitter<DownloadEvents> {
       const slots = (this.opts.uploadSlots ?? DEFAULT_UPLOAD_SLOTS) + 1;
       if (
         conn.peerInterested &&
-        (conn.amChoking ? this.unchokedCount() < slots : this.unchokedCount() > slots)
+        (conn.amChoking
+          ? unchokedCount(this.sessions.values()) < slots
+          : unchokedCount(this.sessions.values()) > slots)
       )
         this.rechoke();
       this.checkUseless(s);
@@ -752,14 +578,8 @@ export class Download extends EventEmitter<DownloadEvents> {
   /** Neither side wants anything from the other: the slot is better used by someone else. */
   private checkUseless(s: Session): void {
     if (this.sequential) return;
-    const conn = s.conn;
-    if (s.wanted > 0 || conn.peerInterested || s.req.inflight.size > 0) return;
-    // A peer that has shown nothing yet may still send its bitfield.
-    if (conn.bitfield.count === 0 && Date.now() - s.connectedAt < 10_000 && !this.complete) return;
-    const weAreSeed = this.have.isComplete();
-    const theyAreSeed = conn.bitfield.isComplete();
-    if (theyAreSeed && weAreSeed) this.drop(s, 'both complete');
-    else if (this.complete && theyAreSeed) this.drop(s, 'both complete');
+    const why = uselessReason(s, Date.now(), this.have.isComplete(), this.complete);
+    if (why) this.drop(s, why);
   }
 
   private request(s: Session): void {
@@ -875,7 +695,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (!s.conn.bitfield.has(p.index)) s.conn.have(p.index);
     }
     this.downloaded += p.size;
-    this.rateSamples.push({ t: Date.now(), bytes: p.size });
+    this.lastSeconds.add(Date.now(), p.size);
     this.lastProgressAt = Date.now();
     for (const s of this.sessions.values()) {
       if (s.conn.bitfield.has(p.index) && s.wanted > 0) {
@@ -971,31 +791,11 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
   }
 
-  /** Peers we unchoke that are interested (those that hold a slot). */
-  private unchokedCount(): number {
-    let n = 0;
-    for (const s of this.sessions.values()) if (!s.conn.amChoking && s.conn.peerInterested) n++;
-    return n;
-  }
-
   /** Every CHOKE_INTERVAL_MS (and when a slot frees): whom we upload to. */
   private rechoke(): void {
     if (this.closed) return;
     const now = Date.now();
-    const peers: ChokerPeer[] = [];
-    for (const s of this.sessions.values()) {
-      if (s.conn.state !== 'open') continue;
-      peers.push({
-        id: s.conn.address,
-        interested: s.conn.peerInterested,
-        connectedAt: s.connectedAt,
-        downloadedRecent: s.req.recent(now),
-        lastReceivedAt: s.req.samples.length > 0 ? s.req.samples[s.req.samples.length - 1]!.t : 0,
-        uploadedRecent: this.upload.recent(s.conn, now),
-        uploadedSinceUnchoke: this.upload.sinceUnchoke(s.conn),
-        unchoked: !s.conn.amChoking,
-      });
-    }
+    const peers = chokerView(this.sessions.values(), this.upload, now);
     const unchoke = this.choker.decide(now, peers, this.complete);
     for (const s of this.sessions.values()) {
       if (unchoke.has(s.conn.address)) {
@@ -1046,10 +846,10 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (verdict === 'snubbed' || verdict === 'expired') this.wakeAll();
       if (s.req.inflight.size < s.req.depth) this.request(s);
     }
-    this.picker.maxInflightBytes = this.memoryBudget();
+    this.picker.maxInflightBytes = memoryBudget(this.sessions.values(), this.layout.pieceLength);
     // A priority window (a stream): slow peers are kept out of it at each tick.
     const w = this.picker.window;
-    if (w.start < w.end) this.skipSlowForWindow(now);
+    if (w.start < w.end) this.picker.setWindowSkip(slowForWindow([...this.sessions.values()], now));
     this.makeRoom(now);
     this.fill();
     if (this.sessions.size + this.pool.connecting === 0) {
@@ -1079,22 +879,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   private makeRoom(now: number): void {
     if (this.sequential || this.sessions.size < this.maxPeers || this.pool.untried() === 0) return;
     if (now - this.lastRoomMadeAt < ROOM_INTERVAL_MS) return;
-    let worst: Session | null = null;
-    let worstScore = Infinity;
-    for (const s of this.sessions.values()) {
-      if (now - s.connectedAt < REPLACE_SLOW_AFTER_MS) continue;
-      if (!s.conn.amChoking && s.conn.peerInterested) continue;
-      // Choking us for long, or delivering less than a block per 20 s: a fresh address may do better.
-      const choking = s.chokedSince > 0 && now - s.chokedSince >= REPLACE_AFTER_MS;
-      const recent = s.req.recent(now);
-      const slow = s.chokedSince === 0 && recent < BLOCK_SIZE;
-      if (!choking && !slow) continue;
-      const score = choking ? -1 / (now - s.chokedSince) : recent;
-      if (score < worstScore) {
-        worst = s;
-        worstScore = score;
-      }
-    }
+    const worst = replacement(this.sessions.values(), now);
     if (worst) {
       this.lastRoomMadeAt = now;
       this.drop(worst, 'making room for a new peer');
@@ -1119,12 +904,6 @@ export class Download extends EventEmitter<DownloadEvents> {
   private anyTrusted(): boolean {
     for (const s of this.sessions.values()) if (s.req.goodPieces > 0 && s.ready) return true;
     return false;
-  }
-
-  private memoryBudget(): number {
-    const depths: number[] = [];
-    for (const s of this.sessions.values()) if (s.ready) depths.push(s.req.depth);
-    return inflightBudget(depths, this.layout.pieceLength);
   }
 
   private noPeersDetail(): string {

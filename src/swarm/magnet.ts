@@ -22,7 +22,7 @@ import { Announcer } from '../tracker/announcer.js';
 import { preloadHttpClient } from '../tracker/http.js';
 import type { PeerAddress } from '../tracker/types.js';
 import { torrentFromInfo } from './metadata-fetch.js';
-import type { PeerHandoff, PeerSource } from './download.js';
+import type { PeerHandoff, PeerSource } from './download-api.js';
 import { Listener, type ListenOptions } from './listener.js';
 import { MetadataSwarm, type TakeOverSink } from './metadata-swarm.js';
 import type { HandoffCandidate, PeerOrigin } from './peer-pool.js';

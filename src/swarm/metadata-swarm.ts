@@ -34,7 +34,7 @@ import {
 import { decodeUtMetadata, encodeUtMetadata } from '../wire/ut-metadata.js';
 import { PexPeer } from '../wire/ut-pex.js';
 import { CLIENT_NAME } from '../version.js';
-import type { PeerSource } from './download.js';
+import type { PeerSource } from './download-api.js';
 import { MetadataFetch } from './metadata-fetch.js';
 import { PeerPool, type Candidate, type HandoffCandidate, type PeerOrigin } from './peer-pool.js';
 

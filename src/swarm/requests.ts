@@ -23,6 +23,7 @@ import {
   type PiecePicker,
 } from './picker.js';
 import { MAX_DEPTH, Pipeline } from './pipeline.js';
+import { RateWindow } from './rate-window.js';
 
 const log = logger('tdl:requests');
 
@@ -64,9 +65,9 @@ export class PeerRequests {
   hashFailures = 0;
   /** Pieces this peer delivered alone that verified: it may re-fetch pieces that failed. */
   goodPieces = 0;
-  /** Payload bytes received, and samples for the choker's 20 s window. */
+  /** Payload bytes received: in all, and over the choker's 20 s window. */
   received = 0;
-  readonly samples: { t: number; bytes: number }[] = [];
+  readonly recentBytes = new RateWindow(20_000);
 
   constructor(
     readonly conn: PeerConnection,
@@ -79,11 +80,9 @@ export class PeerRequests {
     return Math.min(this.pipeline.depth, this.maxOut);
   }
 
-  /** Bytes received in the last `windowMs`. */
+  /** Bytes received in the last `windowMs` (at most 20 s). */
   recent(now: number, windowMs = 20_000): number {
-    let n = 0;
-    for (const s of this.samples) if (s.t >= now - windowMs) n += s.bytes;
-    return n;
+    return this.recentBytes.sum(now, windowMs);
   }
 }
 
@@ -208,10 +207,7 @@ export class RequestScheduler {
     r.lastBlockAt = now;
     r.pipeline.onBlock(data.length);
     r.received += data.length;
-    const last = r.samples[r.samples.length - 1];
-    if (last && now - last.t < 100) last.bytes += data.length;
-    else r.samples.push({ t: now, bytes: data.length });
-    while (r.samples.length > 0 && r.samples[0]!.t < now - 20_000) r.samples.shift();
+    r.recentBytes.add(now, data.length);
     const duplicated = this.picker.requestedTwice(index, block);
     const got = this.picker.receive(index, block, data, r.conn.address);
     if (got === 'dup' || got === 'stale') {

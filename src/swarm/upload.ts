@@ -21,6 +21,7 @@ import type { PeerConnection } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
 import type { Bitfield } from '../wire/bitfield.js';
 import { TokenBucket } from './rate-limit.js';
+import { RateWindow } from './rate-window.js';
 import { checkRequest } from './request-check.js';
 
 const log = logger('tdl:upload');
@@ -74,9 +75,9 @@ interface Upload {
   sentAtUnchoke: number;
   /** Since when its socket is over HIGH_WATER (0 = it is not). */
   fullSince: number;
-  /** Payload bytes sent: in all, and samples for the recent rate. */
+  /** Payload bytes sent: in all, and over the choker's 20 s window. */
   sent: number;
-  samples: { t: number; bytes: number }[];
+  recentBytes: RateWindow;
 }
 
 export class UploadService {
@@ -89,7 +90,7 @@ export class UploadService {
   private waitTimer: NodeJS.Timeout | null = null;
   /** Payload bytes sent to all peers. */
   uploaded = 0;
-  private readonly samples: { t: number; bytes: number }[] = [];
+  private readonly lastSeconds = new RateWindow(3_000);
   private closed = false;
 
   constructor(
@@ -112,7 +113,7 @@ export class UploadService {
       sentAtUnchoke: 0,
       fullSince: 0,
       sent: 0,
-      samples: [],
+      recentBytes: new RateWindow(20_000),
     };
     this.peers.set(conn, u);
     conn.on('request', (index, begin, length) => this.onRequest(u, index, begin, length));
@@ -171,12 +172,12 @@ export class UploadService {
   recent(conn: PeerConnection, now: number, windowMs = 20_000): number {
     const u = this.peers.get(conn);
     if (!u) return 0;
-    return sumSince(u.samples, now - windowMs);
+    return u.recentBytes.sum(now, windowMs);
   }
 
   /** Upload rate over the last few seconds, in bytes per second. */
   rate(now = Date.now()): number {
-    return sumSince(this.samples, now - 3_000) / 3;
+    return this.lastSeconds.sum(now) / 3;
   }
 
   setRate(bytesPerSecond: number): void {
@@ -278,8 +279,8 @@ export class UploadService {
         const now = Date.now();
         u.sent += data.length;
         this.uploaded += data.length;
-        pushSample(u.samples, now, data.length, 20_000);
-        pushSample(this.samples, now, data.length, 3_000);
+        u.recentBytes.add(now, data.length);
+        this.lastSeconds.add(now, data.length);
         this.pump(u);
         this.pumpAll(cost);
       },
@@ -357,23 +358,4 @@ export class UploadService {
     this.peers.clear();
     this.cache.clear();
   }
-}
-
-function pushSample(
-  samples: { t: number; bytes: number }[],
-  t: number,
-  bytes: number,
-  keepMs: number,
-): void {
-  const last = samples[samples.length - 1];
-  // One sample per 100 ms keeps the arrays short at high rates.
-  if (last && t - last.t < 100) last.bytes += bytes;
-  else samples.push({ t, bytes });
-  while (samples.length > 0 && samples[0]!.t < t - keepMs) samples.shift();
-}
-
-function sumSince(samples: { t: number; bytes: number }[], since: number): number {
-  let n = 0;
-  for (const s of samples) if (s.t >= since) n += s.bytes;
-  return n;
 }

@@ -16,7 +16,7 @@ import {
 } from '../../src/metainfo/torrent.js';
 import { PeerConnection } from '../../src/peer/connection.js';
 import { Layout } from '../../src/storage/layout.js';
-import { MAX_INFLIGHT_BYTES } from '../../src/swarm/download.js';
+import { MAX_INFLIGHT_BYTES } from '../../src/swarm/session.js';
 import { PiecePicker } from '../../src/swarm/picker.js';
 import { INITIAL_DEPTH, MAX_DEPTH, MIN_DEPTH, Pipeline } from '../../src/swarm/pipeline.js';
 import { MAX_PEERS_PER_REPLY } from '../../src/tracker/compact.js';

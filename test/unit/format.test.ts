@@ -10,7 +10,7 @@ import {
   truncateToWidth,
 } from '../../src/cli/format.js';
 import { progressLine } from '../../src/cli/progress.js';
-import type { DownloadStats } from '../../src/swarm/download.js';
+import type { DownloadStats } from '../../src/swarm/download-api.js';
 
 describe('terminal text', () => {
   it('escapes control characters from torrents and trackers', () => {

@@ -10,11 +10,7 @@ import {
   PiecePicker,
   rendezvous,
 } from '../../src/swarm/picker.js';
-import {
-  inflightBudget,
-  MAX_INFLIGHT_BYTES,
-  MIN_INFLIGHT_BYTES,
-} from '../../src/swarm/download.js';
+import { inflightBudget, MAX_INFLIGHT_BYTES, MIN_INFLIGHT_BYTES } from '../../src/swarm/session.js';
 import { INITIAL_DEPTH, MAX_DEPTH, MIN_DEPTH, Pipeline } from '../../src/swarm/pipeline.js';
 import { Bitfield } from '../../src/wire/bitfield.js';
 import { BLOCK_SIZE } from '../../src/wire/messages.js';
