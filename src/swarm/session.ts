@@ -79,7 +79,8 @@ export function replacement(sessions: Iterable<Session>, now: number): Session |
     const recent = s.req.recent(now);
     const slow = s.chokedSince === 0 && recent < BLOCK_SIZE;
     if (!choking && !slow) continue;
-    const score = choking ? -1 / (now - s.chokedSince) : recent;
+    // Below every slow peer's score (bytes, never negative), the longest choke lowest.
+    const score = choking ? -(now - s.chokedSince) : recent;
     if (score < worstScore) {
       worst = s;
       worstScore = score;

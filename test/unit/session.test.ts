@@ -56,10 +56,11 @@ function session(f: Fake): Session {
 }
 
 describe('replacement', () => {
-  it('picks a peer that has choked us past REPLACE_AFTER_MS', () => {
+  it('picks the peer that has choked us longest, past REPLACE_AFTER_MS', () => {
+    const a = session({ address: 'a', chokedFor: REPLACE_AFTER_MS + 1_000 });
     const b = session({ address: 'b', chokedFor: REPLACE_AFTER_MS + 9_000 });
     const c = session({ address: 'c', chokedFor: REPLACE_AFTER_MS - 1 });
-    expect(replacement([b, c], NOW)?.conn.address).toBe('b');
+    expect(replacement([a, b, c], NOW)?.conn.address).toBe('b');
   });
 
   it('else the unchoking peer that sent least, under a block in 20 s', () => {
