@@ -17,7 +17,8 @@ import path from 'node:path';
 import { logger } from '../log.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { DiskError } from '../errors.js';
-import { syncDir, type DiskStorage } from './disk.js';
+import type { DiskStorage } from './disk.js';
+import { syncDir } from './durability.js';
 import { toDiskError } from './fs-util.js';
 import { encodeJournalEntry, encodeResume } from './resume.js';
 

@@ -23,7 +23,7 @@
  * before those that extend what tdl wrote, to catch a truncation the write would hide), one
  * `lstat` in the check before completion and one `rename` at the end. Syncs are not per file:
  * each checkpoint syncs what was written since the last one in one batch, by syncfs where it can
- * (see syncFiles). All but large writes are made inline (synchronously) while the disk answers
+ * (the bookkeeping and the syncs are in durability.ts). All but large writes are made inline (synchronously) while the disk answers
  * fast, opens and closes included (the pool holds raw descriptors): see Inline in fs-util.ts.
  */
 import {
@@ -41,6 +41,7 @@ import { mkdir, open, rename, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { logger } from '../log.js';
 import { DiskError } from '../errors.js';
+import { Durability, Identities, SYNCFS_MIN_FILES, syncFolders } from './durability.js';
 import { FilePool, fdLimit, poolCapacity } from './file-pool.js';
 import {
   eachLimited,
@@ -54,7 +55,6 @@ import {
   startSyncHelper,
   stopSyncHelper,
   syncfsUsable,
-  syncFileSystems,
   toDiskError,
 } from './fs-util.js';
 import type { Layout, Span } from './layout.js';
@@ -76,15 +76,8 @@ const log = logger('tdl:storage');
 
 export type StorageMode = 'write' | 'read';
 
-/**
- * Dirty files from which a sync goes through syncfs (one call for the whole file system) rather
- * than one fdatasync each: an fdatasync costs a journal commit, and a closed file an open too.
- */
-export const SYNCFS_MIN_FILES = 8;
 /** Runs of pieces written at once, over all pieces (libuv runs four file operations at a time). */
 export const WRITE_PARALLEL = 8;
-/** Most folders named to one `sync -f` (files of unknown device are named by their folder). */
-const SYNCFS_MAX_PATHS = 64;
 
 export interface StorageOptions {
   mode?: StorageMode;
@@ -197,15 +190,8 @@ export class DiskStorage {
   private readonly stampCache: StampTable;
   /** The cached stamp was taken after the file's last write. */
   private readonly stampFresh: Uint8Array;
-  /** Written (or found unsynced) since the last checkpoint took them: to sync and stamp. */
-  private dirty = new Set<number>();
-  /** Not known to be durable yet. */
-  private unsynced = new Set<number>();
-  /** Sync failures met in the background or while closing a handle, for the next sync to report. */
-  private readonly syncErrors = new Map<number, DiskError>();
-  /** Writes completed per file: a sync covers the writes before it started, no later ones. */
-  private readonly writeGen: Uint32Array;
-  private readonly syncing = new Map<number, Promise<void>>();
+  /** What is written and not yet durable, and the syncs (see durability.ts). */
+  private readonly durable: Durability;
   /**
    * Syncs go through syncfs when there are many (see syncFiles); else a file is synced on close.
    * Asked each time: syncfs stops being usable once `sync -f` turns out to be missing. Never on
@@ -259,7 +245,14 @@ export class DiskStorage {
     this.knownSize = new Float64Array(n);
     this.stampCache = new StampTable(n);
     this.stampFresh = new Uint8Array(n);
-    this.writeGen = new Uint32Array(n);
+    this.durable = new Durability(n, {
+      syncfs: () => this.syncfs,
+      withFile: (i, fn) => this.withFile(i, fn),
+      isOpen: (i) => this.pool.has(i),
+      statHandle: (fd) => this.statHandle(fd),
+      currentPath: (i) => this.currentPath(i),
+      ident: this.ident,
+    });
   }
 
   /** Final path of file `i`. */
@@ -526,9 +519,7 @@ export class DiskStorage {
   private async beforeClose(i: number, fd: number): Promise<void> {
     if (this.mode !== 'write') return;
     if (!this.stampFresh[i]) await this.stampHandle(i, fd).catch(() => {});
-    // A sync of this file through the pool is under way or waiting for a slot: it does the work.
-    if (this.syncfs || !this.unsynced.has(i) || this.syncing.has(i)) return;
-    await this.syncNow(i, fd).catch(() => {});
+    await this.durable.beforeClose(i, fd);
   }
 
   /**
@@ -536,7 +527,7 @@ export class DiskStorage {
    * left for `look` to find and report by name: the stamp then stays stale.
    */
   private async stampHandle(i: number, fd: number): Promise<void> {
-    const gen = this.writeGen[i];
+    const gen = this.durable.gen(i);
     const known = this.knownSize[i]!;
     const st = await this.statHandle(fd);
     if (!this.ident.same(i, st)) return;
@@ -544,39 +535,9 @@ export class DiskStorage {
     this.ident.set(i, st);
     const size = Number(st.size);
     // A write ended while fstat ran: the stamp may be older than the file.
-    if (size < known || this.writeGen[i] !== gen) return;
+    if (size < known || this.durable.gen(i) !== gen) return;
     this.stampCache.set(i, size, st.mtimeNs, st.ino);
     this.stampFresh[i] = 1;
-  }
-
-  /**
-   * fdatasync file `i` (through the pool, or on the handle given), one sync at a time per file.
-   * It is marked synced only if no write completed while it ran. A failure is thrown and kept
-   * for the next checkpoint.
-   */
-  private async syncNow(i: number, fd?: number): Promise<void> {
-    for (let r = this.syncing.get(i); r; r = this.syncing.get(i)) await r.catch(() => {});
-    const failed = this.syncErrors.get(i);
-    if (failed) throw failed;
-    if (!this.unsynced.has(i)) return;
-    const gen = this.writeGen[i];
-    const run = (async () => {
-      try {
-        if (fd !== undefined) await fdCall.datasync(fd);
-        else await this.withFile(i, (x) => fdCall.datasync(x));
-      } catch (e) {
-        const err = toDiskError(e, `cannot sync ${this.currentPath(i)}`);
-        this.syncErrors.set(i, err);
-        throw err;
-      }
-      if (this.writeGen[i] === gen) this.unsynced.delete(i);
-    })();
-    this.syncing.set(i, run);
-    try {
-      await run;
-    } finally {
-      this.syncing.delete(i);
-    }
   }
 
   private withFile<T>(i: number, fn: (fd: number) => Promise<T>): Promise<T> {
@@ -738,9 +699,7 @@ export class DiskStorage {
       }
       this.knownSize[fi] = Math.max(this.knownSize[fi]!, s.fileOffset + s.length);
       this.stampFresh[fi] = 0;
-      this.writeGen[fi]!++;
-      this.dirty.add(fi);
-      this.unsynced.add(fi);
+      this.durable.written(fi);
     }
   }
 
@@ -903,7 +862,7 @@ export class DiskStorage {
 
   /** Every file on disk (and clears the written-since marks). */
   allFiles(): number[] {
-    this.dirty.clear();
+    this.durable.clearDirty();
     const all: number[] = [];
     for (let i = 0; i < this.fileCount; i++) if (this.exists[i]) all.push(i);
     return all;
@@ -911,9 +870,7 @@ export class DiskStorage {
 
   /** Files written since the last call (their data may not be durable yet). */
   takeDirty(): number[] {
-    const d = [...this.dirty];
-    this.dirty.clear();
-    return d;
+    return this.durable.takeDirty();
   }
 
   /**
@@ -923,8 +880,7 @@ export class DiskStorage {
   markDirty(indexes: Iterable<number>): void {
     for (const i of indexes) {
       if (!(i >= 0 && i < this.fileCount) || this.isPadding(i) || !this.exists[i]) continue;
-      this.dirty.add(i);
-      this.unsynced.add(i);
+      this.durable.markDirty(i);
     }
   }
 
@@ -933,67 +889,8 @@ export class DiskStorage {
    * SYNCFS_MIN_FILES or more need it (and syncfs works here), else one fdatasync each for those
    * not synced since their last write (a file synced when it left the pool is not opened again).
    */
-  async syncFiles(indexes: readonly number[]): Promise<void> {
-    if (this.syncfs) {
-      const todo = indexes.filter((i) => this.unsynced.has(i) && !this.syncErrors.has(i));
-      if (todo.length >= SYNCFS_MIN_FILES && (await this.syncByFileSystem(todo))) {
-        // Every write made before the call is durable now. A file written again while syncfs
-        // ran stays unsynced (the next sync covers that write) but needs no sync of its own now:
-        // an fdatasync each cost a journal commit for files a checkpoint beside the download
-        // finds still being written (93 of them, 0.14 s, in a 3,000-file download).
-        indexes = indexes.filter((i) => this.syncErrors.has(i));
-      }
-    }
-    const results = await Promise.allSettled(
-      indexes.map(async (i) => {
-        await this.syncNow(i);
-        this.syncErrors.delete(i);
-      }),
-    );
-    for (const r of results) {
-      if (r.status === 'rejected') throw toDiskError(r.reason, 'cannot sync output');
-    }
-  }
-
-  /**
-   * Sync these files with one syncfs per file system that holds them. Each is marked synced if
-   * no write to it completed while the call ran (a write in flight may have missed it). False
-   * when syncfs could not be used or failed: the caller syncs file by file.
-   */
-  private async syncByFileSystem(indexes: readonly number[]): Promise<boolean> {
-    const gens = indexes.map((i) => this.writeGen[i]!);
-    // A file created by tdl and never stamped: its handle tells its device (else its folder is
-    // named, and thousands of folders would exceed SYNCFS_MAX_PATHS).
-    await eachLimited(
-      indexes.filter((i) => !this.ident.has(i) && this.pool.has(i)),
-      FS_PARALLEL,
-      async (i) => {
-        const st = await this.withFile(i, (h) => this.statHandle(h)).catch(() => null);
-        if (st && !this.ident.has(i)) this.ident.set(i, st);
-      },
-    );
-    // One folder per device; a file whose device is not known yet is looked up by its folder.
-    const byDev = new Map<bigint, string>();
-    const dirs = new Set<string>();
-    for (const i of indexes) {
-      const dev = this.ident.dev(i);
-      if (dev === null) dirs.add(path.dirname(this.currentPath(i)!));
-      else if (!byDev.has(dev)) byDev.set(dev, path.dirname(this.currentPath(i)!));
-    }
-    for (const d of byDev.values()) dirs.add(d);
-    if (dirs.size > SYNCFS_MAX_PATHS) return false;
-    const t0 = Date.now();
-    if (!(await syncFileSystems([...dirs]))) return false;
-    indexes.forEach((i, k) => {
-      if (this.writeGen[i] === gens[k]) this.unsynced.delete(i);
-    });
-    log(
-      'synced %d files with syncfs on %d folders in %d ms',
-      indexes.length,
-      dirs.size,
-      Date.now() - t0,
-    );
-    return true;
+  syncFiles(indexes: readonly number[]): Promise<void> {
+    return this.durable.syncFiles(indexes);
   }
 
   /**
@@ -1006,9 +903,7 @@ export class DiskStorage {
    */
   syncAhead(): void {
     if (this.closed || this.mode !== 'write') return;
-    const todo = [...this.unsynced].filter((i) => !this.syncing.has(i) && !this.syncErrors.has(i));
-    if (todo.length === 0 || todo.length >= SYNCFS_MIN_FILES) return;
-    for (const i of todo) this.syncNow(i).catch(() => {});
+    this.durable.syncAhead();
   }
 
   /**
@@ -1017,7 +912,7 @@ export class DiskStorage {
    */
   async sync(): Promise<void> {
     await this.flush();
-    await this.syncFiles([...this.unsynced, ...this.syncErrors.keys()]);
+    await this.durable.syncAll();
   }
 
   /**
@@ -1056,7 +951,7 @@ export class DiskStorage {
     // What tdl had written before looking: a write that ends while lstat runs raises knownSize
     // past what lstat may have seen (a file written in order, as a stream does, grows at each).
     const known = this.knownSize[i]!;
-    const gen = this.writeGen[i];
+    const gen = this.durable.gen(i);
     if (!this.ident.has(i) && this.pool.has(i)) {
       // Created by tdl and still open: its handle names the inode that is tdl's.
       const st = await this.withFile(i, (h) => this.statHandle(h));
@@ -1077,7 +972,7 @@ export class DiskStorage {
     if (!this.ident.has(i)) this.ident.set(i, there);
     this.stampCache.set(i, size, there.mtimeNs, there.ino);
     // A write that ended while lstat ran may have changed the file since.
-    this.stampFresh[i] = this.writeGen[i] === gen ? 1 : 0;
+    this.stampFresh[i] = this.durable.gen(i) === gen ? 1 : 0;
   }
 
   /**
@@ -1160,39 +1055,9 @@ export class DiskStorage {
       if (dev !== null) devOf.set(dir, dev);
     });
     log('renamed %d files in %d ms', moving.length, Date.now() - t0);
-    await this.syncFolders([...dirs], devOf);
+    await syncFolders([...dirs], devOf, this.syncfs);
     log('finalized %d files under %s', this.fileCount, this.plan.root);
     return { cut };
-  }
-
-  /**
-   * Make the names in these folders durable: one syncfs per file system when there are
-   * SYNCFS_MIN_FILES folders or more (it commits the renames with everything else), else, or when
-   * syncfs fails, an fsync per folder, a few at a time (each is a journal commit).
-   */
-  private async syncFolders(
-    dirs: readonly string[],
-    known: ReadonlyMap<string, bigint>,
-  ): Promise<void> {
-    if (dirs.length >= SYNCFS_MIN_FILES && this.syncfs) {
-      // One folder per device (`known`: the device of a file tdl had open there); the others by
-      // name.
-      const byDev = new Map<bigint, string>();
-      const names: string[] = [];
-      for (const d of dirs) {
-        const dev = known.get(d);
-        if (dev === undefined) names.push(d);
-        else if (!byDev.has(dev)) byDev.set(dev, d);
-      }
-      names.push(...byDev.values());
-      const t0 = Date.now();
-      if (names.length <= SYNCFS_MAX_PATHS && (await syncFileSystems(names))) {
-        log('synced %d folders with syncfs in %d ms', dirs.length, Date.now() - t0);
-        return;
-      }
-    }
-    // Folders are synced a few at a time: each is a journal commit, and commits overlap.
-    await eachLimited(dirs, 4, syncDir);
   }
 
   /** Create a file that was never written (all zeros) under its final name, at its size. */
@@ -1229,8 +1094,7 @@ export class DiskStorage {
    * far needs to be durable, and closing syncs nothing.
    */
   discardData(): void {
-    this.unsynced.clear();
-    this.dirty.clear();
+    this.durable.discard();
   }
 
   async close(): Promise<void> {
@@ -1250,38 +1114,6 @@ export class DiskStorage {
   }
 }
 
-/** Device and inode of each file, once known: three typed arrays, not two objects a file. */
-class Identities {
-  private readonly devs: BigUint64Array;
-  private readonly inos: BigUint64Array;
-  private readonly known: Uint8Array;
-
-  constructor(n: number) {
-    this.devs = new BigUint64Array(n);
-    this.inos = new BigUint64Array(n);
-    this.known = new Uint8Array(n);
-  }
-
-  has(i: number): boolean {
-    return this.known[i] === 1;
-  }
-
-  dev(i: number): bigint | null {
-    return this.known[i] ? this.devs[i]! : null;
-  }
-
-  /** Is `st` the file known as `i` (true while it is not known)? */
-  same(i: number, st: { dev: bigint; ino: bigint }): boolean {
-    return !this.known[i] || (this.devs[i] === st.dev && this.inos[i] === st.ino);
-  }
-
-  set(i: number, st: { dev: bigint; ino: bigint }): void {
-    this.devs[i] = st.dev;
-    this.inos[i] = st.ino;
-    this.known[i] = 1;
-  }
-}
-
 /** Append the spans of a piece, at `base` in the buffer, to runs, merging what is contiguous. */
 function addRuns(
   runs: Run[],
@@ -1293,19 +1125,6 @@ function addRuns(
     const r = runs[runs.length - 1];
     if (r && r.fileIndex === s.fileIndex && r.at + r.length === at) r.length += s.length;
     else runs.push({ fileIndex: s.fileIndex, fileOffset: s.fileOffset, at, length: s.length });
-  }
-}
-
-/** fsync a folder so that names created or renamed in it survive a crash (best effort). */
-export async function syncDir(dir: string): Promise<void> {
-  let h: FileHandle | null = null;
-  try {
-    h = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-    await h.sync();
-  } catch (e) {
-    log('cannot sync folder %s: %s', dir, (e as Error).message);
-  } finally {
-    await h?.close().catch(() => {});
   }
 }
 
