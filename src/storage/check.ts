@@ -18,7 +18,8 @@ import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { logger } from '../log.js';
 import { Bitfield } from '../wire/bitfield.js';
-import type { DiskStorage, FileStamp } from './disk.js';
+import type { DiskStorage } from './disk.js';
+import type { FileStamp } from './stamps.js';
 import type { Layout } from './layout.js';
 import {
   checkpointSize,

@@ -22,9 +22,13 @@
  * and one `fstat` (its stamp) + `close` per time in the pool, its `pwrite`s (with an `fstat`
  * before those that extend what tdl wrote, to catch a truncation the write would hide), one
  * `lstat` in the check before completion and one `rename` at the end. Syncs are not per file:
- * each checkpoint syncs what was written since the last one in one batch, by syncfs where it can
- * (the bookkeeping and the syncs are in durability.ts). All but large writes are made inline (synchronously) while the disk answers
- * fast, opens and closes included (the pool holds raw descriptors): see Inline in fs-util.ts.
+ * each checkpoint syncs what was written since the last one in one batch, by syncfs where it can.
+ * All but large writes are made inline (synchronously) while the disk answers fast, opens and
+ * closes included (the pool holds raw descriptors): see Inline in fs-util.ts.
+ *
+ * Beside this module: what is written but not yet durable, and the syncs (durability.ts); each
+ * file's stamp and the check that it is still tdl's (stamps.ts); reading pieces back from the
+ * files, zeros or the parts file (piece-reads.ts).
  */
 import {
   closeSync,
@@ -68,7 +72,9 @@ import {
   type OutputPlan,
 } from './output.js';
 import { PartsFile } from './parts.js';
-import { StampTable } from './resume.js';
+import { addPieceRuns, readRuns, type ReadSource, type Run } from './piece-reads.js';
+import type { StampTable } from './resume.js';
+import { OutputChangedError, Stamps, type FileStamp } from './stamps.js';
 
 export { toDiskError } from './fs-util.js';
 
@@ -132,16 +138,6 @@ const NOWHERE = 0;
 const AT_FINAL = 1;
 const AT_PART = 2;
 
-/** What identifies a file's contents between runs: size, modification time and inode. */
-export interface FileStamp {
-  size: number;
-  mtimeNs: bigint;
-  ino: bigint;
-}
-
-/** An output file was removed, replaced or truncated by someone else while tdl used it. */
-export class OutputChangedError extends DiskError {}
-
 /** A piece being written: its runs in its files, started in order. */
 interface PieceWrite {
   index: number;
@@ -154,15 +150,6 @@ interface PieceWrite {
   error: unknown;
   done: () => void;
   fail: (e: unknown) => void;
-}
-
-interface Run {
-  /** -1: from the parts file (piece `piece`, at `fileOffset` in it). */
-  fileIndex: number;
-  fileOffset: number;
-  at: number;
-  length: number;
-  piece?: number;
 }
 
 export class DiskStorage {
@@ -187,9 +174,8 @@ export class DiskStorage {
   private readonly knownSize: Float64Array;
   /** Moves to the working name under way (see ensureWorkingName). */
   private readonly renames = new Map<number, Promise<void>>();
-  private readonly stampCache: StampTable;
-  /** The cached stamp was taken after the file's last write. */
-  private readonly stampFresh: Uint8Array;
+  /** Each file's stamp, and whether it is still tdl's (see stamps.ts). */
+  private readonly stamp: Stamps;
   /** What is written and not yet durable, and the syncs (see durability.ts). */
   private readonly durable: Durability;
   /**
@@ -215,6 +201,8 @@ export class DiskStorage {
   parts: PartsFile | null = null;
   /** Small calls (fstat, lstat, rename, small writes) made synchronously while they are fast. */
   readonly inline: Inline;
+  /** Where reads find each run's bytes (see piece-reads.ts). */
+  private readonly reads: ReadSource;
 
   private constructor(
     private readonly plan: OutputPlan,
@@ -243,8 +231,25 @@ export class DiskStorage {
     this.exists = new Uint8Array(n);
     this.ident = new Identities(n);
     this.knownSize = new Float64Array(n);
-    this.stampCache = new StampTable(n);
-    this.stampFresh = new Uint8Array(n);
+    this.stamp = new Stamps(n, {
+      ident: this.ident,
+      onDisk: (i) => this.exists[i] === 1 && !this.isPadding(i),
+      knownSize: (i) => this.knownSize[i]!,
+      gen: (i) => this.durable.gen(i),
+      isOpen: (i) => this.pool.has(i),
+      withFile: (i, fn) => this.withFile(i, fn),
+      statHandle: (fd) => this.statHandle(fd),
+      lstat: (p) => this.lstatNow(p),
+      currentPath: (i) => this.currentPath(i),
+    });
+    this.reads = {
+      parts: () => this.parts,
+      isPadding: (i) => this.isPadding(i),
+      onDisk: (i) => this.exists[i] === 1,
+      holds: (sp) => this.fileHolds(sp),
+      withFile: (i, fn) => this.withFile(i, fn),
+      currentPath: (i) => this.currentPath(i),
+    };
     this.durable = new Durability(n, {
       syncfs: () => this.syncfs,
       withFile: (i, fn) => this.withFile(i, fn),
@@ -443,8 +448,7 @@ export class DiskStorage {
         this.exists[i] = 1;
         this.ident.set(i, st);
         this.knownSize[i] = Number(st.size);
-        this.stampCache.set(i, Number(st.size), st.mtimeNs, st.ino);
-        this.stampFresh[i] = 1;
+        this.stamp.found(i, st);
       }
     }
     if (write) {
@@ -518,26 +522,8 @@ export class DiskStorage {
    */
   private async beforeClose(i: number, fd: number): Promise<void> {
     if (this.mode !== 'write') return;
-    if (!this.stampFresh[i]) await this.stampHandle(i, fd).catch(() => {});
+    if (!this.stamp.isFresh(i)) await this.stamp.fromHandle(i, fd).catch(() => {});
     await this.durable.beforeClose(i, fd);
-  }
-
-  /**
-   * Stamp file `i` from its open handle. Anything odd (another inode, shorter than written) is
-   * left for `look` to find and report by name: the stamp then stays stale.
-   */
-  private async stampHandle(i: number, fd: number): Promise<void> {
-    const gen = this.durable.gen(i);
-    const known = this.knownSize[i]!;
-    const st = await this.statHandle(fd);
-    if (!this.ident.same(i, st)) return;
-    // The handle is tdl's own: what it names is the file tdl writes.
-    this.ident.set(i, st);
-    const size = Number(st.size);
-    // A write ended while fstat ran: the stamp may be older than the file.
-    if (size < known || this.durable.gen(i) !== gen) return;
-    this.stampCache.set(i, size, st.mtimeNs, st.ino);
-    this.stampFresh[i] = 1;
   }
 
   private withFile<T>(i: number, fn: (fd: number) => Promise<T>): Promise<T> {
@@ -698,7 +684,7 @@ export class DiskStorage {
         throw toDiskError(e, `cannot write piece ${index} to ${this.currentPath(fi)}`);
       }
       this.knownSize[fi] = Math.max(this.knownSize[fi]!, s.fileOffset + s.length);
-      this.stampFresh[fi] = 0;
+      this.stamp.changed(fi);
       this.durable.written(fi);
     }
   }
@@ -746,9 +732,9 @@ export class DiskStorage {
     const runs: Run[] = [];
     for (let p = first; p <= last; p++) {
       const base = this.layout.pieceOffset(p) - start;
-      this.addPieceRuns(runs, p, this.layout.spans(p), base);
+      addPieceRuns(this.reads, runs, p, this.layout.spans(p), base);
     }
-    await this.readRuns(runs, buf);
+    await readRuns(this.reads, runs, buf);
     return buf;
   }
 
@@ -769,33 +755,9 @@ export class DiskStorage {
     const buf =
       into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     const runs: Run[] = [];
-    this.addPieceRuns(runs, index, spans, -begin);
-    await this.readRuns(runs, buf);
+    addPieceRuns(this.reads, runs, index, spans, -begin);
+    await readRuns(this.reads, runs, buf);
     return buf;
-  }
-
-  /**
-   * The runs to read for these spans of piece `index`. A piece with a copy in the parts file is
-   * read from its files where they hold its bytes (selected, there, long enough) and from the
-   * copy elsewhere; other pieces only from their files (files not selected read as zeros).
-   */
-  private addPieceRuns(runs: Run[], index: number, spans: readonly Span[], base: number): void {
-    if (!this.parts?.has(index)) {
-      addRuns(runs, spans, base);
-      return;
-    }
-    for (const s of spans) {
-      if (this.fileHolds(s)) addRuns(runs, [s], base);
-      else {
-        runs.push({
-          fileIndex: -1,
-          fileOffset: s.pieceOffset,
-          at: base + s.pieceOffset,
-          length: s.length,
-          piece: index,
-        });
-      }
-    }
   }
 
   /** Does the file of this span hold its bytes (or is it padding, zeros by definition)? */
@@ -819,40 +781,6 @@ export class DiskStorage {
         have.has(p) &&
         this.layout.spans(p).some((s) => this.isSelected(s.fileIndex) && !this.fileHolds(s)),
     );
-  }
-
-  private async readRuns(runs: readonly Run[], buf: Buffer): Promise<void> {
-    for (const r of runs) {
-      if (r.piece !== undefined) {
-        await this.parts!.read(r.piece, r.fileOffset, r.length, buf, r.at);
-        continue;
-      }
-      if (this.isPadding(r.fileIndex) || !this.exists[r.fileIndex]) {
-        buf.fill(0, r.at, r.at + r.length);
-        continue;
-      }
-      try {
-        await this.withFile(r.fileIndex, async (fd) => {
-          let done = 0;
-          while (done < r.length) {
-            const bytesRead = await fdCall.read(
-              fd,
-              buf,
-              r.at + done,
-              r.length - done,
-              r.fileOffset + done,
-            );
-            if (bytesRead <= 0) {
-              buf.fill(0, r.at + done, r.at + r.length);
-              break;
-            }
-            done += bytesRead;
-          }
-        });
-      } catch (e) {
-        throw toDiskError(e, `cannot read ${this.currentPath(r.fileIndex)}`);
-      }
-    }
   }
 
   /** Wait for every write in flight. */
@@ -921,20 +849,8 @@ export class DiskStorage {
    * made by someone else shows as a mismatch on the next start.
    */
   async stamps(fresh: readonly number[] = []): Promise<(FileStamp | null)[]> {
-    await this.refreshStamps(fresh);
-    return Array.from({ length: this.fileCount }, (_, i) => this.stampCache.get(i));
-  }
-
-  /** Stamp again the files of `fresh` written since their last stamp. */
-  private async refreshStamps(fresh: readonly number[]): Promise<void> {
-    const stale = fresh.filter((i) => !this.isPadding(i) && this.exists[i] && !this.stampFresh[i]);
-    await eachLimited(stale, FS_PARALLEL, async (i) => {
-      // Open: its handle tells (and names the inode tdl wrote, if not known yet).
-      if (this.pool.has(i)) {
-        await this.withFile(i, (h) => this.stampHandle(i, h)).catch(() => {});
-      }
-      if (!this.stampFresh[i]) await this.look(i);
-    });
+    await this.stamp.refresh(fresh);
+    return this.stamp.list();
   }
 
   /**
@@ -942,37 +858,8 @@ export class DiskStorage {
    * of 100,000 files then builds no object per file. The table is storage's own: read it at once.
    */
   async stampTable(fresh: readonly number[] = []): Promise<StampTable> {
-    await this.refreshStamps(fresh);
-    return this.stampCache;
-  }
-
-  /** lstat file `i` where tdl expects it, check it is still tdl's, and cache its stamp. */
-  private async look(i: number): Promise<void> {
-    // What tdl had written before looking: a write that ends while lstat runs raises knownSize
-    // past what lstat may have seen (a file written in order, as a stream does, grows at each).
-    const known = this.knownSize[i]!;
-    const gen = this.durable.gen(i);
-    if (!this.ident.has(i) && this.pool.has(i)) {
-      // Created by tdl and still open: its handle names the inode that is tdl's.
-      const st = await this.withFile(i, (h) => this.statHandle(h));
-      if (!this.ident.has(i)) this.ident.set(i, st);
-    }
-    const current = this.currentPath(i)!;
-    const there = await this.lstatNow(current);
-    if (!there) throw new OutputChangedError(`${current} was removed during the download`);
-    if (!there.isFile() || !this.ident.same(i, there)) {
-      throw new OutputChangedError(`${current} was replaced by another file during the download`);
-    }
-    const size = Number(there.size);
-    if (size < known) {
-      throw new OutputChangedError(
-        `${current} was truncated during the download (${size} bytes, expected ${known})`,
-      );
-    }
-    if (!this.ident.has(i)) this.ident.set(i, there);
-    this.stampCache.set(i, size, there.mtimeNs, there.ino);
-    // A write that ended while lstat ran may have changed the file since.
-    this.stampFresh[i] = this.durable.gen(i) === gen ? 1 : 0;
+    await this.stamp.refresh(fresh);
+    return this.stamp.table;
   }
 
   /**
@@ -980,17 +867,8 @@ export class DiskStorage {
    * name tdl expects, and no shorter than tdl made it. OutputChangedError names one that is
    * not. One lstat per file; the stamp it gives is kept for the next checkpoint.
    */
-  async checkIntact(indexes?: readonly number[]): Promise<void> {
-    const list: number[] = [];
-    if (indexes) {
-      for (const i of indexes) if (!this.isPadding(i) && this.exists[i]) list.push(i);
-    } else {
-      for (let i = 0; i < this.fileCount; i++)
-        if (!this.isPadding(i) && this.exists[i]) list.push(i);
-    }
-    const t0 = Date.now();
-    await eachLimited(list, FS_PARALLEL, (i) => this.look(i));
-    log('checked %d files in %d ms', list.length, Date.now() - t0);
+  checkIntact(indexes?: readonly number[]): Promise<void> {
+    return this.stamp.checkIntact(indexes);
   }
 
   /**
@@ -1011,18 +889,15 @@ export class DiskStorage {
       }
       const length = this.layout.fileLength(i);
       try {
-        let size = this.stampFresh[i] ? this.stampCache.size(i) : -1;
-        if (size < 0) {
-          await this.look(i);
-          size = this.stampCache.size(i);
-        }
+        if (!this.stamp.isFresh(i)) await this.stamp.look(i);
+        const size = this.stamp.table.size(i);
         if (size !== length) {
           if (size > length) cut.push(this.finalPath(i));
           await this.withFile(i, async (fd) => {
             await fdCall.truncate(fd, length);
             await fdCall.datasync(fd);
           });
-          this.stampFresh[i] = 0;
+          this.stamp.changed(i);
         }
       } catch (e) {
         throw toDiskError(e, `cannot set the size of ${this.currentPath(i)}`);
@@ -1111,20 +986,6 @@ export class DiskStorage {
 
   get root(): string {
     return this.plan.root;
-  }
-}
-
-/** Append the spans of a piece, at `base` in the buffer, to runs, merging what is contiguous. */
-function addRuns(
-  runs: Run[],
-  spans: readonly { fileIndex: number; fileOffset: number; pieceOffset: number; length: number }[],
-  base: number,
-): void {
-  for (const s of spans) {
-    const at = base + s.pieceOffset;
-    const r = runs[runs.length - 1];
-    if (r && r.fileIndex === s.fileIndex && r.at + r.length === at) r.length += s.length;
-    else runs.push({ fileIndex: s.fileIndex, fileOffset: s.fileOffset, at, length: s.length });
   }
 }
 

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { planStartup } from '../../src/storage/check.js';
-import type { FileStamp } from '../../src/storage/disk.js';
+import type { FileStamp } from '../../src/storage/stamps.js';
 import { Layout } from '../../src/storage/layout.js';
 import {
   checkpointSize,

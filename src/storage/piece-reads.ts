@@ -1,0 +1,109 @@
+/**
+ * Reading pieces and blocks back from the output (DiskStorage's reads): the byte ranges of a
+ * piece are turned into runs, one per stretch of a file (contiguous spans of one file merged),
+ * and each run is read from wherever its bytes are: the file, zeros (padding, a file not on disk,
+ * bytes past a file's end), or the parts file's copy of a boundary piece where the file does not
+ * hold them (a file not selected, or not written that far).
+ */
+import { toDiskError, fdCall } from './fs-util.js';
+import type { Span } from './layout.js';
+import type { PartsFile } from './parts.js';
+
+/** A stretch of the buffer to fill: `length` bytes at `at`, from one file or the parts copy. */
+export interface Run {
+  /** -1: from the parts file (piece `piece`, at `fileOffset` in it). */
+  fileIndex: number;
+  fileOffset: number;
+  at: number;
+  length: number;
+  piece?: number;
+}
+
+/** What the reads need of the storage. */
+export interface ReadSource {
+  /** The parts file (copies of boundary pieces), if any. */
+  parts(): PartsFile | null;
+  /** BEP 47 padding: zeros by definition. */
+  isPadding(i: number): boolean;
+  /** File `i` is on disk (found at open, or created by tdl). */
+  onDisk(i: number): boolean;
+  /** Does file `s.fileIndex` hold this span's bytes (padding always does)? */
+  holds(s: Span): boolean;
+  withFile<T>(i: number, fn: (fd: number) => Promise<T>): Promise<T>;
+  currentPath(i: number): string | null;
+}
+
+/**
+ * Append the runs for these spans of piece `index`, at `base` in the buffer. A piece with a copy
+ * in the parts file is read from its files where they hold its bytes and from the copy
+ * elsewhere; other pieces only from their files (files not selected read as zeros).
+ */
+export function addPieceRuns(
+  src: ReadSource,
+  runs: Run[],
+  index: number,
+  spans: readonly Span[],
+  base: number,
+): void {
+  if (!src.parts()?.has(index)) {
+    addRuns(runs, spans, base);
+    return;
+  }
+  for (const s of spans) {
+    if (src.holds(s)) addRuns(runs, [s], base);
+    else {
+      runs.push({
+        fileIndex: -1,
+        fileOffset: s.pieceOffset,
+        at: base + s.pieceOffset,
+        length: s.length,
+        piece: index,
+      });
+    }
+  }
+}
+
+/** Fill `buf` from these runs, one after the other. DiskError on a failed read. */
+export async function readRuns(src: ReadSource, runs: readonly Run[], buf: Buffer): Promise<void> {
+  for (const r of runs) {
+    if (r.piece !== undefined) {
+      await src.parts()!.read(r.piece, r.fileOffset, r.length, buf, r.at);
+      continue;
+    }
+    if (src.isPadding(r.fileIndex) || !src.onDisk(r.fileIndex)) {
+      buf.fill(0, r.at, r.at + r.length);
+      continue;
+    }
+    try {
+      await src.withFile(r.fileIndex, async (fd) => {
+        let done = 0;
+        while (done < r.length) {
+          const bytesRead = await fdCall.read(
+            fd,
+            buf,
+            r.at + done,
+            r.length - done,
+            r.fileOffset + done,
+          );
+          if (bytesRead <= 0) {
+            buf.fill(0, r.at + done, r.at + r.length);
+            break;
+          }
+          done += bytesRead;
+        }
+      });
+    } catch (e) {
+      throw toDiskError(e, `cannot read ${src.currentPath(r.fileIndex)}`);
+    }
+  }
+}
+
+/** Append the spans of a piece, at `base` in the buffer, to runs, merging what is contiguous. */
+function addRuns(runs: Run[], spans: readonly Span[], base: number): void {
+  for (const s of spans) {
+    const at = base + s.pieceOffset;
+    const r = runs[runs.length - 1];
+    if (r && r.fileIndex === s.fileIndex && r.at + r.length === at) r.length += s.length;
+    else runs.push({ fileIndex: s.fileIndex, fileOffset: s.fileOffset, at, length: s.length });
+  }
+}
