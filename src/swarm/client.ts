@@ -11,24 +11,20 @@
  * - existing data that does not match is replaced piece by piece, each only once a verified
  *   piece is there to replace it, and the count is reported (`piecesReplaced`).
  */
-import { rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { logger } from '../log.js';
 import type { Dht } from '../dht/dht.js';
 import { DhtPeerSource } from '../dht/peer-source.js';
 import { NoPeersError, TransferError } from '../errors.js';
-import { fileList, fileOffsets, type Metainfo } from '../metainfo/torrent.js';
+import { fileOffsets, type Metainfo } from '../metainfo/torrent.js';
 import type { PeerConnection } from '../peer/connection.js';
 import { makePeerId } from '../peer/peer-id.js';
-import { applyFileAttributes } from '../storage/attributes.js';
 import { startupCheck, type ProgressFn, type StartupCheck } from '../storage/check.js';
 import { ResumeWriter } from '../storage/checkpoint.js';
-import { DiskStorage } from '../storage/disk.js';
-import { OutputChangedError } from '../storage/stamps.js';
 import { Layout } from '../storage/layout.js';
-import { METADATA_SUFFIX, resumePath, withSuffix } from '../storage/names.js';
-import { planOutput, type OutputPlan } from '../storage/output.js';
-import { partsPath } from '../storage/parts.js';
+import type { OutputPlan } from '../storage/output.js';
 import { wantedPieces } from '../storage/selection.js';
+import { OutputChangedError } from '../storage/stamps.js';
 import { StreamOut, windowPieces, type ByteSink } from '../storage/stream-out.js';
 import { Announcer, requireUsableTracker } from '../tracker/announcer.js';
 import { preloadHttpClient } from '../tracker/http.js';
@@ -37,6 +33,7 @@ import { Bitfield } from '../wire/bitfield.js';
 import type { DownloadOptions, DownloadStats } from './download-api.js';
 import { Download } from './download.js';
 import { Listener, type ListenOptions } from './listener.js';
+import { OutputFiles } from './output-files.js';
 import { SyncSchedule } from './sync-schedule.js';
 import type { MagnetHandoff } from './magnet.js';
 
@@ -120,63 +117,15 @@ export interface ClientResult {
 
 export async function download(o: ClientOptions): Promise<ClientResult> {
   const { meta } = o;
-  const peers = o.peers ?? [];
-  // Peers given by hand replace the trackers and the DHT, except for a magnet link's own peers.
-  const bySources = o.trackersToo || peers.length === 0;
-  const useTrackers = bySources && meta.announceList.length > 0;
-  // Private torrents (BEP 27) get peers from their trackers only.
-  const dht = bySources && !meta.private ? (o.dht ?? null) : null;
-  const webSeeds = o.webSeeds === false ? [] : meta.urlList;
-  // A seed that listens can wait for peers that know its address; a download needs a source.
-  const waitsForPeers = o.seedOnly === true && o.listen !== false;
-  if (peers.length === 0 && !useTrackers && !dht && webSeeds.length === 0 && !waitsForPeers) {
-    throw new NoPeersError(
-      o.seedOnly
-        ? 'no peer can reach this seed: the torrent names no tracker, no DHT is used and --no-listen accepts none'
-        : meta.private
-          ? 'the private torrent names no tracker: give peers with --peer HOST:PORT'
-          : 'the torrent names no tracker and the DHT is off: give peers with --peer HOST:PORT',
-    );
-  }
+  const { peers, useTrackers, dht, webSeeds } = peerSources(o);
   if (useTrackers) requireUsableTracker(meta.announceList);
   if (useTrackers) preloadHttpClient(meta.announceList.flat());
-  // Neither reads meta.files, which would make an object per file and keep them all.
+  // fileOffsets does not read meta.files, which would make an object per file and keep them all.
   const layout = new Layout({ starts: fileOffsets(meta) }, meta.pieceLength, meta.length);
-  const plan = await planOutput(
-    { name: meta.name, multiFile: meta.multiFile, infoHash: meta.infoHash, files: fileList(meta) },
-    o.output,
-  );
   const selected = o.selected ?? null;
-  const storage = await DiskStorage.open(plan, layout, {
-    selected,
-    partsFile: { path: partsPath(plan), infoHash: meta.infoHash },
-  });
+  const out = await OutputFiles.open(meta, layout, o.output, selected, o.stream !== undefined);
+  const { plan, storage, resumeFile, metadataFile } = out;
   const wanted = wantedPieces(layout, selected);
-  // Bytes of boundary pieces that belong to files now selected but sit only in the parts file
-  // (the selection grew): put in place before anything relies on those files.
-  const copyFromParts = async (have: Bitfield) => {
-    for (const p of storage.piecesToCopy(have)) {
-      await storage.writePiece(p, await storage.readPiece(p));
-    }
-  };
-  // Without a selection the parts file has served its purpose once everything is complete.
-  const dropParts = async () => {
-    if (!selected) await storage.parts?.remove();
-  };
-  // BEP 47 `x` and `l` once the whole torrent is in place under its final names: not for a
-  // partial selection (the other files are not there) nor a stream (it leaves no file).
-  const applyAttributes = async () => {
-    if (selected || o.stream) return;
-    const r = await applyFileAttributes(plan, {
-      multiFile: meta.multiFile,
-      files: fileList(meta),
-    });
-    if (r.executables + r.symlinks > 0) {
-      log('%d files made executable, %d links', r.executables, r.symlinks);
-    }
-  };
-  const resumeFile = resumePath(plan);
-  const metadataFile = withSuffix(plan.root, METADATA_SUFFIX);
   // Our own signal: the caller's interrupt, or a fault found by a checkpoint, ends the download.
   const ctl = new AbortController();
   const forward = () => ctl.abort(o.signal?.reason);
@@ -244,7 +193,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         plan,
         { port: 0 },
       );
-      await copyFromParts(check.have);
+      await out.copyFromParts(check.have);
       if (streamOut) {
         // Streamed from the working copy, which the command removes next: nothing to keep.
         streamOut.start(check.have);
@@ -252,12 +201,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         storage.discardData();
       } else {
         await storage.sync();
-        await storage.finalize();
-        await applyAttributes();
+        await out.finalize();
       }
-      await dropParts();
-      await removeStale(resumeFile);
-      await rm(metadataFile, { force: true }).catch(() => {});
+      await out.removeLeftovers(null);
       const stats = idleStats(layout);
       return { stats, plan, check: checkInfo, wasComplete: true };
     }
@@ -322,7 +268,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         if (o.torrentBytes) await writeFile(metadataFile, o.torrentBytes).catch(() => {});
         storage.setBeforeWrite((index) => w.intent(index));
       }
-      await copyFromParts(check.have);
+      await out.copyFromParts(check.have);
     })();
     // Its failure is the download's (run() rejects with it).
     ready.catch(() => {});
@@ -434,9 +380,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       await writer?.idle();
       await untilAborted(streamOut.done, ctl.signal);
       storage.discardData();
-      if (writer) await writer.remove();
-      await dropParts();
-      await rm(metadataFile, { force: true }).catch(() => {});
+      await out.removeLeftovers(writer);
       if (tracker && !selected) await tracker.complete().catch(() => {});
     } else if (!complete) {
       await writer?.idle();
@@ -446,22 +390,16 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // A complete checkpoint first (it makes the data durable), so that a crash while renaming
       // still finds a complete torrent.
       if (writer) await writer.checkpoint(true);
-      const { cut } = await storage.finalize();
-      for (const p of cut)
+      for (const p of await out.finalize())
         d.emit('warning', `${p} was longer than the torrent's file: cut to size`);
-      await applyAttributes();
-      if (writer) await writer.remove();
-      await dropParts();
-      await rm(metadataFile, { force: true }).catch(() => {});
+      await out.removeLeftovers(writer);
       // Only now, with the data checked and named, do trackers hear that we completed (not after
       // a partial selection: we are no seeder).
       if (tracker && !selected) await tracker.complete().catch(() => {});
     } else {
       // Complete before this run, and seeding: final names and attributes as any complete run.
-      await storage.finalize();
-      await applyAttributes();
-      await dropParts();
-      await removeStale(resumeFile);
+      await out.finalize();
+      await out.removeLeftovers(null);
     }
     let final = stats;
     if (seeding) {
@@ -501,6 +439,37 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       await stopping;
     }
   }
+}
+
+/**
+ * Where this run finds peers: the peers given by hand replace the trackers and the DHT (unless
+ * `trackersToo`, a magnet link's own peers); private torrents (BEP 27) get peers from their
+ * trackers only. NoPeersError when nothing could bring a peer (a seed that listens can wait for
+ * peers that know its address).
+ */
+function peerSources(o: ClientOptions): {
+  peers: PeerAddress[];
+  useTrackers: boolean;
+  dht: ClientOptions['dht'];
+  webSeeds: string[];
+} {
+  const { meta } = o;
+  const peers = o.peers ?? [];
+  const bySources = o.trackersToo || peers.length === 0;
+  const useTrackers = bySources && meta.announceList.length > 0;
+  const dht = bySources && !meta.private ? (o.dht ?? null) : null;
+  const webSeeds = o.webSeeds === false ? [] : meta.urlList;
+  const waitsForPeers = o.seedOnly === true && o.listen !== false;
+  if (peers.length === 0 && !useTrackers && !dht && webSeeds.length === 0 && !waitsForPeers) {
+    throw new NoPeersError(
+      o.seedOnly
+        ? 'no peer can reach this seed: the torrent names no tracker, no DHT is used and --no-listen accepts none'
+        : meta.private
+          ? 'the private torrent names no tracker: give peers with --peer HOST:PORT'
+          : 'the torrent names no tracker and the DHT is off: give peers with --peer HOST:PORT',
+    );
+  }
+  return { peers, useTrackers, dht, webSeeds };
 }
 
 /** `p`, or the signal's reason as soon as it is aborted. */
@@ -562,11 +531,6 @@ function idleStats(layout: Layout): DownloadStats {
     heldBytes: 0,
     budgetBytes: 0,
   };
-}
-
-async function removeStale(file: string): Promise<void> {
-  await rm(file, { force: true }).catch(() => {});
-  await rm(`${file}.tmp`, { force: true }).catch(() => {});
 }
 
 /** Most peer addresses and warnings held from announces made before the download starts. */

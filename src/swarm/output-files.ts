@@ -1,0 +1,114 @@
+/**
+ * The output of one download as the client (client.ts) handles it around the swarm: the planned
+ * paths, the storage opened on them, the resume and metadata files beside them, and what is done
+ * to them once the data is all there (boundary pieces copied out of the parts file, final names,
+ * BEP 47 attributes, the files that only served the download removed).
+ */
+import { rm } from 'node:fs/promises';
+import { logger } from '../log.js';
+import { fileList, type Metainfo } from '../metainfo/torrent.js';
+import { applyFileAttributes } from '../storage/attributes.js';
+import type { ResumeWriter } from '../storage/checkpoint.js';
+import { DiskStorage } from '../storage/disk.js';
+import type { Layout } from '../storage/layout.js';
+import { METADATA_SUFFIX, resumePath, withSuffix } from '../storage/names.js';
+import { planOutput, type OutputPlan } from '../storage/output.js';
+import { partsPath } from '../storage/parts.js';
+import type { Bitfield } from '../wire/bitfield.js';
+
+const log = logger('tdl:storage');
+
+export class OutputFiles {
+  /** The resume file, and the copy of a magnet's metadata kept beside it. */
+  readonly resumeFile: string;
+  readonly metadataFile: string;
+
+  private constructor(
+    private readonly meta: Metainfo,
+    readonly plan: OutputPlan,
+    readonly storage: DiskStorage,
+    /** The files selected (null: all). */
+    private readonly selected: Uint8Array | null,
+    /** The output is a stream's working copy (it leaves no file). */
+    private readonly stream: boolean,
+  ) {
+    this.resumeFile = resumePath(plan);
+    this.metadataFile = withSuffix(plan.root, METADATA_SUFFIX);
+  }
+
+  /** Plan the output under `output` and open its storage for writing. */
+  static async open(
+    meta: Metainfo,
+    layout: Layout,
+    output: string | undefined,
+    selected: Uint8Array | null,
+    stream: boolean,
+  ): Promise<OutputFiles> {
+    // fileList does not read meta.files, which would make an object per file and keep them all.
+    const plan = await planOutput(
+      {
+        name: meta.name,
+        multiFile: meta.multiFile,
+        infoHash: meta.infoHash,
+        files: fileList(meta),
+      },
+      output,
+    );
+    const storage = await DiskStorage.open(plan, layout, {
+      selected,
+      partsFile: { path: partsPath(plan), infoHash: meta.infoHash },
+    });
+    return new OutputFiles(meta, plan, storage, selected, stream);
+  }
+
+  /**
+   * Bytes of boundary pieces that belong to files now selected but sit only in the parts file
+   * (the selection grew): put in place before anything relies on those files.
+   */
+  async copyFromParts(have: Bitfield): Promise<void> {
+    const { storage } = this;
+    for (const p of storage.piecesToCopy(have)) {
+      await storage.writePiece(p, await storage.readPiece(p));
+    }
+  }
+
+  /**
+   * The data is complete and verified: exact sizes and final names (see DiskStorage.finalize),
+   * then the BEP 47 attributes. Returns the files that were longer and were cut.
+   */
+  async finalize(): Promise<string[]> {
+    const { cut } = await this.storage.finalize();
+    await this.applyAttributes();
+    return cut;
+  }
+
+  /**
+   * The download is over and needs nothing more kept for a later run: the resume file (through
+   * its writer when there is one), the metadata copy, and the parts file unless some files are
+   * left out (a later, wider selection reads their boundary bytes from it).
+   */
+  async removeLeftovers(writer: ResumeWriter | null): Promise<void> {
+    if (writer) await writer.remove();
+    else {
+      await rm(this.resumeFile, { force: true }).catch(() => {});
+      await rm(`${this.resumeFile}.tmp`, { force: true }).catch(() => {});
+    }
+    if (!this.selected) await this.storage.parts?.remove();
+    await rm(this.metadataFile, { force: true }).catch(() => {});
+  }
+
+  /**
+   * BEP 47 `x` and `l` once the whole torrent is in place under its final names: not for a
+   * partial selection (the other files are not there) nor a stream (it leaves no file).
+   */
+  private async applyAttributes(): Promise<void> {
+    if (this.selected || this.stream) return;
+    const r = await applyFileAttributes(this.plan, {
+      multiFile: this.meta.multiFile,
+      files: fileList(this.meta),
+    });
+    if (r.executables + r.symlinks > 0) {
+      log('%d files made executable, %d links', r.executables, r.symlinks);
+    }
+  }
+}
