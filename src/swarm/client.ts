@@ -210,48 +210,23 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     // Listening and the first announce start before the first checkpoint is written: the
     // tracker's answer is on its way while the resume file is synced (docs/DESIGN.md, "Start-up").
     const peerId = o.handoff?.peerId ?? makePeerId();
-    const handshakeMs = o.timeouts?.handshakeMs ?? o.peerTimeoutMs ?? 15_000;
     if (o.handoff) {
       // Listening since the metadata phase (null with --no-listen).
       listener = o.handoff.takeListener();
     } else if (o.listen !== false) {
-      listener = new Listener({
-        infoHash: meta.infoHash,
-        peerId,
-        pieceCount: layout.pieceCount,
-        handshakeMs: Math.min(handshakeMs, 15_000),
-      });
-      await listener.listen(o.listen ?? {});
+      listener = await listen(o, peerId, layout.pieceCount);
     }
     const port = listener?.port ?? 0;
     if (useTrackers) {
       const leftAtStart = layout.bytesOf(wanted) - layout.bytesOf(check.have, wanted);
-      const announceStats = () => {
+      ({ tracker, early } = announce(o, peerId, port, listener, () => {
         const s = dl?.stats();
         return {
           uploaded: s?.uploaded ?? 0,
           downloaded: s?.downloaded ?? 0,
           left: s ? s.total - s.completed : leftAtStart,
         };
-      };
-      // A magnet's announce session goes on: `started` was sent once, with this peer id and port,
-      // and its peers and incoming connections go to the metadata phase until the download takes
-      // them over.
-      o.handoff?.setAnnounceStats(announceStats);
-      const handed = o.handoff?.takeAnnouncer() ?? null;
-      tracker =
-        handed ??
-        new Announcer({
-          announceList: meta.announceList,
-          infoHash: meta.infoHash,
-          peerId,
-          port,
-          stats: announceStats,
-        });
-      if (!handed) {
-        early = holdEarly(tracker, o.handoff ? null : listener);
-        tracker.start();
-      }
+      }));
     }
     // The first checkpoint saves what the check found. The download starts beside it: peers
     // are dialled and unchoke us while it is written, but no block is asked for before it is
@@ -439,6 +414,52 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       await stopping;
     }
   }
+}
+
+/** A listener for incoming peers of this torrent, listening (closed again if it cannot). */
+async function listen(o: ClientOptions, peerId: Buffer, pieceCount: number): Promise<Listener> {
+  const handshakeMs = o.timeouts?.handshakeMs ?? o.peerTimeoutMs ?? 15_000;
+  const listener = new Listener({
+    infoHash: o.meta.infoHash,
+    peerId,
+    pieceCount,
+    handshakeMs: Math.min(handshakeMs, 15_000),
+  });
+  try {
+    await listener.listen(o.listen || {});
+  } catch (e) {
+    await listener.close().catch(() => {});
+    throw e;
+  }
+  return listener;
+}
+
+/**
+ * The announce session: a new one, started now, whose first answers are held (`early`) until
+ * the download takes them; or a magnet's, which goes on (`started` was sent once, with this peer
+ * id and port, and its peers and incoming connections go to the metadata phase until the
+ * download takes them over).
+ */
+function announce(
+  o: ClientOptions,
+  peerId: Buffer,
+  port: number,
+  listener: Listener | null,
+  stats: () => { uploaded: number; downloaded: number; left: number },
+): { tracker: Announcer; early: EarlySource | null } {
+  o.handoff?.setAnnounceStats(stats);
+  const handed = o.handoff?.takeAnnouncer() ?? null;
+  if (handed) return { tracker: handed, early: null };
+  const tracker = new Announcer({
+    announceList: o.meta.announceList,
+    infoHash: o.meta.infoHash,
+    peerId,
+    port,
+    stats,
+  });
+  const early = holdEarly(tracker, o.handoff ? null : listener);
+  tracker.start();
+  return { tracker, early };
 }
 
 /**
