@@ -24,26 +24,19 @@ import { ResumeWriter } from '../storage/checkpoint.js';
 import { Layout } from '../storage/layout.js';
 import type { OutputPlan } from '../storage/output.js';
 import { wantedPieces } from '../storage/selection.js';
-import { OutputChangedError } from '../storage/stamps.js';
 import { StreamOut, windowPieces, type ByteSink } from '../storage/stream-out.js';
 import { Announcer, requireUsableTracker } from '../tracker/announcer.js';
 import { preloadHttpClient } from '../tracker/http.js';
 import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import type { DownloadOptions, DownloadStats } from './download-api.js';
+import { Checkpointing } from './checkpointing.js';
 import { Download } from './download.js';
 import { Listener, type ListenOptions } from './listener.js';
 import { OutputFiles } from './output-files.js';
-import { SyncSchedule } from './sync-schedule.js';
 import type { MagnetHandoff } from './magnet.js';
 
 const log = logger('tdl:resume');
-
-/**
- * A checkpoint of the resume file is written this often while data arrives, and as soon as
- * CHECKPOINT_BYTES came since the last one (SyncSchedule).
- */
-export const CHECKPOINT_INTERVAL_MS = 3_000;
 
 export interface SeedLimits {
   /** Stop seeding after this long (ms); undefined = until interrupted. */
@@ -132,7 +125,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   if (o.signal?.aborted) forward();
   else o.signal?.addEventListener('abort', forward, { once: true });
   let writer: ResumeWriter | null = null;
-  let timer: NodeJS.Timeout | null = null;
+  let checkpoints: Checkpointing | null = null;
   let listener: Listener | null = null;
   let tracker: Announcer | undefined;
   /** The first announce's peers and warnings, held until the download starts. */
@@ -285,30 +278,23 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     });
     const d = dl;
 
-    // A stream's working copy is synced by the checkpoints only: at its end it is removed.
-    const schedule = new SyncSchedule(writer !== null && !streamOut);
-    let warnedCheckpoint = false;
     // Once every piece is written the completion path below takes over: it syncs and writes the
     // complete checkpoint itself, or for a stream none at all.
-    const kick = () => {
-      if (!writer || writer.busy || !writer.stale || ctl.signal.aborted || d.allWritten) return;
-      schedule.checkpointed();
-      writer.checkpoint().catch((e: unknown) => {
-        if (e instanceof OutputChangedError) ctl.abort(e);
-        else if (!warnedCheckpoint) {
-          warnedCheckpoint = true;
-          d.emit('warning', `cannot save resume data: ${(e as Error).message}`);
-        }
-      });
-    };
+    const cp = writer
+      ? new Checkpointing({
+          writer,
+          download: d,
+          syncAhead: () => storage.syncAhead(),
+          // A stream's working copy is synced by the checkpoints only: at its end it is removed.
+          syncsAhead: !streamOut,
+          signal: ctl.signal,
+          abort: (e) => ctl.abort(e),
+        })
+      : null;
+    checkpoints = cp;
     d.on('piece', (index) => {
       streamOut?.have(index);
-      writer?.markWritten(index);
-      const step = schedule.written(layout.pieceSize(index), d.missing);
-      if (step === 'checkpoint') kick();
-      // Half of what is left to sync at the end starts now: the sync before the complete
-      // checkpoint finds the last few megabytes only (docs/DESIGN.md, "Syncing ahead").
-      else if (step === 'sync-ahead') storage.syncAhead();
+      cp?.written(index, layout.pieceSize(index));
     });
 
     o.onStart?.(d, plan, { port });
@@ -329,10 +315,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       );
     }
 
-    if (writer) {
-      timer = setInterval(kick, CHECKPOINT_INTERVAL_MS);
-      timer.unref();
-    }
+    cp?.start();
     // The pieces present stream once the boundary pieces are copied from the parts file.
     if (streamOut)
       void ready.then(
@@ -343,8 +326,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     // What the first announce brought while the download was being set up.
     early?.release(d);
     const stats = await running;
-    if (timer) clearInterval(timer);
-    timer = null;
+    cp?.stop();
     if (!complete && streamOut) {
       // A stream's working copy is kept only for a later run of a stream that did not finish.
       // Once the reader has every byte it is waste (the command removes it): it is neither
@@ -384,7 +366,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     }
     return { stats: final, plan, check: checkInfo, wasComplete: complete };
   } catch (e) {
-    if (timer) clearInterval(timer);
+    checkpoints?.stop();
     // No more blocks from here on: a piece that completed while the last checkpoint was being
     // written would be on disk but only in its journal (sound, yet hashed again next time).
     dl?.close();
