@@ -45,7 +45,13 @@ import { mkdir, open, rename, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { logger } from '../log.js';
 import { DiskError } from '../errors.js';
-import { Durability, Identities, SYNCFS_MIN_FILES, syncFolders } from './durability.js';
+import {
+  Durability,
+  Identities,
+  SYNCFS_MIN_FILES,
+  syncFolders,
+  type DurabilityHost,
+} from './durability.js';
 import { FilePool, fdLimit, poolCapacity } from './file-pool.js';
 import {
   eachLimited,
@@ -74,7 +80,7 @@ import {
 import { PartsFile } from './parts.js';
 import { addPieceRuns, readRuns, type ReadSource, type Run } from './piece-reads.js';
 import type { StampTable } from './resume.js';
-import { OutputChangedError, Stamps, type FileStamp } from './stamps.js';
+import { OutputChangedError, Stamps, type FileStamp, type StampHost } from './stamps.js';
 
 export { toDiskError } from './fs-util.js';
 
@@ -231,9 +237,13 @@ export class DiskStorage {
     this.exists = new Uint8Array(n);
     this.ident = new Identities(n);
     this.knownSize = new Float64Array(n);
-    this.stamp = new Stamps(n, {
+    // What the syncs, the stamps and the reads need of the files: one view for the three.
+    const view: DurabilityHost & StampHost & ReadSource = {
       ident: this.ident,
-      onDisk: (i) => this.exists[i] === 1 && !this.isPadding(i),
+      syncfs: () => this.syncfs,
+      parts: () => this.parts,
+      onDisk: (i) => this.onDisk(i),
+      holds: (sp) => this.fileHolds(sp),
       knownSize: (i) => this.knownSize[i]!,
       gen: (i) => this.durable.gen(i),
       isOpen: (i) => this.pool.has(i),
@@ -241,23 +251,10 @@ export class DiskStorage {
       statHandle: (fd) => this.statHandle(fd),
       lstat: (p) => this.lstatNow(p),
       currentPath: (i) => this.currentPath(i),
-    });
-    this.reads = {
-      parts: () => this.parts,
-      isPadding: (i) => this.isPadding(i),
-      onDisk: (i) => this.exists[i] === 1,
-      holds: (sp) => this.fileHolds(sp),
-      withFile: (i, fn) => this.withFile(i, fn),
-      currentPath: (i) => this.currentPath(i),
     };
-    this.durable = new Durability(n, {
-      syncfs: () => this.syncfs,
-      withFile: (i, fn) => this.withFile(i, fn),
-      isOpen: (i) => this.pool.has(i),
-      statHandle: (fd) => this.statHandle(fd),
-      currentPath: (i) => this.currentPath(i),
-      ident: this.ident,
-    });
+    this.durable = new Durability(n, view);
+    this.stamp = new Stamps(n, view);
+    this.reads = view;
   }
 
   /** Final path of file `i`. */
@@ -287,6 +284,11 @@ export class DiskStorage {
   /** Part of the selection (always true without one): only these are ever on disk. */
   isSelected(i: number): boolean {
     return (this.flags[i]! & SELECTED) !== 0;
+  }
+
+  /** File `i` is a real file on disk (found at open, or created by tdl; never padding). */
+  private onDisk(i: number): boolean {
+    return this.exists[i] === 1 && !this.isPadding(i);
   }
 
   /** A selected file that is not padding: one that tdl keeps on disk. */
@@ -807,7 +809,7 @@ export class DiskStorage {
    */
   markDirty(indexes: Iterable<number>): void {
     for (const i of indexes) {
-      if (!(i >= 0 && i < this.fileCount) || this.isPadding(i) || !this.exists[i]) continue;
+      if (!(i >= 0 && i < this.fileCount) || !this.onDisk(i)) continue;
       this.durable.markDirty(i);
     }
   }

@@ -23,9 +23,7 @@ export interface Run {
 export interface ReadSource {
   /** The parts file (copies of boundary pieces), if any. */
   parts(): PartsFile | null;
-  /** BEP 47 padding: zeros by definition. */
-  isPadding(i: number): boolean;
-  /** File `i` is on disk (found at open, or created by tdl). */
+  /** File `i` is a real file on disk (padding never is: it reads as zeros). */
   onDisk(i: number): boolean;
   /** Does file `s.fileIndex` hold this span's bytes (padding always does)? */
   holds(s: Span): boolean;
@@ -70,7 +68,7 @@ export async function readRuns(src: ReadSource, runs: readonly Run[], buf: Buffe
       await src.parts()!.read(r.piece, r.fileOffset, r.length, buf, r.at);
       continue;
     }
-    if (src.isPadding(r.fileIndex) || !src.onDisk(r.fileIndex)) {
+    if (!src.onDisk(r.fileIndex)) {
       buf.fill(0, r.at, r.at + r.length);
       continue;
     }
