@@ -24,6 +24,17 @@ import { encodeJournalEntry, encodeResume } from './resume.js';
 
 const log = logger('tdl:resume');
 
+/** Where a checkpoint of the resume file `file` is written before it is renamed over it. */
+export function resumeTempPath(file: string): string {
+  return `${file}.tmp`;
+}
+
+/** Remove a resume file that no writer holds, and its temporary copy (best effort). */
+export async function removeResumeFiles(file: string): Promise<void> {
+  await rm(file, { force: true }).catch(() => {});
+  await rm(resumeTempPath(file), { force: true }).catch(() => {});
+}
+
 /** Journal entries of pieces starting within this window are written together. */
 export const JOURNAL_BATCH_MS = 5;
 
@@ -61,7 +72,7 @@ export class ResumeWriter {
   }
 
   get tempFile(): string {
-    return `${this.file}.tmp`;
+    return resumeTempPath(this.file);
   }
 
   /** True while a checkpoint is being written. */

@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { logger } from '../log.js';
 import { fileList, type Metainfo } from '../metainfo/torrent.js';
 import { applyFileAttributes } from '../storage/attributes.js';
-import type { ResumeWriter } from '../storage/checkpoint.js';
+import { removeResumeFiles, type ResumeWriter } from '../storage/checkpoint.js';
 import { DiskStorage } from '../storage/disk.js';
 import type { Layout } from '../storage/layout.js';
 import { METADATA_SUFFIX, resumePath, withSuffix } from '../storage/names.js';
@@ -89,10 +89,7 @@ export class OutputFiles {
    */
   async removeLeftovers(writer: ResumeWriter | null): Promise<void> {
     if (writer) await writer.remove();
-    else {
-      await rm(this.resumeFile, { force: true }).catch(() => {});
-      await rm(`${this.resumeFile}.tmp`, { force: true }).catch(() => {});
-    }
+    else await removeResumeFiles(this.resumeFile);
     if (!this.selected) await this.storage.parts?.remove();
     await rm(this.metadataFile, { force: true }).catch(() => {});
   }
