@@ -46,8 +46,6 @@ export interface PeerCliOptions {
   webSeeds: boolean;
 }
 
-/** The DHT's UDP port unless --port names one (it falls back to any free port). */
-
 export async function runDownload(
   file: string,
   opts: DownloadCliOptions & PeerCliOptions & { seed?: boolean; saveTorrent?: string },
@@ -81,6 +79,7 @@ export async function runDownload(
   /** The DHT of a .torrent download, while it starts (see below). */
   let dhtStarting: Promise<Dht> | null = null;
   const startDht = async () => {
+    // The DHT's UDP port is --port's when given (a taken one falls back to any free port).
     const port = opts.port ?? DHT_DEFAULT_PORT;
     dht = await startDhtNode({ port, bind: opts.bind, bootstrap: opts.dhtBootstrap, warn });
     return dht;

@@ -280,7 +280,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
 
     // Once every piece is written the completion path below takes over: it syncs and writes the
     // complete checkpoint itself, or for a stream none at all.
-    const cp = writer
+    checkpoints = writer
       ? new Checkpointing({
           writer,
           download: d,
@@ -291,10 +291,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
           abort: (e) => ctl.abort(e),
         })
       : null;
-    checkpoints = cp;
     d.on('piece', (index) => {
       streamOut?.have(index);
-      cp?.written(index, layout.pieceSize(index));
+      checkpoints?.written(index, layout.pieceSize(index));
     });
 
     o.onStart?.(d, plan, { port });
@@ -315,7 +314,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       );
     }
 
-    cp?.start();
+    checkpoints?.start();
     // The pieces present stream once the boundary pieces are copied from the parts file.
     if (streamOut)
       void ready.then(
@@ -326,7 +325,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     // What the first announce brought while the download was being set up.
     early?.release(d);
     const stats = await running;
-    cp?.stop();
+    checkpoints?.stop();
     if (!complete && streamOut) {
       // A stream's working copy is kept only for a later run of a stream that did not finish.
       // Once the reader has every byte it is waste (the command removes it): it is neither
