@@ -45,13 +45,7 @@ import { mkdir, open, rename, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { logger } from '../log.js';
 import { DiskError } from '../errors.js';
-import {
-  Durability,
-  Identities,
-  SYNCFS_MIN_FILES,
-  syncFolders,
-  type DurabilityHost,
-} from './durability.js';
+import { Durability, SYNCFS_MIN_FILES, syncFolders, type DurabilityHost } from './durability.js';
 import { FilePool, fdLimit, poolCapacity } from './file-pool.js';
 import {
   eachLimited,
@@ -80,7 +74,13 @@ import {
 import { PartsFile } from './parts.js';
 import { addPieceRuns, readRuns, type ReadSource, type Run } from './piece-reads.js';
 import type { StampTable } from './resume.js';
-import { OutputChangedError, Stamps, type FileStamp, type StampHost } from './stamps.js';
+import {
+  Identities,
+  OutputChangedError,
+  Stamps,
+  type FileStamp,
+  type StampHost,
+} from './stamps.js';
 
 export { toDiskError } from './fs-util.js';
 

@@ -10,8 +10,8 @@
  * (the kernel reports a write-back error once, to one handle), wherever it was met: in the
  * background (`syncAhead`) or as a file left the pool.
  *
- * Identities (the device and inode of each file, once known) live here too: the syncfs calls
- * name one folder per device, and DiskStorage checks files against them.
+ * The syncfs calls name one folder per device: the device of each file is its identity's (see
+ * Identities in stamps.ts).
  */
 import type { BigIntStats } from 'node:fs';
 import { constants } from 'node:fs';
@@ -20,6 +20,7 @@ import path from 'node:path';
 import { logger } from '../log.js';
 import type { DiskError } from '../errors.js';
 import { eachLimited, fdCall, FS_PARALLEL, syncFileSystems, toDiskError } from './fs-util.js';
+import type { Identities } from './stamps.js';
 
 const log = logger('tdl:storage');
 
@@ -262,37 +263,5 @@ export async function syncDir(dir: string): Promise<void> {
     log('cannot sync folder %s: %s', dir, (e as Error).message);
   } finally {
     await h?.close().catch(() => {});
-  }
-}
-
-/** Device and inode of each file, once known: three typed arrays, not two objects a file. */
-export class Identities {
-  private readonly devs: BigUint64Array;
-  private readonly inos: BigUint64Array;
-  private readonly known: Uint8Array;
-
-  constructor(n: number) {
-    this.devs = new BigUint64Array(n);
-    this.inos = new BigUint64Array(n);
-    this.known = new Uint8Array(n);
-  }
-
-  has(i: number): boolean {
-    return this.known[i] === 1;
-  }
-
-  dev(i: number): bigint | null {
-    return this.known[i] ? this.devs[i]! : null;
-  }
-
-  /** Is `st` the file known as `i` (true while it is not known)? */
-  same(i: number, st: { dev: bigint; ino: bigint }): boolean {
-    return !this.known[i] || (this.devs[i] === st.dev && this.inos[i] === st.ino);
-  }
-
-  set(i: number, st: { dev: bigint; ino: bigint }): void {
-    this.devs[i] = st.dev;
-    this.inos[i] = st.ino;
-    this.known[i] = 1;
   }
 }

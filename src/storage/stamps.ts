@@ -12,7 +12,6 @@
 import type { BigIntStats } from 'node:fs';
 import { logger } from '../log.js';
 import { DiskError } from '../errors.js';
-import type { Identities } from './durability.js';
 import { eachLimited, FS_PARALLEL } from './fs-util.js';
 import { StampTable } from './resume.js';
 
@@ -152,5 +151,37 @@ export class Stamps {
     const t0 = Date.now();
     await eachLimited(list, FS_PARALLEL, (i) => this.look(i));
     log('checked %d files in %d ms', list.length, Date.now() - t0);
+  }
+}
+
+/** Device and inode of each file, once known: three typed arrays, not two objects a file. */
+export class Identities {
+  private readonly devs: BigUint64Array;
+  private readonly inos: BigUint64Array;
+  private readonly known: Uint8Array;
+
+  constructor(n: number) {
+    this.devs = new BigUint64Array(n);
+    this.inos = new BigUint64Array(n);
+    this.known = new Uint8Array(n);
+  }
+
+  has(i: number): boolean {
+    return this.known[i] === 1;
+  }
+
+  dev(i: number): bigint | null {
+    return this.known[i] ? this.devs[i]! : null;
+  }
+
+  /** Is `st` the file known as `i` (true while it is not known)? */
+  same(i: number, st: { dev: bigint; ino: bigint }): boolean {
+    return !this.known[i] || (this.devs[i] === st.dev && this.inos[i] === st.ino);
+  }
+
+  set(i: number, st: { dev: bigint; ino: bigint }): void {
+    this.devs[i] = st.dev;
+    this.inos[i] = st.ino;
+    this.known[i] = 1;
   }
 }
