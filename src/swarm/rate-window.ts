@@ -32,7 +32,10 @@ export class RateWindow {
     return n;
   }
 
-  /** When bytes were last added (0: none are kept). */
+  /**
+   * When bytes were last added; 0 once the window holds none (old samples go when bytes are
+   * added or the window is summed, not when this is read).
+   */
   get lastAt(): number {
     return this.samples[this.samples.length - 1]?.t ?? 0;
   }
