@@ -1,6 +1,15 @@
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { DiskError, UsageError } from '../errors.js';
+import { DiskError, stdoutWriteError, UsageError } from '../errors.js';
 import { checkPieceLength, createTorrent, parseSize } from '../metainfo/create.js';
 import { escapeControl, formatBytes, formatRate, terminalColumns } from './format.js';
 import type { CliIO } from './program.js';
@@ -35,7 +44,13 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
       .map((u) => u.trim())
       .filter((u) => u !== ''),
   );
-  const outPath = toStdout ? undefined : path.resolve(opts.output);
+  if (toStdout && (io.stdout as { isTTY?: boolean }).isTTY) {
+    throw new UsageError(
+      '-o - would write a binary .torrent to the terminal: pipe or redirect stdout',
+    );
+  }
+  const target = toStdout ? undefined : outputTarget(opts.output);
+  const outPath = target?.path;
 
   const started = performance.now();
   let lastDraw = 0;
@@ -75,20 +90,33 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
   });
   if (tty) io.stderr.write('\r\x1b[2K');
 
-  if (outPath === undefined) {
-    // Bytes, not text: the streams tdl runs with (process.stdout) take a Buffer.
-    (io.stdout as unknown as { write(b: Uint8Array): unknown }).write(made.torrent);
+  if (target === undefined) {
+    // Bytes, not text: the streams tdl runs with (process.stdout) take a Buffer. Waited for, so
+    // a failed write (`> /dev/full`) is this run's failure, not a success.
+    const out = io.stdout as unknown as {
+      write(b: Uint8Array, cb: (err?: Error | null) => void): unknown;
+    };
+    await new Promise<void>((resolve, reject) => {
+      out.write(made.torrent, (err) => (err ? reject(stdoutWriteError(err)) : resolve()));
+    });
+  } else if (!target.regular) {
+    // A pipe or a device (`-o >(...)`, `-o /dev/stdout`): written to, as a shell's `>` would,
+    // never replaced by a file.
+    try {
+      await writeFile(target.path, made.torrent, { signal: io.signal });
+    } catch (e) {
+      if (io.signal?.aborted) throw io.signal.reason;
+      throw writeError(opts.output, e);
+    }
   } else {
     // Write beside the target, then rename: a failed run never leaves half a .torrent.
-    const tmp = `${outPath}.tdl-tmp-${process.pid}`;
+    const tmp = `${target.path}.tdl-tmp-${process.pid}`;
     try {
       writeFileSync(tmp, made.torrent);
-      renameSync(tmp, outPath);
+      renameSync(tmp, target.path);
     } catch (e) {
       rmSync(tmp, { force: true });
-      const code = (e as NodeJS.ErrnoException).code ?? String(e);
-      if (code === 'ENOENT') throw new UsageError(`cannot write ${opts.output}: ${code}`);
-      throw new DiskError(`cannot write ${opts.output}: ${code}`, { cause: e });
+      throw writeError(opts.output, e);
     }
   }
   if (!opts.quiet) {
@@ -100,4 +128,39 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
     );
   }
   return 0;
+}
+
+function writeError(shown: string, e: unknown): DiskError {
+  const code = (e as NodeJS.ErrnoException).code ?? String(e);
+  return new DiskError(`cannot write ${shown}: ${code}`, { cause: e });
+}
+
+/**
+ * Where `-o` writes, checked before any hashing: an existing regular file (through any links)
+ * is replaced at its real path; a pipe or a device is written to; a folder is refused, and so
+ * is a path whose folder is missing (exit 2) or not writable (exit 6).
+ */
+function outputTarget(output: string): { path: string; regular: boolean } {
+  const abs = path.resolve(output);
+  let st;
+  try {
+    st = statSync(abs);
+  } catch {
+    st = undefined;
+  }
+  if (st?.isDirectory()) throw new UsageError(`-o ${output} is a folder: name the .torrent file`);
+  if (st !== undefined && !st.isFile()) return { path: abs, regular: false };
+  const real = st === undefined ? abs : realpathSync.native(abs);
+  const dir = path.dirname(real);
+  try {
+    if (!statSync(dir).isDirectory()) throw new Error('not a folder');
+  } catch {
+    throw new UsageError(`cannot write ${output}: no folder ${dir}`);
+  }
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    throw writeError(output, e);
+  }
+  return { path: real, regular: true };
 }

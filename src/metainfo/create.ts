@@ -6,11 +6,12 @@
  * - Streaming: files are read through 1 MiB buffers, never whole, by this thread and
  *   `threads - 1` worker threads (see hash-worker.ts), each taking jobs of whole pieces from a
  *   shared counter. The workers are started first, so they boot while the folder is listed.
- * - Path rules: the torrent only holds regular files with names that are valid UTF-8 and pass
- *   the parser's path checks. A symbolic link is followed only when its target is inside the
- *   folder (a link to a file there is stored as a copy of it); a link that leads outside
- *   refuses the whole run. Anything else left out (special files, bad names, empty folders,
- *   broken or folder links, the output file itself) is reported through `onSkip`.
+ * - Path rules: the torrent only holds regular files, and symbolic links, with names that are
+ *   valid UTF-8 in NFC form and pass the parser's path checks. A link whose target is inside
+ *   the folder is kept as a link (BEP 47 `l`, relative to the folder); a link that leads
+ *   outside refuses the whole run. Anything else left out (special files, bad names, empty
+ *   folders, broken links, an earlier torrent at the output path) is reported through
+ *   `onSkip`. An output path that is one of the input's other files is refused.
  */
 import crypto from 'node:crypto';
 import fs, {
@@ -73,7 +74,11 @@ export interface CreateOptions {
   creationDate?: number;
   /** Hashing threads, this one included; default: the available parallelism, at most 8. */
   threads?: number;
-  /** A path never to include (the output file, when it lies inside the input folder). */
+  /**
+   * Where the torrent will be written. The file there (found by identity, whatever path leads
+   * to it) is never read into the torrent: an earlier `.torrent` inside the folder is skipped,
+   * and any other input file is refused (writing would destroy it).
+   */
   exclude?: string;
   onSkip?: (relativePath: string, reason: string) => void;
   /** Called as data is hashed: bytes done so far and the total. */
@@ -96,11 +101,39 @@ export interface CreatedTorrent {
 }
 
 interface SourceFile {
-  /** Absolute path to read (a link's target when the entry is a link). */
+  /** Absolute path to read. */
   abs: string;
   /** Path components inside the torrent. */
   path: string[];
   length: number;
+  /** A symbolic link (BEP 47 `l`, no data): its target's components under the torrent's folder. */
+  symlink?: string[];
+}
+
+/** The file at a path, by identity (device and inode), or undefined when there is none. */
+interface Identity {
+  dev: number;
+  ino: number;
+}
+
+function identityOf(p: string): Identity | undefined {
+  try {
+    const st = statSync(p);
+    return st.isFile() ? { dev: st.dev, ino: st.ino } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const sameFile = (a: Identity | undefined, st: Stats): boolean =>
+  a !== undefined && a.dev === st.dev && a.ino === st.ino;
+
+/** The output, found among the input files: skipped when it is an earlier torrent, else refused. */
+function outputInInput(shownPath: string, out: string): string {
+  if (/\.torrent$/i.test(out)) return 'the output file itself (it is replaced)';
+  throw new UsageError(
+    `refusing to write the torrent over ${shownPath}: it is one of the files being shared`,
+  );
 }
 
 /**
@@ -150,6 +183,10 @@ function entryName(raw: Buffer): { name: string; ascii: boolean } | { reason: st
       return { reason: 'name is not valid UTF-8' };
     }
     name = normalizeComponent(text);
+    // The torrent's names are NFC (as tdl reads every torrent): a name on disk in another
+    // form would be looked for under its NFC form when this folder is seeded, and not found.
+    if (name !== text)
+      return { reason: 'name is not in Unicode NFC form (rename it to include it)' };
   }
   try {
     checkPathComponent(name, 'name');
@@ -208,7 +245,7 @@ function listFolder(
   } catch (e) {
     throw ioError(dir, e);
   }
-  const exclude = opts.exclude === undefined ? undefined : path.resolve(opts.exclude);
+  const exclude = opts.exclude === undefined ? undefined : identityOf(opts.exclude);
   const out: SourceFile[] = [];
   // Synchronous on purpose: nothing else runs on this thread while listing (the workers boot
   // on theirs), and a promise per file cost several times the system call itself (and the
@@ -255,10 +292,6 @@ function listFolder(
     const rel = [...d.path, name];
     // Names were checked (no separator, not only dots): joining needs no normalising.
     const abs = d.prefix + text;
-    if (exclude !== undefined && abs === exclude) {
-      skip(shown(d, text), 'the output file itself');
-      continue;
-    }
     if (dirent.isDirectory()) {
       stack.push(open(abs, rel));
       continue;
@@ -279,7 +312,6 @@ function listFolder(
         throw ioError(abs, e);
       }
     }
-    let source = abs;
     if (st === undefined || st.isSymbolicLink()) {
       let target: string;
       try {
@@ -294,26 +326,31 @@ function listFolder(
             'refusing to put it in the torrent (copy the target in, or remove the link)',
         );
       }
-      try {
-        st = statSync(abs);
-      } catch (e) {
-        throw ioError(abs, e);
-      }
-      if (st.isDirectory()) {
-        skip(shown(d, text), 'symbolic link to a folder (its files are already in the torrent)');
+      if (target === realRoot) {
+        skip(shown(d, text), 'symbolic link to the folder itself');
         continue;
       }
-      source = target;
-    }
-    if (st?.isDirectory()) {
+      // Kept as a link (BEP 47): its target's data is in the torrent once, under the target's
+      // own name, and a download (or this folder, seeded) has the same link in the same place.
+      out.push({
+        abs,
+        path: rel,
+        length: 0,
+        symlink: path.relative(realRoot, target).split(path.sep),
+      });
+    } else if (st.isDirectory()) {
       stack.push(open(abs, rel));
-    } else if (st?.isFile()) {
-      out.push({ abs: source, path: rel, length: st.size });
-      if (out.length > MAX_FILES) {
-        throw new UsageError(`more than ${MAX_FILES} files: too many for one torrent`);
+    } else if (st.isFile()) {
+      if (sameFile(exclude, st)) {
+        skip(shown(d, text), outputInInput(shown(d, text), opts.exclude!));
+        continue;
       }
+      out.push({ abs, path: rel, length: st.size });
     } else {
       skip(shown(d, text), 'not a regular file');
+    }
+    if (out.length > MAX_FILES) {
+      throw new UsageError(`more than ${MAX_FILES} files: too many for one torrent`);
     }
   }
   return out;
@@ -461,7 +498,13 @@ function encodeFiles(files: SourceFile[]): Bencoded {
   for (const f of files) {
     let p = '';
     for (const c of f.path) p += `${Buffer.byteLength(c)}:${c}`;
-    parts.push(`d6:lengthi${f.length}e4:pathl${p}ee`);
+    if (f.symlink === undefined) {
+      parts.push(`d6:lengthi${f.length}e4:pathl${p}ee`);
+    } else {
+      let t = '';
+      for (const c of f.symlink) t += `${Buffer.byteLength(c)}:${c}`;
+      parts.push(`d4:attr1:l6:lengthi0e4:pathl${p}e12:symlink pathl${t}ee`);
+    }
   }
   parts.push('e');
   return new Bencoded(Buffer.from(parts.join('')));
@@ -482,6 +525,11 @@ function checkUrl(url: string, what: string, schemes: string[]): string {
     throw new UsageError(
       `${what} ${JSON.stringify(url)}: only ${schemes.map((s) => s.slice(0, -1)).join(', ')} URLs`,
     );
+  }
+  if (u.hostname === '') throw new UsageError(`${what} ${JSON.stringify(url)} has no host`);
+  // A UDP tracker has no default port: a client could not reach one without it.
+  if (u.protocol === 'udp:' && u.port === '') {
+    throw new UsageError(`${what} ${JSON.stringify(url)} has no port (udp://host:port)`);
   }
   return url;
 }
@@ -584,13 +632,16 @@ async function createWith(
     files = listFolder(abs, opts, skip);
     multiFile = true;
   } else if (st.isFile()) {
+    if (sameFile(opts.exclude === undefined ? undefined : identityOf(opts.exclude), st)) {
+      throw new UsageError(`refusing to write the torrent over its own input, ${input}`);
+    }
     files = [{ abs, path: [name], length: st.size }];
     multiFile = false;
   } else {
     throw new UsageError(`${input} is neither a file nor a folder`);
   }
   const total = files.reduce((s, f) => s + f.length, 0);
-  if (files.length === 0 || total === 0) {
+  if (!files.some((f) => f.symlink === undefined) || total === 0) {
     throw new UsageError(`${input}: no data to put in a torrent (a torrent cannot be empty)`);
   }
 
@@ -650,7 +701,8 @@ async function createWith(
     infoEnd = infoStart + m.info.length;
   };
   const pieces = await hashAll(
-    files,
+    // Links hold no data (length 0), so leaving them out moves no offset.
+    files.filter((f) => f.symlink === undefined),
     pieceLength,
     pieceCount,
     jobPieces,

@@ -1,13 +1,19 @@
 /**
  * End to end, in process: `tdl create` and `tdl info` on the torrents real clients make.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encode } from '../../src/metainfo/bencode.js';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
 import { runCli, tempDir } from '../helpers/cli.js';
+import { assertBuilt, MAIN } from '../helpers/tdl-process.js';
 import { randomBytesSeeded } from '../helpers/torrent.js';
+
+/** A shell word. */
+const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -215,7 +221,13 @@ describe('tdl create', () => {
     let stderr = '';
     const { run } = await import('../../src/cli/program.js');
     const code = await run(['create', f, '-o', '-'], {
-      stdout: { write: (s: string | Uint8Array) => chunks.push(Buffer.from(s)) },
+      stdout: {
+        write: (s: string | Uint8Array, cb?: () => void) => {
+          chunks.push(Buffer.from(s));
+          cb?.();
+          return true;
+        },
+      },
       stderr: { write: (s: string) => (stderr += s), isTTY: false },
     });
     expect(code).toBe(0);
@@ -224,6 +236,67 @@ describe('tdl create', () => {
     expect(m.creationDate).toBeGreaterThan(1_700_000_000);
     expect(stderr).toContain(`info hash: ${m.infoHashHex}`);
     expect(stderr).toContain('file:     1 (5 B), 1 piece of 16.0 KiB\n');
+  });
+
+  it('never writes over its input; writes into a pipe or device; waits for stdout', async () => {
+    const f = path.join(dir, 'f.bin');
+    await writeFile(f, 'precious');
+    const same = await runCli(['create', f, '-o', f]);
+    expect(same.code).toBe(2);
+    expect(same.stderr).toMatch(/refusing to write the torrent over its own input/);
+    const d = path.join(dir, 'd');
+    await mkdir(d);
+    await writeFile(path.join(d, 'movie.mkv'), 'frames');
+    const inside = await runCli(['create', d, '-o', path.join(d, 'movie.mkv')]);
+    expect(inside.code).toBe(2);
+    expect(inside.stderr).toMatch(/over movie\.mkv: it is one of the files being shared/);
+    expect(await readFile(f, 'utf8')).toBe('precious');
+    expect(await readFile(path.join(d, 'movie.mkv'), 'utf8')).toBe('frames');
+    const folder = await runCli(['create', f, '-o', d]);
+    expect(folder.code).toBe(2);
+    expect(folder.stderr).toMatch(/is a folder/);
+    const noDir = await runCli(['create', f, '-o', path.join(dir, 'no', 'x.torrent')]);
+    expect(noDir.code).toBe(2);
+    expect(noDir.stderr).toMatch(/no folder/);
+
+    // The real program through a shell: a device is written to, never replaced by a file, and a
+    // failed write to stdout fails the run.
+    assertBuilt();
+    const sh = (cmd: string) =>
+      spawnSync('bash', ['-c', cmd], { encoding: 'utf8', timeout: 30_000 });
+    const tdl = `${q(process.execPath)} ${q(MAIN)}`;
+    const full = sh(`${tdl} create ${q(f)} -o /dev/full`);
+    expect(full.status, full.stderr).toBe(6);
+    expect(full.stderr).toMatch(/cannot write \/dev\/full: ENOSPC/);
+    expect(statSync('/dev/full').isCharacterDevice()).toBe(true);
+    const piped = sh(`${tdl} create ${q(f)} -o - --no-date > /dev/full`);
+    expect(piped.status, piped.stderr).toBe(6);
+    expect(piped.stderr).toMatch(/cannot write to standard output: ENOSPC/);
+    const sub = sh(
+      `${tdl} create ${q(f)} -q --no-date -o >(sha1sum > ${q(dir)}/sum); wait; sleep 0.2`,
+    );
+    expect(sub.status, sub.stderr).toBe(0);
+    const direct = sh(`${tdl} create ${q(f)} -q --no-date -o - | sha1sum`);
+    expect(await readFile(path.join(dir, 'sum'), 'utf8')).toBe(direct.stdout);
+  }, 60_000);
+
+  it('keeps links inside the folder as links: the folder itself verifies and seeds', async () => {
+    const d = path.join(dir, 'linked');
+    await mkdir(path.join(d, 'sub'), { recursive: true });
+    await writeFile(path.join(d, 'a.txt'), 'hello');
+    await writeFile(path.join(d, 'sub', 'b'), 'x');
+    await symlink('a.txt', path.join(d, 'to-a'));
+    await symlink('sub', path.join(d, 'to-sub'));
+    const t = path.join(dir, 'linked.torrent');
+    expect((await runCli(['create', d, '-o', t, '-q'])).code).toBe(0);
+    const m = parseTorrent(await readFile(t));
+    expect(m.files.filter((x) => x.symlink).map((x) => [x.path, x.symlink])).toEqual([
+      [['to-a'], ['a.txt']],
+      [['to-sub'], ['sub']],
+    ]);
+    const v = await runCli(['verify', t, '-o', dir]);
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.stdout).toMatch(/result: +complete/);
   });
 
   it('usage errors exit 2, unreadable input exits 6', async () => {

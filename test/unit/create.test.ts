@@ -28,6 +28,7 @@ import {
 } from '../../src/metainfo/hash-prestart.js';
 import { run } from '../../src/cli/program.js';
 import { parseTorrent, pieceHash } from '../../src/metainfo/torrent.js';
+import { MAX_PATH_DEPTH } from '../../src/metainfo/paths.js';
 import { tempDir } from '../helpers/cli.js';
 import { randomBytesSeeded } from '../helpers/torrent.js';
 
@@ -287,7 +288,7 @@ describe('createTorrent', () => {
     expect(pieceHash(m, 6)).toEqual(sha1(data.subarray(6 * 16384)));
   });
 
-  it('says what it skips, follows links inside, refuses links outside', async () => {
+  it('says what it skips, keeps links inside as links, refuses links outside', async () => {
     const root = path.join(dir, 'in');
     await tree(root, { 'real.txt': 'abc', 'sub/x': 'x' });
     await mkdir(path.join(root, 'empty-dir'));
@@ -302,16 +303,21 @@ describe('createTorrent', () => {
       exclude: path.join(root, 'real.txt.torrent'),
     });
     const m = parseTorrent(made.torrent);
-    expect(m.files.map((f) => f.path.join('/'))).toContain('link-in');
+    const byPath = new Map(m.files.map((f) => [f.path.join('/'), f]));
+    expect(byPath.get('link-in')).toMatchObject({ length: 0, symlink: ['real.txt'] });
+    expect(byPath.get('link-dir')).toMatchObject({ length: 0, symlink: ['sub'] });
+    expect(byPath.get('real.txt')).toMatchObject({ length: 3 });
     expect(m.files.map((f) => f.path.join('/'))).toContain('badÿ');
+    expect(m.length).toBe(3 + 1 + 1);
     expect(skipped.sort()).toEqual(
       expect.arrayContaining([
         'broken: broken symbolic link',
         'empty-dir: empty folder (a torrent holds files only)',
-        'link-dir: symbolic link to a folder (its files are already in the torrent)',
         'fifo: not a regular file',
       ]),
     );
+    // The links hold no data: the pieces are those of the files alone.
+    expect(pieceHash(m, 0)).toEqual(sha1(Buffer.from('qabcx')));
 
     const outside = path.join(dir, 'secret');
     await writeFile(outside, 's');
@@ -334,20 +340,54 @@ describe('createTorrent', () => {
     expect(parseTorrent(made.torrent).files.map((f) => f.path)).toEqual([['ok']]);
     expect(skipped).toEqual([
       'b\ufffd: name is not valid UTF-8',
-      'out.torrent: the output file itself',
+      'out.torrent: the output file itself (it is replaced)',
+    ]);
+  });
+
+  it('finds the output by identity: an input file is refused, through links too', async () => {
+    const root = path.join(dir, 'own');
+    await tree(root, { 'movie.mkv': 'frames', 'old.torrent': 'd4:infoe' });
+    const via = path.join(dir, 'own-link');
+    await symlink(root, via);
+    await expect(createTorrent(root, { exclude: path.join(root, 'movie.mkv') })).rejects.toThrow(
+      /refusing to write the torrent over movie\.mkv: it is one of the files being shared/,
+    );
+    await expect(
+      createTorrent(path.join(root, 'movie.mkv'), { exclude: path.join(via, 'movie.mkv') }),
+    ).rejects.toThrow(/over its own input/);
+    // The folder named through a link, the output by its real path: still found.
+    const skipped: string[] = [];
+    const made = await createTorrent(via, {
+      exclude: path.join(root, 'old.torrent'),
+      onSkip: (rel, reason) => skipped.push(`${rel}: ${reason}`),
+    });
+    expect(parseTorrent(made.torrent).files.map((f) => f.path)).toEqual([['movie.mkv']]);
+    expect(skipped).toEqual(['old.torrent: the output file itself (it is replaced)']);
+  });
+
+  it('skips names that are not in NFC form, as it would not find them when seeding', async () => {
+    const root = path.join(dir, 'nfd');
+    await tree(root, { 'e\u0301.txt': 'one', '\u00e9t\u00e9.txt': 'two' });
+    const skipped: string[] = [];
+    const made = await createTorrent(root, {
+      onSkip: (rel, reason) => skipped.push(`${rel}: ${reason}`),
+    });
+    expect(parseTorrent(made.torrent).files.map((f) => f.path)).toEqual([['\u00e9t\u00e9.txt']]);
+    expect(skipped).toEqual([
+      'e\u0301.txt: name is not in Unicode NFC form (rename it to include it)',
     ]);
   });
 
   it('refuses a torrent it would not load, before reading the data', async () => {
-    // Two names on disk, one name in the torrent once NFC-normalised: the same path twice.
-    const root = path.join(dir, 'nfc');
-    await tree(root, { 'e\u0301': Buffer.from('one'), '\u00e9': Buffer.from('two') });
+    // A file deeper than the parser takes (MAX_PATH_DEPTH components).
+    const root = path.join(dir, 'deep');
+    await tree(root, { [`${'d/'.repeat(MAX_PATH_DEPTH)}f`]: Buffer.from('one'), top: 'two' });
     const progress: number[] = [];
     await expect(
       createTorrent(root, { threads: 1, onProgress: (done) => progress.push(done) }),
     ).rejects.toThrow(MetainfoError);
     expect(progress).toEqual([0]);
-    await expect(createTorrent(root, { threads: 2 })).rejects.toThrow(/same path/);
+    await expect(createTorrent(root, { threads: 2 })).rejects.toThrow(/more than 128 components/);
   });
 
   it('gives the info hash parseTorrent finds, from the real hashes', async () => {
@@ -396,6 +436,12 @@ describe('createTorrent', () => {
     );
     await expect(createTorrent(path.join(dir, 'f'), { webSeeds: ['udp://x:1'] })).rejects.toThrow(
       UsageError,
+    );
+    await expect(
+      createTorrent(path.join(dir, 'f'), { trackers: [['udp://tracker.example/announce']] }),
+    ).rejects.toThrow(/has no port/);
+    await expect(createTorrent(path.join(dir, 'f'), { webSeeds: ['file:///x'] })).rejects.toThrow(
+      /only http, https URLs/,
     );
   });
 });
