@@ -7,6 +7,7 @@
  * download whose files still carry `.part`: running `tdl download` again finishes it without the
  * network), 6 when the data cannot be read.
  */
+import { lstatSync } from 'node:fs';
 import path from 'node:path';
 import { hashPieces } from '../storage/check.js';
 import { DiskStorage } from '../storage/disk.js';
@@ -41,7 +42,7 @@ export interface VerifyCliOptions extends SelectOptions {
 export type FileState = 'complete' | 'partial' | 'missing' | 'too-long' | 'not-final';
 
 export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO): Promise<number> {
-  const meta = await loadTorrent(file);
+  const meta = await loadTorrent(file, { stdin: io.stdin, signal: io.signal });
   const json = Boolean(opts.json);
   const tty = Boolean(io.stderr.isTTY) && !opts.quiet && !json;
   const emit = (o: Record<string, unknown>) => io.stdout.write(jsonLine(o));
@@ -147,7 +148,22 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
         },
       ];
     });
-    const corrupt = r.nonZeroInvalid.count;
+    // A boundary piece whose bytes in a file not selected are nowhere (no copy in the parts
+    // file, the file not on disk) cannot be judged: missing, not corrupt.
+    let unjudged = 0;
+    for (const p of pieces) {
+      if (!r.nonZeroInvalid.has(p) || storage.parts?.has(p)) continue;
+      const blind = layout
+        .spans(p)
+        .some(
+          (s) =>
+            !storage.isSelected(s.fileIndex) &&
+            !storage.isPadding(s.fileIndex) &&
+            !fileExists(storage.finalPath(s.fileIndex)),
+        );
+      if (blind) unjudged++;
+    }
+    const corrupt = r.nonZeroInvalid.count - unjudged;
     const missing = wanted.count - r.valid.count - corrupt;
     const dataComplete = r.valid.count === wanted.count;
     // With a selection: the selected files' bytes, not the torrent's.
@@ -231,5 +247,14 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
     throw e;
   } finally {
     await storage.close();
+  }
+}
+
+/** A regular file is at `p` (not through a link at its last component). */
+function fileExists(p: string): boolean {
+  try {
+    return lstatSync(p).isFile();
+  } catch {
+    return false;
   }
 }

@@ -349,9 +349,10 @@ export async function startupCheck(o: {
 
 /**
  * With the parts file of a selection: a piece that has bytes in a file not selected is present
- * only through its copy there, so it is never believed without one; and every piece with a copy
- * is hashed (a few pieces: two per run of selected files), since its copy may be all that holds
- * some of its bytes (a file newly selected).
+ * only through its copy there, or through that file itself where it is on disk (an earlier,
+ * wider download), so it is never believed without a hash; and every piece with a copy is hashed
+ * (a few pieces: two per run of selected files), since its copy may be all that holds some of
+ * its bytes (a file newly selected).
  */
 export function selectionPlan(
   layout: Layout,
@@ -362,16 +363,18 @@ export function selectionPlan(
   let all = true;
   for (let i = 0; i < storage.fileCount && all; i++) all = storage.isSelected(i);
   if (!parts && all) return;
+  const toHash = new Set(plan.toHash);
   for (let p = 0; p < layout.pieceCount; p++) {
     if (!plan.trusted.has(p)) continue;
     const outside = layout
       .spans(p)
       .some((s) => !storage.isSelected(s.fileIndex) && !storage.isPadding(s.fileIndex));
-    if (outside && !parts?.has(p)) plan.trusted.clear(p);
+    if (outside && !parts?.has(p)) {
+      plan.trusted.clear(p);
+      toHash.add(p);
+    }
   }
-  if (!parts || parts.size === 0) return;
-  const toHash = new Set(plan.toHash);
-  for (const p of parts.pieces) {
+  for (const p of parts?.pieces ?? []) {
     plan.trusted.clear(p);
     toHash.add(p);
   }

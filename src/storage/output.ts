@@ -228,8 +228,10 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
  * Is the existing folder `dir` this multi-file torrent's top folder from an earlier run? Yes when
  * the resume file beside it names this torrent; or when every file of the torrent that is in it
  * fits (under its final name at its exact size, under its `.part` name no longer than the file)
- * and either all of them are there or at least one is there under its `.part` name (tdl creates
- * a working file when it first writes to it, so an interrupted run leaves some missing).
+ * and either all of them are there, or at least one is there under its `.part` name (tdl creates
+ * a working file when it first writes to it, so an interrupted run leaves some missing), or at
+ * least one (not empty) is there complete under its final name (a selection that finished, its
+ * parts file since deleted).
  */
 async function isOwnFolder(dir: string, t: TorrentShape): Promise<boolean> {
   if (t.infoHash && (await resumeInfoHash(withSuffix(dir, RESUME_SUFFIX)))?.equals(t.infoHash)) {
@@ -278,17 +280,21 @@ async function isOwnFolder(dir: string, t: TorrentShape): Promise<boolean> {
   const found = new Map<string, Set<string>>();
   for (const d of [...want.keys()].sort((a, b) => a.length - b.length)) {
     const there = d === dir || found.get(path.dirname(d))?.has(path.basename(d)) === true;
+    // A file (or a link) where the torrent has a folder: not this torrent's folder.
+    if (there && d !== dir && !(await lstatOrNull(d))?.isDirectory()) return false;
     found.set(d, there ? await listNames(d, want.get(d)!) : new Set());
   }
   const present = (p: string) => found.get(path.dirname(p))?.has(path.basename(p)) === true;
   let missing = false;
   let parts = false;
+  let whole = false;
   for (const { p, f } of files) {
     const fin = present(p) ? await lstatOrNull(p) : null;
     if (fin) {
       // A link entry is a symbolic link once a run completed (its target is checked then).
       if (f.symlink && fin.isSymbolicLink()) continue;
       if (!fin.isFile() || fin.size !== f.length) return false;
+      if (f.length > 0) whole = true;
       continue;
     }
     const partPath = withSuffix(p, PART_SUFFIX);
@@ -297,7 +303,9 @@ async function isOwnFolder(dir: string, t: TorrentShape): Promise<boolean> {
     else if (!part.isFile() || part.size > f.length) return false;
     else parts = true;
   }
-  return !missing || parts;
+  // Some files complete and the rest not there: a finished selection whose parts file was
+  // deleted (or the selection was all the run took).
+  return !missing || parts || whole;
 }
 
 /** The info hash recorded in a resume file's header, or null. */

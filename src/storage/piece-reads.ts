@@ -3,8 +3,11 @@
  * piece are turned into runs, one per stretch of a file (contiguous spans of one file merged),
  * and each run is read from wherever its bytes are: the file, zeros (padding, a file not on disk,
  * bytes past a file's end), or the parts file's copy of a boundary piece where the file does not
- * hold them (a file not selected, or not written that far).
+ * hold them (a file not selected, or not written that far). A file not selected that is on disk
+ * all the same (an earlier, wider download; the user's own copy) is read, never written, for the
+ * bytes a boundary piece has in it when the parts file holds no copy.
  */
+import { constants } from 'node:fs';
 import { toDiskError, fdCall } from './fs-util.js';
 import type { Span } from './layout.js';
 import type { PartsFile } from './parts.js';
@@ -29,7 +32,12 @@ export interface ReadSource {
   holds(s: Span): boolean;
   withFile<T>(i: number, fn: (fd: number) => Promise<T>): Promise<T>;
   currentPath(i: number): string | null;
+  /** Where a file not selected would be (its final path), to read only; null for any other. */
+  unselectedPath(i: number): string | null;
 }
+
+/** What reading a file not selected found: a missing file is not a read failure. */
+const ABSENT = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'EISDIR']);
 
 /**
  * Append the runs for these spans of piece `index`, at `base` in the buffer. A piece with a copy
@@ -69,7 +77,10 @@ export async function readRuns(src: ReadSource, runs: readonly Run[], buf: Buffe
       continue;
     }
     if (!src.onDisk(r.fileIndex)) {
-      buf.fill(0, r.at, r.at + r.length);
+      const side = src.unselectedPath(r.fileIndex);
+      if (side === null || !(await readUnselected(side, r, buf))) {
+        buf.fill(0, r.at, r.at + r.length);
+      }
       continue;
     }
     try {
@@ -94,6 +105,37 @@ export async function readRuns(src: ReadSource, runs: readonly Run[], buf: Buffe
       throw toDiskError(e, `cannot read ${src.currentPath(r.fileIndex)}`);
     }
   }
+}
+
+/**
+ * Read a run from a file not selected, opened for this read only (a boundary piece's few
+ * bytes), never through a link. False when the file is not there; bytes past its end read as
+ * zeros (the piece then fails its hash, as a short file's would).
+ */
+async function readUnselected(file: string, r: Run, buf: Buffer): Promise<boolean> {
+  let fd: number;
+  try {
+    fd = await fdCall.open(file, constants.O_RDONLY | constants.O_NOFOLLOW, 0);
+  } catch (e) {
+    if (ABSENT.has((e as NodeJS.ErrnoException).code ?? '')) return false;
+    throw toDiskError(e, `cannot read ${file}`);
+  }
+  try {
+    let done = 0;
+    while (done < r.length) {
+      const n = await fdCall.read(fd, buf, r.at + done, r.length - done, r.fileOffset + done);
+      if (n <= 0) {
+        buf.fill(0, r.at + done, r.at + r.length);
+        break;
+      }
+      done += n;
+    }
+  } catch (e) {
+    throw toDiskError(e, `cannot read ${file}`);
+  } finally {
+    await fdCall.close(fd).catch(() => {});
+  }
+  return true;
 }
 
 /** Append the spans of a piece, at `base` in the buffer, to runs, merging what is contiguous. */

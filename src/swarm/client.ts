@@ -197,7 +197,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         await out.finalize();
       }
       await out.removeLeftovers(null);
-      const stats = idleStats(layout);
+      const stats = idleStats(layout, selected ? wanted : null, check.have.count);
       return { stats, plan, check: checkInfo, wasComplete: true };
     }
     // Listening and the first announce start before the first checkpoint is written: the
@@ -510,15 +510,17 @@ function seedUntil(
   });
 }
 
-function idleStats(layout: Layout): DownloadStats {
+/** A run that found its files complete: the selection's size, as a download's stats give it. */
+function idleStats(layout: Layout, wanted: Bitfield | null, held: number): DownloadStats {
+  const total = layout.bytesOf(wanted);
   return {
-    total: layout.totalLength,
-    completed: layout.totalLength,
-    initial: layout.totalLength,
+    total,
+    completed: total,
+    initial: total,
     downloaded: 0,
     wasted: 0,
     wastedBy: { hashFailed: 0, duplicate: 0, afterCancel: 0 },
-    piecesDone: layout.pieceCount,
+    piecesDone: held,
     pieceCount: layout.pieceCount,
     rate: 0,
     uploaded: 0,

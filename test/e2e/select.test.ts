@@ -5,7 +5,7 @@
  * later fetches only what is missing.
  */
 import { existsSync } from 'node:fs';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -106,6 +106,58 @@ describe('--select', () => {
     }
     expect((await readdir(fx.dir)).sort()).toEqual(['out', 't.torrent']);
     expect((await runCli(['verify', torrent, '-o', out])).code).toBe(0);
+
+    // Narrower again, over the whole torrent on disk: the boundary pieces read the files not
+    // selected (there is no side file now), so all is complete and nothing is fetched again.
+    const narrow = await runCli(['verify', torrent, '-o', out, '--select', '3', '--json']);
+    expect(narrow.code, narrow.stdout).toBe(0);
+    expect(narrow.events.find((e) => e['event'] === 'verified')).toMatchObject({
+      complete: true,
+      piecesCorrupt: 0,
+      piecesMissing: 0,
+    });
+    const s4 = await fx.seeder(t, PIECE);
+    const r4 = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--select',
+      '3',
+      '--json',
+      ...peerArgs(s4),
+    ]);
+    expect(r4.code, r4.stderr).toBe(0);
+    expect(s4.served).toBe(0);
+    const done = r4.events.find((e) => e['event'] === 'done')!;
+    // The selection's figures, as the first run gave them (not the whole torrent's).
+    const first = r.events.find((e) => e['event'] === 'done')!;
+    expect(done).toMatchObject({ size: first['size'], selectedFiles: 1, selectedSize: 100_000 });
+    expect(done['size']).toBeLessThan(350_000);
+    for (const [i, f] of files.entries()) {
+      expect((await readFile(path.join(out, ...f.path))).equals(files[i]!.data)).toBe(true);
+    }
+  });
+
+  it('a finished selection whose side file was deleted is still the output, not nested', async () => {
+    const { files, t } = fiveFiles();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    const s1 = await fx.seeder(t, PIECE);
+    expect(
+      (await runCli(['download', torrent, '-o', out, '--select', '3', ...peerArgs(s1)])).code,
+    ).toBe(0);
+    await rm(`${out}.tdl-parts`);
+    const s2 = await fx.seeder(t, PIECE);
+    const r = await runCli(['download', torrent, '-o', out, '--select', '2,3', ...peerArgs(s2)]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readdir(out)).sort()).toEqual(['f2.bin', 'f3.bin']);
+    for (const i of [1, 2]) {
+      expect((await readFile(path.join(out, `f${i + 1}.bin`))).equals(files[i]!.data)).toBe(true);
+    }
+    // File 3's pieces were kept; only file 2's and the boundary pieces came again.
+    const inner = piecesOf(files, 2).slice(1, -1);
+    for (const p of inner) expect(s2.servedBlocks.has(p)).toBe(false);
   });
 
   it('resumes a selection after Ctrl-C, boundary pieces included', async () => {

@@ -5,13 +5,13 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/program.js';
 import { loadTorrent, MAX_TORRENT_REDIRECTS } from '../../src/cli/torrent-file.js';
-import { TdlError, UsageError } from '../../src/errors.js';
+import { InterruptedError, TdlError, UsageError } from '../../src/errors.js';
 import { MAX_TORRENT_FILE_BYTES } from '../../src/metainfo/torrent.js';
 import { tempDir } from '../helpers/cli.js';
 import { startFakeSeeder } from '../helpers/fake-seeder.js';
@@ -93,6 +93,27 @@ describe('stdin and URL sources', () => {
     const r = await cli(['info', '-', '--json'], Readable.from([t.torrent]));
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ name: 'src.bin', size: data.length });
+  });
+
+  it('verify - reads stdin, and Ctrl-C while it waits there ends it (130)', async () => {
+    const out = path.join(dir, 'src.bin');
+    await writeFile(out, data);
+    const ok = await cli(['verify', '-', '-o', out], Readable.from([t.torrent]));
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/result: +complete/);
+    // A stdin that never ends: only the interrupt stops the wait.
+    const never = new Readable({ read() {} });
+    const ctl = new AbortController();
+    setTimeout(() => ctl.abort(new InterruptedError('SIGINT')), 50);
+    let stderr = '';
+    const code = await run(['verify', '-', '-o', out], {
+      stdout: { write: () => true },
+      stderr: { write: (s: string) => (stderr += s), isTTY: false },
+      stdin: never,
+      signal: ctl.signal,
+    });
+    never.destroy();
+    expect(code, stderr).toBe(130);
   });
 
   it('download - downloads the torrent read from stdin (in small chunks)', async () => {

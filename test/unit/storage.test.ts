@@ -228,10 +228,25 @@ describe('output plan', () => {
     const root2 = path.join(dir, 'deep');
     await mkdir(path.join(root2, 's', 't'), { recursive: true });
     await writeFile(path.join(root2, 'a'), 'xyz');
-    await writeFile(path.join(root2, 's', 'b'), 'xy');
+    await writeFile(path.join(root2, 's', 'b'), 'xyz');
     expect((await planOutput(deep, root2)).root).toBe(path.join(root2, 'multi'));
+    await writeFile(path.join(root2, 's', 'b'), 'xy');
     await writeFile(path.join(root2, 's', 't', 'c'), 'x');
     expect((await planOutput(deep, root2)).root).toBe(root2);
+  });
+
+  it('-o naming the folder of a finished selection whose parts file was deleted stays it', async () => {
+    // Only `a` was selected; its boundary copies (the .tdl-parts file) are gone.
+    const root = path.join(dir, 'picked');
+    await mkdir(root);
+    await writeFile(path.join(root, 'a'), 'xyz');
+    expect((await planOutput(t, root)).root).toBe(root);
+    // An empty file of the torrent alone says nothing.
+    const e = { ...t, files: [{ path: ['e'], length: 0, offset: 0 }, ...t.files.slice(1)] };
+    const other = path.join(dir, 'empty');
+    await mkdir(other);
+    await writeFile(path.join(other, 'e'), '');
+    expect((await planOutput(e, other)).root).toBe(path.join(other, 'multi'));
   });
 
   it("-o naming a folder with this torrent's resume file beside it stays that folder", async () => {
