@@ -5,7 +5,9 @@
 import type { Dht } from '../dht/dht.js';
 import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
 import type { Metainfo } from '../metainfo/torrent.js';
-import { writeFile } from 'node:fs/promises';
+import { accessSync, constants, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { DiskError, UsageError } from '../errors.js';
 import type { PeerAddress } from '../tracker/types.js';
 import type { ListenOptions } from '../swarm/listener.js';
 import type { MagnetHandoff } from '../swarm/magnet.js';
@@ -46,11 +48,14 @@ export async function openTorrent(
   o: OpenOptions,
   io: CliIO,
 ): Promise<OpenedTorrent> {
+  // Checked before any wait: a bad path fails now, not after the metadata came.
+  if (o.saveTorrent !== undefined) checkSavePath(o.saveTorrent);
   if (!isMagnet(source)) {
     const meta = await loadTorrent(source, { stdin: io.stdin, signal: io.signal });
-    if (o.saveTorrent) {
+    // The .torrent itself, named again: it is kept whole (its comment and the rest).
+    if (o.saveTorrent && !sameFile(source, o.saveTorrent)) {
       const { torrentFromInfo } = await import('../swarm/metadata-fetch.js');
-      await writeFile(o.saveTorrent, torrentFromInfo(meta.info, meta.announceList, meta.urlList));
+      saveTorrentFile(o.saveTorrent, torrentFromInfo(meta.info, meta.announceList, meta.urlList));
     }
     return { meta, peers: [], magnet: false };
   }
@@ -59,6 +64,11 @@ export async function openTorrent(
   const { resolveMagnet } = await import('../swarm/magnet.js');
   const { makePeerId } = await import('../peer/peer-id.js');
   let last = '';
+  // The "fetching metadata" line goes however the wait ends (an error, Ctrl-C, the metadata).
+  const clearLine = () => {
+    if (o.tty && last) io.stderr.write('\r\x1b[2K');
+    last = '';
+  };
   const r = await resolveMagnet({
     magnet,
     output: o.output,
@@ -91,8 +101,7 @@ export async function openTorrent(
         ...(magnet.displayName !== undefined ? { name: magnet.displayName } : {}),
       });
     },
-  });
-  if (o.tty && last) io.stderr.write('\r\x1b[2K');
+  }).finally(clearLine);
   o.emit?.({
     event: 'metadata',
     state: r.fromCache ? 'kept' : 'done',
@@ -101,7 +110,7 @@ export async function openTorrent(
   });
   if (o.saveTorrent) {
     try {
-      await writeFile(o.saveTorrent, r.torrent);
+      saveTorrentFile(o.saveTorrent, r.torrent);
     } catch (e) {
       await r.handoff?.close();
       throw e;
@@ -115,4 +124,57 @@ export async function openTorrent(
     handoff: r.handoff,
     selectOnly: magnet.selectOnly,
   };
+}
+
+/** `--save-torrent FILE`: its folder must be there (exit 2) and writable (exit 6). */
+function checkSavePath(file: string): void {
+  const dir = path.dirname(path.resolve(file));
+  let st;
+  try {
+    st = statSync(dir);
+  } catch {
+    st = undefined;
+  }
+  if (!st?.isDirectory()) throw new UsageError(`--save-torrent ${file}: no folder ${dir}`);
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    throw saveError(file, e);
+  }
+  if (statOrNull(file)?.isDirectory()) {
+    throw new UsageError(`--save-torrent ${file} is a folder: name the .torrent file`);
+  }
+}
+
+/** Written beside, then renamed into place: never half a .torrent. */
+function saveTorrentFile(file: string, bytes: Buffer): void {
+  const tmp = `${path.resolve(file)}.tdl-tmp-${process.pid}`;
+  try {
+    writeFileSync(tmp, bytes);
+    renameSync(tmp, file);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw saveError(file, e);
+  }
+}
+
+function saveError(file: string, e: unknown): DiskError {
+  const code = (e as NodeJS.ErrnoException).code ?? String(e);
+  return new DiskError(`cannot write ${file} (--save-torrent): ${code}`, { cause: e });
+}
+
+function statOrNull(p: string) {
+  try {
+    return statSync(p);
+  } catch {
+    return null;
+  }
+}
+
+/** Two paths name one file (the torrent given is the one to save). */
+function sameFile(a: string, b: string): boolean {
+  if (a === '-' || /^[a-z][a-z0-9+.-]*:/i.test(a)) return false;
+  const x = statOrNull(a);
+  const y = statOrNull(b);
+  return x !== null && y !== null && x.dev === y.dev && x.ino === y.ino;
 }

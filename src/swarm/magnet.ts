@@ -9,7 +9,7 @@
  * live connections, the announce session (one `started`, no `stopped` in between) and the peer
  * id. See docs/DESIGN.md, "Magnet hand-over".
  */
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { logger } from '../log.js';
 import { METADATA_SUFFIX } from '../storage/names.js';
@@ -212,11 +212,6 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
   } finally {
     if (!handedOver) await handoff.close();
   }
-}
-
-/** Write `<file>` (for `--save-torrent`). */
-export async function saveTorrent(file: string, torrent: Buffer): Promise<void> {
-  await writeFile(file, torrent);
 }
 
 /**

@@ -33,6 +33,15 @@ import { useFixture } from '../helpers/fixture.js';
 import { until } from '../helpers/tdl-process.js';
 
 const fx = useFixture();
+
+/** A port nobody listens on. */
+async function closedPort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
 /** The ut_metadata id these peers give in their extension handshake. */
 const OUR_UT_METADATA = 3;
 
@@ -220,6 +229,36 @@ describe('magnet links against hostile metadata peers', () => {
     expect(honest.requests).toBeGreaterThan(0);
     const again = await runCli(['info', saved, '--json']);
     expect(JSON.parse(again.stdout)).toMatchObject({ infoHash: ih.toString('hex') });
+  }, 30_000);
+
+  it('--save-torrent where it cannot be written: refused before any wait, never a crash', async () => {
+    const info = infoDict('s.bin');
+    const ih = infoHashOf(info);
+    const honest = await metadataPeer(ih, info.length, (piece) => [data(info, piece)]);
+    const link = magnetTo(ih, [honest.port]);
+    const noDir = await runCli([
+      'info',
+      link,
+      '--no-dht',
+      '--save-torrent',
+      path.join(fx.dir, 'no', 'x.torrent'),
+    ]);
+    expect(noDir.code, noDir.stderr).toBe(2);
+    expect(noDir.stderr).toMatch(/^tdl: --save-torrent .*: no folder .*\n$/);
+    expect(honest.requests).toBe(0);
+    const folder = await runCli(['info', link, '--no-dht', '--save-torrent', fx.dir]);
+    expect(folder.code).toBe(2);
+    expect(folder.stderr).toMatch(/is a folder/);
+    // A failure after the metadata came on a terminal: the "fetching" line is cleared first.
+    const tty = await runCli(['info', link, '--no-dht', '--timeout', '1'], { tty: true });
+    expect(tty.code).toBe(0);
+    const quiet = await runCli(
+      ['info', magnetTo(ih, [await closedPort()]), '--no-dht', '--timeout', '1'],
+      { tty: true },
+    );
+    expect(quiet.code).toBe(4);
+    // The last line drawn is wiped before the error is written.
+    expect(quiet.stderr).toMatch(/\r\x1b\[2Ktdl: /);
   }, 30_000);
 
   it('metadata that hashes right but names an unsafe path: exit 3, nothing created', async () => {
