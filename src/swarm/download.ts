@@ -264,12 +264,21 @@ export class Download extends EventEmitter<DownloadEvents> {
    * within `maxPeers`, and adopted: what it said before is replayed to our listeners.
    */
   private takeHandoff(h: PeerHandoff): void {
+    // A private torrent (BEP 27) takes peers from its trackers only: what the metadata phase
+    // learnt by PEX or the DHT, before it knew, is dropped here.
+    const banned = (origin: PeerOrigin) =>
+      this.meta.private === true && (origin === 'pex' || origin === 'dht');
     for (const c of h.candidates()) {
+      if (banned(c.origin)) continue;
       if (c.busy) this.pool.reserve(c.peer, c.origin);
       else this.pool.add([c.peer], c.origin);
     }
     h.take(this.layout.pieceCount, {
       peer: (conn, origin, extHandshake) => {
+        if (banned(origin)) {
+          conn.close('a private torrent takes no peers from PEX or the DHT');
+          return;
+        }
         const cand =
           origin === 'incoming'
             ? this.pool.incoming(conn.host, conn.port)

@@ -145,6 +145,8 @@ export class MetadataFetch {
     const now = this.#now();
     if (now < p.restUntil) return [];
     this.#expire(now);
+    // Its own requests may just have timed out: those pieces go to others, not back to it.
+    if (!this.#usable(p)) return [];
     const a = this.#ensureAttempt();
     if (!a || a.size !== p.size) return [];
     if (this.#exclusiveMode) {

@@ -302,12 +302,22 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
           return;
         }
         if (extId === LOCAL_EXTENSION_IDS[UT_PEX] && state.pex) {
-          const m = state.pex.receive(Date.now(), payload);
+          const own = this.opts.port ? [{ host: '127.0.0.1', port: this.opts.port }] : [];
+          const m = state.pex.receive(Date.now(), payload, own);
           if (m) this.add(m.added, 'pex');
           return;
         }
         if (extId !== LOCAL_EXTENSION_IDS[UT_METADATA]) return;
-        const r = this.fetch.onMessage(conn.address, decodeUtMetadata(payload));
+        const m = decodeUtMetadata(payload);
+        if (m.type === 'request') {
+          // Nothing to serve yet: said at once, so the peer asks someone else.
+          const theirs = state.ext ? peerExtensionId(state.ext, UT_METADATA) : undefined;
+          if (theirs !== undefined) {
+            conn.sendExtended(theirs, encodeUtMetadata({ type: 'reject', piece: m.piece }));
+          }
+          return;
+        }
+        const r = this.fetch.onMessage(conn.address, m);
         if (r === 'done' && this.fetch.info) {
           this.complete = true;
           log('metadata complete: %d bytes', this.fetch.info.length);
@@ -319,8 +329,12 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
           return;
         }
         if (this.complete) return;
-        this.lastProgressAt = Date.now();
-        this.emit('progress');
+        // Only a piece of metadata is progress: rejects, or messages of no use, must not hold
+        // the wait open past --timeout.
+        if (m.type === 'data') {
+          this.lastProgressAt = Date.now();
+          this.emit('progress');
+        }
         this.ask(conn);
       } catch (e) {
         conn.close((e as Error).message);

@@ -86,6 +86,58 @@ describe('magnet links: the download takes over the metadata phase', () => {
     expect(states.filter((x) => x === 'done')).toHaveLength(1);
   });
 
+  it('a private torrent drops the peers the metadata phase learnt by PEX', async () => {
+    const data = randomBytesSeeded(8 * PIECE, 'handoff-private');
+    const t = makeTorrent({
+      name: 'p.bin',
+      pieceLength: PIECE,
+      files: { data },
+      extraInfo: { private: 1 },
+    });
+    const info = parseTorrent(t.torrent).info;
+    // Told only by PEX, before tdl knows the torrent is private.
+    const told = await fx.seeder(t, PIECE, { metadata: info });
+    const s = await fx.seeder(t, PIECE, { metadata: info, pex: [told.address] });
+    const out = path.join(fx.dir, 'p.bin');
+    const r = await runCli([
+      'download',
+      magnet(t, { peers: [s.port] }),
+      '-o',
+      out,
+      '--no-dht',
+      '--no-listen',
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(told.served).toBe(0);
+    expect(s.served).toBe(data.length);
+    const fromPex = r.events.filter(
+      (e) => e.event === 'peer' && e.source === 'pex' && e.status === 'connected',
+    );
+    expect(fromPex).toEqual([]);
+  });
+
+  it('PEX naming tdl itself during the metadata phase: tdl never dials itself', async () => {
+    const { t, info } = torrent('handoff-self');
+    const port = await freePort();
+    const s = await fx.seeder(t, PIECE, { metadata: info, pex: [{ host: '127.0.0.1', port }] });
+    const out = path.join(fx.dir, 'self.bin');
+    const r = await runCli([
+      'download',
+      magnet(t, { peers: [s.port] }),
+      '-o',
+      out,
+      '--no-dht',
+      '--port',
+      String(port),
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const self = r.events.filter((e) => e.event === 'peer' && e.address === `127.0.0.1:${port}`);
+    expect(self).toEqual([]);
+  });
+
   it('a peer that connects to tdl during the metadata phase serves the metadata and then the data', async () => {
     const { t, info } = torrent('handoff-incoming');
     const s = await fx.seeder(t, PIECE, { metadata: info });

@@ -12,8 +12,10 @@ import {
   type Message,
 } from '../../src/wire/messages.js';
 import { Bitfield } from '../../src/wire/bitfield.js';
+import { encodePex } from '../../src/wire/ut-pex.js';
 import {
   UT_METADATA,
+  UT_PEX,
   decodeExtendedHandshake,
   encodeExtendedHandshake,
   peerExtensionId,
@@ -57,6 +59,8 @@ export interface FakeSeederOptions {
    * as libtorrent's does) and serves it by ut_metadata (BEP 9), for magnet links.
    */
   metadata?: Buffer;
+  /** With `metadata`: also speak ut_pex, and tell each peer of these addresses once. */
+  pex?: { host: string; port: number }[];
   /** Send unchoke right after the availability, without waiting for `interested`. */
   unchokeAtOnce?: boolean;
 }
@@ -90,6 +94,7 @@ export interface FakeSeeder {
 
 /** The ut_metadata id the fake seeder gives in its extension handshake. */
 const FAKE_UT_METADATA_ID = 3;
+const FAKE_UT_PEX_ID = 4;
 
 /** Each fake seeder has its own peer id, as real peers do (tdl skips a second connection to one). */
 let seeders = 0;
@@ -223,6 +228,7 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
           if (!dialled) socket.write(encodeHandshake(ih, peerId, handshakeReserved()));
           if (o.metadata) {
             const m = new Map([[UT_METADATA, FAKE_UT_METADATA_ID]]);
+            if (o.pex) m.set(UT_PEX, FAKE_UT_PEX_ID);
             const ext = encodeExtendedHandshake({ m, metadataSize: o.metadata.length });
             socket.write(encodeExtended(0, ext));
           }
@@ -254,7 +260,13 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
             if (!choked && has(m.index)) queue.push(m);
           } else if (m.type === 'extended' && o.metadata) {
             if (m.extId === 0) {
-              peerMetadataId = peerExtensionId(decodeExtendedHandshake(m.payload), UT_METADATA);
+              const theirs = decodeExtendedHandshake(m.payload);
+              peerMetadataId = peerExtensionId(theirs, UT_METADATA);
+              const pexId = peerExtensionId(theirs, UT_PEX);
+              if (o.pex && pexId !== undefined) {
+                const pex = encodePex({ added: o.pex, addedFlags: [], dropped: [] });
+                socket.write(encodeExtended(pexId, pex));
+              }
             } else if (m.extId === FAKE_UT_METADATA_ID && peerMetadataId !== undefined) {
               const req = decodeUtMetadata(m.payload);
               if (req.type === 'request') {

@@ -335,6 +335,21 @@ describe('MetadataFetch', () => {
     expect(f.info!.equals(INFO)).toBe(true);
   });
 
+  it('a peer whose own requests just timed out is not given them back', () => {
+    let now = 0;
+    const f = new MetadataFetch(HASH, { now: () => now });
+    f.addPeer('slow', SIZE);
+    f.addPeer('b', SIZE);
+    expect(f.requestsFor('slow')).toEqual([0, 1]);
+    expect(f.requestsFor('b')).toEqual([2, 3]);
+    f.onMessage('b', dataMsg(2));
+    f.onMessage('b', dataMsg(3));
+    now += METADATA_REQUEST_TIMEOUT_MS;
+    // The slow peer asks first: its two requests expire (its second strike) as it asks.
+    expect(f.requestsFor('slow')).toEqual([]);
+    expect(f.requestsFor('b')).toEqual([0, 1]);
+  });
+
   it('a peer that leaves frees its requests; a new handshake with another size replaces the old', () => {
     const f = new MetadataFetch(HASH);
     f.addPeer('a', SIZE);
