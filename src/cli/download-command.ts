@@ -14,7 +14,14 @@ import { DHT_DEFAULT_PORT, startDhtNode } from './dht-node.js';
 import { openTorrent, type OpenedTorrent } from './source.js';
 import { resolveSelection, selectedBytes, selectionFromIndexes } from '../storage/selection.js';
 import { fileList, isPaddingFile, paddingFileCount } from '../metainfo/torrent.js';
-import { makeWorkDir, removeWorkDir, streamWorkDir, type ByteSink } from '../storage/stream-out.js';
+import {
+  makeWorkDir,
+  removeStreamed,
+  removeWorkDir,
+  streamWorkDir,
+  type ByteSink,
+} from '../storage/stream-out.js';
+import { planFilePath } from '../storage/output.js';
 import { FdSink } from '../storage/fd-sink.js';
 
 export { parsePeer };
@@ -275,8 +282,8 @@ export async function runDownload(
         },
       });
       if (timer) clearInterval(timer);
-      // The reader has every byte: the working copy goes.
-      if (streaming) await removeWorkDir(workDir);
+      // The reader has every byte: the working copy of that file goes (not other files').
+      if (stream) await removeStreamed(workDir, planFilePath(result.plan, stream.fileIndex));
       const where = streaming ? '-' : result.plan.root;
       redraw();
       const s = result.stats;

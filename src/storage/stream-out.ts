@@ -17,8 +17,10 @@
  * waited too long on one piece (see docs/DESIGN.md, "Streaming to stdout" and "Piece buffers
  * from the socket to the stream").
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { METADATA_SUFFIX, PART_SUFFIX, RESUME_SUFFIX } from './names.js';
+import { PARTS_SUFFIX } from './parts.js';
 import { logger } from '../log.js';
 import { defaultCacheFile } from '../dht/cache.js';
 import { StdoutClosedError, stdoutWriteError } from '../errors.js';
@@ -76,6 +78,41 @@ export async function makeWorkDir(dir: string): Promise<void> {
 /** Remove a working folder and all it holds (best effort: what is left is only cache). */
 export async function removeWorkDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true }).catch(() => {});
+}
+
+/** tdl's own files beside a torrent's data: worth nothing once no data is left. */
+const BOOKKEEPING = [RESUME_SUFFIX, PARTS_SUFFIX, METADATA_SUFFIX];
+
+/**
+ * A stream of `file` (its final path in the working folder `dir`) has ended well: its working
+ * copy goes. Other files' working copies (streams of other files of the torrent, interrupted)
+ * stay, with the side files they need; a folder left with no data at all goes whole. Best effort.
+ */
+export async function removeStreamed(dir: string, file: string): Promise<void> {
+  await rm(file, { force: true }).catch(() => {});
+  await rm(file + PART_SUFFIX, { force: true }).catch(() => {});
+  let names: string[];
+  try {
+    names = (await readdir(dir, { recursive: true, withFileTypes: true }))
+      .filter((d) => !d.isDirectory())
+      .map((d) => d.name);
+  } catch {
+    return;
+  }
+  if (names.every((n) => BOOKKEEPING.some((suffix) => n.endsWith(suffix)))) {
+    await removeWorkDir(dir);
+    return;
+  }
+  // Folders the streamed file alone used.
+  for (let d = dirname(file); d.startsWith(dir + '/') && d !== dir; d = dirname(d)) {
+    if (
+      !(await rmdir(d).then(
+        () => true,
+        () => false,
+      ))
+    )
+      break;
+  }
 }
 
 /**

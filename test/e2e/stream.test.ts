@@ -8,7 +8,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -188,6 +188,62 @@ describe('tdl download -o -', () => {
     expect(events.find((e) => e['event'] === 'started')).toBeDefined();
     expect(events.find((e) => e['event'] === 'done')).toMatchObject({ output: '-' });
     expect(existsSync(workDir(cache, t.infoHash))).toBe(false);
+  });
+
+  it("a finished stream of one file leaves another file's unfinished working copy", async () => {
+    const { files, t } = fiveFiles();
+    const seeder = await fx.seeder(t, PIECE);
+    const torrent = await fx.writeTorrent(t);
+    const cache = path.join(fx.dir, 'cache');
+    const dir = workDir(cache, t.infoHash);
+    // File 5 (90,000 bytes: more than a pipe holds), cut short by its reader: its working copy
+    // stays.
+    const cut = await runShell(
+      `set -o pipefail; ${streamCommand(torrent, seeder.port, ['--select', '5'])} | head -c 10`,
+      cache,
+    );
+    expect(cut.code).toBe(141);
+    expect(cut.stdout.length).toBe(10);
+    expect(existsSync(dir)).toBe(true);
+    const held = () => readdirSync(path.join(dir, 'five')).filter((n) => n.startsWith('f5.bin'));
+    expect(held()).toHaveLength(1);
+    // File 2 streamed to its end: its copy goes, file 5's stays.
+    const two = await runStream(
+      [
+        'download',
+        torrent,
+        '-o',
+        '-',
+        '--select',
+        '2',
+        '--peer',
+        `127.0.0.1:${seeder.port}`,
+        '--no-listen',
+      ],
+      cache,
+    );
+    expect(two.code, two.stderr).toBe(0);
+    expect(two.stdout.equals(files[1]!.data)).toBe(true);
+    expect(held()).toHaveLength(1);
+    expect(readdirSync(path.join(dir, 'five')).some((n) => n.startsWith('f2.bin'))).toBe(false);
+    // File 5 again, to its end: nothing of the torrent is left.
+    const five = await runStream(
+      [
+        'download',
+        torrent,
+        '-o',
+        '-',
+        '--select',
+        '5',
+        '--peer',
+        `127.0.0.1:${seeder.port}`,
+        '--no-listen',
+      ],
+      cache,
+    );
+    expect(five.code, five.stderr).toBe(0);
+    expect(five.stdout.equals(files[4]!.data)).toBe(true);
+    expect(existsSync(dir)).toBe(false);
   });
 
   it('streams from a magnet link: metadata from tdl seeding the torrent, then the file', async () => {
