@@ -41,7 +41,7 @@ export const MAX_SELECT_ONLY = 100_000;
 export const MAX_DISPLAY_NAME = 1024;
 
 const FIELD = 'magnet';
-const PREFIX = /^magnet:\?/i;
+const PREFIX = /^magnet:/i;
 /** Keys that would be dangerous as object properties: refused outright. */
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
@@ -135,7 +135,9 @@ export function parseMagnet(uri: string): Magnet {
   if (uri.length > MAX_MAGNET_LENGTH) {
     fail(FIELD, `link is ${uri.length} characters, more than the ${MAX_MAGNET_LENGTH} allowed`);
   }
-  if (!isMagnet(uri)) fail(FIELD, 'not a magnet link (expected "magnet:?xt=urn:btih:...")');
+  if (!/^magnet:\?/i.test(uri)) {
+    fail(FIELD, 'malformed magnet link (expected "magnet:?xt=urn:btih:...")');
+  }
   const query = uri.slice('magnet:?'.length);
   const params = query.split('&');
   if (params.length > MAX_MAGNET_PARAMS) {

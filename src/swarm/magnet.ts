@@ -143,7 +143,18 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
   const kept = await findKept(o.magnet.infoHash, o.output);
   if (kept) {
     log('metadata kept by an earlier run: %s', kept.file);
-    return { meta: kept.meta, torrent: kept.torrent, peers: [], fromCache: true, handoff: null };
+    // This link's trackers and web seeds come first, then those the earlier run had.
+    const tiers = [...trackers];
+    const seen = new Set(trackers.flat());
+    for (const tier of kept.meta.announceList) {
+      const rest = tier.filter((u) => !seen.has(u));
+      for (const u of rest) seen.add(u);
+      if (rest.length > 0) tiers.push(rest);
+    }
+    const seeds = [...new Set([...o.magnet.webSeeds, ...kept.meta.urlList])];
+    const torrent = torrentFromInfo(kept.meta.info, tiers, seeds);
+    const meta = parseTorrent(torrent);
+    return { meta, torrent, peers: [], fromCache: true, handoff: null };
   }
   const peers = [...o.magnet.peers, ...o.peers];
   if (trackers.length === 0 && peers.length === 0 && !o.dht) {

@@ -168,7 +168,8 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
             const c = this.counts();
             reject(
               new NoPeersError(
-                `no metadata within ${secs}s (${c.known} peer addresses, ${c.withMetadata} with metadata)`,
+                `no metadata within ${secs}s (${c.known} peer address${c.known === 1 ? '' : 'es'}, ` +
+                  `${c.withMetadata} with metadata)`,
               ),
             );
           }

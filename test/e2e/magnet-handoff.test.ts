@@ -267,12 +267,15 @@ describe('magnet links: the download takes over the metadata phase', () => {
     expect(first.code, first.stderr).toBe(5);
     expect(existsSync(`${out}.tdl-torrent`)).toBe(true);
     await half.close();
-    // No peer serves the metadata now: it must come from the kept copy.
+    // No peer serves the metadata now: it must come from the kept copy. The link's tracker, new
+    // this run, is used with it.
     const full = await fx.seeder(t, PIECE);
-    const second = await runCli(['download', magnet(t, { peers: [full.port] }), ...args]);
+    const tracker = await fx.tracker([full]);
+    const second = await runCli(['download', magnet(t, { tracker: tracker.url }), ...args]);
     expect(second.code, second.stderr).toBe(0);
     const meta = second.events.find((e) => e.event === 'metadata');
     expect(meta?.state).toBe('kept');
+    expect(tracker.announces.length).toBeGreaterThan(0);
     expect((await readFile(out)).equals(t.data)).toBe(true);
     expect(full.served).toBeLessThan(t.data.length);
     expect(existsSync(`${out}.tdl-torrent`)).toBe(false);

@@ -92,7 +92,8 @@ describe('parseMagnet', () => {
   });
 
   it.each([
-    ['not a magnet', 'http://x/?xt=urn:btih:' + HEX, /not a magnet link/],
+    ['not a magnet', 'http://x/?xt=urn:btih:' + HEX, /malformed magnet link/],
+    ['no question mark', 'magnet:xt=urn:btih:' + HEX, /malformed magnet link/],
     ['no xt', 'magnet:?dn=x', /xt: missing/],
     ['short hash', `magnet:?xt=urn:btih:${HEX.slice(1)}`, /40 hex or 32 base32/],
     ['non-hex hash', `magnet:?xt=urn:btih:${'g'.repeat(40)}`, /40 hex or 32 base32/],
