@@ -111,7 +111,6 @@ export interface ClientResult {
 export async function download(o: ClientOptions): Promise<ClientResult> {
   const { meta } = o;
   const { peers, useTrackers, dht, webSeeds } = peerSources(o);
-  if (useTrackers) requireUsableTracker(meta.announceList);
   if (useTrackers) preloadHttpClient(meta.announceList.flat());
   // fileOffsets does not read meta.files, which would make an object per file and keep them all.
   const layout = new Layout({ starts: fileOffsets(meta) }, meta.pieceLength, meta.length);
@@ -470,6 +469,10 @@ function peerSources(o: ClientOptions): {
           ? 'the private torrent names no tracker: give peers with --peer HOST:PORT'
           : 'the torrent names no tracker and the DHT is off: give peers with --peer HOST:PORT',
     );
+  }
+  // Trackers of kinds tdl cannot use (wss://…) are only fatal when nothing else brings peers.
+  if (useTrackers && peers.length === 0 && !dht && webSeeds.length === 0 && !waitsForPeers) {
+    requireUsableTracker(meta.announceList);
   }
   return { peers, useTrackers, dht, webSeeds };
 }

@@ -3,8 +3,12 @@
  *
  * A piece of the torrent's concatenated stream maps to one HTTP range per file it touches.
  * The base URL comes from the torrent's `url-list` and is used as written (it is already a
- * URL); only the names we append are percent-encoded, component by component.
+ * URL); only the names we append are percent-encoded, component by component. Those names are
+ * the bytes the torrent holds (its `name` and each file's `path`, or their valid `.utf-8`
+ * variants, which tdl names files by when present), not the text tdl shows: a name that is not
+ * UTF-8, or not in NFC form, is on the server as its creator's bytes.
  */
+import { decodeStrict, isBytes, isDict, isList, type BValue } from '../metainfo/bencode.js';
 import { percentEncodeBytes } from '../http.js';
 import type { Layout } from '../storage/layout.js';
 import type { TorrentFile } from '../metainfo/torrent.js';
@@ -14,6 +18,64 @@ export interface WebSeedMeta {
   name: string;
   multiFile: boolean;
   files: readonly Pick<TorrentFile, 'path' | 'padding'>[];
+  /** The raw info dictionary: the names' bytes come from it when given. */
+  info?: Buffer;
+}
+
+/** The bytes of a torrent's names, read from its info dictionary (views into it). */
+interface RawNames {
+  name: Uint8Array;
+  /** Each file's `path` components; null for a single-file torrent. */
+  paths: Uint8Array[][] | null;
+}
+
+const rawNamesOf = new WeakMap<Buffer, RawNames | null>();
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function isUtf8(b: Uint8Array): boolean {
+  try {
+    utf8.decode(b);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A file's path components: its valid `path.utf-8` (as tdl names it, then), else `path`. */
+function pathBytes(plain: BValue | undefined, alt: BValue | undefined): Uint8Array[] {
+  const p = isList(plain) ? plain.filter(isBytes) : [];
+  if (!isList(alt) || alt.length !== p.length) return p;
+  return p.map((c, i) => {
+    const a = alt[i];
+    return isBytes(a) && isUtf8(a) ? a : c;
+  });
+}
+
+/**
+ * The names' bytes in `info`, or null when it does not hold them in the v1 shape (then the
+ * shown names are used). Decoded once per info dictionary.
+ */
+function rawNames(info: Buffer): RawNames | null {
+  let r = rawNamesOf.get(info);
+  if (r !== undefined) return r;
+  r = null;
+  try {
+    const d = decodeStrict(info).value;
+    if (isDict(d) && isBytes(d['name'])) {
+      const files = d['files'];
+      let paths: Uint8Array[][] | null = null;
+      if (isList(files)) {
+        paths = files.map((f: BValue) => (isDict(f) ? pathBytes(f['path'], f['path.utf-8']) : []));
+      }
+      const alt = d['name.utf-8'];
+      r = { name: isBytes(alt) && isUtf8(alt) ? alt : d['name'], paths };
+    }
+  } catch {
+    r = null;
+  }
+  rawNamesOf.set(info, r);
+  return r;
 }
 
 /** One HTTP range request: bytes [start, end) of file `fileIndex`, for piece bytes at `pieceOffset`. */
@@ -45,14 +107,20 @@ export function encodeComponent(component: string): string {
  */
 export function fileUrl(
   base: string,
-  meta: { name: string; multiFile: boolean },
+  meta: { name: string; multiFile: boolean; info?: Buffer },
   filePath: readonly string[],
+  fileIndex?: number,
 ): string {
   const slash = base.endsWith('/');
-  if (!meta.multiFile) return slash ? base + encodeComponent(meta.name) : base;
-  return (
-    base + (slash ? '' : '/') + [meta.name, ...filePath].map((c) => encodeComponent(c)).join('/')
-  );
+  const raw = meta.info ? rawNames(meta.info) : null;
+  const name = raw ? percentEncodeBytes(raw.name) : encodeComponent(meta.name);
+  if (!meta.multiFile) return slash ? base + name : base;
+  const rawPath = fileIndex === undefined ? undefined : raw?.paths?.[fileIndex];
+  const parts =
+    rawPath && rawPath.length === filePath.length
+      ? rawPath.map((c) => percentEncodeBytes(c))
+      : filePath.map((c) => encodeComponent(c));
+  return base + (slash ? '' : '/') + [name, ...parts].join('/');
 }
 
 /**
@@ -75,7 +143,7 @@ export function pieceRanges(
     if (file.padding) continue;
     out.push({
       fileIndex: s.fileIndex,
-      url: fileUrl(base, meta, file.path),
+      url: fileUrl(base, meta, file.path, s.fileIndex),
       start: s.fileOffset,
       end: s.fileOffset + s.length,
       pieceOffset: s.pieceOffset,

@@ -4,12 +4,13 @@
  * comes at `--timeout`); passkeys in tracker URLs stay out of `--json` events as out of text.
  */
 import { existsSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { encode } from '../../src/metainfo/bencode.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { startHttpTracker } from '../helpers/fake-tracker.js';
+import { startWebSeedServer } from '../helpers/web-seed-server.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
 const PIECE = 32768;
@@ -30,7 +31,11 @@ afterEach(async () => {
   await cleanup();
 });
 
-async function writeTorrent(o: { announce?: string; announceList?: string[][] }) {
+async function writeTorrent(o: {
+  announce?: string;
+  announceList?: string[][];
+  extraRoot?: Record<string, unknown>;
+}) {
   const t = makeTorrent({ name: 'out.bin', pieceLength: PIECE, files: { data }, ...o });
   const tp = path.join(dir, 't.torrent');
   await writeFile(tp, t.torrent);
@@ -54,7 +59,7 @@ describe('trackers tdl cannot use', () => {
     });
     const out = path.join(dir, 'out.bin');
     // With the 60 s timeout this test would time out if tdl waited for it.
-    const r = await runCli(['download', tp, '-o', out, '--timeout', '60']);
+    const r = await runCli(['download', tp, '-o', out, '--timeout', '60', '--no-dht']);
     expect(r.code).toBe(4);
     expect(r.stderr).toContain('no tracker tdl can use');
     expect(r.stderr).toContain('WebSocket');
@@ -74,9 +79,23 @@ describe('trackers tdl cannot use', () => {
       '--json',
       '--timeout',
       '60',
+      '--no-dht',
     ]);
     expect(r.code).toBe(4);
     expect(r.events.at(-1)).toMatchObject({ event: 'error', kind: 'no-peers', exitCode: 4 });
+  });
+
+  it('are not fatal when a web seed can serve the data', async () => {
+    const seed = await startWebSeedServer({ files: { '/out.bin': data } });
+    closers.push(() => seed.close());
+    const tp = await writeTorrent({
+      announce: 'wss://tracker.example/announce',
+      extraRoot: { 'url-list': [`${seed.origin}/out.bin`] },
+    });
+    const out = path.join(dir, 'out.bin');
+    const r = await runCli(['download', tp, '-o', out, '--timeout', '60', '--no-dht']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
   });
 });
 

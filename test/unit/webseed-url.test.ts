@@ -1,6 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Layout } from '../../src/storage/layout.js';
+import { encode } from '../../src/metainfo/bencode.js';
+import { parseTorrent } from '../../src/metainfo/torrent.js';
 import {
   encodeComponent,
   fileUrl,
@@ -65,6 +67,32 @@ describe('fileUrl (BEP 19)', () => {
     expect(fileUrl('http://h/path/', single, ['my file #1.iso'])).toBe(
       'http://h/path/my%20file%20%231.iso',
     );
+  });
+
+  it("uses the torrent's own bytes for names tdl shows otherwise (not UTF-8, not NFC)", () => {
+    const info = {
+      name: Buffer.from('caf\xe9', 'latin1'),
+      'piece length': 16384,
+      pieces: Buffer.alloc(20),
+      files: [
+        { length: 1, path: [Buffer.from('e\u0301t\u00e9.txt')] },
+        { length: 1, path: [Buffer.from('100%\xff.bin', 'latin1')] },
+        {
+          length: 1,
+          path: [Buffer.from('\xe4', 'latin1')],
+          'path.utf-8': [Buffer.from('\u00e4')],
+        },
+      ],
+    };
+    const meta = parseTorrent(encode({ info }));
+    expect(meta.name).toBe('caf%E9');
+    expect(meta.files[0]!.path).toEqual(['\u00e9t\u00e9.txt']);
+    const urls = meta.files.map((f, i) => fileUrl('http://h/', meta, f.path, i));
+    expect(urls).toEqual([
+      'http://h/caf%E9/e%CC%81t%C3%A9.txt',
+      'http://h/caf%E9/100%25%FF.bin',
+      'http://h/caf%E9/%C3%A4',
+    ]);
   });
 
   it('multi-file: base, a slash, the name and each path component encoded', () => {
