@@ -15,12 +15,7 @@ import { Layout } from '../storage/layout.js';
 import { fileList, fileOffsets, paddingFileCount } from '../metainfo/torrent.js';
 import { planOutput } from '../storage/output.js';
 import { partsPath } from '../storage/parts.js';
-import {
-  resolveSelection,
-  selectedBytes,
-  wantedPieces,
-  type SelectOptions,
-} from '../storage/selection.js';
+import { resolveSelection, wantedPieces, type SelectOptions } from '../storage/selection.js';
 import { EXIT } from './exit-codes.js';
 import { jsonLine } from './events.js';
 import { escapeControl, formatBytes, terminalColumns } from './format.js';
@@ -118,10 +113,8 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
 
     // Per file: valid bytes, and whether it is complete and ready under its final name.
     const validOf = new Float64Array(list.length);
-    let validBytes = 0;
     for (let p = 0; p < layout.pieceCount; p++) {
       if (!r.valid.has(p)) continue;
-      validBytes += layout.pieceSize(p);
       for (const s of layout.spans(p)) validOf[s.fileIndex]! += s.length;
     }
     const stamps = await storage.stamps();
@@ -166,9 +159,9 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
     const corrupt = r.nonZeroInvalid.count - unjudged;
     const missing = wanted.count - r.valid.count - corrupt;
     const dataComplete = r.valid.count === wanted.count;
-    // With a selection: the selected files' bytes, not the torrent's.
-    const size = selected ? selectedBytes(list, selected) : meta.length;
-    if (selected) validBytes = files.reduce((n, f) => n + f.valid, 0);
+    // The files' bytes (the selected files' with a selection): BEP 47 padding is not data.
+    const size = files.reduce((n, f) => n + f.length, 0);
+    const validBytes = files.reduce((n, f) => n + f.valid, 0);
     const selection = selected
       ? {
           selectedFiles: files.length,

@@ -3,7 +3,7 @@
  * file tree does not describe the v1 file list (names, sizes, order), as libtorrent does.
  */
 import { MetainfoError } from '../errors.js';
-import { type BValue, getInt, isDict } from './bencode.js';
+import { type BValue, getInt, isBytes, isDict } from './bencode.js';
 import { normalizeComponent } from './paths.js';
 import { MAX_FILES, type TorrentFile } from './types.js';
 
@@ -21,7 +21,10 @@ function v2Files(tree: BValue, field: string): { path: string[]; length: number 
       if (key === '') {
         if (prefix.length === 0) throw new MetainfoError(f, 'a file has no name');
         if (!isDict(child)) throw new MetainfoError(`${f}[""]`, 'must be a dictionary');
-        const length = getInt(child, 'length', `${f}[""].length`, { min: 0 });
+        // A symbolic link (BEP 47 `l`) holds no data: libtorrent writes it without a length.
+        const attr = child['attr'];
+        const link = isBytes(attr) && attr.includes(0x6c) && child['length'] === undefined;
+        const length = link ? 0 : getInt(child, 'length', `${f}[""].length`, { min: 0 });
         out.push({ path: prefix, length });
       } else {
         if (out.length > MAX_FILES)

@@ -2,6 +2,7 @@
  * End to end, in process: `tdl create` and `tdl info` on the torrents real clients make.
  */
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -78,6 +79,34 @@ describe('tdl info', () => {
     expect(o['webSeeds']).toEqual(['http://w.example/']);
     expect(o['httpSeeds']).toEqual(['https://h.example/seed']);
     expect((o['warnings'] as string[]).length).toBe(3);
+  });
+
+  it('tdl verify counts the files, not the padding between them', async () => {
+    const a = randomBytesSeeded(1000, 'pad-a');
+    const b = randomBytesSeeded(10, 'pad-b');
+    const sha1 = (x: Buffer) => createHash('sha1').update(x).digest();
+    const t = path.join(dir, 'p.torrent');
+    await writeFile(
+      t,
+      encode({
+        info: {
+          name: 'top',
+          'piece length': PL,
+          pieces: Buffer.concat([sha1(Buffer.concat([a, Buffer.alloc(PL - 1000)])), sha1(b)]),
+          files: [
+            { path: ['a.bin'], length: 1000 },
+            { path: ['.pad', '15384'], length: PL - 1000, attr: 'p' },
+            { path: ['b.bin'], length: 10 },
+          ],
+        },
+      }),
+    );
+    await mkdir(path.join(dir, 'top'));
+    await writeFile(path.join(dir, 'top', 'a.bin'), a);
+    await writeFile(path.join(dir, 'top', 'b.bin'), b);
+    const v = await runCli(['verify', t, '-o', path.join(dir, 'top'), '--json']);
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.events.at(-1)).toMatchObject({ event: 'verified', size: 1010, valid: 1010 });
   });
 
   it('exits 3 with a clear reason for v2-only torrents and bad hybrids', async () => {

@@ -180,6 +180,21 @@ describe('BEP 52 hybrid and v2-only torrents', () => {
     expect(single.hybrid).toBe(true);
   });
 
+  it('takes a symbolic link in the v2 tree without a length, as libtorrent writes it', () => {
+    const t = tree([[['a'], 10]]);
+    t['l'] = { '': { attr: 'l', 'symlink path': ['a'] } };
+    const info = multi(
+      [
+        { path: ['a'], length: 10 },
+        { path: ['l'], length: 0, attr: 'l', 'symlink path': ['a'] },
+      ],
+      { 'meta version': 2, 'file tree': t },
+    );
+    const m = parseTorrent(encode({ info, 'piece layers': {} }));
+    expect(m.hybrid).toBe(true);
+    expect(m.files[1]).toMatchObject({ path: ['l'], symlink: ['a'] });
+  });
+
   it('refuses a hybrid whose v2 tree disagrees with the v1 list, saying how', () => {
     const files = [
       { path: ['a'], length: 10 },
