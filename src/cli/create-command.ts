@@ -37,7 +37,9 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
   const report = toStdout ? io.stderr : io.stdout;
   const tty = Boolean(io.stderr.isTTY) && !opts.quiet;
   const pieceLength =
-    opts.pieceLength === 'auto' ? 'auto' : checkPieceLength(parseSize(opts.pieceLength));
+    opts.pieceLength.toLowerCase() === 'auto'
+      ? 'auto'
+      : checkPieceLength(parseSize(opts.pieceLength));
   const trackers = opts.tracker.map((t) =>
     t
       .split(',')

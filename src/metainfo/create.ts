@@ -403,10 +403,10 @@ async function hashAll(
     for (let i = 0; i < progress.length; i++) n += Number(Atomics.load(progress, i));
     return n;
   };
-  const failure = (message: string, code: string | undefined): Error =>
+  const failure = (message: string, code: string | undefined, file?: string): Error =>
     code === 'ECHANGED'
       ? new UsageError(message)
-      : new DiskError(`cannot read a file: ${code ?? message}`);
+      : new DiskError(`cannot read ${file ?? 'a file'}: ${code ?? message}`);
   let settled = false;
   try {
     await new Promise<void>((resolve, reject) => {
@@ -432,9 +432,9 @@ async function hashAll(
           if (!answered.has(w))
             finish(workerFailures.get(w) ?? new Error('a hashing thread stopped'));
         });
-        w.on('message', (m: { last?: boolean; error?: string; code?: string }) => {
+        w.on('message', (m: { last?: boolean; error?: string; code?: string; path?: string }) => {
           answered.add(w);
-          if (m.error !== undefined) finish(failure(m.error, m.code));
+          if (m.error !== undefined) finish(failure(m.error, m.code, m.path));
           else if (m.last) finish();
         });
         w.postMessage({ plan, slot: i + 1 });
@@ -466,7 +466,7 @@ async function hashAll(
             );
           } catch (e) {
             const err = e as NodeJS.ErrnoException;
-            return finish(failure(err.message, err.code));
+            return finish(failure(err.message, err.code, err.path));
           }
           if (last) return finish();
           // No job left to take: the workers finish theirs and the last one says so.
@@ -534,10 +534,16 @@ function checkUrl(url: string, what: string, schemes: string[]): string {
   return url;
 }
 
-/** The magnet link of a torrent: info hash, name and trackers. */
-export function magnetLink(infoHashHex: string, name: string, trackers: string[][]): string {
+/** The magnet link of a torrent: info hash, name, trackers and web seeds (`ws`). */
+export function magnetLink(
+  infoHashHex: string,
+  name: string,
+  trackers: string[][],
+  webSeeds: readonly string[] = [],
+): string {
   let s = `magnet:?xt=urn:btih:${infoHashHex}&dn=${encodeURIComponent(name)}`;
   for (const tier of trackers) for (const url of tier) s += `&tr=${encodeURIComponent(url)}`;
+  for (const url of webSeeds) s += `&ws=${encodeURIComponent(url)}`;
   return s;
 }
 
@@ -719,7 +725,7 @@ async function createWith(
     torrent,
     infoHash,
     infoHashHex,
-    magnet: magnetLink(infoHashHex, name, trackers),
+    magnet: magnetLink(infoHashHex, name, trackers, webSeeds),
     name,
     fileCount: files.length,
     multiFile,

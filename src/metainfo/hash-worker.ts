@@ -194,7 +194,7 @@ parentPort.once('message', ({ plan, slot }) => {
     const last = hashJobs(plan, slot, fs, crypto, buf, fileStarts(plan.sizes), () => true, hashJob);
     parentPort.postMessage({ last });
   } catch (e) {
-    parentPort.postMessage({ error: String(e && e.message), code: e && e.code });
+    parentPort.postMessage({ error: String(e && e.message), code: e && e.code, path: e && e.path });
   }
 });
 `;

@@ -229,7 +229,8 @@ describe('tdl create', () => {
       'files:     2 (97.7 KiB), 7 pieces of 16.0 KiB\n' +
         `info hash: ${m.infoHashHex}\n` +
         `magnet:    magnet:?xt=urn:btih:${m.infoHashHex}&dn=src` +
-        '&tr=http%3A%2F%2Fa.example%2Fann&tr=http%3A%2F%2Fb.example%2Fann&tr=udp%3A%2F%2Fc.example%3A6969\n',
+        '&tr=http%3A%2F%2Fa.example%2Fann&tr=http%3A%2F%2Fb.example%2Fann&tr=udp%3A%2F%2Fc.example%3A6969' +
+        '&ws=https%3A%2F%2Fw.example%2F\n',
     );
     expect(r2.stdout).toBe(r1.stdout);
     expect(m.announceList).toEqual([

@@ -258,7 +258,7 @@ describe('createTorrent', () => {
     expect(m.comment).toBe('c');
     expect(made.magnet).toBe(
       `magnet:?xt=urn:btih:${m.infoHashHex}&dn=album&tr=http%3A%2F%2Ft.example%2Fa` +
-        '&tr=udp%3A%2F%2Fu.example%3A1&tr=http%3A%2F%2Fv.example%2Fb',
+        '&tr=udp%3A%2F%2Fu.example%3A1&tr=http%3A%2F%2Fv.example%2Fb&ws=https%3A%2F%2Fw.example%2F',
     );
   });
 
