@@ -159,8 +159,6 @@ export async function runDownload(
         if (!isPaddingFile(meta, i) && (!selected || selected[i])) picked.push(i);
       }
       if (picked.length !== 1) {
-        // A magnet's working folder was made for its metadata: nothing is in it yet.
-        if (workDir) await rmdir(workDir).catch(() => {});
         throw new UsageError(
           selected
             ? `-o - needs a single file: the selection has ${picked.length} of ${realFiles}; pick one with --select`
@@ -335,6 +333,8 @@ export async function runDownload(
     if (sink instanceof FdSink) await sink.settle(STDOUT_SETTLE_MS);
     // --no-resume: nothing is kept for a later run, however this one ended.
     if (streaming && opts.resume === false && workDir) await removeWorkDir(workDir);
+    // A working folder made for nothing (no metadata came, a refused selection): not left.
+    else if (workDir) await rmdir(workDir).catch(() => {});
   }
 }
 

@@ -63,7 +63,8 @@ export function redactUrls(s: string): string {
     const trail = /[:,.;)\]]+$/.exec(match)?.[0] ?? '';
     const url = match.slice(0, match.length - trail.length);
     const q = url.indexOf('?');
-    const base = q >= 0 ? url.slice(0, q) : url;
+    // A user and password (`http://user:pass@host/`) go as the query does.
+    const base = (q >= 0 ? url.slice(0, q) : url).replace(/^([a-z]+:\/\/)[^/@]*@/i, '$1…@');
     const shown = base.replace(/\/[A-Za-z0-9_-]{16,}(?=\/|$)/g, '/…');
     return `${q >= 0 ? `${shown}?…` : shown}${trail}`;
   });

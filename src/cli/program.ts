@@ -340,7 +340,11 @@ export function usageJson(argv: readonly string[]): 'stdout' | 'stderr' | null {
   if (!words.includes('--json')) return null;
   for (let i = 0; i < words.length; i++) {
     const w = words[i]!;
-    if (w === '--output=-' || ((w === '-o' || w === '--output') && words[i + 1] === '-')) {
+    if (
+      w === '--output=-' ||
+      w === '-o-' ||
+      ((w === '-o' || w === '--output') && words[i + 1] === '-')
+    ) {
       return 'stderr';
     }
   }

@@ -35,7 +35,7 @@ export function parseRate(s: string): number {
     throw new InvalidArgumentError(`rate ${shown} is above the maximum of 1T (1 TiB/s).`);
   }
   const rate = Math.round(value);
-  if (rate === 0 && value > 0) {
+  if (value > 0 && value < 1) {
     throw new InvalidArgumentError(`rate ${shown} is below 1 byte per second (0 = unlimited).`);
   }
   return rate;

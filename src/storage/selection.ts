@@ -104,7 +104,7 @@ export function parseRanges(spec: string, count: number): [number, number][] {
   }
   const out: [number, number][] = [];
   for (const part of spec.split(',')) {
-    const m = /^\s*(\d{1,9})\s*(?:-\s*(\d{1,9})\s*)?$/.exec(part);
+    const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
     if (!m) {
       throw new UsageError(
         `--select ${JSON.stringify(spec)}: expected file numbers like 1,3-5 (as tdl info lists them)`,
@@ -115,7 +115,7 @@ export function parseRanges(spec: string, count: number): [number, number][] {
     if (a < 1 || b < a) throw new UsageError(`--select: bad range ${part.trim()}`);
     if (b > count) {
       throw new UsageError(
-        `--select: file ${b} does not exist (the torrent has ${count} file${count === 1 ? '' : 's'})`,
+        `--select: file ${(m[2] ?? m[1])!.replace(/^0+(?=\d)/, '')} does not exist (the torrent has ${count} file${count === 1 ? '' : 's'})`,
       );
     }
     out.push([a, b]);

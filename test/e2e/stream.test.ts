@@ -246,6 +246,24 @@ describe('tdl download -o -', () => {
     expect(existsSync(dir)).toBe(false);
   });
 
+  it('a magnet link whose metadata never comes leaves no working folder', async () => {
+    const { t } = fiveFiles();
+    const cache = path.join(fx.dir, 'cache');
+    const r = await runStream(
+      ['download', `magnet:?xt=urn:btih:${t.infoHash.toString('hex')}`, '-o', '-'].concat([
+        '--peer',
+        '127.0.0.1:1',
+        '--no-listen',
+        '--no-dht',
+        '--timeout',
+        '1',
+      ]),
+      cache,
+    );
+    expect(r.code, r.stderr).toBe(4);
+    expect(existsSync(workDir(cache, t.infoHash))).toBe(false);
+  });
+
   it('streams from a magnet link: metadata from tdl seeding the torrent, then the file', async () => {
     const data = randomBytesSeeded(1024 * 1024 + 77, 'stream-magnet');
     const tracker = await fx.tracker([]);

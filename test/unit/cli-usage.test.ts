@@ -60,6 +60,7 @@ describe('a refused command line', () => {
     expect(usageJson(['download', 'x', '--json'])).toBe('stdout');
     expect(usageJson(['download', 'x', '--json', '-o', '-'])).toBe('stderr');
     expect(usageJson(['download', 'x', '--output=-', '--json'])).toBe('stderr');
+    expect(usageJson(['download', 'x', '-o-', '--json'])).toBe('stderr');
     expect(usageJson(['download', 'x', '--output', 'out', '--json'])).toBe('stdout');
     expect(usageJson(['download', '--', '--json'])).toBeNull();
   });

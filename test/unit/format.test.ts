@@ -28,6 +28,9 @@ describe('terminal text', () => {
     expect(redactUrls('udp://tracker.example:6969/announce')).toBe(
       'udp://tracker.example:6969/announce',
     );
+    expect(redactUrls('cannot fetch http://user:s3cret@h.example/x.torrent: refused')).toBe(
+      'cannot fetch http://…@h.example/x.torrent: refused',
+    );
     expect(redactUrls('no url here')).toBe('no url here');
   });
 

@@ -28,7 +28,6 @@ describe('parseRate', () => {
     ['1G', 1024 ** 3],
     ['1T', 1024 ** 4],
     ['1024G', 1024 ** 4],
-    ['0.5', 1],
     ['1.4', 1],
     ['007K', 7168],
   ];
@@ -62,6 +61,7 @@ describe('parseRate', () => {
     ['99999999999999999999999T', /maximum/],
     ['9'.repeat(400), /maximum/],
     ['0.4', /below 1 byte/],
+    ['0.5', /below 1 byte/],
   ];
   for (const [s, why] of bad) {
     it(`refuses ${JSON.stringify(s)}`, () => {

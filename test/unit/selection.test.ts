@@ -40,6 +40,7 @@ describe('parseRanges', () => {
       expect(() => parseRanges(bad, 5), bad).toThrow(UsageError);
     }
     expect(() => parseRanges('6', 5)).toThrow(/file 6 does not exist/);
+    expect(() => parseRanges('99999999999', 5)).toThrow(/file 99999999999 does not exist/);
   });
 
   it('never throws anything but a UsageError, and stays in range', () => {
