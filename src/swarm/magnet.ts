@@ -192,7 +192,8 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
   const swarm = new MetadataSwarm({
     infoHash: o.magnet.infoHash,
     peerId: o.peerId,
-    peers,
+    peers: o.magnet.peers,
+    cliPeers: o.peers,
     sources,
     timeoutMs: o.timeoutMs,
     handshakeMs: o.handshakeMs,

@@ -47,7 +47,10 @@ const TICK_MS = 1_000;
 export interface MetadataSwarmOptions {
   infoHash: Buffer;
   peerId: Buffer;
+  /** The magnet link's own peers (`x.pe`). */
   peers: PeerAddress[];
+  /** Peers given with --peer. */
+  cliPeers?: PeerAddress[];
   sources: { source: PeerSource; origin: PeerOrigin }[];
   /** Give up when no metadata piece arrives for this long. */
   timeoutMs: number;
@@ -156,6 +159,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
           source.start();
         }
         this.add(this.opts.peers, 'magnet');
+        this.add(this.opts.cliPeers ?? [], 'cli');
         ticker = setInterval(() => {
           for (const c of this.conns.keys()) this.ask(c);
           this.pool.fill(this.conns.size, METADATA_MAX_PEERS);
@@ -295,6 +299,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
           const size = state.ext.metadataSize;
           if (peerExtensionId(state.ext, UT_METADATA) !== undefined && size !== undefined) {
             if (!this.fetch.addPeer(conn.address, size)) {
+              cand.banned = true;
               conn.close(`unusable metadata size ${size}`);
               return;
             }
@@ -326,6 +331,8 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
           return;
         }
         if (typeof r === 'object') {
+          // Dropped for bad metadata: never dialled again (the fetch would refuse it anyway).
+          cand.banned = true;
           conn.close(r.drop);
           return;
         }
