@@ -29,6 +29,7 @@ import { logger } from '../log.js';
 import { CLIENT_NAME } from '../version.js';
 import { InterruptedError, NoPeersError, TdlError, TransferError } from '../errors.js';
 import type { Metainfo } from '../metainfo/torrent.js';
+import { isPaddingFile, paddingFileCount } from '../metainfo/file-table.js';
 import type { PeerConnection } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
 import type { PeerAddress } from '../tracker/types.js';
@@ -128,6 +129,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       MIN_INFLIGHT_BYTES,
       opts.random,
       opts.wanted ?? null,
+      paddingOf(this.meta, this.layout),
     );
     this.ownKey = peerIdKey(opts.peerId);
     this.maxPeers = Math.max(1, opts.maxPeers ?? DEFAULT_MAX_PEERS);
@@ -949,4 +951,21 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.readLimiter?.close();
     if (!this.complete) this.rejectRun(new InterruptedError('SIGINT'));
   }
+}
+
+/**
+ * Whether a byte range of a piece is all BEP 47 padding (for the picker); null for a torrent
+ * without padding.
+ */
+function paddingOf(
+  meta: Metainfo,
+  layout: Layout,
+): ((index: number, start: number, end: number) => boolean) | null {
+  if (paddingFileCount(meta) === 0) return null;
+  return (index, start, end) => {
+    for (const s of layout.spans(index, start, end - start)) {
+      if (!isPaddingFile(meta, s.fileIndex)) return false;
+    }
+    return true;
+  };
 }

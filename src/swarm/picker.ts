@@ -184,6 +184,12 @@ export class PiecePicker {
     private readonly random: () => number = Math.random,
     /** The pieces to fetch (a file selection); null: all of them. */
     private readonly wanted: Bitfield | null = null,
+    /**
+     * BEP 47 padding: whether byte range [start, end) of piece `index` is all padding (known
+     * zeros, never asked of a peer). Absent: no padding.
+     */
+    private readonly isPadding:
+      ((index: number, start: number, end: number) => boolean) | null = null,
   ) {
     this.done = done;
     this.availability = new Uint32Array(layout.pieceCount);
@@ -495,6 +501,7 @@ export class PiecePicker {
     // Piece buffers are recycled: a steady download allocates no new memory for pieces.
     const pooled = size === this.layout.pieceLength ? this.pool.pop() : undefined;
     const p = new PieceInProgress(index, size, owner, pooled ?? Buffer.allocUnsafe(size));
+    this.fillPadding(p);
     this.bucketRemove(index);
     this.inProgress.set(index, p);
     this.track(p);
@@ -543,7 +550,8 @@ export class PiecePicker {
   abandon(index: number): void {
     const p = this.inProgress.get(index);
     if (!p) return;
-    const busy = p.receivedCount > 0;
+    // Blocks of padding are "received" from no one: they do not make the piece busy.
+    const busy = p.deliveredBy.some((d) => d !== undefined);
     for (let b = 0; b < p.blockCount; b++) {
       if (!p.received[b]) p.reqCount[b] = 0;
     }
@@ -620,6 +628,30 @@ export class PiecePicker {
     this.done.set(p.index);
   }
 
+  /**
+   * Blocks of `p` wholly inside BEP 47 padding are zeros, received already: no peer is asked
+   * for them (a hybrid torrent pads every file to a piece boundary). A piece of padding only is
+   * fetched as usual (there is nothing else to verify it by).
+   */
+  private fillPadding(p: PieceInProgress): void {
+    if (!this.isPadding) return;
+    let pad = 0;
+    for (let b = 0; b < p.blockCount; b++) {
+      const start = b * BLOCK_SIZE;
+      if (this.isPadding(p.index, start, start + p.blockLength(b))) pad++;
+    }
+    if (pad === 0 || pad === p.blockCount) return;
+    for (let b = 0; b < p.blockCount; b++) {
+      const start = b * BLOCK_SIZE;
+      const end = start + p.blockLength(b);
+      if (!this.isPadding(p.index, start, end)) continue;
+      p.buffer.fill(0, start, end);
+      p.received[b] = 1;
+      p.receivedCount++;
+      p.free--;
+    }
+  }
+
   /** The piece is on disk: its buffer goes back to the pool and out of the memory budget. */
   written(p: PieceInProgress): void {
     this.inflightBytes -= p.size;
@@ -642,6 +674,7 @@ export class PiecePicker {
     p.deliveredBy.fill(undefined);
     p.receivedCount = 0;
     p.free = p.blockCount;
+    this.fillPadding(p);
     this.track(p);
     if (exclusive) {
       p.exclusive = true;

@@ -81,6 +81,39 @@ describe('single-peer core path', () => {
     expect((await readFile(out)).equals(data)).toBe(true);
   });
 
+  it('never asks a peer for blocks of BEP 47 padding, and creates no padding file', async () => {
+    const PL = 32 * 1024;
+    const a = randomBytesSeeded(40_000, 'pad-a');
+    const b = randomBytesSeeded(20_000, 'pad-b');
+    const pad = Buffer.alloc(2 * PL - a.length);
+    const t = makeTorrent({
+      name: 'padded',
+      pieceLength: PL,
+      files: [
+        { path: ['a.bin'], data: a },
+        { path: ['.pad', String(pad.length)], data: pad },
+        { path: ['b.bin'], data: b },
+      ],
+      extraInfo: {
+        files: [
+          { path: ['a.bin'], length: a.length },
+          { path: ['.pad', String(pad.length)], length: pad.length, attr: 'p' },
+          { path: ['b.bin'], length: b.length },
+        ],
+      },
+    });
+    const s = await fx.seeder(t, PL);
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'padded');
+    const r = await runCli(['download', torrent, '-o', out, '--peer', `127.0.0.1:${s.port}`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await readFile(path.join(out, 'a.bin'))).toEqual(a);
+    expect(await readFile(path.join(out, 'b.bin'))).toEqual(b);
+    expect(existsSync(path.join(out, '.pad'))).toBe(false);
+    // The last 16 KiB block of piece 1 is all padding: it was never requested.
+    expect(s.served).toBe(t.data.length - 16 * 1024);
+  });
+
   it('probes peers in turn: skips an incomplete one, one that never unchokes and a wrong info hash', async () => {
     const data = randomBytesSeeded(300_000, 7);
     const t = makeTorrent({ name: 'p.bin', pieceLength: 32768, files: { data } });

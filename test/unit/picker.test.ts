@@ -48,6 +48,32 @@ describe('piece picker', () => {
     expect(got.map((b) => b.begin)).toEqual([0, BLOCK_SIZE, 2 * BLOCK_SIZE, 3 * BLOCK_SIZE]);
   });
 
+  it('never asks for blocks of padding; a piece given up by a web seed goes back whole', () => {
+    // Piece 0: its last two blocks are padding; piece 1: all padding (fetched as usual).
+    const layout = new Layout([{ offset: 0, length: 2 * PL }], PL, 2 * PL);
+    const isPad = (index: number, start: number) => index === 1 || start >= 2 * BLOCK_SIZE;
+    const picker = new PiecePicker(layout, new Bitfield(2), 1 << 30, () => 0, null, isPad);
+    const all = bf(2, () => true);
+    picker.peerHas(all);
+    const got = picker.pick('a', all, 100, none);
+    expect(got.filter((b) => b.index === 0).map((b) => b.begin)).toEqual([0, BLOCK_SIZE]);
+    expect(got.filter((b) => b.index === 1)).toHaveLength(4);
+    const p0 = picker.inProgress.get(0)!;
+    expect(p0.buffer.subarray(2 * BLOCK_SIZE).every((x) => x === 0)).toBe(true);
+    // A web seed that took a padded piece and gave it up: nothing of it was delivered.
+    const { picker: ws } = {
+      picker: new PiecePicker(layout, new Bitfield(2), 1 << 30, () => 0, null, isPad),
+    };
+    const whole = ws.reserveWhole('seed', () => true)!;
+    ws.abandon(whole.index);
+    expect(ws.inProgress.has(whole.index)).toBe(false);
+    const again = [
+      ws.reserveWhole('seed', () => true)?.index,
+      ws.reserveWhole('seed', () => true)?.index,
+    ];
+    expect(again.sort()).toEqual([0, 1]);
+  });
+
   it('only asks a peer for pieces it has', () => {
     const { picker } = setup(6);
     const peer = bf(6, (i) => i === 4);
