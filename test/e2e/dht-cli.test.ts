@@ -8,7 +8,6 @@
  *   `tr` downloads from it (metadata included).
  */
 import { readFile, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
@@ -16,6 +15,7 @@ import { startDhtNetwork, type DhtNetwork } from '../helpers/dht-network.js';
 import { useFixture } from '../helpers/fixture.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
+import { freePort } from '../helpers/ports.js';
 
 const fx = useFixture();
 let network: DhtNetwork;
@@ -30,14 +30,6 @@ afterAll(async () => {
 function bootstrap(): string[] {
   const a = network.addresses()[0]!;
   return ['--dht-bootstrap', `${a.host}:${a.port}`];
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 describe('DHT from the CLI (loopback network, no tracker)', () => {

@@ -23,6 +23,7 @@ import { encode } from '../../src/metainfo/bencode.js';
 import { encodeHandshake, ourReserved } from '../../src/wire/handshake.js';
 import { CRYPTO_PLAINTEXT } from '../../src/wire/mse.js';
 import { MseInitiator } from '../helpers/mse-initiator.js';
+import { freePort } from '../helpers/ports.js';
 
 const PIECE = 32768;
 const data = randomBytesSeeded(256 * 1024, 'listen');
@@ -48,14 +49,6 @@ async function prepare(): Promise<{
   const file = path.join(out, 'data.bin');
   await writeFile(file, data);
   return { t, torrent, file, tr };
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 function canConnect(host: string, port: number): Promise<boolean> {

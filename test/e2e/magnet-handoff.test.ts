@@ -11,7 +11,6 @@
  * - a run that stopped keeps the metadata, and the next run resumes from it without the swarm's.
  */
 import { existsSync } from 'node:fs';
-import net from 'node:net';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -19,6 +18,7 @@ import { parseTorrent } from '../../src/metainfo/torrent.js';
 import { runCli } from '../helpers/cli.js';
 import { useFixture } from '../helpers/fixture.js';
 import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+import { freePort } from '../helpers/ports.js';
 
 const fx = useFixture();
 const PIECE = 32 * 1024;
@@ -27,15 +27,6 @@ function torrent(seed: string): { t: MadeTorrent; info: Buffer } {
   const data = randomBytesSeeded(24 * PIECE + 1234, seed);
   const t = makeTorrent({ name: 'm.bin', pieceLength: PIECE, files: { data } });
   return { t, info: parseTorrent(t.torrent).info };
-}
-
-/** A port free a moment ago (tdl is told it with --port, so the seeder knows where to dial). */
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
 }
 
 function magnet(t: MadeTorrent, o: { tracker?: string; peers?: number[] } = {}): string {

@@ -31,17 +31,10 @@ import {
 import { runCli } from '../helpers/cli.js';
 import { useFixture } from '../helpers/fixture.js';
 import { until } from '../helpers/tdl-process.js';
+import { freePort as closedPort } from '../helpers/ports.js';
 
 const fx = useFixture();
 
-/** A port nobody listens on. */
-async function closedPort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 /** The ut_metadata id these peers give in their extension handshake. */
 const OUR_UT_METADATA = 3;
 

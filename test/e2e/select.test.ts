@@ -6,7 +6,6 @@
  */
 import { existsSync } from 'node:fs';
 import { readFile, readdir, rm } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { InterruptedError } from '../../src/errors.js';
@@ -14,18 +13,11 @@ import { runCli } from '../helpers/cli.js';
 import type { FakeSeeder } from '../helpers/fake-seeder.js';
 import { useFixture } from '../helpers/fixture.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+import { freePort } from '../helpers/ports.js';
 
 const fx = useFixture();
 const PIECE = 32 * 1024;
 const peerArgs = (s: FakeSeeder) => ['--peer', `127.0.0.1:${s.port}`, '--no-listen'];
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 /** Five files whose boundaries fall inside pieces. */
 function fiveFiles() {

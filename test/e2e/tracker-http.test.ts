@@ -1,10 +1,10 @@
-import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TrackerError } from '../../src/errors.js';
 import { encode } from '../../src/metainfo/bencode.js';
 import { MAX_TRACKER_BODY_BYTES, announceHttp } from '../../src/tracker/http.js';
 import type { AnnounceRequest } from '../../src/tracker/types.js';
 import { startHttpTracker, type FakeTracker } from '../helpers/fake-tracker.js';
+import { freePort as closedPort } from '../helpers/ports.js';
 
 const infoHash = Buffer.from('00ff7e2d41207a2b2e5f25267e80c0fe10203040', 'hex');
 const peerId = Buffer.from('-TD0001-0123456789ab', 'latin1');
@@ -28,15 +28,6 @@ async function tracker(opts: Parameters<typeof startHttpTracker>[0]): Promise<Fa
 afterEach(async () => {
   await Promise.all(trackers.splice(0).map((t) => t.close()));
 });
-
-/** A TCP port with nothing listening (bound then released). */
-async function closedPort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 describe('announceHttp against a fake tracker', () => {
   it('announces and gets compact peers; the tracker sees the exact request', async () => {

@@ -8,7 +8,6 @@
  * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Bitfield } from '../../src/wire/bitfield.js';
@@ -16,6 +15,7 @@ import { FakeLeecher } from '../helpers/fake-leecher.js';
 import { useFixture } from '../helpers/fixture.js';
 import { assertBuilt, spawnTdl, until } from '../helpers/tdl-process.js';
 import { randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+import { freePort } from '../helpers/ports.js';
 
 const fx = useFixture();
 
@@ -50,14 +50,6 @@ function partial(data: Buffer, pieceLength: number, keep: (index: number) => boo
     if (keep(i)) data.copy(out, i * pieceLength, i * pieceLength, (i + 1) * pieceLength);
   }
   return out;
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 async function leecher(
