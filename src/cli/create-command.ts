@@ -1,17 +1,7 @@
-import {
-  accessSync,
-  constants,
-  realpathSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { DiskError, stdoutWriteError, UsageError } from '../errors.js';
+import { stdoutWriteError, UsageError } from '../errors.js';
 import { checkPieceLength, createTorrent, parseSize } from '../metainfo/create.js';
 import { escapeControl, formatBytes, formatRate, terminalColumns } from './format.js';
+import { fileTarget, writeTarget } from './output-file.js';
 import type { CliIO } from './program.js';
 import { CLIENT_NAME } from '../version.js';
 
@@ -51,7 +41,7 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
       '-o - would write a binary .torrent to the terminal: pipe or redirect stdout',
     );
   }
-  const target = toStdout ? undefined : outputTarget(opts.output);
+  const target = toStdout ? undefined : fileTarget(opts.output, '-o');
   const outPath = target?.path;
 
   const started = performance.now();
@@ -101,25 +91,8 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
     await new Promise<void>((resolve, reject) => {
       out.write(made.torrent, (err) => (err ? reject(stdoutWriteError(err)) : resolve()));
     });
-  } else if (!target.regular) {
-    // A pipe or a device (`-o >(...)`, `-o /dev/stdout`): written to, as a shell's `>` would,
-    // never replaced by a file.
-    try {
-      await writeFile(target.path, made.torrent, { signal: io.signal });
-    } catch (e) {
-      if (io.signal?.aborted) throw io.signal.reason;
-      throw writeError(opts.output, e);
-    }
   } else {
-    // Write beside the target, then rename: a failed run never leaves half a .torrent.
-    const tmp = `${target.path}.tdl-tmp-${process.pid}`;
-    try {
-      writeFileSync(tmp, made.torrent);
-      renameSync(tmp, target.path);
-    } catch (e) {
-      rmSync(tmp, { force: true });
-      throw writeError(opts.output, e);
-    }
+    await writeTarget(target, made.torrent, io.signal);
   }
   if (!opts.quiet) {
     report.write(
@@ -130,39 +103,4 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
     );
   }
   return 0;
-}
-
-function writeError(shown: string, e: unknown): DiskError {
-  const code = (e as NodeJS.ErrnoException).code ?? String(e);
-  return new DiskError(`cannot write ${shown}: ${code}`, { cause: e });
-}
-
-/**
- * Where `-o` writes, checked before any hashing: an existing regular file (through any links)
- * is replaced at its real path; a pipe or a device is written to; a folder is refused, and so
- * is a path whose folder is missing (exit 2) or not writable (exit 6).
- */
-function outputTarget(output: string): { path: string; regular: boolean } {
-  const abs = path.resolve(output);
-  let st;
-  try {
-    st = statSync(abs);
-  } catch {
-    st = undefined;
-  }
-  if (st?.isDirectory()) throw new UsageError(`-o ${output} is a folder: name the .torrent file`);
-  if (st !== undefined && !st.isFile()) return { path: abs, regular: false };
-  const real = st === undefined ? abs : realpathSync.native(abs);
-  const dir = path.dirname(real);
-  try {
-    if (!statSync(dir).isDirectory()) throw new Error('not a folder');
-  } catch {
-    throw new UsageError(`cannot write ${output}: no folder ${dir}`);
-  }
-  try {
-    accessSync(dir, constants.W_OK);
-  } catch (e) {
-    throw writeError(output, e);
-  }
-  return { path: real, regular: true };
 }

@@ -5,13 +5,12 @@
 import type { Dht } from '../dht/dht.js';
 import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
 import type { Metainfo } from '../metainfo/torrent.js';
-import { accessSync, constants, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { DiskError, UsageError } from '../errors.js';
+import { statSync } from 'node:fs';
 import type { PeerAddress } from '../tracker/types.js';
 import type { ListenOptions } from '../swarm/listener.js';
 import type { MagnetHandoff } from '../swarm/magnet.js';
 import { escapeControl, terminalColumns, truncateToWidth } from './format.js';
+import { fileTarget, writeTarget } from './output-file.js';
 import type { CliIO } from './program.js';
 import { loadTorrent } from './torrent-file.js';
 
@@ -49,13 +48,14 @@ export async function openTorrent(
   io: CliIO,
 ): Promise<OpenedTorrent> {
   // Checked before any wait: a bad path fails now, not after the metadata came.
-  if (o.saveTorrent !== undefined) checkSavePath(o.saveTorrent);
+  const save = o.saveTorrent === undefined ? null : fileTarget(o.saveTorrent, '--save-torrent');
   if (!isMagnet(source)) {
     const meta = await loadTorrent(source, { stdin: io.stdin, signal: io.signal });
     // The .torrent itself, named again: it is kept whole (its comment and the rest).
-    if (o.saveTorrent && !sameFile(source, o.saveTorrent)) {
+    if (save && !sameFile(source, save.path)) {
       const { torrentFromInfo } = await import('../swarm/metadata-fetch.js');
-      saveTorrentFile(o.saveTorrent, torrentFromInfo(meta.info, meta.announceList, meta.urlList));
+      const bytes = torrentFromInfo(meta.info, meta.announceList, meta.urlList);
+      await writeTarget(save, bytes, io.signal);
     }
     return { meta, peers: [], magnet: false };
   }
@@ -108,9 +108,9 @@ export async function openTorrent(
     infoHash: r.meta.infoHashHex,
     size: r.torrent.length,
   });
-  if (o.saveTorrent) {
+  if (save) {
     try {
-      saveTorrentFile(o.saveTorrent, r.torrent);
+      await writeTarget(save, r.torrent, io.signal);
     } catch (e) {
       await r.handoff?.close();
       throw e;
@@ -126,55 +126,14 @@ export async function openTorrent(
   };
 }
 
-/** `--save-torrent FILE`: its folder must be there (exit 2) and writable (exit 6). */
-function checkSavePath(file: string): void {
-  const dir = path.dirname(path.resolve(file));
-  let st;
-  try {
-    st = statSync(dir);
-  } catch {
-    st = undefined;
-  }
-  if (!st?.isDirectory()) throw new UsageError(`--save-torrent ${file}: no folder ${dir}`);
-  try {
-    accessSync(dir, constants.W_OK);
-  } catch (e) {
-    throw saveError(file, e);
-  }
-  if (statOrNull(file)?.isDirectory()) {
-    throw new UsageError(`--save-torrent ${file} is a folder: name the .torrent file`);
-  }
-}
-
-/** Written beside, then renamed into place: never half a .torrent. */
-function saveTorrentFile(file: string, bytes: Buffer): void {
-  const tmp = `${path.resolve(file)}.tdl-tmp-${process.pid}`;
-  try {
-    writeFileSync(tmp, bytes);
-    renameSync(tmp, file);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw saveError(file, e);
-  }
-}
-
-function saveError(file: string, e: unknown): DiskError {
-  const code = (e as NodeJS.ErrnoException).code ?? String(e);
-  return new DiskError(`cannot write ${file} (--save-torrent): ${code}`, { cause: e });
-}
-
-function statOrNull(p: string) {
-  try {
-    return statSync(p);
-  } catch {
-    return null;
-  }
-}
-
-/** Two paths name one file (the torrent given is the one to save). */
+/** `a` (a .torrent's path, `-` or a URL) is the file at `b`. */
 function sameFile(a: string, b: string): boolean {
   if (a === '-' || /^[a-z][a-z0-9+.-]*:/i.test(a)) return false;
-  const x = statOrNull(a);
-  const y = statOrNull(b);
-  return x !== null && y !== null && x.dev === y.dev && x.ino === y.ino;
+  try {
+    const x = statSync(a);
+    const y = statSync(b);
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
 }
