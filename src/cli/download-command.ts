@@ -144,6 +144,8 @@ export async function runDownload(
       }
     }
     const realFiles = files.length - paddingFileCount(meta);
+    // The torrent's data, BEP 47 padding left out (as `tdl info` gives it).
+    const dataSize = realFiles === files.length ? meta.length : selectedBytes(files, null);
     const selection = selected
       ? {
           selectedFiles: selected.reduce((n, v) => n + v, 0),
@@ -263,7 +265,7 @@ export async function runDownload(
               port: info.port,
               name: meta.name,
               infoHash: meta.infoHashHex,
-              size: meta.length,
+              size: dataSize,
               pieces: meta.pieceCount,
               pieceLength: meta.pieceLength,
               files: files.length,

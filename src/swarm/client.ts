@@ -34,6 +34,7 @@ import { Checkpointing } from './checkpointing.js';
 import { Download } from './download.js';
 import { Listener, type ListenOptions } from './listener.js';
 import { OutputFiles } from './output-files.js';
+import { dataBytesOf, piecePadding } from './padding.js';
 import type { MagnetHandoff } from './magnet.js';
 
 const log = logger('tdl:resume');
@@ -196,7 +197,11 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         await out.finalize();
       }
       await out.removeLeftovers(null);
-      const stats = idleStats(layout, selected ? wanted : null, check.have.count);
+      const stats = idleStats(
+        dataBytesOf(layout, piecePadding(meta, layout), selected ? wanted : null),
+        layout.pieceCount,
+        check.have.count,
+      );
       return { stats, plan, check: checkInfo, wasComplete: true };
     }
     // Listening and the first announce start before the first checkpoint is written: the
@@ -210,7 +215,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     }
     const port = listener?.port ?? 0;
     if (useTrackers) {
-      const leftAtStart = layout.bytesOf(wanted) - layout.bytesOf(check.have, wanted);
+      const padding = piecePadding(meta, layout);
+      const leftAtStart =
+        dataBytesOf(layout, padding, wanted) - dataBytesOf(layout, padding, check.have, wanted);
       ({ tracker, early } = announce(o, peerId, port, listener, () => {
         const s = dl?.stats();
         return {
@@ -514,8 +521,7 @@ function seedUntil(
 }
 
 /** A run that found its files complete: the selection's size, as a download's stats give it. */
-function idleStats(layout: Layout, wanted: Bitfield | null, held: number): DownloadStats {
-  const total = layout.bytesOf(wanted);
+function idleStats(total: number, pieceCount: number, held: number): DownloadStats {
   return {
     total,
     completed: total,
@@ -524,7 +530,7 @@ function idleStats(layout: Layout, wanted: Bitfield | null, held: number): Downl
     wasted: 0,
     wastedBy: { hashFailed: 0, duplicate: 0, afterCancel: 0 },
     piecesDone: held,
-    pieceCount: layout.pieceCount,
+    pieceCount,
     rate: 0,
     uploaded: 0,
     uploadRate: 0,

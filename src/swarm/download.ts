@@ -29,7 +29,6 @@ import { logger } from '../log.js';
 import { CLIENT_NAME } from '../version.js';
 import { InterruptedError, NoPeersError, TdlError, TransferError } from '../errors.js';
 import type { Metainfo } from '../metainfo/torrent.js';
-import { isPaddingFile, paddingFileCount } from '../metainfo/file-table.js';
 import type { PeerConnection } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
 import type { PeerAddress } from '../tracker/types.js';
@@ -46,6 +45,7 @@ import type {
   PeerSource,
 } from './download-api.js';
 import { PeerExtensions } from './extensions.js';
+import { dataBytesOf, piecePadding, type PiecePadding } from './padding.js';
 import { PeerPool, type Candidate, type PeerOrigin } from './peer-pool.js';
 import { peerIdKey, PiecePicker, type PieceInProgress } from './picker.js';
 import { PieceStore } from './piece-store.js';
@@ -99,6 +99,8 @@ export class Download extends EventEmitter<DownloadEvents> {
   private readonly initial: number;
   /** Bytes of the pieces to fetch (all of them without a selection). */
   private readonly total: number;
+  /** BEP 47 padding in the pieces (null: none): never fetched, never counted. */
+  private readonly padding: PiecePadding | null;
   private readonly usedPeers = new Set<string>();
   /** Verified bytes over the last 3 s (the rate). */
   private readonly lastSeconds = new RateWindow(3_000);
@@ -121,15 +123,16 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.meta = opts.meta;
     this.layout = opts.layout;
     this.have = opts.have ?? new Bitfield(this.layout.pieceCount);
-    this.total = this.layout.bytesOf(opts.wanted ?? null);
-    this.initial = this.layout.bytesOf(this.have, opts.wanted);
+    this.padding = piecePadding(this.meta, this.layout);
+    this.total = dataBytesOf(this.layout, this.padding, opts.wanted ?? null);
+    this.initial = dataBytesOf(this.layout, this.padding, this.have, opts.wanted);
     this.picker = new PiecePicker(
       this.layout,
       this.have,
       MIN_INFLIGHT_BYTES,
       opts.random,
       opts.wanted ?? null,
-      paddingOf(this.meta, this.layout),
+      this.padding && ((index, start, end) => this.padding!.isPadding(index, start, end)),
     );
     this.ownKey = peerIdKey(opts.peerId);
     this.maxPeers = Math.max(1, opts.maxPeers ?? DEFAULT_MAX_PEERS);
@@ -674,7 +677,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   }
 
   private pieceFailed(p: PieceInProgress): void {
-    this.scheduler.waste.hashFailed += p.size;
+    this.scheduler.waste.hashFailed += this.padding ? this.padding.dataBytes(p.index) : p.size;
     const culprits = new Set(p.deliveredBy.filter((x): x is string => x !== undefined));
     log('piece %d failed verification (from %s)', p.index, [...culprits].join(', '));
     // Only a piece that came whole from one peer proves that peer wrong. A mixed piece charges
@@ -705,8 +708,10 @@ export class Download extends EventEmitter<DownloadEvents> {
       // Peers that have the piece need no `have` for it (libtorrent's "lazy" haves).
       if (!s.conn.bitfield.has(p.index)) s.conn.have(p.index);
     }
-    this.downloaded += p.size;
-    this.lastSeconds.add(Date.now(), p.size);
+    // Data bytes: padding was never fetched (nor is it counted in `total`).
+    const got = this.padding ? this.padding.dataBytes(p.index) : p.size;
+    this.downloaded += got;
+    this.lastSeconds.add(Date.now(), got);
     this.lastProgressAt = Date.now();
     for (const s of this.sessions.values()) {
       if (s.conn.bitfield.has(p.index) && s.wanted > 0) {
@@ -951,21 +956,4 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.readLimiter?.close();
     if (!this.complete) this.rejectRun(new InterruptedError('SIGINT'));
   }
-}
-
-/**
- * Whether a byte range of a piece is all BEP 47 padding (for the picker); null for a torrent
- * without padding.
- */
-function paddingOf(
-  meta: Metainfo,
-  layout: Layout,
-): ((index: number, start: number, end: number) => boolean) | null {
-  if (paddingFileCount(meta) === 0) return null;
-  return (index, start, end) => {
-    for (const s of layout.spans(index, start, end - start)) {
-      if (!isPaddingFile(meta, s.fileIndex)) return false;
-    }
-    return true;
-  };
 }

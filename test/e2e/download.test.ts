@@ -105,8 +105,20 @@ describe('single-peer core path', () => {
     const s = await fx.seeder(t, PL);
     const torrent = await fx.writeTorrent(t);
     const out = path.join(fx.dir, 'padded');
-    const r = await runCli(['download', torrent, '-o', out, '--peer', `127.0.0.1:${s.port}`]);
+    const r = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--peer',
+      `127.0.0.1:${s.port}`,
+      '--json',
+    ]);
     expect(r.code, r.stderr).toBe(0);
+    // Sizes count the files' bytes, as tdl info does: padding is neither data nor fetched.
+    const size = a.length + b.length;
+    expect(r.events.find((e) => e['event'] === 'started')).toMatchObject({ size });
+    expect(r.events.find((e) => e['event'] === 'done')).toMatchObject({ size, downloaded: size });
     expect(await readFile(path.join(out, 'a.bin'))).toEqual(a);
     expect(await readFile(path.join(out, 'b.bin'))).toEqual(b);
     expect(existsSync(path.join(out, '.pad'))).toBe(false);
