@@ -59,6 +59,10 @@ export async function runDownload(
   io: CliIO,
   mode: 'download' | 'seed' = 'download',
 ): Promise<number> {
+  // A seeding limit asks for seeding: --seed-time or --seed-ratio alone imply --seed.
+  if (mode === 'download' && (opts.seedTime !== undefined || opts.seedRatio !== undefined)) {
+    opts = { ...opts, seed: true };
+  }
   // `-o -`: the file's bytes go to stdout, and nothing else does (--json events go to stderr).
   const streaming = opts.output === '-';
   const sink = streaming ? checkStreamArgs(opts, io, mode) : null;
@@ -352,7 +356,7 @@ function checkStreamArgs(opts: { seed?: boolean }, io: CliIO, mode: 'download' |
   }
   if (opts.seed) {
     throw new UsageError(
-      '--seed cannot be used with -o -: the streamed copy is removed once written; download with -o FILE to seed it',
+      '--seed (or --seed-time, --seed-ratio) cannot be used with -o -: the streamed copy is removed once written; download with -o FILE to seed it',
     );
   }
   const out = io.stdout as unknown as Partial<ByteSink> & { isTTY?: boolean };

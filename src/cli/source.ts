@@ -4,7 +4,7 @@
  */
 import type { Dht } from '../dht/dht.js';
 import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
-import type { Metainfo } from '../metainfo/torrent.js';
+import { parseTorrent, type Metainfo } from '../metainfo/torrent.js';
 import { statSync } from 'node:fs';
 import type { PeerAddress } from '../tracker/types.js';
 import type { ListenOptions } from '../swarm/listener.js';
@@ -12,7 +12,7 @@ import type { MagnetHandoff } from '../swarm/magnet.js';
 import { escapeControl, terminalColumns, truncateToWidth } from './format.js';
 import { fileTarget, writeTarget } from './output-file.js';
 import type { CliIO } from './program.js';
-import { loadTorrent } from './torrent-file.js';
+import { loadTorrentBytes } from './torrent-file.js';
 
 export interface OpenedTorrent {
   meta: Metainfo;
@@ -50,13 +50,10 @@ export async function openTorrent(
   // Checked before any wait: a bad path fails now, not after the metadata came.
   const save = o.saveTorrent === undefined ? null : fileTarget(o.saveTorrent, '--save-torrent');
   if (!isMagnet(source)) {
-    const meta = await loadTorrent(source, { stdin: io.stdin, signal: io.signal });
-    // The .torrent itself, named again: it is kept whole (its comment and the rest).
-    if (save && !sameFile(source, save.path)) {
-      const { torrentFromInfo } = await import('../swarm/metadata-fetch.js');
-      const bytes = torrentFromInfo(meta.info, meta.announceList, meta.urlList);
-      await writeTarget(save, bytes, io.signal);
-    }
+    const bytes = await loadTorrentBytes(source, { stdin: io.stdin, signal: io.signal });
+    const meta = parseTorrent(bytes);
+    // A copy of the .torrent as it came (from stdin or a URL, say): not rewritten in place.
+    if (save && !sameFile(source, save.path)) await writeTarget(save, bytes, io.signal);
     return { meta, peers: [], magnet: false };
   }
   const magnet = parseMagnet(source);

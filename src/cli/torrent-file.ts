@@ -45,8 +45,13 @@ function tooLarge(size?: number): MetainfoError {
  * are read whole.
  */
 export async function loadTorrent(source: string, o: LoadOptions = {}): Promise<Metainfo> {
-  if (source === '-') return parseTorrent(await readStdin(o.stdin ?? process.stdin, o.signal));
-  if (/^https?:\/\//i.test(source)) return parseTorrent(await fetchTorrent(source, o));
+  return parseTorrent(await loadTorrentBytes(source, o));
+}
+
+/** The bytes of a .torrent from `source`, as loadTorrent reads them (not parsed). */
+export async function loadTorrentBytes(source: string, o: LoadOptions = {}): Promise<Buffer> {
+  if (source === '-') return readStdin(o.stdin ?? process.stdin, o.signal);
+  if (/^https?:\/\//i.test(source)) return fetchTorrent(source, o);
   if (/^magnet:/i.test(source)) {
     // Only `verify` gets here with one (the other commands open magnet links themselves).
     throw new UsageError(
@@ -57,7 +62,7 @@ export async function loadTorrent(source: string, o: LoadOptions = {}): Promise<
   const scheme = /^([a-z][a-z0-9+.-]+):\/\//i.exec(source)?.[1];
   if (scheme)
     throw new UsageError(`${source}: unsupported scheme ${scheme}: (http: and https: only)`);
-  return parseTorrent(await readTorrentFile(source));
+  return readTorrentFile(source);
 }
 
 async function readTorrentFile(file: string): Promise<Buffer> {

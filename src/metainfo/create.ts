@@ -575,6 +575,11 @@ async function createFrom(input: string, opts: CreateOptions): Promise<CreatedTo
   try {
     st = statSync(abs);
   } catch (e) {
+    // A path that is not there is a mistake on the command line (exit 2), as for a .torrent.
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') {
+      throw new UsageError(`${input}: no such file or folder`);
+    }
     throw ioError(input, e);
   }
   const named = entryName(Buffer.from(path.basename(abs)));

@@ -15,7 +15,7 @@ import { logger } from '../log.js';
 import { METADATA_SUFFIX } from '../storage/names.js';
 import type { Dht } from '../dht/dht.js';
 import { DhtPeerSource } from '../dht/peer-source.js';
-import { UsageError } from '../errors.js';
+import { NoPeersError } from '../errors.js';
 import type { Magnet } from '../metainfo/magnet.js';
 import { MAX_TORRENT_FILE_BYTES, parseTorrent, type Metainfo } from '../metainfo/torrent.js';
 import { Announcer } from '../tracker/announcer.js';
@@ -158,7 +158,8 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
   }
   const peers = [...o.magnet.peers, ...o.peers];
   if (trackers.length === 0 && peers.length === 0 && !o.dht) {
-    throw new UsageError(
+    // As for a .torrent that names no tracker (exit 4): nothing could bring a peer.
+    throw new NoPeersError(
       'the magnet link names no tracker and no peer, and the DHT is off: give peers with --peer HOST:PORT',
     );
   }

@@ -329,7 +329,7 @@ describe('tdl create', () => {
     expect(v.stdout).toMatch(/result: +complete/);
   });
 
-  it('usage errors exit 2, unreadable input exits 6', async () => {
+  it('usage errors exit 2, a missing input too', async () => {
     const f = path.join(dir, 'f');
     await writeFile(f, 'x');
     expect((await runCli(['create', f])).code).toBe(2);
@@ -339,8 +339,8 @@ describe('tdl create', () => {
     expect(
       (await runCli(['create', f, '-o', path.join(dir, 'o'), '--tracker', 'ftp://x'])).code,
     ).toBe(2);
-    expect(
-      (await runCli(['create', path.join(dir, 'missing'), '-o', path.join(dir, 'o')])).code,
-    ).toBe(6);
+    const missing = await runCli(['create', path.join(dir, 'missing'), '-o', path.join(dir, 'o')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/missing: no such file or folder/);
   });
 });

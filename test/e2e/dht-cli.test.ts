@@ -62,9 +62,9 @@ describe('DHT from the CLI (loopback network, no tracker)', () => {
       size: data.length,
     });
     expect(seeder.metadataServed).toBeGreaterThan(0);
-    // Without the DHT nothing is left to ask: a usage error that says so, at once.
+    // Without the DHT nothing is left to ask: no peers (exit 4, as for such a .torrent), at once.
     const off = await runCli(['info', magnet, '--no-dht']);
-    expect(off.code).toBe(2);
+    expect(off.code).toBe(4);
     expect(off.stderr).toContain('names no tracker and no peer, and the DHT is off');
   });
 

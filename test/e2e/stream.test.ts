@@ -310,7 +310,7 @@ describe('tdl download -o -', () => {
       cache,
     );
     expect(seed.code).toBe(2);
-    expect(seed.stderr).toMatch(/--seed cannot be used with -o -/);
+    expect(seed.stderr).toMatch(/--seed \(or --seed-time, --seed-ratio\) cannot be used with -o -/);
     const seedCmd = await runStream(['seed', torrent, '-o', '-', ...peer], cache);
     expect(seedCmd.code).toBe(2);
     expect(seedCmd.stderr).toContain('tdl seed needs -o to name where the data is');

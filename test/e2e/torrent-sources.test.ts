@@ -116,6 +116,18 @@ describe('stdin and URL sources', () => {
     expect(code, stderr).toBe(130);
   });
 
+  it('--save-torrent keeps a copy of the .torrent as it came, comment and all', async () => {
+    const withComment = Buffer.concat([
+      t.torrent.subarray(0, 1),
+      Buffer.from('7:comment5:hello'),
+      t.torrent.subarray(1),
+    ]);
+    const saved = path.join(dir, 'saved.torrent');
+    const r = await cli(['info', '-', '--save-torrent', saved], Readable.from([withComment]));
+    expect(r.code, r.stderr).toBe(0);
+    expect(await readFile(saved)).toEqual(withComment);
+  });
+
   it('download - downloads the torrent read from stdin (in small chunks)', async () => {
     const s = await seeder();
     const chunks: Buffer[] = [];

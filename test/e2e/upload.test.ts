@@ -138,6 +138,24 @@ describe('seeding lifecycle', () => {
     expect(done['uploaded']).toBe(0);
   }, 40_000);
 
+  it('download --seed-time alone seeds once complete (it implies --seed)', async () => {
+    const { t, data, torrent } = await prepare(256 * 1024, 32768, 'seed-time-implies', 'none');
+    const s = await fx.seeder(t, 32768);
+    const out = path.join(fx.dir, 'got.bin');
+    const tdl = spawnTdl(
+      ['download', torrent, '-o', out, '--peer', `127.0.0.1:${s.port}`, '--port', '0'].concat([
+        '--json',
+        '--seed-time',
+        '0.02',
+      ]),
+      fx.onClose,
+    );
+    const { code } = await tdl.exited;
+    expect(code).toBe(0);
+    expect(await readFile(out)).toEqual(data);
+    expect(tdl.events.find((e) => e.event === 'seeding')).toBeDefined();
+  }, 40_000);
+
   it('tdl seed --seed-ratio 1 exits once a leecher took the whole torrent', async () => {
     const SIZE = 512 * 1024 + 100;
     const PIECE = 32768;
