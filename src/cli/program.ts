@@ -160,7 +160,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .addOption(
       new Option(
         '--peer <host:port>',
-        'connect to this peer instead of asking trackers (repeatable)',
+        'connect to this peer instead of asking trackers and the DHT (repeatable)',
       )
         .argParser(collect)
         .default([]),
@@ -208,7 +208,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .addOption(
       new Option(
         '--peer <host:port>',
-        'connect to this peer instead of asking trackers (repeatable)',
+        'connect to this peer instead of asking trackers and the DHT (repeatable)',
       )
         .argParser(collect)
         .default([]),
