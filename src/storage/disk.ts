@@ -745,8 +745,8 @@ export class DiskStorage {
   /**
    * Read `length` bytes at `begin` of piece `index` (a block to serve to a peer), from wherever
    * its files are now: working or final names, before or after `finalize()`, in either mode.
-   * Missing bytes read as zeros; the caller serves only pieces it has verified. DiskError on a
-   * bad range or a failed read. With `into` (at least `length` bytes), the bytes go there.
+   * The caller serves only pieces it has verified: a file shorter than them has changed on disk
+   * (OutputChangedError, never zeros sent as data). DiskError on a bad range or a failed read. With `into` (at least `length` bytes), the bytes go there.
    */
   async readBlock(index: number, begin: number, length: number, into?: Buffer): Promise<Buffer> {
     if (this.closed) throw new DiskError('storage is closed');
@@ -760,7 +760,7 @@ export class DiskStorage {
       into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     const runs: Run[] = [];
     addPieceRuns(this.reads, runs, index, spans, -begin);
-    await readRuns(this.reads, runs, buf);
+    await readRuns(this.reads, runs, buf, true);
     return buf;
   }
 

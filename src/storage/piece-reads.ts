@@ -9,6 +9,7 @@
  */
 import { constants } from 'node:fs';
 import { toDiskError, fdCall } from './fs-util.js';
+import { OutputChangedError } from './stamps.js';
 import type { Span } from './layout.js';
 import type { PartsFile } from './parts.js';
 
@@ -69,8 +70,21 @@ export function addPieceRuns(
   }
 }
 
-/** Fill `buf` from these runs, one after the other. DiskError on a failed read. */
-export async function readRuns(src: ReadSource, runs: readonly Run[], buf: Buffer): Promise<void> {
+/**
+ * Fill `buf` from these runs, one after the other. DiskError on a failed read. `verified`: the
+ * bytes are those of verified pieces (to serve or stream), so a file that ends before them has
+ * changed on disk since: OutputChangedError, never zeros in their place.
+ */
+export async function readRuns(
+  src: ReadSource,
+  runs: readonly Run[],
+  buf: Buffer,
+  verified = false,
+): Promise<void> {
+  const short = (file: string | null) =>
+    new OutputChangedError(
+      `${file ?? 'a file'} is shorter than its verified data: it changed on disk`,
+    );
   for (const r of runs) {
     if (r.piece !== undefined) {
       await src.parts()!.read(r.piece, r.fileOffset, r.length, buf, r.at);
@@ -78,7 +92,9 @@ export async function readRuns(src: ReadSource, runs: readonly Run[], buf: Buffe
     }
     if (!src.onDisk(r.fileIndex)) {
       const side = src.unselectedPath(r.fileIndex);
-      if (side === null || !(await readUnselected(side, r, buf))) {
+      const read = side !== null && (await readUnselected(side, r, buf, verified));
+      if (!read) {
+        if (verified && side !== null) throw short(side);
         buf.fill(0, r.at, r.at + r.length);
       }
       continue;
@@ -95,6 +111,7 @@ export async function readRuns(src: ReadSource, runs: readonly Run[], buf: Buffe
             r.fileOffset + done,
           );
           if (bytesRead <= 0) {
+            if (verified) throw short(src.currentPath(r.fileIndex));
             buf.fill(0, r.at + done, r.at + r.length);
             break;
           }
@@ -112,7 +129,12 @@ export async function readRuns(src: ReadSource, runs: readonly Run[], buf: Buffe
  * bytes), never through a link. False when the file is not there; bytes past its end read as
  * zeros (the piece then fails its hash, as a short file's would).
  */
-async function readUnselected(file: string, r: Run, buf: Buffer): Promise<boolean> {
+async function readUnselected(
+  file: string,
+  r: Run,
+  buf: Buffer,
+  verified: boolean,
+): Promise<boolean> {
   let fd: number;
   try {
     fd = await fdCall.open(file, constants.O_RDONLY | constants.O_NOFOLLOW, 0);
@@ -125,6 +147,7 @@ async function readUnselected(file: string, r: Run, buf: Buffer): Promise<boolea
     while (done < r.length) {
       const n = await fdCall.read(fd, buf, r.at + done, r.length - done, r.fileOffset + done);
       if (n <= 0) {
+        if (verified) return false;
         buf.fill(0, r.at + done, r.at + r.length);
         break;
       }

@@ -174,18 +174,15 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     const seeding = o.seed !== undefined || o.seedOnly === true;
     if (complete && !seeding) {
       // Nothing to fetch and nothing to serve: give the files their final names and stop.
-      o.onStart?.(
-        new Download({
-          meta,
-          layout,
-          storage,
-          peerId: makePeerId(),
-          have: check.have,
-          wanted: selected ? wanted : undefined,
-        }),
-        plan,
-        { port: 0 },
-      );
+      const idle = new Download({
+        meta,
+        layout,
+        storage,
+        peerId: makePeerId(),
+        have: check.have,
+        wanted: selected ? wanted : undefined,
+      });
+      o.onStart?.(idle, plan, { port: 0 });
       await out.copyFromParts(check.have);
       if (streamOut) {
         // Streamed from the working copy, which the command removes next: nothing to keep.
@@ -194,7 +191,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         storage.discardData();
       } else {
         await storage.sync();
-        await out.finalize();
+        for (const p of await out.finalize()) idle.emit('warning', cutWarning(p));
       }
       await out.removeLeftovers(null);
       const stats = idleStats(
@@ -352,15 +349,14 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // A complete checkpoint first (it makes the data durable), so that a crash while renaming
       // still finds a complete torrent.
       if (writer) await writer.checkpoint(true);
-      for (const p of await out.finalize())
-        d.emit('warning', `${p} was longer than the torrent's file: cut to size`);
+      for (const p of await out.finalize()) d.emit('warning', cutWarning(p));
       await out.removeLeftovers(writer);
       // Only now, with the data checked and named, do trackers hear that we completed (not after
       // a partial selection: we are no seeder).
       if (tracker && !selected) await tracker.complete().catch(() => {});
     } else {
       // Complete before this run, and seeding: final names and attributes as any complete run.
-      await out.finalize();
+      for (const p of await out.finalize()) d.emit('warning', cutWarning(p));
       await out.removeLeftovers(null);
     }
     let final = stats;
@@ -501,8 +497,14 @@ function seedUntil(
   limits: SeedLimits,
   signal: AbortSignal,
 ): Promise<void> {
-  return new Promise<void>((resolve) => {
+  return new Promise<void>((resolve, reject) => {
     const started = Date.now();
+    // The data can no longer be served as verified (a file changed on disk): seeding ends.
+    const onFault = (e: Error) => {
+      stop();
+      reject(e);
+    };
+    d.once('fault', onFault);
     const check = () => {
       const s = d.stats();
       const timeUp = limits.timeMs !== undefined && Date.now() - started >= limits.timeMs;
@@ -510,14 +512,23 @@ function seedUntil(
       if (timeUp || ratioMet || signal.aborted) done();
     };
     const timer = setInterval(check, 250);
-    const done = () => {
+    const stop = () => {
       clearInterval(timer);
       signal.removeEventListener('abort', done);
+      d.off('fault', onFault);
+    };
+    const done = () => {
+      stop();
       resolve();
     };
     signal.addEventListener('abort', done, { once: true });
     check();
   });
+}
+
+/** A file found longer than the torrent's, which finalize() cut (the user should know). */
+function cutWarning(file: string): string {
+  return `${file} was longer than the torrent's file: cut to size`;
 }
 
 /** A run that found its files complete: the selection's size, as a download's stats give it. */

@@ -142,4 +142,6 @@ export interface DownloadEvents {
   warning: [message: string];
   /** Every piece is verified and on disk. */
   complete: [];
+  /** Once complete (seeding), the data on disk failed: a file changed, a read failed. */
+  fault: [error: Error];
 }

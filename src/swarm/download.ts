@@ -27,7 +27,7 @@
 import { EventEmitter } from 'node:events';
 import { logger } from '../log.js';
 import { CLIENT_NAME } from '../version.js';
-import { InterruptedError, NoPeersError, TdlError, TransferError } from '../errors.js';
+import { DiskError, InterruptedError, NoPeersError, TdlError, TransferError } from '../errors.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { PeerConnection } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
@@ -99,6 +99,8 @@ export class Download extends EventEmitter<DownloadEvents> {
   private readonly initial: number;
   /** Bytes of the pieces to fetch (all of them without a selection). */
   private readonly total: number;
+  /** A `fault` was emitted (seeding ends on the first). */
+  private faulted = false;
   /** BEP 47 padding in the pieces (null: none): never fetched, never counted. */
   private readonly padding: PiecePadding | null;
   private readonly usedPeers = new Set<string>();
@@ -152,7 +154,9 @@ export class Download extends EventEmitter<DownloadEvents> {
         return mem ? Promise.resolve(mem) : storage.readBlock(index, begin, length);
       },
     };
-    this.upload = new UploadService(this.layout, this.have, source, opts.maxUploadRate);
+    this.upload = new UploadService(this.layout, this.have, source, opts.maxUploadRate, (e) =>
+      this.fail(e),
+    );
     this.choker = new Choker({
       slots: opts.uploadSlots ?? DEFAULT_UPLOAD_SLOTS,
       random: opts.random ?? Math.random,
@@ -759,6 +763,12 @@ export class Download extends EventEmitter<DownloadEvents> {
     // An interrupt (a signal, or stdout closed by its reader) ends the run even once complete;
     // any other failure then is only a warning.
     if (this.complete && !(e instanceof TdlError && e.kind === 'interrupted')) {
+      // A disk fault while seeding ends the seeding (whoever waits on it listens), once.
+      if (e instanceof DiskError && this.listenerCount('fault') > 0) {
+        if (!this.faulted) this.emit('fault', e);
+        this.faulted = true;
+        return;
+      }
       this.emit('warning', e.message);
       return;
     }

@@ -98,6 +98,8 @@ export class UploadService {
     private readonly have: Bitfield,
     private readonly source: BlockSource,
     maxRate = 0,
+    /** A read failed (a file changed on disk, a disk error): the owner decides what follows. */
+    private readonly onFault: (e: Error) => void = () => {},
   ) {
     this.bucket = new TokenBucket(maxRate > 0 ? maxRate : Infinity);
   }
@@ -287,7 +289,9 @@ export class UploadService {
       (e: unknown) => {
         settled();
         log('%s read of piece %d failed: %s', u.conn.address, r.index, (e as Error).message);
+        // Never data in place of what could not be read: the peer is told no.
         u.conn.reject(r.index, r.begin, r.length);
+        this.onFault(e instanceof Error ? e : new Error(String(e)));
         this.pump(u);
         this.pumpAll(cost);
       },

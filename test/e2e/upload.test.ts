@@ -7,7 +7,7 @@
  *
  * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Bitfield } from '../../src/wire/bitfield.js';
@@ -154,6 +154,37 @@ describe('seeding lifecycle', () => {
     expect(code).toBe(0);
     expect(await readFile(out)).toEqual(data);
     expect(tdl.events.find((e) => e.event === 'seeding')).toBeDefined();
+  }, 40_000);
+
+  it('a file cut short while seeding: never zeros for its pieces, and the seeding ends (exit 6)', async () => {
+    const SIZE = 1024 * 1024;
+    const PIECE = 32768;
+    const { t, data, torrent, file } = await prepare(SIZE, PIECE, 'cut-while-seeding');
+    const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', '0', '--json'], fx.onClose);
+    const port = await tdl.port();
+    await truncate(file, SIZE / 2);
+    const l = await leecher(t, port, '127.0.0.3', { data, pieceLength: PIECE });
+    await l.waitHandshake();
+    l.interested();
+    await until(() => l.framesOf(1).length > 0, 20_000, 'an unchoke');
+    l.requestPiece(30, PIECE);
+    const { code } = await tdl.exited;
+    expect(code, tdl.stderr()).toBe(6);
+    expect(tdl.stderr()).toMatch(/shorter than its verified data: it changed on disk/);
+    // What it got of piece 30, if anything, was a reject: no block of zeros passed for data.
+    expect(l.badBlocks).toBe(0);
+  }, 40_000);
+
+  it('tdl seed of a file longer than the torrent says it cut it', async () => {
+    const { torrent, file } = await prepare(64 * 1024, 32768, 'longer-file');
+    await appendFile(file, 'extra');
+    const tdl = spawnTdl(
+      ['seed', torrent, '-o', file, '--port', '0', '--seed-time', '0'],
+      fx.onClose,
+    );
+    const { code } = await tdl.exited;
+    expect(code, tdl.stderr()).toBe(0);
+    expect(tdl.stderr()).toContain("was longer than the torrent's file: cut to size");
   }, 40_000);
 
   it('tdl seed --seed-ratio 1 exits once a leecher took the whole torrent', async () => {
