@@ -72,7 +72,7 @@ function portNumber(v: string): number {
 function minutes(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0 || n > 525_600) {
-    throw new InvalidArgumentError('must be a number of minutes (0 or more)');
+    throw new InvalidArgumentError('must be a number of minutes, from 0 to 525600 (a year)');
   }
   return n;
 }
@@ -80,7 +80,7 @@ function minutes(v: string): number {
 function ratio(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0 || n > 1_000_000) {
-    throw new InvalidArgumentError('must be a number (uploaded / size), 0 or more');
+    throw new InvalidArgumentError('must be a number (uploaded / size), from 0 to 1000000');
   }
   return n;
 }
