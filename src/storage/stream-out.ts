@@ -20,6 +20,7 @@
 import { mkdir, readdir, rm, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { METADATA_SUFFIX, PART_SUFFIX, RESUME_SUFFIX } from './names.js';
+import { LOCK_SUFFIX } from './lock.js';
 import { PARTS_SUFFIX } from './parts.js';
 import { logger } from '../log.js';
 import { defaultCacheFile } from '../dht/cache.js';
@@ -81,7 +82,7 @@ export async function removeWorkDir(dir: string): Promise<void> {
 }
 
 /** tdl's own files beside a torrent's data: worth nothing once no data is left. */
-const BOOKKEEPING = [RESUME_SUFFIX, PARTS_SUFFIX, METADATA_SUFFIX];
+const BOOKKEEPING = [RESUME_SUFFIX, PARTS_SUFFIX, METADATA_SUFFIX, LOCK_SUFFIX];
 
 /**
  * A stream of `file` (its final path in the working folder `dir`) has ended well: its working

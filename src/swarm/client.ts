@@ -116,7 +116,14 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   // fileOffsets does not read meta.files, which would make an object per file and keep them all.
   const layout = new Layout({ starts: fileOffsets(meta) }, meta.pieceLength, meta.length);
   const selected = o.selected ?? null;
-  const out = await OutputFiles.open(meta, layout, o.output, selected, o.stream !== undefined);
+  const out = await OutputFiles.open(
+    meta,
+    layout,
+    o.output,
+    selected,
+    o.stream !== undefined,
+    o.seedOnly !== true,
+  );
   const { plan, storage, resumeFile, metadataFile } = out;
   const wanted = wantedPieces(layout, selected);
   // Our own signal: the caller's interrupt, or a fault found by a checkpoint, ends the download.
@@ -392,7 +399,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       await listener?.close();
       await dhtSource?.stop().catch(() => {});
       await writer?.close().catch(() => {});
-      await storage.close();
+      await out.close();
     } finally {
       await stopping;
     }

@@ -13,6 +13,7 @@ import { DiskStorage } from '../storage/disk.js';
 import type { Layout } from '../storage/layout.js';
 import { METADATA_SUFFIX, resumePath, withSuffix } from '../storage/names.js';
 import { planOutput, type OutputPlan } from '../storage/output.js';
+import { lockOutput } from '../storage/lock.js';
 import { partsPath } from '../storage/parts.js';
 import type { Bitfield } from '../wire/bitfield.js';
 
@@ -27,6 +28,8 @@ export class OutputFiles {
     private readonly meta: Metainfo,
     readonly plan: OutputPlan,
     readonly storage: DiskStorage,
+    /** Gives the output's lock back (see storage/lock.ts). */
+    private readonly unlock: () => Promise<void>,
     /** The files selected (null: all). */
     private readonly selected: Uint8Array | null,
     /** The output is a stream's working copy (it leaves no file). */
@@ -43,6 +46,8 @@ export class OutputFiles {
     output: string | undefined,
     selected: Uint8Array | null,
     stream: boolean,
+    /** Take the output's lock: runs that write (not `tdl seed`, which only reads the data). */
+    lock = true,
   ): Promise<OutputFiles> {
     // fileList does not read meta.files, which would make an object per file and keep them all.
     const plan = await planOutput(
@@ -54,11 +59,28 @@ export class OutputFiles {
       },
       output,
     );
-    const storage = await DiskStorage.open(plan, layout, {
-      selected,
-      partsFile: { path: partsPath(plan), infoHash: meta.infoHash },
-    });
-    return new OutputFiles(meta, plan, storage, selected, stream);
+    // Before anything is created or opened: a second tdl on this output stops here.
+    const unlock = lock ? await lockOutput(plan.root) : async () => {};
+    let storage: DiskStorage;
+    try {
+      storage = await DiskStorage.open(plan, layout, {
+        selected,
+        partsFile: { path: partsPath(plan), infoHash: meta.infoHash },
+      });
+    } catch (e) {
+      await unlock();
+      throw e;
+    }
+    return new OutputFiles(meta, plan, storage, unlock, selected, stream);
+  }
+
+  /** Close the storage and give the lock back. */
+  async close(): Promise<void> {
+    try {
+      await this.storage.close();
+    } finally {
+      await this.unlock();
+    }
   }
 
   /**

@@ -9,6 +9,7 @@ import { runCli } from '../helpers/cli.js';
 import type { FakeSeeder } from '../helpers/fake-seeder.js';
 import { startUdpTracker } from '../helpers/fake-tracker.js';
 import { useFixture } from '../helpers/fixture.js';
+import { spawnTdl } from '../helpers/tdl-process.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
 const fx = useFixture();
@@ -125,6 +126,24 @@ describe('single-peer core path', () => {
     // The last 16 KiB block of piece 1 is all padding: it was never requested.
     expect(s.served).toBe(t.data.length - 16 * 1024);
   });
+
+  it('a second tdl on the same output stops at once (exit 6), naming the first', async () => {
+    const data = randomBytesSeeded(2 * 1024 * 1024, 'two-on-one');
+    const t = makeTorrent({ name: 'two.bin', pieceLength: 32 * 1024, files: { data } });
+    const s = await fx.seeder(t, 32 * 1024, { rateLimit: 512 * 1024 });
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'two.bin');
+    const peer = ['--peer', `127.0.0.1:${s.port}`, '--no-listen', '--no-dht', '--json'];
+    const first = spawnTdl(['download', torrent, '-o', out, ...peer], fx.onClose);
+    await first.waitEvent('started');
+    const second = await runCli(['download', torrent, '-o', out, ...peer]);
+    expect(second.code).toBe(6);
+    expect(second.stderr).toMatch(/two\.bin is in use by another tdl \(pid \d+\)/);
+    const { code } = await first.exited;
+    expect(code).toBe(0);
+    expect(await readFile(out)).toEqual(data);
+    expect(existsSync(`${out}.tdl-lock`)).toBe(false);
+  }, 60_000);
 
   it('probes peers in turn: skips an incomplete one, one that never unchokes and a wrong info hash', async () => {
     const data = randomBytesSeeded(300_000, 7);

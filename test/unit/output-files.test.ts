@@ -51,7 +51,7 @@ describe('OutputFiles', () => {
     await out.storage.sync();
     expect(await out.finalize()).toEqual([]);
     await out.removeLeftovers(null);
-    await out.storage.close();
+    await out.close();
     expect(await readFile(path.join(dir, 'pair', 'a.bin'))).toEqual(a);
     expect(await readFile(path.join(dir, 'pair', 'b.bin'))).toEqual(b);
     expect((await stat(path.join(dir, 'pair', 'a.bin'))).mode & 0o111).not.toBe(0);
@@ -73,7 +73,7 @@ describe('OutputFiles', () => {
     await out.storage.sync();
     await out.finalize();
     await out.removeLeftovers(null);
-    await out.storage.close();
+    await out.close();
     expect(await readFile(path.join(dir, 'pair', 'b.bin'))).toEqual(b);
     expect(existsSync(path.join(dir, 'pair', 'a.bin'))).toBe(false);
     expect(existsSync(partsFile!)).toBe(true);
@@ -89,14 +89,14 @@ describe('OutputFiles', () => {
       false,
     );
     await first.storage.writePiece(1, made.pieces[1]!);
-    await first.storage.close();
+    await first.close();
     // The selection grows to a.bin: piece 1's first 8 bytes are a.bin's last 8.
     const wider = await OutputFiles.open(meta, layout, path.join(dir, 'pair'), null, false);
     const have = new Bitfield(layout.pieceCount);
     have.set(1);
     await wider.copyFromParts(have);
     const aFile = wider.storage.currentPath(0)!;
-    await wider.storage.close();
+    await wider.close();
     // In a.bin itself (under its working name), not only readable through the parts file.
     expect((await readFile(aFile)).subarray(32, 40)).toEqual(a.subarray(32, 40));
   });

@@ -1,0 +1,53 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DiskError } from '../../src/errors.js';
+import { lockOutput } from '../../src/storage/lock.js';
+import { tempDir } from '../helpers/cli.js';
+
+let dir: string;
+let cleanup: () => Promise<void>;
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir('tdl-lock-'));
+});
+afterEach(async () => {
+  await cleanup();
+});
+
+describe('output lock', () => {
+  it('one holder at a time; released, it can be taken again', async () => {
+    const root = path.join(dir, 'sub', 'out.bin');
+    const release = await lockOutput(root);
+    expect(await readFile(`${root}.tdl-lock`, 'latin1')).toBe(`${process.pid}\n`);
+    await expect(lockOutput(root)).rejects.toThrow(DiskError);
+    await expect(lockOutput(root)).rejects.toThrow(/in use by another tdl \(pid \d+\)/);
+    await release();
+    expect(existsSync(`${root}.tdl-lock`)).toBe(false);
+    await (
+      await lockOutput(root)
+    )();
+  });
+
+  it('takes over a lock whose process is gone, or that is not a pid', async () => {
+    const root = path.join(dir, 'out');
+    // A pid that existed and is gone.
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+      encoding: 'utf8',
+    });
+    await writeFile(`${root}.tdl-lock`, `${gone.stdout}\n`);
+    await (
+      await lockOutput(root)
+    )();
+    await writeFile(`${root}.tdl-lock`, 'garbage');
+    await (
+      await lockOutput(root)
+    )();
+    // Left by an earlier run of this very process that could not remove it.
+    await writeFile(`${root}.tdl-lock`, `${process.pid}\n`);
+    await (
+      await lockOutput(root)
+    )();
+  });
+});
