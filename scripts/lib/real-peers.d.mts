@@ -26,7 +26,7 @@ export function removeTempDir(dir: string): Promise<void>;
  * @param {string} cmd
  * @param {string[]} args
  * @param {{ cwd?: string, env?: NodeJS.ProcessEnv, guard?: boolean, stopSignal?: NodeJS.Signals,
- *   onStdoutLine?: (line: string) => void }} [opts]
+ *   stopGraceMs?: number, onStdoutLine?: (line: string) => void }} [opts]
  * @returns {Tracked}
  */
 export function spawnTracked(
@@ -38,6 +38,7 @@ export function spawnTracked(
     env?: NodeJS.ProcessEnv;
     guard?: boolean;
     stopSignal?: NodeJS.Signals;
+    stopGraceMs?: number;
     onStdoutLine?: (line: string) => void;
   },
 ): Tracked;
@@ -600,4 +601,8 @@ export type Tracked = {
    * the signal that asks it to leave gracefully
    */
   stopSignal: NodeJS.Signals;
+  /**
+   * how long stopAll lets it leave before SIGKILL (0: at once)
+   */
+  stopGraceMs: number;
 };

@@ -143,6 +143,7 @@ export function findExecutable(name) {
  * @property {Promise<{ code: number | null, signal: NodeJS.Signals | null }>} exited
  * @property {{ code: number | null, signal: NodeJS.Signals | null } | null} exit
  * @property {NodeJS.Signals} stopSignal the signal that asks it to leave gracefully
+ * @property {number} stopGraceMs how long stopAll lets it leave before SIGKILL (0: at once)
  */
 
 /** @type {Set<Tracked>} */
@@ -237,7 +238,7 @@ function tailBuffer(max) {
  * @param {string} cmd
  * @param {string[]} args
  * @param {{ cwd?: string, env?: NodeJS.ProcessEnv, guard?: boolean, stopSignal?: NodeJS.Signals,
- *   onStdoutLine?: (line: string) => void }} [opts]
+ *   stopGraceMs?: number, onStdoutLine?: (line: string) => void }} [opts]
  * @returns {Tracked}
  */
 export function spawnTracked(name, cmd, args, opts = {}) {
@@ -276,6 +277,7 @@ export function spawnTracked(name, cmd, args, opts = {}) {
     stdoutTail: () => out.text(),
     exit: null,
     stopSignal: opts.stopSignal ?? 'SIGTERM',
+    stopGraceMs: opts.stopGraceMs ?? 0,
     exited: new Promise((resolve) => {
       child.on('error', (e) => {
         err.push(Buffer.from(`\nspawn ${cmd}: ${e.message}\n`));
@@ -320,7 +322,7 @@ export async function stopTracked(t, graceMs = STOP_GRACE_MS) {
  * End every process this module started and remove its temp folders. Idempotent.
  */
 export async function stopAll() {
-  await Promise.all([...live].map((t) => stopTracked(t, 0)));
+  await Promise.all([...live].map((t) => stopTracked(t, t.stopGraceMs)));
   for (const dir of [...tempDirs]) await removeTempDir(dir);
 }
 
@@ -850,7 +852,8 @@ export async function startTransmissionSeeder({
       '127.0.0.1',
       '-et',
     ],
-    { guard: true },
+    // Killed at once, it would leave its /tmp/tr_session_id_* file behind (SIGTERM removes it).
+    { guard: true, stopGraceMs: STOP_GRACE_MS },
   );
   const rpc = `127.0.0.1:${rpcPort}`;
   const remoteRun = (/** @type {string[]} */ args) =>
