@@ -81,10 +81,6 @@ export async function readRuns(
   buf: Buffer,
   verified = false,
 ): Promise<void> {
-  const short = (file: string | null) =>
-    new OutputChangedError(
-      `${file ?? 'a file'} is shorter than its verified data: it changed on disk`,
-    );
   for (const r of runs) {
     if (r.piece !== undefined) {
       await src.parts()!.read(r.piece, r.fileOffset, r.length, buf, r.at);
@@ -92,32 +88,14 @@ export async function readRuns(
     }
     if (!src.onDisk(r.fileIndex)) {
       const side = src.unselectedPath(r.fileIndex);
-      const read = side !== null && (await readUnselected(side, r, buf, verified));
-      if (!read) {
-        if (verified && side !== null) throw short(side);
-        buf.fill(0, r.at, r.at + r.length);
-      }
+      if (side === null) buf.fill(0, r.at, r.at + r.length);
+      else await readUnselected(side, r, buf, verified);
       continue;
     }
     try {
-      await src.withFile(r.fileIndex, async (fd) => {
-        let done = 0;
-        while (done < r.length) {
-          const bytesRead = await fdCall.read(
-            fd,
-            buf,
-            r.at + done,
-            r.length - done,
-            r.fileOffset + done,
-          );
-          if (bytesRead <= 0) {
-            if (verified) throw short(src.currentPath(r.fileIndex));
-            buf.fill(0, r.at + done, r.at + r.length);
-            break;
-          }
-          done += bytesRead;
-        }
-      });
+      await src.withFile(r.fileIndex, (fd) =>
+        readRun(fd, r, buf, verified ? src.currentPath(r.fileIndex) : undefined),
+      );
     } catch (e) {
       throw toDiskError(e, `cannot read ${src.currentPath(r.fileIndex)}`);
     }
@@ -125,40 +103,58 @@ export async function readRuns(
 }
 
 /**
- * Read a run from a file not selected, opened for this read only (a boundary piece's few
- * bytes), never through a link. False when the file is not there; bytes past its end read as
- * zeros (the piece then fails its hash, as a short file's would).
+ * Read run `r` from `fd` into `buf`. A file that ends before the run reads as zeros from there,
+ * except for verified data, named by `verifiedFile` (OutputChangedError).
  */
-async function readUnselected(
-  file: string,
+async function readRun(
+  fd: number,
   r: Run,
   buf: Buffer,
-  verified: boolean,
-): Promise<boolean> {
+  verifiedFile: string | null | undefined,
+): Promise<void> {
+  let done = 0;
+  while (done < r.length) {
+    const n = await fdCall.read(fd, buf, r.at + done, r.length - done, r.fileOffset + done);
+    if (n <= 0) {
+      if (verifiedFile !== undefined) throw shortError(verifiedFile);
+      buf.fill(0, r.at + done, r.at + r.length);
+      return;
+    }
+    done += n;
+  }
+}
+
+/**
+ * Read a run from a file not selected, opened for this read only (a boundary piece's few
+ * bytes), never through a link. A file that is not there reads as zeros, as do bytes past its
+ * end (the piece then fails its hash, as a short file's would); not for verified data, whose
+ * bytes must be there (OutputChangedError).
+ */
+async function readUnselected(file: string, r: Run, buf: Buffer, verified: boolean): Promise<void> {
   let fd: number;
   try {
     fd = await fdCall.open(file, constants.O_RDONLY | constants.O_NOFOLLOW, 0);
   } catch (e) {
-    if (ABSENT.has((e as NodeJS.ErrnoException).code ?? '')) return false;
-    throw toDiskError(e, `cannot read ${file}`);
+    if (!ABSENT.has((e as NodeJS.ErrnoException).code ?? '')) {
+      throw toDiskError(e, `cannot read ${file}`);
+    }
+    if (verified) throw shortError(file);
+    buf.fill(0, r.at, r.at + r.length);
+    return;
   }
   try {
-    let done = 0;
-    while (done < r.length) {
-      const n = await fdCall.read(fd, buf, r.at + done, r.length - done, r.fileOffset + done);
-      if (n <= 0) {
-        if (verified) return false;
-        buf.fill(0, r.at + done, r.at + r.length);
-        break;
-      }
-      done += n;
-    }
+    await readRun(fd, r, buf, verified ? file : undefined);
   } catch (e) {
     throw toDiskError(e, `cannot read ${file}`);
   } finally {
     await fdCall.close(fd).catch(() => {});
   }
-  return true;
+}
+
+function shortError(file: string | null): OutputChangedError {
+  return new OutputChangedError(
+    `${file ?? 'a file'} is shorter than its verified data: it changed on disk`,
+  );
 }
 
 /** Append the spans of a piece, at `base` in the buffer, to runs, merging what is contiguous. */
