@@ -10,6 +10,7 @@
  */
 import { decodeStrict, isBytes, isDict, isList, type BValue } from '../metainfo/bencode.js';
 import { percentEncodeBytes } from '../http.js';
+import { componentFromBytes } from '../metainfo/paths.js';
 import type { Layout } from '../storage/layout.js';
 import type { TorrentFile } from '../metainfo/torrent.js';
 
@@ -31,16 +32,8 @@ interface RawNames {
 
 const rawNamesOf = new WeakMap<Buffer, RawNames | null>();
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-function isUtf8(b: Uint8Array): boolean {
-  try {
-    utf8.decode(b);
-    return true;
-  } catch {
-    return false;
-  }
-}
+/** A `.utf-8` name the parser takes (componentText): valid UTF-8, so not remapped. */
+const isUtf8 = (b: Uint8Array): boolean => !componentFromBytes(b).remapped;
 
 /** A file's path components: its valid `path.utf-8` (as tdl names it, then), else `path`. */
 function pathBytes(plain: BValue | undefined, alt: BValue | undefined): Uint8Array[] {
