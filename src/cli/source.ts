@@ -5,7 +5,6 @@
 import type { Dht } from '../dht/dht.js';
 import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
 import { parseTorrent, type Metainfo } from '../metainfo/torrent.js';
-import { statSync } from 'node:fs';
 import type { PeerAddress } from '../tracker/types.js';
 import type { ListenOptions } from '../swarm/listener.js';
 import type { MagnetHandoff } from '../swarm/magnet.js';
@@ -52,8 +51,9 @@ export async function openTorrent(
   if (!isMagnet(source)) {
     const bytes = await loadTorrentBytes(source, { stdin: io.stdin, signal: io.signal });
     const meta = parseTorrent(bytes);
-    // A copy of the .torrent as it came (from stdin or a URL, say): not rewritten in place.
-    if (save && !sameFile(source, save.path)) await writeTarget(save, bytes, io.signal);
+    // A copy of the .torrent as it came (from stdin or a URL, say); the same file, named again,
+    // gets its own bytes back.
+    if (save) await writeTarget(save, bytes, io.signal);
     return { meta, peers: [], magnet: false };
   }
   const magnet = parseMagnet(source);
@@ -121,16 +121,4 @@ export async function openTorrent(
     handoff: r.handoff,
     selectOnly: magnet.selectOnly,
   };
-}
-
-/** `a` (a .torrent's path, `-` or a URL) is the file at `b`. */
-function sameFile(a: string, b: string): boolean {
-  if (a === '-' || /^[a-z][a-z0-9+.-]*:/i.test(a)) return false;
-  try {
-    const x = statSync(a);
-    const y = statSync(b);
-    return x.dev === y.dev && x.ino === y.ino;
-  } catch {
-    return false;
-  }
 }
