@@ -126,6 +126,8 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   );
   const { plan, storage, resumeFile, metadataFile } = out;
   const wanted = wantedPieces(layout, selected);
+  // Found once (it looks at every file): the sizes below and the download count data bytes.
+  const padding = piecePadding(meta, layout);
   // Our own signal: the caller's interrupt, or a fault found by a checkpoint, ends the download.
   const ctl = new AbortController();
   const forward = () => ctl.abort(o.signal?.reason);
@@ -188,6 +190,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         peerId: makePeerId(),
         have: check.have,
         wanted: selected ? wanted : undefined,
+        padding,
       });
       o.onStart?.(idle, plan, { port: 0 });
       await out.copyFromParts(check.have);
@@ -202,7 +205,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       }
       await out.removeLeftovers(null);
       const stats = idleStats(
-        dataBytesOf(layout, piecePadding(meta, layout), selected ? wanted : null),
+        dataBytesOf(layout, padding, selected ? wanted : null),
         layout.pieceCount,
         check.have.count,
       );
@@ -219,7 +222,6 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     }
     const port = listener?.port ?? 0;
     if (useTrackers) {
-      const padding = piecePadding(meta, layout);
       const leftAtStart =
         dataBytesOf(layout, padding, wanted) - dataBytesOf(layout, padding, check.have, wanted);
       ({ tracker, early } = announce(o, peerId, port, listener, () => {
@@ -265,6 +267,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // The orchestrator marks pieces in the bitfield it is given: hand it a copy.
       have: new Bitfield(layout.pieceCount, check.have.toBuffer()),
       wanted: selected ? wanted : undefined,
+      padding,
       replacing: check.mismatched,
       peers,
       tracker,

@@ -9,6 +9,7 @@ import type { Layout } from '../storage/layout.js';
 import type { PeerAddress } from '../tracker/types.js';
 import type { Bitfield } from '../wire/bitfield.js';
 import type { Listener } from './listener.js';
+import type { PiecePadding } from './padding.js';
 import type { HandoffCandidate, PeerOrigin } from './peer-pool.js';
 import type { PieceTap } from './piece-store.js';
 import type { Waste } from './requests.js';
@@ -58,6 +59,8 @@ export interface DownloadOptions {
   have?: Bitfield;
   /** The pieces to fetch (a file selection); absent: every piece. */
   wanted?: Bitfield;
+  /** BEP 47 padding in the pieces (see padding.ts); absent: found from `meta`. */
+  padding?: PiecePadding | null;
   /** Pieces whose bytes on disk are other data: counted in `piecesReplaced` once rewritten. */
   replacing?: Bitfield;
   peers?: PeerAddress[];

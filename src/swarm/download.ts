@@ -125,7 +125,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.meta = opts.meta;
     this.layout = opts.layout;
     this.have = opts.have ?? new Bitfield(this.layout.pieceCount);
-    this.padding = piecePadding(this.meta, this.layout);
+    this.padding = opts.padding !== undefined ? opts.padding : piecePadding(this.meta, this.layout);
     this.total = dataBytesOf(this.layout, this.padding, opts.wanted ?? null);
     this.initial = dataBytesOf(this.layout, this.padding, this.have, opts.wanted);
     this.picker = new PiecePicker(
