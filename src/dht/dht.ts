@@ -7,6 +7,9 @@ import { lookup as dnsLookup, Resolver } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { logger } from '../log.js';
 import { DhtError, TdlError } from '../errors.js';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { takePidLock } from '../pid-lock.js';
 import { defaultCacheFile, loadCache, saveCache } from './cache.js';
 import { encodeError, encodeResponse, ERR_METHOD_UNKNOWN, ERR_PROTOCOL } from './krpc.js';
 import type { KrpcQuery, NodeInfo } from './krpc.js';
@@ -77,6 +80,8 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
   /** Nodes from the cache file (not in the table until they answer). */
   private cachedSeeds: Seed[] = [];
   private saving: Promise<void> = Promise.resolve();
+  /** Releases the cache's lock: set while this node owns the cache's id (see claimCache). */
+  private releaseCache: (() => Promise<void>) | null = null;
   private lastBootstrap = 0;
   private started = false;
   private stopped = false;
@@ -114,8 +119,9 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
+    const owner = await this.claimCache();
     const cached = await this.loadCached();
-    if (cached) {
+    if (cached && owner) {
       this.id = cached.id;
       this.table = new RoutingTable(this.id);
     }
@@ -155,7 +161,35 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     this.timers = [];
     this.ctrl.abort(); // running lookups end now; the bootstrap stops after its DNS step
     if (this.started) await this.save();
+    await this.releaseCache?.();
+    this.releaseCache = null;
     await this.rpc.close();
+  }
+
+  /**
+   * Takes the cache's lock (`<cache>.lock`, holding our pid): a node id is one node's, so a
+   * second tdl running beside the first (two downloads, `tdl info` of a magnet during a
+   * download) must not answer with the same id: each would take the other's queries and replies
+   * for reflections of its own. True when this node may use the cached id and write the cache;
+   * otherwise it takes a random id, still starts from the cached nodes, and writes nothing.
+   */
+  private async claimCache(): Promise<boolean> {
+    if (!this.cacheFile) return false;
+    const file = `${this.cacheFile}.lock`;
+    try {
+      await mkdir(dirname(file), { recursive: true });
+      const lock = await takePidLock(file);
+      if ('heldBy' in lock) {
+        debug('the DHT cache is in use by pid %d: a node id of our own', lock.heldBy);
+        return false;
+      }
+      this.releaseCache = lock.release;
+      return true;
+    } catch (err) {
+      // No lock, no cache to write either (the same folder): a node id of our own.
+      debug('cannot lock the DHT cache (%s)', (err as Error).message);
+      return false;
+    }
   }
 
   private async loadCached(): Promise<{ id: Buffer; nodes: NodeInfo[] } | null> {
@@ -175,7 +209,7 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
   }
 
   private async saveNow(): Promise<void> {
-    if (!this.cacheFile) return;
+    if (!this.cacheFile || !this.releaseCache) return;
     const nodes = this.table.all().filter((n) => this.table.state(n) !== 'bad');
     if (nodes.length === 0) return; // keep an older, useful cache
     try {

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -77,5 +77,35 @@ describe('DHT cache file', () => {
     } finally {
       await dht.stop();
     }
+  });
+
+  it('keeps its node id across runs, but two nodes running at once never share one', async () => {
+    const file = join(dir, 'shared.dat');
+    const kept = Buffer.alloc(20, 0x5a);
+    await saveCache(file, { id: kept, nodes });
+    const opts = { port: 0, bind: '127.0.0.1', bootstrap: [], cacheFile: file };
+    const a = new Dht(opts);
+    const b = new Dht(opts);
+    await a.start();
+    await b.start();
+    try {
+      // The first takes the cache's id; the second, beside it, one of its own.
+      expect(a.nodeId.equals(kept)).toBe(true);
+      expect(b.nodeId.equals(kept)).toBe(false);
+      // The second writes nothing: the cache keeps the first one's id.
+      await b.stop();
+      expect((await loadCache(file))!.id.equals(kept)).toBe(true);
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+    // With the first gone, the next run takes the id again (also after a crash: a lock whose
+    // process is gone is taken over).
+    await writeFile(`${file}.lock`, '999999999\n');
+    const c = new Dht(opts);
+    await c.start();
+    await c.stop();
+    expect(c.nodeId.equals(kept)).toBe(true);
+    await expect(access(`${file}.lock`)).rejects.toThrow();
   });
 });
