@@ -407,6 +407,7 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     infoHash: Buffer,
     port: number | undefined,
     nodes: readonly { node: NodeInfo; token?: Buffer }[],
+    signal?: AbortSignal,
   ): Promise<number> {
     const tasks = nodes
       .filter((n) => n.token)
@@ -423,8 +424,15 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
             () => 0,
           ),
       );
-    const ok = await Promise.all(tasks);
-    return ok.reduce<number>((a, b) => a + b, 0);
+    // Aborted: resolves at once with the nodes that accepted so far; the queries left end
+    // within their timeout, or when the socket closes.
+    let accepted = 0;
+    const all = Promise.all(tasks.map((t) => t.then((n) => void (accepted += n))));
+    await this.untilAborted(
+      all.then(() => {}),
+      signal,
+    );
+    return accepted;
   }
 
   private onQuery(q: KrpcQuery, from: Endpoint): void {

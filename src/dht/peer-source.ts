@@ -139,7 +139,12 @@ export class DhtPeerSource extends EventEmitter<{
       }
       this.failures = [];
       if (this.opts.announcePort !== undefined) {
-        const n = await this.dht.announce(this.infoHash, this.opts.announcePort, r.closest);
+        const n = await this.dht.announce(
+          this.infoHash,
+          this.opts.announcePort,
+          r.closest,
+          this.ctrl.signal,
+        );
         debug('announced port %d to %d nodes', this.opts.announcePort, n);
       }
     } catch (err) {

@@ -120,4 +120,36 @@ describe('KRPC socket', () => {
     expect(source.failures).toEqual([]);
     await dht.stop();
   }, 20_000);
+
+  it('stopping a peer source while it announces does not wait for announce_peer replies', async () => {
+    // A node that knows no other, hands out a token and never answers announce_peer.
+    const n = await node();
+    n.handler = (m) => {
+      if (m.y !== 'q') return;
+      if (m.q === 'find_node') return [encodeResponse(m.t, Buffer.alloc(20, 0x42), { nodes: [] })];
+      if (m.q !== 'get_peers') return;
+      return [
+        encodeResponse(m.t, Buffer.alloc(20, 0x42), { token: Buffer.from('tok'), nodes: [] }),
+      ];
+    };
+    const dht = new Dht({
+      port: 0,
+      bind: '127.0.0.1',
+      bootstrap: [{ host: '127.0.0.1', port: n.port }],
+      cacheFile: null,
+      rpc: { queryTimeoutMs: 60_000 },
+    });
+    cleanups.push(() => dht.stop());
+    await dht.start();
+    const source = new DhtPeerSource(dht, Buffer.alloc(20, 3), { announcePort: 6881 });
+    source.start();
+    await expect
+      .poll(() => n.received.some((r) => r.msg?.y === 'q' && r.msg.q === 'announce_peer'), {
+        timeout: 10_000,
+      })
+      .toBe(true);
+    // It would hang for the query timeout (a minute) if it waited for the reply.
+    await source.stop();
+    expect(source.lookupsDone).toBe(1);
+  }, 20_000);
 });
