@@ -3,7 +3,9 @@
  * for a magnet link (any free port, lookups only). `--dht-bootstrap` replaces the routers.
  */
 import { Dht } from '../dht/dht.js';
-import { parsePeer } from './peer-arg.js';
+import { TdlError } from '../errors.js';
+import { ipFamily } from '../tracker/compact.js';
+import type { PeerAddress } from '../tracker/types.js';
 
 /** The `port` when nothing else is asked: the same number as the TCP listener's default. */
 export const DHT_DEFAULT_PORT = 6881;
@@ -12,24 +14,34 @@ export interface DhtNodeOptions {
   /** UDP port (0: any free one; a taken one falls back to any). */
   port: number;
   bind?: string;
-  /** `--dht-bootstrap` values (`host:port`); none: the well-known routers. */
-  bootstrap: readonly string[];
+  /** `--dht-bootstrap` nodes (peer-arg.ts parseBootstrap); none: the well-known routers. */
+  bootstrap: readonly PeerAddress[];
   warn: (message: string) => void;
 }
 
-/** A started DHT node; one that fails to start is stopped before the error is thrown. */
-export async function startDhtNode(o: DhtNodeOptions): Promise<Dht> {
+/**
+ * A started DHT node, or null when none can run: the DHT is one source of peers among others,
+ * so a node that cannot listen (a `--bind` address it cannot use) is a warning and the command
+ * goes on without it. The DHT is IPv4 only: an IPv6 `--bind` runs none.
+ */
+export async function startDhtNode(o: DhtNodeOptions): Promise<Dht | null> {
+  if (o.bind !== undefined && ipFamily(o.bind) === 6) {
+    o.warn(`the DHT is IPv4 only: not used with --bind ${o.bind}`);
+    return null;
+  }
   const dht = new Dht({
     port: o.port,
     bind: o.bind,
-    bootstrap: o.bootstrap.length > 0 ? o.bootstrap.map(parsePeer) : undefined,
+    bootstrap: o.bootstrap.length > 0 ? [...o.bootstrap] : undefined,
   });
   dht.on('warning', o.warn);
   try {
     await dht.start();
   } catch (e) {
     await dht.stop().catch(() => {});
-    throw e;
+    if (!(e instanceof TdlError)) throw e;
+    o.warn(`the DHT is off: ${e.message}`);
+    return null;
   }
   return dht;
 }

@@ -9,7 +9,7 @@ import { jsonLine } from './events.js';
 import { escapeControl, formatBytes, redactUrls, terminalColumns } from './format.js';
 import type { CliIO, DownloadCliOptions } from './program.js';
 import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from './progress.js';
-import { parsePeer } from './peer-arg.js';
+import { parseBootstrap, parsePeer } from './peer-arg.js';
 import { DHT_DEFAULT_PORT, startDhtNode } from './dht-node.js';
 import { openTorrent, type OpenedTorrent } from './source.js';
 import { resolveSelection, selectedBytes, selectionFromIndexes } from '../storage/selection.js';
@@ -71,7 +71,8 @@ export async function runDownload(
       '--no-resume applies to -o - only: a download to a file always keeps its resume file',
     );
   }
-  const cliPeers = opts.peer.map(parsePeer);
+  const cliPeers = opts.peer.map((p) => parsePeer(p));
+  const bootstrap = parseBootstrap(opts.dhtBootstrap);
   const json = Boolean(opts.json);
   const tty = Boolean(io.stderr.isTTY) && !opts.quiet && !json;
   const events = streaming ? io.stderr : io.stdout;
@@ -87,12 +88,12 @@ export async function runDownload(
   const magnet = isMagnet(file);
   const wantDht = opts.dht !== false && (magnet || cliPeers.length === 0);
   let dht: Dht | null = null;
-  /** The DHT of a .torrent download, while it starts (see below). */
-  let dhtStarting: Promise<Dht> | null = null;
+  /** The DHT of a .torrent download, while it starts (see below); null: none could start. */
+  let dhtStarting: Promise<Dht | null> | null = null;
   const startDht = async () => {
     // The DHT's UDP port is --port's when given (a taken one falls back to any free port).
     const port = opts.port ?? DHT_DEFAULT_PORT;
-    dht = await startDhtNode({ port, bind: opts.bind, bootstrap: opts.dhtBootstrap, warn });
+    dht = await startDhtNode({ port, bind: opts.bind, bootstrap, warn });
     return dht;
   };
   // The working copy of a stream: a magnet's metadata is kept there too.

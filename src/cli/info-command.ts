@@ -3,7 +3,7 @@ import { isMagnet } from '../metainfo/magnet.js';
 import type { CliIO } from './program.js';
 import { jsonLine } from './events.js';
 import { escapeControl, formatBytes, redactUrls } from './format.js';
-import { parsePeer } from './peer-arg.js';
+import { parseBootstrap, parsePeer } from './peer-arg.js';
 import { openTorrent, type OpenedTorrent } from './source.js';
 import { printMetainfoWarnings } from './torrent-file.js';
 import {
@@ -125,7 +125,8 @@ export interface InfoCliOptions {
 }
 
 export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Promise<number> {
-  const peers = (opts.peer ?? []).map(parsePeer);
+  const peers = (opts.peer ?? []).map((p) => parsePeer(p));
+  const bootstrap = parseBootstrap(opts.dhtBootstrap);
   const warn = (message: string): void => {
     io.stderr.write(`tdl: warning: ${escapeControl(redactUrls(message))}\n`);
   };
@@ -136,7 +137,7 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
   try {
     if (opts.dht !== false && isMagnet(file)) {
       const { startDhtNode } = await import('./dht-node.js');
-      dht = await startDhtNode({ port: 0, bootstrap: opts.dhtBootstrap ?? [], warn });
+      dht = await startDhtNode({ port: 0, bootstrap, warn });
     }
     opened = await openTorrent(
       file,

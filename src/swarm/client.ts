@@ -70,7 +70,7 @@ export interface ClientOptions {
    * The DHT, for peers of torrents that are not private (null or absent: none); it may still be
    * starting: it is awaited only once the output is set up and the first announce sent.
    */
-  dht?: Dht | Promise<Dht> | null;
+  dht?: Dht | Promise<Dht | null> | null;
   maxPeers?: number;
   peerTimeoutMs?: number;
   stallTimeoutMs?: number;
@@ -254,8 +254,8 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     ready.catch(() => {});
     if (copying) await ready;
 
-    if (dht) {
-      const node = await dht;
+    const node = dht ? await dht : null;
+    if (node) {
       if (meta.nodes.length > 0) node.addContacts(meta.nodes);
       dhtSource = new DhtPeerSource(node, meta.infoHash, { announcePort: port || undefined });
     }
