@@ -68,6 +68,8 @@ export function progressLine(s: DownloadStats, name: string, columns: number): s
       [`up ${formatRate(s.uploadRate)} ratio ${ratio(s)}`, 3],
       [`peers ${s.active}/${s.connected}`, 1],
       [`serving ${s.served}`, 2],
+      // The DHT's nodes and the peers it found: the first to go on a narrow terminal.
+      ...(s.dht ? [[`dht ${s.dht.nodes}/${s.dht.peers}`, 4] as const] : []),
       [`ETA ${eta}`, 0],
       [escapeControl(name), 0],
     ],

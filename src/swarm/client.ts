@@ -274,6 +274,10 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       sources: dhtSource
         ? [{ source: dhtSource, origin: 'dht', quiet: useTrackers || peers.length > 0 }]
         : [],
+      dhtStats:
+        node && dhtSource
+          ? () => ({ nodes: node.nodeCount(), peers: dhtSource!.peersFound() })
+          : undefined,
       listener,
       handoff: o.handoff ?? undefined,
       webSeeds,

@@ -69,6 +69,8 @@ export interface DownloadOptions {
   tracker?: PeerSource;
   /** More peer sources (the DHT), each with its origin name. */
   sources?: { source: PeerSource; origin: PeerOrigin; quiet?: boolean }[];
+  /** The DHT's figures for the progress line (DownloadStats.dht), when a DHT is used. */
+  dhtStats?: () => { nodes: number; peers: number };
   /** Web seed URLs (BEP 19): pieces over HTTP beside the peers. */
   webSeeds?: string[];
   /** Incoming connections; none when absent. */
@@ -137,6 +139,8 @@ export interface DownloadStats {
   /** Memory held by pieces in progress or waiting for the disk, and its budget. */
   heldBytes: number;
   budgetBytes: number;
+  /** With a DHT: the nodes it knows, and the peers it found for this torrent. */
+  dht?: { nodes: number; peers: number };
 }
 
 export interface DownloadEvents {

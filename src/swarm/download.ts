@@ -404,6 +404,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       firstUnchokeMs: this.firstUnchokeAt > 0 ? this.firstUnchokeAt - this.startedAt : -1,
       heldBytes: this.picker.bytesInFlight,
       budgetBytes: this.picker.maxInflightBytes,
+      ...(this.opts.dhtStats ? { dht: this.opts.dhtStats() } : {}),
     };
   }
 

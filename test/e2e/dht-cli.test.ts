@@ -7,11 +7,12 @@
  * - `tdl seed` announces itself, another client's lookup finds it, and a magnet link without
  *   `tr` downloads from it (metadata included).
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { startDhtNetwork, type DhtNetwork } from '../helpers/dht-network.js';
+import type { FakeSeeder } from '../helpers/fake-seeder.js';
 import { useFixture } from '../helpers/fixture.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
@@ -109,4 +110,82 @@ describe('DHT from the CLI (loopback network, no tracker)', () => {
       expect(s.code).toBe(0);
     }
   }, 60_000);
+
+  it('the progress line shows the DHT nodes known and the peers the DHT found', async () => {
+    const data = randomBytesSeeded(600_000, 'dht-progress');
+    const t = makeTorrent({ name: 'p.bin', pieceLength: 32768, files: { data } });
+    // Slow enough for a few progress lines.
+    const seeder = await fx.seeder(t, 32768, { rateLimit: 300 * 1024 });
+    await network.announce(3, t.infoHash, seeder.port);
+    const out = path.join(fx.dir, 'p.bin');
+    const tp = await fx.writeTorrent(t);
+    // A wide terminal: on a narrow one the DHT's figures are the first to go.
+    const r = await runCli(['download', tp, '-o', out, '--port', '0', ...bootstrap()], {
+      tty: true,
+      columns: 200,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stderr.split('\r\x1b[2K').filter((l) => l.includes('%'));
+    // `dht N/M`: at least the bootstrap node, and the seeder.
+    const counts = lines.flatMap((l) => {
+      const m = / dht (\d+)\/(\d+) /.exec(l);
+      return m ? [[Number(m[1]), Number(m[2])]] : [];
+    });
+    expect(counts.length, JSON.stringify(lines.slice(0, 3))).toBeGreaterThan(0);
+    expect(counts.some(([nodes, peers]) => nodes! >= 1 && peers! >= 1)).toBe(true);
+  }, 60_000);
+
+  it('a DHT that cannot run is a warning: an IPv6 --bind downloads through the tracker', async () => {
+    const data = randomBytesSeeded(200_000, 'dht-bind6');
+    const seeders: FakeSeeder[] = [];
+    const tr = await fx.tracker(() => seeders);
+    const t = makeTorrent({ name: 'b.bin', pieceLength: 32768, files: { data }, announce: tr.url });
+    seeders.push(await fx.seeder(t, 32768));
+    const out = path.join(fx.dir, 'b.bin');
+    const r = await runCli([
+      'download',
+      await fx.writeTorrent(t),
+      '-o',
+      out,
+      '--port',
+      '0',
+      '--bind',
+      '::1',
+      ...bootstrap(),
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('tdl: warning: the DHT is IPv4 only: not used with --bind ::1');
+    expect((await readFile(out)).equals(data)).toBe(true);
+  });
+
+  it('a bad --dht-bootstrap is a usage error naming it, before any announce', async () => {
+    const tr = await fx.tracker([]);
+    const t = makeTorrent({
+      name: 'x.bin',
+      pieceLength: 32768,
+      files: { data: randomBytesSeeded(1000, 'x') },
+      announce: tr.url,
+    });
+    const out = path.join(fx.dir, 'x-out');
+    const r = await runCli([
+      'download',
+      await fx.writeTorrent(t),
+      '-o',
+      out,
+      '--dht-bootstrap',
+      'foo',
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--dht-bootstrap foo: expected HOST:PORT');
+    expect(tr.announces).toHaveLength(0);
+    await expect(readdir(fx.dir)).resolves.not.toContain('x-out');
+    const info = await runCli([
+      'info',
+      'magnet:?xt=urn:btih:' + 'ab'.repeat(20),
+      '--dht-bootstrap',
+      'h:0',
+    ]);
+    expect(info.code).toBe(2);
+    expect(info.stderr).toContain('--dht-bootstrap h:0');
+  });
 });

@@ -18,13 +18,17 @@ export interface CliResult {
 
 export async function runCli(
   args: string[],
-  opts: { tty?: boolean; signal?: AbortSignal } = {},
+  opts: { tty?: boolean; columns?: number; signal?: AbortSignal } = {},
 ): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
   const code = await run(args, {
     stdout: { write: (s: string) => (stdout += s) },
-    stderr: { write: (s: string) => (stderr += s), isTTY: opts.tty ?? false, columns: 120 },
+    stderr: {
+      write: (s: string) => (stderr += s),
+      isTTY: opts.tty ?? false,
+      columns: opts.columns ?? 120,
+    },
     signal: opts.signal,
   });
   const events: Record<string, unknown>[] = [];

@@ -158,6 +158,11 @@ describe('display width', () => {
     expect(progressLine(s, name, 60)).toMatch(
       /^37\.5%  2\.86 MiB\/7\.63 MiB  3\.00 MiB\/s  ETA 00:02  ubuntu/,
     );
+    // With a DHT: its nodes and the peers it found, the first figures to go when narrow.
+    const dht = { ...s, dht: { nodes: 143, peers: 12 } };
+    expect(progressLine(dht, name, 200)).toContain('serving 1  dht 143/12  ETA 00:02');
+    expect(progressLine(dht, name, 80)).toBe(normal);
+    expect(progressLine(dht, name, 140)).not.toContain('dht');
   });
 
   it('the progress line fits the terminal with a CJK or emoji name', () => {
