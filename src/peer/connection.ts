@@ -377,14 +377,13 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     if (n > 0 && this.state === 'open') this.emit('drained');
   }
 
-  /** A bitfield / have-all / have-none after other messages: its new pieces as `have`s. */
-  private lateHaves(bf: Bitfield): void {
-    for (let i = 0; i < this.pieceCount; i++) {
-      if (bf.has(i) && !this.bitfield.has(i)) {
-        this.bitfield.set(i);
-        this.emit('have', i);
-      }
-    }
+  /**
+   * A bitfield / have-all (null) after other messages: its new pieces as `have`s. Costs the
+   * message's own length, or nothing once the peer has every piece: a peer repeating have-all
+   * cannot hold the event loop for O(pieces) per 5-byte message.
+   */
+  private lateHaves(bf: Bitfield | null): void {
+    for (const i of this.bitfield.merge(bf)) this.emit('have', i);
   }
 
   private onMessage(m: Message): void {
@@ -441,12 +440,13 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       case 'have-all':
       case 'have-none': {
         if (!this.fast) throw new WireError(`${m.type} without the fast extension`);
-        const bf = new Bitfield(this.pieceCount);
-        if (m.type === 'have-all') bf.setAll();
         if (!first) {
-          this.lateHaves(bf);
+          // A late have-none adds nothing.
+          if (m.type === 'have-all') this.lateHaves(null);
           return;
         }
+        const bf = new Bitfield(this.pieceCount);
+        if (m.type === 'have-all') bf.setAll();
         this.bitfield = bf;
         this.emit('bitfield');
         return;

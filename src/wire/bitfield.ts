@@ -95,6 +95,30 @@ export class Bitfield {
     this.#count = this.#size;
   }
 
+  /**
+   * Sets the bits set in `other` (a bitfield of the same size; null: every bit) and returns the
+   * indexes that were not set before. Byte by byte: a complete byte or one that adds nothing
+   * costs one comparison, so a peer repeating its availability cannot make this O(pieces) each
+   * time (once complete, it is O(1)).
+   */
+  merge(other: Bitfield | null): number[] {
+    const added: number[] = [];
+    if (this.#count === this.#size) return added;
+    const last = this.#bytes.length - 1;
+    const spare = this.#bytes.length * 8 - this.#size;
+    for (let j = 0; j <= last; j++) {
+      const mine = this.#bytes[j]!;
+      let theirs = other === null ? 0xff : other.#bytes[j]!;
+      if (j === last && spare > 0) theirs &= (0xff << spare) & 0xff;
+      const fresh = theirs & ~mine & 0xff;
+      if (fresh === 0) continue;
+      this.#bytes[j] = mine | fresh;
+      this.#count += popcount8(fresh);
+      for (let b = 0; b < 8; b++) if (fresh & (0x80 >> b)) added.push(j * 8 + b);
+    }
+    return added;
+  }
+
   isComplete(): boolean {
     return this.#count === this.#size;
   }

@@ -73,4 +73,20 @@ describe('Bitfield', () => {
     out[0] = 0;
     expect(bf.has(0)).toBe(true);
   });
+
+  it('merge sets the bits of another bitfield (or all) and returns those it added', () => {
+    const a = new Bitfield(20);
+    a.set(0);
+    a.set(9);
+    const b = new Bitfield(20);
+    for (const i of [0, 1, 9, 10, 19]) b.set(i);
+    expect(a.merge(b)).toEqual([1, 10, 19]);
+    expect(a.count).toBe(5);
+    expect(a.merge(b)).toEqual([]);
+    expect(a.merge(null)).toEqual([2, 3, 4, 5, 6, 7, 8, 11, 12, 13, 14, 15, 16, 17, 18]);
+    expect(a.isComplete()).toBe(true);
+    // Spare bits past the last piece are never set.
+    expect(a.toBuffer()).toEqual(Buffer.from([0xff, 0xff, 0xf0]));
+    expect(a.merge(null)).toEqual([]);
+  });
 });

@@ -16,17 +16,17 @@ afterEach(async () => {
   for (const c of closers.splice(0)) await c();
 });
 
-async function connectTo(port: number): Promise<PeerConnection> {
+async function connectTo(port: number, pieceCount = 8): Promise<PeerConnection> {
   const conn = new PeerConnection({
     host: '127.0.0.1',
     port,
     infoHash,
     peerId: Buffer.alloc(20, 1),
-    pieceCount: 8,
+    pieceCount,
   });
   closers.push(() => conn.close('test over'));
   await conn.connect();
-  conn.start(new Bitfield(8));
+  conn.start(new Bitfield(pieceCount));
   return conn;
 }
 
@@ -75,4 +75,35 @@ describe('late availability messages', () => {
     expect(haves).toEqual([1, 6]);
     expect(conn.bitfield.count).toBe(2);
   });
+
+  it('repeated availability messages cost their own length, not the torrent size', async () => {
+    // 4 million pieces: each late have-all used to build and walk a bitfield of that size
+    // (about 20 ms), so these 5,000 messages of 5 bytes held the event loop for minutes.
+    const pieces = 4_000_000;
+    const p = await startHostilePeer(async (c) => {
+      await c.readHandshake();
+      await c.write(encodeHandshake(infoHash, HOSTILE_PEER_ID, ourReserved()));
+      await c.send({ type: 'have-none' });
+      await c.write(
+        Buffer.concat(Array.from({ length: 5_000 }, () => encodeMessage({ type: 'have-none' }))),
+      );
+      await c.send({ type: 'have', index: 7 });
+      await c.write(
+        Buffer.concat(Array.from({ length: 5_000 }, () => encodeMessage({ type: 'have-all' }))),
+      );
+      await c.send({ type: 'unchoke' });
+      await c.sleep(30_000);
+    });
+    closers.push(() => p.close());
+    const conn = await connectTo(p.port, pieces);
+    let haves = 0;
+    conn.on('have', () => haves++);
+    await new Promise<void>((resolve, reject) => {
+      conn.once('unchoke', () => resolve());
+      conn.once('close', (why: string) => reject(new Error(`closed: ${why}`)));
+    });
+    // Every piece announced once: piece 7, then the rest by the first late have-all.
+    expect(haves).toBe(pieces);
+    expect(conn.bitfield.isComplete()).toBe(true);
+  }, 25_000);
 });
