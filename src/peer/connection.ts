@@ -456,6 +456,14 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         return;
       case 'request':
         this.emit('request', m.index, m.begin, m.length);
+        // A request from a peer we unchoke says it is interested, whatever it said before:
+        // taken as such, it holds an upload slot and the choker may choke it, instead of being
+        // served outside the slots for as long as it stays unchoked. (A request while choked
+        // is refused and changes nothing: it must not bring an unchoke that serves the rest.)
+        if (!this.peerInterested && !this.amChoking && this.state === 'open') {
+          this.peerInterested = true;
+          this.emit('interest', true);
+        }
         return;
       case 'cancel':
         this.emit('cancel', m.index, m.begin, m.length);
