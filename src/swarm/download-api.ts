@@ -82,8 +82,11 @@ export interface DownloadOptions {
   peerTimeoutMs?: number;
   /** Give up when no data arrives for this long. */
   stallTimeoutMs?: number;
-  /** Other timeouts (tests): the peer connection's, and `requestMs` (REQUEST_TIMEOUT_MS). */
-  timeouts?: Partial<PeerTimeouts> & { requestMs?: number };
+  /**
+   * Other timeouts (tests): the peer connection's, `requestMs` (REQUEST_TIMEOUT_MS) and
+   * `idleWhileCompleteMs` (IDLE_WHILE_COMPLETE_MS).
+   */
+  timeouts?: Partial<PeerTimeouts> & { requestMs?: number; idleWhileCompleteMs?: number };
   uploadSlots?: number;
   /** Bytes per second; 0 or absent = unlimited. */
   maxUploadRate?: number;

@@ -472,6 +472,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       connectedAt: now,
       chokedSince: now,
       lastHaveAt: now,
+      notInterestedSince: now,
       tdlKey: tdlKey(conn.remotePeerId),
       listening: null,
       ext: new PeerExtensions(conn, {
@@ -530,6 +531,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       else queueMicrotask(() => this.wakeAll());
     });
     conn.on('interest', () => {
+      if (!conn.peerInterested) s.notInterestedSince = Date.now();
       // A peer that wants something while a slot is free need not wait for the next round; one
       // we left unchoked when it lost interest, and whose slot went to another meanwhile, is
       // choked now rather than making one more than the slots until the next round.
@@ -597,7 +599,13 @@ export class Download extends EventEmitter<DownloadEvents> {
   /** Neither side wants anything from the other: the slot is better used by someone else. */
   private checkUseless(s: Session): void {
     if (this.sequential) return;
-    const why = uselessReason(s, Date.now(), this.have.isComplete(), this.complete);
+    const why = uselessReason(
+      s,
+      Date.now(),
+      this.have.isComplete(),
+      this.complete,
+      this.opts.timeouts?.idleWhileCompleteMs,
+    );
     if (why) this.drop(s, why);
   }
 
@@ -863,7 +871,11 @@ export class Download extends EventEmitter<DownloadEvents> {
     const now = Date.now();
     this.upload.tick(now);
     this.sharePeers(now);
-    if (this.complete) return;
+    if (this.complete) {
+      // Peers that stopped wanting anything from us make way for those that will.
+      for (const s of [...this.sessions.values()]) this.checkUseless(s);
+      return;
+    }
     for (const s of [...this.sessions.values()]) {
       const verdict = this.scheduler.check(s.req, now, this.sequential && this.pool.hopeful() > 0);
       if (verdict && typeof verdict === 'object') {

@@ -27,6 +27,8 @@ export interface Session {
   chokedSince: number;
   /** When it last announced a piece (`have`), or connected. */
   lastHaveAt: number;
+  /** Since when the peer is not interested in us (when it connected, or last lost interest). */
+  notInterestedSince: number;
   /** The rendezvous key of a tdl peer's id (see seed-sparing.ts); null for other clients. */
   tdlKey: number | null;
   ext: PeerExtensions;
@@ -109,19 +111,30 @@ export function slowForWindow(sessions: readonly Session[], now: number): Set<st
 }
 
 /**
+ * Once our download is complete, a peer not interested in us for this long holds a connection
+ * slot for nothing (we want nothing from anyone): it makes way for peers that want pieces.
+ */
+export const IDLE_WHILE_COMPLETE_MS = 60_000;
+
+/**
  * Why this connection is of no use any more (a swarm, not the single-peer probe), or null:
  * neither side wants anything from the other and both are complete, or we are done and it is a
- * seed. A peer that has shown nothing yet gets 10 s to send its bitfield.
+ * seed, or we are done and it has not been interested for IDLE_WHILE_COMPLETE_MS. A peer that
+ * has shown nothing yet gets 10 s to send its bitfield.
  */
 export function uselessReason(
   s: Session,
   now: number,
   weAreSeed: boolean,
   downloadComplete: boolean,
+  idleMs = IDLE_WHILE_COMPLETE_MS,
 ): string | null {
   const conn = s.conn;
   if (s.wanted > 0 || conn.peerInterested || s.req.inflight.size > 0) return null;
   if (conn.bitfield.count === 0 && now - s.connectedAt < 10_000 && !downloadComplete) return null;
+  if (downloadComplete && now - s.notInterestedSince >= idleMs) {
+    return 'not interested';
+  }
   if (!conn.bitfield.isComplete()) return null;
   return weAreSeed || downloadComplete ? 'both complete' : null;
 }

@@ -6,6 +6,7 @@ import {
   slowForWindow,
   unchokedCount,
   uselessReason,
+  IDLE_WHILE_COMPLETE_MS,
   WINDOW_GRACE_MS,
   WINDOW_SLOW_FACTOR,
   type Session,
@@ -29,6 +30,8 @@ interface Fake {
   wanted?: number;
   inflight?: number;
   pieces?: number;
+  /** For how long the peer has not been interested. */
+  idleFor?: number;
 }
 
 function session(f: Fake): Session {
@@ -52,6 +55,7 @@ function session(f: Fake): Session {
     wanted: f.wanted ?? 0,
     connectedAt: NOW - (f.connectedAgo ?? 60_000),
     chokedSince: chokedFor > 0 ? NOW - chokedFor : 0,
+    notInterestedSince: NOW - (f.idleFor ?? 0),
   } as unknown as Session;
 }
 
@@ -113,6 +117,22 @@ describe('uselessReason', () => {
     expect(uselessReason(session({ ...seed, wanted: 1 }), NOW, false, true)).toBeNull();
     expect(uselessReason(session({ ...seed, inflight: 1 }), NOW, false, true)).toBeNull();
     expect(uselessReason(session({ pieces: 3 }), NOW, true, true)).toBeNull();
+  });
+
+  it('once complete, drops a peer not interested for IDLE_WHILE_COMPLETE_MS, whatever it has', () => {
+    const idle = IDLE_WHILE_COMPLETE_MS;
+    expect(uselessReason(session({ pieces: 0, idleFor: idle }), NOW, true, true)).toBe(
+      'not interested',
+    );
+    expect(uselessReason(session({ pieces: 3, idleFor: idle }), NOW, false, true)).toBe(
+      'not interested',
+    );
+    expect(uselessReason(session({ pieces: 3, idleFor: idle - 1 }), NOW, true, true)).toBeNull();
+    // Not while we still download from the swarm, nor while it wants something from us.
+    expect(uselessReason(session({ pieces: 3, idleFor: idle }), NOW, false, false)).toBeNull();
+    expect(
+      uselessReason(session({ pieces: 3, idleFor: idle, peerInterested: true }), NOW, true, true),
+    ).toBeNull();
   });
 });
 
