@@ -16,7 +16,7 @@ import { logger } from '../log.js';
 import type { Dht } from '../dht/dht.js';
 import { DhtPeerSource } from '../dht/peer-source.js';
 import { NoPeersError, TransferError } from '../errors.js';
-import { fileOffsets, type Metainfo } from '../metainfo/torrent.js';
+import { fileOffsets, isPaddingFile, type Metainfo } from '../metainfo/torrent.js';
 import type { PeerConnection } from '../peer/connection.js';
 import { makePeerId } from '../peer/peer-id.js';
 import { startupCheck, type ProgressFn, type StartupCheck } from '../storage/check.js';
@@ -115,7 +115,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   if (useTrackers) preloadHttpClient(meta.announceList.flat());
   // fileOffsets does not read meta.files, which would make an object per file and keep them all.
   const layout = new Layout({ starts: fileOffsets(meta) }, meta.pieceLength, meta.length);
-  const selected = o.selected ?? null;
+  // A selection of every file is no selection: the torrent is then complete when it is (the
+  // trackers hear `completed`, the side file is removed, attributes are applied).
+  const selected = o.selected && !selectsEveryFile(meta, o.selected) ? o.selected : null;
   const out = await OutputFiles.open(
     meta,
     layout,
@@ -222,14 +224,16 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     }
     const port = listener?.port ?? 0;
     if (useTrackers) {
+      // `left` is what the whole torrent still lacks, as libtorrent and Transmission count it:
+      // with a selection complete, tdl is not a seed, and says so (a tracker takes left=0 for one).
       const leftAtStart =
-        dataBytesOf(layout, padding, wanted) - dataBytesOf(layout, padding, check.have, wanted);
+        dataBytesOf(layout, padding, null) - dataBytesOf(layout, padding, check.have);
       ({ tracker, early } = announce(o, peerId, port, listener, () => {
         const s = dl?.stats();
         return {
           uploaded: s?.uploaded ?? 0,
           downloaded: s?.downloaded ?? 0,
-          left: s ? s.total - s.completed : leftAtStart,
+          left: Math.max(0, leftAtStart - (s?.downloaded ?? 0)),
         };
       }));
     }
@@ -543,6 +547,14 @@ function seedUntil(
 /** A file found longer than the torrent's, which finalize() cut (the user should know). */
 function cutWarning(file: string): string {
   return `${file} was longer than the torrent's file: cut to size`;
+}
+
+/** Whether `selected` takes every file of `meta` (padding files are never selected). */
+function selectsEveryFile(meta: Metainfo, selected: Uint8Array): boolean {
+  for (let i = 0; i < selected.length; i++) {
+    if (!selected[i] && !isPaddingFile(meta, i)) return false;
+  }
+  return true;
 }
 
 /** A run that found its files complete: the selection's size, as a download's stats give it. */

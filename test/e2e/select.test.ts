@@ -299,6 +299,53 @@ describe('--select', () => {
     }
   });
 
+  it('tells the trackers what the whole torrent lacks; a selection of every file completes', async () => {
+    const { files, t: bare } = fiveFiles();
+    const s = await fx.seeder(bare, PIECE);
+    const tr = await fx.tracker([s]);
+    const t = makeTorrent({ name: 'five', pieceLength: PIECE, files, announce: tr.url });
+    const torrent = await fx.writeTorrent(t);
+    const total = files.reduce((n, f) => n + f.data.length, 0);
+    const common = ['--no-dht', '--no-listen'];
+    // One file, then seeding a moment: never left=0 (that is a seed to a tracker).
+    const one = await runCli([
+      'download',
+      torrent,
+      '-o',
+      path.join(fx.dir, 'one'),
+      '--select',
+      '3',
+      '--seed-time',
+      '0.01',
+      ...common,
+    ]);
+    expect(one.code, one.stderr).toBe(0);
+    const seen = tr.announces.map((a) => [a.event ?? '', a.left]);
+    expect(seen[0]).toEqual(['started', total]);
+    expect(seen.at(-1)![0]).toBe('stopped');
+    const fetched = piecesOf(files, 2).length * PIECE;
+    expect(seen.at(-1)![1]).toBe(total - fetched);
+    expect(seen.map(([e]) => e)).not.toContain('completed');
+    // Every file named: the torrent is complete, and the tracker hears it.
+    tr.announces.length = 0;
+    const all = await runCli([
+      'download',
+      torrent,
+      '-o',
+      path.join(fx.dir, 'all'),
+      '--select',
+      '1-5',
+      ...common,
+    ]);
+    expect(all.code, all.stderr).toBe(0);
+    expect(tr.announces.map((a) => [a.event ?? '', a.left])).toEqual([
+      ['started', total],
+      ['completed', 0],
+      ['stopped', 0],
+    ]);
+    expect(existsSync(path.join(fx.dir, 'all.tdl-parts'))).toBe(false);
+  });
+
   it('refuses a selection that names no file or a file that does not exist', async () => {
     const { t } = fiveFiles();
     const torrent = await fx.writeTorrent(t);
