@@ -1,13 +1,23 @@
 /**
- * A lock file holding the pid of its holder: taken with O_EXCL, taken over when its process is
- * gone (a crash, SIGKILL). Used for an output (`<output>.tdl-lock`, storage/lock.ts) and for the
- * DHT node id of the cache file (dht/dht.ts).
+ * A lock file holding the pid of its holder, taken over when its process is gone (a crash,
+ * SIGKILL). Used for an output (`<output>.tdl-lock`, storage/lock.ts) and for the DHT node id of
+ * the cache file (dht/dht.ts).
+ *
+ * Taking it is atomic: the pid is written to a file of our own, which is then hard-linked to the
+ * lock's name (`link` fails if the name exists), so a lock is never seen empty. A stale lock is
+ * moved aside by `rename` and removed only if what was moved is the file whose dead pid was
+ * read; if another run replaced it meanwhile, its lock is put back. Two runs that find the same
+ * stale lock never both take it.
  */
+import { randomBytes } from 'node:crypto';
 import { constants, readFileSync } from 'node:fs';
-import { open, readFile, rm } from 'node:fs/promises';
+import { link, lstat, open, rename, unlink } from 'node:fs/promises';
 
 /** Lock files this process holds (several runs may share one process, as in tests). */
 const held = new Set<string>();
+
+/** Attempts before giving up on a lock that keeps changing under us. */
+const ATTEMPTS = 5;
 
 /** Is `pid` a running process that may be a tdl (a node process, where /proc tells)? */
 function running(pid: number, file: string): boolean {
@@ -28,6 +38,31 @@ function running(pid: number, file: string): boolean {
   }
 }
 
+/**
+ * The lock file's pid and identity; null when it is gone. Opened without blocking and without
+ * following a link: a FIFO or a device in its place is an error, not a wait.
+ */
+async function readLock(file: string): Promise<{ pid: number; dev: number; ino: number } | null> {
+  let fh;
+  try {
+    fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) {
+      throw Object.assign(new Error(`${file} is not a regular file`), { code: 'ENOTREG' });
+    }
+    const buf = Buffer.alloc(32);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    return { pid: Number(buf.toString('latin1', 0, bytesRead).trim()), dev: st.dev, ino: st.ino };
+  } finally {
+    await fh.close();
+  }
+}
+
 export type PidLock =
   /** Taken: `release` removes the file. */
   | { release: () => Promise<void> }
@@ -35,32 +70,67 @@ export type PidLock =
   | { heldBy: number };
 
 /**
- * Takes the lock file `file` (its folder must exist). File-system errors other than the file's
- * existence are thrown as they come.
+ * Takes the lock file `file` (its folder must exist). File-system errors are thrown as they
+ * come (`ENOTREG`: something other than a file is in the lock's place).
  */
 export async function takePidLock(file: string): Promise<PidLock> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL;
-      const fh = await open(file, flags, 0o644);
+  const unique = () => `${file}.${process.pid}-${randomBytes(4).toString('hex')}`;
+  const mine = unique();
+  const fh = await open(
+    mine,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    0o644,
+  );
+  let dev: number;
+  let ino: number;
+  try {
+    await fh.writeFile(`${process.pid}\n`);
+    // The lock, once linked, is this very file: its identity, for the release.
+    ({ dev, ino } = await fh.stat());
+  } finally {
+    await fh.close();
+  }
+  try {
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       try {
-        await fh.writeFile(`${process.pid}\n`);
-      } finally {
-        await fh.close();
+        await link(mine, file);
+        held.add(file);
+        return { release: () => release(file, dev, ino) };
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       }
-      held.add(file);
-      return {
-        release: async () => {
-          held.delete(file);
-          await rm(file, { force: true }).catch(() => {});
-        },
-      };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw e;
+      const seen = await readLock(file);
+      if (seen === null) continue; // released meanwhile
+      if (running(seen.pid, file)) return { heldBy: seen.pid };
+      // Left by a run that did not end (or written by an older tdl, and empty): moved aside,
+      // then removed if it is the one read.
+      const aside = unique();
+      try {
+        await rename(file, aside);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw e;
+      }
+      const moved = await lstat(aside);
+      if (moved.dev !== seen.dev || moved.ino !== seen.ino) {
+        // Another run took it over first: its lock goes back (unless one is there again).
+        await link(aside, file).catch(() => {});
+      }
+      await unlink(aside).catch(() => {});
     }
-    const holder = Number((await readFile(file, 'latin1').catch(() => '')).trim());
-    if (running(holder, file)) return { heldBy: holder };
-    // Left by a run that did not end (or half written): taken over.
-    await rm(file, { force: true });
+    throw Object.assign(new Error(`${file} keeps changing`), { code: 'EBUSY' });
+  } finally {
+    await unlink(mine).catch(() => {});
+  }
+}
+
+/** Removes the lock if it is still the one this run made. */
+async function release(file: string, dev: number, ino: number): Promise<void> {
+  held.delete(file);
+  try {
+    const st = await lstat(file);
+    if (st.dev === dev && st.ino === ino) await unlink(file);
+  } catch {
+    // Gone already.
   }
 }

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DiskError } from '../../src/errors.js';
@@ -49,5 +49,27 @@ describe('output lock', () => {
     await (
       await lockOutput(root)
     )();
+  });
+
+  it('two runs racing for a free or a stale lock: exactly one takes it', async () => {
+    // The two separate processes' race, in one process: each step of taking the lock is a
+    // file-system call of its own, and the two interleave on the thread pool.
+    for (let trial = 0; trial < 40; trial++) {
+      const root = path.join(dir, `race${trial}`);
+      if (trial % 2 === 0) await writeFile(`${root}.tdl-lock`, '999999999\n');
+      const results = await Promise.allSettled([lockOutput(root), lockOutput(root)]);
+      const taken = results.filter((r) => r.status === 'fulfilled');
+      expect(taken, `trial ${trial}`).toHaveLength(1);
+      expect(await readFile(`${root}.tdl-lock`, 'latin1')).toBe(`${process.pid}\n`);
+      await (taken[0] as PromiseFulfilledResult<() => Promise<void>>).value();
+      // Nothing left beside the output: no lock, no temporary file.
+      expect((await readdir(dir)).filter((n) => n.startsWith(`race${trial}.`))).toEqual([]);
+    }
+  });
+
+  it('a FIFO in the place of the lock is an error, not a wait', async () => {
+    const root = path.join(dir, 'fifo');
+    spawnSync('mkfifo', [`${root}.tdl-lock`]);
+    await expect(lockOutput(root)).rejects.toThrow(/lock file .*not a regular file/);
   });
 });

@@ -1,0 +1,75 @@
+/**
+ * Two tdl processes starting on the same output at the same moment, with no lock or with a
+ * stale one (its process gone): exactly one takes `<output>.tdl-lock`. Runs the built lock module
+ * (dist/) in separate processes, which start taking the lock at the same agreed instant.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/cli.js';
+
+const LOCK_MODULE = fileURLToPath(new URL('../../dist/storage/lock.js', import.meta.url));
+
+// Waits for the instant, takes the lock, holds it a moment, says whether it got it.
+const CHILD = `
+const { lockOutput } = await import(process.argv[1]);
+const [root, at] = process.argv.slice(2);
+while (Date.now() < Number(at)) {}
+try {
+  const release = await lockOutput(root);
+  process.stdout.write('got');
+  await new Promise((r) => setTimeout(r, 300));
+  await release();
+} catch {
+  process.stdout.write('busy');
+}`;
+
+let dir: string;
+let cleanup: () => Promise<void>;
+const children = new Set<ChildProcess>();
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir('tdl-lock-race-'));
+});
+afterEach(async () => {
+  for (const c of children) c.kill('SIGKILL');
+  children.clear();
+  await cleanup();
+});
+
+function contender(root: string, at: number): Promise<string> {
+  const c = spawn(process.execPath, [
+    '--input-type=module',
+    '-e',
+    CHILD,
+    LOCK_MODULE,
+    root,
+    String(at),
+  ]);
+  children.add(c);
+  let out = '';
+  c.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+  return new Promise((resolve) =>
+    c.on('close', () => {
+      children.delete(c);
+      resolve(out);
+    }),
+  );
+}
+
+describe('the output lock between processes', () => {
+  it('of two processes racing for a free or a stale lock, exactly one takes it', async () => {
+    expect(existsSync(LOCK_MODULE), `${LOCK_MODULE}: run npm run build`).toBe(true);
+    for (let trial = 0; trial < 12; trial++) {
+      const root = path.join(dir, `out${trial}`);
+      // Three trials in four find a lock whose process is gone.
+      if (trial % 4 !== 3) await writeFile(`${root}.tdl-lock`, '999999999\n');
+      const at = Date.now() + 1000;
+      const got = await Promise.all([contender(root, at), contender(root, at)]);
+      expect(got.sort(), `trial ${trial}`).toEqual(['busy', 'got']);
+      expect((await readdir(dir)).filter((n) => n.startsWith(`out${trial}.`))).toEqual([]);
+    }
+  }, 120_000);
+});
