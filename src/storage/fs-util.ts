@@ -44,6 +44,28 @@ export async function listNames(dir: string, want: ReadonlySet<string>): Promise
   return found;
 }
 
+/**
+ * Writes `bytes` as file `p` through a new file renamed over it: whatever is at `p` (a symlink
+ * above all) is replaced, never written through. The new file is made with O_EXCL and
+ * O_NOFOLLOW beside it; it is removed again if the write fails.
+ */
+export async function replaceFile(p: string, bytes: Uint8Array): Promise<void> {
+  const tmp = `${p}.${process.pid}-${Math.random().toString(36).slice(2, 10)}.tmp`;
+  const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+  const fh = await fs.promises.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644);
+  try {
+    try {
+      await fh.writeFile(bytes);
+    } finally {
+      await fh.close();
+    }
+    await fs.promises.rename(tmp, p);
+  } catch (e) {
+    await fs.promises.rm(tmp, { force: true }).catch(() => {});
+    throw e;
+  }
+}
+
 export function toDiskError(e: unknown, what: string): DiskError {
   if (e instanceof DiskError) return e;
   const err = e as NodeJS.ErrnoException;

@@ -11,7 +11,6 @@
  * - existing data that does not match is replaced piece by piece, each only once a verified
  *   piece is there to replace it, and the count is reported (`piecesReplaced`).
  */
-import { writeFile } from 'node:fs/promises';
 import { logger } from '../log.js';
 import type { Dht } from '../dht/dht.js';
 import { DhtPeerSource } from '../dht/peer-source.js';
@@ -21,6 +20,7 @@ import type { PeerConnection } from '../peer/connection.js';
 import { makePeerId } from '../peer/peer-id.js';
 import { startupCheck, type ProgressFn, type StartupCheck } from '../storage/check.js';
 import { ResumeWriter } from '../storage/checkpoint.js';
+import { replaceFile } from '../storage/fs-util.js';
 import { Layout } from '../storage/layout.js';
 import type { OutputPlan } from '../storage/output.js';
 import { wantedPieces } from '../storage/selection.js';
@@ -249,7 +249,8 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     const ready = (async () => {
       if (w) {
         await w.checkpoint();
-        if (o.torrentBytes) await writeFile(metadataFile, o.torrentBytes).catch(() => {});
+        // Replaced, never written through (a link there points anywhere).
+        if (o.torrentBytes) await replaceFile(metadataFile, o.torrentBytes).catch(() => {});
         storage.setBeforeWrite((index) => w.intent(index));
       }
       await out.copyFromParts(check.have);

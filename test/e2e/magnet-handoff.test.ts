@@ -11,7 +11,7 @@
  * - a run that stopped keeps the metadata, and the next run resumes from it without the swarm's.
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { lstat, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
@@ -270,5 +270,29 @@ describe('magnet links: the download takes over the metadata phase', () => {
     expect((await readFile(out)).equals(t.data)).toBe(true);
     expect(full.served).toBeLessThan(t.data.length);
     expect(existsSync(`${out}.tdl-torrent`)).toBe(false);
+  });
+
+  it('the kept metadata replaces a link in its place, never writes through it', async () => {
+    const { t, info } = torrent('handoff-link');
+    const s = await fx.seeder(t, PIECE, { metadata: info, pieces: (i) => i < 12 });
+    const victim = path.join(fx.dir, 'victim.txt');
+    await writeFile(victim, 'precious\n');
+    const out = path.join(fx.dir, 'out.bin');
+    await symlink(victim, `${out}.tdl-torrent`);
+    const r = await runCli([
+      'download',
+      magnet(t, { peers: [s.port] }),
+      '-o',
+      out,
+      '--no-dht',
+      '--no-listen',
+      '--timeout',
+      '2',
+    ]);
+    expect(r.code, r.stderr).toBe(5);
+    expect(await readFile(victim, 'utf8')).toBe('precious\n');
+    // The metadata is kept, in a file of its own.
+    expect((await lstat(`${out}.tdl-torrent`)).isFile()).toBe(true);
+    expect(parseTorrent(await readFile(`${out}.tdl-torrent`)).infoHash).toEqual(t.infoHash);
   });
 });
