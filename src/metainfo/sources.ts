@@ -12,17 +12,22 @@ export function parseTrackerUrl(v: BValue | undefined): string | undefined {
   return text ? text : undefined;
 }
 
+/**
+ * `announce-list` (BEP 12): the tiers as the torrent gives them, duplicates within a tier
+ * dropped. All are kept (`tdl info` shows them); the announcer uses the first MAX_TRACKERS.
+ */
 export function parseAnnounceList(v: BValue | undefined): string[][] {
   if (!isList(v)) return [];
   const tiers: string[][] = [];
   for (const tier of v) {
     if (!isList(tier)) continue;
-    const urls: string[] = [];
+    // A Set: a tier of 100,000 URLs (a 64 MiB torrent holds millions) must not take minutes.
+    const urls = new Set<string>();
     for (const u of tier) {
       const url = parseTrackerUrl(u);
-      if (url !== undefined && !urls.includes(url)) urls.push(url);
+      if (url !== undefined) urls.add(url);
     }
-    if (urls.length > 0) tiers.push(urls);
+    if (urls.size > 0) tiers.push([...urls]);
   }
   return tiers;
 }

@@ -4,12 +4,17 @@
  * Rule (see also docs/DESIGN.md):
  * - Trackers within a tier are shuffled once; a tracker that answers moves to the front of
  *   its tier. Unsupported schemes (ws:, wss:, anything but http:, https:, udp:) and
- *   duplicate URLs are skipped.
+ *   duplicate URLs are skipped. The first MAX_TRACKERS usable trackers, in tier order, are
+ *   used; the rest are left out with one warning (tracker lists pasted in by the thousand).
  * - Every tier runs its own announce round, all tiers in parallel (at start and for every
- *   later re-announce). A tier treats its trackers as mirrors: a round asks the tier's first
- *   tracker; the next one is asked as well when the previous one fails or stays silent for
- *   `hedgeMs`. The first tracker to answer ends the round and moves to the front; any other
- *   tracker of the round that still answers contributes its peers too.
+ *   later re-announce), but at most MAX_ANNOUNCES_IN_FLIGHT announces are in flight at once,
+ *   across tiers: each holds a socket until it is answered or given up (22 s for a silent UDP
+ *   tracker), so the others wait their turn, first come first served, except that trackers
+ *   that have answered before go first. A tier treats its trackers as mirrors: a round asks
+ *   the tier's first tracker; the next one is asked as well when the previous one fails or
+ *   stays silent for `hedgeMs` after it was sent. The first tracker to answer ends the round
+ *   and moves to the front; any other tracker of the round that still answers contributes its
+ *   peers too.
  * - After an answer the tier re-announces after the tracker's interval (never sooner than
  *   `minReannounceMs`). When every tracker of the tier failed, the tier retries after
  *   `retryAfterFailureMs`, doubling up to `maxRetryAfterFailureMs`.
@@ -21,10 +26,12 @@
  * - Peers that are this client as the tracker sees it (an address of this host with the port we
  *   announce) are dropped from every reply: trackers often list the announcing client itself.
  *
- * Nothing a tracker does throws out of the announcer: failures become 'warning' events.
+ * Nothing a tracker does throws out of the announcer: failures become 'warning' events, one per
+ * tracker and failure: a tracker that keeps failing the same way is warned about once (until it
+ * answers again), not at every retry.
  */
 import { randomBytes } from 'node:crypto';
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import { networkInterfaces } from 'node:os';
 import { logger } from '../log.js';
 import { describeError, NoPeersError, TdlError } from '../errors.js';
@@ -58,6 +65,14 @@ export const ANNOUNCER_TIMING: Readonly<AnnouncerTiming> = Object.freeze({
   maxRetryAfterFailureMs: 300_000,
 });
 
+/** Trackers used at most, in tier order: as many as a magnet link's `tr` (MAX_MAGNET_TRACKERS). */
+export const MAX_TRACKERS = 200;
+/**
+ * Announces in flight at most, across tiers (completed and stopped included). Each holds a
+ * socket (and a file descriptor) until it is answered or given up.
+ */
+export const MAX_ANNOUNCES_IN_FLIGHT = 32;
+
 /** Default bound on stop() (and on complete()). */
 export const DEFAULT_STOP_TIMEOUT_MS = 1_500;
 /** Peers asked for in each announce when the caller does not say. */
@@ -78,6 +93,8 @@ export interface AnnouncerOptions {
   udpRetry?: UdpRetryOptions;
   /** Bound on one regular announce (defaults of the HTTP/UDP clients when absent). */
   announceTimeoutMs?: number;
+  /** Announces in flight at most (MAX_ANNOUNCES_IN_FLIGHT when absent). */
+  maxInFlight?: number;
 }
 
 type Scheme = 'http' | 'udp';
@@ -90,6 +107,7 @@ interface TrackerState {
   /** Acknowledged an announce with event=started (so it gets completed/stopped). */
   startedAcked: boolean;
   failedOnce: boolean;
+  /** The last failure, until the tracker answers again (also what was last warned about). */
   lastFailure: string | undefined;
   inFlight: AbortController | undefined;
 }
@@ -187,7 +205,14 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
   private readonly timing: AnnouncerTiming;
   private readonly tiers: TierState[] = [];
   private readonly all: TrackerState[] = [];
+  /** Usable trackers beyond MAX_TRACKERS, not used. */
+  private leftOut = 0;
   private readonly key = randomBytes(4).readUInt32BE(0);
+  private readonly maxInFlight: number;
+  /** Announces in flight (holding a slot). */
+  private inFlightCount = 0;
+  /** Announces waiting for a slot, in the order they get one. */
+  private readonly waiting: { urgent: boolean; go: () => void }[] = [];
   /** Our interface addresses, listed on first need (not before the first announce). */
   private selfHosts: Set<string> | null = null;
   private started = false;
@@ -199,6 +224,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
     super();
     this.opts = opts;
     this.timing = { ...ANNOUNCER_TIMING, ...opts.timing };
+    this.maxInFlight = Math.max(1, opts.maxInFlight ?? MAX_ANNOUNCES_IN_FLIGHT);
     const seen = new Set<string>();
     for (const tierUrls of opts.announceList) {
       const trackers: TrackerState[] = [];
@@ -210,6 +236,10 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
         }
         if (seen.has(s.url)) continue;
         seen.add(s.url);
+        if (this.all.length >= MAX_TRACKERS) {
+          this.leftOut++;
+          continue;
+        }
         const t: TrackerState = {
           url: s.url,
           scheme: s.scheme,
@@ -242,7 +272,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
     );
   }
 
-  /** Usable trackers (http, https, udp; duplicates counted once). */
+  /** Usable trackers used (http, https, udp; duplicates counted once; MAX_TRACKERS at most). */
   get trackerCount(): number {
     return this.all.length;
   }
@@ -280,6 +310,14 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
   start(): void {
     if (this.started || this.stopped) return;
     this.started = true;
+    if (this.leftOut > 0) {
+      this.emit(
+        'warning',
+        `${this.all.length + this.leftOut} trackers: announcing to the first ${MAX_TRACKERS}, ` +
+          `${this.leftOut} more were left out`,
+        '',
+      );
+    }
     if (this.all.length === 0) {
       debug('no usable tracker');
       this.maybeEmitAllFailed();
@@ -351,6 +389,8 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
     if (targets.length === 0) return;
     const bound = this.opts.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
     const controller = new AbortController();
+    // One listener per target (MAX_TRACKERS at most): not a leak for Node to warn about.
+    setMaxListeners(0, controller.signal);
     const started = Date.now();
     const udpRetry: UdpRetryOptions = {
       firstWaitMs: Math.max(50, Math.floor(bound / 3)),
@@ -419,31 +459,87 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
     return req;
   }
 
-  private request(
-    t: TrackerState,
-    event: AnnounceEvent | undefined,
-    o: { signal: AbortSignal; timeoutMs?: number; udpRetry?: UdpRetryOptions },
-  ): Promise<AnnounceResponse> {
-    const req = this.buildRequest(event);
-    const timeoutMs = o.timeoutMs ?? this.opts.announceTimeoutMs;
-    if (t.scheme === 'http') {
-      return announceHttp(t.url, req, { signal: o.signal, timeoutMs });
+  /**
+   * Waits for one of the maxInFlight slots (see the module comment); `urgent` ones (trackers that
+   * answered before) go ahead of the others. Rejects, leaving the queue, when `signal` aborts.
+   */
+  private acquire(signal: AbortSignal, urgent: boolean): Promise<void> {
+    signal.throwIfAborted();
+    if (this.inFlightCount < this.maxInFlight) {
+      this.inFlightCount++;
+      return Promise.resolve();
     }
-    return announceUdp(t.url, req, {
-      signal: o.signal,
-      timeoutMs,
-      retry: o.udpRetry ?? this.opts.udpRetry,
+    return new Promise<void>((resolve, reject) => {
+      const entry = {
+        urgent,
+        go: () => {
+          signal.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      const onAbort = (): void => {
+        const i = this.waiting.indexOf(entry);
+        if (i >= 0) this.waiting.splice(i, 1);
+        reject(signal.reason as Error);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      const after = urgent ? this.waiting.findIndex((w) => !w.urgent) : -1;
+      if (after >= 0) this.waiting.splice(after, 0, entry);
+      else this.waiting.push(entry);
     });
   }
 
-  /** One regular announce to one tracker; never rejects (false on failure). */
-  private async announceTo(t: TrackerState): Promise<AnnounceResponse | undefined> {
+  /** Hands the slot to the next announce waiting, if any. */
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next.go();
+    else this.inFlightCount--;
+  }
+
+  /** One announce, once it has a slot; `onSent` is called when it goes out. */
+  private async request(
+    t: TrackerState,
+    event: AnnounceEvent | undefined,
+    o: {
+      signal: AbortSignal;
+      timeoutMs?: number;
+      udpRetry?: UdpRetryOptions;
+      onSent?: () => void;
+    },
+  ): Promise<AnnounceResponse> {
+    await this.acquire(o.signal, t.answered);
+    try {
+      // The stats of the moment it goes out, not of when it was queued.
+      const req = this.buildRequest(event);
+      const timeoutMs = o.timeoutMs ?? this.opts.announceTimeoutMs;
+      o.onSent?.();
+      if (t.scheme === 'http') {
+        return await announceHttp(t.url, req, { signal: o.signal, timeoutMs });
+      }
+      return await announceUdp(t.url, req, {
+        signal: o.signal,
+        timeoutMs,
+        retry: o.udpRetry ?? this.opts.udpRetry,
+      });
+    } finally {
+      this.release();
+    }
+  }
+
+  /**
+   * One regular announce to one tracker; never rejects (undefined on failure). `onSent` is
+   * called when it goes out (it may wait for a slot first).
+   */
+  private async announceTo(
+    t: TrackerState,
+    onSent?: () => void,
+  ): Promise<AnnounceResponse | undefined> {
     if (t.inFlight) return undefined; // already being asked by an earlier round
     const event: AnnounceEvent | undefined = t.startedAcked ? undefined : 'started';
     const controller = new AbortController();
     t.inFlight = controller;
     try {
-      const res = await this.request(t, event, { signal: controller.signal });
+      const res = await this.request(t, event, { signal: controller.signal, onSent });
       if (this.stopped) return undefined;
       t.answered = true;
       t.lastFailure = undefined;
@@ -459,9 +555,11 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
       const message =
         err instanceof TdlError ? err.message : `tracker ${t.url}: ${describeError(err)}`;
       t.failedOnce = true;
+      // Retries of a dead tracker fail the same way every time: said once, not at each retry.
+      const repeated = message === t.lastFailure;
       t.lastFailure = message;
       debug('%s: failed: %s', t.url, message);
-      this.emit('warning', message, t.url);
+      if (!repeated) this.emit('warning', message, t.url);
       this.maybeEmitAllFailed();
       return undefined;
     } finally {
@@ -560,11 +658,15 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
           return;
         }
         pending++;
-        if (next < order.length) {
+        const launched = next;
+        // The hedge counts from when the announce goes out: waiting for a slot is not silence.
+        const onSent = (): void => {
+          if (done || this.stopped || launched !== next || next >= order.length) return;
+          clearTimeout(hedge);
           hedge = setTimeout(launchNext, this.timing.hedgeMs);
           hedge.unref();
-        }
-        void this.announceTo(t).then((res) => {
+        };
+        void this.announceTo(t, onSent).then((res) => {
           pending--;
           if (done) return;
           if (res) onSuccess(t, res);
