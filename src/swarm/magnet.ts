@@ -18,7 +18,7 @@ import { DhtPeerSource } from '../dht/peer-source.js';
 import { NoPeersError } from '../errors.js';
 import type { Magnet } from '../metainfo/magnet.js';
 import { MAX_TORRENT_FILE_BYTES, parseTorrent, type Metainfo } from '../metainfo/torrent.js';
-import { Announcer } from '../tracker/announcer.js';
+import { Announcer, requireUsableTracker } from '../tracker/announcer.js';
 import { preloadHttpClient } from '../tracker/http.js';
 import type { PeerAddress } from '../tracker/types.js';
 import { torrentFromInfo } from './metadata-fetch.js';
@@ -163,6 +163,9 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
       'the magnet link names no tracker and no peer, and the DHT is off: give peers with --peer HOST:PORT',
     );
   }
+  // Trackers of kinds tdl cannot use (wss://…) as the only source: exit 4 at once, as for a
+  // .torrent (web seeds do not count here: the metadata only comes from peers).
+  if (peers.length === 0 && !o.dht) requireUsableTracker(trackers);
   let listener: Listener | null = null;
   if (o.handoff && o.handoff.listen !== false) {
     listener = new Listener({

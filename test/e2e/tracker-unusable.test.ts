@@ -1,0 +1,48 @@
+/**
+ * Trackers tdl cannot use (ws:, wss:) as a run's only source of peers: a magnet link ends at
+ * once with exit 4, as a .torrent does, and passkeys in such URLs stay out of what is printed.
+ */
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { runCli, tempDir } from '../helpers/cli.js';
+
+const INFO_HASH = 'c12fe1c06bba254a9dc9f519b335aa7c1367a88a';
+/** Far below the --timeout given (30 s), far above what refusing at once takes. */
+const AT_ONCE_MS = 15_000;
+
+let dir: string;
+let cleanup: () => Promise<void>;
+
+beforeEach(async () => {
+  ({ dir, cleanup } = await tempDir('tdl-tracker-unusable-'));
+});
+
+afterEach(async () => {
+  await cleanup();
+});
+
+describe('a magnet link whose only trackers are WebSocket ones, with the DHT off', () => {
+  const link = `magnet:?xt=urn:btih:${INFO_HASH}&tr=${encodeURIComponent('wss://tracker.example/announce')}`;
+
+  it('download: exit 4 at once, naming the tracker and why, nothing created', async () => {
+    const out = path.join(dir, 'out');
+    const started = Date.now();
+    const r = await runCli(['download', link, '-o', out, '--no-dht', '--timeout', '30']);
+    expect(Date.now() - started).toBeLessThan(AT_ONCE_MS);
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toContain('no tracker tdl can use: wss://tracker.example/announce');
+    expect(r.stderr).toContain('WebSocket');
+    expect(r.stderr).toContain('--peer');
+    expect(await readdir(dir)).toEqual([]);
+  }, 60_000);
+
+  it('info, --json: the same, as an error event', async () => {
+    const started = Date.now();
+    const r = await runCli(['info', link, '--no-dht', '--timeout', '30', '--json']);
+    expect(Date.now() - started).toBeLessThan(AT_ONCE_MS);
+    expect(r.code).toBe(4);
+    expect(r.events.at(-1)).toMatchObject({ event: 'error', kind: 'no-peers', exitCode: 4 });
+    expect(String(r.events.at(-1)?.['message'])).toContain('WebSocket');
+  }, 60_000);
+});
