@@ -55,16 +55,20 @@ export function formatDuration(ms: number): string {
 
 /**
  * Hide what usually carries a private tracker's passkey in URLs printed to the terminal: the
- * query string, and long token-like path segments (`/a1b2…/announce`).
+ * query string, and long token-like path segments (`/a1b2…/announce`). Any `scheme://` URL
+ * counts (a wss: tracker's passkey is as secret as an https: one's); a `magnet:?…` link has no
+ * `//` and is left as it is, though a `scheme://` URL written out whole inside it is not.
  */
 export function redactUrls(s: string): string {
-  return s.replace(/\b(https?|udp):\/\/[^\s"'<>]+/gi, (match) => {
+  // From the `://` on (the scheme before it is kept as it is): one test per character, however
+  // long a run of scheme characters in the text.
+  return s.replace(/(?<=[a-z0-9+.-]):\/\/[^\s"'<>]+/gi, (match) => {
     // Punctuation right after a URL ("tracker URL: message") is not part of it.
     const trail = /[:,.;)\]]+$/.exec(match)?.[0] ?? '';
     const url = match.slice(0, match.length - trail.length);
     const q = url.indexOf('?');
     // A user and password (`http://user:pass@host/`) go as the query does.
-    const base = (q >= 0 ? url.slice(0, q) : url).replace(/^([a-z]+:\/\/)[^/@]*@/i, '$1…@');
+    const base = (q >= 0 ? url.slice(0, q) : url).replace(/^:\/\/[^/@]*@/, '://…@');
     const shown = base.replace(/\/[A-Za-z0-9_-]{16,}(?=\/|$)/g, '/…');
     return `${q >= 0 ? `${shown}?…` : shown}${trail}`;
   });

@@ -34,6 +34,35 @@ describe('terminal text', () => {
     expect(redactUrls('no url here')).toBe('no url here');
   });
 
+  it('hides passkeys in URLs of any scheme, and leaves magnet links as they are', () => {
+    expect(
+      redactUrls(
+        'no tracker tdl can use: wss://tracker.example/0f1e2d3c4b5a69788796a5b4c3d2e1f0/announce?passkey=s3cr3tpasskey (WebSocket (WebTorrent) trackers are not supported)',
+      ),
+    ).toBe(
+      'no tracker tdl can use: wss://tracker.example/…/announce?… (WebSocket (WebTorrent) trackers are not supported)',
+    );
+    expect(redactUrls('ws://user:s3cret@t.example/announce; foo+bar.x-1://h/p?k=v, x')).toBe(
+      'ws://…@t.example/announce; foo+bar.x-1://h/p?…, x',
+    );
+    expect(redactUrls('tracker WSS://T.example/announce?key=1: refused')).toBe(
+      'tracker WSS://T.example/announce?…: refused',
+    );
+    // Right after other text too.
+    expect(redactUrls('(1wss://h/?k) x.udp://h/0123456789abcdef0123')).toBe(
+      '(1wss://h/?…) x.udp://h/…',
+    );
+    const magnet =
+      'magnet:?xt=urn:btih:c12fe1c06bba254a9dc9f519b335aa7c1367a88a&dn=A+Name&tr=wss%3A%2F%2Ft.example%2Fannounce';
+    expect(redactUrls(`bad link ${magnet}: no`)).toBe(`bad link ${magnet}: no`);
+    expect(
+      redactUrls('urn:btih:c12fe1c06bba254a9dc9f519b335aa7c1367a88a C:\\dir mailto:a@b.example'),
+    ).toBe('urn:btih:c12fe1c06bba254a9dc9f519b335aa7c1367a88a C:\\dir mailto:a@b.example');
+    // A megabyte of text that could begin a scheme: no quadratic scan.
+    const long = 'a'.repeat(1 << 20);
+    expect(redactUrls(`${long} ${long}://h/?k`)).toBe(`${long} ${long}://h/?…`);
+  });
+
   it('formats sizes and durations', () => {
     expect(formatBytes(0)).toBe('0 B');
     expect(formatBytes(256 * 1024 * 1024)).toBe('256 MiB');
