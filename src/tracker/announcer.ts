@@ -23,6 +23,8 @@
  *   answer; `requestMoreMinMs` after a failed round.
  * - A tracker's first successful announce carries event=started; complete() and stop()
  *   send completed/stopped only to trackers that acknowledged started, bounded in time.
+ * - An HTTP tracker's `tracker id` goes back to it in every later announce (regular, completed,
+ *   stopped); a reply without one keeps the one it gave before (BEP 3).
  * - Peers that are this client as the tracker sees it (an address of this host with the port we
  *   announce) are dropped from every reply: trackers often list the announcing client itself.
  *
@@ -110,6 +112,8 @@ interface TrackerState {
   /** The last failure, until the tracker answers again (also what was last warned about). */
   lastFailure: string | undefined;
   inFlight: AbortController | undefined;
+  /** The last `tracker id` it gave (HTTP), sent back in every later announce. */
+  trackerId: Buffer | undefined;
 }
 
 interface TierState {
@@ -248,6 +252,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
           failedOnce: false,
           lastFailure: undefined,
           inFlight: undefined,
+          trackerId: undefined,
         };
         trackers.push(t);
         this.all.push(t);
@@ -514,7 +519,10 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
       const timeoutMs = o.timeoutMs ?? this.opts.announceTimeoutMs;
       o.onSent?.();
       if (t.scheme === 'http') {
-        return await announceHttp(t.url, req, { signal: o.signal, timeoutMs });
+        if (t.trackerId !== undefined) req.trackerId = t.trackerId;
+        const res = await announceHttp(t.url, req, { signal: o.signal, timeoutMs });
+        if (res.trackerId !== undefined) t.trackerId = res.trackerId;
+        return res;
       }
       return await announceUdp(t.url, req, {
         signal: o.signal,

@@ -34,6 +34,8 @@ export const MAX_TRACKER_BODY_BYTES = 1024 * 1024;
 export const MAX_TRACKER_REDIRECTS = 3;
 /** Longest failure reason / warning message kept (characters). */
 export const MAX_TRACKER_MESSAGE_CHARS = 1024;
+/** Longest `tracker id` kept (bytes); a longer one is ignored, as a cut one would be wrong. */
+export const MAX_TRACKER_ID_BYTES = 256;
 
 type Get = (url: URL, opts: RequestOptions, cb: (res: IncomingMessage) => void) => ClientRequest;
 // node:http and node:https are loaded on the first announce that needs them: a download from
@@ -86,6 +88,7 @@ export function buildAnnounceUrl(trackerUrl: string, req: AnnounceRequest): stri
   if (req.key !== undefined) {
     params.push(`key=${(req.key >>> 0).toString(16).toUpperCase().padStart(8, '0')}`);
   }
+  if (req.trackerId !== undefined) params.push(`trackerid=${percentEncodeBytes(req.trackerId)}`);
   let sep: string;
   if (!base.includes('?')) sep = '?';
   else if (base.endsWith('?') || base.endsWith('&')) sep = '';
@@ -117,7 +120,8 @@ function nonNegative(v: BValue | undefined): number | undefined {
  * non-IP hosts are skipped). A compact string whose length is not a multiple of the entry
  * size is truncated to its complete entries. Port 0 and duplicate entries are dropped, and at
  * most MAX_PEERS_PER_REPLY peers are kept. `interval` defaults to 1800 s and is clamped to
- * [1 s, 24 h]; `min interval` is clamped to [0, interval].
+ * [1 s, 24 h]; `min interval` is clamped to [0, interval]. `tracker id` is kept as bytes (an
+ * empty one, one over MAX_TRACKER_ID_BYTES or one that is not a string is ignored).
  */
 export function parseHttpResponse(body: Buffer): AnnounceResponse {
   // Tolerate trailing whitespace after the top-level dictionary (some trackers add a newline).
@@ -168,6 +172,15 @@ export function parseHttpResponse(body: Buffer): AnnounceResponse {
   if (complete !== undefined) res.complete = complete;
   const incomplete = nonNegative(d['incomplete']);
   if (incomplete !== undefined) res.incomplete = incomplete;
+  const trackerId = d['tracker id'];
+  if (
+    Buffer.isBuffer(trackerId) &&
+    trackerId.length > 0 &&
+    trackerId.length <= MAX_TRACKER_ID_BYTES
+  ) {
+    // A copy: a view would keep the whole reply body alive for as long as the id is kept.
+    res.trackerId = Buffer.from(trackerId);
+  }
   return res;
 }
 

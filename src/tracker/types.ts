@@ -23,6 +23,8 @@ export interface AnnounceRequest {
   numWant?: number;
   /** Random 32-bit key identifying this client across IP changes. */
   key?: number;
+  /** HTTP: the `tracker id` this tracker last gave, sent back as it came (`trackerid=`). */
+  trackerId?: Buffer;
 }
 
 export interface AnnounceResponse {
@@ -36,6 +38,8 @@ export interface AnnounceResponse {
   complete?: number;
   /** Leechers, when reported. */
   incomplete?: number;
+  /** HTTP: `tracker id`, to send back on later announces to the same tracker. */
+  trackerId?: Buffer;
 }
 
 export interface AnnounceOptions {

@@ -4,12 +4,13 @@ import { encode } from '../../src/metainfo/bencode.js';
 import { formatIPv6, ipv6ToBytes } from '../../src/tracker/compact.js';
 import {
   MAX_PEERS_PER_REPLY,
+  MAX_TRACKER_ID_BYTES,
   buildAnnounceUrl,
   parseHttpResponse,
 } from '../../src/tracker/http.js';
 import { percentEncodeBytes } from '../../src/http.js';
 import type { AnnounceRequest } from '../../src/tracker/types.js';
-import { compactPeers, parseHttpAnnounce } from '../helpers/fake-tracker.js';
+import { compactPeers, parseHttpAnnounce, parseQueryBytes } from '../helpers/fake-tracker.js';
 
 function ben(v: unknown): Buffer {
   return encode(v);
@@ -54,9 +55,16 @@ describe('percent-encoding and URL building', () => {
     expect(buildAnnounceUrl('http://t.example/a?x=1&', req())).toMatch(/x=1&info_hash=/);
   });
 
+  it('sends a tracker id back byte for byte, percent-encoded', () => {
+    const id = Buffer.from([0x00, 0x41, 0xff, 0x20, 0x26, 0x3d, 0x7e]);
+    const url = buildAnnounceUrl('http://t.example/a?passkey=x', req({ trackerId: id }));
+    expect(url).toMatch(/&trackerid=%00A%FF%20%26%3D~$/);
+    expect(parseQueryBytes(url.slice(url.indexOf('?') + 1)).get('trackerid')).toEqual(id);
+  });
+
   it('omits event, numwant and key when absent and never prints negative numbers', () => {
     const url = buildAnnounceUrl('http://t/a', req({ uploaded: -5, left: 1.7 }));
-    expect(url).not.toMatch(/event=|numwant=|key=/);
+    expect(url).not.toMatch(/event=|numwant=|key=|trackerid=/);
     expect(url).toContain('uploaded=0');
     expect(url).toContain('left=1&');
   });
@@ -188,6 +196,17 @@ describe('parseHttpResponse', () => {
     for (const bad of ['', 'le', 'i5e', '<html>', 'd8:intervali60e', 'd8:intervali60eexyz']) {
       expect(() => parseHttpResponse(Buffer.from(bad)), bad).toThrow(TrackerError);
     }
+  });
+
+  it('keeps a tracker id as bytes; ignores an empty, oversized or non-string one', () => {
+    const id = Buffer.from([0xde, 0xad, 0x00, 0x20, 0x41]);
+    expect(parseHttpResponse(ben({ interval: 60, 'tracker id': id })).trackerId).toEqual(id);
+    const longest = Buffer.alloc(MAX_TRACKER_ID_BYTES, 0x61);
+    expect(parseHttpResponse(ben({ 'tracker id': longest })).trackerId).toEqual(longest);
+    for (const bad of [Buffer.alloc(0), Buffer.alloc(MAX_TRACKER_ID_BYTES + 1, 0x61), 5, [id]]) {
+      expect(parseHttpResponse(ben({ 'tracker id': bad })).trackerId).toBeUndefined();
+    }
+    expect(parseHttpResponse(ben({ interval: 60 })).trackerId).toBeUndefined();
   });
 
   it('ignores peers of the wrong type', () => {
