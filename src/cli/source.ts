@@ -3,7 +3,13 @@
  * is fetched from peers while a line says so ("fetching metadata from N peers").
  */
 import type { Dht } from '../dht/dht.js';
-import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
+import {
+  isMagnet,
+  MAX_MAGNET_PEERS,
+  MAX_MAGNET_TRACKERS,
+  MAX_MAGNET_WEB_SEEDS,
+  parseMagnet,
+} from '../metainfo/magnet.js';
 import { parseTorrent, type Metainfo } from '../metainfo/torrent.js';
 import type { PeerAddress } from '../tracker/types.js';
 import type { ListenOptions } from '../swarm/listener.js';
@@ -57,6 +63,14 @@ export async function openTorrent(
     return { meta, peers: [], magnet: false };
   }
   const magnet = parseMagnet(source);
+  const { trackers, peers, webSeeds } = magnet.leftOut;
+  for (const [n, what, cap] of [
+    [trackers, 'tr trackers', MAX_MAGNET_TRACKERS],
+    [peers, 'x.pe peers', MAX_MAGNET_PEERS],
+    [webSeeds, 'ws web seeds', MAX_MAGNET_WEB_SEEDS],
+  ] as const) {
+    if (n > 0) o.warn(`the magnet link names more than ${cap} ${what}: ${n} more left out`);
+  }
   // The peer machinery is loaded only for magnet links: `tdl info x.torrent` stays light.
   const { resolveMagnet } = await import('../swarm/magnet.js');
   const { makePeerId } = await import('../peer/peer-id.js');

@@ -25,6 +25,8 @@ export interface Magnet {
   webSeeds: string[];
   /** `so` (BEP 53): file indexes to download, sorted, without duplicates. */
   selectOnly?: number[];
+  /** `tr`, `x.pe` and `ws` values left out past their caps (distinct ones, the first kept). */
+  leftOut: { trackers: number; peers: number; webSeeds: number };
 }
 
 /** Longest magnet link accepted, in characters. */
@@ -151,6 +153,9 @@ export function parseMagnet(uri: string): Magnet {
   const peers: PeerAddress[] = [];
   const peerKeys = new Set<string>();
   const webSeeds: string[] = [];
+  /** `tr` and `ws` values met (at most MAX_MAGNET_PARAMS). */
+  const seen = new Set<string>();
+  const leftOut = { trackers: 0, peers: 0, webSeeds: 0 };
   let selectOnly: number[] | undefined;
 
   for (const param of params) {
@@ -180,20 +185,25 @@ export function parseMagnet(uri: string): Magnet {
       }
     } else if (key === 'tr' || /^tr\.\d+$/.test(key)) {
       const url = value.trim();
-      if (url !== '' && !trackers.includes(url) && trackers.length < MAX_MAGNET_TRACKERS) {
-        trackers.push(url);
+      if (url !== '' && !seen.has(`tr ${url}`)) {
+        seen.add(`tr ${url}`);
+        if (trackers.length < MAX_MAGNET_TRACKERS) trackers.push(url);
+        else leftOut.trackers++;
       }
     } else if (key === 'x.pe') {
       const p = parsePeer(value.trim());
       const k = `${p.host}|${p.port}`;
-      if (!peerKeys.has(k) && peers.length < MAX_MAGNET_PEERS) {
+      if (!peerKeys.has(k)) {
         peerKeys.add(k);
-        peers.push(p);
+        if (peers.length < MAX_MAGNET_PEERS) peers.push(p);
+        else leftOut.peers++;
       }
     } else if (key === 'ws') {
       const url = value.trim();
-      if (url !== '' && !webSeeds.includes(url) && webSeeds.length < MAX_MAGNET_WEB_SEEDS) {
-        webSeeds.push(url);
+      if (url !== '' && !seen.has(`ws ${url}`)) {
+        seen.add(`ws ${url}`);
+        if (webSeeds.length < MAX_MAGNET_WEB_SEEDS) webSeeds.push(url);
+        else leftOut.webSeeds++;
       }
     } else if (key === 'so') {
       if (selectOnly !== undefined) fail('magnet.so', 'appears twice');
@@ -211,6 +221,7 @@ export function parseMagnet(uri: string): Magnet {
     trackers: trackers.map((t) => [t]),
     peers,
     webSeeds,
+    leftOut,
   };
   if (displayName !== undefined) m.displayName = displayName;
   if (selectOnly !== undefined) m.selectOnly = selectOnly;

@@ -47,6 +47,7 @@ describe('parseMagnet', () => {
       ],
       webSeeds: ['http://w/f'],
       selectOnly: [0, 2, 4, 5, 6],
+      leftOut: { trackers: 0, peers: 0, webSeeds: 0 },
     });
   });
 
@@ -64,6 +65,7 @@ describe('parseMagnet', () => {
       trackers: [],
       peers: [],
       webSeeds: [],
+      leftOut: { trackers: 0, peers: 0, webSeeds: 0 },
     });
   });
 
@@ -84,11 +86,12 @@ describe('parseMagnet', () => {
     expect(m.peers).toEqual([{ host: '1.2.3.4', port: 5 }]);
   });
 
-  it('caps the number of trackers kept', () => {
-    const trs = Array.from({ length: 300 }, (_, i) => `&tr=udp://t${i}:1`).join('');
-    expect(parseMagnet(`magnet:?xt=urn:btih:${HEX}${trs}`).trackers).toHaveLength(
-      MAX_MAGNET_TRACKERS,
-    );
+  it('caps the number of trackers kept, and counts those left out', () => {
+    // 300 distinct, and 20 repeated past the cap (not counted twice).
+    const trs = Array.from({ length: 320 }, (_, i) => `&tr=udp://t${i % 300}:1`).join('');
+    const m = parseMagnet(`magnet:?xt=urn:btih:${HEX}${trs}`);
+    expect(m.trackers).toHaveLength(MAX_MAGNET_TRACKERS);
+    expect(m.leftOut).toEqual({ trackers: 300 - MAX_MAGNET_TRACKERS, peers: 0, webSeeds: 0 });
   });
 
   it.each([
