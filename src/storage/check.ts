@@ -11,7 +11,11 @@
  *   by someone else) is re-hashed piece by piece.
  *
  * Pieces named in the journal are always re-hashed: they may or may not have reached the disk.
- * A piece is present only if it was recorded by a trusted checkpoint or its bytes hash right.
+ * A piece is present only if its bytes are on disk, and it was recorded by a trusted checkpoint
+ * or its bytes hash right. Bytes past a file's end read as zeros when hashing, so a piece whose
+ * content ends in zeros (a disk image, a preallocated file) can hash right over a file cut short:
+ * it is not present (it is fetched again), since nothing would ever extend the file to hold it
+ * and serving or streaming it would find the file shorter than its verified data.
  */
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
@@ -47,6 +51,11 @@ export interface CheckTorrent {
 export interface HashResult {
   /** Pieces whose bytes match their hash. */
   valid: Bitfield;
+  /**
+   * Pieces some of whose bytes are not on disk (past a file's end, a file not there) and were
+   * hashed as zeros: whether valid or not, they are not present.
+   */
+  absent: Bitfield;
   /** Pieces that failed and hold at least one non-zero byte (other data, not a hole). */
   nonZeroInvalid: Bitfield;
   hashedPieces: number;
@@ -69,6 +78,7 @@ export async function hashPieces(o: {
 }): Promise<HashResult> {
   const { storage, layout } = o;
   const valid = new Bitfield(layout.pieceCount);
+  const absent = new Bitfield(layout.pieceCount);
   const nonZeroInvalid = new Bitfield(layout.pieceCount);
   const batches: [number, number][] = [];
   let total = 0;
@@ -91,7 +101,14 @@ export async function hashPieces(o: {
   }
   const bufSize = Math.min(Math.max(HASH_BATCH_BYTES, layout.pieceLength), layout.totalLength);
   const bufs = batches.length > 0 ? [Buffer.allocUnsafe(bufSize), Buffer.allocUnsafe(bufSize)] : [];
-  const read = (b: number) => storage.readPieces(batches[b]![0], batches[b]![1], bufs[b % 2]);
+  const read = (b: number) => {
+    const [first, last] = batches[b]!;
+    // Offsets in the batch's buffer, whose pieces all start a pieceLength apart.
+    return storage.readPieces(first, last, bufs[b % 2], (at, length) => {
+      const to = Math.min(last, first + Math.floor((at + length - 1) / layout.pieceLength));
+      for (let p = first + Math.floor(at / layout.pieceLength); p <= to; p++) absent.set(p);
+    });
+  };
   let checked = 0;
   let validBytes = 0;
   let next: Promise<Buffer> | null = batches.length > 0 ? read(0) : null;
@@ -119,7 +136,7 @@ export async function hashPieces(o: {
     // A read still under way when we stop must not surface as an unhandled rejection.
     void next?.catch(() => {});
   }
-  return { valid, nonZeroInvalid, hashedPieces: o.pieces.length, hashedBytes: checked };
+  return { valid, absent, nonZeroInvalid, hashedPieces: o.pieces.length, hashedBytes: checked };
 }
 
 const ZERO = Buffer.alloc(64 * 1024);
@@ -245,12 +262,15 @@ export function planStartup(
   const journaled = new Uint8Array(files.fileCount);
   for (const p of journal) for (const s of layout.spans(p)) journaled[s.fileIndex] = 1;
 
+  /** The size of each trusted file: its recorded pieces must lie within it. */
+  const trustedSize = new Float64Array(files.fileCount);
   const fileTrust: FileTrust[] = Array.from({ length: files.fileCount }, (_, i) => {
     if (!files.existed(i) || files.isPadding(i)) return 'new';
     const r = state ? stampAt(state.files, i) : null;
     const now = stampAt(stamps, i);
     if (!r || !now) return 'untrusted';
     if (r.size !== now.size || r.ino !== now.ino) return 'untrusted';
+    trustedSize[i] = now.size;
     if (r.mtimeNs === now.mtimeNs) return 'trusted';
     return journaled[i] ? 'trusted' : 'untrusted';
   });
@@ -261,6 +281,7 @@ export function planStartup(
     let allNew = true;
     let allTrusted = true;
     let someUntrusted = false;
+    let inside = true;
     for (const s of layout.spans(p)) {
       // Padding is zeros by definition: it neither makes a piece present nor calls for a hash.
       // Files not selected are never on disk: their bytes come from the parts file (below).
@@ -269,9 +290,14 @@ export function planStartup(
       if (ft !== 'new') allNew = false;
       if (ft !== 'trusted') allTrusted = false;
       if (ft === 'untrusted') someUntrusted = true;
+      // A trusted file is exactly as the checkpoint stamped it: a piece recorded past its end
+      // (by a run that counted zeros past a file's end as present) is not on disk.
+      else if (ft === 'trusted' && trustedSize[s.fileIndex]! < s.fileOffset + s.length) {
+        inside = false;
+      }
     }
     if (allNew) continue;
-    if (state?.have.has(p) && allTrusted) trusted.set(p);
+    if (state?.have.has(p) && allTrusted && inside) trusted.set(p);
     else if (someUntrusted || journal.has(p)) toHash.push(p);
   }
   return { trusted, toHash, fileTrust, resume, reason };
@@ -315,12 +341,13 @@ export async function startupCheck(o: {
     signal: o.signal,
   });
   const have = new Bitfield(o.layout.pieceCount, plan.trusted.toBuffer());
-  for (const p of plan.toHash) if (hashed.valid.has(p)) have.set(p);
   // Pieces found valid by hashing may sit in the page cache only (an earlier run crashed before
   // syncing them): their files are synced and stamped by the first checkpoint.
   const touched = new Set<number>();
   for (const p of plan.toHash) {
-    if (hashed.valid.has(p)) for (const s of o.layout.spans(p)) touched.add(s.fileIndex);
+    if (!hashed.valid.has(p) || hashed.absent.has(p)) continue;
+    have.set(p);
+    for (const s of o.layout.spans(p)) touched.add(s.fileIndex);
   }
   o.storage.markDirty(touched);
   const ms = Date.now() - t0;

@@ -72,7 +72,7 @@ import {
   type OutputPlan,
 } from './output.js';
 import { PartsFile } from './parts.js';
-import { addPieceRuns, readRuns, type ReadSource, type Run } from './piece-reads.js';
+import { addPieceRuns, readRuns, type AbsentFn, type ReadSource, type Run } from './piece-reads.js';
 import type { StampTable } from './resume.js';
 import {
   Identities,
@@ -243,6 +243,7 @@ export class DiskStorage {
       syncfs: () => this.syncfs,
       parts: () => this.parts,
       onDisk: (i) => this.onDisk(i),
+      isPadding: (i) => this.isPadding(i),
       holds: (sp) => this.fileHolds(sp),
       knownSize: (i) => this.knownSize[i]!,
       gen: (i) => this.durable.gen(i),
@@ -726,9 +727,10 @@ export class DiskStorage {
 
   /**
    * Read the consecutive pieces `first..last` into one buffer, one read per file run. Bytes past
-   * the end of a file, of a missing file or of padding read as 0.
+   * the end of a file, of a missing file or of padding read as 0; those that are not padding are
+   * told to `absent` (offsets in the buffer): they are not on disk.
    */
-  async readPieces(first: number, last: number, into?: Buffer): Promise<Buffer> {
+  async readPieces(first: number, last: number, into?: Buffer, absent?: AbsentFn): Promise<Buffer> {
     if (this.closed) throw new DiskError('storage is closed');
     const start = this.layout.pieceOffset(first);
     const size = this.layout.pieceOffset(last) + this.layout.pieceSize(last) - start;
@@ -738,7 +740,7 @@ export class DiskStorage {
       const base = this.layout.pieceOffset(p) - start;
       addPieceRuns(this.reads, runs, p, this.layout.spans(p), base);
     }
-    await readRuns(this.reads, runs, buf);
+    await readRuns(this.reads, runs, buf, false, absent);
     return buf;
   }
 

@@ -134,20 +134,24 @@ export class PartsFile {
     return this.where.size;
   }
 
-  /** Copy `length` bytes at `pieceOffset` of the stored piece into `into` at `at`. */
+  /**
+   * Copy `length` bytes at `pieceOffset` of the stored piece into `into` at `at`; returns how
+   * many were there (the rest, cut off since the file was opened, reads as zeros).
+   */
   async read(
     index: number,
     pieceOffset: number,
     length: number,
     into: Buffer,
     at: number,
-  ): Promise<void> {
+  ): Promise<number> {
     const base = this.where.get(index);
     if (base === undefined || !this.handle)
       throw new DiskError(`piece ${index} is not in ${this.file}`);
     try {
       const n = await readAt(this.handle, into.subarray(at, at + length), base + pieceOffset);
       if (n < length) into.fill(0, at + n, at + length);
+      return n;
     } catch (e) {
       throw toDiskError(e, `cannot read ${this.file}`);
     }

@@ -6,6 +6,10 @@
  * hold them (a file not selected, or not written that far). A file not selected that is on disk
  * all the same (an earlier, wider download; the user's own copy) is read, never written, for the
  * bytes a boundary piece has in it when the parts file holds no copy.
+ *
+ * Zeros read in place of bytes that are not on disk (past a file's end, a file not there) are
+ * reported to the caller of an unverified read: a piece that hashes right only thanks to them is
+ * not on disk, and the start-up check does not count it as present.
  */
 import { constants } from 'node:fs';
 import { toDiskError, fdCall } from './fs-util.js';
@@ -29,6 +33,8 @@ export interface ReadSource {
   parts(): PartsFile | null;
   /** File `i` is a real file on disk (padding never is: it reads as zeros). */
   onDisk(i: number): boolean;
+  /** BEP 47 padding: zeros by definition, so reading it as zeros is no lack of bytes. */
+  isPadding(i: number): boolean;
   /** Does file `s.fileIndex` hold this span's bytes (padding always does)? */
   holds(s: Span): boolean;
   withFile<T>(i: number, fn: (fd: number) => Promise<T>): Promise<T>;
@@ -36,6 +42,12 @@ export interface ReadSource {
   /** Where a file not selected would be (its final path), to read only; null for any other. */
   unselectedPath(i: number): string | null;
 }
+
+/**
+ * Told of `length` bytes at `at` in the buffer that were not on disk and read as zeros (past a
+ * file's end, a file that is not there).
+ */
+export type AbsentFn = (at: number, length: number) => void;
 
 /** What reading a file not selected found: a missing file is not a read failure. */
 const ABSENT = new Set(['ENOENT', 'ENOTDIR', 'ELOOP', 'EISDIR']);
@@ -73,28 +85,34 @@ export function addPieceRuns(
 /**
  * Fill `buf` from these runs, one after the other. DiskError on a failed read. `verified`: the
  * bytes are those of verified pieces (to serve or stream), so a file that ends before them has
- * changed on disk since: OutputChangedError, never zeros in their place.
+ * changed on disk since: OutputChangedError, never zeros in their place. Otherwise such bytes
+ * read as zeros and are told to `absent`.
  */
 export async function readRuns(
   src: ReadSource,
   runs: readonly Run[],
   buf: Buffer,
   verified = false,
+  absent?: AbsentFn,
 ): Promise<void> {
   for (const r of runs) {
     if (r.piece !== undefined) {
-      await src.parts()!.read(r.piece, r.fileOffset, r.length, buf, r.at);
+      const n = await src.parts()!.read(r.piece, r.fileOffset, r.length, buf, r.at);
+      if (n < r.length) absent?.(r.at + n, r.length - n);
       continue;
     }
     if (!src.onDisk(r.fileIndex)) {
       const side = src.unselectedPath(r.fileIndex);
-      if (side === null) buf.fill(0, r.at, r.at + r.length);
-      else await readUnselected(side, r, buf, verified);
+      if (side !== null) await readUnselected(side, r, buf, verified, absent);
+      else {
+        buf.fill(0, r.at, r.at + r.length);
+        if (!src.isPadding(r.fileIndex)) absent?.(r.at, r.length);
+      }
       continue;
     }
     try {
       await src.withFile(r.fileIndex, (fd) =>
-        readRun(fd, r, buf, verified ? src.currentPath(r.fileIndex) : undefined),
+        readRun(fd, r, buf, verified ? src.currentPath(r.fileIndex) : undefined, absent),
       );
     } catch (e) {
       throw toDiskError(e, `cannot read ${src.currentPath(r.fileIndex)}`);
@@ -103,14 +121,15 @@ export async function readRuns(
 }
 
 /**
- * Read run `r` from `fd` into `buf`. A file that ends before the run reads as zeros from there,
- * except for verified data, named by `verifiedFile` (OutputChangedError).
+ * Read run `r` from `fd` into `buf`. A file that ends before the run reads as zeros from there
+ * (told to `absent`), except for verified data, named by `verifiedFile` (OutputChangedError).
  */
 async function readRun(
   fd: number,
   r: Run,
   buf: Buffer,
   verifiedFile: string | null | undefined,
+  absent?: AbsentFn,
 ): Promise<void> {
   let done = 0;
   while (done < r.length) {
@@ -118,6 +137,7 @@ async function readRun(
     if (n <= 0) {
       if (verifiedFile !== undefined) throw shortError(verifiedFile);
       buf.fill(0, r.at + done, r.at + r.length);
+      absent?.(r.at + done, r.length - done);
       return;
     }
     done += n;
@@ -127,10 +147,16 @@ async function readRun(
 /**
  * Read a run from a file not selected, opened for this read only (a boundary piece's few
  * bytes), never through a link. A file that is not there reads as zeros, as do bytes past its
- * end (the piece then fails its hash, as a short file's would); not for verified data, whose
- * bytes must be there (OutputChangedError).
+ * end (told to `absent`, as a short file's are); not for verified data, whose bytes must be
+ * there (OutputChangedError).
  */
-async function readUnselected(file: string, r: Run, buf: Buffer, verified: boolean): Promise<void> {
+async function readUnselected(
+  file: string,
+  r: Run,
+  buf: Buffer,
+  verified: boolean,
+  absent?: AbsentFn,
+): Promise<void> {
   let fd: number;
   try {
     fd = await fdCall.open(file, constants.O_RDONLY | constants.O_NOFOLLOW, 0);
@@ -140,10 +166,11 @@ async function readUnselected(file: string, r: Run, buf: Buffer, verified: boole
     }
     if (verified) throw shortError(file);
     buf.fill(0, r.at, r.at + r.length);
+    absent?.(r.at, r.length);
     return;
   }
   try {
-    await readRun(fd, r, buf, verified ? file : undefined);
+    await readRun(fd, r, buf, verified ? file : undefined, absent);
   } catch (e) {
     throw toDiskError(e, `cannot read ${file}`);
   } finally {

@@ -292,6 +292,22 @@ describe('start-up plan', () => {
     }
   });
 
+  it('does not believe recorded pieces that lie past the end of their trusted file', () => {
+    // File 1 as recorded and as it is now: 20,000 bytes, so pieces 3-6 cannot be on disk (an
+    // earlier run counted zeros read past its end as their bytes).
+    const short = [stamps[0]!, { ...stamps[1]!, size: 20_000 }];
+    const p = planStartup(
+      layout,
+      existed,
+      short,
+      resume([0, 1, 2, 3, 4, 5, 6], [], short),
+      torrent,
+    );
+    expect(p.fileTrust).toEqual(['trusted', 'trusted']);
+    expect(list(p.trusted)).toEqual([0, 1, 2]);
+    expect(p.toHash).toEqual([]);
+  });
+
   it('does not read pieces of files that did not exist; forgets recorded pieces there', () => {
     const p = planStartup(
       layout,

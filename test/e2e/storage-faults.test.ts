@@ -1,0 +1,148 @@
+/**
+ * What tdl finds beside or in place of its output at start and must not trust: a file cut short
+ * whose missing tail hashes right as zeros (and a resume file that recorded such pieces).
+ *
+ * The child-process cases run `node dist/bundle/main.js`: build first (`npm run build`).
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { encodeResume } from '../../src/storage/resume.js';
+import { Bitfield } from '../../src/wire/bitfield.js';
+import { runCli } from '../helpers/cli.js';
+import { useFixture } from '../helpers/fixture.js';
+import { assertBuilt, MAIN, spawnTdl } from '../helpers/tdl-process.js';
+import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+
+const fx = useFixture();
+const PIECE = 32 * 1024;
+/** How long a child may take at most before the test gives up on it (a busy machine). */
+const CHILD_MS = 40_000;
+
+beforeAll(() => assertBuilt());
+
+/** The built CLI run to its end (killed with its group when the test ends first). */
+async function runChild(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+  const child = spawn(process.execPath, [MAIN, ...args], {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, DEBUG: '', ...env },
+  });
+  const chunks: Buffer[] = [];
+  let stderr = '';
+  child.stdout.on('data', (b: Buffer) => chunks.push(b));
+  child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  fx.onClose(async () => {
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      await exited;
+    }
+  });
+  const code = await exited;
+  return { code, stdout: Buffer.concat(chunks), stderr };
+}
+
+/** A process's exit, or a failure once `ms` have passed without one. */
+async function exitWithin<T>(exited: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not end within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([exited, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe('a file cut short whose missing tail is zeros', () => {
+  /** 16 pieces of random bytes, then 16 of zeros: a disk image, a preallocated file. */
+  function image(): MadeTorrent {
+    const data = Buffer.concat([randomBytesSeeded(16 * PIECE, 'image'), Buffer.alloc(16 * PIECE)]);
+    return makeTorrent({ name: 'img.bin', pieceLength: PIECE, files: { data } });
+  }
+
+  it('streams (-o -) a working copy cut after 8 pieces: the zero pieces past its end are fetched', async () => {
+    const t = image();
+    const torrent = await fx.writeTorrent(t);
+    const cache = path.join(fx.dir, 'cache');
+    // What a run killed after its first 8 pieces leaves (before any checkpoint recorded them).
+    const work = path.join(cache, 'tdl', 'stream', t.infoHash.toString('hex'));
+    await mkdir(work, { recursive: true });
+    await writeFile(path.join(work, 'img.bin.part'), t.data.subarray(0, 8 * PIECE));
+    const s = await fx.seeder(t, PIECE);
+    const args = ['download', torrent, '-o', '-', '--peer', `127.0.0.1:${s.port}`];
+    const r = await runChild([...args, '--no-listen', '--no-dht'], { XDG_CACHE_HOME: cache });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.length).toBe(t.data.length);
+    expect(r.stdout.equals(t.data)).toBe(true);
+    // Pieces 8-31 came from the seeder: the zeros past the file's end were not taken as present.
+    for (let i = 8; i < 32; i++)
+      expect(s.servedBlocks.get(i) ?? 0, `piece ${i}`).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('-o FILE: the pieces past a short file are missing, not present', async () => {
+    const t = image();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'img.bin');
+    await writeFile(out, t.data.subarray(0, 8 * PIECE));
+    const s = await fx.seeder(t, PIECE);
+    const peer = ['--peer', `127.0.0.1:${s.port}`, '--no-listen', '--no-dht', '--json'];
+    const r = await runCli(['download', torrent, '-o', out, ...peer]);
+    expect(r.code, r.stderr).toBe(0);
+    const started = r.events.find((e) => e['event'] === 'started')!;
+    expect(started['present']).toBe(8 * PIECE);
+    const done = r.events.find((e) => e['event'] === 'done')!;
+    expect(done['downloaded']).toBe(24 * PIECE);
+    expect((await runCli(['verify', torrent, '-o', out, '-q'])).code).toBe(0);
+  });
+
+  it('a resume file that recorded pieces past the end of its file is not believed for them', async () => {
+    const t = image();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'img.bin');
+    const part = `${out}.part`;
+    await writeFile(part, t.data.subarray(0, 8 * PIECE));
+    // What an earlier run wrote when it counted the zero pieces as present: every piece but 8-15,
+    // with the file's own stamp, so that the file is trusted without a read.
+    const st = await stat(part, { bigint: true });
+    const have = new Bitfield(t.pieces.length);
+    for (let i = 0; i < t.pieces.length; i++) if (i < 8 || i >= 16) have.set(i);
+    const resume = encodeResume({
+      infoHash: t.infoHash,
+      pieceLength: PIECE,
+      totalLength: t.data.length,
+      pieceCount: t.pieces.length,
+      files: [{ size: Number(st.size), mtimeNs: st.mtimeNs, ino: st.ino }],
+      have,
+    });
+    await writeFile(`${out}.tdl-resume`, resume);
+    const s = await fx.seeder(t, PIECE);
+    const peer = ['--peer', `127.0.0.1:${s.port}`, '--no-listen', '--no-dht', '--json'];
+    const r = await runCli(['download', torrent, '-o', out, ...peer]);
+    expect(r.code, r.stderr).toBe(0);
+    const started = r.events.find((e) => e['event'] === 'started')!;
+    expect(started['present']).toBe(8 * PIECE);
+    expect((await runCli(['verify', torrent, '-o', out, '-q'])).code).toBe(0);
+  });
+
+  it('tdl seed refuses a short file (exit 5) rather than serving zeros it does not have', async () => {
+    const t = image();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'img.bin');
+    await writeFile(out, t.data.subarray(0, 24 * PIECE));
+    const tdl = spawnTdl(['seed', torrent, '-o', out, '--port', '0', '--no-dht'], fx.onClose);
+    const { code } = await exitWithin(tdl.exited, CHILD_MS, 'tdl seed');
+    expect(code, tdl.stderr()).toBe(5);
+    expect(tdl.stderr()).toContain('incomplete');
+  }, 60_000);
+});
