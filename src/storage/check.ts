@@ -350,6 +350,10 @@ export async function startupCheck(o: {
     for (const s of o.layout.spans(p)) touched.add(s.fileIndex);
   }
   o.storage.markDirty(touched);
+  // A copy in the parts file that fails its hash would be read (and served) as the piece's bytes
+  // again, and kept by the piece's next write: forgotten, the fetched piece replaces it.
+  const parts = o.storage.parts;
+  for (const p of parts?.pieces ?? []) if (!hashed.valid.has(p)) parts!.forget(p);
   const ms = Date.now() - t0;
   log(
     'start-up check: %d/%d pieces present (%d from the resume file, %d of %d hashed valid, %d MiB read), resume file %s, %d ms',

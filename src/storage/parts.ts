@@ -15,7 +15,9 @@
  * else. On open the records are scanned (headers only; nothing is allocated per record but an
  * index entry): a record whose index is out of range, whose length is not that piece's size, or
  * that runs past the end of the file ends the scan, and the next append goes over whatever
- * follows. Records are hints, never trusted: every piece read from here is hashed before use.
+ * follows. Records are hints, never trusted: every piece read from here is hashed before use,
+ * and a record whose piece fails is forgotten (`forget`): the piece is fetched again and its
+ * new copy written over the bad one (a later record of an index would win the scan too).
  * Size: at most two pieces per run of selected files, plus what earlier selections left.
  */
 import { constants } from 'node:fs';
@@ -43,6 +45,8 @@ export function partsPath(plan: OutputPlan): string {
 export class PartsFile {
   /** Piece index → position of its bytes in the file. */
   private readonly where = new Map<number, number>();
+  /** Records forgotten (their piece failed its hash): the next copy of the piece goes there. */
+  private readonly stale = new Map<number, number>();
   private end = FILE_HEADER;
   private handle: FileHandle | null = null;
   private fresh = false;
@@ -135,6 +139,18 @@ export class PartsFile {
   }
 
   /**
+   * Piece `index` failed its hash with this copy: it is read from here no more (its bytes would
+   * be served, and a run would fetch it again every time), and its next copy goes in its place.
+   */
+  forget(index: number): void {
+    const at = this.where.get(index);
+    if (at === undefined) return;
+    this.where.delete(index);
+    this.stale.set(index, at);
+    log('parts file %s: the copy of piece %d is bad, forgotten', this.file, index);
+  }
+
+  /**
    * Copy `length` bytes at `pieceOffset` of the stored piece into `into` at `at`; returns how
    * many were there (the rest, cut off since the file was opened, reads as zeros).
    */
@@ -157,7 +173,10 @@ export class PartsFile {
     }
   }
 
-  /** Append a verified piece (once: a piece already stored is kept) and make it durable. */
+  /**
+   * Store a verified piece and make it durable: appended, or written over the piece's record
+   * when it has one (a bad copy forgotten, or a good one rewritten with the same bytes).
+   */
   write(index: number, data: Buffer): Promise<void> {
     if (!this.writable) return Promise.reject(new DiskError(`${this.file} is read-only`));
     const job = this.queue.then(() => this.append(index, data));
@@ -167,8 +186,16 @@ export class PartsFile {
 
   private async append(index: number, data: Buffer): Promise<void> {
     if (this.closed) throw new DiskError('storage is closed');
-    if (this.where.has(index)) return;
+    const over = this.where.get(index) ?? this.stale.get(index);
     try {
+      if (over !== undefined && this.handle) {
+        // Same index, same length (the scan checked it): the record's header stands as it is.
+        await writeAll(this.handle, data, over);
+        await this.handle.datasync();
+        this.stale.delete(index);
+        this.where.set(index, over);
+        return;
+      }
       if (!this.handle) {
         this.handle = await open(
           this.file,

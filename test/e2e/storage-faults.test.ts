@@ -1,11 +1,12 @@
 /**
  * What tdl finds beside or in place of its output at start and must not trust: a file cut short
- * whose missing tail hashes right as zeros (and a resume file that recorded such pieces).
+ * whose missing tail hashes right as zeros (and a resume file that recorded such pieces); a
+ * record of the side file (`<output>.tdl-parts`) whose bytes went bad.
  *
  * The child-process cases run `node dist/bundle/main.js`: build first (`npm run build`).
  */
 import { spawn } from 'node:child_process';
-import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { encodeResume } from '../../src/storage/resume.js';
@@ -145,4 +146,52 @@ describe('a file cut short whose missing tail is zeros', () => {
     expect(code, tdl.stderr()).toBe(5);
     expect(tdl.stderr()).toContain('incomplete');
   }, 60_000);
+});
+
+describe('the side file of a selection (<output>.tdl-parts)', () => {
+  /** Where piece `index`'s bytes are in a parts file (after the 28-byte header, records). */
+  function recordAt(parts: Buffer, index: number): number {
+    for (let pos = 28; pos + 8 <= parts.length;) {
+      const i = parts.readUInt32BE(pos);
+      const length = parts.readUInt32BE(pos + 4);
+      if (i === index) return pos + 8;
+      pos += 8 + length;
+    }
+    throw new Error(`no record of piece ${index}`);
+  }
+
+  it('a bad record is forgotten and replaced: verify passes, the next run fetches nothing', async () => {
+    const files = [50_000, 100_000, 50_000].map((n, i) => ({
+      path: [`f${i + 1}.bin`],
+      data: randomBytesSeeded(n, `parts-${i}`),
+    }));
+    const t = makeTorrent({ name: 'three', pieceLength: PIECE, files });
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'three');
+    const side = `${out}.tdl-parts`;
+    const run = async () => {
+      const s = await fx.seeder(t, PIECE);
+      const peer = ['--peer', `127.0.0.1:${s.port}`, '--no-listen', '--no-dht', '-q'];
+      const r = await runCli(['download', torrent, '-o', out, '--select', '2', ...peer]);
+      expect(r.code, r.stderr).toBe(0);
+      return s;
+    };
+    await run();
+    // Piece 1 holds the end of file 1 (not selected) and the start of file 2: flip a byte of
+    // its copy within file 1's bytes, which only the side file holds.
+    const parts = await readFile(side);
+    parts[recordAt(parts, 1) + 100]! ^= 0xff;
+    await writeFile(side, parts);
+
+    const second = await run();
+    expect(second.servedBlocks.get(1) ?? 0).toBeGreaterThan(0);
+    const verify = await runCli(['verify', torrent, '-o', out, '--select', '2', '-q']);
+    expect(verify.code).toBe(0);
+    // The new copy is the one read back: piece 1 is whole, and nothing is fetched again.
+    const again = await readFile(side);
+    const at = recordAt(again, 1);
+    expect(again.subarray(at, at + PIECE).equals(t.pieces[1]!)).toBe(true);
+    const third = await run();
+    expect(third.served).toBe(0);
+  });
 });

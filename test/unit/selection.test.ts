@@ -176,6 +176,34 @@ describe('PartsFile', () => {
     expect((await PartsFile.open(file, layout, Buffer.alloc(20, 1), false)).pieces).toEqual([1]);
   });
 
+  it('a forgotten (bad) record is not read, and the next copy of its piece goes over it', async () => {
+    const file = path.join(dir, 'x.tdl-parts');
+    const pf = await PartsFile.open(file, layout, hash, true);
+    await pf.write(3, piece(3));
+    await pf.write(6, piece(6));
+    await pf.close();
+    const size = (await readFile(file)).length;
+    // A byte of piece 3's copy goes bad (after the 28-byte header and its record's 8).
+    const bad = await readFile(file);
+    bad[28 + 8 + 5]! ^= 0xff;
+    await writeFile(file, bad);
+    const again = await PartsFile.open(file, layout, hash, true);
+    again.forget(3);
+    expect(again.has(3)).toBe(false);
+    expect(again.pieces).toEqual([6]);
+    await again.write(3, piece(3));
+    // A good record written again stays where it is, too.
+    await again.write(6, piece(6));
+    await again.close();
+    expect((await readFile(file)).length).toBe(size);
+    const back = await PartsFile.open(file, layout, hash, false);
+    expect(back.pieces).toEqual([3, 6]);
+    const b = Buffer.alloc(16);
+    await back.read(3, 0, 16, b, 0);
+    expect(b.equals(piece(3))).toBe(true);
+    await back.close();
+  });
+
   it('cut at every byte: keeps the whole records before the cut, and appends after them', async () => {
     const file = path.join(dir, 'x.tdl-parts');
     const pf = await PartsFile.open(file, layout, hash, true);
