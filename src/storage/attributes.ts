@@ -10,13 +10,12 @@
  *   that is not the same link is an error. Nothing is ever written through a link.
  * - `h` (hidden) and `p` (padding) need nothing here: padding files are never created.
  */
-import { constants } from 'node:fs';
 import { mkdir, open, readlink, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { logger } from '../log.js';
 import { DiskError, MetainfoError } from '../errors.js';
 import type { FileList } from '../metainfo/torrent.js';
-import { lstatOrNull } from './fs-util.js';
+import { lstatOrNull, OPEN_READ } from './fs-util.js';
 
 const log = logger('tdl:storage');
 
@@ -55,7 +54,8 @@ function diskError(what: string, p: string, e: unknown): DiskError {
 async function makeExecutable(p: string): Promise<void> {
   let h;
   try {
-    h = await open(p, constants.O_RDONLY | constants.O_NOFOLLOW);
+    // Never waiting on a FIFO put there (see OPEN_READ): the fstat below refuses it.
+    h = await open(p, OPEN_READ);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ELOOP') {
       throw new DiskError(`refusing to change ${p}: it is a symbolic link`);

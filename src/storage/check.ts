@@ -18,11 +18,11 @@
  * and serving or streaming it would find the file shorter than its verified data.
  */
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { logger } from '../log.js';
 import { Bitfield } from '../wire/bitfield.js';
 import type { DiskStorage } from './disk.js';
+import { OPEN_READ } from './fs-util.js';
 import type { FileStamp } from './stamps.js';
 import type { Layout } from './layout.js';
 import {
@@ -151,7 +151,7 @@ export function isAllZero(buf: Buffer): boolean {
 
 /**
  * Read a resume file, at most what a resume file of this torrent (of `fileCount` files) can
- * hold. Null if absent.
+ * hold. Null if absent; anything but a regular file (a FIFO, a folder) is not one.
  */
 export async function readResumeFile(
   file: string,
@@ -161,7 +161,7 @@ export async function readResumeFile(
   const max = checkpointSize(t.pieceCount, fileCount) + 8 * t.pieceCount + 64;
   let h;
   try {
-    h = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    h = await open(file, OPEN_READ);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;

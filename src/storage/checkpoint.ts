@@ -211,9 +211,15 @@ export class ResumeWriter {
   private async writeTemp(buf: Buffer): Promise<FileHandle> {
     let h: FileHandle;
     try {
+      // O_NONBLOCK: a FIFO left at this name fails its first write or its sync instead of
+      // blocking a thread for good once its buffer is full (a regular file is not affected).
       h = await open(
         this.tempFile,
-        constants.O_RDWR | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW,
+        constants.O_RDWR |
+          constants.O_CREAT |
+          constants.O_TRUNC |
+          constants.O_NOFOLLOW |
+          constants.O_NONBLOCK,
         0o644,
       );
     } catch (e) {

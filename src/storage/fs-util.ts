@@ -9,6 +9,15 @@ import { DiskError } from '../errors.js';
 
 const log = logger('tdl:storage');
 
+/**
+ * Flags to open one of tdl's own files beside the output (resume file, parts file) or a file it
+ * only reads, for reading: never through a link, and never waiting. An open for reading of a
+ * FIFO blocks until a writer comes, in a thread of libuv's pool that nothing can take back:
+ * --timeout, SIGTERM and a second Ctrl-C then wait for it too, for good. With O_NONBLOCK it
+ * returns at once (a regular file reads the same), and the caller's fstat refuses it.
+ */
+export const OPEN_READ = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
+
 /** lstat, or null when nothing is there (or a parent is not a folder). Other failures: DiskError. */
 export async function lstatOrNull(p: string, bigint: true): Promise<BigIntStats | null>;
 export async function lstatOrNull(p: string): Promise<Stats | null>;

@@ -24,7 +24,7 @@ import { constants } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { logger } from '../log.js';
 import { DiskError } from '../errors.js';
-import { toDiskError } from './fs-util.js';
+import { OPEN_READ, toDiskError } from './fs-util.js';
 import type { Layout } from './layout.js';
 import type { OutputPlan } from './output.js';
 import { withSuffix } from './names.js';
@@ -73,9 +73,10 @@ export class PartsFile {
     const pf = new PartsFile(file, infoHash, writable);
     let h: FileHandle;
     try {
+      // Never waiting on a FIFO (see OPEN_READ): the fstat below refuses it.
       h = await open(
         file,
-        (writable ? constants.O_RDWR : constants.O_RDONLY) | constants.O_NOFOLLOW,
+        writable ? constants.O_RDWR | constants.O_NOFOLLOW | constants.O_NONBLOCK : OPEN_READ,
       );
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
@@ -265,8 +266,9 @@ export class PartsFile {
 /** The info hash in a parts file's header, or null (absent, unreadable, not one). */
 export async function partsInfoHash(file: string): Promise<Buffer | null> {
   try {
-    const h = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    const h = await open(file, OPEN_READ);
     try {
+      if (!(await h.stat()).isFile()) return null;
       const b = Buffer.alloc(FILE_HEADER);
       if ((await readAt(h, b, 0)) < FILE_HEADER) return null;
       if (!b.subarray(0, MAGIC.length).equals(MAGIC)) return null;

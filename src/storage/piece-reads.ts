@@ -11,8 +11,7 @@
  * reported to the caller of an unverified read: a piece that hashes right only thanks to them is
  * not on disk, and the start-up check does not count it as present.
  */
-import { constants } from 'node:fs';
-import { toDiskError, fdCall } from './fs-util.js';
+import { OPEN_READ, toDiskError, fdCall } from './fs-util.js';
 import { OutputChangedError } from './stamps.js';
 import type { Span } from './layout.js';
 import type { PartsFile } from './parts.js';
@@ -146,9 +145,9 @@ async function readRun(
 
 /**
  * Read a run from a file not selected, opened for this read only (a boundary piece's few
- * bytes), never through a link. A file that is not there reads as zeros, as do bytes past its
- * end (told to `absent`, as a short file's are); not for verified data, whose bytes must be
- * there (OutputChangedError).
+ * bytes), never through a link nor waiting on a FIFO (OPEN_READ). A file that is not there, or
+ * is not a regular file, reads as zeros, as do bytes past its end (told to `absent`, as a short
+ * file's are); not for verified data, whose bytes must be there (OutputChangedError).
  */
 async function readUnselected(
   file: string,
@@ -157,13 +156,21 @@ async function readUnselected(
   verified: boolean,
   absent?: AbsentFn,
 ): Promise<void> {
-  let fd: number;
+  let fd: number | null = null;
   try {
-    fd = await fdCall.open(file, constants.O_RDONLY | constants.O_NOFOLLOW, 0);
+    fd = await fdCall.open(file, OPEN_READ, 0);
+    if (!(await fdCall.stat(fd)).isFile()) {
+      await fdCall.close(fd).catch(() => {});
+      fd = null;
+    }
   } catch (e) {
+    if (fd !== null) await fdCall.close(fd).catch(() => {});
     if (!ABSENT.has((e as NodeJS.ErrnoException).code ?? '')) {
       throw toDiskError(e, `cannot read ${file}`);
     }
+    fd = null;
+  }
+  if (fd === null) {
     if (verified) throw shortError(file);
     buf.fill(0, r.at, r.at + r.length);
     absent?.(r.at, r.length);

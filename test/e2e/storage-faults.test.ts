@@ -1,11 +1,12 @@
 /**
  * What tdl finds beside or in place of its output at start and must not trust: a file cut short
  * whose missing tail hashes right as zeros (and a resume file that recorded such pieces); a
- * record of the side file (`<output>.tdl-parts`) whose bytes went bad.
+ * record of the side file (`<output>.tdl-parts`) whose bytes went bad; a FIFO where a
+ * bookkeeping file goes, which must not hang tdl in an open that waits for a writer.
  *
  * The child-process cases run `node dist/bundle/main.js`: build first (`npm run build`).
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -194,4 +195,85 @@ describe('the side file of a selection (<output>.tdl-parts)', () => {
     const third = await run();
     expect(third.served).toBe(0);
   });
+});
+
+describe('a FIFO where a bookkeeping file goes', () => {
+  /** A FIFO at `p`, made by mkfifo(1) (Node.js has no call for it). */
+  const mkfifo = (p: string) => execFileSync('mkfifo', [p]);
+  const noPeer = ['--peer', '127.0.0.1:1', '--no-listen', '--no-dht', '--timeout', '3'];
+
+  it('<output>.tdl-resume: ignored, and --timeout 3 ends the download (exit 4)', async () => {
+    const t = makeTorrent({
+      name: 'out.bin',
+      pieceLength: PIECE,
+      files: { data: randomBytesSeeded(100_000, 'fifo') },
+    });
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out.bin');
+    mkfifo(`${out}.tdl-resume`);
+    const tdl = spawnTdl(['download', torrent, '-o', out, ...noPeer], fx.onClose);
+    const { code } = await exitWithin(tdl.exited, CHILD_MS, 'tdl download');
+    expect(code, tdl.stderr()).toBe(4);
+    expect(tdl.stderr()).toContain('no usable peer within 3s');
+    // The first checkpoint took its place.
+    expect((await stat(`${out}.tdl-resume`)).isFile()).toBe(true);
+  }, 60_000);
+
+  it('beside an existing folder (-o out): out.tdl-resume and out.tdl-parts do not make it ours', async () => {
+    const files = [10_000, 20_000].map((n, i) => ({
+      path: [`f${i}.bin`],
+      data: randomBytesSeeded(n, `fifo-${i}`),
+    }));
+    const t = makeTorrent({ name: 'two', pieceLength: PIECE, files });
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    await mkdir(out);
+    mkfifo(`${out}.tdl-resume`);
+    mkfifo(`${out}.tdl-parts`);
+    const tdl = spawnTdl(['download', torrent, '-o', out, ...noPeer], fx.onClose);
+    const { code } = await exitWithin(tdl.exited, CHILD_MS, 'tdl download');
+    expect(code, tdl.stderr()).toBe(4);
+    // The torrent's folder went inside `out`, as for any folder that is not its own.
+    expect((await stat(path.join(out, 'two.tdl-resume'))).isFile()).toBe(true);
+  }, 60_000);
+
+  it('<output>.tdl-parts: tdl verify and tdl download --select refuse it (exit 6)', async () => {
+    const files = [50_000, 100_000].map((n, i) => ({
+      path: [`f${i}.bin`],
+      data: randomBytesSeeded(n, `fifo-parts-${i}`),
+    }));
+    const t = makeTorrent({ name: 'two', pieceLength: PIECE, files });
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'two');
+    mkfifo(`${out}.tdl-parts`);
+    const verify = spawnTdl(['verify', torrent, '-o', out, '--select', '2'], fx.onClose);
+    const v = await exitWithin(verify.exited, CHILD_MS, 'tdl verify');
+    expect(v.code, verify.stderr()).toBe(6);
+    expect(verify.stderr()).toContain('not a regular file');
+    const args = ['download', torrent, '-o', out, '--select', '2', ...noPeer];
+    const download = spawnTdl(args, fx.onClose);
+    const d = await exitWithin(download.exited, CHILD_MS, 'tdl download');
+    expect(d.code, download.stderr()).toBe(6);
+    expect(download.stderr()).toContain('not a regular file');
+  }, 90_000);
+
+  it('in place of a file not selected: a boundary piece is hashed without it (no wait)', async () => {
+    const files = [50_000, 100_000].map((n, i) => ({
+      path: [`f${i}.bin`],
+      data: randomBytesSeeded(n, `fifo-unselected-${i}`),
+    }));
+    const t = makeTorrent({ name: 'two', pieceLength: PIECE, files });
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'two');
+    await mkdir(out);
+    // This torrent's folder (its parts file says so, holding no record), with file 2 begun:
+    // piece 1, over both files, is hashed at start, its bytes of file 1 read from f0.bin.
+    await writeFile(`${out}.tdl-parts`, Buffer.concat([Buffer.from('TDLPART1'), t.infoHash]));
+    await writeFile(path.join(out, 'f1.bin.part'), files[1]!.data.subarray(0, 20_000));
+    mkfifo(path.join(out, 'f0.bin'));
+    const args = ['download', torrent, '-o', out, '--select', '2', ...noPeer];
+    const tdl = spawnTdl(args, fx.onClose);
+    const { code } = await exitWithin(tdl.exited, CHILD_MS, 'tdl download');
+    expect(code, tdl.stderr()).toBe(4);
+  }, 60_000);
 });
