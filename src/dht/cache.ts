@@ -7,6 +7,7 @@
  * bencode guard and size caps; anything wrong makes `loadCache` throw a DhtError, which the
  * service turns into a warning.
  */
+import { constants } from 'node:fs';
 import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -59,7 +60,8 @@ export function decodeCache(buf: Uint8Array): CachedTable {
 export async function loadCache(file: string): Promise<CachedTable | null> {
   let buf: Buffer;
   try {
-    const fh = await open(file, 'r');
+    // Without blocking: a FIFO in its place would wait for a writer for good.
+    const fh = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
     try {
       const st = await fh.stat();
       if (!st.isFile()) throw new DhtError('cache is not a regular file');

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { access, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -62,6 +63,12 @@ describe('DHT cache file', () => {
       nodes: Buffer.concat([Buffer.alloc(20, 1), Buffer.from([10, 0, 0, 1, 0, 0])]),
     });
     expect(decodeCache(p0).nodes).toEqual([]);
+  });
+
+  it('a FIFO in the place of the cache is refused, not waited on', async () => {
+    const file = join(dir, 'fifo.dat');
+    spawnSync('mkfifo', [file]);
+    await expect(loadCache(file)).rejects.toThrow(/not a regular file/);
   });
 
   it('the service warns about a corrupt cache and carries on', async () => {
