@@ -8,7 +8,8 @@
  * from disk with positional reads through a small bounded cache, and only while the peer's socket
  * takes them: a peer whose write buffer holds HIGH_WATER bytes gets nothing more until it drains,
  * and is dropped when it has not drained for STUCK_MS. The upload rate limit is one token bucket
- * shared by all peers.
+ * shared by all peers; the peers waiting for its tokens take them in turn, one block each, so that
+ * none is starved by one that connected first or whose reads finish first.
  *
  * Reads run ahead of the socket: the disk reads of the next queued pieces are started together
  * (up to READ_AHEAD_BYTES per peer and MAX_READ_BYTES for all), because each read waits for a
@@ -88,6 +89,11 @@ export class UploadService {
   private reading = 0;
   private readonly bucket: TokenBucket;
   private waitTimer: NodeJS.Timeout | null = null;
+  /**
+   * Peers whose next block waits for the rate limit's tokens, first come first served (a Set
+   * keeps insertion order). Only the first may take tokens; after one block it goes to the back.
+   */
+  private readonly waiting = new Set<Upload>();
   /** Payload bytes sent to all peers. */
   uploaded = 0;
   private readonly lastSeconds = new RateWindow(3_000);
@@ -132,6 +138,8 @@ export class UploadService {
   }
 
   remove(conn: PeerConnection): void {
+    const u = this.peers.get(conn);
+    if (u) this.waiting.delete(u);
     this.peers.delete(conn);
   }
 
@@ -184,6 +192,11 @@ export class UploadService {
 
   setRate(bytesPerSecond: number): void {
     this.bucket.setRate(bytesPerSecond > 0 ? bytesPerSecond : Infinity);
+    if (!this.bucket.unlimited) return;
+    // No limit any more: nobody waits for tokens.
+    const waited = [...this.waiting];
+    this.waiting.clear();
+    for (const u of waited) this.pump(u);
   }
 
   private onRequest(u: Upload, index: number, begin: number, length: number): void {
@@ -223,18 +236,25 @@ export class UploadService {
    * Serve queued requests of a peer while its socket, the read-ahead limits and the rate limit
    * allow. Blocks whose piece is cached or being read cost no new read; a block that needs one
    * waits while the peer's or everyone's reads in flight are at their limit (a peer with none in
-   * flight may always start one, so that a big piece cannot block it forever).
+   * flight may always start one, so that a big piece cannot block it forever). A peer held back
+   * by anything but the rate limit leaves the line for tokens: its socket draining or a read
+   * finishing pumps it again.
    */
   private pump(u: Upload): void {
+    if (!this.serveQueue(u)) this.waiting.delete(u);
+  }
+
+  /** pump's loop: true when it stopped to wait for tokens (the peer is then in `waiting`). */
+  private serveQueue(u: Upload): boolean {
     while (!this.closed && u.queue.length > 0 && u.conn.state === 'open') {
       const queued = u.conn.writeQueued;
       if (queued >= HIGH_WATER) {
         const now = Date.now();
         if (u.fullSince === 0) u.fullSince = now;
         else if (now - u.fullSince > STUCK_MS) u.conn.close('does not read what we send');
-        return;
+        return false;
       }
-      if (queued + u.pending >= MAX_PENDING_BYTES) return;
+      if (queued + u.pending >= MAX_PENDING_BYTES) return false;
       const r = u.queue[0]!;
       const cost = this.readCost(r);
       if (
@@ -242,14 +262,39 @@ export class UploadService {
         u.reading > 0 &&
         (u.reading + cost > READ_AHEAD_BYTES || this.reading + cost > MAX_READ_BYTES)
       )
-        return;
-      if (!this.bucket.tryTake(r.length)) {
-        this.waitForTokens(r.length);
-        return;
-      }
+        return false;
+      if (!this.takeTokens(u, r.length)) return true;
       u.queue.shift();
       this.serve(u, r, cost);
+      if (this.waiting.size > 0 && u.queue.length > 0) {
+        // Others wait for tokens: its turn is over, it queues again behind them.
+        this.waiting.add(u);
+        this.waitForTokens(r.length);
+        return true;
+      }
     }
+    return false;
+  }
+
+  /**
+   * Tokens for a block of `n` bytes: taken when there are enough and no other peer is waiting
+   * before this one, else it joins (or keeps its place in) the line and a timer is set.
+   */
+  private takeTokens(u: Upload, n: number): boolean {
+    if (this.bucket.unlimited) return true;
+    const first = this.firstWaiting();
+    if ((first === undefined || first === u) && this.bucket.tryTake(n)) {
+      this.waiting.delete(u);
+      return true;
+    }
+    this.waiting.add(u);
+    this.waitForTokens(n);
+    return false;
+  }
+
+  private firstWaiting(): Upload | undefined {
+    for (const u of this.waiting) return u;
+    return undefined;
   }
 
   /** Bytes of the disk read that serving this block would start (0: cached or being read). */
@@ -309,9 +354,21 @@ export class UploadService {
     const ms = Math.max(1, Math.min(1_000, this.bucket.waitMs(n)));
     this.waitTimer = setTimeout(() => {
       this.waitTimer = null;
-      for (const u of this.peers.values()) this.pump(u);
+      this.serveWaiting();
     }, ms);
     this.waitTimer.unref();
+  }
+
+  /**
+   * Tokens accrued: the waiting peers take them in turn, a block each, until the first in line
+   * finds too few (its pump sets the next timer). Each round serves a block, or takes a peer out
+   * of the line, or stops.
+   */
+  private serveWaiting(): void {
+    for (let u = this.firstWaiting(); u && !this.closed; u = this.firstWaiting()) {
+      this.pump(u);
+      if (this.firstWaiting() === u) return;
+    }
   }
 
   /** Check for stuck sockets (called by the orchestrator's tick). */
@@ -359,6 +416,7 @@ export class UploadService {
     this.closed = true;
     if (this.waitTimer) clearTimeout(this.waitTimer);
     this.waitTimer = null;
+    this.waiting.clear();
     this.peers.clear();
     this.cache.clear();
   }
