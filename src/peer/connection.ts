@@ -51,6 +51,21 @@ export const HANDSHAKE_TIMEOUT_MS = 5_000;
 /** A peer that sends nothing at all (not even a keep-alive) for this long is dropped. */
 export const IDLE_TIMEOUT_MS = 120_000;
 export const KEEPALIVE_INTERVAL_MS = 60_000;
+/**
+ * Unsent bytes a socket may hold before the connection is closed: the peer does not read what
+ * we send. Far above what uploading keeps queued for an honest peer however slow (the upload
+ * service stops reading for a socket at HIGH_WATER, 256 KiB, and its blocks in the socket and
+ * being read stay under MAX_PENDING_BYTES, 4 MiB: src/swarm/upload.ts), so it bounds what
+ * nothing else does: answers to a flood of requests, ut_metadata messages, `have`s.
+ */
+export const MAX_WRITE_QUEUED = 16 * 1024 * 1024;
+/**
+ * A request refused while the socket holds more than this is not answered: the connection is
+ * closed (BEP 6 allows closing a peer that floods requests while choked). Above the blocks an
+ * honest peer may have waiting (as above), so that one whose requests crossed our `choke` still
+ * gets every `reject`.
+ */
+export const MAX_REFUSE_QUEUED = 8 * 1024 * 1024;
 
 export interface PeerTimeouts {
   connectMs: number;
@@ -156,6 +171,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private early: EarlyAvailability | null = null;
   /** sendPiece corked the socket; it uncorks at the end of the tick. */
   private corked = false;
+  /** Messages written in this tick, handed to the socket together at its end (see write). */
+  private outgoing: Buffer[] = [];
+  private outgoingBytes = 0;
 
   constructor(private readonly opts: PeerOptions) {
     super();
@@ -638,9 +656,18 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.write(encodeCancel(index, begin, length));
   }
 
-  /** BEP 6 `reject`; only sent where the peer speaks the fast extension. */
+  /**
+   * BEP 6 `reject`; only sent where the peer speaks the fast extension. One while the socket
+   * holds more than MAX_REFUSE_QUEUED closes the connection instead: the peer asks faster than
+   * it reads the answers.
+   */
   reject(index: number, begin: number, length: number): void {
-    if (this.fast) this.write(encodeReject(index, begin, length));
+    if (!this.fast || this.state !== 'open') return;
+    if (this.writeQueued > MAX_REFUSE_QUEUED) {
+      this.close('floods requests and does not read the answers');
+      return;
+    }
+    this.write(encodeReject(index, begin, length));
   }
 
   allowedFast(index: number): void {
@@ -658,7 +685,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
    */
   sendPiece(index: number, begin: number, data: Buffer): void {
     const socket = this.socket;
-    if (this.state !== 'open' || !socket) return;
+    if (this.state !== 'open' || !socket || this.overfull()) return;
+    // Messages written before the block go before it.
+    this.flush();
     if (!this.corked) {
       this.corked = true;
       socket.cork();
@@ -672,19 +701,49 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.bytesOut += data.length;
   }
 
-  /** Bytes waiting in the socket's write buffer (a peer that does not read makes this grow). */
+  /** Bytes waiting to be sent (a peer that does not read makes this grow). */
   get writeQueued(): number {
-    return this.socket?.writableLength ?? 0;
+    return (this.socket?.writableLength ?? 0) + this.outgoingBytes;
   }
 
+  /**
+   * The messages of one tick leave in one socket write, at the end of the tick (or before the
+   * next block, in order): a socket write costs about 150 bytes of bookkeeping until it is
+   * sent, so a flood of 17-byte `reject`s to a peer that does not read cost ten times their
+   * bytes, and MAX_WRITE_QUEUED would not have bounded the memory.
+   */
   private write(buf: Buffer): void {
+    if (this.state !== 'open' || !this.socket || this.overfull()) return;
+    if (this.outgoing.length === 0) process.nextTick(() => this.flush());
+    this.outgoing.push(buf);
+    this.outgoingBytes += buf.length;
+  }
+
+  private flush(): void {
+    if (this.outgoing.length === 0) return;
+    const bufs = this.outgoing;
+    const bytes = this.outgoingBytes;
+    this.outgoing = [];
+    this.outgoingBytes = 0;
     if (this.state !== 'open' || !this.socket) return;
-    this.socket.write(buf);
+    this.socket.write(bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs, bytes));
+  }
+
+  /** More than MAX_WRITE_QUEUED unsent: the peer does not read, and the connection is closed. */
+  private overfull(): boolean {
+    const queued = this.writeQueued;
+    if (queued <= MAX_WRITE_QUEUED) return false;
+    this.close(`does not read what we send (${Math.round(queued / (1024 * 1024))} MiB unsent)`);
+    return true;
   }
 
   /** Close the connection (idempotent). Emits 'close' once with the reason. */
   close(reason: string): void {
     if (this.state === 'closed') return;
+    // What was written before the close still goes out, as it would unbatched.
+    if (this.socket?.writable) this.flush();
+    this.outgoing = [];
+    this.outgoingBytes = 0;
     this.state = 'closed';
     this.closeReason = reason;
     if (this.timer) clearTimeout(this.timer);

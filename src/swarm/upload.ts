@@ -7,9 +7,11 @@
  * fast extension, else the peer is dropped; a `cancel` removes it from the queue. Blocks are read
  * from disk with positional reads through a small bounded cache, and only while the peer's socket
  * takes them: a peer whose write buffer holds HIGH_WATER bytes gets nothing more until it drains,
- * and is dropped when it has not drained for STUCK_MS. The upload rate limit is one token bucket
- * shared by all peers; the peers waiting for its tokens take them in turn, one block each, so that
- * none is starved by one that connected first or whose reads finish first.
+ * and is dropped when it has not drained for STUCK_MS (the connection itself closes one that lets
+ * far more pile up, refusals included: MAX_WRITE_QUEUED, MAX_REFUSE_QUEUED in peer/connection.ts).
+ * The upload rate limit is one token bucket shared by all peers; the peers waiting for its tokens
+ * take them in turn, one block each, so that none is starved by one that connected first or whose
+ * reads finish first.
  *
  * Reads run ahead of the socket: the disk reads of the next queued pieces are started together
  * (up to READ_AHEAD_BYTES per peer and MAX_READ_BYTES for all), because each read waits for a
