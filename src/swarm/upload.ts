@@ -4,7 +4,8 @@
  *
  * Each peer has a bounded queue of requests (MAX_QUEUE, advertised as `reqq`). A request is
  * checked (src/swarm/request-check.ts) and refused with a BEP 6 `reject` where the peer speaks the
- * fast extension, else the peer is dropped; a `cancel` removes it from the queue. Blocks are read
+ * fast extension, else the peer is dropped; a `cancel` removes it from the queue (and, with the
+ * fast extension, answers it with a `reject`: every request gets one answer). Blocks are read
  * from disk with positional reads through a small bounded cache, and only while the peer's socket
  * takes them: a peer whose write buffer holds HIGH_WATER bytes gets nothing more until it drains,
  * and is dropped when it has not drained for STUCK_MS (the connection itself closes one that lets
@@ -131,7 +132,11 @@ export class UploadService {
       const i = u.queue.findIndex(
         (r) => r.index === index && r.begin === begin && r.length === length,
       );
-      if (i >= 0) u.queue.splice(i, 1);
+      // Not queued: answered already, or its read is under way and the block follows.
+      if (i < 0) return;
+      u.queue.splice(i, 1);
+      // BEP 6: every request gets exactly one answer, a cancelled one too.
+      conn.reject(index, begin, length);
     });
     conn.on('writable', () => {
       u.fullSince = 0;
