@@ -108,6 +108,10 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
     });
     if (timer) clearInterval(timer);
     timer = null;
+    // Bytes that hashed right as zeros because they are not on disk (past a file's end, a file
+    // not there): such a piece is missing, as a download would find it.
+    for (const p of pieces) if (r.absent.has(p)) r.valid.clear(p);
+    progress = { ...progress, valid: r.valid.count };
     if (tty || json) redraw();
     if (tty) io.stderr.write('\r\x1b[2K');
 

@@ -108,6 +108,17 @@ describe('a file cut short whose missing tail is zeros', () => {
     expect((await runCli(['verify', torrent, '-o', out, '-q'])).code).toBe(0);
   });
 
+  it('tdl verify counts the pieces past a short file as missing, not valid', async () => {
+    const t = image();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'img.bin');
+    await writeFile(out, t.data.subarray(0, 8 * PIECE));
+    const r = await runCli(['verify', torrent, '-o', out, '--json']);
+    expect(r.code).toBe(5);
+    const result = r.events.find((e) => e['event'] === 'verified')!;
+    expect(result['piecesValid']).toBe(8);
+  });
+
   it('a resume file that recorded pieces past the end of its file is not believed for them', async () => {
     const t = image();
     const torrent = await fx.writeTorrent(t);
