@@ -147,6 +147,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   closeReason: string | null = null;
   /** Bytes read from the socket, and when the last read came (progress even below a block). */
   bytesIn = 0;
+  /** Bytes of whole `piece` messages received (see `blockBytesIn`). */
+  private pieceBytesIn = 0;
   lastReadAt = 0;
   /** Payload bytes of blocks sent to the peer. */
   bytesOut = 0;
@@ -470,6 +472,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         return;
       }
       case 'piece':
+        this.pieceBytesIn += 13 + m.block.length;
         this.emit('block', m.index, m.begin, m.block);
         return;
       case 'request':
@@ -699,6 +702,15 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     socket.write(encodePieceHeader(index, begin, data.length));
     socket.write(data);
     this.bytesOut += data.length;
+  }
+
+  /**
+   * Bytes of `piece` messages received so far, the one still arriving included: what tells a
+   * peer that sends blocks, however slowly, from one that only keeps the connection alive
+   * (keep-alives, `have`s, extension messages) while our requests wait.
+   */
+  get blockBytesIn(): number {
+    return this.pieceBytesIn + this.framer.partialPiece;
   }
 
   /** Bytes waiting to be sent (a peer that does not read makes this grow). */

@@ -546,6 +546,12 @@ export class Download extends EventEmitter<DownloadEvents> {
       this.checkUseless(s);
     });
     conn.on('reject', (index, begin) => {
+      // Single-peer mode wants a peer that sends every piece: one that refuses a request while
+      // it unchokes us gives its only slot up (a rejected piece would never come).
+      if (this.sequential && !conn.peerChoking && !s.req.allowedFast.has(index)) {
+        this.drop(s, `rejected a request for piece ${index}`);
+        return;
+      }
       this.scheduler.onReject(s.req, index, begin);
       queueMicrotask(() => this.wakeAll());
     });

@@ -360,7 +360,8 @@ export class PiecePicker {
       if (out.length >= n) return out;
       this.steps++;
       if (p.exclusive && p.owner === '' && mayClaim && bf.has(p.index)) p.owner = peer;
-      if (p.owner === peer) this.takeFree(p, n, out);
+      // `bf` may leave out a piece the peer has (one it just rejected): not asked again.
+      if (p.owner === peer && bf.has(p.index)) this.takeFree(p, n, out);
     }
     // 2. new pieces: in the priority window in order, then rarest first
     while (out.length < n && !this.windowSkip.has(peer)) {

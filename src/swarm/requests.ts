@@ -6,8 +6,8 @@
  * Requests are taken back on choke, snub, timeout and disconnect, and in endgame when a block
  * arrived from another peer (with `cancel`).
  *
- * Progress is judged by bytes, not whole blocks: a peer that keeps sending at 1 KiB/s is slow,
- * not stalled. A peer with requests out that sends no byte for SNUB_MS is snubbed (its requests go
+ * Progress is judged by bytes of block data, not whole blocks and not other messages: a peer that
+ * keeps sending at 1 KiB/s is slow, not stalled; one that sends only keep-alives is silent. A peer with requests out that sends no byte for SNUB_MS is snubbed (its requests go
  * to others, its depth to the floor); one that sends nothing for STALL_MS is dropped. A request
  * times out after REQUEST_TIMEOUT_MS or three times the time the peer's queue should take at its
  * measured rate, whichever is longer.
@@ -31,6 +31,14 @@ const log = logger('tdl:requests');
 export const SNUB_MS = 15_000;
 /** ...and dropped after this long. */
 export const STALL_MS = 60_000;
+/**
+ * A piece the peer rejected a request of while it did not choke us is not asked of it again for
+ * this long: it will not send it now (libtorrent does the same), and asking again at once made a
+ * peer that rejects everything cost a request per reject, hundreds of thousands a minute.
+ */
+export const REJECT_BACKOFF_MS = 30_000;
+/** Pieces remembered as rejected per peer. */
+export const MAX_REJECTED_REMEMBERED = 4096;
 /** Shortest time a request may stay unanswered while the peer answers others. */
 export const REQUEST_TIMEOUT_MS = 30_000;
 /** Released or cancelled requests remembered per peer, so their late blocks are not errors. */
@@ -62,6 +70,8 @@ export class PeerRequests {
   /** Most requests the peer accepts (its `reqq`), and pieces it lets us fetch while choked. */
   maxOut = MAX_DEPTH;
   readonly allowedFast = new Set<number>();
+  /** Piece -> when the peer rejected one of its blocks while unchoking us (REJECT_BACKOFF_MS). */
+  readonly rejectedAt = new Map<number, number>();
   hashFailures = 0;
   /** Pieces this peer delivered alone that verified: it may re-fetch pieces that failed. */
   goodPieces = 0;
@@ -128,7 +138,8 @@ export class RequestScheduler {
     const depth = r.depth;
     const want = depth - r.inflight.size;
     if (want <= 0 || (r.inflight.size > 0 && want < depth >> 1)) return true;
-    const bf = choked ? allowedOnly(conn, r.allowedFast) : conn.bitfield;
+    let bf = choked ? allowedOnly(conn, r.allowedFast) : conn.bitfield;
+    if (r.rejectedAt.size > 0) bf = withoutRejected(bf, r.rejectedAt, Date.now());
     const blocks = this.picker.pick(
       conn.address,
       bf,
@@ -143,7 +154,7 @@ export class RequestScheduler {
     const now = Date.now();
     if (r.inflight.size === 0) {
       r.lastProgressAt = now;
-      r.bytesAtProgress = conn.bytesIn;
+      r.bytesAtProgress = conn.blockBytesIn;
       r.lastBlockAt = now;
       if (r.lastByteAt === 0) r.lastByteAt = now;
     }
@@ -163,9 +174,14 @@ export class RequestScheduler {
    * Endgame: is a duplicate request of block `key` (in flight to other peers) worth its risk of
    * coming twice? Yes when every other holder should take more than ENDGAME_MIN_WAIT_MS for it,
    * or is more than ENDGAME_OVERDUE_MS late with it (a peer without a measured rate counts as
-   * slow). A block due sooner is probably in that peer's send buffer: a cancel would not stop it.
+   * slow), and the asking peer has a measured rate itself. A block due sooner is probably in
+   * that peer's send buffer: a cancel would not stop it.
    */
   worthDuplicating(key: number, self: PeerRequests, all: Iterable<PeerRequests>): boolean {
+    // A peer that has sent nothing measurable (new, or snubbed) takes no second request of a
+    // block: two such peers holding both of a block's requests (MAX_ENDGAME_REQUESTERS) would
+    // leave a good peer no way to ask for it.
+    if (self.pipeline.rate < 1) return false;
     const now = Date.now();
     for (const o of all) {
       if (o === self) continue;
@@ -217,13 +233,22 @@ export class RequestScheduler {
     return { kind: 'ok', piece: got, duplicated };
   }
 
-  /** The peer rejected one of our requests (BEP 6). */
+  /**
+   * The peer rejected one of our requests (BEP 6). While it unchokes us (and the piece is not
+   * allowed-fast), it will not send that piece now: not asked of it for REJECT_BACKOFF_MS.
+   * Rejects after a choke are the expected answer to the requests it dropped.
+   */
   onReject(r: PeerRequests, index: number, begin: number): void {
     const key = index * BLOCKS_PER_PIECE_KEY + begin / BLOCK_SIZE;
     if (!r.inflight.has(key)) return;
     r.inflight.delete(key);
     r.due.delete(key);
     this.picker.release(index, begin / BLOCK_SIZE);
+    if (!r.conn.peerChoking && !r.allowedFast.has(index)) {
+      if (r.rejectedAt.size < MAX_REJECTED_REMEMBERED || r.rejectedAt.has(index)) {
+        r.rejectedAt.set(index, Date.now());
+      }
+    }
   }
 
   /**
@@ -309,7 +334,7 @@ export class RequestScheduler {
   /** The peer unchoked us: its silence so far was not a stall. */
   unchoked(r: PeerRequests): void {
     r.lastProgressAt = r.lastBlockAt = r.lastByteAt = Date.now();
-    r.bytesAtProgress = r.conn.bytesIn;
+    r.bytesAtProgress = r.conn.blockBytesIn;
   }
 
   /**
@@ -328,8 +353,11 @@ export class RequestScheduler {
     if (strict && now - r.lastBlockAt > SNUB_MS) {
       return { drop: `sent no whole block for ${SNUB_MS / 1000}s` };
     }
-    if (r.conn.bytesIn !== r.bytesAtProgress) {
-      r.bytesAtProgress = r.conn.bytesIn;
+    // Only block data is progress: a peer that sends keep-alives or `have`s but no block for
+    // our requests is silent as far as they are concerned.
+    const blockBytes = r.conn.blockBytesIn;
+    if (blockBytes !== r.bytesAtProgress) {
+      r.bytesAtProgress = blockBytes;
       r.lastProgressAt = r.lastByteAt = now;
     }
     const stalled = now - r.lastByteAt;
@@ -344,6 +372,9 @@ export class RequestScheduler {
       return 'snubbed';
     }
     // A request older than its deadline (scaled to the peer's queue at its rate) goes to others.
+    // A peer whose rate is too low to measure (a trickle of a block every few seconds) keeps its
+    // requests: it is sending them. One that sends no block data at all is snubbed above, and
+    // in endgame its blocks are asked of others too (worthDuplicating).
     const rate = Math.max(r.pipeline.rate, 1);
     const deadline = Math.max(
       this.requestTimeoutMs,
@@ -361,6 +392,20 @@ export class RequestScheduler {
     }
     return null;
   }
+}
+
+/** The peer's pieces less those it rejected in the last REJECT_BACKOFF_MS (older ones forgotten). */
+function withoutRejected(
+  bf: PeerConnection['bitfield'],
+  rejectedAt: Map<number, number>,
+  now: number,
+): PeerConnection['bitfield'] {
+  for (const [i, t] of rejectedAt) if (now - t >= REJECT_BACKOFF_MS) rejectedAt.delete(i);
+  if (rejectedAt.size === 0) return bf;
+  return {
+    size: bf.size,
+    has: (i: number) => bf.has(i) && !rejectedAt.has(i),
+  } as unknown as typeof bf;
 }
 
 /** The peer's pieces limited to those it allows us while choked. */

@@ -38,6 +38,17 @@ export class Framer {
     return this.#end - this.#start;
   }
 
+  /**
+   * Bytes buffered of a `piece` message not yet whole (0 when the next message is another kind,
+   * or not started): block data on its way, which counts as a peer's progress where a
+   * keep-alive or a `have` does not.
+   */
+  get partialPiece(): number {
+    const avail = this.#end - this.#start;
+    if (this.#expectHandshake || avail < 5 || this.#buf[this.#start + 4] !== 7) return 0;
+    return avail;
+  }
+
   /** Changes the length cap (e.g. once the piece count is known). */
   setMaxLength(n: number): void {
     this.#maxLength = n;

@@ -22,6 +22,7 @@ function setup() {
     bitfield,
     peerChoking: false,
     bytesIn: 0,
+    blockBytesIn: 0,
     requested: 0,
     request(blocks: unknown[]) {
       this.requested += blocks.length;
@@ -47,7 +48,7 @@ describe('RequestScheduler.check', () => {
     expect(r.inflight.size).toBeGreaterThan(0);
     r.lastProgressAt = 0;
     for (let t = 500; t <= 10 * 60_000; t += 500) {
-      conn.bytesIn += 512; // 1 KiB/s, steadily
+      conn.blockBytesIn += 512; // 1 KiB/s of block data, steadily
       expect(s.check(r, t)).toBeNull();
     }
   });
@@ -107,6 +108,8 @@ describe('RequestScheduler endgame duplicates', () => {
         bitfield,
         peerChoking: false,
         bytesIn: 0,
+        blockBytesIn: 0,
+        blockBytesIn: 0,
         request() {},
         cancel() {},
       };
@@ -115,6 +118,8 @@ describe('RequestScheduler endgame duplicates', () => {
     const a = peer('10.0.0.1:6881');
     const b = peer('10.0.0.2:6881');
     a.pipeline.rate = rate;
+    // The asking peer has sent blocks before (one that has not takes no duplicate: below).
+    b.pipeline.rate = 1024 * 1024;
     a.maxOut = 64;
     a.pipeline.depth = 64;
     s.fill(a, true, () => [a, b]);
@@ -143,6 +148,31 @@ describe('RequestScheduler endgame duplicates', () => {
     s.fill(b, true, () => [a, b]);
     expect(b.inflight.size).toBeGreaterThan(0);
   });
+
+  it('a peer that has sent nothing measurable asks for no duplicate', () => {
+    // A holder with no rate counts as slow, but so does the asker: two peers that never send a
+    // block must not hold both requests of a block between them.
+    const { s, a, b } = twoPeers(0);
+    b.pipeline.rate = 0;
+    vi.setSystemTime(60_000);
+    s.fill(b, true, () => [a, b]);
+    expect(b.inflight.size).toBe(0);
+    b.pipeline.rate = 100 * 1024;
+    s.fill(b, true, () => [a, b]);
+    expect(b.inflight.size).toBeGreaterThan(0);
+  });
+
+  it('keep-alives and haves are not progress; block data, even partial, is', () => {
+    const { s, a } = twoPeers(0);
+    a.lastProgressAt = 0;
+    const conn = a.conn as unknown as { bytesIn: number; blockBytesIn: number };
+    let v: ReturnType<typeof s.check> = null;
+    for (let t = 500; t <= SNUB_MS + 1000 && v !== 'snubbed'; t += 500) {
+      conn.bytesIn += 100; // keep-alives, haves: bytes, but no block
+      v = s.check(a, t);
+    }
+    expect(v).toBe('snubbed');
+  });
 });
 
 describe('RequestScheduler.handOver', () => {
@@ -160,6 +190,8 @@ describe('RequestScheduler.handOver', () => {
         bitfield,
         peerChoking: false,
         bytesIn: 0,
+        blockBytesIn: 0,
+        blockBytesIn: 0,
         request() {},
         cancel(index: number, begin: number) {
           cancelled.push(`${address} ${index}+${begin}`);

@@ -231,6 +231,23 @@ describe('Framer', () => {
     expect(() => f.next()).toThrow(WireError);
   });
 
+  it('partialPiece counts the bytes of a piece message still arriving, and nothing else', () => {
+    const f = new Framer({ maxLength: MAX, expectHandshake: false });
+    const piece = encodeMessage({ type: 'piece', index: 1, begin: 0, block: Buffer.alloc(100) });
+    f.push(encodeMessage({ type: 'keep-alive' }));
+    f.push(encodeMessage({ type: 'have', index: 3 }));
+    drain(f);
+    f.push(piece.subarray(0, 4));
+    expect(f.partialPiece).toBe(0); // its type is not known yet
+    f.push(piece.subarray(4, 50));
+    expect(f.partialPiece).toBe(50);
+    f.push(piece.subarray(50));
+    expect(drain(f)).toHaveLength(1);
+    expect(f.partialPiece).toBe(0);
+    f.push(encodeMessage({ type: 'bitfield', bitfield: Buffer.alloc(20) }).subarray(0, 10));
+    expect(f.partialPiece).toBe(0);
+  });
+
   it('applies setMaxLength', () => {
     const f = new Framer({ maxLength: 10, expectHandshake: false });
     f.push(encodeMessage({ type: 'bitfield', bitfield: Buffer.alloc(20) }));

@@ -1,0 +1,110 @@
+/**
+ * Peers that look alive but never help: one that keeps the connection busy with keep-alives and
+ * never sends a block, one that rejects every request (fast extension). Beside a good seeder the
+ * download finishes; the rejecter is not asked again and again; with --max-peers 1 either gives
+ * the only slot up.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { encodeHandshake, ourReserved } from '../../src/wire/handshake.js';
+import { runCli } from '../helpers/cli.js';
+import { startFakeSeeder } from '../helpers/fake-seeder.js';
+import { useFixture } from '../helpers/fixture.js';
+import { startHostilePeer, type HostileScript } from '../helpers/hostile-peer.js';
+import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+
+const fx = useFixture();
+const PIECE = 32768;
+const data = randomBytesSeeded(384 * 1024, 'unhelpful');
+const t = makeTorrent({ name: 'a.bin', pieceLength: PIECE, files: { data } });
+const pieceCount = t.pieces.length;
+
+/** Claims every piece, unchokes, never sends a block; a keep-alive every 2 s. */
+const keepAliveOnly: HostileScript = async (c) => {
+  await c.becomeReadySeeder(t.infoHash, pieceCount);
+  while (!c.isClosed) {
+    await c.sleep(2_000);
+    await c.send({ type: 'keep-alive' });
+  }
+};
+
+/** Fast extension: have-all, unchoke, then a reject for every request. */
+const rejecter: HostileScript = async (c) => {
+  await c.readHandshake();
+  await c.write(encodeHandshake(t.infoHash, Buffer.from('-RJ0001-rejecter!!!!'), ourReserved()));
+  await c.send({ type: 'have-all' });
+  await c.waitForMessage('interested');
+  await c.send({ type: 'unchoke' });
+  for (;;) {
+    const m = await c.nextMessage(120_000);
+    if (m.type === 'request') {
+      await c.send({ type: 'reject', index: m.index, begin: m.begin, length: m.length });
+    }
+  }
+};
+
+async function download(peers: string[], extra: string[]) {
+  const torrent = path.join(fx.dir, 't.torrent');
+  await writeFile(torrent, t.torrent);
+  const out = path.join(fx.dir, 'a.bin');
+  const r = await runCli([
+    'download',
+    torrent,
+    '-o',
+    out,
+    '--no-dht',
+    '--no-listen',
+    ...extra,
+    ...peers.flatMap((p) => ['--peer', p]),
+  ]);
+  expect(r.code, r.stderr).toBe(0);
+  expect((await readFile(out)).equals(data)).toBe(true);
+}
+
+describe('peers that look alive but never send a block', () => {
+  it('two that only send keep-alives, beside a good seeder: the download finishes', async () => {
+    const good = await startFakeSeeder({
+      infoHash: t.infoHash,
+      data,
+      pieceLength: PIECE,
+      rateLimit: 256 * 1024,
+    });
+    fx.onClose(() => good.close());
+    const a = await startHostilePeer(keepAliveOnly);
+    fx.onClose(() => a.close());
+    const b = await startHostilePeer(keepAliveOnly);
+    fx.onClose(() => b.close());
+    await download([a.hostPort, b.hostPort, `127.0.0.1:${good.port}`], ['--timeout', '45']);
+  }, 90_000);
+
+  it('one that rejects every request is not asked again and again', async () => {
+    const good = await startFakeSeeder({
+      infoHash: t.infoHash,
+      data,
+      pieceLength: PIECE,
+      rateLimit: 256 * 1024,
+    });
+    fx.onClose(() => good.close());
+    const rj = await startHostilePeer(rejecter);
+    fx.onClose(() => rj.close());
+    await download([rj.hostPort, `127.0.0.1:${good.port}`], ['--timeout', '45']);
+    const requests = rj.conns.reduce(
+      (n, c) => n + c.received.filter((m) => m.type === 'request').length,
+      0,
+    );
+    // Each of its 24 blocks at most once or twice, not once per reject.
+    expect(requests).toBeLessThan(200);
+  }, 90_000);
+
+  it('--max-peers 1: one that rejects a request gives the only slot up', async () => {
+    const good = await startFakeSeeder({ infoHash: t.infoHash, data, pieceLength: PIECE });
+    fx.onClose(() => good.close());
+    const rj = await startHostilePeer(rejecter);
+    fx.onClose(() => rj.close());
+    await download(
+      [rj.hostPort, `127.0.0.1:${good.port}`],
+      ['--max-peers', '1', '--timeout', '45'],
+    );
+  }, 90_000);
+});
