@@ -109,7 +109,6 @@ describe('RequestScheduler endgame duplicates', () => {
         peerChoking: false,
         bytesIn: 0,
         blockBytesIn: 0,
-        blockBytesIn: 0,
         request() {},
         cancel() {},
       };
@@ -190,7 +189,6 @@ describe('RequestScheduler.handOver', () => {
         bitfield,
         peerChoking: false,
         bytesIn: 0,
-        blockBytesIn: 0,
         blockBytesIn: 0,
         request() {},
         cancel(index: number, begin: number) {
