@@ -22,6 +22,7 @@ import { formatPeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { EarlyAvailability } from './early-availability.js';
 import { Framer, MAX_READ_SIZE, READ_SIZE } from '../wire/framer.js';
+import type { StreamCipher } from '../wire/mse.js';
 import {
   HANDSHAKE_LENGTH,
   RESERVED_EXTENDED,
@@ -87,6 +88,14 @@ export interface PeerOptions {
    * ignored, and only the extension protocol is used.
    */
   metadataOnly?: boolean;
+  /** An accepted socket whose MSE handshake selected RC4 (src/wire/mse.ts): every byte after it
+   * is encrypted both ways. */
+  cipher?: ConnectionCipher;
+}
+
+/** RC4 both ways; the first `plainBytes` read are decrypted already (put back by the listener). */
+export interface ConnectionCipher extends StreamCipher {
+  plainBytes: number;
 }
 
 /** Longest message accepted before the piece count is known (a bitfield of 8 M pieces). */
@@ -265,7 +274,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     socket.on('data', (chunk: Buffer) => {
       if (this.state === 'closed') return;
       try {
-        this.framer.push(chunk);
+        this.framer.push(this.opts.cipher ? this.decrypt(chunk) : chunk);
       } catch (e) {
         this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
         return;
@@ -275,6 +284,24 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     });
     this.watch(socket);
     return done;
+  }
+
+  /** Bytes read that the listener decrypted already (the cipher's `plainBytes`). */
+  private plainLeft = -1;
+
+  /** RC4 off the bytes read, past those put back decrypted by the listener. */
+  private decrypt(chunk: Buffer): Buffer {
+    if (this.plainLeft < 0) this.plainLeft = this.opts.cipher!.plainBytes;
+    const skip = Math.min(this.plainLeft, chunk.length);
+    this.plainLeft -= skip;
+    if (skip === chunk.length) return chunk;
+    const tail = this.opts.cipher!.decrypt.update(chunk.subarray(skip));
+    return skip === 0 ? tail : Buffer.concat([chunk.subarray(0, skip), tail]);
+  }
+
+  /** Everything sent goes through here: RC4-encrypted (a copy) on an encrypted connection. */
+  private sendBytes(socket: net.Socket, buf: Buffer): void {
+    socket.write(this.opts.cipher ? this.opts.cipher.encrypt.update(buf) : buf);
   }
 
   private watch(socket: net.Socket): void {
@@ -347,7 +374,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       throw new WireError('handshake carries our own peer id (a connection to ourselves)');
     }
     if (this.direction === 'in') {
-      this.socket?.write(encodeHandshake(this.opts.infoHash, this.opts.peerId, ourReserved()));
+      if (this.socket) {
+        this.sendBytes(
+          this.socket,
+          encodeHandshake(this.opts.infoHash, this.opts.peerId, ourReserved()),
+        );
+      }
     }
     this.remotePeerId = hs.peerId;
     this.fast = supports(hs.reserved, RESERVED_FAST);
@@ -699,8 +731,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         socket.uncork();
       });
     }
-    socket.write(encodePieceHeader(index, begin, data.length));
-    socket.write(data);
+    this.sendBytes(socket, encodePieceHeader(index, begin, data.length));
+    this.sendBytes(socket, data);
     this.bytesOut += data.length;
   }
 
@@ -738,7 +770,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.outgoing = [];
     this.outgoingBytes = 0;
     if (this.state !== 'open' || !this.socket) return;
-    this.socket.write(bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs, bytes));
+    this.sendBytes(this.socket, bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs, bytes));
   }
 
   /** More than MAX_WRITE_QUEUED unsent: the peer does not read, and the connection is closed. */

@@ -20,6 +20,7 @@ import { logger } from '../log.js';
 import { UsageError } from '../errors.js';
 import { PeerConnection } from '../peer/connection.js';
 import { MseResponder, sniffHandshake } from '../wire/mse.js';
+import type { ConnectionCipher } from '../peer/connection.js';
 
 const log = logger('tdl:listen');
 
@@ -129,14 +130,14 @@ export class Listener extends EventEmitter<ListenerEvents> {
     socket.on('error', () => {});
     this.opening.add(socket);
     this.open(socket).then(
-      () => {
+      (cipher) => {
         this.opening.delete(socket);
         if (socket.destroyed || !this.server) {
           socket.destroy();
           release();
           return;
         }
-        this.handshake(socket, host, port, release);
+        this.handshake(socket, host, port, release, cipher);
       },
       (e: unknown) => {
         this.opening.delete(socket);
@@ -153,18 +154,18 @@ export class Listener extends EventEmitter<ListenerEvents> {
    * initial payload and what followed it are put back). Rejects on a bad MSE exchange, a close
    * or the handshake timeout.
    */
-  private open(socket: net.Socket): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+  private open(socket: net.Socket): Promise<ConnectionCipher | null> {
+    return new Promise<ConnectionCipher | null>((resolve, reject) => {
       let head: Buffer = Buffer.alloc(0);
       let mse: MseResponder | null = null;
-      const finish = (e?: Error) => {
+      const finish = (e?: Error, cipher: ConnectionCipher | null = null) => {
         clearTimeout(timer);
         socket.off('data', onData);
         socket.off('close', onClose);
         socket.off('error', onClose);
         socket.pause();
         if (e) reject(e);
-        else resolve();
+        else resolve(cipher);
       };
       const onClose = () => finish(new Error('closed during the handshake'));
       const onData = (chunk: Buffer) => {
@@ -187,7 +188,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
           if (result) {
             socket.write(result.reply);
             const rest = Buffer.concat([result.ia, result.rest]);
-            finish();
+            // The bytes put back are decrypted already: the connection's cipher skips them.
+            finish(undefined, result.cipher && { ...result.cipher, plainBytes: rest.length });
             if (rest.length > 0) socket.unshift(rest);
           }
         } catch (e) {
@@ -205,8 +207,20 @@ export class Listener extends EventEmitter<ListenerEvents> {
     });
   }
 
-  private handshake(socket: net.Socket, host: string, port: number, release: () => void): void {
-    const conn = new PeerConnection({ ...this.conn, host, port, socket });
+  private handshake(
+    socket: net.Socket,
+    host: string,
+    port: number,
+    release: () => void,
+    cipher: ConnectionCipher | null,
+  ): void {
+    const conn = new PeerConnection({
+      ...this.conn,
+      host,
+      port,
+      socket,
+      cipher: cipher ?? undefined,
+    });
     this.handshaking.add(conn);
     const done = () => {
       this.handshaking.delete(conn);

@@ -1,6 +1,6 @@
 /**
- * Message stream encryption (MSE, also "protocol encryption"), the receiving side only, and only
- * to agree on a plaintext stream. aria2c (and others) open every connection with this handshake
+ * Message stream encryption (MSE, also "protocol encryption"), the receiving side only, to agree
+ * on a plaintext stream where the peer allows one. aria2c (and others) open every connection with this handshake
  * and, when the peer closes it, wait about a second before they try a plain BitTorrent handshake:
  * answering it saves that second on every incoming connection.
  *
@@ -13,9 +13,10 @@
  * Y = 2^X mod P (the 768-bit prime below), S the shared secret (96 bytes), SKEY the info hash,
  * HASH SHA-1, VC eight zero bytes, ENCRYPT RC4 keyed with HASH('keyA', S, SKEY) (A's bytes) or
  * HASH('keyB', S, SKEY) (B's), its first 1024 bytes of key stream discarded. We select plaintext
- * (crypto_select 1): after step 4 both sides send in the clear, and IA (the initiator's first
+ * (crypto_select 1) when offered: after step 4 both sides send in the clear, and IA (the initiator's first
  * bytes, usually its BitTorrent handshake, sent before it knew our choice) is the only part of
- * its stream that is decrypted. A peer that offers RC4 only is refused.
+ * its stream that is decrypted. A peer that offers RC4 only gets RC4: the whole connection is
+ * then encrypted both ways (PeerConnection's `cipher`).
  *
  * Pure: `MseResponder.push` takes the bytes received and returns what to send and, at the end,
  * the decrypted IA and the bytes after it; it throws WireError on anything malformed.
@@ -104,13 +105,23 @@ export class Rc4 {
   }
 }
 
+/** The two RC4 streams of a connection that selected RC4, each where the handshake left it. */
+export interface StreamCipher {
+  /** Our bytes to the peer (keyB). */
+  encrypt: Rc4;
+  /** The peer's bytes to us (keyA). */
+  decrypt: Rc4;
+}
+
 export interface MseResult {
   /** Send this (step 4). */
   reply: Buffer;
   /** The initiator's payload: its first stream bytes, decrypted. */
   ia: Buffer;
-  /** Plaintext bytes received after IA. */
+  /** Bytes received after IA, decrypted when the stream is encrypted. */
   rest: Buffer;
+  /** Null: plaintext selected. Else every later byte is RC4-encrypted both ways. */
+  cipher: StreamCipher | null;
 }
 
 export interface MseOptions {
@@ -126,8 +137,9 @@ let shared: DiffieHellman | null = null;
 
 /**
  * One key pair for every responder. Setting up a group from our own prime checks the prime,
- * about 16 ms of blocked event loop, which any stranger could make us pay per connection; a
- * shared key pair gives nothing away, since tdl only ever selects the plaintext stream.
+ * about 16 ms of blocked event loop, which any stranger could make us pay per connection. The
+ * secret still differs per connection (it takes the peer's key), and MSE only hides the
+ * protocol from traffic shaping: it was never meant to keep the contents secret.
  */
 function sharedGroup(): DiffieHellman {
   if (!shared) {
@@ -227,8 +239,8 @@ export class MseResponder {
         this.#provide = h.readUInt32BE(8);
         this.#padC = h.readUInt16BE(12);
         if (this.#padC > MSE_MAX_PAD) throw new WireError('MSE: PadC longer than 512 bytes');
-        if ((this.#provide & CRYPTO_PLAINTEXT) === 0) {
-          throw new WireError('MSE: the peer offers only encrypted streams');
+        if ((this.#provide & (CRYPTO_PLAINTEXT | CRYPTO_RC4)) === 0) {
+          throw new WireError('MSE: the peer offers neither plaintext nor RC4');
         }
         this.#buf = b.subarray(14);
         this.#phase = 'padc';
@@ -246,13 +258,19 @@ export class MseResponder {
       case 'ia': {
         if (b.length < this.#iaLength) return null;
         const ia = this.#decrypt!.update(b.subarray(0, this.#iaLength));
-        const rest = Buffer.from(b.subarray(this.#iaLength));
+        // Plaintext when offered (nothing to do per byte); RC4 when it is all the peer offers
+        // (transmission's default, "prefer encryption", offers RC4 alone on its connections).
+        const plain = (this.#provide & CRYPTO_PLAINTEXT) !== 0;
+        const raw = b.subarray(this.#iaLength);
+        const rest = plain ? Buffer.from(raw) : this.#decrypt!.update(raw);
         this.#buf = Buffer.alloc(0);
         this.#phase = 'done';
         const step4 = Buffer.alloc(14);
-        step4.writeUInt32BE(CRYPTO_PLAINTEXT, 8);
-        const reply = new Rc4(sha1('keyB', this.#secret!, this.#skey)).update(step4);
-        return { result: { reply, ia, rest } };
+        step4.writeUInt32BE(plain ? CRYPTO_PLAINTEXT : CRYPTO_RC4, 8);
+        const encrypt = new Rc4(sha1('keyB', this.#secret!, this.#skey));
+        const reply = encrypt.update(step4);
+        const cipher = plain ? null : { encrypt, decrypt: this.#decrypt! };
+        return { result: { reply, ia, rest, cipher } };
       }
       case 'done':
         return null;

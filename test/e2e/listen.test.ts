@@ -21,7 +21,9 @@ import { assertBuilt, spawnTdl, until } from '../helpers/tdl-process.js';
 import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 import { encode } from '../../src/metainfo/bencode.js';
 import { encodeHandshake, ourReserved } from '../../src/wire/handshake.js';
-import { CRYPTO_PLAINTEXT } from '../../src/wire/mse.js';
+import { CRYPTO_PLAINTEXT, CRYPTO_RC4 } from '../../src/wire/mse.js';
+import { Framer } from '../../src/wire/framer.js';
+import { encodeMessage, type Message } from '../../src/wire/messages.js';
 import { MseInitiator } from '../helpers/mse-initiator.js';
 import { freePort } from '../helpers/ports.js';
 
@@ -263,6 +265,57 @@ describe('listening', () => {
     const bad = await talk(other);
     expect(bad.closed).toBe(true);
     expect(bad.select).toBeNull();
+  });
+
+  it('a peer that offers RC4 alone (as transmission does by default) is served over RC4', async () => {
+    const { t, torrent, file } = await prepare();
+    const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', '0', '--json'], fx.onClose);
+    const port = await tdl.port();
+    const hs = encodeHandshake(t.infoHash, peerId(), ourReserved());
+    const a = new MseInitiator(t.infoHash, { provide: CRYPTO_RC4, ia: hs });
+    const s = net.connect({ host: '127.0.0.1', port });
+    fx.onClose(async () => {
+      s.destroy();
+    });
+    s.on('error', () => {});
+    let select: number | null = null;
+    let plain: Buffer = Buffer.alloc(0);
+    s.on('data', (chunk: Buffer) => {
+      if (select !== null) {
+        plain = Buffer.concat([plain, a.streams().decrypt.update(chunk)]);
+        return;
+      }
+      const r = a.push(chunk);
+      if (r.send.length > 0) s.write(r.send);
+      if (r.select !== null) {
+        select = r.select;
+        plain = a.streams().decrypt.update(r.rest);
+      }
+    });
+    s.write(a.start());
+    await until(() => plain.length >= 68 + 5, 10_000, 'the handshake');
+    expect(select).toBe(CRYPTO_RC4);
+    expect(plain.subarray(0, 20).toString('latin1')).toBe('\x13BitTorrent protocol');
+    expect(plain.subarray(28, 48)).toEqual(t.infoHash);
+    // Interested, unchoked, one block: every byte both ways through RC4.
+    const send = (m: Message) => s.write(a.streams().encrypt.update(encodeMessage(m)));
+    send({ type: 'interested' });
+    const framer = new Framer({ maxLength: 1 << 20, expectHandshake: false });
+    framer.push(plain.subarray(68));
+    plain = Buffer.alloc(0);
+    const got: Message[] = [];
+    const read = () => {
+      framer.push(plain);
+      plain = Buffer.alloc(0);
+      for (let m = framer.next(); m; m = framer.next()) {
+        got.push(m.type === 'piece' ? { ...m, block: Buffer.from(m.block) } : m);
+      }
+    };
+    await until(() => (read(), got.some((m) => m.type === 'unchoke')), 10_000, 'an unchoke');
+    send({ type: 'request', index: 1, begin: 16384, length: 16384 });
+    await until(() => (read(), got.some((m) => m.type === 'piece')), 10_000, 'the block');
+    const piece = got.find((m) => m.type === 'piece') as Extract<Message, { type: 'piece' }>;
+    expect(piece.block.equals(data.subarray(PIECE + 16384, PIECE + 32768))).toBe(true);
   });
 
   it('a peer that sends its extension handshake before have-none is kept (as libtorrent does)', async () => {

@@ -24,6 +24,7 @@ export class MseInitiator {
   #buf: Buffer = Buffer.alloc(0);
   #secret: Buffer | null = null;
   #encrypt: Rc4 | null = null;
+  #decrypt: Rc4 | null = null;
   #sent3 = false;
 
   constructor(
@@ -79,10 +80,21 @@ export class MseInitiator {
     const tail = d.update(this.#buf.subarray(at + 8, at + 14));
     const padD = tail.readUInt16BE(4);
     if (this.#buf.length < at + 14 + padD) return none;
+    d.update(this.#buf.subarray(at + 14, at + 14 + padD));
+    this.#decrypt = d;
     return {
       send,
       select: tail.readUInt32BE(0),
       rest: Buffer.from(this.#buf.subarray(at + 14 + padD)),
     };
+  }
+
+  /**
+   * Once step 4 is in, the RC4 streams where the handshake left them: to encrypt what we send
+   * and decrypt what we receive (`rest` included) when RC4 was selected.
+   */
+  streams(): { encrypt: Rc4; decrypt: Rc4 } {
+    if (!this.#encrypt || !this.#decrypt) throw new Error('MSE handshake not complete');
+    return { encrypt: this.#encrypt, decrypt: this.#decrypt };
   }
 }

@@ -116,11 +116,32 @@ describe('MseResponder', () => {
     expect(bytewise.rest.toString()).toBe('xyz');
   });
 
-  it('refuses another torrent, an RC4-only offer, and PadA over 512 bytes', () => {
+  it('an RC4-only offer gets RC4: both streams go on where the handshake left them', () => {
+    const a = new MseInitiator(infoHash, { provide: CRYPTO_RC4, ia: handshake });
+    const b = new MseResponder(infoHash);
+    const step2 = b.push(a.start()).send;
+    const r = b.push(a.push(step2).send);
+    const res = r.result!;
+    expect(res.ia).toEqual(handshake);
+    expect(res.cipher).not.toBeNull();
+    expect(a.push(Buffer.concat([r.send, res.reply])).select).toBe(CRYPTO_RC4);
+    const sa = a.streams();
+    const toB = Buffer.from('interested, then a request');
+    expect(res.cipher!.decrypt.update(sa.encrypt.update(toB))).toEqual(toB);
+    const toA = Buffer.from('unchoke, then a piece');
+    expect(sa.decrypt.update(res.cipher!.encrypt.update(toA))).toEqual(toA);
+    // Plaintext offered too: plaintext, no cipher.
+    const both = new MseInitiator(infoHash, { ia: handshake });
+    expect(exchange(both, new MseResponder(infoHash), whole).result.cipher).toBeNull();
+  });
+
+  it('refuses another torrent, an offer of neither method, and PadA over 512 bytes', () => {
     const other = new MseInitiator(Buffer.alloc(20, 8), { ia: handshake });
     expect(() => exchange(other, new MseResponder(infoHash), whole)).toThrow(/another torrent/);
-    const rc4 = new MseInitiator(infoHash, { provide: CRYPTO_RC4 });
-    expect(() => exchange(rc4, new MseResponder(infoHash), whole)).toThrow(/only encrypted/);
+    const none = new MseInitiator(infoHash, { provide: 0x04 });
+    expect(() => exchange(none, new MseResponder(infoHash), whole)).toThrow(
+      /neither plaintext nor RC4/,
+    );
     const padded = new MseInitiator(infoHash, { padA: Buffer.alloc(600) });
     expect(() => exchange(padded, new MseResponder(infoHash), whole)).toThrow(WireError);
   });
