@@ -35,24 +35,10 @@ function peerId(): Buffer {
 }
 
 /** The torrent (announcing to a tracker that knows no peer) and its complete data on disk. */
-async function prepare(): Promise<{ t: MadeTorrent; torrent: string; out: string }> {
-  const { t, torrent } = await fx.singleFile(data, PIECE);
-  const out = path.join(fx.dir, 'out');
-  await mkdir(out);
-  await writeFile(path.join(out, 'data.bin'), data);
-  return { t, torrent, out };
-}
-
-async function startSeed(
+function startSeed(
   extra: string[] = [],
 ): Promise<{ t: MadeTorrent; tdl: TdlProcess; port: number }> {
-  const { t, torrent, out } = await prepare();
-  const tdl = spawnTdl(
-    ['seed', torrent, '-o', path.join(out, 'data.bin'), '--port', '0', '--json', ...extra],
-    fx.onClose,
-  );
-  const port = await tdl.port();
-  return { t, tdl, port };
+  return fx.tdlSeed(data, PIECE, extra);
 }
 
 async function leecher(

@@ -8,7 +8,6 @@
  *
  * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
-import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FakeLeecher } from '../helpers/fake-leecher.js';
@@ -68,16 +67,7 @@ describe('rate limits (long-run averages; tolerant of a loaded machine)', () => 
   }, 90_000);
 
   it('tdl seed --max-upload-rate 1M holds the upload rate within 5 % over 10 s', async () => {
-    const { t, torrent } = await fx.singleFile(data, PIECE);
-    const out = path.join(fx.dir, 'out');
-    await mkdir(out);
-    const file = path.join(out, 'data.bin');
-    await writeFile(file, data);
-    const tdl = spawnTdl(
-      ['seed', torrent, '-o', file, '--port', '0', '--json', '--max-upload-rate', '1M'],
-      fx.onClose,
-    );
-    const port = await tdl.port();
+    const { t, port } = await fx.tdlSeed(data, PIECE, ['--max-upload-rate', '1M']);
     const l = await FakeLeecher.connect({
       port,
       infoHash: t.infoHash,

@@ -73,6 +73,24 @@ describe('a file cut short whose missing tail is zeros', () => {
     return makeTorrent({ name: 'img.bin', pieceLength: PIECE, files: { data } });
   }
 
+  /** The image's torrent, written, and its first `pieces` pieces at `img.bin` + `suffix`. */
+  async function cutImage(pieces: number, suffix = '') {
+    const t = image();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'img.bin');
+    await writeFile(out + suffix, t.data.subarray(0, pieces * PIECE));
+    return { t, torrent, out };
+  }
+
+  /** Downloads the image to `out` from a full seeder, which must end with exit 0. */
+  async function fetchImage(t: MadeTorrent, torrent: string, out: string) {
+    const s = await fx.seeder(t, PIECE);
+    const peer = ['--peer', `127.0.0.1:${s.port}`, '--no-listen', '--no-dht', '--json'];
+    const r = await runCli(['download', torrent, '-o', out, ...peer]);
+    expect(r.code, r.stderr).toBe(0);
+    return r;
+  }
+
   it('streams (-o -) a working copy cut after 8 pieces: the zero pieces past its end are fetched', async () => {
     const t = image();
     const torrent = await fx.writeTorrent(t);
@@ -93,14 +111,8 @@ describe('a file cut short whose missing tail is zeros', () => {
   }, 60_000);
 
   it('-o FILE: the pieces past a short file are missing, not present', async () => {
-    const t = image();
-    const torrent = await fx.writeTorrent(t);
-    const out = path.join(fx.dir, 'img.bin');
-    await writeFile(out, t.data.subarray(0, 8 * PIECE));
-    const s = await fx.seeder(t, PIECE);
-    const peer = ['--peer', `127.0.0.1:${s.port}`, '--no-listen', '--no-dht', '--json'];
-    const r = await runCli(['download', torrent, '-o', out, ...peer]);
-    expect(r.code, r.stderr).toBe(0);
+    const { t, torrent, out } = await cutImage(8);
+    const r = await fetchImage(t, torrent, out);
     const started = r.events.find((e) => e['event'] === 'started')!;
     expect(started['present']).toBe(8 * PIECE);
     const done = r.events.find((e) => e['event'] === 'done')!;
@@ -109,10 +121,7 @@ describe('a file cut short whose missing tail is zeros', () => {
   });
 
   it('tdl verify counts the pieces past a short file as missing, not valid', async () => {
-    const t = image();
-    const torrent = await fx.writeTorrent(t);
-    const out = path.join(fx.dir, 'img.bin');
-    await writeFile(out, t.data.subarray(0, 8 * PIECE));
+    const { torrent, out } = await cutImage(8);
     const r = await runCli(['verify', torrent, '-o', out, '--json']);
     expect(r.code).toBe(5);
     const result = r.events.find((e) => e['event'] === 'verified')!;
@@ -120,11 +129,8 @@ describe('a file cut short whose missing tail is zeros', () => {
   });
 
   it('a resume file that recorded pieces past the end of its file is not believed for them', async () => {
-    const t = image();
-    const torrent = await fx.writeTorrent(t);
-    const out = path.join(fx.dir, 'img.bin');
+    const { t, torrent, out } = await cutImage(8, '.part');
     const part = `${out}.part`;
-    await writeFile(part, t.data.subarray(0, 8 * PIECE));
     // What an earlier run wrote when it counted the zero pieces as present: every piece but 8-15,
     // with the file's own stamp, so that the file is trusted without a read.
     const st = await stat(part, { bigint: true });
@@ -139,20 +145,14 @@ describe('a file cut short whose missing tail is zeros', () => {
       have,
     });
     await writeFile(`${out}.tdl-resume`, resume);
-    const s = await fx.seeder(t, PIECE);
-    const peer = ['--peer', `127.0.0.1:${s.port}`, '--no-listen', '--no-dht', '--json'];
-    const r = await runCli(['download', torrent, '-o', out, ...peer]);
-    expect(r.code, r.stderr).toBe(0);
+    const r = await fetchImage(t, torrent, out);
     const started = r.events.find((e) => e['event'] === 'started')!;
     expect(started['present']).toBe(8 * PIECE);
     expect((await runCli(['verify', torrent, '-o', out, '-q'])).code).toBe(0);
   });
 
   it('tdl seed refuses a short file (exit 5) rather than serving zeros it does not have', async () => {
-    const t = image();
-    const torrent = await fx.writeTorrent(t);
-    const out = path.join(fx.dir, 'img.bin');
-    await writeFile(out, t.data.subarray(0, 24 * PIECE));
+    const { torrent, out } = await cutImage(24);
     const tdl = spawnTdl(['seed', torrent, '-o', out, '--port', '0', '--no-dht'], fx.onClose);
     const { code } = await exitWithin(tdl.exited, CHILD_MS, 'tdl seed');
     expect(code, tdl.stderr()).toBe(5);

@@ -9,7 +9,6 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { encodeHandshake, ourReserved } from '../../src/wire/handshake.js';
 import { runCli } from '../helpers/cli.js';
-import { startFakeSeeder } from '../helpers/fake-seeder.js';
 import { useFixture } from '../helpers/fixture.js';
 import { startHostilePeer, type HostileScript } from '../helpers/hostile-peer.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
@@ -44,6 +43,13 @@ const rejecter: HostileScript = async (c) => {
   }
 };
 
+/** A hostile peer running `script`, closed after the test. */
+async function hostile(script: HostileScript) {
+  const p = await startHostilePeer(script);
+  fx.onClose(() => p.close());
+  return p;
+}
+
 async function download(peers: string[], extra: string[]) {
   const torrent = path.join(fx.dir, 't.torrent');
   await writeFile(torrent, t.torrent);
@@ -64,30 +70,15 @@ async function download(peers: string[], extra: string[]) {
 
 describe('peers that look alive but never send a block', () => {
   it('two that only send keep-alives, beside a good seeder: the download finishes', async () => {
-    const good = await startFakeSeeder({
-      infoHash: t.infoHash,
-      data,
-      pieceLength: PIECE,
-      rateLimit: 256 * 1024,
-    });
-    fx.onClose(() => good.close());
-    const a = await startHostilePeer(keepAliveOnly);
-    fx.onClose(() => a.close());
-    const b = await startHostilePeer(keepAliveOnly);
-    fx.onClose(() => b.close());
+    const good = await fx.seeder(t, PIECE, { rateLimit: 256 * 1024 });
+    const a = await hostile(keepAliveOnly);
+    const b = await hostile(keepAliveOnly);
     await download([a.hostPort, b.hostPort, `127.0.0.1:${good.port}`], ['--timeout', '45']);
   }, 90_000);
 
   it('one that rejects every request is not asked again and again', async () => {
-    const good = await startFakeSeeder({
-      infoHash: t.infoHash,
-      data,
-      pieceLength: PIECE,
-      rateLimit: 256 * 1024,
-    });
-    fx.onClose(() => good.close());
-    const rj = await startHostilePeer(rejecter);
-    fx.onClose(() => rj.close());
+    const good = await fx.seeder(t, PIECE, { rateLimit: 256 * 1024 });
+    const rj = await hostile(rejecter);
     await download([rj.hostPort, `127.0.0.1:${good.port}`], ['--timeout', '45']);
     const requests = rj.conns.reduce(
       (n, c) => n + c.received.filter((m) => m.type === 'request').length,
@@ -98,10 +89,8 @@ describe('peers that look alive but never send a block', () => {
   }, 90_000);
 
   it('--max-peers 1: one that rejects a request gives the only slot up', async () => {
-    const good = await startFakeSeeder({ infoHash: t.infoHash, data, pieceLength: PIECE });
-    fx.onClose(() => good.close());
-    const rj = await startHostilePeer(rejecter);
-    fx.onClose(() => rj.close());
+    const good = await fx.seeder(t, PIECE);
+    const rj = await hostile(rejecter);
     await download(
       [rj.hostPort, `127.0.0.1:${good.port}`],
       ['--max-peers', '1', '--timeout', '45'],

@@ -5,12 +5,10 @@
  *
  * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
-import { mkdir, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ExtraId, FakeLeecher } from '../helpers/fake-leecher.js';
 import { useFixture } from '../helpers/fixture.js';
-import { assertBuilt, spawnTdl, until } from '../helpers/tdl-process.js';
+import { assertBuilt, until } from '../helpers/tdl-process.js';
 import { randomBytesSeeded } from '../helpers/torrent.js';
 
 const PIECE = 32768;
@@ -36,17 +34,8 @@ function answers(l: FakeLeecher, from: number, index: number, begin: number): nu
 
 describe('cancel with the fast extension', () => {
   it('a cancelled request still queued is rejected; the others get their blocks, once', async () => {
-    const { t, torrent } = await fx.singleFile(data, PIECE);
-    const out = path.join(fx.dir, 'out');
-    await mkdir(out);
-    const file = path.join(out, 'data.bin');
-    await writeFile(file, data);
     // 8 KiB/s: one block every 2 s.
-    const tdl = spawnTdl(
-      ['seed', torrent, '-o', file, '--port', '0', '--json', '--max-upload-rate', '8K'],
-      fx.onClose,
-    );
-    const port = await tdl.port();
+    const { t, tdl, port } = await fx.tdlSeed(data, PIECE, ['--max-upload-rate', '8K']);
     const l = await FakeLeecher.connect({
       port,
       infoHash: t.infoHash,

@@ -9,12 +9,10 @@
  *
  * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
-import { mkdir, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FakeLeecher } from '../helpers/fake-leecher.js';
 import { useFixture } from '../helpers/fixture.js';
-import { assertBuilt, spawnTdl, until } from '../helpers/tdl-process.js';
+import { assertBuilt, until } from '../helpers/tdl-process.js';
 import { randomBytesSeeded } from '../helpers/torrent.js';
 
 const PIECE = 32768;
@@ -44,16 +42,7 @@ function keepAsking(l: FakeLeecher, depth = 32): () => void {
 
 describe('the upload limit, shared', () => {
   it('--max-upload-rate 256K with three unchoked leechers: each gets a fair share', async () => {
-    const { t, torrent } = await fx.singleFile(data, PIECE);
-    const out = path.join(fx.dir, 'out');
-    await mkdir(out);
-    const file = path.join(out, 'data.bin');
-    await writeFile(file, data);
-    const tdl = spawnTdl(
-      ['seed', torrent, '-o', file, '--port', '0', '--json', '--max-upload-rate', '256K'],
-      fx.onClose,
-    );
-    const port = await tdl.port();
+    const { t, tdl, port } = await fx.tdlSeed(data, PIECE, ['--max-upload-rate', '256K']);
     // One after the other, so that the connection order (the service's peer order) is known.
     const ls: FakeLeecher[] = [];
     for (let i = 0; i < 3; i++) {

@@ -10,14 +10,12 @@
  *
  * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
-import { mkdir, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { encode } from '../../src/metainfo/bencode.js';
 import { LOCAL_EXTENSION_IDS, UT_METADATA } from '../../src/wire/extension.js';
 import { FakeLeecher } from '../helpers/fake-leecher.js';
 import { useFixture } from '../helpers/fixture.js';
-import { assertBuilt, spawnTdl, type TdlProcess } from '../helpers/tdl-process.js';
+import { assertBuilt, type TdlProcess } from '../helpers/tdl-process.js';
 import { randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 
 const PIECE = 32768;
@@ -40,13 +38,7 @@ function peerId(): Buffer {
 }
 
 async function startSeed(): Promise<{ t: MadeTorrent; tdl: TdlProcess; port: number }> {
-  const { t, torrent } = await fx.singleFile(data, PIECE);
-  const out = path.join(fx.dir, 'out');
-  await mkdir(out);
-  const file = path.join(out, 'data.bin');
-  await writeFile(file, data);
-  const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', '0', '--json'], fx.onClose);
-  return { t, tdl, port: await tdl.port() };
+  return fx.tdlSeed(data, PIECE);
 }
 
 async function leecher(

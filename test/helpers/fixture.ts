@@ -2,12 +2,13 @@
  * Per-test scaffolding for end-to-end tests: a temp folder, fake seeders and trackers on
  * 127.0.0.1, all closed and removed after each test however it ends.
  */
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach } from 'vitest';
 import { tempDir } from './cli.js';
 import { startFakeSeeder, type FakeSeeder, type FakeSeederOptions } from './fake-seeder.js';
 import { startHttpTracker, type FakeTracker } from './fake-tracker.js';
+import { spawnTdl, type TdlProcess } from './tdl-process.js';
 import { makeTorrent, type MadeTorrent } from './torrent.js';
 
 export interface Fixture {
@@ -27,6 +28,16 @@ export interface Fixture {
     data: Buffer,
     pieceLength: number,
   ): Promise<{ t: MadeTorrent; torrent: string; tr: FakeTracker }>;
+  /**
+   * `tdl seed` of a one-file torrent of `data` (singleFile), the file complete on disk at
+   * `<dir>/out/data.bin`, listening on a free port with `--json`, and `args` after: the
+   * torrent, the seed's process and its port once it listens.
+   */
+  tdlSeed(
+    data: Buffer,
+    pieceLength: number,
+    args?: string[],
+  ): Promise<{ t: MadeTorrent; torrent: string; file: string; tdl: TdlProcess; port: number }>;
 }
 
 export function useFixture(): Fixture {
@@ -67,6 +78,17 @@ export function useFixture(): Fixture {
       const tr = await this.tracker([]);
       const t = makeTorrent({ name: 'data.bin', pieceLength, files: { data }, announce: tr.url });
       return { t, torrent: await this.writeTorrent(t), tr };
+    },
+    async tdlSeed(data, pieceLength, args = []) {
+      const { t, torrent } = await this.singleFile(data, pieceLength);
+      const out = path.join(dir, 'out');
+      await mkdir(out, { recursive: true });
+      const file = path.join(out, 'data.bin');
+      await writeFile(file, data);
+      const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', '0', '--json', ...args], (c) =>
+        closers.push(c),
+      );
+      return { t, torrent, file, tdl, port: await tdl.port() };
     },
   };
 }
