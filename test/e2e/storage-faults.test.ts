@@ -14,7 +14,7 @@ import { encodeResume } from '../../src/storage/resume.js';
 import { Bitfield } from '../../src/wire/bitfield.js';
 import { runCli } from '../helpers/cli.js';
 import { useFixture } from '../helpers/fixture.js';
-import { assertBuilt, MAIN, spawnTdl } from '../helpers/tdl-process.js';
+import { assertBuilt, killWithTest, MAIN, spawnTdl } from '../helpers/tdl-process.js';
 import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 
 const fx = useFixture();
@@ -39,16 +39,7 @@ async function runChild(
   child.stdout.on('data', (b: Buffer) => chunks.push(b));
   child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-  fx.onClose(async () => {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-      await exited;
-    }
-  });
+  killWithTest(child, exited, fx.onClose);
   const code = await exited;
   return { code, stdout: Buffer.concat(chunks), stderr };
 }

@@ -19,7 +19,7 @@ import {
 } from '../../scripts/lib/gen-seeder.mjs';
 import { decodeResume } from '../../src/storage/resume.js';
 import { useFixture } from '../helpers/fixture.js';
-import { assertBuilt, MAIN, spawnTdl, until } from '../helpers/tdl-process.js';
+import { assertBuilt, killWithTest, MAIN, spawnTdl, until } from '../helpers/tdl-process.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
 const fx = useFixture();
@@ -70,16 +70,7 @@ function spawnChild(
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
-  fx.onClose(async () => {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-      await exited;
-    }
-  });
+  killWithTest(child, exited, fx.onClose);
   return {
     child,
     bytes: () => Buffer.concat(chunks),

@@ -8,6 +8,7 @@ import {
   parseHttpAnnounce,
   startHttpTracker,
   startUdpTracker,
+  testAnnouncer,
   type FakeTracker,
 } from '../helpers/fake-tracker.js';
 import { encode } from '../../src/metainfo/bencode.js';
@@ -40,16 +41,7 @@ async function udp_(opts: Parameters<typeof startUdpTracker>[0]): Promise<FakeTr
 }
 
 function announcer(opts: Partial<AnnouncerOptions> & { announceList: string[][] }): Announcer {
-  const a = new Announcer({
-    infoHash,
-    peerId,
-    port: 6881,
-    stats: () => ({ uploaded: 0, downloaded: 0, left: 1000 }),
-    ...opts,
-  });
-  a.on('warning', () => undefined);
-  cleanups.push(() => a.stop());
-  return a;
+  return testAnnouncer({ infoHash, peerId, ...opts }, (c) => cleanups.push(c));
 }
 
 async function closedTcpPort(): Promise<number> {

@@ -4,8 +4,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { encode } from '../../src/metainfo/bencode.js';
-import { Announcer } from '../../src/tracker/announcer.js';
-import { parseQueryBytes, startHttpTracker } from '../helpers/fake-tracker.js';
+import { parseQueryBytes, startHttpTracker, testAnnouncer } from '../helpers/fake-tracker.js';
+import { until } from '../helpers/tdl-process.js';
 
 const infoHash = Buffer.alloc(20, 0x44);
 const peerId = Buffer.from('-TD0001-trackerid000', 'latin1');
@@ -14,14 +14,6 @@ const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('tracker id', () => {
   it('is echoed in later announces, kept when a reply omits it, replaced by a new one', async () => {
@@ -48,16 +40,10 @@ describe('tracker id', () => {
       },
     });
     cleanups.push(() => tr.close());
-    const a = new Announcer({
-      announceList: [[tr.url]],
-      infoHash,
-      peerId,
-      port: 6881,
-      stats: () => ({ uploaded: 0, downloaded: 0, left: 1000 }),
-      timing: { requestMoreMinMs: 10 },
-    });
-    a.on('warning', () => undefined);
-    cleanups.push(() => a.stop());
+    const a = testAnnouncer(
+      { announceList: [[tr.url]], infoHash, peerId, timing: { requestMoreMinMs: 10 } },
+      (c) => cleanups.push(c),
+    );
     let answers = 0;
     a.on('announce', () => answers++);
     a.start();

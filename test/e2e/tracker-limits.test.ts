@@ -17,9 +17,9 @@ import {
   type AnnouncerOptions,
 } from '../../src/tracker/announcer.js';
 import type { FakeSeeder } from '../helpers/fake-seeder.js';
-import { startHttpTracker, type FakeTracker } from '../helpers/fake-tracker.js';
+import { startHttpTracker, testAnnouncer, type FakeTracker } from '../helpers/fake-tracker.js';
 import { useFixture } from '../helpers/fixture.js';
-import { assertBuilt, MAIN } from '../helpers/tdl-process.js';
+import { assertBuilt, killWithTest, MAIN } from '../helpers/tdl-process.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
 const fx = useFixture();
@@ -28,16 +28,7 @@ const peerId = Buffer.from('-TD0001-limits000000', 'latin1');
 const REPLY = encode({ interval: 1800, peers: Buffer.alloc(0) });
 
 function announcer(opts: Partial<AnnouncerOptions> & { announceList: string[][] }): Announcer {
-  const a = new Announcer({
-    infoHash,
-    peerId,
-    port: 6881,
-    stats: () => ({ uploaded: 0, downloaded: 0, left: 1000 }),
-    ...opts,
-  });
-  a.on('warning', () => undefined);
-  fx.onClose(() => a.stop());
-  return a;
+  return testAnnouncer({ infoHash, peerId, ...opts }, fx.onClose);
 }
 
 /**
@@ -248,16 +239,7 @@ function runLimited(
     if (stderr.length < 1 << 20) stderr += s;
   });
   const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
-  fx.onClose(async () => {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-    await exited;
-  });
+  killWithTest(child, exited, fx.onClose);
   return exited.then((code) => ({ code, stdout, stderr }));
 }
 

@@ -11,6 +11,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isIP } from 'node:net';
 import { encode } from '../../src/metainfo/bencode.js';
+import { Announcer, type AnnouncerOptions } from '../../src/tracker/announcer.js';
 import type { AnnounceRequest, PeerAddress } from '../../src/tracker/types.js';
 
 /** What a fake tracker decoded from an announce: the request's fields, as they arrived. */
@@ -330,4 +331,22 @@ export async function startUdpTracker(opts: UdpTrackerOptions = {}): Promise<Fak
       return new Promise<void>((resolve) => socket.close(() => resolve()));
     },
   };
+}
+
+/**
+ * An Announcer for tests: port 6881, stats of a download with 1,000 bytes left, warnings
+ * swallowed (tests read them from the events they want), stopped after the test.
+ */
+export function testAnnouncer(
+  opts: Partial<AnnouncerOptions> & Pick<AnnouncerOptions, 'announceList' | 'infoHash' | 'peerId'>,
+  onClose: (close: () => Promise<void>) => void,
+): Announcer {
+  const a = new Announcer({
+    port: 6881,
+    stats: () => ({ uploaded: 0, downloaded: 0, left: 1000 }),
+    ...opts,
+  });
+  a.on('warning', () => undefined);
+  onClose(() => a.stop());
+  return a;
 }

@@ -40,6 +40,27 @@ export function assertBuilt(): void {
   }
 }
 
+/**
+ * After the test, `child` (spawned `detached`: a process group of its own) is killed with its
+ * whole group if it still runs, and its exit awaited: no process outlives a test, however it ends.
+ */
+export function killWithTest(
+  child: ChildProcess,
+  exited: Promise<unknown>,
+  onClose: (close: () => Promise<void>) => void,
+): void {
+  onClose(async () => {
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      await exited;
+    }
+  });
+}
+
 export function spawnTdl(
   args: string[],
   onClose: (close: () => Promise<void>) => void,
@@ -82,16 +103,7 @@ export function spawnTdl(
       resolve({ code, signal });
     }),
   );
-  onClose(async () => {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-      await exited;
-    }
-  });
+  killWithTest(child, exited, onClose);
 
   const waitEvent = (name: string, timeoutMs = 20_000, match?: (e: TdlEvent) => boolean) =>
     new Promise<TdlEvent>((resolve, reject) => {

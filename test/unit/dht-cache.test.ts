@@ -99,7 +99,10 @@ describe('DHT cache file', () => {
       // The first takes the cache's id; the second, beside it, one of its own.
       expect(a.nodeId.equals(kept)).toBe(true);
       expect(b.nodeId.equals(kept)).toBe(false);
-      // The second writes nothing: the cache keeps the first one's id.
+      // The second writes nothing, though it knows a node (it would save it otherwise): the
+      // cache keeps the first one's id.
+      b.addContacts([{ host: '127.0.0.1', port: a.port }]);
+      await expect.poll(() => b.nodeCount()).toBe(1);
       await b.stop();
       expect((await loadCache(file))!.id.equals(kept)).toBe(true);
     } finally {

@@ -51,9 +51,9 @@ describe('output lock', () => {
     )();
   });
 
-  it('two runs racing for a free or a stale lock: exactly one takes it', async () => {
-    // The two separate processes' race, in one process: each step of taking the lock is a
-    // file-system call of its own, and the two interleave on the thread pool.
+  it('two takes at once in one process, of a free or a stale lock: one wins, nothing left over', async () => {
+    // One process knows its own locks (a second take sees its pid): this checks the outcome and
+    // that no temporary file stays; the race between processes is e2e/lock-race.test.ts.
     for (let trial = 0; trial < 40; trial++) {
       const root = path.join(dir, `race${trial}`);
       if (trial % 2 === 0) await writeFile(`${root}.tdl-lock`, '999999999\n');

@@ -3,11 +3,9 @@
  * and uncorked at the end of the tick, so a whole piece leaves in one write; the bytes and their
  * order (blocks, then any message sent after them in the same tick) are unchanged.
  */
-import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PeerConnection } from '../../src/peer/connection.js';
-import { Bitfield } from '../../src/wire/bitfield.js';
-import { HANDSHAKE_LENGTH, encodeHandshake, ourReserved } from '../../src/wire/handshake.js';
+import { HANDSHAKE_LENGTH } from '../../src/wire/handshake.js';
+import { openConnection } from '../helpers/open-connection.js';
 
 const infoHash = Buffer.alloc(20, 6);
 const closers: (() => void)[] = [];
@@ -17,25 +15,12 @@ afterEach(() => {
 
 describe('sendPiece batching', () => {
   it('the blocks of one tick arrive whole and in order, a have after them', async () => {
-    let received = Buffer.alloc(0);
-    const server = net.createServer((s) => {
-      s.write(encodeHandshake(infoHash, Buffer.alloc(20, 2), ourReserved()));
-      s.on('data', (d: Buffer) => (received = Buffer.concat([received, d])));
-      s.on('error', () => {});
-    });
-    closers.push(() => server.close());
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const { port } = server.address() as net.AddressInfo;
-    const conn = new PeerConnection({
-      host: '127.0.0.1',
-      port,
+    const { conn, got } = await openConnection({
       infoHash,
-      peerId: Buffer.alloc(20, 1),
+      reads: true,
       pieceCount: 4,
+      onClose: (c) => closers.push(c),
     });
-    closers.push(() => conn.close('test over'));
-    await conn.connect();
-    conn.start(new Bitfield(4));
     const blocks = Array.from({ length: 16 }, (_, i) => Buffer.alloc(16384, i));
     for (let i = 0; i < blocks.length; i++) conn.sendPiece(2, i * 16384, blocks[i]!);
     conn.have(1);
@@ -45,7 +30,8 @@ describe('sendPiece batching', () => {
     // Our handshake, have-none (both sides speak BEP 6), the blocks, the have.
     const want = HANDSHAKE_LENGTH + 5 + 16 * frame + 9;
     const end = Date.now() + 10_000;
-    while (received.length < want && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    while (got().length < want && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    const received = got();
     expect(received.length).toBe(want);
     expect([...received.subarray(HANDSHAKE_LENGTH, HANDSHAKE_LENGTH + 5)]).toEqual([
       0, 0, 0, 1, 15,

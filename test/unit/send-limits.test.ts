@@ -4,12 +4,11 @@
  * MAX_WRITE_QUEUED anything does; an honest peer's backlog of blocks is far below both. The
  * messages of one tick go to the socket in one write, in order.
  */
-import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MAX_REFUSE_QUEUED, MAX_WRITE_QUEUED, PeerConnection } from '../../src/peer/connection.js';
+import { openConnection } from '../helpers/open-connection.js';
 import { HIGH_WATER, MAX_PENDING_BYTES, MAX_QUEUE } from '../../src/swarm/upload.js';
-import { Bitfield } from '../../src/wire/bitfield.js';
-import { HANDSHAKE_LENGTH, encodeHandshake, ourReserved } from '../../src/wire/handshake.js';
+import { HANDSHAKE_LENGTH } from '../../src/wire/handshake.js';
 import { BLOCK_SIZE, REQUEST_MESSAGE_BYTES } from '../../src/wire/messages.js';
 
 const infoHash = Buffer.alloc(20, 7);
@@ -18,34 +17,10 @@ afterEach(() => {
   for (const c of closers.splice(0)) c();
 });
 
-/**
- * An open, started connection (both sides speak BEP 6) to a peer that, after its handshake,
- * reads nothing (`reads: false`) or collects what it is sent.
- */
 async function connection(reads: boolean): Promise<{ conn: PeerConnection; got: () => Buffer }> {
-  let received = Buffer.alloc(0);
-  const server = net.createServer((s) => {
-    s.write(encodeHandshake(infoHash, Buffer.alloc(20, 2), ourReserved()));
-    s.on('error', () => {});
-    if (reads) s.on('data', (d: Buffer) => (received = Buffer.concat([received, d])));
-    else s.pause();
-    closers.push(() => s.destroy());
-  });
-  closers.push(() => server.close());
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as net.AddressInfo;
-  const conn = new PeerConnection({
-    host: '127.0.0.1',
-    port,
-    infoHash,
-    peerId: Buffer.alloc(20, 1),
-    pieceCount: 64,
-  });
-  closers.push(() => conn.close('test over'));
-  await conn.connect();
-  conn.start(new Bitfield(64));
-  expect(conn.fast).toBe(true);
-  return { conn, got: () => received };
+  const opened = await openConnection({ infoHash, reads, onClose: (c) => closers.push(c) });
+  expect(opened.conn.fast).toBe(true);
+  return opened;
 }
 
 describe('send limits', () => {
