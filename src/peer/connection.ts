@@ -33,6 +33,7 @@ import {
   type Handshake,
 } from '../wire/handshake.js';
 import {
+  PIECE_HEADER_BYTES,
   REQUEST_MESSAGE_BYTES,
   encodeCancel,
   encodeExtended,
@@ -182,6 +183,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private early: EarlyAvailability | null = null;
   /** sendPiece corked the socket; it uncorks at the end of the tick. */
   private corked = false;
+  /** Bytes still to read that the listener decrypted already (the cipher's `plainBytes`). */
+  private plainLeft: number;
   /** Messages written in this tick, handed to the socket together at its end (see write). */
   private outgoing: Buffer[] = [];
   private outgoingBytes = 0;
@@ -195,6 +198,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.address = formatPeerAddress(opts);
     this.pieceCount = opts.pieceCount;
     this.metadataOnlyMode = opts.metadataOnly === true;
+    this.plainLeft = opts.cipher?.plainBytes ?? 0;
     if (this.metadataOnlyMode) this.early = new EarlyAvailability();
     this.bitfield = new Bitfield(opts.pieceCount);
     this.framer = new Framer({
@@ -286,12 +290,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     return done;
   }
 
-  /** Bytes read that the listener decrypted already (the cipher's `plainBytes`). */
-  private plainLeft = -1;
-
   /** RC4 off the bytes read, past those put back decrypted by the listener. */
   private decrypt(chunk: Buffer): Buffer {
-    if (this.plainLeft < 0) this.plainLeft = this.opts.cipher!.plainBytes;
     const skip = Math.min(this.plainLeft, chunk.length);
     this.plainLeft -= skip;
     if (skip === chunk.length) return chunk;
@@ -504,7 +504,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         return;
       }
       case 'piece':
-        this.pieceBytesIn += 13 + m.block.length;
+        this.pieceBytesIn += PIECE_HEADER_BYTES + m.block.length;
         this.emit('block', m.index, m.begin, m.block);
         return;
       case 'request':

@@ -7,14 +7,17 @@
  * arrived from another peer (with `cancel`).
  *
  * Progress is judged by bytes of block data, not whole blocks and not other messages: a peer that
- * keeps sending at 1 KiB/s is slow, not stalled; one that sends only keep-alives is silent. A peer with requests out that sends no byte for SNUB_MS is snubbed (its requests go
- * to others, its depth to the floor); one that sends nothing for STALL_MS is dropped. A request
- * times out after REQUEST_TIMEOUT_MS or three times the time the peer's queue should take at its
- * measured rate, whichever is longer.
+ * keeps sending at 1 KiB/s is slow, not stalled; one that sends only keep-alives is silent. A
+ * peer with requests out that sends no block byte for SNUB_MS is snubbed (its requests go to
+ * others, its depth to the floor); one that sends none for STALL_MS is dropped. A request times
+ * out after REQUEST_TIMEOUT_MS or three times the time the peer's queue should take at its
+ * measured rate, whichever is longer. A piece the peer rejects while it unchokes us is not asked
+ * of it for REJECT_BACKOFF_MS.
  */
 import { logger } from '../log.js';
 import type { PeerConnection } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
+import type { Bitfield } from '../wire/bitfield.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
 import {
   BLOCKS_PER_PIECE_KEY,
@@ -138,8 +141,9 @@ export class RequestScheduler {
     const depth = r.depth;
     const want = depth - r.inflight.size;
     if (want <= 0 || (r.inflight.size > 0 && want < depth >> 1)) return true;
-    let bf = choked ? allowedOnly(conn, r.allowedFast) : conn.bitfield;
-    if (r.rejectedAt.size > 0) bf = withoutRejected(bf, r.rejectedAt, Date.now());
+    // While choked, only the allowed-fast pieces; never one it rejected lately.
+    let bf = choked ? narrowed(conn.bitfield, (i) => r.allowedFast.has(i)) : conn.bitfield;
+    if (pruneRejected(r.rejectedAt, Date.now())) bf = narrowed(bf, (i) => !r.rejectedAt.has(i));
     const blocks = this.picker.pick(
       conn.address,
       bf,
@@ -394,25 +398,13 @@ export class RequestScheduler {
   }
 }
 
-/** The peer's pieces less those it rejected in the last REJECT_BACKOFF_MS (older ones forgotten). */
-function withoutRejected(
-  bf: PeerConnection['bitfield'],
-  rejectedAt: Map<number, number>,
-  now: number,
-): PeerConnection['bitfield'] {
-  for (const [i, t] of rejectedAt) if (now - t >= REJECT_BACKOFF_MS) rejectedAt.delete(i);
-  if (rejectedAt.size === 0) return bf;
-  return {
-    size: bf.size,
-    has: (i: number) => bf.has(i) && !rejectedAt.has(i),
-  } as unknown as typeof bf;
+/** `bf` narrowed to the pieces `keep` accepts (all the picker reads of a bitfield: size, has). */
+function narrowed(bf: Bitfield, keep: (i: number) => boolean): Bitfield {
+  return { size: bf.size, has: (i: number) => keep(i) && bf.has(i) } as unknown as Bitfield;
 }
 
-/** The peer's pieces limited to those it allows us while choked. */
-function allowedOnly(conn: PeerConnection, allowed: Set<number>) {
-  const bf = conn.bitfield;
-  return {
-    size: bf.size,
-    has: (i: number) => allowed.has(i) && bf.has(i),
-  } as unknown as typeof bf;
+/** Forgets rejects older than REJECT_BACKOFF_MS; false when none is left. */
+function pruneRejected(rejectedAt: Map<number, number>, now: number): boolean {
+  for (const [i, t] of rejectedAt) if (now - t >= REJECT_BACKOFF_MS) rejectedAt.delete(i);
+  return rejectedAt.size > 0;
 }

@@ -10,7 +10,7 @@
  */
 import { WireError } from '../errors.js';
 import { HANDSHAKE_LENGTH, type Handshake, decodeHandshake } from './handshake.js';
-import { type Message, decodeMessage, readU32 } from './messages.js';
+import { type Message, MessageId, decodeMessage, readU32 } from './messages.js';
 
 /** Default size of one socket read into the framer. */
 export const READ_SIZE = 64 * 1024;
@@ -45,7 +45,9 @@ export class Framer {
    */
   get partialPiece(): number {
     const avail = this.#end - this.#start;
-    if (this.#expectHandshake || avail < 5 || this.#buf[this.#start + 4] !== 7) return 0;
+    if (this.#expectHandshake || avail < 5 || this.#buf[this.#start + 4] !== MessageId.piece) {
+      return 0;
+    }
     return avail;
   }
 

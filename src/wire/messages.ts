@@ -168,6 +168,9 @@ export function encodeExtended(extId: number, payload: Buffer): Buffer {
   return buf;
 }
 
+/** Bytes of a `piece` message before its block: length prefix, id, index, begin. */
+export const PIECE_HEADER_BYTES = 13;
+
 /**
  * The 13-byte header of a `piece` message carrying `blockLength` bytes; write it followed by
  * the block itself to avoid copying the block (e.g. with socket.cork()/write()/uncork()).

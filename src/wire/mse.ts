@@ -1,8 +1,8 @@
 /**
  * Message stream encryption (MSE, also "protocol encryption"), the receiving side only, to agree
- * on a plaintext stream where the peer allows one. aria2c (and others) open every connection with this handshake
- * and, when the peer closes it, wait about a second before they try a plain BitTorrent handshake:
- * answering it saves that second on every incoming connection.
+ * on a plaintext stream where the peer allows one. aria2c (and others) open every connection
+ * with this handshake and, when the peer closes it, wait about a second before they try a plain
+ * BitTorrent handshake: answering it saves that second on every incoming connection.
  *
  *   1 A→B  Ya (96 bytes), PadA (0–512 bytes)
  *   2 B→A  Yb (96 bytes), PadB (0–512 bytes)
@@ -12,11 +12,11 @@
  *
  * Y = 2^X mod P (the 768-bit prime below), S the shared secret (96 bytes), SKEY the info hash,
  * HASH SHA-1, VC eight zero bytes, ENCRYPT RC4 keyed with HASH('keyA', S, SKEY) (A's bytes) or
- * HASH('keyB', S, SKEY) (B's), its first 1024 bytes of key stream discarded. We select plaintext
- * (crypto_select 1) when offered: after step 4 both sides send in the clear, and IA (the initiator's first
- * bytes, usually its BitTorrent handshake, sent before it knew our choice) is the only part of
- * its stream that is decrypted. A peer that offers RC4 only gets RC4: the whole connection is
- * then encrypted both ways (PeerConnection's `cipher`).
+ * HASH('keyB', S, SKEY) (B's), its first 1024 bytes of key stream discarded. We select
+ * plaintext (crypto_select 1) when offered: after step 4 both sides send in the clear, and IA
+ * (the initiator's first bytes, usually its BitTorrent handshake, sent before it knew our
+ * choice) is the only part of its stream that is decrypted. A peer that offers RC4 only gets
+ * RC4: the whole connection is then encrypted both ways (PeerConnection's `cipher`).
  *
  * Pure: `MseResponder.push` takes the bytes received and returns what to send and, at the end,
  * the decrypted IA and the bytes after it; it throws WireError on anything malformed.
