@@ -2,18 +2,11 @@
  * A .torrent the CLI writes (`tdl create -o`, `--save-torrent`): where it goes is checked before
  * any work, and it is written whole or not at all.
  */
-import {
-  accessSync,
-  constants,
-  realpathSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { accessSync, constants, realpathSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DiskError, UsageError } from '../errors.js';
+import { replaceFile } from '../storage/fs-util.js';
 
 export interface FileTarget {
   /** Where to write: an existing regular file's real path (through any links), else the path. */
@@ -63,12 +56,9 @@ export async function writeTarget(
     }
     return;
   }
-  const tmp = `${t.path}.tdl-tmp-${process.pid}`;
   try {
-    writeFileSync(tmp, bytes);
-    renameSync(tmp, t.path);
+    await replaceFile(t.path, bytes);
   } catch (e) {
-    rmSync(tmp, { force: true });
     throw writeError(t.shown, e);
   }
 }
