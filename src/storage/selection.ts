@@ -73,6 +73,18 @@ export function resolveSelection(
 }
 
 /**
+ * Whether `selected` takes every file but the padding ones (which are never selected): such a
+ * selection is none, and the torrent is complete when it is.
+ */
+export function selectsEveryFile(
+  selected: Uint8Array,
+  isPadding: (fileIndex: number) => boolean,
+): boolean {
+  for (let i = 0; i < selected.length; i++) if (!selected[i] && !isPadding(i)) return false;
+  return true;
+}
+
+/**
  * A magnet link's `so` (BEP 53) as a selection: `indexes` count from 0 over the torrent's whole
  * file list, padding files included (they are entries of that list), but a padding file is never
  * selected. Indexes past the list are returned in `beyond` (for a warning). UsageError when

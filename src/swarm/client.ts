@@ -23,7 +23,7 @@ import { ResumeWriter } from '../storage/checkpoint.js';
 import { replaceFile } from '../storage/fs-util.js';
 import { Layout } from '../storage/layout.js';
 import type { OutputPlan } from '../storage/output.js';
-import { wantedPieces } from '../storage/selection.js';
+import { selectsEveryFile, wantedPieces } from '../storage/selection.js';
 import { StreamOut, windowPieces, type ByteSink } from '../storage/stream-out.js';
 import { Announcer, requireUsableTracker } from '../tracker/announcer.js';
 import { preloadHttpClient } from '../tracker/http.js';
@@ -117,7 +117,8 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   const layout = new Layout({ starts: fileOffsets(meta) }, meta.pieceLength, meta.length);
   // A selection of every file is no selection: the torrent is then complete when it is (the
   // trackers hear `completed`, the side file is removed, attributes are applied).
-  const selected = o.selected && !selectsEveryFile(meta, o.selected) ? o.selected : null;
+  const selected =
+    o.selected && !selectsEveryFile(o.selected, (i) => isPaddingFile(meta, i)) ? o.selected : null;
   const out = await OutputFiles.open(
     meta,
     layout,
@@ -548,14 +549,6 @@ function seedUntil(
 /** A file found longer than the torrent's, which finalize() cut (the user should know). */
 function cutWarning(file: string): string {
   return `${file} was longer than the torrent's file: cut to size`;
-}
-
-/** Whether `selected` takes every file of `meta` (padding files are never selected). */
-function selectsEveryFile(meta: Metainfo, selected: Uint8Array): boolean {
-  for (let i = 0; i < selected.length; i++) {
-    if (!selected[i] && !isPaddingFile(meta, i)) return false;
-  }
-  return true;
 }
 
 /** A run that found its files complete: the selection's size, as a download's stats give it. */

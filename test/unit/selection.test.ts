@@ -11,6 +11,7 @@ import {
   resolveSelection,
   selectedBytes,
   selectionFromIndexes,
+  selectsEveryFile,
   wantedPieces,
 } from '../../src/storage/selection.js';
 import { tempDir } from '../helpers/cli.js';
@@ -25,6 +26,16 @@ const files = [
   { path: ['docs', 'deep', 'c.txt'] },
   { path: ['skip.txt'] },
 ];
+
+describe('selectsEveryFile', () => {
+  it('is true when every file but the padding ones is selected', () => {
+    const padding = (i: number) => i === 1;
+    expect(selectsEveryFile(Uint8Array.from([1, 0, 1]), padding)).toBe(true);
+    expect(selectsEveryFile(Uint8Array.from([1, 1, 1]), padding)).toBe(true);
+    expect(selectsEveryFile(Uint8Array.from([1, 0, 0]), padding)).toBe(false);
+    expect(selectsEveryFile(Uint8Array.from([0, 0, 1]), () => false)).toBe(false);
+  });
+});
 
 describe('parseRanges', () => {
   it('reads numbers and ranges', () => {
