@@ -54,6 +54,32 @@ export async function listNames(dir: string, want: ReadonlySet<string>): Promise
 }
 
 /**
+ * The first `bytes` bytes of file `p` (a header: resume file, parts file), or null when it is
+ * absent, shorter, unreadable or not a regular file (opened with OPEN_READ: never through a
+ * link, never waiting on a FIFO).
+ */
+export async function readHeader(p: string, bytes: number): Promise<Buffer | null> {
+  try {
+    const h = await fs.promises.open(p, OPEN_READ);
+    try {
+      if (!(await h.stat()).isFile()) return null;
+      const b = Buffer.alloc(bytes);
+      let done = 0;
+      while (done < bytes) {
+        const { bytesRead } = await h.read(b, done, bytes - done, done);
+        if (bytesRead <= 0) return null;
+        done += bytesRead;
+      }
+      return b;
+    } finally {
+      await h.close();
+    }
+  } catch {
+    return null;
+  }
+}
+
+/**
  * Writes `bytes` as file `p` through a new file renamed over it: whatever is at `p` (a symlink
  * above all) is replaced, never written through. The new file is made with O_EXCL and
  * O_NOFOLLOW beside it; it is removed again if the write fails.

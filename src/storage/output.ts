@@ -12,11 +12,11 @@
  * the output root; a symlink already present where a torrent-derived component would go is
  * refused, because writing through it could land outside the output.
  */
-import { open, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DiskError, MetainfoError } from '../errors.js';
 import type { FileList } from '../metainfo/torrent.js';
-import { listNames, lstatOrNull, OPEN_READ } from './fs-util.js';
+import { listNames, lstatOrNull, readHeader } from './fs-util.js';
 import { PART_SUFFIX, RESUME_SUFFIX, withSuffix } from './names.js';
 import { PARTS_SUFFIX, partsInfoHash } from './parts.js';
 import { RESUME_MAGIC } from './resume.js';
@@ -309,20 +309,8 @@ async function isOwnFolder(dir: string, t: TorrentShape): Promise<boolean> {
 
 /** The info hash recorded in a resume file's header, or null (absent, not a regular file). */
 async function resumeInfoHash(file: string): Promise<Buffer | null> {
-  try {
-    const h = await open(file, OPEN_READ);
-    try {
-      if (!(await h.stat()).isFile()) return null;
-      const b = Buffer.alloc(32);
-      const { bytesRead } = await h.read(b, 0, 32, 0);
-      if (bytesRead < 32 || !b.subarray(0, 8).equals(RESUME_MAGIC)) return null;
-      return b.subarray(12, 32);
-    } finally {
-      await h.close();
-    }
-  } catch {
-    return null;
-  }
+  const b = await readHeader(file, 32);
+  return b && b.subarray(0, 8).equals(RESUME_MAGIC) ? b.subarray(12, 32) : null;
 }
 
 /** Join checked components under root, and make sure the result is still inside root. */

@@ -24,7 +24,7 @@ import { constants } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { logger } from '../log.js';
 import { DiskError } from '../errors.js';
-import { OPEN_READ, toDiskError } from './fs-util.js';
+import { OPEN_READ, readHeader, toDiskError } from './fs-util.js';
 import type { Layout } from './layout.js';
 import type { OutputPlan } from './output.js';
 import { withSuffix } from './names.js';
@@ -265,20 +265,8 @@ export class PartsFile {
 
 /** The info hash in a parts file's header, or null (absent, unreadable, not one). */
 export async function partsInfoHash(file: string): Promise<Buffer | null> {
-  try {
-    const h = await open(file, OPEN_READ);
-    try {
-      if (!(await h.stat()).isFile()) return null;
-      const b = Buffer.alloc(FILE_HEADER);
-      if ((await readAt(h, b, 0)) < FILE_HEADER) return null;
-      if (!b.subarray(0, MAGIC.length).equals(MAGIC)) return null;
-      return b.subarray(MAGIC.length);
-    } finally {
-      await h.close();
-    }
-  } catch {
-    return null;
-  }
+  const b = await readHeader(file, FILE_HEADER);
+  return b && b.subarray(0, MAGIC.length).equals(MAGIC) ? b.subarray(MAGIC.length) : null;
 }
 
 async function readAt(h: FileHandle, buf: Buffer, pos: number): Promise<number> {
