@@ -146,6 +146,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   /** The peer chokes us / is interested in us. */
   peerChoking = true;
   peerInterested = false;
+  /** Since when the peer is not interested in us (the connection's start, or its last change). */
+  notInterestedSince = Date.now();
   /** We choke the peer / are interested in it. */
   amChoking = true;
   amInterested = false;
@@ -467,6 +469,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         const interested = m.type === 'interested';
         if (this.peerInterested !== interested) {
           this.peerInterested = interested;
+          if (!interested) this.notInterestedSince = Date.now();
           this.emit('interest', interested);
         }
         return;
@@ -556,6 +559,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         return;
       case 'interested':
       case 'not-interested':
+        if (this.peerInterested && m.type === 'not-interested')
+          this.notInterestedSince = Date.now();
         this.peerInterested = m.type === 'interested';
         return;
       case 'bitfield':

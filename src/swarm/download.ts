@@ -472,7 +472,6 @@ export class Download extends EventEmitter<DownloadEvents> {
       connectedAt: now,
       chokedSince: now,
       lastHaveAt: now,
-      notInterestedSince: now,
       tdlKey: tdlKey(conn.remotePeerId),
       listening: null,
       ext: new PeerExtensions(conn, {
@@ -531,7 +530,6 @@ export class Download extends EventEmitter<DownloadEvents> {
       else queueMicrotask(() => this.wakeAll());
     });
     conn.on('interest', () => {
-      if (!conn.peerInterested) s.notInterestedSince = Date.now();
       // A peer that wants something while a slot is free need not wait for the next round; one
       // we left unchoked when it lost interest, and whose slot went to another meanwhile, is
       // choked now rather than making one more than the slots until the next round.

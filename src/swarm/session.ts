@@ -27,8 +27,6 @@ export interface Session {
   chokedSince: number;
   /** When it last announced a piece (`have`), or connected. */
   lastHaveAt: number;
-  /** Since when the peer is not interested in us (when it connected, or last lost interest). */
-  notInterestedSince: number;
   /** The rendezvous key of a tdl peer's id (see seed-sparing.ts); null for other clients. */
   tdlKey: number | null;
   ext: PeerExtensions;
@@ -132,7 +130,7 @@ export function uselessReason(
   const conn = s.conn;
   if (s.wanted > 0 || conn.peerInterested || s.req.inflight.size > 0) return null;
   if (conn.bitfield.count === 0 && now - s.connectedAt < 10_000 && !downloadComplete) return null;
-  if (downloadComplete && now - s.notInterestedSince >= idleMs) {
+  if (downloadComplete && now - conn.notInterestedSince >= idleMs) {
     return 'not interested';
   }
   if (!conn.bitfield.isComplete()) return null;

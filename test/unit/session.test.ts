@@ -43,6 +43,7 @@ function session(f: Fake): Session {
       address: f.address ?? 'peer',
       amChoking: f.amChoking ?? true,
       peerInterested: f.peerInterested ?? false,
+      notInterestedSince: NOW - (f.idleFor ?? 0),
       bitfield,
       state: 'open',
     },
@@ -55,7 +56,6 @@ function session(f: Fake): Session {
     wanted: f.wanted ?? 0,
     connectedAt: NOW - (f.connectedAgo ?? 60_000),
     chokedSince: chokedFor > 0 ? NOW - chokedFor : 0,
-    notInterestedSince: NOW - (f.idleFor ?? 0),
   } as unknown as Session;
 }
 
