@@ -16,7 +16,7 @@ import { MAX_INCOMING_PER_ADDRESS } from '../../src/swarm/peer-pool.js';
 import { encodeHandshake } from '../../src/wire/handshake.js';
 import { FakeLeecher } from '../helpers/fake-leecher.js';
 import { useFixture } from '../helpers/fixture.js';
-import { assertBuilt, spawnTdl, until, type TdlProcess } from '../helpers/tdl-process.js';
+import { assertBuilt, spawnTdl, until } from '../helpers/tdl-process.js';
 import { randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 
 const PIECE = 32768;
@@ -35,12 +35,6 @@ function peerId(): Buffer {
 }
 
 /** The torrent (announcing to a tracker that knows no peer) and its complete data on disk. */
-function startSeed(
-  extra: string[] = [],
-): Promise<{ t: MadeTorrent; tdl: TdlProcess; port: number }> {
-  return fx.tdlSeed(data, PIECE, extra);
-}
-
 async function leecher(
   t: MadeTorrent,
   port: number,
@@ -81,7 +75,7 @@ describe.each([
   { fast: false, name: 'without the fast extension' },
 ])('hostile downloaders, $name', ({ fast }) => {
   it('10,000 requests at once: the queue is capped, the rest rejected or the peer dropped', async () => {
-    const { t, tdl, port } = await startSeed();
+    const { t, tdl, port } = await fx.tdlSeed(data, PIECE);
     const h = await leecher(t, port, { fast });
     await unchoked(h);
     const pieceCount = Math.ceil(SIZE / PIECE);
@@ -112,7 +106,7 @@ describe.each([
   });
 
   it('out-of-range index, begin and length, and a 1 MiB length: rejected or dropped', async () => {
-    const { t, tdl, port } = await startSeed();
+    const { t, tdl, port } = await fx.tdlSeed(data, PIECE);
     const h = await leecher(t, port, { fast });
     await unchoked(h);
     const pieceCount = Math.ceil(SIZE / PIECE);
@@ -139,7 +133,7 @@ describe.each([
   });
 
   it('requests while choked are refused, never served', async () => {
-    const { t, tdl, port } = await startSeed();
+    const { t, tdl, port } = await fx.tdlSeed(data, PIECE);
     const h = await leecher(t, port, { fast });
     await h.waitHandshake();
     // Not interested, so never unchoked: requests anyway.
@@ -162,7 +156,7 @@ describe.each([
   }, 40_000);
 
   it('interested, then garbage: dropped', async () => {
-    const { t, tdl, port } = await startSeed();
+    const { t, tdl, port } = await fx.tdlSeed(data, PIECE);
     const h = await leecher(t, port, { fast });
     await unchoked(h);
     h.garbage(4096, 7);
@@ -172,7 +166,7 @@ describe.each([
   });
 
   it('a peer that never reads: what tdl holds for it stays bounded', async () => {
-    const { t, tdl, port } = await startSeed();
+    const { t, tdl, port } = await fx.tdlSeed(data, PIECE);
     const h = await leecher(t, port, { fast });
     await unchoked(h);
     h.pause();
@@ -196,7 +190,7 @@ describe.each([
 
 describe('hostile connections', () => {
   it('a handshake with a wrong info hash is closed at once', async () => {
-    const { t, tdl, port } = await startSeed();
+    const { t, tdl, port } = await fx.tdlSeed(data, PIECE);
     const wrong = Buffer.from(t.infoHash);
     wrong[0]! ^= 0xff;
     const h = await FakeLeecher.connect({ port, infoHash: wrong, localAddress: HOSTILE });
@@ -208,7 +202,7 @@ describe('hostile connections', () => {
   });
 
   it('hundreds of connections from one address do not lock out the others', async () => {
-    const { t, tdl, port } = await startSeed();
+    const { t, tdl, port } = await fx.tdlSeed(data, PIECE);
     const sockets: net.Socket[] = [];
     fx.onClose(async () => {
       for (const s of sockets) s.destroy();

@@ -37,10 +37,6 @@ function peerId(): Buffer {
   return Buffer.from(`-FL0002-${String(++seq).padStart(12, '0')}`);
 }
 
-async function startSeed(): Promise<{ t: MadeTorrent; tdl: TdlProcess; port: number }> {
-  return fx.tdlSeed(data, PIECE);
-}
-
 async function leecher(
   t: MadeTorrent,
   port: number,
@@ -93,7 +89,7 @@ async function honestGetsAll(t: MadeTorrent, port: number): Promise<void> {
 
 describe('peers that ask and do not read the answers', () => {
   it('a choked fast peer that floods requests: memory stays bounded and tdl closes it', async () => {
-    const { t, tdl, port } = await startSeed();
+    const { t, tdl, port } = await fx.tdlSeed(data, PIECE);
     const h = await leecher(t, port, FLOODER);
     await h.waitHandshake();
     // Never interested, so never unchoked: every request is owed a reject.
@@ -116,7 +112,7 @@ describe('peers that ask and do not read the answers', () => {
   }, 120_000);
 
   it('a peer that floods ut_metadata requests: memory stays bounded and tdl closes it', async () => {
-    const { t, tdl, port } = await startSeed();
+    const { t, tdl, port } = await fx.tdlSeed(data, PIECE);
     const h = await leecher(t, port, FLOODER, { extended: true });
     await h.waitHandshake();
     h.sendExtendedHandshake({ m: { ut_metadata: 3 } });
