@@ -1,6 +1,7 @@
 /**
- * The initiating side of an MSE handshake, as aria2c opens its connections: tdl only answers
- * MSE (src/wire/mse.ts), so this side lives with the tests.
+ * An initiating side of the MSE handshake written apart from tdl's own (src/wire/mse-initiator.ts),
+ * for the responder's tests: it sends what tdl never does (PadC, chosen PadA bytes, any
+ * crypto_provide), and a mistake shared by both sides of tdl's code would not cancel out here.
  */
 import { createDiffieHellman } from 'node:crypto';
 import {
