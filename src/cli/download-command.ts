@@ -1,6 +1,7 @@
 import { fstatSync } from 'node:fs';
 import { rmdir } from 'node:fs/promises';
 import type { Dht } from '../dht/dht.js';
+import type { EncryptionMode } from '../peer/connection.js';
 import { UsageError } from '../errors.js';
 import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
 import { download } from '../swarm/client.js';
@@ -51,6 +52,7 @@ export interface PeerCliOptions {
   dhtBootstrap: string[];
   /** commander's `--no-web-seeds`. */
   webSeeds: boolean;
+  encryption: EncryptionMode;
 }
 
 export async function runDownload(
@@ -116,6 +118,7 @@ export async function runDownload(
         emit: json ? emit : undefined,
         warn,
         dht,
+        encryption: opts.encryption,
         // The metadata phase listens and keeps its peers for the download.
         handoff: { listen },
       },
@@ -235,6 +238,7 @@ export async function runDownload(
         uploadSlots: opts.uploadSlots,
         maxUploadRate: opts.maxUploadRate,
         maxDownloadRate: opts.maxDownloadRate,
+        encryption: opts.encryption,
         seed: seedLimits,
         seedOnly: mode === 'seed',
         onSeeding: (d) => {

@@ -111,6 +111,14 @@ function peerOptions(cmd: Command): Command {
       'download limit, like 500K or 1.5M (bytes per second)',
       parseRate,
     )
+    .addOption(
+      new Option(
+        '--encryption <mode>',
+        'allow: plain handshakes, encrypted for peers that hang up on them; prefer: encrypted first; require: RC4 only',
+      )
+        .choices(['allow', 'prefer', 'require'])
+        .default('allow'),
+    )
     .option('--no-dht', 'find no peers through the DHT (it is never used for private torrents)')
     .option('--no-web-seeds', "don't download from the torrent's web seeds (url-list)")
     .addOption(

@@ -3,6 +3,7 @@
  * is fetched from peers while a line says so ("fetching metadata from N peers").
  */
 import type { Dht } from '../dht/dht.js';
+import type { EncryptionMode } from '../peer/connection.js';
 import {
   isMagnet,
   MAX_MAGNET_PEERS,
@@ -43,6 +44,7 @@ export interface OpenOptions {
   emit?: (o: Record<string, unknown>) => void;
   warn: (message: string) => void;
   dht?: Dht | null;
+  encryption?: EncryptionMode;
   /** A download follows: keep the metadata phase's connections for it (see swarm/magnet.ts). */
   handoff?: { listen: ListenOptions | false };
 }
@@ -90,6 +92,7 @@ export async function openTorrent(
     signal: io.signal,
     onWarning: o.warn,
     dht: o.dht,
+    encryption: o.encryption,
     handoff: o.handoff,
     onProgress: (p) => {
       if (o.tty) {

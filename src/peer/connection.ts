@@ -2,6 +2,7 @@
  * One peer connection, both directions: a small state machine over a socket.
  *
  *   outgoing: connecting --(TCP up, our handshake sent)--> handshaking
+ *             (with `mse`: our handshake goes inside the MSE handshake, src/wire/mse-initiator.ts)
  *   incoming: handshaking (their handshake first; ours goes back once it names our torrent)
  *   handshaking --(valid handshake)--> open --(any failure or close())--> closed
  *
@@ -22,7 +23,8 @@ import { formatPeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { EarlyAvailability } from './early-availability.js';
 import { Framer, MAX_READ_SIZE, READ_SIZE } from '../wire/framer.js';
-import type { StreamCipher } from '../wire/mse.js';
+import { CRYPTO_PLAINTEXT, CRYPTO_RC4, type StreamCipher } from '../wire/mse.js';
+import { MseInitiator } from '../wire/mse-initiator.js';
 import {
   HANDSHAKE_LENGTH,
   RESERVED_EXTENDED,
@@ -69,6 +71,24 @@ export const MAX_WRITE_QUEUED = 16 * 1024 * 1024;
  */
 export const MAX_REFUSE_QUEUED = 8 * 1024 * 1024;
 
+/**
+ * How connections are encrypted (`--encryption`):
+ * - allow: we dial with the plain handshake, and with MSE (offering plaintext or RC4) a peer that
+ *   hung up on it; incoming peers may use either;
+ * - prefer: we dial with MSE first (offering plaintext or RC4), and plainly a peer that fails it;
+ * - require: every connection is RC4-encrypted both ways; plain handshakes are refused.
+ */
+export type EncryptionMode = 'allow' | 'prefer' | 'require';
+export const ENCRYPTION_MODES: readonly EncryptionMode[] = ['allow', 'prefer', 'require'];
+
+/** What an outgoing MSE handshake offers under a mode. */
+export function mseOffer(mode: EncryptionMode): number {
+  return mode === 'require' ? CRYPTO_RC4 : CRYPTO_PLAINTEXT | CRYPTO_RC4;
+}
+
+/** A connection's: no MSE, an MSE handshake then a plain stream, or RC4 both ways. */
+export type ConnectionEncryption = 'none' | 'handshake' | 'rc4';
+
 export interface PeerTimeouts {
   connectMs: number;
   handshakeMs: number;
@@ -92,6 +112,8 @@ export interface PeerOptions {
   /** An accepted socket whose MSE handshake selected RC4 (src/wire/mse.ts): every byte after it
    * is encrypted both ways. */
   cipher?: ConnectionCipher;
+  /** Outgoing: open with MSE, offering these methods (see mseOffer). */
+  mse?: number;
 }
 
 /** RC4 both ways; the first `plainBytes` read are decrypted already (put back by the listener). */
@@ -164,6 +186,15 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   lastReadAt = 0;
   /** Payload bytes of blocks sent to the peer. */
   bytesOut = 0;
+  /**
+   * Outgoing: the peer closed the connection (or reset it) after it was set up and before its
+   * handshake came: what a peer that requires encryption does to a plain handshake.
+   */
+  hungUpEarly = false;
+  /** Outgoing with `mse`: the MSE handshake did not complete (closed, malformed, timed out). */
+  mseFailed = false;
+  /** How the stream runs once open: plain, plain after an MSE handshake, or RC4 both ways. */
+  encryption: ConnectionEncryption = 'none';
 
   private socket: net.Socket | null = null;
   private readonly framer: Framer;
@@ -187,6 +218,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private corked = false;
   /** Bytes still to read that the listener decrypted already (the cipher's `plainBytes`). */
   private plainLeft: number;
+  /** RC4 both ways (an incoming or outgoing MSE handshake selected it), else null. */
+  private cipher: StreamCipher | null;
+  /** Outgoing with `mse`: until it completes. */
+  private mse: MseInitiator | null = null;
+  /** The socket closed or failed under us (not a close of ours). */
+  private peerEnded = false;
   /** Messages written in this tick, handed to the socket together at its end (see write). */
   private outgoing: Buffer[] = [];
   private outgoingBytes = 0;
@@ -201,6 +238,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.pieceCount = opts.pieceCount;
     this.metadataOnlyMode = opts.metadataOnly === true;
     this.plainLeft = opts.cipher?.plainBytes ?? 0;
+    this.cipher = opts.cipher ?? null;
+    if (opts.cipher) this.encryption = 'rc4';
     if (this.metadataOnlyMode) this.early = new EarlyAvailability();
     this.bitfield = new Bitfield(opts.pieceCount);
     this.framer = new Framer({
@@ -234,6 +273,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   /** Outgoing: connect and exchange handshakes. */
   connect(): Promise<void> {
+    if (this.opts.mse !== undefined) return this.connectMse(this.opts.mse);
     const done = this.opened();
     log('%s connecting', this.address);
     // Reads go straight into the framer's own buffer: no allocation per chunk.
@@ -269,6 +309,54 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     return done;
   }
 
+  /**
+   * Outgoing with MSE: our BitTorrent handshake rides in the MSE handshake (IA), so the peer's
+   * follows it at once; the stream then goes on plain or RC4, as the peer selected. Reads take
+   * the 'data' path (a copy per chunk, as for incoming peers): the direct reads of connect()
+   * land before they could be decrypted.
+   */
+  private connectMse(provide: number): Promise<void> {
+    const done = this.opened();
+    log('%s connecting (encrypted handshake)', this.address);
+    const socket = net.connect({ host: this.host, port: this.port });
+    this.socket = socket;
+    socket.setNoDelay(true);
+    this.arm(this.timeouts.connectMs, 'connect timed out');
+    socket.once('connect', () => {
+      if (this.state === 'closed') return;
+      this.state = 'handshaking';
+      this.arm(this.timeouts.handshakeMs, 'handshake timed out');
+      const hs = encodeHandshake(this.opts.infoHash, this.opts.peerId, ourReserved());
+      this.mse = new MseInitiator(this.opts.infoHash, hs, { provide });
+      socket.write(this.mse.hello());
+    });
+    socket.on('data', (chunk: Buffer) => {
+      if (this.state === 'closed') return;
+      if (!this.mse) {
+        this.take(socket, this.cipher ? this.decrypt(chunk) : chunk, chunk.length);
+        return;
+      }
+      let rest: Buffer;
+      try {
+        const { send, result } = this.mse.push(chunk);
+        if (send.length > 0) socket.write(send);
+        if (!result) return;
+        this.mse = null;
+        this.cipher = result.cipher;
+        this.encryption = result.cipher ? 'rc4' : 'handshake';
+        log('%s encrypted handshake done (%s)', this.address, this.encryption);
+        rest = result.rest;
+      } catch (e) {
+        this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
+        return;
+      }
+      // The bytes after step 4 came decrypted already.
+      this.take(socket, rest, chunk.length);
+    });
+    this.watch(socket);
+    return done;
+  }
+
   /** Incoming: read the peer's handshake from the accepted socket and answer it. */
   accept(): Promise<void> {
     const socket = this.opts.socket;
@@ -279,17 +367,22 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.arm(this.timeouts.handshakeMs, 'handshake timed out');
     socket.on('data', (chunk: Buffer) => {
       if (this.state === 'closed') return;
-      try {
-        this.framer.push(this.opts.cipher ? this.decrypt(chunk) : chunk);
-      } catch (e) {
-        this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
-        return;
-      }
-      this.onData(chunk.length);
-      if (this.state === 'open' && !this.started) socket.pause();
+      this.take(socket, this.cipher ? this.decrypt(chunk) : chunk, chunk.length);
     });
     this.watch(socket);
     return done;
+  }
+
+  /** Bytes read on the 'data' path, decrypted already (`n` of them came off the socket). */
+  private take(socket: net.Socket, bytes: Buffer, n: number): void {
+    try {
+      this.framer.push(bytes);
+    } catch (e) {
+      this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
+      return;
+    }
+    this.onData(n);
+    if (this.state === 'open' && !this.started) socket.pause();
   }
 
   /** RC4 off the bytes read, past those put back decrypted by the listener. */
@@ -297,18 +390,24 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     const skip = Math.min(this.plainLeft, chunk.length);
     this.plainLeft -= skip;
     if (skip === chunk.length) return chunk;
-    const tail = this.opts.cipher!.decrypt.update(chunk.subarray(skip));
+    const tail = this.cipher!.decrypt.update(chunk.subarray(skip));
     return skip === 0 ? tail : Buffer.concat([chunk.subarray(0, skip), tail]);
   }
 
   /** Everything sent goes through here: RC4-encrypted (a copy) on an encrypted connection. */
   private sendBytes(socket: net.Socket, buf: Buffer): void {
-    socket.write(this.opts.cipher ? this.opts.cipher.encrypt.update(buf) : buf);
+    socket.write(this.cipher ? this.cipher.encrypt.update(buf) : buf);
   }
 
   private watch(socket: net.Socket): void {
-    socket.on('error', (e) => this.close(`socket error: ${e.message}`));
-    socket.on('close', () => this.close('connection closed by peer'));
+    socket.on('error', (e) => {
+      this.peerEnded = true;
+      this.close(`socket error: ${e.message}`);
+    });
+    socket.on('close', () => {
+      this.peerEnded = true;
+      this.close('connection closed by peer');
+    });
     socket.on('drain', () => {
       if (this.state === 'open') this.emit('writable');
     });
@@ -789,6 +888,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   /** Close the connection (idempotent). Emits 'close' once with the reason. */
   close(reason: string): void {
     if (this.state === 'closed') return;
+    if (this.state === 'handshaking' && this.direction === 'out') {
+      if (this.opts.mse !== undefined) this.mseFailed = this.mse !== null;
+      else this.hungUpEarly = this.peerEnded;
+    }
     // What was written before the close still goes out, as it would unbatched.
     if (this.socket?.writable) this.flush();
     this.outgoing = [];

@@ -16,7 +16,7 @@ import type { Dht } from '../dht/dht.js';
 import { DhtPeerSource } from '../dht/peer-source.js';
 import { NoPeersError, TransferError } from '../errors.js';
 import { fileOffsets, isPaddingFile, type Metainfo } from '../metainfo/torrent.js';
-import type { PeerConnection } from '../peer/connection.js';
+import type { EncryptionMode, PeerConnection } from '../peer/connection.js';
 import { makePeerId } from '../peer/peer-id.js';
 import { startupCheck, type ProgressFn, type StartupCheck } from '../storage/check.js';
 import { ResumeWriter } from '../storage/checkpoint.js';
@@ -82,6 +82,8 @@ export interface ClientOptions {
   uploadSlots?: number;
   maxUploadRate?: number;
   maxDownloadRate?: number;
+  /** `--encryption` (default allow): our connections, and which incoming ones are accepted. */
+  encryption?: EncryptionMode;
   /** Go on seeding once complete, within these limits (`download --seed`, `seed`). */
   seed?: SeedLimits;
   /** `tdl seed`: the data must already be complete. */
@@ -294,6 +296,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       uploadSlots: o.uploadSlots,
       maxUploadRate: o.maxUploadRate,
       maxDownloadRate: o.maxDownloadRate,
+      encryption: o.encryption,
       signal: ctl.signal,
       // The stream writes verified pieces from memory when it can (else reads them back).
       tap: streamOut ? (index, data, room) => streamOut.take(index, data, room) : undefined,
@@ -422,12 +425,10 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
 /** A listener for incoming peers of this torrent, listening (closed again if it cannot). */
 async function listen(o: ClientOptions, peerId: Buffer, pieceCount: number): Promise<Listener> {
   const handshakeMs = o.timeouts?.handshakeMs ?? o.peerTimeoutMs ?? 15_000;
-  const listener = new Listener({
-    infoHash: o.meta.infoHash,
-    peerId,
-    pieceCount,
-    handshakeMs: Math.min(handshakeMs, 15_000),
-  });
+  const listener = new Listener(
+    { infoHash: o.meta.infoHash, peerId, pieceCount, handshakeMs: Math.min(handshakeMs, 15_000) },
+    o.encryption,
+  );
   try {
     await listener.listen(o.listen || {});
   } catch (e) {

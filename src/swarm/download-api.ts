@@ -4,7 +4,12 @@
  */
 import type { EventEmitter } from 'node:events';
 import type { Metainfo } from '../metainfo/torrent.js';
-import type { PeerConnection, PeerTimeouts } from '../peer/connection.js';
+import type {
+  ConnectionEncryption,
+  EncryptionMode,
+  PeerConnection,
+  PeerTimeouts,
+} from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
 import type { PeerAddress } from '../tracker/types.js';
 import type { Bitfield } from '../wire/bitfield.js';
@@ -91,6 +96,8 @@ export interface DownloadOptions {
   /** Bytes per second; 0 or absent = unlimited. */
   maxUploadRate?: number;
   maxDownloadRate?: number;
+  /** How our own connections are made (`--encryption`; default allow). */
+  encryption?: EncryptionMode;
   signal?: AbortSignal;
   random?: () => number;
   /** Reads each verified piece from memory while it goes to disk (the `-o -` stream). */
@@ -109,6 +116,8 @@ export interface PeerEvent {
   reason?: string;
   /** Where the address came from. */
   source?: PeerOrigin;
+  /** With `connected`: how the connection is encrypted (see `--encryption`). */
+  encryption?: ConnectionEncryption;
 }
 
 export interface DownloadStats {

@@ -173,6 +173,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       sequential: this.sequential,
       timeouts: opts.timeouts,
       handshakeMs: opts.timeouts?.handshakeMs ?? this.peerTimeoutMs,
+      encryption: opts.encryption,
     });
     this.pool.on('connecting', (address) => {
       const c = this.pool.candidates.get(address);
@@ -483,7 +484,12 @@ export class Download extends EventEmitter<DownloadEvents> {
     };
     this.sessions.set(conn, s);
     if (this.readLimiter) conn.limitReads(this.readLimiter);
-    this.emit('peer', { address: conn.address, status: 'connected', source: cand.origin });
+    this.emit('peer', {
+      address: conn.address,
+      status: 'connected',
+      source: cand.origin,
+      encryption: conn.encryption,
+    });
     this.upload.add(conn);
 
     if (this.sequential) {

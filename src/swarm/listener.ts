@@ -12,13 +12,14 @@
  * A connection that opens with message stream encryption (src/wire/mse.ts) instead of the plain
  * handshake is answered with a plaintext stream: aria2c starts every connection that way and, if
  * refused, waits about a second before it tries the plain handshake. The MSE exchange has a
- * handshake timeout of its own.
+ * handshake timeout of its own. Under `--encryption require` a plain handshake is closed and
+ * MSE always selects RC4.
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { logger } from '../log.js';
 import { UsageError } from '../errors.js';
-import { PeerConnection } from '../peer/connection.js';
+import { PeerConnection, type EncryptionMode } from '../peer/connection.js';
 import { MseResponder, sniffHandshake } from '../wire/mse.js';
 import type { ConnectionCipher } from '../peer/connection.js';
 
@@ -59,6 +60,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
       /** A magnet link before its metadata: connections are metadata-only (see setPieceCount). */
       metadataOnly?: boolean;
     },
+    private readonly encryption: EncryptionMode = 'allow',
   ) {
     super();
   }
@@ -175,12 +177,18 @@ export class Listener extends EventEmitter<ListenerEvents> {
             const kind = sniffHandshake(head);
             if (kind === null) return;
             if (kind === 'plain') {
+              if (this.encryption === 'require') {
+                finish(new Error('plain handshake refused (encryption required)'));
+                return;
+              }
               // Put back once our listener is off and the socket paused, or it reads them again.
               finish();
               socket.unshift(head);
               return;
             }
-            mse = new MseResponder(this.conn.infoHash);
+            mse = new MseResponder(this.conn.infoHash, {
+              rc4Only: this.encryption === 'require',
+            });
             chunk = head;
           }
           const { send, result } = mse.push(chunk);

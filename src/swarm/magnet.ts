@@ -17,6 +17,7 @@ import type { Dht } from '../dht/dht.js';
 import { DhtPeerSource } from '../dht/peer-source.js';
 import { NoPeersError } from '../errors.js';
 import type { Magnet } from '../metainfo/magnet.js';
+import type { EncryptionMode } from '../peer/connection.js';
 import { MAX_TORRENT_FILE_BYTES, parseTorrent, type Metainfo } from '../metainfo/torrent.js';
 import { Announcer, requireUsableTracker } from '../tracker/announcer.js';
 import { preloadHttpClient } from '../tracker/http.js';
@@ -41,6 +42,8 @@ export interface MagnetOptions {
   peerId: Buffer;
   timeoutMs: number;
   handshakeMs: number;
+  /** `--encryption` (default allow). */
+  encryption?: EncryptionMode;
   signal?: AbortSignal;
   /** Called about once a second while fetching, with the peers connected and those with metadata. */
   onProgress?: (p: { connected: number; withMetadata: number; known: number }) => void;
@@ -168,13 +171,16 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
   if (peers.length === 0 && !o.dht) requireUsableTracker(trackers);
   let listener: Listener | null = null;
   if (o.handoff && o.handoff.listen !== false) {
-    listener = new Listener({
-      infoHash: o.magnet.infoHash,
-      peerId: o.peerId,
-      pieceCount: 0,
-      metadataOnly: true,
-      handshakeMs: Math.min(o.handshakeMs, 15_000),
-    });
+    listener = new Listener(
+      {
+        infoHash: o.magnet.infoHash,
+        peerId: o.peerId,
+        pieceCount: 0,
+        metadataOnly: true,
+        handshakeMs: Math.min(o.handshakeMs, 15_000),
+      },
+      o.encryption,
+    );
     await listener.listen(o.handoff.listen);
   }
   let handoff: MagnetHandoff | null = null;
@@ -204,6 +210,7 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
     signal: o.signal,
     listener,
     port: listener?.port,
+    encryption: o.encryption,
   });
   if (o.onWarning) swarm.on('warning', o.onWarning);
   swarm.on('progress', () => o.onProgress?.(swarm.counts()));

@@ -17,7 +17,7 @@
 import { EventEmitter } from 'node:events';
 import { logger } from '../log.js';
 import { InterruptedError, NoPeersError } from '../errors.js';
-import type { PeerConnection } from '../peer/connection.js';
+import type { EncryptionMode, PeerConnection } from '../peer/connection.js';
 import type { Listener } from './listener.js';
 import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
@@ -60,6 +60,8 @@ export interface MetadataSwarmOptions {
   listener?: Listener | null;
   /** Our listening port, told to peers in our extension handshake. */
   port?: number;
+  /** How our own connections are made (`--encryption`). */
+  encryption?: EncryptionMode;
 }
 
 /** Where `takeOver` sends the connections. */
@@ -112,6 +114,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
       sequential: false,
       handshakeMs: opts.handshakeMs,
       metadataOnly: true,
+      encryption: opts.encryption,
     });
   }
 

@@ -7,12 +7,22 @@
  * - the first attempt has a short connect timeout, doubled on each retry;
  * - untried addresses always go before retries, and a retry waits RETRY_DELAY_MS × attempts.
  *
+ * Encryption (`--encryption`, see EncryptionMode): an address is dialled with the mode's first
+ * kind of handshake (plain under `allow`, MSE otherwise); a peer that hangs up on a plain
+ * handshake, or fails an MSE one under `prefer`, is dialled again at once with the other kind,
+ * which is kept for it. That second attempt does not count as a retry.
+ *
  * A handshaken connection is handed to the orchestrator, which takes it or closes it (no free
  * slot). The pool never decides on its own to drop a connected peer.
  */
 import { EventEmitter } from 'node:events';
 import { logger } from '../log.js';
-import { PeerConnection, type PeerTimeouts } from '../peer/connection.js';
+import {
+  PeerConnection,
+  mseOffer,
+  type EncryptionMode,
+  type PeerTimeouts,
+} from '../peer/connection.js';
 import { formatPeerAddress, type PeerAddress } from '../tracker/types.js';
 
 const log = logger('tdl:pool');
@@ -50,6 +60,8 @@ export interface Candidate {
   banned: boolean;
   /** Connecting, or connected. */
   busy: boolean;
+  /** Dialled with the other kind of handshake than the mode's first (see the header). */
+  flipped: boolean;
 }
 
 export interface PoolOptions {
@@ -64,6 +76,7 @@ export interface PoolOptions {
   metadataOnly?: boolean;
   /** Our own listening address, never dialled. */
   self?: () => PeerAddress | null;
+  encryption?: EncryptionMode;
 }
 
 export interface PoolEvents {
@@ -146,9 +159,17 @@ export class PeerPool extends EventEmitter<PoolEvents> {
     }
   }
 
-  private attempt(c: Candidate): void {
+  /** Dial with MSE (else the plain handshake)? */
+  private usesMse(c: Candidate): boolean {
+    const mode = this.opts.encryption ?? 'allow';
+    return mode === 'require' || (mode === 'prefer') !== c.flipped;
+  }
+
+  /** `again`: the same attempt with the other handshake (not announced as a new one). */
+  private attempt(c: Candidate, again = false): void {
     c.busy = true;
     c.attempts++;
+    const mse = this.usesMse(c);
     const connectMs = Math.min(
       MAX_CONNECT_TIMEOUT_MS,
       (this.opts.timeouts?.connectMs ?? FIRST_CONNECT_TIMEOUT_MS) * 2 ** (c.attempts - 1),
@@ -161,9 +182,10 @@ export class PeerPool extends EventEmitter<PoolEvents> {
       pieceCount: this.opts.pieceCount,
       timeouts: { ...this.opts.timeouts, connectMs, handshakeMs: this.opts.handshakeMs },
       metadataOnly: this.opts.metadataOnly,
+      mse: mse ? mseOffer(this.opts.encryption ?? 'allow') : undefined,
     });
     this.attempts.add(conn);
-    this.emit('connecting', c.address);
+    if (!again) this.emit('connecting', c.address);
     conn.connect().then(
       () => {
         this.attempts.delete(conn);
@@ -176,6 +198,23 @@ export class PeerPool extends EventEmitter<PoolEvents> {
       },
       (e: unknown) => {
         this.attempts.delete(conn);
+        if (
+          !this.closed &&
+          !c.flipped &&
+          this.opts.encryption !== 'require' &&
+          (mse ? conn.mseFailed : conn.hungUpEarly)
+        ) {
+          log(
+            '%s %s: trying the %s handshake',
+            c.address,
+            (e as Error).message,
+            mse ? 'plain' : 'encrypted',
+          );
+          c.flipped = true;
+          c.attempts--;
+          this.attempt(c, true);
+          return;
+        }
         this.released(c);
         if (!this.closed) this.emit('failed', c.address, (e as Error).message);
       },
@@ -282,5 +321,15 @@ function newCandidate(
   origin: PeerOrigin,
   attempts: number,
 ): Candidate {
-  return { host, port, address, origin, attempts, notBefore: 0, banned: false, busy: false };
+  return {
+    host,
+    port,
+    address,
+    origin,
+    attempts,
+    notBefore: 0,
+    banned: false,
+    busy: false,
+    flipped: false,
+  };
 }

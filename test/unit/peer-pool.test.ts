@@ -1,13 +1,17 @@
-import { describe, expect, it } from 'vitest';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { EncryptionMode } from '../../src/peer/connection.js';
 import { MAX_ATTEMPTS, PeerPool } from '../../src/swarm/peer-pool.js';
+import { sniffHandshake } from '../../src/wire/mse.js';
 
-function pool(): PeerPool {
+function pool(encryption?: EncryptionMode): PeerPool {
   return new PeerPool({
     infoHash: Buffer.alloc(20, 1),
     peerId: Buffer.alloc(20, 2),
     pieceCount: 4,
     sequential: false,
     handshakeMs: 1000,
+    encryption,
   });
 }
 
@@ -38,4 +42,50 @@ describe('PeerPool.holdListening', () => {
     expect(c.busy).toBe(false);
     expect(c.attempts).toBeLessThan(MAX_ATTEMPTS);
   });
+});
+
+describe('PeerPool: a peer that hangs up on the handshake', () => {
+  const closers: (() => void)[] = [];
+  afterEach(() => {
+    for (const c of closers.splice(0)) c();
+  });
+
+  /** A peer that reads the first bytes of each connection, notes their kind, and hangs up. */
+  async function hangUp(): Promise<{ port: number; kinds: string[] }> {
+    const kinds: string[] = [];
+    const server = net.createServer((s) => {
+      s.on('error', () => {});
+      s.once('data', (d: Buffer) => {
+        kinds.push(sniffHandshake(d) ?? 'short');
+        s.destroy();
+      });
+    });
+    closers.push(() => server.close());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return { port: (server.address() as net.AddressInfo).port, kinds };
+  }
+
+  async function firstFailure(p: PeerPool): Promise<string> {
+    closers.push(() => p.close());
+    return new Promise((resolve) => p.once('failed', (_a, reason) => resolve(reason)));
+  }
+
+  for (const [mode, kinds] of [
+    ['allow', ['plain', 'mse']],
+    ['prefer', ['mse', 'plain']],
+    ['require', ['mse']],
+  ] as const) {
+    it(`${mode}: ${kinds.join(', then ')}, as one attempt; the address keeps the last kind`, async () => {
+      const peer = await hangUp();
+      const p = pool(mode);
+      const failed = firstFailure(p);
+      p.add([{ host: '127.0.0.1', port: peer.port }], 'tracker');
+      p.fill(0, 4);
+      await failed;
+      expect(peer.kinds).toEqual(kinds);
+      const c = [...p.candidates.values()][0]!;
+      expect(c.attempts).toBe(1);
+      expect(c.flipped).toBe(mode !== 'require');
+    });
+  }
 });

@@ -1,0 +1,116 @@
+/**
+ * `--encryption` end to end: a real `tdl seed` child process on one side, the CLI in process on
+ * the other, or a fake seeder that speaks only the plain handshake. What a user checks: the
+ * bytes on disk, the exit code, and the `encryption` of the `connected` events.
+ *
+ * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
+ */
+import { readFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { encodeHandshake } from '../../src/wire/handshake.js';
+import { runCli } from '../helpers/cli.js';
+import { useFixture } from '../helpers/fixture.js';
+import { assertBuilt } from '../helpers/tdl-process.js';
+import { randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+
+const PIECE = 32768;
+const data = randomBytesSeeded(512 * 1024 + 777, 'encryption');
+
+const fx = useFixture();
+
+beforeAll(() => assertBuilt());
+
+/** `tdl download` of the torrent from the peer at `port` only; its result and the file's bytes. */
+async function fetchFrom(torrent: string, port: number, args: string[] = []) {
+  const out = path.join(fx.dir, 'got.bin');
+  const r = await runCli([
+    'download',
+    torrent,
+    '-o',
+    out,
+    '--peer',
+    `127.0.0.1:${port}`,
+    '--no-dht',
+    '--no-listen',
+    '--json',
+    '--timeout',
+    '20',
+    ...args,
+  ]);
+  const connected = r.events.filter((e) => e.event === 'peer' && e.status === 'connected');
+  const bytes = r.code === 0 ? await readFile(out) : null;
+  return { ...r, bytes, encryption: connected.map((e) => e.encryption) };
+}
+
+describe('--encryption', () => {
+  it('allow (the default): a seed that requires encryption hangs up on the plain handshake, and is dialled again with MSE', async () => {
+    const { torrent, port } = await fx.tdlSeed(data, PIECE, ['--encryption', 'require']);
+    const r = await fetchFrom(torrent, port);
+    expect(r.code).toBe(0);
+    expect(r.bytes!.equals(data)).toBe(true);
+    // The seed selects RC4 from our offer of both.
+    expect(r.encryption).toEqual(['rc4']);
+  });
+
+  it('require: RC4 both ways with a seed that would allow plaintext', async () => {
+    const { torrent, port } = await fx.tdlSeed(data, PIECE);
+    const r = await fetchFrom(torrent, port, ['--encryption', 'require']);
+    expect(r.code).toBe(0);
+    expect(r.bytes!.equals(data)).toBe(true);
+    expect(r.encryption).toEqual(['rc4']);
+  });
+
+  it('prefer: an MSE handshake, then a plain stream when the seed allows it', async () => {
+    const { torrent, port } = await fx.tdlSeed(data, PIECE);
+    const r = await fetchFrom(torrent, port, ['--encryption', 'prefer']);
+    expect(r.code).toBe(0);
+    expect(r.bytes!.equals(data)).toBe(true);
+    expect(r.encryption).toEqual(['handshake']);
+  });
+
+  it('prefer: a peer that knows no MSE is dialled again with the plain handshake', async () => {
+    const { t, torrent } = await plainSeeder();
+    const s = await fx.seeder(t, PIECE);
+    const r = await fetchFrom(torrent, s.port, ['--encryption', 'prefer']);
+    expect(r.code).toBe(0);
+    expect(r.bytes!.equals(data)).toBe(true);
+    expect(r.encryption).toEqual(['none']);
+  });
+
+  it('require: a peer that knows no MSE is not downloaded from (exit 4)', async () => {
+    const { t, torrent } = await plainSeeder();
+    const s = await fx.seeder(t, PIECE);
+    const r = await fetchFrom(torrent, s.port, ['--encryption', 'require', '--timeout', '3']);
+    expect(r.code).toBe(4);
+    expect(r.encryption).toEqual([]);
+  });
+
+  it('require: a seed closes an incoming plain handshake without a byte in answer', async () => {
+    const { t, port } = await fx.tdlSeed(data, PIECE, ['--encryption', 'require']);
+    const socket = net.connect({ host: '127.0.0.1', port });
+    fx.onClose(async () => void socket.destroy());
+    let answered = 0;
+    socket.on('data', (d: Buffer) => (answered += d.length));
+    socket.on('error', () => {});
+    socket.write(encodeHandshake(t.infoHash, Buffer.from('-FL0001-plainplain12'), Buffer.alloc(8)));
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    expect(answered).toBe(0);
+  });
+
+  it('a magnet link from a seed that requires encryption: the metadata phase dials again with MSE too', async () => {
+    const { t, port } = await fx.tdlSeed(data, PIECE, ['--encryption', 'require']);
+    const out = path.join(fx.dir, 'from-magnet.bin');
+    const magnet = `magnet:?xt=urn:btih:${t.infoHash.toString('hex')}&x.pe=127.0.0.1:${port}`;
+    const r = await runCli(['download', magnet, '-o', out, '--no-dht', '--no-listen', '--json']);
+    expect(r.code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+  });
+});
+
+/** The test's torrent, for a fake seeder (it speaks the plain handshake only). */
+async function plainSeeder(): Promise<{ t: MadeTorrent; torrent: string }> {
+  const { t, torrent } = await fx.singleFile(data, PIECE);
+  return { t, torrent };
+}
