@@ -25,6 +25,9 @@ Run with Debian's /usr/bin/python3 (the python3-libtorrent module belongs to it)
       SYNs are dropped (not refused). Prints "PORTS p1,p2,..." and waits until killed.
 
 Every wait is bounded; errors go to stderr with a non-zero exit code.
+
+With LT_TOOL_ENCRYPTION=forced in the environment, every session requires encryption both ways
+(in_enc_policy and out_enc_policy forced, RC4 only): plain handshakes are refused.
 """
 
 import json
@@ -52,7 +55,7 @@ def log(msg):
 
 
 def session_settings(port):
-    return {
+    settings = {
         "listen_interfaces": "127.0.0.1:%d" % port,
         "outgoing_interfaces": "",
         "enable_dht": False,
@@ -70,6 +73,12 @@ def session_settings(port):
         | lt.alert.category_t.status_notification
         | lt.alert.category_t.tracker_notification,
     }
+    if os.environ.get("LT_TOOL_ENCRYPTION") == "forced":
+        settings["in_enc_policy"] = int(lt.enc_policy.forced)
+        settings["out_enc_policy"] = int(lt.enc_policy.forced)
+        settings["allowed_enc_level"] = int(lt.enc_level.rc4)
+        settings["prefer_rc4"] = True
+    return settings
 
 
 def create(source, out, piece_length, trackers_json):

@@ -151,8 +151,9 @@ export function waitForSeeders(
 /**
  * Seed with python libtorrent (TCP only, no DHT/LSD/UPnP). Resolves once the data is checked and
  * the tracker answered the seeder's announce.
- * @param {{ torrent: string, dataDir: string, rateLimit?: number, timeoutMs?: number }} opts
- *   dataDir holds the payload root (the folder makePayload wrote into); rateLimit in bytes/s
+ * @param {{ torrent: string, dataDir: string, rateLimit?: number, timeoutMs?: number, requireEncryption?: boolean }} opts
+ *   dataDir holds the payload root (the folder makePayload wrote into); rateLimit in bytes/s;
+ *   requireEncryption: libtorrent requires encryption both ways (RC4 only)
  * @returns {Promise<Seeder>}
  */
 export function startLibtorrentSeeder({
@@ -160,11 +161,13 @@ export function startLibtorrentSeeder({
   dataDir,
   rateLimit,
   timeoutMs,
+  requireEncryption,
 }: {
   torrent: string;
   dataDir: string;
   rateLimit?: number;
   timeoutMs?: number;
+  requireEncryption?: boolean;
 }): Promise<Seeder>;
 /**
  * Seed with aria2c. Resolves once it listens (it has checked the data by then); wait for the
@@ -187,17 +190,20 @@ export function startAria2Seeder({
 /**
  * Seed with transmission-daemon (best effort: it serves slowly on loopback). Resolves once
  * transmission-remote reports the torrent verified at 100 %.
- * @param {{ torrent: string, dataDir: string, timeoutMs?: number }} opts
+ * @param {{ torrent: string, dataDir: string, timeoutMs?: number, requireEncryption?: boolean }} opts
+ *   requireEncryption: `-er` (plain handshakes refused) instead of `-et`
  * @returns {Promise<Seeder>}
  */
 export function startTransmissionSeeder({
   torrent,
   dataDir,
   timeoutMs,
+  requireEncryption,
 }: {
   torrent: string;
   dataDir: string;
   timeoutMs?: number;
+  requireEncryption?: boolean;
 }): Promise<Seeder>;
 /**
  * @typedef {object} MeasuredRun
@@ -247,14 +253,18 @@ export function bytesOnDisk(root: string): Promise<number>;
  */
 /**
  * Download with libtorrent's own downloader (TCP only). `series` holds its verified bytes over time.
- * @param {DownloadOpts} opts
+ * @param {DownloadOpts & { requireEncryption?: boolean }} opts
+ *   requireEncryption: libtorrent requires encryption both ways (RC4 only)
  * @returns {Promise<MeasuredRun>}
  */
 export function libtorrentDownload({
   torrent,
   outDir,
   timeoutMs,
-}: DownloadOpts): Promise<MeasuredRun>;
+  requireEncryption,
+}: DownloadOpts & {
+  requireEncryption?: boolean;
+}): Promise<MeasuredRun>;
 /**
  * Download with aria2c (leaves as soon as it is done: --seed-time=0). `series` holds the bytes
  * written to disk over time.

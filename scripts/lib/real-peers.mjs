@@ -717,8 +717,9 @@ export async function waitForSeeders(trackerUrl, infoHashHex, count, timeoutMs =
 /**
  * Seed with python libtorrent (TCP only, no DHT/LSD/UPnP). Resolves once the data is checked and
  * the tracker answered the seeder's announce.
- * @param {{ torrent: string, dataDir: string, rateLimit?: number, timeoutMs?: number }} opts
- *   dataDir holds the payload root (the folder makePayload wrote into); rateLimit in bytes/s
+ * @param {{ torrent: string, dataDir: string, rateLimit?: number, timeoutMs?: number, requireEncryption?: boolean }} opts
+ *   dataDir holds the payload root (the folder makePayload wrote into); rateLimit in bytes/s;
+ *   requireEncryption: libtorrent requires encryption both ways (RC4 only)
  * @returns {Promise<Seeder>}
  */
 export async function startLibtorrentSeeder({
@@ -726,6 +727,7 @@ export async function startLibtorrentSeeder({
   dataDir,
   rateLimit = 0,
   timeoutMs = START_TIMEOUT_MS,
+  requireEncryption = false,
 }) {
   const port = await freePort();
   let ready = false;
@@ -735,6 +737,7 @@ export async function startLibtorrentSeeder({
     [LT_TOOL, 'seed', torrent, dataDir, String(port), String(Math.max(0, Math.floor(rateLimit)))],
     {
       guard: true,
+      env: requireEncryption ? { ...process.env, LT_TOOL_ENCRYPTION: 'forced' } : undefined,
       onStdoutLine: (line) => {
         if (line.startsWith('READY')) ready = true;
       },
@@ -811,13 +814,15 @@ export async function startAria2Seeder({
 /**
  * Seed with transmission-daemon (best effort: it serves slowly on loopback). Resolves once
  * transmission-remote reports the torrent verified at 100 %.
- * @param {{ torrent: string, dataDir: string, timeoutMs?: number }} opts
+ * @param {{ torrent: string, dataDir: string, timeoutMs?: number, requireEncryption?: boolean }} opts
+ *   requireEncryption: `-er` (plain handshakes refused) instead of `-et`
  * @returns {Promise<Seeder>}
  */
 export async function startTransmissionSeeder({
   torrent,
   dataDir,
   timeoutMs = 2 * START_TIMEOUT_MS,
+  requireEncryption = false,
 }) {
   const daemon = findExecutable('transmission-daemon');
   const remote = findExecutable('transmission-remote');
@@ -850,7 +855,7 @@ export async function startTransmissionSeeder({
       '127.0.0.1',
       '-r',
       '127.0.0.1',
-      '-et',
+      requireEncryption ? '-er' : '-et',
     ],
     // Killed at once, it would leave its /tmp/tr_session_id_* file behind (SIGTERM removes it).
     { guard: true, stopGraceMs: STOP_GRACE_MS },
@@ -1025,10 +1030,16 @@ function checkExit(name, run) {
 
 /**
  * Download with libtorrent's own downloader (TCP only). `series` holds its verified bytes over time.
- * @param {DownloadOpts} opts
+ * @param {DownloadOpts & { requireEncryption?: boolean }} opts
+ *   requireEncryption: libtorrent requires encryption both ways (RC4 only)
  * @returns {Promise<MeasuredRun>}
  */
-export async function libtorrentDownload({ torrent, outDir, timeoutMs = 10 * 60_000 }) {
+export async function libtorrentDownload({
+  torrent,
+  outDir,
+  timeoutMs = 10 * 60_000,
+  requireEncryption = false,
+}) {
   const port = await freePort();
   /** @type {{ t: number, bytes: number }[]} */
   const progress = [];
@@ -1038,6 +1049,7 @@ export async function libtorrentDownload({ torrent, outDir, timeoutMs = 10 * 60_
     {
       name: 'libtorrent download',
       timeoutMs: timeoutMs + 5_000,
+      env: requireEncryption ? { ...process.env, LT_TOOL_ENCRYPTION: 'forced' } : undefined,
       onStdoutLine: (line, tMs) => {
         const m = /^PROGRESS (\d+)$/.exec(line);
         if (m) progress.push({ t: tMs, bytes: Number(m[1]) });
