@@ -79,7 +79,6 @@ export const MAX_REFUSE_QUEUED = 8 * 1024 * 1024;
  * - require: every connection is RC4-encrypted both ways; plain handshakes are refused.
  */
 export type EncryptionMode = 'allow' | 'prefer' | 'require';
-export const ENCRYPTION_MODES: readonly EncryptionMode[] = ['allow', 'prefer', 'require'];
 
 /** What an outgoing MSE handshake offers under a mode. */
 export function mseOffer(mode: EncryptionMode): number {
@@ -208,6 +207,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   /** The size of the next socket read (see MAX_READ_SIZE), and the size of the last offered. */
   private readSize = READ_SIZE;
   private offered = 0;
+  private offeredBuffer: Buffer | null = null;
   private unlimit: (() => void) | null = null;
   /** The torrent's pieces; 0 and metadataOnly until a magnet's metadata is known (adopt). */
   private pieceCount: number;
@@ -271,11 +271,15 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     });
   }
 
-  /** Outgoing: connect and exchange handshakes. */
+  /**
+   * Outgoing: connect and exchange handshakes. With `mse`, our BitTorrent handshake rides in the
+   * MSE handshake (IA), so the peer's follows it at once; the stream then goes on plain or RC4,
+   * as the peer selected (RC4 is taken off in place, in the framer's buffer).
+   */
   connect(): Promise<void> {
-    if (this.opts.mse !== undefined) return this.connectMse(this.opts.mse);
     const done = this.opened();
-    log('%s connecting', this.address);
+    const provide = this.opts.mse;
+    log('%s connecting%s', this.address, provide === undefined ? '' : ' (encrypted handshake)');
     // Reads go straight into the framer's own buffer: no allocation per chunk.
     const socket = net.connect({
       host: this.host,
@@ -284,12 +288,17 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         buffer: () => this.readBuffer(),
         callback: (n: number) => {
           if (this.state === 'closed') return false;
-          // A read that filled what was offered: the peer sends fast, read more at once.
-          if (n === this.offered && this.state === 'open' && this.readSize < MAX_READ_SIZE) {
-            this.readSize *= 2;
+          if (this.mse) {
+            this.onMseBytes(socket, n);
+          } else {
+            // A read that filled what was offered: the peer sends fast, read more at once.
+            if (n === this.offered && this.state === 'open' && this.readSize < MAX_READ_SIZE) {
+              this.readSize *= 2;
+            }
+            if (this.cipher) this.cipher.decrypt.updateInPlace(this.offeredBuffer!.subarray(0, n));
+            this.framer.commit(n);
+            this.onData(n);
           }
-          this.framer.commit(n);
-          this.onData(n);
           // Once open, read no further until start(): what came with the handshake waits in
           // the framer, and a flood cannot fill it before the owner is listening.
           return this.started || this.state !== 'open';
@@ -303,58 +312,39 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       if (this.state === 'closed') return;
       this.state = 'handshaking';
       this.arm(this.timeouts.handshakeMs, 'handshake timed out');
-      socket.write(encodeHandshake(this.opts.infoHash, this.opts.peerId, ourReserved()));
+      const hs = encodeHandshake(this.opts.infoHash, this.opts.peerId, ourReserved());
+      if (provide === undefined) {
+        socket.write(hs);
+        return;
+      }
+      this.mse = new MseInitiator(this.opts.infoHash, hs, { provide });
+      socket.write(this.mse.hello());
     });
     this.watch(socket);
     return done;
   }
 
-  /**
-   * Outgoing with MSE: our BitTorrent handshake rides in the MSE handshake (IA), so the peer's
-   * follows it at once; the stream then goes on plain or RC4, as the peer selected. Reads take
-   * the 'data' path (a copy per chunk, as for incoming peers): the direct reads of connect()
-   * land before they could be decrypted.
-   */
-  private connectMse(provide: number): Promise<void> {
-    const done = this.opened();
-    log('%s connecting (encrypted handshake)', this.address);
-    const socket = net.connect({ host: this.host, port: this.port });
-    this.socket = socket;
-    socket.setNoDelay(true);
-    this.arm(this.timeouts.connectMs, 'connect timed out');
-    socket.once('connect', () => {
-      if (this.state === 'closed') return;
-      this.state = 'handshaking';
-      this.arm(this.timeouts.handshakeMs, 'handshake timed out');
-      const hs = encodeHandshake(this.opts.infoHash, this.opts.peerId, ourReserved());
-      this.mse = new MseInitiator(this.opts.infoHash, hs, { provide });
-      socket.write(this.mse.hello());
-    });
-    socket.on('data', (chunk: Buffer) => {
-      if (this.state === 'closed') return;
-      if (!this.mse) {
-        this.take(socket, this.cipher ? this.decrypt(chunk) : chunk, chunk.length);
-        return;
-      }
-      let rest: Buffer;
-      try {
-        const { send, result } = this.mse.push(chunk);
-        if (send.length > 0) socket.write(send);
-        if (!result) return;
-        this.mse = null;
-        this.cipher = result.cipher;
-        this.encryption = result.cipher ? 'rc4' : 'handshake';
-        log('%s encrypted handshake done (%s)', this.address, this.encryption);
-        rest = result.rest;
-      } catch (e) {
-        this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
-        return;
-      }
-      // The bytes after step 4 came decrypted already.
-      this.take(socket, rest, chunk.length);
-    });
-    this.watch(socket);
-    return done;
+  /** `n` bytes of the MSE exchange read; what follows the exchange goes to the framer. */
+  private onMseBytes(socket: net.Socket, n: number): void {
+    let rest: Buffer;
+    try {
+      // The read went where readBuffer() last said: scratch, or the framer's free space when
+      // that was offered before the MSE exchange began (it is not committed there).
+      const { send, result } = this.mse!.push(Buffer.from(this.offeredBuffer!.subarray(0, n)));
+      if (send.length > 0) socket.write(send);
+      if (!result) return;
+      this.mse = null;
+      this.cipher = result.cipher;
+      this.encryption = result.cipher ? 'rc4' : 'handshake';
+      log('%s encrypted handshake done (%s)', this.address, this.encryption);
+      rest = result.rest;
+      // Decrypted already, when RC4 was selected.
+      if (rest.length > 0) this.framer.push(rest);
+    } catch (e) {
+      this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
+      return;
+    }
+    this.onData(n);
   }
 
   /** Incoming: read the peer's handshake from the accepted socket and answer it. */
@@ -367,22 +357,17 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.arm(this.timeouts.handshakeMs, 'handshake timed out');
     socket.on('data', (chunk: Buffer) => {
       if (this.state === 'closed') return;
-      this.take(socket, this.cipher ? this.decrypt(chunk) : chunk, chunk.length);
+      try {
+        this.framer.push(this.cipher ? this.decrypt(chunk) : chunk);
+      } catch (e) {
+        this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
+        return;
+      }
+      this.onData(chunk.length);
+      if (this.state === 'open' && !this.started) socket.pause();
     });
     this.watch(socket);
     return done;
-  }
-
-  /** Bytes read on the 'data' path, decrypted already (`n` of them came off the socket). */
-  private take(socket: net.Socket, bytes: Buffer, n: number): void {
-    try {
-      this.framer.push(bytes);
-    } catch (e) {
-      this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
-      return;
-    }
-    this.onData(n);
-    if (this.state === 'open' && !this.started) socket.pause();
   }
 
   /** RC4 off the bytes read, past those put back decrypted by the listener. */
@@ -414,12 +399,13 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   }
 
   /**
-   * Where the next socket read goes: the framer's free space, or scratch once closed. Until the
-   * handshake is in, reads take only its remaining bytes, so that what the peer sends after it
-   * stays in the socket until start() (reading pauses in between) rather than filling the framer.
+   * Where the next socket read goes (also kept in `offeredBuffer`): the framer's free space, or
+   * scratch once closed or during an MSE exchange (onMseBytes copies it out). Until the handshake is in, reads take only its
+   * remaining bytes, so that what the peer sends after it stays in the socket until start()
+   * (reading pauses in between) rather than filling the framer.
    */
   private readBuffer(): Buffer {
-    if (this.state !== 'closed') {
+    if (this.state !== 'closed' && !this.mse) {
       try {
         const free = this.framer.writable(this.readSize);
         const b =
@@ -427,12 +413,14 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
             ? free
             : free.subarray(0, Math.max(1, HANDSHAKE_LENGTH - this.framer.buffered));
         this.offered = b.length;
+        this.offeredBuffer = b;
         return b;
       } catch (e) {
         this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
       }
     }
-    return (scratch ??= Buffer.allocUnsafe(READ_SIZE));
+    this.offeredBuffer = scratch ??= Buffer.allocUnsafe(READ_SIZE);
+    return this.offeredBuffer;
   }
 
   /** Count this connection's reads against a shared limit, which pauses it while in debt. */
@@ -922,7 +910,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   }
 }
 
-/** Reads that arrive after a connection closed land here and are ignored. */
+/** Reads that arrive after a connection closed land here and are ignored; MSE bytes too. */
 let scratch: Buffer | undefined;
 
 function printableId(id: Buffer): string {

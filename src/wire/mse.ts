@@ -89,9 +89,17 @@ export class Rc4 {
 
   /** XORs the key stream into a copy of `data` (encrypts or decrypts). */
   update(data: Buffer): Buffer {
+    return this.#xor(data, Buffer.allocUnsafe(data.length));
+  }
+
+  /** XORs the key stream into `data` itself. */
+  updateInPlace(data: Buffer): void {
+    this.#xor(data, data);
+  }
+
+  #xor(data: Buffer, out: Buffer): Buffer {
     const s = this.#s;
     const n = data.length;
-    const out = Buffer.allocUnsafe(n);
     let i = this.#i;
     let j = this.#j;
     // s[i] and s[j] read once each (a third faster than reading them again after the swap).
