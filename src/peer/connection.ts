@@ -790,11 +790,18 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
    */
   reject(index: number, begin: number, length: number): void {
     if (!this.fast || this.state !== 'open') return;
-    if (this.writeQueued > MAX_REFUSE_QUEUED) {
-      this.close('floods requests and does not read the answers');
-      return;
-    }
+    if (this.closedForFlooding()) return;
     this.write(encodeReject(index, begin, length));
+  }
+
+  /**
+   * Before a refusal (a `reject`, or ut_metadata's): closes the connection and returns true when
+   * the socket holds more than MAX_REFUSE_QUEUED unsent.
+   */
+  closedForFlooding(): boolean {
+    if (this.writeQueued <= MAX_REFUSE_QUEUED) return false;
+    this.close('floods requests and does not read the answers');
+    return true;
   }
 
   allowedFast(index: number): void {

@@ -68,7 +68,10 @@ export class PeerExtensions {
       if (m.type !== 'request') return;
       const id = this.handshake ? peerExtensionId(this.handshake, UT_METADATA) : undefined;
       if (id === undefined) return;
-      this.conn.sendExtended(id, encodeUtMetadata(this.metadata.answer(this.opts.info, m.piece)));
+      const answer = this.metadata.answer(this.opts.info, m.piece);
+      // A refusal is bounded like a `reject`: one that the peer does not read closes it.
+      if (answer.type === 'reject' && this.conn.closedForFlooding()) return;
+      this.conn.sendExtended(id, encodeUtMetadata(answer));
       return;
     }
     if (extId === LOCAL_EXTENSION_IDS[UT_PEX]) {

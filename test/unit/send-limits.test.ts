@@ -8,7 +8,14 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MAX_REFUSE_QUEUED, MAX_WRITE_QUEUED, PeerConnection } from '../../src/peer/connection.js';
 import { openConnection } from '../helpers/open-connection.js';
 import { HIGH_WATER, MAX_PENDING_BYTES, MAX_QUEUE } from '../../src/swarm/upload.js';
+import { PeerExtensions } from '../../src/swarm/extensions.js';
+import {
+  LOCAL_EXTENSION_IDS,
+  UT_METADATA,
+  encodeExtendedHandshake,
+} from '../../src/wire/extension.js';
 import { HANDSHAKE_LENGTH } from '../../src/wire/handshake.js';
+import { encodeUtMetadata } from '../../src/wire/ut-metadata.js';
 import { BLOCK_SIZE, REQUEST_MESSAGE_BYTES } from '../../src/wire/messages.js';
 
 const infoHash = Buffer.alloc(20, 7);
@@ -54,6 +61,27 @@ describe('send limits', () => {
     expect(conn.closeReason).toMatch(/floods requests/);
     expect(sent * 17).toBeGreaterThan(MAX_REFUSE_QUEUED);
     expect(sent * 17).toBeLessThan(MAX_REFUSE_QUEUED + 1024 * 1024);
+  });
+
+  it('ut_metadata refusals to a peer that does not read: closed past MAX_REFUSE_QUEUED too', async () => {
+    const { conn } = await connection(false);
+    expect(conn.extended).toBe(true);
+    // No metadata to serve: every request is refused.
+    const ext = new PeerExtensions(conn, {
+      info: null,
+      privateTorrent: false,
+      onPeers: () => {},
+      own: () => [],
+    });
+    ext.onMessage(0, encodeExtendedHandshake({ m: new Map([[UT_METADATA, 3]]) }));
+    const request = encodeUtMetadata({ type: 'request', piece: 0 });
+    let asked = 0;
+    for (; asked < MAX_WRITE_QUEUED / 20 && conn.state === 'open'; asked++) {
+      ext.onMessage(LOCAL_EXTENSION_IDS[UT_METADATA], request);
+    }
+    expect(conn.state).toBe('closed');
+    expect(conn.closeReason).toMatch(/floods requests/);
+    expect(conn.writeQueued).toBeLessThan(MAX_REFUSE_QUEUED + 1024 * 1024);
   });
 
   it('anything else to a peer that does not read: closed past MAX_WRITE_QUEUED', async () => {
