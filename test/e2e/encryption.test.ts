@@ -99,6 +99,13 @@ describe('--encryption', () => {
     expect(answered).toBe(0);
   });
 
+  it('an unknown mode is a usage error (exit 2) naming the choices', async () => {
+    const { torrent } = await plainSeeder();
+    const r = await runCli(['download', torrent, '--encryption', 'maybe', '--no-dht']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('Allowed choices are allow, prefer, require');
+  });
+
   it('a magnet link from a seed that requires encryption: the metadata phase dials again with MSE too', async () => {
     const { t, port } = await fx.tdlSeed(data, PIECE, ['--encryption', 'require']);
     const out = path.join(fx.dir, 'from-magnet.bin');
