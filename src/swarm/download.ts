@@ -44,7 +44,7 @@ import type {
   PeerHandoff,
   PeerSource,
 } from './download-api.js';
-import { PeerExtensions } from './extensions.js';
+import { PeerExtensions, pexFlags } from './extensions.js';
 import { dataBytesOf, piecePadding, type PiecePadding } from './padding.js';
 import { PeerPool, type Candidate, type PeerOrigin } from './peer-pool.js';
 import { peerIdKey, PiecePicker, type PieceInProgress } from './picker.js';
@@ -868,10 +868,10 @@ export class Download extends EventEmitter<DownloadEvents> {
   /** PEX: every peer hears about the others we are connected to (at most once a minute each). */
   private sharePeers(now: number): void {
     if (this.meta.private) return;
-    const connected: PeerAddress[] = [];
+    const connected: (PeerAddress & { flags: number })[] = [];
     for (const s of this.sessions.values()) {
       const a = s.ext.listenAddress;
-      if (a) connected.push(a);
+      if (a) connected.push({ ...a, flags: pexFlags(s.conn) });
     }
     for (const s of this.sessions.values()) s.ext.sharePeers(now, connected);
   }

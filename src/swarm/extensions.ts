@@ -20,7 +20,7 @@ import {
   type ExtendedHandshake,
 } from '../wire/extension.js';
 import { MetadataServer, decodeUtMetadata, encodeUtMetadata } from '../wire/ut-metadata.js';
-import { PexPeer, encodePex, type PexMessage } from '../wire/ut-pex.js';
+import { PexFlag, PexPeer, encodePex, type PexMessage } from '../wire/ut-pex.js';
 
 const log = logger('tdl:extensions');
 
@@ -32,6 +32,20 @@ export interface ExtensionOptions {
   onPeers: (peers: PeerAddress[]) => void;
   /** Our own addresses, never taken from PEX. */
   own: () => PeerAddress[];
+}
+
+/**
+ * BEP 11 `added.f` bits telling others about a peer we are connected to: it speaks MSE (the
+ * connection went through it), it is a seed, it accepts connections (we dialled it).
+ */
+export function pexFlags(
+  conn: Pick<PeerConnection, 'encryption' | 'direction' | 'bitfield'>,
+): number {
+  let f = 0;
+  if (conn.encryption !== 'none') f |= PexFlag.encryption;
+  if (conn.bitfield.isComplete()) f |= PexFlag.seed;
+  if (conn.direction === 'out') f |= PexFlag.reachable;
+  return f;
 }
 
 export class PeerExtensions {
@@ -85,7 +99,7 @@ export class PeerExtensions {
   }
 
   /** Tell the peer about our connected peers, when a minute has passed and something changed. */
-  sharePeers(now: number, connected: readonly PeerAddress[]): void {
+  sharePeers(now: number, connected: ReadonlyArray<PeerAddress & { flags?: number }>): void {
     if (!this.pex || !this.handshake) return;
     const id = peerExtensionId(this.handshake, UT_PEX);
     if (id === undefined) return;

@@ -1,9 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { PeerConnection } from '../../src/peer/connection.js';
-import { PeerExtensions } from '../../src/swarm/extensions.js';
+import { PeerExtensions, pexFlags } from '../../src/swarm/extensions.js';
+import { Bitfield } from '../../src/wire/bitfield.js';
 import type { PeerAddress } from '../../src/tracker/types.js';
 import { UT_PEX, encodeExtendedHandshake } from '../../src/wire/extension.js';
-import { PEX_INTERVAL_MS, decodePex } from '../../src/wire/ut-pex.js';
+import { PEX_INTERVAL_MS, PexFlag, decodePex } from '../../src/wire/ut-pex.js';
 
 /**
  * PeerExtensions over the parts of a connection it uses (recording what it sends), after the
@@ -75,5 +76,32 @@ describe('PeerExtensions: PEX', () => {
     const { ext, sent } = connected(true);
     ext.sharePeers(Date.now() + 10 * PEX_INTERVAL_MS, others);
     expect(sent).toHaveLength(0);
+  });
+});
+
+describe('PeerExtensions: PEX flags', () => {
+  it('say what we know of each peer: MSE, seed, reachable', () => {
+    const full = new Bitfield(8);
+    for (let i = 0; i < 8; i++) full.set(i);
+    const conn = (encryption: string, direction: string, bitfield: Bitfield) =>
+      ({ encryption, direction, bitfield }) as unknown as PeerConnection;
+    expect(pexFlags(conn('none', 'in', new Bitfield(8)))).toBe(0);
+    expect(pexFlags(conn('rc4', 'in', new Bitfield(8)))).toBe(PexFlag.encryption);
+    expect(pexFlags(conn('handshake', 'out', full))).toBe(
+      PexFlag.encryption | PexFlag.seed | PexFlag.reachable,
+    );
+    expect(pexFlags(conn('none', 'out', full))).toBe(PexFlag.seed | PexFlag.reachable);
+  });
+
+  it('go out with the peers they describe', () => {
+    const { ext, sent } = connected(false);
+    const flagged = [
+      { ...others[0]!, flags: PexFlag.seed },
+      { ...others[1]!, flags: PexFlag.encryption | PexFlag.reachable },
+    ];
+    ext.sharePeers(Date.now() + PEX_INTERVAL_MS, flagged);
+    const m = decodePex(sent[0]!.payload);
+    expect(m.added).toEqual(others);
+    expect(m.addedFlags).toEqual([PexFlag.seed, PexFlag.encryption | PexFlag.reachable]);
   });
 });
