@@ -27,8 +27,10 @@ import {
   MSE_MAX_PAD,
   Rc4,
   pad,
+  runSteps,
   sha1,
   sharedGroup,
+  sharedSecret,
   testGroup,
   xor,
   type StreamCipher,
@@ -92,14 +94,7 @@ export class MseInitiator {
   push(data: Buffer): { send: Buffer; result: MseInitiatorResult | null } {
     if (this.#phase === 'done') throw new WireError('MSE handshake already complete');
     this.#buf = this.#buf.length === 0 ? data : Buffer.concat([this.#buf, data]);
-    const sends: Buffer[] = [];
-    for (;;) {
-      const step = this.#step();
-      if (step === null) break;
-      if (step.send) sends.push(step.send);
-      if (step.result) return { send: Buffer.concat(sends), result: step.result };
-    }
-    return { send: Buffer.concat(sends), result: null };
+    return runSteps(() => this.#step());
   }
 
   #step(): { send?: Buffer; result?: MseInitiatorResult } | null {
@@ -107,12 +102,7 @@ export class MseInitiator {
     switch (this.#phase) {
       case 'yb': {
         if (b.length < MSE_KEY_BYTES) return null;
-        let s: Buffer;
-        try {
-          s = pad(this.#dh.computeSecret(b.subarray(0, MSE_KEY_BYTES)), MSE_KEY_BYTES);
-        } catch (e) {
-          throw e instanceof WireError ? e : new WireError('MSE: bad public key');
-        }
+        const s = sharedSecret(this.#dh, b.subarray(0, MSE_KEY_BYTES));
         this.#encrypt = new Rc4(sha1('keyA', s, this.#skey));
         this.#decrypt = new Rc4(sha1('keyB', s, this.#skey));
         // The peer's VC encrypted is its key stream's first 8 bytes (VC is zeros).

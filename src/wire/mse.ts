@@ -207,14 +207,7 @@ export class MseResponder {
   push(data: Buffer): { send: Buffer; result: MseResult | null } {
     if (this.#phase === 'done') throw new WireError('MSE handshake already complete');
     this.#buf = this.#buf.length === 0 ? data : Buffer.concat([this.#buf, data]);
-    const sends: Buffer[] = [];
-    for (;;) {
-      const step = this.#step();
-      if (step === null) break;
-      if (step.send) sends.push(step.send);
-      if (step.result) return { send: Buffer.concat(sends), result: step.result };
-    }
-    return { send: Buffer.concat(sends), result: null };
+    return runSteps(() => this.#step());
   }
 
   /** One phase forward, or null when more bytes are needed. */
@@ -223,12 +216,7 @@ export class MseResponder {
     switch (this.#phase) {
       case 'ya': {
         if (b.length < MSE_KEY_BYTES) return null;
-        let s: Buffer;
-        try {
-          s = pad(this.#dh.computeSecret(b.subarray(0, MSE_KEY_BYTES)), MSE_KEY_BYTES);
-        } catch (e) {
-          throw e instanceof WireError ? e : new WireError('MSE: bad public key');
-        }
+        const s = sharedSecret(this.#dh, b.subarray(0, MSE_KEY_BYTES));
         this.#secret = s;
         this.#req1 = sha1('req1', s);
         this.#buf = b.subarray(MSE_KEY_BYTES);
@@ -298,6 +286,32 @@ export class MseResponder {
       case 'done':
         return null;
     }
+  }
+}
+
+/** S: the secret shared with the peer whose public key is `theirs`, as 96 bytes. */
+export function sharedSecret(dh: DiffieHellman, theirs: Buffer): Buffer {
+  try {
+    return pad(dh.computeSecret(theirs), MSE_KEY_BYTES);
+  } catch (e) {
+    throw e instanceof WireError ? e : new WireError('MSE: bad public key');
+  }
+}
+
+/**
+ * Runs a handshake's phases over the bytes buffered until one needs more (null) or one yields
+ * the result; what the phases have to send is returned together.
+ */
+export function runSteps<R>(step: () => { send?: Buffer; result?: R } | null): {
+  send: Buffer;
+  result: R | null;
+} {
+  const sends: Buffer[] = [];
+  for (;;) {
+    const s = step();
+    if (s === null) return { send: Buffer.concat(sends), result: null };
+    if (s.send) sends.push(s.send);
+    if (s.result) return { send: Buffer.concat(sends), result: s.result };
   }
 }
 

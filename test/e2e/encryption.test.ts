@@ -45,30 +45,36 @@ async function fetchFrom(torrent: string, port: number, args: string[] = []) {
 }
 
 describe('--encryption', () => {
-  it('allow (the default): a seed that requires encryption hangs up on the plain handshake, and is dialled again with MSE', async () => {
-    const { torrent, port } = await fx.tdlSeed(data, PIECE, ['--encryption', 'require']);
-    const r = await fetchFrom(torrent, port);
-    expect(r.code).toBe(0);
-    expect(r.bytes!.equals(data)).toBe(true);
+  const fromSeed: [title: string, seed: string[], download: string[], encryption: string][] = [
     // The seed selects RC4 from our offer of both.
-    expect(r.encryption).toEqual(['rc4']);
-  });
-
-  it('require: RC4 both ways with a seed that would allow plaintext', async () => {
-    const { torrent, port } = await fx.tdlSeed(data, PIECE);
-    const r = await fetchFrom(torrent, port, ['--encryption', 'require']);
-    expect(r.code).toBe(0);
-    expect(r.bytes!.equals(data)).toBe(true);
-    expect(r.encryption).toEqual(['rc4']);
-  });
-
-  it('prefer: an MSE handshake, then a plain stream when the seed allows it', async () => {
-    const { torrent, port } = await fx.tdlSeed(data, PIECE);
-    const r = await fetchFrom(torrent, port, ['--encryption', 'prefer']);
-    expect(r.code).toBe(0);
-    expect(r.bytes!.equals(data)).toBe(true);
-    expect(r.encryption).toEqual(['handshake']);
-  });
+    [
+      'allow (the default): a seed that requires encryption hangs up on the plain handshake, and is dialled again with MSE',
+      ['--encryption', 'require'],
+      [],
+      'rc4',
+    ],
+    [
+      'require: RC4 both ways with a seed that would allow plaintext',
+      [],
+      ['--encryption', 'require'],
+      'rc4',
+    ],
+    [
+      'prefer: an MSE handshake, then a plain stream when the seed allows it',
+      [],
+      ['--encryption', 'prefer'],
+      'handshake',
+    ],
+  ];
+  for (const [title, seedArgs, args, encryption] of fromSeed) {
+    it(title, async () => {
+      const { torrent, port } = await fx.tdlSeed(data, PIECE, seedArgs);
+      const r = await fetchFrom(torrent, port, args);
+      expect(r.code).toBe(0);
+      expect(r.bytes!.equals(data)).toBe(true);
+      expect(r.encryption).toEqual([encryption]);
+    });
+  }
 
   it('prefer: a peer that knows no MSE is dialled again with the plain handshake', async () => {
     const { t, torrent } = await plainSeeder();
