@@ -20,7 +20,14 @@ import {
   type ExtendedHandshake,
 } from '../wire/extension.js';
 import { MetadataServer, decodeUtMetadata, encodeUtMetadata } from '../wire/ut-metadata.js';
-import { PexFlag, PexPeer, encodePex, type PexMessage } from '../wire/ut-pex.js';
+import {
+  PexFlag,
+  PexPeer,
+  addedPeers,
+  encodePex,
+  type PexMessage,
+  type PexPeerAddress,
+} from '../wire/ut-pex.js';
 
 const log = logger('tdl:extensions');
 
@@ -29,7 +36,7 @@ export interface ExtensionOptions {
   info: Buffer | null;
   privateTorrent: boolean;
   /** Peers learnt by PEX. */
-  onPeers: (peers: PeerAddress[]) => void;
+  onPeers: (peers: PexPeerAddress[]) => void;
   /** Our own addresses, never taken from PEX. */
   own: () => PeerAddress[];
 }
@@ -93,7 +100,7 @@ export class PeerExtensions {
       const m: PexMessage | null = this.pex.receive(Date.now(), payload, this.opts.own());
       if (m && m.added.length > 0) {
         log('%s: %d peers by PEX', this.conn.address, m.added.length);
-        this.opts.onPeers(m.added);
+        this.opts.onPeers(addedPeers(m));
       }
     }
   }

@@ -32,7 +32,7 @@ import {
   type ExtendedHandshake,
 } from '../wire/extension.js';
 import { decodeUtMetadata, encodeUtMetadata } from '../wire/ut-metadata.js';
-import { PexPeer } from '../wire/ut-pex.js';
+import { PexPeer, addedPeers } from '../wire/ut-pex.js';
 import { CLIENT_NAME } from '../version.js';
 import type { PeerSource } from './download-api.js';
 import { MetadataFetch } from './metadata-fetch.js';
@@ -313,7 +313,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
         if (extId === LOCAL_EXTENSION_IDS[UT_PEX] && state.pex) {
           const own = this.opts.port ? [{ host: '127.0.0.1', port: this.opts.port }] : [];
           const m = state.pex.receive(Date.now(), payload, own);
-          if (m) this.add(m.added, 'pex');
+          if (m) this.add(addedPeers(m), 'pex');
           return;
         }
         if (extId !== LOCAL_EXTENSION_IDS[UT_METADATA]) return;

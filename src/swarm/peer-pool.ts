@@ -8,7 +8,8 @@
  * - untried addresses always go before retries, and a retry waits RETRY_DELAY_MS × attempts.
  *
  * Encryption (`--encryption`, see EncryptionMode): an address is dialled with the mode's first
- * kind of handshake (plain under `allow`, MSE otherwise); a peer that hangs up on a plain
+ * kind of handshake (plain under `allow`, MSE otherwise; MSE too for a peer that PEX flags as
+ * speaking encryption); a peer that hangs up on a plain
  * handshake, or fails an MSE one under `prefer`, is dialled again at once with the other kind,
  * which is kept for it. That second attempt does not count as a retry.
  *
@@ -62,6 +63,8 @@ export interface Candidate {
   busy: boolean;
   /** Dialled with the other kind of handshake than the mode's first (see the header). */
   flipped: boolean;
+  /** PEX said it speaks encryption: under `allow`, MSE is its first kind of handshake. */
+  prefersMse: boolean;
 }
 
 export interface PoolOptions {
@@ -100,7 +103,10 @@ export class PeerPool extends EventEmitter<PoolEvents> {
   }
 
   /** Add addresses (duplicates, banned ones and port 0 ignored); returns how many are new. */
-  add(peers: readonly PeerAddress[], origin: PeerOrigin): number {
+  add(
+    peers: readonly (PeerAddress & { prefersEncryption?: boolean })[],
+    origin: PeerOrigin,
+  ): number {
     let added = 0;
     const self = this.opts.self?.();
     for (const p of peers) {
@@ -116,7 +122,9 @@ export class PeerPool extends EventEmitter<PoolEvents> {
         }
         continue;
       }
-      this.candidates.set(address, newCandidate(p.host, p.port, address, origin, 0));
+      const c = newCandidate(p.host, p.port, address, origin, 0);
+      c.prefersMse = p.prefersEncryption === true;
+      this.candidates.set(address, c);
       added++;
     }
     if (added > 0) log('%d new %s addresses (%d known)', added, origin, this.candidates.size);
@@ -162,7 +170,7 @@ export class PeerPool extends EventEmitter<PoolEvents> {
   /** Dial with MSE (else the plain handshake)? */
   private usesMse(c: Candidate): boolean {
     const mode = this.opts.encryption ?? 'allow';
-    return mode === 'require' || (mode === 'prefer') !== c.flipped;
+    return mode === 'require' || (mode === 'prefer' || c.prefersMse) !== c.flipped;
   }
 
   /** `again`: the same attempt with the other handshake (not announced as a new one). */
@@ -331,5 +339,6 @@ function newCandidate(
     banned: false,
     busy: false,
     flipped: false,
+    prefersMse: false,
   };
 }

@@ -43,6 +43,17 @@ export interface PexMessage {
   dropped: PeerAddress[];
 }
 
+/** A peer reported by PEX, with what its flags say of its handshake. */
+export type PexPeerAddress = PeerAddress & { prefersEncryption: boolean };
+
+/** The `added` peers of a message, each with its `added.f` encryption bit. */
+export function addedPeers(m: PexMessage): PexPeerAddress[] {
+  return m.added.map((p, i) => ({
+    ...p,
+    prefersEncryption: ((m.addedFlags[i] ?? 0) & PexFlag.encryption) !== 0,
+  }));
+}
+
 const MAX_DEPTH = 4;
 
 function key(p: PeerAddress): string {

@@ -88,4 +88,14 @@ describe('PeerPool: a peer that hangs up on the handshake', () => {
       expect(c.flipped).toBe(mode !== 'require');
     });
   }
+
+  it('allow: a peer that PEX flags as speaking encryption is dialled with MSE first', async () => {
+    const peer = await hangUp();
+    const p = pool('allow');
+    const failed = firstFailure(p);
+    p.add([{ host: '127.0.0.1', port: peer.port, prefersEncryption: true }], 'pex');
+    p.fill(0, 4);
+    await failed;
+    expect(peer.kinds).toEqual(['mse', 'plain']);
+  });
 });

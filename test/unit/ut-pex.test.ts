@@ -8,6 +8,7 @@ import {
   PEX_INTERVAL_MS,
   PexFlag,
   PexPeer,
+  addedPeers,
   decodePex,
   encodePex,
 } from '../../src/wire/ut-pex.js';
@@ -35,6 +36,19 @@ describe('ut_pex codec', () => {
       dropped: [v4(3), { host: '::1', port: 1 }],
     };
     expect(decodePex(encodePex(m))).toEqual(m);
+  });
+
+  it('addedPeers: each added peer with its encryption bit', () => {
+    const m = {
+      added: [v4(1), v4(2), { host: '2001:db8::1', port: 6881 }],
+      addedFlags: [PexFlag.encryption | PexFlag.seed, PexFlag.seed],
+      dropped: [],
+    };
+    expect(addedPeers(m)).toEqual([
+      { ...v4(1), prefersEncryption: true },
+      { ...v4(2), prefersEncryption: false },
+      { host: '2001:db8::1', port: 6881, prefersEncryption: false },
+    ]);
   });
 
   it('encodes every list, empty ones too, with added.f aligned with added', () => {
