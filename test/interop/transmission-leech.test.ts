@@ -1,7 +1,8 @@
 /**
- * A transmission-daemon with its default encryption setting ("prefer encryption") downloads from
- * `tdl seed`. Transmission 3.00 then offers only RC4 on the connections it opens (tdl answers
- * with RC4, src/wire/mse.ts), and it never dials 127.x peers: the swarm runs on this machine's
+ * A transmission-daemon downloads from `tdl seed`: with its default encryption setting ("prefer
+ * encryption"), under which Transmission 3.00 offers only RC4 on the connections it opens (tdl
+ * answers with RC4, src/wire/mse.ts), and with "require encryption" (`-er`) from a `tdl seed
+ * --encryption require`. Transmission never dials 127.x peers: the swarm runs on this machine's
  * own IPv4 address, with a tracker of a few lines on it. Skipped when the machine has no address
  * but loopback.
  */
@@ -9,7 +10,7 @@ import http from 'node:http';
 import { mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import {
   REPO_ROOT,
   compareTrees,
@@ -60,102 +61,113 @@ function tinyTracker(host: string): Promise<{ url: string; close: () => void }> 
 
 describe.skipIf(gate.skip || address === undefined)('transmission downloads from tdl seed', () => {
   const cleanups: (() => Promise<void> | void)[] = [];
-  afterAll(async () => {
+  // Each case's processes, tracker and files go before the next case starts.
+  afterEach(async () => {
     await stopAll();
-    for (const c of cleanups.reverse()) await c();
+    for (const c of cleanups.splice(0).reverse()) await c();
   }, 30_000);
 
-  it(
-    'with its default encryption ("prefer"): 8 MiB byte for byte',
-    async () => {
-      gate.assertPresent();
-      const ip = address!;
-      const work = await makeTempDir('tdl-interop-tr-leech-');
-      cleanups.push(() => removeTempDir(work));
-      const tracker = await tinyTracker(ip);
-      cleanups.push(() => tracker.close());
-      const seedDir = path.join(work, 'seed');
-      const root = await makePayload(seedDir, { name: 'p.bin', size: 8 * 1024 * 1024 + 1 });
-      const torrent = path.join(work, 'p.torrent');
-      await createTorrent({
-        source: root,
-        out: torrent,
-        pieceLength: 262144,
-        trackers: [[tracker.url]],
-      });
-      const tdlPort = await freePort();
-      spawnTracked(
-        `tdl seed :${tdlPort}`,
-        process.execPath,
-        [
-          path.join(REPO_ROOT, 'dist/bundle/main.js'),
-          'seed',
-          torrent,
-          '-o',
-          seedDir,
-          '--bind',
-          ip,
-          '--port',
-          String(tdlPort),
-          '--no-dht',
-          '-q',
-        ],
-        { stopSignal: 'SIGINT' },
-      );
-      const cfg = path.join(work, 'cfg');
-      const out = path.join(work, 'out');
-      await mkdir(cfg);
-      await mkdir(out);
-      const rpcPort = await freePort();
-      const peerPort = await freePort();
-      spawnTracked(
-        `transmission-daemon :${peerPort}`,
-        findExecutable('transmission-daemon')!,
-        [
-          '-f',
-          '-g',
-          cfg,
-          '-p',
-          String(rpcPort),
-          '-P',
-          String(peerPort),
-          '-w',
-          out,
-          '-O',
-          '-Y',
-          '--no-utp',
-          '-M',
-          '-T',
-          '-i',
-          ip,
-          '-r',
-          '127.0.0.1',
-          '-ep',
-        ],
-        // Killed at once, it would leave its /tmp/tr_session_id_* file behind.
-        { guard: true, stopGraceMs: STOP_GRACE_MS },
-      );
-      const remote = findExecutable('transmission-remote')!;
-      const { execFile } = await import('node:child_process');
-      const run = (...args: string[]) =>
-        new Promise<string>((resolve) =>
-          execFile(remote, [`127.0.0.1:${rpcPort}`, ...args], { timeout: 10_000 }, (e, so) =>
-            resolve(e ? '' : so),
-          ),
+  const cases = [
+    ['with its default encryption ("prefer"): 8 MiB byte for byte', '-ep', []],
+    [
+      'requiring encryption (-er), from tdl seed --encryption require: 8 MiB byte for byte',
+      '-er',
+      ['--encryption', 'require'],
+    ],
+  ] as const;
+  for (const [title, trEncryption, seedArgs] of cases)
+    it(
+      title,
+      async () => {
+        gate.assertPresent();
+        const ip = address!;
+        const work = await makeTempDir('tdl-interop-tr-leech-');
+        cleanups.push(() => removeTempDir(work));
+        const tracker = await tinyTracker(ip);
+        cleanups.push(() => tracker.close());
+        const seedDir = path.join(work, 'seed');
+        const root = await makePayload(seedDir, { name: 'p.bin', size: 8 * 1024 * 1024 + 1 });
+        const torrent = path.join(work, 'p.torrent');
+        await createTorrent({
+          source: root,
+          out: torrent,
+          pieceLength: 262144,
+          trackers: [[tracker.url]],
+        });
+        const tdlPort = await freePort();
+        spawnTracked(
+          `tdl seed :${tdlPort}`,
+          process.execPath,
+          [
+            path.join(REPO_ROOT, 'dist/bundle/main.js'),
+            'seed',
+            torrent,
+            '-o',
+            seedDir,
+            '--bind',
+            ip,
+            '--port',
+            String(tdlPort),
+            '--no-dht',
+            '-q',
+            ...seedArgs,
+          ],
+          { stopSignal: 'SIGINT' },
         );
-      const until = async (what: string, ok: () => Promise<boolean>) => {
-        for (const t0 = Date.now(); !(await ok());) {
-          if (Date.now() - t0 > TIMEOUT_MS) throw new Error(`timed out waiting for ${what}`);
-          await new Promise((r) => setTimeout(r, 500));
-        }
-      };
-      await until('transmission RPC', async () => (await run('-l')) !== '');
-      await run('-a', torrent, '-w', out);
-      await until('transmission to finish', async () =>
-        (await run('-l')).split('\n').some((l) => /^\s*\d+\s+100%/.test(l)),
-      );
-      expect(await compareTrees(root, path.join(out, 'p.bin'))).toEqual([]);
-    },
-    TIMEOUT_MS + 60_000,
-  );
+        const cfg = path.join(work, 'cfg');
+        const out = path.join(work, 'out');
+        await mkdir(cfg);
+        await mkdir(out);
+        const rpcPort = await freePort();
+        const peerPort = await freePort();
+        spawnTracked(
+          `transmission-daemon :${peerPort}`,
+          findExecutable('transmission-daemon')!,
+          [
+            '-f',
+            '-g',
+            cfg,
+            '-p',
+            String(rpcPort),
+            '-P',
+            String(peerPort),
+            '-w',
+            out,
+            '-O',
+            '-Y',
+            '--no-utp',
+            '-M',
+            '-T',
+            '-i',
+            ip,
+            '-r',
+            '127.0.0.1',
+            trEncryption,
+          ],
+          // Killed at once, it would leave its /tmp/tr_session_id_* file behind.
+          { guard: true, stopGraceMs: STOP_GRACE_MS },
+        );
+        const remote = findExecutable('transmission-remote')!;
+        const { execFile } = await import('node:child_process');
+        const run = (...args: string[]) =>
+          new Promise<string>((resolve) =>
+            execFile(remote, [`127.0.0.1:${rpcPort}`, ...args], { timeout: 10_000 }, (e, so) =>
+              resolve(e ? '' : so),
+            ),
+          );
+        const until = async (what: string, ok: () => Promise<boolean>) => {
+          for (const t0 = Date.now(); !(await ok());) {
+            if (Date.now() - t0 > TIMEOUT_MS) throw new Error(`timed out waiting for ${what}`);
+            await new Promise((r) => setTimeout(r, 500));
+          }
+        };
+        await until('transmission RPC', async () => (await run('-l')) !== '');
+        await run('-a', torrent, '-w', out);
+        await until('transmission to finish', async () =>
+          (await run('-l')).split('\n').some((l) => /^\s*\d+\s+100%/.test(l)),
+        );
+        expect(await compareTrees(root, path.join(out, 'p.bin'))).toEqual([]);
+      },
+      TIMEOUT_MS + 60_000,
+    );
 });
