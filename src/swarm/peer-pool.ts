@@ -9,9 +9,9 @@
  *
  * Encryption (`--encryption`, see EncryptionMode): an address is dialled with the mode's first
  * kind of handshake (plain under `allow`, MSE otherwise; MSE too for a peer that PEX flags as
- * speaking encryption); a peer that hangs up on a plain
- * handshake, or fails an MSE one under `prefer`, is dialled again at once with the other kind,
- * which is kept for it. That second attempt does not count as a retry.
+ * speaking encryption). A peer that hangs up on a plain handshake, or fails an MSE one, is
+ * dialled again at once with the other kind (never under `require`), which is kept for it. That
+ * second dial is the same attempt, not a retry.
  *
  * A handshaken connection is handed to the orchestrator, which takes it or closes it (no free
  * slot). The pool never decides on its own to drop a connected peer.
