@@ -53,6 +53,7 @@ import { BIG_SCENARIOS, runBigBench } from './lib/bench-big.mjs';
 import { PIPELINE_SCENARIOS, runPipelineBench } from './lib/bench-pipeline.mjs';
 import { RESUME_SCENARIOS, runResumeBench } from './lib/bench-resume.mjs';
 import { MAGNET_SCENARIOS, runMagnetBench } from './lib/bench-magnet.mjs';
+import { ENCRYPTION_SCENARIOS, runEncryptionBench } from './lib/bench-encryption.mjs';
 import { DHT_SCENARIOS, runDhtBench } from './lib/bench-dht.mjs';
 
 const MiB = 1024 * 1024;
@@ -261,6 +262,7 @@ async function main() {
   const resumePicked = (values.scenario ?? []).filter((s) => RESUME_SCENARIOS.includes(s));
   const magnetPicked = (values.scenario ?? []).filter((s) => MAGNET_SCENARIOS.includes(s));
   const dhtPicked = (values.scenario ?? []).filter((s) => DHT_SCENARIOS.includes(s));
+  const encPicked = (values.scenario ?? []).filter((s) => ENCRYPTION_SCENARIOS.includes(s));
   const own = [
     ...METADATA_SCENARIOS,
     ...BIG_SCENARIOS,
@@ -268,6 +270,7 @@ async function main() {
     ...RESUME_SCENARIOS,
     ...MAGNET_SCENARIOS,
     ...DHT_SCENARIOS,
+    ...ENCRYPTION_SCENARIOS,
   ];
   const picked = values.scenario
     ? values.scenario
@@ -359,6 +362,10 @@ async function main() {
     const dht = await runDhtBench(dhtPicked, runs, timeoutMs);
     console.log(`\n${dht.markdown}\n`);
     checks.push(...dht.checks);
+  }
+  if (encPicked.length > 0) {
+    const enc = await runEncryptionBench(encPicked, runs, timeoutMs);
+    console.log(`\n${enc.markdown}\n`);
   }
   if (checks.length > 0) {
     console.log('## Targets\n');

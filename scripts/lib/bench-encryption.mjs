@@ -1,0 +1,175 @@
+// @ts-check
+/**
+ * The encryption scenario: 128 MiB from one unthrottled libtorrent seeder through opentracker,
+ * once from a seeder that requires encryption (RC4 only) and once from a plain one, by tdl with
+ * its default `--encryption allow` (it is hung up on, then dials again with MSE) and by
+ * libtorrent's downloader (encryption forced against the first seeder, its defaults against the
+ * second). What RC4 costs each client, and what tdl's second dial costs.
+ *
+ * No target: a measure. `npm run bench -- --scenario encryption --runs 3`.
+ */
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import {
+  assertTdlOk,
+  compareTrees,
+  createTorrent,
+  libtorrentDownload,
+  makePayload,
+  makeTempDir,
+  missingPrograms,
+  removeTempDir,
+  startLibtorrentSeeder,
+  startOpentracker,
+  stopAll,
+  tdlDownload,
+  waitForSeeders,
+} from './real-peers.mjs';
+
+export const ENCRYPTION_SCENARIOS = ['encryption'];
+
+const MiB = 1024 * 1024;
+const SIZE = 128 * MiB;
+const PIECE_LENGTH = 256 * 1024;
+
+/**
+ * @typedef {{ wallMs: number, cpuMs: number }} Sample
+ * @typedef {{ id: string, client: string, seeder: 'rc4' | 'plain',
+ *   run: (torrent: string, out: string, timeoutMs: number) => Promise<Sample> }} Row
+ */
+
+/** @type {Row[]} */
+const ROWS = [
+  .../** @type {const} */ (['rc4', 'plain']).flatMap((seeder) => [
+    {
+      id: `tdl-${seeder}`,
+      client: 'tdl',
+      seeder,
+      /** @type {Row['run']} */
+      run: async (torrent, out, timeoutMs) => {
+        const r = await tdlDownload({ torrent, out, timeoutMs, args: ['--quiet', '--no-dht'] });
+        assertTdlOk(r);
+        return { wallMs: r.wallMs, cpuMs: r.cpuMs };
+      },
+    },
+    {
+      id: `lt-${seeder}`,
+      client: 'libtorrent',
+      seeder,
+      /** @type {Row['run']} */
+      run: async (torrent, out, timeoutMs) => {
+        const r = await libtorrentDownload({
+          torrent,
+          outDir: out,
+          timeoutMs,
+          requireEncryption: seeder === 'rc4',
+        });
+        return { wallMs: r.wallMs, cpuMs: r.cpuMs };
+      },
+    },
+  ]),
+];
+
+/** @param {number[]} xs */
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const n = s.length;
+  return n % 2 ? (s[(n - 1) / 2] ?? 0) : ((s[n / 2 - 1] ?? 0) + (s[n / 2] ?? 0)) / 2;
+};
+/** @param {number} ms */
+const sec = (ms) => (ms / 1000).toFixed(2);
+
+/**
+ * @param {string[]} names
+ * @param {number} runs
+ * @param {number} timeoutMs
+ * @returns {Promise<{ markdown: string, checks: { pass: boolean, text: string }[] }>}
+ */
+export async function runEncryptionBench(names, runs, timeoutMs) {
+  if (!names.includes('encryption')) return { markdown: '', checks: [] };
+  const missing = missingPrograms(['opentracker', 'libtorrent']);
+  if (missing.length > 0) {
+    throw new Error(
+      `missing ${missing.map((m) => m.name).join(', ')}: apt-get install -y ` +
+        missing.map((m) => m.pkg).join(' '),
+    );
+  }
+  console.error('scenario encryption: 128 MiB from a libtorrent seeder, RC4 required or plain');
+  const work = await makeTempDir('tdl-bench-encryption-');
+  /** @type {Record<string, Sample[]>} */
+  const samples = Object.fromEntries(ROWS.map((r) => [r.id, []]));
+  try {
+    const dataDir = path.join(work, 'data');
+    const tracker = await startOpentracker();
+    /** @type {Record<'rc4' | 'plain', { torrent: string, root: string, name: string }>} */
+    const swarms = /** @type {any} */ ({});
+    for (const seeder of /** @type {const} */ (['rc4', 'plain'])) {
+      const name = `bench-encryption-${seeder}.bin`;
+      const root = await makePayload(dataDir, { name, size: SIZE });
+      const t = await createTorrent({
+        source: root,
+        out: path.join(work, `${name}.torrent`),
+        pieceLength: PIECE_LENGTH,
+        trackers: [[tracker.httpUrl]],
+      });
+      await tracker.addInfoHash(t.infoHashHex);
+      await startLibtorrentSeeder({
+        torrent: t.path,
+        dataDir,
+        requireEncryption: seeder === 'rc4',
+      });
+      await waitForSeeders(tracker.httpUrl, t.infoHashHex, 1);
+      swarms[seeder] = { torrent: t.path, root, name };
+    }
+    for (let run = 0; run < runs; run++) {
+      const order = ROWS.map((_, i) => ROWS[(i + run) % ROWS.length]);
+      for (const row of order) {
+        if (!row) continue;
+        const swarm = swarms[row.seeder];
+        spawnSync('sync');
+        const out = await makeTempDir('tdl-bench-encryption-out-');
+        try {
+          const s = await row.run(swarm.torrent, out, timeoutMs);
+          const diffs = await compareTrees(swarm.root, path.join(out, swarm.name));
+          if (diffs.length > 0) {
+            throw new Error(`${row.id} wrote wrong data: ${diffs.slice(0, 5).join('; ')}`);
+          }
+          samples[row.id]?.push(s);
+          console.error(
+            `  run ${run + 1}/${runs} ${row.id.padEnd(9)} ${sec(s.wallMs)} s, CPU ${sec(s.cpuMs)} s`,
+          );
+        } finally {
+          await removeTempDir(out);
+        }
+      }
+    }
+    await tracker.stop();
+  } finally {
+    await stopAll();
+    await removeTempDir(work);
+  }
+
+  const lines = ROWS.map((row) => {
+    const xs = samples[row.id] ?? [];
+    const wall = median(xs.map((s) => s.wallMs));
+    const walls = xs.map((s) => s.wallMs);
+    return (
+      `| ${row.client} | ${row.seeder === 'rc4' ? 'requires encryption (RC4)' : 'plain'} | ` +
+      `${sec(wall)} | ${sec(Math.min(...walls))}–${sec(Math.max(...walls))} | ` +
+      `${sec(median(xs.map((s) => s.cpuMs)))} | ${(SIZE / MiB / (wall / 1000)).toFixed(0)} |`
+    );
+  });
+  const markdown = [
+    `### encryption: 128 MiB from one libtorrent seeder through opentracker, RC4 required or plain (${runs} runs each)`,
+    '',
+    '| client | seeder | wall s (median) | min–max s | CPU s (median) | MiB/s |',
+    '| --- | --- | ---: | ---: | ---: | ---: |',
+    ...lines,
+    '',
+    'tdl runs with its default `--encryption allow`: the seeder that requires encryption hangs up ' +
+      'on its plain handshake and it dials again with MSE, and gets RC4. libtorrent downloads ' +
+      'with encryption forced from that seeder and with its defaults from the plain one. Clients ' +
+      'alternate; every download is checked byte for byte. No target: a measure of what RC4 costs.',
+  ].join('\n');
+  return { markdown, checks: [] };
+}
