@@ -39,6 +39,7 @@ import {
   tdlDownload,
   waitForSeeders,
 } from './real-peers.mjs';
+import { median, sec } from './bench-common.mjs';
 
 export const DHT_SCENARIOS = ['dht'];
 
@@ -57,14 +58,6 @@ const ANNOUNCED_TIMEOUT_MS = 60_000;
 const log = (msg) => console.error(msg);
 /** @param {number} ms */
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-/** @param {number} ms */
-const sec = (ms) => (ms / 1000).toFixed(2);
-/** @param {number[]} xs */
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return n % 2 ? (s[(n - 1) / 2] ?? 0) : ((s[n / 2 - 1] ?? 0) + (s[n / 2] ?? 0)) / 2;
-};
 
 /**
  * @typedef {{ dht: any, port: number }} Node

@@ -17,7 +17,6 @@ import {
   libtorrentDownload,
   makePayload,
   makeTempDir,
-  missingPrograms,
   removeTempDir,
   startLibtorrentSeeder,
   startOpentracker,
@@ -25,6 +24,7 @@ import {
   tdlDownload,
   waitForSeeders,
 } from './real-peers.mjs';
+import { median, sec, requirePrograms } from './bench-common.mjs';
 
 export const ENCRYPTION_SCENARIOS = ['encryption'];
 
@@ -70,15 +70,6 @@ const ROWS = [
   ]),
 ];
 
-/** @param {number[]} xs */
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return n % 2 ? (s[(n - 1) / 2] ?? 0) : ((s[n / 2 - 1] ?? 0) + (s[n / 2] ?? 0)) / 2;
-};
-/** @param {number} ms */
-const sec = (ms) => (ms / 1000).toFixed(2);
-
 /**
  * @param {string[]} names
  * @param {number} runs
@@ -87,13 +78,7 @@ const sec = (ms) => (ms / 1000).toFixed(2);
  */
 export async function runEncryptionBench(names, runs, timeoutMs) {
   if (!names.includes('encryption')) return { markdown: '', checks: [] };
-  const missing = missingPrograms(['opentracker', 'libtorrent']);
-  if (missing.length > 0) {
-    throw new Error(
-      `missing ${missing.map((m) => m.name).join(', ')}: apt-get install -y ` +
-        missing.map((m) => m.pkg).join(' '),
-    );
-  }
+  requirePrograms(['opentracker', 'libtorrent']);
   console.error('scenario encryption: 128 MiB from a libtorrent seeder, RC4 required or plain');
   const work = await makeTempDir('tdl-bench-encryption-');
   /** @type {Record<string, Sample[]>} */

@@ -22,7 +22,6 @@ import {
   magnetLink,
   makePayload,
   makeTempDir,
-  missingPrograms,
   removeTempDir,
   startAria2Seeder,
   startLibtorrentSeeder,
@@ -31,6 +30,7 @@ import {
   tdlDownload,
   waitForSeeders,
 } from './real-peers.mjs';
+import { median, sec, requirePrograms } from './bench-common.mjs';
 
 export const MAGNET_SCENARIOS = ['magnet'];
 
@@ -107,14 +107,6 @@ const ROWS = [
   },
 ];
 
-/** @param {number[]} xs */
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const n = s.length;
-  return n % 2 ? (s[(n - 1) / 2] ?? 0) : ((s[n / 2 - 1] ?? 0) + (s[n / 2] ?? 0)) / 2;
-};
-/** @param {number} ms */
-const sec = (ms) => (ms / 1000).toFixed(2);
 /** @param {string} msg */
 const log = (msg) => console.error(msg);
 
@@ -126,13 +118,7 @@ const log = (msg) => console.error(msg);
  */
 export async function runMagnetBench(names, runs, timeoutMs) {
   if (!names.includes('magnet')) return { markdown: '', checks: [] };
-  const missing = missingPrograms(['opentracker', 'libtorrent', 'aria2c']);
-  if (missing.length > 0) {
-    throw new Error(
-      `missing ${missing.map((m) => m.name).join(', ')}: apt-get install -y ` +
-        missing.map((m) => m.pkg).join(' '),
-    );
-  }
+  requirePrograms(['opentracker', 'libtorrent', 'aria2c']);
   log(
     'scenario magnet: 32 MiB from a libtorrent and an aria2c seeder, magnet link against .torrent',
   );
