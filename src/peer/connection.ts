@@ -374,9 +374,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private decrypt(chunk: Buffer): Buffer {
     const skip = Math.min(this.plainLeft, chunk.length);
     this.plainLeft -= skip;
-    if (skip === chunk.length) return chunk;
-    const tail = this.cipher!.decrypt.update(chunk.subarray(skip));
-    return skip === 0 ? tail : Buffer.concat([chunk.subarray(0, skip), tail]);
+    // The chunk is ours alone (a socket read, or what the listener put back): decrypted in place.
+    if (skip < chunk.length) this.cipher!.decrypt.updateInPlace(chunk.subarray(skip));
+    return chunk;
   }
 
   /** Everything sent goes through here: RC4-encrypted (a copy) on an encrypted connection. */
