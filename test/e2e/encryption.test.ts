@@ -13,7 +13,7 @@ import { encodeHandshake } from '../../src/wire/handshake.js';
 import { runCli } from '../helpers/cli.js';
 import { useFixture } from '../helpers/fixture.js';
 import { assertBuilt } from '../helpers/tdl-process.js';
-import { randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+import { randomBytesSeeded } from '../helpers/torrent.js';
 
 const PIECE = 32768;
 const data = randomBytesSeeded(512 * 1024 + 777, 'encryption');
@@ -77,7 +77,7 @@ describe('--encryption', () => {
   }
 
   it('prefer: a peer that knows no MSE is dialled again with the plain handshake', async () => {
-    const { t, torrent } = await plainSeeder();
+    const { t, torrent } = await fx.singleFile(data, PIECE);
     const s = await fx.seeder(t, PIECE);
     const r = await fetchFrom(torrent, s.port, ['--encryption', 'prefer']);
     expect(r.code).toBe(0);
@@ -86,7 +86,7 @@ describe('--encryption', () => {
   });
 
   it('require: a peer that knows no MSE is not downloaded from (exit 4)', async () => {
-    const { t, torrent } = await plainSeeder();
+    const { t, torrent } = await fx.singleFile(data, PIECE);
     const s = await fx.seeder(t, PIECE);
     const r = await fetchFrom(torrent, s.port, ['--encryption', 'require', '--timeout', '3']);
     expect(r.code).toBe(4);
@@ -106,7 +106,7 @@ describe('--encryption', () => {
   });
 
   it('an unknown mode is a usage error (exit 2) naming the choices', async () => {
-    const { torrent } = await plainSeeder();
+    const { torrent } = await fx.singleFile(data, PIECE);
     const r = await runCli(['download', torrent, '--encryption', 'maybe', '--no-dht']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('Allowed choices are allow, prefer, require');
@@ -121,9 +121,3 @@ describe('--encryption', () => {
     expect((await readFile(out)).equals(data)).toBe(true);
   });
 });
-
-/** The test's torrent, for a fake seeder (it speaks the plain handshake only). */
-async function plainSeeder(): Promise<{ t: MadeTorrent; torrent: string }> {
-  const { t, torrent } = await fx.singleFile(data, PIECE);
-  return { t, torrent };
-}
