@@ -25,7 +25,6 @@ import {
   CRYPTO_RC4,
   MSE_KEY_BYTES,
   MSE_MAX_PAD,
-  Rc4,
   pad,
   runSteps,
   sha1,
@@ -35,6 +34,7 @@ import {
   xor,
   type StreamCipher,
 } from './mse.js';
+import { Rc4 } from './rc4.js';
 
 export interface MseInitiatorOptions {
   /** The methods offered: CRYPTO_PLAINTEXT | CRYPTO_RC4 (the peer picks), or CRYPTO_RC4 alone. */

@@ -25,6 +25,7 @@
  */
 import { createDiffieHellman, createHash, randomBytes, type DiffieHellman } from 'node:crypto';
 import { WireError } from '../errors.js';
+import { Rc4 } from './rc4.js';
 
 /** The MSE prime (768 bits) and generator. */
 export const MSE_PRIME = Buffer.from(
@@ -67,55 +68,6 @@ export function pad(b: Buffer, n: number): Buffer {
   if (b.length === n) return b;
   if (b.length > n) throw new WireError('MSE key longer than the prime');
   return Buffer.concat([Buffer.alloc(n - b.length), b]);
-}
-
-/** RC4; MSE discards the first 1024 bytes of its key stream. */
-export class Rc4 {
-  readonly #s = new Uint8Array(256);
-  #i = 0;
-  #j = 0;
-
-  constructor(key: Buffer, discard = 1024) {
-    const s = this.#s;
-    for (let i = 0; i < 256; i++) s[i] = i;
-    for (let i = 0, j = 0; i < 256; i++) {
-      j = (j + s[i]! + key[i % key.length]!) & 0xff;
-      const t = s[i]!;
-      s[i] = s[j]!;
-      s[j] = t;
-    }
-    this.update(Buffer.alloc(discard));
-  }
-
-  /** XORs the key stream into a copy of `data` (encrypts or decrypts). */
-  update(data: Buffer): Buffer {
-    return this.#xor(data, Buffer.allocUnsafe(data.length));
-  }
-
-  /** XORs the key stream into `data` itself. */
-  updateInPlace(data: Buffer): void {
-    this.#xor(data, data);
-  }
-
-  #xor(data: Buffer, out: Buffer): Buffer {
-    const s = this.#s;
-    const n = data.length;
-    let i = this.#i;
-    let j = this.#j;
-    // s[i] and s[j] read once each (a third faster than reading them again after the swap).
-    for (let k = 0; k < n; k++) {
-      i = (i + 1) & 0xff;
-      const si = s[i]!;
-      j = (j + si) & 0xff;
-      const sj = s[j]!;
-      s[i] = sj;
-      s[j] = si;
-      out[k] = data[k]! ^ s[(si + sj) & 0xff]!;
-    }
-    this.#i = i;
-    this.#j = j;
-    return out;
-  }
 }
 
 /** The two RC4 streams of a connection that selected RC4, each where the handshake left it. */

@@ -10,11 +10,11 @@ import {
   MSE_GENERATOR,
   MSE_KEY_BYTES,
   MSE_PRIME,
-  Rc4,
   pad,
   sha1,
   xor,
 } from '../../src/wire/mse.js';
+import { Rc4 } from '../../src/wire/rc4.js';
 
 /**
  * The initiating side: step 1, then step 3 once step 2 is in. Offers

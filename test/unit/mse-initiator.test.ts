@@ -7,12 +7,12 @@ import {
   CRYPTO_RC4,
   MSE_KEY_BYTES,
   MseResponder,
-  Rc4,
   pad,
   sha1,
   testGroup,
   type MseResult,
 } from '../../src/wire/mse.js';
+import { Rc4 } from '../../src/wire/rc4.js';
 import { MseInitiator, type MseInitiatorResult } from '../../src/wire/mse-initiator.js';
 
 const infoHash = Buffer.alloc(20, 7);

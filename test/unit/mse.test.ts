@@ -6,10 +6,10 @@ import {
   CRYPTO_RC4,
   MSE_KEY_BYTES,
   MseResponder,
-  Rc4,
   sniffHandshake,
   type MseResult,
 } from '../../src/wire/mse.js';
+import { Rc4 } from '../../src/wire/rc4.js';
 import { MseInitiator } from '../helpers/mse-initiator.js';
 import { encodeHandshake, ourReserved } from '../../src/wire/handshake.js';
 
