@@ -579,6 +579,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     );
     if (conn.metadataOnly) conn.adopt(this.layout.pieceCount, this.have, ext);
     else conn.start(this.have, ext);
+    this.upload.grantAllowedFast(conn, this.meta.infoHash);
   }
 
   /** The session of this peer (same address and peer id) in the other direction, if any. */

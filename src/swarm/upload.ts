@@ -23,6 +23,7 @@
 import { logger } from '../log.js';
 import type { PeerConnection } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
+import { allowedFastSet } from '../wire/allowed-fast.js';
 import type { Bitfield } from '../wire/bitfield.js';
 import { TokenBucket } from './rate-limit.js';
 import { RateWindow } from './rate-window.js';
@@ -53,6 +54,12 @@ export const MAX_READ_BYTES = 16 * 1024 * 1024;
 export const MAX_PENDING_BYTES = 4 * 1024 * 1024;
 /** Requests that arrive this soon after our choke crossed it on the wire: ignored, not a fault. */
 export const CHOKE_GRACE_MS = 5_000;
+/**
+ * Pieces of BEP 6's allowed fast set offered to each peer (libtorrent offers 5 too), and never
+ * more than a quarter of the torrent's pieces: a peer we choke may still fetch these, which gets
+ * a newcomer its first pieces to trade.
+ */
+export const ALLOWED_FAST_PIECES = 5;
 
 /** Where blocks are read from (DiskStorage). */
 export interface BlockSource {
@@ -148,6 +155,22 @@ export class UploadService {
     const u = this.peers.get(conn);
     if (u) this.waiting.delete(u);
     this.peers.delete(conn);
+  }
+
+  /**
+   * Offer a fast-extension peer that is not a seed the pieces of its allowed fast set that we
+   * have (BEP 6): it may request those while we choke it. Call after the connection's start(),
+   * whose bitfield must come first.
+   */
+  grantAllowedFast(conn: PeerConnection, infoHash: Buffer): void {
+    const u = this.peers.get(conn);
+    if (!u || !conn.fast || conn.bitfield.isComplete()) return;
+    const k = Math.min(ALLOWED_FAST_PIECES, Math.floor(this.layout.pieceCount / 4));
+    for (const index of allowedFastSet(conn.host, infoHash, this.layout.pieceCount, k)) {
+      if (!this.have.has(index) || u.allowedFast.has(index)) continue;
+      u.allowedFast.add(index);
+      conn.allowedFast(index);
+    }
   }
 
   /** We choked the peer: without the fast extension its queue is dropped; with it, rejected. */

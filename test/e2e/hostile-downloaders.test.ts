@@ -13,6 +13,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { MAX_INCOMING_PER_ADDRESS } from '../../src/swarm/peer-pool.js';
+import { ALLOWED_FAST_PIECES } from '../../src/swarm/upload.js';
+import { allowedFastSet } from '../../src/wire/allowed-fast.js';
 import { encodeHandshake } from '../../src/wire/handshake.js';
 import { FakeLeecher } from '../helpers/fake-leecher.js';
 import { useFixture } from '../helpers/fixture.js';
@@ -136,9 +138,13 @@ describe.each([
     const { t, tdl, port } = await fx.tdlSeed(data, PIECE);
     const h = await leecher(t, port, { fast });
     await h.waitHandshake();
-    // Not interested, so never unchoked: requests anyway.
-    h.request(0, 0, 16384);
-    h.request(1, 0, 16384);
+    // Not interested, so never unchoked: requests anyway, for pieces outside the allowed fast
+    // set a fast-extension peer at this address is offered (those it may fetch while choked).
+    const pieceCount = Math.ceil(SIZE / PIECE);
+    const allowed = allowedFastSet(HOSTILE, t.infoHash, pieceCount, ALLOWED_FAST_PIECES);
+    const [a, b] = [...Array(pieceCount).keys()].filter((i) => !allowed.includes(i));
+    h.request(a!, 0, 16384);
+    h.request(b!, 0, 16384);
     if (fast) {
       await until(() => h.rejects.length >= 2, 15_000, 'two rejects');
       expect(h.isClosed).toBe(false);
