@@ -174,6 +174,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       timeouts: opts.timeouts,
       handshakeMs: opts.timeouts?.handshakeMs ?? this.peerTimeoutMs,
       encryption: opts.encryption,
+      done: () => this.complete,
     });
     this.pool.on('connecting', (address) => {
       const c = this.pool.candidates.get(address);

@@ -65,6 +65,10 @@ export interface Candidate {
   flipped: boolean;
   /** PEX said it speaks encryption: under `allow`, MSE is its first kind of handshake. */
   prefersMse: boolean;
+  /** PEX said it is a seed: not dialled once we want nothing more (PoolOptions.done). */
+  seed: boolean;
+  /** PEX said its sender dialled it (it accepts connections): tried before others. */
+  reachable: boolean;
 }
 
 export interface PoolOptions {
@@ -80,6 +84,11 @@ export interface PoolOptions {
   /** Our own listening address, never dialled. */
   self?: () => PeerAddress | null;
   encryption?: EncryptionMode;
+  /**
+   * We want nothing more (the download is complete): a candidate PEX flags as a seed is not
+   * dialled, since both sides would drop the connection as useless.
+   */
+  done?: () => boolean;
 }
 
 export interface PoolEvents {
@@ -104,7 +113,11 @@ export class PeerPool extends EventEmitter<PoolEvents> {
 
   /** Add addresses (duplicates, banned ones and port 0 ignored); returns how many are new. */
   add(
-    peers: readonly (PeerAddress & { prefersEncryption?: boolean })[],
+    peers: readonly (PeerAddress & {
+      prefersEncryption?: boolean;
+      seed?: boolean;
+      reachable?: boolean;
+    })[],
     origin: PeerOrigin,
   ): number {
     let added = 0;
@@ -124,6 +137,8 @@ export class PeerPool extends EventEmitter<PoolEvents> {
       }
       const c = newCandidate(p.host, p.port, address, origin, 0);
       c.prefersMse = p.prefersEncryption === true;
+      c.seed = p.seed === true;
+      c.reachable = p.reachable === true;
       this.candidates.set(address, c);
       added++;
     }
@@ -154,13 +169,15 @@ export class PeerPool extends EventEmitter<PoolEvents> {
     const want = Math.min(limit, this.opts.sequential ? maxPeers - connected : 2 * maxPeers);
     if (this.attempts.size >= want || connected >= maxPeers) return;
     const now = Date.now();
+    const done = this.opts.done?.() === true;
     const ready: Candidate[] = [];
     for (const c of this.candidates.values()) {
       if (c.busy || c.banned || c.attempts >= MAX_ATTEMPTS || c.notBefore > now) continue;
+      if (done && c.seed) continue;
       ready.push(c);
     }
-    // Untried first, then the fewest attempts.
-    ready.sort((a, b) => a.attempts - b.attempts);
+    // Untried first, then the fewest attempts; among equals, those known to accept connections.
+    ready.sort((a, b) => a.attempts - b.attempts || Number(b.reachable) - Number(a.reachable));
     for (const c of ready) {
       if (this.attempts.size >= want) break;
       this.attempt(c);
@@ -340,5 +357,7 @@ function newCandidate(
     busy: false,
     flipped: false,
     prefersMse: false,
+    seed: false,
+    reachable: false,
   };
 }

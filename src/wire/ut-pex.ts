@@ -43,15 +43,27 @@ export interface PexMessage {
   dropped: PeerAddress[];
 }
 
-/** A peer reported by PEX, with what its flags say of its handshake. */
-export type PexPeerAddress = PeerAddress & { prefersEncryption: boolean };
+/** A peer reported by PEX, with what its flags say of it. */
+export type PexPeerAddress = PeerAddress & {
+  /** It speaks encryption (0x01). */
+  prefersEncryption: boolean;
+  /** It is a seed (0x02). */
+  seed: boolean;
+  /** The sender dialled it: it accepts connections (0x10). */
+  reachable: boolean;
+};
 
-/** The `added` peers of a message, each with its `added.f` encryption bit. */
+/** The `added` peers of a message, each with what its `added.f` flags say. */
 export function addedPeers(m: PexMessage): PexPeerAddress[] {
-  return m.added.map((p, i) => ({
-    ...p,
-    prefersEncryption: ((m.addedFlags[i] ?? 0) & PexFlag.encryption) !== 0,
-  }));
+  return m.added.map((p, i) => {
+    const f = m.addedFlags[i] ?? 0;
+    return {
+      ...p,
+      prefersEncryption: (f & PexFlag.encryption) !== 0,
+      seed: (f & PexFlag.seed) !== 0,
+      reachable: (f & PexFlag.reachable) !== 0,
+    };
+  });
 }
 
 const MAX_DEPTH = 4;

@@ -4,7 +4,10 @@ import type { EncryptionMode } from '../../src/peer/connection.js';
 import { MAX_ATTEMPTS, PeerPool } from '../../src/swarm/peer-pool.js';
 import { sniffHandshake } from '../../src/wire/mse.js';
 
-function pool(encryption?: EncryptionMode): PeerPool {
+function pool(
+  encryption?: EncryptionMode,
+  more: Partial<ConstructorParameters<typeof PeerPool>[0]> = {},
+): PeerPool {
   return new PeerPool({
     infoHash: Buffer.alloc(20, 1),
     peerId: Buffer.alloc(20, 2),
@@ -12,6 +15,7 @@ function pool(encryption?: EncryptionMode): PeerPool {
     sequential: false,
     handshakeMs: 1000,
     encryption,
+    ...more,
   });
 }
 
@@ -97,5 +101,39 @@ describe('PeerPool: a peer that hangs up on the handshake', () => {
     p.fill(0, 4);
     await failed;
     expect(peer.kinds).toEqual(['mse', 'plain']);
+  });
+});
+
+describe('PeerPool: what PEX flags say of a candidate', () => {
+  /** Addresses dialled by one fill() (no connection completes: nothing listens on port 1). */
+  function dialled(p: PeerPool, connected: number, maxPeers: number): string[] {
+    const out: string[] = [];
+    p.on('connecting', (a) => out.push(a));
+    p.fill(connected, maxPeers);
+    p.close();
+    return out;
+  }
+  const peer = (n: number, flags: { seed?: boolean; reachable?: boolean } = {}) => ({
+    host: `127.0.9.${n}`,
+    port: 1,
+    ...flags,
+  });
+
+  it('once our download wants nothing more, a peer flagged as a seed is not dialled', () => {
+    let done = false;
+    const fresh = () => {
+      const p = pool('allow', { done: () => done });
+      p.add([peer(1, { seed: true }), peer(2)], 'pex');
+      return p;
+    };
+    expect(dialled(fresh(), 0, 8)).toEqual(['127.0.9.1:1', '127.0.9.2:1']);
+    done = true;
+    expect(dialled(fresh(), 0, 8)).toEqual(['127.0.9.2:1']);
+  });
+
+  it('untried peers flagged as reachable are dialled before the others', () => {
+    const p = pool('allow', { sequential: true });
+    p.add([peer(1), peer(2), peer(3, { reachable: true })], 'pex');
+    expect(dialled(p, 0, 1)).toEqual(['127.0.9.3:1']);
   });
 });

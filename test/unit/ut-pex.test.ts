@@ -38,16 +38,16 @@ describe('ut_pex codec', () => {
     expect(decodePex(encodePex(m))).toEqual(m);
   });
 
-  it('addedPeers: each added peer with its encryption bit', () => {
+  it('addedPeers: each added peer with its encryption, seed and reachable bits', () => {
     const m = {
       added: [v4(1), v4(2), { host: '2001:db8::1', port: 6881 }],
-      addedFlags: [PexFlag.encryption | PexFlag.seed, PexFlag.seed],
+      addedFlags: [PexFlag.encryption | PexFlag.seed, PexFlag.seed | PexFlag.reachable],
       dropped: [],
     };
     expect(addedPeers(m)).toEqual([
-      { ...v4(1), prefersEncryption: true },
-      { ...v4(2), prefersEncryption: false },
-      { host: '2001:db8::1', port: 6881, prefersEncryption: false },
+      { ...v4(1), prefersEncryption: true, seed: true, reachable: false },
+      { ...v4(2), prefersEncryption: false, seed: true, reachable: true },
+      { host: '2001:db8::1', port: 6881, prefersEncryption: false, seed: false, reachable: false },
     ]);
   });
 
