@@ -733,6 +733,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       // Peers that have the piece need no `have` for it (libtorrent's "lazy" haves).
       if (!s.conn.bitfield.has(p.index)) s.conn.have(p.index);
     }
+    this.upload.pieceVerified(p.index);
     // Data bytes: padding was never fetched (nor is it counted in `total`).
     const got = this.padding ? this.padding.dataBytes(p.index) : p.size;
     this.downloaded += got;

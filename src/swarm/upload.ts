@@ -81,6 +81,8 @@ interface Upload {
   reading: number;
   /** Pieces it may request while choked (BEP 6 allowed fast, sent by us). */
   allowedFast: Set<number>;
+  /** Its allowed fast set (grantAllowedFast): offered piece by piece as we get them. */
+  fastSet: number[];
   /** When we last choked it; bytes sent when we last unchoked it. */
   chokedAt: number;
   sentAtUnchoke: number;
@@ -127,6 +129,7 @@ export class UploadService {
       pending: 0,
       reading: 0,
       allowedFast: new Set(),
+      fastSet: [],
       chokedAt: Date.now(),
       sentAtUnchoke: 0,
       fullSince: 0,
@@ -159,18 +162,28 @@ export class UploadService {
 
   /**
    * Offer a fast-extension peer that is not a seed the pieces of its allowed fast set that we
-   * have (BEP 6): it may request those while we choke it. Call after the connection's start(),
-   * whose bitfield must come first.
+   * have and it lacks (BEP 6): it may request those while we choke it; the others follow as we
+   * verify them (pieceVerified). Call after the connection's start(), whose bitfield must come
+   * first.
    */
   grantAllowedFast(conn: PeerConnection, infoHash: Buffer): void {
     const u = this.peers.get(conn);
     if (!u || !conn.fast || conn.bitfield.isComplete()) return;
     const k = Math.min(ALLOWED_FAST_PIECES, Math.floor(this.layout.pieceCount / 4));
-    for (const index of allowedFastSet(conn.host, infoHash, this.layout.pieceCount, k)) {
-      if (!this.have.has(index) || u.allowedFast.has(index)) continue;
-      u.allowedFast.add(index);
-      conn.allowedFast(index);
-    }
+    u.fastSet = allowedFastSet(conn.host, infoHash, this.layout.pieceCount, k);
+    for (const index of u.fastSet) this.offerFast(u, index);
+  }
+
+  /** A piece verified: offered to the peers whose allowed fast set holds it and that lack it. */
+  pieceVerified(index: number): void {
+    for (const u of this.peers.values()) if (u.fastSet.includes(index)) this.offerFast(u, index);
+  }
+
+  private offerFast(u: Upload, index: number): void {
+    const conn = u.conn;
+    if (!this.have.has(index) || u.allowedFast.has(index) || conn.bitfield.has(index)) return;
+    u.allowedFast.add(index);
+    conn.allowedFast(index);
   }
 
   /** We choked the peer: without the fast extension its queue is dropped; with it, rejected. */

@@ -2,7 +2,9 @@ import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import type { PeerConnection } from '../../src/peer/connection.js';
 import { Layout } from '../../src/storage/layout.js';
+import { allowedFastSet } from '../../src/wire/allowed-fast.js';
 import {
+  ALLOWED_FAST_PIECES,
   CACHE_BYTES,
   MAX_PENDING_BYTES,
   MAX_QUEUE,
@@ -24,6 +26,9 @@ class FakeConn extends EventEmitter {
   amChoking = false;
   fast = true;
   writeQueued = 0;
+  host = '127.0.0.1';
+  bitfield = new Bitfield(PIECES);
+  offeredFast: number[] = [];
   sent: { index: number; begin: number; length: number }[] = [];
   rejected: { index: number; begin: number }[] = [];
   constructor(address = '127.0.0.1:1') {
@@ -35,6 +40,9 @@ class FakeConn extends EventEmitter {
   }
   reject(index: number, begin: number): void {
     this.rejected.push({ index, begin });
+  }
+  allowedFast(index: number): void {
+    this.offeredFast.push(index);
   }
   close(): void {
     this.state = 'closed';
@@ -78,7 +86,7 @@ function setup(pieceLength = PIECE, pieces = PIECES) {
     upload.add(c as unknown as PeerConnection);
     return c;
   };
-  return { upload, source, add };
+  return { upload, source, add, have };
 }
 
 /** Requests every block of these pieces, in order. */
@@ -183,5 +191,55 @@ describe('UploadService read-ahead', () => {
     await source.finishAll();
     expect(c.sent.length).toBe(0);
     expect(c.rejected.length).toBe(PIECE / BLOCK);
+  });
+});
+
+describe('UploadService allowed fast (BEP 6)', () => {
+  const infoHash = Buffer.alloc(20, 0xaa);
+  const set = allowedFastSet('127.0.0.1', infoHash, PIECES, ALLOWED_FAST_PIECES);
+
+  it('offers the pieces of the set we have, the others as they verify, none the peer has', async () => {
+    const { upload, source, add, have } = setup();
+    for (const i of set) have.clear(i);
+    have.set(set[0]!);
+    const c = add();
+    c.bitfield.set(set[1]!);
+    c.amChoking = true;
+    upload.grantAllowedFast(c as unknown as PeerConnection, infoHash);
+    expect(c.offeredFast).toEqual([set[0]]);
+
+    // Verified later: offered then, unless the peer has it; other pieces never.
+    for (const i of [set[1]!, set[2]!]) {
+      have.set(i);
+      upload.pieceVerified(i);
+    }
+    const outside = [...Array(PIECES).keys()].find((i) => !set.includes(i))!;
+    upload.pieceVerified(outside);
+    expect(c.offeredFast).toEqual([set[0], set[2]]);
+
+    // Choked: the offered pieces are served, another piece of the set is refused.
+    c.emit('request', set[0], 0, BLOCK);
+    c.emit('request', set[2], 0, BLOCK);
+    c.emit('request', set[1], 0, BLOCK);
+    await source.finishAll();
+    expect(c.sent.map((b) => b.index)).toEqual([set[0], set[2]]);
+    expect(c.rejected).toEqual([{ index: set[1], begin: 0 }]);
+  });
+
+  it('offers nothing to a seed, to a peer without the fast extension, or on a tiny torrent', () => {
+    const { upload, add } = setup();
+    const seed = add('127.0.0.1:2');
+    seed.bitfield.setAll();
+    const slow = add('127.0.0.1:3');
+    slow.fast = false;
+    for (const c of [seed, slow]) upload.grantAllowedFast(c as unknown as PeerConnection, infoHash);
+    upload.pieceVerified(set[0]!);
+    expect([seed.offeredFast, slow.offeredFast]).toEqual([[], []]);
+
+    // Three pieces: a quarter of them is none.
+    const tiny = setup(PIECE, 3);
+    const c = tiny.add();
+    tiny.upload.grantAllowedFast(c as unknown as PeerConnection, infoHash);
+    expect(c.offeredFast).toEqual([]);
   });
 });
