@@ -16,6 +16,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import DHT from 'bittorrent-dht';
+import { median } from './lib/bench-common.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DIST = path.join(ROOT, 'dist', 'dht', 'dht.js');
@@ -48,11 +49,6 @@ async function startNetwork(count) {
     nodes.push({ dht, port });
   }
   return nodes;
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 const nodes = await startNetwork(NODES);

@@ -55,6 +55,7 @@ import { RESUME_SCENARIOS, runResumeBench } from './lib/bench-resume.mjs';
 import { MAGNET_SCENARIOS, runMagnetBench } from './lib/bench-magnet.mjs';
 import { ENCRYPTION_SCENARIOS, runEncryptionBench } from './lib/bench-encryption.mjs';
 import { DHT_SCENARIOS, runDhtBench } from './lib/bench-dht.mjs';
+import { median } from './lib/bench-common.mjs';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
@@ -987,13 +988,6 @@ const CUSTOM = [
 
 // ---------------------------------------------------------------------------------------------
 // Statistics and reports
-
-/** @param {number[]} xs */
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] ?? NaN) : ((s[mid - 1] ?? NaN) + (s[mid] ?? NaN)) / 2;
-}
 
 /**
  * Medians of one client's runs, and the run whose wall time is closest to the median (its

@@ -3,13 +3,15 @@
 import { missingPrograms } from './real-peers.mjs';
 
 /**
- * The median (the mean of the middle two for an even count; 0 for none).
+ * The median (the mean of the middle two for an even count). NaN for none: no figure, and no
+ * target check passes on it (a 0 would pass every "at most" check of a client that never ran).
  * @param {number[]} xs
  */
 export const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
   const n = s.length;
-  return n % 2 ? (s[(n - 1) / 2] ?? 0) : ((s[n / 2 - 1] ?? 0) + (s[n / 2] ?? 0)) / 2;
+  if (n === 0) return NaN;
+  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
 };
 
 /** @param {number} ms milliseconds as seconds, two decimals */

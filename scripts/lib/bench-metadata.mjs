@@ -14,6 +14,7 @@ import { createHash, randomFillSync } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import bencode from 'bencode';
+import { median } from './bench-common.mjs';
 import {
   PYTHON,
   TDL_CLI,
@@ -40,13 +41,6 @@ ct = lt.create_torrent(fs, int(sys.argv[3]), flags=lt.create_torrent.v1_only)
 lt.set_piece_hashes(ct, sys.argv[4])
 open(sys.argv[2], 'wb').write(lt.bencode(ct.generate()))
 `;
-
-/** @param {number[]} xs */
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 /** Reads every file under `root` once, so every tool starts with a warm page cache. */
 async function warm(root) {

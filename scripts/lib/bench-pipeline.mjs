@@ -14,6 +14,7 @@ import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { median } from './bench-common.mjs';
 import { generatedData, generatedTorrent, startGeneratedSeeder } from './gen-seeder.mjs';
 import { TDL_CLI, shellQuote, makeTempDir, removeTempDir, runMeasured } from './real-peers.mjs';
 
@@ -52,9 +53,6 @@ export async function runPipelineBench(names, runs, timeoutMs) {
   }
   return { markdown: parts.join('\n\n'), checks };
 }
-
-/** @param {number[]} xs */
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function stdoutScenario(work, runs, timeoutMs, env) {
   const size = 256 * MiB;
