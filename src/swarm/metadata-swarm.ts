@@ -36,7 +36,13 @@ import { PexPeer, addedPeers } from '../wire/ut-pex.js';
 import { CLIENT_NAME } from '../version.js';
 import type { PeerSource } from './download-api.js';
 import { MetadataFetch } from './metadata-fetch.js';
-import { PeerPool, type Candidate, type HandoffCandidate, type PeerOrigin } from './peer-pool.js';
+import {
+  PeerPool,
+  handoffOf,
+  type Candidate,
+  type HandoffCandidate,
+  type PeerOrigin,
+} from './peer-pool.js';
 
 const log = logger('tdl:metadata');
 
@@ -201,7 +207,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
     const out: HandoffCandidate[] = [];
     for (const c of this.pool.candidates.values()) {
       if (c.banned) continue;
-      out.push({ peer: { host: c.host, port: c.port }, origin: c.origin, busy: c.busy });
+      out.push(handoffOf(c));
     }
     return out;
   }

@@ -44,11 +44,33 @@ export const MAX_CANDIDATES = 2_000;
 /** Incoming connections kept from one address: hundreds from one host cannot fill `maxPeers`. */
 export const MAX_INCOMING_PER_ADDRESS = 8;
 
+/** What PEX said of an address (BEP 11 `added.f`), kept with its candidate. */
+export interface PexHints {
+  prefersEncryption?: boolean;
+  seed?: boolean;
+  reachable?: boolean;
+}
+
 /** A peer the magnet's metadata phase knows of, handed to the download (busy: connected). */
 export interface HandoffCandidate {
-  peer: PeerAddress;
+  peer: PeerAddress & PexHints;
   origin: PeerOrigin;
   busy: boolean;
+}
+
+/** A candidate as the metadata phase hands it to the download: what PEX said of it kept. */
+export function handoffOf(c: Candidate): HandoffCandidate {
+  return {
+    peer: {
+      host: c.host,
+      port: c.port,
+      prefersEncryption: c.prefersMse,
+      seed: c.seed,
+      reachable: c.reachable,
+    },
+    origin: c.origin,
+    busy: c.busy,
+  };
 }
 
 export interface Candidate {
@@ -112,14 +134,7 @@ export class PeerPool extends EventEmitter<PoolEvents> {
   }
 
   /** Add addresses (duplicates, banned ones and port 0 ignored); returns how many are new. */
-  add(
-    peers: readonly (PeerAddress & {
-      prefersEncryption?: boolean;
-      seed?: boolean;
-      reachable?: boolean;
-    })[],
-    origin: PeerOrigin,
-  ): number {
+  add(peers: readonly (PeerAddress & PexHints)[], origin: PeerOrigin): number {
     let added = 0;
     const self = this.opts.self?.();
     for (const p of peers) {

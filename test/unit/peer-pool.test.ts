@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { EncryptionMode } from '../../src/peer/connection.js';
-import { MAX_ATTEMPTS, PeerPool } from '../../src/swarm/peer-pool.js';
+import { MAX_ATTEMPTS, PeerPool, handoffOf } from '../../src/swarm/peer-pool.js';
 import { sniffHandshake } from '../../src/wire/mse.js';
 
 function pool(
@@ -129,6 +129,28 @@ describe('PeerPool: what PEX flags say of a candidate', () => {
     expect(dialled(fresh(), 0, 8)).toEqual(['127.0.9.1:1', '127.0.9.2:1']);
     done = true;
     expect(dialled(fresh(), 0, 8)).toEqual(['127.0.9.2:1']);
+  });
+
+  it("a magnet's metadata phase hands its addresses over with what PEX said of them", () => {
+    const meta = pool('allow');
+    meta.add(
+      [{ ...peer(1, { seed: true, reachable: true }), prefersEncryption: true }, peer(2)],
+      'pex',
+    );
+    const download = pool('allow');
+    for (const c of [...meta.candidates.values()].map(handoffOf)) download.add([c.peer], c.origin);
+    const flags = [...download.candidates.values()].map((c) => [
+      c.origin,
+      c.prefersMse,
+      c.seed,
+      c.reachable,
+    ]);
+    expect(flags).toEqual([
+      ['pex', true, true, true],
+      ['pex', false, false, false],
+    ]);
+    meta.close();
+    download.close();
   });
 
   it('untried peers flagged as reachable are dialled before the others', () => {
