@@ -113,6 +113,8 @@ export interface PeerOptions {
   cipher?: ConnectionCipher;
   /** Outgoing: open with MSE, offering these methods (see mseOffer). */
   mse?: number;
+  /** Incoming: the socket went through an MSE handshake (a plain stream after it, unless `cipher`). */
+  acceptedMse?: boolean;
 }
 
 /** RC4 both ways; the first `plainBytes` read are decrypted already (put back by the listener). */
@@ -240,6 +242,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.plainLeft = opts.cipher?.plainBytes ?? 0;
     this.cipher = opts.cipher ?? null;
     if (opts.cipher) this.encryption = 'rc4';
+    else if (opts.acceptedMse) this.encryption = 'handshake';
     if (this.metadataOnlyMode) this.early = new EarlyAvailability();
     this.bitfield = new Bitfield(opts.pieceCount);
     this.framer = new Framer({
@@ -400,9 +403,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   /**
    * Where the next socket read goes (also kept in `offeredBuffer`): the framer's free space, or
-   * scratch once closed or during an MSE exchange (onMseBytes copies it out). Until the handshake is in, reads take only its
-   * remaining bytes, so that what the peer sends after it stays in the socket until start()
-   * (reading pauses in between) rather than filling the framer.
+   * scratch once closed or during an MSE exchange (onMseBytes copies it out). Until the
+   * handshake is in, reads take only its remaining bytes, so that what the peer sends after it
+   * stays in the socket until start() (reading pauses in between) rather than filling the framer.
    */
   private readBuffer(): Buffer {
     if (this.state !== 'closed' && !this.mse) {

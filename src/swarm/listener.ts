@@ -23,6 +23,12 @@ import { PeerConnection, type EncryptionMode } from '../peer/connection.js';
 import { MseResponder, sniffHandshake } from '../wire/mse.js';
 import type { ConnectionCipher } from '../peer/connection.js';
 
+/** How an accepted socket opened: through MSE or not, and RC4 both ways if MSE selected it. */
+interface Opened {
+  mse: boolean;
+  cipher: ConnectionCipher | null;
+}
+
 const log = logger('tdl:listen');
 
 export const DEFAULT_PORTS = [6881, 6882, 6883, 6884, 6885, 6886, 6887, 6888, 6889];
@@ -132,14 +138,14 @@ export class Listener extends EventEmitter<ListenerEvents> {
     socket.on('error', () => {});
     this.opening.add(socket);
     this.open(socket).then(
-      (cipher) => {
+      (opened) => {
         this.opening.delete(socket);
         if (socket.destroyed || !this.server) {
           socket.destroy();
           release();
           return;
         }
-        this.handshake(socket, host, port, release, cipher);
+        this.handshake(socket, host, port, release, opened);
       },
       (e: unknown) => {
         this.opening.delete(socket);
@@ -156,8 +162,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
    * initial payload and what followed it are put back). Rejects on a bad MSE exchange, a close
    * or the handshake timeout.
    */
-  private open(socket: net.Socket): Promise<ConnectionCipher | null> {
-    return new Promise<ConnectionCipher | null>((resolve, reject) => {
+  private open(socket: net.Socket): Promise<Opened> {
+    return new Promise<Opened>((resolve, reject) => {
       let head: Buffer = Buffer.alloc(0);
       let mse: MseResponder | null = null;
       const finish = (e?: Error, cipher: ConnectionCipher | null = null) => {
@@ -167,7 +173,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
         socket.off('error', onClose);
         socket.pause();
         if (e) reject(e);
-        else resolve(cipher);
+        else resolve({ mse: mse !== null, cipher });
       };
       const onClose = () => finish(new Error('closed during the handshake'));
       const onData = (chunk: Buffer) => {
@@ -220,14 +226,15 @@ export class Listener extends EventEmitter<ListenerEvents> {
     host: string,
     port: number,
     release: () => void,
-    cipher: ConnectionCipher | null,
+    opened: Opened,
   ): void {
     const conn = new PeerConnection({
       ...this.conn,
       host,
       port,
       socket,
-      cipher: cipher ?? undefined,
+      acceptedMse: opened.mse,
+      cipher: opened.cipher ?? undefined,
     });
     this.handshaking.add(conn);
     const done = () => {

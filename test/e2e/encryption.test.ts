@@ -12,7 +12,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { encodeHandshake } from '../../src/wire/handshake.js';
 import { runCli } from '../helpers/cli.js';
 import { useFixture } from '../helpers/fixture.js';
-import { assertBuilt } from '../helpers/tdl-process.js';
+import { assertBuilt, until } from '../helpers/tdl-process.js';
 import { randomBytesSeeded } from '../helpers/torrent.js';
 
 const PIECE = 32768;
@@ -68,11 +68,18 @@ describe('--encryption', () => {
   ];
   for (const [title, seedArgs, args, encryption] of fromSeed) {
     it(title, async () => {
-      const { torrent, port } = await fx.tdlSeed(data, PIECE, seedArgs);
+      const { torrent, port, tdl } = await fx.tdlSeed(data, PIECE, seedArgs);
       const r = await fetchFrom(torrent, port, args);
       expect(r.code).toBe(0);
       expect(r.bytes!.equals(data)).toBe(true);
       expect(r.encryption).toEqual([encryption]);
+      // The seed tells the same of the connection it accepted.
+      const accepted = () =>
+        tdl.events.filter(
+          (e) => e.event === 'peer' && e.status === 'connected' && e.source === 'incoming',
+        );
+      await until(() => accepted().length > 0, 10_000, "the seed's connected event");
+      expect(accepted().map((e) => e.encryption)).toEqual([encryption]);
     });
   }
 
