@@ -25,6 +25,7 @@ import {
   type PeerTimeouts,
 } from '../peer/connection.js';
 import { formatPeerAddress, type PeerAddress } from '../tracker/types.js';
+import type { PexHints } from '../wire/ut-pex.js';
 
 const log = logger('tdl:pool');
 
@@ -43,13 +44,6 @@ export const MAX_CANDIDATES = 2_000;
 
 /** Incoming connections kept from one address: hundreds from one host cannot fill `maxPeers`. */
 export const MAX_INCOMING_PER_ADDRESS = 8;
-
-/** What PEX said of an address (BEP 11 `added.f`), kept with its candidate. */
-export interface PexHints {
-  prefersEncryption?: boolean;
-  seed?: boolean;
-  reachable?: boolean;
-}
 
 /** A peer the magnet's metadata phase knows of, handed to the download (busy: connected). */
 export interface HandoffCandidate {
@@ -150,11 +144,7 @@ export class PeerPool extends EventEmitter<PoolEvents> {
         }
         continue;
       }
-      const c = newCandidate(p.host, p.port, address, origin, 0);
-      c.prefersMse = p.prefersEncryption === true;
-      c.seed = p.seed === true;
-      c.reachable = p.reachable === true;
-      this.candidates.set(address, c);
+      this.candidates.set(address, newCandidate(p.host, p.port, address, origin, 0, p));
       added++;
     }
     if (added > 0) log('%d new %s addresses (%d known)', added, origin, this.candidates.size);
@@ -360,6 +350,7 @@ function newCandidate(
   address: string,
   origin: PeerOrigin,
   attempts: number,
+  hints: PexHints = {},
 ): Candidate {
   return {
     host,
@@ -371,8 +362,8 @@ function newCandidate(
     banned: false,
     busy: false,
     flipped: false,
-    prefersMse: false,
-    seed: false,
-    reachable: false,
+    prefersMse: hints.prefersEncryption === true,
+    seed: hints.seed === true,
+    reachable: hints.reachable === true,
   };
 }

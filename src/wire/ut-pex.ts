@@ -43,15 +43,18 @@ export interface PexMessage {
   dropped: PeerAddress[];
 }
 
-/** A peer reported by PEX, with what its flags say of it. */
-export type PexPeerAddress = PeerAddress & {
+/** What a peer's `added.f` flags say of it (absent: not known, as for a tracker's peers). */
+export interface PexHints {
   /** It speaks encryption (0x01). */
-  prefersEncryption: boolean;
+  prefersEncryption?: boolean;
   /** It is a seed (0x02). */
-  seed: boolean;
+  seed?: boolean;
   /** The sender dialled it: it accepts connections (0x10). */
-  reachable: boolean;
-};
+  reachable?: boolean;
+}
+
+/** A peer reported by PEX, with what its flags say of it. */
+export type PexPeerAddress = PeerAddress & Required<PexHints>;
 
 /** The `added` peers of a message, each with what its `added.f` flags say. */
 export function addedPeers(m: PexMessage): PexPeerAddress[] {
