@@ -20,13 +20,11 @@
  *
  * `npm run bench -- --scenario dht --runs 5`.
  */
-import { spawnSync } from 'node:child_process';
 import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import DHT from 'bittorrent-dht';
 import {
   assertTdlOk,
-  compareTrees,
   createTorrent,
   magnetLink,
   makePayload,
@@ -39,7 +37,7 @@ import {
   tdlDownload,
   waitForSeeders,
 } from './real-peers.mjs';
-import { median, sec } from './bench-common.mjs';
+import { assertSameTree, median, rotatedRuns, sec } from './bench-common.mjs';
 
 export const DHT_SCENARIOS = ['dht'];
 
@@ -237,57 +235,44 @@ export async function runDhtBench(names, runs, timeoutMs) {
     );
 
     const magnet = magnetLink(infoHashHex, { name });
-    for (let run = 0; run < runs; run++) {
-      const order = ROWS.map((_, i) => ROWS[(i + run) % ROWS.length]);
-      for (const row of order) {
-        if (!row) continue;
-        await waitForSeeders(tracker.httpUrl, infoHashHex, 1, 30_000);
-        spawnSync('sync');
-        const out = await makeTempDir('tdl-bench-dht-out-');
-        try {
-          const boot = net.nodes[(run * 11 + 7) % NODES]?.port;
-          const args =
-            row.origin === 'dht'
-              ? ['--quiet', '--port', '0', '--dht-bootstrap', `127.0.0.1:${boot}`]
-              : ['--quiet', '--port', '0', '--no-dht'];
-          /** @type {number | null} */
-          let firstPeerMs = null;
-          /** @type {number | null} */
-          let metadataMs = null;
-          const r = await tdlDownload({
-            torrent:
-              row.id === 'dht-magnet'
-                ? magnet
-                : row.id === 'dht-torrent'
-                  ? trackerless.path
-                  : withTracker.path,
-            out,
-            timeoutMs,
-            args,
-            env: await cacheEnv(path.join(out, '.cache')),
-            onEvent: (e, t) => {
-              if (firstPeerMs === null && e.event === 'peer' && e.source === row.origin) {
-                firstPeerMs = t;
-              }
-              if (e.event === 'metadata' && e.state === 'done') metadataMs = t;
-            },
-          });
-          assertTdlOk(r);
-          const diffs = await compareTrees(root, path.join(out, name));
-          if (diffs.length > 0) {
-            throw new Error(`${row.id} wrote wrong data: ${diffs.slice(0, 5).join('; ')}`);
+    await rotatedRuns(ROWS, runs, 'tdl-bench-dht-out-', async (row, out, run) => {
+      await waitForSeeders(tracker.httpUrl, infoHashHex, 1, 30_000);
+      const boot = net.nodes[(run * 11 + 7) % NODES]?.port;
+      const args =
+        row.origin === 'dht'
+          ? ['--quiet', '--port', '0', '--dht-bootstrap', `127.0.0.1:${boot}`]
+          : ['--quiet', '--port', '0', '--no-dht'];
+      /** @type {number | null} */
+      let firstPeerMs = null;
+      /** @type {number | null} */
+      let metadataMs = null;
+      const r = await tdlDownload({
+        torrent:
+          row.id === 'dht-magnet'
+            ? magnet
+            : row.id === 'dht-torrent'
+              ? trackerless.path
+              : withTracker.path,
+        out,
+        timeoutMs,
+        args,
+        env: await cacheEnv(path.join(out, '.cache')),
+        onEvent: (e, t) => {
+          if (firstPeerMs === null && e.event === 'peer' && e.source === row.origin) {
+            firstPeerMs = t;
           }
-          samples[row.id]?.push({ wallMs: r.wallMs, firstPeerMs, metadataMs });
-          log(
-            `  run ${run + 1}/${runs} ${row.id.padEnd(11)} ${sec(r.wallMs)} s, first ` +
-              `${row.origin} peer ${firstPeerMs === null ? 'never seen' : `${sec(firstPeerMs)} s`}` +
-              (metadataMs !== null ? `, metadata at ${sec(metadataMs)} s` : ''),
-          );
-        } finally {
-          await removeTempDir(out);
-        }
-      }
-    }
+          if (e.event === 'metadata' && e.state === 'done') metadataMs = t;
+        },
+      });
+      assertTdlOk(r);
+      await assertSameTree(row.id, root, path.join(out, name));
+      samples[row.id]?.push({ wallMs: r.wallMs, firstPeerMs, metadataMs });
+      log(
+        `  run ${run + 1}/${runs} ${row.id.padEnd(11)} ${sec(r.wallMs)} s, first ` +
+          `${row.origin} peer ${firstPeerMs === null ? 'never seen' : `${sec(firstPeerMs)} s`}` +
+          (metadataMs !== null ? `, metadata at ${sec(metadataMs)} s` : ''),
+      );
+    });
     await dhtSeeder.stop();
     await trackerSeeder.stop();
     await tracker.stop();

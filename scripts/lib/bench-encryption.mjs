@@ -8,11 +8,9 @@
  *
  * No target: a measure. `npm run bench -- --scenario encryption --runs 3`.
  */
-import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import {
   assertTdlOk,
-  compareTrees,
   createTorrent,
   libtorrentDownload,
   makePayload,
@@ -24,7 +22,7 @@ import {
   tdlDownload,
   waitForSeeders,
 } from './real-peers.mjs';
-import { median, sec, requirePrograms } from './bench-common.mjs';
+import { assertSameTree, median, requirePrograms, rotatedRuns, sec } from './bench-common.mjs';
 
 export const ENCRYPTION_SCENARIOS = ['encryption'];
 
@@ -106,28 +104,15 @@ export async function runEncryptionBench(names, runs, timeoutMs) {
       await waitForSeeders(tracker.httpUrl, t.infoHashHex, 1);
       swarms[seeder] = { torrent: t.path, root, name };
     }
-    for (let run = 0; run < runs; run++) {
-      const order = ROWS.map((_, i) => ROWS[(i + run) % ROWS.length]);
-      for (const row of order) {
-        if (!row) continue;
-        const swarm = swarms[row.seeder];
-        spawnSync('sync');
-        const out = await makeTempDir('tdl-bench-encryption-out-');
-        try {
-          const s = await row.run(swarm.torrent, out, timeoutMs);
-          const diffs = await compareTrees(swarm.root, path.join(out, swarm.name));
-          if (diffs.length > 0) {
-            throw new Error(`${row.id} wrote wrong data: ${diffs.slice(0, 5).join('; ')}`);
-          }
-          samples[row.id]?.push(s);
-          console.error(
-            `  run ${run + 1}/${runs} ${row.id.padEnd(9)} ${sec(s.wallMs)} s, CPU ${sec(s.cpuMs)} s`,
-          );
-        } finally {
-          await removeTempDir(out);
-        }
-      }
-    }
+    await rotatedRuns(ROWS, runs, 'tdl-bench-encryption-out-', async (row, out, run) => {
+      const swarm = swarms[row.seeder];
+      const s = await row.run(swarm.torrent, out, timeoutMs);
+      await assertSameTree(row.id, swarm.root, path.join(out, swarm.name));
+      samples[row.id]?.push(s);
+      console.error(
+        `  run ${run + 1}/${runs} ${row.id.padEnd(9)} ${sec(s.wallMs)} s, CPU ${sec(s.cpuMs)} s`,
+      );
+    });
     await tracker.stop();
   } finally {
     await stopAll();

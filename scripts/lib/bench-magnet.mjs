@@ -10,12 +10,10 @@
  *
  * `npm run bench -- --scenario magnet --runs 5`.
  */
-import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import {
   aria2Download,
   assertTdlOk,
-  compareTrees,
   createTorrent,
   libtorrentDownload,
   libtorrentMagnetDownload,
@@ -30,7 +28,7 @@ import {
   tdlDownload,
   waitForSeeders,
 } from './real-peers.mjs';
-import { median, sec, requirePrograms } from './bench-common.mjs';
+import { assertSameTree, median, requirePrograms, rotatedRuns, sec } from './bench-common.mjs';
 
 export const MAGNET_SCENARIOS = ['magnet'];
 
@@ -144,30 +142,16 @@ export async function runMagnetBench(names, runs, timeoutMs) {
     ];
     await waitForSeeders(tracker.httpUrl, torrent.infoHashHex, seeders.length);
     log(`  seeders: ${seeders.map((s) => `${s.name} :${s.port}`).join(', ')}; ${magnet}`);
-    for (let run = 0; run < runs; run++) {
-      // Rotate the order so no row always comes first (or right after another).
-      const order = ROWS.map((_, i) => ROWS[(i + run) % ROWS.length]);
-      for (const row of order) {
-        if (!row) continue;
-        await waitForSeeders(tracker.httpUrl, torrent.infoHashHex, seeders.length, 30_000);
-        spawnSync('sync');
-        const out = await makeTempDir('tdl-bench-magnet-out-');
-        try {
-          const s = await row.run({ magnet, torrent: torrent.path, out, timeoutMs });
-          const diffs = await compareTrees(root, path.join(out, name));
-          if (diffs.length > 0) {
-            throw new Error(`${row.id} wrote wrong data: ${diffs.slice(0, 5).join('; ')}`);
-          }
-          samples[row.id]?.push(s);
-          log(
-            `  run ${run + 1}/${runs} ${row.id.padEnd(13)} ${sec(s.wallMs)} s` +
-              (s.metadataMs !== null ? ` (metadata at ${sec(s.metadataMs)} s)` : ''),
-          );
-        } finally {
-          await removeTempDir(out);
-        }
-      }
-    }
+    await rotatedRuns(ROWS, runs, 'tdl-bench-magnet-out-', async (row, out, run) => {
+      await waitForSeeders(tracker.httpUrl, torrent.infoHashHex, seeders.length, 30_000);
+      const s = await row.run({ magnet, torrent: torrent.path, out, timeoutMs });
+      await assertSameTree(row.id, root, path.join(out, name));
+      samples[row.id]?.push(s);
+      log(
+        `  run ${run + 1}/${runs} ${row.id.padEnd(13)} ${sec(s.wallMs)} s` +
+          (s.metadataMs !== null ? ` (metadata at ${sec(s.metadataMs)} s)` : ''),
+      );
+    });
     for (const s of seeders) await s.stop();
     await tracker.stop();
   } finally {
