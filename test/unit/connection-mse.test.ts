@@ -16,6 +16,7 @@ import {
   MseResponder,
   type StreamCipher,
 } from '../../src/wire/mse.js';
+import { until } from '../helpers/tdl-process.js';
 
 const infoHash = Buffer.alloc(20, 5);
 const PIECES = 40;
@@ -102,11 +103,11 @@ describe('PeerConnection with mse', () => {
         // have-none (both sides speak BEP 6) and an interested.
         conn.interested();
         const want = 68 + 5 + 5;
-        const end = Date.now() + 10_000;
-        while (peer.got().length < want && Date.now() < end) {
-          await new Promise((r) => setTimeout(r, 10));
-        }
-        const got = peer.got();
+        const got = await until(
+          () => peer.got().length >= want && peer.got(),
+          10_000,
+          'our first bytes at the peer',
+        );
         expect(got.subarray(0, 68)).toEqual(
           encodeHandshake(infoHash, Buffer.alloc(20, 1), ourReserved()),
         );
