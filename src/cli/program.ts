@@ -14,6 +14,7 @@ import { parseRate } from './rate.js';
 import type { ByteStream } from './torrent-file.js';
 import type { VerifyCliOptions } from './verify-command.js';
 import { VERSION } from '../version.js';
+import { ENCRYPTION_MODES } from '../peer/encryption-mode.js';
 
 export interface Out {
   write(s: string): unknown;
@@ -116,7 +117,7 @@ function peerOptions(cmd: Command): Command {
         '--encryption <mode>',
         'allow: plain handshakes, encrypted for peers that hang up on them; prefer: encrypted first; require: RC4 only',
       )
-        .choices(['allow', 'prefer', 'require'])
+        .choices(ENCRYPTION_MODES)
         .default('allow'),
     )
     .option('--no-dht', 'find no peers through the DHT (it is never used for private torrents)')

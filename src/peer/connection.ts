@@ -25,6 +25,7 @@ import { EarlyAvailability } from './early-availability.js';
 import { Framer, MAX_READ_SIZE, READ_SIZE } from '../wire/framer.js';
 import { CRYPTO_PLAINTEXT, CRYPTO_RC4, type StreamCipher } from '../wire/mse.js';
 import { MseInitiator } from '../wire/mse-initiator.js';
+import type { EncryptionMode } from './encryption-mode.js';
 import {
   HANDSHAKE_LENGTH,
   RESERVED_EXTENDED,
@@ -71,14 +72,7 @@ export const MAX_WRITE_QUEUED = 16 * 1024 * 1024;
  */
 export const MAX_REFUSE_QUEUED = 8 * 1024 * 1024;
 
-/**
- * How connections are encrypted (`--encryption`):
- * - allow: we dial with the plain handshake, and with MSE (offering plaintext or RC4) a peer that
- *   hung up on it; incoming peers may use either;
- * - prefer: we dial with MSE first (offering plaintext or RC4), and plainly a peer that fails it;
- * - require: every connection is RC4-encrypted both ways; plain handshakes are refused.
- */
-export type EncryptionMode = 'allow' | 'prefer' | 'require';
+export type { EncryptionMode };
 
 /** What an outgoing MSE handshake offers under a mode. */
 export function mseOffer(mode: EncryptionMode): number {
