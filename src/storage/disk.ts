@@ -46,7 +46,8 @@ import path from 'node:path';
 import { logger } from '../log.js';
 import { DiskError } from '../errors.js';
 import { Durability, SYNCFS_MIN_FILES, syncFolders, type DurabilityHost } from './durability.js';
-import { FilePool, fdLimit, poolCapacity } from './file-pool.js';
+import { fdLimit } from '../fd-limit.js';
+import { FilePool, poolCapacity } from './file-pool.js';
 import {
   eachLimited,
   fdCall,

@@ -8,14 +8,13 @@
  * caller waits for one to be released. So an eviction can never pull a handle from under an
  * operation, and at most `capacity` descriptors are held at any time.
  *
- * Size: the soft RLIMIT_NOFILE (from /proc/self/limits on Linux, else 1,024), minus what peer
+ * Size: the soft RLIMIT_NOFILE (src/fd-limit.ts), minus what peer
  * sockets and the rest of the process need; see `poolCapacity`.
  *
  * The pool holds any kind of handle `H`: storage keeps raw descriptors (numbers), which it can
  * open and close synchronously (see Inline in fs-util.ts); a `FileHandle` only comes from the
  * thread pool. The caller says how to close one.
  */
-import { readFileSync } from 'node:fs';
 import { logger } from '../log.js';
 
 const log = logger('tdl:storage');
@@ -24,13 +23,13 @@ const log = logger('tdl:storage');
 export const MAX_POOL = 512;
 /** Smallest pool, even under a tiny limit. */
 export const MIN_POOL = 4;
-/** Descriptors kept for everything but files and peer sockets (stdio, trackers, resume file, DNS, libuv). */
+/**
+ * Descriptors kept for everything but files and peer sockets (stdio, the resume file, DNS, libuv);
+ * tracker announces take at most a quarter of the limit, or 64 (see announceSlots).
+ */
 export const FD_RESERVE = 64;
 /** Peer sockets assumed when the caller does not say. */
 export const DEFAULT_PEER_SOCKETS = 64;
-/** Assumed when the limit cannot be read. */
-export const FALLBACK_FD_LIMIT = 1024;
-
 /**
  * Files to keep open for a process allowed `limit` descriptors with up to `sockets` peer
  * sockets: a quarter of the limit, no more than what is left after the sockets and a reserve,
@@ -39,31 +38,6 @@ export const FALLBACK_FD_LIMIT = 1024;
 export function poolCapacity(limit: number, sockets = DEFAULT_PEER_SOCKETS): number {
   const left = limit - sockets - FD_RESERVE;
   return Math.max(MIN_POOL, Math.min(MAX_POOL, Math.floor(limit / 4), left));
-}
-
-/** Parse the soft "Max open files" limit out of /proc/self/limits text; null if absent. */
-export function parseFdLimit(text: string): number | null {
-  const m = /^Max open files\s+(\S+)/m.exec(text);
-  if (!m) return null;
-  if (m[1] === 'unlimited') return 1_048_576;
-  const n = Number(m[1]);
-  return Number.isSafeInteger(n) && n > 0 ? n : null;
-}
-
-let cachedLimit: number | null = null;
-
-/** The process's soft open-file limit (read once). */
-export function fdLimit(): number {
-  if (cachedLimit !== null) return cachedLimit;
-  let limit: number | null = null;
-  try {
-    limit = parseFdLimit(readFileSync('/proc/self/limits', 'latin1'));
-  } catch {
-    // Not Linux, or no /proc: assume the usual desktop limit.
-  }
-  cachedLimit = limit ?? FALLBACK_FD_LIMIT;
-  log('open-file limit %d', cachedLimit);
-  return cachedLimit;
 }
 
 interface Entry<H> {

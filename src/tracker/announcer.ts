@@ -7,10 +7,11 @@
  *   duplicate URLs are skipped. The first MAX_TRACKERS usable trackers, in tier order, are
  *   used; the rest are left out with one warning (tracker lists pasted in by the thousand).
  * - Every tier runs its own announce round, all tiers in parallel (at start and for every
- *   later re-announce), but at most MAX_ANNOUNCES_IN_FLIGHT announces are in flight at once,
- *   across tiers: each holds a socket until it is answered or given up (22 s for a silent UDP
- *   tracker), so the others wait their turn, first come first served, except that trackers
- *   that have answered before go first. A tier treats its trackers as mirrors: a round asks
+ *   later re-announce), but at most `announceSlots` announces are in flight at once, across
+ *   tiers (every tracker used under the usual open-file limit of 1,024, 64 under a limit of
+ *   256): each holds a socket until it is answered or given up (22 s for a silent UDP tracker),
+ *   so the others wait their turn, first come first served, except that trackers that have
+ *   answered before go first. A tier treats its trackers as mirrors: a round asks
  *   the tier's first tracker; the next one is asked as well when the previous one fails or
  *   stays silent for `hedgeMs` after it was sent. The first tracker to answer ends the round
  *   and moves to the front; any other tracker of the round that still answers contributes its
@@ -37,6 +38,7 @@ import { EventEmitter, setMaxListeners } from 'node:events';
 import { networkInterfaces } from 'node:os';
 import { logger } from '../log.js';
 import { describeError, NoPeersError, TdlError } from '../errors.js';
+import { fdLimit } from '../fd-limit.js';
 import { announceHttp } from './http.js';
 import { announceUdp, type UdpRetryOptions } from './udp.js';
 import type { AnnounceEvent, AnnounceRequest, AnnounceResponse, PeerAddress } from './types.js';
@@ -70,12 +72,21 @@ export const ANNOUNCER_TIMING: Readonly<AnnouncerTiming> = Object.freeze({
 /** Trackers used at most, in tier order: as many as a magnet link's `tr` (MAX_MAGNET_TRACKERS). */
 export const MAX_TRACKERS = 200;
 /**
- * Announces in flight at most, across tiers (completed and stopped included). Each holds a
- * socket (and a file descriptor) until it is answered or given up. Enough that the working
- * trackers of a real torrent, listed among dozens of dead ones, are not kept waiting: a silent
- * UDP tracker holds its slot 22 s.
+ * Announces in flight at most, across tiers (completed and stopped included), whatever the
+ * open-file limit (see announceSlots).
  */
 export const MAX_ANNOUNCES_IN_FLIGHT = 64;
+
+/**
+ * Announces in flight at most for a process allowed `limit` open files: each holds a socket
+ * (and a descriptor) until it is answered or given up, 22 s for a silent UDP tracker, so the
+ * others wait. A quarter of the limit, as the storage's file pool takes (MAX_ANNOUNCES_IN_FLIGHT
+ * at least, MAX_TRACKERS at most): under the usual limit of 1,024 every tracker tdl uses is asked
+ * at once, and a working one listed after dozens of dead ones is not kept waiting by them.
+ */
+export function announceSlots(limit: number): number {
+  return Math.min(MAX_TRACKERS, Math.max(MAX_ANNOUNCES_IN_FLIGHT, Math.floor(limit / 4)));
+}
 
 /** Default bound on stop() (and on complete()). */
 export const DEFAULT_STOP_TIMEOUT_MS = 1_500;
@@ -97,7 +108,7 @@ export interface AnnouncerOptions {
   udpRetry?: UdpRetryOptions;
   /** Bound on one regular announce (defaults of the HTTP/UDP clients when absent). */
   announceTimeoutMs?: number;
-  /** Announces in flight at most (MAX_ANNOUNCES_IN_FLIGHT when absent). */
+  /** Announces in flight at most (announceSlots of the process's open-file limit when absent). */
   maxInFlight?: number;
 }
 
@@ -214,7 +225,8 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
   /** Usable trackers beyond MAX_TRACKERS, not used. */
   private leftOut = 0;
   private readonly key = randomBytes(4).readUInt32BE(0);
-  private readonly maxInFlight: number;
+  /** Announces in flight at most. */
+  readonly maxInFlight: number;
   /** Announces in flight (holding a slot). */
   private inFlightCount = 0;
   /** Announces waiting for a slot, in the order they get one. */
@@ -230,7 +242,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
     super();
     this.opts = opts;
     this.timing = { ...ANNOUNCER_TIMING, ...opts.timing };
-    this.maxInFlight = Math.max(1, opts.maxInFlight ?? MAX_ANNOUNCES_IN_FLIGHT);
+    this.maxInFlight = Math.max(1, opts.maxInFlight ?? announceSlots(fdLimit()));
     const seen = new Set<string>();
     for (const tierUrls of opts.announceList) {
       const trackers: TrackerState[] = [];

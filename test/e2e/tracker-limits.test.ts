@@ -1,7 +1,8 @@
 /**
  * A torrent that lists very many trackers (tracker lists pasted in by the thousand): tdl uses
- * the first MAX_TRACKERS of them and keeps at most MAX_ANNOUNCES_IN_FLIGHT announces in flight,
- * so silent trackers cannot use up the process's file descriptors.
+ * the first MAX_TRACKERS of them and keeps at most `announceSlots` of the open-file limit in
+ * flight, so silent trackers cannot use up the process's file descriptors, and under the usual
+ * limit a working tracker listed after dozens of silent ones is not kept waiting by them.
  */
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
@@ -10,8 +11,10 @@ import path from 'node:path';
 import type http from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { encode } from '../../src/metainfo/bencode.js';
+import { fdLimit } from '../../src/fd-limit.js';
 import {
   Announcer,
+  announceSlots,
   MAX_ANNOUNCES_IN_FLIGHT,
   MAX_TRACKERS,
   type AnnouncerOptions,
@@ -89,11 +92,22 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('Announcer limits', () => {
-  it(`keeps at most ${MAX_ANNOUNCES_IN_FLIGHT} announces in flight; the others wait their turn`, async () => {
+  it('announces in flight: a quarter of the open-file limit, from 64 up to every tracker used', () => {
+    expect(announceSlots(64)).toBe(MAX_ANNOUNCES_IN_FLIGHT);
+    expect(announceSlots(256)).toBe(64);
+    expect(announceSlots(600)).toBe(150);
+    expect(announceSlots(1024)).toBe(MAX_TRACKERS);
+    expect(announceSlots(1_048_576)).toBe(MAX_TRACKERS);
+    const a = announcer({ announceList: [] });
+    expect(a.maxInFlight).toBe(announceSlots(fdLimit()));
+  });
+
+  it(`keeps at most maxInFlight (${MAX_ANNOUNCES_IN_FLIGHT} under ulimit -n 256) announces in flight; the others wait their turn`, async () => {
     const h = await holdingTracker();
     const n = MAX_ANNOUNCES_IN_FLIGHT + 18;
     const a = announcer({
       announceList: Array.from({ length: n }, (_, i) => [`${h.base}/${i}`]),
+      maxInFlight: MAX_ANNOUNCES_IN_FLIGHT,
       // Held announces must not time out on a busy machine: the test frees them.
       announceTimeoutMs: 60_000,
     });
@@ -210,15 +224,30 @@ describe('Announcer limits', () => {
   });
 });
 
-/** A UDP socket on 127.0.0.1 that reads every datagram and answers none. */
-async function silentUdp(): Promise<{ port: number; packets: () => number }> {
+/**
+ * A UDP socket on 127.0.0.1 that reads every datagram and answers none; `mostFromOne` is the
+ * largest number of datagrams from one source port (one announce: each has its own socket).
+ */
+async function silentUdp(): Promise<{
+  port: number;
+  packets: () => number;
+  mostFromOne: () => number;
+}> {
   const socket = dgram.createSocket('udp4');
   let packets = 0;
-  socket.on('message', () => packets++);
+  const bySource = new Map<number, number>();
+  socket.on('message', (_msg, rinfo) => {
+    packets++;
+    bySource.set(rinfo.port, (bySource.get(rinfo.port) ?? 0) + 1);
+  });
   socket.on('error', () => undefined);
   await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
   fx.onClose(() => new Promise<void>((resolve) => socket.close(() => resolve())));
-  return { port: socket.address().port, packets: () => packets };
+  return {
+    port: socket.address().port,
+    packets: () => packets,
+    mostFromOne: () => Math.max(0, ...bySource.values()),
+  };
 }
 
 /** The built CLI under `ulimit -n <fds>`; killed (its process group) after the test. */
@@ -286,5 +315,50 @@ describe('a torrent with a thousand trackers', () => {
     expect(r.stderr.split('\n').length).toBeLessThan(50);
     // The silent trackers were asked (their socket got datagrams), only not all at once.
     expect(silent.packets()).toBeGreaterThan(0);
+  });
+
+  it('under ulimit -n 1024, a working tracker listed after 150 silent ones is asked at once', async () => {
+    assertBuilt();
+    const silent = await silentUdp();
+    const data = randomBytesSeeded(256 * 1024, 'tracker-limits-late');
+    const seeders: FakeSeeder[] = [];
+    // The most datagrams any one silent tracker had been sent when the working one was asked:
+    // a silent UDP tracker is given up after its 4th (22 s), and only then would its slot go to
+    // a tracker waiting for one.
+    let triesBefore = -1;
+    const good = await fx.tracker(() => {
+      if (triesBefore < 0) triesBefore = silent.mostFromOne();
+      return seeders;
+    });
+    const SILENT = 150;
+    const tiers = Array.from({ length: SILENT }, (_, i) => [
+      `udp://127.0.0.1:${silent.port}/${i}/announce`,
+    ]);
+    tiers.push([good.url]);
+    const t = makeTorrent({
+      name: 'data.bin',
+      pieceLength: 32768,
+      files: { data },
+      announce: tiers[0]![0]!,
+      announceList: tiers,
+    });
+    seeders.push(await fx.seeder(t, 32768));
+    const out = path.join(fx.dir, 'data.bin');
+    const r = await runLimited(1024, [
+      'download',
+      await fx.writeTorrent(t),
+      '-o',
+      out,
+      '--no-dht',
+      '--port',
+      '0',
+      '--timeout',
+      '60',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(r.stderr).not.toMatch(/EMFILE|too many open files/i);
+    expect(triesBefore).toBeGreaterThanOrEqual(0);
+    expect(triesBefore).toBeLessThan(4);
   });
 });

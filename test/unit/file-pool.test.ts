@@ -11,9 +11,9 @@ import {
   FilePool,
   MAX_POOL,
   MIN_POOL,
-  parseFdLimit,
   poolCapacity,
 } from '../../src/storage/file-pool.js';
+import { parseFdLimit } from '../../src/fd-limit.js';
 import { tempDir } from '../helpers/cli.js';
 
 let dir: string;
