@@ -960,8 +960,10 @@ export class Download extends EventEmitter<DownloadEvents> {
 
   private noPeersDetail(): string {
     const parts: string[] = [];
-    if (this.pool.candidates.size === 0) parts.push('no peer addresses found');
-    else parts.push(`${this.pool.candidates.size} peer addresses tried`);
+    const n = this.pool.candidates.size;
+    parts.push(
+      n === 0 ? 'no peer addresses found' : `${n} peer address${n === 1 ? '' : 'es'} tried`,
+    );
     if (this.lastFailure) parts.push(`last: ${this.lastFailure}`);
     const tf = (this.opts.tracker?.failures ?? []).map((f) => `tracker ${f.url}: ${f.message}`);
     for (const x of this.opts.sources ?? []) {
