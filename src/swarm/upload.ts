@@ -14,6 +14,10 @@
  * take them in turn, one block each, so that none is starved by one that connected first or whose
  * reads finish first.
  *
+ * A piece of up to WHOLE_PIECE_READ bytes is read whole and its blocks are cut from the cache;
+ * a bigger one is read in aligned stretches of that size, so that serving a 16 MiB piece takes 16
+ * reads, not 1,024 (each read is a round trip through libuv's pool and a buffer of its own).
+ *
  * Reads run ahead of the socket: the disk reads of the next queued pieces are started together
  * (up to READ_AHEAD_BYTES per peer and MAX_READ_BYTES for all), because each read waits for a
  * thread of libuv's pool and then for the event loop, and on a busy machine that wait, not the
@@ -22,6 +26,7 @@
  */
 import { logger } from '../log.js';
 import type { PeerConnection } from '../peer/connection.js';
+import { MAX_PIECE_LENGTH } from '../metainfo/types.js';
 import type { Layout } from '../storage/layout.js';
 import { allowedFastSet } from '../wire/allowed-fast.js';
 import type { Bitfield } from '../wire/bitfield.js';
@@ -44,8 +49,13 @@ export const HIGH_WATER = 256 * 1024;
 export const STUCK_MS = 60_000;
 /** Bytes of blocks kept in the read cache. */
 export const CACHE_BYTES = 8 * 1024 * 1024;
-/** Pieces up to this size are read whole and served from the cache. */
+/**
+ * Pieces up to this size are read whole and served from the cache; bigger ones are read in
+ * stretches of this size (aligned on it), also cached.
+ */
 export const WHOLE_PIECE_READ = 1024 * 1024;
+/** A piece has at most this many stretches: the cache's keys are index × this + stretch. */
+const STRETCHES_PER_PIECE = Math.ceil(MAX_PIECE_LENGTH / WHOLE_PIECE_READ);
 /** Bytes of disk reads one peer may have started and not yet seen finish (its read-ahead). */
 export const READ_AHEAD_BYTES = 4 * 1024 * 1024;
 /** Bytes of disk reads in flight for all peers together. */
@@ -68,6 +78,13 @@ export interface BlockSource {
 
 interface Req {
   index: number;
+  begin: number;
+  length: number;
+}
+
+/** The stretch of a piece read at once to serve a block, and its key in the read cache. */
+interface Stretch {
+  key: number;
   begin: number;
   length: number;
 }
@@ -95,7 +112,8 @@ interface Upload {
 
 export class UploadService {
   private readonly peers = new Map<PeerConnection, Upload>();
-  private readonly cache = new Map<number, Promise<Buffer>>();
+  /** Stretches read (or being read), by key; the map's order is the eviction order. */
+  private readonly cache = new Map<number, { data: Promise<Buffer>; length: number }>();
   private cacheBytes = 0;
   /** Bytes of disk reads in flight, for all peers. */
   private reading = 0;
@@ -342,9 +360,25 @@ export class UploadService {
 
   /** Bytes of the disk read that serving this block would start (0: cached or being read). */
   private readCost(r: Req): number {
+    const st = this.stretchOf(r);
+    if (!st) return r.length;
+    return this.cache.has(st.key) ? 0 : st.length;
+  }
+
+  /**
+   * The stretch read to serve this block: the whole piece up to WHOLE_PIECE_READ bytes, else the
+   * aligned WHOLE_PIECE_READ bytes that hold it; null for a block across two of them (read alone).
+   */
+  private stretchOf(r: Req): Stretch | null {
     const size = this.layout.pieceSize(r.index);
-    if (size > WHOLE_PIECE_READ) return r.length;
-    return this.cache.has(r.index) ? 0 : size;
+    if (size <= WHOLE_PIECE_READ) {
+      return { key: r.index * STRETCHES_PER_PIECE, begin: 0, length: size };
+    }
+    const n = Math.floor(r.begin / WHOLE_PIECE_READ);
+    const begin = n * WHOLE_PIECE_READ;
+    const length = Math.min(WHOLE_PIECE_READ, size - begin);
+    if (r.begin + r.length > begin + length || n >= STRETCHES_PER_PIECE) return null;
+    return { key: r.index * STRETCHES_PER_PIECE + n, begin, length };
   }
 
   private serve(u: Upload, r: Req, cost: number): void {
@@ -424,35 +458,36 @@ export class UploadService {
   }
 
   /**
-   * A block's bytes. Peers ask for a piece's blocks one after another, so a piece of up to
-   * WHOLE_PIECE_READ bytes is read once, whole, and its blocks are cut from the cache.
+   * A block's bytes. Peers ask for a piece's blocks one after another, so the stretch that holds
+   * it (stretchOf) is read once and its blocks are cut from the cache.
    */
   private async read(r: Req): Promise<Buffer> {
-    const size = this.layout.pieceSize(r.index);
-    if (size > WHOLE_PIECE_READ) return this.source.readBlock(r.index, r.begin, r.length);
-    let piece = this.cache.get(r.index);
-    if (piece) {
+    const st = this.stretchOf(r);
+    if (!st) return this.source.readBlock(r.index, r.begin, r.length);
+    let entry = this.cache.get(st.key);
+    if (entry) {
       // Refresh its place: the map's order is the eviction order.
-      this.cache.delete(r.index);
-      this.cache.set(r.index, piece);
+      this.cache.delete(st.key);
+      this.cache.set(st.key, entry);
     } else {
-      piece = this.source.readBlock(r.index, 0, size);
-      this.cache.set(r.index, piece);
-      this.cacheBytes += size;
-      piece.catch(() => {
-        if (this.cache.get(r.index) === piece) {
-          this.cache.delete(r.index);
-          this.cacheBytes -= size;
+      const e = { data: this.source.readBlock(r.index, st.begin, st.length), length: st.length };
+      entry = e;
+      this.cache.set(st.key, e);
+      this.cacheBytes += e.length;
+      e.data.catch(() => {
+        if (this.cache.get(st.key) === e) {
+          this.cache.delete(st.key);
+          this.cacheBytes -= e.length;
         }
       });
       while (this.cacheBytes > CACHE_BYTES && this.cache.size > 1) {
-        const [k] = this.cache.entries().next().value as [number, Promise<Buffer>];
+        const [k, old] = this.cache.entries().next().value as [number, { length: number }];
         this.cache.delete(k);
-        this.cacheBytes -= this.layout.pieceSize(k);
+        this.cacheBytes -= old.length;
       }
     }
-    const data = await piece;
-    return data.subarray(r.begin, r.begin + r.length);
+    const data = await entry.data;
+    return data.subarray(r.begin - st.begin, r.begin - st.begin + r.length);
   }
 
   close(): void {

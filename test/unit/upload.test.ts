@@ -11,6 +11,7 @@ import {
   MAX_READ_BYTES,
   READ_AHEAD_BYTES,
   UploadService,
+  WHOLE_PIECE_READ,
   type BlockSource,
 } from '../../src/swarm/upload.js';
 import { Bitfield } from '../../src/wire/bitfield.js';
@@ -36,6 +37,10 @@ class FakeConn extends EventEmitter {
     this.address = address;
   }
   sendPiece(index: number, begin: number, data: Buffer): void {
+    for (let k = 0; k < data.length; k++) {
+      if (data[k] !== ((index + begin + k) & 0xff))
+        throw new Error(`wrong bytes at ${index}/${begin}`);
+    }
     this.sent.push({ index, begin, length: data.length });
   }
   reject(index: number, begin: number): void {
@@ -53,10 +58,16 @@ class FakeConn extends EventEmitter {
 class SlowSource implements BlockSource {
   pending: { index: number; length: number; resolve: () => void }[] = [];
   reads = 0;
+  /** Every read asked for: piece, offset, length. */
+  log: [number, number, number][] = [];
+  /** Byte k of piece i reads as (i + k) & 0xff: a block sent from the wrong place shows. */
   readBlock(index: number, begin: number, length: number): Promise<Buffer> {
     this.reads++;
+    this.log.push([index, begin, length]);
     return new Promise((resolve) => {
-      this.pending.push({ index, length, resolve: () => resolve(Buffer.alloc(length, index)) });
+      const data = Buffer.alloc(length);
+      for (let k = 0; k < length; k++) data[k] = (index + begin + k) & 0xff;
+      this.pending.push({ index, length, resolve: () => resolve(data) });
     });
   }
   /** Finish every read under way. */
@@ -180,6 +191,45 @@ describe('UploadService read-ahead', () => {
     );
     for (let i = 0; i < 4; i++) await source.finishAll();
     expect(c.sent.length).toBe((2 * READ_AHEAD_BYTES) / BLOCK);
+  });
+
+  it('reads a piece over WHOLE_PIECE_READ in aligned stretches of that size, each once', async () => {
+    // 4 MiB pieces, the last one 1.5 MiB + 1 block.
+    const big = 4 * 1024 * 1024;
+    const lastSize = WHOLE_PIECE_READ + WHOLE_PIECE_READ / 2 + BLOCK;
+    const layout = new Layout([{ offset: 0, length: 3 * big + lastSize }], big, 3 * big + lastSize);
+    const have = new Bitfield(layout.pieceCount);
+    have.setAll();
+    const source = new SlowSource();
+    const upload = new UploadService(layout, have, source);
+    const c = new FakeConn();
+    upload.add(c as unknown as PeerConnection);
+    // Every block of piece 1, in order: four reads of 1 MiB, not 256 of a block.
+    requestPieces(c, [1], big);
+    for (let i = 0; i < 8 && source.pending.length > 0; i++) await source.finishAll();
+    expect(c.sent.length).toBe(big / BLOCK);
+    expect(source.log).toEqual(
+      [0, 1, 2, 3].map((n) => [1, n * WHOLE_PIECE_READ, WHOLE_PIECE_READ]),
+    );
+    // The last piece's last stretch is shorter; a block across two stretches is read alone.
+    source.log = [];
+    c.emit('request', 3, lastSize - BLOCK, BLOCK);
+    c.emit('request', 3, WHOLE_PIECE_READ - 100, BLOCK);
+    c.emit('request', 3, WHOLE_PIECE_READ + BLOCK, BLOCK);
+    for (let i = 0; i < 4 && source.pending.length > 0; i++) await source.finishAll();
+    expect(source.log).toEqual([
+      [3, WHOLE_PIECE_READ, lastSize - WHOLE_PIECE_READ],
+      [3, WHOLE_PIECE_READ - 100, BLOCK],
+    ]);
+    // Each from its own place (sendPiece checks the bytes); answers need not keep the order.
+    const begins = (xs: { begin: number }[]) => xs.map((x) => x.begin).sort((a, b) => a - b);
+    expect(begins(c.sent.slice(-3))).toEqual(
+      begins([
+        { begin: lastSize - BLOCK },
+        { begin: WHOLE_PIECE_READ - 100 },
+        { begin: WHOLE_PIECE_READ + BLOCK },
+      ]),
+    );
   });
 
   it('blocks whose read finishes after we choked a fast peer are rejected, not dropped', async () => {
