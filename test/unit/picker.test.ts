@@ -165,6 +165,27 @@ describe('piece picker', () => {
     ]);
   });
 
+  it('recycles piece buffers within the budget, and one whatever the budget', () => {
+    const take = (picker: PiecePicker, all: Bitfield) => {
+      const got = picker.pick('a', all, 100, none);
+      const p = picker.inProgress.get(got[0]!.index)!;
+      const buffer = p.buffer;
+      for (const b of got) {
+        const r = picker.receive(b.index, b.block, Buffer.alloc(b.length, 1), 'a');
+        if (r && typeof r === 'object') picker.verified(r);
+      }
+      picker.written(p);
+      return buffer;
+    };
+    // A budget below one piece (before any peer is ready): one piece at a time, one buffer.
+    const small = setup(4, PL / 2);
+    const all = bf(4, () => true);
+    small.picker.peerHas(all);
+    const first = take(small.picker, all);
+    expect(take(small.picker, all)).toBe(first);
+    expect(take(small.picker, all)).toBe(first);
+  });
+
   it('reports duplicates and stale blocks, and completes', () => {
     const { picker } = setup(2, 1 << 30, 100);
     const all = bf(2, () => true);
