@@ -253,7 +253,7 @@ async function main() {
   const metaPicked = values.scenario
     ? values.scenario.filter((s) => METADATA_SCENARIOS.includes(s))
     : METADATA_SCENARIOS;
-  // Scenarios 4-9 run only when named (`--scenario 4`): each sets up swarms of its own.
+  // Scenarios 4-9 and 11 run only when named (`--scenario 4`): each sets up swarms of its own.
   const customPicked = (values.scenario ?? [])
     .map((s) => CUSTOM.find((x) => x.id === Number(s)))
     .filter((x) => x !== undefined);
@@ -280,7 +280,7 @@ async function main() {
         .map((s) => {
           const sc = all.find((x) => x.id === Number(s));
           if (!sc) {
-            throw new Error(`--scenario: no scenario ${s} (1 to 10, ${own.join(', ')})`);
+            throw new Error(`--scenario: no scenario ${s} (1 to 11, ${own.join(', ')})`);
           }
           return sc;
         })
@@ -486,7 +486,7 @@ async function download(client, torrent, out, timeoutMs) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Scenarios 4–9: swarms of other shapes (tdl serving, crowds, hanging addresses, transmission,
+// Scenarios 4–9 and 11: swarms of other shapes (tdl serving, crowds, hanging addresses, transmission,
 // waste). Each sets up its own swarm and returns its own table and target checks.
 
 /**
@@ -513,8 +513,9 @@ const CUSTOM_TARGETS = {
 };
 
 /**
- * A payload, a tracker and a torrent announcing to it (info hash whitelisted).
- * @param {import('./lib/real-peers.mjs').PayloadSpec} spec
+ * A payload, a tracker and a torrent announcing to it (info hash whitelisted), in pieces of 256
+ * KiB unless `spec.pieceLength` says otherwise.
+ * @param {import('./lib/real-peers.mjs').PayloadSpec & { pieceLength?: number }} spec
  */
 async function makeSwarm(spec) {
   const work = await makeTempDir('tdl-bench-');
@@ -524,7 +525,7 @@ async function makeSwarm(spec) {
   const torrent = await createTorrent({
     source: root,
     out: path.join(work, `${spec.name}.torrent`),
-    pieceLength: 256 * KiB,
+    pieceLength: spec.pieceLength ?? 256 * KiB,
     trackers: [[tracker.httpUrl]],
   });
   await tracker.addInfoHash(torrent.infoHashHex);
@@ -571,77 +572,102 @@ const mdTable = (rows) =>
 /** @param {number[]} walls */
 const wallsText = (walls) => walls.map((w) => fmtS(w)).join(', ');
 
+/**
+ * Scenarios 4 and 11: each downloader alone fetches the payload from `tdl seed`, then from a
+ * libtorrent seeder. Check: each downloader at least as fast from tdl.
+ * @param {CustomCtx} ctx
+ * @param {{ id: number, title: string, name: string, size: number, pieceLength: number,
+ *   downloaders: Client[] }} o
+ * @returns {Promise<CustomResult>}
+ */
+async function serveScenario({ runs, timeoutMs, machine }, o) {
+  const { name, size, pieceLength, downloaders } = o;
+  const sw = await makeSwarm({ name, size, pieceLength });
+  /** @type {Record<string, number[]>} */
+  const walls = {};
+  for (const seederKind of /** @type {const} */ (['tdl', 'libtorrent'])) {
+    const seeder =
+      seederKind === 'tdl'
+        ? await startTdlPeer({ command: 'seed', torrent: sw.torrent, out: sw.root })
+        : await startLibtorrentSeeder({ torrent: sw.torrent, dataDir: sw.dataDir });
+    for (let run = 0; run < runs; run++) {
+      for (const d of downloaders) {
+        await waitForSeeders(sw.tracker.httpUrl, sw.infoHash, 1, 30_000);
+        spawnSync('sync');
+        const r = await checkedDownload(d, { torrent: sw.torrent, root: sw.root, name, timeoutMs });
+        const key = `${seederKind}→${d}`;
+        (walls[key] ??= []).push(r.wallMs);
+        log(
+          `  run ${run + 1}/${runs} ${seederKind} seeder → ${CLIENT_LABEL[d]}: ${fmtS(r.wallMs)} s`,
+        );
+      }
+    }
+    await seeder.stop();
+  }
+  await sw.tracker.stop();
+  await removeTempDir(sw.work);
+  const rows = [['Seeder', 'Downloader', 'Wall (median)', 'Rate', 'Runs (wall s)']];
+  for (const [key, ws] of Object.entries(walls)) {
+    const [s, d] = key.split('→');
+    const m = median(ws);
+    rows.push([
+      s === 'tdl' ? '`tdl seed`' : 'libtorrent',
+      CLIENT_LABEL[/** @type {Client} */ (d)],
+      `${fmtS(m)} s`,
+      `${fmtMiB(size / (m / 1000))} MiB/s`,
+      wallsText(ws),
+    ]);
+  }
+  const checks = [];
+  for (const d of downloaders) {
+    const fromTdl = walls[`tdl→${d}`];
+    const fromLt = walls[`libtorrent→${d}`];
+    if (!fromTdl || !fromLt) continue;
+    checks.push({
+      pass: median(fromTdl) <= median(fromLt),
+      text: `scenario ${o.id}: ${CLIENT_LABEL[d]} downloader from tdl seed ${fmtS(median(fromTdl))} s <= from a libtorrent seeder ${fmtS(median(fromLt))} s`,
+    });
+  }
+  return {
+    id: o.id,
+    checks,
+    markdown:
+      `### Scenario ${o.id}: ${o.title}\n\n${size / MiB} MiB, pieces of ${pieceLength >= MiB ? `${pieceLength / MiB} MiB` : `${pieceLength / KiB} KiB`}, ` +
+      `one unthrottled seeder, ${runsText(runs)} per pair; ${machine.short}.\n\n${mdTable(rows)}`,
+  };
+}
+
 /** @type {CustomScenario[]} */
 const CUSTOM = [
   {
     id: 4,
     title: 'Serve: 256 MiB from tdl seed vs from a libtorrent seeder, to one downloader at a time',
     programs: ['opentracker', 'libtorrent', 'aria2c'],
-    async run({ runs, timeoutMs, clients, machine }) {
-      const name = 'serve-256MiB.bin';
-      const size = 256 * MiB;
-      const sw = await makeSwarm({ name, size });
-      const downloaders = clients.filter((c) => c !== 'tdl');
-      /** @type {Record<string, number[]>} */
-      const walls = {};
-      for (const seederKind of /** @type {const} */ (['tdl', 'libtorrent'])) {
-        const seeder =
-          seederKind === 'tdl'
-            ? await startTdlPeer({ command: 'seed', torrent: sw.torrent, out: sw.root })
-            : await startLibtorrentSeeder({ torrent: sw.torrent, dataDir: sw.dataDir });
-        for (let run = 0; run < runs; run++) {
-          for (const d of downloaders) {
-            await waitForSeeders(sw.tracker.httpUrl, sw.infoHash, 1, 30_000);
-            spawnSync('sync');
-            const r = await checkedDownload(d, {
-              torrent: sw.torrent,
-              root: sw.root,
-              name,
-              timeoutMs,
-            });
-            const key = `${seederKind}→${d}`;
-            (walls[key] ??= []).push(r.wallMs);
-            log(
-              `  run ${run + 1}/${runs} ${seederKind} seeder → ${CLIENT_LABEL[d]}: ${fmtS(r.wallMs)} s`,
-            );
-          }
-        }
-        await seeder.stop();
-      }
-      await sw.tracker.stop();
-      await removeTempDir(sw.work);
-      const rows = [['Seeder', 'Downloader', 'Wall (median)', 'Rate', 'Runs (wall s)']];
-      for (const [key, ws] of Object.entries(walls)) {
-        const [s, d] = key.split('→');
-        const m = median(ws);
-        rows.push([
-          s === 'tdl' ? '`tdl seed`' : 'libtorrent',
-          CLIENT_LABEL[/** @type {Client} */ (d)],
-          `${fmtS(m)} s`,
-          `${fmtMiB(size / (m / 1000))} MiB/s`,
-          wallsText(ws),
-        ]);
-      }
-      const checks = [];
-      for (const [d, label] of [
-        ['libtorrent', "libtorrent's"],
-        ['aria2', "aria2c's"],
-      ]) {
-        const fromTdl = walls[`tdl→${d}`];
-        const fromLt = walls[`libtorrent→${d}`];
-        if (!fromTdl || !fromLt) continue;
-        checks.push({
-          pass: median(fromTdl) <= median(fromLt),
-          text: `scenario 4: ${label} downloader from tdl seed ${fmtS(median(fromTdl))} s <= from a libtorrent seeder ${fmtS(median(fromLt))} s`,
-        });
-      }
-      return {
+    run(ctx) {
+      return serveScenario(ctx, {
         id: 4,
-        checks,
-        markdown:
-          `### Scenario 4: ${this.title}\n\n256 MiB, pieces of 256 KiB, one unthrottled seeder, ` +
-          `${runsText(runs)} per pair; ${machine.short}.\n\n${mdTable(rows)}`,
-      };
+        title: this.title,
+        name: 'serve-256MiB.bin',
+        size: 256 * MiB,
+        pieceLength: 256 * KiB,
+        downloaders: ctx.clients.filter((c) => c !== 'tdl'),
+      });
+    },
+  },
+  {
+    id: 11,
+    title:
+      'Serve big pieces: 512 MiB in 16 MiB pieces from tdl seed vs from a libtorrent seeder, to one downloader at a time',
+    programs: ['opentracker', 'libtorrent', 'aria2c'],
+    run(ctx) {
+      return serveScenario(ctx, {
+        id: 11,
+        title: this.title,
+        name: 'serve-512MiB.bin',
+        size: 512 * MiB,
+        pieceLength: 16 * MiB,
+        downloaders: ctx.clients,
+      });
     },
   },
   {
@@ -1429,7 +1455,7 @@ ${block(2)}
 
 ${block(3)}
 
-## Other swarms (scenarios 4–9)
+## Other swarms (scenarios 4–9, 11)
 
 Run only when named: \`npm run bench -- --scenario 4 --scenario 5 …\` (\`--runs N\` as above).
 Each sets up swarms of its own; see each table's note.
@@ -1447,6 +1473,9 @@ Each sets up swarms of its own; see each table's note.
   download. Target: tdl within 1.2 × libtorrent, every download complete.
 - 9, Waste: tdl's \`done.wasted\` and \`wastedBy\` in scenario 2's swarm and in \`npm run demo\`.
   Target: under 0.5 %.
+- 11, Serve big pieces: tdl, libtorrent's downloader and aria2c, each alone, download 512 MiB in
+  pieces of 16 MiB from \`tdl seed\`, then from a libtorrent seeder. Target: each at least as
+  fast from tdl.
 
 ${block(4)}
 
