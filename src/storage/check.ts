@@ -17,7 +17,7 @@
  * it is not present (it is fetched again), since nothing would ever extend the file to hold it
  * and serving or streaming it would find the file shorter than its verified data.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { logger } from '../log.js';
 import { Bitfield } from '../wire/bitfield.js';
@@ -36,7 +36,7 @@ import {
 
 const log = logger('tdl:resume');
 
-/** Bytes read at once when hashing consecutive pieces (at least one piece). */
+/** Bytes read at once when hashing consecutive pieces, or a piece bigger than this, in stretches. */
 export const HASH_BATCH_BYTES = 4 * 1024 * 1024;
 
 export interface CheckTorrent {
@@ -65,8 +65,24 @@ export interface HashResult {
 export type ProgressFn = (checkedBytes: number, totalBytes: number, validBytes: number) => void;
 
 /**
+ * One read of the check: the whole pieces `first..last` (consecutive), or, for a piece over the
+ * batch size, `length` bytes of piece `first` (= `last`) at `begin`.
+ */
+interface Batch {
+  first: number;
+  last: number;
+  begin: number;
+  length: number;
+  /** A stretch of one piece rather than whole pieces. */
+  part: boolean;
+}
+
+/**
  * Hash the given pieces (ascending) from storage, reading runs of consecutive pieces in batches
- * and reading the next batch while hashing the current one. Memory: two batch buffers.
+ * of up to `batchBytes` (HASH_BATCH_BYTES), and a piece bigger than that in stretches of that
+ * size, hashed as they come, and reading the next batch while hashing the current one. Memory:
+ * two batch buffers, whatever the piece length (two buffers of a piece each took 128 MiB for
+ * 64 MiB pieces).
  */
 export async function hashPieces(o: {
   storage: DiskStorage;
@@ -75,39 +91,62 @@ export async function hashPieces(o: {
   pieces: readonly number[];
   onProgress?: ProgressFn;
   signal?: AbortSignal;
+  batchBytes?: number;
 }): Promise<HashResult> {
   const { storage, layout } = o;
+  const batchBytes = Math.max(1, o.batchBytes ?? HASH_BATCH_BYTES);
   const valid = new Bitfield(layout.pieceCount);
   const absent = new Bitfield(layout.pieceCount);
   const nonZeroInvalid = new Bitfield(layout.pieceCount);
-  const batches: [number, number][] = [];
+  const batches: Batch[] = [];
   let total = 0;
   for (let k = 0; k < o.pieces.length;) {
     const first = o.pieces[k]!;
     let last = first;
     let bytes = layout.pieceSize(first);
     k++;
+    if (bytes > batchBytes) {
+      for (let begin = 0; begin < bytes; begin += batchBytes) {
+        const length = Math.min(batchBytes, bytes - begin);
+        batches.push({ first, last, begin, length, part: true });
+      }
+      total += bytes;
+      continue;
+    }
     while (
       k < o.pieces.length &&
       o.pieces[k] === last + 1 &&
-      bytes + layout.pieceSize(last + 1) <= HASH_BATCH_BYTES
+      bytes + layout.pieceSize(last + 1) <= batchBytes
     ) {
       last++;
       bytes += layout.pieceSize(last);
       k++;
     }
-    batches.push([first, last]);
+    batches.push({ first, last, begin: 0, length: bytes, part: false });
     total += bytes;
   }
-  const bufSize = Math.min(Math.max(HASH_BATCH_BYTES, layout.pieceLength), layout.totalLength);
+  let bufSize = 0;
+  for (const b of batches) bufSize = Math.max(bufSize, b.length);
   const bufs = batches.length > 0 ? [Buffer.allocUnsafe(bufSize), Buffer.allocUnsafe(bufSize)] : [];
   const read = (b: number) => {
-    const [first, last] = batches[b]!;
+    const { first, last, begin, length, part } = batches[b]!;
+    const into = bufs[b % 2];
+    if (part) return storage.readPart(first, begin, length, into, () => absent.set(first));
     // Offsets in the batch's buffer, whose pieces all start a pieceLength apart.
-    return storage.readPieces(first, last, bufs[b % 2], (at, length) => {
+    return storage.readPieces(first, last, into, (at, length) => {
       const to = Math.min(last, first + Math.floor((at + length - 1) / layout.pieceLength));
       for (let p = first + Math.floor(at / layout.pieceLength); p <= to; p++) absent.set(p);
     });
+  };
+  /** The piece hashed in stretches: its hash so far, and whether a byte of it was not zero. */
+  let partial: { hash: Hash; nonZero: boolean } | null = null;
+  const judge = (p: number, digest: Buffer, nonZero: () => boolean) => {
+    const size = layout.pieceSize(p);
+    if (digest.equals(o.pieceHashes.subarray(p * 20, p * 20 + 20))) {
+      valid.set(p);
+      validBytes += size;
+    } else if (nonZero()) nonZeroInvalid.set(p);
+    checked += size;
   };
   let checked = 0;
   let validBytes = 0;
@@ -117,18 +156,22 @@ export async function hashPieces(o: {
       const data = await next!;
       next = b + 1 < batches.length ? read(b + 1) : null;
       if (o.signal?.aborted) throw abortReason(o.signal);
-      const [first, last] = batches[b]!;
-      let at = 0;
-      for (let p = first; p <= last; p++) {
-        const size = layout.pieceSize(p);
-        const piece = data.subarray(at, at + size);
-        at += size;
-        const digest = createHash('sha1').update(piece).digest();
-        if (digest.equals(o.pieceHashes.subarray(p * 20, p * 20 + 20))) {
-          valid.set(p);
-          validBytes += size;
-        } else if (!isAllZero(piece)) nonZeroInvalid.set(p);
-        checked += size;
+      const { first, last, begin, length, part } = batches[b]!;
+      if (part) {
+        partial ??= { hash: createHash('sha1'), nonZero: false };
+        partial.hash.update(data);
+        if (!partial.nonZero && !isAllZero(data)) partial.nonZero = true;
+        if (begin + length < layout.pieceSize(first)) continue;
+        const { hash, nonZero } = partial;
+        partial = null;
+        judge(first, hash.digest(), () => nonZero);
+      } else {
+        let at = 0;
+        for (let p = first; p <= last; p++) {
+          const piece = data.subarray(at, at + layout.pieceSize(p));
+          at += piece.length;
+          judge(p, createHash('sha1').update(piece).digest(), () => !isAllZero(piece));
+        }
       }
       o.onProgress?.(checked, total, validBytes);
     }

@@ -751,7 +751,33 @@ export class DiskStorage {
    * The caller serves only pieces it has verified: a file shorter than them has changed on disk
    * (OutputChangedError, never zeros sent as data). DiskError on a bad range or a failed read. With `into` (at least `length` bytes), the bytes go there.
    */
-  async readBlock(index: number, begin: number, length: number, into?: Buffer): Promise<Buffer> {
+  readBlock(index: number, begin: number, length: number, into?: Buffer): Promise<Buffer> {
+    return this.readRange(index, begin, length, into, true);
+  }
+
+  /**
+   * Read `length` bytes at `begin` of piece `index` to check them (a piece too big to hash in one
+   * read): as readPieces does for whole pieces, bytes not on disk read as 0 and those that are not
+   * padding are told to `absent` (offsets in the buffer).
+   */
+  readPart(
+    index: number,
+    begin: number,
+    length: number,
+    into?: Buffer,
+    absent?: AbsentFn,
+  ): Promise<Buffer> {
+    return this.readRange(index, begin, length, into, false, absent);
+  }
+
+  private async readRange(
+    index: number,
+    begin: number,
+    length: number,
+    into: Buffer | undefined,
+    verified: boolean,
+    absent?: AbsentFn,
+  ): Promise<Buffer> {
     if (this.closed) throw new DiskError('storage is closed');
     let spans;
     try {
@@ -763,7 +789,7 @@ export class DiskStorage {
       into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     const runs: Run[] = [];
     addPieceRuns(this.reads, runs, index, spans, -begin);
-    await readRuns(this.reads, runs, buf, true);
+    await readRuns(this.reads, runs, buf, verified, absent);
     return buf;
   }
 

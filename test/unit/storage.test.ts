@@ -172,6 +172,53 @@ describe('DiskStorage', () => {
     expect(r.hashedBytes).toBe(50);
   });
 
+  it('hashPieces hashes a piece bigger than its batch in stretches, to the same verdicts', async () => {
+    const { plan, layout, data } = twoFiles(path.join(dir, 't'));
+    const hashes = Buffer.concat(
+      [0, 1, 2, 3].map((i) => createHash('sha1').update(piece(data, i)).digest()),
+    );
+    const s = await DiskStorage.open(plan, layout);
+    await s.writePiece(0, piece(data, 0));
+    const junk = Buffer.from(piece(data, 2));
+    junk[15] = junk[15]! ^ 1;
+    await s.writePiece(2, junk);
+    // What the reads ask for: never more than a batch at once.
+    let largest = 0;
+    const readPart = s.readPart.bind(s);
+    s.readPart = (index, begin, length, into, absent) => {
+      largest = Math.max(largest, length);
+      return readPart(index, begin, length, into, absent);
+    };
+    const verdicts = [];
+    for (const batchBytes of [undefined, 16, 5, 1]) {
+      largest = 0;
+      const r = await hashPieces({
+        storage: s,
+        layout,
+        pieceHashes: hashes,
+        pieces: [0, 1, 2, 3],
+        batchBytes,
+      });
+      if (batchBytes !== undefined && batchBytes < PL) expect(largest).toBe(batchBytes);
+      verdicts.push({
+        valid: [0, 1, 2, 3].map((i) => r.valid.has(i)),
+        nonZeroInvalid: [0, 1, 2, 3].map((i) => r.nonZeroInvalid.has(i)),
+        // Piece 1 holds a's bytes 16-20, never written; piece 3 b's bytes 28-30, past its end.
+        absent: [0, 1, 2, 3].map((i) => r.absent.has(i)),
+        hashedBytes: r.hashedBytes,
+      });
+    }
+    await s.close();
+    for (const v of verdicts) {
+      expect(v).toEqual({
+        valid: [true, false, false, false],
+        nonZeroInvalid: [false, false, true, false],
+        absent: [false, true, false, true],
+        hashedBytes: 50,
+      });
+    }
+  });
+
   it('checkIntact names a file that was replaced, removed or truncated', async () => {
     const { plan, layout, data } = twoFiles(path.join(dir, 't'));
     const s = await DiskStorage.open(plan, layout);
