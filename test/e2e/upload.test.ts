@@ -175,6 +175,19 @@ describe('seeding lifecycle', () => {
     expect(l.badBlocks).toBe(0);
   }, 40_000);
 
+  it('tdl seed of 4 MiB pieces (read in 1 MiB stretches): a leecher gets every byte right', async () => {
+    // Three whole pieces and a short last one, whose last stretch is shorter still.
+    const PIECE = 4 * 1024 * 1024;
+    const SIZE = 3 * PIECE + 1024 * 1024 + 100_000;
+    const { t, data, torrent, file } = await prepare(SIZE, PIECE, 'big-pieces');
+    const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', '0', '--json'], fx.onClose);
+    const port = await tdl.port();
+    const l = await leecher(t, port, '127.0.0.4', { data, pieceLength: PIECE });
+    await l.waitHandshake();
+    expect(await l.downloadAll(SIZE, PIECE, { timeoutMs: 30_000 })).toBe(SIZE);
+    expect(l.badBlocks).toBe(0);
+  }, 60_000);
+
   it('tdl seed of a file longer than the torrent says it cut it', async () => {
     const { torrent, file } = await prepare(64 * 1024, 32768, 'longer-file');
     await appendFile(file, 'extra');
