@@ -161,7 +161,12 @@ export async function hashPieces(o: {
         partial ??= { hash: createHash('sha1'), nonZero: false };
         partial.hash.update(data);
         if (!partial.nonZero && !isAllZero(data)) partial.nonZero = true;
-        if (begin + length < layout.pieceSize(first)) continue;
+        if (begin + length < layout.pieceSize(first)) {
+          // The piece's bytes hashed so far count as checked (not yet as valid): a 64 MiB piece
+          // moves the progress in 4 MiB steps.
+          o.onProgress?.(checked + begin + length, total, validBytes);
+          continue;
+        }
         const { hash, nonZero } = partial;
         partial = null;
         judge(first, hash.digest(), () => nonZero);

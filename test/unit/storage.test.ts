@@ -175,14 +175,23 @@ describe('DiskStorage', () => {
     const verdicts = [];
     for (const batchBytes of [undefined, 16, 5, 1]) {
       largest = 0;
+      const progress: number[] = [];
       const r = await hashPieces({
         storage: s,
         layout,
         pieceHashes: hashes,
         pieces: [0, 1, 2, 3],
         batchBytes,
+        onProgress: (checked, total) => {
+          expect(total).toBe(50);
+          progress.push(checked);
+        },
       });
       if (batchBytes !== undefined && batchBytes < PL) expect(largest).toBe(batchBytes);
+      // Progress moves at each read, stretches included, and ends at the whole.
+      expect(progress).toEqual([...progress].sort((a, b) => a - b));
+      expect(progress.at(-1)).toBe(50);
+      if (batchBytes === 5) expect(progress.slice(0, 4)).toEqual([5, 10, 15, 16]);
       verdicts.push({
         valid: [0, 1, 2, 3].map((i) => r.valid.has(i)),
         nonZeroInvalid: [0, 1, 2, 3].map((i) => r.nonZeroInvalid.has(i)),
