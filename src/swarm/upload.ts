@@ -26,7 +26,6 @@
  */
 import { logger } from '../log.js';
 import type { PeerConnection } from '../peer/connection.js';
-import { MAX_PIECE_LENGTH } from '../metainfo/types.js';
 import type { Layout } from '../storage/layout.js';
 import { allowedFastSet } from '../wire/allowed-fast.js';
 import type { Bitfield } from '../wire/bitfield.js';
@@ -50,12 +49,10 @@ export const STUCK_MS = 60_000;
 /** Bytes of blocks kept in the read cache. */
 export const CACHE_BYTES = 8 * 1024 * 1024;
 /**
- * Pieces up to this size are read whole and served from the cache; bigger ones are read in
- * stretches of this size (aligned on it), also cached.
+ * Pieces are read in stretches of this size, aligned on it within the piece (a piece up to this
+ * size: whole), and served from the cache.
  */
 export const WHOLE_PIECE_READ = 1024 * 1024;
-/** A piece has at most this many stretches: the cache's keys are index × this + stretch. */
-const STRETCHES_PER_PIECE = Math.ceil(MAX_PIECE_LENGTH / WHOLE_PIECE_READ);
 /** Bytes of disk reads one peer may have started and not yet seen finish (its read-ahead). */
 export const READ_AHEAD_BYTES = 4 * 1024 * 1024;
 /** Bytes of disk reads in flight for all peers together. */
@@ -82,7 +79,10 @@ interface Req {
   length: number;
 }
 
-/** The stretch of a piece read at once to serve a block, and its key in the read cache. */
+/**
+ * The stretch of a piece read at once to serve a block: `length` bytes at `begin` in the piece;
+ * its key in the read cache is where it starts in the torrent.
+ */
 interface Stretch {
   key: number;
   begin: number;
@@ -317,7 +317,8 @@ export class UploadService {
       }
       if (queued + u.pending >= MAX_PENDING_BYTES) return false;
       const r = u.queue[0]!;
-      const cost = this.readCost(r);
+      const st = this.stretchOf(r);
+      const cost = this.readCost(r, st);
       if (
         cost > 0 &&
         u.reading > 0 &&
@@ -326,7 +327,7 @@ export class UploadService {
         return false;
       if (!this.takeTokens(u, r.length)) return true;
       u.queue.shift();
-      this.serve(u, r, cost);
+      this.serve(u, r, st, cost);
       if (this.waiting.size > 0 && u.queue.length > 0) {
         // Others wait for tokens: its turn is over, it queues again behind them.
         this.waiting.add(u);
@@ -359,29 +360,23 @@ export class UploadService {
   }
 
   /** Bytes of the disk read that serving this block would start (0: cached or being read). */
-  private readCost(r: Req): number {
-    const st = this.stretchOf(r);
+  private readCost(r: Req, st: Stretch | null): number {
     if (!st) return r.length;
     return this.cache.has(st.key) ? 0 : st.length;
   }
 
   /**
-   * The stretch read to serve this block: the whole piece up to WHOLE_PIECE_READ bytes, else the
-   * aligned WHOLE_PIECE_READ bytes that hold it; null for a block across two of them (read alone).
+   * The stretch read to serve this block: the aligned WHOLE_PIECE_READ bytes of its piece that
+   * hold it (the whole piece up to that size); null for a block across two of them (read alone).
    */
   private stretchOf(r: Req): Stretch | null {
-    const size = this.layout.pieceSize(r.index);
-    if (size <= WHOLE_PIECE_READ) {
-      return { key: r.index * STRETCHES_PER_PIECE, begin: 0, length: size };
-    }
-    const n = Math.floor(r.begin / WHOLE_PIECE_READ);
-    const begin = n * WHOLE_PIECE_READ;
-    const length = Math.min(WHOLE_PIECE_READ, size - begin);
-    if (r.begin + r.length > begin + length || n >= STRETCHES_PER_PIECE) return null;
-    return { key: r.index * STRETCHES_PER_PIECE + n, begin, length };
+    const begin = r.begin - (r.begin % WHOLE_PIECE_READ);
+    const length = Math.min(WHOLE_PIECE_READ, this.layout.pieceSize(r.index) - begin);
+    if (r.begin + r.length > begin + length) return null;
+    return { key: this.layout.pieceOffset(r.index) + begin, begin, length };
   }
 
-  private serve(u: Upload, r: Req, cost: number): void {
+  private serve(u: Upload, r: Req, st: Stretch | null, cost: number): void {
     u.pending += r.length;
     u.reading += cost;
     this.reading += cost;
@@ -390,7 +385,7 @@ export class UploadService {
       u.reading -= cost;
       this.reading -= cost;
     };
-    this.read(r).then(
+    this.read(r, st).then(
       (data) => {
         settled();
         if (u.conn.state !== 'open' || !this.peers.has(u.conn)) return this.pumpAll(cost);
@@ -461,8 +456,7 @@ export class UploadService {
    * A block's bytes. Peers ask for a piece's blocks one after another, so the stretch that holds
    * it (stretchOf) is read once and its blocks are cut from the cache.
    */
-  private async read(r: Req): Promise<Buffer> {
-    const st = this.stretchOf(r);
+  private async read(r: Req, st: Stretch | null): Promise<Buffer> {
     if (!st) return this.source.readBlock(r.index, r.begin, r.length);
     let entry = this.cache.get(st.key);
     if (entry) {
