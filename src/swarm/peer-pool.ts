@@ -138,6 +138,7 @@ export class PeerPool extends EventEmitter<PoolEvents> {
       if (self && isSelf(p, self)) continue;
       const known = this.candidates.get(address);
       if (known) {
+        takeHints(known, p);
         // A fresh report gives a failed address another chance.
         if (!known.banned && !known.busy && known.attempts >= MAX_ATTEMPTS) {
           known.attempts = MAX_ATTEMPTS - 1;
@@ -275,13 +276,13 @@ export class PeerPool extends EventEmitter<PoolEvents> {
    * metadata phase hands its connections over): remembered as tried once, and busy so that
    * fill() does not dial it too. `released()` frees it like any attempt.
    */
-  reserve(peer: PeerAddress, origin: PeerOrigin): Candidate {
+  reserve(peer: PeerAddress & PexHints, origin: PeerOrigin): Candidate {
     const address = formatPeerAddress(peer);
     let c = this.candidates.get(address);
     if (!c) {
-      c = newCandidate(peer.host, peer.port, address, origin, 0);
+      c = newCandidate(peer.host, peer.port, address, origin, 0, peer);
       if (this.candidates.size < MAX_CANDIDATES) this.candidates.set(address, c);
-    }
+    } else takeHints(c, peer);
     c.busy = true;
     c.attempts = Math.max(1, c.attempts);
     return c;
@@ -352,7 +353,7 @@ function newCandidate(
   attempts: number,
   hints: PexHints = {},
 ): Candidate {
-  return {
+  const c: Candidate = {
     host,
     port,
     address,
@@ -362,8 +363,20 @@ function newCandidate(
     banned: false,
     busy: false,
     flipped: false,
-    prefersMse: hints.prefersEncryption === true,
-    seed: hints.seed === true,
-    reachable: hints.reachable === true,
+    prefersMse: false,
+    seed: false,
+    reachable: false,
   };
+  takeHints(c, hints);
+  return c;
+}
+
+/**
+ * What a report says of a candidate, over what an earlier one said: PEX's latest flags win (a
+ * leecher becomes a seed); a report without them (a tracker's) changes nothing.
+ */
+function takeHints(c: Candidate, hints: PexHints): void {
+  if (hints.prefersEncryption !== undefined) c.prefersMse = hints.prefersEncryption;
+  if (hints.seed !== undefined) c.seed = hints.seed;
+  if (hints.reachable !== undefined) c.reachable = hints.reachable;
 }

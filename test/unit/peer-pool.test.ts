@@ -153,6 +153,33 @@ describe('PeerPool: what PEX flags say of a candidate', () => {
     download.close();
   });
 
+  it("PEX's flags reach an address a tracker gave first; a later tracker report keeps them", () => {
+    let done = false;
+    const p = pool('allow', { done: () => done });
+    p.add([peer(1), peer(2)], 'tracker');
+    p.add([peer(1, { seed: true })], 'pex');
+    p.add([peer(1), peer(2)], 'tracker');
+    done = true;
+    expect(dialled(p, 0, 8)).toEqual(['127.0.9.2:1']);
+    // A leecher that became a seed, and a seed PEX no longer calls one.
+    const q = pool('allow', { done: () => done });
+    q.add([peer(1, { seed: true }), peer(2)], 'pex');
+    q.add([peer(1, { seed: false }), peer(2, { seed: true })], 'pex');
+    expect(dialled(q, 0, 8)).toEqual(['127.0.9.1:1']);
+  });
+
+  it('a connection handed over busy keeps what PEX said of its address', () => {
+    const p = pool('allow');
+    const c = p.reserve(
+      { ...peer(1, { seed: true, reachable: true }), prefersEncryption: true },
+      'pex',
+    );
+    expect([c.busy, c.prefersMse, c.seed, c.reachable]).toEqual([true, true, true, true]);
+    p.add([peer(2)], 'tracker');
+    expect(p.reserve(peer(2, { seed: true }), 'tracker').seed).toBe(true);
+    p.close();
+  });
+
   it('untried peers flagged as reachable are dialled before the others', () => {
     const p = pool('allow', { sequential: true });
     p.add([peer(1), peer(2), peer(3, { reachable: true })], 'pex');
