@@ -574,7 +574,29 @@ const wallsText = (walls) => walls.map((w) => fmtS(w)).join(', ');
 
 /**
  * Scenarios 4 and 11: each downloader alone fetches the payload from `tdl seed`, then from a
- * libtorrent seeder. Check: each downloader at least as fast from tdl.
+ * libtorrent seeder (tdl among the downloaders with `tdlDownloads`). Check: each downloader at
+ * least as fast from tdl.
+ * @param {number} id
+ * @param {string} title
+ * @param {{ name: string, size: number, pieceLength: number, tdlDownloads: boolean }} spec
+ * @returns {CustomScenario}
+ */
+function serve(id, title, spec) {
+  return {
+    id,
+    title,
+    programs: ['opentracker', 'libtorrent', 'aria2c'],
+    run: (ctx) =>
+      serveScenario(ctx, {
+        id,
+        title,
+        ...spec,
+        downloaders: ctx.clients.filter((c) => spec.tdlDownloads || c !== 'tdl'),
+      }),
+  };
+}
+
+/**
  * @param {CustomCtx} ctx
  * @param {{ id: number, title: string, name: string, size: number, pieceLength: number,
  *   downloaders: Client[] }} o
@@ -639,37 +661,21 @@ async function serveScenario({ runs, timeoutMs, machine }, o) {
 
 /** @type {CustomScenario[]} */
 const CUSTOM = [
-  {
-    id: 4,
-    title: 'Serve: 256 MiB from tdl seed vs from a libtorrent seeder, to one downloader at a time',
-    programs: ['opentracker', 'libtorrent', 'aria2c'],
-    run(ctx) {
-      return serveScenario(ctx, {
-        id: 4,
-        title: this.title,
-        name: 'serve-256MiB.bin',
-        size: 256 * MiB,
-        pieceLength: 256 * KiB,
-        downloaders: ctx.clients.filter((c) => c !== 'tdl'),
-      });
+  serve(
+    4,
+    'Serve: 256 MiB from tdl seed vs from a libtorrent seeder, to one downloader at a time',
+    {
+      name: 'serve-256MiB.bin',
+      size: 256 * MiB,
+      pieceLength: 256 * KiB,
+      tdlDownloads: false,
     },
-  },
-  {
-    id: 11,
-    title:
-      'Serve big pieces: 512 MiB in 16 MiB pieces from tdl seed vs from a libtorrent seeder, to one downloader at a time',
-    programs: ['opentracker', 'libtorrent', 'aria2c'],
-    run(ctx) {
-      return serveScenario(ctx, {
-        id: 11,
-        title: this.title,
-        name: 'serve-512MiB.bin',
-        size: 512 * MiB,
-        pieceLength: 16 * MiB,
-        downloaders: ctx.clients,
-      });
-    },
-  },
+  ),
+  serve(
+    11,
+    'Serve big pieces: 512 MiB in 16 MiB pieces from tdl seed vs from a libtorrent seeder, to one downloader at a time',
+    { name: 'serve-512MiB.bin', size: 512 * MiB, pieceLength: 16 * MiB, tdlDownloads: true },
+  ),
   {
     id: 5,
     title:
