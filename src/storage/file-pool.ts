@@ -8,8 +8,8 @@
  * caller waits for one to be released. So an eviction can never pull a handle from under an
  * operation, and at most `capacity` descriptors are held at any time.
  *
- * Size: the soft RLIMIT_NOFILE (src/fd-limit.ts), minus what peer
- * sockets and the rest of the process need; see `poolCapacity`.
+ * Size: the soft RLIMIT_NOFILE (src/fd-limit.ts), minus what peer sockets and the rest of the
+ * process need; see `poolCapacity`.
  *
  * The pool holds any kind of handle `H`: storage keeps raw descriptors (numbers), which it can
  * open and close synchronously (see Inline in fs-util.ts); a `FileHandle` only comes from the
