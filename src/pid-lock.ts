@@ -8,10 +8,15 @@
  * moved aside by `rename` and removed only if what was moved is the file whose dead pid was
  * read; if another run replaced it meanwhile, its lock is put back. Two runs that find the same
  * stale lock never both take it.
+ *
+ * The file of our own (`<lock>.<pid>-<8 hex>`) is removed once the lock is taken or found held;
+ * one left by a run that died in between (a crash, SIGKILL) is removed by the next run that
+ * takes the lock, when no process of its pid runs.
  */
 import { randomBytes } from 'node:crypto';
 import { constants, readFileSync } from 'node:fs';
-import { link, lstat, open, rename, unlink } from 'node:fs/promises';
+import { link, lstat, open, readdir, rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
 
 /** Lock files this process holds (several runs may share one process, as in tests). */
 const held = new Set<string>();
@@ -95,6 +100,7 @@ export async function takePidLock(file: string): Promise<PidLock> {
       try {
         await link(mine, file);
         held.add(file);
+        await sweepLeftovers(file);
         return { release: () => release(file, dev, ino) };
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
@@ -121,6 +127,44 @@ export async function takePidLock(file: string): Promise<PidLock> {
     throw Object.assign(new Error(`${file} keeps changing`), { code: 'EBUSY' });
   } finally {
     await unlink(mine).catch(() => {});
+  }
+}
+
+/** The name of a file of our own for `file`, as `takePidLock` makes them: its pid, or null. */
+function leftoverPid(name: string, lockName: string): number | null {
+  if (!name.startsWith(`${lockName}.`)) return null;
+  const m = /^(\d{1,10})-[0-9a-f]{8}$/.exec(name.slice(lockName.length + 1));
+  return m ? Number(m[1]) : null;
+}
+
+/** Is any process of this pid running (whatever it is)? */
+function alive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the files of our own that runs which died left beside `file` (best effort: a folder
+ * that cannot be listed, or a file that cannot be removed, is left as it is).
+ */
+async function sweepLeftovers(file: string): Promise<void> {
+  const dir = path.dirname(file);
+  const lockName = path.basename(file);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = leftoverPid(name, lockName);
+    if (pid === null || pid === 0 || alive(pid)) continue;
+    await unlink(path.join(dir, name)).catch(() => {});
   }
 }
 

@@ -67,6 +67,29 @@ describe('output lock', () => {
     }
   });
 
+  it('removes the files of its own that a run which died left beside the lock, and no other', async () => {
+    const root = path.join(dir, 'out');
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+      encoding: 'utf8',
+    }).stdout;
+    // A crash between writing the file of its own and removing it leaves it behind.
+    const leftover = `out.tdl-lock.${gone}-0badcafe`;
+    // One of a run still going (this process), and names that only look alike.
+    const others = [
+      `out.tdl-lock.${process.pid}-12345678`,
+      `out.tdl-lock.${gone}-notahex!`,
+      `out.tdl-lock.${gone}`,
+      `other.tdl-lock.${gone}-0badcafe`,
+      'out',
+    ];
+    for (const name of [leftover, ...others]) await writeFile(path.join(dir, name), `${gone}\n`);
+    const release = await lockOutput(root);
+    const left = await readdir(dir);
+    expect(left).not.toContain(leftover);
+    for (const name of others) expect(left).toContain(name);
+    await release();
+  });
+
   it('a FIFO in the place of the lock is an error, not a wait', async () => {
     const root = path.join(dir, 'fifo');
     spawnSync('mkfifo', [`${root}.tdl-lock`]);
