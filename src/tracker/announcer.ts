@@ -31,7 +31,8 @@
  *
  * Nothing a tracker does throws out of the announcer: failures become 'warning' events, one per
  * tracker and failure: a tracker that keeps failing the same way is warned about once (until it
- * answers again), not at every retry.
+ * answers again), not at every retry. A tracker's `warning message` is a 'warning' too, named
+ * `tracker <url>: <message>` like a failure, once while the tracker keeps giving the same one.
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter, setMaxListeners } from 'node:events';
@@ -124,6 +125,8 @@ interface TrackerState {
   failedOnce: boolean;
   /** The last failure, until the tracker answers again (also what was last warned about). */
   lastFailure: string | undefined;
+  /** The `warning message` of its last answer (what was last warned about), if any. */
+  lastWarning: string | undefined;
   inFlight: AbortController | undefined;
   /** The last `tracker id` it gave (HTTP), sent back in every later announce. */
   trackerId: Buffer | undefined;
@@ -265,6 +268,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
           startedAcked: false,
           failedOnce: false,
           lastFailure: undefined,
+          lastWarning: undefined,
           inFlight: undefined,
           trackerId: undefined,
         };
@@ -568,7 +572,12 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
       if (event === 'started') t.startedAcked = true;
       debug('%s: answered (%s): %d peers', t.url, event ?? 'regular', res.peers.length);
       this.emit('announce', t.url, res);
-      if (res.warning !== undefined) this.emit('warning', res.warning, t.url);
+      // Named like a failure (which tracker said it, among many), and said once: a tracker
+      // repeats its warning in every answer.
+      if (res.warning !== undefined && res.warning !== t.lastWarning) {
+        this.emit('warning', `tracker ${t.url}: ${res.warning}`, t.url);
+      }
+      t.lastWarning = res.warning;
       const peers = res.peers.filter((p) => !this.isSelf(p));
       if (peers.length > 0) this.emit('peers', peers, t.url);
       return res;

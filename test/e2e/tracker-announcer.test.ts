@@ -136,7 +136,27 @@ describe('Announcer', () => {
     a.start();
     expect((await got).url).toBe(good.url);
     expect(Date.now() - started).toBeLessThan(DEAD_TIER_MS);
-    expect(warnings).toContainEqual(['be nice', good.url]);
+    expect(warnings).toContainEqual([`tracker ${good.url}: be nice`, good.url]);
+  });
+
+  it("a tracker's warning message names the tracker, once while it repeats it", async () => {
+    let n = 0;
+    const t = await http_({
+      handler: (_req, res) => {
+        n++;
+        const warning = n <= 3 ? 'be nice' : 'slow down';
+        res.end(encode({ interval: 1, 'warning message': warning, peers: Buffer.alloc(0) }));
+      },
+    });
+    const a = announcer({ announceList: [[t.url]], timing: { minReannounceMs: 20 } });
+    const warnings: string[] = [];
+    a.on('warning', (m, url) => {
+      if (url === t.url) warnings.push(m);
+    });
+    a.start();
+    await until(() => n >= 5, 15_000, 'five announces');
+    await a.stop();
+    expect(warnings).toEqual([`tracker ${t.url}: be nice`, `tracker ${t.url}: slow down`]);
   });
 
   it('stop() sends stopped and returns within its bound when the tracker does not answer', async () => {
