@@ -1,14 +1,17 @@
 /**
  * UDP tracker client (BEP 15) over `dgram`.
  *
- * One announce = connect (unless a connection id for this tracker is still fresh) then
- * announce, on a socket connected to the tracker's address so that only its datagrams are
- * received. Replies with another transaction id, short packets and unknown actions are
- * ignored (we keep waiting). Lost requests are retransmitted on a schedule much shorter
- * than the spec's 15·2^n seconds so that a dead tracker cannot stall a download: waits of
- * UDP_RETRY.firstWaitMs, doubling up to UDP_RETRY.maxWaitMs, for UDP_RETRY.maxTries tries in
- * all (2 + 4 + 8 + 8 = 22 s by default), overridable per call. An error reply (action 3)
- * rejects with a TrackerError carrying the tracker's message.
+ * One announce = connect then announce, on a socket of its own connected to the tracker's
+ * address so that only its datagrams are received. The connection id is used on that socket
+ * only (for the retries of that announce, within its one-minute lifetime), never in a later
+ * announce: that one goes out from another source port, and trackers may tie the id to the
+ * address and port it was sent to (Torrust does, answers an error for another port, and bans
+ * an address after 10 such errors). Replies with another transaction id, short packets and
+ * unknown actions are ignored (we keep waiting). Lost requests are retransmitted on a schedule
+ * much shorter than the spec's 15·2^n seconds so that a dead tracker cannot stall a download:
+ * waits of UDP_RETRY.firstWaitMs, doubling up to UDP_RETRY.maxWaitMs, for UDP_RETRY.maxTries
+ * tries in all (2 + 4 + 8 + 8 = 22 s by default), overridable per call. An error reply
+ * (action 3) rejects with a TrackerError carrying the tracker's message.
  */
 import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
@@ -40,40 +43,12 @@ export const UDP_RETRY: Readonly<Required<UdpRetryOptions>> = Object.freeze({
   maxTries: 4,
 });
 
-/** A connection id is reused for this long after it was received (BEP 15: one minute). */
+/** A connection id is used for this long after it was received (BEP 15: one minute). */
 export const UDP_CONNECTION_ID_TTL_MS = 60_000;
-/** Connection ids cached at most (one per tracker host:port). */
-export const MAX_CACHED_CONNECTION_IDS = 256;
 
 export type UdpAnnounceOptions = AnnounceOptions & { retry?: UdpRetryOptions };
 
-const connectionIds = new Map<string, { id: Buffer; expiresAt: number }>();
-
-/** Forgets every cached connection id. */
-export function clearUdpConnectionCache(): void {
-  connectionIds.clear();
-}
-
-function cachedConnectionId(key: string): Buffer | undefined {
-  const e = connectionIds.get(key);
-  if (!e) return undefined;
-  if (Date.now() >= e.expiresAt) {
-    connectionIds.delete(key);
-    return undefined;
-  }
-  return e.id;
-}
-
-function cacheConnectionId(key: string, id: Buffer, receivedAt: number): void {
-  connectionIds.delete(key);
-  if (connectionIds.size >= MAX_CACHED_CONNECTION_IDS) {
-    const oldest = connectionIds.keys().next();
-    if (!oldest.done) connectionIds.delete(oldest.value);
-  }
-  connectionIds.set(key, { id, expiresAt: receivedAt + UDP_CONNECTION_ID_TTL_MS });
-}
-
-function parseUdpUrl(url: string): { host: string; port: number; key: string } {
+function parseUdpUrl(url: string): { host: string; port: number } {
   let u: URL;
   try {
     u = new URL(url);
@@ -88,7 +63,7 @@ function parseUdpUrl(url: string): { host: string; port: number; key: string } {
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     throw new TrackerError('tracker URL has no port');
   }
-  return { host, port, key: `${host.toLowerCase()}:${port}` };
+  return { host, port };
 }
 
 function randomTransactionId(): number {
@@ -136,7 +111,7 @@ async function announceUdpInner(
   req: AnnounceRequest,
   opts: UdpAnnounceOptions,
 ): Promise<AnnounceResponse> {
-  const { host, port, key } = parseUdpUrl(url);
+  const { host, port } = parseUdpUrl(url);
   const retry = { ...UDP_RETRY, ...opts.retry };
   const timeoutMs = opts.timeoutMs ?? udpRetryBudgetMs(retry) + 1_000;
 
@@ -223,12 +198,13 @@ async function announceUdpInner(
       }
     };
 
+    // This announce's connection id (see the module comment), and when it expires.
+    let connectionId: Buffer | undefined;
+    let expiresAt = 0;
     let attempt = 0;
-    let retriedAfterError = false;
     while (attempt < retry.maxTries) {
       const wait = Math.min(retry.firstWaitMs * 2 ** attempt, retry.maxWaitMs);
-      let connectionId = cachedConnectionId(key);
-      const usedCached = connectionId !== undefined;
+      if (Date.now() >= expiresAt) connectionId = undefined;
       if (!connectionId) {
         const tid = randomTransactionId();
         debug('%s: connect (try %d, wait %dms)', url, attempt + 1, wait);
@@ -243,7 +219,7 @@ async function announceUdpInner(
           continue;
         }
         connectionId = reply.connectionId;
-        cacheConnectionId(key, connectionId, Date.now());
+        expiresAt = Date.now() + UDP_CONNECTION_ID_TTL_MS;
       }
       const tid = randomTransactionId();
       debug('%s: announce %s (try %d, wait %dms)', url, req.event ?? '', attempt + 1, wait);
@@ -252,16 +228,7 @@ async function announceUdpInner(
         attempt++;
         continue;
       }
-      if (reply.action === 'error') {
-        connectionIds.delete(key);
-        if (usedCached && !retriedAfterError) {
-          // The tracker may have forgotten our connection id: connect again once.
-          retriedAfterError = true;
-          debug('%s: error with a cached connection id (%s), reconnecting', url, reply.message);
-          continue;
-        }
-        throw new TrackerError(reply.message || 'error reply');
-      }
+      if (reply.action === 'error') throw new TrackerError(reply.message || 'error reply');
       if (reply.action !== 'announce') {
         attempt++;
         continue;

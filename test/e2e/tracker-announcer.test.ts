@@ -1,8 +1,7 @@
 import http from 'node:http';
 import net from 'node:net';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { Announcer, type AnnouncerOptions } from '../../src/tracker/announcer.js';
-import { clearUdpConnectionCache } from '../../src/tracker/udp.js';
 import type { PeerAddress } from '../../src/tracker/types.js';
 import {
   parseHttpAnnounce,
@@ -24,7 +23,6 @@ const DEAD_TIER_MS = 10_000;
 const peerId = Buffer.from('-TD0001-announcer000', 'latin1');
 
 const cleanups: (() => Promise<void> | void)[] = [];
-beforeEach(() => clearUdpConnectionCache());
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });

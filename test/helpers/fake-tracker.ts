@@ -51,8 +51,11 @@ export interface FakeTracker {
 }
 
 export interface FakeUdpTracker extends FakeTracker {
-  /** Counters of packets seen (dropped included) and connect requests answered. */
-  stats: { packets: number; connects: number; dropped: number };
+  /**
+   * Counters of packets seen (dropped included), connect requests answered, and announces
+   * refused for a connection id that was not given to their address and port.
+   */
+  stats: { packets: number; connects: number; dropped: number; idErrors: number };
 }
 
 /** Decodes a percent-encoded query component into raw bytes ('+' is a space). */
@@ -235,8 +238,13 @@ const UDP_EVENTS = ['', 'completed', 'started', 'stopped'];
 /** Starts a fake UDP tracker (BEP 15) on 127.0.0.1. */
 export async function startUdpTracker(opts: UdpTrackerOptions = {}): Promise<FakeUdpTracker> {
   const announces: ParsedAnnounce[] = [];
-  const stats = { packets: 0, connects: 0, dropped: 0 };
-  const connectionIds = new Set<string>();
+  const stats = { packets: 0, connects: 0, dropped: 0, idErrors: 0 };
+  /**
+   * Connection id -> the address and port it was given to: an id is good only from there, as
+   * trackers that derive it from the client's socket address check (Torrust bans an address
+   * after 10 wrong ones).
+   */
+  const connectionIds = new Map<string, string>();
   const host = opts.host ?? '127.0.0.1';
   const family: 4 | 6 = host === '::1' ? 6 : 4;
   const socket = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
@@ -262,7 +270,7 @@ export async function startUdpTracker(opts: UdpTrackerOptions = {}): Promise<Fak
       const id = Buffer.alloc(8);
       id.writeUInt32BE((Math.random() * 0x100000000) >>> 0, 0);
       id.writeUInt32BE((Math.random() * 0x100000000) >>> 0, 4);
-      connectionIds.add(id.toString('hex'));
+      connectionIds.set(id.toString('hex'), `${rinfo.address}|${rinfo.port}`);
       const out = Buffer.alloc(16);
       out.writeUInt32BE(0, 0);
       out.writeUInt32BE(replyTid, 4);
@@ -280,8 +288,14 @@ export async function startUdpTracker(opts: UdpTrackerOptions = {}): Promise<Fak
         t.copy(out, 8);
         send(out);
       };
-      if (!connectionIds.has(msg.subarray(0, 8).toString('hex'))) {
+      const givenTo = connectionIds.get(msg.subarray(0, 8).toString('hex'));
+      if (givenTo === undefined) {
         errorReply('unknown connection id');
+        return;
+      }
+      if (givenTo !== `${rinfo.address}|${rinfo.port}`) {
+        stats.idErrors++;
+        errorReply('connection id of another address');
         return;
       }
       const a: ParsedAnnounce = {
