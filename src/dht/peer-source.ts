@@ -5,6 +5,10 @@
  * get_peers runs at start, then again after a random 5–15 minutes; after each lookup we
  * announce our TCP port to the closest nodes that gave us a token (when `announcePort` is
  * set). `requestMore` starts a lookup early, at most one per REQUEST_MORE_MIN_MS.
+ *
+ * A lookup that fails is a 'warning', once while lookups keep failing the same way (a node
+ * that cannot reach the DHT runs one a minute while the download is short of peers), again
+ * after a lookup that nodes answered: the rule trackers follow.
  */
 import { EventEmitter } from 'node:events';
 import { logger } from '../log.js';
@@ -32,6 +36,8 @@ export class DhtPeerSource extends EventEmitter<{
   warning: [string];
 }> {
   failures: { url: string; message: string }[] = [];
+  /** The warning last given, until a lookup is answered again. */
+  private lastWarning: string | undefined;
   private readonly found = new Set<string>();
   private running = false;
   private stopped = false;
@@ -134,10 +140,11 @@ export class DhtPeerSource extends EventEmitter<{
       if (this.stopped) return;
       if (r.responded === 0) {
         this.failures = [{ url: 'dht', message: 'no DHT node answered' }];
-        this.emit('warning', 'DHT: no node answered');
+        this.warn('DHT: no node answered');
         return;
       }
       this.failures = [];
+      this.lastWarning = undefined;
       if (this.opts.announcePort !== undefined) {
         const n = await this.dht.announce(
           this.infoHash,
@@ -150,7 +157,14 @@ export class DhtPeerSource extends EventEmitter<{
     } catch (err) {
       if (this.stopped) return;
       this.failures = [{ url: 'dht', message: (err as Error).message }];
-      this.emit('warning', `DHT: ${(err as Error).message}`);
+      this.warn(`DHT: ${(err as Error).message}`);
     }
+  }
+
+  /** Emits `message`, unless it was the last one given (see the module comment). */
+  private warn(message: string): void {
+    if (message === this.lastWarning) return;
+    this.lastWarning = message;
+    this.emit('warning', message);
   }
 }

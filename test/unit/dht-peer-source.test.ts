@@ -13,13 +13,14 @@ import type { PeerAddress } from '../../src/tracker/types.js';
 const ih = Buffer.alloc(20, 7);
 const node = { id: Buffer.alloc(20, 1), host: '10.0.0.1', port: 1 };
 
-/** A stand-in Dht: each lookup reports `peers` and answers with `responded` nodes. */
-function fakeDht(peers: () => PeerAddress[], responded = 1) {
+/** A stand-in Dht: each lookup reports `peers` and answers with `answered` nodes. */
+function fakeDht(peers: () => PeerAddress[], answered: number | (() => number) = 1) {
   const calls = { getPeers: 0, announce: [] as (number | undefined)[] };
   const dht = {
     getPeers: async (_ih: Buffer, o: GetPeersOptions): Promise<LookupResult> => {
       calls.getPeers++;
       o.onPeers?.(peers());
+      const responded = typeof answered === 'number' ? answered : answered();
       return {
         closest: responded ? [{ node, token: Buffer.from('t') }] : [],
         queried: 3,
@@ -110,6 +111,36 @@ describe('DHT peer source', () => {
     expect(src.failures).toEqual([{ url: 'dht', message: 'no DHT node answered' }]);
     expect(warnings).toEqual(['DHT: no node answered']);
     await src.complete();
+    await src.stop();
+  });
+
+  it('warns once while lookups go unanswered, again after one was answered (fake timers)', async () => {
+    vi.useFakeTimers();
+    let answering = 0;
+    const { dht, calls } = fakeDht(
+      () => [],
+      () => answering,
+    );
+    const src = new DhtPeerSource(dht, ih, {});
+    const warnings: string[] = [];
+    src.on('warning', (w) => warnings.push(w));
+    const lookupSoon = async (): Promise<void> => {
+      src.requestMore(); // the download is short of peers: a lookup a minute
+      await vi.advanceTimersByTimeAsync(REQUEST_MORE_MIN_MS);
+    };
+    src.start();
+    await vi.advanceTimersByTimeAsync(0);
+    for (let i = 0; i < 4; i++) await lookupSoon();
+    expect(calls.getPeers).toBe(5);
+    expect(warnings).toEqual(['DHT: no node answered']);
+    answering = 1;
+    await lookupSoon();
+    answering = 0;
+    await lookupSoon();
+    await lookupSoon();
+    expect(calls.getPeers).toBe(8);
+    expect(warnings).toEqual(['DHT: no node answered', 'DHT: no node answered']);
+    expect(src.failures).toEqual([{ url: 'dht', message: 'no DHT node answered' }]);
     await src.stop();
   });
 });
