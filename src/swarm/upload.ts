@@ -44,7 +44,7 @@ const log = logger('tdl:upload');
 export const MAX_QUEUE = 1000;
 /** Stop reading blocks for a peer while this much waits in its socket. */
 export const HIGH_WATER = 256 * 1024;
-/** A peer whose socket has not drained for this long is dropped. */
+/** A peer whose socket has held HIGH_WATER or more all this long is dropped. */
 export const STUCK_MS = 60_000;
 /** Bytes of blocks kept in the read cache. */
 export const CACHE_BYTES = 8 * 1024 * 1024;
@@ -103,7 +103,11 @@ interface Upload {
   /** When we last choked it; bytes sent when we last unchoked it. */
   chokedAt: number;
   sentAtUnchoke: number;
-  /** Since when its socket is over HIGH_WATER (0 = it is not). */
+  /**
+   * Since when its socket holds HIGH_WATER or more without having gone below it (0 = it does
+   * not): its 'writable' comes only once the socket is empty, which a peer that reads as we
+   * top its socket up may never let happen.
+   */
   fullSince: number;
   /** Payload bytes sent: in all, and over the choker's 20 s window. */
   sent: number;
@@ -315,6 +319,8 @@ export class UploadService {
         else if (now - u.fullSince > STUCK_MS) u.conn.close('does not read what we send');
         return false;
       }
+      // Below the mark: the peer reads, even if its socket never empties (no 'writable').
+      u.fullSince = 0;
       if (queued + u.pending >= MAX_PENDING_BYTES) return false;
       const r = u.queue[0]!;
       const st = this.stretchOf(r);
@@ -446,7 +452,8 @@ export class UploadService {
   /** Check for stuck sockets (called by the orchestrator's tick). */
   tick(now: number): void {
     for (const u of this.peers.values()) {
-      if (u.fullSince > 0 && now - u.fullSince > STUCK_MS && u.conn.writeQueued >= HIGH_WATER) {
+      if (u.conn.writeQueued < HIGH_WATER) u.fullSince = 0;
+      if (u.fullSince > 0 && now - u.fullSince > STUCK_MS) {
         u.conn.close('does not read what we send');
       } else this.pump(u);
     }

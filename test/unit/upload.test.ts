@@ -1,15 +1,17 @@
 import { EventEmitter } from 'node:events';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { PeerConnection } from '../../src/peer/connection.js';
 import { Layout } from '../../src/storage/layout.js';
 import { allowedFastSet } from '../../src/wire/allowed-fast.js';
 import {
   ALLOWED_FAST_PIECES,
   CACHE_BYTES,
+  HIGH_WATER,
   MAX_PENDING_BYTES,
   MAX_QUEUE,
   MAX_READ_BYTES,
   READ_AHEAD_BYTES,
+  STUCK_MS,
   UploadService,
   WHOLE_PIECE_READ,
   type BlockSource,
@@ -241,6 +243,42 @@ describe('UploadService read-ahead', () => {
     await source.finishAll();
     expect(c.sent.length).toBe(0);
     expect(c.rejected.length).toBe(PIECE / BLOCK);
+  });
+});
+
+describe('UploadService: a peer whose socket stays full', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('is dropped after STUCK_MS only if its socket never went below HIGH_WATER meanwhile', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const { upload, source, add } = setup();
+    const slow = add('127.0.0.1:2');
+    const stuck = add('127.0.0.1:3');
+    for (const c of [slow, stuck]) {
+      c.writeQueued = HIGH_WATER;
+      // More than it may have in its socket and being read: some stays queued throughout.
+      requestPieces(
+        c,
+        Array.from({ length: 40 }, (_, i) => i),
+      );
+    }
+    expect(source.pending.length).toBe(0);
+    // The slow peer reads part of its backlog (the socket takes it, without emptying: no
+    // 'writable'), gets more blocks, and is full again. The other never reads a byte.
+    vi.advanceTimersByTime(STUCK_MS / 2);
+    slow.writeQueued = HIGH_WATER / 2;
+    upload.tick(Date.now());
+    await source.finishAll();
+    expect(slow.sent.length).toBeGreaterThan(0);
+    slow.writeQueued = HIGH_WATER;
+    vi.advanceTimersByTime(STUCK_MS / 2 + 1000);
+    upload.tick(Date.now());
+    expect(stuck.state).toBe('closed');
+    expect(slow.state).toBe('open');
+    // Full ever since then: dropped STUCK_MS after that.
+    vi.advanceTimersByTime(STUCK_MS + 1000);
+    upload.tick(Date.now());
+    expect(slow.state).toBe('closed');
   });
 });
 
