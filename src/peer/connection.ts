@@ -376,9 +376,16 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     return chunk;
   }
 
-  /** Everything sent goes through here: RC4-encrypted (a copy) on an encrypted connection. */
-  private sendBytes(socket: net.Socket, buf: Buffer): void {
-    socket.write(this.cipher ? this.cipher.encrypt.update(buf) : buf);
+  /**
+   * Everything sent goes through here: RC4-encrypted (a copy) on an encrypted connection.
+   * `released`: called once the socket holds `buf` no more (at once when it took a copy).
+   */
+  private sendBytes(socket: net.Socket, buf: Buffer, released?: () => void): void {
+    if (this.cipher) {
+      socket.write(this.cipher.encrypt.update(buf));
+      released?.();
+    } else if (released) socket.write(buf, () => released());
+    else socket.write(buf);
   }
 
   private watch(socket: net.Socket): void {
@@ -812,11 +819,16 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   /**
    * A block of a piece, without copying it. The socket stays corked until the end of this tick,
    * so that the blocks sent in one tick (a whole piece whose read just finished) leave in one
-   * system call rather than one per block.
+   * system call rather than one per block. `released`, when given, is called once the socket
+   * holds `data` no more (written out, failed, or never taken): until then a view keeps the
+   * whole buffer it is cut from alive.
    */
-  sendPiece(index: number, begin: number, data: Buffer): void {
+  sendPiece(index: number, begin: number, data: Buffer, released?: () => void): void {
     const socket = this.socket;
-    if (this.state !== 'open' || !socket || this.overfull()) return;
+    if (this.state !== 'open' || !socket || this.overfull()) {
+      released?.();
+      return;
+    }
     // Messages written before the block go before it.
     this.flush();
     if (!this.corked) {
@@ -828,7 +840,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       });
     }
     this.sendBytes(socket, encodePieceHeader(index, begin, data.length));
-    this.sendBytes(socket, data);
+    this.sendBytes(socket, data, released);
     this.bytesOut += data.length;
   }
 

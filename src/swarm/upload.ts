@@ -59,6 +59,15 @@ export const READ_AHEAD_BYTES = 4 * 1024 * 1024;
 export const MAX_READ_BYTES = 16 * 1024 * 1024;
 /** Bytes of blocks taken from a peer's queue and not yet handed to its socket, at most. */
 export const MAX_PENDING_BYTES = 4 * 1024 * 1024;
+/**
+ * Bytes of read buffers that blocks waiting in one peer's socket may keep alive; past it, blocks
+ * go as copies. A block is a view of the stretch read for it, and while it waits in the socket it
+ * keeps that whole buffer (up to WHOLE_PIECE_READ) alive, cache or not: an honest peer's backlog
+ * (blocks of a few stretches, under MAX_PENDING_BYTES) stays below it, but a peer that does not
+ * read and asks one byte of each stretch in turn held a stretch per 14-byte message, and HIGH_WATER
+ * (counted in bytes sent) came after thousands of them.
+ */
+export const MAX_VIEW_BYTES = 2 * MAX_PENDING_BYTES;
 /** Requests that arrive this soon after our choke crossed it on the wire: ignored, not a fault. */
 export const CHOKE_GRACE_MS = 5_000;
 /**
@@ -109,6 +118,9 @@ interface Upload {
    * top its socket up may never let happen.
    */
   fullSince: number;
+  /** Read buffers that blocks waiting in its socket are views of (blocks each), and their bytes. */
+  views: Map<ArrayBufferLike, number>;
+  viewBytes: number;
   /** Payload bytes sent: in all, and over the choker's 20 s window. */
   sent: number;
   recentBytes: RateWindow;
@@ -155,6 +167,8 @@ export class UploadService {
       chokedAt: Date.now(),
       sentAtUnchoke: 0,
       fullSince: 0,
+      views: new Map(),
+      viewBytes: 0,
       sent: 0,
       recentBytes: new RateWindow(20_000),
     };
@@ -400,7 +414,7 @@ export class UploadService {
           u.conn.reject(r.index, r.begin, r.length);
           return this.pumpAll(cost);
         }
-        u.conn.sendPiece(r.index, r.begin, data);
+        this.send(u, r, data);
         const now = Date.now();
         u.sent += data.length;
         this.uploaded += data.length;
@@ -419,6 +433,33 @@ export class UploadService {
         this.pumpAll(cost);
       },
     );
+  }
+
+  /**
+   * Hands a block to the peer's socket: as it is, unless it is a view of a bigger buffer that the
+   * socket does not hold already and MAX_VIEW_BYTES of such buffers are held: then a copy.
+   */
+  private send(u: Upload, r: Req, data: Buffer): void {
+    const whole = data.buffer;
+    const size = whole.byteLength;
+    const n = u.views.get(whole);
+    if (size <= data.length) {
+      u.conn.sendPiece(r.index, r.begin, data);
+    } else if (n === undefined && u.viewBytes + size > MAX_VIEW_BYTES) {
+      u.conn.sendPiece(r.index, r.begin, Buffer.from(data));
+    } else {
+      u.views.set(whole, (n ?? 0) + 1);
+      if (n === undefined) u.viewBytes += size;
+      u.conn.sendPiece(r.index, r.begin, data, () => {
+        const left = u.views.get(whole)! - 1;
+        if (left > 0) {
+          u.views.set(whole, left);
+        } else {
+          u.views.delete(whole);
+          u.viewBytes -= size;
+        }
+      });
+    }
   }
 
   /** A read finished: peers that waited for the shared read limit may go on. */

@@ -1,7 +1,8 @@
 /**
  * The send path batches the blocks of one tick: the socket is corked by the first `sendPiece`
  * and uncorked at the end of the tick, so a whole piece leaves in one write; the bytes and their
- * order (blocks, then any message sent after them in the same tick) are unchanged.
+ * order (blocks, then any message sent after them in the same tick) are unchanged. A block's
+ * `released` comes once the socket holds it no more: written out, or the connection closed.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { HANDSHAKE_LENGTH } from '../../src/wire/handshake.js';
@@ -46,5 +47,40 @@ describe('sendPiece batching', () => {
       at += frame;
     }
     expect([...received.subarray(at)]).toEqual([0, 0, 0, 5, 4, 0, 0, 0, 1]);
+  });
+
+  it("calls a block's released once the socket holds it no more", async () => {
+    const reading = await openConnection({
+      infoHash,
+      reads: true,
+      pieceCount: 4,
+      onClose: (c) => closers.push(c),
+    });
+    let released = 0;
+    reading.conn.sendPiece(1, 0, Buffer.alloc(16384, 1), () => released++);
+    const end = Date.now() + 10_000;
+    while (released === 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    expect(released).toBe(1);
+
+    // A peer that does not read: its socket keeps the blocks (one write, never done) until the
+    // connection closes.
+    const stuck = await openConnection({
+      infoHash,
+      reads: false,
+      pieceCount: 4,
+      onClose: (c) => closers.push(c),
+    });
+    let freed = 0;
+    const n = 900;
+    for (let i = 0; i < n; i++) stuck.conn.sendPiece(2, 0, Buffer.alloc(16384, 2), () => freed++);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(freed).toBeLessThan(n);
+    stuck.conn.close('test over');
+    while (freed < n && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    expect(freed).toBe(n);
+    // Not taken at all (closed): released at once.
+    let late = 0;
+    stuck.conn.sendPiece(3, 0, Buffer.alloc(16), () => late++);
+    expect(late).toBe(1);
   });
 });

@@ -10,6 +10,7 @@ import {
   MAX_PENDING_BYTES,
   MAX_QUEUE,
   MAX_READ_BYTES,
+  MAX_VIEW_BYTES,
   READ_AHEAD_BYTES,
   STUCK_MS,
   UploadService,
@@ -34,16 +35,30 @@ class FakeConn extends EventEmitter {
   offeredFast: number[] = [];
   sent: { index: number; begin: number; length: number }[] = [];
   rejected: { index: number; begin: number }[] = [];
+  /** Blocks its socket holds (it never writes them out unless `flush`). */
+  held: { data: Buffer; released?: () => void }[] = [];
   constructor(address = '127.0.0.1:1') {
     super();
     this.address = address;
   }
-  sendPiece(index: number, begin: number, data: Buffer): void {
+  sendPiece(index: number, begin: number, data: Buffer, released?: () => void): void {
     for (let k = 0; k < data.length; k++) {
       if (data[k] !== ((index + begin + k) & 0xff))
         throw new Error(`wrong bytes at ${index}/${begin}`);
     }
     this.sent.push({ index, begin, length: data.length });
+    this.held.push({ data, released });
+  }
+  /** The socket writes out what it holds. */
+  flush(): void {
+    for (const h of this.held.splice(0)) h.released?.();
+  }
+  /** Bytes of the buffers that the blocks it holds keep alive. */
+  get heldBytes(): number {
+    const buffers = new Set(this.held.map((h) => h.data.buffer));
+    let n = 0;
+    for (const b of buffers) n += b.byteLength;
+    return n;
   }
   reject(index: number, begin: number): void {
     this.rejected.push({ index, begin });
@@ -232,6 +247,24 @@ describe('UploadService read-ahead', () => {
         { begin: WHOLE_PIECE_READ + BLOCK },
       ]),
     );
+  });
+
+  it('the blocks a socket holds keep at most MAX_VIEW_BYTES of read buffers alive', async () => {
+    const { source, add } = setup();
+    const c = add();
+    // One byte of each of 100 pieces (each read whole), and the socket writes nothing out.
+    for (let i = 0; i < 100; i++) c.emit('request', i, 0, 1);
+    while (source.pending.length > 0) await source.finishAll();
+    expect(c.sent.length).toBe(100);
+    expect(100 * PIECE).toBeGreaterThan(2 * MAX_VIEW_BYTES);
+    // (The copies of a byte come from Node's 8 KiB pool.)
+    expect(c.heldBytes).toBeLessThanOrEqual(MAX_VIEW_BYTES + 8192);
+    // Written out, they hold nothing: the next blocks go as views again.
+    c.flush();
+    c.emit('request', 100, 0, 1);
+    c.emit('request', 100, 1, 1);
+    await source.finishAll();
+    expect(c.held.map((h) => h.data.buffer.byteLength)).toEqual([PIECE, PIECE]);
   });
 
   it('blocks whose read finishes after we choked a fast peer are rejected, not dropped', async () => {
