@@ -31,7 +31,7 @@ import { allowedFastSet } from '../wire/allowed-fast.js';
 import type { Bitfield } from '../wire/bitfield.js';
 import { TokenBucket } from './rate-limit.js';
 import { RateWindow } from './rate-window.js';
-import { checkRequest } from './request-check.js';
+import { MAX_REQUEST_LENGTH, checkRequest } from './request-check.js';
 
 const log = logger('tdl:upload');
 
@@ -64,8 +64,8 @@ export const MAX_PENDING_BYTES = 4 * 1024 * 1024;
  * go as copies. A block is a view of the stretch read for it, and while it waits in the socket it
  * keeps that whole buffer (up to WHOLE_PIECE_READ) alive, cache or not: an honest peer's backlog
  * (blocks of a few stretches, under MAX_PENDING_BYTES) stays below it, but a peer that does not
- * read and asks one byte of each stretch in turn held a stretch per 14-byte message, and HIGH_WATER
- * (counted in bytes sent) came after thousands of them.
+ * read and asks one block of each stretch in turn kept a stretch per block, up to the hundreds
+ * of blocks that HIGH_WATER and MAX_PENDING_BYTES let into its socket.
  */
 export const MAX_VIEW_BYTES = 2 * MAX_PENDING_BYTES;
 /** Requests that arrive this soon after our choke crossed it on the wire: ignored, not a fault. */
@@ -387,13 +387,17 @@ export class UploadService {
 
   /**
    * The stretch read to serve this block: the aligned WHOLE_PIECE_READ bytes of its piece that
-   * hold it (the whole piece up to that size); null for a block across two of them (read alone).
+   * hold it (the whole piece up to that size); null for a block across two of them, or one
+   * shorter than MAX_REQUEST_LENGTH whose stretch is neither cached nor being read (read alone:
+   * a peer asking a byte of each stretch in turn would make every 17-byte request read 1 MiB).
    */
   private stretchOf(r: Req): Stretch | null {
     const begin = r.begin - (r.begin % WHOLE_PIECE_READ);
     const length = Math.min(WHOLE_PIECE_READ, this.layout.pieceSize(r.index) - begin);
     if (r.begin + r.length > begin + length) return null;
-    return { key: this.layout.pieceOffset(r.index) + begin, begin, length };
+    const key = this.layout.pieceOffset(r.index) + begin;
+    if (r.length < MAX_REQUEST_LENGTH && !this.cache.has(key)) return null;
+    return { key, begin, length };
   }
 
   private serve(u: Upload, r: Req, st: Stretch | null, cost: number): void {

@@ -138,9 +138,9 @@ describe('UploadService read-ahead', () => {
   it("keeps one peer's reads under READ_AHEAD_BYTES, and goes on as they finish", async () => {
     const { source, add } = setup();
     const c = add();
-    // One small request per piece: each needs a whole-piece read of its own.
+    // One block per piece: each needs a whole-piece read of its own.
     const n = (2 * READ_AHEAD_BYTES) / PIECE;
-    for (let i = 0; i < n; i++) c.emit('request', i, 0, 100);
+    for (let i = 0; i < n; i++) c.emit('request', i, 0, BLOCK);
     expect(source.inFlightBytes).toBe(READ_AHEAD_BYTES);
     await source.finishAll();
     expect(source.inFlightBytes).toBe(READ_AHEAD_BYTES);
@@ -190,7 +190,7 @@ describe('UploadService read-ahead', () => {
     expect(2 * READ_AHEAD_BYTES).toBeLessThanOrEqual(CACHE_BYTES);
     for (let k = 0; k < 2; k++) {
       const o = add(`127.0.0.1:${k + 10}`);
-      for (let i = 0; i < per; i++) o.emit('request', per * k + i, 0, 100);
+      for (let i = 0; i < per; i++) o.emit('request', per * k + i, 0, BLOCK);
     }
     const reads = source.reads;
     const c = add();
@@ -249,20 +249,35 @@ describe('UploadService read-ahead', () => {
     );
   });
 
+  it('a request shorter than a block reads its bytes alone unless its stretch is cached', async () => {
+    const { source, add } = setup();
+    const c = add();
+    // A byte of each of 20 pieces: 20 reads of a byte, not 20 whole pieces.
+    for (let i = 0; i < 20; i++) c.emit('request', i, 0, 1);
+    while (source.pending.length > 0) await source.finishAll();
+    expect(source.log).toEqual(Array.from({ length: 20 }, (_, i) => [i, 0, 1]));
+    // A piece asked block by block is read once, its short last request cut from it.
+    requestPieces(c, [30]);
+    c.emit('request', 30, PIECE - 100, 100);
+    while (source.pending.length > 0) await source.finishAll();
+    expect(source.log.slice(20)).toEqual([[30, 0, PIECE]]);
+    expect(c.sent.length).toBe(20 + PIECE / BLOCK + 1);
+  });
+
   it('the blocks a socket holds keep at most MAX_VIEW_BYTES of read buffers alive', async () => {
     const { source, add } = setup();
     const c = add();
-    // One byte of each of 100 pieces (each read whole), and the socket writes nothing out.
-    for (let i = 0; i < 100; i++) c.emit('request', i, 0, 1);
+    // The first block of each of 100 pieces (each read whole), and the socket writes nothing out.
+    for (let i = 0; i < 100; i++) c.emit('request', i, 0, BLOCK);
     while (source.pending.length > 0) await source.finishAll();
     expect(c.sent.length).toBe(100);
     expect(100 * PIECE).toBeGreaterThan(2 * MAX_VIEW_BYTES);
-    // (The copies of a byte come from Node's 8 KiB pool.)
-    expect(c.heldBytes).toBeLessThanOrEqual(MAX_VIEW_BYTES + 8192);
+    // Views of at most MAX_VIEW_BYTES of pieces, and copies of a block.
+    expect(c.heldBytes).toBeLessThanOrEqual(MAX_VIEW_BYTES + 100 * BLOCK);
     // Written out, they hold nothing: the next blocks go as views again.
     c.flush();
-    c.emit('request', 100, 0, 1);
-    c.emit('request', 100, 1, 1);
+    c.emit('request', 100, 0, BLOCK);
+    c.emit('request', 100, BLOCK, BLOCK);
     await source.finishAll();
     expect(c.held.map((h) => h.data.buffer.byteLength)).toEqual([PIECE, PIECE]);
   });
