@@ -69,3 +69,22 @@ describe('a 100,000-file torrent', () => {
     expect(Math.max(...sizes)).toBeLessThan(65 * 1024);
   });
 });
+
+describe('a torrent listing 300,000 web seeds', () => {
+  it('parses in linear time, duplicates dropped', () => {
+    const urls: string[] = [];
+    for (let i = 0; i < 300_000; i++) urls.push(`http://seed.example/${i}/`);
+    urls.push('http://seed.example/7/');
+    const t = encode({
+      'url-list': urls,
+      httpseeds: urls,
+      info: { name: 'x', 'piece length': 16384, pieces: Buffer.alloc(20), length: 10 },
+    });
+    const t0 = performance.now();
+    const m = parseTorrent(t);
+    expect(performance.now() - t0).toBeLessThan(GENEROUS_MS);
+    expect(m.urlList).toHaveLength(300_000);
+    expect(m.httpSeeds).toHaveLength(300_000);
+    expect(m.urlList[299_999]).toBe('http://seed.example/299999/');
+  }, 120_000);
+});
