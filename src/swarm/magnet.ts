@@ -15,7 +15,7 @@ import { logger } from '../log.js';
 import { METADATA_SUFFIX } from '../storage/names.js';
 import type { Dht } from '../dht/dht.js';
 import { DhtPeerSource } from '../dht/peer-source.js';
-import { NoPeersError } from '../errors.js';
+import { MetainfoError, NoPeersError } from '../errors.js';
 import type { Magnet } from '../metainfo/magnet.js';
 import type { EncryptionMode } from '../peer/connection.js';
 import { MAX_TORRENT_FILE_BYTES, parseTorrent, type Metainfo } from '../metainfo/torrent.js';
@@ -222,6 +222,14 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
     const torrent = torrentFromInfo(r.info, trackers, o.magnet.webSeeds);
     // The same checks as a .torrent file: a hostile info dictionary is refused here.
     const meta = parseTorrent(torrent);
+    // The bytes hash to the link's info hash, but the parser reads one dictionary: anything
+    // after it would become keys of the .torrent around it, and the torrent another info hash.
+    if (meta.info.length !== r.info.length) {
+      throw new MetainfoError(
+        'info',
+        `the metadata has ${r.info.length - meta.info.length} byte(s) after the info dictionary`,
+      );
+    }
     handedOver = o.handoff !== undefined;
     // The download follows: the seeders may unchoke us while it sets up.
     if (handedOver) swarm.interested(meta.pieceCount);

@@ -5,7 +5,7 @@
  * hash to the info hash. Alone, none of them gets tdl to show a torrent: it drops the peer (or,
  * for rejects, rests it) and gives up at `--timeout` with exit 4. All of them together beside one
  * honest peer: the fetch goes on from the honest one. Metadata that hashes right but names an
- * unsafe path exits 3 with nothing created.
+ * unsafe path, or holds bytes after its dictionary, exits 3 with nothing created or shown.
  */
 import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
@@ -300,5 +300,25 @@ describe('magnet links against hostile metadata peers', () => {
     const i = await runCli(['info', magnetTo(ih, [honest.port]), '--no-dht', '--timeout', '20']);
     expect(i.code, i.stderr).toBe(3);
     expect(i.stdout).toBe('');
+  }, 30_000);
+});
+
+describe('metadata that hashes right but is more than one info dictionary', () => {
+  it('exit 3, and no torrent shown under another info hash', async () => {
+    const dict = infoDict('tail');
+    // The link names the hash of these bytes: the dictionary, then a key and a value that would
+    // sit beside it in the .torrent made around them.
+    const info = Buffer.concat([
+      dict,
+      Buffer.from(encode('url-list')),
+      Buffer.from(encode(['http://127.0.0.1:1/x/'])),
+    ]);
+    const ih = infoHashOf(info);
+    const honest = await metadataPeer(ih, info.length, (piece) => [data(info, piece)]);
+    const i = await runCli(['info', magnetTo(ih, [honest.port]), '--no-dht', '--timeout', '20']);
+    expect(honest.requests).toBeGreaterThan(0);
+    expect(i.code, i.stderr).toBe(3);
+    expect(i.stdout).toBe('');
+    expect(i.stderr).toMatch(/after the info dictionary/);
   }, 30_000);
 });
