@@ -134,6 +134,12 @@ export class MetadataFetch {
     return n;
   }
 
+  /** Whether this peer announced a usable metadata size and may still be asked. */
+  canServe(id: string): boolean {
+    const p = this.#peers.get(id);
+    return p !== undefined && this.#usable(p);
+  }
+
   /**
    * Piece numbers to request from this peer now (send a ut_metadata `request` for each).
    * Call after addPeer, after each message from the peer, and on a periodic tick (about a

@@ -48,6 +48,11 @@ const log = logger('tdl:metadata');
 
 /** Peers connected at once while fetching metadata. */
 export const METADATA_MAX_PEERS = 30;
+/**
+ * With every slot taken and untried addresses waiting, a peer connected this long that cannot
+ * serve the metadata (none announced, or asked no more) gives its slot up, one per tick.
+ */
+export const METADATA_ROOM_AFTER_MS = 5_000;
 const TICK_MS = 1_000;
 
 export interface MetadataSwarmOptions {
@@ -84,6 +89,10 @@ interface ConnState {
   rawExt: Buffer | null;
   pex: PexPeer | null;
   origin: PeerOrigin;
+  /** When it was attached (Date.now()). */
+  since: number;
+  /** Closed to make room: it had its chance. */
+  evicted: boolean;
   /** Removes this swarm's listeners from the connection. */
   off: () => void;
 }
@@ -171,6 +180,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
         this.add(this.opts.cliPeers ?? [], 'cli');
         ticker = setInterval(() => {
           for (const c of this.conns.keys()) this.ask(c);
+          this.makeRoom(Date.now());
           this.pool.fill(this.conns.size, METADATA_MAX_PEERS);
           if (this.conns.size + this.pool.connecting === 0) {
             for (const { source } of this.opts.sources) source.requestMore();
@@ -274,6 +284,8 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
     if (this.closed || this.conns.size >= METADATA_MAX_PEERS) {
       conn.close(this.closed ? 'download ended' : 'no free peer slot');
       this.pool.released(cand);
+      // Turned away for lack of room, it has not had its chance yet.
+      if (!this.closed && cand.origin !== 'incoming') this.pool.untry(cand);
       return;
     }
     const state: ConnState = {
@@ -281,6 +293,8 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
       rawExt: null,
       pex: null,
       origin: cand.origin,
+      since: Date.now(),
+      evicted: false,
       off: () => {
         conn.off('close', onClose);
         conn.off('extended', onExtended);
@@ -292,7 +306,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
     const onClose = (reason: string) => {
       this.conns.delete(conn);
       this.fetch.removePeer(conn.address);
-      this.pool.released(cand);
+      this.pool.released(cand, !state.evicted);
       log('%s closed: %s', conn.address, reason);
       if (!this.complete) this.pool.fill(this.conns.size, METADATA_MAX_PEERS);
     };
@@ -367,6 +381,26 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
       }),
     );
     conn.start(new Bitfield(0), ext);
+  }
+
+  /**
+   * Every slot taken while untried addresses wait: the peer connected longest (at least
+   * METADATA_ROOM_AFTER_MS) among those that cannot serve the metadata gives its slot up.
+   */
+  private makeRoom(now: number): void {
+    if (this.conns.size < METADATA_MAX_PEERS || this.pool.untried() === 0) return;
+    let worst: PeerConnection | undefined;
+    let worstSince = Infinity;
+    for (const [conn, st] of this.conns) {
+      if (now - st.since < METADATA_ROOM_AFTER_MS || this.fetch.canServe(conn.address)) continue;
+      if (st.since < worstSince) {
+        worst = conn;
+        worstSince = st.since;
+      }
+    }
+    if (worst === undefined) return;
+    this.conns.get(worst)!.evicted = true;
+    worst.close('making room: it cannot serve the metadata');
   }
 
   /** Send this peer the metadata requests the fetch wants from it now. */

@@ -5,7 +5,8 @@
  * hash to the info hash. Alone, none of them gets tdl to show a torrent: it drops the peer (or,
  * for rejects, rests it) and gives up at `--timeout` with exit 4. All of them together beside one
  * honest peer: the fetch goes on from the honest one. Metadata that hashes right but names an
- * unsafe path, or holds bytes after its dictionary, exits 3 with nothing created or shown.
+ * unsafe path, or holds bytes after its dictionary, exits 3 with nothing created or shown. Peers
+ * without the metadata in every slot make room for one not tried yet.
  */
 import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
@@ -28,6 +29,7 @@ import {
   decodeUtMetadata,
   encodeUtMetadata,
 } from '../../src/wire/ut-metadata.js';
+import { METADATA_MAX_PEERS } from '../../src/swarm/metadata-swarm.js';
 import { runCli } from '../helpers/cli.js';
 import { useFixture } from '../helpers/fixture.js';
 import { until } from '../helpers/tdl-process.js';
@@ -63,7 +65,8 @@ interface MetadataPeer {
  */
 async function metadataPeer(
   infoHash: Buffer,
-  size: number,
+  /** undefined: a peer without the metadata (its handshake has no metadata_size). */
+  size: number | undefined,
   answer: (piece: number, nth: number) => Buffer[],
   /** Messages sent unasked every 200 ms once the extension handshakes are done. */
   chatter?: () => Buffer[],
@@ -321,4 +324,21 @@ describe('metadata that hashes right but is more than one info dictionary', () =
     expect(i.stdout).toBe('');
     expect(i.stderr).toMatch(/after the info dictionary/);
   }, 30_000);
+});
+
+describe('peers without the metadata in every slot', () => {
+  it('make room for an address not tried yet: the metadata comes from it', async () => {
+    const info = infoDict('room.bin');
+    const ih = infoHashOf(info);
+    // Leechers of the same link: BEP 10 and ut_metadata, no metadata_size, silent.
+    const without = await Promise.all(
+      Array.from({ length: METADATA_MAX_PEERS }, () => metadataPeer(ih, undefined, () => [])),
+    );
+    const honest = await metadataPeer(ih, info.length, (piece) => [data(info, piece)]);
+    const ports = [...without.map((p) => p.port), honest.port];
+    const r = await runCli(['info', magnetTo(ih, ports), '--json', '--no-dht', '--timeout', '20']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ infoHash: ih.toString('hex'), name: 'room.bin' });
+    expect(honest.requests).toBeGreaterThan(0);
+  }, 40_000);
 });
