@@ -5,9 +5,10 @@
  *
  * - Pieces of 16 KiB are asked from several peers at once, at most `maxPerPeer` (2) in flight
  *   per peer; free pieces go to whichever peer asks first, so they spread across peers.
- * - One attempt at a time, for one `metadata_size`: the size most peers announce. Pieces
- *   are kept (copied) as they arrive, so memory follows what was received, at most
- *   MAX_METADATA_SIZE plus the piece being received per peer.
+ * - One attempt at a time, for one `metadata_size`: the size most peers announce (among those
+ *   not resting after a reject; when all the peers of the attempt's size rest, another size is
+ *   tried). Pieces are kept (copied) as they arrive, so memory follows what was received, at
+ *   most MAX_METADATA_SIZE plus the piece being received per peer.
  * - When every piece is there, SHA-1(info) must equal the info hash. On a mismatch, if one
  *   peer sent every piece it is dropped; otherwise no one can be blamed, and from then on an
  *   attempt takes every piece from one peer (exclusive mode), so the next mismatch has a
@@ -153,7 +154,14 @@ export class MetadataFetch {
     this.#expire(now);
     // Its own requests may just have timed out: those pieces go to others, not back to it.
     if (!this.#usable(p)) return [];
-    const a = this.#ensureAttempt();
+    let a = this.#ensureAttempt(now);
+    if (a && a.size !== p.size && !this.#anyReady(a.size, now)) {
+      // Every peer of the attempt's size rests after a reject: this peer's size is tried
+      // instead (peers that only reject must not keep the others waiting).
+      for (const q of this.#peers.values()) if (q.size === a.size) q.inflight.clear();
+      this.#attempt = null;
+      a = this.#ensureAttempt(now);
+    }
     if (!a || a.size !== p.size) return [];
     if (this.#exclusiveMode) {
       if (a.exclusive === null) a.exclusive = id;
@@ -304,12 +312,23 @@ export class MetadataFetch {
     }
   }
 
-  /** The current attempt, starting one for the size most usable peers announce. */
-  #ensureAttempt(): Attempt | null {
+  /** Whether a usable peer that announced `size` may be asked now (it is not resting). */
+  #anyReady(size: number, now: number): boolean {
+    for (const p of this.#peers.values()) {
+      if (p.size === size && this.#usable(p) && now >= p.restUntil) return true;
+    }
+    return false;
+  }
+
+  /**
+   * The current attempt, starting one for the size most usable peers announce, among those
+   * not resting after a reject.
+   */
+  #ensureAttempt(now: number): Attempt | null {
     if (this.#attempt) return this.#attempt;
     const votes = new Map<number, number>();
     for (const p of this.#peers.values()) {
-      if (this.#usable(p)) votes.set(p.size, (votes.get(p.size) ?? 0) + 1);
+      if (this.#usable(p) && now >= p.restUntil) votes.set(p.size, (votes.get(p.size) ?? 0) + 1);
     }
     let size = 0;
     let best = 0;

@@ -313,6 +313,24 @@ describe('MetadataFetch', () => {
     expect(dropped.sort()).toEqual(['l1', 'l2']);
   });
 
+  it('peers of the most announced size that only reject do not keep another size waiting', () => {
+    let now = 0;
+    const f = new MetadataFetch(HASH, { now: () => now, requestTimeoutMs: 1e9 });
+    const fakeSize = SIZE + 5000;
+    f.addPeer('r1', fakeSize);
+    f.addPeer('r2', fakeSize);
+    f.addPeer('good', SIZE);
+    const rejecter: Responder = (piece) => ({ type: 'reject', piece });
+    const peers = { r1: rejecter, r2: rejecter, good: honest };
+    // About a second per round, as the metadata swarm's tick: a minute at most.
+    for (let round = 0; round < 60 && f.info === null; round++) {
+      drive(f, peers);
+      now += 1_000;
+    }
+    expect(f.info?.equals(INFO)).toBe(true);
+    expect(f.peersWithMetadata()).toBe(3);
+  });
+
   it('gives a request unanswered for the timeout to another peer; stops asking a peer after 2 timeouts', () => {
     let now = 0;
     const f = new MetadataFetch(HASH, { now: () => now });
