@@ -14,7 +14,8 @@
  *   attempt takes every piece from one peer (exclusive mode), so the next mismatch has a
  *   single culprit. Each mismatch drops a peer, so this ends.
  * - A `data` message with another `total_size` than the peer announced, a piece index out of
- *   range, a piece never asked of that peer, or a piece of the wrong length drops the peer.
+ *   range, a piece never asked of that peer (or sent more times than asked), or a piece of
+ *   the wrong length drops the peer.
  * - A `reject` frees the piece and rests the peer (5 s, doubling to 60 s); a request left
  *   unanswered for METADATA_REQUEST_TIMEOUT_MS is given to another peer, and a peer that lets
  *   MAX_TIMEOUTS requests time out is not asked again (it may still serve the data later).
@@ -44,8 +45,11 @@ interface PeerState {
   size: number;
   /** Pieces counted against this peer's cap, with the time asked. */
   inflight: Map<number, number>;
-  /** Pieces asked of this peer and not answered yet (including timed out ones). */
-  asked: Set<number>;
+  /**
+   * Pieces asked of this peer and not answered yet (including timed out ones), with how many
+   * times: a piece asked again after a timeout is answered twice.
+   */
+  asked: Map<number, number>;
   rejects: number;
   restUntil: number;
   timeouts: number;
@@ -61,6 +65,15 @@ interface Attempt {
   received: number;
   /** In exclusive mode: the one peer this attempt takes pieces from. */
   exclusive: string | null;
+}
+
+/** Counts an answer (data or reject) to one of `p`'s requests for `piece`; false if none is left. */
+function answered(p: PeerState, piece: number): boolean {
+  const n = p.asked.get(piece);
+  if (n === undefined) return false;
+  if (n > 1) p.asked.set(piece, n - 1);
+  else p.asked.delete(piece);
+  return true;
 }
 
 export class MetadataFetch {
@@ -111,7 +124,7 @@ export class MetadataFetch {
     this.#peers.set(id, {
       size: metadataSize,
       inflight: new Map(),
-      asked: new Set(),
+      asked: new Map(),
       rejects: 0,
       restUntil: 0,
       timeouts: 0,
@@ -172,7 +185,7 @@ export class MetadataFetch {
       if (a.pieces[i] !== null || a.inflight.has(i)) continue;
       a.inflight.set(i, id);
       p.inflight.set(i, now);
-      p.asked.add(i);
+      p.asked.set(i, (p.asked.get(i) ?? 0) + 1);
       out.push(i);
     }
     return out;
@@ -187,7 +200,7 @@ export class MetadataFetch {
       return this.#banned.has(id) ? 'ok' : { drop: 'metadata piece without metadata_size' };
     }
     if (m.type === 'reject') {
-      if (!p.asked.delete(m.piece)) return 'ok';
+      if (!answered(p, m.piece)) return 'ok';
       this.#release(id, p, m.piece);
       p.rejects++;
       const rest = REJECT_BACKOFF_MS * 2 ** Math.min(p.rejects - 1, 8);
@@ -207,7 +220,7 @@ export class MetadataFetch {
     if (m.piece >= count) {
       return this.#drop(id, `metadata piece ${m.piece} out of range (${count} pieces)`);
     }
-    if (!p.asked.delete(m.piece)) {
+    if (!answered(p, m.piece)) {
       if (this.#info) return 'ok';
       return this.#drop(id, `metadata piece ${m.piece} was not requested`);
     }

@@ -353,6 +353,31 @@ describe('MetadataFetch', () => {
     expect(f.info!.equals(INFO)).toBe(true);
   });
 
+  it('a slow peer asked twice for a piece answers twice: both answers are taken, no drop', () => {
+    let now = 0;
+    const f = new MetadataFetch(HASH, { now: () => now });
+    f.addPeer('slow', SIZE);
+    expect(f.requestsFor('slow')).toEqual([0, 1]);
+    expect(f.onMessage('slow', dataMsg(1))).toBe('ok');
+    now += 1_000;
+    expect(f.requestsFor('slow')).toEqual([2]);
+    // Piece 0 times out (a first strike) and, with no one else to ask, goes to the same peer.
+    now += METADATA_REQUEST_TIMEOUT_MS - 1_000;
+    expect(f.requestsFor('slow')).toEqual([0]);
+    // Its answer to the first request, then to the second.
+    expect(f.onMessage('slow', dataMsg(0))).toBe('ok');
+    expect(f.onMessage('slow', dataMsg(0))).toBe('ok');
+    expect(f.onMessage('slow', dataMsg(2))).toBe('ok');
+    expect(f.requestsFor('slow')).toEqual([3]);
+    expect(f.onMessage('slow', dataMsg(3))).toBe('done');
+    // A third copy was never asked for: still a drop before the end.
+    const g = new MetadataFetch(HASH);
+    g.addPeer('a', SIZE);
+    expect(g.requestsFor('a')).toEqual([0, 1]);
+    expect(g.onMessage('a', dataMsg(0))).toBe('ok');
+    expect(g.onMessage('a', dataMsg(0))).toEqual({ drop: expect.stringMatching(/not requested/) });
+  });
+
   it('a peer whose own requests just timed out is not given them back', () => {
     let now = 0;
     const f = new MetadataFetch(HASH, { now: () => now });
