@@ -170,8 +170,12 @@ export function parseTorrent(buf: Uint8Array, opts: ParseOptions = {}): Metainfo
 
   let priv = false;
   if (info['private'] !== undefined) {
-    const p = checkInt(info['private'], 'info.private', { min: 0, max: 1 });
-    priv = p === 1;
+    // BEP 27 writes 1; any other non-zero value is taken as private too, as other clients do
+    // (refusing it would only stop the download; taking it as public would break the tracker's
+    // rule).
+    const p = checkInt(info['private'], 'info.private', { min: 0 });
+    priv = p !== 0;
+    if (p > 1) warnings.addGeneral(`info.private is ${p}: taken as 1 (a private torrent)`);
   }
 
   const hasLength = info['length'] !== undefined;

@@ -298,8 +298,16 @@ describe('parseTorrent: field validation', () => {
   it('validates name and private', () => {
     rejectsWith({ info: info({ name: undefined }) }, 'info.name', /missing/);
     rejectsWith({ info: info({ name: 3 }) }, 'info.name', /byte string/);
-    rejectsWith({ info: info({ private: 2 }) }, 'info.private', /maximum/);
+    rejectsWith({ info: info({ private: -1 }) }, 'info.private', /minimum/);
     rejectsWith({ info: info({ private: 'yes' }) }, 'info.private', /integer/);
+  });
+
+  it('takes any non-zero private as private, with a warning', () => {
+    expect(parseTorrent(encode({ info: info({ private: 0 }) })).private).toBe(false);
+    expect(parseTorrent(encode({ info: info({ private: 1 }) })).private).toBe(true);
+    const m = parseTorrent(encode({ info: info({ private: 2 }) }));
+    expect(m.private).toBe(true);
+    expect(m.warnings).toContain('info.private is 2: taken as 1 (a private torrent)');
   });
 
   it('uses name.utf-8 when name is not UTF-8', () => {
