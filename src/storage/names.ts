@@ -37,11 +37,12 @@ export function withSuffix(p: string, suffix: string): string {
 
 /**
  * The working (`.part`) path of each planned file, in plan order. A torrent may itself contain
- * both `x` and `x.part`: a working name never equals any final name or another working name.
+ * both `x` and `x.part`, or a file `x` beside a folder `x.part`: a working name never equals any
+ * final name, any folder of the torrent or another working name.
  */
 export function partPaths(plan: OutputPlan): string[] {
   const n = planFileCount(plan);
-  const finals = new Set<string>();
+  const finals = new Set<string>(plan.dirs);
   for (let i = 0; i < n; i++) finals.add(planFilePath(plan, i));
   const taken = new Set<string>();
   return Array.from({ length: n }, (_, i) => {
@@ -53,11 +54,13 @@ export function partPaths(plan: OutputPlan): string[] {
 }
 
 /**
- * Is every working path of this plan's files its final path plus `.part`? Yes when
- * no final name ends in `.part` and none is long enough to be cut (see withSuffix): then no working
- * name can meet a final name or another working name, and `partPaths` need not be kept.
+ * Is every working path of this plan's files its final path plus `.part`? Yes when no final
+ * name nor folder ends in `.part` and no name is long enough to be cut (see withSuffix): then no
+ * working name can meet a final name, a folder or another working name, and `partPaths` need not
+ * be kept.
  */
 export function plainPartPaths(plan: OutputPlan): boolean {
+  for (const d of plan.dirs) if (d.endsWith(PART_SUFFIX)) return false;
   for (let i = 0, n = planFileCount(plan); i < n; i++) {
     const p = planFilePath(plan, i);
     if (p.endsWith(PART_SUFFIX)) return false;

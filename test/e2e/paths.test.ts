@@ -168,6 +168,37 @@ describe('names that only look dangerous are accepted', () => {
       await seeder.close();
     }
   });
+  it('a file "x" beside a folder "x.part" of the same torrent downloads normally', async () => {
+    // x's working name cannot be x.part: that is a folder of the torrent.
+    const files = [
+      { path: ['x'], data: Buffer.from('one') },
+      { path: ['x.part', 'y'], data: Buffer.from('two') },
+      { path: ['x.part', 'y.part', 'z'], data: Buffer.from('three') },
+    ];
+    const t = makeTorrent({ name: 'multi', pieceLength: 16384, files });
+    const seeder = await startFakeSeeder({
+      infoHash: t.infoHash,
+      data: t.data,
+      pieceLength: 16384,
+    });
+    try {
+      const tp = path.join(dir, 't.torrent');
+      await writeFile(tp, t.torrent);
+      const r = await runCli(['download', tp, '-o', out, '--peer', `127.0.0.1:${seeder.port}`]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      for (const f of files) {
+        expect(await readFile(path.join(out, 'multi', ...f.path), 'utf8')).toBe(String(f.data));
+      }
+      expect(await tree(path.join(out, 'multi'))).toEqual(
+        ['x', 'x.part', 'x.part/y', 'x.part/y.part', 'x.part/y.part/z'].map((p) =>
+          p.split('/').join(path.sep),
+        ),
+      );
+    } finally {
+      await seeder.close();
+    }
+  });
 });
 
 describe('symlinks already in the output tree are never written through', () => {
