@@ -17,6 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { constants, readFileSync } from 'node:fs';
 import { link, lstat, open, readdir, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { withSuffix } from './storage/names.js';
 
 /** Lock files this process holds (several runs may share one process, as in tests). */
 const held = new Set<string>();
@@ -79,7 +80,8 @@ export type PidLock =
  * come (`ENOTREG`: something other than a file is in the lock's place).
  */
 export async function takePidLock(file: string): Promise<PidLock> {
-  const unique = () => `${file}.${process.pid}-${randomBytes(4).toString('hex')}`;
+  // Beside the lock, and a name no longer than the lock's own may be (see withSuffix).
+  const unique = () => withSuffix(file, `.${process.pid}-${randomBytes(4).toString('hex')}`);
   const mine = unique();
   const fh = await open(
     mine,
@@ -131,10 +133,10 @@ export async function takePidLock(file: string): Promise<PidLock> {
 }
 
 /** The name of a file of our own for `file`, as `takePidLock` makes them: its pid, or null. */
-function leftoverPid(name: string, lockName: string): number | null {
-  if (!name.startsWith(`${lockName}.`)) return null;
-  const m = /^(\d{1,10})-[0-9a-f]{8}$/.exec(name.slice(lockName.length + 1));
-  return m ? Number(m[1]) : null;
+function leftoverPid(name: string, file: string): number | null {
+  const m = /\.(\d{1,10})-([0-9a-f]{8})$/.exec(name);
+  if (!m) return null;
+  return path.basename(withSuffix(file, m[0])) === name ? Number(m[1]) : null;
 }
 
 /** Is any process of this pid running (whatever it is)? */
@@ -154,7 +156,6 @@ function alive(pid: number): boolean {
  */
 async function sweepLeftovers(file: string): Promise<void> {
   const dir = path.dirname(file);
-  const lockName = path.basename(file);
   let names: string[];
   try {
     names = await readdir(dir);
@@ -162,7 +163,7 @@ async function sweepLeftovers(file: string): Promise<void> {
     return;
   }
   for (const name of names) {
-    const pid = leftoverPid(name, lockName);
+    const pid = leftoverPid(name, file);
     if (pid === null || pid === 0 || alive(pid)) continue;
     await unlink(path.join(dir, name)).catch(() => {});
   }

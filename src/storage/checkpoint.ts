@@ -20,13 +20,17 @@ import { DiskError } from '../errors.js';
 import type { DiskStorage } from './disk.js';
 import { syncDir } from './durability.js';
 import { toDiskError } from './fs-util.js';
+import { withSuffix } from './names.js';
 import { encodeJournalEntry, encodeResume } from './resume.js';
 
 const log = logger('tdl:resume');
 
-/** Where a checkpoint of the resume file `file` is written before it is renamed over it. */
+/**
+ * Where a checkpoint of the resume file `file` is written before it is renamed over it (a name
+ * of at most 255 bytes, as the resume file's own: see withSuffix).
+ */
 export function resumeTempPath(file: string): string {
-  return `${file}.tmp`;
+  return withSuffix(file, '.tmp');
 }
 
 /** Remove a resume file that no writer holds, and its temporary copy (best effort). */

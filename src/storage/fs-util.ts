@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { logger } from '../log.js';
 import { DiskError } from '../errors.js';
+import { withSuffix } from './names.js';
 
 const log = logger('tdl:storage');
 
@@ -85,7 +86,7 @@ export async function readHeader(p: string, bytes: number): Promise<Buffer | nul
  * O_NOFOLLOW beside it; it is removed again if the write fails.
  */
 export async function replaceFile(p: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${p}.${process.pid}-${Math.random().toString(36).slice(2, 10)}.tmp`;
+  const tmp = withSuffix(p, `.${process.pid}-${Math.random().toString(36).slice(2, 10)}.tmp`);
   const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
   const fh = await fs.promises.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o644);
   try {

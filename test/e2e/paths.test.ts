@@ -15,7 +15,7 @@ import { MAX_PATH_DEPTH } from '../../src/metainfo/paths.js';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { startFakeSeeder } from '../helpers/fake-seeder.js';
-import { makeTorrent, type MakeTorrentOptions } from '../helpers/torrent.js';
+import { makeTorrent, randomBytesSeeded, type MakeTorrentOptions } from '../helpers/torrent.js';
 
 let dir: string;
 let out: string;
@@ -168,6 +168,30 @@ describe('names that only look dangerous are accepted', () => {
       await seeder.close();
     }
   });
+  it('a single file named with 255 bytes downloads; nothing of tdl is left beside it', async () => {
+    // Its lock, resume file and working name are all cut to fit (withSuffix), and so must be
+    // the files written before being linked or renamed to them.
+    const name = `${'é'.repeat(127)}x`;
+    const data = randomBytesSeeded(100_000, 'long-name');
+    const t = makeTorrent({ name, pieceLength: 16384, files: { data } });
+    const seeder = await startFakeSeeder({
+      infoHash: t.infoHash,
+      data: t.data,
+      pieceLength: 16384,
+    });
+    try {
+      const tp = path.join(dir, 't.torrent');
+      await writeFile(tp, t.torrent);
+      const r = await runCli(['download', tp, '-o', out, '--peer', `127.0.0.1:${seeder.port}`]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect((await readFile(path.join(out, name))).equals(data)).toBe(true);
+      expect(await readdir(out)).toEqual([name]);
+    } finally {
+      await seeder.close();
+    }
+  });
+
   it('a file "x" beside a folder "x.part" of the same torrent downloads normally', async () => {
     // x's working name cannot be x.part: that is a folder of the torrent.
     const files = [

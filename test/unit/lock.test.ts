@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DiskError } from '../../src/errors.js';
 import { lockOutput } from '../../src/storage/lock.js';
+import { withSuffix } from '../../src/storage/names.js';
 import { tempDir } from '../helpers/cli.js';
 
 let dir: string;
@@ -28,6 +29,20 @@ describe('output lock', () => {
     await (
       await lockOutput(root)
     )();
+  });
+
+  it('locks an output whose name leaves no room for more than the lock suffix', async () => {
+    // 250 bytes: `.tdl-lock` fits only cut (withSuffix), and the file the pid is first written
+    // to must fit too.
+    const root = path.join(dir, 'é'.repeat(125));
+    const release = await lockOutput(root);
+    const names = await readdir(dir);
+    expect(names).toHaveLength(1);
+    expect(Buffer.byteLength(names[0]!)).toBeLessThanOrEqual(255);
+    expect(names[0]!.endsWith('.tdl-lock')).toBe(true);
+    await expect(lockOutput(root)).rejects.toThrow(/in use by another tdl/);
+    await release();
+    expect(await readdir(dir)).toEqual([]);
   });
 
   it('takes over a lock whose process is gone, or that is not a pid', async () => {
@@ -88,6 +103,15 @@ describe('output lock', () => {
     expect(left).not.toContain(leftover);
     for (const name of others) expect(left).toContain(name);
     await release();
+
+    // An output whose name fills 255 bytes: its files of its own are cut and tagged too.
+    const long = path.join(dir, 'é'.repeat(127));
+    const longLeftover = path.basename(withSuffix(`${long}.tdl-lock`, `.${gone}-0badcafe`));
+    await writeFile(path.join(dir, longLeftover), `${gone}\n`);
+    await (
+      await lockOutput(long)
+    )();
+    expect(await readdir(dir)).not.toContain(longLeftover);
   });
 
   it('a FIFO in the place of the lock is an error, not a wait', async () => {

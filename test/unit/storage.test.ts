@@ -5,12 +5,13 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { hashPieces, isAllZero } from '../../src/storage/check.js';
 import { ResumeWriter } from '../../src/storage/checkpoint.js';
 import { DiskStorage } from '../../src/storage/disk.js';
+import { replaceFile } from '../../src/storage/fs-util.js';
 import { OutputChangedError } from '../../src/storage/stamps.js';
 import { Layout } from '../../src/storage/layout.js';
 import { partPaths, resumePath, withSuffix } from '../../src/storage/names.js';
@@ -72,6 +73,14 @@ describe('working names', () => {
     expect(a.endsWith('.part')).toBe(true);
     expect(a).not.toBe(b);
     expect(withSuffix('/d/short', '.part')).toBe('/d/short.part');
+  });
+
+  it('replaces a file of a 255-byte name through a temporary file that fits too', async () => {
+    const p = path.join(dir, `${'é'.repeat(127)}x`);
+    await writeFile(p, 'old');
+    await replaceFile(p, Buffer.from('new'));
+    expect(await readFile(p, 'utf8')).toBe('new');
+    expect(await readdir(dir)).toEqual([path.basename(p)]);
   });
 });
 
@@ -346,5 +355,20 @@ describe('ResumeWriter', () => {
     await w.remove();
     await s.close();
     expect(existsSync(file)).toBe(false);
+  });
+
+  it('checkpoints beside a root whose name leaves no room for the temporary suffix', async () => {
+    // The resume file's name is cut to 255 bytes (withSuffix): its temporary copy must fit too.
+    const { plan, layout } = twoFiles(path.join(dir, 'é'.repeat(126)));
+    const s = await DiskStorage.open(plan, layout);
+    const file = resumePath(plan);
+    expect(Buffer.byteLength(path.basename(file))).toBeGreaterThan(251);
+    const torrent = { infoHash: Buffer.alloc(20, 9), pieceLength: PL, length: 50, pieceCount: 4 };
+    const w = new ResumeWriter(file, torrent, s, new Bitfield(4));
+    await w.checkpoint();
+    expect(decodeResume(await readFile(file)).ok).toBe(true);
+    expect((await readdir(dir)).sort()).toEqual([path.basename(file), path.basename(plan.root)]);
+    await w.remove();
+    await s.close();
   });
 });
