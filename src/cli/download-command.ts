@@ -22,6 +22,7 @@ import {
   streamWorkDir,
   type ByteSink,
 } from '../storage/stream-out.js';
+import { partPathOf } from '../storage/names.js';
 import { planFilePath } from '../storage/output.js';
 import { FdSink } from '../storage/fd-sink.js';
 
@@ -292,7 +293,11 @@ export async function runDownload(
       });
       if (timer) clearInterval(timer);
       // The reader has every byte: the working copy of that file goes (not other files').
-      if (stream) await removeStreamed(workDir, planFilePath(result.plan, stream.fileIndex));
+      if (stream) {
+        const { plan } = result;
+        const i = stream.fileIndex;
+        await removeStreamed(workDir, planFilePath(plan, i), partPathOf(plan, i));
+      }
       const where = streaming ? '-' : result.plan.root;
       redraw();
       const s = result.stats;

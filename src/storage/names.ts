@@ -76,6 +76,11 @@ export function plainPartPaths(plan: OutputPlan): boolean {
   return true;
 }
 
+/** The working path of file `i` of a plan, as partPaths gives it. */
+export function partPathOf(plan: OutputPlan, i: number): string {
+  return plainPartPaths(plan) ? planFilePath(plan, i) + PART_SUFFIX : partPaths(plan)[i]!;
+}
+
 /** Where the resume file of this output lives: beside the root, never inside the torrent's tree. */
 export function resumePath(plan: OutputPlan): string {
   return withSuffix(plan.root, RESUME_SUFFIX);

@@ -19,7 +19,7 @@
  */
 import { mkdir, readdir, rm, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { METADATA_SUFFIX, PART_SUFFIX, RESUME_SUFFIX } from './names.js';
+import { METADATA_SUFFIX, RESUME_SUFFIX } from './names.js';
 import { LOCK_SUFFIX } from './lock.js';
 import { PARTS_SUFFIX } from './parts.js';
 import { logger } from '../log.js';
@@ -85,13 +85,14 @@ export async function removeWorkDir(dir: string): Promise<void> {
 const BOOKKEEPING = [RESUME_SUFFIX, PARTS_SUFFIX, METADATA_SUFFIX, LOCK_SUFFIX];
 
 /**
- * A stream of `file` (its final path in the working folder `dir`) has ended well: its working
- * copy goes. Other files' working copies (streams of other files of the torrent, interrupted)
- * stay, with the side files they need; a folder left with no data at all goes whole. Best effort.
+ * A stream of `file` (its final path in the working folder `dir`, `working` its working path: see
+ * partPathOf) has ended well: its working copy goes. Other files' working copies (streams of
+ * other files of the torrent, interrupted) stay, with the side files they need; a folder left
+ * with no data at all goes whole. Best effort.
  */
-export async function removeStreamed(dir: string, file: string): Promise<void> {
+export async function removeStreamed(dir: string, file: string, working: string): Promise<void> {
   await rm(file, { force: true }).catch(() => {});
-  await rm(file + PART_SUFFIX, { force: true }).catch(() => {});
+  await rm(working, { force: true }).catch(() => {});
   let names: string[];
   try {
     names = (await readdir(dir, { recursive: true, withFileTypes: true }))

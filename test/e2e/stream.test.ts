@@ -149,6 +149,24 @@ describe('tdl download -o -', () => {
     expect(existsSync(path.join(fx.dir, '-'))).toBe(false);
   });
 
+  it('removes the working copy of a file whose name is too long for a plain .part suffix', async () => {
+    // 252 bytes: its working name is cut and tagged with a hash (see withSuffix).
+    const name = 'é'.repeat(126);
+    const data = randomBytesSeeded(200_000, 'stream-long-name');
+    const t = makeTorrent({ name, pieceLength: PIECE, files: { data } });
+    const seeder = await fx.seeder(t, PIECE);
+    const torrent = await fx.writeTorrent(t);
+    const cache = path.join(fx.dir, 'cache');
+    const r = await runStream(
+      ['download', torrent, '-o', '-', '--peer', `127.0.0.1:${seeder.port}`, '--no-listen'],
+      cache,
+    );
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.equals(data)).toBe(true);
+    expect(existsSync(workDir(cache, t.infoHash))).toBe(false);
+  });
+
   it('streams only the selected file of a multi-file torrent (--select 2)', async () => {
     const { files, t } = fiveFiles();
     const seeder = await fx.seeder(t, PIECE);
