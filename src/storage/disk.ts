@@ -107,6 +107,12 @@ export interface StorageOptions {
   partsFile?: { path: string; infoHash: Buffer };
   /** Make small calls synchronously while the disk is fast (see Inline; default true). */
   inline?: boolean;
+  /**
+   * Write mode: create the planned folders, and a partial selection's parts file, at open
+   * (default true). False for `tdl seed`, which must find the data complete before it changes
+   * anything: nothing is created at open, and the folder of a file tdl creates is made with it.
+   */
+  prepare?: boolean;
 }
 
 /**
@@ -218,6 +224,7 @@ export class DiskStorage {
     capacity: number,
     selected: Uint8Array | null,
     inline: boolean,
+    private readonly prepare: boolean,
   ) {
     this.inline = new Inline(inline);
     const n = planFileCount(plan);
@@ -350,6 +357,7 @@ export class DiskStorage {
       capacity,
       opts.selected ?? null,
       opts.inline ?? true,
+      opts.prepare ?? true,
     );
     try {
       if (opts.partsFile) {
@@ -360,7 +368,7 @@ export class DiskStorage {
         for (let i = 0; i < s.fileCount && !partial; i++) {
           partial = !s.isSelected(i) && !s.isPadding(i);
         }
-        if (s.mode === 'write' && partial) {
+        if (s.mode === 'write' && partial && s.prepare) {
           await s.parts.create();
         }
       }
@@ -403,7 +411,7 @@ export class DiskStorage {
       }
     }
     const dirs = this.plan.dirs.filter((d) => needed.has(d));
-    if (write) {
+    if (write && this.prepare) {
       await mkdirOrFail(this.plan.parent, true);
       for (const d of dirs) {
         if (empty.has(path.dirname(d))) {
@@ -480,6 +488,7 @@ export class DiskStorage {
         (create ? constants.O_CREAT | constants.O_EXCL : 0);
       let fd: number;
       try {
+        if (create) await this.folderFor(where);
         fd = this.inline.on
           ? this.inline.run(() => openSync(where, flags, 0o644))
           : await fdCall.open(where, flags, 0o644);
@@ -512,6 +521,11 @@ export class DiskStorage {
       }
       return fd;
     }
+  }
+
+  /** Without `prepare`, the folder of a file tdl creates is made then (recursively). */
+  private async folderFor(file: string): Promise<void> {
+    if (!this.prepare) await mkdirOrFail(path.dirname(file), true);
   }
 
   /** Close a descriptor of the pool: inline while that is fast. */
@@ -973,6 +987,7 @@ export class DiskStorage {
     const f = { path: this.finalPath(i), length: this.layout.fileLength(i) };
     let h: FileHandle | null = null;
     try {
+      await this.folderFor(f.path);
       h = await open(
         f.path,
         constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,

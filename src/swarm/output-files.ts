@@ -46,8 +46,12 @@ export class OutputFiles {
     output: string | undefined,
     selected: Uint8Array | null,
     stream: boolean,
-    /** Take the output's lock: runs that write (not `tdl seed`, which only reads the data). */
-    lock = true,
+    /**
+     * A run that downloads: it takes the output's lock, and its storage creates the folders at
+     * open. Not `tdl seed`, which only reads the data until it has found it complete (it then
+     * gives the files their final names and attributes, as any complete run).
+     */
+    downloads = true,
   ): Promise<OutputFiles> {
     // fileList does not read meta.files, which would make an object per file and keep them all.
     const plan = await planOutput(
@@ -60,12 +64,13 @@ export class OutputFiles {
       output,
     );
     // Before anything is created or opened: a second tdl on this output stops here.
-    const unlock = lock ? await lockOutput(plan.root) : async () => {};
+    const unlock = downloads ? await lockOutput(plan.root) : async () => {};
     let storage: DiskStorage;
     try {
       storage = await DiskStorage.open(plan, layout, {
         selected,
         partsFile: { path: partsPath(plan), infoHash: meta.infoHash },
+        prepare: downloads,
       });
     } catch (e) {
       await unlock();

@@ -7,7 +7,7 @@
  * The child-process cases run `node dist/bundle/main.js`: build first (`npm run build`).
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { encodeResume } from '../../src/storage/resume.js';
@@ -149,6 +149,63 @@ describe('a file cut short whose missing tail is zeros', () => {
     expect(code, tdl.stderr()).toBe(5);
     expect(tdl.stderr()).toContain('incomplete');
   }, 60_000);
+});
+
+describe('tdl seed changes nothing before it has found the data complete', () => {
+  function nested(): MadeTorrent {
+    const files = [
+      { path: ['d1', 'a.bin'], data: randomBytesSeeded(40_000, 'seed-a') },
+      { path: ['d2', 'e', 'b.bin'], data: randomBytesSeeded(50_000, 'seed-b') },
+      { path: ['d3', 'empty'], data: Buffer.alloc(0) },
+    ];
+    return makeTorrent({ name: 'multi', pieceLength: PIECE, files });
+  }
+
+  it('an output that is not there: exit 5, and no folder nor side file is created', async () => {
+    const torrent = await fx.writeTorrent(nested());
+    const before = (await readdir(fx.dir, { recursive: true })).sort();
+    const out = path.join(fx.dir, 'typo', 'out');
+    for (const extra of [[], ['--select', '2']]) {
+      const r = await runCli(['seed', torrent, '-o', out, '--peer', '127.0.0.1:9', ...extra]);
+      expect(r.code, r.stderr).toBe(5);
+      expect(r.stderr).toContain('incomplete');
+      expect((await readdir(fx.dir, { recursive: true })).sort()).toEqual(before);
+    }
+  });
+
+  it('complete through the parts file: the folder of a file filled from it is made', async () => {
+    const files = [10_000, 100, 60_000].map((n, i) => ({
+      path: i === 1 ? ['sub', 'g2.bin'] : [`g${i + 1}.bin`],
+      data: randomBytesSeeded(n, `seed-inner-${i}`),
+    }));
+    const t = makeTorrent({ name: 'inner', pieceLength: PIECE, files });
+    const torrent = await fx.writeTorrent(t);
+    const s = await fx.seeder(t, PIECE);
+    const out = path.join(fx.dir, 'out');
+    const peer = ['--peer', `127.0.0.1:${s.port}`, '--no-listen', '--no-dht'];
+    expect((await runCli(['download', torrent, '-o', out, '--select', '3', ...peer])).code).toBe(0);
+    expect(await readdir(out)).toEqual(['g3.bin']);
+    // Files 1 and 2 lie in piece 0, held by the parts file: tdl seed finds the data complete.
+    const args = ['seed', torrent, '-o', out, '--seed-time', '0.01', '--no-dht', '--port', '0'];
+    const r = await runCli([...args, '--peer', '127.0.0.1:9']);
+    expect(r.code, r.stderr).toBe(0);
+    for (const f of files) expect(await readFile(path.join(out, ...f.path))).toEqual(f.data);
+  });
+
+  it('complete data: the folder of an empty file is made when the file is', async () => {
+    const t = nested();
+    const torrent = await fx.writeTorrent(t);
+    const s = await fx.seeder(t, PIECE);
+    const out = path.join(fx.dir, 'out');
+    const peer = ['--peer', `127.0.0.1:${s.port}`, '--no-listen', '--no-dht'];
+    expect((await runCli(['download', torrent, '-o', out, ...peer])).code).toBe(0);
+    await rm(path.join(out, 'd3'), { recursive: true });
+    const args = ['seed', torrent, '-o', out, '--seed-time', '0.01', '--no-dht', '--port', '0'];
+    const r = await runCli([...args, '--peer', '127.0.0.1:9']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await stat(path.join(out, 'd3', 'empty'))).size).toBe(0);
+    expect((await runCli(['verify', torrent, '-o', out, '-q'])).code).toBe(0);
+  });
 });
 
 describe('the side file of a selection (<output>.tdl-parts)', () => {
