@@ -9,7 +9,7 @@
  */
 import { lstatSync } from 'node:fs';
 import path from 'node:path';
-import { hashPieces } from '../storage/check.js';
+import { hashPieces, isZeroPiece } from '../storage/check.js';
 import { DiskStorage } from '../storage/disk.js';
 import { Layout } from '../storage/layout.js';
 import { fileList, fileOffsets, paddingFileCount } from '../metainfo/torrent.js';
@@ -78,13 +78,18 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
   };
 
   try {
-    // Pieces lying wholly in files that are not there are missing: no need to read them.
+    // Pieces lying wholly in files that are not there are missing: no need to read them. A
+    // piece of BEP 47 padding only is zeros, never on disk: valid when hashed as zeros, unread.
     const pieces: number[] = [];
+    const zeros: number[] = [];
     // With a selection, only the pieces of the selected files; boundary pieces are read with the
     // bytes of unselected files from the parts file.
     for (let p = 0; p < layout.pieceCount; p++) {
       if (!wanted.has(p)) continue;
-      if (storage.parts?.has(p) || layout.spans(p).some((s) => storage.existed(s.fileIndex))) {
+      const spans = layout.spans(p);
+      if (spans.every((s) => storage.isPadding(s.fileIndex))) {
+        if (isZeroPiece(layout, meta.pieceHashes, p)) zeros.push(p);
+      } else if (storage.parts?.has(p) || spans.some((s) => storage.existed(s.fileIndex))) {
         pieces.push(p);
       }
     }
@@ -111,6 +116,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
     // Bytes that hashed right as zeros because they are not on disk (past a file's end, a file
     // not there): such a piece is missing, as a download would find it.
     for (const p of pieces) if (r.absent.has(p)) r.valid.clear(p);
+    for (const p of zeros) r.valid.set(p);
     progress = { ...progress, valid: r.valid.count };
     if (tty || json) redraw();
     if (tty) io.stderr.write('\r\x1b[2K');

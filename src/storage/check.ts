@@ -189,6 +189,29 @@ export async function hashPieces(o: {
 
 const ZERO = Buffer.alloc(64 * 1024);
 
+/** SHA-1 of zeros, per piece size (a torrent has two at most). */
+const zeroHashes = new Map<number, Buffer>();
+
+/**
+ * Is the hash of piece `p` that of zeros? A piece of BEP 47 padding only is then present: its
+ * bytes are zeros by definition, never on disk, so nothing is read to know it (one SHA-1 of
+ * zeros per piece size, however many such pieces).
+ */
+export function isZeroPiece(layout: Layout, pieceHashes: Buffer, p: number): boolean {
+  const size = layout.pieceSize(p);
+  let want = zeroHashes.get(size);
+  if (!want) {
+    const h = createHash('sha1');
+    for (let left = size; left > 0; left -= ZERO.length) {
+      h.update(ZERO.subarray(0, Math.min(left, ZERO.length)));
+    }
+    want = h.digest();
+    if (zeroHashes.size >= 8) zeroHashes.clear();
+    zeroHashes.set(size, want);
+  }
+  return want.equals(pieceHashes.subarray(p * 20, p * 20 + 20));
+}
+
 export function isAllZero(buf: Buffer): boolean {
   for (let off = 0; off < buf.length; off += ZERO.length) {
     const n = Math.min(ZERO.length, buf.length - off);
@@ -330,10 +353,13 @@ export function planStartup(
     let allTrusted = true;
     let someUntrusted = false;
     let inside = true;
+    let allPadding = true;
     for (const s of layout.spans(p)) {
       // Padding is zeros by definition: it neither makes a piece present nor calls for a hash.
       // Files not selected are never on disk: their bytes come from the parts file (below).
-      if (files.isPadding(s.fileIndex) || !files.isSelected(s.fileIndex)) continue;
+      if (files.isPadding(s.fileIndex)) continue;
+      allPadding = false;
+      if (!files.isSelected(s.fileIndex)) continue;
       const ft = fileTrust[s.fileIndex]!;
       if (ft !== 'new') allNew = false;
       if (ft !== 'trusted') allTrusted = false;
@@ -343,6 +369,12 @@ export function planStartup(
       else if (ft === 'trusted' && trustedSize[s.fileIndex]! < s.fileOffset + s.length) {
         inside = false;
       }
+    }
+    // A piece of padding only is zeros, never on disk: present when its hash is that of zeros, on
+    // every run, without a read (as a file's piece is when its bytes are there).
+    if (allPadding) {
+      if (isZeroPiece(layout, t.pieceHashes, p)) trusted.set(p);
+      continue;
     }
     if (allNew) continue;
     if (state?.have.has(p) && allTrusted && inside) trusted.set(p);

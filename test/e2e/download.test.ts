@@ -127,6 +127,48 @@ describe('single-peer core path', () => {
     expect(s.served).toBe(t.data.length - 16 * 1024);
   });
 
+  it('a piece of BEP 47 padding only is never fetched, and the data needs no peer once there', async () => {
+    const PL = 32 * 1024;
+    const a = randomBytesSeeded(40_000, 'pad-a');
+    const b = randomBytesSeeded(20_000, 'pad-b');
+    // Padding up to 3 pieces: piece 2 lies wholly in it.
+    const pad = Buffer.alloc(3 * PL - a.length);
+    const t = makeTorrent({
+      name: 'padded',
+      pieceLength: PL,
+      files: [
+        { path: ['a.bin'], data: a },
+        { path: ['.pad', String(pad.length)], data: pad },
+        { path: ['b.bin'], data: b },
+      ],
+      extraInfo: {
+        files: [
+          { path: ['a.bin'], length: a.length },
+          { path: ['.pad', String(pad.length)], length: pad.length, attr: 'p' },
+          { path: ['b.bin'], length: b.length },
+        ],
+      },
+    });
+    const s = await fx.seeder(t, PL);
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'padded');
+    const r = await runCli(['download', torrent, '-o', out, '--peer', `127.0.0.1:${s.port}`]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await readFile(path.join(out, 'a.bin'))).toEqual(a);
+    expect(await readFile(path.join(out, 'b.bin'))).toEqual(b);
+    // Neither piece 2 nor the last block of piece 1 was asked for.
+    expect(s.served).toBe(t.data.length - PL - 16 * 1024);
+    // Complete as it is: verify says so, and neither a second download nor a seed needs a peer.
+    const none = ['--peer', '127.0.0.1:9', '--no-dht'];
+    const v = await runCli(['verify', torrent, '-o', out]);
+    expect(v.code, v.stdout).toBe(0);
+    expect(v.stdout).toContain('4 of 4 pieces');
+    const again = await runCli(['download', torrent, '-o', out, ...none, '--timeout', '5']);
+    expect(again.code, again.stderr).toBe(0);
+    const seed = await runCli(['seed', torrent, '-o', out, ...none, '--seed-time', '0.01']);
+    expect(seed.code, seed.stderr).toBe(0);
+  });
+
   it('a second tdl on the same output stops at once (exit 6), naming the first', async () => {
     const data = randomBytesSeeded(2 * 1024 * 1024, 'two-on-one');
     const t = makeTorrent({ name: 'two.bin', pieceLength: 32 * 1024, files: { data } });

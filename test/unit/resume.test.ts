@@ -320,6 +320,32 @@ describe('start-up plan', () => {
     expect(p.toHash).toEqual([]);
   });
 
+  it('takes a piece of padding only as present, unread, when its hash is that of zeros', () => {
+    // 10,000 bytes of data, padding to 3 pieces of 16 KiB (piece 1 all padding), then data.
+    const padded = new Layout(
+      [
+        { offset: 0, length: 10_000 },
+        { offset: 10_000, length: 3 * 16384 - 10_000 },
+        { offset: 3 * 16384, length: 5_000 },
+      ],
+      16384,
+      3 * 16384 + 5_000,
+    );
+    const hashes = Buffer.alloc(20 * padded.pieceCount);
+    createHash('sha1').update(Buffer.alloc(16384)).digest().copy(hashes, 20);
+    const t = { ...torrent, length: 3 * 16384 + 5_000, pieceCount: 4, pieceHashes: hashes };
+    const facts = [{ existed: false }, { existed: false, padding: true }, { existed: false }];
+    const p = planStartup(padded, facts, [null, null, null], null, t);
+    expect(list(p.trusted)).toEqual([1]);
+    expect(p.toHash).toEqual([]);
+    // Hashed over other bytes: never present (it is fetched).
+    const other = planStartup(padded, facts, [null, null, null], null, {
+      ...t,
+      pieceHashes: Buffer.alloc(20 * padded.pieceCount),
+    });
+    expect(other.trusted.count).toBe(0);
+  });
+
   it('without a usable resume file, re-hashes everything that exists', () => {
     const all = [0, 1, 2, 3, 4, 5, 6];
     for (const d of [null, { ok: false as const, reason: 'x' }]) {
