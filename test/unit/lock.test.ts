@@ -4,7 +4,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DiskError } from '../../src/errors.js';
-import { lockOutput } from '../../src/storage/lock.js';
+import { LOCK_SUFFIX, lockOutput } from '../../src/storage/lock.js';
 import { withSuffix } from '../../src/storage/names.js';
 import { tempDir } from '../helpers/cli.js';
 
@@ -106,7 +106,9 @@ describe('output lock', () => {
 
     // An output whose name fills 255 bytes: its files of its own are cut and tagged too.
     const long = path.join(dir, 'é'.repeat(127));
-    const longLeftover = path.basename(withSuffix(`${long}.tdl-lock`, `.${gone}-0badcafe`));
+    const longLeftover = path.basename(
+      withSuffix(withSuffix(long, LOCK_SUFFIX), `.${gone}-0badcafe`),
+    );
     await writeFile(path.join(dir, longLeftover), `${gone}\n`);
     await (
       await lockOutput(long)
