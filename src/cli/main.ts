@@ -52,6 +52,10 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   if (!process.exitCode) process.exitCode = exitCodeFor(stdoutError);
   controller.abort(stdoutError);
 });
+// stderr's reader went away (`2>&1 | head`, a closed log pipe, a terminal gone): messages can
+// no longer be shown, which is no reason to fail or stop a run. Unheard, the error would crash
+// tdl with exit 1 in the middle of whatever it was doing (a checkpoint, the `stopped` announce).
+process.stderr.on('error', () => {});
 
 // No top-level await: the shipped bundle is one classic script (docs/DESIGN.md, "Start-up and
 // the shipped bundle").

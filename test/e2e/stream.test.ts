@@ -360,6 +360,31 @@ describe('tdl download -o -', () => {
     expect(resume.ok).toBe(true);
   }, 60_000);
 
+  it('a stderr nobody reads: the stream still ends with exit 0; `2>&1 | head -c` with 141', async () => {
+    const data = randomBytesSeeded(1024 * 1024 + 77, 'stream-stderr-gone');
+    const t = makeTorrent({ name: 'se.bin', pieceLength: PIECE, files: { data } });
+    // A slow seeder: `--json` events keep coming to stderr for a few seconds.
+    const slow = await fx.seeder(t, PIECE, { rateLimit: 512 * 1024 });
+    const torrent = await fx.writeTorrent(t);
+    const cache = path.join(fx.dir, 'cache');
+    const peer = ['--peer', `127.0.0.1:${slow.port}`, '--no-listen', '--no-dht'];
+    const s = spawnStream(['download', torrent, '-o', '-', '--json', ...peer], cache);
+    // The reader of stderr is gone before tdl starts: every event written there meets EPIPE.
+    s.child.stderr!.destroy();
+    const r = await runChild(s);
+    expect(r.code).toBe(0);
+    expect(r.stdout.equals(data)).toBe(true);
+    expect(existsSync(workDir(cache, t.infoHash))).toBe(false);
+    // stdout and stderr into one pipe whose reader leaves: the closed stdout ends the run (141),
+    // and the stderr that failed with it changes nothing.
+    const tdl = streamCommand(torrent, slow.port, ['--json']);
+    const head = await runShell(
+      `${tdl} 2>&1 | head -c 1000 | wc -c; echo "tdl=\${PIPESTATUS[0]}"`,
+      cache,
+    );
+    expect(head.stdout.toString()).toMatch(/^\s*1000\s*\ntdl=141\n$/);
+  }, 60_000);
+
   it('stdout on a full disk (/dev/full): a disk error, exit 6, resume file kept; --json too', async () => {
     const data = randomBytesSeeded(1024 * 1024, 'stream-full');
     const t = makeTorrent({ name: 'full.bin', pieceLength: PIECE, files: { data } });
