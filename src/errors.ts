@@ -9,7 +9,7 @@ export type ErrorKind =
   | 'no-peers' // tracker failure or no usable peer before the deadline
   | 'transfer' // download could not complete
   | 'disk' // file system error
-  | 'interrupted' // SIGINT / SIGTERM, or stdout closed under us (as SIGPIPE would)
+  | 'interrupted' // SIGINT / SIGTERM / SIGHUP, or stdout closed under us (as SIGPIPE would)
   | 'protocol'; // a peer or tracker broke the protocol (never fatal for a download)
 
 export class TdlError extends Error {

@@ -9,6 +9,8 @@ export const EXIT = {
   noPeers: 4,
   transfer: 5,
   disk: 6,
+  /** SIGHUP: the terminal tdl ran in was closed. */
+  sighup: 129,
   sigint: 130,
   /** stdout closed by its reader: what a shell reports for a process ended by SIGPIPE. */
   stdoutClosed: 141,
@@ -30,6 +32,7 @@ export function exitCodeFor(e: unknown): number {
     if (e.kind === 'interrupted') {
       const signal = (e as { signal?: string }).signal;
       if (signal === 'SIGPIPE') return EXIT.stdoutClosed;
+      if (signal === 'SIGHUP') return EXIT.sighup;
       return signal === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint;
     }
     return BY_KIND[e.kind];

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 /**
  * The `tdl` executable: wires process streams and signals to the CLI and exits with its code.
- * SIGINT/SIGTERM abort the run (sockets and files are closed, verified data stays on disk, the
- * trackers are told `stopped`); a second signal exits at once. A closed stdout (`tdl download
+ * SIGINT/SIGTERM/SIGHUP abort the run (sockets and files are closed, verified data stays on disk,
+ * the trackers are told `stopped`); a second signal exits at once. A closed stdout (`tdl download
  * --json … | head -1`) ends the run the same way, with exit code 141 as SIGPIPE would; a stdout
  * on a full disk too, as a disk error (exit 6).
  */
@@ -32,9 +32,11 @@ const EXIT_FLUSH_MS = 2_000;
 
 const controller = new AbortController();
 let signalled = false;
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+// SIGHUP (the terminal closed, an ssh session dropped) ends the run as the others do: left to
+// Node, it would kill tdl at once, with no final checkpoint and no `stopped` to the trackers.
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.on(sig, () => {
-    if (signalled) process.exit(sig === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint);
+    if (signalled) process.exit(exitCodeFor(new InterruptedError(sig)));
     signalled = true;
     controller.abort(new InterruptedError(sig));
   });

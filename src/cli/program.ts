@@ -30,7 +30,7 @@ export interface CliIO {
   stderr: Err;
   /** What `tdl download -` and `tdl info -` read the .torrent from (process.stdin if absent). */
   stdin?: ByteStream;
-  /** Aborted on SIGINT/SIGTERM or a closed stdout; the reason is a TdlError of kind 'interrupted'. */
+  /** Aborted on SIGINT/SIGTERM/SIGHUP or a closed stdout; the reason is a TdlError of kind 'interrupted'. */
   signal?: AbortSignal;
 }
 

@@ -1,6 +1,6 @@
 /**
- * SIGINT and SIGTERM against the built CLI in a real child process, mid-download: the exit code
- * is 130 / 143, the tracker hears `stopped` within a short bound, sockets are closed, and the
+ * SIGINT, SIGTERM and SIGHUP against the built CLI in a real child process, mid-download: the exit
+ * code is 130 / 143 / 129, the tracker hears `stopped` within a short bound, sockets are closed, and the
  * pieces verified before the signal are on disk.
  *
  * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
@@ -165,7 +165,7 @@ async function verifiedOnDisk(out: string, hashes: Buffer[]): Promise<number[]> 
 
 const sha1s = (pieces: Buffer[]) => pieces.map((p) => createHash('sha1').update(p).digest());
 
-async function interruptMidDownload(sig: 'SIGINT' | 'SIGTERM', code: number) {
+async function interruptMidDownload(sig: 'SIGINT' | 'SIGTERM' | 'SIGHUP', code: number) {
   const { t, heard, torrent, out } = await setup();
   const run = spawnCli(['download', torrent, '-o', out, '--json']);
   // Wait until a few pieces are verified (progress events come every 250 ms).
@@ -205,6 +205,10 @@ describe('signals, against the built CLI in a child process', () => {
 
   it('SIGTERM mid-download: exit 143, stopped sent, verified pieces kept', async () => {
     await interruptMidDownload('SIGTERM', 143);
+  });
+
+  it('SIGHUP (its terminal closed) mid-download: exit 129, stopped sent, verified pieces kept', async () => {
+    await interruptMidDownload('SIGHUP', 129);
   });
 
   it('SIGINT also closes a connection still waiting for its handshake', async () => {
