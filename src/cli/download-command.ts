@@ -185,6 +185,8 @@ export async function runDownload(
     let timer: NodeJS.Timeout | null = null;
     let dl: Download | null = null;
     let seeding = false;
+    /** When seeding began (ms into the run): the download's time ends there, the seeding's starts. */
+    let seedingFromMs = 0;
     let listenPort = 0;
     const redraw = () => {
       if (!dl) return;
@@ -244,10 +246,9 @@ export async function runDownload(
         seedOnly: mode === 'seed',
         onSeeding: (d) => {
           seeding = true;
-          if (json) {
-            const s = d.stats();
-            emit({ event: 'seeding', uploaded: s.uploaded, time: s.elapsedMs });
-          }
+          const s = d.stats();
+          seedingFromMs = s.elapsedMs;
+          if (json) emit({ event: 'seeding', uploaded: s.uploaded, time: s.elapsedMs });
           if (!json && !opts.quiet) {
             // Said once, on a terminal too: the port is what another peer needs to reach us.
             const where = listenPort > 0 ? `on port ${listenPort}` : 'accepting no connection';
@@ -324,13 +325,18 @@ export async function runDownload(
         const sel = selection
           ? `, ${selection.selectedFiles} of ${realFiles} files selected (${formatBytes(selection.selectedSize)})`
           : '';
+        // The download's time and average end where seeding began; the seeding's time starts there.
+        const seeded = { ...s, elapsedMs: s.elapsedMs - seedingFromMs };
         const line =
           mode === 'seed'
-            ? seedSummaryLine(s, result.plan.root)
-            : summaryLine(s, streaming ? 'stdout' : where);
+            ? seedSummaryLine(seeded, result.plan.root)
+            : summaryLine(
+                seeding ? { ...s, elapsedMs: seedingFromMs } : s,
+                streaming ? 'stdout' : where,
+              );
         io.stderr.write(`\r\x1b[2K${line}${sel}\n`);
         if (mode === 'download' && seeding) {
-          io.stderr.write(`${seedSummaryLine(s, result.plan.root)}\n`);
+          io.stderr.write(`${seedSummaryLine(seeded, result.plan.root)}\n`);
         }
       }
       return 0;

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Bitfield } from '../../src/wire/bitfield.js';
 import { FakeLeecher } from '../helpers/fake-leecher.js';
+import { runCli } from '../helpers/cli.js';
 import { useFixture } from '../helpers/fixture.js';
 import { assertBuilt, spawnTdl, until } from '../helpers/tdl-process.js';
 import { randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
@@ -154,6 +155,26 @@ describe('seeding lifecycle', () => {
     expect(code).toBe(0);
     expect(await readFile(out)).toEqual(data);
     expect(tdl.events.find((e) => e.event === 'seeding')).toBeDefined();
+  }, 40_000);
+
+  it('download --seed on a terminal: the summary times the download and the seeding apart', async () => {
+    const { t, data, torrent } = await prepare(64 * 1024, 32768, 'seed-summary', 'none');
+    const s = await fx.seeder(t, 32768);
+    const out = path.join(fx.dir, 'got.bin');
+    const peer = ['--peer', `127.0.0.1:${s.port}`, '--no-dht', '--port', '0'];
+    // Seeding alone lasts 3 s.
+    const r = await runCli(['download', torrent, '-o', out, ...peer, '--seed-time', '0.05'], {
+      tty: true,
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(await readFile(out)).toEqual(data);
+    const lines = r.stderr.split(/[\r\n]/).map((l) => l.replace(/^\x1b\[2K/, ''));
+    const done = lines.find((l) => l.startsWith('done: '));
+    const seeded = lines.find((l) => l.startsWith('seeded: '));
+    expect(done, r.stderr).toMatch(/^done: 64\.0 KiB in 00:0\d \((\d+\.\d) s\), avg /);
+    expect(seeded, r.stderr).toMatch(/^seeded: 0 B uploaded \(ratio 0\.00\) in 00:0[3-9] from /);
+    // The download took a moment, not the seconds spent seeding after it.
+    expect(Number(/\((\d+\.\d) s\)/.exec(done!)![1])).toBeLessThan(3);
   }, 40_000);
 
   it('a file cut short while seeding: never zeros for its pieces, and the seeding ends (exit 6)', async () => {
