@@ -127,8 +127,12 @@ export interface InfoCliOptions {
 export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Promise<number> {
   const peers = (opts.peer ?? []).map((p) => parsePeer(p));
   const bootstrap = parseBootstrap(opts.dhtBootstrap);
+  // On a terminal the "fetching metadata" line may be up: a warning wipes it first (it is drawn
+  // again at its next change), rather than being written after its text.
+  const tty = Boolean(io.stderr.isTTY) && !opts.json;
   const warn = (message: string): void => {
-    io.stderr.write(`tdl: warning: ${escapeControl(redactUrls(message))}\n`);
+    const text = `tdl: warning: ${escapeControl(redactUrls(message))}\n`;
+    io.stderr.write(tty ? `\r\x1b[2K${text}` : text);
   };
   // A magnet link's peers may come from the DHT too (as for `download`). tdl info does not
   // listen and announces nothing: the DHT node takes any free UDP port and only looks up.
@@ -146,7 +150,7 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
         timeoutMs: (opts.timeout ?? 120) * 1000,
         handshakeMs: 15_000,
         saveTorrent: opts.saveTorrent,
-        tty: Boolean(io.stderr.isTTY) && !opts.json,
+        tty,
         warn,
         dht,
       },

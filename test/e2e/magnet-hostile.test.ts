@@ -31,6 +31,7 @@ import {
 } from '../../src/wire/ut-metadata.js';
 import { METADATA_MAX_PEERS } from '../../src/swarm/metadata-swarm.js';
 import { runCli } from '../helpers/cli.js';
+import { startHttpTracker } from '../helpers/fake-tracker.js';
 import { useFixture } from '../helpers/fixture.js';
 import { until } from '../helpers/tdl-process.js';
 import { freePort as closedPort } from '../helpers/ports.js';
@@ -275,6 +276,28 @@ describe('magnet links against hostile metadata peers', () => {
     expect(quiet.code).toBe(4);
     // The last line drawn is wiped before the error is written.
     expect(quiet.stderr).toMatch(/\r\x1b\[2Ktdl: /);
+  }, 30_000);
+
+  it('a warning while the "fetching metadata" line is up (a terminal) starts a line of its own', async () => {
+    // The tracker fails after the line was first drawn (about a second in).
+    const tracker = await startHttpTracker({
+      handler: (_req, res) => {
+        setTimeout(() => res.end(encode({ 'failure reason': 'go away' })), 2_500);
+      },
+    });
+    const link = `${magnetTo(Buffer.alloc(20, 7), [])}&tr=${encodeURIComponent(tracker.url)}`;
+    try {
+      const r = await runCli(['info', link, '--no-dht', '--timeout', '4'], { tty: true });
+      expect(r.code).toBe(4);
+      expect(r.stderr).toContain('fetching metadata from 0 of 0 peers');
+      expect(r.stderr).toContain('tdl: warning: ');
+      // Never written after the drawn line, where it would share (and keep) its text.
+      for (const text of r.stderr.split(/\r\x1b\[2K|\n/)) {
+        if (text.includes('tdl: warning: ')) expect(text).toMatch(/^tdl: warning: /);
+      }
+    } finally {
+      await tracker.close();
+    }
   }, 30_000);
 
   it('metadata that hashes right but names an unsafe path: exit 3, nothing created', async () => {
