@@ -1,9 +1,10 @@
 /**
- * Where a .torrent comes from: a file, stdin (`-`) or an http(s) URL. Every source is capped at
- * MAX_TORRENT_FILE_BYTES before it is held in memory and parsed by the same strict parser; a URL
- * is fetched within TORRENT_FETCH_TIMEOUT_MS (connection, redirects, headers and body included),
- * following at most MAX_TORRENT_REDIRECTS redirects, to http: and https: only.
+ * Where a .torrent comes from: a file (or a named pipe), stdin (`-`) or an http(s) URL. Every
+ * source is capped at MAX_TORRENT_FILE_BYTES before it is held in memory and parsed by the same
+ * strict parser; a URL is fetched within TORRENT_FETCH_TIMEOUT_MS (connection, redirects, headers
+ * and body included), following at most MAX_TORRENT_REDIRECTS redirects, to http: and https: only.
  */
+import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { logger } from '../log.js';
 import { describeError, MetainfoError, TdlError, UsageError } from '../errors.js';
@@ -62,17 +63,19 @@ export async function loadTorrentBytes(source: string, o: LoadOptions = {}): Pro
   const scheme = /^([a-z][a-z0-9+.-]+):\/\//i.exec(source)?.[1];
   if (scheme)
     throw new UsageError(`${source}: unsupported scheme ${scheme}: (http: and https: only)`);
-  return readTorrentFile(source);
+  return readTorrentFile(source, o.signal);
 }
 
-async function readTorrentFile(file: string): Promise<Buffer> {
+async function readTorrentFile(file: string, signal?: AbortSignal): Promise<Buffer> {
   let size: number;
   try {
     const st = await stat(file);
+    // A named pipe (`tdl info <(curl -s …)`) is read as stdin is: capped as it streams.
+    if (st.isFIFO()) return await readPipe(file, signal);
     if (!st.isFile()) throw new UsageError(`${file} is not a file`);
     size = st.size;
   } catch (e) {
-    if (e instanceof UsageError) throw e;
+    if (e instanceof TdlError || signal?.aborted) throw e;
     throw new UsageError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
   }
   if (size > MAX_TORRENT_FILE_BYTES) throw tooLarge(size);
@@ -95,6 +98,31 @@ async function readCapped(stream: AsyncIterable<Buffer | string | Uint8Array>): 
     chunks.push(b);
   }
   return Buffer.concat(chunks, total);
+}
+
+/**
+ * Reads the named pipe `file` to its end, within the cap. Its open waits for a writer: an
+ * interrupt ends the wait at once (the pending open is left to the process's exit).
+ */
+async function readPipe(file: string, signal?: AbortSignal): Promise<Buffer> {
+  if (signal?.aborted) throw signal.reason;
+  const stream = createReadStream(file);
+  stream.on('error', () => {}); // reported through the read below
+  let onAbort = (): void => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal?.reason as Error);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([readCapped(stream), aborted]);
+  } catch (e) {
+    if (signal?.aborted) throw signal.reason;
+    if (e instanceof TdlError) throw e;
+    throw new UsageError(`cannot read ${file}: ${describeError(e)}`);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    stream.destroy();
+  }
 }
 
 async function readStdin(stdin: ByteStream, signal?: AbortSignal): Promise<Buffer> {

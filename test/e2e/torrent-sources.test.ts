@@ -3,6 +3,8 @@
  * the same refusals as files for hostile input: a huge body (declared or not), a body that never
  * ends, redirects to other schemes or in a loop, a bad torrent.
  */
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants, createWriteStream, openSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -49,6 +51,20 @@ async function cli(args: string[], stdin?: Readable) {
     stdin,
   });
   return { code, stdout, stderr };
+}
+
+/** A writer still waiting to open `fifo` gets a reader (that leaves at once: EPIPE). */
+function releaseWriter(fifo: string): void {
+  closeSync(openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK));
+}
+
+/** A reader still waiting to open `fifo` gets a writer (that leaves at once: end of file). */
+function releaseReader(fifo: string): void {
+  try {
+    closeSync(openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK));
+  } catch {
+    // ENXIO: no reader waits
+  }
 }
 
 /** A local HTTP server; `handler` answers every request. Returns its base URL. */
@@ -114,6 +130,49 @@ describe('stdin and URL sources', () => {
     });
     never.destroy();
     expect(code, stderr).toBe(130);
+  });
+
+  it('a named pipe (`tdl info <(curl …)`) is read like stdin: the cap, and Ctrl-C while it waits', async () => {
+    const fifo = path.join(dir, 'pipe');
+    execFileSync('mkfifo', [fifo]);
+    // The writer's open waits for tdl's, as a shell's process substitution does.
+    const writer = writeFile(fifo, t.torrent).catch(() => {});
+    const r = await cli(['info', fifo, '--json']);
+    releaseWriter(fifo);
+    await writer;
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ name: 'src.bin', size: data.length });
+    // More than the cap: refused once past it, without reading it all.
+    const huge = createWriteStream(fifo);
+    huge.on('error', () => {}); // EPIPE once tdl stops reading
+    const chunk = Buffer.alloc(1024 * 1024, 0x31);
+    let written = 0;
+    const pump = (): void => {
+      while (!huge.destroyed && written < 4 * MAX_TORRENT_FILE_BYTES) {
+        written += chunk.length;
+        if (!huge.write(chunk)) return void huge.once('drain', pump);
+      }
+      huge.end();
+    };
+    pump();
+    const big = await cli(['info', fifo]);
+    releaseWriter(fifo);
+    huge.destroy();
+    // Its descriptor closed: the next open of the pipe waits for a writer of its own.
+    if (!huge.closed) await new Promise<void>((r) => huge.once('close', () => r()));
+    expect(big.code, big.stderr).toBe(3);
+    expect(big.stderr).toContain('larger than the');
+    expect(written).toBeLessThan(4 * MAX_TORRENT_FILE_BYTES);
+    // Nobody writes: only the interrupt ends the wait.
+    const ctl = new AbortController();
+    setTimeout(() => ctl.abort(new InterruptedError('SIGINT')), 50);
+    const code = await run(['info', fifo], {
+      stdout: { write: () => true },
+      stderr: { write: () => true, isTTY: false },
+      signal: ctl.signal,
+    });
+    releaseReader(fifo);
+    expect(code).toBe(130);
   });
 
   it('--save-torrent keeps a copy of the .torrent as it came, comment and all', async () => {
