@@ -128,7 +128,7 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
   const peers = (opts.peer ?? []).map((p) => parsePeer(p));
   const bootstrap = parseBootstrap(opts.dhtBootstrap);
   // On a terminal the "fetching metadata" line may be up: a warning wipes it first (it is drawn
-  // again at its next change), rather than being written after its text.
+  // again a second later), rather than being written after its text.
   const tty = Boolean(io.stderr.isTTY) && !opts.json;
   const warn = (message: string): void => {
     const text = `tdl: warning: ${escapeControl(redactUrls(message))}\n`;

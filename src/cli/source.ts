@@ -103,7 +103,8 @@ export async function openTorrent(
           `fetching metadata from ${p.withMetadata} of ${p.connected} peers (${p.known} known)${name}`,
           terminalColumns(io.stderr) - 1,
         );
-        if (line !== last) io.stderr.write(`\r\x1b[2K${line}`);
+        // Drawn at every tick, changed or not: a warning may have wiped it since.
+        io.stderr.write(`\r\x1b[2K${line}`);
         last = line;
       }
       o.emit?.({

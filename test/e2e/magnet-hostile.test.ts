@@ -295,6 +295,9 @@ describe('magnet links against hostile metadata peers', () => {
       for (const text of r.stderr.split(/\r\x1b\[2K|\n/)) {
         if (text.includes('tdl: warning: ')) expect(text).toMatch(/^tdl: warning: /);
       }
+      // The line the warning wiped is drawn again, though its figures did not change.
+      const after = r.stderr.slice(r.stderr.lastIndexOf('tdl: warning: '));
+      expect(after).toContain('fetching metadata from 0 of 0 peers');
     } finally {
       await tracker.close();
     }
