@@ -1,6 +1,12 @@
 import { stdoutWriteError, UsageError } from '../errors.js';
 import { checkPieceLength, createTorrent, parseSize } from '../metainfo/create.js';
-import { escapeControl, formatBytes, formatRate, terminalColumns } from './format.js';
+import {
+  escapeControl,
+  formatBytes,
+  formatRate,
+  terminalColumns,
+  truncateToWidth,
+} from './format.js';
 import { fileTarget, writeTarget } from './output-file.js';
 import type { CliIO } from './program.js';
 import { CLIENT_NAME } from '../version.js';
@@ -46,15 +52,19 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
 
   const started = performance.now();
   let lastDraw = 0;
+  /** The hashing line, fitted to the terminal: a line that wraps cannot be redrawn in place. */
   const bar = (done: number, total: number): string => {
-    const width = Math.max(10, Math.min(40, terminalColumns(io.stderr) - 50));
+    const columns = terminalColumns(io.stderr);
     const frac = total > 0 ? done / total : 1;
-    const fill = Math.round(frac * width);
     const secs = (performance.now() - started) / 1000;
-    return (
-      `hashing [${'#'.repeat(fill)}${'-'.repeat(width - fill)}] ${(frac * 100).toFixed(0).padStart(3)}% ` +
-      `${formatBytes(done)} / ${formatBytes(total)}  ${formatRate(secs > 0 ? done / secs : 0)}`
-    );
+    const figures =
+      `${(frac * 100).toFixed(0).padStart(3)}% ` +
+      `${formatBytes(done)} / ${formatBytes(total)}  ${formatRate(secs > 0 ? done / secs : 0)}`;
+    // The bar gets what the figures leave of the line, at most 40 columns (none under 10).
+    const width = Math.min(40, columns - 1 - 'hashing [] '.length - figures.length);
+    const fill = Math.round(frac * width);
+    const shown = width >= 10 ? `[${'#'.repeat(fill)}${'-'.repeat(width - fill)}] ` : '';
+    return truncateToWidth(`hashing ${shown}${figures}`, columns - 1);
   };
 
   const made = await createTorrent(input, {

@@ -329,6 +329,23 @@ describe('tdl create', () => {
     expect(v.stdout).toMatch(/result: +complete/);
   });
 
+  it('the hashing line on a terminal fits its width (a wrapped line could not be redrawn)', async () => {
+    const f = path.join(dir, 'movie.mkv');
+    await writeFile(f, randomBytesSeeded(3 * 1024 * 1024, 'create-narrow'));
+    for (const columns of [40, 60, 80, 200]) {
+      const r = await runCli(['create', f, '-o', path.join(dir, `n${columns}.torrent`)], {
+        tty: true,
+        columns,
+      });
+      expect(r.code, r.stderr).toBe(0);
+      const drawn = r.stderr.split('\r\x1b[2K').filter((l) => l.startsWith('hashing'));
+      expect(drawn.length).toBeGreaterThan(0);
+      for (const line of drawn) expect(line.length, line).toBeLessThan(columns);
+      // Always the percentage at least.
+      expect(drawn.at(-1)).toMatch(/100%/);
+    }
+  });
+
   it('usage errors exit 2, a missing input too', async () => {
     const f = path.join(dir, 'f');
     await writeFile(f, 'x');
