@@ -89,8 +89,10 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
       lastDraw = now;
       io.stderr.write(`\r\x1b[2K${bar(done, total)}`);
     },
+  }).finally(() => {
+    // The line goes however hashing ends: an error's message must not follow its text.
+    if (tty) io.stderr.write('\r\x1b[2K');
   });
-  if (tty) io.stderr.write('\r\x1b[2K');
 
   if (target === undefined) {
     // Bytes, not text: the streams tdl runs with (process.stdout) take a Buffer. Waited for, so

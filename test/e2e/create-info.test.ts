@@ -4,9 +4,11 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { run } from '../../src/cli/program.js';
+import { InterruptedError } from '../../src/errors.js';
 import { encode } from '../../src/metainfo/bencode.js';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
 import { runCli, tempDir } from '../helpers/cli.js';
@@ -344,6 +346,31 @@ describe('tdl create', () => {
       // Always the percentage at least.
       expect(drawn.at(-1)).toMatch(/100%/);
     }
+  });
+
+  it('a run that fails while the hashing line is up wipes it before its message', async () => {
+    const f = path.join(dir, 'big.bin');
+    await writeFile(f, '');
+    await truncate(f, 256 * 1024 * 1024); // sparse: read fast, yet many chunks
+    const ctl = new AbortController();
+    let stderr = '';
+    const code = await run(['create', f, '-o', path.join(dir, 'big.torrent')], {
+      stdout: { write: () => true },
+      stderr: {
+        write: (s: string) => {
+          stderr += s;
+          // Ctrl-C as soon as the line is drawn.
+          if (s.includes('hashing')) ctl.abort(new InterruptedError('SIGINT'));
+          return true;
+        },
+        isTTY: true,
+        columns: 100,
+      },
+      signal: ctl.signal,
+    });
+    expect(code, stderr).toBe(130);
+    expect(stderr).toContain('hashing');
+    expect(stderr).toMatch(/\r\x1b\[2Ktdl: interrupted by SIGINT\n$/);
   });
 
   it('usage errors exit 2, a missing input too', async () => {
