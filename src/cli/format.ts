@@ -30,7 +30,8 @@ const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
 export function formatBytes(n: number): string {
   let v = n;
   let u = 0;
-  while (v >= 1024 && u < UNITS.length - 1) {
+  // From 1023.5 of a unit on, the figure would round to "1024": the next unit's "1.00" instead.
+  while ((v >= 1024 || (u > 0 && v >= 1023.5)) && u < UNITS.length - 1) {
     v /= 1024;
     u++;
   }

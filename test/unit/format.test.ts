@@ -67,6 +67,13 @@ describe('terminal text', () => {
     expect(formatBytes(0)).toBe('0 B');
     expect(formatBytes(256 * 1024 * 1024)).toBe('256 MiB');
     expect(formatBytes(1536)).toBe('1.50 KiB');
+    // Just under a unit: never "1024 KiB", which rounding to a whole number would give.
+    expect(formatBytes(1024 * 1024 - 1)).toBe('1.00 MiB');
+    expect(formatBytes(1024 * 1024 - 512)).toBe('1.00 MiB');
+    expect(formatBytes(1024 * 1024 - 1024)).toBe('1023 KiB');
+    expect(formatBytes(1024 ** 3 - 1)).toBe('1.00 GiB');
+    expect(formatBytes(1024)).toBe('1.00 KiB');
+    expect(formatBytes(1023)).toBe('1023 B');
     expect(formatDuration(61_000)).toBe('01:01');
     expect(formatDuration(3_725_000)).toBe('1:02:05');
     expect(formatDuration(Infinity)).toBe('--:--');
