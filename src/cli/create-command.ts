@@ -80,7 +80,7 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
     signal: io.signal,
     onSkip: (rel, reason) => {
       if (tty) io.stderr.write('\r\x1b[2K');
-      io.stderr.write(`tdl: warning: skipped ${escapeControl(rel)}: ${reason}\n`);
+      io.stderr.write(`tdl: warning: skipped ${escapeControl(`${rel}: ${reason}`)}\n`);
     },
     onProgress: (done, total) => {
       if (!tty) return;

@@ -373,6 +373,19 @@ describe('tdl create', () => {
     expect(stderr).toMatch(/\r\x1b\[2Ktdl: interrupted by SIGINT\n$/);
   });
 
+  it('a skipped name is printed escaped, in the reason too (no bidi or control character)', async () => {
+    const d = path.join(dir, 'names');
+    await mkdir(d);
+    await writeFile(path.join(d, 'ok.txt'), 'x');
+    // A backslash makes the name unsafe; the override and the escape would drive the terminal.
+    await writeFile(path.join(d, 'a\\b\u202ecod.exe\u001b[2J'), 'y');
+    const r = await runCli(['create', d, '-o', path.join(dir, 'names.torrent')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('tdl: warning: skipped ');
+    expect(r.stderr).toContain('\\u202e');
+    expect(r.stderr).not.toMatch(/[\u202e\u001b]/);
+  });
+
   it('usage errors exit 2, a missing input too', async () => {
     const f = path.join(dir, 'f');
     await writeFile(f, 'x');
