@@ -215,8 +215,8 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
           : []),
         `valid:    ${formatBytes(validBytes)} of ${formatBytes(size)} (${pct}%), ` +
           `${r.valid.count} of ${wanted.count} pieces`,
-        `missing:  ${missing} pieces`,
-        `corrupt:  ${corrupt} pieces`,
+        `missing:  ${missing} piece${missing === 1 ? '' : 's'}`,
+        `corrupt:  ${corrupt} piece${corrupt === 1 ? '' : 's'}`,
       ];
       const bad = files.filter((f) => f.state !== 'complete');
       lines.push(`files:    ${files.length - bad.length} of ${files.length} complete`);

@@ -336,7 +336,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     if (check.mismatched.count > 0) {
       d.emit(
         'warning',
-        `${check.mismatched.count} pieces of the existing data under ${plan.root} do not match this torrent: each is replaced once its verified piece has arrived`,
+        `${check.mismatched.count} piece${check.mismatched.count === 1 ? '' : 's'} of the existing data under ${plan.root} ${check.mismatched.count === 1 ? 'does' : 'do'} not match this torrent: each is replaced once its verified piece has arrived`,
       );
     }
 

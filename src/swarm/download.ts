@@ -917,7 +917,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       } else {
         this.fail(
           new TransferError(
-            `no data for ${secs}s (${this.sessions.size} peers connected)${this.lastFailure ? `; last peer problem: ${this.lastFailure}` : ''}`,
+            `no data for ${secs}s (${this.sessions.size} peer${this.sessions.size === 1 ? '' : 's'} connected)${this.lastFailure ? `; last peer problem: ${this.lastFailure}` : ''}`,
           ),
         );
       }
