@@ -461,9 +461,10 @@ export async function startupCheck(o: {
 /**
  * With the parts file of a selection: a piece that has bytes in a file not selected is present
  * only through its copy there, or through that file itself where it is on disk (an earlier,
- * wider download), so it is never believed without a hash; and every piece with a copy is hashed
- * (a few pieces: two per run of selected files), since its copy may be all that holds some of
- * its bytes (a file newly selected).
+ * wider download, complete or stopped, under its final or working name), so it is never
+ * believed without a hash; and every piece with a copy is hashed (a few pieces: two per run of
+ * selected files), since its copy may be all that holds some of its bytes (a file newly
+ * selected).
  */
 export function selectionPlan(
   layout: Layout,

@@ -260,8 +260,10 @@ export class DiskStorage {
       statHandle: (fd) => this.statHandle(fd),
       lstat: (p) => this.lstatNow(p),
       currentPath: (i) => this.currentPath(i),
-      unselectedPath: (i) =>
-        this.isSelected(i) || (this.flags[i]! & PADDING) !== 0 ? null : this.finalPath(i),
+      unselectedPaths: (i) =>
+        this.isSelected(i) || (this.flags[i]! & PADDING) !== 0
+          ? null
+          : [this.finalPath(i), this.partPath(i)],
     };
     this.durable = new Durability(n, view);
     this.stamp = new Stamps(n, view);

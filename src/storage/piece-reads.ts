@@ -38,8 +38,12 @@ export interface ReadSource {
   holds(s: Span): boolean;
   withFile<T>(i: number, fn: (fd: number) => Promise<T>): Promise<T>;
   currentPath(i: number): string | null;
-  /** Where a file not selected would be (its final path), to read only; null for any other. */
-  unselectedPath(i: number): string | null;
+  /**
+   * Where a file not selected may be, to read only: its final path (an earlier, complete
+   * download), then its working path (an earlier download of it, interrupted); null for any
+   * other file.
+   */
+  unselectedPaths(i: number): readonly string[] | null;
 }
 
 /**
@@ -101,8 +105,8 @@ export async function readRuns(
       continue;
     }
     if (!src.onDisk(r.fileIndex)) {
-      const side = src.unselectedPath(r.fileIndex);
-      if (side !== null) await readUnselected(side, r, buf, verified, absent);
+      const sides = src.unselectedPaths(r.fileIndex);
+      if (sides !== null) await readUnselected(sides, r, buf, verified, absent);
       else {
         buf.fill(0, r.at, r.at + r.length);
         if (!src.isPadding(r.fileIndex)) absent?.(r.at, r.length);
@@ -144,44 +148,50 @@ async function readRun(
 }
 
 /**
- * Read a run from a file not selected, opened for this read only (a boundary piece's few
- * bytes), never through a link nor waiting on a FIFO (OPEN_READ). A file that is not there, or
- * is not a regular file, reads as zeros, as do bytes past its end (told to `absent`, as a short
- * file's are); not for verified data, whose bytes must be there (OutputChangedError).
+ * Read a run from a file not selected, from the first of `files` that is a regular file, opened
+ * for this read only (a boundary piece's few bytes), never through a link nor waiting on a FIFO
+ * (OPEN_READ). When none is there, the run reads as zeros, as do bytes past the file's end (told
+ * to `absent`, as a short file's are); not for verified data, whose bytes must be there
+ * (OutputChangedError).
  */
 async function readUnselected(
-  file: string,
+  files: readonly string[],
   r: Run,
   buf: Buffer,
   verified: boolean,
   absent?: AbsentFn,
 ): Promise<void> {
+  for (const file of files) {
+    const fd = await openUnselected(file);
+    if (fd === null) continue;
+    try {
+      await readRun(fd, r, buf, verified ? file : undefined, absent);
+    } catch (e) {
+      throw toDiskError(e, `cannot read ${file}`);
+    } finally {
+      await fdCall.close(fd).catch(() => {});
+    }
+    return;
+  }
+  if (verified) throw shortError(files[0] ?? null);
+  buf.fill(0, r.at, r.at + r.length);
+  absent?.(r.at, r.length);
+}
+
+/** `file` opened to read, when it is a regular file; null when it is not there or not one. */
+async function openUnselected(file: string): Promise<number | null> {
   let fd: number | null = null;
   try {
     fd = await fdCall.open(file, OPEN_READ, 0);
-    if (!(await fdCall.stat(fd)).isFile()) {
-      await fdCall.close(fd).catch(() => {});
-      fd = null;
-    }
+    if ((await fdCall.stat(fd)).isFile()) return fd;
+    await fdCall.close(fd).catch(() => {});
+    return null;
   } catch (e) {
     if (fd !== null) await fdCall.close(fd).catch(() => {});
     if (!ABSENT.has((e as NodeJS.ErrnoException).code ?? '')) {
       throw toDiskError(e, `cannot read ${file}`);
     }
-    fd = null;
-  }
-  if (fd === null) {
-    if (verified) throw shortError(file);
-    buf.fill(0, r.at, r.at + r.length);
-    absent?.(r.at, r.length);
-    return;
-  }
-  try {
-    await readRun(fd, r, buf, verified ? file : undefined, absent);
-  } catch (e) {
-    throw toDiskError(e, `cannot read ${file}`);
-  } finally {
-    await fdCall.close(fd).catch(() => {});
+    return null;
   }
 }
 

@@ -182,6 +182,35 @@ describe('--select', () => {
     expect((await runCli(['verify', torrent, '-o', out, '--select', '2,4'])).code).toBe(0);
   });
 
+  it('narrowed after a wider run stopped: boundary pieces it holds are kept, not refetched', async () => {
+    const { files, t } = fiveFiles();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    // The whole torrent but its last piece: the run stops, every file left under its working
+    // name, the pieces of f3 (boundary pieces with f2 and f4 included) on disk.
+    const last = t.pieces.length - 1;
+    const partial = await fx.seeder(t, PIECE, { pieces: (i) => i !== last });
+    const r1 = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--timeout',
+      '2',
+      ...peerArgs(partial),
+    ]);
+    expect(r1.code, r1.stderr).toBe(5);
+    expect(existsSync(path.join(out, 'f2.bin.part'))).toBe(true);
+    const s = await fx.seeder(t, PIECE);
+    const r2 = await runCli(['download', torrent, '-o', out, '--select', '3', ...peerArgs(s)]);
+    expect(r2.code, r2.stderr).toBe(0);
+    // The bytes of f2 and f4 in those pieces were read from their working copies: no piece is
+    // taken for foreign data, and none is fetched again.
+    expect(r2.stderr).not.toMatch(/do(es)? not match/);
+    expect(s.served).toBe(0);
+    expect((await readFile(path.join(out, 'f3.bin'))).equals(files[2]!.data)).toBe(true);
+  });
+
   it('files wholly inside held boundary pieces are filled from the parts file, offline', async () => {
     const files = [10_000, 100, 60_000].map((n, i) => ({
       path: [`g${i + 1}.bin`],
