@@ -68,8 +68,13 @@ export class PeerRequests {
   bytesAtProgress = 0;
   /** When the last whole block came (or requests were first sent, or the peer unchoked). */
   lastBlockAt = 0;
-  /** When the last byte came (or the peer unchoked us): a snub does not move it. */
+  /**
+   * When the last byte came (or the peer unchoked us, or was asked again after a spell with
+   * nothing to ask of it): a snub does not move it.
+   */
   lastByteAt = 0;
+  /** Snubbed, and no byte since: requests sent again do not restart its stall clock. */
+  snubbed = false;
   /** Most requests the peer accepts (its `reqq`), and pieces it lets us fetch while choked. */
   maxOut = MAX_DEPTH;
   readonly allowedFast = new Set<number>();
@@ -160,7 +165,9 @@ export class RequestScheduler {
       r.lastProgressAt = now;
       r.bytesAtProgress = conn.blockBytesIn;
       r.lastBlockAt = now;
-      if (r.lastByteAt === 0) r.lastByteAt = now;
+      // Nothing was asked of it since (its pieces were taken, or it had none we need): silence
+      // then was not a stall. A snubbed peer's clock runs on from its last byte.
+      if (!r.snubbed || r.lastByteAt === 0) r.lastByteAt = now;
     }
     // Requests are served in order: a block is due once those before it have come at the rate.
     const perBlock = r.pipeline.rate > 0 ? (1000 * BLOCK_SIZE) / r.pipeline.rate : 0;
@@ -339,6 +346,7 @@ export class RequestScheduler {
   unchoked(r: PeerRequests): void {
     r.lastProgressAt = r.lastBlockAt = r.lastByteAt = Date.now();
     r.bytesAtProgress = r.conn.blockBytesIn;
+    r.snubbed = false;
   }
 
   /**
@@ -363,6 +371,7 @@ export class RequestScheduler {
     if (blockBytes !== r.bytesAtProgress) {
       r.bytesAtProgress = blockBytes;
       r.lastProgressAt = r.lastByteAt = now;
+      r.snubbed = false;
     }
     const stalled = now - r.lastByteAt;
     if (stalled > STALL_MS) return { drop: `sent no data for ${Math.round(stalled / 1000)}s` };
@@ -370,6 +379,7 @@ export class RequestScheduler {
     if (silent > SNUB_MS) {
       log('%s snubbed: no data for %dms', r.conn.address, silent);
       r.pipeline.snubbed();
+      r.snubbed = true;
       this.releaseAll(r, true);
       // Measured again from now: its next requests get a full SNUB_MS.
       r.lastProgressAt = now;

@@ -92,6 +92,49 @@ describe('RequestScheduler.check', () => {
     expect(s.check(r, 11_500)).toBeNull();
     expect(s.check(r, 11_000 + SNUB_MS - 500)).toBeNull();
   });
+  it('a peer asked again after a long spell with nothing to ask of it is not dropped as stalled', () => {
+    const { conn, r, s } = setup();
+    // Unchoked at 0, it sends what we ask...
+    s.unchoked(r);
+    s.fill(r, true);
+    conn.blockBytesIn += 16 * 1024;
+    expect(s.check(r, 500)).toBeNull();
+    // ...then has nothing we need for twice STALL_MS (others fetched all it had).
+    s.releaseAll(r);
+    expect(r.inflight.size).toBe(0);
+    const later = 500 + 2 * STALL_MS;
+    vi.setSystemTime(later);
+    expect(s.check(r, later)).toBeNull();
+    // It announces a piece we need: asked at once, it has a fair chance to answer.
+    s.fill(r, true);
+    expect(r.inflight.size).toBeGreaterThan(0);
+    expect(s.check(r, later + 500)).toBeNull();
+    expect(s.check(r, later + SNUB_MS - 500)).toBeNull();
+  });
+
+  it('a snubbed peer asked again is still dropped STALL_MS after its last byte', () => {
+    const { conn, r, s } = setup();
+    s.unchoked(r);
+    s.fill(r, true);
+    conn.blockBytesIn += 16 * 1024;
+    expect(s.check(r, 500)).toBeNull();
+    let dropped: unknown = null;
+    let t = 1_000;
+    for (; t <= 500 + 2 * STALL_MS && !dropped; t += 500) {
+      vi.setSystemTime(t);
+      const v = s.check(r, t);
+      if (v && typeof v === 'object') dropped = v;
+      // Snubbed, nothing in flight for a while, then asked again.
+      if (v === 'snubbed') {
+        vi.setSystemTime(t + 5_000);
+        t += 5_000;
+        s.fill(r, true);
+      }
+    }
+    expect(dropped).toEqual({ drop: expect.stringContaining('sent no data') });
+    // Within a tick of STALL_MS, or of the 5 s idle spell that straddled it.
+    expect(t).toBeLessThanOrEqual(500 + STALL_MS + 6_000);
+  });
 });
 
 describe('RequestScheduler endgame duplicates', () => {
