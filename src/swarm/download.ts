@@ -474,6 +474,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       connectedAt: now,
       chokedSince: now,
       lastHaveAt: now,
+      blockBytesSeen: conn.blockBytesIn,
       tdlKey: tdlKey(conn.remotePeerId),
       listening: null,
       ext: new PeerExtensions(conn, {
@@ -890,6 +891,14 @@ export class Download extends EventEmitter<DownloadEvents> {
       return;
     }
     for (const s of [...this.sessions.values()]) {
+      // Block data still arriving is data: a peer whose blocks each take longer than
+      // `--timeout` keeps the download alive while its bytes flow (the peer's own checks judge
+      // whether it is worth keeping).
+      const blockBytes = s.conn.blockBytesIn;
+      if (blockBytes !== s.blockBytesSeen) {
+        s.blockBytesSeen = blockBytes;
+        this.lastProgressAt = now;
+      }
       const verdict = this.scheduler.check(s.req, now, this.sequential && this.pool.hopeful() > 0);
       if (verdict && typeof verdict === 'object') {
         this.drop(s, verdict.drop);

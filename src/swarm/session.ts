@@ -27,6 +27,11 @@ export interface Session {
   chokedSince: number;
   /** When it last announced a piece (`have`), or connected. */
   lastHaveAt: number;
+  /**
+   * Its block bytes (`conn.blockBytesIn`) at the last tick: more since, even of a block still
+   * arriving, is data, and `--timeout` counts from it.
+   */
+  blockBytesSeen: number;
   /** The rendezvous key of a tdl peer's id (see seed-sparing.ts); null for other clients. */
   tdlKey: number | null;
   ext: PeerExtensions;

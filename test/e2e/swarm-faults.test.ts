@@ -2,7 +2,9 @@
  * Faults a review found in real swarms, each reproduced in process:
  * - a seeder that chokes us for 11 s and then unchokes is not snubbed at the next tick (no
  *   cancelled requests, no waste, no drop);
- * - with a disk whose writes never finish, the pieces held in memory stay within the budget.
+ * - with a disk whose writes never finish, the pieces held in memory stay within the budget;
+ * - a peer whose blocks each take longer than `--timeout` to arrive, their bytes flowing all the
+ *   while, is not taken for a stall: `--timeout` is about no data at all.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -13,6 +15,7 @@ import { Download } from '../../src/swarm/download.js';
 import { MAX_INFLIGHT_BYTES } from '../../src/swarm/session.js';
 import { runCli } from '../helpers/cli.js';
 import { useFixture } from '../helpers/fixture.js';
+import { correctBlock, startHostilePeer } from '../helpers/hostile-peer.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
 const fx = useFixture();
@@ -46,6 +49,43 @@ describe('swarm faults', () => {
     expect(done['wasted']).toBe(0);
     expect(seeder.cancels).toBe(0);
     expect(seeder.connections).toBe(1);
+  }, 60_000);
+
+  it('--timeout does not fire while block data flows, however slowly', async () => {
+    const pieceLength = 32 * 1024;
+    const data = randomBytesSeeded(pieceLength, 'slow-blocks');
+    const t = makeTorrent({ name: 'slow.bin', pieceLength, files: { data } });
+    // 1 KiB every 300 ms: each 16 KiB block takes about 5 s, over the 3 s --timeout below.
+    const peer = await startHostilePeer(async (c) => {
+      await c.becomeReadySeeder(t.infoHash, 1);
+      for (;;) {
+        const r = await c.waitForMessage('request', 60_000);
+        const msg = correctBlock(data, pieceLength, r);
+        for (let at = 0; at < msg.length && !c.isClosed; at += 1024) {
+          await c.write(msg.subarray(at, at + 1024));
+          await c.sleep(300);
+        }
+      }
+    });
+    fx.onClose(() => peer.close());
+    const tp = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'slow.bin');
+    const r = await runCli([
+      'download',
+      tp,
+      '-o',
+      out,
+      '--no-dht',
+      '--no-listen',
+      '--timeout',
+      '3',
+      '--peer',
+      peer.hostPort,
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(peer.conns).toHaveLength(1);
   }, 60_000);
 
   it('a disk that never finishes a write: memory held stays within the budget', async () => {
