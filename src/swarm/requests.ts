@@ -185,14 +185,17 @@ export class RequestScheduler {
    * Endgame: is a duplicate request of block `key` (in flight to other peers) worth its risk of
    * coming twice? Yes when every other holder should take more than ENDGAME_MIN_WAIT_MS for it,
    * or is more than ENDGAME_OVERDUE_MS late with it (a peer without a measured rate counts as
-   * slow), and the asking peer has a measured rate itself. A block due sooner is probably in
-   * that peer's send buffer: a cancel would not stop it.
+   * slow), and the asking peer has a measured rate itself, or delivered blocks before and has
+   * not been snubbed since. A block due sooner is probably in that peer's send buffer: a cancel
+   * would not stop it.
    */
   worthDuplicating(key: number, self: PeerRequests, all: Iterable<PeerRequests>): boolean {
     // A peer that has sent nothing measurable (new, or snubbed) takes no second request of a
     // block: two such peers holding both of a block's requests (MAX_ENDGAME_REQUESTERS) would
-    // leave a good peer no way to ask for it.
-    if (self.pipeline.rate < 1) return false;
+    // leave a good peer no way to ask for it. A good peer's rate decays to nothing while it
+    // waits (choked, or with nothing to fetch): what it delivered before still counts, or the
+    // last blocks would stay with a trickling peer while it sits idle.
+    if (self.pipeline.rate < 1 && (self.received === 0 || self.snubbed)) return false;
     const now = Date.now();
     for (const o of all) {
       if (o === self) continue;

@@ -204,6 +204,32 @@ describe('RequestScheduler endgame duplicates', () => {
     expect(b.inflight.size).toBeGreaterThan(0);
   });
 
+  it('a peer that delivered blocks before asks for duplicates once its rate decayed while idle', () => {
+    // `a` trickles (no whole block: no rate) and holds every block; `b` served well, then was
+    // choked or had nothing to do long enough for its rate to decay to nothing.
+    const { s, a, b } = twoPeers(0);
+    b.received = 64 * 1024;
+    for (let t = 500; t <= 30_000; t += 500) b.pipeline.tick(t);
+    expect(b.pipeline.rate).toBeLessThan(1);
+    vi.setSystemTime(30_000);
+    s.fill(b, true, () => [a, b]);
+    expect(b.inflight.size).toBeGreaterThan(0);
+  });
+
+  it('a snubbed peer asks for no duplicate, whatever it delivered before', () => {
+    const { s, a, b } = twoPeers(0);
+    b.received = 64 * 1024;
+    vi.setSystemTime(1_000);
+    s.fill(b, true, () => [a, b]);
+    expect(b.inflight.size).toBeGreaterThan(0);
+    // It sends nothing for them: snubbed, it asks for no more duplicates.
+    const t = 1_000 + SNUB_MS + 500;
+    vi.setSystemTime(t);
+    expect(s.check(b, t)).toBe('snubbed');
+    s.fill(b, true, () => [a, b]);
+    expect(b.inflight.size).toBe(0);
+  });
+
   it('keep-alives and haves are not progress; block data, even partial, is', () => {
     const { s, a } = twoPeers(0);
     a.lastProgressAt = 0;
