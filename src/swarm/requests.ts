@@ -186,7 +186,8 @@ export class RequestScheduler {
    * coming twice? Yes when every other holder should take more than ENDGAME_MIN_WAIT_MS for it,
    * or is more than ENDGAME_OVERDUE_MS late with it (a peer without a measured rate counts as
    * slow), and the asking peer has a measured rate itself, or delivered blocks before and has
-   * not been snubbed since. A block due sooner is probably in that peer's send buffer: a cancel
+   * not been snubbed since (else only when its holders have held it too long: heldTooLong). A
+   * block due sooner is probably in that peer's send buffer: a cancel
    * would not stop it.
    */
   worthDuplicating(key: number, self: PeerRequests, all: Iterable<PeerRequests>): boolean {
@@ -195,8 +196,10 @@ export class RequestScheduler {
     // leave a good peer no way to ask for it. A good peer's rate decays to nothing while it
     // waits (choked, or with nothing to fetch): what it delivered before still counts, or the
     // last blocks would stay with a trickling peer while it sits idle.
-    if (self.pipeline.rate < 1 && (self.received === 0 || self.snubbed)) return false;
     const now = Date.now();
+    if (self.pipeline.rate < 1 && (self.received === 0 || self.snubbed)) {
+      return this.heldTooLong(key, self, all, now);
+    }
     for (const o of all) {
       if (o === self) continue;
       const due = o.due.get(key);
@@ -205,6 +208,30 @@ export class RequestScheduler {
       if (due - now <= ENDGAME_MIN_WAIT_MS && now - due <= ENDGAME_OVERDUE_MS) return false;
     }
     return true;
+  }
+
+  /**
+   * Has every other peer holding block `key` held it for a whole request timeout? A peer that
+   * trickles a block is never snubbed and, with no measured rate, its requests never expire: a
+   * new peer may then ask for the block too, or one that joins late (the only good one, say)
+   * would wait on the trickle forever. A silent holder is snubbed long before, which keeps two
+   * silent peers from holding both requests of a block.
+   */
+  private heldTooLong(
+    key: number,
+    self: PeerRequests,
+    all: Iterable<PeerRequests>,
+    now: number,
+  ): boolean {
+    let held = false;
+    for (const o of all) {
+      if (o === self) continue;
+      const sentAt = o.inflight.get(key);
+      if (sentAt === undefined) continue;
+      if (now - sentAt < this.requestTimeoutMs) return false;
+      held = true;
+    }
+    return held;
   }
 
   /** A block arrived from a peer. */

@@ -4,7 +4,9 @@
  *   cancelled requests, no waste, no drop);
  * - with a disk whose writes never finish, the pieces held in memory stay within the budget;
  * - a peer whose blocks each take longer than `--timeout` to arrive, their bytes flowing all the
- *   while, is not taken for a stall: `--timeout` is about no data at all.
+ *   while, is not taken for a stall: `--timeout` is about no data at all;
+ * - a peer trickling the blocks of a small torrent holds all of them: a good seeder that joins
+ *   later is given them once they have been held a request timeout.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -13,7 +15,9 @@ import { parseTorrent } from '../../src/metainfo/torrent.js';
 import { Layout } from '../../src/storage/layout.js';
 import { Download } from '../../src/swarm/download.js';
 import { MAX_INFLIGHT_BYTES } from '../../src/swarm/session.js';
+import { encodePiece } from '../../src/wire/messages.js';
 import { runCli } from '../helpers/cli.js';
+import { startFakeSeeder } from '../helpers/fake-seeder.js';
 import { useFixture } from '../helpers/fixture.js';
 import { correctBlock, startHostilePeer } from '../helpers/hostile-peer.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
@@ -86,6 +90,56 @@ describe('swarm faults', () => {
     expect(r.code).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
     expect(peer.conns).toHaveLength(1);
+  }, 60_000);
+
+  it('a seeder that joins after a trickling peer took every block still gets them', async () => {
+    const pieceLength = 32 * 1024;
+    const data = randomBytesSeeded(4 * pieceLength, 'trickle-holds-all');
+    const t = makeTorrent({ name: 't.bin', pieceLength, files: { data } });
+    // Ready at once, it takes every request and sends one byte of a block every 50 ms.
+    const slow = await startHostilePeer(async (c) => {
+      await c.becomeReadySeeder(t.infoHash, 4);
+      const r = await c.waitForMessage('request');
+      const piece = encodePiece(r.index, r.begin, Buffer.alloc(r.length));
+      for (let i = 0; !c.isClosed; i++) {
+        await c.write(piece.subarray(i % piece.length, (i % piece.length) + 1));
+        await c.sleep(50);
+      }
+    });
+    fx.onClose(() => slow.close());
+    const good = await startFakeSeeder({ infoHash: t.infoHash, data, pieceLength });
+    fx.onClose(() => good.close());
+    const meta = parseTorrent(t.torrent);
+    const layout = new Layout(meta.files, meta.pieceLength, meta.length);
+    const written = new Map<number, Buffer>();
+    const dl = new Download({
+      meta,
+      layout,
+      storage: {
+        writePiece: (index: number, piece: Buffer) => {
+          written.set(index, Buffer.from(piece));
+          return Promise.resolve();
+        },
+        readBlock: () => Promise.reject(new Error('not kept')),
+      },
+      peerId: Buffer.from('-TD0000-tricklefirst'),
+      peers: [slow.address],
+      stallTimeoutMs: 60_000,
+      timeouts: { requestMs: 3_000 },
+    });
+    fx.onClose(async () => dl.close());
+    const run = dl.run();
+    // The trickling peer holds every block by the time the seeder comes (a later announce).
+    const deadline = Date.now() + 10_000;
+    const asked = () => slow.conns[0]?.received.filter((m) => m.type === 'request').length ?? 0;
+    while (asked() < 8) {
+      if (Date.now() > deadline) throw new Error('the trickling peer was never asked');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    dl.addPeers([good.address], 'tracker');
+    await run;
+    expect(Buffer.concat([0, 1, 2, 3].map((i) => written.get(i)!)).equals(data)).toBe(true);
+    expect(good.served).toBeGreaterThan(0);
   }, 60_000);
 
   it('a disk that never finishes a write: memory held stays within the budget', async () => {

@@ -7,7 +7,13 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { PeerConnection } from '../../src/peer/connection.js';
 import { Layout } from '../../src/storage/layout.js';
 import { PiecePicker } from '../../src/swarm/picker.js';
-import { PeerRequests, RequestScheduler, SNUB_MS, STALL_MS } from '../../src/swarm/requests.js';
+import {
+  PeerRequests,
+  REQUEST_TIMEOUT_MS,
+  RequestScheduler,
+  SNUB_MS,
+  STALL_MS,
+} from '../../src/swarm/requests.js';
 import { Bitfield } from '../../src/wire/bitfield.js';
 
 const PIECE = 256 * 1024;
@@ -194,9 +200,10 @@ describe('RequestScheduler endgame duplicates', () => {
   it('a peer that has sent nothing measurable asks for no duplicate', () => {
     // A holder with no rate counts as slow, but so does the asker: two peers that never send a
     // block must not hold both requests of a block between them.
+    // (A holder that keeps them past a request timeout is another matter: below.)
     const { s, a, b } = twoPeers(0);
     b.pipeline.rate = 0;
-    vi.setSystemTime(60_000);
+    vi.setSystemTime(REQUEST_TIMEOUT_MS - 1_000);
     s.fill(b, true, () => [a, b]);
     expect(b.inflight.size).toBe(0);
     b.pipeline.rate = 100 * 1024;
@@ -228,6 +235,19 @@ describe('RequestScheduler endgame duplicates', () => {
     expect(s.check(b, t)).toBe('snubbed');
     s.fill(b, true, () => [a, b]);
     expect(b.inflight.size).toBe(0);
+  });
+
+  it('a new peer asks for duplicates of blocks held a whole request timeout by a peer with no rate', () => {
+    // `a` trickles its blocks (never a whole one: no rate, never snubbed, its requests never
+    // expire); `b` just connected and has delivered nothing yet.
+    const { s, a, b } = twoPeers(0);
+    b.pipeline.rate = 0;
+    vi.setSystemTime(REQUEST_TIMEOUT_MS - 1_000);
+    s.fill(b, true, () => [a, b]);
+    expect(b.inflight.size).toBe(0);
+    vi.setSystemTime(REQUEST_TIMEOUT_MS + 1_000);
+    s.fill(b, true, () => [a, b]);
+    expect(b.inflight.size).toBeGreaterThan(0);
   });
 
   it('keep-alives and haves are not progress; block data, even partial, is', () => {
