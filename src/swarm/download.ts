@@ -31,7 +31,7 @@ import { DiskError, InterruptedError, NoPeersError, TdlError, TransferError } fr
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { PeerConnection } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
-import type { PeerAddress } from '../tracker/types.js';
+import { formatPeerAddress, type PeerAddress } from '../tracker/types.js';
 import { WebSeeds } from '../webseed/scheduler.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { encodeExtendedHandshake, localExtendedHandshake } from '../wire/extension.js';
@@ -650,7 +650,7 @@ export class Download extends EventEmitter<DownloadEvents> {
 
   /**
    * An extension message (id 0: the extension handshake, whose `reqq` caps our requests to the
-   * peer). False when the message was bad and the peer dropped.
+   * peer). False when the message was bad, or the peer banned, and the peer dropped.
    */
   private onExtended(s: Session, extId: number, payload: Buffer): boolean {
     try {
@@ -662,20 +662,26 @@ export class Download extends EventEmitter<DownloadEvents> {
     if (extId !== 0) return true;
     const reqq = s.ext.handshake?.reqq;
     if (reqq !== undefined) s.req.maxOut = Math.max(1, reqq);
-    this.holdListening(s);
-    return true;
+    return this.holdListening(s);
   }
 
   /**
    * An incoming peer that told us where it listens: that address is held busy in the pool while
    * the peer is connected. Dialled again (a tracker or PEX report of it), it would be one peer
    * over two connections, and a client settling the pair by peer id may close the one we keep.
-   * An address we are dialling already is left alone (`duplicate()` settles that pair).
+   * An address we are dialling already is left alone (`duplicate()` settles that pair). A peer
+   * that listens where a banned one does is that peer come back from another port (an incoming
+   * connection's own port is new each time): it is closed, and false returned.
    */
-  private holdListening(s: Session): void {
+  private holdListening(s: Session): boolean {
     const listen = s.ext.listenAddress;
-    if (s.conn.direction !== 'in' || s.listening || !listen) return;
+    if (s.conn.direction !== 'in' || s.listening || !listen) return true;
+    if (this.pool.candidates.get(formatPeerAddress(listen))?.banned) {
+      this.drop(s, 'banned');
+      return false;
+    }
     s.listening = this.pool.holdListening(listen);
+    return true;
   }
 
   private onBlock(s: Session, index: number, begin: number, data: Buffer): void {
