@@ -640,7 +640,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     if (this.gated) return;
     this.scheduler.fill(
       s.req,
-      s.req.goodPieces > 0 || !this.anyTrusted(),
+      s.req.goodPieces > 0 || ((index) => !this.trustedCanServe(index)),
       () => this.reqs(),
       () =>
         this.sequential ? {} : sparingHints(s, this.sessions.values(), this.ownKey, Date.now()),
@@ -967,9 +967,17 @@ export class Download extends EventEmitter<DownloadEvents> {
     });
   }
 
-  /** Is a peer that has delivered good pieces on its own connected? */
-  private anyTrusted(): boolean {
-    for (const s of this.sessions.values()) if (s.req.goodPieces > 0 && s.ready) return true;
+  /**
+   * Can a peer that has delivered good pieces on its own fetch this piece now (it has it and
+   * does not choke us)? A piece that failed with several contributors waits for such a peer;
+   * when none can serve it, any peer that has it may take it alone, or it would wait for good.
+   */
+  private trustedCanServe(index: number): boolean {
+    for (const s of this.sessions.values()) {
+      if (s.req.goodPieces > 0 && s.ready && !s.conn.peerChoking && s.conn.bitfield.has(index)) {
+        return true;
+      }
+    }
     return false;
   }
 

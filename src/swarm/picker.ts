@@ -325,7 +325,7 @@ export class PiecePicker {
    * Up to `n` blocks to request from a peer. `isRequested(key)` tells whether this peer already
    * has that block in flight (for endgame duplicates); `inflight` is how many it has in all;
    * `mayClaim` lets it take a piece that failed with several contributors (given to peers that
-   * have proven themselves, see Download); `mayDuplicate(key)` whether an endgame duplicate of
+   * have proven themselves, or that any peer may take, see Download), for all pieces or by index; `mayDuplicate(key)` whether an endgame duplicate of
    * that block (in flight elsewhere) is worth asking for; `hints` which pieces to leave to others
    * or to start first (see PickHints).
    */
@@ -335,7 +335,7 @@ export class PiecePicker {
     n: number,
     isRequested: (key: number) => boolean,
     inflight = 0,
-    mayClaim = true,
+    mayClaim: boolean | ((index: number) => boolean) = true,
     mayDuplicate: (key: number) => boolean = () => true,
     hints: PickHints = {},
   ): BlockRef[] {
@@ -359,7 +359,9 @@ export class PiecePicker {
     for (const p of this.withFree) {
       if (out.length >= n) return out;
       this.steps++;
-      if (p.exclusive && p.owner === '' && mayClaim && bf.has(p.index)) p.owner = peer;
+      if (p.exclusive && p.owner === '' && bf.has(p.index)) {
+        if (typeof mayClaim === 'function' ? mayClaim(p.index) : mayClaim) p.owner = peer;
+      }
       // `bf` may leave out a piece the peer has (one it just rejected): not asked again.
       if (p.owner === peer && bf.has(p.index)) this.takeFree(p, n, out);
     }

@@ -136,7 +136,7 @@ export class RequestScheduler {
    */
   fill(
     r: PeerRequests,
-    trusted: boolean,
+    trusted: boolean | ((index: number) => boolean),
     all: () => Iterable<PeerRequests> = () => [],
     hints: () => PickHints = () => ({}),
   ): boolean {

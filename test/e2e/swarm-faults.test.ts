@@ -6,7 +6,9 @@
  * - a peer whose blocks each take longer than `--timeout` to arrive, their bytes flowing all the
  *   while, is not taken for a stall: `--timeout` is about no data at all;
  * - a peer trickling the blocks of a small torrent holds all of them: a good seeder that joins
- *   later is given them once they have been held a request timeout.
+ *   later is given them once they have been held a request timeout;
+ * - a piece that failed with blocks from two peers, beside a proven peer that lacks it, is
+ *   fetched again alone by one of the peers that have it.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -140,6 +142,39 @@ describe('swarm faults', () => {
     await run;
     expect(Buffer.concat([0, 1, 2, 3].map((i) => written.get(i)!)).equals(data)).toBe(true);
     expect(good.served).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('a piece failed by two peers is retried by one that has it, beside a proven peer without it', async () => {
+    // Piece 0 comes from a seeder of it alone, which proves itself and stays; piece 1 from two
+    // others, split between them, and one of them corrupts it: the piece fails with two
+    // contributors, so one peer must fetch it alone. The proven peer lacks it.
+    const PL = 512 * 1024;
+    const data = randomBytesSeeded(2 * PL, 'claim-failed');
+    const t = makeTorrent({ name: 'f.bin', pieceLength: PL, files: { data } });
+    const proven = await fx.seeder(t, PL, { pieces: (i) => i === 0 });
+    const slow = { pieces: (i: number) => i === 1, rateLimit: 256 * 1024 };
+    const liar = await fx.seeder(t, PL, { ...slow, corruptPiece: 1, corruptTimes: 1000 });
+    const honest = await fx.seeder(t, PL, slow);
+    const tp = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'f.bin');
+    const peers = [proven, liar, honest].flatMap((s) => ['--peer', `127.0.0.1:${s.port}`]);
+    const r = await runCli([
+      'download',
+      tp,
+      '-o',
+      out,
+      '--json',
+      '--no-dht',
+      '--port',
+      '0',
+      ...peers,
+      '--timeout',
+      '20',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(liar.served).toBeGreaterThan(0);
+    expect(honest.served).toBeGreaterThan(0);
   }, 60_000);
 
   it('a disk that never finishes a write: memory held stays within the budget', async () => {
