@@ -21,7 +21,8 @@
  *   `retryAfterFailureMs`, doubling up to `maxRetryAfterFailureMs`.
  * - requestMore() brings rounds forward: not before the tracker's `min interval` (or
  *   `requestMoreDefaultMs` when it gave none, and never under `requestMoreMinMs`) after an
- *   answer; `requestMoreMinMs` after a failed round.
+ *   answer; after failed rounds, `requestMoreMinMs` doubled at each failed round in a row (up to
+ *   `maxRetryAfterFailureMs`).
  * - A tracker's first successful announce carries event=started; complete() and stop()
  *   send completed/stopped only to trackers that acknowledged started, bounded in time.
  * - An HTTP tracker's `tracker id` goes back to it in every later announce (regular, completed,
@@ -53,7 +54,10 @@ export interface AnnouncerTiming {
   minReannounceMs: number;
   /** requestMore(): earliest re-announce after an answer when the tracker gave no min interval. */
   requestMoreDefaultMs: number;
-  /** requestMore(): absolute floor after an answer, and the retry delay after a failed round. */
+  /**
+   * requestMore(): absolute floor after an answer, and the retry delay after a failed round
+   * (doubled at each further failed round in a row).
+   */
   requestMoreMinMs: number;
   /** First retry of a tier whose trackers all failed (doubles on each failed round). */
   retryAfterFailureMs: number;
@@ -362,7 +366,16 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
   private bringForward(tier: TierState): void {
     const now = Date.now();
     let at: number;
-    if (tier.failedRounds > 0 || tier.lastSuccessAt === undefined) {
+    if (tier.failedRounds > 0) {
+      // Sooner than the failure schedule, but backing off too: a tracker that keeps failing
+      // (down, or refusing the torrent) is not asked every few seconds for as long as the
+      // download is short of peers.
+      const floor = Math.min(
+        this.timing.requestMoreMinMs * 2 ** Math.min(tier.failedRounds - 1, 30),
+        this.timing.maxRetryAfterFailureMs,
+      );
+      at = tier.lastRoundEndAt + floor;
+    } else if (tier.lastSuccessAt === undefined) {
       at = tier.lastRoundEndAt + this.timing.requestMoreMinMs;
     } else {
       const floor = Math.max(

@@ -315,6 +315,34 @@ describe('Announcer', () => {
     expect(t.announces.map((x) => x.event)).toEqual(['started', 'started']);
   });
 
+  it('requestMore after failures in a row backs off too', async () => {
+    const t = await http_({
+      handler: (_req, res) => {
+        res.writeHead(500);
+        res.end();
+      },
+    });
+    const a = announcer({
+      announceList: [[t.url]],
+      timing: { requestMoreMinMs: 100, retryAfterFailureMs: 60_000 },
+    });
+    a.start();
+    // A download short of peers asks for more all the time.
+    const more = setInterval(() => a.requestMore(), 20);
+    try {
+      await until(() => t.announces.length >= 4, 15_000, 'four tries');
+      const t0 = Date.now();
+      await new Promise((r) => setTimeout(r, 1_000));
+      // The fourth failure in a row is retried no sooner than 800 ms after it; every 100 ms
+      // before, whatever the number of failures.
+      const during = t.announces.length;
+      expect(during).toBeLessThanOrEqual(5);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1_000);
+    } finally {
+      clearInterval(more);
+    }
+  });
+
   it('complete() sends completed with the stats of the moment', async () => {
     let left = 1000;
     const t = await http_({ peers: [] });
