@@ -13,6 +13,7 @@ import { hashPieces, isZeroPiece } from '../storage/check.js';
 import { DiskStorage } from '../storage/disk.js';
 import { Layout } from '../storage/layout.js';
 import { fileList, fileOffsets, paddingFileCount } from '../metainfo/torrent.js';
+import { UsageError } from '../errors.js';
 import { planOutput } from '../storage/output.js';
 import { partsPath } from '../storage/parts.js';
 import { resolveSelection, wantedPieces, type SelectOptions } from '../storage/selection.js';
@@ -37,6 +38,12 @@ export interface VerifyCliOptions extends SelectOptions {
 export type FileState = 'complete' | 'partial' | 'missing' | 'too-long' | 'not-final';
 
 export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO): Promise<number> {
+  if (opts.output === '-') {
+    // As for tdl seed: `-o -` is a download streamed to stdout, never a file named '-'.
+    throw new UsageError(
+      '-o - streams a download to stdout; tdl verify needs -o to name where the data is on disk',
+    );
+  }
   const meta = await loadTorrent(file, { stdin: io.stdin, signal: io.signal });
   const json = Boolean(opts.json);
   const tty = Boolean(io.stderr.isTTY) && !opts.quiet && !json;

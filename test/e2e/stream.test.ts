@@ -323,6 +323,9 @@ describe('tdl download -o -', () => {
     const seedCmd = await runStream(['seed', torrent, '-o', '-', ...peer], cache);
     expect(seedCmd.code).toBe(2);
     expect(seedCmd.stderr).toContain('tdl seed needs -o to name where the data is');
+    const verifyCmd = await runStream(['verify', torrent, '-o', '-'], cache);
+    expect(verifyCmd.code).toBe(2);
+    expect(verifyCmd.stderr).toContain('tdl verify needs -o to name where the data is');
     // Nothing was created for these runs.
     expect(existsSync(path.join(cache, 'tdl', 'stream'))).toBe(false);
   });
