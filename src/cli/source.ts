@@ -11,14 +11,14 @@ import {
   MAX_MAGNET_WEB_SEEDS,
   parseMagnet,
 } from '../metainfo/magnet.js';
-import { parseTorrent, type Metainfo } from '../metainfo/torrent.js';
+import { type Metainfo } from '../metainfo/torrent.js';
 import type { PeerAddress } from '../tracker/types.js';
 import type { ListenOptions } from '../swarm/listener.js';
 import type { MagnetHandoff } from '../swarm/magnet.js';
 import { escapeControl, terminalColumns, truncateToWidth } from './format.js';
 import { fileTarget, writeTarget } from './output-file.js';
 import type { CliIO } from './program.js';
-import { loadTorrentBytes } from './torrent-file.js';
+import { loadTorrentBytes, parseTorrentFrom } from './torrent-file.js';
 
 export interface OpenedTorrent {
   meta: Metainfo;
@@ -58,7 +58,7 @@ export async function openTorrent(
   const save = o.saveTorrent === undefined ? null : fileTarget(o.saveTorrent, '--save-torrent');
   if (!isMagnet(source)) {
     const bytes = await loadTorrentBytes(source, { stdin: io.stdin, signal: io.signal });
-    const meta = parseTorrent(bytes);
+    const meta = parseTorrentFrom(bytes, source);
     // A copy of the .torrent as it came (from stdin or a URL, say); the same file, named again,
     // gets its own bytes back.
     if (save) await writeTarget(save, bytes, io.signal);

@@ -46,7 +46,23 @@ function tooLarge(size?: number): MetainfoError {
  * are read whole.
  */
 export async function loadTorrent(source: string, o: LoadOptions = {}): Promise<Metainfo> {
-  return parseTorrent(await loadTorrentBytes(source, o));
+  return parseTorrentFrom(await loadTorrentBytes(source, o), source);
+}
+
+/**
+ * parseTorrent, its refusal naming where the bytes came from (a script going through many
+ * torrents is told which one is bad): `x.torrent: info.pieces: missing`, `stdin: …`.
+ */
+export function parseTorrentFrom(bytes: Buffer, source: string): Metainfo {
+  try {
+    return parseTorrent(bytes);
+  } catch (e) {
+    if (e instanceof TdlError && e.kind === 'invalid-torrent') {
+      const shown = source === '-' ? 'stdin' : escapeControl(redactUrls(source));
+      e.message = `${shown}: ${e.message}`;
+    }
+    throw e;
+  }
 }
 
 /** The bytes of a .torrent from `source`, as loadTorrent reads them (not parsed). */

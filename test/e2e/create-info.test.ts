@@ -126,7 +126,7 @@ describe('tdl info', () => {
     );
     const r = await runCli(['info', v2]);
     expect(r.code).toBe(3);
-    expect(r.stderr).toBe('tdl: info: BitTorrent v2-only torrents are not supported yet\n');
+    expect(r.stderr).toBe(`tdl: ${v2}: info: BitTorrent v2-only torrents are not supported yet\n`);
 
     const bad = path.join(dir, 'hy.torrent');
     await writeFile(

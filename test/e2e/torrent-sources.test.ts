@@ -294,11 +294,17 @@ describe('hostile sources get the same refusals as files', () => {
     expect(gone.stderr).toMatch(/cannot fetch .*ECONNREFUSED/);
   });
 
-  it('a bad torrent from a URL or stdin: exit 3, like a file', async () => {
+  it('a bad torrent from a URL or stdin: exit 3, like a file, the message naming where it came from', async () => {
     const base = await server((_req, res) => res.end('<html>not a torrent</html>'));
-    expect((await cli(['info', `${base}/x.torrent`])).code).toBe(3);
-    expect((await cli(['info', '-'], Readable.from([Buffer.from('d4:infoi1ee')]))).code).toBe(3);
-    expect((await cli(['info', '-'], Readable.from([]))).code).toBe(3);
+    const url = await cli(['info', `${base}/x.torrent`]);
+    expect(url.code).toBe(3);
+    expect(url.stderr).toBe(`tdl: ${base}/x.torrent: unexpected byte '<' at byte 0\n`);
+    const bad = await cli(['info', '-'], Readable.from([Buffer.from('d4:infoi1ee')]));
+    expect(bad.code).toBe(3);
+    expect(bad.stderr).toMatch(/^tdl: stdin: info: /);
+    const empty = await cli(['info', '-'], Readable.from([]));
+    expect(empty.code).toBe(3);
+    expect(empty.stderr).toBe('tdl: stdin: empty input at byte 0\n');
   });
 
   it('other schemes and magnet links are usage errors', async () => {
