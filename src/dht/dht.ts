@@ -84,6 +84,8 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
   private releaseCache: (() => Promise<void>) | null = null;
   private lastBootstrap = 0;
   private started = false;
+  /** start()'s work, settled once it is over (stop() waits for it). */
+  private starting: Promise<void> = Promise.resolve();
   private stopped = false;
   private id: Buffer;
   /** Bootstrap and extra contacts, resolved to IPv4 addresses. */
@@ -116,11 +118,20 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
    * Binds, loads the cache, and bootstraps in the background. Throws DhtError when no UDP port
    * can be bound (the caller may go on without the DHT).
    */
-  async start(): Promise<void> {
-    if (this.started) return;
-    this.started = true;
+  start(): Promise<void> {
+    if (!this.started && !this.stopped) {
+      this.started = true;
+      this.starting = this.startNow();
+    }
+    return this.starting;
+  }
+
+  /** start()'s steps; each one after a wait first checks that stop() has not run meanwhile. */
+  private async startNow(): Promise<void> {
     const owner = await this.claimCache();
+    if (this.stopped) return;
     const cached = await this.loadCached();
+    if (this.stopped) return;
     if (cached && owner) {
       this.id = cached.id;
       this.table = new RoutingTable(this.id);
@@ -138,6 +149,7 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
         throw new DhtError(`cannot listen on UDP ${this.bindHost}: ${(err2 as Error).message}`);
       }
     }
+    if (this.stopped) return; // stop() closes the socket once this step is over
     debug('listening on udp %s:%d, id %s', this.bindHost, this.port, this.id.toString('hex'));
     this.cachedSeeds = cached ? cached.nodes : [];
     const base = this.opts.bootstrap ?? DEFAULT_BOOTSTRAP;
@@ -153,13 +165,18 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     this.timers.push(maint, save);
   }
 
-  /** Saves the cache, closes the socket, clears every timer, ends running lookups. */
+  /**
+   * Saves the cache, closes the socket, clears every timer, ends running lookups. During
+   * start(), it waits for start()'s current step (taking the cache's lock, binding), which then
+   * goes no further: what that step took is released here.
+   */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.ctrl.abort(); // running lookups end now; the bootstrap stops after its DNS step
+    await this.starting.catch(() => {});
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
-    this.ctrl.abort(); // running lookups end now; the bootstrap stops after its DNS step
     if (this.started) await this.save();
     await this.releaseCache?.();
     this.releaseCache = null;

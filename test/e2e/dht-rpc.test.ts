@@ -1,4 +1,8 @@
 /** The KRPC socket: transactions, timeouts, in-flight cap, replies from the wrong address. */
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeResponse } from '../../src/dht/krpc.js';
 import { KrpcSocket, MAX_QUEUED } from '../../src/dht/rpc.js';
@@ -98,6 +102,32 @@ describe('KRPC socket', () => {
     ).rejects.toThrow(DhtTimeoutError);
     const r = await s.query({ host: '127.0.0.1', port: dht.port }, 'ping', me);
     expect(r.id).toEqual(dht.nodeId);
+  });
+
+  it('a Dht stopped while it starts binds no socket and leaves no cache lock', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tdl-dht-stop-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const cacheFile = join(dir, 'tdl', 'dht.dat');
+    const dht = new Dht({ port: 0, bind: '127.0.0.1', bootstrap: [], cacheFile });
+    cleanups.push(() => dht.stop());
+    const starting = dht.start();
+    await dht.stop();
+    await starting.catch(() => {});
+    expect(dht.port).toBe(0);
+    expect(existsSync(`${cacheFile}.lock`)).toBe(false);
+    // Started after its stop: nothing at all.
+    const late = new Dht({ port: 0, bind: '127.0.0.1', bootstrap: [], cacheFile });
+    await late.stop();
+    await late.start();
+    expect(late.port).toBe(0);
+    expect(existsSync(`${cacheFile}.lock`)).toBe(false);
+    // The lock is free: another node takes the cache's id.
+    const next = new Dht({ port: 0, bind: '127.0.0.1', bootstrap: [], cacheFile });
+    cleanups.push(() => next.stop());
+    await next.start();
+    expect(existsSync(`${cacheFile}.lock`)).toBe(true);
+    await next.stop();
+    expect(existsSync(`${cacheFile}.lock`)).toBe(false);
   });
 
   it('stopping a peer source, then the Dht, does not wait for lookups or query timeouts', async () => {
