@@ -80,6 +80,8 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
   /** Nodes from the cache file (not in the table until they answer). */
   private cachedSeeds: Seed[] = [];
   private saving: Promise<void> = Promise.resolve();
+  /** The last save's failure, until a save succeeds. */
+  private saveFailure: string | undefined;
   /** Releases the cache's lock: set while this node owns the cache's id (see claimCache). */
   private releaseCache: (() => Promise<void>) | null = null;
   private lastBootstrap = 0;
@@ -231,8 +233,12 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     if (nodes.length === 0) return; // keep an older, useful cache
     try {
       await saveCache(this.cacheFile, { id: this.id, nodes });
+      this.saveFailure = undefined;
     } catch (err) {
-      this.emit('warning', (err as Error).message);
+      // Said once while saves keep failing the same way (a full disk), not every 5 minutes.
+      const message = (err as Error).message;
+      if (message !== this.saveFailure) this.emit('warning', message);
+      this.saveFailure = message;
     }
   }
 

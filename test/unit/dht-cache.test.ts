@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { access, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   decodeCache,
   defaultCacheFile,
@@ -11,7 +11,7 @@ import {
   MAX_CACHE_BYTES,
   saveCache,
 } from '../../src/dht/cache.js';
-import { Dht } from '../../src/dht/dht.js';
+import { Dht, SAVE_EVERY_MS } from '../../src/dht/dht.js';
 import { DhtError } from '../../src/errors.js';
 import { encode } from '../../src/metainfo/bencode.js';
 
@@ -84,6 +84,32 @@ describe('DHT cache file', () => {
     } finally {
       await dht.stop();
     }
+  });
+
+  it('a cache that cannot be written is a warning once, not at every save', async () => {
+    const file = join(dir, 'unwritable.dat');
+    await mkdir(file); // a folder in its place: every save fails the same way
+    const other = new Dht({ port: 0, bind: '127.0.0.1', bootstrap: [], cacheFile: null });
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    const dht = new Dht({ port: 0, bind: '127.0.0.1', bootstrap: [], cacheFile: file });
+    const warnings: string[] = [];
+    dht.on('warning', (w) => warnings.push(w));
+    try {
+      await other.start();
+      await dht.start();
+      // A node to save.
+      dht.addContacts([{ host: '127.0.0.1', port: other.port }]);
+      await expect.poll(() => dht.nodeCount()).toBe(1);
+      await vi.advanceTimersByTimeAsync(3 * SAVE_EVERY_MS);
+      await dht.stop(); // saves once more, after the periodic saves
+    } finally {
+      vi.useRealTimers();
+      await dht.stop();
+      await other.stop();
+    }
+    const failures = warnings.filter((w) => w.includes('cannot write cache'));
+    expect(failures).toHaveLength(1);
+    expect(failures[0]).toContain(file);
   });
 
   it('keeps its node id across runs, but two nodes running at once never share one', async () => {
