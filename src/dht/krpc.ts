@@ -105,8 +105,10 @@ function ipv4(b: Uint8Array, o: number): string {
 
 /**
  * Compact node info: 26 bytes per IPv4 node (id, address, port) or 38 per IPv6 node (BEP 32).
- * Entries with port 0 or an unspecified address are skipped; a trailing partial entry is
- * ignored; at most `max` nodes are returned.
+ * Entries with port 0, an unspecified address, or one no node can have (IPv4 0/8, multicast,
+ * reserved and broadcast from 224.0.0.0 up; IPv6 multicast) are skipped: a node that lists them
+ * would have us send queries to a whole network. A trailing partial entry is ignored; at most
+ * `max` nodes are returned.
  */
 export function decodeNodes(b: Uint8Array, family: 4 | 6, max = MAX_NODES_PER_REPLY): NodeInfo[] {
   const size = family === 4 ? NODE4_BYTES : NODE6_BYTES;
@@ -116,6 +118,8 @@ export function decodeNodes(b: Uint8Array, family: 4 | 6, max = MAX_NODES_PER_RE
     const host = family === 4 ? ipv4(b, o + 20) : formatIPv6(b, o + 20);
     const port = (b[o + size - 2]! << 8) | b[o + size - 1]!;
     if (port === 0 || host === '0.0.0.0' || host === '::') continue;
+    const first = b[o + 20]!;
+    if (family === 4 ? first === 0 || first >= 224 : first === 0xff) continue;
     if (family === 6 && host.includes('.')) continue; // IPv4-mapped: not an IPv6 contact
     out.push({ id, host, port });
   }

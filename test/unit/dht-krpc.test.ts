@@ -141,6 +141,15 @@ describe('KRPC codec', () => {
       Buffer.from([10, 0, 0, 3, 0x1a, 0xe1]),
     ]);
     expect(decodeNodes(raw, 4)).toEqual([node(3)]);
+    // Addresses no node has: queries sent there would go to a whole network.
+    const unusable = ['0.1.2.3', '224.0.0.1', '239.255.255.250', '240.0.0.1', '255.255.255.255'];
+    const listed = [...unusable.map((h, i) => node(10 + i, h)), node(4), node(5, '127.0.0.1')];
+    expect(decodeNodes(encodeNodes(listed, 4), 4)).toEqual([node(4), node(5, '127.0.0.1')]);
+    const v6 = [
+      { id: id(6), host: 'ff02::1', port: 6881 },
+      { id: id(7), host: '2001:db8::7', port: 6881 },
+    ];
+    expect(decodeNodes(encodeNodes(v6, 6), 6)).toEqual([v6[1]]);
     const many = Buffer.alloc(26 * 150, 7);
     expect(decodeNodes(many, 4)).toHaveLength(MAX_NODES_PER_REPLY);
     const values = Array.from({ length: 300 }, (_, i) =>
