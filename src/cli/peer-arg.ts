@@ -11,7 +11,18 @@ export function parsePeer(s: string, option = '--peer'): PeerAddress {
   return { host: m[1]!, port };
 }
 
-/** `--dht-bootstrap` values, checked when the command starts (UsageError naming the option). */
+/**
+ * `--dht-bootstrap` values, checked when the command starts (UsageError naming the option). The
+ * DHT is IPv4 only: an IPv6 address, which it would skip, is refused here.
+ */
 export function parseBootstrap(values: readonly string[] | undefined): PeerAddress[] {
-  return (values ?? []).map((v) => parsePeer(v, '--dht-bootstrap'));
+  return (values ?? []).map((v) => {
+    const node = parsePeer(v, '--dht-bootstrap');
+    if (node.host.includes(':')) {
+      throw new UsageError(
+        `--dht-bootstrap ${v}: the DHT is IPv4 only; give an IPv4 address or a host name`,
+      );
+    }
+    return node;
+  });
 }

@@ -187,5 +187,13 @@ describe('DHT from the CLI (loopback network, no tracker)', () => {
     ]);
     expect(info.code).toBe(2);
     expect(info.stderr).toContain('--dht-bootstrap h:0');
+    const v6 = await runCli([
+      'info',
+      'magnet:?xt=urn:btih:' + 'ab'.repeat(20),
+      '--dht-bootstrap',
+      '[::1]:6881',
+    ]);
+    expect(v6.code).toBe(2);
+    expect(v6.stderr).toContain('--dht-bootstrap [::1]:6881: the DHT is IPv4 only');
   });
 });
