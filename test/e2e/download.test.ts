@@ -17,6 +17,32 @@ const { seeder, tracker, writeTorrent } = fx;
 
 const peerArgs = (...ss: FakeSeeder[]) => ss.flatMap((s) => ['--peer', `127.0.0.1:${s.port}`]);
 
+const PAD_PL = 32 * 1024;
+
+/** a.bin, BEP 47 padding up to `pieces` pieces, then b.bin. */
+function paddedTorrent(pieces: number) {
+  const a = randomBytesSeeded(40_000, 'pad-a');
+  const b = randomBytesSeeded(20_000, 'pad-b');
+  const pad = Buffer.alloc(pieces * PAD_PL - a.length);
+  const t = makeTorrent({
+    name: 'padded',
+    pieceLength: PAD_PL,
+    files: [
+      { path: ['a.bin'], data: a },
+      { path: ['.pad', String(pad.length)], data: pad },
+      { path: ['b.bin'], data: b },
+    ],
+    extraInfo: {
+      files: [
+        { path: ['a.bin'], length: a.length },
+        { path: ['.pad', String(pad.length)], length: pad.length, attr: 'p' },
+        { path: ['b.bin'], length: b.length },
+      ],
+    },
+  });
+  return { t, a, b };
+}
+
 describe('single-peer core path', () => {
   it('downloads a single-file torrent through an HTTP tracker, byte for byte', async () => {
     const data = randomBytesSeeded(1024 * 1024 + 123, 1);
@@ -83,27 +109,8 @@ describe('single-peer core path', () => {
   });
 
   it('never asks a peer for blocks of BEP 47 padding, and creates no padding file', async () => {
-    const PL = 32 * 1024;
-    const a = randomBytesSeeded(40_000, 'pad-a');
-    const b = randomBytesSeeded(20_000, 'pad-b');
-    const pad = Buffer.alloc(2 * PL - a.length);
-    const t = makeTorrent({
-      name: 'padded',
-      pieceLength: PL,
-      files: [
-        { path: ['a.bin'], data: a },
-        { path: ['.pad', String(pad.length)], data: pad },
-        { path: ['b.bin'], data: b },
-      ],
-      extraInfo: {
-        files: [
-          { path: ['a.bin'], length: a.length },
-          { path: ['.pad', String(pad.length)], length: pad.length, attr: 'p' },
-          { path: ['b.bin'], length: b.length },
-        ],
-      },
-    });
-    const s = await fx.seeder(t, PL);
+    const { t, a, b } = paddedTorrent(2);
+    const s = await fx.seeder(t, PAD_PL);
     const torrent = await fx.writeTorrent(t);
     const out = path.join(fx.dir, 'padded');
     const r = await runCli([
@@ -128,27 +135,9 @@ describe('single-peer core path', () => {
   });
 
   it('a piece of BEP 47 padding only is never fetched, and the data needs no peer once there', async () => {
-    const PL = 32 * 1024;
-    const a = randomBytesSeeded(40_000, 'pad-a');
-    const b = randomBytesSeeded(20_000, 'pad-b');
     // Padding up to 3 pieces: piece 2 lies wholly in it.
-    const pad = Buffer.alloc(3 * PL - a.length);
-    const t = makeTorrent({
-      name: 'padded',
-      pieceLength: PL,
-      files: [
-        { path: ['a.bin'], data: a },
-        { path: ['.pad', String(pad.length)], data: pad },
-        { path: ['b.bin'], data: b },
-      ],
-      extraInfo: {
-        files: [
-          { path: ['a.bin'], length: a.length },
-          { path: ['.pad', String(pad.length)], length: pad.length, attr: 'p' },
-          { path: ['b.bin'], length: b.length },
-        ],
-      },
-    });
+    const { t, a, b } = paddedTorrent(3);
+    const PL = PAD_PL;
     const s = await fx.seeder(t, PL);
     const torrent = await fx.writeTorrent(t);
     const out = path.join(fx.dir, 'padded');
