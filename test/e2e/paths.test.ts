@@ -15,7 +15,12 @@ import { MAX_PATH_DEPTH } from '../../src/metainfo/paths.js';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { startFakeSeeder } from '../helpers/fake-seeder.js';
-import { makeTorrent, randomBytesSeeded, type MakeTorrentOptions } from '../helpers/torrent.js';
+import {
+  makeTorrent,
+  randomBytesSeeded,
+  type MadeTorrent,
+  type MakeTorrentOptions,
+} from '../helpers/torrent.js';
 
 let dir: string;
 let out: string;
@@ -45,6 +50,20 @@ async function tree(root: string): Promise<string[]> {
  * may be needed from it), and checks the refusal: exit 3, one line naming the field, and no
  * change anywhere under the test folder.
  */
+/** Downloads `t` (16 KiB pieces) into `out` from a fake seeder: no message, exit 0. */
+async function downloadCleanly(t: MadeTorrent): Promise<void> {
+  const seeder = await startFakeSeeder({ infoHash: t.infoHash, data: t.data, pieceLength: 16384 });
+  try {
+    const tp = path.join(dir, 't.torrent');
+    await writeFile(tp, t.torrent);
+    const r = await runCli(['download', tp, '-o', out, '--peer', `127.0.0.1:${seeder.port}`]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  } finally {
+    await seeder.close();
+  }
+}
+
 async function expectRefused(
   o: Omit<MakeTorrentOptions, 'pieceLength'>,
   message: RegExp,
@@ -150,22 +169,9 @@ describe('names that only look dangerous are accepted', () => {
       { path: ['C'], data: Buffer.from('four') },
     ];
     const t = makeTorrent({ name: 'multi', pieceLength: 16384, files });
-    const seeder = await startFakeSeeder({
-      infoHash: t.infoHash,
-      data: t.data,
-      pieceLength: 16384,
-    });
-    try {
-      const tp = path.join(dir, 't.torrent');
-      await writeFile(tp, t.torrent);
-      const r = await runCli(['download', tp, '-o', out, '--peer', `127.0.0.1:${seeder.port}`]);
-      expect(r.stderr).toBe('');
-      expect(r.code).toBe(0);
-      for (const f of files) {
-        expect(await readFile(path.join(out, 'multi', ...f.path), 'utf8')).toBe(String(f.data));
-      }
-    } finally {
-      await seeder.close();
+    await downloadCleanly(t);
+    for (const f of files) {
+      expect(await readFile(path.join(out, 'multi', ...f.path), 'utf8')).toBe(String(f.data));
     }
   });
   it('a single file named with 255 bytes downloads; nothing of tdl is left beside it', async () => {
@@ -174,22 +180,9 @@ describe('names that only look dangerous are accepted', () => {
     const name = `${'é'.repeat(127)}x`;
     const data = randomBytesSeeded(100_000, 'long-name');
     const t = makeTorrent({ name, pieceLength: 16384, files: { data } });
-    const seeder = await startFakeSeeder({
-      infoHash: t.infoHash,
-      data: t.data,
-      pieceLength: 16384,
-    });
-    try {
-      const tp = path.join(dir, 't.torrent');
-      await writeFile(tp, t.torrent);
-      const r = await runCli(['download', tp, '-o', out, '--peer', `127.0.0.1:${seeder.port}`]);
-      expect(r.stderr).toBe('');
-      expect(r.code).toBe(0);
-      expect((await readFile(path.join(out, name))).equals(data)).toBe(true);
-      expect(await readdir(out)).toEqual([name]);
-    } finally {
-      await seeder.close();
-    }
+    await downloadCleanly(t);
+    expect((await readFile(path.join(out, name))).equals(data)).toBe(true);
+    expect(await readdir(out)).toEqual([name]);
   });
 
   it('a file "x" beside a folder "x.part" of the same torrent downloads normally', async () => {
@@ -200,28 +193,15 @@ describe('names that only look dangerous are accepted', () => {
       { path: ['x.part', 'y.part', 'z'], data: Buffer.from('three') },
     ];
     const t = makeTorrent({ name: 'multi', pieceLength: 16384, files });
-    const seeder = await startFakeSeeder({
-      infoHash: t.infoHash,
-      data: t.data,
-      pieceLength: 16384,
-    });
-    try {
-      const tp = path.join(dir, 't.torrent');
-      await writeFile(tp, t.torrent);
-      const r = await runCli(['download', tp, '-o', out, '--peer', `127.0.0.1:${seeder.port}`]);
-      expect(r.stderr).toBe('');
-      expect(r.code).toBe(0);
-      for (const f of files) {
-        expect(await readFile(path.join(out, 'multi', ...f.path), 'utf8')).toBe(String(f.data));
-      }
-      expect(await tree(path.join(out, 'multi'))).toEqual(
-        ['x', 'x.part', 'x.part/y', 'x.part/y.part', 'x.part/y.part/z'].map((p) =>
-          p.split('/').join(path.sep),
-        ),
-      );
-    } finally {
-      await seeder.close();
+    await downloadCleanly(t);
+    for (const f of files) {
+      expect(await readFile(path.join(out, 'multi', ...f.path), 'utf8')).toBe(String(f.data));
     }
+    expect(await tree(path.join(out, 'multi'))).toEqual(
+      ['x', 'x.part', 'x.part/y', 'x.part/y.part', 'x.part/y.part/z'].map((p) =>
+        p.split('/').join(path.sep),
+      ),
+    );
   });
 });
 
