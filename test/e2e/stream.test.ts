@@ -129,22 +129,30 @@ function fiveFiles() {
   return { files, t: makeTorrent({ name: 'five', pieceLength: PIECE, files }) };
 }
 
+/**
+ * Streams a single-file torrent of `data` named `name` from a fake seeder: the bytes come
+ * whole, with no message, and the working copy is gone after.
+ */
+async function streamsWhole(name: string, data: Buffer): Promise<void> {
+  const t = makeTorrent({ name, pieceLength: PIECE, files: { data } });
+  const seeder = await fx.seeder(t, PIECE);
+  const torrent = await fx.writeTorrent(t);
+  const cache = path.join(fx.dir, 'cache');
+  const r = await runStream(
+    ['download', torrent, '-o', '-', '--peer', `127.0.0.1:${seeder.port}`, '--no-listen'],
+    cache,
+  );
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  expect(r.stdout.length).toBe(data.length);
+  expect(r.stdout.equals(data)).toBe(true);
+  expect(existsSync(workDir(cache, t.infoHash))).toBe(false);
+}
+
 describe('tdl download -o -', () => {
   it('streams a single-file torrent to stdout, byte for byte, then removes the working copy', async () => {
     const data = randomBytesSeeded(3 * 1024 * 1024 + 1234, 'stream-single');
-    const t = makeTorrent({ name: 'one.bin', pieceLength: PIECE, files: { data } });
-    const seeder = await fx.seeder(t, PIECE);
-    const torrent = await fx.writeTorrent(t);
-    const cache = path.join(fx.dir, 'cache');
-    const r = await runStream(
-      ['download', torrent, '-o', '-', '--peer', `127.0.0.1:${seeder.port}`, '--no-listen'],
-      cache,
-    );
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-    expect(r.stdout.length).toBe(data.length);
-    expect(r.stdout.equals(data)).toBe(true);
-    expect(existsSync(workDir(cache, t.infoHash))).toBe(false);
+    await streamsWhole('one.bin', data);
     // Nothing was written beside the torrent either (no file named `-`).
     expect(existsSync(path.join(fx.dir, '-'))).toBe(false);
   });
@@ -152,19 +160,7 @@ describe('tdl download -o -', () => {
   it('removes the working copy of a file whose name is too long for a plain .part suffix', async () => {
     // 252 bytes: its working name is cut and tagged with a hash (see withSuffix).
     const name = 'é'.repeat(126);
-    const data = randomBytesSeeded(200_000, 'stream-long-name');
-    const t = makeTorrent({ name, pieceLength: PIECE, files: { data } });
-    const seeder = await fx.seeder(t, PIECE);
-    const torrent = await fx.writeTorrent(t);
-    const cache = path.join(fx.dir, 'cache');
-    const r = await runStream(
-      ['download', torrent, '-o', '-', '--peer', `127.0.0.1:${seeder.port}`, '--no-listen'],
-      cache,
-    );
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-    expect(r.stdout.equals(data)).toBe(true);
-    expect(existsSync(workDir(cache, t.infoHash))).toBe(false);
+    await streamsWhole(name, randomBytesSeeded(200_000, 'stream-long-name'));
   });
 
   it('streams only the selected file of a multi-file torrent (--select 2)', async () => {
