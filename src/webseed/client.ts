@@ -114,13 +114,18 @@ function isHttp(u: URL): boolean {
   return u.protocol === 'http:' || u.protocol === 'https:';
 }
 
-/** Parses `bytes a-b/total` (total may be `*`); null when malformed. */
-export function parseContentRange(v: string): { first: number; last: number } | null {
+/** Parses `bytes a-b/total` (`total` undefined when `*`); null when malformed. */
+export function parseContentRange(
+  v: string,
+): { first: number; last: number; total?: number } | null {
   const m = /^\s*bytes\s+(\d{1,16})-(\d{1,16})\s*\/\s*(\d{1,16}|\*)\s*$/i.exec(v);
   if (!m) return null;
   const first = Number(m[1]);
   const last = Number(m[2]);
-  return Number.isSafeInteger(first) && Number.isSafeInteger(last) ? { first, last } : null;
+  if (!Number.isSafeInteger(first) || !Number.isSafeInteger(last)) return null;
+  if (m[3] === '*') return { first, last };
+  const total = Number(m[3]);
+  return Number.isSafeInteger(total) ? { first, last, total } : null;
 }
 
 function errorCode(err: unknown): string | undefined {
@@ -417,6 +422,16 @@ export class WebSeed {
         if (this.meta.multiFile) this.lacking.add(r.fileIndex);
         throw new WebSeedError(this.url, 'not-found', `HTTP ${statusCode} for ${target}`);
       }
+      if (statusCode === 416) {
+        discard(body);
+        // The range lies within the torrent's file: the server's copy is shorter, another version.
+        if (this.meta.multiFile) this.lacking.add(r.fileIndex);
+        throw new WebSeedError(
+          this.url,
+          'range',
+          `HTTP 416 for bytes ${r.start}-${r.end - 1} of ${target}: the file is shorter there`,
+        );
+      }
       if (statusCode !== 206 && statusCode !== 200) {
         discard(body);
         throw new WebSeedError(this.url, 'status', `HTTP status ${statusCode} for ${target}`);
@@ -433,6 +448,10 @@ export class WebSeed {
         const range = cr === undefined ? null : parseContentRange(cr);
         if (!range || range.first !== r.start || range.last !== r.end - 1) {
           discard(body);
+          // A file of another length on the server is another version of it.
+          if (this.meta.multiFile && range?.total !== undefined && range.total !== fileLength) {
+            this.lacking.add(r.fileIndex);
+          }
           throw new WebSeedError(
             this.url,
             'range',

@@ -323,6 +323,31 @@ describe('WebSeed faults', () => {
     expect([0, 1, 2, 3, 4].map((i) => seed.has(i))).toEqual([true, true, false, false, true]);
   });
 
+  it('multi-file: a file shorter on the server (416, or a 206 cut short) is not asked for again', async () => {
+    const short = { ...multiFiles, '/seed/multi%20dir/a%20b/x%231.bin': A.subarray(0, 1500) };
+    const s = await server(short);
+    const t = torrent(multi);
+    // Piece 2 starts at byte 2048 of x#1.bin, past the end of its 1500 bytes on the server: 416.
+    const seed = seedFor(`${s.origin}/seed`, t);
+    expect(await faultOf(seed.fetchPiece(2))).toBe('range');
+    expect([...seed.lackingFiles]).toEqual([0]);
+    expect(seed.lastError?.message).toMatch(/HTTP 416/);
+    // Piece 1 runs past its end: a 206 for bytes 1024-1499/1500.
+    const seed2 = seedFor(`${s.origin}/seed`, t);
+    expect(await faultOf(seed2.fetchPiece(1))).toBe('range');
+    expect([...seed2.lackingFiles]).toEqual([0]);
+    // x#1.bin is bytes 0..2999: pieces 0, 1 and 2.
+    expect([0, 1, 2, 3, 4].map((i) => seed2.has(i))).toEqual([false, false, false, true, true]);
+  });
+
+  it('single-file: a 416 backs the seed off without marking the file', async () => {
+    const s = await server({ '/single%20file.bin': S.subarray(0, 100) });
+    const seed = seedFor(`${s.origin}/`, torrent(single));
+    expect(await faultOf(seed.fetchPiece(1))).toBe('range');
+    expect(seed.available()).toBe(false);
+    expect(seed.lackingFiles.size).toBe(0);
+  });
+
   it('multi-file: a bad piece inside one file marks that file; across files it does not', () => {
     const t = torrent(multi);
     const seed = seedFor('http://127.0.0.1:1/seed', t);

@@ -302,6 +302,19 @@ describe.each([false, true])('WebSeeds (runs of pieces: %s)', (runs) => {
     expect(a.requests.filter((r) => r.path === '/item/f0').length).toBe(seedA.failures);
   });
 
+  it('a seed with a shorter copy of one file serves the others', async () => {
+    const a = await server({ '/item/f0': stale[0]!.subarray(0, 5000), '/item/f1': stale[1]! });
+    const b = await server(staleFiles);
+    const swarm = setup(staleTorrent, [`${a.origin}/`, `${b.origin}/`], { backoffBaseMs: 1 });
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(staleTorrent.data)).toBe(true);
+    const seedA = swarm.seeds.seeds[0]!;
+    expect([...seedA.lackingFiles]).toEqual([0]);
+    expect(seedA.failures).toBeLessThanOrEqual(2);
+    expect(a.requests.filter((r) => r.path === '/item/f0').length).toBe(seedA.failures);
+  });
+
   it('a picker that ignores has() gets the piece back, without looping', async () => {
     const a = await server({ '/item/f1': stale[1]! });
     let open!: () => void;

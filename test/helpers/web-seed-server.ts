@@ -7,6 +7,9 @@
  *   ...
  *   await s.close();              // also ends stalled responses
  *
+ * A range past the end of a file gets a 416, one that runs past it a 206 cut at the end, as
+ * from real servers (a file shorter than the torrent's).
+ *
  * `files` is keyed by the raw request path (percent-encoding as the client must send it), so a
  * test also checks the URL the client built. Requests are recorded in `requests`.
  */
@@ -140,6 +143,12 @@ export async function startWebSeedServer(opts: WebSeedServerOptions): Promise<We
       return;
     }
     const range = parseRange(req.headers.range, file.length);
+    if (!range && /^bytes=\d+-\d*$/.test(req.headers.range ?? '') && f !== 'full-200') {
+      // As real servers do for a range that starts past the end of the file.
+      res.writeHead(416, { 'content-range': `bytes */${file.length}`, 'content-length': '0' });
+      res.end();
+      return;
+    }
     if (!range || f === 'full-200') {
       res.writeHead(200, { 'content-length': String(file.length) }).end(file);
       return;

@@ -5,10 +5,10 @@ import { parseContentRange } from '../../src/webseed/client.js';
 const params = { seed: Number(process.env['FUZZ_SEED'] ?? 42), numRuns: 2000 };
 
 describe('parseContentRange', () => {
-  it('reads first and last byte positions', () => {
-    expect(parseContentRange('bytes 0-1023/5000')).toEqual({ first: 0, last: 1023 });
+  it('reads first and last byte positions, and the total when known', () => {
+    expect(parseContentRange('bytes 0-1023/5000')).toEqual({ first: 0, last: 1023, total: 5000 });
     expect(parseContentRange('bytes 100-199/*')).toEqual({ first: 100, last: 199 });
-    expect(parseContentRange('Bytes  7-7 / 8')).toEqual({ first: 7, last: 7 });
+    expect(parseContentRange('Bytes  7-7 / 8')).toEqual({ first: 7, last: 7, total: 8 });
   });
 
   it('refuses anything else', () => {
@@ -22,6 +22,7 @@ describe('parseContentRange', () => {
       'bytes 0-1/2, bytes 3-4/5',
       'bytes 99999999999999999-1/2',
       'bytes 0-9999999999999999/2',
+      'bytes 0-1/9999999999999999',
     ]) {
       expect(parseContentRange(v)).toBeNull();
     }
@@ -40,7 +41,7 @@ describe('parseContentRange', () => {
     );
     fc.assert(
       fc.property(fc.nat(), fc.nat(), fc.nat(), (a, b, t) => {
-        expect(parseContentRange(`bytes ${a}-${b}/${t}`)).toEqual({ first: a, last: b });
+        expect(parseContentRange(`bytes ${a}-${b}/${t}`)).toEqual({ first: a, last: b, total: t });
       }),
       params,
     );
