@@ -310,6 +310,8 @@ export class Download extends EventEmitter<DownloadEvents> {
     const urls = this.opts.webSeeds ?? [];
     if (urls.length === 0 || this.webSeeds || this.picker.isComplete()) return;
     const owner = 'web seeds';
+    // The download limit counts web seed bytes with the peers'.
+    const limiter = this.readLimiter;
     const ws = new WebSeeds(urls, this.meta, this.layout, {
       pick: (has) => this.picker.reserveWhole(owner, has)?.index ?? null,
       pickNext: (index) => this.picker.tryReserveWhole(owner, index) !== null,
@@ -330,6 +332,9 @@ export class Download extends EventEmitter<DownloadEvents> {
       },
       onWarning: (m) => this.emit('warning', m),
       onError: (e) => this.fail(e instanceof Error ? e : new Error(String(e))),
+      seed: limiter
+        ? { limit: { onRead: (n) => limiter.onRead(n), waitMs: () => limiter.bucket.waitMs(1) } }
+        : undefined,
     });
     this.webSeeds = ws;
     ws.start();

@@ -7,11 +7,12 @@
  * when the range is the whole file), the body is copied straight into piece buffers, handed
  * over one by one as they fill, and the stream is destroyed as soon as it goes past the
  * expected length. Headers and every gap in the body are bounded by `timeoutMs`, each piece by
- * `pieceTimeoutMs`. Redirects are
+ * `pieceTimeoutMs` (time spent held back by a download limit aside). Redirects are
  * followed by hand, at most `maxRedirects`, only to http: or https: (never from https: down
  * to http:). Every failure backs the seed off (exponentially); the caller verifies the SHA-1 and
  * calls `reportBadPiece()` on a mismatch, and the seed is banned after MAX_BAD_PIECES.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { logger } from '../log.js';
 import type { Dispatcher } from 'undici';
 import { TdlError } from '../errors.js';
@@ -62,6 +63,16 @@ export class WebSeedError extends TdlError {
   }
 }
 
+/**
+ * A download limit shared with the peers (`--max-download-rate`): every body chunk is reported,
+ * and the body is not read further while `waitMs()` is above zero.
+ */
+export interface ReadLimit {
+  onRead(bytes: number): void;
+  /** Milliseconds until reading may go on; 0 now. */
+  waitMs(): number;
+}
+
 export interface WebSeedOptions {
   /** Headers and body-gap timeout (default WEB_SEED_TIMEOUT_MS). */
   timeoutMs?: number;
@@ -77,6 +88,8 @@ export interface WebSeedOptions {
   backoffBaseMs?: number;
   /** Longest back-off (default WEB_SEED_BACKOFF_MAX_MS). */
   backoffMaxMs?: number;
+  /** Download limit (default none). */
+  limit?: ReadLimit;
 }
 
 type Undici = typeof import('undici');
@@ -253,10 +266,25 @@ export class WebSeed {
 
     const controller = new AbortController();
     let timedOut = false;
-    const timer = setTimeout(() => {
+    // Time held back by the download limit since the timer was last armed does not count.
+    let held = 0;
+    let holdingSince: number | undefined;
+    const hold = (on: boolean): void => {
+      const t = performance.now();
+      if (holdingSince !== undefined) held += t - holdingSince;
+      holdingSince = on ? t : undefined;
+    };
+    const onTimer = (): void => {
+      hold(holdingSince !== undefined);
+      if (held >= 1) {
+        timer = setTimeout(onTimer, held);
+        held = 0;
+        return;
+      }
       timedOut = true;
       controller.abort();
-    }, this.pieceTimeoutMs);
+    };
+    let timer = setTimeout(onTimer, this.pieceTimeoutMs);
     const onAbort = (): void => controller.abort();
     if (signal?.aborted) controller.abort();
     else signal?.addEventListener('abort', onAbort, { once: true });
@@ -275,7 +303,9 @@ export class WebSeed {
         this.piecesFetched++;
         this.consecutiveFailures = 0;
         this.backoffUntil = 0;
-        timer.refresh();
+        clearTimeout(timer);
+        timer = setTimeout(onTimer, this.pieceTimeoutMs);
+        held = 0;
         onPiece(index, data);
       }
     };
@@ -297,7 +327,7 @@ export class WebSeed {
       const dispatcher = this.opts.dispatcher ?? agent;
       for (const r of ranges) {
         complete(r.pieceOffset);
-        await this.fetchRange(request, dispatcher, r, write, controller.signal);
+        await this.fetchRange(request, dispatcher, r, write, controller.signal, hold);
         complete(r.pieceOffset + (r.end - r.start));
       }
       complete(runLength);
@@ -390,6 +420,7 @@ export class WebSeed {
     r: FileRange,
     write: (pos: number, chunk: Uint8Array) => void,
     signal: AbortSignal,
+    hold: (on: boolean) => void,
   ): Promise<void> {
     const expected = r.end - r.start;
     const fileLength = this.layout.fileLength(r.fileIndex);
@@ -468,7 +499,7 @@ export class WebSeed {
           `Content-Length ${JSON.stringify(cl)} for a range of ${expected} bytes`,
         );
       }
-      await this.readInto(body, write, r.pieceOffset, expected);
+      await this.readInto(body, write, r.pieceOffset, expected, signal, hold);
       return;
     }
   }
@@ -495,7 +526,10 @@ export class WebSeed {
     write: (pos: number, chunk: Uint8Array) => void,
     offset: number,
     expected: number,
+    signal: AbortSignal,
+    hold: (on: boolean) => void,
   ): Promise<void> {
+    const limit = this.opts.limit;
     let got = 0;
     for await (const chunk of body as AsyncIterable<Uint8Array>) {
       if (got + chunk.length > expected) {
@@ -509,6 +543,18 @@ export class WebSeed {
       write(offset + got, chunk);
       got += chunk.length;
       this.bytesFetched += chunk.length;
+      if (limit) {
+        limit.onRead(chunk.length);
+        // The body is not read meanwhile: undici pauses the socket (its body timeout with it).
+        for (let ms = limit.waitMs(); ms > 0; ms = limit.waitMs()) {
+          hold(true);
+          try {
+            await sleep(ms, undefined, { signal });
+          } finally {
+            hold(false);
+          }
+        }
+      }
     }
     if (got !== expected) {
       throw new WebSeedError(this.url, 'length', `body of ${got} bytes, ${expected} expected`);

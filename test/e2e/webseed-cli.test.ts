@@ -108,6 +108,36 @@ describe('web seeds from the CLI', () => {
     expect((await readFile(out)).equals(data)).toBe(true);
   });
 
+  it('--max-download-rate holds web seeds too', async () => {
+    const data = randomBytesSeeded(2 * 1024 * 1024, 'ws-rate');
+    const s = await server({ '/f.bin': data });
+    const t = makeTorrent({
+      name: 'f.bin',
+      pieceLength: 32768,
+      files: { data },
+      extraRoot: { 'url-list': [`${s.origin}/f.bin`] },
+    });
+    const tp = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'f.bin');
+    const started = performance.now();
+    const r = await runCli([
+      'download',
+      tp,
+      '-o',
+      out,
+      '--json',
+      '--no-dht',
+      '--no-listen',
+      '--max-download-rate',
+      '256K',
+    ]);
+    const seconds = (performance.now() - started) / 1000;
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    // 8 s at the limit, less what the two requests in flight read past it (a chunk each).
+    expect(seconds).toBeGreaterThan(5);
+  }, 60_000);
+
   it('--no-web-seeds: with no other source, exit 4 at once', async () => {
     const data = randomBytesSeeded(50_000, 'ws-off');
     const s = await server({ '/f.bin': data });

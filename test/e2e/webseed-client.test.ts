@@ -395,6 +395,20 @@ describe('WebSeed faults', () => {
     expect(seed.available()).toBe(true);
   });
 
+  it('time held back by a download limit does not count toward pieceTimeoutMs', async () => {
+    const s = await server({ '/single%20file.bin': S });
+    let waits = 0;
+    let read = 0;
+    const limit = {
+      onRead: (n: number) => (read += n),
+      waitMs: () => (waits++ < 3 ? 1_000 : 0),
+    };
+    const seed = seedFor(`${s.origin}/`, torrent(single), { pieceTimeoutMs: 2_000, limit });
+    expect((await seed.fetchPiece(1)).equals(single.pieces[1]!)).toBe(true);
+    expect(waits).toBeGreaterThan(3);
+    expect(read).toBe(1024);
+  }, 20_000);
+
   it('the whole piece is bounded by pieceTimeoutMs even when data keeps trickling', async () => {
     const s = await server(multiFiles, 'stall-body');
     const seed = seedFor(`${s.origin}/seed`, torrent(multi), { pieceTimeoutMs: 200 });
