@@ -483,7 +483,8 @@ function peerSources(o: ClientOptions): {
   const bySources = o.trackersToo || peers.length === 0;
   const useTrackers = bySources && meta.announceList.length > 0;
   const dht = bySources && !meta.private ? (o.dht ?? null) : null;
-  const webSeeds = o.webSeeds === false ? [] : meta.urlList;
+  // Web seeds only give pieces: a seed, whose data is complete, has no use for them.
+  const webSeeds = o.webSeeds === false || o.seedOnly === true ? [] : meta.urlList;
   const waitsForPeers = o.seedOnly === true && o.listen !== false;
   if (peers.length === 0 && !useTrackers && !dht && webSeeds.length === 0 && !waitsForPeers) {
     throw new NoPeersError(

@@ -4,7 +4,7 @@
  * off, and a magnet link's `ws` and `so` are used (the web seed, the selection).
  */
 import { readdirSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
@@ -137,6 +137,26 @@ describe('web seeds from the CLI', () => {
     // 8 s at the limit, less what the two requests in flight read past it (a chunk each).
     expect(seconds).toBeGreaterThan(5);
   }, 60_000);
+
+  it('tdl seed: web seeds bring no peer, so --no-listen with no tracker and no DHT is exit 4', async () => {
+    const data = randomBytesSeeded(50_000, 'ws-seed');
+    const s = await server({ '/f.bin': data });
+    const t = makeTorrent({
+      name: 'f.bin',
+      pieceLength: 16384,
+      files: { data },
+      extraRoot: { 'url-list': [`${s.origin}/f.bin`] },
+    });
+    const tp = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'f.bin');
+    await writeFile(out, data);
+    const r = await runCli(['seed', tp, '-o', out, '--no-dht', '--no-listen'], {
+      signal: AbortSignal.timeout(15_000),
+    });
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toContain('no peer can reach this seed');
+    expect(s.requests).toEqual([]);
+  }, 30_000);
 
   it('--no-web-seeds: with no other source, exit 4 at once', async () => {
     const data = randomBytesSeeded(50_000, 'ws-off');
