@@ -3,9 +3,13 @@
  * source is capped at MAX_TORRENT_FILE_BYTES before it is held in memory and parsed by the same
  * strict parser; a URL is fetched within TORRENT_FETCH_TIMEOUT_MS (connection, redirects, headers
  * and body included), following at most MAX_TORRENT_REDIRECTS redirects, to http: and https: only.
+ * A gzip or deflate body (a server may compress what it was not asked to) is decoded, the cap
+ * then applying to the decoded bytes.
  */
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
+import { pipeline } from 'node:stream';
+import { createGunzip, createInflate } from 'node:zlib';
 import { logger } from '../log.js';
 import { describeError, MetainfoError, TdlError, UsageError } from '../errors.js';
 import { followRedirect, REDIRECT_STATUSES } from '../http.js';
@@ -215,7 +219,22 @@ async function fetchOnce(url: string, signal: AbortSignal, timeoutMs: number): P
       const lenHeader = headers['content-length'];
       const declared = Number(Array.isArray(lenHeader) ? lenHeader[0] : lenHeader);
       if (Number.isFinite(declared) && declared > MAX_TORRENT_FILE_BYTES) throw tooLarge(declared);
-      return await readCapped(body);
+      const encHeader = headers['content-encoding'];
+      const encoding = (Array.isArray(encHeader) ? encHeader.join(',') : (encHeader ?? ''))
+        .trim()
+        .toLowerCase();
+      if (encoding === '' || encoding === 'identity') return await readCapped(body);
+      if (encoding !== 'gzip' && encoding !== 'x-gzip' && encoding !== 'deflate') {
+        throw new UsageError(`unsupported Content-Encoding ${encoding}`);
+      }
+      const decoder = encoding === 'deflate' ? createInflate() : createGunzip();
+      // An error on either side destroys both; the read below then fails with it.
+      pipeline(body, decoder, () => undefined);
+      try {
+        return await readCapped(decoder);
+      } finally {
+        decoder.destroy();
+      }
     } finally {
       // A body not read to its end is dropped, not left to hold the connection.
       if (!body.readableEnded) {

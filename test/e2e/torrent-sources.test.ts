@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/program.js';
 import { loadTorrent, MAX_TORRENT_REDIRECTS } from '../../src/cli/torrent-file.js';
@@ -279,6 +280,33 @@ describe('hostile sources get the same refusals as files', () => {
     const loop = await cli(['download', `${base}/loop`, '-o', path.join(dir, 'o')]);
     expect(loop.code).toBe(2);
     expect(loop.stderr).toContain(`more than ${MAX_TORRENT_REDIRECTS} redirects`);
+  });
+
+  it('a gzip or deflate body is decoded, within the cap; another coding is refused', async () => {
+    const bomb = gzipSync(Buffer.alloc(MAX_TORRENT_FILE_BYTES + 1024 * 1024, 0x31));
+    const base = await server((req, res) => {
+      const [body, encoding] =
+        req.url === '/gz'
+          ? [gzipSync(t.torrent), 'gzip']
+          : req.url === '/deflate'
+            ? [deflateSync(t.torrent), 'deflate']
+            : req.url === '/bomb'
+              ? [bomb, 'gzip']
+              : [brotliCompressSync(t.torrent), 'br'];
+      res.writeHead(200, { 'content-encoding': encoding });
+      res.end(body);
+    });
+    for (const p of ['/gz', '/deflate']) {
+      const r = await cli(['info', `${base}${p}`, '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ name: 'src.bin' });
+    }
+    const big = await cli(['info', `${base}/bomb`]);
+    expect(big.code).toBe(3);
+    expect(big.stderr).toContain(`more than ${MAX_TORRENT_FILE_BYTES} bytes`);
+    const br = await cli(['info', `${base}/br`]);
+    expect(br.code).toBe(2);
+    expect(br.stderr).toContain('unsupported Content-Encoding br');
   });
 
   it('an HTTP error or an unreachable server: exit 2', async () => {
