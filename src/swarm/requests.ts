@@ -215,7 +215,8 @@ export class RequestScheduler {
    * trickles a block is never snubbed and, with no measured rate, its requests never expire: a
    * new peer may then ask for the block too, or one that joins late (the only good one, say)
    * would wait on the trickle forever. A silent holder is snubbed long before, which keeps two
-   * silent peers from holding both requests of a block.
+   * silent peers from holding both requests of a block. A block no other peer holds (a web seed
+   * has it, which no request timeout of ours bounds) may be asked for at once.
    */
   private heldTooLong(
     key: number,
@@ -223,15 +224,12 @@ export class RequestScheduler {
     all: Iterable<PeerRequests>,
     now: number,
   ): boolean {
-    let held = false;
     for (const o of all) {
       if (o === self) continue;
       const sentAt = o.inflight.get(key);
-      if (sentAt === undefined) continue;
-      if (now - sentAt < this.requestTimeoutMs) return false;
-      held = true;
+      if (sentAt !== undefined && now - sentAt < this.requestTimeoutMs) return false;
     }
-    return held;
+    return true;
   }
 
   /** A block arrived from a peer. */

@@ -158,6 +158,40 @@ describe('web seeds from the CLI', () => {
     expect(s.requests).toEqual([]);
   }, 30_000);
 
+  it('a web seed that holds every piece and sends nothing does not keep a good peer waiting', async () => {
+    const data = randomBytesSeeded(128 * 1024, 'ws-hold');
+    // Answers nothing: each request waits for its headers timeout (20 s).
+    const s = await startWebSeedServer({ files: { '/f.bin': data }, fault: 'stall-headers' });
+    servers.push(s);
+    const t = makeTorrent({
+      name: 'f.bin',
+      pieceLength: 16384,
+      files: { data },
+      extraRoot: { 'url-list': [`${s.origin}/f.bin`] },
+    });
+    const tp = await fx.writeTorrent(t);
+    const peer = await fx.seeder(t, 16384);
+    const out = path.join(fx.dir, 'f.bin');
+    const started = performance.now();
+    const r = await runCli([
+      'download',
+      tp,
+      '-o',
+      out,
+      '--json',
+      '--no-dht',
+      '--no-listen',
+      '--peer',
+      `127.0.0.1:${peer.port}`,
+    ]);
+    const seconds = (performance.now() - started) / 1000;
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    // The web seed was asked first (it holds its pieces at once), then the peer got them all.
+    expect(s.requests.length).toBeGreaterThan(0);
+    expect(seconds).toBeLessThan(15);
+  }, 60_000);
+
   it('--no-web-seeds: with no other source, exit 4 at once', async () => {
     const data = randomBytesSeeded(50_000, 'ws-off');
     const s = await server({ '/f.bin': data });

@@ -250,6 +250,31 @@ describe('RequestScheduler endgame duplicates', () => {
     expect(b.inflight.size).toBeGreaterThan(0);
   });
 
+  it('a new peer asks at once for duplicates of blocks only a web seed holds', () => {
+    // The web seed reserved both pieces whole (every block requested), before any peer came.
+    const layout = new Layout([{ length: 2 * PIECE, offset: 0 }], PIECE, 2 * PIECE);
+    const picker = new PiecePicker(layout, new Bitfield(2), 64 * 1024 * 1024, () => 0.5);
+    const s = new RequestScheduler(layout, picker);
+    expect(picker.reserveWhole('web seeds', () => true)).not.toBeNull();
+    expect(picker.reserveWhole('web seeds', () => true)).not.toBeNull();
+    const bitfield = new Bitfield(2);
+    bitfield.setAll();
+    const conn = {
+      address: '10.0.0.2:6881',
+      bitfield,
+      peerChoking: false,
+      bytesIn: 0,
+      blockBytesIn: 0,
+      request() {},
+      cancel() {},
+    };
+    const b = new PeerRequests(conn as unknown as PeerConnection, 0);
+    b.maxOut = 64;
+    b.pipeline.depth = 64;
+    s.fill(b, true, () => [b]);
+    expect(b.inflight.size).toBeGreaterThan(0);
+  });
+
   it('keep-alives and haves are not progress; block data, even partial, is', () => {
     const { s, a } = twoPeers(0);
     a.lastProgressAt = 0;
