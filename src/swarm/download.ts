@@ -92,6 +92,8 @@ export class Download extends EventEmitter<DownloadEvents> {
   private readonly sessions = new Map<PeerConnection, Session>();
   private readonly startedAt = Date.now();
   private lastProgressAt = Date.now();
+  /** Web seed bytes received at the last tick (see tick). */
+  private webBytesSeen = 0;
   private firstUnchokeAt = 0;
   private lastRoomMadeAt = 0;
   private downloaded = 0;
@@ -917,6 +919,12 @@ export class Download extends EventEmitter<DownloadEvents> {
       }
       if (verdict === 'snubbed' || verdict === 'expired') this.wakeAll();
       if (s.req.inflight.size < s.req.depth) this.request(s);
+    }
+    // So are web seed bytes still arriving: a piece may take a slow server longer than `--timeout`.
+    const webBytes = this.webSeeds?.bytesFetched ?? 0;
+    if (webBytes !== this.webBytesSeen) {
+      this.webBytesSeen = webBytes;
+      this.lastProgressAt = now;
     }
     this.picker.maxInflightBytes = memoryBudget(this.sessions.values(), this.layout.pieceLength);
     // A priority window (a stream): slow peers are kept out of it at each tick.

@@ -138,6 +138,35 @@ describe('web seeds from the CLI', () => {
     expect(seconds).toBeGreaterThan(5);
   }, 60_000);
 
+  it('--timeout: web seed bytes still arriving are data, a piece slower than it is not a stall', async () => {
+    // One 512 KiB piece at 64 KiB/s: 8 s for the piece, bytes every second or so.
+    const data = randomBytesSeeded(512 * 1024, 'ws-timeout');
+    const s = await server({ '/f.bin': data });
+    const t = makeTorrent({
+      name: 'f.bin',
+      pieceLength: 512 * 1024,
+      files: { data },
+      extraRoot: { 'url-list': [`${s.origin}/f.bin`] },
+    });
+    const tp = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'f.bin');
+    const r = await runCli([
+      'download',
+      tp,
+      '-o',
+      out,
+      '--json',
+      '--no-dht',
+      '--no-listen',
+      '--max-download-rate',
+      '64K',
+      '--timeout',
+      '4',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+  }, 60_000);
+
   it('tdl seed: web seeds bring no peer, so --no-listen with no tracker and no DHT is exit 4', async () => {
     const data = randomBytesSeeded(50_000, 'ws-seed');
     const s = await server({ '/f.bin': data });
