@@ -1005,6 +1005,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     for (const x of this.opts.sources ?? []) {
       for (const f of x.source.failures) tf.push(`${x.origin}: ${f.message}`);
     }
+    for (const w of this.webSeeds?.seeds ?? []) if (w.lastError) tf.push(w.lastError.message);
     parts.push(...tf.slice(0, 3));
     return ` (${parts.join('; ')})`;
   }

@@ -167,6 +167,32 @@ describe('web seeds from the CLI', () => {
     expect((await readFile(out)).equals(data)).toBe(true);
   }, 60_000);
 
+  it('a web seed that fails to the end is named in the exit message', async () => {
+    const s = await server({});
+    const data = randomBytesSeeded(50_000, 'ws-gone');
+    const t = makeTorrent({
+      name: 'f.bin',
+      pieceLength: 16384,
+      files: { data },
+      extraRoot: { 'url-list': [`${s.origin}/f.bin`] },
+    });
+    const tp = await fx.writeTorrent(t);
+    const r = await runCli([
+      'download',
+      tp,
+      '-o',
+      path.join(fx.dir, 'f.bin'),
+      '--no-dht',
+      '--no-listen',
+      '--timeout',
+      '2',
+    ]);
+    expect(r.code).toBe(4);
+    const last = r.stderr.trim().split('\n').at(-1)!;
+    expect(last).toMatch(/^tdl: no usable peer within 2s/);
+    expect(last).toContain(`web seed ${s.origin}/f.bin: HTTP 404`);
+  }, 30_000);
+
   it('tdl seed: web seeds bring no peer, so --no-listen with no tracker and no DHT is exit 4', async () => {
     const data = randomBytesSeeded(50_000, 'ws-seed');
     const s = await server({ '/f.bin': data });
