@@ -194,6 +194,10 @@ export async function startWebSeedServer(opts: WebSeedServerOptions): Promise<We
     res.end(body);
   }
 
+  // Node's keep-alive timer starts once a response is handed to the kernel, not once it is read:
+  // at 5 s (the default) it would cut a client still reading a large body slowly (a download
+  // limit), as no web server's send timeout does.
+  server.keepAliveTimeout = 60_000;
   server.on('connection', (s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
