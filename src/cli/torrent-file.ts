@@ -164,6 +164,7 @@ async function readStdin(stdin: ByteStream, signal?: AbortSignal): Promise<Buffe
 }
 
 async function fetchTorrent(url: string, o: LoadOptions): Promise<Buffer> {
+  if (o.signal?.aborted) throw o.signal.reason;
   const timeoutMs = o.timeoutMs ?? TORRENT_FETCH_TIMEOUT_MS;
   const controller = new AbortController();
   let timedOut = false;
@@ -172,7 +173,6 @@ async function fetchTorrent(url: string, o: LoadOptions): Promise<Buffer> {
     controller.abort();
   }, timeoutMs);
   const onAbort = () => controller.abort();
-  if (o.signal?.aborted) throw o.signal.reason;
   o.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     return await fetchOnce(url, controller.signal, timeoutMs);
