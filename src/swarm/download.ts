@@ -943,9 +943,14 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (!this.everReady && this.downloaded === 0) {
         this.fail(new NoPeersError(`no usable peer within ${secs}s${this.noPeersDetail()}`));
       } else {
+        const n = this.sessions.size;
+        const problems = this.lastFailure ? [`last peer problem: ${this.lastFailure}`] : [];
+        // Web seeds that fail count too: the data may have been expected from them alone.
+        for (const w of this.webSeeds?.seeds ?? [])
+          if (w.lastError) problems.push(w.lastError.message);
         this.fail(
           new TransferError(
-            `no data for ${secs}s (${this.sessions.size} peer${this.sessions.size === 1 ? '' : 's'} connected)${this.lastFailure ? `; last peer problem: ${this.lastFailure}` : ''}`,
+            `no data for ${secs}s (${n} peer${n === 1 ? '' : 's'} connected)${problems.length > 0 ? `; ${problems.slice(0, 3).join('; ')}` : ''}`,
           ),
         );
       }

@@ -193,6 +193,36 @@ describe('web seeds from the CLI', () => {
     expect(last).toContain(`web seed ${s.origin}/f.bin: HTTP 404`);
   }, 30_000);
 
+  it('a web seed that fails while the peers run dry is named in the stall message', async () => {
+    const s = await server({});
+    const data = randomBytesSeeded(4 * 16384, 'ws-stall');
+    const t = makeTorrent({
+      name: 'f.bin',
+      pieceLength: 16384,
+      files: { data },
+      extraRoot: { 'url-list': [`${s.origin}/f.bin`] },
+    });
+    // The peer has half the pieces: the download starts, then nothing more comes.
+    const half = await fx.seeder(t, 16384, { pieces: (i) => i < 2 });
+    const tp = await fx.writeTorrent(t);
+    const r = await runCli([
+      'download',
+      tp,
+      '-o',
+      path.join(fx.dir, 'f.bin'),
+      '--no-dht',
+      '--no-listen',
+      '--peer',
+      `127.0.0.1:${half.port}`,
+      '--timeout',
+      '2',
+    ]);
+    expect(r.code).toBe(5);
+    const last = r.stderr.trim().split('\n').at(-1)!;
+    expect(last).toMatch(/^tdl: no data for 2s \(1 peer connected\)/);
+    expect(last).toContain(`web seed ${s.origin}/f.bin: HTTP 404`);
+  }, 30_000);
+
   it('tdl seed: web seeds bring no peer, so --no-listen with no tracker and no DHT is exit 4', async () => {
     const data = randomBytesSeeded(50_000, 'ws-seed');
     const s = await server({ '/f.bin': data });
