@@ -113,11 +113,14 @@ interface Upload {
   chokedAt: number;
   sentAtUnchoke: number;
   /**
-   * Since when its socket holds HIGH_WATER or more without having gone below it (0 = it does
-   * not): its 'writable' comes only once the socket is empty, which a peer that reads as we
-   * top its socket up may never let happen.
+   * Since when its socket holds HIGH_WATER or more without having gone below it, or shrunk (0 =
+   * it does not): its 'writable' comes only once the socket is empty, which a peer that reads as
+   * we top its socket up may never let happen; and a slow reader's socket may hold the reads in
+   * flight (MAX_PENDING_BYTES) for longer than STUCK_MS, going down a batched write at a time.
    */
   fullSince: number;
+  /** What its socket held when last seen full: less since is progress (see `stuck`). */
+  fullLevel: number;
   /** Read buffers that blocks waiting in its socket are views of (blocks each), and their bytes. */
   views: Map<ArrayBufferLike, number>;
   viewBytes: number;
@@ -167,6 +170,7 @@ export class UploadService {
       chokedAt: Date.now(),
       sentAtUnchoke: 0,
       fullSince: 0,
+      fullLevel: 0,
       views: new Map(),
       viewBytes: 0,
       sent: 0,
@@ -328,9 +332,7 @@ export class UploadService {
     while (!this.closed && u.queue.length > 0 && u.conn.state === 'open') {
       const queued = u.conn.writeQueued;
       if (queued >= HIGH_WATER) {
-        const now = Date.now();
-        if (u.fullSince === 0) u.fullSince = now;
-        else if (now - u.fullSince > STUCK_MS) u.conn.close('does not read what we send');
+        if (this.stuck(u, queued, Date.now())) u.conn.close('does not read what we send');
         return false;
       }
       // Below the mark: the peer reads, even if its socket never empties (no 'writable').
@@ -497,11 +499,29 @@ export class UploadService {
   /** Check for stuck sockets (called by the orchestrator's tick). */
   tick(now: number): void {
     for (const u of this.peers.values()) {
-      if (u.conn.writeQueued < HIGH_WATER) u.fullSince = 0;
-      if (u.fullSince > 0 && now - u.fullSince > STUCK_MS) {
+      const queued = u.conn.writeQueued;
+      if (queued < HIGH_WATER) u.fullSince = 0;
+      else if (this.stuck(u, queued, now)) {
         u.conn.close('does not read what we send');
-      } else this.pump(u);
+        continue;
+      }
+      this.pump(u);
     }
+  }
+
+  /**
+   * Its socket holds `queued` bytes, HIGH_WATER or more: has it held that much, without shrinking
+   * once, for STUCK_MS? A socket that shrank (the peer read a batched write) starts the clock
+   * again; one that grew (reads in flight landed) does not.
+   */
+  private stuck(u: Upload, queued: number, now: number): boolean {
+    if (u.fullSince === 0 || queued < u.fullLevel) {
+      u.fullSince = now;
+      u.fullLevel = queued;
+      return false;
+    }
+    u.fullLevel = queued;
+    return now - u.fullSince > STUCK_MS;
   }
 
   /**

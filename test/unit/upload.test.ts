@@ -328,6 +328,35 @@ describe('UploadService: a peer whose socket stays full', () => {
     upload.tick(Date.now());
     expect(slow.state).toBe('closed');
   });
+
+  it('a slow reader whose socket shrinks a batch at a time, never below HIGH_WATER, is kept', () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const { upload, add } = setup();
+    const slow = add('127.0.0.1:2');
+    // The reads in flight landed: 4 MiB in its socket, which it reads 1 MiB a batch, a batch
+    // every 40 s (26 KiB/s): never below HIGH_WATER for more than STUCK_MS.
+    slow.writeQueued = 4 * 1024 * 1024;
+    requestPieces(
+      slow,
+      Array.from({ length: 40 }, (_, i) => i),
+    );
+    upload.tick(Date.now());
+    for (let left = 3; left >= 1; left--) {
+      vi.advanceTimersByTime(40_000);
+      slow.writeQueued = left * 1024 * 1024;
+      upload.tick(Date.now());
+      expect(slow.state).toBe('open');
+    }
+    // Grown again (more reads landed) is no progress: it stops reading and is dropped.
+    slow.writeQueued = 2 * 1024 * 1024;
+    upload.tick(Date.now());
+    vi.advanceTimersByTime(STUCK_MS / 2);
+    upload.tick(Date.now());
+    expect(slow.state).toBe('open');
+    vi.advanceTimersByTime(STUCK_MS / 2 + 1000);
+    upload.tick(Date.now());
+    expect(slow.state).toBe('closed');
+  });
 });
 
 describe('UploadService allowed fast (BEP 6)', () => {
