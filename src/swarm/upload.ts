@@ -330,14 +330,12 @@ export class UploadService {
   /** pump's loop: true when it stopped to wait for tokens (the peer is then in `waiting`). */
   private serveQueue(u: Upload): boolean {
     while (!this.closed && u.queue.length > 0 && u.conn.state === 'open') {
-      const queued = u.conn.writeQueued;
-      if (queued >= HIGH_WATER) {
-        if (this.stuck(u, queued, Date.now())) u.conn.close('does not read what we send');
+      const socket = this.socketState(u, Date.now());
+      if (socket !== 'room') {
+        if (socket === 'stuck') u.conn.close('does not read what we send');
         return false;
       }
-      // Below the mark: the peer reads, even if its socket never empties (no 'writable').
-      u.fullSince = 0;
-      if (queued + u.pending >= MAX_PENDING_BYTES) return false;
+      if (u.conn.writeQueued + u.pending >= MAX_PENDING_BYTES) return false;
       const r = u.queue[0]!;
       const st = this.stretchOf(r);
       const cost = this.readCost(r, st);
@@ -499,29 +497,30 @@ export class UploadService {
   /** Check for stuck sockets (called by the orchestrator's tick). */
   tick(now: number): void {
     for (const u of this.peers.values()) {
-      const queued = u.conn.writeQueued;
-      if (queued < HIGH_WATER) u.fullSince = 0;
-      else if (this.stuck(u, queued, now)) {
-        u.conn.close('does not read what we send');
-        continue;
-      }
-      this.pump(u);
+      if (this.socketState(u, now) === 'stuck') u.conn.close('does not read what we send');
+      else this.pump(u);
     }
   }
 
   /**
-   * Its socket holds `queued` bytes, HIGH_WATER or more: has it held that much, without shrinking
-   * once, for STUCK_MS? A socket that shrank (the peer read a batched write) starts the clock
+   * Its socket: `room` below HIGH_WATER (the peer reads, even if the socket never empties: no
+   * 'writable'), else `full`, or `stuck` when it has held HIGH_WATER or more without shrinking
+   * once for STUCK_MS. A socket that shrank (the peer read a batched write) starts the clock
    * again; one that grew (reads in flight landed) does not.
    */
-  private stuck(u: Upload, queued: number, now: number): boolean {
+  private socketState(u: Upload, now: number): 'room' | 'full' | 'stuck' {
+    const queued = u.conn.writeQueued;
+    if (queued < HIGH_WATER) {
+      u.fullSince = 0;
+      return 'room';
+    }
     if (u.fullSince === 0 || queued < u.fullLevel) {
       u.fullSince = now;
       u.fullLevel = queued;
-      return false;
+      return 'full';
     }
     u.fullLevel = queued;
-    return now - u.fullSince > STUCK_MS;
+    return now - u.fullSince > STUCK_MS ? 'stuck' : 'full';
   }
 
   /**
