@@ -946,8 +946,7 @@ export class Download extends EventEmitter<DownloadEvents> {
         const n = this.sessions.size;
         const problems = this.lastFailure ? [`last peer problem: ${this.lastFailure}`] : [];
         // Web seeds that fail count too: the data may have been expected from them alone.
-        for (const w of this.webSeeds?.seeds ?? [])
-          if (w.lastError) problems.push(w.lastError.message);
+        problems.push(...this.webSeedErrors());
         this.fail(
           new TransferError(
             `no data for ${secs}s (${n} peer${n === 1 ? '' : 's'} connected)${problems.length > 0 ? `; ${problems.slice(0, 3).join('; ')}` : ''}`,
@@ -1010,9 +1009,16 @@ export class Download extends EventEmitter<DownloadEvents> {
     for (const x of this.opts.sources ?? []) {
       for (const f of x.source.failures) tf.push(`${x.origin}: ${f.message}`);
     }
-    for (const w of this.webSeeds?.seeds ?? []) if (w.lastError) tf.push(w.lastError.message);
+    tf.push(...this.webSeedErrors());
     parts.push(...tf.slice(0, 3));
     return ` (${parts.join('; ')})`;
+  }
+
+  /** The last error of each web seed that has one. */
+  private webSeedErrors(): string[] {
+    const out: string[] = [];
+    for (const w of this.webSeeds?.seeds ?? []) if (w.lastError) out.push(w.lastError.message);
+    return out;
   }
 
   /** End every connection and timer (idempotent). Trackers are the caller's. */
