@@ -363,6 +363,12 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
     }
   }
 
+  /** `base` doubled at each failed round of the tier in a row after the first, up to the cap. */
+  private afterFailures(base: number, tier: TierState): number {
+    const doubled = base * 2 ** Math.min(tier.failedRounds - 1, 30);
+    return Math.min(doubled, this.timing.maxRetryAfterFailureMs);
+  }
+
   private bringForward(tier: TierState): void {
     const now = Date.now();
     let at: number;
@@ -370,11 +376,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
       // Sooner than the failure schedule, but backing off too: a tracker that keeps failing
       // (down, or refusing the torrent) is not asked every few seconds for as long as the
       // download is short of peers.
-      const floor = Math.min(
-        this.timing.requestMoreMinMs * 2 ** Math.min(tier.failedRounds - 1, 30),
-        this.timing.maxRetryAfterFailureMs,
-      );
-      at = tier.lastRoundEndAt + floor;
+      at = tier.lastRoundEndAt + this.afterFailures(this.timing.requestMoreMinMs, tier);
     } else if (tier.lastSuccessAt === undefined) {
       at = tier.lastRoundEndAt + this.timing.requestMoreMinMs;
     } else {
@@ -666,10 +668,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
         done = true;
         tier.failedRounds++;
         finish();
-        const delay = Math.min(
-          this.timing.retryAfterFailureMs * 2 ** Math.min(tier.failedRounds - 1, 30),
-          this.timing.maxRetryAfterFailureMs,
-        );
+        const delay = this.afterFailures(this.timing.retryAfterFailureMs, tier);
         debug(
           'tier %d (%s): every tracker failed, retrying in %dms',
           tier.index,
