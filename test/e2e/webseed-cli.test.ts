@@ -25,6 +25,21 @@ async function server(files: Record<string, Buffer>, fault?: 'wrong-bytes') {
   return s;
 }
 
+/** A single-file torrent of `data` named f.bin whose one web seed is `${origin}/f.bin`. */
+function webSeeded(origin: string, data: Buffer, pieceLength: number) {
+  return makeTorrent({
+    name: 'f.bin',
+    pieceLength,
+    files: { data },
+    extraRoot: { 'url-list': [`${origin}/f.bin`] },
+  });
+}
+
+/** `tdl download` of the torrent at `tp` into `out`, with no DHT and no listening port. */
+function offline(tp: string, out: string, ...more: string[]) {
+  return runCli(['download', tp, '-o', out, '--no-dht', '--no-listen', ...more]);
+}
+
 describe('web seeds from the CLI', () => {
   it('downloads a multi-file torrent from its web seed alone, byte for byte', async () => {
     const a = randomBytesSeeded(300_000, 'ws-a');
@@ -111,26 +126,11 @@ describe('web seeds from the CLI', () => {
   it('--max-download-rate holds web seeds too', async () => {
     const data = randomBytesSeeded(2 * 1024 * 1024, 'ws-rate');
     const s = await server({ '/f.bin': data });
-    const t = makeTorrent({
-      name: 'f.bin',
-      pieceLength: 32768,
-      files: { data },
-      extraRoot: { 'url-list': [`${s.origin}/f.bin`] },
-    });
+    const t = webSeeded(s.origin, data, 32768);
     const tp = await fx.writeTorrent(t);
     const out = path.join(fx.dir, 'f.bin');
     const started = performance.now();
-    const r = await runCli([
-      'download',
-      tp,
-      '-o',
-      out,
-      '--json',
-      '--no-dht',
-      '--no-listen',
-      '--max-download-rate',
-      '256K',
-    ]);
+    const r = await offline(tp, out, '--json', '--max-download-rate', '256K');
     const seconds = (performance.now() - started) / 1000;
     expect(r.code, r.stderr).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
@@ -142,27 +142,10 @@ describe('web seeds from the CLI', () => {
     // One 512 KiB piece at 64 KiB/s: 8 s for the piece, bytes every second or so.
     const data = randomBytesSeeded(512 * 1024, 'ws-timeout');
     const s = await server({ '/f.bin': data });
-    const t = makeTorrent({
-      name: 'f.bin',
-      pieceLength: 512 * 1024,
-      files: { data },
-      extraRoot: { 'url-list': [`${s.origin}/f.bin`] },
-    });
+    const t = webSeeded(s.origin, data, 512 * 1024);
     const tp = await fx.writeTorrent(t);
     const out = path.join(fx.dir, 'f.bin');
-    const r = await runCli([
-      'download',
-      tp,
-      '-o',
-      out,
-      '--json',
-      '--no-dht',
-      '--no-listen',
-      '--max-download-rate',
-      '64K',
-      '--timeout',
-      '4',
-    ]);
+    const r = await offline(tp, out, '--json', '--max-download-rate', '64K', '--timeout', '4');
     expect(r.code, r.stderr).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
   }, 60_000);
@@ -170,23 +153,9 @@ describe('web seeds from the CLI', () => {
   it('a web seed that fails to the end is named in the exit message', async () => {
     const s = await server({});
     const data = randomBytesSeeded(50_000, 'ws-gone');
-    const t = makeTorrent({
-      name: 'f.bin',
-      pieceLength: 16384,
-      files: { data },
-      extraRoot: { 'url-list': [`${s.origin}/f.bin`] },
-    });
+    const t = webSeeded(s.origin, data, 16384);
     const tp = await fx.writeTorrent(t);
-    const r = await runCli([
-      'download',
-      tp,
-      '-o',
-      path.join(fx.dir, 'f.bin'),
-      '--no-dht',
-      '--no-listen',
-      '--timeout',
-      '2',
-    ]);
+    const r = await offline(tp, path.join(fx.dir, 'f.bin'), '--timeout', '2');
     expect(r.code).toBe(4);
     const last = r.stderr.trim().split('\n').at(-1)!;
     expect(last).toMatch(/^tdl: no usable peer within 2s/);
@@ -196,27 +165,18 @@ describe('web seeds from the CLI', () => {
   it('a web seed that fails while the peers run dry is named in the stall message', async () => {
     const s = await server({});
     const data = randomBytesSeeded(4 * 16384, 'ws-stall');
-    const t = makeTorrent({
-      name: 'f.bin',
-      pieceLength: 16384,
-      files: { data },
-      extraRoot: { 'url-list': [`${s.origin}/f.bin`] },
-    });
+    const t = webSeeded(s.origin, data, 16384);
     // The peer has half the pieces: the download starts, then nothing more comes.
     const half = await fx.seeder(t, 16384, { pieces: (i) => i < 2 });
     const tp = await fx.writeTorrent(t);
-    const r = await runCli([
-      'download',
+    const r = await offline(
       tp,
-      '-o',
       path.join(fx.dir, 'f.bin'),
-      '--no-dht',
-      '--no-listen',
       '--peer',
       `127.0.0.1:${half.port}`,
       '--timeout',
       '2',
-    ]);
+    );
     expect(r.code).toBe(5);
     const last = r.stderr.trim().split('\n').at(-1)!;
     expect(last).toMatch(/^tdl: no data for 2s \(1 peer connected\)/);
@@ -226,12 +186,7 @@ describe('web seeds from the CLI', () => {
   it('tdl seed: web seeds bring no peer, so --no-listen with no tracker and no DHT is exit 4', async () => {
     const data = randomBytesSeeded(50_000, 'ws-seed');
     const s = await server({ '/f.bin': data });
-    const t = makeTorrent({
-      name: 'f.bin',
-      pieceLength: 16384,
-      files: { data },
-      extraRoot: { 'url-list': [`${s.origin}/f.bin`] },
-    });
+    const t = webSeeded(s.origin, data, 16384);
     const tp = await fx.writeTorrent(t);
     const out = path.join(fx.dir, 'f.bin');
     await writeFile(out, data);
@@ -248,27 +203,12 @@ describe('web seeds from the CLI', () => {
     // Answers nothing: each request waits for its headers timeout (20 s).
     const s = await startWebSeedServer({ files: { '/f.bin': data }, fault: 'stall-headers' });
     servers.push(s);
-    const t = makeTorrent({
-      name: 'f.bin',
-      pieceLength: 16384,
-      files: { data },
-      extraRoot: { 'url-list': [`${s.origin}/f.bin`] },
-    });
+    const t = webSeeded(s.origin, data, 16384);
     const tp = await fx.writeTorrent(t);
     const peer = await fx.seeder(t, 16384);
     const out = path.join(fx.dir, 'f.bin');
     const started = performance.now();
-    const r = await runCli([
-      'download',
-      tp,
-      '-o',
-      out,
-      '--json',
-      '--no-dht',
-      '--no-listen',
-      '--peer',
-      `127.0.0.1:${peer.port}`,
-    ]);
+    const r = await offline(tp, out, '--json', '--peer', `127.0.0.1:${peer.port}`);
     const seconds = (performance.now() - started) / 1000;
     expect(r.code, r.stderr).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
@@ -280,12 +220,7 @@ describe('web seeds from the CLI', () => {
   it('--no-web-seeds: with no other source, exit 4 at once', async () => {
     const data = randomBytesSeeded(50_000, 'ws-off');
     const s = await server({ '/f.bin': data });
-    const t = makeTorrent({
-      name: 'f.bin',
-      pieceLength: 16384,
-      files: { data },
-      extraRoot: { 'url-list': [`${s.origin}/f.bin`] },
-    });
+    const t = webSeeded(s.origin, data, 16384);
     const tp = await fx.writeTorrent(t);
     const r = await runCli([
       'download',
