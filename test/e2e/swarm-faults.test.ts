@@ -26,6 +26,12 @@ import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
 const fx = useFixture();
 
+/** `tdl download` of the torrent at `tp` into `out` from these peers only (`host:port`). */
+function fromPeers(tp: string, out: string, peers: string[], ...more: string[]) {
+  const peerArgs = peers.flatMap((p) => ['--peer', p]);
+  return runCli(['download', tp, '-o', out, '--no-dht', '--no-listen', ...peerArgs, ...more]);
+}
+
 describe('swarm faults', () => {
   it('a seeder that chokes for 11 s and unchokes again is not snubbed: nothing wasted', async () => {
     const data = randomBytesSeeded(2 * 1024 * 1024, 'choke-11');
@@ -37,18 +43,7 @@ describe('swarm faults', () => {
     });
     const tp = await fx.writeTorrent(t);
     const out = path.join(fx.dir, 'c.bin');
-    const r = await runCli([
-      'download',
-      tp,
-      '-o',
-      out,
-      '--json',
-      '--no-dht',
-      '--port',
-      '0',
-      '--peer',
-      `127.0.0.1:${seeder.port}`,
-    ]);
+    const r = await fromPeers(tp, out, [`127.0.0.1:${seeder.port}`], '--json');
     expect(r.code).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
     const done = r.events.find((e) => e['event'] === 'done')!;
@@ -76,18 +71,7 @@ describe('swarm faults', () => {
     fx.onClose(() => peer.close());
     const tp = await fx.writeTorrent(t);
     const out = path.join(fx.dir, 'slow.bin');
-    const r = await runCli([
-      'download',
-      tp,
-      '-o',
-      out,
-      '--no-dht',
-      '--no-listen',
-      '--timeout',
-      '3',
-      '--peer',
-      peer.hostPort,
-    ]);
+    const r = await fromPeers(tp, out, [peer.hostPort], '--timeout', '3');
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
@@ -157,20 +141,8 @@ describe('swarm faults', () => {
     const honest = await fx.seeder(t, PL, slow);
     const tp = await fx.writeTorrent(t);
     const out = path.join(fx.dir, 'f.bin');
-    const peers = [proven, liar, honest].flatMap((s) => ['--peer', `127.0.0.1:${s.port}`]);
-    const r = await runCli([
-      'download',
-      tp,
-      '-o',
-      out,
-      '--json',
-      '--no-dht',
-      '--port',
-      '0',
-      ...peers,
-      '--timeout',
-      '20',
-    ]);
+    const peers = [proven, liar, honest].map((s) => `127.0.0.1:${s.port}`);
+    const r = await fromPeers(tp, out, peers, '--json', '--timeout', '20');
     expect(r.code, r.stderr).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
     expect(liar.served).toBeGreaterThan(0);
