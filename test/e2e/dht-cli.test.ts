@@ -179,21 +179,14 @@ describe('DHT from the CLI (loopback network, no tracker)', () => {
     expect(r.stderr).toContain('--dht-bootstrap foo: expected HOST:PORT');
     expect(tr.announces).toHaveLength(0);
     await expect(readdir(fx.dir)).resolves.not.toContain('x-out');
-    const info = await runCli([
-      'info',
-      'magnet:?xt=urn:btih:' + 'ab'.repeat(20),
-      '--dht-bootstrap',
-      'h:0',
-    ]);
-    expect(info.code).toBe(2);
-    expect(info.stderr).toContain('--dht-bootstrap h:0');
-    const v6 = await runCli([
-      'info',
-      'magnet:?xt=urn:btih:' + 'ab'.repeat(20),
-      '--dht-bootstrap',
-      '[::1]:6881',
-    ]);
-    expect(v6.code).toBe(2);
-    expect(v6.stderr).toContain('--dht-bootstrap [::1]:6881: the DHT is IPv4 only');
+    const magnet = 'magnet:?xt=urn:btih:' + 'ab'.repeat(20);
+    for (const [node, message] of [
+      ['h:0', '--dht-bootstrap h:0'],
+      ['[::1]:6881', '--dht-bootstrap [::1]:6881: the DHT is IPv4 only'],
+    ] as const) {
+      const info = await runCli(['info', magnet, '--dht-bootstrap', node]);
+      expect(info.code).toBe(2);
+      expect(info.stderr).toContain(message);
+    }
   });
 });
