@@ -30,12 +30,7 @@ function running(pid: number, file: string): boolean {
   if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   // Ours: held by a run still going in this process, or left by one that could not remove it.
   if (pid === process.pid) return held.has(file);
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    // EPERM: alive, another user's.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  if (!alive(pid)) return false;
   try {
     // A pid reused by another program since the holder died does not hold the lock.
     return readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('node');
@@ -139,9 +134,8 @@ function leftoverPid(name: string, file: string): number | null {
   return path.basename(withSuffix(file, m[0])) === name ? Number(m[1]) : null;
 }
 
-/** Is any process of this pid running (whatever it is)? */
+/** Is any process of this pid running, whatever it is (EPERM: another user's)? */
 function alive(pid: number): boolean {
-  if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);
     return true;
