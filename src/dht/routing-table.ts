@@ -12,6 +12,12 @@
  * Only nodes that answered one of our queries (`responded`) enter the table. A node that merely
  * queried us, or that another node named in a reply, is not added: a flood of queries or of
  * bogus `nodes` cannot fill the table, nor steer our lookups towards addresses that never answer.
+ *
+ * One node per public IP address in the whole table, and one per /24 in a bucket: a single host
+ * (or a single network) answering from many ports with many ids cannot take over buckets, nor
+ * the nodes our lookups start from. Addresses of a local network (loopback, RFC 1918, link-local,
+ * 100.64.0.0/10) are exempt: several nodes behind one such address are normal on a LAN or a
+ * test host. A node already there keeps its place; a bad one gives it up to the newcomer.
  */
 import { commonPrefixBits, compareDistance, ID_BITS } from './node-id.js';
 import type { NodeInfo } from './krpc.js';
@@ -39,11 +45,44 @@ function addrKey(host: string, port: number): string {
   return `${host}|${port}`;
 }
 
+/** The four numbers of a dotted IPv4 address, or null. */
+function ipv4(host: string): number[] | null {
+  const parts = host.split('.');
+  if (parts.length !== 4) return null;
+  const n = parts.map((p) => (/^\d{1,3}$/.test(p) ? Number(p) : NaN));
+  return n.every((x) => x <= 255) ? n : null;
+}
+
+/**
+ * Whether several DHT nodes may share this address: loopback, private (RFC 1918), link-local
+ * and carrier-grade NAT (100.64.0.0/10) IPv4 addresses, and anything that is not IPv4.
+ */
+export function sharedAddressAllowed(host: string): boolean {
+  const a = ipv4(host);
+  if (!a) return true;
+  const [x, y] = a as [number, number];
+  return (
+    x === 127 ||
+    x === 10 ||
+    (x === 172 && y >= 16 && y <= 31) ||
+    (x === 192 && y === 168) ||
+    (x === 169 && y === 254) ||
+    (x === 100 && y >= 64 && y <= 127)
+  );
+}
+
+/** The /24 an IPv4 address is in ('a.b.c'), or the address itself. */
+function subnet24(host: string): string {
+  return host.slice(0, host.lastIndexOf('.'));
+}
+
 export class RoutingTable {
   private readonly buckets: TableNode[][] = [];
   /** Last time each bucket saw a change or an answer (for refreshes). */
   private readonly touched: number[] = [];
   private readonly byAddr = new Map<string, TableNode>();
+  /** Nodes at public addresses, by IP (one each). */
+  private readonly byIp = new Map<string, TableNode>();
 
   constructor(
     readonly self: Buffer,
@@ -112,6 +151,7 @@ export class RoutingTable {
     const b = this.buckets[commonPrefixBits(this.self, n.id)]!;
     b.splice(b.indexOf(n), 1);
     this.byAddr.delete(addrKey(host, port));
+    if (this.byIp.get(host) === n) this.byIp.delete(host);
   }
 
   /** Up to `count` non-bad nodes closest to `target`, closest first. */
@@ -175,6 +215,15 @@ export class RoutingTable {
     }
     const bucketIndex = commonPrefixBits(this.self, info.id);
     const bucket = this.buckets[bucketIndex]!;
+    if (!sharedAddressAllowed(info.host)) {
+      // One node per public IP in the table, one per /24 in a bucket; a bad holder gives way.
+      const net = subnet24(info.host);
+      const holders = new Set<TableNode>(bucket.filter((n) => subnet24(n.host) === net));
+      const sameIp = this.byIp.get(info.host);
+      if (sameIp) holders.add(sameIp);
+      for (const h of holders) if (this.state(h) !== 'bad') return null;
+      for (const h of holders) this.remove(h.host, h.port);
+    }
     if (bucket.length >= K) {
       let victim = bucket.find((n) => this.state(n) === 'bad');
       if (!victim && answered) {
@@ -196,6 +245,7 @@ export class RoutingTable {
     };
     bucket.push(node);
     this.byAddr.set(key, node);
+    if (!sharedAddressAllowed(info.host)) this.byIp.set(info.host, node);
     this.touched[bucketIndex] = this.now();
     return node;
   }

@@ -5,6 +5,7 @@ import {
   K,
   MAX_TABLE_NODES,
   RoutingTable,
+  sharedAddressAllowed,
 } from '../../src/dht/routing-table.js';
 import { commonPrefixBits, randomIdInBucket } from '../../src/dht/node-id.js';
 
@@ -125,5 +126,62 @@ describe('routing table', () => {
     expect(table.staleBuckets()).toEqual([0, 1, 3]);
     expect(table.toPing(1)).toHaveLength(1);
     expect(table.toPing(10)).toHaveLength(2);
+  });
+
+  it('one node per public IP in the table, whatever its ports and ids', () => {
+    const { table, self } = setup();
+    const next = ids(7);
+    expect(table.responded({ id: randomIdInBucket(self, 0), host: '203.0.113.5', port: 1 })).toBe(
+      true,
+    );
+    for (let p = 2; p < 200; p++) {
+      expect(table.responded({ id: next(), host: '203.0.113.5', port: p })).toBe(false);
+    }
+    expect(table.size()).toBe(1);
+    expect(table.get('203.0.113.5', 1)).toBeDefined();
+  });
+
+  it('one node per /24 in a bucket; other buckets and other networks still take theirs', () => {
+    const { table, self } = setup();
+    const host = (i: number) => `198.51.100.${i}`;
+    expect(table.responded({ id: randomIdInBucket(self, 0), host: host(1), port: 1 })).toBe(true);
+    expect(table.responded({ id: randomIdInBucket(self, 0), host: host(2), port: 1 })).toBe(false);
+    expect(table.responded({ id: randomIdInBucket(self, 1), host: host(3), port: 1 })).toBe(true);
+    expect(table.responded({ id: randomIdInBucket(self, 0), host: '198.51.101.2', port: 1 })).toBe(
+      true,
+    );
+    expect(table.size()).toBe(3);
+  });
+
+  it('a bad node gives its address up to a newcomer that answers', () => {
+    const { table, self } = setup();
+    const old = { id: randomIdInBucket(self, 0), host: '192.0.2.7', port: 6881 };
+    table.responded(old);
+    const moved = { id: randomIdInBucket(self, 2), host: '192.0.2.7', port: 6882 };
+    expect(table.responded(moved)).toBe(false);
+    for (let i = 0; i < BAD_AFTER_FAILURES; i++) table.failed(old.host, old.port);
+    expect(table.responded(moved)).toBe(true);
+    expect(table.get(old.host, old.port)).toBeUndefined();
+    expect(table.size()).toBe(1);
+    // Removing it frees the address for the next one.
+    table.remove(moved.host, moved.port);
+    expect(table.responded(old)).toBe(true);
+  });
+
+  it('nodes of a local network may share an address', () => {
+    const { table } = setup();
+    const next = ids(9);
+    for (let p = 1; p <= 5; p++) table.responded({ id: next(), host: '127.0.0.1', port: p });
+    for (let p = 1; p <= 5; p++) table.responded({ id: next(), host: '192.168.1.2', port: p });
+    expect(table.size()).toBe(10);
+    for (const h of ['127.0.0.1', '10.1.2.3', '172.16.0.1', '172.31.9.9', '192.168.0.1']) {
+      expect(sharedAddressAllowed(h)).toBe(true);
+    }
+    for (const h of ['169.254.1.1', '100.64.0.1', '100.127.255.1']) {
+      expect(sharedAddressAllowed(h)).toBe(true);
+    }
+    for (const h of ['8.8.8.8', '172.32.0.1', '100.128.0.1', '203.0.113.5', '11.0.0.1']) {
+      expect(sharedAddressAllowed(h)).toBe(false);
+    }
   });
 });
