@@ -69,6 +69,12 @@ export class DhtError extends TdlError {
 /** A DHT query that got no answer in time. */
 export class DhtTimeoutError extends DhtError {}
 
+/**
+ * A DHT query that was never answered because of us: our queue was full or our socket closed.
+ * It says nothing about the node it was meant for.
+ */
+export class DhtBusyError extends DhtError {}
+
 export class NoPeersError extends TdlError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('no-peers', message, options);

@@ -6,7 +6,7 @@
 import { lookup as dnsLookup, Resolver } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { logger } from '../log.js';
-import { DhtError, TdlError } from '../errors.js';
+import { DhtBusyError, DhtError, TdlError } from '../errors.js';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { takePidLock } from '../pid-lock.js';
@@ -331,7 +331,7 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     for (const n of this.table.toPing(PINGS_PER_ROUND)) {
       this.rpc.query(n, 'ping', this.id).then(
         (r) => this.table.responded({ id: r.id, host: n.host, port: n.port }),
-        () => this.table.failed(n.host, n.port),
+        (err: unknown) => this.queryFailed(n, err),
       );
     }
     if (this.nodeCount() < K && Date.now() - this.lastBootstrap >= MAINTENANCE_MS) {
@@ -343,6 +343,14 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
       const target = randomIdInBucket(this.id, b);
       void this.runLookup(target, 'find_node', this.table.closest(target, K), {});
     }
+  }
+
+  /**
+   * Counts a failed query against its node, unless we never sent it (our queue was full, or we
+   * are closing): a busy moment of ours must not make good nodes bad.
+   */
+  private queryFailed(n: Endpoint, err: unknown): void {
+    if (!(err instanceof DhtBusyError)) this.table.failed(n.host, n.port);
   }
 
   private isSelf(n: NodeInfo): boolean {
@@ -367,7 +375,7 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
       query: (n) => this.rpc.query(n, method, this.id, args),
       skip: (n) => this.isSelf(n),
       onResponse: (n) => this.table.responded(n),
-      onFailure: (n) => this.table.failed(n.host, n.port),
+      onFailure: (n, err) => this.queryFailed(n, err),
       ...(o.onPeers ? { onPeers: o.onPeers } : {}),
     });
   }

@@ -50,7 +50,8 @@ export interface LookupOptions {
   skip?: (n: NodeInfo) => boolean;
   onPeers?: (peers: PeerAddress[]) => void;
   onResponse?: (node: NodeInfo) => void;
-  onFailure?: (node: Seed) => void;
+  /** A query failed: `err` is what the query function rejected with. */
+  onFailure?: (node: Seed, err: unknown) => void;
   signal?: AbortSignal;
 }
 
@@ -221,11 +222,11 @@ export function lookup(opts: LookupOptions): Promise<LookupResult> {
           }
           pump();
         },
-        () => {
+        (err: unknown) => {
           settle();
           if (ended) return;
           c.state = 'failed';
-          opts.onFailure?.({ id: c.id, host: c.host, port: c.port });
+          opts.onFailure?.({ id: c.id, host: c.host, port: c.port }, err);
           pump();
         },
       );

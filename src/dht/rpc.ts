@@ -12,7 +12,7 @@ import { createSocket } from 'node:dgram';
 import type { Socket, RemoteInfo } from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { logger } from '../log.js';
-import { DhtError, DhtTimeoutError, TdlError } from '../errors.js';
+import { DhtBusyError, DhtError, DhtTimeoutError, TdlError } from '../errors.js';
 import { decodeKrpc, encodeQuery, MAX_DATAGRAM_BYTES } from './krpc.js';
 import type { KrpcQuery, KrpcResponse, QueryArgs, QueryMethod } from './krpc.js';
 import { RateLimiter } from './rate-limit.js';
@@ -99,17 +99,20 @@ export class KrpcSocket extends EventEmitter<{ query: [KrpcQuery, Endpoint] }> {
     return this.inFlight;
   }
 
-  /** Sends a query; resolves with the reply, rejects with DhtError or DhtTimeoutError. */
+  /**
+   * Sends a query; resolves with the reply, rejects with DhtTimeoutError (no answer in time),
+   * DhtBusyError (not sent: the queue is full or the socket closed) or DhtError (a send failed).
+   */
   query(
     to: Endpoint,
     method: QueryMethod,
     id: Buffer,
     args: QueryArgs = {},
   ): Promise<KrpcResponse> {
-    if (!this.socket) return Promise.reject(new DhtError('DHT socket is closed'));
+    if (!this.socket) return Promise.reject(new DhtBusyError('DHT socket is closed'));
     if (this.inFlight < this.maxInFlight) return this.send(to, method, id, args);
     if (this.queue.length >= MAX_QUEUED) {
-      return Promise.reject(new DhtError('too many DHT queries queued'));
+      return Promise.reject(new DhtBusyError('too many DHT queries queued'));
     }
     return new Promise((resolve, reject) => {
       this.queue.push({
@@ -126,7 +129,7 @@ export class KrpcSocket extends EventEmitter<{ query: [KrpcQuery, Endpoint] }> {
     args: QueryArgs,
   ): Promise<KrpcResponse> {
     const socket = this.socket;
-    if (!socket) return Promise.reject(new DhtError('DHT socket is closed'));
+    if (!socket) return Promise.reject(new DhtBusyError('DHT socket is closed'));
     let key: string;
     let t: Buffer;
     do {
@@ -221,9 +224,9 @@ export class KrpcSocket extends EventEmitter<{ query: [KrpcQuery, Endpoint] }> {
   close(): Promise<void> {
     const socket = this.socket;
     this.socket = null;
-    for (const q of this.queue.splice(0)) q.reject(new DhtError('DHT closed'));
+    for (const q of this.queue.splice(0)) q.reject(new DhtBusyError('DHT closed'));
     for (const key of [...this.pending.keys()]) {
-      this.finish(key)?.reject(new DhtError('DHT closed'));
+      this.finish(key)?.reject(new DhtBusyError('DHT closed'));
     }
     if (!socket) return Promise.resolve();
     return new Promise((resolve) => socket.close(() => resolve()));

@@ -172,4 +172,27 @@ describe('hostile datagrams against our DHT node', () => {
     // Never queried ourselves.
     expect(dht.stats().rpc.received).toBeLessThan(1000);
   }, 30_000);
+
+  it('a node stays good while our own full queue refuses queries meant for it', async () => {
+    const node = await scripted();
+    let answer = true;
+    node.handler = (m) => {
+      if (m.y !== 'q' || !answer) return;
+      answer = false; // the first ping only, then silence: one query stays in flight
+      return [encodeResponse(m.t, id(0x77), {})];
+    };
+    const dht = await ourDht({ rpc: { maxInFlight: 1, queryTimeoutMs: 60_000 } });
+    dht.addContacts([{ host: '127.0.0.1', port: node.port }]);
+    await waitFor(() => dht.nodeCount() === 1);
+    const ctrl = new AbortController();
+    // One lookup's query in flight, 512 queued, the rest refused by our own socket at once.
+    const lookups = Array.from({ length: 600 }, (_, i) =>
+      dht.getPeers(Buffer.alloc(20, i & 0xff), { signal: ctrl.signal }).catch(() => undefined),
+    );
+    await waitFor(() => node.received.length >= 2);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(dht.nodeCount()).toBe(1);
+    ctrl.abort();
+    await Promise.all(lookups);
+  }, 30_000);
 });
