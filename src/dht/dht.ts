@@ -156,8 +156,11 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     this.cachedSeeds = cached ? cached.nodes : [];
     const base = this.opts.bootstrap ?? DEFAULT_BOOTSTRAP;
     const extra = (this.opts.nodes ?? []).slice(0, MAX_EXTRA_CONTACTS);
-    this.seedsReady = this.resolveAll([...base, ...extra]).then((s) => {
-      this.seeds = s;
+    const contacts = extra.length > 0 ? this.resolveAll(extra) : Promise.resolve([]);
+    this.seedsReady = Promise.all([this.resolveAll(base), contacts]).then(([routers, nodes]) => {
+      // The bootstrap contacts are routers: they start lookups, never enter the table.
+      for (const r of routers) this.table.refuse(r.host, r.port);
+      this.seeds = [...routers, ...nodes];
     });
     this.bootstrapDone = this.bootstrap(this.cachedSeeds);
     const maint = setInterval(() => void this.maintain(), MAINTENANCE_MS);

@@ -83,6 +83,8 @@ export class RoutingTable {
   private readonly byAddr = new Map<string, TableNode>();
   /** Nodes at public addresses, by IP (one each). */
   private readonly byIp = new Map<string, TableNode>();
+  /** Addresses never taken (the bootstrap routers). */
+  private readonly refused = new Set<string>();
 
   constructor(
     readonly self: Buffer,
@@ -121,6 +123,16 @@ export class RoutingTable {
 
   get(host: string, port: number): TableNode | undefined {
     return this.byAddr.get(addrKey(host, port));
+  }
+
+  /**
+   * Never takes a node at this address, and drops the one there: bootstrap routers start
+   * lookups, but they only know other nodes (they keep no peers), so they take no bucket slot,
+   * are asked nothing a table node would be, and stay out of the cache.
+   */
+  refuse(host: string, port: number): void {
+    this.refused.add(addrKey(host, port));
+    this.remove(host, port);
   }
 
   /** A node answered one of our queries. Returns true when it is (now) in the table. */
@@ -206,6 +218,7 @@ export class RoutingTable {
     if (info.id.equals(this.self)) return null;
     if (!Number.isInteger(info.port) || info.port <= 0 || info.port > 65535) return null;
     const key = addrKey(info.host, info.port);
+    if (this.refused.has(key)) return null;
     const existing = this.byAddr.get(key);
     if (existing) {
       if (existing.id.equals(info.id)) return existing;

@@ -184,4 +184,14 @@ describe('routing table', () => {
       expect(sharedAddressAllowed(h)).toBe(false);
     }
   });
+
+  it('never takes a refused address (a bootstrap router), and drops it if it was there', () => {
+    const { table, self } = setup();
+    const router = { id: randomIdInBucket(self, 0), host: '203.0.113.9', port: 6881 };
+    table.responded(router);
+    table.refuse(router.host, router.port);
+    expect(table.size()).toBe(0);
+    expect(table.responded(router)).toBe(false);
+    expect(table.responded({ ...router, port: 6882 })).toBe(true);
+  });
 });
