@@ -169,7 +169,8 @@ export function parseMagnet(uri: string): Magnet {
     // `dn` is often form-encoded, with '+' for spaces.
     const value = percentDecode(key === 'dn' ? rawValue.replace(/\+/g, ' ') : rawValue, key);
 
-    if (key === 'xt') {
+    if (key === 'xt' || /^xt\.\d+$/.test(key)) {
+      // `xt.1`, `xt.2`, ... (BEP 9's numbered form) name the same torrent or fail below.
       const lower = value.toLowerCase();
       if (lower.startsWith('urn:btih:')) {
         const h = parseInfoHash(value.slice('urn:btih:'.length));

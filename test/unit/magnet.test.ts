@@ -86,6 +86,16 @@ describe('parseMagnet', () => {
     expect(m.peers).toEqual([{ host: '1.2.3.4', port: 5 }]);
   });
 
+  it('takes the numbered forms xt.N and tr.N', () => {
+    const m = parseMagnet(`magnet:?xt.1=urn:btih:${HEX}&tr.1=a&tr.2=b`);
+    expect(m.infoHashHex).toBe(HEX);
+    expect(m.trackers).toEqual([['a'], ['b']]);
+    expect(parseMagnet(`magnet:?xt.1=urn:btih:${HEX}&xt.2=urn:btih:${HEX}`).infoHashHex).toBe(HEX);
+    expect(() =>
+      parseMagnet(`magnet:?xt.1=urn:btih:${HEX}&xt.2=urn:btih:${'0'.repeat(40)}`),
+    ).toThrow(/two different/);
+  });
+
   it('caps the number of trackers kept, and counts those left out', () => {
     // 300 distinct, and 20 repeated past the cap (not counted twice).
     const trs = Array.from({ length: 320 }, (_, i) => `&tr=udp://t${i % 300}:1`).join('');
