@@ -13,7 +13,9 @@
  *
  * - string lengths: decimal, canonical (no leading zeros except "0"), within the buffer;
  * - integers: `i<digits>e`, canonical (`i0e`, no `-0`, no leading zeros, no `+` or `.`),
- *   magnitude at most Number.MAX_SAFE_INTEGER;
+ *   magnitude at most Number.MAX_SAFE_INTEGER; with `largeIntegers`, a larger one of up to
+ *   MAX_LARGE_INTEGER_DIGITS digits becomes a bigint, which every typed accessor below refuses
+ *   (so it can only sit in a field nobody reads);
  * - nesting depth at most `maxDepth` (MAX_BENCODE_DEPTH by default);
  * - dictionary keys are byte strings, unique once converted to JS strings (UTF-8, or hex when
  *   not valid UTF-8, as `bencode` does), and never `__proto__`; out-of-order keys are
@@ -27,7 +29,7 @@
 import { BencodeError, MetainfoError } from '../errors.js';
 import { encodeCanonical } from './bencode-encode.js';
 
-export type BValue = number | Buffer | BValue[] | BDict;
+export type BValue = number | bigint | Buffer | BValue[] | BDict;
 /**
  * A decoded dictionary: an object that inherits no property (its prototype is an empty,
  * frozen object whose own prototype is null), so `d['toString']` or `d['constructor']` is
@@ -97,6 +99,12 @@ export interface DecodeOptions {
   maxDepth?: number;
   /** Accept bytes after the value and report their count as `trailing` (never parsed). */
   allowTrailing?: boolean;
+  /**
+   * Integers beyond 2^53 - 1 (up to MAX_LARGE_INTEGER_DIGITS digits) become bigints instead of
+   * failing the whole input: a .torrent may hold one in a field tdl never reads (a timestamp in
+   * nanoseconds, a 64-bit id). The typed accessors refuse a bigint, naming its field.
+   */
+  largeIntegers?: boolean;
   /**
    * The list at `root[path[0]][path[1]]` is not kept: each item is handed to `onItem` as soon
    * as it is complete, and the list in the result stays empty. A 100,000-file torrent then
@@ -228,13 +236,20 @@ function scanStringHeader(buf: Uint8Array, pos: number): number {
 
 /** The value of the integer scanInteger read last (saves an allocation per integer). */
 let lastInteger = 0;
+/** The integer scanInteger read last when it was beyond 2^53 - 1 (largeIntegers), else null. */
+let lastLarge: bigint | null = null;
+
+/** Digits of the longest integer taken as a bigint (largeIntegers); longer ones are refused. */
+export const MAX_LARGE_INTEGER_DIGITS = 40;
 
 /**
  * Validates an integer starting at `pos` (which holds 'i'); returns the position after 'e' and
- * leaves the value in `lastInteger`.
+ * leaves the value in `lastInteger`, or in `lastLarge` when it is beyond 2^53 - 1 and `large`
+ * allows that (else such an integer throws).
  */
-function scanInteger(buf: Uint8Array, pos: number): number {
+function scanInteger(buf: Uint8Array, pos: number, large = false): number {
   const begin = pos;
+  lastLarge = null;
   const len = buf.length;
   pos++; // 'i'
   let negative = false;
@@ -252,7 +267,7 @@ function scanInteger(buf: Uint8Array, pos: number): number {
       else if (leadingZero) throw new BencodeError('integer has a leading zero', begin);
       value = value * 10 + (c - CH_0);
       digits++;
-      if (value > Number.MAX_SAFE_INTEGER) {
+      if (value > Number.MAX_SAFE_INTEGER && (!large || digits > MAX_LARGE_INTEGER_DIGITS)) {
         throw new BencodeError('integer is too large (beyond 2^53 - 1)', begin);
       }
       pos++;
@@ -261,7 +276,10 @@ function scanInteger(buf: Uint8Array, pos: number): number {
     if (c === CH_E) {
       if (digits === 0) throw new BencodeError('integer has no digits', begin);
       if (negative && value === 0) throw new BencodeError('integer is negative zero', begin);
-      lastInteger = negative ? -value : value;
+      if (value > Number.MAX_SAFE_INTEGER) {
+        lastLarge = BigInt(Buffer.from(buf.subarray(begin + 1, pos)).toString('latin1'));
+        lastInteger = 0;
+      } else lastInteger = negative ? -value : value;
       return pos + 1;
     }
     throw new BencodeError(`unexpected byte ${describeByte(c)} in integer`, pos);
@@ -505,8 +523,8 @@ function decodeScan(
         spanPending = false;
       }
       if (c === CH_I) {
-        pos = scanInteger(buf, pos);
-        value = lastInteger;
+        pos = scanInteger(buf, pos, opts.largeIntegers === true);
+        value = lastLarge ?? lastInteger;
       } else if (c >= CH_0 && c <= CH_9) {
         const start = scanStringHeader(buf, pos);
         pos = start + lastStringLength;
@@ -662,6 +680,7 @@ export function checkInt(
   field: string,
   bounds: { min?: number; max?: number } = {},
 ): number {
+  if (typeof v === 'bigint') throw new MetainfoError(field, `${v} is too large`);
   if (!isInt(v)) throw new MetainfoError(field, 'must be an integer');
   if (bounds.min !== undefined && v < bounds.min) {
     throw new MetainfoError(field, `${v} is below the minimum ${bounds.min}`);

@@ -110,7 +110,7 @@ export function parseTorrent(buf: Uint8Array, opts: ParseOptions = {}): Metainfo
     }
     // Not the usual shape: built and read the full way, which gives the same result, the
     // warnings and the errors.
-    const entry = decodeStrict(whole.subarray(e.start, e.end)).value;
+    const entry = decodeStrict(whole.subarray(e.start, e.end), { largeIntegers: true }).value;
     addBuilt(parseFileEntry(entry, i, total, warnings, folders));
   };
   const addFile = (start: number, length: number, padding: boolean): void => {
@@ -127,6 +127,7 @@ export function parseTorrent(buf: Uint8Array, opts: ParseOptions = {}): Metainfo
   } = decodeStrict(buf, {
     spanOf: 'info',
     allowTrailing: true,
+    largeIntegers: true,
     streamList: {
       path: ['info', 'files'],
       onItem: onFile,

@@ -54,7 +54,7 @@ function rawNames(info: Buffer): RawNames | null {
   if (r !== undefined) return r;
   r = null;
   try {
-    const d = decodeStrict(info).value;
+    const d = decodeStrict(info, { largeIntegers: true }).value;
     if (isDict(d) && isBytes(d['name'])) {
       const files = d['files'];
       let paths: Uint8Array[][] | null = null;

@@ -3,6 +3,7 @@ import { BencodeError } from '../../src/errors.js';
 import {
   MAX_BENCODE_DEPTH,
   type BDict,
+  checkInt,
   decodeStrict,
   encode,
   isDict,
@@ -143,6 +144,25 @@ describe('decodeStrict: rejections', () => {
     rejects(`i${Number.MAX_SAFE_INTEGER + 1}e`, /too large/);
     rejects(`i-${Number.MAX_SAFE_INTEGER + 1}e`, /too large/);
     rejects('i123456789012345678901234567890e', /too large/);
+  });
+
+  it('with largeIntegers, takes integers beyond 2^53 - 1 as bigints, up to 40 digits', () => {
+    const large = { largeIntegers: true };
+    expect(decodeStrict(b('i18446744073709551616e'), large).value).toBe(18446744073709551616n);
+    expect(decodeStrict(b('i-9007199254740993e'), large).value).toBe(-9007199254740993n);
+    expect(decodeStrict(b(`i${Number.MAX_SAFE_INTEGER}e`), large).value).toBe(
+      Number.MAX_SAFE_INTEGER,
+    );
+    expect(decodeStrict(b(`d1:ai1${'0'.repeat(39)}e1:bi7ee`), large).value).toEqual({
+      a: 10n ** 39n,
+      b: 7,
+    });
+    for (const bad of [`i1${'0'.repeat(40)}e`, 'i0123456789012345678e', 'i-e']) {
+      expect(() => decodeStrict(b(bad), large)).toThrow(BencodeError);
+    }
+    expect(() => checkInt(10n ** 20n, 'x.length')).toThrow(
+      'x.length: 100000000000000000000 is too large',
+    );
   });
 
   it('rejects truncated input', () => {

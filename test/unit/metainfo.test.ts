@@ -49,6 +49,44 @@ function rejectsWith(root: unknown, field: string, pattern?: RegExp): MetainfoEr
   return err;
 }
 
+describe('parseTorrent: integers beyond 2^53 - 1', () => {
+  /** `root` encoded, with each `i<from>e` replaced by `i<to>e`. */
+  const withBig = (root: unknown, swaps: [number, string][]): Buffer => {
+    let text = encode(root).toString('latin1');
+    for (const [from, to] of swaps) text = text.replace(`i${from}e`, `i${to}e`);
+    return Buffer.from(text, 'latin1');
+  };
+
+  it('are ignored in fields tdl does not read (a nanosecond creation date, an id)', () => {
+    const buf = withBig({ 'creation date': 111_111, info: info({ 'x-id': 222_222 }) }, [
+      [111_111, '1700000000123456789000'],
+      [222_222, '-18446744073709551615'],
+    ]);
+    const t = parseTorrent(buf);
+    expect(t.creationDate).toBeUndefined();
+    const raw = buf.toString('latin1');
+    const start = raw.indexOf('4:infod') + 6;
+    expect(t.infoHash).toEqual(sha1(buf.subarray(start, buf.length - 1)));
+  });
+
+  it('in a file entry field tdl does not read too', () => {
+    const root = { info: multiInfo([{ path: ['a'] }, { path: ['b'] }]) };
+    (root.info.files[1] as Record<string, unknown>)['mtime'] = 333_333;
+    const t = parseTorrent(withBig(root, [[333_333, '99999999999999999999']]));
+    expect(t.files.map((f) => f.path)).toEqual([['a'], ['b']]);
+  });
+
+  it('refuse the torrent where tdl reads them, naming the field', () => {
+    rejectsWith(
+      withBig({ info: info({ length: 444_444 }) }, [[444_444, '1'.repeat(20)]]),
+      'info.length',
+      /11111111111111111111 is too large/,
+    );
+    const root = { info: multiInfo([{ path: ['a'], length: 555_555 }]) };
+    rejectsWith(withBig(root, [[555_555, '1'.repeat(20)]]), 'info.files[0].length', /too large/);
+  });
+});
+
 describe('parseTorrent: valid torrents', () => {
   it('parses a single-file torrent', () => {
     const data = randomBytesSeeded(40_000, 1);
