@@ -302,12 +302,15 @@ export async function runDownload(
       const where = streaming ? '-' : result.plan.root;
       redraw();
       const s = result.stats;
+      // The download's own time ends where seeding began (the whole run when it did not seed).
+      const downloadMs = seeding ? seedingFromMs : s.elapsedMs;
       if (json) {
         emit({
           event: 'done',
           size: s.total,
           elapsedMs: s.elapsedMs,
-          averageRate: s.elapsedMs > 0 ? Math.round(s.downloaded / (s.elapsedMs / 1000)) : 0,
+          averageRate: downloadMs > 0 ? Math.round(s.downloaded / (downloadMs / 1000)) : 0,
+          ...(seeding ? { seedingMs: s.elapsedMs - seedingFromMs } : {}),
           downloaded: s.downloaded,
           present: s.initial,
           wasted: s.wasted,
@@ -330,10 +333,7 @@ export async function runDownload(
         const line =
           mode === 'seed'
             ? seedSummaryLine(seeded, result.plan.root)
-            : summaryLine(
-                seeding ? { ...s, elapsedMs: seedingFromMs } : s,
-                streaming ? 'stdout' : where,
-              );
+            : summaryLine({ ...s, elapsedMs: downloadMs }, streaming ? 'stdout' : where);
         io.stderr.write(`\r\x1b[2K${line}${sel}\n`);
         if (mode === 'download' && seeding) {
           io.stderr.write(`${seedSummaryLine(seeded, result.plan.root)}\n`);

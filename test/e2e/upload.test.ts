@@ -278,6 +278,10 @@ describe('seeding lifecycle', () => {
     const done = tdl.events.find((e) => e.event === 'done')!;
     expect(done['uploaded'] as number).toBeGreaterThanOrEqual(SIZE);
     expect(done['downloaded']).toBe(SIZE);
+    // The average is the download's, up to the `seeding` event; the seeding's time is apart.
+    const seedingAt = tdl.events.find((e) => e.event === 'seeding')!['time'] as number;
+    expect(done['averageRate']).toBe(Math.round(SIZE / (seedingAt / 1000)));
+    expect(done['seedingMs']).toBe((done['elapsedMs'] as number) - seedingAt);
   }, 60_000);
 
   it('tdl download without --seed exits as soon as it is complete', async () => {
