@@ -95,6 +95,10 @@ export function encodeComponent(component: string): string {
  * - multi-file torrent: `base` + (`/` unless it ends with one) + name + `/` + the file's path
  *   components, each percent-encoded.
  *
+ * "Ends with" and "+" apply to the base's path: a query (`?token=...`, as signed URLs carry)
+ * stays at the end of the URL, after the names, and a fragment (`#...`), which a client never
+ * sends, is dropped rather than left to swallow the names.
+ *
  * `filePath` is the file's path inside the torrent (without the top folder); it is ignored for
  * a single-file torrent.
  */
@@ -104,16 +108,21 @@ export function fileUrl(
   filePath: readonly string[],
   fileIndex?: number,
 ): string {
-  const slash = base.endsWith('/');
+  const hash = base.indexOf('#');
+  const noFragment = hash < 0 ? base : base.slice(0, hash);
+  const q = noFragment.indexOf('?');
+  const path = q < 0 ? noFragment : noFragment.slice(0, q);
+  const query = q < 0 ? '' : noFragment.slice(q);
+  const slash = path.endsWith('/');
   const raw = meta.info ? rawNames(meta.info) : null;
   const name = raw ? percentEncodeBytes(raw.name) : encodeComponent(meta.name);
-  if (!meta.multiFile) return slash ? base + name : base;
+  if (!meta.multiFile) return (slash ? path + name : path) + query;
   const rawPath = fileIndex === undefined ? undefined : raw?.paths?.[fileIndex];
   const parts =
     rawPath && rawPath.length === filePath.length
       ? rawPath.map((c) => percentEncodeBytes(c))
       : filePath.map((c) => encodeComponent(c));
-  return base + (slash ? '' : '/') + [name, ...parts].join('/');
+  return path + (slash ? '' : '/') + [name, ...parts].join('/') + query;
 }
 
 /**

@@ -69,6 +69,21 @@ describe('fileUrl (BEP 19)', () => {
     );
   });
 
+  it('keeps a query at the end and drops a fragment', () => {
+    expect(fileUrl('http://h/path/?t=1#x', single, ['my file #1.iso'])).toBe(
+      'http://h/path/my%20file%20%231.iso?t=1',
+    );
+    expect(fileUrl('http://h/path/file.iso?t=1&u=2#top', single, [])).toBe(
+      'http://h/path/file.iso?t=1&u=2',
+    );
+    expect(fileUrl('http://h/seeds#frag', multi, ['d', 'e.flac'])).toBe(
+      'http://h/seeds/My%20Album/d/e.flac',
+    );
+    expect(fileUrl('http://h/seeds/?key=a%2Fb', multi, ['e.flac'])).toBe(
+      'http://h/seeds/My%20Album/e.flac?key=a%2Fb',
+    );
+  });
+
   it("uses the torrent's own bytes for names tdl shows otherwise (not UTF-8, not NFC)", () => {
     const info = {
       name: Buffer.from('caf\xe9', 'latin1'),
