@@ -79,6 +79,7 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
     exclude: outPath,
     signal: io.signal,
     onSkip: (rel, reason) => {
+      if (opts.quiet) return; // -q: nothing but errors
       if (tty) io.stderr.write('\r\x1b[2K');
       io.stderr.write(`tdl: warning: skipped ${escapeControl(`${rel}: ${reason}`)}\n`);
     },

@@ -225,6 +225,10 @@ describe('tdl create', () => {
     );
     const r2 = await runCli(args(path.join(dir, '2.torrent')));
     const t1 = await readFile(path.join(dir, '1.torrent'));
+    // -q: nothing but errors, the skip's warning included; the same torrent.
+    const r3 = await runCli([...args(path.join(dir, '3.torrent')), '-q']);
+    expect([r3.code, r3.stdout, r3.stderr]).toEqual([0, '', '']);
+    expect(await readFile(path.join(dir, '3.torrent'))).toEqual(t1);
     expect(await readFile(path.join(dir, '2.torrent'))).toEqual(t1);
     const m = parseTorrent(t1);
     expect(r1.stdout).toBe(
