@@ -1,6 +1,8 @@
 /**
  * BEP 52 hybrid torrents (v1 and v2 metadata): tdl downloads over v1, and refuses one whose v2
- * file tree does not describe the v1 file list (names, sizes, order), as libtorrent does.
+ * file tree does not describe the v1 file list (names, sizes, order, and where each file starts:
+ * v2 starts every file with data at a piece boundary, so the v1 list must pad to the same
+ * places), as libtorrent does.
  */
 import { MetainfoError } from '../errors.js';
 import { type BValue, getInt, isBytes, isDict } from './bencode.js';
@@ -43,22 +45,46 @@ export function checkHybrid(
   files: TorrentFile[],
   name: string,
   multiFile: boolean,
+  pieceLength: number,
+  total: number,
 ): void {
   const field = 'info.file tree';
   const v2 = v2Files(tree, field);
   const v1 = files
     .filter((f) => !f.padding)
-    .map((f) => ({ path: multiFile ? f.path : [name], length: f.length }));
+    .map((f) => ({ path: multiFile ? f.path : [name], length: f.length, offset: f.offset }));
   const show = (f: { path: string[]; length: number } | undefined): string =>
     f === undefined ? 'nothing' : `${JSON.stringify(f.path.join('/'))} (${f.length} bytes)`;
   const n = Math.max(v1.length, v2.length);
+  const alignUp = (x: number): number => Math.ceil(x / pieceLength) * pieceLength;
+  // Where the v2 layout puts the next file: each file with data starts a piece.
+  let end = 0;
   for (let i = 0; i < n; i++) {
     const a = v1[i];
     const b = v2[i];
-    if (a && b && a.length === b.length && a.path.join('/') === b.path.join('/')) continue;
+    if (!(a && b && a.length === b.length && a.path.join('/') === b.path.join('/'))) {
+      throw new MetainfoError(
+        field,
+        `does not match the v1 file list: file ${i + 1} is ${show(a)} in v1 but ${show(b)} in v2`,
+      );
+    }
+    if (a.length === 0) continue;
+    const start = alignUp(end);
+    if (a.offset !== start) {
+      throw new MetainfoError(
+        field,
+        `does not match the v1 file list: file ${i + 1} (${JSON.stringify(a.path.join('/'))}) ` +
+          `starts at byte ${a.offset} in v1 but at ${start} in v2 (the v1 padding files are wrong)`,
+      );
+    }
+    end = start + a.length;
+  }
+  // Padding after the last file may reach the next piece boundary, no further.
+  if (total > alignUp(end)) {
     throw new MetainfoError(
       field,
-      `does not match the v1 file list: file ${i + 1} is ${show(a)} in v1 but ${show(b)} in v2`,
+      `does not match the v1 file list: the v1 data is ${total} bytes, but the v2 files end ` +
+        `at byte ${end} (the v1 padding files are wrong)`,
     );
   }
 }

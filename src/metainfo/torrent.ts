@@ -243,6 +243,8 @@ export function parseTorrent(buf: Uint8Array, opts: ParseOptions = {}): Metainfo
       files ?? table.all(),
       v2Name === undefined ? name : normalizeComponent(v2Name),
       hasFiles,
+      pieceLength,
+      total,
     );
   }
 

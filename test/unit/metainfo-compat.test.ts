@@ -223,6 +223,45 @@ describe('BEP 52 hybrid and v2-only torrents', () => {
     fails({ info: multi(files, { 'meta version': 2 }) }, 'info.file tree', /missing/);
   });
 
+  it('refuses a hybrid whose v1 padding does not start each file where v2 does', () => {
+    // v2 starts every file with data at a piece boundary: a v1 list with a pad file one byte
+    // short, a piece too long or missing, or more than a piece of padding at the end describes
+    // other bytes (libtorrent: "the v1 and v2 file metadata does not match").
+    const withPads = (pad: number, tail: number) =>
+      multi(
+        [
+          { path: ['a'], length: 10 },
+          ...(pad > 0 ? [{ path: ['.pad', String(pad)], length: pad, attr: 'p' }] : []),
+          { path: ['a0'], length: 0 },
+          { path: ['b'], length: 20 },
+          ...(tail > 0 ? [{ path: ['.pad', String(tail)], length: tail, attr: 'p' }] : []),
+        ],
+        {
+          'meta version': 2,
+          'file tree': tree([
+            [['a'], 10],
+            [['a0'], 0],
+            [['b'], 20],
+          ]),
+        },
+      );
+    // As libtorrent writes them, with or without padding after the last file.
+    expect(parseTorrent(encode({ info: withPads(16374, 16364) })).hybrid).toBe(true);
+    expect(parseTorrent(encode({ info: withPads(16374, 0) })).hybrid).toBe(true);
+    fails(
+      { info: withPads(16373, 0) },
+      'info.file tree',
+      /file 3 \("b"\) starts at byte 16383 in v1 but at 16384 in v2/,
+    );
+    fails({ info: withPads(16374 + PL, 0) }, 'info.file tree', /starts at byte 32768 in v1/);
+    fails({ info: withPads(0, 0) }, 'info.file tree', /starts at byte 10 in v1 but at 16384/);
+    fails(
+      { info: withPads(16374, 16364 + PL) },
+      'info.file tree',
+      /the v1 data is 49152 bytes, but the v2 files end at byte 16404/,
+    );
+  });
+
   it('says plainly that v2-only torrents are not supported', () => {
     const err = fails(
       {
