@@ -54,6 +54,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
   const plan = await planOutput(
     { name: meta.name, multiFile: meta.multiFile, infoHash: meta.infoHash, files: list },
     opts.output,
+    'read',
   );
   const selected = resolveSelection(list, meta.name, meta.multiFile, opts);
   const wanted = wantedPieces(layout, selected);

@@ -132,6 +132,13 @@ export function planFileLink(plan: OutputPlan, i: number): boolean {
   return plan instanceof PlannedOutput && plan.isLink(i);
 }
 
+/**
+ * What the run does to the output: `write` (a download), or `read` (`tdl verify`, and `tdl seed`
+ * until it has found the data complete). A symbolic link where the torrent has a file or folder
+ * is refused either way; only the message and the kind of error differ.
+ */
+export type OutputAccess = 'write' | 'read';
+
 interface TorrentShape {
   name: string;
   multiFile: boolean;
@@ -148,14 +155,18 @@ interface TorrentShape {
   infoHash?: Buffer;
 }
 
-export async function planOutput(t: TorrentShape, output: string | undefined): Promise<OutputPlan> {
+export async function planOutput(
+  t: TorrentShape,
+  output: string | undefined,
+  access: OutputAccess = 'write',
+): Promise<OutputPlan> {
   const target = path.resolve(output ?? '.');
   const st = await statOrNull(target);
   let root: string;
   if (st?.isDirectory()) {
     const nested = path.join(target, t.name);
     root =
-      t.multiFile && !(await lstatOrNull(nested)) && (await isOwnFolder(target, t))
+      t.multiFile && !(await lstatOrNull(nested)) && (await isOwnFolder(target, t, access))
         ? target
         : nested;
   } else if (st && t.multiFile) {
@@ -209,7 +220,7 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
   // files would otherwise lstat each of them in vain).
   const absent = new Set<string>();
   for (const d of derived) {
-    if (absent.has(path.dirname(d)) || !(await refuseLink(d, true))) absent.add(d);
+    if (absent.has(path.dirname(d)) || !(await refuseLink(d, true, access))) absent.add(d);
   }
   for (let i = 0; i < count; i++) {
     // Only files whose folder is there are looked at (a fresh download: none).
@@ -218,7 +229,7 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
     // A link entry (BEP 47 `l`, no data) is a symbolic link once a run completed: never
     // written through, it is made (and its target checked) by storage/attributes.ts.
     if (f.link && (await lstatOrNull(f.path))?.isSymbolicLink()) continue;
-    if (f.path !== target || st?.isDirectory()) await refuseLink(f.path, false);
+    if (f.path !== target || st?.isDirectory()) await refuseLink(f.path, false, access);
   }
   return new PlannedOutput(root, parent, ordered, t.multiFile, t.files);
 }
@@ -232,7 +243,7 @@ export async function planOutput(t: TorrentShape, output: string | undefined): P
  * least one (not empty) is there complete under its final name (a selection that finished, its
  * parts file since deleted).
  */
-async function isOwnFolder(dir: string, t: TorrentShape): Promise<boolean> {
+async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): Promise<boolean> {
   if (t.infoHash && (await resumeInfoHash(withSuffix(dir, RESUME_SUFFIX)))?.equals(t.infoHash)) {
     return true;
   }
@@ -292,6 +303,9 @@ async function isOwnFolder(dir: string, t: TorrentShape): Promise<boolean> {
     if (fin) {
       // A link entry is a symbolic link once a run completed (its target is checked then).
       if (f.symlink && fin.isSymbolicLink()) continue;
+      // Data to read put there as a link (a torrent made by a tool that follows links): the
+      // folder is this torrent's, and the link is then refused with a message that says so.
+      if (access === 'read' && fin.isSymbolicLink()) continue;
       if (!fin.isFile() || fin.size !== f.length) return false;
       if (f.length > 0) whole = true;
       continue;
@@ -329,10 +343,18 @@ function inside(root: string, components: readonly string[]): string {
 }
 
 /** Refuse a symlink or the wrong kind of entry at `p`; false when nothing is there. */
-async function refuseLink(p: string, wantDir: boolean): Promise<boolean> {
+async function refuseLink(p: string, wantDir: boolean, access: OutputAccess): Promise<boolean> {
   const st = await lstatOrNull(p);
   if (!st) return false;
   if (st.isSymbolicLink()) {
+    if (access === 'read') {
+      // Data the user put there, not a torrent fault: tdl opens files with O_NOFOLLOW.
+      throw new DiskError(
+        `cannot read ${p}: it is a symbolic link, and tdl never reads a torrent's ` +
+          `${wantDir ? 'folders' : 'files'} through a link ` +
+          `(replace it with the ${wantDir ? 'folder' : 'file'} itself)`,
+      );
+    }
     throw new MetainfoError('info.files', `refusing to write through the symlink ${p}`);
   }
   if (wantDir && !st.isDirectory()) throw new DiskError(`${p} exists and is not a directory`);

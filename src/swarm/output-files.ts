@@ -62,6 +62,7 @@ export class OutputFiles {
         files: fileList(meta),
       },
       output,
+      downloads ? 'write' : 'read',
     );
     // Before anything is created or opened: a second tdl on this output stops here.
     const unlock = downloads ? await lockOutput(plan.root) : async () => {};

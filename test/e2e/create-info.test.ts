@@ -13,7 +13,7 @@ import { encode } from '../../src/metainfo/bencode.js';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { assertBuilt, MAIN } from '../helpers/tdl-process.js';
-import { randomBytesSeeded } from '../helpers/torrent.js';
+import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
 /** A shell word. */
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -333,6 +333,38 @@ describe('tdl create', () => {
     const v = await runCli(['verify', t, '-o', dir]);
     expect(v.code, v.stderr).toBe(0);
     expect(v.stdout).toMatch(/result: +complete/);
+  });
+
+  it('verify and seed refuse a link where the torrent has a file, as unreadable data', async () => {
+    // mktorrent, transmission-create and libtorrent follow links: their torrent has the data of
+    // a.txt twice, and the folder it was made from holds a link. tdl reads no file through a
+    // link; it says so (exit 6), rather than blaming the torrent or claiming to write.
+    const d = path.join(dir, 'linked');
+    await mkdir(d);
+    await writeFile(path.join(d, 'a.txt'), 'hello');
+    await symlink('a.txt', path.join(d, 'to-a'));
+    const made = makeTorrent({
+      name: 'linked',
+      pieceLength: PL,
+      files: [
+        { path: ['a.txt'], data: Buffer.from('hello') },
+        { path: ['to-a'], data: Buffer.from('hello') },
+      ],
+    });
+    const t = path.join(dir, 'linked.torrent');
+    await writeFile(t, made.torrent);
+    const message = `tdl: cannot read ${path.join(d, 'to-a')}: it is a symbolic link, and tdl never reads a torrent's files through a link (replace it with the file itself)\n`;
+    // The folder that holds it, and the torrent's folder itself (recognised as this torrent's).
+    for (const out of [dir, d]) {
+      const v = await runCli(['verify', t, '-o', out]);
+      expect(v.code).toBe(6);
+      expect(v.stderr).toBe(message);
+      const s = await runCli(['seed', t, '-o', out, '--port', '0', '--no-dht'], {
+        signal: AbortSignal.timeout(10_000),
+      });
+      expect(s.code).toBe(6);
+      expect(s.stderr).toBe(message);
+    }
   });
 
   it('the hashing line on a terminal fits its width (a wrapped line could not be redrawn)', async () => {
