@@ -6,6 +6,7 @@
  * - Streaming: files are read through 1 MiB buffers, never whole, by this thread and
  *   `threads - 1` worker threads (see hash-worker.ts), each taking jobs of whole pieces from a
  *   shared counter. The workers are started first, so they boot while the folder is listed.
+ * - Attributes: a file its owner may execute gets BEP 47 `x` (as libtorrent marks it).
  * - Path rules: the torrent only holds regular files, and symbolic links, with names that are
  *   valid UTF-8 in NFC form and pass the parser's path checks. A link whose target is inside
  *   the folder is kept as a link (BEP 47 `l`, relative to the folder); a link that leads
@@ -106,8 +107,17 @@ interface SourceFile {
   /** Path components inside the torrent. */
   path: string[];
   length: number;
+  /** Executable by its owner: BEP 47 `x`, so a download is made executable too. */
+  executable?: boolean;
   /** A symbolic link (BEP 47 `l`, no data): its target's components under the torrent's folder. */
   symlink?: string[];
+}
+
+/** A regular file to hash, with BEP 47 `x` when its owner may execute it (as libtorrent does). */
+function sourceFile(abs: string, rel: string[], st: Stats): SourceFile {
+  return (st.mode & 0o100) !== 0
+    ? { abs, path: rel, length: st.size, executable: true }
+    : { abs, path: rel, length: st.size };
 }
 
 /** The file at a path, by identity (device and inode), or undefined when there is none. */
@@ -345,7 +355,7 @@ function listFolder(
         skip(shown(d, text), outputInInput(shown(d, text), opts.exclude!));
         continue;
       }
-      out.push({ abs, path: rel, length: st.size });
+      out.push(sourceFile(abs, rel, st));
     } else {
       skip(shown(d, text), 'not a regular file');
     }
@@ -499,7 +509,7 @@ function encodeFiles(files: SourceFile[]): Bencoded {
     let p = '';
     for (const c of f.path) p += `${Buffer.byteLength(c)}:${c}`;
     if (f.symlink === undefined) {
-      parts.push(`d6:lengthi${f.length}e4:pathl${p}ee`);
+      parts.push(`d${f.executable ? '4:attr1:x' : ''}6:lengthi${f.length}e4:pathl${p}ee`);
     } else {
       let t = '';
       for (const c of f.symlink) t += `${Buffer.byteLength(c)}:${c}`;
@@ -646,7 +656,7 @@ async function createWith(
     if (sameFile(opts.exclude === undefined ? undefined : identityOf(opts.exclude), st)) {
       throw new UsageError(`refusing to write the torrent over its own input, ${input}`);
     }
-    files = [{ abs, path: [name], length: st.size }];
+    files = [sourceFile(abs, [name], st)];
     multiFile = false;
   } else {
     throw new UsageError(`${input} is neither a file nor a folder`);
@@ -677,7 +687,10 @@ async function createWith(
 
   const info: Record<string, unknown> = { name, 'piece length': pieceLength };
   if (multiFile) info['files'] = encodeFiles(files);
-  else info['length'] = total;
+  else {
+    info['length'] = total;
+    if (files[0]!.executable) info['attr'] = 'x';
+  }
   if (opts.private) info['private'] = 1;
   if (opts.source !== undefined && opts.source !== '') info['source'] = opts.source;
 

@@ -288,6 +288,28 @@ describe('createTorrent', () => {
     expect(pieceHash(m, 6)).toEqual(sha1(data.subarray(6 * 16384)));
   });
 
+  it('marks files their owner may execute with BEP 47 x, as libtorrent does', async () => {
+    const root = path.join(dir, 'tools');
+    await tree(root, { 'run.sh': '#!/bin/sh\n', 'bin/tool': 'x', 'data.txt': 'd', 'g-only': 'g' });
+    fs.chmodSync(path.join(root, 'run.sh'), 0o755);
+    fs.chmodSync(path.join(root, 'bin/tool'), 0o700);
+    fs.chmodSync(path.join(root, 'g-only'), 0o654); // group may execute, the owner not
+    const m = parseTorrent((await createTorrent(root, { pieceLength: 16384 })).torrent);
+    expect(m.files.map((f) => [f.path.join('/'), f.executable === true])).toEqual([
+      ['bin/tool', true],
+      ['data.txt', false],
+      ['g-only', false],
+      ['run.sh', true],
+    ]);
+    // The same bytes whatever the thread count (the attribute is in the file list as built).
+    const again = await createTorrent(root, { pieceLength: 16384, threads: 3 });
+    expect(parseTorrent(again.torrent).infoHashHex).toBe(m.infoHashHex);
+    const single = await createTorrent(path.join(root, 'run.sh'), {});
+    expect(parseTorrent(single.torrent).files[0]!.executable).toBe(true);
+    const plain = await createTorrent(path.join(root, 'data.txt'), {});
+    expect(parseTorrent(plain.torrent).files[0]!.executable).toBeUndefined();
+  });
+
   it('says what it skips, keeps links inside as links, refuses links outside', async () => {
     const root = path.join(dir, 'in');
     await tree(root, { 'real.txt': 'abc', 'sub/x': 'x' });
