@@ -11,7 +11,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import { logger } from '../log.js';
-import { describeError, MetainfoError, TdlError, UsageError } from '../errors.js';
+import { BencodeError, describeError, MetainfoError, TdlError, UsageError } from '../errors.js';
 import { followRedirect, REDIRECT_STATUSES } from '../http.js';
 import { escapeControl, redactUrls } from './format.js';
 import type { CliIO } from './program.js';
@@ -63,10 +63,29 @@ export function parseTorrentFrom(bytes: Buffer, source: string): Metainfo {
   } catch (e) {
     if (e instanceof TdlError && e.kind === 'invalid-torrent') {
       const shown = source === '-' ? 'stdin' : escapeControl(redactUrls(source));
-      e.message = `${shown}: ${e.message}`;
+      const what = e instanceof BencodeError && e.offset === 0 ? notTorrent(bytes) : undefined;
+      e.message = `${shown}: ${what === undefined ? '' : `not a .torrent file, ${what}: `}${e.message}`;
     }
     throw e;
   }
+}
+
+/**
+ * What bytes that are not bencode at all look like, when it is something people get in place
+ * of a .torrent: a web page (a login or error page saved under the torrent's name), a body
+ * still gzip-compressed, JSON, a magnet link saved as text.
+ */
+function notTorrent(bytes: Buffer): string | undefined {
+  if (bytes[0] === 0x1f && bytes[1] === 0x8b) return 'it is gzip-compressed (gunzip it first)';
+  const head = bytes
+    .subarray(0, 64)
+    .toString('latin1')
+    .replace(/^\xef\xbb\xbf/, '')
+    .trimStart();
+  if (head.startsWith('<')) return 'it looks like a web page (a login or error page?)';
+  if (/^magnet:/i.test(head)) return 'it holds a magnet link (give the link itself, quoted)';
+  if (head.startsWith('{') || head.startsWith('[')) return 'it looks like JSON';
+  return undefined;
 }
 
 /** The bytes of a .torrent from `source`, as loadTorrent reads them (not parsed). */

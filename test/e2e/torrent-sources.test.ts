@@ -326,10 +326,34 @@ describe('hostile sources get the same refusals as files', () => {
     const base = await server((_req, res) => res.end('<html>not a torrent</html>'));
     const url = await cli(['info', `${base}/x.torrent`]);
     expect(url.code).toBe(3);
-    expect(url.stderr).toBe(`tdl: ${base}/x.torrent: unexpected byte '<' at byte 0\n`);
+    expect(url.stderr).toBe(
+      `tdl: ${base}/x.torrent: not a .torrent file, it looks like a web page ` +
+        `(a login or error page?): unexpected byte '<' at byte 0\n`,
+    );
     const bad = await cli(['info', '-'], Readable.from([Buffer.from('d4:infoi1ee')]));
     expect(bad.code).toBe(3);
     expect(bad.stderr).toMatch(/^tdl: stdin: info: /);
+    // What people get in place of a .torrent is named, with the parser's own words after it.
+    const like: [Buffer, string][] = [
+      [gzipSync(Buffer.from('d4:infoi1ee')), 'it is gzip-compressed (gunzip it first)'],
+      [Buffer.from('\ufeff  <!DOCTYPE html>'), 'it looks like a web page (a login or error page?)'],
+      [
+        Buffer.from('magnet:?xt=urn:btih:x\n'),
+        'it holds a magnet link (give the link itself, quoted)',
+      ],
+      [Buffer.from('{"error":"bad passkey"}'), 'it looks like JSON'],
+    ];
+    for (const [body, what] of like) {
+      const r = await cli(['info', '-'], Readable.from([body]));
+      expect(r.code).toBe(3);
+      expect(
+        r.stderr.startsWith(`tdl: stdin: not a .torrent file, ${what}: unexpected byte `),
+      ).toBe(true);
+      expect(r.stderr.endsWith(' at byte 0\n')).toBe(true);
+    }
+    // Anything else keeps the parser's message alone.
+    const other = await cli(['info', '-'], Readable.from([Buffer.from('x')]));
+    expect(other.stderr).toBe("tdl: stdin: unexpected byte 'x' at byte 0\n");
     const empty = await cli(['info', '-'], Readable.from([]));
     expect(empty.code).toBe(3);
     expect(empty.stderr).toBe('tdl: stdin: empty input at byte 0\n');
