@@ -81,10 +81,26 @@ export function fileAttributes(
 }
 
 /** `symlink path`: the link target's components, relative to the torrent's top folder. */
-function symlinkTarget(d: { [key: string]: BValue }, field: string, warnings: Warnings): string[] {
+function symlinkTarget(
+  d: { [key: string]: BValue },
+  field: string,
+  warnings: Warnings,
+  link: readonly string[],
+): string[] {
   const f = `${field}.symlink path`;
   const raw = getList(d, 'symlink path', f);
   if (raw.length === 0) throw new MetainfoError(f, 'is empty');
+  // libtorrent 2.0 writes a link's target relative to the link's own folder (`../x` for a link
+  // in a subfolder): say what the link is and why it is refused, not just which name is bad.
+  if (raw.some((c) => isBytes(c) && c.length === 2 && c[0] === 0x2e && c[1] === 0x2e)) {
+    const shown = raw.map((c) => (isBytes(c) ? Buffer.from(c).toString('utf8') : '?')).join('/');
+    throw new MetainfoError(
+      f,
+      `the symbolic link ${JSON.stringify(link.join('/'))} points to ${JSON.stringify(shown)}: ` +
+        `a link's target is a path inside the torrent's folder (BEP 47), without "..", and ` +
+        `tdl makes no link that could lead out of it`,
+    );
+  }
   const target = raw.map((c, k) => componentText(c, undefined, `${f}[${k}]`, warnings));
   checkRelativePath(target, f);
   return target;
@@ -131,7 +147,7 @@ export function parseFileEntry(
       if (length !== 0) {
         throw new MetainfoError(`${field}.length`, `is ${length}, but a symbolic link has no data`);
       }
-      file.symlink = symlinkTarget(entry, field, warnings);
+      file.symlink = symlinkTarget(entry, field, warnings, path);
       if (file.symlink.join('/') === path.join('/')) {
         throw new MetainfoError(`${field}.symlink path`, 'a link cannot point at itself');
       }
