@@ -201,7 +201,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
         exitCode: code,
         size,
         valid: validBytes,
-        percent: size > 0 ? Math.round((validBytes / size) * 1000) / 10 : 100,
+        percent: validPercent(validBytes, size),
         ...(selection ? { selectedFiles: selection.selectedFiles } : {}),
         pieces: wanted.count,
         piecesValid: r.valid.count,
@@ -212,7 +212,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
         files,
       });
     } else if (!opts.quiet) {
-      const pct = size > 0 ? ((validBytes / size) * 100).toFixed(1) : '100.0';
+      const pct = validPercent(validBytes, size).toFixed(1);
       const lines = [
         `name:     ${escapeControl(meta.name)}`,
         `output:   ${escapeControl(plan.root)}`,
@@ -268,4 +268,12 @@ function fileExists(p: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The share of `size` that is valid, in tenths of a percent, rounded down: one bad byte in a
+ * piece that is nearly all padding leaves 99.99% valid, which must not read as 100.0%.
+ */
+function validPercent(valid: number, size: number): number {
+  return size > 0 && valid < size ? Math.floor((valid / size) * 1000) / 10 : 100;
 }

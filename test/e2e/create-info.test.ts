@@ -111,6 +111,30 @@ describe('tdl info', () => {
     expect(v.events.at(-1)).toMatchObject({ event: 'verified', size: 1010, valid: 1010 });
   });
 
+  it('tdl verify never rounds an incomplete torrent up to 100%', async () => {
+    // A hybrid-style layout: the last piece holds 1 byte of b.bin and padding. One bad byte in
+    // 32,769 is 99.997% valid: shown as 99.9%, never as 100.0% beside "corrupt: 1 piece".
+    const a = randomBytesSeeded(2 * PL, 'round-a');
+    const made = makeTorrent({
+      name: 'top',
+      pieceLength: PL,
+      files: [
+        { path: ['a.bin'], data: a },
+        { path: ['b.bin'], data: Buffer.from('b') },
+      ],
+    });
+    const t = path.join(dir, 'r.torrent');
+    await writeFile(t, made.torrent);
+    await mkdir(path.join(dir, 'top'));
+    await writeFile(path.join(dir, 'top', 'a.bin'), a);
+    await writeFile(path.join(dir, 'top', 'b.bin'), 'X');
+    const text = await runCli(['verify', t, '-o', path.join(dir, 'top')]);
+    expect(text.code).toBe(5);
+    expect(text.stdout).toMatch(/^valid: .* \(99\.9%\), 2 of 3 pieces$/m);
+    const json = await runCli(['verify', t, '-o', path.join(dir, 'top'), '--json']);
+    expect(json.events.at(-1)).toMatchObject({ valid: 2 * PL, size: 2 * PL + 1, percent: 99.9 });
+  });
+
   it('exits 3 with a clear reason for v2-only torrents and bad hybrids', async () => {
     const v2 = path.join(dir, 'v2.torrent');
     await writeFile(
