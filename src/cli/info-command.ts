@@ -1,4 +1,5 @@
 import type { Dht } from '../dht/dht.js';
+import { infoHashV2Hex } from '../metainfo/hybrid.js';
 import { isMagnet } from '../metainfo/magnet.js';
 import type { CliIO } from './program.js';
 import { jsonLine } from './events.js';
@@ -176,6 +177,7 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
       pieces: m.pieceCount,
       multiFile: m.multiFile,
       hybrid: m.hybrid,
+      ...(m.hybrid ? { infoHashV2: infoHashV2Hex(m.info) } : {}),
       private: m.private,
     });
     const tail = JSON.stringify({
@@ -195,6 +197,7 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
   const lines = [
     `name:         ${escapeControl(m.name)}`,
     `info hash:    ${m.infoHashHex}${m.hybrid ? ' (v1; hybrid v1+v2 torrent)' : ''}`,
+    ...(m.hybrid ? [`info hash v2: ${infoHashV2Hex(m.info)}`] : []),
     `size:         ${formatBytes(size)} (${size} bytes)`,
     `pieces:       ${m.pieceCount} × ${formatBytes(m.pieceLength)}`,
     `private:      ${m.private ? 'yes' : 'no'}`,

@@ -4,6 +4,7 @@
  * v2 starts every file with data at a piece boundary, so the v1 list must pad to the same
  * places), as libtorrent does.
  */
+import { createHash } from 'node:crypto';
 import { MetainfoError } from '../errors.js';
 import { type BValue, getInt, isBytes, isDict } from './bencode.js';
 import { normalizeComponent } from './paths.js';
@@ -87,4 +88,12 @@ export function checkHybrid(
         `at byte ${end} (the v1 padding files are wrong)`,
     );
   }
+}
+
+/**
+ * The v2 info hash (BEP 52: SHA-256 of the bencoded info dictionary), as 64 hex digits: what
+ * v2 clients and `urn:btmh:1220…` magnet links name a hybrid torrent by.
+ */
+export function infoHashV2Hex(info: Uint8Array): string {
+  return createHash('sha256').update(info).digest('hex');
 }

@@ -111,6 +111,36 @@ describe('tdl info', () => {
     expect(v.events.at(-1)).toMatchObject({ event: 'verified', size: 1010, valid: 1010 });
   });
 
+  it('tdl info shows the v2 info hash of a hybrid torrent', async () => {
+    const data = Buffer.from('hello');
+    const info = {
+      name: 'x.bin',
+      'piece length': PL,
+      length: data.length,
+      pieces: createHash('sha1').update(data).digest(),
+      'meta version': 2,
+      'file tree': {
+        'x.bin': { '': { length: data.length, 'pieces root': Buffer.alloc(32, 7) } },
+      },
+    };
+    const t = path.join(dir, 'hybrid.torrent');
+    await writeFile(t, encode({ info }));
+    const v2 = createHash('sha256').update(encode(info)).digest('hex');
+    const text = await runCli(['info', t]);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toContain(`(v1; hybrid v1+v2 torrent)\ninfo hash v2: ${v2}\n`);
+    const json = await runCli(['info', t, '--json']);
+    expect(JSON.parse(json.stdout)).toMatchObject({ hybrid: true, infoHashV2: v2 });
+    // A v1 torrent has none.
+    const v1 = path.join(dir, 'v1.torrent');
+    await writeFile(
+      v1,
+      encode({ info: { ...info, 'meta version': undefined, 'file tree': undefined } }),
+    );
+    const plain = await runCli(['info', v1, '--json']);
+    expect(JSON.parse(plain.stdout)).not.toHaveProperty('infoHashV2');
+  });
+
   it('tdl verify never rounds an incomplete torrent up to 100%', async () => {
     // A hybrid-style layout: the last piece holds 1 byte of b.bin and padding. One bad byte in
     // 32,769 is 99.997% valid: shown as 99.9%, never as 100.0% beside "corrupt: 1 piece".
