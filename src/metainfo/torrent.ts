@@ -174,9 +174,18 @@ export function parseTorrent(buf: Uint8Array, opts: ParseOptions = {}): Metainfo
     // BEP 27 writes 1; any other non-zero value is taken as private too, as other clients do
     // (refusing it would only stop the download; taking it as public would break the tracker's
     // rule).
-    const p = checkInt(info['private'], 'info.private', { min: 0 });
+    // The same for a value that is not an integer at all (`"1"`, `-1`, a list): only 0 is public.
+    const p = info['private'];
     priv = p !== 0;
-    if (p > 1) warnings.addGeneral(`info.private is ${p}: taken as 1 (a private torrent)`);
+    if (p !== 0 && p !== 1) {
+      const shown =
+        typeof p === 'number' || typeof p === 'bigint'
+          ? String(p)
+          : Buffer.isBuffer(p) && p.length <= 20 && /^[\x20-\x7e]*$/.test(p.toString('latin1'))
+            ? JSON.stringify(p.toString('latin1'))
+            : 'not an integer';
+      warnings.addGeneral(`info.private is ${shown}: taken as 1 (a private torrent)`);
+    }
   }
 
   const hasLength = info['length'] !== undefined;

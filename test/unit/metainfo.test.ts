@@ -336,8 +336,6 @@ describe('parseTorrent: field validation', () => {
   it('validates name and private', () => {
     rejectsWith({ info: info({ name: undefined }) }, 'info.name', /missing/);
     rejectsWith({ info: info({ name: 3 }) }, 'info.name', /byte string/);
-    rejectsWith({ info: info({ private: -1 }) }, 'info.private', /minimum/);
-    rejectsWith({ info: info({ private: 'yes' }) }, 'info.private', /integer/);
   });
 
   it('takes any non-zero private as private, with a warning', () => {
@@ -346,6 +344,17 @@ describe('parseTorrent: field validation', () => {
     const m = parseTorrent(encode({ info: info({ private: 2 }) }));
     expect(m.private).toBe(true);
     expect(m.warnings).toContain('info.private is 2: taken as 1 (a private torrent)');
+    for (const [value, shown] of [
+      [-1, '-1'],
+      ['1', '"1"'],
+      ['yes', '"yes"'],
+      [[1], 'not an integer'],
+      [{ a: 1 }, 'not an integer'],
+    ] as const) {
+      const t = parseTorrent(encode({ info: info({ private: value }) }));
+      expect(t.private).toBe(true);
+      expect(t.warnings).toContain(`info.private is ${shown}: taken as 1 (a private torrent)`);
+    }
   });
 
   it('uses name.utf-8 when name is not UTF-8', () => {
