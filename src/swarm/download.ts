@@ -177,6 +177,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       handshakeMs: opts.timeouts?.handshakeMs ?? this.peerTimeoutMs,
       encryption: opts.encryption,
       done: () => this.complete,
+      isOwn: (p) => this.isOwn(p),
     });
     this.pool.on('connecting', (address) => {
       const c = this.pool.candidates.get(address);
@@ -488,7 +489,8 @@ export class Download extends EventEmitter<DownloadEvents> {
         info: this.meta.info,
         privateTorrent: this.meta.private,
         onPeers: (peers) => this.addPeers(peers, 'pex'),
-        own: () => this.ownAddresses(),
+        isOwn: (p) => this.isOwn(p),
+        seenAt: (host) => this.opts.listener?.own?.learn(host),
       }),
     };
     this.sessions.set(conn, s);
@@ -876,10 +878,9 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
   }
 
-  /** Our listening address as peers may list it (never taken from PEX). */
-  private ownAddresses(): PeerAddress[] {
-    const port = this.opts.listener?.port;
-    return port ? [{ host: '127.0.0.1', port }] : [];
+  /** An address of ours, as peers may list it (never dialled, never taken from PEX). */
+  private isOwn(p: PeerAddress): boolean {
+    return this.opts.listener?.own?.has(p) ?? false;
   }
 
   /** PEX: every peer hears about the others we are connected to (at most once a minute each). */

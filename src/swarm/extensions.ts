@@ -28,6 +28,7 @@ import {
   type PexMessage,
   type PexPeerAddress,
 } from '../wire/ut-pex.js';
+import { hostOfBytes } from './own-addresses.js';
 
 const log = logger('tdl:extensions');
 
@@ -37,8 +38,10 @@ export interface ExtensionOptions {
   privateTorrent: boolean;
   /** Peers learnt by PEX. */
   onPeers: (peers: PexPeerAddress[]) => void;
-  /** Our own addresses, never taken from PEX. */
-  own: () => PeerAddress[];
+  /** An address of ours (swarm/own-addresses), never taken from PEX. */
+  isOwn: (p: PeerAddress) => boolean;
+  /** The peer says it sees us at this address (its extension handshake's `yourip`). */
+  seenAt?: (host: string) => void;
 }
 
 /**
@@ -77,6 +80,8 @@ export class PeerExtensions {
   onMessage(extId: number, payload: Buffer): void {
     if (extId === 0) {
       this.handshake = decodeExtendedHandshake(payload);
+      const seen = this.handshake.yourip ? hostOfBytes(this.handshake.yourip) : null;
+      if (seen !== null) this.opts.seenAt?.(seen);
       if (!this.opts.privateTorrent && peerExtensionId(this.handshake, UT_PEX) !== undefined) {
         const self = this.listenAddress ?? { host: this.conn.host, port: this.conn.port };
         // A repeated extension handshake (BEP 10 allows updates) keeps the PEX state.
@@ -97,7 +102,7 @@ export class PeerExtensions {
     }
     if (extId === LOCAL_EXTENSION_IDS[UT_PEX]) {
       if (!this.pex) return;
-      const m: PexMessage | null = this.pex.receive(Date.now(), payload, this.opts.own());
+      const m: PexMessage | null = this.pex.receive(Date.now(), payload, this.opts.isOwn);
       if (m && m.added.length > 0) {
         log('%s: %d peers by PEX', this.conn.address, m.added.length);
         this.opts.onPeers(addedPeers(m));

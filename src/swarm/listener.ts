@@ -22,6 +22,7 @@ import { UsageError } from '../errors.js';
 import { PeerConnection, type EncryptionMode } from '../peer/connection.js';
 import { MseResponder, sniffHandshake } from '../wire/mse.js';
 import type { ConnectionCipher } from '../peer/connection.js';
+import { OwnAddresses } from './own-addresses.js';
 
 /** How an accepted socket opened: through MSE or not, and RC4 both ways if MSE selected it. */
 interface Opened {
@@ -56,6 +57,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
   private readonly perAddress = new Map<string, number>();
   port = 0;
   host = '';
+  /** Where peers may list us once listening (never dialled, never taken from PEX). */
+  own: OwnAddresses | null = null;
 
   constructor(
     private readonly conn: {
@@ -113,6 +116,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
         this.server = server;
         this.port = a.port;
         this.host = a.address;
+        this.own = new OwnAddresses(a.port, a.address);
         resolve();
       });
     });

@@ -36,6 +36,7 @@ import { PexPeer, addedPeers } from '../wire/ut-pex.js';
 import { CLIENT_NAME } from '../version.js';
 import type { PeerSource } from './download-api.js';
 import { MetadataFetch } from './metadata-fetch.js';
+import { hostOfBytes } from './own-addresses.js';
 import {
   PeerPool,
   handoffOf,
@@ -130,7 +131,13 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
       handshakeMs: opts.handshakeMs,
       metadataOnly: true,
       encryption: opts.encryption,
+      isOwn: (p) => this.isOwn(p),
     });
+  }
+
+  /** An address of ours (swarm/own-addresses): never dialled, never taken from PEX. */
+  private isOwn(p: PeerAddress): boolean {
+    return this.opts.listener?.own?.has(p) ?? false;
   }
 
   /** Peers connected, and those of them that have the metadata. */
@@ -314,6 +321,8 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
       try {
         if (extId === 0) {
           state.ext = decodeExtendedHandshake(payload);
+          const seen = state.ext.yourip ? hostOfBytes(state.ext.yourip) : null;
+          if (seen !== null) this.opts.listener?.own?.learn(seen);
           state.rawExt = payload.length <= MAX_KEPT_EXT_HANDSHAKE ? Buffer.from(payload) : null;
           this.answered.set(conn.address, { host: conn.host, port: conn.port });
           if (peerExtensionId(state.ext, UT_PEX) !== undefined) {
@@ -331,8 +340,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
           return;
         }
         if (extId === LOCAL_EXTENSION_IDS[UT_PEX] && state.pex) {
-          const own = this.opts.port ? [{ host: '127.0.0.1', port: this.opts.port }] : [];
-          const m = state.pex.receive(Date.now(), payload, own);
+          const m = state.pex.receive(Date.now(), payload, (p) => this.isOwn(p));
           if (m) this.add(addedPeers(m), 'pex');
           return;
         }

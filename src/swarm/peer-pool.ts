@@ -97,8 +97,8 @@ export interface PoolOptions {
   handshakeMs: number;
   /** Connections that only fetch metadata (a magnet link: the pieces are unknown). */
   metadataOnly?: boolean;
-  /** Our own listening address, never dialled. */
-  self?: () => PeerAddress | null;
+  /** Our own addresses (swarm/own-addresses): never taken as candidates, never dialled. */
+  isOwn?: (p: PeerAddress) => boolean;
   encryption?: EncryptionMode;
   /**
    * We want nothing more (the download is complete): a candidate PEX flags as a seed is not
@@ -130,12 +130,11 @@ export class PeerPool extends EventEmitter<PoolEvents> {
   /** Add addresses (duplicates, banned ones and port 0 ignored); returns how many are new. */
   add(peers: readonly (PeerAddress & PexHints)[], origin: PeerOrigin): number {
     let added = 0;
-    const self = this.opts.self?.();
     for (const p of peers) {
       if (this.candidates.size >= MAX_CANDIDATES) break;
       if (!Number.isInteger(p.port) || p.port < 1 || p.port > 65535) continue;
       const address = formatPeerAddress(p);
-      if (self && isSelf(p, self)) continue;
+      if (this.opts.isOwn?.(p)) continue;
       const known = this.candidates.get(address);
       if (known) {
         takeHints(known, p);
@@ -180,6 +179,8 @@ export class PeerPool extends EventEmitter<PoolEvents> {
     for (const c of this.candidates.values()) {
       if (c.busy || c.banned || c.attempts >= MAX_ATTEMPTS || c.notBefore > now) continue;
       if (done && c.seed) continue;
+      // Known before we knew the address for ours (a peer's `yourip` came later).
+      if (this.opts.isOwn?.(c)) continue;
       ready.push(c);
     }
     // Untried first, then the fewest attempts; among equals, those known to accept connections.
@@ -338,11 +339,6 @@ export class PeerPool extends EventEmitter<PoolEvents> {
     for (const conn of [...this.attempts]) conn.close('download ended');
     this.attempts.clear();
   }
-}
-
-function isSelf(p: PeerAddress, self: PeerAddress): boolean {
-  if (p.port !== self.port) return false;
-  return p.host === self.host || (self.host === '0.0.0.0' && p.host === '127.0.0.1');
 }
 
 function newCandidate(

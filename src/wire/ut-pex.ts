@@ -147,7 +147,7 @@ function listBytes(d: BDict, name: string, entry: number): Buffer | undefined {
 function readList(
   list: Buffer | undefined,
   v6: boolean,
-  own: Set<string>,
+  own: (p: PeerAddress) => boolean,
   out: PeerAddress[],
   flags?: { from: Buffer | undefined; to: number[] },
 ): void {
@@ -160,7 +160,7 @@ function readList(
       ? formatIPv6(list, o)
       : `${list[o]}.${list[o + 1]}.${list[o + 2]}.${list[o + 3]}`;
     const port = list.readUInt16BE(o + size - 2);
-    if (own.has(`${host}|${port}`)) continue;
+    if (own({ host, port })) continue;
     const before = collector.peers.length;
     collector.add(host, port);
     if (collector.peers.length > before && flags) flags.to.push(flags.from?.[i] ?? 0);
@@ -168,17 +168,23 @@ function readList(
   out.push(...collector.peers);
 }
 
+/** Our own addresses, as peers may list us: a list, or a test (see swarm/own-addresses). */
+export type OwnFilter = readonly PeerAddress[] | ((p: PeerAddress) => boolean);
+
+function ownTest(own: OwnFilter | undefined): (p: PeerAddress) => boolean {
+  if (typeof own === 'function') return own;
+  const keys = new Set((own ?? []).map(canonicalKey));
+  return (p) => keys.has(key(p));
+}
+
 /**
  * Decodes a PEX payload. WireError when it is not a bencoded dictionary or a list is not a
  * byte string of whole entries. Port 0, unspecified addresses, duplicates and the addresses
  * in `opts.own` (ours, as peers see us) are left out; at most MAX_PEX_PEERS per list are read.
  */
-export function decodePex(
-  payload: Buffer,
-  opts: { own?: readonly PeerAddress[] } = {},
-): PexMessage {
+export function decodePex(payload: Buffer, opts: { own?: OwnFilter } = {}): PexMessage {
   const d = decodeDictPayload(payload, 'ut_pex', MAX_DEPTH);
-  const own = new Set((opts.own ?? []).map(canonicalKey));
+  const own = ownTest(opts.own);
   const m: PexMessage = { added: [], addedFlags: [], dropped: [] };
   const added = listBytes(d, 'added', 6);
   const added6 = listBytes(d, 'added6', 18);
@@ -230,7 +236,7 @@ export class PexPeer {
    * when it came too soon after the last one taken (ignored, not an error). WireError when
    * malformed.
    */
-  receive(now: number, payload: Buffer, own?: readonly PeerAddress[]): PexMessage | null {
+  receive(now: number, payload: Buffer, own?: OwnFilter): PexMessage | null {
     if (now - this.#lastAccepted < this.#acceptIntervalMs) return null;
     const m = decodePex(payload, own ? { own } : {});
     this.#lastAccepted = now;

@@ -92,8 +92,13 @@ function listeningSockets(pid: number): number {
 }
 
 /** A fake leecher speaking the fast and extension protocols, handshaken with tdl. */
-async function connectExtended(port: number, infoHash: Buffer): Promise<FakeLeecher> {
+async function connectExtended(
+  port: number,
+  infoHash: Buffer,
+  host = '127.0.0.1',
+): Promise<FakeLeecher> {
   const l = await FakeLeecher.connect({
+    host,
     port,
     infoHash,
     peerId: peerId(),
@@ -432,6 +437,65 @@ describe('an incoming peer that says where it listens', () => {
     // Both addresses came in one message and would be dialled together: give it a moment more.
     await new Promise((r) => setTimeout(r, 300));
     expect(itself.accepted()).toBe(0);
+    expect(l.isClosed).toBe(false);
+  });
+});
+
+describe('PEX naming tdl itself', () => {
+  /** 127.0.0.1:port accepts TCP connections: a PEX peer tdl must dial. */
+  async function otherPeer(): Promise<{ port: number; accepted: () => number }> {
+    let n = 0;
+    const sockets: net.Socket[] = [];
+    const srv = net.createServer((s) => {
+      n++;
+      sockets.push(s);
+      s.on('error', () => {});
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    fx.onClose(
+      () =>
+        new Promise<void>((r) => {
+          for (const s of sockets) s.destroy();
+          srv.close(() => r());
+        }),
+    );
+    return { port: (srv.address() as net.AddressInfo).port, accepted: () => n };
+  }
+
+  function compact(host: string, port: number): Buffer {
+    const b = Buffer.alloc(6);
+    host.split('.').forEach((o, i) => (b[i] = Number(o)));
+    b.writeUInt16BE(port, 4);
+    return b;
+  }
+
+  // Peers list us where they see us: on a LAN or loopback address other than 127.0.0.1 that
+  // reaches our listener, or (libtorrent's PEX lists the receiving peer itself) at the public
+  // address their `yourip` names. None of them is dialled.
+  it.each([
+    { name: 'another loopback address, listening on all', bind: null, self: '127.0.0.7' },
+    { name: 'the --bind address', bind: '127.0.0.5', self: '127.0.0.5' },
+    { name: 'the address a peer says it sees us at', bind: null, self: '203.0.113.9' },
+  ])('at $name: never dialled', async ({ bind, self }) => {
+    const { t, torrent } = await prepare();
+    const out = path.join(fx.dir, 'empty');
+    await mkdir(out, { recursive: true });
+    const args = ['download', torrent, '-o', out, '--port', '0', '--json', '--no-dht'];
+    const tdl = spawnTdl(bind ? [...args, '--bind', bind] : args, fx.onClose);
+    const port = await tdl.port();
+    const other = await otherPeer();
+    const l = await connectExtended(port, t.infoHash, bind ?? '127.0.0.1');
+    const yourip = Buffer.from(self.split('.').map(Number));
+    l.sendExtendedHandshake({ m: { ut_pex: 1 }, p: 1, yourip });
+    l.bitfield(Buffer.from([0xff]));
+    const added = Buffer.concat([compact(self, port), compact('127.0.0.1', other.port)]);
+    // tdl's ut_pex id is 2 (its extension handshake's `m`).
+    l.extendedMessage(2, encode({ added, 'added.f': Buffer.from([0x11, 0x10]), dropped: '' }));
+    await until(() => other.accepted() > 0, 10_000, 'the other PEX peer dialled');
+    // Both addresses came in one message and would be dialled together: give it a moment more.
+    await new Promise((r) => setTimeout(r, 300));
+    const dialled = tdl.events.filter((e) => e.event === 'peer' && e.address === `${self}:${port}`);
+    expect(dialled).toEqual([]);
     expect(l.isClosed).toBe(false);
   });
 });

@@ -26,7 +26,7 @@ function connected(privateTorrent: boolean): {
     info: null,
     privateTorrent,
     onPeers: () => {},
-    own: () => [],
+    isOwn: () => false,
   });
   ext.onMessage(0, encodeExtendedHandshake({ m: new Map([[UT_PEX, 7]]) }));
   return { ext, sent };

@@ -131,6 +131,15 @@ describe('PeerPool: what PEX flags say of a candidate', () => {
     expect(dialled(fresh(), 0, 8)).toEqual(['127.0.9.2:1']);
   });
 
+  it('our own addresses are neither taken nor dialled, even once known after they came', () => {
+    let own = '127.0.9.1';
+    const p = pool('allow', { isOwn: (a) => a.host === own && a.port === 1 });
+    p.add([peer(1), peer(2)], 'tracker');
+    expect([...p.candidates.keys()]).toEqual(['127.0.9.2:1']);
+    own = '127.0.9.2';
+    expect(dialled(p, 0, 8)).toEqual([]);
+  });
+
   it("a magnet's metadata phase hands its addresses over with what PEX said of them", () => {
     const meta = pool('allow');
     meta.add(

@@ -71,7 +71,7 @@ describe('send limits', () => {
       info: null,
       privateTorrent: false,
       onPeers: () => {},
-      own: () => [],
+      isOwn: () => false,
     });
     ext.onMessage(0, encodeExtendedHandshake({ m: new Map([[UT_METADATA, 3]]) }));
     const request = encodeUtMetadata({ type: 'request', piece: 0 });
