@@ -19,6 +19,15 @@ Run with Debian's /usr/bin/python3 (the python3-libtorrent module belongs to it)
       Like download, with session settings from OPTIONS_JSON: "upload_rate_limit" (bytes/s,
       applied on loopback too through the peer-class filter), "unchoke_slots_limit", and
       "seed_s" (seconds to go on seeding once complete, 0 to leave at once).
+  lt_tool.py peer TORRENT SAVE_DIR PORT OPTIONS_JSON
+      A peer for the peer-exchange (PEX) tests (give it a torrent without trackers): connected
+      only to the addresses in OPTIONS_JSON's "connect" (["127.0.0.1:PORT", ...]). Other options:
+      "download_limit" (bytes/s for this torrent, 0: none), "disable_pex" (no ut_pex),
+      "timeout_s" (exit 1 after this long). Prints "READY <port>" once its data is checked and
+      every "connect" address has finished its handshake, "PEER <host:port> <sources>" for each
+      peer seen (sources: pex, tracker, incoming, ... as libtorrent records them; the address
+      of a peer it dialled is where that peer listens), "DONE" once it has every piece, and
+      runs until killed.
   lt_tool.py hang COUNT
       Open COUNT listening TCP sockets on 127.0.0.1 whose connects hang: backlog 0, never
       accepted, their accept queues filled by a few connections of our own, so that further
@@ -312,6 +321,95 @@ def leech(torrent, out_dir, port, timeout_s, options_json):
     leave(ses, h, announces, downloaded=True)
 
 
+PEER_SOURCES = [
+    ("tracker", lt.peer_info.tracker),
+    ("dht", lt.peer_info.dht),
+    ("pex", lt.peer_info.pex),
+    ("lsd", lt.peer_info.lsd),
+    ("resume", lt.peer_info.resume_data),
+]
+
+
+def peer(torrent, save_dir, port, options_json):
+    opts = json.loads(options_json)
+    port = int(port)
+    settings = session_settings(port)
+    ses = lt.session(settings)
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(torrent)
+    params.save_path = save_dir
+    params.flags &= ~lt.torrent_flags.auto_managed
+    params.flags &= ~lt.torrent_flags.paused
+    if opts.get("disable_pex"):
+        params.flags |= lt.torrent_flags.disable_pex
+    announces = Announces()
+    h = ses.add_torrent(params)
+    limit = int(opts.get("download_limit", 0))
+    if limit > 0:
+        # A torrent's own limit applies to loopback peers too (unlike the session's).
+        h.set_download_limit(limit)
+    connect = []
+    for a in opts.get("connect", []):
+        host, p = a.rsplit(":", 1)
+        connect.append((host, int(p)))
+    deadline = time.monotonic() + float(opts.get("timeout_s", 300))
+    stop = {"now": False}
+
+    def on_signal(_sig, _frame):
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    checked = False
+    dialled = False
+    ready = False
+    done = False
+    seen = set()
+    next_dial = 0.0
+    while not stop["now"] and os.getppid() != 1:
+        if time.monotonic() > deadline:
+            raise SystemExit("peer: timed out (ready: %s, done: %s)" % (ready, done))
+        ses.wait_for_alert(100)
+        drain(ses, announces)
+        st = h.status()
+        if st.errc.value() != 0:
+            raise SystemExit("peer error: " + st.errc.message())
+        if not checked and st.state in (
+            lt.torrent_status.downloading,
+            lt.torrent_status.finished,
+            lt.torrent_status.seeding,
+        ):
+            checked = True
+        peers = h.get_peer_info()
+        for pi in peers:
+            if pi.flags & (lt.peer_info.connecting | lt.peer_info.handshake):
+                continue
+            ep = "%s:%d" % (pi.ip[0], pi.ip[1])
+            if ep in seen:
+                continue
+            seen.add(ep)
+            names = [n for n, bit in PEER_SOURCES if pi.source & bit]
+            if not pi.flags & lt.peer_info.outgoing_connection:
+                names.append("incoming")
+            print("PEER %s %s" % (ep, ",".join(names) or "-"), flush=True)
+        if checked and not ready:
+            now = time.monotonic()
+            if now >= next_dial:
+                # Dialled again until connected: a refused or lost first attempt is not the end.
+                for ep in connect:
+                    h.connect_peer(ep)
+                dialled = True
+                next_dial = now + 2.0
+            up = {(pi.ip[0], pi.ip[1]) for pi in peers
+                  if not pi.flags & (lt.peer_info.connecting | lt.peer_info.handshake)}
+            if dialled and all(ep in up for ep in connect):
+                ready = True
+                print("READY %d" % ses.listen_port(), flush=True)
+        if not done and (st.is_seeding or st.is_finished):
+            done = True
+            print("DONE", flush=True)
+
+
 def hang(count):
     import socket
 
@@ -381,6 +479,8 @@ def main(argv):
         download_magnet(*argv[2:])
     elif cmd == "leech" and len(argv) == 7:
         leech(*argv[2:])
+    elif cmd == "peer" and len(argv) == 6:
+        peer(*argv[2:])
     elif cmd == "hang" and len(argv) == 3:
         hang(argv[2])
     else:

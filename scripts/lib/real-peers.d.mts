@@ -170,6 +170,43 @@ export function startLibtorrentSeeder({
   requireEncryption?: boolean;
 }): Promise<Seeder>;
 /**
+ * @typedef {object} LibtorrentPeer
+ * @property {number} port where it listens (127.0.0.1)
+ * @property {Map<string, string[]>} peers each peer it has seen (host:port) and where it came
+ *   from as libtorrent records it (`pex`, `tracker`, …, `incoming`); a peer it dialled is named
+ *   by its listening address
+ * @property {(cond: () => boolean, what: string, ms: number) => Promise<void>} waitFor wait
+ *   until cond() holds (fails if the peer exits first, or after ms)
+ * @property {() => boolean} done it has every piece
+ * @property {() => Promise<void>} stop
+ */
+/**
+ * A libtorrent peer for the peer-exchange tests (`lt_tool.py peer`): no tracker (give it a
+ * torrent without one), connected only to `connect`, and to whatever PEX tells it. Resolves
+ * once its data is checked and every `connect` address has finished its handshake.
+ * @param {{ torrent: string, dataDir: string, connect?: string[], downloadLimit?: number,
+ *   disablePex?: boolean, timeoutMs?: number }} opts
+ *   dataDir: the payload's folder (complete for a seeder, empty for a downloader);
+ *   downloadLimit: this torrent's download limit in bytes/s (applies on loopback);
+ *   disablePex: no ut_pex (it neither sends nor takes peers by PEX)
+ * @returns {Promise<LibtorrentPeer>}
+ */
+export function startLibtorrentPeer({
+  torrent,
+  dataDir,
+  connect,
+  downloadLimit,
+  disablePex,
+  timeoutMs,
+}: {
+  torrent: string;
+  dataDir: string;
+  connect?: string[];
+  downloadLimit?: number;
+  disablePex?: boolean;
+  timeoutMs?: number;
+}): Promise<LibtorrentPeer>;
+/**
  * Seed with aria2c. Resolves once it listens (it has checked the data by then); wait for the
  * tracker to list it with waitForSeeders().
  * @param {{ torrent: string, dataDir: string, rateLimit?: number, timeoutMs?: number }} opts
@@ -519,6 +556,28 @@ export type AnnounceReply = {
 export type Seeder = {
   port: number;
   name: string;
+  stop: () => Promise<void>;
+};
+export type LibtorrentPeer = {
+  /**
+   * where it listens (127.0.0.1)
+   */
+  port: number;
+  /**
+   * each peer it has seen (host:port) and where it came
+   * from as libtorrent records it (`pex`, `tracker`, …, `incoming`); a peer it dialled is named
+   * by its listening address
+   */
+  peers: Map<string, string[]>;
+  /**
+   * wait
+   * until cond() holds (fails if the peer exits first, or after ms)
+   */
+  waitFor: (cond: () => boolean, what: string, ms: number) => Promise<void>;
+  /**
+   * it has every piece
+   */
+  done: () => boolean;
   stop: () => Promise<void>;
 };
 export type MeasuredRun = {

@@ -752,6 +752,80 @@ export async function startLibtorrentSeeder({
   return { port, name: 'libtorrent', stop: () => stopTracked(t) };
 }
 
+/**
+ * @typedef {object} LibtorrentPeer
+ * @property {number} port where it listens (127.0.0.1)
+ * @property {Map<string, string[]>} peers each peer it has seen (host:port) and where it came
+ *   from as libtorrent records it (`pex`, `tracker`, …, `incoming`); a peer it dialled is named
+ *   by its listening address
+ * @property {(cond: () => boolean, what: string, ms: number) => Promise<void>} waitFor wait
+ *   until cond() holds (fails if the peer exits first, or after ms)
+ * @property {() => boolean} done it has every piece
+ * @property {() => Promise<void>} stop
+ */
+
+/**
+ * A libtorrent peer for the peer-exchange tests (`lt_tool.py peer`): no tracker (give it a
+ * torrent without one), connected only to `connect`, and to whatever PEX tells it. Resolves
+ * once its data is checked and every `connect` address has finished its handshake.
+ * @param {{ torrent: string, dataDir: string, connect?: string[], downloadLimit?: number,
+ *   disablePex?: boolean, timeoutMs?: number }} opts
+ *   dataDir: the payload's folder (complete for a seeder, empty for a downloader);
+ *   downloadLimit: this torrent's download limit in bytes/s (applies on loopback);
+ *   disablePex: no ut_pex (it neither sends nor takes peers by PEX)
+ * @returns {Promise<LibtorrentPeer>}
+ */
+export async function startLibtorrentPeer({
+  torrent,
+  dataDir,
+  connect = [],
+  downloadLimit = 0,
+  disablePex = false,
+  timeoutMs = START_TIMEOUT_MS,
+}) {
+  const port = await freePort();
+  let ready = false;
+  let done = false;
+  /** @type {Map<string, string[]>} */
+  const peers = new Map();
+  const options = {
+    connect,
+    download_limit: Math.max(0, Math.floor(downloadLimit)),
+    disable_pex: disablePex,
+    // Outlives any test: the test stops it long before.
+    timeout_s: 600,
+  };
+  const t = spawnTracked(
+    `libtorrent peer :${port}`,
+    PYTHON,
+    [LT_TOOL, 'peer', torrent, dataDir, String(port), JSON.stringify(options)],
+    {
+      guard: true,
+      onStdoutLine: (line) => {
+        if (line.startsWith('READY')) ready = true;
+        else if (line === 'DONE') done = true;
+        else {
+          const m = /^PEER (\S+) (\S+)$/.exec(line);
+          if (m?.[1] && m[2]) peers.set(m[1], m[2] === '-' ? [] : m[2].split(','));
+        }
+      },
+    },
+  );
+  try {
+    await waitUntil(t, () => ready, timeoutMs, 'the libtorrent peer to check and connect');
+  } catch (e) {
+    await stopTracked(t, 0);
+    throw e;
+  }
+  return {
+    port,
+    peers,
+    waitFor: (cond, what, ms) => waitUntil(t, cond, ms, what),
+    done: () => done,
+    stop: () => stopTracked(t),
+  };
+}
+
 /** aria2c options shared by seeding and downloading: loopback only, no DHT/LPD/PEX, no config. */
 const ARIA2_COMMON = [
   '--no-conf=true',
