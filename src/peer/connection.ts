@@ -200,6 +200,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private messagesSeen = 0;
   private started = false;
   private readLimit: ReadLimit | null = null;
+  /** The shared download limit holds this connection's reading paused. */
+  private heldByLimit = false;
   /** The size of the next socket read (see MAX_READ_SIZE), and the size of the last offered. */
   private readSize = READ_SIZE;
   private offered = 0;
@@ -433,8 +435,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     if (!socket || this.readLimit) return;
     this.readLimit = limit;
     this.unlimit = limit.add({
-      pause: () => socket.pause(),
+      pause: () => {
+        this.heldByLimit = true;
+        socket.pause();
+      },
       resume: () => {
+        this.heldByLimit = false;
         if (this.started && this.state === 'open') socket.resume();
       },
     });
@@ -509,7 +515,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     } catch (e) {
       this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
     }
-    if (this.state === 'open') this.socket?.resume();
+    // Held by the download limit (another connection's reads put it in debt): its resume()
+    // starts reading; resuming here would read past it, unlimited.
+    if (this.state === 'open' && !this.heldByLimit) this.socket?.resume();
   }
 
   private drain(): void {
