@@ -103,6 +103,9 @@ export async function runDownload(
   let workDir =
     streaming && magnet ? streamWorkDir(parseMagnet(file).infoHash.toString('hex')) : '';
   const listen = opts.listen === false ? false : { port: opts.port, bind: opts.bind };
+  // Outgoing connections leave from the --bind address too (not from 0.0.0.0 or ::: any).
+  const localAddress =
+    opts.bind !== undefined && !/^(0\.0\.0\.0|::)$/.test(opts.bind) ? opts.bind : undefined;
   let opened: OpenedTorrent | null = null;
   try {
     if (workDir) await makeWorkDir(workDir);
@@ -120,6 +123,7 @@ export async function runDownload(
         warn,
         dht,
         encryption: opts.encryption,
+        localAddress,
         // The metadata phase listens and keeps its peers for the download.
         handoff: { listen },
       },
@@ -242,6 +246,7 @@ export async function runDownload(
         maxUploadRate: opts.maxUploadRate,
         maxDownloadRate: opts.maxDownloadRate,
         encryption: opts.encryption,
+        localAddress,
         seed: seedLimits,
         seedOnly: mode === 'seed',
         onSeeding: (d) => {

@@ -15,6 +15,7 @@ import type { ByteStream } from './torrent-file.js';
 import type { VerifyCliOptions } from './verify-command.js';
 import { VERSION } from '../version.js';
 import { ENCRYPTION_MODES } from '../peer/encryption-mode.js';
+import { ipFamily } from '../tracker/compact.js';
 
 export interface Out {
   write(s: string): unknown;
@@ -70,6 +71,13 @@ function portNumber(v: string): number {
   return n;
 }
 
+function bindAddress(v: string): string {
+  if (ipFamily(v) === 0) {
+    throw new InvalidArgumentError('must be an IP address of this machine (such as 192.168.1.20)');
+  }
+  return v;
+}
+
 function minutes(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0 || n > 525_600) {
@@ -94,7 +102,11 @@ function peerOptions(cmd: Command): Command {
       'TCP port for incoming peers (default: first free of 6881-6889, else any; 0: any)',
       portNumber,
     )
-    .option('--bind <address>', 'listen on this address only (default: all)')
+    .option(
+      '--bind <address>',
+      'listen on this address only, and connect from it (default: all)',
+      bindAddress,
+    )
     .option('--no-listen', 'accept no incoming connection')
     .option(
       '--upload-slots <n>',

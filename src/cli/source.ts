@@ -45,6 +45,8 @@ export interface OpenOptions {
   warn: (message: string) => void;
   dht?: Dht | null;
   encryption?: EncryptionMode;
+  /** Outgoing connections are made from this address (`--bind`). */
+  localAddress?: string;
   /** A download follows: keep the metadata phase's connections for it (see swarm/magnet.ts). */
   handoff?: { listen: ListenOptions | false };
 }
@@ -93,6 +95,7 @@ export async function openTorrent(
     onWarning: o.warn,
     dht: o.dht,
     encryption: o.encryption,
+    localAddress: o.localAddress,
     handoff: o.handoff,
     onProgress: (p) => {
       if (o.tty) {

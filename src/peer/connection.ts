@@ -20,6 +20,7 @@ import net from 'node:net';
 import { logger } from '../log.js';
 import { TdlError, WireError } from '../errors.js';
 import { formatPeerAddress } from '../tracker/types.js';
+import { familyOfIp } from '../tracker/compact.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { EarlyAvailability } from './early-availability.js';
 import { Framer, MAX_READ_SIZE, READ_SIZE } from '../wire/framer.js';
@@ -109,6 +110,8 @@ export interface PeerOptions {
   mse?: number;
   /** Incoming: the socket went through an MSE handshake (a plain stream after it, unless `cipher`). */
   acceptedMse?: boolean;
+  /** Outgoing: connect from this address (`--bind`). */
+  localAddress?: string;
 }
 
 /** RC4 both ways; the first `plainBytes` read are decrypted already (put back by the listener). */
@@ -280,9 +283,11 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     const provide = this.opts.mse;
     log('%s connecting%s', this.address, provide === undefined ? '' : ' (encrypted handshake)');
     // Reads go straight into the framer's own buffer: no allocation per chunk.
+    const local = this.opts.localAddress;
     const socket = net.connect({
       host: this.host,
       port: this.port,
+      ...(local === undefined ? {} : { localAddress: local, family: familyOfIp(local) }),
       onread: {
         buffer: () => this.readBuffer(),
         callback: (n: number) => {

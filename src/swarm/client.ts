@@ -84,6 +84,8 @@ export interface ClientOptions {
   maxDownloadRate?: number;
   /** `--encryption` (default allow): our connections, and which incoming ones are accepted. */
   encryption?: EncryptionMode;
+  /** Outgoing connections (peers, trackers, web seeds) are made from this address (`--bind`). */
+  localAddress?: string;
   /** Go on seeding once complete, within these limits (`download --seed`, `seed`). */
   seed?: SeedLimits;
   /** `tdl seed`: the data must already be complete. */
@@ -297,6 +299,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       maxUploadRate: o.maxUploadRate,
       maxDownloadRate: o.maxDownloadRate,
       encryption: o.encryption,
+      localAddress: o.localAddress,
       signal: ctl.signal,
       // The stream writes verified pieces from memory when it can (else reads them back).
       tap: streamOut ? (index, data, room) => streamOut.take(index, data, room) : undefined,
@@ -460,6 +463,7 @@ function announce(
     peerId,
     port,
     stats,
+    localAddress: o.localAddress,
   });
   const early = holdEarly(tracker, o.handoff ? null : listener);
   tracker.start();

@@ -98,6 +98,8 @@ export interface DownloadOptions {
   maxDownloadRate?: number;
   /** How our own connections are made (`--encryption`; default allow). */
   encryption?: EncryptionMode;
+  /** Outgoing connections (peers, trackers, web seeds) are made from this address (`--bind`). */
+  localAddress?: string;
   signal?: AbortSignal;
   random?: () => number;
   /** Reads each verified piece from memory while it goes to disk (the `-o -` stream). */

@@ -176,6 +176,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       timeouts: opts.timeouts,
       handshakeMs: opts.timeouts?.handshakeMs ?? this.peerTimeoutMs,
       encryption: opts.encryption,
+      localAddress: opts.localAddress,
       done: () => this.complete,
       isOwn: (p) => this.isOwn(p),
     });
@@ -335,9 +336,12 @@ export class Download extends EventEmitter<DownloadEvents> {
       },
       onWarning: (m) => this.emit('warning', m),
       onError: (e) => this.fail(e instanceof Error ? e : new Error(String(e))),
-      seed: limiter
-        ? { limit: { onRead: (n) => limiter.onRead(n), waitMs: () => limiter.bucket.waitMs(1) } }
-        : undefined,
+      seed: {
+        ...(limiter
+          ? { limit: { onRead: (n) => limiter.onRead(n), waitMs: () => limiter.bucket.waitMs(1) } }
+          : {}),
+        ...(this.opts.localAddress === undefined ? {} : { localAddress: this.opts.localAddress }),
+      },
     });
     this.webSeeds = ws;
     ws.start();

@@ -44,6 +44,8 @@ export interface MagnetOptions {
   handshakeMs: number;
   /** `--encryption` (default allow). */
   encryption?: EncryptionMode;
+  /** Outgoing connections (peers, trackers, web seeds) are made from this address (`--bind`). */
+  localAddress?: string;
   signal?: AbortSignal;
   /** Called about once a second while fetching, with the peers connected and those with metadata. */
   onProgress?: (p: { connected: number; withMetadata: number; known: number }) => void;
@@ -193,6 +195,7 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
           // Without a download to follow we do not listen (`tdl info`): port 0.
           port: listener?.port ?? 0,
           stats: () => handoff?.announceStats() ?? { uploaded: 0, downloaded: 0, left: 1 },
+          localAddress: o.localAddress,
         })
       : null;
   const dhtSource = o.dht ? new DhtPeerSource(o.dht, o.magnet.infoHash) : null;
@@ -211,6 +214,7 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
     listener,
     port: listener?.port,
     encryption: o.encryption,
+    localAddress: o.localAddress,
   });
   if (o.onWarning) swarm.on('warning', o.onWarning);
   swarm.on('progress', () => o.onProgress?.(swarm.counts()));

@@ -74,6 +74,8 @@ export interface MetadataSwarmOptions {
   port?: number;
   /** How our own connections are made (`--encryption`). */
   encryption?: EncryptionMode;
+  /** Outgoing connections (peers, trackers, web seeds) are made from this address (`--bind`). */
+  localAddress?: string;
 }
 
 /** Where `takeOver` sends the connections. */
@@ -131,6 +133,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
       handshakeMs: opts.handshakeMs,
       metadataOnly: true,
       encryption: opts.encryption,
+      localAddress: opts.localAddress,
       isOwn: (p) => this.isOwn(p),
     });
   }

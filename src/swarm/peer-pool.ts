@@ -25,6 +25,7 @@ import {
   type PeerTimeouts,
 } from '../peer/connection.js';
 import { formatPeerAddress, type PeerAddress } from '../tracker/types.js';
+import { familyOfIp, ipFamily } from '../tracker/compact.js';
 import type { PexHints } from '../wire/ut-pex.js';
 
 const log = logger('tdl:pool');
@@ -99,6 +100,11 @@ export interface PoolOptions {
   metadataOnly?: boolean;
   /** Our own addresses (swarm/own-addresses): never taken as candidates, never dialled. */
   isOwn?: (p: PeerAddress) => boolean;
+  /**
+   * Connect from this address (`--bind`): peers at addresses of the other family (IPv6 for an
+   * IPv4 address) cannot be reached from it and are not taken.
+   */
+  localAddress?: string;
   encryption?: EncryptionMode;
   /**
    * We want nothing more (the download is complete): a candidate PEX flags as a seed is not
@@ -119,8 +125,12 @@ export class PeerPool extends EventEmitter<PoolEvents> {
   private readonly attempts = new Set<PeerConnection>();
   private closed = false;
 
+  /** The family peers must be in to be reached from `localAddress` (0: any). */
+  private readonly family: 0 | 4 | 6;
+
   constructor(private readonly opts: PoolOptions) {
     super();
+    this.family = opts.localAddress === undefined ? 0 : familyOfIp(opts.localAddress);
   }
 
   get connecting(): number {
@@ -135,6 +145,8 @@ export class PeerPool extends EventEmitter<PoolEvents> {
       if (!Number.isInteger(p.port) || p.port < 1 || p.port > 65535) continue;
       const address = formatPeerAddress(p);
       if (this.opts.isOwn?.(p)) continue;
+      // A name (a --peer host) resolves in our family; an address of the other one is unreachable.
+      if (this.family !== 0 && ipFamily(p.host) === (this.family === 4 ? 6 : 4)) continue;
       const known = this.candidates.get(address);
       if (known) {
         takeHints(known, p);
@@ -215,6 +227,7 @@ export class PeerPool extends EventEmitter<PoolEvents> {
       timeouts: { ...this.opts.timeouts, connectMs, handshakeMs: this.opts.handshakeMs },
       metadataOnly: this.opts.metadataOnly,
       mse: mse ? mseOffer(this.opts.encryption ?? 'allow') : undefined,
+      localAddress: this.opts.localAddress,
     });
     this.attempts.add(conn);
     if (!again) this.emit('connecting', c.address);

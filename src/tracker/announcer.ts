@@ -115,6 +115,8 @@ export interface AnnouncerOptions {
   announceTimeoutMs?: number;
   /** Announces in flight at most (announceSlots of the process's open-file limit when absent). */
   maxInFlight?: number;
+  /** Announces go out from this address (`--bind`). */
+  localAddress?: string;
 }
 
 type Scheme = 'http' | 'udp';
@@ -244,10 +246,13 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
   private stopped = false;
   private stopPromise: Promise<void> | undefined;
   private allFailedEmitted = false;
+  /** `{ localAddress }` for every announce, or nothing. */
+  private readonly local: { localAddress?: string };
 
   constructor(opts: AnnouncerOptions) {
     super();
     this.opts = opts;
+    this.local = opts.localAddress === undefined ? {} : { localAddress: opts.localAddress };
     this.timing = { ...ANNOUNCER_TIMING, ...opts.timing };
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? announceSlots(fdLimit()));
     const seen = new Set<string>();
@@ -553,7 +558,11 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
       o.onSent?.();
       if (t.scheme === 'http') {
         if (t.trackerId !== undefined) req.trackerId = t.trackerId;
-        const res = await announceHttp(t.url, req, { signal: o.signal, timeoutMs });
+        const res = await announceHttp(t.url, req, {
+          signal: o.signal,
+          timeoutMs,
+          ...this.local,
+        });
         if (res.trackerId !== undefined) t.trackerId = res.trackerId;
         return res;
       }
@@ -561,6 +570,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
         signal: o.signal,
         timeoutMs,
         retry: o.udpRetry ?? this.opts.udpRetry,
+        ...this.local,
       });
     } finally {
       this.release();

@@ -33,6 +33,11 @@ export function ipFamily(text: string): 0 | 4 | 6 {
   return text.includes(':') && isIPv6(text) ? 6 : 0;
 }
 
+/** The family of an IP address already known to be valid (IPv6 text always holds a colon). */
+export function familyOfIp(ip: string): 4 | 6 {
+  return ip.includes(':') ? 6 : 4;
+}
+
 /** Formats 16 bytes as RFC 5952 IPv6 text; IPv4-mapped addresses become dotted IPv4. */
 export function formatIPv6(b: Uint8Array, offset = 0): string {
   const groups: number[] = [];

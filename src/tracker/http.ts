@@ -17,7 +17,7 @@ import type { Socket } from 'node:net';
 import { decodeStrict, isDict, isList, type BDict, type BValue } from '../metainfo/bencode.js';
 import { describeError, TdlError, TrackerError } from '../errors.js';
 import { followRedirect, percentEncodeBytes, REDIRECT_STATUSES } from '../http.js';
-import { PeerCollector, clampInterval } from './compact.js';
+import { PeerCollector, clampInterval, familyOfIp } from './compact.js';
 import type { AnnounceOptions, AnnounceRequest, AnnounceResponse } from './types.js';
 
 export { MAX_PEERS_PER_REPLY } from './compact.js';
@@ -222,7 +222,7 @@ function parseHttpUrl(raw: string, what: string): URL {
  * One GET: resolves with the response (its body unread) once the headers are in. The connection
  * must be made within HTTP_CONNECT_TIMEOUT_MS (TLS included); `signal` bounds everything else.
  */
-async function get(url: URL, signal: AbortSignal): Promise<IncomingMessage> {
+async function get(url: URL, signal: AbortSignal, localAddress?: string): Promise<IncomingMessage> {
   const fetch = await loadGet(url.protocol);
   signal.throwIfAborted();
   return new Promise<IncomingMessage>((resolve, reject) => {
@@ -232,6 +232,7 @@ async function get(url: URL, signal: AbortSignal): Promise<IncomingMessage> {
         agent: false, // no pooling: `Connection: close`, the socket goes with the request
         signal,
         headers: { 'user-agent': 'tdl', accept: '*/*' },
+        ...(localAddress === undefined ? {} : { localAddress, family: familyOfIp(localAddress) }),
       },
       resolve,
     );
@@ -253,12 +254,13 @@ async function announceOnce(
   trackerUrl: string,
   req: AnnounceRequest,
   signal: AbortSignal,
+  localAddress: string | undefined,
 ): Promise<AnnounceResponse> {
   parseHttpUrl(trackerUrl, 'tracker URL');
   let target = buildAnnounceUrl(trackerUrl, req);
   for (let redirects = 0; ; redirects++) {
     debug('GET %s', target);
-    const res = await get(parseHttpUrl(target, 'announce URL'), signal);
+    const res = await get(parseHttpUrl(target, 'announce URL'), signal, localAddress);
     const statusCode = res.statusCode ?? 0;
     const { headers } = res;
     if (REDIRECT_STATUSES.has(statusCode)) {
@@ -309,7 +311,7 @@ export async function announceHttp(
   else opts.signal?.addEventListener('abort', onAbort, { once: true });
   const started = Date.now();
   try {
-    const res = await announceOnce(url, req, controller.signal);
+    const res = await announceOnce(url, req, controller.signal, opts.localAddress);
     debug(
       '%s: %d peers, interval %ds (%dms)',
       url,

@@ -46,6 +46,8 @@ export interface AnnounceOptions {
   signal?: AbortSignal;
   /** Bound on the whole announce (connect, retries, body). */
   timeoutMs?: number;
+  /** Our side of the connection (`--bind`); the tracker's name resolves in its family. */
+  localAddress?: string;
 }
 
 /** `host:port`, with IPv6 hosts in brackets (`[::1]:6881`): how tdl names a peer everywhere. */

@@ -24,6 +24,7 @@ import {
   type UdpReply,
 } from './udp-codec.js';
 import type { AnnounceOptions, AnnounceRequest, AnnounceResponse } from './types.js';
+import { familyOfIp } from './compact.js';
 
 const debug = logger('tdl:udp-tracker');
 
@@ -133,7 +134,11 @@ async function announceUdpInner(
   let socket: dgram.Socket | undefined;
   let waitTimer: NodeJS.Timeout | undefined;
   try {
-    const addr = await Promise.race([lookup(host), failure]);
+    const local = opts.localAddress;
+    const addr = await Promise.race([
+      local === undefined ? lookup(host) : lookup(host, { family: familyOfIp(local) }),
+      failure,
+    ]);
     const family: 4 | 6 = addr.family === 6 ? 6 : 4;
     const sock = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
     socket = sock;
@@ -141,6 +146,13 @@ async function announceUdpInner(
       if (err.code === 'ECONNREFUSED') fail(new TrackerError('port unreachable (ECONNREFUSED)'));
       else fail(new TrackerError(`socket error: ${describeError(err)}`));
     });
+    if (local !== undefined) {
+      // From the --bind address (before connect, which would bind to any address).
+      await Promise.race([
+        new Promise<void>((resolve) => sock.bind({ address: local, port: 0 }, () => resolve())),
+        failure,
+      ]);
+    }
     await Promise.race([
       new Promise<void>((resolve) => sock.connect(port, addr.address, () => resolve())),
       failure,

@@ -17,6 +17,7 @@ import { logger } from '../log.js';
 import type { Dispatcher } from 'undici';
 import { TdlError } from '../errors.js';
 import { followRedirect, REDIRECT_STATUSES } from '../http.js';
+import { familyOfIp } from '../tracker/compact.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { Layout } from '../storage/layout.js';
 import { type FileRange, runRanges } from './url.js';
@@ -90,20 +91,36 @@ export interface WebSeedOptions {
   backoffMaxMs?: number;
   /** Download limit (default none). */
   limit?: ReadLimit;
+  /** Connect from this address (`--bind`), with the default dispatcher. */
+  localAddress?: string;
 }
 
 type Undici = typeof import('undici');
 // undici is loaded on the first web seed request, as for HTTP trackers: a download without web
 // seeds never pays for it.
-let undici: Promise<{ request: Undici['request']; agent: Dispatcher }> | null = null;
+let undici: Promise<{ request: Undici['request']; agent: (local?: string) => Dispatcher }> | null =
+  null;
 function loadUndici() {
-  undici ??= import('undici').then((u) => ({
-    request: u.request,
-    agent: new u.Agent({
-      connect: { timeout: WEB_SEED_CONNECT_TIMEOUT_MS },
-      keepAliveTimeout: 4_000,
-    }),
-  }));
+  undici ??= import('undici').then((u) => {
+    // One Agent per local address (in practice one: the default, or the --bind address).
+    const agents = new Map<string, Dispatcher>();
+    const agent = (local?: string): Dispatcher => {
+      let a = agents.get(local ?? '');
+      if (a === undefined) {
+        a = new u.Agent({
+          connect: {
+            timeout: WEB_SEED_CONNECT_TIMEOUT_MS,
+            ...(local === undefined ? {} : { family: familyOfIp(local) }),
+          },
+          ...(local === undefined ? {} : { localAddress: local }),
+          keepAliveTimeout: 4_000,
+        });
+        agents.set(local ?? '', a);
+      }
+      return a;
+    };
+    return { request: u.request, agent };
+  });
   undici.catch(() => {
     undici = null;
   });
@@ -324,7 +341,7 @@ export class WebSeed {
 
     try {
       const { request, agent } = await loadUndici();
-      const dispatcher = this.opts.dispatcher ?? agent;
+      const dispatcher = this.opts.dispatcher ?? agent(this.opts.localAddress);
       for (const r of ranges) {
         complete(r.pieceOffset);
         await this.fetchRange(request, dispatcher, r, write, controller.signal, hold);

@@ -137,8 +137,12 @@ describe('DHT from the CLI (loopback network, no tracker)', () => {
   it('a DHT that cannot run is a warning: a magnet with an IPv6 --bind downloads from x.pe', async () => {
     const data = randomBytesSeeded(200_000, 'dht-bind6');
     const t = makeTorrent({ name: 'b.bin', pieceLength: 32768, files: { data } });
-    const seeder = await fx.seeder(t, 32768, { metadata: parseTorrent(t.torrent).info });
-    const magnet = `magnet:?xt=urn:btih:${t.infoHash.toString('hex')}&x.pe=127.0.0.1:${seeder.port}`;
+    // On ::1: with --bind ::1, tdl connects from there, so only IPv6 peers can be reached.
+    const seeder = await fx.seeder(t, 32768, {
+      metadata: parseTorrent(t.torrent).info,
+      host: '::1',
+    });
+    const magnet = `magnet:?xt=urn:btih:${t.infoHash.toString('hex')}&x.pe=[::1]:${seeder.port}`;
     const out = path.join(fx.dir, 'b.bin');
     const r = await runCli([
       'download',

@@ -63,6 +63,8 @@ export interface FakeSeederOptions {
   pex?: { host: string; port: number }[];
   /** Send unchoke right after the availability, without waiting for `interested`. */
   unchokeAtOnce?: boolean;
+  /** Address to listen on (default 127.0.0.1). */
+  host?: string;
 }
 
 export interface FakeSeeder {
@@ -71,6 +73,8 @@ export interface FakeSeeder {
   /** Block bytes sent. */
   served: number;
   connections: number;
+  /** The address each incoming connection came from. */
+  remoteAddresses: string[];
   requests: number;
   cancels: number;
   /** Blocks served per piece index. */
@@ -112,6 +116,7 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
     address: { host: '127.0.0.1', port: 0 },
     served: 0,
     connections: 0,
+    remoteAddresses: [],
     requests: 0,
     cancels: 0,
     servedBlocks: new Map(),
@@ -142,6 +147,7 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
   };
   const server = net.createServer((socket) => {
     state.connections++;
+    state.remoteAddresses.push(socket.remoteAddress ?? '');
     onSocket(socket, false);
   });
 
@@ -293,9 +299,10 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
     });
   }
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const host = o.host ?? '127.0.0.1';
+  await new Promise<void>((resolve) => server.listen(0, host, () => resolve()));
   const addr = server.address() as net.AddressInfo;
   state.port = addr.port;
-  state.address = { host: '127.0.0.1', port: addr.port };
+  state.address = { host, port: addr.port };
   return state;
 }

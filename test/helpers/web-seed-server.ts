@@ -58,6 +58,8 @@ export interface WebSeedServer {
   origin: string;
   port: number;
   requests: RecordedRequest[];
+  /** The address each request came from. */
+  remoteAddresses: string[];
   setFault(fault: ServerFault, count?: number): void;
   setGate(gate: Promise<void> | undefined): void;
   close(): Promise<void>;
@@ -76,6 +78,7 @@ export async function startWebSeedServer(opts: WebSeedServerOptions): Promise<We
   let faultLeft = opts.faultCount ?? Infinity;
   let gate = opts.gate;
   const requests: RecordedRequest[] = [];
+  const remoteAddresses: string[] = [];
   const sockets = new Set<net.Socket>();
 
   const server = http.createServer((req, res) => {
@@ -84,6 +87,7 @@ export async function startWebSeedServer(opts: WebSeedServerOptions): Promise<We
     const path = q >= 0 ? rawUrl.slice(0, q) : rawUrl;
     const query = q >= 0 ? rawUrl.slice(q + 1) : '';
     requests.push({ path, range: req.headers.range });
+    remoteAddresses.push(req.socket.remoteAddress ?? '');
     let f: ServerFault = 'none';
     if (faultLeft > 0 && fault !== 'none' && query !== 'moved=1') {
       f = fault;
@@ -209,6 +213,7 @@ export async function startWebSeedServer(opts: WebSeedServerOptions): Promise<We
     origin: `http://127.0.0.1:${port}`,
     port,
     requests,
+    remoteAddresses,
     setFault(f, count) {
       fault = f;
       faultLeft = count ?? Infinity;

@@ -195,3 +195,15 @@ describe('PeerPool: what PEX flags say of a candidate', () => {
     expect(dialled(p, 0, 1)).toEqual(['127.0.9.3:1']);
   });
 });
+
+describe('PeerPool with a local address (--bind)', () => {
+  it('takes no peer of the other address family, and names of either', () => {
+    const v4 = pool(undefined, { localAddress: '127.0.0.5' });
+    expect(v4.add([{ host: '::1', port: 1 }], 'tracker')).toBe(0);
+    expect(v4.add([{ host: '127.0.0.2', port: 1 }], 'tracker')).toBe(1);
+    expect(v4.add([{ host: 'peer.example', port: 1 }], 'cli')).toBe(1);
+    const v6 = pool(undefined, { localAddress: '::1' });
+    expect(v6.add([{ host: '127.0.0.2', port: 1 }], 'tracker')).toBe(0);
+    expect(v6.add([{ host: '2001:db8::1', port: 1 }], 'tracker')).toBe(1);
+  });
+});

@@ -1,0 +1,96 @@
+/**
+ * `--bind` applies to tdl's own connections too: peers, HTTP and UDP trackers and web seeds see
+ * them come from the bound address (127.0.0.5 here), not from the address the system would pick.
+ * A value that is not an IP address is a usage error.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
+import { startUdpTracker } from '../helpers/fake-tracker.js';
+import { useFixture } from '../helpers/fixture.js';
+import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+import { startWebSeedServer, type WebSeedServer } from '../helpers/web-seed-server.js';
+
+const fx = useFixture();
+const PIECE = 32768;
+const BIND = '127.0.0.5';
+const servers: WebSeedServer[] = [];
+afterEach(async () => {
+  for (const s of servers.splice(0)) await s.close();
+});
+
+describe('--bind for outgoing connections', () => {
+  it('peers and an HTTP tracker see tdl come from the --bind address', async () => {
+    const data = randomBytesSeeded(300_000, 'bind-peers');
+    const { t } = await fx.singleFile(data, PIECE);
+    const seeder = await fx.seeder(t, PIECE);
+    const tr = await fx.tracker([seeder]);
+    const made = makeTorrent({
+      name: 'data.bin',
+      pieceLength: PIECE,
+      files: { data },
+      announce: tr.url,
+    });
+    const torrent = await fx.writeTorrent(made, 'bind.torrent');
+    const out = path.join(fx.dir, 'out.bin');
+    const r = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--bind',
+      BIND,
+      '--port',
+      '0',
+      '--no-dht',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(seeder.remoteAddresses.length).toBeGreaterThan(0);
+    expect(new Set(seeder.remoteAddresses)).toEqual(new Set([BIND]));
+    expect(tr.announces.length).toBeGreaterThan(0);
+    expect(new Set(tr.announces.map((a) => a.remoteAddress))).toEqual(new Set([BIND]));
+  });
+
+  it('a UDP tracker and a web seed see it too', async () => {
+    const data = randomBytesSeeded(200_000, 'bind-ws');
+    const s = await startWebSeedServer({ files: { '/f.bin': data } });
+    servers.push(s);
+    const udp = await startUdpTracker({ peers: [] });
+    fx.onClose(() => udp.close());
+    const made = makeTorrent({
+      name: 'f.bin',
+      pieceLength: PIECE,
+      files: { data },
+      announce: udp.url,
+      extraRoot: { 'url-list': [`${s.origin}/f.bin`] },
+    });
+    const torrent = await fx.writeTorrent(made, 'ws.torrent');
+    const out = path.join(fx.dir, 'f.bin');
+    const r = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--bind',
+      BIND,
+      '--port',
+      '0',
+      '--no-dht',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(s.remoteAddresses.length).toBeGreaterThan(0);
+    expect(new Set(s.remoteAddresses)).toEqual(new Set([BIND]));
+    expect(udp.announces.length).toBeGreaterThan(0);
+    expect(new Set(udp.announces.map((a) => a.remoteAddress))).toEqual(new Set([BIND]));
+  });
+
+  it('a --bind that is not an IP address is a usage error', async () => {
+    const r = await runCli(['download', 'x.torrent', '--bind', 'localhost']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--bind');
+    expect(r.stderr).toContain('must be an IP address');
+  });
+});
