@@ -7,7 +7,7 @@ import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
 import { download } from '../swarm/client.js';
 import type { Download } from '../swarm/download.js';
 import { jsonLine } from './events.js';
-import { escapeControl, formatBytes, redactUrls, terminalColumns } from './format.js';
+import { escapeControl, formatBytes, percentDown, redactUrls, terminalColumns } from './format.js';
 import type { CliIO, DownloadCliOptions } from './program.js';
 import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from './progress.js';
 import { parseBootstrap, parsePeer } from './peer-arg.js';
@@ -205,7 +205,7 @@ export async function runDownload(
           event: 'progress',
           downloaded: s.completed,
           total: s.total,
-          percent: s.total > 0 ? Math.round((s.completed / s.total) * 1000) / 10 : 100,
+          percent: percentDown(s.completed, s.total),
           rate: Math.round(s.rate),
           uploaded: s.uploaded,
           uploadRate: Math.round(s.uploadRate),

@@ -39,6 +39,14 @@ export function formatBytes(n: number): string {
   return u === 0 ? v + ' B' : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2) + ' ' + UNITS[u]!;
 }
 
+/**
+ * `part` of `total` in percent, rounded down to a tenth: 100 only when all of it is there (a
+ * download one block short, or one bad byte among gigabytes, must not read as 100.0%).
+ */
+export function percentDown(part: number, total: number): number {
+  return total > 0 && part < total ? Math.floor((part / total) * 1000) / 10 : 100;
+}
+
 export function formatRate(bytesPerSecond: number): string {
   return `${formatBytes(Math.round(bytesPerSecond))}/s`;
 }

@@ -6,6 +6,7 @@ import {
   formatBytes,
   formatDuration,
   formatRate,
+  percentDown,
   truncateToWidth,
 } from './format.js';
 
@@ -27,7 +28,7 @@ function fit(line: string, columns: number): string {
 }
 
 function percent(part: number, total: number): string {
-  return ((total > 0 ? part / total : 1) * 100).toFixed(1);
+  return percentDown(part, total).toFixed(1);
 }
 
 /** Columns of the name that the progress line keeps before it gives up any other field. */
@@ -53,7 +54,7 @@ function layout(fields: readonly (readonly [string, number])[], columns: number)
 
 export function progressLine(s: DownloadStats, name: string, columns: number): string {
   const frac = s.total > 0 ? s.completed / s.total : 1;
-  const pct = (frac * 100).toFixed(1).padStart(5);
+  const pct = percent(s.completed, s.total).padStart(5);
   const eta = s.rate > 0 ? formatDuration(((s.total - s.completed) / s.rate) * 1000) : '--:--';
   // A resumed download says where it started from.
   const from = s.initial > 0 ? ` (from ${percent(s.initial, s.total)}%)` : '';
@@ -134,7 +135,7 @@ export function checkLine(
   const frac = total > 0 ? checked / total : 1;
   const bw = barWidth(columns);
   const line =
-    `${bw > 0 ? `[${bar(frac, bw)}] ` : ''}${(frac * 100).toFixed(1).padStart(5)}%  checking ` +
+    `${bw > 0 ? `[${bar(frac, bw)}] ` : ''}${percent(checked, total).padStart(5)}%  checking ` +
     `${formatBytes(checked)}/${formatBytes(total)}  valid ${formatBytes(valid)}  ${escapeControl(name)}`;
   return fit(line, columns);
 }

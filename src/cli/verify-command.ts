@@ -19,7 +19,7 @@ import { partsPath } from '../storage/parts.js';
 import { resolveSelection, wantedPieces, type SelectOptions } from '../storage/selection.js';
 import { EXIT } from './exit-codes.js';
 import { jsonLine } from './events.js';
-import { escapeControl, formatBytes, terminalColumns } from './format.js';
+import { escapeControl, formatBytes, percentDown, terminalColumns } from './format.js';
 import type { CliIO } from './program.js';
 import { checkLine } from './progress.js';
 import { loadTorrent } from './torrent-file.js';
@@ -201,7 +201,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
         exitCode: code,
         size,
         valid: validBytes,
-        percent: validPercent(validBytes, size),
+        percent: percentDown(validBytes, size),
         ...(selection ? { selectedFiles: selection.selectedFiles } : {}),
         pieces: wanted.count,
         piecesValid: r.valid.count,
@@ -212,7 +212,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
         files,
       });
     } else if (!opts.quiet) {
-      const pct = validPercent(validBytes, size).toFixed(1);
+      const pct = percentDown(validBytes, size).toFixed(1);
       const lines = [
         `name:     ${escapeControl(meta.name)}`,
         `output:   ${escapeControl(plan.root)}`,
@@ -268,12 +268,4 @@ function fileExists(p: string): boolean {
   } catch {
     return false;
   }
-}
-
-/**
- * The share of `size` that is valid, in tenths of a percent, rounded down: one bad byte in a
- * piece that is nearly all padding leaves 99.99% valid, which must not read as 100.0%.
- */
-function validPercent(valid: number, size: number): number {
-  return size > 0 && valid < size ? Math.floor((valid / size) * 1000) / 10 : 100;
 }

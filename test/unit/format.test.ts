@@ -168,6 +168,23 @@ describe('display width', () => {
     );
   });
 
+  it('the percent is rounded down: 100.0% only once every byte is there', () => {
+    const s = {
+      total: 1_000_000_000,
+      completed: 999_999_000,
+      initial: 0,
+      rate: 0,
+      uploaded: 0,
+      uploadRate: 0,
+      served: 0,
+      connected: 1,
+      active: 1,
+    } as DownloadStats;
+    expect(progressLine(s, 'x', 200)).toContain(' 99.9%  ');
+    expect(progressLine({ ...s, completed: s.total }, 'x', 200)).toContain(' 100.0%  ');
+    expect(progressLine({ ...s, initial: 999_999_999 }, 'x', 200)).toContain('(from 99.9%)');
+  });
+
   it('a narrow terminal drops the upload figures and peers before the ETA and the name', () => {
     const s = {
       total: 8_000_000,
