@@ -41,10 +41,22 @@ const TORRENT_FILE_ARG =
 const TORRENT_ARG =
   'a .torrent file, - to read it from stdin, an http(s) URL to fetch it from, or a magnet link';
 
+/**
+ * A number as a command line writes one: decimal digits, with a fraction when `fraction`
+ * (`0.5`, `.5`, `2.`), surrounding blanks aside; NaN for anything else. `Number()` alone would
+ * take an empty or blank value as 0 (`--port "$UNSET"` listening anywhere, `--seed-time ""`
+ * ending the seeding at once), and hex, exponents or `Infinity` as numbers.
+ */
+export function decimal(v: string, fraction: boolean): number {
+  const text = v.trim();
+  const form = fraction ? /^(\d+(\.\d*)?|\.\d+)$/ : /^\d+$/;
+  return form.test(text) ? Number(text) : NaN;
+}
+
 function positiveInt(name: string) {
   return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1 || n > 10_000) {
+    const n = decimal(v, false);
+    if (!(n >= 1 && n <= 10_000)) {
       throw new InvalidArgumentError(`${name} must be a whole number from 1 to 10000`);
     }
     return n;
@@ -52,9 +64,11 @@ function positiveInt(name: string) {
 }
 
 function seconds(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0 || n > 86_400 * 7) {
-    throw new InvalidArgumentError('must be a number of seconds greater than 0');
+  const n = decimal(v, true);
+  if (!(n > 0 && n <= 86_400 * 7)) {
+    throw new InvalidArgumentError(
+      'must be a number of seconds greater than 0, at most 604800 (a week)',
+    );
   }
   return n;
 }
@@ -64,8 +78,8 @@ function collect(v: string, prev: string[]): string[] {
 }
 
 function portNumber(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) {
+  const n = decimal(v, false);
+  if (!(n >= 0 && n <= 65535)) {
     throw new InvalidArgumentError('must be a port number from 0 to 65535 (0: any free port)');
   }
   return n;
@@ -79,16 +93,16 @@ function bindAddress(v: string): string {
 }
 
 function minutes(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0 || n > 525_600) {
+  const n = decimal(v, true);
+  if (!(n >= 0 && n <= 525_600)) {
     throw new InvalidArgumentError('must be a number of minutes, from 0 to 525600 (a year)');
   }
   return n;
 }
 
 function ratio(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0 || n > 1_000_000) {
+  const n = decimal(v, true);
+  if (!(n >= 0 && n <= 1_000_000)) {
     throw new InvalidArgumentError('must be a number (uploaded / size), from 0 to 1000000');
   }
   return n;

@@ -29,6 +29,43 @@ describe('a refused command line', () => {
     expect((await cli(['dl'])).stderr).toMatch(/^tdl: unknown command 'dl'\n/);
   });
 
+  it('refuses a number option given empty, blank, hex, an exponent or Infinity', async () => {
+    // Number() reads '' and ' ' as 0: `--port "$UNSET"` would listen on any port and
+    // `--seed-time ""` stop seeding at once, with exit 0.
+    const cases: [string, string][] = [
+      ['--port', ''],
+      ['--port', ' '],
+      ['--seed-time', ''],
+      ['--seed-ratio', ' '],
+      ['--max-peers', '0x10'],
+      ['--upload-slots', '1e1'],
+      ['--timeout', '1e-300'],
+      ['--peer-timeout', 'Infinity'],
+      ['--seed-ratio', '-0'],
+    ];
+    for (const [option, value] of cases) {
+      const r = await cli(['download', 'x.torrent', option, value]);
+      expect(r.code, `${option} ${JSON.stringify(value)}`).toBe(2);
+      expect(r.stderr).toContain(`tdl: option '${option} <`);
+      expect(r.stderr).toContain(`argument '${value}' is invalid`);
+    }
+    // Blanks around a number, and fractions where the option takes them, are still numbers.
+    for (const [option, value] of [
+      ['--timeout', ' 0.5 '],
+      ['--seed-time', '.5'],
+      ['--max-peers', ' 7'],
+    ] as const) {
+      const r = await cli(['download', option, value, '--bogus']);
+      expect(r.stderr, `${option} ${value}`).toMatch(/^tdl: unknown option '--bogus'/);
+    }
+  });
+
+  it('names the upper limit of a time option it refuses', async () => {
+    const r = await cli(['download', 'x.torrent', '--timeout', '700000']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/at most 604800 \(a week\)/);
+  });
+
   it('with --json, an error event on stdout as well', async () => {
     const r = await cli(['info', '--json', '--bogus', 'x.torrent']);
     expect(r.code).toBe(2);
