@@ -73,6 +73,19 @@ function seconds(v: string): number {
   return n;
 }
 
+/**
+ * A path, an address or a URL, never empty: `-o ""` would be the current folder, `--bind ""`
+ * every address and `--tracker ""` no tracker, without a word (`-o "$UNSET"` in a script).
+ */
+function nonEmpty(v: string): string {
+  if (v === '') throw new InvalidArgumentError('must not be empty');
+  return v;
+}
+
+function collectNonEmpty(v: string, prev: string[]): string[] {
+  return [...prev, nonEmpty(v)];
+}
+
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
 }
@@ -86,7 +99,7 @@ function portNumber(v: string): number {
 }
 
 function bindAddress(v: string): string {
-  if (ipFamily(v) === 0) {
+  if (ipFamily(nonEmpty(v)) === 0) {
     throw new InvalidArgumentError('must be an IP address of this machine (such as 192.168.1.20)');
   }
   return v;
@@ -187,10 +200,11 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .description(
       'download the torrent described by a .torrent file (or stdin, a URL, a magnet link)',
     )
-    .argument('<torrent>', TORRENT_ARG)
+    .argument('<torrent>', TORRENT_ARG, nonEmpty)
     .option(
       '-o, --output <path>',
       'where to save: an existing folder, or the new file/folder name; - streams the file to stdout',
+      nonEmpty,
     )
     .addOption(
       new Option(
@@ -219,6 +233,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .option(
       '--save-torrent <file>',
       'also write the torrent (for a magnet link, its fetched metadata) to FILE',
+      nonEmpty,
     )
     .option('--no-resume', 'with -o -: keep no working copy for a later run, however it ends');
   peerOptions(selectionOptions(downloadCmd)).action(
@@ -238,8 +253,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .description(
       'serve data already on disk to other peers (checked first), until Ctrl-C or a limit',
     )
-    .argument('<torrent>', TORRENT_ARG)
-    .option('-o, --output <path>', 'where the data is (as given to download)')
+    .argument('<torrent>', TORRENT_ARG, nonEmpty)
+    .option('-o, --output <path>', 'where the data is (as given to download)', nonEmpty)
     .addOption(
       new Option(
         '--peer <host:port>',
@@ -267,7 +282,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .description(
       'show what a .torrent file (or a magnet link, once its metadata is fetched) contains',
     )
-    .argument('<torrent>', TORRENT_ARG)
+    .argument('<torrent>', TORRENT_ARG, nonEmpty)
     .option('--json', 'print the information as JSON')
     .addOption(
       new Option(
@@ -286,6 +301,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .option(
       '--save-torrent <file>',
       'also write the torrent (for a magnet link, its fetched metadata) to FILE',
+      nonEmpty,
     )
     .option('--no-dht', 'magnet links: find no peers through the DHT')
     .addOption(
@@ -307,8 +323,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       'check the data on disk against the torrent and report how much is valid ' +
         '(exit 0: complete, 5: incomplete, 6: cannot read)',
     )
-    .argument('<torrent>', TORRENT_FILE_ARG)
-    .option('-o, --output <path>', 'where the data was saved (as given to download)')
+    .argument('<torrent>', TORRENT_FILE_ARG, nonEmpty)
+    .option('-o, --output <path>', 'where the data was saved (as given to download)', nonEmpty)
     .option('-q, --quiet', 'print nothing: the exit code tells')
     .option('--json', 'write newline-delimited JSON events to stdout');
   selectionOptions(verifyCmd).action(async (torrent: string, opts: VerifyCliOptions) => {
@@ -319,11 +335,15 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   program
     .command('create')
     .description('make a .torrent from a file or a folder; prints its info hash and magnet link')
-    .argument('<file-or-folder>', 'what the torrent holds')
-    .requiredOption('-o, --output <file.torrent>', 'where to write the torrent (- for stdout)')
+    .argument('<file-or-folder>', 'what the torrent holds', nonEmpty)
+    .requiredOption(
+      '-o, --output <file.torrent>',
+      'where to write the torrent (- for stdout)',
+      nonEmpty,
+    )
     .addOption(
       new Option('--tracker <url>', "tracker URL, one tier each (repeatable; 'A,B' = one tier)")
-        .argParser(collect)
+        .argParser(collectNonEmpty)
         .default([]),
     )
     .addOption(

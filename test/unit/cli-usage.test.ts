@@ -60,6 +60,37 @@ describe('a refused command line', () => {
     }
   });
 
+  it('refuses an empty path, address or tracker rather than taking it as none', async () => {
+    // `-o ""` was the current folder, `--bind ""` every address, `--tracker ""` no tracker, and
+    // `tdl create ""` the current folder.
+    const lines: string[][] = [
+      ['download', 'x.torrent', '-o', ''],
+      ['download', 'x.torrent', '--save-torrent', ''],
+      ['seed', 'x.torrent', '--output', ''],
+      ['seed', 'x.torrent', '--bind', ''],
+      ['verify', 'x.torrent', '-o', ''],
+      ['info', 'x.torrent', '--save-torrent', ''],
+      ['create', 'dir', '-o', ''],
+      ['create', 'dir', '-o', 'x.torrent', '--tracker', 'http://t/a', '--tracker', ''],
+    ];
+    for (const args of lines) {
+      const r = await cli(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(/^tdl: option '.*' argument '' is invalid\. must not be empty\n/);
+    }
+    for (const args of [
+      ['download', ''],
+      ['info', ''],
+      ['verify', ''],
+      ['create', '', '-o', 'x'],
+    ]) {
+      const r = await cli(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toMatch(/^tdl: command-argument value '' is invalid .* must not be empty\n/);
+    }
+  });
+
   it('names the upper limit of a time option it refuses', async () => {
     const r = await cli(['download', 'x.torrent', '--timeout', '700000']);
     expect(r.code).toBe(2);
