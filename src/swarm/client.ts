@@ -183,8 +183,13 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       ms: check.ms,
     };
     if (o.seedOnly && !complete) {
+      // No file of the torrent there at all is a mistyped -o more often than a download to finish.
+      let found = check.have.count > 0;
+      for (let i = 0; i < storage.fileCount && !found; i++) found = storage.existed(i);
       throw new TransferError(
-        `the data under ${plan.root} is incomplete (${check.have.count} of ${wanted.count} pieces valid): finish it with tdl download first`,
+        found
+          ? `the data under ${plan.root} is incomplete (${check.have.count} of ${wanted.count} pieces valid): finish it with tdl download first`
+          : `no file of this torrent is at ${plan.root}: -o names where the data is, as given to tdl download`,
       );
     }
     const seeding = o.seed !== undefined || o.seedOnly === true;

@@ -7,6 +7,7 @@
  *
  * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
+import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -120,6 +121,19 @@ describe('seeding lifecycle', () => {
     const { code } = await tdl.exited;
     expect(code).toBe(5);
     expect(tdl.stderr()).toMatch(/incomplete \(4 of 8 pieces valid\).*tdl download/);
+  });
+
+  it('tdl seed -o where no file of the torrent is: exit 5, saying so, and nothing created', async () => {
+    const { torrent } = await prepare(256 * 1024, 32768, 'seed-nothing', 'none');
+    const typo = path.join(fx.dir, 'ouy', 'data.bin');
+    const tdl = spawnTdl(['seed', torrent, '-o', typo, '--port', '0', '--no-dht'], fx.onClose);
+    const { code } = await tdl.exited;
+    expect(code).toBe(5);
+    // Not "incomplete …: finish it with tdl download": there is nothing there to finish.
+    expect(tdl.stderr()).toBe(
+      `tdl: no file of this torrent is at ${typo}: -o names where the data is, as given to tdl download\n`,
+    );
+    expect(existsSync(path.dirname(typo))).toBe(false);
   });
 
   it('tdl seed --seed-time 0.05 exits 0 after about 3 s, with seeding and done events', async () => {
