@@ -125,7 +125,10 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
     // not there): such a piece is missing, as a download would find it.
     for (const p of pieces) if (r.absent.has(p)) r.valid.clear(p);
     for (const p of zeros) r.valid.set(p);
-    progress = { ...progress, valid: r.valid.count };
+    // The last progress counts what those corrections leave valid, in bytes as every other one.
+    let validRead = 0;
+    for (const p of pieces) if (r.valid.has(p)) validRead += layout.pieceSize(p);
+    progress = { ...progress, valid: validRead };
     if (tty || json) redraw();
     if (tty) io.stderr.write('\r\x1b[2K');
 

@@ -488,6 +488,9 @@ describe('verify', () => {
     const { r, v } = await verifyJson(tp, out);
     expect(r.code).toBe(5);
     expect(v).toMatchObject({ piecesCorrupt: 1, piecesValid: 9, valid: PIECE * 9 });
+    // The last progress event counts bytes too (it gave the number of valid pieces).
+    const last = r.events.filter((e) => e['event'] === 'progress').at(-1);
+    expect(last).toMatchObject({ checked: PIECE * 10, total: PIECE * 10, valid: PIECE * 9 });
     await writeFile(out, data);
     expect((await runCli(['verify', tp, '-o', out])).code).toBe(0);
     await truncate(out, PIECE * 10 + 1);
