@@ -69,6 +69,10 @@ async function main(): Promise<void> {
     stderr: process.stderr,
     signal: controller.signal,
   });
+  // A last write that failed has already errored the stream, but its 'error' event only comes
+  // on a later tick, after which tdl would have exited 0 (`tdl verify > /dev/full`).
+  const failed = process.stdout.errored as NodeJS.ErrnoException | null;
+  if (!stdoutError && failed) stdoutError = stdoutWriteError(failed);
   // A run that succeeded while its last lines went unread still reports the closed pipe (the
   // handler above does it if the error only comes later).
   process.exitCode = stdoutError && code === EXIT.ok ? exitCodeFor(stdoutError) : code;

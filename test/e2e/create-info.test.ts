@@ -366,6 +366,14 @@ describe('tdl create', () => {
     const piped = sh(`${tdl} create ${q(f)} -o - --no-date > /dev/full`);
     expect(piped.status, piped.stderr).toBe(6);
     expect(piped.stderr).toMatch(/cannot write to standard output: ENOSPC/);
+    // The summary, and tdl verify's report, are stdout's last write: its failure is said, not
+    // lost at exit (it used to exit 0).
+    const summary = sh(`${tdl} create ${q(f)} -o ${q(dir)}/s.torrent > /dev/full`);
+    expect(summary.status, summary.stderr).toBe(6);
+    expect(summary.stderr).toBe('tdl: cannot write to standard output: ENOSPC\n');
+    const report = sh(`${tdl} verify ${q(dir)}/s.torrent -o ${q(f)} > /dev/full`);
+    expect(report.status, report.stderr).toBe(6);
+    expect(report.stderr).toBe('tdl: cannot write to standard output: ENOSPC\n');
     const sub = sh(
       `${tdl} create ${q(f)} -q --no-date -o >(sha1sum > ${q(dir)}/sum); wait; sleep 0.2`,
     );
