@@ -8,11 +8,12 @@
  * service turns into a warning.
  */
 import { constants } from 'node:fs';
-import { mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DhtError, TdlError } from '../errors.js';
 import { decodeStrict, encode, isBytes, isDict } from '../metainfo/bencode.js';
+import { makeFolders } from '../storage/fs-util.js';
 import { decodeNodes, encodeNodes, NODE4_BYTES } from './krpc.js';
 import type { NodeInfo } from './krpc.js';
 import { ID_LENGTH } from './node-id.js';
@@ -83,7 +84,7 @@ export async function loadCache(file: string): Promise<CachedTable | null> {
 export async function saveCache(file: string, t: CachedTable): Promise<void> {
   const tmp = `${file}.${process.pid}.tmp`;
   try {
-    await mkdir(dirname(file), { recursive: true });
+    await makeFolders(dirname(file));
     const fh = await open(tmp, 'w', 0o600);
     try {
       await fh.writeFile(encodeCache(t));

@@ -7,9 +7,9 @@ import { lookup as dnsLookup, Resolver } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { logger } from '../log.js';
 import { DhtBusyError, DhtError, TdlError } from '../errors.js';
-import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { takePidLock } from '../pid-lock.js';
+import { makeFolders } from '../storage/fs-util.js';
 import { defaultCacheFile, loadCache, saveCache } from './cache.js';
 import { encodeError, encodeResponse, ERR_METHOD_UNKNOWN, ERR_PROTOCOL } from './krpc.js';
 import type { KrpcQuery, NodeInfo } from './krpc.js';
@@ -199,7 +199,7 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     if (!this.cacheFile) return false;
     const file = `${this.cacheFile}.lock`;
     try {
-      await mkdir(dirname(file), { recursive: true });
+      await makeFolders(dirname(file));
       const lock = await takePidLock(file);
       if ('heldBy' in lock) {
         debug('the DHT cache is in use by pid %d: a node id of our own', lock.heldBy);

@@ -56,6 +56,7 @@ import {
   INLINE_MAX_WRITE,
   listNames,
   lstatOrNull,
+  makeFolders,
   syncfsFlushes,
   startSyncHelper,
   stopSyncHelper,
@@ -1042,7 +1043,7 @@ export class DiskStorage {
 /** mkdir; true when it created the folder, false when one was there. */
 async function mkdirOrFail(dir: string, recursive: boolean): Promise<boolean> {
   try {
-    if (recursive) return (await mkdir(dir, { recursive: true })) !== undefined;
+    if (recursive) return (await makeFolders(dir)) !== undefined;
     await mkdir(dir);
     return true;
   } catch (e) {

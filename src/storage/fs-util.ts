@@ -1,7 +1,7 @@
 /** Small file-system helpers shared by the storage modules. */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs, { statfsSync, type BigIntStats, type Stats } from 'node:fs';
-import { lstat, opendir } from 'node:fs/promises';
+import { lstat, mkdir, opendir, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { logger } from '../log.js';
@@ -100,6 +100,35 @@ export async function replaceFile(p: string, bytes: Uint8Array): Promise<void> {
     await fs.promises.rm(tmp, { force: true }).catch(() => {});
     throw e;
   }
+}
+
+/**
+ * `mkdir -p`: makes `dir` and the folders above it that are missing; resolves with the first
+ * folder it made (undefined when `dir` was there), as `mkdir(dir, { recursive: true })` does.
+ * Node's own recursive mkdir retries a folder for as long as making its parent succeeds, so
+ * where a parent exists but mkdir in it answers ENOENT (procfs: `-o /proc/self/x/y`,
+ * `XDG_CACHE_HOME=/proc/…`) it spins for good and the call never settles. Here each folder is
+ * tried again once, after its parent was made, and that answer is final.
+ */
+export async function makeFolders(dir: string, mode?: number): Promise<string | undefined> {
+  try {
+    await mkdir(dir, { mode });
+    return dir;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' && (await stat(dir).catch(() => null))?.isDirectory()) return undefined;
+    const parent = path.dirname(dir);
+    if (code !== 'ENOENT' || parent === dir) throw e;
+  }
+  const first = await makeFolders(path.dirname(dir), mode);
+  try {
+    await mkdir(dir, { mode });
+  } catch (e) {
+    // Made by someone else meanwhile: there all the same.
+    const there = (e as NodeJS.ErrnoException).code === 'EEXIST';
+    if (!there || !(await stat(dir).catch(() => null))?.isDirectory()) throw e;
+  }
+  return first ?? dir;
 }
 
 export function toDiskError(e: unknown, what: string): DiskError {

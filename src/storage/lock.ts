@@ -4,12 +4,11 @@
  * 6) naming that pid, instead of colliding with the first on a working file or the resume file.
  * A lock whose process is gone (a crash, SIGKILL) is taken over.
  */
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { DiskError } from '../errors.js';
 import { takePidLock } from '../pid-lock.js';
 import { withSuffix } from './names.js';
-import { toDiskError } from './fs-util.js';
+import { makeFolders, toDiskError } from './fs-util.js';
 
 export const LOCK_SUFFIX = '.tdl-lock';
 
@@ -21,7 +20,7 @@ export async function lockOutput(root: string): Promise<() => Promise<void>> {
   const file = withSuffix(root, LOCK_SUFFIX);
   // The folder the output goes in (made by the storage anyway, which opens after the lock).
   try {
-    await mkdir(path.dirname(file), { recursive: true });
+    await makeFolders(path.dirname(file));
   } catch (e) {
     throw toDiskError(e, `cannot create folder ${path.dirname(file)}`);
   }

@@ -17,7 +17,7 @@
  * waited too long on one piece (see docs/DESIGN.md, "Streaming to stdout" and "Piece buffers
  * from the socket to the stream").
  */
-import { mkdir, readdir, rm, rmdir } from 'node:fs/promises';
+import { readdir, rm, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { METADATA_SUFFIX, RESUME_SUFFIX } from './names.js';
 import { LOCK_SUFFIX } from './lock.js';
@@ -25,7 +25,7 @@ import { PARTS_SUFFIX } from './parts.js';
 import { logger } from '../log.js';
 import { defaultCacheFile } from '../dht/cache.js';
 import { StdoutClosedError, stdoutWriteError } from '../errors.js';
-import { toDiskError } from './fs-util.js';
+import { makeFolders, toDiskError } from './fs-util.js';
 import type { Layout } from './layout.js';
 
 const log = logger('tdl:stream');
@@ -70,7 +70,7 @@ export function streamWorkDir(infoHashHex: string, env: NodeJS.ProcessEnv = proc
 /** Create a working folder (owner only); DiskError when it cannot be. */
 export async function makeWorkDir(dir: string): Promise<void> {
   try {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await makeFolders(dir, 0o700);
   } catch (e) {
     throw toDiskError(e, `cannot create the working folder ${dir}`);
   }

@@ -4,6 +4,7 @@
  * anything is created. A property test then checks the parser's rule on arbitrary names: what it
  * accepts always lands strictly inside the output, on a path of its own.
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -15,6 +16,7 @@ import { MAX_PATH_DEPTH } from '../../src/metainfo/paths.js';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { startFakeSeeder } from '../helpers/fake-seeder.js';
+import { assertBuilt, MAIN } from '../helpers/tdl-process.js';
 import {
   makeTorrent,
   randomBytesSeeded,
@@ -234,6 +236,31 @@ describe('symlinks already in the output tree are never written through', () => 
     await expectRefused(multi(['f.bin']), /refusing to write through the symlink/);
     expect(existsSync(target)).toBe(false);
   });
+});
+
+// procfs answers mkdir with ENOENT under a folder that exists: Node's recursive mkdir then
+// retries for good, at full CPU, and tdl hung past --timeout (the real program, killed if so).
+describe.runIf(existsSync('/proc/self/status'))('folders that cannot be made in /proc', () => {
+  it('an -o, or an XDG_CACHE_HOME for -o -, there: exit 6 at once, naming the folder', async () => {
+    assertBuilt();
+    const t = makeTorrent({ name: 'f.bin', pieceLength: 16384, files: { data: x } });
+    const tp = path.join(dir, 't.torrent');
+    await writeFile(tp, t.torrent);
+    const tdl = (args: string[], env: Record<string, string> = {}) =>
+      spawnSync(process.execPath, [MAIN, 'download', tp, '--peer', '127.0.0.1:9', ...args], {
+        encoding: 'utf8',
+        timeout: 15_000,
+        killSignal: 'SIGKILL',
+        env: { ...process.env, DEBUG: '', ...env },
+      });
+    const o = tdl(['-o', '/proc/self/tdl-no/out', '--no-dht', '--port', '0']);
+    expect(o.status, o.stderr).toBe(6);
+    expect(o.stderr).toMatch(/^tdl: cannot create folder \/proc\/self\/tdl-no: .*ENOENT/);
+    const cache = tdl(['-o', '-', '--no-dht', '--port', '0'], { XDG_CACHE_HOME: '/proc/self' });
+    expect(cache.status, cache.stderr).toBe(6);
+    expect(cache.stdout).toBe('');
+    expect(cache.stderr).toMatch(/^tdl: cannot create the working folder \/proc\/self\/tdl\//);
+  }, 40_000);
 });
 
 describe('property: whatever the parser accepts stays inside the output', () => {

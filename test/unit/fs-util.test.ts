@@ -1,4 +1,5 @@
-import { mkdir } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
@@ -7,6 +8,7 @@ import {
   INLINE_PAUSE_MS,
   INLINE_SLICE_MS,
   INLINE_SLOW_MS,
+  makeFolders,
   startSyncHelper,
   stopSyncHelper,
   syncfsFlushes,
@@ -49,6 +51,37 @@ describe('eachLimited', () => {
   it('does nothing for no items', async () => {
     await eachLimited([], 4, () => Promise.reject(new Error('never')));
   });
+});
+
+describe('makeFolders', () => {
+  it('makes the missing folders and says which was first, as mkdir -p', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const deep = path.join(dir, 'a', 'b', 'c');
+      expect(await makeFolders(deep, 0o700)).toBe(path.join(dir, 'a'));
+      expect(statSync(deep).isDirectory()).toBe(true);
+      expect(statSync(deep).mode & 0o777).toBe(0o700);
+      expect(await makeFolders(deep)).toBeUndefined();
+      await writeFile(path.join(dir, 'f'), 'x');
+      await expect(makeFolders(path.join(dir, 'f'))).rejects.toMatchObject({ code: 'EEXIST' });
+      await expect(makeFolders(path.join(dir, 'f', 'g'))).rejects.toMatchObject({
+        code: 'ENOTDIR',
+      });
+    } finally {
+      await cleanup();
+    }
+  });
+
+  // Node's recursive mkdir never settles there, spinning a pool thread at full CPU.
+  it.runIf(existsSync('/proc/self/status'))(
+    'fails where the parent exists but refuses the child (procfs)',
+    async () => {
+      await expect(makeFolders('/proc/self/tdl-no/such')).rejects.toMatchObject({
+        code: 'ENOENT',
+      });
+    },
+    5_000,
+  );
 });
 
 describe('Inline', () => {
