@@ -39,9 +39,18 @@ export interface LoadOptions {
   timeoutMs?: number;
 }
 
-function tooLarge(size?: number): MetainfoError {
+/** How a refusal names `source`, first (README: its file, `stdin` or its URL). */
+function shownSource(source: string): string {
+  return source === '-' ? 'stdin' : escapeControl(redactUrls(source));
+}
+
+/** A source over the cap, named as a refusal of its content would name it. */
+function tooLarge(source: string, size?: number): MetainfoError {
   const what = size === undefined ? `more than ${MAX_TORRENT_FILE_BYTES} bytes` : `${size} bytes`;
-  return new MetainfoError('file', `${what} is larger than the ${MAX_TORRENT_FILE_BYTES} allowed`);
+  return new MetainfoError(
+    shownSource(source),
+    `${what} is larger than the ${MAX_TORRENT_FILE_BYTES} allowed`,
+  );
 }
 
 /**
@@ -62,9 +71,8 @@ export function parseTorrentFrom(bytes: Buffer, source: string): Metainfo {
     return parseTorrent(bytes);
   } catch (e) {
     if (e instanceof TdlError && e.kind === 'invalid-torrent') {
-      const shown = source === '-' ? 'stdin' : escapeControl(redactUrls(source));
       const what = e instanceof BencodeError && e.offset === 0 ? notTorrent(bytes) : undefined;
-      e.message = `${shown}: ${what === undefined ? '' : `not a .torrent file, ${what}: `}${e.message}`;
+      e.message = `${shownSource(source)}: ${what === undefined ? '' : `not a .torrent file, ${what}: `}${e.message}`;
     }
     throw e;
   }
@@ -117,7 +125,7 @@ async function readTorrentFile(file: string, signal?: AbortSignal): Promise<Buff
     if (e instanceof TdlError || signal?.aborted) throw e;
     throw new UsageError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
   }
-  if (size > MAX_TORRENT_FILE_BYTES) throw tooLarge(size);
+  if (size > MAX_TORRENT_FILE_BYTES) throw tooLarge(file, size);
   try {
     return await readFile(file);
   } catch (e) {
@@ -126,14 +134,17 @@ async function readTorrentFile(file: string, signal?: AbortSignal): Promise<Buff
 }
 
 /** Reads a stream to its end, refusing it as soon as it goes past the cap. */
-async function readCapped(stream: AsyncIterable<Buffer | string | Uint8Array>): Promise<Buffer> {
+async function readCapped(
+  stream: AsyncIterable<Buffer | string | Uint8Array>,
+  source: string,
+): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of stream) {
     const b = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk);
     total += b.length;
     // Leaving the loop ends (destroys) the stream: nothing more is read.
-    if (total > MAX_TORRENT_FILE_BYTES) throw tooLarge();
+    if (total > MAX_TORRENT_FILE_BYTES) throw tooLarge(source);
     chunks.push(b);
   }
   return Buffer.concat(chunks, total);
@@ -153,7 +164,7 @@ async function readPipe(file: string, signal?: AbortSignal): Promise<Buffer> {
     signal?.addEventListener('abort', onAbort, { once: true });
   });
   try {
-    return await Promise.race([readCapped(stream), aborted]);
+    return await Promise.race([readCapped(stream, file), aborted]);
   } catch (e) {
     if (signal?.aborted) throw signal.reason;
     if (e instanceof TdlError) throw e;
@@ -172,7 +183,7 @@ async function readStdin(stdin: ByteStream, signal?: AbortSignal): Promise<Buffe
   if (signal?.aborted) throw signal.reason;
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    return await readCapped(stdin);
+    return await readCapped(stdin, '-');
   } catch (e) {
     if (signal?.aborted) throw signal.reason;
     if (e instanceof TdlError) throw e;
@@ -237,12 +248,14 @@ async function fetchOnce(url: string, signal: AbortSignal, timeoutMs: number): P
       if (statusCode !== 200) throw new UsageError(`HTTP status ${statusCode}`);
       const lenHeader = headers['content-length'];
       const declared = Number(Array.isArray(lenHeader) ? lenHeader[0] : lenHeader);
-      if (Number.isFinite(declared) && declared > MAX_TORRENT_FILE_BYTES) throw tooLarge(declared);
+      if (Number.isFinite(declared) && declared > MAX_TORRENT_FILE_BYTES) {
+        throw tooLarge(url, declared);
+      }
       const encHeader = headers['content-encoding'];
       const encoding = (Array.isArray(encHeader) ? encHeader.join(',') : (encHeader ?? ''))
         .trim()
         .toLowerCase();
-      if (encoding === '' || encoding === 'identity') return await readCapped(body);
+      if (encoding === '' || encoding === 'identity') return await readCapped(body, url);
       if (encoding !== 'gzip' && encoding !== 'x-gzip' && encoding !== 'deflate') {
         throw new UsageError(`unsupported Content-Encoding ${encoding}`);
       }
@@ -250,7 +263,7 @@ async function fetchOnce(url: string, signal: AbortSignal, timeoutMs: number): P
       // An error on either side destroys both; the read below then fails with it.
       pipeline(body, decoder, () => undefined);
       try {
-        return await readCapped(decoder);
+        return await readCapped(decoder, url);
       } finally {
         decoder.destroy();
       }

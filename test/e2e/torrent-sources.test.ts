@@ -231,6 +231,7 @@ describe('hostile sources get the same refusals as files', () => {
     const base = await server(streaming(100 * 1024 * 1024, true));
     const r = await cli(['info', `${base}/big.torrent`]);
     expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`${base}/big.torrent: 104857600 bytes is larger than the`);
     expect(r.stderr).toContain(`larger than the ${MAX_TORRENT_FILE_BYTES} allowed`);
   });
 
@@ -252,7 +253,7 @@ describe('hostile sources get the same refusals as files', () => {
     });
     const r = await cli(['info', '-'], endless);
     expect(r.code).toBe(3);
-    expect(r.stderr).toContain(`more than ${MAX_TORRENT_FILE_BYTES} bytes`);
+    expect(r.stderr).toMatch(new RegExp(`^tdl: stdin: more than ${MAX_TORRENT_FILE_BYTES} bytes`));
     expect(given).toBeLessThan(MAX_TORRENT_FILE_BYTES + 8 * chunk.length);
   });
 
