@@ -41,7 +41,7 @@ import {
   writeSync,
   type BigIntStats,
 } from 'node:fs';
-import { mkdir, open, rename, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, rmdir, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { logger } from '../log.js';
 import { DiskError } from '../errors.js';
@@ -208,6 +208,8 @@ export class DiskStorage {
   private pending = new Set<Promise<void>>();
   /** Pieces whose runs wait to be written (see pumpWrites), and runs being written. */
   private readonly queue: PieceWrite[] = [];
+  /** The torrent's folders this run created at open, parents first (see removeMadeFolders). */
+  private readonly made: string[] = [];
   private writesRunning = 0;
   private beforeWrite: ((index: number) => Promise<void>) | null = null;
   private closed = false;
@@ -420,7 +422,11 @@ export class DiskStorage {
         if (empty.has(path.dirname(d))) {
           await this.mkdirNow(d);
           empty.add(d);
-        } else if (await this.mkdirNow(d)) empty.add(d);
+          this.made.push(d);
+        } else if (await this.mkdirNow(d)) {
+          empty.add(d);
+          this.made.push(d);
+        }
       }
     }
     const listable = new Set(dirs);
@@ -1037,6 +1043,15 @@ export class DiskStorage {
 
   get root(): string {
     return this.plan.root;
+  }
+
+  /**
+   * Removes the folders this run created at open that are still empty, deepest first: a run
+   * that ends before it has written anything (its port taken, say) leaves no trace.
+   */
+  async removeMadeFolders(): Promise<void> {
+    for (const d of this.made.reverse()) await rmdir(d).catch(() => {});
+    this.made.length = 0;
   }
 }
 

@@ -148,6 +148,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   let early: EarlySource | null = null;
   let dl: Download | null = null;
   let dhtSource: DhtPeerSource | null = null;
+  let failed = false;
   const win = windowPieces(meta.pieceLength);
   const streamOut = o.stream
     ? new StreamOut({
@@ -398,6 +399,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     }
     return { stats: final, plan, check: checkInfo, wasComplete: complete };
   } catch (e) {
+    failed = true;
     checkpoints?.stop();
     // No more blocks from here on: a piece that completed while the last checkpoint was being
     // written would be on disk but only in its journal (sound, yet hashed again next time).
@@ -424,6 +426,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       await dhtSource?.stop().catch(() => {});
       await writer?.close().catch(() => {});
       await out.close();
+      // Ended before its first checkpoint (a port taken, no tracker it can use): nothing of it
+      // is worth keeping, and an empty folder would only pass for the torrent's at the next run.
+      if (failed && !writer) await out.removeMadeFolders();
     } finally {
       await stopping;
     }

@@ -4,12 +4,14 @@
  * to them once the data is all there (boundary pieces copied out of the parts file, final names,
  * BEP 47 attributes, the files that only served the download removed).
  */
-import { rm } from 'node:fs/promises';
+import { rm, rmdir } from 'node:fs/promises';
+import path from 'node:path';
 import { logger } from '../log.js';
 import { fileList, type Metainfo } from '../metainfo/torrent.js';
 import { applyFileAttributes } from '../storage/attributes.js';
 import { removeResumeFiles, type ResumeWriter } from '../storage/checkpoint.js';
 import { DiskStorage } from '../storage/disk.js';
+import { makeFolders, toDiskError } from '../storage/fs-util.js';
 import type { Layout } from '../storage/layout.js';
 import { METADATA_SUFFIX, resumePath, withSuffix } from '../storage/names.js';
 import { planOutput, type OutputPlan } from '../storage/output.js';
@@ -34,6 +36,8 @@ export class OutputFiles {
     private readonly selected: Uint8Array | null,
     /** The output is a stream's working copy (it leaves no file). */
     private readonly stream: boolean,
+    /** The first of the folders above the output that open created (undefined: none). */
+    private readonly madeParent?: string,
   ) {
     this.resumeFile = resumePath(plan);
     this.metadataFile = withSuffix(plan.root, METADATA_SUFFIX);
@@ -64,6 +68,15 @@ export class OutputFiles {
       output,
       downloads ? 'write' : 'read',
     );
+    // The folders above the output that are missing (the lock goes in the last one).
+    let madeParent: string | undefined;
+    if (downloads) {
+      try {
+        madeParent = await makeFolders(plan.parent);
+      } catch (e) {
+        throw toDiskError(e, `cannot create folder ${plan.parent}`);
+      }
+    }
     // Before anything is created or opened: a second tdl on this output stops here.
     const unlock = downloads ? await lockOutput(plan.root) : async () => {};
     let storage: DiskStorage;
@@ -75,9 +88,19 @@ export class OutputFiles {
       });
     } catch (e) {
       await unlock();
+      await removeEmptyFolders(plan.parent, madeParent);
       throw e;
     }
-    return new OutputFiles(meta, plan, storage, unlock, selected, stream);
+    return new OutputFiles(meta, plan, storage, unlock, selected, stream, madeParent);
+  }
+
+  /**
+   * After close, when the run wrote nothing (it failed before its first checkpoint): the folders
+   * it created, the torrent's and those above the output, go again where they are still empty.
+   */
+  async removeMadeFolders(): Promise<void> {
+    await this.storage.removeMadeFolders();
+    await removeEmptyFolders(this.plan.parent, this.madeParent);
   }
 
   /** Close the storage and give the lock back. */
@@ -135,5 +158,17 @@ export class OutputFiles {
     if (r.executables + r.symlinks > 0) {
       log('%d files made executable, %d links', r.executables, r.symlinks);
     }
+  }
+}
+
+/** rmdir `dir` and the folders above it up to `top` included, while they are empty. */
+async function removeEmptyFolders(dir: string, top: string | undefined): Promise<void> {
+  if (top === undefined) return;
+  for (let d = dir; ; d = path.dirname(d)) {
+    const removed = await rmdir(d).then(
+      () => true,
+      () => false,
+    );
+    if (!removed || d === top || path.dirname(d) === d) return;
   }
 }

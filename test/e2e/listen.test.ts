@@ -179,6 +179,42 @@ describe('listening', () => {
     expect(tdl.stderr()).toContain(`cannot listen on port ${port}`);
   });
 
+  it('a taken --port leaves nothing behind: no folder of the torrent, none above -o', async () => {
+    const t = makeTorrent({
+      name: 'album',
+      pieceLength: PIECE,
+      files: [
+        { path: ['cd1', 'a.bin'], data: data.subarray(0, 100_000) },
+        { path: ['b.bin'], data: data.subarray(100_000) },
+      ],
+    });
+    const torrent = await fx.writeTorrent(t);
+    const busy = net.createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+    fx.onClose(() => new Promise<void>((r) => busy.close(() => r())));
+    const { port } = busy.address() as net.AddressInfo;
+    const before = readdirSync(fx.dir).sort();
+    for (const out of [path.join(fx.dir, 'album'), path.join(fx.dir, 'new', 'deep', 'album')]) {
+      const tdl = spawnTdl(
+        ['download', torrent, '-o', out].concat([
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--peer',
+          '127.0.0.1:9',
+          '--no-dht',
+        ]),
+        fx.onClose,
+      );
+      const { code } = await tdl.exited;
+      expect(code, tdl.stderr()).toBe(2);
+      expect(tdl.stderr()).toContain(`cannot listen on 127.0.0.1:${port}`);
+      // The folders made at open (album/, album/cd1/, new/deep/) are gone again.
+      expect(readdirSync(fx.dir).sort()).toEqual(before);
+    }
+  });
+
   it('--bind 127.0.0.1 listens there only', async () => {
     const { t, torrent, file } = await prepare();
     const tdl = spawnTdl(
