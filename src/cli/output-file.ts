@@ -22,6 +22,13 @@ export interface FileTarget {
  * path whose folder is missing (UsageError, exit 2) or not writable (DiskError, exit 6).
  */
 export function fileTarget(file: string, option: string): FileTarget {
+  // Everywhere else `-` is stdout, which --save-torrent cannot write to (it carries the events,
+  // the stream or tdl info's text): a file named `-` would be a surprise.
+  if (file === '-') {
+    throw new UsageError(
+      `${option} - cannot write to stdout: name a file (./- for a file named -)`,
+    );
+  }
   const abs = path.resolve(file);
   const st = statOrNull(abs);
   if (st?.isDirectory())

@@ -382,6 +382,27 @@ describe('tdl create', () => {
     expect(await readFile(path.join(dir, 'sum'), 'utf8')).toBe(direct.stdout);
   }, 60_000);
 
+  it('--save-torrent - is refused: - is stdout everywhere else, never a file named -', async () => {
+    assertBuilt();
+    const f = path.join(dir, 'f.bin');
+    await writeFile(f, 'data');
+    const tp = path.join(dir, 'f.torrent');
+    expect((await runCli(['create', f, '-o', tp, '-q'])).code).toBe(0);
+    const tdl = `cd ${q(dir)} && ${q(process.execPath)} ${q(MAIN)}`;
+    for (const cmd of [
+      `info f.torrent --save-torrent -`,
+      `download f.torrent -o f.bin --save-torrent - --peer 127.0.0.1:9 --no-dht --port 0`,
+    ]) {
+      const r = spawnSync('bash', ['-c', `${tdl} ${cmd}`], { encoding: 'utf8', timeout: 30_000 });
+      expect(r.status, cmd).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toBe(
+        'tdl: --save-torrent - cannot write to stdout: name a file (./- for a file named -)\n',
+      );
+      expect(statSync(path.join(dir, '-'), { throwIfNoEntry: false })).toBeUndefined();
+    }
+  });
+
   it('keeps links inside the folder as links: the folder itself verifies and seeds', async () => {
     const d = path.join(dir, 'linked');
     await mkdir(path.join(d, 'sub'), { recursive: true });
