@@ -6,8 +6,9 @@
  * A gzip or deflate body (a server may compress what it was not asked to) is decoded, the cap
  * then applying to the decoded bytes.
  */
-import { createReadStream } from 'node:fs';
+import { constants, openSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
+import { Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import { logger } from '../log.js';
@@ -151,12 +152,21 @@ async function readCapped(
 }
 
 /**
- * Reads the named pipe `file` to its end, within the cap. Its open waits for a writer: an
- * interrupt ends the wait at once (the pending open is left to the process's exit).
+ * Reads the named pipe `file` to its end, within the cap, waiting for a writer. The pipe is
+ * opened without waiting (O_NONBLOCK) and read through the event loop: a blocking open would
+ * wait for the writer in a thread of libuv's pool that nothing can take back, and the process
+ * could then not exit (Node joins those threads at exit), Ctrl-C or not. Linux reports no
+ * hang-up on a FIFO until a writer has come and gone, so the read waits for one.
  */
 async function readPipe(file: string, signal?: AbortSignal): Promise<Buffer> {
   if (signal?.aborted) throw signal.reason;
-  const stream = createReadStream(file);
+  let stream: Socket;
+  try {
+    const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    stream = new Socket({ fd, readable: true, writable: false });
+  } catch (e) {
+    throw new UsageError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+  }
   stream.on('error', () => {}); // reported through the read below
   let onAbort = (): void => {};
   const aborted = new Promise<never>((_, reject) => {
