@@ -2,9 +2,11 @@
  * A .torrent the CLI writes (`tdl create -o`, `--save-torrent`): where it goes is checked before
  * any work, and it is written whole or not at all.
  */
-import { accessSync, constants, realpathSync, statSync } from 'node:fs';
+import { accessSync, constants, openSync, realpathSync, statSync } from 'node:fs';
+import { Socket } from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DiskError, UsageError } from '../errors.js';
 import { replaceFile } from '../storage/fs-util.js';
 
@@ -56,7 +58,8 @@ export async function writeTarget(
 ): Promise<void> {
   if (!t.regular) {
     try {
-      await writeFile(t.path, bytes, { signal });
+      if (statOrNull(t.path)?.isFIFO()) await writeFifo(t.path, bytes, signal);
+      else await writeFile(t.path, bytes, { signal });
     } catch (e) {
       if (signal?.aborted) throw signal.reason as Error;
       throw writeError(t.shown, e);
@@ -67,6 +70,42 @@ export async function writeTarget(
     await replaceFile(t.path, bytes);
   } catch (e) {
     throw writeError(t.shown, e);
+  }
+}
+
+/** How often a named pipe nobody reads yet is tried again. */
+const FIFO_RETRY_MS = 50;
+
+/**
+ * Writes `bytes` into the named pipe `file` once a reader has opened it, as a shell's `>` would.
+ * A blocking open would wait for the reader in a thread of libuv's pool that nothing can take
+ * back (Node joins those threads at exit: Ctrl-C could not end tdl); a non-blocking one fails at
+ * once with ENXIO while there is no reader, so it is tried again until there is one, or the run
+ * is interrupted. The bytes then go through the event loop, as a socket.
+ */
+async function writeFifo(file: string, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
+  let fd: number;
+  for (;;) {
+    if (signal?.aborted) throw signal.reason as Error;
+    try {
+      fd = openSync(file, constants.O_WRONLY | constants.O_NONBLOCK);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENXIO') throw e;
+    }
+    await sleep(FIFO_RETRY_MS, undefined, { signal }).catch(() => {});
+  }
+  const out = new Socket({ fd, readable: false, writable: true });
+  const onAbort = () => out.destroy(signal?.reason as Error);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      out.once('error', reject);
+      out.end(bytes, () => resolve());
+    });
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    out.destroy();
   }
 }
 

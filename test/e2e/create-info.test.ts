@@ -1,7 +1,7 @@
 /**
  * End to end, in process: `tdl create` and `tdl info` on the torrents real clients make.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { mkdir, readFile, symlink, truncate, writeFile } from 'node:fs/promises';
@@ -381,6 +381,42 @@ describe('tdl create', () => {
     const direct = sh(`${tdl} create ${q(f)} -q --no-date -o - | sha1sum`);
     expect(await readFile(path.join(dir, 'sum'), 'utf8')).toBe(direct.stdout);
   }, 60_000);
+
+  it('a named pipe nobody reads as -o or --save-torrent: Ctrl-C ends the wait (exit 130)', async () => {
+    assertBuilt();
+    const f = path.join(dir, 'f.bin');
+    await writeFile(f, 'data');
+    const tp = path.join(dir, 'f.torrent');
+    expect((await runCli(['create', f, '-o', tp, '-q', '--no-date'])).code).toBe(0);
+    const fifo = path.join(dir, 'pipe');
+    spawnSync('mkfifo', [fifo]);
+    for (const args of [
+      ['create', f, '-o', fifo],
+      ['info', tp, '--save-torrent', fifo],
+    ]) {
+      const child = spawn(process.execPath, [MAIN, ...args], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      await new Promise((r) => setTimeout(r, 500));
+      child.kill('SIGINT');
+      // A blocking open of the pipe held a pool thread that Node joins at exit: tdl hung for
+      // good, whatever signal came.
+      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const code = await exited;
+      clearTimeout(killer);
+      expect(code, `${args[0]}: ${stderr}`).toBe(130);
+      expect(stderr).toBe('tdl: interrupted by SIGINT\n');
+    }
+    // A reader that comes later gets the torrent, as with a shell's `>`.
+    const read = new Promise<Buffer>((resolve) => {
+      setTimeout(() => void readFile(fifo).then(resolve), 300);
+    });
+    expect((await runCli(['create', f, '-o', fifo, '-q', '--no-date'])).code).toBe(0);
+    expect(await read).toEqual(await readFile(tp));
+  }, 40_000);
 
   it('--save-torrent - is refused: - is stdout everywhere else, never a file named -', async () => {
     assertBuilt();
