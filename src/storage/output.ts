@@ -162,8 +162,15 @@ export async function planOutput(
 ): Promise<OutputPlan> {
   const target = path.resolve(output ?? '.');
   const st = await statOrNull(target);
+  // `-o new/`: a folder to put the torrent in, as an existing one would be (resolve() drops the
+  // slash, which made a single file named `new`).
+  const folderNamed = output !== undefined && output.endsWith('/');
   let root: string;
-  if (st?.isDirectory()) {
+  if (folderNamed && !st) {
+    root = path.join(target, t.name);
+  } else if (folderNamed && !st!.isDirectory()) {
+    throw new DiskError(`output ${target} exists and is not a directory`);
+  } else if (st?.isDirectory()) {
     const nested = path.join(target, t.name);
     root =
       t.multiFile && !(await lstatOrNull(nested)) && (await isOwnFolder(target, t, access))

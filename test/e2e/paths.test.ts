@@ -207,6 +207,32 @@ describe('names that only look dangerous are accepted', () => {
   });
 });
 
+describe('-o with a trailing slash', () => {
+  it('names a folder: the single file goes inside it, created, and the same -o finds it again', async () => {
+    const t = makeTorrent({ name: 'one.bin', pieceLength: 16384, files: { data: x } });
+    const seeder = await startFakeSeeder({
+      infoHash: t.infoHash,
+      data: t.data,
+      pieceLength: 16384,
+    });
+    try {
+      const tp = path.join(dir, 't.torrent');
+      await writeFile(tp, t.torrent);
+      const target = path.join(dir, 'new') + '/';
+      const peer = ['--peer', `127.0.0.1:${seeder.port}`, '--no-dht', '--port', '0'];
+      const r = await runCli(['download', tp, '-o', target, ...peer]);
+      expect(r.code, r.stderr).toBe(0);
+      // It made a file named `new` before.
+      expect(await readFile(path.join(dir, 'new', 'one.bin'))).toEqual(x);
+      const v = await runCli(['verify', tp, '-o', target]);
+      expect(v.code).toBe(0);
+      expect(v.stdout).toContain(`output:   ${path.join(dir, 'new', 'one.bin')}\n`);
+    } finally {
+      await seeder.close();
+    }
+  });
+});
+
 describe('symlinks already in the output tree are never written through', () => {
   it('a folder of the torrent that is a symlink to outside', async () => {
     await mkdir(path.join(out, 'multi'));

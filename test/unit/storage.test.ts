@@ -324,6 +324,25 @@ describe('output plan, single file', () => {
     expect(p.root).toBe(path.join(root, 'one.bin'));
     expect(p.files.map((f) => f.path)).toEqual([path.join(root, 'one.bin')]);
   });
+
+  it('-o new/ (a trailing slash) names a folder to put the file in, not the file', async () => {
+    const t = {
+      name: 'one.bin',
+      multiFile: false,
+      files: [{ path: ['one.bin'], length: 3, offset: 0 }],
+    };
+    const p = await planOutput(t, path.join(dir, 'new') + '/');
+    expect(p.root).toBe(path.join(dir, 'new', 'one.bin'));
+    expect(p.parent).toBe(path.join(dir, 'new'));
+    const multi = { ...t, name: 'album', multiFile: true };
+    expect((await planOutput(multi, path.join(dir, 'new2') + '/')).root).toBe(
+      path.join(dir, 'new2', 'album'),
+    );
+    await writeFile(path.join(dir, 'plain'), 'x');
+    await expect(planOutput(t, path.join(dir, 'plain') + '/')).rejects.toThrow(
+      /exists and is not a directory/,
+    );
+  });
 });
 
 describe('ResumeWriter', () => {
