@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import { startUdpTracker } from '../helpers/fake-tracker.js';
 import { useFixture } from '../helpers/fixture.js';
-import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
+import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 import { startWebSeedServer, type WebSeedServer } from '../helpers/web-seed-server.js';
 
 const fx = useFixture();
@@ -20,37 +20,33 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await s.close();
 });
 
+/** Downloads `made` (a single file) with `--bind BIND`; checks the exit code and the bytes. */
+async function downloadBound(made: MadeTorrent): Promise<void> {
+  const torrent = await fx.writeTorrent(made, 'bind.torrent');
+  const out = path.join(fx.dir, 'out.bin');
+  const args = ['download', torrent, '-o', out, '--bind', BIND, '--port', '0', '--no-dht'];
+  const r = await runCli(args);
+  expect(r.code, r.stderr).toBe(0);
+  expect((await readFile(out)).equals(made.data)).toBe(true);
+}
+
+/** Some connections came, all of them from BIND. */
+function allFromBind(addresses: (string | undefined)[]): void {
+  expect(addresses.length).toBeGreaterThan(0);
+  expect(new Set(addresses)).toEqual(new Set([BIND]));
+}
+
 describe('--bind for outgoing connections', () => {
   it('peers and an HTTP tracker see tdl come from the --bind address', async () => {
     const data = randomBytesSeeded(300_000, 'bind-peers');
-    const { t } = await fx.singleFile(data, PIECE);
-    const seeder = await fx.seeder(t, PIECE);
+    const made = makeTorrent({ name: 'data.bin', pieceLength: PIECE, files: { data } });
+    const seeder = await fx.seeder(made, PIECE);
     const tr = await fx.tracker([seeder]);
-    const made = makeTorrent({
-      name: 'data.bin',
-      pieceLength: PIECE,
-      files: { data },
-      announce: tr.url,
-    });
-    const torrent = await fx.writeTorrent(made, 'bind.torrent');
-    const out = path.join(fx.dir, 'out.bin');
-    const r = await runCli([
-      'download',
-      torrent,
-      '-o',
-      out,
-      '--bind',
-      BIND,
-      '--port',
-      '0',
-      '--no-dht',
-    ]);
-    expect(r.code, r.stderr).toBe(0);
-    expect((await readFile(out)).equals(data)).toBe(true);
-    expect(seeder.remoteAddresses.length).toBeGreaterThan(0);
-    expect(new Set(seeder.remoteAddresses)).toEqual(new Set([BIND]));
-    expect(tr.announces.length).toBeGreaterThan(0);
-    expect(new Set(tr.announces.map((a) => a.remoteAddress))).toEqual(new Set([BIND]));
+    await downloadBound(
+      makeTorrent({ name: 'data.bin', pieceLength: PIECE, files: { data }, announce: tr.url }),
+    );
+    allFromBind(seeder.remoteAddresses);
+    allFromBind(tr.announces.map((a) => a.remoteAddress));
   });
 
   it('a UDP tracker and a web seed see it too', async () => {
@@ -59,32 +55,17 @@ describe('--bind for outgoing connections', () => {
     servers.push(s);
     const udp = await startUdpTracker({ peers: [] });
     fx.onClose(() => udp.close());
-    const made = makeTorrent({
-      name: 'f.bin',
-      pieceLength: PIECE,
-      files: { data },
-      announce: udp.url,
-      extraRoot: { 'url-list': [`${s.origin}/f.bin`] },
-    });
-    const torrent = await fx.writeTorrent(made, 'ws.torrent');
-    const out = path.join(fx.dir, 'f.bin');
-    const r = await runCli([
-      'download',
-      torrent,
-      '-o',
-      out,
-      '--bind',
-      BIND,
-      '--port',
-      '0',
-      '--no-dht',
-    ]);
-    expect(r.code, r.stderr).toBe(0);
-    expect((await readFile(out)).equals(data)).toBe(true);
-    expect(s.remoteAddresses.length).toBeGreaterThan(0);
-    expect(new Set(s.remoteAddresses)).toEqual(new Set([BIND]));
-    expect(udp.announces.length).toBeGreaterThan(0);
-    expect(new Set(udp.announces.map((a) => a.remoteAddress))).toEqual(new Set([BIND]));
+    await downloadBound(
+      makeTorrent({
+        name: 'f.bin',
+        pieceLength: PIECE,
+        files: { data },
+        announce: udp.url,
+        extraRoot: { 'url-list': [`${s.origin}/f.bin`] },
+      }),
+    );
+    allFromBind(s.remoteAddresses);
+    allFromBind(udp.announces.map((a) => a.remoteAddress));
   });
 
   it('a --bind that is not an IP address is a usage error', async () => {

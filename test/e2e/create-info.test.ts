@@ -1,7 +1,7 @@
 /**
  * End to end, in process: `tdl create` and `tdl info` on the torrents real clients make.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { mkdir, readFile, symlink, truncate, writeFile } from 'node:fs/promises';
@@ -12,7 +12,7 @@ import { InterruptedError } from '../../src/errors.js';
 import { encode } from '../../src/metainfo/bencode.js';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
 import { runCli, tempDir } from '../helpers/cli.js';
-import { assertBuilt, MAIN } from '../helpers/tdl-process.js';
+import { assertBuilt, interruptAfter, MAIN } from '../helpers/tdl-process.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
 /** A shell word. */
@@ -394,19 +394,9 @@ describe('tdl create', () => {
       ['create', f, '-o', fifo],
       ['info', tp, '--save-torrent', fifo],
     ]) {
-      const child = spawn(process.execPath, [MAIN, ...args], {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
-      let stderr = '';
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-      await new Promise((r) => setTimeout(r, 500));
-      child.kill('SIGINT');
       // A blocking open of the pipe held a pool thread that Node joins at exit: tdl hung for
       // good, whatever signal came.
-      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      const code = await exited;
-      clearTimeout(killer);
+      const { code, stderr } = await interruptAfter(args);
       expect(code, `${args[0]}: ${stderr}`).toBe(130);
       expect(stderr).toBe('tdl: interrupted by SIGINT\n');
     }

@@ -3,7 +3,7 @@
  * the same refusals as files for hostile input: a huge body (declared or not), a body that never
  * ends, redirects to other schemes or in a loop, a bad torrent.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { closeSync, constants, createWriteStream, openSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -18,7 +18,7 @@ import { InterruptedError, TdlError, UsageError } from '../../src/errors.js';
 import { MAX_TORRENT_FILE_BYTES } from '../../src/metainfo/torrent.js';
 import { tempDir } from '../helpers/cli.js';
 import { startFakeSeeder } from '../helpers/fake-seeder.js';
-import { assertBuilt, MAIN } from '../helpers/tdl-process.js';
+import { assertBuilt, interruptAfter } from '../helpers/tdl-process.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
 const PIECE = 16384;
@@ -181,19 +181,9 @@ describe('stdin and URL sources', () => {
     assertBuilt();
     const fifo = path.join(dir, 'pipe');
     execFileSync('mkfifo', [fifo]);
-    const child = spawn(process.execPath, [MAIN, 'info', fifo], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    await new Promise((r) => setTimeout(r, 500));
-    child.kill('SIGINT');
     // A blocking open of the pipe would hold a pool thread that Node joins at exit: the process
     // printed its message and then hung for good, a second Ctrl-C too.
-    const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    const code = await exited;
-    clearTimeout(killer);
+    const { code, stderr } = await interruptAfter(['info', fifo]);
     releaseReader(fifo);
     expect(code, stderr).toBe(130);
     expect(stderr).toBe('tdl: interrupted by SIGINT\n');

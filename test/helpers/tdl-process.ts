@@ -173,3 +173,24 @@ export async function until<T>(
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/**
+ * Runs the built CLI with `args`, sends SIGINT after `afterMs`, and resolves with its exit code
+ * and stderr. A process still there 10 s after the signal is killed (its code is then null):
+ * for tests of runs that must end on Ctrl-C whatever they wait for.
+ */
+export async function interruptAfter(
+  args: string[],
+  afterMs = 500,
+): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  await new Promise((r) => setTimeout(r, afterMs));
+  child.kill('SIGINT');
+  const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  const code = await exited;
+  clearTimeout(killer);
+  return { code, stderr };
+}
