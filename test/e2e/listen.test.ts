@@ -426,27 +426,27 @@ describe('listening', () => {
   });
 });
 
-describe('an incoming peer that says where it listens', () => {
-  /** A TCP server on 127.0.0.1 that accepts and holds connections, counting them. */
-  async function countingServer(): Promise<{ port: number; accepted: () => number }> {
-    let n = 0;
-    const sockets: net.Socket[] = [];
-    const srv = net.createServer((s) => {
-      n++;
-      sockets.push(s);
-      s.on('error', () => {});
-    });
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    fx.onClose(
-      () =>
-        new Promise<void>((r) => {
-          for (const s of sockets) s.destroy();
-          srv.close(() => r());
-        }),
-    );
-    return { port: (srv.address() as net.AddressInfo).port, accepted: () => n };
-  }
+/** A TCP server on 127.0.0.1 that accepts and holds connections, counting them. */
+async function countingServer(): Promise<{ port: number; accepted: () => number }> {
+  let n = 0;
+  const sockets: net.Socket[] = [];
+  const srv = net.createServer((s) => {
+    n++;
+    sockets.push(s);
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  fx.onClose(
+    () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        srv.close(() => r());
+      }),
+  );
+  return { port: (srv.address() as net.AddressInfo).port, accepted: () => n };
+}
 
+describe('an incoming peer that says where it listens', () => {
   it('is not dialled again at that address when PEX names it', async () => {
     const { t, torrent } = await prepare();
     const out = path.join(fx.dir, 'empty');
@@ -478,26 +478,6 @@ describe('an incoming peer that says where it listens', () => {
 });
 
 describe('PEX naming tdl itself', () => {
-  /** 127.0.0.1:port accepts TCP connections: a PEX peer tdl must dial. */
-  async function otherPeer(): Promise<{ port: number; accepted: () => number }> {
-    let n = 0;
-    const sockets: net.Socket[] = [];
-    const srv = net.createServer((s) => {
-      n++;
-      sockets.push(s);
-      s.on('error', () => {});
-    });
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    fx.onClose(
-      () =>
-        new Promise<void>((r) => {
-          for (const s of sockets) s.destroy();
-          srv.close(() => r());
-        }),
-    );
-    return { port: (srv.address() as net.AddressInfo).port, accepted: () => n };
-  }
-
   function compact(host: string, port: number): Buffer {
     const b = Buffer.alloc(6);
     host.split('.').forEach((o, i) => (b[i] = Number(o)));
@@ -519,7 +499,7 @@ describe('PEX naming tdl itself', () => {
     const args = ['download', torrent, '-o', out, '--port', '0', '--json', '--no-dht'];
     const tdl = spawnTdl(bind ? [...args, '--bind', bind] : args, fx.onClose);
     const port = await tdl.port();
-    const other = await otherPeer();
+    const other = await countingServer();
     const l = await connectExtended(port, t.infoHash, bind ?? '127.0.0.1');
     const yourip = Buffer.from(self.split('.').map(Number));
     l.sendExtendedHandshake({ m: { ut_pex: 1 }, p: 1, yourip });
