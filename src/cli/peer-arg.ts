@@ -6,7 +6,10 @@ export function parsePeer(s: string, option = '--peer'): PeerAddress {
   const m = /^\[([0-9a-fA-F:.]+)\]:(\d+)$/.exec(s) ?? /^([^:[\]]+):(\d+)$/.exec(s);
   const port = m ? Number(m[2]) : NaN;
   if (!m || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new UsageError(`${option} ${s}: expected HOST:PORT with a port from 1 to 65535`);
+    // `::1:6881`: the port cannot be told from the address without brackets.
+    const v6 = !s.startsWith('[') && (s.match(/:/g) ?? []).length > 1;
+    const hint = v6 ? ' (an IPv6 address goes in brackets: [::1]:6881)' : '';
+    throw new UsageError(`${option} ${s}: expected HOST:PORT with a port from 1 to 65535${hint}`);
   }
   return { host: m[1]!, port };
 }

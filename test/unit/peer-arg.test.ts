@@ -1,0 +1,20 @@
+import { describe, expect, it } from 'vitest';
+import { parsePeer } from '../../src/cli/peer-arg.js';
+
+describe('--peer values', () => {
+  it('takes HOST:PORT and [IPv6]:PORT', () => {
+    expect(parsePeer('10.0.0.2:6881')).toEqual({ host: '10.0.0.2', port: 6881 });
+    expect(parsePeer('seed.example:51413')).toEqual({ host: 'seed.example', port: 51413 });
+    expect(parsePeer('[::1]:6881')).toEqual({ host: '::1', port: 6881 });
+  });
+
+  it('refuses the rest, and says where an IPv6 address without brackets goes wrong', () => {
+    expect(() => parsePeer('10.0.0.2')).toThrow(
+      /^--peer 10\.0\.0\.2: expected HOST:PORT with a port from 1 to 65535$/,
+    );
+    expect(() => parsePeer('h:0')).toThrow(/port from 1 to 65535$/);
+    expect(() => parsePeer('::1:6881')).toThrow(
+      '--peer ::1:6881: expected HOST:PORT with a port from 1 to 65535 (an IPv6 address goes in brackets: [::1]:6881)',
+    );
+  });
+});
