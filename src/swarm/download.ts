@@ -73,6 +73,12 @@ export const MAX_HASH_FAILURES = 2;
 /** At most one peer is replaced per this interval. */
 const ROOM_INTERVAL_MS = 5_000;
 const TICK_MS = 500;
+/**
+ * No data for this long, whatever the peers connected (none has a piece we need, each chokes
+ * us, or those that unchoke us send nothing): more addresses are asked for and failed ones are
+ * tried again, as when no peer is connected at all.
+ */
+const STARVED_MS = 5_000;
 
 export class Download extends EventEmitter<DownloadEvents> {
   private readonly meta: Metainfo;
@@ -937,11 +943,17 @@ export class Download extends EventEmitter<DownloadEvents> {
     if (w.start < w.end) this.picker.setWindowSkip(slowForWindow([...this.sessions.values()], now));
     this.makeRoom(now);
     this.fill();
-    if (this.sessions.size + this.pool.connecting === 0) {
+    const starved =
+      this.sessions.size === 0 || (!this.sequential && now - this.lastProgressAt >= STARVED_MS);
+    if (this.pool.connecting === 0 && starved) {
       this.opts.tracker?.requestMore();
       for (const { source } of this.opts.sources ?? []) source.requestMore();
-      // Give failed addresses another try once everything else is exhausted.
-      if (this.pool.hopeful() === 0 && !this.opts.tracker) this.pool.retryAll();
+      // Give failed addresses another try once everything else is exhausted. Peers still
+      // connected that send nothing do not count: a seeder that restarted on its address after
+      // its retries ran out was never dialled again while a partial peer with nothing for us
+      // kept a slot.
+      const left = this.sequential ? this.pool.hopeful() : this.pool.dialable();
+      if (left === 0 && !this.opts.tracker) this.pool.retryAll();
     }
     if (now - this.lastProgressAt > this.stallTimeoutMs) {
       const secs = Math.round(this.stallTimeoutMs / 1000);

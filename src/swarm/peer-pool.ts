@@ -178,6 +178,14 @@ export class PeerPool extends EventEmitter<PoolEvents> {
     return n;
   }
 
+  /** Candidates not connected or being dialled that may still be tried now or later. */
+  dialable(): number {
+    let n = 0;
+    for (const c of this.candidates.values())
+      if (!c.banned && !c.busy && c.attempts < MAX_ATTEMPTS) n++;
+    return n;
+  }
+
   /** Start attempts while fewer than `room` peers are connected or connecting. */
   fill(connected: number, maxPeers: number): void {
     if (this.closed) return;

@@ -8,7 +8,9 @@
  * - a peer trickling the blocks of a small torrent holds all of them: a good seeder that joins
  *   later is given them once they have been held a request timeout;
  * - a piece that failed with blocks from two peers, beside a proven peer that lacks it, is
- *   fetched again alone by one of the peers that have it.
+ *   fetched again alone by one of the peers that have it;
+ * - the only seeder quits and comes back on its address after its retries ran out, while a
+ *   partial peer with nothing more for us stays connected: it is dialled again.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -147,6 +149,40 @@ describe('swarm faults', () => {
     expect((await readFile(out)).equals(data)).toBe(true);
     expect(liar.served).toBeGreaterThan(0);
     expect(honest.served).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('a seeder back on its address after its retries ran out is dialled again beside a useless peer', async () => {
+    const PL = 64 * 1024;
+    const data = randomBytesSeeded(16 * PL, 'seeder-restarts');
+    const t = makeTorrent({ name: 'r.bin', pieceLength: PL, files: { data } });
+    // A partial peer that stays: once its four pieces are ours it has nothing more for us.
+    const partial = await fx.seeder(t, PL, { pieces: (i) => i < 4 });
+    const first = await startFakeSeeder({
+      infoHash: t.infoHash,
+      data,
+      pieceLength: PL,
+      disconnectAfterBytes: 4 * PL,
+    });
+    const port = first.port;
+    const tp = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'r.bin');
+    const peers = [`127.0.0.1:${partial.port}`, `127.0.0.1:${port}`];
+    const run = fromPeers(tp, out, peers, '--json', '--timeout', '30');
+    // The seeder quits after a few pieces (its port refuses connections from then on) ...
+    const deadline = Date.now() + 10_000;
+    while (first.served < 4 * PL) {
+      if (Date.now() > deadline) throw new Error('the first seeder was never asked');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await first.close();
+    // ... and restarts on the same port once tdl's retries of it (3 and 6 s apart) have failed.
+    await new Promise((r) => setTimeout(r, 11_000));
+    const again = await startFakeSeeder({ infoHash: t.infoHash, data, pieceLength: PL, port });
+    fx.onClose(() => again.close());
+    const r = await run;
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(again.served).toBeGreaterThan(0);
   }, 60_000);
 
   it('a disk that never finishes a write: memory held stays within the budget', async () => {

@@ -65,6 +65,8 @@ export interface FakeSeederOptions {
   unchokeAtOnce?: boolean;
   /** Address to listen on (default 127.0.0.1). */
   host?: string;
+  /** Listen on this port (default: any free one). */
+  port?: number;
 }
 
 export interface FakeSeeder {
@@ -300,7 +302,7 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
   }
 
   const host = o.host ?? '127.0.0.1';
-  await new Promise<void>((resolve) => server.listen(0, host, () => resolve()));
+  await new Promise<void>((resolve) => server.listen(o.port ?? 0, host, () => resolve()));
   const addr = server.address() as net.AddressInfo;
   state.port = addr.port;
   state.address = { host, port: addr.port };
