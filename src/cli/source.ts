@@ -59,7 +59,11 @@ export async function openTorrent(
   // Checked before any wait: a bad path fails now, not after the metadata came.
   const save = o.saveTorrent === undefined ? null : fileTarget(o.saveTorrent, '--save-torrent');
   if (!isMagnet(source)) {
-    const bytes = await loadTorrentBytes(source, { stdin: io.stdin, signal: io.signal });
+    const bytes = await loadTorrentBytes(source, {
+      stdin: io.stdin,
+      signal: io.signal,
+      ...(o.localAddress === undefined ? {} : { localAddress: o.localAddress }),
+    });
     const meta = parseTorrentFrom(bytes, source);
     // A copy of the .torrent as it came (from stdin or a URL, say); the same file, named again,
     // gets its own bytes back.

@@ -15,6 +15,7 @@ import { logger } from '../log.js';
 import { BencodeError, describeError, MetainfoError, TdlError, UsageError } from '../errors.js';
 import { followRedirect, REDIRECT_STATUSES } from '../http.js';
 import { escapeControl, redactUrls } from './format.js';
+import { familyOfIp } from '../tracker/compact.js';
 import type { CliIO } from './program.js';
 import { MAX_TORRENT_FILE_BYTES, parseTorrent, type Metainfo } from '../metainfo/torrent.js';
 
@@ -38,6 +39,8 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** Bound on fetching a URL (TORRENT_FETCH_TIMEOUT_MS by default). */
   timeoutMs?: number;
+  /** A URL is fetched from this address (`--bind`). */
+  localAddress?: string;
 }
 
 /** How a refusal names `source`, first (README: its file, `stdin` or its URL). */
@@ -215,7 +218,7 @@ async function fetchTorrent(url: string, o: LoadOptions): Promise<Buffer> {
   const onAbort = () => controller.abort();
   o.signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    return await fetchOnce(url, controller.signal, timeoutMs);
+    return await fetchOnce(url, controller.signal, timeoutMs, o.localAddress);
   } catch (e) {
     if (o.signal?.aborted) throw o.signal.reason;
     if (e instanceof MetainfoError) throw e;
@@ -231,14 +234,39 @@ async function fetchTorrent(url: string, o: LoadOptions): Promise<Buffer> {
   }
 }
 
-async function fetchOnce(url: string, signal: AbortSignal, timeoutMs: number): Promise<Buffer> {
-  const { request } = await import('undici');
+async function fetchOnce(
+  url: string,
+  signal: AbortSignal,
+  timeoutMs: number,
+  localAddress: string | undefined,
+): Promise<Buffer> {
+  const { request, Agent } = await import('undici');
+  // From the --bind address: its own Agent, closed with the fetch.
+  const dispatcher =
+    localAddress === undefined
+      ? undefined
+      : new Agent({ localAddress, connect: { family: familyOfIp(localAddress) } });
+  try {
+    return await fetchFrom(url, signal, timeoutMs, request, dispatcher);
+  } finally {
+    void dispatcher?.close();
+  }
+}
+
+async function fetchFrom(
+  url: string,
+  signal: AbortSignal,
+  timeoutMs: number,
+  request: (typeof import('undici'))['request'],
+  dispatcher: import('undici').Dispatcher | undefined,
+): Promise<Buffer> {
   let target = url;
   for (let redirects = 0; ; redirects++) {
     debug('GET %s', target);
     const { statusCode, headers, body } = await request(target, {
       method: 'GET',
       signal,
+      ...(dispatcher === undefined ? {} : { dispatcher }),
       reset: true,
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,

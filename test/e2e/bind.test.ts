@@ -68,6 +68,32 @@ describe('--bind for outgoing connections', () => {
     allFromBind(udp.announces.map((a) => a.remoteAddress));
   });
 
+  it('a .torrent given as a URL is fetched from it too', async () => {
+    const data = randomBytesSeeded(100_000, 'bind-url');
+    const made = makeTorrent({ name: 'data.bin', pieceLength: PIECE, files: { data } });
+    const seeder = await fx.seeder(made, PIECE);
+    const s = await startWebSeedServer({ files: { '/t.torrent': made.torrent } });
+    servers.push(s);
+    const out = path.join(fx.dir, 'url.bin');
+    const r = await runCli([
+      'download',
+      `${s.origin}/t.torrent`,
+      '-o',
+      out,
+      '--bind',
+      BIND,
+      '--port',
+      '0',
+      '--no-dht',
+      '--peer',
+      `127.0.0.1:${seeder.port}`,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    allFromBind(s.remoteAddresses);
+    allFromBind(seeder.remoteAddresses);
+  });
+
   it('a --bind that is not an IP address is a usage error', async () => {
     const r = await runCli(['download', 'x.torrent', '--bind', 'localhost']);
     expect(r.code).toBe(2);
