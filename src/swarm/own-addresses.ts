@@ -14,20 +14,11 @@
  *   that public address reaches us. At most MAX_LEARNT are kept (a lying peer can only hide
  *   its lie's address, at our port, from us).
  */
-import { isIPv4 } from 'node:net';
-import { networkInterfaces } from 'node:os';
-import { formatIPv6, ipv6ToBytes } from '../tracker/compact.js';
+import { canonicalHost, formatIPv6, interfaceAddresses } from '../tracker/compact.js';
 import type { PeerAddress } from '../tracker/types.js';
 
 /** Most `yourip` addresses remembered. */
 export const MAX_LEARNT = 16;
-
-/** An IP literal in one spelling (IPv4-mapped IPv6 as IPv4), or null when not an IP literal. */
-export function canonicalHost(host: string): string | null {
-  if (isIPv4(host)) return host;
-  const b = ipv6ToBytes(host);
-  return b ? formatIPv6(b) : null;
-}
 
 /** A 4- or 16-byte address (as `yourip` carries it) as text, or null for another length. */
 export function hostOfBytes(b: Uint8Array): string | null {
@@ -38,22 +29,6 @@ export function hostOfBytes(b: Uint8Array): string | null {
 
 function isLoopbackOrUnspecified(host: string): boolean {
   return host.startsWith('127.') || host === '::1' || host === '0.0.0.0' || host === '::';
-}
-
-/** Addresses of this host's interfaces (canonical), loopback ones included. */
-export function interfaceAddresses(): string[] {
-  const out: string[] = [];
-  try {
-    for (const list of Object.values(networkInterfaces())) {
-      for (const a of list ?? []) {
-        const h = canonicalHost(a.address);
-        if (h) out.push(h);
-      }
-    }
-  } catch {
-    // No interface list (a sandbox without it): the loopback range still counts.
-  }
-  return out;
 }
 
 export class OwnAddresses {

@@ -37,7 +37,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter, setMaxListeners } from 'node:events';
-import { networkInterfaces } from 'node:os';
+import { canonicalHost, interfaceAddresses } from './compact.js';
 import { logger } from '../log.js';
 import { describeError, NoPeersError, TdlError } from '../errors.js';
 import { fdLimit } from '../fd-limit.js';
@@ -205,19 +205,6 @@ function schemeOf(raw: string): { url: string; scheme: Scheme } | undefined {
   return undefined;
 }
 
-/** The addresses of this host's network interfaces, loopback included. */
-function localAddresses(): Set<string> {
-  const out = new Set<string>(['127.0.0.1', '::1']);
-  try {
-    for (const list of Object.values(networkInterfaces())) {
-      for (const a of list ?? []) out.add(a.address.toLowerCase());
-    }
-  } catch {
-    // No interface list: loopback only.
-  }
-  return out;
-}
-
 function shuffle<T>(a: T[]): T[] {
   for (let i = a.length - 1; i > 0; i--) {
     const j = Math.floor(Math.random() * (i + 1));
@@ -326,8 +313,8 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
   /** Is `p` this client, as a tracker sees it? */
   private isSelf(p: PeerAddress): boolean {
     if (p.port !== this.opts.port) return false;
-    this.selfHosts ??= localAddresses();
-    return this.selfHosts.has(p.host.toLowerCase());
+    this.selfHosts ??= new Set(['127.0.0.1', '::1', ...interfaceAddresses()]);
+    return this.selfHosts.has(canonicalHost(p.host) ?? p.host);
   }
 
   /**

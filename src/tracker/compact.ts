@@ -2,6 +2,7 @@
  * Peer-list and interval helpers shared by the HTTP and UDP tracker parsers. Pure functions.
  */
 import { isIPv4, isIPv6 } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import type { PeerAddress } from './types.js';
 
 /** At most this many peers are taken from one tracker reply (the rest are ignored). */
@@ -183,5 +184,28 @@ export function ipv6ToBytes(text: string): Uint8Array | null {
     out[2 * i] = g >> 8;
     out[2 * i + 1] = g & 0xff;
   });
+  return out;
+}
+
+/** An IP literal in one spelling (IPv4-mapped IPv6 as IPv4), or null when not an IP literal. */
+export function canonicalHost(host: string): string | null {
+  if (isIPv4(host)) return host;
+  const b = ipv6ToBytes(host);
+  return b ? formatIPv6(b) : null;
+}
+
+/** Addresses of this host's interfaces (canonical), loopback ones included. */
+export function interfaceAddresses(): string[] {
+  const out: string[] = [];
+  try {
+    for (const list of Object.values(networkInterfaces())) {
+      for (const a of list ?? []) {
+        const h = canonicalHost(a.address);
+        if (h) out.push(h);
+      }
+    }
+  } catch {
+    // No interface list (a sandbox without it): the loopback range still counts.
+  }
   return out;
 }

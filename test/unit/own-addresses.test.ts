@@ -1,10 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  MAX_LEARNT,
-  OwnAddresses,
-  canonicalHost,
-  hostOfBytes,
-} from '../../src/swarm/own-addresses.js';
+import { MAX_LEARNT, OwnAddresses, hostOfBytes } from '../../src/swarm/own-addresses.js';
+import { canonicalHost } from '../../src/tracker/compact.js';
 
 const PORT = 6881;
 const at = (host: string, port = PORT) => ({ host, port });
