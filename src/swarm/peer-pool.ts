@@ -146,7 +146,8 @@ export class PeerPool extends EventEmitter<PoolEvents> {
       const address = formatPeerAddress(p);
       if (this.opts.isOwn?.(p)) continue;
       // A name (a --peer host) resolves in our family; an address of the other one is unreachable.
-      if (this.family !== 0 && ipFamily(p.host) === (this.family === 4 ? 6 : 4)) continue;
+      const family = ipFamily(p.host);
+      if (this.family !== 0 && family !== 0 && family !== this.family) continue;
       const known = this.candidates.get(address);
       if (known) {
         takeHints(known, p);
