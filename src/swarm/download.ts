@@ -57,6 +57,8 @@ import {
   chokerView,
   memoryBudget,
   MIN_INFLIGHT_BYTES,
+  EXTRA_SLOT_MS,
+  makeWayFor,
   replacement,
   slowForWindow,
   unchokedCount,
@@ -102,6 +104,8 @@ export class Download extends EventEmitter<DownloadEvents> {
   private webBytesSeen = 0;
   private firstUnchokeAt = 0;
   private lastRoomMadeAt = 0;
+  /** A connection beyond `maxPeers` while we starve (see `mayExceed`), until it is settled. */
+  private extra: Session | null = null;
   private downloaded = 0;
   private replaced = 0;
   private readonly initial: number;
@@ -438,11 +442,46 @@ export class Download extends EventEmitter<DownloadEvents> {
     if (this.closed) return;
     // Once complete, only peers that still need pieces are worth dialling (they find us too).
     if (this.complete) return;
-    this.pool.fill(this.sessions.size, this.maxPeers);
+    this.pool.fill(this.sessions.size, this.maxPeers + (this.mayExceed() ? 1 : 0));
+  }
+
+  /**
+   * May one more peer connect beyond `maxPeers`? Only while every slot is taken, no data has
+   * come for STARVED_MS and no other extra is being settled: the peers we hold (leechers we
+   * upload to, say) have nothing for us, and a returning seeder must be able to show its pieces.
+   * It is settled at the next tick once its pieces are known (`settleExtra`).
+   */
+  private mayExceed(): boolean {
+    return (
+      !this.sequential &&
+      !this.complete &&
+      !this.closed &&
+      this.extra === null &&
+      this.sessions.size === this.maxPeers &&
+      Date.now() - this.lastProgressAt >= STARVED_MS
+    );
+  }
+
+  /**
+   * The extra connection shows pieces we need: the peer `makeWayFor` names goes, and it keeps its
+   * slot. It shows none within EXTRA_SLOT_MS: it goes.
+   */
+  private settleExtra(now: number): void {
+    const x = this.extra;
+    if (!x) return;
+    if (this.sessions.size <= this.maxPeers) {
+      this.extra = null;
+    } else if (x.wanted > 0) {
+      this.extra = null;
+      const other = makeWayFor(x, this.sessions.values(), now);
+      if (other) this.drop(other, 'making room for a peer with pieces we need');
+    } else if (now - x.connectedAt >= EXTRA_SLOT_MS) {
+      this.drop(x, 'no free peer slot');
+    }
   }
 
   private incoming(conn: PeerConnection): void {
-    if (this.closed || this.sessions.size >= this.maxPeers) {
+    if (this.closed || (this.sessions.size >= this.maxPeers && !this.mayExceed())) {
       conn.close(this.closed ? 'shutting down' : 'no free peer slot');
       return;
     }
@@ -456,14 +495,15 @@ export class Download extends EventEmitter<DownloadEvents> {
    * handshake (`extHandshake`, received before) read first.
    */
   private admit(conn: PeerConnection, cand: Candidate, extHandshake: Buffer | null = null): void {
-    const open = conn.state === 'open' && !this.closed && this.sessions.size < this.maxPeers;
+    const room = this.sessions.size < this.maxPeers || this.mayExceed();
+    const open = conn.state === 'open' && !this.closed && room;
     const twin = open ? this.duplicate(conn) : null;
     const refused =
       conn.state !== 'open'
         ? 'connection closed'
         : this.closed
           ? 'download ended'
-          : this.sessions.size >= this.maxPeers
+          : !room
             ? 'no free peer slot'
             : twin
               ? 'already connected to this peer'
@@ -504,6 +544,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       }),
     };
     this.sessions.set(conn, s);
+    if (this.sessions.size > this.maxPeers) this.extra = s;
     if (this.readLimiter) conn.limitReads(this.readLimiter);
     this.emit('peer', {
       address: conn.address,
@@ -850,6 +891,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   private onClose(s: Session, reason: string): void {
     if (this.sessions.get(s.conn) !== s) return;
     this.sessions.delete(s.conn);
+    if (this.extra === s) this.extra = null;
     this.upload.remove(s.conn);
     if (s.readyTimer) clearTimeout(s.readyTimer);
     this.scheduler.releaseAll(s.req);
@@ -941,6 +983,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     // A priority window (a stream): slow peers are kept out of it at each tick.
     const w = this.picker.window;
     if (w.start < w.end) this.picker.setWindowSkip(slowForWindow([...this.sessions.values()], now));
+    this.settleExtra(now);
     this.makeRoom(now);
     this.fill();
     const starved =

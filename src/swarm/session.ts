@@ -94,6 +94,34 @@ export function replacement(sessions: Iterable<Session>, now: number): Session |
   return worst;
 }
 
+/** An extra connection (see `makeWayFor`) that shows nothing we need this long is closed. */
+export const EXTRA_SLOT_MS = 10_000;
+
+/**
+ * With every slot taken and no data coming, one connection beyond the limit may show what it
+ * has: once it has pieces we need, this peer makes way for it (null: none of the others). First
+ * one with nothing we need and nothing in flight (one we do not upload to before one we do), then
+ * one `replacement` would pick, else the one that sent least in the last 20 s. Unlike
+ * `replacement`, a peer we upload to may go: a leecher holding a slot must not shut out a seeder
+ * while we starve.
+ */
+export function makeWayFor(
+  extra: Session,
+  sessions: Iterable<Session>,
+  now: number,
+): Session | null {
+  const others = [...sessions].filter((s) => s !== extra);
+  const useless = others.filter((s) => s.wanted === 0 && s.req.inflight.size === 0);
+  const notServed = useless.find((s) => s.conn.amChoking || !s.conn.peerInterested);
+  if (notServed) return notServed;
+  if (useless.length > 0) return useless[0]!;
+  const worst = replacement(others, now);
+  if (worst) return worst;
+  let least: Session | null = null;
+  for (const s of others) if (!least || s.req.recent(now) < least.req.recent(now)) least = s;
+  return least;
+}
+
 /** With a priority window: a peer under 1/4 of the best rate, connected 3 s, starts none of it. */
 export const WINDOW_SLOW_FACTOR = 4;
 export const WINDOW_GRACE_MS = 3_000;

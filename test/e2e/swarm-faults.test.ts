@@ -10,7 +10,9 @@
  * - a piece that failed with blocks from two peers, beside a proven peer that lacks it, is
  *   fetched again alone by one of the peers that have it;
  * - the only seeder quits and comes back on its address after its retries ran out, while a
- *   partial peer with nothing more for us stays connected: it is dialled again.
+ *   partial peer with nothing more for us stays connected: it is dialled again;
+ * - the same with every slot (`--max-peers 2`) held by leechers we upload to: the seeder is
+ *   dialled beyond the limit and, once it shows pieces we need, a leecher makes way for it.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -23,7 +25,9 @@ import { encodePiece } from '../../src/wire/messages.js';
 import { runCli } from '../helpers/cli.js';
 import { startFakeSeeder } from '../helpers/fake-seeder.js';
 import { useFixture } from '../helpers/fixture.js';
+import { FakeLeecher } from '../helpers/fake-leecher.js';
 import { correctBlock, startHostilePeer } from '../helpers/hostile-peer.js';
+import { spawnTdl } from '../helpers/tdl-process.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
 const fx = useFixture();
@@ -184,6 +188,79 @@ describe('swarm faults', () => {
     expect((await readFile(out)).equals(data)).toBe(true);
     expect(again.served).toBeGreaterThan(0);
   }, 60_000);
+
+  it.each(['back on its address', 'dialling us'])(
+    'a seeder %s while leechers we upload to hold every slot gets one',
+    async (how) => {
+      const PL = 64 * 1024;
+      const data = randomBytesSeeded(16 * PL, 'seeder-returns-to-full-slots');
+      const t = makeTorrent({ name: 'f.bin', pieceLength: PL, files: { data } });
+      const first = await startFakeSeeder({
+        infoHash: t.infoHash,
+        data,
+        pieceLength: PL,
+        disconnectAfterBytes: 4 * PL,
+      });
+      const port = first.port;
+      const tp = await fx.writeTorrent(t);
+      const out = path.join(fx.dir, 'f.bin');
+      const tdl = spawnTdl(
+        [
+          'download',
+          tp,
+          '-o',
+          out,
+          '--no-dht',
+          '--json',
+          '--port',
+          '0',
+          '--max-peers',
+          '2',
+          '--peer',
+          `127.0.0.1:${port}`,
+          '--timeout',
+          '30',
+        ],
+        fx.onClose,
+      );
+      const listenPort = await tdl.port();
+      const deadline = Date.now() + 10_000;
+      while (first.served < 4 * PL) {
+        if (Date.now() > deadline) throw new Error('the first seeder was never asked');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await first.close();
+      // Two leechers with nothing take both slots; tdl unchokes them (it has pieces for them).
+      for (const localAddress of ['127.0.0.2', '127.0.0.3']) {
+        const l = await FakeLeecher.connect({
+          port: listenPort,
+          infoHash: t.infoHash,
+          localAddress,
+        });
+        fx.onClose(async () => l.close());
+        await l.waitHandshake();
+        l.bitfield(Buffer.alloc(2));
+        l.interested();
+      }
+      // Back on its address: once tdl's retries of it (3 and 6 s apart) have failed. Dialling
+      // us: once no data has come for 5 s with every slot taken (one more connection is let in).
+      const back = how === 'back on its address';
+      await new Promise((r) => setTimeout(r, back ? 11_000 : 6_000));
+      const again = await startFakeSeeder({
+        infoHash: t.infoHash,
+        data,
+        pieceLength: PL,
+        ...(back ? { port } : {}),
+      });
+      fx.onClose(() => again.close());
+      if (!back) await again.dial(listenPort);
+      const r = await tdl.exited;
+      expect(r.code, tdl.stderr()).toBe(0);
+      expect((await readFile(out)).equals(data)).toBe(true);
+      expect(again.served).toBeGreaterThan(0);
+    },
+    60_000,
+  );
 
   it('a disk that never finishes a write: memory held stays within the budget', async () => {
     const data = randomBytesSeeded(24 * 1024 * 1024, 'slow-disk');

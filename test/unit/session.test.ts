@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  makeWayFor,
   REPLACE_AFTER_MS,
   REPLACE_SLOW_AFTER_MS,
   replacement,
@@ -58,6 +59,31 @@ function session(f: Fake): Session {
     chokedSince: chokedFor > 0 ? NOW - chokedFor : 0,
   } as unknown as Session;
 }
+
+describe('makeWayFor', () => {
+  const extra = session({ address: 'x', wanted: 3, connectedAgo: 1_000 });
+
+  it('a peer with nothing for us goes first, one we do not upload to before one we do', () => {
+    const served = session({ address: 's', amChoking: false, peerInterested: true });
+    const idle = session({ address: 'i' });
+    const giving = session({ address: 'g', wanted: 2, recent: 0 });
+    expect(makeWayFor(extra, [served, giving, idle, extra], NOW)?.conn.address).toBe('i');
+    // A leecher we upload to is not spared: it holds a slot a seeder needs.
+    expect(makeWayFor(extra, [giving, served, extra], NOW)?.conn.address).toBe('s');
+  });
+
+  it('else the one choking us longest, else the one that sent least', () => {
+    const busy = session({ address: 'b', inflight: 2, recent: BLOCK_SIZE });
+    const slow = session({ address: 'w', wanted: 1, recent: 2 * BLOCK_SIZE });
+    expect(makeWayFor(extra, [slow, busy, extra], NOW)?.conn.address).toBe('b');
+    const choking = session({ address: 'c', wanted: 1, chokedFor: REPLACE_AFTER_MS });
+    expect(makeWayFor(extra, [busy, choking, extra], NOW)?.conn.address).toBe('c');
+  });
+
+  it('never the extra peer itself', () => {
+    expect(makeWayFor(extra, [extra], NOW)).toBeNull();
+  });
+});
 
 describe('replacement', () => {
   it('picks the peer that has choked us longest, past REPLACE_AFTER_MS', () => {
