@@ -9,6 +9,8 @@
  *   with `have` to every peer once verified (served from memory until written);
  * - the upload service (src/swarm/upload.ts) answers requests, and the choker
  *   (src/swarm/choker.ts) decides every 10 s whom we unchoke;
+ * - the connection slots (src/swarm/slots.ts) say whether a peer may stay and which one makes
+ *   room for another;
  * - the rules over the set of sessions (which peer makes room, which is too slow for a stream's
  *   window, which connection is useless, the memory budget) are in src/swarm/session.ts, and
  *   what the download takes and reports (options, sources, stats, events) in download-api.ts.
@@ -57,14 +59,12 @@ import {
   chokerView,
   memoryBudget,
   MIN_INFLIGHT_BYTES,
-  EXTRA_SLOT_MS,
-  makeWayFor,
-  replacement,
   slowForWindow,
   unchokedCount,
   uselessReason,
   type Session,
 } from './session.js';
+import { PeerSlots } from './slots.js';
 import { MAX_QUEUE, UploadService } from './upload.js';
 
 const log = logger('tdl:swarm');
@@ -72,8 +72,6 @@ const log = logger('tdl:swarm');
 export const DEFAULT_MAX_PEERS = 30;
 /** Bad pieces a peer may send before it is dropped for the rest of the run. */
 export const MAX_HASH_FAILURES = 2;
-/** At most one peer is replaced per this interval. */
-const ROOM_INTERVAL_MS = 5_000;
 const TICK_MS = 500;
 /**
  * No data for this long, whatever the peers connected (none has a piece we need, each chokes
@@ -88,6 +86,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   private readonly picker: PiecePicker;
   private readonly have: Bitfield;
   private readonly maxPeers: number;
+  private readonly slots: PeerSlots;
   private readonly sequential: boolean;
   private readonly peerTimeoutMs: number;
   private readonly stallTimeoutMs: number;
@@ -103,9 +102,6 @@ export class Download extends EventEmitter<DownloadEvents> {
   /** Web seed bytes received at the last tick (see tick). */
   private webBytesSeen = 0;
   private firstUnchokeAt = 0;
-  private lastRoomMadeAt = 0;
-  /** A connection beyond `maxPeers` while we starve (see `mayExceed`), until it is settled. */
-  private extra: Session | null = null;
   private downloaded = 0;
   private replaced = 0;
   private readonly initial: number;
@@ -151,6 +147,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.ownKey = peerIdKey(opts.peerId);
     this.maxPeers = Math.max(1, opts.maxPeers ?? DEFAULT_MAX_PEERS);
     this.sequential = this.maxPeers === 1;
+    this.slots = new PeerSlots(this.maxPeers, this.sequential);
     this.peerTimeoutMs = opts.peerTimeoutMs ?? 15_000;
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 120_000;
     this.scheduler = new RequestScheduler(this.layout, this.picker, opts.timeouts?.requestMs);
@@ -442,46 +439,20 @@ export class Download extends EventEmitter<DownloadEvents> {
     if (this.closed) return;
     // Once complete, only peers that still need pieces are worth dialling (they find us too).
     if (this.complete) return;
-    this.pool.fill(this.sessions.size, this.maxPeers + (this.mayExceed() ? 1 : 0));
+    this.pool.fill(this.sessions.size, this.slots.target(this.sessions.size, this.starving()));
   }
 
   /**
-   * May one more peer connect beyond `maxPeers`? Only while every slot is taken, no data has
-   * come for STARVED_MS and no other extra is being settled: the peers we hold (leechers we
-   * upload to, say) have nothing for us, and a returning seeder must be able to show its pieces.
-   * It is settled at the next tick once its pieces are known (`settleExtra`).
+   * No data for STARVED_MS while the download runs: whatever the peers connected (none has a
+   * piece we need, each chokes us, or none sends), sources are asked again, failed addresses
+   * retried, and one connection beyond `maxPeers` may show its pieces (src/swarm/slots.ts).
    */
-  private mayExceed(): boolean {
-    return (
-      !this.sequential &&
-      !this.complete &&
-      !this.closed &&
-      this.extra === null &&
-      this.sessions.size === this.maxPeers &&
-      Date.now() - this.lastProgressAt >= STARVED_MS
-    );
-  }
-
-  /**
-   * The extra connection shows pieces we need: the peer `makeWayFor` names goes, and it keeps its
-   * slot. It shows none within EXTRA_SLOT_MS: it goes.
-   */
-  private settleExtra(now: number): void {
-    const x = this.extra;
-    if (!x) return;
-    if (this.sessions.size <= this.maxPeers) {
-      this.extra = null;
-    } else if (x.wanted > 0) {
-      this.extra = null;
-      const other = makeWayFor(x, this.sessions.values(), now);
-      if (other) this.drop(other, 'making room for a peer with pieces we need');
-    } else if (now - x.connectedAt >= EXTRA_SLOT_MS) {
-      this.drop(x, 'no free peer slot');
-    }
+  private starving(now = Date.now()): boolean {
+    return !this.complete && !this.closed && now - this.lastProgressAt >= STARVED_MS;
   }
 
   private incoming(conn: PeerConnection): void {
-    if (this.closed || (this.sessions.size >= this.maxPeers && !this.mayExceed())) {
+    if (this.closed || !this.slots.hasRoom(this.sessions.size, this.starving())) {
       conn.close(this.closed ? 'shutting down' : 'no free peer slot');
       return;
     }
@@ -495,7 +466,7 @@ export class Download extends EventEmitter<DownloadEvents> {
    * handshake (`extHandshake`, received before) read first.
    */
   private admit(conn: PeerConnection, cand: Candidate, extHandshake: Buffer | null = null): void {
-    const room = this.sessions.size < this.maxPeers || this.mayExceed();
+    const room = this.slots.hasRoom(this.sessions.size, this.starving());
     const open = conn.state === 'open' && !this.closed && room;
     const twin = open ? this.duplicate(conn) : null;
     const refused =
@@ -544,7 +515,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       }),
     };
     this.sessions.set(conn, s);
-    if (this.sessions.size > this.maxPeers) this.extra = s;
+    this.slots.admitted(s, this.sessions.size);
     if (this.readLimiter) conn.limitReads(this.readLimiter);
     this.emit('peer', {
       address: conn.address,
@@ -891,7 +862,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   private onClose(s: Session, reason: string): void {
     if (this.sessions.get(s.conn) !== s) return;
     this.sessions.delete(s.conn);
-    if (this.extra === s) this.extra = null;
+    this.slots.gone(s);
     this.upload.remove(s.conn);
     if (s.readyTimer) clearTimeout(s.readyTimer);
     this.scheduler.releaseAll(s.req);
@@ -983,11 +954,10 @@ export class Download extends EventEmitter<DownloadEvents> {
     // A priority window (a stream): slow peers are kept out of it at each tick.
     const w = this.picker.window;
     if (w.start < w.end) this.picker.setWindowSkip(slowForWindow([...this.sessions.values()], now));
-    this.settleExtra(now);
-    this.makeRoom(now);
+    const room = this.slots.toDrop([...this.sessions.values()], now, this.pool.untried());
+    if (room) this.drop(room.session, room.reason);
     this.fill();
-    const starved =
-      this.sessions.size === 0 || (!this.sequential && now - this.lastProgressAt >= STARVED_MS);
+    const starved = this.sessions.size === 0 || (!this.sequential && this.starving(now));
     if (this.pool.connecting === 0 && starved) {
       this.opts.tracker?.requestMore();
       for (const { source } of this.opts.sources ?? []) source.requestMore();
@@ -1013,20 +983,6 @@ export class Download extends EventEmitter<DownloadEvents> {
           ),
         );
       }
-    }
-  }
-
-  /**
-   * All slots taken while untried addresses wait: the peer that has choked us longest (over
-   * REPLACE_AFTER_MS) and that we do not upload to makes room, one per tick.
-   */
-  private makeRoom(now: number): void {
-    if (this.sequential || this.sessions.size < this.maxPeers || this.pool.untried() === 0) return;
-    if (now - this.lastRoomMadeAt < ROOM_INTERVAL_MS) return;
-    const worst = replacement(this.sessions.values(), now);
-    if (worst) {
-      this.lastRoomMadeAt = now;
-      this.drop(worst, 'making room for a new peer');
     }
   }
 

@@ -94,12 +94,9 @@ export function replacement(sessions: Iterable<Session>, now: number): Session |
   return worst;
 }
 
-/** An extra connection (see `makeWayFor`) that shows nothing we need this long is closed. */
-export const EXTRA_SLOT_MS = 10_000;
-
 /**
  * With every slot taken and no data coming, one connection beyond the limit may show what it
- * has: once it has pieces we need, this peer makes way for it (null: none of the others). First
+ * has (src/swarm/slots.ts): once it has pieces we need, this peer makes way for it (null: none of the others). First
  * one with nothing we need and nothing in flight (one we do not upload to before one we do), then
  * one `replacement` would pick, else the one that sent least in the last 20 s. Unlike
  * `replacement`, a peer we upload to may go: a leecher holding a slot must not shut out a seeder
