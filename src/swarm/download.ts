@@ -474,13 +474,17 @@ export class Download extends EventEmitter<DownloadEvents> {
         ? 'connection closed'
         : this.closed
           ? 'download ended'
-          : !room
-            ? 'no free peer slot'
-            : twin
-              ? 'already connected to this peer'
-              : null;
+          : this.pool.isBannedPeer(conn)
+            ? 'banned'
+            : !room
+              ? 'no free peer slot'
+              : twin
+                ? 'already connected to this peer'
+                : null;
     if (refused) {
       conn.close(refused);
+      // A banned peer found at another address: that address is banned too.
+      if (refused === 'banned') cand.banned = true;
       // `duplicate` matches the other direction only: an outgoing one's twin came in.
       if (twin && conn.direction === 'out' && !twin.listening) {
         // We dialled where an incoming peer listens: the address stays held while it is here.
@@ -844,7 +848,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   }
 
   private ban(s: Session, reason: string): void {
-    s.cand.banned = true;
+    this.pool.ban(s.cand, s.conn);
     if (s.listening) s.listening.banned = true;
     this.emit('peer', { address: s.conn.address, status: 'banned', reason });
     s.conn.close(reason);

@@ -42,6 +42,8 @@ export const RETRY_DELAY_MS = 3_000;
 export const MAX_ATTEMPTS = 3;
 /** Most candidate addresses remembered. */
 export const MAX_CANDIDATES = 2_000;
+/** Banned peers remembered by host and peer id (see `ban`); the oldest is forgotten first. */
+export const MAX_BANNED_IDS = 1_000;
 
 /** Incoming connections kept from one address: hundreds from one host cannot fill `maxPeers`. */
 export const MAX_INCOMING_PER_ADDRESS = 8;
@@ -122,6 +124,8 @@ export interface PoolEvents {
 
 export class PeerPool extends EventEmitter<PoolEvents> {
   readonly candidates = new Map<string, Candidate>();
+  /** Banned peers by host and peer id (see `ban`). */
+  private readonly bannedIds = new Set<string>();
   private readonly attempts = new Set<PeerConnection>();
   private closed = false;
 
@@ -337,6 +341,28 @@ export class PeerPool extends EventEmitter<PoolEvents> {
   }
 
   /**
+   * Ban a peer (it sent bad pieces): its candidate, and its peer id at its host, so that it is
+   * refused when it comes back from another port (an incoming peer's port changes with each
+   * connection, and one that does not say where it listens has no other address to ban).
+   */
+  ban(c: Candidate, conn: { host: string; remotePeerId: Buffer | null }): void {
+    c.banned = true;
+    if (!conn.remotePeerId) return;
+    if (this.bannedIds.size >= MAX_BANNED_IDS) {
+      const oldest = this.bannedIds.values().next().value;
+      if (oldest !== undefined) this.bannedIds.delete(oldest);
+    }
+    this.bannedIds.add(bannedKey(conn.host, conn.remotePeerId));
+  }
+
+  /** Is this handshaken connection's peer (host and peer id) banned? */
+  isBannedPeer(conn: { host: string; remotePeerId: Buffer | null }): boolean {
+    return (
+      conn.remotePeerId !== null && this.bannedIds.has(bannedKey(conn.host, conn.remotePeerId))
+    );
+  }
+
+  /**
    * The candidate of an incoming connection, marked busy; or null once the connection is closed:
    * MAX_INCOMING_PER_ADDRESS already connected from its address (among `live`), or banned.
    */
@@ -361,6 +387,10 @@ export class PeerPool extends EventEmitter<PoolEvents> {
     for (const conn of [...this.attempts]) conn.close('download ended');
     this.attempts.clear();
   }
+}
+
+function bannedKey(host: string, peerId: Buffer): string {
+  return `${host} ${peerId.toString('hex')}`;
 }
 
 function newCandidate(

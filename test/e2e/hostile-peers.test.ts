@@ -337,64 +337,73 @@ describe('malicious peers beside a good seeder', () => {
     },
   );
 
-  scenario(
-    'a liar that dials in is still banned when it comes back from another port',
-    async (s) => {
-      const port = await freePort();
-      // Long enough for the liar to be banned and to come back while tdl still downloads.
-      const good = await s.goodSeeder(64 * 1024);
-      const running = s.download([hostPortOf(good)], ['--port', String(port)]);
-      const liarListens = 7001;
-      /** Dials tdl as a peer listening on `liarListens`, showing every piece. */
-      const dial = async (): Promise<HostileConnection> => {
-        const deadline = Date.now() + 10_000;
-        for (;;) {
-          const socket = await new Promise<net.Socket | null>((resolve) => {
-            const so = net.connect({ host: '127.0.0.1', port });
-            so.once('connect', () => resolve(so));
-            so.once('error', () => resolve(null));
-          });
-          if (socket) {
-            const c = new HostileConnection(0, socket);
-            s.defer(async () => c.close());
-            const reserved = Buffer.alloc(8);
-            reserved[RESERVED_EXTENDED.byte]! |= RESERVED_EXTENDED.bit;
-            await c.write(encodeHandshake(t.infoHash, HOSTILE_PEER_ID, reserved));
-            await c.readHandshake();
-            await c.write(
-              encodeExtended(0, encodeExtendedHandshake({ m: new Map(), p: liarListens })),
-            );
-            await c.sendFullBitfield(pieceCount);
-            return c;
+  for (const says of ['where it listens', 'nothing of where it listens']) {
+    scenario(
+      `a liar that dials in, saying ${says}, is still banned when it comes back from another port`,
+      async (s) => {
+        const port = await freePort();
+        // Long enough for the liar to be banned and to come back while tdl still downloads.
+        const good = await s.goodSeeder(64 * 1024);
+        const running = s.download([hostPortOf(good)], ['--port', String(port)]);
+        // Its listening port banned with it; or, unknown, its peer id at its address.
+        const liarListens = says === 'where it listens' ? 7001 : undefined;
+        /** Dials tdl as a peer listening on `liarListens`, showing every piece. */
+        const dial = async (): Promise<HostileConnection> => {
+          const deadline = Date.now() + 10_000;
+          for (;;) {
+            const socket = await new Promise<net.Socket | null>((resolve) => {
+              const so = net.connect({ host: '127.0.0.1', port });
+              so.once('connect', () => resolve(so));
+              so.once('error', () => resolve(null));
+            });
+            if (socket) {
+              const c = new HostileConnection(0, socket);
+              s.defer(async () => c.close());
+              const reserved = Buffer.alloc(8);
+              reserved[RESERVED_EXTENDED.byte]! |= RESERVED_EXTENDED.bit;
+              await c.write(encodeHandshake(t.infoHash, HOSTILE_PEER_ID, reserved));
+              await c.readHandshake();
+              await c.write(
+                encodeExtended(
+                  0,
+                  encodeExtendedHandshake({
+                    m: new Map(),
+                    ...(liarListens !== undefined ? { p: liarListens } : {}),
+                  }),
+                ),
+              );
+              await c.sendFullBitfield(pieceCount);
+              return c;
+            }
+            if (Date.now() > deadline) throw new Error('tdl never listened');
+            await new Promise((r) => setTimeout(r, 50));
           }
-          if (Date.now() > deadline) throw new Error('tdl never listened');
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      };
-      /** Unchokes when asked and answers every request with zeros. */
-      const lie = async (c: HostileConnection) => {
-        await c.waitForMessage('interested');
-        await c.send({ type: 'unchoke' });
-        for (;;) {
-          const m = await c.waitForMessage('request', 20_000);
-          await c.write(encodePiece(m.index, m.begin, Buffer.alloc(m.length)));
-        }
-      };
-      const first = await dial();
-      await lie(first).catch(() => {});
-      expect(first.closedByUs).toBe(false);
-      // Back at once, from a new port, as the same listening peer.
-      const again = await dial();
-      void lie(again).catch(() => {});
-      await closedWithin(again, PROMPTLY_MS);
-      const r = await running;
-      await s.expectGoodDownload(r, good);
-      const ban = r.events.find((e) => e['event'] === 'peer' && e['status'] === 'banned');
-      expect(ban?.['reason']).toBe(`sent ${MAX_HASH_FAILURES} bad pieces`);
-      // Nothing was asked of it the second time.
-      expect(again.received.filter((m) => m.type === 'request')).toEqual([]);
-    },
-  );
+        };
+        /** Unchokes when asked and answers every request with zeros. */
+        const lie = async (c: HostileConnection) => {
+          await c.waitForMessage('interested');
+          await c.send({ type: 'unchoke' });
+          for (;;) {
+            const m = await c.waitForMessage('request', 20_000);
+            await c.write(encodePiece(m.index, m.begin, Buffer.alloc(m.length)));
+          }
+        };
+        const first = await dial();
+        await lie(first).catch(() => {});
+        expect(first.closedByUs).toBe(false);
+        // Back at once, from a new port, as the same listening peer.
+        const again = await dial();
+        void lie(again).catch(() => {});
+        await closedWithin(again, PROMPTLY_MS);
+        const r = await running;
+        await s.expectGoodDownload(r, good);
+        const ban = r.events.find((e) => e['event'] === 'peer' && e['status'] === 'banned');
+        expect(ban?.['reason']).toBe(`sent ${MAX_HASH_FAILURES} bad pieces`);
+        // Nothing was asked of it the second time.
+        expect(again.received.filter((m) => m.type === 'request')).toEqual([]);
+      },
+    );
+  }
 
   scenario(
     'peers that race endgame duplicates with corrupt blocks do not get the honest seeder banned',

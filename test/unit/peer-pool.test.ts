@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { EncryptionMode } from '../../src/peer/connection.js';
-import { MAX_ATTEMPTS, PeerPool, handoffOf } from '../../src/swarm/peer-pool.js';
+import { MAX_ATTEMPTS, MAX_BANNED_IDS, PeerPool, handoffOf } from '../../src/swarm/peer-pool.js';
 import { sniffHandshake } from '../../src/wire/mse.js';
 
 function pool(
@@ -205,5 +205,31 @@ describe('PeerPool with a local address (--bind)', () => {
     const v6 = pool(undefined, { localAddress: '::1' });
     expect(v6.add([{ host: '127.0.0.2', port: 1 }], 'tracker')).toBe(0);
     expect(v6.add([{ host: '2001:db8::1', port: 1 }], 'tracker')).toBe(1);
+  });
+});
+
+describe('PeerPool.ban', () => {
+  const id = (n: number) => Buffer.alloc(20, n);
+
+  it('bans the candidate and the peer id at its host, whatever port it comes from', () => {
+    const p = pool();
+    const c = p.holdListening({ host: '10.0.0.5', port: 50_001 })!;
+    p.ban(c, { host: '10.0.0.5', remotePeerId: id(7) });
+    expect(c.banned).toBe(true);
+    expect(p.isBannedPeer({ host: '10.0.0.5', remotePeerId: id(7) })).toBe(true);
+    // Another peer at that address (behind the same NAT), or the same id elsewhere: not banned.
+    expect(p.isBannedPeer({ host: '10.0.0.5', remotePeerId: id(8) })).toBe(false);
+    expect(p.isBannedPeer({ host: '10.0.0.6', remotePeerId: id(7) })).toBe(false);
+    expect(p.isBannedPeer({ host: '10.0.0.5', remotePeerId: null })).toBe(false);
+  });
+
+  it(`remembers at most ${MAX_BANNED_IDS} peers, forgetting the oldest`, () => {
+    const p = pool();
+    const c = p.holdListening({ host: '10.0.0.5', port: 1 })!;
+    for (let i = 0; i <= MAX_BANNED_IDS; i++) {
+      p.ban(c, { host: `10.0.${i >> 8}.${i & 255}`, remotePeerId: id(1) });
+    }
+    expect(p.isBannedPeer({ host: '10.0.0.0', remotePeerId: id(1) })).toBe(false);
+    expect(p.isBannedPeer({ host: '10.0.0.1', remotePeerId: id(1) })).toBe(true);
   });
 });
