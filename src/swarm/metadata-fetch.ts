@@ -19,6 +19,11 @@
  * - A `reject` frees the piece and rests the peer (5 s, doubling to 60 s); a request left
  *   unanswered for METADATA_REQUEST_TIMEOUT_MS is given to another peer, and a peer that lets
  *   MAX_TIMEOUTS requests time out is not asked again (it may still serve the data later).
+ * - Once no piece is left unasked, a peer with a free slot is also asked for a piece that
+ *   another peer was asked for METADATA_HEDGE_MS ago or more and has not sent (the same piece
+ *   at most once per METADATA_HEDGE_MS, as libtorrent does); the first copy counts. A peer
+ *   that announced the metadata and never answers then holds the fetch back a few seconds,
+ *   not two request timeouts. Not in exclusive mode, whose attempt has a single source.
  */
 import { createHash } from 'node:crypto';
 import { encode } from '../metainfo/bencode.js';
@@ -33,6 +38,11 @@ import {
 export const METADATA_REQUESTS_PER_PEER = 2;
 /** A metadata request unanswered this long is given to another peer. */
 export const METADATA_REQUEST_TIMEOUT_MS = 15_000;
+/**
+ * With no piece left unasked, a piece asked this long ago and not received is asked of another
+ * peer too (and then again of a third at most this often).
+ */
+export const METADATA_HEDGE_MS = 3_000;
 /** Requests a peer may let time out before it is asked no more. */
 export const MAX_TIMEOUTS = 2;
 /** Rest after a peer's first reject; doubles with each further reject, up to the max. */
@@ -60,8 +70,8 @@ interface Attempt {
   pieces: (Buffer | null)[];
   /** Peer that supplied each piece. */
   from: (string | null)[];
-  /** Piece -> the peer currently asked for it. */
-  inflight: Map<number, string>;
+  /** Piece -> the peers currently asked for it (more than one once hedged). */
+  inflight: Map<number, Set<string>>;
   received: number;
   /** In exclusive mode: the one peer this attempt takes pieces from. */
   exclusive: string | null;
@@ -81,6 +91,7 @@ export class MetadataFetch {
   readonly #maxPerPeer: number;
   readonly #now: () => number;
   readonly #timeoutMs: number;
+  readonly #hedgeMs: number;
   readonly #peers = new Map<string, PeerState>();
   readonly #banned = new Set<string>();
   #attempt: Attempt | null = null;
@@ -89,13 +100,19 @@ export class MetadataFetch {
 
   constructor(
     infoHash: Buffer,
-    opts: { maxPerPeer?: number; now?: () => number; requestTimeoutMs?: number } = {},
+    opts: {
+      maxPerPeer?: number;
+      now?: () => number;
+      requestTimeoutMs?: number;
+      hedgeMs?: number;
+    } = {},
   ) {
     if (infoHash.length !== 20) throw new RangeError('info hash must be 20 bytes');
     this.#infoHash = Buffer.from(infoHash);
     this.#maxPerPeer = Math.max(1, opts.maxPerPeer ?? METADATA_REQUESTS_PER_PEER);
     this.#now = opts.now ?? Date.now;
     this.#timeoutMs = opts.requestTimeoutMs ?? METADATA_REQUEST_TIMEOUT_MS;
+    this.#hedgeMs = opts.hedgeMs ?? METADATA_HEDGE_MS;
   }
 
   /** When done: the exact info dictionary bytes, whose SHA-1 is the info hash. */
@@ -183,12 +200,35 @@ export class MetadataFetch {
     const out: number[] = [];
     for (let i = 0; i < a.pieces.length && p.inflight.size < this.#maxPerPeer; i++) {
       if (a.pieces[i] !== null || a.inflight.has(i)) continue;
-      a.inflight.set(i, id);
-      p.inflight.set(i, now);
-      p.asked.set(i, (p.asked.get(i) ?? 0) + 1);
+      this.#ask(a, id, p, i, now);
+      out.push(i);
+    }
+    // A slot still free: every piece is received or asked for. One asked of others long enough
+    // ago is asked of this peer too (not in exclusive mode: one source per attempt there).
+    if (this.#exclusiveMode) return out;
+    for (let i = 0; i < a.pieces.length && p.inflight.size < this.#maxPerPeer; i++) {
+      const holders = a.inflight.get(i);
+      if (a.pieces[i] !== null || !holders || holders.has(id)) continue;
+      if (now - this.#lastAsked(i, holders) < this.#hedgeMs) continue;
+      this.#ask(a, id, p, i, now);
       out.push(i);
     }
     return out;
+  }
+
+  #ask(a: Attempt, id: string, p: PeerState, piece: number, now: number): void {
+    const holders = a.inflight.get(piece);
+    if (holders) holders.add(id);
+    else a.inflight.set(piece, new Set([id]));
+    p.inflight.set(piece, now);
+    p.asked.set(piece, (p.asked.get(piece) ?? 0) + 1);
+  }
+
+  /** When `piece` was last asked of one of `holders`. */
+  #lastAsked(piece: number, holders: Set<string>): number {
+    let last = -Infinity;
+    for (const h of holders) last = Math.max(last, this.#peers.get(h)?.inflight.get(piece) ?? last);
+    return last;
   }
 
   /** A decoded ut_metadata message from this peer. */
@@ -235,12 +275,12 @@ export class MetadataFetch {
     const a = this.#attempt;
     if (this.#info || !a || a.size !== p.size || a.pieces[m.piece] !== null) return 'ok';
     if (this.#exclusiveMode && a.exclusive !== id) return 'ok';
-    // Another peer asked for the same piece (after a timeout) no longer holds a slot for it.
-    const holder = a.inflight.get(m.piece);
-    if (holder !== undefined) {
-      a.inflight.delete(m.piece);
+    // Other peers asked for the same piece (after a timeout, or hedged) no longer hold a slot
+    // for it; their copies may still come, as answers to requests made.
+    for (const holder of a.inflight.get(m.piece) ?? []) {
       this.#peers.get(holder)?.inflight.delete(m.piece);
     }
+    a.inflight.delete(m.piece);
     a.pieces[m.piece] = Buffer.from(m.data);
     a.from[m.piece] = id;
     a.received++;
@@ -286,8 +326,8 @@ export class MetadataFetch {
   /** Frees the slot and the attempt's claim of `piece` held by peer `id`. */
   #release(id: string, p: PeerState, piece: number): void {
     p.inflight.delete(piece);
-    const a = this.#attempt;
-    if (a && a.inflight.get(piece) === id) a.inflight.delete(piece);
+    const holders = this.#attempt?.inflight.get(piece);
+    if (holders?.delete(id) && holders.size === 0) this.#attempt!.inflight.delete(piece);
   }
 
   #freeRequests(id: string, p: PeerState): void {
@@ -311,16 +351,18 @@ export class MetadataFetch {
   #expire(now: number): void {
     const a = this.#attempt;
     if (!a) return;
-    for (const [piece, holder] of a.inflight) {
-      const p = this.#peers.get(holder);
-      const at = p?.inflight.get(piece);
-      if (p === undefined || at === undefined || now - at < this.#timeoutMs) continue;
-      this.#release(holder, p, piece);
-      p.timeouts++;
-      if (!this.#usable(p)) {
-        this.#freeRequests(holder, p);
-        this.#afterPeerLoss(holder);
-        if (this.#attempt !== a) return;
+    for (const [piece, holders] of [...a.inflight]) {
+      for (const holder of [...holders]) {
+        const p = this.#peers.get(holder);
+        const at = p?.inflight.get(piece);
+        if (p === undefined || at === undefined || now - at < this.#timeoutMs) continue;
+        this.#release(holder, p, piece);
+        p.timeouts++;
+        if (!this.#usable(p)) {
+          this.#freeRequests(holder, p);
+          this.#afterPeerLoss(holder);
+          if (this.#attempt !== a) return;
+        }
       }
     }
   }

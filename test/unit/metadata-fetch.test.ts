@@ -3,6 +3,7 @@ import { decodeStrict } from '../../src/metainfo/bencode.js';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
 import {
   MAX_TIMEOUTS,
+  METADATA_HEDGE_MS,
   METADATA_REQUEST_TIMEOUT_MS,
   MetadataFetch,
   REJECT_BACKOFF_MS,
@@ -376,6 +377,54 @@ describe('MetadataFetch', () => {
     expect(g.requestsFor('a')).toEqual([0, 1]);
     expect(g.onMessage('a', dataMsg(0))).toBe('ok');
     expect(g.onMessage('a', dataMsg(0))).toEqual({ drop: expect.stringMatching(/not requested/) });
+  });
+
+  it('once no piece is left unasked, a piece asked of a silent peer is asked of an idle one too', () => {
+    let now = 0;
+    const f = new MetadataFetch(HASH, { now: () => now });
+    f.addPeer('silent', SIZE);
+    f.addPeer('b', SIZE);
+    f.addPeer('c', SIZE);
+    expect(f.requestsFor('silent')).toEqual([0, 1]);
+    expect(f.requestsFor('b')).toEqual([2, 3]);
+    expect(f.onMessage('b', dataMsg(2))).toBe('ok');
+    expect(f.onMessage('b', dataMsg(3))).toBe('ok');
+    // Not before METADATA_HEDGE_MS.
+    now += METADATA_HEDGE_MS - 1;
+    expect(f.requestsFor('b')).toEqual([]);
+    now += 1;
+    expect(f.requestsFor('b')).toEqual([0, 1]);
+    // Each piece once per METADATA_HEDGE_MS: not to a third peer at once.
+    expect(f.requestsFor('c')).toEqual([]);
+    expect(f.onMessage('b', dataMsg(0))).toBe('ok');
+    // The silent peer's late copy answers a request it had: taken without a drop.
+    expect(f.onMessage('silent', dataMsg(0))).toBe('ok');
+    now += METADATA_HEDGE_MS;
+    // Piece 1 is asked of a third peer; the first copy to arrive completes the metadata.
+    expect(f.requestsFor('c')).toEqual([1]);
+    expect(f.onMessage('c', dataMsg(1))).toBe('done');
+    expect(f.info!.equals(INFO)).toBe(true);
+    expect(f.onMessage('b', dataMsg(1))).toBe('ok');
+    expect(f.onMessage('silent', dataMsg(1))).toBe('ok');
+  });
+
+  it('in exclusive mode nothing is hedged: the attempt has one source', () => {
+    let now = 0;
+    const f = new MetadataFetch(HASH, { now: () => now });
+    f.addPeer('a', SIZE);
+    f.addPeer('b', SIZE);
+    expect(f.requestsFor('a')).toEqual([0, 1]);
+    expect(f.requestsFor('b')).toEqual([2, 3]);
+    const bad = liar(0);
+    f.onMessage('a', bad(0)!);
+    f.onMessage('a', bad(1)!);
+    f.onMessage('b', dataMsg(2));
+    expect(f.onMessage('b', dataMsg(3))).toBe('ok');
+    expect(f.exclusiveMode).toBe(true);
+    expect(f.requestsFor('a')).toEqual([0, 1]);
+    expect(f.requestsFor('b')).toEqual([]);
+    now += METADATA_HEDGE_MS;
+    expect(f.requestsFor('b')).toEqual([]);
   });
 
   it('a peer whose own requests just timed out is not given them back', () => {
