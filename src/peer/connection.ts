@@ -698,11 +698,19 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
    * of `pieceCount` pieces, so that telling it we are interested before adopt() is right.
    */
   showsPieces(pieceCount: number): boolean {
-    if (!this.metadataOnlyMode || !this.early || this.state !== 'open') return false;
+    return this.piecesShown(pieceCount) > 0;
+  }
+
+  /**
+   * Metadata-only: how many pieces of a torrent of `pieceCount` pieces the peer has shown so far
+   * (0 when none, or when what it sent does not fit: adopt() closes it).
+   */
+  piecesShown(pieceCount: number): number {
+    if (!this.metadataOnlyMode || !this.early || this.state !== 'open') return 0;
     try {
-      return this.early.resolve(pieceCount).count > 0;
+      return this.early.resolve(pieceCount).count;
     } catch {
-      return false; // adopt() closes it
+      return 0;
     }
   }
 

@@ -112,7 +112,7 @@ export class MagnetHandoff implements PeerHandoff {
    */
   take(pieceCount: number, sink: TakeOverSink): void {
     this.listenerRef?.setPieceCount(pieceCount);
-    this.swarm.takeOver(sink);
+    this.swarm.takeOver(sink, pieceCount);
     void this.dhtSource?.stop().catch(() => {});
   }
 

@@ -237,8 +237,11 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
    * they open (or `gone` when they fail). This swarm's listeners come off each connection, the
    * peer sources and the listener first, so attach the download's own listeners to the sources
    * and the listener before calling this (the same tick: nothing is missed in between).
+   * Live connections go in order of the pieces they have shown of the torrent's `pieceCount`,
+   * most first (seeders first): a download that admits fewer than it is given (`--max-peers`)
+   * keeps those that can serve it most, not those that happened to connect first.
    */
-  takeOver(sink: TakeOverSink): void {
+  takeOver(sink: TakeOverSink, pieceCount = 0): void {
     if (this.closed || this.sink) return;
     this.sink = sink;
     for (const d of this.detach) d();
@@ -248,7 +251,10 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
       else sink.peer(conn, cand.origin, null);
     });
     this.pool.on('failed', (address) => sink.gone(address));
-    const live = [...this.conns];
+    const shown = new Map<PeerConnection, number>();
+    for (const conn of this.conns.keys()) shown.set(conn, conn.piecesShown(pieceCount));
+    // A stable sort: among equals, the order they connected in.
+    const live = [...this.conns].sort(([a], [b]) => shown.get(b)! - shown.get(a)!);
     this.conns.clear();
     for (const [conn, st] of live) {
       st.off();
