@@ -123,6 +123,8 @@ export interface InfoCliOptions {
   /** commander's `--no-dht`: false when given. */
   dht?: boolean;
   dhtBootstrap?: string[];
+  /** Peers, trackers, the DHT and a torrent URL are reached from this address. */
+  bind?: string;
 }
 
 export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Promise<number> {
@@ -138,11 +140,14 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
   // A magnet link's peers may come from the DHT too (as for `download`). tdl info does not
   // listen and announces nothing: the DHT node takes any free UDP port and only looks up.
   let dht: Dht | null = null;
+  // As for `download`: every connection leaves from --bind (not from 0.0.0.0 or ::: any).
+  const localAddress =
+    opts.bind !== undefined && !/^(0\.0\.0\.0|::)$/.test(opts.bind) ? opts.bind : undefined;
   let opened: OpenedTorrent;
   try {
     if (opts.dht !== false && isMagnet(file)) {
       const { startDhtNode } = await import('./dht-node.js');
-      dht = await startDhtNode({ port: 0, bootstrap, warn });
+      dht = await startDhtNode({ port: 0, bind: opts.bind, bootstrap, warn });
     }
     opened = await openTorrent(
       file,
@@ -154,6 +159,7 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
         tty,
         warn,
         dht,
+        localAddress,
       },
       io,
     );

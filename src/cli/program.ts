@@ -312,6 +312,11 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
         .argParser(collect)
         .default([]),
     )
+    .option(
+      '--bind <address>',
+      'magnet links and URLs: make every connection from this address (default: any)',
+      bindAddress,
+    )
     .action(async (torrent: string, opts: InfoCliOptions) => {
       json = Boolean(opts.json);
       exitCode = await (await import('./info-command.js')).runInfo(torrent, opts, io);
