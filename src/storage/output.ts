@@ -4,7 +4,8 @@
  * torrent) or the top folder (multi-file torrent). One exception keeps a run repeatable: when
  * PATH is an existing folder that is this multi-file torrent's own top folder from an earlier run
  * (PATH/<name> does not exist, and PATH.tdl-resume belongs to this torrent, or the torrent's files
- * in PATH all fit it and are all there or include a `.part` working file), PATH stays the top folder, so
+ * in PATH all fit it and are all there or include a `.part` working file, or PATH.tdl-lock was left
+ * beside PATH and PATH holds only the torrent's empty folders), PATH stays the top folder, so
  * the same command resumes or re-checks instead of starting again one level down.
  *
  * Every file path is built from components that
@@ -12,11 +13,12 @@
  * the output root; a symlink already present where a torrent-derived component would go is
  * refused, because writing through it could land outside the output.
  */
-import { stat } from 'node:fs/promises';
+import { opendir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { DiskError, MetainfoError } from '../errors.js';
 import type { FileList } from '../metainfo/torrent.js';
-import { listNames, lstatOrNull, readHeader } from './fs-util.js';
+import { listNames, lstatOrNull, readHeader, toDiskError } from './fs-util.js';
+import { LOCK_SUFFIX } from './lock.js';
 import { PART_SUFFIX, RESUME_SUFFIX, withSuffix } from './names.js';
 import { PARTS_SUFFIX, partsInfoHash } from './parts.js';
 import { RESUME_MAGIC } from './resume.js';
@@ -248,7 +250,8 @@ export async function planOutput(
  * and either all of them are there, or at least one is there under its `.part` name (tdl creates
  * a working file when it first writes to it, so an interrupted run leaves some missing), or at
  * least one (not empty) is there complete under its final name (a selection that finished, its
- * parts file since deleted).
+ * parts file since deleted); or when a run's lock is beside it and it holds nothing but the
+ * torrent's folders (that run stopped between making them and its first checkpoint).
  */
 async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): Promise<boolean> {
   if (t.infoHash && (await resumeInfoHash(withSuffix(dir, RESUME_SUFFIX)))?.equals(t.infoHash)) {
@@ -256,6 +259,13 @@ async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): 
   }
   // A download of some of its files leaves its parts file (see parts.ts) beside the folder.
   if (t.infoHash && (await partsInfoHash(withSuffix(dir, PARTS_SUFFIX)))?.equals(t.infoHash)) {
+    return true;
+  }
+  // A run stopped (kill -9, a crash) after it made the torrent's folders and before it wrote its
+  // first checkpoint or any file: its lock is still beside the folder, which holds nothing but
+  // (empty) folders of the torrent. Taken as a place to put a new top folder, the same command
+  // would start again one level down and leave those folders and the lock behind.
+  if ((await lstatOrNull(withSuffix(dir, LOCK_SUFFIX)))?.isFile() && (await onlyFolders(dir, t))) {
     return true;
   }
   // None of the torrent's top-level names there (a fresh download into an existing folder): no
@@ -326,6 +336,37 @@ async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): 
   // Some files complete and the rest not there: a finished selection whose parts file was
   // deleted (or the selection was all the run took).
   return !missing || parts || whole;
+}
+
+/**
+ * Does `dir` hold nothing but folders of the torrent (its top folder's tree), files of no kind
+ * anywhere in them? Stops at the first other entry.
+ */
+async function onlyFolders(dir: string, t: TorrentShape): Promise<boolean> {
+  const folders = new Set<string>();
+  for (let i = 0; i < t.files.length; i++) {
+    const f = t.files.at(i)!;
+    if (f.padding) continue;
+    let d = path.join(dir, ...f.path.slice(0, -1));
+    while (d !== dir && !folders.has(d)) {
+      folders.add(d);
+      d = path.dirname(d);
+    }
+  }
+  const stack = [dir];
+  while (stack.length > 0) {
+    const d = stack.pop()!;
+    try {
+      for await (const ent of await opendir(d)) {
+        const p = path.join(d, ent.name);
+        if (!ent.isDirectory() || !folders.has(p)) return false;
+        stack.push(p);
+      }
+    } catch (e) {
+      throw toDiskError(e, `cannot list ${d}`);
+    }
+  }
+  return true;
 }
 
 /** The info hash recorded in a resume file's header, or null (absent, not a regular file). */

@@ -426,9 +426,10 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       await dhtSource?.stop().catch(() => {});
       await writer?.close().catch(() => {});
       await out.close();
-      // Ended before its first checkpoint (a port taken, no tracker it can use): nothing of it
-      // is worth keeping, and an empty folder would only pass for the torrent's at the next run.
-      if (failed && !writer) await out.removeMadeFolders();
+      // Ended before its first checkpoint was written (a port taken, no tracker it can use, the
+      // checkpoint itself failing): nothing was written, nothing of it is worth keeping, and an
+      // empty folder would only pass for the torrent's at the next run.
+      if (failed && (!writer || writer.count === 0)) await out.removeMadeFolders();
     } finally {
       await stopping;
     }

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { hashPieces, isAllZero } from '../../src/storage/check.js';
@@ -306,6 +306,41 @@ describe('output plan', () => {
     await writeFile(`${root}.tdl-resume`, header);
     expect((await planOutput(t, root)).root).toBe(root);
     await writeFile(`${root}.tdl-resume`, Buffer.alloc(32));
+    expect((await planOutput(t, root)).root).toBe(path.join(root, 'multi'));
+  });
+});
+
+describe('output plan after a run stopped before its first checkpoint', () => {
+  const t = {
+    name: 'multi',
+    multiFile: true,
+    infoHash: Buffer.alloc(20, 4),
+    files: [
+      { path: ['a'], length: 3, offset: 0 },
+      { path: ['s', 't', 'b'], length: 2, offset: 3 },
+    ],
+  };
+
+  it("the torrent's empty folders with the run's lock beside them stay the top folder", async () => {
+    const root = path.join(dir, 'stopped');
+    await mkdir(path.join(root, 's', 't'), { recursive: true });
+    // Without the lock: a folder the user made, the torrent goes inside it (cp).
+    expect((await planOutput(t, root)).root).toBe(path.join(root, 'multi'));
+    await writeFile(`${root}.tdl-lock`, '999999\n');
+    expect((await planOutput(t, root)).root).toBe(root);
+    // Not even the torrent's folders yet (only its top one was made).
+    await rm(path.join(root, 's'), { recursive: true });
+    expect((await planOutput(t, root)).root).toBe(root);
+  });
+
+  it('anything else in the folder makes it a place to put the torrent, lock or not', async () => {
+    const root = path.join(dir, 'users');
+    await mkdir(path.join(root, 's', 't'), { recursive: true });
+    await writeFile(`${root}.tdl-lock`, '999999\n');
+    await writeFile(path.join(root, 's', 'notes.txt'), 'x');
+    expect((await planOutput(t, root)).root).toBe(path.join(root, 'multi'));
+    await rm(path.join(root, 's', 'notes.txt'));
+    await mkdir(path.join(root, 'photos'));
     expect((await planOutput(t, root)).root).toBe(path.join(root, 'multi'));
   });
 });
