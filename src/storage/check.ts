@@ -377,7 +377,9 @@ export function planStartup(
       continue;
     }
     if (allNew) continue;
-    if (state?.have.has(p) && allTrusted && inside) trusted.set(p);
+    // A recorded piece named in the journal was written again after the checkpoint (a boundary
+    // piece copied out of the parts file): its bytes may be torn, whatever the checkpoint says.
+    if (state?.have.has(p) && allTrusted && inside && !journal.has(p)) trusted.set(p);
     else if (someUntrusted || journal.has(p)) toHash.push(p);
   }
   return { trusted, toHash, fileTrust, resume, reason };

@@ -275,6 +275,13 @@ describe('start-up plan', () => {
     expect(p.toHash).toEqual([4]);
   });
 
+  it('re-hashes a recorded piece named in the journal: it was written again since', () => {
+    const now = [stamps[0]!, { ...stamps[1]!, mtimeNs: 9999n }];
+    const p = planStartup(layout, existed, now, resume([0, 1, 2, 3], [3]), torrent);
+    expect(list(p.trusted)).toEqual([0, 1, 2]);
+    expect(p.toHash).toEqual([3]);
+  });
+
   it('re-hashes every piece of a file changed with no journal entry to explain it', () => {
     const now = [stamps[0]!, { ...stamps[1]!, mtimeNs: 9999n }];
     const p = planStartup(layout, existed, now, resume([0, 1, 2, 5]), torrent);
