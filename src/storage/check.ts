@@ -432,10 +432,26 @@ export async function startupCheck(o: {
     for (const s of o.layout.spans(p)) touched.add(s.fileIndex);
   }
   o.storage.markDirty(touched);
-  // A copy in the parts file that fails its hash would be read (and served) as the piece's bytes
-  // again, and kept by the piece's next write: forgotten, the fetched piece replaces it.
+  // A piece with a copy in the parts file that fails its hash as read (its selected files where
+  // they hold its bytes, the copy elsewhere) may fail for its files' bytes alone: a file selected
+  // again whose working copy, from an earlier and wider run, has a hole or older data there. The
+  // copy alone, if right, makes the piece present, and is written over those bytes before
+  // anything relies on them (piecesToCopy). A copy that fails too would be read (and served) as
+  // the piece's bytes again, and kept by the piece's next write: forgotten, the fetched piece
+  // replaces it.
   const parts = o.storage.parts;
-  for (const p of parts?.pieces ?? []) if (!hashed.valid.has(p)) parts!.forget(p);
+  for (const p of parts?.pieces ?? []) {
+    if (hashed.valid.has(p) && !hashed.absent.has(p)) continue;
+    const copy = await o.storage.readCopy(p);
+    const want = o.torrent.pieceHashes.subarray(p * 20, p * 20 + 20);
+    if (copy && createHash('sha1').update(copy).digest().equals(want)) {
+      have.set(p);
+      hashed.nonZeroInvalid.clear(p);
+      o.storage.useCopy(p);
+    } else {
+      parts!.forget(p);
+    }
+  }
   const ms = Date.now() - t0;
   log(
     'start-up check: %d/%d pieces present (%d from the resume file, %d of %d hashed valid, %d MiB read), resume file %s, %d ms',

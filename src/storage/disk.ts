@@ -215,6 +215,11 @@ export class DiskStorage {
   private closed = false;
   /** Copies of boundary pieces (null: no parts file). */
   parts: PartsFile | null = null;
+  /**
+   * Pieces right in the parts file and not in their (selected) files, whose bytes there are
+   * older data (useCopy): read from the copy alone until written to the files.
+   */
+  private readonly fromCopy = new Set<number>();
   /** Small calls (fstat, lstat, rename, small writes) made synchronously while they are fast. */
   readonly inline: Inline;
   /** Where reads find each run's bytes (see piece-reads.ts). */
@@ -256,6 +261,7 @@ export class DiskStorage {
       onDisk: (i) => this.onDisk(i),
       isPadding: (i) => this.isPadding(i),
       holds: (sp) => this.fileHolds(sp),
+      copyOnly: (p) => this.fromCopy.has(p),
       knownSize: (i) => this.knownSize[i]!,
       gen: (i) => this.durable.gen(i),
       isOpen: (i) => this.pool.has(i),
@@ -647,6 +653,8 @@ export class DiskStorage {
     }
     const results = await Promise.allSettled(jobs);
     for (const r of results) if (r.status === 'rejected') throw r.reason;
+    // Its bytes are in its files now: read from there again.
+    this.fromCopy.delete(index);
   }
 
   /**
@@ -835,8 +843,26 @@ export class DiskStorage {
     return this.parts.pieces.filter(
       (p) =>
         have.has(p) &&
-        this.layout.spans(p).some((s) => this.isSelected(s.fileIndex) && !this.fileHolds(s)),
+        (this.fromCopy.has(p) ||
+          this.layout.spans(p).some((s) => this.isSelected(s.fileIndex) && !this.fileHolds(s))),
     );
+  }
+
+  /**
+   * The copy of piece `index` in the parts file is right, and its selected files hold other
+   * bytes in its place (a hole or older data of an earlier run, the file since selected again):
+   * the piece is read from the copy alone, and piecesToCopy has it written to the files.
+   */
+  useCopy(index: number): void {
+    if (this.parts?.has(index)) this.fromCopy.add(index);
+  }
+
+  /** Read the whole copy of piece `index` from the parts file; null when it is short or absent. */
+  async readCopy(index: number): Promise<Buffer | null> {
+    if (!this.parts?.has(index)) return null;
+    const size = this.layout.pieceSize(index);
+    const buf = Buffer.allocUnsafe(size);
+    return (await this.parts.read(index, 0, size, buf, 0)) === size ? buf : null;
   }
 
   /** Wait for every write in flight. */

@@ -36,6 +36,8 @@ export interface ReadSource {
   isPadding(i: number): boolean;
   /** Does file `s.fileIndex` hold this span's bytes (padding always does)? */
   holds(s: Span): boolean;
+  /** Piece `index` is read from its copy in the parts file alone (its files hold other bytes). */
+  copyOnly(index: number): boolean;
   withFile<T>(i: number, fn: (fd: number) => Promise<T>): Promise<T>;
   currentPath(i: number): string | null;
   /**
@@ -71,8 +73,9 @@ export function addPieceRuns(
     addRuns(runs, spans, base);
     return;
   }
+  const copyOnly = src.copyOnly(index);
   for (const s of spans) {
-    if (src.holds(s)) addRuns(runs, [s], base);
+    if (!copyOnly && src.holds(s)) addRuns(runs, [s], base);
     else {
       runs.push({
         fileIndex: -1,
