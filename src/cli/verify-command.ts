@@ -245,6 +245,24 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
       if (bad.length > MAX_FILES_LISTED) {
         lines.push(`  ... and ${bad.length - MAX_FILES_LISTED} more`);
       }
+      // A `.part` beside a file of the same name (left by a download finished some other way)
+      // is what a download resumes, so it is what is read: say so, or a complete file there
+      // seems reported as partial.
+      const both: number[] = [];
+      for (let i = 0; i < storage.fileCount; i++) {
+        if (storage.isSelected(i) && storage.shadowed(i)) both.push(i);
+      }
+      for (const i of both.slice(0, MAX_FILES_LISTED)) {
+        const fin = path.relative(plan.parent, storage.finalPath(i));
+        const part = path.relative(plan.parent, storage.partPath(i));
+        lines.push(
+          `note:     ${escapeControl(part)} was read, not ${escapeControl(fin)} beside it ` +
+            '(delete the one you do not want)',
+        );
+      }
+      if (both.length > MAX_FILES_LISTED) {
+        lines.push(`note:     ... and ${both.length - MAX_FILES_LISTED} more such files`);
+      }
       lines.push(
         ready
           ? 'result:   complete'

@@ -187,9 +187,17 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // No file of the torrent there at all is a mistyped -o more often than a download to finish.
       let found = check.have.count > 0;
       for (let i = 0; i < storage.fileCount && !found; i++) found = storage.existed(i);
+      // A `.part` beside a file of the same name is what is read: a complete file there would
+      // otherwise seem refused as incomplete.
+      let both = -1;
+      for (let i = 0; i < storage.fileCount && both < 0; i++) if (storage.shadowed(i)) both = i;
+      const shadowNote =
+        both < 0
+          ? ''
+          : ` (${storage.partPath(both)} was read, not ${storage.finalPath(both)} beside it: delete the one you do not want)`;
       throw new TransferError(
         found
-          ? `the data under ${plan.root} is incomplete (${check.have.count} of ${wanted.count} pieces valid): finish it with tdl download first`
+          ? `the data under ${plan.root} is incomplete (${check.have.count} of ${wanted.count} pieces valid): finish it with tdl download first${shadowNote}`
           : `no file of this torrent is at ${plan.root}: -o names where the data is, as given to tdl download`,
       );
     }
