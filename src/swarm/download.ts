@@ -575,13 +575,15 @@ export class Download extends EventEmitter<DownloadEvents> {
     conn.on('interest', () => {
       // A peer that wants something while a slot is free need not wait for the next round; one
       // we left unchoked when it lost interest, and whose slot went to another meanwhile, is
-      // choked now rather than making one more than the slots until the next round.
+      // choked now rather than making one more than the slots until the next round. One we
+      // unchoke that loses interest frees its slot for a peer waiting for one, now too.
       const slots = (this.opts.uploadSlots ?? DEFAULT_UPLOAD_SLOTS) + 1;
       if (
-        conn.peerInterested &&
-        (conn.amChoking
-          ? unchokedCount(this.sessions.values()) < slots
-          : unchokedCount(this.sessions.values()) > slots)
+        conn.peerInterested
+          ? conn.amChoking
+            ? unchokedCount(this.sessions.values()) < slots
+            : unchokedCount(this.sessions.values()) > slots
+          : !conn.amChoking
       )
         this.rechoke();
       this.checkUseless(s);
