@@ -321,7 +321,8 @@ export async function runDownload(
           wasted: s.wasted,
           wastedBy: s.wastedBy,
           uploaded: s.uploaded,
-          uploadRate: Math.round(s.uploadRate),
+          // Over the whole run, like averageRate: the rate of the last seconds says nothing here.
+          uploadRate: s.elapsedMs > 0 ? Math.round(s.uploaded / (s.elapsedMs / 1000)) : 0,
           replaced: s.piecesReplaced,
           peersUsed: s.peersUsed,
           checkMs: Math.round(result.check.ms),
