@@ -4,7 +4,7 @@
  *
  * - Downloading (tit for tat): every CHOKE_INTERVAL_MS the `slots` interested peers that sent
  *   us the most in the last 20 s get the regular slots; a peer that sent us nothing for SNUB_MS
- *   ranks below every other.
+ *   ranks below every other; peers that tie (sent us nothing) take turns as when seeding.
  * - Seeding: round robin with a byte quota, so every interested peer gets served in turn, the
  *   fastest first when there are more unchoked peers than slots.
  * - Plus one optimistic unchoke, rotated every OPTIMISTIC_INTERVAL_MS, new peers three times as
@@ -123,7 +123,7 @@ export class Choker {
     // Regular slots.
     const ranked = seeding
       ? this.#rankSeeding(now, interested)
-      : rankDownloading(now, interested, this.#regular);
+      : this.#rankDownloading(now, interested);
     const fullRound = now - this.#lastRoundAt >= CHOKE_INTERVAL_MS || now < this.#lastRoundAt;
     let regular: Set<string>;
     if (fullRound) {
@@ -191,11 +191,36 @@ export class Choker {
   }
 
   /**
-   * Seeding order: (0) unchoked peers still within their turn, fastest first; (1) choked peers,
+   * Seeding order: round robin (`#roundRobin`); download rates are all zero while seeding.
+   */
+  #rankSeeding(now: number, peers: readonly ChokerPeer[]): ChokerPeer[] {
+    return [...peers].sort(this.#roundRobin(now, peers));
+  }
+
+  /**
+   * Downloading order: not snubbed before snubbed; then most bytes sent to us in the last 20 s;
+   * peers that tie (in practice: that sent us nothing) take turns like seeding's round robin,
+   * as libtorrent does, or the first to get a slot would keep it for good and the others would
+   * see only the optimistic unchoke.
+   */
+  #rankDownloading(now: number, peers: readonly ChokerPeer[]): ChokerPeer[] {
+    const snubbed = new Map(peers.map((p) => [p.id, isSnubbed(now, p)]));
+    const turns = this.#roundRobin(now, peers);
+    return [...peers].sort((a, b) => {
+      const sa = snubbed.get(a.id)!;
+      const sb = snubbed.get(b.id)!;
+      if (sa !== sb) return sa ? 1 : -1;
+      if (a.downloadedRecent !== b.downloadedRecent) return b.downloadedRecent - a.downloadedRecent;
+      return turns(a, b);
+    });
+  }
+
+  /**
+   * Round robin: (0) unchoked peers still within their turn, fastest first; (1) choked peers,
    * the one waiting longest first; (2) unchoked peers whose turn is over, fastest first. Ties
    * go to the peers holding a regular slot, then by id.
    */
-  #rankSeeding(now: number, peers: readonly ChokerPeer[]): ChokerPeer[] {
+  #roundRobin(now: number, peers: readonly ChokerPeer[]): (a: ChokerPeer, b: ChokerPeer) => number {
     const since = (p: ChokerPeer) => this.#since.get(p.id)?.at ?? p.connectedAt;
     const group = (p: ChokerPeer): number => {
       if (!p.unchoked) return 1;
@@ -206,7 +231,7 @@ export class Choker {
       return over ? 2 : 0;
     };
     const g = new Map(peers.map((p) => [p.id, group(p)]));
-    return [...peers].sort((a, b) => {
+    return (a, b) => {
       const ga = g.get(a.id)!;
       const gb = g.get(b.id)!;
       if (ga !== gb) return ga - gb;
@@ -220,30 +245,6 @@ export class Choker {
       const ra = this.#regular.has(a.id);
       if (ra !== this.#regular.has(b.id)) return ra ? -1 : 1;
       return byId(a, b);
-    });
+    };
   }
-}
-
-/**
- * Downloading order: not snubbed before snubbed; then most bytes sent to us in the last 20 s;
- * then already unchoked (less churn), regular slot holders first; then most bytes we sent it;
- * then id (deterministic).
- */
-function rankDownloading(
-  now: number,
-  peers: readonly ChokerPeer[],
-  regular: ReadonlySet<string>,
-): ChokerPeer[] {
-  const snubbed = new Map(peers.map((p) => [p.id, isSnubbed(now, p)]));
-  return [...peers].sort((a, b) => {
-    const sa = snubbed.get(a.id)!;
-    const sb = snubbed.get(b.id)!;
-    if (sa !== sb) return sa ? 1 : -1;
-    if (a.downloadedRecent !== b.downloadedRecent) return b.downloadedRecent - a.downloadedRecent;
-    if (a.unchoked !== b.unchoked) return a.unchoked ? -1 : 1;
-    const ra = regular.has(a.id);
-    if (ra !== regular.has(b.id)) return ra ? -1 : 1;
-    if (a.uploadedRecent !== b.uploadedRecent) return b.uploadedRecent - a.uploadedRecent;
-    return byId(a, b);
-  });
 }

@@ -124,6 +124,38 @@ describe('choker, downloading', () => {
     expect(c.regular.has('c')).toBe(true);
   });
 
+  it('peers that give us nothing take turns in the slots the givers leave', () => {
+    // g sends us data; the six others send nothing (snubbed all along) and want pieces.
+    const quota = 1 << 20;
+    const c = new Choker({ slots: 2, random: mulberry32(7), seedQuotaBytes: quota });
+    const idle = Array.from({ length: 6 }, (_, i) => `p${i}`);
+    const peers = [peer('g'), ...idle.map((id) => peer(id, { lastReceivedAt: 0 }))];
+    const lastRegular = new Map<string, number>();
+    let worstGap = 0;
+    for (let t = 0; t < 10 * 60_000; t += CHOKE_INTERVAL_MS) {
+      const now = T0 + t;
+      peers[0]!.downloadedRecent = 1_000_000;
+      peers[0]!.lastReceivedAt = now;
+      apply(peers, c.decide(now, peers, false));
+      // The giver keeps its regular slot throughout.
+      expect(c.regular.has('g')).toBe(true);
+      for (const id of idle) {
+        if (c.regular.has(id)) lastRegular.set(id, t);
+        worstGap = Math.max(worstGap, t - (lastRegular.get(id) ?? 0));
+      }
+      for (const p of peers) {
+        // Each unchoked peer takes 100 kB/s.
+        const got = p.unchoked ? 100_000 * (CHOKE_INTERVAL_MS / 1000) : 0;
+        p.uploadedSinceUnchoke += got;
+        p.uploadedRecent = got * 2;
+      }
+    }
+    // One slot left for six peers, turns of at most SEED_MAX_TURN_MS (+ one round): each holds
+    // it again within six turns, not only the first to get it.
+    for (const id of idle) expect(lastRegular.has(id)).toBe(true);
+    expect(worstGap).toBeLessThanOrEqual(idle.length * (SEED_MAX_TURN_MS + CHOKE_INTERVAL_MS));
+  });
+
   describe('anti-snubbing', () => {
     it('isSnubbed counts from the last byte received, or the connection', () => {
       expect(isSnubbed(T0, peer('a', { lastReceivedAt: T0 - SNUB_MS }))).toBe(true);
