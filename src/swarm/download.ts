@@ -576,14 +576,16 @@ export class Download extends EventEmitter<DownloadEvents> {
       // A peer that wants something while a slot is free need not wait for the next round; one
       // we left unchoked when it lost interest, and whose slot went to another meanwhile, is
       // choked now rather than making one more than the slots until the next round. One we
-      // unchoke that loses interest frees its slot for a peer waiting for one, now too.
+      // unchoke that loses interest frees its slot for a peer waiting for one, now too (only
+      // then: a peer flipping its interest costs one decision, after which it is choked).
       const slots = (this.opts.uploadSlots ?? DEFAULT_UPLOAD_SLOTS) + 1;
+      const sessions = [...this.sessions.values()];
       if (
         conn.peerInterested
           ? conn.amChoking
-            ? unchokedCount(this.sessions.values()) < slots
-            : unchokedCount(this.sessions.values()) > slots
-          : !conn.amChoking
+            ? unchokedCount(sessions) < slots
+            : unchokedCount(sessions) > slots
+          : !conn.amChoking && sessions.some((o) => o.conn.amChoking && o.conn.peerInterested)
       )
         this.rechoke();
       this.checkUseless(s);
