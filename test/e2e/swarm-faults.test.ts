@@ -38,6 +38,23 @@ function fromPeers(tp: string, out: string, peers: string[], ...more: string[]) 
   return runCli(['download', tp, '-o', out, '--no-dht', '--no-listen', ...peerArgs, ...more]);
 }
 
+/**
+ * A seeder of `data` that stops serving after `bytes`; `quit()` waits for that and closes it
+ * (its port refuses connections from then on).
+ */
+async function seederThatQuits(infoHash: Buffer, data: Buffer, pieceLength: number, bytes: number) {
+  const s = await startFakeSeeder({ infoHash, data, pieceLength, disconnectAfterBytes: bytes });
+  const quit = async () => {
+    const deadline = Date.now() + 10_000;
+    while (s.served < bytes) {
+      if (Date.now() > deadline) throw new Error('the first seeder was never asked');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await s.close();
+  };
+  return { port: s.port, quit };
+}
+
 describe('swarm faults', () => {
   it('a seeder that chokes for 11 s and unchokes again is not snubbed: nothing wasted', async () => {
     const data = randomBytesSeeded(2 * 1024 * 1024, 'choke-11');
@@ -161,24 +178,13 @@ describe('swarm faults', () => {
     const t = makeTorrent({ name: 'r.bin', pieceLength: PL, files: { data } });
     // A partial peer that stays: once its four pieces are ours it has nothing more for us.
     const partial = await fx.seeder(t, PL, { pieces: (i) => i < 4 });
-    const first = await startFakeSeeder({
-      infoHash: t.infoHash,
-      data,
-      pieceLength: PL,
-      disconnectAfterBytes: 4 * PL,
-    });
-    const port = first.port;
+    const { port, quit } = await seederThatQuits(t.infoHash, data, PL, 4 * PL);
     const tp = await fx.writeTorrent(t);
     const out = path.join(fx.dir, 'r.bin');
     const peers = [`127.0.0.1:${partial.port}`, `127.0.0.1:${port}`];
     const run = fromPeers(tp, out, peers, '--json', '--timeout', '30');
-    // The seeder quits after a few pieces (its port refuses connections from then on) ...
-    const deadline = Date.now() + 10_000;
-    while (first.served < 4 * PL) {
-      if (Date.now() > deadline) throw new Error('the first seeder was never asked');
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    await first.close();
+    // The seeder quits after a few pieces ...
+    await quit();
     // ... and restarts on the same port once tdl's retries of it (3 and 6 s apart) have failed.
     await new Promise((r) => setTimeout(r, 11_000));
     const again = await startFakeSeeder({ infoHash: t.infoHash, data, pieceLength: PL, port });
@@ -195,13 +201,7 @@ describe('swarm faults', () => {
       const PL = 64 * 1024;
       const data = randomBytesSeeded(16 * PL, 'seeder-returns-to-full-slots');
       const t = makeTorrent({ name: 'f.bin', pieceLength: PL, files: { data } });
-      const first = await startFakeSeeder({
-        infoHash: t.infoHash,
-        data,
-        pieceLength: PL,
-        disconnectAfterBytes: 4 * PL,
-      });
-      const port = first.port;
+      const { port, quit } = await seederThatQuits(t.infoHash, data, PL, 4 * PL);
       const tp = await fx.writeTorrent(t);
       const out = path.join(fx.dir, 'f.bin');
       const tdl = spawnTdl(
@@ -224,12 +224,7 @@ describe('swarm faults', () => {
         fx.onClose,
       );
       const listenPort = await tdl.port();
-      const deadline = Date.now() + 10_000;
-      while (first.served < 4 * PL) {
-        if (Date.now() > deadline) throw new Error('the first seeder was never asked');
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      await first.close();
+      await quit();
       // Two leechers with nothing take both slots; tdl unchokes them (it has pieces for them).
       for (const localAddress of ['127.0.0.2', '127.0.0.3']) {
         const l = await FakeLeecher.connect({
