@@ -38,6 +38,14 @@ export const WEB_SEED_BACKOFF_BASE_MS = 5_000;
 export const WEB_SEED_BACKOFF_MAX_MS = 300_000;
 /** Pieces failing verification before the seed is banned for the rest of the run. */
 export const MAX_BAD_PIECES = 3;
+/**
+ * A whole-file reply (a server that ignores ranges) is read past pieces that are not needed
+ * from it, up to this many bytes in a row, to reach later ones that are: a new request would
+ * read the file from its start again.
+ */
+export const MAX_PASSED_BYTES = 16 * 1024 * 1024;
+/** How often a whole-file reply asks again for a needed piece it could not take yet. */
+const GROW_RETRY_MS = 10;
 
 /** Why a fetch failed. */
 export type WebSeedFault =
@@ -189,6 +197,15 @@ export class WebSeed {
   backoffUntil = 0;
   /** The last failure, for messages. */
   lastError: WebSeedError | undefined;
+  /**
+   * The server answered a range with the whole file (HTTP 200: it ignores `Range`, as Python's
+   * `http.server` does). For a single-file torrent its replies are read from the start: bytes
+   * before the run are dropped and the run goes on while the following pieces are still needed
+   * (`fetchRun`'s `extend`); the scheduler then sends it one request at a time.
+   */
+  ignoresRanges = false;
+  /** Body bytes read and dropped (a server that ignores ranges): before a run, or passed over. */
+  bytesSkipped = 0;
 
   /** Files (multi-file torrents) this seed will not be asked for again: 404, or stale data. */
   private readonly lacking = new Set<number>();
@@ -265,19 +282,27 @@ export class WebSeed {
    * WebSeedError; the pieces handed over before the failure stay handed over, the rest are not
    * delivered. Each piece must arrive within `pieceTimeoutMs` of the previous one (or of the
    * start). A failure, other than the caller's abort, backs the seed off.
+   *
+   * `extend(index)`, when given, may lengthen the run by the piece after its last one (it
+   * returns whether that piece is now part of the run, or `later` when it is needed but cannot
+   * be taken yet: the reply is not read meanwhile): used only when the server sends the
+   * whole file for a range (single-file torrents), so that one reply serves every piece still
+   * needed from the run's start on instead of being cut off after the run.
    */
   async fetchRun(
     first: number,
     count: number,
     onPiece: (index: number, data: Buffer) => void,
     signal?: AbortSignal,
+    extend?: (index: number) => boolean | 'later',
   ): Promise<void> {
     if (this.banned) throw new WebSeedError(this.url, 'banned', 'banned for sending bad pieces');
     const layout = this.layout;
-    const last = first + count - 1;
+    let last = first + count - 1;
     if (!Number.isInteger(count) || count < 1) throw new RangeError(`bad piece count ${count}`);
     layout.pieceSize(first); // range checks
-    const runLength = layout.pieceOffset(last) + layout.pieceSize(last) - layout.pieceOffset(first);
+    const runLength = () =>
+      layout.pieceOffset(last) + layout.pieceSize(last) - layout.pieceOffset(first);
     const ranges = runRanges(this.url, this.meta, layout, first, count);
     const pl = layout.pieceLength;
 
@@ -308,6 +333,9 @@ export class WebSeed {
 
     // The piece being filled; every run position before `cur`'s start has been handed over.
     let cur = first;
+    /** Pieces inside the run that a whole-file reply passes over (see `grow`). */
+    const passed = new Set<number>();
+    let passedBytes = 0;
     let buf = Buffer.alloc(layout.pieceSize(first));
     /** Hands over every piece that ends at or before run position `pos` (all its bytes are in). */
     const complete = (pos: number): void => {
@@ -317,12 +345,18 @@ export class WebSeed {
         const data = buf;
         const index = cur++;
         buf = cur <= last ? Buffer.alloc(layout.pieceSize(cur)) : Buffer.alloc(0);
-        this.piecesFetched++;
-        this.consecutiveFailures = 0;
-        this.backoffUntil = 0;
         clearTimeout(timer);
         timer = setTimeout(onTimer, this.pieceTimeoutMs);
         held = 0;
+        // A piece passed over in a whole-file reply (not ours: done, or another's) is dropped.
+        if (passed.delete(index)) {
+          this.bytesFetched -= data.length;
+          this.bytesSkipped += data.length;
+          continue;
+        }
+        this.piecesFetched++;
+        this.consecutiveFailures = 0;
+        this.backoffUntil = 0;
         onPiece(index, data);
       }
     };
@@ -339,15 +373,40 @@ export class WebSeed {
       }
     };
 
+    /**
+     * A whole-file reply reached the piece after the run's last one: the run takes it, if
+     * `extend` agrees, or passes over it (its bytes read and dropped) to reach later pieces that
+     * are still needed, up to MAX_PASSED_BYTES in a row. Returns the bytes the run grew by (0:
+     * the reply ends here), or `later` (a piece needed that cannot be taken yet, say while the
+     * memory budget is full: better to wait than to drop it and read the file again for it).
+     */
+    const grow = (): number | 'later' => {
+      const next = last + 1;
+      if (!extend || next >= layout.pieceCount) return 0;
+      const size = layout.pieceSize(next);
+      const taken = extend(next);
+      if (taken === 'later') return 'later';
+      if (taken) {
+        passedBytes = 0;
+      } else {
+        if (passedBytes + size > MAX_PASSED_BYTES) return 0;
+        passedBytes += size;
+        passed.add(next);
+      }
+      last = next;
+      if (cur === next) buf = Buffer.alloc(size);
+      return size;
+    };
+
     try {
       const { request, agent } = await loadUndici();
       const dispatcher = this.opts.dispatcher ?? agent(this.opts.localAddress);
       for (const r of ranges) {
         complete(r.pieceOffset);
-        await this.fetchRange(request, dispatcher, r, write, controller.signal, hold);
+        await this.fetchRange(request, dispatcher, r, write, controller.signal, hold, grow);
         complete(r.pieceOffset + (r.end - r.start));
       }
-      complete(runLength);
+      complete(runLength());
       if (controller.signal.aborted) throw new Error('aborted');
     } catch (err) {
       let e: WebSeedError;
@@ -438,6 +497,7 @@ export class WebSeed {
     write: (pos: number, chunk: Uint8Array) => void,
     signal: AbortSignal,
     hold: (on: boolean) => void,
+    grow: () => number | 'later',
   ): Promise<void> {
     const expected = r.end - r.start;
     const fileLength = this.layout.fileLength(r.fileIndex);
@@ -485,11 +545,19 @@ export class WebSeed {
         throw new WebSeedError(this.url, 'status', `HTTP status ${statusCode} for ${target}`);
       }
       if (statusCode === 200) {
-        // The server ignored the Range header and sends the whole file: usable only when the
-        // whole file is what we asked for.
+        // The server ignored the Range header and sends the whole file: usable when the whole
+        // file is what we asked for, or (a single-file torrent) read from the start.
         if (r.start !== 0 || r.end !== fileLength) {
-          discard(body);
-          throw new WebSeedError(this.url, 'range', 'server ignored the Range header (HTTP 200)');
+          const cl = header(headers, 'content-length');
+          if (this.meta.multiFile || (cl !== undefined && Number(cl) !== fileLength)) {
+            discard(body);
+            throw new WebSeedError(this.url, 'range', 'server ignored the Range header (HTTP 200)');
+          }
+          if (!this.ignoresRanges) debug('%s: ignores Range, read from the start', this.url);
+          this.ignoresRanges = true;
+          await this.readInto(body, write, r.pieceOffset, expected, signal, hold, r.start, grow);
+          debug('%s: %d bytes dropped before runs so far', this.url, this.bytesSkipped);
+          return;
         }
       } else {
         const cr = header(headers, 'content-range');
@@ -537,7 +605,12 @@ export class WebSeed {
     return next.url;
   }
 
-  /** Passes exactly `expected` body bytes to `write`; any other length is a fault. */
+  /**
+   * Passes exactly `expected` body bytes to `write`; any other length is a fault. A body that
+   * starts `skip` bytes early (the whole file, for a server that ignores ranges) has those
+   * bytes dropped, and goes on past `expected` while `grow` lengthens the run (by the bytes it
+   * returns); once it does not, the rest is not read.
+   */
   private async readInto(
     body: Body,
     write: (pos: number, chunk: Uint8Array) => void,
@@ -545,11 +618,43 @@ export class WebSeed {
     expected: number,
     signal: AbortSignal,
     hold: (on: boolean) => void,
+    skip = 0,
+    grow: (() => number | 'later') | null = null,
   ): Promise<void> {
     const limit = this.opts.limit;
     let got = 0;
-    for await (const chunk of body as AsyncIterable<Uint8Array>) {
-      if (got + chunk.length > expected) {
+    let toSkip = skip;
+    for await (const whole of body as AsyncIterable<Uint8Array>) {
+      let chunk = whole;
+      if (toSkip > 0) {
+        const n = Math.min(toSkip, chunk.length);
+        toSkip -= n;
+        this.bytesSkipped += n;
+        chunk = chunk.subarray(n);
+      }
+      let ended = false;
+      if (grow) {
+        while (got + chunk.length > expected) {
+          const more = grow();
+          if (more === 'later') {
+            // The body is not read meanwhile (undici pauses the socket).
+            hold(true);
+            try {
+              await sleep(GROW_RETRY_MS, undefined, { signal });
+            } finally {
+              hold(false);
+            }
+            continue;
+          }
+          if (more === 0) break;
+          expected += more;
+        }
+        // The run ends inside this chunk: the rest of the file is not needed from this reply.
+        if (got + chunk.length > expected) {
+          chunk = chunk.subarray(0, expected - got);
+          ended = true;
+        }
+      } else if (got + chunk.length > expected) {
         discard(body);
         throw new WebSeedError(
           this.url,
@@ -557,11 +662,17 @@ export class WebSeed {
           `body longer than the ${expected} bytes asked for`,
         );
       }
-      write(offset + got, chunk);
-      got += chunk.length;
-      this.bytesFetched += chunk.length;
+      if (chunk.length > 0) {
+        write(offset + got, chunk);
+        got += chunk.length;
+        this.bytesFetched += chunk.length;
+      }
+      if (ended) {
+        discard(body);
+        break;
+      }
       if (limit) {
-        limit.onRead(chunk.length);
+        limit.onRead(whole.length);
         // The body is not read meanwhile: undici pauses the socket (its body timeout with it).
         for (let ms = limit.waitMs(); ms > 0; ms = limit.waitMs()) {
           hold(true);

@@ -55,6 +55,12 @@ export interface WebSeedsOptions {
    * piece per request.
    */
   pickNext?: (index: number) => boolean;
+  /**
+   * Optional: whether piece `index` is still needed and reserved by no one, though `pickNext`
+   * would not take it now (the memory budget is full): a server's whole-file reply then waits
+   * for it rather than passing over it.
+   */
+  isFree?: (index: number) => boolean;
   /** Bytes of consecutive pieces asked for in one run (default WEB_SEED_MAX_RUN_BYTES). */
   maxRunBytes?: number;
   /** Verifies and stores a fetched piece; returns true when its hash matched. */
@@ -224,7 +230,11 @@ export class WebSeeds {
         if (!this.running || this.total >= this.maxInFlight) return;
         if (!seed.available(now) || noWork.has(seed) || this.starved.has(seed)) continue;
         if (this.inFlight.get(seed)! > round) continue;
-        const index = this.opts.pick((i) => seed.has(i));
+        // Each reply of a server that ignores ranges starts at the file's start: one at a time.
+        if (seed.ignoresRanges && this.inFlight.get(seed)! > 0) continue;
+        const index = seed.ignoresRanges
+          ? this.lowestFree(seed)
+          : this.opts.pick((i) => seed.has(i));
         if (index === null) {
           noWork.add(seed);
           continue;
@@ -237,6 +247,17 @@ export class WebSeeds {
         this.launch(seed, index);
       }
     }
+  }
+
+  /**
+   * For a server that ignores ranges (each reply starts at the file's start): the lowest piece
+   * still needed, reserved, so that a reply drops as little as it can before it.
+   */
+  private lowestFree(seed: WebSeed): number | null {
+    const next = this.opts.pickNext;
+    if (!next) return this.opts.pick((i) => seed.has(i));
+    for (let i = 0; i < this.pieceCount; i++) if (seed.has(i) && next(i)) return i;
+    return null;
   }
 
   private wakeAt(at: number): void {
@@ -292,6 +313,10 @@ export class WebSeeds {
 
   private async run(seed: WebSeed, first: number, count: number, controller: AbortController) {
     let pending = first; // the first piece of the run not handed over yet
+    const end = first + count; // after the run's last piece
+    // Pieces a whole-file reply took on beyond `end` (others between them were not ours).
+    const more: number[] = [];
+    const next = this.opts.pickNext;
     try {
       await seed.fetchRun(
         first,
@@ -302,9 +327,17 @@ export class WebSeeds {
           if (!this.deliver(seed, index, data)) controller.abort();
         },
         controller.signal,
+        // A server that sends the whole file: its reply goes on with the pieces still needed.
+        (index) => {
+          if (!next || !this.running || !seed.has(index)) return false;
+          if (!next(index)) return this.opts.isFree?.(index) === true ? 'later' : false;
+          more.push(index);
+          return true;
+        },
       );
     } catch (err) {
-      for (let i = pending; i < first + count; i++) this.opts.onRelease(i);
+      for (let i = pending; i < end; i++) this.opts.onRelease(i);
+      for (const i of more) if (i >= pending) this.opts.onRelease(i);
       if (err instanceof WebSeedError && err.fault === 'aborted') return;
       const message = err instanceof Error ? err.message : String(err);
       this.opts.onWarning(`${message}; ${this.retryText(seed)}`);

@@ -155,6 +155,35 @@ describe('WebSeed.fetchPiece', () => {
     expect((await seed.fetchPiece(0)).equals(small.data)).toBe(true);
   });
 
+  it('single-file: a 200 for a range is read from the start, the run taken from it', async () => {
+    const s = await server({ '/single%20file.bin': S }, 'full-200');
+    const seed = seedFor(`${s.origin}/`, torrent(single));
+    const got: number[] = [];
+    const check = (i: number, data: Buffer) => {
+      expect(data.equals(single.pieces[i]!)).toBe(true);
+      got.push(i);
+    };
+    await seed.fetchRun(1, 1, check);
+    expect(got).toEqual([1]);
+    expect(seed.ignoresRanges).toBe(true);
+    expect(seed.bytesSkipped).toBe(1024);
+    // The run goes on while `extend` takes the following pieces, and passes over (reads and
+    // drops) those it does not, to reach later ones.
+    await seed.fetchRun(2, 1, check, undefined, (i) => i === 3);
+    expect(got).toEqual([1, 2, 3]);
+    expect(seed.bytesSkipped).toBe(1024 + 2048 + 904);
+    await seed.fetchRun(0, 1, check, undefined, (i) => i === 4);
+    expect(got).toEqual([1, 2, 3, 0, 4]);
+    expect(seed.failures).toBe(0);
+    expect(seed.bytesSkipped).toBe(1024 + 2048 + 904 + 3 * 1024);
+    // A piece needed but not to be taken yet (`later`): the reply waits for it, drops nothing.
+    let asked = 0;
+    await seed.fetchRun(3, 1, check, undefined, () => (++asked < 3 ? 'later' : true));
+    expect(got).toEqual([1, 2, 3, 0, 4, 3, 4]);
+    expect(asked).toBe(3);
+    expect(seed.bytesSkipped).toBe(1024 + 2048 + 904 + 3 * 1024 + 3 * 1024);
+  });
+
   it('BEP 47 padding files are zeros and are never requested', async () => {
     const a = randomBytesSeeded(1000, 'pad-a');
     const b = randomBytesSeeded(1500, 'pad-b');

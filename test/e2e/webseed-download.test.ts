@@ -158,6 +158,23 @@ describe.each([false, true])('WebSeeds (runs of pieces: %s)', (runs) => {
     expect(swarm.seeds.bytesFetched).toBe(single.data.length);
   });
 
+  it('a server that ignores Range (200, the whole file) serves a single-file torrent', async () => {
+    const s = await server(singleFiles, 'full-200');
+    const swarm = setup(single, [`${s.origin}/`]);
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(single.data)).toBe(true);
+    expect(swarm.warnings).toEqual([]);
+    // With runs, a reply goes on while the following pieces are needed: the whole file in the
+    // two requests sent before the server was known to ignore ranges. Piece by piece, each
+    // reply is read from the start up to its piece.
+    if (runs) expect(s.requests.length).toBeLessThanOrEqual(2);
+    else expect(s.requests.length).toBe(single.pieces.length);
+    // Bytes of a piece passed over count until it is dropped: a reply still running may hold one.
+    expect(swarm.seeds.bytesFetched).toBeGreaterThanOrEqual(single.data.length);
+    expect(swarm.seeds.bytesFetched).toBeLessThan(single.data.length + 2 * PL);
+  });
+
   it('downloads a multi-file torrent (empty and one-byte files) from two seeds', async () => {
     const s1 = await server(multiFiles);
     const s2 = await server(multiFiles);
