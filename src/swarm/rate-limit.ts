@@ -160,19 +160,35 @@ export interface Pausable {
 export interface Timers {
   set(fn: () => void, ms: number): unknown;
   clear(handle: unknown): void;
+  /**
+   * Runs `fn` once the I/O callbacks of this turn of the event loop have run (setImmediate);
+   * returns its cancellation.
+   */
+  afterIo(fn: () => void): () => void;
 }
 
 const defaultTimers: Timers = {
   set: (fn, ms) => setTimeout(fn, ms),
   clear: (h) => clearTimeout(h as NodeJS.Timeout),
+  afterIo: (fn) => {
+    const h = setImmediate(fn);
+    return () => clearImmediate(h);
+  },
 };
 
 /**
  * `--max-download-rate` over many connections sharing one bucket. Each connection registers its
  * socket (`add`) and reports every read (`onRead(bytes)`). When the bucket goes into debt every
- * registered reader is paused at once, and one timer resumes them all when the debt is repaid.
+ * registered reader is paused, and one timer resumes them all when the debt is repaid.
  * Over [0, t] from the bucket's creation the bytes reported are at most `rate × t` plus the
- * reads in flight when the pause happened (one per reader at most, usually one).
+ * reads in flight when the pause happened (one per reader at most).
+ *
+ * The pause waits until the I/O callbacks of the current turn of the event loop have run, so
+ * that every socket with bytes waiting reads once after each resume. Paused at once, inside the
+ * first read, the others never read: a peer whose data always waits (a fast seeder) is read
+ * first on every resume and puts the bucket back in debt, while a quiet peer's `interested` or
+ * `request` waits unread for as long as the first one sends (seen with aria2c: never read in
+ * 60 s, so it was never unchoked and dropped tdl as idle).
  */
 export class ReadLimiter {
   readonly bucket: TokenBucket;
@@ -180,6 +196,8 @@ export class ReadLimiter {
   readonly #readers = new Set<Pausable>();
   #paused = false;
   #timer: unknown = null;
+  /** Cancels the pause due once this turn's reads are done, while one is pending. */
+  #cancelPause: (() => void) | null = null;
 
   constructor(bucket: TokenBucket, timers: Timers = defaultTimers) {
     this.bucket = bucket;
@@ -219,6 +237,8 @@ export class ReadLimiter {
   close(): void {
     if (this.#timer !== null) this.#timers.clear(this.#timer);
     this.#timer = null;
+    this.#cancelPause?.();
+    this.#cancelPause = null;
     this.#readers.clear();
     this.#paused = false;
   }
@@ -228,13 +248,18 @@ export class ReadLimiter {
     if (wait === 0) {
       if (this.#paused) {
         this.#paused = false;
+        this.#cancelPause?.();
+        this.#cancelPause = null;
         for (const r of [...this.#readers]) r.resume();
       }
       return;
     }
     if (!this.#paused) {
       this.#paused = true;
-      for (const r of [...this.#readers]) r.pause();
+      this.#cancelPause = this.#timers.afterIo(() => {
+        this.#cancelPause = null;
+        for (const r of [...this.#readers]) r.pause();
+      });
     }
     if (this.#timer === null) {
       this.#timer = this.#timers.set(() => {

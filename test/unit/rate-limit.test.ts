@@ -226,6 +226,9 @@ describe('read limiter', () => {
     const remove2 = l.add(r2);
     l.onRead(500);
     expect(l.paused).toBe(true);
+    // Paused once this turn's reads are done (setImmediate), not inside the read.
+    expect(r1.paused || r2.paused).toBe(false);
+    vi.advanceTimersByTime(0);
     expect(r1.paused && r2.paused).toBe(true);
     vi.advanceTimersByTime(499);
     expect(r1.paused).toBe(true);
@@ -237,6 +240,7 @@ describe('read limiter', () => {
     const r3 = new Reader();
     l.add(r3);
     expect(r3.paused).toBe(true);
+    vi.advanceTimersByTime(0);
     remove2();
     vi.advanceTimersByTime(200);
     expect(r1.paused || r3.paused).toBe(false);
@@ -253,6 +257,7 @@ describe('read limiter', () => {
     expect(r.pauses).toBe(0);
     l.setRate(10);
     l.onRead(1000);
+    vi.advanceTimersByTime(0);
     expect(r.paused).toBe(true);
     l.setRate(0);
     expect(r.paused).toBe(false);
@@ -263,10 +268,36 @@ describe('read limiter', () => {
     const l = new ReadLimiter(new TokenBucket(10, { now: () => Date.now() }));
     l.add(new Reader());
     l.onRead(1000);
-    expect(vi.getTimerCount()).toBe(1);
+    // The resume and the pause due once this turn's reads are done.
+    expect(vi.getTimerCount()).toBe(2);
     l.close();
     expect(vi.getTimerCount()).toBe(0);
     expect(l.paused).toBe(false);
+  });
+
+  // A fast seeder always has bytes waiting, so it is read first on every resume; a peer's
+  // `interested` (5 bytes) waits behind it. Measured with aria2c before the pause waited for the
+  // turn's other reads: the quiet peer's message went unread for over 60 s.
+  it('lets every reader with bytes waiting read once per resume, not only the first', () => {
+    const l = new ReadLimiter(new TokenBucket(16 * 1024, { now: () => Date.now() }));
+    const flood = new Reader();
+    const quiet = new Reader();
+    l.add(flood);
+    l.add(quiet);
+    let quietWaiting = 5;
+    let quietReadAt = -1;
+    for (let ms = 0; ms < 60_000 && quietReadAt < 0; ms++) {
+      // One turn of the event loop: each socket not paused reads what it has, in order.
+      if (!flood.paused) l.onRead(64 * 1024);
+      if (!quiet.paused && quietWaiting > 0) {
+        l.onRead(quietWaiting);
+        quietWaiting = 0;
+        quietReadAt = ms;
+      }
+      vi.advanceTimersByTime(1);
+    }
+    expect(quietReadAt).toBe(0);
+    l.close();
   });
 
   // Three fast senders against a shared 100 KB/s limit, for 10 s of fake time.
