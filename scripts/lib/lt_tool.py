@@ -23,6 +23,7 @@ Run with Debian's /usr/bin/python3 (the python3-libtorrent module belongs to it)
       A peer for the peer-exchange (PEX) tests (give it a torrent without trackers): connected
       only to the addresses in OPTIONS_JSON's "connect" (["127.0.0.1:PORT", ...]). Other options:
       "download_limit" (bytes/s for this torrent, 0: none), "disable_pex" (no ut_pex),
+      "host" (the address it listens on instead of 127.0.0.1),
       "timeout_s" (exit 1 after this long). Prints "READY <port>" once its data is checked and
       every "connect" address has finished its handshake, "PEER <host:port> <sources>" for each
       peer seen (sources: pex, tracker, incoming, ... as libtorrent records them; the address
@@ -334,6 +335,8 @@ def peer(torrent, save_dir, port, options_json):
     opts = json.loads(options_json)
     port = int(port)
     settings = session_settings(port)
+    if opts.get("host"):
+        settings["listen_interfaces"] = "%s:%d" % (opts["host"], port)
     ses = lt.session(settings)
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(torrent)

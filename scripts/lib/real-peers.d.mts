@@ -185,10 +185,11 @@ export function startLibtorrentSeeder({
  * torrent without one), connected only to `connect`, and to whatever PEX tells it. Resolves
  * once its data is checked and every `connect` address has finished its handshake.
  * @param {{ torrent: string, dataDir: string, connect?: string[], downloadLimit?: number,
- *   disablePex?: boolean, timeoutMs?: number }} opts
+ *   disablePex?: boolean, host?: string, timeoutMs?: number }} opts
  *   dataDir: the payload's folder (complete for a seeder, empty for a downloader);
  *   downloadLimit: this torrent's download limit in bytes/s (applies on loopback);
- *   disablePex: no ut_pex (it neither sends nor takes peers by PEX)
+ *   disablePex: no ut_pex (it neither sends nor takes peers by PEX);
+ *   host: the address it listens on (default 127.0.0.1)
  * @returns {Promise<LibtorrentPeer>}
  */
 export function startLibtorrentPeer({
@@ -197,6 +198,7 @@ export function startLibtorrentPeer({
   connect,
   downloadLimit,
   disablePex,
+  host,
   timeoutMs,
 }: {
   torrent: string;
@@ -204,6 +206,7 @@ export function startLibtorrentPeer({
   connect?: string[];
   downloadLimit?: number;
   disablePex?: boolean;
+  host?: string;
   timeoutMs?: number;
 }): Promise<LibtorrentPeer>;
 /**

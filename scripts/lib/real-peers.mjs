@@ -769,10 +769,11 @@ export async function startLibtorrentSeeder({
  * torrent without one), connected only to `connect`, and to whatever PEX tells it. Resolves
  * once its data is checked and every `connect` address has finished its handshake.
  * @param {{ torrent: string, dataDir: string, connect?: string[], downloadLimit?: number,
- *   disablePex?: boolean, timeoutMs?: number }} opts
+ *   disablePex?: boolean, host?: string, timeoutMs?: number }} opts
  *   dataDir: the payload's folder (complete for a seeder, empty for a downloader);
  *   downloadLimit: this torrent's download limit in bytes/s (applies on loopback);
- *   disablePex: no ut_pex (it neither sends nor takes peers by PEX)
+ *   disablePex: no ut_pex (it neither sends nor takes peers by PEX);
+ *   host: the address it listens on (default 127.0.0.1)
  * @returns {Promise<LibtorrentPeer>}
  */
 export async function startLibtorrentPeer({
@@ -781,6 +782,7 @@ export async function startLibtorrentPeer({
   connect = [],
   downloadLimit = 0,
   disablePex = false,
+  host,
   timeoutMs = START_TIMEOUT_MS,
 }) {
   const port = await freePort();
@@ -792,6 +794,7 @@ export async function startLibtorrentPeer({
     connect,
     download_limit: Math.max(0, Math.floor(downloadLimit)),
     disable_pex: disablePex,
+    ...(host ? { host } : {}),
     // Outlives any test: the test stops it long before.
     timeout_s: 600,
   };
