@@ -61,8 +61,12 @@ export class PeerRequests {
   readonly inflight = new Map<number, number>();
   /** Request key -> when the block should arrive: its place in the queue at the measured rate. */
   readonly due = new Map<number, number>();
-  /** Keys taken back recently: a late block for them is waste, not a protocol error. */
-  readonly cancelled = new Set<number>();
+  /**
+   * Keys taken back recently -> how many copies of the block may still come for them: a late
+   * block is waste, not a protocol error. A count, not a flag: a block taken back and asked
+   * again twice (two snubs while our download limit held its bytes unread) can come three times.
+   */
+  readonly cancelled = new Map<number, number>();
   /** When bytes last arrived while requests were out (or requests were first sent). */
   lastProgressAt = 0;
   bytesAtProgress = 0;
@@ -237,7 +241,10 @@ export class RequestScheduler {
     const block = begin / BLOCK_SIZE;
     const key = index * BLOCKS_PER_PIECE_KEY + block;
     if (!Number.isInteger(block) || !r.inflight.has(key)) {
-      if (Number.isInteger(block) && r.cancelled.delete(key)) {
+      const late = Number.isInteger(block) ? (r.cancelled.get(key) ?? 0) : 0;
+      if (late > 0) {
+        if (late > 1) r.cancelled.set(key, late - 1);
+        else r.cancelled.delete(key);
         this.waste.afterCancel += data.length;
         return { kind: 'waste' };
       }
@@ -354,10 +361,10 @@ export class RequestScheduler {
     r.inflight.delete(key);
     r.due.delete(key);
     this.picker.release(index, block);
-    r.cancelled.add(key);
+    r.cancelled.set(key, (r.cancelled.get(key) ?? 0) + 1);
     if (r.cancelled.size > MAX_CANCELLED_REMEMBERED) {
       // Sets iterate in insertion order: forget the oldest.
-      r.cancelled.delete(r.cancelled.values().next().value as number);
+      r.cancelled.delete(r.cancelled.keys().next().value as number);
     }
     if (cancel) {
       r.conn.cancel(index, block * BLOCK_SIZE, this.layout.blockSize(index, block, BLOCK_SIZE));

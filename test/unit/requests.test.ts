@@ -288,6 +288,30 @@ describe('RequestScheduler endgame duplicates', () => {
   });
 });
 
+describe('RequestScheduler late blocks', () => {
+  // Measured with a libtorrent seeder at --max-download-rate 16K: our limit held the socket
+  // unread for over 15 s at a time, the peer was snubbed (its requests taken back with cancels
+  // and asked again) twice while all its blocks sat unread, and the third copy of a block was
+  // taken for one never requested: the seeder was dropped.
+  it('a block taken back and asked again twice may come three times: none is a fault', () => {
+    const { r, s } = setup();
+    s.fill(r, true);
+    const key = [...r.inflight.keys()][0]!;
+    const [index, begin] = [key >> 16, (key & 0xffff) * 16 * 1024];
+    for (let i = 0; i < 2; i++) {
+      s.releaseAll(r, true);
+      s.fill(r, true);
+      expect(r.inflight.has(key)).toBe(true);
+    }
+    const kinds = [0, 1, 2].map(
+      (): string => s.onBlock(r, index, begin, Buffer.alloc(16 * 1024)).kind,
+    );
+    expect(kinds).toEqual(['ok', 'waste', 'waste']);
+    // A fourth was never asked for.
+    expect(s.onBlock(r, index, begin, Buffer.alloc(16 * 1024)).kind).toBe('fault');
+  });
+});
+
 describe('RequestScheduler.handOver', () => {
   function swarm() {
     const layout = new Layout([{ length: 4 * PIECE, offset: 0 }], PIECE, 4 * PIECE);
