@@ -127,7 +127,8 @@ export type PeerState = 'connecting' | 'handshaking' | 'open' | 'closed';
 /** A shared download rate limit (src/swarm/rate-limit.ts ReadLimiter). */
 export interface ReadLimit {
   add(reader: { pause(): void; resume(): void }): () => void;
-  onRead(bytes: number): void;
+  /** `reader`: the one that read, paused at once while the limit is in debt. */
+  onRead(bytes: number, reader?: { pause(): void; resume(): void }): void;
 }
 export type Direction = 'out' | 'in';
 
@@ -210,6 +211,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private offered = 0;
   private offeredBuffer: Buffer | null = null;
   private unlimit: (() => void) | null = null;
+  /** This connection's reader as registered with the download limit. */
+  private limitReader: { pause(): void; resume(): void } | null = null;
   /** The torrent's pieces; 0 and metadataOnly until a magnet's metadata is known (adopt). */
   private pieceCount: number;
   private metadataOnlyMode: boolean;
@@ -439,7 +442,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     const socket = this.socket;
     if (!socket || this.readLimit) return;
     this.readLimit = limit;
-    this.unlimit = limit.add({
+    this.limitReader = {
       pause: () => {
         this.heldByLimit = true;
         socket.pause();
@@ -448,12 +451,13 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         this.heldByLimit = false;
         if (this.started && this.state === 'open') socket.resume();
       },
-    });
+    };
+    this.unlimit = limit.add(this.limitReader);
   }
 
   private onData(n: number): void {
     if (this.state === 'closed') return;
-    this.readLimit?.onRead(n);
+    this.readLimit?.onRead(n, this.limitReader ?? undefined);
     this.bytesIn += n;
     this.lastReadAt = Date.now();
     try {
@@ -863,6 +867,11 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.sendBytes(socket, encodePieceHeader(index, begin, data.length));
     this.sendBytes(socket, data, released);
     this.bytesOut += data.length;
+  }
+
+  /** Our download limit holds this socket unread (what the peer sent waits in the kernel). */
+  get readHeld(): boolean {
+    return this.heldByLimit;
   }
 
   /**

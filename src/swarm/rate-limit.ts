@@ -183,8 +183,10 @@ const defaultTimers: Timers = {
  * Over [0, t] from the bucket's creation the bytes reported are at most `rate × t` plus the
  * reads in flight when the pause happened (one per reader at most).
  *
- * The pause waits until the I/O callbacks of the current turn of the event loop have run, so
- * that every socket with bytes waiting reads once after each resume. Paused at once, inside the
+ * The reader that put the bucket in debt is paused at once (libuv reads a socket again and
+ * again in one callback while it has bytes), the others once the I/O callbacks of the current
+ * turn of the event loop have run, so that every socket with bytes waiting reads once after
+ * each resume. Paused at once, inside the
  * first read, the others never read: a peer whose data always waits (a fast seeder) is read
  * first on every resume and puts the bucket back in debt, while a quiet peer's `interested` or
  * `request` waits unread for as long as the first one sends (seen with aria2c: never read in
@@ -218,11 +220,16 @@ export class ReadLimiter {
     };
   }
 
-  /** Call after every read with the bytes read. */
-  onRead(bytes: number): void {
+  /**
+   * Call after every read with the bytes read, and the reader that read: while in debt it is
+   * paused at once (a socket goes on reading in the same callback while it can), the others once
+   * this turn's reads are done.
+   */
+  onRead(bytes: number, reader?: Pausable): void {
     if (this.bucket.unlimited) return;
     this.bucket.consume(bytes);
     this.#check();
+    if (this.#paused && reader && this.#readers.has(reader)) reader.pause();
   }
 
   /** Changes the rate (0 = unlimited) and resumes readers if they may now read. */

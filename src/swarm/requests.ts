@@ -395,6 +395,14 @@ export class RequestScheduler {
   ): { drop: string } | 'snubbed' | 'expired' | null {
     r.pipeline.tick(now);
     if (r.inflight.size === 0) return null;
+    // Our download limit holds its socket unread: what it sent waits in the kernel, which is not
+    // silence. One read of 256 KiB at --max-download-rate 16K holds every socket 16 s, past
+    // SNUB_MS: the seeder was snubbed on each read, its blocks taken back and asked again, and
+    // they came after the cancels (waste); the download stood still for 100 s.
+    if (r.conn.readHeld) {
+      r.lastProgressAt = r.lastByteAt = r.lastBlockAt = now;
+      return null;
+    }
     // Single-peer mode with other addresses to try: a peer that delivers no whole block in
     // SNUB_MS (a trickle) gives its only slot up.
     if (strict && now - r.lastBlockAt > SNUB_MS) {

@@ -287,10 +287,12 @@ describe('read limiter', () => {
     let quietWaiting = 5;
     let quietReadAt = -1;
     for (let ms = 0; ms < 60_000 && quietReadAt < 0; ms++) {
-      // One turn of the event loop: each socket not paused reads what it has, in order.
-      if (!flood.paused) l.onRead(64 * 1024);
+      // One turn of the event loop: each socket not paused reads what it has, in order (libuv
+      // reads a socket again while it has bytes and is not paused).
+      for (let i = 0; i < 32 && !flood.paused; i++) l.onRead(64 * 1024, flood);
+      if (ms === 0) expect([flood.paused, quiet.paused]).toEqual([true, false]);
       if (!quiet.paused && quietWaiting > 0) {
-        l.onRead(quietWaiting);
+        l.onRead(quietWaiting, quiet);
         quietWaiting = 0;
         quietReadAt = ms;
       }

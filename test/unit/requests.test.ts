@@ -59,6 +59,19 @@ describe('RequestScheduler.check', () => {
     }
   });
 
+  it('a peer whose socket our download limit holds unread is not snubbed for it', () => {
+    const { conn, r, s } = setup();
+    s.fill(r, true);
+    r.lastProgressAt = r.lastByteAt = 0;
+    const held = conn as unknown as { readHeld: boolean };
+    // 16 KiB/s: one 256 KiB read every 16 s, the socket held unread in between.
+    for (let t = 500; t <= 2 * 60_000; t += 500) {
+      held.readHeld = t % 16_000 !== 0;
+      if (!held.readHeld) conn.blockBytesIn += 256 * 1024;
+      expect(s.check(r, t)).toBeNull();
+    }
+  });
+
   it('a silent peer is snubbed after SNUB_MS and dropped after STALL_MS', () => {
     const { r, s } = setup();
     s.fill(r, true);
