@@ -25,8 +25,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   assertTdlOk,
   compareTrees,
-  createTorrent,
-  makePayload,
   makeTempDir,
   removeTempDir,
   startLibtorrentPeer,
@@ -38,7 +36,14 @@ import {
 } from '../../scripts/lib/real-peers.mjs';
 import { startHttpTracker, type FakeTracker } from '../helpers/fake-tracker.js';
 import { checkEvent } from '../helpers/events-schema.js';
-import { privateCopy, startAria2Peer, waitFor, type Aria2Peer } from './pex-peers.js';
+import {
+  pexTorrents,
+  startAria2Peer,
+  waitFor,
+  withPeers,
+  type Aria2Peer,
+  type Started,
+} from './pex-peers.js';
 import { PIECE_LENGTH, START_TIMEOUT_MS, programsGate } from './swarm.js';
 
 const PAYLOAD: PayloadSpec = { name: 'pex-aria2.bin', size: 4 * 1024 * 1024 + 4321 };
@@ -71,38 +76,19 @@ describe.skipIf(gate.skip)('peer exchange (ut_pex) between tdl and aria2c', () =
 
   beforeAll(async () => {
     gate.assertPresent();
-    const work = await makeTempDir('tdl-interop-pex-aria2-');
-    dataDir = path.join(work, 'data');
-    root = await makePayload(dataDir, PAYLOAD);
-    torrent = (
-      await createTorrent({
-        source: root,
-        out: path.join(work, 'pex.torrent'),
-        pieceLength: PIECE_LENGTH,
-        trackers: [],
-      })
-    ).path;
-    privateTorrent = await privateCopy(torrent, path.join(work, 'private.torrent'));
+    ({ root, dataDir, torrent, privateTorrent } = await pexTorrents(
+      'tdl-interop-pex-aria2-',
+      PAYLOAD,
+      PIECE_LENGTH,
+    ));
   }, START_TIMEOUT_MS);
 
   afterAll(() => stopAll(), START_TIMEOUT_MS);
 
-  /** Runs `body`; what it puts in `started` is stopped however it ends. */
-  const withPeers = async (
-    body: (started: { stop: () => Promise<unknown> }[]) => Promise<void>,
-  ) => {
-    const started: { stop: () => Promise<unknown> }[] = [];
-    try {
-      await body(started);
-    } finally {
-      for (const p of started.reverse()) await p.stop();
-    }
-  };
-
   /** A seeder, and an aria2c peer (no data, 4 KiB/s) that dialled it and knows no other peer. */
   const relaySetup = async (
     t: string,
-    started: { stop: () => Promise<unknown> }[],
+    started: Started,
   ): Promise<{ seeder: LibtorrentPeer; relay: Aria2Peer }> => {
     const seeder = await startLibtorrentPeer({ torrent: t, dataDir });
     started.push(seeder);

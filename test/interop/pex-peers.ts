@@ -10,11 +10,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import {
+  createTorrent,
   findExecutable,
   freePort,
+  makePayload,
   makeTempDir,
   spawnTracked,
   stopTracked,
+  type PayloadSpec,
 } from '../../scripts/lib/real-peers.mjs';
 import { decodeStrict, encode, isDict } from '../../src/metainfo/bencode.js';
 
@@ -62,6 +65,34 @@ export function nonLoopbackIPv4(): string | null {
     for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
   }
   return null;
+}
+
+/** What a test started, stopped by `withPeers`. */
+export type Started = { stop: () => Promise<unknown> }[];
+
+/** Runs `body`; what it puts in `started` is stopped, last first, however it ends. */
+export async function withPeers(body: (started: Started) => Promise<void>): Promise<void> {
+  const started: Started = [];
+  try {
+    await body(started);
+  } finally {
+    for (const p of started.reverse()) await p.stop();
+  }
+}
+
+/** The payload in a fresh temporary folder, and its torrents without a tracker: public, private. */
+export async function pexTorrents(
+  prefix: string,
+  payload: PayloadSpec,
+  pieceLength: number,
+): Promise<{ root: string; dataDir: string; torrent: string; privateTorrent: string }> {
+  const work = await makeTempDir(prefix);
+  const dataDir = path.join(work, 'data');
+  const root = await makePayload(dataDir, payload);
+  const out = path.join(work, 'pex.torrent');
+  const torrent = (await createTorrent({ source: root, out, pieceLength, trackers: [] })).path;
+  const privateTorrent = await privateCopy(torrent, path.join(work, 'private.torrent'));
+  return { root, dataDir, torrent, privateTorrent };
 }
 
 /** A copy of `torrent` with `private` set in its info dictionary (a new info hash). */

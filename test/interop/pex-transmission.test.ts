@@ -24,8 +24,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   assertTdlOk,
   compareTrees,
-  createTorrent,
-  makePayload,
   makeTempDir,
   removeTempDir,
   startLibtorrentPeer,
@@ -38,7 +36,9 @@ import {
 import { checkEvent } from '../helpers/events-schema.js';
 import {
   nonLoopbackIPv4,
-  privateCopy,
+  pexTorrents,
+  withPeers,
+  type Started,
   startTransmissionPeer,
   waitFor,
   type TransmissionPeer,
@@ -71,38 +71,19 @@ describe.skipIf(gate.skip)('peer exchange (ut_pex) between tdl and transmission-
 
   beforeAll(async () => {
     gate.assertPresent();
-    const work = await makeTempDir('tdl-interop-pex-transmission-');
-    dataDir = path.join(work, 'data');
-    root = await makePayload(dataDir, PAYLOAD);
-    torrent = (
-      await createTorrent({
-        source: root,
-        out: path.join(work, 'pex.torrent'),
-        pieceLength: PIECE_LENGTH,
-        trackers: [],
-      })
-    ).path;
-    privateTorrent = await privateCopy(torrent, path.join(work, 'private.torrent'));
+    ({ root, dataDir, torrent, privateTorrent } = await pexTorrents(
+      'tdl-interop-pex-transmission-',
+      PAYLOAD,
+      PIECE_LENGTH,
+    ));
   }, START_TIMEOUT_MS);
 
   afterAll(() => stopAll(), START_TIMEOUT_MS);
 
-  /** Runs `body`; what it puts in `started` is stopped however it ends. */
-  const withPeers = async (
-    body: (started: { stop: () => Promise<unknown> }[]) => Promise<void>,
-  ) => {
-    const started: { stop: () => Promise<unknown> }[] = [];
-    try {
-      await body(started);
-    } finally {
-      for (const p of started.reverse()) await p.stop();
-    }
-  };
-
   /** A transmission peer with no data (1 KB/s), and a libtorrent seeder that dialled it. */
   const relaySetup = async (
     t: string,
-    started: { stop: () => Promise<unknown> }[],
+    started: Started,
   ): Promise<{ seeder: LibtorrentPeer; relay: TransmissionPeer }> => {
     const relay = await startTransmissionPeer({
       torrent: t,
