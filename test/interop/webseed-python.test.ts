@@ -27,8 +27,11 @@ describe.skipIf(gate.skip)("web seeds from Python's http.server (no Range)", () 
     const root = path.join(dir, 'www');
     await mkdir(path.join(root, 'album'), { recursive: true });
     await writeFile(path.join(root, 'one.bin'), data);
-    await writeFile(path.join(root, 'album', 'a.bin'), data.subarray(0, 100_000));
-    await writeFile(path.join(root, 'album', 'b.bin'), data.subarray(100_000, 300_000));
+    // Each file longer than a run of pieces (1 MiB): no request can be for a whole file, which
+    // a 200 would serve.
+    const half = 1536 * 1024;
+    await writeFile(path.join(root, 'album', 'a.bin'), data.subarray(0, half));
+    await writeFile(path.join(root, 'album', 'b.bin'), data.subarray(half, 2 * half + 777));
     const port = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('http.server did not start')), 15_000);
       server = spawnTracked(
