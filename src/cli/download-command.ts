@@ -25,6 +25,7 @@ import {
 import { partPathOf } from '../storage/names.js';
 import { planFilePath } from '../storage/output.js';
 import { FdSink } from '../storage/fd-sink.js';
+import { outgoingAddress } from '../tracker/local-addresses.js';
 
 export { parsePeer };
 
@@ -103,9 +104,8 @@ export async function runDownload(
   let workDir =
     streaming && magnet ? streamWorkDir(parseMagnet(file).infoHash.toString('hex')) : '';
   const listen = opts.listen === false ? false : { port: opts.port, bind: opts.bind };
-  // Outgoing connections leave from the --bind address too (not from 0.0.0.0 or ::: any).
-  const localAddress =
-    opts.bind !== undefined && !/^(0\.0\.0\.0|::)$/.test(opts.bind) ? opts.bind : undefined;
+  // Outgoing connections leave from the --bind address too.
+  const localAddress = outgoingAddress(opts.bind);
   let opened: OpenedTorrent | null = null;
   try {
     if (workDir) await makeWorkDir(workDir);

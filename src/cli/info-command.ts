@@ -7,6 +7,7 @@ import { escapeControl, formatBytes, redactUrls } from './format.js';
 import { parseBootstrap, parsePeer } from './peer-arg.js';
 import { openTorrent, type OpenedTorrent } from './source.js';
 import { printMetainfoWarnings } from './torrent-file.js';
+import { outgoingAddress } from '../tracker/local-addresses.js';
 import {
   contentLength,
   fileAt,
@@ -140,9 +141,8 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
   // A magnet link's peers may come from the DHT too (as for `download`). tdl info does not
   // listen and announces nothing: the DHT node takes any free UDP port and only looks up.
   let dht: Dht | null = null;
-  // As for `download`: every connection leaves from --bind (not from 0.0.0.0 or ::: any).
-  const localAddress =
-    opts.bind !== undefined && !/^(0\.0\.0\.0|::)$/.test(opts.bind) ? opts.bind : undefined;
+  // As for `download`: every connection leaves from --bind.
+  const localAddress = outgoingAddress(opts.bind);
   let opened: OpenedTorrent;
   try {
     if (opts.dht !== false && isMagnet(file)) {

@@ -14,7 +14,8 @@
  *   that public address reaches us. At most MAX_LEARNT are kept (a lying peer can only hide
  *   its lie's address, at our port, from us).
  */
-import { canonicalHost, formatIPv6, interfaceAddresses } from '../tracker/compact.js';
+import { canonicalHost, formatIPv6, isUnspecified } from '../tracker/compact.js';
+import { interfaceAddresses } from '../tracker/local-addresses.js';
 import type { PeerAddress } from '../tracker/types.js';
 
 /** Most `yourip` addresses remembered. */
@@ -28,7 +29,7 @@ export function hostOfBytes(b: Uint8Array): string | null {
 }
 
 function isLoopbackOrUnspecified(host: string): boolean {
-  return host.startsWith('127.') || host === '::1' || host === '0.0.0.0' || host === '::';
+  return host.startsWith('127.') || host === '::1' || isUnspecified(host);
 }
 
 export class OwnAddresses {
@@ -47,7 +48,7 @@ export class OwnAddresses {
     interfaces: readonly string[] = interfaceAddresses(),
   ) {
     const h = canonicalHost(host) ?? host;
-    this.bound = h === '0.0.0.0' || h === '::' ? null : h;
+    this.bound = isUnspecified(h) ? null : h;
     this.local = new Set(interfaces.map((a) => canonicalHost(a) ?? a));
   }
 

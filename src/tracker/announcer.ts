@@ -37,7 +37,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter, setMaxListeners } from 'node:events';
-import { canonicalHost, interfaceAddresses } from './compact.js';
+import { canonicalHost } from './compact.js';
+import { interfaceAddresses } from './local-addresses.js';
 import { logger } from '../log.js';
 import { describeError, NoPeersError, TdlError } from '../errors.js';
 import { fdLimit } from '../fd-limit.js';

@@ -1,8 +1,9 @@
 /**
- * Peer-list and interval helpers shared by the HTTP and UDP tracker parsers. Pure functions.
+ * Peer-list and interval helpers shared by the HTTP and UDP tracker parsers, and the address
+ * text helpers (family, canonical spelling, the unspecified address) the rest shares. Pure
+ * functions: this host's own addresses are in local-addresses.ts.
  */
 import { isIPv4, isIPv6 } from 'node:net';
-import { networkInterfaces } from 'node:os';
 import type { PeerAddress } from './types.js';
 
 /** At most this many peers are taken from one tracker reply (the rest are ignored). */
@@ -71,8 +72,8 @@ function formatIPv4(b: Uint8Array, offset: number): string {
   return `${b[offset]}.${b[offset + 1]}.${b[offset + 2]}.${b[offset + 3]}`;
 }
 
-/** True for addresses never worth dialling (unspecified address). */
-function isUnusableHost(host: string): boolean {
+/** The unspecified ("any") address, `0.0.0.0` or `::`: never worth dialling. */
+export function isUnspecified(host: string): boolean {
   return host === '0.0.0.0' || host === '::';
 }
 
@@ -92,7 +93,7 @@ export class PeerCollector {
   add(host: string, port: number): void {
     if (this.full) return;
     if (!Number.isInteger(port) || port <= 0 || port > 65535) return;
-    if (isUnusableHost(host)) return;
+    if (isUnspecified(host)) return;
     const key = `${host}|${port}`;
     if (this.seen.has(key)) return;
     this.seen.add(key);
@@ -192,20 +193,4 @@ export function canonicalHost(host: string): string | null {
   if (isIPv4(host)) return host;
   const b = ipv6ToBytes(host);
   return b ? formatIPv6(b) : null;
-}
-
-/** Addresses of this host's interfaces (canonical), loopback ones included. */
-export function interfaceAddresses(): string[] {
-  const out: string[] = [];
-  try {
-    for (const list of Object.values(networkInterfaces())) {
-      for (const a of list ?? []) {
-        const h = canonicalHost(a.address);
-        if (h) out.push(h);
-      }
-    }
-  } catch {
-    // No interface list (a sandbox without it): the loopback range still counts.
-  }
-  return out;
 }
