@@ -59,8 +59,8 @@ import {
   chokerView,
   memoryBudget,
   MIN_INFLIGHT_BYTES,
+  slotsMoveOn,
   slowForWindow,
-  unchokedCount,
   uselessReason,
   type Session,
 } from './session.js';
@@ -85,7 +85,6 @@ export class Download extends EventEmitter<DownloadEvents> {
   private readonly layout: Layout;
   private readonly picker: PiecePicker;
   private readonly have: Bitfield;
-  private readonly maxPeers: number;
   private readonly slots: PeerSlots;
   private readonly sequential: boolean;
   private readonly peerTimeoutMs: number;
@@ -145,9 +144,8 @@ export class Download extends EventEmitter<DownloadEvents> {
       this.padding && ((index, start, end) => this.padding!.isPadding(index, start, end)),
     );
     this.ownKey = peerIdKey(opts.peerId);
-    this.maxPeers = Math.max(1, opts.maxPeers ?? DEFAULT_MAX_PEERS);
-    this.sequential = this.maxPeers === 1;
-    this.slots = new PeerSlots(this.maxPeers, this.sequential);
+    this.slots = new PeerSlots(Math.max(1, opts.maxPeers ?? DEFAULT_MAX_PEERS));
+    this.sequential = this.slots.sequential;
     this.peerTimeoutMs = opts.peerTimeoutMs ?? 15_000;
     this.stallTimeoutMs = opts.stallTimeoutMs ?? 120_000;
     this.scheduler = new RequestScheduler(this.layout, this.picker, opts.timeouts?.requestMs);
@@ -580,15 +578,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       // unchoke that loses interest frees its slot for a peer waiting for one, now too (only
       // then: a peer flipping its interest costs one decision, after which it is choked).
       const slots = (this.opts.uploadSlots ?? DEFAULT_UPLOAD_SLOTS) + 1;
-      const sessions = [...this.sessions.values()];
-      if (
-        conn.peerInterested
-          ? conn.amChoking
-            ? unchokedCount(sessions) < slots
-            : unchokedCount(sessions) > slots
-          : !conn.amChoking && sessions.some((o) => o.conn.amChoking && o.conn.peerInterested)
-      )
-        this.rechoke();
+      if (slotsMoveOn(conn, this.sessions.values(), slots)) this.rechoke();
       this.checkUseless(s);
     });
     conn.on('reject', (index, begin) => {
@@ -961,9 +951,10 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
     this.picker.maxInflightBytes = memoryBudget(this.sessions.values(), this.layout.pieceLength);
     // A priority window (a stream): slow peers are kept out of it at each tick.
+    const live = [...this.sessions.values()];
     const w = this.picker.window;
-    if (w.start < w.end) this.picker.setWindowSkip(slowForWindow([...this.sessions.values()], now));
-    const room = this.slots.toDrop([...this.sessions.values()], now, this.pool.untried());
+    if (w.start < w.end) this.picker.setWindowSkip(slowForWindow(live, now));
+    const room = this.slots.toDrop(live, now, () => this.pool.untried());
     if (room) this.drop(room.session, room.reason);
     this.fill();
     const starved = this.sessions.size === 0 || (!this.sequential && this.starving(now));

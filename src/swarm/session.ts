@@ -96,11 +96,11 @@ export function replacement(sessions: Iterable<Session>, now: number): Session |
 
 /**
  * With every slot taken and no data coming, one connection beyond the limit may show what it
- * has (src/swarm/slots.ts): once it has pieces we need, this peer makes way for it (null: none of the others). First
- * one with nothing we need and nothing in flight (one we do not upload to before one we do), then
- * one `replacement` would pick, else the one that sent least in the last 20 s. Unlike
- * `replacement`, a peer we upload to may go: a leecher holding a slot must not shut out a seeder
- * while we starve.
+ * has (src/swarm/slots.ts): once it has pieces we need, this peer makes way for it (null: none
+ * of the others). First one with nothing we need and nothing in flight (one we do not upload to
+ * before one we do), then one `replacement` would pick, else the one that sent least in the
+ * last 20 s. Unlike `replacement`, a peer we upload to may go: a leecher holding a slot must not
+ * shut out a seeder while we starve.
  */
 export function makeWayFor(
   extra: Session,
@@ -172,6 +172,28 @@ export function unchokedCount(sessions: Iterable<Session>): number {
   let n = 0;
   for (const s of sessions) if (!s.conn.amChoking && s.conn.peerInterested) n++;
   return n;
+}
+
+/**
+ * Peer `conn` changed its interest: must the upload slots be decided again now, rather than at
+ * the choker's next round (`slots`: regular plus optimistic)? When it wants something while a
+ * slot is free; when we left it unchoked as it lost interest and its slot went to another
+ * meanwhile (one more than the slots until the round); and when one we unchoke loses interest
+ * while another peer waits for a slot (only then: a peer flipping its interest several times a
+ * second costs one decision, after which it is choked). No array is made: interest flips often.
+ */
+export function slotsMoveOn(
+  conn: { peerInterested: boolean; amChoking: boolean },
+  sessions: Iterable<Session>,
+  slots: number,
+): boolean {
+  if (conn.peerInterested) {
+    const served = unchokedCount(sessions);
+    return conn.amChoking ? served < slots : served > slots;
+  }
+  if (conn.amChoking) return false;
+  for (const s of sessions) if (s.conn.amChoking && s.conn.peerInterested) return true;
+  return false;
 }
 
 /** What the choker weighs for each open connection. */

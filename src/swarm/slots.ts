@@ -29,10 +29,12 @@ export class PeerSlots {
   private extra: Session | null = null;
   private lastRoomMadeAt = 0;
 
-  constructor(
-    readonly max: number,
-    private readonly sequential: boolean,
-  ) {}
+  /** Single-peer mode (`max` 1): the probe of the core design, no room made, no extra. */
+  readonly sequential: boolean;
+
+  constructor(readonly max: number) {
+    this.sequential = max === 1;
+  }
 
   /** One more beyond `max`: only while starving, every slot taken, no other extra unsettled. */
   private mayExceed(connected: number, starving: boolean): boolean {
@@ -59,10 +61,10 @@ export class PeerSlots {
   }
 
   /**
-   * At each tick: the peer to drop and why, if any. `untried`: addresses never tried (a reason
-   * to make room).
+   * At each tick: the peer to drop and why, if any. `untried()`: addresses never tried (a reason
+   * to make room; counted only when every slot is taken).
    */
-  toDrop(sessions: readonly Session[], now: number, untried: number): SlotDrop | null {
+  toDrop(sessions: readonly Session[], now: number, untried: () => number): SlotDrop | null {
     const x = this.extra;
     if (x) {
       if (sessions.length <= this.max) {
@@ -75,8 +77,8 @@ export class PeerSlots {
         return { session: x, reason: 'no free peer slot' };
       }
     }
-    if (this.sequential || sessions.length < this.max || untried === 0) return null;
-    if (now - this.lastRoomMadeAt < ROOM_INTERVAL_MS) return null;
+    if (this.sequential || sessions.length < this.max) return null;
+    if (now - this.lastRoomMadeAt < ROOM_INTERVAL_MS || untried() === 0) return null;
     const worst = replacement(sessions, now);
     if (!worst) return null;
     this.lastRoomMadeAt = now;

@@ -4,6 +4,7 @@ import {
   REPLACE_AFTER_MS,
   REPLACE_SLOW_AFTER_MS,
   replacement,
+  slotsMoveOn,
   slowForWindow,
   unchokedCount,
   uselessReason,
@@ -59,6 +60,30 @@ function session(f: Fake): Session {
     chokedSince: chokedFor > 0 ? NOW - chokedFor : 0,
   } as unknown as Session;
 }
+
+describe('slotsMoveOn', () => {
+  const served = (a: string) => session({ address: a, amChoking: false, peerInterested: true });
+  const waiting = session({ address: 'w', amChoking: true, peerInterested: true });
+
+  it('a peer that wants something while a slot is free: decide now', () => {
+    const conn = { peerInterested: true, amChoking: true };
+    expect(slotsMoveOn(conn, [served('a')], 2)).toBe(true);
+    expect(slotsMoveOn(conn, [served('a'), served('b')], 2)).toBe(false);
+  });
+
+  it('one left unchoked that wants again while its slot went to others: decide now', () => {
+    const conn = { peerInterested: true, amChoking: false };
+    expect(slotsMoveOn(conn, [served('a'), served('b'), served('c')], 2)).toBe(true);
+    expect(slotsMoveOn(conn, [served('a'), served('b')], 2)).toBe(false);
+  });
+
+  it('one we unchoke loses interest: decide now only when a peer waits', () => {
+    const conn = { peerInterested: false, amChoking: false };
+    expect(slotsMoveOn(conn, [served('a'), waiting], 2)).toBe(true);
+    expect(slotsMoveOn(conn, [served('a')], 2)).toBe(false);
+    expect(slotsMoveOn({ peerInterested: false, amChoking: true }, [waiting], 2)).toBe(false);
+  });
+});
 
 describe('makeWayFor', () => {
   const extra = session({ address: 'x', wanted: 3, connectedAgo: 1_000 });

@@ -17,7 +17,7 @@ function session(address: string, o: { wanted?: number; chokedFor?: number; ago?
 
 describe('PeerSlots', () => {
   it('lets one connection beyond the limit in only while starving', () => {
-    const slots = new PeerSlots(2, false);
+    const slots = new PeerSlots(2);
     expect(slots.hasRoom(1, false)).toBe(true);
     expect(slots.hasRoom(2, false)).toBe(false);
     expect(slots.target(2, false)).toBe(2);
@@ -29,8 +29,8 @@ describe('PeerSlots', () => {
     expect(slots.hasRoom(3, true)).toBe(false);
     expect(slots.target(2, true)).toBe(2);
     // It shows nothing yet: kept until EXTRA_SLOT_MS.
-    expect(slots.toDrop([a, b, x], NOW, 0)).toBeNull();
-    expect(slots.toDrop([a, b, x], NOW + EXTRA_SLOT_MS, 0)).toEqual({
+    expect(slots.toDrop([a, b, x], NOW, () => 0)).toBeNull();
+    expect(slots.toDrop([a, b, x], NOW + EXTRA_SLOT_MS, () => 0)).toEqual({
       session: x,
       reason: 'no free peer slot',
     });
@@ -39,30 +39,30 @@ describe('PeerSlots', () => {
   });
 
   it('an extra with pieces we need stays and a leecher we upload to makes way', () => {
-    const slots = new PeerSlots(2, false);
+    const slots = new PeerSlots(2);
     const [a, b] = [session('a', { wanted: 1 }), session('b')];
     const x = session('x', { wanted: 5, ago: 0 });
     slots.admitted(x, 3);
-    expect(slots.toDrop([a, b, x], NOW, 0)?.session).toBe(b);
+    expect(slots.toDrop([a, b, x], NOW, () => 0)?.session).toBe(b);
     // Settled: the slot is its own, and another extra may come.
     expect(slots.hasRoom(2, true)).toBe(true);
   });
 
   it('never in single-peer mode', () => {
-    const slots = new PeerSlots(1, true);
+    const slots = new PeerSlots(1);
     expect(slots.hasRoom(1, true)).toBe(false);
     expect(slots.target(1, true)).toBe(1);
-    expect(slots.toDrop([session('a', { chokedFor: REPLACE_AFTER_MS })], NOW, 5)).toBeNull();
+    expect(slots.toDrop([session('a', { chokedFor: REPLACE_AFTER_MS })], NOW, () => 5)).toBeNull();
   });
 
   it('makes room for untried addresses once per ROOM_INTERVAL_MS', () => {
-    const slots = new PeerSlots(2, false);
+    const slots = new PeerSlots(2);
     const choking = session('c', { chokedFor: REPLACE_AFTER_MS });
     choking.conn.amChoking = true;
     const peers = [session('a', { wanted: 1 }), choking];
-    expect(slots.toDrop(peers, NOW, 0)).toBeNull();
-    expect(slots.toDrop(peers, NOW, 1)?.session).toBe(choking);
-    expect(slots.toDrop(peers, NOW + ROOM_INTERVAL_MS - 1, 1)).toBeNull();
-    expect(slots.toDrop(peers, NOW + ROOM_INTERVAL_MS, 1)?.session).toBe(choking);
+    expect(slots.toDrop(peers, NOW, () => 0)).toBeNull();
+    expect(slots.toDrop(peers, NOW, () => 1)?.session).toBe(choking);
+    expect(slots.toDrop(peers, NOW + ROOM_INTERVAL_MS - 1, () => 1)).toBeNull();
+    expect(slots.toDrop(peers, NOW + ROOM_INTERVAL_MS, () => 1)?.session).toBe(choking);
   });
 });
