@@ -142,7 +142,7 @@ export async function hashPieces(o: {
   let partial: { hash: Hash; nonZero: boolean } | null = null;
   const judge = (p: number, digest: Buffer, nonZero: () => boolean) => {
     const size = layout.pieceSize(p);
-    if (digest.equals(o.pieceHashes.subarray(p * 20, p * 20 + 20))) {
+    if (digest.equals(hashOf(o.pieceHashes, p))) {
       valid.set(p);
       validBytes += size;
     } else if (nonZero()) nonZeroInvalid.set(p);
@@ -209,7 +209,12 @@ export function isZeroPiece(layout: Layout, pieceHashes: Buffer, p: number): boo
     if (zeroHashes.size >= 8) zeroHashes.clear();
     zeroHashes.set(size, want);
   }
-  return want.equals(pieceHashes.subarray(p * 20, p * 20 + 20));
+  return want.equals(hashOf(pieceHashes, p));
+}
+
+/** Piece `p`'s SHA-1 in the torrent's `pieces`. */
+function hashOf(pieceHashes: Buffer, p: number): Buffer {
+  return pieceHashes.subarray(p * 20, p * 20 + 20);
 }
 
 export function isAllZero(buf: Buffer): boolean {
@@ -443,8 +448,7 @@ export async function startupCheck(o: {
   for (const p of parts?.pieces ?? []) {
     if (hashed.valid.has(p) && !hashed.absent.has(p)) continue;
     const copy = await o.storage.readCopy(p);
-    const want = o.torrent.pieceHashes.subarray(p * 20, p * 20 + 20);
-    if (copy && createHash('sha1').update(copy).digest().equals(want)) {
+    if (copy && createHash('sha1').update(copy).digest().equals(hashOf(o.torrent.pieceHashes, p))) {
       have.set(p);
       hashed.nonZeroInvalid.clear(p);
       o.storage.useCopy(p);
