@@ -248,10 +248,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
       // A `.part` beside a file of the same name (left by a download finished some other way)
       // is what a download resumes, so it is what is read: say so, or a complete file there
       // seems reported as partial.
-      const both: number[] = [];
-      for (let i = 0; i < storage.fileCount; i++) {
-        if (storage.isSelected(i) && storage.shadowed(i)) both.push(i);
-      }
+      const both = storage.shadowedFiles();
       for (const i of both.slice(0, MAX_FILES_LISTED)) {
         const fin = path.relative(plan.parent, storage.finalPath(i));
         const part = path.relative(plan.parent, storage.partPath(i));

@@ -329,6 +329,18 @@ export class DiskStorage {
   }
 
   /**
+   * Selected files found under both names (`name.part` beside `name`): the `.part` is what is
+   * read, as a download resumes it. For messages that must say so.
+   */
+  shadowedFiles(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.fileCount; i++) {
+      if (this.isSelected(i) && this.shadowed(i)) out.push(i);
+    }
+    return out;
+  }
+
+  /**
    * A snapshot of every file (an object each: for reports and tests; the download reads the
    * accessors above, so that 100,000 files cost no object each).
    */

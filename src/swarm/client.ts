@@ -189,10 +189,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       for (let i = 0; i < storage.fileCount && !found; i++) found = storage.existed(i);
       // A `.part` beside a file of the same name is what is read: a complete file there would
       // otherwise seem refused as incomplete.
-      let both = -1;
-      for (let i = 0; i < storage.fileCount && both < 0; i++) if (storage.shadowed(i)) both = i;
+      const both = storage.shadowedFiles()[0];
       const shadowNote =
-        both < 0
+        both === undefined
           ? ''
           : ` (${storage.partPath(both)} was read, not ${storage.finalPath(both)} beside it: delete the one you do not want)`;
       throw new TransferError(
