@@ -186,11 +186,11 @@ const defaultTimers: Timers = {
  * The reader that put the bucket in debt is paused at once (libuv reads a socket again and
  * again in one callback while it has bytes), the others once the I/O callbacks of the current
  * turn of the event loop have run, so that every socket with bytes waiting reads once after
- * each resume. Paused at once, inside the
- * first read, the others never read: a peer whose data always waits (a fast seeder) is read
- * first on every resume and puts the bucket back in debt, while a quiet peer's `interested` or
- * `request` waits unread for as long as the first one sends (seen with aria2c: never read in
- * 60 s, so it was never unchoked and dropped tdl as idle).
+ * each resume. Paused at once, inside the first read, the others never read: a peer whose data
+ * always waits (a fast seeder) is read first on every resume and puts the bucket back in debt,
+ * while a quiet peer's `interested` or `request` waits unread for as long as the first one
+ * sends (seen with aria2c: never read in 60 s, so it was never unchoked and dropped tdl as
+ * idle).
  */
 export class ReadLimiter {
   readonly bucket: TokenBucket;

@@ -363,7 +363,7 @@ export class RequestScheduler {
     this.picker.release(index, block);
     r.cancelled.set(key, (r.cancelled.get(key) ?? 0) + 1);
     if (r.cancelled.size > MAX_CANCELLED_REMEMBERED) {
-      // Sets iterate in insertion order: forget the oldest.
+      // Maps iterate in insertion order: forget the oldest.
       r.cancelled.delete(r.cancelled.keys().next().value as number);
     }
     if (cancel) {
