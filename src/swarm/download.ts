@@ -324,7 +324,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     const ws = new WebSeeds(urls, this.meta, this.layout, {
       pick: (has) => this.picker.reserveWhole(owner, has)?.index ?? null,
       pickNext: (index) => this.picker.tryReserveWhole(owner, index) !== null,
-      isFree: (index) => this.picker.needs(index) && !this.picker.inProgress.has(index),
+      isFree: (index) => this.picker.isFree(index),
       onPiece: (index, data, url) => {
         const p = this.picker.inProgress.get(index);
         // Peers finished it first (endgame): nothing to do.

@@ -208,6 +208,11 @@ export class PiecePicker {
     return !this.done.has(i) && (this.wanted === null || this.wanted.has(i));
   }
 
+  /** Is piece `i` still to fetch and not started by anyone? */
+  isFree(i: number): boolean {
+    return this.needs(i) && !this.inProgress.has(i);
+  }
+
   private bucketAdd(i: number): void {
     const a = this.availability[i]!;
     while (this.buckets.length <= a) this.buckets.push([]);
@@ -527,7 +532,7 @@ export class PiecePicker {
   /** Piece `index` as well, if it is still missing and not started (within the budget). */
   tryReserveWhole(owner: PeerKey, index: number): PieceInProgress | null {
     if (index < 0 || index >= this.layout.pieceCount) return null;
-    if (!this.needs(index) || this.inProgress.has(index)) return null;
+    if (!this.isFree(index)) return null;
     if (this.inflightBytes + this.layout.pieceSize(index) > this.maxInflightBytes) return null;
     return this.startWhole(index, owner);
   }
