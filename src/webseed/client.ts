@@ -336,7 +336,14 @@ export class WebSeed {
     /** Pieces inside the run that a whole-file reply passes over (see `grow`). */
     const passed = new Set<number>();
     let passedBytes = 0;
-    let buf = Buffer.alloc(layout.pieceSize(first));
+    // A passed piece's bytes go to one scratch buffer, never handed over: no piece buffer (and
+    // no fresh pages) for up to MAX_PASSED_BYTES of bytes that are dropped.
+    let scratch: Buffer | null = null;
+    const bufferFor = (i: number): Buffer =>
+      passed.has(i)
+        ? (scratch ??= Buffer.allocUnsafe(pl)).subarray(0, layout.pieceSize(i))
+        : Buffer.alloc(layout.pieceSize(i));
+    let buf: Buffer = Buffer.alloc(layout.pieceSize(first));
     /** Hands over every piece that ends at or before run position `pos` (all its bytes are in). */
     const complete = (pos: number): void => {
       while (cur <= last && (cur - first) * pl + layout.pieceSize(cur) <= pos) {
@@ -344,7 +351,7 @@ export class WebSeed {
         if (controller.signal.aborted) return;
         const data = buf;
         const index = cur++;
-        buf = cur <= last ? Buffer.alloc(layout.pieceSize(cur)) : Buffer.alloc(0);
+        buf = cur <= last ? bufferFor(cur) : Buffer.alloc(0);
         clearTimeout(timer);
         timer = setTimeout(onTimer, this.pieceTimeoutMs);
         held = 0;
@@ -394,7 +401,7 @@ export class WebSeed {
         passed.add(next);
       }
       last = next;
-      if (cur === next) buf = Buffer.alloc(size);
+      if (cur === next) buf = bufferFor(next);
       return size;
     };
 
