@@ -9,16 +9,23 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
+import { expect } from 'vitest';
 import {
+  assertTdlOk,
+  compareTrees,
   createTorrent,
   findExecutable,
   freePort,
   makePayload,
   makeTempDir,
+  removeTempDir,
   spawnTracked,
   stopTracked,
+  tdlDownload,
   type PayloadSpec,
+  type TdlRun,
 } from '../../scripts/lib/real-peers.mjs';
+import { checkEvent } from '../helpers/events-schema.js';
 import { decodeStrict, encode, isDict } from '../../src/metainfo/bencode.js';
 
 const POLL_MS = 200;
@@ -93,6 +100,44 @@ export async function pexTorrents(
   const torrent = (await createTorrent({ source: root, out, pieceLength, trackers: [] })).path;
   const privateTorrent = await privateCopy(torrent, path.join(work, 'private.torrent'));
   return { root, dataDir, torrent, privateTorrent };
+}
+
+/**
+ * tdl downloads `torrent` into a fresh folder given only the relay's address (`relayAt`), so the
+ * seeder (`seederAt`) can be learnt from the relay's PEX message alone. Checks what a user would:
+ * exit 0, every event against the schema, the files byte for byte against `root`, and the
+ * seeder connected with `source: pex`. Returns the run and when tdl first named the seeder in an
+ * event (ms after its start; -1 if never).
+ */
+export async function tdlLearnsSeeder(o: {
+  torrent: string;
+  root: string;
+  payloadName: string;
+  relayAt: string;
+  seederAt: string;
+  args: string[];
+  timeoutMs: number;
+}): Promise<{ run: TdlRun; learntAt: number }> {
+  const out = await makeTempDir('tdl-pex-out-');
+  let learntAt = -1;
+  const run = await tdlDownload({
+    torrent: o.torrent,
+    out,
+    peers: [o.relayAt],
+    args: o.args,
+    timeoutMs: o.timeoutMs,
+    onEvent: (e, t) => {
+      if (learntAt < 0 && e.event === 'peer' && e.address === o.seederAt) learntAt = t;
+    },
+  });
+  assertTdlOk(run);
+  for (const e of run.events) checkEvent(e);
+  expect(await compareTrees(o.root, path.join(out, o.payloadName))).toEqual([]);
+  expect(run.events).toContainEqual(
+    expect.objectContaining({ address: o.seederAt, status: 'connected', source: 'pex' }),
+  );
+  await removeTempDir(out);
+  return { run, learntAt };
 }
 
 /** A copy of `torrent` with `private` set in its info dictionary (a new info hash). */

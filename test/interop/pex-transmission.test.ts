@@ -22,21 +22,19 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  assertTdlOk,
   compareTrees,
   makeTempDir,
   removeTempDir,
   startLibtorrentPeer,
   startTdlPeer,
   stopAll,
-  tdlDownload,
   type LibtorrentPeer,
   type PayloadSpec,
 } from '../../scripts/lib/real-peers.mjs';
-import { checkEvent } from '../helpers/events-schema.js';
 import {
   nonLoopbackIPv4,
   pexTorrents,
+  tdlLearnsSeeder,
   withPeers,
   type Started,
   startTransmissionPeer,
@@ -113,30 +111,20 @@ describe.skipIf(gate.skip)('peer exchange (ut_pex) between tdl and transmission-
       withPeers(async (started) => {
         const { seeder, relay } = await relaySetup(torrent, started);
         const seederAt = `127.0.0.1:${seeder.port}`;
-        const out = await makeTempDir('tdl-pex-transmission-out-');
-        let learntAt = -1;
-        const run = await tdlDownload({
+        const { run, learntAt } = await tdlLearnsSeeder({
           torrent,
-          out,
-          peers: [`${TRANSMISSION_HOST}:${relay.port}`],
+          root,
+          payloadName: PAYLOAD.name,
+          relayAt: `${TRANSMISSION_HOST}:${relay.port}`,
+          seederAt,
           args: ['--no-dht', '--bind', TDL_HOST],
           timeoutMs: DOWNLOAD_TIMEOUT_MS,
-          onEvent: (e, t) => {
-            if (learntAt < 0 && e.event === 'peer' && e.address === seederAt) learntAt = t;
-          },
         });
-        assertTdlOk(run);
-        for (const e of run.events) checkEvent(e);
-        expect(await compareTrees(root, path.join(out, PAYLOAD.name))).toEqual([]);
-        expect(run.events).toContainEqual(
-          expect.objectContaining({ address: seederAt, status: 'connected', source: 'pex' }),
-        );
         expect(await relay.percentDone()).toBeLessThan(100);
         console.info(
           `transmission -> tdl: seeder learnt by PEX ${learntAt} ms after tdl started, ` +
             `download done at ${Math.round(run.wallMs)} ms`,
         );
-        await removeTempDir(out);
       }),
     TEST_TIMEOUT_MS,
   );

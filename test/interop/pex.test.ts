@@ -18,20 +18,15 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  assertTdlOk,
   compareTrees,
-  createTorrent,
-  makePayload,
   makeTempDir,
   removeTempDir,
   startLibtorrentPeer,
   startTdlPeer,
   stopAll,
-  tdlDownload,
-  type LibtorrentPeer,
   type PayloadSpec,
 } from '../../scripts/lib/real-peers.mjs';
-import { checkEvent } from '../helpers/events-schema.js';
+import { pexTorrents, tdlLearnsSeeder, withPeers } from './pex-peers.js';
 import { PIECE_LENGTH, START_TIMEOUT_MS, programsGate } from './swarm.js';
 
 const PAYLOAD: PayloadSpec = { name: 'pex.bin', size: 4 * 1024 * 1024 + 4321 };
@@ -51,30 +46,10 @@ describe.skipIf(gate.skip)('peer exchange (ut_pex) between tdl and libtorrent', 
 
   beforeAll(async () => {
     gate.assertPresent();
-    const work = await makeTempDir('tdl-interop-pex-');
-    dataDir = path.join(work, 'data');
-    root = await makePayload(dataDir, PAYLOAD);
-    torrent = (
-      await createTorrent({
-        source: root,
-        out: path.join(work, 'pex.torrent'),
-        pieceLength: PIECE_LENGTH,
-        trackers: [],
-      })
-    ).path;
+    ({ root, dataDir, torrent } = await pexTorrents('tdl-interop-pex-', PAYLOAD, PIECE_LENGTH));
   }, START_TIMEOUT_MS);
 
   afterAll(() => stopAll(), START_TIMEOUT_MS);
-
-  /** Runs `body`; the libtorrent peers it puts in `started` are stopped however it ends. */
-  const withPeers = async (body: (started: LibtorrentPeer[]) => Promise<void>) => {
-    const started: LibtorrentPeer[] = [];
-    try {
-      await body(started);
-    } finally {
-      for (const p of started.reverse()) await p.stop();
-    }
-  };
 
   it(
     "tdl dials a seeder it learns from a libtorrent peer's PEX message and downloads from it",
@@ -92,28 +67,22 @@ describe.skipIf(gate.skip)('peer exchange (ut_pex) between tdl and libtorrent', 
           downloadLimit: 4096,
         });
         started.push(relay);
-        const out = await makeTempDir('tdl-pex-out-');
-        const run = await tdlDownload({
+        const seederAt = `127.0.0.1:${seeder.port}`;
+        const { run } = await tdlLearnsSeeder({
           torrent,
-          out,
-          peers: [`127.0.0.1:${relay.port}`],
+          root,
+          payloadName: PAYLOAD.name,
+          relayAt: `127.0.0.1:${relay.port}`,
+          seederAt,
           args: ['--no-dht'],
           timeoutMs: DOWNLOAD_TIMEOUT_MS,
         });
-        assertTdlOk(run);
-        for (const e of run.events) checkEvent(e);
-        expect(await compareTrees(root, path.join(out, PAYLOAD.name))).toEqual([]);
-        const peerEvents = run.events.filter((e) => e.event === 'peer');
-        const seederAt = `127.0.0.1:${seeder.port}`;
-        expect(peerEvents).toContainEqual(
-          expect.objectContaining({ address: seederAt, status: 'connected', source: 'pex' }),
-        );
         expect(relay.done()).toBe(false);
         // libtorrent's message lists tdl itself (where it listens): never dialled.
+        const peerEvents = run.events.filter((e) => e.event === 'peer');
         const ownPort = run.events.find((e) => e.event === 'started')?.port;
         expect(ownPort).toBeTypeOf('number');
         expect(peerEvents.filter((e) => e.address === `127.0.0.1:${String(ownPort)}`)).toEqual([]);
-        await removeTempDir(out);
         await removeTempDir(emptyDir);
       }),
     TEST_TIMEOUT_MS,
