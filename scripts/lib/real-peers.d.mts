@@ -228,6 +228,30 @@ export function startAria2Seeder({
   timeoutMs?: number;
 }): Promise<Seeder>;
 /**
+ * A transmission-daemon on its own config folder: DHT, LPD, uTP and port forwarding off, RPC on
+ * 127.0.0.1 without auth, peer port `port`, listening on `bind` (default: every address).
+ * Resolves once its RPC listens; `remote(args)` runs transmission-remote against it. Its peer
+ * port is never probed with a connection: one closed in the handshake made transmission 3.00
+ * refuse that address for over two minutes.
+ * @param {{ dir: string, bind?: string, requireEncryption?: boolean, timeoutMs: number }} o
+ * @returns {Promise<{ t: Tracked, port: number, remote: (args: string[]) => Promise<string> }>}
+ */
+export function startTransmissionDaemon({
+  dir,
+  bind,
+  requireEncryption,
+  timeoutMs,
+}: {
+  dir: string;
+  bind?: string;
+  requireEncryption?: boolean;
+  timeoutMs: number;
+}): Promise<{
+  t: Tracked;
+  port: number;
+  remote: (args: string[]) => Promise<string>;
+}>;
+/**
  * Seed with transmission-daemon (best effort: it serves slowly on loopback). Resolves once
  * transmission-remote reports the torrent verified at 100 %.
  * @param {{ torrent: string, dataDir: string, timeoutMs?: number, requireEncryption?: boolean }} opts

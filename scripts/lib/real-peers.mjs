@@ -889,6 +889,63 @@ export async function startAria2Seeder({
 }
 
 /**
+ * A transmission-daemon on its own config folder: DHT, LPD, uTP and port forwarding off, RPC on
+ * 127.0.0.1 without auth, peer port `port`, listening on `bind` (default: every address).
+ * Resolves once its RPC listens; `remote(args)` runs transmission-remote against it. Its peer
+ * port is never probed with a connection: one closed in the handshake made transmission 3.00
+ * refuse that address for over two minutes.
+ * @param {{ dir: string, bind?: string, requireEncryption?: boolean, timeoutMs: number }} o
+ * @returns {Promise<{ t: Tracked, port: number, remote: (args: string[]) => Promise<string> }>}
+ */
+export async function startTransmissionDaemon({ dir, bind, requireEncryption = false, timeoutMs }) {
+  const daemon = findExecutable('transmission-daemon');
+  const remoteExe = findExecutable('transmission-remote');
+  if (!daemon)
+    throw new Error('transmission-daemon is not installed (Debian package: transmission-daemon)');
+  if (!remoteExe)
+    throw new Error('transmission-remote is not installed (Debian package: transmission-cli)');
+  const configDir = await makeTempDir('tdl-transmission-');
+  const rpcPort = await freePort();
+  const port = await freePort();
+  const t = spawnTracked(
+    `transmission-daemon ${bind ?? ''}:${port}`,
+    daemon,
+    [
+      '-f',
+      '-g',
+      configDir,
+      '-p',
+      String(rpcPort),
+      '-P',
+      String(port),
+      '-w',
+      dir,
+      '-O', // no DHT
+      '-Y', // no LPD
+      '--no-utp',
+      '-M', // no port forwarding
+      '-T', // no RPC auth
+      ...(bind === undefined ? [] : ['-i', bind]),
+      '-r',
+      '127.0.0.1',
+      requireEncryption ? '-er' : '-et',
+    ],
+    // Killed at once, it would leave its /tmp/tr_session_id_* file behind (SIGTERM removes it).
+    { guard: true, stopGraceMs: STOP_GRACE_MS },
+  );
+  const rpc = `127.0.0.1:${rpcPort}`;
+  const remote = (/** @type {string[]} */ args) =>
+    runChecked('transmission-remote', remoteExe, [rpc, ...args], HTTP_TIMEOUT_MS * 2);
+  try {
+    await waitUntil(t, () => tcpAccepts(rpcPort), timeoutMs, 'transmission RPC to listen');
+  } catch (e) {
+    await stopTracked(t, 0);
+    throw e;
+  }
+  return { t, port, remote };
+}
+
+/**
  * Seed with transmission-daemon (best effort: it serves slowly on loopback). Resolves once
  * transmission-remote reports the torrent verified at 100 %.
  * @param {{ torrent: string, dataDir: string, timeoutMs?: number, requireEncryption?: boolean }} opts
@@ -901,53 +958,19 @@ export async function startTransmissionSeeder({
   timeoutMs = 2 * START_TIMEOUT_MS,
   requireEncryption = false,
 }) {
-  const daemon = findExecutable('transmission-daemon');
-  const remote = findExecutable('transmission-remote');
-  if (!daemon)
-    throw new Error('transmission-daemon is not installed (Debian package: transmission-daemon)');
-  if (!remote)
-    throw new Error('transmission-remote is not installed (Debian package: transmission-cli)');
-  const configDir = await makeTempDir('tdl-transmission-');
-  const rpcPort = await freePort();
-  const port = await freePort();
-  const t = spawnTracked(
-    `transmission-daemon :${port}`,
-    daemon,
-    [
-      '-f',
-      '-g',
-      configDir,
-      '-p',
-      String(rpcPort),
-      '-P',
-      String(port),
-      '-w',
-      dataDir,
-      '-O', // no DHT
-      '-Y', // no LPD
-      '--no-utp',
-      '-M', // no port forwarding
-      '-T', // no RPC auth
-      '-i',
-      '127.0.0.1',
-      '-r',
-      '127.0.0.1',
-      requireEncryption ? '-er' : '-et',
-    ],
-    // Killed at once, it would leave its /tmp/tr_session_id_* file behind (SIGTERM removes it).
-    { guard: true, stopGraceMs: STOP_GRACE_MS },
-  );
-  const rpc = `127.0.0.1:${rpcPort}`;
-  const remoteRun = (/** @type {string[]} */ args) =>
-    runChecked('transmission-remote', remote, [rpc, ...args], HTTP_TIMEOUT_MS * 2);
+  const { t, port, remote } = await startTransmissionDaemon({
+    dir: dataDir,
+    bind: '127.0.0.1',
+    requireEncryption,
+    timeoutMs,
+  });
   try {
-    await waitUntil(t, () => tcpAccepts(rpcPort), timeoutMs, 'transmission RPC to listen');
-    await remoteRun(['-a', torrent, '-w', dataDir]);
-    await remoteRun(['-t', 'all', '-v']);
+    await remote(['-a', torrent, '-w', dataDir]);
+    await remote(['-t', 'all', '-v']);
     await waitUntil(
       t,
       async () => {
-        const list = await remoteRun(['-l']).catch(() => '');
+        const list = await remote(['-l']).catch(() => '');
         // "ID  Done  Have  ETA  Up  Down  Ratio  Status  Name": seeding once Done is 100%
         // and it is no longer verifying.
         return list
@@ -957,7 +980,7 @@ export async function startTransmissionSeeder({
       timeoutMs,
       'transmission to verify the data',
     );
-    await remoteRun(['-t', 'all', '--reannounce']).catch(() => '');
+    await remote(['-t', 'all', '--reannounce']).catch(() => '');
   } catch (e) {
     await stopTracked(t, 0);
     throw e;

@@ -8,7 +8,6 @@ import { readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { execFile } from 'node:child_process';
 import { expect } from 'vitest';
 import {
   assertTdlOk,
@@ -20,6 +19,7 @@ import {
   makeTempDir,
   removeTempDir,
   spawnTracked,
+  startTransmissionDaemon,
   stopTracked,
   tdlDownload,
   type PayloadSpec,
@@ -245,71 +245,29 @@ export async function startTransmissionPeer(opts: {
   downloadLimit?: number;
   timeoutMs: number;
 }): Promise<TransmissionPeer> {
-  const daemon = findExecutable('transmission-daemon');
-  const remote = findExecutable('transmission-remote');
-  if (!daemon || !remote) {
-    throw new Error('transmission-daemon and transmission-remote are needed (Debian packages)');
-  }
-  const configDir = await makeTempDir('tdl-pex-transmission-');
-  const rpcPort = await freePort();
-  const port = await freePort();
-  const host = opts.host ?? '127.0.0.1';
-  const t = spawnTracked(
-    `transmission-daemon ${host}:${port}`,
-    daemon,
-    [
-      '-f',
-      '-g',
-      configDir,
-      '-p',
-      String(rpcPort),
-      '-P',
-      String(port),
-      '-w',
-      opts.dir,
-      '-O', // no DHT
-      '-Y', // no LPD
-      '--no-utp',
-      '-M', // no port forwarding
-      '-T', // no RPC auth
-      ...(opts.host ? ['-i', opts.host] : []),
-      '-r',
-      '127.0.0.1',
-      '-et',
-    ],
-    // Killed at once, it would leave its /tmp/tr_session_id_* file behind (SIGTERM removes it).
-    { guard: true, stopGraceMs: 2_000 },
-  );
-  const rpc = `127.0.0.1:${rpcPort}`;
-  const run = (args: string[]) =>
-    new Promise<string>((resolve, reject) => {
-      execFile(remote, [rpc, ...args], { timeout: 10_000 }, (err, stdout, stderr) => {
-        if (err) reject(new Error(`transmission-remote ${args.join(' ')}: ${stderr || err}`));
-        else resolve(stdout);
-      });
-    });
+  const { t, port, remote } = await startTransmissionDaemon({
+    dir: opts.dir,
+    ...(opts.host === undefined ? {} : { bind: opts.host }),
+    timeoutMs: opts.timeoutMs,
+  });
   try {
-    await waitFor(() => accepts('127.0.0.1', rpcPort), 'transmission RPC', opts.timeoutMs, t);
-    await run(['-a', opts.torrent, '-w', opts.dir]);
-    if (opts.downloadLimit) await run(['-d', String(opts.downloadLimit)]);
-    // Its peer port listens by now (opened before the RPC's). Not probed with a connection: one
-    // that closes in the handshake left transmission refusing every later connection from that
-    // address (over two minutes, in the handshake).
+    await remote(['-a', opts.torrent, '-w', opts.dir]);
+    if (opts.downloadLimit) await remote(['-d', String(opts.downloadLimit)]);
   } catch (e) {
     await stopTracked(t, 0);
     throw e;
   }
   return {
-    host,
+    host: opts.host ?? '127.0.0.1',
     port,
     peers: async () =>
-      (await run(['-t', 'all', '-pi']).catch(() => ''))
+      (await remote(['-t', 'all', '-pi']).catch(() => ''))
         .split('\n')
         .slice(1)
         .map((l) => l.trim().split(/\s+/)[0] ?? '')
         .filter((a) => net.isIP(a) !== 0),
     percentDone: async () => {
-      const list = await run(['-l']).catch(() => '');
+      const list = await remote(['-l']).catch(() => '');
       const m = /^\s*\d+\s+(\d+)%/m.exec(list);
       return m?.[1] ? Number(m[1]) : -1;
     },
