@@ -204,16 +204,14 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
     `name:         ${escapeControl(m.name)}`,
     `info hash:    ${m.infoHashHex}${m.hybrid ? ' (v1; hybrid v1+v2 torrent)' : ''}`,
     ...(m.hybrid ? [`info hash v2: ${infoHashV2Hex(m.info)}`] : []),
-    `size:         ${formatBytes(size)} (${size} bytes)`,
+    `size:         ${formatBytes(size)} (${size} byte${size === 1 ? '' : 's'})`,
     `pieces:       ${m.pieceCount} × ${formatBytes(m.pieceLength)}`,
     `private:      ${m.private ? 'yes' : 'no'}`,
   ];
   if (m.comment) lines.push(`comment:      ${escapeControl(m.comment)}`);
   if (m.createdBy) lines.push(`created by:   ${escapeControl(m.createdBy)}`);
-  if (m.creationDate !== undefined) {
-    lines.push(`created:      ${new Date(m.creationDate * 1000).toISOString()}`);
-  }
-  lines.push(`trackers:     ${m.announceList.length === 0 ? '(none)' : ''}`);
+  if (m.creationDate !== undefined) lines.push(`created:      ${creationDateText(m.creationDate)}`);
+  lines.push(m.announceList.length === 0 ? 'trackers:     (none)' : 'trackers:');
   m.announceList.forEach((tier, i) => {
     for (const url of tier) lines.push(`  tier ${i + 1}: ${escapeControl(url)}`);
   });
@@ -258,4 +256,16 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
   }
   if (batch !== '') await writeChunk(io, batch);
   return 0;
+}
+
+/**
+ * A torrent's `creation date` (seconds since 1970, as the torrent says) as an ISO date, or the
+ * number itself when no date has it (some creators write milliseconds or microseconds: JavaScript
+ * dates end in the year 275760).
+ */
+export function creationDateText(seconds: number): string {
+  const d = new Date(seconds * 1000);
+  return Number.isNaN(d.getTime())
+    ? `${seconds} (not a date: seconds since 1970)`
+    : d.toISOString();
 }

@@ -83,6 +83,30 @@ describe('tdl info', () => {
     expect((o['warnings'] as string[]).length).toBe(3);
   });
 
+  it('shows a creation date no JavaScript date holds as its number; one tracker line per URL', async () => {
+    const t = path.join(dir, 'd.torrent');
+    const info = { name: 'x', 'piece length': PL, pieces: Buffer.alloc(20), length: 1 };
+    // Microseconds since 1970, as some creators write: past the year 275760 in seconds.
+    const tiers = [['http://a.example/1', 'http://b.example/2'], ['udp://c.example:3']];
+    await writeFile(
+      t,
+      encode({ 'creation date': 1_733_400_000_000_000, 'announce-list': tiers, info }),
+    );
+    const text = await runCli(['info', t]);
+    expect(text.code).toBe(0);
+    expect(text.stderr).toBe('');
+    expect(text.stdout).toContain('size:         1 B (1 byte)\n');
+    expect(text.stdout).toContain(
+      'created:      1733400000000000 (not a date: seconds since 1970)\n' +
+        'trackers:\n' +
+        '  tier 1: http://a.example/1\n  tier 1: http://b.example/2\n  tier 2: udp://c.example:3\n',
+    );
+    await writeFile(t, encode({ 'creation date': 1_733_400_000, info }));
+    expect((await runCli(['info', t])).stdout).toContain(
+      'created:      2024-12-05T12:00:00.000Z\ntrackers:     (none)\n',
+    );
+  });
+
   it('tdl verify counts the files, not the padding between them', async () => {
     const a = randomBytesSeeded(1000, 'pad-a');
     const b = randomBytesSeeded(10, 'pad-b');
