@@ -7,10 +7,11 @@
  *   the torrent's top folder. The parser has already refused targets that leave it; this is
  *   checked again here, and no folder on the way to the link may be a symlink. A zero-length
  *   regular file already at the link's path (a placeholder) is replaced; anything else there
- *   that is not the same link is an error. Nothing is ever written through a link.
+ *   that is not the same link (one that resolves to the same entry inside the folder counts as
+ *   the same) is an error. Nothing is ever written through a link.
  * - `h` (hidden) and `p` (padding) need nothing here: padding files are never created.
  */
-import { mkdir, open, readlink, symlink, unlink } from 'node:fs/promises';
+import { mkdir, open, readlink, realpath, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { logger } from '../log.js';
 import { DiskError, MetainfoError } from '../errors.js';
@@ -97,6 +98,24 @@ async function realFolders(root: string, dir: string): Promise<void> {
   }
 }
 
+/**
+ * Whether the link at `linkPath` already leads where the torrent's does, in other words (`./a`, an
+ * absolute path, a chain of links: what `tdl create` found and wrote as the target it
+ * resolved to): both resolve to one entry inside the torrent's folder.
+ */
+async function reachesSame(root: string, linkPath: string, target: string): Promise<boolean> {
+  try {
+    const [realRoot, there, want] = await Promise.all([
+      realpath(root),
+      realpath(linkPath),
+      realpath(target),
+    ]);
+    return there === want && there.startsWith(realRoot + path.sep);
+  } catch {
+    return false; // broken, or the target is missing: not the torrent's link
+  }
+}
+
 async function makeLink(root: string, linkPath: string, target: string): Promise<void> {
   const dir = path.dirname(linkPath);
   await realFolders(root, dir);
@@ -109,7 +128,7 @@ async function makeLink(root: string, linkPath: string, target: string): Promise
     const now = await readlink(linkPath).catch((e: unknown) => {
       throw diskError('read', linkPath, e);
     });
-    if (now === rel) return;
+    if (now === rel || (await reachesSame(root, linkPath, target))) return;
     throw new DiskError(`${linkPath} is already a symbolic link, to ${now}`);
   }
   if (st?.isFile() && st.size === 0) {

@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { mkdir, readFile, symlink, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readlink, symlink, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/program.js';
@@ -460,16 +460,31 @@ describe('tdl create', () => {
     await writeFile(path.join(d, 'sub', 'b'), 'x');
     await symlink('a.txt', path.join(d, 'to-a'));
     await symlink('sub', path.join(d, 'to-sub'));
+    // Other ways to the same file: the torrent holds the target each resolves to, and the
+    // folder keeps its own links, which seed takes as the torrent's.
+    await symlink('./a.txt', path.join(d, 'dot'));
+    await symlink(path.join(d, 'a.txt'), path.join(d, 'abs'));
+    await symlink('to-a', path.join(d, 'chain'));
+    await symlink('../linked/sub/b', path.join(d, 'up'));
     const t = path.join(dir, 'linked.torrent');
     expect((await runCli(['create', d, '-o', t, '-q'])).code).toBe(0);
     const m = parseTorrent(await readFile(t));
     expect(m.files.filter((x) => x.symlink).map((x) => [x.path, x.symlink])).toEqual([
+      [['abs'], ['a.txt']],
+      [['chain'], ['a.txt']],
+      [['dot'], ['a.txt']],
       [['to-a'], ['a.txt']],
       [['to-sub'], ['sub']],
+      [['up'], ['sub', 'b']],
     ]);
     const v = await runCli(['verify', t, '-o', dir]);
     expect(v.code, v.stderr).toBe(0);
     expect(v.stdout).toMatch(/result: +complete/);
+    const none = ['--peer', '127.0.0.1:9', '--no-dht', '--no-listen'];
+    const s = await runCli(['seed', t, '-o', dir, ...none, '--seed-time', '0.001']);
+    expect(s.code, s.stderr).toBe(0);
+    expect(s.stderr).toBe('tdl: seeding linked accepting no connection (Ctrl-C to stop)\n');
+    expect(await readlink(path.join(d, 'dot'))).toBe('./a.txt'); // left as the user made it
   });
 
   it('verify and seed refuse a link where the torrent has a file, as unreadable data', async () => {
