@@ -36,12 +36,15 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
     opts.pieceLength.toLowerCase() === 'auto'
       ? 'auto'
       : checkPieceLength(parseSize(opts.pieceLength));
-  const trackers = opts.tracker.map((t) =>
-    t
+  const trackers = opts.tracker.map((t) => {
+    const tier = t
       .split(',')
       .map((u) => u.trim())
-      .filter((u) => u !== ''),
-  );
+      .filter((u) => u !== '');
+    // `--tracker " "` or `--tracker ,` names no tracker: never taken as "none" (as "" is not).
+    if (tier.length === 0) throw new UsageError(`--tracker ${JSON.stringify(t)}: no URL in it`);
+    return tier;
+  });
   if (toStdout && (io.stdout as { isTTY?: boolean }).isTTY) {
     throw new UsageError(
       '-o - would write a binary .torrent to the terminal: pipe or redirect stdout',

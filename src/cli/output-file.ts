@@ -2,7 +2,7 @@
  * A .torrent the CLI writes (`tdl create -o`, `--save-torrent`): where it goes is checked before
  * any work, and it is written whole or not at all.
  */
-import { accessSync, constants, openSync, realpathSync, statSync } from 'node:fs';
+import { accessSync, constants, openSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -11,7 +11,10 @@ import { DiskError, UsageError } from '../errors.js';
 import { replaceFile } from '../storage/fs-util.js';
 
 export interface FileTarget {
-  /** Where to write: an existing regular file's real path (through any links), else the path. */
+  /**
+   * Where to write: an existing regular file's real path (through any links), the missing target
+   * of a symbolic link, else the path.
+   */
   path: string;
   /** False for a pipe or a device, which is written to and never replaced. */
   regular: boolean;
@@ -36,15 +39,44 @@ export function fileTarget(file: string, option: string): FileTarget {
   if (st?.isDirectory())
     throw new UsageError(`${option} ${file} is a folder: name the .torrent file`);
   if (st !== null && !st.isFile()) return { path: abs, regular: false, shown: file };
-  const real = st === null ? abs : realpathSync.native(abs);
+  const real = st === null ? danglingTarget(abs, option, file) : realpathSync.native(abs);
   const dir = path.dirname(real);
-  if (!statOrNull(dir)?.isDirectory()) throw new UsageError(`${option} ${file}: no folder ${dir}`);
+  const dirSt = statOrNull(dir);
+  if (!dirSt?.isDirectory()) {
+    throw new UsageError(
+      dirSt === null
+        ? `${option} ${file}: no folder ${dir}`
+        : `${option} ${file}: ${dir} is not a folder`,
+    );
+  }
   try {
     accessSync(dir, constants.W_OK);
   } catch (e) {
     throw writeError(file, e);
   }
   return { path: real, regular: true, shown: file };
+}
+
+/** Most links followed from one -o path (Linux's own limit). */
+const MAX_LINK_HOPS = 40;
+
+/**
+ * Where a path that does not exist is written: itself, or, when it is a symbolic link whose
+ * target is missing, that target (as a shell's `>` creates it), never the link replaced. A link
+ * that leads back to itself is refused.
+ */
+function danglingTarget(abs: string, option: string, file: string): string {
+  let p = abs;
+  for (let hops = 0; hops <= MAX_LINK_HOPS; hops++) {
+    let to: string;
+    try {
+      to = readlinkSync(p);
+    } catch {
+      return p; // not a link (or not there): the path itself
+    }
+    p = path.resolve(path.dirname(p), to);
+  }
+  throw new UsageError(`${option} ${file}: a loop of symbolic links`);
 }
 
 /**

@@ -25,7 +25,7 @@ import fs, {
 } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { DiskError, UsageError } from '../errors.js';
+import { DiskError, MetainfoError, UsageError } from '../errors.js';
 import { Bencoded, encodeCanonical } from './bencode-encode.js';
 import {
   CTL_NEXT,
@@ -46,7 +46,12 @@ import {
   workerFailures,
 } from './hash-prestart.js';
 import { logger } from '../log.js';
-import { checkPathComponent, normalizeComponent } from './paths.js';
+import {
+  checkPathComponent,
+  componentFromBytes,
+  normalizeComponent,
+  percentEncodeInvalidUtf8,
+} from './paths.js';
 import { MAX_FILES, MAX_PIECE_LENGTH, parseTorrent } from './torrent.js';
 
 const log = logger('tdl:create');
@@ -274,7 +279,9 @@ function listFolder(
     for (const dirent of dirents) {
       const named = entryName(dirent.name);
       if ('reason' in named) {
-        skip([...rel, dirent.name.toString('utf8')].join('/'), named.reason);
+        // Shown as tdl info would name it (bytes that are not UTF-8 as %XX): two such names
+        // decoded with U+FFFD would read the same.
+        skip([...rel, percentEncodeInvalidUtf8(dirent.name)].join('/'), named.reason);
         continue;
       }
       entries.push(
@@ -323,13 +330,15 @@ function listFolder(
       }
     }
     if (st === undefined || st.isSymbolicLink()) {
-      let target: string;
+      let targetBytes: Buffer;
       try {
-        target = realpathSync.native(abs);
+        targetBytes = realpathSync.native(abs, { encoding: 'buffer' });
       } catch {
         skip(shown(d, text), 'broken symbolic link');
         continue;
       }
+      // A name that is not UTF-8 on the way comes as %XX (componentFromBytes).
+      const { text: target, remapped } = componentFromBytes(targetBytes);
       if (!isInside(realRoot, target)) {
         throw new UsageError(
           `${abs} is a symbolic link to ${target}, outside ${dir}: ` +
@@ -338,6 +347,11 @@ function listFolder(
       }
       if (target === realRoot) {
         skip(shown(d, text), 'symbolic link to the folder itself');
+        continue;
+      }
+      if (remapped) {
+        // Its target's name is not UTF-8: that file is skipped, so the link could not reach it.
+        skip(shown(d, text), notInTorrent(path.relative(realRoot, target)));
         continue;
       }
       // Kept as a link (BEP 47): its target's data is in the torrent once, under the target's
@@ -360,10 +374,44 @@ function listFolder(
       skip(shown(d, text), 'not a regular file');
     }
     if (out.length > MAX_FILES) {
-      throw new UsageError(`more than ${MAX_FILES} files: too many for one torrent`);
+      // The torrent would be one tdl refuses to read (exit 3, as for the other such torrents).
+      throw new MetainfoError('info.files', `has more than ${MAX_FILES} entries`);
     }
   }
-  return out;
+  return linksInTorrent(out, skip);
+}
+
+function notInTorrent(target: string): string {
+  return `symbolic link to ${target}, which is not in the torrent`;
+}
+
+/**
+ * `files` without the links whose target is neither one of its regular files nor a folder
+ * holding one (a skipped file, an empty folder, the output itself): a download would make a
+ * dangling link. Each is skipped, saying so.
+ */
+function linksInTorrent(
+  files: SourceFile[],
+  skip: (rel: string, reason: string) => void,
+): SourceFile[] {
+  if (!files.some((f) => f.symlink !== undefined)) return files;
+  // Every regular file's path and the folders on its way ('/' is in no component).
+  const held = new Set<string>();
+  for (const f of files) {
+    if (f.symlink !== undefined) continue;
+    let key = '';
+    for (const c of f.path) {
+      key = key === '' ? c : `${key}/${c}`;
+      held.add(key);
+    }
+  }
+  return files.filter((f) => {
+    if (f.symlink === undefined) return true;
+    const key = f.symlink.join('/');
+    if (held.has(key)) return true;
+    skip(f.path.join('/'), notInTorrent(key));
+    return false;
+  });
 }
 
 /**
@@ -536,6 +584,13 @@ function checkUrl(url: string, what: string, schemes: string[]): string {
       `${what} ${JSON.stringify(url)}: only ${schemes.map((s) => s.slice(0, -1)).join(', ')} URLs`,
     );
   }
+  // The URL parser would take ' ' (and drop tabs and newlines); the torrent holds the text as
+  // given, which other clients would not.
+  if (/[\s\x00-\x1f\x7f]/.test(url)) {
+    throw new UsageError(
+      `${what} ${JSON.stringify(url)} holds white space or control characters (percent-encode them: %20)`,
+    );
+  }
   if (u.hostname === '') throw new UsageError(`${what} ${JSON.stringify(url)} has no host`);
   // A UDP tracker has no default port: a client could not reach one without it.
   if (u.protocol === 'udp:' && u.port === '') {
@@ -588,7 +643,13 @@ async function createFrom(input: string, opts: CreateOptions): Promise<CreatedTo
     // A path that is not there is a mistake on the command line (exit 2), as for a .torrent.
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {
-      throw new UsageError(`${input}: no such file or folder`);
+      // Node reads its arguments as UTF-8: bytes that are not come as U+FFFD, a name no file has.
+      throw new UsageError(
+        input.includes('\uFFFD')
+          ? `${input}: no such file or folder (its name is not valid UTF-8: a torrent could not ` +
+              'name it either; rename it)'
+          : `${input}: no such file or folder`,
+      );
     }
     throw ioError(input, e);
   }

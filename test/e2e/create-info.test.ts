@@ -487,6 +487,94 @@ describe('tdl create', () => {
     expect(await readlink(path.join(d, 'dot'))).toBe('./a.txt'); // left as the user made it
   });
 
+  it('skips a link to what it leaves out of the torrent, saying so', async () => {
+    const d = path.join(dir, 'skips');
+    await mkdir(path.join(d, 'empty'), { recursive: true });
+    await writeFile(path.join(d, 'a'), 'a');
+    // Two names that are not UTF-8, told apart in the warnings as tdl info would name them.
+    const latin1 = (name: string) =>
+      Buffer.concat([Buffer.from(`${d}/`), Buffer.from(name, 'latin1')]);
+    await writeFile(latin1('caf\xe9'), 'q');
+    await writeFile(latin1('caf\xfe'), 'q');
+    spawnSync('mkfifo', [path.join(d, 'fifo')]);
+    await symlink('fifo', path.join(d, 'to-fifo'));
+    await symlink('empty', path.join(d, 'to-empty'));
+    await symlink(Buffer.from('caf\xe9', 'latin1'), path.join(d, 'to-bad'));
+    await symlink('out.torrent', path.join(d, 'to-out'));
+    await symlink('a', path.join(d, 'to-a'));
+    const t = path.join(d, 'out.torrent');
+    await writeFile(t, 'an earlier torrent');
+    const r = await runCli(['create', d, '-o', t, '--no-date']);
+    expect(r.code, r.stderr).toBe(0);
+    const m = parseTorrent(await readFile(t));
+    expect(m.files.map((x) => [x.path.join('/'), x.symlink])).toEqual([
+      ['a', undefined],
+      ['to-a', ['a']],
+    ]);
+    const warnings = r.stderr.split('\n').filter((l) => l.startsWith('tdl: warning: skipped '));
+    expect(warnings.sort()).toEqual([
+      'tdl: warning: skipped caf%E9: name is not valid UTF-8',
+      'tdl: warning: skipped caf%FE: name is not valid UTF-8',
+      'tdl: warning: skipped empty: empty folder (a torrent holds files only)',
+      'tdl: warning: skipped fifo: not a regular file',
+      'tdl: warning: skipped out.torrent: the output file itself (it is replaced)',
+      'tdl: warning: skipped to-bad: symbolic link to caf%E9, which is not in the torrent',
+      'tdl: warning: skipped to-empty: symbolic link to empty, which is not in the torrent',
+      'tdl: warning: skipped to-fifo: symbolic link to fifo, which is not in the torrent',
+      'tdl: warning: skipped to-out: symbolic link to out.torrent, which is not in the torrent',
+    ]);
+  });
+
+  it('refuses a blank --tracker, URLs with spaces, and says why a name cannot be found', async () => {
+    const f = path.join(dir, 'f');
+    await writeFile(f, 'data');
+    const out = path.join(dir, 'f.torrent');
+    for (const [args, message] of [
+      [['--tracker', ' '], '--tracker " ": no URL in it'],
+      [['--tracker', ','], '--tracker ",": no URL in it'],
+      [
+        ['--tracker', 'http://a.example/ b'],
+        'tracker "http://a.example/ b" holds white space or control characters (percent-encode them: %20)',
+      ],
+      [
+        ['--web-seed', 'http://w.example/x\ty'],
+        'web seed "http://w.example/x\\ty" holds white space or control characters (percent-encode them: %20)',
+      ],
+    ] as const) {
+      const r = await runCli(['create', f, '-o', out, ...args]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toBe(`tdl: ${message}\n`);
+    }
+    // Node reads arguments as UTF-8: a name that is not arrives as U+FFFD.
+    const r = await runCli(['create', path.join(dir, 'top\uFFFD'), '-o', out]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('no such file or folder (its name is not valid UTF-8');
+    const notDir = await runCli(['create', f, '-o', path.join(f, 'x.torrent')]);
+    expect(notDir.code).toBe(2);
+    expect(notDir.stderr).toBe(`tdl: -o ${path.join(f, 'x.torrent')}: ${f} is not a folder\n`);
+  });
+
+  it('-o through a link to a missing file writes that file, as > would; a loop is refused', async () => {
+    const f = path.join(dir, 'f');
+    await writeFile(f, 'data');
+    await mkdir(path.join(dir, 'sub'));
+    const link = path.join(dir, 'link.torrent');
+    await symlink('sub/made.torrent', link);
+    const r = await runCli(['create', f, '-o', link, '-q']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await readlink(link)).toBe('sub/made.torrent');
+    expect(parseTorrent(await readFile(path.join(dir, 'sub', 'made.torrent'))).name).toBe('f');
+    await symlink('loop-b', path.join(dir, 'loop-a'));
+    await symlink('loop-a', path.join(dir, 'loop-b'));
+    const loop = await runCli(['create', f, '-o', path.join(dir, 'loop-a')]);
+    expect(loop.code).toBe(2);
+    expect(loop.stderr).toBe(`tdl: -o ${path.join(dir, 'loop-a')}: a loop of symbolic links\n`);
+    await symlink('missing/x.torrent', path.join(dir, 'nowhere'));
+    const missing = await runCli(['create', f, '-o', path.join(dir, 'nowhere')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain(`no folder ${path.join(dir, 'missing')}`);
+  });
+
   it('verify and seed refuse a link where the torrent has a file, as unreadable data', async () => {
     // mktorrent, transmission-create and libtorrent follow links: their torrent has the data of
     // a.txt twice, and the folder it was made from holds a link. tdl reads no file through a

@@ -361,7 +361,7 @@ describe('createTorrent', () => {
     });
     expect(parseTorrent(made.torrent).files.map((f) => f.path)).toEqual([['ok']]);
     expect(skipped).toEqual([
-      'b\ufffd: name is not valid UTF-8',
+      'b%FF: name is not valid UTF-8',
       'out.torrent: the output file itself (it is replaced)',
     ]);
   });
