@@ -1,5 +1,6 @@
 import { fstatSync } from 'node:fs';
 import { rmdir } from 'node:fs/promises';
+import path from 'node:path';
 import type { Dht } from '../dht/dht.js';
 import type { EncryptionMode } from '../peer/connection.js';
 import { UsageError } from '../errors.js';
@@ -22,7 +23,15 @@ import {
   streamWorkDir,
   type ByteSink,
 } from '../storage/stream-out.js';
-import { partPathOf } from '../storage/names.js';
+import {
+  METADATA_SUFFIX,
+  PART_SUFFIX,
+  partPathOf,
+  RESUME_SUFFIX,
+  withSuffix,
+} from '../storage/names.js';
+import { LOCK_SUFFIX } from '../storage/lock.js';
+import { PARTS_SUFFIX } from '../storage/parts.js';
 import { planFilePath } from '../storage/output.js';
 import { FdSink } from '../storage/fd-sink.js';
 import { outgoingAddress } from '../tracker/local-addresses.js';
@@ -74,6 +83,9 @@ export async function runDownload(
     throw new UsageError(
       '--no-resume applies to -o - only: a download to a file always keeps its resume file',
     );
+  }
+  if (opts.saveTorrent !== undefined && !streaming) {
+    checkSaveTorrentPath(opts.saveTorrent, opts.output ?? '.');
   }
   const cliPeers = opts.peer.map((p) => parsePeer(p));
   const bootstrap = parseBootstrap(opts.dhtBootstrap);
@@ -365,6 +377,29 @@ export async function runDownload(
     else if (workDir) await rmdir(workDir).catch(() => {});
   }
 }
+
+/**
+ * `--save-torrent` may not name the download's own output or a file tdl keeps beside it: the
+ * download would write over the saved torrent, or remove it on completion with its resume file.
+ */
+function checkSaveTorrentPath(save: string, output: string): void {
+  const out = path.resolve(output);
+  const own = [out, ...OWN_SUFFIXES.map((s) => withSuffix(out, s))];
+  if (own.includes(path.resolve(save))) {
+    throw new UsageError(
+      `--save-torrent ${save}: the download (-o ${output}) writes there; name another file`,
+    );
+  }
+}
+
+/** What tdl keeps beside a download's output (its own files, removed or rewritten by it). */
+const OWN_SUFFIXES = [
+  PART_SUFFIX,
+  RESUME_SUFFIX,
+  METADATA_SUFFIX,
+  PARTS_SUFFIX,
+  LOCK_SUFFIX,
+] as const;
 
 /**
  * `-o -` streams one file to stdout: refused (exit 2) for `seed`, with `--seed`, and onto a

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, constants, createWriteStream, openSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
@@ -199,6 +199,29 @@ describe('stdin and URL sources', () => {
     const r = await cli(['info', '-', '--save-torrent', saved], Readable.from([withComment]));
     expect(r.code, r.stderr).toBe(0);
     expect(await readFile(saved)).toEqual(withComment);
+  });
+
+  it('--save-torrent onto the download or a file kept beside it is refused before anything', async () => {
+    const out = path.join(dir, 'same.bin');
+    const torrent = path.join(dir, 't.torrent');
+    await writeFile(torrent, t.torrent);
+    for (const save of [out, `${out}.tdl-resume`, `${out}.part`, `${out}.tdl-torrent`]) {
+      const r = await cli([
+        'download',
+        torrent,
+        '-o',
+        out,
+        '--peer',
+        '127.0.0.1:9',
+        '--save-torrent',
+        save,
+      ]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(
+        `tdl: --save-torrent ${save}: the download (-o ${out}) writes there; name another file\n`,
+      );
+    }
+    expect(await readdir(dir)).toEqual(['t.torrent']);
   });
 
   it('download - downloads the torrent read from stdin (in small chunks)', async () => {
