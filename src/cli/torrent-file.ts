@@ -6,7 +6,7 @@
  * A gzip or deflate body (a server may compress what it was not asked to) is decoded, the cap
  * then applying to the decoded bytes.
  */
-import { constants, openSync } from 'node:fs';
+import { constants, fstatSync, openSync, type Stats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { pipeline } from 'node:stream';
@@ -192,6 +192,11 @@ async function readStdin(stdin: ByteStream, signal?: AbortSignal): Promise<Buffe
   if (stdin.isTTY) {
     throw new UsageError('`-` reads the .torrent from stdin, which is a terminal: pipe it in');
   }
+  // Node's stream of a folder (`< dir`) just ends, which would read as an empty torrent.
+  const fd = (stdin as { fd?: unknown }).fd;
+  if (typeof fd === 'number' && fstatOrNull(fd)?.isDirectory()) {
+    throw new UsageError('cannot read the .torrent from stdin: it is a folder');
+  }
   const onAbort = () => stdin.destroy?.(signal?.reason as Error);
   if (signal?.aborted) throw signal.reason;
   signal?.addEventListener('abort', onAbort, { once: true });
@@ -318,4 +323,12 @@ async function fetchFrom(
 /** Writes the torrent's warnings to stderr as `tdl: warning: ...` lines. */
 export function printMetainfoWarnings(m: Metainfo, io: CliIO): void {
   for (const w of m.warnings) io.stderr.write(`tdl: warning: ${escapeControl(redactUrls(w))}\n`);
+}
+
+function fstatOrNull(fd: number): Stats | null {
+  try {
+    return fstatSync(fd);
+  } catch {
+    return null;
+  }
 }

@@ -4,7 +4,7 @@
  * ends, redirects to other schemes or in a loop, a bad torrent.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, constants, createWriteStream, openSync } from 'node:fs';
+import { closeSync, constants, createReadStream, createWriteStream, openSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
@@ -222,6 +222,21 @@ describe('stdin and URL sources', () => {
       );
     }
     expect(await readdir(dir)).toEqual(['t.torrent']);
+  });
+
+  it('a folder on stdin (`- < dir`) is refused as unreadable, not read as an empty torrent', async () => {
+    const out = ['-o', path.join(dir, 'out'), '--peer', '127.0.0.1:9'];
+    for (const args of [
+      ['info', '-'],
+      ['download', '-', ...out],
+    ]) {
+      // What process.stdin is for `< dir`: a stream of descriptor 0, which just ends.
+      const stdin = createReadStream('', { fd: openSync(dir, 'r') });
+      const r = await cli(args, stdin);
+      stdin.destroy();
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe('tdl: cannot read the .torrent from stdin: it is a folder\n');
+    }
   });
 
   it('download - downloads the torrent read from stdin (in small chunks)', async () => {
