@@ -115,6 +115,8 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
   private readonly conns = new Map<PeerConnection, ConnState>();
   private readonly answered = new Map<string, PeerAddress>();
   private lastProgressAt = Date.now();
+  /** `address: reason` of the last peer that closed or was dropped while we waited. */
+  private lastFailure = '';
   /** The metadata is complete: dial no one new. */
   private complete = false;
   private closed = false;
@@ -168,7 +170,15 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
         const onConnected = (conn: PeerConnection, cand: Candidate) =>
           this.attach(conn, cand, resolve);
         this.pool.on('connected', onConnected);
-        this.detach.push(() => this.pool.off('connected', onConnected));
+        // A dial that failed (refused, timed out, a bad handshake) says why as well.
+        const onFailed = (address: string, reason: string) => {
+          if (!this.complete) this.lastFailure = `${address}: ${reason}`;
+        };
+        this.pool.on('failed', onFailed);
+        this.detach.push(() => {
+          this.pool.off('connected', onConnected);
+          this.pool.off('failed', onFailed);
+        });
         const listener = this.opts.listener;
         if (listener) {
           const onPeer = (conn: PeerConnection) => this.incoming(conn, resolve);
@@ -202,7 +212,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
             reject(
               new NoPeersError(
                 `no metadata within ${secs}s (${c.known} peer address${c.known === 1 ? '' : 'es'}, ` +
-                  `${c.withMetadata} with metadata)`,
+                  `${c.withMetadata} with metadata${this.lastFailure ? `; last: ${this.lastFailure}` : ''})`,
               ),
             );
           }
@@ -282,7 +292,9 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
     for (const d of this.detach) d();
     this.detach = [];
     this.pool.close();
-    for (const c of [...this.conns.keys()]) c.close('metadata complete');
+    for (const c of [...this.conns.keys()]) {
+      c.close(this.complete ? 'metadata complete' : 'metadata fetch ended');
+    }
   }
 
   private add(peers: PeerAddress[], origin: PeerOrigin): void {
@@ -324,6 +336,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
       this.fetch.removePeer(conn.address);
       this.pool.released(cand, !state.evicted);
       log('%s closed: %s', conn.address, reason);
+      if (!this.closed && !this.complete) this.lastFailure = `${conn.address}: ${reason}`;
       if (!this.complete) this.pool.fill(this.conns.size, METADATA_MAX_PEERS);
     };
     const onExtended = (extId: number, payload: Buffer) => {

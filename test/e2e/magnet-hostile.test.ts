@@ -184,6 +184,15 @@ async function hostilePeers(info: Buffer): Promise<Record<string, MetadataPeer>>
   };
 }
 
+/** What the final message of a run against each hostile peer alone says it was dropped for. */
+const droppedWhy: Record<string, string> = {
+  'metadata_size 0': 'unusable metadata size 0',
+  'metadata_size over the cap': `unusable metadata size ${MAX_METADATA_SIZE + 1}`,
+  'piece index out of range': 'metadata piece 1000 out of range (4 pieces)',
+  'data piece over 16 KiB': 'ut_metadata: data piece of 16385 bytes is too long',
+  'a copy that hashes wrong': 'metadata does not match the info hash',
+};
+
 describe('magnet links against hostile metadata peers', () => {
   it('each hostile peer alone: no torrent shown, the liar dropped, exit 4 at --timeout', async () => {
     const info = infoDict('h.bin');
@@ -216,6 +225,12 @@ describe('magnet links against hostile metadata peers', () => {
       expect(r.events, name).toHaveLength(1);
       expect(r.events[0], name).toMatchObject({ event: 'error', kind: 'no-peers' });
       expect(r.events[0]!['message'], name).toMatch(/no metadata within 4s/);
+      // The peer that was dropped, and why (the rejecting ones are only asked less).
+      if (droppedWhy[name]) {
+        expect(r.events[0]!['message'], name).toContain(
+          `; last: 127.0.0.1:${p.port}: ${droppedWhy[name]})`,
+        );
+      }
       expect(droppedInTime, `${name}: dropped before the run ended`).toBe(true);
       if (name === 'only rejects') expect(p.requests, name).toBeGreaterThan(0);
       if (name.startsWith('metadata_size')) expect(p.requests, name).toBe(0);
