@@ -50,11 +50,8 @@ function shownSource(source: string): string {
 
 /** A source over the cap, named as a refusal of its content would name it. */
 function tooLarge(source: string, size?: number): MetainfoError {
-  const what = size === undefined ? `more than ${MAX_TORRENT_FILE_BYTES} bytes` : `${size} bytes`;
-  return new MetainfoError(
-    shownSource(source),
-    `${what} is larger than the ${MAX_TORRENT_FILE_BYTES} allowed`,
-  );
+  const cap = `over the ${MAX_TORRENT_FILE_BYTES} bytes a .torrent may have`;
+  return new MetainfoError(shownSource(source), size === undefined ? cap : `${size} bytes, ${cap}`);
 }
 
 /**
