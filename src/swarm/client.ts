@@ -200,6 +200,21 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
           : `no file of this torrent is at ${plan.root}: -o names where the data is, as given to tdl download`,
       );
     }
+    if (o.seedOnly) {
+      // Every piece is valid, read from a `.part` beside a file of the same name: finishing would
+      // rename it over that file, which may be the user's own. seed only reads; a download
+      // does this (and says so), and verify calls such data incomplete.
+      const both = storage.shadowedFiles();
+      if (both.length > 0) {
+        const i = both[0]!;
+        const more = both.length > 1 ? ` (and ${both.length - 1} more such files)` : '';
+        throw new TransferError(
+          `the data under ${plan.root} is valid but not finished: ${storage.partPath(i)} was ` +
+            `read, and finishing would replace ${storage.finalPath(i)} beside it${more}: delete ` +
+            'the one you do not want, or finish it with tdl download (no network needed)',
+        );
+      }
+    }
     const seeding = o.seed !== undefined || o.seedOnly === true;
     if (complete && !seeding) {
       // Nothing to fetch and nothing to serve: give the files their final names and stop.
