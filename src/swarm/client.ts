@@ -581,6 +581,8 @@ function seedUntil(
       resolve();
     };
     signal.addEventListener('abort', done, { once: true });
+    // The ratio is met on the block that meets it (the timer alone let twice the target out).
+    if (limits.ratio !== undefined && size > 0) d.capUpload(Math.ceil(limits.ratio * size), done);
     check();
   });
 }

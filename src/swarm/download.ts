@@ -371,6 +371,11 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.wakeAll();
   }
 
+  /** Upload at most `bytes` of payload, then call `reached` (`--seed-ratio`; UploadService.capTotal). */
+  capUpload(bytes: number, reached: () => void): void {
+    this.upload.capTotal(bytes, reached);
+  }
+
   /** The download is complete: wait for it (resolves at once when it already is). */
   whenComplete(): Promise<void> {
     return this.done;

@@ -145,6 +145,9 @@ export class UploadService {
   private readonly waiting = new Set<Upload>();
   /** Payload bytes sent to all peers. */
   uploaded = 0;
+  /** Most payload bytes to send in all (capTotal): `--seed-ratio`'s target. */
+  private cap = Infinity;
+  private onCap: (() => void) | null = null;
   private readonly lastSeconds = new RateWindow(3_000);
   private closed = false;
 
@@ -157,6 +160,20 @@ export class UploadService {
     private readonly onFault: (e: Error) => void = () => {},
   ) {
     this.bucket = new TokenBucket(maxRate > 0 ? maxRate : Infinity);
+  }
+
+  /**
+   * Send at most `bytes` of payload in all, then call `reached` once (at once if already there):
+   * `--seed-ratio` stops on the block that meets it, not on a timer's next look, which at
+   * loopback speed let twice the target out.
+   */
+  capTotal(bytes: number, reached: () => void): void {
+    this.cap = bytes;
+    this.onCap = reached;
+    if (this.uploaded >= bytes) {
+      this.onCap = null;
+      queueMicrotask(reached);
+    }
   }
 
   add(conn: PeerConnection): void {
@@ -418,10 +435,17 @@ export class UploadService {
           u.conn.reject(r.index, r.begin, r.length);
           return this.pumpAll(cost);
         }
+        // The cap is reached: nothing more goes out (the owner ends the seeding at once).
+        if (this.uploaded >= this.cap) return;
         this.send(u, r, data);
         const now = Date.now();
         u.sent += data.length;
         this.uploaded += data.length;
+        if (this.uploaded >= this.cap && this.onCap) {
+          const reached = this.onCap;
+          this.onCap = null;
+          reached();
+        }
         u.recentBytes.add(now, data.length);
         this.lastSeconds.add(now, data.length);
         this.pump(u);

@@ -123,6 +123,36 @@ function requestPieces(c: FakeConn, pieces: number[], pieceLength = PIECE): void
     for (let b = 0; b < pieceLength; b += BLOCK) c.emit('request', p, b, BLOCK);
 }
 
+describe('UploadService.capTotal (--seed-ratio)', () => {
+  it('sends up to the cap, calls back once on the block that meets it, then sends nothing', async () => {
+    const { upload, source, add } = setup();
+    const c = add();
+    const reached = vi.fn();
+    upload.capTotal(5 * BLOCK, reached);
+    requestPieces(c, [1]);
+    await source.finishAll();
+    // Every read of the piece finished together: the blocks after the fifth are not sent.
+    expect(c.sent.length).toBe(5);
+    expect(upload.uploaded).toBe(5 * BLOCK);
+    expect(reached).toHaveBeenCalledTimes(1);
+    requestPieces(c, [2]);
+    await source.finishAll();
+    expect(c.sent.length).toBe(5);
+    expect(reached).toHaveBeenCalledTimes(1);
+  });
+
+  it('a cap already met calls back at once', async () => {
+    const { upload, source, add } = setup();
+    const c = add();
+    requestPieces(c, [3]);
+    await source.finishAll();
+    const reached = vi.fn();
+    upload.capTotal(BLOCK, reached);
+    await Promise.resolve();
+    expect(reached).toHaveBeenCalledTimes(1);
+  });
+});
+
 describe('UploadService read-ahead', () => {
   it('starts the reads of several queued pieces at once, not one after another', async () => {
     const { source, add } = setup();
