@@ -435,17 +435,16 @@ export class UploadService {
           u.conn.reject(r.index, r.begin, r.length);
           return this.pumpAll(cost);
         }
-        // The cap is reached: nothing more goes out (the owner ends the seeding at once).
+        // The cap is reached: nothing more goes out (the owner ends the seeding).
         if (this.uploaded >= this.cap) return;
-        this.send(u, r, data);
+        // The block that meets the cap calls back once the socket has written it: the owner
+        // closes the connections then, which must not cut it off.
+        const meets = this.uploaded + data.length >= this.cap ? this.onCap : null;
+        if (meets) this.onCap = null;
+        this.send(u, r, data, meets ?? undefined);
         const now = Date.now();
         u.sent += data.length;
         this.uploaded += data.length;
-        if (this.uploaded >= this.cap && this.onCap) {
-          const reached = this.onCap;
-          this.onCap = null;
-          reached();
-        }
         u.recentBytes.add(now, data.length);
         this.lastSeconds.add(now, data.length);
         this.pump(u);
@@ -467,14 +466,15 @@ export class UploadService {
    * Hands a block to the peer's socket: as it is, unless it is a view of a bigger buffer that the
    * socket does not hold already and MAX_VIEW_BYTES of such buffers are held: then a copy.
    */
-  private send(u: Upload, r: Req, data: Buffer): void {
+  /** `written`: called once the socket has written the block out. */
+  private send(u: Upload, r: Req, data: Buffer, written?: () => void): void {
     const whole = data.buffer;
     const size = whole.byteLength;
     const n = u.views.get(whole);
     if (size <= data.length) {
-      u.conn.sendPiece(r.index, r.begin, data);
+      u.conn.sendPiece(r.index, r.begin, data, written);
     } else if (n === undefined && u.viewBytes + size > MAX_VIEW_BYTES) {
-      u.conn.sendPiece(r.index, r.begin, Buffer.from(data));
+      u.conn.sendPiece(r.index, r.begin, Buffer.from(data), written);
     } else {
       u.views.set(whole, (n ?? 0) + 1);
       if (n === undefined) u.viewBytes += size;
@@ -486,6 +486,7 @@ export class UploadService {
           u.views.delete(whole);
           u.viewBytes -= size;
         }
+        written?.();
       });
     }
   }

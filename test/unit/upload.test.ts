@@ -124,7 +124,7 @@ function requestPieces(c: FakeConn, pieces: number[], pieceLength = PIECE): void
 }
 
 describe('UploadService.capTotal (--seed-ratio)', () => {
-  it('sends up to the cap, calls back once on the block that meets it, then sends nothing', async () => {
+  it('sends up to the cap, calls back once the block that meets it is written, then sends nothing', async () => {
     const { upload, source, add } = setup();
     const c = add();
     const reached = vi.fn();
@@ -134,6 +134,9 @@ describe('UploadService.capTotal (--seed-ratio)', () => {
     // Every read of the piece finished together: the blocks after the fifth are not sent.
     expect(c.sent.length).toBe(5);
     expect(upload.uploaded).toBe(5 * BLOCK);
+    // Called once the socket has written that block out: closing then cuts nothing off.
+    expect(reached).not.toHaveBeenCalled();
+    c.flush();
     expect(reached).toHaveBeenCalledTimes(1);
     requestPieces(c, [2]);
     await source.finishAll();
