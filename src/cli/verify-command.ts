@@ -162,11 +162,18 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
         },
       ];
     });
-    // A boundary piece whose bytes in a file not selected are nowhere (no copy in the parts
-    // file, the file not on disk) cannot be judged: missing, not corrupt.
+    // A piece some of whose bytes are not on disk (past the end of a file cut short, in a file
+    // not there) is missing, whatever the bytes that are there hold (README). So is a boundary
+    // piece whose bytes in a file not selected are nowhere (no copy in the parts file, the file
+    // not on disk): it cannot be judged.
     let unjudged = 0;
     for (const p of pieces) {
-      if (!r.nonZeroInvalid.has(p) || storage.parts?.has(p)) continue;
+      if (!r.nonZeroInvalid.has(p)) continue;
+      if (r.absent.has(p)) {
+        unjudged++;
+        continue;
+      }
+      if (storage.parts?.has(p)) continue;
       const blind = layout
         .spans(p)
         .some(

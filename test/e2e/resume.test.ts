@@ -497,6 +497,12 @@ describe('verify', () => {
     const long = await runCli(['verify', tp, '-o', out]);
     expect(long.code).toBe(5);
     expect(long.stdout).toMatch(/too long/);
+    // Cut short inside piece 4: its bytes past the end are not on disk, so it is missing (as
+    // those after it), not corrupt, whatever the bytes before the cut hold.
+    await truncate(out, PIECE * 4 + 1000);
+    const cut = await verifyJson(tp, out);
+    expect(cut.r.code).toBe(5);
+    expect(cut.v).toMatchObject({ piecesValid: 4, piecesMissing: 6, piecesCorrupt: 0 });
 
     const missing = await verifyJson(tp, path.join(dir, 'nowhere.bin'));
     expect(missing.r.code).toBe(5);
