@@ -10,6 +10,7 @@
 import { lstatSync } from 'node:fs';
 import path from 'node:path';
 import { hashPieces, isZeroPiece } from '../storage/check.js';
+import { checkLinks } from '../storage/attributes.js';
 import { DiskStorage } from '../storage/disk.js';
 import { Layout } from '../storage/layout.js';
 import { fileList, fileOffsets, paddingFileCount } from '../metainfo/torrent.js';
@@ -35,7 +36,23 @@ export interface VerifyCliOptions extends SelectOptions {
   json?: boolean;
 }
 
-export type FileState = 'complete' | 'partial' | 'missing' | 'too-long' | 'not-final';
+export type FileState =
+  | 'complete'
+  | 'partial'
+  | 'missing'
+  | 'too-long'
+  | 'not-final'
+  /** A torrent link (BEP 47 `l`) whose place holds another link or a file. */
+  | 'wrong-link';
+
+/** A file of the report (`verified` event's `files`). */
+interface ReportedFile {
+  path: string;
+  onDisk: string | null;
+  length: number;
+  valid: number;
+  state: FileState;
+}
 
 export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO): Promise<number> {
   if (opts.output === '-') {
@@ -140,7 +157,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
     }
     const stamps = await storage.stamps();
     // BEP 47 padding files are never on disk: they are not reported.
-    const files = storage.files.flatMap((f, i) => {
+    const files = storage.files.flatMap<ReportedFile>((f, i) => {
       if (f.padding || !f.selected) return [];
       const size = stamps[i]?.size ?? 0;
       const state: FileState = !f.existed
@@ -162,6 +179,25 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
         },
       ];
     });
+    // The torrent's links (BEP 47 `l`, whole torrents only: a selection makes none): each is a
+    // file of the report, of no length, complete when it is in place (as seed would find it).
+    if (!selected) {
+      for (const l of await checkLinks(plan, { multiFile: meta.multiFile, files: list })) {
+        const there = l.found.state !== 'missing';
+        files.push({
+          path: path.relative(plan.parent, l.path),
+          onDisk: there ? l.path : null,
+          length: 0,
+          valid: 0,
+          state:
+            l.found.state === 'in-place'
+              ? 'complete'
+              : l.found.state === 'missing'
+                ? 'missing'
+                : 'wrong-link',
+        });
+      }
+    }
     // A piece some of whose bytes are not on disk (past the end of a file cut short, in a file
     // not there) is missing, whatever the bytes that are there hold (README). So is a boundary
     // piece whose bytes in a file not selected are nowhere (no copy in the parts file, the file
@@ -246,7 +282,9 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
               ? 'missing   '
               : f.state === 'too-long'
                 ? 'too long  '
-                : 'complete, still named .part';
+                : f.state === 'wrong-link'
+                  ? "not the torrent's link"
+                  : 'complete, still named .part';
         lines.push(`  ${what}  ${escapeControl(f.path)}`);
       }
       if (bad.length > MAX_FILES_LISTED) {

@@ -116,6 +116,31 @@ async function reachesSame(root: string, linkPath: string, target: string): Prom
   }
 }
 
+/** What is at a torrent link's path (`to`: the text of a link found there). */
+export type LinkState =
+  { state: 'in-place' } | { state: 'missing' } | { state: 'other'; to?: string };
+
+/**
+ * Whether the torrent's link `linkPath` -> `target` (both inside `root`) is in place: a link
+ * whose text is the relative path, or one that reaches the same entry (reachesSame).
+ */
+export async function linkState(
+  root: string,
+  linkPath: string,
+  target: string,
+): Promise<LinkState> {
+  const st = await lstatOrNull(linkPath);
+  if (st === null) return { state: 'missing' };
+  if (!st.isSymbolicLink()) return { state: 'other' };
+  const to = await readlink(linkPath).catch((e: unknown) => {
+    throw diskError('read', linkPath, e);
+  });
+  if (to === path.relative(path.dirname(linkPath), target)) return { state: 'in-place' };
+  return (await reachesSame(root, linkPath, target))
+    ? { state: 'in-place' }
+    : { state: 'other', to };
+}
+
 async function makeLink(root: string, linkPath: string, target: string): Promise<void> {
   const dir = path.dirname(linkPath);
   await realFolders(root, dir);
@@ -125,11 +150,10 @@ async function makeLink(root: string, linkPath: string, target: string): Promise
   }
   const st = await lstatOrNull(linkPath);
   if (st?.isSymbolicLink()) {
-    const now = await readlink(linkPath).catch((e: unknown) => {
-      throw diskError('read', linkPath, e);
-    });
-    if (now === rel || (await reachesSame(root, linkPath, target))) return;
-    throw new DiskError(`${linkPath} is already a symbolic link, to ${now}`);
+    const found = await linkState(root, linkPath, target);
+    if (found.state === 'in-place') return;
+    const to = found.state === 'other' ? found.to : undefined;
+    throw new DiskError(`${linkPath} is already a symbolic link, to ${to ?? '?'}`);
   }
   if (st?.isFile() && st.size === 0) {
     await unlink(linkPath).catch((e: unknown) => {
@@ -144,6 +168,27 @@ async function makeLink(root: string, linkPath: string, target: string): Promise
     throw diskError('create the symbolic link', linkPath, e);
   }
   log('link %s -> %s', linkPath, rel);
+}
+
+/**
+ * The torrent's links (BEP 47 `l`) and whether each is in place under `plan.root`, for
+ * `tdl verify`: what applyFileAttributes would find (a link elsewhere there makes it fail).
+ */
+export async function checkLinks(
+  plan: { root: string },
+  meta: AttributeMeta,
+): Promise<{ index: number; path: string; target: string; found: LinkState }[]> {
+  if (!meta.multiFile) return [];
+  const root = path.resolve(plan.root);
+  const out = [];
+  for (let i = 0; i < meta.files.length; i++) {
+    const f = meta.files.at(i)!;
+    if (!f.symlink || f.padding) continue;
+    const linkPath = inside(root, f.path, `info.files[${i}].path`);
+    const target = inside(root, f.symlink, `info.files[${i}].symlink path`);
+    out.push({ index: i, path: linkPath, target, found: await linkState(root, linkPath, target) });
+  }
+  return out;
 }
 
 /**

@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { mkdir, readFile, readlink, symlink, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readlink, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/program.js';
@@ -485,6 +485,57 @@ describe('tdl create', () => {
     expect(s.code, s.stderr).toBe(0);
     expect(s.stderr).toBe('tdl: seeding linked accepting no connection (Ctrl-C to stop)\n');
     expect(await readlink(path.join(d, 'dot'))).toBe('./a.txt'); // left as the user made it
+  });
+
+  it('verify reports a torrent link that is gone or leads elsewhere, as seed would find it', async () => {
+    const d = path.join(dir, 'linked');
+    await mkdir(d);
+    await writeFile(path.join(d, 'a.bin'), 'aaaa');
+    await writeFile(path.join(d, 'b.bin'), 'bbbb');
+    await symlink('b.bin', path.join(d, 'link'));
+    const t = path.join(dir, 'linked.torrent');
+    expect((await runCli(['create', d, '-o', t, '-q'])).code).toBe(0);
+    const ok = await runCli(['verify', t, '-o', dir]);
+    expect(ok.code, ok.stdout).toBe(0);
+    expect(ok.stdout).toContain('files:    3 of 3 complete\n');
+
+    await rm(path.join(d, 'link'));
+    await symlink('a.bin', path.join(d, 'link'));
+    const wrong = await runCli(['verify', t, '-o', dir]);
+    expect(wrong.code).toBe(5);
+    expect(wrong.stdout).toContain(
+      "files:    2 of 3 complete\n  not the torrent's link  linked/link\n",
+    );
+    const json = await runCli(['verify', t, '-o', dir, '--json']);
+    expect(json.events.at(-1)!['files']).toContainEqual({
+      path: 'linked/link',
+      onDisk: path.join(d, 'link'),
+      length: 0,
+      valid: 0,
+      state: 'wrong-link',
+    });
+    const seed = await runCli([
+      'seed',
+      t,
+      '-o',
+      dir,
+      '--port',
+      '0',
+      '--no-dht',
+      '--seed-time',
+      '0.001',
+    ]);
+    expect(seed.code).toBe(6);
+
+    await rm(path.join(d, 'link'));
+    const gone = await runCli(['verify', t, '-o', dir]);
+    expect(gone.code).toBe(5);
+    expect(gone.stdout).toContain('  missing     linked/link\n');
+    expect(gone.stdout).toContain('result:   all data valid, not finished');
+    // A download finishes it without a peer: the link is made again.
+    const d2 = await runCli(['download', t, '-o', dir, '--peer', '127.0.0.1:9', '--no-dht']);
+    expect(d2.code, d2.stderr).toBe(0);
+    expect(await readlink(path.join(d, 'link'))).toBe('b.bin');
   });
 
   it('skips a link to what it leaves out of the torrent, saying so', async () => {
