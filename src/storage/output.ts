@@ -307,8 +307,13 @@ async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): 
   const found = new Map<string, Set<string>>();
   for (const d of [...want.keys()].sort((a, b) => a.length - b.length)) {
     const there = d === dir || found.get(path.dirname(d))?.has(path.basename(d)) === true;
-    // A file (or a link) where the torrent has a folder: not this torrent's folder.
-    if (there && d !== dir && !(await lstatOrNull(d))?.isDirectory()) return false;
+    // A file (or a link) where the torrent has a folder: not this torrent's folder. To read
+    // (verify, seed), a link there is what a folder made into a torrent by a tool that follows
+    // links looks like, as for a file below: the folder is this torrent's, and the storage
+    // refuses the link with a message that says so.
+    const st = there && d !== dir ? await lstatOrNull(d) : null;
+    if (st && access === 'read' && st.isSymbolicLink()) return true;
+    if (there && d !== dir && !st?.isDirectory()) return false;
     found.set(d, there ? await listNames(d, want.get(d)!) : new Set());
   }
   const present = (p: string) => found.get(path.dirname(p))?.has(path.basename(p)) === true;

@@ -4,7 +4,17 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { mkdir, readFile, readlink, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import {
+  mkdir,
+  readdir,
+  readFile,
+  readlink,
+  rename,
+  rm,
+  symlink,
+  truncate,
+  writeFile,
+} from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/program.js';
@@ -656,6 +666,38 @@ describe('tdl create', () => {
       expect(s.code).toBe(6);
       expect(s.stderr).toBe(message);
     }
+  });
+
+  it('verify and seed refuse a folder of the torrent made into a link, from either -o', async () => {
+    const d = path.join(dir, 'data');
+    await mkdir(path.join(d, 'sub'), { recursive: true });
+    await writeFile(path.join(d, 'a.bin'), 'aaaa');
+    await writeFile(path.join(d, 'sub', 'b.bin'), 'bbbb');
+    const t = path.join(dir, 'data.torrent');
+    expect((await runCli(['create', d, '-o', t, '-q'])).code).toBe(0);
+    await rename(path.join(d, 'sub'), path.join(d, 'sub2'));
+    await symlink('sub2', path.join(d, 'sub'));
+    // The folder that holds it, and the torrent's folder itself (not taken for a place to put
+    // a new data/data).
+    for (const out of [dir, d]) {
+      const v = await runCli(['verify', t, '-o', out]);
+      expect(v.code, v.stdout).toBe(6);
+      expect(v.stderr).toContain(`${path.join(d, 'sub')}: it is a symbolic link`);
+      const s = await runCli([
+        'seed',
+        t,
+        '-o',
+        out,
+        '--port',
+        '0',
+        '--no-dht',
+        '--seed-time',
+        '0.001',
+      ]);
+      expect(s.code, s.stderr).toBe(6);
+      expect(s.stderr).toContain(`${path.join(d, 'sub')}: it is a symbolic link`);
+    }
+    expect(await readdir(d)).toEqual(['a.bin', 'sub', 'sub2']);
   });
 
   it('the hashing line on a terminal fits its width (a wrapped line could not be redrawn)', async () => {
