@@ -115,7 +115,19 @@ export interface ClientResult {
 
 export async function download(o: ClientOptions): Promise<ClientResult> {
   const { meta } = o;
-  const { peers, useTrackers, dht, webSeeds } = peerSources(o);
+  // A plain download with no way to peers may find its data complete (a rerun, a script that
+  // runs it until it succeeds): that refusal waits for the start-up check. Seeding needs peers
+  // whatever the data.
+  let unreachable: NoPeersError | null = null;
+  let sources: ReturnType<typeof peerSources>;
+  try {
+    sources = peerSources(o);
+  } catch (e) {
+    if (!(e instanceof NoPeersError) || o.seedOnly || o.seed !== undefined) throw e;
+    unreachable = e;
+    sources = { peers: o.peers ?? [], useTrackers: false, dht: null, webSeeds: [] };
+  }
+  const { peers, useTrackers, dht, webSeeds } = sources;
   if (useTrackers) preloadHttpClient(meta.announceList.flat());
   // fileOffsets does not read meta.files, which would make an object per file and keep them all.
   const layout = new Layout({ starts: fileOffsets(meta) }, meta.pieceLength, meta.length);
@@ -216,6 +228,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       }
     }
     const seeding = o.seed !== undefined || o.seedOnly === true;
+    if (unreachable && !complete) throw unreachable;
     if (complete && !seeding) {
       // Nothing to fetch and nothing to serve: give the files their final names and stop.
       const idle = new Download({

@@ -156,6 +156,17 @@ describe('single-peer core path', () => {
     expect(again.code, again.stderr).toBe(0);
     const seed = await runCli(['seed', torrent, '-o', out, ...none, '--seed-time', '0.01']);
     expect(seed.code, seed.stderr).toBe(0);
+    // No peer source at all (no tracker, no --peer, --no-dht): complete data is still done;
+    // missing data is refused (exit 4), leaving nothing behind.
+    const rerun = await runCli(['download', torrent, '-o', out, '--no-dht']);
+    expect(rerun.code, rerun.stderr).toBe(0);
+    const fresh = path.join(fx.dir, 'fresh', 'padded');
+    const cannot = await runCli(['download', torrent, '-o', fresh, '--no-dht']);
+    expect(cannot.code).toBe(4);
+    expect(cannot.stderr).toBe(
+      'tdl: the torrent names no tracker and the DHT is off: give peers with --peer HOST:PORT\n',
+    );
+    expect(existsSync(path.join(fx.dir, 'fresh'))).toBe(false);
   });
 
   it('a second tdl on the same output stops at once (exit 6), naming the first', async () => {
