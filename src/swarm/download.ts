@@ -954,6 +954,9 @@ export class Download extends EventEmitter<DownloadEvents> {
       this.webBytesSeen = webBytes;
       this.lastProgressAt = now;
     }
+    // While --max-download-rate holds the sockets unread, the wait is ours, not the peers': a
+    // low limit after a first read's burst is no stall (it ended healthy downloads with exit 5).
+    if (this.readLimiter?.paused) this.lastProgressAt = now;
     this.picker.maxInflightBytes = memoryBudget(this.sessions.values(), this.layout.pieceLength);
     // A priority window (a stream): slow peers are kept out of it at each tick.
     const live = [...this.sessions.values()];

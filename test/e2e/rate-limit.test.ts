@@ -8,6 +8,7 @@
  *
  * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FakeLeecher } from '../helpers/fake-leecher.js';
@@ -64,6 +65,36 @@ describe('rate limits (long-run averages; tolerant of a loaded machine)', () => 
     // Verified bytes move by whole pieces: one piece either way is within the error.
     expect(Math.abs(rate - RATE) / RATE).toBeLessThan(0.05 + (2 * PIECE) / bytes);
     expect(seeder.served).toBeLessThan(SIZE);
+  }, 90_000);
+
+  it('a limit far below the first read is no stall: --timeout does not count its waits', async () => {
+    // 256 KiB at 32K/s: the first socket read alone is 64 KiB or more, 2 s or more of debt,
+    // over the --timeout of 1 s; tdl holding the socket is not the peer sending nothing.
+    const small = data.subarray(0, 256 * 1024);
+    const { t, torrent } = await fx.singleFile(small, PIECE);
+    const seeder = await fx.seeder(t, PIECE);
+    const file = path.join(fx.dir, 'small.bin');
+    const tdl = spawnTdl(
+      [
+        'download',
+        torrent,
+        '-o',
+        file,
+        '--json',
+        '--no-listen',
+        '--no-dht',
+        '--peer',
+        `127.0.0.1:${seeder.port}`,
+        '--max-download-rate',
+        '32K',
+        '--timeout',
+        '1',
+      ],
+      fx.onClose,
+    );
+    const { code } = await tdl.exited;
+    expect(code, tdl.stderr()).toBe(0);
+    expect((await readFile(file)).equals(small)).toBe(true);
   }, 90_000);
 
   it('tdl seed --max-upload-rate 1M holds the upload rate within 5 % over 10 s', async () => {
