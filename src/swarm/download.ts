@@ -977,7 +977,8 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (left === 0 && !this.opts.tracker) this.pool.retryAll();
     }
     if (now - this.lastProgressAt > this.stallTimeoutMs) {
-      const secs = Math.round(this.stallTimeoutMs / 1000);
+      // As given: --timeout 1.5 says 1.5s.
+      const secs = Math.round(this.stallTimeoutMs / 100) / 10;
       if (!this.everReady && this.downloaded === 0) {
         this.fail(new NoPeersError(`no usable peer within ${secs}s${this.noPeersDetail()}`));
       } else {

@@ -207,7 +207,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
           }
           this.emit('progress');
           if (Date.now() - this.lastProgressAt > this.opts.timeoutMs) {
-            const secs = Math.round(this.opts.timeoutMs / 1000);
+            const secs = Math.round(this.opts.timeoutMs / 100) / 10; // --timeout 1.5: 1.5s
             const c = this.counts();
             reject(
               new NoPeersError(
