@@ -19,7 +19,7 @@ import { fileOffsets, isPaddingFile, type Metainfo } from '../metainfo/torrent.j
 import type { EncryptionMode, PeerConnection } from '../peer/connection.js';
 import { makePeerId } from '../peer/peer-id.js';
 import { startupCheck, type ProgressFn, type StartupCheck } from '../storage/check.js';
-import { ResumeWriter } from '../storage/checkpoint.js';
+import { removeResumeFiles, ResumeWriter } from '../storage/checkpoint.js';
 import { replaceFile } from '../storage/fs-util.js';
 import { Layout } from '../storage/layout.js';
 import type { OutputPlan } from '../storage/output.js';
@@ -161,6 +161,8 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   let dl: Download | null = null;
   let dhtSource: DhtPeerSource | null = null;
   let failed = false;
+  /** Bytes of data the start-up check found valid (-1: it did not run). */
+  let found = -1;
   const win = windowPieces(meta.pieceLength);
   const streamOut = o.stream
     ? new StreamOut({
@@ -183,6 +185,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       onProgress: o.onCheck,
       signal: ctl.signal,
     });
+    found = dataBytesOf(layout, padding, check.have);
     let complete = true;
     for (let p = 0; p < layout.pieceCount && complete; p++) {
       if (wanted.has(p) && !check.have.has(p)) complete = false;
@@ -465,6 +468,12 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // checkpoint itself failing): nothing was written, nothing of it is worth keeping, and an
       // empty folder would only pass for the torrent's at the next run.
       if (failed && (!writer || writer.count === 0)) await out.removeMadeFolders();
+      else if (failed && found === 0 && (dl?.stats().downloaded ?? 0) === 0) {
+        // Failed with nothing to show (no piece before, none since: a peer that never answered,
+        // Ctrl-C at once): its resume file records nothing, and goes with the folders it made.
+        await removeResumeFiles(resumeFile);
+        await out.removeMadeFolders();
+      }
     } finally {
       await stopping;
     }
