@@ -7,6 +7,7 @@ import { UsageError } from '../errors.js';
 import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
 import { download } from '../swarm/client.js';
 import type { Download } from '../swarm/download.js';
+import type { DownloadStats } from '../swarm/download-api.js';
 import { jsonLine } from './events.js';
 import { escapeControl, formatBytes, percentDown, redactUrls, terminalColumns } from './format.js';
 import type { CliIO, DownloadCliOptions } from './program.js';
@@ -204,9 +205,10 @@ export async function runDownload(
     /** When seeding began (ms into the run): the download's time ends there, the seeding's starts. */
     let seedingFromMs = 0;
     let listenPort = 0;
-    const redraw = () => {
+    /** `final`: the run's own last figures, so that the last `progress` agrees with `done`. */
+    const redraw = (final?: DownloadStats) => {
       if (!dl) return;
-      const s = dl.stats();
+      const s = final ?? dl.stats();
       const cols = terminalColumns(io.stderr);
       if (tty) {
         const line = seeding ? seedLine(s, meta.name, cols) : progressLine(s, meta.name, cols);
@@ -304,7 +306,7 @@ export async function runDownload(
             d.on('peer', (p) => emit({ event: 'peer', ...p }));
           }
           if (tty || json) {
-            timer = setInterval(redraw, tty ? REDRAW_MS : JSON_PROGRESS_MS);
+            timer = setInterval(() => redraw(), tty ? REDRAW_MS : JSON_PROGRESS_MS);
             timer.unref();
           }
         },
@@ -317,7 +319,7 @@ export async function runDownload(
         await removeStreamed(workDir, planFilePath(plan, i), partPathOf(plan, i));
       }
       const where = streaming ? '-' : result.plan.root;
-      redraw();
+      redraw(result.stats);
       const s = result.stats;
       // The download's own time ends where seeding began (the whole run when it did not seed).
       const downloadMs = seeding ? seedingFromMs : s.elapsedMs;

@@ -127,6 +127,17 @@ describe('single-peer core path', () => {
     const size = a.length + b.length;
     expect(r.events.find((e) => e['event'] === 'started')).toMatchObject({ size });
     expect(r.events.find((e) => e['event'] === 'done')).toMatchObject({ size, downloaded: size });
+    // The last progress is the run's last figures: the same time as done's.
+    const lastTime = (events: typeof r.events) =>
+      events.filter((e) => e['event'] === 'progress').at(-1)?.['time'];
+    const doneTime = (events: typeof r.events) =>
+      events.find((e) => e['event'] === 'done')?.['elapsedMs'];
+    expect(lastTime(r.events)).toBe(doneTime(r.events));
+    // Complete at the start: 0 both.
+    const again = await runCli(['download', torrent, '-o', out, '--peer', '127.0.0.1:9', '--json']);
+    expect(again.code, again.stderr).toBe(0);
+    expect(doneTime(again.events)).toBe(0);
+    expect(lastTime(again.events) ?? 0).toBe(0);
     expect(await readFile(path.join(out, 'a.bin'))).toEqual(a);
     expect(await readFile(path.join(out, 'b.bin'))).toEqual(b);
     expect(existsSync(path.join(out, '.pad'))).toBe(false);
@@ -167,6 +178,23 @@ describe('single-peer core path', () => {
       'tdl: the torrent names no tracker and the DHT is off: give peers with --peer HOST:PORT\n',
     );
     expect(existsSync(path.join(fx.dir, 'fresh'))).toBe(false);
+    // A peer that never answers: exit 4 at --timeout, and nothing of the run is left either
+    // (no resume file recording nothing, no folder it made).
+    for (const o of [path.join(fx.dir, 'pp', 'newdir') + path.sep, path.join(fx.dir, 'pp', 'x')]) {
+      const gone = await runCli([
+        'download',
+        torrent,
+        '-o',
+        o,
+        '--no-dht',
+        '--peer',
+        '127.0.0.1:9',
+        '--timeout',
+        '1',
+      ]);
+      expect(gone.code, gone.stderr).toBe(4);
+      expect(existsSync(path.join(fx.dir, 'pp')), o).toBe(false);
+    }
   });
 
   it('a second tdl on the same output stops at once (exit 6), naming the first', async () => {
