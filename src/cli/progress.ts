@@ -49,6 +49,10 @@ function layout(fields: readonly (readonly [string, number])[], columns: number)
     if (width(kept) <= room) break;
     for (let i = kept.length - 2; i >= 0; i--) if (kept[i]![1] === rank) kept.splice(i, 1);
   }
+  // Narrower still: whole fields go from the end (the ETA first), the first always stays; a
+  // field cut in its middle would misread ("ETA 00" for "ETA 00:01"). The name takes what is left.
+  const fixed = (fs: typeof kept) => fs.slice(0, -1).reduce((w, [t]) => w + displayWidth(t) + 2, 0);
+  while (kept.length > 2 && fixed(kept) - 2 > room) kept.splice(kept.length - 2, 1);
   return fit(kept.map(([t]) => t).join('  '), columns);
 }
 

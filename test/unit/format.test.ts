@@ -211,6 +211,10 @@ describe('display width', () => {
     expect(progressLine(s, name, 60)).toMatch(
       /^37\.5%  2\.86 MiB\/7\.63 MiB  3\.00 MiB\/s  ETA 00:02  ubuntu/,
     );
+    // Narrower than the fixed fields: whole ones go from the end, never cut inside ("ETA 00").
+    expect(progressLine(s, name, 45)).toBe('37.5%  2.86 MiB/7.63 MiB  3.00 MiB/s  ubuntu');
+    expect(progressLine(s, name, 30)).toBe('37.5%  2.86 MiB/7.63 MiB  ubu');
+    expect(progressLine(s, name, 12)).toBe('37.5%  ubun');
     // With a DHT: its nodes and the peers it found, the first figures to go when narrow.
     const dht = { ...s, dht: { nodes: 143, peers: 12 } };
     expect(progressLine(dht, name, 200)).toContain('serving 1  dht 143/12  ETA 00:02');
