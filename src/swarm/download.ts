@@ -751,6 +751,8 @@ export class Download extends EventEmitter<DownloadEvents> {
     // no one (a liar could otherwise get honest peers banned) and is fetched again from a single
     // peer, so that a second failure has one culprit.
     this.picker.failed(p, culprits.size > 1);
+    // Said before the ban it may bring: the failure, then what it led to.
+    this.emit('warning', `piece ${p.index} failed verification; fetching it again`);
     const [only] = culprits;
     const s = culprits.size === 1 && only !== undefined ? this.byAddress(only) : undefined;
     if (s) {
@@ -758,7 +760,6 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (s.req.hashFailures >= MAX_HASH_FAILURES)
         this.ban(s, `sent ${s.req.hashFailures} bad pieces`);
     }
-    this.emit('warning', `piece ${p.index} failed verification; fetching it again`);
     this.wakeAll();
   }
 

@@ -331,6 +331,13 @@ describe('malicious peers beside a good seeder', () => {
       await s.expectGoodDownload(r, good);
       const ban = dropOf(r, hostPortOf(liar));
       expect(ban).toEqual({ status: 'banned', reason: `sent ${MAX_HASH_FAILURES} bad pieces` });
+      // Every failure is told before the ban it brings.
+      const at = r.events.findIndex((e) => e['status'] === 'banned');
+      const failures = r.events.filter(
+        (e, i) =>
+          i < at && e['event'] === 'warning' && /failed verification/.test(String(e['message'])),
+      );
+      expect(failures.length).toBeGreaterThanOrEqual(MAX_HASH_FAILURES);
       // Banned means never tried again.
       expect(liar.connections).toBe(1);
       expect(r.events.at(-1)!['wasted']).toBeGreaterThanOrEqual(MAX_HASH_FAILURES * PIECE);
