@@ -7,6 +7,7 @@
  * The child-process cases run `node dist/bundle/main.js`: build first (`npm run build`).
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +15,7 @@ import { encodeResume } from '../../src/storage/resume.js';
 import { Bitfield } from '../../src/wire/bitfield.js';
 import { runCli } from '../helpers/cli.js';
 import { useFixture } from '../helpers/fixture.js';
-import { assertBuilt, killWithTest, MAIN, spawnTdl } from '../helpers/tdl-process.js';
+import { assertBuilt, killWithTest, MAIN, spawnTdl, until } from '../helpers/tdl-process.js';
 import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 
 const fx = useFixture();
@@ -271,11 +272,12 @@ describe('a FIFO where a bookkeeping file goes', () => {
     const out = path.join(fx.dir, 'out.bin');
     mkfifo(`${out}.tdl-resume`);
     const tdl = spawnTdl(['download', torrent, '-o', out, ...noPeer], fx.onClose);
+    // The first checkpoint takes its place (seen while the run waits for a peer: a run that
+    // fails with no data removes it again).
+    await until(() => isFileSync(`${out}.tdl-resume`), CHILD_MS, 'the first checkpoint');
     const { code } = await exitWithin(tdl.exited, CHILD_MS, 'tdl download');
     expect(code, tdl.stderr()).toBe(4);
     expect(tdl.stderr()).toContain('no usable peer within 3s (1 peer address tried;');
-    // The first checkpoint took its place.
-    expect((await stat(`${out}.tdl-resume`)).isFile()).toBe(true);
   }, 60_000);
 
   it('beside an existing folder (-o out): out.tdl-resume and out.tdl-parts do not make it ours', async () => {
@@ -290,10 +292,11 @@ describe('a FIFO where a bookkeeping file goes', () => {
     mkfifo(`${out}.tdl-resume`);
     mkfifo(`${out}.tdl-parts`);
     const tdl = spawnTdl(['download', torrent, '-o', out, ...noPeer], fx.onClose);
+    // The torrent's folder went inside `out`, as for any folder that is not its own (its first
+    // checkpoint is seen there while the run waits for a peer).
+    await until(() => isFileSync(path.join(out, 'two.tdl-resume')), CHILD_MS, 'the checkpoint');
     const { code } = await exitWithin(tdl.exited, CHILD_MS, 'tdl download');
     expect(code, tdl.stderr()).toBe(4);
-    // The torrent's folder went inside `out`, as for any folder that is not its own.
-    expect((await stat(path.join(out, 'two.tdl-resume'))).isFile()).toBe(true);
   }, 60_000);
 
   it('<output>.tdl-parts: tdl verify and tdl download --select refuse it (exit 6)', async () => {
@@ -336,3 +339,12 @@ describe('a FIFO where a bookkeeping file goes', () => {
     expect(code, tdl.stderr()).toBe(4);
   }, 60_000);
 });
+
+/** A regular file is at `p` now. */
+function isFileSync(p: string): boolean {
+  try {
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
