@@ -117,7 +117,7 @@ export async function preparePayload(
 export async function downloadAndCheck(
   payload: Payload,
   torrent: string,
-  opts: { maxPeers?: number; timeoutMs?: number } = {},
+  opts: { maxPeers?: number; timeoutMs?: number; args?: string[] } = {},
 ): Promise<TdlRun> {
   const out = await makeTempDir('tdl-interop-out-');
   try {
@@ -126,6 +126,7 @@ export async function downloadAndCheck(
       out,
       timeoutMs: opts.timeoutMs ?? DOWNLOAD_TIMEOUT_MS,
       ...(opts.maxPeers !== undefined ? { maxPeers: opts.maxPeers } : {}),
+      ...(opts.args !== undefined ? { args: opts.args } : {}),
     });
     assertTdlOk(run);
     expect(run.code).toBe(0);
