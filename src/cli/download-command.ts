@@ -18,21 +18,14 @@ import { openTorrent, type OpenedTorrent } from './source.js';
 import { resolveSelection, selectedBytes, selectionFromIndexes } from '../storage/selection.js';
 import { fileList, isPaddingFile, paddingFileCount } from '../metainfo/torrent.js';
 import {
+  BOOKKEEPING_SUFFIXES,
   makeWorkDir,
   removeStreamed,
   removeWorkDir,
   streamWorkDir,
   type ByteSink,
 } from '../storage/stream-out.js';
-import {
-  METADATA_SUFFIX,
-  PART_SUFFIX,
-  partPathOf,
-  RESUME_SUFFIX,
-  withSuffix,
-} from '../storage/names.js';
-import { LOCK_SUFFIX } from '../storage/lock.js';
-import { PARTS_SUFFIX } from '../storage/parts.js';
+import { PART_SUFFIX, partPathOf, withSuffix } from '../storage/names.js';
 import { planFilePath } from '../storage/output.js';
 import { FdSink } from '../storage/fd-sink.js';
 import { outgoingAddress } from '../tracker/local-addresses.js';
@@ -395,13 +388,7 @@ function checkSaveTorrentPath(save: string, output: string): void {
 }
 
 /** What tdl keeps beside a download's output (its own files, removed or rewritten by it). */
-const OWN_SUFFIXES = [
-  PART_SUFFIX,
-  RESUME_SUFFIX,
-  METADATA_SUFFIX,
-  PARTS_SUFFIX,
-  LOCK_SUFFIX,
-] as const;
+const OWN_SUFFIXES = [PART_SUFFIX, ...BOOKKEEPING_SUFFIXES];
 
 /**
  * `-o -` streams one file to stdout: refused (exit 2) for `seed`, with `--seed`, and onto a

@@ -81,8 +81,8 @@ export async function removeWorkDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true }).catch(() => {});
 }
 
-/** tdl's own files beside a torrent's data: worth nothing once no data is left. */
-const BOOKKEEPING = [RESUME_SUFFIX, PARTS_SUFFIX, METADATA_SUFFIX, LOCK_SUFFIX];
+/** tdl's own files beside a torrent's data (`<root>` + suffix): worth nothing once no data is left. */
+export const BOOKKEEPING_SUFFIXES = [RESUME_SUFFIX, PARTS_SUFFIX, METADATA_SUFFIX, LOCK_SUFFIX];
 
 /**
  * A stream of `file` (its final path in the working folder `dir`, `working` its working path: see
@@ -101,7 +101,7 @@ export async function removeStreamed(dir: string, file: string, working: string)
   } catch {
     return;
   }
-  if (names.every((n) => BOOKKEEPING.some((suffix) => n.endsWith(suffix)))) {
+  if (names.every((n) => BOOKKEEPING_SUFFIXES.some((suffix) => n.endsWith(suffix)))) {
     await removeWorkDir(dir);
     return;
   }
