@@ -115,19 +115,11 @@ export interface ClientResult {
 
 export async function download(o: ClientOptions): Promise<ClientResult> {
   const { meta } = o;
+  const { peers, useTrackers, dht, webSeeds, unreachable } = peerSources(o);
   // A plain download with no way to peers may find its data complete (a rerun, a script that
   // runs it until it succeeds): that refusal waits for the start-up check. Seeding needs peers
   // whatever the data.
-  let unreachable: NoPeersError | null = null;
-  let sources: ReturnType<typeof peerSources>;
-  try {
-    sources = peerSources(o);
-  } catch (e) {
-    if (!(e instanceof NoPeersError) || o.seedOnly || o.seed !== undefined) throw e;
-    unreachable = e;
-    sources = { peers: o.peers ?? [], useTrackers: false, dht: null, webSeeds: [] };
-  }
-  const { peers, useTrackers, dht, webSeeds } = sources;
+  if (unreachable && (o.seedOnly || o.seed !== undefined)) throw unreachable;
   if (useTrackers) preloadHttpClient(meta.announceList.flat());
   // fileOffsets does not read meta.files, which would make an object per file and keep them all.
   const layout = new Layout({ starts: fileOffsets(meta) }, meta.pieceLength, meta.length);
@@ -536,6 +528,8 @@ function peerSources(o: ClientOptions): {
   useTrackers: boolean;
   dht: ClientOptions['dht'];
   webSeeds: string[];
+  /** Why no peer could come (the caller decides when that is fatal), or null. */
+  unreachable: NoPeersError | null;
 } {
   const { meta } = o;
   const peers = o.peers ?? [];
@@ -545,20 +539,24 @@ function peerSources(o: ClientOptions): {
   // Web seeds only give pieces: a seed, whose data is complete, has no use for them.
   const webSeeds = o.webSeeds === false || o.seedOnly === true ? [] : meta.urlList;
   const waitsForPeers = o.seedOnly === true && o.listen !== false;
-  if (peers.length === 0 && !useTrackers && !dht && webSeeds.length === 0 && !waitsForPeers) {
-    throw new NoPeersError(
-      o.seedOnly
-        ? 'no peer can reach this seed: the torrent names no tracker, no DHT is used and --no-listen accepts none'
-        : meta.private
-          ? 'the private torrent names no tracker: give peers with --peer HOST:PORT'
-          : 'the torrent names no tracker and the DHT is off: give peers with --peer HOST:PORT',
-    );
+  const sources = { peers, useTrackers, dht, webSeeds, unreachable: null };
+  if (peers.length > 0 || dht || webSeeds.length > 0 || waitsForPeers) return sources;
+  if (!useTrackers) {
+    const why = o.seedOnly
+      ? 'no peer can reach this seed: the torrent names no tracker, no DHT is used and --no-listen accepts none'
+      : meta.private
+        ? 'the private torrent names no tracker: give peers with --peer HOST:PORT'
+        : 'the torrent names no tracker and the DHT is off: give peers with --peer HOST:PORT';
+    return { ...sources, unreachable: new NoPeersError(why) };
   }
   // Trackers of kinds tdl cannot use (wss://…) are only fatal when nothing else brings peers.
-  if (useTrackers && peers.length === 0 && !dht && webSeeds.length === 0 && !waitsForPeers) {
+  try {
     requireUsableTracker(meta.announceList);
+  } catch (e) {
+    if (e instanceof NoPeersError) return { ...sources, unreachable: e };
+    throw e;
   }
-  return { peers, useTrackers, dht, webSeeds };
+  return sources;
 }
 
 /** `p`, or the signal's reason as soon as it is aborted. */
