@@ -26,26 +26,19 @@ const fx = useFixture();
 
 beforeAll(() => assertBuilt());
 
+/** `tdl download` of `payload` (as `name`) from one in-process seeder, with `args`. */
+async function limitedDownload(payload: Buffer, name: string, args: string[]) {
+  const { t, torrent } = await fx.singleFile(payload, PIECE);
+  const seeder = await fx.seeder(t, PIECE);
+  const file = path.join(fx.dir, name);
+  const peer = `127.0.0.1:${seeder.port}`;
+  const download = ['download', torrent, '-o', file, '--json', '--no-listen', '--peer', peer];
+  return { tdl: spawnTdl([...download, ...args], fx.onClose), seeder, file };
+}
+
 describe('rate limits (long-run averages; tolerant of a loaded machine)', () => {
   it('--max-download-rate 1M holds the download rate within 5 % over 10 s', async () => {
-    const { t, torrent } = await fx.singleFile(data, PIECE);
-    const seeder = await fx.seeder(t, PIECE);
-    const file = path.join(fx.dir, 'data.bin');
-    const tdl = spawnTdl(
-      [
-        'download',
-        torrent,
-        '-o',
-        file,
-        '--json',
-        '--no-listen',
-        '--peer',
-        `127.0.0.1:${seeder.port}`,
-        '--max-download-rate',
-        '1M',
-      ],
-      fx.onClose,
-    );
+    const { tdl, seeder } = await limitedDownload(data, 'data.bin', ['--max-download-rate', '1M']);
     const progress = () => tdl.events.filter((e) => e.event === 'progress');
     // The first progress event after 1 s, and the first after 11 s.
     const from = await until(
@@ -72,27 +65,13 @@ describe('rate limits (long-run averages; tolerant of a loaded machine)', () => 
     // twice the --timeout of 2 s (left for a busy machine to connect in); tdl holding the socket
     // is not the peer sending nothing.
     const small = data.subarray(0, 128 * 1024);
-    const { t, torrent } = await fx.singleFile(small, PIECE);
-    const seeder = await fx.seeder(t, PIECE);
-    const file = path.join(fx.dir, 'small.bin');
-    const tdl = spawnTdl(
-      [
-        'download',
-        torrent,
-        '-o',
-        file,
-        '--json',
-        '--no-listen',
-        '--no-dht',
-        '--peer',
-        `127.0.0.1:${seeder.port}`,
-        '--max-download-rate',
-        '16K',
-        '--timeout',
-        '2',
-      ],
-      fx.onClose,
-    );
+    const { tdl, file } = await limitedDownload(small, 'small.bin', [
+      '--no-dht',
+      '--max-download-rate',
+      '16K',
+      '--timeout',
+      '2',
+    ]);
     const { code } = await tdl.exited;
     expect(code, tdl.stderr()).toBe(0);
     expect((await readFile(file)).equals(small)).toBe(true);
