@@ -263,7 +263,7 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
  * number itself when no date has it (some creators write milliseconds or microseconds: JavaScript
  * dates end in the year 275760).
  */
-export function creationDateText(seconds: number): string {
+function creationDateText(seconds: number): string {
   const d = new Date(seconds * 1000);
   return Number.isNaN(d.getTime())
     ? `${seconds} (not a date: seconds since 1970)`
