@@ -142,7 +142,6 @@ export async function runDownload(
       dhtStarting.catch(() => {}); // a failure is the download's, when it awaits it
     }
     const meta = opened.meta;
-    const peers = [...cliPeers, ...opened.peers];
     // The file list is walked entry by entry, never made whole (see fileList).
     const files = fileList(meta);
     let selected = resolveSelection(files, meta.name, meta.multiFile, {
@@ -237,7 +236,8 @@ export async function runDownload(
         meta,
         output,
         stream,
-        peers,
+        peers: cliPeers,
+        magnetPeers: opened.peers,
         selected,
         trackersToo: opened.magnet,
         dht: dhtStarting ?? dht,

@@ -51,6 +51,8 @@ export interface ClientOptions {
   output?: string;
   /** Known peers: when given, trackers are not asked (unless `trackersToo`). */
   peers?: PeerAddress[];
+  /** A magnet link's own peers (`x.pe`): known peers, labelled `magnet`. */
+  magnetPeers?: PeerAddress[];
   trackersToo?: boolean;
   /**
    * The files to download, one flag per torrent file (see storage/selection.ts); null or absent:
@@ -115,7 +117,7 @@ export interface ClientResult {
 
 export async function download(o: ClientOptions): Promise<ClientResult> {
   const { meta } = o;
-  const { peers, useTrackers, dht, webSeeds, unreachable } = peerSources(o);
+  const { peers, known, useTrackers, dht, webSeeds, unreachable } = peerSources(o);
   // A plain download with no way to peers may find its data complete (a rerun, a script that
   // runs it until it succeeds): that refusal waits for the start-up check. Seeding needs peers
   // whatever the data.
@@ -316,9 +318,10 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       padding,
       replacing: check.mismatched,
       peers,
+      magnetPeers: o.magnetPeers,
       tracker,
       sources: dhtSource
-        ? [{ source: dhtSource, origin: 'dht', quiet: useTrackers || peers.length > 0 }]
+        ? [{ source: dhtSource, origin: 'dht', quiet: useTrackers || known > 0 }]
         : [],
       dhtStats:
         node && dhtSource
@@ -525,6 +528,8 @@ function announce(
  */
 function peerSources(o: ClientOptions): {
   peers: PeerAddress[];
+  /** How many peers were given (by hand and by the magnet link). */
+  known: number;
   useTrackers: boolean;
   dht: ClientOptions['dht'];
   webSeeds: string[];
@@ -533,14 +538,15 @@ function peerSources(o: ClientOptions): {
 } {
   const { meta } = o;
   const peers = o.peers ?? [];
-  const bySources = o.trackersToo || peers.length === 0;
+  const known = peers.length + (o.magnetPeers?.length ?? 0);
+  const bySources = o.trackersToo || known === 0;
   const useTrackers = bySources && meta.announceList.length > 0;
   const dht = bySources && !meta.private ? (o.dht ?? null) : null;
   // Web seeds only give pieces: a seed, whose data is complete, has no use for them.
   const webSeeds = o.webSeeds === false || o.seedOnly === true ? [] : meta.urlList;
   const waitsForPeers = o.seedOnly === true && o.listen !== false;
-  const sources = { peers, useTrackers, dht, webSeeds, unreachable: null };
-  if (peers.length > 0 || dht || webSeeds.length > 0 || waitsForPeers) return sources;
+  const sources = { peers, known, useTrackers, dht, webSeeds, unreachable: null };
+  if (known > 0 || dht || webSeeds.length > 0 || waitsForPeers) return sources;
   if (!useTrackers) {
     const why = o.seedOnly
       ? 'no peer can reach this seed: the torrent names no tracker, no DHT is used and --no-listen accepts none'

@@ -68,9 +68,10 @@ export interface DownloadOptions {
   padding?: PiecePadding | null;
   /** Pieces whose bytes on disk are other data: counted in `piecesReplaced` once rewritten. */
   replacing?: Bitfield;
+  /** Peers given by hand (`--peer`). */
   peers?: PeerAddress[];
-  /** Where `peers` came from (for `peer` events). */
-  peersOrigin?: PeerOrigin;
+  /** A magnet link's own peers (`x.pe`), labelled `magnet` in `peer` events. */
+  magnetPeers?: PeerAddress[];
   tracker?: PeerSource;
   /** More peer sources (the DHT), each with its origin name. */
   sources?: { source: PeerSource; origin: PeerOrigin; quiet?: boolean }[];

@@ -272,7 +272,8 @@ export class Download extends EventEmitter<DownloadEvents> {
     // Before any address is dialled, and with our listeners on the sources and the listener
     // already (the metadata phase's come off now): the connections we already have.
     if (this.opts.handoff) this.takeHandoff(this.opts.handoff);
-    if (this.opts.peers) this.addPeers(this.opts.peers, this.opts.peersOrigin ?? 'cli');
+    if (this.opts.magnetPeers) this.addPeers(this.opts.magnetPeers, 'magnet');
+    if (this.opts.peers) this.addPeers(this.opts.peers, 'cli');
     if (!this.gated) this.startWebSeeds();
     for (const { source } of sources) source.start();
   }

@@ -259,16 +259,27 @@ describe('magnet links: the download takes over the metadata phase', () => {
     expect(existsSync(`${out}.tdl-torrent`)).toBe(true);
     await half.close();
     // No peer serves the metadata now: it must come from the kept copy. The link's tracker, new
-    // this run, is used with it.
+    // this run, is used with it, and so is its own peer (`x.pe`), named as the link's.
     const full = await fx.seeder(t, PIECE);
+    const linked = await fx.seeder(t, PIECE);
     const tracker = await fx.tracker([full]);
-    const second = await runCli(['download', magnet(t, { tracker: tracker.url }), ...args]);
+    const second = await runCli([
+      'download',
+      magnet(t, { tracker: tracker.url, peers: [linked.port] }),
+      ...args,
+    ]);
     expect(second.code, second.stderr).toBe(0);
     const meta = second.events.find((e) => e.event === 'metadata');
     expect(meta?.state).toBe('kept');
     expect(tracker.announces.length).toBeGreaterThan(0);
+    const dialled = second.events.filter(
+      (e) =>
+        e.event === 'peer' && e.status === 'connecting' && e.address === `127.0.0.1:${linked.port}`,
+    );
+    expect(dialled.length).toBeGreaterThan(0);
+    expect(dialled.every((e) => e.source === 'magnet')).toBe(true);
     expect((await readFile(out)).equals(t.data)).toBe(true);
-    expect(full.served).toBeLessThan(t.data.length);
+    expect(full.served + linked.served).toBeLessThan(t.data.length);
     expect(existsSync(`${out}.tdl-torrent`)).toBe(false);
   });
 
