@@ -45,6 +45,24 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
     if (tier.length === 0) throw new UsageError(`--tracker ${JSON.stringify(t)}: no URL in it`);
     return tier;
   });
+  // A URL named twice is kept once, where it first came (a client would only ask it twice),
+  // and said so: nothing given is dropped without a word.
+  const once = (urls: string[], seen: Set<string>, what: string): string[] =>
+    urls.filter((u) => {
+      if (!seen.has(u)) {
+        seen.add(u);
+        return true;
+      }
+      if (!opts.quiet) {
+        io.stderr.write(`tdl: warning: ${what} ${escapeControl(u)} given twice: kept once\n`);
+      }
+      return false;
+    });
+  const seenTrackers = new Set<string>();
+  const tiers = trackers
+    .map((tier) => once(tier, seenTrackers, 'tracker'))
+    .filter((tier) => tier.length > 0);
+  const webSeeds = once(opts.webSeed, new Set(), 'web seed');
   if (toStdout && (io.stdout as { isTTY?: boolean }).isTTY) {
     throw new UsageError(
       '-o - would write a binary .torrent to the terminal: pipe or redirect stdout',
@@ -71,8 +89,8 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
   };
 
   const made = await createTorrent(input, {
-    trackers,
-    webSeeds: opts.webSeed,
+    trackers: tiers,
+    webSeeds,
     pieceLength,
     private: Boolean(opts.private),
     comment: opts.comment,

@@ -615,6 +615,44 @@ describe('tdl create', () => {
     expect(notDir.stderr).toBe(`tdl: -o ${path.join(f, 'x.torrent')}: ${f} is not a folder\n`);
   });
 
+  it('keeps a tracker or web seed named twice once, where it first came, and says so', async () => {
+    const f = path.join(dir, 'f');
+    await writeFile(f, 'data');
+    const out = path.join(dir, 'f.torrent');
+    const args = [
+      'create',
+      f,
+      '-o',
+      out,
+      '--tracker',
+      'http://a.example/ann,http://b.example/ann,http://a.example/ann',
+      '--tracker',
+      'http://b.example/ann',
+      '--tracker',
+      'udp://c.example:6969',
+      '--web-seed',
+      'https://w.example/',
+      '--web-seed',
+      'https://w.example/',
+      '--no-date',
+    ];
+    const r = await runCli(args);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe(
+      'tdl: warning: tracker http://a.example/ann given twice: kept once\n' +
+        'tdl: warning: tracker http://b.example/ann given twice: kept once\n' +
+        'tdl: warning: web seed https://w.example/ given twice: kept once\n',
+    );
+    const m = parseTorrent(await readFile(out));
+    expect(m.announceList).toEqual([
+      ['http://a.example/ann', 'http://b.example/ann'],
+      ['udp://c.example:6969'],
+    ]);
+    expect(m.urlList).toEqual(['https://w.example/']);
+    const quiet = await runCli([...args, '-q']);
+    expect([quiet.code, quiet.stdout, quiet.stderr]).toEqual([0, '', '']);
+  });
+
   it('-o through a link to a missing file writes that file, as > would; a loop is refused', async () => {
     const f = path.join(dir, 'f');
     await writeFile(f, 'data');
