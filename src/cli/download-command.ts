@@ -16,7 +16,7 @@ import { parseBootstrap, parsePeer } from './peer-arg.js';
 import { DHT_DEFAULT_PORT, startDhtNode } from './dht-node.js';
 import { openTorrent, type OpenedTorrent } from './source.js';
 import { resolveSelection, selectedBytes, selectionFromIndexes } from '../storage/selection.js';
-import { fileList, isPaddingFile, paddingFileCount } from '../metainfo/torrent.js';
+import { fileList, isPaddingFile, paddingFileCount, type Metainfo } from '../metainfo/torrent.js';
 import {
   BOOKKEEPING_SUFFIXES,
   makeWorkDir,
@@ -26,7 +26,7 @@ import {
   type ByteSink,
 } from '../storage/stream-out.js';
 import { PART_SUFFIX, partPathOf, withSuffix } from '../storage/names.js';
-import { planFilePath } from '../storage/output.js';
+import { outputRoot, planFilePath } from '../storage/output.js';
 import { FdSink } from '../storage/fd-sink.js';
 import { outgoingAddress } from '../tracker/local-addresses.js';
 
@@ -124,6 +124,14 @@ export async function runDownload(
         timeoutMs: opts.timeout * 1000,
         handshakeMs: opts.peerTimeout * 1000,
         saveTorrent: opts.saveTorrent,
+        // Once the metadata says where the data goes: not onto it, nor onto tdl's side files.
+        checkSave: (meta) =>
+          checkSaveTorrentTarget(
+            opts.saveTorrent!,
+            meta,
+            streaming ? streamWorkDir(meta.infoHashHex) : opts.output,
+            streaming ? '-' : (opts.output ?? '.'),
+          ),
         tty,
         emit: json ? emit : undefined,
         warn,
@@ -384,6 +392,42 @@ function checkSaveTorrentPath(save: string, output: string): void {
     throw new UsageError(
       `--save-torrent ${save}: the download (-o ${output}) writes there; name another file`,
     );
+  }
+}
+
+/**
+ * `--save-torrent` onto the download's data, once the metadata tells where that goes (`-o` an
+ * existing folder puts it inside): the torrent's root, a file of a multi-file torrent or a folder
+ * on the way to one, a file's `.part`, or tdl's side files beside the root. Refused (exit 2):
+ * the data would replace the saved torrent, or the torrent a file of the data.
+ */
+async function checkSaveTorrentTarget(
+  save: string,
+  meta: Metainfo,
+  output: string | undefined,
+  shown: string,
+): Promise<void> {
+  const files = fileList(meta);
+  const { root } = await outputRoot(
+    { name: meta.name, multiFile: meta.multiFile, infoHash: meta.infoHash, files },
+    output,
+  );
+  const target = path.resolve(save);
+  const refuse = (): never => {
+    throw new UsageError(
+      `--save-torrent ${save}: the download (-o ${shown}) writes there; name another file`,
+    );
+  };
+  if (target === root || OWN_SUFFIXES.some((s) => withSuffix(root, s) === target)) refuse();
+  const rel = path.relative(root, target);
+  if (!meta.multiFile || rel.startsWith('..') || path.isAbsolute(rel)) return;
+  for (let i = 0; i < files.length; i++) {
+    const f = files.at(i)!;
+    if (f.padding) continue;
+    const p = path.join(root, ...f.path);
+    if (p === target || withSuffix(p, PART_SUFFIX) === target || p.startsWith(target + path.sep)) {
+      refuse();
+    }
   }
 }
 

@@ -39,6 +39,8 @@ export interface OpenOptions {
   timeoutMs: number;
   handshakeMs: number;
   saveTorrent?: string;
+  /** Called with the metadata before `saveTorrent` is written: throws to refuse that path. */
+  checkSave?: (meta: Metainfo) => Promise<void>;
   /** Where progress goes: a redrawn line on a TTY, `metadata` JSON events, or nothing. */
   tty: boolean;
   emit?: (o: Record<string, unknown>) => void;
@@ -67,7 +69,10 @@ export async function openTorrent(
     const meta = parseTorrentFrom(bytes, source);
     // A copy of the .torrent as it came (from stdin or a URL, say); the same file, named again,
     // gets its own bytes back.
-    if (save) await writeTarget(save, bytes, io.signal);
+    if (save) {
+      await o.checkSave?.(meta);
+      await writeTarget(save, bytes, io.signal);
+    }
     return { meta, peers: [], magnet: false };
   }
   const magnet = parseMagnet(source);
@@ -132,6 +137,7 @@ export async function openTorrent(
   });
   if (save) {
     try {
+      await o.checkSave?.(r.meta);
       await writeTarget(save, r.torrent, io.signal);
     } catch (e) {
       await r.handoff?.close();

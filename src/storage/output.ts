@@ -14,6 +14,7 @@
  * refused, because writing through it could land outside the output.
  */
 import { opendir, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import path from 'node:path';
 import { DiskError, MetainfoError } from '../errors.js';
 import type { FileList } from '../metainfo/torrent.js';
@@ -157,11 +158,15 @@ interface TorrentShape {
   infoHash?: Buffer;
 }
 
-export async function planOutput(
+/**
+ * Where a torrent's root goes for `-o output` (see planOutput), from what is on disk now: with
+ * `target` (the output resolved) and what stands there.
+ */
+export async function outputRoot(
   t: TorrentShape,
   output: string | undefined,
   access: OutputAccess = 'write',
-): Promise<OutputPlan> {
+): Promise<{ root: string; target: string; st: Stats | null }> {
   const target = path.resolve(output ?? '.');
   const st = await statOrNull(target);
   // `-o new/`: a folder to put the torrent in, as an existing one would be (resolve() drops the
@@ -183,6 +188,15 @@ export async function planOutput(
   } else {
     root = target;
   }
+  return { root, target, st };
+}
+
+export async function planOutput(
+  t: TorrentShape,
+  output: string | undefined,
+  access: OutputAccess = 'write',
+): Promise<OutputPlan> {
+  const { root, target, st } = await outputRoot(t, output, access);
   const parent = path.dirname(root);
   // No list of files is kept: each path is made (and checked) here, then again when needed.
   const count = t.multiFile ? t.files.length : 1;

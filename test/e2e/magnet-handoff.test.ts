@@ -11,7 +11,7 @@
  * - a run that stopped keeps the metadata, and the next run resumes from it without the swarm's.
  */
 import { existsSync } from 'node:fs';
-import { lstat, readFile, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
@@ -281,6 +281,31 @@ describe('magnet links: the download takes over the metadata phase', () => {
     expect((await readFile(out)).equals(t.data)).toBe(true);
     expect(full.served + linked.served).toBeLessThan(t.data.length);
     expect(existsSync(`${out}.tdl-torrent`)).toBe(false);
+  });
+
+  it('--save-torrent onto where the metadata puts the data is refused once it is known', async () => {
+    const { t, info } = torrent('handoff-save-onto');
+    const s = await fx.seeder(t, PIECE, { metadata: info });
+    const into = path.join(fx.dir, 'into');
+    await mkdir(into);
+    for (const save of [path.join(into, 'm.bin'), path.join(into, 'm.bin.tdl-torrent')]) {
+      const r = await runCli([
+        'download',
+        magnet(t, { peers: [s.port] }),
+        '-o',
+        into,
+        '--no-dht',
+        '--no-listen',
+        '--save-torrent',
+        save,
+      ]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toBe(
+        `tdl: --save-torrent ${save}: the download (-o ${into}) writes there; name another file\n`,
+      );
+    }
+    expect(await readdir(into)).toEqual([]);
+    expect(s.served).toBe(0);
   });
 
   it('the kept metadata replaces a link in its place, never writes through it', async () => {

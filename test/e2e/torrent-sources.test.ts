@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, constants, createReadStream, createWriteStream, openSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
@@ -222,6 +222,68 @@ describe('stdin and URL sources', () => {
       );
     }
     expect(await readdir(dir)).toEqual(['t.torrent']);
+  });
+
+  it('--save-torrent onto the data where -o puts it (inside an existing folder) is refused', async () => {
+    const torrent = path.join(dir, 't.torrent');
+    await writeFile(torrent, t.torrent);
+    const multi = makeTorrent({
+      name: 'multi',
+      pieceLength: PIECE,
+      files: [
+        { path: ['a.bin'], data: data.subarray(0, 40_000) },
+        { path: ['sub', 'b.bin'], data: data.subarray(40_000) },
+      ],
+      announce: 'http://127.0.0.1:1/announce',
+    });
+    const multiTorrent = path.join(dir, 'm.torrent');
+    await writeFile(multiTorrent, multi.torrent);
+    const into = path.join(dir, 'into');
+    // The torrent's folders are there (an earlier run): a path inside can be named.
+    await mkdir(path.join(into, 'multi', 'sub'), { recursive: true });
+    for (const [file, save] of [
+      [torrent, path.join(into, 'src.bin')],
+      [torrent, path.join(into, 'src.bin.part')],
+      [torrent, path.join(into, 'src.bin.tdl-resume')],
+      [multiTorrent, path.join(into, 'multi.tdl-resume')],
+      [multiTorrent, path.join(into, 'multi.tdl-parts')],
+      [multiTorrent, path.join(into, 'multi', 'a.bin')],
+      [multiTorrent, path.join(into, 'multi', 'a.bin.part')],
+      [multiTorrent, path.join(into, 'multi', 'sub', 'b.bin')],
+    ] as const) {
+      const r = await cli([
+        'download',
+        file,
+        '-o',
+        into,
+        '--peer',
+        '127.0.0.1:9',
+        '--save-torrent',
+        save,
+      ]);
+      expect(r.code, save).toBe(2);
+      expect(r.stderr).toBe(
+        `tdl: --save-torrent ${save}: the download (-o ${into}) writes there; name another file\n`,
+      );
+    }
+    expect(await readdir(into)).toEqual(['multi']);
+    expect(await readdir(path.join(into, 'multi'))).toEqual(['sub']);
+    // Beside the data, or inside the torrent's folder under a name it does not use: fine.
+    const beside = path.join(into, 'multi', 'copy.torrent');
+    const ok = await cli([
+      'download',
+      multiTorrent,
+      '-o',
+      into,
+      '--peer',
+      '127.0.0.1:9',
+      '--save-torrent',
+      beside,
+      '--timeout',
+      '1',
+    ]);
+    expect(ok.code, ok.stderr).toBe(4);
+    expect(await readFile(beside)).toEqual(multi.torrent);
   });
 
   it('a folder on stdin (`- < dir`) is refused as unreadable, not read as an empty torrent', async () => {
