@@ -260,8 +260,9 @@ export async function planOutput(
 /**
  * Is the existing folder `dir` this multi-file torrent's top folder from an earlier run? Yes when
  * the resume file beside it names this torrent; or when every file of the torrent that is in it
- * fits (under its final name at its exact size, under its `.part` name no longer than the file)
- * and either all of them are there, or at least one is there under its `.part` name (tdl creates
+ * fits (under its final name at its exact size, under its `.part` name no longer than the file;
+ * to read, a final name at another size too, when every file is there) and either all of them
+ * are there, or at least one is there under its `.part` name (tdl creates
  * a working file when it first writes to it, so an interrupted run leaves some missing), or at
  * least one (not empty) is there complete under its final name (a selection that finished, its
  * parts file since deleted); or when a run's lock is beside it and it holds nothing but the
@@ -334,6 +335,7 @@ async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): 
   let missing = false;
   let parts = false;
   let whole = false;
+  let resized = false;
   for (const { p, f } of files) {
     const fin = present(p) ? await lstatOrNull(p) : null;
     if (fin) {
@@ -342,7 +344,13 @@ async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): 
       // Data to read put there as a link (a torrent made by a tool that follows links): the
       // folder is this torrent's, and the link is then refused with a message that says so.
       if (access === 'read' && fin.isSymbolicLink()) continue;
-      if (!fin.isFile() || fin.size !== f.length) return false;
+      if (!fin.isFile()) return false;
+      if (fin.size !== f.length) {
+        // To read, a file cut short or grown counts when every file is there: the folder is
+        // this torrent's, damaged, and verify names that file (to write, it is someone else's).
+        if (access === 'write') return false;
+        resized = true;
+      }
       if (f.length > 0) whole = true;
       continue;
     }
@@ -352,6 +360,7 @@ async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): 
     else if (!part.isFile() || part.size > f.length) return false;
     else parts = true;
   }
+  if (resized) return !missing;
   // Some files complete and the rest not there: a finished selection whose parts file was
   // deleted (or the selection was all the run took).
   return !missing || parts || whole;

@@ -477,6 +477,33 @@ describe('verify', () => {
     expect(existsSync(path.join(out, 'a.bin.part'))).toBe(true);
   });
 
+  it('a renamed copy of the folder with a file grown or cut names that file, not all missing', async () => {
+    const t = multiFile(12);
+    const tp = await writeTorrent(t);
+    // The torrent's files, put by hand in a folder of another name: no resume file beside it.
+    const out = path.join(dir, 'copy');
+    let off = 0;
+    const sizes = [700_001, 1, 0, 1_300_000, 1_100_003];
+    for (const [i, f] of t.files.entries()) {
+      await mkdir(path.join(out, ...f.slice(0, -1)), { recursive: true });
+      await writeFile(path.join(out, ...f), t.data.subarray(off, off + sizes[i]!));
+      off += sizes[i]!;
+    }
+    expect((await runCli(['verify', tp, '-o', out, '-q'])).code).toBe(0);
+    await truncate(path.join(out, 'd.bin'), 1_100_004);
+    const long = await verifyJson(tp, out);
+    expect(long.r.code).toBe(5);
+    const files = long.v['files'] as { path: string; state: string }[];
+    expect(files.find((f) => f.path.endsWith('d.bin'))?.state).toBe('too-long');
+    expect(files.filter((f) => f.state === 'missing')).toEqual([]);
+    await truncate(path.join(out, 'd.bin'), 1000);
+    const cut = await verifyJson(tp, out);
+    expect(cut.r.code).toBe(5);
+    const cutFiles = cut.v['files'] as { path: string; state: string }[];
+    expect(cutFiles.find((f) => f.path.endsWith('d.bin'))?.state).toBe('partial');
+    expect(cutFiles.filter((f) => f.state === 'missing')).toEqual([]);
+  });
+
   it('reports a corrupted output (exit 5), a missing one (exit 5), an unreadable one (exit 6)', async () => {
     const data = randomBytesSeeded(PIECE * 10, 11);
     const t = makeTorrent({ name: 'one.bin', pieceLength: PIECE, files: { data } });
