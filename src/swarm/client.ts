@@ -331,6 +331,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       handoff: o.handoff ?? undefined,
       webSeeds,
       maxPeers: o.maxPeers,
+      seeds: o.seed !== undefined || o.seedOnly === true,
       peerTimeoutMs: o.peerTimeoutMs,
       stallTimeoutMs: o.stallTimeoutMs,
       timeouts: o.timeouts,

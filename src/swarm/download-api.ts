@@ -84,6 +84,12 @@ export interface DownloadOptions {
   /** Connections kept from a magnet link's metadata phase (taken when run() starts). */
   handoff?: PeerHandoff;
   maxPeers?: number;
+  /**
+   * Goes on as a seed once complete (`--seed`, `tdl seed`): it still dials the addresses it
+   * learns (not those known to be seeds), since peers that came before it cannot know of it
+   * until their next announce; without, a complete download dials no one.
+   */
+  seeds?: boolean;
   /** Handshake, bitfield and unchoke must each come within this (single-peer mode). */
   peerTimeoutMs?: number;
   /** Give up when no data arrives for this long. */

@@ -442,8 +442,9 @@ export class Download extends EventEmitter<DownloadEvents> {
 
   private fill(): void {
     if (this.closed) return;
-    // Once complete, only peers that still need pieces are worth dialling (they find us too).
-    if (this.complete) return;
+    // Once complete, only a seed dials (it skips known seeds): leechers that announced before
+    // it started do not know of it until their next announce, maybe half an hour away.
+    if (this.complete && !this.opts.seeds) return;
     this.pool.fill(this.sessions.size, this.slots.target(this.sessions.size, this.starving()));
   }
 
@@ -873,6 +874,8 @@ export class Download extends EventEmitter<DownloadEvents> {
     if (s.readyTimer) clearTimeout(s.readyTimer);
     this.scheduler.releaseAll(s.req);
     this.picker.peerGone(s.conn.bitfield);
+    // A seed is not dialled again once we are one too (PoolOptions.done).
+    if (s.conn.bitfield.isComplete()) s.cand.seed = true;
     this.pool.released(s.cand, s.ready || !this.sequential);
     if (s.listening) this.pool.released(s.listening, s.ready || !this.sequential);
     this.lastFailure = `${s.conn.address}: ${reason}`;
@@ -931,6 +934,14 @@ export class Download extends EventEmitter<DownloadEvents> {
     if (this.complete) {
       // Peers that stopped wanting anything from us make way for those that will.
       for (const s of [...this.sessions.values()]) this.checkUseless(s);
+      if (this.opts.seeds) {
+        this.fill();
+        // Alone, with only the addresses given by hand (no tracker brings new ones): each gets
+        // another try, as a starving download's do (a peer that was not up yet).
+        if (this.sessions.size === 0 && this.pool.connecting === 0 && !this.opts.tracker) {
+          if (this.pool.dialable() === 0) this.pool.retryAll();
+        }
+      }
       return;
     }
     for (const s of [...this.sessions.values()]) {

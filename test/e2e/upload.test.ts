@@ -16,7 +16,8 @@ import { FakeLeecher } from '../helpers/fake-leecher.js';
 import { runCli } from '../helpers/cli.js';
 import { useFixture } from '../helpers/fixture.js';
 import { assertBuilt, spawnTdl, until } from '../helpers/tdl-process.js';
-import { randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
+import { startHttpTracker } from '../helpers/fake-tracker.js';
+import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 import { freePort } from '../helpers/ports.js';
 
 const fx = useFixture();
@@ -152,6 +153,108 @@ describe('seeding lifecycle', () => {
     const done = tdl.events.find((e) => e.event === 'done')!;
     expect(done['uploaded']).toBe(0);
   }, 40_000);
+
+  it('a seed started after a leecher dials it, known from its tracker (announces an hour apart)', async () => {
+    const SIZE = 512 * 1024 + 99;
+    const data = randomBytesSeeded(SIZE, 'late-seed');
+    const leecherPort = await freePort();
+    // The tracker lists the leecher alone, to everyone, and asks for announces an hour apart:
+    // the leecher can only learn of the seed by being dialled.
+    const tr = await startHttpTracker({
+      peers: () => [{ host: '127.0.0.1', port: leecherPort }],
+      interval: 3600,
+    });
+    fx.onClose(() => tr.close());
+    const t = makeTorrent({
+      name: 'data.bin',
+      pieceLength: 32768,
+      files: { data },
+      announce: tr.url,
+    });
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'got.bin');
+    const leecher = spawnTdl(
+      [
+        'download',
+        torrent,
+        '-o',
+        out,
+        '--json',
+        '--no-dht',
+        '--port',
+        String(leecherPort),
+        '--timeout',
+        '60',
+      ],
+      fx.onClose,
+    );
+    await leecher.waitEvent('started');
+    await until(() => tr.announces.length >= 1);
+    const file = path.join(fx.dir, 'seed.bin');
+    await writeFile(file, data);
+    const seed = spawnTdl(
+      ['seed', torrent, '-o', file, '--port', '0', '--no-dht', '--json'],
+      fx.onClose,
+    );
+    expect((await leecher.exited).code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(
+      seed.events.some(
+        (e) =>
+          e.event === 'peer' &&
+          e.status === 'connecting' &&
+          e.address === `127.0.0.1:${leecherPort}`,
+      ),
+    ).toBe(true);
+    await seed.interrupt();
+  }, 90_000);
+
+  it('a seed given a --peer that is not up yet dials it again until it is', async () => {
+    const SIZE = 256 * 1024 + 7;
+    const data = randomBytesSeeded(SIZE, 'late-leecher');
+    const t = makeTorrent({ name: 'data.bin', pieceLength: 32768, files: { data } });
+    const torrent = await fx.writeTorrent(t);
+    const leecherPort = await freePort();
+    const file = path.join(fx.dir, 'seed.bin');
+    await writeFile(file, data);
+    const seed = spawnTdl(
+      [
+        'seed',
+        torrent,
+        '-o',
+        file,
+        '--no-listen',
+        '--no-dht',
+        '--json',
+        '--peer',
+        `127.0.0.1:${leecherPort}`,
+      ],
+      fx.onClose,
+    );
+    // Its first dial is refused: nobody listens there yet.
+    await seed.waitEvent('peer', 30_000, (e) => e.status === 'dropped');
+    const out = path.join(fx.dir, 'got.bin');
+    // The leecher's only address is a dead one: the data can only come from the seed dialling it.
+    const leecher = spawnTdl(
+      [
+        'download',
+        torrent,
+        '-o',
+        out,
+        '--no-dht',
+        '--port',
+        String(leecherPort),
+        '--peer',
+        '127.0.0.1:1',
+        '--timeout',
+        '60',
+      ],
+      fx.onClose,
+    );
+    expect((await leecher.exited).code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    await seed.interrupt();
+  }, 90_000);
 
   it('download --seed-time alone seeds once complete (it implies --seed)', async () => {
     const { t, data, torrent } = await prepare(256 * 1024, 32768, 'seed-time-implies', 'none');
