@@ -830,10 +830,12 @@ export class Download extends EventEmitter<DownloadEvents> {
     // An interrupt (a signal, or stdout closed by its reader) ends the run even once complete;
     // any other failure then is only a warning.
     if (this.complete && !(e instanceof TdlError && e.kind === 'interrupted')) {
-      // A disk fault while seeding ends the seeding (whoever waits on it listens), once.
+      // A disk fault while seeding ends the seeding (whoever waits on it listens), once: the
+      // reads in flight that fail after it (their waiter has gone) say nothing more.
+      if (this.faulted) return;
       if (e instanceof DiskError && this.listenerCount('fault') > 0) {
-        if (!this.faulted) this.emit('fault', e);
         this.faulted = true;
+        this.emit('fault', e);
         return;
       }
       this.emit('warning', e.message);

@@ -315,6 +315,27 @@ describe('seeding lifecycle', () => {
     expect(l.badBlocks).toBe(0);
   }, 40_000);
 
+  it('a file cut short while a tdl downloads from the seed: said once, not once per read', async () => {
+    const SIZE = 16 * 1024 * 1024;
+    const { torrent, file } = await prepare(SIZE, 256 * 1024, 'cut-under-tdl');
+    const seed = spawnTdl(['seed', torrent, '-o', file, '--port', '0', '--json'], fx.onClose);
+    const port = await seed.port();
+    await truncate(file, SIZE / 4);
+    const got = path.join(fx.dir, 'got.bin');
+    const dl = spawnTdl(
+      ['download', torrent, '-o', got, '--peer', `127.0.0.1:${port}`, '--no-dht', '--timeout', '5'],
+      fx.onClose,
+    );
+    expect((await seed.exited).code, seed.stderr()).toBe(6);
+    // The reads in flight that fail after the first add no warning.
+    const warned = seed.events.filter(
+      (e) => e.event === 'warning' && /shorter than its verified data/.test(String(e['message'])),
+    );
+    expect(warned).toEqual([]);
+    expect(seed.stderr().match(/shorter than its verified data/g)?.length).toBe(1);
+    await dl.interrupt();
+  }, 60_000);
+
   it('tdl seed of 4 MiB pieces (read in 1 MiB stretches): a leecher gets every byte right', async () => {
     // Three whole pieces and a short last one, whose last stretch is shorter still.
     const PIECE = 4 * 1024 * 1024;
