@@ -967,10 +967,11 @@ export class DiskStorage {
 
   /**
    * The torrent is complete and verified: give every file its exact size (a file that was
-   * longer is cut, and reported) and its final name, then make the names durable. Files never
+   * longer is cut, and reported; with `keepLonger`, for `tdl seed`, which does not own the
+   * data, it is only reported) and its final name, then make the names durable. Files never
    * written (empty ones, or all zeros) are created here. Renames go in one pass, after sizes.
    */
-  async finalize(): Promise<{ cut: string[] }> {
+  async finalize(keepLonger = false): Promise<{ cut: string[] }> {
     await this.flush();
     const cut: string[] = [];
     const dirs = new Set<string>();
@@ -985,7 +986,9 @@ export class DiskStorage {
       try {
         if (!this.stamp.isFresh(i)) await this.stamp.look(i);
         const size = this.stamp.table.size(i);
-        if (size !== length) {
+        if (size > length && keepLonger) {
+          cut.push(this.finalPath(i));
+        } else if (size !== length) {
           if (size > length) cut.push(this.finalPath(i));
           await this.withFile(i, async (fd) => {
             await fdCall.truncate(fd, length);

@@ -422,7 +422,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       if (tracker && !selected) await tracker.complete().catch(() => {});
     } else {
       // Complete before this run, and seeding: final names and attributes as any complete run.
-      for (const p of await out.finalize()) d.emit('warning', cutWarning(p));
+      // `tdl seed` does not own the data: a file longer than the torrent's is left as it is.
+      const keep = o.seedOnly === true;
+      for (const p of await out.finalize(keep)) d.emit('warning', cutWarning(p, keep));
       await out.removeLeftovers(null);
     }
     let final = stats;
@@ -615,8 +617,10 @@ function seedUntil(
 }
 
 /** A file found longer than the torrent's, which finalize() cut (the user should know). */
-function cutWarning(file: string): string {
-  return `${file} was longer than the torrent's file: cut to size`;
+function cutWarning(file: string, kept = false): string {
+  return kept
+    ? `${file} is longer than the torrent's file: served as it is, the bytes past its end left alone`
+    : `${file} was longer than the torrent's file: cut to size`;
 }
 
 /** A run that found its files complete: the selection's size, as a download's stats give it. */

@@ -125,10 +125,10 @@ export class OutputFiles {
 
   /**
    * The data is complete and verified: exact sizes and final names (see DiskStorage.finalize),
-   * then the BEP 47 attributes. Returns the files that were longer and were cut.
+   * then the BEP 47 attributes. Returns the files that were longer: cut, unless `keepLonger`.
    */
-  async finalize(): Promise<string[]> {
-    const { cut } = await this.storage.finalize();
+  async finalize(keepLonger = false): Promise<string[]> {
+    const { cut } = await this.storage.finalize(keepLonger);
     await this.applyAttributes();
     return cut;
   }

@@ -189,7 +189,7 @@ describe('seeding lifecycle', () => {
       fx.onClose,
     );
     await leecher.waitEvent('started');
-    await until(() => tr.announces.length >= 1);
+    await until(() => tr.announces.length >= 1, 20_000, "the leecher's announce");
     const file = path.join(fx.dir, 'seed.bin');
     await writeFile(file, data);
     const seed = spawnTdl(
@@ -349,8 +349,8 @@ describe('seeding lifecycle', () => {
     expect(l.badBlocks).toBe(0);
   }, 60_000);
 
-  it('tdl seed of a file longer than the torrent says it cut it', async () => {
-    const { torrent, file } = await prepare(64 * 1024, 32768, 'longer-file');
+  it('tdl seed of a file longer than the torrent serves it and leaves the extra bytes alone', async () => {
+    const { torrent, file, data } = await prepare(64 * 1024, 32768, 'longer-file');
     await appendFile(file, 'extra');
     const tdl = spawnTdl(
       ['seed', torrent, '-o', file, '--port', '0', '--seed-time', '0'],
@@ -358,7 +358,11 @@ describe('seeding lifecycle', () => {
     );
     const { code } = await tdl.exited;
     expect(code, tdl.stderr()).toBe(0);
-    expect(tdl.stderr()).toContain("was longer than the torrent's file: cut to size");
+    expect(tdl.stderr()).toContain(
+      "is longer than the torrent's file: served as it is, the bytes past its end left alone",
+    );
+    // tdl seed only reads: the user's file is as it was.
+    expect(await readFile(file)).toEqual(Buffer.concat([data, Buffer.from('extra')]));
   }, 40_000);
 
   it('tdl seed --seed-ratio 1 exits once a leecher took the whole torrent', async () => {
