@@ -468,8 +468,10 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       if (failed && (!writer || writer.count === 0)) await out.removeMadeFolders();
       else if (failed && found === 0 && (dl?.stats().downloaded ?? 0) === 0) {
         // Failed with nothing to show (no piece before, none since: a peer that never answered,
-        // Ctrl-C at once): its resume file records nothing, and goes with the folders it made.
+        // Ctrl-C at once): its resume file records nothing, and goes with the folders it made,
+        // and so does the magnet's metadata this run kept beside it.
         await removeResumeFiles(resumeFile);
+        if (o.torrentBytes) await out.removeMetadata();
         await out.removeMadeFolders();
       }
     } finally {

@@ -142,6 +142,11 @@ export class OutputFiles {
     if (writer) await writer.remove();
     else await removeResumeFiles(this.resumeFile);
     if (!this.selected) await this.storage.parts?.remove();
+    await this.removeMetadata();
+  }
+
+  /** The magnet's metadata kept beside the resume file goes (best effort). */
+  async removeMetadata(): Promise<void> {
     await rm(this.metadataFile, { force: true }).catch(() => {});
   }
 

@@ -308,6 +308,26 @@ describe('magnet links: the download takes over the metadata phase', () => {
     expect(s.served).toBe(0);
   });
 
+  it('a run that got the metadata and no data leaves nothing: no metadata copy, no folder', async () => {
+    const { t, info } = torrent('handoff-nothing');
+    // The metadata, and not one piece.
+    const s = await fx.seeder(t, PIECE, { metadata: info, pieces: () => false });
+    const out = path.join(fx.dir, 'new', 'sub', 'm.bin');
+    const r = await runCli([
+      'download',
+      magnet(t, { peers: [s.port] }),
+      '-o',
+      out,
+      '--no-dht',
+      '--no-listen',
+      '--timeout',
+      '2',
+    ]);
+    expect([4, 5]).toContain(r.code);
+    expect(s.metadataServed).toBeGreaterThan(0);
+    expect(await readdir(fx.dir)).not.toContain('new');
+  });
+
   it('the kept metadata replaces a link in its place, never writes through it', async () => {
     const { t, info } = torrent('handoff-link');
     const s = await fx.seeder(t, PIECE, { metadata: info, pieces: (i) => i < 12 });
