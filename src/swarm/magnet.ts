@@ -15,7 +15,8 @@ import { logger } from '../log.js';
 import { METADATA_SUFFIX } from '../storage/names.js';
 import type { Dht } from '../dht/dht.js';
 import { DhtPeerSource } from '../dht/peer-source.js';
-import { MetainfoError, NoPeersError } from '../errors.js';
+import { MetainfoError, NoPeersError, TdlError } from '../errors.js';
+import { decodeStrict } from '../metainfo/bencode.js';
 import type { Magnet } from '../metainfo/magnet.js';
 import type { EncryptionMode } from '../peer/connection.js';
 import { MAX_TORRENT_FILE_BYTES, parseTorrent, type Metainfo } from '../metainfo/torrent.js';
@@ -225,15 +226,10 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
     // The magnet's `ws` become the torrent's web seeds, as its `tr` become its trackers.
     const torrent = torrentFromInfo(r.info, trackers, o.magnet.webSeeds);
     // The same checks as a .torrent file: a hostile info dictionary is refused here.
-    const meta = parseTorrent(torrent);
+    const meta = parseMetadata(torrent, r.info);
     // The bytes hash to the link's info hash, but the parser reads one dictionary: anything
     // after it would become keys of the .torrent around it, and the torrent another info hash.
-    if (meta.info.length !== r.info.length) {
-      throw new MetainfoError(
-        'info',
-        `the metadata has ${r.info.length - meta.info.length} byte(s) after the info dictionary`,
-      );
-    }
+    if (meta.info.length !== r.info.length) throw afterInfo(r.info.length - meta.info.length);
     handedOver = o.handoff !== undefined;
     // The download follows: the seeders may unchoke us while it sets up.
     if (handedOver) swarm.interested(meta.pieceCount);
@@ -247,6 +243,35 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
   } finally {
     if (!handedOver) await handoff.close();
   }
+}
+
+/**
+ * The .torrent built around fetched metadata, parsed: its errors say the metadata from peers is
+ * at fault (it hashes right, so the torrent itself is bad), naming bytes after the dictionary as
+ * such rather than as the keys they would be read as.
+ */
+function parseMetadata(torrent: Buffer, info: Buffer): Metainfo {
+  try {
+    return parseTorrent(torrent);
+  } catch (e) {
+    if (!(e instanceof TdlError) || e.kind !== 'invalid-torrent') throw e;
+    let trailing = 0;
+    try {
+      trailing = decodeStrict(info, { allowTrailing: true }).trailing;
+    } catch {
+      // not bencode at all: the parser's own message says where
+    }
+    if (trailing > 0) throw afterInfo(trailing);
+    e.message = `the torrent's metadata from peers: ${e.message}`;
+    throw e;
+  }
+}
+
+function afterInfo(bytes: number): MetainfoError {
+  return new MetainfoError(
+    'info',
+    `the metadata from peers has ${bytes} byte(s) after the info dictionary (it must be one bencoded dictionary)`,
+  );
 }
 
 /**

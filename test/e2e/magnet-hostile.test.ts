@@ -338,7 +338,10 @@ describe('magnet links against hostile metadata peers', () => {
       '20',
     ]);
     expect(r.code, r.stderr).toBe(3);
-    expect(r.stderr).toMatch(/\.\./);
+    // Said to come from the peers' metadata, as a .torrent's errors name the file.
+    expect(r.stderr).toMatch(
+      /^tdl: the torrent's metadata from peers: info\.files\[0\]\.path\[0\]: .*\.\./,
+    );
     expect(honest.requests).toBeGreaterThan(0);
     expect(readdirSync(fx.dir)).toEqual(before);
     const i = await runCli(['info', magnetTo(ih, [honest.port]), '--no-dht', '--timeout', '20']);
@@ -364,6 +367,17 @@ describe('metadata that hashes right but is more than one info dictionary', () =
     expect(i.code, i.stderr).toBe(3);
     expect(i.stdout).toBe('');
     expect(i.stderr).toMatch(/after the info dictionary/);
+  }, 30_000);
+
+  it('bytes after it that are not bencode are named as such, not as a bad key', async () => {
+    const info = Buffer.concat([infoDict('junk'), Buffer.from('xyz')]);
+    const ih = infoHashOf(info);
+    const honest = await metadataPeer(ih, info.length, (piece) => [data(info, piece)]);
+    const i = await runCli(['info', magnetTo(ih, [honest.port]), '--no-dht', '--timeout', '20']);
+    expect(i.code, i.stderr).toBe(3);
+    expect(i.stderr).toBe(
+      'tdl: info: the metadata from peers has 3 byte(s) after the info dictionary (it must be one bencoded dictionary)\n',
+    );
   }, 30_000);
 });
 
