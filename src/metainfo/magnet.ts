@@ -25,6 +25,8 @@ export interface Magnet {
   webSeeds: string[];
   /** `so` (BEP 53): file indexes to download, sorted, without duplicates. */
   selectOnly?: number[];
+  /** `xt=urn:btmh:1220…` beside the v1 hash: the SHA-256 v2 info hash of a hybrid torrent. */
+  v2InfoHash?: Buffer;
   /** `tr`, `x.pe` and `ws` values left out past their caps (distinct ones, the first kept). */
   leftOut: { trackers: number; peers: number; webSeeds: number };
 }
@@ -140,7 +142,9 @@ export function parseMagnet(uri: string): Magnet {
   if (!/^magnet:\?/i.test(uri)) {
     fail(FIELD, 'malformed magnet link (expected "magnet:?xt=urn:btih:...")');
   }
-  const query = uri.slice('magnet:?'.length);
+  // A `#` starts the URI's fragment, which is no part of the query (one in a value is `%23`).
+  const cut = uri.indexOf('#');
+  const query = uri.slice('magnet:?'.length, cut < 0 ? undefined : cut);
   const params = query.split('&');
   if (params.length > MAX_MAGNET_PARAMS) {
     fail(FIELD, `has more than ${MAX_MAGNET_PARAMS} parameters`);
@@ -148,6 +152,7 @@ export function parseMagnet(uri: string): Magnet {
 
   let infoHash: Buffer | undefined;
   let sawV2 = false;
+  let v2InfoHash: Buffer | undefined;
   let displayName: string | undefined;
   const trackers: string[] = [];
   const peers: PeerAddress[] = [];
@@ -178,6 +183,18 @@ export function parseMagnet(uri: string): Magnet {
         infoHash = h;
       } else if (lower.startsWith('urn:btmh:')) {
         sawV2 = true;
+        // A multihash: 0x12 (SHA-256), 0x20 (32 bytes), the digest in hex.
+        const mh = lower.slice('urn:btmh:'.length);
+        if (!/^1220[0-9a-f]{64}$/.test(mh)) {
+          fail(
+            'magnet.xt',
+            `urn:btmh:${mh.slice(0, 80)} is not a SHA-256 multihash (1220 and 64 hex digits)`,
+          );
+        }
+        const h = Buffer.from(mh.slice(4), 'hex');
+        if (v2InfoHash && !v2InfoHash.equals(h))
+          fail('magnet.xt', 'has two different v2 info hashes');
+        v2InfoHash = h;
       }
       // Other URNs (ed2k, sha1, ...) name the content for other networks: ignored.
     } else if (key === 'dn') {
@@ -226,6 +243,7 @@ export function parseMagnet(uri: string): Magnet {
   };
   if (displayName !== undefined) m.displayName = displayName;
   if (selectOnly !== undefined) m.selectOnly = selectOnly;
+  if (v2InfoHash !== undefined) m.v2InfoHash = v2InfoHash;
   return m;
 }
 

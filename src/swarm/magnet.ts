@@ -9,6 +9,7 @@
  * live connections, the announce session (one `started`, no `stopped` in between) and the peer
  * id. See docs/DESIGN.md, "Magnet hand-over".
  */
+import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { logger } from '../log.js';
@@ -160,6 +161,7 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
     const seeds = [...new Set([...o.magnet.webSeeds, ...kept.meta.urlList])];
     const torrent = torrentFromInfo(kept.meta.info, tiers, seeds);
     const meta = parseTorrent(torrent);
+    checkV2Hash(o.magnet, meta, kept.meta.info, o.onWarning);
     return { meta, torrent, peers: [], fromCache: true, handoff: null };
   }
   const peers = [...o.magnet.peers, ...o.peers];
@@ -230,6 +232,7 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
     // The bytes hash to the link's info hash, but the parser reads one dictionary: anything
     // after it would become keys of the .torrent around it, and the torrent another info hash.
     if (meta.info.length !== r.info.length) throw afterInfo(r.info.length - meta.info.length);
+    checkV2Hash(o.magnet, meta, r.info, o.onWarning);
     handedOver = o.handoff !== undefined;
     // The download follows: the seeders may unchoke us while it sets up.
     if (handedOver) swarm.interested(meta.pieceCount);
@@ -264,6 +267,31 @@ function parseMetadata(torrent: Buffer, info: Buffer): Metainfo {
     if (trailing > 0) throw afterInfo(trailing);
     e.message = `the torrent's metadata from peers: ${e.message}`;
     throw e;
+  }
+}
+
+/**
+ * A link naming a v2 info hash (`btmh`) beside the v1 one is for a hybrid torrent: metadata
+ * that hashes to the v1 hash but is not that torrent (another hybrid, whose v2 hash differs) is
+ * refused; v1-only metadata has no v2 hash to compare, and the `btmh` is ignored with a warning.
+ */
+function checkV2Hash(
+  magnet: Magnet,
+  meta: Metainfo,
+  info: Buffer,
+  warn?: (message: string) => void,
+): void {
+  if (!magnet.v2InfoHash) return;
+  if (!meta.hybrid) {
+    warn?.('the magnet link names a v2 info hash (btmh), but the torrent is v1 only: ignored');
+    return;
+  }
+  const v2 = createHash('sha256').update(info).digest();
+  if (!v2.equals(magnet.v2InfoHash)) {
+    throw new MetainfoError(
+      'magnet.xt',
+      `the link's v2 info hash (btmh ${magnet.v2InfoHash.toString('hex')}) is not the metadata's (${v2.toString('hex')})`,
+    );
   }
 }
 

@@ -350,6 +350,30 @@ describe('magnet links against hostile metadata peers', () => {
   }, 30_000);
 });
 
+describe('a hybrid link (btih and btmh)', () => {
+  it("metadata whose v2 hash is not the link's: exit 3; the right one is taken", async () => {
+    const info = infoDict('hy.bin', {
+      'meta version': 2,
+      'file tree': {
+        'hy.bin': { '': { length: 3000 * 16384, 'pieces root': Buffer.alloc(32, 7) } },
+      },
+    });
+    const ih = infoHashOf(info);
+    const v2 = createHash('sha256').update(info).digest('hex');
+    const honest = await metadataPeer(ih, info.length, (piece) => [data(info, piece)]);
+    const link = (v2hex: string) => `${magnetTo(ih, [honest.port])}&xt=urn:btmh:1220${v2hex}`;
+    const wrong = await runCli(['info', link('ee'.repeat(32)), '--no-dht', '--timeout', '20']);
+    expect(wrong.code, wrong.stderr).toBe(3);
+    expect(wrong.stdout).toBe('');
+    expect(wrong.stderr).toBe(
+      `tdl: magnet.xt: the link's v2 info hash (btmh ${'ee'.repeat(32)}) is not the metadata's (${v2})\n`,
+    );
+    const right = await runCli(['info', link(v2), '--no-dht', '--timeout', '20']);
+    expect(right.code, right.stderr).toBe(0);
+    expect(right.stdout).toContain(`info hash v2: ${v2}`);
+  }, 30_000);
+});
+
 describe('metadata that hashes right but is more than one info dictionary', () => {
   it('exit 3, and no torrent shown under another info hash', async () => {
     const dict = infoDict('tail');

@@ -84,6 +84,15 @@ describe('parseMagnet', () => {
     expect(m.infoHashHex).toBe(HEX);
     expect(m.trackers).toEqual([['a'], ['b']]);
     expect(m.peers).toEqual([{ host: '1.2.3.4', port: 5 }]);
+    // Its v2 hash is kept, to check the metadata against.
+    expect(m.v2InfoHash?.toString('hex')).toBe('ab'.repeat(32));
+    expect(parseMagnet(`magnet:?xt=urn:btih:${HEX}`).v2InfoHash).toBeUndefined();
+  });
+
+  it('ends the query at a fragment (#…), as any URI', () => {
+    const m = parseMagnet(`magnet:?xt=urn:btih:${HEX}&x.pe=1.2.3.4:5#frag&x.pe=9.9.9.9:9`);
+    expect(m.peers).toEqual([{ host: '1.2.3.4', port: 5 }]);
+    expect(parseMagnet(`magnet:?xt=urn:btih:${HEX}&dn=a%23b`).displayName).toBe('a#b');
   });
 
   it('takes the numbered forms xt.N and tr.N', () => {
@@ -116,6 +125,16 @@ describe('parseMagnet', () => {
       'v2 only',
       `magnet:?xt=urn:btmh:1220${'ab'.repeat(32)}`,
       /v2 magnet links are not supported yet/,
+    ],
+    [
+      'a btmh that is not a SHA-256 multihash',
+      `magnet:?xt=urn:btih:${HEX}&xt=urn:btmh:1114${'ab'.repeat(20)}`,
+      /is not a SHA-256 multihash/,
+    ],
+    [
+      'two v2 hashes',
+      `magnet:?xt=urn:btih:${HEX}&xt=urn:btmh:1220${'ab'.repeat(32)}&xt=urn:btmh:1220${'cd'.repeat(32)}`,
+      /two different v2 info hashes/,
     ],
     ['bad escape', `magnet:?xt=urn:btih:${HEX}&dn=%zz`, /% escape/],
     ['truncated escape', `magnet:?xt=urn:btih:${HEX}&dn=abc%4`, /% escape/],
