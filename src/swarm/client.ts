@@ -171,6 +171,11 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   // A stream that cannot go on (its reader went away) ends the download.
   void streamOut?.done.catch((e: unknown) => ctl.abort(e));
   try {
+    // A seed's --port that is taken fails now, not after hashing all of the data (a download
+    // whose data turns out complete would not listen at all: it finds out after the check).
+    if (o.listen && !o.handoff && (o.seedOnly || o.seed !== undefined)) {
+      await Listener.probe(o.listen);
+    }
     const check = await startupCheck({
       storage,
       layout,

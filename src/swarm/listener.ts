@@ -101,6 +101,27 @@ export class Listener extends EventEmitter<ListenerEvents> {
     throw new UsageError(`cannot listen on ${where}: ${lastError?.message ?? 'unknown error'}`);
   }
 
+  /**
+   * Can `o.port` be listened on now? A port given by hand that is taken fails (UsageError, as
+   * listen() would) before a long start-up check rather than after it; the port is let go at
+   * once and taken for good by listen(). Nothing to try without a port of the user's.
+   */
+  static async probe(o: ListenOptions): Promise<void> {
+    if (o.port === undefined || o.port === 0) return;
+    const server = net.createServer();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ port: o.port, host: o.bind, exclusive: true }, resolve);
+      });
+    } catch (e) {
+      const where = o.bind ? `${o.bind}:${o.port}` : `port ${o.port}`;
+      throw new UsageError(`cannot listen on ${where}: ${(e as Error).message}`);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  }
+
   private tryListen(port: number, bind?: string): Promise<void> {
     return new Promise((resolve, reject) => {
       const server = net.createServer({ pauseOnConnect: false }, (s) => this.onSocket(s));

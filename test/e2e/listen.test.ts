@@ -173,10 +173,17 @@ describe('listening', () => {
     await new Promise<void>((r) => busy.listen(0, r));
     fx.onClose(() => new Promise<void>((r) => busy.close(() => r())));
     const { port } = busy.address() as net.AddressInfo;
-    const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', String(port)], fx.onClose);
+    const tdl = spawnTdl(
+      ['seed', torrent, '-o', file, '--port', String(port), '--json'],
+      fx.onClose,
+    );
     const { code } = await tdl.exited;
     expect(code).toBe(2);
-    expect(tdl.stderr()).toContain(`cannot listen on port ${port}`);
+    expect(tdl.events.find((e) => e.event === 'error')?.['message']).toContain(
+      `cannot listen on port ${port}`,
+    );
+    // Said before the data is hashed, not after.
+    expect(tdl.events.filter((e) => e.event === 'checking')).toEqual([]);
   });
 
   it('a taken --port leaves nothing behind: no folder of the torrent, none above -o', async () => {
