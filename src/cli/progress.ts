@@ -88,7 +88,12 @@ function ratio(s: DownloadStats): string {
 
 /** The summary of a seeding run. */
 export function seedSummaryLine(s: DownloadStats, where: string): string {
-  return `seeded: ${formatBytes(s.uploaded)} uploaded (ratio ${ratio(s)}) in ${formatDuration(s.elapsedMs)} from ${escapeControl(where)}`;
+  return `seeded: ${formatBytes(s.uploaded)} uploaded (ratio ${ratio(s)}) in ${took(s.elapsedMs)} from ${escapeControl(where)}`;
+}
+
+/** How long a run took: seconds to a tenth under a minute ("0.5 s"), else MM:SS or H:MM:SS. */
+function took(ms: number): string {
+  return ms < 59_950 ? `${(Math.max(0, ms) / 1000).toFixed(1)} s` : formatDuration(ms);
 }
 
 /** The live line while seeding. */
@@ -103,7 +108,7 @@ export function summaryLine(s: DownloadStats, where: string): string {
   const secs = s.elapsedMs / 1000;
   const avg = secs > 0 ? s.downloaded / secs : 0;
   const parts = [
-    `done: ${formatBytes(s.total)} in ${formatDuration(s.elapsedMs)} (${secs.toFixed(1)} s)`,
+    `done: ${formatBytes(s.total)} in ${took(s.elapsedMs)}`,
     `avg ${formatRate(avg)}`,
     `${s.peersUsed} peer${s.peersUsed === 1 ? '' : 's'} used`,
   ];
