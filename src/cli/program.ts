@@ -414,7 +414,12 @@ export function usageJson(argv: readonly string[]): 'stdout' | 'stderr' | null {
 /** `--select`, `--include`, `--exclude` (see storage/selection.ts). */
 function selectionOptions(cmd: Command): Command {
   return cmd
-    .option('--select <list>', 'only these files, by number as tdl info lists them: 1,3-5')
+    .option(
+      '--select <list>',
+      'only these files, by number as tdl info lists them: 1,3-5 (repeatable)',
+      // `--select 1 --select 3` is `--select 1,3`, not the last one alone.
+      (v: string, prev?: string) => (prev === undefined ? v : `${prev},${v}`),
+    )
     .addOption(
       new Option('--include <glob>', 'only files whose path matches (repeatable)')
         .argParser(collect)

@@ -11,14 +11,17 @@
  * - existing data that does not match is replaced piece by piece, each only once a verified
  *   piece is there to replace it, and the count is reported (`piecesReplaced`).
  */
+import { lstat } from 'node:fs/promises';
+import path from 'node:path';
 import { logger } from '../log.js';
 import type { Dht } from '../dht/dht.js';
 import { DhtPeerSource } from '../dht/peer-source.js';
 import { NoPeersError, TransferError } from '../errors.js';
-import { fileOffsets, isPaddingFile, type Metainfo } from '../metainfo/torrent.js';
+import { fileList, fileOffsets, isPaddingFile, type Metainfo } from '../metainfo/torrent.js';
 import type { EncryptionMode, PeerConnection } from '../peer/connection.js';
 import { makePeerId } from '../peer/peer-id.js';
 import { startupCheck, type ProgressFn, type StartupCheck } from '../storage/check.js';
+import { checkLinks } from '../storage/attributes.js';
 import { removeResumeFiles, ResumeWriter } from '../storage/checkpoint.js';
 import { replaceFile } from '../storage/fs-util.js';
 import { Layout } from '../storage/layout.js';
@@ -213,6 +216,26 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
           ? `the data under ${plan.root} is incomplete (${check.have.count} of ${wanted.count} pieces valid): finish it with tdl download first${shadowNote}`
           : `no file of this torrent is at ${plan.root}: -o names where the data is, as given to tdl download`,
       );
+    }
+    if (o.seedOnly && !selected) {
+      // Every piece is valid, but a link of the torrent's (BEP 47 `l`) leads elsewhere: the data
+      // is not the torrent as it should be (verify calls it wrong-link), and seed replaces
+      // nothing of the user's. A missing one is made, as for any complete run.
+      for (const l of await checkLinks(plan, {
+        multiFile: meta.multiFile,
+        files: fileList(meta),
+      })) {
+        if (l.found.state !== 'other') continue;
+        // An empty file there is replaced by the link, as any complete run does (attributes.ts).
+        const st = l.found.to === undefined ? await lstat(l.path).catch(() => null) : null;
+        if (st?.isFile() && st.size === 0) continue;
+        const to = l.found.to === undefined ? 'is not a symbolic link' : `leads to ${l.found.to}`;
+        throw new TransferError(
+          `the data under ${plan.root} is incomplete: ${l.path} ${to}, not to the torrent's ` +
+            `${path.relative(path.dirname(l.path), l.target)}: put the torrent's link there ` +
+            '(or remove it: it is then made)',
+        );
+      }
     }
     if (o.seedOnly) {
       // Every piece is valid, read from a `.part` beside a file of the same name: finishing would

@@ -535,7 +535,12 @@ describe('tdl create', () => {
       '--seed-time',
       '0.001',
     ]);
-    expect(seed.code).toBe(6);
+    // As verify says: incomplete (exit 5), naming the link and where it leads; left as it is.
+    expect(seed.code).toBe(5);
+    expect(seed.stderr).toContain(
+      `${path.join(d, 'link')} leads to a.bin, not to the torrent's b.bin`,
+    );
+    expect(await readlink(path.join(d, 'link'))).toBe('a.bin');
 
     await rm(path.join(d, 'link'));
     const gone = await runCli(['verify', t, '-o', dir]);

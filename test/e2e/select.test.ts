@@ -75,6 +75,10 @@ describe('--select', () => {
     expect(ev['size']).toBe(100_000);
     const text = await runCli(['verify', torrent, '-o', out, '--select', '3']);
     expect(text.stdout).toContain('selected: 1 of 5 files');
+    // Repeated, the lists add up: files 3 and 5, of which 5 is not there.
+    const two = await runCli(['verify', torrent, '-o', out, '--select', '3', '--select', '5']);
+    expect(two.code).toBe(5);
+    expect(two.stdout).toContain('selected: 2 of 5 files');
     expect((await runCli(['verify', torrent, '-o', out])).code).toBe(5);
 
     // Wider: files 2 to 4. The pieces already held (those of file 3) are not fetched again.
