@@ -25,6 +25,8 @@ export interface SelectOptions {
 export interface SelectableFile {
   path: readonly string[];
   padding?: boolean;
+  /** BEP 47 `l`: a symbolic link, no data, made only when the whole torrent is there. */
+  symlink?: readonly string[];
 }
 
 /** Longest `--select` list and glob accepted, in characters. */
@@ -69,6 +71,14 @@ export function resolveSelection(
   }
   if (!sel.includes(1))
     throw new UsageError('the selection (--select, --include, --exclude) leaves no file');
+  // Links are made only once the whole torrent is there: a selection of links alone is none.
+  let data = false;
+  for (let i = 0; i < sel.length && !data; i++) if (sel[i] && !files.at(i)!.symlink) data = true;
+  if (!data) {
+    throw new UsageError(
+      'the selection (--select, --include, --exclude) holds only symbolic links (BEP 47), which are made only with the whole torrent: select a file with data',
+    );
+  }
   return sel;
 }
 

@@ -110,6 +110,17 @@ describe('resolveSelection', () => {
     expect(() => resolveSelection(files, 'top', true, { exclude: ['*'] })).toThrow(/no file/);
   });
 
+  it('refuses a selection of symbolic links alone (they are made with the whole torrent)', () => {
+    const withLink = [...files, { path: ['link'], symlink: ['a.txt'] }];
+    expect(() => resolveSelection(withLink, 'top', true, { select: '5' })).toThrow(
+      /only symbolic links/,
+    );
+    // With a file of data beside it, the link is taken too.
+    expect([...resolveSelection(withLink, 'top', true, { select: '1,5' })!]).toEqual([
+      1, 0, 0, 0, 0, 1,
+    ]);
+  });
+
   it('matches a single-file torrent by its name', () => {
     const one = [{ path: ['x.iso'] }];
     expect([...resolveSelection(one, 'x.iso', false, { include: ['*.iso'] })!]).toEqual([1]);
