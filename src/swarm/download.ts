@@ -1044,6 +1044,12 @@ export class Download extends EventEmitter<DownloadEvents> {
     parts.push(
       n === 0 ? 'no peer addresses found' : `${n} peer address${n === 1 ? '' : 'es'} tried`,
     );
+    const other = this.pool.otherFamily;
+    if (other > 0) {
+      parts.push(
+        `${other} of the other address family than --bind left out (IPv4 and IPv6 do not mix)`,
+      );
+    }
     if (this.lastFailure) parts.push(`last: ${this.lastFailure}`);
     const tf = (this.opts.tracker?.failures ?? []).map((f) => `tracker ${f.url}: ${f.message}`);
     for (const x of this.opts.sources ?? []) {

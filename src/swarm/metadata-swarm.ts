@@ -212,7 +212,11 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
             reject(
               new NoPeersError(
                 `no metadata within ${secs}s (${c.known} peer address${c.known === 1 ? '' : 'es'}, ` +
-                  `${c.withMetadata} with metadata${this.lastFailure ? `; last: ${this.lastFailure}` : ''})`,
+                  `${c.withMetadata} with metadata` +
+                  (this.pool.otherFamily > 0
+                    ? `; ${this.pool.otherFamily} of the other address family than --bind left out`
+                    : '') +
+                  `${this.lastFailure ? `; last: ${this.lastFailure}` : ''})`,
               ),
             );
           }

@@ -131,6 +131,8 @@ export class PeerPool extends EventEmitter<PoolEvents> {
 
   /** The family peers must be in to be reached from `localAddress` (0: any). */
   private readonly family: 0 | 4 | 6;
+  /** Addresses left out for being of the other family than `localAddress` (reports counted). */
+  otherFamily = 0;
 
   constructor(private readonly opts: PoolOptions) {
     super();
@@ -151,7 +153,10 @@ export class PeerPool extends EventEmitter<PoolEvents> {
       if (this.opts.isOwn?.(p)) continue;
       // A name (a --peer host) resolves in our family; an address of the other one is unreachable.
       const family = ipFamily(p.host);
-      if (this.family !== 0 && family !== 0 && family !== this.family) continue;
+      if (this.family !== 0 && family !== 0 && family !== this.family) {
+        this.otherFamily++;
+        continue;
+      }
       const known = this.candidates.get(address);
       if (known) {
         takeHints(known, p);

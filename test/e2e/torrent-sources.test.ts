@@ -286,6 +286,28 @@ describe('stdin and URL sources', () => {
     expect(await readFile(beside)).toEqual(multi.torrent);
   });
 
+  it('a --peer of the other address family than --bind is named when no peer came', async () => {
+    const torrent = path.join(dir, 't.torrent');
+    await writeFile(torrent, t.torrent);
+    const r = await cli([
+      'download',
+      torrent,
+      '-o',
+      path.join(dir, 'out.bin'),
+      '--peer',
+      '[::1]:9',
+      '--bind',
+      '127.0.0.1',
+      '--no-listen',
+      '--timeout',
+      '1',
+    ]);
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toContain(
+      '1 of the other address family than --bind left out (IPv4 and IPv6 do not mix)',
+    );
+  });
+
   it('a folder on stdin (`- < dir`) is refused as unreadable, not read as an empty torrent', async () => {
     const out = ['-o', path.join(dir, 'out'), '--peer', '127.0.0.1:9'];
     for (const args of [
