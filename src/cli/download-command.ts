@@ -95,6 +95,10 @@ export async function runDownload(
         `${tty ? '\r\x1b[2K' : ''}tdl: warning: ${escapeControl(redactUrls(message))}\n`,
       );
   };
+  // Said, not silently dropped: the option asks for what --no-dht turns off.
+  if (opts.dht === false && opts.dhtBootstrap.length > 0) {
+    warn('--dht-bootstrap is not used with --no-dht');
+  }
   const magnet = isMagnet(file);
   const wantDht = opts.dht !== false && (magnet || cliPeers.length === 0);
   let dht: Dht | null = null;

@@ -330,7 +330,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     )
     .argument('<torrent>', TORRENT_FILE_ARG, nonEmpty)
     .option('-o, --output <path>', 'where the data was saved (as given to download)', nonEmpty)
-    .option('-q, --quiet', 'print nothing: the exit code tells')
+    .option('-q, --quiet', 'print nothing but errors: the exit code tells')
     .option('--json', 'write newline-delimited JSON events to stdout');
   selectionOptions(verifyCmd).action(async (torrent: string, opts: VerifyCliOptions) => {
     json = Boolean(opts.json);

@@ -192,5 +192,22 @@ describe('DHT from the CLI (loopback network, no tracker)', () => {
       expect(info.code).toBe(2);
       expect(info.stderr).toContain(message);
     }
+    // With --no-dht it has nothing to do: said so, not dropped without a word.
+    const off = await runCli([
+      'download',
+      await fx.writeTorrent(t),
+      '-o',
+      out,
+      '--no-dht',
+      '--dht-bootstrap',
+      '127.0.0.1:9',
+      '--peer',
+      '127.0.0.1:9',
+      '--no-listen',
+      '--timeout',
+      '1',
+    ]);
+    expect(off.code).toBe(4);
+    expect(off.stderr).toContain('tdl: warning: --dht-bootstrap is not used with --no-dht\n');
   });
 });
