@@ -98,9 +98,59 @@ function replaceOnce(text, from, to, file) {
   return text.replace(from, to);
 }
 
+/**
+ * undici 7 (the line that runs on Node 20) throws an AssertionError from a socket's 'end' handler,
+ * which nothing can catch, when a server closes the connection while a response body is paused
+ * by backpressure (nodejs/undici#5360; fixed only in undici 8, which needs Node 22). A web seed
+ * whose reads wait for --max-download-rate, on a server that closes after each response (Python's
+ * http.server, Connection: close), ended tdl with exit 1. The bundled copy finishes such a parser
+ * the way undici 8 does: resumed, and fed what the socket still holds, before EOF is signalled.
+ * The build fails if the code to change is not found (another undici), rather than ship without.
+ */
+const PAUSED_FINISH_FROM = `  finish () {
+    assert(currentParser === null)
+    assert(this.ptr != null)
+    assert(!this.paused)
+`;
+const PAUSED_FINISH_TO = `  finish () {
+    assert(currentParser === null)
+    assert(this.ptr != null)
+    // Patched by tdl's scripts/bundle.mjs (nodejs/undici#5360): the peer closed while the body
+    // was paused by backpressure. Resume and parse what the socket holds (onData keeps
+    // buffering what it is given), then finish: EOF completes a body of unknown length.
+    if (this.paused) {
+      let data
+      do {
+        this.llhttp.llhttp_resume(this.ptr)
+        this.paused = false
+        data = this.socket.read() || EMPTY_BUF
+        this.execute(data)
+      } while (this.paused && data.length > 0)
+      if (this.paused) {
+        this.llhttp.llhttp_resume(this.ptr)
+        this.paused = false
+      }
+    }
+`;
+const undiciPausedFinish = {
+  name: 'undici-paused-finish',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]undici[\\/]lib[\\/]dispatcher[\\/]client-h1\.js$/ }, async (args) => ({
+      contents: replaceOnce(
+        await readFile(args.path, 'utf8'),
+        PAUSED_FINISH_FROM,
+        PAUSED_FINISH_TO,
+        args.path,
+      ),
+      loader: 'js',
+    }));
+  },
+};
+
 await rm(OUT, { recursive: true, force: true });
 await mkdir(OUT, { recursive: true });
 const undici = await build({
+  plugins: [undiciPausedFinish],
   entryPoints: [require.resolve('undici')],
   outfile: path.join(OUT, 'undici.cjs'),
   bundle: true,

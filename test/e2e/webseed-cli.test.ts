@@ -6,20 +6,25 @@
 import { readdirSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
+import { assertBuilt, spawnTdl } from '../helpers/tdl-process.js';
 import { useFixture } from '../helpers/fixture.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
 import { startWebSeedServer, type WebSeedServer } from '../helpers/web-seed-server.js';
 
 const fx = useFixture();
+beforeAll(() => assertBuilt());
 const servers: WebSeedServer[] = [];
 afterEach(async () => {
   for (const s of servers.splice(0)) await s.close();
 });
 
-async function server(files: Record<string, Buffer>, fault?: 'wrong-bytes') {
+async function server(
+  files: Record<string, Buffer>,
+  fault?: 'wrong-bytes' | 'close-each' | 'full-200-close',
+) {
   const s = await startWebSeedServer({ files, fault });
   servers.push(s);
   return s;
@@ -136,6 +141,27 @@ describe('web seeds from the CLI', () => {
     expect((await readFile(out)).equals(data)).toBe(true);
     // 8 s at the limit, less what the two requests in flight read past it (a chunk each).
     expect(seconds).toBeGreaterThan(5);
+  }, 60_000);
+
+  it('--max-download-rate with servers that close after each reply: no crash, every byte', async () => {
+    // A read held by the limit leaves the HTTP parser paused when the server closes (undici 7
+    // threw from the socket's end handler then: exit 1). With and without Range support.
+    const data = randomBytesSeeded(6 * 1024 * 1024 + 99, 'ws-close');
+    for (const mode of ['close-each', 'full-200-close'] as const) {
+      const s = await server({ '/f.bin': data }, mode);
+      // Small pieces: many replies, many chances for one to end while its read is held.
+      const t = webSeeded(s.origin, data, 16384);
+      const tp = await fx.writeTorrent(t, `${mode}.torrent`);
+      const out = path.join(fx.dir, `${mode}.bin`);
+      // The shipped bundle, whose undici is patched (scripts/bundle.mjs), in its own process:
+      // the crash was an uncaught exception there.
+      const tdl = spawnTdl(
+        ['download', tp, '-o', out, '--no-dht', '--no-listen', '--max-download-rate', '8M'],
+        fx.onClose,
+      );
+      expect((await tdl.exited).code, tdl.stderr()).toBe(0);
+      expect((await readFile(out)).equals(data)).toBe(true);
+    }
   }, 60_000);
 
   it('--timeout: web seed bytes still arriving are data, a piece slower than it is not a stall', async () => {

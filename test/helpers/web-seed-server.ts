@@ -32,7 +32,9 @@ export type ServerFault =
   | 'long-body' // chunked, no Content-Length, more bytes than asked for
   | 'wrong-content-length' // a consistent reply one byte shorter than the range
   | 'wrong-range' // 206 for the range shifted by one byte
-  | 'full-200'; // ignores Range: 200 with the whole file
+  | 'full-200' // ignores Range: 200 with the whole file
+  | 'close-each' // serves right, closing the connection after each reply (Connection: close)
+  | 'full-200-close'; // as Python's http.server: ignores Range, closes after each reply
 
 export interface WebSeedServerOptions {
   files: Record<string, Buffer>;
@@ -153,8 +155,9 @@ export async function startWebSeedServer(opts: WebSeedServerOptions): Promise<We
       res.end();
       return;
     }
-    if (!range || f === 'full-200') {
-      res.writeHead(200, { 'content-length': String(file.length) }).end(file);
+    const close = f === 'close-each' || f === 'full-200-close' ? { connection: 'close' } : {};
+    if (!range || f === 'full-200' || f === 'full-200-close') {
+      res.writeHead(200, { 'content-length': String(file.length), ...close }).end(file);
       return;
     }
     let { a, b } = range;
@@ -194,7 +197,11 @@ export async function startWebSeedServer(opts: WebSeedServerOptions): Promise<We
       default:
         break;
     }
-    res.writeHead(206, { 'content-range': contentRange, 'content-length': String(body.length) });
+    res.writeHead(206, {
+      'content-range': contentRange,
+      'content-length': String(body.length),
+      ...close,
+    });
     res.end(body);
   }
 
