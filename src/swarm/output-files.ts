@@ -145,6 +145,12 @@ export class OutputFiles {
     await this.removeMetadata();
   }
 
+  /** A parts file that holds no piece goes (a failed run's: nothing in it to keep). */
+  async removeEmptyParts(): Promise<void> {
+    const parts = this.storage.parts;
+    if (parts && parts.size === 0) await parts.remove();
+  }
+
   /** The magnet's metadata kept beside the resume file goes (best effort). */
   async removeMetadata(): Promise<void> {
     await rm(this.metadataFile, { force: true }).catch(() => {});

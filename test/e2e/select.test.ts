@@ -39,6 +39,28 @@ function piecesOf(files: { data: Buffer }[], i: number): number[] {
 }
 
 describe('--select', () => {
+  it('a run that fails having fetched nothing leaves nothing, no parts file either', async () => {
+    const { t } = fiveFiles();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    const r = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--select',
+      '3',
+      '--peer',
+      '127.0.0.1:9',
+      '--no-dht',
+      '--no-listen',
+      '--timeout',
+      '1',
+    ]);
+    expect(r.code, r.stderr).toBe(4);
+    expect(await readdir(fx.dir)).toEqual(['t.torrent']);
+  });
+
   it('fetches one file in the middle, creates only it, and widens later without refetching', async () => {
     const { files, t } = fiveFiles();
     const torrent = await fx.writeTorrent(t);
