@@ -581,6 +581,16 @@ export class WebSeed {
             `asked for bytes ${r.start}-${r.end - 1}, got Content-Range ${JSON.stringify(cr ?? null)}`,
           );
         }
+        // The range asked for, of a file of another length: another version of the file.
+        if (range.total !== undefined && range.total !== fileLength) {
+          discard(body);
+          if (this.meta.multiFile) this.lacking.add(r.fileIndex);
+          throw new WebSeedError(
+            this.url,
+            'range',
+            `${target} is ${range.total} bytes there (Content-Range), ${fileLength} in the torrent`,
+          );
+        }
       }
       const cl = header(headers, 'content-length');
       if (cl !== undefined && Number(cl) !== expected) {

@@ -369,6 +369,21 @@ describe('WebSeed faults', () => {
     expect([0, 1, 2, 3, 4].map((i) => seed2.has(i))).toEqual([false, false, false, true, true]);
   });
 
+  it('multi-file: a file longer on the server (a 206 naming another size) is not asked again', async () => {
+    // The bytes asked for are there, but the file is another version: 1 byte longer.
+    const longer = {
+      ...multiFiles,
+      '/seed/multi%20dir/a%20b/x%231.bin': Buffer.concat([A, Buffer.from('!')]),
+    };
+    const s = await server(longer);
+    const seed = seedFor(`${s.origin}/seed`, torrent(multi));
+    expect(await faultOf(seed.fetchPiece(0))).toBe('range');
+    expect(seed.lastError?.message).toMatch(
+      /is 3001 bytes there \(Content-Range\), 3000 in the torrent/,
+    );
+    expect([...seed.lackingFiles]).toEqual([0]);
+  });
+
   it('single-file: a 416 backs the seed off without marking the file', async () => {
     const s = await server({ '/single%20file.bin': S.subarray(0, 100) });
     const seed = seedFor(`${s.origin}/`, torrent(single));
