@@ -266,6 +266,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         padding,
       });
       o.onStart?.(idle, plan, { port: 0 });
+      if (check.resume === 'ignored') idle.emit('warning', resumeIgnored(resumeFile, check.reason));
       await out.copyFromParts(check.have);
       if (streamOut) {
         // Streamed from the working copy, which the command removes next: nothing to keep.
@@ -394,6 +395,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     });
 
     o.onStart?.(d, plan, { port });
+    if (check.resume === 'ignored') d.emit('warning', resumeIgnored(resumeFile, check.reason));
     for (let i = 0; i < storage.fileCount; i++) {
       if (storage.shadowed(i)) {
         const fin = storage.finalPath(i);
@@ -647,6 +649,11 @@ function seedUntil(
     if (limits.ratio !== undefined && size > 0) d.capUpload(Math.ceil(limits.ratio * size), done);
     check();
   });
+}
+
+/** A resume file that could not be used: the data was checked by hashing instead. */
+function resumeIgnored(file: string, reason: string | undefined): string {
+  return `${file} not used (${reason ?? 'unreadable'}): what is on disk was checked by hashing instead`;
 }
 
 /** A file found longer than the torrent's, which finalize() cut (the user should know). */

@@ -228,7 +228,7 @@ async function resumeToEnd(tp: string, out: string, s: FakeSeeder, total: number
   expect(started['present']).toBe(validBefore);
   expect(done['present']).toBe(validBefore);
   expect(s.served - before).toBe(total - validBefore);
-  return { validBefore, served: s.served - before };
+  return { validBefore, served: s.served - before, r };
 }
 
 /** A small seeded PRNG (mulberry32): numbers in [0, 1). */
@@ -335,8 +335,15 @@ describe('resume file that cannot be believed', () => {
     const { t, s, tp, out, rf } = await partial(3);
     const raw = await readFile(rf);
     await writeFile(rf, raw.subarray(0, Math.floor(raw.length / 2)));
-    await resumeToEnd(tp, out, s, t.data.length);
+    const { r } = await resumeToEnd(tp, out, s, t.data.length);
     await expectFinal(t, out);
+    // Said, not silently: the data was hashed instead.
+    const said = r.events.filter((e) => e['event'] === 'warning').map((e) => e['message']);
+    expect(said).toContainEqual(
+      expect.stringMatching(
+        /multi\.tdl-resume not used \(.+\): what is on disk was checked by hashing instead$/,
+      ),
+    );
   });
 
   it('ignores a corrupt resume file that claims every piece', async () => {
