@@ -10,8 +10,9 @@
  * Encryption (`--encryption`, see EncryptionMode): an address is dialled with the mode's first
  * kind of handshake (plain under `allow`, MSE otherwise; MSE too for a peer that PEX flags as
  * speaking encryption). A peer that hangs up on a plain handshake, or fails an MSE one, is
- * dialled again at once with the other kind (never under `require`), which is kept for it. That
- * second dial is the same attempt, not a retry.
+ * dialled again at once with the other kind (never under `require`), which is kept for it if it
+ * works; when it fails too, the next attempt starts again with the first kind. That second dial
+ * is the same attempt, not a retry.
  *
  * A handshaken connection is handed to the orchestrator, which takes it or closes it (no free
  * slot). The pool never decides on its own to drop a connected peer.
@@ -278,6 +279,11 @@ export class PeerPool extends EventEmitter<PoolEvents> {
           this.attempt(c, true);
           return;
         }
+        // Both kinds failed in this attempt: the next starts again with the mode's first. One
+        // refusal may have been passing (a peer turning away a second connection from one
+        // address, as Transmission does), and the kind tried last, kept, may be one the peer
+        // never takes (Transmission that tolerates encryption hangs up on every MSE offer).
+        if (again) c.flipped = false;
         this.released(c);
         if (!this.closed) this.emit('failed', c.address, (e as Error).message);
       },

@@ -79,7 +79,7 @@ describe('PeerPool: a peer that hangs up on the handshake', () => {
     ['prefer', ['mse', 'plain']],
     ['require', ['mse']],
   ] as const) {
-    it(`${mode}: ${kinds.join(', then ')}, as one attempt; the address keeps the last kind`, async () => {
+    it(`${mode}: ${kinds.join(', then ')}, as one attempt; both failing, the next starts over`, async () => {
       const peer = await hangUp();
       const p = pool(mode);
       const failed = firstFailure(p);
@@ -89,7 +89,13 @@ describe('PeerPool: a peer that hangs up on the handshake', () => {
       expect(peer.kinds).toEqual(kinds);
       const c = [...p.candidates.values()][0]!;
       expect(c.attempts).toBe(1);
-      expect(c.flipped).toBe(mode !== 'require');
+      // Neither kind worked: the next attempt is not stuck with the one tried last.
+      expect(c.flipped).toBe(false);
+      const again = firstFailure(p);
+      c.notBefore = 0;
+      p.fill(0, 4);
+      await again;
+      expect(peer.kinds).toEqual([...kinds, ...kinds]);
     });
   }
 
