@@ -152,6 +152,11 @@ function isHttp(u: URL): boolean {
   return u.protocol === 'http:' || u.protocol === 'https:';
 }
 
+/** A wait as people read it: `20 s`, `0.3 s`. */
+function seconds(ms: number): string {
+  return `${Math.round(ms / 100) / 10} s`;
+}
+
 /** Parses `bytes a-b/total` (`total` undefined when `*`); null when malformed. */
 export function parseContentRange(
   v: string,
@@ -422,7 +427,7 @@ export class WebSeed {
         e = new WebSeedError(
           this.url,
           'timeout',
-          `piece ${cur} took more than ${this.pieceTimeoutMs} ms`,
+          `piece ${cur} took more than ${seconds(this.pieceTimeoutMs)}`,
         );
       } else if (err instanceof WebSeedError) e = err;
       else if (err instanceof TdlError || err instanceof RangeError) throw err;
@@ -482,7 +487,7 @@ export class WebSeed {
   private classify(err: unknown): WebSeedError {
     const code = errorCode(err);
     if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-      return new WebSeedError(this.url, 'timeout', `no data for ${this.timeoutMs} ms`, {
+      return new WebSeedError(this.url, 'timeout', `no data for ${seconds(this.timeoutMs)}`, {
         cause: err,
       });
     }
