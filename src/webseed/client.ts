@@ -152,9 +152,9 @@ function isHttp(u: URL): boolean {
   return u.protocol === 'http:' || u.protocol === 'https:';
 }
 
-/** A wait as people read it: `20 s`, `0.3 s`. */
+/** A wait as the other messages give it: `20s`, `0.3s`. */
 function seconds(ms: number): string {
-  return `${Math.round(ms / 100) / 10} s`;
+  return `${Math.round(ms / 100) / 10}s`;
 }
 
 /** Parses `bytes a-b/total` (`total` undefined when `*`); null when malformed. */
