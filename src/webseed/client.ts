@@ -215,6 +215,8 @@ export class WebSeed {
   /** Files (multi-file torrents) this seed will not be asked for again: 404, or stale data. */
   private readonly lacking = new Set<number>();
   private consecutiveFailures = 0;
+  /** When the back-off was last set (see recordFailure). */
+  private lastFailureAt = -Infinity;
   private readonly timeoutMs: number;
   private readonly pieceTimeoutMs: number;
   private readonly maxRedirects: number;
@@ -302,6 +304,7 @@ export class WebSeed {
     extend?: (index: number) => boolean | 'later',
   ): Promise<void> {
     if (this.banned) throw new WebSeedError(this.url, 'banned', 'banned for sending bad pieces');
+    const startedAt = this.now();
     const layout = this.layout;
     let last = first + count - 1;
     if (!Number.isInteger(count) || count < 1) throw new RangeError(`bad piece count ${count}`);
@@ -432,7 +435,7 @@ export class WebSeed {
       } else if (err instanceof WebSeedError) e = err;
       else if (err instanceof TdlError || err instanceof RangeError) throw err;
       else e = this.classify(err);
-      if (e.fault !== 'aborted') this.recordFailure(e);
+      if (e.fault !== 'aborted') this.recordFailure(e, startedAt);
       debug('%s: pieces %d..%d failed at %d: %s', this.url, first, last, cur, e.message);
       throw e;
     } finally {
@@ -473,10 +476,16 @@ export class WebSeed {
     return this.banned;
   }
 
-  private recordFailure(err: WebSeedError): void {
+  /**
+   * `startedAt`: when the failed request was sent. One already in flight when the seed last
+   * failed (two requests that fail together) tells nothing new: the back-off is not doubled.
+   */
+  private recordFailure(err: WebSeedError, startedAt = this.now()): void {
     this.failures++;
-    this.consecutiveFailures++;
     this.lastError = err;
+    if (startedAt < this.lastFailureAt) return;
+    this.lastFailureAt = this.now();
+    this.consecutiveFailures++;
     const delay = Math.min(
       this.backoffMaxMs,
       this.backoffBaseMs * 2 ** Math.min(this.consecutiveFailures - 1, 30),

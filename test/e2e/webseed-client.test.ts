@@ -341,6 +341,18 @@ describe('WebSeed faults', () => {
     expect(seed.backoffUntil - c.t).toBe(5_000);
   });
 
+  it('two requests that fail together back the seed off once, not twice', async () => {
+    const s = await server(multiFiles, 'not-found');
+    const c = clock();
+    const seed = seedFor(`${s.origin}/seed`, torrent(multi), { now: c.now });
+    const both = [seed.fetchPiece(0), seed.fetchPiece(4)];
+    // Both are in flight when the first answer comes.
+    c.t += 1;
+    expect(await Promise.all(both.map(faultOf))).toEqual(['not-found', 'not-found']);
+    expect(seed.failures).toBe(2);
+    expect(seed.backoffUntil - c.t).toBe(5_000);
+  });
+
   it('multi-file: a file that 404s is not asked for again (has() is false for its pieces)', async () => {
     const { '/seed/multi%20dir/c%25.bin': _missing, ...others } = multiFiles;
     const s = await server(others);
