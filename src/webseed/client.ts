@@ -561,6 +561,19 @@ export class WebSeed {
           `HTTP 416 for bytes ${r.start}-${r.end - 1} of ${target}: the file is shorter there`,
         );
       }
+      // Asked for as they are (accept-encoding: identity): a compressed reply holds other bytes
+      // than the range's, whatever its status says.
+      const encoding = header(headers, 'content-encoding');
+      if ((statusCode === 206 || statusCode === 200) && encoding !== undefined) {
+        if (encoding.trim().toLowerCase() !== 'identity') {
+          discard(body);
+          throw new WebSeedError(
+            this.url,
+            'status',
+            `HTTP ${statusCode} for ${target} sent ${JSON.stringify(encoding.slice(0, 40))}-encoded (Content-Encoding), though asked for the bytes as they are`,
+          );
+        }
+      }
       if (statusCode !== 206 && statusCode !== 200) {
         discard(body);
         throw new WebSeedError(this.url, 'status', `HTTP status ${statusCode} for ${target}`);

@@ -289,6 +289,7 @@ describe('WebSeed faults', () => {
     ['wrong-content-length', 'length'],
     ['wrong-range', 'range'],
     ['full-200', 'range'],
+    ['gzip', 'status'],
   ];
   for (const [serverFault, fault] of cases) {
     it(`${serverFault}: fails with '${fault}' and backs the seed off`, async () => {

@@ -14,6 +14,7 @@
  * test also checks the URL the client built. Requests are recorded in `requests`.
  */
 import http from 'node:http';
+import { gzipSync } from 'node:zlib';
 import type net from 'node:net';
 
 export type ServerFault =
@@ -34,7 +35,8 @@ export type ServerFault =
   | 'wrong-range' // 206 for the range shifted by one byte
   | 'full-200' // ignores Range: 200 with the whole file
   | 'close-each' // serves right, closing the connection after each reply (Connection: close)
-  | 'full-200-close'; // as Python's http.server: ignores Range, closes after each reply
+  | 'full-200-close' // as Python's http.server: ignores Range, closes after each reply
+  | 'gzip'; // the range, gzip-compressed, with Content-Encoding: gzip
 
 export interface WebSeedServerOptions {
   files: Record<string, Buffer>;
@@ -194,6 +196,9 @@ export async function startWebSeedServer(opts: WebSeedServerOptions): Promise<We
       case 'wrong-content-length':
         body = body.subarray(0, body.length - 1);
         break;
+      case 'gzip':
+        body = gzipSync(body);
+        break;
       default:
         break;
     }
@@ -201,6 +206,7 @@ export async function startWebSeedServer(opts: WebSeedServerOptions): Promise<We
       'content-range': contentRange,
       'content-length': String(body.length),
       ...close,
+      ...(f === 'gzip' ? { 'content-encoding': 'gzip' } : {}),
     });
     res.end(body);
   }
