@@ -116,9 +116,16 @@ async function reachesSame(root: string, linkPath: string, target: string): Prom
   }
 }
 
-/** What is at a torrent link's path (`to`: the text of a link found there). */
+/**
+ * What is at a torrent link's path: the link (`in-place`), nothing, a zero-length regular file
+ * (`placeholder`: a complete run replaces it with the link), or something else, which a complete
+ * run refuses to replace (`other`; `to`: the text of a link found there).
+ */
 export type LinkState =
-  { state: 'in-place' } | { state: 'missing' } | { state: 'other'; to?: string };
+  | { state: 'in-place' }
+  | { state: 'missing' }
+  | { state: 'placeholder' }
+  | { state: 'other'; to?: string };
 
 /**
  * Whether the torrent's link `linkPath` -> `target` (both inside `root`) is in place: a link
@@ -131,6 +138,7 @@ export async function linkState(
 ): Promise<LinkState> {
   const st = await lstatOrNull(linkPath);
   if (st === null) return { state: 'missing' };
+  if (st.isFile() && st.size === 0) return { state: 'placeholder' };
   if (!st.isSymbolicLink()) return { state: 'other' };
   const to = await readlink(linkPath).catch((e: unknown) => {
     throw diskError('read', linkPath, e);
@@ -148,19 +156,19 @@ async function makeLink(root: string, linkPath: string, target: string): Promise
   if (path.resolve(dir, rel) !== target) {
     throw new MetainfoError('info.files', `symbolic link ${linkPath} would not reach ${target}`);
   }
-  const st = await lstatOrNull(linkPath);
-  if (st?.isSymbolicLink()) {
-    const found = await linkState(root, linkPath, target);
-    if (found.state === 'in-place') return;
-    const to = found.state === 'other' ? found.to : undefined;
-    throw new DiskError(`${linkPath} is already a symbolic link, to ${to ?? '?'}`);
+  const found = await linkState(root, linkPath, target);
+  if (found.state === 'in-place') return;
+  if (found.state === 'other') {
+    throw new DiskError(
+      found.to === undefined
+        ? `${linkPath} exists: cannot put the torrent's symbolic link there`
+        : `${linkPath} is already a symbolic link, to ${found.to}`,
+    );
   }
-  if (st?.isFile() && st.size === 0) {
+  if (found.state === 'placeholder') {
     await unlink(linkPath).catch((e: unknown) => {
       throw diskError('replace', linkPath, e);
     });
-  } else if (st !== null) {
-    throw new DiskError(`${linkPath} exists: cannot put the torrent's symbolic link there`);
   }
   try {
     await symlink(rel, linkPath);

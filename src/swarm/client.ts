@@ -11,7 +11,6 @@
  * - existing data that does not match is replaced piece by piece, each only once a verified
  *   piece is there to replace it, and the count is reported (`piecesReplaced`).
  */
-import { lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { logger } from '../log.js';
 import type { Dht } from '../dht/dht.js';
@@ -220,15 +219,13 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     if (o.seedOnly && !selected) {
       // Every piece is valid, but a link of the torrent's (BEP 47 `l`) leads elsewhere: the data
       // is not the torrent as it should be (verify calls it wrong-link), and seed replaces
-      // nothing of the user's. A missing one is made, as for any complete run.
+      // nothing of the user's.
       for (const l of await checkLinks(plan, {
         multiFile: meta.multiFile,
         files: fileList(meta),
       })) {
+        // Missing, or a placeholder (an empty file): made by the finish, as for any complete run.
         if (l.found.state !== 'other') continue;
-        // An empty file there is replaced by the link, as any complete run does (attributes.ts).
-        const st = l.found.to === undefined ? await lstat(l.path).catch(() => null) : null;
-        if (st?.isFile() && st.size === 0) continue;
         const to = l.found.to === undefined ? 'is not a symbolic link' : `leads to ${l.found.to}`;
         throw new TransferError(
           `the data under ${plan.root} is incomplete: ${l.path} ${to}, not to the torrent's ` +
