@@ -18,15 +18,14 @@ import { openTorrent, type OpenedTorrent } from './source.js';
 import { resolveSelection, selectedBytes, selectionFromIndexes } from '../storage/selection.js';
 import { fileList, isPaddingFile, paddingFileCount, type Metainfo } from '../metainfo/torrent.js';
 import {
-  BOOKKEEPING_SUFFIXES,
   makeWorkDir,
   removeStreamed,
   removeWorkDir,
   streamWorkDir,
   type ByteSink,
 } from '../storage/stream-out.js';
-import { PART_SUFFIX, partPathOf, withSuffix } from '../storage/names.js';
-import { outputRoot, planFilePath } from '../storage/output.js';
+import { partPathOf } from '../storage/names.js';
+import { outputRoot, outputWrites, planFilePath } from '../storage/output.js';
 import { FdSink } from '../storage/fd-sink.js';
 import { outgoingAddress } from '../tracker/local-addresses.js';
 
@@ -78,8 +77,9 @@ export async function runDownload(
       '--no-resume applies to -o - only: a download to a file always keeps its resume file',
     );
   }
+  // Before any wait, against -o as given; again once the metadata tells where the data goes.
   if (opts.saveTorrent !== undefined && !streaming) {
-    checkSaveTorrentPath(opts.saveTorrent, opts.output ?? '.');
+    await checkSaveTorrent(opts.saveTorrent, opts.output ?? '.');
   }
   const cliPeers = opts.peer.map((p) => parsePeer(p));
   const bootstrap = parseBootstrap(opts.dhtBootstrap);
@@ -130,11 +130,11 @@ export async function runDownload(
         saveTorrent: opts.saveTorrent,
         // Once the metadata says where the data goes: not onto it, nor onto tdl's side files.
         checkSave: (meta) =>
-          checkSaveTorrentTarget(
+          checkSaveTorrent(
             opts.saveTorrent!,
+            streaming ? '-' : (opts.output ?? '.'),
             meta,
             streaming ? streamWorkDir(meta.infoHashHex) : opts.output,
-            streaming ? '-' : (opts.output ?? '.'),
           ),
         tty,
         emit: json ? emit : undefined,
@@ -386,57 +386,30 @@ export async function runDownload(
 }
 
 /**
- * `--save-torrent` may not name the download's own output or a file tdl keeps beside it: the
- * download would write over the saved torrent, or remove it on completion with its resume file.
+ * `--save-torrent` may not name what the download writes (storage/output.ts, outputWrites): the
+ * data would replace the saved torrent, or the run remove it with its resume file. Without the
+ * metadata, `-o` as given is the root; with it, the root as the download will find it (`-o` an
+ * existing folder puts it inside), and the torrent's own files count too. Refused with exit 2.
  */
-function checkSaveTorrentPath(save: string, output: string): void {
-  const out = path.resolve(output);
-  const own = [out, ...OWN_SUFFIXES.map((s) => withSuffix(out, s))];
-  if (own.includes(path.resolve(save))) {
-    throw new UsageError(
-      `--save-torrent ${save}: the download (-o ${output}) writes there; name another file`,
-    );
-  }
-}
-
-/**
- * `--save-torrent` onto the download's data, once the metadata tells where that goes (`-o` an
- * existing folder puts it inside): the torrent's root, a file of a multi-file torrent or a folder
- * on the way to one, a file's `.part`, or tdl's side files beside the root. Refused (exit 2):
- * the data would replace the saved torrent, or the torrent a file of the data.
- */
-async function checkSaveTorrentTarget(
+async function checkSaveTorrent(
   save: string,
-  meta: Metainfo,
-  output: string | undefined,
   shown: string,
+  meta?: Metainfo,
+  output?: string,
 ): Promise<void> {
-  const files = fileList(meta);
-  const { root } = await outputRoot(
-    { name: meta.name, multiFile: meta.multiFile, infoHash: meta.infoHash, files },
-    output,
-  );
-  const target = path.resolve(save);
-  const refuse = (): never => {
+  const t = meta && {
+    name: meta.name,
+    multiFile: meta.multiFile,
+    infoHash: meta.infoHash,
+    files: fileList(meta),
+  };
+  const root = t ? (await outputRoot(t, output)).root : path.resolve(shown);
+  if (outputWrites(root, path.resolve(save), t)) {
     throw new UsageError(
       `--save-torrent ${save}: the download (-o ${shown}) writes there; name another file`,
     );
-  };
-  if (target === root || OWN_SUFFIXES.some((s) => withSuffix(root, s) === target)) refuse();
-  const rel = path.relative(root, target);
-  if (!meta.multiFile || rel.startsWith('..') || path.isAbsolute(rel)) return;
-  for (let i = 0; i < files.length; i++) {
-    const f = files.at(i)!;
-    if (f.padding) continue;
-    const p = path.join(root, ...f.path);
-    if (p === target || withSuffix(p, PART_SUFFIX) === target || p.startsWith(target + path.sep)) {
-      refuse();
-    }
   }
 }
-
-/** What tdl keeps beside a download's output (its own files, removed or rewritten by it). */
-const OWN_SUFFIXES = [PART_SUFFIX, ...BOOKKEEPING_SUFFIXES];
 
 /**
  * `-o -` streams one file to stdout: refused (exit 2) for `seed`, with `--seed`, and onto a

@@ -20,7 +20,7 @@ import { DiskError, MetainfoError } from '../errors.js';
 import type { FileList } from '../metainfo/torrent.js';
 import { listNames, lstatOrNull, readHeader, toDiskError } from './fs-util.js';
 import { LOCK_SUFFIX } from './lock.js';
-import { PART_SUFFIX, RESUME_SUFFIX, withSuffix } from './names.js';
+import { METADATA_SUFFIX, PART_SUFFIX, RESUME_SUFFIX, withSuffix } from './names.js';
 import { PARTS_SUFFIX, partsInfoHash } from './parts.js';
 import { RESUME_MAGIC } from './resume.js';
 
@@ -156,6 +156,40 @@ interface TorrentShape {
   }>;
   /** Recognises this torrent's resume file (see above). */
   infoHash?: Buffer;
+}
+
+/**
+ * tdl's own files beside a torrent's root (`<root>` + suffix): worth nothing without its data.
+ * A function, not a constant: names.ts and this module import each other, so a constant made of
+ * its suffixes could be made before they are.
+ */
+export function bookkeepingSuffixes(): string[] {
+  return [RESUME_SUFFIX, PARTS_SUFFIX, METADATA_SUFFIX, LOCK_SUFFIX];
+}
+
+/**
+ * Whether a download whose root is `root` writes (or removes) the path `target`: the root, its
+ * `.part` and tdl's files beside it; given the torrent (`t`), also one of a multi-file
+ * torrent's files, a file's `.part`, or a folder on the way to one. Paths as resolved.
+ */
+export function outputWrites(
+  root: string,
+  target: string,
+  t?: { multiFile: boolean; files: FileList<{ path: readonly string[]; padding?: boolean }> },
+): boolean {
+  if (target === root) return true;
+  if ([PART_SUFFIX, ...bookkeepingSuffixes()].some((s) => withSuffix(root, s) === target)) {
+    return true;
+  }
+  if (!t?.multiFile || !target.startsWith(root + path.sep)) return false;
+  for (let i = 0; i < t.files.length; i++) {
+    const f = t.files.at(i)!;
+    if (f.padding) continue;
+    const p = path.join(root, ...f.path);
+    if (p === target || withSuffix(p, PART_SUFFIX) === target) return true;
+    if (p.startsWith(target + path.sep)) return true;
+  }
+  return false;
 }
 
 /**

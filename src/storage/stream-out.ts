@@ -19,9 +19,7 @@
  */
 import { readdir, rm, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { METADATA_SUFFIX, RESUME_SUFFIX } from './names.js';
-import { LOCK_SUFFIX } from './lock.js';
-import { PARTS_SUFFIX } from './parts.js';
+import { bookkeepingSuffixes } from './output.js';
 import { logger } from '../log.js';
 import { defaultCacheFile } from '../dht/cache.js';
 import { StdoutClosedError, stdoutWriteError } from '../errors.js';
@@ -81,9 +79,6 @@ export async function removeWorkDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true }).catch(() => {});
 }
 
-/** tdl's own files beside a torrent's data (`<root>` + suffix): worth nothing once no data is left. */
-export const BOOKKEEPING_SUFFIXES = [RESUME_SUFFIX, PARTS_SUFFIX, METADATA_SUFFIX, LOCK_SUFFIX];
-
 /**
  * A stream of `file` (its final path in the working folder `dir`, `working` its working path: see
  * partPathOf) has ended well: its working copy goes. Other files' working copies (streams of
@@ -101,7 +96,8 @@ export async function removeStreamed(dir: string, file: string, working: string)
   } catch {
     return;
   }
-  if (names.every((n) => BOOKKEEPING_SUFFIXES.some((suffix) => n.endsWith(suffix)))) {
+  const own = bookkeepingSuffixes();
+  if (names.every((n) => own.some((suffix) => n.endsWith(suffix)))) {
     await removeWorkDir(dir);
     return;
   }

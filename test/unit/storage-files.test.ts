@@ -12,7 +12,7 @@ import { ResumeWriter } from '../../src/storage/checkpoint.js';
 import { DiskStorage } from '../../src/storage/disk.js';
 import { syncFileSystems, syncfsFlushes, syncfsSupported } from '../../src/storage/fs-util.js';
 import { resumePath } from '../../src/storage/names.js';
-import { planOutput } from '../../src/storage/output.js';
+import { outputWrites, planOutput } from '../../src/storage/output.js';
 import { Bitfield } from '../../src/wire/bitfield.js';
 import { tempDir } from '../helpers/cli.js';
 import { handTorrent as torrent, type HandFile } from '../helpers/torrent.js';
@@ -320,5 +320,34 @@ describe('syncs in batches', () => {
     }
     await w.close();
     await s.close();
+  });
+});
+
+describe('outputWrites', () => {
+  const root = '/o/multi';
+  const t = {
+    multiFile: true,
+    files: [
+      { path: ['a.bin'] },
+      { path: ['.pad', '0'], padding: true },
+      { path: ['sub', 'b.bin'] },
+    ],
+  };
+
+  it('names the root, its side files, and (given the torrent) its files, .parts and folders', () => {
+    for (const p of ['', '.part', '.tdl-resume', '.tdl-parts', '.tdl-torrent', '.tdl-lock']) {
+      expect(outputWrites(root, `${root}${p}`), p).toBe(true);
+    }
+    for (const p of ['a.bin', 'a.bin.part', 'sub', 'sub/b.bin', 'sub/b.bin.part']) {
+      expect(outputWrites(root, `${root}/${p}`, t), p).toBe(true);
+      // Without the torrent, only the root and what sits beside it are known.
+      expect(outputWrites(root, `${root}/${p}`), p).toBe(false);
+    }
+  });
+
+  it('leaves out what the download never writes', () => {
+    for (const p of ['/o/multi/copy.torrent', '/o/multi/.pad/0', '/o/multi2', '/o/other.bin']) {
+      expect(outputWrites(root, p, t), p).toBe(false);
+    }
   });
 });
