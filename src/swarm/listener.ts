@@ -97,8 +97,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
         if (code !== 'EADDRINUSE' && code !== 'EACCES') break;
       }
     }
-    const where = o.bind ? `${o.bind}:${o.port ?? '6881-6889'}` : `port ${o.port ?? '6881-6889'}`;
-    throw new UsageError(`cannot listen on ${where}: ${lastError?.message ?? 'unknown error'}`);
+    throw cannotListen(o, lastError);
   }
 
   /**
@@ -110,37 +109,22 @@ export class Listener extends EventEmitter<ListenerEvents> {
     if (o.port === undefined || o.port === 0) return;
     const server = net.createServer();
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ port: o.port, host: o.bind, exclusive: true }, resolve);
-      });
+      await bind(server, o.port, o.bind);
     } catch (e) {
-      const where = o.bind ? `${o.bind}:${o.port}` : `port ${o.port}`;
-      throw new UsageError(`cannot listen on ${where}: ${(e as Error).message}`);
-    } finally {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      throw cannotListen(o, e as Error);
     }
+    await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  private tryListen(port: number, bind?: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const server = net.createServer({ pauseOnConnect: false }, (s) => this.onSocket(s));
-      const onError = (e: Error) => {
-        server.close();
-        reject(e);
-      };
-      server.once('error', onError);
-      server.listen({ port, host: bind, exclusive: true }, () => {
-        server.off('error', onError);
-        server.on('error', (e) => log('listener error: %s', e.message));
-        const a = server.address() as net.AddressInfo;
-        this.server = server;
-        this.port = a.port;
-        this.host = a.address;
-        this.own = new OwnAddresses(a.port, a.address);
-        resolve();
-      });
-    });
+  private async tryListen(port: number, host?: string): Promise<void> {
+    const server = net.createServer({ pauseOnConnect: false }, (s) => this.onSocket(s));
+    await bind(server, port, host);
+    server.on('error', (e) => log('listener error: %s', e.message));
+    const a = server.address() as net.AddressInfo;
+    this.server = server;
+    this.port = a.port;
+    this.host = a.address;
+    this.own = new OwnAddresses(a.port, a.address);
   }
 
   private onSocket(socket: net.Socket): void {
@@ -289,4 +273,26 @@ export class Listener extends EventEmitter<ListenerEvents> {
     if (!server) return Promise.resolve();
     return new Promise((resolve) => server.close(() => resolve()));
   }
+}
+
+/** `server` listening on `port` at `host` (every address when absent); closed if it cannot. */
+function bind(server: net.Server, port: number, host?: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (e: Error) => {
+      server.close();
+      reject(e);
+    };
+    server.once('error', onError);
+    server.listen({ port, host, exclusive: true }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+/** The usage error for a port that cannot be listened on (a taken --port: exit 2). */
+function cannotListen(o: ListenOptions, e: Error | null): UsageError {
+  const port = o.port ?? '6881-6889';
+  const where = o.bind ? `${o.bind}:${port}` : `port ${port}`;
+  return new UsageError(`cannot listen on ${where}: ${e?.message ?? 'unknown error'}`);
 }
