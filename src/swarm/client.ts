@@ -491,17 +491,18 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       await out.close();
       // Ended before its first checkpoint was written (a port taken, no tracker it can use, the
       // checkpoint itself failing): nothing was written, nothing of it is worth keeping, and an
-      // empty folder would only pass for the torrent's at the next run.
-      if (failed && (!writer || writer.count === 0)) {
+      // empty folder would only pass for the torrent's at the next run. Or failed with nothing to
+      // show (no piece before, none since: a peer that never answered, Ctrl-C at once): its
+      // resume file records nothing, and goes with the magnet's metadata this run kept beside
+      // it. Either way an empty parts file and the folders it made go too.
+      const nothingWritten = failed && (!writer || writer.count === 0);
+      const nothingFound = failed && found === 0 && (dl?.stats().downloaded ?? 0) === 0;
+      if (nothingWritten || nothingFound) {
+        if (!nothingWritten) {
+          await removeResumeFiles(resumeFile);
+          if (o.torrentBytes) await out.removeMetadata();
+        }
         await out.removeEmptyParts();
-        await out.removeMadeFolders();
-      } else if (failed && found === 0 && (dl?.stats().downloaded ?? 0) === 0) {
-        // Failed with nothing to show (no piece before, none since: a peer that never answered,
-        // Ctrl-C at once): its resume file records nothing, and goes with the folders it made,
-        // and so does the magnet's metadata this run kept beside it.
-        await removeResumeFiles(resumeFile);
-        await out.removeEmptyParts();
-        if (o.torrentBytes) await out.removeMetadata();
         await out.removeMadeFolders();
       }
     } finally {

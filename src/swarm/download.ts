@@ -940,9 +940,8 @@ export class Download extends EventEmitter<DownloadEvents> {
         this.fill();
         // Alone, with only the addresses given by hand (no tracker brings new ones): each gets
         // another try, as a starving download's do (a peer that was not up yet).
-        if (this.sessions.size === 0 && this.pool.connecting === 0 && !this.opts.tracker) {
-          if (this.pool.dialable() === 0) this.pool.retryAll();
-        }
+        const alone = this.sessions.size === 0 && this.pool.connecting === 0;
+        if (alone && !this.opts.tracker && this.pool.dialable() === 0) this.pool.retryAll();
       }
       return;
     }
