@@ -564,15 +564,14 @@ export class WebSeed {
       // Asked for as they are (accept-encoding: identity): a compressed reply holds other bytes
       // than the range's, whatever its status says.
       const encoding = header(headers, 'content-encoding');
-      if ((statusCode === 206 || statusCode === 200) && encoding !== undefined) {
-        if (encoding.trim().toLowerCase() !== 'identity') {
-          discard(body);
-          throw new WebSeedError(
-            this.url,
-            'status',
-            `HTTP ${statusCode} for ${target} sent ${JSON.stringify(encoding.slice(0, 40))}-encoded (Content-Encoding), though asked for the bytes as they are`,
-          );
-        }
+      const encoded = encoding !== undefined && encoding.trim().toLowerCase() !== 'identity';
+      if (encoded && (statusCode === 206 || statusCode === 200)) {
+        discard(body);
+        throw new WebSeedError(
+          this.url,
+          'status',
+          `HTTP ${statusCode} for ${target} sent ${JSON.stringify(encoding.slice(0, 40))}-encoded (Content-Encoding), though asked for the bytes as they are`,
+        );
       }
       if (statusCode !== 206 && statusCode !== 200) {
         discard(body);
