@@ -138,9 +138,12 @@ describe.skipIf(gate.skip)('peer exchange (ut_pex) between tdl and transmission-
         started.push(seeder);
         const seederAt = `${host}:${seeder.port}`;
         const trDir = await makeTempDir('tdl-pex-transmission-leech-');
+        // Throttled (KB/s): its peers are seen by polling, and a download from the seeder that
+        // begins and ends between two polls would leave the seeder unseen.
         const leecher = await startTransmissionPeer({
           torrent,
           dir: trDir,
+          downloadLimit: 1024,
           timeoutMs: START_TIMEOUT_MS,
         });
         started.push(leecher);
