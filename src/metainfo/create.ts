@@ -143,9 +143,12 @@ function identityOf(p: string): Identity | undefined {
 const sameFile = (a: Identity | undefined, st: Stats): boolean =>
   a !== undefined && a.dev === st.dev && a.ino === st.ino;
 
-/** The output, found among the input files: skipped when it is an earlier torrent, else refused. */
-function outputInInput(shownPath: string, out: string): string {
-  if (/\.torrent$/i.test(out)) return 'the output file itself (it is replaced)';
+/**
+ * The output, found among the input files as `entry` (its name there, which a hard link makes
+ * differ from the output's): skipped when that is an earlier torrent, else refused.
+ */
+function outputInInput(shownPath: string, entry: string): string {
+  if (/\.torrent$/i.test(entry)) return 'the output file itself (it is replaced)';
   throw new UsageError(
     `refusing to write the torrent over ${shownPath}: it is one of the files being shared`,
   );
@@ -366,7 +369,7 @@ function listFolder(
       stack.push(open(abs, rel));
     } else if (st.isFile()) {
       if (sameFile(exclude, st)) {
-        skip(shown(d, text), outputInInput(shown(d, text), opts.exclude!));
+        skip(shown(d, text), outputInInput(shown(d, text), text));
         continue;
       }
       out.push(sourceFile(abs, rel, st));

@@ -385,6 +385,12 @@ describe('createTorrent', () => {
     });
     expect(parseTorrent(made.torrent).files.map((f) => f.path)).toEqual([['movie.mkv']]);
     expect(skipped).toEqual(['old.torrent: the output file itself (it is replaced)']);
+    // A hard link named like a torrent, to a data file: the data file's own name decides.
+    const hard = path.join(dir, 'hard.torrent');
+    fs.linkSync(path.join(root, 'movie.mkv'), hard);
+    await expect(createTorrent(root, { exclude: hard })).rejects.toThrow(
+      /refusing to write the torrent over movie\.mkv: it is one of the files being shared/,
+    );
   });
 
   it('skips names that are not in NFC form, as it would not find them when seeding', async () => {
