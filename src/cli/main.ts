@@ -2,10 +2,13 @@
 /**
  * The `tdl` executable: wires process streams and signals to the CLI and exits with its code.
  * SIGINT/SIGTERM/SIGHUP abort the run (sockets and files are closed, verified data stays on disk,
- * the trackers are told `stopped`); a second signal exits at once. A closed stdout (`tdl download
+ * the trackers are told `stopped`); a second signal, from REPEAT_SIGNAL_MS after the first,
+ * exits at once. A closed stdout (`tdl download
  * --json … | head -1`) ends the run the same way, with exit code 141 as SIGPIPE would; a stdout
  * on a full disk too, as a disk error (exit 6).
  */
+import { closeSync } from 'node:fs';
+import { isatty } from 'node:tty';
 import v8 from 'node:v8';
 import { DiskError, InterruptedError, stdoutWriteError, type TdlError } from '../errors.js';
 import { prestartHashWorkers } from '../metainfo/hash-prestart.js';
@@ -30,14 +33,50 @@ if (process.argv[2] === 'create') prestartHashWorkers(process.argv.slice(3));
 /** Longest wait for stdout and stderr to take our last lines before exiting anyway. */
 const EXIT_FLUSH_MS = 2_000;
 
+/**
+ * A signal this soon after the first is the same stop delivered twice, not a second Ctrl-C:
+ * `timeout` passes its signal to its child and then to the whole process group, and a Ctrl-C
+ * reaches a wrapper (`timeout`, a script's trap) that forwards it besides reaching tdl.
+ */
+const REPEAT_SIGNAL_MS = 250;
+
+/** The standard streams that were a terminal at start. */
+const terminalFds = [0, 1, 2].filter((fd) => isatty(fd));
+let hungUp = false;
+
+/**
+ * Exits with `code`. After a SIGHUP the terminal is gone, and Node 20, at exit, restores the
+ * terminal settings it found at start and aborts when that fails (nodejs/node#51519, fixed in
+ * later lines): tdl would die of SIGABRT or SIGSEGV instead of exiting 129. Node skips a
+ * descriptor that was closed, so the terminal's are closed first.
+ */
+function exitWith(code: number): never {
+  if (hungUp) {
+    for (const fd of terminalFds) {
+      try {
+        closeSync(fd);
+      } catch {
+        // already closed
+      }
+    }
+  }
+  process.exit(code);
+}
+
 const controller = new AbortController();
 let signalled = false;
+/** When the first signal came (performance.now()), or -1. */
+let firstSignalAt = -1;
 // SIGHUP (the terminal closed, an ssh session dropped) ends the run as the others do: left to
 // Node, it would kill tdl at once, with no final checkpoint and no `stopped` to the trackers.
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.on(sig, () => {
-    if (signalled) process.exit(exitCodeFor(new InterruptedError(sig)));
+    if (sig === 'SIGHUP') hungUp = true;
+    const now = performance.now();
+    if (firstSignalAt >= 0 && now - firstSignalAt < REPEAT_SIGNAL_MS) return;
+    if (signalled) exitWith(exitCodeFor(new InterruptedError(sig)));
     signalled = true;
+    firstSignalAt = now;
     controller.abort(new InterruptedError(sig));
   });
 }
@@ -86,7 +125,7 @@ async function main(): Promise<void> {
   // milliseconds more, and a straggling handle (a tracker that does not answer `stopped`) must
   // not keep us alive. Tests set TDL_EXIT_GRACE_MS to wait instead for the loop to empty (up to
   // that long), to tell a clean end from this exit.
-  const exit = () => process.exit(Number(process.exitCode ?? 0));
+  const exit = () => exitWith(Number(process.exitCode ?? 0));
   const grace = Number(process.env['TDL_EXIT_GRACE_MS'] ?? '');
   if (grace > 0) {
     setTimeout(exit, grace).unref();

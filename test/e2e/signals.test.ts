@@ -246,12 +246,89 @@ describe('signals, against the built CLI in a child process', () => {
       const killedAt = Date.now();
       process.kill(run.child.pid!, 'SIGTERM');
       await until(() => heard.find((h) => h.event === 'stopped'), 2_000, 'stopped');
+      // A second signal counts from REPEAT_SIGNAL_MS (250 ms) after the first.
+      await new Promise((r) => setTimeout(r, Math.max(0, killedAt + 300 - Date.now())));
       if (twice) process.kill(run.child.pid!, 'SIGTERM');
       const exit = await within(run.exited, ENDS_ON_ITS_OWN_MS, 'exit after the signal');
       expect(exit.code).toBe(143);
       // The second signal does not wait for the 1.5 s bound on `stopped`.
       if (twice) expect(exit.at - killedAt).toBeLessThan(1_500);
     }
+  });
+
+  it('one signal delivered twice at once (`timeout`, a forwarding wrapper) is one stop, not a forced exit', async () => {
+    // The tracker never answers `stopped`: the stop lasts its bound (1.5 s), time for the
+    // second signal to come during it.
+    const { heard, torrent, out } = await setup({ ignoreStopped: true });
+    const run = spawnCli(['download', torrent, '-o', out, '--json']);
+    await until(
+      () => run.lines.find((e) => e['event'] === 'progress' && Number(e['piecesDone']) >= 1),
+      10_000,
+      'a verified piece',
+    );
+    // Two kills at once are often merged by the kernel into one: the second comes a moment
+    // after the first has reached tdl, as from `timeout` (its child, then its process group).
+    process.kill(run.child.pid!, 'SIGINT');
+    const first = performance.now();
+    await new Promise((r) => setTimeout(r, 30));
+    process.kill(run.child.pid!, 'SIGINT');
+    const gap = performance.now() - first;
+    const exit = await within(run.exited, ENDS_ON_ITS_OWN_MS, 'exit after the signal');
+    expect(exit, run.stderr()).toMatchObject({ code: 130 });
+    // A machine so busy that the 30 ms became 250 ms sent a second Ctrl-C: nothing to check.
+    if (gap >= 250) return;
+    // The whole stop: its message, its event, `stopped`, the resume file, no lock left.
+    expect(run.stderr()).toContain('interrupted by SIGINT');
+    expect(run.lines.find((e) => e['event'] === 'error')).toMatchObject({ kind: 'interrupted' });
+    expect(heard.some((h) => h.event === 'stopped')).toBe(true);
+    expect(existsSync(`${out}.tdl-resume`)).toBe(true);
+    expect(existsSync(`${out}.tdl-lock`)).toBe(false);
+  });
+
+  it('its terminal closed (SIGHUP from a pty hang-up): exit 129, no crash, progress kept', async () => {
+    const { torrent, out } = await setup();
+    // tdl in a pseudo-terminal (stdin, stdout and stderr), whose other end is closed once a
+    // few pieces came: the kernel hangs it up and sends SIGHUP, as when a terminal window is
+    // closed. Node 20 aborted at exit when it could not restore the gone terminal's settings.
+    const host = [
+      'import os, pty, sys, time, select',
+      'pid, fd = pty.fork()',
+      'if pid == 0:',
+      '    os.execv(sys.argv[1], sys.argv[1:])',
+      'seen = b""',
+      'end = time.time() + 20',
+      'while time.time() < end and seen.count(b"%") < 3:',
+      '    r, _, _ = select.select([fd], [], [], 0.05)',
+      '    if r:',
+      '        try: seen += os.read(fd, 65536)',
+      '        except OSError: break',
+      'os.close(fd)',
+      '_, st = os.waitpid(pid, 0)',
+      'print("status", os.waitstatus_to_exitcode(st))',
+    ].join('\n');
+    const child = spawn(
+      'python3',
+      ['-c', host, process.execPath, MAIN, 'download', torrent, '-o', out],
+      { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    closers.push(() => {
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    });
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+    await within(new Promise((resolve) => child.once('exit', resolve)), 40_000, 'the hang-up');
+    // 129, as SIGHUP is documented; a crash would be -6 (SIGABRT) or -11 (SIGSEGV).
+    expect(stdout.trim()).toBe('status 129');
+    const d = decodeResume(await readFile(`${out}.tdl-resume`));
+    if (!d.ok) throw new Error(d.reason);
+    expect(d.state.have.count).toBeGreaterThan(0);
+    expect(existsSync(`${out}.tdl-lock`)).toBe(false);
   });
 
   it('a closed stdout (`--json | head -1`) ends the run like Ctrl-C: exit 141, resume file saved, stopped sent', async () => {
