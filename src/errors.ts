@@ -3,6 +3,8 @@
  * messages on stderr and exit codes (see src/cli/exit-codes.ts).
  */
 
+import { getSystemErrorMap } from 'node:util';
+
 export type ErrorKind =
   | 'usage' // bad command line
   | 'invalid-torrent' // malformed or unsafe .torrent (bencode, fields, paths)
@@ -122,9 +124,34 @@ const OUTPUT_FAULTS = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EIO', 'EROFS']);
 export function stdoutWriteError(e: Error): TdlError {
   const code = (e as NodeJS.ErrnoException).code;
   if (code !== undefined && OUTPUT_FAULTS.has(code)) {
-    return new DiskError(`cannot write to standard output: ${code}`, { cause: e });
+    return new DiskError(`cannot write to standard output: ${systemErrorText(e)}`, { cause: e });
   }
   return new StdoutClosedError(code ?? e.message);
+}
+
+/** System error names (`ENOENT`) to their words, from libuv's table; built at first use. */
+let errorWords: Map<string, string> | undefined;
+
+function wordsFor(code: string): string | undefined {
+  if (errorWords === undefined) {
+    errorWords = new Map([...getSystemErrorMap().values()]);
+    // Errors of Linux that libuv's table lacks.
+    errorWords.set('EDQUOT', 'disk quota exceeded');
+  }
+  return errorWords.get(code);
+}
+
+/**
+ * What a failed system call says, in words (`no such file or directory`, `permission denied`),
+ * as a shell's tools print it, without the call and path that Node's message adds (the caller
+ * names the file). Any other error's message as it is; the code when there is nothing else.
+ */
+export function systemErrorText(e: unknown): string {
+  if (!(e instanceof Error)) return String(e);
+  const code = (e as NodeJS.ErrnoException).code;
+  const words = typeof code === 'string' ? wordsFor(code) : undefined;
+  if (words !== undefined) return words;
+  return e.message === '' && typeof code === 'string' ? code : e.message;
 }
 
 /**

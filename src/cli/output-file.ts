@@ -7,7 +7,7 @@ import { Socket } from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DiskError, UsageError } from '../errors.js';
+import { DiskError, systemErrorText, UsageError } from '../errors.js';
 import { replaceFile } from '../storage/fs-util.js';
 
 export interface FileTarget {
@@ -52,7 +52,10 @@ export function fileTarget(file: string, option: string): FileTarget {
   try {
     accessSync(dir, constants.W_OK);
   } catch (e) {
-    throw writeError(file, e);
+    // The file is written beside its place, then renamed into it: its folder must be writable.
+    throw new DiskError(`cannot write ${file}: its folder ${dir}: ${systemErrorText(e)}`, {
+      cause: e,
+    });
   }
   return { path: real, regular: true, shown: file };
 }
@@ -142,8 +145,7 @@ async function writeFifo(file: string, bytes: Uint8Array, signal?: AbortSignal):
 }
 
 function writeError(shown: string, e: unknown): DiskError {
-  const code = (e as NodeJS.ErrnoException).code ?? String(e);
-  return new DiskError(`cannot write ${shown}: ${code}`, { cause: e });
+  return new DiskError(`cannot write ${shown}: ${systemErrorText(e)}`, { cause: e });
 }
 
 function statOrNull(p: string) {

@@ -12,7 +12,14 @@ import { Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import { logger } from '../log.js';
-import { BencodeError, describeError, MetainfoError, TdlError, UsageError } from '../errors.js';
+import {
+  BencodeError,
+  describeError,
+  MetainfoError,
+  systemErrorText,
+  TdlError,
+  UsageError,
+} from '../errors.js';
 import { followRedirect, REDIRECT_STATUSES } from '../http.js';
 import { escapeControl, redactUrls } from './format.js';
 import { familyOfIp } from '../tracker/compact.js';
@@ -124,13 +131,13 @@ async function readTorrentFile(file: string, signal?: AbortSignal): Promise<Buff
     size = st.size;
   } catch (e) {
     if (e instanceof TdlError || signal?.aborted) throw e;
-    throw new UsageError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    throw new UsageError(`cannot read ${file}: ${systemErrorText(e)}`);
   }
   if (size > MAX_TORRENT_FILE_BYTES) throw tooLarge(file, size);
   try {
     return await readFile(file);
   } catch (e) {
-    throw new UsageError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    throw new UsageError(`cannot read ${file}: ${systemErrorText(e)}`);
   }
 }
 
@@ -165,7 +172,7 @@ async function readPipe(file: string, signal?: AbortSignal): Promise<Buffer> {
     const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
     stream = new Socket({ fd, readable: true, writable: false });
   } catch (e) {
-    throw new UsageError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    throw new UsageError(`cannot read ${file}: ${systemErrorText(e)}`);
   }
   stream.on('error', () => {}); // reported through the read below
   let onAbort = (): void => {};

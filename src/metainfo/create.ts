@@ -25,7 +25,7 @@ import fs, {
 } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { DiskError, MetainfoError, UsageError } from '../errors.js';
+import { DiskError, MetainfoError, systemErrorText, UsageError } from '../errors.js';
 import { Bencoded, encodeCanonical } from './bencode-encode.js';
 import {
   CTL_NEXT,
@@ -219,8 +219,7 @@ function isInside(root: string, p: string): boolean {
 }
 
 function ioError(what: string, e: unknown): DiskError {
-  const code = (e as NodeJS.ErrnoException).code ?? String(e);
-  return new DiskError(`cannot read ${what}: ${code}`, { cause: e });
+  return new DiskError(`cannot read ${what}: ${systemErrorText(e)}`, { cause: e });
 }
 
 /** A folder entry with a usable name, and the UTF-8 bytes of that name (its sort key). */
@@ -467,7 +466,9 @@ async function hashAll(
   const failure = (message: string, code: string | undefined, file?: string): Error =>
     code === 'ECHANGED'
       ? new UsageError(message)
-      : new DiskError(`cannot read ${file ?? 'a file'}: ${code ?? message}`);
+      : new DiskError(
+          `cannot read ${file ?? 'a file'}: ${systemErrorText(Object.assign(new Error(message), { code }))}`,
+        );
   let settled = false;
   try {
     await new Promise<void>((resolve, reject) => {

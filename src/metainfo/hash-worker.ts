@@ -103,7 +103,17 @@ export function hashJob(
     let off = pos - starts[fi]!;
     let left = Math.min(fileEnd, end) - pos;
     const toEof = pos + left === fileEnd;
-    const fd = fs.openSync(path, fs.constants.O_RDONLY);
+    // A failed read names no file (EISDIR: a folder put in the file's place): this one.
+    const named = (e: unknown) => {
+      if (e instanceof Error && !('path' in e)) Object.assign(e, { path });
+      return e;
+    };
+    let fd: number;
+    try {
+      fd = fs.openSync(path, fs.constants.O_RDONLY);
+    } catch (e) {
+      throw named(e);
+    }
     try {
       while (left > 0) {
         // The last read of a file asks for one byte more than is left: getting it means the
@@ -136,6 +146,8 @@ export function hashJob(
         }
         report(n);
       }
+    } catch (e) {
+      throw named(e);
     } finally {
       fs.closeSync(fd);
     }

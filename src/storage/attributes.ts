@@ -14,7 +14,7 @@
 import { mkdir, open, readlink, realpath, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { logger } from '../log.js';
-import { DiskError, MetainfoError } from '../errors.js';
+import { DiskError, MetainfoError, systemErrorText } from '../errors.js';
 import type { FileList } from '../metainfo/torrent.js';
 import { lstatOrNull, OPEN_READ } from './fs-util.js';
 
@@ -47,7 +47,7 @@ function inside(root: string, components: readonly string[], field: string): str
 }
 
 function diskError(what: string, p: string, e: unknown): DiskError {
-  return new DiskError(`cannot ${what} ${p}: ${(e as NodeJS.ErrnoException).code ?? e}`, {
+  return new DiskError(`cannot ${what} ${p}: ${systemErrorText(e)}`, {
     cause: e,
   });
 }

@@ -19,6 +19,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { open } from 'node:fs/promises';
+import { systemErrorText } from '../errors.js';
 import { logger } from '../log.js';
 import { Bitfield } from '../wire/bitfield.js';
 import type { DiskStorage } from './disk.js';
@@ -241,7 +242,7 @@ export async function readResumeFile(
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;
-    return { ok: false, reason: `cannot read it: ${(e as Error).message}` };
+    return { ok: false, reason: `cannot read it: ${systemErrorText(e)}` };
   }
   try {
     const st = await h.stat();
@@ -255,7 +256,7 @@ export async function readResumeFile(
     }
     return decodeResume(buf.subarray(0, done));
   } catch (e) {
-    return { ok: false, reason: `cannot read it: ${(e as Error).message}` };
+    return { ok: false, reason: `cannot read it: ${systemErrorText(e)}` };
   } finally {
     await h.close().catch(() => {});
   }

@@ -5,7 +5,7 @@ import { lstat, mkdir, opendir, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { logger } from '../log.js';
-import { DiskError } from '../errors.js';
+import { DiskError, systemErrorText } from '../errors.js';
 import { withSuffix } from './names.js';
 
 const log = logger('tdl:storage');
@@ -149,7 +149,7 @@ export function toDiskError(e: unknown, what: string): DiskError {
                 ? 'is a folder'
                 : err.code === 'EMFILE' || err.code === 'ENFILE'
                   ? 'too many open files'
-                  : (err.message ?? String(e));
+                  : systemErrorText(e);
   return new DiskError(`${what}: ${detail}`, { cause: e });
 }
 

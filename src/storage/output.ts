@@ -16,7 +16,7 @@
 import { opendir, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import path from 'node:path';
-import { DiskError, MetainfoError } from '../errors.js';
+import { DiskError, MetainfoError, systemErrorText } from '../errors.js';
 import type { FileList } from '../metainfo/torrent.js';
 import { listNames, lstatOrNull, readHeader, toDiskError } from './fs-util.js';
 import { LOCK_SUFFIX } from './lock.js';
@@ -477,6 +477,6 @@ async function statOrNull(p: string) {
     return await stat(p);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new DiskError(`cannot read ${p}: ${(e as Error).message}`, { cause: e });
+    throw new DiskError(`cannot read ${p}: ${systemErrorText(e)}`, { cause: e });
   }
 }

@@ -395,19 +395,19 @@ describe('tdl create', () => {
     const tdl = `${q(process.execPath)} ${q(MAIN)}`;
     const full = sh(`${tdl} create ${q(f)} -o /dev/full`);
     expect(full.status, full.stderr).toBe(6);
-    expect(full.stderr).toMatch(/cannot write \/dev\/full: ENOSPC/);
+    expect(full.stderr).toMatch(/cannot write \/dev\/full: no space left on device/);
     expect(statSync('/dev/full').isCharacterDevice()).toBe(true);
     const piped = sh(`${tdl} create ${q(f)} -o - --no-date > /dev/full`);
     expect(piped.status, piped.stderr).toBe(6);
-    expect(piped.stderr).toMatch(/cannot write to standard output: ENOSPC/);
+    expect(piped.stderr).toMatch(/cannot write to standard output: no space left on device/);
     // The summary, and tdl verify's report, are stdout's last write: its failure is said, not
     // lost at exit (it used to exit 0).
     const summary = sh(`${tdl} create ${q(f)} -o ${q(dir)}/s.torrent > /dev/full`);
     expect(summary.status, summary.stderr).toBe(6);
-    expect(summary.stderr).toBe('tdl: cannot write to standard output: ENOSPC\n');
+    expect(summary.stderr).toBe('tdl: cannot write to standard output: no space left on device\n');
     const report = sh(`${tdl} verify ${q(dir)}/s.torrent -o ${q(f)} > /dev/full`);
     expect(report.status, report.stderr).toBe(6);
-    expect(report.stderr).toBe('tdl: cannot write to standard output: ENOSPC\n');
+    expect(report.stderr).toBe('tdl: cannot write to standard output: no space left on device\n');
     const sub = sh(
       `${tdl} create ${q(f)} -q --no-date -o >(sha1sum > ${q(dir)}/sum); wait; sleep 0.2`,
     );
@@ -811,5 +811,11 @@ describe('tdl create', () => {
     const missing = await runCli(['create', path.join(dir, 'missing'), '-o', path.join(dir, 'o')]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/missing: no such file or folder/);
+    // System errors in words, as a shell's tools print them (not ENOENT).
+    const info = await runCli(['info', path.join(dir, 'nothere.torrent')]);
+    expect(info.code).toBe(2);
+    expect(info.stderr).toBe(
+      `tdl: cannot read ${path.join(dir, 'nothere.torrent')}: no such file or directory\n`,
+    );
   });
 });

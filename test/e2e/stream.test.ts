@@ -393,7 +393,7 @@ describe('tdl download -o -', () => {
     const tdl = streamCommand(torrent, seeder.port);
     const full = await runShell(`${tdl} > /dev/full`, cache);
     expect(full.code, full.stderr).toBe(6);
-    expect(full.stderr.trim()).toBe('tdl: cannot write to standard output: ENOSPC');
+    expect(full.stderr.trim()).toBe('tdl: cannot write to standard output: no space left on device');
     const resume = decodeResume(
       readFileSync(path.join(workDir(cache, t.infoHash), 'full.bin.tdl-resume')),
     );
@@ -405,7 +405,7 @@ describe('tdl download -o -', () => {
       cache,
     );
     expect(info.code).toBe(6);
-    expect(info.stderr.trim()).toBe('tdl: cannot write to standard output: ENOSPC');
+    expect(info.stderr.trim()).toBe('tdl: cannot write to standard output: no space left on device');
   }, 60_000);
 
   it.each(['once', 'twice'] as const)(

@@ -4,6 +4,7 @@ import {
   DiskError,
   StdoutClosedError,
   stdoutWriteError,
+  systemErrorText,
   TrackerError,
 } from '../../src/errors.js';
 import { EXIT, exitCodeFor } from '../../src/cli/exit-codes.js';
@@ -43,11 +44,35 @@ describe('exit codes', () => {
       expect(e, code).toBeInstanceOf(StdoutClosedError);
       expect(exitCodeFor(e)).toBe(EXIT.stdoutClosed);
     }
-    for (const code of ['ENOSPC', 'EDQUOT', 'EFBIG', 'EIO', 'EROFS']) {
+    const words: Record<string, string> = {
+      ENOSPC: 'no space left on device',
+      EDQUOT: 'disk quota exceeded',
+      EFBIG: 'file too large',
+      EIO: 'i/o error',
+      EROFS: 'read-only file system',
+    };
+    for (const [code, text] of Object.entries(words)) {
       const e = failed(code);
       expect(e, code).toBeInstanceOf(DiskError);
-      expect(e.message).toBe(`cannot write to standard output: ${code}`);
+      expect(e.message).toBe(`cannot write to standard output: ${text}`);
       expect(exitCodeFor(e)).toBe(EXIT.disk);
     }
+  });
+});
+
+describe('systemErrorText', () => {
+  it('words of a system error without its call and path; other messages as they are', () => {
+    const enoent = Object.assign(new Error("ENOENT: no such file or directory, open '/x, y'"), {
+      code: 'ENOENT',
+    });
+    expect(systemErrorText(enoent)).toBe('no such file or directory');
+    // Node's stream errors say only the call and the code.
+    const epipe = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+    expect(systemErrorText(epipe)).toBe('broken pipe');
+    expect(systemErrorText(Object.assign(new Error(''), { code: 'ENOTREG' }))).toBe('ENOTREG');
+    const own = Object.assign(new Error('/x is not a regular file'), { code: 'ENOTREG' });
+    expect(systemErrorText(own)).toBe('/x is not a regular file');
+    expect(systemErrorText(new Error('plain'))).toBe('plain');
+    expect(systemErrorText('text')).toBe('text');
   });
 });
