@@ -62,7 +62,12 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
   const tiers = trackers
     .map((tier) => once(tier, seenTrackers, 'tracker'))
     .filter((tier) => tier.length > 0);
-  const webSeeds = once(opts.webSeed, new Set(), 'web seed');
+  // White space around a URL is dropped, as around each of --tracker's (inside, refused).
+  const webSeeds = once(
+    opts.webSeed.map((u) => u.trim()),
+    new Set(),
+    'web seed',
+  );
   if (toStdout && (io.stdout as { isTTY?: boolean }).isTTY) {
     throw new UsageError(
       '-o - would write a binary .torrent to the terminal: pipe or redirect stdout',

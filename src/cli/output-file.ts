@@ -34,6 +34,10 @@ export function fileTarget(file: string, option: string): FileTarget {
       `${option} - cannot write to stdout: name a file (./- for a file named -)`,
     );
   }
+  // A trailing slash names a folder (path.resolve would drop it and write a file there).
+  if (file.endsWith('/') || file.endsWith(path.sep)) {
+    throw new UsageError(`${option} ${file} names a folder: name the .torrent file`);
+  }
   const abs = path.resolve(file);
   const st = statOrNull(abs);
   if (st?.isDirectory())

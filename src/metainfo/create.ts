@@ -595,7 +595,12 @@ function checkUrl(url: string, what: string, schemes: string[]): string {
       `${what} ${JSON.stringify(url)} holds white space or control characters (percent-encode them: %20)`,
     );
   }
-  if (u.hostname === '') throw new UsageError(`${what} ${JSON.stringify(url)} has no host`);
+  // The URL parser also forgives a missing host (`http:///x` is http://x/) and a missing `//`;
+  // the torrent holds the text as given, which a client's reader (tdl's too) drops.
+  if (u.hostname === '' || !/^[a-z][a-z0-9+.-]*:\/\/[^/?#\\]/i.test(url)) {
+    throw new UsageError(`${what} ${JSON.stringify(url)} has no host (scheme://host/…)`);
+  }
+  if (u.port === '0') throw new UsageError(`${what} ${JSON.stringify(url)}: port 0`);
   // A UDP tracker has no default port: a client could not reach one without it.
   if (u.protocol === 'udp:' && u.port === '') {
     throw new UsageError(`${what} ${JSON.stringify(url)} has no port (udp://host:port)`);

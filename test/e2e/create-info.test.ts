@@ -3,7 +3,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import {
   mkdir,
   readdir,
@@ -383,6 +383,14 @@ describe('tdl create', () => {
     const folder = await runCli(['create', f, '-o', d]);
     expect(folder.code).toBe(2);
     expect(folder.stderr).toMatch(/is a folder/);
+    // A trailing slash names a folder, there or not: no file is written in its place.
+    for (const named of [path.join(dir, 'new-folder') + '/', f + '/']) {
+      const slash = await runCli(['create', f, '-o', named]);
+      expect(slash.code, slash.stderr).toBe(2);
+      expect(slash.stderr).toBe(`tdl: -o ${named} names a folder: name the .torrent file\n`);
+    }
+    expect(existsSync(path.join(dir, 'new-folder'))).toBe(false);
+    expect(await readFile(f, 'utf8')).toBe('precious');
     const noDir = await runCli(['create', f, '-o', path.join(dir, 'no', 'x.torrent')]);
     expect(noDir.code).toBe(2);
     expect(noDir.stderr).toMatch(/no folder/);
@@ -606,11 +614,22 @@ describe('tdl create', () => {
         ['--web-seed', 'http://w.example/x\ty'],
         'web seed "http://w.example/x\\ty" holds white space or control characters (percent-encode them: %20)',
       ],
+      // What a reader of the torrent would drop: no host written out, port 0.
+      [['--web-seed', 'http:///x'], 'web seed "http:///x" has no host (scheme://host/…)'],
+      [
+        ['--tracker', 'http:ann.example/a'],
+        'tracker "http:ann.example/a" has no host (scheme://host/…)',
+      ],
+      [['--tracker', 'udp://t.example:0'], 'tracker "udp://t.example:0": port 0'],
     ] as const) {
       const r = await runCli(['create', f, '-o', out, ...args]);
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toBe(`tdl: ${message}\n`);
     }
+    // White space around a URL is dropped, for web seeds as for trackers.
+    const around = await runCli(['create', f, '-o', out, '--web-seed', ' http://w.example/f ']);
+    expect(around.code, around.stderr).toBe(0);
+    expect(parseTorrent(await readFile(out)).urlList).toEqual(['http://w.example/f']);
     // Node reads arguments as UTF-8: a name that is not arrives as U+FFFD.
     const r = await runCli(['create', path.join(dir, 'top\uFFFD'), '-o', out]);
     expect(r.code).toBe(2);
