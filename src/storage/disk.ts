@@ -34,7 +34,6 @@ import {
   closeSync,
   constants,
   fstatSync,
-  lstatSync,
   mkdirSync,
   openSync,
   renameSync,
@@ -55,7 +54,7 @@ import {
   Inline,
   INLINE_MAX_WRITE,
   listNames,
-  lstatOrNull,
+  lstatInline,
   makeFolders,
   syncfsFlushes,
   startSyncHelper,
@@ -460,7 +459,7 @@ export class DiskStorage {
         const found = await listNames(d, want);
         present = (name) => Promise.resolve(found.has(name));
       } else {
-        present = async (name) => (await lstatOrNull(path.join(d, name))) !== null;
+        present = async (name) => (await this.lstatNow(path.join(d, name))) !== null;
       }
       for (const i of list) {
         const hasPart = await present(path.basename(this.partPath(i)));
@@ -474,7 +473,7 @@ export class DiskStorage {
           continue;
         }
         const current = this.currentPath(i)!;
-        const st = await lstatOrNull(current, true);
+        const st = await this.lstatNow(current);
         if (!st) {
           // Gone between the listing and now: treat as never there.
           this.where[i] = NOWHERE;
@@ -598,16 +597,8 @@ export class DiskStorage {
   }
 
   /** lstatOrNull, inline while that is fast (the caller may be looking at thousands). */
-  private async lstatNow(p: string): Promise<BigIntStats | null> {
-    if (!this.inline.on) return lstatOrNull(p, true);
-    try {
-      return this.inline.run(() => lstatSync(p, { bigint: true, throwIfNoEntry: false })) ?? null;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
-      throw toDiskError(e, `cannot read ${p}`);
-    } finally {
-      await this.inline.pace();
-    }
+  private lstatNow(p: string): Promise<BigIntStats | null> {
+    return lstatInline(p, this.inline, true);
   }
 
   /** Called (and awaited) before each piece's first byte is written: the resume journal's hook. */

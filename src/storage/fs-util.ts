@@ -1,6 +1,6 @@
 /** Small file-system helpers shared by the storage modules. */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import fs, { statfsSync, type BigIntStats, type Stats } from 'node:fs';
+import fs, { lstatSync, statfsSync, type BigIntStats, type Stats } from 'node:fs';
 import { lstat, mkdir, opendir, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -209,6 +209,34 @@ export class Inline {
     if (this.spent < INLINE_SLICE_MS) return;
     this.spent = 0;
     await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+/**
+ * lstatOrNull made through `inline` while inline calls are fast (for callers that look at
+ * thousands of paths, each of which would otherwise cost a round trip to the thread pool), and
+ * through the pool otherwise. Yields to the event loop as `inline.pace()` says.
+ */
+export async function lstatInline(
+  p: string,
+  inline: Inline,
+  bigint: true,
+): Promise<BigIntStats | null>;
+export async function lstatInline(p: string, inline: Inline): Promise<Stats | null>;
+export async function lstatInline(p: string, inline: Inline, bigint?: boolean) {
+  if (!inline.on) return bigint ? lstatOrNull(p, true) : lstatOrNull(p);
+  try {
+    const st = inline.run(() =>
+      bigint
+        ? lstatSync(p, { bigint: true, throwIfNoEntry: false })
+        : lstatSync(p, { throwIfNoEntry: false }),
+    );
+    return st ?? null;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
+    throw toDiskError(e, `cannot read ${p}`);
+  } finally {
+    await inline.pace();
   }
 }
 

@@ -18,7 +18,7 @@ import type { Stats } from 'node:fs';
 import path from 'node:path';
 import { DiskError, MetainfoError, systemErrorText } from '../errors.js';
 import type { FileList } from '../metainfo/torrent.js';
-import { listNames, lstatOrNull, readHeader, toDiskError } from './fs-util.js';
+import { Inline, listNames, lstatInline, lstatOrNull, readHeader, toDiskError } from './fs-util.js';
 import { LOCK_SUFFIX } from './lock.js';
 import { METADATA_SUFFIX, PART_SUFFIX, RESUME_SUFFIX, withSuffix } from './names.js';
 import { PARTS_SUFFIX, partsInfoHash } from './parts.js';
@@ -285,7 +285,7 @@ export async function planOutput(
     const f = fileAt(i);
     // A link entry (BEP 47 `l`, no data) is a symbolic link once a run completed: never
     // written through, it is made (and its target checked) by storage/attributes.ts.
-    if (f.link && (await lstatOrNull(f.path))?.isSymbolicLink()) continue;
+    if (f.link && (await lstatInline(f.path, inline()))?.isSymbolicLink()) continue;
     if (f.path !== target || st?.isDirectory()) await refuseLink(f.path, false, access);
   }
   return new PlannedOutput(root, parent, ordered, t.multiFile, t.files);
@@ -360,7 +360,7 @@ async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): 
     // (verify, seed), a link there is what a folder made into a torrent by a tool that follows
     // links looks like, as for a file below: the folder is this torrent's, and the storage
     // refuses the link with a message that says so.
-    const st = there && d !== dir ? await lstatOrNull(d) : null;
+    const st = there && d !== dir ? await lstatInline(d, inline()) : null;
     if (st && access === 'read' && st.isSymbolicLink()) return true;
     if (there && d !== dir && !st?.isDirectory()) return false;
     found.set(d, there ? await listNames(d, want.get(d)!) : new Set());
@@ -371,7 +371,7 @@ async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): 
   let whole = false;
   let resized = false;
   for (const { p, f } of files) {
-    const fin = present(p) ? await lstatOrNull(p) : null;
+    const fin = present(p) ? await lstatInline(p, inline()) : null;
     if (fin) {
       // A link entry is a symbolic link once a run completed (its target is checked then).
       if (f.symlink && fin.isSymbolicLink()) continue;
@@ -389,7 +389,7 @@ async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): 
       continue;
     }
     const partPath = withSuffix(p, PART_SUFFIX);
-    const part = present(partPath) ? await lstatOrNull(partPath) : null;
+    const part = present(partPath) ? await lstatInline(partPath, inline()) : null;
     if (!part) missing = true;
     else if (!part.isFile() || part.size > f.length) return false;
     else parts = true;
@@ -437,6 +437,15 @@ async function resumeInfoHash(file: string): Promise<Buffer | null> {
   return b && b.subarray(0, 8).equals(RESUME_MAGIC) ? b.subarray(12, 32) : null;
 }
 
+/**
+ * The paths a plan looks at are lstat'ed inline while that is fast: a torrent of 100,000 files
+ * already on disk (verify, seed, a resumed download) is 100,000 of them. Made at first use, not
+ * when this module loads: names.ts and this module import each other, and fs-util.ts (Inline)
+ * may not be loaded yet then.
+ */
+let inlineCalls: Inline | undefined;
+const inline = (): Inline => (inlineCalls ??= new Inline());
+
 /** Join checked components under root, and make sure the result is still inside root. */
 function inside(root: string, components: readonly string[]): string {
   const p = path.join(root, ...components);
@@ -454,7 +463,7 @@ function inside(root: string, components: readonly string[]): string {
 
 /** Refuse a symlink or the wrong kind of entry at `p`; false when nothing is there. */
 async function refuseLink(p: string, wantDir: boolean, access: OutputAccess): Promise<boolean> {
-  const st = await lstatOrNull(p);
+  const st = await lstatInline(p, inline());
   if (!st) return false;
   if (st.isSymbolicLink()) {
     if (access === 'read') {
