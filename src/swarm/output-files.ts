@@ -11,7 +11,7 @@ import { fileList, type Metainfo } from '../metainfo/torrent.js';
 import { applyFileAttributes } from '../storage/attributes.js';
 import { removeResumeFiles, type ResumeWriter } from '../storage/checkpoint.js';
 import { DiskStorage } from '../storage/disk.js';
-import { makeFolders, toDiskError } from '../storage/fs-util.js';
+import { lstatOrNull, makeFolders, toDiskError } from '../storage/fs-util.js';
 import type { Layout } from '../storage/layout.js';
 import { METADATA_SUFFIX, resumePath, withSuffix } from '../storage/names.js';
 import { planOutput, type OutputPlan } from '../storage/output.js';
@@ -43,7 +43,7 @@ export class OutputFiles {
     this.metadataFile = withSuffix(plan.root, METADATA_SUFFIX);
   }
 
-  /** Plan the output under `output` and open its storage for writing. */
+  /** Plan the output under `output` and open its storage (for writing when it `downloads`). */
   static async open(
     meta: Metainfo,
     layout: Layout,
@@ -79,9 +79,14 @@ export class OutputFiles {
     }
     // Before anything is created or opened: a second tdl on this output stops here.
     const unlock = downloads ? await lockOutput(plan.root) : async () => {};
+    // A seed only reads its data (read-only media, files of another user, a running program):
+    // nothing is opened for writing (its final renames need no open file). Unless a selection's
+    // side file is there: it may hold bytes of selected files, which go into them first.
+    const writes = downloads || (await lstatOrNull(partsPath(plan))) !== null;
     let storage: DiskStorage;
     try {
       storage = await DiskStorage.open(plan, layout, {
+        mode: writes ? 'write' : 'read',
         selected,
         partsFile: { path: partsPath(plan), infoHash: meta.infoHash },
         prepare: downloads,

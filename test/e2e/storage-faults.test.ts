@@ -7,8 +7,8 @@
  * The child-process cases run `node dist/bundle/main.js`: build first (`npm run build`).
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { statSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { readlinkSync, statSync } from 'node:fs';
+import { chmod, copyFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { encodeResume } from '../../src/storage/resume.js';
@@ -207,6 +207,38 @@ describe('tdl seed changes nothing before it has found the data complete', () =>
     expect((await stat(path.join(out, 'd3', 'empty'))).size).toBe(0);
     expect((await runCli(['verify', torrent, '-o', out, '-q'])).code).toBe(0);
   });
+});
+
+describe('tdl seed only reads its data', () => {
+  it('a file nobody may open for writing (a running program: ETXTBSY) is served', async () => {
+    // Even root cannot open a program that runs for writing: the data of read-only media, or
+    // another user's files, as any user can make it here.
+    const prog = path.join(fx.dir, 'prog');
+    await copyFile('/bin/sleep', prog);
+    await chmod(prog, 0o755);
+    const running = spawn(prog, ['60'], { stdio: 'ignore', detached: true });
+    const gone = new Promise((resolve) => running.once('exit', resolve));
+    killWithTest(running, gone, fx.onClose);
+    const exe = () => {
+      try {
+        return readlinkSync(`/proc/${running.pid}/exe`) === prog || undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    await until(exe, 10_000, 'the program to run');
+    const data = await readFile(prog);
+    const t = makeTorrent({ name: 'prog', pieceLength: PIECE, files: { data } });
+    const torrent = await fx.writeTorrent(t);
+    const seedArgs = ['seed', torrent, '-o', prog, '--port', '0', '--no-dht', '--json'];
+    const seed = spawnTdl(seedArgs, fx.onClose);
+    const port = await seed.port();
+    const out = path.join(fx.dir, 'copy');
+    const args = ['--peer', `127.0.0.1:${port}`, '--no-listen', '--no-dht'];
+    const r = await runCli(['download', torrent, '-o', out, ...args]);
+    expect(r.code, `${r.stderr}\n${seed.stderr()}`).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+  }, 60_000);
 });
 
 describe('the side file of a selection (<output>.tdl-parts)', () => {
