@@ -986,9 +986,10 @@ export class Download extends EventEmitter<DownloadEvents> {
       // Give failed addresses another try once everything else is exhausted. Peers still
       // connected that send nothing do not count: a seeder that restarted on its address after
       // its retries ran out was never dialled again while a partial peer with nothing for us
-      // kept a slot.
+      // kept a slot. With a tracker too: it lists them again only at its next announce, which
+      // its `min interval` may put half an hour away.
       const left = this.sequential ? this.pool.hopeful() : this.pool.dialable();
-      if (left === 0 && !this.opts.tracker) this.pool.retryAll();
+      if (left === 0) this.pool.retryAll();
     }
     if (now - this.lastProgressAt > this.stallTimeoutMs) {
       // As given: --timeout 1.5 says 1.5s.

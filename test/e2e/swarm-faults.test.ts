@@ -17,6 +17,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { encode } from '../../src/metainfo/bencode.js';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
 import { Layout } from '../../src/storage/layout.js';
 import { Download } from '../../src/swarm/download.js';
@@ -24,6 +25,7 @@ import { MAX_INFLIGHT_BYTES } from '../../src/swarm/session.js';
 import { encodePiece } from '../../src/wire/messages.js';
 import { runCli } from '../helpers/cli.js';
 import { startFakeSeeder } from '../helpers/fake-seeder.js';
+import { compactPeers, startHttpTracker } from '../helpers/fake-tracker.js';
 import { useFixture } from '../helpers/fixture.js';
 import { FakeLeecher } from '../helpers/fake-leecher.js';
 import { correctBlock, startHostilePeer } from '../helpers/hostile-peer.js';
@@ -172,28 +174,61 @@ describe('swarm faults', () => {
     expect(honest.served).toBeGreaterThan(0);
   }, 60_000);
 
-  it('a seeder back on its address after its retries ran out is dialled again beside a useless peer', async () => {
-    const PL = 64 * 1024;
-    const data = randomBytesSeeded(16 * PL, 'seeder-restarts');
-    const t = makeTorrent({ name: 'r.bin', pieceLength: PL, files: { data } });
-    // A partial peer that stays: once its four pieces are ours it has nothing more for us.
-    const partial = await fx.seeder(t, PL, { pieces: (i) => i < 4 });
-    const { port, quit } = await seederThatQuits(t.infoHash, data, PL, 4 * PL);
-    const tp = await fx.writeTorrent(t);
-    const out = path.join(fx.dir, 'r.bin');
-    const peers = [`127.0.0.1:${partial.port}`, `127.0.0.1:${port}`];
-    const run = fromPeers(tp, out, peers, '--json', '--timeout', '30');
-    // The seeder quits after a few pieces ...
-    await quit();
-    // ... and restarts on the same port once tdl's retries of it (3 and 6 s apart) have failed.
-    await new Promise((r) => setTimeout(r, 11_000));
-    const again = await startFakeSeeder({ infoHash: t.infoHash, data, pieceLength: PL, port });
-    fx.onClose(() => again.close());
-    const r = await run;
-    expect(r.code, r.stderr).toBe(0);
-    expect((await readFile(out)).equals(data)).toBe(true);
-    expect(again.served).toBeGreaterThan(0);
-  }, 60_000);
+  it.each(['--peer', 'a tracker'])(
+    'a seeder back on its address after its retries ran out is dialled again beside a useless peer (from %s)',
+    async (from) => {
+      const PL = 64 * 1024;
+      const data = randomBytesSeeded(16 * PL, 'seeder-restarts');
+      const t = makeTorrent({ name: 'r.bin', pieceLength: PL, files: { data } });
+      // A partial peer that stays: once its four pieces are ours it has nothing more for us.
+      const partial = await fx.seeder(t, PL, { pieces: (i) => i < 4 });
+      const { port, quit } = await seederThatQuits(t.infoHash, data, PL, 4 * PL);
+      const out = path.join(fx.dir, 'r.bin');
+      const peers = [`127.0.0.1:${partial.port}`, `127.0.0.1:${port}`];
+      let run: ReturnType<typeof runCli>;
+      if (from === '--peer') {
+        run = fromPeers(await fx.writeTorrent(t), out, peers, '--json', '--timeout', '30');
+      } else {
+        // A tracker that lists both once, and asks not to be asked again for half an hour.
+        const tr = await startHttpTracker({
+          handler: (_req, res) => {
+            const list = [partial.port, port].map((p) => ({ host: '127.0.0.1', port: p }));
+            res.end(encode({ interval: 1800, 'min interval': 1800, peers: compactPeers(list, 4) }));
+          },
+        });
+        fx.onClose(() => tr.close());
+        const withTracker = makeTorrent({
+          name: 'r.bin',
+          pieceLength: PL,
+          files: { data },
+          announce: tr.url,
+        });
+        const tp = await fx.writeTorrent(withTracker);
+        run = runCli([
+          'download',
+          tp,
+          '-o',
+          out,
+          '--no-dht',
+          '--no-listen',
+          '--json',
+          '--timeout',
+          '30',
+        ]);
+      }
+      // The seeder quits after a few pieces ...
+      await quit();
+      // ... and restarts on the same port once tdl's retries of it (3 and 6 s apart) have failed.
+      await new Promise((r) => setTimeout(r, 11_000));
+      const again = await startFakeSeeder({ infoHash: t.infoHash, data, pieceLength: PL, port });
+      fx.onClose(() => again.close());
+      const r = await run;
+      expect(r.code, r.stderr).toBe(0);
+      expect((await readFile(out)).equals(data)).toBe(true);
+      expect(again.served).toBeGreaterThan(0);
+    },
+    60_000,
+  );
 
   it.each(['back on its address', 'dialling us'])(
     'a seeder %s while leechers we upload to hold every slot gets one',
