@@ -305,12 +305,17 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
       if (both.length > MAX_FILES_LISTED) {
         lines.push(`note:     ... and ${both.length - MAX_FILES_LISTED} more such files`);
       }
+      // Something else where a link of the torrent goes: a download would refuse to replace it.
+      const wrongLinks = files.filter((f) => f.state === 'wrong-link').length;
       lines.push(
         ready
           ? 'result:   complete'
-          : dataComplete
-            ? 'result:   all data valid, not finished: run tdl download again to finish it'
-            : 'result:   incomplete',
+          : !dataComplete
+            ? 'result:   incomplete'
+            : wrongLinks > 0
+              ? `result:   all data valid, not finished: remove what is in the place of the ` +
+                `torrent's link${wrongLinks === 1 ? '' : 's'}, then run tdl download again`
+              : 'result:   all data valid, not finished: run tdl download again to finish it',
       );
       io.stdout.write(`${lines.join('\n')}\n`);
     }

@@ -524,6 +524,11 @@ describe('tdl create', () => {
     expect(wrong.stdout).toContain(
       "files:    2 of 3 complete\n  not the torrent's link  linked/link\n",
     );
+    // A download would refuse to replace it: the advice says what to do first.
+    expect(wrong.stdout).toContain(
+      "result:   all data valid, not finished: remove what is in the place of the torrent's " +
+        'link, then run tdl download again\n',
+    );
     const json = await runCli(['verify', t, '-o', dir, '--json']);
     expect(json.events.at(-1)!['files']).toContainEqual({
       path: 'linked/link',
