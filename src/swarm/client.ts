@@ -593,7 +593,7 @@ function peerSources(o: ClientOptions): {
   }
   // Trackers of kinds tdl cannot use (wss://…) are only fatal when nothing else brings peers.
   try {
-    requireUsableTracker(meta.announceList);
+    requireUsableTracker(meta.announceList, o.localAddress);
   } catch (e) {
     if (e instanceof NoPeersError) return { ...sources, unreachable: e };
     throw e;

@@ -173,7 +173,7 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
   }
   // Trackers of kinds tdl cannot use (wss://…) as the only source: exit 4 at once, as for a
   // .torrent (web seeds do not count here: the metadata only comes from peers).
-  if (peers.length === 0 && !o.dht) requireUsableTracker(trackers);
+  if (peers.length === 0 && !o.dht) requireUsableTracker(trackers, o.localAddress);
   let listener: Listener | null = null;
   if (o.handoff && o.handoff.listen !== false) {
     listener = new Listener(

@@ -37,7 +37,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter, setMaxListeners } from 'node:events';
-import { canonicalHost } from './compact.js';
+import { canonicalHost, familyOfIp, ipFamily } from './compact.js';
 import { interfaceAddresses } from './local-addresses.js';
 import { logger } from '../log.js';
 import { describeError, NoPeersError, TdlError } from '../errors.js';
@@ -162,8 +162,24 @@ export interface AnnouncerEvents {
   allFailed: [];
 }
 
-/** Why tdl cannot announce to this tracker URL; undefined when it can. */
-export function unsupportedTracker(raw: unknown): string | undefined {
+/**
+ * Why a tracker at `url` cannot be reached from `localAddress` (`--bind`): its host is an IP
+ * address of the other family. Undefined when it can be, or may be (a name resolves in the
+ * family of the local address).
+ */
+function otherFamily(url: URL, localAddress: string | undefined): string | undefined {
+  if (localAddress === undefined) return undefined;
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const family = ipFamily(host);
+  if (family === 0 || family === familyOfIp(localAddress)) return undefined;
+  return `an IPv${family} address, not reachable from --bind ${localAddress}`;
+}
+
+/**
+ * Why tdl cannot announce to this tracker URL (from `localAddress`, `--bind`, when given);
+ * undefined when it can.
+ */
+export function unsupportedTracker(raw: unknown, localAddress?: string): string | undefined {
   if (typeof raw !== 'string') return 'not a URL';
   let u: URL;
   try {
@@ -171,7 +187,9 @@ export function unsupportedTracker(raw: unknown): string | undefined {
   } catch {
     return 'not a valid URL';
   }
-  if (u.protocol === 'http:' || u.protocol === 'https:' || u.protocol === 'udp:') return undefined;
+  if (u.protocol === 'http:' || u.protocol === 'https:' || u.protocol === 'udp:') {
+    return otherFamily(u, localAddress);
+  }
   if (u.protocol === 'ws:' || u.protocol === 'wss:') {
     return 'WebSocket (WebTorrent) trackers are not supported';
   }
@@ -182,9 +200,12 @@ export function unsupportedTracker(raw: unknown): string | undefined {
  * Throws NoPeersError (exit 4), saying why, when the torrent names trackers but tdl can use
  * none of them: waiting for `--timeout` could not help.
  */
-export function requireUsableTracker(announceList: readonly (readonly unknown[])[]): void {
+export function requireUsableTracker(
+  announceList: readonly (readonly unknown[])[],
+  localAddress?: string,
+): void {
   const urls = announceList.flat();
-  const reasons = urls.map(unsupportedTracker);
+  const reasons = urls.map((u) => unsupportedTracker(u, localAddress));
   if (urls.length === 0 || reasons.some((r) => r === undefined)) return;
   const shown = urls.slice(0, 3).map((u, i) => `${String(u)} (${reasons[i]})`);
   if (urls.length > 3) shown.push(`and ${urls.length - 3} more`);
@@ -221,6 +242,8 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
   private readonly all: TrackerState[] = [];
   /** Usable trackers beyond MAX_TRACKERS, not used. */
   private leftOut = 0;
+  /** Trackers whose address is of the other family than `localAddress`: URL and why. */
+  private readonly unreachable: [string, string][] = [];
   private readonly key = randomBytes(4).readUInt32BE(0);
   /** Announces in flight at most. */
   readonly maxInFlight: number;
@@ -254,6 +277,12 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
         }
         if (seen.has(s.url)) continue;
         seen.add(s.url);
+        // Announcing would fail at every try with the socket's "bind EINVAL": said once.
+        const unreachable = otherFamily(new URL(s.url), opts.localAddress);
+        if (unreachable !== undefined) {
+          this.unreachable.push([s.url, unreachable]);
+          continue;
+        }
         if (this.all.length >= MAX_TRACKERS) {
           this.leftOut++;
           continue;
@@ -330,6 +359,9 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
   start(): void {
     if (this.started || this.stopped) return;
     this.started = true;
+    for (const [url, why] of this.unreachable) {
+      this.emit('warning', `tracker ${url}: ${why}: not used`, url);
+    }
     if (this.leftOut > 0) {
       this.emit(
         'warning',

@@ -94,6 +94,40 @@ describe('--bind for outgoing connections', () => {
     allFromBind(seeder.remoteAddresses);
   });
 
+  it('a tracker at an address of the other family is said once and not used; alone, exit 4', async () => {
+    const data = randomBytesSeeded(100_000, 'bind-family');
+    const made = makeTorrent({ name: 'data.bin', pieceLength: PIECE, files: { data } });
+    const seeder = await fx.seeder(made, PIECE);
+    const tr = await fx.tracker([seeder]);
+    const v6 = 'http://[::1]:9/announce';
+    const both = await fx.writeTorrent(
+      makeTorrent({
+        name: 'data.bin',
+        pieceLength: PIECE,
+        files: { data },
+        announce: v6,
+        announceList: [[v6], [tr.url]],
+      }),
+      'both.torrent',
+    );
+    const out = path.join(fx.dir, 'fam.bin');
+    const opts = ['--bind', BIND, '--port', '0', '--no-dht'];
+    const r = await runCli(['download', both, '-o', out, ...opts]);
+    expect(r.code, r.stderr).toBe(0);
+    const said = `tracker ${v6}: an IPv6 address, not reachable from --bind ${BIND}: not used`;
+    expect(r.stderr.split('\n').filter((l) => l.includes(v6))).toEqual([`tdl: warning: ${said}`]);
+    // Nothing else to find peers with: said at once, not after --timeout.
+    const torrent = await fx.writeTorrent(
+      makeTorrent({ name: 'data.bin', pieceLength: PIECE, files: { data }, announce: v6 }),
+      'v6.torrent',
+    );
+    const alone = await runCli(['download', torrent, '-o', `${out}-2`, ...opts]);
+    expect(alone.code, alone.stderr).toBe(4);
+    expect(alone.stderr).toContain(
+      `no tracker tdl can use: ${v6} (an IPv6 address, not reachable from --bind ${BIND})`,
+    );
+  });
+
   it('a --bind that is not an IP address is a usage error', async () => {
     const r = await runCli(['download', 'x.torrent', '--bind', 'localhost']);
     expect(r.code).toBe(2);
