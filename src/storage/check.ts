@@ -274,6 +274,8 @@ export interface StartupPlan {
   resume: 'none' | 'used' | 'ignored';
   /** Why the resume file was ignored. */
   reason?: string;
+  /** Pieces the journal says tdl started to write (their bytes may be its own, unfinished). */
+  journal: ReadonlySet<number>;
 }
 
 /**
@@ -388,7 +390,7 @@ export function planStartup(
     if (state?.have.has(p) && allTrusted && inside && !journal.has(p)) trusted.set(p);
     else if (someUntrusted || journal.has(p)) toHash.push(p);
   }
-  return { trusted, toHash, fileTrust, resume, reason };
+  return { trusted, toHash, fileTrust, resume, reason, journal };
 }
 
 export interface StartupCheck {
@@ -469,6 +471,9 @@ export async function startupCheck(o: {
     plan.resume,
     ms,
   );
+  // A piece the journal names that failed its hash holds tdl's own unfinished write (a run
+  // stopped by a full disk, a crash mid-write), not someone else's data.
+  for (const p of plan.journal) if (!have.has(p)) hashed.nonZeroInvalid.clear(p);
   return {
     have,
     mismatched: hashed.nonZeroInvalid,

@@ -429,6 +429,36 @@ describe('existing data', () => {
     expect(r.stderr).toMatch(/already present \(83\.3%\)/);
   });
 
+  it('a piece whose write tdl began (in the journal) and that fails its hash is its own, not other data', async () => {
+    const pieces = 16;
+    const data = randomBytesSeeded(PIECE * pieces, 'torn');
+    const t = makeTorrent({ name: 'torn.bin', pieceLength: PIECE, files: { data } });
+    const out = path.join(dir, 'torn.bin');
+    // What a run stopped by a full disk leaves: pieces 0-7 recorded, piece 8 begun (journal)
+    // and only half written, the rest of its bytes zeros.
+    const part = `${out}.part`;
+    await writeFile(part, Buffer.concat([data.subarray(0, 8.5 * PIECE), Buffer.alloc(PIECE / 2)]));
+    const st = statSync(part, { bigint: true });
+    const have = new Bitfield(pieces);
+    for (let i = 0; i < 8; i++) have.set(i);
+    const state = {
+      infoHash: t.infoHash,
+      pieceLength: PIECE,
+      totalLength: data.length,
+      pieceCount: pieces,
+      files: [{ size: Number(st.size), mtimeNs: st.mtimeNs, ino: st.ino }],
+      have,
+    };
+    await writeFile(`${out}.tdl-resume`, encodeResume(state, [8]));
+    const s = await seeder(t, 50 * 1024 * 1024);
+    const r = await runCli(dlArgs(await writeTorrent(t), out, s, '--json'));
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    const warnings = r.events.filter((e) => e['event'] === 'warning').map((e) => e['message']);
+    expect(warnings.filter((m) => /not match/.test(String(m)))).toEqual([]);
+    expect(r.events.find((e) => e['event'] === 'done')).toMatchObject({ replaced: 0 });
+  });
+
   it('a complete download run again checks the data and needs no peer', async () => {
     const t = multiFile(8);
     const s = await seeder(t, 50 * 1024 * 1024);
