@@ -335,8 +335,9 @@ function listFolder(
       let targetBytes: Buffer;
       try {
         targetBytes = realpathSync.native(abs, { encoding: 'buffer' });
-      } catch {
-        skip(shown(d, text), 'broken symbolic link');
+      } catch (e) {
+        const loop = (e as NodeJS.ErrnoException).code === 'ELOOP';
+        skip(shown(d, text), loop ? 'a loop of symbolic links' : 'broken symbolic link');
         continue;
       }
       // A name that is not UTF-8 on the way comes as %XX (componentFromBytes).
@@ -389,29 +390,40 @@ function notInTorrent(target: string): string {
 
 /**
  * `files` without the links whose target is neither one of its regular files nor a folder
- * holding one (a skipped file, an empty folder, the output itself): a download would make a
- * dangling link. Each is skipped, saying so.
+ * holding one or a kept link (a skipped file, an empty folder, the output itself): a download
+ * would make a dangling link. Each is skipped, saying so.
  */
 function linksInTorrent(
   files: SourceFile[],
   skip: (rel: string, reason: string) => void,
 ): SourceFile[] {
   if (!files.some((f) => f.symlink !== undefined)) return files;
-  // Every regular file's path and the folders on its way ('/' is in no component).
+  // Every regular file's path and the folders on its way ('/' is in no component); the
+  // folders on the way to each kept link too, which a download makes as well.
   const held = new Set<string>();
-  for (const f of files) {
-    if (f.symlink !== undefined) continue;
+  const hold = (components: readonly string[], whole: boolean) => {
     let key = '';
-    for (const c of f.path) {
-      key = key === '' ? c : `${key}/${c}`;
+    const n = whole ? components.length : components.length - 1;
+    for (let i = 0; i < n; i++) {
+      key = key === '' ? components[i]! : `${key}/${components[i]!}`;
       held.add(key);
+    }
+  };
+  for (const f of files) if (f.symlink === undefined) hold(f.path, true);
+  // A link to a folder that holds only links is kept once one of those is: until none is added.
+  const kept = new Set<SourceFile>();
+  for (let added = true; added;) {
+    added = false;
+    for (const f of files) {
+      if (f.symlink === undefined || kept.has(f) || !held.has(f.symlink.join('/'))) continue;
+      kept.add(f);
+      hold(f.path, false);
+      added = true;
     }
   }
   return files.filter((f) => {
-    if (f.symlink === undefined) return true;
-    const key = f.symlink.join('/');
-    if (held.has(key)) return true;
-    skip(f.path.join('/'), notInTorrent(key));
+    if (f.symlink === undefined || kept.has(f)) return true;
+    skip(f.path.join('/'), notInTorrent(f.symlink.join('/')));
     return false;
   });
 }

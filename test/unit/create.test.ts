@@ -317,6 +317,12 @@ describe('createTorrent', () => {
     await symlink('real.txt', path.join(root, 'link-in'));
     await symlink('sub', path.join(root, 'link-dir'));
     await symlink('nowhere', path.join(root, 'broken'));
+    await symlink('loop-b', path.join(root, 'loop-a'));
+    await symlink('loop-a', path.join(root, 'loop-b'));
+    // A link to a folder that holds only a link (kept): kept too, a download makes both.
+    await mkdir(path.join(root, 'links'));
+    await symlink('../real.txt', path.join(root, 'links', 'to-real'));
+    await symlink('links', path.join(root, 'to-links'));
     execFileSync('mkfifo', [path.join(root, 'fifo')]);
     await writeFile(path.join(root, Buffer.from('bad\xff', 'latin1').toString('latin1')), 'q');
     const skipped: string[] = [];
@@ -328,12 +334,16 @@ describe('createTorrent', () => {
     const byPath = new Map(m.files.map((f) => [f.path.join('/'), f]));
     expect(byPath.get('link-in')).toMatchObject({ length: 0, symlink: ['real.txt'] });
     expect(byPath.get('link-dir')).toMatchObject({ length: 0, symlink: ['sub'] });
+    expect(byPath.get('links/to-real')).toMatchObject({ length: 0, symlink: ['real.txt'] });
+    expect(byPath.get('to-links')).toMatchObject({ length: 0, symlink: ['links'] });
     expect(byPath.get('real.txt')).toMatchObject({ length: 3 });
     expect(m.files.map((f) => f.path.join('/'))).toContain('badÿ');
     expect(m.length).toBe(3 + 1 + 1);
     expect(skipped.sort()).toEqual(
       expect.arrayContaining([
         'broken: broken symbolic link',
+        'loop-a: a loop of symbolic links',
+        'loop-b: a loop of symbolic links',
         'empty-dir: empty folder (a torrent holds files only)',
         'fifo: not a regular file',
       ]),
