@@ -13,7 +13,7 @@
  * the output root; a symlink already present where a torrent-derived component would go is
  * refused, because writing through it could land outside the output.
  */
-import { opendir, stat } from 'node:fs/promises';
+import { opendir, realpath, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import path from 'node:path';
 import { DiskError, MetainfoError, systemErrorText } from '../errors.js';
@@ -219,6 +219,11 @@ export async function outputRoot(
         : nested;
   } else if (st && t.multiFile) {
     throw new DiskError(`output ${target} exists and is not a directory`);
+  } else if (access === 'read' && output !== undefined && st?.isFile()) {
+    // A single file the user named, to read (verify, seed): through a link they made too (as
+    // `tdl create` took it), read at the file it leads to, since tdl opens no file through a
+    // link. A link at a path made from the torrent's name stays refused.
+    root = (await lstatOrNull(target))?.isSymbolicLink() ? await realpath(target) : target;
   } else {
     root = target;
   }

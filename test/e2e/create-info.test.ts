@@ -735,6 +735,26 @@ describe('tdl create', () => {
     }
   });
 
+  it('a single file made into a torrent through a link: verify and seed read it when -o names the link', async () => {
+    const f = path.join(dir, 'real.bin');
+    await writeFile(f, 'the data');
+    const link = path.join(dir, 'alias.bin');
+    await symlink('real.bin', link);
+    const t = path.join(dir, 'alias.torrent');
+    expect((await runCli(['create', link, '-o', t, '-q'])).code).toBe(0);
+    expect(parseTorrent(await readFile(t)).name).toBe('alias.bin');
+    const v = await runCli(['verify', t, '-o', link, '-q']);
+    expect(v.code, v.stderr).toBe(0);
+    const seedArgs = ['--port', '0', '--no-dht', '--seed-time', '0.001', '--peer', '127.0.0.1:9'];
+    const s = await runCli(['seed', t, '-o', link, ...seedArgs]);
+    expect(s.code, s.stderr).toBe(0);
+    expect(await readlink(link)).toBe('real.bin');
+    // A link at the path the torrent's name makes (no -o) stays refused: it was not named.
+    const named = await runCli(['verify', t, '-o', dir]);
+    expect(named.code).toBe(6);
+    expect(named.stderr).toContain(`${link}: it is a symbolic link`);
+  });
+
   it('verify and seed refuse a folder of the torrent made into a link, from either -o', async () => {
     const d = path.join(dir, 'data');
     await mkdir(path.join(d, 'sub'), { recursive: true });
