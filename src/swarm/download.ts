@@ -998,12 +998,14 @@ export class Download extends EventEmitter<DownloadEvents> {
         this.fail(new NoPeersError(`no usable peer within ${secs}s${this.noPeersDetail()}`));
       } else {
         const n = this.sessions.size;
+        const detail = this.connectedDetail();
+        const connected = `${n} peer${n === 1 ? '' : 's'} connected${detail.length > 0 ? `: ${detail.join(', ')}` : ''}`;
         const problems = this.lastFailure ? [`last peer problem: ${this.lastFailure}`] : [];
         // Web seeds that fail count too: the data may have been expected from them alone.
         problems.push(...this.webSeedErrors());
         this.fail(
           new TransferError(
-            `no data for ${secs}s (${n} peer${n === 1 ? '' : 's'} connected)${problems.length > 0 ? `; ${problems.slice(0, 3).join('; ')}` : ''}`,
+            `no data for ${secs}s (${connected})${problems.length > 0 ? `; ${problems.slice(0, 3).join('; ')}` : ''}`,
           ),
         );
       }
@@ -1050,6 +1052,7 @@ export class Download extends EventEmitter<DownloadEvents> {
         `${other} of the other address family than --bind left out (IPv4 and IPv6 do not mix)`,
       );
     }
+    parts.push(...this.connectedDetail().map((d) => `connected: ${d}`));
     if (this.lastFailure) parts.push(`last: ${this.lastFailure}`);
     const tf = (this.opts.tracker?.failures ?? []).map((f) => `tracker ${f.url}: ${f.message}`);
     for (const x of this.opts.sources ?? []) {
@@ -1058,6 +1061,23 @@ export class Download extends EventEmitter<DownloadEvents> {
     tf.push(...this.webSeedErrors());
     parts.push(...tf.slice(0, 3));
     return ` (${parts.join('; ')})`;
+  }
+
+  /**
+   * Why the peers connected now give nothing, for the stall and no-peer errors: how many have
+   * none of the pieces still needed, and how many choke us.
+   */
+  private connectedDetail(): string[] {
+    let nothing = 0;
+    let choking = 0;
+    for (const s of this.sessions.values()) {
+      if (!s.conn.amInterested) nothing++;
+      else if (s.conn.peerChoking) choking++;
+    }
+    const out: string[] = [];
+    if (nothing > 0) out.push(`${nothing} with none of the pieces still needed`);
+    if (choking > 0) out.push(`${choking} choking us (not letting us download)`);
+    return out;
   }
 
   /** The last error of each web seed that has one. */

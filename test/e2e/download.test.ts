@@ -215,6 +215,19 @@ describe('single-peer core path', () => {
     expect(existsSync(`${out}.tdl-lock`)).toBe(false);
   }, 60_000);
 
+  it('a peer that never unchokes: the no-peer error says it chokes us', async () => {
+    const data = randomBytesSeeded(100_000, 'choker');
+    const t = makeTorrent({ name: 'c.bin', pieceLength: 32768, files: { data } });
+    const choker = await seeder(t, 32768, { neverUnchoke: true });
+    const out = path.join(fx.dir, 'c.bin');
+    const args = ['--timeout', '2', ...peerArgs(choker)];
+    const r = await runCli(['download', await writeTorrent(t), '-o', out, ...args]);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toContain(
+      'no usable peer within 2s (1 peer address tried; connected: 1 choking us (not letting us download))',
+    );
+  });
+
   it('probes peers in turn: skips an incomplete one, one that never unchokes and a wrong info hash', async () => {
     const data = randomBytesSeeded(300_000, 7);
     const t = makeTorrent({ name: 'p.bin', pieceLength: 32768, files: { data } });

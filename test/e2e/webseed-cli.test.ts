@@ -205,7 +205,10 @@ describe('web seeds from the CLI', () => {
     );
     expect(r.code).toBe(5);
     const last = r.stderr.trim().split('\n').at(-1)!;
-    expect(last).toMatch(/^tdl: no data for 2s \(1 peer connected\)/);
+    // The peer is named for what it lacks: the pieces still needed.
+    expect(last).toMatch(
+      /^tdl: no data for 2s \(1 peer connected: 1 with none of the pieces still needed\)/,
+    );
     expect(last).toContain(`web seed ${s.origin}/f.bin: HTTP 404`);
   }, 30_000);
 
