@@ -490,7 +490,27 @@ async function statOrNull(p: string) {
   try {
     return await stat(p);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new DiskError(`cannot read ${p}: ${systemErrorText(e)}`, { cause: e });
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    if (code === 'ENOTDIR') {
+      // `-o notes.txt/out`: name the file in the way, as a shell's mkdir -p would.
+      const file = await fileOnTheWay(p);
+      if (file !== null) {
+        throw new DiskError(`output ${p}: ${file} is a file, not a folder`, { cause: e });
+      }
+    }
+    throw new DiskError(`cannot use ${p}: ${systemErrorText(e)}`, { cause: e });
   }
+}
+
+/** The first component on the way to `p` that exists and is not a folder; null if none. */
+async function fileOnTheWay(p: string): Promise<string | null> {
+  const parents: string[] = [];
+  for (let d = path.dirname(p); d !== path.dirname(d); d = path.dirname(d)) parents.unshift(d);
+  for (const d of parents) {
+    const st = await stat(d).catch(() => null);
+    if (st === null) return null;
+    if (!st.isDirectory()) return d;
+  }
+  return null;
 }

@@ -233,6 +233,23 @@ describe('-o with a trailing slash', () => {
   });
 });
 
+describe('-o through a file', () => {
+  it('names the file in the way (exit 6), as mkdir -p would, for download and verify', async () => {
+    const t = makeTorrent({ name: 'one.bin', pieceLength: 16384, files: { data: x } });
+    const tp = path.join(dir, 't.torrent');
+    await writeFile(tp, t.torrent);
+    const notes = path.join(dir, 'notes.txt');
+    await writeFile(notes, 'mine');
+    const out = path.join(notes, 'sub', 'one.bin');
+    for (const args of [['download', '--peer', '127.0.0.1:9', '--no-dht'], ['verify']]) {
+      const r = await runCli([args[0]!, tp, '-o', out, ...args.slice(1)]);
+      expect(r.code, r.stderr).toBe(6);
+      expect(r.stderr).toBe(`tdl: output ${out}: ${notes} is a file, not a folder\n`);
+    }
+    expect(await readFile(notes, 'utf8')).toBe('mine');
+  });
+});
+
 describe('symlinks already in the output tree are never written through', () => {
   it('a folder of the torrent that is a symlink to outside', async () => {
     await mkdir(path.join(out, 'multi'));
