@@ -52,6 +52,8 @@ interface ReportedFile {
   length: number;
   valid: number;
   state: FileState;
+  /** `missing`: what stands at its path is not a regular file (a folder, a FIFO, a device). */
+  notAFile?: true;
 }
 
 export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO): Promise<number> {
@@ -176,6 +178,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
           length: f.length,
           valid: validOf[i]!,
           state,
+          ...(f.notAFile ? { notAFile: true as const } : {}),
         },
       ];
     });
@@ -285,7 +288,8 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
                 : f.state === 'wrong-link'
                   ? "not the torrent's link"
                   : 'complete, still named .part';
-        lines.push(`  ${what}  ${escapeControl(f.path)}`);
+        const note = f.notAFile ? ' (not a file: a folder, FIFO or device is there)' : '';
+        lines.push(`  ${what}  ${escapeControl(f.path)}${note}`);
       }
       if (bad.length > MAX_FILES_LISTED) {
         lines.push(`  ... and ${bad.length - MAX_FILES_LISTED} more`);

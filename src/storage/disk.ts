@@ -139,6 +139,11 @@ export interface StoredFile {
   readonly existed: boolean;
   /** Both names existed when opened: the working file is used, the final one is replaced at the end. */
   readonly shadowed: boolean;
+  /**
+   * Read mode: something that is not a regular file (a folder, a FIFO, a device) stands at its
+   * path; the file is taken as not there.
+   */
+  readonly notAFile: boolean;
 }
 
 /** Bits of DiskStorage's per-file flags. */
@@ -146,6 +151,7 @@ const PADDING = 1;
 const SELECTED = 2;
 const EXISTED = 4;
 const SHADOWED = 8;
+const NOT_A_FILE = 16;
 /** Where a file is now (DiskStorage's `where`): nowhere, under its final name, its working name. */
 const NOWHERE = 0;
 const AT_FINAL = 1;
@@ -357,6 +363,7 @@ export class DiskStorage {
         current: this.currentPath(i),
         existed: this.existed(i),
         shadowed: this.shadowed(i),
+        notAFile: (this.flags[i]! & NOT_A_FILE) !== 0,
       });
     }
     return out;
@@ -483,7 +490,13 @@ export class DiskStorage {
         if (st.isSymbolicLink()) {
           throw new DiskError(`cannot open ${current}: refusing to follow a symlink`);
         }
-        if (!st.isFile()) throw new DiskError(`${current} is not a regular file`);
+        if (!st.isFile()) {
+          if (write) throw new DiskError(`${current} is not a regular file`);
+          // To read (verify, seed): the file is not there, and the report says what is.
+          this.where[i] = NOWHERE;
+          this.flags[i]! = (this.flags[i]! & ~SHADOWED) | NOT_A_FILE;
+          continue;
+        }
         this.flags[i]! |= EXISTED;
         this.exists[i] = 1;
         this.ident.set(i, st);

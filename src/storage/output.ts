@@ -383,7 +383,13 @@ async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): 
       // Data to read put there as a link (a torrent made by a tool that follows links): the
       // folder is this torrent's, and the link is then refused with a message that says so.
       if (access === 'read' && fin.isSymbolicLink()) continue;
-      if (!fin.isFile()) return false;
+      if (!fin.isFile()) {
+        if (access === 'write') return false;
+        // To read, something else in a file's place counts as that file, damaged (as a file of
+        // another size does): verify names it.
+        resized = true;
+        continue;
+      }
       if (fin.size !== f.length) {
         // To read, a file cut short or grown counts when every file is there: the folder is
         // this torrent's, damaged, and verify names that file (to write, it is someone else's).
@@ -482,7 +488,10 @@ async function refuseLink(p: string, wantDir: boolean, access: OutputAccess): Pr
     throw new MetainfoError('info.files', `refusing to write through the symlink ${p}`);
   }
   if (wantDir && !st.isDirectory()) throw new DiskError(`${p} exists and is not a directory`);
-  if (!wantDir && st.isDirectory()) throw new DiskError(`${p} exists and is a directory`);
+  // To read, a folder in a file's place is reported by the storage (verify: `not-a-file`).
+  if (!wantDir && st.isDirectory() && access === 'write') {
+    throw new DiskError(`${p} exists and is a directory`);
+  }
   return true;
 }
 

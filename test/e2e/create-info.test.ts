@@ -505,6 +505,38 @@ describe('tdl create', () => {
     expect(await readlink(path.join(d, 'dot'))).toBe('./a.txt'); // left as the user made it
   });
 
+  it('verify reports a folder or a FIFO in the place of a file, and checks the rest', async () => {
+    const d = path.join(dir, 'kinds');
+    await mkdir(d);
+    for (const n of ['a', 'b', 'c']) await writeFile(path.join(d, n), randomBytesSeeded(40_000, n));
+    const t = path.join(dir, 'kinds.torrent');
+    expect((await runCli(['create', d, '-o', t, '-q'])).code).toBe(0);
+    await rm(path.join(d, 'c'));
+    await mkdir(path.join(d, 'c'));
+    const v = await runCli(['verify', t, '-o', d]);
+    expect(v.code, v.stderr).toBe(5);
+    expect(v.stdout).toContain(
+      '  missing     kinds/c (not a file: a folder, FIFO or device is there)\n',
+    );
+    const json = await runCli(['verify', t, '-o', d, '--json']);
+    const files = json.events.at(-1)!['files'];
+    expect(files).toContainEqual(
+      expect.objectContaining({ path: 'kinds/c', state: 'missing', notAFile: true }),
+    );
+    // The rest was checked.
+    expect(files).toContainEqual(expect.objectContaining({ path: 'kinds/a', state: 'complete' }));
+    await rm(path.join(d, 'c'), { recursive: true });
+    spawnSync('mkfifo', [path.join(d, 'c')]);
+    const fifo = await runCli(['verify', t, '-o', d, '-q']);
+    expect(fifo.code).toBe(5);
+    // A download still refuses to put a file there (exit 6), naming it.
+    await rm(path.join(d, 'c'));
+    await mkdir(path.join(d, 'c'));
+    const dl = await runCli(['download', t, '-o', dir, '--peer', '127.0.0.1:9', '--no-dht']);
+    expect(dl.code).toBe(6);
+    expect(dl.stderr).toContain(`${path.join(d, 'c')} exists and is a directory`);
+  });
+
   it('verify reports a torrent link that is gone or leads elsewhere, as seed would find it', async () => {
     const d = path.join(dir, 'linked');
     await mkdir(d);

@@ -8,7 +8,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { mkdir, open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -572,9 +572,17 @@ describe('verify', () => {
     expect(missing.r.code).toBe(5);
     expect(missing.v['valid']).toBe(0);
 
+    // A folder where its working copy goes: not there, and said so (the rest is checked).
     await mkdir(path.join(dir, 'odd.bin.part'));
-    const unreadable = await runCli(['verify', tp, '-o', path.join(dir, 'odd.bin')]);
+    const folder = await verifyJson(tp, path.join(dir, 'odd.bin'));
+    expect(folder.r.code).toBe(5);
+    expect(folder.v['files']).toEqual([expect.objectContaining({ notAFile: true })]);
+    // Data that cannot be read as tdl reads (never through a link at a path the torrent's
+    // name makes): exit 6, naming it.
+    await mkdir(path.join(dir, 'linked'));
+    await symlink(out, path.join(dir, 'linked', 'one.bin'));
+    const unreadable = await runCli(['verify', tp, '-o', path.join(dir, 'linked')]);
     expect(unreadable.code).toBe(6);
-    expect(unreadable.stderr).toMatch(/odd\.bin\.part/);
+    expect(unreadable.stderr).toMatch(/linked\/one\.bin: it is a symbolic link/);
   });
 });
