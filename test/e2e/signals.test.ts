@@ -56,6 +56,19 @@ afterEach(async () => {
   await cleanup();
 });
 
+/** `child`, spawned in a process group of its own, is killed (group and all) after the test. */
+function killAfterTest(child: ChildProcess): void {
+  closers.push(() => {
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  });
+}
+
 /** Spawns the CLI in its own process group; it is killed (group and all) after the test. */
 function spawnCli(args: string[]): {
   child: ChildProcess;
@@ -84,15 +97,7 @@ function spawnCli(args: string[]): {
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>(
     (resolve) => child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })),
   );
-  closers.push(() => {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  });
+  killAfterTest(child);
   return { child, lines, stderr: () => stderr, exited };
 }
 
@@ -311,15 +316,7 @@ describe('signals, against the built CLI in a child process', () => {
       ['-c', host, process.execPath, MAIN, 'download', torrent, '-o', out],
       { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
     );
-    closers.push(() => {
-      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-        try {
-          process.kill(-child.pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
-    });
+    killAfterTest(child);
     let stdout = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
     await within(new Promise((resolve) => child.once('exit', resolve)), 40_000, 'the hang-up');
@@ -342,15 +339,7 @@ describe('signals, against the built CLI in a child process', () => {
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    closers.push(() => {
-      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-        try {
-          process.kill(-child.pid, 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
-    });
+    killAfterTest(child);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));

@@ -204,17 +204,8 @@ describe('swarm faults', () => {
           announce: tr.url,
         });
         const tp = await fx.writeTorrent(withTracker);
-        run = runCli([
-          'download',
-          tp,
-          '-o',
-          out,
-          '--no-dht',
-          '--no-listen',
-          '--json',
-          '--timeout',
-          '30',
-        ]);
+        const opts = ['--no-dht', '--no-listen', '--json', '--timeout', '30'];
+        run = runCli(['download', tp, '-o', out, ...opts]);
       }
       // The seeder quits after a few pieces ...
       await quit();
