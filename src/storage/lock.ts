@@ -5,7 +5,7 @@
  * A lock whose process is gone (a crash, SIGKILL) is taken over.
  */
 import path from 'node:path';
-import { DiskError } from '../errors.js';
+import { DiskError, systemErrorText } from '../errors.js';
 import { takePidLock } from '../pid-lock.js';
 import { withSuffix } from './names.js';
 import { makeFolders, toDiskError } from './fs-util.js';
@@ -28,7 +28,10 @@ export async function lockOutput(root: string): Promise<() => Promise<void>> {
   try {
     lock = await takePidLock(file);
   } catch (e) {
-    throw toDiskError(e, `cannot create the lock file ${file}`);
+    // Not toDiskError: it names the path of a failed call, here a temporary file beside the
+    // lock that the user never sees.
+    if (e instanceof DiskError) throw e;
+    throw new DiskError(`cannot create the lock file ${file}: ${systemErrorText(e)}`, { cause: e });
   }
   if ('heldBy' in lock) {
     throw new DiskError(

@@ -121,4 +121,15 @@ describe('output lock', () => {
     spawnSync('mkfifo', [`${root}.tdl-lock`]);
     await expect(lockOutput(root)).rejects.toThrow(/lock file .*not a regular file/);
   });
+
+  // sysfs refuses new files even to root: the message names the lock, not the temporary file
+  // beside it that the lock is made from.
+  it.runIf(existsSync('/sys/kernel'))(
+    'a folder where no file can be made: the lock is named',
+    async () => {
+      await expect(lockOutput('/sys/tdl-test')).rejects.toThrow(
+        /^cannot create the lock file \/sys\/tdl-test\.tdl-lock: permission denied$/,
+      );
+    },
+  );
 });
