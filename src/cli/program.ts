@@ -82,6 +82,16 @@ function nonEmpty(v: string): string {
   return v;
 }
 
+/**
+ * A `<torrent>` argument: a magnet link or a URL pasted with white space around it (a copied
+ * line, a trailing newline from `$(cat link.txt)` quoted) is taken without it. A file name is
+ * taken as given: its spaces are its own.
+ */
+function torrentArg(v: string): string {
+  const t = v.trim();
+  return /^(magnet:|https?:\/\/)/i.test(t) ? t : nonEmpty(v);
+}
+
 function collectNonEmpty(v: string, prev: string[]): string[] {
   return [...prev, nonEmpty(v)];
 }
@@ -200,7 +210,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .description(
       'download the torrent described by a .torrent file (or stdin, a URL, a magnet link)',
     )
-    .argument('<torrent>', TORRENT_ARG, nonEmpty)
+    .argument('<torrent>', TORRENT_ARG, torrentArg)
     .option(
       '-o, --output <path>',
       'where to save: an existing folder, or the new file/folder name; - streams the file to stdout',
@@ -253,7 +263,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .description(
       'serve data already on disk to other peers (checked first), until Ctrl-C or a limit',
     )
-    .argument('<torrent>', TORRENT_ARG, nonEmpty)
+    .argument('<torrent>', TORRENT_ARG, torrentArg)
     .option('-o, --output <path>', 'where the data is (as given to download)', nonEmpty)
     .addOption(
       new Option(
@@ -282,7 +292,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .description(
       'show what a .torrent file (or a magnet link, once its metadata is fetched) contains',
     )
-    .argument('<torrent>', TORRENT_ARG, nonEmpty)
+    .argument('<torrent>', TORRENT_ARG, torrentArg)
     .option('--json', 'print the information as JSON')
     .addOption(
       new Option(
@@ -328,7 +338,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       'check the data on disk against the torrent and report how much is valid ' +
         '(exit 0: complete, 5: incomplete, 6: cannot read)',
     )
-    .argument('<torrent>', TORRENT_FILE_ARG, nonEmpty)
+    .argument('<torrent>', TORRENT_FILE_ARG, torrentArg)
     .option('-o, --output <path>', 'where the data was saved (as given to download)', nonEmpty)
     .option('-q, --quiet', 'print nothing but errors: the exit code tells')
     .option('--json', 'write newline-delimited JSON events to stdout');

@@ -510,4 +510,15 @@ describe('hostile sources get the same refusals as files', () => {
     expect(v.stderr).toContain('needs the .torrent, not a magnet link');
     expect(v.stderr).toContain('--save-torrent');
   });
+
+  it('a magnet link pasted with white space around it is the link (a file name keeps its own)', async () => {
+    // A link with a bad hash: what the message says shows how the argument was read.
+    const r = await cli(['info', ' magnet:?xt=urn:btih:abc\n']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).not.toContain('cannot read');
+    expect(r.stderr).toContain('magnet');
+    const file = await cli(['info', ' spaced.torrent']);
+    expect(file.code).toBe(2);
+    expect(file.stderr).toContain('cannot read  spaced.torrent');
+  });
 });
