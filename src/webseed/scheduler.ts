@@ -104,6 +104,8 @@ export class WebSeeds {
   private filling = false;
   /** Seeds that were handed a piece they lack: skipped until something else happens. */
   private readonly starved = new Set<WebSeed>();
+  /** The last failure each seed was named for in a warning (the same one is not said again). */
+  private readonly lastWarned = new Map<WebSeed, string>();
   private refill = false;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
@@ -340,7 +342,17 @@ export class WebSeeds {
       for (const i of more) if (i >= pending) this.opts.onRelease(i);
       if (err instanceof WebSeedError && err.fault === 'aborted') return;
       const message = err instanceof Error ? err.message : String(err);
-      this.opts.onWarning(`${message}; ${this.retryText(seed)}`);
+      // Requests in flight together fail alike (a file's 404 for each of its ranges): said once.
+      if (this.lastWarned.get(seed) === message) return;
+      this.lastWarned.set(seed, message);
+      // A file the seed lacks is not asked for again (multi-file torrents); its other files
+      // are, with no wait (a piece from it in between cleared the back-off).
+      const lacks = err instanceof WebSeedError && err.fault === 'not-found';
+      const after =
+        lacks && seed.lackingFiles.size > 0 && !seed.banned
+          ? `that file is not asked for again; the others: ${this.retryText(seed)}`
+          : this.retryText(seed);
+      this.opts.onWarning(`${message}; ${after}`);
     }
   }
 
@@ -379,6 +391,6 @@ export class WebSeeds {
   private retryText(seed: WebSeed): string {
     if (seed.banned) return 'banned';
     const s = Math.max(0, Math.ceil((seed.backoffUntil - this.now()) / 1000));
-    return `next try in ${s} s`;
+    return s === 0 ? 'next try now' : `next try in ${s} s`;
   }
 }

@@ -267,6 +267,12 @@ describe.each([false, true])('WebSeeds (runs of pieces: %s)', (runs) => {
       expect(
         swarm.warnings.some((w) => w.includes(bad.origin) && /next try in \d+ s/.test(w)),
       ).toBe(true);
+      // Said once for the requests that failed together, not once each.
+      const said = swarm.warnings.filter((w) => w.includes(bad.origin));
+      expect(new Set(said).size).toBe(said.length);
+      if (fault === 'not-found') {
+        expect(said.some((w) => w.includes('that file is not asked for again'))).toBe(true);
+      }
     });
   }
 
