@@ -582,7 +582,17 @@ export class WebSeed {
         // file is what we asked for, or (a single-file torrent) read from the start.
         if (r.start !== 0 || r.end !== fileLength) {
           const cl = header(headers, 'content-length');
-          if (this.meta.multiFile || (cl !== undefined && Number(cl) !== fileLength)) {
+          // The whole file, of another length: another version of it (as a 206 would say).
+          if (cl !== undefined && /^\d+$/.test(cl) && Number(cl) !== fileLength) {
+            discard(body);
+            if (this.meta.multiFile) this.lacking.add(r.fileIndex);
+            throw new WebSeedError(
+              this.url,
+              'range',
+              `${target} is ${cl} bytes there (Content-Length of a whole-file reply), ${fileLength} in the torrent`,
+            );
+          }
+          if (this.meta.multiFile) {
             discard(body);
             throw new WebSeedError(this.url, 'range', 'server ignored the Range header (HTTP 200)');
           }

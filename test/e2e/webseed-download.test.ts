@@ -175,6 +175,20 @@ describe.each([false, true])('WebSeeds (runs of pieces: %s)', (runs) => {
     expect(swarm.seeds.bytesFetched).toBeLessThan(single.data.length + 2 * PL);
   });
 
+  it('a server that ignores Range with a file of another length: the message says which', async () => {
+    const short = single.data.subarray(0, single.data.length - 1000);
+    const s = await server({ '/big%20file.bin': short }, 'full-200');
+    const swarm = setup(single, [`${s.origin}/`]);
+    swarm.seeds.start();
+    for (let i = 0; i < 500 && swarm.warnings.length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await swarm.seeds.stop();
+    expect(swarm.warnings[0]).toContain(
+      `is ${short.length} bytes there (Content-Length of a whole-file reply), ${single.data.length} in the torrent`,
+    );
+  });
+
   it('downloads a multi-file torrent (empty and one-byte files) from two seeds', async () => {
     const s1 = await server(multiFiles);
     const s2 = await server(multiFiles);
