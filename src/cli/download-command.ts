@@ -20,7 +20,6 @@ import { fileList, isPaddingFile, paddingFileCount, type Metainfo } from '../met
 import {
   makeWorkDir,
   removeStreamed,
-  removeWorkDir,
   streamWorkDir,
   type ByteSink,
 } from '../storage/stream-out.js';
@@ -117,6 +116,12 @@ export async function runDownload(
   // Outgoing connections leave from the --bind address too.
   const localAddress = outgoingAddress(opts.bind);
   let opened: OpenedTorrent | null = null;
+  /**
+   * A stream's file, once this run holds the output's lock (the download started): its working
+   * copy is what `--no-resume` removes. Others' (streams of other files of the torrent, or of
+   * this one by a run that holds the lock) are never this run's to remove.
+   */
+  let ownCopy: { file: string; working: string } | null = null;
   try {
     if (workDir) await makeWorkDir(workDir);
     if (wantDht && magnet) await startDht();
@@ -291,6 +296,10 @@ export async function runDownload(
         onStart: (d, plan, info) => {
           dl = d;
           listenPort = info.port;
+          if (stream) {
+            const i = stream.fileIndex;
+            ownCopy = { file: planFilePath(plan, i), working: partPathOf(plan, i) };
+          }
           d.on('warning', warn);
           if (json) {
             const s = d.stats();
@@ -378,8 +387,12 @@ export async function runDownload(
     await (dht as Dht | null)?.stop().catch(() => {});
     // A write to a pipe nobody reads would keep the process from exiting.
     if (sink instanceof FdSink) await sink.settle(STDOUT_SETTLE_MS);
-    // --no-resume: nothing is kept for a later run, however this one ended.
-    if (streaming && opts.resume === false && workDir) await removeWorkDir(workDir);
+    // --no-resume: nothing of this stream is kept for a later run, however it ended (the side
+    // files go too once no other file's working copy needs them).
+    const own = ownCopy as { file: string; working: string } | null; // set in a callback
+    if (streaming && opts.resume === false && workDir && own) {
+      await removeStreamed(workDir, own.file, own.working);
+    }
     // A working folder made for nothing (no metadata came, a refused selection): not left.
     else if (workDir) await rmdir(workDir).catch(() => {});
   }

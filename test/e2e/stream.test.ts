@@ -251,6 +251,41 @@ describe('tdl download -o -', () => {
     expect(existsSync(dir)).toBe(false);
   });
 
+  it("--no-resume removes its own working copy only: never another file's, nor a running stream's", async () => {
+    const { files, t } = fiveFiles();
+    const seeder = await fx.seeder(t, PIECE);
+    const torrent = await fx.writeTorrent(t);
+    const cache = path.join(fx.dir, 'cache');
+    const dir = workDir(cache, t.infoHash);
+    const cut = await runShell(
+      `set -o pipefail; ${streamCommand(torrent, seeder.port, ['--select', '5'])} | head -c 10`,
+      cache,
+    );
+    expect(cut.code).toBe(141);
+    const held = () => readdirSync(path.join(dir, 'five')).filter((n) => n.startsWith('f5.bin'));
+    expect(held()).toHaveLength(1);
+    const peer = ['--peer', `127.0.0.1:${seeder.port}`, '--no-listen'];
+    // File 2 with --no-resume, to its end: file 5's copy and its side files stay.
+    const two = await runStream(
+      ['download', torrent, '-o', '-', '--select', '2', '--no-resume', ...peer],
+      cache,
+    );
+    expect(two.code, two.stderr).toBe(0);
+    expect(two.stdout.equals(files[1]!.data)).toBe(true);
+    expect(held()).toHaveLength(1);
+    // A run the lock turns away (another tdl streams this torrent) removes nothing.
+    const lock = path.join(dir, 'five.tdl-lock');
+    await writeFile(lock, `${process.pid}\n`);
+    const refused = await runStream(
+      ['download', torrent, '-o', '-', '--select', '5', '--no-resume', ...peer],
+      cache,
+    );
+    expect(refused.code).toBe(6);
+    expect(refused.stderr).toContain('in use by another tdl');
+    expect(existsSync(lock)).toBe(true);
+    expect(held()).toHaveLength(1);
+  });
+
   it('a magnet link whose metadata never comes leaves no working folder', async () => {
     const { t } = fiveFiles();
     const cache = path.join(fx.dir, 'cache');
@@ -393,7 +428,9 @@ describe('tdl download -o -', () => {
     const tdl = streamCommand(torrent, seeder.port);
     const full = await runShell(`${tdl} > /dev/full`, cache);
     expect(full.code, full.stderr).toBe(6);
-    expect(full.stderr.trim()).toBe('tdl: cannot write to standard output: no space left on device');
+    expect(full.stderr.trim()).toBe(
+      'tdl: cannot write to standard output: no space left on device',
+    );
     const resume = decodeResume(
       readFileSync(path.join(workDir(cache, t.infoHash), 'full.bin.tdl-resume')),
     );
@@ -405,7 +442,9 @@ describe('tdl download -o -', () => {
       cache,
     );
     expect(info.code).toBe(6);
-    expect(info.stderr.trim()).toBe('tdl: cannot write to standard output: no space left on device');
+    expect(info.stderr.trim()).toBe(
+      'tdl: cannot write to standard output: no space left on device',
+    );
   }, 60_000);
 
   it.each(['once', 'twice'] as const)(
