@@ -69,8 +69,15 @@ export function resolveSelection(
     if (!sel[i] && include.some((g) => g(pathOf(i)))) sel[i] = 1;
     if (sel[i] && exclude.some((g) => g(pathOf(i)))) sel[i] = 0;
   }
-  if (!sel.includes(1))
-    throw new UsageError('the selection (--select, --include, --exclude) leaves no file');
+  if (!sel.includes(1)) {
+    // `tdl info` shows paths under the torrent's name; patterns match them without it.
+    const named = multiFile ? (o.include ?? []).find((g) => g.startsWith(`${name}/`)) : undefined;
+    const hint =
+      named === undefined
+        ? ''
+        : ` (patterns match paths inside the torrent, without its name: ${JSON.stringify(named.slice(name.length + 1))}, not ${JSON.stringify(named)})`;
+    throw new UsageError(`the selection (--select, --include, --exclude) leaves no file${hint}`);
+  }
   // Links are made only once the whole torrent is there: a selection of links alone is none.
   let data = false;
   for (let i = 0; i < sel.length && !data; i++) if (sel[i] && !files.at(i)!.symlink) data = true;

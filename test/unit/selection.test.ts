@@ -108,6 +108,10 @@ describe('resolveSelection', () => {
       1, 0, 1, 1, 0,
     ]);
     expect(() => resolveSelection(files, 'top', true, { exclude: ['*'] })).toThrow(/no file/);
+    // A pattern written as `tdl info` shows the path, under the torrent's name: said how to fix.
+    expect(() => resolveSelection(files, 'top', true, { include: ['top/docs/*'] })).toThrow(
+      'leaves no file (patterns match paths inside the torrent, without its name: "docs/*", not "top/docs/*")',
+    );
   });
 
   it('refuses a selection of symbolic links alone (they are made with the whole torrent)', () => {
