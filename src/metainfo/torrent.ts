@@ -26,7 +26,12 @@ import {
 import { componentText, FastEntries, fileAttributes, parseFileEntry } from './file-entries.js';
 import { FileTable, keepFileTable } from './file-table.js';
 import { checkHybrid } from './hybrid.js';
-import { checkPathCollisions, normalizeComponent, PathHashes } from './paths.js';
+import {
+  checkPathCollisions,
+  normalizeComponent,
+  PathHashes,
+  percentEncodeInvalidUtf8,
+} from './paths.js';
 import { parseAnnounceList, parseNodes, parseTrackerUrl, parseWebSeeds } from './sources.js';
 import {
   MAX_FILES,
@@ -281,9 +286,21 @@ export function parseTorrent(buf: Uint8Array, opts: ParseOptions = {}): Metainfo
     hybrid,
     warnings: [],
   };
-  const comment = optText(root, 'comment');
+  // Free text: its `.utf-8` variant when there is one, else the field itself, with bytes that
+  // are not UTF-8 (old torrents' legacy encodings) shown as %XX, as names are, and said so.
+  const freeText = (key: string): string | undefined => {
+    const utf8 = optText(root, `${key}.utf-8`);
+    if (utf8 !== undefined) return utf8;
+    const v = root[key];
+    if (!isBytes(v)) return undefined;
+    const text = tryText(v);
+    if (text !== undefined) return text;
+    warnings.addGeneral(`${key}: not valid UTF-8; its other bytes are shown as %XX`);
+    return percentEncodeInvalidUtf8(v);
+  };
+  const comment = freeText('comment');
   if (comment !== undefined) m.comment = comment;
-  const createdBy = optText(root, 'created by');
+  const createdBy = freeText('created by');
   if (createdBy !== undefined) m.createdBy = createdBy;
   const creationDate = optInt(root, 'creation date');
   if (creationDate !== undefined) m.creationDate = creationDate;

@@ -206,10 +206,22 @@ describe('parseTorrent: valid torrents', () => {
     );
     expect(m.announce).toBeUndefined();
     expect(m.announceList).toEqual([['http://ok.example/a']]);
-    expect(m.comment).toBeUndefined();
+    // Not UTF-8 (a legacy encoding): kept, its other bytes as %XX (as names), and said so.
+    expect(m.comment).toBe('%FF%FE');
+    expect(m.warnings).toContain('comment: not valid UTF-8; its other bytes are shown as %XX');
     expect(m.createdBy).toBeUndefined();
     expect(m.creationDate).toBeUndefined();
     expect(m.urlList).toEqual(['http://web.example/f']);
+    // A `.utf-8` variant is preferred.
+    const alt = parseTorrent(
+      encode({
+        info: info(),
+        comment: Buffer.from('caf\xe9', 'latin1'),
+        'comment.utf-8': 'caf\u00e9',
+      }),
+    );
+    expect(alt.comment).toBe('caf\u00e9');
+    expect(alt.warnings).toEqual([]);
     const m2 = parseTorrent(
       encode({ info: info(), announce: 'http://a.example/', 'announce-list': [] }),
     );
