@@ -322,14 +322,44 @@ export class Download extends EventEmitter<DownloadEvents> {
     const owner = 'web seeds';
     // The download limit counts web seed bytes with the peers'.
     const limiter = this.readLimiter;
+    /** Pieces peers hold that web seeds fetch as well (their endgame): see takeOver. */
+    const dupes = new Set<number>();
+    /**
+     * With no piece left for it, a web seed fetches one that peers hold, the one of fewest blocks
+     * received (a slow peer's last piece held a download up for as long as that peer took); at
+     * most one per web seed at a time. The first copy counts: the peers' requests are cancelled
+     * when the web seed's arrives.
+     */
+    const takeOver = (has: (index: number) => boolean): number | null => {
+      if (dupes.size >= urls.length) return null;
+      let best: PieceInProgress | null = null;
+      for (const p of this.picker.inProgress.values()) {
+        if (p.complete || p.owner === owner || dupes.has(p.index) || !has(p.index)) continue;
+        if (best === null || p.receivedCount < best.receivedCount) best = p;
+      }
+      if (best === null) return null;
+      dupes.add(best.index);
+      log('piece %d: fetched from a web seed too (peers hold it)', best.index);
+      return best.index;
+    };
     const ws = new WebSeeds(urls, this.meta, this.layout, {
-      pick: (has) => this.picker.reserveWhole(owner, has)?.index ?? null,
+      pick: (has) => this.picker.reserveWhole(owner, has)?.index ?? takeOver(has),
       pickNext: (index) => this.picker.tryReserveWhole(owner, index) !== null,
       isFree: (index) => this.picker.isFree(index),
       onPiece: (index, data, url) => {
         const p = this.picker.inProgress.get(index);
+        const taken = dupes.delete(index);
         // Peers finished it first (endgame): nothing to do.
         if (!p || p.complete) return true;
+        // A piece peers hold: their requests for it are taken back (cancelled) first.
+        if (taken) {
+          for (let b = 0; b < p.blockCount; b++) {
+            for (const o of this.scheduler.cancelElsewhere(index, b, null, this.reqs())) {
+              const os = this.sessions.get(o.conn);
+              if (os) queueMicrotask(() => this.request(os));
+            }
+          }
+        }
         this.picker.fillWhole(p, data, `web seed ${url}`);
         this.everReady = true;
         this.lastProgressAt = Date.now();
@@ -338,7 +368,8 @@ export class Download extends EventEmitter<DownloadEvents> {
         return ok;
       },
       onRelease: (index) => {
-        this.picker.abandon(index);
+        // A piece peers hold stays theirs.
+        if (!dupes.delete(index)) this.picker.abandon(index);
         queueMicrotask(() => this.wakeAll());
       },
       onWarning: (m) => this.emit('warning', m),

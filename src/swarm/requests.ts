@@ -332,11 +332,14 @@ export class RequestScheduler {
     return holders;
   }
 
-  /** Endgame: the block arrived from one peer, so the other requesters cancel theirs. */
+  /**
+   * Endgame: the block arrived from one peer (`from`; null: from a web seed), so the other
+   * requesters cancel theirs.
+   */
   cancelElsewhere(
     index: number,
     block: number,
-    from: PeerRequests,
+    from: PeerRequests | null,
     all: Iterable<PeerRequests>,
   ): PeerRequests[] {
     const key = index * BLOCKS_PER_PIECE_KEY + block;

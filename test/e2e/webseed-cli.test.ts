@@ -188,6 +188,23 @@ describe('web seeds from the CLI', () => {
     expect(last).toContain(`web seed ${s.origin}/f.bin: HTTP 404`);
   }, 30_000);
 
+  it('a piece held by a very slow peer is fetched from the web seed too', async () => {
+    const data = randomBytesSeeded(8 * 65536, 'ws-takeover');
+    const web = await server({ '/f.bin': data });
+    const t = webSeeded(web.origin, data, 65536);
+    // 2 KiB/s: a piece of 64 KiB takes it half a minute, and it keeps sending (never dropped).
+    const slow = await fx.seeder(t, 65536, { rateLimit: 2048 });
+    const tp = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'f.bin');
+    const r = await offline(tp, out, '--peer', `127.0.0.1:${slow.port}`, '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    // Not held up until the slow peer had sent its pieces: a generous bound for a busy machine
+    // (the download itself takes well under a second).
+    const done = r.events.find((e) => e['event'] === 'done')!;
+    expect(Number(done['elapsedMs'])).toBeLessThan(15_000);
+  }, 90_000);
+
   it('a web seed that fails while the peers run dry is named in the stall message', async () => {
     const s = await server({});
     const data = randomBytesSeeded(4 * 16384, 'ws-stall');
