@@ -134,22 +134,18 @@ export async function makeFolders(dir: string, mode?: number): Promise<string | 
 export function toDiskError(e: unknown, what: string): DiskError {
   if (e instanceof DiskError) return e;
   const err = e as NodeJS.ErrnoException;
+  // The system's words (systemErrorText: "no space left on device", …), but where tdl's own
+  // reading of the code says more.
   const detail =
-    err.code === 'ENOSPC'
-      ? 'no space left on device'
-      : err.code === 'EDQUOT'
-        ? 'disk quota exceeded'
-        : err.code === 'EROFS'
-          ? 'read-only file system'
-          : err.code === 'EACCES' || err.code === 'EPERM'
-            ? `permission denied${err.path ? ` (${err.path})` : ''}`
-            : err.code === 'ELOOP'
-              ? `refusing to follow a symlink${err.path ? ` (${err.path})` : ''}`
-              : err.code === 'EISDIR'
-                ? 'is a folder'
-                : err.code === 'EMFILE' || err.code === 'ENFILE'
-                  ? 'too many open files'
-                  : systemErrorText(e);
+    err.code === 'EACCES' || err.code === 'EPERM'
+      ? `permission denied${err.path ? ` (${err.path})` : ''}`
+      : err.code === 'ELOOP'
+        ? `refusing to follow a symlink${err.path ? ` (${err.path})` : ''}`
+        : err.code === 'EISDIR'
+          ? 'is a folder'
+          : err.code === 'ENFILE'
+            ? 'too many open files'
+            : systemErrorText(e);
   return new DiskError(`${what}: ${detail}`, { cause: e });
 }
 
