@@ -195,14 +195,16 @@ describe('tdl download -o -', () => {
     expect(existsSync(workDir(cache, t.infoHash))).toBe(false);
   });
 
-  it("a finished stream of one file leaves another file's unfinished working copy", async () => {
+  /**
+   * The five-file torrent, and a stream of its file 5 (90,000 bytes: more than a pipe holds)
+   * cut short by its reader: its working copy stays. `held()`: that copy's names.
+   */
+  async function fiveWithFileFiveCut() {
     const { files, t } = fiveFiles();
     const seeder = await fx.seeder(t, PIECE);
     const torrent = await fx.writeTorrent(t);
     const cache = path.join(fx.dir, 'cache');
     const dir = workDir(cache, t.infoHash);
-    // File 5 (90,000 bytes: more than a pipe holds), cut short by its reader: its working copy
-    // stays.
     const cut = await runShell(
       `set -o pipefail; ${streamCommand(torrent, seeder.port, ['--select', '5'])} | head -c 10`,
       cache,
@@ -212,6 +214,11 @@ describe('tdl download -o -', () => {
     expect(existsSync(dir)).toBe(true);
     const held = () => readdirSync(path.join(dir, 'five')).filter((n) => n.startsWith('f5.bin'));
     expect(held()).toHaveLength(1);
+    return { files, seeder, torrent, cache, dir, held };
+  }
+
+  it("a finished stream of one file leaves another file's unfinished working copy", async () => {
+    const { files, seeder, torrent, cache, dir, held } = await fiveWithFileFiveCut();
     // File 2 streamed to its end: its copy goes, file 5's stays.
     const two = await runStream(
       [
@@ -252,18 +259,7 @@ describe('tdl download -o -', () => {
   });
 
   it("--no-resume removes its own working copy only: never another file's, nor a running stream's", async () => {
-    const { files, t } = fiveFiles();
-    const seeder = await fx.seeder(t, PIECE);
-    const torrent = await fx.writeTorrent(t);
-    const cache = path.join(fx.dir, 'cache');
-    const dir = workDir(cache, t.infoHash);
-    const cut = await runShell(
-      `set -o pipefail; ${streamCommand(torrent, seeder.port, ['--select', '5'])} | head -c 10`,
-      cache,
-    );
-    expect(cut.code).toBe(141);
-    const held = () => readdirSync(path.join(dir, 'five')).filter((n) => n.startsWith('f5.bin'));
-    expect(held()).toHaveLength(1);
+    const { files, seeder, torrent, cache, dir, held } = await fiveWithFileFiveCut();
     const peer = ['--peer', `127.0.0.1:${seeder.port}`, '--no-listen'];
     // File 2 with --no-resume, to its end: file 5's copy and its side files stay.
     const two = await runStream(
