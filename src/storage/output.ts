@@ -488,7 +488,7 @@ async function refuseLink(p: string, wantDir: boolean, access: OutputAccess): Pr
     throw new MetainfoError('info.files', `refusing to write through the symlink ${p}`);
   }
   if (wantDir && !st.isDirectory()) throw new DiskError(`${p} exists and is not a directory`);
-  // To read, a folder in a file's place is reported by the storage (verify: `not-a-file`).
+  // To read, a folder in a file's place is reported by the storage (verify: `missing`, `notAFile`).
   if (!wantDir && st.isDirectory() && access === 'write') {
     throw new DiskError(`${p} exists and is a directory`);
   }
