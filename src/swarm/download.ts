@@ -351,13 +351,13 @@ export class Download extends EventEmitter<DownloadEvents> {
         const taken = dupes.delete(index);
         // Peers finished it first (endgame): nothing to do.
         if (!p || p.complete) return true;
-        // A piece peers hold: their requests for it are taken back (cancelled) first.
-        if (taken) {
-          for (let b = 0; b < p.blockCount; b++) {
-            for (const o of this.scheduler.cancelElsewhere(index, b, null, this.reqs())) {
-              const os = this.sessions.get(o.conn);
-              if (os) queueMicrotask(() => this.request(os));
-            }
+        // A piece peers hold: their requests for it are taken back (cancelled) first, and they
+        // are given other work once it is filled (before, its blocks would be free to ask).
+        const freed = new Set<Session>();
+        for (let b = 0; taken && b < p.blockCount; b++) {
+          for (const o of this.scheduler.cancelElsewhere(index, b, null, this.reqs())) {
+            const os = this.sessions.get(o.conn);
+            if (os) freed.add(os);
           }
         }
         this.picker.fillWhole(p, data, `web seed ${url}`);
@@ -365,6 +365,7 @@ export class Download extends EventEmitter<DownloadEvents> {
         this.lastProgressAt = Date.now();
         const ok = this.store.complete(p);
         if (!ok) this.picker.abandon(index);
+        for (const os of freed) this.request(os);
         return ok;
       },
       onRelease: (index) => {
