@@ -29,12 +29,12 @@
 import { EventEmitter } from 'node:events';
 import { logger } from '../log.js';
 import { CLIENT_NAME } from '../version.js';
-import { DiskError, InterruptedError, NoPeersError, TdlError, TransferError } from '../errors.js';
+import { DiskError, InterruptedError, TdlError } from '../errors.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { PeerConnection } from '../peer/connection.js';
 import type { Layout } from '../storage/layout.js';
 import { formatPeerAddress, type PeerAddress } from '../tracker/types.js';
-import { WebSeeds } from '../webseed/scheduler.js';
+import type { WebSeeds } from '../webseed/scheduler.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { encodeExtendedHandshake, localExtendedHandshake } from '../wire/extension.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
@@ -65,7 +65,9 @@ import {
   type Session,
 } from './session.js';
 import { PeerSlots } from './slots.js';
+import { noPeersError, stalledError, type StallFacts } from './stall-report.js';
 import { MAX_QUEUE, UploadService } from './upload.js';
+import { startWebSeedFeed } from './web-seed-feed.js';
 
 const log = logger('tdl:swarm');
 
@@ -315,75 +317,35 @@ export class Download extends EventEmitter<DownloadEvents> {
     });
   }
 
-  /** Web seeds fetch whole pieces the picker reserves for them, verified like peers' pieces. */
+  /** Web seeds fetch whole pieces the picker reserves for them (see web-seed-feed.ts). */
   private startWebSeeds(): void {
     const urls = this.opts.webSeeds ?? [];
     if (urls.length === 0 || this.webSeeds || this.picker.isComplete()) return;
-    const owner = 'web seeds';
-    // The download limit counts web seed bytes with the peers'.
-    const limiter = this.readLimiter;
-    /** Pieces peers hold that web seeds fetch as well (their endgame): see takeOver. */
-    const dupes = new Set<number>();
-    /**
-     * With no piece left for it, a web seed fetches one that peers hold, the one of fewest blocks
-     * received (a slow peer's last piece held a download up for as long as that peer took); at
-     * most one per web seed at a time. The first copy counts: the peers' requests are cancelled
-     * when the web seed's arrives.
-     */
-    const takeOver = (has: (index: number) => boolean): number | null => {
-      if (dupes.size >= urls.length) return null;
-      let best: PieceInProgress | null = null;
-      for (const p of this.picker.inProgress.values()) {
-        if (p.complete || p.owner === owner || dupes.has(p.index) || !has(p.index)) continue;
-        if (best === null || p.receivedCount < best.receivedCount) best = p;
-      }
-      if (best === null) return null;
-      dupes.add(best.index);
-      log('piece %d: fetched from a web seed too (peers hold it)', best.index);
-      return best.index;
-    };
-    const ws = new WebSeeds(urls, this.meta, this.layout, {
-      pick: (has) => this.picker.reserveWhole(owner, has)?.index ?? takeOver(has),
-      pickNext: (index) => this.picker.tryReserveWhole(owner, index) !== null,
-      isFree: (index) => this.picker.isFree(index),
-      onPiece: (index, data, url) => {
-        const p = this.picker.inProgress.get(index);
-        const taken = dupes.delete(index);
-        // Peers finished it first (endgame): nothing to do.
-        if (!p || p.complete) return true;
-        // A piece peers hold: their requests for it are taken back (cancelled) first, and they
-        // are given other work once it is filled (before, its blocks would be free to ask).
+    this.webSeeds = startWebSeedFeed(urls, this.meta, this.layout, {
+      picker: this.picker,
+      takeBack: (p) => {
         const freed = new Set<Session>();
-        for (let b = 0; taken && b < p.blockCount; b++) {
-          for (const o of this.scheduler.cancelElsewhere(index, b, null, this.reqs())) {
+        for (let b = 0; b < p.blockCount; b++) {
+          for (const o of this.scheduler.cancelElsewhere(p.index, b, null, this.reqs())) {
             const os = this.sessions.get(o.conn);
             if (os) freed.add(os);
           }
         }
-        this.picker.fillWhole(p, data, `web seed ${url}`);
+        return () => {
+          for (const os of freed) this.request(os);
+        };
+      },
+      store: (p) => {
         this.everReady = true;
         this.lastProgressAt = Date.now();
-        const ok = this.store.complete(p);
-        if (!ok) this.picker.abandon(index);
-        for (const os of freed) this.request(os);
-        return ok;
+        return this.store.complete(p);
       },
-      onRelease: (index) => {
-        // A piece peers hold stays theirs.
-        if (!dupes.delete(index)) this.picker.abandon(index);
-        queueMicrotask(() => this.wakeAll());
-      },
-      onWarning: (m) => this.emit('warning', m),
-      onError: (e) => this.fail(e instanceof Error ? e : new Error(String(e))),
-      seed: {
-        ...(limiter
-          ? { limit: { onRead: (n) => limiter.onRead(n), waitMs: () => limiter.bucket.waitMs(1) } }
-          : {}),
-        ...(this.opts.localAddress === undefined ? {} : { localAddress: this.opts.localAddress }),
-      },
+      wake: () => this.wakeAll(),
+      warn: (m) => this.emit('warning', m),
+      fail: (e) => this.fail(e),
+      limiter: this.readLimiter,
+      localAddress: this.opts.localAddress,
     });
-    this.webSeeds = ws;
-    ws.start();
   }
 
   /**
@@ -1024,23 +986,12 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (left === 0) this.pool.retryAll();
     }
     if (now - this.lastProgressAt > this.stallTimeoutMs) {
-      // As given: --timeout 1.5 says 1.5s.
-      const secs = Math.round(this.stallTimeoutMs / 100) / 10;
-      if (!this.everReady && this.downloaded === 0) {
-        this.fail(new NoPeersError(`no usable peer within ${secs}s${this.noPeersDetail()}`));
-      } else {
-        const n = this.sessions.size;
-        const detail = this.connectedDetail();
-        const connected = `${n} peer${n === 1 ? '' : 's'} connected${detail.length > 0 ? `: ${detail.join(', ')}` : ''}`;
-        const problems = this.lastFailure ? [`last peer problem: ${this.lastFailure}`] : [];
-        // Web seeds that fail count too: the data may have been expected from them alone.
-        problems.push(...this.webSeedErrors());
-        this.fail(
-          new TransferError(
-            `no data for ${secs}s (${connected})${problems.length > 0 ? `; ${problems.slice(0, 3).join('; ')}` : ''}`,
-          ),
-        );
-      }
+      const facts = this.stallFacts();
+      this.fail(
+        !this.everReady && this.downloaded === 0
+          ? noPeersError(facts, this.stallTimeoutMs)
+          : stalledError(facts, this.stallTimeoutMs),
+      );
     }
   }
 
@@ -1072,51 +1023,17 @@ export class Download extends EventEmitter<DownloadEvents> {
     return false;
   }
 
-  private noPeersDetail(): string {
-    const parts: string[] = [];
-    const n = this.pool.candidates.size;
-    parts.push(
-      n === 0 ? 'no peer addresses found' : `${n} peer address${n === 1 ? '' : 'es'} tried`,
-    );
-    const other = this.pool.otherFamily;
-    if (other > 0) {
-      parts.push(
-        `${other} of the other address family than --bind left out (IPv4 and IPv6 do not mix)`,
-      );
-    }
-    parts.push(...this.connectedDetail().map((d) => `connected: ${d}`));
-    if (this.lastFailure) parts.push(`last: ${this.lastFailure}`);
-    const tf = (this.opts.tracker?.failures ?? []).map((f) => `tracker ${f.url}: ${f.message}`);
-    for (const x of this.opts.sources ?? []) {
-      for (const f of x.source.failures) tf.push(`${x.origin}: ${f.message}`);
-    }
-    tf.push(...this.webSeedErrors());
-    parts.push(...tf.slice(0, 3));
-    return ` (${parts.join('; ')})`;
-  }
-
-  /**
-   * Why the peers connected now give nothing, for the stall and no-peer errors: how many have
-   * none of the pieces still needed, and how many choke us.
-   */
-  private connectedDetail(): string[] {
-    let nothing = 0;
-    let choking = 0;
-    for (const s of this.sessions.values()) {
-      if (!s.conn.amInterested) nothing++;
-      else if (s.conn.peerChoking) choking++;
-    }
-    const out: string[] = [];
-    if (nothing > 0) out.push(`${nothing} with none of the pieces still needed`);
-    if (choking > 0) out.push(`${choking} choking us (not letting us download)`);
-    return out;
-  }
-
-  /** The last error of each web seed that has one. */
-  private webSeedErrors(): string[] {
-    const out: string[] = [];
-    for (const w of this.webSeeds?.seeds ?? []) if (w.lastError) out.push(w.lastError.message);
-    return out;
+  /** What the errors of a download that gets nothing say (see stall-report.ts). */
+  private stallFacts(): StallFacts {
+    return {
+      sessions: this.sessions.values(),
+      candidates: this.pool.candidates.size,
+      otherFamily: this.pool.otherFamily,
+      lastFailure: this.lastFailure,
+      tracker: this.opts.tracker,
+      sources: this.opts.sources ?? [],
+      webSeeds: this.webSeeds,
+    };
   }
 
   /** End every connection and timer (idempotent). Trackers are the caller's. */

@@ -1,0 +1,85 @@
+/**
+ * Why a download gets nothing, in words, for its two errors: no usable peer at all
+ * (NoPeersError, exit 4) and no data for `--timeout` (TransferError, exit 5). Each names what was
+ * tried and what the peers connected now are doing, and the last problems seen (peers, trackers,
+ * other peer sources, web seeds), at most three of the latter.
+ */
+import { NoPeersError, TransferError } from '../errors.js';
+import type { WebSeeds } from '../webseed/scheduler.js';
+import type { PeerSource } from './download-api.js';
+import type { Session } from './session.js';
+
+export interface StallFacts {
+  sessions: Iterable<Session>;
+  /** Peer addresses known (tried or not). */
+  candidates: number;
+  /** Addresses of the other family than `--bind`, left out. */
+  otherFamily: number;
+  /** The last peer dropped, and why: `address: reason`, or ''. */
+  lastFailure: string;
+  tracker: PeerSource | undefined;
+  sources: readonly { source: PeerSource; origin: string }[];
+  webSeeds: WebSeeds | null;
+}
+
+/** How many of the peers connected now have none of the pieces needed, and how many choke us. */
+export function connectedDetail(sessions: Iterable<Session>): string[] {
+  let nothing = 0;
+  let choking = 0;
+  for (const s of sessions) {
+    if (!s.conn.amInterested) nothing++;
+    else if (s.conn.peerChoking) choking++;
+  }
+  const out: string[] = [];
+  if (nothing > 0) out.push(`${nothing} with none of the pieces still needed`);
+  if (choking > 0) out.push(`${choking} choking us (not letting us download)`);
+  return out;
+}
+
+/** The last error of each web seed that has one. */
+export function webSeedErrors(ws: WebSeeds | null): string[] {
+  const out: string[] = [];
+  for (const w of ws?.seeds ?? []) if (w.lastError) out.push(w.lastError.message);
+  return out;
+}
+
+/** `secs` as given: `--timeout 1.5` says 1.5s. */
+function seconds(ms: number): number {
+  return Math.round(ms / 100) / 10;
+}
+
+/** No peer was ever usable and nothing came within `waitedMs`. */
+export function noPeersError(f: StallFacts, waitedMs: number): NoPeersError {
+  const parts: string[] = [];
+  const sessions = [...f.sessions];
+  const n = f.candidates;
+  parts.push(n === 0 ? 'no peer addresses found' : `${n} peer address${n === 1 ? '' : 'es'} tried`);
+  if (f.otherFamily > 0) {
+    parts.push(
+      `${f.otherFamily} of the other address family than --bind left out (IPv4 and IPv6 do not mix)`,
+    );
+  }
+  parts.push(...connectedDetail(sessions).map((d) => `connected: ${d}`));
+  if (f.lastFailure) parts.push(`last: ${f.lastFailure}`);
+  const tf = (f.tracker?.failures ?? []).map((x) => `tracker ${x.url}: ${x.message}`);
+  for (const x of f.sources) {
+    for (const y of x.source.failures) tf.push(`${x.origin}: ${y.message}`);
+  }
+  tf.push(...webSeedErrors(f.webSeeds));
+  parts.push(...tf.slice(0, 3));
+  return new NoPeersError(`no usable peer within ${seconds(waitedMs)}s (${parts.join('; ')})`);
+}
+
+/** Data came before, then none for `waitedMs`. */
+export function stalledError(f: StallFacts, waitedMs: number): TransferError {
+  const sessions = [...f.sessions];
+  const n = sessions.length;
+  const detail = connectedDetail(sessions);
+  const connected = `${n} peer${n === 1 ? '' : 's'} connected${detail.length > 0 ? `: ${detail.join(', ')}` : ''}`;
+  const problems = f.lastFailure ? [`last peer problem: ${f.lastFailure}`] : [];
+  // Web seeds that fail count too: the data may have been expected from them alone.
+  problems.push(...webSeedErrors(f.webSeeds));
+  return new TransferError(
+    `no data for ${seconds(waitedMs)}s (${connected})${problems.length > 0 ? `; ${problems.slice(0, 3).join('; ')}` : ''}`,
+  );
+}

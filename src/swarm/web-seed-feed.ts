@@ -1,0 +1,98 @@
+/**
+ * Web seeds (BEP 19) inside the swarm: which pieces the picker hands them, and what happens to
+ * a piece a web seed fetched. The HTTP side (ranges, back-off, bans) is src/webseed/.
+ *
+ * A web seed takes whole pieces no peer has started, reserved in the picker under one owner.
+ * With none left (the endgame), it fetches a piece peers hold too, the one of fewest blocks
+ * received (a slow peer's last piece would otherwise hold the download up for as long as that
+ * peer takes), at most one such piece per web seed at a time. The first copy counts: when the
+ * web seed's arrives, the peers' requests for that piece are taken back, and once the piece is
+ * filled those peers are given other work (before, its blocks would still be free to ask for).
+ * A piece peers hold stays theirs when the web seed's fetch fails. See docs/DESIGN.md, "Web
+ * seeds".
+ */
+import { logger } from '../log.js';
+import type { Metainfo } from '../metainfo/torrent.js';
+import type { Layout } from '../storage/layout.js';
+import { WebSeeds } from '../webseed/scheduler.js';
+import type { PiecePicker, PieceInProgress } from './picker.js';
+import type { ReadLimiter } from './rate-limit.js';
+
+const log = logger('tdl:swarm');
+
+/** The picker's owner of pieces reserved for web seeds. */
+export const WEB_SEED_OWNER = 'web seeds';
+
+export interface WebSeedFeedHost {
+  picker: PiecePicker;
+  /**
+   * Take back the peers' requests for every block of `p`; returns what gives those peers other
+   * work (called once the piece is filled).
+   */
+  takeBack(p: PieceInProgress): () => void;
+  /** Verify and store a filled piece; false when its hash did not match. */
+  store(p: PieceInProgress): boolean;
+  /** A piece was freed: peers may want it. */
+  wake(): void;
+  warn(message: string): void;
+  fail(e: Error): void;
+  /** `--max-download-rate`: web seed bytes count with the peers'. */
+  limiter: ReadLimiter | null;
+  /** `--bind`. */
+  localAddress: string | undefined;
+}
+
+/** Start fetching from `urls`; the caller stops the result. */
+export function startWebSeedFeed(
+  urls: readonly string[],
+  meta: Metainfo,
+  layout: Layout,
+  host: WebSeedFeedHost,
+): WebSeeds {
+  const { picker, limiter } = host;
+  /** Pieces peers hold that web seeds fetch as well. */
+  const dupes = new Set<number>();
+  const takeOver = (has: (index: number) => boolean): number | null => {
+    if (dupes.size >= urls.length) return null;
+    let best: PieceInProgress | null = null;
+    for (const p of picker.inProgress.values()) {
+      if (p.complete || p.owner === WEB_SEED_OWNER || dupes.has(p.index) || !has(p.index)) continue;
+      if (best === null || p.receivedCount < best.receivedCount) best = p;
+    }
+    if (best === null) return null;
+    dupes.add(best.index);
+    log('piece %d: fetched from a web seed too (peers hold it)', best.index);
+    return best.index;
+  };
+  const ws = new WebSeeds(urls, meta, layout, {
+    pick: (has) => picker.reserveWhole(WEB_SEED_OWNER, has)?.index ?? takeOver(has),
+    pickNext: (index) => picker.tryReserveWhole(WEB_SEED_OWNER, index) !== null,
+    isFree: (index) => picker.isFree(index),
+    onPiece: (index, data, url) => {
+      const p = picker.inProgress.get(index);
+      const taken = dupes.delete(index);
+      // Peers finished it first: nothing to do.
+      if (!p || p.complete) return true;
+      const giveWork = taken ? host.takeBack(p) : null;
+      picker.fillWhole(p, data, `web seed ${url}`);
+      const ok = host.store(p);
+      if (!ok) picker.abandon(index);
+      giveWork?.();
+      return ok;
+    },
+    onRelease: (index) => {
+      if (!dupes.delete(index)) picker.abandon(index);
+      queueMicrotask(() => host.wake());
+    },
+    onWarning: (m) => host.warn(m),
+    onError: (e) => host.fail(e instanceof Error ? e : new Error(String(e))),
+    seed: {
+      ...(limiter
+        ? { limit: { onRead: (n) => limiter.onRead(n), waitMs: () => limiter.bucket.waitMs(1) } }
+        : {}),
+      ...(host.localAddress === undefined ? {} : { localAddress: host.localAddress }),
+    },
+  });
+  ws.start();
+  return ws;
+}

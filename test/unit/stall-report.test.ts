@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { NoPeersError, TransferError } from '../../src/errors.js';
+import {
+  connectedDetail,
+  noPeersError,
+  stalledError,
+  type StallFacts,
+} from '../../src/swarm/stall-report.js';
+import type { Session } from '../../src/swarm/session.js';
+import type { PeerSource } from '../../src/swarm/download-api.js';
+import type { WebSeeds } from '../../src/webseed/scheduler.js';
+
+function session(amInterested: boolean, peerChoking: boolean): Session {
+  return { conn: { amInterested, peerChoking } } as unknown as Session;
+}
+
+function facts(over: Partial<StallFacts> = {}): StallFacts {
+  return {
+    sessions: [],
+    candidates: 0,
+    otherFamily: 0,
+    lastFailure: '',
+    tracker: undefined,
+    sources: [],
+    webSeeds: null,
+    ...over,
+  };
+}
+
+const failing = (failures: { url: string; message: string }[]): PeerSource =>
+  ({ failures }) as unknown as PeerSource;
+
+describe('what a download that gets nothing says', () => {
+  it('counts the connected peers with nothing needed and those choking us', () => {
+    const s = [
+      session(false, true),
+      session(true, true),
+      session(true, true),
+      session(true, false),
+    ];
+    expect(connectedDetail(s)).toEqual([
+      '1 with none of the pieces still needed',
+      '2 choking us (not letting us download)',
+    ]);
+    expect(connectedDetail([])).toEqual([]);
+  });
+
+  it('no usable peer: what was tried, the other family, the last problems (three at most)', () => {
+    const e = noPeersError(
+      facts({
+        candidates: 2,
+        otherFamily: 1,
+        lastFailure: '127.0.0.1:6881: connection refused',
+        tracker: failing([
+          { url: 'http://t1/announce', message: 'timed out' },
+          { url: 'http://t2/announce', message: 'HTTP 500' },
+        ]),
+        sources: [{ origin: 'dht', source: failing([{ url: '', message: 'no nodes' }]) }],
+        webSeeds: {
+          seeds: [{ lastError: new Error('http://w/: HTTP 404') }],
+        } as unknown as WebSeeds,
+      }),
+      1500,
+    );
+    expect(e).toBeInstanceOf(NoPeersError);
+    expect(e.message).toBe(
+      'no usable peer within 1.5s (2 peer addresses tried; 1 of the other address family than ' +
+        '--bind left out (IPv4 and IPv6 do not mix); last: 127.0.0.1:6881: connection refused; ' +
+        'tracker http://t1/announce: timed out; tracker http://t2/announce: HTTP 500; dht: no nodes)',
+    );
+    expect(noPeersError(facts(), 30_000).message).toBe(
+      'no usable peer within 30s (no peer addresses found)',
+    );
+  });
+
+  it('no data: the peers connected and the last peer problem', () => {
+    const e = stalledError(
+      facts({ sessions: [session(true, true)], lastFailure: '10.0.0.1:1: choked us' }),
+      60_000,
+    );
+    expect(e).toBeInstanceOf(TransferError);
+    expect(e.message).toBe(
+      'no data for 60s (1 peer connected: 1 choking us (not letting us download)); ' +
+        'last peer problem: 10.0.0.1:1: choked us',
+    );
+    expect(stalledError(facts(), 5_000).message).toBe('no data for 5s (0 peers connected)');
+  });
+});
