@@ -23,7 +23,9 @@
  *   another peer was asked for METADATA_HEDGE_MS ago or more and has not sent (the same piece
  *   at most once per METADATA_HEDGE_MS, as libtorrent does); the first copy counts. A peer
  *   that announced the metadata and never answers then holds the fetch back a few seconds,
- *   not two request timeouts. Not in exclusive mode, whose attempt has a single source.
+ *   not two request timeouts. Not in exclusive mode, whose attempt has a single source: there,
+ *   an attempt whose peer has sent nothing METADATA_HEDGE_MS after it was asked goes whole to
+ *   the next peer that asks.
  */
 import { createHash } from 'node:crypto';
 import { encode } from '../metainfo/bencode.js';
@@ -195,6 +197,7 @@ export class MetadataFetch {
     if (!a || a.size !== p.size) return [];
     if (this.#exclusiveMode) {
       if (a.exclusive === null) a.exclusive = id;
+      else if (a.exclusive !== id && a.received === 0) this.#takeOverSilent(a, id, now);
       if (a.exclusive !== id) return [];
     }
     const out: number[] = [];
@@ -214,6 +217,21 @@ export class MetadataFetch {
       out.push(i);
     }
     return out;
+  }
+
+  /**
+   * An exclusive attempt whose peer has sent nothing for METADATA_HEDGE_MS since it was asked
+   * goes to peer `id` instead (hedging is not possible there: one source per attempt). A peer
+   * that announced the metadata and never answers held the fetch up for a request timeout.
+   */
+  #takeOverSilent(a: Attempt, id: string, now: number): void {
+    const holder = a.exclusive!;
+    const q = this.#peers.get(holder);
+    let first = Infinity;
+    for (const at of q?.inflight.values() ?? []) first = Math.min(first, at);
+    if (q === undefined || first === Infinity || now - first < this.#hedgeMs) return;
+    this.#freeRequests(holder, q);
+    a.exclusive = id;
   }
 
   #ask(a: Attempt, id: string, p: PeerState, piece: number, now: number): void {

@@ -423,7 +423,52 @@ describe('MetadataFetch', () => {
     expect(f.exclusiveMode).toBe(true);
     expect(f.requestsFor('a')).toEqual([0, 1]);
     expect(f.requestsFor('b')).toEqual([]);
-    now += METADATA_HEDGE_MS;
+    now += METADATA_HEDGE_MS - 1;
+    expect(f.requestsFor('b')).toEqual([]);
+  });
+
+  it('in exclusive mode, a peer silent since it was asked hands the attempt to another', () => {
+    let now = 0;
+    const f = new MetadataFetch(HASH, { now: () => now });
+    for (const id of ['a', 'b', 'silent']) f.addPeer(id, SIZE);
+    // one mixed failure to enter exclusive mode
+    expect(f.requestsFor('a')).toEqual([0, 1]);
+    expect(f.requestsFor('b')).toEqual([2, 3]);
+    const bad = liar(0);
+    f.onMessage('a', bad(0)!);
+    f.onMessage('a', bad(1)!);
+    f.onMessage('b', dataMsg(2));
+    expect(f.onMessage('b', dataMsg(3))).toBe('ok');
+    expect(f.exclusiveMode).toBe(true);
+    // the silent peer asks first and gets the attempt; it never answers
+    expect(f.requestsFor('silent')).toEqual([0, 1]);
+    now += METADATA_HEDGE_MS - 1;
+    expect(f.requestsFor('b')).toEqual([]);
+    now += 1;
+    expect(f.requestsFor('b')).toEqual([0, 1]);
+    expect(f.requestsFor('silent')).toEqual([]);
+    // its late answer is not mixed into b's attempt
+    expect(f.onMessage('silent', bad(0)!)).toBe('ok');
+    for (const piece of [0, 1]) expect(f.onMessage('b', dataMsg(piece))).toBe('ok');
+    drive(f, { b: honest });
+    expect(f.info!.equals(INFO)).toBe(true);
+  });
+
+  it('in exclusive mode, a peer that has begun to send keeps its attempt', () => {
+    let now = 0;
+    const f = new MetadataFetch(HASH, { now: () => now });
+    f.addPeer('a', SIZE);
+    f.addPeer('b', SIZE);
+    f.requestsFor('a');
+    f.requestsFor('b');
+    const bad = liar(0);
+    f.onMessage('a', bad(0)!);
+    f.onMessage('a', bad(1)!);
+    f.onMessage('b', dataMsg(2));
+    f.onMessage('b', dataMsg(3));
+    expect(f.requestsFor('a')).toEqual([0, 1]);
+    expect(f.onMessage('a', dataMsg(0))).toBe('ok');
+    now += METADATA_HEDGE_MS * 2;
     expect(f.requestsFor('b')).toEqual([]);
   });
 
