@@ -88,7 +88,7 @@ export async function runDownload(
   const emit = (o: Record<string, unknown>) => events.write(jsonLine(o));
   const warn = (message: string) => {
     // Passkeys stay out of --json too (they end up in logs); DEBUG logs keep them whole.
-    if (json) emit({ event: 'warning', message: redactUrls(message) });
+    if (json) emit({ event: 'warning', message: escapeControl(redactUrls(message)) });
     if (!opts.quiet && !json)
       io.stderr.write(
         `${tty ? '\r\x1b[2K' : ''}tdl: warning: ${escapeControl(redactUrls(message))}\n`,

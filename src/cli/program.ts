@@ -467,7 +467,12 @@ export function reportError(e: unknown, io: CliIO, json: boolean, eventsOnStderr
     e instanceof TdlError ? e.message : `internal error: ${(e as Error)?.stack ?? String(e)}`;
   if (json) {
     const kind = e instanceof TdlError ? e.kind : 'internal';
-    const event = { event: 'error', kind, exitCode: code, message: redactUrls(message) };
+    const event = {
+      event: 'error',
+      kind,
+      exitCode: code,
+      message: escapeControl(redactUrls(message)),
+    };
     // With the events on stderr, the event is the message: one JSON object per line there.
     if (eventsOnStderr) {
       io.stderr.write(jsonLine(event));

@@ -272,7 +272,7 @@ describe('a hostile tracker as the only source: exit 4 with a clear, escaped mes
     });
   }
 
-  it('--json: the error event carries the message, JSON-escaped', async () => {
+  it('--json: the warning and error events carry the message escaped, as the text lines do', async () => {
     const tr = await tracker((_q, res) => res.end(encode({ 'failure reason': EVIL_REASON })));
     const t = makeTorrent({
       name: 'out.bin',
@@ -286,7 +286,15 @@ describe('a hostile tracker as the only source: exit 4 with a clear, escaped mes
     expect(r.stdout.replaceAll('\n', '')).not.toMatch(/[\u0000-\u001f]/);
     const err = r.events.find((e) => e['event'] === 'error');
     expect(err).toMatchObject({ kind: 'no-peers', exitCode: 4 });
-    expect(String(err!['message'])).toContain(EVIL_REASON);
+    const escaped =
+      'tracker failure: go away\\x1b[2J\\x1b[31mPWNED\\x07\\r\\x1b]0;title\\x07 \\x9b6n \\u202edisguised';
+    expect(String(err!['message'])).toContain(escaped);
+    expect(String(err!['message'])).not.toMatch(RAW_CONTROL);
+    const warnings = r.events
+      .filter((e) => e['event'] === 'warning')
+      .map((e) => String(e['message']));
+    expect(warnings.some((w) => w.includes(escaped))).toBe(true);
+    for (const w of warnings) expect(w).not.toMatch(RAW_CONTROL);
     expect(r.stderr).not.toMatch(RAW_CONTROL);
   });
 });
