@@ -1,9 +1,17 @@
+import { isIPv4, isIPv6 } from 'node:net';
 import { UsageError } from '../errors.js';
 import type { PeerAddress } from '../tracker/types.js';
 
 /** Parse `host:port`, `[v6]:port`; `option` names the option in the error. */
 export function parsePeer(s: string, option = '--peer'): PeerAddress {
-  const m = /^\[([0-9a-fA-F:.]+)\]:(\d+)$/.exec(s) ?? /^([^:[\]]+):(\d+)$/.exec(s);
+  const bracketed = /^\[([^\]]*)\]:(\d+)$/.exec(s);
+  if (bracketed && !isIPv6(bracketed[1]!)) {
+    throw new UsageError(
+      `${option} ${s}: brackets hold an IPv6 address (${isIPv4(bracketed[1]!) ? `write ${bracketed[1]}:${bracketed[2]}` : 'like [::1]:6881'})`,
+    );
+  }
+  // A host name or IPv4 address: no spaces, slashes or brackets (a URL is not an address).
+  const m = bracketed ?? /^([^:[\]\s/\\]+):(\d+)$/.exec(s);
   const port = m ? Number(m[2]) : NaN;
   if (!m || !Number.isInteger(port) || port < 1 || port > 65535) {
     // `::1:6881`: the port cannot be told from the address without brackets.

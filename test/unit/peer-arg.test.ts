@@ -17,4 +17,16 @@ describe('--peer values', () => {
       '--peer ::1:6881: expected HOST:PORT with a port from 1 to 65535 (an IPv6 address goes in brackets: [::1]:6881)',
     );
   });
+
+  it('refuses a host with spaces or slashes, and brackets around what is not IPv6', () => {
+    expect(() => parsePeer('a b:1')).toThrow(/^--peer a b:1: expected HOST:PORT/);
+    expect(() => parsePeer('http://x:1')).toThrow(/expected HOST:PORT/);
+    expect(() => parsePeer('[1.2.3.4]:5')).toThrow(
+      '--peer [1.2.3.4]:5: brackets hold an IPv6 address (write 1.2.3.4:5)',
+    );
+    expect(() => parsePeer('[host]:5')).toThrow(
+      '--peer [host]:5: brackets hold an IPv6 address (like [::1]:6881)',
+    );
+    expect(parsePeer('[fe80::1%eth0]:5').host).toBe('fe80::1%eth0');
+  });
 });
