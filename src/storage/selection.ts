@@ -141,7 +141,14 @@ export function parseRanges(spec: string, count: number): [number, number][] {
     }
     const a = Number(m[1]);
     const b = m[2] !== undefined ? Number(m[2]) : a;
-    if (a < 1 || b < a) throw new UsageError(`--select: bad range ${part.trim()}`);
+    if (a < 1) {
+      throw new UsageError(
+        `--select: no file ${part.trim()}: files are numbered from 1 (as tdl info lists them)`,
+      );
+    }
+    if (b < a) {
+      throw new UsageError(`--select: range ${part.trim()} goes down; write ${b}-${a}`);
+    }
     if (b > count) {
       throw new UsageError(
         `--select: file ${(m[2] ?? m[1])!.replace(/^0+(?=\d)/, '')} does not exist (the torrent has ${count} file${count === 1 ? '' : 's'})`,

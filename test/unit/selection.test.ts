@@ -52,6 +52,10 @@ describe('parseRanges', () => {
     }
     expect(() => parseRanges('6', 5)).toThrow(/file 6 does not exist/);
     expect(() => parseRanges('99999999999', 5)).toThrow(/file 99999999999 does not exist/);
+    expect(() => parseRanges('0', 5)).toThrow(
+      '--select: no file 0: files are numbered from 1 (as tdl info lists them)',
+    );
+    expect(() => parseRanges('1,4-2', 5)).toThrow('--select: range 4-2 goes down; write 2-4');
   });
 
   it('never throws anything but a UsageError, and stays in range', () => {
