@@ -164,14 +164,20 @@ export function autoPieceLength(total: number): number {
   return p;
 }
 
-/** Parses `262144`, `256K`, `256k`, `256KiB`, `4M`, `4MiB`... Throws UsageError. */
-export function parseSize(text: string): number {
+/**
+ * Parses `262144`, `256K`, `256k`, `256KiB`, `4M`, `4MiB`... Throws UsageError naming `option`.
+ */
+export function parseSize(text: string, option = '--piece-length'): number {
   const m = /^(\d+)\s*(?:([kmg])(?:i?b)?|b)?$/i.exec(text.trim());
-  if (!m) throw new UsageError(`${JSON.stringify(text)} is not a size (e.g. 262144, 256K, 4M)`);
+  if (!m) {
+    throw new UsageError(
+      `${option} ${JSON.stringify(text)}: not a size (e.g. 262144, 256K, 4M, or auto)`,
+    );
+  }
   const unit = (m[2] ?? '').toLowerCase();
   const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
   const n = Number(m[1]) * mult;
-  if (!Number.isSafeInteger(n)) throw new UsageError(`${text} is too large`);
+  if (!Number.isSafeInteger(n)) throw new UsageError(`${option} ${text}: too large`);
   return n;
 }
 
@@ -179,7 +185,7 @@ export function parseSize(text: string): number {
 export function checkPieceLength(n: number): number {
   if (n < MIN_PIECE_LENGTH || n > MAX_PIECE_LENGTH || (n & (n - 1)) !== 0) {
     throw new UsageError(
-      `piece length ${n} must be a power of two from ${MIN_PIECE_LENGTH} (16K) to ${MAX_PIECE_LENGTH} (64M)`,
+      `--piece-length ${n}: must be a power of two from ${MIN_PIECE_LENGTH} (16K) to ${MAX_PIECE_LENGTH} (64M)`,
     );
   }
   return n;

@@ -67,6 +67,11 @@ describe('piece length', () => {
     expect(checkPieceLength(16384)).toBe(16384);
     for (const bad of [8192, 20000, 2 ** 27])
       expect(() => checkPieceLength(bad)).toThrow(UsageError);
+    // The messages name the option.
+    expect(() => parseSize('')).toThrow(
+      '--piece-length "": not a size (e.g. 262144, 256K, 4M, or auto)',
+    );
+    expect(() => checkPieceLength(20000)).toThrow(/^--piece-length 20000: must be a power of two/);
   });
 });
 
