@@ -138,6 +138,10 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
     const text = `tdl: warning: ${escapeControl(redactUrls(message))}\n`;
     io.stderr.write(tty ? `\r\x1b[2K${text}` : text);
   };
+  // As for `download`: said, not silently dropped.
+  if (opts.dht === false && (opts.dhtBootstrap ?? []).length > 0) {
+    warn('--dht-bootstrap is not used with --no-dht');
+  }
   // A magnet link's peers may come from the DHT too (as for `download`). tdl info does not
   // listen and announces nothing: the DHT node takes any free UDP port and only looks up.
   let dht: Dht | null = null;

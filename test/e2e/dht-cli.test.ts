@@ -209,5 +209,19 @@ describe('DHT from the CLI (loopback network, no tracker)', () => {
     ]);
     expect(off.code).toBe(4);
     expect(off.stderr).toContain('tdl: warning: --dht-bootstrap is not used with --no-dht\n');
+    // tdl info of a magnet link too.
+    const info = await runCli([
+      'info',
+      `magnet:?xt=urn:btih:${t.infoHash.toString('hex')}`,
+      '--no-dht',
+      '--dht-bootstrap',
+      '127.0.0.1:9',
+      '--peer',
+      '127.0.0.1:9',
+      '--timeout',
+      '1',
+    ]);
+    expect(info.code).toBe(4);
+    expect(info.stderr).toContain('tdl: warning: --dht-bootstrap is not used with --no-dht\n');
   });
 });
