@@ -277,7 +277,9 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .option('--timeout <seconds>', 'unused while seeding', seconds, 120)
     .option('--peer-timeout <seconds>', 'how long a peer may take to handshake', seconds, 15)
     .option('-q, --quiet', 'print nothing but errors')
-    .option('--json', 'write newline-delimited JSON events to stdout');
+    .option('--json', 'write newline-delimited JSON events to stdout')
+    // `tdl download … --seed` carried over: seed always seeds (commander would suggest --peer).
+    .addOption(new Option('--seed').hideHelp());
   peerOptions(selectionOptions(seedCmd)).action(
     async (torrent: string, opts: DownloadCliOptions & PeerCliOptions) => {
       json = Boolean(opts.json);
@@ -363,7 +365,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     )
     .addOption(
       new Option('--web-seed <url>', 'web seed URL (BEP 19; repeatable)')
-        .argParser(collect)
+        .argParser(collectNonEmpty)
         .default([]),
     )
     .option('--piece-length <size>', 'auto, or a power of two: bytes, or like 256K, 4M', 'auto')

@@ -91,6 +91,13 @@ describe('a refused command line', () => {
     }
   });
 
+  it('tdl seed takes --seed as it is (it always seeds), not as a typo of --peer', async () => {
+    const r = await cli(['seed', '/nonexistent/x.torrent', '--seed']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).not.toContain('unknown option');
+    expect(r.stderr).toContain('/nonexistent/x.torrent');
+  });
+
   it('names the upper limit of a time option it refuses', async () => {
     const r = await cli(['download', 'x.torrent', '--timeout', '700000']);
     expect(r.code).toBe(2);
