@@ -161,6 +161,9 @@ export class PeerPool extends EventEmitter<PoolEvents> {
       const known = this.candidates.get(address);
       if (known) {
         takeHints(known, p);
+        // An address an incoming peer came from (or said it listens at) is now reported by a
+        // source: it is one to dial like theirs.
+        if (known.origin === 'incoming') known.origin = origin;
         // A fresh report gives a failed address another chance.
         if (!known.banned && !known.busy && known.attempts >= MAX_ATTEMPTS) {
           known.attempts = MAX_ATTEMPTS - 1;
@@ -304,9 +307,15 @@ export class PeerPool extends EventEmitter<PoolEvents> {
     c.notBefore = 0;
   }
 
-  /** Everything failed and no new address is coming: give each a last try. */
+  /**
+   * Everything failed and no new address is coming: give each a last try. Not the addresses
+   * incoming peers came from or named and no source reported: a peer's outgoing port is not
+   * where it listens (dialled again and again, that looked like a port scan).
+   */
   retryAll(): void {
-    for (const c of this.candidates.values()) if (!c.banned) c.attempts = MAX_ATTEMPTS - 1;
+    for (const c of this.candidates.values()) {
+      if (!c.banned && c.origin !== 'incoming') c.attempts = MAX_ATTEMPTS - 1;
+    }
   }
 
   /**

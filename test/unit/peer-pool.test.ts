@@ -36,6 +36,29 @@ describe('PeerPool.holdListening', () => {
     expect(c.attempts).toBe(MAX_ATTEMPTS - 1);
   });
 
+  it('a last try for every address leaves out where incoming peers came from', () => {
+    const p = pool();
+    p.add([{ host: '10.0.0.9', port: 6881 }], 'tracker');
+    const tracked = p.candidates.get('10.0.0.9:6881')!;
+    tracked.attempts = MAX_ATTEMPTS;
+    // An incoming connection's source port, and a listening address only it told us.
+    const from = p.incoming('10.0.0.5', 52290);
+    const told = p.holdListening(addr)!;
+    p.released(from);
+    p.released(told);
+    p.retryAll();
+    expect(tracked.attempts).toBe(MAX_ATTEMPTS - 1);
+    expect(from.attempts).toBe(MAX_ATTEMPTS);
+    expect(told.attempts).toBe(MAX_ATTEMPTS);
+    expect(p.dialable()).toBe(1);
+    // Reported by a source, the listening address is one to dial like any other.
+    p.add([addr], 'pex');
+    expect(told.origin).toBe('pex');
+    told.attempts = MAX_ATTEMPTS;
+    p.retryAll();
+    expect(told.attempts).toBe(MAX_ATTEMPTS - 1);
+  });
+
   it('holds an address reported before as it is, and frees it to be dialled again', () => {
     const p = pool();
     p.add([addr], 'tracker');
