@@ -6,8 +6,9 @@
  * - Pieces of 16 KiB are asked from several peers at once, at most `maxPerPeer` (2) in flight
  *   per peer; free pieces go to whichever peer asks first, so they spread across peers.
  * - One attempt at a time, for one `metadata_size`: the size most peers announce (among those
- *   not resting after a reject; when all the peers of the attempt's size rest, another size is
- *   tried). Pieces are kept (copied) as they arrive, so memory follows what was received, at
+ *   not resting after a reject; when all the peers of the attempt's size rest, or none of them
+ *   has sent a piece METADATA_HEDGE_MS after the first was asked, another size is tried).
+ *   Pieces are kept (copied) as they arrive, so memory follows what was received, at
  *   most MAX_METADATA_SIZE plus the piece being received per peer.
  * - When every piece is there, SHA-1(info) must equal the info hash. On a mismatch, if one
  *   peer sent every piece it is dropped; otherwise no one can be blamed, and from then on an
@@ -77,6 +78,8 @@ interface Attempt {
   received: number;
   /** In exclusive mode: the one peer this attempt takes pieces from. */
   exclusive: string | null;
+  /** When its first piece was asked for (Infinity before). */
+  firstAskAt: number;
 }
 
 /** Counts an answer (data or reject) to one of `p`'s requests for `piece`; false if none is left. */
@@ -194,6 +197,14 @@ export class MetadataFetch {
       this.#attempt = null;
       a = this.#ensureAttempt(now);
     }
+    if (a && a.size !== p.size && a.received === 0 && now - a.firstAskAt >= this.#hedgeMs) {
+      // Nothing came for the attempt's size since it was first asked (a peer announcing a size
+      // it never serves, which a tie of votes let go first): this peer's size is tried
+      // instead. Late answers for the other size are taken as answers and dropped.
+      for (const q of this.#peers.values()) if (q.size === a.size) q.inflight.clear();
+      this.#attempt = null;
+      a = this.#ensureAttempt(now, p.size);
+    }
     if (!a || a.size !== p.size) return [];
     if (this.#exclusiveMode) {
       if (a.exclusive === null) a.exclusive = id;
@@ -235,6 +246,7 @@ export class MetadataFetch {
   }
 
   #ask(a: Attempt, id: string, p: PeerState, piece: number, now: number): void {
+    if (a.firstAskAt === Infinity) a.firstAskAt = now;
     const holders = a.inflight.get(piece);
     if (holders) holders.add(id);
     else a.inflight.set(piece, new Set([id]));
@@ -397,8 +409,9 @@ export class MetadataFetch {
    * The current attempt, starting one for the size most usable peers announce, among those
    * not resting after a reject.
    */
-  #ensureAttempt(now: number): Attempt | null {
+  #ensureAttempt(now: number, sizeWanted?: number): Attempt | null {
     if (this.#attempt) return this.#attempt;
+    if (sizeWanted !== undefined) return this.#startAttempt(sizeWanted);
     const votes = new Map<number, number>();
     for (const p of this.#peers.values()) {
       if (this.#usable(p) && now >= p.restUntil) votes.set(p.size, (votes.get(p.size) ?? 0) + 1);
@@ -412,6 +425,10 @@ export class MetadataFetch {
       }
     }
     if (best === 0) return null;
+    return this.#startAttempt(size);
+  }
+
+  #startAttempt(size: number): Attempt {
     const count = metadataPieceCount(size);
     this.#attempt = {
       size,
@@ -420,6 +437,7 @@ export class MetadataFetch {
       inflight: new Map(),
       received: 0,
       exclusive: null,
+      firstAskAt: Infinity,
     };
     return this.#attempt;
   }

@@ -314,6 +314,40 @@ describe('MetadataFetch', () => {
     expect(dropped.sort()).toEqual(['l1', 'l2']);
   });
 
+  it('a size whose peers send nothing gives way to another after METADATA_HEDGE_MS', () => {
+    let now = 0;
+    const f = new MetadataFetch(HASH, { now: () => now });
+    // A tie: the liar's size came first. It never answers.
+    f.addPeer('liar', MAX_METADATA_SIZE);
+    f.addPeer('good', SIZE);
+    expect(f.requestsFor('liar')).toEqual([0, 1]);
+    expect(f.requestsFor('good')).toEqual([]);
+    now += METADATA_HEDGE_MS - 1;
+    expect(f.requestsFor('good')).toEqual([]);
+    now += 1;
+    expect(f.requestsFor('good')).toEqual([0, 1]);
+    // The liar is not asked for the other size; its late answer is an answer, not a fault.
+    expect(f.requestsFor('liar')).toEqual([]);
+    const late = answerMetadataRequest(Buffer.alloc(MAX_METADATA_SIZE), 0);
+    expect(
+      f.onMessage('liar', { ...late, totalSize: MAX_METADATA_SIZE } as UtMetadataMessage),
+    ).toBe('ok');
+    for (const piece of [0, 1]) expect(f.onMessage('good', dataMsg(piece))).toBe('ok');
+    drive(f, { good: honest });
+    expect(f.info!.equals(INFO)).toBe(true);
+  });
+
+  it('a size whose peers have begun to send keeps the attempt', () => {
+    let now = 0;
+    const f = new MetadataFetch(HASH, { now: () => now });
+    f.addPeer('a', SIZE);
+    f.addPeer('other', SIZE + 5000);
+    expect(f.requestsFor('a')).toEqual([0, 1]);
+    expect(f.onMessage('a', dataMsg(0))).toBe('ok');
+    now += METADATA_HEDGE_MS * 2;
+    expect(f.requestsFor('other')).toEqual([]);
+  });
+
   it('peers of the most announced size that only reject do not keep another size waiting', () => {
     let now = 0;
     const f = new MetadataFetch(HASH, { now: () => now, requestTimeoutMs: 1e9 });
