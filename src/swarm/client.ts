@@ -15,7 +15,7 @@ import path from 'node:path';
 import { logger } from '../log.js';
 import type { Dht } from '../dht/dht.js';
 import { DhtPeerSource } from '../dht/peer-source.js';
-import { NoPeersError, TransferError } from '../errors.js';
+import { DiskError, NoPeersError, TransferError } from '../errors.js';
 import { fileList, fileOffsets, isPaddingFile, type Metainfo } from '../metainfo/torrent.js';
 import type { EncryptionMode, PeerConnection } from '../peer/connection.js';
 import { makePeerId } from '../peer/peer-id.js';
@@ -451,8 +451,15 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // Complete before this run, and seeding: final names and attributes as any complete run.
       // `tdl seed` does not own the data: a file longer than the torrent's is left as it is.
       const keep = o.seedOnly === true;
-      for (const p of await out.finalize(keep)) d.emit('warning', cutWarning(p, keep));
-      await out.removeLeftovers(null);
+      try {
+        for (const p of await out.finalize(keep)) d.emit('warning', cutWarning(p, keep));
+        await out.removeLeftovers(null);
+      } catch (e) {
+        // `tdl seed` on media it may not write (read-only, another user's): every piece is
+        // there, read where it is (a missing empty file reads as nothing), so it serves.
+        if (!keep || !(e instanceof DiskError)) throw e;
+        d.emit('warning', `${e.message}: seeding the data as it is`);
+      }
     }
     let final = stats;
     if (seeding) {

@@ -239,7 +239,71 @@ describe('tdl seed only reads its data', () => {
     expect(r.code, `${r.stderr}\n${seed.stderr()}`).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
   }, 60_000);
+
+  it('an empty file it cannot create is said, and every piece served', async (ctx) => {
+    // Data on media it may not write: the data is complete (an empty file holds none of it),
+    // so the empty file tdl would create is left out with a warning.
+    const a = randomBytesSeeded(3 * PIECE + 100, 'seed-empty');
+    const t = makeTorrent({
+      name: 'd',
+      pieceLength: PIECE,
+      files: [
+        { path: ['a.bin'], data: a },
+        { path: ['deep', 'empty'], data: Buffer.alloc(0) },
+      ],
+    });
+    const torrent = await fx.writeTorrent(t);
+    const dir = path.join(fx.dir, 'd');
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'a.bin'), a);
+    if (!(await makeUnwritable(dir))) ctx.skip();
+    const seedArgs = ['seed', torrent, '-o', fx.dir, '--port', '0', '--no-dht', '--json'];
+    const seed = spawnTdl(seedArgs, fx.onClose);
+    const port = await seed.port();
+    const out = path.join(fx.dir, 'copy');
+    const args = ['--peer', `127.0.0.1:${port}`, '--no-listen', '--no-dht'];
+    const r = await runCli(['download', torrent, '-o', out, ...args]);
+    expect(r.code, `${r.stderr}\n${seed.stderr()}`).toBe(0);
+    expect((await readFile(path.join(out, 'a.bin'))).equals(a)).toBe(true);
+    const warned = seed.events.filter((e) => e['event'] === 'warning').map((e) => e['message']);
+    expect(warned).toContainEqual(
+      expect.stringMatching(/^cannot create .*deep.*: seeding the data as it is$/),
+    );
+    expect(await readdir(dir)).toEqual(['a.bin']);
+  }, 60_000);
 });
+
+/**
+ * Make a folder that no entry can be created in, as on read-only media: its mode for a user
+ * (root ignores it), the immutable attribute for root. False when neither holds.
+ */
+async function makeUnwritable(dir: string): Promise<boolean> {
+  const probe = path.join(dir, '.probe');
+  const writable = async () =>
+    writeFile(probe, '').then(
+      async () => {
+        await rm(probe);
+        return true;
+      },
+      () => false,
+    );
+  await chmod(dir, 0o555);
+  fx.onClose(() => chmod(dir, 0o755).catch(() => {}));
+  if (!(await writable())) return true;
+  try {
+    execFileSync('chattr', ['+i', dir], { stdio: 'ignore' });
+  } catch {
+    return false;
+  }
+  fx.onClose(async () => {
+    try {
+      execFileSync('chattr', ['-i', dir], { stdio: 'ignore' });
+    } catch {
+      // gone already
+    }
+  });
+  return !(await writable());
+}
 
 describe('the side file of a selection (<output>.tdl-parts)', () => {
   /** Where piece `index`'s bytes are in a parts file (after the 28-byte header, records). */
