@@ -501,13 +501,15 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // empty folder would only pass for the torrent's at the next run. Or failed with nothing to
       // show (no piece before, none since: a peer that never answered, Ctrl-C at once): its
       // resume file records nothing, and goes with the magnet's metadata this run kept beside
-      // it. Either way an empty parts file and the folders it made go too.
+      // it. Either way an empty parts file and the folders it made go too. What earlier runs
+      // left stays: their resume, parts and metadata files mark the output as this torrent's
+      // (an empty file selected once holds no piece), and a later run would not know it.
       const nothingWritten = failed && (!writer || writer.count === 0);
       const nothingFound = failed && found === 0 && (dl?.stats().downloaded ?? 0) === 0;
       if (nothingWritten || nothingFound) {
         if (!nothingWritten) {
-          await removeResumeFiles(resumeFile);
-          if (o.torrentBytes) await out.removeMetadata();
+          if (!out.before.resume) await removeResumeFiles(resumeFile);
+          if (o.torrentBytes && !out.before.metadata) await out.removeMetadata();
         }
         await out.removeEmptyParts();
         await out.removeMadeFolders();

@@ -36,6 +36,8 @@ export class OutputFiles {
     private readonly selected: Uint8Array | null,
     /** The output is a stream's working copy (it leaves no file). */
     private readonly stream: boolean,
+    /** Which of the files beside the output were there before this run (earlier runs'). */
+    readonly before: { resume: boolean; parts: boolean; metadata: boolean },
     /** The first of the folders above the output that open created (undefined: none). */
     private readonly madeParent?: string,
   ) {
@@ -82,7 +84,14 @@ export class OutputFiles {
     // A seed only reads its data (read-only media, files of another user, a running program):
     // nothing is opened for writing (its final renames need no open file). Unless a selection's
     // side file is there: it may hold bytes of selected files, which go into them first.
-    const writes = downloads || (await lstatOrNull(partsPath(plan))) !== null;
+    // What earlier runs left beside the output (after the lock: no other tdl changes it now).
+    const [resume, parts, metadata] = await Promise.all(
+      [resumePath(plan), partsPath(plan), withSuffix(plan.root, METADATA_SUFFIX)].map(
+        async (f) => (await lstatOrNull(f)) !== null,
+      ),
+    );
+    const before = { resume: resume!, parts: parts!, metadata: metadata! };
+    const writes = downloads || before.parts;
     let storage: DiskStorage;
     try {
       storage = await DiskStorage.open(plan, layout, {
@@ -96,7 +105,7 @@ export class OutputFiles {
       await removeEmptyFolders(plan.parent, madeParent);
       throw e;
     }
-    return new OutputFiles(meta, plan, storage, unlock, selected, stream, madeParent);
+    return new OutputFiles(meta, plan, storage, unlock, selected, stream, before, madeParent);
   }
 
   /**
@@ -150,10 +159,13 @@ export class OutputFiles {
     await this.removeMetadata();
   }
 
-  /** A parts file that holds no piece goes (a failed run's: nothing in it to keep). */
+  /**
+   * A parts file this run created that holds no piece goes (nothing in it to keep). One an
+   * earlier run left stays, empty or not: it marks the output as this torrent's folder.
+   */
   async removeEmptyParts(): Promise<void> {
     const parts = this.storage.parts;
-    if (parts && parts.size === 0) await parts.remove();
+    if (parts && parts.size === 0 && !this.before.parts) await parts.remove();
   }
 
   /** The magnet's metadata kept beside the resume file goes (best effort). */

@@ -178,6 +178,43 @@ describe('--select', () => {
     for (const p of inner) expect(s2.servedBlocks.has(p)).toBe(false);
   });
 
+  it("a failed run keeps an earlier run's side file: an empty file selected stays the output", async () => {
+    const files = [
+      { path: ['a.bin'], data: randomBytesSeeded(70_000, 'sel-empty-a') },
+      { path: ['nested', 'empty'], data: Buffer.alloc(0) },
+      { path: ['b.bin'], data: randomBytesSeeded(50_000, 'sel-empty-b') },
+    ];
+    const t = makeTorrent({ name: 'multi', pieceLength: PIECE, files });
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    const s1 = await fx.seeder(t, PIECE);
+    const first = await runCli(['download', torrent, '-o', out, '--select', '2', ...peerArgs(s1)]);
+    expect(first.code, first.stderr).toBe(0);
+    expect(existsSync(`${out}.tdl-parts`)).toBe(true);
+    // Nothing found, nothing fetched: this run's own files go, the earlier run's stay.
+    const failed = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--select',
+      '1',
+      '--peer',
+      '127.0.0.1:9',
+      '--no-dht',
+      '--no-listen',
+      '--timeout',
+      '1',
+    ]);
+    expect(failed.code, failed.stderr).toBe(4);
+    expect(existsSync(`${out}.tdl-parts`)).toBe(true);
+    const s2 = await fx.seeder(t, PIECE);
+    const r = await runCli(['download', torrent, '-o', out, '--select', '1', ...peerArgs(s2)]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readdir(out)).sort()).toEqual(['a.bin', 'nested']);
+    expect((await readFile(path.join(out, 'a.bin'))).equals(files[0]!.data)).toBe(true);
+  });
+
   it('resumes a selection after Ctrl-C, boundary pieces included', async () => {
     const { files, t } = fiveFiles();
     const torrent = await fx.writeTorrent(t);
