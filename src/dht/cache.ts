@@ -11,7 +11,7 @@ import { constants } from 'node:fs';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { DhtError, TdlError } from '../errors.js';
+import { DhtError, systemErrorText, TdlError } from '../errors.js';
 import { decodeStrict, encode, isBytes, isDict } from '../metainfo/bencode.js';
 import { makeFolders } from '../storage/fs-util.js';
 import { decodeNodes, encodeNodes, NODE4_BYTES } from './krpc.js';
@@ -75,7 +75,7 @@ export async function loadCache(file: string): Promise<CachedTable | null> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     if (err instanceof DhtError) throw err;
-    throw new DhtError(`cannot read cache: ${(err as Error).message}`);
+    throw new DhtError(`cannot read cache: ${systemErrorText(err)}`);
   }
   return decodeCache(buf);
 }
@@ -95,6 +95,6 @@ export async function saveCache(file: string, t: CachedTable): Promise<void> {
     await rename(tmp, file);
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
-    throw new DhtError(`cannot write cache ${file}: ${(err as Error).message}`);
+    throw new DhtError(`cannot write cache ${file}: ${systemErrorText(err)}`);
   }
 }

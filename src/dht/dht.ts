@@ -6,7 +6,7 @@
 import { lookup as dnsLookup, Resolver } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { logger } from '../log.js';
-import { DhtBusyError, DhtError, TdlError } from '../errors.js';
+import { DhtBusyError, DhtError, systemErrorText, TdlError } from '../errors.js';
 import { dirname } from 'node:path';
 import { takePidLock } from '../pid-lock.js';
 import { makeFolders } from '../storage/fs-util.js';
@@ -15,7 +15,7 @@ import { encodeError, encodeResponse, ERR_METHOD_UNKNOWN, ERR_PROTOCOL } from '.
 import type { KrpcQuery, NodeInfo } from './krpc.js';
 import { lookup } from './lookup.js';
 import type { LookupResult, Seed } from './lookup.js';
-import { commonPrefixBits, randomId, randomIdInBucket } from './node-id.js';
+import { commonPrefixBits, compareDistance, randomId, randomIdInBucket } from './node-id.js';
 import { K, RoutingTable } from './routing-table.js';
 import { KrpcSocket } from './rpc.js';
 import type { Endpoint, RpcOptions } from './rpc.js';
@@ -42,6 +42,13 @@ const DNS_TIMEOUT_MS = 5000;
 /** One query to the DNS servers for a bootstrap name (then the system resolver is asked). */
 const DNS_QUERY_TIMEOUT_MS = 1000;
 export const MAX_EXTRA_CONTACTS = 64;
+/**
+ * Cached nodes a lookup starts from (the closest to its target); the cache's others, up to
+ * MAX_EXTRA_CONTACTS, are pinged in the background and join the table when they answer. A
+ * cache of nodes long gone filled a lookup's window with dead nodes, each holding it for
+ * SLOW_QUERY_MS, and starved the routers' answers for the lookup's whole 30 s.
+ */
+export const CACHED_SEEDS = 16;
 
 export interface DhtOptions {
   /** UDP port; 0 = ephemeral. When the port is taken, an ephemeral one is used instead. */
@@ -65,7 +72,11 @@ export interface GetPeersOptions {
   signal?: AbortSignal;
 }
 
-export class Dht extends EventEmitter<{ warning: [string] }> {
+export class Dht extends EventEmitter<{
+  warning: [string];
+  /** Nodes joined the table from outside a lookup (see DhtPeerSource: a failed lookup retries). */
+  joined: [];
+}> {
   private readonly rpc: KrpcSocket;
   private table: RoutingTable;
   private readonly tokens = new TokenIssuer();
@@ -162,7 +173,11 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
       for (const r of routers) this.table.refuse(r.host, r.port);
       this.seeds = [...routers, ...nodes];
     });
-    this.bootstrapDone = this.bootstrap(this.cachedSeeds);
+    const first = this.closestCached(this.id);
+    this.bootstrapDone = this.bootstrap(first);
+    this.pingContacts(
+      this.cachedSeeds.filter((n) => !first.includes(n)).slice(0, MAX_EXTRA_CONTACTS),
+    );
     const maint = setInterval(() => void this.maintain(), MAINTENANCE_MS);
     const save = setInterval(() => void this.save(), SAVE_EVERY_MS);
     maint.unref();
@@ -208,8 +223,13 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
       this.releaseCache = lock.release;
       return true;
     } catch (err) {
-      // No lock, no cache to write either (the same folder): a node id of our own.
+      // No lock, no cache to write either (the same folder): a node id of our own, and said,
+      // as a cache that cannot be written is (a read-only or missing cache folder).
       debug('cannot lock the DHT cache (%s)', (err as Error).message);
+      this.emit(
+        'warning',
+        `cannot write the DHT cache ${this.cacheFile}: ${systemErrorText(err)} (each run starts without it)`,
+      );
       return false;
     }
   }
@@ -306,26 +326,52 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
       this.nodeCount(),
       r.end,
     );
+    if (this.nodeCount() > 0 && !this.stopped) this.emit('joined');
+  }
+
+  /** The cached nodes a lookup for `target` starts from: the CACHED_SEEDS closest to it. */
+  private closestCached(target: Buffer): Seed[] {
+    if (this.cachedSeeds.length <= CACHED_SEEDS) return this.cachedSeeds;
+    return [...this.cachedSeeds]
+      .sort((a, b) => compareDistance(target, a.id!, b.id!))
+      .slice(0, CACHED_SEEDS);
+  }
+
+  /** Ping each contact; those that answer join the table ('joined'). */
+  private pingContacts(list: readonly Endpoint[]): void {
+    for (const e of list) {
+      if (this.stopped) return;
+      this.rpc.query(e, 'ping', this.id).then(
+        (r) => {
+          const n = { id: r.id, host: e.host, port: e.port };
+          if (this.isSelf(n) || this.stopped) return;
+          this.table.responded(n);
+          this.emit('joined');
+        },
+        () => undefined,
+      );
+    }
   }
 
   /**
    * Extra contacts after start (e.g. a torrent's `nodes`): resolved, then pinged; those that
-   * answer join the table. At most MAX_EXTRA_CONTACTS per call.
+   * answer join the table ('joined'). They are also contacts that later cold lookups and
+   * bootstraps start from, as the routers are. At most MAX_EXTRA_CONTACTS per call.
    */
   addContacts(list: readonly Endpoint[]): void {
     if (!this.started || this.stopped) return;
-    void this.resolveAll(list.slice(0, MAX_EXTRA_CONTACTS)).then((resolved) => {
-      for (const e of resolved) {
-        if (this.stopped) return;
-        this.rpc.query(e, 'ping', this.id).then(
-          (r) => {
-            const n = { id: r.id, host: e.host, port: e.port };
-            if (!this.isSelf(n)) this.table.responded(n);
-          },
-          () => undefined,
-        );
-      }
-    });
+    void Promise.all([this.resolveAll(list.slice(0, MAX_EXTRA_CONTACTS)), this.seedsReady]).then(
+      ([resolved]) => {
+        const known = new Set(this.seeds.map((e) => `${e.host}|${e.port}`));
+        for (const e of resolved) {
+          const key = `${e.host}|${e.port}`;
+          if (known.has(key) || this.seeds.length >= 2 * MAX_EXTRA_CONTACTS) continue;
+          known.add(key);
+          this.seeds.push(e);
+        }
+        this.pingContacts(resolved);
+      },
+    );
   }
 
   /** Periodic upkeep: ping questionable nodes, refresh stale buckets, re-bootstrap if empty. */
@@ -395,7 +441,7 @@ export class Dht extends EventEmitter<{ warning: [string] }> {
     const cold = seeds.length < K;
     if (cold) {
       await this.untilAborted(this.seedsReady, o.signal);
-      seeds.push(...this.cachedSeeds);
+      seeds.push(...this.closestCached(infoHash));
       for (const e of this.seeds) seeds.push({ id: null, host: e.host, port: e.port });
     }
     const first = await this.runLookup(infoHash, 'get_peers', seeds, o);

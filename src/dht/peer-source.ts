@@ -51,6 +51,18 @@ export class DhtPeerSource extends EventEmitter<{
   /** Lookups started and finished (with their announce) so far (tests, diagnostics). */
   lookups = 0;
   lookupsDone = 0;
+  /** The last lookup ended with no node answering (or failed). */
+  private unanswered = false;
+  /**
+   * Nodes joined the table outside a lookup (a torrent's `nodes`, a cached node, a bootstrap
+   * that ended): a lookup that found no node is tried again now, not a minute or more later.
+   */
+  private readonly onJoined = (): void => {
+    this.joinedDuring = true;
+    if (this.unanswered && !this.running && !this.stopped) this.run();
+  };
+  /** Nodes joined while the running lookup ran: if it finds no node, it goes again at once. */
+  private joinedDuring = false;
 
   constructor(
     private readonly dht: Dht,
@@ -63,6 +75,7 @@ export class DhtPeerSource extends EventEmitter<{
   }
 
   start(): void {
+    this.dht.on('joined', this.onJoined);
     this.run();
   }
 
@@ -79,6 +92,7 @@ export class DhtPeerSource extends EventEmitter<{
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.dht.off('joined', this.onJoined);
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.ctrl.abort();
@@ -117,9 +131,11 @@ export class DhtPeerSource extends EventEmitter<{
     this.running = true;
     this.lastStart = this.now();
     this.lookups++;
+    this.joinedDuring = false;
     this.current = this.lookupAndAnnounce().finally(() => {
       this.running = false;
       this.lookupsDone++;
+      if (this.unanswered && this.joinedDuring) return this.run();
       this.schedule(REFRESH_MIN_MS + this.random() * (REFRESH_MAX_MS - REFRESH_MIN_MS));
     });
   }
@@ -138,6 +154,7 @@ export class DhtPeerSource extends EventEmitter<{
         r.end,
       );
       if (this.stopped) return;
+      this.unanswered = r.responded === 0;
       if (r.responded === 0) {
         this.failures = [{ url: 'dht', message: 'no DHT node answered' }];
         this.warn('DHT: no node answered');
@@ -156,6 +173,7 @@ export class DhtPeerSource extends EventEmitter<{
       }
     } catch (err) {
       if (this.stopped) return;
+      this.unanswered = true;
       this.failures = [{ url: 'dht', message: (err as Error).message }];
       this.warn(`DHT: ${(err as Error).message}`);
     }

@@ -48,6 +48,28 @@ describe('DHT from the CLI (loopback network, no tracker)', () => {
     expect(peers.some((e) => e['source'] === 'dht')).toBe(true);
   });
 
+  it("a torrent's own nodes start the lookup when the bootstrap node gives nothing", async () => {
+    const data = randomBytesSeeded(200_000, 'dht-nodes');
+    const a = network.addresses()[0]!;
+    const t = makeTorrent({
+      name: 'n.bin',
+      pieceLength: 32768,
+      files: { data },
+      extraRoot: { nodes: [[a.host, a.port]] },
+    });
+    const seeder = await fx.seeder(t, 32768);
+    await network.announce(3, t.infoHash, seeder.port);
+    const tp = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'n.bin');
+    // A bootstrap name that does not resolve (no DNS, as offline): the first lookup has nobody
+    // to ask. Its retry waited a minute, past this --timeout; the torrent's nodes that answered
+    // their ping now start it again at once.
+    const args = ['--json', '--port', '0', '--dht-bootstrap', 'no-such-router.invalid:6881'];
+    const r = await runCli(['download', tp, '-o', out, '--timeout', '20', ...args]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+  }, 60_000);
+
   it('tdl info shows a magnet without tr or x.pe from a seeder found through the DHT', async () => {
     const data = randomBytesSeeded(300_000, 'dht-info');
     const t = makeTorrent({ name: 'i.bin', pieceLength: 16384, files: { data } });

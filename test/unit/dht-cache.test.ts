@@ -112,6 +112,24 @@ describe('DHT cache file', () => {
     expect(failures[0]).toContain(file);
   });
 
+  it('a cache whose folder cannot be made is said once, at start', async () => {
+    const blocker = join(dir, 'not-a-folder');
+    await writeFile(blocker, 'in the way');
+    const file = join(blocker, 'dht.dat');
+    const dht = new Dht({ port: 0, bind: '127.0.0.1', bootstrap: [], cacheFile: file });
+    const warnings: string[] = [];
+    dht.on('warning', (w) => warnings.push(w));
+    try {
+      await dht.start();
+    } finally {
+      await dht.stop();
+    }
+    const cannot = warnings.filter((w) => w.startsWith('cannot write the DHT cache'));
+    expect(cannot).toEqual([
+      `cannot write the DHT cache ${file}: file already exists (each run starts without it)`,
+    ]);
+  });
+
   it('keeps its node id across runs, but two nodes running at once never share one', async () => {
     const file = join(dir, 'shared.dat');
     const kept = Buffer.alloc(20, 0x5a);

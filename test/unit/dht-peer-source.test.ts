@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Dht, GetPeersOptions } from '../../src/dht/dht.js';
 import type { LookupResult } from '../../src/dht/lookup.js';
@@ -16,7 +17,7 @@ const node = { id: Buffer.alloc(20, 1), host: '10.0.0.1', port: 1 };
 /** A stand-in Dht: each lookup reports `peers` and answers with `answered` nodes. */
 function fakeDht(peers: () => PeerAddress[], answered: number | (() => number) = 1) {
   const calls = { getPeers: 0, announce: [] as (number | undefined)[] };
-  const dht = {
+  const dht = Object.assign(new EventEmitter(), {
     getPeers: async (_ih: Buffer, o: GetPeersOptions): Promise<LookupResult> => {
       calls.getPeers++;
       o.onPeers?.(peers());
@@ -33,7 +34,7 @@ function fakeDht(peers: () => PeerAddress[], answered: number | (() => number) =
       calls.announce.push(port);
       return 1;
     },
-  };
+  });
   return { dht: dht as unknown as Dht, calls };
 }
 
@@ -111,6 +112,49 @@ describe('DHT peer source', () => {
     expect(src.failures).toEqual([{ url: 'dht', message: 'no DHT node answered' }]);
     expect(warnings).toEqual(['DHT: no node answered']);
     await src.complete();
+    await src.stop();
+  });
+
+  it('a lookup nobody answered runs again as soon as nodes join the table (fake timers)', async () => {
+    vi.useFakeTimers();
+    let answering = 0;
+    const { dht, calls } = fakeDht(
+      () => [{ host: '2.2.2.2', port: 1 }],
+      () => answering,
+    );
+    const src = new DhtPeerSource(dht, ih, { announcePort: 1 });
+    src.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls.getPeers).toBe(1);
+    // A node of the torrent's `nodes` answered its ping: the lookup goes again at once.
+    answering = 1;
+    dht.emit('joined');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls.getPeers).toBe(2);
+    expect(calls.announce).toEqual([1]);
+    // Answered now: more nodes joining change nothing until the next refresh.
+    dht.emit('joined');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(calls.getPeers).toBe(2);
+    await src.stop();
+    expect(dht.listenerCount('joined')).toBe(0);
+  });
+
+  it('nodes that joined while a lookup ran start another when it found no node', async () => {
+    let release!: () => void;
+    const { dht, calls } = fakeDht(() => [], 0);
+    const inner = dht.getPeers.bind(dht);
+    dht.getPeers = async (h, o) => {
+      if (calls.getPeers === 0) await new Promise<void>((r) => (release = r));
+      return inner(h, o);
+    };
+    const src = new DhtPeerSource(dht, ih, {});
+    src.start();
+    dht.emit('joined'); // while the first lookup still waits on a dead router
+    release();
+    // The second lookup comes at once, not at the next refresh minutes later.
+    await vi.waitFor(() => expect(src.lookupsDone).toBe(2));
+    expect(calls.getPeers).toBe(2);
     await src.stop();
   });
 
