@@ -96,11 +96,20 @@ function clientName(b: Buffer): string {
   return Array.from(text).slice(0, MAX_CLIENT_NAME_CHARS).join('').replace(UNPRINTABLE, '\uFFFD');
 }
 
-/** Decodes a bencoded payload that must be a dictionary; WireError otherwise. */
-export function decodeDictPayload(payload: Buffer, what: string, maxDepth: number): BDict {
+/**
+ * Decodes a bencoded payload that must be a dictionary; WireError otherwise. With
+ * `largeIntegers`, an integer beyond 2^53 - 1 is a bigint (a value of the wrong type to the
+ * typed checks) rather than a fault of the whole payload.
+ */
+export function decodeDictPayload(
+  payload: Buffer,
+  what: string,
+  maxDepth: number,
+  largeIntegers = false,
+): BDict {
   let value;
   try {
-    ({ value } = decodeStrict(payload, { maxDepth }));
+    ({ value } = decodeStrict(payload, { maxDepth, largeIntegers }));
   } catch (err) {
     if (err instanceof BencodeError) throw new WireError(`${what}: ${err.message}`);
     throw err;
@@ -114,7 +123,8 @@ export function decodeDictPayload(payload: Buffer, what: string, maxDepth: numbe
  * dictionary; ignores unknown keys and known keys with bad values.
  */
 export function decodeExtendedHandshake(payload: Buffer): ExtendedHandshake {
-  const d = decodeDictPayload(payload, 'extended handshake', MAX_HANDSHAKE_DEPTH);
+  // A value out of range is ignored like any bad value, however large (`reqq` 2^63).
+  const d = decodeDictPayload(payload, 'extended handshake', MAX_HANDSHAKE_DEPTH, true);
   const h: ExtendedHandshake = { m: new Map() };
   const m = d['m'];
   if (isDict(m)) {

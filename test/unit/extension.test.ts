@@ -73,6 +73,17 @@ describe('extended handshake', () => {
     expect(h).toEqual({ m: new Map([['good', 5]]) });
   });
 
+  it('ignores integers beyond 2^53 one by one, not the whole handshake', () => {
+    const payload = Buffer.from(
+      'd1:md11:ut_metadatai3e6:ut_pexi4611686018427387904ee1:pi6881e4:reqqi9223372036854775807e' +
+        '13:metadata_sizei99999999999999999999ee',
+    );
+    expect(decodeExtendedHandshake(payload)).toEqual({
+      m: new Map([['ut_metadata', 3]]),
+      p: 6881,
+    });
+  });
+
   it('a missing or non-dictionary m is an empty map', () => {
     expect(decodeExtendedHandshake(dict({})).m.size).toBe(0);
     expect(decodeExtendedHandshake(dict({ m: 'nope' })).m.size).toBe(0);
