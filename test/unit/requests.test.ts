@@ -158,7 +158,7 @@ describe('RequestScheduler.check', () => {
 
 describe('RequestScheduler endgame duplicates', () => {
   /** Two peers on one 2-piece torrent; `a` holds every block, at `rate` bytes/s. */
-  function twoPeers(rate: number) {
+  function twoPeers(rate: number, latency = 0) {
     const layout = new Layout([{ length: 2 * PIECE, offset: 0 }], PIECE, 2 * PIECE);
     const picker = new PiecePicker(layout, new Bitfield(2), 64 * 1024 * 1024, () => 0.5);
     const s = new RequestScheduler(layout, picker);
@@ -181,6 +181,7 @@ describe('RequestScheduler endgame duplicates', () => {
     a.pipeline.rate = rate;
     // The asking peer has sent blocks before (one that has not takes no duplicate: below).
     b.pipeline.rate = 1024 * 1024;
+    a.latency = latency;
     a.maxOut = 64;
     a.pipeline.depth = 64;
     s.fill(a, true, () => [a, b]);
@@ -201,6 +202,42 @@ describe('RequestScheduler endgame duplicates', () => {
     for (const key of slow.b.inflight.keys()) {
       expect(slow.a.due.get(key)! - Date.now()).toBeGreaterThan(750);
     }
+  });
+
+  it('a slow rate but blocks that come right after their request: no duplicate', () => {
+    // A partial peer held back by what it has to send: 64 KiB/s measured, yet its blocks came
+    // 20 ms after each request. By the rate alone the back of its queue seemed 8 s away, and
+    // every block was asked of another peer too (both copies came).
+    const { s, a, b } = twoPeers(64 * 1024, 20);
+    for (const due of a.due.values()) expect(due - Date.now()).toBeLessThanOrEqual(20);
+    s.fill(b, true, () => [a, b]);
+    expect(b.inflight.size).toBe(0);
+  });
+
+  it('a block that came learns the latency from its request', () => {
+    const layout = new Layout([{ length: 2 * PIECE, offset: 0 }], PIECE, 2 * PIECE);
+    const picker = new PiecePicker(layout, new Bitfield(2), 1 << 26, () => 0.5);
+    const s = new RequestScheduler(layout, picker);
+    const bitfield = new Bitfield(2);
+    bitfield.setAll();
+    const conn = { address: 'x:1', bitfield, peerChoking: false, bytesIn: 0, blockBytesIn: 0 };
+    const r = new PeerRequests(
+      { ...conn, request() {}, cancel() {} } as unknown as PeerConnection,
+      0,
+    );
+    vi.setSystemTime(10_000);
+    s.fill(r, true, () => [r]);
+    const [first] = [...r.inflight.keys()];
+    vi.setSystemTime(10_040);
+    const index = Math.floor(first! / (1 << 16));
+    const begin = (first! % (1 << 16)) * 16384;
+    expect(s.onBlock(r, index, begin, Buffer.alloc(16384)).kind).toBe('ok');
+    expect(r.latency).toBe(40);
+    // A slow rate now, fast answers: the next requests are due by the latency, not the rate.
+    r.pipeline.rate = 16 * 1024;
+    for (const key of [...r.inflight.keys()]) s.withdraw(r, key, false);
+    s.fill(r, true, () => [r]);
+    for (const due of r.due.values()) expect(due - Date.now()).toBeLessThanOrEqual(40);
   });
 
   it('a holder more than a second late with a block loses it to a duplicate', () => {
