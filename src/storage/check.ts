@@ -242,6 +242,8 @@ export async function readResumeFile(
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    // O_NOFOLLOW's answer: never read through (it is replaced by the next checkpoint).
+    if (code === 'ELOOP') return { ok: false, reason: 'a symbolic link, not followed' };
     return { ok: false, reason: `cannot read it: ${systemErrorText(e)}` };
   }
   try {

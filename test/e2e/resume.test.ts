@@ -8,7 +8,17 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { mkdir, open, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import {
+  lstat,
+  mkdir,
+  open,
+  readFile,
+  rename,
+  rm,
+  symlink,
+  truncate,
+  writeFile,
+} from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -344,6 +354,21 @@ describe('resume file that cannot be believed', () => {
         /multi\.tdl-resume not used \(.+\): what is on disk was checked by hashing instead$/,
       ),
     );
+  });
+
+  it('a resume file that is a symbolic link is not followed, and says so', async () => {
+    const { t, s, tp, out, rf } = await partial(5);
+    const target = path.join(dir, 'elsewhere');
+    await rename(rf, target);
+    await symlink(target, rf);
+    const { r } = await resumeToEnd(tp, out, s, t.data.length);
+    await expectFinal(t, out);
+    const said = r.events.filter((e) => e['event'] === 'warning').map((e) => e['message']);
+    expect(said).toContainEqual(
+      expect.stringMatching(/multi\.tdl-resume not used \(a symbolic link, not followed\)/),
+    );
+    // The link's target is left as it was.
+    expect((await lstat(target)).isFile()).toBe(true);
   });
 
   it('ignores a corrupt resume file that claims every piece', async () => {
