@@ -134,6 +134,10 @@ export function parseHttpResponse(body: Buffer): AnnounceResponse {
   try {
     value = decodeStrict(body.subarray(0, end)).value;
   } catch (err) {
+    // tdl asks for no compression; a tracker that compresses anyway is named as doing so.
+    if (body[0] === 0x1f && body[1] === 0x8b) {
+      throw new TrackerError('reply is gzip-compressed, which tdl did not ask for', { cause: err });
+    }
     const reason = err instanceof Error ? err.message : String(err);
     throw new TrackerError(`reply is not valid bencode (${reason})`, { cause: err });
   }

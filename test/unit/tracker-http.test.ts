@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { TrackerError } from '../../src/errors.js';
 import { encode } from '../../src/metainfo/bencode.js';
@@ -117,6 +118,13 @@ describe('parseHttpResponse', () => {
       { host: '2001:db8::1', port: 1001 },
       { host: '::1', port: 1002 },
     ]);
+  });
+
+  it('names a gzip-compressed reply as such', () => {
+    const body = gzipSync(Buffer.from('d8:intervali60e5:peers0:e'));
+    expect(() => parseHttpResponse(body)).toThrow(
+      'reply is gzip-compressed, which tdl did not ask for',
+    );
   });
 
   it('parses compact peers6', () => {
