@@ -216,7 +216,10 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
                   (this.pool.otherFamily > 0
                     ? `; ${this.pool.otherFamily} of the other address family than --bind left out`
                     : '') +
-                  `${this.lastFailure ? `; last: ${this.lastFailure}` : ''})`,
+                  `${this.lastFailure ? `; last: ${this.lastFailure}` : ''}` +
+                  // What the trackers and the DHT said, as the download's own error names them.
+                  this.sourceFailures() +
+                  ')',
               ),
             );
           }
@@ -231,6 +234,24 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
       // Kept for the download (takeOver) on success; ended at once on failure.
       if (!ok) this.close();
     }
+  }
+
+  /** The sources' last failures (a tracker's, the DHT's), at most three, each `; origin: why`. */
+  private sourceFailures(): string {
+    const out: string[] = [];
+    for (const { source, origin } of this.opts.sources) {
+      for (const f of source.failures) {
+        out.push(
+          origin === 'tracker' && f.url
+            ? `tracker ${f.url}: ${f.message}`
+            : `${origin}: ${f.message}`,
+        );
+      }
+    }
+    return out
+      .slice(0, 3)
+      .map((m) => `; ${m}`)
+      .join('');
   }
 
   /**

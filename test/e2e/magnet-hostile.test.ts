@@ -263,6 +263,20 @@ describe('magnet links against hostile metadata peers', () => {
     expect(JSON.parse(again.stdout)).toMatchObject({ infoHash: ih.toString('hex') });
   }, 30_000);
 
+  it('no metadata: the error names what the tracker said, as a download does', async () => {
+    const port = await closedPort();
+    const tr = `http://127.0.0.1:${port}/announce`;
+    const magnet = `magnet:?xt=urn:btih:${'ab'.repeat(20)}&tr=${encodeURIComponent(tr)}`;
+    const r = await runCli(['info', magnet, '--no-dht', '--timeout', '1', '--json']);
+    expect(r.code, r.stderr).toBe(4);
+    const err = r.events.find((e) => e['event'] === 'error')!;
+    expect(err['message']).toMatch(
+      new RegExp(
+        `^no metadata within 1s \\(0 peer addresses, 0 with metadata; tracker ${tr}: .+\\)$`,
+      ),
+    );
+  });
+
   it('--save-torrent where it cannot be written: refused before any wait, never a crash', async () => {
     const info = infoDict('s.bin');
     const ih = infoHashOf(info);
