@@ -157,6 +157,13 @@ export async function runDownload(
     if (wantDht && !magnet && !opened.meta.private) {
       dhtStarting = startDht();
       dhtStarting.catch(() => {}); // a failure is the download's, when it awaits it
+    } else if (!magnet && opts.dht !== false && opts.dhtBootstrap.length > 0) {
+      // Said, as with --no-dht: the option asks for a DHT this run does not start.
+      warn(
+        opened.meta.private
+          ? '--dht-bootstrap is not used: the torrent is private (no DHT)'
+          : '--dht-bootstrap is not used: with --peer, peers come from --peer only',
+      );
     }
     const meta = opened.meta;
     // The file list is walked entry by entry, never made whole (see fileList).

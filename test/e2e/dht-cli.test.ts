@@ -245,5 +245,23 @@ describe('DHT from the CLI (loopback network, no tracker)', () => {
     ]);
     expect(info.code).toBe(4);
     expect(info.stderr).toContain('tdl: warning: --dht-bootstrap is not used with --no-dht\n');
+    // A .torrent with --peer asks no DHT either: said too.
+    const peer = await runCli([
+      'download',
+      await fx.writeTorrent(t),
+      '-o',
+      out,
+      '--dht-bootstrap',
+      '127.0.0.1:9',
+      '--peer',
+      '127.0.0.1:9',
+      '--no-listen',
+      '--timeout',
+      '1',
+    ]);
+    expect(peer.code).toBe(4);
+    expect(peer.stderr).toContain(
+      'tdl: warning: --dht-bootstrap is not used: with --peer, peers come from --peer only\n',
+    );
   });
 });
