@@ -327,17 +327,22 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
   }
 
   /**
-   * The last failure of each tracker whose most recent announce failed; `message` does not
-   * repeat the URL.
+   * The last failure of each tracker whose most recent announce failed, and each one that has
+   * never answered and is still being asked (a UDP tracker's retries outlast a short
+   * `--timeout`: exit 4 named no tracker at all); `message` does not repeat the URL.
    */
   get failures(): { url: string; message: string }[] {
-    return this.all
-      .filter((t) => t.lastFailure !== undefined)
-      .map((t) => {
+    const out: { url: string; message: string }[] = [];
+    for (const t of this.all) {
+      if (t.lastFailure !== undefined) {
         const prefix = `tracker ${t.url}: `;
-        const m = t.lastFailure!;
-        return { url: t.url, message: m.startsWith(prefix) ? m.slice(prefix.length) : m };
-      });
+        const m = t.lastFailure;
+        out.push({ url: t.url, message: m.startsWith(prefix) ? m.slice(prefix.length) : m });
+      } else if (!t.answered && t.inFlight) {
+        out.push({ url: t.url, message: 'no answer yet' });
+      }
+    }
+    return out;
   }
 
   /** Is `p` this client, as a tracker sees it? */

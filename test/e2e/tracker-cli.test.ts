@@ -3,6 +3,7 @@
  * with exit 4; every tracker failing is a warning as soon as it happens (the final error only
  * comes at `--timeout`); passkeys in tracker URLs stay out of `--json` events as out of text.
  */
+import { createSocket } from 'node:dgram';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -111,6 +112,20 @@ describe('every tracker failing', () => {
     // The timeout as given (it was rounded: "within 2s").
     expect(lines.at(-1)).toMatch(/^tdl: no usable peer within 1\.5s/);
     expect(warned).toBeLessThan(lines.length - 1);
+  });
+
+  it('a UDP tracker that never answers is named at --timeout, before its retries end', async () => {
+    const silent = createSocket('udp4');
+    await new Promise<void>((resolve) => silent.bind(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise<void>((resolve) => silent.close(() => resolve())));
+    const url = `udp://127.0.0.1:${silent.address().port}/announce`;
+    const tp = await writeTorrent({ announce: url });
+    const args = ['-o', path.join(dir, 'o'), '--timeout', '1', '--no-dht'];
+    const r = await runCli(['download', tp, ...args]);
+    expect(r.code).toBe(4);
+    expect(r.stderr.trimEnd().split('\n').at(-1)).toBe(
+      `tdl: no usable peer within 1s (no peer addresses found; tracker ${url}: no answer yet)`,
+    );
   });
 
   it('with several trackers, says how many', async () => {
