@@ -111,8 +111,10 @@ export async function openTorrent(
         // Cut to the terminal's width like the progress line: a wrapped line breaks the `\r`.
         // The link's `dn` names the torrent until the metadata does.
         const name = magnet.displayName ? `  ${escapeControl(magnet.displayName)}` : '';
+        // The DHT's nodes say whether a link without trackers can find anyone at all.
+        const dht = o.dht ? `, dht ${o.dht.nodeCount()} nodes` : '';
         const line = truncateToWidth(
-          `fetching metadata from ${p.withMetadata} of ${p.connected} peers (${p.known} known)${name}`,
+          `fetching metadata from ${p.withMetadata} of ${p.connected} peers (${p.known} known${dht})${name}`,
           terminalColumns(io.stderr) - 1,
         );
         // Drawn at every tick, changed or not: a warning may have wiped it since.

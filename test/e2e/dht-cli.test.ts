@@ -90,6 +90,13 @@ describe('DHT from the CLI (loopback network, no tracker)', () => {
     expect(off.stderr).toContain('names no tracker and no peer, and the DHT is off');
   });
 
+  it('on a terminal, the metadata line says how many DHT nodes tdl knows', async () => {
+    const magnet = `magnet:?xt=urn:btih:${'cd'.repeat(20)}`;
+    const r = await runCli(['info', magnet, '--timeout', '2', ...bootstrap()], { tty: true });
+    expect(r.code).toBe(4);
+    expect(r.stderr).toMatch(/fetching metadata from 0 of 0 peers \(0 known, dht [1-9]\d* nodes\)/);
+  }, 30_000);
+
   it('tdl seed announces itself; a lookup finds it; a magnet without tr downloads from it', async () => {
     const data = randomBytesSeeded(500_000, 'dht-magnet');
     const t = makeTorrent({ name: 'm.bin', pieceLength: 16384, files: { data } });
