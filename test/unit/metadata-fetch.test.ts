@@ -77,6 +77,26 @@ function drive(
   return log;
 }
 
+/**
+ * Peers `a` and `b` (and `more`) on a fetch whose first attempt mixed a's bad pieces 0-1 with
+ * b's good 2-3: it failed with no one to blame, and the fetch is in exclusive mode. The clock is
+ * `clock.now`.
+ */
+function exclusiveFetch(more: string[] = []) {
+  const clock = { now: 0 };
+  const f = new MetadataFetch(HASH, { now: () => clock.now });
+  for (const id of ['a', 'b', ...more]) f.addPeer(id, SIZE);
+  expect(f.requestsFor('a')).toEqual([0, 1]);
+  expect(f.requestsFor('b')).toEqual([2, 3]);
+  const bad = liar(0);
+  f.onMessage('a', bad(0)!);
+  f.onMessage('a', bad(1)!);
+  f.onMessage('b', dataMsg(2));
+  expect(f.onMessage('b', dataMsg(3))).toBe('ok');
+  expect(f.exclusiveMode).toBe(true);
+  return { f, clock, bad };
+}
+
 function dataMsg(piece: number, totalSize = SIZE, data?: Buffer): UtMetadataMessage {
   const m = answerMetadataRequest(INFO, piece);
   if (m.type !== 'data') throw new Error('no such piece');
@@ -443,42 +463,20 @@ describe('MetadataFetch', () => {
   });
 
   it('in exclusive mode nothing is hedged: the attempt has one source', () => {
-    let now = 0;
-    const f = new MetadataFetch(HASH, { now: () => now });
-    f.addPeer('a', SIZE);
-    f.addPeer('b', SIZE);
-    expect(f.requestsFor('a')).toEqual([0, 1]);
-    expect(f.requestsFor('b')).toEqual([2, 3]);
-    const bad = liar(0);
-    f.onMessage('a', bad(0)!);
-    f.onMessage('a', bad(1)!);
-    f.onMessage('b', dataMsg(2));
-    expect(f.onMessage('b', dataMsg(3))).toBe('ok');
-    expect(f.exclusiveMode).toBe(true);
+    const { f, clock } = exclusiveFetch();
     expect(f.requestsFor('a')).toEqual([0, 1]);
     expect(f.requestsFor('b')).toEqual([]);
-    now += METADATA_HEDGE_MS - 1;
+    clock.now += METADATA_HEDGE_MS - 1;
     expect(f.requestsFor('b')).toEqual([]);
   });
 
   it('in exclusive mode, a peer silent since it was asked hands the attempt to another', () => {
-    let now = 0;
-    const f = new MetadataFetch(HASH, { now: () => now });
-    for (const id of ['a', 'b', 'silent']) f.addPeer(id, SIZE);
-    // one mixed failure to enter exclusive mode
-    expect(f.requestsFor('a')).toEqual([0, 1]);
-    expect(f.requestsFor('b')).toEqual([2, 3]);
-    const bad = liar(0);
-    f.onMessage('a', bad(0)!);
-    f.onMessage('a', bad(1)!);
-    f.onMessage('b', dataMsg(2));
-    expect(f.onMessage('b', dataMsg(3))).toBe('ok');
-    expect(f.exclusiveMode).toBe(true);
+    const { f, clock, bad } = exclusiveFetch(['silent']);
     // the silent peer asks first and gets the attempt; it never answers
     expect(f.requestsFor('silent')).toEqual([0, 1]);
-    now += METADATA_HEDGE_MS - 1;
+    clock.now += METADATA_HEDGE_MS - 1;
     expect(f.requestsFor('b')).toEqual([]);
-    now += 1;
+    clock.now += 1;
     expect(f.requestsFor('b')).toEqual([0, 1]);
     expect(f.requestsFor('silent')).toEqual([]);
     // its late answer is not mixed into b's attempt
@@ -489,20 +487,10 @@ describe('MetadataFetch', () => {
   });
 
   it('in exclusive mode, a peer that has begun to send keeps its attempt', () => {
-    let now = 0;
-    const f = new MetadataFetch(HASH, { now: () => now });
-    f.addPeer('a', SIZE);
-    f.addPeer('b', SIZE);
-    f.requestsFor('a');
-    f.requestsFor('b');
-    const bad = liar(0);
-    f.onMessage('a', bad(0)!);
-    f.onMessage('a', bad(1)!);
-    f.onMessage('b', dataMsg(2));
-    f.onMessage('b', dataMsg(3));
+    const { f, clock } = exclusiveFetch();
     expect(f.requestsFor('a')).toEqual([0, 1]);
     expect(f.onMessage('a', dataMsg(0))).toBe('ok');
-    now += METADATA_HEDGE_MS * 2;
+    clock.now += METADATA_HEDGE_MS * 2;
     expect(f.requestsFor('b')).toEqual([]);
   });
 
