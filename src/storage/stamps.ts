@@ -17,6 +17,15 @@ import { StampTable } from './resume.js';
 
 const log = logger('tdl:storage');
 
+/**
+ * The time a stamp keeps: the later of the file's modification and status-change times. An
+ * edit whose modification time was set back (`touch -r`, a restore keeping times) still moves
+ * the change time, which no one can set; tdl's own writes move both alike.
+ */
+export function stampTimeNs(st: BigIntStats): bigint {
+  return st.ctimeNs > st.mtimeNs ? st.ctimeNs : st.mtimeNs;
+}
+
 /** What identifies a file's contents between runs: size, modification time and inode. */
 export interface FileStamp {
   size: number;
@@ -68,7 +77,7 @@ export class Stamps {
 
   /** File `i` as found when the output was opened. */
   found(i: number, st: BigIntStats): void {
-    this.table.set(i, Number(st.size), st.mtimeNs, st.ino);
+    this.table.set(i, Number(st.size), stampTimeNs(st), st.ino);
     this.fresh[i] = 1;
   }
 
@@ -92,7 +101,7 @@ export class Stamps {
     const size = Number(st.size);
     // A write ended while fstat ran: the stamp may be older than the file.
     if (size < known || host.gen(i) !== gen) return;
-    this.table.set(i, size, st.mtimeNs, st.ino);
+    this.table.set(i, size, stampTimeNs(st), st.ino);
     this.fresh[i] = 1;
   }
 
@@ -132,7 +141,7 @@ export class Stamps {
       );
     }
     if (!host.ident.has(i)) host.ident.set(i, there);
-    this.table.set(i, size, there.mtimeNs, there.ino);
+    this.table.set(i, size, stampTimeNs(there), there.ino);
     // A write that ended while lstat ran may have changed the file since.
     this.fresh[i] = host.gen(i) === gen ? 1 : 0;
   }

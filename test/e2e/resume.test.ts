@@ -6,7 +6,7 @@
  *
  * Needs `npm run build` (npm test builds first).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import {
   lstat,
@@ -354,6 +354,28 @@ describe('resume file that cannot be believed', () => {
         /multi\.tdl-resume not used \(.+\): what is on disk was checked by hashing instead$/,
       ),
     );
+  });
+
+  it('a .part edited in place whose modification time was set back is hashed again', async () => {
+    const { t, s, tp, out } = await partial(6);
+    const part = path.join(out, 'a.bin.part');
+    const bytes = await readFile(part);
+    // A piece of a.bin already on disk, as the seeder sent it.
+    let piece = -1;
+    for (let p = 0; (p + 1) * PIECE <= bytes.length && piece < 0; p++) {
+      const range = [p * PIECE, (p + 1) * PIECE] as const;
+      if (bytes.subarray(...range).equals(t.data.subarray(...range))) piece = p;
+    }
+    expect(piece).toBeGreaterThanOrEqual(0);
+    const times = path.join(dir, 'times');
+    await writeFile(times, '');
+    execFileSync('touch', ['-r', part, times]); // keeps the time to the nanosecond
+    const fh = await open(part, 'r+');
+    await fh.write(Buffer.alloc(16, 0xee), 0, 16, piece * PIECE + 100);
+    await fh.close();
+    execFileSync('touch', ['-r', times, part]);
+    await resumeToEnd(tp, out, s, t.data.length);
+    await expectFinal(t, out);
   });
 
   it('a resume file that is a symbolic link is not followed, and says so', async () => {
