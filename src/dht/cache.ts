@@ -26,10 +26,29 @@ export interface CachedTable {
   nodes: NodeInfo[];
 }
 
-export function defaultCacheFile(env: NodeJS.ProcessEnv = process.env): string {
+/**
+ * tdl's cache folder: `$XDG_CACHE_HOME/tdl`, else `~/.cache/tdl` (an `XDG_CACHE_HOME` that is
+ * not an absolute path is ignored, as the XDG rules say). Null when there is no absolute home
+ * folder either (`HOME` unset and no passwd entry, as in some containers, or a relative one).
+ */
+export function cacheFolder(env: NodeJS.ProcessEnv = process.env): string | null {
   const xdg = env['XDG_CACHE_HOME'];
-  const base = xdg && xdg.startsWith('/') ? xdg : join(homedir(), '.cache');
-  return join(base, 'tdl', 'dht.dat');
+  if (xdg && xdg.startsWith('/')) return join(xdg, 'tdl');
+  let home = env['HOME'] ?? '';
+  if (home === '') {
+    try {
+      home = homedir();
+    } catch {
+      return null;
+    }
+  }
+  return home.startsWith('/') ? join(home, '.cache', 'tdl') : null;
+}
+
+/** The DHT's cache file in cacheFolder; null when there is none. */
+export function defaultCacheFile(env: NodeJS.ProcessEnv = process.env): string | null {
+  const folder = cacheFolder(env);
+  return folder === null ? null : join(folder, 'dht.dat');
 }
 
 export function encodeCache(t: CachedTable): Buffer {

@@ -141,6 +141,9 @@ export class Dht extends EventEmitter<{
 
   /** start()'s steps; each one after a wait first checks that stop() has not run meanwhile. */
   private async startNow(): Promise<void> {
+    if (this.opts.cacheFile === undefined && this.cacheFile === null) {
+      this.emit('warning', 'the DHT keeps no cache: no home folder is known (set XDG_CACHE_HOME)');
+    }
     const owner = await this.claimCache();
     if (this.stopped) return;
     const cached = await this.loadCached();

@@ -21,8 +21,8 @@ import { readdir, rm, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { bookkeepingSuffixes } from './output.js';
 import { logger } from '../log.js';
-import { defaultCacheFile } from '../dht/cache.js';
-import { StdoutClosedError, stdoutWriteError } from '../errors.js';
+import { cacheFolder } from '../dht/cache.js';
+import { DiskError, StdoutClosedError, stdoutWriteError } from '../errors.js';
 import { makeFolders, toDiskError } from './fs-util.js';
 import type { Layout } from './layout.js';
 
@@ -62,7 +62,14 @@ export function windowPieces(pieceLength: number): number {
  * `~/.cache/tdl/stream/…` (the folder of the DHT cache file).
  */
 export function streamWorkDir(infoHashHex: string, env: NodeJS.ProcessEnv = process.env): string {
-  return join(dirname(defaultCacheFile(env)), 'stream', infoHashHex.toLowerCase());
+  const folder = cacheFolder(env);
+  if (folder === null) {
+    throw new DiskError(
+      '-o - keeps its working copy under $XDG_CACHE_HOME/tdl or ~/.cache/tdl, and neither is ' +
+        'known (no HOME): set XDG_CACHE_HOME to an absolute path',
+    );
+  }
+  return join(folder, 'stream', infoHashHex.toLowerCase());
 }
 
 /** Create a working folder (owner only); DiskError when it cannot be. */

@@ -33,6 +33,35 @@ describe('DHT cache file', () => {
     expect(defaultCacheFile({ XDG_CACHE_HOME: '/x/cache' })).toBe('/x/cache/tdl/dht.dat');
     expect(defaultCacheFile({ XDG_CACHE_HOME: 'relative' })).toMatch(/\.cache\/tdl\/dht\.dat$/);
     expect(defaultCacheFile({})).toMatch(/\.cache\/tdl\/dht\.dat$/);
+    expect(defaultCacheFile({ HOME: '/h' })).toBe('/h/.cache/tdl/dht.dat');
+    expect(defaultCacheFile({ XDG_CACHE_HOME: 'relative', HOME: '/h' })).toBe(
+      '/h/.cache/tdl/dht.dat',
+    );
+    // A relative HOME is no home: nothing is made in the current folder.
+    expect(defaultCacheFile({ HOME: 'rel' })).toBeNull();
+  });
+
+  it('with no home folder, the DHT runs without a cache and says so', async () => {
+    const saved = { HOME: process.env['HOME'], XDG: process.env['XDG_CACHE_HOME'] };
+    process.env['HOME'] = 'relative';
+    delete process.env['XDG_CACHE_HOME'];
+    let dht: Dht;
+    try {
+      dht = new Dht({ port: 0, bind: '127.0.0.1', bootstrap: [] });
+    } finally {
+      process.env['HOME'] = saved.HOME;
+      if (saved.XDG !== undefined) process.env['XDG_CACHE_HOME'] = saved.XDG;
+    }
+    const warnings: string[] = [];
+    dht.on('warning', (w) => warnings.push(w));
+    try {
+      await dht.start();
+    } finally {
+      await dht.stop();
+    }
+    expect(warnings).toEqual([
+      'the DHT keeps no cache: no home folder is known (set XDG_CACHE_HOME)',
+    ]);
   });
 
   it('round-trips atomically and leaves no temporary file', async () => {

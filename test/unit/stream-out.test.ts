@@ -209,6 +209,8 @@ describe('window size', () => {
   it('the working copy lives under $XDG_CACHE_HOME/tdl/stream/<info hash>', () => {
     expect(streamWorkDir('ABCDEF', { XDG_CACHE_HOME: '/c' })).toBe('/c/tdl/stream/abcdef');
     expect(streamWorkDir('ab', {})).toMatch(/\/\.cache\/tdl\/stream\/ab$/);
+    // No home folder known: said, not an internal error.
+    expect(() => streamWorkDir('ab', { HOME: 'rel' })).toThrow(/set XDG_CACHE_HOME/);
   });
 });
 
