@@ -3,7 +3,7 @@
  * stderr and an exit code. No protocol logic lives here.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { StdoutClosedError, TdlError } from '../errors.js';
+import { DiskError, StdoutClosedError, TdlError } from '../errors.js';
 import type { CreateCliOptions } from './create-command.js';
 import type { PeerCliOptions } from './download-command.js';
 import { jsonLine } from './events.js';
@@ -462,8 +462,25 @@ export interface DownloadCliOptions extends Partial<SelectCliOptions> {
   resume?: boolean;
 }
 
+/** Node's answer when a relative path is resolved in a current folder that was deleted. */
+function cwdGone(e: unknown): boolean {
+  const err = e as NodeJS.ErrnoException | null;
+  return !(e instanceof TdlError) && err?.code === 'ENOENT' && err.syscall === 'uv_cwd';
+}
+
 /** The one place errors become messages and exit codes. */
-export function reportError(e: unknown, io: CliIO, json: boolean, eventsOnStderr = false): number {
+export function reportError(
+  thrown: unknown,
+  io: CliIO,
+  json: boolean,
+  eventsOnStderr = false,
+): number {
+  const e = cwdGone(thrown)
+    ? new DiskError(
+        'the current folder no longer exists (it was deleted or moved): cd to another one, or give absolute paths',
+        { cause: thrown },
+      )
+    : thrown;
   const code = exitCodeFor(e);
   const message =
     e instanceof TdlError ? e.message : `internal error: ${(e as Error)?.stack ?? String(e)}`;

@@ -250,6 +250,35 @@ describe('-o through a file', () => {
   });
 });
 
+describe('a current folder that was deleted', () => {
+  it('is said, exit 6, for a relative -o or none (not an internal error)', async () => {
+    assertBuilt();
+    const t = makeTorrent({ name: 'one.bin', pieceLength: 16384, files: { data: x } });
+    const tp = path.join(dir, 't.torrent');
+    await writeFile(tp, t.torrent);
+    for (const args of [
+      ['download', tp, '--peer', '127.0.0.1:9', '--no-dht', '--no-listen'],
+      ['verify', tp, '-o', 'one.bin'],
+      ['create', tp, '-o', 'x.torrent'],
+    ]) {
+      // The shell enters the folder, removes it, then runs tdl there.
+      const quoted = args.map((a) => `'${a}'`).join(' ');
+      const r = spawnSync(
+        '/bin/sh',
+        [
+          '-c',
+          `mkdir gone && cd gone && rmdir ../gone && exec '${process.execPath}' '${MAIN}' ${quoted}`,
+        ],
+        { cwd: dir, encoding: 'utf8', timeout: 15_000, killSignal: 'SIGKILL' },
+      );
+      expect(r.status, `${args[0]}: ${r.stderr}`).toBe(6);
+      expect(r.stderr).toBe(
+        'tdl: the current folder no longer exists (it was deleted or moved): cd to another one, or give absolute paths\n',
+      );
+    }
+  });
+});
+
 describe('symlinks already in the output tree are never written through', () => {
   it('a folder of the torrent that is a symlink to outside', async () => {
     await mkdir(path.join(out, 'multi'));
