@@ -8,6 +8,14 @@ import { MetainfoError } from '../errors.js';
 
 /** Most components allowed in one file path (deeper trees are refused). */
 export const MAX_PATH_DEPTH = 128;
+/**
+ * Longest path component in bytes: NAME_MAX of Linux's file systems (ext4, xfs, btrfs, tmpfs).
+ * A longer one could never be created: refused with the torrent's other unsafe names, not after
+ * the whole download (it failed at the final rename, and again at every run).
+ */
+export const MAX_NAME_BYTES = 255;
+/** Components of at most this many UTF-16 units are at most MAX_NAME_BYTES bytes of UTF-8. */
+const SURELY_SHORT = Math.floor(MAX_NAME_BYTES / 3);
 
 const DRIVE_LETTER = /^[A-Za-z]:/;
 const ONLY_DOTS = /^\.+$/;
@@ -27,7 +35,10 @@ const fieldName = (f: Field): string => (typeof f === 'string' ? f : f());
 
 /** True when checkPathComponent accepts `component` (already NFC-normalised). */
 export function isSafeComponent(component: string): boolean {
-  return SAFE_COMPONENT.test(component);
+  return (
+    SAFE_COMPONENT.test(component) &&
+    (component.length <= SURELY_SHORT || Buffer.byteLength(component) <= MAX_NAME_BYTES)
+  );
 }
 
 /**
@@ -43,7 +54,7 @@ export function asciiNameKind(buf: Uint8Array, start: number, end: number): 0 | 
     if (c === 0x2f || c === 0x5c || c === 0) unsafe = true; // / \ NUL
     if (c !== 0x2e) dotsOnly = false;
   }
-  if (unsafe || dotsOnly) return 0;
+  if (unsafe || dotsOnly || end - start > MAX_NAME_BYTES) return 0;
   const first = buf[start]! | 0x20;
   if (end - start >= 2 && buf[start + 1] === 0x3a && first >= 0x61 && first <= 0x7a) {
     return 0; // a drive letter
@@ -68,12 +79,21 @@ export function safeAsciiComponent(
 
 /**
  * Checks one (already NFC-normalised) path component; throws MetainfoError naming `field`.
- * Refused: empty, only dots (".", "..", "..."), '/', '\', NUL, and the Windows drive-letter
- * form ("C:", "c:foo").
+ * Refused: empty, only dots (".", "..", "..."), '/', '\', NUL, the Windows drive-letter form
+ * ("C:", "c:foo"), and more than MAX_NAME_BYTES bytes.
  */
 export function checkPathComponent(component: string, f: Field): void {
-  if (SAFE_COMPONENT.test(component)) return;
+  if (component.length <= SURELY_SHORT && SAFE_COMPONENT.test(component)) return;
   const field = fieldName(f);
+  const bytes = Buffer.byteLength(component);
+  if (bytes > MAX_NAME_BYTES) {
+    const shown = `${JSON.stringify(Array.from(component).slice(0, 32).join(''))}…`;
+    throw new MetainfoError(
+      field,
+      `path component ${shown} is ${bytes} bytes, longer than the ${MAX_NAME_BYTES} a file name may have`,
+    );
+  }
+  if (SAFE_COMPONENT.test(component)) return;
   if (component.length === 0) throw new MetainfoError(field, 'empty path component');
   if (ONLY_DOTS.test(component)) {
     throw new MetainfoError(field, `path component ${JSON.stringify(component)} is only dots`);

@@ -150,6 +150,8 @@ describe('fast and full route agree', () => {
     ['attr not text', [{ path: ['a'], length: 16, attr: 1 }]],
     ['a name not text', [{ path: ['a', 7], length: 16 }]],
     ['too deep', [{ path: Array.from({ length: 129 }, () => 'd'), length: 16 }]],
+    ['a name of 256 bytes', [{ path: ['n'.repeat(256)], length: 16 }]],
+    ['a name of 255 bytes', [{ path: ['n'.repeat(255)], length: 16 }]],
     ['an entry not a dictionary', [7]],
   ];
   for (const [name, files] of cases) {

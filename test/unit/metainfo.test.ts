@@ -390,6 +390,8 @@ describe('parseTorrent: path attacks', () => {
     ['drive letter path', ['c:evil'], 'info.files[0].path[0]', /drive letter/],
     ['NUL', ['a\0b'], 'info.files[0].path[0]', /NUL/],
     ['empty', ['a', ''], 'info.files[0].path[1]', /empty/],
+    ['256 bytes', ['a', 'x'.repeat(256)], 'info.files[0].path[1]', /is 256 bytes, longer than/],
+    ['256 bytes of é', ['\u00e9'.repeat(128)], 'info.files[0].path[0]', /is 256 bytes/],
   ];
   for (const [label, path, field, pattern] of cases) {
     it(`refuses a path component: ${label}`, () => {
@@ -397,8 +399,13 @@ describe('parseTorrent: path attacks', () => {
     });
   }
 
+  it('takes a component of 255 bytes, the most a file name may have', () => {
+    const m = parseTorrent(encode({ info: multiInfo([{ path: ['\u00e9'.repeat(127) + 'x'] }]) }));
+    expect(Buffer.byteLength(m.files[0]!.path[0]!)).toBe(255);
+  });
+
   it('applies the same rules to the name', () => {
-    for (const name of ['..', '.', '/etc', 'a/b', 'C:', 'a\\b', '', 'x\0']) {
+    for (const name of ['..', '.', '/etc', 'a/b', 'C:', 'a\\b', '', 'x\0', 'n'.repeat(256)]) {
       rejectsWith({ info: info({ name }) }, 'info.name');
       rejectsWith({ info: multiInfo([{ path: ['f'] }], { name }) }, 'info.name');
     }
