@@ -50,6 +50,23 @@ export interface OutputPlan {
 /** Paths of recent files kept by a plan (a write touches a few files at a time, in order). */
 const RECENT_PATHS = 64;
 
+/** Longest path the system takes, in bytes (Linux's PATH_MAX, 4096, less its NUL). */
+export const MAX_PATH_BYTES = 4095;
+
+/**
+ * A file's path (and its working name, with `.part`) must fit MAX_PATH_BYTES: a longer one could
+ * never be created, and the run stopped while making its folders, leaving them behind.
+ */
+function checkPathLength(p: string): void {
+  if (p.length + PART_SUFFIX.length <= MAX_PATH_BYTES / 3) return; // surely short: no count
+  const bytes = Buffer.byteLength(p) + PART_SUFFIX.length;
+  if (bytes <= MAX_PATH_BYTES) return;
+  const shown = `${p.slice(0, 60)}…${p.slice(-40)}`;
+  throw new DiskError(
+    `${shown}: with its working name this path is ${bytes} bytes, longer than the ${MAX_PATH_BYTES} the system takes: give a shorter -o`,
+  );
+}
+
 /**
  * The plan of a torrent's output, holding no object per file: each file's path is joined from
  * the root and the torrent's components when asked (the components were checked when the plan
@@ -245,6 +262,7 @@ export async function planOutput(
     return { path: inside(root, f.path), padding: f.padding === true, link: !!f.symlink };
   };
 
+  if (!t.multiFile) checkPathLength(root);
   const dirs = new Set<string>();
   /** The folder of each file (index in `folders`; padding: -1), so paths are joined once here. */
   const folderOf = new Int32Array(count).fill(-1);
@@ -255,6 +273,7 @@ export async function planOutput(
     for (let i = 0; i < count; i++) {
       const f = fileAt(i);
       if (f.padding) continue;
+      checkPathLength(f.path);
       const dir = path.dirname(f.path);
       let k = folderIndex.get(dir);
       if (k === undefined) {

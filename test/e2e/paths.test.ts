@@ -250,6 +250,22 @@ describe('-o through a file', () => {
   });
 });
 
+describe('a path longer than the system takes', () => {
+  it('exit 6 before anything is created, the folders above -o included', async () => {
+    // 17 folders of 250 bytes: each name is fine, the whole path is over 4 KiB.
+    const deep = [...Array.from({ length: 17 }, (_, i) => `${i}`.padEnd(250, 'x')), 'f'];
+    const t = makeTorrent({ name: 'p', pieceLength: 16384, files: [{ path: deep, data: x }] });
+    const tp = path.join(dir, 't.torrent');
+    await writeFile(tp, t.torrent);
+    const before = await tree(dir);
+    const target = path.join(dir, 'new', 'deeper') + path.sep;
+    const r = await runCli(['download', tp, '-o', target, '--peer', '127.0.0.1:9', '--no-dht']);
+    expect(r.code, r.stderr).toBe(6);
+    expect(r.stderr).toMatch(/bytes, longer than the 4095 the system takes: give a shorter -o\n$/);
+    expect(await tree(dir)).toEqual(before);
+  });
+});
+
 describe('a current folder that was deleted', () => {
   it('is said, exit 6, for a relative -o or none (not an internal error)', async () => {
     assertBuilt();
