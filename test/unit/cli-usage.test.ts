@@ -91,6 +91,20 @@ describe('a refused command line', () => {
     }
   });
 
+  it('refuses a path holding a byte that is not UTF-8 (Node reads it as U+FFFD)', async () => {
+    for (const args of [
+      ['download', 'x.torrent', '-o', 'caf\uFFFD'],
+      ['verify', 'caf\uFFFD.torrent'],
+      ['create', 'caf\uFFFD', '-o', 'x.torrent'],
+    ]) {
+      const r = await cli(args);
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr).toContain(
+        'holds a byte that is not UTF-8 (shown as \uFFFD), which tdl cannot name: rename it',
+      );
+    }
+  });
+
   it('tdl seed takes --seed as it is (it always seeds), not as a typo of --peer', async () => {
     const r = await cli(['seed', '/nonexistent/x.torrent', '--seed']);
     expect(r.code).toBe(2);
