@@ -1,18 +1,21 @@
 /** Text helpers for the terminal. Names from torrents and trackers are untrusted. */
 
-const MAY_NEED_ESCAPE = /[\u0000-\u001f\u007f-\u009f\u2028-\u202e\u2066-\u2069\ud800-\udfff]/;
+const MAY_NEED_ESCAPE =
+  /[\u0000-\u001f\u007f-\u009f\u061c\u200b\u200e\u200f\u2028-\u202e\u2060\u2066-\u2069\ufeff\ud800-\udfff]/;
 
 /**
- * Escape control characters (C0, DEL, C1), line/paragraph separators, bidirectional embedding,
- * override and isolate controls, and lone surrogates, so that a name cannot drive the terminal
- * or disguise how the text around it reads.
+ * Escape control characters (C0, DEL, C1), line/paragraph separators, bidirectional marks
+ * (LRM, RLM, ALM), embedding, override and isolate controls, the invisible zero-width space,
+ * word joiner and BOM, and lone surrogates, so that a name cannot drive the terminal or disguise
+ * how the text around it reads (`a\u200bb` looked like `ab`). Joiners that shape text (ZWJ in
+ * emoji, ZWNJ in Persian) are left as they are.
  */
 export function escapeControl(s: string): string {
   // Most names need nothing: one quick test (it also matches surrogates in valid pairs, which
   // the replacement below leaves as they are).
   if (!MAY_NEED_ESCAPE.test(s)) return s;
   return s.replace(
-    /[\u0000-\u001f\u007f-\u009f\u2028-\u202e\u2066-\u2069]|[\ud800-\udfff]/gu,
+    /[\u0000-\u001f\u007f-\u009f\u061c\u200b\u200e\u200f\u2028-\u202e\u2060\u2066-\u2069\ufeff]|[\ud800-\udfff]/gu,
     (c) => {
       const code = c.codePointAt(0)!;
       if (code === 0x0a) return '\\n';

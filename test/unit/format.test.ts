@@ -18,6 +18,17 @@ describe('terminal text', () => {
     expect(escapeControl('plain é 名')).toBe('plain é 名');
   });
 
+  it('escapes bidi marks and invisible characters, keeps the joiners that shape text', () => {
+    expect(escapeControl('a\u200eb\u200fc\u061cd')).toBe('a\\u200eb\\u200fc\\u061cd');
+    expect(escapeControl('a\u202eb\u2067c')).toBe('a\\u202eb\\u2067c');
+    expect(escapeControl('a\u200bb\u2060c\ufeffd')).toBe('a\\u200bb\\u2060c\\ufeffd');
+    const family = '\u{1f468}\u200d\u{1f469}\u200d\u{1f467}';
+    expect(escapeControl(family)).toBe(family);
+    expect(escapeControl('\u0645\u06cc\u200c\u062e\u0648\u0627\u0645')).toBe(
+      '\u0645\u06cc\u200c\u062e\u0648\u0627\u0645',
+    );
+  });
+
   it('hides passkeys in printed tracker URLs', () => {
     expect(redactUrls('tracker http://t.example/announce?passkey=s3cret&x=1: timed out')).toBe(
       'tracker http://t.example/announce?…: timed out',
@@ -102,7 +113,7 @@ describe('display width', () => {
     expect(displayWidth('❤')).toBe(1); // ...and without
     expect(displayWidth('1️⃣')).toBe(2); // keycap
     expect(displayWidth('e\u0301')).toBe(1); // combining accent: 0
-    expect(displayWidth('a\u200bb')).toBe(2); // zero-width space
+    expect(displayWidth('a\u200bb')).toBe(8); // a zero-width space is shown escaped: a\u200bb
     expect(displayWidth('')).toBe(0);
   });
 
