@@ -103,9 +103,12 @@ process.stderr.on('error', () => {});
 void main();
 
 async function main(): Promise<void> {
+  // A terminal that cannot move its cursor (TERM=dumb: Emacs' shell, some CI logs) gets what a
+  // pipe gets: no line redrawn with \r and escape codes, only the lines said once.
+  const dumb = process.env['TERM'] === 'dumb';
   const code = await run(process.argv.slice(2), {
     stdout: process.stdout,
-    stderr: process.stderr,
+    stderr: dumb ? { write: (s: string) => process.stderr.write(s), isTTY: false } : process.stderr,
     signal: controller.signal,
   });
   // A last write that failed has already errored the stream, but its 'error' event only comes

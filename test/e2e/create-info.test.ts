@@ -895,3 +895,44 @@ describe('tdl create', () => {
     );
   });
 });
+
+describe('a terminal that cannot move its cursor (TERM=dumb)', () => {
+  /** Runs tdl in a pseudo-terminal with TERM set; returns everything it wrote there. */
+  function inPty(term: string, args: string[]): string {
+    assertBuilt();
+    const host = [
+      'import os, pty, sys',
+      'pid, fd = pty.fork()',
+      'if pid == 0:',
+      '    os.execv(sys.argv[1], sys.argv[1:])',
+      'seen = b""',
+      'while True:',
+      '    try: b = os.read(fd, 65536)',
+      '    except OSError: break',
+      '    if not b: break',
+      '    seen += b',
+      'os.waitpid(pid, 0)',
+      'sys.stdout.write(seen.decode("utf-8", "replace"))',
+    ].join('\n');
+    const r = spawnSync('python3', ['-c', host, process.execPath, MAIN, ...args], {
+      encoding: 'utf8',
+      timeout: 30_000,
+      killSignal: 'SIGKILL',
+      env: { ...process.env, TERM: term },
+    });
+    return r.stdout;
+  }
+
+  it('gets no redrawn line, only what a pipe gets', async () => {
+    const data = randomBytesSeeded(300_000, 'dumb');
+    const t = makeTorrent({ name: 'd.bin', pieceLength: 16384, files: { data } });
+    const tp = path.join(dir, 't.torrent');
+    await writeFile(tp, t.torrent);
+    await writeFile(path.join(dir, 'd.bin'), data);
+    const args = ['verify', tp, '-o', path.join(dir, 'd.bin')];
+    expect(inPty('xterm', args)).toContain('\r\x1b[2K');
+    const dumb = inPty('dumb', args);
+    expect(dumb).toContain('result:   complete');
+    expect(dumb).not.toContain('\x1b');
+  });
+});
