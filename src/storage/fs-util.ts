@@ -136,16 +136,21 @@ export function toDiskError(e: unknown, what: string): DiskError {
   const err = e as NodeJS.ErrnoException;
   // The system's words (systemErrorText: "no space left on device", …), but where tdl's own
   // reading of the code says more.
+  // The path the call failed on, when `what` does not name it already.
+  const named = (p: string) => what.endsWith(p) || what.includes(`${p}:`) || what.includes(`${p} `);
+  const where = err.path && !named(err.path) ? ` (${err.path})` : '';
   const detail =
-    err.code === 'EACCES' || err.code === 'EPERM'
-      ? `permission denied${err.path ? ` (${err.path})` : ''}`
-      : err.code === 'ELOOP'
-        ? `refusing to follow a symlink${err.path ? ` (${err.path})` : ''}`
-        : err.code === 'EISDIR'
-          ? 'is a folder'
-          : err.code === 'ENFILE'
-            ? 'too many open files'
-            : systemErrorText(e);
+    err.code === 'EACCES'
+      ? `permission denied${where}`
+      : err.code === 'EPERM'
+        ? `operation not permitted${where}`
+        : err.code === 'ELOOP'
+          ? `refusing to follow a symlink${where}`
+          : err.code === 'EISDIR'
+            ? 'is a folder'
+            : err.code === 'ENFILE'
+              ? 'too many open files'
+              : systemErrorText(e);
   return new DiskError(`${what}: ${detail}`, { cause: e });
 }
 

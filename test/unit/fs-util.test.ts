@@ -15,6 +15,7 @@ import {
   syncfsUsable,
   syncFileSystems,
   syncHelperPid,
+  toDiskError,
 } from '../../src/storage/fs-util.js';
 import { tempDir } from '../helpers/cli.js';
 
@@ -173,5 +174,19 @@ describe('the sync helper', () => {
       stopSyncHelper();
       await cleanup();
     }
+  });
+});
+
+describe('toDiskError', () => {
+  const sysErr = (code: string, p: string) =>
+    Object.assign(new Error(`${code}: x, mkdir '${p}'`), { code, path: p });
+
+  it('says the system error in words, and the path only when not named already', () => {
+    expect(toDiskError(sysErr('EPERM', '/d/new'), 'cannot create folder /d/new').message).toBe(
+      'cannot create folder /d/new: operation not permitted',
+    );
+    expect(toDiskError(sysErr('EACCES', '/d'), 'cannot create folder /d/new/x').message).toBe(
+      'cannot create folder /d/new/x: permission denied (/d)',
+    );
   });
 });
