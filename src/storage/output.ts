@@ -301,7 +301,8 @@ export async function planOutput(
   // files would otherwise lstat each of them in vain).
   const absent = new Set<string>();
   for (const d of derived) {
-    if (absent.has(path.dirname(d)) || !(await refuseLink(d, true, access))) absent.add(d);
+    const field = d === root ? 'info.name' : 'info.files';
+    if (absent.has(path.dirname(d)) || !(await refuseLink(d, true, access, field))) absent.add(d);
   }
   for (let i = 0; i < count; i++) {
     // Only files whose folder is there are looked at (a fresh download: none).
@@ -310,7 +311,9 @@ export async function planOutput(
     // A link entry (BEP 47 `l`, no data) is a symbolic link once a run completed: never
     // written through, it is made (and its target checked) by storage/attributes.ts.
     if (f.link && (await lstatInline(f.path, inline()))?.isSymbolicLink()) continue;
-    if (f.path !== target || st?.isDirectory()) await refuseLink(f.path, false, access);
+    if (f.path !== target || st?.isDirectory()) {
+      await refuseLink(f.path, false, access, t.multiFile ? 'info.files' : 'info.name');
+    }
   }
   return new PlannedOutput(root, parent, ordered, t.multiFile, t.files);
 }
@@ -491,8 +494,16 @@ function inside(root: string, components: readonly string[]): string {
   return p;
 }
 
-/** Refuse a symlink or the wrong kind of entry at `p`; false when nothing is there. */
-async function refuseLink(p: string, wantDir: boolean, access: OutputAccess): Promise<boolean> {
+/**
+ * Refuse a symlink or the wrong kind of entry at `p` (a name from the torrent's `field`); false
+ * when nothing is there.
+ */
+async function refuseLink(
+  p: string,
+  wantDir: boolean,
+  access: OutputAccess,
+  field: string,
+): Promise<boolean> {
   const st = await lstatInline(p, inline());
   if (!st) return false;
   if (st.isSymbolicLink()) {
@@ -504,7 +515,7 @@ async function refuseLink(p: string, wantDir: boolean, access: OutputAccess): Pr
           `(replace it with the ${wantDir ? 'folder' : 'file'} itself)`,
       );
     }
-    throw new MetainfoError('info.files', `refusing to write through the symlink ${p}`);
+    throw new MetainfoError(field, `refusing to write through the symlink ${p}`);
   }
   if (wantDir && !st.isDirectory()) throw new DiskError(`${p} exists and is not a directory`);
   // To read, a folder in a file's place is reported by the storage (verify: `missing`, `notAFile`).
