@@ -8,7 +8,7 @@ import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
 import { download } from '../swarm/client.js';
 import type { Download } from '../swarm/download.js';
 import type { DownloadStats } from '../swarm/download-api.js';
-import { jsonLine } from './events.js';
+import { EVENTS_BACKLOG_BYTES, jsonLine } from './events.js';
 import { escapeControl, formatBytes, percentDown, redactUrls, terminalColumns } from './format.js';
 import type { CliIO, DownloadCliOptions } from './program.js';
 import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from './progress.js';
@@ -85,7 +85,13 @@ export async function runDownload(
   const json = Boolean(opts.json);
   const tty = Boolean(io.stderr.isTTY) && !opts.quiet && !json;
   const events = streaming ? io.stderr : io.stdout;
-  const emit = (o: Record<string, unknown>) => events.write(jsonLine(o));
+  const emit = (o: Record<string, unknown>) => {
+    // A reader that falls behind misses `progress` events (snapshots, the next one says more),
+    // never another: what waits for it in memory stays bounded on a long run.
+    const backlog = (events as { writableLength?: number }).writableLength ?? 0;
+    if (o['event'] === 'progress' && backlog > EVENTS_BACKLOG_BYTES) return;
+    events.write(jsonLine(o));
+  };
   const warn = (message: string) => {
     // Passkeys stay out of --json too (they end up in logs); DEBUG logs keep them whole.
     if (json) emit({ event: 'warning', message: escapeControl(redactUrls(message)) });

@@ -4,6 +4,9 @@
  * within a version, and a change that could break a reader bumps it.
  */
 
+/** Unread `--json` output beyond which `progress` events are skipped until the reader catches up. */
+export const EVENTS_BACKLOG_BYTES = 1024 * 1024;
+
 /** The schema version every JSON object tdl writes carries as `v`. */
 export const EVENTS_VERSION = 1;
 

@@ -30,7 +30,11 @@ v8.setFlagsFromString('--semi-space-growth-factor=1');
 // `tdl create`: its hashing workers boot while the command loads (see hash-prestart.ts).
 if (process.argv[2] === 'create') prestartHashWorkers(process.argv.slice(3));
 
-/** Longest wait for stdout and stderr to take our last lines before exiting anyway. */
+/**
+ * At exit, the longest wait for stdout and stderr to take our last lines while they take
+ * nothing: a reader that is slow but reads (a `--json` consumer busy with each event) is waited
+ * for as long as it keeps taking bytes.
+ */
 const EXIT_FLUSH_MS = 2_000;
 
 /**
@@ -65,6 +69,8 @@ function exitWith(code: number): never {
 
 const controller = new AbortController();
 let signalled = false;
+/** The run has ended; only its output is being flushed. */
+let ending = false;
 /** When the first signal came (performance.now()), or -1. */
 let firstSignalAt = -1;
 // SIGHUP (the terminal closed, an ssh session dropped) ends the run as the others do: left to
@@ -74,7 +80,8 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     if (sig === 'SIGHUP') hungUp = true;
     const now = performance.now();
     if (firstSignalAt >= 0 && now - firstSignalAt < REPEAT_SIGNAL_MS) return;
-    if (signalled) exitWith(exitCodeFor(new InterruptedError(sig)));
+    // The run is over and only its last lines wait for a reader: nothing left to stop.
+    if (signalled || ending) exitWith(exitCodeFor(new InterruptedError(sig)));
     signalled = true;
     firstSignalAt = now;
     controller.abort(new InterruptedError(sig));
@@ -129,25 +136,47 @@ async function main(): Promise<void> {
   // not keep us alive. Tests set TDL_EXIT_GRACE_MS to wait instead for the loop to empty (up to
   // that long), to tell a clean end from this exit.
   const exit = () => exitWith(Number(process.exitCode ?? 0));
-  const grace = Number(process.env['TDL_EXIT_GRACE_MS'] ?? '');
-  if (grace > 0) {
-    setTimeout(exit, grace).unref();
-  } else {
-    setTimeout(exit, EXIT_FLUSH_MS).unref();
-    await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
-    exit();
+  ending = true;
+  const [outTaken] = await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  if (!outTaken && !stdoutError) {
+    // What stdout did not take is lost: never exit 0 then (a --json reader missed `done`).
+    const left = process.stdout.writableLength;
+    process.stderr.write(
+      `tdl: standard output took nothing for ${EXIT_FLUSH_MS / 1000} s: ${left} bytes of output dropped\n`,
+    );
+    process.exitCode = EXIT.stdoutClosed;
   }
+  const grace = Number(process.env['TDL_EXIT_GRACE_MS'] ?? '');
+  if (grace > 0) setTimeout(exit, grace).unref();
+  else exit();
 }
 
 /**
- * Resolves once `s` holds no unwritten data (at once where stdio writes are synchronous). An
- * empty write's callback runs after every write before it: 'drain' would only come after a
- * write that went over the high-water mark.
+ * Resolves with true once `s` holds no unwritten data (at once where stdio writes are
+ * synchronous), or with false once it has taken nothing for EXIT_FLUSH_MS. An empty write's
+ * callback runs after every write before it: 'drain' would only come after a write that went
+ * over the high-water mark.
  */
-function flushed(s: NodeJS.WriteStream): Promise<void> {
-  if (s.writableLength === 0 || s.destroyed || s.writableEnded) return Promise.resolve();
+function flushed(s: NodeJS.WriteStream): Promise<boolean> {
+  if (s.writableLength === 0 || s.destroyed || s.writableEnded) return Promise.resolve(true);
   return new Promise((resolve) => {
-    s.write('', () => resolve());
-    s.once('close', resolve);
+    let left = s.writableLength;
+    let since = performance.now();
+    const timer = setInterval(() => {
+      if (s.writableLength < left) {
+        left = s.writableLength;
+        since = performance.now();
+      } else if (performance.now() - since >= EXIT_FLUSH_MS) {
+        clearInterval(timer);
+        resolve(false);
+      }
+    }, 100);
+    timer.unref();
+    const done = () => {
+      clearInterval(timer);
+      resolve(true);
+    };
+    s.write('', done);
+    s.once('close', done);
   });
 }

@@ -328,6 +328,59 @@ describe('signals, against the built CLI in a child process', () => {
     expect(existsSync(`${out}.tdl-lock`)).toBe(false);
   });
 
+  it('--json into a reader that stops taking: waited for while it reads, never exit 0 when dropped', async () => {
+    // Dead addresses (from the tracker) give events enough to fill the pipe.
+    const dead = Array.from({ length: 40 }, (_, i) => ({ host: `127.0.0.${2 + i}`, port: 9 }));
+    const { torrent, out } = await setup({ extraPeers: dead });
+    // A 4 KiB pipe (what a user over pipe-user-pages-soft gets) from tdl to a reader that waits
+    // `wait` seconds, then reads everything, 512 bytes every 50 ms when `slow`.
+    const host = String.raw`
+import fcntl, os, subprocess, sys, time
+wait, mode = float(sys.argv[1]), sys.argv[2]
+r, w = os.pipe()
+fcntl.fcntl(w, 1031, 4096)  # F_SETPIPE_SZ
+p = subprocess.Popen(sys.argv[3:], stdout=w, stderr=subprocess.PIPE)
+os.close(w)
+time.sleep(wait)
+data = b""
+while True:
+    if mode == "slow":
+        time.sleep(0.05)
+    b = os.read(r, 512 if mode == "slow" else 65536)
+    if not b:
+        break
+    data += b
+err = p.stderr.read().decode()
+last = data.rstrip(b"\n").split(b"\n")[-1][:40].decode()
+print(p.wait(), last, err.strip()[-80:], sep="|")
+`;
+    const runIt = (wait: number, mode: string, o: string) =>
+      new Promise<string[]>((resolve) => {
+        const args = ['download', torrent, '-o', o, '--json', '--no-dht', '--no-listen'];
+        const child = spawn(
+          'python3',
+          ['-c', host, String(wait), mode, process.execPath, MAIN, ...args],
+          {
+            detached: true,
+            stdio: ['ignore', 'pipe', 'inherit'],
+          },
+        );
+        killAfterTest(child);
+        let text = '';
+        child.stdout.setEncoding('utf8').on('data', (x: string) => (text += x));
+        child.once('exit', () => resolve(text.trim().split('|')));
+      });
+    // Slow but reading: every event comes, `done` last, exit 0.
+    const [code, last] = await within(runIt(0, 'slow', out), 60_000, 'the slow reader');
+    expect(code).toBe('0');
+    expect(last).toContain('"event":"done"');
+    // Nothing taken from before the end of the download (about 8 s) until long after it: what
+    // is left is dropped after 2 s without progress, and the exit code says so.
+    const stuck = await within(runIt(20, 'stuck', `${out}-2`), 60_000, 'the stuck reader');
+    expect(stuck[0]).toBe('141');
+    expect(stuck[2]).toMatch(/standard output took nothing for 2 s: \d+ bytes of output dropped$/);
+  }, 150_000);
+
   it('a closed stdout (`--json | head -1`) ends the run like Ctrl-C: exit 141, resume file saved, stopped sent', async () => {
     const { t, heard, torrent, out } = await setup();
     // `head -1` takes the first event and exits; the pipe stays open for the `sleep` (so the
