@@ -420,7 +420,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     const running = d.run();
     // What the first announce brought while the download was being set up.
     early?.release(d);
-    const stats = await running;
+    let stats = await running;
     checkpoints?.stop();
     if (!complete && streamOut) {
       // A stream's working copy is kept only for a later run of a stream that did not finish.
@@ -431,6 +431,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // a final checkpoint, below).
       await writer?.idle();
       await untilAborted(streamOut.done, ctl.signal);
+      // The run ends when the reader has the last byte: its figures run to then (the progress
+      // events did; the summary's time went back to the download's end).
+      stats = d.stats();
       storage.discardData();
       await out.removeLeftovers(writer);
       if (tracker && !selected) await tracker.complete().catch(() => {});

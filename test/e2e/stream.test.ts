@@ -610,7 +610,7 @@ describe('tdl download -o -', () => {
     const cache = path.join(fx.dir, 'cache');
     await mkdir(cache, { recursive: true });
     const s = spawnStream(
-      ['download', file, '-o', '-', '--peer', `127.0.0.1:${seeder.port}`, '--no-listen', '-q'],
+      ['download', file, '-o', '-', '--peer', `127.0.0.1:${seeder.port}`, '--no-listen', '--json'],
       cache,
       { keep: false },
     );
@@ -636,5 +636,16 @@ describe('tdl download -o -', () => {
     expect(hash.digest('hex')).toBe(want.digest('hex'));
     // A download to a file peaks at about 70 MB here; holding the file too would add 64 MiB.
     if (peak !== null) expect(peak).toBeLessThan(120 * 1024 * 1024);
+    // The run's time goes on until the reader has the last byte, never back.
+    const events = s
+      .stderr()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const times = events.filter((e) => e['event'] === 'progress').map((e) => Number(e['time']));
+    for (let i = 1; i < times.length; i++) expect(times[i]).toBeGreaterThanOrEqual(times[i - 1]!);
+    const done = events.at(-1)!;
+    expect(done['event']).toBe('done');
+    expect(Number(done['elapsedMs'])).toBeGreaterThanOrEqual(times.at(-1)!);
   }, 120_000);
 });
