@@ -670,7 +670,9 @@ describe('tdl create', () => {
     // Node reads arguments as UTF-8: a name that is not arrives as U+FFFD.
     const r = await runCli(['create', path.join(dir, 'top\uFFFD'), '-o', out]);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('no such file or folder (its name is not valid UTF-8');
+    expect(r.stderr).toContain(
+      'holds a byte that is not UTF-8 (shown as \uFFFD), which tdl cannot name: rename it',
+    );
     const notDir = await runCli(['create', f, '-o', path.join(f, 'x.torrent')]);
     expect(notDir.code).toBe(2);
     expect(notDir.stderr).toBe(`tdl: -o ${path.join(f, 'x.torrent')}: ${f} is not a folder\n`);
