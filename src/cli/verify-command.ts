@@ -8,6 +8,7 @@
  * network), 6 when the data cannot be read.
  */
 import { lstatSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { hashPieces, isZeroPiece } from '../storage/check.js';
 import { checkLinks } from '../storage/attributes.js';
@@ -277,7 +278,15 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
       ];
       const bad = files.filter((f) => f.state !== 'complete');
       lines.push(`files:    ${files.length - bad.length} of ${files.length} complete`);
-      for (const f of bad.slice(0, MAX_FILES_LISTED)) {
+      const listed = bad.slice(0, MAX_FILES_LISTED);
+      const otherForms = await Promise.all(
+        listed.map((f) =>
+          f.state === 'missing' && !f.notAFile
+            ? otherUnicodeForm(path.join(plan.parent, f.path))
+            : null,
+        ),
+      );
+      for (const [k, f] of listed.entries()) {
         const what =
           f.state === 'partial'
             ? `partial    ${formatBytes(f.valid)} of ${formatBytes(f.length)}`
@@ -288,7 +297,12 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
                 : f.state === 'wrong-link'
                   ? "not the torrent's link"
                   : 'complete, still named .part';
-        const note = f.notAFile ? ' (not a file: a folder, FIFO or device is there)' : '';
+        const other = otherForms[k];
+        const note = f.notAFile
+          ? ' (not a file: a folder, FIFO or device is there)'
+          : other
+            ? ` (${escapeControl(other)} is there: the same name in another Unicode form; tdl names files in NFC, rename it)`
+            : '';
         lines.push(`  ${what}  ${escapeControl(f.path)}${note}`);
       }
       if (bad.length > MAX_FILES_LISTED) {
@@ -340,4 +354,20 @@ function fileExists(p: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The name in `file`'s folder that is `file`'s own name in another Unicode form (NFD, as some
+ * clients write the names of an NFD torrent), or null. tdl names files in NFC: such data reads as
+ * missing, though it looks the same on screen.
+ */
+async function otherUnicodeForm(file: string): Promise<string | null> {
+  const want = path.basename(file).normalize('NFC');
+  let names: string[];
+  try {
+    names = await readdir(path.dirname(file));
+  } catch {
+    return null;
+  }
+  return names.find((n) => n !== want && n.normalize('NFC') === want) ?? null;
 }

@@ -505,6 +505,23 @@ describe('tdl create', () => {
     expect(await readlink(path.join(d, 'dot'))).toBe('./a.txt'); // left as the user made it
   });
 
+  it('verify names a missing file that is there in another Unicode form (NFD)', async () => {
+    const d = path.join(dir, 'forms');
+    await mkdir(d);
+    const nfc = 'caf\u00e9.txt';
+    await writeFile(path.join(d, nfc), 'data');
+    const t = path.join(dir, 'forms.torrent');
+    expect((await runCli(['create', d, '-o', t, '-q'])).code).toBe(0);
+    // As another client writes the names of a torrent made in NFD.
+    await rename(path.join(d, nfc), path.join(d, nfc.normalize('NFD')));
+    const v = await runCli(['verify', t, '-o', `${dir}/`]);
+    expect(v.code, v.stderr).toBe(5);
+    expect(v.stdout).toContain(
+      `  missing     forms/${nfc} (${nfc.normalize('NFD')} is there: the same name in another ` +
+        'Unicode form; tdl names files in NFC, rename it)\n',
+    );
+  });
+
   it('verify reports a folder or a FIFO in the place of a file, and checks the rest', async () => {
     const d = path.join(dir, 'kinds');
     await mkdir(d);
