@@ -75,13 +75,12 @@ function seconds(v: string): number {
 
 /**
  * A path, an address or a URL, never empty: `-o ""` would be the current folder, `--bind ""`
- * every address and `--tracker ""` no tracker, without a word (`-o "$UNSET"` in a script).
+ * every address and `--tracker ""` no tracker, without a word (`-o "$UNSET"` in a script). Nor
+ * holding U+FFFD, which is how Node reads a byte that is not UTF-8 in an argument: that path is
+ * another one (a new folder named with the replacement character took the download, exit 0).
  */
-/** A path or URL given on the command line. */
 function nonEmpty(v: string): string {
   if (v === '') throw new InvalidArgumentError('must not be empty');
-  // Node reads a byte that is not UTF-8 in an argument as U+FFFD: that path is another one (a
-  // new folder named with the replacement character took the download, exit 0).
   if (v.includes('\uFFFD')) {
     throw new InvalidArgumentError(
       'holds a byte that is not UTF-8 (shown as \uFFFD), which tdl cannot name: rename it',

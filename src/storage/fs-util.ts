@@ -134,11 +134,11 @@ export async function makeFolders(dir: string, mode?: number): Promise<string | 
 export function toDiskError(e: unknown, what: string): DiskError {
   if (e instanceof DiskError) return e;
   const err = e as NodeJS.ErrnoException;
-  // The system's words (systemErrorText: "no space left on device", …), but where tdl's own
-  // reading of the code says more.
   // The path the call failed on, when `what` does not name it already.
   const named = (p: string) => what.endsWith(p) || what.includes(`${p}:`) || what.includes(`${p} `);
   const where = err.path && !named(err.path) ? ` (${err.path})` : '';
+  // The system's words (systemErrorText: "no space left on device", …), but where tdl's own
+  // reading of the code says more.
   const detail =
     err.code === 'EACCES'
       ? `permission denied${where}`
