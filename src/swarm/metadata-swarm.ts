@@ -44,6 +44,7 @@ import {
   type HandoffCandidate,
   type PeerOrigin,
 } from './peer-pool.js';
+import { sourceFailures } from './stall-report.js';
 
 const log = logger('tdl:metadata');
 
@@ -218,7 +219,10 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
                     : '') +
                   `${this.lastFailure ? `; last: ${this.lastFailure}` : ''}` +
                   // What the trackers and the DHT said, as the download's own error names them.
-                  this.sourceFailures() +
+                  sourceFailures(this.opts.sources)
+                    .slice(0, 3)
+                    .map((m) => `; ${m}`)
+                    .join('') +
                   ')',
               ),
             );
@@ -234,24 +238,6 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
       // Kept for the download (takeOver) on success; ended at once on failure.
       if (!ok) this.close();
     }
-  }
-
-  /** The sources' last failures (a tracker's, the DHT's), at most three, each `; origin: why`. */
-  private sourceFailures(): string {
-    const out: string[] = [];
-    for (const { source, origin } of this.opts.sources) {
-      for (const f of source.failures) {
-        out.push(
-          origin === 'tracker' && f.url
-            ? `tracker ${f.url}: ${f.message}`
-            : `${origin}: ${f.message}`,
-        );
-      }
-    }
-    return out
-      .slice(0, 3)
-      .map((m) => `; ${m}`)
-      .join('');
   }
 
   /**

@@ -36,6 +36,26 @@ export function connectedDetail(sessions: Iterable<Session>): string[] {
   return out;
 }
 
+/**
+ * What the peer sources said last, one text each: a tracker's failures by its URL (`tracker
+ * URL: why`), any other source's by its origin (`dht: why`).
+ */
+export function sourceFailures(
+  sources: readonly { source: PeerSource; origin: string }[],
+): string[] {
+  const out: string[] = [];
+  for (const { source, origin } of sources) {
+    for (const f of source.failures) {
+      out.push(
+        origin === 'tracker' && f.url
+          ? `tracker ${f.url}: ${f.message}`
+          : `${origin}: ${f.message}`,
+      );
+    }
+  }
+  return out;
+}
+
 /** The last error of each web seed that has one. */
 export function webSeedErrors(ws: WebSeeds | null): string[] {
   const out: string[] = [];
@@ -61,11 +81,8 @@ export function noPeersError(f: StallFacts, waitedMs: number): NoPeersError {
   }
   parts.push(...connectedDetail(sessions).map((d) => `connected: ${d}`));
   if (f.lastFailure) parts.push(`last: ${f.lastFailure}`);
-  const tf = (f.tracker?.failures ?? []).map((x) => `tracker ${x.url}: ${x.message}`);
-  for (const x of f.sources) {
-    for (const y of x.source.failures) tf.push(`${x.origin}: ${y.message}`);
-  }
-  tf.push(...webSeedErrors(f.webSeeds));
+  const tracker = f.tracker ? [{ source: f.tracker, origin: 'tracker' }] : [];
+  const tf = [...sourceFailures([...tracker, ...f.sources]), ...webSeedErrors(f.webSeeds)];
   parts.push(...tf.slice(0, 3));
   return new NoPeersError(`no usable peer within ${seconds(waitedMs)}s (${parts.join('; ')})`);
 }

@@ -3,6 +3,7 @@ import { NoPeersError, TransferError } from '../../src/errors.js';
 import {
   connectedDetail,
   noPeersError,
+  sourceFailures,
   stalledError,
   type StallFacts,
 } from '../../src/swarm/stall-report.js';
@@ -71,6 +72,18 @@ describe('what a download that gets nothing says', () => {
     expect(noPeersError(facts(), 30_000).message).toBe(
       'no usable peer within 30s (no peer addresses found)',
     );
+  });
+
+  it("names a tracker's failure by its URL and another source's by its origin", () => {
+    expect(
+      sourceFailures([
+        {
+          origin: 'tracker',
+          source: failing([{ url: 'udp://t:1/announce', message: 'no answer yet' }]),
+        },
+        { origin: 'dht', source: failing([{ url: 'dht', message: 'no DHT node answered' }]) },
+      ]),
+    ).toEqual(['tracker udp://t:1/announce: no answer yet', 'dht: no DHT node answered']);
   });
 
   it('no data: the peers connected and the last peer problem', () => {
