@@ -9,7 +9,7 @@ import { download } from '../swarm/client.js';
 import type { Download } from '../swarm/download.js';
 import type { DownloadStats } from '../swarm/download-api.js';
 import { EVENTS_BACKLOG_BYTES, jsonLine } from './events.js';
-import { escapeControl, formatBytes, percentDown, redactUrls, terminalColumns } from './format.js';
+import { escapeControl, formatBytes, percentDown, printable, terminalColumns } from './format.js';
 import type { CliIO, DownloadCliOptions } from './program.js';
 import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from './progress.js';
 import { parseBootstrap, parsePeer } from './peer-arg.js';
@@ -94,11 +94,9 @@ export async function runDownload(
   };
   const warn = (message: string) => {
     // Passkeys stay out of --json too (they end up in logs); DEBUG logs keep them whole.
-    if (json) emit({ event: 'warning', message: escapeControl(redactUrls(message)) });
-    if (!opts.quiet && !json)
-      io.stderr.write(
-        `${tty ? '\r\x1b[2K' : ''}tdl: warning: ${escapeControl(redactUrls(message))}\n`,
-      );
+    const text = printable(message);
+    if (json) emit({ event: 'warning', message: text });
+    else if (!opts.quiet) io.stderr.write(`${tty ? '\r\x1b[2K' : ''}tdl: warning: ${text}\n`);
   };
   // Said, not silently dropped: the option asks for what --no-dht turns off.
   if (opts.dht === false && opts.dhtBootstrap.length > 0) {

@@ -87,6 +87,14 @@ export function redactUrls(s: string): string {
 }
 
 /**
+ * Text from trackers, torrents and peers as every message shows it (text lines and `--json`
+ * events alike): passkeys hidden (redactUrls), control and bidi characters escaped.
+ */
+export function printable(s: string): string {
+  return escapeControl(redactUrls(s));
+}
+
+/**
  * East Asian Wide and Fullwidth code points (Unicode 15, UAX #11), as [first, last] ranges,
  * emoji excepted (they are found by their properties). A terminal gives each two columns.
  */

@@ -3,7 +3,7 @@ import { infoHashV2Hex } from '../metainfo/hybrid.js';
 import { isMagnet } from '../metainfo/magnet.js';
 import type { CliIO } from './program.js';
 import { jsonLine } from './events.js';
-import { escapeControl, formatBytes, redactUrls } from './format.js';
+import { escapeControl, formatBytes, printable } from './format.js';
 import { parseBootstrap, parsePeer } from './peer-arg.js';
 import { openTorrent, type OpenedTorrent } from './source.js';
 import { printMetainfoWarnings } from './torrent-file.js';
@@ -135,7 +135,7 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
   // again a second later), rather than being written after its text.
   const tty = Boolean(io.stderr.isTTY) && !opts.json;
   const warn = (message: string): void => {
-    const text = `tdl: warning: ${escapeControl(redactUrls(message))}\n`;
+    const text = `tdl: warning: ${printable(message)}\n`;
     io.stderr.write(tty ? `\r\x1b[2K${text}` : text);
   };
   // As for `download`: said, not silently dropped.
@@ -221,11 +221,11 @@ export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Pr
   });
   if (m.urlList.length > 0) {
     lines.push('web seeds:');
-    for (const url of m.urlList) lines.push(`  ${escapeControl(redactUrls(url))}`);
+    for (const url of m.urlList) lines.push(`  ${printable(url)}`);
   }
   if (m.httpSeeds.length > 0) {
     lines.push('http seeds:');
-    for (const url of m.httpSeeds) lines.push(`  ${escapeControl(redactUrls(url))}`);
+    for (const url of m.httpSeeds) lines.push(`  ${printable(url)}`);
   }
   const count = files - padding;
   lines.push(`files:        ${count}${padding > 0 ? ` (and ${padding} padding)` : ''}`);

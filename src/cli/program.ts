@@ -8,7 +8,7 @@ import type { CreateCliOptions } from './create-command.js';
 import type { PeerCliOptions } from './download-command.js';
 import { jsonLine } from './events.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
-import { escapeControl, redactUrls } from './format.js';
+import { printable } from './format.js';
 import type { InfoCliOptions } from './info-command.js';
 import { parseRate } from './rate.js';
 import type { ByteStream } from './torrent-file.js';
@@ -497,7 +497,7 @@ export function reportError(
       event: 'error',
       kind,
       exitCode: code,
-      message: escapeControl(redactUrls(message)),
+      message: printable(message),
     };
     // With the events on stderr, the event is the message: one JSON object per line there.
     if (eventsOnStderr) {
@@ -506,6 +506,6 @@ export function reportError(
     }
     io.stdout.write(jsonLine(event));
   }
-  io.stderr.write(`tdl: ${escapeControl(redactUrls(message))}\n`);
+  io.stderr.write(`tdl: ${printable(message)}\n`);
   return code;
 }

@@ -21,7 +21,7 @@ import {
   UsageError,
 } from '../errors.js';
 import { followRedirect, REDIRECT_STATUSES } from '../http.js';
-import { escapeControl, redactUrls } from './format.js';
+import { printable } from './format.js';
 import { familyOfIp } from '../tracker/compact.js';
 import type { CliIO } from './program.js';
 import { MAX_TORRENT_FILE_BYTES, parseTorrent, type Metainfo } from '../metainfo/torrent.js';
@@ -52,7 +52,7 @@ export interface LoadOptions {
 
 /** How a refusal names `source`, first (README: its file, `stdin` or its URL). */
 function shownSource(source: string): string {
-  return source === '-' ? 'stdin' : escapeControl(redactUrls(source));
+  return source === '-' ? 'stdin' : printable(source);
 }
 
 /** A source over the cap, named as a refusal of its content would name it. */
@@ -326,7 +326,7 @@ async function fetchFrom(
 
 /** Writes the torrent's warnings to stderr as `tdl: warning: ...` lines. */
 export function printMetainfoWarnings(m: Metainfo, io: CliIO): void {
-  for (const w of m.warnings) io.stderr.write(`tdl: warning: ${escapeControl(redactUrls(w))}\n`);
+  for (const w of m.warnings) io.stderr.write(`tdl: warning: ${printable(w)}\n`);
 }
 
 function fstatOrNull(fd: number): Stats | null {

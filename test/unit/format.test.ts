@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   displayWidth,
   escapeControl,
+  printable,
   formatBytes,
   formatDuration,
   redactUrls,
@@ -26,6 +27,12 @@ describe('terminal text', () => {
     expect(escapeControl(family)).toBe(family);
     expect(escapeControl('\u0645\u06cc\u200c\u062e\u0648\u0627\u0645')).toBe(
       '\u0645\u06cc\u200c\u062e\u0648\u0627\u0645',
+    );
+  });
+
+  it('printable: passkeys hidden and controls escaped, as every message shows them', () => {
+    expect(printable('tracker http://t.example/a?passkey=s3cret: go\x1b[2J away\u202e')).toBe(
+      'tracker http://t.example/a?…: go\\x1b[2J away\\u202e',
     );
   });
 
