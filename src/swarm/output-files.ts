@@ -85,12 +85,13 @@ export class OutputFiles {
     // nothing is opened for writing (its final renames need no open file). Unless a selection's
     // side file is there: it may hold bytes of selected files, which go into them first.
     // What earlier runs left beside the output (after the lock: no other tdl changes it now).
-    const [resume, parts, metadata] = await Promise.all(
-      [resumePath(plan), partsPath(plan), withSuffix(plan.root, METADATA_SUFFIX)].map(
-        async (f) => (await lstatOrNull(f)) !== null,
-      ),
-    );
-    const before = { resume: resume!, parts: parts!, metadata: metadata! };
+    const there = async (f: string) => (await lstatOrNull(f)) !== null;
+    const [resume, parts, metadata] = await Promise.all([
+      there(resumePath(plan)),
+      there(partsPath(plan)),
+      there(withSuffix(plan.root, METADATA_SUFFIX)),
+    ]);
+    const before = { resume, parts, metadata };
     const writes = downloads || before.parts;
     let storage: DiskStorage;
     try {
