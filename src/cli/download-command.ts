@@ -88,8 +88,7 @@ export async function runDownload(
   const emit = (o: Record<string, unknown>) => {
     // A reader that falls behind misses `progress` events (snapshots, the next one says more),
     // never another: what waits for it in memory stays bounded on a long run.
-    const backlog = (events as { writableLength?: number }).writableLength ?? 0;
-    if (o['event'] === 'progress' && backlog > EVENTS_BACKLOG_BYTES) return;
+    if (o['event'] === 'progress' && (events.writableLength ?? 0) > EVENTS_BACKLOG_BYTES) return;
     events.write(jsonLine(o));
   };
   const warn = (message: string) => {

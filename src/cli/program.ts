@@ -19,6 +19,8 @@ import { ipFamily } from '../tracker/compact.js';
 
 export interface Out {
   write(s: string): unknown;
+  /** Bytes written and not yet taken by the reader (a stream's; absent: none kept). */
+  writableLength?: number;
 }
 
 export interface Err extends Out {
