@@ -12,11 +12,9 @@
  * In `read` mode (`tdl verify`, seeding) files are opened read-only under either name and nothing
  * is created or changed; a missing file reads as zeros.
  *
- * What is on disk is learnt once at open: folders are created (`mkdir` once each; a folder that
- * was just created holds nothing to look for), existing folders are listed once, and only names
- * that exist are `lstat`ed. No name is probed by a failing `open`. Files are then opened on demand
- * through a bounded pool (see file-pool.ts), so any number of files works under a small
- * RLIMIT_NOFILE. BEP 47 padding files are never created, opened or written: they read as zeros.
+ * What is on disk is learnt once at open, with one listing per existing folder (scan.ts). Files
+ * are then opened on demand through a bounded pool (see file-pool.ts), so any number of files
+ * works under a small RLIMIT_NOFILE. BEP 47 padding files are never created, opened or written: they read as zeros.
  *
  * System calls per file of a fresh download: one `open` (a file tdl creates needs no `fstat`)
  * and one `fstat` (its stamp) + `close` per time in the pool, its `pwrite`s (with an `fstat`
@@ -26,7 +24,8 @@
  * All but large writes are made inline (synchronously) while the disk answers fast, opens and
  * closes included (the pool holds raw descriptors): see Inline in fs-util.ts.
  *
- * Beside this module: what is written but not yet durable, and the syncs (durability.ts); each
+ * Beside this module: what is on disk at open (scan.ts); writing a piece's runs to its files
+ * (piece-writes.ts); what is written but not yet durable, and the syncs (durability.ts); each
  * file's stamp and the check that it is still tdl's (stamps.ts); reading pieces back from the
  * files, zeros or the parts file (piece-reads.ts).
  */
@@ -37,7 +36,6 @@ import {
   mkdirSync,
   openSync,
   renameSync,
-  writeSync,
   type BigIntStats,
 } from 'node:fs';
 import { mkdir, open, rename, rmdir, type FileHandle } from 'node:fs/promises';
@@ -52,8 +50,6 @@ import {
   fdCall,
   FS_PARALLEL,
   Inline,
-  INLINE_MAX_WRITE,
-  listNames,
   lstatInline,
   makeFolders,
   syncfsFlushes,
@@ -73,6 +69,8 @@ import {
   type OutputPlan,
 } from './output.js';
 import { PartsFile } from './parts.js';
+import { PieceWrites } from './piece-writes.js';
+import { scanOutput } from './scan.js';
 import { addPieceRuns, readRuns, type AbsentFn, type ReadSource, type Run } from './piece-reads.js';
 import type { StampTable } from './resume.js';
 import {
@@ -88,9 +86,6 @@ export { toDiskError } from './fs-util.js';
 const log = logger('tdl:storage');
 
 export type StorageMode = 'write' | 'read';
-
-/** Runs of pieces written at once, over all pieces (libuv runs four file operations at a time). */
-export const WRITE_PARALLEL = 8;
 
 export interface StorageOptions {
   mode?: StorageMode;
@@ -157,20 +152,6 @@ const NOWHERE = 0;
 const AT_FINAL = 1;
 const AT_PART = 2;
 
-/** A piece being written: its runs in its files, started in order. */
-interface PieceWrite {
-  index: number;
-  data: Buffer;
-  spans: Span[];
-  /** Next run to start. */
-  next: number;
-  /** Runs not finished. */
-  left: number;
-  error: unknown;
-  done: () => void;
-  fail: (e: unknown) => void;
-}
-
 export class DiskStorage {
   /** Files of the torrent (padding included). */
   readonly fileCount: number;
@@ -191,8 +172,6 @@ export class DiskStorage {
   private readonly ident: Identities;
   /** Smallest size each file must have: its size when found, grown by our writes. */
   private readonly knownSize: Float64Array;
-  /** Moves to the working name under way (see ensureWorkingName). */
-  private readonly renames = new Map<number, Promise<void>>();
   /** Each file's stamp, and whether it is still tdl's (see stamps.ts). */
   private readonly stamp: Stamps;
   /** What is written and not yet durable, and the syncs (see durability.ts). */
@@ -211,11 +190,10 @@ export class DiskStorage {
   /** This storage started the sync helper (see fs-util.ts) and stops it when closed. */
   private syncHelper = false;
   private pending = new Set<Promise<void>>();
-  /** Pieces whose runs wait to be written (see pumpWrites), and runs being written. */
-  private readonly queue: PieceWrite[] = [];
+  /** The runs of pieces being written to their files (see piece-writes.ts). */
+  private readonly writes: PieceWrites;
   /** The torrent's folders this run created at open, parents first (see removeMadeFolders). */
   private readonly made: string[] = [];
-  private writesRunning = 0;
   private beforeWrite: ((index: number) => Promise<void>) | null = null;
   private closed = false;
   /** Copies of boundary pieces (null: no parts file). */
@@ -282,6 +260,22 @@ export class DiskStorage {
     this.durable = new Durability(n, view);
     this.stamp = new Stamps(n, view);
     this.reads = view;
+    this.writes = new PieceWrites({
+      inline: this.inline,
+      withFile: (i, fn) => this.withFile(i, fn),
+      statHandle: (fd) => this.statHandle(fd),
+      knownSize: (i) => this.knownSize[i]!,
+      written: (i, end) => {
+        this.knownSize[i] = Math.max(this.knownSize[i]!, end);
+        this.stamp.changed(i);
+        this.durable.written(i);
+      },
+      atWorkingName: (i) => this.where[i] === AT_PART,
+      movedToWorkingName: (i) => void (this.where[i] = AT_PART),
+      finalPath: (i) => this.finalPath(i),
+      partPath: (i) => this.partPath(i),
+      currentPath: (i) => this.currentPath(i),
+    });
   }
 
   /** Final path of file `i`. */
@@ -420,89 +414,28 @@ export class DiskStorage {
   /** Learn which files exist, under which name, with one listing per existing folder. */
   private async scan(): Promise<void> {
     const write = this.mode === 'write';
-    // Folders that are not there (just created, or missing in read mode): nothing to look for.
-    const empty = new Set<string>();
-    // Only folders that hold a selected file: nothing is created for files not selected.
-    const needed = new Set<string>();
-    // The files of each folder (one path made per file).
-    const byDir = new Map<string, number[]>();
-    for (let i = 0; i < this.fileCount; i++) {
-      if (!this.stored(i)) continue;
-      const dir = path.dirname(this.finalPath(i));
-      let list = byDir.get(dir);
-      if (!list) byDir.set(dir, (list = []));
-      list.push(i);
-      for (let d = dir; !needed.has(d) && d !== this.plan.parent;) {
-        needed.add(d);
-        const up = path.dirname(d);
-        if (up === d) break;
-        d = up;
-      }
-    }
-    const dirs = this.plan.dirs.filter((d) => needed.has(d));
-    if (write && this.prepare) {
-      await mkdirOrFail(this.plan.parent, true);
-      for (const d of dirs) {
-        if (empty.has(path.dirname(d))) {
-          await this.mkdirNow(d);
-          empty.add(d);
-          this.made.push(d);
-        } else if (await this.mkdirNow(d)) {
-          empty.add(d);
-          this.made.push(d);
-        }
-      }
-    }
-    const listable = new Set(dirs);
-    for (const [d, list] of byDir) {
-      if (empty.has(d)) continue;
-      let present: (name: string) => Promise<boolean>;
-      if (listable.has(d)) {
-        const want = new Set<string>();
-        for (const i of list) {
-          want.add(path.basename(this.finalPath(i)));
-          want.add(path.basename(this.partPath(i)));
-        }
-        const found = await listNames(d, want);
-        present = (name) => Promise.resolve(found.has(name));
-      } else {
-        present = async (name) => (await this.lstatNow(path.join(d, name))) !== null;
-      }
-      for (const i of list) {
-        const hasPart = await present(path.basename(this.partPath(i)));
-        const hasFinal = await present(path.basename(this.finalPath(i)));
-        if (hasPart) {
-          this.where[i] = AT_PART;
-          if (hasFinal) this.flags[i]! |= SHADOWED;
-        } else if (hasFinal) {
-          this.where[i] = AT_FINAL;
-        } else {
-          continue;
-        }
-        const current = this.currentPath(i)!;
-        const st = await this.lstatNow(current);
-        if (!st) {
-          // Gone between the listing and now: treat as never there.
-          this.where[i] = NOWHERE;
-          this.flags[i]! &= ~SHADOWED;
-          continue;
-        }
-        if (st.isSymbolicLink()) {
-          throw new DiskError(`cannot open ${current}: refusing to follow a symlink`);
-        }
-        if (!st.isFile()) {
-          if (write) throw new DiskError(`${current} is not a regular file`);
-          // To read (verify, seed): the file is not there, and the report says what is.
-          this.where[i] = NOWHERE;
-          this.flags[i]! = (this.flags[i]! & ~SHADOWED) | NOT_A_FILE;
-          continue;
-        }
-        this.flags[i]! |= EXISTED;
-        this.exists[i] = 1;
-        this.ident.set(i, st);
-        this.knownSize[i] = Number(st.size);
-        this.stamp.found(i, st);
-      }
+    const { found, notAFile, made } = await scanOutput({
+      fileCount: this.fileCount,
+      write,
+      prepare: this.prepare,
+      parent: this.plan.parent,
+      dirs: this.plan.dirs,
+      stored: (i) => this.stored(i),
+      finalPath: (i) => this.finalPath(i),
+      partPath: (i) => this.partPath(i),
+      mkdir: (d) => this.mkdirNow(d),
+      mkdirs: async (d) => void (await mkdirOrFail(d, true)),
+      lstat: (p) => this.lstatNow(p),
+    });
+    this.made.push(...made);
+    for (const i of notAFile) this.flags[i]! |= NOT_A_FILE;
+    for (const { index: i, atPart, shadowed, stat } of found) {
+      this.where[i] = atPart ? AT_PART : AT_FINAL;
+      this.flags[i]! |= EXISTED | (shadowed ? SHADOWED : 0);
+      this.exists[i] = 1;
+      this.ident.set(i, stat);
+      this.knownSize[i] = Number(stat.size);
+      this.stamp.found(i, stat);
     }
     if (write) {
       for (let i = 0; i < this.fileCount; i++) {
@@ -651,121 +584,12 @@ export class DiskStorage {
     // not selected is never touched (its bytes went to the parts file).
     const own = inside === spans.length ? spans : spans.filter((s) => this.stored(s.fileIndex));
     if (own.length > 0) {
-      jobs.push(
-        new Promise<void>((done, fail) => {
-          this.queue.push({
-            index,
-            data,
-            spans: own,
-            next: 0,
-            left: own.length,
-            error: null,
-            done,
-            fail,
-          });
-          this.pumpWrites();
-        }),
-      );
+      jobs.push(this.writes.write(index, data, own));
     }
     const results = await Promise.allSettled(jobs);
     for (const r of results) if (r.status === 'rejected') throw r.reason;
     // Its bytes are in its files now: read from there again.
     this.fromCopy.delete(index);
-  }
-
-  /**
-   * Start queued runs, WRITE_PARALLEL at a time over all pieces, oldest piece first. A piece of
-   * many small files has hundreds of runs: started all at once, pieces in flight would queue
-   * thousands of file operations (and the objects that wait on each) in libuv's four threads.
-   */
-  private pumpWrites(): void {
-    while (this.writesRunning < WRITE_PARALLEL && this.queue.length > 0) {
-      const w = this.queue[0]!;
-      const s = w.spans[w.next++]!;
-      if (w.next === w.spans.length) this.queue.shift();
-      this.writesRunning++;
-      this.writeSpan(w.index, w.data, s).then(
-        () => this.spanDone(w, null),
-        (e: unknown) => this.spanDone(w, e ?? new Error('write failed')),
-      );
-    }
-  }
-
-  /** A run of piece write `w` ended: the piece settles (first error, if any) with its last run. */
-  private spanDone(w: PieceWrite, error: unknown): void {
-    this.writesRunning--;
-    w.error ??= error;
-    if (--w.left === 0) {
-      if (w.error === null) w.done();
-      else w.fail(w.error);
-    }
-    this.pumpWrites();
-  }
-
-  private async writeSpan(index: number, data: Buffer, s: Span): Promise<void> {
-    await this.inline.pace();
-    {
-      const fi = s.fileIndex;
-      await this.ensureWorkingName(fi);
-      try {
-        await this.withFile(fi, async (fd) => {
-          // Only a write that reaches the end of what tdl has written could regrow a file that
-          // someone else truncated, and hide the hole: only then is its size checked. (A
-          // truncation that no write hides is found by the next checkIntact.)
-          const known = this.knownSize[fi]!;
-          if (known > 0 && s.fileOffset + s.length >= known) {
-            const st = await this.statHandle(fd);
-            if (st.size < known) {
-              throw new OutputChangedError(
-                `${this.currentPath(fi)} was truncated during the download (${st.size} bytes, expected ${known})`,
-              );
-            }
-          }
-          const inline = this.inline.on && s.length <= INLINE_MAX_WRITE;
-          let done = 0;
-          while (done < s.length) {
-            const at = s.pieceOffset + done;
-            const n = s.length - done;
-            const bytesWritten = inline
-              ? this.inline.run(() => writeSync(fd, data, at, n, s.fileOffset + done))
-              : await fdCall.write(fd, data, at, n, s.fileOffset + done);
-            if (bytesWritten <= 0) throw new Error('short write');
-            done += bytesWritten;
-          }
-        });
-      } catch (e) {
-        throw toDiskError(e, `cannot write piece ${index} to ${this.currentPath(fi)}`);
-      }
-      this.knownSize[fi] = Math.max(this.knownSize[fi]!, s.fileOffset + s.length);
-      this.stamp.changed(fi);
-      this.durable.written(fi);
-    }
-  }
-
-  /** A file still under its final name is moved to its working name before it is changed. */
-  private ensureWorkingName(fi: number): Promise<void> {
-    if (this.where[fi] === AT_PART) return Promise.resolve();
-    let r = this.renames.get(fi);
-    if (!r) {
-      r = (async () => {
-        const from = this.finalPath(fi);
-        const to = this.partPath(fi);
-        try {
-          await rename(from, to);
-        } catch (e) {
-          throw toDiskError(e, `cannot rename ${from} to ${to}`);
-        }
-        this.where[fi] = AT_PART;
-        log('moved %s to its working name', from);
-      })();
-      this.renames.set(fi, r);
-      // Done: nothing to keep. A failed rename is retried by the next write.
-      void r.then(
-        () => this.renames.delete(fi),
-        () => this.renames.delete(fi),
-      );
-    }
-    return r;
   }
 
   /** Read a piece back from disk. Bytes past the end of a file, or of a missing file, read as 0. */
