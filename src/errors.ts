@@ -160,6 +160,15 @@ export function systemErrorText(e: unknown): string {
  */
 export function describeError(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
+  // Node's own words for a failed call (`connect ECONNREFUSED 127.0.0.1:6881`) name the call and
+  // the address, which the caller names already: the error in words, and its code for scripts.
+  const { code, syscall } = err as NodeJS.ErrnoException;
+  if (typeof code === 'string' && typeof syscall === 'string') {
+    const words = wordsFor(code);
+    if (words !== undefined && err.message.startsWith(`${syscall} ${code}`)) {
+      return `${words} (${code})`;
+    }
+  }
   const codes: string[] = [];
   for (const e of [err, (err as { cause?: unknown }).cause]) {
     const code = e instanceof Error ? (e as { code?: unknown }).code : undefined;

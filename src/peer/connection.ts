@@ -18,7 +18,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { logger } from '../log.js';
-import { TdlError, WireError } from '../errors.js';
+import { describeError, TdlError, WireError } from '../errors.js';
 import { formatPeerAddress } from '../tracker/types.js';
 import { familyOfIp } from '../tracker/compact.js';
 import { Bitfield } from '../wire/bitfield.js';
@@ -401,7 +401,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private watch(socket: net.Socket): void {
     socket.on('error', (e) => {
       this.peerEnded = true;
-      this.close(`socket error: ${e.message}`);
+      this.close(describeError(e));
     });
     socket.on('close', () => {
       this.peerEnded = true;

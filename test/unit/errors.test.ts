@@ -21,6 +21,24 @@ describe('describeError', () => {
     expect(describeError(cause)).toBe('connect ECONNREFUSED 127.0.0.1:1');
   });
 
+  it("puts a failed call's code in words, without the call and address Node's message names", async () => {
+    const { createConnection, createServer } = await import('node:net');
+    const server = createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    await new Promise<void>((r) => server.close(() => r()));
+    const err = await new Promise<Error>((resolve) =>
+      createConnection(port, '127.0.0.1').on('error', resolve),
+    );
+    expect(err.message).toBe(`connect ECONNREFUSED 127.0.0.1:${port}`);
+    expect(describeError(err)).toBe('connection refused (ECONNREFUSED)');
+    const reset = Object.assign(new Error('read ECONNRESET'), {
+      code: 'ECONNRESET',
+      syscall: 'read',
+    });
+    expect(describeError(reset)).toBe('connection reset by peer (ECONNRESET)');
+  });
+
   it('describes what is not an Error', () => {
     expect(describeError('boom')).toBe('boom');
     expect(describeError(42)).toBe('42');
