@@ -21,7 +21,8 @@
  *   `retryAfterFailureMs`, doubling up to `maxRetryAfterFailureMs`.
  * - requestMore() brings rounds forward: not before the tracker's `min interval` (or
  *   `requestMoreDefaultMs` when it gave none, and never under `requestMoreMinMs`) after an
- *   answer; after failed rounds, `requestMoreMinMs` doubled at each failed round in a row (up to
+ *   answer, doubled at each answer in a row that brought no peer the one before had not (up to
+ *   `maxRetryAfterFailureMs`); after failed rounds, `requestMoreMinMs` doubled at each failed round in a row (up to
  *   `maxRetryAfterFailureMs`).
  * - A tracker's first successful announce carries event=started; complete() and stop()
  *   send completed/stopped only to trackers that acknowledged started, bounded in time.
@@ -153,6 +154,10 @@ interface TierState {
   failedRounds: number;
   /** requestMore() was called while a round was running. */
   moreRequested: boolean;
+  /** The peers of the tier's last answer (addresses), to tell whether the next one brings any. */
+  lastPeers: Set<string>;
+  /** Answers in a row that brought no peer the answer before had not (see bringForward). */
+  staleAnswers: number;
 }
 
 export interface AnnouncerEvents {
@@ -313,6 +318,8 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
         minIntervalMs: undefined,
         failedRounds: 0,
         moreRequested: false,
+        lastPeers: new Set(),
+        staleAnswers: 0,
       });
     }
     debug(
@@ -410,11 +417,16 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
     } else if (tier.lastSuccessAt === undefined) {
       at = tier.lastRoundEndAt + this.timing.requestMoreMinMs;
     } else {
+      // A tracker that answers with nothing new (no peers, or the same ones again) is asked
+      // less and less often: its min interval (which may be 0), doubled at each such answer in
+      // a row, up to the failure retry's cap. Never sooner than the tier's regular round.
       const floor = Math.max(
         tier.minIntervalMs ?? this.timing.requestMoreDefaultMs,
         this.timing.requestMoreMinMs,
       );
-      at = tier.lastSuccessAt + floor;
+      const backOff = floor * 2 ** Math.min(tier.staleAnswers, 30);
+      at =
+        tier.lastSuccessAt + Math.min(backOff, Math.max(floor, this.timing.maxRetryAfterFailureMs));
     }
     at = Math.max(at, now);
     if (at < tier.nextAt) {
@@ -693,6 +705,11 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
         }
         tier.failedRounds = 0;
         tier.lastSuccessAt = Date.now();
+        const peers = new Set(res.peers.map((p) => `${p.host}:${p.port}`));
+        let fresh = false;
+        for (const p of peers) if (!tier.lastPeers.has(p)) fresh = true;
+        tier.staleAnswers = fresh ? 0 : tier.staleAnswers + 1;
+        tier.lastPeers = peers;
         tier.minIntervalMs = res.minInterval !== undefined ? res.minInterval * 1000 : undefined;
         finish();
         this.schedule(tier, Math.max(res.interval * 1000, this.timing.minReannounceMs));

@@ -289,6 +289,39 @@ describe('Announcer', () => {
     expect(t.announces[1]?.event).toBeUndefined();
   });
 
+  it('requestMore backs off from a tracker whose answers bring nothing new, even with min interval 0', async () => {
+    let round = 0;
+    const t = await http_({
+      handler: (_req, res) => {
+        round++;
+        // No peer at first, then the same one again and again, then a new one.
+        const peer = round >= 7 ? [127, 0, 0, 9, 0x1b, 0x5b] : [127, 0, 0, 8, 0x1b, 0x5b];
+        const peers = Buffer.from(round === 1 ? [] : peer);
+        res.end(encode({ interval: 1800, 'min interval': 0, peers }));
+      },
+    });
+    const a = announcer({ announceList: [[t.url]], timing: { requestMoreMinMs: 100 } });
+    const at: number[] = [];
+    a.on('announce', () => at.push(Date.now()));
+    a.start();
+    // A download short of peers asks for more all the time.
+    const more = setInterval(() => a.requestMore(), 20);
+    try {
+      await until(() => at.length >= 8, 20_000, 'eight answers');
+    } finally {
+      clearInterval(more);
+    }
+    const gaps = at.slice(1).map((x, i) => x - at[i]!);
+    // Answer 1 (no peer) brings nothing new: the next is asked 200 ms after it; answer 2 (a
+    // peer) is new: 100 ms; answers 3–6 (that peer again) bring nothing new: 200, 400, 800,
+    // 1,600 ms; answer 7 brings a new peer: the 100 ms floor again. Timers never fire early.
+    expect(gaps[0]).toBeGreaterThanOrEqual(195);
+    expect(gaps[3]).toBeGreaterThanOrEqual(395);
+    expect(gaps[4]).toBeGreaterThanOrEqual(795);
+    expect(gaps[5]).toBeGreaterThanOrEqual(1595);
+    expect(gaps[6]).toBeLessThan(gaps[5]!);
+  });
+
   it('requestMore after a failure retries after a short delay', async () => {
     let answer = false;
     const t = await http_({
