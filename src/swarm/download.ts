@@ -81,6 +81,13 @@ const TICK_MS = 500;
  * tried again, as when no peer is connected at all.
  */
 const STARVED_MS = 5_000;
+/**
+ * Bytes of blocks still arriving (and of web seed pieces) that count as progress for `--timeout`
+ * and STARVED_MS, summed over every source since the last progress: a peer that trickles a byte
+ * now and then without ever completing a block is no progress (it held a download forever at
+ * 0 %), while one whose blocks each take longer than `--timeout` but keep coming is.
+ */
+export const TRICKLE_MIN_BYTES = 1024;
 
 export class Download extends EventEmitter<DownloadEvents> {
   private readonly meta: Metainfo;
@@ -102,6 +109,9 @@ export class Download extends EventEmitter<DownloadEvents> {
   private lastProgressAt = Date.now();
   /** Web seed bytes received at the last tick (see tick). */
   private webBytesSeen = 0;
+  /** Block bytes counted since `trickleSince` (the last progress): see TRICKLE_MIN_BYTES. */
+  private trickled = 0;
+  private trickleSince = 0;
   private firstUnchokeAt = 0;
   private downloaded = 0;
   private replaced = 0;
@@ -939,15 +949,17 @@ export class Download extends EventEmitter<DownloadEvents> {
       }
       return;
     }
+    // Block data still arriving is data, once there is enough of it (TRICKLE_MIN_BYTES): a peer
+    // whose blocks each take longer than `--timeout` keeps the download alive while its bytes
+    // flow (the peer's own checks judge whether it is worth keeping).
+    if (this.trickleSince !== this.lastProgressAt) {
+      this.trickleSince = this.lastProgressAt;
+      this.trickled = 0;
+    }
     for (const s of [...this.sessions.values()]) {
-      // Block data still arriving is data: a peer whose blocks each take longer than
-      // `--timeout` keeps the download alive while its bytes flow (the peer's own checks judge
-      // whether it is worth keeping).
       const blockBytes = s.conn.blockBytesIn;
-      if (blockBytes !== s.blockBytesSeen) {
-        s.blockBytesSeen = blockBytes;
-        this.lastProgressAt = now;
-      }
+      this.trickled += blockBytes - s.blockBytesSeen;
+      s.blockBytesSeen = blockBytes;
       const verdict = this.scheduler.check(s.req, now, this.sequential && this.pool.hopeful() > 0);
       if (verdict && typeof verdict === 'object') {
         this.drop(s, verdict.drop);
@@ -958,10 +970,9 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
     // So are web seed bytes still arriving: a piece may take a slow server longer than `--timeout`.
     const webBytes = this.webSeeds?.bytesFetched ?? 0;
-    if (webBytes !== this.webBytesSeen) {
-      this.webBytesSeen = webBytes;
-      this.lastProgressAt = now;
-    }
+    this.trickled += webBytes - this.webBytesSeen;
+    this.webBytesSeen = webBytes;
+    if (this.trickled >= TRICKLE_MIN_BYTES) this.lastProgressAt = now;
     // While --max-download-rate holds the sockets unread, the wait is ours, not the peers': a
     // low limit after a first read's burst is no stall (it ended healthy downloads with exit 5).
     if (this.readLimiter?.paused) this.lastProgressAt = now;

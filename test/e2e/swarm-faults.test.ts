@@ -4,7 +4,8 @@
  *   cancelled requests, no waste, no drop);
  * - with a disk whose writes never finish, the pieces held in memory stay within the budget;
  * - a peer whose blocks each take longer than `--timeout` to arrive, their bytes flowing all the
- *   while, is not taken for a stall: `--timeout` is about no data at all;
+ *   while, is not taken for a stall: `--timeout` is about no data at all; one that trickles a
+ *   byte now and then, never a whole block, is (it held a download at 0 % for ever);
  * - a peer trickling the blocks of a small torrent holds all of them: a good seeder that joins
  *   later is given them once they have been held a request timeout;
  * - a piece that failed with blocks from two peers, beside a proven peer that lacks it, is
@@ -101,6 +102,28 @@ describe('swarm faults', () => {
     expect(r.code).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
     expect(peer.conns).toHaveLength(1);
+  }, 60_000);
+
+  it('--timeout fires when the only peer trickles a byte now and then, never a whole block', async () => {
+    const pieceLength = 32 * 1024;
+    const data = randomBytesSeeded(pieceLength, 'trickle-only');
+    const t = makeTorrent({ name: 'trickle.bin', pieceLength, files: { data } });
+    // One byte of the block every 200 ms: 15 bytes in the 3 s --timeout below.
+    const peer = await startHostilePeer(async (c) => {
+      await c.becomeReadySeeder(t.infoHash, 1);
+      const r = await c.waitForMessage('request', 60_000);
+      const msg = correctBlock(data, pieceLength, r);
+      for (let at = 0; at < msg.length && !c.isClosed; at++) {
+        await c.write(msg.subarray(at, at + 1));
+        await c.sleep(200);
+      }
+    });
+    fx.onClose(() => peer.close());
+    const tp = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'trickle.bin');
+    const r = await fromPeers(tp, out, [peer.hostPort], '--timeout', '3');
+    expect(r.code).toBe(5);
+    expect(r.stderr).toMatch(/no data for 3s/);
   }, 60_000);
 
   it('a seeder that joins after a trickling peer took every block still gets them', async () => {
