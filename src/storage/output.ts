@@ -218,8 +218,14 @@ export async function outputRoot(
   output: string | undefined,
   access: OutputAccess = 'write',
 ): Promise<{ root: string; target: string; st: Stats | null }> {
-  const target = path.resolve(output ?? '.');
+  let target = path.resolve(output ?? '.');
   const st = await statOrNull(target);
+  // A link to a folder (`-o ~/dl`, `~/dl` a link) is the folder it leads to: files, resume file
+  // and lock are then named from one path, whichever way the folder is reached, and a second
+  // tdl through the link finds the first one's lock.
+  if (st?.isDirectory() && (await lstatOrNull(target))?.isSymbolicLink()) {
+    target = await realpath(target);
+  }
   // `-o new/`: a folder to put the torrent in, as an existing one would be (resolve() drops the
   // slash, which made a single file named `new`).
   const folderNamed = output !== undefined && output.endsWith('/');

@@ -2,7 +2,7 @@
  * End to end, in process: the real CLI against fake trackers and fake seeders on 127.0.0.1.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
@@ -213,6 +213,35 @@ describe('single-peer core path', () => {
     expect(code).toBe(0);
     expect(await readFile(out)).toEqual(data);
     expect(existsSync(`${out}.tdl-lock`)).toBe(false);
+  }, 60_000);
+
+  it("a second tdl through a link to the first one's folder stops at once too", async () => {
+    const a = randomBytesSeeded(1024 * 1024, 'two-via-link-a');
+    const b = randomBytesSeeded(1024 * 1024, 'two-via-link-b');
+    const t = makeTorrent({
+      name: 'two',
+      pieceLength: 32 * 1024,
+      files: [
+        { path: ['a.bin'], data: a },
+        { path: ['sub', 'b.bin'], data: b },
+      ],
+    });
+    const s = await fx.seeder(t, 32 * 1024, { rateLimit: 512 * 1024 });
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'two');
+    const peer = ['--peer', `127.0.0.1:${s.port}`, '--no-listen', '--no-dht', '--json'];
+    const first = spawnTdl(['download', torrent, '-o', out, ...peer], fx.onClose);
+    await first.waitEvent('started');
+    const alias = path.join(fx.dir, 'alias');
+    await symlink(out, alias);
+    const second = await runCli(['download', torrent, '-o', alias, ...peer]);
+    expect(second.code, second.stderr).toBe(6);
+    expect(second.stderr).toMatch(/two is in use by another tdl \(pid \d+\)/);
+    expect(existsSync(`${alias}.tdl-resume`)).toBe(false);
+    const { code } = await first.exited;
+    expect(code).toBe(0);
+    expect(await readFile(path.join(out, 'sub', 'b.bin'))).toEqual(b);
+    expect(await readFile(path.join(out, 'a.bin'))).toEqual(a);
   }, 60_000);
 
   it('a peer that never unchokes: the no-peer error says it chokes us', async () => {
