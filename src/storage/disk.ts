@@ -405,6 +405,9 @@ export class DiskStorage {
       }
     } catch (e) {
       await s.close().catch(() => {});
+      // Nothing was written: the folders made so far go again (a disk out of space or inodes
+      // after the top folder was made left it, and the next run nested the torrent inside it).
+      await s.removeMadeFolders();
       throw toDiskError(e, 'cannot open output');
     }
     log('opened %d files under %s (%s), %d open at most', s.fileCount, plan.root, s.mode, capacity);
@@ -414,7 +417,7 @@ export class DiskStorage {
   /** Learn which files exist, under which name, with one listing per existing folder. */
   private async scan(): Promise<void> {
     const write = this.mode === 'write';
-    const { found, notAFile, made } = await scanOutput({
+    const { found, notAFile } = await scanOutput({
       fileCount: this.fileCount,
       write,
       prepare: this.prepare,
@@ -423,11 +426,14 @@ export class DiskStorage {
       stored: (i) => this.stored(i),
       finalPath: (i) => this.finalPath(i),
       partPath: (i) => this.partPath(i),
-      mkdir: (d) => this.mkdirNow(d),
+      mkdir: async (d) => {
+        const made = await this.mkdirNow(d);
+        if (made) this.made.push(d);
+        return made;
+      },
       mkdirs: async (d) => void (await mkdirOrFail(d, true)),
       lstat: (p) => this.lstatNow(p),
     });
-    this.made.push(...made);
     for (const i of notAFile) this.flags[i]! |= NOT_A_FILE;
     for (const { index: i, atPart, shadowed, stat } of found) {
       this.where[i] = atPart ? AT_PART : AT_FINAL;

@@ -28,7 +28,10 @@ export interface ScanHost {
   stored(i: number): boolean;
   finalPath(i: number): string;
   partPath(i: number): string;
-  /** Create a folder whose parent exists; true when it was made, false when one was there. */
+  /**
+   * Create a folder whose parent exists; true when it was made (the host keeps a list, to remove
+   * them again should the run write nothing), false when one was there.
+   */
   mkdir(dir: string): Promise<boolean>;
   /** Create a folder and its parents. */
   mkdirs(dir: string): Promise<void>;
@@ -49,12 +52,10 @@ export interface ScanResult {
   found: Found[];
   /** Read mode: files whose path holds something that is not a regular file. */
   notAFile: number[];
-  /** Folders this scan created, parents first. */
-  made: string[];
 }
 
 export async function scanOutput(host: ScanHost): Promise<ScanResult> {
-  const result: ScanResult = { found: [], notAFile: [], made: [] };
+  const result: ScanResult = { found: [], notAFile: [] };
   // Folders that are not there (just created, or missing in read mode): nothing to look for.
   const empty = new Set<string>();
   // Only folders that hold a stored file: nothing is created for files not selected.
@@ -78,13 +79,7 @@ export async function scanOutput(host: ScanHost): Promise<ScanResult> {
   if (host.write && host.prepare) {
     await host.mkdirs(host.parent);
     for (const d of dirs) {
-      if (empty.has(path.dirname(d))) {
-        await host.mkdir(d);
-      } else if (!(await host.mkdir(d))) {
-        continue;
-      }
-      empty.add(d);
-      result.made.push(d);
+      if (await host.mkdir(d)) empty.add(d);
     }
   }
   const listable = new Set(dirs);
