@@ -562,7 +562,23 @@ export class DiskStorage {
   writePiece(index: number, data: Buffer): Promise<void> {
     if (this.closed) return Promise.reject(new DiskError('storage is closed'));
     if (this.mode !== 'write') return Promise.reject(new DiskError('storage is read-only'));
-    const p = this.doWrite(index, data);
+    return this.track(this.doWrite(index, data));
+  }
+
+  /**
+   * Put the bytes of piece `index` (`data`, read from its copy in the parts file: see
+   * piecesToCopy) into the selected files that do not hold them. A file that does (complete from
+   * an earlier, narrower selection, under its final name) is not touched: it keeps its name.
+   */
+  writeFromCopy(index: number, data: Buffer): Promise<void> {
+    if (this.closed) return Promise.reject(new DiskError('storage is closed'));
+    if (this.mode !== 'write') return Promise.reject(new DiskError('storage is read-only'));
+    const all = this.fromCopy.has(index);
+    return this.track(this.doWrite(index, data, (s) => all || !this.fileHolds(s)));
+  }
+
+  /** A write in flight, until it settles (see flush). */
+  private track(p: Promise<void>): Promise<void> {
     this.pending.add(p);
     void p.then(
       () => this.pending.delete(p),
@@ -571,7 +587,12 @@ export class DiskStorage {
     return p;
   }
 
-  private async doWrite(index: number, data: Buffer): Promise<void> {
+  /** Write piece `index`; `fromCopy`: only the spans it accepts, and not to the parts file. */
+  private async doWrite(
+    index: number,
+    data: Buffer,
+    fromCopy?: (s: Span) => boolean,
+  ): Promise<void> {
     if (this.beforeWrite) await this.beforeWrite(index);
     const spans = this.layout.spans(index);
     // A boundary piece: a copy goes to the parts file, never into the files not selected.
@@ -582,13 +603,16 @@ export class DiskStorage {
       if (this.stored(s.fileIndex)) inside++;
       else if (!this.isPadding(s.fileIndex)) outside = true;
     }
-    if (outside) {
+    if (outside && !fromCopy) {
       if (!this.parts) throw new DiskError(`piece ${index} touches a file not selected`);
       jobs.push(this.parts.write(index, data));
     }
     // Padding is zeros by definition (the piece's hash checked them): nothing to store. A file
     // not selected is never touched (its bytes went to the parts file).
-    const own = inside === spans.length ? spans : spans.filter((s) => this.stored(s.fileIndex));
+    const own =
+      inside === spans.length && !fromCopy
+        ? spans
+        : spans.filter((s) => this.stored(s.fileIndex) && (!fromCopy || fromCopy(s)));
     if (own.length > 0) {
       jobs.push(this.writes.write(index, data, own));
     }
@@ -682,7 +706,7 @@ export class DiskStorage {
 
   /**
    * Pieces of `have` whose bytes for selected files are only in the parts file (the selection
-   * grew since they were written): rewrite each (readPiece, then writePiece) to put them in place.
+   * grew since they were written): rewrite each (readPiece, then writeFromCopy) to put them in place.
    */
   piecesToCopy(have: { has(i: number): boolean }): number[] {
     if (!this.parts) return [];

@@ -134,7 +134,7 @@ export class OutputFiles {
   async copyFromParts(have: Bitfield): Promise<void> {
     const { storage } = this;
     for (const p of storage.piecesToCopy(have)) {
-      await storage.writePiece(p, await storage.readPiece(p));
+      await storage.writeFromCopy(p, await storage.readPiece(p));
     }
   }
 

@@ -274,6 +274,37 @@ describe('--select', () => {
     expect((await readFile(path.join(out, 'f3.bin'))).equals(files[2]!.data)).toBe(true);
   });
 
+  it('widened, a file an earlier selection completed keeps its name while the run goes on', async () => {
+    const { files, t } = fiveFiles();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    const s = await fx.seeder(t, PIECE);
+    const r = await runCli(['download', torrent, '-o', out, '--select', '1', ...peerArgs(s)]);
+    expect(r.code).toBe(0);
+    await s.close();
+    // File 2's bytes in piece 1 (shared with file 1) come from the parts file; the rest of it
+    // from no one: the run fails. File 1 was not written to, and is still there by its name.
+    const r2 = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--select',
+      '1,2',
+      '--peer',
+      '127.0.0.1:1',
+      '--no-listen',
+      '--timeout',
+      '1',
+    ]);
+    expect(r2.code).toBe(4);
+    expect((await readdir(out)).sort()).toEqual(['f1.bin', 'f2.bin.part']);
+    expect((await readFile(path.join(out, 'f1.bin'))).equals(files[0]!.data)).toBe(true);
+    const copied = PIECE * 2 - files[0]!.data.length;
+    const part = await readFile(path.join(out, 'f2.bin.part'));
+    expect(part.subarray(0, copied).equals(files[1]!.data.subarray(0, copied))).toBe(true);
+  });
+
   it('files wholly inside held boundary pieces are filled from the parts file, offline', async () => {
     const files = [10_000, 100, 60_000].map((n, i) => ({
       path: [`g${i + 1}.bin`],
