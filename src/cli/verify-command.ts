@@ -300,9 +300,11 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
         const other = otherForms[k];
         const note = f.notAFile
           ? ' (not a file: a folder, FIFO or device is there)'
-          : other
-            ? ` (${escapeControl(other)} is there: the same name in another Unicode form; tdl names files in NFC, rename it)`
-            : '';
+          : f.state === 'too-long'
+            ? ` (${f.length} bytes in the torrent)`
+            : other
+              ? ` (${escapeControl(other)} is there: the same name in another Unicode form; tdl names files in NFC, rename it)`
+              : '';
         lines.push(`  ${what}  ${escapeControl(f.path)}${note}`);
       }
       if (bad.length > MAX_FILES_LISTED) {
@@ -325,6 +327,10 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
       }
       // Something else where a link of the torrent goes: a download would refuse to replace it.
       const wrongLinks = files.filter((f) => f.state === 'wrong-link').length;
+      // A download takes a folder whose files are longer for someone else's: it would start
+      // again one level down. Cut to size, they are the torrent's (and complete, if nothing else
+      // is left to do).
+      const tooLong = files.filter((f) => f.state === 'too-long').length;
       lines.push(
         ready
           ? 'result:   complete'
@@ -333,7 +339,15 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
             : wrongLinks > 0
               ? `result:   all data valid, not finished: remove what is in the place of the ` +
                 `torrent's link${wrongLinks === 1 ? '' : 's'}, then run tdl download again`
-              : 'result:   all data valid, not finished: run tdl download again to finish it',
+              : tooLong > 0
+                ? `result:   all data valid, not finished: cut ${
+                    tooLong === 1
+                      ? 'the file that is too long to its size'
+                      : `the ${tooLong} files that are too long to their sizes`
+                  } in the torrent (truncate -s SIZE FILE)${
+                    bad.length > tooLong ? ', then run tdl download again' : ''
+                  }`
+                : 'result:   all data valid, not finished: run tdl download again to finish it',
       );
       io.stdout.write(`${lines.join('\n')}\n`);
     }
