@@ -19,7 +19,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { open } from 'node:fs/promises';
-import { systemErrorText } from '../errors.js';
+import { DiskError, systemErrorText } from '../errors.js';
 import { logger } from '../log.js';
 import { Bitfield } from '../wire/bitfield.js';
 import type { DiskStorage } from './disk.js';
@@ -29,6 +29,7 @@ import type { Layout } from './layout.js';
 import {
   checkpointSize,
   decodeResume,
+  RESUME_MAGIC,
   resumeMismatch,
   stampAt,
   type DecodedResume,
@@ -228,7 +229,9 @@ export function isAllZero(buf: Buffer): boolean {
 
 /**
  * Read a resume file, at most what a resume file of this torrent (of `fileCount` files) can
- * hold. Null if absent; anything but a regular file (a FIFO, a folder) is not one.
+ * hold. Null if absent; anything but a regular file (a FIFO, a folder) is not one. A file that
+ * is not tdl's (it does not start as every resume file does) throws DiskError: the next
+ * checkpoint would replace it, and the end of the download remove it.
  */
 export async function readResumeFile(
   file: string,
@@ -256,8 +259,15 @@ export async function readResumeFile(
       if (bytesRead <= 0) break;
       done += bytesRead;
     }
+    const head = Math.min(done, RESUME_MAGIC.length);
+    if (!buf.subarray(0, head).equals(RESUME_MAGIC.subarray(0, head))) {
+      throw new DiskError(
+        `${file} is in the way of the resume file: it is not a tdl resume file (move it away)`,
+      );
+    }
     return decodeResume(buf.subarray(0, done));
   } catch (e) {
+    if (e instanceof DiskError) throw e;
     return { ok: false, reason: `cannot read it: ${systemErrorText(e)}` };
   } finally {
     await h.close().catch(() => {});

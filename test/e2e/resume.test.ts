@@ -506,6 +506,27 @@ describe('existing data', () => {
     expect(r.events.find((e) => e['event'] === 'done')).toMatchObject({ replaced: 0 });
   });
 
+  it("a file of the user's where the resume file goes is left alone: exit 6, nothing written", async () => {
+    const t = multiFile(13);
+    const s = await seeder(t, 50 * 1024 * 1024);
+    const tp = await writeTorrent(t);
+    const out = path.join(dir, 'multi');
+    const notes = Buffer.from('my own notes, not a resume file\n');
+    await writeFile(`${out}.tdl-resume`, notes);
+    const r = await runCli(dlArgs(tp, out, s));
+    expect(r.code).toBe(6);
+    expect(r.stderr).toContain(
+      `${out}.tdl-resume is in the way of the resume file: it is not a tdl resume file (move it away)`,
+    );
+    expect(await readFile(`${out}.tdl-resume`)).toEqual(notes);
+    expect(existsSync(out)).toBe(false);
+    expect(s.served).toBe(0);
+    // Moved away, the download runs.
+    await rm(`${out}.tdl-resume`);
+    expect((await runCli(dlArgs(tp, out, s))).code).toBe(0);
+    await expectFinal(t, out);
+  });
+
   it('a complete download run again checks the data and needs no peer', async () => {
     const t = multiFile(8);
     const s = await seeder(t, 50 * 1024 * 1024);
