@@ -5,7 +5,9 @@
  * hangs until its timeout. So attempts do not queue behind dead addresses:
  * - many attempts are in flight at once (MAX_CONNECTING), independent of the peer limit;
  * - the first attempt has a short connect timeout, doubled on each retry;
- * - untried addresses always go before retries, and a retry waits RETRY_DELAY_MS × attempts.
+ * - untried addresses always go before retries, and a retry waits RETRY_DELAY_MS × attempts;
+ *   an address turned away for want of a free slot gets its attempt back, but goes after those
+ *   never dialled, and the longest unasked first.
  *
  * Encryption (`--encryption`, see EncryptionMode): an address is dialled with the mode's first
  * kind of handshake (plain under `allow`, MSE otherwise; MSE too for a peer that PEX flags as
@@ -78,6 +80,8 @@ export interface Candidate {
   origin: PeerOrigin;
   attempts: number;
   notBefore: number;
+  /** When it was last dialled (0: never): among equal attempts, the longest unasked goes first. */
+  dialledAt: number;
   banned: boolean;
   /** Connecting, or connected. */
   busy: boolean;
@@ -217,8 +221,15 @@ export class PeerPool extends EventEmitter<PoolEvents> {
       if (this.opts.isOwn?.(c)) continue;
       ready.push(c);
     }
-    // Untried first, then the fewest attempts; among equals, those known to accept connections.
-    ready.sort((a, b) => a.attempts - b.attempts || Number(b.reachable) - Number(a.reachable));
+    // The fewest attempts first; among equals, those never dialled (then the longest unasked:
+    // an address turned away for lack of room gets its attempt back, and went first again and
+    // again, while later addresses were never dialled), then those known to accept connections.
+    ready.sort(
+      (a, b) =>
+        a.attempts - b.attempts ||
+        a.dialledAt - b.dialledAt ||
+        Number(b.reachable) - Number(a.reachable),
+    );
     for (const c of ready) {
       if (this.attempts.size >= want) break;
       this.attempt(c);
@@ -235,6 +246,7 @@ export class PeerPool extends EventEmitter<PoolEvents> {
   private attempt(c: Candidate, again = false): void {
     c.busy = true;
     c.attempts++;
+    if (!again) c.dialledAt = Date.now();
     const mse = this.usesMse(c);
     const connectMs = Math.min(
       MAX_CONNECT_TIMEOUT_MS,
@@ -428,6 +440,7 @@ function newCandidate(
     origin,
     attempts,
     notBefore: 0,
+    dialledAt: 0,
     banned: false,
     busy: false,
     flipped: false,

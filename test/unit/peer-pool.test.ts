@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { EncryptionMode } from '../../src/peer/connection.js';
 import { MAX_ATTEMPTS, MAX_BANNED_IDS, PeerPool, handoffOf } from '../../src/swarm/peer-pool.js';
 import { sniffHandshake } from '../../src/wire/mse.js';
+import { startFakeSeeder } from '../helpers/fake-seeder.js';
 
 function pool(
   encryption?: EncryptionMode,
@@ -222,6 +223,44 @@ describe('PeerPool: what PEX flags say of a candidate', () => {
     const p = pool('allow', { sequential: true });
     p.add([peer(1), peer(2), peer(3, { reachable: true })], 'pex');
     expect(dialled(p, 0, 1)).toEqual(['127.0.9.3:1']);
+  });
+});
+
+describe('PeerPool: addresses turned away for lack of room', () => {
+  it('go after every address never dialled, then take turns', async () => {
+    const infoHash = Buffer.alloc(20, 7);
+    const data = Buffer.alloc(4 * 16384, 1);
+    const seeders = await Promise.all(
+      [1, 2, 3].map(() => startFakeSeeder({ infoHash, data, pieceLength: 16384 })),
+    );
+    const p = pool('allow', { infoHash, sequential: true });
+    try {
+      p.add(
+        seeders.map((s) => ({ host: '127.0.0.1', port: s.port })),
+        'cli',
+      );
+      const order: number[] = [];
+      // Each one handshakes, and is closed for want of a free slot, as the download does.
+      p.on('connected', (conn, c) => {
+        order.push(seeders.findIndex((s) => s.port === c.port) + 1);
+        conn.close('no free peer slot');
+        p.released(c);
+        p.untry(c);
+      });
+      for (let round = 0; round < 4; round++) {
+        const before = order.length;
+        p.fill(0, 1);
+        const until = Date.now() + 10_000;
+        while (order.length === before && Date.now() < until) {
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      }
+      // It was 1, 1, 1, 1: the first address took every turn, the others were never dialled.
+      expect(order).toEqual([1, 2, 3, 1]);
+    } finally {
+      p.close();
+      await Promise.all(seeders.map((s) => s.close()));
+    }
   });
 });
 
