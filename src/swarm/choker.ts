@@ -6,7 +6,8 @@
  *   us the most in the last 20 s get the regular slots; a peer that sent us nothing for SNUB_MS
  *   ranks below every other; peers that tie (sent us nothing) take turns as when seeding.
  * - Seeding: round robin with a byte quota, so every interested peer gets served in turn, the
- *   fastest first when there are more unchoked peers than slots.
+ *   fastest first when there are more unchoked peers than slots. A peer that reads nothing of
+ *   what we send has had its turn.
  * - Plus one optimistic unchoke, rotated every OPTIMISTIC_INTERVAL_MS, new peers three times as
  *   likely to be picked.
  *
@@ -46,6 +47,12 @@ export interface ChokerPeer {
   uploadedSinceUnchoke: number;
   /** We currently unchoke it. */
   unchoked: boolean;
+  /**
+   * Its socket has held all we may queue for it, without the peer reading any, for a while
+   * (see UploadService.notReading): an unchoked peer that takes nothing holds its slot for no
+   * one's good. Absent: false.
+   */
+  notReading?: boolean;
 }
 
 export interface ChokerOptions {
@@ -198,7 +205,8 @@ export class Choker {
   }
 
   /**
-   * Downloading order: not snubbed before snubbed; then most bytes sent to us in the last 20 s;
+   * Downloading order: not snubbed before snubbed; reading what we send before not reading it;
+   * then most bytes sent to us in the last 20 s;
    * peers that tie (in practice: that sent us nothing) take turns like seeding's round robin,
    * as libtorrent does, or the first to get a slot would keep it for good and the others would
    * see only the optimistic unchoke.
@@ -210,6 +218,9 @@ export class Choker {
       const sa = snubbed.get(a.id)!;
       const sb = snubbed.get(b.id)!;
       if (sa !== sb) return sa ? 1 : -1;
+      // One that reads nothing of what we send gets nothing from a slot, whatever it gives.
+      const na = a.notReading === true;
+      if (na !== (b.notReading === true)) return na ? 1 : -1;
       if (a.downloadedRecent !== b.downloadedRecent) return b.downloadedRecent - a.downloadedRecent;
       return turns(a, b);
     });
@@ -226,8 +237,9 @@ export class Choker {
       if (!p.unchoked) return 1;
       const turn = now - since(p);
       const over =
-        turn >= SEED_MIN_TURN_MS &&
-        (p.uploadedSinceUnchoke >= this.#quota || turn >= SEED_MAX_TURN_MS);
+        p.notReading === true ||
+        (turn >= SEED_MIN_TURN_MS &&
+          (p.uploadedSinceUnchoke >= this.#quota || turn >= SEED_MAX_TURN_MS));
       return over ? 2 : 0;
     };
     const g = new Map(peers.map((p) => [p.id, group(p)]));

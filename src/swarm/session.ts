@@ -214,6 +214,7 @@ export function chokerView(
       uploadedRecent: upload.recent(s.conn, now),
       uploadedSinceUnchoke: upload.sinceUnchoke(s.conn),
       unchoked: !s.conn.amChoking,
+      notReading: upload.notReading(s.conn, now),
     });
   }
   return peers;

@@ -46,6 +46,8 @@ export const MAX_QUEUE = 1000;
 export const HIGH_WATER = 256 * 1024;
 /** A peer whose socket has held HIGH_WATER or more all this long is dropped. */
 export const STUCK_MS = 60_000;
+/** ... and after this long, it is one that reads nothing (see notReading): its turn is over. */
+export const NOT_READING_MS = 5_000;
 /** Bytes of blocks kept in the read cache. */
 export const CACHE_BYTES = 8 * 1024 * 1024;
 /**
@@ -260,6 +262,16 @@ export class UploadService {
   unchoked(conn: PeerConnection): void {
     const u = this.peers.get(conn);
     if (u) u.sentAtUnchoke = u.sent;
+  }
+
+  /**
+   * Its socket has held HIGH_WATER or more, without shrinking, for NOT_READING_MS: the peer
+   * reads nothing of what we send (as last seen by the tick's check; see socketState).
+   */
+  notReading(conn: PeerConnection, now: number): boolean {
+    const u = this.peers.get(conn);
+    if (!u || u.fullSince === 0 || u.conn.writeQueued < HIGH_WATER) return false;
+    return now - u.fullSince >= NOT_READING_MS;
   }
 
   /** Bytes sent to the peer since we last unchoked it. */

@@ -187,6 +187,17 @@ describe('choker, downloading', () => {
       expect([...c.regular]).toEqual(['b']);
     });
 
+    it('a peer that reads nothing ranks below the others, whatever it sends us', () => {
+      const c = new Choker({ slots: 1, random: () => 0.999 });
+      const peers = [
+        peer('a', { downloadedRecent: 5e6, notReading: true, unchoked: true }),
+        peer('b', { downloadedRecent: 1e3 }),
+        peer('o'),
+      ];
+      c.decide(T0, peers, false);
+      expect([...c.regular]).toEqual(['b']);
+    });
+
     it('a snubbed peer still gets a slot nobody else wants', () => {
       const c = new Choker({ slots: 4, random: () => 0 });
       const peers = [peer('a', { lastReceivedAt: 0 }), peer('b')];
@@ -371,6 +382,18 @@ describe('choker, seeding', () => {
     }
     expect(held).toBeGreaterThanOrEqual(SEED_MAX_TURN_MS);
     expect(held).toBeLessThanOrEqual(SEED_MAX_TURN_MS + CHOKE_INTERVAL_MS);
+  });
+
+  it('a peer that reads nothing of what we send yields its slot at the next round', () => {
+    const c = new Choker({ slots: 1, random: () => 0.999 });
+    const peers = [peer('a', { connectedAt: T0 - 20 * 60_000 }), peer('w'), peer('o')];
+    apply(peers, c.decide(T0, peers, true));
+    expect([...c.regular]).toEqual(['a']);
+    // Its socket full and not draining: its turn is over long before SEED_MIN_TURN_MS.
+    peers[0]!.notReading = true;
+    apply(peers, c.decide(T0 + CHOKE_INTERVAL_MS, peers, true));
+    expect(c.regular.has('a')).toBe(false);
+    expect(c.regular.size).toBe(1);
   });
 
   it('prefers the peers we upload to fastest among those within their turn', () => {
