@@ -19,14 +19,22 @@ export interface DhtNodeOptions {
   warn: (message: string) => void;
 }
 
+/** Why no DHT node can run with this `--bind` (the DHT is IPv4 only), or null when one can. */
+export function dhtUnusable(bind: string | undefined): string | null {
+  return bind !== undefined && ipFamily(bind) === 6
+    ? `the DHT is IPv4 only: not used with --bind ${bind}`
+    : null;
+}
+
 /**
  * A started DHT node, or null when none can run: the DHT is one source of peers among others,
  * so a node that cannot listen (a `--bind` address it cannot use) is a warning and the command
  * goes on without it. The DHT is IPv4 only: an IPv6 `--bind` runs none.
  */
 export async function startDhtNode(o: DhtNodeOptions): Promise<Dht | null> {
-  if (o.bind !== undefined && ipFamily(o.bind) === 6) {
-    o.warn(`the DHT is IPv4 only: not used with --bind ${o.bind}`);
+  const why = dhtUnusable(o.bind);
+  if (why !== null) {
+    o.warn(why);
     return null;
   }
   const dht = new Dht({

@@ -13,7 +13,7 @@ import { escapeControl, formatBytes, percentDown, printable, terminalColumns } f
 import type { CliIO, DownloadCliOptions } from './program.js';
 import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from './progress.js';
 import { parseBootstrap, parsePeer } from './peer-arg.js';
-import { DHT_DEFAULT_PORT, startDhtNode } from './dht-node.js';
+import { DHT_DEFAULT_PORT, dhtUnusable, startDhtNode } from './dht-node.js';
 import { openTorrent, type OpenedTorrent } from './source.js';
 import { resolveSelection, selectedBytes, selectionFromIndexes } from '../storage/selection.js';
 import { fileList, isPaddingFile, paddingFileCount, type Metainfo } from '../metainfo/torrent.js';
@@ -102,7 +102,14 @@ export async function runDownload(
     warn('--dht-bootstrap is not used with --no-dht');
   }
   const magnet = isMagnet(file);
-  const wantDht = opts.dht !== false && (magnet || cliPeers.length === 0);
+  let wantDht = opts.dht !== false && (magnet || cliPeers.length === 0);
+  // Said now, and no node is started: the download then knows at once that no DHT will come
+  // (a .torrent whose trackers are all out of reach exits 4 at once, as with --no-dht).
+  const noDht = wantDht ? dhtUnusable(opts.bind) : null;
+  if (noDht !== null) {
+    warn(noDht);
+    wantDht = false;
+  }
   let dht: Dht | null = null;
   /** The DHT of a .torrent download, while it starts (see below); null: none could start. */
   let dhtStarting: Promise<Dht | null> | null = null;

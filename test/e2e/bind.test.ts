@@ -128,6 +128,22 @@ describe('--bind for outgoing connections', () => {
     );
   });
 
+  it('an IPv6 --bind, which runs no DHT, is as --no-dht: nothing else to find peers with, exit 4 at once', async () => {
+    const data = randomBytesSeeded(50_000, 'bind-v6-dht');
+    const v4 = 'http://127.0.0.1:9/announce';
+    const torrent = await fx.writeTorrent(
+      makeTorrent({ name: 'data.bin', pieceLength: PIECE, files: { data }, announce: v4 }),
+      'v4.torrent',
+    );
+    const out = path.join(fx.dir, 'v6.bin');
+    // A --timeout that the test would notice: before, tdl waited all of it for a DHT not there.
+    const args = ['download', torrent, '-o', out, '--bind', '::1', '--port', '0'];
+    const r = await runCli([...args, '--timeout', '600']);
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toContain('tdl: warning: the DHT is IPv4 only: not used with --bind ::1');
+    expect(r.stderr).toContain(`no tracker tdl can use: ${v4} (an IPv4 address`);
+  }, 60_000);
+
   it('a --bind that is not an IP address is a usage error', async () => {
     const r = await runCli(['download', 'x.torrent', '--bind', 'localhost']);
     expect(r.code).toBe(2);
