@@ -179,8 +179,17 @@ describe('listening', () => {
     );
     const { code } = await tdl.exited;
     expect(code).toBe(2);
-    expect(tdl.events.find((e) => e.event === 'error')?.['message']).toContain(
-      `cannot listen on port ${port}`,
+    expect(tdl.events.find((e) => e.event === 'error')?.['message']).toBe(
+      `cannot listen on port ${port}: address already in use (EADDRINUSE)`,
+    );
+    // An IPv6 --bind is written as an address with a port is: in brackets.
+    const v6 = spawnTdl(
+      ['seed', torrent, '-o', file, '--port', String(port), '--bind', '::1', '--json'],
+      fx.onClose,
+    );
+    expect((await v6.exited).code).toBe(2);
+    expect(v6.events.find((e) => e.event === 'error')?.['message']).toBe(
+      `cannot listen on [::1]:${port}: address already in use (EADDRINUSE)`,
     );
     // Said before the data is hashed, not after.
     expect(tdl.events.filter((e) => e.event === 'checking')).toEqual([]);
