@@ -386,6 +386,9 @@ export class WebSeed {
         buf.set(chunk.subarray(off, off + n), inPiece);
         off += n;
       }
+      // A piece whose last byte this was is handed over now, not when more bytes come: a
+      // whole-file reply may wait (`grow`) for the memory it holds.
+      complete(pos + chunk.length);
     };
 
     /**
@@ -687,7 +690,19 @@ export class WebSeed {
       }
       let ended = false;
       if (grow) {
-        while (got + chunk.length > expected) {
+        // The bytes the run holds are written first, then the run grows by a piece (or ends) for
+        // the rest of the chunk, and so on: each piece is delivered before the next is asked
+        // for, and frees the memory that taking it may wait for (`later`). Asked for before the
+        // chunk was written, a piece as large as the memory budget waited on itself for good.
+        for (;;) {
+          const head = Math.min(chunk.length, expected - got);
+          if (head > 0) {
+            write(offset + got, chunk.subarray(0, head));
+            got += head;
+            this.bytesFetched += head;
+            chunk = chunk.subarray(head);
+          }
+          if (chunk.length === 0) break;
           const more = grow();
           if (more === 'later') {
             // The body is not read meanwhile (undici pauses the socket).
@@ -699,13 +714,13 @@ export class WebSeed {
             }
             continue;
           }
-          if (more === 0) break;
+          // The run ends inside this chunk: the rest of the file is not needed from this reply.
+          if (more === 0) {
+            chunk = chunk.subarray(chunk.length);
+            ended = true;
+            break;
+          }
           expected += more;
-        }
-        // The run ends inside this chunk: the rest of the file is not needed from this reply.
-        if (got + chunk.length > expected) {
-          chunk = chunk.subarray(0, expected - got);
-          ended = true;
         }
       } else if (got + chunk.length > expected) {
         discard(body);

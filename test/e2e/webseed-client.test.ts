@@ -182,6 +182,24 @@ describe('WebSeed.fetchPiece', () => {
     expect(got).toEqual([1, 2, 3, 0, 4, 3, 4]);
     expect(asked).toBe(3);
     expect(seed.bytesSkipped).toBe(1024 + 2048 + 904 + 3 * 1024 + 3 * 1024);
+    // The next piece may wait for the memory the run's own piece holds: that piece is
+    // delivered before the run asks to grow, or each waits for the other for good.
+    const order: string[] = [];
+    await seed.fetchRun(
+      1,
+      1,
+      (i, data) => {
+        check(i, data);
+        order.push(`piece ${i}`);
+      },
+      undefined,
+      (i) => {
+        order.push(`extend ${i}`);
+        if (i !== 2) return false;
+        return got.at(-1) === 1 ? true : 'later';
+      },
+    );
+    expect(order.slice(0, 3)).toEqual(['piece 1', 'extend 2', 'piece 2']);
   });
 
   it('BEP 47 padding files are zeros and are never requested', async () => {
