@@ -355,6 +355,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       fail: (e) => this.fail(e),
       limiter: this.readLimiter,
       localAddress: this.opts.localAddress,
+      stallTimeoutMs: this.stallTimeoutMs,
     });
   }
 

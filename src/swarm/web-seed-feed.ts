@@ -14,6 +14,7 @@
 import { logger } from '../log.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { Layout } from '../storage/layout.js';
+import { WEB_SEED_BACKOFF_BASE_MS, WEB_SEED_BACKOFF_MAX_MS } from '../webseed/client.js';
 import { WebSeeds } from '../webseed/scheduler.js';
 import type { PiecePicker, PieceInProgress } from './picker.js';
 import type { ReadLimiter } from './rate-limit.js';
@@ -40,6 +41,19 @@ export interface WebSeedFeedHost {
   limiter: ReadLimiter | null;
   /** `--bind`. */
   localAddress: string | undefined;
+  /** `--timeout` (ms): a failing web seed is asked again within it (see backoffCap). */
+  stallTimeoutMs: number;
+}
+
+/**
+ * Longest back-off of a failing web seed: a third of `--timeout` (within the usual bounds), so
+ * that a seed that recovers is asked again at least twice before the download gives up for
+ * want of data. Doubling up to 5 min, a seed failing for 40 s was next asked at 75 s: past a
+ * `--timeout 60`, with the seed answering since 40 s.
+ */
+export function backoffCap(stallTimeoutMs: number): number {
+  const third = Math.floor(stallTimeoutMs / 3);
+  return Math.min(WEB_SEED_BACKOFF_MAX_MS, Math.max(WEB_SEED_BACKOFF_BASE_MS, third));
 }
 
 /** Start fetching from `urls`; the caller stops the result. */
@@ -91,6 +105,7 @@ export function startWebSeedFeed(
         ? { limit: { onRead: (n) => limiter.onRead(n), waitMs: () => limiter.bucket.waitMs(1) } }
         : {}),
       ...(host.localAddress === undefined ? {} : { localAddress: host.localAddress }),
+      backoffMaxMs: backoffCap(host.stallTimeoutMs),
     },
   });
   ws.start();

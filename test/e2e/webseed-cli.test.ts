@@ -176,6 +176,24 @@ describe('web seeds from the CLI', () => {
     expect((await readFile(out)).equals(data)).toBe(true);
   }, 60_000);
 
+  it('a web seed failing for a while is asked again within --timeout, not only after it', async () => {
+    const data = randomBytesSeeded(50_000, 'ws-back-off');
+    const up = await startWebSeedServer({ files: { '/f.bin': data }, fault: 'server-error' });
+    servers.push(up);
+    const t = webSeeded(up.origin, data, 16384);
+    const tp = await fx.writeTorrent(t);
+    // 503 for 9 s: asked at 0 and 5 s, then (backing off 10 s) at 15 s, past a 14 s --timeout.
+    // At most a third of --timeout apart, the third try (at 10 s) finds it answering.
+    const heal = setTimeout(() => up.setFault('none'), 9_000);
+    try {
+      const r = await offline(tp, path.join(fx.dir, 'f.bin'), '--timeout', '14');
+      expect(r.code, r.stderr).toBe(0);
+    } finally {
+      clearTimeout(heal);
+    }
+    expect((await readFile(path.join(fx.dir, 'f.bin'))).equals(data)).toBe(true);
+  }, 60_000);
+
   it('a web seed that fails to the end is named in the exit message', async () => {
     const s = await server({});
     const data = randomBytesSeeded(50_000, 'ws-gone');
