@@ -14,7 +14,11 @@
 import { logger } from '../log.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { Layout } from '../storage/layout.js';
-import { WEB_SEED_BACKOFF_BASE_MS, WEB_SEED_BACKOFF_MAX_MS } from '../webseed/client.js';
+import {
+  WEB_SEED_BACKOFF_BASE_MS,
+  WEB_SEED_BACKOFF_MAX_MS,
+  WEB_SEED_TIMEOUT_MS,
+} from '../webseed/client.js';
 import { WebSeeds } from '../webseed/scheduler.js';
 import type { PiecePicker, PieceInProgress } from './picker.js';
 import type { ReadLimiter } from './rate-limit.js';
@@ -54,6 +58,15 @@ export interface WebSeedFeedHost {
 export function backoffCap(stallTimeoutMs: number): number {
   const third = Math.floor(stallTimeoutMs / 3);
   return Math.min(WEB_SEED_BACKOFF_MAX_MS, Math.max(WEB_SEED_BACKOFF_BASE_MS, third));
+}
+
+/**
+ * A web seed's wait for headers, and for each gap in a body: at most half of `--timeout` (2 s at
+ * least). A mirror that accepts and never answers held its pieces the 20 s of the default while
+ * another mirror sat idle, and `--timeout 15` gave up with the good one answering.
+ */
+export function replyTimeout(stallTimeoutMs: number): number {
+  return Math.min(WEB_SEED_TIMEOUT_MS, Math.max(2_000, Math.floor(stallTimeoutMs / 2)));
 }
 
 /** Start fetching from `urls`; the caller stops the result. */
@@ -106,6 +119,7 @@ export function startWebSeedFeed(
         : {}),
       ...(host.localAddress === undefined ? {} : { localAddress: host.localAddress }),
       backoffMaxMs: backoffCap(host.stallTimeoutMs),
+      timeoutMs: replyTimeout(host.stallTimeoutMs),
     },
   });
   ws.start();

@@ -194,6 +194,25 @@ describe('web seeds from the CLI', () => {
     expect((await readFile(path.join(fx.dir, 'f.bin'))).equals(data)).toBe(true);
   }, 60_000);
 
+  it('a mirror that never answers gives its pieces up to a good one within --timeout', async () => {
+    const data = randomBytesSeeded(1024 * 1024, 'ws-mirrors');
+    const hang = await startWebSeedServer({ files: { '/f.bin': data }, fault: 'stall-headers' });
+    const good = await startWebSeedServer({ files: { '/f.bin': data } });
+    servers.push(hang, good);
+    const t = makeTorrent({
+      name: 'f.bin',
+      pieceLength: 65536,
+      files: { data },
+      extraRoot: { 'url-list': [`${hang.origin}/f.bin`, `${good.origin}/f.bin`] },
+    });
+    const tp = await fx.writeTorrent(t);
+    // The silent mirror was waited on 20 s, past the --timeout, while the good one sat idle.
+    const r = await offline(tp, path.join(fx.dir, 'f.bin'), '--timeout', '8');
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(path.join(fx.dir, 'f.bin'))).equals(data)).toBe(true);
+    expect(hang.requests.length).toBeGreaterThan(0);
+  }, 60_000);
+
   it('a web seed that fails to the end is named in the exit message', async () => {
     const s = await server({});
     const data = randomBytesSeeded(50_000, 'ws-gone');
