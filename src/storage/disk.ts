@@ -14,7 +14,8 @@
  *
  * What is on disk is learnt once at open, with one listing per existing folder (scan.ts). Files
  * are then opened on demand through a bounded pool (see file-pool.ts), so any number of files
- * works under a small RLIMIT_NOFILE. BEP 47 padding files are never created, opened or written: they read as zeros.
+ * works under a small RLIMIT_NOFILE. BEP 47 padding files are never created, opened or
+ * written: they read as zeros.
  *
  * System calls per file of a fresh download: one `open` (a file tdl creates needs no `fstat`)
  * and one `fstat` (its stamp) + `close` per time in the pool, its `pwrite`s (with an `fstat`
