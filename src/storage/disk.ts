@@ -707,7 +707,8 @@ export class DiskStorage {
 
   /**
    * Pieces of `have` whose bytes for selected files are only in the parts file (the selection
-   * grew since they were written): rewrite each (readPiece, then writeFromCopy) to put them in place.
+   * grew since they were written): rewrite each (readPiece, then writeFromCopy) to put them in
+   * place.
    */
   piecesToCopy(have: { has(i: number): boolean }): number[] {
     if (!this.parts) return [];

@@ -22,8 +22,8 @@
  * - requestMore() brings rounds forward: not before the tracker's `min interval` (or
  *   `requestMoreDefaultMs` when it gave none, and never under `requestMoreMinMs`) after an
  *   answer, doubled at each answer in a row that brought no peer the one before had not (up to
- *   `maxRetryAfterFailureMs`); after failed rounds, `requestMoreMinMs` doubled at each failed round in a row (up to
- *   `maxRetryAfterFailureMs`).
+ *   `maxRetryAfterFailureMs`); after failed rounds, `requestMoreMinMs` doubled at each failed
+ *   round in a row (up to `maxRetryAfterFailureMs`).
  * - A tracker's first successful announce carries event=started; complete() and stop()
  *   send completed/stopped only to trackers that acknowledged started, bounded in time.
  * - An HTTP tracker's `tracker id` goes back to it in every later announce (regular, completed,
