@@ -19,6 +19,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { logger } from '../log.js';
 import { describeError, UsageError } from '../errors.js';
+import { formatPeerAddress } from '../tracker/types.js';
 import { PeerConnection, type EncryptionMode } from '../peer/connection.js';
 import { MseResponder, sniffHandshake } from '../wire/mse.js';
 import type { ConnectionCipher } from '../peer/connection.js';
@@ -293,7 +294,6 @@ function bind(server: net.Server, port: number, host?: string): Promise<void> {
 /** The usage error for a port that cannot be listened on (a taken --port: exit 2). */
 function cannotListen(o: ListenOptions, e: Error | null): UsageError {
   const port = o.port ?? '6881-6889';
-  const host = o.bind?.includes(':') ? `[${o.bind}]` : o.bind;
-  const where = host ? `${host}:${port}` : `port ${port}`;
+  const where = o.bind ? formatPeerAddress({ host: o.bind, port }) : `port ${port}`;
   return new UsageError(`cannot listen on ${where}: ${e ? describeError(e) : 'unknown error'}`);
 }

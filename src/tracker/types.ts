@@ -50,7 +50,10 @@ export interface AnnounceOptions {
   localAddress?: string;
 }
 
-/** `host:port`, with IPv6 hosts in brackets (`[::1]:6881`): how tdl names a peer everywhere. */
-export function formatPeerAddress(p: PeerAddress): string {
+/**
+ * `host:port`, with IPv6 hosts in brackets (`[::1]:6881`): how tdl names a peer, or an address
+ * of its own (`--bind`), everywhere.
+ */
+export function formatPeerAddress(p: { host: string; port: number | string }): string {
   return p.host.includes(':') ? `[${p.host}]:${p.port}` : `${p.host}:${p.port}`;
 }
