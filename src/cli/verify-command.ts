@@ -325,30 +325,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
       if (both.length > MAX_FILES_LISTED) {
         lines.push(`note:     ... and ${both.length - MAX_FILES_LISTED} more such files`);
       }
-      // Something else where a link of the torrent goes: a download would refuse to replace it.
-      const wrongLinks = files.filter((f) => f.state === 'wrong-link').length;
-      // A download takes a folder whose files are longer for someone else's: it would start
-      // again one level down. Cut to size, they are the torrent's (and complete, if nothing else
-      // is left to do).
-      const tooLong = files.filter((f) => f.state === 'too-long').length;
-      lines.push(
-        ready
-          ? 'result:   complete'
-          : !dataComplete
-            ? 'result:   incomplete'
-            : wrongLinks > 0
-              ? `result:   all data valid, not finished: remove what is in the place of the ` +
-                `torrent's link${wrongLinks === 1 ? '' : 's'}, then run tdl download again`
-              : tooLong > 0
-                ? `result:   all data valid, not finished: cut ${
-                    tooLong === 1
-                      ? 'the file that is too long to its size'
-                      : `the ${tooLong} files that are too long to their sizes`
-                  } in the torrent (truncate -s SIZE FILE)${
-                    bad.length > tooLong ? ', then run tdl download again' : ''
-                  }`
-                : 'result:   all data valid, not finished: run tdl download again to finish it',
-      );
+      lines.push(`result:   ${resultText(ready, dataComplete, files)}`);
       io.stdout.write(`${lines.join('\n')}\n`);
     }
     return code;
@@ -384,4 +361,31 @@ async function otherUnicodeForm(file: string): Promise<string | null> {
     return null;
   }
   return names.find((n) => n !== want && n.normalize('NFC') === want) ?? null;
+}
+
+/** The text report's last line: what the verdict is, and what to do about it. */
+function resultText(ready: boolean, dataComplete: boolean, files: ReportedFile[]): string {
+  if (ready) return 'complete';
+  if (!dataComplete) return 'incomplete';
+  const unfinished = 'all data valid, not finished';
+  // Something else where a link of the torrent goes: a download would refuse to replace it.
+  const wrongLinks = files.filter((f) => f.state === 'wrong-link').length;
+  if (wrongLinks > 0) {
+    const links = `link${wrongLinks === 1 ? '' : 's'}`;
+    return `${unfinished}: remove what is in the place of the torrent's ${links}, then run tdl download again`;
+  }
+  // A download takes a folder whose files are longer for someone else's: it would start again
+  // one level down. Cut to size, they are the torrent's (and complete, if nothing else is left).
+  const tooLong = files.filter((f) => f.state === 'too-long').length;
+  if (tooLong > 0) {
+    const which =
+      tooLong === 1
+        ? 'the file that is too long to its size'
+        : `the ${tooLong} files that are too long to their sizes`;
+    const then = files.some((f) => f.state !== 'complete' && f.state !== 'too-long')
+      ? ', then run tdl download again'
+      : '';
+    return `${unfinished}: cut ${which} in the torrent (truncate -s SIZE FILE)${then}`;
+  }
+  return `${unfinished}: run tdl download again to finish it`;
 }
