@@ -12,8 +12,9 @@
  * blocks from one peer, which makes hash failures attributable), then a new piece chosen
  * rarest-first with random tie-breaking, then free blocks of pieces other peers started; once no
  * free block is left anywhere the peer has (endgame), blocks already requested from others are
- * requested again, at most `MAX_ENDGAME_REQUESTERS` times each, and only while the peer has
- * fewer than `ENDGAME_DEPTH` requests of its own (a deep queue would double the tail's traffic).
+ * requested again, only while the peer has fewer than `ENDGAME_DEPTH` requests of its own (a
+ * deep queue would double the tail's traffic). How many peers may hold a block is the caller's
+ * call (`mayDuplicate`, by default `MAX_ENDGAME_REQUESTERS`), within `MAX_BLOCK_REQUESTERS`.
  *
  * A peer may be told to leave some pieces to others (`avoid`, used for a seed when a partial peer
  * about as fast has the piece: the seed's bandwidth is for what no one else can give). It then
@@ -32,6 +33,11 @@ import type { Layout } from '../storage/layout.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
 
 export const MAX_ENDGAME_REQUESTERS = 2;
+/**
+ * Most peers one block is ever asked of: the scheduler lets peers beyond MAX_ENDGAME_REQUESTERS
+ * ask for a block whose holders all trickle (see RequestScheduler.worthDuplicating).
+ */
+export const MAX_BLOCK_REQUESTERS = 16;
 /** In endgame a peer gets duplicate requests only while it has fewer than this in flight. */
 export const ENDGAME_DEPTH = 4;
 const EMPTY = Buffer.alloc(0);
@@ -330,8 +336,9 @@ export class PiecePicker {
    * Up to `n` blocks to request from a peer. `isRequested(key)` tells whether this peer already
    * has that block in flight (for endgame duplicates); `inflight` is how many it has in all;
    * `mayClaim` lets it take a piece that failed with several contributors (given to peers that
-   * have proven themselves, or that any peer may take, see Download), for all pieces or by index; `mayDuplicate(key)` whether an endgame duplicate of
-   * that block (in flight elsewhere) is worth asking for; `hints` which pieces to leave to others
+   * have proven themselves, or that any peer may take, see Download), for all pieces or by
+   * index; `mayDuplicate(key, requesters)` whether an endgame duplicate of that block, in flight
+   * to `requesters` peers already, is worth asking for; `hints` which pieces to leave to others
    * or to start first (see PickHints).
    */
   pick(
@@ -341,7 +348,8 @@ export class PiecePicker {
     isRequested: (key: number) => boolean,
     inflight = 0,
     mayClaim: boolean | ((index: number) => boolean) = true,
-    mayDuplicate: (key: number) => boolean = () => true,
+    mayDuplicate: (key: number, requesters: number) => boolean = (_key, requesters) =>
+      requesters < MAX_ENDGAME_REQUESTERS,
     hints: PickHints = {},
   ): BlockRef[] {
     const { avoid, prefer } = hints;
@@ -402,9 +410,9 @@ export class PiecePicker {
       if (out.length >= room) break;
       if (!bf.has(p.index) || (p.exclusive && p.owner !== peer)) continue;
       for (let b = p.blockCount - 1; b >= 0 && out.length < room; b--) {
-        if (p.received[b] || p.reqCount[b]! >= MAX_ENDGAME_REQUESTERS) continue;
+        if (p.received[b] || p.reqCount[b]! >= MAX_BLOCK_REQUESTERS) continue;
         const key = p.index * BLOCKS_PER_PIECE_KEY + b;
-        if (isRequested(key) || !mayDuplicate(key)) continue;
+        if (isRequested(key) || !mayDuplicate(key, p.reqCount[b]!)) continue;
         if (p.reqCount[b]!++ === 0 && --p.free === 0) this.withFree.delete(p);
         out.push({ index: p.index, block: b, begin: b * BLOCK_SIZE, length: p.blockLength(b) });
       }

@@ -21,6 +21,7 @@ import type { Bitfield } from '../wire/bitfield.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
 import {
   BLOCKS_PER_PIECE_KEY,
+  MAX_ENDGAME_REQUESTERS,
   type PickHints,
   type PieceInProgress,
   type PiecePicker,
@@ -53,6 +54,14 @@ export const MAX_CANCELLED_REMEMBERED = 4096;
 export const ENDGAME_MIN_WAIT_MS = 750;
 /** ...or is this late with it. Blocks due sooner are likely in the peer's send buffer already. */
 export const ENDGAME_OVERDUE_MS = 1_000;
+/**
+ * Endgame: a holder that should take longer than this to send a block (or is this late with it)
+ * trickles: it does not count against MAX_ENDGAME_REQUESTERS, and a new peer may ask for the
+ * block beside it.
+ */
+export const ENDGAME_HOPELESS_MS = 10_000;
+/** A peer's flow (bytes of blocks, whole or not, per second) is sampled over at least this. */
+export const FLOW_SAMPLE_MS = 1_000;
 /** Weight of a new sample in a peer's request-to-block latency (EWMA). */
 export const LATENCY_WEIGHT = 0.2;
 
@@ -92,6 +101,15 @@ export class PeerRequests {
   lastByteAt = 0;
   /** Snubbed, and no byte since: requests sent again do not restart its stall clock. */
   snubbed = false;
+  /**
+   * Bytes of block data per second while requests are out, the block still arriving included
+   * (EWMA of FLOW_SAMPLE_MS samples; 0 until the first): the only rate of a peer that trickles,
+   * whose blocks take too long to come whole for `pipeline.rate` to see one.
+   */
+  flowRate = 0;
+  /** When the flow's current sample began (-1: none), and the block bytes then. */
+  flowSince = -1;
+  flowBytes = 0;
   /** Most requests the peer accepts (its `reqq`), and pieces it lets us fetch while choked. */
   maxOut = MAX_DEPTH;
   readonly allowedFast = new Set<number>();
@@ -189,8 +207,10 @@ export class RequestScheduler {
     // Requests are served in order: a block is due once those before it have come at the rate,
     // or as soon as the peer's blocks lately came after their request when that is sooner (a
     // rate held down by what the peer has to send, not by how fast it sends).
-    // Neither known: due never (a peer without a measured rate counts as slow).
-    const perBlock = r.pipeline.rate > 0 ? (1000 * BLOCK_SIZE) / r.pipeline.rate : Infinity;
+    // Neither known: due never (a peer without a measured rate counts as slow). A peer whose
+    // blocks come too slowly to measure whole is paced by its flow of bytes.
+    const rate = r.pipeline.rate > 0 ? r.pipeline.rate : r.flowRate;
+    const perBlock = rate > 0 ? (1000 * BLOCK_SIZE) / rate : Infinity;
     const soonest = r.latency > 0 ? r.latency : Infinity;
     let ahead = r.inflight.size;
     for (const b of blocks) {
@@ -203,56 +223,65 @@ export class RequestScheduler {
   }
 
   /**
-   * Endgame: is a duplicate request of block `key` (in flight to other peers) worth its risk of
-   * coming twice? Yes when every other holder should take more than ENDGAME_MIN_WAIT_MS for it,
-   * or is more than ENDGAME_OVERDUE_MS late with it (a peer without a measured rate counts as
-   * slow), and the asking peer has a measured rate itself, or delivered blocks before and has
-   * not been snubbed since (else only when its holders have held it too long: heldTooLong). A
-   * block due sooner is probably in that peer's send buffer: a cancel
-   * would not stop it.
+   * Endgame: may `self` ask for block `key`, in flight to other peers (its holders) already?
+   *
+   * - Not while a holder should send it within ENDGAME_MIN_WAIT_MS and is no more than
+   *   ENDGAME_OVERDUE_MS late with it: it is probably in that peer's send buffer, and a cancel
+   *   would not stop it.
+   * - Not from a peer that should take longer for it than a holder: a duplicate is for a
+   *   faster peer. Each peer's time for a block is its queue at its rate, or at its flow of
+   *   bytes when no whole block came lately; a peer that delivered blocks and went idle (its
+   *   rate decayed while choked, or with nothing to fetch) counts as fast.
+   * - Not beside MAX_ENDGAME_REQUESTERS holders that may still send it. A holder that should
+   *   take more than ENDGAME_HOPELESS_MS (a trickle), or that has sent nothing measurable and
+   *   held the block a whole request timeout, does not count.
+   * - A peer that has sent nothing measurable (new, or snubbed) only beside holders that do not
+   *   count: two such peers holding both requests of a block would leave a good peer no way to
+   *   ask for it. A block no peer holds (a web seed has it, which no request timeout of ours
+   *   bounds) may be asked for at once.
+   *
+   * Many peers that trickle would otherwise hold every block of the tail between them, and a
+   * seeder that came later wait out their trickles (16 peers at 128 B/s: minutes).
    */
   worthDuplicating(key: number, self: PeerRequests, all: Iterable<PeerRequests>): boolean {
-    // A peer that has sent nothing measurable (new, or snubbed) takes no second request of a
-    // block: two such peers holding both of a block's requests (MAX_ENDGAME_REQUESTERS) would
-    // leave a good peer no way to ask for it. A good peer's rate decays to nothing while it
-    // waits (choked, or with nothing to fetch): what it delivered before still counts, or the
-    // last blocks would stay with a trickling peer while it sits idle.
     const now = Date.now();
-    if (self.pipeline.rate < 1 && (self.received === 0 || self.snubbed)) {
-      return this.heldTooLong(key, self, all, now);
-    }
-    for (const o of all) {
-      if (o === self) continue;
-      const due = o.due.get(key);
-      if (due === undefined) continue;
-      // No rate now and no latency known: slow (a peer that went quiet after a fast start is
-      // caught by its due time passing).
-      if (o.pipeline.rate === 0 && o.latency === 0) continue;
-      if (due - now <= ENDGAME_MIN_WAIT_MS && now - due <= ENDGAME_OVERDUE_MS) return false;
-    }
-    return true;
-  }
-
-  /**
-   * Has every other peer holding block `key` held it for a whole request timeout? A peer that
-   * trickles a block is never snubbed and, with no measured rate, its requests never expire: a
-   * new peer may then ask for the block too, or one that joins late (the only good one, say)
-   * would wait on the trickle forever. A silent holder is snubbed long before, which keeps two
-   * silent peers from holding both requests of a block. A block no other peer holds (a web seed
-   * has it, which no request timeout of ours bounds) may be asked for at once.
-   */
-  private heldTooLong(
-    key: number,
-    self: PeerRequests,
-    all: Iterable<PeerRequests>,
-    now: number,
-  ): boolean {
+    const selfRate = self.pipeline.rate >= 1 ? self.pipeline.rate : self.flowRate;
+    const fresh = selfRate === 0 && (self.received === 0 || self.snubbed);
+    // Its time for one more block, as `fill` would make it due (0: unknown, counted as fast).
+    const byRate = selfRate > 0 ? (1000 * (self.inflight.size + 1) * BLOCK_SIZE) / selfRate : 0;
+    const selfTime = self.latency > 0 && byRate > 0 ? Math.min(byRate, self.latency) : byRate;
+    let counted = 0;
     for (const o of all) {
       if (o === self) continue;
       const sentAt = o.inflight.get(key);
-      if (sentAt !== undefined && now - sentAt < this.requestTimeoutMs) return false;
+      if (sentAt === undefined) continue;
+      const left = this.timeLeft(o, key, now);
+      if (left === null) {
+        // Nothing measurable yet: it counts until it has held the block a request timeout.
+        if (now - sentAt < this.requestTimeoutMs) counted++;
+        continue;
+      }
+      if (left <= ENDGAME_MIN_WAIT_MS && -left <= ENDGAME_OVERDUE_MS) return false;
+      if (selfTime > 0 && left > 0 && selfTime >= left) return false;
+      if (left <= ENDGAME_HOPELESS_MS && -left <= ENDGAME_HOPELESS_MS) counted++;
     }
-    return true;
+    return fresh ? counted === 0 : counted < MAX_ENDGAME_REQUESTERS;
+  }
+
+  /**
+   * How long until holder `o` should have sent block `key` (negative: late), by its queue at its
+   * rate or latency (its `due`), else by its flow (at least the block itself); null when
+   * neither is known.
+   */
+  private timeLeft(o: PeerRequests, key: number, now: number): number | null {
+    if (o.pipeline.rate > 0 || o.latency > 0) {
+      const due = o.due.get(key);
+      if (due !== undefined && Number.isFinite(due)) return due - now;
+    }
+    if (o.flowRate === 0) return null;
+    const due = o.due.get(key);
+    const byDue = due !== undefined && Number.isFinite(due) ? due - now : 0;
+    return Math.max((1000 * BLOCK_SIZE) / o.flowRate, byDue);
   }
 
   /** A block arrived from a peer. */
@@ -420,6 +449,11 @@ export class RequestScheduler {
     strict = false,
   ): { drop: string } | 'snubbed' | 'expired' | null {
     r.pipeline.tick(now);
+    if (r.inflight.size === 0 || r.conn.readHeld) {
+      r.flowSince = -1;
+    } else {
+      sampleFlow(r, now);
+    }
     if (r.inflight.size === 0) return null;
     // Our download limit holds its socket unread: what it sent waits in the kernel, which is not
     // silence. One read of 256 KiB at --max-download-rate 16K holds every socket 16 s, past
@@ -448,6 +482,7 @@ export class RequestScheduler {
     if (silent > SNUB_MS) {
       log('%s snubbed: no data for %dms', r.conn.address, silent);
       r.pipeline.snubbed();
+      r.flowRate = 0;
       r.snubbed = true;
       this.releaseAll(r, true);
       // Measured again from now: its next requests get a full SNUB_MS.
@@ -475,6 +510,21 @@ export class RequestScheduler {
     }
     return null;
   }
+}
+
+/** One sample of a peer's flow (see PeerRequests.flowRate), once FLOW_SAMPLE_MS went by. */
+function sampleFlow(r: PeerRequests, now: number): void {
+  const bytes = r.conn.blockBytesIn;
+  if (r.flowSince < 0) {
+    r.flowSince = now;
+    r.flowBytes = bytes;
+    return;
+  }
+  if (now - r.flowSince < FLOW_SAMPLE_MS) return;
+  const rate = ((bytes - r.flowBytes) * 1000) / (now - r.flowSince);
+  r.flowRate = r.flowRate === 0 ? rate : 0.5 * r.flowRate + 0.5 * rate;
+  r.flowSince = now;
+  r.flowBytes = bytes;
 }
 
 /** `bf` narrowed to the pieces `keep` accepts (all the picker reads of a bitfield: size, has). */

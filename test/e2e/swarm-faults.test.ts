@@ -28,6 +28,7 @@ import { runCli } from '../helpers/cli.js';
 import { startFakeSeeder } from '../helpers/fake-seeder.js';
 import { compactPeers, startHttpTracker } from '../helpers/fake-tracker.js';
 import { useFixture } from '../helpers/fixture.js';
+import { memoryDownload } from '../helpers/memory-download.js';
 import { FakeLeecher } from '../helpers/fake-leecher.js';
 import { correctBlock, startHostilePeer } from '../helpers/hostile-peer.js';
 import { spawnTdl } from '../helpers/tdl-process.js';
@@ -143,19 +144,7 @@ describe('swarm faults', () => {
     fx.onClose(() => slow.close());
     const good = await startFakeSeeder({ infoHash: t.infoHash, data, pieceLength });
     fx.onClose(() => good.close());
-    const meta = parseTorrent(t.torrent);
-    const layout = new Layout(meta.files, meta.pieceLength, meta.length);
-    const written = new Map<number, Buffer>();
-    const dl = new Download({
-      meta,
-      layout,
-      storage: {
-        writePiece: (index: number, piece: Buffer) => {
-          written.set(index, Buffer.from(piece));
-          return Promise.resolve();
-        },
-        readBlock: () => Promise.reject(new Error('not kept')),
-      },
+    const { dl, bytes } = memoryDownload(t.torrent, {
       peerId: Buffer.from('-TD0000-tricklefirst'),
       peers: [slow.address],
       stallTimeoutMs: 60_000,
@@ -172,7 +161,7 @@ describe('swarm faults', () => {
     }
     dl.addPeers([good.address], 'tracker');
     await run;
-    expect(Buffer.concat([0, 1, 2, 3].map((i) => written.get(i)!)).equals(data)).toBe(true);
+    expect(bytes().equals(data)).toBe(true);
     expect(good.served).toBeGreaterThan(0);
   }, 60_000);
 

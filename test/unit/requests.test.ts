@@ -325,6 +325,70 @@ describe('RequestScheduler endgame duplicates', () => {
     expect(b.inflight.size).toBeGreaterThan(0);
   });
 
+  it('a peer that trickles is measured by its flow of bytes, whole blocks or not', () => {
+    const { s, a } = twoPeers(0);
+    const conn = a.conn as unknown as { blockBytesIn: number };
+    for (let t = 0; t <= 5_000; t += 500) {
+      conn.blockBytesIn = Math.round((t * 128) / 1000); // 128 B/s, never a whole block
+      s.check(a, t);
+    }
+    expect(a.pipeline.rate).toBe(0);
+    expect(a.flowRate).toBeCloseTo(128, 0);
+  });
+
+  it('a new peer asks at once for blocks held by peers that trickle, beyond two holders', () => {
+    // Many peers that trickle held every block of the tail twice over between them; a good
+    // seeder that came later waited minutes for their trickles (its requests time out never).
+    const { s, a, b } = twoPeers(0);
+    b.pipeline.rate = 0;
+    const c = new PeerRequests(
+      { ...(b.conn as object), address: '10.0.0.3:6881' } as unknown as PeerConnection,
+      0,
+    );
+    c.pipeline.rate = 0;
+    // `b` trickles too, and holds its share of the blocks a second time.
+    b.flowRate = 128;
+    b.received = 1; // it may ask for duplicates (see below)
+    b.pipeline.rate = 1024 * 1024;
+    s.fill(b, true, () => [a, b, c]);
+    expect(b.inflight.size).toBeGreaterThan(0);
+    b.pipeline.rate = 0;
+    // Before `a` is measured, `c` (new) waits: `a` may be about to send.
+    s.fill(c, true, () => [a, b, c]);
+    expect(c.inflight.size).toBe(0);
+    a.flowRate = 128;
+    s.fill(c, true, () => [a, b, c]);
+    expect(c.inflight.size).toBeGreaterThan(0);
+    // Some of what it got is held by both others: a third request of those blocks.
+    expect([...c.inflight.keys()].some((k) => b.inflight.has(k) && a.inflight.has(k))).toBe(true);
+  });
+
+  it('a peer that trickles asks for no duplicate of a block a trickler as fast holds', () => {
+    const { s, a, b } = twoPeers(0);
+    a.flowRate = 128;
+    b.pipeline.rate = 0;
+    b.flowRate = 128;
+    s.fill(b, true, () => [a, b]);
+    expect(b.inflight.size).toBe(0);
+    // Ten times faster, though not a whole block a sample yet: it is asked.
+    b.flowRate = 1_280;
+    s.fill(b, true, () => [a, b]);
+    expect(b.inflight.size).toBeGreaterThan(0);
+  });
+
+  it('beside two holders that may still send a block, no third request', () => {
+    const { s, a, b } = twoPeers(64 * 1024);
+    s.fill(b, true, () => [a, b]);
+    expect(b.inflight.size).toBeGreaterThan(0);
+    const c = new PeerRequests(
+      { ...(b.conn as object), address: '10.0.0.3:6881' } as unknown as PeerConnection,
+      0,
+    );
+    c.pipeline.rate = 4 * 1024 * 1024;
+    s.fill(c, true, () => [a, b, c]);
+    for (const k of c.inflight.keys()) expect(b.inflight.has(k)).toBe(false);
+  });
+
   it('keep-alives and haves are not progress; block data, even partial, is', () => {
     const { s, a } = twoPeers(0);
     a.lastProgressAt = 0;
