@@ -12,7 +12,14 @@
  *
  * Bounded: at most MAX_WEB_SEEDS seeds, `maxConcurrentPerSeed` requests per seed and
  * `maxInFlight` requests in all (fewer when `maxInFlightBytes` / piece length is smaller, never
- * fewer than one); a request holds one piece buffer at a time. */
+ * fewer than one); a request holds one piece buffer at a time.
+ *
+ * A slow seed does not hold the last pieces while another sits idle: when a seed has nothing
+ * left to fetch and another seed's requests should take, at the rate it has sent them so far
+ * (measured over TAKEOVER_PROBE_MS at least), over twice what the idle seed would need at its
+ * last rate (or, never measured, over TAKEOVER_MIN_MS), those requests are aborted, their
+ * pieces go back to the picker, and the slow seed rests for TAKEOVER_REST_MS, so the idle one
+ * takes them. */
 import { logger } from '../log.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { Layout } from '../storage/layout.js';
@@ -88,6 +95,27 @@ export interface WebSeedStats {
 }
 
 const MIN_TIMER_MS = 25;
+/**
+ * A seed's requests are taken over for an idle seed that was never measured when they should
+ * take longer than this...
+ */
+export const TAKEOVER_MIN_MS = 10_000;
+/** ...or for one that should finish them in less than half their time, this included... */
+export const TAKEOVER_RESTART_MS = 1_000;
+/** ...by the seed's rate measured over this long at least (while it had requests out)... */
+export const TAKEOVER_PROBE_MS = 3_000;
+/** ...and it is then left alone this long. */
+export const TAKEOVER_REST_MS = 30_000;
+/** While a seed is idle beside busy ones, how often they are looked at again. */
+const TAKEOVER_CHECK_MS = 1_000;
+
+/** One seed's current spell of requests: its rate so far, and what its requests have left. */
+interface Spell {
+  since: number;
+  bytesAtStart: number;
+  /** Bytes asked for in the spell. */
+  asked: number;
+}
 
 export class WebSeeds {
   readonly seeds: readonly WebSeed[];
@@ -97,6 +125,13 @@ export class WebSeeds {
   private readonly maxInFlight: number;
   private readonly now: () => number;
   private readonly inFlight = new Map<WebSeed, number>();
+  /** Seeds with requests out: since when, and what is left of them. */
+  private readonly spells = new Map<WebSeed, Spell>();
+  /** A seed's rate in its last spell (bytes/s), once measured. */
+  private readonly lastRate = new Map<WebSeed, number>();
+  /** Seeds whose requests were taken over: not asked before this time. */
+  private readonly restUntil = new Map<WebSeed, number>();
+  private readonly layout: Layout;
   private readonly controllers = new Map<AbortController, WebSeed>();
   private readonly tasks = new Set<Promise<void>>();
   private total = 0;
@@ -123,6 +158,7 @@ export class WebSeeds {
     this.maxInFlight = Math.max(1, Math.min(opts.maxInFlight ?? WEB_SEEDS_MAX_IN_FLIGHT, byBytes));
     this.now = opts.seed?.now ?? Date.now;
     this.pieceCount = layout.pieceCount;
+    this.layout = layout;
     this.maxRunPieces = Math.max(
       1,
       Math.floor((opts.maxRunBytes ?? WEB_SEED_MAX_RUN_BYTES) / layout.pieceLength),
@@ -225,12 +261,16 @@ export class WebSeeds {
     const noWork = new Set<WebSeed>();
     for (const seed of order) {
       if (!seed.available(now)) nextWake = Math.min(nextWake, seed.backoffUntil);
+      const rest = this.restUntil.get(seed);
+      if (rest !== undefined && rest > now) nextWake = Math.min(nextWake, rest);
     }
     if (nextWake !== Infinity) this.wakeAt(nextWake);
+    const usable = (seed: WebSeed) =>
+      seed.available(now) && !((this.restUntil.get(seed) ?? 0) > now);
     for (let round = 0; round < this.perSeed; round++) {
       for (const seed of order) {
-        if (!this.running || this.total >= this.maxInFlight) return;
-        if (!seed.available(now) || noWork.has(seed) || this.starved.has(seed)) continue;
+        if (!this.running || this.total >= this.maxInFlight) break;
+        if (!usable(seed) || noWork.has(seed) || this.starved.has(seed)) continue;
         if (this.inFlight.get(seed)! > round) continue;
         // Each reply of a server that ignores ranges starts at the file's start: one at a time.
         if (seed.ignoresRanges && this.inFlight.get(seed)! > 0) continue;
@@ -249,6 +289,54 @@ export class WebSeeds {
         this.launch(seed, index);
       }
     }
+    if (this.running)
+      this.takeOver(
+        [...noWork].filter((s) => this.inFlight.get(s) === 0),
+        now,
+      );
+  }
+
+  /**
+   * `idle` seeds found nothing to fetch: abort the requests of the seed that should take longest
+   * to finish them at its rate so far, when an idle seed should do it in less than half that
+   * (by its rate last time, plus TAKEOVER_RESTART_MS to start over), or, with none measured,
+   * when they should take more than TAKEOVER_MIN_MS. Seeds not measured TAKEOVER_PROBE_MS yet
+   * are looked at again a second later.
+   */
+  private takeOver(idle: WebSeed[], now: number): void {
+    if (idle.length === 0) return;
+    let idleRate = 0;
+    for (const s of idle) idleRate = Math.max(idleRate, this.lastRate.get(s) ?? 0);
+    let slowest: WebSeed | null = null;
+    let slowestTime = 0;
+    let waiting = false;
+    for (const [seed, spell] of this.spells) {
+      const elapsed = now - spell.since;
+      if (elapsed < TAKEOVER_PROBE_MS) {
+        waiting = true;
+        continue;
+      }
+      const got = seed.bytesFetched - spell.bytesAtStart;
+      const left = Math.max(0, spell.asked - got);
+      const time = got > 0 ? (left * elapsed) / got : Infinity;
+      const worth =
+        idleRate > 0
+          ? time > 2 * ((left * 1000) / idleRate + TAKEOVER_RESTART_MS)
+          : time > TAKEOVER_MIN_MS;
+      // Not yet: it may slow down, and is judged again while a seed is idle.
+      if (!worth) waiting ||= time > TAKEOVER_RESTART_MS;
+      else if (time > slowestTime) {
+        slowest = seed;
+        slowestTime = time;
+      }
+    }
+    if (!slowest) {
+      if (waiting) this.wakeAt(now + TAKEOVER_CHECK_MS);
+      return;
+    }
+    debug('%s: requests taken over (%d ms left at its rate)', slowest.url, Math.round(slowestTime));
+    this.restUntil.set(slowest, now + TAKEOVER_REST_MS);
+    for (const [c, s] of this.controllers) if (s === slowest) c.abort();
   }
 
   /**
@@ -300,11 +388,19 @@ export class WebSeeds {
     }
     this.inFlight.set(seed, this.inFlight.get(seed)! + 1);
     this.total++;
+    let spell = this.spells.get(seed);
+    if (!spell) {
+      spell = { since: this.now(), bytesAtStart: seed.bytesFetched, asked: 0 };
+      this.spells.set(seed, spell);
+    }
+    for (let i = first; i < first + count; i++) spell.asked += this.layout.pieceSize(i);
     const controller = new AbortController();
     this.controllers.set(controller, seed);
     const task = this.run(seed, first, count, controller).finally(() => {
       this.starved.clear();
-      this.inFlight.set(seed, this.inFlight.get(seed)! - 1);
+      const n = this.inFlight.get(seed)! - 1;
+      this.inFlight.set(seed, n);
+      if (n === 0) this.endSpell(seed);
       this.total--;
       this.controllers.delete(controller);
       this.tasks.delete(task);
@@ -386,6 +482,18 @@ export class WebSeeds {
         : `web seed ${seed.url}: piece ${index} failed verification; ${this.retryText(seed)}`,
     );
     return false;
+  }
+
+  /** A seed's requests are all over: keep the rate of the spell, if it was long enough to tell. */
+  private endSpell(seed: WebSeed): void {
+    const spell = this.spells.get(seed);
+    this.spells.delete(seed);
+    if (!spell) return;
+    const elapsed = this.now() - spell.since;
+    const bytes = seed.bytesFetched - spell.bytesAtStart;
+    if (elapsed >= TAKEOVER_PROBE_MS || bytes >= this.layout.pieceLength) {
+      this.lastRate.set(seed, (bytes * 1000) / Math.max(1, elapsed));
+    }
   }
 
   private retryText(seed: WebSeed): string {

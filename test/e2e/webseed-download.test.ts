@@ -290,6 +290,26 @@ describe.each([false, true])('WebSeeds (runs of pieces: %s)', (runs) => {
     });
   }
 
+  it('a slow seed gives its pieces up to one that sits idle, and rests', async () => {
+    // 2 KB/s: a piece of 16 KiB in 8 s, its first requests 16-32 s. The fast seed has
+    // everything else in well under a second and then nothing to do.
+    const slow = await startWebSeedServer({ files: singleFiles, bytesPerSecond: 2_000 });
+    cleanups.push(() => slow.close());
+    const fast = await server(singleFiles);
+    const swarm = setup(single, [`${slow.origin}/`, `${fast.origin}/`]);
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(single.data)).toBe(true);
+    // Taken over after TAKEOVER_PROBE_MS (3 s), before its first piece was whole.
+    expect(swarm.from.get(`${slow.origin}/`)).toBeUndefined();
+    expect(swarm.from.get(`${fast.origin}/`)).toBe(single.pieces.length);
+    const asked = slow.requests.length;
+    swarm.seeds.wake();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(slow.requests.length).toBe(asked);
+    expect(swarm.warnings).toEqual([]);
+  });
+
   it('a seed that failed is used again once its back-off is over', async () => {
     const s = await server(singleFiles);
     s.setFault('not-found', 2);

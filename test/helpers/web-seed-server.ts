@@ -50,6 +50,8 @@ export interface WebSeedServerOptions {
    * clients, which may encode differently); default: by the raw path.
    */
   decodePaths?: boolean;
+  /** Send range bodies at about this many bytes a second (a slow mirror); default: at once. */
+  bytesPerSecond?: number;
 }
 
 export interface RecordedRequest {
@@ -208,7 +210,25 @@ export async function startWebSeedServer(opts: WebSeedServerOptions): Promise<We
       ...close,
       ...(f === 'gzip' ? { 'content-encoding': 'gzip' } : {}),
     });
-    res.end(body);
+    if (opts.bytesPerSecond) trickle(res, body, opts.bytesPerSecond);
+    else res.end(body);
+  }
+
+  /** Writes `body` a tenth of `rate` every 100 ms, until it is all sent or the client left. */
+  function trickle(res: http.ServerResponse, body: Buffer, rate: number): void {
+    const step = Math.max(1, Math.round(rate / 10));
+    let at = 0;
+    const timer = setInterval(() => {
+      if (res.destroyed || at >= body.length) {
+        clearInterval(timer);
+        return;
+      }
+      const end = Math.min(body.length, at + step);
+      if (end === body.length) res.end(body.subarray(at, end));
+      else res.write(body.subarray(at, end));
+      at = end;
+    }, 100);
+    res.on('close', () => clearInterval(timer));
   }
 
   // Node's keep-alive timer starts once a response is handed to the kernel, not once it is read:
