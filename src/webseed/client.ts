@@ -65,11 +65,32 @@ export type WebSeedFault =
 export class WebSeedError extends TdlError {
   readonly fault: WebSeedFault;
   readonly url: string;
-  constructor(url: string, fault: WebSeedFault, message: string, options?: { cause?: unknown }) {
+  /** The server's `Retry-After` (ms from when it answered), with an error status. */
+  readonly retryAfterMs: number | undefined;
+  constructor(
+    url: string,
+    fault: WebSeedFault,
+    message: string,
+    options?: { cause?: unknown; retryAfterMs?: number },
+  ) {
     super('protocol', `web seed ${url}: ${message}`, options);
     this.fault = fault;
     this.url = url;
+    this.retryAfterMs = options?.retryAfterMs;
   }
+}
+
+/**
+ * A `Retry-After` header (RFC 9110, 10.2.3): delay-seconds or an HTTP date, as milliseconds from
+ * `now`; undefined when absent or not one of those (a date in the past is 0).
+ */
+export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
+  if (value === undefined) return undefined;
+  const v = value.trim();
+  if (/^\d{1,10}$/.test(v)) return Number(v) * 1000;
+  if (!/^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(v)) return undefined;
+  const at = Date.parse(v);
+  return Number.isFinite(at) ? Math.max(0, at - now) : undefined;
 }
 
 /**
@@ -489,9 +510,14 @@ export class WebSeed {
     if (startedAt < this.lastFailureAt) return;
     this.lastFailureAt = this.now();
     this.consecutiveFailures++;
+    // A server that says when to come back (503 or 429 with Retry-After) is not asked sooner,
+    // within the longest back-off (a third of --timeout: see backoffCap).
     const delay = Math.min(
       this.backoffMaxMs,
-      this.backoffBaseMs * 2 ** Math.min(this.consecutiveFailures - 1, 30),
+      Math.max(
+        this.backoffBaseMs * 2 ** Math.min(this.consecutiveFailures - 1, 30),
+        err.retryAfterMs ?? 0,
+      ),
     );
     this.backoffUntil = this.now() + delay;
   }
@@ -578,7 +604,14 @@ export class WebSeed {
       }
       if (statusCode !== 206 && statusCode !== 200) {
         discard(body);
-        throw new WebSeedError(this.url, 'status', `HTTP status ${statusCode} for ${target}`);
+        const retryAfterMs = parseRetryAfter(header(headers, 'retry-after'), this.now());
+        const asked = retryAfterMs === undefined ? '' : ` (Retry-After ${seconds(retryAfterMs)})`;
+        throw new WebSeedError(
+          this.url,
+          'status',
+          `HTTP status ${statusCode} for ${target}${asked}`,
+          { retryAfterMs },
+        );
       }
       if (statusCode === 200) {
         // The server ignored the Range header and sends the whole file: usable when the whole

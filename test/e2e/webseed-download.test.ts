@@ -310,6 +310,22 @@ describe.each([false, true])('WebSeeds (runs of pieces: %s)', (runs) => {
     expect(swarm.warnings).toEqual([]);
   });
 
+  it('a seed that answers 503 with Retry-After is not asked again before that', async () => {
+    const s = await server(singleFiles, 'retry-after');
+    const good = await server(singleFiles);
+    const swarm = setup(single, [`${s.origin}/`, `${good.origin}/`], { backoffBaseMs: 20 });
+    const t0 = Date.now();
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(single.data)).toBe(true);
+    const [b] = swarm.seeds.stats();
+    expect(b!.backoffUntil).toBeGreaterThanOrEqual(t0 + 30_000);
+    expect(s.requests.length).toBeLessThanOrEqual(2);
+    expect(
+      swarm.warnings.some((w) => /HTTP status 503 .*\(Retry-After 30s\); next try in 30 s/.test(w)),
+    ).toBe(true);
+  });
+
   it('a seed that failed is used again once its back-off is over', async () => {
     const s = await server(singleFiles);
     s.setFault('not-found', 2);

@@ -22,6 +22,7 @@ export type ServerFault =
   | 'wrong-bytes' // right length, every byte flipped
   | 'not-found' // 404
   | 'server-error' // 503
+  | 'retry-after' // 503 with Retry-After: 30
   | 'stall-headers' // never answers
   | 'stall-body' // headers and half the body, then nothing
   | 'redirect-file' // 302 to file:///etc/passwd
@@ -120,6 +121,9 @@ export async function startWebSeedServer(opts: WebSeedServerOptions): Promise<We
         return;
       case 'server-error':
         res.writeHead(503, { 'content-length': '0' }).end();
+        return;
+      case 'retry-after':
+        res.writeHead(503, { 'content-length': '0', 'retry-after': '30' }).end();
         return;
       case 'redirect-file':
         res.writeHead(302, { location: 'file:///etc/passwd', 'content-length': '0' }).end();

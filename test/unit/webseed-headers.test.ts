@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseContentRange } from '../../src/webseed/client.js';
+import { parseContentRange, parseRetryAfter } from '../../src/webseed/client.js';
 
 const params = { seed: Number(process.env['FUZZ_SEED'] ?? 42), numRuns: 2000 };
 
@@ -45,5 +45,29 @@ describe('parseContentRange', () => {
       }),
       params,
     );
+  });
+});
+
+describe('parseRetryAfter', () => {
+  const now = Date.parse('Sun, 06 Dec 2026 05:00:00 GMT');
+  it('reads delay-seconds and HTTP dates', () => {
+    expect(parseRetryAfter('120', now)).toBe(120_000);
+    expect(parseRetryAfter(' 0 ', now)).toBe(0);
+    expect(parseRetryAfter('Sun, 06 Dec 2026 05:01:30 GMT', now)).toBe(90_000);
+    expect(parseRetryAfter('Sun, 06 Dec 2026 04:00:00 GMT', now)).toBe(0);
+  });
+  it('ignores anything else', () => {
+    for (const v of [
+      undefined,
+      '',
+      '-5',
+      '1.5',
+      '12345678901',
+      'soon',
+      'Sun, 06 Dec 2026',
+      '0x10',
+    ]) {
+      expect(parseRetryAfter(v, now)).toBeUndefined();
+    }
   });
 });
