@@ -65,17 +65,20 @@ export type WebSeedFault =
 export class WebSeedError extends TdlError {
   readonly fault: WebSeedFault;
   readonly url: string;
+  /** The HTTP status of a `status` fault. */
+  readonly statusCode: number | undefined;
   /** The server's `Retry-After` (ms from when it answered), with an error status. */
   readonly retryAfterMs: number | undefined;
   constructor(
     url: string,
     fault: WebSeedFault,
     message: string,
-    options?: { cause?: unknown; retryAfterMs?: number },
+    options?: { cause?: unknown; statusCode?: number; retryAfterMs?: number },
   ) {
     super('protocol', `web seed ${url}: ${message}`, options);
     this.fault = fault;
     this.url = url;
+    this.statusCode = options?.statusCode;
     this.retryAfterMs = options?.retryAfterMs;
   }
 }
@@ -610,7 +613,7 @@ export class WebSeed {
           this.url,
           'status',
           `HTTP status ${statusCode} for ${target}${asked}`,
-          { retryAfterMs },
+          { statusCode, retryAfterMs },
         );
       }
       if (statusCode === 200) {

@@ -439,8 +439,13 @@ export class WebSeeds {
       if (err instanceof WebSeedError && err.fault === 'aborted') return;
       const message = err instanceof Error ? err.message : String(err);
       // Requests in flight together fail alike (a file's 404 for each of its ranges): said once.
-      if (this.lastWarned.get(seed) === message) return;
-      this.lastWarned.set(seed, message);
+      // So does a server that is down, for each file's URL (a multi-file torrent): one 503.
+      const said =
+        err instanceof WebSeedError && err.statusCode !== undefined
+          ? `HTTP ${err.statusCode}`
+          : message;
+      if (this.lastWarned.get(seed) === said) return;
+      this.lastWarned.set(seed, said);
       // A file the seed lacks is not asked for again (multi-file torrents); its other files
       // are, with no wait (a piece from it in between cleared the back-off).
       const lacks = err instanceof WebSeedError && err.fault === 'not-found';
