@@ -7,7 +7,7 @@
  *   while, is not taken for a stall: `--timeout` is about no data at all; one that trickles a
  *   byte now and then, never a whole block, is (it held a download at 0 % for ever);
  * - a peer trickling the blocks of a small torrent holds all of them: a good seeder that joins
- *   later is given them once they have been held a request timeout;
+ *   later is given them once the trickle is measured (test/e2e/trickle-tail.test.ts has many);
  * - a piece that failed with blocks from two peers, beside a proven peer that lacks it, is
  *   fetched again alone by one of the peers that have it;
  * - the only seeder quits and comes back on its address after its retries ran out, while a
