@@ -60,6 +60,11 @@ export const ENDGAME_OVERDUE_MS = 1_000;
  * block beside it.
  */
 export const ENDGAME_HOPELESS_MS = 10_000;
+/**
+ * A peer that has sent nothing yet asks for a duplicate beside holders that should take longer
+ * than this (or are late), and have sent something measurable.
+ */
+export const ENDGAME_NEW_PEER_WAIT_MS = 2_000;
 /** A peer's flow (bytes of blocks, whole or not, per second) is sampled over at least this. */
 export const FLOW_SAMPLE_MS = 1_000;
 /** Weight of a new sample in a peer's request-to-block latency (EWMA). */
@@ -232,25 +237,31 @@ export class RequestScheduler {
    *   faster peer. Each peer's time for a block is its queue at its rate, or at its flow of
    *   bytes when no whole block came lately; a peer that delivered blocks and went idle (its
    *   rate decayed while choked, or with nothing to fetch) counts as fast.
-   * - Not beside MAX_ENDGAME_REQUESTERS holders that may still send it. A holder that should
-   *   take more than ENDGAME_HOPELESS_MS (a trickle), or that has sent nothing measurable and
-   *   held the block a whole request timeout, does not count.
-   * - A peer that has sent nothing measurable (new, or snubbed) only beside holders that do not
-   *   count: two such peers holding both requests of a block would leave a good peer no way to
-   *   ask for it. A block no peer holds (a web seed has it, which no request timeout of ours
-   *   bounds) may be asked for at once.
+   * - Not beside MAX_ENDGAME_REQUESTERS holders that may still send it, unless this peer is
+   *   measured to send it in half the time of the soonest. A holder that should take more than
+   *   ENDGAME_HOPELESS_MS (a trickle), or that has sent nothing measurable and held the block a
+   *   whole request timeout, does not count.
+   * - A peer that has sent nothing yet: beside holders that have sent something measurable and
+   *   should take more than ENDGAME_NEW_PEER_WAIT_MS yet. Never beside one that has sent
+   *   nothing measurable: two such peers holding both requests of a block would leave a good
+   *   peer no way to ask for it. A snubbed peer: only beside holders that do not count. A block
+   *   no peer holds (a web seed has it, which no request timeout of ours bounds) may be asked
+   *   for at once.
    *
    * Many peers that trickle would otherwise hold every block of the tail between them, and a
-   * seeder that came later wait out their trickles (16 peers at 128 B/s: minutes).
+   * seeder that came later wait out their trickles (16 peers at 128 B/s: minutes; at 2 KB/s,
+   * whose first requests seem near, a minute).
    */
   worthDuplicating(key: number, self: PeerRequests, all: Iterable<PeerRequests>): boolean {
     const now = Date.now();
     const selfRate = self.pipeline.rate >= 1 ? self.pipeline.rate : self.flowRate;
-    const fresh = selfRate === 0 && (self.received === 0 || self.snubbed);
+    const unproven = selfRate === 0 && (self.received === 0 || self.snubbed);
     // Its time for one more block, as `fill` would make it due (0: unknown, counted as fast).
     const byRate = selfRate > 0 ? (1000 * (self.inflight.size + 1) * BLOCK_SIZE) / selfRate : 0;
     const selfTime = self.latency > 0 && byRate > 0 ? Math.min(byRate, self.latency) : byRate;
     let counted = 0;
+    let unmeasured = false;
+    let soonest = Infinity;
     for (const o of all) {
       if (o === self) continue;
       const sentAt = o.inflight.get(key);
@@ -258,30 +269,37 @@ export class RequestScheduler {
       const left = this.timeLeft(o, key, now);
       if (left === null) {
         // Nothing measurable yet: it counts until it has held the block a request timeout.
-        if (now - sentAt < this.requestTimeoutMs) counted++;
+        if (now - sentAt < this.requestTimeoutMs) {
+          counted++;
+          unmeasured = true;
+        }
         continue;
       }
       if (left <= ENDGAME_MIN_WAIT_MS && -left <= ENDGAME_OVERDUE_MS) return false;
       if (selfTime > 0 && left > 0 && selfTime >= left) return false;
+      if (left > 0) soonest = Math.min(soonest, left);
       if (left <= ENDGAME_HOPELESS_MS && -left <= ENDGAME_HOPELESS_MS) counted++;
     }
-    return fresh ? counted === 0 : counted < MAX_ENDGAME_REQUESTERS;
+    // Beyond the holders that count, only a peer measured to send it in half the time of any.
+    if (counted >= MAX_ENDGAME_REQUESTERS)
+      return !unmeasured && selfTime > 0 && 2 * selfTime < soonest;
+    if (!unproven) return true;
+    // A snubbed peer: only beside holders that do not count. A new one: also beside measured
+    // holders that should take ENDGAME_NEW_PEER_WAIT_MS more (or are late), never beside one
+    // that has sent nothing measurable.
+    if (self.snubbed || unmeasured) return counted === 0;
+    return soonest > ENDGAME_NEW_PEER_WAIT_MS;
   }
 
   /**
-   * How long until holder `o` should have sent block `key` (negative: late), by its queue at its
-   * rate or latency (its `due`), else by its flow (at least the block itself); null when
-   * neither is known.
+   * How long until holder `o` should have sent block `key` (negative: late), by its `due` (its
+   * queue at its rate, latency or flow), else by its flow (at least the block itself); null when
+   * none is known.
    */
   private timeLeft(o: PeerRequests, key: number, now: number): number | null {
-    if (o.pipeline.rate > 0 || o.latency > 0) {
-      const due = o.due.get(key);
-      if (due !== undefined && Number.isFinite(due)) return due - now;
-    }
-    if (o.flowRate === 0) return null;
     const due = o.due.get(key);
-    const byDue = due !== undefined && Number.isFinite(due) ? due - now : 0;
-    return Math.max((1000 * BLOCK_SIZE) / o.flowRate, byDue);
+    if (due !== undefined && Number.isFinite(due)) return due - now;
+    return o.flowRate > 0 ? (1000 * BLOCK_SIZE) / o.flowRate : null;
   }
 
   /** A block arrived from a peer. */
@@ -525,6 +543,13 @@ function sampleFlow(r: PeerRequests, now: number): void {
   r.flowRate = r.flowRate === 0 ? rate : 0.5 * r.flowRate + 0.5 * rate;
   r.flowSince = now;
   r.flowBytes = bytes;
+  // No whole block measured: its requests are due by their place in its queue at its flow (those
+  // sent before it was measured were due never). A trickle's last request is not as near as its
+  // first: 16 requests at 2 KB/s, 8 s a block, end 2 minutes out.
+  if (r.pipeline.rate > 0 || r.latency > 0 || r.flowRate <= 0) return;
+  const perBlock = (1000 * BLOCK_SIZE) / r.flowRate;
+  let ahead = 0;
+  for (const key of r.inflight.keys()) r.due.set(key, now + ++ahead * perBlock);
 }
 
 /** `bf` narrowed to the pieces `keep` accepts (all the picker reads of a bitfield: size, has). */

@@ -8,6 +8,7 @@ import type { PeerConnection } from '../../src/peer/connection.js';
 import { Layout } from '../../src/storage/layout.js';
 import { PiecePicker } from '../../src/swarm/picker.js';
 import {
+  ENDGAME_NEW_PEER_WAIT_MS,
   PeerRequests,
   REQUEST_TIMEOUT_MS,
   RequestScheduler,
@@ -352,7 +353,9 @@ describe('RequestScheduler endgame duplicates', () => {
     b.pipeline.rate = 1024 * 1024;
     s.fill(b, true, () => [a, b, c]);
     expect(b.inflight.size).toBeGreaterThan(0);
+    // ...as a trickle would: no rate, its requests due by its flow.
     b.pipeline.rate = 0;
+    for (const k of b.inflight.keys()) b.due.set(k, Date.now() + 128_000);
     // Before `a` is measured, `c` (new) waits: `a` may be about to send.
     s.fill(c, true, () => [a, b, c]);
     expect(c.inflight.size).toBe(0);
@@ -361,6 +364,34 @@ describe('RequestScheduler endgame duplicates', () => {
     expect(c.inflight.size).toBeGreaterThan(0);
     // Some of what it got is held by both others: a third request of those blocks.
     expect([...c.inflight.keys()].some((k) => b.inflight.has(k) && a.inflight.has(k))).toBe(true);
+  });
+
+  it("a trickle's requests are due by their place in its queue at its flow", () => {
+    const { s, a } = twoPeers(0);
+    const conn = a.conn as unknown as { blockBytesIn: number };
+    for (let t = 0; t <= 2_000; t += 500) {
+      conn.blockBytesIn = t * 2; // 2 KB/s: a block in 8 s
+      vi.setSystemTime(t);
+      s.check(a, t);
+    }
+    const lefts = [...a.inflight.keys()].map((k) => a.due.get(k)! - 2_000);
+    expect(lefts[0]).toBeCloseTo(8_192, -2);
+    expect(lefts.at(-1)).toBeCloseTo(8_192 * a.inflight.size, -2);
+  });
+
+  it('a new peer asks for a duplicate beside a measured holder that should take seconds yet', () => {
+    // 16 peers trickling 2 KB/s held the tail: each block 8 s away, under ENDGAME_HOPELESS_MS,
+    // so each counted, and a new seeder waited for minutes beside them.
+    const { s, a, b } = twoPeers(0);
+    b.pipeline.rate = 0;
+    a.flowRate = 2_048;
+    const now = Date.now();
+    for (const k of a.inflight.keys()) a.due.set(k, now + ENDGAME_NEW_PEER_WAIT_MS - 100);
+    s.fill(b, true, () => [a, b]);
+    expect(b.inflight.size).toBe(0);
+    for (const k of a.inflight.keys()) a.due.set(k, now + 8_000);
+    s.fill(b, true, () => [a, b]);
+    expect(b.inflight.size).toBeGreaterThan(0);
   });
 
   it('a peer that trickles asks for no duplicate of a block a trickler as fast holds', () => {
