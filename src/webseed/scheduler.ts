@@ -109,6 +109,12 @@ export const TAKEOVER_REST_MS = 30_000;
 /** While a seed is idle beside busy ones, how often they are looked at again. */
 const TAKEOVER_CHECK_MS = 1_000;
 
+interface Run {
+  seed: WebSeed;
+  first: number;
+  end: number;
+}
+
 /** One seed's current spell of requests: its rate so far, and what its requests have left. */
 interface Spell {
   since: number;
@@ -132,7 +138,8 @@ export class WebSeeds {
   /** Seeds whose requests were taken over: not asked before this time. */
   private readonly restUntil = new Map<WebSeed, number>();
   private readonly layout: Layout;
-  private readonly controllers = new Map<AbortController, WebSeed>();
+  /** Requests in flight: the seed and the pieces [first, end) each was sent for. */
+  private readonly controllers = new Map<AbortController, Run>();
   private readonly tasks = new Set<Promise<void>>();
   private total = 0;
   private running = false;
@@ -265,18 +272,22 @@ export class WebSeeds {
       if (rest !== undefined && rest > now) nextWake = Math.min(nextWake, rest);
     }
     if (nextWake !== Infinity) this.wakeAt(nextWake);
-    const usable = (seed: WebSeed) =>
-      seed.available(now) && !((this.restUntil.get(seed) ?? 0) > now);
+    const resting = (seed: WebSeed) => (this.restUntil.get(seed) ?? 0) > now;
+    const working = order.filter((s) => s.available(now) && !resting(s));
+    // A resting seed (its requests were taken over) fetches only what no working seed has.
+    const wanted = (seed: WebSeed) =>
+      resting(seed)
+        ? (i: number) => seed.has(i) && !working.some((o) => o.has(i))
+        : (i: number) => seed.has(i);
     for (let round = 0; round < this.perSeed; round++) {
       for (const seed of order) {
         if (!this.running || this.total >= this.maxInFlight) break;
-        if (!usable(seed) || noWork.has(seed) || this.starved.has(seed)) continue;
+        if (!seed.available(now) || noWork.has(seed) || this.starved.has(seed)) continue;
         if (this.inFlight.get(seed)! > round) continue;
         // Each reply of a server that ignores ranges starts at the file's start: one at a time.
         if (seed.ignoresRanges && this.inFlight.get(seed)! > 0) continue;
-        const index = seed.ignoresRanges
-          ? this.lowestFree(seed)
-          : this.opts.pick((i) => seed.has(i));
+        const has = wanted(seed);
+        const index = seed.ignoresRanges ? this.lowestFree(has) : this.opts.pick(has);
         if (index === null) {
           noWork.add(seed);
           continue;
@@ -286,12 +297,12 @@ export class WebSeeds {
           this.opts.onRelease(index);
           continue;
         }
-        this.launch(seed, index);
+        this.launch(seed, index, has);
       }
     }
     if (this.running)
       this.takeOver(
-        [...noWork].filter((s) => this.inFlight.get(s) === 0),
+        [...noWork].filter((s) => this.inFlight.get(s) === 0 && !resting(s)),
         now,
       );
   }
@@ -305,12 +316,19 @@ export class WebSeeds {
    */
   private takeOver(idle: WebSeed[], now: number): void {
     if (idle.length === 0) return;
-    let idleRate = 0;
-    for (const s of idle) idleRate = Math.max(idleRate, this.lastRate.get(s) ?? 0);
     let slowest: WebSeed | null = null;
     let slowestTime = 0;
     let waiting = false;
     for (const [seed, spell] of this.spells) {
+      // Only to seeds that have what it fetches (a multi-file seed may lack a file).
+      const takers = new Set<WebSeed>();
+      for (const r of this.controllers.values()) {
+        const t = r.seed === seed ? this.takerOf(r, idle) : undefined;
+        if (t) takers.add(t);
+      }
+      if (takers.size === 0) continue;
+      let idleRate = 0;
+      for (const s of takers) idleRate = Math.max(idleRate, this.lastRate.get(s) ?? 0);
       const elapsed = now - spell.since;
       if (elapsed < TAKEOVER_PROBE_MS) {
         waiting = true;
@@ -336,17 +354,26 @@ export class WebSeeds {
     }
     debug('%s: requests taken over (%d ms left at its rate)', slowest.url, Math.round(slowestTime));
     this.restUntil.set(slowest, now + TAKEOVER_REST_MS);
-    for (const [c, s] of this.controllers) if (s === slowest) c.abort();
+    for (const [c, r] of this.controllers)
+      if (r.seed === slowest && this.takerOf(r, idle)) c.abort();
+  }
+
+  /** An idle seed that has every piece of run `r`, if any. */
+  private takerOf(r: Run, idle: WebSeed[]): WebSeed | undefined {
+    return idle.find((s) => {
+      for (let i = r.first; i < r.end; i++) if (!s.has(i)) return false;
+      return true;
+    });
   }
 
   /**
    * For a server that ignores ranges (each reply starts at the file's start): the lowest piece
    * still needed, reserved, so that a reply drops as little as it can before it.
    */
-  private lowestFree(seed: WebSeed): number | null {
+  private lowestFree(has: (index: number) => boolean): number | null {
     const next = this.opts.pickNext;
-    if (!next) return this.opts.pick((i) => seed.has(i));
-    for (let i = 0; i < this.pieceCount; i++) if (seed.has(i) && next(i)) return i;
+    if (!next) return this.opts.pick(has);
+    for (let i = 0; i < this.pieceCount; i++) if (has(i) && next(i)) return i;
     return null;
   }
 
@@ -372,7 +399,7 @@ export class WebSeeds {
     this.timerAt = Infinity;
   }
 
-  private launch(seed: WebSeed, first: number): void {
+  private launch(seed: WebSeed, first: number, has: (index: number) => boolean): void {
     // Extend the run with the following pieces while the picker hands them over.
     let count = 1;
     const next = this.opts.pickNext;
@@ -380,7 +407,7 @@ export class WebSeeds {
       while (
         count < this.maxRunPieces &&
         first + count < this.pieceCount &&
-        seed.has(first + count) &&
+        has(first + count) &&
         next(first + count)
       ) {
         count++;
@@ -395,7 +422,7 @@ export class WebSeeds {
     }
     for (let i = first; i < first + count; i++) spell.asked += this.layout.pieceSize(i);
     const controller = new AbortController();
-    this.controllers.set(controller, seed);
+    this.controllers.set(controller, { seed, first, end: first + count });
     const task = this.run(seed, first, count, controller).finally(() => {
       this.starved.clear();
       const n = this.inFlight.get(seed)! - 1;
@@ -474,12 +501,14 @@ export class WebSeeds {
     }
     if (ok) {
       debug('%s: piece %d verified', seed.url, index);
+      // Working again: its next failure is said, whatever the last one was.
+      this.lastWarned.delete(seed);
       return true;
     }
     const banned = seed.reportBadPiece(index);
     if (banned) {
       // Its other requests are for pieces we would not trust either.
-      for (const [c, s] of this.controllers) if (s === seed) c.abort();
+      for (const [c, r] of this.controllers) if (r.seed === seed) c.abort();
     }
     this.opts.onWarning(
       banned

@@ -8,7 +8,12 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseTorrent, pieceHash, type Metainfo } from '../../src/metainfo/torrent.js';
 import { Layout } from '../../src/storage/layout.js';
 import type { WebSeedOptions } from '../../src/webseed/client.js';
-import { MAX_WEB_SEEDS, WebSeeds, type WebSeedsOptions } from '../../src/webseed/scheduler.js';
+import {
+  MAX_WEB_SEEDS,
+  TAKEOVER_REST_MS,
+  WebSeeds,
+  type WebSeedsOptions,
+} from '../../src/webseed/scheduler.js';
 import { Bitfield } from '../../src/wire/bitfield.js';
 import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 import {
@@ -311,6 +316,35 @@ describe.each([false, true])('WebSeeds (runs of pieces: %s)', (runs) => {
     expect(slow.requests.length).toBe(asked);
     expect(swarm.warnings).toEqual([]);
   });
+
+  it('a slow seed keeps the pieces of a file the idle one lacks, and fetches them while it rests', async () => {
+    // The fast seed lacks b.bin: the slow one is the only source of its pieces. Taking them
+    // over for the idle fast seed left them to no one for the 30 s rest.
+    const a = randomBytesSeeded(64 * 1024, 'lack-a');
+    const b = randomBytesSeeded(64 * 1024, 'lack-b');
+    const t = makeTorrent({
+      name: 'pair',
+      pieceLength: PL,
+      files: [
+        { path: ['a.bin'], data: a },
+        { path: ['b.bin'], data: b },
+      ],
+    });
+    const slow = await startWebSeedServer({
+      files: { '/ws/pair/a.bin': a, '/ws/pair/b.bin': b },
+      bytesPerSecond: 4_000,
+    });
+    cleanups.push(() => slow.close());
+    const fast = await server({ '/ws/pair/a.bin': a });
+    const swarm = setup(t, [`${slow.origin}/ws`, `${fast.origin}/ws`]);
+    const t0 = Date.now();
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(t.data)).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(TAKEOVER_REST_MS);
+    // Every piece of b.bin came from the slow seed.
+    expect(swarm.from.get(`${slow.origin}/ws`)).toBeGreaterThanOrEqual(4);
+  }, 60_000);
 
   it('a seed that answers 503 with Retry-After is not asked again before that', async () => {
     const s = await server(singleFiles, 'retry-after');
