@@ -539,17 +539,23 @@ function sampleFlow(r: PeerRequests, now: number): void {
     return;
   }
   if (now - r.flowSince < FLOW_SAMPLE_MS) return;
-  const rate = ((bytes - r.flowBytes) * 1000) / (now - r.flowSince);
-  r.flowRate = r.flowRate === 0 ? rate : 0.5 * r.flowRate + 0.5 * rate;
+  const sample = ((bytes - r.flowBytes) * 1000) / (now - r.flowSince);
+  r.flowRate = r.flowRate === 0 ? sample : 0.5 * r.flowRate + 0.5 * sample;
   r.flowSince = now;
   r.flowBytes = bytes;
-  // No whole block measured: its requests are due by their place in its queue at its flow (those
-  // sent before it was measured were due never). A trickle's last request is not as near as its
-  // first: 16 requests at 2 KB/s, 8 s a block, end 2 minutes out.
-  if (r.pipeline.rate > 0 || r.latency > 0 || r.flowRate <= 0) return;
-  const perBlock = (1000 * BLOCK_SIZE) / r.flowRate;
+  // Requests sent before the peer was measured were due never: now by their place in its queue
+  // at its rate, or at its flow. With no whole block measured, all of them are, each sample: a
+  // trickle's last request is not as near as its first (16 requests at 2 KB/s, 8 s a block,
+  // end 2 minutes out).
+  const rate = r.pipeline.rate > 0 ? r.pipeline.rate : r.flowRate;
+  if (rate <= 0) return;
+  const all = r.pipeline.rate === 0 && r.latency === 0;
+  const perBlock = (1000 * BLOCK_SIZE) / rate;
   let ahead = 0;
-  for (const key of r.inflight.keys()) r.due.set(key, now + ++ahead * perBlock);
+  for (const key of r.inflight.keys()) {
+    ahead++;
+    if (all || !Number.isFinite(r.due.get(key) ?? Infinity)) r.due.set(key, now + ahead * perBlock);
+  }
 }
 
 /** `bf` narrowed to the pieces `keep` accepts (all the picker reads of a bitfield: size, has). */

@@ -379,6 +379,24 @@ describe('RequestScheduler endgame duplicates', () => {
     expect(lefts.at(-1)).toBeCloseTo(8_192 * a.inflight.size, -2);
   });
 
+  it('requests sent before a peer was measured are due by their place in its queue once it is', () => {
+    // Its first requests went out with no rate known (due never); then it sends 64 KiB/s. The
+    // back of its queue is seconds away: a faster peer may ask for those blocks.
+    const { s, a, b } = twoPeers(0);
+    const conn = a.conn as unknown as { blockBytesIn: number };
+    expect([...a.due.values()].every((d) => d === Infinity)).toBe(true);
+    s.check(a, 0);
+    a.pipeline.rate = 64 * 1024;
+    conn.blockBytesIn = 64 * 1024;
+    vi.setSystemTime(1_000);
+    s.check(a, 1_000);
+    const lefts = [...a.inflight.keys()].map((k) => a.due.get(k)! - 1_000);
+    expect(lefts.every((l) => Number.isFinite(l))).toBe(true);
+    expect(lefts.at(-1)!).toBeGreaterThan(lefts[0]! * 10);
+    s.fill(b, true, () => [a, b]);
+    expect(b.inflight.size).toBeGreaterThan(0);
+  });
+
   it('a new peer asks for a duplicate beside a measured holder that should take seconds yet', () => {
     // 16 peers trickling 2 KB/s held the tail: each block 8 s away, under ENDGAME_HOPELESS_MS,
     // so each counted, and a new seeder waited for minutes beside them.
