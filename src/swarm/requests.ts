@@ -256,9 +256,11 @@ export class RequestScheduler {
     const now = Date.now();
     const selfRate = self.pipeline.rate >= 1 ? self.pipeline.rate : self.flowRate;
     const unproven = selfRate === 0 && (self.received === 0 || self.snubbed);
-    // Its time for one more block, as `fill` would make it due (0: unknown, counted as fast).
+    // Its time for one more block, as `fill` would make it due, or its latency alone before its
+    // rate is measured (0: unknown, counted as fast).
     const byRate = selfRate > 0 ? (1000 * (self.inflight.size + 1) * BLOCK_SIZE) / selfRate : 0;
-    const selfTime = self.latency > 0 && byRate > 0 ? Math.min(byRate, self.latency) : byRate;
+    const selfTime =
+      byRate === 0 ? self.latency : self.latency > 0 ? Math.min(byRate, self.latency) : byRate;
     let counted = 0;
     let unmeasured = false;
     let soonest = Infinity;
@@ -280,15 +282,20 @@ export class RequestScheduler {
       if (left > 0) soonest = Math.min(soonest, left);
       if (left <= ENDGAME_HOPELESS_MS && -left <= ENDGAME_HOPELESS_MS) counted++;
     }
+    if (unproven) {
+      // A snubbed peer: only beside holders that do not count. A new one: also beside measured
+      // holders that should take ENDGAME_NEW_PEER_WAIT_MS more (or are late), never beside one
+      // that has sent nothing measurable; and, with nothing in flight, beyond the holders that
+      // count (one pick: ENDGAME_DEPTH blocks at most), so that it can show its rate: peers
+      // trickling 8 KB/s, new themselves a moment before, held every block twice over.
+      if (self.snubbed || unmeasured) return counted === 0;
+      if (soonest <= ENDGAME_NEW_PEER_WAIT_MS) return false;
+      return counted < MAX_ENDGAME_REQUESTERS || self.inflight.size === 0;
+    }
     // Beyond the holders that count, only a peer measured to send it in half the time of any.
     if (counted >= MAX_ENDGAME_REQUESTERS)
       return !unmeasured && selfTime > 0 && 2 * selfTime < soonest;
-    if (!unproven) return true;
-    // A snubbed peer: only beside holders that do not count. A new one: also beside measured
-    // holders that should take ENDGAME_NEW_PEER_WAIT_MS more (or are late), never beside one
-    // that has sent nothing measurable.
-    if (self.snubbed || unmeasured) return counted === 0;
-    return soonest > ENDGAME_NEW_PEER_WAIT_MS;
+    return true;
   }
 
   /**

@@ -6,7 +6,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { PeerConnection } from '../../src/peer/connection.js';
 import { Layout } from '../../src/storage/layout.js';
-import { PiecePicker } from '../../src/swarm/picker.js';
+import { ENDGAME_DEPTH, PiecePicker } from '../../src/swarm/picker.js';
 import {
   ENDGAME_NEW_PEER_WAIT_MS,
   PeerRequests,
@@ -410,6 +410,33 @@ describe('RequestScheduler endgame duplicates', () => {
     for (const k of a.inflight.keys()) a.due.set(k, now + 8_000);
     s.fill(b, true, () => [a, b]);
     expect(b.inflight.size).toBeGreaterThan(0);
+  });
+
+  it('a new peer with nothing in flight asks beyond two holders that should take seconds yet', () => {
+    // Peers trickling 8 KB/s, new themselves a moment before, held every block twice over: a
+    // seeder that came then could never show its rate.
+    const { s, a, b } = twoPeers(0);
+    b.pipeline.rate = 0;
+    const c = new PeerRequests(
+      { ...(b.conn as object), address: '10.0.0.3:6881' } as unknown as PeerConnection,
+      0,
+    );
+    const now = Date.now();
+    for (const o of [a, c]) {
+      o.flowRate = 8_192;
+      for (const k of a.inflight.keys()) {
+        o.inflight.set(k, now);
+        o.due.set(k, now + 5_000);
+      }
+    }
+    s.fill(b, true, () => [a, b, c]);
+    expect(b.inflight.size).toBeGreaterThan(0);
+    expect(b.inflight.size).toBeLessThanOrEqual(ENDGAME_DEPTH);
+    // With those in flight, no more until it has shown what it sends.
+    const had = b.inflight.size;
+    b.pipeline.depth = 64;
+    s.fill(b, true, () => [a, b, c]);
+    expect(b.inflight.size).toBe(had);
   });
 
   it('a peer that trickles asks for no duplicate of a block a trickler as fast holds', () => {
