@@ -15,8 +15,8 @@
  * fewer than one); a request holds one piece buffer at a time.
  *
  * A slow seed does not hold the last pieces while another sits idle: when a seed has nothing
- * left to fetch and another seed's requests should take, at the rate it has sent them so far
- * (measured over TAKEOVER_PROBE_MS at least), over twice what the idle seed would need at its
+ * left to fetch and another seed's requests should take, at the rate it has sent them lately
+ * (over its last 3 to 6 s, TAKEOVER_PROBE_MS at least), over twice what the idle seed would need at its
  * last rate (or, never measured, over TAKEOVER_MIN_MS), those requests are aborted, their
  * pieces go back to the picker, and the slow seed rests for TAKEOVER_REST_MS, so the idle one
  * takes them. */
@@ -115,12 +115,21 @@ interface Run {
   end: number;
 }
 
-/** One seed's current spell of requests: its rate so far, and what its requests have left. */
+/** One seed's current spell of requests: its rate lately, and what its requests have left. */
 interface Spell {
   since: number;
   bytesAtStart: number;
   /** Bytes asked for in the spell. */
   asked: number;
+  /**
+   * Its rate is measured from `fromAt` (the seed's bytes then: `fromBytes`), moved up to `markAt`
+   * (and `markBytes`) each TAKEOVER_PROBE_MS it is looked at: over the last 3 to 6 s, not since
+   * the spell began (a seed that slowed down after a fast start kept its start's rate).
+   */
+  fromAt: number;
+  fromBytes: number;
+  markAt: number;
+  markBytes: number;
 }
 
 export class WebSeeds {
@@ -309,7 +318,7 @@ export class WebSeeds {
 
   /**
    * `idle` seeds found nothing to fetch: abort the requests of the seed that should take longest
-   * to finish them at its rate so far, when an idle seed should do it in less than half that
+   * to finish them at its rate lately, when an idle seed should do it in less than half that
    * (by its rate last time, plus TAKEOVER_RESTART_MS to start over), or, with none measured,
    * when they should take more than TAKEOVER_MIN_MS. Seeds not measured TAKEOVER_PROBE_MS yet
    * are looked at again a second later.
@@ -329,21 +338,25 @@ export class WebSeeds {
       if (takers.size === 0) continue;
       let idleRate = 0;
       for (const s of takers) idleRate = Math.max(idleRate, this.lastRate.get(s) ?? 0);
-      const elapsed = now - spell.since;
-      if (elapsed < TAKEOVER_PROBE_MS) {
-        waiting = true;
-        continue;
+      if (now - spell.markAt >= TAKEOVER_PROBE_MS) {
+        spell.fromAt = spell.markAt;
+        spell.fromBytes = spell.markBytes;
+        spell.markAt = now;
+        spell.markBytes = seed.bytesFetched;
       }
-      const got = seed.bytesFetched - spell.bytesAtStart;
-      const left = Math.max(0, spell.asked - got);
+      // Not yet measured, or not slow enough: judged again each second while a seed is idle
+      // (it may slow down).
+      waiting = true;
+      const elapsed = now - spell.fromAt;
+      if (now - spell.since < TAKEOVER_PROBE_MS || elapsed <= 0) continue;
+      const got = seed.bytesFetched - spell.fromBytes;
+      const left = Math.max(0, spell.asked - (seed.bytesFetched - spell.bytesAtStart));
       const time = got > 0 ? (left * elapsed) / got : Infinity;
       const worth =
         idleRate > 0
           ? time > 2 * ((left * 1000) / idleRate + TAKEOVER_RESTART_MS)
           : time > TAKEOVER_MIN_MS;
-      // Not yet: it may slow down, and is judged again while a seed is idle.
-      if (!worth) waiting ||= time > TAKEOVER_RESTART_MS;
-      else if (time > slowestTime) {
+      if (worth && time > slowestTime) {
         slowest = seed;
         slowestTime = time;
       }
@@ -417,7 +430,17 @@ export class WebSeeds {
     this.total++;
     let spell = this.spells.get(seed);
     if (!spell) {
-      spell = { since: this.now(), bytesAtStart: seed.bytesFetched, asked: 0 };
+      const at = this.now();
+      const bytes = seed.bytesFetched;
+      spell = {
+        since: at,
+        bytesAtStart: bytes,
+        asked: 0,
+        fromAt: at,
+        fromBytes: bytes,
+        markAt: at,
+        markBytes: bytes,
+      };
       this.spells.set(seed, spell);
     }
     for (let i = first; i < first + count; i++) spell.asked += this.layout.pieceSize(i);

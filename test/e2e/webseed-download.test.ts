@@ -317,6 +317,25 @@ describe.each([false, true])('WebSeeds (runs of pieces: %s)', (runs) => {
     expect(swarm.warnings).toEqual([]);
   });
 
+  it('a seed that slows down after a fast start gives its pieces up too', async () => {
+    // Its first 16 replies at once, then 1 KB/s: its average since its first request stays high
+    // long after; its last seconds' rate is what tells.
+    const PLB = 16 * 1024;
+    const data = randomBytesSeeded(64 * PLB, 'flip');
+    const t = makeTorrent({ name: 'flip.bin', pieceLength: PLB, files: { data } });
+    const files = { '/flip.bin': data };
+    const flip = await startWebSeedServer({ files, bytesPerSecond: 1_000, fastReplies: 16 });
+    cleanups.push(() => flip.close());
+    const steady = await server(files);
+    const swarm = setup(t, [`${flip.origin}/`, `${steady.origin}/`]);
+    const t0 = Date.now();
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(data)).toBe(true);
+    // Its last requests, 16 KiB each at 1 KB/s, would have taken 16 s.
+    expect(Date.now() - t0).toBeLessThan(14_000);
+  }, 60_000);
+
   it('a slow seed keeps the pieces of a file the idle one lacks, and fetches them while it rests', async () => {
     // The fast seed lacks b.bin: the slow one is the only source of its pieces. Taking them
     // over for the idle fast seed left them to no one for the 30 s rest.

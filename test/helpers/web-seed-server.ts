@@ -53,6 +53,8 @@ export interface WebSeedServerOptions {
   decodePaths?: boolean;
   /** Send range bodies at about this many bytes a second (a slow mirror); default: at once. */
   bytesPerSecond?: number;
+  /** With `bytesPerSecond`: this many range replies are sent at once first. */
+  fastReplies?: number;
 }
 
 export interface RecordedRequest {
@@ -81,6 +83,7 @@ function parseRange(h: string | undefined, size: number): { a: number; b: number
 }
 
 export async function startWebSeedServer(opts: WebSeedServerOptions): Promise<WebSeedServer> {
+  let rangeReplies = 0;
   let fault: ServerFault = opts.fault ?? 'none';
   let faultLeft = opts.faultCount ?? Infinity;
   let gate = opts.gate;
@@ -214,8 +217,11 @@ export async function startWebSeedServer(opts: WebSeedServerOptions): Promise<We
       ...close,
       ...(f === 'gzip' ? { 'content-encoding': 'gzip' } : {}),
     });
-    if (opts.bytesPerSecond) trickle(res, body, opts.bytesPerSecond);
-    else res.end(body);
+    if (opts.bytesPerSecond && ++rangeReplies > (opts.fastReplies ?? 0)) {
+      trickle(res, body, opts.bytesPerSecond);
+    } else {
+      res.end(body);
+    }
   }
 
   /** Writes `body` a tenth of `rate` every 100 ms, until it is all sent or the client left. */
