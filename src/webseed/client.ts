@@ -17,6 +17,7 @@ import { logger } from '../log.js';
 import type { Dispatcher } from 'undici';
 import { TdlError } from '../errors.js';
 import { followRedirect, REDIRECT_STATUSES } from '../http.js';
+import { RateWindow } from '../swarm/rate-window.js';
 import { familyOfIp } from '../tracker/compact.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { Layout } from '../storage/layout.js';
@@ -38,6 +39,8 @@ export const WEB_SEED_BACKOFF_BASE_MS = 5_000;
 export const WEB_SEED_BACKOFF_MAX_MS = 300_000;
 /** Pieces failing verification before the seed is banned for the rest of the run. */
 export const MAX_BAD_PIECES = 3;
+/** A seed's bytes are kept this long for its rate lately (`recentBytes`). */
+export const WEB_SEED_RECENT_MS = 5_000;
 /**
  * A whole-file reply (a server that ignores ranges) is read past pieces that are not needed
  * from it, up to this many bytes in a row, to reach later ones that are: a new request would
@@ -214,6 +217,8 @@ export class WebSeed {
   readonly url: string;
   /** Bytes of piece data received (including pieces that later failed verification). */
   bytesFetched = 0;
+  /** The same bytes over the last WEB_SEED_RECENT_MS, as they arrive (its rate lately). */
+  readonly recentBytes = new RateWindow(WEB_SEED_RECENT_MS);
   /** Pieces fetched in full (before verification). */
   piecesFetched = 0;
   /** Failed fetches and bad pieces, in total. */
@@ -736,6 +741,7 @@ export class WebSeed {
             write(offset + got, chunk.subarray(0, head));
             got += head;
             this.bytesFetched += head;
+            this.recentBytes.add(this.now(), head);
             chunk = chunk.subarray(head);
           }
           if (chunk.length === 0) break;
@@ -770,6 +776,7 @@ export class WebSeed {
         write(offset + got, chunk);
         got += chunk.length;
         this.bytesFetched += chunk.length;
+        this.recentBytes.add(this.now(), chunk.length);
       }
       if (ended) {
         discard(body);

@@ -16,14 +16,14 @@
  *
  * A slow seed does not hold the last pieces while another sits idle: when a seed has nothing
  * left to fetch and another seed's requests should take, at the rate it has sent them lately
- * (over its last 3 to 6 s, TAKEOVER_PROBE_MS at least), over twice what the idle seed would need at its
+ * (over its last WEB_SEED_RECENT_MS, TAKEOVER_PROBE_MS at least), over twice what the idle seed would need at its
  * last rate (or, never measured, over TAKEOVER_MIN_MS), those requests are aborted, their
  * pieces go back to the picker, and the slow seed rests for TAKEOVER_REST_MS, so the idle one
  * takes them. */
 import { logger } from '../log.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { Layout } from '../storage/layout.js';
-import { WebSeed, WebSeedError, type WebSeedOptions } from './client.js';
+import { WEB_SEED_RECENT_MS, WebSeed, WebSeedError, type WebSeedOptions } from './client.js';
 
 const debug = logger('tdl:webseeds');
 
@@ -115,21 +115,12 @@ interface Run {
   end: number;
 }
 
-/** One seed's current spell of requests: its rate lately, and what its requests have left. */
+/** One seed's current spell of requests: since when, and what its requests have left. */
 interface Spell {
   since: number;
   bytesAtStart: number;
   /** Bytes asked for in the spell. */
   asked: number;
-  /**
-   * Its rate is measured from `fromAt` (the seed's bytes then: `fromBytes`), moved up to `markAt`
-   * (and `markBytes`) each TAKEOVER_PROBE_MS it is looked at: over the last 3 to 6 s, not since
-   * the spell began (a seed that slowed down after a fast start kept its start's rate).
-   */
-  fromAt: number;
-  fromBytes: number;
-  markAt: number;
-  markBytes: number;
 }
 
 export class WebSeeds {
@@ -338,18 +329,14 @@ export class WebSeeds {
       if (takers.size === 0) continue;
       let idleRate = 0;
       for (const s of takers) idleRate = Math.max(idleRate, this.lastRate.get(s) ?? 0);
-      if (now - spell.markAt >= TAKEOVER_PROBE_MS) {
-        spell.fromAt = spell.markAt;
-        spell.fromBytes = spell.markBytes;
-        spell.markAt = now;
-        spell.markBytes = seed.bytesFetched;
-      }
       // Not yet measured, or not slow enough: judged again each second while a seed is idle
       // (it may slow down).
       waiting = true;
-      const elapsed = now - spell.fromAt;
-      if (now - spell.since < TAKEOVER_PROBE_MS || elapsed <= 0) continue;
-      const got = seed.bytesFetched - spell.fromBytes;
+      if (now - spell.since < TAKEOVER_PROBE_MS) continue;
+      // Its rate over its last seconds, not since the spell began: a seed that slowed down after
+      // a fast start kept its start's average for minutes.
+      const elapsed = Math.min(now - spell.since, WEB_SEED_RECENT_MS);
+      const got = seed.recentBytes.sum(now, elapsed);
       const left = Math.max(0, spell.asked - (seed.bytesFetched - spell.bytesAtStart));
       const time = got > 0 ? (left * elapsed) / got : Infinity;
       const worth =
@@ -430,17 +417,7 @@ export class WebSeeds {
     this.total++;
     let spell = this.spells.get(seed);
     if (!spell) {
-      const at = this.now();
-      const bytes = seed.bytesFetched;
-      spell = {
-        since: at,
-        bytesAtStart: bytes,
-        asked: 0,
-        fromAt: at,
-        fromBytes: bytes,
-        markAt: at,
-        markBytes: bytes,
-      };
+      spell = { since: this.now(), bytesAtStart: seed.bytesFetched, asked: 0 };
       this.spells.set(seed, spell);
     }
     for (let i = first; i < first + count; i++) spell.asked += this.layout.pieceSize(i);
