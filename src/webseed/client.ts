@@ -39,6 +39,12 @@ export const WEB_SEED_BACKOFF_BASE_MS = 5_000;
 export const WEB_SEED_BACKOFF_MAX_MS = 300_000;
 /** Pieces failing verification before the seed is banned for the rest of the run. */
 export const MAX_BAD_PIECES = 3;
+/**
+ * Files found missing (or of another length) in a row, with no piece between, that do not back
+ * a seed off, once it has sent a piece: the server is up, and its other files are asked for at
+ * once. More in a row (a server that lost most of the torrent) back it off as usual.
+ */
+export const FREE_FILE_FAULTS = 4;
 /** A seed's bytes are kept this long for its rate lately (`recentBytes`). */
 export const WEB_SEED_RECENT_MS = 5_000;
 /**
@@ -72,17 +78,23 @@ export class WebSeedError extends TdlError {
   readonly statusCode: number | undefined;
   /** The server's `Retry-After` (ms from when it answered), with an error status. */
   readonly retryAfterMs: number | undefined;
+  /**
+   * The file (multi-file torrents) this failure showed the seed lacks (404, another length):
+   * the server answered, about that file only.
+   */
+  readonly lackedFile: number | undefined;
   constructor(
     url: string,
     fault: WebSeedFault,
     message: string,
-    options?: { cause?: unknown; statusCode?: number; retryAfterMs?: number },
+    options?: { cause?: unknown; statusCode?: number; retryAfterMs?: number; lackedFile?: number },
   ) {
     super('protocol', `web seed ${url}: ${message}`, options);
     this.fault = fault;
     this.url = url;
     this.statusCode = options?.statusCode;
     this.retryAfterMs = options?.retryAfterMs;
+    this.lackedFile = options?.lackedFile;
   }
 }
 
@@ -244,6 +256,8 @@ export class WebSeed {
   /** Files (multi-file torrents) this seed will not be asked for again: 404, or stale data. */
   private readonly lacking = new Set<number>();
   private consecutiveFailures = 0;
+  /** Failures that showed a file lacking (`WebSeedError.lackedFile`) since the last piece. */
+  private fileFaultsInRow = 0;
   /** When the back-off was last set (see recordFailure). */
   private lastFailureAt = -Infinity;
   private readonly timeoutMs: number;
@@ -400,6 +414,7 @@ export class WebSeed {
         }
         this.piecesFetched++;
         this.consecutiveFailures = 0;
+        this.fileFaultsInRow = 0;
         this.backoffUntil = 0;
         onPiece(index, data);
       }
@@ -515,6 +530,12 @@ export class WebSeed {
   private recordFailure(err: WebSeedError, startedAt = this.now()): void {
     this.failures++;
     this.lastError = err;
+    // A file the seed lacks says nothing about its others: a seed that has sent pieces is asked
+    // for them at once (a base URL that is wrong fails every file, and has sent none).
+    if (err.lackedFile !== undefined) {
+      this.fileFaultsInRow++;
+      if (this.piecesFetched > this.badPieces && this.fileFaultsInRow <= FREE_FILE_FAULTS) return;
+    }
     if (startedAt < this.lastFailureAt) return;
     this.lastFailureAt = this.now();
     this.consecutiveFailures++;
@@ -528,6 +549,13 @@ export class WebSeed {
       ),
     );
     this.backoffUntil = this.now() + delay;
+  }
+
+  /** File `i` (a multi-file torrent) is not asked of this seed again: the error's options. */
+  private lacks(i: number): { lackedFile?: number } {
+    if (!this.meta.multiFile) return {};
+    this.lacking.add(i);
+    return { lackedFile: i };
   }
 
   private classify(err: unknown): WebSeedError {
@@ -585,17 +613,21 @@ export class WebSeed {
       if (statusCode === 404 || statusCode === 410) {
         discard(body);
         // In a multi-file torrent the server may hold some files and not others.
-        if (this.meta.multiFile) this.lacking.add(r.fileIndex);
-        throw new WebSeedError(this.url, 'not-found', `HTTP ${statusCode} for ${target}`);
+        throw new WebSeedError(
+          this.url,
+          'not-found',
+          `HTTP ${statusCode} for ${target}`,
+          this.lacks(r.fileIndex),
+        );
       }
       if (statusCode === 416) {
         discard(body);
         // The range lies within the torrent's file: the server's copy is shorter, another version.
-        if (this.meta.multiFile) this.lacking.add(r.fileIndex);
         throw new WebSeedError(
           this.url,
           'range',
           `HTTP 416 for bytes ${r.start}-${r.end - 1} of ${target}: the file is shorter there`,
+          this.lacks(r.fileIndex),
         );
       }
       // Asked for as they are (accept-encoding: identity): a compressed reply holds other bytes
@@ -629,11 +661,11 @@ export class WebSeed {
           // The whole file, of another length: another version of it (as a 206 would say).
           if (cl !== undefined && /^\d+$/.test(cl) && Number(cl) !== fileLength) {
             discard(body);
-            if (this.meta.multiFile) this.lacking.add(r.fileIndex);
             throw new WebSeedError(
               this.url,
               'range',
               `${target} is ${cl} bytes there (Content-Length of a whole-file reply), ${fileLength} in the torrent`,
+              this.lacks(r.fileIndex),
             );
           }
           if (this.meta.multiFile) {
@@ -652,23 +684,22 @@ export class WebSeed {
         if (!range || range.first !== r.start || range.last !== r.end - 1) {
           discard(body);
           // A file of another length on the server is another version of it.
-          if (this.meta.multiFile && range?.total !== undefined && range.total !== fileLength) {
-            this.lacking.add(r.fileIndex);
-          }
+          const other = range?.total !== undefined && range.total !== fileLength;
           throw new WebSeedError(
             this.url,
             'range',
             `asked for bytes ${r.start}-${r.end - 1}, got Content-Range ${JSON.stringify(cr ?? null)}`,
+            other ? this.lacks(r.fileIndex) : undefined,
           );
         }
         // The range asked for, of a file of another length: another version of the file.
         if (range.total !== undefined && range.total !== fileLength) {
           discard(body);
-          if (this.meta.multiFile) this.lacking.add(r.fileIndex);
           throw new WebSeedError(
             this.url,
             'range',
             `${target} is ${range.total} bytes there (Content-Range), ${fileLength} in the torrent`,
+            this.lacks(r.fileIndex),
           );
         }
       }

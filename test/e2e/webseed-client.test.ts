@@ -4,6 +4,7 @@ import { TdlError } from '../../src/errors.js';
 import { parseTorrent, type Metainfo } from '../../src/metainfo/torrent.js';
 import { Layout } from '../../src/storage/layout.js';
 import {
+  FREE_FILE_FAULTS,
   MAX_BAD_PIECES,
   WebSeed,
   WebSeedError,
@@ -356,7 +357,8 @@ describe('WebSeed faults', () => {
     expect(delays).toEqual([5_000, 10_000, 20_000, 30_000, 30_000]);
     s.setFault('none');
     await seed.fetchPiece(0);
-    await faultOf((s.setFault('not-found'), seed.fetchPiece(0)));
+    // (A server that is down: a missing file, once it has sent a piece, would not back it off.)
+    await faultOf((s.setFault('server-error'), seed.fetchPiece(0)));
     expect(seed.backoffUntil - c.t).toBe(5_000);
   });
 
@@ -381,6 +383,47 @@ describe('WebSeed faults', () => {
     expect([...seed.lackingFiles]).toEqual([1]);
     // c%.bin is bytes 3000..3999: pieces 2 and 3.
     expect([0, 1, 2, 3, 4].map((i) => seed.has(i))).toEqual([true, true, false, false, true]);
+  });
+
+  it('multi-file: a seed that has sent a piece and lacks a file is asked for its others at once', async () => {
+    const { '/seed/multi%20dir/c%25.bin': _missing, ...others } = multiFiles;
+    const s = await server(others);
+    const c = clock();
+    const seed = seedFor(`${s.origin}/seed`, torrent(multi), { now: c.now });
+    await seed.fetchPiece(0);
+    expect(await faultOf(seed.fetchPiece(3))).toBe('not-found');
+    expect([...seed.lackingFiles]).toEqual([1]);
+    // The server is up and holds the other files: no back-off for them.
+    expect(seed.available()).toBe(true);
+    expect(seed.failures).toBe(1);
+    expect((await seed.fetchPiece(4)).length).toBe(404);
+  });
+
+  it('multi-file: a seed that has sent nothing yet, or lacks file after file, is backed off', async () => {
+    // Eight files of 1 KiB, one piece each; the server holds the first only.
+    const data = Array.from({ length: 8 }, (_, i) => randomBytesSeeded(1024, `ws-many-${i}`));
+    const many = makeTorrent({
+      name: 'many',
+      pieceLength: 1024,
+      files: data.map((d, i) => ({ path: [`f${i}.bin`], data: d })),
+    });
+    const s = await server({ '/seed/many/f0.bin': data[0]! });
+    const c = clock();
+    // Nothing sent yet: a base URL that is wrong 404s every file.
+    const fresh = seedFor(`${s.origin}/seed`, torrent(many), { now: c.now });
+    expect(await faultOf(fresh.fetchPiece(1))).toBe('not-found');
+    expect(fresh.backoffUntil - c.t).toBe(5_000);
+    // After a piece: FREE_FILE_FAULTS files missing in a row are free, the next one is not.
+    const seed = seedFor(`${s.origin}/seed`, torrent(many), { now: c.now });
+    expect((await seed.fetchPiece(0)).equals(data[0]!)).toBe(true);
+    for (let i = 1; i <= FREE_FILE_FAULTS; i++) {
+      expect(await faultOf(seed.fetchPiece(i))).toBe('not-found');
+      expect(seed.available()).toBe(true);
+    }
+    expect(await faultOf(seed.fetchPiece(FREE_FILE_FAULTS + 1))).toBe('not-found');
+    expect(seed.available()).toBe(false);
+    expect(seed.backoffUntil - c.t).toBe(5_000);
+    expect(seed.lackingFiles.size).toBe(FREE_FILE_FAULTS + 1);
   });
 
   it('multi-file: a file shorter on the server (416, or a 206 cut short) is not asked for again', async () => {

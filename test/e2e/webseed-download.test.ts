@@ -430,6 +430,33 @@ describe.each([false, true])('WebSeeds (runs of pieces: %s)', (runs) => {
     expect(a.requests.filter((r) => r.path === '/item/f0').length).toBe(seedA.failures);
   });
 
+  it('a seed that lacks a file in the middle goes on with the next ones at once', async () => {
+    // f1 (pieces 2..4) is missing on A; B holds everything but sends 20 KB/s. Once A has sent
+    // pieces, its 404 is about that file: A is not paused for the 5 s of a failing server.
+    const three = [40_000, 33_333, 50_000].map((n, i) => randomBytesSeeded(n, `mid-${i}`));
+    const t = makeTorrent({
+      name: 'item',
+      pieceLength: PL,
+      files: three.map((data, i) => ({ path: [`f${i}`], data })),
+    });
+    const files = { '/item/f0': three[0]!, '/item/f1': three[1]!, '/item/f2': three[2]! };
+    const a = await server({ '/item/f0': three[0]!, '/item/f2': three[2]! });
+    const b = await startWebSeedServer({ files, bytesPerSecond: 20_000 });
+    cleanups.push(() => b.close());
+    const swarm = setup(t, [`${a.origin}/`, `${b.origin}/`]);
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(t.data)).toBe(true);
+    const seedA = swarm.seeds.seeds[0]!;
+    expect([...seedA.lackingFiles]).toEqual([1]);
+    const said = swarm.warnings.filter((w) => w.includes(a.origin));
+    expect(said).toHaveLength(1);
+    expect(said[0]).toContain('that file is not asked for again; the others: next try now');
+    // Never paused: asked for f2 as soon as it answered for f1.
+    expect(seedA.backoffUntil).toBe(0);
+    expect(a.requests.filter((r) => r.path === '/item/f1').length).toBe(seedA.failures);
+  });
+
   it('a seed with a shorter copy of one file serves the others', async () => {
     const a = await server({ '/item/f0': stale[0]!.subarray(0, 5000), '/item/f1': stale[1]! });
     const b = await server(staleFiles);
