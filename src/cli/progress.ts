@@ -126,6 +126,7 @@ export function summaryLine(s: DownloadStats, where: string): string {
       w.hashFailed > 0 ? `${formatBytes(w.hashFailed)} failed hash` : '',
       w.duplicate > 0 ? `${formatBytes(w.duplicate)} endgame duplicates` : '',
       w.afterCancel > 0 ? `${formatBytes(w.afterCancel)} after cancel` : '',
+      w.webSeed > 0 ? `${formatBytes(w.webSeed)} from web seeds` : '',
     ].filter(Boolean);
     parts.push(`${formatBytes(s.wasted)} wasted (${why.join(', ')})`);
   }

@@ -681,7 +681,7 @@ function idleStats(total: number, pieceCount: number, held: number): DownloadSta
     initial: total,
     downloaded: 0,
     wasted: 0,
-    wastedBy: { hashFailed: 0, duplicate: 0, afterCancel: 0 },
+    wastedBy: { hashFailed: 0, duplicate: 0, afterCancel: 0, webSeed: 0 },
     piecesDone: held,
     pieceCount,
     rate: 0,

@@ -327,6 +327,14 @@ export class Download extends EventEmitter<DownloadEvents> {
     });
   }
 
+  /** Stop the web seeds; what they read and no piece kept is wasted. */
+  private stopWebSeeds(): void {
+    if (!this.webSeeds) return;
+    this.scheduler.waste.webSeed += this.webSeeds.bytesUnused;
+    void this.webSeeds.stop();
+    this.webSeeds = null;
+  }
+
   /** Web seeds fetch whole pieces the picker reserves for them (see web-seed-feed.ts). */
   private startWebSeeds(): void {
     const urls = this.opts.webSeeds ?? [];
@@ -356,6 +364,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       limiter: this.readLimiter,
       localAddress: this.opts.localAddress,
       stallTimeoutMs: this.stallTimeoutMs,
+      waste: this.scheduler.waste,
     });
   }
 
@@ -419,7 +428,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       completed: this.initial + this.downloaded,
       initial: this.initial,
       downloaded: this.downloaded,
-      wasted: w.hashFailed + w.duplicate + w.afterCancel,
+      wasted: w.hashFailed + w.duplicate + w.afterCancel + w.webSeed,
       wastedBy: { ...w },
       piecesDone: this.picker.done.count,
       pieceCount: this.layout.pieceCount,
@@ -815,8 +824,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   private finish(): void {
     if (this.complete) return;
     this.complete = true;
-    void this.webSeeds?.stop();
-    this.webSeeds = null;
+    this.stopWebSeeds();
     log('all %d pieces verified and written', this.layout.pieceCount);
     for (const s of this.sessions.values()) {
       log('%s: received %d, sent %d', s.conn.address, s.req.received, this.upload.sent(s.conn));
@@ -1063,8 +1071,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       s.conn.close('download ended');
     }
     this.pool.close();
-    void this.webSeeds?.stop();
-    this.webSeeds = null;
+    this.stopWebSeeds();
     this.upload.close();
     this.readLimiter?.close();
     if (!this.complete) this.rejectRun(new InterruptedError('SIGINT'));

@@ -151,6 +151,12 @@ export interface Waste {
   duplicate: number;
   /** Blocks that came after their request was taken back (choke, snub, timeout, cancel). */
   afterCancel: number;
+  /**
+   * Bytes web seeds sent that were not kept: a copy of a piece peers completed first, a piece cut
+   * short (a reply cancelled, failed, or under way when the download ended), bytes a whole-file
+   * reply passed over. Their pieces that failed the hash check are in `hashFailed`.
+   */
+  webSeed: number;
 }
 
 export type BlockResult =
@@ -160,7 +166,7 @@ export type BlockResult =
   | { kind: 'fault'; reason: string };
 
 export class RequestScheduler {
-  readonly waste: Waste = { hashFailed: 0, duplicate: 0, afterCancel: 0 };
+  readonly waste: Waste = { hashFailed: 0, duplicate: 0, afterCancel: 0, webSeed: 0 };
 
   constructor(
     private readonly layout: Layout,

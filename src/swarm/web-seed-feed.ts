@@ -22,6 +22,7 @@ import {
 import { WebSeeds } from '../webseed/scheduler.js';
 import type { PiecePicker, PieceInProgress } from './picker.js';
 import type { ReadLimiter } from './rate-limit.js';
+import type { Waste } from './requests.js';
 
 const log = logger('tdl:swarm');
 
@@ -47,6 +48,8 @@ export interface WebSeedFeedHost {
   localAddress: string | undefined;
   /** `--timeout` (ms): a failing web seed is asked again within it (see backoffCap). */
   stallTimeoutMs: number;
+  /** Where a copy that came too late (peers completed the piece first) is counted. */
+  waste: Waste;
 }
 
 /**
@@ -98,8 +101,11 @@ export function startWebSeedFeed(
     onPiece: (index, data, url) => {
       const p = picker.inProgress.get(index);
       const taken = dupes.delete(index);
-      // Peers finished it first: nothing to do.
-      if (!p || p.complete) return true;
+      // Peers finished it first: the copy is dropped.
+      if (!p || p.complete) {
+        host.waste.webSeed += data.length;
+        return true;
+      }
       const giveWork = taken ? host.takeBack(p) : null;
       picker.fillWhole(p, data, `web seed ${url}`);
       const ok = host.store(p);

@@ -142,6 +142,8 @@ export class WebSeeds {
   private readonly controllers = new Map<AbortController, Run>();
   private readonly tasks = new Set<Promise<void>>();
   private total = 0;
+  /** Bytes of whole pieces handed to `onPiece`. */
+  private bytesHanded = 0;
   private running = false;
   private filling = false;
   /** Seeds that were handed a piece they lack: skipped until something else happens. */
@@ -203,6 +205,15 @@ export class WebSeeds {
   /** Bytes received from all seeds (including bad pieces). */
   get bytesFetched(): number {
     return this.seeds.reduce((n, s) => n + s.bytesFetched, 0);
+  }
+
+  /**
+   * Body bytes read that never reached `onPiece` as a whole piece: pieces cut short (cancelled,
+   * failed, or under way), pieces handed back unread, bytes a whole-file reply passed over.
+   */
+  get bytesUnused(): number {
+    const read = this.seeds.reduce((n, s) => n + s.bytesFetched + s.bytesSkipped, 0);
+    return Math.max(0, read - this.bytesHanded);
   }
 
   stats(): WebSeedStats[] {
@@ -492,6 +503,7 @@ export class WebSeeds {
       return false;
     }
     let ok: boolean;
+    this.bytesHanded += data.length;
     try {
       ok = this.opts.onPiece(index, data, seed.url);
     } catch (err) {

@@ -128,6 +128,37 @@ describe('web seeds from the CLI', () => {
     expect((await readFile(out)).equals(data)).toBe(true);
   });
 
+  it('bytes a web seed sent and no piece kept are counted as wasted', async () => {
+    // The second mirror ignores Range: its reply for a piece past the first mirror's starts at
+    // byte 0, and the bytes before that piece are read and dropped.
+    const data = randomBytesSeeded(1_000_000, 'ws-waste');
+    const good = await server({ '/f.bin': data });
+    const whole = await startWebSeedServer({ files: { '/f.bin': data }, fault: 'full-200' });
+    servers.push(whole);
+    const t = makeTorrent({
+      name: 'f.bin',
+      pieceLength: 16384,
+      files: { data },
+      extraRoot: { 'url-list': [`${good.origin}/f.bin`, `${whole.origin}/f.bin`] },
+    });
+    const tp = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'f.bin');
+    const r = await offline(tp, out, '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(whole.requests.length).toBeGreaterThan(0);
+    const done = r.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find((e) => e['event'] === 'done')!;
+    const by = done['wastedBy'] as Record<string, number>;
+    expect(by['webSeed']).toBeGreaterThan(0);
+    expect(done['wasted']).toBe(
+      by['hashFailed']! + by['duplicate']! + by['afterCancel']! + by['webSeed']!,
+    );
+  });
+
   it('--max-download-rate holds web seeds too', async () => {
     const data = randomBytesSeeded(2 * 1024 * 1024, 'ws-rate');
     const s = await server({ '/f.bin': data });

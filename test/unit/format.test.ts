@@ -10,7 +10,7 @@ import {
   terminalColumns,
   truncateToWidth,
 } from '../../src/cli/format.js';
-import { progressLine } from '../../src/cli/progress.js';
+import { progressLine, summaryLine } from '../../src/cli/progress.js';
 import type { DownloadStats } from '../../src/swarm/download-api.js';
 
 describe('terminal text', () => {
@@ -247,7 +247,7 @@ describe('display width', () => {
       initial: 0,
       downloaded: 500,
       wasted: 0,
-      wastedBy: { hashFailed: 0, duplicate: 0, afterCancel: 0 },
+      wastedBy: { hashFailed: 0, duplicate: 0, afterCancel: 0, webSeed: 0 },
       piecesDone: 1,
       pieceCount: 2,
       rate: 100,
@@ -270,5 +270,37 @@ describe('display width', () => {
         expect(displayWidth(line)).toBeGreaterThanOrEqual(columns - 2);
       }
     }
+  });
+});
+
+describe('summaryLine', () => {
+  it('says why bytes were wasted, web seeds included', () => {
+    const s: DownloadStats = {
+      total: 4 * 1048576,
+      completed: 4 * 1048576,
+      initial: 0,
+      downloaded: 4 * 1048576,
+      wasted: 3 * 16384 + 100_000,
+      wastedBy: { hashFailed: 0, duplicate: 2 * 16384, afterCancel: 16384, webSeed: 100_000 },
+      piecesDone: 16,
+      pieceCount: 16,
+      rate: 0,
+      uploaded: 0,
+      uploadRate: 0,
+      served: 0,
+      firstUnchokeMs: -1,
+      heldBytes: 0,
+      budgetBytes: 0,
+      connected: 1,
+      active: 0,
+      peersUsed: 1,
+      piecesReplaced: 0,
+      elapsedMs: 2000,
+    };
+    const line = summaryLine(s, 'out');
+    expect(line).toMatch(
+      /wasted \(32(\.0)? KiB endgame duplicates, 16(\.0)? KiB after cancel, 97\.\d KiB from web seeds\)/,
+    );
+    expect(line).not.toContain('failed hash');
   });
 });
