@@ -143,16 +143,25 @@ export async function linkState(
   const to = await readlink(linkPath).catch((e: unknown) => {
     throw diskError('read', linkPath, e);
   });
-  if (to === path.relative(path.dirname(linkPath), target)) return { state: 'in-place' };
+  if (to === linkText(path.dirname(linkPath), target)) return { state: 'in-place' };
   return (await reachesSame(root, linkPath, target))
     ? { state: 'in-place' }
     : { state: 'other', to };
 }
 
+/**
+ * The text of a relative link in folder `dir` to `target`: `.` for the folder itself (a link to
+ * the folder that holds it), for which path.relative gives an empty string, which no link can
+ * hold.
+ */
+function linkText(dir: string, target: string): string {
+  return path.relative(dir, target) || '.';
+}
+
 async function makeLink(root: string, linkPath: string, target: string): Promise<void> {
   const dir = path.dirname(linkPath);
   await realFolders(root, dir);
-  const rel = path.relative(dir, target);
+  const rel = linkText(dir, target);
   if (path.resolve(dir, rel) !== target) {
     throw new MetainfoError('info.files', `symbolic link ${linkPath} would not reach ${target}`);
   }

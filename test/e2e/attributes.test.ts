@@ -54,6 +54,28 @@ describe('BEP 47 attributes', () => {
     expect((await readFile(link)).equals(tool)).toBe(true);
   });
 
+  it('a link to the folder that holds it is made as `.`, and verify finds it in place', async () => {
+    // As `tdl create` keeps `sub/self -> .`: a link's text relative to its own folder is empty.
+    const t = makeTorrent({
+      name: 'loop',
+      pieceLength: PIECE,
+      files: [
+        { path: ['sub', 'f'], data: doc },
+        { path: ['sub', 'self'], data: Buffer.alloc(0), attr: 'l', symlink: ['sub'] },
+      ],
+    });
+    const s = await fx.seeder(t, PIECE);
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'loop');
+    const args = ['--peer', `127.0.0.1:${s.port}`, '--no-dht', '--no-listen'];
+    const r = await runCli(['download', torrent, '-o', out, ...args]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await readlink(path.join(out, 'sub', 'self'))).toBe('.');
+    expect((await readFile(path.join(out, 'sub', 'self', 'f'))).equals(doc)).toBe(true);
+    const v = await runCli(['verify', torrent, '-o', out]);
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+  });
+
   it('applies neither to a partial selection', async () => {
     // The x file alone: complete, yet not made executable (nor its link made).
     const { root } = await download(['--select', '1']);
