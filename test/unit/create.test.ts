@@ -470,6 +470,27 @@ describe('createTorrent', () => {
     ).rejects.toThrow('stopped while hashing');
   });
 
+  it('stops on abort while listing a folder, within 64 entries', async () => {
+    // 300 empty folders, each said as skipped while listing; the abort comes at the first.
+    const root = path.join(dir, 'wide');
+    await mkdir(root);
+    await writeFile(path.join(root, 'data'), 'x');
+    for (let i = 0; i < 300; i++) await mkdir(path.join(root, `e${String(i).padStart(3, '0')}`));
+    const ctl = new AbortController();
+    const skipped: string[] = [];
+    await expect(
+      createTorrent(root, {
+        signal: ctl.signal,
+        onSkip: (rel) => {
+          skipped.push(rel);
+          if (skipped.length === 1) ctl.abort(new Error('stopped while listing'));
+        },
+      }),
+    ).rejects.toThrow('stopped while listing');
+    // Seen within the next 64 entries, not after the whole folder.
+    expect(skipped.length).toBeLessThanOrEqual(65);
+  });
+
   it('refuses empty input and bad URLs', async () => {
     await mkdir(path.join(dir, 'e'));
     await expect(createTorrent(path.join(dir, 'e'))).rejects.toThrow(UsageError);
