@@ -7,7 +7,7 @@ import {
   terminalColumns,
   truncateToWidth,
 } from './format.js';
-import { fileTarget, writeTarget } from './output-file.js';
+import { fileTarget, isDescriptor, writeTarget } from './output-file.js';
 import type { CliIO } from './program.js';
 import { CLIENT_NAME } from '../version.js';
 
@@ -29,8 +29,13 @@ const REDRAW_MS = 200;
 
 export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO): Promise<number> {
   const toStdout = opts.output === '-';
-  // With `-o -` the torrent owns stdout; everything else goes to stderr.
-  const report = toStdout ? io.stderr : io.stdout;
+  const target = toStdout ? undefined : fileTarget(opts.output, '-o');
+  const outPath = target?.path;
+  // With `-o -` (or `-o /dev/stdout`, stdout by another name) the torrent owns stdout;
+  // everything else goes to stderr.
+  const ownsStdout =
+    toStdout || (target !== undefined && isDescriptor(target, (io.stdout as { fd?: number }).fd));
+  const report = ownsStdout ? io.stderr : io.stdout;
   const tty = Boolean(io.stderr.isTTY) && !opts.quiet;
   const pieceLength =
     opts.pieceLength.toLowerCase() === 'auto'
@@ -68,13 +73,11 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
     new Set(),
     'web seed',
   );
-  if (toStdout && (io.stdout as { isTTY?: boolean }).isTTY) {
+  if (ownsStdout && (io.stdout as { isTTY?: boolean }).isTTY) {
     throw new UsageError(
-      '-o - would write a binary .torrent to the terminal: pipe or redirect stdout',
+      `-o ${opts.output} would write a binary .torrent to the terminal: pipe or redirect stdout`,
     );
   }
-  const target = toStdout ? undefined : fileTarget(opts.output, '-o');
-  const outPath = target?.path;
 
   const started = performance.now();
   let lastDraw = 0;

@@ -2,7 +2,15 @@
  * A .torrent the CLI writes (`tdl create -o`, `--save-torrent`): where it goes is checked before
  * any work, and it is written whole or not at all.
  */
-import { accessSync, constants, openSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  fstatSync,
+  openSync,
+  readlinkSync,
+  realpathSync,
+  statSync,
+} from 'node:fs';
 import { Socket } from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -62,6 +70,21 @@ export function fileTarget(file: string, option: string): FileTarget {
     });
   }
   return { path: real, regular: true, shown: file };
+}
+
+/**
+ * Whether a target that is not a regular file is descriptor `fd` itself (`-o /dev/stdout`, or
+ * the pipe stdout is, by another name): then it owns that stream, as `-o -` does.
+ */
+export function isDescriptor(target: FileTarget, fd: number | undefined): boolean {
+  if (target.regular || fd === undefined) return false;
+  try {
+    const a = statSync(target.path);
+    const b = fstatSync(fd);
+    return a.dev === b.dev && a.ino === b.ino;
+  } catch {
+    return false;
+  }
 }
 
 /** Most links followed from one -o path (Linux's own limit). */

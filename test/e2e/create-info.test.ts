@@ -422,6 +422,12 @@ describe('tdl create', () => {
     expect(sub.status, sub.stderr).toBe(0);
     const direct = sh(`${tdl} create ${q(f)} -q --no-date -o - | sha1sum`);
     expect(await readFile(path.join(dir, 'sum'), 'utf8')).toBe(direct.stdout);
+    // -o /dev/stdout into a pipe is -o -: the torrent alone there, the summary on stderr (it
+    // used to follow the torrent into the pipe).
+    const named = sh(`${tdl} create ${q(f)} --no-date -o /dev/stdout | sha1sum`);
+    expect(named.status, named.stderr).toBe(0);
+    expect(named.stdout).toBe(direct.stdout);
+    expect(named.stderr).toMatch(/^file: {5}1 \(8 B\)/);
   }, 60_000);
 
   it('a named pipe nobody reads as -o or --save-torrent: Ctrl-C ends the wait (exit 130)', async () => {
