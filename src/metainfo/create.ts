@@ -81,9 +81,11 @@ export interface CreateOptions {
   /** Hashing threads, this one included; default: the available parallelism, at most 8. */
   threads?: number;
   /**
-   * Where the torrent will be written. The file there (found by identity, whatever path leads
-   * to it) is never read into the torrent: an earlier `.torrent` inside the folder is skipped,
-   * and any other input file is refused (writing would destroy it).
+   * Where the torrent will be written (its real path). The file there (the same entry, whatever
+   * path leads to it, or a link to it) is never read into the torrent: an earlier `.torrent`
+   * inside the folder is skipped, and any other input file is refused (writing would destroy
+   * it). Another name of the same file (a hard link) is an input file like any other: the
+   * torrent replaces the entry, and the link keeps what it holds.
    */
   exclude?: string;
   onSkip?: (relativePath: string, reason: string) => void;
@@ -142,6 +144,28 @@ function identityOf(p: string): Identity | undefined {
 
 const sameFile = (a: Identity | undefined, st: Stats): boolean =>
   a !== undefined && a.dev === st.dev && a.ino === st.ino;
+
+/**
+ * Whether `abs` names the same folder entry as the output `out` (the same name in the same
+ * folder, however either was reached): that entry is replaced when the torrent is written (a
+ * temporary file renamed into place). Another name of the same file (a hard link) keeps what it
+ * holds, as any input file does.
+ */
+function isOutputEntry(abs: string, out: string): boolean {
+  if (path.basename(abs) !== path.basename(out)) return false;
+  const a = identityOfFolder(path.dirname(abs));
+  const b = identityOfFolder(path.dirname(out));
+  return a !== undefined && b !== undefined && a.dev === b.dev && a.ino === b.ino;
+}
+
+function identityOfFolder(p: string): Identity | undefined {
+  try {
+    const st = statSync(p);
+    return { dev: st.dev, ino: st.ino };
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * The output, found among the input files as `entry` (its name there, which a hard link makes
@@ -358,6 +382,12 @@ async function listFolder(
       // A name that is not UTF-8 on the way comes as %XX (componentFromBytes).
       const { text: target, remapped } = componentFromBytes(targetBytes);
       if (!isInside(realRoot, target)) {
+        // A link out of the folder to the output (`-o` names the link): the torrent is
+        // written through it, as on the run that made it.
+        if (opts.exclude !== undefined && !remapped && isOutputEntry(target, opts.exclude)) {
+          skip(shown(d, text), outputInInput(shown(d, text), text));
+          continue;
+        }
         throw new UsageError(
           `${abs} is a symbolic link to ${target}, outside ${dir}: ` +
             'refusing to put it in the torrent (copy the target in, or remove the link)',
@@ -383,7 +413,7 @@ async function listFolder(
     } else if (st.isDirectory()) {
       stack.push(open(abs, rel));
     } else if (st.isFile()) {
-      if (sameFile(exclude, st)) {
+      if (sameFile(exclude, st) && isOutputEntry(abs, opts.exclude!)) {
         skip(shown(d, text), outputInInput(shown(d, text), text));
         continue;
       }
@@ -750,7 +780,12 @@ async function createWith(
     files = await listFolder(abs, opts, skip);
     multiFile = true;
   } else if (st.isFile()) {
-    if (sameFile(opts.exclude === undefined ? undefined : identityOf(opts.exclude), st)) {
+    const out = opts.exclude;
+    if (
+      out !== undefined &&
+      sameFile(identityOf(out), st) &&
+      isOutputEntry(realpathSync.native(abs), out)
+    ) {
       throw new UsageError(`refusing to write the torrent over its own input, ${input}`);
     }
     files = [sourceFile(abs, [name], st)];

@@ -400,12 +400,32 @@ describe('createTorrent', () => {
     });
     expect(parseTorrent(made.torrent).files.map((f) => f.path)).toEqual([['movie.mkv']]);
     expect(skipped).toEqual(['old.torrent: the output file itself (it is replaced)']);
-    // A hard link named like a torrent, to a data file: the data file's own name decides.
+    // Another name of the output's file (a hard link) is not replaced when the torrent is
+    // written (a new file is renamed into the output's entry): it is an input file like any.
     const hard = path.join(dir, 'hard.torrent');
     fs.linkSync(path.join(root, 'movie.mkv'), hard);
-    await expect(createTorrent(root, { exclude: hard })).rejects.toThrow(
-      /refusing to write the torrent over movie\.mkv: it is one of the files being shared/,
-    );
+    const linked = await createTorrent(root, { exclude: hard });
+    expect(parseTorrent(linked.torrent).files.map((f) => f.path)).toEqual([
+      ['movie.mkv'],
+      ['old.torrent'],
+    ]);
+    const single = await createTorrent(path.join(root, 'movie.mkv'), { exclude: hard });
+    expect(parseTorrent(single.torrent).name).toBe('movie.mkv');
+  });
+
+  it('skips a link out of the folder to the output, as the output itself', async () => {
+    const root = path.join(dir, 'outlink');
+    await tree(root, { 'data.bin': 'data' });
+    const outside = path.join(dir, 'outside.torrent');
+    await writeFile(outside, 'an earlier torrent');
+    await symlink('../outside.torrent', path.join(root, 'out.torrent'));
+    const skipped: string[] = [];
+    const made = await createTorrent(root, {
+      exclude: outside,
+      onSkip: (rel, reason) => skipped.push(`${rel}: ${reason}`),
+    });
+    expect(parseTorrent(made.torrent).files.map((f) => f.path)).toEqual([['data.bin']]);
+    expect(skipped).toEqual(['out.torrent: the output file itself (it is replaced)']);
   });
 
   it('skips names that are not in NFC form, as it would not find them when seeding', async () => {
