@@ -8,6 +8,7 @@ import type { CreateCliOptions } from './create-command.js';
 import type { PeerCliOptions } from './download-command.js';
 import { jsonLine } from './events.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
+import { checkRelativePaths } from './cwd.js';
 import { printable } from './format.js';
 import type { InfoCliOptions } from './info-command.js';
 import { parseRate } from './rate.js';
@@ -263,6 +264,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       json = Boolean(opts.json);
       eventsOnStderr = opts.output === '-';
       quietPipe = eventsOnStderr && Boolean(opts.quiet) && !json;
+      checkRelativePaths([torrent, opts.output, ...(opts.saveTorrent ? [opts.saveTorrent] : [])]);
       exitCode = await (await import('./download-command.js')).runDownload(torrent, opts, io);
     },
   );
@@ -292,6 +294,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   peerOptions(selectionOptions(seedCmd)).action(
     async (torrent: string, opts: DownloadCliOptions & PeerCliOptions) => {
       json = Boolean(opts.json);
+      checkRelativePaths([torrent, opts.output]);
       exitCode = await (
         await import('./download-command.js')
       ).runDownload(torrent, opts, io, 'seed');
@@ -340,6 +343,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     )
     .action(async (torrent: string, opts: InfoCliOptions) => {
       json = Boolean(opts.json);
+      checkRelativePaths([torrent, ...(opts.saveTorrent ? [opts.saveTorrent] : [])]);
       exitCode = await (await import('./info-command.js')).runInfo(torrent, opts, io);
     });
 
@@ -355,6 +359,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .option('--json', 'write newline-delimited JSON events to stdout');
   selectionOptions(verifyCmd).action(async (torrent: string, opts: VerifyCliOptions) => {
     json = Boolean(opts.json);
+    checkRelativePaths([torrent, opts.output]);
     exitCode = await (await import('./verify-command.js')).runVerify(torrent, opts, io);
   });
 
@@ -385,6 +390,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .option('--no-date', 'write no creation date (same input, byte-identical torrent)')
     .option('-q, --quiet', 'print nothing but errors')
     .action(async (input: string, opts: CreateCliOptions) => {
+      checkRelativePaths([input, opts.output]);
       exitCode = await (await import('./create-command.js')).runCreate(input, opts, io);
     });
 

@@ -3,7 +3,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import {
   mkdir,
   readdir,
@@ -455,6 +455,31 @@ describe('tdl create', () => {
     expect((await runCli(['create', f, '-o', fifo, '-q', '--no-date'])).code).toBe(0);
     expect(await read).toEqual(await readFile(tp));
   }, 40_000);
+
+  it('a current folder whose path is not UTF-8: relative paths are refused with the reason', async () => {
+    assertBuilt();
+    const f = path.join(dir, 'f.bin');
+    await writeFile(f, 'data');
+    const tp = path.join(dir, 'f.torrent');
+    expect((await runCli(['create', f, '-o', tp, '-q'])).code).toBe(0);
+    mkdirSync(Buffer.concat([Buffer.from(`${dir}/dir`), Buffer.from([0xff])]));
+    writeFileSync(Buffer.concat([Buffer.from(`${dir}/dir`), Buffer.from([0xff, 0x2f, 0x78])]), 'x');
+    const tdl = `cd ${q(dir)}/dir$'\\xff' && ${q(process.execPath)} ${q(MAIN)}`;
+    const why = `the current folder's path is not valid UTF-8 (${dir}/dir%FF), so tdl cannot name what is in it`;
+    for (const [cmd, shown] of [
+      [`create x -o ${q(dir)}/x.torrent`, 'x: '],
+      [`create ${q(f)} -o out.torrent`, 'out.torrent: '],
+      [`info f.torrent`, 'f.torrent: '],
+      [`download ${q(tp)} --peer 127.0.0.1:9 --no-dht --port 0`, ''],
+    ] as const) {
+      const r = spawnSync('bash', ['-c', `${tdl} ${cmd}`], { encoding: 'utf8', timeout: 30_000 });
+      expect(r.status, `${cmd}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain(`tdl: ${shown}${why}`);
+    }
+    // Absolute paths work from there.
+    const ok = spawnSync('bash', ['-c', `${tdl} info ${q(tp)}`], { encoding: 'utf8' });
+    expect(ok.status, ok.stderr).toBe(0);
+  });
 
   it('--save-torrent - is refused: - is stdout everywhere else, never a file named -', async () => {
     assertBuilt();
