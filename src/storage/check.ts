@@ -484,8 +484,11 @@ export async function startupCheck(o: {
     ms,
   );
   // A piece the journal names that failed its hash holds tdl's own unfinished write (a run
-  // stopped by a full disk, a crash mid-write), not someone else's data.
+  // stopped by a full disk, a crash mid-write), not someone else's data. One some of whose
+  // bytes are not on disk (a file removed, or never made: a narrower selection before) is
+  // missing, as `tdl verify` calls it, whatever the bytes beside the hole hold.
   for (const p of plan.journal) if (!have.has(p)) hashed.nonZeroInvalid.clear(p);
+  for (const p of plan.toHash) if (hashed.absent.has(p)) hashed.nonZeroInvalid.clear(p);
   return {
     have,
     mismatched: hashed.nonZeroInvalid,

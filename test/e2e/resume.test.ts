@@ -506,6 +506,23 @@ describe('existing data', () => {
     expect(r.events.find((e) => e['event'] === 'done')).toMatchObject({ replaced: 0 });
   });
 
+  it('a removed file makes the pieces it shared missing, not other data', async () => {
+    const t = multiFile(21);
+    const s = await seeder(t, 50 * 1024 * 1024);
+    const tp = await writeTorrent(t);
+    const out = path.join(dir, 'gone');
+    expect((await runCli(dlArgs(tp, out, s))).code).toBe(0);
+    // d.bin's first piece also holds the end of c.bin, which is still there and right.
+    await rm(path.join(out, 'd.bin'));
+    const r = await runCli(dlArgs(tp, out, s, '--json'));
+    expect(r.code, r.stderr).toBe(0);
+    const warnings = r.events.filter((e) => e['event'] === 'warning').map((e) => e['message']);
+    expect(warnings.filter((m) => /not match/.test(String(m)))).toEqual([]);
+    expect(r.events.find((e) => e['event'] === 'done')).toMatchObject({ replaced: 0 });
+    const d = t.data.subarray(t.data.length - 1_100_003);
+    expect((await readFile(path.join(out, 'd.bin'))).equals(d)).toBe(true);
+  });
+
   it("a file of the user's where the resume file goes is left alone: exit 6, nothing written", async () => {
     const t = multiFile(13);
     const s = await seeder(t, 50 * 1024 * 1024);
