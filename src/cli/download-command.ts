@@ -64,9 +64,10 @@ export async function runDownload(
   io: CliIO,
   mode: 'download' | 'seed' = 'download',
 ): Promise<number> {
-  // A seeding limit asks for seeding: --seed-time or --seed-ratio alone imply --seed.
+  // A seeding limit asks for seeding: --seed-time or --seed-ratio alone imply --seed. A limit
+  // of 0 is reached at once: the download does not seed at all (no seeding line or event).
   if (mode === 'download' && (opts.seedTime !== undefined || opts.seedRatio !== undefined)) {
-    opts = { ...opts, seed: true };
+    opts = { ...opts, seed: opts.seedTime !== 0 && opts.seedRatio !== 0 };
   }
   // `-o -`: the file's bytes go to stdout, and nothing else does (--json events go to stderr).
   const streaming = opts.output === '-';

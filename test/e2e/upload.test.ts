@@ -426,31 +426,41 @@ describe('seeding lifecycle', () => {
     expect(done['seedingMs']).toBe((done['elapsedMs'] as number) - seedingAt);
   }, 60_000);
 
-  it('tdl download without --seed exits as soon as it is complete', async () => {
-    const SIZE = 256 * 1024;
-    const PIECE = 32768;
-    const { t, data, torrent, file } = await prepare(SIZE, PIECE, 'no-seed', 'none');
-    const seeder = await fx.seeder(t, PIECE);
-    const tdl = spawnTdl(
-      [
-        'download',
-        torrent,
-        '-o',
-        file,
-        '--port',
-        '0',
-        '--json',
-        '--peer',
-        `127.0.0.1:${seeder.port}`,
-      ],
-      fx.onClose,
-    );
-    const { code } = await tdl.exited;
-    expect(code).toBe(0);
-    expect(tdl.events.find((e) => e.event === 'seeding')).toBeUndefined();
-    expect(tdl.events.find((e) => e.event === 'done')!['uploaded']).toBe(0);
-    expect((await readFile(file)).equals(data)).toBe(true);
-  }, 60_000);
+  for (const extra of [[], ['--seed-time', '0'], ['--seed-ratio', '0']]) {
+    it(`tdl download ${extra.join(' ') || 'without --seed'} exits as soon as it is complete`, async () => {
+      // A limit of 0 is "as if not seeding": no seeding line, no `seeding` event.
+      const SIZE = 256 * 1024;
+      const PIECE = 32768;
+      const { t, data, torrent, file } = await prepare(
+        SIZE,
+        PIECE,
+        `no-seed${extra.length}`,
+        'none',
+      );
+      const seeder = await fx.seeder(t, PIECE);
+      const tdl = spawnTdl(
+        [
+          'download',
+          torrent,
+          '-o',
+          file,
+          '--port',
+          '0',
+          '--json',
+          '--peer',
+          `127.0.0.1:${seeder.port}`,
+          ...extra,
+        ],
+        fx.onClose,
+      );
+      const { code } = await tdl.exited;
+      expect(code).toBe(0);
+      expect(tdl.events.find((e) => e.event === 'seeding')).toBeUndefined();
+      expect(tdl.events.find((e) => e.event === 'done')!['uploaded']).toBe(0);
+      expect(tdl.events.find((e) => e.event === 'done')!['seedingMs']).toBeUndefined();
+      expect((await readFile(file)).equals(data)).toBe(true);
+    }, 60_000);
+  }
 });
 
 describe('two tdl processes, no seeder anywhere', () => {
