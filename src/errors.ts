@@ -115,11 +115,24 @@ export class StdoutClosedError extends TdlError {
 }
 
 /** Codes of a failed write to stdout that mean its file system failed, not that a reader left. */
-const OUTPUT_FAULTS = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EIO', 'EROFS']);
+const OUTPUT_FAULTS = new Set([
+  'ENOSPC',
+  'EDQUOT',
+  'EFBIG',
+  'EIO',
+  'EROFS',
+  // stdout not open for writing (`1</dev/null`): nobody closed anything
+  'EBADF',
+  'EINVAL',
+  'EISDIR',
+  'EACCES',
+  'EPERM',
+]);
 
 /**
  * What a failed write to stdout means: a full or failing file system behind a redirection
- * (`-o - > file`: a DiskError, exit 6), or else a reader that went away (EPIPE: exit 141).
+ * (`-o - > file`: a DiskError, exit 6) or a stdout that cannot be written at all (`1</dev/null`:
+ * EBADF, the same), or else a reader that went away (EPIPE: exit 141).
  */
 export function stdoutWriteError(e: Error): TdlError {
   const code = (e as NodeJS.ErrnoException).code;

@@ -416,6 +416,12 @@ describe('tdl create', () => {
     const report = sh(`${tdl} verify ${q(dir)}/s.torrent -o ${q(f)} > /dev/full`);
     expect(report.status, report.stderr).toBe(6);
     expect(report.stderr).toBe('tdl: cannot write to standard output: no space left on device\n');
+    // A stdout open for reading only: a write error (exit 6), not a reader gone (141, silent).
+    for (const cmd of [`info ${q(dir)}/s.torrent`, `create ${q(f)} -o - --no-date`]) {
+      const ro = sh(`${tdl} ${cmd} 1</dev/null`);
+      expect(ro.status, `${cmd}: ${ro.stderr}`).toBe(6);
+      expect(ro.stderr).toBe('tdl: cannot write to standard output: bad file descriptor\n');
+    }
     const sub = sh(
       `${tdl} create ${q(f)} -q --no-date -o >(sha1sum > ${q(dir)}/sum); wait; sleep 0.2`,
     );
