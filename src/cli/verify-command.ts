@@ -21,7 +21,7 @@ import { partsPath } from '../storage/parts.js';
 import { resolveSelection, wantedPieces, type SelectOptions } from '../storage/selection.js';
 import { EXIT } from './exit-codes.js';
 import { jsonLine } from './events.js';
-import { escapeControl, formatBytes, percentDown, terminalColumns } from './format.js';
+import { escapeControl, formatBytes, percentDown, printable, terminalColumns } from './format.js';
 import type { CliIO } from './program.js';
 import { checkLine } from './progress.js';
 import { loadTorrent } from './torrent-file.js';
@@ -68,6 +68,12 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
   const json = Boolean(opts.json);
   const tty = Boolean(io.stderr.isTTY) && !opts.quiet && !json;
   const emit = (o: Record<string, unknown>) => io.stdout.write(jsonLine(o));
+  // Warnings about the .torrent itself (ignored trailing bytes, remapped names, bad seeds), as
+  // download and info say them.
+  for (const w of meta.warnings) {
+    if (json) emit({ event: 'warning', message: printable(w) });
+    else if (!opts.quiet) io.stderr.write(`tdl: warning: ${printable(w)}\n`);
+  }
   // meta.files is never read: it would make an object per file and keep them all.
   const list = fileList(meta);
   const layout = new Layout({ starts: fileOffsets(meta) }, meta.pieceLength, meta.length);

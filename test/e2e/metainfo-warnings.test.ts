@@ -1,5 +1,5 @@
 /**
- * `tdl download` prints the .torrent's own warnings and downloads around padding files.
+ * `tdl download` (and `tdl verify`) print the .torrent's own warnings; downloads around padding files.
  */
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -44,5 +44,20 @@ describe('metainfo warnings in tdl download', () => {
       message: "2 byte(s) after the end of the torrent's top-level dictionary were ignored",
     });
     expect(existsSync(out2)).toBe(true);
+
+    // tdl verify says it too: text on stderr, a warning event with --json.
+    const v = await runCli(['verify', file, '-o', out]);
+    expect(v.code, v.stderr).toBe(0);
+    expect(v.stderr).toContain(
+      "tdl: warning: 2 byte(s) after the end of the torrent's top-level dictionary were ignored\n",
+    );
+    const vj = await runCli(['verify', file, '-o', out, '--json']);
+    expect(vj.code).toBe(0);
+    expect(vj.events[0]).toEqual({
+      v: 1,
+      event: 'warning',
+      message: "2 byte(s) after the end of the torrent's top-level dictionary were ignored",
+    });
+    expect((await runCli(['verify', file, '-o', out, '-q'])).stderr).toBe('');
   });
 });
