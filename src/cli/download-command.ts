@@ -15,7 +15,12 @@ import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from 
 import { parseBootstrap, parsePeer } from './peer-arg.js';
 import { DHT_DEFAULT_PORT, dhtUnusable, startDhtNode } from './dht-node.js';
 import { openTorrent, type OpenedTorrent } from './source.js';
-import { resolveSelection, selectedBytes, selectionFromIndexes } from '../storage/selection.js';
+import {
+  checkSelectionSyntax,
+  resolveSelection,
+  selectedBytes,
+  selectionFromIndexes,
+} from '../storage/selection.js';
 import { fileList, isPaddingFile, paddingFileCount, type Metainfo } from '../metainfo/torrent.js';
 import {
   makeWorkDir,
@@ -24,7 +29,7 @@ import {
   type ByteSink,
 } from '../storage/stream-out.js';
 import { partPathOf } from '../storage/names.js';
-import { outputRoot, outputWrites, planFilePath } from '../storage/output.js';
+import { checkOutputEarly, outputRoot, outputWrites, planFilePath } from '../storage/output.js';
 import { FdSink } from '../storage/fd-sink.js';
 import { outgoingAddress } from '../tracker/local-addresses.js';
 
@@ -77,7 +82,13 @@ export async function runDownload(
       '--no-resume applies to -o - only: a download to a file always keeps its resume file',
     );
   }
-  // Before any wait, against -o as given; again once the metadata tells where the data goes.
+  // What can be checked without the torrent's file list is checked before any wait (a magnet
+  // link's metadata may take --timeout to come): the selection options' syntax, -o …
+  checkSelectionSyntax(opts);
+  if (!streaming && opts.output !== undefined && isMagnet(file)) {
+    await checkOutputEarly(opts.output);
+  }
+  // … and --save-torrent against -o as given; again once the metadata tells where the data goes.
   if (opts.saveTorrent !== undefined && !streaming) {
     await checkSaveTorrent(opts.saveTorrent, opts.output ?? '.');
   }

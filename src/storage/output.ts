@@ -13,8 +13,8 @@
  * the output root; a symlink already present where a torrent-derived component would go is
  * refused, because writing through it could land outside the output.
  */
-import { opendir, realpath, stat } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+import { access, opendir, realpath, stat } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
 import path from 'node:path';
 import { DiskError, MetainfoError, systemErrorText } from '../errors.js';
 import type { FileList } from '../metainfo/torrent.js';
@@ -251,6 +251,35 @@ export async function outputRoot(
     root = target;
   }
   return { root, target, st };
+}
+
+/**
+ * What can be said of `-o output` before the torrent is known (a magnet link's metadata may take
+ * --timeout to come): a file on the way to it, a file where `-o PATH/` names a folder, and, when
+ * it does not exist, a nearest folder that cannot be written in. DiskError, as planOutput and
+ * the storage would throw once the torrent is known.
+ */
+export async function checkOutputEarly(output: string): Promise<void> {
+  const target = path.resolve(output);
+  const st = await statOrNull(target);
+  if (st !== null) {
+    if (output.endsWith('/') && !st.isDirectory()) {
+      throw new DiskError(`output ${target} exists and is not a directory`);
+    }
+    return;
+  }
+  for (let d = path.dirname(target); ; d = path.dirname(d)) {
+    const ds = await stat(d).catch(() => null);
+    if (ds?.isDirectory()) {
+      try {
+        await access(d, constants.W_OK);
+      } catch (e) {
+        throw new DiskError(`cannot create ${target}: ${d}: ${systemErrorText(e)}`, { cause: e });
+      }
+      return;
+    }
+    if (d === path.dirname(d)) return;
+  }
 }
 
 export async function planOutput(

@@ -39,6 +39,16 @@ export function hasSelection(o: SelectOptions): boolean {
 }
 
 /**
+ * Checks what the selection options can be checked for without the torrent's file list (their
+ * syntax: a list like 1,3-5, globs that are not empty): a magnet link's download refuses a bad
+ * option before it waits for the metadata. UsageError as resolveSelection would throw.
+ */
+export function checkSelectionSyntax(o: SelectOptions): void {
+  if (o.select !== undefined) parseRanges(o.select, Infinity);
+  for (const g of [...(o.include ?? []), ...(o.exclude ?? [])]) compileGlob(g);
+}
+
+/**
  * The selected files, one flag per torrent file (padding files are never selected), or null when
  * no option is given (every file). UsageError on a malformed list, a number beyond the files, or
  * a selection that leaves no file.
