@@ -149,3 +149,42 @@ export function checkLine(
     `${formatBytes(checked)}/${formatBytes(total)}  valid ${formatBytes(valid)}  ${escapeControl(name)}`;
   return fit(line, columns);
 }
+
+/** What a magnet link's line shows while its metadata is fetched. */
+export interface MetadataProgress {
+  withMetadata: number;
+  connected: number;
+  known: number;
+  /** The DHT's nodes, when it runs. */
+  dhtNodes?: number;
+  /** The link's `dn`, until the metadata names the torrent. */
+  name?: string;
+}
+
+/**
+ * "fetching metadata from N of M peers (K known, dht D nodes)  NAME", fitted to the terminal as
+ * the progress line is: the details go whole (the DHT's first), then the line's words shorten,
+ * while the name keeps 16 columns; then the name is cut; narrower still, the name goes, and a
+ * field is never cut in its middle (only the shortest form, below about 20 columns).
+ */
+export function metadataLine(p: MetadataProgress, columns: number): string {
+  const max = columns - 1;
+  const dht = p.dhtNodes === undefined ? '' : `, dht ${p.dhtNodes} nodes`;
+  const core = `fetching metadata from ${p.withMetadata} of ${p.connected} peers`;
+  const forms = [
+    `${core} (${p.known} known${dht})`,
+    `${core} (${p.known} known)`,
+    core,
+    `metadata from ${p.withMetadata}/${p.connected} peers`,
+  ];
+  const name = p.name === undefined || p.name === '' ? '' : escapeControl(p.name);
+  if (name !== '') {
+    const keep = Math.min(NAME_KEEP_COLUMNS, displayWidth(name));
+    for (const f of forms) {
+      const room = max - displayWidth(f) - 2;
+      if (room >= keep) return `${f}  ${truncateToWidth(name, room)}`;
+    }
+  }
+  for (const f of forms) if (displayWidth(f) <= max) return f;
+  return truncateToWidth(forms[forms.length - 1]!, max);
+}

@@ -15,7 +15,8 @@ import { type Metainfo } from '../metainfo/torrent.js';
 import type { PeerAddress } from '../tracker/types.js';
 import type { ListenOptions } from '../swarm/listener.js';
 import type { MagnetHandoff } from '../swarm/magnet.js';
-import { escapeControl, terminalColumns, truncateToWidth } from './format.js';
+import { terminalColumns } from './format.js';
+import { metadataLine } from './progress.js';
 import { fileTarget, writeTarget } from './output-file.js';
 import type { CliIO } from './program.js';
 import { loadTorrentBytes, parseTorrentFrom } from './torrent-file.js';
@@ -108,14 +109,18 @@ export async function openTorrent(
     handoff: o.handoff,
     onProgress: (p) => {
       if (o.tty) {
-        // Cut to the terminal's width like the progress line: a wrapped line breaks the `\r`.
-        // The link's `dn` names the torrent until the metadata does.
-        const name = magnet.displayName ? `  ${escapeControl(magnet.displayName)}` : '';
-        // The DHT's nodes say whether a link without trackers can find anyone at all.
-        const dht = o.dht ? `, dht ${o.dht.nodeCount()} nodes` : '';
-        const line = truncateToWidth(
-          `fetching metadata from ${p.withMetadata} of ${p.connected} peers (${p.known} known${dht})${name}`,
-          terminalColumns(io.stderr) - 1,
+        // Fitted to the terminal's width like the progress line: a wrapped line breaks the `\r`.
+        // The link's `dn` names the torrent until the metadata does; the DHT's nodes say
+        // whether a link without trackers can find anyone at all.
+        const line = metadataLine(
+          {
+            withMetadata: p.withMetadata,
+            connected: p.connected,
+            known: p.known,
+            ...(o.dht ? { dhtNodes: o.dht.nodeCount() } : {}),
+            ...(magnet.displayName !== undefined ? { name: magnet.displayName } : {}),
+          },
+          terminalColumns(io.stderr),
         );
         // Drawn at every tick, changed or not: a warning may have wiped it since.
         io.stderr.write(`\r\x1b[2K${line}`);

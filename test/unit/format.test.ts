@@ -10,7 +10,7 @@ import {
   terminalColumns,
   truncateToWidth,
 } from '../../src/cli/format.js';
-import { progressLine, summaryLine } from '../../src/cli/progress.js';
+import { metadataLine, progressLine, summaryLine } from '../../src/cli/progress.js';
 import type { DownloadStats } from '../../src/swarm/download-api.js';
 
 describe('terminal text', () => {
@@ -302,5 +302,27 @@ describe('summaryLine', () => {
       /wasted \(32(\.0)? KiB endgame duplicates, 16(\.0)? KiB after cancel, 97\.\d KiB from web seeds\)/,
     );
     expect(line).not.toContain('failed hash');
+  });
+});
+
+describe('metadataLine', () => {
+  const p = { withMetadata: 1, connected: 3, known: 12, dhtNodes: 140, name: 'example.iso' };
+  it('fits the terminal by dropping whole fields, keeping the name, never cutting a field', () => {
+    expect(metadataLine(p, 120)).toBe(
+      'fetching metadata from 1 of 3 peers (12 known, dht 140 nodes)  example.iso',
+    );
+    expect(metadataLine(p, 70)).toBe('fetching metadata from 1 of 3 peers (12 known)  example.iso');
+    expect(metadataLine(p, 55)).toBe('fetching metadata from 1 of 3 peers  example.iso');
+    expect(metadataLine(p, 40)).toBe('metadata from 1/3 peers  example.iso');
+    // The name is cut last, then goes: no field is cut in its middle.
+    const long = { ...p, name: 'a-very-long-name-of-a-torrent.iso' };
+    expect(metadataLine(long, 45)).toBe('metadata from 1/3 peers  a-very-long-name-of');
+    expect(metadataLine({ ...p, name: undefined }, 40)).toBe('fetching metadata from 1 of 3 peers');
+    expect(metadataLine({ ...p, name: undefined }, 30)).toBe('metadata from 1/3 peers');
+    for (const columns of [10, 20, 30, 40, 50, 60, 80, 200]) {
+      for (const q of [p, long, { ...p, name: undefined }, { ...p, dhtNodes: undefined }]) {
+        expect(displayWidth(metadataLine(q, columns))).toBeLessThanOrEqual(columns - 1);
+      }
+    }
   });
 });
