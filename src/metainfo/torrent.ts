@@ -28,6 +28,7 @@ import { FileTable, keepFileTable } from './file-table.js';
 import { checkHybrid } from './hybrid.js';
 import {
   checkPathCollisions,
+  componentFromBytes,
   normalizeComponent,
   PathHashes,
   percentEncodeInvalidUtf8,
@@ -249,11 +250,11 @@ export function parseTorrent(buf: Uint8Array, opts: ParseOptions = {}): Metainfo
   }
 
   if (hybrid) {
-    const tree = info['file tree'];
-    if (tree === undefined) throw new MetainfoError('info.file tree', 'missing');
-    const v2Name = tryText(isBytes(info['name']) ? info['name'] : undefined);
+    if (info['file tree'] === undefined) throw new MetainfoError('info.file tree', 'missing');
+    // The v2 name (of the single file) is the raw name, mapped as v1's is without name.utf-8.
+    const v2Name = isBytes(info['name']) ? componentFromBytes(info['name']).text : undefined;
     checkHybrid(
-      tree,
+      infoBytes,
       files ?? table.all(),
       v2Name === undefined ? name : normalizeComponent(v2Name),
       hasFiles,

@@ -211,6 +211,47 @@ describe('BEP 52 hybrid and v2-only torrents', () => {
     expect(m.files[1]).toMatchObject({ path: ['l'], symlink: ['a'] });
   });
 
+  it('compares v2 names by their bytes: not UTF-8, or with a byte order mark, as libtorrent makes them', () => {
+    // `cafX.txt` stands for the Latin-1 name caf\xe9.txt, written into the bytes once encoded.
+    const latin = Buffer.from(
+      encode({
+        info: multi([{ path: ['cafX.txt'], length: 10 }], {
+          'meta version': 2,
+          'file tree': tree([[['cafX.txt'], 10]]),
+        }),
+      }),
+    );
+    for (let i = latin.indexOf('cafX'); i >= 0; i = latin.indexOf('cafX', i + 1))
+      latin[i + 3] = 0xe9;
+    const m = parseTorrent(latin);
+    expect(m.hybrid).toBe(true);
+    expect(m.files[0]!.path).toEqual(['caf%E9.txt']);
+    // A name that starts with U+FEFF: the decoder's keys drop it, the names keep it.
+    const bom = parseTorrent(
+      encode({
+        info: multi([{ path: ['\ufeffnotes.txt'], length: 10 }], {
+          'meta version': 2,
+          'file tree': tree([[['\ufeffnotes.txt'], 10]]),
+        }),
+      }),
+    );
+    expect(bom.hybrid).toBe(true);
+    expect(bom.files[0]!.path).toEqual(['\ufeffnotes.txt']);
+    // A v2 name that is the hex of the v1 name's bytes is another name.
+    const hex = Buffer.from(
+      encode({
+        info: multi([{ path: ['cafX.txt'], length: 10 }], {
+          'meta version': 2,
+          'file tree': tree([[['636166e92e747874'], 10]]),
+        }),
+      }),
+    );
+    hex[hex.indexOf('cafX') + 3] = 0xe9;
+    expect(() => parseTorrent(hex)).toThrow(
+      /"caf%E9.txt" \(10 bytes\) in v1 but "636166e92e747874"/,
+    );
+  });
+
   it('refuses a hybrid whose v2 tree disagrees with the v1 list, saying how', () => {
     const files = [
       { path: ['a'], length: 10 },
