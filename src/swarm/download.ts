@@ -978,7 +978,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (s.req.inflight.size < s.req.depth) this.request(s);
     }
     // So are web seed bytes still arriving: a piece may take a slow server longer than `--timeout`.
-    const webBytes = this.webSeeds?.bytesFetched ?? 0;
+    const webBytes = this.webSeeds?.progressBytes ?? 0;
     this.trickled += webBytes - this.webBytesSeen;
     this.webBytesSeen = webBytes;
     if (this.trickled >= TRICKLE_MIN_BYTES) this.lastProgressAt = now;

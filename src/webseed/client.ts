@@ -39,6 +39,8 @@ export const WEB_SEED_BACKOFF_BASE_MS = 5_000;
 export const WEB_SEED_BACKOFF_MAX_MS = 300_000;
 /** Pieces failing verification before the seed is banned for the rest of the run. */
 export const MAX_BAD_PIECES = 3;
+/** Failures in a row, no piece between, after which a seed's bytes are no longer data. */
+export const FRUITLESS_FAILURES = 3;
 /**
  * Files found missing (or of another length) in a row, with no piece between, that do not back
  * a seed off, once it has sent a piece: the server is up, and its other files are asked for at
@@ -231,6 +233,13 @@ export class WebSeed {
   bytesFetched = 0;
   /** The same bytes over the last WEB_SEED_RECENT_MS, as they arrive (its rate lately). */
   readonly recentBytes = new RateWindow(WEB_SEED_RECENT_MS);
+  /**
+   * Body bytes that count as data for `--timeout`: all of them, except while the seed's last
+   * FRUITLESS_FAILURES requests in a row failed with no piece between (a reply that always
+   * breaks before a piece is whole sends bytes that never make one: they kept a download that
+   * got nothing else alive for good).
+   */
+  progressBytes = 0;
   /** Pieces fetched in full (before verification). */
   piecesFetched = 0;
   /** Failed fetches and bad pieces, in total. */
@@ -551,6 +560,15 @@ export class WebSeed {
     this.backoffUntil = this.now() + delay;
   }
 
+  /** Body bytes of the range, at run position `pos`: written, and counted. */
+  private took(chunk: Uint8Array, pos: number, write: (pos: number, chunk: Uint8Array) => void) {
+    if (chunk.length === 0) return;
+    write(pos, chunk);
+    this.bytesFetched += chunk.length;
+    if (this.consecutiveFailures < FRUITLESS_FAILURES) this.progressBytes += chunk.length;
+    this.recentBytes.add(this.now(), chunk.length);
+  }
+
   /** File `i` (a multi-file torrent) is not asked of this seed again: the error's options. */
   private lacks(i: number): { lackedFile?: number } {
     if (!this.meta.multiFile) return {};
@@ -769,10 +787,8 @@ export class WebSeed {
         for (;;) {
           const head = Math.min(chunk.length, expected - got);
           if (head > 0) {
-            write(offset + got, chunk.subarray(0, head));
+            this.took(chunk.subarray(0, head), offset + got, write);
             got += head;
-            this.bytesFetched += head;
-            this.recentBytes.add(this.now(), head);
             chunk = chunk.subarray(head);
           }
           if (chunk.length === 0) break;
@@ -796,18 +812,17 @@ export class WebSeed {
           expected += more;
         }
       } else if (got + chunk.length > expected) {
+        // Cut off at once: the range's own bytes are kept (each piece is verified anyway) and
+        // the rest is not read. Taken for a failure, the range's last piece was dropped with
+        // it, and a server that always sent a byte too many never completed one.
+        this.took(chunk.subarray(0, expected - got), offset + got, write);
         discard(body);
-        throw new WebSeedError(
-          this.url,
-          'length',
-          `body longer than the ${expected} bytes asked for`,
-        );
+        debug('%s: body longer than the %d bytes asked for: cut off', this.url, expected);
+        return;
       }
       if (chunk.length > 0) {
-        write(offset + got, chunk);
+        this.took(chunk, offset + got, write);
         got += chunk.length;
-        this.bytesFetched += chunk.length;
-        this.recentBytes.add(this.now(), chunk.length);
       }
       if (ended) {
         discard(body);

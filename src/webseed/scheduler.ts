@@ -207,6 +207,11 @@ export class WebSeeds {
     return this.seeds.reduce((n, s) => n + s.bytesFetched, 0);
   }
 
+  /** Bytes from all seeds that count as data for `--timeout` (see WebSeed.progressBytes). */
+  get progressBytes(): number {
+    return this.seeds.reduce((n, s) => n + s.progressBytes, 0);
+  }
+
   /**
    * Body bytes read that never reached `onPiece` as a whole piece: pieces cut short (cancelled,
    * failed, or under way), pieces handed back unread, bytes a whole-file reply passed over.

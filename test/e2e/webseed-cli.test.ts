@@ -207,6 +207,22 @@ describe('web seeds from the CLI', () => {
     expect((await readFile(out)).equals(data)).toBe(true);
   }, 60_000);
 
+  it('--timeout: bytes of replies that always break before a piece is whole are no data', async () => {
+    // Every reply is 10 bytes short. Asked every 5 s (the back-off), each sent bytes within the
+    // 6 s of --timeout, and the download, getting nothing, ran for good.
+    const data = randomBytesSeeded(16384, 'ws-fruitless');
+    const s = await startWebSeedServer({ files: { '/f.bin': data }, fault: 'short-body' });
+    servers.push(s);
+    const tp = await fx.writeTorrent(webSeeded(s.origin, data, 16384));
+    const r = await offline(tp, path.join(fx.dir, 'f.bin'), '--timeout', '6');
+    // Nothing ever came: exit 4, naming the web seed's fault.
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toMatch(
+      /no usable peer within 6s \(.*web seed .*: body does not match its Content-Length\)/,
+    );
+    expect(s.requests.length).toBeGreaterThanOrEqual(3);
+  }, 90_000);
+
   it('a web seed failing for a while is asked again within --timeout, not only after it', async () => {
     const data = randomBytesSeeded(50_000, 'ws-back-off');
     const up = await startWebSeedServer({ files: { '/f.bin': data }, fault: 'server-error' });

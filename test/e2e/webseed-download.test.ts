@@ -7,7 +7,7 @@ import { Agent } from 'undici';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseTorrent, pieceHash, type Metainfo } from '../../src/metainfo/torrent.js';
 import { Layout } from '../../src/storage/layout.js';
-import type { WebSeedOptions } from '../../src/webseed/client.js';
+import { FRUITLESS_FAILURES, type WebSeedOptions } from '../../src/webseed/client.js';
 import {
   MAX_WEB_SEEDS,
   TAKEOVER_REST_MS,
@@ -262,7 +262,6 @@ describe.each([false, true])('WebSeeds (runs of pieces: %s)', (runs) => {
     'redirect-ftp',
     'redirect-loop',
     'short-body',
-    'long-body',
     'wrong-content-length',
     'wrong-range',
     'full-200',
@@ -428,6 +427,42 @@ describe.each([false, true])('WebSeeds (runs of pieces: %s)', (runs) => {
     expect([...seedA.lackingFiles]).toEqual([0]);
     expect(seedA.failures).toBeLessThanOrEqual(2);
     expect(a.requests.filter((r) => r.path === '/item/f0').length).toBe(seedA.failures);
+  });
+
+  it('a reply longer than its range is cut off: its range is kept, and no failure', async () => {
+    // The extra bytes come in the same chunk as the range's last ones: dropping the chunk
+    // whole (a failure), no range ever completed its last piece, and the seed never served.
+    const s = await server(singleFiles, 'long-body');
+    const swarm = setup(single, [`${s.origin}/`]);
+    swarm.seeds.start();
+    await swarm.done;
+    expect(swarm.store.equals(single.data)).toBe(true);
+    expect(swarm.seeds.seeds[0]!.failures).toBe(0);
+    expect(swarm.warnings).toEqual([]);
+  });
+
+  it('a seed whose replies always break before the piece is whole: its bytes stop being data', async () => {
+    // One piece: every request is for it, and every reply ends 10 bytes short.
+    const one = makeTorrent({
+      name: 'one.bin',
+      pieceLength: PL,
+      files: { data: randomBytesSeeded(PL, 'fruitless') },
+    });
+    const s = await server({ '/one.bin': one.data }, 'short-body');
+    const swarm = setup(one, [`${s.origin}/`], { backoffBaseMs: 1 });
+    swarm.seeds.start();
+    const seed = swarm.seeds.seeds[0]!;
+    const failures = async (n: number) => {
+      while (seed.failures < n) await new Promise((r) => setTimeout(r, 5));
+    };
+    await failures(FRUITLESS_FAILURES);
+    const counted = seed.progressBytes;
+    const fetched = seed.bytesFetched;
+    expect(counted).toBe(FRUITLESS_FAILURES * (PL - 10));
+    await failures(FRUITLESS_FAILURES + 3);
+    expect(seed.bytesFetched).toBeGreaterThanOrEqual(fetched + 3 * (PL - 10));
+    expect(seed.progressBytes).toBe(counted);
+    expect(swarm.seeds.progressBytes).toBe(counted);
   });
 
   it('a seed that lacks a file in the middle goes on with the next ones at once', async () => {
