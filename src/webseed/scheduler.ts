@@ -483,15 +483,19 @@ export class WebSeeds {
       const message = err instanceof Error ? err.message : String(err);
       // Requests in flight together fail alike (a file's 404 for each of its ranges): said once.
       // So does a server that is down, for each file's URL (a multi-file torrent): one 503.
+      // And a fault whose message names its range (a wrong Content-Range, a length): once per
+      // kind, until the seed delivers a piece again.
       const said =
-        err instanceof WebSeedError && err.statusCode !== undefined
-          ? `HTTP ${err.statusCode}`
+        err instanceof WebSeedError
+          ? err.statusCode !== undefined
+            ? `HTTP ${err.statusCode}`
+            : `${err.fault}${err.lackedFile !== undefined ? ` ${err.lackedFile}` : ''}`
           : message;
       if (this.lastWarned.get(seed) === said) return;
       this.lastWarned.set(seed, said);
-      // A file the seed lacks is not asked for again (multi-file torrents); its other files
-      // are, with no wait (a piece from it in between cleared the back-off).
-      const lacks = err instanceof WebSeedError && err.fault === 'not-found';
+      // A file the seed lacks (404, another length) is not asked for again (multi-file
+      // torrents); its other files are.
+      const lacks = err instanceof WebSeedError && err.lackedFile !== undefined;
       const after =
         lacks && seed.lackingFiles.size > 0 && !seed.banned
           ? `that file is not asked for again; the others: ${this.retryText(seed)}`
