@@ -20,6 +20,7 @@ import {
   WEB_SEED_TIMEOUT_MS,
 } from '../webseed/client.js';
 import { WebSeeds } from '../webseed/scheduler.js';
+import { otherFamily } from '../tracker/announcer.js';
 import type { PiecePicker, PieceInProgress } from './picker.js';
 import type { ReadLimiter } from './rate-limit.js';
 import type { Waste } from './requests.js';
@@ -80,10 +81,22 @@ export function startWebSeedFeed(
   host: WebSeedFeedHost,
 ): WebSeeds {
   const { picker, limiter } = host;
+  // A web seed at an address of the other family than --bind cannot be reached: said once, and
+  // left out (it failed at every try with the system's "bind EINVAL").
+  const usable = urls.filter((url) => {
+    let why: string | undefined;
+    try {
+      why = otherFamily(new URL(url), host.localAddress);
+    } catch {
+      return true; // not a URL: the seed says so itself
+    }
+    if (why !== undefined) host.warn(`web seed ${url}: ${why}: not used`);
+    return why === undefined;
+  });
   /** Pieces peers hold that web seeds fetch as well. */
   const dupes = new Set<number>();
   const takeOver = (has: (index: number) => boolean): number | null => {
-    if (dupes.size >= urls.length) return null;
+    if (dupes.size >= usable.length) return null;
     let best: PieceInProgress | null = null;
     for (const p of picker.inProgress.values()) {
       if (p.complete || p.owner === WEB_SEED_OWNER || dupes.has(p.index) || !has(p.index)) continue;
@@ -94,7 +107,7 @@ export function startWebSeedFeed(
     log('piece %d: fetched from a web seed too (peers hold it)', best.index);
     return best.index;
   };
-  const ws = new WebSeeds(urls, meta, layout, {
+  const ws = new WebSeeds(usable, meta, layout, {
     pick: (has) => picker.reserveWhole(WEB_SEED_OWNER, has)?.index ?? takeOver(has),
     pickNext: (index) => picker.tryReserveWhole(WEB_SEED_OWNER, index) !== null,
     isFree: (index) => picker.isFree(index),

@@ -168,11 +168,11 @@ export interface AnnouncerEvents {
 }
 
 /**
- * Why a tracker at `url` cannot be reached from `localAddress` (`--bind`): its host is an IP
- * address of the other family. Undefined when it can be, or may be (a name resolves in the
- * family of the local address).
+ * Why a tracker (or a web seed) at `url` cannot be reached from `localAddress` (`--bind`): its
+ * host is an IP address of the other family. Undefined when it can be, or may be (a name
+ * resolves in the family of the local address).
  */
-function otherFamily(url: URL, localAddress: string | undefined): string | undefined {
+export function otherFamily(url: URL, localAddress: string | undefined): string | undefined {
   if (localAddress === undefined) return undefined;
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   const family = ipFamily(host);

@@ -159,6 +159,26 @@ describe('web seeds from the CLI', () => {
     );
   });
 
+  it('--bind: a web seed at an address of the other family is said once and left out', async () => {
+    const data = randomBytesSeeded(100_000, 'ws-family');
+    const good = await server({ '/f.bin': data });
+    const v6 = 'http://[::1]:9/f.bin';
+    const t = makeTorrent({
+      name: 'f.bin',
+      pieceLength: 16384,
+      files: { data },
+      extraRoot: { 'url-list': [v6, `${good.origin}/f.bin`] },
+    });
+    const tp = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'f.bin');
+    const r = await offline(tp, out, '--bind', '127.0.0.1');
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(r.stderr).toBe(
+      `tdl: warning: web seed ${v6}: an IPv6 address, not reachable from --bind 127.0.0.1: not used\n`,
+    );
+  });
+
   it('--max-download-rate holds web seeds too', async () => {
     const data = randomBytesSeeded(2 * 1024 * 1024, 'ws-rate');
     const s = await server({ '/f.bin': data });
