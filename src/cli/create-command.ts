@@ -34,7 +34,8 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
   // With `-o -` (or `-o /dev/stdout`, stdout by another name) the torrent owns stdout;
   // everything else goes to stderr.
   const ownsStdout =
-    toStdout || (target !== undefined && isDescriptor(target, (io.stdout as { fd?: number }).fd));
+    toStdout ||
+    (target !== undefined && isDescriptor(target, (io.stdout as { fd?: number }).fd, true));
   const report = ownsStdout ? io.stderr : io.stdout;
   const tty = Boolean(io.stderr.isTTY) && !opts.quiet;
   const pieceLength =

@@ -9,12 +9,14 @@ import path from 'node:path';
 import { UsageError } from '../errors.js';
 import { percentEncodeInvalidUtf8 } from '../metainfo/paths.js';
 
-/** A magnet link, a URL or `-` (stdin, stdout): not a path. */
-const NOT_A_PATH = /^(-|[a-z][a-z0-9+.-]*:.*)$/i;
+/** `-` (stdin, stdout): not a path. */
+const NOT_A_PATH = /^-$/;
 
 /**
  * Throws a UsageError when one of `paths` (undefined: a default path, relative to the current
- * folder) is relative and the current folder's path is not valid UTF-8.
+ * folder) is relative and the current folder's path is not valid UTF-8, or cannot be had at
+ * all (longer than the system allows). For paths tdl resolves (outputs, `create`'s input): a
+ * relative file only read (a .torrent) is opened where it is, whatever the folder's name.
  */
 export function checkRelativePaths(paths: readonly (string | undefined)[]): void {
   const relative = paths.filter(
@@ -24,8 +26,14 @@ export function checkRelativePaths(paths: readonly (string | undefined)[]): void
   let cwd: string;
   try {
     cwd = process.cwd();
-  } catch {
-    return; // no current folder at all: the paths' own errors say so
+  } catch (e) {
+    // A deleted folder (ENOENT) is said where a path is resolved (program.ts, cwdGone).
+    if ((e as NodeJS.ErrnoException).code !== 'ERANGE') return;
+    throw new UsageError(
+      `${relative[0] ?? 'the default output'}: the current folder's path is longer than the ` +
+        'system allows, so tdl cannot name what is in it: give absolute paths, or cd to a ' +
+        'shorter one',
+    );
   }
   if (!cwd.includes('\uFFFD')) return;
   try {

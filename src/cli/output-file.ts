@@ -73,13 +73,19 @@ export function fileTarget(file: string, option: string): FileTarget {
 }
 
 /**
- * Whether a target that is not a regular file is descriptor `fd` itself (`-o /dev/stdout`, or
- * the pipe stdout is, by another name): then it owns that stream, as `-o -` does.
+ * Whether `target` is what descriptor `fd` is open on (`/dev/stdout`, or the file or pipe stdout
+ * is, by another name). With `pipeOnly`, only a pipe or socket counts: a device such as
+ * /dev/null is shared harmlessly.
  */
-export function isDescriptor(target: FileTarget, fd: number | undefined): boolean {
-  if (target.regular || fd === undefined) return false;
+export function isDescriptor(
+  target: FileTarget,
+  fd: number | undefined,
+  pipeOnly = false,
+): boolean {
+  if (fd === undefined) return false;
   try {
     const a = statSync(target.path);
+    if (pipeOnly && !a.isFIFO() && !a.isSocket()) return false;
     const b = fstatSync(fd);
     return a.dev === b.dev && a.ino === b.ino;
   } catch {

@@ -264,7 +264,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       json = Boolean(opts.json);
       eventsOnStderr = opts.output === '-';
       quietPipe = eventsOnStderr && Boolean(opts.quiet) && !json;
-      checkRelativePaths([torrent, opts.output, ...(opts.saveTorrent ? [opts.saveTorrent] : [])]);
+      checkRelativePaths([opts.output, ...(opts.saveTorrent ? [opts.saveTorrent] : [])]);
       exitCode = await (await import('./download-command.js')).runDownload(torrent, opts, io);
     },
   );
@@ -294,7 +294,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   peerOptions(selectionOptions(seedCmd)).action(
     async (torrent: string, opts: DownloadCliOptions & PeerCliOptions) => {
       json = Boolean(opts.json);
-      checkRelativePaths([torrent, opts.output]);
+      checkRelativePaths([opts.output]);
       exitCode = await (
         await import('./download-command.js')
       ).runDownload(torrent, opts, io, 'seed');
@@ -343,7 +343,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     )
     .action(async (torrent: string, opts: InfoCliOptions) => {
       json = Boolean(opts.json);
-      checkRelativePaths([torrent, ...(opts.saveTorrent ? [opts.saveTorrent] : [])]);
+      if (opts.saveTorrent) checkRelativePaths([opts.saveTorrent]);
       exitCode = await (await import('./info-command.js')).runInfo(torrent, opts, io);
     });
 
@@ -359,7 +359,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .option('--json', 'write newline-delimited JSON events to stdout');
   selectionOptions(verifyCmd).action(async (torrent: string, opts: VerifyCliOptions) => {
     json = Boolean(opts.json);
-    checkRelativePaths([torrent, opts.output]);
+    checkRelativePaths([opts.output]);
     exitCode = await (await import('./verify-command.js')).runVerify(torrent, opts, io);
   });
 

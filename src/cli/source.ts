@@ -2,6 +2,7 @@
  * The torrent a command works on: a .torrent (file, stdin, URL) or a magnet link, whose metadata
  * is fetched from peers while a line says so ("fetching metadata from N peers").
  */
+import { UsageError } from '../errors.js';
 import type { Dht } from '../dht/dht.js';
 import type { EncryptionMode } from '../peer/connection.js';
 import {
@@ -17,7 +18,7 @@ import type { ListenOptions } from '../swarm/listener.js';
 import type { MagnetHandoff } from '../swarm/magnet.js';
 import { terminalColumns } from './format.js';
 import { metadataLine } from './progress.js';
-import { fileTarget, writeTarget } from './output-file.js';
+import { fileTarget, isDescriptor, writeTarget } from './output-file.js';
 import type { CliIO } from './program.js';
 import { loadTorrentBytes, parseTorrentFrom } from './torrent-file.js';
 
@@ -61,6 +62,12 @@ export async function openTorrent(
 ): Promise<OpenedTorrent> {
   // Checked before any wait: a bad path fails now, not after the metadata came.
   const save = o.saveTorrent === undefined ? null : fileTarget(o.saveTorrent, '--save-torrent');
+  // Stdout by another name (`/dev/stdout`) carries the stream, the events or tdl info's text.
+  if (save && isDescriptor(save, (io.stdout as { fd?: number }).fd)) {
+    throw new UsageError(
+      `--save-torrent ${o.saveTorrent} is this run's stdout, which carries its output: name a file`,
+    );
+  }
   if (!isMagnet(source)) {
     const bytes = await loadTorrentBytes(source, {
       stdin: io.stdin,

@@ -475,16 +475,20 @@ describe('tdl create', () => {
     for (const [cmd, shown] of [
       [`create x -o ${q(dir)}/x.torrent`, 'x: '],
       [`create ${q(f)} -o out.torrent`, 'out.torrent: '],
-      [`info f.torrent`, 'f.torrent: '],
+      // A colon makes no URL of a path.
+      [`create ${q(f)} -o 'Album: Live.torrent'`, 'Album: Live.torrent: '],
+      [`download ${q(tp)} -o a:out --peer 127.0.0.1:9 --no-dht --port 0`, 'a:out: '],
       [`download ${q(tp)} --peer 127.0.0.1:9 --no-dht --port 0`, ''],
     ] as const) {
       const r = spawnSync('bash', ['-c', `${tdl} ${cmd}`], { encoding: 'utf8', timeout: 30_000 });
       expect(r.status, `${cmd}: ${r.stderr}`).toBe(2);
       expect(r.stderr).toContain(`tdl: ${shown}${why}`);
     }
-    // Absolute paths work from there.
-    const ok = spawnSync('bash', ['-c', `${tdl} info ${q(tp)}`], { encoding: 'utf8' });
-    expect(ok.status, ok.stderr).toBe(0);
+    // Absolute paths work from there, and a relative file that is only read (a .torrent).
+    for (const cmd of [`info ${q(tp)}`, `info ../f.torrent`]) {
+      const ok = spawnSync('bash', ['-c', `${tdl} ${cmd}`], { encoding: 'utf8' });
+      expect(ok.status, `${cmd}: ${ok.stderr}`).toBe(0);
+    }
   });
 
   it('--save-torrent - is refused: - is stdout everywhere else, never a file named -', async () => {
@@ -506,6 +510,31 @@ describe('tdl create', () => {
       );
       expect(statSync(path.join(dir, '-'), { throwIfNoEntry: false })).toBeUndefined();
     }
+    // Nor by another name: /dev/stdout carries the stream, the events or the text (a file
+    // renamed over it took the place of the data, exit 0).
+    for (const cmd of [
+      `info f.torrent --save-torrent /dev/stdout | cat`,
+      `download f.torrent -o - --save-torrent /dev/stdout --peer 127.0.0.1:9 --no-dht > s.bin`,
+    ]) {
+      const r = spawnSync('bash', ['-c', `set -o pipefail; ${tdl} ${cmd}`], {
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      expect(r.status, `${cmd}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toBe(
+        "tdl: --save-torrent /dev/stdout is this run's stdout, which carries its output: name a file\n",
+      );
+    }
+    // A device shared with stdout is no stream of tdl's: the summary stays on stdout.
+    const dev = spawnSync(
+      'bash',
+      ['-c', `${tdl} create f.bin -o /dev/null --no-date > /dev/null`],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(dev.status, dev.stderr).toBe(0);
+    expect(dev.stderr).toBe('');
   });
 
   it('keeps links inside the folder as links: the folder itself verifies and seeds', async () => {
