@@ -1,4 +1,4 @@
-import { stdoutWriteError, UsageError } from '../errors.js';
+import { StdoutClosedError, stdoutWriteError, UsageError } from '../errors.js';
 import { checkPieceLength, createTorrent, parseSize } from '../metainfo/create.js';
 import {
   escapeControl,
@@ -135,7 +135,11 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
       out.write(made.torrent, (err) => (err ? reject(stdoutWriteError(err)) : resolve()));
     });
   } else {
-    await writeTarget(target, made.torrent, io.signal);
+    await writeTarget(target, made.torrent, io.signal).catch((e: unknown) => {
+      // `-o /dev/stdout` into a pipe whose reader left: as for -o - (exit 141).
+      const code = ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+      throw ownsStdout && code === 'EPIPE' ? new StdoutClosedError('EPIPE') : e;
+    });
   }
   if (!opts.quiet) {
     report.write(

@@ -169,7 +169,8 @@ async function writeFifo(file: string, bytes: Uint8Array, signal?: AbortSignal):
   try {
     await new Promise<void>((resolve, reject) => {
       out.once('error', reject);
-      out.end(bytes, () => resolve());
+      // The callback gets the error of a write the reader left (EPIPE) too: never a success.
+      out.end(bytes, (err?: Error | null) => (err ? reject(err) : resolve()));
     });
   } finally {
     signal?.removeEventListener('abort', onAbort);

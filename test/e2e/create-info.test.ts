@@ -434,6 +434,20 @@ describe('tdl create', () => {
     expect(named.status, named.stderr).toBe(0);
     expect(named.stdout).toBe(direct.stdout);
     expect(named.stderr).toMatch(/^file: {5}1 \(8 B\)/);
+    // A reader that leaves before the end (a torrent larger than a pipe holds): not a success.
+    const big = path.join(dir, 'big.bin');
+    spawnSync('truncate', ['-s', '64M', big]);
+    const left = sh(
+      `set -o pipefail; ${tdl} create ${q(big)} --piece-length 16K -o /dev/stdout | head -c 1 > /dev/null`,
+    );
+    expect(left.status, left.stderr).toBe(141);
+    const fifo = path.join(dir, 'left.fifo');
+    spawnSync('mkfifo', [fifo]);
+    const viaFifo = sh(
+      `(head -c 1000 < ${q(fifo)} > /dev/null) & ${tdl} create ${q(big)} --piece-length 16K -o ${q(fifo)}; r=$?; wait; exit $r`,
+    );
+    expect(viaFifo.status, viaFifo.stderr).toBe(6);
+    expect(viaFifo.stderr).toContain('broken pipe');
   }, 60_000);
 
   it('a named pipe nobody reads as -o or --save-torrent: Ctrl-C ends the wait (exit 130)', async () => {
