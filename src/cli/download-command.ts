@@ -306,6 +306,8 @@ export async function runDownload(
           seeding = true;
           const s = d.stats();
           seedingFromMs = s.elapsedMs;
+          // `tdl seed --seed-time 0` (or --seed-ratio 0) stops at once: nothing to announce.
+          if (opts.seedTime === 0 || opts.seedRatio === 0) return;
           if (json) emit({ event: 'seeding', uploaded: s.uploaded, time: s.elapsedMs });
           if (!json && !opts.quiet) {
             // Said once, on a terminal too: the port is what another peer needs to reach us.

@@ -167,6 +167,17 @@ describe('single-peer core path', () => {
     expect(again.code, again.stderr).toBe(0);
     const seed = await runCli(['seed', torrent, '-o', out, ...none, '--seed-time', '0.01']);
     expect(seed.code, seed.stderr).toBe(0);
+    // A limit of 0 checks the data and stops: no seeding line or event to announce it.
+    for (const limit of [
+      ['--seed-time', '0'],
+      ['--seed-ratio', '0'],
+    ]) {
+      const zero = await runCli(['seed', torrent, '-o', out, ...none, ...limit, '--json']);
+      expect(zero.code, zero.stderr).toBe(0);
+      expect(zero.events.find((e) => e['event'] === 'seeding')).toBeUndefined();
+      const text = await runCli(['seed', torrent, '-o', out, ...none, ...limit]);
+      expect(text.stderr).not.toContain('seeding');
+    }
     // No peer source at all (no tracker, no --peer, --no-dht): complete data is still done;
     // missing data is refused (exit 4), leaving nothing behind.
     const rerun = await runCli(['download', torrent, '-o', out, '--no-dht']);
