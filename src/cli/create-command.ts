@@ -1,3 +1,4 @@
+import { fstatSync } from 'node:fs';
 import { StdoutClosedError, stdoutWriteError, UsageError } from '../errors.js';
 import { checkPieceLength, createTorrent, parseSize } from '../metainfo/create.js';
 import {
@@ -107,6 +108,7 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
     createdBy: opts.createdBy ?? CLIENT_NAME,
     creationDate: opts.date ? Math.floor(Date.now() / 1000) : undefined,
     exclude: outPath,
+    ...(toStdout ? stdoutFile(io) : {}),
     signal: io.signal,
     onSkip: (rel, reason) => {
       if (opts.quiet) return; // -q: nothing but errors
@@ -150,4 +152,16 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
     );
   }
   return 0;
+}
+
+/** With `-o -`, the regular file stdout is redirected to, if it is one (see excludeFile). */
+function stdoutFile(io: CliIO): { excludeFile?: { dev: number; ino: number } } {
+  const fd = (io.stdout as { fd?: number }).fd;
+  if (fd === undefined) return {};
+  try {
+    const st = fstatSync(fd);
+    return st.isFile() ? { excludeFile: { dev: st.dev, ino: st.ino } } : {};
+  } catch {
+    return {};
+  }
 }

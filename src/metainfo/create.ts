@@ -88,6 +88,11 @@ export interface CreateOptions {
    * torrent replaces the entry, and the link keeps what it holds.
    */
   exclude?: string;
+  /**
+   * The file the torrent is written into in place (`-o -` with stdout redirected to a file):
+   * never read into the torrent, whatever names it, since writing changes it.
+   */
+  excludeFile?: { dev: number; ino: number };
   onSkip?: (relativePath: string, reason: string) => void;
   /** Called as data is hashed: bytes done so far and the total. */
   onProgress?: (done: number, total: number) => void;
@@ -415,6 +420,10 @@ async function listFolder(
     } else if (st.isFile()) {
       if (sameFile(exclude, st) && isOutputEntry(abs, opts.exclude!)) {
         skip(shown(d, text), outputInInput(shown(d, text), text));
+        continue;
+      }
+      if (sameFile(opts.excludeFile, st)) {
+        skip(shown(d, text), 'stdout, where the torrent is written');
         continue;
       }
       out.push(sourceFile(abs, rel, st));

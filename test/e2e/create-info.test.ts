@@ -434,6 +434,14 @@ describe('tdl create', () => {
     expect(named.status, named.stderr).toBe(0);
     expect(named.stdout).toBe(direct.stdout);
     expect(named.stderr).toMatch(/^file: {5}1 \(8 B\)/);
+    // -o - into a file inside the folder: that file is being written, never shared.
+    const into = sh(`${tdl} create ${q(d)} -o - --no-date > ${q(d)}/out.torrent`);
+    expect(into.status, into.stderr).toBe(0);
+    expect(into.stderr).toContain(
+      'tdl: warning: skipped out.torrent: stdout, where the torrent is written',
+    );
+    const inFolder = parseTorrent(await readFile(path.join(d, 'out.torrent')));
+    expect(inFolder.files.map((x) => x.path.join('/'))).toEqual(['movie.mkv']);
     // A reader that leaves before the end (a torrent larger than a pipe holds): not a success.
     const big = path.join(dir, 'big.bin');
     spawnSync('truncate', ['-s', '64M', big]);
