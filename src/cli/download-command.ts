@@ -1,5 +1,5 @@
 import { fstatSync } from 'node:fs';
-import { rmdir } from 'node:fs/promises';
+import { readlink, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Dht } from '../dht/dht.js';
 import type { EncryptionMode } from '../peer/connection.js';
@@ -188,6 +188,7 @@ export async function runDownload(
       );
     }
     const meta = opened.meta;
+    if (json && !streaming) await checkEventsNotIntoOutput(io, meta, opts.output);
     // The file list is walked entry by entry, never made whole (see fileList).
     const files = fileList(meta);
     let selected = resolveSelection(files, meta.name, meta.multiFile, {
@@ -451,6 +452,39 @@ async function checkSaveTorrent(
   if (outputWrites(root, path.resolve(save), t)) {
     throw new UsageError(
       `--save-torrent ${save}: the download (-o ${shown}) writes there; name another file`,
+    );
+  }
+}
+
+/**
+ * `--json` with stdout redirected to a file the download writes (`-o f.bin > f.bin`): the events
+ * would be written into the data, and the run end with exit 0. Refused (exit 2). Linux names
+ * stdout's file in /proc; elsewhere nothing is checked.
+ */
+async function checkEventsNotIntoOutput(
+  io: CliIO,
+  meta: Metainfo,
+  output: string | undefined,
+): Promise<void> {
+  const fd = (io.stdout as { fd?: number }).fd;
+  if (fd === undefined) return;
+  let where: string;
+  try {
+    if (!fstatSync(fd).isFile()) return;
+    where = await readlink(`/proc/self/fd/${fd}`);
+  } catch {
+    return;
+  }
+  const t = {
+    name: meta.name,
+    multiFile: meta.multiFile,
+    infoHash: meta.infoHash,
+    files: fileList(meta),
+  };
+  if (outputWrites((await outputRoot(t, output)).root, where, t)) {
+    throw new UsageError(
+      `--json: stdout is ${where}, which the download writes: the events would go into the ` +
+        'data; redirect them to another file',
     );
   }
 }

@@ -547,6 +547,16 @@ describe('tdl create', () => {
         "tdl: --save-torrent /dev/stdout is this run's stdout, which carries its output: name a file\n",
       );
     }
+    // --json into the very file the download writes: refused before anything is written.
+    const into = spawnSync(
+      'bash',
+      ['-c', `${tdl} download f.torrent -o g.bin --json --peer 127.0.0.1:9 --no-dht > g.bin`],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(into.status, into.stderr).toBe(2);
+    expect(await readFile(path.join(dir, 'g.bin'), 'utf8')).toContain(
+      `stdout is ${path.join(dir, 'g.bin')}, which the download writes`,
+    );
     // A device shared with stdout is no stream of tdl's: the summary stays on stdout.
     const dev = spawnSync(
       'bash',
