@@ -5,7 +5,7 @@
  * later fetches only what is missing.
  */
 import { existsSync } from 'node:fs';
-import { readFile, readdir, rm } from 'node:fs/promises';
+import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { InterruptedError } from '../../src/errors.js';
@@ -155,6 +155,33 @@ describe('--select', () => {
     for (const [i, f] of files.entries()) {
       expect((await readFile(path.join(out, ...f.path))).equals(files[i]!.data)).toBe(true);
     }
+  });
+
+  it('other data in a file not selected is not replaced, nor said to be', async () => {
+    const { files, t } = fiveFiles();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'other');
+    const s = await fx.seeder(t, PIECE);
+    expect((await runCli(['download', torrent, '-o', out, ...peerArgs(s)])).code).toBe(0);
+    // f4 now holds other bytes; f5, selected, is complete and right.
+    const other = randomBytesSeeded(files[3]!.data.length, 'not-f4');
+    await writeFile(path.join(out, 'f4.bin'), other);
+    const r = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--select',
+      '5',
+      '--json',
+      ...peerArgs(s),
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const warnings = r.events.filter((e) => e['event'] === 'warning').map((e) => e['message']);
+    expect(warnings.filter((m) => /not match/.test(String(m)))).toEqual([]);
+    expect(r.events.find((e) => e['event'] === 'done')).toMatchObject({ replaced: 0 });
+    expect((await readFile(path.join(out, 'f4.bin'))).equals(other)).toBe(true);
+    expect((await readFile(path.join(out, 'sub', 'f5.bin'))).equals(files[4]!.data)).toBe(true);
   });
 
   it('a finished selection whose side file was deleted is still the output, not nested', async () => {
