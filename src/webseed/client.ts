@@ -235,9 +235,9 @@ export class WebSeed {
   readonly recentBytes = new RateWindow(WEB_SEED_RECENT_MS);
   /**
    * Body bytes that count as data for `--timeout`: all of them, except while the seed's last
-   * FRUITLESS_FAILURES requests in a row failed with no piece between (a reply that always
-   * breaks before a piece is whole sends bytes that never make one: they kept a download that
-   * got nothing else alive for good).
+   * FRUITLESS_FAILURES requests in a row brought bytes and failed with no piece (a reply that
+   * always breaks before a piece is whole sends bytes that never make one: they kept a download
+   * that got nothing else alive for good). Failures that brought nothing (a 503) do not count.
    */
   progressBytes = 0;
   /** Pieces fetched in full (before verification). */
@@ -265,6 +265,8 @@ export class WebSeed {
   /** Files (multi-file torrents) this seed will not be asked for again: 404, or stale data. */
   private readonly lacking = new Set<number>();
   private consecutiveFailures = 0;
+  /** Failed runs in a row that brought body bytes and no piece (see progressBytes). */
+  private fruitlessInRow = 0;
   /** Failures that showed a file lacking (`WebSeedError.lackedFile`) since the last piece. */
   private fileFaultsInRow = 0;
   /** When the back-off was last set (see recordFailure). */
@@ -357,6 +359,10 @@ export class WebSeed {
   ): Promise<void> {
     if (this.banned) throw new WebSeedError(this.url, 'banned', 'banned for sending bad pieces');
     const startedAt = this.now();
+    // Body bytes and pieces before this run: a failure that brought bytes and no piece is
+    // fruitless (see progressBytes).
+    const bytesBefore = this.bytesFetched + this.bytesSkipped;
+    const piecesBefore = this.piecesFetched;
     const layout = this.layout;
     let last = first + count - 1;
     if (!Number.isInteger(count) || count < 1) throw new RangeError(`bad piece count ${count}`);
@@ -423,6 +429,7 @@ export class WebSeed {
         }
         this.piecesFetched++;
         this.consecutiveFailures = 0;
+        this.fruitlessInRow = 0;
         this.fileFaultsInRow = 0;
         this.backoffUntil = 0;
         onPiece(index, data);
@@ -491,7 +498,11 @@ export class WebSeed {
       } else if (err instanceof WebSeedError) e = err;
       else if (err instanceof TdlError || err instanceof RangeError) throw err;
       else e = this.classify(err);
-      if (e.fault !== 'aborted') this.recordFailure(e, startedAt);
+      if (e.fault !== 'aborted') {
+        this.recordFailure(e, startedAt);
+        const brought = this.bytesFetched + this.bytesSkipped > bytesBefore;
+        if (brought && this.piecesFetched === piecesBefore) this.fruitlessInRow++;
+      }
       debug('%s: pieces %d..%d failed at %d: %s', this.url, first, last, cur, e.message);
       throw e;
     } finally {
@@ -565,7 +576,7 @@ export class WebSeed {
     if (chunk.length === 0) return;
     write(pos, chunk);
     this.bytesFetched += chunk.length;
-    if (this.consecutiveFailures < FRUITLESS_FAILURES) this.progressBytes += chunk.length;
+    if (this.fruitlessInRow < FRUITLESS_FAILURES) this.progressBytes += chunk.length;
     this.recentBytes.add(this.now(), chunk.length);
   }
 

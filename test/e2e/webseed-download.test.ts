@@ -466,6 +466,21 @@ describe.each([false, true])('WebSeeds (runs of pieces: %s)', (runs) => {
     expect(swarm.seeds.progressBytes).toBe(counted);
   });
 
+  it("failures that brought no bytes (a 503 spell) leave the seed's bytes counted as data", async () => {
+    const s = await startWebSeedServer({
+      files: singleFiles,
+      fault: 'server-error',
+      faultCount: FRUITLESS_FAILURES + 2,
+    });
+    cleanups.push(() => s.close());
+    const swarm = setup(single, [`${s.origin}/`], { backoffBaseMs: 1 });
+    swarm.seeds.start();
+    await swarm.done;
+    const seed = swarm.seeds.seeds[0]!;
+    expect(seed.failures).toBeGreaterThanOrEqual(FRUITLESS_FAILURES);
+    expect(seed.progressBytes).toBe(seed.bytesFetched);
+  });
+
   it('a seed that lacks a file in the middle goes on with the next ones at once', async () => {
     // f1 (pieces 2..4) is missing on A; B holds everything but sends 20 KB/s. Once A has sent
     // pieces, its 404 is about that file: A is not paused for the 5 s of a failing server.
