@@ -111,12 +111,12 @@ export function startWebSeedFeed(
     pick: (has) => picker.reserveWhole(WEB_SEED_OWNER, has)?.index ?? takeOver(has),
     pickNext: (index) => picker.tryReserveWhole(WEB_SEED_OWNER, index) !== null,
     isFree: (index) => picker.isFree(index),
-    onPiece: (index, data, url) => {
+    onPiece: (index, data, url, fetched) => {
       const p = picker.inProgress.get(index);
       const taken = dupes.delete(index);
-      // Peers finished it first: the copy is dropped.
+      // Peers finished it first: the copy is dropped (the bytes fetched for it: no padding).
       if (!p || p.complete) {
-        host.waste.webSeed += data.length;
+        host.waste.webSeed += fetched;
         return true;
       }
       const giveWork = taken ? host.takeBack(p) : null;

@@ -240,6 +240,8 @@ export class WebSeed {
    * that got nothing else alive for good). Failures that brought nothing (a 503) do not count.
    */
   progressBytes = 0;
+  /** Body bytes of the pieces handed over whole (their padding, never fetched, left out). */
+  bytesHanded = 0;
   /** Pieces fetched in full (before verification). */
   piecesFetched = 0;
   /** Failed fetches and bad pieces, in total. */
@@ -353,7 +355,7 @@ export class WebSeed {
   async fetchRun(
     first: number,
     count: number,
-    onPiece: (index: number, data: Buffer) => void,
+    onPiece: (index: number, data: Buffer, fetched: number) => void,
     signal?: AbortSignal,
     extend?: (index: number) => boolean | 'later',
   ): Promise<void> {
@@ -410,21 +412,25 @@ export class WebSeed {
         ? (scratch ??= Buffer.allocUnsafe(pl)).subarray(0, layout.pieceSize(i))
         : Buffer.alloc(layout.pieceSize(i));
     let buf: Buffer = Buffer.alloc(layout.pieceSize(first));
+    /** Body bytes received for the piece being filled (its padding, never fetched, left out). */
+    let bufBytes = 0;
     /** Hands over every piece that ends at or before run position `pos` (all its bytes are in). */
     const complete = (pos: number): void => {
       while (cur <= last && (cur - first) * pl + layout.pieceSize(cur) <= pos) {
         // onPiece may abort the run (say, after a bad piece): hand nothing more over.
         if (controller.signal.aborted) return;
         const data = buf;
+        const fetched = bufBytes;
         const index = cur++;
         buf = cur <= last ? bufferFor(cur) : Buffer.alloc(0);
+        bufBytes = 0;
         clearTimeout(timer);
         timer = setTimeout(onTimer, this.pieceTimeoutMs);
         held = 0;
         // A piece passed over in a whole-file reply (not ours: done, or another's) is dropped.
         if (passed.delete(index)) {
-          this.bytesFetched -= data.length;
-          this.bytesSkipped += data.length;
+          this.bytesFetched -= fetched;
+          this.bytesSkipped += fetched;
           continue;
         }
         this.piecesFetched++;
@@ -432,7 +438,8 @@ export class WebSeed {
         this.fruitlessInRow = 0;
         this.fileFaultsInRow = 0;
         this.backoffUntil = 0;
-        onPiece(index, data);
+        this.bytesHanded += fetched;
+        onPiece(index, data, fetched);
       }
     };
     /** Body bytes for run position `pos`, in increasing order; gaps (padding) stay zeros. */
@@ -444,6 +451,7 @@ export class WebSeed {
         const inPiece = pos + off - (cur - first) * pl;
         const n = Math.min(chunk.length - off, buf.length - inPiece);
         buf.set(chunk.subarray(off, off + n), inPiece);
+        bufBytes += n;
         off += n;
       }
       // A piece whose last byte this was is handed over now, not when more bytes come: a

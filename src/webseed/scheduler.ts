@@ -71,7 +71,7 @@ export interface WebSeedsOptions {
   /** Bytes of consecutive pieces asked for in one run (default WEB_SEED_MAX_RUN_BYTES). */
   maxRunBytes?: number;
   /** Verifies and stores a fetched piece; returns true when its hash matched. */
-  onPiece: (index: number, data: Buffer, seedUrl: string) => boolean;
+  onPiece: (index: number, data: Buffer, seedUrl: string, fetched: number) => boolean;
   /** The fetch of a picked piece failed or was aborted: the piece is free again. */
   onRelease: (index: number) => void;
   /** A seed failed, sent a bad piece, was banned, or a url-list entry was skipped. */
@@ -142,8 +142,6 @@ export class WebSeeds {
   private readonly controllers = new Map<AbortController, Run>();
   private readonly tasks = new Set<Promise<void>>();
   private total = 0;
-  /** Bytes of whole pieces handed to `onPiece`. */
-  private bytesHanded = 0;
   private running = false;
   private filling = false;
   /** Seeds that were handed a piece they lack: skipped until something else happens. */
@@ -217,8 +215,10 @@ export class WebSeeds {
    * failed, or under way), pieces handed back unread, bytes a whole-file reply passed over.
    */
   get bytesUnused(): number {
-    const read = this.seeds.reduce((n, s) => n + s.bytesFetched + s.bytesSkipped, 0);
-    return Math.max(0, read - this.bytesHanded);
+    return this.seeds.reduce(
+      (n, s) => n + Math.max(0, s.bytesFetched + s.bytesSkipped - s.bytesHanded),
+      0,
+    );
   }
 
   stats(): WebSeedStats[] {
@@ -462,10 +462,10 @@ export class WebSeeds {
       await seed.fetchRun(
         first,
         count,
-        (index, data) => {
+        (index, data, fetched) => {
           pending = index + 1;
           // After a bad piece the rest of the run is not trusted: it goes back to the picker.
-          if (!this.deliver(seed, index, data)) controller.abort();
+          if (!this.deliver(seed, index, data, fetched)) controller.abort();
         },
         controller.signal,
         // A server that sends the whole file: its reply goes on with the pieces still needed.
@@ -505,16 +505,15 @@ export class WebSeeds {
   }
 
   /** Hands a fetched piece to the orchestrator; false when the rest of the run should stop. */
-  private deliver(seed: WebSeed, index: number, data: Buffer): boolean {
+  private deliver(seed: WebSeed, index: number, data: Buffer, fetched: number): boolean {
     if (!this.running || seed.banned) {
       // Stopped, or the seed was banned, while the bytes arrived: hand the piece back.
       this.opts.onRelease(index);
       return false;
     }
     let ok: boolean;
-    this.bytesHanded += data.length;
     try {
-      ok = this.opts.onPiece(index, data, seed.url);
+      ok = this.opts.onPiece(index, data, seed.url, fetched);
     } catch (err) {
       if (this.opts.onError) this.opts.onError(err);
       else this.opts.onWarning(err instanceof Error ? err.message : String(err));

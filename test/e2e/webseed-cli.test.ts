@@ -159,6 +159,46 @@ describe('web seeds from the CLI', () => {
     );
   });
 
+  it('wasted web seed bytes are counted with padding files too (their bytes are never fetched)', async () => {
+    // Padded as libtorrent pads: each file starts a piece. Mirror A's replies end 10 bytes short.
+    const PL = 16384;
+    const a = randomBytesSeeded(70_000, 'pad-a');
+    const b = randomBytesSeeded(70_000, 'pad-b');
+    const pad = Buffer.alloc(5 * PL - a.length);
+    const files = { '/item/a.bin': a, '/item/b.bin': b };
+    const short = await startWebSeedServer({ files, fault: 'short-body' });
+    const good = await server(files);
+    servers.push(short);
+    const t = makeTorrent({
+      name: 'item',
+      pieceLength: PL,
+      files: [
+        { path: ['a.bin'], data: a },
+        { path: ['.pad', String(pad.length)], data: pad, attr: 'p' },
+        { path: ['b.bin'], data: b },
+      ],
+      extraRoot: { 'url-list': [`${short.origin}/`, `${good.origin}/`] },
+    });
+    const tp = await fx.writeTorrent(t);
+    const r = await offline(tp, path.join(fx.dir, 'item'), '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect(short.requests.length).toBeGreaterThan(0);
+    const done = r.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find((e) => e['event'] === 'done')!;
+    // A's replies brought all but 10 of their bytes; the last piece of each made nothing. The
+    // padding (never fetched) is not counted as bytes kept, which hid those bytes.
+    const sent = short.requests.reduce((n, q) => {
+      const m = /bytes=(\d+)-(\d+)/.exec(q.range ?? '')!;
+      return n + Number(m[2]) - Number(m[1]) + 1 - 10;
+    }, 0);
+    const wasted = (done['wastedBy'] as Record<string, number>)['webSeed']!;
+    expect(wasted).toBeGreaterThan(0);
+    expect(wasted).toBeLessThanOrEqual(sent);
+  });
+
   it('--bind: a web seed at an address of the other family is said once and left out', async () => {
     const data = randomBytesSeeded(100_000, 'ws-family');
     const good = await server({ '/f.bin': data });

@@ -293,6 +293,28 @@ describe('WebSeed.fetchRun', () => {
   });
 });
 
+describe('WebSeed accounting', () => {
+  it('bytes handed over are the bytes fetched: padding (never fetched) is left out', async () => {
+    const PL = 1024;
+    const a = randomBytesSeeded(1500, 'acc-a');
+    const b = randomBytesSeeded(700, 'acc-b');
+    const padded = makeTorrent({
+      name: 'p',
+      pieceLength: PL,
+      files: [
+        { path: ['a'], data: a },
+        { path: ['.pad', '548'], data: Buffer.alloc(548), attr: 'p' },
+        { path: ['b'], data: b },
+      ],
+    });
+    const s = await server({ '/seed/p/a': a, '/seed/p/b': b });
+    const seed = seedFor(`${s.origin}/seed`, torrent(padded));
+    for (let i = 0; i < 3; i++) await seed.fetchPiece(i);
+    expect(seed.bytesFetched).toBe(2200);
+    expect(seed.bytesHanded).toBe(2200);
+  });
+});
+
 describe('WebSeed faults', () => {
   it('long-body: the range is kept and the rest cut off, with no failure', async () => {
     const s = await server(multiFiles, 'long-body');
