@@ -27,7 +27,7 @@ import { Layout } from '../storage/layout.js';
 import type { OutputPlan } from '../storage/output.js';
 import { selectsEveryFile, wantedPieces } from '../storage/selection.js';
 import { StreamOut, windowPieces, type ByteSink } from '../storage/stream-out.js';
-import { Announcer, requireUsableTracker } from '../tracker/announcer.js';
+import { Announcer, otherFamily, requireUsableTracker } from '../tracker/announcer.js';
 import { preloadHttpClient } from '../tracker/http.js';
 import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
@@ -605,13 +605,20 @@ function peerSources(o: ClientOptions): {
   const webSeeds = o.webSeeds === false || o.seedOnly === true ? [] : meta.urlList;
   const waitsForPeers = o.seedOnly === true && o.listen !== false;
   const sources = { peers, known, useTrackers, dht, webSeeds, unreachable: null };
-  if (known > 0 || dht || webSeeds.length > 0 || waitsForPeers) return sources;
+  // Web seeds at addresses of the other family than --bind are left out (the feed says so).
+  const unusable = webSeeds.filter((u) => webSeedOtherFamily(u, o.localAddress) !== undefined);
+  const usableWebSeeds = webSeeds.length - unusable.length;
+  if (known > 0 || dht || usableWebSeeds > 0 || waitsForPeers) return sources;
   if (!useTrackers) {
+    const seedsToo =
+      unusable.length > 0
+        ? `its web seeds cannot be reached from --bind ${o.localAddress} (${unusable.join(', ')}), `
+        : '';
     const why = o.seedOnly
       ? 'no peer can reach this seed: the torrent names no tracker, no DHT is used and --no-listen accepts none'
       : meta.private
-        ? 'the private torrent names no tracker: give peers with --peer HOST:PORT'
-        : 'the torrent names no tracker and the DHT is off: give peers with --peer HOST:PORT';
+        ? `the private torrent names no tracker${seedsToo ? ` and ${seedsToo.slice(0, -2)}` : ''}: give peers with --peer HOST:PORT`
+        : `${seedsToo ? `the torrent names no tracker, ${seedsToo}and the DHT is off` : 'the torrent names no tracker and the DHT is off'}: give peers with --peer HOST:PORT`;
     return { ...sources, unreachable: new NoPeersError(why) };
   }
   // Trackers of kinds tdl cannot use (wss://…) are only fatal when nothing else brings peers.
@@ -749,4 +756,13 @@ function holdEarly(tracker: Announcer, listener: Listener | null): EarlySource {
       if (peers.length > 0) d.addPeers(peers, 'tracker');
     },
   };
+}
+
+/** Why web seed `url` cannot be reached from `localAddress` (`--bind`), if it cannot. */
+function webSeedOtherFamily(url: string, localAddress: string | undefined): string | undefined {
+  try {
+    return otherFamily(new URL(url), localAddress);
+  } catch {
+    return undefined;
+  }
 }

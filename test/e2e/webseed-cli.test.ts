@@ -217,6 +217,19 @@ describe('web seeds from the CLI', () => {
     expect(r.stderr).toBe(
       `tdl: warning: web seed ${v6}: an IPv6 address, not reachable from --bind 127.0.0.1: not used\n`,
     );
+    // With it the only source: exit 4 at once, naming it (it waited --timeout, naming nothing).
+    const only = makeTorrent({
+      name: 'f.bin',
+      pieceLength: 16384,
+      files: { data },
+      extraRoot: { 'url-list': [v6] },
+    });
+    const op = await fx.writeTorrent(only, 'only.torrent');
+    const alone = await offline(op, path.join(fx.dir, 'alone.bin'), '--bind', '127.0.0.1');
+    expect(alone.code, alone.stderr).toBe(4);
+    expect(alone.stderr).toBe(
+      `tdl: the torrent names no tracker, its web seeds cannot be reached from --bind 127.0.0.1 (${v6}), and the DHT is off: give peers with --peer HOST:PORT\n`,
+    );
   });
 
   it('--max-download-rate holds web seeds too', async () => {
