@@ -489,7 +489,9 @@ export class WebSeeds {
         err instanceof WebSeedError
           ? err.statusCode !== undefined
             ? `HTTP ${err.statusCode}`
-            : `${err.fault}${err.lackedFile !== undefined ? ` ${err.lackedFile}` : ''}`
+            : // Each missing file of a seed that serves others; one for a seed that sent
+              // nothing yet (a wrong base URL fails every file).
+              `${err.fault}${err.lackedFile !== undefined && seed.piecesFetched > 0 ? ` ${err.lackedFile}` : ''}`
           : message;
       if (this.lastWarned.get(seed) === said) return;
       this.lastWarned.set(seed, said);
