@@ -486,9 +486,14 @@ export async function startupCheck(o: {
   // A piece the journal names that failed its hash holds tdl's own unfinished write (a run
   // stopped by a full disk, a crash mid-write), not someone else's data. One some of whose
   // bytes are not on disk (a file removed, or never made: a narrower selection before) is
-  // missing, as `tdl verify` calls it, whatever the bytes beside the hole hold.
+  // missing, as `tdl verify` calls it, whatever the bytes beside the hole hold; so is one that
+  // holds bytes of a file not selected, which may fail for those bytes, never written.
   for (const p of plan.journal) if (!have.has(p)) hashed.nonZeroInvalid.clear(p);
-  for (const p of plan.toHash) if (hashed.absent.has(p)) hashed.nonZeroInvalid.clear(p);
+  for (const p of plan.toHash) {
+    if (hashed.absent.has(p) || touchesUnselected(o.layout, o.storage, p)) {
+      hashed.nonZeroInvalid.clear(p);
+    }
+  }
   return {
     have,
     mismatched: hashed.nonZeroInvalid,
@@ -509,6 +514,17 @@ export async function startupCheck(o: {
  * selected files), since its copy may be all that holds some of its bytes (a file newly
  * selected).
  */
+/** Whether piece `p` holds bytes of a file not selected (padding aside), which tdl never writes. */
+function touchesUnselected(
+  layout: Layout,
+  storage: Pick<DiskStorage, 'isSelected' | 'isPadding'>,
+  p: number,
+): boolean {
+  return layout
+    .spans(p)
+    .some((s) => !storage.isSelected(s.fileIndex) && !storage.isPadding(s.fileIndex));
+}
+
 export function selectionPlan(
   layout: Layout,
   storage: Pick<DiskStorage, 'fileCount' | 'isSelected' | 'isPadding' | 'parts'>,
@@ -521,10 +537,7 @@ export function selectionPlan(
   const toHash = new Set(plan.toHash);
   for (let p = 0; p < layout.pieceCount; p++) {
     if (!plan.trusted.has(p)) continue;
-    const outside = layout
-      .spans(p)
-      .some((s) => !storage.isSelected(s.fileIndex) && !storage.isPadding(s.fileIndex));
-    if (outside && !parts?.has(p)) {
+    if (touchesUnselected(layout, storage, p) && !parts?.has(p)) {
       plan.trusted.clear(p);
       toHash.add(p);
     }

@@ -186,17 +186,6 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       onProgress: o.onCheck,
       signal: ctl.signal,
     });
-    // With a selection, a piece that failed its hash and holds bytes of a file not selected may
-    // fail for those bytes, which are never written: it is missing, not other data replaced.
-    if (selected) {
-      for (let p = 0; p < layout.pieceCount; p++) {
-        if (!check.mismatched.has(p)) continue;
-        const touchesOther = layout
-          .spans(p)
-          .some((sp) => !selected[sp.fileIndex] && !isPaddingFile(meta, sp.fileIndex));
-        if (touchesOther) check.mismatched.clear(p);
-      }
-    }
     found = dataBytesOf(layout, padding, check.have);
     let complete = true;
     for (let p = 0; p < layout.pieceCount && complete; p++) {
