@@ -27,7 +27,8 @@ import { Layout } from '../storage/layout.js';
 import type { OutputPlan } from '../storage/output.js';
 import { selectsEveryFile, wantedPieces } from '../storage/selection.js';
 import { StreamOut, windowPieces, type ByteSink } from '../storage/stream-out.js';
-import { Announcer, otherFamily, requireUsableTracker } from '../tracker/announcer.js';
+import { Announcer, requireUsableTracker } from '../tracker/announcer.js';
+import { webSeedOtherFamily } from './web-seed-feed.js';
 import { preloadHttpClient } from '../tracker/http.js';
 import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
@@ -599,15 +600,18 @@ function peerSources(o: ClientOptions): {
   const usableWebSeeds = webSeeds.length - unusable.length;
   if (known > 0 || dht || usableWebSeeds > 0 || waitsForPeers) return sources;
   if (!useTrackers) {
-    const seedsToo =
-      unusable.length > 0
-        ? `its web seeds cannot be reached from --bind ${o.localAddress} (${unusable.join(', ')}), `
-        : '';
+    const lacks = [
+      meta.private ? 'the private torrent names no tracker' : 'the torrent names no tracker',
+    ];
+    if (unusable.length > 0) {
+      lacks.push(
+        `its web seeds cannot be reached from --bind ${o.localAddress} (${unusable.join(', ')})`,
+      );
+    }
+    if (!meta.private) lacks.push('the DHT is off');
     const why = o.seedOnly
       ? 'no peer can reach this seed: the torrent names no tracker, no DHT is used and --no-listen accepts none'
-      : meta.private
-        ? `the private torrent names no tracker${seedsToo ? ` and ${seedsToo.slice(0, -2)}` : ''}: give peers with --peer HOST:PORT`
-        : `${seedsToo ? `the torrent names no tracker, ${seedsToo}and the DHT is off` : 'the torrent names no tracker and the DHT is off'}: give peers with --peer HOST:PORT`;
+      : `${lacks.length > 2 ? `${lacks.slice(0, -1).join(', ')}, and ${lacks.at(-1)}` : lacks.join(' and ')}: give peers with --peer HOST:PORT`;
     return { ...sources, unreachable: new NoPeersError(why) };
   }
   // Trackers of kinds tdl cannot use (wss://…) are only fatal when nothing else brings peers.
@@ -745,13 +749,4 @@ function holdEarly(tracker: Announcer, listener: Listener | null): EarlySource {
       if (peers.length > 0) d.addPeers(peers, 'tracker');
     },
   };
-}
-
-/** Why web seed `url` cannot be reached from `localAddress` (`--bind`), if it cannot. */
-function webSeedOtherFamily(url: string, localAddress: string | undefined): string | undefined {
-  try {
-    return otherFamily(new URL(url), localAddress);
-  } catch {
-    return undefined;
-  }
 }

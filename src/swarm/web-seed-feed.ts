@@ -54,6 +54,21 @@ export interface WebSeedFeedHost {
 }
 
 /**
+ * Why web seed `url` cannot be reached from `localAddress` (`--bind`): an IP address of the
+ * other family. Undefined when it can be, may be (a name), or is not a URL (the seed says so).
+ */
+export function webSeedOtherFamily(
+  url: string,
+  localAddress: string | undefined,
+): string | undefined {
+  try {
+    return otherFamily(new URL(url), localAddress);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Longest back-off of a failing web seed: a third of `--timeout` (within the usual bounds), so
  * that a seed that recovers is asked again at least twice before the download gives up for
  * want of data. Doubling up to 5 min, a seed failing for 40 s was next asked at 75 s: past a
@@ -84,12 +99,7 @@ export function startWebSeedFeed(
   // A web seed at an address of the other family than --bind cannot be reached: said once, and
   // left out (it failed at every try with the system's "bind EINVAL").
   const usable = urls.filter((url) => {
-    let why: string | undefined;
-    try {
-      why = otherFamily(new URL(url), host.localAddress);
-    } catch {
-      return true; // not a URL: the seed says so itself
-    }
+    const why = webSeedOtherFamily(url, host.localAddress);
     if (why !== undefined) host.warn(`web seed ${url}: ${why}: not used`);
     return why === undefined;
   });
