@@ -14,9 +14,9 @@ const NOT_A_PATH = /^-$/;
 
 /**
  * Throws a UsageError when one of `paths` (undefined: a default path, relative to the current
- * folder) is relative and the current folder's path is not valid UTF-8, or cannot be had at
- * all (longer than the system allows). For paths tdl resolves (outputs, `create`'s input): a
- * relative file only read (a .torrent) is opened where it is, whatever the folder's name.
+ * folder) is relative and the current folder's path is not valid UTF-8. For paths tdl resolves
+ * (outputs, `create`'s input): a relative file only read (a .torrent) is opened where it is,
+ * whatever the folder's name.
  */
 export function checkRelativePaths(paths: readonly (string | undefined)[]): void {
   const relative = paths.filter(
@@ -26,14 +26,10 @@ export function checkRelativePaths(paths: readonly (string | undefined)[]): void
   let cwd: string;
   try {
     cwd = process.cwd();
-  } catch (e) {
-    // A deleted folder (ENOENT) is said where a path is resolved (program.ts, cwdGone).
-    if ((e as NodeJS.ErrnoException).code !== 'ERANGE') return;
-    throw new UsageError(
-      `${relative[0] ?? 'the default output'}: the current folder's path is longer than the ` +
-        'system allows, so tdl cannot name what is in it: give absolute paths, or cd to a ' +
-        'shorter one',
-    );
+  } catch {
+    // No current folder (deleted, or a path longer than the system allows): said where a path
+    // is resolved (program.ts, cwdFailure).
+    return;
   }
   if (!cwd.includes('\uFFFD')) return;
   try {

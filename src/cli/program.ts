@@ -3,7 +3,7 @@
  * stderr and an exit code. No protocol logic lives here.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { DiskError, StdoutClosedError, TdlError } from '../errors.js';
+import { DiskError, StdoutClosedError, TdlError, UsageError } from '../errors.js';
 import type { CreateCliOptions } from './create-command.js';
 import type { PeerCliOptions } from './download-command.js';
 import { jsonLine } from './events.js';
@@ -477,10 +477,26 @@ export interface DownloadCliOptions extends Partial<SelectCliOptions> {
   resume?: boolean;
 }
 
-/** Node's answer when a relative path is resolved in a current folder that was deleted. */
-function cwdGone(e: unknown): boolean {
+/**
+ * What Node's failure to get the current folder, when a relative path is resolved, means: a
+ * folder that was deleted (ENOENT) or whose path is longer than the system allows (ERANGE).
+ */
+function cwdFailure(e: unknown): TdlError | null {
   const err = e as NodeJS.ErrnoException | null;
-  return !(e instanceof TdlError) && err?.code === 'ENOENT' && err.syscall === 'uv_cwd';
+  if (e instanceof TdlError || err?.syscall !== 'uv_cwd') return null;
+  if (err.code === 'ENOENT') {
+    return new DiskError(
+      'the current folder no longer exists (it was deleted or moved): cd to another one, or give absolute paths',
+      { cause: e },
+    );
+  }
+  if (err.code === 'ERANGE') {
+    return new UsageError(
+      "the current folder's path is longer than the system allows, so tdl cannot name what is in it: cd to a shorter one, or give absolute paths",
+      { cause: e },
+    );
+  }
+  return null;
 }
 
 /** The one place errors become messages and exit codes. */
@@ -490,12 +506,7 @@ export function reportError(
   json: boolean,
   eventsOnStderr = false,
 ): number {
-  const e = cwdGone(thrown)
-    ? new DiskError(
-        'the current folder no longer exists (it was deleted or moved): cd to another one, or give absolute paths',
-        { cause: thrown },
-      )
-    : thrown;
+  const e = cwdFailure(thrown) ?? thrown;
   const code = exitCodeFor(e);
   const message =
     e instanceof TdlError ? e.message : `internal error: ${(e as Error)?.stack ?? String(e)}`;

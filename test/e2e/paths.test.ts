@@ -293,6 +293,40 @@ describe('a current folder that was deleted', () => {
       );
     }
   });
+
+  it('a current folder whose path is longer than the system allows: exit 2, said', async () => {
+    assertBuilt();
+    const t = makeTorrent({ name: 'one.bin', pieceLength: 16384, files: { data: x } });
+    const tp = path.join(dir, 't.torrent');
+    await writeFile(tp, t.torrent);
+    // 22 folders of 200 bytes: past PATH_MAX (4096), where getcwd fails with ERANGE.
+    const deep = `d=$(printf 'a%.0s' $(seq 200)); for i in $(seq 22); do mkdir -p $d && cd $d; done`;
+    try {
+      for (const args of [
+        ['verify', tp, '-o', 'one.bin'],
+        ['create', tp, '-o', 'x.torrent'],
+      ]) {
+        const quoted = args.map((a) => `'${a}'`).join(' ');
+        const r = spawnSync(
+          '/bin/bash',
+          ['-c', `${deep} && '${process.execPath}' '${MAIN}' ${quoted}`],
+          {
+            cwd: dir,
+            encoding: 'utf8',
+            timeout: 15_000,
+            killSignal: 'SIGKILL',
+          },
+        );
+        expect(r.status, `${args[0]}: ${r.stderr}`).toBe(2);
+        expect(r.stderr).toBe(
+          "tdl: the current folder's path is longer than the system allows, so tdl cannot name what is in it: cd to a shorter one, or give absolute paths\n",
+        );
+      }
+    } finally {
+      // rm walks a tree too deep for one path (the fixture's own cleanup cannot).
+      spawnSync('rm', ['-rf', path.join(dir, 'a'.repeat(200))]);
+    }
+  });
 });
 
 describe('symlinks already in the output tree are never written through', () => {
