@@ -147,11 +147,7 @@ describe('web seeds from the CLI', () => {
     expect(r.code, r.stderr).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
     expect(whole.requests.length).toBeGreaterThan(0);
-    const done = r.stdout
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>)
-      .find((e) => e['event'] === 'done')!;
+    const done = r.events.find((e) => e['event'] === 'done')!;
     const by = done['wastedBy'] as Record<string, number>;
     expect(by['webSeed']).toBeGreaterThan(0);
     expect(done['wasted']).toBe(
@@ -183,11 +179,7 @@ describe('web seeds from the CLI', () => {
     const r = await offline(tp, path.join(fx.dir, 'item'), '--json');
     expect(r.code, r.stderr).toBe(0);
     expect(short.requests.length).toBeGreaterThan(0);
-    const done = r.stdout
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Record<string, unknown>)
-      .find((e) => e['event'] === 'done')!;
+    const done = r.events.find((e) => e['event'] === 'done')!;
     // A's replies brought all but 10 of their bytes; the last piece of each made nothing. The
     // padding (never fetched) is not counted as bytes kept, which hid those bytes.
     const sent = short.requests.reduce((n, q) => {
