@@ -241,28 +241,7 @@ describe('display width', () => {
   });
 
   it('the progress line fits the terminal with a CJK or emoji name', () => {
-    const s: DownloadStats = {
-      total: 1000,
-      completed: 500,
-      initial: 0,
-      downloaded: 500,
-      wasted: 0,
-      wastedBy: { hashFailed: 0, duplicate: 0, afterCancel: 0, webSeed: 0 },
-      piecesDone: 1,
-      pieceCount: 2,
-      rate: 100,
-      uploaded: 0,
-      uploadRate: 0,
-      served: 0,
-      firstUnchokeMs: -1,
-      heldBytes: 0,
-      budgetBytes: 0,
-      connected: 1,
-      active: 1,
-      peersUsed: 1,
-      piecesReplaced: 0,
-      elapsedMs: 1000,
-    };
+    const s = stats();
     for (const name of ['名前'.repeat(40), '😀'.repeat(40), 'e\u0301'.repeat(80), 'x'.repeat(90)]) {
       for (const columns of [40, 80, 81, 120]) {
         const line = progressLine(s, name, columns);
@@ -273,30 +252,46 @@ describe('display width', () => {
   });
 });
 
+/** Half of a 1000-byte download at 100 B/s from one peer, with `over` on top. */
+function stats(over: Partial<DownloadStats> = {}): DownloadStats {
+  return {
+    total: 1000,
+    completed: 500,
+    initial: 0,
+    downloaded: 500,
+    wasted: 0,
+    wastedBy: { hashFailed: 0, duplicate: 0, afterCancel: 0, webSeed: 0 },
+    piecesDone: 1,
+    pieceCount: 2,
+    rate: 100,
+    uploaded: 0,
+    uploadRate: 0,
+    served: 0,
+    firstUnchokeMs: -1,
+    heldBytes: 0,
+    budgetBytes: 0,
+    connected: 1,
+    active: 1,
+    peersUsed: 1,
+    piecesReplaced: 0,
+    elapsedMs: 1000,
+    ...over,
+  };
+}
+
 describe('summaryLine', () => {
   it('says why bytes were wasted, web seeds included', () => {
-    const s: DownloadStats = {
+    const s = stats({
       total: 4 * 1048576,
       completed: 4 * 1048576,
-      initial: 0,
       downloaded: 4 * 1048576,
       wasted: 3 * 16384 + 100_000,
       wastedBy: { hashFailed: 0, duplicate: 2 * 16384, afterCancel: 16384, webSeed: 100_000 },
       piecesDone: 16,
       pieceCount: 16,
-      rate: 0,
-      uploaded: 0,
-      uploadRate: 0,
-      served: 0,
-      firstUnchokeMs: -1,
-      heldBytes: 0,
-      budgetBytes: 0,
-      connected: 1,
       active: 0,
-      peersUsed: 1,
-      piecesReplaced: 0,
       elapsedMs: 2000,
-    };
+    });
     const line = summaryLine(s, 'out');
     expect(line).toMatch(
       /wasted \(32(\.0)? KiB endgame duplicates, 16(\.0)? KiB after cancel, 97\.\d KiB from web seeds\)/,
