@@ -8,7 +8,7 @@ import {
   terminalColumns,
   truncateToWidth,
 } from './format.js';
-import { fileTarget, isDescriptor, writeTarget } from './output-file.js';
+import { fdOf, fileTarget, isDescriptor, writeTarget } from './output-file.js';
 import type { CliIO } from './program.js';
 import { CLIENT_NAME } from '../version.js';
 
@@ -35,8 +35,7 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
   // With `-o -` (or `-o /dev/stdout`, stdout by another name) the torrent owns stdout;
   // everything else goes to stderr.
   const ownsStdout =
-    toStdout ||
-    (target !== undefined && isDescriptor(target, (io.stdout as { fd?: number }).fd, true));
+    toStdout || (target !== undefined && isDescriptor(target, fdOf(io.stdout), true));
   const report = ownsStdout ? io.stderr : io.stdout;
   const tty = Boolean(io.stderr.isTTY) && !opts.quiet;
   const pieceLength =
@@ -156,7 +155,7 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
 
 /** With `-o -`, the regular file stdout is redirected to, if it is one (see excludeFile). */
 function stdoutFile(io: CliIO): { excludeFile?: { dev: number; ino: number } } {
-  const fd = (io.stdout as { fd?: number }).fd;
+  const fd = fdOf(io.stdout);
   if (fd === undefined) return {};
   try {
     const st = fstatSync(fd);

@@ -14,6 +14,7 @@ import type { CliIO, DownloadCliOptions } from './program.js';
 import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from './progress.js';
 import { parseBootstrap, parsePeer } from './peer-arg.js';
 import { DHT_DEFAULT_PORT, dhtUnusable, startDhtNode } from './dht-node.js';
+import { fdOf } from './output-file.js';
 import { openTorrent, type OpenedTorrent } from './source.js';
 import {
   checkSelectionSyntax,
@@ -466,7 +467,7 @@ async function checkEventsNotIntoOutput(
   meta: Metainfo,
   output: string | undefined,
 ): Promise<void> {
-  const fd = (io.stdout as { fd?: number }).fd;
+  const fd = fdOf(io.stdout);
   if (fd === undefined) return;
   let where: string;
   try {

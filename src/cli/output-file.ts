@@ -72,6 +72,12 @@ export function fileTarget(file: string, option: string): FileTarget {
   return { path: real, regular: true, shown: file };
 }
 
+/** The descriptor a stream of the CLI's (process.stdout) is open on; none for others (tests). */
+export function fdOf(stream: unknown): number | undefined {
+  const fd = (stream as { fd?: unknown }).fd;
+  return typeof fd === 'number' ? fd : undefined;
+}
+
 /**
  * Whether `target` is what descriptor `fd` is open on (`/dev/stdout`, or the file or pipe stdout
  * is, by another name). With `pipeOnly`, only a pipe or socket counts: a device such as

@@ -18,7 +18,7 @@ import type { ListenOptions } from '../swarm/listener.js';
 import type { MagnetHandoff } from '../swarm/magnet.js';
 import { terminalColumns } from './format.js';
 import { metadataLine } from './progress.js';
-import { fileTarget, isDescriptor, writeTarget } from './output-file.js';
+import { fdOf, fileTarget, isDescriptor, writeTarget } from './output-file.js';
 import type { CliIO } from './program.js';
 import { loadTorrentBytes, parseTorrentFrom } from './torrent-file.js';
 
@@ -63,7 +63,7 @@ export async function openTorrent(
   // Checked before any wait: a bad path fails now, not after the metadata came.
   const save = o.saveTorrent === undefined ? null : fileTarget(o.saveTorrent, '--save-torrent');
   // Stdout by another name (`/dev/stdout`) carries the stream, the events or tdl info's text.
-  if (save && isDescriptor(save, (io.stdout as { fd?: number }).fd)) {
+  if (save && isDescriptor(save, fdOf(io.stdout))) {
     throw new UsageError(
       `--save-torrent ${o.saveTorrent} is this run's stdout, which carries its output: name a file`,
     );
