@@ -70,10 +70,12 @@ export async function runDownload(
   io: CliIO,
   mode: 'download' | 'seed' = 'download',
 ): Promise<number> {
-  // A seeding limit asks for seeding: --seed-time or --seed-ratio alone imply --seed. A limit
-  // of 0 is reached at once: the download does not seed at all (no seeding line or event).
+  // A limit of 0 is reached at once: "as if not seeding", with no seeding line or event (a
+  // download does not seed at all; tdl seed checks the data and stops).
+  const seedsNot = opts.seedTime === 0 || opts.seedRatio === 0;
+  // A seeding limit asks for seeding: --seed-time or --seed-ratio alone imply --seed.
   if (mode === 'download' && (opts.seedTime !== undefined || opts.seedRatio !== undefined)) {
-    opts = { ...opts, seed: opts.seedTime !== 0 && opts.seedRatio !== 0 };
+    opts = { ...opts, seed: !seedsNot };
   }
   // `-o -`: the file's bytes go to stdout, and nothing else does (--json events go to stderr).
   const streaming = opts.output === '-';
@@ -308,8 +310,7 @@ export async function runDownload(
           seeding = true;
           const s = d.stats();
           seedingFromMs = s.elapsedMs;
-          // `tdl seed --seed-time 0` (or --seed-ratio 0) stops at once: nothing to announce.
-          if (opts.seedTime === 0 || opts.seedRatio === 0) return;
+          if (seedsNot) return;
           if (json) emit({ event: 'seeding', uploaded: s.uploaded, time: s.elapsedMs });
           if (!json && !opts.quiet) {
             // Said once, on a terminal too: the port is what another peer needs to reach us.
