@@ -481,18 +481,7 @@ export class WebSeeds {
       for (const i of more) if (i >= pending) this.opts.onRelease(i);
       if (err instanceof WebSeedError && err.fault === 'aborted') return;
       const message = err instanceof Error ? err.message : String(err);
-      // Requests in flight together fail alike (a file's 404 for each of its ranges): said once.
-      // So does a server that is down, for each file's URL (a multi-file torrent): one 503.
-      // And a fault whose message names its range (a wrong Content-Range, a length): once per
-      // kind, until the seed delivers a piece again.
-      const said =
-        err instanceof WebSeedError
-          ? err.statusCode !== undefined
-            ? `HTTP ${err.statusCode}`
-            : // Each missing file of a seed that serves others; one for a seed that sent
-              // nothing yet (a wrong base URL fails every file).
-              `${err.fault}${err.lackedFile !== undefined && seed.piecesFetched > 0 ? ` ${err.lackedFile}` : ''}`
-          : message;
+      const said = err instanceof WebSeedError ? warningKey(err, seed) : message;
       if (this.lastWarned.get(seed) === said) return;
       this.lastWarned.set(seed, said);
       // A file the seed lacks (404, another length) is not asked for again (multi-file
@@ -557,4 +546,19 @@ export class WebSeeds {
     const s = Math.max(0, Math.ceil((seed.backoffUntil - this.now()) / 1000));
     return s === 0 ? 'next try now' : `next try in ${s} s`;
   }
+}
+
+/**
+ * What a failure is said once for, until the seed delivers a piece again (see lastWarned):
+ * requests in flight together fail alike (a file's 404 for each of its ranges), a server that
+ * is down answers each file's URL (one 503), and a fault whose message names its range (a
+ * wrong Content-Range, a length) is one kind. A missing file is said for each file of a seed
+ * that serves others, once for a seed that has sent nothing yet (a wrong base URL).
+ */
+function warningKey(err: WebSeedError, seed: WebSeed): string {
+  if (err.statusCode !== undefined) return `HTTP ${err.statusCode}`;
+  if (err.lackedFile !== undefined && seed.piecesFetched > 0) {
+    return `${err.fault} ${err.lackedFile}`;
+  }
+  return err.fault;
 }
