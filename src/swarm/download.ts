@@ -51,6 +51,7 @@ import { dataBytesOf, piecePadding, type PiecePadding } from './padding.js';
 import { PeerPool, type Candidate, type PeerOrigin } from './peer-pool.js';
 import { peerIdKey, PiecePicker, type PieceInProgress } from './picker.js';
 import { PieceStore } from './piece-store.js';
+import { ProgressWatch } from './progress-watch.js';
 import { sparingHints, standsIn, tdlKey } from './seed-sparing.js';
 import { ReadLimiter, TokenBucket } from './rate-limit.js';
 import { PeerRequests, RequestScheduler } from './requests.js';
@@ -75,20 +76,6 @@ export const DEFAULT_MAX_PEERS = 30;
 /** Bad pieces a peer may send before it is dropped for the rest of the run. */
 export const MAX_HASH_FAILURES = 2;
 const TICK_MS = 500;
-/**
- * No data for this long, whatever the peers connected (none has a piece we need, each chokes
- * us, or those that unchoke us send nothing): more addresses are asked for and failed ones are
- * tried again, as when no peer is connected at all.
- */
-const STARVED_MS = 5_000;
-/**
- * Bytes of blocks still arriving (and of web seed pieces) that count as progress for `--timeout`
- * and STARVED_MS, summed over every source since the last progress: a peer that trickles a byte
- * now and then without ever completing a block is no progress (it held a download forever at
- * 0 %), while one whose blocks each take longer than `--timeout` but keep coming is.
- */
-export const TRICKLE_MIN_BYTES = 1024;
-
 export class Download extends EventEmitter<DownloadEvents> {
   private readonly meta: Metainfo;
   private readonly layout: Layout;
@@ -106,12 +93,8 @@ export class Download extends EventEmitter<DownloadEvents> {
   private readonly readLimiter: ReadLimiter | null;
   private readonly sessions = new Map<PeerConnection, Session>();
   private readonly startedAt = Date.now();
-  private lastProgressAt = Date.now();
-  /** Web seed bytes received at the last tick (see tick). */
-  private webBytesSeen = 0;
-  /** Block bytes counted since `trickleSince` (the last progress): see TRICKLE_MIN_BYTES. */
-  private trickled = 0;
-  private trickleSince = 0;
+  /** The last progress, for `--timeout` and starvation. */
+  private readonly watch = new ProgressWatch(this.startedAt);
   private firstUnchokeAt = 0;
   private downloaded = 0;
   private replaced = 0;
@@ -355,7 +338,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       },
       store: (p) => {
         this.everReady = true;
-        this.lastProgressAt = Date.now();
+        this.watch.progress(Date.now());
         return this.store.complete(p);
       },
       wake: () => this.wakeAll(),
@@ -463,12 +446,13 @@ export class Download extends EventEmitter<DownloadEvents> {
   }
 
   /**
-   * No data for STARVED_MS while the download runs: whatever the peers connected (none has a
-   * piece we need, each chokes us, or none sends), sources are asked again, failed addresses
-   * retried, and one connection beyond `maxPeers` may show its pieces (src/swarm/slots.ts).
+   * No data for STARVED_MS (progress-watch.ts) while the download runs: whatever the peers
+   * connected (none has a piece we need, each chokes us, or none sends), sources are asked
+   * again, failed addresses retried, and one connection beyond `maxPeers` may show its pieces
+   * (src/swarm/slots.ts).
    */
   private starving(now = Date.now()): boolean {
-    return !this.complete && !this.closed && now - this.lastProgressAt >= STARVED_MS;
+    return !this.complete && !this.closed && this.watch.starving(now);
   }
 
   private incoming(conn: PeerConnection): void {
@@ -743,7 +727,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
     if (r.kind === 'waste') return;
     this.usedPeers.add(s.conn.address);
-    this.lastProgressAt = Date.now();
+    this.watch.progress(Date.now());
     if (r.duplicated) {
       const block = begin / BLOCK_SIZE;
       for (const o of this.scheduler.cancelElsewhere(index, block, s.req, this.reqs())) {
@@ -797,7 +781,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     const got = this.padding ? this.padding.dataBytes(p.index) : p.size;
     this.downloaded += got;
     this.lastSeconds.add(Date.now(), got);
-    this.lastProgressAt = Date.now();
+    this.watch.progress(Date.now());
     for (const s of this.sessions.values()) {
       if (s.conn.bitfield.has(p.index) && s.wanted > 0) {
         s.wanted--;
@@ -958,17 +942,13 @@ export class Download extends EventEmitter<DownloadEvents> {
       }
       return;
     }
-    // Block data still arriving is data, once there is enough of it (TRICKLE_MIN_BYTES): a peer
-    // whose blocks each take longer than `--timeout` keeps the download alive while its bytes
-    // flow (the peer's own checks judge whether it is worth keeping).
-    if (this.trickleSince !== this.lastProgressAt) {
-      this.trickleSince = this.lastProgressAt;
-      this.trickled = 0;
-    }
+    // Block bytes still arriving count as progress once there are enough (progress-watch.ts);
+    // whether a peer that trickles is worth keeping is its own checks' call.
+    let blockBytes = 0;
     for (const s of [...this.sessions.values()]) {
-      const blockBytes = s.conn.blockBytesIn;
-      this.trickled += blockBytes - s.blockBytesSeen;
-      s.blockBytesSeen = blockBytes;
+      const seen = s.conn.blockBytesIn;
+      blockBytes += seen - s.blockBytesSeen;
+      s.blockBytesSeen = seen;
       const verdict = this.scheduler.check(s.req, now, this.sequential && this.pool.hopeful() > 0);
       if (verdict && typeof verdict === 'object') {
         this.drop(s, verdict.drop);
@@ -977,14 +957,8 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (verdict === 'snubbed' || verdict === 'expired') this.wakeAll();
       if (s.req.inflight.size < s.req.depth) this.request(s);
     }
-    // So are web seed bytes still arriving: a piece may take a slow server longer than `--timeout`.
     const webBytes = this.webSeeds?.progressBytes ?? 0;
-    this.trickled += webBytes - this.webBytesSeen;
-    this.webBytesSeen = webBytes;
-    if (this.trickled >= TRICKLE_MIN_BYTES) this.lastProgressAt = now;
-    // While --max-download-rate holds the sockets unread, the wait is ours, not the peers': a
-    // low limit after a first read's burst is no stall (it ended healthy downloads with exit 5).
-    if (this.readLimiter?.paused) this.lastProgressAt = now;
+    this.watch.tick(now, blockBytes, webBytes, this.readLimiter?.paused === true);
     this.picker.maxInflightBytes = memoryBudget(this.sessions.values(), this.layout.pieceLength);
     // A priority window (a stream): slow peers are kept out of it at each tick.
     const live = [...this.sessions.values()];
@@ -1005,7 +979,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       const left = this.sequential ? this.pool.hopeful() : this.pool.dialable();
       if (left === 0) this.pool.retryAll();
     }
-    if (now - this.lastProgressAt > this.stallTimeoutMs) {
+    if (this.watch.stalled(now, this.stallTimeoutMs)) {
       const facts = this.stallFacts();
       this.fail(
         !this.everReady && this.downloaded === 0
