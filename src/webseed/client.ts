@@ -4,7 +4,7 @@
  *
  * The server is untrusted. Each range is one GET with `Range: bytes=a-b`; the reply must be a
  * 206 whose Content-Range and length are exactly the range asked for (a 200 is accepted only
- * when the range is the whole file), the body is copied straight into piece buffers, handed
+ * when the range is the whole file: reply.ts judges the status and headers), the body is copied straight into piece buffers, handed
  * over one by one as they fill, and the stream is destroyed as soon as it goes past the
  * expected length. Headers and every gap in the body are bounded by `timeoutMs`, each piece by
  * `pieceTimeoutMs` (time spent held back by a download limit aside). Redirects are
@@ -16,11 +16,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { logger } from '../log.js';
 import type { Dispatcher } from 'undici';
 import { TdlError } from '../errors.js';
-import { followRedirect, REDIRECT_STATUSES } from '../http.js';
+import { followRedirect } from '../http.js';
 import { RateWindow } from '../swarm/rate-window.js';
 import { familyOfIp } from '../tracker/compact.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { Layout } from '../storage/layout.js';
+import { header, judgeReply, seconds, WebSeedError, type Reply } from './reply.js';
 import { type FileRange, runRanges } from './url.js';
 
 const debug = logger('tdl:webseed');
@@ -57,61 +58,6 @@ export const WEB_SEED_RECENT_MS = 5_000;
 export const MAX_PASSED_BYTES = 16 * 1024 * 1024;
 /** How often a whole-file reply asks again for a needed piece it could not take yet. */
 const GROW_RETRY_MS = 10;
-
-/** Why a fetch failed. */
-export type WebSeedFault =
-  | 'url' // the web seed URL is not a usable http(s) URL
-  | 'not-found' // 404 / 410
-  | 'status' // any other unexpected HTTP status
-  | 'redirect' // too many redirects, no Location, or to a refused scheme
-  | 'range' // the server ignored or answered another range
-  | 'length' // a body (or Content-Length) longer or shorter than the range
-  | 'timeout' // headers, body or the whole piece took too long
-  | 'network' // connection refused, reset, DNS, TLS, …
-  | 'bad-piece' // the caller found a piece that failed verification
-  | 'banned' // fetchPiece on a banned seed
-  | 'aborted'; // the caller's signal fired (not counted as a failure)
-
-/** A web seed misbehaved or could not be reached: never fatal for a download. */
-export class WebSeedError extends TdlError {
-  readonly fault: WebSeedFault;
-  readonly url: string;
-  /** The HTTP status of a `status` fault. */
-  readonly statusCode: number | undefined;
-  /** The server's `Retry-After` (ms from when it answered), with an error status. */
-  readonly retryAfterMs: number | undefined;
-  /**
-   * The file (multi-file torrents) this failure showed the seed lacks (404, another length):
-   * the server answered, about that file only.
-   */
-  readonly lackedFile: number | undefined;
-  constructor(
-    url: string,
-    fault: WebSeedFault,
-    message: string,
-    options?: { cause?: unknown; statusCode?: number; retryAfterMs?: number; lackedFile?: number },
-  ) {
-    super('protocol', `web seed ${url}: ${message}`, options);
-    this.fault = fault;
-    this.url = url;
-    this.statusCode = options?.statusCode;
-    this.retryAfterMs = options?.retryAfterMs;
-    this.lackedFile = options?.lackedFile;
-  }
-}
-
-/**
- * A `Retry-After` header (RFC 9110, 10.2.3): delay-seconds or an HTTP date, as milliseconds from
- * `now`; undefined when absent or not one of those (a date in the past is 0).
- */
-export function parseRetryAfter(value: string | undefined, now: number): number | undefined {
-  if (value === undefined) return undefined;
-  const v = value.trim();
-  if (/^\d{1,10}$/.test(v)) return Number(v) * 1000;
-  if (!/^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(v)) return undefined;
-  const at = Date.parse(v);
-  return Number.isFinite(at) ? Math.max(0, at - now) : undefined;
-}
 
 /**
  * A download limit shared with the peers (`--max-download-rate`): every body chunk is reported,
@@ -184,32 +130,8 @@ function discard(body: Body): void {
   body.destroy();
 }
 
-function header(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
-  const v = headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
 function isHttp(u: URL): boolean {
   return u.protocol === 'http:' || u.protocol === 'https:';
-}
-
-/** A wait as the other messages give it: `20s`, `0.3s`. */
-function seconds(ms: number): string {
-  return `${Math.round(ms / 100) / 10}s`;
-}
-
-/** Parses `bytes a-b/total` (`total` undefined when `*`); null when malformed. */
-export function parseContentRange(
-  v: string,
-): { first: number; last: number; total?: number } | null {
-  const m = /^\s*bytes\s+(\d{1,16})-(\d{1,16})\s*\/\s*(\d{1,16}|\*)\s*$/i.exec(v);
-  if (!m) return null;
-  const first = Number(m[1]);
-  const last = Number(m[2]);
-  if (!Number.isSafeInteger(first) || !Number.isSafeInteger(last)) return null;
-  if (m[3] === '*') return { first, last };
-  const total = Number(m[3]);
-  return Number.isSafeInteger(total) ? { first, last, total } : null;
 }
 
 function errorCode(err: unknown): string | undefined {
@@ -588,13 +510,6 @@ export class WebSeed {
     this.recentBytes.add(this.now(), chunk.length);
   }
 
-  /** File `i` (a multi-file torrent) is not asked of this seed again: the error's options. */
-  private lacks(i: number): { lackedFile?: number } {
-    if (!this.meta.multiFile) return {};
-    this.lacking.add(i);
-    return { lackedFile: i };
-  }
-
   private classify(err: unknown): WebSeedError {
     const code = errorCode(err);
     if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
@@ -641,113 +556,36 @@ export class WebSeed {
         },
       });
       const { statusCode, headers, body } = res;
-
-      if (REDIRECT_STATUSES.has(statusCode)) {
+      let reply: Reply;
+      try {
+        reply = judgeReply(statusCode, headers, {
+          seed: this.url,
+          target,
+          start: r.start,
+          end: r.end,
+          fileIndex: r.fileIndex,
+          fileLength,
+          multiFile: this.meta.multiFile,
+          now: this.now(),
+        });
+      } catch (e) {
+        discard(body);
+        // In a multi-file torrent the server may hold some files and not others.
+        if (e instanceof WebSeedError && e.lackedFile !== undefined) this.lacking.add(e.lackedFile);
+        throw e;
+      }
+      if (reply === 'redirect') {
         discard(body);
         target = this.redirectTarget(target, header(headers, 'location'), redirects, statusCode);
         continue;
       }
-      if (statusCode === 404 || statusCode === 410) {
-        discard(body);
-        // In a multi-file torrent the server may hold some files and not others.
-        throw new WebSeedError(
-          this.url,
-          'not-found',
-          `HTTP ${statusCode} for ${target}`,
-          this.lacks(r.fileIndex),
-        );
-      }
-      if (statusCode === 416) {
-        discard(body);
-        // The range lies within the torrent's file: the server's copy is shorter, another version.
-        throw new WebSeedError(
-          this.url,
-          'range',
-          `HTTP 416 for bytes ${r.start}-${r.end - 1} of ${target}: the file is shorter there`,
-          this.lacks(r.fileIndex),
-        );
-      }
-      // Asked for as they are (accept-encoding: identity): a compressed reply holds other bytes
-      // than the range's, whatever its status says.
-      const encoding = header(headers, 'content-encoding');
-      const encoded = encoding !== undefined && encoding.trim().toLowerCase() !== 'identity';
-      if (encoded && (statusCode === 206 || statusCode === 200)) {
-        discard(body);
-        throw new WebSeedError(
-          this.url,
-          'status',
-          `HTTP ${statusCode} for ${target} sent ${JSON.stringify(encoding.slice(0, 40))}-encoded (Content-Encoding), though asked for the bytes as they are`,
-        );
-      }
-      if (statusCode !== 206 && statusCode !== 200) {
-        discard(body);
-        const retryAfterMs = parseRetryAfter(header(headers, 'retry-after'), this.now());
-        const asked = retryAfterMs === undefined ? '' : ` (Retry-After ${seconds(retryAfterMs)})`;
-        throw new WebSeedError(
-          this.url,
-          'status',
-          `HTTP status ${statusCode} for ${target}${asked}`,
-          { statusCode, retryAfterMs },
-        );
-      }
-      if (statusCode === 200) {
-        // The server ignored the Range header and sends the whole file: usable when the whole
-        // file is what we asked for, or (a single-file torrent) read from the start.
-        if (r.start !== 0 || r.end !== fileLength) {
-          const cl = header(headers, 'content-length');
-          // The whole file, of another length: another version of it (as a 206 would say).
-          if (cl !== undefined && /^\d+$/.test(cl) && Number(cl) !== fileLength) {
-            discard(body);
-            throw new WebSeedError(
-              this.url,
-              'range',
-              `${target} is ${cl} bytes there (Content-Length of a whole-file reply), ${fileLength} in the torrent`,
-              this.lacks(r.fileIndex),
-            );
-          }
-          if (this.meta.multiFile) {
-            discard(body);
-            throw new WebSeedError(this.url, 'range', 'server ignored the Range header (HTTP 200)');
-          }
-          if (!this.ignoresRanges) debug('%s: ignores Range, read from the start', this.url);
-          this.ignoresRanges = true;
-          await this.readInto(body, write, r.pieceOffset, expected, signal, hold, r.start, grow);
-          debug('%s: %d bytes dropped before runs so far', this.url, this.bytesSkipped);
-          return;
-        }
-      } else {
-        const cr = header(headers, 'content-range');
-        const range = cr === undefined ? null : parseContentRange(cr);
-        if (!range || range.first !== r.start || range.last !== r.end - 1) {
-          discard(body);
-          // A file of another length on the server is another version of it.
-          const other = range?.total !== undefined && range.total !== fileLength;
-          throw new WebSeedError(
-            this.url,
-            'range',
-            `asked for bytes ${r.start}-${r.end - 1}, got Content-Range ${JSON.stringify(cr ?? null)}`,
-            other ? this.lacks(r.fileIndex) : undefined,
-          );
-        }
-        // The range asked for, of a file of another length: another version of the file.
-        if (range.total !== undefined && range.total !== fileLength) {
-          discard(body);
-          throw new WebSeedError(
-            this.url,
-            'range',
-            `${target} is ${range.total} bytes there (Content-Range), ${fileLength} in the torrent`,
-            this.lacks(r.fileIndex),
-          );
-        }
-      }
-      const cl = header(headers, 'content-length');
-      if (cl !== undefined && Number(cl) !== expected) {
-        discard(body);
-        throw new WebSeedError(
-          this.url,
-          'length',
-          `Content-Length ${JSON.stringify(cl)} for a range of ${expected} bytes`,
-        );
+      if (reply === 'whole') {
+        // The server ignored the Range header and sends the whole file: read from its start.
+        if (!this.ignoresRanges) debug('%s: ignores Range, read from the start', this.url);
+        this.ignoresRanges = true;
+        await this.readInto(body, write, r.pieceOffset, expected, signal, hold, r.start, grow);
+        debug('%s: %d bytes dropped before runs so far', this.url, this.bytesSkipped);
+        return;
       }
       await this.readInto(body, write, r.pieceOffset, expected, signal, hold);
       return;

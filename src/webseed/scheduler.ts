@@ -23,7 +23,8 @@
 import { logger } from '../log.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { Layout } from '../storage/layout.js';
-import { WEB_SEED_RECENT_MS, WebSeed, WebSeedError, type WebSeedOptions } from './client.js';
+import { WEB_SEED_RECENT_MS, WebSeed, type WebSeedOptions } from './client.js';
+import { WebSeedError } from './reply.js';
 
 const debug = logger('tdl:webseeds');
 

@@ -7,10 +7,9 @@ import {
   FREE_FILE_FAULTS,
   MAX_BAD_PIECES,
   WebSeed,
-  WebSeedError,
-  type WebSeedFault,
   type WebSeedOptions,
 } from '../../src/webseed/client.js';
+import { WebSeedError, type WebSeedFault } from '../../src/webseed/reply.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 import {
   startWebSeedServer,
