@@ -22,6 +22,7 @@ import {
 } from '../errors.js';
 import { followRedirect, REDIRECT_STATUSES } from '../http.js';
 import { printable } from './format.js';
+import { otherFamily } from '../tracker/announcer.js';
 import { familyOfIp } from '../tracker/compact.js';
 import type { CliIO } from './program.js';
 import { MAX_TORRENT_FILE_BYTES, parseTorrent, type Metainfo } from '../metainfo/torrent.js';
@@ -232,11 +233,16 @@ async function fetchTorrent(url: string, o: LoadOptions): Promise<Buffer> {
     if (o.signal?.aborted) throw o.signal.reason;
     if (e instanceof MetainfoError) throw e;
     let why: string;
+    let from = '';
     if (timedOut) why = `no complete answer within ${timeoutMs} ms`;
     else if (e instanceof TdlError) why = e.message;
-    else why = describeError(e);
+    else {
+      why = describeError(e);
+      // A system error of the connection (EADDRNOTAVAIL: not an address of this machine).
+      if (o.localAddress !== undefined) from = ` from --bind ${o.localAddress}`;
+    }
     debug('%s: %s', url, why);
-    throw new UsageError(`cannot fetch ${url}: ${why}`, { cause: e });
+    throw new UsageError(`cannot fetch ${url}${from}: ${why}`, { cause: e });
   } finally {
     clearTimeout(timer);
     o.signal?.removeEventListener('abort', onAbort);
@@ -256,7 +262,7 @@ async function fetchOnce(
       ? undefined
       : new Agent({ localAddress, connect: { family: familyOfIp(localAddress) } });
   try {
-    return await fetchFrom(url, signal, timeoutMs, request, dispatcher);
+    return await fetchFrom(url, signal, timeoutMs, request, dispatcher, localAddress);
   } finally {
     void dispatcher?.close();
   }
@@ -268,9 +274,16 @@ async function fetchFrom(
   timeoutMs: number,
   request: (typeof import('undici'))['request'],
   dispatcher: import('undici').Dispatcher | undefined,
+  localAddress: string | undefined,
 ): Promise<Buffer> {
   let target = url;
   for (let redirects = 0; ; redirects++) {
+    // An address of the other family than --bind: the connect would fail with the system's
+    // "invalid argument (EINVAL)", which names neither.
+    const far = otherFamily(new URL(target), localAddress);
+    if (far !== undefined) {
+      throw new UsageError(target === url ? far : `redirected to ${target}: ${far}`);
+    }
     debug('GET %s', target);
     const { statusCode, headers, body } = await request(target, {
       method: 'GET',

@@ -18,6 +18,7 @@ import type { Dispatcher } from 'undici';
 import { TdlError } from '../errors.js';
 import { followRedirect } from '../http.js';
 import { RateWindow } from '../swarm/rate-window.js';
+import { otherFamily } from '../tracker/announcer.js';
 import { familyOfIp } from '../tracker/compact.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { Layout } from '../storage/layout.js';
@@ -604,6 +605,12 @@ export class WebSeed {
       noDowngrade: true,
     });
     if ('refused' in next) throw new WebSeedError(this.url, 'redirect', next.refused);
+    // An address of the other family than --bind: the connect would fail with the system's
+    // "bind EINVAL", which names neither the redirect nor --bind.
+    const far = otherFamily(new URL(next.url), this.opts.localAddress);
+    if (far !== undefined) {
+      throw new WebSeedError(this.url, 'redirect', `redirected to ${next.url}: ${far}`);
+    }
     debug('%s: redirected (%d) to %s', from, statusCode, next.url);
     return next.url;
   }

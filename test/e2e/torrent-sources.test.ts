@@ -359,6 +359,23 @@ describe('stdin and URL sources', () => {
     expect(r.code, r.stderr).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
   });
+  it('a URL, or a redirect, to an address of the other family than --bind: said so, exit 2', async () => {
+    const base = await server((_req, res) => {
+      res.writeHead(302, { location: 'http://[::1]:9/x.torrent' });
+      res.end();
+    });
+    const v4 = await cli(['info', `${base}/x.torrent`, '--bind', '::1']);
+    expect(v4.code).toBe(2);
+    expect(v4.stderr).toBe(
+      `tdl: cannot fetch ${base}/x.torrent: an IPv4 address, not reachable from --bind ::1\n`,
+    );
+    const moved = await cli(['info', `${base}/x.torrent`, '--bind', '127.0.0.1']);
+    expect(moved.code).toBe(2);
+    expect(moved.stderr).toBe(
+      `tdl: cannot fetch ${base}/x.torrent: redirected to http://[::1]:9/x.torrent: ` +
+        'an IPv6 address, not reachable from --bind 127.0.0.1\n',
+    );
+  });
 });
 
 describe('hostile sources get the same refusals as files', () => {

@@ -357,6 +357,20 @@ describe('WebSeed faults', () => {
     });
   }
 
+  it('a redirect to an address of the other family than --bind is said so, not tried', async () => {
+    const s = await server(multiFiles, 'redirect-v6');
+    const seed = seedFor(`${s.origin}/seed/`, torrent(multi), { localAddress: '127.0.0.1' });
+    const err = await seed.fetchPiece(0).then(
+      () => null,
+      (e: unknown) => e as WebSeedError,
+    );
+    expect(err?.fault).toBe('redirect');
+    expect(err?.message).toMatch(
+      /redirected to http:\/\/\[::1\]:\d+\/seed\/.*: an IPv6 address, not reachable from --bind 127\.0\.0\.1$/,
+    );
+    expect(s.requests).toHaveLength(1);
+  });
+
   it('a redirect loop stops after maxRedirects', async () => {
     const s = await server(multiFiles, 'redirect-loop');
     const seed = seedFor(`${s.origin}/seed`, torrent(multi), { maxRedirects: 2 });

@@ -30,6 +30,7 @@ export type ServerFault =
   | 'redirect-loop' // 302 to the same URL, forever
   | 'redirect-no-location' // 302 without Location
   | 'redirect-ok' // 302 to the same path with ?moved=1, which is served normally
+  | 'redirect-v6' // 302 to the same path on [::1]
   | 'short-body' // declares the right Content-Length, sends fewer bytes, closes
   | 'long-body' // chunked, no Content-Length, more bytes than asked for
   | 'wrong-content-length' // a consistent reply one byte shorter than the range
@@ -140,6 +141,12 @@ export async function startWebSeedServer(opts: WebSeedServerOptions): Promise<We
       case 'redirect-no-location':
         res.writeHead(302, { 'content-length': '0' }).end();
         return;
+      case 'redirect-v6': {
+        const port = (req.socket.localPort ?? 1).toString();
+        res.writeHead(302, { location: `http://[::1]:${port}${path}`, 'content-length': '0' });
+        res.end();
+        return;
+      }
       case 'redirect-ok':
         res.writeHead(307, { location: `${path}?moved=1`, 'content-length': '0' }).end();
         return;
