@@ -8,7 +8,7 @@ import {
   terminalColumns,
   truncateToWidth,
 } from './format.js';
-import { fdOf, fileTarget, isDescriptor, writeTarget } from './output-file.js';
+import { fdOf, fileTarget, isDescriptor, isTerminal, writeTarget } from './output-file.js';
 import type { CliIO } from './program.js';
 import { CLIENT_NAME } from '../version.js';
 
@@ -74,7 +74,10 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
     new Set(),
     'web seed',
   );
-  if (ownsStdout && (io.stdout as { isTTY?: boolean }).isTTY) {
+  // `-o /dev/stdout` (or /dev/tty) onto a terminal: a device, not a pipe, so not ownsStdout.
+  const terminal =
+    target === undefined ? (io.stdout as { isTTY?: boolean }).isTTY === true : isTerminal(target);
+  if (terminal) {
     throw new UsageError(
       `-o ${opts.output} would write a binary .torrent to the terminal: pipe or redirect stdout`,
     );

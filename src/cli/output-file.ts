@@ -4,6 +4,7 @@
  */
 import {
   accessSync,
+  closeSync,
   constants,
   fstatSync,
   openSync,
@@ -12,6 +13,7 @@ import {
   statSync,
 } from 'node:fs';
 import { Socket } from 'node:net';
+import { isatty } from 'node:tty';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -96,6 +98,23 @@ export function isDescriptor(
     return a.dev === b.dev && a.ino === b.ino;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Whether `target` is a terminal (`-o /dev/stdout` or `/dev/tty` in a terminal): a character
+ * device, opened (without becoming the controlling terminal) to ask. False when it cannot be.
+ */
+export function isTerminal(target: FileTarget): boolean {
+  if (!statOrNull(target.path)?.isCharacterDevice()) return false;
+  let fd: number | undefined;
+  try {
+    fd = openSync(target.path, constants.O_WRONLY | constants.O_NOCTTY | constants.O_NONBLOCK);
+    return isatty(fd);
+  } catch {
+    return false;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }
 

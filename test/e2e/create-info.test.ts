@@ -1013,33 +1013,33 @@ describe('tdl create', () => {
   });
 });
 
-describe('a terminal that cannot move its cursor (TERM=dumb)', () => {
-  /** Runs tdl in a pseudo-terminal with TERM set; returns everything it wrote there. */
-  function inPty(term: string, args: string[]): string {
-    assertBuilt();
-    const host = [
-      'import os, pty, sys',
-      'pid, fd = pty.fork()',
-      'if pid == 0:',
-      '    os.execv(sys.argv[1], sys.argv[1:])',
-      'seen = b""',
-      'while True:',
-      '    try: b = os.read(fd, 65536)',
-      '    except OSError: break',
-      '    if not b: break',
-      '    seen += b',
-      'os.waitpid(pid, 0)',
-      'sys.stdout.write(seen.decode("utf-8", "replace"))',
-    ].join('\n');
-    const r = spawnSync('python3', ['-c', host, process.execPath, MAIN, ...args], {
-      encoding: 'utf8',
-      timeout: 30_000,
-      killSignal: 'SIGKILL',
-      env: { ...process.env, TERM: term },
-    });
-    return r.stdout;
-  }
+/** Runs tdl in a pseudo-terminal with TERM set; returns everything it wrote there. */
+function inPty(term: string, args: string[]): string {
+  assertBuilt();
+  const host = [
+    'import os, pty, sys',
+    'pid, fd = pty.fork()',
+    'if pid == 0:',
+    '    os.execv(sys.argv[1], sys.argv[1:])',
+    'seen = b""',
+    'while True:',
+    '    try: b = os.read(fd, 65536)',
+    '    except OSError: break',
+    '    if not b: break',
+    '    seen += b',
+    'os.waitpid(pid, 0)',
+    'sys.stdout.write(seen.decode("utf-8", "replace"))',
+  ].join('\n');
+  const r = spawnSync('python3', ['-c', host, process.execPath, MAIN, ...args], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    killSignal: 'SIGKILL',
+    env: { ...process.env, TERM: term },
+  });
+  return r.stdout;
+}
 
+describe('a terminal that cannot move its cursor (TERM=dumb)', () => {
   it('gets no redrawn line, only what a pipe gets', async () => {
     const data = randomBytesSeeded(300_000, 'dumb');
     const t = makeTorrent({ name: 'd.bin', pieceLength: 16384, files: { data } });
@@ -1051,5 +1051,17 @@ describe('a terminal that cannot move its cursor (TERM=dumb)', () => {
     const dumb = inPty('dumb', args);
     expect(dumb).toContain('result:   complete');
     expect(dumb).not.toContain('\x1b');
+  });
+});
+
+describe('tdl create onto a terminal', () => {
+  it('-o -, -o /dev/stdout and -o /dev/tty are refused, writing nothing there', async () => {
+    const f = path.join(dir, 'tty.bin');
+    await writeFile(f, randomBytesSeeded(40_000, 'tty'));
+    for (const o of ['-', '/dev/stdout', '/dev/tty']) {
+      const seen = inPty('xterm', ['create', f, '-o', o, '--no-date']);
+      expect(seen).toContain(`tdl: -o ${o} would write a binary .torrent to the terminal`);
+      expect(seen).not.toContain('4:info');
+    }
   });
 });
