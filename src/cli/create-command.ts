@@ -8,6 +8,7 @@ import {
   terminalColumns,
   truncateToWidth,
 } from './format.js';
+import { giveUpOnStdout, takenOrStalled } from './stdout-wait.js';
 import { fdOf, fileTarget, isDescriptor, isTerminal, writeTarget } from './output-file.js';
 import type { CliIO } from './program.js';
 import { CLIENT_NAME } from '../version.js';
@@ -135,9 +136,14 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
     const out = io.stdout as unknown as {
       write(b: Uint8Array, cb: (err?: Error | null) => void): unknown;
     };
-    await new Promise<void>((resolve, reject) => {
+    const written = new Promise<void>((resolve, reject) => {
       out.write(made.torrent, (err) => (err ? reject(stdoutWriteError(err)) : resolve()));
     });
+    // A reader that takes nothing (`| sleep 60`) is not waited for beyond STDOUT_STALL_MS.
+    if ((await takenOrStalled(io.stdout, written)) === 'stalled') {
+      written.catch(() => {});
+      return giveUpOnStdout(io);
+    }
   } else {
     await writeTarget(target, made.torrent, io.signal).catch((e: unknown) => {
       // `-o /dev/stdout` into a pipe whose reader left: as for -o - (exit 141).

@@ -2,6 +2,7 @@ import type { Dht } from '../dht/dht.js';
 import { infoHashV2Hex } from '../metainfo/hybrid.js';
 import { isMagnet } from '../metainfo/magnet.js';
 import type { CliIO } from './program.js';
+import { giveUpOnStdout, takenOrStalled } from './stdout-wait.js';
 import { jsonLine } from './events.js';
 import { escapeControl, formatBytes, printable } from './format.js';
 import { parseBootstrap, parsePeer } from './peer-arg.js';
@@ -38,17 +39,22 @@ function flags(f: TorrentFile): string {
 /** The listing is written in pieces of about this many characters. */
 const CHUNK = 64 * 1024;
 
+/** stdout took nothing for STDOUT_STALL_MS: thrown by writeChunk, answered by runInfo (exit 141). */
+class StdoutGivenUp extends Error {}
+
 /**
  * Writes `s`; when the stream asks to wait (write returned false), resolves once it drains or
- * the run is aborted (a closed stdout). Resolves false when the run was aborted.
+ * the run is aborted (a closed stdout), or throws StdoutGivenUp once it takes nothing for
+ * STDOUT_STALL_MS (a reader that stopped reading). Resolves false when the run was aborted.
  */
 async function writeChunk(io: CliIO, s: string): Promise<boolean> {
   if (io.signal?.aborted) return false;
   if (io.stdout.write(s) !== false) return true;
   const out = io.stdout as Partial<Pick<NodeJS.EventEmitter, 'once' | 'off'>>;
   if (typeof out.once !== 'function') return true;
-  await new Promise<void>((resolve) => {
-    const done = (): void => {
+  let done = (): void => {};
+  const drained = new Promise<void>((resolve) => {
+    done = (): void => {
       out.off?.('drain', done);
       io.signal?.removeEventListener('abort', done);
       resolve();
@@ -56,6 +62,10 @@ async function writeChunk(io: CliIO, s: string): Promise<boolean> {
     out.once!('drain', done);
     io.signal?.addEventListener('abort', done, { once: true });
   });
+  if ((await takenOrStalled(io.stdout, drained)) === 'stalled') {
+    done();
+    throw new StdoutGivenUp();
+  }
   return !io.signal?.aborted;
 }
 
@@ -129,6 +139,15 @@ export interface InfoCliOptions {
 }
 
 export async function runInfo(file: string, opts: InfoCliOptions, io: CliIO): Promise<number> {
+  try {
+    return await showInfo(file, opts, io);
+  } catch (e) {
+    if (e instanceof StdoutGivenUp) return giveUpOnStdout(io);
+    throw e;
+  }
+}
+
+async function showInfo(file: string, opts: InfoCliOptions, io: CliIO): Promise<number> {
   const peers = (opts.peer ?? []).map((p) => parsePeer(p));
   const bootstrap = parseBootstrap(opts.dhtBootstrap);
   // On a terminal the "fetching metadata" line may be up: a warning wipes it first (it is drawn

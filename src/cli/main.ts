@@ -14,6 +14,7 @@ import { DiskError, InterruptedError, stdoutWriteError, type TdlError } from '..
 import { prestartHashWorkers } from '../metainfo/hash-prestart.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { run } from './program.js';
+import { stalledMessage, takenOrStalled } from './stdout-wait.js';
 
 // The only WebAssembly tdl runs is the HTTP parser inside undici (web seeds, `.torrent` URLs).
 // V8's optimizing WebAssembly tier would spend about 30 MB compiling it for no gain: the
@@ -29,13 +30,6 @@ v8.setFlagsFromString('--semi-space-growth-factor=1');
 
 // `tdl create`: its hashing workers boot while the command loads (see hash-prestart.ts).
 if (process.argv[2] === 'create') prestartHashWorkers(process.argv.slice(3));
-
-/**
- * At exit, the longest wait for stdout and stderr to take our last lines while they take
- * nothing: a reader that is slow but reads (a `--json` consumer busy with each event) is waited
- * for as long as it keeps taking bytes.
- */
-const EXIT_FLUSH_MS = 2_000;
 
 /**
  * A signal this soon after the first is the same stop delivered twice, not a second Ctrl-C:
@@ -140,10 +134,7 @@ async function main(): Promise<void> {
   const [outTaken] = await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
   if (!outTaken && !stdoutError) {
     // What stdout did not take is lost: never exit 0 then (a --json reader missed `done`).
-    const left = process.stdout.writableLength;
-    process.stderr.write(
-      `tdl: standard output took nothing for ${EXIT_FLUSH_MS / 1000} s: ${left} bytes of output dropped\n`,
-    );
+    process.stderr.write(`tdl: ${stalledMessage(process.stdout.writableLength)}\n`);
     process.exitCode = EXIT.stdoutClosed;
   }
   const grace = Number(process.env['TDL_EXIT_GRACE_MS'] ?? '');
@@ -153,30 +144,15 @@ async function main(): Promise<void> {
 
 /**
  * Resolves with true once `s` holds no unwritten data (at once where stdio writes are
- * synchronous), or with false once it has taken nothing for EXIT_FLUSH_MS. An empty write's
+ * synchronous), or with false once it has taken nothing for STDOUT_STALL_MS. An empty write's
  * callback runs after every write before it: 'drain' would only come after a write that went
  * over the high-water mark.
  */
-function flushed(s: NodeJS.WriteStream): Promise<boolean> {
-  if (s.writableLength === 0 || s.destroyed || s.writableEnded) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    let left = s.writableLength;
-    let since = performance.now();
-    const timer = setInterval(() => {
-      if (s.writableLength < left) {
-        left = s.writableLength;
-        since = performance.now();
-      } else if (performance.now() - since >= EXIT_FLUSH_MS) {
-        clearInterval(timer);
-        resolve(false);
-      }
-    }, 100);
-    timer.unref();
-    const done = () => {
-      clearInterval(timer);
-      resolve(true);
-    };
-    s.write('', done);
-    s.once('close', done);
+async function flushed(s: NodeJS.WriteStream): Promise<boolean> {
+  if (s.writableLength === 0 || s.destroyed || s.writableEnded) return true;
+  const written = new Promise<void>((resolve) => {
+    s.write('', () => resolve());
+    s.once('close', () => resolve());
   });
+  return (await takenOrStalled(s, written)) === 'taken';
 }

@@ -1065,3 +1065,56 @@ describe('tdl create onto a terminal', () => {
     }
   });
 });
+
+describe('a stdout reader that takes nothing', () => {
+  /**
+   * Runs tdl with stdout into a 4 KiB pipe nobody reads, until it exits (30 s at most); returns
+   * its exit code (or 'hung') and stderr.
+   */
+  function unread(args: string[]): { code: string; stderr: string } {
+    assertBuilt();
+    const host = String.raw`
+import fcntl, os, subprocess, sys
+r, w = os.pipe()
+fcntl.fcntl(w, 1031, 4096)  # F_SETPIPE_SZ
+p = subprocess.Popen(sys.argv[1:], stdout=w, stderr=subprocess.PIPE)
+os.close(w)
+try:
+    code = p.wait(timeout=30)
+except subprocess.TimeoutExpired:
+    p.kill()
+    p.wait()
+    code = "hung"
+print(code)
+sys.stdout.write(p.stderr.read().decode())
+`;
+    const r = spawnSync('python3', ['-c', host, process.execPath, MAIN, ...args], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      killSignal: 'SIGKILL',
+    });
+    const [code = '', ...rest] = r.stdout.split('\n');
+    return { code, stderr: rest.join('\n') };
+  }
+
+  it('info and create -o - give it up after 2 s without a byte taken: exit 141, said', async () => {
+    const d = path.join(dir, 'many');
+    await mkdir(d);
+    for (let i = 0; i < 2000; i++) {
+      await writeFile(path.join(d, `a-file-with-a-rather-long-name-${i}.txt`), String(i));
+    }
+    const t = path.join(dir, 'many.torrent');
+    expect((await runCli(['create', d, '-o', t, '-q'])).code).toBe(0);
+    for (const args of [
+      ['info', t],
+      ['info', t, '--json'],
+      ['create', d, '-o', '-', '-q'],
+    ]) {
+      const r = unread(args);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe('141');
+      expect(r.stderr).toMatch(
+        /^tdl: standard output took nothing for 2 s: \d+ bytes of output dropped\n$/,
+      );
+    }
+  }, 120_000);
+});
