@@ -61,9 +61,11 @@ export interface HashResult {
   /** Pieces that failed and hold at least one non-zero byte (other data, not a hole). */
   nonZeroInvalid: Bitfield;
   hashedPieces: number;
+  /** The files' bytes of the pieces hashed (BEP 47 padding left out). */
   hashedBytes: number;
 }
 
+/** Bytes of the pieces to hash checked so far, of them all, and found valid: padding left out. */
 export type ProgressFn = (checkedBytes: number, totalBytes: number, validBytes: number) => void;
 
 /**
@@ -101,7 +103,10 @@ export async function hashPieces(o: {
   const absent = new Bitfield(layout.pieceCount);
   const nonZeroInvalid = new Bitfield(layout.pieceCount);
   const batches: Batch[] = [];
+  // Progress counts the files' bytes, as every size tdl shows: BEP 47 padding is not data.
+  const dataBytes = (p: number) => storage.dataBytes(layout, p);
   let total = 0;
+  for (const p of o.pieces) total += dataBytes(p);
   for (let k = 0; k < o.pieces.length;) {
     const first = o.pieces[k]!;
     let last = first;
@@ -112,7 +117,6 @@ export async function hashPieces(o: {
         const length = Math.min(batchBytes, bytes - begin);
         batches.push({ first, last, begin, length, part: true });
       }
-      total += bytes;
       continue;
     }
     while (
@@ -125,7 +129,6 @@ export async function hashPieces(o: {
       k++;
     }
     batches.push({ first, last, begin: 0, length: bytes, part: false });
-    total += bytes;
   }
   let bufSize = 0;
   for (const b of batches) bufSize = Math.max(bufSize, b.length);
@@ -143,7 +146,7 @@ export async function hashPieces(o: {
   /** The piece hashed in stretches: its hash so far, and whether a byte of it was not zero. */
   let partial: { hash: Hash; nonZero: boolean } | null = null;
   const judge = (p: number, digest: Buffer, nonZero: () => boolean) => {
-    const size = layout.pieceSize(p);
+    const size = dataBytes(p);
     if (digest.equals(hashOf(o.pieceHashes, p))) {
       valid.set(p);
       validBytes += size;
@@ -166,7 +169,7 @@ export async function hashPieces(o: {
         if (begin + length < layout.pieceSize(first)) {
           // The piece's bytes hashed so far count as checked (not yet as valid): a 64 MiB piece
           // moves the progress in 4 MiB steps.
-          o.onProgress?.(checked + begin + length, total, validBytes);
+          o.onProgress?.(checked + Math.min(begin + length, dataBytes(first)), total, validBytes);
           continue;
         }
         const { hash, nonZero } = partial;

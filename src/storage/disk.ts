@@ -223,11 +223,15 @@ export class DiskStorage {
     this.fileCount = n;
     this.flags = new Uint8Array(n);
     this.where = new Uint8Array(n);
+    let padded = false;
     for (let i = 0; i < n; i++) {
       // A link entry holds no data either: never on disk until storage/attributes.ts makes it.
-      const padding = planFilePadding(plan, i) || planFileLink(plan, i);
+      const pad = planFilePadding(plan, i);
+      if (pad) padded = true;
+      const padding = pad || planFileLink(plan, i);
       this.flags[i] = (padding ? PADDING : 0) | (!selected || selected[i] === 1 ? SELECTED : 0);
     }
+    this.hasPadding = padded;
     this.partPathList = plainPartPaths(plan) ? null : partPaths(plan);
     this.pool = new FilePool<number>(
       capacity,
@@ -296,6 +300,17 @@ export class DiskStorage {
   currentPath(i: number): string | null {
     const w = this.where[i];
     return w === AT_PART ? this.partPath(i) : w === AT_FINAL ? this.finalPath(i) : null;
+  }
+
+  /** Some file is BEP 47 padding (see dataBytes). */
+  readonly hasPadding: boolean;
+
+  /** Bytes of piece `index` that are files' data, BEP 47 padding (zeros, never on disk) left out. */
+  dataBytes(layout: Layout, index: number): number {
+    if (!this.hasPadding) return layout.pieceSize(index);
+    let n = 0;
+    for (const s of layout.spans(index)) if (!this.isPadding(s.fileIndex)) n += s.length;
+    return n;
   }
 
   /** BEP 47 padding: never on disk, reads as zeros. */

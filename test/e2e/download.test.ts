@@ -143,6 +143,16 @@ describe('single-peer core path', () => {
     expect(existsSync(path.join(out, '.pad'))).toBe(false);
     // The last 16 KiB block of piece 1 is all padding: it was never requested.
     expect(s.served).toBe(t.data.length - 16 * 1024);
+    // A check's progress counts the same bytes (verify's, and a seed's before it serves).
+    const v = await runCli(['verify', torrent, '-o', out, '--json']);
+    expect(v.code, v.stderr).toBe(0);
+    const checked = { checked: size, total: size, valid: size };
+    expect(v.events.filter((e) => e['event'] === 'progress').at(-1)).toMatchObject(checked);
+    expect(v.events.find((e) => e['event'] === 'verified')).toMatchObject({ size, valid: size });
+    const none = ['--peer', '127.0.0.1:9', '--no-dht', '--seed-time', '0', '--json'];
+    const sd = await runCli(['seed', torrent, '-o', out, ...none]);
+    expect(sd.code, sd.stderr).toBe(0);
+    expect(sd.events.filter((e) => e['event'] === 'checking').at(-1)).toMatchObject(checked);
   });
 
   it('a piece of BEP 47 padding only is never fetched, and the data needs no peer once there', async () => {
