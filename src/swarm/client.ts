@@ -37,6 +37,7 @@ import { Checkpointing } from './checkpointing.js';
 import { Download } from './download.js';
 import { Listener, type ListenOptions } from './listener.js';
 import { OutputFiles } from './output-files.js';
+import { farPeers, farPeersError } from './peer-pool.js';
 import { dataBytesOf, piecePadding } from './padding.js';
 import type { MagnetHandoff } from './magnet.js';
 
@@ -598,7 +599,12 @@ function peerSources(o: ClientOptions): {
   // Web seeds at addresses of the other family than --bind are left out (the feed says so).
   const unusable = webSeeds.filter((u) => webSeedOtherFamily(u, o.localAddress) !== undefined);
   const usableWebSeeds = webSeeds.length - unusable.length;
-  if (known > 0 || dht || usableWebSeeds > 0 || waitsForPeers) return sources;
+  // So are peers given at such addresses (the pool skips them): none of them could connect.
+  const far = farPeers([...peers, ...(o.magnetPeers ?? [])], o.localAddress);
+  if (known > far.length || dht || usableWebSeeds > 0 || waitsForPeers) return sources;
+  if (known > 0 && !useTrackers) {
+    return { ...sources, unreachable: farPeersError(far, o.localAddress!) };
+  }
   if (!useTrackers) {
     const lacks = [
       meta.private ? 'the private torrent names no tracker' : 'the torrent names no tracker',

@@ -28,7 +28,7 @@ import { torrentFromInfo } from './metadata-fetch.js';
 import type { PeerHandoff, PeerSource } from './download-api.js';
 import { Listener, type ListenOptions } from './listener.js';
 import { MetadataSwarm, type TakeOverSink } from './metadata-swarm.js';
-import type { HandoffCandidate, PeerOrigin } from './peer-pool.js';
+import { farPeers, farPeersError, type HandoffCandidate, type PeerOrigin } from './peer-pool.js';
 
 const log = logger('tdl:metadata');
 
@@ -171,9 +171,15 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
       'the magnet link names no tracker and no peer, and the DHT is off: give peers with --peer HOST:PORT',
     );
   }
+  // Peers given only at addresses of the other family than --bind, and nothing else: as for a
+  // .torrent (exit 4 at once).
+  const far = farPeers(peers, o.localAddress);
+  if (peers.length > 0 && far.length === peers.length && trackers.length === 0 && !o.dht) {
+    throw farPeersError(far, o.localAddress!);
+  }
   // Trackers of kinds tdl cannot use (wss://…) as the only source: exit 4 at once, as for a
   // .torrent (web seeds do not count here: the metadata only comes from peers).
-  if (peers.length === 0 && !o.dht) requireUsableTracker(trackers, o.localAddress);
+  if (peers.length === far.length && !o.dht) requireUsableTracker(trackers, o.localAddress);
   let listener: Listener | null = null;
   if (o.handoff && o.handoff.listen !== false) {
     listener = new Listener(

@@ -20,6 +20,7 @@
  * slot). The pool never decides on its own to drop a connected peer.
  */
 import { EventEmitter } from 'node:events';
+import { NoPeersError } from '../errors.js';
 import { logger } from '../log.js';
 import {
   PeerConnection,
@@ -56,6 +57,32 @@ export interface HandoffCandidate {
   peer: PeerAddress & PexHints;
   origin: PeerOrigin;
   busy: boolean;
+}
+
+/**
+ * The peers at IP addresses of the other family than `localAddress` (`--bind`), which no
+ * connection from it can reach (the pool skips them); a name resolves in its family.
+ */
+export function farPeers(
+  peers: readonly PeerAddress[],
+  localAddress: string | undefined,
+): PeerAddress[] {
+  if (localAddress === undefined) return [];
+  const ours = familyOfIp(localAddress);
+  return peers.filter((p) => {
+    const family = ipFamily(p.host);
+    return family !== 0 && family !== ours;
+  });
+}
+
+/** Every peer given is one of `far` and nothing else brings any: exit 4 at once, naming them. */
+export function farPeersError(far: readonly PeerAddress[], localAddress: string): NoPeersError {
+  const shown = far.slice(0, 3).map(formatPeerAddress).join(', ');
+  const more = far.length > 3 ? ` and ${far.length - 3} more` : '';
+  return new NoPeersError(
+    `every peer given is of the other address family than --bind ${localAddress} ` +
+      `(IPv4 and IPv6 do not mix): ${shown}${more}; give peers of its family with --peer HOST:PORT`,
+  );
 }
 
 /** A candidate as the metadata phase hands it to the download: what PEX said of it kept. */

@@ -4,7 +4,14 @@
  * ends, redirects to other schemes or in a loop, a bad torrent.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, constants, createReadStream, createWriteStream, openSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  openSync,
+} from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
@@ -286,18 +293,39 @@ describe('stdin and URL sources', () => {
     expect(await readFile(beside)).toEqual(multi.torrent);
   });
 
-  it('a --peer of the other address family than --bind is named when no peer came', async () => {
+  it('a --peer of the other address family than --bind: exit 4 at once when it is the only one, named when no peer came', async () => {
     const torrent = path.join(dir, 't.torrent');
     await writeFile(torrent, t.torrent);
-    const r = await cli([
+    const args = ['download', torrent, '-o', path.join(dir, 'out.bin'), '--bind', '127.0.0.1'];
+    // Nothing could connect: said at once, not after --timeout (120 s by default).
+    const alone = await cli([...args, '--peer', '[::1]:9', '--no-listen']);
+    expect(alone.code, alone.stderr).toBe(4);
+    expect(alone.stderr).toBe(
+      'tdl: every peer given is of the other address family than --bind 127.0.0.1 ' +
+        '(IPv4 and IPv6 do not mix): [::1]:9; give peers of its family with --peer HOST:PORT\n',
+    );
+    expect(existsSync(path.join(dir, 'out.bin'))).toBe(false);
+    // A magnet link's own peers (x.pe) too, before any wait for metadata.
+    const hex = t.infoHash.toString('hex');
+    const magnet = await cli([
       'download',
-      torrent,
+      `magnet:?xt=urn:btih:${hex}&x.pe=%5B::1%5D:9`,
       '-o',
-      path.join(dir, 'out.bin'),
-      '--peer',
-      '[::1]:9',
+      path.join(dir, 'm'),
       '--bind',
       '127.0.0.1',
+      '--no-dht',
+      '--no-listen',
+    ]);
+    expect(magnet.code, magnet.stderr).toBe(4);
+    expect(magnet.stderr).toContain('every peer given is of the other address family');
+    // Beside one that could: tried, and counted when no peer came.
+    const r = await cli([
+      ...args,
+      '--peer',
+      '[::1]:9',
+      '--peer',
+      '127.0.0.1:9',
       '--no-listen',
       '--timeout',
       '1',
