@@ -76,7 +76,8 @@ export function progressLine(s: DownloadStats, name: string, columns: number): s
       // The DHT's nodes and the peers it found: the first to go on a narrow terminal.
       ...(s.dht ? [[`dht ${s.dht.nodes}/${s.dht.peers}`, 4] as const] : []),
       [`ETA ${eta}`, 0],
-      [escapeControl(name), 0],
+      // Raw: fitting escapes it, and never cuts an escape in two (`\u20` for `\u200b`).
+      [name, 0],
     ],
     columns,
   );
@@ -100,7 +101,7 @@ function took(ms: number): string {
 export function seedLine(s: DownloadStats, name: string, columns: number): string {
   const line =
     `seeding  up ${formatRate(s.uploadRate)}  ${formatBytes(s.uploaded)} sent  ratio ${ratio(s)}  ` +
-    `peers ${s.connected} serving ${s.served}  ${escapeControl(name)}`;
+    `peers ${s.connected} serving ${s.served}  ${name}`;
   return fit(line, columns);
 }
 
@@ -146,7 +147,7 @@ export function checkLine(
   const bw = barWidth(columns);
   const line =
     `${bw > 0 ? `[${bar(frac, bw)}] ` : ''}${percent(checked, total).padStart(5)}%  checking ` +
-    `${formatBytes(checked)}/${formatBytes(total)}  valid ${formatBytes(valid)}  ${escapeControl(name)}`;
+    `${formatBytes(checked)}/${formatBytes(total)}  valid ${formatBytes(valid)}  ${name}`;
   return fit(line, columns);
 }
 
@@ -177,7 +178,7 @@ export function metadataLine(p: MetadataProgress, columns: number): string {
     core,
     `metadata from ${p.withMetadata}/${p.connected} peers`,
   ];
-  const name = p.name === undefined || p.name === '' ? '' : escapeControl(p.name);
+  const name = p.name ?? '';
   if (name !== '') {
     const keep = Math.min(NAME_KEEP_COLUMNS, displayWidth(name));
     for (const f of forms) {

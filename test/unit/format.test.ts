@@ -10,7 +10,13 @@ import {
   terminalColumns,
   truncateToWidth,
 } from '../../src/cli/format.js';
-import { metadataLine, progressLine, summaryLine } from '../../src/cli/progress.js';
+import {
+  checkLine,
+  metadataLine,
+  progressLine,
+  seedLine,
+  summaryLine,
+} from '../../src/cli/progress.js';
 import type { DownloadStats } from '../../src/swarm/download-api.js';
 
 describe('terminal text', () => {
@@ -238,6 +244,23 @@ describe('display width', () => {
     expect(progressLine(dht, name, 200)).toContain('serving 1  dht 143/12  ETA 00:02');
     expect(progressLine(dht, name, 80)).toBe(normal);
     expect(progressLine(dht, name, 140)).not.toContain('dht');
+  });
+
+  it('a name cut at the edge is never cut inside one of its escapes', () => {
+    const s = stats();
+    const name = 'a\u200bb'.repeat(30);
+    for (let columns = 40; columns <= 90; columns++) {
+      for (const line of [
+        progressLine(s, name, columns),
+        seedLine(s, name, columns),
+        checkLine(500, 1000, 500, name, columns),
+        metadataLine({ withMetadata: 0, connected: 1, known: 2, name }, columns),
+      ]) {
+        expect(line).not.toMatch(/\\(u[0-9a-f]{0,3}|x[0-9a-f]?)$/);
+        expect(line).not.toMatch(/\u200b/);
+        expect(displayWidth(line)).toBeLessThanOrEqual(columns - 1);
+      }
+    }
   });
 
   it('the progress line fits the terminal with a CJK or emoji name', () => {
