@@ -462,7 +462,9 @@ export async function startupCheck(o: {
   // anything relies on them (piecesToCopy). A copy that fails too would be read (and served) as
   // the piece's bytes again, and kept by the piece's next write: forgotten, the fetched piece
   // replaces it.
-  const parts = o.storage.parts;
+  // Only where the copy can be written in place: a seed (read mode) writes nothing, and a piece
+  // its files hold wrong is missing there, as verify calls it.
+  const parts = o.storage.mode === 'write' ? o.storage.parts : null;
   for (const p of parts?.pieces ?? []) {
     if (hashed.valid.has(p) && !hashed.absent.has(p)) continue;
     const copy = await o.storage.readCopy(p);

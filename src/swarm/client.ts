@@ -236,6 +236,14 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         );
       }
     }
+    if (o.seedOnly && storage.piecesToCopy(check.have).length > 0) {
+      // Bytes of selected files held only in the selection's side file (the selection grew):
+      // putting them in place writes the files, which a seed does not.
+      throw new TransferError(
+        `the data under ${plan.root} is incomplete: some bytes of the selected files are only ` +
+          `in ${storage.parts?.file ?? 'the side file'}: finish it with tdl download (no network needed)`,
+      );
+    }
     if (o.seedOnly) {
       // Every piece is valid, read from a `.part` beside a file of the same name: finishing would
       // rename it over that file, which may be the user's own. seed only reads; a download

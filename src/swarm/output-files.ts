@@ -82,8 +82,9 @@ export class OutputFiles {
     // Before anything is created or opened: a second tdl on this output stops here.
     const unlock = downloads ? await lockOutput(plan.root) : async () => {};
     // A seed only reads its data (read-only media, files of another user, a running program):
-    // nothing is opened for writing (its final renames need no open file). Unless a selection's
-    // side file is there: it may hold bytes of selected files, which go into them first.
+    // nothing is opened for writing (its final renames need no open file), a selection's side
+    // file included. Bytes of selected files held only there are not put in place by a seed:
+    // its data is then incomplete, as verify finds it, and tdl download finishes it.
     // What earlier runs left beside the output (after the lock: no other tdl changes it now).
     const there = async (f: string) => (await lstatOrNull(f)) !== null;
     const [resume, parts, metadata] = await Promise.all([
@@ -92,11 +93,10 @@ export class OutputFiles {
       there(withSuffix(plan.root, METADATA_SUFFIX)),
     ]);
     const before = { resume, parts, metadata };
-    const writes = downloads || before.parts;
     let storage: DiskStorage;
     try {
       storage = await DiskStorage.open(plan, layout, {
-        mode: writes ? 'write' : 'read',
+        mode: downloads ? 'write' : 'read',
         selected,
         partsFile: { path: partsPath(plan), infoHash: meta.infoHash },
         prepare: downloads,

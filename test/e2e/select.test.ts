@@ -364,6 +364,36 @@ describe('--select', () => {
     expect((await runCli(['verify', torrent, '-o', out])).code).toBe(0);
   });
 
+  it('tdl seed --select writes nothing: a boundary piece its file holds wrong is refused, not mended', async () => {
+    const { files, t } = fiveFiles();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    const s = await fx.seeder(t, PIECE);
+    const got = await runCli(['download', torrent, '-o', out, '--select', '3', ...peerArgs(s)]);
+    expect(got.code, got.stderr).toBe(0);
+    await s.close();
+    // f3's first byte lies in a piece shared with f2, whose whole copy is in the side file.
+    const f3 = path.join(out, 'f3.bin');
+    const edited = Buffer.from(files[2]!.data);
+    edited[0] = edited[0]! ^ 0xff;
+    await writeFile(f3, edited);
+    const parts = path.join(fx.dir, 'out.tdl-parts');
+    const side = await readFile(parts);
+    const none = ['--peer', '127.0.0.1:1', '--no-dht', '--no-listen', '--seed-time', '0'];
+    const v = await runCli(['verify', torrent, '-o', out, '--select', '3']);
+    expect(v.code).toBe(5);
+    const r = await runCli(['seed', torrent, '-o', out, '--select', '3', ...none]);
+    // As verify finds it: incomplete, and the user's file is left as it is.
+    expect(r.code, r.stderr).toBe(5);
+    expect(r.stderr).toMatch(/the data under .* is incomplete .*finish it with tdl download/);
+    expect((await readFile(f3)).equals(edited)).toBe(true);
+    expect((await readFile(parts)).equals(side)).toBe(true);
+    // tdl download mends it from the side copy, with no peer to ask.
+    const mend = await runCli(['download', torrent, '-o', out, '--select', '3', ...none]);
+    expect(mend.code, mend.stderr).toBe(0);
+    expect((await readFile(f3)).equals(files[2]!.data)).toBe(true);
+  });
+
   it('tdl seed --select serves the selected files, boundary pieces whole from the parts file', async () => {
     const { files, t } = fiveFiles();
     const torrent = await fx.writeTorrent(t);
