@@ -174,7 +174,7 @@ describe('tdl seed changes nothing before it has found the data complete', () =>
     }
   });
 
-  it('complete through the parts file: the folder of a file filled from it is made', async () => {
+  it('complete only through the parts file: incomplete for a seed, laid out by a download', async () => {
     const files = [10_000, 100, 60_000].map((n, i) => ({
       path: i === 1 ? ['sub', 'g2.bin'] : [`g${i + 1}.bin`],
       data: randomBytesSeeded(n, `seed-inner-${i}`),
@@ -186,11 +186,18 @@ describe('tdl seed changes nothing before it has found the data complete', () =>
     const peer = ['--peer', `127.0.0.1:${s.port}`, '--no-listen', '--no-dht'];
     expect((await runCli(['download', torrent, '-o', out, '--select', '3', ...peer])).code).toBe(0);
     expect(await readdir(out)).toEqual(['g3.bin']);
-    // Files 1 and 2 lie in piece 0, held by the parts file: tdl seed finds the data complete.
+    // Files 1 and 2 lie in piece 0, held by the parts file only: tdl seed writes nothing, so
+    // it finds the data incomplete, as verify does; tdl download lays them out, no peer needed.
     const args = ['seed', torrent, '-o', out, '--seed-time', '0.01', '--no-dht', '--port', '0'];
     const r = await runCli([...args, '--peer', '127.0.0.1:9']);
-    expect(r.code, r.stderr).toBe(0);
+    expect(r.code).toBe(5);
+    expect(r.stderr).toContain('out.tdl-parts: finish it with tdl download (no network needed)');
+    expect(await readdir(out)).toEqual(['g3.bin']);
+    expect((await runCli(['verify', torrent, '-o', out, '-q'])).code).toBe(5);
+    const none = ['--peer', '127.0.0.1:9', '--no-listen', '--no-dht'];
+    expect((await runCli(['download', torrent, '-o', out, ...none])).code).toBe(0);
     for (const f of files) expect(await readFile(path.join(out, ...f.path))).toEqual(f.data);
+    expect((await runCli([...args, '--peer', '127.0.0.1:9'])).code).toBe(0);
   });
 
   it('complete data: the folder of an empty file is made when the file is', async () => {
