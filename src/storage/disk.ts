@@ -882,7 +882,10 @@ export class DiskStorage {
       if (this.stored(i) && this.where[i] === AT_PART) moving.push(i);
     }
     const t0 = Date.now();
+    let failure: DiskError | null = null;
+    const moved: number[] = [];
     await eachLimited(moving, FS_PARALLEL, async (i) => {
+      if (failure) return;
       const from = this.partPath(i);
       const to = this.finalPath(i);
       try {
@@ -893,14 +896,29 @@ export class DiskStorage {
           await rename(from, to);
         }
       } catch (e) {
-        throw toDiskError(e, `cannot rename ${from} to ${to}`);
+        failure ??= toDiskError(e, `cannot rename ${from} to ${to}`);
+        return;
       }
+      moved.push(i);
       this.where[i] = AT_FINAL;
       const dir = path.dirname(to);
       dirs.add(dir);
       const dev = this.ident.dev(i);
       if (dev !== null) devOf.set(dir, dev);
     });
+    if (failure) {
+      // All or none: the files renamed already go back to their working names, so that the
+      // output is not left half finished (a folder where a file goes: the next run finishes).
+      for (const i of moved) {
+        try {
+          renameSync(this.finalPath(i), this.partPath(i));
+          this.where[i] = AT_PART;
+        } catch {
+          // Stays under its final name: the next run finds it there, as any complete file.
+        }
+      }
+      throw failure;
+    }
     log('renamed %d files in %d ms', moving.length, Date.now() - t0);
     await syncFolders([...dirs], devOf, this.syncfs);
     log('finalized %d files under %s', this.fileCount, this.plan.root);

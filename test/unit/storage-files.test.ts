@@ -3,7 +3,7 @@
  * positional block reads that serve other peers. Metainfo-shaped objects are built by hand.
  */
 import { existsSync } from 'node:fs';
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DiskError } from '../../src/errors.js';
@@ -349,5 +349,29 @@ describe('outputWrites', () => {
     for (const p of ['/o/multi/copy.torrent', '/o/multi/.pad/0', '/o/multi2', '/o/other.bin']) {
       expect(outputWrites(root, p, t), p).toBe(false);
     }
+  });
+});
+
+describe('finishing', () => {
+  it('a rename that fails puts back those made: the output is all working names, or all final', async () => {
+    const t = torrent('many', 4096, manyFiles(40, 700));
+    const plan = await planOutput(t.meta, dir);
+    const s = await DiskStorage.open(plan, t.layout, {});
+    for (let i = 0; i < t.pieces.length; i++) await s.writePiece(i, t.pieces[i]!);
+    // A folder made where the last file goes, once its data was written.
+    const last = path.join(dir, 'many', 'd4', 'e0', 'f39.bin');
+    await mkdir(last);
+    await expect(s.finalize()).rejects.toThrow(/cannot rename .*f39\.bin\.part to .*f39\.bin/);
+    const names = await readdir(path.join(dir, 'many'), { recursive: true });
+    const files = names.filter((n) => n.endsWith('.bin') || n.endsWith('.part'));
+    expect(files.filter((n) => n.endsWith('.bin'))).toEqual([path.join('d4', 'e0', 'f39.bin')]);
+    expect(files.filter((n) => n.endsWith('.part'))).toHaveLength(40);
+    // With the folder gone, finishing again makes every final name.
+    await rm(last, { recursive: true });
+    await s.finalize();
+    const after = await readdir(path.join(dir, 'many'), { recursive: true });
+    expect(after.filter((n) => n.endsWith('.part'))).toHaveLength(0);
+    expect(after.filter((n) => n.endsWith('.bin'))).toHaveLength(40);
+    await s.close();
   });
 });
