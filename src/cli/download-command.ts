@@ -246,6 +246,8 @@ export async function runDownload(
     let seeding = false;
     /** When seeding began (ms into the run): the download's time ends there, the seeding's starts. */
     let seedingFromMs = 0;
+    /** What went out while downloading (`--seed`): the seeded line gives what seeding sent. */
+    let uploadedBeforeSeeding = 0;
     let listenPort = 0;
     /** `final`: the run's own last figures, so that the last `progress` agrees with `done`. */
     const redraw = (final?: DownloadStats) => {
@@ -310,6 +312,7 @@ export async function runDownload(
           seeding = true;
           const s = d.stats();
           seedingFromMs = s.elapsedMs;
+          uploadedBeforeSeeding = s.uploaded;
           if (seedsNot) return;
           if (json) emit({ event: 'seeding', uploaded: s.uploaded, time: s.elapsedMs });
           if (!json && !opts.quiet) {
@@ -404,7 +407,8 @@ export async function runDownload(
             : summaryLine({ ...s, elapsedMs: downloadMs }, streaming ? 'stdout' : where);
         io.stderr.write(`\r\x1b[2K${line}${sel}\n`);
         if (mode === 'download' && seeding) {
-          io.stderr.write(`${seedSummaryLine(seeded, result.plan.root)}\n`);
+          const line = seedSummaryLine(seeded, result.plan.root, uploadedBeforeSeeding);
+          io.stderr.write(`${line}\n`);
         }
       }
       return 0;

@@ -87,9 +87,18 @@ function ratio(s: DownloadStats): string {
   return (s.total > 0 ? s.uploaded / s.total : 0).toFixed(2);
 }
 
-/** The summary of a seeding run. */
-export function seedSummaryLine(s: DownloadStats, where: string): string {
-  return `seeded: ${formatBytes(s.uploaded)} uploaded (ratio ${ratio(s)}) in ${took(s.elapsedMs)} from ${escapeControl(where)}`;
+/**
+ * The summary of a seeding run (`s.elapsedMs`: the time spent seeding). After a download,
+ * `uploadedBefore` is what went out while it ran: the line gives what seeding sent, then the
+ * run's total and its ratio.
+ */
+export function seedSummaryLine(s: DownloadStats, where: string, uploadedBefore = 0): string {
+  const from = escapeControl(where);
+  if (uploadedBefore <= 0) {
+    return `seeded: ${formatBytes(s.uploaded)} uploaded (ratio ${ratio(s)}) in ${took(s.elapsedMs)} from ${from}`;
+  }
+  const sent = formatBytes(Math.max(0, s.uploaded - uploadedBefore));
+  return `seeded: ${sent} uploaded in ${took(s.elapsedMs)} (${formatBytes(s.uploaded)} in all, ratio ${ratio(s)}) from ${from}`;
 }
 
 /** How long a run took: seconds to a tenth under a minute ("0.5 s"), else MM:SS or H:MM:SS. */

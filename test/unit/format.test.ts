@@ -15,6 +15,7 @@ import {
   metadataLine,
   progressLine,
   seedLine,
+  seedSummaryLine,
   summaryLine,
 } from '../../src/cli/progress.js';
 import type { DownloadStats } from '../../src/swarm/download-api.js';
@@ -244,6 +245,16 @@ describe('display width', () => {
     expect(progressLine(dht, name, 200)).toContain('serving 1  dht 143/12  ETA 00:02');
     expect(progressLine(dht, name, 80)).toBe(normal);
     expect(progressLine(dht, name, 140)).not.toContain('dht');
+  });
+
+  it("the seeded line: what seeding sent, after a download the run's total beside it", () => {
+    const s = stats({ uploaded: 1536, elapsedMs: 6000 });
+    expect(seedSummaryLine(s, '/d/x')).toBe(
+      'seeded: 1.50 KiB uploaded (ratio 1.54) in 6.0 s from /d/x',
+    );
+    expect(seedSummaryLine(s, '/d/x', 1024)).toBe(
+      'seeded: 512 B uploaded in 6.0 s (1.50 KiB in all, ratio 1.54) from /d/x',
+    );
   });
 
   it('a name cut at the edge is never cut inside one of its escapes', () => {
