@@ -234,6 +234,9 @@ export class Download extends EventEmitter<DownloadEvents> {
       await this.store.flush();
       return this.stats();
     } catch (e) {
+      // Stopping (Ctrl-C, a fault): no block more is taken while the writes in flight end; a
+      // fast swarm otherwise went on until the torrent was complete.
+      this.close();
       await this.store.flush().catch(() => {});
       throw e;
     }
