@@ -395,6 +395,19 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     });
 
   try {
+    // `tdl help NAME` of no command: said as `tdl NAME` says it (the parser printed the whole
+    // help with exit 2 and no word of what was wrong).
+    const [first, asked] = argv;
+    if (
+      first === 'help' &&
+      asked !== undefined &&
+      !program.commands.some((c) => c.name() === asked)
+    ) {
+      program.error(`error: unknown command '${asked}'`, {
+        code: 'commander.unknownCommand',
+        exitCode: EXIT.usage,
+      });
+    }
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;
   } catch (e) {

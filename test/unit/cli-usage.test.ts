@@ -27,6 +27,13 @@ describe('a refused command line', () => {
     );
     expect((await cli(['download'])).stderr).toMatch(/^tdl: missing required argument 'torrent'\n/);
     expect((await cli(['dl'])).stderr).toMatch(/^tdl: unknown command 'dl'\n/);
+    // `help` of no command says the same, not the whole help.
+    const help = await cli(['help', 'dl']);
+    expect(help.code).toBe(2);
+    expect(help.stderr).toBe("tdl: unknown command 'dl'\n(run with --help for usage)\n");
+    const known = await cli(['help', 'create']);
+    expect(known.code).toBe(0);
+    expect(known.stdout).toMatch(/^Usage: tdl create \[options\] <file-or-folder>/);
   });
 
   it('refuses a number option given empty, blank, hex, an exponent or Infinity', async () => {
