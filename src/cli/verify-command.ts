@@ -10,7 +10,7 @@
 import { lstatSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { hashPieces, isZeroPiece } from '../storage/check.js';
+import { copyIsRight, hashPieces, isZeroPiece } from '../storage/check.js';
 import { checkLinks } from '../storage/attributes.js';
 import { DiskStorage } from '../storage/disk.js';
 import { Layout } from '../storage/layout.js';
@@ -211,8 +211,8 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
     }
     // A piece some of whose bytes are not on disk (past the end of a file cut short, in a file
     // not there) is missing, whatever the bytes that are there hold (README). So is a boundary
-    // piece whose bytes in a file not selected are nowhere (no copy in the parts file, the file
-    // not on disk): it cannot be judged.
+    // piece whose bytes in a file not selected are nowhere (no copy in the parts file, or a
+    // damaged one, and the file not on disk): it cannot be judged.
     let unjudged = 0;
     for (const p of pieces) {
       if (!r.nonZeroInvalid.has(p)) continue;
@@ -220,7 +220,12 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
         unjudged++;
         continue;
       }
-      if (storage.parts?.has(p)) continue;
+      // With a copy: the piece is wrong in the selected files when the copy is right; a copy
+      // found damaged is not used (README), and the piece cannot be judged without it.
+      if (storage.parts?.has(p)) {
+        if (!(await copyIsRight(storage, meta.pieceHashes, p))) unjudged++;
+        continue;
+      }
       const blind = layout
         .spans(p)
         .some(

@@ -467,8 +467,7 @@ export async function startupCheck(o: {
   const parts = o.storage.mode === 'write' ? o.storage.parts : null;
   for (const p of parts?.pieces ?? []) {
     if (hashed.valid.has(p) && !hashed.absent.has(p)) continue;
-    const copy = await o.storage.readCopy(p);
-    if (copy && createHash('sha1').update(copy).digest().equals(hashOf(o.torrent.pieceHashes, p))) {
+    if (await copyIsRight(o.storage, o.torrent.pieceHashes, p)) {
       have.set(p);
       hashed.nonZeroInvalid.clear(p);
       o.storage.useCopy(p);
@@ -519,6 +518,16 @@ export async function startupCheck(o: {
  * selected files), since its copy may be all that holds some of its bytes (a file newly
  * selected).
  */
+/** Whether the side file's copy of piece `p` is there whole and hashes right. */
+export async function copyIsRight(
+  storage: Pick<DiskStorage, 'readCopy'>,
+  pieceHashes: Buffer,
+  p: number,
+): Promise<boolean> {
+  const copy = await storage.readCopy(p);
+  return copy !== null && createHash('sha1').update(copy).digest().equals(hashOf(pieceHashes, p));
+}
+
 /** Whether piece `p` holds bytes of a file not selected (padding aside), which tdl never writes. */
 function touchesUnselected(
   layout: Layout,

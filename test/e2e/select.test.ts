@@ -394,6 +394,34 @@ describe('--select', () => {
     expect((await readFile(f3)).equals(files[2]!.data)).toBe(true);
   });
 
+  it('verify --select: a boundary piece whose copy is damaged is missing, not corrupt', async () => {
+    const { files, t } = fiveFiles();
+    const torrent = await fx.writeTorrent(t);
+    const out = path.join(fx.dir, 'out');
+    const s = await fx.seeder(t, PIECE);
+    const got = await runCli(['download', torrent, '-o', out, '--select', '3', ...peerArgs(s)]);
+    expect(got.code, got.stderr).toBe(0);
+    await s.close();
+    // The copy of f3's last piece: its last byte is f4's (not selected). The side file is a
+    // 28-byte header, then records of a piece index and length (4 bytes each) and the piece.
+    const parts = path.join(fx.dir, 'out.tdl-parts');
+    const side = await readFile(parts);
+    const last = piecesOf(files, 2).at(-1)!;
+    let at = 28;
+    while (side.readUInt32BE(at) !== last) at += 8 + side.readUInt32BE(at + 4);
+    const end = at + 8 + side.readUInt32BE(at + 4) - 1;
+    side[end] = side[end]! ^ 0xff;
+    await writeFile(parts, side);
+    const v = await runCli(['verify', torrent, '-o', out, '--select', '3', '--json']);
+    expect(v.code).toBe(5);
+    expect(v.events.find((e) => e['event'] === 'verified')).toMatchObject({
+      piecesCorrupt: 0,
+      piecesMissing: 1,
+    });
+    // f3 itself is right: a download fetches the piece again and finds nothing else to do.
+    expect((await readFile(path.join(out, 'f3.bin'))).equals(files[2]!.data)).toBe(true);
+  });
+
   it('tdl seed --select serves the selected files, boundary pieces whole from the parts file', async () => {
     const { files, t } = fiveFiles();
     const torrent = await fx.writeTorrent(t);
