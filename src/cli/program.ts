@@ -190,6 +190,9 @@ function peerOptions(cmd: Command): Command {
     .option('--seed-ratio <r>', 'stop seeding once uploaded / size reaches this', ratio);
 }
 
+/** `tdl create`'s options as parsed: -o is checked in the action (see there). */
+type CreateArgs = Omit<CreateCliOptions, 'output'> & { output?: string };
+
 /** Run the CLI; resolves to the exit code. */
 export async function run(argv: string[], io: CliIO): Promise<number> {
   let exitCode: number = EXIT.ok;
@@ -367,11 +370,9 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .command('create')
     .description('make a .torrent from a file or a folder; prints its info hash and magnet link')
     .argument('<file-or-folder>', 'what the torrent holds', nonEmpty)
-    .requiredOption(
-      '-o, --output <file.torrent>',
-      'where to write the torrent (- for stdout)',
-      nonEmpty,
-    )
+    // Required, but checked in the action: the parser checks required options before arguments,
+    // and `tdl create` alone would name -o before the input.
+    .option('-o, --output <file.torrent>', 'where to write the torrent (- for stdout)', nonEmpty)
     .addOption(
       new Option('--tracker <url>', "tracker URL, one tier each (repeatable; 'A,B' = one tier)")
         .argParser(collectNonEmpty)
@@ -389,8 +390,16 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .option('--created-by <text>', 'the "created by" field (default: tdl/VERSION)')
     .option('--no-date', 'write no creation date (same input, byte-identical torrent)')
     .option('-q, --quiet', 'print nothing but errors')
-    .action(async (input: string, opts: CreateCliOptions) => {
-      checkRelativePaths([input, opts.output]);
+    .action(async (input: string, given: CreateArgs, cmd: Command) => {
+      const { output } = given;
+      if (output === undefined) {
+        cmd.error("error: required option '-o, --output <file.torrent>' not specified", {
+          code: 'commander.missingMandatoryOptionValue',
+          exitCode: EXIT.usage,
+        });
+      }
+      const opts: CreateCliOptions = { ...given, output };
+      checkRelativePaths([input, output]);
       exitCode = await (await import('./create-command.js')).runCreate(input, opts, io);
     });
 

@@ -27,6 +27,15 @@ describe('a refused command line', () => {
     );
     expect((await cli(['download'])).stderr).toMatch(/^tdl: missing required argument 'torrent'\n/);
     expect((await cli(['dl'])).stderr).toMatch(/^tdl: unknown command 'dl'\n/);
+    // What is missing first: the input before -o; -o when the input is there.
+    expect((await cli(['create'])).stderr).toMatch(
+      /^tdl: missing required argument 'file-or-folder'\n/,
+    );
+    const noOut = await cli(['create', 'dir']);
+    expect(noOut.code).toBe(2);
+    expect(noOut.stderr).toBe(
+      "tdl: required option '-o, --output <file.torrent>' not specified\n(run with --help for usage)\n",
+    );
     // `help` of no command says the same, not the whole help.
     const help = await cli(['help', 'dl']);
     expect(help.code).toBe(2);
