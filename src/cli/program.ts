@@ -93,6 +93,20 @@ function nonEmpty(v: string): string {
 }
 
 /**
+ * An output path (`-o`): not empty, and not an option. `-o --peer HOST:PORT`, the path left out,
+ * took `--peer` as the path and then said "too many arguments"; a path that starts with `-` is
+ * written `./-name` (`-` alone is stdout).
+ */
+function outputPath(v: string): string {
+  if (/^--?[A-Za-z]/.test(v)) {
+    throw new InvalidArgumentError(
+      `${JSON.stringify(v)} is an option, not a path: give -o its path first (a file named so is ./${v})`,
+    );
+  }
+  return nonEmpty(v);
+}
+
+/**
  * A `<torrent>` argument: a magnet link or a URL pasted with white space around it (a copied
  * line, a trailing newline from `$(cat link.txt)` quoted) is taken without it. A file name is
  * taken as given: its spaces are its own.
@@ -227,7 +241,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .option(
       '-o, --output <path>',
       'where to save: an existing folder, or the new file/folder name; - streams the file to stdout',
-      nonEmpty,
+      outputPath,
     )
     .addOption(
       new Option(
@@ -278,7 +292,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       'serve data already on disk to other peers (checked first), until Ctrl-C or a limit',
     )
     .argument('<torrent>', TORRENT_ARG, torrentArg)
-    .option('-o, --output <path>', 'where the data is (as given to download)', nonEmpty)
+    .option('-o, --output <path>', 'where the data is (as given to download)', outputPath)
     .addOption(
       new Option(
         '--peer <host:port>',
@@ -357,7 +371,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
         '(exit 0: complete, 5: incomplete, 6: cannot read)',
     )
     .argument('<torrent>', TORRENT_FILE_ARG, torrentArg)
-    .option('-o, --output <path>', 'where the data was saved (as given to download)', nonEmpty)
+    .option('-o, --output <path>', 'where the data was saved (as given to download)', outputPath)
     .option('-q, --quiet', 'print nothing but errors: the exit code tells')
     .option('--json', 'write newline-delimited JSON events to stdout');
   selectionOptions(verifyCmd).action(async (torrent: string, opts: VerifyCliOptions) => {
@@ -372,7 +386,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .argument('<file-or-folder>', 'what the torrent holds', nonEmpty)
     // Required, but checked in the action: the parser checks required options before arguments,
     // and `tdl create` alone would name -o before the input.
-    .option('-o, --output <file.torrent>', 'where to write the torrent (- for stdout)', nonEmpty)
+    .option('-o, --output <file.torrent>', 'where to write the torrent (- for stdout)', outputPath)
     .addOption(
       new Option('--tracker <url>', "tracker URL, one tier each (repeatable; 'A,B' = one tier)")
         .argParser(collectNonEmpty)

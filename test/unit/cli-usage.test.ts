@@ -36,6 +36,12 @@ describe('a refused command line', () => {
     expect(noOut.stderr).toBe(
       "tdl: required option '-o, --output <file.torrent>' not specified\n(run with --help for usage)\n",
     );
+    // -o without its path takes the next option as one: refused, naming it.
+    const lost = await cli(['download', 'x.torrent', '-o', '--peer', '127.0.0.1:5']);
+    expect(lost.code).toBe(2);
+    expect(lost.stderr).toMatch(
+      /^tdl: option '-o, --output <path>' argument '--peer' is invalid\. "--peer" is an option, not a path: give -o its path first \(a file named so is \.\/--peer\)\n/,
+    );
     // `help` of no command says the same, not the whole help.
     const help = await cli(['help', 'dl']);
     expect(help.code).toBe(2);
