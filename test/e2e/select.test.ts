@@ -29,6 +29,18 @@ function fiveFiles() {
   return { files, t: makeTorrent({ name: 'five', pieceLength: PIECE, files }) };
 }
 
+/** The five files with f3 alone downloaded: its boundary pieces' copies are in the side file. */
+async function thirdOnly() {
+  const { files, t } = fiveFiles();
+  const torrent = await fx.writeTorrent(t);
+  const out = path.join(fx.dir, 'out');
+  const s = await fx.seeder(t, PIECE);
+  const got = await runCli(['download', torrent, '-o', out, '--select', '3', ...peerArgs(s)]);
+  expect(got.code, got.stderr).toBe(0);
+  await s.close();
+  return { files, torrent, out };
+}
+
 /** Pieces that hold bytes of file `i`. */
 function piecesOf(files: { data: Buffer }[], i: number): number[] {
   let off = 0;
@@ -365,13 +377,7 @@ describe('--select', () => {
   });
 
   it('tdl seed --select writes nothing: a boundary piece its file holds wrong is refused, not mended', async () => {
-    const { files, t } = fiveFiles();
-    const torrent = await fx.writeTorrent(t);
-    const out = path.join(fx.dir, 'out');
-    const s = await fx.seeder(t, PIECE);
-    const got = await runCli(['download', torrent, '-o', out, '--select', '3', ...peerArgs(s)]);
-    expect(got.code, got.stderr).toBe(0);
-    await s.close();
+    const { files, torrent, out } = await thirdOnly();
     // f3's first byte lies in a piece shared with f2, whose whole copy is in the side file.
     const f3 = path.join(out, 'f3.bin');
     const edited = Buffer.from(files[2]!.data);
@@ -395,13 +401,7 @@ describe('--select', () => {
   });
 
   it('verify --select: a boundary piece whose copy is damaged is missing, not corrupt', async () => {
-    const { files, t } = fiveFiles();
-    const torrent = await fx.writeTorrent(t);
-    const out = path.join(fx.dir, 'out');
-    const s = await fx.seeder(t, PIECE);
-    const got = await runCli(['download', torrent, '-o', out, '--select', '3', ...peerArgs(s)]);
-    expect(got.code, got.stderr).toBe(0);
-    await s.close();
+    const { files, torrent, out } = await thirdOnly();
     // The copy of f3's last piece: its last byte is f4's (not selected). The side file is a
     // 28-byte header, then records of a piece index and length (4 bytes each) and the piece.
     const parts = path.join(fx.dir, 'out.tdl-parts');
