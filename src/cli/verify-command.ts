@@ -129,7 +129,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
     }
     // In the files' bytes, as every size tdl shows: BEP 47 padding is not data.
     let toRead = 0;
-    for (const p of pieces) toRead += storage.dataBytes(layout, p);
+    for (const p of pieces) toRead += storage.dataBytes(p);
     progress = { checked: 0, total: toRead, valid: 0 };
     if (tty || json) {
       redraw();
@@ -154,7 +154,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
     for (const p of zeros) r.valid.set(p);
     // The last progress counts what those corrections leave valid, in bytes as every other one.
     let validRead = 0;
-    for (const p of pieces) if (r.valid.has(p)) validRead += storage.dataBytes(layout, p);
+    for (const p of pieces) if (r.valid.has(p)) validRead += storage.dataBytes(p);
     progress = { ...progress, valid: validRead };
     if (tty || json) redraw();
     if (tty) io.stderr.write('\r\x1b[2K');

@@ -104,9 +104,8 @@ export async function hashPieces(o: {
   const nonZeroInvalid = new Bitfield(layout.pieceCount);
   const batches: Batch[] = [];
   // Progress counts the files' bytes, as every size tdl shows: BEP 47 padding is not data.
-  const dataBytes = (p: number) => storage.dataBytes(layout, p);
   let total = 0;
-  for (const p of o.pieces) total += dataBytes(p);
+  for (const p of o.pieces) total += storage.dataBytes(p);
   for (let k = 0; k < o.pieces.length;) {
     const first = o.pieces[k]!;
     let last = first;
@@ -146,7 +145,7 @@ export async function hashPieces(o: {
   /** The piece hashed in stretches: its hash so far, and whether a byte of it was not zero. */
   let partial: { hash: Hash; nonZero: boolean } | null = null;
   const judge = (p: number, digest: Buffer, nonZero: () => boolean) => {
-    const size = dataBytes(p);
+    const size = storage.dataBytes(p);
     if (digest.equals(hashOf(o.pieceHashes, p))) {
       valid.set(p);
       validBytes += size;
@@ -169,7 +168,11 @@ export async function hashPieces(o: {
         if (begin + length < layout.pieceSize(first)) {
           // The piece's bytes hashed so far count as checked (not yet as valid): a 64 MiB piece
           // moves the progress in 4 MiB steps.
-          o.onProgress?.(checked + Math.min(begin + length, dataBytes(first)), total, validBytes);
+          o.onProgress?.(
+            checked + Math.min(begin + length, storage.dataBytes(first)),
+            total,
+            validBytes,
+          );
           continue;
         }
         const { hash, nonZero } = partial;

@@ -306,10 +306,10 @@ export class DiskStorage {
   readonly hasPadding: boolean;
 
   /** Bytes of piece `index` that are files' data, BEP 47 padding (zeros, never on disk) left out. */
-  dataBytes(layout: Layout, index: number): number {
-    if (!this.hasPadding) return layout.pieceSize(index);
+  dataBytes(index: number): number {
+    if (!this.hasPadding) return this.layout.pieceSize(index);
     let n = 0;
-    for (const s of layout.spans(index)) if (!this.isPadding(s.fileIndex)) n += s.length;
+    for (const s of this.layout.spans(index)) if (!this.isPadding(s.fileIndex)) n += s.length;
     return n;
   }
 
