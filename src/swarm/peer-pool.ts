@@ -69,10 +69,13 @@ export function farPeers(
 ): PeerAddress[] {
   if (localAddress === undefined) return [];
   const ours = familyOfIp(localAddress);
-  return peers.filter((p) => {
-    const family = ipFamily(p.host);
-    return family !== 0 && family !== ours;
-  });
+  return peers.filter((p) => isFar(p, ours));
+}
+
+/** A peer at an IP address of the other family than `ours` (0: any); a name resolves in ours. */
+function isFar(p: PeerAddress, ours: 0 | 4 | 6): boolean {
+  const family = ipFamily(p.host);
+  return ours !== 0 && family !== 0 && family !== ours;
 }
 
 /** Every peer given is one of `far` and nothing else brings any: exit 4 at once, naming them. */
@@ -183,9 +186,8 @@ export class PeerPool extends EventEmitter<PoolEvents> {
       if (!Number.isInteger(p.port) || p.port < 1 || p.port > 65535) continue;
       const address = formatPeerAddress(p);
       if (this.opts.isOwn?.(p)) continue;
-      // A name (a --peer host) resolves in our family; an address of the other one is unreachable.
-      const family = ipFamily(p.host);
-      if (this.family !== 0 && family !== 0 && family !== this.family) {
+      // An address of the other family is unreachable (see farPeers).
+      if (isFar(p, this.family)) {
         this.otherFamily++;
         continue;
       }
