@@ -22,7 +22,7 @@ import {
 } from '../errors.js';
 import { followRedirect, REDIRECT_STATUSES } from '../http.js';
 import { printable } from './format.js';
-import { otherFamily } from '../tracker/announcer.js';
+import { otherFamily } from '../tracker/compact.js';
 import { familyOfIp } from '../tracker/compact.js';
 import type { CliIO } from './program.js';
 import { MAX_TORRENT_FILE_BYTES, parseTorrent, type Metainfo } from '../metainfo/torrent.js';

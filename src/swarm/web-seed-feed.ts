@@ -20,7 +20,7 @@ import {
   WEB_SEED_TIMEOUT_MS,
 } from '../webseed/client.js';
 import { WebSeeds } from '../webseed/scheduler.js';
-import { otherFamily } from '../tracker/announcer.js';
+import { otherFamily } from '../tracker/compact.js';
 import type { PiecePicker, PieceInProgress } from './picker.js';
 import type { ReadLimiter } from './rate-limit.js';
 import type { Waste } from './requests.js';

@@ -38,7 +38,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter, setMaxListeners } from 'node:events';
-import { canonicalHost, familyOfIp, ipFamily } from './compact.js';
+import { canonicalHost, otherFamily } from './compact.js';
 import { interfaceAddresses } from './local-addresses.js';
 import { logger } from '../log.js';
 import { describeError, NoPeersError, TdlError } from '../errors.js';
@@ -165,19 +165,6 @@ export interface AnnouncerEvents {
   warning: [message: string, url: string];
   announce: [url: string, response: AnnounceResponse];
   allFailed: [];
-}
-
-/**
- * Why a tracker (or a web seed) at `url` cannot be reached from `localAddress` (`--bind`): its
- * host is an IP address of the other family. Undefined when it can be, or may be (a name
- * resolves in the family of the local address).
- */
-export function otherFamily(url: URL, localAddress: string | undefined): string | undefined {
-  if (localAddress === undefined) return undefined;
-  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  const family = ipFamily(host);
-  if (family === 0 || family === familyOfIp(localAddress)) return undefined;
-  return `an IPv${family} address, not reachable from --bind ${localAddress}`;
 }
 
 /**

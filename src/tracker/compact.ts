@@ -194,3 +194,16 @@ export function canonicalHost(host: string): string | null {
   const b = ipv6ToBytes(host);
   return b ? formatIPv6(b) : null;
 }
+
+/**
+ * Why a server at `url` (a tracker, a web seed, a `.torrent` URL) cannot be reached from `localAddress` (`--bind`): its
+ * host is an IP address of the other family. Undefined when it can be, or may be (a name
+ * resolves in the family of the local address).
+ */
+export function otherFamily(url: URL, localAddress: string | undefined): string | undefined {
+  if (localAddress === undefined) return undefined;
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const family = ipFamily(host);
+  if (family === 0 || family === familyOfIp(localAddress)) return undefined;
+  return `an IPv${family} address, not reachable from --bind ${localAddress}`;
+}

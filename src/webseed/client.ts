@@ -18,7 +18,7 @@ import type { Dispatcher } from 'undici';
 import { TdlError } from '../errors.js';
 import { followRedirect } from '../http.js';
 import { RateWindow } from '../swarm/rate-window.js';
-import { otherFamily } from '../tracker/announcer.js';
+import { otherFamily } from '../tracker/compact.js';
 import { familyOfIp } from '../tracker/compact.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { Layout } from '../storage/layout.js';
