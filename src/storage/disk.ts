@@ -308,9 +308,7 @@ export class DiskStorage {
   /** Bytes of piece `index` that are files' data, BEP 47 padding (zeros, never on disk) left out. */
   dataBytes(index: number): number {
     if (!this.hasPadding) return this.layout.pieceSize(index);
-    let n = 0;
-    for (const s of this.layout.spans(index)) if (!this.isPadding(s.fileIndex)) n += s.length;
-    return n;
+    return this.layout.dataBytes(index, (i) => this.isPadding(i));
   }
 
   /** BEP 47 padding: never on disk, reads as zeros. */

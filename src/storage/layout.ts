@@ -103,6 +103,16 @@ export class Layout {
     return n;
   }
 
+  /**
+   * Bytes of piece `index` in files that are data, those for which `isPadding` (BEP 47 padding,
+   * zeros never on disk nor counted in a size tdl shows) is false.
+   */
+  dataBytes(index: number, isPadding: (fileIndex: number) => boolean): number {
+    let n = 0;
+    for (const s of this.spans(index)) if (!isPadding(s.fileIndex)) n += s.length;
+    return n;
+  }
+
   pieceSize(index: number): number {
     this.checkPiece(index);
     if (index < this.pieceCount - 1) return this.pieceLength;

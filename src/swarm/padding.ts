@@ -25,9 +25,7 @@ export function piecePadding(meta: Metainfo, layout: Layout): PiecePadding | nul
       return true;
     },
     dataBytes(index) {
-      let n = 0;
-      for (const s of layout.spans(index)) if (!isPaddingFile(meta, s.fileIndex)) n += s.length;
-      return n;
+      return layout.dataBytes(index, (i) => isPaddingFile(meta, i));
     },
   };
 }

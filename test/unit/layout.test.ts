@@ -23,6 +23,14 @@ describe('piece <-> file layout', () => {
     expect(l.pieceSize(2)).toBe(70);
   });
 
+  it("counts a piece's data bytes, padding files left out", () => {
+    // files: data 150, padding 20, data 100; pieces of 100 bytes
+    const l = new Layout(files(150, 20, 100), 100, 270);
+    const padding = (i: number) => i === 1;
+    expect([0, 1, 2].map((i) => l.dataBytes(i, padding))).toEqual([100, 80, 70]);
+    expect([0, 1, 2].map((i) => l.dataBytes(i, () => false))).toEqual([100, 100, 70]);
+  });
+
   it('skips empty files, wherever they are', () => {
     const l = new Layout(files(0, 10, 0, 0, 10, 0), 8, 20);
     const all = [0, 1, 2].flatMap((i) => l.spans(i));
