@@ -9,7 +9,7 @@
  */
 import { constants } from 'node:fs';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import { DhtError, systemErrorText, TdlError } from '../errors.js';
 import { decodeStrict, encode, isBytes, isDict } from '../metainfo/bencode.js';
@@ -28,21 +28,25 @@ export interface CachedTable {
 
 /**
  * tdl's cache folder: `$XDG_CACHE_HOME/tdl`, else `~/.cache/tdl` (an `XDG_CACHE_HOME` that is
- * not an absolute path is ignored, as the XDG rules say). Null when there is no absolute home
- * folder either (`HOME` unset and no passwd entry, as in some containers, or a relative one).
+ * not an absolute path is ignored, as the XDG rules say). The home folder is `HOME` when it is an
+ * absolute path, else the user's passwd entry's. Null when neither is known (`HOME` unset or
+ * relative and no passwd entry, as in some containers).
  */
 export function cacheFolder(env: NodeJS.ProcessEnv = process.env): string | null {
   const xdg = env['XDG_CACHE_HOME'];
   if (xdg && xdg.startsWith('/')) return join(xdg, 'tdl');
   let home = env['HOME'] ?? '';
-  if (home === '') {
-    try {
-      home = homedir();
-    } catch {
-      return null;
-    }
-  }
+  if (!home.startsWith('/')) home = accountHome() ?? '';
   return home.startsWith('/') ? join(home, '.cache', 'tdl') : null;
+}
+
+/** The home folder of the user's passwd entry (not `HOME`); null when there is none. */
+function accountHome(): string | null {
+  try {
+    return userInfo().homedir || null;
+  } catch {
+    return null;
+  }
 }
 
 /** The DHT's cache file in cacheFolder; null when there is none. */

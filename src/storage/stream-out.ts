@@ -66,7 +66,8 @@ export function streamWorkDir(infoHashHex: string, env: NodeJS.ProcessEnv = proc
   if (folder === null) {
     throw new DiskError(
       '-o - keeps its working copy under $XDG_CACHE_HOME/tdl or ~/.cache/tdl, and neither is ' +
-        'known (no HOME): set XDG_CACHE_HOME to an absolute path',
+        'known (HOME is not an absolute path and the user has no home folder): set ' +
+        'XDG_CACHE_HOME to an absolute path',
     );
   }
   return join(folder, 'stream', infoHashHex.toLowerCase());

@@ -15,6 +15,18 @@ import { Dht, SAVE_EVERY_MS } from '../../src/dht/dht.js';
 import { DhtError } from '../../src/errors.js';
 import { encode } from '../../src/metainfo/bencode.js';
 
+/** The user's passwd entry as `userInfo` sees it: the real one, or none (`null`), or this home. */
+const account = vi.hoisted(() => ({ home: undefined as string | null | undefined }));
+vi.mock('node:os', async (importOriginal) => {
+  const real = await importOriginal<typeof import('node:os')>();
+  const userInfo = ((...args: Parameters<typeof real.userInfo>) => {
+    if (account.home === null) throw new Error('no passwd entry');
+    const info = real.userInfo(...args);
+    return account.home === undefined ? info : { ...info, homedir: account.home };
+  }) as typeof real.userInfo;
+  return { ...real, default: { ...real, userInfo }, userInfo };
+});
+
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'tdl-dht-cache-'));
@@ -37,18 +49,30 @@ describe('DHT cache file', () => {
     expect(defaultCacheFile({ XDG_CACHE_HOME: 'relative', HOME: '/h' })).toBe(
       '/h/.cache/tdl/dht.dat',
     );
-    // A relative HOME is no home: nothing is made in the current folder.
-    expect(defaultCacheFile({ HOME: 'rel' })).toBeNull();
+    // A relative HOME is no home: nothing is made in the current folder. The passwd entry's
+    // home is used instead, when there is one.
+    account.home = '/passwd-home';
+    try {
+      expect(defaultCacheFile({ HOME: 'rel' })).toBe('/passwd-home/.cache/tdl/dht.dat');
+      expect(defaultCacheFile({})).toBe('/passwd-home/.cache/tdl/dht.dat');
+      account.home = null;
+      expect(defaultCacheFile({ HOME: 'rel' })).toBeNull();
+      expect(defaultCacheFile({})).toBeNull();
+    } finally {
+      account.home = undefined;
+    }
   });
 
   it('with no home folder, the DHT runs without a cache and says so', async () => {
     const saved = { HOME: process.env['HOME'], XDG: process.env['XDG_CACHE_HOME'] };
     process.env['HOME'] = 'relative';
     delete process.env['XDG_CACHE_HOME'];
+    account.home = null;
     let dht: Dht;
     try {
       dht = new Dht({ port: 0, bind: '127.0.0.1', bootstrap: [] });
     } finally {
+      account.home = undefined;
       process.env['HOME'] = saved.HOME;
       if (saved.XDG !== undefined) process.env['XDG_CACHE_HOME'] = saved.XDG;
     }

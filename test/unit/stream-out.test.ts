@@ -19,6 +19,18 @@ import {
 import { BLOCKS_PER_PIECE_KEY, MAX_WINDOW_PIECES, PiecePicker } from '../../src/swarm/picker.js';
 import { Bitfield } from '../../src/wire/bitfield.js';
 import { BLOCK_SIZE } from '../../src/wire/messages.js';
+
+/** The user's passwd entry as `userInfo` sees it: the real one, or none (`null`), or this home. */
+const account = vi.hoisted(() => ({ home: undefined as string | null | undefined }));
+vi.mock('node:os', async (importOriginal) => {
+  const real = await importOriginal<typeof import('node:os')>();
+  const userInfo = ((...args: Parameters<typeof real.userInfo>) => {
+    if (account.home === null) throw new Error('no passwd entry');
+    const info = real.userInfo(...args);
+    return account.home === undefined ? info : { ...info, homedir: account.home };
+  }) as typeof real.userInfo;
+  return { ...real, default: { ...real, userInfo }, userInfo };
+});
 import { randomBytesSeeded } from '../helpers/torrent.js';
 
 const PL = 4 * BLOCK_SIZE;
@@ -209,8 +221,18 @@ describe('window size', () => {
   it('the working copy lives under $XDG_CACHE_HOME/tdl/stream/<info hash>', () => {
     expect(streamWorkDir('ABCDEF', { XDG_CACHE_HOME: '/c' })).toBe('/c/tdl/stream/abcdef');
     expect(streamWorkDir('ab', {})).toMatch(/\/\.cache\/tdl\/stream\/ab$/);
-    // No home folder known: said, not an internal error.
-    expect(() => streamWorkDir('ab', { HOME: 'rel' })).toThrow(/set XDG_CACHE_HOME/);
+    // A relative HOME: the passwd entry's home folder.
+    account.home = '/passwd-home';
+    try {
+      expect(streamWorkDir('ab', { HOME: 'rel' })).toBe('/passwd-home/.cache/tdl/stream/ab');
+      // No home folder known: said, not an internal error.
+      account.home = null;
+      expect(() => streamWorkDir('ab', { HOME: 'rel' })).toThrow(
+        /HOME is not an absolute path and the user has no home folder\): set XDG_CACHE_HOME/,
+      );
+    } finally {
+      account.home = undefined;
+    }
   });
 });
 
