@@ -25,6 +25,7 @@ import {
 import { fileList, isPaddingFile, paddingFileCount, type Metainfo } from '../metainfo/torrent.js';
 import {
   makeWorkDir,
+  removeMadeParents,
   removeStreamed,
   streamWorkDir,
   type ByteSink,
@@ -147,8 +148,10 @@ export async function runDownload(
    * this one by a run that holds the lock) are never this run's to remove.
    */
   let ownCopy: { file: string; working: string } | null = null;
+  /** The first folder making the working folder created (see removeMadeParents). */
+  let madeFrom: string | undefined;
   try {
-    if (workDir) await makeWorkDir(workDir);
+    if (workDir) madeFrom = await makeWorkDir(workDir);
     if (wantDht && magnet) await startDht();
     opened = await openTorrent(
       file,
@@ -237,7 +240,7 @@ export async function runDownload(
       }
       stream = { fileIndex: picked[0]!, out: sink };
       workDir = streamWorkDir(meta.infoHashHex);
-      await makeWorkDir(workDir);
+      madeFrom = await makeWorkDir(workDir);
     }
     const output = streaming ? workDir : opts.output;
 
@@ -433,6 +436,8 @@ export async function runDownload(
     }
     // A working folder made for nothing (no metadata came, a refused selection): not left.
     else if (workDir) await rmdir(workDir).catch(() => {});
+    // Nor the cache folders made for it, once it is gone (a folder still holding it stays).
+    if (workDir) await removeMadeParents(workDir, madeFrom);
   }
 }
 

@@ -73,12 +73,32 @@ export function streamWorkDir(infoHashHex: string, env: NodeJS.ProcessEnv = proc
   return join(folder, 'stream', infoHashHex.toLowerCase());
 }
 
-/** Create a working folder (owner only); DiskError when it cannot be. */
-export async function makeWorkDir(dir: string): Promise<void> {
+/**
+ * Create a working folder (owner only); DiskError when it cannot be. Resolves with the first
+ * folder it made (`dir` itself, or a parent such as `~/.cache/tdl` on a first run), undefined
+ * when `dir` was there: see removeMadeParents.
+ */
+export async function makeWorkDir(dir: string): Promise<string | undefined> {
   try {
-    await makeFolders(dir, 0o700);
+    return await makeFolders(dir, 0o700);
   } catch (e) {
     throw toDiskError(e, `cannot create the working folder ${dir}`);
+  }
+}
+
+/**
+ * Once the working folder `dir` is gone: the folders above it that makeWorkDir made (`first` the
+ * highest), as far as they are empty (another run's working copy, or the DHT's cache, keeps
+ * them). Best effort.
+ */
+export async function removeMadeParents(dir: string, first: string | undefined): Promise<void> {
+  if (first === undefined || first === dir) return;
+  for (let d = dirname(dir); d === first || d.startsWith(first + '/'); d = dirname(d)) {
+    const removed = await rmdir(d).then(
+      () => true,
+      () => false,
+    );
+    if (!removed) return;
   }
 }
 

@@ -282,6 +282,26 @@ describe('tdl download -o -', () => {
     expect(held()).toHaveLength(1);
   });
 
+  it('a run that finds no data leaves no folder it made, up to the cache folder', async () => {
+    const { t } = fiveFiles();
+    // No cache folder yet: tdl makes it, with tdl/stream/<info hash> in it, and removes them.
+    const cache = path.join(fx.dir, 'fresh-cache');
+    const torrent = await fx.writeTorrent(t);
+    const noPeer = ['--peer', '127.0.0.1:1', '--no-listen', '--no-dht', '--timeout', '1'];
+    const r = await runStream(['download', torrent, '-o', '-', '--select', '1', ...noPeer], cache);
+    expect(r.code, r.stderr).toBe(4);
+    expect(existsSync(cache)).toBe(false);
+    // A cache folder that was there stays, and what else it holds.
+    await mkdir(path.join(cache, 'tdl'), { recursive: true });
+    await writeFile(path.join(cache, 'tdl', 'dht.dat'), 'x');
+    const again = await runStream(
+      ['download', torrent, '-o', '-', '--select', '1', ...noPeer],
+      cache,
+    );
+    expect(again.code, again.stderr).toBe(4);
+    expect(readdirSync(path.join(cache, 'tdl'))).toEqual(['dht.dat']);
+  });
+
   it('a magnet link whose metadata never comes leaves no working folder', async () => {
     const { t } = fiveFiles();
     const cache = path.join(fx.dir, 'cache');
