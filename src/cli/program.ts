@@ -260,7 +260,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .option('--timeout <seconds>', 'give up when no data arrives for this long', seconds, 120)
     .option(
       '--peer-timeout <seconds>',
-      'how long a peer may take to handshake, show its pieces and unchoke',
+      'how long a peer may take to handshake (--max-peers 1: also to show every piece and unchoke)',
       seconds,
       15,
     )
@@ -302,7 +302,12 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
         .default([]),
     )
     .option('--max-peers <n>', 'connections at most', positiveInt('--max-peers'), 30)
-    .option('--timeout <seconds>', 'unused while seeding', seconds, 120)
+    .option(
+      '--timeout <seconds>',
+      'a magnet link: give up when no metadata arrives for this long (seeding has no wait)',
+      seconds,
+      120,
+    )
     .option('--peer-timeout <seconds>', 'how long a peer may take to handshake', seconds, 15)
     .option('-q, --quiet', 'print nothing but errors')
     .option('--json', 'write newline-delimited JSON events to stdout')
