@@ -91,9 +91,15 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
     const columns = terminalColumns(io.stderr);
     const frac = total > 0 ? done / total : 1;
     const secs = (performance.now() - started) / 1000;
-    const figures =
-      `${(frac * 100).toFixed(0).padStart(3)}% ` +
-      `${formatBytes(done)} / ${formatBytes(total)}  ${formatRate(secs > 0 ? done / secs : 0)}`;
+    // Narrow, whole figures go from the end (the rate, then the sizes), never cut in their
+    // middle: "357 MiB" for "357 MiB/s" would read as a size.
+    const parts = [
+      `${(frac * 100).toFixed(0).padStart(3)}%`,
+      ` ${formatBytes(done)} / ${formatBytes(total)}`,
+      `  ${formatRate(secs > 0 ? done / secs : 0)}`,
+    ];
+    while (parts.length > 1 && 'hashing '.length + parts.join('').length > columns - 1) parts.pop();
+    const figures = parts.join('');
     // The bar gets what the figures leave of the line, at most 40 columns (none under 10).
     const width = Math.min(40, columns - 1 - 'hashing [] '.length - figures.length);
     const fill = Math.round(frac * width);

@@ -33,6 +33,8 @@ function percent(part: number, total: number): string {
 
 /** Columns of the name that the progress line keeps before it gives up any other field. */
 const NAME_KEEP_COLUMNS = 16;
+/** Columns of the name kept before whole fields go from the end (see layout). */
+const NAME_MIN_COLUMNS = 8;
 
 /**
  * The fields of a line, in order, each with the rank at which a narrow terminal drops it (0:
@@ -49,10 +51,13 @@ function layout(fields: readonly (readonly [string, number])[], columns: number)
     if (width(kept) <= room) break;
     for (let i = kept.length - 2; i >= 0; i--) if (kept[i]![1] === rank) kept.splice(i, 1);
   }
-  // Narrower still: whole fields go from the end (the ETA first), the first always stays; a
-  // field cut in its middle would misread ("ETA 00" for "ETA 00:01"). The name takes what is left.
+  // Narrower still, where the name would get fewer than NAME_MIN_COLUMNS: whole fields go from
+  // the end (the ETA first), the first always stays; a field cut in its middle would misread
+  // ("ETA 00" for "ETA 00:01"), and a name of one or two letters says nothing. The name takes
+  // what is left.
   const fixed = (fs: typeof kept) => fs.slice(0, -1).reduce((w, [t]) => w + displayWidth(t) + 2, 0);
-  while (kept.length > 2 && fixed(kept) - 2 > room) kept.splice(kept.length - 2, 1);
+  const least = Math.min(displayWidth(name), NAME_MIN_COLUMNS);
+  while (kept.length > 2 && fixed(kept) + least > room) kept.splice(kept.length - 2, 1);
   return fit(kept.map(([t]) => t).join('  '), columns);
 }
 

@@ -939,7 +939,7 @@ describe('tdl create', () => {
   it('the hashing line on a terminal fits its width (a wrapped line could not be redrawn)', async () => {
     const f = path.join(dir, 'movie.mkv');
     await writeFile(f, randomBytesSeeded(3 * 1024 * 1024, 'create-narrow'));
-    for (const columns of [40, 60, 80, 200]) {
+    for (const columns of [20, 30, 40, 60, 80, 200]) {
       const r = await runCli(['create', f, '-o', path.join(dir, `n${columns}.torrent`)], {
         tty: true,
         columns,
@@ -947,7 +947,13 @@ describe('tdl create', () => {
       expect(r.code, r.stderr).toBe(0);
       const drawn = r.stderr.split('\r\x1b[2K').filter((l) => l.startsWith('hashing'));
       expect(drawn.length).toBeGreaterThan(0);
-      for (const line of drawn) expect(line.length, line).toBeLessThan(columns);
+      for (const line of drawn) {
+        expect(line.length, line).toBeLessThan(columns);
+        // Whole figures or none: a rate cut to "357 MiB" would read as a size.
+        expect(line, line).toMatch(
+          / +\d+%( [\d.]+ [KMG]?i?B \/ [\d.]+ [KMG]?i?B(  [\d.]+ [KMG]?i?B\/s)?)?$/,
+        );
+      }
       // Always the percentage at least.
       expect(drawn.at(-1)).toMatch(/100%/);
     }

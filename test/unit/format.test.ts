@@ -236,10 +236,14 @@ describe('display width', () => {
     expect(progressLine(s, name, 60)).toMatch(
       /^37\.5%  2\.86 MiB\/7\.63 MiB  3\.00 MiB\/s  ETA 00:02  ubuntu/,
     );
-    // Narrower than the fixed fields: whole ones go from the end, never cut inside ("ETA 00").
-    expect(progressLine(s, name, 45)).toBe('37.5%  2.86 MiB/7.63 MiB  3.00 MiB/s  ubuntu');
-    expect(progressLine(s, name, 30)).toBe('37.5%  2.86 MiB/7.63 MiB  ubu');
+    // Narrower than the fixed fields and 8 columns of the name: whole ones go from the end,
+    // never cut inside ("ETA 00"), rather than leave a name of a letter or two.
+    expect(progressLine(s, name, 50)).toBe('37.5%  2.86 MiB/7.63 MiB  3.00 MiB/s  ubuntu-24.0');
+    expect(progressLine(s, name, 45)).toBe('37.5%  2.86 MiB/7.63 MiB  ubuntu-24.04.1-des');
+    expect(progressLine(s, name, 30)).toBe('37.5%  ubuntu-24.04.1-desktop');
     expect(progressLine(s, name, 12)).toBe('37.5%  ubun');
+    // A short name needs no more than its own width.
+    expect(progressLine(s, 'a.iso', 45)).toBe('37.5%  2.86 MiB/7.63 MiB  3.00 MiB/s  a.iso');
     // With a DHT: its nodes and the peers it found, the first figures to go when narrow.
     const dht = { ...s, dht: { nodes: 143, peers: 12 } };
     expect(progressLine(dht, name, 200)).toContain('serving 1  dht 143/12  ETA 00:02');
