@@ -24,6 +24,7 @@ import {
   MAX_PATH_DEPTH,
   normalizeComponent,
   PathHashes,
+  quoted,
   safeAsciiComponent,
 } from './paths.js';
 import type { TorrentFile } from './types.js';
@@ -55,7 +56,7 @@ export function componentText(
   if (text === undefined) {
     const r = componentFromBytes(raw);
     text = r.text;
-    if (r.remapped) warnings.add(`${field()}: not valid UTF-8, named ${JSON.stringify(text)}`);
+    if (r.remapped) warnings.add(`${field()}: not valid UTF-8, named ${quoted(text)}`);
   }
   const normalized = normalizeComponent(text);
   checkPathComponent(normalized, f);
@@ -96,7 +97,7 @@ function symlinkTarget(
     const shown = raw.map((c) => (isBytes(c) ? Buffer.from(c).toString('utf8') : '?')).join('/');
     throw new MetainfoError(
       f,
-      `the symbolic link ${JSON.stringify(link.join('/'))} points to ${JSON.stringify(shown)}: ` +
+      `the symbolic link ${quoted(link.join('/'))} points to ${quoted(shown)}: ` +
         `a link's target is a path inside the torrent's folder (BEP 47), without "..", and ` +
         `tdl makes no link that could lead out of it`,
     );

@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { MetainfoError } from '../errors.js';
-import { componentFromBytes, normalizeComponent } from './paths.js';
+import { componentFromBytes, normalizeComponent, quoted } from './paths.js';
 import { MAX_FILES, type TorrentFile } from './types.js';
 
 /**
@@ -109,7 +109,7 @@ function v2Files(info: Buffer, field: string): { path: string[]; length: number 
         if (out.length > MAX_FILES)
           throw new MetainfoError(field, `has more than ${MAX_FILES} files`);
         const name = normalizeComponent(componentFromBytes(key).text);
-        walk(child, [...prefix, name], `${f}[${JSON.stringify(name)}]`);
+        walk(child, [...prefix, name], `${f}[${quoted(name)}]`);
       }
     }
   };
@@ -136,7 +136,7 @@ export function checkHybrid(
     .filter((f) => !f.padding)
     .map((f) => ({ path: multiFile ? f.path : [name], length: f.length, offset: f.offset }));
   const show = (f: { path: string[]; length: number } | undefined): string =>
-    f === undefined ? 'nothing' : `${JSON.stringify(f.path.join('/'))} (${f.length} bytes)`;
+    f === undefined ? 'nothing' : `${quoted(f.path.join('/'))} (${f.length} bytes)`;
   const n = Math.max(v1.length, v2.length);
   const alignUp = (x: number): number => Math.ceil(x / pieceLength) * pieceLength;
   // Where the v2 layout puts the next file: each file with data starts a piece.
@@ -155,7 +155,7 @@ export function checkHybrid(
     if (a.offset !== start) {
       throw new MetainfoError(
         field,
-        `does not match the v1 file list: file ${i + 1} (${JSON.stringify(a.path.join('/'))}) ` +
+        `does not match the v1 file list: file ${i + 1} (${quoted(a.path.join('/'))}) ` +
           `starts at byte ${a.offset} in v1 but at ${start} in v2 (the v1 padding files are wrong)`,
       );
     }

@@ -78,6 +78,15 @@ export function safeAsciiComponent(
 }
 
 /**
+ * A name from a torrent in a message, between double quotes, as it is: the CLI escapes its
+ * control characters as it does any name it prints (`\x1b`, `\n`; see src/cli/format.ts),
+ * and `--json` carries it whole.
+ */
+export function quoted(name: string): string {
+  return `"${name}"`;
+}
+
+/**
  * Checks one (already NFC-normalised) path component; throws MetainfoError naming `field`.
  * Refused: empty, only dots (".", "..", "..."), '/', '\', NUL, the Windows drive-letter form
  * ("C:", "c:foo"), and more than MAX_NAME_BYTES bytes.
@@ -87,7 +96,7 @@ export function checkPathComponent(component: string, f: Field): void {
   const field = fieldName(f);
   const bytes = Buffer.byteLength(component);
   if (bytes > MAX_NAME_BYTES) {
-    const shown = `${JSON.stringify(Array.from(component).slice(0, 32).join(''))}…`;
+    const shown = `${quoted(Array.from(component).slice(0, 32).join(''))}…`;
     throw new MetainfoError(
       field,
       `path component ${shown} is ${bytes} bytes, longer than the ${MAX_NAME_BYTES} a file name may have`,
@@ -96,22 +105,16 @@ export function checkPathComponent(component: string, f: Field): void {
   if (SAFE_COMPONENT.test(component)) return;
   if (component.length === 0) throw new MetainfoError(field, 'empty path component');
   if (ONLY_DOTS.test(component)) {
-    throw new MetainfoError(field, `path component ${JSON.stringify(component)} is only dots`);
+    throw new MetainfoError(field, `path component ${quoted(component)} is only dots`);
   }
   if (component.includes('/') || component.includes('\\')) {
-    throw new MetainfoError(
-      field,
-      `path component ${JSON.stringify(component)} contains a path separator`,
-    );
+    throw new MetainfoError(field, `path component ${quoted(component)} contains a path separator`);
   }
   if (component.includes('\0')) {
-    throw new MetainfoError(field, `path component ${JSON.stringify(component)} contains NUL`);
+    throw new MetainfoError(field, `path component ${quoted(component)} contains NUL`);
   }
   if (DRIVE_LETTER.test(component)) {
-    throw new MetainfoError(
-      field,
-      `path component ${JSON.stringify(component)} looks like a drive letter`,
-    );
+    throw new MetainfoError(field, `path component ${quoted(component)} looks like a drive letter`);
   }
 }
 
