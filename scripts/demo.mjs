@@ -8,6 +8,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
@@ -123,6 +124,27 @@ function startTracker(getPorts) {
 const dir = await mkdtemp(path.join(os.tmpdir(), 'tdl-demo-'));
 const closers = [];
 let code = 1;
+/** The download, while it runs: a signal is passed on to it, and the demo cleans up after. */
+let child = null;
+const SIGNALS = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+for (const [sig, n] of Object.entries(SIGNALS)) {
+  process.on(sig, () => {
+    // Ctrl-C reaches tdl from the terminal too; its exit ends the wait below, then `finally`.
+    if (child) {
+      child.kill(sig);
+      return;
+    }
+    for (const c of closers) c();
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(128 + n);
+  });
+}
+/** A path as the user would type it: relative to here when that is shorter. */
+const shown = (p) => {
+  const rel = path.relative(process.cwd(), p);
+  return rel && rel.length < p.length ? rel : p;
+};
+const tty = process.stderr.isTTY === true;
 try {
   const parts = FILES.map((f, i) => seeded(f.size, i));
   const data = Buffer.concat(parts);
@@ -159,21 +181,22 @@ try {
 
   process.stderr.write(
     `demo: a loopback swarm on 127.0.0.1 (tracker and 2 seeders at ${RATE / 1048576} MiB/s each)\n` +
-      `demo: $ tdl download ${path.relative(process.cwd(), torrent) || torrent} -o ${out}\n\n`,
+      `demo: $ tdl download ${shown(torrent)} -o ${shown(out)}\n${tty ? '\n' : ''}`,
   );
   code = await new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, 'download', torrent, '-o', out], {
+    child = spawn(process.execPath, [CLI, 'download', torrent, '-o', out], {
       stdio: 'inherit',
     });
-    child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 : 1)));
+    child.on('exit', (c, sig) => resolve(c ?? (sig ? 128 + (SIGNALS[sig] ?? 0) : 1)));
   });
+  child = null;
   if (code === 0) {
     for (let i = 0; i < FILES.length; i++) {
       const got = await readFile(path.join(out, 'demo-payload', ...FILES[i].path));
       if (!got.equals(parts[i])) throw new Error(`demo: ${FILES[i].path.join('/')} differs`);
     }
     process.stderr.write(
-      `\ndemo: all ${FILES.length} files match the seeders' data byte for byte\n`,
+      `${tty ? '\n' : ''}demo: all ${FILES.length} files match the seeders' data byte for byte\n`,
     );
   }
 } finally {
