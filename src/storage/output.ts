@@ -357,7 +357,8 @@ export async function planOutput(
  * Is the existing folder `dir` this multi-file torrent's top folder from an earlier run? Yes when
  * the resume file beside it names this torrent; or when every file of the torrent that is in it
  * fits (under its final name at its exact size, under its `.part` name no longer than the file;
- * to read, a final name at another size too, when every file is there) and either all of them
+ * to read, a final name at another size too, when every file is there or one that is not empty
+ * is there at its exact size) and either all of them
  * are there, or at least one is there under its `.part` name (tdl creates
  * a working file when it first writes to it, so an interrupted run leaves some missing), or at
  * least one (not empty) is there complete under its final name (a selection that finished, its
@@ -432,6 +433,8 @@ async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): 
   let parts = false;
   let whole = false;
   let resized = false;
+  /** A file (not empty) there at its exact size. */
+  let exact = false;
   for (const { p, f } of files) {
     const fin = present(p) ? await lstatInline(p, inline()) : null;
     if (fin) {
@@ -452,7 +455,7 @@ async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): 
         // this torrent's, damaged, and verify names that file (to write, it is someone else's).
         if (access === 'write') return false;
         resized = true;
-      }
+      } else if (f.length > 0) exact = true;
       if (f.length > 0) whole = true;
       continue;
     }
@@ -462,7 +465,9 @@ async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): 
     else if (!part.isFile() || part.size > f.length) return false;
     else parts = true;
   }
-  if (resized) return !missing;
+  // To read, files at other sizes with others missing: this torrent's folder, damaged, when some
+  // file is there whole at its size (verify names each file for what it is).
+  if (resized) return !missing || exact;
   // Some files complete and the rest not there: a finished selection whose parts file was
   // deleted (or the selection was all the run took).
   return !missing || parts || whole;

@@ -624,6 +624,19 @@ describe('verify', () => {
     const cutFiles = cut.v['files'] as { path: string; state: string }[];
     expect(cutFiles.find((f) => f.path.endsWith('d.bin'))?.state).toBe('partial');
     expect(cutFiles.filter((f) => f.state === 'missing')).toEqual([]);
+    // One file cut and another gone: still this folder (files there whole at their sizes),
+    // each named for what it is, not the torrent's folder inside it all missing.
+    const gone = t.files.findIndex((f) => f.at(-1) === 'c.bin');
+    expect(gone).toBeGreaterThanOrEqual(0);
+    await rm(path.join(out, ...t.files[gone]!));
+    const both = await verifyJson(tp, out);
+    expect(both.r.code).toBe(5);
+    const bothFiles = both.v['files'] as { path: string; state: string }[];
+    expect(bothFiles.find((f) => f.path.endsWith('d.bin'))?.state).toBe('partial');
+    expect(
+      bothFiles.filter((f) => f.state === 'missing').map((f) => path.basename(f.path)),
+    ).toEqual(['c.bin']);
+    expect(existsSync(path.join(out, 'multi'))).toBe(false);
   });
 
   it('reports a corrupted output (exit 5), a missing one (exit 5), an unreadable one (exit 6)', async () => {
