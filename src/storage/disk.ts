@@ -447,6 +447,7 @@ export class DiskStorage {
       },
       mkdirs: async (d) => void (await mkdirOrFail(d, true)),
       lstat: (p) => this.lstatNow(p),
+      inline: this.inline,
     });
     for (const i of notAFile) this.flags[i]! |= NOT_A_FILE;
     for (const { index: i, atPart, shadowed, stat } of found) {

@@ -392,7 +392,7 @@ async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): 
     top.add(first);
     if (f.path.length === 1) top.add(path.basename(withSuffix(path.join(dir, first), PART_SUFFIX)));
   }
-  if (stored > 0 && (await listNames(dir, top)).size === 0) return false;
+  if (stored > 0 && (await listNames(dir, top, inline())).size === 0) return false;
   // What is there, from one listing per folder of the torrent that exists (parents first): a
   // fresh download into an existing folder looks up none of its files by name.
   const want = new Map<string, Set<string>>();
@@ -426,7 +426,7 @@ async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): 
     const st = there && d !== dir ? await lstatInline(d, inline()) : null;
     if (st && access === 'read' && st.isSymbolicLink()) return true;
     if (there && d !== dir && !st?.isDirectory()) return false;
-    found.set(d, there ? await listNames(d, want.get(d)!) : new Set());
+    found.set(d, there ? await listNames(d, want.get(d)!, inline()) : new Set());
   }
   const present = (p: string) => found.get(path.dirname(p))?.has(path.basename(p)) === true;
   let missing = false;

@@ -12,7 +12,7 @@
 import type { BigIntStats } from 'node:fs';
 import path from 'node:path';
 import { DiskError } from '../errors.js';
-import { listNames } from './fs-util.js';
+import { listNames, type Inline } from './fs-util.js';
 
 /** What the scan needs of the storage. */
 export interface ScanHost {
@@ -36,6 +36,8 @@ export interface ScanHost {
   /** Create a folder and its parents. */
   mkdirs(dir: string): Promise<void>;
   lstat(p: string): Promise<BigIntStats | null>;
+  /** Synchronous calls while they are fast (see Inline in fs-util.ts). */
+  readonly inline?: Inline;
 }
 
 /** File `i` as found: under its working name (`part`) or its final name, with its stat. */
@@ -92,7 +94,7 @@ export async function scanOutput(host: ScanHost): Promise<ScanResult> {
         want.add(path.basename(host.finalPath(i)));
         want.add(path.basename(host.partPath(i)));
       }
-      const names = await listNames(d, want);
+      const names = await listNames(d, want, host.inline);
       present = (name) => Promise.resolve(names.has(name));
     } else {
       present = async (name) => (await host.lstat(path.join(d, name))) !== null;

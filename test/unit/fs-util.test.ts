@@ -8,6 +8,7 @@ import {
   INLINE_PAUSE_MS,
   INLINE_SLICE_MS,
   INLINE_SLOW_MS,
+  listNames,
   makeFolders,
   startSyncHelper,
   stopSyncHelper,
@@ -83,6 +84,32 @@ describe('makeFolders', () => {
     },
     5_000,
   );
+});
+
+describe('listNames', () => {
+  it('finds the names asked for, the same inline or through the thread pool', async () => {
+    const { dir, cleanup } = await tempDir('tdl-list-');
+    try {
+      // More entries than one batch read inline.
+      for (let i = 0; i < 600; i++) await writeFile(path.join(dir, `f${i}`), '');
+      await mkdir(path.join(dir, 'sub'));
+      const want = new Set(['f0', 'f299', 'f599', 'sub', 'absent']);
+      const inline = new Inline();
+      const a = await listNames(dir, want, inline);
+      expect(inline.calls).toBe(1);
+      const b = await listNames(dir, want);
+      const off = await listNames(dir, want, new Inline(false));
+      for (const found of [a, b, off])
+        expect([...found].sort()).toEqual(['f0', 'f299', 'f599', 'sub']);
+      // Not there, or not a folder: nothing in it.
+      for (const i of [inline, undefined]) {
+        expect((await listNames(path.join(dir, 'nope'), want, i)).size).toBe(0);
+        expect((await listNames(path.join(dir, 'f1'), want, i)).size).toBe(0);
+      }
+    } finally {
+      await cleanup();
+    }
+  });
 });
 
 describe('Inline', () => {
