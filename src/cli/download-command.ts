@@ -8,7 +8,7 @@ import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
 import { download } from '../swarm/client.js';
 import type { Download } from '../swarm/download.js';
 import type { DownloadStats } from '../swarm/download-api.js';
-import { EVENTS_BACKLOG_BYTES, jsonLine } from './events.js';
+import { EVENTS_BACKLOG_BYTES, jsonLine, Pacer } from './events.js';
 import { escapeControl, formatBytes, percentDown, printable, terminalColumns } from './format.js';
 import type { CliIO, DownloadCliOptions } from './program.js';
 import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from './progress.js';
@@ -150,6 +150,8 @@ export async function runDownload(
   let ownCopy: { file: string; working: string } | null = null;
   /** The first folder making the working folder created (see removeMadeParents). */
   let madeFrom: string | undefined;
+  /** The start-up check's progress, drawn or sent. */
+  const checkPace = new Pacer(tty ? REDRAW_MS : JSON_PROGRESS_MS);
   try {
     if (workDir) madeFrom = await makeWorkDir(workDir);
     if (wantDht && magnet) await startDht();
@@ -326,6 +328,9 @@ export async function runDownload(
           }
         },
         onCheck: (checked, total, valid) => {
+          // A check of scattered pieces (those written since the last checkpoint, after a
+          // crash) reports each piece: drawn and sent at the progress line's pace, and at its end.
+          if (!checkPace.pass(checked >= total)) return;
           if (tty) {
             io.stderr.write(
               `\r\x1b[2K${checkLine(checked, total, valid, meta.name, terminalColumns(io.stderr))}`,

@@ -14,3 +14,25 @@ export const EVENTS_VERSION = 1;
 export function jsonLine(o: Record<string, unknown>): string {
   return `${JSON.stringify({ v: EVENTS_VERSION, ...o })}\n`;
 }
+
+/**
+ * Lets an event through at most once per `intervalMs` (the first one at once), and always when
+ * it is `due` (the last of a run, or one that says something new): for progress reported per
+ * piece or per metadata piece, which may come thousands of times a second.
+ */
+export class Pacer {
+  private last = -Infinity;
+
+  constructor(
+    private readonly intervalMs: number,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+
+  /** Whether to let this one through; if so, the interval starts again. */
+  pass(due = false): boolean {
+    const t = this.now();
+    if (!due && t - this.last < this.intervalMs) return false;
+    this.last = t;
+    return true;
+  }
+}

@@ -18,9 +18,16 @@ import type { ListenOptions } from '../swarm/listener.js';
 import type { MagnetHandoff } from '../swarm/magnet.js';
 import { terminalColumns } from './format.js';
 import { metadataLine } from './progress.js';
+import { Pacer } from './events.js';
 import { fdOf, fileTarget, isDescriptor, writeTarget } from './output-file.js';
 import type { CliIO } from './program.js';
 import { loadTorrentBytes, parseTorrentFrom } from './torrent-file.js';
+
+/**
+ * Least time between two `metadata` `fetching` events of the same counts: the once-a-second
+ * tick of the metadata swarm gets through, pieces arriving in between do not.
+ */
+const METADATA_EVENT_MS = 900;
 
 export interface OpenedTorrent {
   meta: Metainfo;
@@ -96,6 +103,9 @@ export async function openTorrent(
   const { resolveMagnet } = await import('../swarm/magnet.js');
   const { makePeerId } = await import('../peer/peer-id.js');
   let last = '';
+  /** The counts of the last `metadata` event, and its pace. */
+  let lastCounts = '';
+  const metadataPace = new Pacer(METADATA_EVENT_MS);
   // The "fetching metadata" line goes however the wait ends (an error, Ctrl-C, the metadata).
   const clearLine = () => {
     if (o.tty && last) io.stderr.write('\r\x1b[2K');
@@ -133,6 +143,11 @@ export async function openTorrent(
         io.stderr.write(`\r\x1b[2K${line}`);
         last = line;
       }
+      // An event when the counts change, and once a second: metadata pieces arriving from the
+      // same peers would otherwise write the same line hundreds of times (a 14 MB info).
+      const counts = `${p.connected}/${p.withMetadata}/${p.known}`;
+      if (!metadataPace.pass(counts !== lastCounts)) return;
+      lastCounts = counts;
       o.emit?.({
         event: 'metadata',
         state: 'fetching',
