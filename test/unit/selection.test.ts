@@ -7,6 +7,7 @@ import { Layout } from '../../src/storage/layout.js';
 import { PartsFile, partsInfoHash } from '../../src/storage/parts.js';
 import {
   compileGlob,
+  MAX_SELECT_CHARS,
   parseRanges,
   resolveSelection,
   selectedBytes,
@@ -56,6 +57,15 @@ describe('parseRanges', () => {
       '--select: no file 0: files are numbered from 1 (as tdl info lists them)',
     );
     expect(() => parseRanges('1,4-2', 5)).toThrow('--select: range 4-2 goes down; write 2-4');
+  });
+
+  it('takes every other file of 100,000 by number; refuses a list past the cap', () => {
+    const odd = Array.from({ length: 50_000 }, (_, i) => 2 * i + 1).join(',');
+    expect(odd.length).toBeGreaterThan(100_000);
+    expect(parseRanges(odd, 100_000)).toHaveLength(50_000);
+    expect(() => parseRanges('1,'.repeat(MAX_SELECT_CHARS / 2) + '1', 1)).toThrow(
+      `--select: longer than ${MAX_SELECT_CHARS} characters`,
+    );
   });
 
   it('never throws anything but a UsageError, and stays in range', () => {
