@@ -165,6 +165,14 @@ export function checkLine(
   return fit(line, columns);
 }
 
+/**
+ * The line shown while the files are looked for on disk, before the check's first figures: on
+ * a torrent of tens of thousands of files, seconds.
+ */
+export function lookingLine(files: number, name: string, columns: number): string {
+  return fit(`looking for ${files} file${files === 1 ? '' : 's'} on disk  ${name}`, columns);
+}
+
 /** What a magnet link's line shows while its metadata is fetched. */
 export interface MetadataProgress {
   withMetadata: number;

@@ -23,7 +23,7 @@ import { EXIT } from './exit-codes.js';
 import { jsonLine } from './events.js';
 import { escapeControl, formatBytes, percentDown, printable, terminalColumns } from './format.js';
 import type { CliIO } from './program.js';
-import { checkLine } from './progress.js';
+import { checkLine, lookingLine } from './progress.js';
 import { loadTorrent } from './torrent-file.js';
 
 const REDRAW_MS = 200;
@@ -76,19 +76,31 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
   }
   // meta.files is never read: it would make an object per file and keep them all.
   const list = fileList(meta);
+  if (tty) {
+    const files = list.length - paddingFileCount(meta);
+    io.stderr.write(`\r\x1b[2K${lookingLine(files, meta.name, terminalColumns(io.stderr))}`);
+  }
   const layout = new Layout({ starts: fileOffsets(meta) }, meta.pieceLength, meta.length);
-  const plan = await planOutput(
-    { name: meta.name, multiFile: meta.multiFile, infoHash: meta.infoHash, files: list },
-    opts.output,
-    'read',
-  );
-  const selected = resolveSelection(list, meta.name, meta.multiFile, opts);
-  const wanted = wantedPieces(layout, selected);
-  const storage = await DiskStorage.open(plan, layout, {
-    mode: 'read',
-    selected,
-    partsFile: { path: partsPath(plan), infoHash: meta.infoHash },
+  const opened = await (async () => {
+    const plan = await planOutput(
+      { name: meta.name, multiFile: meta.multiFile, infoHash: meta.infoHash, files: list },
+      opts.output,
+      'read',
+    );
+    const selected = resolveSelection(list, meta.name, meta.multiFile, opts);
+    const storage = await DiskStorage.open(plan, layout, {
+      mode: 'read',
+      selected,
+      partsFile: { path: partsPath(plan), infoHash: meta.infoHash },
+    });
+    return { plan, selected, storage };
+  })().catch((e: unknown) => {
+    // The looking line goes before the message.
+    if (tty) io.stderr.write('\r\x1b[2K');
+    throw e;
   });
+  const { plan, selected, storage } = opened;
+  const wanted = wantedPieces(layout, selected);
   const started = Date.now();
 
   let progress = { checked: 0, total: 0, valid: 0 };

@@ -574,6 +574,14 @@ describe('verify', () => {
     expect(text.code).toBe(0);
     expect(text.stdout).toMatch(/result: +complete/);
     expect(text.stderr).toMatch(/\[#+-*\] .*checking/);
+    // Something is said at once, before the files are looked for (seconds on a large torrent).
+    expect(text.stderr.startsWith('\r\x1b[2Klooking for 5 files on disk  multi\r\x1b[2K')).toBe(
+      true,
+    );
+    // A refusal after it wipes it before its message.
+    const refused = await runCli(['verify', tp, '-o', out, '--select', '9'], { tty: true });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/^\r\x1b\[2Klooking for 5 files on disk  multi\r\x1b\[2Ktdl: /);
     // -o naming the folder that holds the output works too, as for download.
     expect((await runCli(['verify', tp, '-o', dir, '-q'])).code).toBe(0);
   });
