@@ -80,7 +80,9 @@ export function progressLine(s: DownloadStats, name: string, columns: number): s
       [`serving ${s.served}`, 2],
       // The DHT's nodes and the peers it found: the first to go on a narrow terminal.
       ...(s.dht ? [[`dht ${s.dht.nodes}/${s.dht.peers}`, 4] as const] : []),
-      [`ETA ${eta}`, 0],
+      // Every byte in: what is left is the writes, the checks and the final names (seconds for
+      // tens of thousands of files), which an ETA of 00:00 would hide.
+      [s.completed >= s.total ? 'finishing' : `ETA ${eta}`, 0],
       // Raw: fitting escapes it, and never cuts an escape in two (`\u20` for `\u200b`).
       [name, 0],
     ],

@@ -207,6 +207,9 @@ describe('display width', () => {
     } as DownloadStats;
     expect(progressLine(s, 'x', 200)).toContain(' 99.9%  ');
     expect(progressLine({ ...s, completed: s.total }, 'x', 200)).toContain(' 100.0%  ');
+    // Every byte in: the final writes and names follow, not an ETA of 00:00.
+    expect(progressLine({ ...s, completed: s.total }, 'x', 200)).toMatch(/ {2}finishing {2}x$/);
+    expect(progressLine(s, 'x', 200)).toContain('  ETA ');
     expect(progressLine({ ...s, initial: 999_999_999 }, 'x', 200)).toContain('(from 99.9%)');
   });
 
