@@ -4,7 +4,7 @@
  * See docs/DESIGN.md, "DHT", for the state machine and the caps.
  */
 import { lookup as dnsLookup, Resolver } from 'node:dns/promises';
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import { logger } from '../log.js';
 import { DhtBusyError, DhtError, systemErrorText, TdlError } from '../errors.js';
 import { dirname } from 'node:path';
@@ -33,6 +33,8 @@ export const DEFAULT_BOOTSTRAP: readonly Endpoint[] = [
   { host: 'dht.libtorrent.org', port: 25401 },
 ];
 
+/** Lookups that may wait on the DHT's own stop signal at once before Node warns of a leak. */
+const MAX_WAITING_LOOKUPS = 1024;
 /** Table maintenance (pings, bucket refreshes, re-bootstrap when nearly empty). */
 export const MAINTENANCE_MS = 60_000;
 export const SAVE_EVERY_MS = 5 * 60_000;
@@ -107,6 +109,9 @@ export class Dht extends EventEmitter<{
   constructor(private readonly opts: DhtOptions = {}) {
     super();
     this.rpc = new KrpcSocket(opts.rpc);
+    // Every lookup waiting for the bootstrap listens to stop() while it waits, and removes its
+    // listener when done: many lookups at once (one per torrent, or a burst) are not a leak.
+    setMaxListeners(MAX_WAITING_LOOKUPS, this.ctrl.signal);
     this.id = randomId();
     this.table = new RoutingTable(this.id);
     this.cacheFile = opts.cacheFile === undefined ? defaultCacheFile() : opts.cacheFile;

@@ -3,6 +3,7 @@
  * of odd length, thousands of bogus nodes, replies with our own id or address, port 0, unknown
  * transaction ids, tokens reused from another address, a flood of get_peers from one address.
  */
+import { setMaxListeners } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Dht, DhtPeerSource } from '../../src/dht/dht.js';
 import { encodeNodes, encodeQuery, encodeResponse, NODE4_BYTES } from '../../src/dht/krpc.js';
@@ -186,6 +187,9 @@ describe('hostile datagrams against our DHT node', () => {
     dht.addContacts([{ host: '127.0.0.1', port: node.port }]);
     await waitFor(() => dht.nodeCount() === 1);
     const ctrl = new AbortController();
+    // 600 lookups share this one signal, each listening to it while it runs (not a leak: each
+    // lookup's listener goes when it ends).
+    setMaxListeners(1000, ctrl.signal);
     // One lookup's query in flight, 512 queued, the rest refused by our own socket at once.
     const lookups = Array.from({ length: 600 }, (_, i) =>
       dht.getPeers(Buffer.alloc(20, i & 0xff), { signal: ctrl.signal }).catch(() => undefined),
