@@ -410,10 +410,17 @@ async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): 
     if (!f.padding) files.push({ p: path.join(dir, ...f.path), f });
   }
   for (const { p } of files) {
-    wanted(path.dirname(p), path.basename(p));
-    wanted(path.dirname(p), path.basename(withSuffix(p, PART_SUFFIX)));
-    for (let d = path.dirname(p); d !== dir && d.startsWith(dir + path.sep); d = path.dirname(d)) {
-      wanted(path.dirname(d), path.basename(d));
+    const folder = path.dirname(p);
+    const known = want.has(folder);
+    wanted(folder, path.basename(p));
+    wanted(folder, path.basename(withSuffix(p, PART_SUFFIX)));
+    // The folders on the way, once per folder: its siblings' files named them already.
+    if (known) continue;
+    for (let d = folder; d !== dir && d.startsWith(dir + path.sep); d = path.dirname(d)) {
+      const up = path.dirname(d);
+      const name = path.basename(d);
+      if (want.get(up)?.has(name)) break;
+      wanted(up, name);
     }
   }
   const found = new Map<string, Set<string>>();
