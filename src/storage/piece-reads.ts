@@ -11,7 +11,7 @@
  * reported to the caller of an unverified read: a piece that hashes right only thanks to them is
  * not on disk, and the start-up check does not count it as present.
  */
-import { OPEN_READ, toDiskError, fdCall } from './fs-util.js';
+import { eachLimited, FS_PARALLEL, OPEN_READ, toDiskError, fdCall } from './fs-util.js';
 import { OutputChangedError } from './stamps.js';
 import type { Span } from './layout.js';
 import type { PartsFile } from './parts.js';
@@ -89,10 +89,12 @@ export function addPieceRuns(
 }
 
 /**
- * Fill `buf` from these runs, one after the other. DiskError on a failed read. `verified`: the
- * bytes are those of verified pieces (to serve or stream), so a file that ends before them has
- * changed on disk since: OutputChangedError, never zeros in their place. Otherwise such bytes
- * read as zeros and are told to `absent`.
+ * Fill `buf` from these runs, up to FS_PARALLEL at once (each fills its own stretch: a batch of
+ * the check spanning thousands of small files would otherwise wait for one thread-pool round
+ * trip per file, in turn). DiskError on a failed read (the first; no run starts after it).
+ * `verified`: the bytes are those of verified pieces (to serve or stream), so a file that ends
+ * before them has changed on disk since: OutputChangedError, never zeros in their place.
+ * Otherwise such bytes read as zeros and are told to `absent`.
  */
 export async function readRuns(
   src: ReadSource,
@@ -101,11 +103,11 @@ export async function readRuns(
   verified = false,
   absent?: AbsentFn,
 ): Promise<void> {
-  for (const r of runs) {
+  const one = async (r: Run): Promise<void> => {
     if (r.piece !== undefined) {
       const n = await src.parts()!.read(r.piece, r.fileOffset, r.length, buf, r.at);
       if (n < r.length) absent?.(r.at + n, r.length - n);
-      continue;
+      return;
     }
     if (!src.onDisk(r.fileIndex)) {
       const sides = src.unselectedPaths(r.fileIndex);
@@ -114,7 +116,7 @@ export async function readRuns(
         buf.fill(0, r.at, r.at + r.length);
         if (!src.isPadding(r.fileIndex)) absent?.(r.at, r.length);
       }
-      continue;
+      return;
     }
     try {
       await src.withFile(r.fileIndex, (fd) =>
@@ -123,7 +125,9 @@ export async function readRuns(
     } catch (e) {
       throw toDiskError(e, `cannot read ${src.currentPath(r.fileIndex)}`);
     }
-  }
+  };
+  if (runs.length === 1) return one(runs[0]!);
+  await eachLimited(runs, FS_PARALLEL, one);
 }
 
 /**
