@@ -213,7 +213,9 @@ describe('PartsFile', () => {
     expect(other.size).toBe(0);
     await other.write(1, piece(1));
     await other.close();
-    expect((await PartsFile.open(file, layout, Buffer.alloc(20, 1), false)).pieces).toEqual([1]);
+    const reread = await PartsFile.open(file, layout, Buffer.alloc(20, 1), false);
+    expect(reread.pieces).toEqual([1]);
+    await reread.close();
   });
 
   it('a forgotten (bad) record is not read, and the next copy of its piece goes over it', async () => {
