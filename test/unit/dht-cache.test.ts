@@ -14,18 +14,12 @@ import {
 import { Dht, SAVE_EVERY_MS } from '../../src/dht/dht.js';
 import { DhtError } from '../../src/errors.js';
 import { encode } from '../../src/metainfo/bencode.js';
+import { account } from '../helpers/passwd-home.js';
 
-/** The user's passwd entry as `userInfo` sees it: the real one, or none (`null`), or this home. */
-const account = vi.hoisted(() => ({ home: undefined as string | null | undefined }));
-vi.mock('node:os', async (importOriginal) => {
-  const real = await importOriginal<typeof import('node:os')>();
-  const userInfo = ((...args: Parameters<typeof real.userInfo>) => {
-    if (account.home === null) throw new Error('no passwd entry');
-    const info = real.userInfo(...args);
-    return account.home === undefined ? info : { ...info, homedir: account.home };
-  }) as typeof real.userInfo;
-  return { ...real, default: { ...real, userInfo }, userInfo };
-});
+// The passwd entry's home, as each test sets it (test/helpers/passwd-home.ts).
+vi.mock('node:os', async (original) =>
+  (await import('../helpers/passwd-home.js')).osWithAccount(original),
+);
 
 let dir: string;
 beforeAll(async () => {

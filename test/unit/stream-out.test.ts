@@ -19,19 +19,13 @@ import {
 import { BLOCKS_PER_PIECE_KEY, MAX_WINDOW_PIECES, PiecePicker } from '../../src/swarm/picker.js';
 import { Bitfield } from '../../src/wire/bitfield.js';
 import { BLOCK_SIZE } from '../../src/wire/messages.js';
-
-/** The user's passwd entry as `userInfo` sees it: the real one, or none (`null`), or this home. */
-const account = vi.hoisted(() => ({ home: undefined as string | null | undefined }));
-vi.mock('node:os', async (importOriginal) => {
-  const real = await importOriginal<typeof import('node:os')>();
-  const userInfo = ((...args: Parameters<typeof real.userInfo>) => {
-    if (account.home === null) throw new Error('no passwd entry');
-    const info = real.userInfo(...args);
-    return account.home === undefined ? info : { ...info, homedir: account.home };
-  }) as typeof real.userInfo;
-  return { ...real, default: { ...real, userInfo }, userInfo };
-});
+import { account } from '../helpers/passwd-home.js';
 import { randomBytesSeeded } from '../helpers/torrent.js';
+
+// The passwd entry's home, as each test sets it (test/helpers/passwd-home.ts).
+vi.mock('node:os', async (original) =>
+  (await import('../helpers/passwd-home.js')).osWithAccount(original),
+);
 
 const PL = 4 * BLOCK_SIZE;
 
