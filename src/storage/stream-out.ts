@@ -93,7 +93,12 @@ export async function makeWorkDir(dir: string): Promise<string | undefined> {
  */
 export async function removeMadeParents(dir: string, first: string | undefined): Promise<void> {
   if (first === undefined || first === dir) return;
-  for (let d = dirname(dir); d === first || d.startsWith(first + '/'); d = dirname(d)) {
+  await removeEmptyUp(dirname(dir), (d) => d === first || d.startsWith(first + '/'));
+}
+
+/** rmdir `from`, then its parents while `within` holds of them, up to the first not empty. */
+async function removeEmptyUp(from: string, within: (d: string) => boolean): Promise<void> {
+  for (let d = from; within(d); d = dirname(d)) {
     const removed = await rmdir(d).then(
       () => true,
       () => false,
@@ -130,15 +135,7 @@ export async function removeStreamed(dir: string, file: string, working: string)
     return;
   }
   // Folders the streamed file alone used.
-  for (let d = dirname(file); d.startsWith(dir + '/') && d !== dir; d = dirname(d)) {
-    if (
-      !(await rmdir(d).then(
-        () => true,
-        () => false,
-      ))
-    )
-      break;
-  }
+  await removeEmptyUp(dirname(file), (d) => d.startsWith(dir + '/') && d !== dir);
 }
 
 /**
