@@ -6,7 +6,9 @@
  * - a file whose size, mtime and inode equal the checkpoint's is unchanged since then: its
  *   recorded pieces are taken as present without reading them;
  * - a file with the same size and inode but a newer mtime is trusted only when the journal names
- *   a piece that touches it (tdl itself wrote there after the checkpoint, the crash case);
+ *   a piece that touches it (tdl itself wrote there after the checkpoint, the crash case) and
+ *   that time is no later than the resume file's last write allows (JOURNAL_SLACK_NS): a change
+ *   made after the crash (a copy put over the file) is not tdl's;
  * - any other file that exists (no resume file, another torrent's, a corrupt one, a file changed
  *   by someone else) is re-hashed piece by piece.
  *
@@ -256,9 +258,9 @@ export async function readResumeFile(
     return { ok: false, reason: `cannot read it: ${systemErrorText(e)}` };
   }
   try {
-    const st = await h.stat();
+    const st = await h.stat({ bigint: true });
     if (!st.isFile()) return { ok: false, reason: 'not a regular file' };
-    const buf = Buffer.allocUnsafe(Math.min(st.size, max));
+    const buf = Buffer.allocUnsafe(Math.min(Number(st.size), max));
     let done = 0;
     while (done < buf.length) {
       const { bytesRead } = await h.read(buf, done, buf.length - done, done);
@@ -271,7 +273,8 @@ export async function readResumeFile(
         `${file} is in the way of the resume file: it is not a tdl resume file (move it away)`,
       );
     }
-    return decodeResume(buf.subarray(0, done));
+    const decoded = decodeResume(buf.subarray(0, done));
+    return decoded.ok ? { ...decoded, writtenNs: st.mtimeNs } : decoded;
   } catch (e) {
     if (e instanceof DiskError) throw e;
     return { ok: false, reason: `cannot read it: ${systemErrorText(e)}` };
@@ -281,6 +284,13 @@ export async function readResumeFile(
 }
 
 export type FileTrust = 'new' | 'trusted' | 'untrusted';
+
+/**
+ * How much later than the resume file's last write a file tdl wrote after its checkpoint may be
+ * stamped and still be believed (see planStartup): a write begins once its journal entry is
+ * out, behind the thread pool's queue. Later than that, the whole file is hashed.
+ */
+export const JOURNAL_SLACK_NS = 1_000_000_000n;
 
 export interface StartupPlan {
   /** Pieces believed from the resume file without reading them. */
@@ -333,6 +343,7 @@ export function planStartup(
   let reason: string | undefined;
   let state = null;
   let journal = new Set<number>();
+  let writtenNs: bigint | undefined;
   if (decoded && !decoded.ok) {
     resume = 'ignored';
     reason = decoded.reason;
@@ -352,6 +363,7 @@ export function planStartup(
       resume = 'used';
       state = decoded.state;
       journal = new Set(decoded.journal);
+      writtenNs = decoded.writtenNs;
     }
   }
 
@@ -369,7 +381,13 @@ export function planStartup(
     if (r.size !== now.size || r.ino !== now.ino) return 'untrusted';
     trustedSize[i] = now.size;
     if (r.mtimeNs === now.mtimeNs) return 'trusted';
-    return journaled[i] ? 'trusted' : 'untrusted';
+    // A newer time is tdl's own write after the checkpoint (the crash case) only when the journal
+    // names a piece of this file and the time is not later than the journal's last write allows:
+    // each write began once its entry was out. A later change is someone else's (a copy put over
+    // the file after a crash): every piece of the file is hashed.
+    return journaled[i] && writtenNs !== undefined && now.mtimeNs <= writtenNs + JOURNAL_SLACK_NS
+      ? 'trusted'
+      : 'untrusted';
   });
 
   const trusted = new Bitfield(layout.pieceCount);

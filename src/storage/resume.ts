@@ -101,7 +101,17 @@ export interface ResumeState {
 }
 
 export type DecodedResume =
-  | { ok: true; state: ResumeState; journal: number[]; checkpointBytes: number }
+  | {
+      ok: true;
+      state: ResumeState;
+      journal: number[];
+      checkpointBytes: number;
+      /**
+       * When the resume file was last written (its mtime, ns), where known: each of tdl's writes
+       * since the checkpoint began after its journal entry went out (see planStartup).
+       */
+      writtenNs?: bigint;
+    }
   | { ok: false; reason: string };
 
 /** Bytes of the checkpoint part for a torrent of this shape. */

@@ -7,7 +7,15 @@
  * Needs `npm run build` (npm test builds first).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  statSync,
+  utimesSync,
+  writeSync,
+} from 'node:fs';
 import {
   lstat,
   mkdir,
@@ -504,6 +512,43 @@ describe('existing data', () => {
     const warnings = r.events.filter((e) => e['event'] === 'warning').map((e) => e['message']);
     expect(warnings.filter((m) => /not match/.test(String(m)))).toEqual([]);
     expect(r.events.find((e) => e['event'] === 'done')).toMatchObject({ replaced: 0 });
+  });
+
+  it('a file changed after a crash is hashed whole, though the journal names a piece of it', async () => {
+    const pieces = 16;
+    const data = randomBytesSeeded(PIECE * pieces, 'copied-over');
+    const t = makeTorrent({ name: 'copied.bin', pieceLength: PIECE, files: { data } });
+    const out = path.join(dir, 'copied.bin');
+    // What a kill -9 leaves: pieces 0-11 recorded and stamped, piece 12 begun (journal).
+    const part = `${out}.part`;
+    await writeFile(part, Buffer.concat([data.subarray(0, 12 * PIECE), Buffer.alloc(4 * PIECE)]));
+    const st = statSync(part, { bigint: true });
+    const have = new Bitfield(pieces);
+    for (let i = 0; i < 12; i++) have.set(i);
+    const state = {
+      infoHash: t.infoHash,
+      pieceLength: PIECE,
+      totalLength: data.length,
+      pieceCount: pieces,
+      files: [{ size: Number(st.size), mtimeNs: st.mtimeNs, ino: st.ino }],
+      have,
+    };
+    const resumeFile = `${out}.tdl-resume`;
+    await writeFile(resumeFile, encodeResume(state, [12]));
+    // The crash was a minute ago; now the user puts another version's bytes over piece 3 (same
+    // size, same inode, a newer time).
+    const minuteAgo = Date.now() / 1000 - 60;
+    utimesSync(resumeFile, minuteAgo, minuteAgo);
+    const fd = openSync(part, 'r+');
+    writeSync(fd, Buffer.alloc(PIECE, 0x5a), 0, PIECE, 3 * PIECE);
+    closeSync(fd);
+    const s = await seeder(t, 50 * 1024 * 1024);
+    const r = await runCli(dlArgs(await writeTorrent(t), out, s, '--json'));
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    // Piece 3 came again, besides the four never written.
+    expect(s.served).toBe(5 * PIECE);
+    expect(r.events.find((e) => e['event'] === 'done')).toMatchObject({ replaced: 1 });
   });
 
   it('a removed file makes the pieces it shared missing, not other data', async () => {

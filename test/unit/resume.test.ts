@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { planStartup } from '../../src/storage/check.js';
+import { JOURNAL_SLACK_NS, planStartup } from '../../src/storage/check.js';
 import type { FileStamp } from '../../src/storage/stamps.js';
 import { Layout } from '../../src/storage/layout.js';
 import {
@@ -232,10 +232,11 @@ describe('start-up plan', () => {
     { size: 60_000, mtimeNs: 2000n, ino: 12n },
   ];
   const existed = [{ existed: true }, { existed: true }];
-  function resume(have: number[], journal: number[] = [], files = stamps) {
+  /** A resume file as read from disk: last written at `writtenNs` (its mtime). */
+  function resume(have: number[], journal: number[] = [], files = stamps, writtenNs = 10_000n) {
     const bf = new Bitfield(layout.pieceCount);
     for (const i of have) bf.set(i);
-    return decodeResume(
+    const d = decodeResume(
       encodeResume(
         {
           infoHash: torrent.infoHash,
@@ -248,6 +249,7 @@ describe('start-up plan', () => {
         journal,
       ),
     );
+    return d.ok ? { ...d, writtenNs } : d;
   }
   const list = (bf: Bitfield) => [...Array(bf.size).keys()].filter((i) => bf.has(i));
 
@@ -273,6 +275,31 @@ describe('start-up plan', () => {
     const p = planStartup(layout, existed, now, resume([0, 1, 2], [4]), torrent);
     expect(list(p.trusted)).toEqual([0, 1, 2]);
     expect(p.toHash).toEqual([4]);
+  });
+
+  it('re-hashes every piece of a journaled file changed later than the journal allows', () => {
+    // After a crash, someone copied another version over the file: its time is past the
+    // resume file's last write by more than a write's start could be.
+    const late = 10_000n + JOURNAL_SLACK_NS + 1n;
+    const now = [stamps[0]!, { ...stamps[1]!, mtimeNs: late }];
+    const p = planStartup(layout, existed, now, resume([0, 1, 2, 5], [4]), torrent);
+    expect(p.fileTrust).toEqual(['trusted', 'untrusted']);
+    expect(list(p.trusted)).toEqual([0, 1]);
+    expect(p.toHash).toEqual([2, 3, 4, 5, 6]);
+    // Within the slack, the journal explains it.
+    const inTime = [stamps[0]!, { ...stamps[1]!, mtimeNs: late - 1n }];
+    const q = planStartup(layout, existed, inTime, resume([0, 1, 2, 5], [4]), torrent);
+    expect(q.fileTrust).toEqual(['trusted', 'trusted']);
+    expect(q.toHash).toEqual([4]);
+  });
+
+  it('trusts no journaled file when the time of the journal is not known', () => {
+    const now = [stamps[0]!, { ...stamps[1]!, mtimeNs: 9999n }];
+    const d = resume([0, 1, 2, 5], [4]);
+    if (!d.ok) throw new Error('not ok');
+    const p = planStartup(layout, existed, now, { ...d, writtenNs: undefined }, torrent);
+    expect(p.fileTrust).toEqual(['trusted', 'untrusted']);
+    expect(p.toHash).toEqual([2, 3, 4, 5, 6]);
   });
 
   it('re-hashes a recorded piece named in the journal: it was written again since', () => {
