@@ -327,6 +327,14 @@ export class DiskStorage {
   }
 
   /** A selected file that is not padding: one that tdl keeps on disk. */
+  /** Every stored file is under its final name: finalize would rename and create nothing. */
+  get allFinal(): boolean {
+    for (let i = 0; i < this.fileCount; i++) {
+      if (this.stored(i) && this.where[i] !== AT_FINAL) return false;
+    }
+    return true;
+  }
+
   private stored(i: number): boolean {
     return (this.flags[i]! & (PADDING | SELECTED)) === SELECTED;
   }

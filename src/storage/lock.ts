@@ -12,6 +12,9 @@ import { makeFolders, toDiskError } from './fs-util.js';
 
 export const LOCK_SUFFIX = '.tdl-lock';
 
+/** The output's lock is held by another running tdl. */
+export class OutputInUseError extends DiskError {}
+
 /**
  * Takes the lock of the output whose root is `root`; resolves with its release (which removes
  * the file). DiskError when another running tdl holds it.
@@ -34,7 +37,7 @@ export async function lockOutput(root: string): Promise<() => Promise<void>> {
     throw new DiskError(`cannot create the lock file ${file}: ${systemErrorText(e)}`, { cause: e });
   }
   if ('heldBy' in lock) {
-    throw new DiskError(
+    throw new OutputInUseError(
       `${root} is in use by another tdl (pid ${lock.heldBy}); if none runs, delete ${file}`,
     );
   }

@@ -22,6 +22,7 @@ import { makePeerId } from '../peer/peer-id.js';
 import { startupCheck, type ProgressFn, type StartupCheck } from '../storage/check.js';
 import { checkLinks } from '../storage/attributes.js';
 import { removeResumeFiles, ResumeWriter } from '../storage/checkpoint.js';
+import { OutputInUseError } from '../storage/lock.js';
 import { replaceFile } from '../storage/fs-util.js';
 import { Layout } from '../storage/layout.js';
 import type { OutputPlan } from '../storage/output.js';
@@ -465,12 +466,19 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // `tdl seed` does not own the data: a file longer than the torrent's is left as it is.
       const keep = o.seedOnly === true;
       try {
-        for (const p of await out.finalize(keep)) d.emit('warning', cutWarning(p, keep));
-        await out.removeLeftovers(null);
+        // `tdl seed` writes only here, under the output's lock (a download holds it already).
+        const unlock = keep ? await out.lockToFinish() : null;
+        try {
+          for (const p of await out.finalize(keep)) d.emit('warning', cutWarning(p, keep));
+          await out.removeLeftovers(null);
+        } finally {
+          await unlock?.();
+        }
       } catch (e) {
         // `tdl seed` on media it may not write (read-only, another user's): every piece is
-        // there, read where it is (a missing empty file reads as nothing), so it serves.
-        if (!keep || !(e instanceof DiskError)) throw e;
+        // there, read where it is (a missing empty file reads as nothing), so it serves. Not
+        // when a download runs there: its files are not the seed's to serve or rename.
+        if (!keep || !(e instanceof DiskError) || e instanceof OutputInUseError) throw e;
         d.emit('warning', `${e.message}: seeding the data as it is`);
       }
     }

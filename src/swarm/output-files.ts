@@ -118,6 +118,19 @@ export class OutputFiles {
     await removeEmptyFolders(this.plan.parent, this.madeParent);
   }
 
+  /**
+   * `tdl seed`, which holds no lock while it serves: when giving its complete data the final
+   * names would write (a working name to rename, a file to create, a side file to remove), the
+   * output's lock for that while; else null. OutputInUseError when a running tdl holds it: a
+   * download there owns its working files and resume file, whatever of them is complete.
+   */
+  async lockToFinish(): Promise<(() => Promise<void>) | null> {
+    const { before } = this;
+    const leftovers = before.resume || before.metadata || (!this.selected && before.parts);
+    if (!leftovers && this.storage.allFinal) return null;
+    return lockOutput(this.plan.root);
+  }
+
   /** Close the storage and give the lock back. */
   async close(): Promise<void> {
     try {

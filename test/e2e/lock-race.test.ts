@@ -1,15 +1,18 @@
 /**
  * Two tdl processes starting on the same output at the same moment, with no lock or with a
  * stale one (its process gone): exactly one takes `<output>.tdl-lock`. Runs the built lock module
- * (dist/) in separate processes, which start taking the lock at the same agreed instant.
+ * (dist/) in separate processes, which start taking the lock at the same agreed instant. And
+ * `tdl seed`, which holds no lock while it serves, on an output a running download holds.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { tempDir } from '../helpers/cli.js';
+import { lockOutput } from '../../src/storage/lock.js';
+import { runCli, tempDir } from '../helpers/cli.js';
+import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
 const LOCK_MODULE = fileURLToPath(new URL('../../dist/storage/lock.js', import.meta.url));
 
@@ -72,4 +75,50 @@ describe('the output lock between processes', () => {
       expect((await readdir(dir)).filter((n) => n.startsWith(`out${trial}.`))).toEqual([]);
     }
   }, 120_000);
+});
+
+describe('a seed on an output a download holds', () => {
+  it('stops with exit 6, renaming and removing nothing, and finishes once the download is gone', async () => {
+    const a = randomBytesSeeded(40_000, 'held-a');
+    const b = randomBytesSeeded(70_000, 'held-b');
+    const t = makeTorrent({
+      name: 'held',
+      pieceLength: 16 * 1024,
+      files: [
+        { path: ['a.bin'], data: a },
+        { path: ['b.bin'], data: b },
+      ],
+    });
+    const torrent = path.join(dir, 'held.torrent');
+    await writeFile(torrent, t.torrent);
+    const out = path.join(dir, 'held');
+    // What a running download has there: a.bin complete under its working name (with the
+    // first bytes of b.bin that its last piece shares), b.bin begun.
+    await mkdir(out);
+    await writeFile(path.join(out, 'a.bin.part'), a);
+    await writeFile(path.join(out, 'b.bin.part'), b.subarray(0, 20_000));
+    const seedArgs = ['seed', torrent, '-o', out, '--select', '1', '--no-dht', '--port', '0'];
+    const release = await lockOutput(out);
+    try {
+      const r = await runCli([...seedArgs, '--seed-time', '0']);
+      expect(r.code, r.stderr).toBe(6);
+      expect(r.stderr).toContain(`${out} is in use by another tdl (pid ${process.pid})`);
+      expect((await readdir(out)).sort()).toEqual(['a.bin.part', 'b.bin.part']);
+    } finally {
+      await release();
+    }
+    // The download gone, the seed gives the complete file its final name, as before.
+    const r = await runCli([...seedArgs, '--seed-time', '0']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readdir(out)).sort()).toEqual(['a.bin', 'b.bin.part']);
+    expect(existsSync(`${out}.tdl-lock`)).toBe(false);
+    // Final names everywhere: a seed then takes no lock at all (one held is no matter).
+    const again = await lockOutput(out);
+    try {
+      const s = await runCli([...seedArgs, '--seed-time', '0']);
+      expect(s.code, s.stderr).toBe(0);
+    } finally {
+      await again();
+    }
+  }, 60_000);
 });
