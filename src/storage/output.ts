@@ -336,8 +336,7 @@ export async function planOutput(
   // files would otherwise lstat each of them in vain).
   const absent = new Set<string>();
   for (const d of derived) {
-    const field = d === root ? 'info.name' : 'info.files';
-    if (absent.has(path.dirname(d)) || !(await refuseLink(d, true, access, field))) absent.add(d);
+    if (absent.has(path.dirname(d)) || !(await refuseLink(d, true, access))) absent.add(d);
   }
   for (let i = 0; i < count; i++) {
     // Only files whose folder is there are looked at (a fresh download: none).
@@ -347,7 +346,7 @@ export async function planOutput(
     // written through, it is made (and its target checked) by storage/attributes.ts.
     if (f.link && (await lstatInline(f.path, inline()))?.isSymbolicLink()) continue;
     if (f.path !== target || st?.isDirectory()) {
-      await refuseLink(f.path, false, access, t.multiFile ? 'info.files' : 'info.name');
+      await refuseLink(f.path, false, access);
     }
   }
   return new PlannedOutput(root, parent, ordered, t.multiFile, t.files);
@@ -542,15 +541,10 @@ function inside(root: string, components: readonly string[]): string {
 }
 
 /**
- * Refuse a symlink or the wrong kind of entry at `p` (a name from the torrent's `field`); false
- * when nothing is there.
+ * Refuse a symlink or the wrong kind of entry at `p` (a name from the torrent); false when
+ * nothing is there.
  */
-async function refuseLink(
-  p: string,
-  wantDir: boolean,
-  access: OutputAccess,
-  field: string,
-): Promise<boolean> {
+async function refuseLink(p: string, wantDir: boolean, access: OutputAccess): Promise<boolean> {
   const st = await lstatInline(p, inline());
   if (!st) return false;
   if (st.isSymbolicLink()) {
@@ -562,7 +556,12 @@ async function refuseLink(
           `(replace it with the ${wantDir ? 'folder' : 'file'} itself)`,
       );
     }
-    throw new MetainfoError(field, `refusing to write through the symlink ${p}`);
+    // The disk's state, not the torrent's fault (exit 6, as reading through one): the same
+    // torrent downloads once the link is moved away.
+    throw new DiskError(
+      `refusing to write through the symbolic link ${p}: tdl never writes a torrent's ` +
+        `${wantDir ? 'folders' : 'files'} through a link (move it away, or choose another -o)`,
+    );
   }
   if (wantDir && !st.isDirectory()) throw new DiskError(`${p} exists and is not a directory`);
   // To read, a folder in a file's place is reported by the storage (verify: `missing`, `notAFile`).
