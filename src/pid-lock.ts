@@ -58,7 +58,13 @@ async function readLock(file: string): Promise<{ pid: number; dev: number; ino: 
     }
     const buf = Buffer.alloc(32);
     const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    return { pid: Number(buf.toString('latin1', 0, bytesRead).trim()), dev: st.dev, ino: st.ino };
+    const text = buf.toString('latin1', 0, bytesRead).trim();
+    // A pid, or nothing (an older tdl's lock): anything else is a file of someone else's, which
+    // taking the lock over would remove.
+    if (!/^\d{0,10}$/.test(text)) {
+      throw Object.assign(new Error(`${file} is not a lock file`), { code: 'ENOTLOCK' });
+    }
+    return { pid: Number(text), dev: st.dev, ino: st.ino };
   } finally {
     await fh.close();
   }
@@ -72,7 +78,8 @@ export type PidLock =
 
 /**
  * Takes the lock file `file` (its folder must exist). File-system errors are thrown as they
- * come (`ENOTREG`: something other than a file is in the lock's place).
+ * come (`ENOTREG`: something other than a file is in the lock's place; `ENOTLOCK`: a file that
+ * holds something other than a pid, left as it is).
  */
 export async function takePidLock(file: string): Promise<PidLock> {
   // Beside the lock, and a name no longer than the lock's own may be (see withSuffix).

@@ -34,6 +34,11 @@ export async function lockOutput(root: string): Promise<() => Promise<void>> {
     // Not toDiskError: it names the path of a failed call, here a temporary file beside the
     // lock that the user never sees.
     if (e instanceof DiskError) throw e;
+    if ((e as NodeJS.ErrnoException).code === 'ENOTLOCK') {
+      throw new DiskError(
+        `${file} is in the way of the lock file: it is not a tdl lock file (move it away)`,
+      );
+    }
     throw new DiskError(`cannot create the lock file ${file}: ${systemErrorText(e)}`, { cause: e });
   }
   if ('heldBy' in lock) {

@@ -45,7 +45,7 @@ describe('output lock', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
-  it('takes over a lock whose process is gone, or that is not a pid', async () => {
+  it('takes over a lock whose process is gone, or that is empty', async () => {
     const root = path.join(dir, 'out');
     // A pid that existed and is gone.
     const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
@@ -55,7 +55,8 @@ describe('output lock', () => {
     await (
       await lockOutput(root)
     )();
-    await writeFile(`${root}.tdl-lock`, 'garbage');
+    // An older tdl's lock held no pid.
+    await writeFile(`${root}.tdl-lock`, '');
     await (
       await lockOutput(root)
     )();
@@ -64,6 +65,18 @@ describe('output lock', () => {
     await (
       await lockOutput(root)
     )();
+  });
+
+  it("a file of the user's in the lock's place is left alone: DiskError, naming it", async () => {
+    const root = path.join(dir, 'out');
+    await writeFile(`${root}.tdl-lock`, 'my lock notes\n');
+    await expect(lockOutput(root)).rejects.toThrow(
+      new DiskError(
+        `${root}.tdl-lock is in the way of the lock file: it is not a tdl lock file (move it away)`,
+      ),
+    );
+    expect(await readFile(`${root}.tdl-lock`, 'utf8')).toBe('my lock notes\n');
+    expect(await readdir(dir)).toEqual(['out.tdl-lock']);
   });
 
   it('two takes at once in one process, of a free or a stale lock: one wins, nothing left over', async () => {
