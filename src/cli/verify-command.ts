@@ -10,13 +10,14 @@
 import { lstatSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { copyIsRight, hashPieces, isZeroPiece } from '../storage/check.js';
+import { begunPieces, copyIsRight, hashPieces, isZeroPiece } from '../storage/check.js';
 import { checkLinks } from '../storage/attributes.js';
 import { DiskStorage } from '../storage/disk.js';
 import { Layout } from '../storage/layout.js';
 import { fileList, fileOffsets, paddingFileCount } from '../metainfo/torrent.js';
 import { UsageError } from '../errors.js';
 import { planOutput } from '../storage/output.js';
+import { resumePath } from '../storage/names.js';
 import { partsPath } from '../storage/parts.js';
 import { resolveSelection, wantedPieces, type SelectOptions } from '../storage/selection.js';
 import { EXIT } from './exit-codes.js';
@@ -225,10 +226,13 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
     // not there) is missing, whatever the bytes that are there hold (README). So is a boundary
     // piece whose bytes in a file not selected are nowhere (no copy in the parts file, or a
     // damaged one, and the file not on disk): it cannot be judged.
+    // A piece an interrupted download had begun to write (a crash, a full disk) holds its own
+    // unfinished write, which the download counts as missing too (README, "Resuming").
+    const begun = await begunPieces(resumePath(plan), meta, layout.fileCount);
     let unjudged = 0;
     for (const p of pieces) {
       if (!r.nonZeroInvalid.has(p)) continue;
-      if (r.absent.has(p)) {
+      if (r.absent.has(p) || begun.has(p)) {
         unjudged++;
         continue;
       }

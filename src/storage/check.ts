@@ -283,6 +283,34 @@ export async function readResumeFile(
   }
 }
 
+/**
+ * The pieces a download of this torrent had begun to write when it stopped (its resume file's
+ * journal; empty when there is no usable resume file of this torrent). Read only: for `tdl
+ * verify`, which counts a failed one as missing (tdl's own unfinished write), as the download
+ * does, rather than as other data.
+ */
+export async function begunPieces(
+  file: string,
+  t: CheckTorrent,
+  fileCount: number,
+): Promise<ReadonlySet<number>> {
+  let decoded: DecodedResume | null;
+  try {
+    decoded = await readResumeFile(file, t, fileCount);
+  } catch {
+    return new Set(); // a file of the user's there: no journal
+  }
+  if (!decoded?.ok) return new Set();
+  const why = resumeMismatch(decoded.state, {
+    infoHash: t.infoHash,
+    pieceLength: t.pieceLength,
+    length: t.length,
+    pieceCount: t.pieceCount,
+    files: fileCount,
+  });
+  return why ? new Set() : new Set(decoded.journal);
+}
+
 export type FileTrust = 'new' | 'trusted' | 'untrusted';
 
 /**

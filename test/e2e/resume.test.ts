@@ -505,8 +505,17 @@ describe('existing data', () => {
       have,
     };
     await writeFile(`${out}.tdl-resume`, encodeResume(state, [8]));
+    const torrentFile = await writeTorrent(t);
+    // verify says the same: piece 8 is missing, not corrupt (and reads the resume file only).
+    const v = await runCli(['verify', torrentFile, '-o', out, '--json']);
+    expect(v.code, v.stderr).toBe(5);
+    expect(v.events.find((e) => e['event'] === 'verified')).toMatchObject({
+      piecesValid: 8,
+      piecesMissing: 8,
+      piecesCorrupt: 0,
+    });
     const s = await seeder(t, 50 * 1024 * 1024);
-    const r = await runCli(dlArgs(await writeTorrent(t), out, s, '--json'));
+    const r = await runCli(dlArgs(torrentFile, out, s, '--json'));
     expect(r.code, r.stderr).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
     const warnings = r.events.filter((e) => e['event'] === 'warning').map((e) => e['message']);
