@@ -7,13 +7,16 @@
  *   per peer; free pieces go to whichever peer asks first, so they spread across peers.
  * - One attempt at a time, for one `metadata_size`: the size most peers announce (among those
  *   not resting after a reject; when all the peers of the attempt's size rest, or none of them
- *   has sent a piece METADATA_HEDGE_MS after the first was asked, another size is tried).
+ *   has sent a piece METADATA_HEDGE_MS after the first was asked, another size is tried), and
+ *   first of all a size whose attempts hashed wrong the fewest times.
  *   Pieces are kept (copied) as they arrive, so memory follows what was received, at
  *   most MAX_METADATA_SIZE plus the piece being received per peer.
  * - When every piece is there, SHA-1(info) must equal the info hash. On a mismatch, if one
  *   peer sent every piece it is dropped; otherwise no one can be blamed, and from then on an
  *   attempt takes every piece from one peer (exclusive mode), so the next mismatch has a
- *   single culprit. Each mismatch drops a peer, so this ends.
+ *   single culprit. Each mismatch drops a peer; one that comes back under another port
+ *   cannot win the next attempt for its size, and after FRUITLESS_ATTEMPTS mismatches the
+ *   pieces received are no progress for `--timeout`: so this ends.
  * - A `data` message with another `total_size` than the peer announced, a piece index out of
  *   range, a piece never asked of that peer (or sent more times than asked), or a piece of
  *   the wrong length drops the peer.
@@ -46,6 +49,12 @@ export const METADATA_REQUEST_TIMEOUT_MS = 15_000;
  * peer too (and then again of a third at most this often).
  */
 export const METADATA_HEDGE_MS = 3_000;
+/**
+ * Attempts that ended in a hash mismatch after which no piece of metadata is progress for
+ * `--timeout` any more (`piecesCount`): peers that lie, are dropped, and come back under new
+ * ports would otherwise hold the wait open for good.
+ */
+export const FRUITLESS_ATTEMPTS = 3;
 /** Requests a peer may let time out before it is asked no more. */
 export const MAX_TIMEOUTS = 2;
 /** Rest after a peer's first reject; doubles with each further reject, up to the max. */
@@ -100,6 +109,9 @@ export class MetadataFetch {
   readonly #peers = new Map<string, PeerState>();
   readonly #banned = new Set<string>();
   #attempt: Attempt | null = null;
+  /** Attempts that hashed wrong, per metadata_size. */
+  readonly #failedSizes = new Map<number, number>();
+  #mismatches = 0;
   #exclusiveMode = false;
   #info: Buffer | null = null;
 
@@ -123,6 +135,14 @@ export class MetadataFetch {
   /** When done: the exact info dictionary bytes, whose SHA-1 is the info hash. */
   get info(): Buffer | null {
     return this.#info;
+  }
+
+  /**
+   * Whether a piece received now is progress for `--timeout`: not once FRUITLESS_ATTEMPTS
+   * attempts hashed wrong (their pieces were not).
+   */
+  get piecesCount(): boolean {
+    return this.#mismatches < FRUITLESS_ATTEMPTS;
   }
 
   /** True once every piece of one attempt was received at some point and hashed wrong. */
@@ -331,6 +351,8 @@ export class MetadataFetch {
     }
     const culprits = new Set(a.from);
     this.#attempt = null;
+    this.#mismatches++;
+    this.#failedSizes.set(a.size, (this.#failedSizes.get(a.size) ?? 0) + 1);
     for (const p of this.#peers.values()) p.inflight.clear();
     if (culprits.size === 1) {
       const id = a.from[0]!;
@@ -406,8 +428,11 @@ export class MetadataFetch {
   }
 
   /**
-   * The current attempt, starting one for the size most usable peers announce, among those
-   * not resting after a reject.
+   * The current attempt, starting one for a size usable peers announce, among those not resting
+   * after a reject: the size whose attempts hashed wrong the fewest times, then the one most
+   * peers announce, then the smallest (a lie costs less to find out). Peers dropped for a
+   * mismatch that come back under new ports cannot make their size win again and again over
+   * the size of an honest peer.
    */
   #ensureAttempt(now: number, sizeWanted?: number): Attempt | null {
     if (this.#attempt) return this.#attempt;
@@ -417,14 +442,19 @@ export class MetadataFetch {
       if (this.#usable(p) && now >= p.restUntil) votes.set(p.size, (votes.get(p.size) ?? 0) + 1);
     }
     let size = 0;
-    let best = 0;
+    let bestFailed = Infinity;
+    let bestVotes = 0;
     for (const [s, n] of votes) {
-      if (n > best) {
-        size = s;
-        best = n;
-      }
+      const failed = this.#failedSizes.get(s) ?? 0;
+      const better =
+        failed < bestFailed ||
+        (failed === bestFailed && (n > bestVotes || (n === bestVotes && s < size)));
+      if (!better) continue;
+      size = s;
+      bestFailed = failed;
+      bestVotes = n;
     }
-    if (best === 0) return null;
+    if (bestVotes === 0) return null;
     return this.#startAttempt(size);
   }
 

@@ -402,8 +402,9 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
         }
         if (this.complete) return;
         // Only a piece of metadata is progress: rejects, or messages of no use, must not hold
-        // the wait open past --timeout.
-        if (m.type === 'data') {
+        // the wait open past --timeout; nor pieces once attempts keep hashing wrong (peers
+        // that lie and come back under new ports).
+        if (m.type === 'data' && this.fetch.piecesCount) {
           this.lastProgressAt = Date.now();
           this.emit('progress');
         }

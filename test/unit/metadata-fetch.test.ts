@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { decodeStrict } from '../../src/metainfo/bencode.js';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
 import {
+  FRUITLESS_ATTEMPTS,
   MAX_TIMEOUTS,
   METADATA_HEDGE_MS,
   METADATA_REQUEST_TIMEOUT_MS,
@@ -330,15 +331,71 @@ describe('MetadataFetch', () => {
     expect(f.requestsFor('good')).toEqual([]); // the attempt is for the majority's size
     const log = drive(f, { l1: fake, l2: fake, good: honest });
     expect(f.info!.equals(INFO)).toBe(true);
+    // The liars' copy, from both, blamed no one; the size that had not failed went next.
     const dropped = log.filter((e) => typeof e.result === 'object').map((e) => e.id);
-    expect(dropped.sort()).toEqual(['l1', 'l2']);
+    expect(dropped).toEqual([]);
+    expect(log.filter((e) => e.id === 'good')).toHaveLength(PIECES);
+  });
+
+  it('liars that come back under new ports lose the vote once their size hashed wrong', () => {
+    const f = new MetadataFetch(HASH, { maxPerPeer: 8 });
+    const fakeSize = SIZE + 5000;
+    const fake: Responder = (piece) => {
+      const len = Math.min(METADATA_PIECE_SIZE, fakeSize - piece * METADATA_PIECE_SIZE);
+      return { type: 'data', piece, totalSize: fakeSize, data: Buffer.alloc(len, 1) };
+    };
+    const peers: Record<string, Responder> = {};
+    let n = 0;
+    const liarBack = () => {
+      const id = `liar${n++}`;
+      f.addPeer(id, fakeSize);
+      peers[id] = fake;
+    };
+    liarBack();
+    liarBack();
+    liarBack();
+    f.addPeer('good', SIZE);
+    peers['good'] = honest;
+    let goodAsked = 0;
+    for (let round = 0; round < 100 && f.info === null; round++) {
+      for (const [id, respond] of Object.entries(peers)) {
+        for (const piece of f.requestsFor(id)) {
+          if (id === 'good') goodAsked++;
+          const r = f.onMessage(id, respond(piece)!);
+          if (typeof r === 'object') {
+            // Dropped: back at once from another port, voting for its size again.
+            delete peers[id];
+            liarBack();
+          }
+        }
+      }
+    }
+    expect(f.info!.equals(INFO)).toBe(true);
+    // One attempt of the liars' size (three to one), then the honest size's own.
+    expect(goodAsked).toBe(PIECES);
+  });
+
+  it('after FRUITLESS_ATTEMPTS mismatches, pieces received are no progress', () => {
+    const f = new MetadataFetch(HASH, { maxPerPeer: 8 });
+    for (let i = 0; i < FRUITLESS_ATTEMPTS; i++) {
+      expect(f.piecesCount).toBe(true);
+      f.addPeer(`liar${i}`, SIZE);
+      const log = drive(f, { [`liar${i}`]: liar(1) });
+      expect(log.at(-1)!.result).toEqual({ drop: expect.stringMatching(/info hash/) });
+    }
+    expect(f.piecesCount).toBe(false);
+    // An honest peer still completes the fetch.
+    f.addPeer('good', SIZE);
+    drive(f, { good: honest });
+    expect(f.info!.equals(INFO)).toBe(true);
   });
 
   it('a size whose peers send nothing gives way to another after METADATA_HEDGE_MS', () => {
     let now = 0;
     const f = new MetadataFetch(HASH, { now: () => now });
-    // A tie: the liar's size came first. It never answers.
-    f.addPeer('liar', MAX_METADATA_SIZE);
+    // A tie: the smaller size, the liar's, is tried first. It never answers.
+    const smaller = SIZE - 1000;
+    f.addPeer('liar', smaller);
     f.addPeer('good', SIZE);
     expect(f.requestsFor('liar')).toEqual([0, 1]);
     expect(f.requestsFor('good')).toEqual([]);
@@ -348,10 +405,8 @@ describe('MetadataFetch', () => {
     expect(f.requestsFor('good')).toEqual([0, 1]);
     // The liar is not asked for the other size; its late answer is an answer, not a fault.
     expect(f.requestsFor('liar')).toEqual([]);
-    const late = answerMetadataRequest(Buffer.alloc(MAX_METADATA_SIZE), 0);
-    expect(
-      f.onMessage('liar', { ...late, totalSize: MAX_METADATA_SIZE } as UtMetadataMessage),
-    ).toBe('ok');
+    const late = answerMetadataRequest(Buffer.alloc(smaller), 0);
+    expect(f.onMessage('liar', { ...late, totalSize: smaller } as UtMetadataMessage)).toBe('ok');
     for (const piece of [0, 1]) expect(f.onMessage('good', dataMsg(piece))).toBe('ok');
     drive(f, { good: honest });
     expect(f.info!.equals(INFO)).toBe(true);
