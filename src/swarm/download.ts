@@ -75,6 +75,8 @@ const log = logger('tdl:swarm');
 export const DEFAULT_MAX_PEERS = 30;
 /** Bad pieces a peer may send before it is dropped for the rest of the run. */
 export const MAX_HASH_FAILURES = 2;
+/** Pieces failing verification in a row after which blocks are no longer progress by themselves. */
+export const FRUITLESS_PIECES = 3;
 const TICK_MS = 500;
 export class Download extends EventEmitter<DownloadEvents> {
   private readonly meta: Metainfo;
@@ -95,6 +97,11 @@ export class Download extends EventEmitter<DownloadEvents> {
   private readonly startedAt = Date.now();
   /** The last progress, for `--timeout` and starvation. */
   private readonly watch = new ProgressWatch(this.startedAt);
+  /**
+   * Pieces that failed verification since the last one verified. From FRUITLESS_PIECES on, only
+   * blocks of peers that sent a good piece are progress for `--timeout` (see blocksCount).
+   */
+  private failedInRow = 0;
   private firstUnchokeAt = 0;
   private downloaded = 0;
   private replaced = 0;
@@ -730,7 +737,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
     if (r.kind === 'waste') return;
     this.usedPeers.add(s.conn.address);
-    this.watch.progress(Date.now());
+    if (this.blocksCount(s)) this.watch.progress(Date.now());
     if (r.duplicated) {
       const block = begin / BLOCK_SIZE;
       for (const o of this.scheduler.cancelElsewhere(index, block, s.req, this.reqs())) {
@@ -746,7 +753,18 @@ export class Download extends EventEmitter<DownloadEvents> {
     for (const s of this.sessions.values()) yield s.req;
   }
 
+  /**
+   * Whether the blocks `s` sends are progress for `--timeout`: not once FRUITLESS_PIECES pieces
+   * in a row failed verification, unless `s` has sent a good piece. A peer that sends bad
+   * pieces is banned, but may come back from another port with another peer id, again and
+   * again: its blocks held a download that got nothing else open past `--timeout` for good.
+   */
+  private blocksCount(s: Session): boolean {
+    return this.failedInRow < FRUITLESS_PIECES || s.req.goodPieces > 0;
+  }
+
   private pieceFailed(p: PieceInProgress): void {
+    this.failedInRow++;
     this.scheduler.waste.hashFailed += this.padding ? this.padding.dataBytes(p.index) : p.size;
     const culprits = new Set(p.deliveredBy.filter((x): x is string => x !== undefined));
     log('piece %d failed verification (from %s)', p.index, [...culprits].join(', '));
@@ -767,6 +785,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   }
 
   private pieceVerified(p: PieceInProgress): void {
+    this.failedInRow = 0;
     const from = p.deliveredBy[0];
     if (from !== undefined && p.deliveredBy.every((x) => x === from)) {
       const s = this.byAddress(from);
@@ -950,7 +969,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     let blockBytes = 0;
     for (const s of [...this.sessions.values()]) {
       const seen = s.conn.blockBytesIn;
-      blockBytes += seen - s.blockBytesSeen;
+      if (this.blocksCount(s)) blockBytes += seen - s.blockBytesSeen;
       s.blockBytesSeen = seen;
       const verdict = this.scheduler.check(s.req, now, this.sequential && this.pool.hopeful() > 0);
       if (verdict && typeof verdict === 'object') {

@@ -254,7 +254,9 @@ export class Listener extends EventEmitter<ListenerEvents> {
     conn.accept().then(
       () => {
         done();
-        if (this.server) this.emit('peer', conn);
+        // Nobody to take it (the download ended a moment ago): closed, or server.close() would
+        // wait for it for good, and a peer that then said nothing held tdl's exit.
+        if (this.server && this.listenerCount('peer') > 0) this.emit('peer', conn);
         else conn.close('not accepting connections');
       },
       (e: unknown) => {

@@ -3,6 +3,7 @@
  * sockets on 127.0.0.1. Every download must finish with the right bytes, and the offending peer
  * must be dropped (or banned) for the reason the check that caught it gives.
  */
+import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -21,6 +22,7 @@ import {
 } from '../../src/wire/messages.js';
 import { runCli, tempDir, type CliResult } from '../helpers/cli.js';
 import { freePort } from '../helpers/ports.js';
+import { spawnTdl } from '../helpers/tdl-process.js';
 import { startFakeSeeder, type FakeSeeder } from '../helpers/fake-seeder.js';
 import {
   HOSTILE_PEER_ID,
@@ -411,6 +413,70 @@ describe('malicious peers beside a good seeder', () => {
       },
     );
   }
+
+  scenario(
+    'a liar that keeps coming back under new peer ids cannot hold the download past --timeout',
+    async (s) => {
+      const port = await freePort();
+      // No good peer at all: nothing but bad pieces ever arrives. In a process of its own: the
+      // test's liar must not share its event loop.
+      const torrent = path.join(s.dir, 't.torrent');
+      await writeFile(torrent, t.torrent);
+      const started = Date.now();
+      const tdl = spawnTdl(
+        ['download', torrent, '-o', path.join(s.dir, 'h.bin'), '--json', '--no-dht'].concat([
+          '--timeout',
+          '3',
+          '--port',
+          String(port),
+          '--peer',
+          '127.0.0.1:9',
+        ]),
+        s.defer,
+      );
+      let stop = false;
+      let dials = 0;
+      void (async () => {
+        while (!stop) {
+          const socket = await new Promise<net.Socket | null>((resolve) => {
+            const so = net.connect({ host: '127.0.0.1', port });
+            so.once('connect', () => resolve(so));
+            so.once('error', () => resolve(null));
+          });
+          if (!socket) {
+            await new Promise((r) => setTimeout(r, 50));
+            continue;
+          }
+          dials++;
+          const c = new HostileConnection(0, socket);
+          s.defer(async () => c.close());
+          try {
+            // A fresh peer id each time, and nothing of where it listens.
+            await c.write(encodeHandshake(t.infoHash, randomBytes(20), Buffer.alloc(8)));
+            await c.readHandshake();
+            await c.sendFullBitfield(pieceCount);
+            await c.waitForMessage('interested');
+            await c.send({ type: 'unchoke' });
+            for (;;) {
+              const m = await c.waitForMessage('request', 20_000);
+              await c.write(encodePiece(m.index, m.begin, Buffer.alloc(m.length, 0x5a)));
+            }
+          } catch {
+            // dropped or banned: back at once
+          }
+        }
+      })();
+      const { code } = await tdl.exited;
+      stop = true;
+      expect(code, tdl.stderr()).toBe(5);
+      expect(tdl.stderr()).toMatch(/no data for 3s/);
+      expect(dials).toBeGreaterThanOrEqual(2);
+      const bans = tdl.events.filter((e) => e['event'] === 'peer' && e['status'] === 'banned');
+      expect(bans.length).toBeGreaterThanOrEqual(2);
+      // It stopped at --timeout once the bad pieces stopped counting, not at the test's end.
+      expect(Date.now() - started).toBeLessThan(25_000);
+    },
+  );
 
   scenario(
     'peers that race endgame duplicates with corrupt blocks do not get the honest seeder banned',
