@@ -29,7 +29,7 @@ import {
   type PeerTimeouts,
 } from '../peer/connection.js';
 import { formatPeerAddress, type PeerAddress } from '../tracker/types.js';
-import { familyOfIp, ipFamily } from '../tracker/compact.js';
+import { familyOfIp, ipFamily, isNeverAPeer } from '../tracker/compact.js';
 import type { PexHints } from '../wire/ut-pex.js';
 
 const log = logger('tdl:pool');
@@ -178,12 +178,17 @@ export class PeerPool extends EventEmitter<PoolEvents> {
     return this.attempts.size;
   }
 
-  /** Add addresses (duplicates, banned ones and port 0 ignored); returns how many are new. */
+  /**
+   * Add addresses (duplicates, banned ones, port 0 and addresses no peer can have, isNeverAPeer,
+   * ignored); returns how many are new.
+   */
   add(peers: readonly (PeerAddress & PexHints)[], origin: PeerOrigin): number {
     let added = 0;
     for (const p of peers) {
       if (this.candidates.size >= MAX_CANDIDATES) break;
       if (!Number.isInteger(p.port) || p.port < 1 || p.port > 65535) continue;
+      // Multicast and the like, from a source (PEX, a tracker, the DHT); a --peer is the user's.
+      if (origin !== 'cli' && isNeverAPeer(p.host)) continue;
       const address = formatPeerAddress(p);
       if (this.opts.isOwn?.(p)) continue;
       // An address of the other family is unreachable (see farPeers).

@@ -78,6 +78,21 @@ export function isUnspecified(host: string): boolean {
 }
 
 /**
+ * An address no peer can listen at: unspecified, IPv4 0/8, multicast, reserved and broadcast
+ * (224.0.0.0 and up), IPv6 multicast (ff00::/8). Dialling one is never useful, and a list of
+ * them (PEX, a tracker, the DHT) would only spend connection attempts.
+ */
+export function isNeverAPeer(host: string): boolean {
+  if (isUnspecified(host)) return true;
+  const v4 = /^(\d{1,3})\./.exec(host);
+  if (v4) {
+    const first = Number(v4[1]);
+    return first === 0 || first >= 224;
+  }
+  return /^ff[0-9a-f]{0,2}:/i.test(host);
+}
+
+/**
  * Collects peers for one reply: drops port 0 and unspecified addresses, removes duplicates,
  * stops at MAX_PEERS_PER_REPLY (or `max`).
  */

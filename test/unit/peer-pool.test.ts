@@ -20,6 +20,34 @@ function pool(
   });
 }
 
+describe('PeerPool.add', () => {
+  it('leaves out addresses no peer can have, from any source but --peer', () => {
+    const never = [
+      { host: '224.0.0.1', port: 2 },
+      { host: '239.255.255.250', port: 1900 },
+      { host: '255.255.255.255', port: 6881 },
+      { host: '240.1.2.3', port: 6881 },
+      { host: '0.1.2.3', port: 6881 },
+      { host: '0.0.0.0', port: 6881 },
+    ];
+    const fine = [
+      { host: '127.0.0.1', port: 6881 },
+      { host: '10.0.0.5', port: 6881 },
+      { host: '223.255.255.254', port: 6881 },
+    ];
+    for (const origin of ['pex', 'tracker', 'dht', 'magnet'] as const) {
+      expect(pool().add([...never, ...fine], origin), origin).toBe(fine.length);
+    }
+    const v6 = [
+      { host: 'ff02::1', port: 6881 },
+      { host: '2001:db8::1', port: 6881 },
+    ];
+    expect(pool().add(v6, 'pex')).toBe(1);
+    // The user's own word is taken.
+    expect(pool().add([{ host: '224.0.0.1', port: 2 }], 'cli')).toBe(1);
+  });
+});
+
 describe('PeerPool.holdListening', () => {
   const addr = { host: '10.0.0.5', port: 6881 };
 
