@@ -73,6 +73,16 @@ export const MAX_WRITE_QUEUED = 16 * 1024 * 1024;
  */
 export const MAX_REFUSE_QUEUED = 8 * 1024 * 1024;
 
+/**
+ * Control messages (all but blocks, requests, cancels and `have`s) a peer may send within
+ * CONTROL_WINDOW_MS: more is a flood, and the connection is closed. An honest peer sends a few
+ * a second at most (a choke's `reject`s, a metadata fetch's pieces: hundreds at once). A peer
+ * sending keep-alives, choke/unchoke flips, `reject`s or extension handshakes at line rate kept
+ * the event loop busy (a 9 s download took 16 to 27 s, checkpoints seconds each).
+ */
+export const MAX_CONTROL_MESSAGES = 10_000;
+export const CONTROL_WINDOW_MS = 10_000;
+
 export type { EncryptionMode };
 
 /** What an outgoing MSE handshake offers under a mode. */
@@ -202,6 +212,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private timerReason = '';
   private keepalive: NodeJS.Timeout | null = null;
   private messagesSeen = 0;
+  /** Control messages since `controlSince` (see MAX_CONTROL_MESSAGES). */
+  private controlCount = 0;
+  private controlSince = Date.now();
   private started = false;
   private readLimit: ReadLimit | null = null;
   /** The shared download limit holds this connection's reading paused. */
@@ -539,6 +552,20 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     if (n > 0 && this.state === 'open') this.emit('drained');
   }
 
+  /** One more control message: a WireError past MAX_CONTROL_MESSAGES in CONTROL_WINDOW_MS. */
+  private countControl(): void {
+    if (++this.controlCount <= MAX_CONTROL_MESSAGES) return;
+    const now = Date.now();
+    if (now - this.controlSince >= CONTROL_WINDOW_MS) {
+      this.controlSince = now;
+      this.controlCount = 1;
+      return;
+    }
+    throw new WireError(
+      `floods control messages (over ${MAX_CONTROL_MESSAGES} in ${CONTROL_WINDOW_MS / 1000} s)`,
+    );
+  }
+
   /**
    * A bitfield / have-all (null) after other messages: its new pieces as `have`s. Costs the
    * message's own length, or nothing once the peer has every piece: a peer repeating have-all
@@ -553,6 +580,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     // (BEP 10 sends it right after the handshake, and libtorrent does).
     const first = this.messagesSeen === 0;
     if (m.type !== 'keep-alive' && m.type !== 'extended' && m.type !== 'port') this.messagesSeen++;
+    if (m.type !== 'piece' && m.type !== 'request' && m.type !== 'cancel' && m.type !== 'have') {
+      this.countControl();
+    }
     if (this.metadataOnlyMode && m.type !== 'extended') {
       this.onEarlyMessage(m);
       return;

@@ -8,6 +8,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { CONTROL_WINDOW_MS, MAX_CONTROL_MESSAGES } from '../../src/peer/connection.js';
 import { MAX_HASH_FAILURES } from '../../src/swarm/download.js';
 import { SNUB_MS } from '../../src/swarm/requests.js';
 import { INITIAL_DEPTH, MAX_DEPTH } from '../../src/swarm/pipeline.js';
@@ -256,6 +257,26 @@ describe('malicious peers beside a good seeder', () => {
       expectClosedByTdl(long.conns[0], PROMPTLY_MS);
     },
   );
+
+  for (const [kind, frame] of [
+    ['keep-alives', Buffer.alloc(4)],
+    ['choke/unchoke flips', Buffer.from([0, 0, 0, 1, 0, 0, 0, 0, 1, 1])],
+  ] as const) {
+    scenario(`a peer that sends ${kind} at line rate is dropped as a flood`, async (s) => {
+      const good = await s.goodSeeder();
+      const evil = await s.hostile(async (c) => {
+        await c.exchangeHandshakes(t.infoHash);
+        const burst = Buffer.concat(Array.from({ length: 4096 }, () => frame));
+        while (!c.isClosed) await c.write(burst);
+      });
+      const r = await s.download([evil, hostPortOf(good)]);
+      await s.expectGoodDownload(r, good);
+      expect(dropOf(r, evil).reason).toBe(
+        `floods control messages (over ${MAX_CONTROL_MESSAGES} in ${CONTROL_WINDOW_MS / 1000} s)`,
+      );
+      expectClosedByTdl(evil.conns[0], PROMPTLY_MS);
+    });
+  }
 
   scenario('a flood of `have` for nonexistent pieces: dropped at the first one', async (s) => {
     const good = await s.goodSeeder();
