@@ -235,6 +235,35 @@ async function expectFinal(t: MadeTorrent & { files: string[][] }, out: string):
 }
 
 /** Resume to the end in process; the seeder must serve exactly what was missing. */
+/**
+ * What a stopped run leaves of a one-file torrent of `data`: `part` as its working file, pieces
+ * 0 to `recorded` - 1 recorded by a checkpoint that stamped it, and `journal` begun since.
+ */
+async function stoppedRun(
+  name: string,
+  data: Buffer,
+  part: Buffer,
+  recorded: number,
+  journal: number[],
+): Promise<{ t: MadeTorrent; out: string }> {
+  const t = makeTorrent({ name, pieceLength: PIECE, files: { data } });
+  const out = path.join(dir, name);
+  await writeFile(`${out}.part`, part);
+  const st = statSync(`${out}.part`, { bigint: true });
+  const have = new Bitfield(t.pieces.length);
+  for (let i = 0; i < recorded; i++) have.set(i);
+  const state = {
+    infoHash: t.infoHash,
+    pieceLength: PIECE,
+    totalLength: data.length,
+    pieceCount: t.pieces.length,
+    files: [{ size: Number(st.size), mtimeNs: st.mtimeNs, ino: st.ino }],
+    have,
+  };
+  await writeFile(`${out}.tdl-resume`, encodeResume(state, journal));
+  return { t, out };
+}
+
 async function resumeToEnd(tp: string, out: string, s: FakeSeeder, total: number) {
   const validBefore = await validOnDisk(tp, out);
   const before = s.served;
@@ -487,24 +516,10 @@ describe('existing data', () => {
   it('a piece whose write tdl began (in the journal) and that fails its hash is its own, not other data', async () => {
     const pieces = 16;
     const data = randomBytesSeeded(PIECE * pieces, 'torn');
-    const t = makeTorrent({ name: 'torn.bin', pieceLength: PIECE, files: { data } });
-    const out = path.join(dir, 'torn.bin');
     // What a run stopped by a full disk leaves: pieces 0-7 recorded, piece 8 begun (journal)
     // and only half written, the rest of its bytes zeros.
-    const part = `${out}.part`;
-    await writeFile(part, Buffer.concat([data.subarray(0, 8.5 * PIECE), Buffer.alloc(PIECE / 2)]));
-    const st = statSync(part, { bigint: true });
-    const have = new Bitfield(pieces);
-    for (let i = 0; i < 8; i++) have.set(i);
-    const state = {
-      infoHash: t.infoHash,
-      pieceLength: PIECE,
-      totalLength: data.length,
-      pieceCount: pieces,
-      files: [{ size: Number(st.size), mtimeNs: st.mtimeNs, ino: st.ino }],
-      have,
-    };
-    await writeFile(`${out}.tdl-resume`, encodeResume(state, [8]));
+    const part = Buffer.concat([data.subarray(0, 8.5 * PIECE), Buffer.alloc(PIECE / 2)]);
+    const { t, out } = await stoppedRun('torn.bin', data, part, 8, [8]);
     const torrentFile = await writeTorrent(t);
     // verify says the same: piece 8 is missing, not corrupt (and reads the resume file only).
     const v = await runCli(['verify', torrentFile, '-o', out, '--json']);
@@ -526,29 +541,15 @@ describe('existing data', () => {
   it('a file changed after a crash is hashed whole, though the journal names a piece of it', async () => {
     const pieces = 16;
     const data = randomBytesSeeded(PIECE * pieces, 'copied-over');
-    const t = makeTorrent({ name: 'copied.bin', pieceLength: PIECE, files: { data } });
-    const out = path.join(dir, 'copied.bin');
     // What a kill -9 leaves: pieces 0-11 recorded and stamped, piece 12 begun (journal).
-    const part = `${out}.part`;
-    await writeFile(part, Buffer.concat([data.subarray(0, 12 * PIECE), Buffer.alloc(4 * PIECE)]));
-    const st = statSync(part, { bigint: true });
-    const have = new Bitfield(pieces);
-    for (let i = 0; i < 12; i++) have.set(i);
-    const state = {
-      infoHash: t.infoHash,
-      pieceLength: PIECE,
-      totalLength: data.length,
-      pieceCount: pieces,
-      files: [{ size: Number(st.size), mtimeNs: st.mtimeNs, ino: st.ino }],
-      have,
-    };
+    const part = Buffer.concat([data.subarray(0, 12 * PIECE), Buffer.alloc(4 * PIECE)]);
+    const { t, out } = await stoppedRun('copied.bin', data, part, 12, [12]);
     const resumeFile = `${out}.tdl-resume`;
-    await writeFile(resumeFile, encodeResume(state, [12]));
     // The crash was a minute ago; now the user puts another version's bytes over piece 3 (same
     // size, same inode, a newer time).
     const minuteAgo = Date.now() / 1000 - 60;
     utimesSync(resumeFile, minuteAgo, minuteAgo);
-    const fd = openSync(part, 'r+');
+    const fd = openSync(`${out}.part`, 'r+');
     writeSync(fd, Buffer.alloc(PIECE, 0x5a), 0, PIECE, 3 * PIECE);
     closeSync(fd);
     const s = await seeder(t, 50 * 1024 * 1024);
