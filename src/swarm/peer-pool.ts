@@ -48,6 +48,15 @@ export const MAX_ATTEMPTS = 3;
 export const MAX_CANDIDATES = 2_000;
 /** Banned peers remembered by host and peer id (see `ban`); the oldest is forgotten first. */
 export const MAX_BANNED_IDS = 1_000;
+/**
+ * Peers banned at one host (under different peer ids or ports) after which no incoming
+ * connection from that host is taken for HOST_BLOCK_MS after the last ban. A peer that sends
+ * bad pieces and dials in again at once under a new peer id got in again and again: 20 times
+ * the torrent's size wasted beside a good peer. A NAT's other peers wait with it, as libtorrent
+ * bans the address outright.
+ */
+export const HOST_BANS_TO_BLOCK = 3;
+export const HOST_BLOCK_MS = 10 * 60_000;
 
 /** Incoming connections kept from one address: hundreds from one host cannot fill `maxPeers`. */
 export const MAX_INCOMING_PER_ADDRESS = 8;
@@ -161,6 +170,8 @@ export class PeerPool extends EventEmitter<PoolEvents> {
   readonly candidates = new Map<string, Candidate>();
   /** Banned peers by host and peer id (see `ban`). */
   private readonly bannedIds = new Set<string>();
+  /** Bans per host, and the time of the last (see HOST_BANS_TO_BLOCK). */
+  private readonly hostBans = new Map<string, { count: number; at: number }>();
   private readonly attempts = new Set<PeerConnection>();
   private closed = false;
 
@@ -413,6 +424,19 @@ export class PeerPool extends EventEmitter<PoolEvents> {
    */
   ban(c: Candidate, conn: { host: string; remotePeerId: Buffer | null }): void {
     c.banned = true;
+    const now = Date.now();
+    const seen = this.hostBans.get(conn.host);
+    if (seen) {
+      // Bans long ago are forgotten: a new count starts.
+      seen.count = now - seen.at > HOST_BLOCK_MS ? 1 : seen.count + 1;
+      seen.at = now;
+    } else {
+      if (this.hostBans.size >= MAX_BANNED_IDS) {
+        const oldest = this.hostBans.keys().next().value;
+        if (oldest !== undefined) this.hostBans.delete(oldest);
+      }
+      this.hostBans.set(conn.host, { count: 1, at: now });
+    }
     if (!conn.remotePeerId) return;
     if (this.bannedIds.size >= MAX_BANNED_IDS) {
       const oldest = this.bannedIds.values().next().value;
@@ -430,13 +454,19 @@ export class PeerPool extends EventEmitter<PoolEvents> {
 
   /**
    * The candidate of an incoming connection, marked busy; or null once the connection is closed:
-   * MAX_INCOMING_PER_ADDRESS already connected from its address (among `live`), or banned.
+   * MAX_INCOMING_PER_ADDRESS already connected from its address (among `live`), banned, or from
+   * a host where HOST_BANS_TO_BLOCK peers were banned lately.
    */
   acceptIncoming(conn: PeerConnection, live: Iterable<PeerConnection>): Candidate | null {
     let fromHost = 0;
     for (const c of live) if (c.direction === 'in' && c.host === conn.host) fromHost++;
     if (fromHost >= MAX_INCOMING_PER_ADDRESS) {
       conn.close('too many connections from this address');
+      return null;
+    }
+    const bans = this.hostBans.get(conn.host);
+    if (bans && bans.count >= HOST_BANS_TO_BLOCK && Date.now() - bans.at < HOST_BLOCK_MS) {
+      conn.close(`its address sent bad pieces under ${bans.count} peer ids`);
       return null;
     }
     const cand = this.incoming(conn.host, conn.port);

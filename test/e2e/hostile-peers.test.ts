@@ -10,6 +10,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CONTROL_WINDOW_MS, MAX_CONTROL_MESSAGES } from '../../src/peer/connection.js';
 import { MAX_HASH_FAILURES } from '../../src/swarm/download.js';
+import { HOST_BANS_TO_BLOCK } from '../../src/swarm/peer-pool.js';
 import { SNUB_MS } from '../../src/swarm/requests.js';
 import { INITIAL_DEPTH, MAX_DEPTH } from '../../src/swarm/pipeline.js';
 import { encodeExtendedHandshake } from '../../src/wire/extension.js';
@@ -151,6 +152,50 @@ function dropOf(r: Outcome, p: { hostPort: string }): { status: string; reason: 
   const e = r.eventsOf(p).find((x) => x.status === 'dropped' || x.status === 'banned');
   expect(e, `no drop event for ${p.hostPort}`).toBeDefined();
   return e!;
+}
+
+/**
+ * A peer that dials tdl on `port` again and again, each time under a new peer id and saying
+ * nothing of where it listens, shows every piece and answers every request with junk.
+ */
+function reconnectingLiar(s: Scene, port: number): { stop(): void; dials(): number } {
+  let stop = false;
+  let dials = 0;
+  void (async () => {
+    while (!stop) {
+      const socket = await new Promise<net.Socket | null>((resolve) => {
+        const so = net.connect({ host: '127.0.0.1', port });
+        so.once('connect', () => resolve(so));
+        so.once('error', () => resolve(null));
+      });
+      if (!socket) {
+        await new Promise((r) => setTimeout(r, 50));
+        continue;
+      }
+      dials++;
+      const c = new HostileConnection(0, socket);
+      s.defer(async () => c.close());
+      try {
+        await c.write(encodeHandshake(t.infoHash, randomBytes(20), Buffer.alloc(8)));
+        await c.readHandshake();
+        await c.sendFullBitfield(pieceCount);
+        await c.waitForMessage('interested');
+        await c.send({ type: 'unchoke' });
+        for (;;) {
+          const m = await c.waitForMessage('request', 20_000);
+          await c.write(encodePiece(m.index, m.begin, Buffer.alloc(m.length, 0x5a)));
+        }
+      } catch {
+        // dropped or banned: back at once
+      }
+    }
+  })();
+  return {
+    stop: () => {
+      stop = true;
+    },
+    dials: () => dials,
+  };
 }
 
 /** `c` closes within `ms` (or already has). */
@@ -455,47 +500,47 @@ describe('malicious peers beside a good seeder', () => {
         ]),
         s.defer,
       );
-      let stop = false;
-      let dials = 0;
-      void (async () => {
-        while (!stop) {
-          const socket = await new Promise<net.Socket | null>((resolve) => {
-            const so = net.connect({ host: '127.0.0.1', port });
-            so.once('connect', () => resolve(so));
-            so.once('error', () => resolve(null));
-          });
-          if (!socket) {
-            await new Promise((r) => setTimeout(r, 50));
-            continue;
-          }
-          dials++;
-          const c = new HostileConnection(0, socket);
-          s.defer(async () => c.close());
-          try {
-            // A fresh peer id each time, and nothing of where it listens.
-            await c.write(encodeHandshake(t.infoHash, randomBytes(20), Buffer.alloc(8)));
-            await c.readHandshake();
-            await c.sendFullBitfield(pieceCount);
-            await c.waitForMessage('interested');
-            await c.send({ type: 'unchoke' });
-            for (;;) {
-              const m = await c.waitForMessage('request', 20_000);
-              await c.write(encodePiece(m.index, m.begin, Buffer.alloc(m.length, 0x5a)));
-            }
-          } catch {
-            // dropped or banned: back at once
-          }
-        }
-      })();
+      const liar = reconnectingLiar(s, port);
       const { code } = await tdl.exited;
-      stop = true;
+      liar.stop();
       expect(code, tdl.stderr()).toBe(5);
       expect(tdl.stderr()).toMatch(/no data for 3s/);
-      expect(dials).toBeGreaterThanOrEqual(2);
+      expect(liar.dials()).toBeGreaterThanOrEqual(2);
       const bans = tdl.events.filter((e) => e['event'] === 'peer' && e['status'] === 'banned');
       expect(bans.length).toBeGreaterThanOrEqual(2);
       // It stopped at --timeout once the bad pieces stopped counting, not at the test's end.
       expect(Date.now() - started).toBeLessThan(25_000);
+    },
+  );
+
+  scenario(
+    'a liar that keeps coming back under new peer ids is kept out once its address has 3 bans',
+    async (s) => {
+      const port = await freePort();
+      const good = await s.goodSeeder(SLOW_GOOD_RATE);
+      const torrent = path.join(s.dir, 't.torrent');
+      await writeFile(torrent, t.torrent);
+      const out = path.join(s.dir, 'h.bin');
+      const tdl = spawnTdl(
+        ['download', torrent, '-o', out, '--json', '--no-dht', '--port', String(port)].concat([
+          '--peer',
+          hostPortOf(good).hostPort,
+        ]),
+        s.defer,
+      );
+      const liar = reconnectingLiar(s, port);
+      const { code } = await tdl.exited;
+      liar.stop();
+      expect(code, tdl.stderr()).toBe(0);
+      expect((await readFile(out)).equals(data)).toBe(true);
+      const bans = tdl.events.filter((e) => e['event'] === 'peer' && e['status'] === 'banned');
+      expect(bans.length).toBeGreaterThanOrEqual(HOST_BANS_TO_BLOCK);
+      // Each ban cost at most a few pieces; after the third, none (the liar dialled in again at
+      // line rate all the while, as many times as the download lasted).
+      const done = tdl.events.find((e) => e['event'] === 'done')!;
+      const wasted = (done['wastedBy'] as Record<string, number>)['hashFailed']!;
+      expect(wasted).toBeLessThanOrEqual(HOST_BANS_TO_BLOCK * (MAX_HASH_FAILURES + 2) * PIECE);
+      expect(liar.dials()).toBeGreaterThan(HOST_BANS_TO_BLOCK);
     },
   );
 
