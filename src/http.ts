@@ -6,6 +6,16 @@
 
 export const REDIRECT_STATUSES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
 
+/**
+ * Informational (1xx) replies taken before a request's real one; past this the server only
+ * stalls, and each reply costs a parse (a tracker that sent them without end kept a core busy
+ * for the whole of its 10 s limit, a web seed for 20 s). An honest server sends one or two.
+ */
+export const MAX_INFORMATIONAL_REPLIES = 16;
+
+/** The refusal of a server that sent more than MAX_INFORMATIONAL_REPLIES. */
+export const TOO_MANY_INFORMATIONAL = `more than ${MAX_INFORMATIONAL_REPLIES} informational (1xx) replies`;
+
 export interface RedirectRules {
   /** Redirects already followed for this request. */
   redirects: number;

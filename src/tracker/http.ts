@@ -16,7 +16,13 @@ import type { ClientRequest, IncomingMessage, RequestOptions } from 'node:http';
 import type { Socket } from 'node:net';
 import { decodeStrict, isDict, isList, type BDict, type BValue } from '../metainfo/bencode.js';
 import { describeError, TdlError, TrackerError } from '../errors.js';
-import { followRedirect, percentEncodeBytes, REDIRECT_STATUSES } from '../http.js';
+import {
+  followRedirect,
+  MAX_INFORMATIONAL_REPLIES,
+  percentEncodeBytes,
+  REDIRECT_STATUSES,
+  TOO_MANY_INFORMATIONAL,
+} from '../http.js';
 import { PeerCollector, clampInterval, familyOfIp } from './compact.js';
 import type { AnnounceOptions, AnnounceRequest, AnnounceResponse } from './types.js';
 
@@ -241,6 +247,12 @@ async function get(url: URL, signal: AbortSignal, localAddress?: string): Promis
       resolve,
     );
     req.on('error', reject);
+    let informational = 0;
+    req.on('information', () => {
+      if (++informational > MAX_INFORMATIONAL_REPLIES) {
+        req.destroy(new TrackerError(TOO_MANY_INFORMATIONAL));
+      }
+    });
     req.once('socket', (sock: Socket) => {
       if (!sock.connecting) return;
       const timer = setTimeout(() => {

@@ -453,6 +453,15 @@ describe('hostile sources get the same refusals as files', () => {
     expect((err as Error).message).toContain('no complete answer within 500 ms');
   });
 
+  it('informational replies without end: refused after 16, exit 2, not at the timeout', async () => {
+    const base = await server((_req, res) => {
+      for (let i = 0; i < 1000; i++) res.writeProcessing();
+    });
+    const r = await cli(['info', `${base}/x.torrent`, '--timeout', '30']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('more than 16 informational (1xx) replies');
+  });
+
   it('redirects to file: or in a loop: exit 2', async () => {
     const base = await server((req, res) => {
       res.writeHead(302, { location: req.url === '/file' ? 'file:///etc/passwd' : '/loop' });

@@ -140,6 +140,17 @@ describe('announceHttp against a fake tracker', () => {
     }
   });
 
+  it('informational replies without end are refused after 16, not at the timeout', async () => {
+    const t = await tracker({
+      handler: (_req, res) => {
+        for (let i = 0; i < 1000; i++) res.writeProcessing();
+      },
+    });
+    const err = await announceHttp(t.url, request, { timeoutMs: 8000 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TrackerError);
+    expect((err as Error).message).toContain('more than 16 informational (1xx) replies');
+  });
+
   it('headers that never come are cut by the timeout', async () => {
     const t = await tracker({ handler: () => undefined });
     await expect(announceHttp(t.url, request, { timeoutMs: 300 })).rejects.toThrow(/timed out/);

@@ -327,6 +327,8 @@ describe('WebSeed faults', () => {
     ['not-found', 'not-found'],
     ['server-error', 'status'],
     ['stall-headers', 'timeout'],
+    // Refused at the 17th, not at the timeout.
+    ['informational-flood', 'status'],
     ['stall-body', 'timeout'],
     ['redirect-file', 'redirect'],
     ['redirect-ftp', 'redirect'],

@@ -24,6 +24,7 @@ export type ServerFault =
   | 'server-error' // 503
   | 'retry-after' // 503 with Retry-After: 30
   | 'stall-headers' // never answers
+  | 'informational-flood' // 1,000 informational (102) replies, then nothing
   | 'stall-body' // headers and half the body, then nothing
   | 'redirect-file' // 302 to file:///etc/passwd
   | 'redirect-ftp' // 302 to ftp://
@@ -119,6 +120,9 @@ export async function startWebSeedServer(opts: WebSeedServerOptions): Promise<We
     const host = `127.0.0.1:${port}`;
     switch (f) {
       case 'stall-headers':
+        return;
+      case 'informational-flood':
+        for (let i = 0; i < 1000; i++) res.writeProcessing();
         return;
       case 'not-found':
         res.writeHead(404, { 'content-length': '0' }).end();
