@@ -4,7 +4,7 @@
  * bitfield.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { PeerConnection } from '../../src/peer/connection.js';
+import { MAX_CONTROL_MESSAGES, PeerConnection } from '../../src/peer/connection.js';
 import { Bitfield } from '../../src/wire/bitfield.js';
 import { encodeHandshake, ourReserved } from '../../src/wire/handshake.js';
 import { encodeMessage } from '../../src/wire/messages.js';
@@ -78,18 +78,21 @@ describe('late availability messages', () => {
 
   it('repeated availability messages cost their own length, not the torrent size', async () => {
     // 4 million pieces: each late have-all used to build and walk a bitfield of that size
-    // (about 20 ms), so these 5,000 messages of 5 bytes held the event loop for minutes.
+    // (about 20 ms), so these 4,000 messages of 5 bytes held the event loop for minutes. (Fewer
+    // than MAX_CONTROL_MESSAGES in all: more would end the connection as a flood.)
     const pieces = 4_000_000;
+    const repeats = 4_000;
+    expect(2 * repeats + 2).toBeLessThan(MAX_CONTROL_MESSAGES);
     const p = await startHostilePeer(async (c) => {
       await c.readHandshake();
       await c.write(encodeHandshake(infoHash, HOSTILE_PEER_ID, ourReserved()));
       await c.send({ type: 'have-none' });
       await c.write(
-        Buffer.concat(Array.from({ length: 5_000 }, () => encodeMessage({ type: 'have-none' }))),
+        Buffer.concat(Array.from({ length: repeats }, () => encodeMessage({ type: 'have-none' }))),
       );
       await c.send({ type: 'have', index: 7 });
       await c.write(
-        Buffer.concat(Array.from({ length: 5_000 }, () => encodeMessage({ type: 'have-all' }))),
+        Buffer.concat(Array.from({ length: repeats }, () => encodeMessage({ type: 'have-all' }))),
       );
       await c.send({ type: 'unchoke' });
       await c.sleep(30_000);
