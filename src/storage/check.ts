@@ -300,7 +300,21 @@ export async function begunPieces(
   } catch {
     return new Set(); // a file of the user's there: no journal
   }
-  if (!decoded?.ok) return new Set();
+  const usable = usableResume(decoded, t, fileCount);
+  return usable?.ok ? new Set(usable.journal) : new Set();
+}
+
+/**
+ * A resume file as read, judged against this torrent: itself when it is this torrent's (its
+ * fields one by one: a Metainfo's `files` is made whole when read), else why it is not; null
+ * when there is none.
+ */
+function usableResume(
+  decoded: DecodedResume | null,
+  t: CheckTorrent,
+  fileCount: number,
+): DecodedResume | null {
+  if (!decoded?.ok) return decoded;
   const why = resumeMismatch(decoded.state, {
     infoHash: t.infoHash,
     pieceLength: t.pieceLength,
@@ -308,7 +322,7 @@ export async function begunPieces(
     pieceCount: t.pieceCount,
     files: fileCount,
   });
-  return why ? new Set() : new Set(decoded.journal);
+  return why ? { ok: false, reason: why } : decoded;
 }
 
 export type FileTrust = 'new' | 'trusted' | 'untrusted';
@@ -372,27 +386,15 @@ export function planStartup(
   let state = null;
   let journal = new Set<number>();
   let writtenNs: bigint | undefined;
-  if (decoded && !decoded.ok) {
+  const usable = usableResume(decoded, t, files.fileCount);
+  if (usable && !usable.ok) {
     resume = 'ignored';
-    reason = decoded.reason;
-  } else if (decoded?.ok) {
-    // The torrent's fields one by one: a Metainfo's `files` is made whole when read.
-    const why = resumeMismatch(decoded.state, {
-      infoHash: t.infoHash,
-      pieceLength: t.pieceLength,
-      length: t.length,
-      pieceCount: t.pieceCount,
-      files: files.fileCount,
-    });
-    if (why) {
-      resume = 'ignored';
-      reason = why;
-    } else {
-      resume = 'used';
-      state = decoded.state;
-      journal = new Set(decoded.journal);
-      writtenNs = decoded.writtenNs;
-    }
+    reason = usable.reason;
+  } else if (usable?.ok) {
+    resume = 'used';
+    state = usable.state;
+    journal = new Set(usable.journal);
+    writtenNs = usable.writtenNs;
   }
 
   // Which files the journal says tdl wrote to after the checkpoint.
