@@ -16,6 +16,26 @@ export const MAX_INFORMATIONAL_REPLIES = 16;
 /** The refusal of a server that sent more than MAX_INFORMATIONAL_REPLIES. */
 export const TOO_MANY_INFORMATIONAL = `more than ${MAX_INFORMATIONAL_REPLIES} informational (1xx) replies`;
 
+/**
+ * For an undici request: its `signal` (the caller's, or aborted by `refusal(message)` once the
+ * server sent more than MAX_INFORMATIONAL_REPLIES) and the `onInfo` that counts them.
+ */
+export function informationalLimit(
+  signal: AbortSignal,
+  refusal: (message: string) => Error,
+): { signal: AbortSignal; onInfo: () => void } {
+  const stalling = new AbortController();
+  let informational = 0;
+  return {
+    signal: AbortSignal.any([signal, stalling.signal]),
+    onInfo: () => {
+      if (++informational > MAX_INFORMATIONAL_REPLIES) {
+        stalling.abort(refusal(TOO_MANY_INFORMATIONAL));
+      }
+    },
+  };
+}
+
 export interface RedirectRules {
   /** Redirects already followed for this request. */
   redirects: number;

@@ -20,12 +20,7 @@ import {
   TdlError,
   UsageError,
 } from '../errors.js';
-import {
-  followRedirect,
-  MAX_INFORMATIONAL_REPLIES,
-  REDIRECT_STATUSES,
-  TOO_MANY_INFORMATIONAL,
-} from '../http.js';
+import { followRedirect, informationalLimit, REDIRECT_STATUSES } from '../http.js';
 import { printable } from './format.js';
 import { otherFamily } from '../tracker/compact.js';
 import { familyOfIp } from '../tracker/compact.js';
@@ -290,17 +285,10 @@ async function fetchFrom(
       throw new UsageError(target === url ? far : `redirected to ${target}: ${far}`);
     }
     debug('GET %s', target);
-    // A server that answers with informational replies without end is refused.
-    const stalling = new AbortController();
-    let informational = 0;
     const { statusCode, headers, body } = await request(target, {
       method: 'GET',
-      signal: AbortSignal.any([signal, stalling.signal]),
-      onInfo: () => {
-        if (++informational > MAX_INFORMATIONAL_REPLIES) {
-          stalling.abort(new UsageError(TOO_MANY_INFORMATIONAL));
-        }
-      },
+      // A server that answers with informational replies without end is refused.
+      ...informationalLimit(signal, (m) => new UsageError(m)),
       ...(dispatcher === undefined ? {} : { dispatcher }),
       reset: true,
       headersTimeout: timeoutMs,

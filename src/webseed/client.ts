@@ -16,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { logger } from '../log.js';
 import type { Dispatcher } from 'undici';
 import { TdlError } from '../errors.js';
-import { followRedirect, MAX_INFORMATIONAL_REPLIES, TOO_MANY_INFORMATIONAL } from '../http.js';
+import { followRedirect, informationalLimit } from '../http.js';
 import { RateWindow } from '../swarm/rate-window.js';
 import { otherFamily } from '../tracker/compact.js';
 import { familyOfIp } from '../tracker/compact.js';
@@ -543,18 +543,11 @@ export class WebSeed {
     let target = r.url;
     for (let redirects = 0; ; redirects++) {
       debug('GET %s bytes=%d-%d', target, r.start, r.end - 1);
-      // A server that answers with informational replies without end is refused.
-      const stalling = new AbortController();
-      let informational = 0;
       const res = await request(target, {
         method: 'GET',
         dispatcher,
-        signal: AbortSignal.any([signal, stalling.signal]),
-        onInfo: () => {
-          if (++informational > MAX_INFORMATIONAL_REPLIES) {
-            stalling.abort(new WebSeedError(this.url, 'status', TOO_MANY_INFORMATIONAL));
-          }
-        },
+        // A server that answers with informational replies without end is refused.
+        ...informationalLimit(signal, (m) => new WebSeedError(this.url, 'status', m)),
         headersTimeout: this.timeoutMs,
         bodyTimeout: this.timeoutMs,
         headers: {
