@@ -46,6 +46,12 @@ const TRAIN_TIMEOUT_MS = 60_000;
 const TRAIN_BYTES = 4 * 1024 * 1024;
 
 const require = createRequire(import.meta.url);
+/** commander's Command class (its one use of node:child_process is made lazy). */
+const COMMANDER_COMMAND = path.join(
+  path.dirname(require.resolve('commander')),
+  'lib',
+  'command.js',
+);
 const pkg = JSON.parse(await readFile(path.join(ROOT, 'package.json'), 'utf8'));
 
 /** The wrapper around tdl.js: what scripts/lib/bundle-entry.cjs passes in. */
@@ -65,6 +71,17 @@ const scriptForm = {
   setup(b) {
     b.onResolve({ filter: /^\.\/undici\.cjs$/ }, () => ({ path: './undici.cjs', external: true }));
     b.onLoad({ filter: /\.js$/ }, async (args) => {
+      if (args.path === COMMANDER_COMMAND) {
+        // commander loads node:child_process at start, for executable subcommands (tdl has
+        // none): a millisecond of every run. It is loaded when first used instead.
+        const text = replaceOnce(
+          await readFile(args.path, 'utf8'),
+          "const childProcess = require('node:child_process');",
+          "const childProcess = { spawn: (...a) => require('node:child_process').spawn(...a) };",
+          args.path,
+        );
+        return { contents: text, loader: 'js', resolveDir: path.dirname(args.path) };
+      }
       if (!args.path.startsWith(DIST + path.sep)) return undefined;
       let text = await readFile(args.path, 'utf8');
       if (args.path === path.join(DIST, 'version.js')) {

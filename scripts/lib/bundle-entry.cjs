@@ -13,6 +13,7 @@
  * TDL_WRITE_CODE_CACHE=<file>: write the cache of this run to <file> at exit, with every function
  * compiled by then (the build's training run; not for users).
  */
+const { isAscii } = require('node:buffer');
 const { readFileSync, statSync, writeFileSync } = require('node:fs');
 const path = require('node:path');
 const { pathToFileURL } = require('node:url');
@@ -25,7 +26,10 @@ v8.setFlagsFromString('--liftoff-only');
 v8.setFlagsFromString('--semi-space-growth-factor=1');
 
 const file = path.join(__dirname, 'tdl.js');
-const source = readFileSync(file, 'utf8');
+const bytes = readFileSync(file);
+// tdl.js is ASCII (esbuild escapes everything else), and for ASCII bytes latin1 gives the same
+// string as UTF-8 without the decoder: about 6 ms less of every start.
+const source = isAscii(bytes) ? bytes.latin1Slice(0, bytes.length) : bytes.toString('utf8');
 /** tdl.js evaluated: `(function (require, __tdlUrl, __filename, __dirname) { … })`. */
 let tdl;
 if (process.sourceMapsEnabled) {

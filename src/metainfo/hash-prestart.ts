@@ -12,7 +12,7 @@
  */
 import { statSync } from 'node:fs';
 import os from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { HASH_WORKER_SOURCE } from './hash-worker.js';
 
 /** Most hashing threads, the main thread included. */
@@ -69,6 +69,9 @@ export function defaultHashThreads(): number {
 
 /** A hashing worker, booting; a failure before it is given work is kept in workerFailures. */
 export function startHashWorker(): Worker {
+  // Loaded here, not imported: every command imports this module first thing (cli/main.ts), and
+  // only `create` starts a thread; node:worker_threads is a millisecond of every other start.
+  const { Worker } = process.getBuiltinModule('node:worker_threads');
   const w = new Worker(HASH_WORKER_SOURCE, { eval: true });
   w.on('error', (e) => workerFailures.set(w, e));
   w.on('exit', () => {

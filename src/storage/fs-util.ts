@@ -1,5 +1,5 @@
 /** Small file-system helpers shared by the storage modules. */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs, { lstatSync, opendirSync, statfsSync, type BigIntStats, type Stats } from 'node:fs';
 import { lstat, mkdir, opendir, stat } from 'node:fs/promises';
 import os from 'node:os';
@@ -9,6 +9,12 @@ import { DiskError, systemErrorText } from '../errors.js';
 import { withSuffix } from './names.js';
 
 const log = logger('tdl:storage');
+
+/**
+ * node:child_process, loaded when a sync first needs a child (many files, see syncfsPaths):
+ * most downloads never do, and loading it is a millisecond of every start.
+ */
+const childProcess = () => process.getBuiltinModule('node:child_process');
 
 /** Entries read from a folder per system call when it is listed inline. */
 const LIST_BATCH = 256;
@@ -417,7 +423,7 @@ class SyncHelper {
   constructor() {
     // Its own process group: a Ctrl-C at the terminal goes to tdl's group, and tdl's last
     // checkpoint still has the helper to sync through.
-    this.child = spawn('/bin/sh', ['-c', SYNC_HELPER_SCRIPT], {
+    this.child = childProcess().spawn('/bin/sh', ['-c', SYNC_HELPER_SCRIPT], {
       stdio: ['pipe', 'pipe', 'ignore'],
       detached: true,
       windowsHide: true,
@@ -560,7 +566,7 @@ export async function syncFileSystems(paths: readonly string[]): Promise<boolean
       child.unref();
       resolve(false);
     }, SYNCFS_TIMEOUT_MS);
-    const child = execFile(
+    const child = childProcess().execFile(
       'sync',
       args,
       { timeout: SYNCFS_TIMEOUT_MS, windowsHide: true },
