@@ -351,4 +351,27 @@ describe('magnet links: the download takes over the metadata phase', () => {
     expect((await lstat(`${out}.tdl-torrent`)).isFile()).toBe(true);
     expect(parseTorrent(await readFile(`${out}.tdl-torrent`)).infoHash).toEqual(t.infoHash);
   });
+
+  it("a file of the user's where the metadata is kept is left alone: exit 6, nothing fetched", async () => {
+    const { t, info } = torrent('handoff-mine');
+    const s = await fx.seeder(t, PIECE, { metadata: info });
+    const out = path.join(fx.dir, 'out.bin');
+    const notes = Buffer.from('my own notes, not a torrent\n');
+    await writeFile(`${out}.tdl-torrent`, notes);
+    const args = ['download', magnet(t, { peers: [s.port] }), '-o', out, '--no-dht', '--no-listen'];
+    const r = await runCli(args);
+    expect(r.code).toBe(6);
+    expect(r.stderr).toContain(
+      `${out}.tdl-torrent is in the way of the kept metadata: it is not a torrent file (move it away)`,
+    );
+    expect(await readFile(`${out}.tdl-torrent`)).toEqual(notes);
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(`${out}.tdl-resume`)).toBe(false);
+    // An empty one holds nothing to lose (a copy cut short by a crash): replaced, then removed.
+    await writeFile(`${out}.tdl-torrent`, '');
+    const again = await runCli(args);
+    expect(again.code, again.stderr).toBe(0);
+    expect((await readFile(out)).equals(t.data)).toBe(true);
+    expect(existsSync(`${out}.tdl-torrent`)).toBe(false);
+  });
 });
