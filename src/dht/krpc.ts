@@ -9,7 +9,7 @@
 import { DhtError, TdlError } from '../errors.js';
 import { decodeStrict, encode, isBytes, isDict, isInt, isList } from '../metainfo/bencode.js';
 import type { BDict, BValue } from '../metainfo/bencode.js';
-import { formatIPv6, ipFamily, ipv6ToBytes } from '../tracker/compact.js';
+import { formatIPv6, ipFamily, ipv6ToBytes, isNeverAPeer } from '../tracker/compact.js';
 import type { PeerAddress } from '../tracker/types.js';
 import { ID_LENGTH } from './node-id.js';
 
@@ -117,9 +117,7 @@ export function decodeNodes(b: Uint8Array, family: 4 | 6, max = MAX_NODES_PER_RE
     const id = Buffer.from(b.subarray(o, o + ID_LENGTH));
     const host = family === 4 ? ipv4(b, o + 20) : formatIPv6(b, o + 20);
     const port = (b[o + size - 2]! << 8) | b[o + size - 1]!;
-    if (port === 0 || host === '0.0.0.0' || host === '::') continue;
-    const first = b[o + 20]!;
-    if (family === 4 ? first === 0 || first >= 224 : first === 0xff) continue;
+    if (port === 0 || isNeverAPeer(host)) continue;
     if (family === 6 && host.includes('.')) continue; // IPv4-mapped: not an IPv6 contact
     out.push({ id, host, port });
   }

@@ -166,6 +166,13 @@ export interface PoolEvents {
   failed: [address: string, reason: string];
 }
 
+/** A ban record about to take a new key: the oldest goes first when MAX_BANNED_IDS are kept. */
+function forgetOldest(kept: Set<string> | Map<string, unknown>): void {
+  if (kept.size < MAX_BANNED_IDS) return;
+  const oldest = kept.keys().next().value;
+  if (oldest !== undefined) kept.delete(oldest);
+}
+
 export class PeerPool extends EventEmitter<PoolEvents> {
   readonly candidates = new Map<string, Candidate>();
   /** Banned peers by host and peer id (see `ban`). */
@@ -431,17 +438,11 @@ export class PeerPool extends EventEmitter<PoolEvents> {
       seen.count = now - seen.at > HOST_BLOCK_MS ? 1 : seen.count + 1;
       seen.at = now;
     } else {
-      if (this.hostBans.size >= MAX_BANNED_IDS) {
-        const oldest = this.hostBans.keys().next().value;
-        if (oldest !== undefined) this.hostBans.delete(oldest);
-      }
+      forgetOldest(this.hostBans);
       this.hostBans.set(conn.host, { count: 1, at: now });
     }
     if (!conn.remotePeerId) return;
-    if (this.bannedIds.size >= MAX_BANNED_IDS) {
-      const oldest = this.bannedIds.values().next().value;
-      if (oldest !== undefined) this.bannedIds.delete(oldest);
-    }
+    forgetOldest(this.bannedIds);
     this.bannedIds.add(bannedKey(conn.host, conn.remotePeerId));
   }
 
