@@ -19,7 +19,7 @@ import { commonPrefixBits, compareDistance, randomId, randomIdInBucket } from '.
 import { K, RoutingTable } from './routing-table.js';
 import { KrpcSocket } from './rpc.js';
 import type { Endpoint, RpcOptions } from './rpc.js';
-import { PeerStore } from './store.js';
+import { MAX_PEERS_PER_HASH, PeerStore } from './store.js';
 import { TokenIssuer } from './tokens.js';
 import { ipFamily } from '../tracker/compact.js';
 import type { PeerAddress } from '../tracker/types.js';
@@ -78,6 +78,11 @@ export class Dht extends EventEmitter<{
   warning: [string];
   /** Nodes joined the table from outside a lookup (see DhtPeerSource: a failed lookup retries). */
   joined: [];
+  /**
+   * A node announced (announce_peer, its token checked) that it is a peer of this torrent at
+   * this address: DhtPeerSource takes it at once for a torrent of ours.
+   */
+  announced: [infoHash: Buffer, peer: PeerAddress];
 }> {
   private readonly rpc: KrpcSocket;
   private table: RoutingTable;
@@ -557,11 +562,18 @@ export class Dht extends EventEmitter<{
           return this.rpc.reply(from, encodeError(t, ERR_PROTOCOL, 'bad port'));
         }
         this.store.add(ih, { host: from.host, port });
-        return this.rpc.reply(from, encodeResponse(t, this.id));
+        this.rpc.reply(from, encodeResponse(t, this.id));
+        this.emit('announced', ih, { host: from.host, port });
+        return;
       }
       default:
         return this.rpc.reply(from, encodeError(t, ERR_METHOD_UNKNOWN, 'method unknown'));
     }
+  }
+
+  /** Peers that nodes announced to this one for this torrent (live entries, any order). */
+  announcedPeers(infoHash: Buffer): PeerAddress[] {
+    return this.store.get(infoHash, MAX_PEERS_PER_HASH);
   }
 
   /** Diagnostics for tests and --verbose. */

@@ -61,6 +61,14 @@ export class DhtPeerSource extends EventEmitter<{
     this.joinedDuring = true;
     if (this.unanswered && !this.running && !this.stopped) this.run();
   };
+  /**
+   * A node announced to ours that it is a peer of this torrent: a peer at once, not at the next
+   * lookup. Two nodes that only know each other (a LAN without trackers) find each other so:
+   * the one that looks up second announces to the first, which then dials it.
+   */
+  private readonly onAnnounced = (infoHash: Buffer, peer: PeerAddress): void => {
+    if (infoHash.equals(this.infoHash)) this.onPeers([peer]);
+  };
   /** Nodes joined while the running lookup ran: if it finds no node, it goes again at once. */
   private joinedDuring = false;
 
@@ -76,6 +84,7 @@ export class DhtPeerSource extends EventEmitter<{
 
   start(): void {
     this.dht.on('joined', this.onJoined);
+    this.dht.on('announced', this.onAnnounced);
     this.run();
   }
 
@@ -93,6 +102,7 @@ export class DhtPeerSource extends EventEmitter<{
   async stop(): Promise<void> {
     this.stopped = true;
     this.dht.off('joined', this.onJoined);
+    this.dht.off('announced', this.onAnnounced);
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.ctrl.abort();
@@ -141,6 +151,9 @@ export class DhtPeerSource extends EventEmitter<{
   }
 
   private async lookupAndAnnounce(): Promise<void> {
+    // Peers that announced to our own node before this source listened (the node answers
+    // queries while a seed checks its data), or that its lookups cannot reach.
+    this.onPeers(this.dht.announcedPeers(this.infoHash));
     try {
       const r = await this.dht.getPeers(this.infoHash, {
         onPeers: (p) => this.onPeers(p),

@@ -207,7 +207,10 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
           localAddress: o.localAddress,
         })
       : null;
-  const dhtSource = o.dht ? new DhtPeerSource(o.dht, o.magnet.infoHash) : null;
+  // Announced to the DHT as to trackers: the port a download listens on (none for `tdl info`).
+  const dhtSource = o.dht
+    ? new DhtPeerSource(o.dht, o.magnet.infoHash, { announcePort: listener?.port || undefined })
+    : null;
   const sources: { source: PeerSource; origin: PeerOrigin }[] = [];
   if (announcer) sources.push({ source: announcer, origin: 'tracker' });
   if (dhtSource) sources.push({ source: dhtSource, origin: 'dht' });

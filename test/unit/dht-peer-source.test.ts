@@ -15,9 +15,14 @@ const ih = Buffer.alloc(20, 7);
 const node = { id: Buffer.alloc(20, 1), host: '10.0.0.1', port: 1 };
 
 /** A stand-in Dht: each lookup reports `peers` and answers with `answered` nodes. */
-function fakeDht(peers: () => PeerAddress[], answered: number | (() => number) = 1) {
+function fakeDht(
+  peers: () => PeerAddress[],
+  answered: number | (() => number) = 1,
+  announcedToUs: PeerAddress[] = [],
+) {
   const calls = { getPeers: 0, announce: [] as (number | undefined)[] };
   const dht = Object.assign(new EventEmitter(), {
+    announcedPeers: () => announcedToUs,
     getPeers: async (_ih: Buffer, o: GetPeersOptions): Promise<LookupResult> => {
       calls.getPeers++;
       o.onPeers?.(peers());
@@ -186,5 +191,26 @@ describe('DHT peer source', () => {
     expect(warnings).toEqual(['DHT: no node answered', 'DHT: no node answered']);
     expect(src.failures).toEqual([{ url: 'dht', message: 'no DHT node answered' }]);
     await src.stop();
+  });
+
+  it('takes peers announced to our node: those stored before it started, then each at once', async () => {
+    vi.useFakeTimers();
+    const early = { host: '10.0.0.9', port: 6000 };
+    const { dht, calls } = fakeDht(() => [], 1, [early]);
+    const src = new DhtPeerSource(dht, ih, {});
+    const got: PeerAddress[] = [];
+    src.on('peers', (p) => got.push(...p));
+    src.start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(got).toEqual([early]);
+    const other = Buffer.alloc(20, 8);
+    dht.emit('announced', other, { host: '10.0.0.7', port: 7000 });
+    dht.emit('announced', ih, { host: '10.0.0.8', port: 8000 });
+    dht.emit('announced', ih, early); // already known
+    expect(got).toEqual([early, { host: '10.0.0.8', port: 8000 }]);
+    expect(calls.getPeers).toBe(1); // no lookup needed for it
+    await src.stop();
+    dht.emit('announced', ih, { host: '10.0.0.6', port: 6000 });
+    expect(got).toHaveLength(2);
   });
 });
