@@ -183,12 +183,14 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
     const files = storage.files.flatMap<ReportedFile>((f, i) => {
       if (f.padding || !f.selected) return [];
       const size = stamps[i]?.size ?? 0;
+      // Too long first, whatever of it is valid: it must be cut before a download takes the
+      // folder (its `valid` says how much of it holds the torrent's bytes).
       const state: FileState = !f.existed
         ? 'missing'
-        : validOf[i]! < f.length
-          ? 'partial'
-          : size > f.length
-            ? 'too-long'
+        : size > f.length
+          ? 'too-long'
+          : validOf[i]! < f.length
+            ? 'partial'
             : f.current !== f.path
               ? 'not-final'
               : 'complete';
@@ -329,7 +331,8 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
         const note = f.notAFile
           ? ' (not a file: a folder, FIFO or device is there)'
           : f.state === 'too-long'
-            ? ` (${f.length} bytes in the torrent)`
+            ? ` (${f.length} bytes in the torrent` +
+              (f.valid < f.length ? `, ${formatBytes(f.valid)} of them valid)` : ')')
             : other
               ? ` (${escapeControl(other)} is there: the same name in another Unicode form; tdl names files in NFC, rename it)`
               : '';
@@ -394,7 +397,13 @@ async function otherUnicodeForm(file: string): Promise<string | null> {
 /** The text report's last line: what the verdict is, and what to do about it. */
 function resultText(ready: boolean, dataComplete: boolean, files: ReportedFile[]): string {
   if (ready) return 'complete';
-  if (!dataComplete) return 'incomplete';
+  const tooLong = files.filter((f) => f.state === 'too-long').length;
+  const cut =
+    tooLong === 1
+      ? 'cut the file that is too long to its size in the torrent (truncate -s SIZE FILE)'
+      : `cut the ${tooLong} files that are too long to their sizes in the torrent (truncate -s SIZE FILE)`;
+  if (!dataComplete)
+    return tooLong > 0 ? `incomplete: ${cut}, then run tdl download again` : 'incomplete';
   const unfinished = 'all data valid, not finished';
   // Something else where a link of the torrent goes: a download would refuse to replace it.
   const wrongLinks = files.filter((f) => f.state === 'wrong-link').length;
@@ -404,16 +413,11 @@ function resultText(ready: boolean, dataComplete: boolean, files: ReportedFile[]
   }
   // A download takes a folder whose files are longer for someone else's: it would start again
   // one level down. Cut to size, they are the torrent's (and complete, if nothing else is left).
-  const tooLong = files.filter((f) => f.state === 'too-long').length;
   if (tooLong > 0) {
-    const which =
-      tooLong === 1
-        ? 'the file that is too long to its size'
-        : `the ${tooLong} files that are too long to their sizes`;
     const then = files.some((f) => f.state !== 'complete' && f.state !== 'too-long')
       ? ', then run tdl download again'
       : '';
-    return `${unfinished}: cut ${which} in the torrent (truncate -s SIZE FILE)${then}`;
+    return `${unfinished}: ${cut}${then}`;
   }
   return `${unfinished}: run tdl download again to finish it`;
 }

@@ -700,6 +700,23 @@ describe('verify', () => {
       bothFiles.filter((f) => f.state === 'missing').map((f) => path.basename(f.path)),
     ).toEqual(['c.bin']);
     expect(existsSync(path.join(out, 'multi'))).toBe(false);
+    // Grown while another file is cut short: too long all the same (it must be cut before a
+    // download takes the folder), with what of it is valid, and the text says to cut it.
+    await writeFile(path.join(out, ...t.files[gone]!), Buffer.alloc(0));
+    await writeFile(path.join(out, 'd.bin'), Buffer.alloc(1_100_004));
+    await truncate(path.join(out, 'a.bin'), 1_000);
+    const mixed = await verifyJson(tp, out);
+    expect(mixed.r.code).toBe(5);
+    const mixedFiles = mixed.v['files'] as { path: string; state: string; valid: number }[];
+    expect(mixedFiles.find((f) => f.path.endsWith('d.bin'))).toMatchObject({
+      state: 'too-long',
+      valid: 0,
+    });
+    expect(mixedFiles.find((f) => f.path.endsWith('a.bin'))?.state).toBe('partial');
+    const text = await runCli(['verify', tp, '-o', out]);
+    expect(text.stdout).toMatch(
+      /^result: +incomplete: cut the file that is too long to its size in the torrent \(truncate -s SIZE FILE\), then run tdl download again$/m,
+    );
   });
 
   it('reports a corrupted output (exit 5), a missing one (exit 5), an unreadable one (exit 6)', async () => {
