@@ -187,8 +187,9 @@ export async function runDownload(
     if (wantDht && !magnet && !opened.meta.private) {
       dhtStarting = startDht();
       dhtStarting.catch(() => {}); // a failure is the download's, when it awaits it
-    } else if (!magnet && opts.dht !== false && opts.dhtBootstrap.length > 0) {
-      // Said, as with --no-dht: the option asks for a DHT this run does not start.
+    } else if (!magnet && opts.dht !== false && noDht === null && opts.dhtBootstrap.length > 0) {
+      // Said, as with --no-dht: the option asks for a DHT this run does not start (a DHT that
+      // cannot run here was said above, with its reason).
       warn(
         opened.meta.private
           ? '--dht-bootstrap is not used: the torrent is private (no DHT)'

@@ -270,5 +270,22 @@ describe('DHT from the CLI (loopback network, no tracker)', () => {
     expect(peer.stderr).toContain(
       'tdl: warning: --dht-bootstrap is not used: with --peer, peers come from --peer only\n',
     );
+    // A DHT that cannot run (IPv6 --bind) is said once, with that reason, not --peer's.
+    const v6 = await runCli([
+      'download',
+      await fx.writeTorrent(t),
+      '-o',
+      out,
+      '--bind',
+      '::1',
+      '--dht-bootstrap',
+      '127.0.0.1:9',
+      '--no-listen',
+      '--timeout',
+      '1',
+    ]);
+    expect(v6.code).toBe(4);
+    expect(v6.stderr).toContain('tdl: warning: the DHT is IPv4 only: not used with --bind ::1\n');
+    expect(v6.stderr).not.toContain('--dht-bootstrap is not used');
   });
 });
