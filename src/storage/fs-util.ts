@@ -190,6 +190,22 @@ export function toDiskError(e: unknown, what: string): DiskError {
   return new DiskError(`${what}: ${detail}`, { cause: e });
 }
 
+/**
+ * A symbolic link where a torrent's file or folder goes: the disk's state, not a fault of the
+ * torrent (exit 6). tdl opens with O_NOFOLLOW and never reads or writes through one; the same
+ * torrent works once the link is moved away.
+ */
+export function symlinkRefused(p: string, access: 'read' | 'write', wantDir: boolean): DiskError {
+  const kind = wantDir ? 'folder' : 'file';
+  return new DiskError(
+    access === 'read'
+      ? `cannot read ${p}: it is a symbolic link, and tdl never reads a torrent's ${kind}s ` +
+          `through a link (replace it with the ${kind} itself)`
+      : `refusing to write through the symbolic link ${p}: tdl never writes a torrent's ` +
+          `${kind}s through a link (move it away, or choose another -o)`,
+  );
+}
+
 /** A synchronous call slower than this turns inline calls off for INLINE_PAUSE_MS. */
 export const INLINE_SLOW_MS = 50;
 export const INLINE_PAUSE_MS = 5_000;

@@ -18,7 +18,15 @@ import { constants, type Stats } from 'node:fs';
 import path from 'node:path';
 import { DiskError, MetainfoError, systemErrorText } from '../errors.js';
 import type { FileList } from '../metainfo/torrent.js';
-import { Inline, listNames, lstatInline, lstatOrNull, readHeader, toDiskError } from './fs-util.js';
+import {
+  Inline,
+  listNames,
+  lstatInline,
+  lstatOrNull,
+  readHeader,
+  symlinkRefused,
+  toDiskError,
+} from './fs-util.js';
 import { LOCK_SUFFIX } from './lock.js';
 import { METADATA_SUFFIX, PART_SUFFIX, RESUME_SUFFIX, withSuffix } from './names.js';
 import { PARTS_SUFFIX, partsInfoHash } from './parts.js';
@@ -548,20 +556,7 @@ async function refuseLink(p: string, wantDir: boolean, access: OutputAccess): Pr
   const st = await lstatInline(p, inline());
   if (!st) return false;
   if (st.isSymbolicLink()) {
-    if (access === 'read') {
-      // Data the user put there, not a torrent fault: tdl opens files with O_NOFOLLOW.
-      throw new DiskError(
-        `cannot read ${p}: it is a symbolic link, and tdl never reads a torrent's ` +
-          `${wantDir ? 'folders' : 'files'} through a link ` +
-          `(replace it with the ${wantDir ? 'folder' : 'file'} itself)`,
-      );
-    }
-    // The disk's state, not the torrent's fault (exit 6, as reading through one): the same
-    // torrent downloads once the link is moved away.
-    throw new DiskError(
-      `refusing to write through the symbolic link ${p}: tdl never writes a torrent's ` +
-        `${wantDir ? 'folders' : 'files'} through a link (move it away, or choose another -o)`,
-    );
+    throw symlinkRefused(p, access, wantDir);
   }
   if (wantDir && !st.isDirectory()) throw new DiskError(`${p} exists and is not a directory`);
   // To read, a folder in a file's place is reported by the storage (verify: `missing`, `notAFile`).

@@ -12,7 +12,7 @@
 import type { BigIntStats } from 'node:fs';
 import path from 'node:path';
 import { DiskError } from '../errors.js';
-import { listNames, type Inline } from './fs-util.js';
+import { listNames, symlinkRefused, type Inline } from './fs-util.js';
 
 /** What the scan needs of the storage. */
 export interface ScanHost {
@@ -108,7 +108,7 @@ export async function scanOutput(host: ScanHost): Promise<ScanResult> {
       // Gone between the listing and now: treat as never there.
       if (!st) continue;
       if (st.isSymbolicLink()) {
-        throw new DiskError(`cannot open ${current}: refusing to follow a symlink`);
+        throw symlinkRefused(current, host.write ? 'write' : 'read', false);
       }
       if (!st.isFile()) {
         if (host.write) throw new DiskError(`${current} is not a regular file`);

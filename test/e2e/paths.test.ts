@@ -368,6 +368,19 @@ describe('symlinks already in the output tree are never written through', () => 
     expect(await readFile(victim, 'utf8')).toBe('precious');
   });
 
+  it('a symlink at the working name (.part) is refused in the same words', async () => {
+    const victim = path.join(outside, 'victim.txt');
+    await writeFile(victim, 'precious');
+    await symlink(victim, path.join(out, 'one.bin.part'));
+    await expectRefused(
+      { name: 'one.bin', files: { data: x } },
+      /^tdl: refusing to write through the symbolic link .*one\.bin\.part: .* files through a link \(move it away, or choose another -o\)$/m,
+      out,
+      6,
+    );
+    expect(await readFile(victim, 'utf8')).toBe('precious');
+  });
+
   it('a dangling symlink is not followed to create its target', async () => {
     const target = path.join(outside, 'created-through-link');
     await mkdir(path.join(out, 'multi'));
