@@ -159,7 +159,7 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
   }
   if (!opts.quiet) {
     report.write(
-      `${made.multiFile ? 'files' : 'file'}:     ${made.fileCount} (${formatBytes(made.length)}), ` +
+      `${(made.multiFile ? 'files:' : 'file:').padEnd(11)}${made.fileCount} (${formatBytes(made.length)}), ` +
         `${made.pieceCount} piece${made.pieceCount === 1 ? '' : 's'} of ${formatBytes(made.pieceLength)}\n` +
         `info hash: ${made.infoHashHex}\n` +
         `magnet:    ${made.magnet}\n`,

@@ -364,7 +364,7 @@ describe('tdl create', () => {
     expect(m.name).toBe('f.txt');
     expect(m.creationDate).toBeGreaterThan(1_700_000_000);
     expect(stderr).toContain(`info hash: ${m.infoHashHex}`);
-    expect(stderr).toContain('file:     1 (5 B), 1 piece of 16.0 KiB\n');
+    expect(stderr).toContain('file:      1 (5 B), 1 piece of 16.0 KiB\ninfo hash: ');
   });
 
   it('never writes over its input; writes into a pipe or device; waits for stdout', async () => {
