@@ -167,12 +167,28 @@ export function systemErrorText(e: unknown): string {
   return e.message === '' && typeof code === 'string' ? code : e.message;
 }
 
+/** An OpenSSL error (`ERR_SSL_…`, with its `reason`) in words, or undefined. */
+function tlsWords(e: unknown): string | undefined {
+  if (!(e instanceof Error)) return undefined;
+  const { code, reason } = e as { code?: unknown; reason?: unknown };
+  if (typeof code !== 'string' || !code.startsWith('ERR_SSL_') || typeof reason !== 'string') {
+    return undefined;
+  }
+  // The usual one: https:// to a server that speaks plain HTTP.
+  const hint = code === 'ERR_SSL_WRONG_VERSION_NUMBER' ? '; is it an http:// server?' : '';
+  return `TLS failed: ${reason} (${code}${hint})`;
+}
+
 /**
  * A one-line description of any thrown value for warnings and logs: the message, plus the
  * error code (`ECONNREFUSED`, …) of the error and of its cause when the message lacks them.
  */
 export function describeError(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
+  // OpenSSL's text (`80…:error:0A00010B:SSL routines:…:ssl3_record.c:350:\n`) says little and
+  // ends in a newline: its reason in words, and the code.
+  const tls = tlsWords(err) ?? tlsWords((err as { cause?: unknown }).cause);
+  if (tls !== undefined) return tls;
   // Node's own words for a failed call (`connect ECONNREFUSED 127.0.0.1:6881`) name the call and
   // the address, which the caller names already: the error in words, and its code for scripts.
   const { code, syscall } = err as NodeJS.ErrnoException;

@@ -21,6 +21,31 @@ describe('describeError', () => {
     expect(describeError(cause)).toBe('connect ECONNREFUSED 127.0.0.1:1');
   });
 
+  it("gives a TLS failure's reason, not OpenSSL's text and its newline", async () => {
+    const tls = await import('node:tls');
+    const { createServer } = await import('node:net');
+    // A server that answers a TLS hello in plain HTTP, as `https://` to an http:// server.
+    const conns = new Set<import('node:net').Socket>();
+    const server = createServer((c) => {
+      conns.add(c);
+      c.end('HTTP/1.1 400 Bad Request\r\n\r\n');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const client = tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false });
+      const err = await new Promise<Error>((resolve) => client.on('error', resolve));
+      client.destroy();
+      expect(describeError(err)).toBe(
+        'TLS failed: wrong version number (ERR_SSL_WRONG_VERSION_NUMBER; is it an http:// server?)',
+      );
+      expect(describeError(new TypeError('fetch failed', { cause: err }))).toBe(describeError(err));
+    } finally {
+      for (const c of conns) c.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
   it("puts a failed call's code in words, without the call and address Node's message names", async () => {
     const { createConnection, createServer } = await import('node:net');
     const server = createServer();
