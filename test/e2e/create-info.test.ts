@@ -434,7 +434,7 @@ describe('tdl create', () => {
     const named = sh(`${tdl} create ${q(f)} --no-date -o /dev/stdout | sha1sum`);
     expect(named.status, named.stderr).toBe(0);
     expect(named.stdout).toBe(direct.stdout);
-    expect(named.stderr).toMatch(/^file: {5}1 \(8 B\)/);
+    expect(named.stderr).toMatch(/^file: {6}1 \(8 B\)/);
     // -o - into a file inside the folder: that file is being written, never shared.
     const into = sh(`${tdl} create ${q(d)} -o - --no-date > ${q(d)}/out.torrent`);
     expect(into.status, into.stderr).toBe(0);
