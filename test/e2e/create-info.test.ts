@@ -280,6 +280,39 @@ describe('tdl info', () => {
     expect(r.stdout).not.toContain('\x1b');
     expect(r.stdout).toMatch(/x\/l {2}\[symlink -> a\\x1b\[2Jb\]/);
   });
+
+  it('a listing smaller than a pipe holds goes out in one write: `| head -1` leaves it exit 0', async () => {
+    // In several writes, the reader could be gone before the second: exit 141 or 0 by timing.
+    assertBuilt();
+    const data = randomBytesSeeded(100_000, 'info-head');
+    const t = makeTorrent({
+      name: 'h',
+      pieceLength: PL,
+      files: [
+        { path: ['a.bin'], data },
+        { path: ['b.bin'], data },
+      ],
+    });
+    const tp = path.join(dir, 'h.torrent');
+    await writeFile(tp, t.torrent);
+    const tdl = `${q(process.execPath)} ${q(MAIN)}`;
+    for (const args of ['', '--json']) {
+      const r = spawnSync(
+        'bash',
+        [
+          '-c',
+          `for i in 1 2 3; do ${tdl} info ${q(tp)} ${args} | head -c 5; echo " \${PIPESTATUS[0]}"; done`,
+        ],
+        { encoding: 'utf8', timeout: 30_000 },
+      );
+      expect(
+        r.stdout
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => l.slice(-2)),
+      ).toEqual([' 0', ' 0', ' 0']);
+    }
+  });
 });
 
 describe('tdl create', () => {
