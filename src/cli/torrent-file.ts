@@ -92,10 +92,13 @@ export function parseTorrentFrom(bytes: Buffer, source: string): Metainfo {
  * of a .torrent: a web page (a login or error page saved under the torrent's name), a body
  * still gzip-compressed, JSON, a magnet link saved as text.
  */
+/** The bytes notTorrent looks at. */
+const NOT_TORRENT_HEAD = 64;
+
 function notTorrent(bytes: Buffer): string | undefined {
   if (bytes[0] === 0x1f && bytes[1] === 0x8b) return 'it is gzip-compressed (gunzip it first)';
   const head = bytes
-    .subarray(0, 64)
+    .subarray(0, NOT_TORRENT_HEAD)
     .toString('latin1')
     .replace(/^\xef\xbb\xbf/, '')
     .trimStart();
@@ -155,6 +158,9 @@ async function readCapped(
     // Leaving the loop ends (destroys) the stream: nothing more is read.
     if (total > MAX_TORRENT_FILE_BYTES) throw tooLarge(source);
     chunks.push(b);
+    // A .torrent is a dictionary: input that does not start with `d` is refused from its first
+    // bytes (notTorrent reads 64 of them), not after up to 64 MiB of it (`yes | tdl info -`).
+    if (total >= NOT_TORRENT_HEAD && chunks[0]![0] !== 0x64) break;
   }
   return Buffer.concat(chunks, total);
 }

@@ -94,7 +94,8 @@ async function server(handler: http.RequestListener): Promise<string> {
 function streaming(total: number, declare: boolean): http.RequestListener {
   return (_req, res) => {
     res.writeHead(200, declare ? { 'content-length': String(total) } : {});
-    const chunk = Buffer.alloc(64 * 1024, 0x31);
+    // `d`, as a torrent starts: only the cap stops it.
+    const chunk = Buffer.alloc(64 * 1024, 0x64);
     let written = 0;
     const pump = (): void => {
       while (!res.destroyed && written < total) {
@@ -154,7 +155,7 @@ describe('stdin and URL sources', () => {
     // More than the cap: refused once past it, without reading it all.
     const huge = createWriteStream(fifo);
     huge.on('error', () => {}); // EPIPE once tdl stops reading
-    const chunk = Buffer.alloc(1024 * 1024, 0x31);
+    const chunk = Buffer.alloc(1024 * 1024, 0x64); // `d`: only the cap stops it
     let written = 0;
     const pump = (): void => {
       while (!huge.destroyed && written < 4 * MAX_TORRENT_FILE_BYTES) {
@@ -426,10 +427,12 @@ describe('hostile sources get the same refusals as files', () => {
   it('stdin larger than the cap: exit 3 without reading it all', async () => {
     let given = 0;
     const chunk = Buffer.alloc(1024 * 1024, 0x31);
+    // It starts as a torrent does (a dictionary), so only the cap stops it.
+    const first = Buffer.concat([Buffer.from('d4:info'), chunk]);
     const endless = new Readable({
       read() {
+        this.push(given === 0 ? first : chunk);
         given += chunk.length;
-        this.push(chunk);
       },
     });
     const r = await cli(['info', '-'], endless);
@@ -438,6 +441,21 @@ describe('hostile sources get the same refusals as files', () => {
       new RegExp(`^tdl: stdin: over the ${MAX_TORRENT_FILE_BYTES} bytes a \\.torrent may have`),
     );
     expect(given).toBeLessThan(MAX_TORRENT_FILE_BYTES + 8 * chunk.length);
+  });
+
+  it('stdin that is not a dictionary is refused from its first bytes, not read to the cap', async () => {
+    let given = 0;
+    const chunk = Buffer.from('y\n'.repeat(32 * 1024));
+    const endless = new Readable({
+      read() {
+        given += chunk.length;
+        this.push(chunk);
+      },
+    });
+    const r = await cli(['info', '-'], endless);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toBe("tdl: stdin: unexpected byte 'y' at byte 0\n");
+    expect(given).toBeLessThan(8 * chunk.length);
   });
 
   it('a body that never ends: refused at the fetch timeout', async () => {
@@ -476,7 +494,7 @@ describe('hostile sources get the same refusals as files', () => {
   });
 
   it('a gzip or deflate body is decoded, within the cap; another coding is refused', async () => {
-    const bomb = gzipSync(Buffer.alloc(MAX_TORRENT_FILE_BYTES + 1024 * 1024, 0x31));
+    const bomb = gzipSync(Buffer.alloc(MAX_TORRENT_FILE_BYTES + 1024 * 1024, 0x64));
     const base = await server((req, res) => {
       const [body, encoding] =
         req.url === '/gz'
