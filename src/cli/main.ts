@@ -75,7 +75,13 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     const now = performance.now();
     if (firstSignalAt >= 0 && now - firstSignalAt < REPEAT_SIGNAL_MS) return;
     // The run is over and only its last lines wait for a reader: nothing left to stop.
-    if (signalled || ending) exitWith(exitCodeFor(new InterruptedError(sig)));
+    if (ending) exitWith(exitCodeFor(new InterruptedError(sig)));
+    if (signalled) {
+      // Said, as the first stop is: the run's own end (its last checkpoint, `stopped` to the
+      // trackers) is cut short; what earlier checkpoints saved is kept.
+      process.stderr.write(`tdl: ${sig} again: exiting at once, without the final checkpoint\n`);
+      exitWith(exitCodeFor(new InterruptedError(sig)));
+    }
     signalled = true;
     firstSignalAt = now;
     controller.abort(new InterruptedError(sig));

@@ -256,8 +256,11 @@ describe('signals, against the built CLI in a child process', () => {
       if (twice) process.kill(run.child.pid!, 'SIGTERM');
       const exit = await within(run.exited, ENDS_ON_ITS_OWN_MS, 'exit after the signal');
       expect(exit.code).toBe(143);
-      // The second signal does not wait for the 1.5 s bound on `stopped`.
+      // The second signal does not wait for the 1.5 s bound on `stopped`, and says so.
       if (twice) expect(exit.at - killedAt).toBeLessThan(1_500);
+      const again = 'tdl: SIGTERM again: exiting at once, without the final checkpoint\n';
+      if (twice) expect(run.stderr()).toContain(again);
+      else expect(run.stderr()).not.toContain('again');
     }
   });
 
