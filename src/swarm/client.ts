@@ -216,7 +216,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       throw new TransferError(
         found
           ? `the data under ${plan.root} is incomplete (${check.have.count} of ${wanted.count} pieces valid): finish it with tdl download first${shadowNote}`
-          : `no file of this torrent is at ${plan.root}: -o names where the data is, as given to tdl download`,
+          : selected
+            ? `none of the selected files of this torrent is at ${plan.root}: -o names where the data is, as given to tdl download, and the selection the files it holds`
+            : `no file of this torrent is at ${plan.root}: -o names where the data is, as given to tdl download`,
       );
     }
     if (o.seedOnly && !selected) {

@@ -137,6 +137,30 @@ describe('seeding lifecycle', () => {
     expect(existsSync(path.dirname(typo))).toBe(false);
   });
 
+  it('tdl seed --select of a file that is not there, beside one that is: says the selection', async () => {
+    const a = randomBytesSeeded(100_000, 'sel-a');
+    const b = randomBytesSeeded(50_000, 'sel-b');
+    const t = makeTorrent({
+      name: 'multi',
+      pieceLength: 16384,
+      files: [
+        { path: ['a.bin'], data: a },
+        { path: ['b.bin'], data: b },
+      ],
+    });
+    const tp = path.join(fx.dir, 'sel.torrent');
+    await writeFile(tp, t.torrent);
+    const out = path.join(fx.dir, 'sel', 'multi');
+    await mkdir(out, { recursive: true });
+    await writeFile(path.join(out, 'a.bin'), a);
+    const r = await runCli(['seed', tp, '-o', out, '--select', '2', '--port', '0', '--no-dht']);
+    expect(r.code).toBe(5);
+    expect(r.stderr).toBe(
+      `tdl: none of the selected files of this torrent is at ${out}: -o names where the data is, ` +
+        'as given to tdl download, and the selection the files it holds\n',
+    );
+  });
+
   it('tdl seed --seed-time 0.05 exits 0 after about 3 s, with seeding and done events', async () => {
     const { torrent, file } = await prepare(256 * 1024, 32768, 'seed-time');
     const t0 = Date.now();
