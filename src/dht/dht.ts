@@ -339,7 +339,10 @@ export class Dht extends EventEmitter<{
       this.nodeCount(),
       r.end,
     );
-    if (this.nodeCount() > 0 && !this.stopped) this.emit('joined');
+    // A bootstrap node that answered is a node to look up through, even when it gave no other
+    // (a LAN where each node is only another's --dht-bootstrap, and the routers do not join
+    // the table): a lookup that found no node then runs again now, not 5-15 minutes later.
+    if ((this.nodeCount() > 0 || r.responded > 0) && !this.stopped) this.emit('joined');
   }
 
   /** The cached nodes a lookup for `target` starts from: the CACHED_SEEDS closest to it. */

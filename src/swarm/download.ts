@@ -78,6 +78,8 @@ export const MAX_HASH_FAILURES = 2;
 /** Pieces failing verification in a row after which blocks are no longer progress by themselves. */
 export const FRUITLESS_PIECES = 3;
 const TICK_MS = 500;
+/** Addresses the user gave (`--peer`, a magnet's `x.pe`): a lone seed keeps trying them. */
+const BY_HAND: readonly PeerOrigin[] = ['cli', 'magnet'];
 export class Download extends EventEmitter<DownloadEvents> {
   private readonly meta: Metainfo;
   private readonly layout: Layout;
@@ -958,9 +960,11 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (this.opts.seeds) {
         this.fill();
         // Alone, with only the addresses given by hand (no tracker brings new ones): each gets
-        // another try, as a starving download's do (a peer that was not up yet).
+        // another try, as a starving download's do (a peer that was not up yet). Only those:
+        // a peer the DHT or PEX named and that has left would be dialled every 10 s for good
+        // (the source names it again if it comes back).
         const alone = this.sessions.size === 0 && this.pool.connecting === 0;
-        if (alone && !this.opts.tracker && this.pool.dialable() === 0) this.pool.retryAll();
+        if (alone && !this.opts.tracker && this.pool.dialable() === 0) this.pool.retryAll(BY_HAND);
       }
       return;
     }

@@ -372,13 +372,15 @@ export class PeerPool extends EventEmitter<PoolEvents> {
   }
 
   /**
-   * Everything failed and no new address is coming: give each a last try. Not the addresses
-   * incoming peers came from or named and no source reported: a peer's outgoing port is not
-   * where it listens (dialled again and again, that looked like a port scan).
+   * Everything failed and no new address is coming: give each a last try (or each from the sources `only` names).
+   * Not the addresses incoming peers came from or named and no source reported: a peer's
+   * outgoing port is not where it listens (dialled again and again, that looked like a port
+   * scan).
    */
-  retryAll(): void {
+  retryAll(only?: readonly PeerOrigin[]): void {
     for (const c of this.candidates.values()) {
-      if (!c.banned && c.origin !== 'incoming') c.attempts = MAX_ATTEMPTS - 1;
+      if (c.banned || c.origin === 'incoming' || (only && !only.includes(c.origin))) continue;
+      c.attempts = MAX_ATTEMPTS - 1;
     }
   }
 

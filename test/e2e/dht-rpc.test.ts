@@ -151,6 +151,30 @@ describe('KRPC socket', () => {
     await dht.stop();
   }, 20_000);
 
+  it('a bootstrap node that answers with no node to give is news for a lookup that found none', async () => {
+    // Each node only another's --dht-bootstrap: the answer adds nothing to the table, but a
+    // peer source whose lookup went unanswered must look up again through it now.
+    const n = await node();
+    n.handler = (m) => {
+      if (m.y === 'q' && m.q === 'find_node') {
+        return [encodeResponse(m.t, Buffer.alloc(20, 0x42), { nodes: [] })];
+      }
+      return undefined;
+    };
+    const dht = new Dht({
+      port: 0,
+      bind: '127.0.0.1',
+      bootstrap: [{ host: '127.0.0.1', port: n.port }],
+      cacheFile: null,
+    });
+    cleanups.push(() => dht.stop());
+    let joined = 0;
+    dht.on('joined', () => joined++);
+    await dht.start();
+    await expect.poll(() => joined, { timeout: 10_000 }).toBeGreaterThan(0);
+    expect(dht.nodeCount()).toBe(0);
+  }, 20_000);
+
   it('stopping a peer source while it announces does not wait for announce_peer replies', async () => {
     // A node that knows no other, hands out a token and never answers announce_peer.
     const n = await node();

@@ -88,6 +88,21 @@ describe('PeerPool.holdListening', () => {
     expect(told.attempts).toBe(MAX_ATTEMPTS - 1);
   });
 
+  it('a last try only for the sources named: a lone seed retries the addresses given by hand', () => {
+    const p = pool();
+    p.add([{ host: '10.0.0.1', port: 1 }], 'cli');
+    p.add([{ host: '10.0.0.2', port: 2 }], 'dht');
+    p.add([{ host: '10.0.0.3', port: 3 }], 'magnet');
+    for (const c of p.candidates.values()) c.attempts = MAX_ATTEMPTS;
+    p.retryAll(['cli', 'magnet']);
+    const attempts = [...p.candidates.values()].map((c) => [c.origin, c.attempts]);
+    expect(attempts).toEqual([
+      ['cli', MAX_ATTEMPTS - 1],
+      ['dht', MAX_ATTEMPTS],
+      ['magnet', MAX_ATTEMPTS - 1],
+    ]);
+  });
+
   it('holds an address reported before as it is, and frees it to be dialled again', () => {
     const p = pool();
     p.add([addr], 'tracker');
