@@ -85,6 +85,9 @@ export class DhtPeerSource extends EventEmitter<{
   start(): void {
     this.dht.on('joined', this.onJoined);
     this.dht.on('announced', this.onAnnounced);
+    // Peers that announced to our own node before this source listened (the node answers
+    // queries while a seed checks its data); those after come through `announced`.
+    this.onPeers(this.dht.announcedPeers(this.infoHash));
     this.run();
   }
 
@@ -151,9 +154,6 @@ export class DhtPeerSource extends EventEmitter<{
   }
 
   private async lookupAndAnnounce(): Promise<void> {
-    // Peers that announced to our own node before this source listened (the node answers
-    // queries while a seed checks its data), or that its lookups cannot reach.
-    this.onPeers(this.dht.announcedPeers(this.infoHash));
     try {
       const r = await this.dht.getPeers(this.infoHash, {
         onPeers: (p) => this.onPeers(p),
