@@ -184,6 +184,13 @@ export async function runDownload(
     );
     // Private torrents (BEP 27) never touch the DHT: it starts once the torrent says it may,
     // while the download sets up its output and asks the trackers (the download awaits it).
+    // A magnet link's DHT ran for the metadata; a private torrent has no more use for it (the
+    // download asks its trackers alone), so its node stops now rather than at the exit.
+    if (magnet && opened.meta.private && dht) {
+      const node = dht as Dht;
+      dht = null;
+      await node.stop().catch(() => {});
+    }
     if (wantDht && !magnet && !opened.meta.private) {
       dhtStarting = startDht();
       dhtStarting.catch(() => {}); // a failure is the download's, when it awaits it

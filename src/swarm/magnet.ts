@@ -242,6 +242,9 @@ export async function resolveMagnet(o: MagnetOptions): Promise<ResolvedMagnet> {
     // after it would become keys of the .torrent around it, and the torrent another info hash.
     if (meta.info.length !== r.info.length) throw afterInfo(r.info.length - meta.info.length);
     checkV2Hash(o.magnet, meta, r.info, o.onWarning);
+    // A private torrent (BEP 27) gets its peers from its trackers alone: the metadata phase's
+    // DHT lookup and announces end now, not when the download takes over.
+    if (meta.private) await dhtSource?.stop().catch(() => {});
     handedOver = o.handoff !== undefined;
     // The download follows: the seeders may unchoke us while it sets up.
     if (handedOver) swarm.interested(meta.pieceCount);
