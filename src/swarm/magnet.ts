@@ -10,17 +10,15 @@
  * id. See docs/DESIGN.md, "Magnet hand-over".
  */
 import { createHash } from 'node:crypto';
-import { readdir, readFile, stat } from 'node:fs/promises';
-import path from 'node:path';
 import { logger } from '../log.js';
-import { METADATA_SUFFIX } from '../storage/names.js';
+import { findKept } from '../storage/kept-metadata.js';
 import type { Dht } from '../dht/dht.js';
 import { DhtPeerSource } from '../dht/peer-source.js';
 import { MetainfoError, NoPeersError, TdlError } from '../errors.js';
 import { decodeStrict } from '../metainfo/bencode.js';
 import type { Magnet } from '../metainfo/magnet.js';
 import type { EncryptionMode } from '../peer/connection.js';
-import { MAX_TORRENT_FILE_BYTES, parseTorrent, type Metainfo } from '../metainfo/torrent.js';
+import { parseTorrent, type Metainfo } from '../metainfo/torrent.js';
 import { Announcer, requireUsableTracker } from '../tracker/announcer.js';
 import { preloadHttpClient } from '../tracker/http.js';
 import type { PeerAddress } from '../tracker/types.js';
@@ -31,10 +29,6 @@ import { MetadataSwarm, type TakeOverSink } from './metadata-swarm.js';
 import { farPeers, farPeersError, type HandoffCandidate, type PeerOrigin } from './peer-pool.js';
 
 const log = logger('tdl:metadata');
-
-export { METADATA_SUFFIX };
-/** Files looked at when searching for kept metadata. */
-const MAX_CANDIDATES = 64;
 
 export interface MagnetOptions {
   magnet: Magnet;
@@ -312,39 +306,4 @@ function afterInfo(bytes: number): MetainfoError {
     'info',
     `the metadata from peers has ${bytes} byte(s) after the info dictionary (it must be one bencoded dictionary)`,
   );
-}
-
-/**
- * Metadata kept by an earlier run of the same magnet and output: `*.tdl-torrent` files in the
- * output folder or the folder that holds it, whose info hash matches.
- */
-async function findKept(
-  infoHash: Buffer,
-  output: string | undefined,
-): Promise<{ file: string; meta: Metainfo; torrent: Buffer } | null> {
-  const out = path.resolve(output ?? '.');
-  const dirs = [...new Set([out, path.dirname(out)])];
-  let looked = 0;
-  for (const dir of dirs) {
-    let names: string[];
-    try {
-      names = await readdir(dir);
-    } catch {
-      continue;
-    }
-    for (const name of names) {
-      if (!name.endsWith(METADATA_SUFFIX) || looked++ >= MAX_CANDIDATES) continue;
-      const file = path.join(dir, name);
-      try {
-        const st = await stat(file);
-        if (!st.isFile() || st.size > MAX_TORRENT_FILE_BYTES) continue;
-        const torrent = await readFile(file);
-        const meta = parseTorrent(torrent);
-        if (meta.infoHash.equals(infoHash)) return { file, meta, torrent };
-      } catch (e) {
-        log('%s: not usable (%s)', file, (e as Error).message);
-      }
-    }
-  }
-  return null;
 }

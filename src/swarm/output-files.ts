@@ -4,60 +4,23 @@
  * to them once the data is all there (boundary pieces copied out of the parts file, final names,
  * BEP 47 attributes, the files that only served the download removed).
  */
-import { open, rm, rmdir } from 'node:fs/promises';
+import { rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
-import { DiskError } from '../errors.js';
 import { logger } from '../log.js';
-import { decodeStrict, isDict } from '../metainfo/bencode.js';
-import { fileList, MAX_TORRENT_FILE_BYTES, type Metainfo } from '../metainfo/torrent.js';
+import { fileList, type Metainfo } from '../metainfo/torrent.js';
 import { applyFileAttributes } from '../storage/attributes.js';
 import { removeResumeFiles, type ResumeWriter } from '../storage/checkpoint.js';
 import { DiskStorage } from '../storage/disk.js';
-import { lstatOrNull, makeFolders, OPEN_READ, toDiskError } from '../storage/fs-util.js';
+import { lstatOrNull, makeFolders, toDiskError } from '../storage/fs-util.js';
 import type { Layout } from '../storage/layout.js';
 import { METADATA_SUFFIX, resumePath, withSuffix } from '../storage/names.js';
 import { planOutput, type OutputPlan } from '../storage/output.js';
+import { metadataThere } from '../storage/kept-metadata.js';
 import { lockOutput } from '../storage/lock.js';
 import { partsPath } from '../storage/parts.js';
 import type { Bitfield } from '../wire/bitfield.js';
 
 const log = logger('tdl:storage');
-
-/**
- * Whether something is at `<output>.tdl-torrent`, where a download keeps a magnet's metadata
- * (written whole to a temporary file renamed over it) and which its end removes. A regular file
- * there that is not a bencoded dictionary with an `info` dictionary is not tdl's: DiskError
- * (exit 6), and it is kept, as at the resume, parts and lock files' places. An empty file, a
- * link or anything else that is not a file is replaced (a link never followed).
- */
-async function metadataThere(file: string): Promise<boolean> {
-  let h;
-  try {
-    h = await open(file, OPEN_READ);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
-    return (await lstatOrNull(file)) !== null;
-  }
-  try {
-    const st = await h.stat();
-    // Empty: holds nothing to lose (a copy cut short by a crash of the system).
-    if (!st.isFile() || st.size === 0) return true;
-    if (st.size <= MAX_TORRENT_FILE_BYTES) {
-      try {
-        const { value } = decodeStrict(await h.readFile(), { largeIntegers: true });
-        if (isDict(value) && isDict(value['info'])) return true;
-      } catch {
-        // not bencode: not tdl's
-      }
-    }
-  } finally {
-    await h.close().catch(() => {});
-  }
-  throw new DiskError(
-    `${file} is in the way of the kept metadata: it is not a torrent file (move it away)`,
-  );
-}
 
 export class OutputFiles {
   /** The resume file, and the copy of a magnet's metadata kept beside it. */
