@@ -4,6 +4,8 @@
  * MAX_TRACKED addresses are remembered (the oldest is forgotten first), so memory is bounded
  * whatever the number of senders. Time comes from `now`.
  */
+import { makeRoom } from '../bounded.js';
+
 export interface RateLimitOptions {
   burst?: number;
   ratePerSecond?: number;
@@ -35,10 +37,7 @@ export class RateLimiter {
       b.at = t;
     } else {
       b = { tokens: this.burst, at: t };
-      if (this.buckets.size >= this.maxTracked) {
-        const oldest = this.buckets.keys().next().value;
-        if (oldest !== undefined) this.buckets.delete(oldest);
-      }
+      makeRoom(this.buckets, this.maxTracked);
     }
     this.buckets.set(key, b);
     if (b.tokens < 1) return false;

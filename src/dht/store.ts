@@ -4,6 +4,7 @@
  * PEER_TTL_MS after its last announce. When full, the oldest entry goes first.
  */
 import type { PeerAddress } from '../tracker/types.js';
+import { makeRoom } from '../bounded.js';
 
 export const MAX_INFOHASHES = 1000;
 export const MAX_PEERS_PER_HASH = 200;
@@ -21,19 +22,13 @@ export class PeerStore {
     const h = infoHash.toString('hex');
     let peers = this.hashes.get(h);
     if (!peers) {
-      if (this.hashes.size >= MAX_INFOHASHES) {
-        const oldest = this.hashes.keys().next().value;
-        if (oldest !== undefined) this.hashes.delete(oldest);
-      }
+      makeRoom(this.hashes, MAX_INFOHASHES);
       peers = new Map();
       this.hashes.set(h, peers);
     }
     const key = `${peer.host}|${peer.port}`;
     peers.delete(key);
-    if (peers.size >= MAX_PEERS_PER_HASH) {
-      const oldest = peers.keys().next().value;
-      if (oldest !== undefined) peers.delete(oldest);
-    }
+    makeRoom(peers, MAX_PEERS_PER_HASH);
     peers.set(key, {
       peer: { host: peer.host, port: peer.port },
       expires: this.now() + PEER_TTL_MS,

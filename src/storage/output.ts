@@ -31,6 +31,7 @@ import { LOCK_SUFFIX } from './lock.js';
 import { METADATA_SUFFIX, PART_SUFFIX, RESUME_SUFFIX, withSuffix } from './names.js';
 import { PARTS_SUFFIX, partsInfoHash } from './parts.js';
 import { RESUME_MAGIC } from './resume.js';
+import { makeRoom } from '../bounded.js';
 
 export interface OutputFile {
   /** Absolute path of the file on disk. */
@@ -101,7 +102,7 @@ class PlannedOutput implements OutputPlan {
     let p = this.recent.get(i);
     if (p === undefined) {
       p = path.join(this.root, ...this.source.at(i)!.path);
-      if (this.recent.size >= RECENT_PATHS) this.recent.delete(this.recent.keys().next().value!);
+      makeRoom(this.recent, RECENT_PATHS);
       this.recent.set(i, p);
     }
     return p;

@@ -31,6 +31,7 @@ import {
 import { formatPeerAddress, type PeerAddress } from '../tracker/types.js';
 import { familyOfIp, ipFamily, isNeverAPeer } from '../tracker/compact.js';
 import type { PexHints } from '../wire/ut-pex.js';
+import { makeRoom } from '../bounded.js';
 
 const log = logger('tdl:pool');
 
@@ -164,13 +165,6 @@ export interface PoolEvents {
   /** Connected and handshaken: the owner must take the connection or close it. */
   connected: [conn: PeerConnection, cand: Candidate];
   failed: [address: string, reason: string];
-}
-
-/** A ban record about to take a new key: the oldest goes first when MAX_BANNED_IDS are kept. */
-function forgetOldest(kept: Set<string> | Map<string, unknown>): void {
-  if (kept.size < MAX_BANNED_IDS) return;
-  const oldest = kept.keys().next().value;
-  if (oldest !== undefined) kept.delete(oldest);
 }
 
 export class PeerPool extends EventEmitter<PoolEvents> {
@@ -440,11 +434,11 @@ export class PeerPool extends EventEmitter<PoolEvents> {
       seen.count = now - seen.at > HOST_BLOCK_MS ? 1 : seen.count + 1;
       seen.at = now;
     } else {
-      forgetOldest(this.hostBans);
+      makeRoom(this.hostBans, MAX_BANNED_IDS);
       this.hostBans.set(conn.host, { count: 1, at: now });
     }
     if (!conn.remotePeerId) return;
-    forgetOldest(this.bannedIds);
+    makeRoom(this.bannedIds, MAX_BANNED_IDS);
     this.bannedIds.add(bannedKey(conn.host, conn.remotePeerId));
   }
 

@@ -28,6 +28,7 @@ import {
 } from './picker.js';
 import { MAX_DEPTH, Pipeline } from './pipeline.js';
 import { RateWindow } from './rate-window.js';
+import { makeRoom } from '../bounded.js';
 
 const log = logger('tdl:requests');
 
@@ -447,11 +448,9 @@ export class RequestScheduler {
     r.inflight.delete(key);
     r.due.delete(key);
     this.picker.release(index, block);
-    r.cancelled.set(key, (r.cancelled.get(key) ?? 0) + 1);
-    if (r.cancelled.size > MAX_CANCELLED_REMEMBERED) {
-      // Maps iterate in insertion order: forget the oldest.
-      r.cancelled.delete(r.cancelled.keys().next().value as number);
-    }
+    const times = r.cancelled.get(key);
+    if (times === undefined) makeRoom(r.cancelled, MAX_CANCELLED_REMEMBERED);
+    r.cancelled.set(key, (times ?? 0) + 1);
     if (cancel) {
       r.conn.cancel(index, block * BLOCK_SIZE, this.layout.blockSize(index, block, BLOCK_SIZE));
     }
