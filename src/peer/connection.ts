@@ -137,6 +137,8 @@ export type PeerState = 'connecting' | 'handshaking' | 'open' | 'closed';
 /** A shared download rate limit (src/swarm/rate-limit.ts ReadLimiter). */
 export interface ReadLimit {
   add(reader: { pause(): void; resume(): void }): () => void;
+  /** The most one read should take (the limit pauses by whole reads). */
+  readonly readCap?: number;
   /** `reader`: the one that read, paused at once while the limit is in debt. */
   onRead(bytes: number, reader?: { pause(): void; resume(): void }): void;
 }
@@ -437,7 +439,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         const free = this.framer.writable(this.readSize);
         const b =
           this.state === 'open'
-            ? free
+            ? free.subarray(0, this.readLimit?.readCap ?? free.length)
             : free.subarray(0, Math.max(1, HANDSHAKE_LENGTH - this.framer.buffered));
         this.offered = b.length;
         this.offeredBuffer = b;

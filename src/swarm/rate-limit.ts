@@ -22,6 +22,10 @@ import { BLOCK_SIZE } from '../wire/messages.js';
 export const DEFAULT_BURST_SECONDS = 0.25;
 /** ... but never less than this (four blocks, so a late timer loses no tokens at low rates). */
 export const MIN_BURST_BYTES = 4 * BLOCK_SIZE;
+/** A limited socket reads at most this many seconds of the rate at once ... */
+export const READ_CAP_SECONDS = 0.1;
+/** ... but never less than this (one block and its header). */
+export const MIN_READ_CAP_BYTES = BLOCK_SIZE + 13;
 /** Tolerance for the floating-point sums of accrued tokens (far below one byte). */
 const EPSILON = 1e-6;
 
@@ -204,6 +208,17 @@ export class ReadLimiter {
   constructor(bucket: TokenBucket, timers: Timers = defaultTimers) {
     this.bucket = bucket;
     this.#timers = timers;
+  }
+
+  /**
+   * The most a limited socket should read at once (Infinity when unlimited): a tenth of a
+   * second of the rate, at least a block. A read is the unit the limit pauses by: at 46 KiB/s a
+   * 256 KiB read held every socket for 5.6 s, the download went by bursts and its rate read
+   * 0 B/s between them.
+   */
+  get readCap(): number {
+    if (this.bucket.unlimited) return Infinity;
+    return Math.max(MIN_READ_CAP_BYTES, Math.ceil(this.bucket.rate * READ_CAP_SECONDS));
   }
 
   /** True while readers are held paused. */

@@ -77,6 +77,33 @@ describe('rate limits (long-run averages; tolerant of a loaded machine)', () => 
     expect((await readFile(file)).equals(small)).toBe(true);
   }, 90_000);
 
+  it('a low limit flows steadily: the rate shown never drops to 0 nor leaps between reads', async () => {
+    // 384 KiB at 48K/s, 8 s. A socket read is what the limit pauses by: reads of up to 256 KiB
+    // came as bursts seconds apart, the rate shown swinging from 0 B/s to twice the limit.
+    const limit = 48 * 1024;
+    const payload = data.subarray(0, 384 * 1024);
+    const { tdl, file } = await limitedDownload(payload, 'steady.bin', [
+      '--no-dht',
+      '--max-download-rate',
+      '48K',
+    ]);
+    const { code } = await tdl.exited;
+    expect(code, tdl.stderr()).toBe(0);
+    expect((await readFile(file)).equals(payload)).toBe(true);
+    const progress = tdl.events.filter((e) => e.event === 'progress');
+    const end = progress.at(-1)!['time'] as number;
+    // From 2 s on (the first read and the bucket's start aside) to the last half second.
+    const steady = progress.filter((e) => {
+      const t = e['time'] as number;
+      return t >= 2_000 && t <= end - 500;
+    });
+    expect(steady.length).toBeGreaterThan(4);
+    for (const e of steady) {
+      expect(e['rate'], JSON.stringify(e)).toBeGreaterThan(0);
+      expect(e['rate'], JSON.stringify(e)).toBeLessThan(1.5 * limit);
+    }
+  }, 90_000);
+
   it('tdl seed --max-upload-rate 1M holds the upload rate within 5 % over 10 s', async () => {
     const { t, port } = await fx.tdlSeed(data, PIECE, ['--max-upload-rate', '1M']);
     const l = await FakeLeecher.connect({

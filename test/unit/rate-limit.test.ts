@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   MIN_BURST_BYTES,
+  MIN_READ_CAP_BYTES,
   type Pausable,
   ReadLimiter,
   TokenBucket,
@@ -216,6 +217,16 @@ describe('read limiter', () => {
       this.paused = false;
     }
   }
+
+  it('caps one read at a tenth of a second of the rate, at least a block, none when unlimited', () => {
+    const l = new ReadLimiter(new TokenBucket(0));
+    expect(l.readCap).toBe(Infinity);
+    l.setRate(46 * 1024);
+    expect(l.readCap).toBe(MIN_READ_CAP_BYTES);
+    l.setRate(2 * 1024 * 1024);
+    expect(l.readCap).toBe(Math.ceil(0.2 * 1024 * 1024));
+    l.close();
+  });
 
   it('pauses every reader while in debt and resumes them when repaid', () => {
     const b = new TokenBucket(1000, { now: () => Date.now() });
