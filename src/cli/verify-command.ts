@@ -125,8 +125,12 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
   };
 
   try {
-    // Pieces lying wholly in files that are not there are missing: no need to read them. A
-    // piece of BEP 47 padding only is zeros, never on disk: valid when hashed as zeros, unread.
+    // Pieces lying wholly in files that are not there, or past the end of those that are (a
+    // download cut short), are missing: no need to read them. A piece of BEP 47 padding only is
+    // zeros, never on disk: valid when hashed as zeros, unread.
+    const stamps = await storage.stamps();
+    const onDisk = (s: { fileIndex: number; fileOffset: number }) =>
+      storage.existed(s.fileIndex) && (stamps[s.fileIndex]?.size ?? 0) > s.fileOffset;
     const pieces: number[] = [];
     const zeros: number[] = [];
     // With a selection, only the pieces of the selected files; boundary pieces are read with the
@@ -136,7 +140,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
       const spans = layout.spans(p);
       if (spans.every((s) => storage.isPadding(s.fileIndex))) {
         if (isZeroPiece(layout, meta.pieceHashes, p)) zeros.push(p);
-      } else if (storage.parts?.has(p) || spans.some((s) => storage.existed(s.fileIndex))) {
+      } else if (storage.parts?.has(p) || spans.some(onDisk)) {
         pieces.push(p);
       }
     }
@@ -178,7 +182,6 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
       if (!r.valid.has(p)) continue;
       for (const s of layout.spans(p)) validOf[s.fileIndex]! += s.length;
     }
-    const stamps = await storage.stamps();
     // BEP 47 padding files are never on disk: they are not reported.
     const files = storage.files.flatMap<ReportedFile>((f, i) => {
       if (f.padding || !f.selected) return [];

@@ -200,6 +200,28 @@ describe('tdl info', () => {
     expect(json.events.at(-1)).toMatchObject({ valid: 2 * PL, size: 2 * PL + 1, percent: 99.9 });
   });
 
+  it('tdl verify reads only what is on disk: a file cut at a piece boundary', async () => {
+    // Cut exactly where the last piece begins (an interrupted download): that piece has no byte
+    // on disk, is missing, and is neither read nor counted in what the check reads.
+    const data = randomBytesSeeded(4 * PL + 1000, 'cut-at-piece');
+    const made = makeTorrent({ name: 'cut.bin', pieceLength: PL, files: { data } });
+    const t = path.join(dir, 'cut.torrent');
+    await writeFile(t, made.torrent);
+    await writeFile(path.join(dir, 'cut.bin.part'), data.subarray(0, 4 * PL));
+    const r = await runCli(['verify', t, '-o', path.join(dir, 'cut.bin'), '--json']);
+    expect(r.code).toBe(5);
+    const progress = r.events.filter((e) => e.event === 'progress');
+    expect(progress.at(-1)).toMatchObject({ checked: 4 * PL, total: 4 * PL, valid: 4 * PL });
+    expect(r.events.at(-1)).toMatchObject({
+      event: 'verified',
+      readBytes: 4 * PL,
+      valid: 4 * PL,
+      piecesValid: 4,
+      piecesMissing: 1,
+      piecesCorrupt: 0,
+    });
+  });
+
   it('exits 3 with a clear reason for v2-only torrents and bad hybrids', async () => {
     const v2 = path.join(dir, 'v2.torrent');
     await writeFile(
