@@ -420,7 +420,15 @@ export async function runDownload(
         const line =
           mode === 'seed'
             ? seedSummaryLine(seeded, result.plan.root)
-            : summaryLine({ ...s, elapsedMs: downloadMs }, streaming ? 'stdout' : where);
+            : summaryLine(
+                // After --seed, the download's upload too: the seeded line gives the rest.
+                {
+                  ...s,
+                  elapsedMs: downloadMs,
+                  uploaded: seeding ? uploadedBeforeSeeding : s.uploaded,
+                },
+                streaming ? 'stdout' : where,
+              );
         io.stderr.write(`\r\x1b[2K${line}${sel}\n`);
         if (mode === 'download' && seeding) {
           const line = seedSummaryLine(seeded, result.plan.root, uploadedBeforeSeeding);

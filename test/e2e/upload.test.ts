@@ -7,7 +7,7 @@
  *
  * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { appendFile, mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -448,6 +448,44 @@ describe('seeding lifecycle', () => {
     const seedingAt = tdl.events.find((e) => e.event === 'seeding')!['time'] as number;
     expect(done['averageRate']).toBe(Math.round(SIZE / (seedingAt / 1000)));
     expect(done['seedingMs']).toBe((done['elapsedMs'] as number) - seedingAt);
+  }, 60_000);
+
+  it("after --seed, the done line gives the download's upload, the seeded line the rest", async () => {
+    const SIZE = 256 * 1024;
+    const PIECE = 32768;
+    const { t, data, torrent, file } = await prepare(SIZE, PIECE, 'seed-summary', 'none');
+    const seeder = await fx.seeder(t, PIECE);
+    const port = await freePort();
+    const run = runCli(
+      [
+        'download',
+        torrent,
+        '-o',
+        file,
+        '--port',
+        String(port),
+        '--no-dht',
+        '--peer',
+        `127.0.0.1:${seeder.port}`,
+        '--seed-ratio',
+        '1',
+      ],
+      { tty: true },
+    );
+    // Complete under its final name: seeding has begun (nothing was uploaded before).
+    await until(() => existsSync(file) && readFileSync(file).equals(data), 30_000, 'the download');
+    const l = await leecher(t, port, '127.0.0.2', { data, pieceLength: PIECE });
+    await l.waitHandshake();
+    expect(await l.downloadAll(SIZE, PIECE)).toBe(SIZE);
+    const r = await run;
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stderr.split(/[\r\n]/).map((x) => x.replace('\x1b[2K', ''));
+    const done = lines.find((x) => x.startsWith('done: '));
+    expect(done).toBeDefined();
+    expect(done).not.toMatch(/uploaded/);
+    expect(lines.find((x) => x.startsWith('seeded: '))).toMatch(
+      /^seeded: 256 KiB uploaded \(ratio 1\.00\) in /,
+    );
   }, 60_000);
 
   for (const extra of [[], ['--seed-time', '0'], ['--seed-ratio', '0']]) {
