@@ -115,10 +115,18 @@ function took(ms: number): string {
 
 /** The live line while seeding. */
 export function seedLine(s: DownloadStats, name: string, columns: number): string {
-  const line =
-    `seeding  up ${formatRate(s.uploadRate)}  ${formatBytes(s.uploaded)} sent  ratio ${ratio(s)}  ` +
-    `peers ${s.connected} serving ${s.served}  ${name}`;
-  return fit(line, columns);
+  // Fitted as the progress line is: the peers go first, then the ratio; no field cut in two.
+  return layout(
+    [
+      ['seeding', 0],
+      [`up ${formatRate(s.uploadRate)}`, 0],
+      [`${formatBytes(s.uploaded)} sent`, 0],
+      [`ratio ${ratio(s)}`, 2],
+      [`peers ${s.connected} serving ${s.served}`, 1],
+      [name, 0],
+    ],
+    columns,
+  );
 }
 
 export function summaryLine(s: DownloadStats, where: string): string {
@@ -161,10 +169,17 @@ export function checkLine(
 ): string {
   const frac = total > 0 ? checked / total : 1;
   const bw = barWidth(columns);
-  const line =
-    `${bw > 0 ? `[${bar(frac, bw)}] ` : ''}${percent(checked, total).padStart(5)}%  checking ` +
-    `${formatBytes(checked)}/${formatBytes(total)}  valid ${formatBytes(valid)}  ${name}`;
-  return fit(line, columns);
+  const pct = `${percent(checked, total).padStart(5)}%`;
+  // Fitted as the progress line is: the valid bytes go first; no field cut in two.
+  return layout(
+    [
+      [bw > 0 ? `[${bar(frac, bw)}] ${pct}` : pct.trimStart(), 0],
+      [`checking ${formatBytes(checked)}/${formatBytes(total)}`, 0],
+      [`valid ${formatBytes(valid)}`, 1],
+      [name, 0],
+    ],
+    columns,
+  );
 }
 
 /**

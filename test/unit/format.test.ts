@@ -281,6 +281,32 @@ describe('display width', () => {
     }
   });
 
+  it('the seeding and checking lines drop whole fields on a narrow terminal, never cut one', () => {
+    const s = stats({ uploaded: 5_000_000, uploadRate: 1_000_000, connected: 3, served: 1 });
+    for (let columns = 12; columns <= 100; columns++) {
+      const seeding = seedLine(s, 'name.bin', columns);
+      const checking = checkLine(92e6, 286e6, 92e6, 'name.bin', columns);
+      for (const [line, whole] of [
+        [
+          seeding,
+          ['seeding', 'up 977 KiB/s', '4.77 MiB sent', 'ratio 5000.00', 'peers 3 serving 1'],
+        ],
+        [checking, ['32.1%', 'checking 87.7 MiB/273 MiB', 'valid 87.7 MiB']],
+      ] as const) {
+        expect(displayWidth(line)).toBeLessThanOrEqual(columns - 1);
+        const fields = line.split('  ');
+        // The name, last, may be cut; every other field is whole (the bar aside).
+        for (const f of fields.slice(0, -1).filter((f) => !/^\[[#-]+\]$/.test(f))) {
+          expect(whole, `${columns}: ${line}`).toContain(f.trim());
+        }
+        const last = fields.at(-1)!;
+        if (!(whole as readonly string[]).includes(last.trim())) {
+          expect('name.bin'.startsWith(last.replace(/…$/, '')), `${columns}: ${line}`).toBe(true);
+        }
+      }
+    }
+  });
+
   it('the progress line fits the terminal with a CJK or emoji name', () => {
     const s = stats();
     for (const name of ['名前'.repeat(40), '😀'.repeat(40), 'e\u0301'.repeat(80), 'x'.repeat(90)]) {
