@@ -3,8 +3,8 @@
  * server with range requests (one per file the pieces touch).
  *
  * The server is untrusted. Each range is one GET with `Range: bytes=a-b`; the reply must be a
- * 206 whose Content-Range and length are exactly the range asked for (a 200 is accepted only
- * when the range is the whole file: reply.ts judges the status and headers), the body is copied straight into piece buffers, handed
+ * 206 whose Content-Range and length are exactly the range asked for (a 200, the whole file, is
+ * read from the file's start: reply.ts judges the status and headers), the body is copied straight into piece buffers, handed
  * over one by one as they fill, and the stream is destroyed as soon as it goes past the
  * expected length. Headers and every gap in the body are bounded by `timeoutMs`, each piece by
  * `pieceTimeoutMs` (time spent held back by a download limit aside). Redirects are
@@ -179,8 +179,8 @@ export class WebSeed {
   lastError: WebSeedError | undefined;
   /**
    * The server answered a range with the whole file (HTTP 200: it ignores `Range`, as Python's
-   * `http.server` does). For a single-file torrent its replies are read from the start: bytes
-   * before the run are dropped and the run goes on while the following pieces are still needed
+   * `http.server` does). Its replies are read from the file's start: bytes before the run are
+   * dropped and the run goes on while the following pieces of that file are still needed
    * (`fetchRun`'s `extend`); the scheduler then sends it one request at a time.
    */
   ignoresRanges = false;
@@ -272,8 +272,9 @@ export class WebSeed {
    * `extend(index)`, when given, may lengthen the run by the piece after its last one (it
    * returns whether that piece is now part of the run, or `later` when it is needed but cannot
    * be taken yet: the reply is not read meanwhile): used only when the server sends the
-   * whole file for a range (single-file torrents), so that one reply serves every piece still
-   * needed from the run's start on instead of being cut off after the run.
+   * whole file for a range, so that one reply serves every piece still needed from the run's
+   * start on (to the end of that file, in a multi-file torrent) instead of being cut off after
+   * the run.
    */
   async fetchRun(
     first: number,
@@ -407,12 +408,33 @@ export class WebSeed {
       return size;
     };
 
+    /**
+     * `grow` for a whole-file reply of a multi-file torrent: its bytes follow the run only where
+     * the run ends inside that file (`r` is the run's last range, ending where the run does), and
+     * only while the next piece lies wholly inside the file: one that reaches into the next file
+     * (or its padding) is asked for with a request of its own.
+     */
+    const growInFile = (r: FileRange, isLast: boolean) => {
+      // Where the file's byte 0 is in the torrent.
+      const fileStart = layout.pieceOffset(first) + r.pieceOffset - r.start;
+      const fileEnd = fileStart + layout.fileLength(r.fileIndex);
+      const runEnd = () => layout.pieceOffset(last) + layout.pieceSize(last);
+      const contiguous = isLast && fileStart + r.end === runEnd();
+      return (): number | 'later' => {
+        const next = last + 1;
+        if (!contiguous || next >= layout.pieceCount) return 0;
+        if (layout.pieceOffset(next) + layout.pieceSize(next) > fileEnd) return 0;
+        return grow();
+      };
+    };
+
     try {
       const { request, agent } = await loadUndici();
       const dispatcher = this.opts.dispatcher ?? agent(this.opts.localAddress);
-      for (const r of ranges) {
+      for (const [k, r] of ranges.entries()) {
         complete(r.pieceOffset);
-        await this.fetchRange(request, dispatcher, r, write, controller.signal, hold, grow);
+        const growing = this.meta.multiFile ? growInFile(r, k === ranges.length - 1) : grow;
+        await this.fetchRange(request, dispatcher, r, write, controller.signal, hold, growing);
         complete(r.pieceOffset + (r.end - r.start));
       }
       complete(runLength());

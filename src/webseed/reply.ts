@@ -10,7 +10,7 @@
  * - A body encoded (Content-Encoding other than identity): its bytes are not the range's.
  * - Any other status but 206 and 200 is an error status, with its Retry-After.
  * - A 206 must name exactly the range in its Content-Range; a 200 is the whole file, usable as
- *   the range when that is the whole file, or (single-file torrents) read from the file's start.
+ *   the range when that is the whole file, or read from the file's start.
  * - A Content-Length, when given, must be the range's.
  */
 import { TdlError } from '../errors.js';
@@ -160,7 +160,7 @@ export function judgeReply(statusCode: number, headers: ReplyHeaders, r: AskedRa
   }
   if (statusCode === 200) {
     // The server ignored the Range header and sends the whole file: usable when the whole file
-    // is what we asked for, or (a single-file torrent) read from the start.
+    // is what we asked for, or read from the start.
     if (r.start !== 0 || r.end !== fileLength) {
       const cl = header(headers, 'content-length');
       // The whole file, of another length: another version of it (as a 206 would say).
@@ -171,9 +171,6 @@ export function judgeReply(statusCode: number, headers: ReplyHeaders, r: AskedRa
           `${target} is ${cl} bytes there (Content-Length of a whole-file reply), ${fileLength} in the torrent`,
           lacks,
         );
-      }
-      if (r.multiFile) {
-        throw new WebSeedError(seed, 'range', 'server ignored the Range header (HTTP 200)');
       }
       return 'whole';
     }
