@@ -397,9 +397,23 @@ export function planStartup(
     writtenNs = usable.writtenNs;
   }
 
-  // Which files the journal says tdl wrote to after the checkpoint.
+  // Which files the journal says tdl wrote to after the checkpoint, and how far into each.
   const journaled = new Uint8Array(files.fileCount);
-  for (const p of journal) for (const s of layout.spans(p)) journaled[s.fileIndex] = 1;
+  const journaledEnd = new Float64Array(files.fileCount);
+  for (const p of journal) {
+    for (const s of layout.spans(p)) {
+      journaled[s.fileIndex] = 1;
+      journaledEnd[s.fileIndex] = Math.max(journaledEnd[s.fileIndex]!, s.fileOffset + s.length);
+    }
+  }
+  /**
+   * Whether a file's new time is tdl's own write after the checkpoint (the crash case): the
+   * journal names a piece of it, and the time is not later than the journal's last write allows
+   * (each write began once its entry was out). A later change is someone else's (a copy put over
+   * the file after a crash).
+   */
+  const ownWrite = (i: number, now: FileStamp): boolean =>
+    journaled[i] === 1 && writtenNs !== undefined && now.mtimeNs <= writtenNs + JOURNAL_SLACK_NS;
 
   /** The size of each trusted file: its recorded pieces must lie within it. */
   const trustedSize = new Float64Array(files.fileCount);
@@ -408,16 +422,24 @@ export function planStartup(
     const r = state ? stampAt(state.files, i) : null;
     const now = stampAt(stamps, i);
     if (!r || !now) return 'untrusted';
-    if (r.size !== now.size || r.ino !== now.ino) return 'untrusted';
+    // Not there when the checkpoint was taken (stamped all zeros): every byte in it since is a
+    // journaled write.
+    const absentThen = r.size === 0 && r.ino === 0n && r.mtimeNs === 0n;
+    if (r.ino !== now.ino && !absentThen) return 'untrusted';
+    if (r.size !== now.size) {
+      // Grown by tdl's own writes since the checkpoint (pieces land out of order, so a sparse
+      // file grows with each later one): the journal's pieces in it reach its new end. Its
+      // recorded pieces lie within the size stamped; the journal's are hashed.
+      if (now.size > r.size && now.size <= journaledEnd[i]! && ownWrite(i, now)) {
+        trustedSize[i] = r.size;
+        return 'trusted';
+      }
+      return 'untrusted';
+    }
     trustedSize[i] = now.size;
-    if (r.mtimeNs === now.mtimeNs) return 'trusted';
-    // A newer time is tdl's own write after the checkpoint (the crash case) only when the journal
-    // names a piece of this file and the time is not later than the journal's last write allows:
-    // each write began once its entry was out. A later change is someone else's (a copy put over
-    // the file after a crash): every piece of the file is hashed.
-    return journaled[i] && writtenNs !== undefined && now.mtimeNs <= writtenNs + JOURNAL_SLACK_NS
-      ? 'trusted'
-      : 'untrusted';
+    if (r.mtimeNs === now.mtimeNs || absentThen) return 'trusted';
+    // Otherwise every piece of the file is hashed.
+    return ownWrite(i, now) ? 'trusted' : 'untrusted';
   });
 
   const trusted = new Bitfield(layout.pieceCount);

@@ -561,6 +561,26 @@ describe('existing data', () => {
     expect(r.events.find((e) => e['event'] === 'done')).toMatchObject({ replaced: 1 });
   });
 
+  it('after a crash, a file grown by pieces written since the checkpoint: only those are hashed', async () => {
+    const pieces = 16;
+    const data = randomBytesSeeded(PIECE * pieces, 'grown');
+    // What a kill -9 leaves: pieces 0-3 recorded and stamped (the file 4 pieces long then),
+    // then piece 15 begun (journal first) and written, the file growing to its full length.
+    const { t, out } = await stoppedRun('grown.bin', data, data.subarray(0, 4 * PIECE), 4, [15]);
+    const fd = openSync(`${out}.part`, 'r+');
+    writeSync(fd, data.subarray(15 * PIECE), 0, PIECE, 15 * PIECE);
+    closeSync(fd);
+    const s = await seeder(t, 50 * 1024 * 1024);
+    const r = await runCli(dlArgs(await writeTorrent(t), out, s, '--json'));
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    // Only piece 15 was read again (the file was not hashed whole), and found.
+    const checked = r.events.filter((e) => e['event'] === 'checking');
+    expect(checked.at(-1)).toMatchObject({ total: PIECE, valid: PIECE });
+    expect(r.events.find((e) => e['event'] === 'started')).toMatchObject({ present: 5 * PIECE });
+    expect(s.served).toBe(11 * PIECE);
+  });
+
   it('a removed file makes the pieces it shared missing, not other data', async () => {
     const t = multiFile(21);
     const s = await seeder(t, 50 * 1024 * 1024);

@@ -326,6 +326,39 @@ describe('start-up plan', () => {
     }
   });
 
+  it('a file grown by its journaled writes since the checkpoint: only those pieces are hashed', () => {
+    // File 1 was 20,000 bytes at the checkpoint (pieces 3-4 then); tdl then wrote piece 6, the
+    // last, and the (sparse) file grew to its end: 60,000 bytes.
+    const then = [stamps[0]!, { ...stamps[1]!, size: 20_000 }];
+    const grown = [stamps[0]!, { ...stamps[1]!, mtimeNs: 9999n }];
+    const p = planStartup(layout, existed, grown, resume([0, 1, 2], [6], then), torrent);
+    expect(p.fileTrust).toEqual(['trusted', 'trusted']);
+    expect(list(p.trusted)).toEqual([0, 1, 2]);
+    expect(p.toHash).toEqual([6]);
+    // Grown past what the journal's pieces reach: not tdl's writes alone.
+    const q = planStartup(layout, existed, grown, resume([0, 1, 2], [4], then), torrent);
+    expect(q.fileTrust).toEqual(['trusted', 'untrusted']);
+    expect(q.toHash).toEqual([2, 3, 4, 5, 6]);
+    // Grown later than the journal's last write allows: someone else's.
+    const late = [stamps[0]!, { ...stamps[1]!, mtimeNs: 10_000n + JOURNAL_SLACK_NS + 1n }];
+    const r = planStartup(layout, existed, late, resume([0, 1, 2], [6], then), torrent);
+    expect(r.fileTrust).toEqual(['trusted', 'untrusted']);
+  });
+
+  it('a file created since the checkpoint: only its journaled pieces are hashed', () => {
+    // Stamped all zeros: not there when the checkpoint was taken.
+    const then = [stamps[0]!, { size: 0, mtimeNs: 0n, ino: 0n }];
+    const now = [stamps[0]!, { ...stamps[1]!, mtimeNs: 9999n }];
+    const p = planStartup(layout, existed, now, resume([0, 1], [3, 6], then), torrent);
+    expect(p.fileTrust).toEqual(['trusted', 'trusted']);
+    expect(list(p.trusted)).toEqual([0, 1]);
+    expect(p.toHash).toEqual([3, 6]);
+    // Without a journal entry that reaches its end, every piece of it is hashed.
+    const q = planStartup(layout, existed, now, resume([0, 1], [3], then), torrent);
+    expect(q.fileTrust).toEqual(['trusted', 'untrusted']);
+    expect(q.toHash).toEqual([2, 3, 4, 5, 6]);
+  });
+
   it('does not believe recorded pieces that lie past the end of their trusted file', () => {
     // File 1 as recorded and as it is now: 20,000 bytes, so pieces 3-6 cannot be on disk (an
     // earlier run counted zeros read past its end as their bytes).
