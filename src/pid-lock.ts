@@ -96,9 +96,13 @@ export async function takePidLock(file: string): Promise<PidLock> {
     await fh.writeFile(`${process.pid}\n`);
     // The lock, once linked, is this very file: its identity, for the release.
     ({ dev, ino } = await fh.stat());
-  } finally {
-    await fh.close();
+  } catch (e) {
+    // A full disk, say: the file made for the lock goes too.
+    await fh.close().catch(() => {});
+    await unlink(mine).catch(() => {});
+    throw e;
   }
+  await fh.close();
   try {
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       try {

@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { open, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DiskError } from '../../src/errors.js';
 import { LOCK_SUFFIX, lockOutput } from '../../src/storage/lock.js';
 import { withSuffix } from '../../src/storage/names.js';
@@ -127,6 +127,22 @@ describe('output lock', () => {
       await lockOutput(long)
     )();
     expect(await readdir(dir)).not.toContain(longLeftover);
+  });
+
+  it('a lock that cannot be written (a full disk) leaves no file of its own behind', async () => {
+    const probe = await open(path.join(dir, 'probe'), 'w');
+    const handle = Object.getPrototypeOf(probe) as { writeFile: () => Promise<void> };
+    await probe.close();
+    const full = Object.assign(new Error('ENOSPC: no space left on device, write'), {
+      code: 'ENOSPC',
+    });
+    const spy = vi.spyOn(handle, 'writeFile').mockRejectedValueOnce(full);
+    try {
+      await expect(lockOutput(path.join(dir, 'out.bin'))).rejects.toThrow(/no space left/);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(await readdir(dir)).toEqual(['probe']);
   });
 
   it('a FIFO in the place of the lock is an error, not a wait', async () => {
