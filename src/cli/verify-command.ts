@@ -8,8 +8,8 @@
  * network), 6 when the data cannot be read.
  */
 import { lstatSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { otherUnicodeForm } from '../storage/fs-util.js';
 import { begunPieces, copyIsRight, hashPieces, isZeroPiece } from '../storage/check.js';
 import { checkLinks } from '../storage/attributes.js';
 import { DiskStorage } from '../storage/disk.js';
@@ -379,22 +379,6 @@ function fileExists(p: string): boolean {
   } catch {
     return false;
   }
-}
-
-/**
- * The name in `file`'s folder that is `file`'s own name in another Unicode form (NFD, as some
- * clients write the names of an NFD torrent), or null. tdl names files in NFC: such data reads as
- * missing, though it looks the same on screen.
- */
-async function otherUnicodeForm(file: string): Promise<string | null> {
-  const want = path.basename(file).normalize('NFC');
-  let names: string[];
-  try {
-    names = await readdir(path.dirname(file));
-  } catch {
-    return null;
-  }
-  return names.find((n) => n !== want && n.normalize('NFC') === want) ?? null;
 }
 
 /** The text report's last line: what the verdict is, and what to do about it. */

@@ -1,7 +1,7 @@
 /** Small file-system helpers shared by the storage modules. */
 import type { ChildProcess } from 'node:child_process';
 import fs, { lstatSync, opendirSync, statfsSync, type BigIntStats, type Stats } from 'node:fs';
-import { lstat, mkdir, opendir, stat } from 'node:fs/promises';
+import { lstat, mkdir, opendir, readdir, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { logger } from '../log.js';
@@ -599,4 +599,20 @@ export async function syncFileSystems(paths: readonly string[]): Promise<boolean
       },
     );
   });
+}
+
+/**
+ * The name in `file`'s folder that is `file`'s own name in another Unicode form (NFD, as some
+ * clients write the names of an NFD torrent), or null. tdl names files in NFC: such data reads as
+ * missing, though it looks the same on screen.
+ */
+export async function otherUnicodeForm(file: string): Promise<string | null> {
+  const want = path.basename(file).normalize('NFC');
+  let names: string[];
+  try {
+    names = await readdir(path.dirname(file));
+  } catch {
+    return null;
+  }
+  return names.find((n) => n !== want && n.normalize('NFC') === want) ?? null;
 }

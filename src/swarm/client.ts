@@ -23,7 +23,7 @@ import { startupCheck, type ProgressFn, type StartupCheck } from '../storage/che
 import { checkLinks } from '../storage/attributes.js';
 import { removeResumeFiles, ResumeWriter } from '../storage/checkpoint.js';
 import { OutputInUseError } from '../storage/lock.js';
-import { replaceFile } from '../storage/fs-util.js';
+import { otherUnicodeForm, replaceFile } from '../storage/fs-util.js';
 import { Layout } from '../storage/layout.js';
 import type { OutputPlan } from '../storage/output.js';
 import { selectsEveryFile, wantedPieces } from '../storage/selection.js';
@@ -213,12 +213,24 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         both === undefined
           ? ''
           : ` (${storage.partPath(both)} was read, not ${storage.finalPath(both)} beside it: delete the one you do not want)`;
+      // A file there under its name in another Unicode form (NFD) reads as missing, and a
+      // download would write a second copy beside it: said (looked for among the first missing).
+      let formNote = '';
+      for (let i = 0, looked = 0; i < storage.fileCount && looked < 20; i++) {
+        if (storage.existed(i) || storage.isPadding(i) || !storage.isSelected(i)) continue;
+        looked++;
+        const other = await otherUnicodeForm(storage.finalPath(i));
+        if (other === null) continue;
+        formNote = ` (${other} is there for ${storage.finalPath(i)}: the same name in another Unicode form; tdl names files in NFC, rename it)`;
+        break;
+      }
       throw new TransferError(
-        found
+        (found
           ? `the data under ${plan.root} is incomplete (${check.have.count} of ${wanted.count} pieces valid): finish it with tdl download first${shadowNote}`
           : selected
             ? `none of the selected files of this torrent is at ${plan.root}: -o names where the data is, as given to tdl download, and the selection the files it holds`
-            : `no file of this torrent is at ${plan.root}: -o names where the data is, as given to tdl download`,
+            : `no file of this torrent is at ${plan.root}: -o names where the data is, as given to tdl download`) +
+          formNote,
       );
     }
     if (o.seedOnly && !selected) {

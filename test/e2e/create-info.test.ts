@@ -659,7 +659,7 @@ describe('tdl create', () => {
     expect(await readlink(path.join(d, 'dot'))).toBe('./a.txt'); // left as the user made it
   });
 
-  it('verify names a missing file that is there in another Unicode form (NFD)', async () => {
+  it('verify and seed name a missing file that is there in another Unicode form (NFD)', async () => {
     const d = path.join(dir, 'forms');
     await mkdir(d);
     const nfc = 'caf\u00e9.txt';
@@ -673,6 +673,13 @@ describe('tdl create', () => {
     expect(v.stdout).toContain(
       `  missing     forms/${nfc} (${nfc.normalize('NFD')} is there: the same name in another ` +
         'Unicode form; tdl names files in NFC, rename it)\n',
+    );
+    // seed says so too, rather than only sending the user to tdl download (a second copy).
+    const s = await runCli(['seed', t, '-o', `${dir}/`, '--port', '0', '--no-dht']);
+    expect(s.code, s.stderr).toBe(5);
+    expect(s.stderr).toContain(
+      `(${nfc.normalize('NFD')} is there for ${path.join(d, nfc)}: the same name in another ` +
+        'Unicode form; tdl names files in NFC, rename it)',
     );
   });
 
