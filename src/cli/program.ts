@@ -200,8 +200,16 @@ function peerOptions(cmd: Command): Command {
         .argParser(collect)
         .default([]),
     )
-    .option('--seed-time <minutes>', 'stop seeding after this long', minutes)
-    .option('--seed-ratio <r>', 'stop seeding once uploaded / size reaches this', ratio);
+    .option(
+      '--seed-time <minutes>',
+      'stop seeding after this long (download: implies --seed; 0: no seeding)',
+      minutes,
+    )
+    .option(
+      '--seed-ratio <r>',
+      'stop seeding once uploaded / size reaches this (download: implies --seed; 0: no seeding)',
+      ratio,
+    );
 }
 
 /** `tdl create`'s options as parsed: -o is checked in the action (see there). */
@@ -264,7 +272,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       seconds,
       15,
     )
-    .option('-q, --quiet', 'print nothing but errors')
+    .option('-q, --quiet', 'print nothing but errors (--json events still go out)')
     .option('--json', 'write newline-delimited JSON events to stdout')
     .option('--seed', 'go on seeding once the download is complete (see --seed-time, --seed-ratio)')
     .option(
