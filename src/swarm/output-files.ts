@@ -6,6 +6,7 @@
  */
 import { rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
+import { DiskError } from '../errors.js';
 import { logger } from '../log.js';
 import { fileList, type Metainfo } from '../metainfo/torrent.js';
 import { applyFileAttributes } from '../storage/attributes.js';
@@ -88,11 +89,23 @@ export class OutputFiles {
     // its data is then incomplete, as verify finds it, and tdl download finishes it.
     // What earlier runs left beside the output (after the lock: no other tdl changes it now).
     const there = async (f: string) => (await lstatOrNull(f)) !== null;
+    /**
+     * Whether something is at the resume file's place. A folder there would fail the first
+     * checkpoint (a file cannot be renamed over it) after the data was checked and fetched for
+     * nothing: a download stops at once (anything else there is replaced).
+     */
+    const resumeThere = async (f: string) => {
+      const st = await lstatOrNull(f);
+      if (downloads && st?.isDirectory()) {
+        throw new DiskError(`${f} is a folder in the place of the resume file (move it away)`);
+      }
+      return st !== null;
+    };
     let storage: DiskStorage;
     let before: OutputFiles['before'];
     try {
       const [resume, parts, metadata] = await Promise.all([
-        there(resumePath(plan)),
+        resumeThere(resumePath(plan)),
         there(partsPath(plan)),
         metadataThere(withSuffix(plan.root, METADATA_SUFFIX)),
       ]);

@@ -619,6 +619,21 @@ describe('existing data', () => {
     await expectFinal(t, out);
   });
 
+  it('a folder where the resume file goes stops a download at once: exit 6, nothing fetched', async () => {
+    const t = multiFile(14);
+    const s = await seeder(t, 50 * 1024 * 1024);
+    const tp = await writeTorrent(t);
+    const out = path.join(dir, 'multi');
+    await mkdir(`${out}.tdl-resume`);
+    const r = await runCli(dlArgs(tp, out, s));
+    expect(r.code).toBe(6);
+    expect(r.stderr).toBe(
+      `tdl: ${out}.tdl-resume is a folder in the place of the resume file (move it away)\n`,
+    );
+    expect(existsSync(out)).toBe(false);
+    expect(s.served).toBe(0);
+  });
+
   it('a complete download run again checks the data and needs no peer', async () => {
     const t = multiFile(8);
     const s = await seeder(t, 50 * 1024 * 1024);
