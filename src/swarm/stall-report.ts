@@ -22,17 +22,23 @@ export interface StallFacts {
   webSeeds: WebSeeds | null;
 }
 
-/** How many of the peers connected now have none of the pieces needed, and how many choke us. */
+/**
+ * How many of the peers connected now have none of the pieces needed, how many choke us, and
+ * how many let us download yet send nothing (a peer stopped or overloaded).
+ */
 export function connectedDetail(sessions: Iterable<Session>): string[] {
   let nothing = 0;
   let choking = 0;
+  let silent = 0;
   for (const s of sessions) {
     if (!s.conn.amInterested) nothing++;
     else if (s.conn.peerChoking) choking++;
+    else silent++;
   }
   const out: string[] = [];
   if (nothing > 0) out.push(`${nothing} with none of the pieces still needed`);
   if (choking > 0) out.push(`${choking} choking us (not letting us download)`);
+  if (silent > 0) out.push(`${silent} letting us download but sending nothing`);
   return out;
 }
 

@@ -32,7 +32,7 @@ const failing = (failures: { url: string; message: string }[]): PeerSource =>
   ({ failures }) as unknown as PeerSource;
 
 describe('what a download that gets nothing says', () => {
-  it('counts the connected peers with nothing needed and those choking us', () => {
+  it('counts the connected peers with nothing needed, those choking us, and the silent', () => {
     const s = [
       session(false, true),
       session(true, true),
@@ -42,6 +42,7 @@ describe('what a download that gets nothing says', () => {
     expect(connectedDetail(s)).toEqual([
       '1 with none of the pieces still needed',
       '2 choking us (not letting us download)',
+      '1 letting us download but sending nothing',
     ]);
     expect(connectedDetail([])).toEqual([]);
   });
