@@ -129,8 +129,19 @@ export function entryName(raw: Buffer): { name: string; ascii: boolean } | { rea
   } catch (e) {
     return { reason: (e as Error).message.replace(/^name: /, '') };
   }
+  // tdl reads such names, but aria2c refuses the whole torrent ("directory traversal") and
+  // libtorrent and Transmission write another name: the torrent would not be the folder.
+  if (CONTROL.test(name)) {
+    return {
+      reason:
+        'name holds a control character (a newline, a tab…): other clients refuse or rename it',
+    };
+  }
   return { name, ascii };
 }
+
+/** Control characters (NUL aside, refused as unsafe): U+0001–U+001F and U+007F. */
+const CONTROL = /[\x01-\x1f\x7f]/;
 
 function isInside(root: string, p: string): boolean {
   return p === root || p.startsWith(root.endsWith(path.sep) ? root : root + path.sep);

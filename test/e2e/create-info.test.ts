@@ -1060,6 +1060,21 @@ describe('tdl create', () => {
     expect(r.stderr).not.toMatch(/[\u202e\u001b]/);
   });
 
+  it('skips names with a control character, which other clients refuse or rename', async () => {
+    const d = path.join(dir, 'ctl');
+    await mkdir(path.join(d, 'tab\there'), { recursive: true });
+    await writeFile(path.join(d, 'ok.txt'), 'x');
+    await writeFile(path.join(d, 'new\nline'), 'y');
+    await writeFile(path.join(d, 'tab\there', 'inside'), 'z');
+    const t = path.join(dir, 'ctl.torrent');
+    const r = await runCli(['create', d, '-o', t]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(parseTorrent(await readFile(t)).files.map((f) => f.path.join('/'))).toEqual(['ok.txt']);
+    const skipped = r.stderr.split('\n').filter((l) => l.startsWith('tdl: warning: skipped '));
+    expect(skipped).toHaveLength(2);
+    for (const l of skipped) expect(l).toMatch(/holds a control character/);
+  });
+
   it('usage errors exit 2, a missing input too', async () => {
     const f = path.join(dir, 'f');
     await writeFile(f, 'x');
