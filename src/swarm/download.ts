@@ -495,13 +495,25 @@ export class Download extends EventEmitter<DownloadEvents> {
             : !room
               ? 'no free peer slot'
               : twin
-                ? 'already connected to this peer'
+                ? twin.conn.host === conn.host
+                  ? 'already connected to this peer'
+                  : `already connected to this peer at ${twin.conn.address}`
                 : null;
     if (refused) {
       conn.close(refused);
+      // Said where its `connecting` was (an incoming peer had none).
+      if (conn.direction === 'out') {
+        this.emit('peer', { address: conn.address, status: 'dropped', reason: refused });
+      }
       // A banned peer found at another address: that address is banned too.
       if (refused === 'banned') cand.banned = true;
       // `duplicate` matches the other direction only: an outgoing one's twin came in.
+      if (twin && twin.conn.host !== conn.host) {
+        // Another address of a peer we have (dual-stack, several interfaces): not dialled
+        // again and again while that one lasts.
+        this.pool.released(cand, false);
+        return;
+      }
       if (twin && conn.direction === 'out' && !twin.listening) {
         // We dialled where an incoming peer listens: the address stays held while it is here.
         twin.listening = cand;
@@ -631,13 +643,20 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.upload.grantAllowedFast(conn, this.meta.infoHash);
   }
 
-  /** The session of this peer (same address and peer id) in the other direction, if any. */
+  /**
+   * The session of this peer (its peer id) that makes `conn` a second connection to it: at the
+   * same address in the other direction (both dialled at once), or, for one we dialled, at
+   * another address (a peer reachable over IPv4 and IPv6, or on several interfaces, which a
+   * tracker lists once per address). Peers that connect to us are not matched across
+   * addresses: their ids are their word, and two peers behind one id would lose one.
+   */
   private duplicate(conn: PeerConnection): Session | null {
     const id = conn.remotePeerId;
     if (!id) return null;
     for (const s of this.sessions.values()) {
       const c = s.conn;
-      if (c.direction !== conn.direction && c.host === conn.host && c.remotePeerId?.equals(id)) {
+      if (!c.remotePeerId?.equals(id)) continue;
+      if (c.host === conn.host ? c.direction !== conn.direction : conn.direction === 'out') {
         return s;
       }
     }

@@ -60,6 +60,38 @@ async function seederThatQuits(infoHash: Buffer, data: Buffer, pieceLength: numb
 }
 
 describe('swarm faults', () => {
+  it('one peer listed at two addresses is connected once', async () => {
+    // A dual-stack peer, or one on two interfaces, that a tracker lists once per address.
+    const data = randomBytesSeeded(2 * 1024 * 1024, 'two-addresses');
+    const { t, torrent } = await fx.singleFile(data, 32768);
+    const s = await fx.seeder(t, 32768, { host: '0.0.0.0', rateLimit: 4 * 1024 * 1024 });
+    const out = path.join(fx.dir, 'two.bin');
+    const r = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--json',
+      '--no-dht',
+      '--no-listen',
+      '--peer',
+      `127.0.0.1:${s.port}`,
+      '--peer',
+      `127.0.0.2:${s.port}`,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(r.events.find((e) => e.event === 'done')).toMatchObject({ peersUsed: 1 });
+    const ready = r.events.filter((e) => e.event === 'peer' && e.status === 'connected');
+    expect(ready).toHaveLength(1);
+    // The second address's connection closed at its handshake, saying why.
+    expect(
+      r.events.some(
+        (e) => e.event === 'peer' && /already connected to this peer at /.test(String(e.reason)),
+      ),
+    ).toBe(true);
+  });
+
   it('a seeder that chokes for 11 s and unchokes again is not snubbed: nothing wasted', async () => {
     const data = randomBytesSeeded(2 * 1024 * 1024, 'choke-11');
     const t = makeTorrent({ name: 'c.bin', pieceLength: 65536, files: { data } });
