@@ -1068,6 +1068,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       sessions: this.sessions.values(),
       candidates: this.pool.candidates.size,
       otherFamily: this.pool.otherFamily,
+      own: this.pool.ownSkipped.size,
       lastFailure: this.lastFailure,
       tracker: this.opts.tracker,
       sources: this.opts.sources ?? [],

@@ -160,6 +160,9 @@ export interface PoolOptions {
   done?: () => boolean;
 }
 
+/** tdl's own addresses kept to be counted in messages (see PeerPool.ownSkipped). */
+const MAX_OWN_SKIPPED = 16;
+
 export interface PoolEvents {
   connecting: [address: string];
   /** Connected and handshaken: the owner must take the connection or close it. */
@@ -180,6 +183,8 @@ export class PeerPool extends EventEmitter<PoolEvents> {
   private readonly family: 0 | 4 | 6;
   /** Addresses left out for being of the other family than `localAddress` (reports counted). */
   otherFamily = 0;
+  /** Addresses left out for being tdl's own (a few kept, to be counted in messages). */
+  readonly ownSkipped = new Set<string>();
 
   constructor(private readonly opts: PoolOptions) {
     super();
@@ -202,7 +207,11 @@ export class PeerPool extends EventEmitter<PoolEvents> {
       // Multicast and the like, from a source (PEX, a tracker, the DHT); a --peer is the user's.
       if (origin !== 'cli' && isNeverAPeer(p.host)) continue;
       const address = formatPeerAddress(p);
-      if (this.opts.isOwn?.(p)) continue;
+      if (this.opts.isOwn?.(p)) {
+        makeRoom(this.ownSkipped, MAX_OWN_SKIPPED);
+        this.ownSkipped.add(address);
+        continue;
+      }
       // An address of the other family is unreachable (see farPeers).
       if (isFar(p, this.family)) {
         this.otherFamily++;

@@ -15,6 +15,8 @@ export interface StallFacts {
   candidates: number;
   /** Addresses of the other family than `--bind`, left out. */
   otherFamily: number;
+  /** tdl's own addresses (its listening port here), left out; absent: 0. */
+  own?: number;
   /** The last peer dropped, and why: `address: reason`, or ''. */
   lastFailure: string;
   tracker: PeerSource | undefined;
@@ -79,7 +81,19 @@ export function noPeersError(f: StallFacts, waitedMs: number): NoPeersError {
   const parts: string[] = [];
   const sessions = [...f.sessions];
   const n = f.candidates;
-  parts.push(n === 0 ? 'no peer addresses found' : `${n} peer address${n === 1 ? '' : 'es'} tried`);
+  const own = f.own ?? 0;
+  parts.push(
+    n === 0
+      ? own > 0
+        ? "no peer address but tdl's own"
+        : 'no peer addresses found'
+      : `${n} peer address${n === 1 ? '' : 'es'} tried`,
+  );
+  if (own > 0) {
+    parts.push(
+      `${own} address${own === 1 ? '' : 'es'} left out for being tdl's own (its port on this machine)`,
+    );
+  }
   if (f.otherFamily > 0) {
     parts.push(
       `${f.otherFamily} of the other address family than --bind left out (IPv4 and IPv6 do not mix)`,

@@ -28,6 +28,7 @@ import { runCli } from '../helpers/cli.js';
 import { startFakeSeeder } from '../helpers/fake-seeder.js';
 import { compactPeers, startHttpTracker } from '../helpers/fake-tracker.js';
 import { useFixture } from '../helpers/fixture.js';
+import { freePort } from '../helpers/ports.js';
 import { memoryDownload } from '../helpers/memory-download.js';
 import { FakeLeecher } from '../helpers/fake-leecher.js';
 import { correctBlock, startHostilePeer } from '../helpers/hostile-peer.js';
@@ -90,6 +91,29 @@ describe('swarm faults', () => {
         (e) => e.event === 'peer' && /already connected to this peer at /.test(String(e.reason)),
       ),
     ).toBe(true);
+  });
+
+  it("a --peer that is tdl's own address is not dialled, and the exit 4 says so", async () => {
+    const data = randomBytesSeeded(64 * 1024, 'own-address');
+    const { torrent } = await fx.singleFile(data, 32768);
+    const port = await freePort();
+    const r = await runCli([
+      'download',
+      torrent,
+      '-o',
+      path.join(fx.dir, 'own.bin'),
+      '--no-dht',
+      '--port',
+      String(port),
+      '--peer',
+      `127.0.0.1:${port}`,
+      '--timeout',
+      '1',
+    ]);
+    expect(r.code).toBe(4);
+    expect(r.stderr).toContain(
+      "no peer address but tdl's own; 1 address left out for being tdl's own",
+    );
   });
 
   it('a seeder that chokes for 11 s and unchokes again is not snubbed: nothing wasted', async () => {

@@ -47,6 +47,15 @@ describe('what a download that gets nothing says', () => {
     expect(connectedDetail([])).toEqual([]);
   });
 
+  it("no usable peer: addresses left out for being tdl's own are said", () => {
+    expect(noPeersError(facts({ own: 1 }), 5000).message).toBe(
+      "no usable peer within 5s (no peer address but tdl's own; 1 address left out for being tdl's own (its port on this machine))",
+    );
+    expect(noPeersError(facts({ candidates: 2, own: 2 }), 5000).message).toBe(
+      "no usable peer within 5s (2 peer addresses tried; 2 addresses left out for being tdl's own (its port on this machine))",
+    );
+  });
+
   it('no usable peer: what was tried, the other family, the last problems (three at most)', () => {
     const e = noPeersError(
       facts({
