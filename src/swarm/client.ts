@@ -31,7 +31,7 @@ import { StreamOut, windowPieces, type ByteSink } from '../storage/stream-out.js
 import { Announcer, requireUsableTracker } from '../tracker/announcer.js';
 import { webSeedOtherFamily } from './web-seed-feed.js';
 import { preloadHttpClient } from '../tracker/http.js';
-import type { PeerAddress } from '../tracker/types.js';
+import { formatPeerAddress, type PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import type { DownloadOptions, DownloadStats } from './download-api.js';
 import { Checkpointing } from './checkpointing.js';
@@ -418,6 +418,17 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
 
     o.onStart?.(d, plan, { port });
     if (check.resume === 'ignored') d.emit('warning', resumeIgnored(resumeFile, check.reason));
+    // Peers given that --bind cannot reach are skipped: said now (a seed never ends with an
+    // error that would say it; a download says it at its end only if nothing comes).
+    const far = farPeers(o.peers ?? [], o.localAddress);
+    if (far.length > 0) {
+      const shown = far.slice(0, 3).map(formatPeerAddress).join(', ');
+      const more = far.length > 3 ? ` and ${far.length - 3} more` : '';
+      d.emit(
+        'warning',
+        `--peer ${shown}${more}: of the other address family than --bind ${o.localAddress} (IPv4 and IPv6 do not mix): not dialled`,
+      );
+    }
     for (let i = 0; i < storage.fileCount; i++) {
       if (storage.shadowed(i)) {
         const fin = storage.finalPath(i);

@@ -333,8 +333,31 @@ describe('stdin and URL sources', () => {
     ]);
     expect(r.code, r.stderr).toBe(4);
     expect(r.stderr).toContain(
+      'tdl: warning: --peer [::1]:9: of the other address family than --bind 127.0.0.1 ' +
+        '(IPv4 and IPv6 do not mix): not dialled\n',
+    );
+    expect(r.stderr).toContain(
       '1 of the other address family than --bind left out (IPv4 and IPv6 do not mix)',
     );
+    // A seed never ends with an error that would say so: the warning does, at its start.
+    const src = path.join(dir, 'src.bin');
+    await writeFile(src, t.data);
+    const seed = await cli([
+      'seed',
+      torrent,
+      '-o',
+      src,
+      '--bind',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--peer',
+      '[::1]:9',
+      '--seed-time',
+      '0.001',
+    ]);
+    expect(seed.code, seed.stderr).toBe(0);
+    expect(seed.stderr).toContain('tdl: warning: --peer [::1]:9: of the other address family');
   });
 
   it('a folder on stdin (`- < dir`) is refused as unreadable, not read as an empty torrent', async () => {
