@@ -133,10 +133,15 @@ function portNumber(v: string): number {
 }
 
 function bindAddress(v: string): string {
-  if (ipFamily(nonEmpty(v)) === 0) {
-    throw new InvalidArgumentError('must be an IP address of this machine (such as 192.168.1.20)');
+  // `[::1]`, as IPv6 addresses are written beside a port (--peer, URLs), is taken as `::1`.
+  const bracketed = /^\[([^\]]*)\]$/.exec(v.trim());
+  const address = bracketed ? bracketed[1]! : v;
+  if (ipFamily(nonEmpty(address)) === 0 || (bracketed && ipFamily(address) !== 6)) {
+    throw new InvalidArgumentError(
+      'must be an IP address of this machine (such as 192.168.1.20 or ::1), without a port',
+    );
   }
-  return v;
+  return address;
 }
 
 function minutes(v: string): number {

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FakeLeecher } from '../helpers/fake-leecher.js';
 import type { FakeTracker } from '../helpers/fake-tracker.js';
+import { runCli } from '../helpers/cli.js';
 import { useFixture } from '../helpers/fixture.js';
 import { assertBuilt, spawnTdl, until } from '../helpers/tdl-process.js';
 import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
@@ -191,6 +192,22 @@ describe('listening', () => {
     expect(v6.events.find((e) => e.event === 'error')?.['message']).toBe(
       `cannot listen on [::1]:${port}: address already in use (EADDRINUSE)`,
     );
+    // Given in brackets, as beside a port: the same address.
+    const bracketed = await runCli([
+      'seed',
+      torrent,
+      '-o',
+      file,
+      '--port',
+      String(port),
+      '--bind',
+      '[::1]',
+    ]);
+    expect(bracketed.code).toBe(2);
+    expect(bracketed.stderr).toContain(`cannot listen on [::1]:${port}`);
+    const v4 = await runCli(['seed', torrent, '-o', file, '--bind', '[127.0.0.1]']);
+    expect(v4.code).toBe(2);
+    expect(v4.stderr).toContain('such as 192.168.1.20 or ::1), without a port');
     // Said before the data is hashed, not after.
     expect(tdl.events.filter((e) => e.event === 'checking')).toEqual([]);
   });
