@@ -8,6 +8,14 @@ describe('--peer values', () => {
     expect(parsePeer('[::1]:6881')).toEqual({ host: '::1', port: 6881 });
   });
 
+  it('writes IPv6 in one form: [0::1] is [::1], an IPv4-mapped address is IPv4, a zone is kept', () => {
+    expect(parsePeer('[0::1]:5').host).toBe('::1');
+    expect(parsePeer('[2001:DB8:0:0:0:0:0:1]:5').host).toBe('2001:db8::1');
+    expect(parsePeer('[::ffff:127.0.0.3]:5').host).toBe('127.0.0.3');
+    expect(parsePeer('[::ffff:7f00:2]:5').host).toBe('127.0.0.2');
+    expect(parsePeer('[fe80::1%lo]:5').host).toBe('fe80::1%lo');
+  });
+
   it('refuses the rest, and says where an IPv6 address without brackets goes wrong', () => {
     expect(() => parsePeer('10.0.0.2')).toThrow(
       /^--peer 10\.0\.0\.2: expected HOST:PORT with a port from 1 to 65535$/,
