@@ -452,8 +452,10 @@ export class Download extends EventEmitter<DownloadEvents> {
   private fill(): void {
     if (this.closed) return;
     // Once complete, only a seed dials (it skips known seeds): leechers that announced before
-    // it started do not know of it until their next announce, maybe half an hour away.
-    if (this.complete && !this.opts.seeds) return;
+    // it started do not know of it until their next announce, maybe half an hour away. Every
+    // piece verified is complete enough: the last writes may take seconds (thousands of files),
+    // and a peer dropped as useless then was dialled again.
+    if ((this.complete || this.picker.isComplete()) && !this.opts.seeds) return;
     this.pool.fill(this.sessions.size, this.slots.target(this.sessions.size, this.starving()));
   }
 
@@ -464,7 +466,7 @@ export class Download extends EventEmitter<DownloadEvents> {
    * (src/swarm/slots.ts).
    */
   private starving(now = Date.now()): boolean {
-    return !this.complete && !this.closed && this.watch.starving(now);
+    return !this.complete && !this.picker.isComplete() && !this.closed && this.watch.starving(now);
   }
 
   private incoming(conn: PeerConnection): void {

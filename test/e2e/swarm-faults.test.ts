@@ -351,6 +351,47 @@ describe('swarm faults', () => {
     60_000,
   );
 
+  it('every piece verified, the last writes still going: a seeder dropped as done is not dialled again', async () => {
+    // Thousands of files take seconds to write and name at the end; meanwhile the seeder, with
+    // nothing left to give, is dropped ("both complete") and must not be dialled every 3 s.
+    const data = randomBytesSeeded(256 * 1024, 'verified-not-written');
+    const pieceLength = 32 * 1024;
+    const t = makeTorrent({ name: 'v.bin', pieceLength, files: { data } });
+    const seeder = await fx.seeder(t, pieceLength);
+    const meta = parseTorrent(t.torrent);
+    const layout = new Layout(meta.files, meta.pieceLength, meta.length);
+    let last: (() => void) | null = null;
+    let writes = 0;
+    const dl = new Download({
+      meta,
+      layout,
+      storage: {
+        // The last piece's write hangs until the test lets it go.
+        writePiece: () =>
+          ++writes < layout.pieceCount
+            ? Promise.resolve()
+            : new Promise<void>((resolve) => (last = resolve)),
+        readBlock: () => Promise.reject(new Error('not served')),
+      },
+      peerId: Buffer.from('-TD0000-notwritten01'),
+      peers: [{ host: '127.0.0.1', port: seeder.port }],
+      stallTimeoutMs: 60_000,
+    });
+    const events: string[] = [];
+    dl.on('peer', (p) => events.push(`${p.status}${p.reason ? ` ${p.reason}` : ''}`));
+    const run = dl.run();
+    for (let i = 0; i < 200 && !events.includes('dropped both complete'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(events).toContain('dropped both complete');
+    // Past the pool's retry delay (3 s after the drop).
+    await new Promise((r) => setTimeout(r, 4_000));
+    expect(seeder.connections).toBe(1);
+    expect(events.filter((e) => e === 'connecting')).toHaveLength(1);
+    (last as (() => void) | null)?.();
+    await run;
+  }, 30_000);
+
   it('a disk that never finishes a write: memory held stays within the budget', async () => {
     const data = randomBytesSeeded(24 * 1024 * 1024, 'slow-disk');
     const pieceLength = 256 * 1024;
