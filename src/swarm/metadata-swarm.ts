@@ -31,7 +31,7 @@ import {
   peerExtensionId,
   type ExtendedHandshake,
 } from '../wire/extension.js';
-import { decodeUtMetadata, encodeUtMetadata } from '../wire/ut-metadata.js';
+import { MAX_METADATA_SIZE, decodeUtMetadata, encodeUtMetadata } from '../wire/ut-metadata.js';
 import { PexPeer, addedPeers } from '../wire/ut-pex.js';
 import { CLIENT_NAME } from '../version.js';
 import type { PeerSource } from './download-api.js';
@@ -365,7 +365,11 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
           if (peerExtensionId(state.ext, UT_METADATA) !== undefined && size !== undefined) {
             if (!this.fetch.addPeer(conn.address, size)) {
               cand.banned = true;
-              conn.close(`unusable metadata size ${size}`);
+              conn.close(
+                size > MAX_METADATA_SIZE
+                  ? `metadata of ${size} bytes, over tdl's limit of ${MAX_METADATA_SIZE} (16 MiB)`
+                  : `unusable metadata size ${size}`,
+              );
               return;
             }
           }

@@ -187,7 +187,7 @@ async function hostilePeers(info: Buffer): Promise<Record<string, MetadataPeer>>
 /** What the final message of a run against each hostile peer alone says it was dropped for. */
 const droppedWhy: Record<string, string> = {
   'metadata_size 0': 'unusable metadata size 0',
-  'metadata_size over the cap': `unusable metadata size ${MAX_METADATA_SIZE + 1}`,
+  'metadata_size over the cap': `metadata of ${MAX_METADATA_SIZE + 1} bytes, over tdl's limit of ${MAX_METADATA_SIZE} (16 MiB)`,
   'piece index out of range': 'metadata piece 1000 out of range (4 pieces)',
   'data piece over 16 KiB': 'ut_metadata: data piece of 16385 bytes is too long',
   'a copy that hashes wrong': 'metadata does not match the info hash',
