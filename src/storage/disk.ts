@@ -582,6 +582,11 @@ export class DiskStorage {
   }
 
   /** Write a whole verified piece. Concurrent writes to distinct pieces are fine. */
+  /** Drop the piece writes queued and not begun (see PieceWrites.cancelQueued). */
+  cancelQueuedWrites(): number {
+    return this.writes.cancelQueued();
+  }
+
   writePiece(index: number, data: Buffer): Promise<void> {
     if (this.closed) return Promise.reject(new DiskError('storage is closed'));
     if (this.mode !== 'write') return Promise.reject(new DiskError('storage is read-only'));

@@ -21,6 +21,17 @@ const log = logger('tdl:storage');
 /** Runs of pieces written at once, over all pieces (libuv runs four file operations at a time). */
 export const WRITE_PARALLEL = 8;
 
+/**
+ * A queued piece write dropped before any of its bytes went out (`cancelQueued`): the piece is
+ * not on disk, and is not recorded anywhere as written.
+ */
+export class WriteCancelled extends Error {
+  constructor(readonly index: number) {
+    super(`the write of piece ${index} was not started`);
+    this.name = 'WriteCancelled';
+  }
+}
+
 /** What the writes need of the storage. */
 export interface WriteHost {
   readonly inline: Inline;
@@ -68,6 +79,22 @@ export class PieceWrites {
       this.queue.push({ index, data, spans, next: 0, left: spans.length, error: null, done, fail });
       this.pump();
     });
+  }
+
+  /**
+   * Drop the pieces waiting whose writes have not begun (each rejects with WriteCancelled);
+   * returns how many. For a run that stops: with thousands of small files a queue of a few MiB
+   * is thousands of files to open and write, seconds after Ctrl-C, for pieces a later run
+   * fetches again in less. A piece whose first run has started is written whole.
+   */
+  cancelQueued(): number {
+    const dropped = this.queue.filter((w) => w.next === 0);
+    if (dropped.length === 0) return 0;
+    const started = this.queue.filter((w) => w.next > 0);
+    this.queue.length = 0;
+    this.queue.push(...started);
+    for (const w of dropped) w.fail(new WriteCancelled(w.index));
+    return dropped.length;
   }
 
   /**

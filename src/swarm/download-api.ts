@@ -52,6 +52,8 @@ export interface PeerHandoff {
 /** What the swarm reads from and writes to (DiskStorage). */
 export interface SwarmStorage {
   writePiece(index: number, data: Buffer): Promise<void>;
+  /** Drop the writes queued and not begun, which reject with WriteCancelled (a run stopping). */
+  cancelQueuedWrites?(): number;
   readBlock(index: number, begin: number, length: number): Promise<Buffer>;
 }
 

@@ -246,6 +246,10 @@ export class Download extends EventEmitter<DownloadEvents> {
       // Stopping (Ctrl-C, a fault): no block more is taken while the writes in flight end; a
       // fast swarm otherwise went on until the torrent was complete.
       this.close();
+      // Only the writes begun are waited for: with thousands of small files, those queued took
+      // seconds after Ctrl-C (pieces a later run fetches again in less).
+      const dropped = this.store.cancelQueued();
+      if (dropped > 0) log('stopping: %d queued piece writes dropped', dropped);
       await this.store.flush().catch(() => {});
       throw e;
     }

@@ -14,6 +14,7 @@
 import { hash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { pieceHash, type Metainfo } from '../metainfo/torrent.js';
+import { WriteCancelled } from '../storage/piece-writes.js';
 import type { PieceInProgress } from './picker.js';
 
 /**
@@ -26,6 +27,7 @@ export type PieceTap = (index: number, data: Buffer, room: number) => Promise<vo
 /** Where verified pieces go (DiskStorage in production, doubles in tests). */
 export interface PieceSink {
   writePiece(index: number, data: Buffer): Promise<void>;
+  cancelQueuedWrites?(): number;
 }
 
 export interface PieceStoreEvents {
@@ -99,6 +101,8 @@ export class PieceStore extends EventEmitter<PieceStoreEvents> {
       (e: unknown) => {
         this.unwritten -= p.size;
         this.verifiedBuffers.delete(p.index);
+        // Dropped by a run that stops (cancelQueued): not on disk, and no fault.
+        if (e instanceof WriteCancelled) return;
         this.emit('error', e instanceof Error ? e : new Error(String(e)));
       },
     );
@@ -122,6 +126,14 @@ export class PieceStore extends EventEmitter<PieceStoreEvents> {
     const b = this.verifiedBuffers.get(index);
     if (!b || begin < 0 || length < 0 || begin + length > b.length) return null;
     return Buffer.from(b.subarray(begin, begin + length));
+  }
+
+  /**
+   * Drop the writes queued and not begun (a run that stops): those pieces are never `written`,
+   * so nothing records them; a later run fetches them again. Returns how many.
+   */
+  cancelQueued(): number {
+    return this.sink.cancelQueuedWrites?.() ?? 0;
   }
 
   /** Wait for every write under way. */

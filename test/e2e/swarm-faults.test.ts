@@ -18,9 +18,11 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { InterruptedError } from '../../src/errors.js';
 import { encode } from '../../src/metainfo/bencode.js';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
 import { Layout } from '../../src/storage/layout.js';
+import { WriteCancelled } from '../../src/storage/piece-writes.js';
 import { Download } from '../../src/swarm/download.js';
 import { MAX_INFLIGHT_BYTES } from '../../src/swarm/session.js';
 import { encodePiece } from '../../src/wire/messages.js';
@@ -390,6 +392,54 @@ describe('swarm faults', () => {
     expect(events.filter((e) => e === 'connecting')).toHaveLength(1);
     (last as (() => void) | null)?.();
     await run;
+  }, 30_000);
+
+  it('Ctrl-C waits only for the writes begun, not for those queued behind them', async () => {
+    // Thousands of small files: a few MiB of verified pieces queued are thousands of files to
+    // write. A run that stops drops the queue (a later run fetches those pieces again).
+    const data = randomBytesSeeded(2 * 1024 * 1024, 'queued-writes');
+    const pieceLength = 64 * 1024;
+    const t = makeTorrent({ name: 'q.bin', pieceLength, files: { data } });
+    const seeder = await fx.seeder(t, pieceLength);
+    const meta = parseTorrent(t.torrent);
+    const layout = new Layout(meta.files, meta.pieceLength, meta.length);
+    // Every write hangs (a disk far behind); the first is "begun", the others queued.
+    const queued: { index: number; fail: (e: Error) => void }[] = [];
+    let begun: (() => void) | null = null;
+    const ctl = new AbortController();
+    const dl = new Download({
+      meta,
+      layout,
+      storage: {
+        writePiece: (index) =>
+          new Promise<void>((resolve, fail) => {
+            if (begun === null) begun = resolve;
+            else queued.push({ index, fail });
+          }),
+        cancelQueuedWrites: () => {
+          for (const q of queued.splice(0)) q.fail(new WriteCancelled(q.index));
+          return 0;
+        },
+        readBlock: () => Promise.reject(new Error('not served')),
+      },
+      peerId: Buffer.from('-TD0000-queuedwrite1'),
+      peers: [{ host: '127.0.0.1', port: seeder.port }],
+      stallTimeoutMs: 60_000,
+      signal: ctl.signal,
+    });
+    const run = dl.run().catch((e: Error) => e);
+    for (let i = 0; i < 200 && queued.length < 4; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    expect(queued.length).toBeGreaterThanOrEqual(4);
+    ctl.abort(new InterruptedError('SIGINT'));
+    // The begun write ends; nothing else is waited for.
+    setTimeout(() => (begun as (() => void) | null)?.(), 200);
+    const settled = await Promise.race([
+      run,
+      new Promise((r) => setTimeout(() => r('still waiting'), 10_000)),
+    ]);
+    expect(settled).toBeInstanceOf(InterruptedError);
   }, 30_000);
 
   it('a disk that never finishes a write: memory held stays within the budget', async () => {

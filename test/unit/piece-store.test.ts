@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
+import { WriteCancelled } from '../../src/storage/piece-writes.js';
 import { PieceStore, type PieceSink } from '../../src/swarm/piece-store.js';
 import { PieceInProgress } from '../../src/swarm/picker.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
@@ -134,6 +135,28 @@ describe('PieceStore', () => {
     expect(released).toBe(0);
     expect(store.unwritten).toBe(0);
   });
+  it('a write dropped by a run that stops is neither an error nor written', async () => {
+    const { meta, piece } = setup();
+    const { sink, pending } = slowSink();
+    sink.cancelQueuedWrites = () => {
+      for (const w of pending.splice(1)) w.fail(new WriteCancelled(w.index));
+      return 0;
+    };
+    const store = new PieceStore(meta, sink);
+    const seen: string[] = [];
+    store.on('error', (e) => seen.push(`error ${e.message}`));
+    store.on('written', (p) => seen.push(`written ${p.index}`));
+    store.complete(piece(0));
+    store.complete(piece(1));
+    store.complete(piece(2));
+    store.cancelQueued();
+    pending[0]!.done();
+    await store.flush();
+    expect(seen).toEqual(['written 0']);
+    expect(store.unwritten).toBe(0);
+    expect(store.readVerified(1, 0, 1)).toBeNull();
+  });
+
   it('serves a verified piece from memory, as a copy, until its buffer is released', async () => {
     const { meta, piece } = setup();
     const { sink, pending } = slowSink();
