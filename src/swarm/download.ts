@@ -513,13 +513,14 @@ export class Download extends EventEmitter<DownloadEvents> {
       }
       // A banned peer found at another address: that address is banned too.
       if (refused === 'banned') cand.banned = true;
-      // `duplicate` matches the other direction only: an outgoing one's twin came in.
       if (twin && twin.conn.host !== conn.host) {
         // Another address of a peer we have (dual-stack, several interfaces): not dialled
         // again and again while that one lasts.
         this.pool.released(cand, false);
         return;
       }
+      // At the same address `duplicate` matches the other direction only: an outgoing one's
+      // twin came in.
       if (twin && conn.direction === 'out' && !twin.listening) {
         // We dialled where an incoming peer listens: the address stays held while it is here.
         twin.listening = cand;
