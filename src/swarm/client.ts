@@ -31,14 +31,14 @@ import { StreamOut, windowPieces, type ByteSink } from '../storage/stream-out.js
 import { Announcer, requireUsableTracker } from '../tracker/announcer.js';
 import { webSeedOtherFamily } from './web-seed-feed.js';
 import { preloadHttpClient } from '../tracker/http.js';
-import { formatPeerAddress, type PeerAddress } from '../tracker/types.js';
+import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import type { DownloadOptions, DownloadStats } from './download-api.js';
 import { Checkpointing } from './checkpointing.js';
 import { Download } from './download.js';
 import { Listener, type ListenOptions } from './listener.js';
 import { OutputFiles } from './output-files.js';
-import { farPeers, farPeersError } from './peer-pool.js';
+import { farPeers, farPeersError, namePeers } from './peer-pool.js';
 import { dataBytesOf, piecePadding } from './padding.js';
 import type { MagnetHandoff } from './magnet.js';
 
@@ -422,11 +422,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     // error that would say it; a download says it at its end only if nothing comes).
     const far = farPeers(o.peers ?? [], o.localAddress);
     if (far.length > 0) {
-      const shown = far.slice(0, 3).map(formatPeerAddress).join(', ');
-      const more = far.length > 3 ? ` and ${far.length - 3} more` : '';
       d.emit(
         'warning',
-        `--peer ${shown}${more}: of the other address family than --bind ${o.localAddress} (IPv4 and IPv6 do not mix): not dialled`,
+        `--peer ${namePeers(far)}: of the other address family than --bind ${o.localAddress} (IPv4 and IPv6 do not mix): not dialled`,
       );
     }
     for (let i = 0; i < storage.fileCount; i++) {

@@ -88,13 +88,17 @@ function isFar(p: PeerAddress, ours: 0 | 4 | 6): boolean {
   return ours !== 0 && family !== 0 && family !== ours;
 }
 
+/** The first three of `far`, then how many more: `[::1]:9, [::2]:9 and 5 more`. */
+export function namePeers(far: readonly PeerAddress[]): string {
+  const shown = far.slice(0, 3).map(formatPeerAddress).join(', ');
+  return far.length > 3 ? `${shown} and ${far.length - 3} more` : shown;
+}
+
 /** Every peer given is one of `far` and nothing else brings any: exit 4 at once, naming them. */
 export function farPeersError(far: readonly PeerAddress[], localAddress: string): NoPeersError {
-  const shown = far.slice(0, 3).map(formatPeerAddress).join(', ');
-  const more = far.length > 3 ? ` and ${far.length - 3} more` : '';
   return new NoPeersError(
     `every peer given is of the other address family than --bind ${localAddress} ` +
-      `(IPv4 and IPv6 do not mix): ${shown}${more}; give peers of its family with --peer HOST:PORT`,
+      `(IPv4 and IPv6 do not mix): ${namePeers(far)}; give peers of its family with --peer HOST:PORT`,
   );
 }
 
