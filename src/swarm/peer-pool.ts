@@ -212,8 +212,11 @@ export class PeerPool extends EventEmitter<PoolEvents> {
       if (origin !== 'cli' && isNeverAPeer(p.host)) continue;
       const address = formatPeerAddress(p);
       if (this.opts.isOwn?.(p)) {
-        makeRoom(this.ownSkipped, MAX_OWN_SKIPPED);
-        this.ownSkipped.add(address);
+        // Reported again (each announce): counted once, and no other forgotten for it.
+        if (!this.ownSkipped.has(address)) {
+          makeRoom(this.ownSkipped, MAX_OWN_SKIPPED);
+          this.ownSkipped.add(address);
+        }
         continue;
       }
       // An address of the other family is unreachable (see farPeers).
