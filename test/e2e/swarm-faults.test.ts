@@ -24,6 +24,7 @@ import { parseTorrent } from '../../src/metainfo/torrent.js';
 import { Layout } from '../../src/storage/layout.js';
 import { WriteCancelled } from '../../src/storage/piece-writes.js';
 import { Download } from '../../src/swarm/download.js';
+import type { SwarmStorage } from '../../src/swarm/download-api.js';
 import { MAX_INFLIGHT_BYTES } from '../../src/swarm/session.js';
 import { encodePiece } from '../../src/wire/messages.js';
 import { runCli } from '../helpers/cli.js';
@@ -38,6 +39,35 @@ import { spawnTdl } from '../helpers/tdl-process.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
 const fx = useFixture();
+
+/**
+ * A Download of `size` seeded bytes from one fake seeder, its pieces written through `storage`
+ * (a disk double: made once the torrent's layout is known), its peer id from `id`.
+ */
+async function throughDisk(
+  seed: string,
+  size: number,
+  pieceLength: number,
+  id: string,
+  storage: (layout: Layout) => SwarmStorage,
+  signal?: AbortSignal,
+) {
+  const data = randomBytesSeeded(size, seed);
+  const t = makeTorrent({ name: `${seed}.bin`, pieceLength, files: { data } });
+  const seeder = await fx.seeder(t, pieceLength);
+  const meta = parseTorrent(t.torrent);
+  const layout = new Layout(meta.files, meta.pieceLength, meta.length);
+  const dl = new Download({
+    meta,
+    layout,
+    storage: storage(layout),
+    peerId: Buffer.from(`-TD0000-${id}`),
+    peers: [{ host: '127.0.0.1', port: seeder.port }],
+    stallTimeoutMs: 60_000,
+    signal,
+  });
+  return { dl, seeder, data, layout };
+}
 
 /** `tdl download` of the torrent at `tp` into `out` from these peers only (`host:port`). */
 function fromPeers(tp: string, out: string, peers: string[], ...more: string[]) {
@@ -356,29 +386,22 @@ describe('swarm faults', () => {
   it('every piece verified, the last writes still going: a seeder dropped as done is not dialled again', async () => {
     // Thousands of files take seconds to write and name at the end; meanwhile the seeder, with
     // nothing left to give, is dropped ("both complete") and must not be dialled every 3 s.
-    const data = randomBytesSeeded(256 * 1024, 'verified-not-written');
-    const pieceLength = 32 * 1024;
-    const t = makeTorrent({ name: 'v.bin', pieceLength, files: { data } });
-    const seeder = await fx.seeder(t, pieceLength);
-    const meta = parseTorrent(t.torrent);
-    const layout = new Layout(meta.files, meta.pieceLength, meta.length);
     let last: (() => void) | null = null;
     let writes = 0;
-    const dl = new Download({
-      meta,
-      layout,
-      storage: {
+    const { dl, seeder } = await throughDisk(
+      'verified-not-written',
+      256 * 1024,
+      32 * 1024,
+      'notwritten01',
+      (layout) => ({
         // The last piece's write hangs until the test lets it go.
         writePiece: () =>
           ++writes < layout.pieceCount
             ? Promise.resolve()
             : new Promise<void>((resolve) => (last = resolve)),
         readBlock: () => Promise.reject(new Error('not served')),
-      },
-      peerId: Buffer.from('-TD0000-notwritten01'),
-      peers: [{ host: '127.0.0.1', port: seeder.port }],
-      stallTimeoutMs: 60_000,
-    });
+      }),
+    );
     const events: string[] = [];
     dl.on('peer', (p) => events.push(`${p.status}${p.reason ? ` ${p.reason}` : ''}`));
     const run = dl.run();
@@ -397,20 +420,16 @@ describe('swarm faults', () => {
   it('Ctrl-C waits only for the writes begun, not for those queued behind them', async () => {
     // Thousands of small files: a few MiB of verified pieces queued are thousands of files to
     // write. A run that stops drops the queue (a later run fetches those pieces again).
-    const data = randomBytesSeeded(2 * 1024 * 1024, 'queued-writes');
-    const pieceLength = 64 * 1024;
-    const t = makeTorrent({ name: 'q.bin', pieceLength, files: { data } });
-    const seeder = await fx.seeder(t, pieceLength);
-    const meta = parseTorrent(t.torrent);
-    const layout = new Layout(meta.files, meta.pieceLength, meta.length);
     // Every write hangs (a disk far behind); the first is "begun", the others queued.
     const queued: { index: number; fail: (e: Error) => void }[] = [];
     let begun: (() => void) | null = null;
     const ctl = new AbortController();
-    const dl = new Download({
-      meta,
-      layout,
-      storage: {
+    const { dl } = await throughDisk(
+      'queued-writes',
+      2 * 1024 * 1024,
+      64 * 1024,
+      'queuedwrite1',
+      () => ({
         writePiece: (index) =>
           new Promise<void>((resolve, fail) => {
             if (begun === null) begun = resolve;
@@ -421,12 +440,9 @@ describe('swarm faults', () => {
           return 0;
         },
         readBlock: () => Promise.reject(new Error('not served')),
-      },
-      peerId: Buffer.from('-TD0000-queuedwrite1'),
-      peers: [{ host: '127.0.0.1', port: seeder.port }],
-      stallTimeoutMs: 60_000,
-      signal: ctl.signal,
-    });
+      }),
+      ctl.signal,
+    );
     const run = dl.run().catch((e: Error) => e);
     for (let i = 0; i < 200 && queued.length < 4; i++) {
       await new Promise((r) => setTimeout(r, 25));
@@ -443,28 +459,22 @@ describe('swarm faults', () => {
   }, 30_000);
 
   it('a disk that never finishes a write: memory held stays within the budget', async () => {
-    const data = randomBytesSeeded(24 * 1024 * 1024, 'slow-disk');
     const pieceLength = 256 * 1024;
-    const t = makeTorrent({ name: 's.bin', pieceLength, files: { data } });
-    const seeder = await fx.seeder(t, pieceLength);
-    const meta = parseTorrent(t.torrent);
-    const layout = new Layout(meta.files, meta.pieceLength, meta.length);
     let writes = 0;
     const stuck: (() => void)[] = [];
-    const dl = new Download({
-      meta,
-      layout,
-      storage: {
+    const { dl, data } = await throughDisk(
+      'slow-disk',
+      24 * 1024 * 1024,
+      pieceLength,
+      'slowdisktest',
+      () => ({
         writePiece: () => {
           writes++;
           return new Promise<void>((resolve) => stuck.push(resolve));
         },
         readBlock: () => Promise.reject(new Error('not written')),
-      },
-      peerId: Buffer.from('-TD0000-slowdisktest'),
-      peers: [{ host: '127.0.0.1', port: seeder.port }],
-      stallTimeoutMs: 60_000,
-    });
+      }),
+    );
     const run = dl.run().catch(() => {});
     let over = 0;
     const counts: number[] = [];
