@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseTorrent } from '../../src/metainfo/torrent.js';
-import { run } from '../../src/cli/program.js';
+import { runCli } from '../helpers/cli.js';
 import { useFixture } from '../helpers/fixture.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
@@ -57,10 +57,9 @@ describe('DHT: a magnet link whose torrent is private', () => {
     });
     await new Promise<void>((r) => boot.bind(0, '127.0.0.1', r));
     let pinged: Promise<void> | null = null;
-    let stdout = '';
     const out = path.join(fx.dir, 'q.bin');
     const magnet = `magnet:?xt=urn:btih:${t.infoHash.toString('hex')}&x.pe=127.0.0.1:${s.port}`;
-    const code = await run(
+    const r = await runCli(
       [
         'download',
         magnet,
@@ -75,26 +74,22 @@ describe('DHT: a magnet link whose torrent is private', () => {
         '60',
       ],
       {
-        stdout: {
-          write: (text: string) => {
-            stdout += text;
-            // Pinged once the metadata is there (the data is still seconds away).
-            if (pinged === null && /"event":"metadata"[^\n]*"state":"done"/.test(stdout)) {
-              pinged = (async () => {
-                await new Promise((r) => setTimeout(r, 300));
-                expect(dhtPort).toBeGreaterThan(0);
-                for (let i = 0; i < 5; i++) {
-                  boot.send(ping(`p${i}`), dhtPort, '127.0.0.1');
-                  await new Promise((r) => setTimeout(r, 200));
-                }
-              })();
-            }
-          },
+        onStdout: (stdout) => {
+          // Pinged once the metadata is there (the data is still seconds away).
+          if (pinged === null && /"event":"metadata"[^\n]*"state":"done"/.test(stdout)) {
+            pinged = (async () => {
+              await new Promise((r) => setTimeout(r, 300));
+              expect(dhtPort).toBeGreaterThan(0);
+              for (let i = 0; i < 5; i++) {
+                boot.send(ping(`p${i}`), dhtPort, '127.0.0.1');
+                await new Promise((r) => setTimeout(r, 200));
+              }
+            })();
+          }
         },
-        stderr: { write: () => true, isTTY: false, columns: 120 },
       },
     );
-    expect(code, stdout).toBe(0);
+    expect(r.code, r.stderr).toBe(0);
     expect(pinged).not.toBeNull();
     await pinged;
     expect(replies).toEqual([]);

@@ -18,12 +18,24 @@ export interface CliResult {
 
 export async function runCli(
   args: string[],
-  opts: { tty?: boolean; columns?: number; signal?: AbortSignal } = {},
+  opts: {
+    tty?: boolean;
+    columns?: number;
+    signal?: AbortSignal;
+    /** Called with all of stdout so far at each write (to act on an event as it comes). */
+    onStdout?: (stdout: string) => void;
+  } = {},
 ): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
   const code = await run(args, {
-    stdout: { write: (s: string) => (stdout += s) },
+    stdout: {
+      write: (s: string) => {
+        stdout += s;
+        opts.onStdout?.(stdout);
+        return true;
+      },
+    },
     stderr: {
       write: (s: string) => (stderr += s),
       isTTY: opts.tty ?? false,
