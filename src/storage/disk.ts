@@ -439,7 +439,7 @@ export class DiskStorage {
   /** Learn which files exist, under which name, with one listing per existing folder. */
   private async scan(): Promise<void> {
     const write = this.mode === 'write';
-    const { found, notAFile } = await scanOutput({
+    const { notAFile } = await scanOutput({
       fileCount: this.fileCount,
       write,
       prepare: this.prepare,
@@ -456,16 +456,16 @@ export class DiskStorage {
       mkdirs: async (d) => void (await mkdirOrFail(d, true)),
       lstat: (p) => this.lstatNow(p),
       inline: this.inline,
+      found: ({ index: i, atPart, shadowed, stat }) => {
+        this.where[i] = atPart ? AT_PART : AT_FINAL;
+        this.flags[i]! |= EXISTED | (shadowed ? SHADOWED : 0);
+        this.exists[i] = 1;
+        this.ident.set(i, stat);
+        this.knownSize[i] = Number(stat.size);
+        this.stamp.found(i, stat);
+      },
     });
     for (const i of notAFile) this.flags[i]! |= NOT_A_FILE;
-    for (const { index: i, atPart, shadowed, stat } of found) {
-      this.where[i] = atPart ? AT_PART : AT_FINAL;
-      this.flags[i]! |= EXISTED | (shadowed ? SHADOWED : 0);
-      this.exists[i] = 1;
-      this.ident.set(i, stat);
-      this.knownSize[i] = Number(stat.size);
-      this.stamp.found(i, stat);
-    }
     if (write) {
       for (let i = 0; i < this.fileCount; i++) {
         if (this.stored(i) && this.where[i] === NOWHERE) this.where[i] = AT_PART;

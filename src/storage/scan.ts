@@ -38,6 +38,11 @@ export interface ScanHost {
   lstat(p: string): Promise<BigIntStats | null>;
   /** Synchronous calls while they are fast (see Inline in fs-util.ts). */
   readonly inline?: Inline;
+  /**
+   * Told of each file found, in index order within each folder. Nothing keeps the stats: a
+   * list of 100,000 of them held until the scan ends is garbage collected again and again.
+   */
+  found(f: Found): void;
 }
 
 /** File `i` as found: under its working name (`part`) or its final name, with its stat. */
@@ -50,14 +55,12 @@ export interface Found {
 }
 
 export interface ScanResult {
-  /** Files found, in index order within each folder. */
-  found: Found[];
   /** Read mode: files whose path holds something that is not a regular file. */
   notAFile: number[];
 }
 
 export async function scanOutput(host: ScanHost): Promise<ScanResult> {
-  const result: ScanResult = { found: [], notAFile: [] };
+  const result: ScanResult = { notAFile: [] };
   // Folders that are not there (just created, or missing in read mode): nothing to look for.
   const empty = new Set<string>();
   // Only folders that hold a stored file: nothing is created for files not selected.
@@ -116,7 +119,7 @@ export async function scanOutput(host: ScanHost): Promise<ScanResult> {
         result.notAFile.push(i);
         continue;
       }
-      result.found.push({ index: i, atPart: hasPart, shadowed: hasPart && hasFinal, stat: st });
+      host.found({ index: i, atPart: hasPart, shadowed: hasPart && hasFinal, stat: st });
     }
   }
   return result;
