@@ -256,6 +256,7 @@ export class DiskStorage {
       withFile: (i, fn) => this.withFile(i, fn),
       statHandle: (fd) => this.statHandle(fd),
       lstat: (p) => this.lstatNow(p),
+      inline: this.inline,
       currentPath: (i) => this.currentPath(i),
       unselectedPaths: (i) =>
         this.isSelected(i) || (this.flags[i]! & PADDING) !== 0

@@ -11,7 +11,16 @@
  * reported to the caller of an unverified read: a piece that hashes right only thanks to them is
  * not on disk, and the start-up check does not count it as present.
  */
-import { eachLimited, FS_PARALLEL, OPEN_READ, toDiskError, fdCall } from './fs-util.js';
+import { readSync } from 'node:fs';
+import {
+  eachLimited,
+  FS_PARALLEL,
+  INLINE_MAX_WRITE,
+  OPEN_READ,
+  toDiskError,
+  fdCall,
+  type Inline,
+} from './fs-util.js';
 import { OutputChangedError } from './stamps.js';
 import type { Span } from './layout.js';
 import type { PartsFile } from './parts.js';
@@ -46,6 +55,12 @@ export interface ReadSource {
    * other file.
    */
   unselectedPaths(i: number): readonly string[] | null;
+  /**
+   * Small reads of the files are made inline while the disk answers fast (as small writes are):
+   * a check of thousands of small files would otherwise wait for a thread-pool round trip per
+   * file.
+   */
+  readonly inline?: Inline;
 }
 
 /**
@@ -118,9 +133,18 @@ export async function readRuns(
       }
       return;
     }
+    // Inline reads give the event loop its turns (see Inline): a batch may be thousands of runs.
+    if (src.inline?.on) await src.inline.pace();
     try {
       await src.withFile(r.fileIndex, (fd) =>
-        readRun(fd, r, buf, verified ? src.currentPath(r.fileIndex) : undefined, absent),
+        readRun(
+          fd,
+          r,
+          buf,
+          verified ? src.currentPath(r.fileIndex) : undefined,
+          absent,
+          src.inline,
+        ),
       );
     } catch (e) {
       throw toDiskError(e, `cannot read ${src.currentPath(r.fileIndex)}`);
@@ -140,10 +164,15 @@ async function readRun(
   buf: Buffer,
   verifiedFile: string | null | undefined,
   absent?: AbsentFn,
+  inline?: Inline,
 ): Promise<void> {
+  const sync = inline?.on === true && r.length <= INLINE_MAX_WRITE;
   let done = 0;
   while (done < r.length) {
-    const n = await fdCall.read(fd, buf, r.at + done, r.length - done, r.fileOffset + done);
+    const at = r.at + done;
+    const n = sync
+      ? inline!.run(() => readSync(fd, buf, at, r.length - done, r.fileOffset + done))
+      : await fdCall.read(fd, buf, at, r.length - done, r.fileOffset + done);
     if (n <= 0) {
       if (verifiedFile !== undefined) throw shortError(verifiedFile);
       buf.fill(0, r.at + done, r.at + r.length);
