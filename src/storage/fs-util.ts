@@ -1,6 +1,13 @@
 /** Small file-system helpers shared by the storage modules. */
 import type { ChildProcess } from 'node:child_process';
-import fs, { lstatSync, opendirSync, statfsSync, type BigIntStats, type Stats } from 'node:fs';
+import fs, {
+  lstatSync,
+  opendirSync,
+  statfsSync,
+  type BigIntStats,
+  type Dirent,
+  type Stats,
+} from 'node:fs';
 import { lstat, mkdir, opendir, readdir, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -52,14 +59,36 @@ export async function listNames(
   want: ReadonlySet<string>,
   inline?: Inline,
 ): Promise<Set<string>> {
-  const found = new Set<string>();
+  return new Set((await listKinds(dir, want, inline)).keys());
+}
+
+/**
+ * What an entry of a listing is, as the folder's entry says (no `lstat`): `other` is anything
+ * else, or a kind the file system did not say, which only an `lstat` can tell.
+ */
+export type EntryKind = 'file' | 'dir' | 'link' | 'other';
+
+function kindOf(ent: Dirent): EntryKind {
+  if (ent.isFile()) return 'file';
+  if (ent.isDirectory()) return 'dir';
+  if (ent.isSymbolicLink()) return 'link';
+  return 'other';
+}
+
+/** listNames, with what each name found is. */
+export async function listKinds(
+  dir: string,
+  want: ReadonlySet<string>,
+  inline?: Inline,
+): Promise<Map<string, EntryKind>> {
+  const found = new Map<string, EntryKind>();
   if (inline?.on) {
     try {
       inline.run(() => {
         const d = opendirSync(dir, { bufferSize: LIST_BATCH });
         try {
           for (let ent = d.readSync(); ent !== null; ent = d.readSync()) {
-            if (want.has(ent.name)) found.add(ent.name);
+            if (want.has(ent.name)) found.set(ent.name, kindOf(ent));
           }
         } finally {
           d.closeSync();
@@ -83,7 +112,7 @@ export async function listNames(
     throw toDiskError(e, `cannot list ${dir}`);
   }
   try {
-    for await (const ent of d) if (want.has(ent.name)) found.add(ent.name);
+    for await (const ent of d) if (want.has(ent.name)) found.set(ent.name, kindOf(ent));
   } catch (e) {
     throw toDiskError(e, `cannot list ${dir}`);
   }

@@ -3,7 +3,7 @@
  * positional block reads that serve other peers. Metainfo-shaped objects are built by hand.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DiskError } from '../../src/errors.js';
@@ -373,5 +373,39 @@ describe('finishing', () => {
     expect(after.filter((n) => n.endsWith('.part'))).toHaveLength(0);
     expect(after.filter((n) => n.endsWith('.bin'))).toHaveLength(40);
     await s.close();
+  });
+});
+
+describe("what is already in the torrent's folders", () => {
+  /** Files of two folders, taking turns (a torrent need not be sorted). */
+  const interleaved = (): HandFile[] => [
+    { path: ['d0', 'a.bin'], length: 10 },
+    { path: ['d1', 'b.bin'], length: 10 },
+    { path: ['d0', 'c.bin'], length: 10 },
+    { path: ['d1', 'd.bin'], length: 10 },
+  ];
+
+  it('a link or a folder in a file’s place is found from the listings, whatever the order', async () => {
+    const t = torrent('turns', 16, interleaved());
+    const root = path.join(dir, 'turns');
+    await mkdir(path.join(root, 'd0'), { recursive: true });
+    await mkdir(path.join(root, 'd1'));
+    for (const f of ['a.bin', 'b.bin']) {
+      await writeFile(path.join(root, f === 'a.bin' ? 'd0' : 'd1', f), Buffer.alloc(10));
+    }
+    // Regular files already there: fine either way.
+    await expect(planOutput(t.meta, dir)).resolves.toMatchObject({ root });
+    await expect(planOutput(t.meta, dir, 'read')).resolves.toMatchObject({ root });
+    // A folder where the last file goes: refused to write, left to verify to report.
+    await mkdir(path.join(root, 'd1', 'd.bin'));
+    await expect(planOutput(t.meta, dir)).rejects.toThrow(/d1\/d\.bin exists and is a directory/);
+    await expect(planOutput(t.meta, dir, 'read')).resolves.toMatchObject({ root });
+    // A link where a file of the first folder goes, listed after a file of the second.
+    await symlink(path.join(dir, 'elsewhere'), path.join(root, 'd0', 'c.bin'));
+    await expect(planOutput(t.meta, dir)).rejects.toThrow(/symbolic link .*d0\/c\.bin/);
+    await expect(planOutput(t.meta, dir, 'read')).rejects.toThrow(
+      /d0\/c\.bin: it is a symbolic link/,
+    );
+    expect(existsSync(path.join(dir, 'elsewhere'))).toBe(false);
   });
 });
