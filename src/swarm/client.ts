@@ -226,7 +226,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       }
       throw new TransferError(
         (found
-          ? `the data under ${plan.root} is incomplete (${check.have.count} of ${wanted.count} pieces valid): finish it with tdl download first${shadowNote}`
+          ? `the data under ${plan.root} is incomplete (${check.have.countBoth(wanted)} of ${wanted.count} pieces valid): finish it with tdl download first${shadowNote}`
           : selected
             ? `none of the selected files of this torrent is at ${plan.root}: -o names where the data is, as given to tdl download, and the selection the files it holds`
             : `no file of this torrent is at ${plan.root}: -o names where the data is, as given to tdl download`) +
@@ -303,7 +303,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       const stats = idleStats(
         dataBytesOf(layout, padding, selected ? wanted : null),
         layout.pieceCount,
-        check.have.count,
+        selected ? check.have.countBoth(wanted) : check.have.count,
       );
       return { stats, plan, check: checkInfo, wasComplete: true };
     }

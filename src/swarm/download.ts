@@ -429,7 +429,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       downloaded: this.downloaded,
       wasted: w.hashFailed + w.duplicate + w.afterCancel + w.webSeed,
       wastedBy: { ...w },
-      piecesDone: this.picker.done.count,
+      piecesDone: this.picker.doneWanted,
       pieceCount: this.layout.pieceCount,
       rate: bytes / span,
       uploaded: this.upload.uploaded,

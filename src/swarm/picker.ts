@@ -720,4 +720,12 @@ export class PiecePicker {
   isComplete(): boolean {
     return this.remainingPieces === 0;
   }
+
+  /**
+   * Pieces verified among those to fetch (a selection's, or all): a boundary piece kept from an
+   * earlier, other selection is not one of them.
+   */
+  get doneWanted(): number {
+    return (this.wanted?.count ?? this.layout.pieceCount) - this.remainingPieces;
+  }
 }

@@ -123,6 +123,14 @@ export class Bitfield {
     return this.#count === this.#size;
   }
 
+  /** Number of bits set both here and in `other` (of the same size). */
+  countBoth(other: Bitfield): number {
+    if (other.#size !== this.#size) throw new RangeError('bitfields of different sizes');
+    let n = 0;
+    for (let j = 0; j < this.#bytes.length; j++) n += popcount8(this.#bytes[j]! & other.#bytes[j]!);
+    return n;
+  }
+
   /** A copy of the bytes, as sent in a `bitfield` message. */
   toBuffer(): Buffer {
     return Buffer.from(this.#bytes);

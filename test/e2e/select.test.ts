@@ -400,6 +400,36 @@ describe('--select', () => {
     expect((await readFile(f3)).equals(files[2]!.data)).toBe(true);
   });
 
+  it("counts the selection's pieces only, not boundary pieces an earlier selection kept", async () => {
+    const { files, torrent, out } = await thirdOnly();
+    const f4 = piecesOf(files, 3);
+    const f5 = piecesOf(files, 4);
+    // f4's first piece is f3's last, held; its last is shared with f5, not there.
+    const none = ['--peer', '127.0.0.1:1', '--no-dht', '--no-listen', '--seed-time', '0'];
+    const seed = await runCli(['seed', torrent, '-o', out, '--select', '4', ...none]);
+    expect(seed.code, seed.stderr).toBe(5);
+    expect(seed.stderr).toContain(`is incomplete (1 of ${f4.length} pieces valid)`);
+    const v = await runCli(['verify', torrent, '-o', out, '--select', '4', '--json']);
+    expect(v.events.at(-1)!['selectedFiles']).toBe(1);
+    // A download of f5: progress counts its pieces, not the four of f3 on disk.
+    const { t } = fiveFiles();
+    const s = await fx.seeder(t, PIECE);
+    const r = await runCli([
+      'download',
+      torrent,
+      '-o',
+      out,
+      '--select',
+      '5',
+      ...peerArgs(s),
+      '--json',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const done = r.events.filter((e) => e['event'] === 'progress').map((e) => e['piecesDone']);
+    expect(done.length).toBeGreaterThan(0);
+    expect(Math.max(...(done as number[]))).toBe(f5.length);
+  });
+
   it('verify --select: a boundary piece whose copy is damaged is missing, not corrupt', async () => {
     const { files, torrent, out } = await thirdOnly();
     // The copy of f3's last piece: its last byte is f4's (not selected). The side file is a

@@ -89,4 +89,15 @@ describe('Bitfield', () => {
     expect(a.toBuffer()).toEqual(Buffer.from([0xff, 0xff, 0xf0]));
     expect(a.merge(null)).toEqual([]);
   });
+
+  it('countBoth counts the bits set in both, and refuses another size', () => {
+    const a = new Bitfield(20);
+    const b = new Bitfield(20);
+    for (const i of [0, 3, 9, 19]) a.set(i);
+    for (const i of [3, 9, 10, 18]) b.set(i);
+    expect(a.countBoth(b)).toBe(2);
+    expect(b.countBoth(a)).toBe(2);
+    expect(a.countBoth(a)).toBe(4);
+    expect(() => a.countBoth(new Bitfield(21))).toThrow(RangeError);
+  });
 });
