@@ -87,6 +87,10 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     controller.abort(new InterruptedError(sig));
   });
 }
+// SIGUSR1 would open Node.js's inspector on 127.0.0.1:9229 (a port any local user could reach
+// to run code inside tdl) and print "Debugger listening" whatever -q says: a listener keeps that
+// from happening. tdl has no use for the signal, so it is ignored.
+process.on('SIGUSR1', () => {});
 /** Why stdout failed, once it has (its exit code is the run's when the run itself succeeded). */
 let stdoutError: TdlError | null = null;
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {

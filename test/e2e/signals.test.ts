@@ -216,6 +216,19 @@ describe('signals, against the built CLI in a child process', () => {
     await interruptMidDownload('SIGHUP', 129);
   });
 
+  it('SIGUSR1 is ignored: no debugger port, nothing said, the download goes on', async () => {
+    const { t, torrent, out } = await setup();
+    const run = spawnCli(['download', torrent, '-o', out, '--json', '-q']);
+    await until(() => run.lines.find((e) => e['event'] === 'progress'), 10_000, 'a progress event');
+    process.kill(run.child.pid!, 'SIGUSR1');
+    const exit = await within(run.exited, 60_000, 'the end of the download');
+    expect({ code: exit.code, signal: exit.signal }).toEqual({ code: 0, signal: null });
+    expect(run.stderr()).toBe('');
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(run.lines.at(-1)).toMatchObject({ event: 'done' });
+    expect(t.pieces.length).toBeGreaterThan(4);
+  });
+
   it('SIGINT also closes a connection still waiting for its handshake', async () => {
     const mute = await startHostilePeer(async (c) => {
       await c.closed;
