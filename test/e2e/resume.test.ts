@@ -610,7 +610,7 @@ describe('existing data', () => {
     expect(r.stderr).toContain(
       `${out}.tdl-resume is in the way of the resume file: it is not a tdl resume file (move it away)`,
     );
-    expect(await readFile(`${out}.tdl-resume`)).toEqual(notes);
+    expect((await readFile(`${out}.tdl-resume`)).equals(notes)).toBe(true);
     expect(existsSync(out)).toBe(false);
     expect(s.served).toBe(0);
     // Moved away, the download runs.

@@ -206,7 +206,7 @@ describe('stdin and URL sources', () => {
     const saved = path.join(dir, 'saved.torrent');
     const r = await cli(['info', '-', '--save-torrent', saved], Readable.from([withComment]));
     expect(r.code, r.stderr).toBe(0);
-    expect(await readFile(saved)).toEqual(withComment);
+    expect((await readFile(saved)).equals(withComment)).toBe(true);
   });
 
   it('--save-torrent onto the download or a file kept beside it is refused before anything', async () => {
@@ -291,7 +291,7 @@ describe('stdin and URL sources', () => {
       '1',
     ]);
     expect(ok.code, ok.stderr).toBe(4);
-    expect(await readFile(beside)).toEqual(multi.torrent);
+    expect((await readFile(beside)).equals(multi.torrent)).toBe(true);
   });
 
   it('a --peer of the other address family than --bind: exit 4 at once when it is the only one, named when no peer came', async () => {

@@ -52,8 +52,8 @@ describe('OutputFiles', () => {
     expect(await out.finalize()).toEqual([]);
     await out.removeLeftovers(null);
     await out.close();
-    expect(await readFile(path.join(dir, 'pair', 'a.bin'))).toEqual(a);
-    expect(await readFile(path.join(dir, 'pair', 'b.bin'))).toEqual(b);
+    expect((await readFile(path.join(dir, 'pair', 'a.bin'))).equals(a)).toBe(true);
+    expect((await readFile(path.join(dir, 'pair', 'b.bin'))).equals(b)).toBe(true);
     expect((await stat(path.join(dir, 'pair', 'a.bin'))).mode & 0o111).not.toBe(0);
     expect((await stat(path.join(dir, 'pair', 'b.bin'))).mode & 0o111).toBe(0);
     for (const f of [out.resumeFile, `${out.resumeFile}.tmp`, out.metadataFile]) {
@@ -74,7 +74,7 @@ describe('OutputFiles', () => {
     await out.finalize();
     await out.removeLeftovers(null);
     await out.close();
-    expect(await readFile(path.join(dir, 'pair', 'b.bin'))).toEqual(b);
+    expect((await readFile(path.join(dir, 'pair', 'b.bin'))).equals(b)).toBe(true);
     expect(existsSync(path.join(dir, 'pair', 'a.bin'))).toBe(false);
     expect(existsSync(partsFile!)).toBe(true);
   });
