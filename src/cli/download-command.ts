@@ -207,11 +207,13 @@ export async function runDownload(
     if (json && !streaming) await checkEventsNotIntoOutput(io, meta, opts.output);
     // The file list is walked entry by entry, never made whole (see fileList).
     const files = fileList(meta);
-    let selected = resolveSelection(files, meta.name, meta.multiFile, {
-      select: opts.select,
-      include: opts.include,
-      exclude: opts.exclude,
-    });
+    let selected = resolveSelection(
+      files,
+      meta.name,
+      meta.multiFile,
+      { select: opts.select, include: opts.include, exclude: opts.exclude },
+      warn,
+    );
     // A magnet's `so` (BEP 53) selects when no option does.
     if (!selected && opened.selectOnly) {
       const fromLink = selectionFromIndexes(files, opened.selectOnly);

@@ -71,10 +71,11 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
   const emit = (o: Record<string, unknown>) => io.stdout.write(jsonLine(o));
   // Warnings about the .torrent itself (ignored trailing bytes, remapped names, bad seeds), as
   // download and info say them.
-  for (const w of meta.warnings) {
+  const warn = (w: string) => {
     if (json) emit({ event: 'warning', message: printable(w) });
     else if (!opts.quiet) io.stderr.write(`tdl: warning: ${printable(w)}\n`);
-  }
+  };
+  for (const w of meta.warnings) warn(w);
   // meta.files is never read: it would make an object per file and keep them all.
   const list = fileList(meta);
   if (tty) {
@@ -82,13 +83,17 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
     io.stderr.write(`\r\x1b[2K${lookingLine(files, meta.name, terminalColumns(io.stderr))}`);
   }
   const layout = new Layout({ starts: fileOffsets(meta) }, meta.pieceLength, meta.length);
+  const unmatched: string[] = [];
   const opened = await (async () => {
     const plan = await planOutput(
       { name: meta.name, multiFile: meta.multiFile, infoHash: meta.infoHash, files: list },
       opts.output,
       'read',
     );
-    const selected = resolveSelection(list, meta.name, meta.multiFile, opts);
+    // Said once the looking line is gone (a pattern that matches no file).
+    const selected = resolveSelection(list, meta.name, meta.multiFile, opts, (w) =>
+      unmatched.push(w),
+    );
     const storage = await DiskStorage.open(plan, layout, {
       mode: 'read',
       selected,
@@ -98,8 +103,11 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
   })().catch((e: unknown) => {
     // The looking line goes before the message.
     if (tty) io.stderr.write('\r\x1b[2K');
+    for (const w of unmatched) warn(w);
     throw e;
   });
+  if (tty && unmatched.length > 0) io.stderr.write('\r\x1b[2K');
+  for (const w of unmatched) warn(w);
   const { plan, selected, storage } = opened;
   const wanted = wantedPieces(layout, selected);
   const started = Date.now();

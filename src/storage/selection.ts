@@ -54,19 +54,20 @@ export function checkSelectionSyntax(o: SelectOptions): void {
 /**
  * The selected files, one flag per torrent file (padding files are never selected), or null when
  * no option is given (every file). UsageError on a malformed list, a number beyond the files, or
- * a selection that leaves no file.
+ * a selection that leaves no file. `warn` is told of each --include or --exclude that matches no
+ * file of the torrent (`--exclude sub`, meant for a folder, leaves every file in, silently else).
  */
 export function resolveSelection(
   files: FileList<SelectableFile>,
   name: string,
   multiFile: boolean,
   o: SelectOptions,
+  warn?: (message: string) => void,
 ): Uint8Array | null {
   if (!hasSelection(o)) return null;
   // Real (non-padding) files, in torrent order: number k is real[k - 1].
   const real: number[] = [];
   for (let i = 0; i < files.length; i++) if (!files.at(i)!.padding) real.push(i);
-  const pathOf = (i: number) => (multiFile ? files.at(i)!.path.join('/') : name);
   const sel = new Uint8Array(files.length);
   const include = (o.include ?? []).map(compileGlob);
   const exclude = (o.exclude ?? []).map(compileGlob);
@@ -78,9 +79,49 @@ export function resolveSelection(
       for (let k = a; k <= b; k++) sel[real[k - 1]!] = 1;
     }
   }
+  // Each pattern is tried on every file once, whatever the others found: one that matches none
+  // is told to `warn`.
+  const included = new Uint8Array(include.length);
+  const excluded = new Uint8Array(exclude.length);
+  const folders = new Set<string>();
   for (const i of real) {
-    if (!sel[i] && include.some((g) => g(pathOf(i)))) sel[i] = 1;
-    if (sel[i] && exclude.some((g) => g(pathOf(i)))) sel[i] = 0;
+    const parts = multiFile ? files.at(i)!.path : null;
+    const p = parts ? parts.join('/') : name;
+    let into = false;
+    include.forEach((g, k) => {
+      if (!g(p)) return;
+      included[k] = 1;
+      into = true;
+    });
+    let out = false;
+    exclude.forEach((g, k) => {
+      if (!g(p)) return;
+      excluded[k] = 1;
+      out = true;
+    });
+    if (into) sel[i] = 1;
+    if (out) sel[i] = 0;
+    if (warn && parts) {
+      for (let k = 0; k < parts.length - 1 && folders.size < 10_000; k++) folders.add(parts[k]!);
+    }
+  }
+  if (warn) {
+    const tell = (option: string, g: string) => {
+      // A folder's name alone, meant as the folder: say how to write it.
+      const folder = !g.includes('/') && folders.has(g);
+      warn(
+        `${option} ${JSON.stringify(g)} matches no file of the torrent` +
+          (folder
+            ? ` (a pattern without / matches file names: for the folder, ${JSON.stringify(`${g}/**`)})`
+            : ''),
+      );
+    };
+    (o.include ?? []).forEach((g, k) => {
+      if (!included[k]) tell('--include', g);
+    });
+    (o.exclude ?? []).forEach((g, k) => {
+      if (!excluded[k]) tell('--exclude', g);
+    });
   }
   if (!sel.includes(1)) {
     // `tdl info` shows paths under the torrent's name; patterns match them without it.

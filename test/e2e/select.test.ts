@@ -525,9 +525,16 @@ describe('--select', () => {
       'f2*',
       '--exclude',
       'sub/**',
+      '--exclude',
+      'sub',
       ...peerArgs(s),
     ]);
-    expect(r.stderr).toBe('');
+    // `[1]` is literal, and `sub` a folder (a pattern without / matches names of files): both
+    // leave every file in, which is said.
+    expect(r.stderr).toBe(
+      'tdl: warning: --exclude "f[1].bin" matches no file of the torrent\n' +
+        'tdl: warning: --exclude "sub" matches no file of the torrent (a pattern without / matches file names: for the folder, "sub/**")\n',
+    );
     expect(r.code).toBe(0);
     // `[1]` is literal text in these globs: f1.bin stays selected.
     expect((await readdir(out)).sort()).toEqual(['f1.bin', 'f3.bin', 'f4.bin']);

@@ -111,6 +111,23 @@ describe('resolveSelection', () => {
     ]);
   });
 
+  it('tells of each --include or --exclude that matches no file, a folder name with a hint', () => {
+    const told: string[] = [];
+    const sel = resolveSelection(
+      files,
+      'top',
+      true,
+      { include: ['*.md', '*.txt', '*.flac'], exclude: ['docs', 'deep/**', 'skip.txt'] },
+      (w) => told.push(w),
+    );
+    expect([...sel!]).toEqual([1, 0, 1, 1, 0]);
+    expect(told).toEqual([
+      '--include "*.flac" matches no file of the torrent',
+      '--exclude "docs" matches no file of the torrent (a pattern without / matches file names: for the folder, "docs/**")',
+      '--exclude "deep/**" matches no file of the torrent',
+    ]);
+  });
+
   it('unites --select and --include, then removes --exclude', () => {
     const sel = resolveSelection(files, 'top', true, {
       select: '1',
