@@ -21,7 +21,8 @@ export function parseRate(s: string): number {
   const shown = JSON.stringify(s);
   if (text.startsWith('-')) throw new InvalidArgumentError(`rate ${shown} must not be negative.`);
   const m = FORM.exec(text);
-  if (m === null) {
+  // "iB" belongs to a prefix (KiB): alone it is no unit ("1iB").
+  if (m === null || (m[2] === '' && /^i/i.test(m[3] ?? ''))) {
     throw new InvalidArgumentError(
       `${shown} is not a rate: use bytes per second like 1000, 500K, 2M or 1.5M (0 = unlimited).`,
     );

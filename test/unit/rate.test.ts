@@ -39,6 +39,8 @@ describe('parseRate', () => {
     ['', /not a rate/],
     ['   ', /not a rate/],
     ['abc', /not a rate/],
+    ['1iB', /not a rate/],
+    ['5ib', /not a rate/],
     ['NaN', /not a rate/],
     ['Infinity', /not a rate/],
     ['1e3', /not a rate/],
