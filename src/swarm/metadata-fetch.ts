@@ -25,7 +25,8 @@
  *   MAX_TIMEOUTS requests time out is not asked again (it may still serve the data later).
  * - Once no piece is left unasked, a peer with a free slot is also asked for a piece that
  *   another peer was asked for METADATA_HEDGE_MS ago or more and has not sent (the same piece
- *   at most once per METADATA_HEDGE_MS, as libtorrent does); the first copy counts. A peer
+ *   at most once per METADATA_HEDGE_MS, as libtorrent does, except by a peer never asked
+ *   anything yet, which takes it once it has waited that long); the first copy counts. A peer
  *   that announced the metadata and never answers then holds the fetch back a few seconds,
  *   not two request timeouts. Not in exclusive mode, whose attempt has a single source: there,
  *   an attempt whose peer has sent nothing METADATA_HEDGE_MS after it was asked goes whole to
@@ -75,6 +76,8 @@ interface PeerState {
   rejects: number;
   restUntil: number;
   timeouts: number;
+  /** Asked for a piece at least once (else a peer whose worth is unknown yet). */
+  tried: boolean;
 }
 
 interface Attempt {
@@ -170,6 +173,7 @@ export class MetadataFetch {
       rejects: 0,
       restUntil: 0,
       timeouts: 0,
+      tried: false,
     });
     return true;
   }
@@ -226,6 +230,8 @@ export class MetadataFetch {
       a = this.#ensureAttempt(now, p.size);
     }
     if (!a || a.size !== p.size) return [];
+    // Not asked anything before this call: see the hedging below.
+    const untried = !p.tried;
     if (this.#exclusiveMode) {
       if (a.exclusive === null) a.exclusive = id;
       else if (a.exclusive !== id && a.received === 0) this.#takeOverSilent(a, id, now);
@@ -238,12 +244,16 @@ export class MetadataFetch {
       out.push(i);
     }
     // A slot still free: every piece is received or asked for. One asked of others long enough
-    // ago is asked of this peer too (not in exclusive mode: one source per attempt there).
+    // ago is asked of this peer too (not in exclusive mode: one source per attempt there): by a
+    // peer asked before, once per METADATA_HEDGE_MS for each piece; by a peer never asked yet,
+    // as soon as the piece has waited that long. Peers that announce the metadata and never
+    // send it would otherwise each take their turn of 3 s before a peer behind them that does.
     if (this.#exclusiveMode) return out;
     for (let i = 0; i < a.pieces.length && p.inflight.size < this.#maxPerPeer; i++) {
       const holders = a.inflight.get(i);
       if (a.pieces[i] !== null || !holders || holders.has(id)) continue;
-      if (now - this.#lastAsked(i, holders) < this.#hedgeMs) continue;
+      const since = untried ? this.#firstAsked(i, holders) : this.#lastAsked(i, holders);
+      if (now - since < this.#hedgeMs) continue;
       this.#ask(a, id, p, i, now);
       out.push(i);
     }
@@ -267,11 +277,20 @@ export class MetadataFetch {
 
   #ask(a: Attempt, id: string, p: PeerState, piece: number, now: number): void {
     if (a.firstAskAt === Infinity) a.firstAskAt = now;
+    p.tried = true;
     const holders = a.inflight.get(piece);
     if (holders) holders.add(id);
     else a.inflight.set(piece, new Set([id]));
     p.inflight.set(piece, now);
     p.asked.set(piece, (p.asked.get(piece) ?? 0) + 1);
+  }
+
+  /** When `piece` was first asked of one of `holders` (who still hold it). */
+  #firstAsked(piece: number, holders: Set<string>): number {
+    let first = Infinity;
+    for (const h of holders)
+      first = Math.min(first, this.#peers.get(h)?.inflight.get(piece) ?? first);
+    return first;
   }
 
   /** When `piece` was last asked of one of `holders`. */

@@ -501,20 +501,48 @@ describe('MetadataFetch', () => {
     // Not before METADATA_HEDGE_MS.
     now += METADATA_HEDGE_MS - 1;
     expect(f.requestsFor('b')).toEqual([]);
+    expect(f.requestsFor('c')).toEqual([]);
     now += 1;
     expect(f.requestsFor('b')).toEqual([0, 1]);
-    // Each piece once per METADATA_HEDGE_MS: not to a third peer at once.
-    expect(f.requestsFor('c')).toEqual([]);
+    // A peer never asked anything is asked at once too: its worth is unknown, and peers that
+    // never answer must not each take a turn of METADATA_HEDGE_MS before it.
+    expect(f.requestsFor('c')).toEqual([0, 1]);
     expect(f.onMessage('b', dataMsg(0))).toBe('ok');
     // The silent peer's late copy answers a request it had: taken without a drop.
     expect(f.onMessage('silent', dataMsg(0))).toBe('ok');
-    now += METADATA_HEDGE_MS;
-    // Piece 1 is asked of a third peer; the first copy to arrive completes the metadata.
-    expect(f.requestsFor('c')).toEqual([1]);
+    // A peer asked before gets a piece once per METADATA_HEDGE_MS: piece 1 was just asked of c.
+    expect(f.requestsFor('b')).toEqual([]);
+    // The first copy to arrive completes the metadata; the later ones answer requests made.
     expect(f.onMessage('c', dataMsg(1))).toBe('done');
     expect(f.info!.equals(INFO)).toBe(true);
     expect(f.onMessage('b', dataMsg(1))).toBe('ok');
     expect(f.onMessage('silent', dataMsg(1))).toBe('ok');
+  });
+
+  it('peers that announce the metadata and never send it do not hold back one that does', () => {
+    let now = 0;
+    const f = new MetadataFetch(HASH, { now: () => now });
+    const silent = Array.from({ length: 10 }, (_, i) => `silent${i}`);
+    for (const id of [...silent, 'honest']) f.addPeer(id, SIZE);
+    // The silent peers ask first, every tick (as the swarm calls them in order).
+    const tick = () => {
+      for (const id of silent) f.requestsFor(id);
+      return f.requestsFor('honest');
+    };
+    expect(tick()).toEqual([]);
+    now += METADATA_HEDGE_MS;
+    const asked = tick();
+    expect(asked.length).toBeGreaterThan(0);
+    let result = 'ok';
+    for (;;) {
+      for (const piece of asked.splice(0)) result = f.onMessage('honest', dataMsg(piece)) as string;
+      if (result === 'done') break;
+      asked.push(...f.requestsFor('honest'));
+      expect(asked.length).toBeGreaterThan(0);
+    }
+    // Within one METADATA_HEDGE_MS of the first request, not one per silent peer.
+    expect(now).toBe(METADATA_HEDGE_MS);
+    expect(f.info!.equals(INFO)).toBe(true);
   });
 
   it('in exclusive mode nothing is hedged: the attempt has one source', () => {
