@@ -173,6 +173,7 @@ export interface AnnouncerEvents {
  */
 export function unsupportedTracker(raw: unknown, localAddress?: string): string | undefined {
   if (typeof raw !== 'string') return 'not a URL';
+  if (SPACE_OR_CONTROL.test(raw.trim())) return 'it holds white space or control characters';
   let u: URL;
   try {
     u = new URL(raw.trim());
@@ -206,8 +207,17 @@ export function requireUsableTracker(
   );
 }
 
+/**
+ * White space or a control character inside a tracker URL: the URL parser drops tabs and
+ * newlines without a word, so tdl would announce to another URL than the one it shows
+ * (`/ann\nounce` is `/announce`); a space is not valid there either. Refused, as `tdl create`
+ * refuses them.
+ */
+const SPACE_OR_CONTROL = /[\s\x00-\x1f\x7f]/;
+
 function schemeOf(raw: string): { url: string; scheme: Scheme } | undefined {
   const url = raw.trim();
+  if (SPACE_OR_CONTROL.test(url)) return undefined;
   let u: URL;
   try {
     u = new URL(url);

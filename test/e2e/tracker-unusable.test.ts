@@ -50,6 +50,16 @@ describe('a magnet link whose only trackers are WebSocket ones, with the DHT off
   }, 60_000);
 });
 
+describe('a tracker URL with a newline or a tab in it', () => {
+  it('is not announced to under another URL: exit 4 at once, naming why', async () => {
+    const bad = 'http://127.0.0.1:9/ann\nounce\tx';
+    const link = `magnet:?xt=urn:btih:${INFO_HASH}&tr=${encodeURIComponent(bad)}`;
+    const r = await runCli(['info', link, '--no-dht', '--timeout', '30']);
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toContain('white space or control characters');
+  }, 60_000);
+});
+
 describe('passkeys in WebSocket tracker URLs', () => {
   it('stay out of the exit-4 error, in text and in --json', async () => {
     const url = `wss://tracker.example/${PASSKEY_SEGMENT}/announce?passkey=${PASSKEY}`;
