@@ -243,6 +243,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private mse: MseInitiator | null = null;
   /** The socket closed or failed under us (not a close of ours). */
   private peerEnded = false;
+  /** Blocks were sent on this connection (only such a connection is ended gracefully). */
+  private sentBlocks = false;
+  /** Settles once the socket is closed, after close(reason, graceMs) ended it gracefully. */
+  private ending: Promise<void> | null = null;
   /** Messages written in this tick, handed to the socket together at its end (see write). */
   private outgoing: Buffer[] = [];
   private outgoingBytes = 0;
@@ -309,7 +313,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       onread: {
         buffer: () => this.readBuffer(),
         callback: (n: number) => {
-          if (this.state === 'closed') return false;
+          // Closed: reads go to scratch, and go on only while the socket ends gracefully.
+          if (this.state === 'closed') return this.ending !== null;
           if (this.mse) {
             this.onMseBytes(socket, n);
           } else {
@@ -886,6 +891,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       released?.();
       return;
     }
+    this.sentBlocks = true;
     // Messages written before the block go before it.
     this.flush();
     if (!this.corked) {
@@ -951,8 +957,17 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     return true;
   }
 
-  /** Close the connection (idempotent). Emits 'close' once with the reason. */
-  close(reason: string): void {
+  /**
+   * Close the connection (idempotent). Emits 'close' once with the reason. With `graceMs` (the
+   * end of a run, a healthy connection), on a connection that was sent blocks, what was sent
+   * still reaches the peer: the socket is
+   * ended (FIN after every byte queued) rather than destroyed, and what the peer still sends is
+   * read and dropped until it closes its side, or `graceMs` pass. Destroyed at once, a socket
+   * with bytes still unread is reset by the kernel, and the peer then loses the blocks it had
+   * not read yet: a seed stopping at --seed-ratio 1 left its one leecher short of them.
+   * `closed()` says when the socket is gone.
+   */
+  close(reason: string, graceMs = 0): void {
     if (this.state === 'closed') return;
     if (this.state === 'handshaking' && this.direction === 'out') {
       if (this.opts.mse !== undefined) this.mseFailed = this.mse !== null;
@@ -970,9 +985,26 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.keepalive = null;
     this.unlimit?.();
     this.unlimit = null;
-    this.socket?.destroy();
+    const socket = this.socket;
+    if (socket && graceMs > 0 && this.sentBlocks && socket.writable && !this.peerEnded) {
+      this.ending = new Promise<void>((resolve) => {
+        const kill = setTimeout(() => socket.destroy(), graceMs);
+        kill.unref();
+        socket.once('close', () => {
+          clearTimeout(kill);
+          resolve();
+        });
+      });
+      socket.end();
+      socket.resume();
+    } else socket?.destroy();
     log('%s closed: %s', this.address, reason);
     this.emit('close', reason);
+  }
+
+  /** Settles once the socket is gone (at once unless close() ended it gracefully). */
+  closed(): Promise<void> {
+    return this.ending ?? Promise.resolve();
   }
 
   private arm(ms: number, reason: string): void {

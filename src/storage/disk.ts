@@ -42,6 +42,7 @@ import {
 import { mkdir, open, rename, rmdir, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { logger } from '../log.js';
+import { makeRoom } from '../bounded.js';
 import { DiskError } from '../errors.js';
 import { Durability, SYNCFS_MIN_FILES, syncFolders, type DurabilityHost } from './durability.js';
 import { fdLimit } from '../fd-limit.js';
@@ -85,6 +86,11 @@ import {
 export { toDiskError } from './fs-util.js';
 
 const log = logger('tdl:storage');
+
+/** A file served in read mode is looked at again (one fstat) at most this often. */
+export const SERVED_LOOK_MS = 5_000;
+/** Files whose last look is kept (others are looked at again when next served). */
+const SERVED_LOOKS_KEPT = 1_024;
 
 export type StorageMode = 'write' | 'read';
 
@@ -208,6 +214,12 @@ export class DiskStorage {
   readonly inline: Inline;
   /** Where reads find each run's bytes (see piece-reads.ts). */
   private readonly reads: ReadSource;
+  /**
+   * Read mode (seeding): each file's modification time when found, and when each file served
+   * lately was last looked at (see servedAsFound).
+   */
+  private readonly foundMtime: BigInt64Array | null;
+  private readonly lookedAt = new Map<number, number>();
 
   private constructor(
     private readonly plan: OutputPlan,
@@ -232,6 +244,7 @@ export class DiskStorage {
       this.flags[i] = (padding ? PADDING : 0) | (!selected || selected[i] === 1 ? SELECTED : 0);
     }
     this.hasPadding = padded;
+    this.foundMtime = mode === 'read' ? new BigInt64Array(n) : null;
     this.partPathList = plainPartPaths(plan) ? null : partPaths(plan);
     this.pool = new FilePool<number>(
       capacity,
@@ -464,6 +477,7 @@ export class DiskStorage {
         this.ident.set(i, stat);
         this.knownSize[i] = Number(stat.size);
         this.stamp.found(i, stat);
+        if (this.foundMtime) this.foundMtime[i] = stat.mtimeNs;
       },
     });
     for (const i of notAFile) this.flags[i]! |= NOT_A_FILE;
@@ -681,8 +695,42 @@ export class DiskStorage {
    * The caller serves only pieces it has verified: a file shorter than them has changed on disk
    * (OutputChangedError, never zeros sent as data). DiskError on a bad range or a failed read. With `into` (at least `length` bytes), the bytes go there.
    */
-  readBlock(index: number, begin: number, length: number, into?: Buffer): Promise<Buffer> {
+  async readBlock(index: number, begin: number, length: number, into?: Buffer): Promise<Buffer> {
+    if (this.foundMtime) await this.servedAsFound(index, begin, length);
     return this.readRange(index, begin, length, into, true);
+  }
+
+  /**
+   * Read mode: the files a block is served from are still as checked, looked at (one `fstat` of
+   * the open handle) at most once per SERVED_LOOK_MS each: a file edited in place since, at
+   * the same size, would be served as verified data, which hashes wrong at the peer, and real
+   * clients then ban tdl. OutputChangedError names it: the seed ends (exit 6), to be checked
+   * again. Its modification time says so (a rename or a chmod moves only the change time).
+   */
+  private async servedAsFound(index: number, begin: number, length: number): Promise<void> {
+    let spans;
+    try {
+      spans = this.layout.spans(index, begin, length);
+    } catch {
+      return; // a bad range: readRange says so
+    }
+    const now = Date.now();
+    for (const s of spans) {
+      const i = s.fileIndex;
+      if (!this.onDisk(i)) continue;
+      const at = this.lookedAt.get(i);
+      if (at !== undefined && now - at < SERVED_LOOK_MS) continue;
+      makeRoom(this.lookedAt, SERVED_LOOKS_KEPT);
+      this.lookedAt.set(i, now);
+      const st = await this.withFile(i, (fd) => this.statHandle(fd));
+      // Cut short: the read says so, in its own words (piece-reads.ts).
+      if (Number(st.size) < this.knownSize[i]!) continue;
+      if (st.mtimeNs !== this.foundMtime![i]) {
+        throw new OutputChangedError(
+          `${this.currentPath(i)} was modified since it was checked: its data can no longer be served as verified (check it again: tdl verify, or tdl seed)`,
+        );
+      }
+    }
   }
 
   /**

@@ -533,7 +533,8 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     // The trackers hear `stopped` while the rest is closed.
     const stopping = tracker?.stop().catch(() => {});
     streamOut?.stop();
-    dl?.close();
+    // The peers' connections end while the rest is closed too (what was sent reaches them).
+    const ending = dl?.close();
     try {
       await o.handoff?.close();
       await listener?.close();
@@ -560,6 +561,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       }
     } finally {
       await stopping;
+      await ending;
     }
   }
 }

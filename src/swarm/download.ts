@@ -78,6 +78,11 @@ export const MAX_HASH_FAILURES = 2;
 /** Pieces failing verification in a row after which blocks are no longer progress by themselves. */
 export const FRUITLESS_PIECES = 3;
 const TICK_MS = 500;
+/**
+ * How long the connections open at the end of a run may take to close gracefully (see
+ * PeerConnection.close): about as long as the trackers' `stopped`, which runs beside it.
+ */
+export const END_GRACE_MS = 1_500;
 /** Addresses the user gave (`--peer`, a magnet's `x.pe`): a lone seed keeps trying them. */
 const BY_HAND: readonly PeerOrigin[] = ['cli', 'magnet'];
 export class Download extends EventEmitter<DownloadEvents> {
@@ -121,6 +126,8 @@ export class Download extends EventEmitter<DownloadEvents> {
   private chokeTimer: NodeJS.Timeout | null = null;
   private complete = false;
   private closed = false;
+  /** Settles once every connection open at close() is gone. */
+  private ended: Promise<void> = Promise.resolve();
   private everReady = false;
   private lastFailure = '';
   private resolveRun!: () => void;
@@ -1084,8 +1091,8 @@ export class Download extends EventEmitter<DownloadEvents> {
   }
 
   /** End every connection and timer (idempotent). Trackers are the caller's. */
-  close(): void {
-    if (this.closed) return;
+  close(): Promise<void> {
+    if (this.closed) return this.ended;
     this.closed = true;
     if (this.ticker) clearInterval(this.ticker);
     if (this.chokeTimer) clearInterval(this.chokeTimer);
@@ -1093,14 +1100,19 @@ export class Download extends EventEmitter<DownloadEvents> {
     this.chokeTimer = null;
     for (const d of this.detach) d();
     this.detach = [];
+    const ending: Promise<void>[] = [];
     for (const s of [...this.sessions.values()]) {
       if (s.readyTimer) clearTimeout(s.readyTimer);
-      s.conn.close('download ended');
+      // Ended gracefully: the blocks sent (and counted as uploaded) reach the peer.
+      s.conn.close('download ended', END_GRACE_MS);
+      ending.push(s.conn.closed());
     }
+    this.ended = Promise.all(ending).then(() => {});
     this.pool.close();
     this.stopWebSeeds();
     this.upload.close();
     this.readLimiter?.close();
     if (!this.complete) this.rejectRun(new InterruptedError('SIGINT'));
+    return this.ended;
   }
 }

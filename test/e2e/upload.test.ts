@@ -8,7 +8,7 @@
  * Runs `node dist/bundle/main.js`: build first (`npm run build`; `npm test` does it).
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { appendFile, mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, truncate, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Bitfield } from '../../src/wire/bitfield.js';
@@ -318,6 +318,31 @@ describe('seeding lifecycle', () => {
     );
     // The download took a moment, not the seconds spent seeding after it.
     expect(Number(/in (\d+\.\d) s/.exec(done!)![1])).toBeLessThan(6);
+  }, 40_000);
+
+  it('a file edited in place while seeding: its changed bytes are never served (exit 6)', async () => {
+    const SIZE = 1024 * 1024;
+    const PIECE = 32768;
+    const { t, data, torrent, file } = await prepare(SIZE, PIECE, 'edit-while-seeding');
+    const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', '0', '--json'], fx.onClose);
+    const port = await tdl.port();
+    // Same size, other bytes in piece 5, a later modification time.
+    const edited = Buffer.from(data);
+    edited.fill(0x55, 5 * PIECE, 6 * PIECE);
+    await writeFile(file, edited);
+    await utimes(file, new Date(), new Date(Date.now() + 10_000));
+    const l = await leecher(t, port, '127.0.0.3', { data, pieceLength: PIECE });
+    await l.waitHandshake();
+    l.interested();
+    await until(() => l.framesOf(1).length > 0, 20_000, 'an unchoke');
+    l.requestPiece(5, PIECE);
+    const { code } = await tdl.exited;
+    expect(code, tdl.stderr()).toBe(6);
+    expect(tdl.stderr()).toMatch(
+      /data\.bin was modified since it was checked: its data can no longer be served as verified/,
+    );
+    expect(l.badBlocks).toBe(0);
+    expect(l.blockBytes).toBe(0);
   }, 40_000);
 
   it('a file cut short while seeding: never zeros for its pieces, and the seeding ends (exit 6)', async () => {
@@ -791,4 +816,35 @@ describe('a flock: three tdl processes on one throttled seeder', () => {
     const uploaded = procs.map((p) => p.events.find((e) => e.event === 'done')!['uploaded']);
     expect((uploaded as number[]).reduce((a, b) => a + b, 0)).toBeGreaterThan(SIZE);
   }, 90_000);
+});
+
+describe('the end of a seed', () => {
+  it('--seed-ratio 1: every block counted as sent reaches a leecher that reads late', async () => {
+    const SIZE = 1024 * 1024;
+    const PIECE = 65536;
+    const { t, data, torrent, file } = await prepare(SIZE, PIECE, 'ratio-end');
+    const tdl = spawnTdl(
+      ['seed', torrent, '-o', file, '--port', '0', '--json', '--seed-ratio', '1'],
+      fx.onClose,
+    );
+    const port = await tdl.port();
+    const l = await leecher(t, port, '127.0.0.1', { data, pieceLength: PIECE });
+    await l.waitHandshake();
+    l.interested();
+    await l.waitFor((f) => f.id === 1);
+    // Every block asked for at once.
+    for (let i = 0; i < SIZE / PIECE; i++) l.requestPiece(i, PIECE);
+    l.pause();
+    const talk = setInterval(() => l.keepAlive(), 10);
+    // Nothing read for a moment: tdl meets the ratio once the sockets hold every block, and
+    // stops while they are still on their way; the leecher goes on talking meanwhile.
+    await new Promise((r) => setTimeout(r, 400));
+    clearInterval(talk);
+    l.resume();
+    const exit = await tdl.exited;
+    expect(exit.code).toBe(0);
+    await until(() => l.isClosed || l.blockBytes >= SIZE, 20_000, 'the last block or the end');
+    expect(l.badBlocks).toBe(0);
+    expect(l.blockBytes).toBe(SIZE);
+  });
 });
