@@ -6,6 +6,7 @@
 import { lookup as dnsLookup, Resolver } from 'node:dns/promises';
 import { EventEmitter, setMaxListeners } from 'node:events';
 import { logger } from '../log.js';
+import { makeRoom } from '../bounded.js';
 import { DhtBusyError, DhtError, systemErrorText, TdlError } from '../errors.js';
 import { dirname } from 'node:path';
 import { takePidLock } from '../pid-lock.js';
@@ -39,6 +40,11 @@ const MAX_WAITING_LOOKUPS = 1024;
 export const MAINTENANCE_MS = 60_000;
 export const SAVE_EVERY_MS = 5 * 60_000;
 const PINGS_PER_ROUND = 8;
+/** A node that queried us is pinged (to join the table) at most this often per address. */
+const VERIFY_AGAIN_MS = 5 * 60_000;
+/** Pings to nodes that queried us, at most, each second; and addresses remembered. */
+const VERIFY_PER_SECOND = 10;
+const MAX_VERIFIED_KEPT = 1_024;
 const REFRESHES_PER_ROUND = 2;
 const DNS_TIMEOUT_MS = 5000;
 /** One query to the DNS servers for a bootstrap name (then the system resolver is asked). */
@@ -110,6 +116,10 @@ export class Dht extends EventEmitter<{
   private id: Buffer;
   /** Bootstrap and extra contacts, resolved to IPv4 addresses. */
   private seeds: Endpoint[] = [];
+  /** Nodes that queried us, pinged to join the table: when, by address (see verifyQuerier). */
+  private readonly verified = new Map<string, number>();
+  private verifySecond = 0;
+  private verifyCount = 0;
 
   constructor(private readonly opts: DhtOptions = {}) {
     super();
@@ -418,6 +428,31 @@ export class Dht extends EventEmitter<{
     if (!(err instanceof DhtBusyError)) this.table.failed(n.host, n.port);
   }
 
+  /**
+   * A node that queried us and is not in the table is pinged, and joins it when it answers
+   * (BEP 5: its answer shows the address is its own). A node only ever queried (a seed's node
+   * that others bootstrap from) learnt of no one otherwise, and answered every `find_node` with
+   * no node: nodes that knew only it never learnt of each other. One ping per address per
+   * VERIFY_AGAIN_MS, VERIFY_PER_SECOND in all.
+   */
+  private verifyQuerier(sender: NodeInfo): void {
+    if (this.table.get(sender.host, sender.port)) return;
+    const key = `${sender.host}|${sender.port}`;
+    const now = Date.now();
+    const last = this.verified.get(key);
+    if (last !== undefined && now - last < VERIFY_AGAIN_MS) return;
+    const second = Math.floor(now / 1000);
+    if (second !== this.verifySecond) {
+      this.verifySecond = second;
+      this.verifyCount = 0;
+    }
+    if (this.verifyCount >= VERIFY_PER_SECOND) return;
+    this.verifyCount++;
+    makeRoom(this.verified, MAX_VERIFIED_KEPT);
+    this.verified.set(key, now);
+    this.pingContacts([{ host: sender.host, port: sender.port }]);
+  }
+
   private isSelf(n: NodeInfo): boolean {
     if (n.id.equals(this.id)) return true;
     if (n.port !== this.port) return false;
@@ -536,6 +571,7 @@ export class Dht extends EventEmitter<{
     const sender: NodeInfo = { id: q.id, host: from.host, port: from.port };
     if (q.id.equals(this.id)) return; // our own id: a reflection or a spoof
     this.table.queried(sender);
+    this.verifyQuerier(sender);
     const t = q.t;
     switch (q.q) {
       case 'ping':

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { encodeResponse } from '../../src/dht/krpc.js';
+import { encodeQuery, encodeResponse } from '../../src/dht/krpc.js';
 import { KrpcSocket, MAX_QUEUED } from '../../src/dht/rpc.js';
 import { Dht, DhtPeerSource } from '../../src/dht/dht.js';
 import { DhtError, DhtTimeoutError } from '../../src/errors.js';
@@ -102,6 +102,31 @@ describe('KRPC socket', () => {
     ).rejects.toThrow(DhtTimeoutError);
     const r = await s.query({ host: '127.0.0.1', port: dht.port }, 'ping', me);
     expect(r.id).toEqual(dht.nodeId);
+  });
+
+  it('a node that queries ours is pinged, joins the table when it answers, and is given out', async () => {
+    const dht = new Dht({ port: 0, bind: '127.0.0.1', bootstrap: [], cacheFile: null });
+    cleanups.push(() => dht.stop());
+    await dht.start();
+    const other = Buffer.alloc(20, 0x42);
+    const a = await node();
+    // Answers pings as a node would; asks ours nothing else.
+    a.handler = (m) => (m.y === 'q' && m.q === 'ping' ? [encodeResponse(m.t, other)] : []);
+    const s = await socket({ queryTimeoutMs: 2000 });
+    // `a` asks for nodes (from its own port, as a node does): ours knows no one yet.
+    a.send(encodeQuery(Buffer.from('f1'), 'find_node', other, { target: other }), dht.port);
+    await expect.poll(() => dht.nodeCount(), { timeout: 5000, interval: 20 }).toBe(1);
+    // Another node asking now learns of `a`.
+    const r = await s.query({ host: '127.0.0.1', port: dht.port }, 'find_node', me, {
+      target: other,
+    });
+    expect(r.nodes?.map((n) => [n.host, n.port])).toEqual([['127.0.0.1', a.port]]);
+    // One ping for a node asking again and again.
+    for (let i = 0; i < 5; i++) {
+      a.send(encodeQuery(Buffer.from([0x66, i]), 'ping', other), dht.port);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    expect(a.received.filter((x) => x.msg?.y === 'q').length).toBe(1);
   });
 
   it('a Dht stopped while it starts binds no socket and leaves no cache lock', async () => {
