@@ -323,11 +323,11 @@ export async function runDownload(
         localAddress,
         seed: seedLimits,
         seedOnly: mode === 'seed',
-        onSeeding: (d) => {
+        onSeeding: (d, atComplete) => {
           seeding = true;
           const s = d.stats();
           seedingFromMs = s.elapsedMs;
-          uploadedBeforeSeeding = s.uploaded;
+          uploadedBeforeSeeding = atComplete.uploaded;
           if (seedsNot) return;
           if (json) emit({ event: 'seeding', uploaded: s.uploaded, time: s.elapsedMs });
           if (!json && !opts.quiet) {

@@ -102,7 +102,7 @@ export interface ClientOptions {
   /** Called once the output is planned and checked and the download is about to start. */
   onStart?: (download: Download, plan: OutputPlan, info: { port: number }) => void;
   /** Called when seeding starts (the data is complete and has its final names). */
-  onSeeding?: (download: Download) => void;
+  onSeeding?: (download: Download, atComplete: DownloadStats) => void;
   /**
    * `tdl download -o -`: write file `fileIndex` to `out`, in order, as its pieces reach the disk
    * (pieces just ahead of it are fetched first). The download completes only once its last
@@ -507,7 +507,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     }
     let final = stats;
     if (seeding) {
-      o.onSeeding?.(d);
+      // With the stats at completion: what was uploaded while the files got their final names
+      // (a peer may ask as soon as they are there) is the seeding's, not the download's.
+      o.onSeeding?.(d, stats);
       await seedUntil(d, meta.length, o.seed ?? {}, ctl.signal);
       final = d.stats();
     }
