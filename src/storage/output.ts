@@ -346,7 +346,9 @@ export async function planOutput(
   // files would otherwise lstat each of them in vain).
   const absent = new Set<string>();
   for (const d of derived) {
-    if (absent.has(path.dirname(d)) || !(await refuseLink(d, true, access))) absent.add(d);
+    if (absent.has(path.dirname(d)) || !(await refuseLink(d, true, access, d !== root))) {
+      absent.add(d);
+    }
   }
   if (!t.multiFile) {
     if (root !== target || st?.isDirectory()) await refuseLink(root, false, access);
@@ -451,6 +453,8 @@ async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): 
     }
   }
   const found = new Map<string, Set<string>>();
+  /** To read: something of the torrent's there in another form (size, kind): damaged. */
+  let resized = false;
   for (const d of [...want.keys()].sort((a, b) => a.length - b.length)) {
     const there = d === dir || found.get(path.dirname(d))?.has(path.basename(d)) === true;
     // A file (or a link) where the torrent has a folder: not this torrent's folder. To read
@@ -459,14 +463,22 @@ async function isOwnFolder(dir: string, t: TorrentShape, access: OutputAccess): 
     // refuses the link with a message that says so.
     const st = there && d !== dir ? await lstatInline(d, inline()) : null;
     if (st && access === 'read' && st.isSymbolicLink()) return true;
-    if (there && d !== dir && !st?.isDirectory()) return false;
+    if (st && !st.isDirectory()) {
+      if (access === 'write') return false;
+      // To read, the folder's files are missing, as for a file of another size: the folder
+      // is this torrent's when the rest fits, and verify reports them (a file where the
+      // torrent has a folder cannot hold them).
+      resized = true;
+      found.set(d, new Set());
+      continue;
+    }
+    if (there && d !== dir && !st) return false;
     found.set(d, there ? await listNames(d, want.get(d)!, inline()) : new Set());
   }
   const present = (p: string) => found.get(path.dirname(p))?.has(path.basename(p)) === true;
   let missing = false;
   let parts = false;
   let whole = false;
-  let resized = false;
   /** A file (not empty) there at its exact size. */
   let exact = false;
   for (const { p, f } of files) {
@@ -592,15 +604,27 @@ function inside(root: string, components: readonly string[]): string {
 
 /**
  * Refuse a symlink or the wrong kind of entry at `p` (a name from the torrent); false when
- * nothing is there.
+ * nothing is there (to read, also when a folder inside the torrent is something else: its files
+ * are missing).
  */
-async function refuseLink(p: string, wantDir: boolean, access: OutputAccess): Promise<boolean> {
+async function refuseLink(
+  p: string,
+  wantDir: boolean,
+  access: OutputAccess,
+  /** `p` is a folder inside the torrent's top folder. */
+  inside = false,
+): Promise<boolean> {
   const st = await lstatInline(p, inline());
   if (!st) return false;
   if (st.isSymbolicLink()) {
     throw symlinkRefused(p, access, wantDir);
   }
-  if (wantDir && !st.isDirectory()) throw new DiskError(`${p} exists and is not a directory`);
+  if (wantDir && !st.isDirectory()) {
+    // To read, the files under a folder inside the torrent that is a file are missing: verify
+    // reports them (and the rest).
+    if (access === 'read' && inside) return false;
+    throw new DiskError(`${p} exists and is not a directory`);
+  }
   // To read, a folder in a file's place is reported by the storage (verify: `missing`, `notAFile`).
   if (!wantDir && st.isDirectory() && access === 'write') {
     throw new DiskError(`${p} exists and is a directory`);

@@ -715,6 +715,35 @@ describe('tdl create', () => {
     expect(dl.stderr).toContain(`${path.join(d, 'c')} exists and is a directory`);
   });
 
+  it('verify and seed report a file or a FIFO in the place of a folder, and check the rest', async () => {
+    const d = path.join(dir, 'nest');
+    await mkdir(path.join(d, 'sub'), { recursive: true });
+    for (const n of ['a', 'b']) await writeFile(path.join(d, n), randomBytesSeeded(40_000, n));
+    await writeFile(path.join(d, 'sub', 's'), randomBytesSeeded(30_000, 's'));
+    const t = path.join(dir, 'nest.torrent');
+    expect((await runCli(['create', d, '-o', t, '-q'])).code).toBe(0);
+    await rm(path.join(d, 'sub'), { recursive: true });
+    for (const make of ['file', 'fifo']) {
+      if (make === 'file') await writeFile(path.join(d, 'sub'), 'x');
+      else spawnSync('mkfifo', [path.join(d, 'sub')]);
+      // The folder is the torrent's (its other files fit), not a place for a new `nest` in it.
+      const v = await runCli(['verify', t, '-o', d, '--json']);
+      expect(v.code, v.stderr).toBe(5);
+      const files = v.events.at(-1)!['files'];
+      expect(files).toContainEqual(expect.objectContaining({ path: 'nest/a', state: 'complete' }));
+      // b's last piece is shared with sub/s: partial, not missing.
+      expect(files).toContainEqual(expect.objectContaining({ path: 'nest/b', state: 'partial' }));
+      expect(files).toContainEqual(
+        expect.objectContaining({ path: 'nest/sub/s', state: 'missing' }),
+      );
+      const none = ['--peer', '127.0.0.1:9', '--no-dht', '--no-listen', '--seed-time', '0'];
+      const s = await runCli(['seed', t, '-o', d, ...none]);
+      expect(s.code).toBe(5);
+      expect(s.stderr).toContain(`the data under ${d} is incomplete`);
+      await rm(path.join(d, 'sub'));
+    }
+  });
+
   it('verify reports a torrent link that is gone or leads elsewhere, as seed would find it', async () => {
     const d = path.join(dir, 'linked');
     await mkdir(d);
