@@ -240,7 +240,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       writeErr: (s) => io.stderr.write(s),
       // Every message of tdl's starts with `tdl: `, the parser's too.
       outputError: (s, write) => {
-        if (usageEvents !== 'stderr') write(s.replace(/^error: /, 'tdl: '));
+        const text = `tdl: ${parserText(s)}`;
+        if (usageEvents !== 'stderr') write(text);
       },
     })
     .showHelpAfterError(usageEvents === 'stderr' ? false : '(run with --help for usage)');
@@ -459,7 +460,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
       }
       // The parser said it on stderr; a script reading --json gets its `error` event too.
       if (usageEvents) {
-        const message = e.message.replace(/^error: /, '');
+        const message = parserText(e.message);
         const event = jsonLine({ event: 'error', kind: 'usage', exitCode: EXIT.usage, message });
         (usageEvents === 'stderr' ? io.stderr : io.stdout).write(event);
       }
@@ -581,4 +582,12 @@ export function reportError(
   }
   io.stderr.write(`tdl: ${printable(message)}\n`);
   return code;
+}
+
+/**
+ * A message of the option parser, without its `error: `. It joins its words and ours with a full
+ * stop ("… is invalid. must not be empty"): a colon reads as one sentence.
+ */
+function parserText(s: string): string {
+  return s.replace(/^error: /, '').replace(/ is invalid\. (?=[^A-Z])/, ' is invalid: ');
 }

@@ -22,7 +22,7 @@ describe('a refused command line', () => {
     expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr).toBe(
-      "tdl: option '--max-peers <n>' argument '0' is invalid. --max-peers must be a whole number from 1 to 10000\n" +
+      "tdl: option '--max-peers <n>' argument '0' is invalid: --max-peers must be a whole number from 1 to 10000\n" +
         '(run with --help for usage)\n',
     );
     expect((await cli(['download'])).stderr).toMatch(/^tdl: missing required argument 'torrent'\n/);
@@ -40,7 +40,7 @@ describe('a refused command line', () => {
     const lost = await cli(['download', 'x.torrent', '-o', '--peer', '127.0.0.1:5']);
     expect(lost.code).toBe(2);
     expect(lost.stderr).toMatch(
-      /^tdl: option '-o, --output <path>' argument '--peer' is invalid\. "--peer" is an option, not a path: give -o its path first \(a file named so is \.\/--peer\)\n/,
+      /^tdl: option '-o, --output <path>' argument '--peer' is invalid: "--peer" is an option, not a path: give -o its path first \(a file named so is \.\/--peer\)\n/,
     );
     // `help` of no command says the same, not the whole help.
     const help = await cli(['help', 'dl']);
@@ -99,7 +99,7 @@ describe('a refused command line', () => {
       const r = await cli(args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stdout).toBe('');
-      expect(r.stderr).toMatch(/^tdl: option '.*' argument '' is invalid\. must not be empty\n/);
+      expect(r.stderr).toMatch(/^tdl: option '.*' argument '' is invalid: must not be empty\n/);
     }
     for (const args of [
       ['download', ''],
