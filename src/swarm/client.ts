@@ -35,7 +35,7 @@ import type { PeerAddress } from '../tracker/types.js';
 import { Bitfield } from '../wire/bitfield.js';
 import type { DownloadOptions, DownloadStats } from './download-api.js';
 import { Checkpointing } from './checkpointing.js';
-import { Download } from './download.js';
+import { Download, SEED_END_DRAIN_MS } from './download.js';
 import { Listener, type ListenOptions } from './listener.js';
 import { OutputFiles } from './output-files.js';
 import { farPeers, farPeersError, namePeers } from './peer-pool.js';
@@ -160,6 +160,8 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   let dl: Download | null = null;
   let dhtSource: DhtPeerSource | null = null;
   let failed = false;
+  /** How long the connections may take to end (longer once a seed limit ended the run). */
+  let drainMs: number | undefined;
   /** Bytes of data the start-up check found valid (-1: it did not run). */
   let found = -1;
   const win = windowPieces(meta.pieceLength);
@@ -511,6 +513,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // (a peer may ask as soon as they are there) is the seeding's, not the download's.
       o.onSeeding?.(d, stats);
       await seedUntil(d, meta.length, o.seed ?? {}, ctl.signal);
+      // Ended by its limit, not by a signal: what was sent (and counted) reaches the peers,
+      // however slowly they read it.
+      if (!ctl.signal.aborted) drainMs = SEED_END_DRAIN_MS;
       final = d.stats();
     }
     return { stats: final, plan, check: checkInfo, wasComplete: complete };
@@ -536,7 +541,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     const stopping = tracker?.stop().catch(() => {});
     streamOut?.stop();
     // The peers' connections end while the rest is closed too (what was sent reaches them).
-    const ending = dl?.close();
+    const ending = dl?.close(drainMs);
     try {
       await o.handoff?.close();
       await listener?.close();

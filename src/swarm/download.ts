@@ -83,6 +83,12 @@ const TICK_MS = 500;
  * PeerConnection.close): about as long as the trackers' `stopped`, which runs beside it.
  */
 export const END_GRACE_MS = 1_500;
+/**
+ * How long a seed that reached its --seed-ratio or --seed-time waits, at most, for peers still
+ * reading what it sent (a leecher reading at 6 MB/s had several MB of it in the sockets, and
+ * libtorrent says nothing to a seed meanwhile). A peer closes its side once it has read the end.
+ */
+export const SEED_END_DRAIN_MS = 30_000;
 /** Addresses the user gave (`--peer`, a magnet's `x.pe`): a lone seed keeps trying them. */
 const BY_HAND: readonly PeerOrigin[] = ['cli', 'magnet'];
 export class Download extends EventEmitter<DownloadEvents> {
@@ -1090,8 +1096,12 @@ export class Download extends EventEmitter<DownloadEvents> {
     };
   }
 
-  /** End every connection and timer (idempotent). Trackers are the caller's. */
-  close(): Promise<void> {
+  /**
+   * End every connection and timer (idempotent). Trackers are the caller's. A connection that
+   * was sent blocks is ended gracefully (see PeerConnection.close), waiting `drainMs` at most
+   * for the peer to close its side.
+   */
+  close(drainMs = END_GRACE_MS): Promise<void> {
     if (this.closed) return this.ended;
     this.closed = true;
     if (this.ticker) clearInterval(this.ticker);
@@ -1104,7 +1114,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     for (const s of [...this.sessions.values()]) {
       if (s.readyTimer) clearTimeout(s.readyTimer);
       // Ended gracefully: the blocks sent (and counted as uploaded) reach the peer.
-      s.conn.close('download ended', END_GRACE_MS);
+      s.conn.close('download ended', drainMs);
       ending.push(s.conn.closed());
     }
     this.ended = Promise.all(ending).then(() => {});

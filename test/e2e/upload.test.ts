@@ -836,9 +836,10 @@ describe('the end of a seed', () => {
     for (let i = 0; i < SIZE / PIECE; i++) l.requestPiece(i, PIECE);
     l.pause();
     const talk = setInterval(() => l.keepAlive(), 10);
-    // Nothing read for a moment: tdl meets the ratio once the sockets hold every block, and
-    // stops while they are still on their way; the leecher goes on talking meanwhile.
-    await new Promise((r) => setTimeout(r, 400));
+    // Nothing read for a while: tdl meets the ratio once the sockets hold every block, and
+    // stops while they are still on their way. The leecher goes on talking meanwhile, as a
+    // client reading slowly does (its `have`s), past the 1.5 s a silent peer is given.
+    await new Promise((r) => setTimeout(r, 2_500));
     clearInterval(talk);
     l.resume();
     const exit = await tdl.exited;
