@@ -596,12 +596,12 @@ export class DiskStorage {
     this.beforeWrite = hook;
   }
 
-  /** Write a whole verified piece. Concurrent writes to distinct pieces are fine. */
   /** Drop the piece writes queued and not begun (see PieceWrites.cancelQueued). */
   cancelQueuedWrites(): number {
     return this.writes.cancelQueued();
   }
 
+  /** Write a whole verified piece. Concurrent writes to distinct pieces are fine. */
   writePiece(index: number, data: Buffer): Promise<void> {
     if (this.closed) return Promise.reject(new DiskError('storage is closed'));
     if (this.mode !== 'write') return Promise.reject(new DiskError('storage is read-only'));
@@ -695,8 +695,7 @@ export class DiskStorage {
    * The caller serves only pieces it has verified: a file shorter than them has changed on disk
    * (OutputChangedError, never zeros sent as data). DiskError on a bad range or a failed read. With `into` (at least `length` bytes), the bytes go there.
    */
-  async readBlock(index: number, begin: number, length: number, into?: Buffer): Promise<Buffer> {
-    if (this.foundMtime) await this.servedAsFound(index, begin, length);
+  readBlock(index: number, begin: number, length: number, into?: Buffer): Promise<Buffer> {
     return this.readRange(index, begin, length, into, true);
   }
 
@@ -707,13 +706,7 @@ export class DiskStorage {
    * clients then ban tdl. OutputChangedError names it: the seed ends (exit 6), to be checked
    * again. Its modification time says so (a rename or a chmod moves only the change time).
    */
-  private async servedAsFound(index: number, begin: number, length: number): Promise<void> {
-    let spans;
-    try {
-      spans = this.layout.spans(index, begin, length);
-    } catch {
-      return; // a bad range: readRange says so
-    }
+  private async servedAsFound(spans: readonly Span[]): Promise<void> {
     const now = Date.now();
     for (const s of spans) {
       const i = s.fileIndex;
@@ -765,6 +758,8 @@ export class DiskStorage {
     }
     const buf =
       into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+    // Seeding: what is served must still be what was checked.
+    if (verified && this.foundMtime) await this.servedAsFound(spans);
     const runs: Run[] = [];
     addPieceRuns(this.reads, runs, index, spans, -begin);
     await readRuns(this.reads, runs, buf, verified, absent);
