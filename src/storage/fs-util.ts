@@ -240,8 +240,8 @@ export const INLINE_SLOW_MS = 50;
 export const INLINE_PAUSE_MS = 5_000;
 /** Inline calls run back to back for at most this long before the event loop gets a turn. */
 export const INLINE_SLICE_MS = 10;
-/** Largest write made inline: a bigger one is mostly copying, which a thread of the pool does. */
-export const INLINE_MAX_WRITE = 64 * 1024;
+/** Largest read or write made inline: a bigger one is mostly copying, which a thread of the pool does. */
+export const INLINE_MAX_BYTES = 64 * 1024;
 
 /**
  * Small file-system calls made synchronously on the main thread while the disk answers fast.

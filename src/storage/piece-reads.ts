@@ -15,7 +15,7 @@ import { readSync } from 'node:fs';
 import {
   eachLimited,
   FS_PARALLEL,
-  INLINE_MAX_WRITE,
+  INLINE_MAX_BYTES,
   OPEN_READ,
   toDiskError,
   fdCall,
@@ -166,7 +166,7 @@ async function readRun(
   absent?: AbsentFn,
   inline?: Inline,
 ): Promise<void> {
-  const sync = inline?.on === true && r.length <= INLINE_MAX_WRITE;
+  const sync = inline?.on === true && r.length <= INLINE_MAX_BYTES;
   let done = 0;
   while (done < r.length) {
     const at = r.at + done;

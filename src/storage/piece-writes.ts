@@ -12,7 +12,7 @@
 import { writeSync, type BigIntStats } from 'node:fs';
 import { rename } from 'node:fs/promises';
 import { logger } from '../log.js';
-import { fdCall, INLINE_MAX_WRITE, toDiskError, type Inline } from './fs-util.js';
+import { fdCall, INLINE_MAX_BYTES, toDiskError, type Inline } from './fs-util.js';
 import type { Span } from './layout.js';
 import { OutputChangedError } from './stamps.js';
 
@@ -145,7 +145,7 @@ export class PieceWrites {
             );
           }
         }
-        const inline = host.inline.on && s.length <= INLINE_MAX_WRITE;
+        const inline = host.inline.on && s.length <= INLINE_MAX_BYTES;
         let done = 0;
         while (done < s.length) {
           const at = s.pieceOffset + done;
