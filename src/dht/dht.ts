@@ -6,7 +6,6 @@
 import { lookup as dnsLookup, Resolver } from 'node:dns/promises';
 import { EventEmitter, setMaxListeners } from 'node:events';
 import { logger } from '../log.js';
-import { makeRoom } from '../bounded.js';
 import { DhtBusyError, DhtError, systemErrorText, TdlError } from '../errors.js';
 import { dirname } from 'node:path';
 import { takePidLock } from '../pid-lock.js';
@@ -18,6 +17,7 @@ import { lookup } from './lookup.js';
 import type { LookupResult, Seed } from './lookup.js';
 import { commonPrefixBits, compareDistance, randomId, randomIdInBucket } from './node-id.js';
 import { K, RoutingTable } from './routing-table.js';
+import { RateLimiter } from './rate-limit.js';
 import { KrpcSocket } from './rpc.js';
 import type { Endpoint, RpcOptions } from './rpc.js';
 import { MAX_PEERS_PER_HASH, PeerStore } from './store.js';
@@ -116,10 +116,17 @@ export class Dht extends EventEmitter<{
   private id: Buffer;
   /** Bootstrap and extra contacts, resolved to IPv4 addresses. */
   private seeds: Endpoint[] = [];
-  /** Nodes that queried us, pinged to join the table: when, by address (see verifyQuerier). */
-  private readonly verified = new Map<string, number>();
-  private verifySecond = 0;
-  private verifyCount = 0;
+  /** Pings to nodes that queried us (see verifyQuerier): per address, and in all. */
+  private readonly verifyEach = new RateLimiter({
+    burst: 1,
+    ratePerSecond: 1000 / VERIFY_AGAIN_MS,
+    maxTracked: MAX_VERIFIED_KEPT,
+  });
+  private readonly verifyAll = new RateLimiter({
+    burst: VERIFY_PER_SECOND,
+    ratePerSecond: VERIFY_PER_SECOND,
+    maxTracked: 1,
+  });
 
   constructor(private readonly opts: DhtOptions = {}) {
     super();
@@ -437,19 +444,8 @@ export class Dht extends EventEmitter<{
    */
   private verifyQuerier(sender: NodeInfo): void {
     if (this.table.get(sender.host, sender.port)) return;
-    const key = `${sender.host}|${sender.port}`;
-    const now = Date.now();
-    const last = this.verified.get(key);
-    if (last !== undefined && now - last < VERIFY_AGAIN_MS) return;
-    const second = Math.floor(now / 1000);
-    if (second !== this.verifySecond) {
-      this.verifySecond = second;
-      this.verifyCount = 0;
-    }
-    if (this.verifyCount >= VERIFY_PER_SECOND) return;
-    this.verifyCount++;
-    makeRoom(this.verified, MAX_VERIFIED_KEPT);
-    this.verified.set(key, now);
+    if (!this.verifyEach.allow(`${sender.host}|${sender.port}`)) return;
+    if (!this.verifyAll.allow('')) return;
     this.pingContacts([{ host: sender.host, port: sender.port }]);
   }
 
