@@ -320,25 +320,44 @@ describe('seeding lifecycle', () => {
     expect(Number(/in (\d+\.\d) s/.exec(done!)![1])).toBeLessThan(6);
   }, 40_000);
 
-  it('a file edited in place while seeding: its changed bytes are never served (exit 6)', async () => {
+  /**
+   * `tdl seed` of 1 MiB in 32 KiB pieces, the file changed by `change` once seeding, and a
+   * leecher asking for piece `piece`: the seed's exit code and stderr, and the leecher.
+   */
+  async function changedWhileSeeding(
+    name: string,
+    change: (file: string, data: Buffer) => Promise<void>,
+    piece: number,
+  ) {
     const SIZE = 1024 * 1024;
     const PIECE = 32768;
-    const { t, data, torrent, file } = await prepare(SIZE, PIECE, 'edit-while-seeding');
+    const { t, data, torrent, file } = await prepare(SIZE, PIECE, name);
     const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', '0', '--json'], fx.onClose);
     const port = await tdl.port();
-    // Same size, other bytes in piece 5, a later modification time.
-    const edited = Buffer.from(data);
-    edited.fill(0x55, 5 * PIECE, 6 * PIECE);
-    await writeFile(file, edited);
-    await utimes(file, new Date(), new Date(Date.now() + 10_000));
+    await change(file, data);
     const l = await leecher(t, port, '127.0.0.3', { data, pieceLength: PIECE });
     await l.waitHandshake();
     l.interested();
     await until(() => l.framesOf(1).length > 0, 20_000, 'an unchoke');
-    l.requestPiece(5, PIECE);
+    l.requestPiece(piece, PIECE);
     const { code } = await tdl.exited;
-    expect(code, tdl.stderr()).toBe(6);
-    expect(tdl.stderr()).toMatch(
+    return { code, stderr: tdl.stderr(), l };
+  }
+
+  it('a file edited in place while seeding: its changed bytes are never served (exit 6)', async () => {
+    const { code, stderr, l } = await changedWhileSeeding(
+      'edit-while-seeding',
+      async (file, data) => {
+        // Same size, other bytes in piece 5, a later modification time.
+        const edited = Buffer.from(data);
+        edited.fill(0x55, 5 * 32768, 6 * 32768);
+        await writeFile(file, edited);
+        await utimes(file, new Date(), new Date(Date.now() + 10_000));
+      },
+      5,
+    );
+    expect(code, stderr).toBe(6);
+    expect(stderr).toMatch(
       /data\.bin was modified since it was checked: its data can no longer be served as verified/,
     );
     expect(l.badBlocks).toBe(0);
@@ -346,20 +365,13 @@ describe('seeding lifecycle', () => {
   }, 40_000);
 
   it('a file cut short while seeding: never zeros for its pieces, and the seeding ends (exit 6)', async () => {
-    const SIZE = 1024 * 1024;
-    const PIECE = 32768;
-    const { t, data, torrent, file } = await prepare(SIZE, PIECE, 'cut-while-seeding');
-    const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', '0', '--json'], fx.onClose);
-    const port = await tdl.port();
-    await truncate(file, SIZE / 2);
-    const l = await leecher(t, port, '127.0.0.3', { data, pieceLength: PIECE });
-    await l.waitHandshake();
-    l.interested();
-    await until(() => l.framesOf(1).length > 0, 20_000, 'an unchoke');
-    l.requestPiece(30, PIECE);
-    const { code } = await tdl.exited;
-    expect(code, tdl.stderr()).toBe(6);
-    expect(tdl.stderr()).toMatch(/shorter than its verified data: it changed on disk/);
+    const { code, stderr, l } = await changedWhileSeeding(
+      'cut-while-seeding',
+      (file, data) => truncate(file, data.length / 2),
+      30,
+    );
+    expect(code, stderr).toBe(6);
+    expect(stderr).toMatch(/shorter than its verified data: it changed on disk/);
     // What it got of piece 30, if anything, was a reject: no block of zeros passed for data.
     expect(l.badBlocks).toBe(0);
   }, 40_000);
