@@ -29,6 +29,12 @@ export class UsageError extends TdlError {
   }
 }
 
+/**
+ * `--json` refused because stdout is a file the download would write: its `error` event would go
+ * into that data too, so the message is said on stderr alone.
+ */
+export class EventsIntoDataError extends UsageError {}
+
 /** Malformed bencode. `offset` is the byte where the problem was found. */
 export class BencodeError extends TdlError {
   readonly offset: number;

@@ -3,7 +3,7 @@ import { readlink, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Dht } from '../dht/dht.js';
 import type { EncryptionMode } from '../peer/connection.js';
-import { UsageError } from '../errors.js';
+import { EventsIntoDataError, UsageError } from '../errors.js';
 import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
 import { download } from '../swarm/client.js';
 import type { Download } from '../swarm/download.js';
@@ -516,7 +516,7 @@ async function checkEventsNotIntoOutput(
     files: fileList(meta),
   };
   if (outputWrites((await outputRoot(t, output)).root, where, t)) {
-    throw new UsageError(
+    throw new EventsIntoDataError(
       `--json: stdout is ${where}, which the download writes: the events would go into the ` +
         'data; redirect them to another file',
     );

@@ -3,7 +3,13 @@
  * stderr and an exit code. No protocol logic lives here.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { DiskError, StdoutClosedError, TdlError, UsageError } from '../errors.js';
+import {
+  DiskError,
+  EventsIntoDataError,
+  StdoutClosedError,
+  TdlError,
+  UsageError,
+} from '../errors.js';
 import type { CreateCliOptions } from './create-command.js';
 import type { PeerCliOptions } from './download-command.js';
 import { jsonLine } from './events.js';
@@ -471,6 +477,9 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
   }
 }
 
+/** The commands with a `--json` option. */
+const JSON_COMMANDS = new Set(['download', 'seed', 'info', 'verify']);
+
 /**
  * Where a command line that the parser refused would have written its --json events: null
  * without `--json`; stderr when stdout carries the data (`-o -`, `--output -`, `--output=-`).
@@ -479,7 +488,8 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
 export function usageJson(argv: readonly string[]): 'stdout' | 'stderr' | null {
   const end = argv.indexOf('--');
   const words = end < 0 ? argv : argv.slice(0, end);
-  if (!words.includes('--json')) return null;
+  // Only a command that has --json answers in JSON (`tdl create --json` is an unknown option).
+  if (!words.includes('--json') || !JSON_COMMANDS.has(words[0] ?? '')) return null;
   for (let i = 0; i < words.length; i++) {
     const w = words[i]!;
     if (
@@ -565,7 +575,8 @@ export function reportError(
   const code = exitCodeFor(e);
   const message =
     e instanceof TdlError ? e.message : `internal error: ${(e as Error)?.stack ?? String(e)}`;
-  if (json) {
+  // Not even the `error` event goes into a file the download writes (`-o f --json >> f`).
+  if (json && !(e instanceof EventsIntoDataError)) {
     const kind = e instanceof TdlError ? e.kind : 'internal';
     const event = {
       event: 'error',
@@ -589,5 +600,7 @@ export function reportError(
  * stop ("… is invalid. must not be empty"): a colon reads as one sentence.
  */
 function parserText(s: string): string {
-  return s.replace(/^error: /, '').replace(/ is invalid\. (?=[^A-Z])/, ' is invalid: ');
+  return s
+    .replace(/^error: /, '')
+    .replace(/ is invalid( for argument '[^']*')?\. (?=[^A-Z])/, ' is invalid$1: ');
 }

@@ -603,16 +603,19 @@ describe('tdl create', () => {
         "tdl: --save-torrent /dev/stdout is this run's stdout, which carries its output: name a file\n",
       );
     }
-    // --json into the very file the download writes: refused before anything is written.
+    // --json into the very file the download writes: refused before anything is written, the
+    // error event included (appended to complete data, it would damage it).
+    await writeFile(path.join(dir, 'g.bin'), 'data');
     const into = spawnSync(
       'bash',
-      ['-c', `${tdl} download f.torrent -o g.bin --json --peer 127.0.0.1:9 --no-dht > g.bin`],
+      ['-c', `${tdl} download f.torrent -o g.bin --json --peer 127.0.0.1:9 --no-dht >> g.bin`],
       { encoding: 'utf8', timeout: 30_000 },
     );
     expect(into.status, into.stderr).toBe(2);
-    expect(await readFile(path.join(dir, 'g.bin'), 'utf8')).toContain(
+    expect(into.stderr).toContain(
       `stdout is ${path.join(dir, 'g.bin')}, which the download writes`,
     );
+    expect(await readFile(path.join(dir, 'g.bin'), 'utf8')).toBe('data');
     // A device shared with stdout is no stream of tdl's: the summary stays on stdout.
     const dev = spawnSync(
       'bash',

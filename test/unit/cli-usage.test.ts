@@ -109,7 +109,12 @@ describe('a refused command line', () => {
     ]) {
       const r = await cli(args);
       expect(r.code, args.join(' ')).toBe(2);
-      expect(r.stderr).toMatch(/^tdl: command-argument value '' is invalid .* must not be empty\n/);
+      expect(r.stderr).toBe(
+        "tdl: command-argument value '' is invalid for argument 'torrent': must not be empty\n(run with --help for usage)\n".replace(
+          'torrent',
+          args[0] === 'create' ? 'file-or-folder' : 'torrent',
+        ),
+      );
     }
   });
 
@@ -174,5 +179,16 @@ describe('a refused command line', () => {
     expect(usageJson(['download', 'x', '-o-', '--json'])).toBe('stderr');
     expect(usageJson(['download', 'x', '--output', 'out', '--json'])).toBe('stdout');
     expect(usageJson(['download', '--', '--json'])).toBeNull();
+    // Only commands that have --json: create has none, nor an unknown command.
+    expect(usageJson(['info', 'x', '--json'])).toBe('stdout');
+    expect(usageJson(['create', 'x', '-o', 'y', '--json'])).toBeNull();
+    expect(usageJson(['frob', '--json'])).toBeNull();
+  });
+
+  it('tdl create --json: an unknown option, said in words only', async () => {
+    const r = await cli(['create', 'x', '-o', 'y.torrent', '--json']);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe("tdl: unknown option '--json'\n(run with --help for usage)\n");
   });
 });
