@@ -380,6 +380,11 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
   }
 }
 
+/** `s` as one word for a POSIX shell: as it is when nothing in it is special, else single-quoted. */
+export function shellWord(s: string): string {
+  return /^[\w./,:+@%=-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
 /** A regular file is at `p` (not through a link at its last component). */
 function fileExists(p: string): boolean {
   try {
@@ -392,10 +397,17 @@ function fileExists(p: string): boolean {
 /** The text report's last line: what the verdict is, and what to do about it. */
 function resultText(ready: boolean, dataComplete: boolean, files: ReportedFile[]): string {
   if (ready) return 'complete';
-  const tooLong = files.filter((f) => f.state === 'too-long').length;
+  const long = files.filter((f) => f.state === 'too-long');
+  const tooLong = long.length;
+  // One file: the very command (its path as on disk, quoted for a shell).
+  const one = long[0]?.onDisk;
   const cut =
     tooLong === 1
-      ? 'cut the file that is too long to its size in the torrent (truncate -s SIZE FILE)'
+      ? `cut the file that is too long to its size in the torrent (${
+          one
+            ? `truncate -s ${long[0]!.length} ${shellWord(escapeControl(path.resolve(one)))}`
+            : 'truncate -s SIZE FILE'
+        })`
       : `cut the ${tooLong} files that are too long to their sizes in the torrent (truncate -s SIZE FILE)`;
   if (!dataComplete)
     return tooLong > 0 ? `incomplete: ${cut}, then run tdl download again` : 'incomplete';

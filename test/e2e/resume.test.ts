@@ -749,9 +749,13 @@ describe('verify', () => {
     });
     expect(mixedFiles.find((f) => f.path.endsWith('a.bin'))?.state).toBe('partial');
     const text = await runCli(['verify', tp, '-o', out]);
+    // The very command: the file's size in the torrent and its path, quoted for a shell.
+    const dPath = path.join(out, 'd.bin');
+    const dLength = 1_100_003;
     expect(text.stdout).toMatch(
-      /^result: +incomplete: cut the file that is too long to its size in the torrent \(truncate -s SIZE FILE\), then run tdl download again$/m,
+      /^result: +incomplete: cut the file that is too long to its size in the torrent \(truncate -s \d+ \S+\), then run tdl download again$/m,
     );
+    expect(text.stdout).toContain(`(truncate -s ${dLength} ${dPath})`);
   });
 
   it('reports a corrupted output (exit 5), a missing one (exit 5), an unreadable one (exit 6)', async () => {
@@ -776,8 +780,9 @@ describe('verify', () => {
     expect(long.stdout).toContain(`too long    one.bin (${PIECE * 10} bytes in the torrent)`);
     // Not "run tdl download again": a download would take the file for someone else's.
     expect(long.stdout).toMatch(
-      /^result: +all data valid, not finished: cut the file that is too long to its size in the torrent \(truncate -s SIZE FILE\)$/m,
+      /^result: +all data valid, not finished: cut the file that is too long to its size in the torrent \(truncate -s \d+ \S+\)$/m,
     );
+    expect(long.stdout).toContain(`(truncate -s ${PIECE * 10} ${out})`);
     // Cut short inside piece 4: its bytes past the end are not on disk, so it is missing (as
     // those after it), not corrupt, whatever the bytes before the cut hold.
     await truncate(out, PIECE * 4 + 1000);
