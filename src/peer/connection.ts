@@ -74,7 +74,8 @@ export const MAX_WRITE_QUEUED = 16 * 1024 * 1024;
 export const MAX_REFUSE_QUEUED = 8 * 1024 * 1024;
 
 /**
- * Control messages (all but blocks, requests, cancels and `have`s) a peer may send within
+ * Control messages (all but blocks, requests, cancels and `have`s of pieces it did not announce
+ * before) a peer may send within
  * CONTROL_WINDOW_MS: more is a flood, and the connection is closed. An honest peer sends a few
  * a second at most (a choke's `reject`s, a metadata fetch's pieces: hundreds at once). A peer
  * sending keep-alives, choke/unchoke flips, `reject`s or extension handshakes at line rate kept
@@ -624,6 +625,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         if (!this.bitfield.has(m.index)) {
           this.bitfield.set(m.index);
           this.emit('have', m.index);
+        } else {
+          // A piece it announced before says nothing new: a control message (a peer cycling
+          // through its `have`s at line rate was kept for a whole run).
+          this.countControl();
         }
         return;
       case 'bitfield': {

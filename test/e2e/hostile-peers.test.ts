@@ -306,6 +306,8 @@ describe('malicious peers beside a good seeder', () => {
   for (const [kind, frame] of [
     ['keep-alives', Buffer.alloc(4)],
     ['choke/unchoke flips', Buffer.from([0, 0, 0, 1, 0, 0, 0, 0, 1, 1])],
+    // The same piece announced again and again: nothing new after the first.
+    ['`have`s of one piece', Buffer.from([0, 0, 0, 5, 4, 0, 0, 0, 0])],
   ] as const) {
     scenario(`a peer that sends ${kind} at line rate is dropped as a flood`, async (s) => {
       const good = await s.goodSeeder();
