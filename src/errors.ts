@@ -198,11 +198,13 @@ export function describeError(err: unknown): string {
   // Node's own words for a failed call (`connect ECONNREFUSED 127.0.0.1:6881`) name the call and
   // the address, which the caller names already: the error in words, and its code for scripts.
   const { code, syscall } = err as NodeJS.ErrnoException;
-  if (typeof code === 'string' && typeof syscall === 'string') {
+  if (typeof code === 'string') {
     const words = wordsFor(code);
-    if (words !== undefined && err.message.startsWith(`${syscall} ${code}`)) {
-      return `${words} (${code})`;
-    }
+    // A write after the peer's FIN is EPIPE in other words ("This socket has been ended by the
+    // other party"): the same drop said the same way.
+    const own =
+      typeof syscall === 'string' ? err.message.startsWith(`${syscall} ${code}`) : code === 'EPIPE';
+    if (words !== undefined && own) return `${words} (${code})`;
   }
   const codes: string[] = [];
   for (const e of [err, (err as { cause?: unknown }).cause]) {

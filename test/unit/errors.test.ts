@@ -21,6 +21,15 @@ describe('describeError', () => {
     expect(describeError(cause)).toBe('connect ECONNREFUSED 127.0.0.1:1');
   });
 
+  it('says a write after the peer ended as any other EPIPE', () => {
+    const ended = Object.assign(new Error('This socket has been ended by the other party'), {
+      code: 'EPIPE',
+    });
+    const written = Object.assign(new Error('write EPIPE'), { code: 'EPIPE', syscall: 'write' });
+    expect(describeError(ended)).toBe('broken pipe (EPIPE)');
+    expect(describeError(written)).toBe('broken pipe (EPIPE)');
+  });
+
   it("gives a TLS failure's reason, not OpenSSL's text and its newline", async () => {
     const tls = await import('node:tls');
     const { createServer } = await import('node:net');
