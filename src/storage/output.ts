@@ -55,6 +55,11 @@ export interface OutputPlan {
   files: OutputFile[];
   /** Folders to create, parents first. */
   dirs: string[];
+  /**
+   * A download's `-o` folder that holds files of the torrent's names, some at other sizes (as
+   * `verify` would read them): not taken as the torrent's folder, which goes inside it.
+   */
+  lookalike?: string;
 }
 
 /** Paths of recent files kept by a plan (a write touches a few files at a time, in order). */
@@ -83,6 +88,7 @@ function checkPathLength(p: string): void {
  * was made), and the last few are kept.
  */
 class PlannedOutput implements OutputPlan {
+  lookalike?: string;
   private list: OutputFile[] | null = null;
   private readonly recent = new Map<number, string>();
 
@@ -227,7 +233,7 @@ export async function outputRoot(
   t: TorrentShape,
   output: string | undefined,
   access: OutputAccess = 'write',
-): Promise<{ root: string; target: string; st: Stats | null }> {
+): Promise<{ root: string; target: string; st: Stats | null; lookalike?: string }> {
   let target = path.resolve(output ?? '.');
   const st = await statOrNull(target);
   // A link to a folder (`-o ~/dl`, `~/dl` a link) is the folder it leads to: files, resume file
@@ -246,10 +252,13 @@ export async function outputRoot(
     throw new DiskError(`output ${target} exists and is not a directory`);
   } else if (st?.isDirectory()) {
     const nested = path.join(target, t.name);
-    root =
-      t.multiFile && !(await lstatOrNull(nested)) && (await isOwnFolder(target, t, access))
-        ? target
-        : nested;
+    const fresh = t.multiFile && !(await lstatOrNull(nested));
+    root = fresh && (await isOwnFolder(target, t, access)) ? target : nested;
+    // Files of the torrent's names at other sizes (a damaged copy, or someone else's files):
+    // a download leaves them alone and starts again inside, which the user should hear of.
+    if (fresh && root === nested && access === 'write' && (await isOwnFolder(target, t, 'read'))) {
+      return { root, target, st, lookalike: target };
+    }
   } else if (st && t.multiFile) {
     throw new DiskError(`output ${target} exists and is not a directory`);
   } else if (access === 'read' && output !== undefined && st?.isFile()) {
@@ -297,7 +306,7 @@ export async function planOutput(
   output: string | undefined,
   access: OutputAccess = 'write',
 ): Promise<OutputPlan> {
-  const { root, target, st } = await outputRoot(t, output, access);
+  const { root, target, st, lookalike } = await outputRoot(t, output, access);
   const parent = path.dirname(root);
   // No list of files is kept: each path is made (and checked) here, then again when needed.
   const count = t.multiFile ? t.files.length : 1;
@@ -379,7 +388,9 @@ export async function planOutput(
       }
     }
   }
-  return new PlannedOutput(root, parent, ordered, t.multiFile, t.files);
+  const plan = new PlannedOutput(root, parent, ordered, t.multiFile, t.files);
+  if (lookalike !== undefined) plan.lookalike = lookalike;
+  return plan;
 }
 
 /**

@@ -290,6 +290,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         padding,
       });
       o.onStart?.(idle, plan, { port: 0 });
+      if (plan.lookalike) idle.emit('warning', lookalikeWarning(plan.lookalike, plan.root));
       if (check.resume === 'ignored') idle.emit('warning', resumeIgnored(resumeFile, check.reason));
       await out.copyFromParts(check.have);
       if (streamOut) {
@@ -419,6 +420,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     });
 
     o.onStart?.(d, plan, { port });
+    if (plan.lookalike) d.emit('warning', lookalikeWarning(plan.lookalike, plan.root));
     if (check.resume === 'ignored') d.emit('warning', resumeIgnored(resumeFile, check.reason));
     // Peers given that --bind cannot reach are skipped: said now (a seed never ends with an
     // error that would say it; a download says it at its end only if nothing comes).
@@ -724,6 +726,15 @@ function seedUntil(
     if (limits.ratio !== undefined && size > 0) d.capUpload(Math.ceil(limits.ratio * size), done);
     check();
   });
+}
+
+/** `-o` named a folder like the torrent's whose files differ: the torrent went inside it. */
+function lookalikeWarning(folder: string, root: string): string {
+  return (
+    `${folder} holds files named as this torrent's, some at other sizes: not taken as its ` +
+    `folder (their data is left alone), the torrent goes into ${root}; tdl verify -o ${folder} ` +
+    'tells what differs'
+  );
 }
 
 /** A resume file that could not be used: the data was checked by hashing instead. */

@@ -260,9 +260,18 @@ describe('output plan', () => {
     await writeFile(path.join(root, 'a'), 'xyz');
     await writeFile(path.join(root, 's', 'b.part'), 'xy');
     expect((await planOutput(t, root)).root).toBe(root);
-    // A file of another size: not this torrent's folder.
+    expect((await planOutput(t, root)).lookalike).toBeUndefined();
+    // A file of another size: not this torrent's folder. A download hears why its torrent goes
+    // inside (verify would read the folder as the torrent's); to read, it is the folder.
     await writeFile(path.join(root, 'a'), 'xyzw');
-    expect((await planOutput(t, root)).root).toBe(path.join(root, 'multi'));
+    const inside = await planOutput(t, root);
+    expect(inside.root).toBe(path.join(root, 'multi'));
+    expect(inside.lookalike).toBe(root);
+    const read = await planOutput(t, root, 'read');
+    expect(read.root).toBe(root);
+    expect(read.lookalike).toBeUndefined();
+    // A fresh download into a folder of other files says nothing.
+    expect((await planOutput(t, dir)).lookalike).toBeUndefined();
   });
 
   it('-o naming a folder where a file stands for a folder of the torrent is not its folder', async () => {
