@@ -39,6 +39,13 @@ export async function lockOutput(root: string): Promise<() => Promise<void>> {
         `${file} is in the way of the lock file: it is not a tdl lock file (move it away)`,
       );
     }
+    // Opened without following links: one at the lock's place is not tdl's to go through.
+    if ((e as NodeJS.ErrnoException).code === 'ELOOP') {
+      throw new DiskError(
+        `${file} is a symbolic link in the place of the lock file: refusing to follow it (move it away)`,
+        { cause: e },
+      );
+    }
     throw new DiskError(`cannot create the lock file ${file}: ${systemErrorText(e)}`, { cause: e });
   }
   if ('heldBy' in lock) {

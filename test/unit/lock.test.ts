@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { open, readdir, readFile, writeFile } from 'node:fs/promises';
+import { open, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DiskError } from '../../src/errors.js';
@@ -77,6 +77,16 @@ describe('output lock', () => {
     );
     expect(await readFile(`${root}.tdl-lock`, 'utf8')).toBe('my lock notes\n');
     expect(await readdir(dir)).toEqual(['out.tdl-lock']);
+  });
+
+  it("a symbolic link in the lock's place is not followed: DiskError, naming it", async () => {
+    const root = path.join(dir, 'out');
+    const target = path.join(dir, 'elsewhere');
+    await symlink(target, `${root}.tdl-lock`);
+    await expect(lockOutput(root)).rejects.toThrow(
+      `${root}.tdl-lock is a symbolic link in the place of the lock file: refusing to follow it (move it away)`,
+    );
+    expect(existsSync(target)).toBe(false);
   });
 
   it('two takes at once in one process, of a free or a stale lock: one wins, nothing left over', async () => {
