@@ -602,6 +602,18 @@ export class PiecePicker {
     return p !== undefined && p.reqCount[block]! > 1;
   }
 
+  /** Block `block` of piece `index` is in progress and not received yet. */
+  missingBlock(index: number, block: number): boolean {
+    const p = this.inProgress.get(index);
+    return p !== undefined && block < p.received.length && !p.received[block];
+  }
+
+  /** Some peer holds a request for this block of a piece in progress. */
+  requested(index: number, block: number): boolean {
+    const p = this.inProgress.get(index);
+    return p !== undefined && p.reqCount[block]! > 0;
+  }
+
   /** A request was dropped (choke, timeout, disconnect, cancel): the block is free again. */
   release(index: number, block: number): void {
     const p = this.inProgress.get(index);

@@ -325,6 +325,10 @@ export class RequestScheduler {
       if (late > 0) {
         if (late > 1) r.cancelled.set(key, late - 1);
         else r.cancelled.delete(key);
+        // Taken back (handed to a partial peer, a snub, a choke) and still sent: kept while the
+        // block is still missing, and then the copy asked of another is the one cancelled.
+        const kept = this.lateBlock(r, index, block, data);
+        if (kept) return kept;
         this.waste.afterCancel += data.length;
         return { kind: 'waste' };
       }
@@ -360,6 +364,31 @@ export class RequestScheduler {
       this.waste.duplicate += data.length;
       return { kind: 'waste' };
     }
+    return { kind: 'ok', piece: got, duplicated };
+  }
+
+  /**
+   * A block whose request was taken back: taken like any block when its piece is still in
+   * progress, the block still missing and of the right size (`duplicated`: another peer holds a
+   * request for it, to cancel); null when it is waste.
+   */
+  private lateBlock(
+    r: PeerRequests,
+    index: number,
+    block: number,
+    data: Buffer,
+  ): BlockResult | null {
+    const begin = block * BLOCK_SIZE;
+    if (index >= this.layout.pieceCount || begin >= this.layout.pieceSize(index)) return null;
+    if (data.length !== Math.min(BLOCK_SIZE, this.layout.pieceSize(index) - begin)) return null;
+    if (!this.picker.missingBlock(index, block)) return null;
+    const duplicated = this.picker.requested(index, block);
+    const got = this.picker.receive(index, block, data, r.conn.address);
+    if (got === 'dup' || got === 'stale') return null;
+    const now = Date.now();
+    r.lastBlockAt = now;
+    r.received += data.length;
+    r.recentBytes.add(now, data.length);
     return { kind: 'ok', piece: got, duplicated };
   }
 

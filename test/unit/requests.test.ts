@@ -554,8 +554,22 @@ describe('RequestScheduler.handOver', () => {
     const keys = [...partial.inflight.keys()];
     expect(keys).toHaveLength(14);
     expect(keys.every((k) => k >> 16 === part)).toBe(true);
-    // A late block from the seed is waste, not a fault.
-    expect(s.onBlock(seed, part, 32 * 1024, Buffer.alloc(16 * 1024)).kind).toBe('waste');
+    // A late block from the seed is no fault: still missing, it is kept, and the partial peer's
+    // request for it is the one to cancel.
+    expect(s.onBlock(seed, part, 32 * 1024, Buffer.alloc(16 * 1024))).toEqual({
+      kind: 'ok',
+      piece: null,
+      duplicated: true,
+    });
+    expect(s.cancelElsewhere(part, 2, seed, [seed, partial])).toEqual([partial]);
+    expect(partial.inflight.size).toBe(13);
+    expect(s.waste.afterCancel).toBe(0);
+    // Once the block is in, another late copy is waste (and the partial's own copy, cancelled
+    // too late, as well).
+    expect(s.onBlock(seed, part, 48 * 1024, Buffer.alloc(16 * 1024)).kind).toBe('ok');
+    s.onBlock(partial, part, 64 * 1024, Buffer.alloc(16 * 1024));
+    expect(s.onBlock(partial, part, 32 * 1024, Buffer.alloc(16 * 1024)).kind).toBe('waste');
+    expect(s.waste.afterCancel).toBe(16 * 1024);
   });
 
   it('does nothing when a holder may not give the piece up, or nobody holds it', () => {
