@@ -617,7 +617,8 @@ export class Download extends EventEmitter<DownloadEvents> {
       // With the fast extension the peer rejects what it will not serve; without it, a choke
       // drops every request.
       if (!conn.fast) this.scheduler.releaseAll(s.req);
-      if (this.sequential) this.drop(s, 'choked us');
+      // Every piece in, a seed's choke answers our not-interested: no reason to drop it.
+      if (this.sequential && !this.picker.isComplete()) this.drop(s, 'choked us');
       else queueMicrotask(() => this.wakeAll());
     });
     conn.on('interest', () => {

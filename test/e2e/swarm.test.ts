@@ -60,6 +60,17 @@ describe('swarm download', () => {
     expect(single.r.code).toBe(4);
   });
 
+  it('--max-peers 1: a seed that chokes once we are not interested is no drop of ours', async () => {
+    const data = randomBytesSeeded(8 * 32768, 28);
+    const t = makeTorrent({ name: 'nc.bin', pieceLength: 32768, files: { data } });
+    const s = await seeder(t, 32768, { chokeWhenNotInterested: true });
+    const { r, out } = await downloadCli(t, [s], ['--max-peers', '1'], 'nc.bin');
+    expect(r.code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    const drops = r.events.filter((e) => e['event'] === 'peer' && e['status'] === 'dropped');
+    expect(drops.map((e) => e['reason'])).not.toContain('choked us');
+  });
+
   it('spreads the load over four throttled seeders', async () => {
     const data = randomBytesSeeded(4 * 1024 * 1024, 22);
     const t = makeTorrent({ name: 'th.bin', pieceLength: 65536, files: { data } });

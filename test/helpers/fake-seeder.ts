@@ -52,6 +52,8 @@ export interface FakeSeederOptions {
   chokeAfterBytes?: number;
   /** With chokeAfterBytes: unchoke again after this long (once). */
   unchokeAfterMs?: number;
+  /** Choke a peer as soon as it says it is not interested (libtorrent and aria2c do). */
+  chokeWhenNotInterested?: boolean;
   /** Silently drop the first request for which this returns true (never answered). */
   ignoreRequest?: (index: number, begin: number) => boolean;
   /**
@@ -259,6 +261,9 @@ export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder>
           if (m.type === 'interested' && choked && !o.neverUnchoke && !ended) {
             choked = false;
             send({ type: 'unchoke' });
+          } else if (m.type === 'not-interested' && o.chokeWhenNotInterested && !choked) {
+            choked = true;
+            send({ type: 'choke' });
           } else if (m.type === 'request') {
             state.requests++;
             if (!ignored && o.ignoreRequest?.(m.index, m.begin)) {
