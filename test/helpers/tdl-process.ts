@@ -175,9 +175,24 @@ export async function until<T>(
 }
 
 /**
- * Runs the built CLI with `args`, sends SIGINT after `afterMs`, and resolves with its exit code
- * and stderr. A process still there 10 s after the signal is killed (its code is then null):
- * for tests of runs that must end on Ctrl-C whatever they wait for.
+ * Whether process `pid` catches `signal` (its handler is installed: Linux's SigCgt mask in
+ * /proc); false when that cannot be read.
+ */
+export function catchesSignal(pid: number, signal: number): boolean {
+  try {
+    const line = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return line !== null && (BigInt(`0x${line[1]}`) >> BigInt(signal - 1)) % 2n === 1n;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Runs the built CLI with `args`, sends SIGINT `afterMs` after tdl has its handler for it (a
+ * busy machine may take longer than that to start Node: the signal then killed it outright),
+ * and resolves with its exit code and stderr. A process still there 10 s after the signal is
+ * killed (its code is then null): for tests of runs that must end on Ctrl-C whatever they wait
+ * for.
  */
 export async function interruptAfter(
   args: string[],
@@ -186,7 +201,18 @@ export async function interruptAfter(
   const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  let gone = false;
+  const exited = new Promise<number | null>((r) =>
+    child.once('exit', (code) => {
+      gone = true;
+      r(code);
+    }),
+  );
+  // SIGINT is signal 2 on Linux.
+  for (const end = Date.now() + 20_000; !gone && Date.now() < end;) {
+    if (child.pid !== undefined && catchesSignal(child.pid, 2)) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
   await new Promise((r) => setTimeout(r, afterMs));
   child.kill('SIGINT');
   const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
