@@ -1,5 +1,5 @@
-import { fstatSync } from 'node:fs';
-import { readlink, rmdir } from 'node:fs/promises';
+import { fstatSync, statSync, type Stats } from 'node:fs';
+import { readlink, realpath, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Dht } from '../dht/dht.js';
 import type { EncryptionMode } from '../peer/connection.js';
@@ -30,8 +30,14 @@ import {
   streamWorkDir,
   type ByteSink,
 } from '../storage/stream-out.js';
-import { partPathOf } from '../storage/names.js';
-import { checkOutputEarly, outputRoot, outputWrites, planFilePath } from '../storage/output.js';
+import { PART_SUFFIX, partPathOf, withSuffix } from '../storage/names.js';
+import {
+  bookkeepingSuffixes,
+  checkOutputEarly,
+  outputRoot,
+  outputWrites,
+  planFilePath,
+} from '../storage/output.js';
 import { FdSink } from '../storage/fd-sink.js';
 import { outgoingAddress } from '../tracker/local-addresses.js';
 
@@ -204,7 +210,7 @@ export async function runDownload(
       );
     }
     const meta = opened.meta;
-    if (json && !streaming) await checkEventsNotIntoOutput(io, meta, opts.output);
+    if (json && !streaming) await checkEventsNotIntoOutput(io, meta, opts.output, mode);
     // The file list is walked entry by entry, never made whole (see fileList).
     const files = fileList(meta);
     let selected = resolveSelection(
@@ -491,20 +497,24 @@ async function checkSaveTorrent(
 }
 
 /**
- * `--json` with stdout redirected to a file the download writes (`-o f.bin > f.bin`): the events
- * would be written into the data, and the run end with exit 0. Refused (exit 2). Linux names
+ * `--json` with stdout redirected to a file the run writes (`-o f.bin > f.bin`): the events
+ * would be written into the data, and the run end with exit 0. Refused (exit 2), whichever name
+ * stdout has for it: through a link to a folder on the way, or another hard link. Linux names
  * stdout's file in /proc; elsewhere nothing is checked.
  */
 async function checkEventsNotIntoOutput(
   io: CliIO,
   meta: Metainfo,
   output: string | undefined,
+  mode: 'download' | 'seed',
 ): Promise<void> {
   const fd = fdOf(io.stdout);
   if (fd === undefined) return;
   let where: string;
+  let st: Stats;
   try {
-    if (!fstatSync(fd).isFile()) return;
+    st = fstatSync(fd);
+    if (!st.isFile()) return;
     where = await readlink(`/proc/self/fd/${fd}`);
   } catch {
     return;
@@ -515,12 +525,58 @@ async function checkEventsNotIntoOutput(
     infoHash: meta.infoHash,
     files: fileList(meta),
   };
-  if (outputWrites((await outputRoot(t, output)).root, where, t)) {
+  const { root } = await outputRoot(t, output);
+  // /proc names the file by its real path: the root's too, its folders' links followed.
+  const real = await realFolders(root);
+  let same = outputWrites(root, where, t) || outputWrites(real, where, t);
+  let also = '';
+  if (!same && st.nlink > 1) {
+    // Another name of a file the run writes (a hard link): found by its inode.
+    const other = writtenPaths(real, t).find((p) => {
+      const o = statSync(p, { throwIfNoEntry: false });
+      return o !== undefined && o.ino === st.ino && o.dev === st.dev;
+    });
+    if (other !== undefined) {
+      same = true;
+      also = ` (the same file as ${other})`;
+    }
+  }
+  if (same) {
+    const who = mode === 'seed' ? 'the seed writes or serves' : 'the download writes';
     throw new EventsIntoDataError(
-      `--json: stdout is ${where}, which the download writes: the events would go into the ` +
-        'data; redirect them to another file',
+      `--json: stdout is ${where}${also}, which ${who}: the events would go into the data; ` +
+        'redirect them to another file',
     );
   }
+}
+
+/** `p` with the links on the way to it resolved, as far as it exists. */
+async function realFolders(p: string): Promise<string> {
+  for (let at = p; ; at = path.dirname(at)) {
+    try {
+      return path.join(await realpath(at), path.relative(at, p));
+    } catch {
+      if (at === path.dirname(at)) return p;
+    }
+  }
+}
+
+/** Every path a run with root `root` writes: the root and tdl's files beside it, each file and its `.part`. */
+function writtenPaths(root: string, t: Parameters<typeof outputWrites>[2] & object): string[] {
+  const paths = [
+    root,
+    withSuffix(root, PART_SUFFIX),
+    ...bookkeepingSuffixes().map((x) => withSuffix(root, x)),
+  ];
+  if (t.multiFile) {
+    for (let i = 0; i < t.files.length; i++) {
+      const f = t.files.at(i)!;
+      if (f.padding) continue;
+      const p = path.join(root, ...f.path);
+      paths.push(p, withSuffix(p, PART_SUFFIX));
+    }
+  }
+  return paths;
 }
 
 /**

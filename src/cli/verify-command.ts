@@ -380,9 +380,15 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
   }
 }
 
-/** `s` as one word for a POSIX shell: as it is when nothing in it is special, else single-quoted. */
+/**
+ * `s` as one word for a shell: as it is when nothing in it is special, else single-quoted; with
+ * a control character, bash's `$'…'` with that character escaped (a raw newline or escape
+ * sequence is not printed, and the command still names the file).
+ */
 export function shellWord(s: string): string {
-  return /^[\w./,:+@%=-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+  if (/^[\w./,:+@%=-]+$/.test(s)) return s;
+  if (escapeControl(s) === s) return `'${s.replace(/'/g, `'\\''`)}'`;
+  return `$'${escapeControl(s.replace(/[\\']/g, (c) => `\\${c}`))}'`;
 }
 
 /** A regular file is at `p` (not through a link at its last component). */
@@ -405,7 +411,7 @@ function resultText(ready: boolean, dataComplete: boolean, files: ReportedFile[]
     tooLong === 1
       ? `cut the file that is too long to its size in the torrent (${
           one
-            ? `truncate -s ${long[0]!.length} ${shellWord(escapeControl(path.resolve(one)))}`
+            ? `truncate -s ${long[0]!.length} ${shellWord(path.resolve(one))}`
             : 'truncate -s SIZE FILE'
         })`
       : `cut the ${tooLong} files that are too long to their sizes in the torrent (truncate -s SIZE FILE)`;

@@ -732,8 +732,7 @@ function seedUntil(
 function lookalikeWarning(folder: string, root: string): string {
   return (
     `${folder} holds files named as this torrent's, some at other sizes: not taken as its ` +
-    `folder (their data is left alone), the torrent goes into ${root}; tdl verify -o ${folder} ` +
-    'tells what differs'
+    `folder (their data is left alone); the torrent goes into ${root}`
   );
 }
 

@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import {
+  link,
   mkdir,
   readdir,
   readFile,
@@ -616,6 +617,28 @@ describe('tdl create', () => {
       `stdout is ${path.join(dir, 'g.bin')}, which the download writes`,
     );
     expect(await readFile(path.join(dir, 'g.bin'), 'utf8')).toBe('data');
+    // Nor under another name for it: through a link to a folder on the way, or a hard link.
+    await mkdir(path.join(dir, 'real'));
+    await symlink('real', path.join(dir, 'link'));
+    await mkdir(path.join(dir, 'hl'));
+    await writeFile(path.join(dir, 'hl', 'g.bin.part'), 'X');
+    await link(path.join(dir, 'hl', 'g.bin.part'), path.join(dir, 'hl', 'log'));
+    for (const [o, into, also] of [
+      ['link/g.bin', 'real/g.bin.part', ''],
+      ['hl/g.bin', 'hl/log', ` (the same file as ${path.join(dir, 'hl', 'g.bin.part')})`],
+    ]) {
+      const before = await readFile(path.join(dir, into!), 'utf8').catch(() => '');
+      const r = spawnSync(
+        'bash',
+        ['-c', `${tdl} download f.torrent -o ${o} --json --peer 127.0.0.1:9 --no-dht >> ${into}`],
+        { encoding: 'utf8', timeout: 30_000 },
+      );
+      expect(r.status, r.stderr).toBe(2);
+      expect(r.stderr).toContain(
+        `stdout is ${path.join(dir, into!)}${also}, which the download writes`,
+      );
+      expect(await readFile(path.join(dir, into!), 'utf8')).toBe(before);
+    }
     // A device shared with stdout is no stream of tdl's: the summary stays on stdout.
     const dev = spawnSync(
       'bash',
