@@ -474,7 +474,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       stats = d.stats();
       storage.discardData();
       await out.removeLeftovers(writer);
-      if (tracker && !selected) await tracker.complete().catch(() => {});
+      if (tracker && !selected) await tracker.complete(seeding).catch(() => {});
     } else if (!complete) {
       await writer?.idle();
       // Before declaring success: every file must still be the one written, at its full size.
@@ -487,7 +487,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       await out.removeLeftovers(writer);
       // Only now, with the data checked and named, do trackers hear that we completed (not after
       // a partial selection: we are no seeder).
-      if (tracker && !selected) await tracker.complete().catch(() => {});
+      if (tracker && !selected) await tracker.complete(seeding).catch(() => {});
     } else {
       // Complete before this run, and seeding: final names and attributes as any complete run.
       // `tdl seed` does not own the data: a file longer than the torrent's is left as it is.

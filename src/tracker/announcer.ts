@@ -438,10 +438,11 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
   }
 
   /** Sends event=completed to trackers that acknowledged started (best effort, bounded). */
-  async complete(): Promise<void> {
+  async complete(seeding = false): Promise<void> {
     if (this.stopped) return;
     const targets = this.all.filter((t) => t.startedAcked);
-    await this.sendFinal(targets, 'completed');
+    // A run that seeds next wants leechers: the answer's peers are dialled as any announce's.
+    await this.sendFinal(targets, 'completed', seeding);
   }
 
   /**
@@ -462,7 +463,11 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
     return this.stopPromise;
   }
 
-  private async sendFinal(targets: TrackerState[], event: AnnounceEvent): Promise<void> {
+  private async sendFinal(
+    targets: TrackerState[],
+    event: AnnounceEvent,
+    wantPeers = false,
+  ): Promise<void> {
     if (targets.length === 0) return;
     const bound = this.opts.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
     const controller = new AbortController();
@@ -480,6 +485,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
           signal: controller.signal,
           timeoutMs: bound,
           udpRetry,
+          wantPeers,
         });
         this.emit('announce', t.url, res);
         debug('%s: %s acknowledged', t.url, event);
@@ -514,7 +520,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
     tier.timer.unref();
   }
 
-  private buildRequest(event: AnnounceEvent | undefined): AnnounceRequest {
+  private buildRequest(event: AnnounceEvent | undefined, wantPeers = false): AnnounceRequest {
     let s = { uploaded: 0, downloaded: 0, left: 0 };
     try {
       s = this.opts.stats();
@@ -530,7 +536,9 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
       left: s.left,
       key: this.key,
       numWant:
-        event === 'stopped' || event === 'completed' ? 0 : (this.opts.numWant ?? DEFAULT_NUM_WANT),
+        (event === 'stopped' || event === 'completed') && !wantPeers
+          ? 0
+          : (this.opts.numWant ?? DEFAULT_NUM_WANT),
     };
     if (event) req.event = event;
     return req;
@@ -582,12 +590,14 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
       timeoutMs?: number;
       udpRetry?: UdpRetryOptions;
       onSent?: () => void;
+      /** Ask for peers with a `completed` (or `stopped`), which asks for none otherwise. */
+      wantPeers?: boolean;
     },
   ): Promise<AnnounceResponse> {
     await this.acquire(o.signal, t.answered);
     try {
       // The stats of the moment it goes out, not of when it was queued.
-      const req = this.buildRequest(event);
+      const req = this.buildRequest(event, o.wantPeers);
       const timeoutMs = o.timeoutMs ?? this.opts.announceTimeoutMs;
       o.onSent?.();
       if (t.scheme === 'http') {

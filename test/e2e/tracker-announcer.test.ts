@@ -396,6 +396,33 @@ describe('Announcer', () => {
     await a.stop();
     expect(t.announces.map((x) => x.event)).toEqual(['started', 'completed', 'stopped']);
     expect(u.announces.map((x) => x.event)).toEqual(['started', 'completed', 'stopped']);
+    // A run that ends asks for no peers with `completed` (nor `stopped`); one that seeds next
+    // does: leechers to dial.
+    for (const tr of [t, u]) {
+      expect(tr.announces.map((x) => x.numWant)).toEqual([50, 0, 0]);
+    }
+  });
+
+  it('complete(seeding) asks for peers: a seed dials the leechers it is given', async () => {
+    const t = await http_({ peers: [] });
+    const u = await udp_({ peers: [] });
+    const a = announcer({
+      announceList: [[t.url], [u.url]],
+      stats: () => ({ uploaded: 0, downloaded: 1000, left: 0 }),
+    });
+    const acked = new Set<string>();
+    a.on('announce', (url) => acked.add(url));
+    a.start();
+    await until(() => acked.size === 2, 15_000, 'started acknowledged');
+    await a.complete(true);
+    await a.stop();
+    for (const tr of [t, u]) {
+      expect(tr.announces.map((x) => [x.event, x.numWant])).toEqual([
+        ['started', 50],
+        ['completed', 50],
+        ['stopped', 0],
+      ]);
+    }
   });
 
   it('a hostile tracker (garbage, huge interval, slow) only produces warnings', async () => {
