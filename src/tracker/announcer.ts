@@ -38,7 +38,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter, setMaxListeners } from 'node:events';
-import { canonicalHost, otherFamily } from './compact.js';
+import { canonicalHost, MAX_PEERS_PER_REPLY, otherFamily } from './compact.js';
 import { interfaceAddresses } from './local-addresses.js';
 import { logger } from '../log.js';
 import { describeError, NoPeersError, TdlError } from '../errors.js';
@@ -138,6 +138,8 @@ interface TrackerState {
   inFlight: AbortController | undefined;
   /** The last `tracker id` it gave (HTTP), sent back in every later announce. */
   trackerId: Buffer | undefined;
+  /** Where its next reply's peer list is read from, when it is long (see PeerCollector). */
+  peersFrom: number;
 }
 
 interface TierState {
@@ -294,6 +296,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
           scheme: s.scheme,
           answered: false,
           startedAcked: false,
+          peersFrom: 0,
           failedOnce: false,
           lastFailure: undefined,
           lastWarning: undefined,
@@ -605,17 +608,22 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
         const res = await announceHttp(t.url, req, {
           signal: o.signal,
           timeoutMs,
+          peersFrom: t.peersFrom,
           ...this.local,
         });
         if (res.trackerId !== undefined) t.trackerId = res.trackerId;
+        t.peersFrom += MAX_PEERS_PER_REPLY;
         return res;
       }
-      return await announceUdp(t.url, req, {
+      const res = await announceUdp(t.url, req, {
         signal: o.signal,
         timeoutMs,
         retry: o.udpRetry ?? this.opts.udpRetry,
+        peersFrom: t.peersFrom,
         ...this.local,
       });
+      t.peersFrom += MAX_PEERS_PER_REPLY;
+      return res;
     } finally {
       this.release();
     }

@@ -94,12 +94,24 @@ export function isNeverAPeer(host: string): boolean {
 
 /**
  * Collects peers for one reply: drops port 0 and unspecified addresses, removes duplicates,
- * stops at MAX_PEERS_PER_REPLY (or `max`).
+ * stops at MAX_PEERS_PER_REPLY (or `max`). A list longer than that is read from its entry
+ * `start` on (modulo its length), wrapping around: each announce of a tracker that sends more
+ * than tdl takes starts where the last one stopped, so a peer listed after the first `max` is
+ * reached too.
  */
 export class PeerCollector {
   readonly peers: PeerAddress[] = [];
   private readonly seen = new Set<string>();
-  constructor(private readonly max = MAX_PEERS_PER_REPLY) {}
+  constructor(
+    private readonly max = MAX_PEERS_PER_REPLY,
+    private readonly start = 0,
+  ) {}
+
+  /** The order in which the `n` entries of a list are read (see above). */
+  *order(n: number): Generator<number> {
+    const first = n > this.max && Number.isSafeInteger(this.start) ? this.start % n : 0;
+    for (let k = 0; k < n && !this.full; k++) yield (first + k) % n;
+  }
 
   get full(): boolean {
     return this.peers.length >= this.max;
@@ -120,14 +132,16 @@ export class PeerCollector {
    * (length not a multiple of 6) is ignored: the complete entries before it are kept.
    */
   addCompact4(b: Uint8Array): void {
-    for (let o = 0; o + 6 <= b.length && !this.full; o += 6) {
+    for (const i of this.order(Math.floor(b.length / 6))) {
+      const o = i * 6;
       this.add(formatIPv4(b, o), (b[o + 4]! << 8) | b[o + 5]!);
     }
   }
 
   /** Compact IPv6 list: 18 bytes per peer; a trailing partial entry is ignored. */
   addCompact6(b: Uint8Array): void {
-    for (let o = 0; o + 18 <= b.length && !this.full; o += 18) {
+    for (const i of this.order(Math.floor(b.length / 18))) {
+      const o = i * 18;
       this.add(formatIPv6(b, o), (b[o + 16]! << 8) | b[o + 17]!);
     }
   }

@@ -129,7 +129,7 @@ function nonNegative(v: BValue | undefined): number | undefined {
  * [1 s, 24 h]; `min interval` is clamped to [0, interval]. `tracker id` is kept as bytes (an
  * empty one, one over MAX_TRACKER_ID_BYTES or one that is not a string is ignored).
  */
-export function parseHttpResponse(body: Buffer): AnnounceResponse {
+export function parseHttpResponse(body: Buffer, peersFrom = 0): AnnounceResponse {
   // Tolerate trailing whitespace after the top-level dictionary (some trackers add a newline).
   let end = body.length;
   if (body[0] === 0x64) {
@@ -155,13 +155,13 @@ export function parseHttpResponse(body: Buffer): AnnounceResponse {
     throw new TrackerError(`tracker failure: ${text(failure) ?? '(unreadable reason)'}`);
   }
 
-  const collector = new PeerCollector();
+  const collector = new PeerCollector(undefined, peersFrom);
   const peers = d['peers'];
   if (Buffer.isBuffer(peers)) {
     collector.addCompact4(peers);
   } else if (isList(peers)) {
-    for (const entry of peers) {
-      if (collector.full) break;
+    for (const i of collector.order(peers.length)) {
+      const entry = peers[i];
       if (!isDict(entry)) continue;
       const ip = text(entry['ip']);
       const port = int(entry['port']);
@@ -271,6 +271,7 @@ async function announceOnce(
   req: AnnounceRequest,
   signal: AbortSignal,
   localAddress: string | undefined,
+  peersFrom: number | undefined,
 ): Promise<AnnounceResponse> {
   parseHttpUrl(trackerUrl, 'tracker URL');
   let target = buildAnnounceUrl(trackerUrl, req);
@@ -300,7 +301,7 @@ async function announceOnce(
       throw new TrackerError(`reply body is larger than ${MAX_TRACKER_BODY_BYTES} bytes`);
     }
     const buf = await readCapped(res, MAX_TRACKER_BODY_BYTES);
-    return parseHttpResponse(buf);
+    return parseHttpResponse(buf, peersFrom);
   }
 }
 
@@ -327,7 +328,7 @@ export async function announceHttp(
   else opts.signal?.addEventListener('abort', onAbort, { once: true });
   const started = Date.now();
   try {
-    const res = await announceOnce(url, req, controller.signal, opts.localAddress);
+    const res = await announceOnce(url, req, controller.signal, opts.localAddress, opts.peersFrom);
     debug(
       '%s: %d peers, interval %ds (%dms)',
       url,

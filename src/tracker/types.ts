@@ -48,6 +48,11 @@ export interface AnnounceOptions {
   timeoutMs?: number;
   /** Our side of the connection (`--bind`); the tracker's name resolves in its family. */
   localAddress?: string;
+  /**
+   * A reply listing more peers than tdl takes (MAX_PEERS_PER_REPLY) is read from this entry on
+   * (see PeerCollector): the announcer moves it on at each answer.
+   */
+  peersFrom?: number;
 }
 
 /**

@@ -99,7 +99,11 @@ export type UdpReply =
  * Returns null when the packet is too short for its action; throws TrackerError for an
  * unknown action.
  */
-export function decodeUdpReply(packet: Uint8Array, family: 4 | 6 = 4): UdpReply | null {
+export function decodeUdpReply(
+  packet: Uint8Array,
+  family: 4 | 6 = 4,
+  peersFrom = 0,
+): UdpReply | null {
   if (packet.length < 8) return null;
   const b = Buffer.from(packet.buffer, packet.byteOffset, packet.byteLength);
   const action = b.readUInt32BE(0);
@@ -110,7 +114,7 @@ export function decodeUdpReply(packet: Uint8Array, family: 4 | 6 = 4): UdpReply 
       return { action: 'connect', transactionId, connectionId: Buffer.from(b.subarray(8, 16)) };
     case UDP_ACTION_ANNOUNCE: {
       if (b.length < UDP_ANNOUNCE_REPLY_HEADER_BYTES) return null;
-      const collector = new PeerCollector();
+      const collector = new PeerCollector(undefined, peersFrom);
       const entries = b.subarray(UDP_ANNOUNCE_REPLY_HEADER_BYTES);
       if (family === 6) collector.addCompact6(entries);
       else collector.addCompact4(entries);

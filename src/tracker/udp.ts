@@ -164,7 +164,7 @@ async function announceUdpInner(
     sock.on('message', (msg: Buffer) => {
       let reply: UdpReply | null;
       try {
-        reply = decodeUdpReply(msg, family);
+        reply = decodeUdpReply(msg, family, opts.peersFrom);
       } catch (err) {
         debug('%s: ignoring packet (%s)', url, (err as Error).message);
         return;

@@ -289,6 +289,33 @@ describe('Announcer', () => {
     expect(t.announces[1]?.event).toBeUndefined();
   });
 
+  it('a tracker that lists more peers than tdl takes: each answer is read on from the last', async () => {
+    const many = Array.from({ length: 1200 }, (_, i) => ({
+      host: `10.1.${i >> 8}.${i & 255}`,
+      port: 7000,
+    }));
+    for (const make of [http_, udp_]) {
+      const t = await make({ peers: many, interval: 1800, minInterval: 0 });
+      const a = announcer({
+        announceList: [[t.url]],
+        timing: { requestMoreMinMs: 50, requestMoreDefaultMs: 50 },
+      });
+      const first = nextPeers(a, 15_000);
+      a.start();
+      expect((await first).peers[0]).toEqual(many[0]);
+      const second = nextPeers(a, 15_000);
+      a.requestMore();
+      expect((await second).peers[0]).toEqual(many[500]);
+      const third = nextPeers(a, 15_000);
+      a.requestMore();
+      // Round the list: the one after 1,000 comes first, then the start again.
+      const last = (await third).peers;
+      expect(last[0]).toEqual(many[1000]);
+      expect(last[200]).toEqual(many[0]);
+      await a.stop();
+    }
+  });
+
   it('requestMore backs off from a tracker whose answers bring nothing new, even with min interval 0', async () => {
     let round = 0;
     const t = await http_({

@@ -179,6 +179,20 @@ describe('parseHttpResponse', () => {
     expect(r.peers[0]).toEqual({ host: '10.0.0.1', port: 1000 });
     const dict = parseHttpResponse(ben({ peers: many.map((p) => ({ ip: p.host, port: p.port })) }));
     expect(dict.peers).toHaveLength(MAX_PEERS_PER_REPLY);
+    // Read from another entry on (the announcer moves it on at each answer), wrapping around:
+    // a peer listed after the first 500 is reached.
+    const later = parseHttpResponse(ben({ peers: compactPeers(many, 4) }), 2800);
+    expect(later.peers).toHaveLength(MAX_PEERS_PER_REPLY);
+    expect(later.peers[0]).toEqual(many[2800]);
+    expect(later.peers[200]).toEqual(many[0]);
+    const laterDict = parseHttpResponse(
+      ben({ peers: many.map((p) => ({ ip: p.host, port: p.port })) }),
+      2800 + 3000,
+    );
+    expect(laterDict.peers[0]).toEqual(many[2800]);
+    // A list that fits is read whole, from its start.
+    const few = parseHttpResponse(ben({ peers: compactPeers(many.slice(0, 10), 4) }), 2800);
+    expect(few.peers).toEqual(many.slice(0, 10));
   });
 
   it('turns failure reason into a TrackerError with the raw reason', () => {

@@ -139,6 +139,26 @@ describe('UDP tracker replies', () => {
     }
   });
 
+  it('reads a list longer than it takes from `peersFrom` on, wrapping around', () => {
+    const n = 600;
+    const reply = Buffer.alloc(20 + 6 * n);
+    reply.writeUInt32BE(1, 0);
+    reply.writeUInt32BE(7, 4);
+    reply.writeUInt32BE(1800, 8);
+    for (let i = 0; i < n; i++) {
+      reply.set([10, 0, i >> 8, i & 255], 20 + 6 * i);
+      reply.writeUInt16BE(6881, 24 + 6 * i);
+    }
+    const hosts = (from: number) => {
+      const r = decodeUdpReply(reply, 4, from);
+      return r && r.action === 'announce' ? r.peers.map((p) => p.host) : [];
+    };
+    expect(hosts(0)).toHaveLength(500);
+    expect(hosts(0)[0]).toBe('10.0.0.0');
+    expect(hosts(500)[0]).toBe('10.0.1.244');
+    expect(hosts(500)[100]).toBe('10.0.0.0');
+  });
+
   it('keeps only whole peer entries when an announce reply is cut or split', () => {
     // Cut inside the second entry: the first is kept.
     for (let n = 26; n < 32; n++) {
