@@ -186,11 +186,15 @@ function usage() {
 
   --scenario create-1g | create-3000 | info-100k
                          tdl create on 1 GiB / on 3,000 small files (against mktorrent and
-                         libtorrent), tdl info on a 100,000-file torrent: no swarm needed
-  --scenario big-8g | big-1g | small-pieces
-                         tdl alone downloads 8 GiB (1 GiB) in 256 KiB pieces, or 256 MiB in
-                         16 KiB pieces, from an in-process seeder of generated data: wall, CPU,
-                         peak RSS (target < 120 MB)
+                         libtorrent), tdl info on a 100,000-file torrent: no swarm needed (run
+                         by default too)
+  --scenario big-8g | big-1g | small-pieces | files-100k
+                         tdl alone downloads 8 GiB (1 GiB) in 256 KiB pieces, 256 MiB in
+                         16 KiB pieces, or 100,000 files of 1,000 bytes, from an in-process
+                         seeder of generated data: wall, CPU, peak RSS (target < 120 MB; 200 MB
+                         for files-100k)
+  --scenario encryption  128 MiB from a libtorrent seeder that requires encryption and from a
+                         plain one, by tdl and by libtorrent: what RC4 costs each
   --scenario resume-3000 tdl alone: 3,000 files under ulimit -n 256 from an in-process seeder,
                          Ctrl-C at half, then again: the start-up check (target < 1 s) and
                          what is fetched again (what was missing)

@@ -266,7 +266,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .addOption(
       new Option(
         '--peer <host:port>',
-        'connect to this peer instead of asking trackers and the DHT (repeatable)',
+        'connect to this peer instead of asking trackers and the DHT (a magnet link: as well as them; repeatable)',
       )
         .argParser(collect)
         .default([]),
@@ -316,7 +316,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
     .addOption(
       new Option(
         '--peer <host:port>',
-        'connect to this peer instead of asking trackers and the DHT (repeatable)',
+        'connect to this peer instead of asking trackers and the DHT (a magnet link: as well as them; repeatable)',
       )
         .argParser(collect)
         .default([]),

@@ -304,6 +304,14 @@ function sha1(b: Uint8Array): Buffer {
 }
 
 function checkUrl(url: string, what: string, schemes: string[]): string {
+  // The URL parser would take ' ' (and drop tabs and newlines); the torrent holds the text as
+  // given, which other clients would not. Said first: in a host, a space fails the parser,
+  // whose "not a URL" would not say why.
+  if (/[\s\x00-\x1f\x7f]/.test(url)) {
+    throw new UsageError(
+      `${what} ${JSON.stringify(url)} holds white space or control characters (percent-encode them: %20)`,
+    );
+  }
   let u: URL;
   try {
     u = new URL(url);
@@ -313,13 +321,6 @@ function checkUrl(url: string, what: string, schemes: string[]): string {
   if (!schemes.includes(u.protocol)) {
     throw new UsageError(
       `${what} ${JSON.stringify(url)}: only ${schemes.map((s) => s.slice(0, -1)).join(', ')} URLs`,
-    );
-  }
-  // The URL parser would take ' ' (and drop tabs and newlines); the torrent holds the text as
-  // given, which other clients would not.
-  if (/[\s\x00-\x1f\x7f]/.test(url)) {
-    throw new UsageError(
-      `${what} ${JSON.stringify(url)} holds white space or control characters (percent-encode them: %20)`,
     );
   }
   // The URL parser also forgives a missing host (`http:///x` is http://x/) and a missing `//`;

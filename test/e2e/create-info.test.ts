@@ -880,6 +880,11 @@ describe('tdl create', () => {
         ['--tracker', 'http://a.example/ b'],
         'tracker "http://a.example/ b" holds white space or control characters (percent-encode them: %20)',
       ],
+      // In the host too, where the URL parser alone said only "is not a URL".
+      [
+        ['--tracker', 'http://a b/x'],
+        'tracker "http://a b/x" holds white space or control characters (percent-encode them: %20)',
+      ],
       [
         ['--web-seed', 'http://w.example/x\ty'],
         'web seed "http://w.example/x\\ty" holds white space or control characters (percent-encode them: %20)',
