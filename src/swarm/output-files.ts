@@ -99,6 +99,12 @@ export class OutputFiles {
       if (downloads && st?.isDirectory()) {
         throw new DiskError(`${f} is a folder in the place of the resume file (move it away)`);
       }
+      // Someone's link: never read through, and not tdl's to replace or remove (as the lock's).
+      if (st?.isSymbolicLink()) {
+        throw new DiskError(
+          `${f} is a symbolic link in the place of the resume file: refusing to follow it (move it away)`,
+        );
+      }
       return st !== null;
     };
     let storage: DiskStorage;

@@ -21,6 +21,7 @@ import {
   mkdir,
   open,
   readFile,
+  readlink,
   rename,
   rm,
   symlink,
@@ -415,19 +416,26 @@ describe('resume file that cannot be believed', () => {
     await expectFinal(t, out);
   });
 
-  it('a resume file that is a symbolic link is not followed, and says so', async () => {
+  it('a resume file that is a symbolic link is neither followed nor replaced: exit 6, said', async () => {
     const { t, s, tp, out, rf } = await partial(5);
     const target = path.join(dir, 'elsewhere');
     await rename(rf, target);
     await symlink(target, rf);
-    const { r } = await resumeToEnd(tp, out, s, t.data.length);
-    await expectFinal(t, out);
-    const said = r.events.filter((e) => e['event'] === 'warning').map((e) => e['message']);
-    expect(said).toContainEqual(
-      expect.stringMatching(/multi\.tdl-resume not used \(a symbolic link, not followed\)/),
+    const kept = await readFile(target);
+    const before = s.served;
+    const r = await runCli(dlArgs(tp, out, s));
+    expect(r.code).toBe(6);
+    expect(r.stderr).toBe(
+      `tdl: ${rf} is a symbolic link in the place of the resume file: refusing to follow it (move it away)\n`,
     );
-    // The link's target is left as it was.
-    expect((await lstat(target)).isFile()).toBe(true);
+    expect(s.served).toBe(before);
+    // The link and its target are left as they were (a checkpoint replaced the link before).
+    expect(await readlink(rf)).toBe(target);
+    expect((await readFile(target)).equals(kept)).toBe(true);
+    // Moved away, the run hashes what is on disk and finishes.
+    await rm(rf);
+    await resumeToEnd(tp, out, s, t.data.length);
+    await expectFinal(t, out);
   });
 
   it('ignores a corrupt resume file that claims every piece', async () => {
@@ -632,6 +640,25 @@ describe('existing data', () => {
     );
     expect(existsSync(out)).toBe(false);
     expect(s.served).toBe(0);
+  });
+
+  it('a link where the resume file goes stops the run at once: exit 6, the link and its target left', async () => {
+    const t = multiFile(15);
+    const s = await seeder(t, 50 * 1024 * 1024);
+    const tp = await writeTorrent(t);
+    const out = path.join(dir, 'multi');
+    const target = path.join(dir, 'precious');
+    await writeFile(target, 'precious\n');
+    await symlink(target, `${out}.tdl-resume`);
+    const r = await runCli(dlArgs(tp, out, s));
+    expect(r.code).toBe(6);
+    expect(r.stderr).toBe(
+      `tdl: ${out}.tdl-resume is a symbolic link in the place of the resume file: refusing to follow it (move it away)\n`,
+    );
+    expect(existsSync(out)).toBe(false);
+    expect(s.served).toBe(0);
+    expect(await readlink(`${out}.tdl-resume`)).toBe(target);
+    expect(await readFile(target, 'utf8')).toBe('precious\n');
   });
 
   it('a complete download run again checks the data and needs no peer', async () => {
