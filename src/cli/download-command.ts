@@ -6,6 +6,7 @@ import type { EncryptionMode } from '../peer/connection.js';
 import { EventsIntoDataError, UsageError } from '../errors.js';
 import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
 import { download } from '../swarm/client.js';
+import { Listener } from '../swarm/listener.js';
 import type { Download } from '../swarm/download.js';
 import type { DownloadStats } from '../swarm/download-api.js';
 import { EVENTS_BACKLOG_BYTES, jsonLine, Pacer } from './events.js';
@@ -145,8 +146,10 @@ export async function runDownload(
   let workDir =
     streaming && magnet ? streamWorkDir(parseMagnet(file).infoHash.toString('hex')) : '';
   const listen = opts.listen === false ? false : { port: opts.port, bind: opts.bind };
-  // Outgoing connections leave from the --bind address too.
+  // Outgoing connections leave from the --bind address too. Without a listener to fail on an
+  // address this machine does not have, it is tried now: a usage error, not "no peers" later.
   const localAddress = outgoingAddress(opts.bind);
+  if (listen === false && localAddress !== undefined) await Listener.checkAddress(localAddress);
   let opened: OpenedTorrent | null = null;
   /**
    * A stream's file, once this run holds the output's lock (the download started): its working

@@ -182,8 +182,12 @@ async function showInfo(file: string, opts: InfoCliOptions, io: CliIO): Promise<
   // A magnet link's peers may come from the DHT too (as for `download`). tdl info does not
   // listen and announces nothing: the DHT node takes any free UDP port and only looks up.
   let dht: Dht | null = null;
-  // As for `download`: every connection leaves from --bind.
+  // As for `download`: every connection leaves from --bind, which must be this machine's.
   const localAddress = outgoingAddress(opts.bind);
+  if (localAddress !== undefined) {
+    const { Listener } = await import('../swarm/listener.js');
+    await Listener.checkAddress(localAddress);
+  }
   let opened: OpenedTorrent;
   try {
     if (opts.dht !== false && isMagnet(file)) {

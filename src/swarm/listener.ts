@@ -117,6 +117,23 @@ export class Listener extends EventEmitter<ListenerEvents> {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
+  /**
+   * `--bind` with no listener (`--no-listen`): that the address is one of this machine's, by
+   * binding to it on any port for a moment. A UsageError when it is not (EADDRNOTAVAIL): every
+   * connection from it would fail, and the run would end as one that found no peer (exit 4).
+   */
+  static async checkAddress(host: string): Promise<void> {
+    const server = net.createServer();
+    try {
+      await bind(server, 0, host);
+    } catch (e) {
+      throw new UsageError(
+        `--bind ${host}: cannot use this address (${describeError(e)}): give one of this machine's addresses`,
+      );
+    }
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
   private async tryListen(port: number, host?: string): Promise<void> {
     const server = net.createServer({ pauseOnConnect: false }, (s) => this.onSocket(s));
     await bind(server, port, host);

@@ -150,4 +150,25 @@ describe('--bind for outgoing connections', () => {
     expect(r.stderr).toContain('--bind');
     expect(r.stderr).toContain('must be an IP address');
   });
+
+  it('an address this machine does not have is a usage error, with --no-listen and for info too', async () => {
+    const data = randomBytesSeeded(20_000, 'bind-absent');
+    const torrent = await fx.writeTorrent(
+      makeTorrent({ name: 'a.bin', pieceLength: PIECE, files: { data } }),
+      'absent.torrent',
+    );
+    const out = path.join(fx.dir, 'absent.bin');
+    // 192.0.2.0/24 is for documentation: no machine has it.
+    const bind = ['--bind', '192.0.2.7'];
+    const said =
+      "tdl: --bind 192.0.2.7: cannot use this address (address not available (EADDRNOTAVAIL)): give one of this machine's addresses\n";
+    for (const args of [
+      ['download', torrent, '-o', out, '--no-listen', '--no-dht', '--peer', '127.0.0.1:9', ...bind],
+      ['info', torrent, ...bind],
+    ]) {
+      const r = await runCli(args);
+      expect(r.code, args[0]).toBe(2);
+      expect(r.stderr).toBe(said);
+    }
+  });
 });
