@@ -596,22 +596,9 @@ export class PiecePicker {
     return true;
   }
 
-  /** Is this block requested from more than one peer (an endgame duplicate)? */
-  requestedTwice(index: number, block: number): boolean {
-    const p = this.inProgress.get(index);
-    return p !== undefined && p.reqCount[block]! > 1;
-  }
-
-  /** Block `block` of piece `index` is in progress and not received yet. */
-  missingBlock(index: number, block: number): boolean {
-    const p = this.inProgress.get(index);
-    return p !== undefined && block < p.received.length && !p.received[block];
-  }
-
-  /** Some peer holds a request for this block of a piece in progress. */
-  requested(index: number, block: number): boolean {
-    const p = this.inProgress.get(index);
-    return p !== undefined && p.reqCount[block]! > 0;
+  /** Requests held for this block of a piece in progress (0: none, or not in progress). */
+  requestCount(index: number, block: number): number {
+    return this.inProgress.get(index)?.reqCount[block] ?? 0;
   }
 
   /** A request was dropped (choke, timeout, disconnect, cancel): the block is free again. */

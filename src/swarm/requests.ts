@@ -316,80 +316,66 @@ export class RequestScheduler {
     return o.flowRate > 0 ? (1000 * BLOCK_SIZE) / o.flowRate : null;
   }
 
-  /** A block arrived from a peer. */
+  /**
+   * A block arrived from a peer. One whose request was taken back (handed to a partial peer, a
+   * snub, a choke) and still came is kept like any while it is still missing, and then the copy
+   * another peer was asked for is the one to cancel (`duplicated`); once in, it is waste.
+   */
   onBlock(r: PeerRequests, index: number, begin: number, data: Buffer): BlockResult {
     const block = begin / BLOCK_SIZE;
     const key = index * BLOCKS_PER_PIECE_KEY + block;
-    if (!Number.isInteger(block) || !r.inflight.has(key)) {
-      const late = Number.isInteger(block) ? (r.cancelled.get(key) ?? 0) : 0;
-      if (late > 0) {
-        if (late > 1) r.cancelled.set(key, late - 1);
-        else r.cancelled.delete(key);
-        // Taken back (handed to a partial peer, a snub, a choke) and still sent: kept while the
-        // block is still missing, and then the copy asked of another is the one cancelled.
-        const kept = this.lateBlock(r, index, block, data);
-        if (kept) return kept;
-        this.waste.afterCancel += data.length;
-        return { kind: 'waste' };
-      }
-      return {
-        kind: 'fault',
-        reason: `sent a block we did not request (piece ${index}, offset ${begin})`,
-      };
-    }
+    const asked = Number.isInteger(block) && r.inflight.has(key);
     const expected =
       index < this.layout.pieceCount && begin < this.layout.pieceSize(index)
         ? Math.min(BLOCK_SIZE, this.layout.pieceSize(index) - begin)
         : -1;
-    if (data.length !== expected) {
+    if (!asked) {
+      const late = Number.isInteger(block) ? (r.cancelled.get(key) ?? 0) : 0;
+      if (late === 0) {
+        return {
+          kind: 'fault',
+          reason: `sent a block we did not request (piece ${index}, offset ${begin})`,
+        };
+      }
+      if (late > 1) r.cancelled.set(key, late - 1);
+      else r.cancelled.delete(key);
+      if (data.length !== expected) {
+        this.waste.afterCancel += data.length;
+        return { kind: 'waste' };
+      }
+    } else if (data.length !== expected) {
       return {
         kind: 'fault',
         reason: `sent a block of ${data.length} bytes, expected ${expected}`,
       };
     }
     const now = Date.now();
-    const sentAt = r.inflight.get(key)!;
-    const took = Math.max(0, now - sentAt);
-    r.latency =
-      r.latency === 0 ? Math.max(1, took) : r.latency + LATENCY_WEIGHT * (took - r.latency);
-    r.inflight.delete(key);
-    r.due.delete(key);
-    r.lastBlockAt = now;
-    r.pipeline.onBlock(data.length);
-    r.received += data.length;
-    r.recentBytes.add(now, data.length);
-    const duplicated = this.picker.requestedTwice(index, block);
+    if (asked) {
+      const took = Math.max(0, now - r.inflight.get(key)!);
+      r.latency =
+        r.latency === 0 ? Math.max(1, took) : r.latency + LATENCY_WEIGHT * (took - r.latency);
+      r.inflight.delete(key);
+      r.due.delete(key);
+      r.pipeline.onBlock(data.length);
+      this.noteBytes(r, now, data.length);
+    }
+    // Requests other peers hold for it: to cancel once it is in.
+    const others = this.picker.requestCount(index, block) - (asked ? 1 : 0);
     const got = this.picker.receive(index, block, data, r.conn.address);
     if (got === 'dup' || got === 'stale') {
-      this.waste.duplicate += data.length;
+      if (asked) this.waste.duplicate += data.length;
+      else this.waste.afterCancel += data.length;
       return { kind: 'waste' };
     }
-    return { kind: 'ok', piece: got, duplicated };
+    if (!asked) this.noteBytes(r, now, data.length);
+    return { kind: 'ok', piece: got, duplicated: others > 0 };
   }
 
-  /**
-   * A block whose request was taken back: taken like any block when its piece is still in
-   * progress, the block still missing and of the right size (`duplicated`: another peer holds a
-   * request for it, to cancel); null when it is waste.
-   */
-  private lateBlock(
-    r: PeerRequests,
-    index: number,
-    block: number,
-    data: Buffer,
-  ): BlockResult | null {
-    const begin = block * BLOCK_SIZE;
-    if (index >= this.layout.pieceCount || begin >= this.layout.pieceSize(index)) return null;
-    if (data.length !== Math.min(BLOCK_SIZE, this.layout.pieceSize(index) - begin)) return null;
-    if (!this.picker.missingBlock(index, block)) return null;
-    const duplicated = this.picker.requested(index, block);
-    const got = this.picker.receive(index, block, data, r.conn.address);
-    if (got === 'dup' || got === 'stale') return null;
-    const now = Date.now();
+  /** Block bytes taken from `r`. */
+  private noteBytes(r: PeerRequests, now: number, bytes: number): void {
     r.lastBlockAt = now;
-    r.received += data.length;
-    r.recentBytes.add(now, data.length);
-    return { kind: 'ok', piece: got, duplicated };
+    r.received += bytes;
+    r.recentBytes.add(now, bytes);
   }
 
   /**
