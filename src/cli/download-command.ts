@@ -1,5 +1,5 @@
-import { fstatSync, statSync, type Stats } from 'node:fs';
-import { readlink, realpath, rmdir } from 'node:fs/promises';
+import { fstatSync, type Stats } from 'node:fs';
+import { readlink, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Dht } from '../dht/dht.js';
 import type { EncryptionMode } from '../peer/connection.js';
@@ -31,12 +31,12 @@ import {
   streamWorkDir,
   type ByteSink,
 } from '../storage/stream-out.js';
-import { PART_SUFFIX, partPathOf, withSuffix } from '../storage/names.js';
+import { partPathOf } from '../storage/names.js';
 import {
-  bookkeepingSuffixes,
   checkOutputEarly,
   outputRoot,
   outputWrites,
+  outputWritesFile,
   planFilePath,
 } from '../storage/output.js';
 import { FdSink } from '../storage/fd-sink.js';
@@ -529,57 +529,15 @@ async function checkEventsNotIntoOutput(
     files: fileList(meta),
   };
   const { root } = await outputRoot(t, output);
-  // /proc names the file by its real path: the root's too, its folders' links followed.
-  const real = await realFolders(root);
-  let same = outputWrites(root, where, t) || outputWrites(real, where, t);
-  let also = '';
-  if (!same && st.nlink > 1) {
-    // Another name of a file the run writes (a hard link): found by its inode.
-    const other = writtenPaths(real, t).find((p) => {
-      const o = statSync(p, { throwIfNoEntry: false });
-      return o !== undefined && o.ino === st.ino && o.dev === st.dev;
-    });
-    if (other !== undefined) {
-      same = true;
-      also = ` (the same file as ${other})`;
-    }
-  }
-  if (same) {
+  const hit = await outputWritesFile(root, t, where, st);
+  if (hit !== null) {
+    const also = hit === where ? '' : ` (the same file as ${hit})`;
     const who = mode === 'seed' ? 'the seed writes or serves' : 'the download writes';
     throw new EventsIntoDataError(
       `--json: stdout is ${where}${also}, which ${who}: the events would go into the data; ` +
         'redirect them to another file',
     );
   }
-}
-
-/** `p` with the links on the way to it resolved, as far as it exists. */
-async function realFolders(p: string): Promise<string> {
-  for (let at = p; ; at = path.dirname(at)) {
-    try {
-      return path.join(await realpath(at), path.relative(at, p));
-    } catch {
-      if (at === path.dirname(at)) return p;
-    }
-  }
-}
-
-/** Every path a run with root `root` writes: the root and tdl's files beside it, each file and its `.part`. */
-function writtenPaths(root: string, t: Parameters<typeof outputWrites>[2] & object): string[] {
-  const paths = [
-    root,
-    withSuffix(root, PART_SUFFIX),
-    ...bookkeepingSuffixes().map((x) => withSuffix(root, x)),
-  ];
-  if (t.multiFile) {
-    for (let i = 0; i < t.files.length; i++) {
-      const f = t.files.at(i)!;
-      if (f.padding) continue;
-      const p = path.join(root, ...f.path);
-      paths.push(p, withSuffix(p, PART_SUFFIX));
-    }
-  }
-  return paths;
 }
 
 /**

@@ -226,6 +226,52 @@ export function outputWrites(
 }
 
 /**
+ * Whether the file at `target` (its path as /proc names it: links followed; `st` its stat) is one
+ * a download whose root is `root` writes, by whichever name: the path itself, the same path
+ * through a link to a folder on the way, or, for a file with other links, any of the paths the
+ * run writes that is the same inode. Returns the run's path for it, or null.
+ */
+export async function outputWritesFile(
+  root: string,
+  t: TorrentShape,
+  target: string,
+  st: { ino: number; dev: number; nlink: number },
+): Promise<string | null> {
+  if (outputWrites(root, target, t)) return target;
+  const real = await realFolders(root);
+  if (outputWrites(real, target, t)) return target;
+  if (st.nlink <= 1) return null;
+  const paths = [
+    root,
+    withSuffix(root, PART_SUFFIX),
+    ...bookkeepingSuffixes().map((x) => withSuffix(root, x)),
+  ];
+  if (t.multiFile) {
+    for (let i = 0; i < t.files.length; i++) {
+      const f = t.files.at(i)!;
+      if (!f.padding)
+        paths.push(inside(root, f.path), withSuffix(inside(root, f.path), PART_SUFFIX));
+    }
+  }
+  for (const p of paths) {
+    const o = await statOrNull(p);
+    if (o !== null && o.ino === st.ino && o.dev === st.dev) return p;
+  }
+  return null;
+}
+
+/** `p` with the links on the way to it followed, as far as it exists. */
+async function realFolders(p: string): Promise<string> {
+  for (let at = p; ; at = path.dirname(at)) {
+    try {
+      return path.join(await realpath(at), path.relative(at, p));
+    } catch {
+      if (at === path.dirname(at)) return p;
+    }
+  }
+}
+
+/**
  * Where a torrent's root goes for `-o output` (see planOutput), from what is on disk now: with
  * `target` (the output resolved) and what stands there.
  */

@@ -603,25 +603,16 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
       const req = this.buildRequest(event, o.wantPeers);
       const timeoutMs = o.timeoutMs ?? this.opts.announceTimeoutMs;
       o.onSent?.();
+      const common = { signal: o.signal, timeoutMs, peersFrom: t.peersFrom, ...this.local };
+      let res: AnnounceResponse;
       if (t.scheme === 'http') {
         if (t.trackerId !== undefined) req.trackerId = t.trackerId;
-        const res = await announceHttp(t.url, req, {
-          signal: o.signal,
-          timeoutMs,
-          peersFrom: t.peersFrom,
-          ...this.local,
-        });
+        res = await announceHttp(t.url, req, common);
         if (res.trackerId !== undefined) t.trackerId = res.trackerId;
-        t.peersFrom += MAX_PEERS_PER_REPLY;
-        return res;
+      } else {
+        res = await announceUdp(t.url, req, { ...common, retry: o.udpRetry ?? this.opts.udpRetry });
       }
-      const res = await announceUdp(t.url, req, {
-        signal: o.signal,
-        timeoutMs,
-        retry: o.udpRetry ?? this.opts.udpRetry,
-        peersFrom: t.peersFrom,
-        ...this.local,
-      });
+      // A long list is read on from here next time (see PeerCollector).
       t.peersFrom += MAX_PEERS_PER_REPLY;
       return res;
     } finally {
