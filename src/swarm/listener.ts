@@ -108,13 +108,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
    */
   static async probe(o: ListenOptions): Promise<void> {
     if (o.port === undefined || o.port === 0) return;
-    const server = net.createServer();
-    try {
-      await bind(server, o.port, o.bind);
-    } catch (e) {
-      throw cannotListen(o, e as Error);
-    }
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    const e = await bindsNow(o.port, o.bind);
+    if (e) throw cannotListen(o, e);
   }
 
   /**
@@ -123,15 +118,12 @@ export class Listener extends EventEmitter<ListenerEvents> {
    * connection from it would fail, and the run would end as one that found no peer (exit 4).
    */
   static async checkAddress(host: string): Promise<void> {
-    const server = net.createServer();
-    try {
-      await bind(server, 0, host);
-    } catch (e) {
+    const e = await bindsNow(0, host);
+    if (e) {
       throw new UsageError(
         `--bind ${host}: cannot use this address (${describeError(e)}): give one of this machine's addresses`,
       );
     }
-    await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
   private async tryListen(port: number, host?: string): Promise<void> {
@@ -308,6 +300,18 @@ function bind(server: net.Server, port: number, host?: string): Promise<void> {
       resolve();
     });
   });
+}
+
+/** Bind a server to `port` on `host` and let it go at once: the error that stops it, or null. */
+async function bindsNow(port: number, host: string | undefined): Promise<Error | null> {
+  const server = net.createServer();
+  try {
+    await bind(server, port, host);
+  } catch (e) {
+    return e as Error;
+  }
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return null;
 }
 
 /** The usage error for a port that cannot be listened on (a taken --port: exit 2). */
