@@ -478,7 +478,7 @@ export async function run(argv: string[], io: CliIO): Promise<number> {
 }
 
 /** The commands with a `--json` option. */
-const JSON_COMMANDS = new Set(['download', 'seed', 'info', 'verify']);
+export const JSON_COMMANDS = new Set(['download', 'seed', 'info', 'verify']);
 
 /**
  * Where a command line that the parser refused would have written its --json events: null

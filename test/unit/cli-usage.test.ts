@@ -3,7 +3,7 @@
  * --json an `error` event where the events go (stdout, or stderr alone for `-o -`).
  */
 import { describe, expect, it } from 'vitest';
-import { run, usageJson } from '../../src/cli/program.js';
+import { JSON_COMMANDS, run, usageJson } from '../../src/cli/program.js';
 import { checkEvent } from '../helpers/events-schema.js';
 
 async function cli(args: string[]) {
@@ -183,6 +183,13 @@ describe('a refused command line', () => {
     expect(usageJson(['info', 'x', '--json'])).toBe('stdout');
     expect(usageJson(['create', 'x', '-o', 'y', '--json'])).toBeNull();
     expect(usageJson(['frob', '--json'])).toBeNull();
+  });
+
+  it('JSON_COMMANDS names exactly the commands whose --help lists --json', async () => {
+    for (const name of ['download', 'seed', 'info', 'verify', 'create']) {
+      const r = await cli([name, '--help']);
+      expect(r.stdout.includes('--json'), name).toBe(JSON_COMMANDS.has(name));
+    }
   });
 
   it('tdl create --json: an unknown option, said in words only', async () => {
