@@ -9,6 +9,17 @@ import type { WebSeeds } from '../webseed/scheduler.js';
 import type { PeerSource } from './download-api.js';
 import type { Session } from './session.js';
 
+/**
+ * Longest text of one problem in these errors (characters): a tracker's failure reason may be
+ * 1,024, already shown whole in its warning.
+ */
+export const MAX_PROBLEM_CHARS = 200;
+
+/** `s`, cut to MAX_PROBLEM_CHARS with an ellipsis. */
+function brief(s: string): string {
+  return s.length <= MAX_PROBLEM_CHARS ? s : `${s.slice(0, MAX_PROBLEM_CHARS - 1)}…`;
+}
+
 export interface StallFacts {
   sessions: Iterable<Session>;
   /** Peer addresses known (tried or not). */
@@ -103,7 +114,7 @@ export function noPeersError(f: StallFacts, waitedMs: number): NoPeersError {
   if (f.lastFailure) parts.push(`last: ${f.lastFailure}`);
   const tracker = f.tracker ? [{ source: f.tracker, origin: 'tracker' }] : [];
   const tf = [...sourceFailures([...tracker, ...f.sources]), ...webSeedErrors(f.webSeeds)];
-  parts.push(...tf.slice(0, 3));
+  parts.push(...tf.slice(0, 3).map(brief));
   return new NoPeersError(`no usable peer within ${seconds(waitedMs)}s (${parts.join('; ')})`);
 }
 
@@ -115,7 +126,7 @@ export function stalledError(f: StallFacts, waitedMs: number): TransferError {
   const connected = `${n} peer${n === 1 ? '' : 's'} connected${detail.length > 0 ? `: ${detail.join(', ')}` : ''}`;
   const problems = f.lastFailure ? [`last peer problem: ${f.lastFailure}`] : [];
   // Web seeds that fail count too: the data may have been expected from them alone.
-  problems.push(...webSeedErrors(f.webSeeds));
+  problems.push(...webSeedErrors(f.webSeeds).map(brief));
   return new TransferError(
     `no data for ${seconds(waitedMs)}s (${connected})${problems.length > 0 ? `; ${problems.slice(0, 3).join('; ')}` : ''}`,
   );

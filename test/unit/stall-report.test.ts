@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { NoPeersError, TransferError } from '../../src/errors.js';
 import {
   connectedDetail,
+  MAX_PROBLEM_CHARS,
   noPeersError,
   sourceFailures,
   stalledError,
@@ -107,5 +108,19 @@ describe('what a download that gets nothing says', () => {
         'last peer problem: 10.0.0.1:1: choked us',
     );
     expect(stalledError(facts(), 5_000).message).toBe('no data for 5s (0 peers connected)');
+  });
+
+  it("cuts a long problem (a tracker's 1,024-character reason, shown whole in its warning)", () => {
+    const reason = 'x'.repeat(1024);
+    const tracker = failing([{ url: 'http://t/announce', message: reason }]);
+    const msg = noPeersError(facts({ tracker }), 5000).message;
+    const shown = `tracker http://t/announce: ${reason}`.slice(0, MAX_PROBLEM_CHARS - 1) + '…';
+    expect(msg).toBe(`no usable peer within 5s (no peer addresses found; ${shown})`);
+    const webSeeds = {
+      seeds: [{ lastError: new Error(`http://w/: ${reason}`) }],
+    } as unknown as WebSeeds;
+    expect(stalledError(facts({ webSeeds }), 5000).message).toBe(
+      `no data for 5s (0 peers connected); ${`http://w/: ${reason}`.slice(0, MAX_PROBLEM_CHARS - 1)}…`,
+    );
   });
 });
