@@ -42,7 +42,6 @@ import {
 import { mkdir, open, rename, rmdir, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { logger } from '../log.js';
-import { makeRoom } from '../bounded.js';
 import { DiskError } from '../errors.js';
 import { Durability, SYNCFS_MIN_FILES, syncFolders, type DurabilityHost } from './durability.js';
 import { fdLimit } from '../fd-limit.js';
@@ -86,11 +85,6 @@ import {
 export { toDiskError } from './fs-util.js';
 
 const log = logger('tdl:storage');
-
-/** A file served in read mode is looked at again (one fstat) at most this often. */
-export const SERVED_LOOK_MS = 5_000;
-/** Files whose last look is kept (others are looked at again when next served). */
-const SERVED_LOOKS_KEPT = 1_024;
 
 export type StorageMode = 'write' | 'read';
 
@@ -215,11 +209,11 @@ export class DiskStorage {
   /** Where reads find each run's bytes (see piece-reads.ts). */
   private readonly reads: ReadSource;
   /**
-   * Read mode (seeding): each file's modification time when found, and when each file served
-   * lately was last looked at (see servedAsFound).
+   * Read mode (seeding): each file's modification time when found, and the look at each file
+   * that the reads finished so far wait for, not begun yet (see servedAsFound).
    */
   private readonly foundMtime: BigInt64Array | null;
-  private readonly lookedAt = new Map<number, number>();
+  private readonly looks = new Map<number, Promise<void>>();
 
   private constructor(
     private readonly plan: OutputPlan,
@@ -700,29 +694,43 @@ export class DiskStorage {
   }
 
   /**
-   * Read mode: the files a block is served from are still as checked, looked at (one `fstat` of
-   * the open handle) at most once per SERVED_LOOK_MS each: a file edited in place since, at
-   * the same size, would be served as verified data, which hashes wrong at the peer, and real
-   * clients then ban tdl. OutputChangedError names it: the seed ends (exit 6), to be checked
-   * again. Its modification time says so (a rename or a chmod moves only the change time).
+   * Read mode: the files a block was just read from are still as checked, looked at (one
+   * `fstat` of the open handle) after the read and before the block goes out: a file edited in
+   * place since, at the same size, would be served as verified data, which hashes wrong at the
+   * peer, and real clients then ban tdl. OutputChangedError names it: the seed ends (exit 6), to
+   * be checked again. Its modification time says so (a write sets it before it changes any byte;
+   * a rename or a chmod moves only the change time). The reads finished within one turn of the
+   * event loop share one look per file, begun after them (lookAfter).
    */
-  private async servedAsFound(spans: readonly Span[]): Promise<void> {
-    const now = Date.now();
+  private servedAsFound(spans: readonly Span[]): Promise<void> | undefined {
+    let waits: Promise<void>[] | undefined;
     for (const s of spans) {
       const i = s.fileIndex;
       if (!this.onDisk(i)) continue;
-      const at = this.lookedAt.get(i);
-      if (at !== undefined && now - at < SERVED_LOOK_MS) continue;
-      makeRoom(this.lookedAt, SERVED_LOOKS_KEPT);
-      this.lookedAt.set(i, now);
-      const st = await this.withFile(i, (fd) => this.statHandle(fd));
-      // Cut short: the read says so, in its own words (piece-reads.ts).
-      if (Number(st.size) < this.knownSize[i]!) continue;
-      if (st.mtimeNs !== this.foundMtime![i]) {
-        throw new OutputChangedError(
-          `${this.currentPath(i)} was modified since it was checked: its data can no longer be served as verified (check it again: tdl verify, or tdl seed)`,
-        );
+      let look = this.looks.get(i);
+      if (look === undefined) {
+        look = this.lookAfter(i);
+        this.looks.set(i, look);
       }
+      (waits ??= []).push(look);
+    }
+    if (waits === undefined) return undefined;
+    return waits.length === 1 ? waits[0] : Promise.all(waits).then(() => {});
+  }
+
+  /** The look at file `i` for the reads finished before it begins (next turn of the loop). */
+  private async lookAfter(i: number): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    // Reads that finish from here on wait for the next look.
+    this.looks.delete(i);
+    if (this.closed) return;
+    const st = await this.withFile(i, (fd) => this.statHandle(fd));
+    // Cut short: the next read says so, in its own words (piece-reads.ts).
+    if (Number(st.size) < this.knownSize[i]!) return;
+    if (st.mtimeNs !== this.foundMtime![i]) {
+      throw new OutputChangedError(
+        `${this.currentPath(i)} was modified since it was checked: its data can no longer be served as verified (check it again: tdl verify, or tdl seed)`,
+      );
     }
   }
 
@@ -758,11 +766,11 @@ export class DiskStorage {
     }
     const buf =
       into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
-    // Seeding: what is served must still be what was checked.
-    if (verified && this.foundMtime) await this.servedAsFound(spans);
     const runs: Run[] = [];
     addPieceRuns(this.reads, runs, index, spans, -begin);
     await readRuns(this.reads, runs, buf, verified, absent);
+    // Seeding: what is served must still be what was checked.
+    if (verified && this.foundMtime) await this.servedAsFound(spans);
     return buf;
   }
 

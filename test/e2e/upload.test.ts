@@ -364,6 +364,32 @@ describe('seeding lifecycle', () => {
     expect(l.blockBytes).toBe(0);
   }, 40_000);
 
+  it('a file edited in place right after a block was served: the next block read is not sent (exit 6)', async () => {
+    // The look at the file comes after each read: an edit just after a block went out is seen
+    // by the next read, not up to seconds later.
+    const SIZE = 1024 * 1024;
+    const PIECE = 32768;
+    const { t, data, torrent, file } = await prepare(SIZE, PIECE, 'edit-between-blocks');
+    const tdl = spawnTdl(['seed', torrent, '-o', file, '--port', '0', '--json'], fx.onClose);
+    const port = await tdl.port();
+    const l = await leecher(t, port, '127.0.0.5', { data, pieceLength: PIECE });
+    await l.waitHandshake();
+    l.interested();
+    await until(() => l.framesOf(1).length > 0, 20_000, 'an unchoke');
+    l.requestPiece(0, PIECE);
+    await until(() => l.blockBytes >= PIECE, 20_000, 'piece 0');
+    const edited = Buffer.from(data);
+    edited.fill(0x55, 5 * PIECE, 6 * PIECE);
+    await writeFile(file, edited);
+    await utimes(file, new Date(), new Date(Date.now() + 10_000));
+    l.requestPiece(5, PIECE);
+    const { code } = await tdl.exited;
+    expect(code, tdl.stderr()).toBe(6);
+    expect(tdl.stderr()).toMatch(/data\.bin was modified since it was checked/);
+    expect(l.badBlocks).toBe(0);
+    expect(l.blockBytes).toBe(PIECE);
+  }, 40_000);
+
   it('a file cut short while seeding: never zeros for its pieces, and the seeding ends (exit 6)', async () => {
     const { code, stderr, l } = await changedWhileSeeding(
       'cut-while-seeding',
