@@ -508,7 +508,7 @@ export class DiskStorage {
           continue;
         }
         if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !create) {
-          throw new OutputChangedError(`${where} was removed during the download`);
+          throw new OutputChangedError(`${where} was removed ${this.during()}`);
         }
         throw toDiskError(e, `cannot ${create ? 'create' : 'open'} ${where}`);
       }
@@ -521,7 +521,7 @@ export class DiskStorage {
       try {
         const st = await this.statHandle(fd);
         if (!this.ident.same(i, st)) {
-          throw new OutputChangedError(`${where} was replaced by another file during the download`);
+          throw new OutputChangedError(`${where} was replaced by another file ${this.during()}`);
         }
         if (!st.isFile()) throw new DiskError(`${where} is not a regular file`);
         this.ident.set(i, st);
@@ -554,6 +554,11 @@ export class DiskStorage {
     if (this.mode !== 'write') return;
     if (!this.stamp.isFresh(i)) await this.stamp.fromHandle(i, fd).catch(() => {});
     await this.durable.beforeClose(i, fd);
+  }
+
+  /** When a file changed under tdl, in a message: its download, or its seeding or check. */
+  private during(): string {
+    return this.mode === 'write' ? 'during the download' : 'while tdl was reading it';
   }
 
   private withFile<T>(i: number, fn: (fd: number) => Promise<T>): Promise<T> {

@@ -1115,7 +1115,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     for (const s of [...this.sessions.values()]) {
       if (s.readyTimer) clearTimeout(s.readyTimer);
       // Ended gracefully: the blocks sent (and counted as uploaded) reach the peer.
-      s.conn.close('download ended', drainMs);
+      s.conn.close('run ended', drainMs);
       ending.push(s.conn.closed());
     }
     this.ended = Promise.all(ending).then(() => {});

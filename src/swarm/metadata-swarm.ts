@@ -268,7 +268,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
     for (const d of this.detach) d();
     this.detach = [];
     this.pool.on('connected', (conn, cand) => {
-      if (this.closed) conn.close('download ended');
+      if (this.closed) conn.close('run ended');
       else sink.peer(conn, cand.origin, null);
     });
     this.pool.on('failed', (address) => sink.gone(address));
@@ -321,7 +321,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
 
   private attach(conn: PeerConnection, cand: Candidate, done: (r: MetadataResult) => void): void {
     if (this.closed || this.conns.size >= METADATA_MAX_PEERS) {
-      conn.close(this.closed ? 'download ended' : 'no free peer slot');
+      conn.close(this.closed ? 'run ended' : 'no free peer slot');
       this.pool.released(cand);
       // Turned away for lack of room, it has not had its chance yet.
       if (!this.closed && cand.origin !== 'incoming') this.pool.untry(cand);

@@ -331,7 +331,7 @@ export class PeerPool extends EventEmitter<PoolEvents> {
       () => {
         this.attempts.delete(conn);
         if (this.closed) {
-          conn.close('download ended');
+          conn.close('run ended');
           c.busy = false;
           return;
         }
@@ -493,7 +493,7 @@ export class PeerPool extends EventEmitter<PoolEvents> {
 
   close(): void {
     this.closed = true;
-    for (const conn of [...this.attempts]) conn.close('download ended');
+    for (const conn of [...this.attempts]) conn.close('run ended');
     this.attempts.clear();
   }
 }
