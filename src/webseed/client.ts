@@ -22,7 +22,14 @@ import { otherFamily } from '../tracker/compact.js';
 import { familyOfIp } from '../tracker/compact.js';
 import type { Metainfo } from '../metainfo/torrent.js';
 import type { Layout } from '../storage/layout.js';
-import { header, judgeReply, seconds, WebSeedError, type Reply } from './reply.js';
+import {
+  header,
+  judgeReply,
+  seconds,
+  WebSeedError,
+  type Reply,
+  type WebSeedFault,
+} from './reply.js';
 import { type FileRange, runRanges } from './url.js';
 
 const debug = logger('tdl:webseed');
@@ -533,22 +540,31 @@ export class WebSeed {
     this.recentBytes.add(this.now(), chunk.length);
   }
 
-  private classify(err: unknown): WebSeedError {
+  /**
+   * A failure of undici's in words, as a WebSeedError; `redirectedTo`: the URL a redirect led
+   * to, when the failure was there (a user cannot tell where its address came from otherwise).
+   */
+  private classify(err: unknown, redirectedTo?: string): WebSeedError {
     const code = errorCode(err);
+    const fail = (fault: WebSeedFault, text: string) =>
+      new WebSeedError(
+        this.url,
+        fault,
+        redirectedTo === undefined ? text : `redirected to ${redirectedTo}: ${text}`,
+        { cause: err },
+      );
     if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-      return new WebSeedError(this.url, 'timeout', `no data for ${seconds(this.timeoutMs)}`, {
-        cause: err,
-      });
+      return fail('timeout', `no data for ${seconds(this.timeoutMs)}`);
     }
-    if (code === 'UND_ERR_CONNECT_TIMEOUT') {
-      return new WebSeedError(this.url, 'timeout', 'connect timed out', { cause: err });
+    if (code === 'UND_ERR_CONNECT_TIMEOUT') return fail('timeout', 'connect timed out');
+    // undici's words are "other side closed".
+    if (code === 'UND_ERR_SOCKET') {
+      return fail('network', 'the server closed the connection before its reply was complete');
     }
     if (code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH') {
-      return new WebSeedError(this.url, 'length', 'body does not match its Content-Length', {
-        cause: err,
-      });
+      return fail('length', 'body does not match its Content-Length');
     }
-    return new WebSeedError(this.url, 'network', describe(err), { cause: err });
+    return fail('network', describe(err));
   }
 
   private async fetchRange(
@@ -559,6 +575,27 @@ export class WebSeed {
     signal: AbortSignal,
     hold: (on: boolean) => void,
     grow: () => number | 'later',
+  ): Promise<void> {
+    let target = r.url;
+    try {
+      await this.fetchFrom(request, dispatcher, r, write, signal, hold, grow, (t) => (target = t));
+    } catch (err) {
+      // Where a redirect led: said with the failure (a refused connect to a port it named).
+      if (target === r.url || err instanceof TdlError || signal.aborted) throw err;
+      throw this.classify(err, target);
+    }
+  }
+
+  /** fetchRange's requests, following redirects; `moved` is told each new target. */
+  private async fetchFrom(
+    request: Undici['request'],
+    dispatcher: Dispatcher,
+    r: FileRange,
+    write: (pos: number, chunk: Uint8Array) => void,
+    signal: AbortSignal,
+    hold: (on: boolean) => void,
+    grow: () => number | 'later',
+    moved: (target: string) => void,
   ): Promise<void> {
     const expected = r.end - r.start;
     const fileLength = this.layout.fileLength(r.fileIndex);
@@ -601,6 +638,7 @@ export class WebSeed {
       if (reply === 'redirect') {
         discard(body);
         target = this.redirectTarget(target, header(headers, 'location'), redirects, statusCode);
+        moved(target);
         continue;
       }
       if (reply === 'whole') {

@@ -124,6 +124,9 @@ interface Spell {
   asked: number;
 }
 
+/** The same failure of a web seed that works in between is said again at most this often. */
+export const SAME_WARNING_MS = 60_000;
+
 export class WebSeeds {
   readonly seeds: readonly WebSeed[];
   private readonly perSeed: number;
@@ -147,8 +150,14 @@ export class WebSeeds {
   private filling = false;
   /** Seeds that were handed a piece they lack: skipped until something else happens. */
   private readonly starved = new Set<WebSeed>();
-  /** The last failure each seed was named for in a warning (the same one is not said again). */
-  private readonly lastWarned = new Map<WebSeed, string>();
+  /**
+   * The last failure each seed was named for in a warning, when, and whether the seed delivered
+   * a piece since (see warned).
+   */
+  private readonly lastWarned = new Map<
+    WebSeed,
+    { said: string; at: number; delivered: boolean }
+  >();
   private refill = false;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
@@ -483,8 +492,7 @@ export class WebSeeds {
       if (err instanceof WebSeedError && err.fault === 'aborted') return;
       const message = err instanceof Error ? err.message : String(err);
       const said = err instanceof WebSeedError ? warningKey(err, seed) : message;
-      if (this.lastWarned.get(seed) === said) return;
-      this.lastWarned.set(seed, said);
+      if (!this.warned(seed, said)) return;
       // A file the seed lacks (404, another length) is not asked for again (multi-file
       // torrents); its other files are.
       const lacks = err instanceof WebSeedError && err.lackedFile !== undefined;
@@ -513,8 +521,9 @@ export class WebSeeds {
     }
     if (ok) {
       debug('%s: piece %d verified', seed.url, index);
-      // Working again: its next failure is said, whatever the last one was.
-      this.lastWarned.delete(seed);
+      // Working again: its next failure is said (the same one at most every SAME_WARNING_MS).
+      const w = this.lastWarned.get(seed);
+      if (w) w.delivered = true;
       return true;
     }
     const banned = seed.reportBadPiece(index);
@@ -540,6 +549,20 @@ export class WebSeeds {
     if (elapsed >= TAKEOVER_PROBE_MS || bytes >= this.layout.pieceLength) {
       this.lastRate.set(seed, (bytes * 1000) / Math.max(1, elapsed));
     }
+  }
+
+  /**
+   * Whether failure `said` of `seed` is to be said now (and noted as said): not while it is the
+   * last one said and the seed has delivered nothing since, nor, when it delivered, within
+   * SAME_WARNING_MS of the last time (a server that breaks every other reply, 348 warnings in
+   * 14 minutes before). Another failure is said at once.
+   */
+  private warned(seed: WebSeed, said: string): boolean {
+    const now = this.now();
+    const last = this.lastWarned.get(seed);
+    if (last?.said === said && (!last.delivered || now - last.at < SAME_WARNING_MS)) return false;
+    this.lastWarned.set(seed, { said, at: now, delivered: false });
+    return true;
   }
 
   private retryText(seed: WebSeed): string {

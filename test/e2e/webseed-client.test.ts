@@ -400,6 +400,32 @@ describe('WebSeed faults', () => {
     expect(s.requests).toHaveLength(1);
   });
 
+  it('a failure where a redirect led names the redirect and its target', async () => {
+    const s = await server(multiFiles, 'redirect-refused');
+    const seed = seedFor(`${s.origin}/seed/`, torrent(multi));
+    const err = await seed.fetchPiece(0).then(
+      () => null,
+      (e: unknown) => e as WebSeedError,
+    );
+    expect(err?.fault).toBe('network');
+    expect(err?.message).toMatch(
+      /^web seed http:\/\/127\.0\.0\.1:\d+\/seed\/: redirected to http:\/\/127\.0\.0\.1:1\/seed\/.*: connect ECONNREFUSED 127\.0\.0\.1:1/,
+    );
+  });
+
+  it("a reply cut short by the server is said in words, not by undici's code", async () => {
+    const s = await server(multiFiles, 'cut-body');
+    const seed = seedFor(`${s.origin}/seed`, torrent(multi));
+    const err = await seed.fetchPiece(2).then(
+      () => null,
+      (e: unknown) => e as WebSeedError,
+    );
+    expect(err?.fault).toBe('network');
+    expect(err?.message).toMatch(
+      /: the server closed the connection before its reply was complete$/,
+    );
+  });
+
   it('a redirect loop stops after maxRedirects', async () => {
     const s = await server(multiFiles, 'redirect-loop');
     const seed = seedFor(`${s.origin}/seed`, torrent(multi), { maxRedirects: 2 });

@@ -15,6 +15,7 @@ import {
   type WebSeedsOptions,
 } from '../../src/webseed/scheduler.js';
 import { Bitfield } from '../../src/wire/bitfield.js';
+import { until } from '../helpers/tdl-process.js';
 import { makeTorrent, randomBytesSeeded, type MadeTorrent } from '../helpers/torrent.js';
 import {
   startWebSeedServer,
@@ -276,6 +277,7 @@ describe.each([false, true])('WebSeeds (runs of pieces: %s)', (runs) => {
     'redirect-ftp',
     'redirect-loop',
     'short-body',
+    'cut-body',
     'wrong-content-length',
     'wrong-range',
   ];
@@ -310,6 +312,43 @@ describe.each([false, true])('WebSeeds (runs of pieces: %s)', (runs) => {
       expect(said).toHaveLength(1);
     });
   }
+
+  it('the same failure between pieces delivered is said again at most once a minute', async () => {
+    // A server that cuts a reply now and then, serving the others right: said once, not at every
+    // cut (348 times in 14 minutes before), and again once a minute of the clock has passed.
+    const c = { t: 1_000_000 };
+    const s = await startWebSeedServer({
+      files: singleFiles,
+      fault: 'cut-body',
+      bytesPerSecond: 100_000,
+    });
+    cleanups.push(() => s.close());
+    const swarm = setup(single, [`${s.origin}/`], { timeoutMs: 5_000, now: () => c.t });
+    const url = `${s.origin}/`;
+    const said = () => swarm.warnings.filter((w) => w.includes('closed the connection'));
+    const failures = () => swarm.seeds.stats()[0]!.failures;
+    swarm.seeds.start();
+    // Its requests in flight fail together (one warning for them).
+    await until(() => failures() >= 1, 20_000, 'the first cut');
+    expect(said()).toHaveLength(1);
+    expect(said()[0]).toMatch(/before its reply was complete; next try in \d+ s$/);
+    for (const [advance, expected] of [
+      [30_000, 1],
+      [61_000, 2],
+    ] as const) {
+      // Past the back-off: a piece comes whole, then the next reply is cut again.
+      const before = swarm.from.get(url) ?? 0;
+      s.setFault('none');
+      c.t += advance;
+      swarm.seeds.wake();
+      await until(() => (swarm.from.get(url) ?? 0) > before, 20_000, 'a piece');
+      const n = failures();
+      s.setFault('cut-body');
+      await until(() => failures() > n, 20_000, 'a cut');
+      expect(said()).toHaveLength(expected);
+    }
+    expect(swarm.warnings.some((w) => /UND_ERR/.test(w))).toBe(false);
+  });
 
   it('a slow seed gives its pieces up to one that sits idle, and rests', async () => {
     // 2 KB/s: a piece of 16 KiB in 8 s, its first requests 16-32 s. The fast seed has

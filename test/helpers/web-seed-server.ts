@@ -32,7 +32,9 @@ export type ServerFault =
   | 'redirect-no-location' // 302 without Location
   | 'redirect-ok' // 302 to the same path with ?moved=1, which is served normally
   | 'redirect-v6' // 302 to the same path on [::1]
+  | 'redirect-refused' // 302 to the same path on 127.0.0.1 port 1, where nothing listens
   | 'short-body' // declares the right Content-Length, sends fewer bytes, closes
+  | 'cut-body' // the right headers and half the body, then the connection is reset
   | 'long-body' // chunked, no Content-Length, more bytes than asked for
   | 'wrong-content-length' // a consistent reply one byte shorter than the range
   | 'wrong-range' // 206 for the range shifted by one byte
@@ -151,6 +153,9 @@ export async function startWebSeedServer(opts: WebSeedServerOptions): Promise<We
         res.end();
         return;
       }
+      case 'redirect-refused':
+        res.writeHead(302, { location: `http://127.0.0.1:1${path}`, 'content-length': '0' }).end();
+        return;
       case 'redirect-ok':
         res.writeHead(307, { location: `${path}?moved=1`, 'content-length': '0' }).end();
         return;
@@ -200,6 +205,16 @@ export async function startWebSeedServer(opts: WebSeedServerOptions): Promise<We
         });
         res.write(body.subarray(0, body.length >> 1));
         return;
+      case 'cut-body': {
+        const s = req.socket;
+        s.write(
+          `HTTP/1.1 206 Partial Content\r\nContent-Range: ${contentRange}\r\n` +
+            `Content-Length: ${body.length}\r\n\r\n`,
+        );
+        s.write(body.subarray(0, body.length >> 1));
+        setTimeout(() => s.destroy(), 20);
+        return;
+      }
       case 'short-body': {
         const s = req.socket;
         s.write(
