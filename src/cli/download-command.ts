@@ -417,6 +417,7 @@ export async function runDownload(
           uploadRate: s.elapsedMs > 0 ? Math.round(s.uploaded / (s.elapsedMs / 1000)) : 0,
           replaced: s.piecesReplaced,
           peersUsed: s.peersUsed,
+          fromWebSeeds: s.fromWebSeeds,
           checkMs: Math.round(result.check.ms),
           output: where,
           ...(selection ?? {}),

@@ -137,6 +137,7 @@ export function summaryLine(s: DownloadStats, where: string): string {
     `avg ${formatRate(avg)}`,
     `${s.peersUsed} peer${s.peersUsed === 1 ? '' : 's'} used`,
   ];
+  if (s.fromWebSeeds > 0) parts.push(`${formatBytes(s.fromWebSeeds)} of it from web seeds`);
   if (s.initial > 0) {
     parts.push(`${formatBytes(s.initial)} already present (${percent(s.initial, s.total)}%)`);
   }

@@ -766,6 +766,7 @@ function idleStats(total: number, pieceCount: number, held: number): DownloadSta
     connected: 0,
     active: 0,
     peersUsed: 0,
+    fromWebSeeds: 0,
     piecesReplaced: 0,
     elapsedMs: 0,
     firstUnchokeMs: -1,

@@ -155,6 +155,8 @@ export interface DownloadStats {
   /** Peers that sent data in the last few seconds. */
   active: number;
   peersUsed: number;
+  /** Verified bytes of this run that web seeds sent (padding left out). */
+  fromWebSeeds: number;
   piecesReplaced: number;
   elapsedMs: number;
   /** Milliseconds from the start to the first unchoke by a peer (-1: none yet). */

@@ -68,7 +68,7 @@ import {
 import { PeerSlots } from './slots.js';
 import { noPeersError, stalledError, type StallFacts } from './stall-report.js';
 import { MAX_QUEUE, UploadService } from './upload.js';
-import { startWebSeedFeed } from './web-seed-feed.js';
+import { startWebSeedFeed, WEB_SEED_KEY_PREFIX } from './web-seed-feed.js';
 
 const log = logger('tdl:swarm');
 
@@ -117,6 +117,8 @@ export class Download extends EventEmitter<DownloadEvents> {
   private failedInRow = 0;
   private firstUnchokeAt = 0;
   private downloaded = 0;
+  /** Of `downloaded`, the bytes web seeds sent. */
+  private fromWebSeeds = 0;
   private replaced = 0;
   private readonly initial: number;
   /** Bytes of the pieces to fetch (all of them without a selection). */
@@ -451,6 +453,7 @@ export class Download extends EventEmitter<DownloadEvents> {
       connected,
       active,
       peersUsed: this.usedPeers.size,
+      fromWebSeeds: this.fromWebSeeds,
       piecesReplaced: this.replaced,
       elapsedMs: now - this.startedAt,
       firstUnchokeMs: this.firstUnchokeAt > 0 ? this.firstUnchokeAt - this.startedAt : -1,
@@ -829,9 +832,13 @@ export class Download extends EventEmitter<DownloadEvents> {
   private pieceVerified(p: PieceInProgress): void {
     this.failedInRow = 0;
     const from = p.deliveredBy[0];
+    // Data bytes: padding was never fetched (nor is it counted in `total`).
+    const got = this.padding ? this.padding.dataBytes(p.index) : p.size;
     if (from !== undefined && p.deliveredBy.every((x) => x === from)) {
       const s = this.byAddress(from);
       if (s) s.req.goodPieces++;
+      // A web seed delivers whole pieces (web-seed-feed.ts names it so).
+      else if (from.startsWith(WEB_SEED_KEY_PREFIX)) this.fromWebSeeds += got;
     }
     // Servable from now on (the picker's `done` is our `have`): from its buffer until that is
     // released, then from disk.
@@ -841,8 +848,6 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (!s.conn.bitfield.has(p.index)) s.conn.have(p.index);
     }
     this.upload.pieceVerified(p.index);
-    // Data bytes: padding was never fetched (nor is it counted in `total`).
-    const got = this.padding ? this.padding.dataBytes(p.index) : p.size;
     this.downloaded += got;
     this.lastSeconds.add(Date.now(), got);
     this.watch.progress(Date.now());

@@ -150,6 +150,9 @@ describe('web seeds from the CLI', () => {
     const done = r.events.find((e) => e['event'] === 'done')!;
     const by = done['wastedBy'] as Record<string, number>;
     expect(by['webSeed']).toBeGreaterThan(0);
+    // No peer: every byte kept came from the web seeds.
+    expect(done['fromWebSeeds']).toBe(data.length);
+    expect(done['peersUsed']).toBe(0);
     expect(done['wasted']).toBe(
       by['hashFailed']! + by['duplicate']! + by['afterCancel']! + by['webSeed']!,
     );

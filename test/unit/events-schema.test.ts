@@ -64,6 +64,7 @@ const SAMPLES: Record<string, Record<string, unknown>> = {
     uploadRate: 0,
     replaced: 0,
     peersUsed: 1,
+    fromWebSeeds: 0,
     checkMs: 3,
     output: '/tmp/x',
   },

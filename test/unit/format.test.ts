@@ -340,6 +340,7 @@ function stats(over: Partial<DownloadStats> = {}): DownloadStats {
     connected: 1,
     active: 1,
     peersUsed: 1,
+    fromWebSeeds: 0,
     piecesReplaced: 0,
     elapsedMs: 1000,
     ...over,
@@ -364,6 +365,12 @@ describe('summaryLine', () => {
       /wasted \(32(\.0)? KiB endgame duplicates, 16(\.0)? KiB after cancel, 97\.\d KiB from web seeds\)/,
     );
     expect(line).not.toContain('failed hash');
+    expect(line).not.toContain('of it from web seeds');
+  });
+
+  it('says how much of the download web seeds sent', () => {
+    const s = stats({ total: 4 * 1048576, downloaded: 4 * 1048576, fromWebSeeds: 3 * 1048576 });
+    expect(summaryLine(s, 'out')).toMatch(/, 1 peer used, 3(\.00)? MiB of it from web seeds/);
   });
 });
 
