@@ -636,8 +636,14 @@ export class Download extends EventEmitter<DownloadEvents> {
     });
     conn.on('reject', (index, begin) => {
       // Single-peer mode wants a peer that sends every piece: one that refuses a request while
-      // it unchokes us gives its only slot up (a rejected piece would never come).
-      if (this.sequential && !conn.peerChoking && !s.req.allowedFast.has(index)) {
+      // it unchokes us gives its only slot up (a rejected piece would never come); the answer
+      // to a cancel of ours does not.
+      if (
+        this.sequential &&
+        !conn.peerChoking &&
+        !s.req.allowedFast.has(index) &&
+        !this.scheduler.answersCancel(s.req, index, begin)
+      ) {
         this.drop(s, `rejected a request for piece ${index}`);
         return;
       }

@@ -371,6 +371,11 @@ export class RequestScheduler {
     return { kind: 'ok', piece: got, duplicated: others > 0 };
   }
 
+  /** Is a reject of this block the answer to a cancel of ours (see onReject)? */
+  answersCancel(r: PeerRequests, index: number, begin: number): boolean {
+    return (r.cancelled.get(index * BLOCKS_PER_PIECE_KEY + begin / BLOCK_SIZE) ?? 0) > 0;
+  }
+
   /** Block bytes taken from `r`. */
   private noteBytes(r: PeerRequests, now: number, bytes: number): void {
     r.lastBlockAt = now;
@@ -381,10 +386,20 @@ export class RequestScheduler {
   /**
    * The peer rejected one of our requests (BEP 6). While it unchokes us (and the piece is not
    * allowed-fast), it will not send that piece now: not asked of it for REJECT_BACKOFF_MS.
-   * Rejects after a choke are the expected answer to the requests it dropped.
+   * Rejects after a choke are the expected answer to the requests it dropped, and a reject of a
+   * block we cancelled is the answer to that cancel (a peer answers a cancel with the block or a
+   * reject, in the order of our messages), not to a request of the block sent since: a snub's
+   * cancels and its new requests of the same blocks went out together, and libtorrent's rejects
+   * of the cancelled ones kept the piece from that peer for 30 s (a lone seeder: a stall).
    */
   onReject(r: PeerRequests, index: number, begin: number): void {
     const key = index * BLOCKS_PER_PIECE_KEY + begin / BLOCK_SIZE;
+    const cancels = r.cancelled.get(key) ?? 0;
+    if (cancels > 0) {
+      if (cancels > 1) r.cancelled.set(key, cancels - 1);
+      else r.cancelled.delete(key);
+      return;
+    }
     if (!r.inflight.has(key)) return;
     r.inflight.delete(key);
     r.due.delete(key);

@@ -500,6 +500,33 @@ describe('RequestScheduler late blocks', () => {
     // A fourth was never asked for.
     expect(s.onBlock(r, index, begin, Buffer.alloc(16 * 1024)).kind).toBe('fault');
   });
+
+  it("a reject of a block cancelled by a snub answers the cancel, not the block's new request", () => {
+    // A frozen seeder is snubbed: its requests are cancelled and the first blocks asked again
+    // at once, in one write. Woken, it answers each cancel with a reject (BEP 6), then sends
+    // the blocks asked again: the piece must stay askable of it (a lone seeder stalled 30 s).
+    const { r, s } = setup();
+    s.fill(r, true);
+    const cancelled = [...r.inflight.keys()];
+    const first = Math.min(...cancelled);
+    const index = first >> 16;
+    s.releaseAll(r, true);
+    s.fill(r, true);
+    expect(r.inflight.has(first)).toBe(true);
+    const asked = r.inflight.size;
+    // What single-peer mode asks before it takes a reject for a refusal.
+    expect(s.answersCancel(r, index, 0)).toBe(true);
+    for (const k of cancelled) s.onReject(r, k >> 16, (k & 0xffff) * 16 * 1024);
+    expect(s.answersCancel(r, index, 0)).toBe(false);
+    expect(r.inflight.size).toBe(asked);
+    expect(r.rejectedAt.has(index)).toBe(false);
+    expect(s.onBlock(r, index, 0, Buffer.alloc(16 * 1024)).kind).toBe('ok');
+    // A reject with no cancel before it is the peer's no to the request itself.
+    const next = [...r.inflight.keys()].find((k) => k >> 16 === index)!;
+    s.onReject(r, index, (next & 0xffff) * 16 * 1024);
+    expect(r.inflight.has(next)).toBe(false);
+    expect(r.rejectedAt.has(index)).toBe(true);
+  });
 });
 
 describe('RequestScheduler.handOver', () => {
