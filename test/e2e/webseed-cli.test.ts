@@ -149,7 +149,11 @@ describe('web seeds from the CLI', () => {
     expect(whole.requests.length).toBeGreaterThan(0);
     const done = r.events.find((e) => e['event'] === 'done')!;
     const by = done['wastedBy'] as Record<string, number>;
-    expect(by['webSeed']).toBeGreaterThan(0);
+    // Asked for a piece past the file's start (which mirror asks first is the machine's), it
+    // read and dropped the bytes before it.
+    if (whole.requests.some((q) => q.range !== undefined && !q.range.startsWith('bytes=0-'))) {
+      expect(by['webSeed']).toBeGreaterThan(0);
+    }
     // No peer: every byte kept came from the web seeds.
     expect(done['fromWebSeeds']).toBe(data.length);
     expect(done['peersUsed']).toBe(0);
@@ -376,7 +380,7 @@ describe('web seeds from the CLI', () => {
     const last = r.stderr.trim().split('\n').at(-1)!;
     // The peer is named for what it lacks: the pieces still needed.
     expect(last).toMatch(
-      /^tdl: no data for 2s \(1 peer connected: 1 with none of the pieces still needed\)/,
+      /^tdl: no data for 2s \(1 peer connected: 1 with none of the pieces still needed\); 2 pieces still needed, on no connected peer;/,
     );
     expect(last).toContain(`web seed ${s.origin}/f.bin: HTTP 404`);
   }, 30_000);
