@@ -1105,7 +1105,20 @@ export class Download extends EventEmitter<DownloadEvents> {
       tracker: this.opts.tracker,
       sources: this.opts.sources ?? [],
       webSeeds: this.webSeeds,
+      needed: this.needed(),
     };
+  }
+
+  /** Pieces still needed, and how many no connected peer has (once, when the run stalls). */
+  private needed(): { pieces: number; nowhere: number } {
+    let pieces = 0;
+    let nowhere = 0;
+    for (let i = 0; i < this.layout.pieceCount; i++) {
+      if (!this.picker.needs(i)) continue;
+      pieces++;
+      if (this.picker.availability[i] === 0) nowhere++;
+    }
+    return { pieces, nowhere };
   }
 
   /**

@@ -33,6 +33,17 @@ export interface StallFacts {
   tracker: PeerSource | undefined;
   sources: readonly { source: PeerSource; origin: string }[];
   webSeeds: WebSeeds | null;
+  /** Pieces still needed, and how many of them no connected peer has; absent: not told. */
+  needed?: { pieces: number; nowhere: number };
+}
+
+/** The pieces still needed that no connected peer has, in words ('' when there are none). */
+export function neededText(n: { pieces: number; nowhere: number } | undefined): string {
+  if (!n || n.nowhere === 0) return '';
+  const s = n.pieces === 1 ? '' : 's';
+  return n.nowhere === n.pieces
+    ? `${n.pieces} piece${s} still needed, on no connected peer`
+    : `${n.pieces} piece${s} still needed, ${n.nowhere} of them on no connected peer`;
 }
 
 /**
@@ -124,10 +135,13 @@ export function stalledError(f: StallFacts, waitedMs: number): TransferError {
   const n = sessions.length;
   const detail = connectedDetail(sessions);
   const connected = `${n} peer${n === 1 ? '' : 's'} connected${detail.length > 0 ? `: ${detail.join(', ')}` : ''}`;
-  const problems = f.lastFailure ? [`last peer problem: ${f.lastFailure}`] : [];
+  const problems: string[] = [];
+  const needed = neededText(f.needed);
+  if (needed) problems.push(needed);
+  if (f.lastFailure) problems.push(`last peer problem: ${f.lastFailure}`);
   // Web seeds that fail count too: the data may have been expected from them alone.
   problems.push(...webSeedErrors(f.webSeeds).map(brief));
   return new TransferError(
-    `no data for ${seconds(waitedMs)}s (${connected})${problems.length > 0 ? `; ${problems.slice(0, 3).join('; ')}` : ''}`,
+    `no data for ${seconds(waitedMs)}s (${connected})${problems.length > 0 ? `; ${problems.slice(0, needed ? 4 : 3).join('; ')}` : ''}`,
   );
 }

@@ -110,6 +110,23 @@ describe('what a download that gets nothing says', () => {
     expect(stalledError(facts(), 5_000).message).toBe('no data for 5s (0 peers connected)');
   });
 
+  it('no data: the pieces still needed that no connected peer has', () => {
+    const three = [session(false, false), session(false, false), session(false, false)];
+    expect(
+      stalledError(facts({ sessions: three, needed: { pieces: 1, nowhere: 1 } }), 15_000).message,
+    ).toBe(
+      'no data for 15s (3 peers connected: 3 with none of the pieces still needed); ' +
+        '1 piece still needed, on no connected peer',
+    );
+    expect(stalledError(facts({ needed: { pieces: 40, nowhere: 3 } }), 5_000).message).toBe(
+      'no data for 5s (0 peers connected); 40 pieces still needed, 3 of them on no connected peer',
+    );
+    // All of them on some peer: nothing to add.
+    expect(stalledError(facts({ needed: { pieces: 40, nowhere: 0 } }), 5_000).message).toBe(
+      'no data for 5s (0 peers connected)',
+    );
+  });
+
   it("cuts a long problem (a tracker's 1,024-character reason, shown whole in its warning)", () => {
     const reason = 'x'.repeat(1024);
     const tracker = failing([{ url: 'http://t/announce', message: reason }]);
