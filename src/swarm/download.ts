@@ -1026,7 +1026,9 @@ export class Download extends EventEmitter<DownloadEvents> {
       const seen = s.conn.blockBytesIn;
       if (this.blocksCount(s)) blockBytes += seen - s.blockBytesSeen;
       s.blockBytesSeen = seen;
-      const verdict = this.scheduler.check(s.req, now, this.sequential && this.pool.hopeful() > 0);
+      // Single-peer mode gives a trickle's slot up only to an address that waits for it (the
+      // peer's own is busy: hopeful() counted it, and a lone seeder frozen 15 s was dropped).
+      const verdict = this.scheduler.check(s.req, now, this.sequential && this.pool.dialable() > 0);
       if (verdict && typeof verdict === 'object') {
         this.drop(s, verdict.drop);
         continue;

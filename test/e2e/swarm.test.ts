@@ -71,6 +71,22 @@ describe('swarm download', () => {
     expect(drops.map((e) => e['reason'])).not.toContain('choked us');
   });
 
+  it('--max-peers 1: a lone seeder silent for 15 s is snubbed, not dropped (no other address)', async () => {
+    // It ignores every request of its first 8 s (a frozen process): snubbed at 15 s, its
+    // requests are asked again and served. "No whole block for 15 s" gives the slot up only to
+    // another address waiting for it.
+    const data = randomBytesSeeded(8 * 32768, 29);
+    const t = makeTorrent({ name: 'fz.bin', pieceLength: 32768, files: { data } });
+    const until = Date.now() + 8_000;
+    const s = await seeder(t, 32768, { ignoreRequest: () => Date.now() < until });
+    const { r, out } = await downloadCli(t, [s], ['--max-peers', '1'], 'fz.bin');
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    const drops = r.events.filter((e) => e['event'] === 'peer' && e['status'] === 'dropped');
+    // Closed at the end of the run only.
+    expect(drops.map((e) => e['reason'])).toEqual(['run ended']);
+  }, 60_000);
+
   it('spreads the load over four throttled seeders', async () => {
     const data = randomBytesSeeded(4 * 1024 * 1024, 22);
     const t = makeTorrent({ name: 'th.bin', pieceLength: 65536, files: { data } });
