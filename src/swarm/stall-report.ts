@@ -139,8 +139,11 @@ export function stalledError(f: StallFacts, waitedMs: number): TransferError {
   const needed = neededText(f.needed);
   if (needed) problems.push(needed);
   if (f.lastFailure) problems.push(`last peer problem: ${f.lastFailure}`);
-  // Web seeds that fail count too: the data may have been expected from them alone.
+  // Web seeds that fail count too: the data may have been expected from them alone; and the
+  // peer sources, which may have had the peers with the pieces still needed.
   problems.push(...webSeedErrors(f.webSeeds).map(brief));
+  const tracker = f.tracker ? [{ source: f.tracker, origin: 'tracker' }] : [];
+  problems.push(...sourceFailures([...tracker, ...f.sources]).map(brief));
   return new TransferError(
     `no data for ${seconds(waitedMs)}s (${connected})${problems.length > 0 ? `; ${problems.slice(0, needed ? 4 : 3).join('; ')}` : ''}`,
   );

@@ -121,6 +121,12 @@ describe('what a download that gets nothing says', () => {
     expect(stalledError(facts({ needed: { pieces: 40, nowhere: 3 } }), 5_000).message).toBe(
       'no data for 5s (0 peers connected); 40 pieces still needed, 3 of them on no connected peer',
     );
+    // What the peer sources said last, too (the peers with those pieces may be theirs).
+    const tracker = failing([{ url: 'http://t/announce', message: 'HTTP 500' }]);
+    expect(stalledError(facts({ tracker, needed: { pieces: 2, nowhere: 2 } }), 5_000).message).toBe(
+      'no data for 5s (0 peers connected); 2 pieces still needed, on no connected peer; ' +
+        'tracker http://t/announce: HTTP 500',
+    );
     // All of them on some peer: nothing to add.
     expect(stalledError(facts({ needed: { pieces: 40, nowhere: 0 } }), 5_000).message).toBe(
       'no data for 5s (0 peers connected)',
