@@ -567,6 +567,10 @@ export class WebSeed {
     return fail('network', describe(err));
   }
 
+  /**
+   * One range of a run, following redirects. A failure where a redirect led says so, with its
+   * target (a refused connect to a port the user never gave).
+   */
   private async fetchRange(
     request: Undici['request'],
     dispatcher: Dispatcher,
@@ -580,22 +584,17 @@ export class WebSeed {
     try {
       await this.fetchFrom(request, dispatcher, r, write, signal, hold, grow, (t) => (target = t));
     } catch (err) {
-      // Where a redirect led: said with the failure (a refused connect to a port it named).
       if (target === r.url || err instanceof TdlError || signal.aborted) throw err;
       throw this.classify(err, target);
     }
   }
 
-  /** fetchRange's requests, following redirects; `moved` is told each new target. */
+  /** fetchRange's requests; `moved` is told each new target. */
   private async fetchFrom(
-    request: Undici['request'],
-    dispatcher: Dispatcher,
-    r: FileRange,
-    write: (pos: number, chunk: Uint8Array) => void,
-    signal: AbortSignal,
-    hold: (on: boolean) => void,
-    grow: () => number | 'later',
-    moved: (target: string) => void,
+    ...[request, dispatcher, r, write, signal, hold, grow, moved]: [
+      ...Parameters<WebSeed['fetchRange']>,
+      (target: string) => void,
+    ]
   ): Promise<void> {
     const expected = r.end - r.start;
     const fileLength = this.layout.fileLength(r.fileIndex);
