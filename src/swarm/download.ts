@@ -68,7 +68,7 @@ import {
 import { PeerSlots } from './slots.js';
 import { noPeersError, stalledError, type StallFacts } from './stall-report.js';
 import { MAX_QUEUE, UploadService } from './upload.js';
-import { startWebSeedFeed, WEB_SEED_KEY_PREFIX } from './web-seed-feed.js';
+import { startWebSeedFeed } from './web-seed-feed.js';
 
 const log = logger('tdl:swarm');
 
@@ -370,7 +370,9 @@ export class Download extends EventEmitter<DownloadEvents> {
       store: (p) => {
         this.everReady = true;
         this.watch.progress(Date.now());
-        return this.store.complete(p);
+        const ok = this.store.complete(p);
+        if (ok) this.fromWebSeeds += this.padding ? this.padding.dataBytes(p.index) : p.size;
+        return ok;
       },
       wake: () => this.wakeAll(),
       warn: (m) => this.emit('warning', m),
@@ -838,13 +840,9 @@ export class Download extends EventEmitter<DownloadEvents> {
   private pieceVerified(p: PieceInProgress): void {
     this.failedInRow = 0;
     const from = p.deliveredBy[0];
-    // Data bytes: padding was never fetched (nor is it counted in `total`).
-    const got = this.padding ? this.padding.dataBytes(p.index) : p.size;
     if (from !== undefined && p.deliveredBy.every((x) => x === from)) {
       const s = this.byAddress(from);
       if (s) s.req.goodPieces++;
-      // A web seed delivers whole pieces (web-seed-feed.ts names it so).
-      else if (from.startsWith(WEB_SEED_KEY_PREFIX)) this.fromWebSeeds += got;
     }
     // Servable from now on (the picker's `done` is our `have`): from its buffer until that is
     // released, then from disk.
@@ -854,6 +852,8 @@ export class Download extends EventEmitter<DownloadEvents> {
       if (!s.conn.bitfield.has(p.index)) s.conn.have(p.index);
     }
     this.upload.pieceVerified(p.index);
+    // Data bytes: padding was never fetched (nor is it counted in `total`).
+    const got = this.padding ? this.padding.dataBytes(p.index) : p.size;
     this.downloaded += got;
     this.lastSeconds.add(Date.now(), got);
     this.watch.progress(Date.now());

@@ -38,7 +38,7 @@ export interface StallFacts {
 }
 
 /** The pieces still needed that no connected peer has, in words ('' when there are none). */
-export function neededText(n: { pieces: number; nowhere: number } | undefined): string {
+function neededText(n: { pieces: number; nowhere: number } | undefined): string {
   if (!n || n.nowhere === 0) return '';
   const s = n.pieces === 1 ? '' : 's';
   return n.nowhere === n.pieces
@@ -86,6 +86,12 @@ export function sourceFailures(
   return out;
 }
 
+/** What the tracker and the other peer sources said last (see sourceFailures). */
+function peerSourceFailures(f: StallFacts): string[] {
+  const tracker = f.tracker ? [{ source: f.tracker, origin: 'tracker' }] : [];
+  return sourceFailures([...tracker, ...f.sources]);
+}
+
 /** The last error of each web seed that has one. */
 export function webSeedErrors(ws: WebSeeds | null): string[] {
   const out: string[] = [];
@@ -123,8 +129,7 @@ export function noPeersError(f: StallFacts, waitedMs: number): NoPeersError {
   }
   parts.push(...connectedDetail(sessions).map((d) => `connected: ${d}`));
   if (f.lastFailure) parts.push(`last: ${f.lastFailure}`);
-  const tracker = f.tracker ? [{ source: f.tracker, origin: 'tracker' }] : [];
-  const tf = [...sourceFailures([...tracker, ...f.sources]), ...webSeedErrors(f.webSeeds)];
+  const tf = [...peerSourceFailures(f), ...webSeedErrors(f.webSeeds)];
   parts.push(...tf.slice(0, 3).map(brief));
   return new NoPeersError(`no usable peer within ${seconds(waitedMs)}s (${parts.join('; ')})`);
 }
@@ -142,8 +147,7 @@ export function stalledError(f: StallFacts, waitedMs: number): TransferError {
   // Web seeds that fail count too: the data may have been expected from them alone; and the
   // peer sources, which may have had the peers with the pieces still needed.
   problems.push(...webSeedErrors(f.webSeeds).map(brief));
-  const tracker = f.tracker ? [{ source: f.tracker, origin: 'tracker' }] : [];
-  problems.push(...sourceFailures([...tracker, ...f.sources]).map(brief));
+  problems.push(...peerSourceFailures(f).map(brief));
   return new TransferError(
     `no data for ${seconds(waitedMs)}s (${connected})${problems.length > 0 ? `; ${problems.slice(0, needed ? 4 : 3).join('; ')}` : ''}`,
   );

@@ -29,8 +29,6 @@ const log = logger('tdl:swarm');
 
 /** The picker's owner of pieces reserved for web seeds. */
 export const WEB_SEED_OWNER = 'web seeds';
-/** How the blocks of a piece a web seed filled name it (then its URL). */
-export const WEB_SEED_KEY_PREFIX = 'web seed ';
 
 export interface WebSeedFeedHost {
   picker: PiecePicker;
@@ -132,7 +130,7 @@ export function startWebSeedFeed(
         return true;
       }
       const giveWork = taken ? host.takeBack(p) : null;
-      picker.fillWhole(p, data, `${WEB_SEED_KEY_PREFIX}${url}`);
+      picker.fillWhole(p, data, `web seed ${url}`);
       const ok = host.store(p);
       if (!ok) picker.abandon(index);
       giveWork?.();
