@@ -12,6 +12,7 @@ import { giveUpOnStdout, takenOrStalled } from './stdout-wait.js';
 import { fdOf, fileTarget, isDescriptor, isTerminal, writeTarget } from './output-file.js';
 import type { CliIO } from './program.js';
 import { CLIENT_NAME } from '../version.js';
+import { monotonicMs } from '../clock.js';
 
 export interface CreateCliOptions {
   output: string;
@@ -84,13 +85,13 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
     );
   }
 
-  const started = performance.now();
+  const started = monotonicMs();
   let lastDraw = 0;
   /** The hashing line, fitted to the terminal: a line that wraps cannot be redrawn in place. */
   const bar = (done: number, total: number): string => {
     const columns = terminalColumns(io.stderr);
     const frac = total > 0 ? done / total : 1;
-    const secs = (performance.now() - started) / 1000;
+    const secs = (monotonicMs() - started) / 1000;
     // Narrow, whole figures go from the end (the rate, then the sizes), never cut in their
     // middle: "357 MiB" for "357 MiB/s" would read as a size.
     const parts = [
@@ -126,7 +127,7 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
     },
     onProgress: (done, total) => {
       if (!tty) return;
-      const now = performance.now();
+      const now = monotonicMs();
       if (now - lastDraw < REDRAW_MS && done < total) return;
       lastDraw = now;
       io.stderr.write(`\r\x1b[2K${bar(done, total)}`);

@@ -3,6 +3,7 @@
  * carries `v`, the version of docs/events.schema.json it follows; fields are only ever added
  * within a version, and a change that could break a reader bumps it.
  */
+import { monotonicMs } from '../clock.js';
 
 /** Unread `--json` output beyond which `progress` events are skipped until the reader catches up. */
 export const EVENTS_BACKLOG_BYTES = 1024 * 1024;
@@ -25,7 +26,7 @@ export class Pacer {
 
   constructor(
     private readonly intervalMs: number,
-    private readonly now: () => number = () => performance.now(),
+    private readonly now: () => number = () => monotonicMs(),
   ) {}
 
   /** Whether to let this one through; if so, the interval starts again. */

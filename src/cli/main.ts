@@ -15,6 +15,7 @@ import { prestartHashWorkers } from '../metainfo/hash-prestart.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { run } from './program.js';
 import { stalledMessage, takenOrStalled } from './stdout-wait.js';
+import { monotonicMs } from '../clock.js';
 
 // The only WebAssembly tdl runs is the HTTP parser inside undici (web seeds, `.torrent` URLs).
 // V8's optimizing WebAssembly tier would spend about 30 MB compiling it for no gain: the
@@ -65,14 +66,14 @@ const controller = new AbortController();
 let signalled = false;
 /** The run has ended; only its output is being flushed. */
 let ending = false;
-/** When the first signal came (performance.now()), or -1. */
+/** When the first signal came (monotonicMs()), or -1. */
 let firstSignalAt = -1;
 // SIGHUP (the terminal closed, an ssh session dropped) ends the run as the others do: left to
 // Node, it would kill tdl at once, with no final checkpoint and no `stopped` to the trackers.
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.on(sig, () => {
     if (sig === 'SIGHUP') hungUp = true;
-    const now = performance.now();
+    const now = monotonicMs();
     if (firstSignalAt >= 0 && now - firstSignalAt < REPEAT_SIGNAL_MS) return;
     // The run is over and only its last lines wait for a reader: nothing left to stop.
     if (ending) exitWith(exitCodeFor(new InterruptedError(sig)));

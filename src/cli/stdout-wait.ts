@@ -7,6 +7,7 @@
  */
 import { EXIT } from './exit-codes.js';
 import type { CliIO } from './program.js';
+import { monotonicMs } from '../clock.js';
 
 /** The longest wait while stdout takes nothing with bytes left to write. */
 export const STDOUT_STALL_MS = 2_000;
@@ -29,14 +30,14 @@ export async function takenOrStalled(
   let timer: NodeJS.Timeout | undefined;
   const stalled = new Promise<'stalled'>((resolve) => {
     let left = s.writableLength ?? 0;
-    let since = performance.now();
+    let since = monotonicMs();
     timer = setInterval(() => {
       // Nothing is written meanwhile: what stdout holds only goes down as its reader reads.
       const now = s.writableLength ?? 0;
       if (now < left) {
         left = now;
-        since = performance.now();
-      } else if (performance.now() - since >= STDOUT_STALL_MS) {
+        since = monotonicMs();
+      } else if (monotonicMs() - since >= STDOUT_STALL_MS) {
         resolve('stalled');
       }
     }, LOOK_MS);

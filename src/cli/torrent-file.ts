@@ -10,7 +10,6 @@ import { constants, fstatSync, openSync, type Stats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { pipeline } from 'node:stream';
-import { createGunzip, createInflate } from 'node:zlib';
 import { logger } from '../log.js';
 import {
   BencodeError,
@@ -326,7 +325,10 @@ async function fetchFrom(
       if (encoding !== 'gzip' && encoding !== 'x-gzip' && encoding !== 'deflate') {
         throw new UsageError(`unsupported Content-Encoding ${encoding}`);
       }
-      const decoder = encoding === 'deflate' ? createInflate() : createGunzip();
+      // node:zlib is loaded here only: about 4 ms of every start otherwise (docs/DESIGN.md,
+      // "Start-up and the shipped bundle").
+      const zlib = process.getBuiltinModule('node:zlib');
+      const decoder = encoding === 'deflate' ? zlib.createInflate() : zlib.createGunzip();
       // An error on either side destroys both; the read below then fails with it.
       pipeline(body, decoder, () => undefined);
       try {

@@ -3,7 +3,6 @@
  * in the cache), answers to other nodes' queries, and the lookups the download asks for.
  * See docs/DESIGN.md, "DHT", for the state machine and the caps.
  */
-import { lookup as dnsLookup, Resolver } from 'node:dns/promises';
 import { EventEmitter, setMaxListeners } from 'node:events';
 import { logger } from '../log.js';
 import { DhtBusyError, DhtError, systemErrorText, TdlError } from '../errors.js';
@@ -307,6 +306,8 @@ export class Dht extends EventEmitter<{
     const out: Endpoint[] = [];
     // One short try, so that the system resolver still has time within DNS_TIMEOUT_MS when the
     // DNS servers do not answer (offline, a LAN named by /etc/hosts).
+    // node:dns/promises is loaded here, when the DHT starts, not at every start of tdl.
+    const { lookup: dnsLookup, Resolver } = await import('node:dns/promises');
     const resolver = new Resolver({ timeout: DNS_QUERY_TIMEOUT_MS, tries: 1 });
     const resolveName = async (host: string): Promise<string> => {
       if (!host.includes('.')) return (await dnsLookup(host, { family: 4 })).address;

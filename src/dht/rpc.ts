@@ -8,7 +8,6 @@
  * - Incoming datagrams above MAX_DATAGRAM_BYTES, malformed ones and queries over the
  *   per-address rate limit are dropped without an answer.
  */
-import { createSocket } from 'node:dgram';
 import type { Socket, RemoteInfo } from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { logger } from '../log.js';
@@ -75,7 +74,8 @@ export class KrpcSocket extends EventEmitter<{ query: [KrpcQuery, Endpoint] }> {
   /** Binds to `host:port` (port 0 = ephemeral); resolves with the bound port. */
   bind(port: number, host: string): Promise<number> {
     return new Promise((resolve, reject) => {
-      const socket = createSocket({ type: 'udp4' });
+      // node:dgram is loaded when the DHT starts, not at every start of tdl.
+      const socket = process.getBuiltinModule('node:dgram').createSocket({ type: 'udp4' });
       const onError = (err: Error): void => {
         socket.close();
         reject(err);

@@ -20,6 +20,7 @@ import {
   percentEncodeInvalidUtf8,
 } from './paths.js';
 import { MAX_FILES } from './torrent.js';
+import { monotonicMs } from '../clock.js';
 
 /** How long the listing runs before it lets the event loop run (Ctrl-C, the workers' boot). */
 const YIELD_MS = 20;
@@ -231,12 +232,12 @@ export async function listFolder(
     return { prefix: abs.endsWith(path.sep) ? abs : abs + path.sep, path: rel, entries, next: 0 };
   };
   const stack: Frame[] = [open(dir, [])];
-  let yieldAt = performance.now() + YIELD_MS;
+  let yieldAt = monotonicMs() + YIELD_MS;
   for (let n = 0; stack.length > 0; n++) {
     if ((n & 63) === 0) {
-      if (performance.now() >= yieldAt) {
+      if (monotonicMs() >= yieldAt) {
         await new Promise((resolve) => setImmediate(resolve));
-        yieldAt = performance.now() + YIELD_MS;
+        yieldAt = monotonicMs() + YIELD_MS;
       }
       if (opts.signal?.aborted) throw opts.signal.reason as Error;
     }

@@ -46,6 +46,7 @@ import {
   type SourceFile,
 } from './create-list.js';
 import { MAX_PIECE_LENGTH, parseTorrent } from './torrent.js';
+import { monotonicMs } from '../clock.js';
 
 const log = logger('tdl:create');
 
@@ -240,7 +241,7 @@ async function hashAll(
           return finish(e as Error);
         }
         while (!settled) {
-          const since = performance.now();
+          const since = monotonicMs();
           let last: boolean;
           try {
             last = hashJobs(
@@ -250,7 +251,7 @@ async function hashAll(
               crypto,
               buf,
               starts,
-              () => performance.now() - since < YIELD_MS,
+              () => monotonicMs() - since < YIELD_MS,
               hashJob,
             );
           } catch (e) {

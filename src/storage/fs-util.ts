@@ -14,6 +14,7 @@ import path from 'node:path';
 import { logger } from '../log.js';
 import { DiskError, systemErrorText } from '../errors.js';
 import { withSuffix } from './names.js';
+import { monotonicMs } from '../clock.js';
 
 const log = logger('tdl:storage');
 
@@ -266,20 +267,20 @@ export class Inline {
 
   /** May the next call be made inline? */
   get on(): boolean {
-    return this.enabled && (this.offUntil === 0 || performance.now() >= this.offUntil);
+    return this.enabled && (this.offUntil === 0 || monotonicMs() >= this.offUntil);
   }
 
   /** Make one synchronous call, timing it. */
   run<T>(fn: () => T): T {
-    const t0 = performance.now();
+    const t0 = monotonicMs();
     try {
       return fn();
     } finally {
-      const t = performance.now() - t0;
+      const t = monotonicMs() - t0;
       this.calls++;
       this.spent += t;
       if (t > INLINE_SLOW_MS) {
-        this.offUntil = performance.now() + INLINE_PAUSE_MS;
+        this.offUntil = monotonicMs() + INLINE_PAUSE_MS;
         this.pauses++;
         log('a file-system call took %d ms: through the thread pool for a while', Math.round(t));
       }

@@ -17,6 +17,7 @@
  * See docs/DESIGN.md ("Rate limits").
  */
 import { BLOCK_SIZE } from '../wire/messages.js';
+import { monotonicMs } from '../clock.js';
 
 /** Default burst: this many seconds of the rate ... */
 export const DEFAULT_BURST_SECONDS = 0.25;
@@ -32,7 +33,7 @@ const EPSILON = 1e-6;
 export interface TokenBucketOptions {
   /** Largest number of tokens kept; default max(MIN_BURST_BYTES, rate × DEFAULT_BURST_SECONDS). */
   burstBytes?: number;
-  /** Clock in milliseconds; default performance.now (monotonic). */
+  /** Clock in milliseconds; default monotonicMs (src/clock.ts). */
   now?: () => number;
 }
 
@@ -54,7 +55,7 @@ export class TokenBucket {
       throw new RangeError(`bad burst ${opts.burstBytes}`);
     }
     this.#fixedBurst = opts.burstBytes;
-    this.#now = opts.now ?? (() => performance.now());
+    this.#now = opts.now ?? (() => monotonicMs());
     this.#last = this.#now();
     this.setRate(rateBytesPerSec);
   }

@@ -13,8 +13,7 @@
  * tries in all (2 + 4 + 8 + 8 = 22 s by default), overridable per call. An error reply
  * (action 3) rejects with a TrackerError carrying the tracker's message.
  */
-import dgram from 'node:dgram';
-import { lookup } from 'node:dns/promises';
+import type dgram from 'node:dgram';
 import { logger } from '../log.js';
 import { describeError, TdlError, TrackerError } from '../errors.js';
 import {
@@ -135,12 +134,17 @@ async function announceUdpInner(
   let waitTimer: NodeJS.Timeout | undefined;
   try {
     const local = opts.localAddress;
+    // Loaded at the first UDP announce: a download without UDP trackers or the DHT never needs
+    // them (docs/DESIGN.md, "Start-up and the shipped bundle").
+    const { lookup } = await import('node:dns/promises');
     const addr = await Promise.race([
       local === undefined ? lookup(host) : lookup(host, { family: familyOfIp(local) }),
       failure,
     ]);
     const family: 4 | 6 = addr.family === 6 ? 6 : 4;
-    const sock = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
+    const sock = process
+      .getBuiltinModule('node:dgram')
+      .createSocket(family === 6 ? 'udp6' : 'udp4');
     socket = sock;
     sock.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ECONNREFUSED') fail(new TrackerError('port unreachable (ECONNREFUSED)'));

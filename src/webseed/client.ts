@@ -31,6 +31,7 @@ import {
   type WebSeedFault,
 } from './reply.js';
 import { type FileRange, runRanges } from './url.js';
+import { monotonicMs } from '../clock.js';
 
 const debug = logger('tdl:webseed');
 
@@ -311,7 +312,7 @@ export class WebSeed {
     let held = 0;
     let holdingSince: number | undefined;
     const hold = (on: boolean): void => {
-      const t = performance.now();
+      const t = monotonicMs();
       if (holdingSince !== undefined) held += t - holdingSince;
       holdingSince = on ? t : undefined;
     };

@@ -114,6 +114,57 @@ describe('the shipped bundle', () => {
     expect(r.stderr).toMatch(/tdl:torrent/);
   }, 60_000);
 
+  it('a download loads only the built-ins its sources need: no zlib, dns or perf_hooks without UDP trackers or the DHT', async () => {
+    // Each built-in is milliseconds of every start (docs/DESIGN.md, "Start-up and the shipped
+    // bundle"): an HTTP tracker and --no-dht need none of these. (node:dgram comes with
+    // node:child_process, which `listen` loads through node:cluster.)
+    let announced = 0;
+    const tracker = createServer((_req, res) => {
+      announced++;
+      res.end('d8:intervali1800e5:peers0:e');
+    });
+    await new Promise<void>((resolve) => tracker.listen(0, '127.0.0.1', resolve));
+    fx.onClose(() => new Promise((resolve) => tracker.close(() => resolve())));
+    const port = (tracker.address() as AddressInfo).port;
+    const t = makeTorrent({
+      name: 'data.bin',
+      pieceLength: 16384,
+      files: { data: randomBytesSeeded(40_000, 'bundle-builtins') },
+      announce: `http://127.0.0.1:${port}/announce`,
+    });
+    const torrent = path.join(fx.dir, 'builtins.torrent');
+    await writeFile(torrent, t.torrent);
+    const list = path.join(fx.dir, 'modules.txt');
+    const preload = path.join(fx.dir, 'record-modules.cjs');
+    await writeFile(
+      preload,
+      `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(list)}, process.moduleLoadList.join('\\n')));\n`,
+    );
+    const args = [
+      ...['--require', preload, MAIN, 'download', torrent, '-o', path.join(fx.dir, 'out')],
+      ...['--no-dht', '--timeout', '1', '-q'],
+    ];
+    const code = await new Promise<number>((resolve) => {
+      execFile(
+        process.execPath,
+        args,
+        { env: { ...process.env, DEBUG: '' }, timeout: 60_000 },
+        (err) => resolve(err ? (typeof err.code === 'number' ? err.code : -1) : 0),
+      );
+    });
+    expect(code).toBe(4); // no peer within --timeout
+    expect(announced).toBeGreaterThan(0);
+    const loaded = new Set(
+      (await readFile(list, 'utf8')).split('\n').map((l) => l.replace(/^NativeModule /, '')),
+    );
+    expect(loaded.has('http')).toBe(true);
+    expect(
+      ['zlib', 'dns/promises', 'perf_hooks', 'worker_threads', 'https'].filter((m) =>
+        loaded.has(m),
+      ),
+    ).toEqual([]);
+  }, 60_000);
+
   it('create hashes with its worker threads (a file over the worker threshold)', async () => {
     // Sparse: 48 MiB of zeros, above create's 32 MiB threshold for starting workers.
     const file = path.join(fx.dir, 'zeros.bin');

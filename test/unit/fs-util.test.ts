@@ -118,7 +118,7 @@ describe('Inline', () => {
   });
 
   it('a slow call turns inline calls off for a while; disabled, they never run inline', () => {
-    vi.useFakeTimers({ toFake: ['performance'] });
+    vi.useFakeTimers({ toFake: ['hrtime'] });
     const inline = new Inline();
     expect(inline.on).toBe(true);
     expect(inline.run(() => 7)).toBe(7);
@@ -145,7 +145,7 @@ describe('Inline', () => {
   });
 
   it('pace yields to the event loop once a slice was spent inline', async () => {
-    vi.useFakeTimers({ toFake: ['performance'] });
+    vi.useFakeTimers({ toFake: ['hrtime'] });
     const inline = new Inline();
     let turned = false;
     setImmediate(() => (turned = true));
