@@ -212,7 +212,9 @@ async function showInfo(file: string, opts: InfoCliOptions, io: CliIO): Promise<
     await (dht as Dht | null)?.stop().catch(() => {});
   }
   const m = opened.meta;
-  printMetainfoWarnings(m, io);
+  // With --json the torrent's warnings are its `warnings` field, as a download gives them as
+  // events only; the text report prints them on stderr first.
+  if (!opts.json) printMetainfoWarnings(m, io);
   const size = contentLength(m);
   // Files are read one at a time (fileAt): the list of a large torrent is never held whole.
   const files = fileCount(m);

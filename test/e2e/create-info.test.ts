@@ -93,6 +93,8 @@ describe('tdl info', () => {
     expect(o['webSeeds']).toEqual(['http://w.example/']);
     expect(o['httpSeeds']).toEqual(['https://h.example/seed']);
     expect((o['warnings'] as string[]).length).toBe(3);
+    // In the object only: a script reading --json sees no text line beside it.
+    expect(json.stderr).toBe('');
   });
 
   it('shows a creation date no JavaScript date holds as its number; one tracker line per URL', async () => {
