@@ -1,5 +1,6 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { UsageError } from '../errors.js';
+import { canonicalPeerIPv6 } from '../tracker/compact.js';
 import type { PeerAddress } from '../tracker/types.js';
 
 /** Parse `host:port`, `[v6]:port`; `option` names the option in the error. */
@@ -19,27 +20,7 @@ export function parsePeer(s: string, option = '--peer'): PeerAddress {
     const hint = v6 ? ' (an IPv6 address goes in brackets: [::1]:6881)' : '';
     throw new UsageError(`${option} ${s}: expected HOST:PORT with a port from 1 to 65535${hint}`);
   }
-  return { host: bracketed ? canonicalIPv6(m[1]!) : m[1]!, port };
-}
-
-/**
- * IPv6 text in one form (RFC 5952, as trackers' addresses are written), so that `[0::1]` and
- * `[::1]` are one peer; an IPv4-mapped address (`::ffff:127.0.0.1`) is the IPv4 address, as a
- * tracker's is taken. A zone (`fe80::1%eth0`) is kept as given.
- */
-function canonicalIPv6(text: string): string {
-  if (text.includes('%')) return text;
-  let c: string;
-  try {
-    c = new URL(`http://[${text}]/`).hostname.slice(1, -1);
-  } catch {
-    return text;
-  }
-  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(c);
-  if (!mapped) return c;
-  const hi = parseInt(mapped[1]!, 16);
-  const lo = parseInt(mapped[2]!, 16);
-  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  return { host: bracketed ? canonicalPeerIPv6(m[1]!) : m[1]!, port };
 }
 
 /**

@@ -8,7 +8,7 @@
  * problem is a MetainfoError (exit 3) saying what is wrong.
  */
 import { MetainfoError } from '../errors.js';
-import { ipFamily } from '../tracker/compact.js';
+import { canonicalPeerIPv6, ipFamily } from '../tracker/compact.js';
 import type { PeerAddress } from '../tracker/types.js';
 
 export interface Magnet {
@@ -90,7 +90,11 @@ function parseInfoHash(text: string): Buffer {
 }
 
 function parsePeer(s: string): PeerAddress {
-  const m = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(s) ?? /^([^:[\]]+):(\d{1,5})$/.exec(s);
+  // An IPv6 address may carry a zone (`[fe80::1%eth0]`, written `%25eth0` in the link), as
+  // --peer takes it.
+  const m =
+    /^\[([0-9a-fA-F:.]+(?:%[A-Za-z0-9_.-]+)?)\]:(\d{1,5})$/.exec(s) ??
+    /^([^:[\]]+):(\d{1,5})$/.exec(s);
   const port = m ? Number(m[2]) : NaN;
   const host = m?.[1] ?? '';
   const bracketed = s.startsWith('[');
@@ -105,7 +109,8 @@ function parsePeer(s: string): PeerAddress {
   if (!m || !hostOk || !Number.isInteger(port) || port < 1 || port > 65535) {
     return fail('magnet.x.pe', `${JSON.stringify(s)} is not HOST:PORT or [IPv6]:PORT`);
   }
-  return { host, port };
+  // As --peer does: `[::ffff:10.0.0.2]` is 10.0.0.2, `[0::1]` is `[::1]`.
+  return { host: bracketed ? canonicalPeerIPv6(host) : host, port };
 }
 
 function parseSelectOnly(s: string): number[] {

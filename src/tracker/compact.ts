@@ -225,6 +225,17 @@ export function canonicalHost(host: string): string | null {
 }
 
 /**
+ * A peer's IPv6 text as `--peer` and a magnet's `x.pe` give it, in one form (RFC 5952, as
+ * trackers' addresses are written), so that `[0::1]` and `[::1]` are one peer; an IPv4-mapped
+ * address (`::ffff:127.0.0.1`) is the IPv4 address, as a tracker's is taken. A zone
+ * (`fe80::1%eth0`) is kept as given: it names an interface, which the connection needs.
+ */
+export function canonicalPeerIPv6(text: string): string {
+  if (text.includes('%')) return text;
+  return canonicalHost(text) ?? text;
+}
+
+/**
  * Why a server at `url` (a tracker, a web seed, a `.torrent` URL) cannot be reached from `localAddress` (`--bind`): its
  * host is an IP address of the other family. Undefined when it can be, or may be (a name
  * resolves in the family of the local address).

@@ -89,6 +89,19 @@ describe('parseMagnet', () => {
     expect(parseMagnet(`magnet:?xt=urn:btih:${HEX}`).v2InfoHash).toBeUndefined();
   });
 
+  it('writes x.pe IPv6 peers as --peer does: one form, IPv4-mapped as IPv4, a zone kept', () => {
+    const m = parseMagnet(
+      `magnet:?xt=urn:btih:${HEX}&x.pe=[::ffff:127.0.0.1]:5&x.pe=127.0.0.1:5` +
+        `&x.pe=[0:0::1]:6&x.pe=%5Bfe80::1%25lo%5D:7`,
+    );
+    // The mapped address and the IPv4 one are one peer, dialled once.
+    expect(m.peers).toEqual([
+      { host: '127.0.0.1', port: 5 },
+      { host: '::1', port: 6 },
+      { host: 'fe80::1%lo', port: 7 },
+    ]);
+  });
+
   it('ends the query at a fragment (#…), as any URI', () => {
     const m = parseMagnet(`magnet:?xt=urn:btih:${HEX}&x.pe=1.2.3.4:5#frag&x.pe=9.9.9.9:9`);
     expect(m.peers).toEqual([{ host: '1.2.3.4', port: 5 }]);
