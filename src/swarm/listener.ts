@@ -316,6 +316,12 @@ async function bindsNow(port: number, host: string | undefined): Promise<Error |
 
 /** The usage error for a port that cannot be listened on (a taken --port: exit 2). */
 function cannotListen(o: ListenOptions, e: Error | null): UsageError {
+  // An address this machine does not have: said as --no-listen and tdl info say it.
+  if (o.bind && (e as NodeJS.ErrnoException | null)?.code === 'EADDRNOTAVAIL') {
+    return new UsageError(
+      `--bind ${o.bind}: cannot use this address (${describeError(e!)}): give one of this machine's addresses`,
+    );
+  }
   const port = o.port ?? '6881-6889';
   const where = o.bind ? formatPeerAddress({ host: o.bind, port }) : `port ${port}`;
   return new UsageError(`cannot listen on ${where}: ${e ? describeError(e) : 'unknown error'}`);

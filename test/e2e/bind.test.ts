@@ -151,7 +151,7 @@ describe('--bind for outgoing connections', () => {
     expect(r.stderr).toContain('must be an IP address');
   });
 
-  it('an address this machine does not have is a usage error, with --no-listen and for info too', async () => {
+  it('an address this machine does not have is a usage error, said alike listening, with --no-listen and for info', async () => {
     const data = randomBytesSeeded(20_000, 'bind-absent');
     const torrent = await fx.writeTorrent(
       makeTorrent({ name: 'a.bin', pieceLength: PIECE, files: { data } }),
@@ -163,6 +163,7 @@ describe('--bind for outgoing connections', () => {
     const said =
       "tdl: --bind 192.0.2.7: cannot use this address (address not available (EADDRNOTAVAIL)): give one of this machine's addresses\n";
     for (const args of [
+      ['download', torrent, '-o', out, '--no-dht', '--peer', '127.0.0.1:9', ...bind],
       ['download', torrent, '-o', out, '--no-listen', '--no-dht', '--peer', '127.0.0.1:9', ...bind],
       ['info', torrent, ...bind],
     ]) {
