@@ -22,7 +22,7 @@ import type { ByteStream } from './torrent-file.js';
 import type { VerifyCliOptions } from './verify-command.js';
 import { VERSION } from '../version.js';
 import { ENCRYPTION_MODES } from '../peer/encryption-mode.js';
-import { ipFamily } from '../tracker/compact.js';
+import { canonicalPeerIPv6, ipFamily } from '../tracker/compact.js';
 
 export interface Out {
   write(s: string): unknown;
@@ -147,7 +147,9 @@ function bindAddress(v: string): string {
       'must be an IP address of this machine (such as 192.168.1.20 or ::1), without a port',
     );
   }
-  return address;
+  // In the form --peer takes: `::ffff:127.0.0.1` is 127.0.0.1 (of the IPv4 family then, as the
+  // peers it may reach), `0::1` is `::1`.
+  return ipFamily(address) === 6 ? canonicalPeerIPv6(address) : address;
 }
 
 function minutes(v: string): number {

@@ -49,6 +49,21 @@ describe('--bind for outgoing connections', () => {
     allFromBind(tr.announces.map((a) => a.remoteAddress));
   });
 
+  it('an IPv4-mapped --bind is the IPv4 address: IPv4 peers are reached from it', async () => {
+    const data = randomBytesSeeded(100_000, 'bind-mapped');
+    const made = makeTorrent({ name: 'data.bin', pieceLength: PIECE, files: { data } });
+    const seeder = await fx.seeder(made, PIECE);
+    const torrent = await fx.writeTorrent(made, 'mapped.torrent');
+    const out = path.join(fx.dir, 'mapped.bin');
+    const r = await runCli([
+      ...['download', torrent, '-o', out, '--bind', `::ffff:${BIND}`, '--port', '0', '--no-dht'],
+      ...['--peer', `127.0.0.1:${seeder.port}`],
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    allFromBind(seeder.remoteAddresses);
+  });
+
   it('a UDP tracker and a web seed see it too', async () => {
     const data = randomBytesSeeded(200_000, 'bind-ws');
     const s = await startWebSeedServer({ files: { '/f.bin': data } });
