@@ -825,8 +825,12 @@ export class Download extends EventEmitter<DownloadEvents> {
     // no one (a liar could otherwise get honest peers banned) and is fetched again from a single
     // peer, so that a second failure has one culprit.
     this.picker.failed(p, culprits.size > 1);
-    // Said before the ban it may bring: the failure, then what it led to.
-    this.emit('warning', `piece ${p.index} failed verification; fetching it again`);
+    // Said before the ban it may bring: the failure, then what it led to. Naming who sent it
+    // lets a reader of several peers' warnings tell which one sent bad data.
+    this.emit(
+      'warning',
+      `piece ${p.index} failed verification${sentBy(culprits)}; fetching it again`,
+    );
     const [only] = culprits;
     const s = culprits.size === 1 && only !== undefined ? this.byAddress(only) : undefined;
     if (s) {
@@ -1152,4 +1156,18 @@ export class Download extends EventEmitter<DownloadEvents> {
     if (!this.complete) this.rejectRun(new InterruptedError('SIGINT'));
     return this.ended;
   }
+}
+
+/** ` (from A)`, ` (blocks from A and B)`: who sent a piece's blocks, up to 3 named. */
+function sentBy(addresses: ReadonlySet<string>): string {
+  const all = [...addresses];
+  if (all.length === 0) return '';
+  if (all.length === 1) return ` (from ${all[0]})`;
+  const named = all.slice(0, 3);
+  const rest = all.length - named.length;
+  const list =
+    rest > 0
+      ? `${named.join(', ')} and ${rest} more`
+      : `${named.slice(0, -1).join(', ')} and ${named.at(-1)}`;
+  return ` (blocks from ${list})`;
 }

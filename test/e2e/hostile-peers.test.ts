@@ -408,6 +408,9 @@ describe('malicious peers beside a good seeder', () => {
           i < at && e['event'] === 'warning' && /failed verification/.test(String(e['message'])),
       );
       expect(failures.length).toBeGreaterThanOrEqual(MAX_HASH_FAILURES);
+      // Each names the peer that sent the piece.
+      for (const f of failures)
+        expect(String(f['message'])).toContain(`(from ${hostPortOf(liar).hostPort})`);
       // Banned means never tried again.
       expect(liar.connections).toBe(1);
       expect(r.events.at(-1)!['wasted']).toBeGreaterThanOrEqual(MAX_HASH_FAILURES * PIECE);
