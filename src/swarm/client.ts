@@ -228,7 +228,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       }
       throw new TransferError(
         (found
-          ? `the data under ${plan.root} is incomplete (${check.have.countBoth(wanted)} of ${wanted.count} pieces valid): finish it with tdl download first${shadowNote}`
+          ? `the data under ${plan.root} is incomplete (${check.have.countBoth(wanted)} of ${wanted.count} pieces valid): finish it with tdl download first${!selected && storage.fileCount > 1 ? ', or seed the files that are complete with --select (tdl verify lists them)' : ''}${shadowNote}`
           : selected
             ? `none of the selected files of this torrent is at ${plan.root}: -o names where the data is, as given to tdl download, and the selection the files it holds`
             : `no file of this torrent is at ${plan.root}: -o names where the data is, as given to tdl download`) +

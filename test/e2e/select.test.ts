@@ -409,6 +409,13 @@ describe('--select', () => {
     const seed = await runCli(['seed', torrent, '-o', out, '--select', '4', ...none]);
     expect(seed.code, seed.stderr).toBe(5);
     expect(seed.stderr).toContain(`is incomplete (1 of ${f4.length} pieces valid)`);
+    expect(seed.stderr).not.toContain('--select');
+    // Without a selection, the hint for a folder that holds some of the files whole.
+    const all = await runCli(['seed', torrent, '-o', out, ...none]);
+    expect(all.code, all.stderr).toBe(5);
+    expect(all.stderr).toContain(
+      'finish it with tdl download first, or seed the files that are complete with --select (tdl verify lists them)',
+    );
     const v = await runCli(['verify', torrent, '-o', out, '--select', '4', '--json']);
     expect(v.events.at(-1)!['selectedFiles']).toBe(1);
     // A download of f5: progress counts its pieces, not the four of f3 on disk.
