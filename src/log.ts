@@ -5,6 +5,11 @@
  */
 export type Log = (formatter: unknown, ...args: unknown[]) => void;
 
+// NO_COLOR (no-color.org) turns the logs' colours off as DEBUG_COLORS=no does; debug reads
+// that when it loads.
+if (process.env['DEBUG'] && process.env['NO_COLOR'] && process.env['DEBUG_COLORS'] === undefined) {
+  process.env['DEBUG_COLORS'] = 'no';
+}
 const createDebug = process.env['DEBUG'] ? (await import('debug')).default : null;
 
 const silent: Log = () => {};
