@@ -451,6 +451,9 @@ export async function runDownload(
     } catch (e) {
       if (timer) clearInterval(timer);
       if (tty) io.stderr.write('\r\x1b[2K');
+      // The last `progress` gives the run's figures at its end, a failed run's too (a disk that
+      // filled within the first quarter second sent none before its `error`).
+      if (json) redraw();
       throw e;
     }
   } finally {

@@ -391,6 +391,15 @@ describe('disk full', () => {
     expect(before).toBeLessThan(700_000);
     await resumeAndCheck(x, before);
   });
+
+  it('with --json, a last progress event gives the figures at the end, before the error', async () => {
+    const x = await setup({ seed: 4 });
+    faults.spaceLeft = 700_000;
+    const r = await withTimeout(runCli(x.args('--json')), 'download on a full disk');
+    expect(r.code).toBe(6);
+    expect(r.events.slice(-2).map((e) => e['event'])).toEqual(['progress', 'error']);
+    expect(r.events.at(-2)!['piecesDone']).toBeGreaterThan(0);
+  });
 });
 
 describe('output changed by someone else during the run', () => {
