@@ -213,6 +213,9 @@ export class Download extends EventEmitter<DownloadEvents> {
       this.emit('peer', { address, status: 'dropped', reason });
       this.fill();
     });
+    this.pool.on('abandoned', (address) => {
+      this.emit('peer', { address, status: 'dropped', reason: 'run ended' });
+    });
     this.pool.on('connected', (conn, cand) => this.admit(conn, cand));
     this.store.on('failed', (p) => this.pieceFailed(p));
     this.store.on('verified', (p) => this.pieceVerified(p));

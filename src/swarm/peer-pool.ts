@@ -172,6 +172,8 @@ export interface PoolEvents {
   /** Connected and handshaken: the owner must take the connection or close it. */
   connected: [conn: PeerConnection, cand: Candidate];
   failed: [address: string, reason: string];
+  /** A connection attempt still running when the pool closed. */
+  abandoned: [address: string];
 }
 
 export class PeerPool extends EventEmitter<PoolEvents> {
@@ -493,7 +495,11 @@ export class PeerPool extends EventEmitter<PoolEvents> {
 
   close(): void {
     this.closed = true;
-    for (const conn of [...this.attempts]) conn.close('run ended');
+    for (const conn of [...this.attempts]) {
+      // Said, so that every `connecting` a reader saw is ended by a `dropped`.
+      this.emit('abandoned', conn.address);
+      conn.close('run ended');
+    }
     this.attempts.clear();
   }
 }

@@ -76,6 +76,30 @@ describe('peers that look alive but never send a block', () => {
     await download([a.hostPort, b.hostPort, `127.0.0.1:${good.port}`], ['--timeout', '45']);
   }, 90_000);
 
+  it('one that never answers the handshake is said dropped when the run ends (--json)', async () => {
+    const good = await fx.seeder(t, PIECE);
+    // Reads our handshake and says nothing: the attempt is still running at the end.
+    const mute = await hostile(async (c) => {
+      await c.readHandshake();
+      await c.sleep(120_000);
+    });
+    const torrent = path.join(fx.dir, 'mute.torrent');
+    await writeFile(torrent, t.torrent);
+    const out = path.join(fx.dir, 'mute.bin');
+    const r = await runCli([
+      ...['download', torrent, '-o', out, '--no-dht', '--no-listen', '--json'],
+      ...['--peer', mute.hostPort, '--peer', `127.0.0.1:${good.port}`],
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const mutes = r.events.filter((e) => e['event'] === 'peer' && e['address'] === mute.hostPort);
+    expect(mutes.map((e) => e['status'])).toEqual(['connecting', 'dropped']);
+    expect(mutes[1]!['reason']).toBe('run ended');
+    // Before the run's last events.
+    expect(r.events.indexOf(mutes[1]!)).toBeLessThan(
+      r.events.findIndex((e) => e['event'] === 'done'),
+    );
+  }, 60_000);
+
   it('one that rejects every request is not asked again and again', async () => {
     const good = await fx.seeder(t, PIECE, { rateLimit: 256 * 1024 });
     const rj = await hostile(rejecter);
