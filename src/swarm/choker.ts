@@ -29,6 +29,11 @@ export const DEFAULT_SEED_QUOTA_BYTES = 4 * 1024 * 1024;
 export const SEED_MIN_TURN_MS = 2 * CHOKE_INTERVAL_MS;
 /** ... and at most this long, even for a peer too slow to use up its quota. */
 export const SEED_MAX_TURN_MS = 6 * CHOKE_INTERVAL_MS;
+/**
+ * A turn in which the peer took nothing (interested, but it asked for no block) is over after
+ * this long: its slot would otherwise stand empty for SEED_MAX_TURN_MS while others wait.
+ */
+export const SEED_IDLE_TURN_MS = CHOKE_INTERVAL_MS;
 
 export interface ChokerPeer {
   /** Address, unique among the peers passed to one `decide`. */
@@ -238,6 +243,7 @@ export class Choker {
       const turn = now - since(p);
       const over =
         p.notReading === true ||
+        (turn >= SEED_IDLE_TURN_MS && p.uploadedSinceUnchoke === 0) ||
         (turn >= SEED_MIN_TURN_MS &&
           (p.uploadedSinceUnchoke >= this.#quota || turn >= SEED_MAX_TURN_MS));
       return over ? 2 : 0;

@@ -7,6 +7,7 @@ import {
   DEFAULT_UPLOAD_SLOTS,
   NEW_PEER_MS,
   OPTIMISTIC_INTERVAL_MS,
+  SEED_IDLE_TURN_MS,
   SEED_MAX_TURN_MS,
   SEED_MIN_TURN_MS,
   SNUB_MS,
@@ -378,10 +379,25 @@ describe('choker, seeding', () => {
     for (let t = 0; c.regular.has('a') || t === 0; t += CHOKE_INTERVAL_MS) {
       apply(peers, c.decide(T0 + t, peers, true));
       if (c.regular.has('a')) held = t + CHOKE_INTERVAL_MS;
+      // A block a round: slow, but it takes what it asks for.
+      if (peers[0]!.unchoked) peers[0]!.uploadedSinceUnchoke += 16384;
       if (t > 10 * 60_000) break;
     }
     expect(held).toBeGreaterThanOrEqual(SEED_MAX_TURN_MS);
     expect(held).toBeLessThanOrEqual(SEED_MAX_TURN_MS + CHOKE_INTERVAL_MS);
+  });
+
+  it('a peer that asks for nothing yields its slot after SEED_IDLE_TURN_MS', () => {
+    const c = new Choker({ slots: 1, random: () => 0.999 });
+    // i is interested and unchoked first (connected first), but never asks for a block.
+    const peers = [peer('i', { connectedAt: T0 - 20 * 60_000 }), peer('w'), peer('o')];
+    apply(peers, c.decide(T0, peers, true));
+    expect([...c.regular]).toEqual(['i']);
+    apply(peers, c.decide(T0 + SEED_IDLE_TURN_MS - 1, peers, true));
+    expect(c.regular.has('i')).toBe(true);
+    apply(peers, c.decide(T0 + SEED_IDLE_TURN_MS, peers, true));
+    expect(c.regular.has('i')).toBe(false);
+    expect(c.regular.size).toBe(1);
   });
 
   it('a peer that reads nothing of what we send yields its slot at the next round', () => {
