@@ -107,14 +107,17 @@ export function resolveSelection(
   }
   if (warn) {
     const tell = (option: string, g: string) => {
-      // A folder's name alone, meant as the folder: say how to write it.
+      // A folder's name alone, meant as the folder (`sub`, `sub/`), or a path written from the
+      // root (`/a.txt`): say how to write it.
       const folder = !g.includes('/') && folders.has(g);
-      warn(
-        `${option} ${JSON.stringify(g)} matches no file of the torrent` +
-          (folder
-            ? ` (a pattern without / matches file names: for the folder, ${JSON.stringify(`${g}/**`)})`
-            : ''),
-      );
+      const hint = folder
+        ? ` (a pattern without / matches file names: for the folder, ${JSON.stringify(`${g}/**`)})`
+        : g.endsWith('/') && g.length > 1
+          ? ` (patterns match files: for the files of a folder, ${JSON.stringify(`${g}**`)})`
+          : g.startsWith('/') && g.length > 1
+            ? ` (patterns match paths inside the torrent, with no leading /: ${JSON.stringify(g.replace(/^\/+/, ''))})`
+            : '';
+      warn(`${option} ${JSON.stringify(g)} matches no file of the torrent${hint}`);
     };
     (o.include ?? []).forEach((g, k) => {
       if (!included[k]) tell('--include', g);

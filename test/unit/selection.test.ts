@@ -128,6 +128,17 @@ describe('resolveSelection', () => {
     ]);
   });
 
+  it('hints at a folder written with a trailing / and at a path written from the root', () => {
+    const told: string[] = [];
+    resolveSelection(files, 'top', true, { include: ['*.md', 'docs/', '/a.txt'] }, (w) =>
+      told.push(w),
+    );
+    expect(told).toEqual([
+      '--include "docs/" matches no file of the torrent (patterns match files: for the files of a folder, "docs/**")',
+      '--include "/a.txt" matches no file of the torrent (patterns match paths inside the torrent, with no leading /: "a.txt")',
+    ]);
+  });
+
   it('unites --select and --include, then removes --exclude', () => {
     const sel = resolveSelection(files, 'top', true, {
       select: '1',
