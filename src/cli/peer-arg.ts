@@ -20,7 +20,22 @@ export function parsePeer(s: string, option = '--peer'): PeerAddress {
     const hint = v6 ? ' (an IPv6 address goes in brackets: [::1]:6881)' : '';
     throw new UsageError(`${option} ${s}: expected HOST:PORT with a port from 1 to 65535${hint}`);
   }
+  if (bracketed) linkLocalZone(m[1]!, s, option);
   return { host: bracketed ? canonicalPeerIPv6(m[1]!) : m[1]!, port };
+}
+
+/**
+ * A link-local address (fe80::/10) is reached through one interface, which its zone names
+ * (`fe80::1%eth0`): without one, or with the interface's number (which Node cannot use), every
+ * connection fails (EINVAL), so it is refused here rather than tried until --timeout.
+ */
+function linkLocalZone(ip: string, s: string, option: string): void {
+  if (!/^fe[89ab][0-9a-f]:/i.test(ip)) return;
+  const zone = ip.includes('%') ? ip.slice(ip.indexOf('%') + 1) : '';
+  if (zone !== '' && !/^\d+$/.test(zone)) return;
+  throw new UsageError(
+    `${option} ${s}: a link-local address needs the name of its interface, as in [fe80::1%eth0]:6881`,
+  );
 }
 
 /**

@@ -37,4 +37,13 @@ describe('--peer values', () => {
     );
     expect(parsePeer('[fe80::1%eth0]:5').host).toBe('fe80::1%eth0');
   });
+
+  it('refuses a link-local address without the name of its interface', () => {
+    const needs = 'a link-local address needs the name of its interface, as in [fe80::1%eth0]:6881';
+    expect(() => parsePeer('[fe80::1]:5')).toThrow(`--peer [fe80::1]:5: ${needs}`);
+    expect(() => parsePeer('[FEBF::fc:ff:fe00:1%4]:5')).toThrow(needs);
+    expect(parsePeer('[fec0::1]:5').host).toBe('fec0::1'); // not link-local
+    expect(parsePeer('[fe8::1]:5').host).toBe('fe8::1'); // 0fe8: not link-local either
+    expect(parsePeer('[fe9f::1%lo]:5').host).toBe('fe9f::1%lo');
+  });
 });
