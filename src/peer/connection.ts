@@ -838,6 +838,14 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.write(encodeHave(index));
   }
 
+  /**
+   * A keep-alive, sent for the TCP acknowledgement it carries at once (see the orchestrator's
+   * 'drained' handler): nothing else is due to the peer.
+   */
+  acknowledge(): void {
+    this.send({ type: 'keep-alive' });
+  }
+
   /** Send many requests in one write (one system call for the batch). */
   request(reqs: readonly { index: number; begin: number; length: number }[]): void {
     if (reqs.length === 0) return;

@@ -661,7 +661,17 @@ export class Download extends EventEmitter<DownloadEvents> {
     });
     conn.on('extended', (extId, payload) => this.onExtended(s, extId, payload));
     conn.on('block', (index, begin, data) => this.onBlock(s, index, begin, data));
-    conn.on('drained', () => this.request(s));
+    conn.on('drained', () => {
+      const due = s.req.inflight.size;
+      this.request(s);
+      // Blocks still to come from it and nothing asked now (the end of the download, or all it
+      // has that we need is asked for): answer at once. A sender with Nagle's algorithm on
+      // (libtorrent) holds the rest of what we asked, less than a TCP segment, until our side
+      // acknowledges what came; with nothing of ours to carry that acknowledgement, our kernel
+      // waits its 40 ms delayed-ACK timer. One keep-alive carries it now.
+      const left = s.req.inflight.size;
+      if (left > 0 && left <= due && left < s.req.depth >> 1) s.conn.acknowledge();
+    });
     conn.on('close', (reason) => this.onClose(s, reason));
     if (extHandshake && !this.onExtended(s, 0, extHandshake)) return;
     const ext = encodeExtendedHandshake(

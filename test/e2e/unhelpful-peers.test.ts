@@ -68,6 +68,37 @@ async function download(peers: string[], extra: string[]) {
   expect((await readFile(out)).equals(data)).toBe(true);
 }
 
+describe('a sender that waits for our acknowledgement', () => {
+  it('gets one at once when the rest of what we asked is still due and nothing else is to be sent', async () => {
+    // As a sender with Nagle's algorithm on holds the rest of a reply, less than a segment,
+    // until the receiver acknowledges what came: this one holds the torrent's last block until
+    // tdl sends anything. Without a keep-alive from tdl then, the only one would come after
+    // KEEPALIVE_INTERVAL_MS, long past --timeout.
+    const last = { index: pieceCount - 1, begin: PIECE - 16384 };
+    let heldUntil = -1;
+    const p = await hostile(async (c) => {
+      await c.becomeReadySeeder(t.infoHash, pieceCount);
+      let held = false;
+      for (;;) {
+        const m = await c.nextMessage(60_000);
+        if (m.type === 'request') {
+          const start = m.index * PIECE + m.begin;
+          const block = data.subarray(start, start + m.length);
+          if (m.index === last.index && m.begin === last.begin) held = true;
+          else await c.send({ type: 'piece', index: m.index, begin: m.begin, block });
+        } else if (m.type === 'keep-alive' && held) {
+          held = false;
+          heldUntil = Date.now();
+          const start = last.index * PIECE + last.begin;
+          await c.send({ type: 'piece', ...last, block: data.subarray(start, start + 16384) });
+        }
+      }
+    });
+    await download([p.hostPort], ['--timeout', '15']);
+    expect(heldUntil).toBeGreaterThan(0);
+  }, 60_000);
+});
+
 describe('peers that look alive but never send a block', () => {
   it('two that only send keep-alives, beside a good seeder: the download finishes', async () => {
     const good = await fx.seeder(t, PIECE, { rateLimit: 256 * 1024 });
