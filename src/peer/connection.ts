@@ -83,6 +83,11 @@ export const MAX_REFUSE_QUEUED = 8 * 1024 * 1024;
  */
 export const MAX_CONTROL_MESSAGES = 10_000;
 export const CONTROL_WINDOW_MS = 10_000;
+/**
+ * Keep-alives sent for the acknowledgement they carry (`acknowledge`) per second at most: a
+ * peer that counts control messages, as tdl does above, sees a small share of its limit.
+ */
+export const MAX_ACKS_PER_SECOND = 50;
 
 export type { EncryptionMode };
 
@@ -164,7 +169,11 @@ export interface PeerConnectionEvents {
   allowedFast: [index: number];
   /** BEP 10 message (`payload` is a view: copy what you keep). Id 0 is the handshake. */
   extended: [extId: number, payload: Buffer];
-  /** Every message of one socket read has been delivered (a good moment to send requests). */
+  /**
+   * A socket read has been handled: every whole message in it delivered (a good moment to send
+   * requests). Also after a read that completed no message (part of a block), whose bytes our
+   * side may need to acknowledge at once (see the orchestrator's 'drained' handler).
+   */
   drained: [];
   /** The socket's write buffer emptied (after `writeQueued` was high). */
   writable: [];
@@ -218,6 +227,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   /** Control messages since `controlSince` (see MAX_CONTROL_MESSAGES). */
   private controlCount = 0;
   private controlSince = Date.now();
+  /** Keep-alives sent by `acknowledge` in the second `ackSecond` (see MAX_ACKS_PER_SECOND). */
+  private acksInSecond = 0;
+  private ackSecond = 0;
   private started = false;
   private readLimit: ReadLimit | null = null;
   /** The shared download limit holds this connection's reading paused. */
@@ -488,7 +500,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         this.onHandshake(hs);
       }
       if (this.state === 'open') this.arm(this.timeouts.idleMs, 'idle timeout');
-      this.drain();
+      this.drain(true);
     } catch (e) {
       this.close(e instanceof TdlError ? e.message : `internal error: ${(e as Error).message}`);
     }
@@ -550,14 +562,15 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     if (this.state === 'open' && !this.heldByLimit) this.socket?.resume();
   }
 
-  private drain(): void {
+  /** `read`: after a socket read (said as 'drained' even when it held no whole message). */
+  private drain(read = false): void {
     if (!this.started) return;
     let n = 0;
     for (let m = this.framer.next(); m && this.state === 'open'; m = this.framer.next()) {
       this.onMessage(m);
       n++;
     }
-    if (n > 0 && this.state === 'open') this.emit('drained');
+    if ((n > 0 || read) && this.state === 'open') this.emit('drained');
   }
 
   /** One more control message: a WireError past MAX_CONTROL_MESSAGES in CONTROL_WINDOW_MS. */
@@ -840,10 +853,19 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   /**
    * A keep-alive, sent for the TCP acknowledgement it carries at once (see the orchestrator's
-   * 'drained' handler): nothing else is due to the peer.
+   * 'drained' handler): nothing else is due to the peer. At most MAX_ACKS_PER_SECOND a second;
+   * false when this one was not sent.
    */
-  acknowledge(): void {
+  acknowledge(now = Date.now()): boolean {
+    const second = Math.floor(now / 1000);
+    if (second !== this.ackSecond) {
+      this.ackSecond = second;
+      this.acksInSecond = 0;
+    }
+    if (this.acksInSecond >= MAX_ACKS_PER_SECOND) return false;
+    this.acksInSecond++;
     this.send({ type: 'keep-alive' });
+    return true;
   }
 
   /** Send many requests in one write (one system call for the batch). */

@@ -84,6 +84,12 @@ const TICK_MS = 500;
  */
 export const END_GRACE_MS = 1_500;
 /**
+ * Blocks still due from a peer at most for a socket read to be acknowledged at once (see the
+ * 'drained' handler): the rest of its reply then fits in about one TCP segment (64 KiB on
+ * loopback, where 4 blocks do; far less over a network), which is what Nagle's algorithm holds.
+ */
+const ACK_WHEN_DUE = 4;
+/**
  * How long a seed that reached its --seed-ratio or --seed-time waits, at most, for peers still
  * reading what it sent (a leecher reading at 6 MB/s had several MB of it in the sockets, and
  * libtorrent says nothing to a seed meanwhile). A peer closes its side once it has read the end.
@@ -664,13 +670,15 @@ export class Download extends EventEmitter<DownloadEvents> {
     conn.on('drained', () => {
       const due = s.req.inflight.size;
       this.request(s);
-      // Blocks still to come from it and nothing asked now (the end of the download, or all it
-      // has that we need is asked for): answer at once. A sender with Nagle's algorithm on
-      // (libtorrent) holds the rest of what we asked, less than a TCP segment, until our side
+      // A few blocks still to come from it and nothing asked now (the end of the download, or
+      // all it has that we need is asked for): answer at once. A sender with Nagle's algorithm
+      // on (libtorrent) holds the rest of what we asked, less than a TCP segment, until our side
       // acknowledges what came; with nothing of ours to carry that acknowledgement, our kernel
       // waits its 40 ms delayed-ACK timer. One keep-alive carries it now.
       const left = s.req.inflight.size;
-      if (left > 0 && left <= due && left < s.req.depth >> 1) s.conn.acknowledge();
+      if (left > 0 && left <= ACK_WHEN_DUE && left <= due && left < s.req.depth >> 1) {
+        s.conn.acknowledge();
+      }
     });
     conn.on('close', (reason) => this.onClose(s, reason));
     if (extHandshake && !this.onExtended(s, 0, extHandshake)) return;
