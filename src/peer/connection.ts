@@ -169,12 +169,13 @@ export interface PeerConnectionEvents {
   allowedFast: [index: number];
   /** BEP 10 message (`payload` is a view: copy what you keep). Id 0 is the handshake. */
   extended: [extId: number, payload: Buffer];
-  /**
-   * A socket read has been handled: every whole message in it delivered (a good moment to send
-   * requests). Also after a read that completed no message (part of a block), whose bytes our
-   * side may need to acknowledge at once (see the orchestrator's 'drained' handler).
-   */
+  /** Every message of one socket read has been delivered (a good moment to send requests). */
   drained: [];
+  /**
+   * A socket read completed no message (part of a block, or a block's header alone): its bytes
+   * may need acknowledging at once (see the orchestrator's 'drained' handler).
+   */
+  partRead: [];
   /** The socket's write buffer emptied (after `writeQueued` was high). */
   writable: [];
   close: [reason: string];
@@ -562,7 +563,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     if (this.state === 'open' && !this.heldByLimit) this.socket?.resume();
   }
 
-  /** `read`: after a socket read (said as 'drained' even when it held no whole message). */
+  /** `read`: after a socket read (one that completed no message is said as 'partRead'). */
   private drain(read = false): void {
     if (!this.started) return;
     let n = 0;
@@ -570,7 +571,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       this.onMessage(m);
       n++;
     }
-    if ((n > 0 || read) && this.state === 'open') this.emit('drained');
+    if (this.state !== 'open') return;
+    if (n > 0) this.emit('drained');
+    else if (read) this.emit('partRead');
   }
 
   /** One more control message: a WireError past MAX_CONTROL_MESSAGES in CONTROL_WINDOW_MS. */

@@ -670,16 +670,10 @@ export class Download extends EventEmitter<DownloadEvents> {
     conn.on('drained', () => {
       const due = s.req.inflight.size;
       this.request(s);
-      // A few blocks still to come from it and nothing asked now (the end of the download, or
-      // all it has that we need is asked for): answer at once. A sender with Nagle's algorithm
-      // on (libtorrent) holds the rest of what we asked, less than a TCP segment, until our side
-      // acknowledges what came; with nothing of ours to carry that acknowledgement, our kernel
-      // waits its 40 ms delayed-ACK timer. One keep-alive carries it now.
-      const left = s.req.inflight.size;
-      if (left > 0 && left <= ACK_WHEN_DUE && left <= due && left < s.req.depth >> 1) {
-        s.conn.acknowledge();
-      }
+      if (s.req.inflight.size <= due) this.acknowledge(s);
     });
+    // Part of a block: nothing to ask for yet, but what came may need acknowledging.
+    conn.on('partRead', () => this.acknowledge(s));
     conn.on('close', (reason) => this.onClose(s, reason));
     if (extHandshake && !this.onExtended(s, 0, extHandshake)) return;
     const ext = encodeExtendedHandshake(
@@ -821,6 +815,21 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
     if (r.piece) this.store.complete(r.piece);
     // More requests go out once the whole socket read is handled ('drained'): one write per batch.
+  }
+
+  /**
+   * After a socket read from `s` that asked it nothing: with a few blocks still to come from it
+   * and none left to ask of it (the end of the download, as far as it goes), answer at once. A
+   * sender with Nagle's algorithm on (libtorrent) holds the rest of what we asked, less than a
+   * TCP segment, until our side acknowledges what came; with nothing of ours to carry that
+   * acknowledgement, our kernel waits its 40 ms delayed-ACK timer. One keep-alive carries it now.
+   * Not before the end: a keep-alive whenever the memory budget held requests back made the
+   * sender's segments smaller, and cost a 256 MiB download a third more CPU in some runs.
+   */
+  private acknowledge(s: Session): void {
+    const left = s.req.inflight.size;
+    if (left === 0 || left > ACK_WHEN_DUE || left >= s.req.depth >> 1) return;
+    if (this.picker.endgame(s.conn.bitfield)) s.conn.acknowledge();
   }
 
   private *reqs(): Iterable<PeerRequests> {

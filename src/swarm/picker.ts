@@ -420,8 +420,11 @@ export class PiecePicker {
     return out;
   }
 
-  /** True when no piece the peer has is left to start and no free block is left in those started. */
-  private endgame(bf: Bitfield): boolean {
+  /**
+   * True when no piece the peer has is left to start and no free block is left in those started:
+   * every block it could send us is asked for (the end of the download, as far as it goes).
+   */
+  endgame(bf: Bitfield): boolean {
     if (this.rarestNew(bf, true) >= 0) return false;
     for (const p of this.withFree) if (bf.has(p.index)) return false;
     return true;
