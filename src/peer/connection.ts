@@ -173,7 +173,7 @@ export interface PeerConnectionEvents {
   drained: [];
   /**
    * A socket read completed no message (part of a block, or a block's header alone): its bytes
-   * may need acknowledging at once (see the orchestrator's 'drained' handler).
+   * may need acknowledging at once (see Download.acknowledge in src/swarm/download.ts).
    */
   partRead: [];
   /** The socket's write buffer emptied (after `writeQueued` was high). */
@@ -855,8 +855,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   }
 
   /**
-   * A keep-alive, sent for the TCP acknowledgement it carries at once (see the orchestrator's
-   * 'drained' handler): nothing else is due to the peer. At most MAX_ACKS_PER_SECOND a second;
+   * A keep-alive, sent for the TCP acknowledgement it carries at once (see Download.acknowledge
+   * in src/swarm/download.ts): nothing else is due to the peer. At most MAX_ACKS_PER_SECOND a second;
    * false when this one was not sent.
    */
   acknowledge(now = Date.now()): boolean {
