@@ -10,7 +10,8 @@
  * - the upload service (src/swarm/upload.ts) answers requests, and the choker
  *   (src/swarm/choker.ts) decides every 10 s whom we unchoke;
  * - the connection slots (src/swarm/slots.ts) say whether a peer may stay and which one makes
- *   room for another;
+ *   room for another; admission (src/swarm/admission.ts) refuses a connection that doubles one
+ *   we have, or comes from a banned peer, and opens the session of one it takes;
  * - the rules over the set of sessions (which peer makes room, which is too slow for a stream's
  *   window, which connection is useless, the memory budget) are in src/swarm/session.ts, and
  *   what the download takes and reports (options, sources, stats, events) in download-api.ts.
@@ -38,23 +39,18 @@ import type { WebSeeds } from '../webseed/scheduler.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { encodeExtendedHandshake, localExtendedHandshake } from '../wire/extension.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
+import { openSession, receiveHandoff, refusal, turnAway, twinOf } from './admission.js';
 import { Choker, CHOKE_INTERVAL_MS, DEFAULT_UPLOAD_SLOTS } from './choker.js';
-import type {
-  DownloadEvents,
-  DownloadOptions,
-  DownloadStats,
-  PeerHandoff,
-  PeerSource,
-} from './download-api.js';
+import type { DownloadEvents, DownloadOptions, DownloadStats, PeerSource } from './download-api.js';
 import { PeerExtensions, pexFlags } from './extensions.js';
 import { dataBytesOf, piecePadding, type PiecePadding } from './padding.js';
 import { PeerPool, type Candidate, type PeerOrigin } from './peer-pool.js';
 import { peerIdKey, PiecePicker, type PieceInProgress } from './picker.js';
 import { PieceStore } from './piece-store.js';
 import { ProgressWatch } from './progress-watch.js';
-import { sparingHints, standsIn, tdlKey } from './seed-sparing.js';
+import { sparingHints, standsIn } from './seed-sparing.js';
 import { ReadLimiter, TokenBucket } from './rate-limit.js';
-import { PeerRequests, RequestScheduler } from './requests.js';
+import { RequestScheduler, type PeerRequests } from './requests.js';
 import { RateWindow } from './rate-window.js';
 import {
   chokerView,
@@ -66,7 +62,7 @@ import {
   type Session,
 } from './session.js';
 import { PeerSlots } from './slots.js';
-import { noPeersError, stalledError, type StallFacts } from './stall-report.js';
+import { neededPieces, noPeersError, stalledError, type StallFacts } from './stall-report.js';
 import { MAX_QUEUE, UploadService } from './upload.js';
 import { startWebSeedFeed } from './web-seed-feed.js';
 
@@ -306,48 +302,18 @@ export class Download extends EventEmitter<DownloadEvents> {
     }
     // Before any address is dialled, and with our listeners on the sources and the listener
     // already (the metadata phase's come off now): the connections we already have.
-    if (this.opts.handoff) this.takeHandoff(this.opts.handoff);
+    if (this.opts.handoff) {
+      receiveHandoff(this.opts.handoff, this.pool, {
+        privateTorrent: this.meta.private === true,
+        pieceCount: this.layout.pieceCount,
+        admit: (conn, cand, extHandshake) => this.admit(conn, cand, extHandshake),
+        fill: () => this.fill(),
+      });
+    }
     if (this.opts.magnetPeers) this.addPeers(this.opts.magnetPeers, 'magnet');
     if (this.opts.peers) this.addPeers(this.opts.peers, 'cli');
     if (!this.gated) this.startWebSeeds();
     for (const { source } of sources) source.start();
-  }
-
-  /**
-   * A magnet link's metadata phase hands its connections over (docs/DESIGN.md, "Magnet
-   * hand-over"): every known address joins the pool (those connected or being dialled marked
-   * busy, so that none is dialled twice), then each connection is admitted like a new one,
-   * within `maxPeers`, and adopted: what it said before is replayed to our listeners.
-   */
-  private takeHandoff(h: PeerHandoff): void {
-    // A private torrent (BEP 27) takes peers from its trackers only: what the metadata phase
-    // learnt by PEX or the DHT, before it knew, is dropped here.
-    const banned = (origin: PeerOrigin) =>
-      this.meta.private === true && (origin === 'pex' || origin === 'dht');
-    for (const c of h.candidates()) {
-      if (banned(c.origin)) continue;
-      if (c.busy) this.pool.reserve(c.peer, c.origin);
-      else this.pool.add([c.peer], c.origin);
-    }
-    h.take(this.layout.pieceCount, {
-      peer: (conn, origin, extHandshake) => {
-        if (banned(origin)) {
-          conn.close('a private torrent takes no peers from PEX or the DHT');
-          return;
-        }
-        const cand =
-          origin === 'incoming'
-            ? this.pool.incoming(conn.host, conn.port)
-            : this.pool.reserve({ host: conn.host, port: conn.port }, origin);
-        cand.busy = true;
-        this.admit(conn, cand, extHandshake);
-      },
-      gone: (address) => {
-        const c = this.pool.candidates.get(address);
-        if (c) this.pool.released(c);
-        this.fill();
-      },
-    });
   }
 
   /** Stop the web seeds; what they read and no piece kept is wasted. */
@@ -517,69 +483,26 @@ export class Download extends EventEmitter<DownloadEvents> {
   private admit(conn: PeerConnection, cand: Candidate, extHandshake: Buffer | null = null): void {
     const room = this.slots.hasRoom(this.sessions.size, this.starving());
     const open = conn.state === 'open' && !this.closed && room;
-    const twin = open ? this.duplicate(conn) : null;
-    const refused =
-      conn.state !== 'open'
-        ? 'connection closed'
-        : this.closed
-          ? 'download ended'
-          : this.pool.isBannedPeer(conn)
-            ? 'banned'
-            : !room
-              ? 'no free peer slot'
-              : twin
-                ? twin.conn.host === conn.host
-                  ? 'already connected to this peer'
-                  : `already connected to this peer at ${twin.conn.address}`
-                : null;
+    const twin = open ? twinOf(conn, this.sessions.values()) : null;
+    const banned = conn.state === 'open' && !this.closed && this.pool.isBannedPeer(conn);
+    const refused = refusal(conn, { closed: this.closed, room, banned, twin });
     if (refused) {
       conn.close(refused);
       // Said where its `connecting` was (an incoming peer had none).
       if (conn.direction === 'out') {
         this.emit('peer', { address: conn.address, status: 'dropped', reason: refused });
       }
-      // A banned peer found at another address: that address is banned too.
-      if (refused === 'banned') cand.banned = true;
-      if (twin && twin.conn.host !== conn.host) {
-        // Another address of a peer we have (dual-stack, several interfaces): not dialled
-        // again and again while that one lasts.
-        this.pool.released(cand, false);
-        return;
-      }
-      // At the same address `duplicate` matches the other direction only: an outgoing one's
-      // twin came in.
-      if (twin && conn.direction === 'out' && !twin.listening) {
-        // We dialled where an incoming peer listens: the address stays held while it is here.
-        twin.listening = cand;
-        return;
-      }
-      this.pool.released(cand);
-      // Turned away for lack of room, it has not had its chance yet.
-      if (refused === 'no free peer slot' && cand.origin !== 'incoming') this.pool.untry(cand);
+      turnAway(this.pool, conn, cand, refused, twin);
       return;
     }
-    const now = Date.now();
-    const s: Session = {
-      conn,
-      cand,
-      req: new PeerRequests(conn, now),
-      ready: false,
-      readyTimer: null,
-      wanted: 0,
-      connectedAt: now,
-      chokedSince: now,
-      lastHaveAt: now,
-      blockBytesSeen: conn.blockBytesIn,
-      tdlKey: tdlKey(conn.remotePeerId),
-      listening: null,
-      ext: new PeerExtensions(conn, {
-        info: this.meta.info,
-        privateTorrent: this.meta.private,
-        onPeers: (peers) => this.addPeers(peers, 'pex'),
-        isOwn: (p) => this.isOwn(p),
-        seenAt: (host) => this.opts.listener?.own?.learn(host),
-      }),
-    };
+    const ext = new PeerExtensions(conn, {
+      info: this.meta.info,
+      privateTorrent: this.meta.private,
+      onPeers: (peers) => this.addPeers(peers, 'pex'),
+      isOwn: (p) => this.isOwn(p),
+      seenAt: (host) => this.opts.listener?.own?.learn(host),
+    });
+    const s = openSession(conn, cand, ext, Date.now());
     this.sessions.set(conn, s);
     this.slots.admitted(s, this.sessions.size);
     if (this.readLimiter) conn.limitReads(this.readLimiter);
@@ -676,7 +599,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     conn.on('partRead', () => this.acknowledge(s));
     conn.on('close', (reason) => this.onClose(s, reason));
     if (extHandshake && !this.onExtended(s, 0, extHandshake)) return;
-    const ext = encodeExtendedHandshake(
+    const hello = encodeExtendedHandshake(
       localExtendedHandshake({
         privateTorrent: this.meta.private,
         port: this.opts.listener?.port || undefined,
@@ -685,29 +608,9 @@ export class Download extends EventEmitter<DownloadEvents> {
         metadataSize: this.meta.info.length,
       }),
     );
-    if (conn.metadataOnly) conn.adopt(this.layout.pieceCount, this.have, ext);
-    else conn.start(this.have, ext);
+    if (conn.metadataOnly) conn.adopt(this.layout.pieceCount, this.have, hello);
+    else conn.start(this.have, hello);
     this.upload.grantAllowedFast(conn, this.meta.infoHash);
-  }
-
-  /**
-   * The session of this peer (its peer id) that makes `conn` a second connection to it: at the
-   * same address in the other direction (both dialled at once), or, for one we dialled, at
-   * another address (a peer reachable over IPv4 and IPv6, or on several interfaces, which a
-   * tracker lists once per address). Peers that connect to us are not matched across
-   * addresses: their ids are their word, and two peers behind one id would lose one.
-   */
-  private duplicate(conn: PeerConnection): Session | null {
-    const id = conn.remotePeerId;
-    if (!id) return null;
-    for (const s of this.sessions.values()) {
-      const c = s.conn;
-      if (!c.remotePeerId?.equals(id)) continue;
-      if (c.host === conn.host ? c.direction !== conn.direction : conn.direction === 'out') {
-        return s;
-      }
-    }
-    return null;
   }
 
   private interest(s: Session): void {
@@ -782,7 +685,7 @@ export class Download extends EventEmitter<DownloadEvents> {
    * An incoming peer that told us where it listens: that address is held busy in the pool while
    * the peer is connected. Dialled again (a tracker or PEX report of it), it would be one peer
    * over two connections, and a client settling the pair by peer id may close the one we keep.
-   * An address we are dialling already is left alone (`duplicate()` settles that pair). A peer
+   * An address we are dialling already is left alone (`twinOf` settles that pair). A peer
    * that listens where a banned one does is that peer come back from another port (an incoming
    * connection's own port is new each time): it is closed, and false returned.
    */
@@ -1142,20 +1045,8 @@ export class Download extends EventEmitter<DownloadEvents> {
       tracker: this.opts.tracker,
       sources: this.opts.sources ?? [],
       webSeeds: this.webSeeds,
-      needed: this.needed(),
+      needed: neededPieces(this.picker, this.layout.pieceCount),
     };
-  }
-
-  /** Pieces still needed, and how many no connected peer has (once, when the run stalls). */
-  private needed(): { pieces: number; nowhere: number } {
-    let pieces = 0;
-    let nowhere = 0;
-    for (let i = 0; i < this.layout.pieceCount; i++) {
-      if (!this.picker.needs(i)) continue;
-      pieces++;
-      if (this.picker.availability[i] === 0) nowhere++;
-    }
-    return { pieces, nowhere };
   }
 
   /**

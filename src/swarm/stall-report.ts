@@ -37,6 +37,24 @@ export interface StallFacts {
   needed?: { pieces: number; nowhere: number };
 }
 
+/**
+ * Pieces still needed, and how many of them no connected peer has (counted once, when the run
+ * stalls).
+ */
+export function neededPieces(
+  picker: { needs(index: number): boolean; readonly availability: ArrayLike<number> },
+  pieceCount: number,
+): { pieces: number; nowhere: number } {
+  let pieces = 0;
+  let nowhere = 0;
+  for (let i = 0; i < pieceCount; i++) {
+    if (!picker.needs(i)) continue;
+    pieces++;
+    if (picker.availability[i] === 0) nowhere++;
+  }
+  return { pieces, nowhere };
+}
+
 /** The pieces still needed that no connected peer has, in words ('' when there are none). */
 function neededText(n: { pieces: number; nowhere: number } | undefined): string {
   if (!n || n.nowhere === 0) return '';
