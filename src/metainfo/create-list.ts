@@ -44,13 +44,60 @@ export interface SourceFile {
   executable?: boolean;
   /** A symbolic link (BEP 47 `l`, no data): its target's components under the torrent's folder. */
   symlink?: string[];
+  /** A regular file as listed: which file it is, and when it last changed (see checkUnchanged). */
+  listed?: Listed;
+}
+
+interface Listed {
+  dev: number;
+  ino: number;
+  /** The later of its modification and status-change times (ms), as storage/stamps.ts takes it. */
+  timeMs: number;
 }
 
 /** A regular file to hash, with BEP 47 `x` when its owner may execute it (as libtorrent does). */
 export function sourceFile(abs: string, rel: string[], st: Stats): SourceFile {
+  const listed = { dev: st.dev, ino: st.ino, timeMs: Math.max(st.mtimeMs, st.ctimeMs) };
   return (st.mode & 0o100) !== 0
-    ? { abs, path: rel, length: st.size, executable: true }
-    : { abs, path: rel, length: st.size };
+    ? { abs, path: rel, length: st.size, executable: true, listed }
+    : { abs, path: rel, length: st.size, listed };
+}
+
+/**
+ * Checks that each regular file of `files` is still as it was listed: the same file, of the
+ * same size, not modified since (nor its mode, which gives BEP 47 `x`). Hashing catches a size
+ * change in what it reads; a file changed, removed or replaced after its bytes were hashed would
+ * leave a torrent of bytes no longer there. One stat per file, once every piece is hashed.
+ */
+export function checkUnchanged(files: readonly SourceFile[]): void {
+  for (const f of files) {
+    const was = f.listed;
+    if (was === undefined) continue;
+    let st: Stats;
+    try {
+      st = statSync(f.abs);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') throw changedError(f.abs, 'was removed');
+      throw ioError(f.abs, e);
+    }
+    const how =
+      !st.isFile() || st.ino !== was.ino || st.dev !== was.dev
+        ? 'was replaced'
+        : st.size !== f.length
+          ? `changed size (${f.length} bytes when listed, ${st.size} now)`
+          : Math.max(st.mtimeMs, st.ctimeMs) !== was.timeMs ||
+              ((st.mode & 0o100) !== 0) !== (f.executable === true)
+            ? 'was modified'
+            : null;
+    if (how !== null) throw changedError(f.abs, how);
+  }
+}
+
+function changedError(file: string, how: string): UsageError {
+  return new UsageError(
+    `${file} ${how} while the torrent was being made: no torrent written (run tdl create again)`,
+  );
 }
 
 /** The file at a path, by identity (device and inode), or undefined when there is none. */

@@ -36,6 +36,7 @@ import {
 } from './hash-prestart.js';
 import { logger } from '../log.js';
 import {
+  checkUnchanged,
   entryName,
   identityOf,
   ioError,
@@ -193,7 +194,7 @@ async function hashAll(
   };
   const failure = (message: string, code: string | undefined, file?: string): Error =>
     code === 'ECHANGED'
-      ? new UsageError(message)
+      ? new UsageError(`${message}: no torrent written (run tdl create again)`)
       : new DiskError(
           `cannot read ${file ?? 'a file'}: ${systemErrorText(Object.assign(new Error(message), { code }))}`,
         );
@@ -539,6 +540,7 @@ async function createWith(
     opts,
     check,
   );
+  checkUnchanged(files);
   const torrent = encodeWith(pieces);
   if (torrent.length !== draftLength) throw new Error('the torrent changed size once hashed');
   const infoHash = sha1(torrent.subarray(infoStart, infoEnd));

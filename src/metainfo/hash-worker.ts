@@ -112,6 +112,9 @@ export function hashJob(
     try {
       fd = fs.openSync(path, fs.constants.O_RDONLY);
     } catch (e) {
+      // Listed a moment ago: a file gone, or a folder on its way made a file, changed.
+      const code = (e as { code?: unknown }).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') throw changed(path);
       throw named(e);
     }
     try {

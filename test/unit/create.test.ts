@@ -150,6 +150,23 @@ describe('hashJob', () => {
     }
   });
 
+  it('stops on a file removed (or a folder on its way replaced) once listed', async () => {
+    const gone = path.join(dir, 'gone');
+    const notDir = path.join(dir, 'file', 'x');
+    await writeFile(path.join(dir, 'file'), 'a file where a folder was');
+    for (const p of [gone, notDir]) {
+      const { plan, starts, hashes } = planFor([{ path: p, size: 10 }], 16384, 1);
+      let thrown: unknown;
+      try {
+        hashJob(plan, starts, 0, hashes, fs, crypto, Buffer.alloc(100), () => {});
+      } catch (e) {
+        thrown = e;
+      }
+      expect((thrown as Error).message).toBe(`${p} changed while the torrent was being made`);
+      expect((thrown as { code?: string }).code).toBe('ECHANGED');
+    }
+  });
+
   it('hashJobs shares the jobs through the counter and says who finished the last', async () => {
     // hashJobs runs in workers from its source text, so it spells these out.
     expect([CTL_NEXT, CTL_DONE, CTL_STOP]).toEqual([0, 1, 2]);
@@ -451,6 +468,62 @@ describe('createTorrent', () => {
     ).rejects.toThrow(MetainfoError);
     expect(progress).toEqual([0]);
     await expect(createTorrent(root, { threads: 2 })).rejects.toThrow(/more than 128 components/);
+  });
+
+  it('writes no torrent of a file changed, removed or replaced once its bytes were hashed', async () => {
+    const root = path.join(dir, 'changing');
+    const a = path.join(root, 'a');
+    const later = Date.now() / 1000 + 100;
+    const changes: [string, () => void, RegExp][] = [
+      ['modified', () => fs.utimesSync(a, later, later), /a was modified while/],
+      [
+        'truncated',
+        () => fs.truncateSync(a, 10),
+        /a changed size \(40000 bytes when listed, 10 now\)/,
+      ],
+      [
+        'grown',
+        () => fs.appendFileSync(a, 'more'),
+        /a changed size \(40000 bytes when listed, 40004/,
+      ],
+      ['removed', () => fs.rmSync(a), /a was removed while/],
+      [
+        'replaced',
+        () => {
+          fs.writeFileSync(path.join(root, 'other'), randomBytesSeeded(40_000, 'ch-a'));
+          fs.renameSync(path.join(root, 'other'), a);
+        },
+        /a was replaced while/,
+      ],
+      ['made executable', () => fs.chmodSync(a, 0o755), /a was modified while/],
+    ];
+    for (const [what, change, message] of changes) {
+      await fs.promises.rm(root, { recursive: true, force: true });
+      await tree(root, { a: randomBytesSeeded(40_000, 'ch-a'), b: randomBytesSeeded(9, 'ch-b') });
+      fs.chmodSync(a, 0o644);
+      for (const input of [root, a]) {
+        if (!fs.existsSync(a)) await writeFile(a, randomBytesSeeded(40_000, 'ch-a'));
+        fs.chmodSync(a, 0o644);
+        // Every piece hashed (the last progress report), the torrent not yet made.
+        let changed = false;
+        const made = createTorrent(input, {
+          threads: 1,
+          onProgress: (done, total) => {
+            if (done === total && !changed) {
+              changed = true;
+              change();
+            }
+          },
+        });
+        await expect(made, `${what} (${input})`).rejects.toThrow(UsageError);
+        await expect(made).rejects.toThrow(message);
+        await expect(made).rejects.toThrow(/no torrent written \(run tdl create again\)$/);
+        await fs.promises.rm(a, { force: true });
+      }
+    }
+    // Untouched, the same input makes its torrent.
+    await tree(root, { a: randomBytesSeeded(40_000, 'ch-a') });
+    await expect(createTorrent(root, { threads: 1 })).resolves.toMatchObject({ fileCount: 2 });
   });
 
   it('gives the info hash parseTorrent finds, from the real hashes', async () => {
