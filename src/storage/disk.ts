@@ -900,6 +900,11 @@ export class DiskStorage {
     return this.stamp.table;
   }
 
+  /** The first file no longer as `before` stamped it, in words, or null (see Stamps.firstChange). */
+  firstChange(before: readonly (FileStamp | null)[]): Promise<string | null> {
+    return this.stamp.firstChange(before);
+  }
+
   /**
    * Check that each file (all when `indexes` is omitted) is still the one tdl uses, under the
    * name tdl expects, and no shorter than tdl made it. OutputChangedError names one that is

@@ -147,6 +147,37 @@ export class Stamps {
   }
 
   /**
+   * The first file of `before` (stamps taken earlier; null: no file then) that is no longer as
+   * it was, in words (`PATH was removed`, `… was replaced`, `… changed size`, `… was
+   * modified`); null when none is. One lstat per file. For `tdl verify`, whose report holds
+   * only for files left alone while it read them.
+   */
+  async firstChange(before: readonly (FileStamp | null)[]): Promise<string | null> {
+    const { host } = this;
+    const found: (string | null)[] = [];
+    const list: number[] = [];
+    for (let i = 0; i < before.length; i++) {
+      if (before[i] && host.currentPath(i) !== null) list.push(i);
+    }
+    await eachLimited(list, FS_PARALLEL, async (i) => {
+      const was = before[i]!;
+      const at = host.currentPath(i)!;
+      const now = await host.lstat(at);
+      found[i] = !now
+        ? `${at} was removed`
+        : !now.isFile() || now.ino !== was.ino
+          ? `${at} was replaced`
+          : Number(now.size) !== was.size
+            ? `${at} changed size (${was.size} bytes, now ${now.size})`
+            : stampTimeNs(now) !== was.mtimeNs
+              ? `${at} was modified`
+              : null;
+    });
+    for (const i of list) if (found[i]) return found[i]!;
+    return null;
+  }
+
+  /**
    * Check that each file of `indexes` (all when omitted) on disk is still the one tdl uses
    * (`look`). One lstat per file; the stamp it gives is kept for the next checkpoint.
    */

@@ -3,7 +3,18 @@
  * positional block reads that serve other peers. Metainfo-shaped objects are built by hand.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  mkdir,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  stat,
+  symlink,
+  truncate,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DiskError } from '../../src/errors.js';
@@ -407,5 +418,44 @@ describe("what is already in the torrent's folders", () => {
       /d0\/c\.bin: it is a symbolic link/,
     );
     expect(existsSync(path.join(dir, 'elsewhere'))).toBe(false);
+  });
+});
+
+describe('files changed while they are read (tdl verify)', () => {
+  it('names the first file removed, replaced, resized or modified since its stamp', async () => {
+    const t = torrent('changing', 4096, manyFiles(4, 5000));
+    const plan = await planOutput(t.meta, dir);
+    const w = await DiskStorage.open(plan, t.layout);
+    for (let i = 0; i < t.layout.pieceCount; i++) await w.writePiece(i, t.pieces[i]!);
+    await w.close();
+    const files = (i: number) => `${path.join(plan.root, ...t.meta.files[i]!.path)}.part`;
+    const later = Date.now() / 1000 + 100;
+    const changes: [string, (f: string) => Promise<void>, string][] = [
+      ['removed', (f) => rm(f), 'was removed'],
+      [
+        'replaced',
+        async (f) => {
+          await writeFile(`${f}.new`, await readFile(f));
+          await rename(`${f}.new`, f);
+        },
+        'was replaced',
+      ],
+      ['cut', (f) => truncate(f, 100), 'changed size (5002 bytes, now 100)'],
+      ['modified', (f) => utimes(f, later, later), 'was modified'],
+    ];
+    for (const [what, change, said] of changes) {
+      const r = await DiskStorage.open(plan, t.layout, { mode: 'read' });
+      const before = await r.stamps();
+      expect(await r.firstChange(before), what).toBeNull();
+      // Read through its handle: a removed file still reads.
+      await r.readPieces(0, t.layout.pieceCount - 1);
+      await change(files(2));
+      expect(await r.firstChange(before), what).toBe(`${files(2)} ${said}`);
+      await r.close();
+      // Put back for the next change.
+      const back = await DiskStorage.open(plan, t.layout);
+      for (let i = 0; i < t.layout.pieceCount; i++) await back.writePiece(i, t.pieces[i]!);
+      await back.close();
+    }
   });
 });
