@@ -19,6 +19,7 @@ import {
   normalizeComponent,
   percentEncodeInvalidUtf8,
 } from './paths.js';
+import { MAX_PATH_DEPTH } from './paths.js';
 import { MAX_FILES } from './torrent.js';
 import { monotonicMs } from '../clock.js';
 
@@ -351,6 +352,7 @@ export async function listFolder(
       }
       // Kept as a link (BEP 47): its target's data is in the torrent once, under the target's
       // own name, and a download (or this folder, seeded) has the same link in the same place.
+      checkDepth(abs, rel);
       out.push({
         abs,
         path: rel,
@@ -368,16 +370,33 @@ export async function listFolder(
         skip(shown(d, text), 'stdout, where the torrent is written');
         continue;
       }
+      checkDepth(abs, rel);
       out.push(sourceFile(abs, rel, st));
     } else {
       skip(shown(d, text), 'not a regular file');
     }
     if (out.length > MAX_FILES) {
       // The torrent would be one tdl refuses to read (exit 3, as for the other such torrents).
-      throw new MetainfoError('info.files', `has more than ${MAX_FILES} entries`);
+      throw new MetainfoError(
+        dir,
+        `more than ${MAX_FILES.toLocaleString('en-US')} files, the most a torrent tdl reads holds`,
+      );
     }
   }
   return linksInTorrent(out, skip);
+}
+
+/**
+ * A path deeper than a torrent tdl reads may hold is refused (exit 3, as that torrent would be),
+ * naming the file rather than the torrent's entry.
+ */
+function checkDepth(abs: string, rel: readonly string[]): void {
+  if (rel.length > MAX_PATH_DEPTH) {
+    throw new MetainfoError(
+      abs,
+      `its path in the torrent has more than ${MAX_PATH_DEPTH} components (${rel.length}), the most a torrent tdl reads holds`,
+    );
+  }
 }
 
 function notInTorrent(target: string): string {

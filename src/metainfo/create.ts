@@ -11,7 +11,7 @@
  *   through `onSkip`) or refused, are in create-list.ts.
  */
 import crypto from 'node:crypto';
-import fs, { realpathSync, statSync, type Stats } from 'node:fs';
+import fs, { readlinkSync, realpathSync, statSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { DiskError, systemErrorText, UsageError } from '../errors.js';
@@ -351,6 +351,15 @@ export function magnetLink(
   return s;
 }
 
+/** Where the symbolic link at `p` points, or null when `p` is not one. */
+function linkTarget(p: string): string | null {
+  try {
+    return readlinkSync(p);
+  } catch {
+    return null;
+  }
+}
+
 /** Makes a .torrent from `input` (a file or a folder). */
 export async function createTorrent(
   input: string,
@@ -381,6 +390,11 @@ async function createFrom(input: string, opts: CreateOptions): Promise<CreatedTo
   } catch (e) {
     // A path that is not there is a mistake on the command line (exit 2), as for a .torrent.
     const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') throw new UsageError(`${input}: a loop of symbolic links`);
+    const link = linkTarget(abs);
+    if (link !== null && (code === 'ENOENT' || code === 'ENOTDIR')) {
+      throw new UsageError(`${input}: a symbolic link to ${link}, which does not exist`);
+    }
     if (code === 'ENOENT' || code === 'ENOTDIR') {
       // Node reads its arguments as UTF-8: bytes that are not come as U+FFFD, a name no file has.
       throw new UsageError(

@@ -466,8 +466,10 @@ describe('createTorrent', () => {
     await expect(
       createTorrent(root, { threads: 1, onProgress: (done) => progress.push(done) }),
     ).rejects.toThrow(MetainfoError);
-    expect(progress).toEqual([0]);
-    await expect(createTorrent(root, { threads: 2 })).rejects.toThrow(/more than 128 components/);
+    expect(progress).toEqual([]);
+    await expect(createTorrent(root, { threads: 2 })).rejects.toThrow(
+      `${root}/${'d/'.repeat(MAX_PATH_DEPTH)}f: its path in the torrent has more than 128 components (129)`,
+    );
   });
 
   it('writes no torrent of a file changed, removed or replaced once its bytes were hashed', async () => {
@@ -599,6 +601,20 @@ describe('createTorrent', () => {
     ).rejects.toThrow(/has no port/);
     await expect(createTorrent(path.join(dir, 'f'), { webSeeds: ['file:///x'] })).rejects.toThrow(
       /only http, https URLs/,
+    );
+  });
+
+  it('says what an input link leads to when it leads nowhere (exit 2)', async () => {
+    await symlink('lp2', path.join(dir, 'lp1'));
+    await symlink('lp1', path.join(dir, 'lp2'));
+    await symlink('nothing', path.join(dir, 'broken'));
+    const loop = createTorrent(path.join(dir, 'lp1'));
+    await expect(loop).rejects.toThrow(UsageError);
+    await expect(loop).rejects.toThrow(`${path.join(dir, 'lp1')}: a loop of symbolic links`);
+    const broken = createTorrent(path.join(dir, 'broken'));
+    await expect(broken).rejects.toThrow(UsageError);
+    await expect(broken).rejects.toThrow(
+      `${path.join(dir, 'broken')}: a symbolic link to nothing, which does not exist`,
     );
   });
 });
