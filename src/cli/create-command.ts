@@ -51,6 +51,14 @@ export async function runCreate(input: string, opts: CreateCliOptions, io: CliIO
       .filter((u) => u !== '');
     // `--tracker " "` or `--tracker ,` names no tracker: never taken as "none" (as "" is not).
     if (tier.length === 0) throw new UsageError(`--tracker ${JSON.stringify(t)}: no URL in it`);
+    // A comma inside one URL (a passkey, a query) cut it in two: say how to write one.
+    const cut = tier.length > 1 ? tier.find((u) => !URL.canParse(u)) : undefined;
+    if (cut !== undefined) {
+      throw new UsageError(
+        `--tracker ${JSON.stringify(t)}: ${JSON.stringify(cut)} is not a URL (a comma separates ` +
+          'the trackers of one tier: write a comma inside a URL as %2C)',
+      );
+    }
     return tier;
   });
   // A URL named twice is kept once, where it first came (a client would only ask it twice),

@@ -375,6 +375,14 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
       if (both.length > MAX_FILES_LISTED) {
         lines.push(`note:     ... and ${both.length - MAX_FILES_LISTED} more such files`);
       }
+      // The torrent's folder not there at all: most likely `-o` names another place than the
+      // download's (as tdl seed says, where it is an error).
+      if (meta.multiFile && !anythingAt(plan.root)) {
+        lines.push(
+          `note:     ${escapeControl(plan.root)} does not exist: ` +
+            '-o names where the data is, as given to tdl download',
+        );
+      }
       lines.push(`result:   ${resultText(ready, dataComplete, files)}`);
       io.stdout.write(`${lines.join('\n')}\n`);
     }
@@ -400,6 +408,15 @@ export function shellWord(s: string): string {
 }
 
 /** A regular file is at `p` (not through a link at its last component). */
+function anythingAt(p: string): boolean {
+  try {
+    lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function fileExists(p: string): boolean {
   try {
     return lstatSync(p).isFile();

@@ -119,10 +119,11 @@ export function autoPieceLength(total: number): number {
 }
 
 /**
- * Parses `262144`, `256K`, `256k`, `256KiB`, `4M`, `4MiB`... Throws UsageError naming `option`.
+ * Parses `262144`, `256K`, `256k`, `256KiB`, `4M`, `4MiB`, `1.5M`... Throws UsageError naming
+ * `option`.
  */
 export function parseSize(text: string, option = '--piece-length'): number {
-  const m = /^(\d+)\s*(?:([kmg])(?:i?b)?|b)?$/i.exec(text.trim());
+  const m = /^(\d+(?:\.\d+)?)\s*(?:([kmg])(?:i?b)?|b)?$/i.exec(text.trim());
   if (!m) {
     throw new UsageError(
       `${option} ${JSON.stringify(text)}: not a size (e.g. 262144, 256K, 4M, or auto)`,
@@ -131,6 +132,7 @@ export function parseSize(text: string, option = '--piece-length'): number {
   const unit = (m[2] ?? '').toLowerCase();
   const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
   const n = Number(m[1]) * mult;
+  if (!Number.isInteger(n)) throw new UsageError(`${option} ${text}: not a whole number of bytes`);
   if (!Number.isSafeInteger(n)) throw new UsageError(`${option} ${text}: too large`);
   return n;
 }

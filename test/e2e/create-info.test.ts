@@ -702,6 +702,14 @@ describe('tdl create', () => {
       `  missing     forms/${nfc} (${nfc.normalize('NFD')} is there: the same name in another ` +
         'Unicode form; tdl names files in NFC, rename it)\n',
     );
+    // The torrent's folder not there at all: -o most likely names another place.
+    expect(v.stdout).not.toContain('note:');
+    const elsewhere = await runCli(['verify', t, '-o', path.join(dir, 'typo')]);
+    expect(elsewhere.code, elsewhere.stderr).toBe(5);
+    expect(elsewhere.stdout).toContain(
+      `\nnote:     ${path.join(dir, 'typo')} does not exist: -o names where the data is, as ` +
+        'given to tdl download\nresult:   incomplete',
+    );
     // seed says so too, rather than only sending the user to tdl download (a second copy).
     const s = await runCli(['seed', t, '-o', `${dir}/`, '--port', '0', '--no-dht']);
     expect(s.code, s.stderr).toBe(5);
@@ -898,6 +906,13 @@ describe('tdl create', () => {
         'tracker "http:ann.example/a" has no host (scheme://host/…)',
       ],
       [['--tracker', 'udp://t.example:0'], 'tracker "udp://t.example:0": port 0'],
+      // A comma inside a URL cuts it in two.
+      [
+        ['--tracker', 'http://t.example/a?key=1,2'],
+        // (The query is hidden, as a passkey may be in it.)
+        '--tracker "http://t.example/a?…": "2" is not a URL (a comma separates the ' +
+          'trackers of one tier: write a comma inside a URL as %2C)',
+      ],
     ] as const) {
       const r = await runCli(['create', f, '-o', out, ...args]);
       expect(r.code, r.stderr).toBe(2);

@@ -62,7 +62,12 @@ describe('piece length', () => {
     expect(parseSize('256kib')).toBe(262144);
     expect(parseSize('4M')).toBe(4 * 2 ** 20);
     expect(parseSize('1G')).toBe(2 ** 30);
-    for (const bad of ['', 'abc', '1.5M', '-1', '4T'])
+    // Fractions, as the rate options take them: the piece length check says what is wrong.
+    expect(parseSize('1.5M')).toBe(1.5 * 2 ** 20);
+    expect(parseSize('0.5m')).toBe(2 ** 19);
+    expect(() => checkPieceLength(parseSize('1.5M'))).toThrow(/must be a power of two/);
+    expect(() => parseSize('1.5')).toThrow('--piece-length 1.5: not a whole number of bytes');
+    for (const bad of ['', 'abc', '1.5.1M', '.5M', '-1', '4T'])
       expect(() => parseSize(bad)).toThrow(UsageError);
     expect(checkPieceLength(16384)).toBe(16384);
     for (const bad of [8192, 20000, 2 ** 27])
