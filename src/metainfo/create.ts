@@ -409,8 +409,11 @@ async function createFrom(input: string, opts: CreateOptions): Promise<CreatedTo
     throw ioError(input, e);
   }
   const named = entryName(Buffer.from(path.basename(abs)));
-  if ('reason' in named)
-    throw new UsageError(`${input}: cannot be a torrent's name: ${named.reason}`);
+  if ('reason' in named) {
+    // Said of the torrent's own name: renamed, it is not "included", it is the torrent.
+    const reason = named.reason.replace(' to include it)', ')');
+    throw new UsageError(`${input}: cannot be a torrent's name: ${reason}`);
+  }
   const name = named.name;
 
   const threads = Math.max(1, Math.min(opts.threads ?? defaultHashThreads(), MAX_HASH_THREADS));

@@ -609,6 +609,15 @@ describe('createTorrent', () => {
     );
   });
 
+  it("refuses a torrent's own name not in NFC form, saying to rename it", async () => {
+    const nfd = path.join(dir, 'caf\u00e9'.normalize('NFD'));
+    await mkdir(nfd);
+    await writeFile(path.join(nfd, 'a'), 'data');
+    await expect(createTorrent(nfd)).rejects.toThrow(
+      `${nfd}: cannot be a torrent's name: name is not in Unicode NFC form (rename it)`,
+    );
+  });
+
   it('says what an input link leads to when it leads nowhere (exit 2)', async () => {
     await symlink('lp2', path.join(dir, 'lp1'));
     await symlink('lp1', path.join(dir, 'lp2'));
