@@ -126,7 +126,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
   // A plain download with no way to peers may find its data complete (a rerun, a script that
   // runs it until it succeeds): that refusal waits for the start-up check. Seeding needs peers
   // whatever the data.
-  if (unreachable && (o.seedOnly || o.seed !== undefined)) throw unreachable;
+  if (unreachable && (o.seedOnly || o.seed !== undefined)) await refuse(unreachable, o);
   if (useTrackers) preloadHttpClient(meta.announceList.flat());
   // fileOffsets does not read meta.files, which would make an object per file and keep them all.
   const layout = new Layout({ starts: fileOffsets(meta) }, meta.pieceLength, meta.length);
@@ -277,7 +277,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       }
     }
     const seeding = o.seed !== undefined || o.seedOnly === true;
-    if (unreachable && !complete) throw unreachable;
+    if (unreachable && !complete) await refuse(unreachable, o);
     if (complete && !seeding) {
       // Nothing to fetch and nothing to serve: give the files their final names and stop.
       const idle = new Download({
@@ -678,6 +678,15 @@ function peerSources(o: ClientOptions): {
     throw e;
   }
   return sources;
+}
+
+/**
+ * Ends a run that no peer could reach. A `--bind` address the machine lacks is the mistake to
+ * report first (exit 2), as every other run says it: the other is a consequence of the options.
+ */
+async function refuse(unreachable: NoPeersError, o: ClientOptions): Promise<never> {
+  if (o.localAddress) await Listener.checkAddress(o.localAddress);
+  throw unreachable;
 }
 
 /** `p`, or the signal's reason as soon as it is aborted. */

@@ -181,6 +181,9 @@ describe('--bind for outgoing connections', () => {
       ['download', torrent, '-o', out, '--no-dht', '--peer', '127.0.0.1:9', ...bind],
       ['download', torrent, '-o', out, '--no-listen', '--no-dht', '--peer', '127.0.0.1:9', ...bind],
       ['info', torrent, ...bind],
+      // No tracker, no DHT, no peer: the address is still the mistake said first.
+      ['download', torrent, '-o', out, '--no-dht', ...bind],
+      ['seed', torrent, '-o', out, '--no-dht', '--no-listen', ...bind],
     ]) {
       const r = await runCli(args);
       expect(r.code, args[0]).toBe(2);
