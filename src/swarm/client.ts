@@ -307,6 +307,8 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         dataBytesOf(layout, padding, selected ? wanted : null),
         layout.pieceCount,
         selected ? check.have.countBoth(wanted) : check.have.count,
+        // The time its `progress` events counted: a stream of the working copy takes seconds.
+        idle.stats().elapsedMs,
       );
       return { stats, plan, check: checkInfo, wasComplete: true };
     }
@@ -758,7 +760,12 @@ function cutWarning(file: string, kept = false): string {
 }
 
 /** A run that found its files complete: the selection's size, as a download's stats give it. */
-function idleStats(total: number, pieceCount: number, held: number): DownloadStats {
+function idleStats(
+  total: number,
+  pieceCount: number,
+  held: number,
+  elapsedMs: number,
+): DownloadStats {
   return {
     total,
     completed: total,
@@ -777,7 +784,7 @@ function idleStats(total: number, pieceCount: number, held: number): DownloadSta
     peersUsed: 0,
     fromWebSeeds: 0,
     piecesReplaced: 0,
-    elapsedMs: 0,
+    elapsedMs,
     firstUnchokeMs: -1,
     heldBytes: 0,
     budgetBytes: 0,

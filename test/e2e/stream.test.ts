@@ -575,6 +575,49 @@ describe('tdl download -o -', () => {
     expect(existsSync(dir)).toBe(false);
   }, 60_000);
 
+  it('a working copy complete before the run streams without a peer; its time counts the stream', async () => {
+    const data = randomBytesSeeded(2 * 1024 * 1024, 'stream-copy');
+    const t = makeTorrent({ name: 'copy.bin', pieceLength: PIECE, files: { data } });
+    const torrent = await fx.writeTorrent(t);
+    const cache = path.join(fx.dir, 'cache');
+    // The working copy, whole, where a stream keeps it.
+    const dir = workDir(cache, t.infoHash);
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, 'copy.bin'), data);
+    const s = spawnStream(
+      [
+        'download',
+        torrent,
+        '-o',
+        '-',
+        '--no-dht',
+        '--no-listen',
+        '--json',
+        '--peer',
+        '127.0.0.1:9',
+      ],
+      cache,
+    );
+    // Held for a while: the stream's progress events count that time.
+    s.child.stdout!.pause();
+    await until(() => /"event":"progress"[^\n]*"time":[1-9]/.test(s.stderr()), 20_000, 'progress');
+    s.child.stdout!.resume();
+    const r = await runChild(s);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.equals(data)).toBe(true);
+    const events = r.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const times = events.filter((e) => e['event'] === 'progress').map((e) => Number(e['time']));
+    for (let i = 1; i < times.length; i++) expect(times[i]).toBeGreaterThanOrEqual(times[i - 1]!);
+    const done = events.at(-1)!;
+    expect(done).toMatchObject({ event: 'done', downloaded: 0, present: data.length });
+    expect(Number(done['elapsedMs'])).toBeGreaterThan(0);
+    expect(Number(done['elapsedMs'])).toBeGreaterThanOrEqual(Math.max(...times));
+    expect(existsSync(dir)).toBe(false);
+  }, 60_000);
+
   it('--no-resume: a reader that goes away leaves no working copy; without -o - it is refused', async () => {
     const data = randomBytesSeeded(2 * 1024 * 1024, 'stream-no-resume');
     const t = makeTorrent({ name: 'nr.bin', pieceLength: PIECE, files: { data } });
