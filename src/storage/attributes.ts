@@ -188,6 +188,52 @@ async function makeLink(root: string, linkPath: string, target: string): Promise
 }
 
 /**
+ * Where each link of the torrent leads (by its index), as components from the torrent's top
+ * folder. BEP 47 gives a target from the top folder, but libtorrent 2.0 writes it from the
+ * link's own folder (`sub/l` to `b.bin` beside it as `b.bin`), and its downloader takes a target
+ * that names nothing of the torrent from the top as one from the link's folder, when that names
+ * a file, a folder or a link of the torrent. So does tdl: such a link is made as libtorrent
+ * makes it, and the folder that torrent was made from verifies and seeds. A target that names
+ * nothing either way is kept as given (the link leads nowhere). One pass over the list, and a
+ * set of its paths only when it holds a link.
+ */
+export function linkTargets(files: FileList<AttributeFile>): Map<number, readonly string[]> {
+  const links = new Map<number, readonly string[]>();
+  let names: Set<string> | null = null;
+  for (let i = 0; i < files.length; i++) {
+    const f = files.at(i)!;
+    if (f.padding) continue;
+    if (f.symlink) links.set(i, f.symlink);
+  }
+  for (const [i, target] of links) {
+    names ??= torrentNames(files);
+    if (names.has(target.join('/'))) continue;
+    const link = files.at(i)!.path;
+    if (link.length < 2) continue;
+    const beside = [...link.slice(0, -1), ...target];
+    const key = beside.join('/');
+    // Never the link itself (`sub/l` to `l`): kept as given, as a link that leads nowhere.
+    if (names.has(key) && key !== link.join('/')) links.set(i, beside);
+  }
+  return links;
+}
+
+/** Every path of the torrent (files, links) and every folder on the way to one, `/`-joined. */
+function torrentNames(files: FileList<AttributeFile>): Set<string> {
+  const names = new Set<string>();
+  for (let i = 0; i < files.length; i++) {
+    const f = files.at(i)!;
+    if (f.padding) continue;
+    let key = '';
+    for (const c of f.path) {
+      key = key === '' ? c : `${key}/${c}`;
+      names.add(key);
+    }
+  }
+  return names;
+}
+
+/**
  * The torrent's links (BEP 47 `l`) and whether each is in place under `plan.root`, for
  * `tdl verify`: what applyFileAttributes would find (a link elsewhere there makes it fail).
  */
@@ -198,11 +244,10 @@ export async function checkLinks(
   if (!meta.multiFile) return [];
   const root = path.resolve(plan.root);
   const out = [];
-  for (let i = 0; i < meta.files.length; i++) {
+  for (const [i, to] of linkTargets(meta.files)) {
     const f = meta.files.at(i)!;
-    if (!f.symlink || f.padding) continue;
     const linkPath = inside(root, f.path, `info.files[${i}].path`);
-    const target = inside(root, f.symlink, `info.files[${i}].symlink path`);
+    const target = inside(root, to, `info.files[${i}].symlink path`);
     out.push({ index: i, path: linkPath, target, found: await linkState(root, linkPath, target) });
   }
   return out;
@@ -223,24 +268,24 @@ export async function applyFileAttributes(
   let symlinks = 0;
   // One pass over the list (a 100,000-file torrent makes each entry as it is asked for); the
   // links are made after every regular file is in its final state.
-  const links: number[] = [];
+  let hasLinks = false;
   for (let i = 0; i < meta.files.length; i++) {
     const f = meta.files.at(i)!;
     if (f.padding) continue;
-    if (f.symlink) links.push(i);
+    if (f.symlink) hasLinks = true;
     else if (f.executable) {
       await makeExecutable(meta.multiFile ? inside(root, f.path, `info.files[${i}].path`) : root);
       executables++;
     }
   }
-  for (const i of links) {
+  if (!hasLinks) return { executables, symlinks };
+  if (!meta.multiFile) {
+    throw new MetainfoError('info.attr', 'a single-file torrent cannot be a symbolic link');
+  }
+  for (const [i, to] of linkTargets(meta.files)) {
     const f = meta.files.at(i)!;
-    if (!f.symlink) continue;
-    if (!meta.multiFile) {
-      throw new MetainfoError('info.attr', 'a single-file torrent cannot be a symbolic link');
-    }
     const linkPath = inside(root, f.path, `info.files[${i}].path`);
-    const target = inside(root, f.symlink, `info.files[${i}].symlink path`);
+    const target = inside(root, to, `info.files[${i}].symlink path`);
     if (target === linkPath) {
       throw new MetainfoError(`info.files[${i}].symlink path`, 'a link cannot point at itself');
     }

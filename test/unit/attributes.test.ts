@@ -2,7 +2,12 @@ import { lstat, mkdir, readFile, readlink, rm, stat, symlink, writeFile } from '
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DiskError, MetainfoError } from '../../src/errors.js';
-import { applyFileAttributes, type AttributeMeta } from '../../src/storage/attributes.js';
+import {
+  applyFileAttributes,
+  checkLinks,
+  linkTargets,
+  type AttributeMeta,
+} from '../../src/storage/attributes.js';
 import { tempDir } from '../helpers/cli.js';
 
 let dir: string;
@@ -39,6 +44,48 @@ describe('applyFileAttributes', () => {
     expect(await readlink(path.join(root, 'deep', 'er', 'l2'))).toBe('../../bin/run.sh');
     // Running it again is harmless.
     expect(await applyFileAttributes({ root }, meta)).toEqual({ executables: 1, symlinks: 2 });
+  });
+
+  it("takes a target that names nothing from the top from the link's folder, as libtorrent does", async () => {
+    const root = path.join(dir, 'lt');
+    await mkdir(path.join(root, 'sub', 'deep'), { recursive: true });
+    await writeFile(path.join(root, 'sub', 'b.bin'), 'b');
+    await writeFile(path.join(root, 'sub', 'deep', 'c'), 'c');
+    await writeFile(path.join(root, 'a.bin'), 'a');
+    const files = [
+      { path: ['a.bin'] },
+      { path: ['sub', 'b.bin'] },
+      { path: ['sub', 'deep', 'c'] },
+      // libtorrent 2.0 writes these from the link's folder.
+      { path: ['sub', 'l'], symlink: ['b.bin'] },
+      { path: ['sub', 'dl'], symlink: ['deep'] },
+      // From the top when the torrent has it there (BEP 47), whatever is beside the link.
+      { path: ['sub', 'top'], symlink: ['a.bin'] },
+      // Nothing either way, or only the link itself: kept as given, leading nowhere.
+      { path: ['sub', 'none'], symlink: ['nothing'] },
+      { path: ['sub', 'self'], symlink: ['self'] },
+    ];
+    const targets = linkTargets(files);
+    expect([...targets]).toEqual([
+      [3, ['sub', 'b.bin']],
+      [4, ['sub', 'deep']],
+      [5, ['a.bin']],
+      [6, ['nothing']],
+      [7, ['self']],
+    ]);
+    expect(await applyFileAttributes({ root }, { multiFile: true, files })).toEqual({
+      executables: 0,
+      symlinks: 5,
+    });
+    expect(await readlink(path.join(root, 'sub', 'l'))).toBe('b.bin');
+    expect(await readFile(path.join(root, 'sub', 'l'), 'utf8')).toBe('b');
+    expect(await readlink(path.join(root, 'sub', 'dl'))).toBe('deep');
+    expect(await readlink(path.join(root, 'sub', 'top'))).toBe('../a.bin');
+    expect(await readlink(path.join(root, 'sub', 'none'))).toBe('../nothing');
+    expect(await readlink(path.join(root, 'sub', 'self'))).toBe('../self');
+    // What verify and seed look for is the same.
+    const found = await checkLinks({ root }, { multiFile: true, files });
+    expect(found.map((l) => l.found.state)).toEqual(Array(5).fill('in-place'));
   });
 
   it('works on a single-file torrent', async () => {
