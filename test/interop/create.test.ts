@@ -5,11 +5,12 @@
  * info hash.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PYTHON, findExecutable } from '../../scripts/lib/real-peers.mjs';
 import { runCli, tempDir } from '../helpers/cli.js';
+import { spawnTdl } from '../helpers/tdl-process.js';
 import { randomBytesSeeded } from '../helpers/torrent.js';
 import { programsGate } from './swarm.js';
 
@@ -139,6 +140,65 @@ print(lt.torrent_info(sys.argv[3]).info_hashes().v1)
       expect(real.map((f) => f.path.join('/'))).toEqual(['a.bin', 'run.sh', 'z.bin']);
       expect(real[1]!.executable).toBe(true);
       expect(info.files.some((f) => f.padding)).toBe(true);
+    },
+    TIMEOUT_MS,
+  );
+
+  it(
+    "libtorrent's links in a subfolder: the folder it was made from verifies, and a download makes them as libtorrent does",
+    async () => {
+      const src = path.join(dir, 'links');
+      await mkdir(path.join(src, 'sub', 'deep'), { recursive: true });
+      await writeFile(path.join(src, 'a.bin'), randomBytesSeeded(100_001, 'la'));
+      await writeFile(path.join(src, 'sub', 'b.bin'), randomBytesSeeded(300_007, 'lb'));
+      await writeFile(path.join(src, 'sub', 'deep', 'c.bin'), randomBytesSeeded(9, 'lc'));
+      await symlink('b.bin', path.join(src, 'sub', 'l'));
+      await symlink('deep', path.join(src, 'sub', 'dl'));
+      const out = path.join(dir, 'links.torrent');
+      // libtorrent 2.0 writes each target from the link's folder (`[b.bin]`), not the top.
+      run(PYTHON, [
+        '-c',
+        `
+import sys, libtorrent as lt
+fs = lt.file_storage()
+lt.add_files(fs, sys.argv[1], lambda p: True, lt.create_torrent.symlinks)
+ct = lt.create_torrent(fs, 16384, flags=lt.create_torrent.symlinks | lt.create_torrent.v1_only)
+lt.set_piece_hashes(ct, sys.argv[2])
+open(sys.argv[3], 'wb').write(lt.bencode(ct.generate()))
+`,
+        src,
+        dir,
+        out,
+      ]);
+      const verify = await runCli(['verify', out, '-o', src]);
+      expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+      // Served by tdl from that folder, downloaded by tdl: the links lead where libtorrent's do.
+      let kill: (() => Promise<void>) | undefined;
+      const seed = spawnTdl(
+        ['seed', out, '-o', src, '--port', '0', '--no-dht', '--json'],
+        (c) => (kill = c),
+      );
+      try {
+        const port = await seed.port();
+        const dl = path.join(dir, 'links-dl');
+        const r = await runCli([
+          'download',
+          out,
+          '-o',
+          dl,
+          '--peer',
+          `127.0.0.1:${port}`,
+          '--no-dht',
+          '--no-listen',
+        ]);
+        expect(r.code, r.stderr).toBe(0);
+        expect(await readlink(path.join(dl, 'sub', 'l'))).toBe('b.bin');
+        expect(await readlink(path.join(dl, 'sub', 'dl'))).toBe('deep');
+        expect(await readFile(path.join(dl, 'sub', 'l'))).toEqual(randomBytesSeeded(300_007, 'lb'));
+      } finally {
+        await seed.interrupt();
+        await kill?.();
+      }
     },
     TIMEOUT_MS,
   );
