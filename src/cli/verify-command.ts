@@ -9,7 +9,7 @@
  */
 import { lstatSync } from 'node:fs';
 import path from 'node:path';
-import { otherUnicodeForm } from '../storage/fs-util.js';
+import { onDiskUnmapped, otherUnicodeForm, UNMAPPED_NOTE } from '../storage/fs-util.js';
 import { begunPieces, copyIsRight, hashPieces, isZeroPiece } from '../storage/check.js';
 import { checkLinks } from '../storage/attributes.js';
 import { DiskStorage } from '../storage/disk.js';
@@ -335,6 +335,15 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
             : null,
         ),
       );
+      // A missing file there under its torrent's raw bytes (a name that is not UTF-8, which
+      // tdl names with %XX): the folder the torrent was made from, say.
+      const unmapped = await Promise.all(
+        listed.map((f, k) =>
+          f.state === 'missing' && !f.notAFile && otherForms[k] === null
+            ? onDiskUnmapped(plan.parent, path.join(plan.parent, f.path))
+            : false,
+        ),
+      );
       for (const [k, f] of listed.entries()) {
         const what =
           f.state === 'partial'
@@ -354,7 +363,9 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
               (f.valid < f.length ? `, ${formatBytes(f.valid)} of them valid)` : ')')
             : other
               ? ` (${escapeControl(other)} is there: the same name in another Unicode form; tdl names files in NFC, rename it)`
-              : '';
+              : unmapped[k]
+                ? ` (${UNMAPPED_NOTE})`
+                : '';
         lines.push(`  ${what}  ${escapeControl(f.path)}${note}`);
       }
       if (bad.length > MAX_FILES_LISTED) {

@@ -353,7 +353,10 @@ export function percentEncodeInvalidUtf8(b: Uint8Array): string {
   return out + buf.toString('utf8', run, i);
 }
 
-/** Inverse of percentEncodeInvalidUtf8 (for tests and tools). */
+/**
+ * Inverse of percentEncodeInvalidUtf8: the bytes a mapped name came from (each `%` starts a
+ * `%XX`).
+ */
 export function percentDecodeComponent(text: string): Buffer {
   const parts: Buffer[] = [];
   let run = 0;

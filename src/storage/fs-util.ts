@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { logger } from '../log.js';
 import { DiskError, systemErrorText } from '../errors.js';
+import { percentDecodeComponent } from '../metainfo/paths.js';
 import { withSuffix } from './names.js';
 import { monotonicMs } from '../clock.js';
 
@@ -629,6 +630,32 @@ export async function syncFileSystems(paths: readonly string[]): Promise<boolean
       },
     );
   });
+}
+
+/**
+ * Whether `file` (under `under`, each component of `file` as tdl names it) is on disk under the
+ * raw bytes its torrent gives (`caf\xE9.bin` for `caf%E9.bin`: a name that is not UTF-8, which
+ * tdl maps to `%XX`, see componentFromBytes). Such data reads as missing: said, so that it can
+ * be renamed. False when no component holds a `%XX`.
+ */
+export const UNMAPPED_NOTE =
+  "it is there under its name's own bytes, which are not UTF-8: tdl names such a file with %XX " +
+  'for each of those bytes, as tdl info shows; rename it';
+
+export async function onDiskUnmapped(under: string, file: string): Promise<boolean> {
+  const rel = path.relative(under, file);
+  if (!/%[0-9A-F]{2}/.test(rel) || rel.startsWith('..')) return false;
+  const parts: Buffer[] = [Buffer.from(under)];
+  for (const c of rel.split(path.sep)) {
+    // A name with a `%` not followed by two hex digits was never mapped.
+    const mapped = c.includes('%') && !/%(?![0-9A-F]{2})/.test(c);
+    parts.push(Buffer.from(path.sep), mapped ? percentDecodeComponent(c) : Buffer.from(c));
+  }
+  const raw = Buffer.concat(parts);
+  return lstat(raw).then(
+    () => true,
+    () => false,
+  );
 }
 
 /**

@@ -23,7 +23,12 @@ import { startupCheck, type ProgressFn, type StartupCheck } from '../storage/che
 import { checkLinks } from '../storage/attributes.js';
 import { removeResumeFiles, ResumeWriter } from '../storage/checkpoint.js';
 import { OutputInUseError } from '../storage/lock.js';
-import { otherUnicodeForm, replaceFile } from '../storage/fs-util.js';
+import {
+  onDiskUnmapped,
+  otherUnicodeForm,
+  replaceFile,
+  UNMAPPED_NOTE,
+} from '../storage/fs-util.js';
 import { Layout } from '../storage/layout.js';
 import type { OutputPlan } from '../storage/output.js';
 import { selectsEveryFile, wantedPieces } from '../storage/selection.js';
@@ -222,9 +227,14 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         if (storage.existed(i) || storage.isPadding(i) || !storage.isSelected(i)) continue;
         looked++;
         const other = await otherUnicodeForm(storage.finalPath(i));
-        if (other === null) continue;
-        formNote = ` (${other} is there for ${storage.finalPath(i)}: the same name in another Unicode form; tdl names files in NFC, rename it)`;
-        break;
+        if (other !== null) {
+          formNote = ` (${other} is there for ${storage.finalPath(i)}: the same name in another Unicode form; tdl names files in NFC, rename it)`;
+          break;
+        }
+        if (await onDiskUnmapped(plan.parent, storage.finalPath(i))) {
+          formNote = ` (${storage.finalPath(i)}: ${UNMAPPED_NOTE})`;
+          break;
+        }
       }
       throw new TransferError(
         (found

@@ -719,6 +719,40 @@ describe('tdl create', () => {
     );
   });
 
+  it('verify and seed say when a missing file is there under its raw name that is not UTF-8', async () => {
+    // As mktorrent makes a torrent of a folder with a Latin-1 name: the bytes as they are.
+    const raw = Buffer.from('caf\xe9.bin', 'latin1');
+    const data = randomBytesSeeded(20_000, 'latin1');
+    const d = path.join(dir, 'old');
+    await mkdir(d);
+    writeFileSync(Buffer.concat([Buffer.from(`${d}/`), raw]), data);
+    const t = path.join(dir, 'old.torrent');
+    const pieces = createHash('sha1').update(data).digest();
+    await writeFile(
+      t,
+      encode({
+        info: {
+          name: 'old',
+          'piece length': 32768,
+          pieces,
+          files: [{ length: 20_000, path: [raw] }],
+        },
+      }),
+    );
+    const v = await runCli(['verify', t, '-o', `${dir}/`]);
+    expect(v.code, v.stderr).toBe(5);
+    expect(v.stdout).toContain(
+      "  missing     old/caf%E9.bin (it is there under its name's own bytes, which are not UTF-8: " +
+        'tdl names such a file with %XX for each of those bytes, as tdl info shows; rename it)\n',
+    );
+    const s = await runCli(['seed', t, '-o', `${dir}/`, '--port', '0', '--no-dht']);
+    expect(s.code, s.stderr).toBe(5);
+    expect(s.stderr).toContain(`(${path.join(d, 'caf%E9.bin')}: it is there under its name's own`);
+    // Renamed as tdl names it, it verifies.
+    await rename(Buffer.concat([Buffer.from(`${d}/`), raw]), path.join(d, 'caf%E9.bin'));
+    expect((await runCli(['verify', t, '-o', `${dir}/`, '-q'])).code).toBe(0);
+  });
+
   it('verify reports a folder or a FIFO in the place of a file, and checks the rest', async () => {
     const d = path.join(dir, 'kinds');
     await mkdir(d);
