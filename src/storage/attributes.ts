@@ -262,6 +262,8 @@ export async function checkLinks(
 export async function applyFileAttributes(
   plan: { root: string },
   meta: AttributeMeta,
+  /** A partial selection: `x` only on the files it holds, and no link. */
+  selected?: (index: number) => boolean,
 ): Promise<{ executables: number; symlinks: number }> {
   const root = path.resolve(plan.root);
   let executables = 0;
@@ -271,14 +273,14 @@ export async function applyFileAttributes(
   let hasLinks = false;
   for (let i = 0; i < meta.files.length; i++) {
     const f = meta.files.at(i)!;
-    if (f.padding) continue;
+    if (f.padding || (selected && !selected(i))) continue;
     if (f.symlink) hasLinks = true;
     else if (f.executable) {
       await makeExecutable(meta.multiFile ? inside(root, f.path, `info.files[${i}].path`) : root);
       executables++;
     }
   }
-  if (!hasLinks) return { executables, symlinks };
+  if (!hasLinks || selected) return { executables, symlinks };
   if (!meta.multiFile) {
     throw new MetainfoError('info.attr', 'a single-file torrent cannot be a symbolic link');
   }

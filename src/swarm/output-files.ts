@@ -209,15 +209,18 @@ export class OutputFiles {
   }
 
   /**
-   * BEP 47 `x` and `l` once the whole torrent is in place under its final names: not for a
-   * partial selection (the other files are not there) nor a stream (it leaves no file).
+   * BEP 47 `x` and `l` once the files are in place under their final names: with a partial
+   * selection, `x` on the selected files only and no link (the files a link leads to may not be
+   * there); nothing for a stream (it leaves no file).
    */
   private async applyAttributes(): Promise<void> {
-    if (this.selected || this.stream) return;
-    const r = await applyFileAttributes(this.plan, {
-      multiFile: this.meta.multiFile,
-      files: fileList(this.meta),
-    });
+    if (this.stream) return;
+    const selected = this.selected;
+    const r = await applyFileAttributes(
+      this.plan,
+      { multiFile: this.meta.multiFile, files: fileList(this.meta) },
+      selected ? (i) => selected[i] === 1 : undefined,
+    );
     if (r.executables + r.symlinks > 0) {
       log('%d files made executable, %d links', r.executables, r.symlinks);
     }

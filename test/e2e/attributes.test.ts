@@ -76,12 +76,12 @@ describe('BEP 47 attributes', () => {
     expect(v.code, v.stdout + v.stderr).toBe(0);
   });
 
-  it('applies neither to a partial selection', async () => {
-    // The x file alone: complete, yet not made executable (nor its link made).
+  it('a partial selection: x on the files selected, no link', async () => {
+    // The x file alone: complete, and made executable; its link is not made.
     const { root } = await download(['--select', '1']);
     const st = await stat(path.join(root, 'bin', 'tool'));
     expect(st.isFile()).toBe(true);
-    expect(st.mode & 0o111).toBe(0);
+    expect(st.mode & 0o111).not.toBe(0);
     await expect(lstat(path.join(root, 'bin', 'latest'))).rejects.toThrow();
   });
 
