@@ -232,6 +232,7 @@ async function showInfo(file: string, opts: InfoCliOptions, io: CliIO): Promise<
       hybrid: m.hybrid,
       ...(m.hybrid ? { infoHashV2: infoHashV2Hex(m.info) } : {}),
       private: m.private,
+      ...(m.source !== undefined ? { source: m.source } : {}),
     });
     const tail = JSON.stringify({
       trackers: m.announceList,
@@ -255,6 +256,7 @@ async function showInfo(file: string, opts: InfoCliOptions, io: CliIO): Promise<
     `size:         ${formatBytes(size)} (${size} byte${size === 1 ? '' : 's'})`,
     `pieces:       ${m.pieceCount} × ${formatBytes(m.pieceLength)}`,
     `private:      ${m.private ? 'yes' : 'no'}`,
+    ...(m.source !== undefined ? [`source:       ${escapeControl(m.source)}`] : []),
   ];
   if (m.comment) lines.push(`comment:      ${escapeControl(m.comment)}`);
   if (m.createdBy) lines.push(`created by:   ${escapeControl(m.createdBy)}`);

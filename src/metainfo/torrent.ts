@@ -301,6 +301,11 @@ export function parseTorrent(buf: Uint8Array, opts: ParseOptions = {}): Metainfo
   };
   const comment = freeText('comment');
   if (comment !== undefined) m.comment = comment;
+  // `info.source`, which some private trackers ask for (it changes the info hash): shown.
+  const source = info['source'];
+  if (isBytes(source) && source.length > 0) {
+    m.source = tryText(source) ?? percentEncodeInvalidUtf8(source);
+  }
   const createdBy = freeText('created by');
   if (createdBy !== undefined) m.createdBy = createdBy;
   const creationDate = optInt(root, 'creation date');

@@ -48,6 +48,8 @@ export interface Metainfo {
   /** BEP 12 tiers if `announce-list` is present and non-empty, else [[announce]], else []. */
   announceList: string[][];
   private: boolean;
+  /** `info.source` (a private tracker's mark; part of the info hash). */
+  source?: string;
   comment?: string;
   createdBy?: string;
   creationDate?: number;

@@ -395,10 +395,16 @@ describe('tdl create', () => {
       ['udp://c.example:6969'],
     ]);
     expect(m.private).toBe(true);
+    expect(m.source).toBe('SRC');
     expect(m.comment).toBe('hi');
     expect(m.createdBy).toBe('me');
     expect(m.creationDate).toBeUndefined();
     expect(m.urlList).toEqual(['https://w.example/']);
+    // tdl info shows the source, part of the info hash.
+    const info = await runCli(['info', path.join(dir, '1.torrent')]);
+    expect(info.stdout).toContain('private:      yes\nsource:       SRC\n');
+    const json = await runCli(['info', path.join(dir, '1.torrent'), '--json']);
+    expect(JSON.parse(json.stdout)).toMatchObject({ private: true, source: 'SRC' });
   });
 
   it('-o - writes the torrent to stdout and the rest to stderr', async () => {
