@@ -15,7 +15,7 @@ import { checkLinks } from '../storage/attributes.js';
 import { DiskStorage } from '../storage/disk.js';
 import { Layout } from '../storage/layout.js';
 import { fileList, fileOffsets, paddingFileCount } from '../metainfo/torrent.js';
-import { DiskError, UsageError } from '../errors.js';
+import { TransferError, UsageError } from '../errors.js';
 import { planOutput } from '../storage/output.js';
 import { resumePath } from '../storage/names.js';
 import { partsPath } from '../storage/parts.js';
@@ -174,11 +174,13 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
     if (timer) clearInterval(timer);
     timer = null;
     // What was read holds only for files left as they were found: one removed while it was
-    // read (its open handle still reads it), cut or written meanwhile gives no report.
+    // read (its open handle still reads it), cut or written meanwhile (a download running
+    // there) gives no report. Not verified complete: exit 5, as incomplete data.
     const change = await storage.firstChange(stamps);
     if (change !== null) {
-      throw new DiskError(
-        `${change} while it was being verified: no report (run tdl verify again)`,
+      throw new TransferError(
+        `${change} while it was being verified: no report, the data is not verified complete ` +
+          '(run tdl verify again)',
       );
     }
     // Bytes that hashed right as zeros because they are not on disk (past a file's end, a file
