@@ -632,16 +632,17 @@ export async function syncFileSystems(paths: readonly string[]): Promise<boolean
   });
 }
 
+/** What verify and seed say of a file onDiskUnmapped finds. */
+export const UNMAPPED_NOTE =
+  "it is there under its name's own bytes, which are not UTF-8: tdl names such a file with %XX " +
+  'for each of those bytes, as tdl info shows; rename it';
+
 /**
  * Whether `file` (under `under`, each component of `file` as tdl names it) is on disk under the
  * raw bytes its torrent gives (`caf\xE9.bin` for `caf%E9.bin`: a name that is not UTF-8, which
  * tdl maps to `%XX`, see componentFromBytes). Such data reads as missing: said, so that it can
  * be renamed. False when no component holds a `%XX`.
  */
-export const UNMAPPED_NOTE =
-  "it is there under its name's own bytes, which are not UTF-8: tdl names such a file with %XX " +
-  'for each of those bytes, as tdl info shows; rename it';
-
 export async function onDiskUnmapped(under: string, file: string): Promise<boolean> {
   const rel = path.relative(under, file);
   if (!/%[0-9A-F]{2}/.test(rel) || rel.startsWith('..')) return false;
