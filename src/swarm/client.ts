@@ -317,8 +317,9 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         dataBytesOf(layout, padding, selected ? wanted : null),
         layout.pieceCount,
         selected ? check.have.countBoth(wanted) : check.have.count,
-        // The time its `progress` events counted: a stream of the working copy takes seconds.
-        idle.stats().elapsedMs,
+        // A stream of the working copy takes seconds, which its `progress` events counted;
+        // anything else did nothing worth a time.
+        streamOut ? idle.stats().elapsedMs : 0,
       );
       return { stats, plan, check: checkInfo, wasComplete: true };
     }
