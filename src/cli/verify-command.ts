@@ -9,7 +9,7 @@
  */
 import { lstatSync } from 'node:fs';
 import path from 'node:path';
-import { onDiskUnmapped, otherUnicodeForm, UNMAPPED_NOTE } from '../storage/fs-util.js';
+import { otherNameOnDisk, UNMAPPED_NOTE } from '../storage/fs-util.js';
 import { begunPieces, copyIsRight, hashPieces, isZeroPiece } from '../storage/check.js';
 import { checkLinks } from '../storage/attributes.js';
 import { DiskStorage } from '../storage/disk.js';
@@ -330,20 +330,13 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
       const bad = files.filter((f) => f.state !== 'complete');
       lines.push(`files:    ${files.length - bad.length} of ${files.length} complete`);
       const listed = bad.slice(0, MAX_FILES_LISTED);
-      const otherForms = await Promise.all(
+      // A missing file there under another name: in another Unicode form, or under the raw
+      // bytes of a name that is not UTF-8 (the folder the torrent was made from, say).
+      const otherNames = await Promise.all(
         listed.map((f) =>
           f.state === 'missing' && !f.notAFile
-            ? otherUnicodeForm(path.join(plan.parent, f.path))
+            ? otherNameOnDisk(plan.parent, path.join(plan.parent, f.path))
             : null,
-        ),
-      );
-      // A missing file there under its torrent's raw bytes (a name that is not UTF-8, which
-      // tdl names with %XX): the folder the torrent was made from, say.
-      const unmapped = await Promise.all(
-        listed.map((f, k) =>
-          f.state === 'missing' && !f.notAFile && otherForms[k] === null
-            ? onDiskUnmapped(plan.parent, path.join(plan.parent, f.path))
-            : false,
         ),
       );
       for (const [k, f] of listed.entries()) {
@@ -357,15 +350,15 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
                 : f.state === 'wrong-link'
                   ? "not the torrent's link"
                   : 'complete, still named .part';
-        const other = otherForms[k];
+        const other = otherNames[k];
         const note = f.notAFile
           ? ' (not a file: a folder, FIFO or device is there)'
           : f.state === 'too-long'
             ? ` (${f.length} bytes in the torrent` +
               (f.valid < f.length ? `, ${formatBytes(f.valid)} of them valid)` : ')')
-            : other
-              ? ` (${escapeControl(other)} is there: the same name in another Unicode form; tdl names files in NFC, rename it)`
-              : unmapped[k]
+            : other && 'nfd' in other
+              ? ` (${escapeControl(other.nfd)} is there: the same name in another Unicode form; tdl names files in NFC, rename it)`
+              : other
                 ? ` (${UNMAPPED_NOTE})`
                 : '';
         lines.push(`  ${what}  ${escapeControl(f.path)}${note}`);

@@ -643,7 +643,7 @@ export const UNMAPPED_NOTE =
  * tdl maps to `%XX`, see componentFromBytes). Such data reads as missing: said, so that it can
  * be renamed. False when no component holds a `%XX`.
  */
-export async function onDiskUnmapped(under: string, file: string): Promise<boolean> {
+async function onDiskUnmapped(under: string, file: string): Promise<boolean> {
   const rel = path.relative(under, file);
   if (!/%[0-9A-F]{2}/.test(rel) || rel.startsWith('..')) return false;
   const parts: Buffer[] = [Buffer.from(under)];
@@ -660,11 +660,25 @@ export async function onDiskUnmapped(under: string, file: string): Promise<boole
 }
 
 /**
+ * Where a missing `file` (under `under`) is on disk under another name, if it is: its own name in
+ * another Unicode form (`nfd`, see otherUnicodeForm), or the raw bytes of a name that is not
+ * UTF-8 (`rawBytes`, see onDiskUnmapped). For the reports of files that read as missing.
+ */
+export async function otherNameOnDisk(
+  under: string,
+  file: string,
+): Promise<{ nfd: string } | { rawBytes: true } | null> {
+  const nfd = await otherUnicodeForm(file);
+  if (nfd !== null) return { nfd };
+  return (await onDiskUnmapped(under, file)) ? { rawBytes: true } : null;
+}
+
+/**
  * The name in `file`'s folder that is `file`'s own name in another Unicode form (NFD, as some
  * clients write the names of an NFD torrent), or null. tdl names files in NFC: such data reads as
  * missing, though it looks the same on screen.
  */
-export async function otherUnicodeForm(file: string): Promise<string | null> {
+async function otherUnicodeForm(file: string): Promise<string | null> {
   const want = path.basename(file).normalize('NFC');
   let names: string[];
   try {

@@ -23,12 +23,7 @@ import { startupCheck, type ProgressFn, type StartupCheck } from '../storage/che
 import { checkLinks } from '../storage/attributes.js';
 import { removeResumeFiles, ResumeWriter } from '../storage/checkpoint.js';
 import { OutputInUseError } from '../storage/lock.js';
-import {
-  onDiskUnmapped,
-  otherUnicodeForm,
-  replaceFile,
-  UNMAPPED_NOTE,
-} from '../storage/fs-util.js';
+import { otherNameOnDisk, replaceFile, UNMAPPED_NOTE } from '../storage/fs-util.js';
 import { Layout } from '../storage/layout.js';
 import type { OutputPlan } from '../storage/output.js';
 import { selectsEveryFile, wantedPieces } from '../storage/selection.js';
@@ -220,21 +215,18 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         both === undefined
           ? ''
           : ` (${storage.partPath(both)} was read, not ${storage.finalPath(both)} beside it: delete the one you do not want)`;
-      // A file there under its name in another Unicode form (NFD) reads as missing, and a
-      // download would write a second copy beside it: said (looked for among the first missing).
+      // A file there under another name (its own in another Unicode form, NFD; the raw bytes of
+      // one that is not UTF-8) reads as missing, and a download would write a second copy beside
+      // it: said (looked for among the first missing).
       let formNote = '';
-      for (let i = 0, looked = 0; i < storage.fileCount && looked < 20; i++) {
+      for (let i = 0, looked = 0; i < storage.fileCount && looked < 20 && !formNote; i++) {
         if (storage.existed(i) || storage.isPadding(i) || !storage.isSelected(i)) continue;
         looked++;
-        const other = await otherUnicodeForm(storage.finalPath(i));
-        if (other !== null) {
-          formNote = ` (${other} is there for ${storage.finalPath(i)}: the same name in another Unicode form; tdl names files in NFC, rename it)`;
-          break;
-        }
-        if (await onDiskUnmapped(plan.parent, storage.finalPath(i))) {
-          formNote = ` (${storage.finalPath(i)}: ${UNMAPPED_NOTE})`;
-          break;
-        }
+        const file = storage.finalPath(i);
+        const other = await otherNameOnDisk(plan.parent, file);
+        if (other && 'nfd' in other) {
+          formNote = ` (${other.nfd} is there for ${file}: the same name in another Unicode form; tdl names files in NFC, rename it)`;
+        } else if (other) formNote = ` (${file}: ${UNMAPPED_NOTE})`;
       }
       throw new TransferError(
         (found
