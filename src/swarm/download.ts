@@ -484,7 +484,7 @@ export class Download extends EventEmitter<DownloadEvents> {
     const room = this.slots.hasRoom(this.sessions.size, this.starving());
     const open = conn.state === 'open' && !this.closed && room;
     const twin = open ? twinOf(conn, this.sessions.values()) : null;
-    const banned = conn.state === 'open' && !this.closed && this.pool.isBannedPeer(conn);
+    const banned = this.pool.isBannedPeer(conn);
     const refused = refusal(conn, { closed: this.closed, room, banned, twin });
     if (refused) {
       conn.close(refused);
