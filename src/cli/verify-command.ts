@@ -7,7 +7,7 @@
  * download whose files still carry `.part`: running `tdl download` again finishes it without the
  * network), 6 when the data cannot be read.
  */
-import { lstatSync } from 'node:fs';
+import { lstatSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { otherNameOnDisk, UNMAPPED_NOTE } from '../storage/fs-util.js';
 import { begunPieces, copyIsRight, hashPieces, isZeroPiece } from '../storage/check.js';
@@ -271,7 +271,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
           (s) =>
             !storage.isSelected(s.fileIndex) &&
             !storage.isPadding(s.fileIndex) &&
-            !fileExists(storage.finalPath(s.fileIndex)),
+            !entryAt(storage.finalPath(s.fileIndex))?.isFile(),
         );
       if (blind) unjudged++;
     }
@@ -383,7 +383,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
       }
       // The torrent's folder not there at all: most likely `-o` names another place than the
       // download's (as tdl seed says, where it is an error).
-      if (meta.multiFile && !anythingAt(plan.root)) {
+      if (meta.multiFile && !entryAt(plan.root)) {
         lines.push(
           `note:     ${escapeControl(plan.root)} does not exist: ` +
             '-o names where the data is, as given to tdl download',
@@ -414,20 +414,12 @@ export function shellWord(s: string): string {
 }
 
 /** A regular file is at `p` (not through a link at its last component). */
-function anythingAt(p: string): boolean {
+/** What is at `p` (a link not followed), or undefined when nothing is or it cannot be seen. */
+function entryAt(p: string): Stats | undefined {
   try {
-    lstatSync(p);
-    return true;
+    return lstatSync(p);
   } catch {
-    return false;
-  }
-}
-
-function fileExists(p: string): boolean {
-  try {
-    return lstatSync(p).isFile();
-  } catch {
-    return false;
+    return undefined;
   }
 }
 
