@@ -48,6 +48,7 @@ import {
 } from './create-list.js';
 import { MAX_PIECE_LENGTH, parseTorrent } from './torrent.js';
 import { monotonicMs } from '../clock.js';
+import { readBuffer } from '../read-buffer.js';
 
 const log = logger('tdl:create');
 
@@ -234,7 +235,7 @@ async function hashAll(
       }
       // This thread hashes too (it has nothing else to do), letting the workers' messages and
       // the abort signal through every YIELD_MS. Whoever finishes the last job says so.
-      const buf = Buffer.allocUnsafe(READ_BUFFER_BYTES + 1);
+      const buf = readBuffer(READ_BUFFER_BYTES + 1);
       const starts = fileStarts(plan.sizes);
       const local = async (): Promise<void> => {
         if (settled) return;

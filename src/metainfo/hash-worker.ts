@@ -13,6 +13,8 @@
  * the modules they need as arguments and must not refer to anything outside their own bodies.
  */
 
+import { READ_SKEW } from '../read-buffer.js';
+
 /** What every hasher needs to find a job's bytes: sent to each worker once. */
 export interface HashPlan {
   /** Files in torrent order: what to open, and the size they were listed with. */
@@ -205,7 +207,8 @@ const hashJob = (${hashJob.toString()});
 const hashJobs = (${hashJobs.toString()});
 parentPort.once('message', ({ plan, slot }) => {
   try {
-    const buf = Buffer.allocUnsafe(${READ_BUFFER_BYTES} + 1);
+    // readBuffer (src/read-buffer.ts): the reads land READ_SKEW bytes into the memory.
+    const buf = Buffer.allocUnsafeSlow(${READ_BUFFER_BYTES} + 1 + ${READ_SKEW}).subarray(${READ_SKEW});
     const last = hashJobs(plan, slot, fs, crypto, buf, fileStarts(plan.sizes), () => true, hashJob);
     parentPort.postMessage({ last });
   } catch (e) {

@@ -23,6 +23,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { DiskError, systemErrorText } from '../errors.js';
 import { logger } from '../log.js';
+import { readBuffer } from '../read-buffer.js';
 import { Bitfield } from '../wire/bitfield.js';
 import type { DiskStorage } from './disk.js';
 import { OPEN_READ } from './fs-util.js';
@@ -133,7 +134,7 @@ export async function hashPieces(o: {
   }
   let bufSize = 0;
   for (const b of batches) bufSize = Math.max(bufSize, b.length);
-  const bufs = batches.length > 0 ? [Buffer.allocUnsafe(bufSize), Buffer.allocUnsafe(bufSize)] : [];
+  const bufs = batches.length > 0 ? [readBuffer(bufSize), readBuffer(bufSize)] : [];
   const read = (b: number) => {
     const { first, last, begin, length, part } = batches[b]!;
     const into = bufs[b % 2];

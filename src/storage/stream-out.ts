@@ -21,6 +21,7 @@ import { readdir, rm, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { bookkeepingSuffixes } from './output.js';
 import { logger } from '../log.js';
+import { readBuffer } from '../read-buffer.js';
 import { cacheFolder } from '../dht/cache.js';
 import { DiskError, StdoutClosedError, stdoutWriteError } from '../errors.js';
 import { makeFolders, toDiskError } from './fs-util.js';
@@ -511,7 +512,7 @@ export class StreamOut {
     const size = this.chunkSize;
     if (this.buffers >= Math.max(2, Math.floor(READ_AHEAD_BYTES / size))) return null;
     this.buffers++;
-    return Buffer.allocUnsafe(size);
+    return readBuffer(size);
   }
 
   /** The sink is done with this buffer's bytes. */
