@@ -10,7 +10,8 @@
 import { lstatSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { otherNameOnDisk, UNMAPPED_NOTE } from '../storage/fs-util.js';
-import { begunPieces, copyIsRight, hashPieces, isZeroPiece } from '../storage/check.js';
+import { begunPieces, copyIsRight } from '../storage/check.js';
+import { hashPieces, isZeroPiece } from '../storage/hash-pieces.js';
 import { checkLinks } from '../storage/attributes.js';
 import { DiskStorage } from '../storage/disk.js';
 import { Layout } from '../storage/layout.js';

@@ -18,7 +18,8 @@ import {
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DiskError } from '../../src/errors.js';
-import { hashPieces, startupCheck } from '../../src/storage/check.js';
+import { startupCheck } from '../../src/storage/check.js';
+import { hashPieces } from '../../src/storage/hash-pieces.js';
 import { ResumeWriter } from '../../src/storage/checkpoint.js';
 import { DiskStorage } from '../../src/storage/disk.js';
 import { syncFileSystems, syncfsFlushes, syncfsSupported } from '../../src/storage/fs-util.js';

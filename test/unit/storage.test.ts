@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { hashPieces, isAllZero } from '../../src/storage/check.js';
+import { hashPieces, isAllZero } from '../../src/storage/hash-pieces.js';
 import { ResumeWriter } from '../../src/storage/checkpoint.js';
 import { DiskStorage } from '../../src/storage/disk.js';
 import { replaceFile } from '../../src/storage/fs-util.js';
