@@ -22,3 +22,8 @@ export function readBuffer(size: number): Buffer {
   if (size < SKEW_MIN_BYTES) return Buffer.allocUnsafe(size);
   return Buffer.allocUnsafeSlow(size + READ_SKEW).subarray(READ_SKEW);
 }
+
+/** The same over shared memory, for reads a worker thread hashes (storage/hash-helper.ts). */
+export function sharedReadBuffer(size: number): Buffer {
+  return Buffer.from(new SharedArrayBuffer(size + READ_SKEW), READ_SKEW, size);
+}

@@ -1,11 +1,19 @@
 /**
  * Hashing pieces from disk: the start-up check's re-hash of what it cannot trust, `tdl verify`
  * and the check `tdl seed` makes before serving.
+ *
+ * The pieces are read in batches (a run of consecutive whole pieces, or a stretch of a piece too
+ * big for one), each read while the one before is hashed. With a second core and enough bytes
+ * to hash, a helper thread (hash-helper.ts) hashes half of them: the batches are dealt to two
+ * lanes in turn (all the stretches of one piece to the same lane), each lane reading its own
+ * batches into buffers of its own, the second lane's in shared memory for the helper to hash.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { readBuffer } from '../read-buffer.js';
+import os from 'node:os';
+import { sharedReadBuffer, readBuffer } from '../read-buffer.js';
 import { Bitfield } from '../wire/bitfield.js';
 import type { DiskStorage } from './disk.js';
+import { HashHelper } from './hash-helper.js';
 import type { Layout } from './layout.js';
 
 /** Bytes read at once when hashing consecutive pieces, or a piece bigger than this, in stretches. */
@@ -43,11 +51,17 @@ interface Batch {
 }
 
 /**
+ * Bytes to hash from which a helper thread is worth starting: it takes about 50 ms to boot, in
+ * which this thread hashes some 80 MB.
+ */
+export const HELPER_MIN_BYTES = 64 * 1024 * 1024;
+
+/**
  * Hash the given pieces (ascending) from storage, reading runs of consecutive pieces in batches
  * of up to `batchBytes` (HASH_BATCH_BYTES), and a piece bigger than that in stretches of that
- * size, hashed as they come, and reading the next batch while hashing the current one. Memory:
- * two batch buffers, whatever the piece length (two buffers of a piece each took 128 MiB for
- * 64 MiB pieces).
+ * size, hashed as they come, and reading each lane's next batch while hashing its current one.
+ * Memory: two batch buffers per lane, whatever the piece length (two buffers of a piece each
+ * took 128 MiB for 64 MiB pieces).
  */
 export async function hashPieces(o: {
   storage: DiskStorage;
@@ -57,6 +71,8 @@ export async function hashPieces(o: {
   onProgress?: ProgressFn;
   signal?: AbortSignal;
   batchBytes?: number;
+  /** 2: with a helper thread, 1: without; default: 2 on two cores or more, for HELPER_MIN_BYTES. */
+  threads?: 1 | 2;
 }): Promise<HashResult> {
   const { storage, layout } = o;
   const batchBytes = Math.max(1, o.batchBytes ?? HASH_BATCH_BYTES);
@@ -90,21 +106,21 @@ export async function hashPieces(o: {
     }
     batches.push({ first, last, begin: 0, length: bytes, part: false });
   }
-  let bufSize = 0;
-  for (const b of batches) bufSize = Math.max(bufSize, b.length);
-  const bufs = batches.length > 0 ? [readBuffer(bufSize), readBuffer(bufSize)] : [];
-  const read = (b: number) => {
-    const { first, last, begin, length, part } = batches[b]!;
-    const into = bufs[b % 2];
-    if (part) return storage.readPart(first, begin, length, into, () => absent.set(first));
-    // Offsets in the batch's buffer, whose pieces all start a pieceLength apart.
-    return storage.readPieces(first, last, into, (at, length) => {
-      const to = Math.min(last, first + Math.floor((at + length - 1) / layout.pieceLength));
-      for (let p = first + Math.floor(at / layout.pieceLength); p <= to; p++) absent.set(p);
-    });
-  };
-  /** The piece hashed in stretches: its hash so far, and whether a byte of it was not zero. */
-  let partial: { hash: Hash; nonZero: boolean } | null = null;
+  // The lanes' shares: a batch of whole pieces, or every stretch of one piece, in turn.
+  const units: number[][] = [];
+  for (const [i, b] of batches.entries()) {
+    if (b.part && b.begin > 0) units[units.length - 1]!.push(i);
+    else units.push([i]);
+  }
+  const threads = o.threads ?? (total >= HELPER_MIN_BYTES && os.availableParallelism() > 1 ? 2 : 1);
+  const helper = threads > 1 && units.length > 1 ? new HashHelper() : null;
+  const lanes = helper ? 2 : 1;
+
+  let checked = 0;
+  let validBytes = 0;
+  /** Per lane: the bytes hashed of a piece it hashes in stretches. */
+  const partBytes = [0, 0];
+  const progress = () => o.onProgress?.(checked + partBytes[0]! + partBytes[1]!, total, validBytes);
   const judge = (p: number, digest: Buffer, nonZero: () => boolean) => {
     const size = storage.dataBytes(p);
     if (digest.equals(hashOf(o.pieceHashes, p))) {
@@ -113,45 +129,88 @@ export async function hashPieces(o: {
     } else if (nonZero()) nonZeroInvalid.set(p);
     checked += size;
   };
-  let checked = 0;
-  let validBytes = 0;
-  let next: Promise<Buffer> | null = batches.length > 0 ? read(0) : null;
-  try {
-    for (let b = 0; b < batches.length; b++) {
-      const data = await next!;
-      next = b + 1 < batches.length ? read(b + 1) : null;
-      if (o.signal?.aborted) throw abortReason(o.signal);
-      const { first, last, begin, length, part } = batches[b]!;
-      if (part) {
-        partial ??= { hash: createHash('sha1'), nonZero: false };
-        partial.hash.update(data);
-        if (!partial.nonZero && !isAllZero(data)) partial.nonZero = true;
-        if (begin + length < layout.pieceSize(first)) {
-          // The piece's bytes hashed so far count as checked (not yet as valid): a 64 MiB piece
-          // moves the progress in 4 MiB steps.
-          o.onProgress?.(
-            checked + Math.min(begin + length, storage.dataBytes(first)),
-            total,
-            validBytes,
-          );
-          continue;
+  let stopped = false;
+
+  const lane = async (k: number): Promise<void> => {
+    const mine = units.filter((_, u) => u % lanes === k).flat();
+    if (mine.length === 0) return;
+    // The helper's lane reads into shared memory, which the helper hashes where it lies.
+    const shared = helper !== null && k === 1;
+    let bufSize = 0;
+    for (const b of mine) bufSize = Math.max(bufSize, batches[b]!.length);
+    const alloc = shared ? sharedReadBuffer : readBuffer;
+    const bufs = [alloc(bufSize), alloc(bufSize)];
+    const read = (i: number): Promise<Buffer> => {
+      const { first, last, begin, length, part } = batches[mine[i]!]!;
+      const into = bufs[i % 2];
+      if (part) return storage.readPart(first, begin, length, into, () => absent.set(first));
+      // Offsets in the batch's buffer, whose pieces all start a pieceLength apart.
+      return storage.readPieces(first, last, into, (at, length) => {
+        const to = Math.min(last, first + Math.floor((at + length - 1) / layout.pieceLength));
+        for (let p = first + Math.floor(at / layout.pieceLength); p <= to; p++) absent.set(p);
+      });
+    };
+    /** The piece hashed in stretches: its hash so far (on this thread), a byte not zero yet. */
+    let partial: { hash: Hash | null; nonZero: boolean } | null = null;
+    let next: Promise<Buffer> | null = read(0);
+    try {
+      for (let i = 0; i < mine.length; i++) {
+        const data = await next!;
+        next = null;
+        if (stopped) return;
+        if (o.signal?.aborted) throw abortReason(o.signal);
+        next = i + 1 < mine.length ? read(i + 1) : null;
+        const { first, last, begin, length, part } = batches[mine[i]!]!;
+        if (part) {
+          partial ??= { hash: shared ? null : createHash('sha1'), nonZero: false };
+          const end = begin + length >= layout.pieceSize(first);
+          let digest: Buffer | null = null;
+          if (shared) digest = await helper.stretch(data, end);
+          else if (end) digest = partial.hash!.update(data).digest();
+          else partial.hash!.update(data);
+          if (!partial.nonZero && !isAllZero(data)) partial.nonZero = true;
+          if (!end) {
+            // The piece's bytes hashed so far count as checked (not yet as valid): a 64 MiB
+            // piece moves the progress in 4 MiB steps.
+            partBytes[k] = Math.min(begin + length, storage.dataBytes(first));
+            progress();
+            continue;
+          }
+          const { nonZero } = partial;
+          partial = null;
+          partBytes[k] = 0;
+          judge(first, digest!, () => nonZero);
+        } else {
+          const sizes: number[] = [];
+          for (let p = first; p <= last; p++) sizes.push(layout.pieceSize(p));
+          const digests = shared ? await helper.pieces(data, sizes) : null;
+          let at = 0;
+          for (let p = first; p <= last; p++) {
+            const piece = data.subarray(at, at + sizes[p - first]!);
+            const j = p - first;
+            const digest = digests
+              ? digests.subarray(20 * j, 20 * j + 20)
+              : createHash('sha1').update(piece).digest();
+            at += piece.length;
+            judge(p, digest, () => !isAllZero(piece));
+          }
         }
-        const { hash, nonZero } = partial;
-        partial = null;
-        judge(first, hash.digest(), () => nonZero);
-      } else {
-        let at = 0;
-        for (let p = first; p <= last; p++) {
-          const piece = data.subarray(at, at + layout.pieceSize(p));
-          at += piece.length;
-          judge(p, createHash('sha1').update(piece).digest(), () => !isAllZero(piece));
-        }
+        progress();
       }
-      o.onProgress?.(checked, total, validBytes);
+    } catch (e) {
+      stopped = true;
+      throw e;
+    } finally {
+      // A read still under way when we stop must not surface as an unhandled rejection.
+      void next?.catch(() => {});
     }
+  };
+
+  try {
+    const ends = await Promise.allSettled(Array.from({ length: lanes }, (_, k) => lane(k)));
+    for (const e of ends) if (e.status === 'rejected') throw e.reason;
   } finally {
-    // A read still under way when we stop must not surface as an unhandled rejection.
-    void next?.catch(() => {});
+    await helper?.close();
   }
   return { valid, absent, nonZeroInvalid, hashedPieces: o.pieces.length, hashedBytes: checked };
 }

@@ -5,7 +5,17 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import {
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  truncate,
+  writeFile,
+} from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { hashPieces, isAllZero } from '../../src/storage/hash-pieces.js';
@@ -182,7 +192,11 @@ describe('DiskStorage', () => {
       return readPart(index, begin, length, into, absent);
     };
     const verdicts = [];
-    for (const batchBytes of [undefined, 16, 5, 1]) {
+    // threads 2: every other batch (every other piece's stretches) hashed by the helper thread.
+    const runs = ([1, 2] as const).flatMap((threads) =>
+      [undefined, 16, 5, 1].map((batchBytes) => ({ threads, batchBytes })),
+    );
+    for (const { threads, batchBytes } of runs) {
       largest = 0;
       const progress: number[] = [];
       const r = await hashPieces({
@@ -191,6 +205,7 @@ describe('DiskStorage', () => {
         pieceHashes: hashes,
         pieces: [0, 1, 2, 3],
         batchBytes,
+        threads,
         onProgress: (checked, total) => {
           expect(total).toBe(50);
           progress.push(checked);
@@ -200,7 +215,9 @@ describe('DiskStorage', () => {
       // Progress moves at each read, stretches included, and ends at the whole.
       expect(progress).toEqual([...progress].sort((a, b) => a - b));
       expect(progress.at(-1)).toBe(50);
-      if (batchBytes === 5) expect(progress.slice(0, 4)).toEqual([5, 10, 15, 16]);
+      if (batchBytes === 5 && threads === 1) {
+        expect(progress.slice(0, 4)).toEqual([5, 10, 15, 16]);
+      }
       verdicts.push({
         valid: [0, 1, 2, 3].map((i) => r.valid.has(i)),
         nonZeroInvalid: [0, 1, 2, 3].map((i) => r.nonZeroInvalid.has(i)),
@@ -218,6 +235,42 @@ describe('DiskStorage', () => {
         hashedBytes: 50,
       });
     }
+  });
+
+  it('hashPieces on two threads finds what one finds, the helper hashing its share', async () => {
+    const { plan, layout, data } = twoFiles(path.join(dir, 't'));
+    const hashes = Buffer.concat(
+      [0, 1, 2, 3].map((i) => createHash('sha1').update(piece(data, i)).digest()),
+    );
+    const s = await DiskStorage.open(plan, layout);
+    for (const i of [0, 1, 2, 3]) await s.writePiece(i, piece(data, i));
+    const judge = async (threads: 1 | 2, batchBytes: number) => {
+      const r = await hashPieces({
+        storage: s,
+        layout,
+        pieceHashes: hashes,
+        pieces: [0, 1, 2, 3],
+        batchBytes,
+        threads,
+      });
+      return [0, 1, 2, 3].map((i) =>
+        r.valid.has(i) ? 'ok' : r.nonZeroInvalid.has(i) ? 'bad' : '0',
+      );
+    };
+    // Whole pieces (one a batch) and stretches of 5 bytes: pieces 1 and 3 are the helper's.
+    for (const batchBytes of [16, 5]) {
+      expect(await judge(2, batchBytes)).toEqual(['ok', 'ok', 'ok', 'ok']);
+    }
+    // Piece 3 is b's last two bytes: one of them changed on disk.
+    await s.flush();
+    const b = await open(`${plan.files[1]!.path}.part`, 'r+');
+    await b.write(Buffer.from([data[49]! ^ 1]), 0, 1, 29);
+    await b.close();
+    for (const batchBytes of [16, 5]) {
+      expect(await judge(2, batchBytes)).toEqual(['ok', 'ok', 'ok', 'bad']);
+      expect(await judge(1, batchBytes)).toEqual(['ok', 'ok', 'ok', 'bad']);
+    }
+    await s.close();
   });
 
   it('checkIntact names a file that was replaced, removed or truncated', async () => {
