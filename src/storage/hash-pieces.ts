@@ -10,11 +10,14 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import os from 'node:os';
+import { logger } from '../log.js';
 import { sharedReadBuffer, readBuffer } from '../read-buffer.js';
 import { Bitfield } from '../wire/bitfield.js';
 import type { DiskStorage } from './disk.js';
 import { HashHelper } from './hash-helper.js';
 import type { Layout } from './layout.js';
+
+const log = logger('tdl:hash');
 
 /** Bytes read at once when hashing consecutive pieces, or a piece bigger than this, in stretches. */
 export const HASH_BATCH_BYTES = 4 * 1024 * 1024;
@@ -115,6 +118,13 @@ export async function hashPieces(o: {
   const threads = o.threads ?? (total >= HELPER_MIN_BYTES && os.availableParallelism() > 1 ? 2 : 1);
   const helper = threads > 1 && units.length > 1 ? new HashHelper() : null;
   const lanes = helper ? 2 : 1;
+  log(
+    'hashing %d pieces (%d bytes) in %d reads on %d thread(s)',
+    o.pieces.length,
+    total,
+    batches.length,
+    lanes,
+  );
 
   let checked = 0;
   let validBytes = 0;

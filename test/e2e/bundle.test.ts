@@ -9,7 +9,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdir, readFile, truncate, writeFile } from 'node:fs/promises';
+import { open, readdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { builtinModules } from 'node:module';
 import type { AddressInfo } from 'node:net';
@@ -165,21 +165,38 @@ describe('the shipped bundle', () => {
     ).toEqual([]);
   }, 60_000);
 
-  it('create hashes with its worker threads (a file over the worker threshold)', async () => {
-    // Sparse: 48 MiB of zeros, above create's 32 MiB threshold for starting workers.
+  it('create and verify hash with their worker threads (over their 64 MiB thresholds)', async () => {
+    // Sparse: 80 MiB of zeros, above the 64 MiB from which create starts workers and verify
+    // its helper thread.
+    const MiB = 1024 * 1024;
     const file = path.join(fx.dir, 'zeros.bin');
     await writeFile(file, '');
-    await truncate(file, 48 * 1024 * 1024);
+    await truncate(file, 80 * MiB);
     const out = path.join(fx.dir, 'zeros.torrent');
-    const r = await tdl(['create', file, '-o', out, '--piece-length', '1M']);
+    const r = await tdl(['create', file, '-o', out, '--piece-length', '1M'], {
+      DEBUG: 'tdl:create',
+    });
     expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/jobs on 2 threads/);
     const meta = parseTorrent(await readFile(out));
-    const zero = createHash('sha1')
-      .update(Buffer.alloc(1024 * 1024))
-      .digest();
-    expect(meta.pieceCount).toBe(48);
-    for (let i = 0; i < 48; i++) {
+    const zero = createHash('sha1').update(Buffer.alloc(MiB)).digest();
+    expect(meta.pieceCount).toBe(80);
+    for (let i = 0; i < 80; i++) {
       expect(Buffer.from(meta.pieceHashes.subarray(i * 20, i * 20 + 20)).equals(zero)).toBe(true);
     }
+    const verify = () => tdl(['verify', out, '-o', fx.dir], { DEBUG: 'tdl:hash' });
+    const whole = await verify();
+    expect(whole.code, whole.stderr).toBe(0);
+    expect(whole.stderr).toMatch(/on 2 thread/);
+    // A byte in piece 1 (the main thread's first read of four pieces) and in piece 5 (the
+    // helper's first).
+    const h = await open(file, 'r+');
+    await h.write(Buffer.from([1]), 0, 1, 1 * MiB + 7);
+    await h.write(Buffer.from([1]), 0, 1, 5 * MiB + 7);
+    await h.close();
+    const bad = await verify();
+    expect(bad.code, bad.stderr).toBe(5);
+    expect(bad.stdout).toMatch(/valid: +78\.0 MiB of 80\.0 MiB \(97\.5%\), 78 of 80 pieces/);
+    expect(bad.stdout).toMatch(/corrupt: +2 pieces/);
   }, 60_000);
 });
