@@ -43,6 +43,26 @@ export function formatBytes(n: number): string {
 }
 
 /**
+ * `part` of `total` bytes as formatBytes writes it, except that a part short of the total never
+ * reads as the total: "59.9 MiB of 60.0 MiB", not "60.0 MiB of 60.0 MiB", for a file 128 bytes
+ * short. Such a part is written in the total's unit, rounded down at its precision.
+ */
+export function formatPartBytes(part: number, total: number): string {
+  const text = formatBytes(part);
+  if (part >= total || text !== formatBytes(total)) return text;
+  let u = 0;
+  let v = total;
+  while ((v >= 1024 || (u > 0 && v >= 1023.5)) && u < UNITS.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  const x = part / 1024 ** u;
+  const digits = x >= 100 ? 0 : x >= 10 ? 1 : 2;
+  const scale = 10 ** digits;
+  return (Math.floor(x * scale) / scale).toFixed(digits) + ' ' + UNITS[u]!;
+}
+
+/**
  * `part` of `total` in percent, rounded down to a tenth: 100 only when all of it is there (a
  * download one block short, or one bad byte among gigabytes, must not read as 100.0%).
  */

@@ -23,7 +23,14 @@ import { partsPath } from '../storage/parts.js';
 import { resolveSelection, wantedPieces, type SelectOptions } from '../storage/selection.js';
 import { EXIT } from './exit-codes.js';
 import { jsonLine } from './events.js';
-import { escapeControl, formatBytes, percentDown, printable, terminalColumns } from './format.js';
+import {
+  escapeControl,
+  formatBytes,
+  formatPartBytes,
+  percentDown,
+  printable,
+  terminalColumns,
+} from './format.js';
 import type { CliIO } from './program.js';
 import { checkLine, lookingLine } from './progress.js';
 import { loadTorrent } from './torrent-file.js';
@@ -323,7 +330,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
               `selected: ${selection.selectedFiles} of ${selection.files} files (${formatBytes(size)})`,
             ]
           : []),
-        `valid:    ${formatBytes(validBytes)} of ${formatBytes(size)} (${pct}%), ` +
+        `valid:    ${formatPartBytes(validBytes, size)} of ${formatBytes(size)} (${pct}%), ` +
           `${r.valid.count} of ${wanted.count} pieces`,
         `missing:  ${missing} piece${missing === 1 ? '' : 's'}`,
         `corrupt:  ${corrupt} piece${corrupt === 1 ? '' : 's'}`,
@@ -343,7 +350,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
       for (const [k, f] of listed.entries()) {
         const what =
           f.state === 'partial'
-            ? `partial    ${formatBytes(f.valid)} of ${formatBytes(f.length)}`
+            ? `partial    ${formatPartBytes(f.valid, f.length)} of ${formatBytes(f.length)}`
             : f.state === 'missing'
               ? 'missing   '
               : f.state === 'too-long'
@@ -356,7 +363,7 @@ export async function runVerify(file: string, opts: VerifyCliOptions, io: CliIO)
           ? ' (not a file: a folder, FIFO or device is there)'
           : f.state === 'too-long'
             ? ` (${f.length} bytes in the torrent` +
-              (f.valid < f.length ? `, ${formatBytes(f.valid)} of them valid)` : ')')
+              (f.valid < f.length ? `, ${formatPartBytes(f.valid, f.length)} of them valid)` : ')')
             : other && 'nfd' in other
               ? ` (${escapeControl(other.nfd)} is there: the same name in another Unicode form; tdl names files in NFC, rename it)`
               : other

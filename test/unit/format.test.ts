@@ -5,6 +5,7 @@ import {
   escapeControl,
   printable,
   formatBytes,
+  formatPartBytes,
   formatDuration,
   redactUrls,
   terminalColumns,
@@ -99,6 +100,14 @@ describe('terminal text', () => {
     expect(formatBytes(1024 ** 3 - 1)).toBe('1.00 GiB');
     expect(formatBytes(1024)).toBe('1.00 KiB');
     expect(formatBytes(1023)).toBe('1023 B');
+    // A part short of its whole never reads as the whole: rounded down, in the whole's unit.
+    const MiB = 1024 * 1024;
+    expect(formatPartBytes(60 * MiB - 128, 60 * MiB)).toBe('59.9 MiB');
+    expect(formatPartBytes(1024 ** 3 - 256 * 1024, 1024 ** 3)).toBe('0.99 GiB');
+    expect(formatPartBytes(256 * MiB - 1, 256 * MiB)).toBe('255 MiB');
+    expect(formatPartBytes(1023, 1024)).toBe('1023 B');
+    expect(formatPartBytes(30 * MiB, 60 * MiB)).toBe('30.0 MiB');
+    expect(formatPartBytes(60 * MiB, 60 * MiB)).toBe('60.0 MiB');
     expect(formatDuration(61_000)).toBe('01:01');
     expect(formatDuration(3_725_000)).toBe('1:02:05');
     expect(formatDuration(Infinity)).toBe('--:--');
