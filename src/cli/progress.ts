@@ -4,6 +4,7 @@ import {
   displayWidth,
   escapeControl,
   formatBytes,
+  formatPartBytes,
   formatDuration,
   formatRate,
   percentDown,
@@ -73,7 +74,7 @@ export function progressLine(s: DownloadStats, name: string, columns: number): s
   return layout(
     [
       [`${bw > 0 ? `[${bar(frac, bw)}] ${pct}` : pct.trimStart()}%${from}`, 0],
-      [`${formatBytes(s.completed)}/${formatBytes(s.total)}`, 0],
+      [`${formatPartBytes(s.completed, s.total)}/${formatBytes(s.total)}`, 0],
       [formatRate(s.rate), 0],
       [`up ${formatRate(s.uploadRate)} ratio ${ratio(s)}`, 3],
       [`peers ${s.active}/${s.connected}`, 1],
@@ -175,7 +176,7 @@ export function checkLine(
   return layout(
     [
       [bw > 0 ? `[${bar(frac, bw)}] ${pct}` : pct.trimStart(), 0],
-      [`checking ${formatBytes(checked)}/${formatBytes(total)}`, 0],
+      [`checking ${formatPartBytes(checked, total)}/${formatBytes(total)}`, 0],
       [`valid ${formatBytes(valid)}`, 1],
       [name, 0],
     ],
