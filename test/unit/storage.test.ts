@@ -61,6 +61,10 @@ function twoFiles(root: string): { plan: OutputPlan; layout: Layout; data: Buffe
 const piece = (data: Buffer, i: number) =>
   data.subarray(i * PL, Math.min(data.length, (i + 1) * PL));
 
+/** The SHA-1 of each of twoFiles' four pieces, as a torrent's `pieces`. */
+const pieceHashes = (data: Buffer) =>
+  Buffer.concat([0, 1, 2, 3].map((i) => createHash('sha1').update(piece(data, i)).digest()));
+
 describe('working names', () => {
   it('appends .part, stepping around names the torrent itself uses', () => {
     const plan: OutputPlan = {
@@ -176,9 +180,7 @@ describe('DiskStorage', () => {
 
   it('hashPieces tells valid pieces, holes and other data apart, in batches or in stretches', async () => {
     const { plan, layout, data } = twoFiles(path.join(dir, 't'));
-    const hashes = Buffer.concat(
-      [0, 1, 2, 3].map((i) => createHash('sha1').update(piece(data, i)).digest()),
-    );
+    const hashes = pieceHashes(data);
     const s = await DiskStorage.open(plan, layout);
     await s.writePiece(0, piece(data, 0));
     const junk = Buffer.from(piece(data, 2));
@@ -239,17 +241,15 @@ describe('DiskStorage', () => {
 
   it('hashPieces on two threads finds what one finds, the helper hashing its share', async () => {
     const { plan, layout, data } = twoFiles(path.join(dir, 't'));
-    const hashes = Buffer.concat(
-      [0, 1, 2, 3].map((i) => createHash('sha1').update(piece(data, i)).digest()),
-    );
     const s = await DiskStorage.open(plan, layout);
     for (const i of [0, 1, 2, 3]) await s.writePiece(i, piece(data, i));
     const judge = async (threads: 1 | 2, batchBytes: number) => {
+      const pieces = [0, 1, 2, 3];
       const r = await hashPieces({
         storage: s,
         layout,
-        pieceHashes: hashes,
-        pieces: [0, 1, 2, 3],
+        pieceHashes: pieceHashes(data),
+        pieces,
         batchBytes,
         threads,
       });
