@@ -182,6 +182,10 @@ export function unsupportedTracker(raw: unknown, localAddress?: string): string 
   } catch {
     return 'not a valid URL';
   }
+  if (u.protocol === 'udp:' && (u.port === '' || u.port === '0')) {
+    // No default port for UDP trackers (BEP 15): every announce would fail the same way.
+    return 'a UDP tracker URL needs a port (udp://host:port)';
+  }
   if (u.protocol === 'http:' || u.protocol === 'https:' || u.protocol === 'udp:') {
     return otherFamily(u, localAddress);
   }

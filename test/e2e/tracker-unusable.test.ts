@@ -1,6 +1,7 @@
 /**
- * Trackers tdl cannot use (ws:, wss:) as a run's only source of peers: a magnet link ends at
- * once with exit 4, as a .torrent does, and passkeys in such URLs stay out of what is printed.
+ * Trackers tdl cannot use (ws:, wss:, udp: without a port) as a run's only source of peers: a
+ * magnet link ends at once with exit 4, as a .torrent does, and passkeys in such URLs stay out of
+ * what is printed.
  */
 import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -47,6 +48,19 @@ describe('a magnet link whose only trackers are WebSocket ones, with the DHT off
     expect(r.code).toBe(4);
     expect(r.events.at(-1)).toMatchObject({ event: 'error', kind: 'no-peers', exitCode: 4 });
     expect(String(r.events.at(-1)?.['message'])).toContain('WebSocket');
+  }, 60_000);
+});
+
+describe('a UDP tracker URL without a port', () => {
+  it('can never be announced to: exit 4 at once, naming why', async () => {
+    const link =
+      `magnet:?xt=urn:btih:${INFO_HASH}&tr=${encodeURIComponent('udp://127.0.0.1/announce')}` +
+      `&tr=${encodeURIComponent('wss://tracker.example/announce')}`;
+    const started = Date.now();
+    const r = await runCli(['info', link, '--no-dht', '--timeout', '30']);
+    expect(Date.now() - started).toBeLessThan(AT_ONCE_MS);
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toContain('udp://127.0.0.1/announce (a UDP tracker URL needs a port');
   }, 60_000);
 });
 
