@@ -130,6 +130,11 @@ interface TrackerState {
   answered: boolean;
   /** Acknowledged an announce with event=started (so it gets completed/stopped). */
   startedAcked: boolean;
+  /**
+   * Left our `completed` unanswered within its bound, and has not answered since: our `stopped`
+   * would wait the bound out again, so it is not sent (the end waits once, not twice).
+   */
+  missedCompleted: boolean;
   failedOnce: boolean;
   /** The last failure, until the tracker answers again (also what was last warned about). */
   lastFailure: string | undefined;
@@ -300,6 +305,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
           scheme: s.scheme,
           answered: false,
           startedAcked: false,
+          missedCompleted: false,
           peersFrom: 0,
           failedOnce: false,
           lastFailure: undefined,
@@ -465,7 +471,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
       tier.nextAt = Infinity;
     }
     for (const t of this.all) t.inFlight?.abort();
-    const targets = this.all.filter((t) => t.startedAcked);
+    const targets = this.all.filter((t) => t.startedAcked && !t.missedCompleted);
     this.stopPromise = this.sendFinal(targets, 'stopped');
     return this.stopPromise;
   }
@@ -486,6 +492,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
       maxWaitMs: bound,
       maxTries: 3,
     };
+    const answered = new Set<TrackerState>();
     const sends = targets.map(async (t) => {
       try {
         const res = await this.request(t, event, {
@@ -494,6 +501,8 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
           udpRetry,
           wantPeers,
         });
+        answered.add(t);
+        t.missedCompleted = false;
         this.emit('announce', t.url, res);
         debug('%s: %s acknowledged', t.url, event);
       } catch (err) {
@@ -511,6 +520,8 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
       clearTimeout(timer);
       controller.abort();
     }
+    if (event === 'completed')
+      for (const t of targets) if (!answered.has(t)) t.missedCompleted = true;
     debug('%s sent to %d tracker(s) in %dms', event, targets.length, Date.now() - started);
   }
 
@@ -641,6 +652,7 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
       if (this.stopped) return undefined;
       t.answered = true;
       t.lastFailure = undefined;
+      t.missedCompleted = false;
       if (event === 'started') t.startedAcked = true;
       debug('%s: answered (%s): %d peers', t.url, event ?? 'regular', res.peers.length);
       this.emit('announce', t.url, res);

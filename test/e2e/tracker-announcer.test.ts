@@ -181,6 +181,25 @@ describe('Announcer', () => {
     await a.stop();
   });
 
+  it('a tracker that left completed unanswered is not sent stopped: the end waits once', async () => {
+    const seen: (string | undefined)[] = [];
+    const t = await http_({
+      handler: (req, res) => {
+        const q = parseHttpAnnounce(req.url ?? '');
+        seen.push(q?.event);
+        if (q?.event === 'completed' || q?.event === 'stopped') return; // never answers
+        res.end(encode({ interval: 1800, peers: Buffer.from([127, 0, 0, 1, 0x1b, 0x59]) }));
+      },
+    });
+    const a = announcer({ announceList: [[t.url]], stopTimeoutMs: 300 });
+    const got = nextPeers(a, 15_000);
+    a.start();
+    await got;
+    await a.complete();
+    await a.stop();
+    expect(seen).toEqual(['started', 'completed']);
+  });
+
   it('stop() does not wait for a UDP tracker that stopped answering', async () => {
     const t = await udp_({ peers: [{ host: '127.0.0.1', port: 7002 }] });
     const a = announcer({ announceList: [[t.url]], stopTimeoutMs: 400 });
