@@ -658,10 +658,11 @@ export class Announcer extends EventEmitter<AnnouncerEvents> {
       this.emit('announce', t.url, res);
       // Named like a failure (which tracker said it, among many), and said once: a tracker
       // repeats its warning in every answer.
-      if (res.warning !== undefined && res.warning !== t.lastWarning) {
-        this.emit('warning', `tracker ${t.url}: ${res.warning}`, t.url);
+      const said = [res.warning, res.malformed].filter((w) => w !== undefined).join('; ');
+      if (said !== '' && said !== t.lastWarning) {
+        this.emit('warning', `tracker ${t.url}: ${said}`, t.url);
       }
-      t.lastWarning = res.warning;
+      t.lastWarning = said === '' ? undefined : said;
       const peers = res.peers.filter((p) => !this.isSelf(p));
       if (peers.length > 0) this.emit('peers', peers, t.url);
       return res;

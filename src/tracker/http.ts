@@ -174,6 +174,14 @@ export function parseHttpResponse(body: Buffer, peersFrom = 0): AnnounceResponse
 
   const interval = clampInterval(int(d['interval']));
   const res: AnnounceResponse = { interval, peers: collector.peers };
+  // Peers of another type are no peers, but not silently: the user sees why none came.
+  const unusable = [
+    peers !== undefined && !Buffer.isBuffer(peers) && !isList(peers)
+      ? '`peers` is neither a string of addresses nor a list'
+      : '',
+    peers6 !== undefined && !Buffer.isBuffer(peers6) ? '`peers6` is not a string of addresses' : '',
+  ].filter((k) => k !== '');
+  if (unusable.length > 0) res.malformed = `its reply's ${unusable.join(', and ')} (ignored)`;
   const minInterval = int(d['min interval']);
   if (minInterval !== undefined) res.minInterval = Math.max(0, Math.min(interval, minInterval));
   const warning = text(d['warning message']);

@@ -34,6 +34,8 @@ export interface AnnounceResponse {
   minInterval?: number;
   peers: PeerAddress[];
   warning?: string;
+  /** What of the reply tdl could not use (its peers of another type), said as a warning. */
+  malformed?: string;
   /** Seeders, when reported. */
   complete?: number;
   /** Leechers, when reported. */

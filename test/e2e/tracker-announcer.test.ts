@@ -200,6 +200,23 @@ describe('Announcer', () => {
     expect(seen).toEqual(['started', 'completed']);
   });
 
+  it('peers of another type in a reply are said as a warning', async () => {
+    const t = await http_({
+      handler: (_req, res) => res.end(encode({ interval: 1, 'min interval': 0, peers: 5 })),
+    });
+    const a = announcer({ announceList: [[t.url]] });
+    const warnings: string[] = [];
+    a.on('warning', (m) => warnings.push(m));
+    let answers = 0;
+    a.on('announce', () => answers++);
+    a.start();
+    await until(() => answers >= 1, 15_000, 'an answer');
+    await a.stop();
+    expect(warnings).toEqual([
+      `tracker ${t.url}: its reply's \`peers\` is neither a string of addresses nor a list (ignored)`,
+    ]);
+  });
+
   it('stop() does not wait for a UDP tracker that stopped answering', async () => {
     const t = await udp_({ peers: [{ host: '127.0.0.1', port: 7002 }] });
     const a = announcer({ announceList: [[t.url]], stopTimeoutMs: 400 });

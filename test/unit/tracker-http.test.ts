@@ -231,8 +231,18 @@ describe('parseHttpResponse', () => {
     expect(parseHttpResponse(ben({ interval: 60 })).trackerId).toBeUndefined();
   });
 
-  it('ignores peers of the wrong type', () => {
-    expect(parseHttpResponse(ben({ peers: 5, peers6: [1] })).peers).toEqual([]);
+  it('ignores peers of the wrong type, saying so', () => {
+    const r = parseHttpResponse(ben({ peers: 5, peers6: [1] }));
+    expect(r.peers).toEqual([]);
+    expect(r.malformed).toBe(
+      "its reply's `peers` is neither a string of addresses nor a list, and `peers6` is not a " +
+        'string of addresses (ignored)',
+    );
+    expect(parseHttpResponse(ben({ peers: { a: 1 } })).malformed).toBe(
+      "its reply's `peers` is neither a string of addresses nor a list (ignored)",
+    );
+    expect(parseHttpResponse(ben({ peers: [] })).malformed).toBeUndefined();
+    expect(parseHttpResponse(ben({ interval: 60 })).malformed).toBeUndefined();
   });
 });
 
