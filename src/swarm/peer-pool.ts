@@ -131,6 +131,8 @@ export interface Candidate {
   busy: boolean;
   /** Dialled with the other kind of handshake than the mode's first (see the header). */
   flipped: boolean;
+  /** Why the mode's first kind failed, in the attempt dialled again with the other kind. */
+  firstKindFailure: string;
   /** PEX said it speaks encryption: under `allow`, MSE is its first kind of handshake. */
   prefersMse: boolean;
   /** PEX said it is a seed: not dialled once we want nothing more (PoolOptions.done). */
@@ -341,22 +343,29 @@ export class PeerPool extends EventEmitter<PoolEvents> {
       },
       (e: unknown) => {
         this.attempts.delete(conn);
+        const why = (e as Error).message;
+        const kind = mse ? 'encrypted' : 'plain';
         if (
           !this.closed &&
           !c.flipped &&
           this.opts.encryption !== 'require' &&
           (mse ? conn.mseFailed : conn.hungUpEarly)
         ) {
-          log(
-            '%s %s: trying the %s handshake',
-            c.address,
-            (e as Error).message,
-            mse ? 'plain' : 'encrypted',
-          );
+          log('%s %s: trying the %s handshake', c.address, why, mse ? 'plain' : 'encrypted');
           c.flipped = true;
+          c.firstKindFailure = `${kind} handshake: ${why}`;
           c.attempts--;
           this.attempt(c, true);
           return;
+        }
+        // What is said names each kind of handshake tried, and under `require` why no plain
+        // one was: a user who asked for it learns that it is what kept this peer away.
+        let reason = why;
+        if (again) reason = `${c.firstKindFailure}; ${kind} handshake: ${why}`;
+        else if (mse && conn.mseFailed && this.opts.encryption === 'require') {
+          reason =
+            `${why} in the encrypted handshake (the peer may not take encryption; ` +
+            '--encryption require tries no plain one)';
         }
         // Both kinds failed in this attempt: the next starts again with the mode's first. One
         // refusal may have been passing (a peer turning away a second connection from one
@@ -364,7 +373,7 @@ export class PeerPool extends EventEmitter<PoolEvents> {
         // never takes (Transmission that tolerates encryption hangs up on every MSE offer).
         if (again) c.flipped = false;
         this.released(c);
-        if (!this.closed) this.emit('failed', c.address, (e as Error).message);
+        if (!this.closed) this.emit('failed', c.address, reason);
       },
     );
   }
@@ -527,6 +536,7 @@ function newCandidate(
     banned: false,
     busy: false,
     flipped: false,
+    firstKindFailure: '',
     prefersMse: false,
     seed: false,
     reachable: false,

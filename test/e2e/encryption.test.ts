@@ -98,6 +98,41 @@ describe('--encryption', () => {
     const r = await fetchFrom(torrent, s.port, ['--encryption', 'require', '--timeout', '3']);
     expect(r.code).toBe(4);
     expect(r.encryption).toEqual([]);
+    // Why: the peer turned the encrypted handshake down, and no plain one is tried (an attempt
+    // still under way at the end says so instead).
+    const dropped = r.events.filter(
+      (e) => e.event === 'peer' && e.status === 'dropped' && e['reason'] !== 'run ended',
+    );
+    expect(dropped.length).toBeGreaterThan(0);
+    for (const e of dropped) {
+      expect(String(e['reason'])).toMatch(
+        /in the encrypted handshake \(the peer may not take encryption; --encryption require tries no plain one\)$/,
+      );
+    }
+    expect(String(r.events.at(-1)?.['message'])).toContain(
+      '--encryption require tries no plain one',
+    );
+  });
+
+  it('prefer: a peer that fails both handshakes is dropped naming each failure', async () => {
+    const { torrent } = await fx.singleFile(data, PIECE);
+    // Answers anything with bytes that are no handshake of either kind.
+    const junk = net.createServer((sock) => {
+      sock.on('error', () => {});
+      sock.once('data', () => sock.end(Buffer.alloc(200, 0x41)));
+    });
+    await new Promise<void>((resolve) => junk.listen(0, '127.0.0.1', resolve));
+    fx.onClose(() => new Promise<void>((resolve) => junk.close(() => resolve())));
+    const port = (junk.address() as net.AddressInfo).port;
+    const r = await fetchFrom(torrent, port, ['--encryption', 'prefer', '--timeout', '3']);
+    expect(r.code).toBe(4);
+    const dropped = r.events.filter(
+      (e) => e.event === 'peer' && e.status === 'dropped' && e['reason'] !== 'run ended',
+    );
+    expect(dropped.length).toBeGreaterThan(0);
+    for (const e of dropped) {
+      expect(String(e['reason'])).toMatch(/^encrypted handshake: .+; plain handshake: .+/);
+    }
   });
 
   it('require: a seed closes an incoming plain handshake without a byte in answer', async () => {
