@@ -149,6 +149,8 @@ export function noPeersError(f: StallFacts, waitedMs: number): NoPeersError {
   if (f.lastFailure) parts.push(`last: ${f.lastFailure}`);
   const tf = [...peerSourceFailures(f), ...webSeedErrors(f.webSeeds)];
   parts.push(...tf.slice(0, 3).map(brief));
+  // The rest are counted, so that none seems left out (each was a warning when it happened).
+  if (tf.length > 3) parts.push(`and ${tf.length - 3} more`);
   return new NoPeersError(`no usable peer within ${seconds(waitedMs)}s (${parts.join('; ')})`);
 }
 

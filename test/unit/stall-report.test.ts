@@ -57,7 +57,7 @@ describe('what a download that gets nothing says', () => {
     );
   });
 
-  it('no usable peer: what was tried, the other family, the last problems (three at most)', () => {
+  it('no usable peer: what was tried, the other family, the last problems (three named)', () => {
     const e = noPeersError(
       facts({
         candidates: 2,
@@ -78,7 +78,8 @@ describe('what a download that gets nothing says', () => {
     expect(e.message).toBe(
       'no usable peer within 1.5s (2 peer addresses tried; 1 of the other address family than ' +
         '--bind left out (IPv4 and IPv6 do not mix); last: 127.0.0.1:6881: connection refused; ' +
-        'tracker http://t1/announce: timed out; tracker http://t2/announce: HTTP 500; dht: no nodes)',
+        'tracker http://t1/announce: timed out; tracker http://t2/announce: HTTP 500; dht: no nodes; ' +
+        'and 1 more)',
     );
     expect(noPeersError(facts(), 30_000).message).toBe(
       'no usable peer within 30s (no peer addresses found)',
