@@ -11,6 +11,17 @@ if (process.env['DEBUG'] && process.env['NO_COLOR'] && process.env['DEBUG_COLORS
   process.env['DEBUG_COLORS'] = 'no';
 }
 const createDebug = process.env['DEBUG'] ? (await import('debug')).default : null;
+// Log lines carry what peers, trackers and torrents said (a failure reason, a name): `%s`
+// writes it with its control characters escaped, so that no escape sequence reaches the
+// terminal (the messages tdl prints do the same, cli/format.ts).
+if (createDebug) createDebug.formatters['s'] = (v: unknown) => logText(v);
+
+/** `v` as text with C0 and C1 control characters (ESC among them) written as `\xNN`. */
+export function logText(v: unknown): string {
+  return String(v).replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => {
+    return `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
+  });
+}
 
 const silent: Log = () => {};
 
