@@ -30,7 +30,8 @@ export function escapeControl(s: string): string {
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
 
-export function formatBytes(n: number): string {
+/** The unit formatBytes writes `n` in (an index into UNITS). */
+function unitOf(n: number): number {
   let v = n;
   let u = 0;
   // From 1023.5 of a unit on, the figure would round to "1024": the next unit's "1.00" instead.
@@ -38,8 +39,20 @@ export function formatBytes(n: number): string {
     v /= 1024;
     u++;
   }
+  return u;
+}
+
+/** Digits after the point for a figure `v` of a unit above bytes. */
+function digitsFor(v: number): number {
+  return v >= 100 ? 0 : v >= 10 ? 1 : 2;
+}
+
+export function formatBytes(n: number): string {
+  const u = unitOf(n);
+  if (u === 0) return n + ' B';
+  const v = n / 1024 ** u;
   // `+` rather than a template literal: faster in V8, and `tdl info` calls this per file.
-  return u === 0 ? v + ' B' : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2) + ' ' + UNITS[u]!;
+  return v.toFixed(digitsFor(v)) + ' ' + UNITS[u]!;
 }
 
 /**
@@ -50,16 +63,10 @@ export function formatBytes(n: number): string {
 export function formatPartBytes(part: number, total: number): string {
   const text = formatBytes(part);
   if (part >= total || text !== formatBytes(total)) return text;
-  let u = 0;
-  let v = total;
-  while ((v >= 1024 || (u > 0 && v >= 1023.5)) && u < UNITS.length - 1) {
-    v /= 1024;
-    u++;
-  }
+  const u = unitOf(total);
   const x = part / 1024 ** u;
-  const digits = x >= 100 ? 0 : x >= 10 ? 1 : 2;
-  const scale = 10 ** digits;
-  return (Math.floor(x * scale) / scale).toFixed(digits) + ' ' + UNITS[u]!;
+  const scale = 10 ** digitsFor(x);
+  return (Math.floor(x * scale) / scale).toFixed(digitsFor(x)) + ' ' + UNITS[u]!;
 }
 
 /**
