@@ -44,7 +44,7 @@ import {
   type HandoffCandidate,
   type PeerOrigin,
 } from './peer-pool.js';
-import { sourceFailures } from './stall-report.js';
+import { someProblems, sourceFailures } from './stall-report.js';
 
 const log = logger('tdl:metadata');
 
@@ -219,8 +219,7 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
                     : '') +
                   `${this.lastFailure ? `; last: ${this.lastFailure}` : ''}` +
                   // What the trackers and the DHT said, as the download's own error names them.
-                  sourceFailures(this.opts.sources)
-                    .slice(0, 3)
+                  someProblems(sourceFailures(this.opts.sources))
                     .map((m) => `; ${m}`)
                     .join('') +
                   ')',

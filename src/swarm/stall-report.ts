@@ -20,6 +20,15 @@ function brief(s: string): string {
   return s.length <= MAX_PROBLEM_CHARS ? s : `${s.slice(0, MAX_PROBLEM_CHARS - 1)}…`;
 }
 
+/**
+ * The first `n` of `problems`, each cut by brief, then how many more there were: a message names
+ * a few and counts the rest, so that none seems left out (each was a warning when it happened).
+ */
+export function someProblems(problems: readonly string[], n = 3): string[] {
+  const named = problems.slice(0, n).map(brief);
+  return problems.length > n ? [...named, `and ${problems.length - n} more`] : named;
+}
+
 export interface StallFacts {
   sessions: Iterable<Session>;
   /** Peer addresses known (tried or not). */
@@ -148,9 +157,7 @@ export function noPeersError(f: StallFacts, waitedMs: number): NoPeersError {
   parts.push(...connectedDetail(sessions).map((d) => `connected: ${d}`));
   if (f.lastFailure) parts.push(`last: ${f.lastFailure}`);
   const tf = [...peerSourceFailures(f), ...webSeedErrors(f.webSeeds)];
-  parts.push(...tf.slice(0, 3).map(brief));
-  // The rest are counted, so that none seems left out (each was a warning when it happened).
-  if (tf.length > 3) parts.push(`and ${tf.length - 3} more`);
+  parts.push(...someProblems(tf));
   return new NoPeersError(`no usable peer within ${seconds(waitedMs)}s (${parts.join('; ')})`);
 }
 
@@ -166,9 +173,9 @@ export function stalledError(f: StallFacts, waitedMs: number): TransferError {
   if (f.lastFailure) problems.push(`last peer problem: ${f.lastFailure}`);
   // Web seeds that fail count too: the data may have been expected from them alone; and the
   // peer sources, which may have had the peers with the pieces still needed.
-  problems.push(...webSeedErrors(f.webSeeds).map(brief));
-  problems.push(...peerSourceFailures(f).map(brief));
+  problems.push(...webSeedErrors(f.webSeeds));
+  problems.push(...peerSourceFailures(f));
   return new TransferError(
-    `no data for ${seconds(waitedMs)}s (${connected})${problems.length > 0 ? `; ${problems.slice(0, needed ? 4 : 3).join('; ')}` : ''}`,
+    `no data for ${seconds(waitedMs)}s (${connected})${problems.length > 0 ? `; ${someProblems(problems, needed ? 4 : 3).join('; ')}` : ''}`,
   );
 }
