@@ -45,6 +45,7 @@ import { describeError, NoPeersError, TdlError } from '../errors.js';
 import { fdLimit } from '../fd-limit.js';
 import { announceHttp } from './http.js';
 import { announceUdp, type UdpRetryOptions } from './udp.js';
+import { urlDataProblem } from './udp-codec.js';
 import type { AnnounceEvent, AnnounceRequest, AnnounceResponse, PeerAddress } from './types.js';
 
 const debug = logger('tdl:tracker');
@@ -190,6 +191,10 @@ export function unsupportedTracker(raw: unknown, localAddress?: string): string 
   if (u.protocol === 'udp:' && (u.port === '' || u.port === '0')) {
     // No default port for UDP trackers (BEP 15): every announce would fail the same way.
     return 'a UDP tracker URL needs a port (udp://host:port)';
+  }
+  if (u.protocol === 'udp:') {
+    const tooLong = urlDataProblem(u);
+    if (tooLong) return tooLong;
   }
   if (u.protocol === 'http:' || u.protocol === 'https:' || u.protocol === 'udp:') {
     return otherFamily(u, localAddress);

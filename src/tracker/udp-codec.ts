@@ -24,6 +24,14 @@ export const UDP_ANNOUNCE_REQUEST_BYTES = 98;
 export const UDP_ANNOUNCE_REPLY_HEADER_BYTES = 20;
 /** Longest error message kept from an error reply (bytes). */
 export const MAX_UDP_ERROR_MESSAGE_BYTES = 1024;
+/**
+ * Longest URL data (the tracker URL's path and query, BEP 41) sent with an announce: four
+ * options of 255 bytes and one of 4, well inside a datagram.
+ */
+export const MAX_UDP_URL_DATA_BYTES = 1024;
+/** BEP 41's option carrying URL data: its type byte, then a length byte and that many bytes. */
+const OPTION_URL_DATA = 2;
+const URL_DATA_CHUNK = 255;
 
 const EVENT_CODES: Record<AnnounceEvent, number> = { completed: 1, started: 2, stopped: 3 };
 
@@ -44,19 +52,46 @@ export function encodeConnectRequest(transactionId: number): Buffer {
 }
 
 /**
- * Announce request (98 bytes). numWant absent -> -1 (tracker default); the IP field is 0
- * (use the sender's address); key defaults to 0.
+ * The URL data of a udp:// tracker URL (BEP 41): its path and query as written, such as
+ * `/announce?passkey=…`, which a tracker that serves private torrents over UDP needs as much as
+ * one over HTTP; empty when the URL has neither.
+ */
+export function urlDataOf(url: URL): Buffer {
+  return Buffer.from(url.pathname + url.search, 'utf8');
+}
+
+/** Why the URL data of this udp:// URL cannot be sent; undefined when it can. */
+export function urlDataProblem(url: URL): string | undefined {
+  const bytes = urlDataOf(url).length;
+  if (bytes <= MAX_UDP_URL_DATA_BYTES) return undefined;
+  return (
+    `its path and query are too long for a UDP announce: ` +
+    `${bytes} bytes, at most ${MAX_UDP_URL_DATA_BYTES}`
+  );
+}
+
+/**
+ * Announce request: 98 bytes, then the URL data (BEP 41) when there is any, in options of at
+ * most 255 bytes each, which the tracker joins. numWant absent -> -1 (tracker default); the IP
+ * field is 0 (use the sender's address); key defaults to 0.
  */
 export function encodeAnnounceRequest(
   connectionId: Buffer,
   transactionId: number,
   req: AnnounceRequest,
+  urlData: Buffer = Buffer.alloc(0),
 ): Buffer {
   if (connectionId.length !== 8) throw new TrackerError('connection id must be 8 bytes');
   if (req.infoHash.length !== 20 || req.peerId.length !== 20) {
     throw new TrackerError('info hash and peer id must be 20 bytes');
   }
-  const b = Buffer.alloc(UDP_ANNOUNCE_REQUEST_BYTES);
+  if (urlData.length > MAX_UDP_URL_DATA_BYTES) {
+    throw new TrackerError(
+      `URL data of ${urlData.length} bytes (at most ${MAX_UDP_URL_DATA_BYTES})`,
+    );
+  }
+  const chunks = Math.ceil(urlData.length / URL_DATA_CHUNK);
+  const b = Buffer.alloc(UDP_ANNOUNCE_REQUEST_BYTES + 2 * chunks + urlData.length);
   connectionId.copy(b, 0);
   b.writeUInt32BE(UDP_ACTION_ANNOUNCE, 8);
   b.writeUInt32BE(transactionId >>> 0, 12);
@@ -74,6 +109,13 @@ export function encodeAnnounceRequest(
       : Math.max(0, Math.min(0x7fffffff, Math.trunc(req.numWant)));
   b.writeInt32BE(numWant, 92);
   b.writeUInt16BE(Math.max(0, Math.min(65535, Math.trunc(req.port) || 0)), 96);
+  let at = UDP_ANNOUNCE_REQUEST_BYTES;
+  for (let from = 0; from < urlData.length; from += URL_DATA_CHUNK) {
+    const chunk = urlData.subarray(from, from + URL_DATA_CHUNK);
+    b[at++] = OPTION_URL_DATA;
+    b[at++] = chunk.length;
+    at += chunk.copy(b, at);
+  }
   return b;
 }
 

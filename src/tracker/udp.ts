@@ -20,6 +20,8 @@ import {
   decodeUdpReply,
   encodeAnnounceRequest,
   encodeConnectRequest,
+  urlDataOf,
+  urlDataProblem,
   type UdpReply,
 } from './udp-codec.js';
 import type { AnnounceOptions, AnnounceRequest, AnnounceResponse } from './types.js';
@@ -48,7 +50,7 @@ export const UDP_CONNECTION_ID_TTL_MS = 60_000;
 
 export type UdpAnnounceOptions = AnnounceOptions & { retry?: UdpRetryOptions };
 
-function parseUdpUrl(url: string): { host: string; port: number } {
+function parseUdpUrl(url: string): { host: string; port: number; urlData: Buffer } {
   let u: URL;
   try {
     u = new URL(url);
@@ -63,7 +65,9 @@ function parseUdpUrl(url: string): { host: string; port: number } {
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     throw new TrackerError('tracker URL has no port');
   }
-  return { host, port };
+  const tooLong = urlDataProblem(u);
+  if (tooLong) throw new TrackerError(`tracker URL: ${tooLong}`);
+  return { host, port, urlData: urlDataOf(u) };
 }
 
 function randomTransactionId(): number {
@@ -111,7 +115,7 @@ async function announceUdpInner(
   req: AnnounceRequest,
   opts: UdpAnnounceOptions,
 ): Promise<AnnounceResponse> {
-  const { host, port } = parseUdpUrl(url);
+  const { host, port, urlData } = parseUdpUrl(url);
   const retry = { ...UDP_RETRY, ...opts.retry };
   const timeoutMs = opts.timeoutMs ?? udpRetryBudgetMs(retry) + 1_000;
 
@@ -239,7 +243,11 @@ async function announceUdpInner(
       }
       const tid = randomTransactionId();
       debug('%s: announce %s (try %d, wait %dms)', url, req.event ?? '', attempt + 1, wait);
-      const reply = await exchange(encodeAnnounceRequest(connectionId, tid, req), tid, wait);
+      const reply = await exchange(
+        encodeAnnounceRequest(connectionId, tid, req, urlData),
+        tid,
+        wait,
+      );
       if (!reply) {
         attempt++;
         continue;

@@ -376,6 +376,29 @@ describe('single-peer core path', () => {
     console.log(`dead first tier: download done in ${elapsed} ms`);
   });
 
+  it('announces to a private UDP tracker with the passkey of its URL', async () => {
+    const data = randomBytesSeeded(100_000, 41);
+    const t0 = makeTorrent({ name: 'p.bin', pieceLength: 32768, files: { data } });
+    const s = await seeder(t0, 32768);
+    const udp = await startUdpTracker({
+      peers: [{ host: '127.0.0.1', port: s.port }],
+      urlData: '/8f14e45fceea167a/announce',
+    });
+    fx.onClose(() => udp.close());
+    const t = makeTorrent({
+      name: 'p.bin',
+      pieceLength: 32768,
+      files: { data },
+      announce: `${udp.url}/8f14e45fceea167a/announce`,
+    });
+    const out = path.join(fx.dir, 'p.bin');
+    const r = await runCli(['download', await writeTorrent(t), '-o', out, '--no-dht']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).not.toContain('warning');
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(udp.announces[0]!.urlData).toBe('/8f14e45fceea167a/announce');
+  });
+
   it('exits 4 within the deadline when the tracker knows no peers', async () => {
     const tr = await tracker([]);
     const t = makeTorrent({

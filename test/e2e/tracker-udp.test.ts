@@ -51,6 +51,32 @@ describe('announceUdp against a fake tracker', () => {
     expect(a.key).toBe('42');
   });
 
+  it("sends the URL's path and query (BEP 41), so that a passkey in it reaches the tracker", async () => {
+    const t = await tracker({
+      peers: [{ host: '127.0.0.1', port: 7001 }],
+      urlData: '/a1b2c3/announce?passkey=s3cret',
+    });
+    const res = await announceUdp(`${t.url}/a1b2c3/announce?passkey=s3cret`, request, {
+      retry: fast,
+    });
+    expect(res.peers).toEqual([{ host: '127.0.0.1', port: 7001 }]);
+    expect(t.announces.map((a) => a.urlData)).toEqual(['/a1b2c3/announce?passkey=s3cret']);
+    // Without the path the tracker cannot tell who asks.
+    await expect(announceUdp(t.url, request, { retry: fast })).rejects.toThrow(
+      /unregistered passkey/,
+    );
+    expect(t.announces.at(-1)!.urlData).toBe('');
+  });
+
+  it('refuses a path and query too long for a datagram without sending anything', async () => {
+    const t = await tracker({ peers: [] });
+    const url = `${t.url}/announce?passkey=${'k'.repeat(2000)}`;
+    await expect(announceUdp(url, request, { retry: fast })).rejects.toThrow(
+      /path and query are too long for a UDP announce: 2018 bytes, at most 1024/,
+    );
+    expect(t.stats.packets).toBe(0);
+  });
+
   it('over IPv6, reads 18-byte peer entries', async (ctx) => {
     let t: FakeUdpTracker;
     try {

@@ -64,6 +64,20 @@ describe('a UDP tracker URL without a port', () => {
   }, 60_000);
 });
 
+describe('a UDP tracker URL whose path and query no datagram holds', () => {
+  it('can never be announced to: exit 4 at once, naming why', async () => {
+    const long = `udp://127.0.0.1:9/announce?x=${'y'.repeat(1100)}`;
+    const link = `magnet:?xt=urn:btih:${INFO_HASH}&tr=${encodeURIComponent(long)}`;
+    const started = Date.now();
+    const r = await runCli(['info', link, '--no-dht', '--timeout', '30']);
+    expect(Date.now() - started).toBeLessThan(AT_ONCE_MS);
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toContain(
+      'its path and query are too long for a UDP announce: 1112 bytes, at most 1024',
+    );
+  }, 60_000);
+});
+
 describe('a tracker URL with a newline or a tab in it', () => {
   it('is not announced to under another URL: exit 4 at once, naming why', async () => {
     const bad = 'http://127.0.0.1:9/ann\nounce\tx';

@@ -24,6 +24,8 @@ export interface ParsedAnnounce extends Omit<AnnounceRequest, 'event' | 'numWant
   key?: string;
   /** Address the announce came from. */
   remoteAddress?: string;
+  /** UDP: the URL data (BEP 41) the options after the 98 bytes carried, joined; '' for none. */
+  urlData?: string;
 }
 
 export type PeersOption = PeerAddress[] | ((q: ParsedAnnounce) => PeerAddress[]);
@@ -224,6 +226,11 @@ export interface UdpTrackerOptions {
   dropFirst?: number;
   /** Answers announces with an error (action 3) carrying this message. */
   errorMessage?: string;
+  /**
+   * Answers an error to announces whose URL data (BEP 41) is not this, as a private tracker
+   * that reads the passkey from the URL does.
+   */
+  urlData?: string;
   /** Answers everything with a transaction id that does not match the request. */
   wrongTransactionId?: boolean;
   seeders?: number;
@@ -234,6 +241,25 @@ export interface UdpTrackerOptions {
 
 const PROTOCOL_ID = 0x41727101980n;
 const UDP_EVENTS = ['', 'completed', 'started', 'stopped'];
+
+/**
+ * The URL data of a UDP announce's options (BEP 41): type 0 ends them, 1 is one byte of
+ * padding, 2 carries URL data after a length byte. A malformed option ends the reading.
+ */
+function urlDataOptions(options: Buffer): string {
+  const parts: Buffer[] = [];
+  let at = 0;
+  while (at < options.length) {
+    const type = options[at++];
+    if (type === 0) break;
+    if (type === 1) continue;
+    if (at >= options.length) break;
+    const len = options[at++]!;
+    if (type === 2) parts.push(options.subarray(at, at + len));
+    at += len;
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
 
 /** Starts a fake UDP tracker (BEP 15) on 127.0.0.1. */
 export async function startUdpTracker(opts: UdpTrackerOptions = {}): Promise<FakeUdpTracker> {
@@ -308,12 +334,17 @@ export async function startUdpTracker(opts: UdpTrackerOptions = {}): Promise<Fak
         numWant: msg.readInt32BE(92),
         key: String(msg.readUInt32BE(88)),
         remoteAddress: rinfo.address,
+        urlData: urlDataOptions(msg.subarray(98)),
       };
       const ev = UDP_EVENTS[msg.readUInt32BE(80)];
       if (ev) a.event = ev;
       announces.push(a);
       if (opts.errorMessage !== undefined) {
         errorReply(opts.errorMessage);
+        return;
+      }
+      if (opts.urlData !== undefined && a.urlData !== opts.urlData) {
+        errorReply('unregistered passkey');
         return;
       }
       const peers = resolvePeers(opts.peers, a).filter((p) => isIP(p.host) === family);

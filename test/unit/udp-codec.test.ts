@@ -5,6 +5,9 @@ import {
   decodeUdpReply,
   encodeAnnounceRequest,
   encodeConnectRequest,
+  MAX_UDP_URL_DATA_BYTES,
+  urlDataOf,
+  urlDataProblem,
 } from '../../src/tracker/udp-codec.js';
 import { udpRetryBudgetMs } from '../../src/tracker/udp.js';
 
@@ -68,6 +71,61 @@ describe('UDP tracker requests', () => {
     expect(() => encodeAnnounceRequest(Buffer.alloc(7), 1, base)).toThrow(TrackerError);
     expect(() => encodeAnnounceRequest(cid, 1, { ...base, infoHash: Buffer.alloc(19) })).toThrow(
       TrackerError,
+    );
+  });
+
+  it("carries the URL's path and query after the 98 bytes, in options of at most 255 (BEP 41)", () => {
+    const base = {
+      infoHash: Buffer.alloc(20, 1),
+      peerId: Buffer.alloc(20, 2),
+      downloaded: 0,
+      left: 0,
+      uploaded: 0,
+      port: 1,
+    };
+    const cid = Buffer.alloc(8);
+    const plain = encodeAnnounceRequest(cid, 1, base);
+    /** The options after the fixed part, as [type, data] pairs. */
+    const options = (b: Buffer): [number, string][] => {
+      const out: [number, string][] = [];
+      for (let at = 98; at < b.length;) {
+        const len = b[at + 1]!;
+        out.push([b[at]!, b.subarray(at + 2, at + 2 + len).toString()]);
+        at += 2 + len;
+      }
+      return out;
+    };
+    expect(encodeAnnounceRequest(cid, 1, base, Buffer.alloc(0))).toEqual(plain);
+    const short = encodeAnnounceRequest(cid, 1, base, Buffer.from('/announce?passkey=abc'));
+    expect(short.subarray(0, 98)).toEqual(plain);
+    expect(options(short)).toEqual([[2, '/announce?passkey=abc']]);
+    for (const n of [254, 255, 256, 510, 511, MAX_UDP_URL_DATA_BYTES]) {
+      const data = 'x'.repeat(n);
+      const b = encodeAnnounceRequest(cid, 1, base, Buffer.from(data));
+      const opts = options(b);
+      expect(opts.map(([type]) => type).every((t) => t === 2)).toBe(true);
+      expect(opts.map(([, d]) => d.length)).toEqual(
+        Array.from({ length: Math.ceil(n / 255) }, (_, i) => Math.min(255, n - 255 * i)),
+      );
+      expect(opts.map(([, d]) => d).join('')).toBe(data);
+      expect(b).toHaveLength(98 + 2 * Math.ceil(n / 255) + n);
+    }
+    expect(() =>
+      encodeAnnounceRequest(cid, 1, base, Buffer.alloc(MAX_UDP_URL_DATA_BYTES + 1, 0x61)),
+    ).toThrow(TrackerError);
+  });
+
+  it('takes the URL data from the path and query as written, none without them', () => {
+    const data = (u: string): string => urlDataOf(new URL(u)).toString();
+    expect(data('udp://t.example:6969')).toBe('');
+    expect(data('udp://t.example:6969/')).toBe('/');
+    expect(data('udp://t.example:6969/announce')).toBe('/announce');
+    expect(data('udp://t.example:6969/a/b?passkey=%41b&x=1')).toBe('/a/b?passkey=%41b&x=1');
+    expect(data('udp://t.example:6969/announce#frag')).toBe('/announce');
+    const at = (n: number): string => `udp://t.example:6969/${'p'.repeat(n - 1)}`;
+    expect(urlDataProblem(new URL(at(MAX_UDP_URL_DATA_BYTES)))).toBeUndefined();
+    expect(urlDataProblem(new URL(at(MAX_UDP_URL_DATA_BYTES + 1)))).toBe(
+      `its path and query are too long for a UDP announce: ${MAX_UDP_URL_DATA_BYTES + 1} bytes, at most ${MAX_UDP_URL_DATA_BYTES}`,
     );
   });
 });
