@@ -273,6 +273,11 @@ export async function runDownload(
     /** What went out while downloading (`--seed`): the seeded line gives what seeding sent. */
     let uploadedBeforeSeeding = 0;
     let listenPort = 0;
+    /**
+     * The download's figures have ended (see onFiguresEnd): no sample more until the final one,
+     * which must come last in time (or seeding begins, whose samples run on from there).
+     */
+    let figuresEnded = false;
     /** `final`: the run's own last figures, so that the last `progress` agrees with `done`. */
     const redraw = (final?: DownloadStats) => {
       if (!dl) return;
@@ -332,6 +337,14 @@ export async function runDownload(
         localAddress,
         seed: seedLimits,
         seedOnly: mode === 'seed',
+        onFiguresEnd: (d) => {
+          figuresEnded = true;
+          // A terminal shows the end at once, while the files get their names.
+          if (tty && mode === 'download') {
+            const line = progressLine(d.stats(), meta.name, terminalColumns(io.stderr));
+            io.stderr.write(`\r\x1b[2K${line}`);
+          }
+        },
         onSeeding: (d, atComplete) => {
           seeding = true;
           const s = d.stats();
@@ -384,7 +397,12 @@ export async function runDownload(
             d.on('peer', (p) => emit({ event: 'peer', ...p }));
           }
           if (tty || json) {
-            timer = setInterval(() => redraw(), tty ? REDRAW_MS : JSON_PROGRESS_MS);
+            timer = setInterval(
+              () => {
+                if (!figuresEnded || seeding) redraw();
+              },
+              tty ? REDRAW_MS : JSON_PROGRESS_MS,
+            );
             timer.unref();
           }
         },

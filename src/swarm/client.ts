@@ -102,6 +102,12 @@ export interface ClientOptions {
   onCheck?: ProgressFn;
   /** Called once the output is planned and checked and the download is about to start. */
   onStart?: (download: Download, plan: OutputPlan, info: { port: number }) => void;
+  /**
+   * Called when the download's figures end (every piece written, or a stream's reader has the
+   * last byte), before the files get their final names and the trackers hear `completed`: the
+   * result's stats are those of this moment, its `uploaded` counting on to the run's end.
+   */
+  onFiguresEnd?: (download: Download) => void;
   /** Called when seeding starts (the data is complete and has its final names). */
   onSeeding?: (download: Download, atComplete: DownloadStats) => void;
   /**
@@ -465,6 +471,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     // What the first announce brought while the download was being set up.
     early?.release(d);
     let stats = await running;
+    if (!streamOut) o.onFiguresEnd?.(d);
     checkpoints?.stop();
     if (!complete && streamOut) {
       // A stream's working copy is kept only for a later run of a stream that did not finish.
@@ -478,6 +485,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // The run ends when the reader has the last byte: its figures run to then (the progress
       // events did; the summary's time went back to the download's end).
       stats = d.stats();
+      o.onFiguresEnd?.(d);
       storage.discardData();
       await out.removeLeftovers(writer);
       if (tracker && !selected) await tracker.complete(seeding).catch(() => {});
@@ -515,7 +523,8 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         d.emit('warning', `${e.message}: seeding the data as it is`);
       }
     }
-    let final = stats;
+    // What went out while the files got their names counts: the trackers hear it too.
+    let final = { ...stats, uploaded: d.stats().uploaded };
     if (seeding) {
       // With the stats at completion: what was uploaded while the files got their final names
       // (a peer may ask as soon as they are there) is the seeding's, not the download's.

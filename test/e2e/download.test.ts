@@ -7,7 +7,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
 import type { FakeSeeder } from '../helpers/fake-seeder.js';
-import { startUdpTracker } from '../helpers/fake-tracker.js';
+import { encode } from '../../src/metainfo/bencode.js';
+import { startHttpTracker, startUdpTracker } from '../helpers/fake-tracker.js';
 import { useFixture } from '../helpers/fixture.js';
 import { spawnTdl } from '../helpers/tdl-process.js';
 import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
@@ -397,6 +398,42 @@ describe('single-peer core path', () => {
     expect(r.stderr).not.toContain('warning');
     expect((await readFile(out)).equals(data)).toBe(true);
     expect(udp.announces[0]!.urlData).toBe('/8f14e45fceea167a/announce');
+  });
+
+  it('--json: progress samples stop where the figures end, so the last is the latest', async () => {
+    // The `completed` announce is answered late: the files have their names, the run waits for
+    // it (up to 1.5 s), and samples taken meanwhile would run past done's figures.
+    const data = randomBytesSeeded(200_000, 77);
+    const t0 = makeTorrent({ name: 'late.bin', pieceLength: 32768, files: { data } });
+    const s = await seeder(t0, 32768);
+    const peer = Buffer.from([127, 0, 0, 1, s.port >> 8, s.port & 0xff]);
+    const tr = await startHttpTracker({
+      handler: (req, res) => {
+        const reply = (): void => {
+          res.end(encode({ interval: 1800, peers: peer }));
+        };
+        if ((req.url ?? '').includes('event=completed')) setTimeout(reply, 1_200);
+        else reply();
+      },
+    });
+    fx.onClose(() => tr.close());
+    const t = makeTorrent({
+      name: 'late.bin',
+      pieceLength: 32768,
+      files: { data },
+      announce: tr.url,
+    });
+    const out = path.join(fx.dir, 'late.bin');
+    const r = await runCli(['download', await writeTorrent(t), '-o', out, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(tr.announces.map((a) => a.event)).toContain('completed');
+    const progress = r.events.filter((e) => e['event'] === 'progress');
+    const times = progress.map((e) => Number(e['time']));
+    const uploaded = progress.map((e) => Number(e['uploaded']));
+    expect(times).toEqual([...times].sort((a, b) => a - b));
+    expect(uploaded).toEqual([...uploaded].sort((a, b) => a - b));
+    const done = r.events.find((e) => e['event'] === 'done')!;
+    expect(progress.at(-1)).toMatchObject({ time: done['elapsedMs'], uploaded: done['uploaded'] });
   });
 
   it('exits 4 within the deadline when the tracker knows no peers', async () => {
