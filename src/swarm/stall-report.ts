@@ -74,20 +74,30 @@ function neededText(n: { pieces: number; nowhere: number } | undefined): string 
 }
 
 /**
- * How many of the peers connected now have none of the pieces needed, how many choke us, and
- * how many let us download yet send nothing (a peer stopped or overloaded).
+ * How many of the peers connected now have none of the pieces needed, how many have some but
+ * not the whole torrent that `--max-peers 1` asks of its one peer (we are not interested in
+ * them), how many choke us, and how many let us download yet send nothing (a peer stopped or
+ * overloaded).
  */
 export function connectedDetail(sessions: Iterable<Session>): string[] {
   let nothing = 0;
+  let partial = 0;
   let choking = 0;
   let silent = 0;
   for (const s of sessions) {
-    if (!s.conn.amInterested) nothing++;
-    else if (s.conn.peerChoking) choking++;
+    if (!s.conn.amInterested) {
+      if (s.wanted > 0) partial++;
+      else nothing++;
+    } else if (s.conn.peerChoking) choking++;
     else silent++;
   }
   const out: string[] = [];
   if (nothing > 0) out.push(`${nothing} with none of the pieces still needed`);
+  if (partial > 0) {
+    out.push(
+      `${partial} with some of the pieces needed but not every piece, which --max-peers 1 asks of its peer`,
+    );
+  }
   if (choking > 0) out.push(`${choking} choking us (not letting us download)`);
   if (silent > 0) out.push(`${silent} letting us download but sending nothing`);
   return out;

@@ -279,6 +279,28 @@ describe('single-peer core path', () => {
     );
   });
 
+  it('--max-peers 1 with only a partial peer: the error says it lacks some pieces, not all', async () => {
+    const data = randomBytesSeeded(300_000, 'partial-only');
+    const t = makeTorrent({ name: 'p.bin', pieceLength: 32768, files: { data } });
+    const partial = await seeder(t, 32768, { pieces: (i) => i % 2 === 0 });
+    const out = path.join(fx.dir, 'p.bin');
+    const args = [
+      '--max-peers',
+      '1',
+      '--peer-timeout',
+      '5',
+      '--timeout',
+      '2',
+      ...peerArgs(partial),
+    ];
+    const r = await runCli(['download', await writeTorrent(t), '-o', out, ...args]);
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toContain(
+      'connected: 1 with some of the pieces needed but not every piece, which --max-peers 1 asks of its peer',
+    );
+    expect(r.stderr).not.toContain('none of the pieces');
+  });
+
   it('probes peers in turn: skips an incomplete one, one that never unchokes and a wrong info hash', async () => {
     const data = randomBytesSeeded(300_000, 7);
     const t = makeTorrent({ name: 'p.bin', pieceLength: 32768, files: { data } });

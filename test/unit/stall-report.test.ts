@@ -12,8 +12,8 @@ import type { Session } from '../../src/swarm/session.js';
 import type { PeerSource } from '../../src/swarm/download-api.js';
 import type { WebSeeds } from '../../src/webseed/scheduler.js';
 
-function session(amInterested: boolean, peerChoking: boolean): Session {
-  return { conn: { amInterested, peerChoking } } as unknown as Session;
+function session(amInterested: boolean, peerChoking: boolean, wanted = 0): Session {
+  return { conn: { amInterested, peerChoking }, wanted } as unknown as Session;
 }
 
 function facts(over: Partial<StallFacts> = {}): StallFacts {
@@ -46,6 +46,14 @@ describe('what a download that gets nothing says', () => {
       '1 letting us download but sending nothing',
     ]);
     expect(connectedDetail([])).toEqual([]);
+  });
+
+  it('--max-peers 1: a peer with some of the pieces needed is not said to have none', () => {
+    // Single-peer mode is interested only in a peer that has every piece.
+    expect(connectedDetail([session(false, true, 12), session(false, true, 0)])).toEqual([
+      '1 with none of the pieces still needed',
+      '1 with some of the pieces needed but not every piece, which --max-peers 1 asks of its peer',
+    ]);
   });
 
   it("no usable peer: addresses left out for being tdl's own are said", () => {
