@@ -28,6 +28,7 @@
  * waited on too long can be hurried (`hurry`): its outstanding blocks, and those of the window
  * pieces its owner holds after it, are requested from other peers too, as in endgame.
  */
+import { AvailabilityBuckets } from './availability-buckets.js';
 import { Bitfield } from '../wire/bitfield.js';
 import type { Layout } from '../storage/layout.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
@@ -159,12 +160,10 @@ export class PiecePicker {
   private readonly pool: Buffer[] = [];
   private remainingPieces: number;
   /**
-   * Missing pieces not started, bucketed by availability: `buckets[a]` lists them in any order,
-   * `slot[i]` is piece i's place in its bucket (-1 when it is in none). Finding the rarest piece
-   * a seeder has is O(1); moving a piece between buckets is O(1).
+   * Missing pieces not started, grouped by availability (see availability-buckets.ts). Finding
+   * the rarest piece a seeder has is O(1); a piece's availability moving is O(1).
    */
-  private readonly buckets: number[][] = [[]];
-  private readonly slot: Int32Array;
+  private readonly buckets: AvailabilityBuckets;
   /** In-progress pieces with at least one free block (the only ones steps 1 and 3 look at). */
   private readonly withFree = new Set<PieceInProgress>();
   /** Pieces and blocks looked at while picking: tests pin the cost per piece with it. */
@@ -199,7 +198,7 @@ export class PiecePicker {
   ) {
     this.done = done;
     this.availability = new Uint32Array(layout.pieceCount);
-    this.slot = new Int32Array(layout.pieceCount).fill(-1);
+    this.buckets = new AvailabilityBuckets(layout.pieceCount);
     let remaining = 0;
     for (let i = 0; i < layout.pieceCount; i++) {
       if (!this.needs(i)) continue;
@@ -220,32 +219,20 @@ export class PiecePicker {
   }
 
   private bucketAdd(i: number): void {
-    const a = this.availability[i]!;
-    while (this.buckets.length <= a) this.buckets.push([]);
-    const b = this.buckets[a]!;
-    this.slot[i] = b.length;
-    b.push(i);
+    this.buckets.add(i, this.availability[i]!);
     if (i >= this.winStart && i < this.winNext) this.winNext = i;
   }
 
-  private bucketRemove(i: number, a = this.availability[i]!): void {
-    const at = this.slot[i]!;
-    if (at < 0) return;
-    const b = this.buckets[a]!;
-    const last = b.pop()!;
-    if (last !== i) {
-      b[at] = last;
-      this.slot[last] = at;
-    }
-    this.slot[i] = -1;
+  private bucketRemove(i: number): void {
+    this.buckets.remove(i, this.availability[i]!);
   }
 
-  /** Availability of piece i moves by `delta` (±1), and the piece with it between buckets. */
-  private shift(i: number, delta: number): void {
-    const bucketed = this.slot[i]! >= 0;
-    if (bucketed) this.bucketRemove(i);
-    this.availability[i]! += delta;
-    if (bucketed) this.bucketAdd(i);
+  /** Availability of piece i moves by `delta` (±1), and the piece with it between groups. */
+  private shift(i: number, delta: 1 | -1): void {
+    const a = this.availability[i]!;
+    if (delta > 0) this.buckets.up(i, a);
+    else this.buckets.down(i, a);
+    this.availability[i] = a + delta;
   }
 
   /** Keeps `free` and the `withFree` set in step after the block counts of `p` changed. */
@@ -458,16 +445,16 @@ export class PiecePicker {
     if (!ignoreMemory && !this.hasRoom()) return -1;
     let avoided = 0;
     let refused = 0;
-    for (let a = 0; a < this.buckets.length; a++) {
-      const bucket = this.buckets[a]!;
-      const len = bucket.length;
+    const buckets = this.buckets;
+    for (let a = 0; a < buckets.groups; a++) {
+      const len = buckets.groupSize(a);
       if (len === 0) continue;
       const startAt = Math.floor(this.random() * len);
       let first = -1;
       let passed = 0;
       for (let k = 0; k < len; k++) {
         this.steps++;
-        const i = bucket[startAt + k < len ? startAt + k : startAt + k - len]!;
+        const i = buckets.at(a, startAt + k < len ? startAt + k : startAt + k - len);
         if (!bf.has(i)) continue;
         if (avoid && a >= 2 && avoid(i)) {
           if (++avoided >= MAX_AVOIDED) return first;
@@ -504,13 +491,13 @@ export class PiecePicker {
    */
   private windowNew(bf: Bitfield): number {
     if (this.winNext >= this.winEnd || !this.hasRoom()) return -1;
-    while (this.winNext < this.winEnd && this.slot[this.winNext]! < 0) {
+    while (this.winNext < this.winEnd && !this.buckets.has(this.winNext)) {
       this.steps++;
       this.winNext++;
     }
     for (let i = this.winNext; i < this.winEnd; i++) {
       this.steps++;
-      if (this.slot[i]! >= 0 && bf.has(i)) return i;
+      if (this.buckets.has(i) && bf.has(i)) return i;
     }
     return -1;
   }
