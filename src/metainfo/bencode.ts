@@ -17,6 +17,9 @@
  *   MAX_LARGE_INTEGER_DIGITS digits becomes a bigint, which every typed accessor below refuses
  *   (so it can only sit in a field nobody reads);
  * - nesting depth at most `maxDepth` (MAX_BENCODE_DEPTH by default);
+ * - at most `maxValues` values built (MAX_BENCODE_VALUES by default; dictionary keys count,
+ *   file entries handed over in place do not): each costs about 130 bytes of memory, so a
+ *   64 MiB input of empty strings would otherwise take 4 GB;
  * - dictionary keys are byte strings, unique once converted to JS strings (UTF-8, or hex when
  *   not valid UTF-8, as `bencode` does), and never `__proto__`; out-of-order keys are
  *   tolerated (old tools wrote them);
@@ -43,6 +46,12 @@ export interface BDict {
 export const MAX_BENCODE_DEPTH = 64;
 /** Hard upper bound accepted for `opts.maxDepth` (the underlying decoder is recursive). */
 export const MAX_BENCODE_DEPTH_LIMIT = 1000;
+/**
+ * Default limit on the values built (see the module comment): about 260 MB at most. A
+ * 100,000-file torrent builds far fewer (its file entries are checked in place, and a hybrid's
+ * file tree takes about ten values a file); libtorrent stops at 3,000,000 tokens.
+ */
+export const MAX_BENCODE_VALUES = 2_000_000;
 
 const CH_0 = 0x30;
 const CH_9 = 0x39;
@@ -97,6 +106,8 @@ export interface DecodeOptions {
   spanOf?: string;
   /** Nesting limit, MAX_BENCODE_DEPTH by default, at most MAX_BENCODE_DEPTH_LIMIT. */
   maxDepth?: number;
+  /** Values built at most, MAX_BENCODE_VALUES by default. */
+  maxValues?: number;
   /** Accept bytes after the value and report their count as `trailing` (never parsed). */
   allowTrailing?: boolean;
   /**
@@ -460,6 +471,13 @@ function decodeScan(
   opts: DecodeOptions & { maxDepth: number },
 ): { value: BValue; span?: [number, number]; trailing: number } {
   const maxDepth = opts.maxDepth;
+  const maxValues = opts.maxValues ?? MAX_BENCODE_VALUES;
+  let values = 0;
+  const built = (at: number): void => {
+    if (++values > maxValues) {
+      throw new BencodeError(`more than ${maxValues.toLocaleString('en-US')} values`, at);
+    }
+  };
   const len = buf.length;
   if (len === 0) throw new BencodeError('empty input', 0);
   const whole = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, len);
@@ -492,6 +510,7 @@ function decodeScan(
       } else if (c >= CH_0 && c <= CH_9) {
         const start = scanStringHeader(buf, pos);
         const length = lastStringLength;
+        built(pos);
         const key = keyString(buf, start, start + length);
         if (key === '__proto__') {
           throw new BencodeError('dictionary key "__proto__" is not allowed', pos);
@@ -523,9 +542,11 @@ function decodeScan(
         spanPending = false;
       }
       if (c === CH_I) {
+        built(pos);
         pos = scanInteger(buf, pos, opts.largeIntegers === true);
         value = lastLarge ?? lastInteger;
       } else if (c >= CH_0 && c <= CH_9) {
+        built(pos);
         const start = scanStringHeader(buf, pos);
         pos = start + lastStringLength;
         value = whole.subarray(start, pos);
@@ -548,6 +569,7 @@ function decodeScan(
         if (stack.length >= maxDepth) {
           throw new BencodeError(`nesting deeper than ${maxDepth} levels`, pos);
         }
+        built(pos);
         if (c === CH_D) {
           stack.push({
             list: undefined,

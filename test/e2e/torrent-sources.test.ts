@@ -593,6 +593,16 @@ describe('hostile sources get the same refusals as files', () => {
     expect(empty.stderr).toBe('tdl: stdin: empty input at byte 0\n');
   });
 
+  it('a .torrent of millions of tiny values: exit 3 at the cap, not gigabytes later', async () => {
+    // A valid torrent, then a key holding 3,000,000 empty strings (6 MB): each would cost about
+    // 130 bytes decoded.
+    const info = t.torrent.subarray(0, -1);
+    const body = Buffer.concat([info, Buffer.from(`2:zzl${'0:'.repeat(3_000_000)}ee`, 'latin1')]);
+    const r = await cli(['info', '-'], Readable.from([body]));
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/^tdl: stdin: more than 2,000,000 values at byte \d+\n$/);
+  });
+
   it('other schemes and magnet links are usage errors', async () => {
     for (const src of ['ftp://example.com/x.torrent', 'magnet:?xt=urn:btih:abc']) {
       const err = await loadTorrent(src).catch((e) => e);

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { BencodeError } from '../../src/errors.js';
 import {
   MAX_BENCODE_DEPTH,
+  MAX_BENCODE_VALUES,
   type BDict,
   checkInt,
   decodeStrict,
@@ -163,6 +164,20 @@ describe('decodeStrict: rejections', () => {
     expect(() => checkInt(10n ** 20n, 'x.length')).toThrow(
       'x.length: 100000000000000000000 is too large',
     );
+  });
+
+  it('builds at most maxValues values, keys and containers counted', () => {
+    expect(decodeStrict(b('li1e0:lee'), { maxValues: 4 }).value).toEqual([1, Buffer.alloc(0), []]);
+    expect(() => decodeStrict(b('li1e0:lee'), { maxValues: 3 })).toThrow(/more than 3 values/);
+    expect(decodeStrict(b('d1:ai1ee'), { maxValues: 3 }).value).toEqual({ a: 1 });
+    expect(() => decodeStrict(b('d1:ai1ee'), { maxValues: 2 })).toThrow(/more than 2 values/);
+    // By default: a list of empty strings as long as the cap allows, then one more.
+    const list = (n: number): Buffer => Buffer.from(`l${'0:'.repeat(n)}e`, 'latin1');
+    expect((decodeStrict(list(MAX_BENCODE_VALUES - 1)).value as Buffer[]).length).toBe(
+      MAX_BENCODE_VALUES - 1,
+    );
+    const err = rejects(list(MAX_BENCODE_VALUES), /more than 2,000,000 values/);
+    expect(err.offset).toBe(1 + 2 * (MAX_BENCODE_VALUES - 1));
   });
 
   it('rejects truncated input', () => {
