@@ -30,6 +30,8 @@ const debug = logger('tdl:webseeds');
 
 /** Web seeds used at most per torrent (the rest of `url-list` is ignored with a warning). */
 export const MAX_WEB_SEEDS = 10;
+/** Unusable web seeds named in a warning each; the rest are counted in one. */
+const NAMED_UNUSABLE = 3;
 /** Requests (a piece or a run of pieces each) at once to one web seed (default). */
 export const WEB_SEED_CONCURRENCY = 2;
 /** Requests in flight to all web seeds together (default). */
@@ -182,19 +184,33 @@ export class WebSeeds {
     );
     const seeds: WebSeed[] = [];
     const seen = new Set<string>();
+    // Said once each, however many (a torrent may list 100,000): the first few unusable ones by
+    // name, then how many more; those over the cap by their number.
+    let unusable = 0;
+    let leftOut = 0;
     for (const url of urls) {
       if (seen.has(url)) continue;
       seen.add(url);
       if (seeds.length >= MAX_WEB_SEEDS) {
-        opts.onWarning(`more than ${MAX_WEB_SEEDS} web seeds: ignoring ${url}`);
+        leftOut++;
         continue;
       }
       try {
         seeds.push(new WebSeed(url, meta, layout, opts.seed));
       } catch (err) {
         if (!(err instanceof WebSeedError)) throw err;
-        opts.onWarning(`${err.message}: skipped`);
+        if (++unusable <= NAMED_UNUSABLE) opts.onWarning(`${err.message}: skipped`);
       }
+    }
+    if (unusable > NAMED_UNUSABLE) {
+      const more = unusable - NAMED_UNUSABLE;
+      opts.onWarning(`${more} more web seed${more === 1 ? '' : 's'} skipped likewise`);
+    }
+    if (leftOut > 0) {
+      opts.onWarning(
+        `${seeds.length + leftOut} web seeds: using the first ${MAX_WEB_SEEDS}, ` +
+          `${leftOut} more ${leftOut === 1 ? 'was' : 'were'} left out`,
+      );
     }
     this.seeds = seeds;
     for (const s of seeds) this.inFlight.set(s, 0);

@@ -634,7 +634,24 @@ describe.each([false, true])('WebSeeds (runs of pieces: %s)', (runs) => {
       'http://127.0.0.1:1/a',
       ...Array.from({ length: MAX_WEB_SEEDS - 1 }, (_, i) => `http://127.0.0.1:1/m${i}`),
     ]);
-    expect(swarm.warnings).toHaveLength(2 + 3);
+    expect(swarm.warnings.slice(2)).toEqual([
+      `${MAX_WEB_SEEDS + 3} web seeds: using the first ${MAX_WEB_SEEDS}, 3 more were left out`,
+    ]);
+    expect(swarm.warnings).toHaveLength(2 + 1);
+  });
+
+  it('says once how many were left out or skipped, however many the torrent lists', () => {
+    const urls = [
+      ...Array.from({ length: 5 }, (_, i) => `ftp://example.org/${i}`),
+      ...Array.from({ length: 100_000 }, (_, i) => `http://127.0.0.1:1/m${i}`),
+    ];
+    const swarm = setup(single, urls);
+    expect(swarm.seeds.seeds).toHaveLength(MAX_WEB_SEEDS);
+    expect(swarm.warnings).toHaveLength(3 + 2);
+    expect(swarm.warnings.slice(3)).toEqual([
+      '2 more web seeds skipped likewise',
+      `100000 web seeds: using the first ${MAX_WEB_SEEDS}, ${100_000 - MAX_WEB_SEEDS} more were left out`,
+    ]);
   });
 });
 
