@@ -46,7 +46,7 @@ import {
   sourceFile,
   type SourceFile,
 } from './create-list.js';
-import { MAX_PIECE_LENGTH, parseTorrent } from './torrent.js';
+import { MAX_PIECE_LENGTH, MAX_TORRENT_FILE_BYTES, parseTorrent } from './torrent.js';
 import { monotonicMs } from '../clock.js';
 import { readBuffer } from '../read-buffer.js';
 
@@ -117,6 +117,23 @@ export function autoPieceLength(total: number): number {
   let p = MIN_PIECE_LENGTH;
   while (p < MAX_AUTO_PIECE_LENGTH && Math.ceil(total / p) > AUTO_MAX_PIECES) p *= 2;
   return p;
+}
+
+/**
+ * A torrent over the size tdl and other clients load (MAX_TORRENT_FILE_BYTES), before any data is
+ * read: how long it would be, and the piece length that makes it fit when fewer pieces can
+ * (`rest`: its bytes other than the piece hashes).
+ */
+function tooLarge(bytes: number, rest: number, total: number, pieceLength: number): UsageError {
+  const said = `the torrent would be ${bytes} bytes, more than the ${MAX_TORRENT_FILE_BYTES} that tdl and other clients load`;
+  for (let p = pieceLength * 2; p <= MAX_PIECE_LENGTH; p *= 2) {
+    // The length of the pieces string's header changes by a digit at most.
+    if (rest + Math.ceil(total / p) * 20 < MAX_TORRENT_FILE_BYTES) {
+      const size = p >= 1 << 20 ? `${p / (1 << 20)}M` : `${p / 1024}K`;
+      return new UsageError(`${said}: give --piece-length ${size} or more (fewer pieces)`);
+    }
+  }
+  return new UsageError(`${said}, whatever the piece length: its file list alone is too long`);
 }
 
 /**
@@ -543,6 +560,9 @@ async function createWith(
   let infoEnd = 0;
   const check = (): void => {
     const draft = encodeWith(Buffer.alloc(pieceCount * 20));
+    if (draft.length > MAX_TORRENT_FILE_BYTES) {
+      throw tooLarge(draft.length, draft.length - pieceCount * 20, total, pieceLength);
+    }
     const m = parseTorrent(draft);
     draftLength = draft.length;
     infoStart = m.info.byteOffset - draft.byteOffset;

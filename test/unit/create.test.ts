@@ -609,6 +609,19 @@ describe('createTorrent', () => {
     );
   });
 
+  it('refuses a torrent too large to load before reading the data, naming a piece length that fits', async () => {
+    // 64 GiB in 16 KiB pieces: 4,194,304 hashes, 84 MB of torrent. Sparse: nothing on disk.
+    const big = path.join(dir, 'big.bin');
+    fs.closeSync(fs.openSync(big, 'w'));
+    fs.truncateSync(big, 64 * 1024 ** 3);
+    const err = await createTorrent(big, { pieceLength: 16384 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UsageError);
+    expect((err as Error).message).toMatch(
+      /^the torrent would be \d+ bytes, more than the 67108864 that tdl and other clients load: give --piece-length 32K or more \(fewer pieces\)$/,
+    );
+    // 32 KiB: 2,097,152 hashes, 42 MB.
+  });
+
   it("refuses a torrent's own name not in NFC form, saying to rename it", async () => {
     const nfd = path.join(dir, 'caf\u00e9'.normalize('NFD'));
     await mkdir(nfd);
