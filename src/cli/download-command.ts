@@ -5,12 +5,19 @@ import type { Dht } from '../dht/dht.js';
 import type { EncryptionMode } from '../peer/connection.js';
 import { EventsIntoDataError, UsageError } from '../errors.js';
 import { isMagnet, parseMagnet } from '../metainfo/magnet.js';
-import { download } from '../swarm/client.js';
+import { download, HAND_OVER_MAX_MS } from '../swarm/client.js';
 import { Listener } from '../swarm/listener.js';
 import type { Download } from '../swarm/download.js';
 import type { DownloadStats } from '../swarm/download-api.js';
 import { EVENTS_BACKLOG_BYTES, jsonLine, Pacer } from './events.js';
-import { escapeControl, formatBytes, percentDown, printable, terminalColumns } from './format.js';
+import {
+  escapeControl,
+  formatBytes,
+  percentDown,
+  printable,
+  terminalColumns,
+  truncateToWidth,
+} from './format.js';
 import type { CliIO, DownloadCliOptions } from './program.js';
 import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from './progress.js';
 import { parseBootstrap, parsePeer } from './peer-arg.js';
@@ -343,6 +350,15 @@ export async function runDownload(
           if (tty && mode === 'download') {
             const line = progressLine(d.stats(), meta.name, terminalColumns(io.stderr));
             io.stderr.write(`\r\x1b[2K${line}`);
+          }
+        },
+        onHandOver: (pieces) => {
+          const s = dl?.stats();
+          if (json) emit({ event: 'handover', pieces, time: s?.elapsedMs ?? 0 });
+          if (tty) {
+            const what = pieces === 1 ? '1 piece' : `${pieces} pieces`;
+            const line = `handing over ${what} no connected peer has (at most ${HAND_OVER_MAX_MS / 1000}s)`;
+            io.stderr.write(`\r\x1b[2K${truncateToWidth(line, terminalColumns(io.stderr) - 1)}`);
           }
         },
         onSeeding: (d, atComplete) => {

@@ -108,6 +108,11 @@ export interface ClientOptions {
    * result's stats are those of this moment, its `uploaded` counting on to the run's end.
    */
   onFiguresEnd?: (download: Download) => void;
+  /**
+   * Called when a download that does not seed stays a while for the peers taking blocks from it:
+   * `pieces` of its pieces are on no connected peer (see handOver).
+   */
+  onHandOver?: (pieces: number) => void;
   /** Called when seeding starts (the data is complete and has its final names). */
   onSeeding?: (download: Download, atComplete: DownloadStats) => void;
   /**
@@ -502,6 +507,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // Only now, with the data checked and named, do trackers hear that we completed (not after
       // a partial selection: we are no seeder).
       if (tracker && !selected) await tracker.complete(seeding).catch(() => {});
+      if (!seeding) await handOver(d, ctl.signal, o.onHandOver);
     } else {
       // Complete before this run, and seeding: final names and attributes as any complete run.
       // `tdl seed` does not own the data: a file longer than the torrent's is left as it is.
@@ -715,6 +721,41 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
 }
 
 /** Seed until interrupted, `timeMs` passed or `ratio` reached; an interrupt ends it cleanly. */
+/** Longest a download that does not seed stays for the peers taking its last copies. */
+export const HAND_OVER_MAX_MS = 20_000;
+const HAND_OVER_POLL_MS = 250;
+
+/**
+ * A download that does not seed leaves once complete, but not while peers are taking blocks
+ * from it and some of its pieces are on none of them: it may hold the last copy the swarm
+ * has (a seeder that left once every piece was somewhere), and leaving at once would strand
+ * the peers without it. It stays until each such piece is on a connected peer (announced by a
+ * `have`), nobody has taken a block for 3 s, HAND_OVER_MAX_MS, or a signal.
+ */
+async function handOver(
+  d: Download,
+  signal: AbortSignal,
+  onHandOver: ((pieces: number) => void) | undefined,
+): Promise<void> {
+  const sole = d.soleCopies();
+  if (sole === 0 || signal.aborted) return;
+  log('staying for %d piece(s) on no connected peer', sole);
+  onHandOver?.(sole);
+  const started = Date.now();
+  while (!signal.aborted && Date.now() - started < HAND_OVER_MAX_MS && d.soleCopies() > 0) {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, HAND_OVER_POLL_MS);
+      function done(): void {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      }
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+  log('left after %d ms, %d piece(s) on no connected peer', Date.now() - started, d.soleCopies());
+}
+
 function seedUntil(
   d: Download,
   size: number,

@@ -440,6 +440,21 @@ export class Download extends EventEmitter<DownloadEvents> {
     };
   }
 
+  /**
+   * Pieces of ours that no connected peer has, while peers take blocks from us (one sent within
+   * the last 3 s): what leaving now would take from the peers connected, for whom we may be the
+   * last source; 0 when nobody is taking anything.
+   */
+  soleCopies(now = Date.now()): number {
+    if (this.upload.rate(now) === 0) return 0;
+    const availability = this.picker.availability;
+    let n = 0;
+    for (let i = 0; i < this.layout.pieceCount; i++) {
+      if (availability[i] === 0 && this.have.has(i)) n++;
+    }
+    return n;
+  }
+
   /** Add peer addresses (duplicates and banned ones are ignored). */
   addPeers(peers: readonly PeerAddress[], origin: PeerOrigin = 'tracker'): void {
     this.pool.add(peers, origin);
