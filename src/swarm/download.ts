@@ -442,11 +442,16 @@ export class Download extends EventEmitter<DownloadEvents> {
 
   /**
    * Pieces of ours that no connected peer has, while peers take blocks from us (one sent within
-   * the last 3 s): what leaving now would take from the peers connected, for whom we may be the
-   * last source; 0 when nobody is taking anything.
+   * the last 3 s) and one still wants some (interested): what leaving now would take from the
+   * peers connected, for whom we may be the last source; 0 when nobody takes or wants anything.
+   * A peer that completes says it wants nothing more even when it sends no `have` to a peer
+   * that has the piece (tdl does not, nor do others by default).
    */
   soleCopies(now = Date.now()): number {
     if (this.upload.rate(now) === 0) return 0;
+    let wanted = false;
+    for (const s of this.sessions.values()) wanted ||= s.conn.peerInterested;
+    if (!wanted) return 0;
     const availability = this.picker.availability;
     let n = 0;
     for (let i = 0; i < this.layout.pieceCount; i++) {
