@@ -33,6 +33,23 @@ export function twinOf(conn: PeerConnection, sessions: Iterable<Session>): Sessi
   return null;
 }
 
+/**
+ * `conn` and `twin` are one peer's two connections at one address, in the two directions: both
+ * sides dialled at once. Both sides must keep the same one, whichever reached each first (each
+ * refusing its later one closed both, and the two waited seconds to dial again): the one dialled
+ * by the side whose peer id is the greater, the rule libtorrent applies. True when that is
+ * `conn`, and `twin` is the one to close.
+ */
+export function replacesTwin(conn: PeerConnection, twin: Session, ownId: Buffer): boolean {
+  const theirs = conn.remotePeerId;
+  if (!theirs || twin.conn.host !== conn.host || twin.conn.direction === conn.direction) {
+    return false;
+  }
+  const dialledNew = conn.direction === 'out' ? ownId : theirs;
+  const dialledTwin = conn.direction === 'out' ? theirs : ownId;
+  return Buffer.compare(dialledNew, dialledTwin) > 0;
+}
+
 export interface AdmissionFacts {
   /** The download has ended. */
   closed: boolean;

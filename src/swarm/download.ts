@@ -39,7 +39,14 @@ import type { WebSeeds } from '../webseed/scheduler.js';
 import { Bitfield } from '../wire/bitfield.js';
 import { encodeExtendedHandshake, localExtendedHandshake } from '../wire/extension.js';
 import { BLOCK_SIZE } from '../wire/messages.js';
-import { openSession, receiveHandoff, refusal, turnAway, twinOf } from './admission.js';
+import {
+  openSession,
+  receiveHandoff,
+  refusal,
+  replacesTwin,
+  turnAway,
+  twinOf,
+} from './admission.js';
 import { Choker, CHOKE_INTERVAL_MS, DEFAULT_UPLOAD_SLOTS } from './choker.js';
 import type { DownloadEvents, DownloadOptions, DownloadStats, PeerSource } from './download-api.js';
 import { PeerExtensions, pexFlags } from './extensions.js';
@@ -501,9 +508,17 @@ export class Download extends EventEmitter<DownloadEvents> {
    * handshake (`extHandshake`, received before) read first.
    */
   private admit(conn: PeerConnection, cand: Candidate, extHandshake: Buffer | null = null): void {
+    let twin = conn.state === 'open' && !this.closed ? twinOf(conn, this.sessions.values()) : null;
+    if (twin && replacesTwin(conn, twin, this.opts.peerId)) {
+      // Both dialled at once: this one is kept on both sides, the other closed on both.
+      this.drop(
+        twin,
+        'already connected to this peer (both sides dialled: the other connection is kept)',
+      );
+      twin = null;
+    }
     const room = this.slots.hasRoom(this.sessions.size, this.starving());
-    const open = conn.state === 'open' && !this.closed && room;
-    const twin = open ? twinOf(conn, this.sessions.values()) : null;
+    if (!room) twin = null;
     const banned = this.pool.isBannedPeer(conn);
     const refused = refusal(conn, { closed: this.closed, room, banned, twin });
     if (refused) {

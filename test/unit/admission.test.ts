@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { PeerConnection } from '../../src/peer/connection.js';
-import { refusal, turnAway, twinOf } from '../../src/swarm/admission.js';
+import { refusal, replacesTwin, turnAway, twinOf } from '../../src/swarm/admission.js';
 import type { Candidate, PeerPool } from '../../src/swarm/peer-pool.js';
 import type { Session } from '../../src/swarm/session.js';
 import { neededPieces } from '../../src/swarm/stall-report.js';
@@ -52,6 +52,28 @@ describe('admission', () => {
     // No id, or another id: no twin.
     expect(twinOf(conn({ host: '10.0.0.1', port: 1, direction: 'in', id: null }), [s])).toBeNull();
     expect(twinOf(conn({ host: '10.0.0.1', port: 1, direction: 'in', id: 'B' }), [s])).toBeNull();
+  });
+
+  it('both sides dialled at once: both keep the connection the greater peer id dialled', () => {
+    // Two peers, ids G > S, each holding one of the two connections when the other arrives.
+    const G = Buffer.from('G'.padEnd(20, '-'));
+    const S = Buffer.from('S'.padEnd(20, '-'));
+    const [lo, hi] = Buffer.compare(G, S) < 0 ? ['G', 'S'] : ['S', 'G'];
+    const id = (n: string) => Buffer.from(n.padEnd(20, '-'));
+    const at = (direction: 'in' | 'out', who: string) =>
+      conn({ host: '10.0.0.1', port: direction === 'out' ? 6881 : 50_000, direction, id: who });
+    // On the greater: the one it dialled ('out') is kept, in either order.
+    expect(replacesTwin(at('out', lo), session(at('in', lo)), id(hi))).toBe(true);
+    expect(replacesTwin(at('in', lo), session(at('out', lo)), id(hi))).toBe(false);
+    // On the lower: the same connection, the greater's (incoming there), is the one kept.
+    expect(replacesTwin(at('in', hi), session(at('out', hi)), id(lo))).toBe(true);
+    expect(replacesTwin(at('out', hi), session(at('in', hi)), id(lo))).toBe(false);
+    // Another address (dual-stack), the same direction, or no id: never replaced.
+    const v6 = conn({ host: '::1', port: 6881, direction: 'out', id: lo });
+    expect(replacesTwin(v6, session(at('in', lo)), id(hi))).toBe(false);
+    expect(replacesTwin(at('out', lo), session(at('out', lo)), id(hi))).toBe(false);
+    const anon = conn({ host: '10.0.0.1', port: 1, direction: 'out', id: null });
+    expect(replacesTwin(anon, session(at('in', lo)), id(hi))).toBe(false);
   });
 
   it('matches across addresses only a peer we dialled', () => {
