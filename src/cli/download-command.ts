@@ -10,14 +10,7 @@ import { Listener } from '../swarm/listener.js';
 import type { Download } from '../swarm/download.js';
 import type { DownloadStats } from '../swarm/download-api.js';
 import { EVENTS_BACKLOG_BYTES, jsonLine, Pacer } from './events.js';
-import {
-  escapeControl,
-  formatBytes,
-  percentDown,
-  printable,
-  terminalColumns,
-  truncateToWidth,
-} from './format.js';
+import { escapeControl, formatBytes, percentDown, printable, terminalColumns } from './format.js';
 import type { CliIO, DownloadCliOptions } from './program.js';
 import { checkLine, progressLine, seedLine, seedSummaryLine, summaryLine } from './progress.js';
 import { parseBootstrap, parsePeer } from './peer-arg.js';
@@ -285,6 +278,8 @@ export async function runDownload(
      * which must come last in time (or seeding begins, whose samples run on from there).
      */
     let figuresEnded = false;
+    /** When the download's figures ended (ms into the run): its time, when a hand-over follows. */
+    let figuresEndMs: number | undefined;
     /** `final`: the run's own last figures, so that the last `progress` agrees with `done`. */
     const redraw = (final?: DownloadStats) => {
       if (!dl) return;
@@ -344,8 +339,9 @@ export async function runDownload(
         localAddress,
         seed: seedLimits,
         seedOnly: mode === 'seed',
-        onFiguresEnd: (d) => {
+        onFiguresEnd: (d, atEnd) => {
           figuresEnded = true;
+          figuresEndMs = atEnd.elapsedMs;
           // A terminal shows the end at once, while the files get their names.
           if (tty && mode === 'download') {
             const line = progressLine(d.stats(), meta.name, terminalColumns(io.stderr));
@@ -355,10 +351,11 @@ export async function runDownload(
         onHandOver: (pieces) => {
           const s = dl?.stats();
           if (json) emit({ event: 'handover', pieces, time: s?.elapsedMs ?? 0 });
-          if (tty) {
+          if (!json && !opts.quiet) {
+            // Said once, and kept (the wait it explains comes before the summary).
             const what = pieces === 1 ? '1 piece' : `${pieces} pieces`;
-            const line = `handing over ${what} no connected peer has (at most ${HAND_OVER_MAX_MS / 1000}s)`;
-            io.stderr.write(`\r\x1b[2K${truncateToWidth(line, terminalColumns(io.stderr) - 1)}`);
+            const line = `tdl: handing over ${what} no connected peer has (at most ${HAND_OVER_MAX_MS / 1000} s; Ctrl-C to stop)`;
+            io.stderr.write(tty ? `\r\x1b[2K${line}\n` : `${line}\n`);
           }
         },
         onSeeding: (d, atComplete) => {
@@ -433,8 +430,8 @@ export async function runDownload(
       const where = streaming ? '-' : result.plan.root;
       redraw(result.stats);
       const s = result.stats;
-      // The download's own time ends where seeding began (the whole run when it did not seed).
-      const downloadMs = seeding ? seedingFromMs : s.elapsedMs;
+      // The download's own time ends where seeding began, or a hand-over (see onFiguresEnd).
+      const downloadMs = seeding ? seedingFromMs : (figuresEndMs ?? s.elapsedMs);
       if (json) {
         emit({
           event: 'done',

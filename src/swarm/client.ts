@@ -107,7 +107,7 @@ export interface ClientOptions {
    * last byte), before the files get their final names and the trackers hear `completed`: the
    * result's stats are those of this moment, its `uploaded` counting on to the run's end.
    */
-  onFiguresEnd?: (download: Download) => void;
+  onFiguresEnd?: (download: Download, atEnd: DownloadStats) => void;
   /**
    * Called when a download that does not seed stays a while for the peers taking blocks from it:
    * `pieces` of its pieces are on no connected peer (see handOver).
@@ -476,7 +476,8 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     // What the first announce brought while the download was being set up.
     early?.release(d);
     let stats = await running;
-    if (!streamOut) o.onFiguresEnd?.(d);
+    let handedOver = false;
+    if (!streamOut) o.onFiguresEnd?.(d, stats);
     checkpoints?.stop();
     if (!complete && streamOut) {
       // A stream's working copy is kept only for a later run of a stream that did not finish.
@@ -490,7 +491,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // The run ends when the reader has the last byte: its figures run to then (the progress
       // events did; the summary's time went back to the download's end).
       stats = d.stats();
-      o.onFiguresEnd?.(d);
+      o.onFiguresEnd?.(d, stats);
       storage.discardData();
       await out.removeLeftovers(writer);
       if (tracker && !selected) await tracker.complete(seeding).catch(() => {});
@@ -507,7 +508,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
       // Only now, with the data checked and named, do trackers hear that we completed (not after
       // a partial selection: we are no seeder).
       if (tracker && !selected) await tracker.complete(seeding).catch(() => {});
-      if (!seeding) await handOver(d, ctl.signal, o.onHandOver);
+      if (!seeding) handedOver = await handOver(d, ctl.signal, o.onHandOver);
     } else {
       // Complete before this run, and seeding: final names and attributes as any complete run.
       // `tdl seed` does not own the data: a file longer than the torrent's is left as it is.
@@ -529,8 +530,14 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         d.emit('warning', `${e.message}: seeding the data as it is`);
       }
     }
-    // What went out while the files got their names counts: the trackers hear it too.
-    let final = { ...stats, uploaded: d.stats().uploaded };
+    // What went out while the files got their names counts: the trackers hear it too. After a
+    // hand-over the run's time runs to its end (the download's own ended at onFiguresEnd).
+    const now = d.stats();
+    let final = {
+      ...stats,
+      uploaded: now.uploaded,
+      ...(handedOver ? { elapsedMs: now.elapsedMs } : {}),
+    };
     if (seeding) {
       // With the stats at completion: what was uploaded while the files got their final names
       // (a peer may ask as soon as they are there) is the seeding's, not the download's.
@@ -736,9 +743,9 @@ async function handOver(
   d: Download,
   signal: AbortSignal,
   onHandOver: ((pieces: number) => void) | undefined,
-): Promise<void> {
+): Promise<boolean> {
   const sole = d.soleCopies();
-  if (sole === 0 || signal.aborted) return;
+  if (sole === 0 || signal.aborted) return false;
   log('staying for %d piece(s) on no connected peer', sole);
   onHandOver?.(sole);
   const started = Date.now();
@@ -754,6 +761,7 @@ async function handOver(
     });
   }
   log('left after %d ms, %d piece(s) on no connected peer', Date.now() - started, d.soleCopies());
+  return true;
 }
 
 function seedUntil(

@@ -152,6 +152,12 @@ export class Download extends EventEmitter<DownloadEvents> {
   private readonly done: Promise<void>;
   private detach: (() => void)[] = [];
   private webSeeds: WebSeeds | null = null;
+  /**
+   * We left a seed as useless (both complete) once we had every piece: the swarm still has a
+   * source of every piece, and leaving takes nothing from it (see soleCopies). A seed that
+   * closed the connection itself may have left the swarm: it does not count.
+   */
+  private seedAtEnd = false;
   /** No block is asked for until `ready` settles. */
   private gated = false;
 
@@ -452,12 +458,18 @@ export class Download extends EventEmitter<DownloadEvents> {
    * the last 3 s) and one still wants some (interested): what leaving now would take from the
    * peers connected, for whom we may be the last source; 0 when nobody takes or wants anything.
    * A peer that completes says it wants nothing more even when it sends no `have` to a peer
-   * that has the piece (tdl does not, nor do others by default).
+   * that has the piece (tdl does not, nor do others by default). Never while the torrent has
+   * web seeds, a seed is connected, or we left one as useless: the swarm has every piece then.
    */
   soleCopies(now = Date.now()): number {
-    if (this.upload.rate(now) === 0) return 0;
+    if (this.upload.rate(now) === 0 || this.seedAtEnd) return 0;
+    // Web seeds serve every piece (the torrent's own, so present for every peer).
+    if ((this.opts.webSeeds?.length ?? 0) > 0) return 0;
     let wanted = false;
-    for (const s of this.sessions.values()) wanted ||= s.conn.peerInterested;
+    for (const s of this.sessions.values()) {
+      if (s.conn.bitfield.isComplete()) return 0;
+      wanted ||= s.conn.peerInterested;
+    }
     if (!wanted) return 0;
     const availability = this.picker.availability;
     let n = 0;
@@ -670,7 +682,10 @@ export class Download extends EventEmitter<DownloadEvents> {
       this.complete,
       this.opts.timeouts?.idleWhileCompleteMs,
     );
-    if (why) this.drop(s, why);
+    if (!why) return;
+    // A seed we leave is still in the swarm (one that leaves us is not: see soleCopies).
+    if (s.conn.bitfield.isComplete()) this.seedAtEnd = true;
+    this.drop(s, why);
   }
 
   private request(s: Session): void {

@@ -56,8 +56,11 @@ function trail(l: FakeLeecher, gapMs: number): { got: Set<number>; stop: () => v
   return { got, stop: () => clearInterval(timer) };
 }
 
-/** The swarm of the tests: tdl downloading, a seeder that leaves, a slow leecher of tdl's. */
-async function handOverSwarm(): Promise<{
+/**
+ * The swarm of the tests: tdl downloading, the only source of half the pieces leaving once it
+ * has sent them (or a seeder that stays), and a slow leecher of tdl's.
+ */
+async function handOverSwarm(seederStays = false): Promise<{
   data: Buffer;
   out: string;
   tdl: ReturnType<typeof spawnTdl>;
@@ -65,11 +68,23 @@ async function handOverSwarm(): Promise<{
 }> {
   const data = randomBytesSeeded(SIZE, 'hand-over');
   const { t, torrent } = await fx.singleFile(data, PIECE);
-  // About 3 s of download; the seeder leaves once it has sent every block.
-  const s = await fx.seeder(t, PIECE, { rateLimit: 400_000, disconnectAfterBytes: SIZE });
+  // About 3 s of download. Left: a seeder that stays. Otherwise two partial peers: the only one
+  // with the first half leaves once it has sent it, the other has the second half.
+  const FIRST = PIECES / 2;
+  const sources = seederStays
+    ? [await fx.seeder(t, PIECE, { rateLimit: 400_000 })]
+    : [
+        await fx.seeder(t, PIECE, {
+          rateLimit: 400_000,
+          pieces: (i) => i < FIRST,
+          disconnectAfterBytes: FIRST * PIECE,
+        }),
+        await fx.seeder(t, PIECE, { rateLimit: 400_000, pieces: (i) => i >= FIRST }),
+      ];
   const out = path.join(fx.dir, 'got.bin');
+  const peers = sources.flatMap((s) => ['--peer', `127.0.0.1:${s.port}`]);
   const tdl = spawnTdl(
-    ['download', torrent, '-o', out, '--peer', `127.0.0.1:${s.port}`, '--port', '0', '--json'],
+    ['download', torrent, '-o', out, ...peers, '--port', '0', '--json'],
     fx.onClose,
   );
   const port = await tdl.port();
@@ -97,15 +112,36 @@ describe('a download that does not seed, at its end', () => {
     taker.stop();
     expect(code).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
-    // Every piece reached the leecher before tdl left.
-    expect(taker.got.size).toBe(PIECES);
+    // Every piece of the half whose only source left reached the leecher before tdl left (the
+    // other half is still on a peer connected to tdl).
+    const firstHalf = Array.from({ length: PIECES / 2 }, (_, i) => i);
+    expect(firstHalf.filter((i) => !taker.got.has(i))).toEqual([]);
     const kinds = tdl.events.map((e) => e.event);
     expect(kinds).toContain('handover');
     expect(kinds.indexOf('handover')).toBeLessThan(kinds.indexOf('done'));
     const handover = tdl.events.find((e) => e.event === 'handover')!;
     expect(handover['pieces']).toBeGreaterThan(0);
     const done = tdl.events.find((e) => e.event === 'done')!;
-    expect(done['uploaded']).toBeGreaterThanOrEqual(SIZE);
+    expect(done['uploaded']).toBeGreaterThanOrEqual((taker.got.size - 1) * PIECE);
+    // The run's time runs to its end, the wait included; the download's average, to completion.
+    const elapsedMs = done['elapsedMs'] as number;
+    expect(elapsedMs).toBeGreaterThanOrEqual(handover['time'] as number);
+    expect(tdl.events.filter((e) => e.event === 'progress').at(-1)?.['time']).toBe(elapsedMs);
+    expect(done['uploadRate']).toBe(Math.round((done['uploaded'] as number) / (elapsedMs / 1000)));
+    expect(done['averageRate'] as number).toBeGreaterThan(
+      Math.round((done['downloaded'] as number) / (elapsedMs / 1000)),
+    );
+  }, 60_000);
+
+  it('does not wait while a seed was connected at the end: the swarm has every piece', async () => {
+    const { data, out, tdl, taker } = await handOverSwarm(true);
+    const { code } = await tdl.exited;
+    taker.stop();
+    expect(code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(tdl.events.map((e) => e.event)).not.toContain('handover');
+    // The leecher, slower by design, had not everything when tdl left: the seeder serves it.
+    expect(taker.got.size).toBeLessThan(PIECES);
   }, 60_000);
 
   it('Ctrl-C ends the wait: the download is complete, exit 0', async () => {
