@@ -11,6 +11,7 @@
  * - existing data that does not match is replaced piece by piece, each only once a verified
  *   piece is there to replace it, and the count is reported (`piecesReplaced`).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { logger } from '../log.js';
 import type { Dht } from '../dht/dht.js';
@@ -750,15 +751,8 @@ async function handOver(
   onHandOver?.(sole);
   const started = Date.now();
   while (!signal.aborted && Date.now() - started < HAND_OVER_MAX_MS && d.soleCopies() > 0) {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, HAND_OVER_POLL_MS);
-      function done(): void {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        resolve();
-      }
-      signal.addEventListener('abort', done, { once: true });
-    });
+    // A signal ends the wait at once (the abort rejects the sleep: nothing to report).
+    await sleep(HAND_OVER_POLL_MS, undefined, { signal }).catch(() => {});
   }
   log('left after %d ms, %d piece(s) on no connected peer', Date.now() - started, d.soleCopies());
   return true;
