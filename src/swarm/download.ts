@@ -506,7 +506,10 @@ export class Download extends EventEmitter<DownloadEvents> {
   }
 
   private incoming(conn: PeerConnection): void {
-    if (this.closed || !this.slots.hasRoom(this.sessions.size, this.starving())) {
+    // One that replaces its twin takes that one's slot (admit): with every slot taken, refusing
+    // it here kept our own dial while the peer, by the same rule, closed that one.
+    const full = !this.slots.hasRoom(this.sessions.size, this.starving());
+    if (this.closed || (full && !this.replacedTwin(conn))) {
       conn.close(this.closed ? 'shutting down' : 'no free peer slot');
       return;
     }
@@ -520,16 +523,19 @@ export class Download extends EventEmitter<DownloadEvents> {
    * handshake (`extHandshake`, received before) read first.
    */
   private admit(conn: PeerConnection, cand: Candidate, extHandshake: Buffer | null = null): void {
+    const replaced = this.replacedTwin(conn);
     let twin = conn.state === 'open' && !this.closed ? twinOf(conn, this.sessions.values()) : null;
-    if (twin && replacesTwin(conn, twin, this.opts.peerId)) {
+    if (replaced) {
       // Both dialled at once: this one is kept on both sides, the other closed on both.
       this.drop(
-        twin,
+        replaced,
         'already connected to this peer (both sides dialled: the other connection is kept)',
       );
       twin = null;
     }
-    const room = this.slots.hasRoom(this.sessions.size, this.starving());
+    // The one replaced leaves its slot to this one, even the one beyond `maxPeers` a starving
+    // download may have (which may be gone by now: the two would be lost).
+    const room = replaced !== null || this.slots.hasRoom(this.sessions.size, this.starving());
     if (!room) twin = null;
     const banned = this.pool.isBannedPeer(conn);
     const refused = refusal(conn, { closed: this.closed, room, banned, twin });
@@ -658,6 +664,13 @@ export class Download extends EventEmitter<DownloadEvents> {
     if (conn.metadataOnly) conn.adopt(this.layout.pieceCount, this.have, hello);
     else conn.start(this.have, hello);
     this.upload.grantAllowedFast(conn, this.meta.infoHash);
+  }
+
+  /** The session `conn` replaces, both sides having dialled at once (see replacesTwin). */
+  private replacedTwin(conn: PeerConnection): Session | null {
+    if (conn.state !== 'open' || this.closed) return null;
+    const twin = twinOf(conn, this.sessions.values());
+    return twin && replacesTwin(conn, twin, this.opts.peerId) ? twin : null;
   }
 
   private interest(s: Session): void {

@@ -88,4 +88,53 @@ describe('a peer that dials tdl while tdl dials it', () => {
       }),
     );
   });
+
+  it('with every slot taken, the peer whose id is greater keeps its own dial', async () => {
+    const PIECE = 32768;
+    const data = randomBytesSeeded(1024 * 1024, 'dial-both-ways-full');
+    const t = makeTorrent({ name: 'got.bin', pieceLength: PIECE, files: { data } });
+    // `-ZZ…` is greater than tdl's `-TD…`: the seeder's dial is the one both sides keep.
+    const greater = await fx.seeder(t, PIECE, {
+      rateLimit: 200_000,
+      peerId: Buffer.from('-ZZ0001-000000000001'),
+    });
+    const other = await fx.seeder(t, PIECE, { rateLimit: 200_000 });
+    const port = await freePort();
+    const out = path.join(fx.dir, 'got.bin');
+    const run = runCli([
+      'download',
+      await fx.writeTorrent(t),
+      '-o',
+      out,
+      '--json',
+      '--no-dht',
+      '--max-peers',
+      '2',
+      '--port',
+      String(port),
+      '--peer',
+      `127.0.0.1:${greater.port}`,
+      '--peer',
+      `127.0.0.1:${other.port}`,
+    ]);
+    // Both slots taken by tdl's own dials, then the greater one dials tdl.
+    const deadline = Date.now() + 30_000;
+    while ((greater.requests === 0 || other.requests === 0) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(greater.requests).toBeGreaterThan(0);
+    expect(other.requests).toBeGreaterThan(0);
+    await greater.dial(port);
+    const r = await run;
+    expect(r.code, r.stderr).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    // tdl closed its own dial, not the seeder's (which a full house turned away before).
+    const dropped = r.events.filter((e) => e['event'] === 'peer' && e['status'] === 'dropped');
+    expect(dropped).toContainEqual(
+      expect.objectContaining({
+        address: `127.0.0.1:${greater.port}`,
+        reason: 'already connected to this peer (both sides dialled: the other connection is kept)',
+      }),
+    );
+  });
 });

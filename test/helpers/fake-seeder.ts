@@ -69,6 +69,8 @@ export interface FakeSeederOptions {
   host?: string;
   /** Listen on this port (default: any free one). */
   port?: number;
+  /** Its peer id (default: `-FK0001-` and a count, less than tdl's `-TD…`). */
+  peerId?: Buffer;
 }
 
 export interface FakeSeeder {
@@ -108,7 +110,7 @@ const FAKE_UT_PEX_ID = 4;
 let seeders = 0;
 
 export async function startFakeSeeder(o: FakeSeederOptions): Promise<FakeSeeder> {
-  const peerId = Buffer.from(`-FK0001-${String(++seeders).padStart(12, '0')}`);
+  const peerId = o.peerId ?? Buffer.from(`-FK0001-${String(++seeders).padStart(12, '0')}`);
   const pieceCount = Math.ceil(o.data.length / o.pieceLength);
   const has = o.pieces ?? (() => true);
   const corruptLeft = new Map<number, number>();
