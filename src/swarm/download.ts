@@ -160,6 +160,8 @@ export class Download extends EventEmitter<DownloadEvents> {
   private seedAtEnd = false;
   /** No block is asked for until `ready` settles. */
   private gated = false;
+  /** Every web seed of this run was banned (bad pieces): they serve no one else either. */
+  private webSeedsFailed = false;
 
   constructor(private readonly opts: DownloadOptions) {
     super();
@@ -332,6 +334,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   /** Stop the web seeds; what they read and no piece kept is wasted. */
   private stopWebSeeds(): void {
     if (!this.webSeeds) return;
+    if (!this.webSeeds.usable()) this.webSeedsFailed = true;
     this.scheduler.waste.webSeed += this.webSeeds.bytesUnused;
     void this.webSeeds.stop();
     this.webSeeds = null;
@@ -460,11 +463,13 @@ export class Download extends EventEmitter<DownloadEvents> {
    * A peer that completes says it wants nothing more even when it sends no `have` to a peer
    * that has the piece (tdl does not, nor do others by default). Never while the torrent has
    * web seeds, a seed is connected, or we left one as useless: the swarm has every piece then.
+   * The torrent's web seeds count though this run did not use them (`--no-web-seeds`): the other
+   * peers may; not when every one of them sent us bad pieces.
    */
   soleCopies(now = Date.now()): number {
     if (this.upload.rate(now) === 0 || this.seedAtEnd) return 0;
     // Web seeds serve every piece (the torrent's own, so present for every peer).
-    if ((this.opts.webSeeds?.length ?? 0) > 0) return 0;
+    if (this.meta.urlList.length > 0 && !this.webSeedsFailed) return 0;
     let wanted = false;
     for (const s of this.sessions.values()) {
       if (s.conn.bitfield.isComplete()) return 0;

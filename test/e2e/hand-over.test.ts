@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ExtraId, FakeLeecher } from '../helpers/fake-leecher.js';
 import { useFixture } from '../helpers/fixture.js';
 import { assertBuilt, spawnTdl } from '../helpers/tdl-process.js';
-import { randomBytesSeeded } from '../helpers/torrent.js';
+import { makeTorrent, randomBytesSeeded } from '../helpers/torrent.js';
 
 const fx = useFixture();
 
@@ -60,18 +60,31 @@ function trail(l: FakeLeecher, gapMs: number): { got: Set<number>; stop: () => v
  * The swarm of the tests: tdl downloading, the only source of half the pieces leaving once it
  * has sent them (or a seeder that stays), and a slow leecher of tdl's.
  */
-async function handOverSwarm(seederStays = false): Promise<{
+async function handOverSwarm(o: { seederStays?: boolean; webSeeds?: 'off' } = {}): Promise<{
   data: Buffer;
   out: string;
   tdl: ReturnType<typeof spawnTdl>;
   taker: { got: Set<number>; stop: () => void };
 }> {
   const data = randomBytesSeeded(SIZE, 'hand-over');
-  const { t, torrent } = await fx.singleFile(data, PIECE);
+  // With web seeds (turned off for this run): the swarm's other peers may use them.
+  const { t, torrent } = o.webSeeds
+    ? await (async () => {
+        const tr = await fx.tracker([]);
+        const t = makeTorrent({
+          name: 'data.bin',
+          pieceLength: PIECE,
+          files: { data },
+          announce: tr.url,
+          extraRoot: { 'url-list': ['http://127.0.0.1:9/data.bin'] },
+        });
+        return { t, torrent: await fx.writeTorrent(t) };
+      })()
+    : await fx.singleFile(data, PIECE);
   // About 3 s of download. Left: a seeder that stays. Otherwise two partial peers: the only one
   // with the first half leaves once it has sent it, the other has the second half.
   const FIRST = PIECES / 2;
-  const sources = seederStays
+  const sources = o.seederStays
     ? [await fx.seeder(t, PIECE, { rateLimit: 400_000 })]
     : [
         await fx.seeder(t, PIECE, {
@@ -84,7 +97,17 @@ async function handOverSwarm(seederStays = false): Promise<{
   const out = path.join(fx.dir, 'got.bin');
   const peers = sources.flatMap((s) => ['--peer', `127.0.0.1:${s.port}`]);
   const tdl = spawnTdl(
-    ['download', torrent, '-o', out, ...peers, '--port', '0', '--json'],
+    [
+      'download',
+      torrent,
+      '-o',
+      out,
+      ...peers,
+      '--port',
+      '0',
+      '--json',
+      ...(o.webSeeds ? ['--no-web-seeds'] : []),
+    ],
     fx.onClose,
   );
   const port = await tdl.port();
@@ -134,7 +157,7 @@ describe('a download that does not seed, at its end', () => {
   }, 60_000);
 
   it('does not wait while a seed was connected at the end: the swarm has every piece', async () => {
-    const { data, out, tdl, taker } = await handOverSwarm(true);
+    const { data, out, tdl, taker } = await handOverSwarm({ seederStays: true });
     const { code } = await tdl.exited;
     taker.stop();
     expect(code).toBe(0);
@@ -142,6 +165,15 @@ describe('a download that does not seed, at its end', () => {
     expect(tdl.events.map((e) => e.event)).not.toContain('handover');
     // The leecher, slower by design, had not everything when tdl left: the seeder serves it.
     expect(taker.got.size).toBeLessThan(PIECES);
+  }, 60_000);
+
+  it('does not wait when the torrent has web seeds, though this run does not use them', async () => {
+    const { data, out, tdl, taker } = await handOverSwarm({ webSeeds: 'off' });
+    const { code } = await tdl.exited;
+    taker.stop();
+    expect(code).toBe(0);
+    expect((await readFile(out)).equals(data)).toBe(true);
+    expect(tdl.events.map((e) => e.event)).not.toContain('handover');
   }, 60_000);
 
   it('Ctrl-C ends the wait: the download is complete, exit 0', async () => {
