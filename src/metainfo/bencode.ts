@@ -117,12 +117,13 @@ export interface DecodeOptions {
    */
   largeIntegers?: boolean;
   /**
-   * The list at `root[path[0]][path[1]]` is not kept: each item is handed to `onItem` as soon
+   * The list at `root[path[0]][path[1]]` (or `root[path[0]]`) is not kept: each item is handed to `onItem` as soon
    * as it is complete, and the list in the result stays empty. A 100,000-file torrent then
    * never holds its whole decoded file list (see docs/DESIGN.md). `onItem` may throw.
    */
   streamList?: {
-    path: [string, string];
+    /** The keys leading to the list from the root: one (`root[a]`) or two. */
+    path: readonly [string] | readonly [string, string];
     onItem: (item: BValue, index: number) => void;
     /**
      * Optional fast route for the streamed list's items: an item that is a dictionary of the
@@ -582,9 +583,9 @@ function decodeScan(
           const stream = opts.streamList;
           const streamed =
             stream !== undefined &&
-            stack.length === 2 &&
+            stack.length === stream.path.length &&
             stack[0]!.key === stream.path[0] &&
-            stack[1]!.key === stream.path[1];
+            (stack.length === 1 || stack[1]!.key === stream.path[1]);
           stack.push({
             list: [],
             dict: undefined,

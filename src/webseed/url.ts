@@ -23,11 +23,16 @@ export interface WebSeedMeta {
   info?: Buffer;
 }
 
-/** The bytes of a torrent's names, read from its info dictionary (views into it). */
+/**
+ * Where a torrent's names are in its info dictionary. Positions, not views: a 100,000-file
+ * torrent has about a million path components, and a view of each took about 100 bytes.
+ */
 interface RawNames {
   name: Uint8Array;
-  /** Each file's `path` components; null for a single-file torrent. */
-  paths: Uint8Array[][] | null;
+  /** File i's `path` components are pairs `firstComponent[i]` to `firstComponent[i + 1]`. */
+  firstComponent: Int32Array | null;
+  /** [start, end) of each component in the info dictionary, one pair after the other. */
+  components: Int32Array;
 }
 
 const rawNamesOf = new WeakMap<Buffer, RawNames | null>();
@@ -35,40 +40,77 @@ const rawNamesOf = new WeakMap<Buffer, RawNames | null>();
 /** A `.utf-8` name the parser takes (componentText): valid UTF-8, so not remapped. */
 const isUtf8 = (b: Uint8Array): boolean => !componentFromBytes(b).remapped;
 
-/** A file's path components: its valid `path.utf-8` (as tdl names it, then), else `path`. */
-function pathBytes(plain: BValue | undefined, alt: BValue | undefined): Uint8Array[] {
-  const p = isList(plain) ? plain.filter(isBytes) : [];
-  if (!isList(alt) || alt.length !== p.length) return p;
-  return p.map((c, i) => {
-    const a = alt[i];
-    return isBytes(a) && isUtf8(a) ? a : c;
-  });
-}
-
 /**
  * The names' bytes in `info`, or null when it does not hold them in the v1 shape (then the
- * shown names are used). Decoded once per info dictionary.
+ * shown names are used). Read once per info dictionary, its file list streamed (never built:
+ * the torrent's own parse counted no value of it, see DecodeOptions.streamList).
  */
 function rawNames(info: Buffer): RawNames | null {
   let r = rawNamesOf.get(info);
   if (r !== undefined) return r;
   r = null;
+  const firsts: number[] = [];
+  const comps: number[] = [];
+  const at = (b: Uint8Array): number => b.byteOffset - info.byteOffset;
+  // A file's components: its valid `path.utf-8` ones (as tdl names it, then), else `path`'s.
+  const addPath = (plain: Uint8Array[], alt: readonly BValue[] | null): void => {
+    firsts.push(comps.length >> 1);
+    const useAlt = alt !== null && alt.length === plain.length;
+    plain.forEach((c, k) => {
+      const a = useAlt ? alt[k] : undefined;
+      const chosen = a !== undefined && isBytes(a) && isUtf8(a) ? a : c;
+      comps.push(at(chosen), at(chosen) + chosen.length);
+    });
+  };
+  const spans = (pairs: Int32Array, n: number): Buffer[] =>
+    Array.from({ length: Math.max(0, n) }, (_, k) => info.subarray(pairs[2 * k], pairs[2 * k + 1]));
   try {
-    const d = decodeStrict(info, { largeIntegers: true }).value;
+    const d = decodeStrict(info, {
+      largeIntegers: true,
+      streamList: {
+        path: ['files'],
+        onItem: (f) => {
+          const plain = isDict(f) ? f['path'] : undefined;
+          const alt = isDict(f) ? f['path.utf-8'] : undefined;
+          addPath(isList(plain) ? plain.filter(isBytes) : [], isList(alt) ? alt : null);
+        },
+        onFileEntry: (e) => {
+          addPath(
+            spans(e.path, e.pathNames),
+            e.altNames >= 0 ? spans(e.altPath, e.altNames) : null,
+          );
+        },
+      },
+    }).value;
     if (isDict(d) && isBytes(d['name'])) {
-      const files = d['files'];
-      let paths: Uint8Array[][] | null = null;
-      if (isList(files)) {
-        paths = files.map((f: BValue) => (isDict(f) ? pathBytes(f['path'], f['path.utf-8']) : []));
+      let firstComponent: Int32Array | null = null;
+      if (isList(d['files'])) {
+        firsts.push(comps.length >> 1);
+        firstComponent = Int32Array.from(firsts);
       }
       const alt = d['name.utf-8'];
-      r = { name: isBytes(alt) && isUtf8(alt) ? alt : d['name'], paths };
+      r = {
+        name: isBytes(alt) && isUtf8(alt) ? alt : d['name'],
+        firstComponent,
+        components: Int32Array.from(comps),
+      };
     }
   } catch {
     r = null;
   }
   rawNamesOf.set(info, r);
   return r;
+}
+
+/** File `i`'s raw path components, or undefined when there is no such file. */
+function rawPath(info: Buffer, raw: RawNames, i: number): Uint8Array[] | undefined {
+  const f = raw.firstComponent;
+  if (!f || i < 0 || i + 1 >= f.length) return undefined;
+  const out: Uint8Array[] = [];
+  for (let k = f[i]!; k < f[i + 1]!; k++) {
+    out.push(info.subarray(raw.components[2 * k], raw.components[2 * k + 1]));
+  }
+  return out;
 }
 
 /** One HTTP range request: bytes [start, end) of file `fileIndex`, for piece bytes at `pieceOffset`. */
@@ -117,10 +159,11 @@ export function fileUrl(
   const raw = meta.info ? rawNames(meta.info) : null;
   const name = raw ? percentEncodeBytes(raw.name) : encodeComponent(meta.name);
   if (!meta.multiFile) return (slash ? path + name : path) + query;
-  const rawPath = fileIndex === undefined ? undefined : raw?.paths?.[fileIndex];
+  const own =
+    fileIndex === undefined || !raw || !meta.info ? undefined : rawPath(meta.info, raw, fileIndex);
   const parts =
-    rawPath && rawPath.length === filePath.length
-      ? rawPath.map((c) => percentEncodeBytes(c))
+    own && own.length === filePath.length
+      ? own.map((c) => percentEncodeBytes(c))
       : filePath.map((c) => encodeComponent(c));
   return path + (slash ? '' : '/') + [name, ...parts].join('/') + query;
 }

@@ -110,6 +110,27 @@ describe('fileUrl (BEP 19)', () => {
     ]);
   });
 
+  it("reads the torrent's own bytes however many values its file list holds", () => {
+    // 90,000 entries of 23 values each: over the 2,000,000 values one decode may build, which
+    // the torrent's parse never builds either (it checks such entries in place).
+    const deep = ['a', 'b', 'c', 'd', 'e', 'f', 'g'].map((c) => Buffer.from(c));
+    const files = Array.from({ length: 90_000 }, (_, i) => {
+      const path = [...deep, Buffer.from(`f${i}`)];
+      return { length: 1, path, 'path.utf-8': path };
+    });
+    files.push({ length: 1, path: [...deep, Buffer.from('\xe9', 'latin1')], 'path.utf-8': [] });
+    const info = { name: Buffer.from('top'), 'piece length': 16384, pieces: Buffer.alloc(120) };
+    const meta = parseTorrent(encode({ info: { ...info, files } }));
+    const last = meta.files.length - 1;
+    expect(meta.files[last]!.path.at(-1)).toBe('%E9');
+    expect(fileUrl('http://h/', meta, meta.files[last]!.path, last)).toBe(
+      'http://h/top/a/b/c/d/e/f/g/%E9',
+    );
+    expect(fileUrl('http://h/', meta, meta.files[7]!.path, 7)).toBe(
+      'http://h/top/a/b/c/d/e/f/g/f7',
+    );
+  });
+
   it('multi-file: base, a slash, the name and each path component encoded', () => {
     expect(fileUrl('http://h/dl', multi, ['CD 1', '01 – Intro?.flac'])).toBe(
       'http://h/dl/My%20Album/CD%201/01%20%E2%80%93%20Intro%3F.flac',
