@@ -70,6 +70,19 @@ async function readLock(file: string): Promise<{ pid: number; dev: number; ino: 
   }
 }
 
+/**
+ * The pid of the running process that holds the lock file `file`, or null: none there, its
+ * process gone, or anything that is not a lock of ours in its place (read, never taken).
+ */
+export async function lockHolder(file: string): Promise<number | null> {
+  try {
+    const seen = await readLock(file);
+    return seen !== null && running(seen.pid, file) ? seen.pid : null;
+  } catch {
+    return null;
+  }
+}
+
 export type PidLock =
   /** Taken: `release` removes the file. */
   | { release: () => Promise<void> }

@@ -6,9 +6,9 @@
  */
 import path from 'node:path';
 import { DiskError, systemErrorText } from '../errors.js';
-import { takePidLock } from '../pid-lock.js';
+import { lockHolder, takePidLock } from '../pid-lock.js';
 import { withSuffix } from './names.js';
-import { makeFolders, toDiskError } from './fs-util.js';
+import { lstatOrNull, makeFolders, toDiskError } from './fs-util.js';
 
 export const LOCK_SUFFIX = '.tdl-lock';
 
@@ -54,4 +54,23 @@ export async function lockOutput(root: string): Promise<() => Promise<void>> {
     );
   }
   return lock.release;
+}
+
+/**
+ * Before the folders an output goes in are made: none of those still missing may be the output
+ * of a running tdl (its lock beside it), which writes a file of that name. `-o X/` made X a
+ * folder under a run of `-o X`, which then failed at its very end, its file unable to take the
+ * folder's name. OutputInUseError naming the run.
+ */
+export async function refuseFoldersInUse(dir: string): Promise<void> {
+  for (let d = path.resolve(dir); d !== path.dirname(d); d = path.dirname(d)) {
+    if ((await lstatOrNull(d)) !== null) return;
+    const pid = await lockHolder(withSuffix(d, LOCK_SUFFIX));
+    if (pid !== null) {
+      throw new OutputInUseError(
+        `${d} is the output of another tdl (pid ${pid}), which writes a file there: ` +
+          `it cannot become a folder; if none runs, delete ${withSuffix(d, LOCK_SUFFIX)}`,
+      );
+    }
+  }
 }

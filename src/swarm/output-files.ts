@@ -17,7 +17,7 @@ import type { Layout } from '../storage/layout.js';
 import { METADATA_SUFFIX, resumePath, withSuffix } from '../storage/names.js';
 import { planOutput, type OutputPlan } from '../storage/output.js';
 import { metadataThere } from '../storage/kept-metadata.js';
-import { lockOutput } from '../storage/lock.js';
+import { lockOutput, refuseFoldersInUse } from '../storage/lock.js';
 import { partsPath } from '../storage/parts.js';
 import type { Bitfield } from '../wire/bitfield.js';
 
@@ -75,6 +75,7 @@ export class OutputFiles {
     // The folders above the output that are missing (the lock goes in the last one).
     let madeParent: string | undefined;
     if (downloads) {
+      await refuseFoldersInUse(plan.parent);
       try {
         madeParent = await makeFolders(plan.parent);
       } catch (e) {

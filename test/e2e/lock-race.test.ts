@@ -122,3 +122,31 @@ describe('a seed on an output a download holds', () => {
     }
   }, 60_000);
 });
+
+describe('a folder in the place of a running download', () => {
+  it('is not made: `-o X/` while a download of `-o X` runs stops with exit 6', async () => {
+    const data = randomBytesSeeded(40_000, 'folder-in-use');
+    const t = makeTorrent({ name: 'one.bin', pieceLength: 16 * 1024, files: { data } });
+    const torrent = path.join(dir, 'one.torrent');
+    await writeFile(torrent, t.torrent);
+    // The run of `-o X`, which will give its file the name X.
+    const x = path.join(dir, 'x');
+    const release = await lockOutput(x);
+    try {
+      for (const o of [`${x}/`, `${x}/deeper/`, path.join(x, 'deeper', 'one.bin')]) {
+        const r = await runCli(['download', torrent, '-o', o, '--no-dht', '--port', '0']);
+        expect(r.code, r.stderr).toBe(6);
+        expect(r.stderr).toContain(
+          `tdl: ${x} is the output of another tdl (pid ${process.pid}), which writes a file there`,
+        );
+        expect(existsSync(x)).toBe(false);
+      }
+    } finally {
+      await release();
+    }
+    // That run gone, nothing stands in the way (no peer to be found there: exit 4).
+    const r = await runCli(['download', torrent, '-o', `${x}/`, '--no-dht', '--timeout', '1']);
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).not.toContain('another tdl');
+  }, 60_000);
+});
