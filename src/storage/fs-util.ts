@@ -217,7 +217,9 @@ export function toDiskError(e: unknown, what: string): DiskError {
             ? 'is a folder'
             : err.code === 'ENFILE'
               ? 'too many open files'
-              : systemErrorText(e);
+              : err.code === 'EMFILE'
+                ? "too many open files (this process's limit: raise it with ulimit -n)"
+                : systemErrorText(e);
   return new DiskError(`${what}: ${detail}`, { cause: e });
 }
 
@@ -475,11 +477,16 @@ class SyncHelper {
       detached: true,
       windowsHide: true,
     });
-    if (!this.child.stdin || !this.child.stdout) throw new Error('no pipes to the sync helper');
+    // First: a spawn that failed (EMFILE under a tiny `ulimit -n`) says so by an 'error' event
+    // on the next tick, which with no listener ended tdl with a stack trace.
     this.child.on('error', (e) => {
       log('sync helper: %s', e.message);
       this.end();
     });
+    if (!this.child.stdin || !this.child.stdout) {
+      this.dead = true;
+      throw new Error('no pipes to the sync helper');
+    }
     this.child.on('exit', () => this.end());
     this.child.stdin!.on('error', () => this.end());
     this.child.stdout!.setEncoding('latin1');
@@ -511,7 +518,7 @@ class SyncHelper {
     if (kill) this.child.kill('SIGKILL');
     if (this.dead) return;
     this.dead = true;
-    this.child.stdin!.end();
+    this.child.stdin?.end();
     for (const w of this.waiting.splice(0)) w(null);
     this.ref(false);
   }

@@ -1,3 +1,5 @@
+import type { ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { existsSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -201,6 +203,41 @@ describe('the sync helper', () => {
       stopSyncHelper();
       await cleanup();
     }
+  });
+});
+
+describe('the sync helper that cannot start', () => {
+  it('is no fault: the spawn error (EMFILE) is caught, and syncs go file by file', async (ctx) => {
+    if (!syncfsUsable()) ctx.skip();
+    // What spawn gives under a tiny `ulimit -n`: no pipes, and an 'error' event on the next tick.
+    const cp = process.getBuiltinModule('node:child_process');
+    const spawn = vi.spyOn(cp, 'spawn').mockImplementation(() => {
+      const child = Object.assign(new EventEmitter(), {
+        stdin: null,
+        stdout: null,
+        pid: undefined,
+        kill: () => true,
+        unref: () => {},
+      });
+      const e = Object.assign(new Error('spawn /bin/sh EMFILE'), { code: 'EMFILE' });
+      process.nextTick(() => child.emit('error', e));
+      return child as unknown as ChildProcess;
+    });
+    try {
+      startSyncHelper();
+      await new Promise((r) => setTimeout(r, 20));
+      expect(syncHelperPid()).toBeNull();
+    } finally {
+      spawn.mockRestore();
+      stopSyncHelper();
+    }
+  });
+
+  it('says how to raise the limit when a file cannot be opened for it', () => {
+    const e = Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' });
+    expect(toDiskError(e, 'cannot create /d/f.part').message).toBe(
+      "cannot create /d/f.part: too many open files (this process's limit: raise it with ulimit -n)",
+    );
   });
 });
 
