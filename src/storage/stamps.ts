@@ -95,7 +95,8 @@ export class Stamps {
     const gen = host.gen(i);
     const known = host.knownSize(i);
     const st = await host.statHandle(fd);
-    if (!host.ident.same(i, st)) return;
+    // Removed by someone (the handle still works on it): left for `look` to report.
+    if (!host.ident.same(i, st) || st.nlink === 0n) return;
     // The handle is tdl's own: what it names is the file tdl writes.
     host.ident.set(i, st);
     const size = Number(st.size);
@@ -109,11 +110,18 @@ export class Stamps {
   async refresh(fresh: readonly number[]): Promise<void> {
     const { host } = this;
     const stale = fresh.filter((i) => host.onDisk(i) && !this.fresh[i]);
+    let named = false;
     await eachLimited(stale, FS_PARALLEL, async (i) => {
       // Open: its handle tells (and names the inode tdl wrote, if not known yet).
       if (host.isOpen(i)) await host.withFile(i, (h) => this.fromHandle(i, h)).catch(() => {});
-      if (!this.fresh[i]) await this.look(i);
+      if (!this.fresh[i]) {
+        named = true;
+        await this.look(i);
+      }
     });
+    // A handle does not see its file's folder moved away (a single file, always open, was found
+    // gone only when its final name failed, after the whole download): one file, by its name.
+    if (!named && stale.length > 0) await this.look(stale[0]!);
   }
 
   /** lstat file `i` where tdl expects it, check it is still tdl's, and keep its stamp. */
@@ -130,7 +138,9 @@ export class Stamps {
     }
     const current = host.currentPath(i)!;
     const there = await host.lstat(current);
-    if (!there) throw new OutputChangedError(`${current} was removed during the download`);
+    if (!there) {
+      throw new OutputChangedError(`${current} was removed or moved during the download`);
+    }
     if (!there.isFile() || !host.ident.same(i, there)) {
       throw new OutputChangedError(`${current} was replaced by another file during the download`);
     }

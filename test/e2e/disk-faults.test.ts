@@ -433,4 +433,22 @@ describe('output changed by someone else during the run', () => {
     const r = await duringRun(6, (part) => unlink(part));
     expect(r.stderr).toMatch(/was removed/);
   });
+
+  // At the next checkpoint, not when the final name fails after the whole download.
+  for (const [what, act] of [
+    ['the file removed', (x: { part: string }) => unlink(x.part)],
+    ['its folder moved', (x: { outDir: string }) => rename(x.outDir, `${x.outDir}.moved`)],
+  ] as const) {
+    it(`a single file that stays open, ${what}: the download stops early`, async () => {
+      const size = 2 * 1024 * 1024;
+      const x = await setup({ seed: 7, rate: 256 * 1024, size });
+      const run = runCli(x.args());
+      await until('some data', () => x.s.served >= 300_000 && existsSync(x.part));
+      await act(x);
+      const r = await withTimeout(run, 'download');
+      expect(r.code, r.stderr).toBe(6);
+      expect(r.stderr).toContain(`${x.part} was removed or moved during the download`);
+      expect(x.s.served).toBeLessThan(size * 0.75);
+    });
+  }
 });
