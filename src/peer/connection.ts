@@ -223,6 +223,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private readonly timeouts: PeerTimeouts;
   private timer: NodeJS.Timeout | null = null;
   private timerReason = '';
+  /** Calls of `arm` so far: one between a timer's firing and its close means bytes came. */
+  private arms = 0;
   private keepalive: NodeJS.Timeout | null = null;
   private messagesSeen = 0;
   /** Control messages since `controlSince` (see MAX_CONTROL_MESSAGES). */
@@ -1046,6 +1048,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   }
 
   private arm(ms: number, reason: string): void {
+    this.arms++;
     // Re-arming on every chunk is hot: refresh the running timer when nothing else changed.
     if (this.timer && this.timerReason === reason) {
       this.timer.refresh();
@@ -1053,8 +1056,17 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     }
     if (this.timer) clearTimeout(this.timer);
     this.timerReason = reason;
-    this.timer = setTimeout(() => this.close(reason), ms);
-    this.timer.unref();
+    const timer = setTimeout(() => {
+      // Closed after one more turn of the event loop's reads, unless bytes came meanwhile (they
+      // re-arm it): a process stopped (SIGSTOP) longer than the timeout runs its due timers on
+      // waking before it reads what its peers sent while it was stopped.
+      const arms = this.arms;
+      setImmediate(() => {
+        if (this.timer === timer && this.arms === arms) this.close(reason);
+      });
+    }, ms);
+    timer.unref();
+    this.timer = timer;
   }
 }
 

@@ -82,6 +82,12 @@ export const MAX_HASH_FAILURES = 2;
 export const FRUITLESS_PIECES = 3;
 const TICK_MS = 500;
 /**
+ * Ticks this far apart mean the process did not run meanwhile (SIGSTOP, a system suspend): the
+ * peers' clocks move on by the gap (RequestScheduler.paused). A busy machine delays a tick by far
+ * less; taking such a delay for a pause would only spare the peers one check.
+ */
+const PAUSE_GAP_MS = 5_000;
+/**
  * How long the connections open at the end of a run may take to close gracefully (see
  * PeerConnection.close): about as long as the trackers' `stopped`, which runs beside it.
  */
@@ -140,6 +146,8 @@ export class Download extends EventEmitter<DownloadEvents> {
   /** Verified bytes over the last 3 s (the rate). */
   private readonly lastSeconds = new RateWindow(3_000);
   private ticker: NodeJS.Timeout | null = null;
+  /** When the last tick ran (see PAUSE_GAP_MS). */
+  private lastTickAt = Date.now();
   private chokeTimer: NodeJS.Timeout | null = null;
   private complete = false;
   private closed = false;
@@ -291,6 +299,7 @@ export class Download extends EventEmitter<DownloadEvents> {
   }
 
   private startSources(): void {
+    this.lastTickAt = Date.now();
     this.ticker = setInterval(() => this.tick(), TICK_MS);
     this.chokeTimer = setInterval(() => this.rechoke(), CHOKE_INTERVAL_MS);
     const listener = this.opts.listener;
@@ -1009,6 +1018,16 @@ export class Download extends EventEmitter<DownloadEvents> {
   private tick(): void {
     if (this.closed) return;
     const now = Date.now();
+    const gap = now - this.lastTickAt - TICK_MS;
+    this.lastTickAt = now;
+    if (gap > PAUSE_GAP_MS) {
+      // Woken: due timers run before the sockets are read, so what the peers sent meanwhile is
+      // still unread. This tick judges no one.
+      log('no tick for %d ms (the process was stopped): nobody is judged on that time', gap);
+      for (const s of this.sessions.values()) this.scheduler.paused(s.req, gap);
+      this.watch.paused(gap);
+      return;
+    }
     this.upload.tick(now);
     this.sharePeers(now);
     if (this.complete) {

@@ -36,6 +36,11 @@ export class ProgressWatch {
     this.lastAt = now;
   }
 
+  /** The process did not run for `gapMs` (see RequestScheduler.paused): not a stall. */
+  paused(gapMs: number): void {
+    this.lastAt += gapMs;
+  }
+
   /** A piece verified or stored, or a block received. */
   progress(now: number): void {
     this.lastAt = now;

@@ -39,7 +39,7 @@ import {
 } from '../../src/wire/messages.js';
 import { runCli, tempDir } from '../helpers/cli.js';
 import { compactPeers, startHttpTracker } from '../helpers/fake-tracker.js';
-import { startHostilePeer } from '../helpers/hostile-peer.js';
+import { startHostilePeer, type HostileConnection } from '../helpers/hostile-peer.js';
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -140,6 +140,49 @@ describe('peer wire caps', () => {
     const t0 = Date.now();
     expect(await closed).toBe('idle timeout');
     expect(Date.now() - t0).toBeLessThan(1_500);
+  });
+
+  it('a timeout falling due while bytes wait unread (the process was stopped) does not close', async () => {
+    const infoHash = Buffer.alloc(20, 8);
+    let peer: HostileConnection | undefined;
+    const p = await startHostilePeer(async (c) => {
+      await c.exchangeHandshakes(infoHash);
+      peer = c;
+      await c.closed;
+    });
+    closers.push(() => p.close());
+    const conn = new PeerConnection({
+      host: '127.0.0.1',
+      port: p.port,
+      infoHash,
+      peerId: Buffer.alloc(20, 1),
+      pieceCount: 4,
+      timeouts: { idleMs: 300 },
+    });
+    let reason: string | null = null;
+    conn.once('close', (r: string) => (reason = r));
+    await conn.connect();
+    conn.start(new Bitfield(4));
+    while (!peer) await new Promise((r) => setTimeout(r, 5));
+    // The peer's keep-alive goes into our socket (written at once), then this process runs
+    // nothing past the timeout, as a stopped one: on waking, due timers run before the sockets
+    // are read.
+    const sender = peer;
+    await new Promise<void>((resolve) =>
+      // From the event loop's last phase: the next turn starts with its timers.
+      setImmediate(() => {
+        void sender.send({ type: 'keep-alive' });
+        const until = Date.now() + 400;
+        while (Date.now() < until) {
+          // stopped
+        }
+        resolve();
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    expect(reason).toBeNull();
+    expect(conn.state).toBe('open');
+    conn.close('done');
   });
 });
 
