@@ -356,11 +356,18 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
     // are dialled and unchoke us while it is written, but no block is asked for before it is
     // (`ready`); if it cannot be written (folder not writable, disk full), the download stops
     // with its error having fetched nothing.
-    if (!complete) writer = new ResumeWriter(resumeFile, meta, storage, check.have);
-    const w = writer;
     // Boundary pieces to copy from the parts file (the selection grew) are served from the files
-    // once copied: then peers wait for it all, as before.
-    const copying = storage.piecesToCopy(check.have).length > 0;
+    // once copied: then peers wait for it all, as before. Until they are written, no checkpoint
+    // says the files hold them: one that did, with the parts file deleted since (as the README
+    // allows), had a later start trust a file that held other bytes there.
+    const toCopy = storage.piecesToCopy(check.have);
+    const copying = toCopy.length > 0;
+    if (!complete) {
+      const recorded = new Bitfield(layout.pieceCount, check.have.toBuffer());
+      for (const p of toCopy) recorded.clear(p);
+      writer = new ResumeWriter(resumeFile, meta, storage, recorded);
+    }
+    const w = writer;
     const ready = (async () => {
       if (w) {
         await w.checkpoint();
@@ -369,6 +376,7 @@ export async function download(o: ClientOptions): Promise<ClientResult> {
         storage.setBeforeWrite((index) => w.intent(index));
       }
       await out.copyFromParts(check.have);
+      for (const p of toCopy) w?.markWritten(p);
     })();
     // Its failure is the download's (run() rejects with it).
     ready.catch(() => {});

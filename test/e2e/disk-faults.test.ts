@@ -33,6 +33,12 @@ const faults = vi.hoisted(() => {
     readOnlyDir: '',
     /** Descriptors of files opened under `root` (for the synchronous writes). */
     fds: new Set<number>(),
+    /** The path each of `fds` was opened at. */
+    paths: new Map<number, string>(),
+    /** Writes to a file whose path ends so fail at once with ENOSPC, nothing written. */
+    fullFor: '',
+    /** A write to `fd` that `fullFor` refuses. */
+    refuses: (fd: number): boolean => f.fullFor !== '' && !!f.paths.get(fd)?.endsWith(f.fullFor),
     under: (p: unknown): boolean => f.root !== '' && String(p).startsWith(`${f.root}/`),
     inReadOnly: (p: unknown): boolean => {
       const s = String(p);
@@ -74,6 +80,7 @@ vi.mock('node:fs', async (importOriginal) => {
     position: number,
   ) => {
     if (!faults.fds.has(fd)) return real.writeSync(fd, buf, offset, length, position);
+    if (faults.refuses(fd)) throw simulated('ENOSPC', 'write');
     const n = faults.reserve(length);
     if (n === null) throw simulated('ENOSPC', 'write');
     const written = real.writeSync(fd, buf, offset, n, position);
@@ -98,6 +105,7 @@ vi.mock('node:fs', async (importOriginal) => {
     if (refused(p, flags)) throw simulated('EACCES', 'open', p);
     const fd = real.openSync(p, flags, mode);
     if (under(p)) faults.fds.add(fd);
+    if (under(p)) faults.paths.set(fd, String(p));
     return fd;
   }) as typeof real.openSync;
   const open = ((
@@ -109,6 +117,7 @@ vi.mock('node:fs', async (importOriginal) => {
     if (refused(p, flags)) return process.nextTick(cb, simulated('EACCES', 'open', p), -1);
     real.open(p, flags, mode, (e, fd) => {
       if (!e && under(p)) faults.fds.add(fd);
+      if (!e && under(p)) faults.paths.set(fd, String(p));
       cb(e, fd);
     });
   }) as unknown as typeof real.open;
@@ -129,6 +138,7 @@ vi.mock('node:fs', async (importOriginal) => {
     cb: (e: NodeJS.ErrnoException | null, n: number) => void,
   ) => {
     if (!faults.fds.has(fd)) return real.write(fd, buf, offset, length, position, cb);
+    if (faults.refuses(fd)) return process.nextTick(cb, simulated('ENOSPC', 'write'), 0);
     const n = faults.reserve(length);
     if (n === null) return process.nextTick(cb, simulated('ENOSPC', 'write'), 0);
     real.write(fd, buf, offset, n, position, (e, written) => {
@@ -234,8 +244,10 @@ afterEach(async () => {
   faults.root = '';
   faults.spaceLeft = Infinity;
   faults.readOnlyDir = '';
+  faults.fullFor = '';
   // Descriptor numbers are reused by the next test.
   faults.fds.clear();
+  faults.paths.clear();
   for (const c of closers.splice(0)) await c().catch(() => {});
   await chmodTree(dir).catch(() => {});
   await cleanup();
@@ -451,4 +463,57 @@ describe('output changed by someone else during the run', () => {
       expect(x.s.served).toBeLessThan(size * 0.75);
     });
   }
+});
+
+describe('a boundary piece copied from the parts file, the copy failing', () => {
+  it('is not recorded as on disk: the parts file deleted, a later run fetches it again', async () => {
+    // f1 ends inside piece 1, whose other bytes are f2's.
+    const files = [50_000, 70_000, 100_000].map((n, i) => ({
+      path: [`f${i + 1}.bin`],
+      data: randomBytesSeeded(n, `copy-fails-${i}`),
+    }));
+    const t = makeTorrent({ name: 'three', pieceLength: PIECE, files });
+    const tp = path.join(dir, 't.torrent');
+    await writeFile(tp, t.torrent);
+    const out = path.join(dir, 'three');
+    const seeder = async (pieces?: (i: number) => boolean) => {
+      const s = await startFakeSeeder({
+        infoHash: t.infoHash,
+        data: t.data,
+        pieceLength: PIECE,
+        pieces,
+      });
+      closers.push(() => s.close());
+      return ['--peer', `127.0.0.1:${s.port}`, '--no-listen', '--no-dht'];
+    };
+    // 1. The whole torrent without pieces 1 and 6: f2.bin.part holds a hole in piece 1's place.
+    const r1 = await runCli([
+      'download',
+      tp,
+      '-o',
+      out,
+      '--timeout',
+      '2',
+      ...(await seeder((i) => i !== 1 && i !== 6)),
+    ]);
+    expect(r1.code, r1.stderr).toBe(5);
+    // 2. f1 alone: piece 1 fetched, its f2 bytes kept in three.tdl-parts only.
+    const r2 = await runCli(['download', tp, '-o', out, '--select', '1', ...(await seeder())]);
+    expect(r2.code, r2.stderr).toBe(0);
+    // 3. Every file (piece 6 still to fetch: a resume file is kept), the disk full for
+    //    f2.bin.part: the copy into it fails before it writes a byte, after the first checkpoint.
+    faults.fullFor = 'f2.bin.part';
+    const r3 = await runCli(['download', tp, '-o', out, ...(await seeder())]);
+    expect(r3.code, r3.stderr).toBe(6);
+    expect(r3.stderr).toMatch(/no space left on device/);
+    faults.fullFor = '';
+    // 4. The parts file deleted (the README allows it), then every file again: f2's bytes of
+    //    piece 1 come from the seeder, not from a record that the file held them.
+    await unlink(`${out}.tdl-parts`);
+    const r4 = await runCli(['download', tp, '-o', out, ...(await seeder())]);
+    expect(r4.code, r4.stderr).toBe(0);
+    for (const f of files) {
+      expect((await readFile(path.join(out, ...f.path))).equals(f.data), f.path[0]).toBe(true);
+    }
+  });
 });
