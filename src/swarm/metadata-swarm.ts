@@ -358,7 +358,9 @@ export class MetadataSwarm extends EventEmitter<{ warning: [string]; progress: [
           state.rawExt = payload.length <= MAX_KEPT_EXT_HANDSHAKE ? Buffer.from(payload) : null;
           this.answered.set(conn.address, { host: conn.host, port: conn.port });
           if (peerExtensionId(state.ext, UT_PEX) !== undefined) {
-            state.pex = new PexPeer({ host: conn.host, port: conn.port });
+            // A repeated extension handshake keeps the PEX state: a new one each time reset the
+            // once-a-minute limit (100 addresses taken per handshake and message pair).
+            state.pex ??= new PexPeer({ host: conn.host, port: conn.port });
           }
           const size = state.ext.metadataSize;
           if (peerExtensionId(state.ext, UT_METADATA) !== undefined && size !== undefined) {
