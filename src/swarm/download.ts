@@ -537,8 +537,8 @@ export class Download extends EventEmitter<DownloadEvents> {
    * handshake (`extHandshake`, received before) read first.
    */
   private admit(conn: PeerConnection, cand: Candidate, extHandshake: Buffer | null = null): void {
-    const replaced = this.replacedTwin(conn);
     let twin = conn.state === 'open' && !this.closed ? twinOf(conn, this.sessions.values()) : null;
+    const replaced = twin && replacesTwin(conn, twin, this.opts.peerId) ? twin : null;
     if (replaced) {
       // Both dialled at once: this one is kept on both sides, the other closed on both.
       this.drop(
